@@ -1,0 +1,65 @@
+//! The agent ABI, version 1: export names, import names, memory layouts and return codes.
+//!
+//! `docs/ABI.md` is the human-readable copy of this file; a change here is a change there,
+//! and any change to a layout bumps [`ABI_VERSION`].
+
+/// The ABI version this runtime speaks. A module's `lockstep_abi_version()` must return it.
+pub const ABI_VERSION: u32 = 1;
+
+/// Module name of every host import.
+pub const IMPORT_MODULE: &str = "lockstep";
+
+pub const EXPORT_MEMORY: &str = "memory";
+pub const EXPORT_ABI_VERSION: &str = "lockstep_abi_version";
+pub const EXPORT_IO_BUFFER: &str = "lockstep_io_buffer";
+pub const EXPORT_INIT: &str = "agent_init";
+pub const EXPORT_STEP: &str = "agent_step";
+pub const EXPORT_RECEIVE: &str = "agent_receive";
+pub const EXPORT_SHUTDOWN: &str = "agent_shutdown";
+
+pub const IMPORT_SEND: &str = "send";
+pub const IMPORT_TICK: &str = "tick";
+pub const IMPORT_SELF_ID: &str = "self_id";
+pub const IMPORT_RANDOM: &str = "random_u64";
+pub const IMPORT_LOG: &str = "log";
+pub const IMPORT_REPORT_PANIC: &str = "report_panic";
+
+/// Size of the guest-owned buffer the host writes contexts and messages into.
+pub const IO_BUFFER_BYTES: u32 = 65_536;
+
+/// Context passed to `agent_step`: 32 bytes, little-endian.
+pub const CONTEXT_BYTES: usize = 32;
+pub const CONTEXT_OFFSET_ABI_VERSION: usize = 0; // u32
+pub const CONTEXT_OFFSET_INBOX_LEN: usize = 4; // u32: messages delivered before this step, this tick
+pub const CONTEXT_OFFSET_TICK: usize = 8; // u64
+pub const CONTEXT_OFFSET_AGENT_ID: usize = 16; // u64
+pub const CONTEXT_OFFSET_MAX_AGENT_ID: usize = 24; // u64: highest agent id assigned so far
+
+/// Message header passed to `agent_receive`: 40 bytes, little-endian, payload follows.
+pub const MESSAGE_HEADER_BYTES: usize = 40;
+pub const MESSAGE_OFFSET_FROM: usize = 0; // u64, 0 = the host (JS)
+pub const MESSAGE_OFFSET_TO: usize = 8; // u64
+pub const MESSAGE_OFFSET_SEQ: usize = 16; // u64, per-sender sequence number
+pub const MESSAGE_OFFSET_KIND: usize = 24; // u32, user-defined tag
+pub const MESSAGE_OFFSET_PRIORITY: usize = 28; // i32, higher is delivered first
+pub const MESSAGE_OFFSET_PAYLOAD_LEN: usize = 32; // u32
+pub const MESSAGE_OFFSET_RESERVED: usize = 36; // u32, always 0
+
+/// Largest payload one message may carry: it must fit the io buffer behind its header.
+pub const MAX_PAYLOAD_BYTES: usize = IO_BUFFER_BYTES as usize - MESSAGE_HEADER_BYTES;
+
+/// Address of the host (the JS orchestrator). Agent ids start at 1.
+pub const HOST_ID: u64 = 0;
+
+/// Return codes of the `send` import.
+pub const SEND_OK: i32 = 0;
+pub const SEND_ERR_PAYLOAD_TOO_LARGE: i32 = -1;
+pub const SEND_ERR_OUTBOX_FULL: i32 = -2;
+
+/// Most messages one agent may send in one tick (init/shutdown count towards the tick after).
+pub const MAX_OUTBOX_PER_TICK: usize = 4_096;
+/// Most log lines one agent may write per call, and longest line kept (bytes).
+pub const MAX_LOG_LINES_PER_CALL: usize = 64;
+pub const MAX_LOG_LINE_BYTES: usize = 1_024;
+/// Longest panic message kept (bytes).
+pub const MAX_PANIC_MESSAGE_BYTES: usize = 4_096;

@@ -1,0 +1,124 @@
+//! Messages, their canonical delivery order, and the dead-letter queue.
+
+use std::cmp::Reverse;
+
+use crate::abi;
+
+pub type AgentId = u64;
+
+/// One message between agents, or between an agent and the host (id 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub from: AgentId,
+    pub to: AgentId,
+    /// Per-sender sequence number: the sender's n-th message since it was spawned.
+    pub seq: u64,
+    pub kind: u32,
+    pub priority: i32,
+    pub payload: Vec<u8>,
+}
+
+impl Message {
+    /// The order in which one recipient sees its messages of a tick: higher priority first,
+    /// then lower sender id, then lower sequence number. Every component of the key is decided
+    /// by the senders' own deterministic execution, never by thread timing.
+    pub fn delivery_key(&self) -> (Reverse<i32>, AgentId, u64) {
+        (Reverse(self.priority), self.from, self.seq)
+    }
+
+    /// Feeds the message, header and payload, into a hash in a fixed layout.
+    pub fn hash_into(&self, hasher: &mut blake3::Hasher) {
+        let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
+        self.write_header(&mut header);
+        hasher.update(&header);
+        hasher.update(&self.payload);
+    }
+
+    /// Writes the ABI message header (see `abi::MESSAGE_*`).
+    pub fn write_header(&self, out: &mut [u8; abi::MESSAGE_HEADER_BYTES]) {
+        out[abi::MESSAGE_OFFSET_FROM..][..8].copy_from_slice(&self.from.to_le_bytes());
+        out[abi::MESSAGE_OFFSET_TO..][..8].copy_from_slice(&self.to.to_le_bytes());
+        out[abi::MESSAGE_OFFSET_SEQ..][..8].copy_from_slice(&self.seq.to_le_bytes());
+        out[abi::MESSAGE_OFFSET_KIND..][..4].copy_from_slice(&self.kind.to_le_bytes());
+        out[abi::MESSAGE_OFFSET_PRIORITY..][..4].copy_from_slice(&self.priority.to_le_bytes());
+        let len = self.payload.len() as u32;
+        out[abi::MESSAGE_OFFSET_PAYLOAD_LEN..][..4].copy_from_slice(&len.to_le_bytes());
+        out[abi::MESSAGE_OFFSET_RESERVED..][..4].copy_from_slice(&0u32.to_le_bytes());
+    }
+}
+
+/// Sorts one recipient's messages into canonical delivery order.
+pub fn sort_for_delivery(inbox: &mut [Message]) {
+    // Routing appends in sender-id order already, so this is usually a linear check.
+    inbox.sort_by_key(Message::delivery_key);
+}
+
+/// Why a message could not be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// The recipient faulted (trap, fuel, memory cap) before the message reached it.
+    RecipientFaulted,
+    /// The recipient was shut down or killed.
+    RecipientStopped,
+    /// No agent ever had this id.
+    UnknownRecipient,
+    /// The recipient faulted while this message was being delivered or before its turn.
+    RecipientFaultedDuringDelivery,
+}
+
+impl DeadLetterReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::RecipientFaulted => "recipient_faulted",
+            Self::RecipientStopped => "recipient_stopped",
+            Self::UnknownRecipient => "unknown_recipient",
+            Self::RecipientFaultedDuringDelivery => "recipient_faulted_during_delivery",
+        }
+    }
+
+    pub fn tag(&self) -> u8 {
+        match self {
+            Self::RecipientFaulted => 1,
+            Self::RecipientStopped => 2,
+            Self::UnknownRecipient => 3,
+            Self::RecipientFaultedDuringDelivery => 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub tick: u64,
+    pub reason: DeadLetterReason,
+    pub message: Message,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(from: u64, seq: u64, priority: i32) -> Message {
+        Message { from, to: 9, seq, kind: 0, priority, payload: vec![] }
+    }
+
+    #[test]
+    fn delivery_order_is_priority_then_sender_then_seq() {
+        let mut inbox = vec![msg(3, 0, 0), msg(1, 1, 0), msg(2, 0, 5), msg(1, 0, 0), msg(0, 7, -1)];
+        sort_for_delivery(&mut inbox);
+        let order: Vec<_> = inbox.iter().map(|m| (m.priority, m.from, m.seq)).collect();
+        assert_eq!(order, vec![(5, 2, 0), (0, 1, 0), (0, 1, 1), (0, 3, 0), (-1, 0, 7)]);
+    }
+
+    #[test]
+    fn header_layout_matches_abi() {
+        let m = Message { from: 1, to: 2, seq: 3, kind: 4, priority: -5, payload: vec![1, 2, 3] };
+        let mut h = [0u8; abi::MESSAGE_HEADER_BYTES];
+        m.write_header(&mut h);
+        assert_eq!(u64::from_le_bytes(h[0..8].try_into().unwrap()), 1);
+        assert_eq!(u64::from_le_bytes(h[8..16].try_into().unwrap()), 2);
+        assert_eq!(u64::from_le_bytes(h[16..24].try_into().unwrap()), 3);
+        assert_eq!(u32::from_le_bytes(h[24..28].try_into().unwrap()), 4);
+        assert_eq!(i32::from_le_bytes(h[28..32].try_into().unwrap()), -5);
+        assert_eq!(u32::from_le_bytes(h[32..36].try_into().unwrap()), 3);
+    }
+}

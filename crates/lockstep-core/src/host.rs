@@ -1,0 +1,219 @@
+//! The host side of an agent's store: per-agent data and the host imports it may call.
+//!
+//! Every import validates guest pointers against the agent's memory before touching it; an
+//! invalid pointer faults the calling agent (HostCallViolation), never the host.
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
+
+use crate::abi;
+use crate::bus::{AgentId, Message};
+
+/// A line an agent logged through the `log` import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: u32,
+    pub text: String,
+}
+
+/// Data owned by one agent's `Store`.
+pub struct AgentHost {
+    pub id: AgentId,
+    pub tick: u64,
+    pub memory: Option<Memory>,
+    pub outbox: Vec<Message>,
+    pub next_seq: u64,
+    pub rng: ChaCha8Rng,
+    pub memory_limit_bytes: usize,
+    pub memory_limit_hit: bool,
+    pub panic_message: Option<String>,
+    pub violation: Option<String>,
+    pub logs: Vec<LogLine>,
+    logs_this_call: usize,
+}
+
+impl AgentHost {
+    pub fn new(id: AgentId, seed: u64, memory_limit_bytes: usize) -> Self {
+        // The agent's random stream depends only on the runtime seed and its id.
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        key[8..16].copy_from_slice(&id.to_le_bytes());
+        key[16..24].copy_from_slice(b"lockstep");
+        Self {
+            id,
+            tick: 0,
+            memory: None,
+            outbox: Vec::new(),
+            next_seq: 0,
+            rng: ChaCha8Rng::from_seed(key),
+            memory_limit_bytes,
+            memory_limit_hit: false,
+            panic_message: None,
+            violation: None,
+            logs: Vec::new(),
+            logs_this_call: 0,
+        }
+    }
+
+    /// Resets the per-call flags before the host calls into the agent.
+    pub fn begin_call(&mut self) {
+        self.logs_this_call = 0;
+    }
+}
+
+impl ResourceLimiter for AgentHost {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit_bytes {
+            // Trap rather than return -1: an agent that ignores a failed grow would corrupt
+            // itself silently. The flag classifies the resulting error as MemoryLimit.
+            self.memory_limit_hit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory cap of {} bytes reached (wanted {desired})",
+                self.memory_limit_bytes
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 65_536)
+    }
+}
+
+/// Returns `memory[ptr..ptr+len]` bounds, or records a violation naming the import.
+fn guest_range(memory_len: usize, ptr: i32, len: i32) -> Option<std::ops::Range<usize>> {
+    let start = ptr as u32 as usize;
+    let len = len as u32 as usize;
+    let end = start.checked_add(len)?;
+    (end <= memory_len).then_some(start..end)
+}
+
+fn violation(host: &mut AgentHost, import: &str, ptr: i32, len: i32, memory_len: usize) -> wasmtime::Error {
+    let text = format!(
+        "`{import}` was given pointer {} with length {} outside the agent's {memory_len}-byte memory",
+        ptr as u32, len as u32
+    );
+    host.violation = Some(text.clone());
+    wasmtime::Error::msg(text)
+}
+
+fn no_memory(host: &mut AgentHost, import: &str) -> wasmtime::Error {
+    let text = format!("`{import}` called before the agent's memory was bound");
+    host.violation = Some(text.clone());
+    wasmtime::Error::msg(text)
+}
+
+/// Defines every host import of ABI version 1 in `linker`.
+pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_SEND,
+        |mut caller: Caller<'_, AgentHost>, to: i64, kind: i32, priority: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            let Some(memory) = caller.data().memory else {
+                return Err(no_memory(caller.data_mut(), abi::IMPORT_SEND));
+            };
+            let (mem, host) = memory.data_and_store_mut(&mut caller);
+            let Some(range) = guest_range(mem.len(), ptr, len) else {
+                return Err(violation(host, abi::IMPORT_SEND, ptr, len, mem.len()));
+            };
+            if range.len() > abi::MAX_PAYLOAD_BYTES {
+                return Ok(abi::SEND_ERR_PAYLOAD_TOO_LARGE);
+            }
+            if host.outbox.len() >= abi::MAX_OUTBOX_PER_TICK {
+                return Ok(abi::SEND_ERR_OUTBOX_FULL);
+            }
+            let seq = host.next_seq;
+            host.next_seq += 1;
+            host.outbox.push(Message {
+                from: host.id,
+                to: to as u64,
+                seq,
+                kind: kind as u32,
+                priority,
+                payload: mem[range].to_vec(),
+            });
+            Ok(abi::SEND_OK)
+        },
+    )?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_TICK, |caller: Caller<'_, AgentHost>| -> i64 {
+        caller.data().tick as i64
+    })?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SELF_ID, |caller: Caller<'_, AgentHost>| -> i64 {
+        caller.data().id as i64
+    })?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_RANDOM, |mut caller: Caller<'_, AgentHost>| -> i64 {
+        caller.data_mut().rng.next_u64() as i64
+    })?;
+    linker.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_LOG,
+        |mut caller: Caller<'_, AgentHost>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let Some(memory) = caller.data().memory else {
+                return Err(no_memory(caller.data_mut(), abi::IMPORT_LOG));
+            };
+            let (mem, host) = memory.data_and_store_mut(&mut caller);
+            let Some(range) = guest_range(mem.len(), ptr, len) else {
+                return Err(violation(host, abi::IMPORT_LOG, ptr, len, mem.len()));
+            };
+            // Bounded: a chatty agent loses lines, never the host's memory.
+            if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL {
+                host.logs_this_call += 1;
+                let bytes = &mem[range.start..range.end.min(range.start + abi::MAX_LOG_LINE_BYTES)];
+                host.logs.push(LogLine { level: level as u32, text: String::from_utf8_lossy(bytes).into_owned() });
+            }
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_REPORT_PANIC,
+        |mut caller: Caller<'_, AgentHost>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let Some(memory) = caller.data().memory else {
+                return Err(no_memory(caller.data_mut(), abi::IMPORT_REPORT_PANIC));
+            };
+            let (mem, host) = memory.data_and_store_mut(&mut caller);
+            let Some(range) = guest_range(mem.len(), ptr, len) else {
+                return Err(violation(host, abi::IMPORT_REPORT_PANIC, ptr, len, mem.len()));
+            };
+            let bytes = &mem[range.start..range.end.min(range.start + abi::MAX_PANIC_MESSAGE_BYTES)];
+            host.panic_message = Some(String::from_utf8_lossy(bytes).into_owned());
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// Names of all imports `define_imports` provides, for load-time checks.
+pub const IMPORT_NAMES: &[&str] = &[
+    abi::IMPORT_SEND,
+    abi::IMPORT_TICK,
+    abi::IMPORT_SELF_ID,
+    abi::IMPORT_RANDOM,
+    abi::IMPORT_LOG,
+    abi::IMPORT_REPORT_PANIC,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_range_rejects_overflow_and_out_of_bounds() {
+        assert_eq!(guest_range(100, 0, 100), Some(0..100));
+        assert_eq!(guest_range(100, 90, 11), None);
+        assert_eq!(guest_range(100, -1, 1), None); // 0xffff_ffff
+        assert_eq!(guest_range(100, 50, -1), None);
+        assert_eq!(guest_range(100, 100, 0), Some(100..100));
+    }
+
+    #[test]
+    fn random_stream_depends_on_seed_and_id_only() {
+        let mut a = AgentHost::new(7, 42, 1 << 20);
+        let mut b = AgentHost::new(7, 42, 1 << 20);
+        let mut c = AgentHost::new(8, 42, 1 << 20);
+        let (x, y, z) = (a.rng.next_u64(), b.rng.next_u64(), c.rng.next_u64());
+        assert_eq!(x, y);
+        assert_ne!(x, z);
+    }
+}

@@ -1,0 +1,27 @@
+//! lockstep-core: a deterministic multi-agent runtime.
+//!
+//! Data flow, one module each:
+//! `sandbox` (wasm modules → isolated agent instances) → `scheduler` (one tick: deliver, step,
+//! route) → `bus` (messages, canonical order, dead letters) → `replay_log`/`replay` (everything
+//! that enters is recorded; a replay verifies every tick hash). `runtime` ties them together;
+//! `abi` is the contract with agents (docs/ABI.md).
+
+pub mod abi;
+pub mod bus;
+pub mod error;
+pub mod event;
+pub mod fault;
+pub mod host;
+pub mod replay;
+pub mod replay_log;
+pub mod runtime;
+pub mod sandbox;
+pub mod scheduler;
+
+pub use bus::{AgentId, DeadLetter, DeadLetterReason, Message};
+pub use error::{Digest, LockstepError, Result};
+pub use event::Event;
+pub use fault::{AbiCall, AgentState, Fault, FaultKind};
+pub use replay::{replay, Divergence, DivergenceKind, ReplayReport};
+pub use runtime::{AgentInfo, DeepHash, Runtime, RuntimeConfig};
+pub use scheduler::TickReport;

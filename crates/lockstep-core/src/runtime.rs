@@ -1,0 +1,502 @@
+//! The runtime: the one object an embedder holds. It owns the sandbox, the agents, the
+//! clock, the queues and the recorder, and is the only place external input enters.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::abi;
+use crate::bus::{AgentId, DeadLetter, DeadLetterReason, Message};
+use crate::error::{Digest, LockstepError, Result};
+use crate::event::Event;
+use crate::fault::AgentState;
+use crate::replay_log::{self, Record, SessionConfig};
+use crate::sandbox::{AgentModule, Sandbox, SandboxConfig};
+use crate::scheduler::{self, AgentSlot, Sinks, TickReport};
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Worker threads for stepping agents; 1 = everything on the calling thread.
+    pub workers: usize,
+    /// Fuel per ABI call (0 disables fuel metering; then only the deadline stops loops).
+    pub fuel_per_call: u64,
+    /// Cap on each agent's linear memory, bytes.
+    pub memory_limit_bytes: u64,
+    /// Seed of every agent's random stream.
+    pub seed: u64,
+    /// Most agents alive at once (pooling allocator slots).
+    pub max_agents: u32,
+    /// Wall-clock backstop per ABI call, milliseconds.
+    pub deadline_ms: u64,
+    /// Deep hash (every memory) every this many ticks; 0 = only on demand.
+    pub checkpoint_interval_ticks: u64,
+    /// Record a replay log from the start.
+    pub record: bool,
+    /// Most events kept for `drain_events`; older ones are dropped and counted.
+    pub max_events: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            fuel_per_call: 10_000_000,
+            memory_limit_bytes: 16 << 20,
+            seed: 0,
+            max_agents: 16_384,
+            deadline_ms: 1_000,
+            checkpoint_interval_ticks: 100,
+            record: true,
+            max_events: 100_000,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    pub fn session(&self) -> SessionConfig {
+        SessionConfig {
+            seed: self.seed,
+            fuel_per_call: self.fuel_per_call,
+            memory_limit_bytes: self.memory_limit_bytes,
+            max_agents: self.max_agents,
+            deadline_ms: self.deadline_ms,
+            checkpoint_interval_ticks: self.checkpoint_interval_ticks,
+        }
+    }
+}
+
+/// A snapshot of one agent for `inspect`.
+#[derive(Debug, Clone)]
+pub struct AgentInfo {
+    pub id: AgentId,
+    pub module: Digest,
+    pub state: AgentState,
+    pub steps: u64,
+    pub messages_received: u64,
+    pub messages_sent: u64,
+    pub inbox_len: usize,
+    pub memory_bytes: usize,
+    pub fuel_consumed: u64,
+}
+
+/// The result of a deep hash: the whole and each agent's part.
+#[derive(Debug, Clone)]
+pub struct DeepHash {
+    pub tick: u64,
+    pub hash: Digest,
+    pub agents: Vec<(AgentId, [u8; 8])>,
+}
+
+struct Recorder {
+    log: Vec<u8>,
+    modules_written: std::collections::BTreeSet<Digest>,
+}
+
+pub struct Runtime {
+    config: RuntimeConfig,
+    sandbox: Sandbox,
+    pool: Option<rayon::ThreadPool>,
+    modules: BTreeMap<Digest, Arc<AgentModule>>,
+    slots: Vec<AgentSlot>,
+    tick: u64,
+    last_hash: Digest,
+    last_fuel: u64,
+    /// External inputs since the last tick, folded into the next tick hash.
+    input_hasher: blake3::Hasher,
+    pending: Vec<Message>,
+    host_seq: u64,
+    host_outbox: Vec<Message>,
+    dead_letters: Vec<DeadLetter>,
+    events: Vec<Event>,
+    events_dropped: u64,
+    recorder: Option<Recorder>,
+    session_started: bool,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Self> {
+        if config.workers == 0 || config.workers > 256 {
+            return Err(LockstepError::InvalidConfig { reason: format!("workers must be 1..=256, got {}", config.workers) });
+        }
+        let sandbox = Sandbox::new(SandboxConfig {
+            fuel_per_call: config.fuel_per_call,
+            memory_limit_bytes: config.memory_limit_bytes,
+            max_agents: config.max_agents,
+            deadline_ms: config.deadline_ms,
+        })?;
+        let pool = if config.workers > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(config.workers)
+                    .thread_name(|i| format!("lockstep-worker-{i}"))
+                    .build()
+                    .map_err(|e| LockstepError::InvalidConfig { reason: format!("worker pool: {e}") })?,
+            )
+        } else {
+            None
+        };
+        let mut rt = Self {
+            sandbox,
+            pool,
+            modules: BTreeMap::new(),
+            slots: Vec::new(),
+            tick: 0,
+            last_hash: Digest::default(),
+            last_fuel: 0,
+            input_hasher: blake3::Hasher::new(),
+            pending: Vec::new(),
+            host_seq: 0,
+            host_outbox: Vec::new(),
+            dead_letters: Vec::new(),
+            events: Vec::new(),
+            events_dropped: 0,
+            recorder: None,
+            session_started: false,
+            config,
+        };
+        if rt.config.record {
+            rt.start_recording()?;
+        }
+        Ok(rt)
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// The number of the next tick to run (ticks run so far).
+    pub fn current_tick(&self) -> u64 {
+        self.tick
+    }
+
+    /// Hash chained over every tick so far (all zeros before the first tick).
+    pub fn state_hash(&self) -> Digest {
+        self.last_hash
+    }
+
+    // ----- recording -------------------------------------------------------------------------
+
+    pub fn start_recording(&mut self) -> Result<()> {
+        if self.session_started {
+            return Err(LockstepError::RecordingMidSession);
+        }
+        let mut log = Vec::new();
+        replay_log::write_header(&mut log);
+        Record::Config(self.config.session()).encode(&mut log);
+        self.recorder = Some(Recorder { log, modules_written: Default::default() });
+        Ok(())
+    }
+
+    /// Stops recording and returns the log.
+    pub fn stop_recording(&mut self) -> Result<Vec<u8>> {
+        self.recorder.take().map(|r| r.log).ok_or(LockstepError::NotRecording)
+    }
+
+    /// The log recorded so far (recording continues).
+    pub fn replay_log(&self) -> Result<&[u8]> {
+        self.recorder.as_ref().map(|r| r.log.as_slice()).ok_or(LockstepError::NotRecording)
+    }
+
+    pub fn is_recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+
+    fn record(&mut self, record: Record) {
+        if let Some(r) = self.recorder.as_mut() {
+            record.encode(&mut r.log);
+        }
+    }
+
+    // ----- modules and agents ----------------------------------------------------------------
+
+    /// Compiles and validates a module; the same bytes load once.
+    pub fn load_module(&mut self, bytes: Vec<u8>) -> Result<Digest> {
+        let hash = Digest(*blake3::hash(&bytes).as_bytes());
+        if !self.modules.contains_key(&hash) {
+            let module = AgentModule::compile(&self.sandbox, bytes)?;
+            self.modules.insert(hash, Arc::new(module));
+        }
+        Ok(hash)
+    }
+
+    /// Spawns an agent from a loaded module and runs its `agent_init`. A fault in init is
+    /// contained: the agent exists, faulted, and a fault event says why.
+    pub fn spawn(&mut self, module: Digest) -> Result<AgentId> {
+        let m = self.modules.get(&module).cloned().ok_or_else(|| LockstepError::InvalidModule {
+            reason: format!("module {module} is not loaded; call loadModule first"),
+        })?;
+        if self.slots.len() >= self.config.max_agents as usize {
+            return Err(LockstepError::AgentLimit { max: self.config.max_agents });
+        }
+        let id = self.slots.len() as AgentId + 1;
+        let mut instance = Box::new(m.instantiate(&self.sandbox, id, self.config.seed)?);
+        self.session_started = true;
+        if let Some(r) = self.recorder.as_mut() {
+            if r.modules_written.insert(module) {
+                Record::Module { hash: module, bytes: m.bytes.to_vec() }.encode(&mut r.log);
+            }
+        }
+        self.record(Record::Spawn { tick: self.tick, module, agent: id });
+        self.input_hasher.update(b"spawn");
+        self.input_hasher.update(&id.to_le_bytes());
+        self.input_hasher.update(&module.0);
+        let init = instance.call_init(self.tick);
+        let mut slot = AgentSlot::new(id, module, instance);
+        self.push_event(Event::Spawned { tick: self.tick, agent: id, module });
+        if let Err(fault) = init {
+            self.input_hasher.update(&[0xFA, fault.kind.tag()]);
+            slot.state = AgentState::Faulted(fault.clone());
+            self.push_event(Event::Fault { tick: self.tick, agent: id, fault });
+        }
+        self.slots.push(slot);
+        Ok(id)
+    }
+
+    /// Loads (if needed) and spawns in one call.
+    pub fn spawn_bytes(&mut self, bytes: Vec<u8>) -> Result<AgentId> {
+        let hash = self.load_module(bytes)?;
+        self.spawn(hash)
+    }
+
+    fn slot(&self, id: AgentId) -> Result<&AgentSlot> {
+        self.slots.get((id as usize).wrapping_sub(1)).ok_or(LockstepError::UnknownAgent { id })
+    }
+
+    fn slot_mut(&mut self, id: AgentId) -> Result<&mut AgentSlot> {
+        self.slots.get_mut((id as usize).wrapping_sub(1)).ok_or(LockstepError::UnknownAgent { id })
+    }
+
+    /// Queues a message from the host (id 0) for delivery at the next tick. A message to an
+    /// agent that is no longer running is accepted and lands in the dead-letter queue.
+    pub fn send(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) -> Result<()> {
+        if payload.len() > abi::MAX_PAYLOAD_BYTES {
+            return Err(LockstepError::MessageTooLarge { len: payload.len(), max: abi::MAX_PAYLOAD_BYTES });
+        }
+        self.slot(to)?;
+        self.session_started = true;
+        self.record(Record::Send { tick: self.tick, to, kind, priority, payload: payload.clone() });
+        let m = Message { from: abi::HOST_ID, to, seq: self.host_seq, kind, priority, payload };
+        self.host_seq += 1;
+        self.input_hasher.update(b"send");
+        m.hash_into(&mut self.input_hasher);
+        self.pending.push(m);
+        Ok(())
+    }
+
+    /// Calls `agent_shutdown` now; what it sends is routed at the next tick. The agent's
+    /// undelivered messages go to the dead-letter queue.
+    pub fn shutdown(&mut self, id: AgentId) -> Result<()> {
+        let tick = self.tick;
+        let slot = self.slot(id)?;
+        if !slot.state.is_running() {
+            return Err(LockstepError::AgentNotRunning { id, state: slot.state.name().into() });
+        }
+        self.session_started = true;
+        self.record(Record::Shutdown { tick, agent: id });
+        self.input_hasher.update(b"shutdown");
+        self.input_hasher.update(&id.to_le_bytes());
+        let slot = self.slot_mut(id)?;
+        let mut instance = slot.instance.take();
+        let result = instance.as_mut().map(|i| i.call_shutdown(tick)).unwrap_or(Ok(()));
+        let mut sent = instance.map(|mut i| std::mem::take(&mut i.host_mut().outbox)).unwrap_or_default();
+        slot.messages_sent += sent.len() as u64;
+        let inbox = std::mem::take(&mut slot.inbox);
+        match &result {
+            Ok(()) => slot.state = AgentState::Stopped,
+            Err(fault) => slot.state = AgentState::Faulted(fault.clone()),
+        }
+        match result {
+            Ok(()) => self.push_event(Event::Stopped { tick, agent: id }),
+            Err(fault) => {
+                self.input_hasher.update(&[0xFA, fault.kind.tag()]);
+                self.push_event(Event::Fault { tick, agent: id, fault });
+            }
+        }
+        for m in &sent {
+            m.hash_into(&mut self.input_hasher);
+        }
+        self.pending.append(&mut sent);
+        for m in inbox {
+            self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);
+        }
+        Ok(())
+    }
+
+    /// Stops an agent at once, without calling `agent_shutdown`.
+    pub fn kill(&mut self, id: AgentId) -> Result<()> {
+        let tick = self.tick;
+        let slot = self.slot(id)?;
+        if !slot.state.is_running() {
+            return Err(LockstepError::AgentNotRunning { id, state: slot.state.name().into() });
+        }
+        self.session_started = true;
+        self.record(Record::Kill { tick, agent: id });
+        self.input_hasher.update(b"kill");
+        self.input_hasher.update(&id.to_le_bytes());
+        let slot = self.slot_mut(id)?;
+        slot.state = AgentState::Killed;
+        slot.instance = None;
+        let inbox = std::mem::take(&mut slot.inbox);
+        self.push_event(Event::Killed { tick, agent: id });
+        for m in inbox {
+            self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, tick: u64, reason: DeadLetterReason, message: Message) {
+        self.push_event(Event::DeadLetter { tick, reason, from: message.from, to: message.to, seq: message.seq, kind: message.kind });
+        self.dead_letters.push(DeadLetter { tick, reason, message });
+    }
+
+    fn push_event(&mut self, e: Event) {
+        self.events.push(e);
+        self.trim_events();
+    }
+
+    fn trim_events(&mut self) {
+        if self.events.len() > self.config.max_events {
+            let excess = self.events.len() - self.config.max_events;
+            self.events.drain(..excess);
+            self.events_dropped += excess as u64;
+        }
+    }
+
+    // ----- the clock -------------------------------------------------------------------------
+
+    /// Runs one tick and returns what it did.
+    pub fn tick(&mut self) -> TickReport {
+        let tick = self.tick;
+        self.session_started = true;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&self.last_hash.0);
+        hasher.update(&tick.to_le_bytes());
+        hasher.update(self.input_hasher.finalize().as_bytes());
+        self.input_hasher = blake3::Hasher::new();
+
+        // Host messages enter the inboxes (or the dead-letter queue) before anyone steps.
+        let pending = std::mem::take(&mut self.pending);
+        let mut pre = TickReport {
+            tick,
+            hash: Digest::default(),
+            agents_stepped: 0,
+            messages_delivered: 0,
+            messages_routed: 0,
+            dead_letters: 0,
+            faults: 0,
+            fuel: 0,
+            parallel: false,
+            agent_digests: vec![],
+        };
+        for m in pending {
+            scheduler::route(&mut self.slots, m, tick, &mut hasher, &mut pre, &mut self.dead_letters, &mut self.host_outbox, &mut self.events);
+        }
+
+        let running = self.slots.iter().filter(|s| s.state.is_running()).count();
+        let parallel = self.pool.is_some() && (running >= scheduler::PARALLEL_MIN_AGENTS || self.last_fuel >= scheduler::PARALLEL_MIN_FUEL);
+        scheduler::run_agents(&mut self.slots, tick, if parallel { self.pool.as_ref() } else { None });
+        let mut report = scheduler::settle(
+            &mut self.slots,
+            tick,
+            hasher,
+            Sinks { host_outbox: &mut self.host_outbox, dead_letters: &mut self.dead_letters, events: &mut self.events },
+        );
+        self.trim_events();
+        report.parallel = parallel;
+        report.dead_letters += pre.dead_letters;
+        self.last_fuel = report.fuel;
+        self.last_hash = report.hash;
+        self.tick += 1;
+        if self.recorder.is_some() {
+            self.record(Record::TickEnd { tick, hash: report.hash, agents: report.agent_digests.clone() });
+            let every = self.config.checkpoint_interval_ticks;
+            if every > 0 && self.tick % every == 0 {
+                self.checkpoint();
+            }
+        }
+        report
+    }
+
+    /// Runs `n` ticks; returns the last report.
+    pub fn run(&mut self, n: u64) -> Option<TickReport> {
+        (0..n).map(|_| self.tick()).last()
+    }
+
+    /// Hashes every agent's memory, globals and host state (in parallel where a pool exists).
+    pub fn deep_hash(&mut self) -> DeepHash {
+        let hash_one = |s: &mut AgentSlot| -> (AgentId, [u8; 32]) {
+            let mut h = blake3::Hasher::new();
+            h.update(&s.id.to_le_bytes());
+            h.update(s.state.name().as_bytes());
+            h.update(&(s.inbox.len() as u64).to_le_bytes());
+            if let Some(i) = s.instance.as_mut() {
+                i.deep_hash_into(&mut h);
+            }
+            (s.id, *h.finalize().as_bytes())
+        };
+        let parts: Vec<_> = match &self.pool {
+            Some(pool) => pool.install(|| self.slots.par_iter_mut().map(hash_one).collect()),
+            None => self.slots.iter_mut().map(hash_one).collect(),
+        };
+        let mut whole = blake3::Hasher::new();
+        whole.update(&self.last_hash.0);
+        let mut agents = Vec::with_capacity(parts.len());
+        for (id, d) in parts {
+            whole.update(&d);
+            let mut short = [0u8; 8];
+            short.copy_from_slice(&d[..8]);
+            agents.push((id, short));
+        }
+        DeepHash { tick: self.tick, hash: Digest(*whole.finalize().as_bytes()), agents }
+    }
+
+    /// Deep hash, recorded in the log so a replay verifies it at the same point.
+    pub fn checkpoint(&mut self) -> DeepHash {
+        let d = self.deep_hash();
+        self.record(Record::Checkpoint { tick: d.tick, hash: d.hash, agents: d.agents.clone() });
+        d
+    }
+
+    // ----- reading results -------------------------------------------------------------------
+
+    pub fn inspect(&self, id: AgentId) -> Result<AgentInfo> {
+        let s = self.slot(id)?;
+        Ok(AgentInfo {
+            id,
+            module: s.module,
+            state: s.state.clone(),
+            steps: s.steps,
+            messages_received: s.messages_received,
+            messages_sent: s.messages_sent,
+            inbox_len: s.inbox.len(),
+            memory_bytes: s.instance.as_ref().map(|i| i.memory_bytes()).unwrap_or(0),
+            fuel_consumed: s.instance.as_ref().map(|i| i.fuel_consumed).unwrap_or(0),
+        })
+    }
+
+    pub fn agent_ids(&self) -> Vec<AgentId> {
+        self.slots.iter().map(|s| s.id).collect()
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    pub fn drain_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead_letters)
+    }
+
+    /// Messages agents addressed to the host (id 0), in routing order.
+    pub fn drain_host_messages(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.host_outbox)
+    }
+}

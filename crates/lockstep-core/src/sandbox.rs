@@ -1,0 +1,406 @@
+//! The wasm sandbox: one shared `Engine`, modules compiled and linked once (`InstancePre`), one
+//! `Store` per agent with a memory cap, a fuel budget per call and an epoch deadline.
+//!
+//! Data flow: bytes --[AgentModule::compile]--> AgentModule --[instantiate]--> AgentInstance,
+//! whose `call_*` methods run one ABI function and classify any failure as a `Fault`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{
+    Config, Engine, ExternType, Instance, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
+    PoolingAllocationConfig, Store, Trap, TypedFunc, ValType,
+};
+
+use crate::abi;
+use crate::bus::{AgentId, Message};
+use crate::error::{Digest, LockstepError, Result};
+use crate::fault::{AbiCall, Fault, FaultKind};
+use crate::host::{self, AgentHost};
+
+/// Limits every agent of a runtime runs under.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Fuel per ABI call; 0 turns fuel metering off (then only the deadline stops a loop).
+    pub fuel_per_call: u64,
+    /// Cap on one agent's linear memory, bytes.
+    pub memory_limit_bytes: u64,
+    /// Slots in the pooling allocator: the most agents alive at once.
+    pub max_agents: u32,
+    /// Wall-clock backstop per ABI call, milliseconds.
+    pub deadline_ms: u64,
+}
+
+/// How often the epoch ticker advances the engine's epoch.
+const EPOCH_PERIOD_MS: u64 = 5;
+
+/// Advances the engine epoch on a background thread, so a call that runs past its deadline
+/// is interrupted even when fuel metering is off. Stops when dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("lockstep-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(EPOCH_PERIOD_MS));
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        Self { stop, handle }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<AgentHost>,
+    config: SandboxConfig,
+    _ticker: EpochTicker,
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Result<Self> {
+        if config.memory_limit_bytes < 65_536 * 2 {
+            return Err(LockstepError::InvalidConfig {
+                reason: format!("memoryLimitBytes {} is below the 128 KiB minimum (two wasm pages)", config.memory_limit_bytes),
+            });
+        }
+        if config.memory_limit_bytes > 4 << 30 {
+            return Err(LockstepError::InvalidConfig {
+                reason: format!("memoryLimitBytes {} exceeds the 4 GiB a wasm32 memory can address", config.memory_limit_bytes),
+            });
+        }
+        if config.max_agents == 0 {
+            return Err(LockstepError::InvalidConfig { reason: "maxAgents must be at least 1".into() });
+        }
+        if config.deadline_ms == 0 {
+            return Err(LockstepError::InvalidConfig { reason: "deadlineMs must be at least 1".into() });
+        }
+        let mut c = Config::new();
+        // Determinism: metered execution, canonical NaNs, no threads, deterministic relaxed SIMD.
+        c.consume_fuel(config.fuel_per_call > 0);
+        c.epoch_interruption(true);
+        c.cranelift_nan_canonicalization(true);
+        // wasm threads: not compiled in (wasmtime's `threads` feature is off), so never enabled.
+        c.shared_memory(false);
+        c.relaxed_simd_deterministic(true);
+        // A small reservation per memory instead of wasmtime's 4 GiB default: 10,000 agents
+        // would otherwise reserve ~40 TiB of address space.
+        let limit = config.memory_limit_bytes;
+        c.memory_reservation(limit);
+        c.memory_guard_size(65_536);
+        c.memory_reservation_for_growth(0);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_memories(config.max_agents)
+            .total_tables(config.max_agents)
+            .total_core_instances(config.max_agents)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .max_memory_size(limit as usize)
+            .table_elements(10_000);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&c).map_err(|e| LockstepError::InvalidConfig { reason: format!("wasm engine: {e}") })?;
+        let mut linker = Linker::new(&engine);
+        host::define_imports(&mut linker).map_err(|e| LockstepError::InvalidConfig { reason: format!("linker: {e}") })?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self { engine, linker, config, _ticker: ticker })
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        self.config.deadline_ms.div_ceil(EPOCH_PERIOD_MS).max(1)
+    }
+}
+
+/// A compiled, validated and linked agent module. Cheap to instantiate many times.
+pub struct AgentModule {
+    pub hash: Digest,
+    pub bytes: Arc<Vec<u8>>,
+    pre: InstancePre<AgentHost>,
+}
+
+fn expect_func(module: &Module, name: &str, params: &[ValType], results: &[ValType], sig: &str) -> Result<()> {
+    let missing = || LockstepError::MissingExport { name: name.to_string(), expected: sig.to_string() };
+    let Some(ExternType::Func(f)) = module.get_export(name) else { return Err(missing()) };
+    let p: Vec<_> = f.params().collect();
+    let r: Vec<_> = f.results().collect();
+    let same = |a: &[ValType], b: &[ValType]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y));
+    if same(&p, params) && same(&r, results) {
+        Ok(())
+    } else {
+        Err(missing())
+    }
+}
+
+impl AgentModule {
+    /// Compiles and validates `bytes`: a wasm binary with the ABI's exports, importing nothing
+    /// but the host imports, speaking `abi::ABI_VERSION`.
+    pub fn compile(sandbox: &Sandbox, bytes: Vec<u8>) -> Result<Self> {
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(LockstepError::InvalidModule { reason: "bytes do not start with the wasm magic number \\0asm".into() });
+        }
+        let hash = Digest(*blake3::hash(&bytes).as_bytes());
+        let module = Module::new(&sandbox.engine, &bytes).map_err(|e| LockstepError::InvalidModule { reason: format!("{e:#}") })?;
+        for import in module.imports() {
+            if import.module() != abi::IMPORT_MODULE || !host::IMPORT_NAMES.contains(&import.name()) {
+                return Err(LockstepError::UnknownImport { module: import.module().into(), name: import.name().into() });
+            }
+        }
+        match module.get_export(abi::EXPORT_MEMORY) {
+            Some(ExternType::Memory(_)) => {}
+            _ => return Err(LockstepError::MissingExport { name: abi::EXPORT_MEMORY.into(), expected: "a memory".into() }),
+        }
+        use ValType::I32;
+        expect_func(&module, abi::EXPORT_ABI_VERSION, &[], &[I32], "func () -> i32")?;
+        expect_func(&module, abi::EXPORT_IO_BUFFER, &[], &[I32], "func () -> i32")?;
+        expect_func(&module, abi::EXPORT_INIT, &[], &[I32], "func () -> i32")?;
+        expect_func(&module, abi::EXPORT_STEP, &[I32], &[I32], "func (context_ptr: i32) -> i32")?;
+        expect_func(&module, abi::EXPORT_RECEIVE, &[I32], &[I32], "func (message_ptr: i32) -> i32")?;
+        expect_func(&module, abi::EXPORT_SHUTDOWN, &[], &[I32], "func () -> i32")?;
+        let pre = sandbox
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| LockstepError::InvalidModule { reason: format!("linking: {e:#}") })?;
+        let compiled = Self { hash, bytes: Arc::new(bytes), pre };
+        // Probe once: the ABI version and io buffer are checked at load, not at first spawn.
+        compiled.instantiate(sandbox, 0, 0)?;
+        Ok(compiled)
+    }
+
+    /// Creates a fresh agent: new store, new memory, `agent_init` not yet called.
+    pub fn instantiate(&self, sandbox: &Sandbox, id: AgentId, seed: u64) -> Result<AgentInstance> {
+        let cfg = sandbox.config();
+        let mut store = Store::new(&sandbox.engine, AgentHost::new(id, seed, cfg.memory_limit_bytes as usize));
+        store.limiter(|h| h as &mut dyn wasmtime::ResourceLimiter);
+        let fuel = if cfg.fuel_per_call > 0 { cfg.fuel_per_call } else { 0 };
+        if fuel > 0 {
+            store.set_fuel(fuel).map_err(|e| LockstepError::Instantiation { reason: e.to_string() })?;
+        }
+        store.set_epoch_deadline(sandbox.deadline_ticks());
+        let inst_err = |e: wasmtime::Error| LockstepError::Instantiation { reason: format!("{e:#}") };
+        let instance = self.pre.instantiate(&mut store).map_err(inst_err)?;
+        let memory = instance
+            .get_memory(&mut store, abi::EXPORT_MEMORY)
+            .ok_or_else(|| LockstepError::MissingExport { name: abi::EXPORT_MEMORY.into(), expected: "a memory".into() })?;
+        store.data_mut().memory = Some(memory);
+        let typed = |store: &mut Store<AgentHost>, name: &str| {
+            instance.get_typed_func::<(), i32>(store, name).map_err(|_| LockstepError::MissingExport {
+                name: name.into(),
+                expected: "func () -> i32".into(),
+            })
+        };
+        let version_fn = typed(&mut store, abi::EXPORT_ABI_VERSION)?;
+        let io_fn = typed(&mut store, abi::EXPORT_IO_BUFFER)?;
+        let init = typed(&mut store, abi::EXPORT_INIT)?;
+        let shutdown = typed(&mut store, abi::EXPORT_SHUTDOWN)?;
+        let typed1 = |store: &mut Store<AgentHost>, name: &str| {
+            instance.get_typed_func::<i32, i32>(store, name).map_err(|_| LockstepError::MissingExport {
+                name: name.into(),
+                expected: "func (i32) -> i32".into(),
+            })
+        };
+        let step = typed1(&mut store, abi::EXPORT_STEP)?;
+        let receive = typed1(&mut store, abi::EXPORT_RECEIVE)?;
+        let version = version_fn.call(&mut store, ()).map_err(inst_err)? as u32;
+        if version != abi::ABI_VERSION {
+            return Err(LockstepError::AbiMismatch { found: version, expected: abi::ABI_VERSION });
+        }
+        let io_ptr = io_fn.call(&mut store, ()).map_err(inst_err)? as u32;
+        let mem_len = memory.data_size(&store);
+        if (io_ptr as usize).checked_add(abi::IO_BUFFER_BYTES as usize).is_none_or(|end| end > mem_len) {
+            return Err(LockstepError::InvalidModule {
+                reason: format!(
+                    "lockstep_io_buffer() returned {io_ptr}, but {} bytes from there do not fit the {mem_len}-byte memory",
+                    abi::IO_BUFFER_BYTES
+                ),
+            });
+        }
+        Ok(AgentInstance {
+            store,
+            instance,
+            memory,
+            io_ptr,
+            init,
+            step,
+            receive,
+            shutdown,
+            fuel_per_call: cfg.fuel_per_call,
+            deadline_ticks: sandbox.deadline_ticks(),
+            fuel_consumed: 0,
+        })
+    }
+}
+
+/// One live agent: its store, its memory and its ABI entry points.
+pub struct AgentInstance {
+    store: Store<AgentHost>,
+    instance: Instance,
+    memory: Memory,
+    io_ptr: u32,
+    init: TypedFunc<(), i32>,
+    step: TypedFunc<i32, i32>,
+    receive: TypedFunc<i32, i32>,
+    shutdown: TypedFunc<(), i32>,
+    fuel_per_call: u64,
+    deadline_ticks: u64,
+    /// Total fuel this agent has burned: deterministic, part of the deep hash.
+    pub fuel_consumed: u64,
+}
+
+/// Everything the scheduler needs to fill in the step context.
+pub struct StepContext {
+    pub tick: u64,
+    pub inbox_len: u32,
+    pub max_agent_id: u64,
+}
+
+impl AgentInstance {
+    pub fn host(&self) -> &AgentHost {
+        self.store.data()
+    }
+
+    pub fn host_mut(&mut self) -> &mut AgentHost {
+        self.store.data_mut()
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+
+    pub fn call_init(&mut self, tick: u64) -> Result<(), Fault> {
+        let f = self.init.clone();
+        self.run(AbiCall::Init, tick, |store| f.call(store, ()))
+    }
+
+    pub fn call_shutdown(&mut self, tick: u64) -> Result<(), Fault> {
+        let f = self.shutdown.clone();
+        self.run(AbiCall::Shutdown, tick, |store| f.call(store, ()))
+    }
+
+    pub fn call_step(&mut self, ctx: &StepContext) -> Result<(), Fault> {
+        let mut bytes = [0u8; abi::CONTEXT_BYTES];
+        bytes[abi::CONTEXT_OFFSET_ABI_VERSION..][..4].copy_from_slice(&abi::ABI_VERSION.to_le_bytes());
+        bytes[abi::CONTEXT_OFFSET_INBOX_LEN..][..4].copy_from_slice(&ctx.inbox_len.to_le_bytes());
+        bytes[abi::CONTEXT_OFFSET_TICK..][..8].copy_from_slice(&ctx.tick.to_le_bytes());
+        bytes[abi::CONTEXT_OFFSET_AGENT_ID..][..8].copy_from_slice(&self.store.data().id.to_le_bytes());
+        bytes[abi::CONTEXT_OFFSET_MAX_AGENT_ID..][..8].copy_from_slice(&ctx.max_agent_id.to_le_bytes());
+        self.write_io(&bytes, &[]);
+        let (f, ptr) = (self.step.clone(), self.io_ptr as i32);
+        self.run(AbiCall::Step, ctx.tick, |store| f.call(store, ptr))
+    }
+
+    pub fn call_receive(&mut self, tick: u64, message: &Message) -> Result<(), Fault> {
+        let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
+        message.write_header(&mut header);
+        self.write_io(&header, &message.payload);
+        let (f, ptr) = (self.receive.clone(), self.io_ptr as i32);
+        self.run(AbiCall::Receive, tick, |store| f.call(store, ptr))
+    }
+
+    /// Copies header and payload into the guest's io buffer. Bounds were checked at
+    /// instantiation (memory never shrinks) and payloads are capped at `MAX_PAYLOAD_BYTES`.
+    fn write_io(&mut self, header: &[u8], payload: &[u8]) {
+        debug_assert!(header.len() + payload.len() <= abi::IO_BUFFER_BYTES as usize);
+        let start = self.io_ptr as usize;
+        let mem = self.memory.data_mut(&mut self.store);
+        mem[start..start + header.len()].copy_from_slice(header);
+        mem[start + header.len()..start + header.len() + payload.len()].copy_from_slice(payload);
+    }
+
+    fn run(
+        &mut self,
+        call: AbiCall,
+        tick: u64,
+        f: impl FnOnce(&mut Store<AgentHost>) -> wasmtime::Result<i32>,
+    ) -> Result<(), Fault> {
+        let host = self.store.data_mut();
+        host.tick = tick;
+        host.begin_call();
+        if self.fuel_per_call > 0 {
+            // Cannot fail: fuel metering is on whenever fuel_per_call > 0.
+            let _ = self.store.set_fuel(self.fuel_per_call);
+        }
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let result = f(&mut self.store);
+        if self.fuel_per_call > 0 {
+            let left = self.store.get_fuel().unwrap_or(0);
+            self.fuel_consumed += self.fuel_per_call - left;
+        }
+        let fault = |kind, detail: String| Fault { kind, call, tick, detail };
+        match result {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(fault(FaultKind::AgentError, format!("{} returned status {code}", call.export_name()))),
+            Err(e) => Err(self.classify(e, call, tick)),
+        }
+    }
+
+    fn classify(&mut self, e: wasmtime::Error, call: AbiCall, tick: u64) -> Fault {
+        let host = self.store.data_mut();
+        let (kind, detail) = if host.memory_limit_hit {
+            (FaultKind::MemoryLimit, format!("memory cap of {} bytes reached", host.memory_limit_bytes))
+        } else if let Some(v) = host.violation.take() {
+            (FaultKind::HostCallViolation, v)
+        } else if let Some(trap) = e.downcast_ref::<Trap>() {
+            match trap {
+                Trap::OutOfFuel => (FaultKind::FuelExhausted, format!("used its fuel budget of {}", self.fuel_per_call)),
+                Trap::Interrupt => (FaultKind::Deadline, "ran past the wall-clock deadline".to_string()),
+                Trap::UnreachableCodeReached if host.panic_message.is_some() => {
+                    (FaultKind::Panic, host.panic_message.take().unwrap_or_default())
+                }
+                other => (FaultKind::Trap, other.to_string()),
+            }
+        } else {
+            (FaultKind::Trap, format!("{e}"))
+        };
+        Fault { kind, call, tick, detail }
+    }
+
+    /// Hash of everything the agent's future depends on: its memory, exported globals and
+    /// the host-side state (sequence counter, random stream position, fuel burned).
+    pub fn deep_hash_into(&mut self, hasher: &mut blake3::Hasher) {
+        hasher.update(self.memory.data(&self.store));
+        let globals: Vec<_> = self
+            .instance
+            .exports(&mut self.store)
+            .filter_map(|e| {
+                let name = e.name().to_string();
+                e.into_global().map(|g| (name, g))
+            })
+            .collect();
+        for (name, g) in globals {
+            hasher.update(name.as_bytes());
+            match g.get(&mut self.store) {
+                wasmtime::Val::I32(v) => hasher.update(&v.to_le_bytes()),
+                wasmtime::Val::I64(v) => hasher.update(&v.to_le_bytes()),
+                wasmtime::Val::F32(v) => hasher.update(&v.to_le_bytes()),
+                wasmtime::Val::F64(v) => hasher.update(&v.to_le_bytes()),
+                _ => hasher.update(b"ref"),
+            };
+        }
+        let host = self.store.data();
+        hasher.update(&host.next_seq.to_le_bytes());
+        hasher.update(&host.rng.get_word_pos().to_le_bytes());
+        hasher.update(&self.fuel_consumed.to_le_bytes());
+    }
+}

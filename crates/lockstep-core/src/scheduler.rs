@@ -1,0 +1,248 @@
+//! One tick: deliver each agent's inbox in canonical order, step it, then route what every
+//! agent sent, in agent-id order, into the inboxes of the next tick.
+//!
+//! Phase 1 (`run_agents`) may run on a worker pool: each agent touches only its own slot.
+//! Phase 2 (`settle`) is sequential and walks agents in id order, so the tick hash, the
+//! routing and the events never depend on the number of workers or on thread timing.
+
+use rayon::prelude::*;
+
+use crate::bus::{self, AgentId, DeadLetter, DeadLetterReason, Message};
+use crate::error::Digest;
+use crate::event::Event;
+use crate::fault::{AgentState, Fault};
+use crate::sandbox::{AgentInstance, StepContext};
+
+/// Below this many running agents a tick runs on the calling thread: waking pool threads
+/// costs more than stepping a few dozen small agents (measured: ~0.8 µs vs ~9 µs for 50).
+pub const PARALLEL_MIN_AGENTS: usize = 64;
+/// ...unless the last tick burned this much fuel, a sign that the agents do real work.
+pub const PARALLEL_MIN_FUEL: u64 = 2_000_000;
+
+/// One agent's place in the runtime. Slots are never removed: index = id - 1.
+pub struct AgentSlot {
+    pub id: AgentId,
+    pub module: Digest,
+    pub state: AgentState,
+    pub instance: Option<Box<AgentInstance>>,
+    pub inbox: Vec<Message>,
+    pub steps: u64,
+    pub messages_received: u64,
+    pub messages_sent: u64,
+    pub(crate) out: AgentTickOutput,
+}
+
+/// What one agent did in phase 1, consumed by phase 2.
+#[derive(Default)]
+pub(crate) struct AgentTickOutput {
+    pub delivered: u32,
+    pub fault: Option<Fault>,
+    /// Messages that were in the inbox when the agent faulted, the fatal one first.
+    pub undelivered: Vec<Message>,
+    /// Digest of (delivered count, sent messages, fault) when any is non-empty.
+    pub digest: Option<[u8; 32]>,
+    pub fuel: u64,
+}
+
+impl AgentSlot {
+    pub fn new(id: AgentId, module: Digest, instance: Box<AgentInstance>) -> Self {
+        Self {
+            id,
+            module,
+            state: AgentState::Running,
+            instance: Some(instance),
+            inbox: Vec::new(),
+            steps: 0,
+            messages_received: 0,
+            messages_sent: 0,
+            out: AgentTickOutput::default(),
+        }
+    }
+
+    /// Phase 1 for one agent. Touches nothing but this slot.
+    fn run_tick(&mut self, tick: u64, max_agent_id: u64) {
+        let Some(instance) = self.instance.as_mut().filter(|_| self.state.is_running()) else { return };
+        let mut out = AgentTickOutput::default();
+        let fuel_before = instance.fuel_consumed;
+        let mut inbox = std::mem::take(&mut self.inbox);
+        bus::sort_for_delivery(&mut inbox);
+        for (i, message) in inbox.iter().enumerate() {
+            if let Err(fault) = instance.call_receive(tick, message) {
+                out.fault = Some(fault);
+                out.undelivered = inbox.drain(i..).collect();
+                break;
+            }
+            out.delivered += 1;
+        }
+        if out.fault.is_none() {
+            let ctx = StepContext { tick, inbox_len: out.delivered, max_agent_id };
+            if let Err(fault) = instance.call_step(&ctx) {
+                out.fault = Some(fault);
+            }
+            self.steps += 1;
+        }
+        inbox.clear();
+        self.inbox = inbox; // keep the allocation for the next tick
+        self.messages_received += out.delivered as u64;
+        out.fuel = instance.fuel_consumed - fuel_before;
+        let sent = &instance.host().outbox;
+        if out.delivered > 0 || !sent.is_empty() || out.fault.is_some() {
+            let mut h = blake3::Hasher::new();
+            h.update(&self.id.to_le_bytes());
+            h.update(&out.delivered.to_le_bytes());
+            h.update(&(sent.len() as u64).to_le_bytes());
+            for m in sent {
+                m.hash_into(&mut h);
+            }
+            if let Some(f) = &out.fault {
+                h.update(&[f.kind.tag(), f.call as u8]);
+            }
+            out.digest = Some(*h.finalize().as_bytes());
+        }
+        self.out = out;
+    }
+}
+
+/// What a tick produced, for the caller and the replay log.
+#[derive(Debug, Clone)]
+pub struct TickReport {
+    pub tick: u64,
+    pub hash: Digest,
+    pub agents_stepped: u32,
+    pub messages_delivered: u64,
+    pub messages_routed: u64,
+    pub dead_letters: u64,
+    pub faults: u32,
+    pub fuel: u64,
+    pub parallel: bool,
+    /// (agent id, first 8 bytes of its digest) for every agent active this tick, id order.
+    pub agent_digests: Vec<(AgentId, [u8; 8])>,
+}
+
+/// Phase 1: every running agent receives its inbox and steps.
+pub fn run_agents(slots: &mut [AgentSlot], tick: u64, pool: Option<&rayon::ThreadPool>) {
+    let max_agent_id = slots.len() as u64;
+    match pool {
+        Some(pool) => pool.install(|| {
+            slots.par_iter_mut().with_min_len(32).for_each(|s| s.run_tick(tick, max_agent_id));
+        }),
+        None => slots.iter_mut().for_each(|s| s.run_tick(tick, max_agent_id)),
+    }
+}
+
+/// Where phase 2 puts what leaves the agents.
+pub struct Sinks<'a> {
+    pub host_outbox: &'a mut Vec<Message>,
+    pub dead_letters: &'a mut Vec<DeadLetter>,
+    pub events: &'a mut Vec<Event>,
+}
+
+/// Phase 2: in agent-id order, apply faults, route sent messages and fold everything into the
+/// tick hash. Returns the report; `hasher` arrives holding the previous hash and the inputs.
+pub fn settle(slots: &mut [AgentSlot], tick: u64, mut hasher: blake3::Hasher, sinks: Sinks<'_>) -> TickReport {
+    let mut report = TickReport {
+        tick,
+        hash: Digest::default(),
+        agents_stepped: 0,
+        messages_delivered: 0,
+        messages_routed: 0,
+        dead_letters: 0,
+        faults: 0,
+        fuel: 0,
+        parallel: false,
+        agent_digests: Vec::new(),
+    };
+    // Pass 1: faults first, so routing below sees every agent's final state of this tick.
+    for slot in slots.iter_mut() {
+        let out = &mut slot.out;
+        report.messages_delivered += out.delivered as u64;
+        report.fuel += out.fuel;
+        if let Some(d) = out.digest.take() {
+            hasher.update(&slot.id.to_le_bytes());
+            hasher.update(&d);
+            let mut short = [0u8; 8];
+            short.copy_from_slice(&d[..8]);
+            report.agent_digests.push((slot.id, short));
+        }
+        if let Some(instance) = slot.instance.as_mut() {
+            if slot.state.is_running() {
+                report.agents_stepped += 1;
+            }
+            for line in instance.host_mut().logs.drain(..) {
+                sinks.events.push(Event::Log { tick, agent: slot.id, level: line.level, text: line.text });
+            }
+        }
+        if let Some(fault) = out.fault.take() {
+            report.faults += 1;
+            slot.state = AgentState::Faulted(fault.clone());
+            sinks.events.push(Event::Fault { tick, agent: slot.id, fault });
+            for m in out.undelivered.drain(..) {
+                push_dead(&mut hasher, &mut report, sinks.dead_letters, sinks.events, tick, DeadLetterReason::RecipientFaultedDuringDelivery, m);
+            }
+        }
+    }
+    // Pass 2: route. Messages arrive in sender-id order; delivery sorts by the full key.
+    for i in 0..slots.len() {
+        let Some(instance) = slots[i].instance.as_mut() else { continue };
+        let outbox = std::mem::take(&mut instance.host_mut().outbox);
+        slots[i].messages_sent += outbox.len() as u64;
+        for m in outbox {
+            report.messages_routed += 1;
+            route(slots, m, tick, &mut hasher, &mut report, sinks.dead_letters, sinks.host_outbox, sinks.events);
+        }
+        // A faulted agent's memory is released now that its outbox is routed.
+        if !slots[i].state.is_running() {
+            slots[i].instance = None;
+        }
+    }
+    report.hash = Digest(*hasher.finalize().as_bytes());
+    report
+}
+
+/// Delivers one message to its recipient's inbox, the host outbox, or the dead-letter queue.
+#[allow(clippy::too_many_arguments)]
+pub fn route(
+    slots: &mut [AgentSlot],
+    m: Message,
+    tick: u64,
+    hasher: &mut blake3::Hasher,
+    report: &mut TickReport,
+    dead: &mut Vec<DeadLetter>,
+    host_outbox: &mut Vec<Message>,
+    events: &mut Vec<Event>,
+) {
+    if m.to == crate::abi::HOST_ID {
+        host_outbox.push(m);
+        return;
+    }
+    let reason = match slots.get_mut((m.to as usize).wrapping_sub(1)) {
+        Some(target) if target.state.is_running() => {
+            target.inbox.push(m);
+            return;
+        }
+        Some(target) => match target.state {
+            AgentState::Faulted(_) => DeadLetterReason::RecipientFaulted,
+            _ => DeadLetterReason::RecipientStopped,
+        },
+        None => DeadLetterReason::UnknownRecipient,
+    };
+    push_dead(hasher, report, dead, events, tick, reason, m);
+}
+
+fn push_dead(
+    hasher: &mut blake3::Hasher,
+    report: &mut TickReport,
+    dead: &mut Vec<DeadLetter>,
+    events: &mut Vec<Event>,
+    tick: u64,
+    reason: DeadLetterReason,
+    message: Message,
+) {
+    hasher.update(&[0xDE, reason.tag()]);
+    hasher.update(&message.from.to_le_bytes());
+    hasher.update(&message.to.to_le_bytes());
+    hasher.update(&message.seq.to_le_bytes());
+    report.dead_letters += 1;
+    events.push(Event::DeadLetter { tick, reason, from: message.from, to: message.to, seq: message.seq, kind: message.kind });
+    dead.push(DeadLetter { tick, reason, message });
+}

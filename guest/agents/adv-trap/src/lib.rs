@@ -1,0 +1,48 @@
+//! Adversarial: misbehaves where a message tells it to.
+//! kind 1: panic in agent_receive        kind 2: panic in the next agent_step
+//! kind 3: panic in agent_shutdown       kind 4: raw `unreachable` trap in agent_receive
+//! kind 5: pass the host an out-of-bounds pointer (send)
+//! kind 6: divide by zero in the next agent_step (a trap without a panic message)
+use lockstep_sdk::{export_agent, raw, Agent, Context, Message};
+
+#[derive(Default)]
+struct Trap {
+    panic_in_step: bool,
+    panic_in_shutdown: bool,
+    div_in_step: bool,
+}
+
+impl Agent for Trap {
+    fn step(&mut self, ctx: &Context) {
+        if self.panic_in_step {
+            panic!("asked to panic in step at tick {}", ctx.tick);
+        }
+        if self.div_in_step {
+            let zero = core::hint::black_box(0u32);
+            let one = core::hint::black_box(1u32);
+            core::hint::black_box(one / zero);
+        }
+    }
+
+    fn receive(&mut self, msg: &Message<'_>) {
+        match msg.kind {
+            1 => panic!("asked to panic in receive"),
+            2 => self.panic_in_step = true,
+            3 => self.panic_in_shutdown = true,
+            4 => core::arch::wasm32::unreachable(),
+            5 => unsafe {
+                raw::send(0, 0, 0, 0x7fff_fff0, 4096);
+            },
+            6 => self.div_in_step = true,
+            _ => {}
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if self.panic_in_shutdown {
+            panic!("asked to panic in shutdown");
+        }
+    }
+}
+
+export_agent!(Trap);
