@@ -1,0 +1,204 @@
+//! Every way an agent can misbehave is contained to that agent, with the right reason.
+
+mod common;
+use common::*;
+use lockstep_core::{AbiCall, AgentState, DeadLetterReason, Event, FaultKind, LockstepError, Runtime, RuntimeConfig};
+
+fn fault_of(rt: &Runtime, id: u64) -> lockstep_core::Fault {
+    match rt.inspect(id).unwrap().state {
+        AgentState::Faulted(f) => f,
+        other => panic!("agent {id} should be faulted, is {other:?}"),
+    }
+}
+
+fn trap_agent_told(kind: u32) -> (Runtime, u64, u64) {
+    let mut rt = runtime(1);
+    let counter = rt.spawn_bytes(agent("counter")).unwrap();
+    let trap = rt.spawn_bytes(agent("adv_trap")).unwrap();
+    rt.send(trap, kind, 0, vec![]).unwrap();
+    rt.tick();
+    (rt, counter, trap)
+}
+
+#[test]
+fn infinite_loop_is_preempted_by_fuel_deterministically() {
+    let mut fuel_used = Vec::new();
+    for _ in 0..2 {
+        let mut rt = runtime(1);
+        let spin = rt.spawn_bytes(agent("adv_spin")).unwrap();
+        let counter = rt.spawn_bytes(agent("counter")).unwrap();
+        let report = rt.tick();
+        assert_eq!(report.faults, 1);
+        let f = fault_of(&rt, spin);
+        assert_eq!(f.kind, FaultKind::FuelExhausted);
+        assert_eq!(f.call, AbiCall::Step);
+        assert_eq!(rt.inspect(spin).unwrap().state.name(), "preempted");
+        rt.tick();
+        assert_eq!(rt.inspect(counter).unwrap().steps, 2, "the other agent carries on");
+        fuel_used.push(rt.state_hash());
+    }
+    assert_eq!(fuel_used[0], fuel_used[1], "fuel stops the loop at the same instruction every run");
+}
+
+#[test]
+fn infinite_loop_without_fuel_hits_the_deadline() {
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, fuel_per_call: 0, deadline_ms: 50, max_agents: 16, ..Default::default() }).unwrap();
+    let spin = rt.spawn_bytes(agent("adv_spin")).unwrap();
+    rt.tick();
+    assert_eq!(fault_of(&rt, spin).kind, FaultKind::Deadline);
+}
+
+#[test]
+fn memory_bomb_hits_the_cap_and_only_its_agent_dies() {
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, memory_limit_bytes: 8 << 20, max_agents: 16, ..Default::default() }).unwrap();
+    let bomb = rt.spawn_bytes(agent("adv_membomb")).unwrap();
+    let counter = rt.spawn_bytes(agent("counter")).unwrap();
+    for _ in 0..4 {
+        rt.tick();
+    }
+    let f = fault_of(&rt, bomb);
+    assert_eq!(f.kind, FaultKind::MemoryLimit, "{f}");
+    assert_eq!(rt.inspect(counter).unwrap().steps, 4);
+}
+
+#[test]
+fn panic_in_init_is_contained_and_reported() {
+    let mut rt = runtime(1);
+    let bad = rt.spawn_bytes(agent("adv_panic_init")).unwrap();
+    let good = rt.spawn_bytes(agent("counter")).unwrap();
+    let f = fault_of(&rt, bad);
+    assert_eq!((f.kind, f.call), (FaultKind::Panic, AbiCall::Init));
+    assert!(f.detail.contains("refusing to start"), "panic message reaches the host: {}", f.detail);
+    rt.tick();
+    assert_eq!(rt.inspect(good).unwrap().steps, 1);
+}
+
+#[test]
+fn panic_in_receive_dead_letters_the_fatal_message() {
+    let (mut rt, counter, trap) = trap_agent_told(1);
+    let f = fault_of(&rt, trap);
+    assert_eq!((f.kind, f.call), (FaultKind::Panic, AbiCall::Receive));
+    assert!(f.detail.contains("asked to panic in receive"));
+    let dead = rt.drain_dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, DeadLetterReason::RecipientFaultedDuringDelivery);
+    assert_eq!(dead[0].message.kind, 1);
+    assert_eq!(rt.inspect(counter).unwrap().steps, 1);
+}
+
+#[test]
+fn panic_in_step_is_contained() {
+    let (mut rt, counter, trap) = trap_agent_told(2);
+    let f = fault_of(&rt, trap);
+    assert_eq!((f.kind, f.call), (FaultKind::Panic, AbiCall::Step));
+    assert!(f.detail.contains("asked to panic in step at tick 0"), "{}", f.detail);
+    rt.tick();
+    assert_eq!(rt.inspect(counter).unwrap().steps, 2);
+}
+
+#[test]
+fn panic_in_shutdown_is_contained() {
+    let (mut rt, counter, trap) = trap_agent_told(3);
+    assert!(rt.inspect(trap).unwrap().state.is_running());
+    rt.shutdown(trap).unwrap();
+    let f = fault_of(&rt, trap);
+    assert_eq!((f.kind, f.call), (FaultKind::Panic, AbiCall::Shutdown));
+    rt.tick();
+    assert_eq!(rt.inspect(counter).unwrap().steps, 2);
+}
+
+#[test]
+fn raw_trap_and_division_by_zero_are_traps() {
+    let (rt, _, trap) = trap_agent_told(4);
+    let f = fault_of(&rt, trap);
+    assert_eq!((f.kind, f.call), (FaultKind::Trap, AbiCall::Receive));
+    let (mut rt, _, trap) = trap_agent_told(6);
+    rt.tick();
+    let f = fault_of(&rt, trap);
+    assert_eq!((f.kind, f.call), (FaultKind::Trap, AbiCall::Step), "{f}");
+    assert!(f.detail.contains("divide by zero") || f.detail.contains("division"), "{}", f.detail);
+}
+
+#[test]
+fn out_of_bounds_pointer_to_the_host_faults_the_agent() {
+    let (rt, counter, trap) = trap_agent_told(5);
+    let f = fault_of(&rt, trap);
+    assert_eq!(f.kind, FaultKind::HostCallViolation);
+    assert!(f.detail.contains("`send`"), "{}", f.detail);
+    assert!(rt.inspect(counter).unwrap().state.is_running());
+}
+
+#[test]
+fn out_of_bounds_pointers_in_every_host_import_are_violations() {
+    for (import, call) in [
+        ("send", "i64.const 1 i32.const 0 i32.const 0 i32.const 131000 i32.const 1000 call $send drop"),
+        ("log", "i32.const 3 i32.const -8 i32.const 16 call $log"),
+        ("report_panic", "i32.const 131070 i32.const 4 call $report_panic"),
+    ] {
+        let bytes = wat(&format!(
+            r#"(module
+                (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+                (import "lockstep" "log" (func $log (param i32 i32 i32)))
+                (import "lockstep" "report_panic" (func $report_panic (param i32 i32)))
+                (memory (export "memory") 2)
+                (func (export "lockstep_abi_version") (result i32) i32.const 1)
+                (func (export "lockstep_io_buffer") (result i32) i32.const 0)
+                (func (export "agent_init") (result i32) i32.const 0)
+                (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+                (func (export "agent_shutdown") (result i32) i32.const 0)
+                (func (export "agent_step") (param i32) (result i32) {call} i32.const 0))"#
+        ));
+        let mut rt = runtime(1);
+        let id = rt.spawn_bytes(bytes).unwrap();
+        rt.tick();
+        let f = fault_of(&rt, id);
+        assert_eq!(f.kind, FaultKind::HostCallViolation, "{import}: {f}");
+        assert!(f.detail.contains(import), "{import}: {}", f.detail);
+    }
+}
+
+#[test]
+fn non_zero_status_is_an_agent_error() {
+    let mut rt = runtime(1);
+    let id = rt.spawn_bytes(wat_agent(1, r#"(func (export "agent_step") (param i32) (result i32) i32.const 7)"#)).unwrap();
+    rt.tick();
+    let f = fault_of(&rt, id);
+    assert_eq!(f.kind, FaultKind::AgentError);
+    assert!(f.detail.contains("status 7"));
+}
+
+#[test]
+fn messages_to_dead_agents_go_to_the_dead_letter_queue() {
+    let mut rt = runtime(1);
+    let a = rt.spawn_bytes(agent("counter")).unwrap();
+    let b = rt.spawn_bytes(agent("counter")).unwrap();
+    rt.kill(a).unwrap();
+    rt.send(a, 1, 0, b"late".to_vec()).unwrap();
+    rt.send(b, 5, 0, b"queued".to_vec()).unwrap();
+    rt.shutdown(b).unwrap();
+    rt.tick();
+    let dead = rt.drain_dead_letters();
+    let reasons: Vec<_> = dead.iter().map(|d| (d.message.to, d.reason)).collect();
+    assert!(reasons.contains(&(a, DeadLetterReason::RecipientStopped)), "{reasons:?}");
+    assert!(reasons.contains(&(b, DeadLetterReason::RecipientStopped)), "{reasons:?}");
+    assert_eq!(rt.inspect(a).unwrap().state, AgentState::Killed);
+    assert_eq!(rt.inspect(b).unwrap().state, AgentState::Stopped);
+    let events = rt.drain_events();
+    assert!(events.iter().any(|e| matches!(e, Event::Killed { agent, .. } if *agent == a)));
+    assert!(events.iter().any(|e| matches!(e, Event::Stopped { agent, .. } if *agent == b)));
+    assert!(matches!(rt.kill(a), Err(LockstepError::AgentNotRunning { .. })));
+}
+
+#[test]
+fn agents_addressing_unknown_ids_produce_dead_letters() {
+    let mut rt = runtime(1);
+    let id = rt.spawn_bytes(agent("ping_pong")).unwrap();
+    let mut payload = 999u64.to_le_bytes().to_vec();
+    payload.extend_from_slice(&3u64.to_le_bytes());
+    rt.send(id, 0, 0, payload).unwrap();
+    rt.tick();
+    let dead = rt.drain_dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, DeadLetterReason::UnknownRecipient);
+    assert_eq!(dead[0].message.to, 999);
+}
