@@ -36,9 +36,10 @@ fn ping_pong_rally_takes_one_tick_per_hit() {
             break;
         }
     }
-    // Tick 0: a gets the serve and sends 4 to b. Ticks 1..=5: 4,3,2,1,0 bounce.
-    assert_eq!(done_at, Some((5, a)));
+    // Tick 0: a gets the serve and sends 4 to b; then b gets 4, a 3, b 2, a 1, b 0 (tick 5).
+    assert_eq!(done_at, Some((5, b)));
     assert_eq!(rt.inspect(b).unwrap().messages_received, 3);
+    assert_eq!(rt.inspect(a).unwrap().messages_received, 3, "the serve and two balls");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! kind 1: panic in agent_receive        kind 2: panic in the next agent_step
 //! kind 3: panic in agent_shutdown       kind 4: raw `unreachable` trap in agent_receive
 //! kind 5: pass the host an out-of-bounds pointer (send)
-//! kind 6: divide by zero in the next agent_step (a trap without a panic message)
+//! kind 6: out-of-bounds memory read in the next agent_step (a trap without a panic message)
 use lockstep_sdk::{export_agent, raw, Agent, Context, Message};
 
 #[derive(Default)]
@@ -18,9 +18,8 @@ impl Agent for Trap {
             panic!("asked to panic in step at tick {}", ctx.tick);
         }
         if self.div_in_step {
-            let zero = core::hint::black_box(0u32);
-            let one = core::hint::black_box(1u32);
-            core::hint::black_box(one / zero);
+            let wild = core::hint::black_box(0xFFFF_FFF0usize) as *const u64;
+            core::hint::black_box(unsafe { core::ptr::read_volatile(wild) });
         }
     }
 
