@@ -66,6 +66,13 @@ impl AgentSlot {
         let fuel_before = instance.fuel_consumed;
         let mut inbox = std::mem::take(&mut self.inbox);
         bus::sort_for_delivery(&mut inbox);
+        // Host messages are bound to their recipient's digest, so a replay that diverges on
+        // external input names the agent that received it. (Agent-to-agent messages are
+        // already in their sender's digest.)
+        let mut digest: Option<blake3::Hasher> = None;
+        for m in inbox.iter().filter(|m| m.from == crate::abi::HOST_ID) {
+            m.hash_into(digest.get_or_insert_with(blake3::Hasher::new));
+        }
         for (i, message) in inbox.iter().enumerate() {
             if let Err(fault) = instance.call_receive(tick, message) {
                 out.fault = Some(fault);
@@ -86,8 +93,8 @@ impl AgentSlot {
         self.messages_received += out.delivered as u64;
         out.fuel = instance.fuel_consumed - fuel_before;
         let sent = &instance.host().outbox;
-        if out.delivered > 0 || !sent.is_empty() || out.fault.is_some() {
-            let mut h = blake3::Hasher::new();
+        if digest.is_some() || out.delivered > 0 || !sent.is_empty() || out.fault.is_some() {
+            let mut h = digest.unwrap_or_default();
             h.update(&self.id.to_le_bytes());
             h.update(&out.delivered.to_le_bytes());
             h.update(&(sent.len() as u64).to_le_bytes());

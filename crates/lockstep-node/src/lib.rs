@@ -1,1 +1,415 @@
+//! Node.js binding: a thin napi-rs layer over `lockstep_core::Runtime`.
+//!
+//! Every error crosses as `[E_CODE] message`; index.js turns that into `error.code`.
+//! Ids are JS numbers (exact up to 2^53); hashes are lowercase hex strings.
 
+use lockstep_core::{self as core, Event, LockstepError, Runtime, RuntimeConfig};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+fn js_err(e: LockstepError) -> napi::Error {
+    napi::Error::new(Status::GenericFailure, format!("[{}] {e}", e.code()))
+}
+
+fn invalid(reason: String) -> napi::Error {
+    js_err(LockstepError::InvalidConfig { reason })
+}
+
+fn id_arg(id: i64) -> Result<u64> {
+    u64::try_from(id).map_err(|_| js_err(LockstepError::UnknownAgent { id: 0 }))
+}
+
+fn non_negative(name: &str, v: Option<i64>, default: u64) -> Result<u64> {
+    match v {
+        None => Ok(default),
+        Some(v) if v >= 0 => Ok(v as u64),
+        Some(v) => Err(invalid(format!("{name} must be a non-negative integer, got {v}"))),
+    }
+}
+
+#[napi(object)]
+#[derive(Default)]
+pub struct RuntimeOptions {
+    pub workers: Option<u32>,
+    pub fuel_per_call: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+    pub seed: Option<i64>,
+    pub max_agents: Option<u32>,
+    pub deadline_ms: Option<u32>,
+    pub checkpoint_interval_ticks: Option<u32>,
+    pub record: Option<bool>,
+    pub max_events: Option<u32>,
+}
+
+fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
+    let d = RuntimeConfig::default();
+    Ok(RuntimeConfig {
+        workers: o.workers.map(|w| w as usize).unwrap_or(d.workers),
+        fuel_per_call: non_negative("fuelPerCall", o.fuel_per_call, d.fuel_per_call)?,
+        memory_limit_bytes: non_negative("memoryLimitBytes", o.memory_limit_bytes, d.memory_limit_bytes)?,
+        seed: non_negative("seed", o.seed, d.seed)?,
+        max_agents: o.max_agents.unwrap_or(d.max_agents),
+        deadline_ms: o.deadline_ms.map(u64::from).unwrap_or(d.deadline_ms),
+        checkpoint_interval_ticks: o.checkpoint_interval_ticks.map(u64::from).unwrap_or(d.checkpoint_interval_ticks),
+        record: o.record.unwrap_or(d.record),
+        max_events: o.max_events.map(|m| m as usize).unwrap_or(d.max_events),
+    })
+}
+
+#[napi(object)]
+pub struct TickReport {
+    pub tick: i64,
+    pub hash: String,
+    pub agents_stepped: u32,
+    pub messages_delivered: i64,
+    pub messages_routed: i64,
+    pub dead_letters: i64,
+    pub faults: u32,
+    pub fuel: i64,
+    pub parallel: bool,
+}
+
+impl From<&core::TickReport> for TickReport {
+    fn from(r: &core::TickReport) -> Self {
+        Self {
+            tick: r.tick as i64,
+            hash: r.hash.to_hex(),
+            agents_stepped: r.agents_stepped,
+            messages_delivered: r.messages_delivered as i64,
+            messages_routed: r.messages_routed as i64,
+            dead_letters: r.dead_letters as i64,
+            faults: r.faults,
+            fuel: r.fuel as i64,
+            parallel: r.parallel,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct FaultInfo {
+    pub kind: String,
+    pub call: String,
+    pub tick: i64,
+    pub detail: String,
+}
+
+fn fault_info(f: &core::Fault) -> FaultInfo {
+    FaultInfo { kind: f.kind.as_str().into(), call: f.call.export_name().into(), tick: f.tick as i64, detail: f.detail.clone() }
+}
+
+#[napi(object)]
+pub struct AgentInfo {
+    pub id: i64,
+    pub module: String,
+    pub state: String,
+    pub fault: Option<FaultInfo>,
+    pub steps: i64,
+    pub messages_received: i64,
+    pub messages_sent: i64,
+    pub inbox_len: u32,
+    pub memory_bytes: i64,
+    pub fuel_consumed: i64,
+}
+
+#[napi(object)]
+pub struct RuntimeEvent {
+    /// spawned | fault | stopped | killed | dead_letter | log
+    pub r#type: String,
+    pub tick: i64,
+    pub agent: Option<i64>,
+    pub module: Option<String>,
+    pub fault: Option<FaultInfo>,
+    pub reason: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub seq: Option<i64>,
+    pub kind: Option<u32>,
+    pub level: Option<u32>,
+    pub text: Option<String>,
+}
+
+fn event_js(e: Event) -> RuntimeEvent {
+    let mut out = RuntimeEvent {
+        r#type: e.kind().into(),
+        tick: 0,
+        agent: None,
+        module: None,
+        fault: None,
+        reason: None,
+        from: None,
+        to: None,
+        seq: None,
+        kind: None,
+        level: None,
+        text: None,
+    };
+    match e {
+        Event::Spawned { tick, agent, module } => {
+            out.tick = tick as i64;
+            out.agent = Some(agent as i64);
+            out.module = Some(module.to_hex());
+        }
+        Event::Fault { tick, agent, fault } => {
+            out.tick = tick as i64;
+            out.agent = Some(agent as i64);
+            out.fault = Some(fault_info(&fault));
+        }
+        Event::Stopped { tick, agent } | Event::Killed { tick, agent } => {
+            out.tick = tick as i64;
+            out.agent = Some(agent as i64);
+        }
+        Event::DeadLetter { tick, reason, from, to, seq, kind } => {
+            out.tick = tick as i64;
+            out.reason = Some(reason.as_str().into());
+            out.from = Some(from as i64);
+            out.to = Some(to as i64);
+            out.seq = Some(seq as i64);
+            out.kind = Some(kind);
+        }
+        Event::Log { tick, agent, level, text } => {
+            out.tick = tick as i64;
+            out.agent = Some(agent as i64);
+            out.level = Some(level);
+            out.text = Some(text);
+        }
+    }
+    out
+}
+
+#[napi(object)]
+pub struct AgentMessage {
+    pub from: i64,
+    pub to: i64,
+    pub seq: i64,
+    pub kind: u32,
+    pub priority: i32,
+    pub payload: Buffer,
+}
+
+#[napi(object)]
+pub struct DeadLetter {
+    pub tick: i64,
+    pub reason: String,
+    pub message: AgentMessage,
+}
+
+fn message_js(m: core::Message) -> AgentMessage {
+    AgentMessage { from: m.from as i64, to: m.to as i64, seq: m.seq as i64, kind: m.kind, priority: m.priority, payload: m.payload.into() }
+}
+
+#[napi(object)]
+pub struct DeepHash {
+    pub tick: i64,
+    pub hash: String,
+}
+
+/// The native runtime. Use the `Runtime` class from index.js, which wraps this one.
+#[napi]
+pub struct NativeRuntime {
+    inner: Runtime,
+}
+
+#[napi]
+impl NativeRuntime {
+    #[napi(constructor)]
+    pub fn new(options: Option<RuntimeOptions>) -> Result<Self> {
+        let config = config_from(options.unwrap_or_default())?;
+        Ok(Self { inner: Runtime::new(config).map_err(js_err)? })
+    }
+
+    #[napi]
+    pub fn load_module(&mut self, bytes: Uint8Array) -> Result<String> {
+        self.inner.load_module(bytes.to_vec()).map(|h| h.to_hex()).map_err(js_err)
+    }
+
+    #[napi]
+    pub fn spawn(&mut self, module: String) -> Result<i64> {
+        let hash = parse_digest(&module)?;
+        self.inner.spawn(hash).map(|id| id as i64).map_err(js_err)
+    }
+
+    #[napi]
+    pub fn send(&mut self, to: i64, kind: u32, priority: i32, payload: Uint8Array) -> Result<()> {
+        self.inner.send(id_arg(to)?, kind, priority, payload.to_vec()).map_err(js_err)
+    }
+
+    /// Runs `n` ticks (default 1) and returns the report of the last one.
+    #[napi]
+    pub fn tick(&mut self, n: Option<u32>) -> Result<TickReport> {
+        let n = n.unwrap_or(1);
+        if n == 0 {
+            return Err(invalid("tick(n) needs n >= 1".into()));
+        }
+        let mut last = None;
+        for _ in 0..n {
+            last = Some(self.inner.tick());
+        }
+        Ok(last.as_ref().map(TickReport::from).unwrap_or_else(|| unreachable!("n >= 1")))
+    }
+
+    #[napi]
+    pub fn shutdown(&mut self, id: i64) -> Result<()> {
+        self.inner.shutdown(id_arg(id)?).map_err(js_err)
+    }
+
+    #[napi]
+    pub fn kill(&mut self, id: i64) -> Result<()> {
+        self.inner.kill(id_arg(id)?).map_err(js_err)
+    }
+
+    #[napi]
+    pub fn inspect(&self, id: i64) -> Result<AgentInfo> {
+        let i = self.inner.inspect(id_arg(id)?).map_err(js_err)?;
+        let fault = match &i.state {
+            core::AgentState::Faulted(f) => Some(fault_info(f)),
+            _ => None,
+        };
+        Ok(AgentInfo {
+            id: i.id as i64,
+            module: i.module.to_hex(),
+            state: i.state.name().into(),
+            fault,
+            steps: i.steps as i64,
+            messages_received: i.messages_received as i64,
+            messages_sent: i.messages_sent as i64,
+            inbox_len: i.inbox_len as u32,
+            memory_bytes: i.memory_bytes as i64,
+            fuel_consumed: i.fuel_consumed as i64,
+        })
+    }
+
+    #[napi]
+    pub fn agents(&self) -> Vec<i64> {
+        self.inner.agent_ids().into_iter().map(|i| i as i64).collect()
+    }
+
+    #[napi(getter)]
+    pub fn current_tick(&self) -> i64 {
+        self.inner.current_tick() as i64
+    }
+
+    #[napi]
+    pub fn state_hash(&self) -> String {
+        self.inner.state_hash().to_hex()
+    }
+
+    /// Deep hash of every agent's memory; recorded as a checkpoint when recording.
+    #[napi]
+    pub fn deep_hash(&mut self) -> DeepHash {
+        let d = self.inner.checkpoint();
+        DeepHash { tick: d.tick as i64, hash: d.hash.to_hex() }
+    }
+
+    #[napi]
+    pub fn drain_events(&mut self) -> Vec<RuntimeEvent> {
+        self.inner.drain_events().into_iter().map(event_js).collect()
+    }
+
+    #[napi]
+    pub fn events_dropped(&self) -> i64 {
+        self.inner.events_dropped() as i64
+    }
+
+    #[napi]
+    pub fn drain_dead_letters(&mut self) -> Vec<DeadLetter> {
+        self.inner
+            .drain_dead_letters()
+            .into_iter()
+            .map(|d| DeadLetter { tick: d.tick as i64, reason: d.reason.as_str().into(), message: message_js(d.message) })
+            .collect()
+    }
+
+    /// Messages agents sent to the host (id 0).
+    #[napi]
+    pub fn drain_messages(&mut self) -> Vec<AgentMessage> {
+        self.inner.drain_host_messages().into_iter().map(message_js).collect()
+    }
+
+    #[napi]
+    pub fn start_recording(&mut self) -> Result<()> {
+        self.inner.start_recording().map_err(js_err)
+    }
+
+    #[napi]
+    pub fn stop_recording(&mut self) -> Result<Buffer> {
+        self.inner.stop_recording().map(Buffer::from).map_err(js_err)
+    }
+
+    #[napi]
+    pub fn replay_log(&self) -> Result<Buffer> {
+        self.inner.replay_log().map(|b| Buffer::from(b.to_vec())).map_err(js_err)
+    }
+
+    #[napi(getter)]
+    pub fn recording(&self) -> bool {
+        self.inner.is_recording()
+    }
+}
+
+fn parse_digest(hex: &str) -> Result<core::Digest> {
+    let bad = || js_err(LockstepError::InvalidModule { reason: format!("`{hex}` is not a module hash returned by loadModule") });
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+    }
+    Ok(core::Digest(out))
+}
+
+#[napi(object)]
+pub struct Divergence {
+    /// tick_hash | deep_hash | spawn_id
+    pub kind: String,
+    pub tick: i64,
+    pub agent: Option<i64>,
+    pub expected: String,
+    pub actual: String,
+}
+
+#[napi(object)]
+pub struct ReplayReport {
+    pub ok: bool,
+    pub ticks_verified: i64,
+    pub checkpoints_verified: i64,
+    pub final_hash: String,
+    pub divergence: Option<Divergence>,
+}
+
+/// Re-runs a recorded session and verifies every tick hash and checkpoint.
+#[napi]
+pub fn replay(log: Uint8Array, workers: Option<u32>) -> Result<ReplayReport> {
+    let workers = workers.map(|w| w as usize).unwrap_or_else(|| RuntimeConfig::default().workers);
+    let r = core::replay(&log, workers, |_| {}).map_err(js_err)?;
+    Ok(ReplayReport {
+        ok: r.divergence.is_none(),
+        ticks_verified: r.ticks_verified as i64,
+        checkpoints_verified: r.checkpoints_verified as i64,
+        final_hash: r.final_hash.to_hex(),
+        divergence: r.divergence.map(|d| Divergence {
+            kind: match d.kind {
+                core::DivergenceKind::TickHash => "tick_hash",
+                core::DivergenceKind::DeepHash => "deep_hash",
+                core::DivergenceKind::SpawnId => "spawn_id",
+            }
+            .into(),
+            tick: d.tick as i64,
+            agent: d.agent.map(|a| a as i64),
+            expected: d.expected.to_hex(),
+            actual: d.actual.to_hex(),
+        }),
+    })
+}
+
+/// The agent ABI version this build speaks.
+#[napi]
+pub fn abi_version() -> u32 {
+    core::abi::ABI_VERSION
+}
+
+/// The largest message payload, bytes.
+#[napi]
+pub fn max_payload_bytes() -> u32 {
+    core::abi::MAX_PAYLOAD_BYTES as u32
+}

@@ -1,0 +1,67 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+const require = createRequire(import.meta.url);
+const { replay } = require('../index.js');
+const { runScenario } = require('./fixtures/scenario.cjs');
+const scenarioScript = fileURLToPath(new URL('./fixtures/scenario.cjs', import.meta.url));
+
+test('1 and 4 workers, twice: identical per-tick hashes', () => {
+  const one = runScenario({ workers: 1 });
+  const four = runScenario({ workers: 4 });
+  const again = runScenario({ workers: 4 });
+  assert.deepEqual(four.hashes, one.hashes);
+  assert.deepEqual(again.hashes, one.hashes);
+  assert.equal(four.deep, one.deep);
+  assert.equal(new Set(one.hashes).size, one.hashes.length, 'every tick hash is new');
+});
+
+test('two separate processes: identical per-tick hashes', () => {
+  const runs = [1, 3].map((workers) => JSON.parse(execFileSync(process.execPath, [scenarioScript, String(workers)], { encoding: 'utf8' })));
+  assert.deepEqual(runs[0].hashes, runs[1].hashes);
+  assert.equal(runs[0].deep, runs[1].deep);
+  assert.deepEqual(runs[0].hashes, runScenario({ workers: 2 }).hashes, 'and the same as in this process');
+});
+
+test('a recorded session replays exactly; a tampered one names tick and agent', () => {
+  const { rt, hashes } = runScenario({ workers: 2 });
+  const log = rt.stopRecording();
+  const ok = replay(log, { workers: 3 });
+  assert.equal(ok.ok, true);
+  assert.equal(ok.ticksVerified, hashes.length);
+  assert.equal(ok.checkpointsVerified, 5, 'ticks 5, 10, 15, 20 and the final deepHash()');
+  assert.equal(ok.finalHash, hashes.at(-1));
+
+  // Change the text of the host's message at tick 4 ("tick 4") to "tick 5" and fix the CRC.
+  const tampered = Buffer.from(log);
+  const at = tampered.indexOf('tick 4');
+  assert.ok(at > 0);
+  tampered[at + 5] = '5'.charCodeAt(0);
+  fixCrcAround(tampered, at);
+  const bad = replay(tampered);
+  assert.equal(bad.ok, false);
+  assert.equal(bad.divergence.kind, 'tick_hash');
+  assert.equal(bad.divergence.tick, 4);
+  assert.equal(bad.divergence.agent, 153, 'the counter agent received the altered message');
+  assert.equal(bad.ticksVerified, 4);
+
+  assert.throws(() => replay(log.subarray(0, log.length - 3)), { code: 'E_REPLAY_CORRUPT' });
+  assert.throws(() => replay(Buffer.from('LOCKSTEP but not really')), { code: 'E_REPLAY_CORRUPT' });
+});
+
+/** Recomputes the CRC of the record containing byte `at` (format in docs/REPLAY.md). */
+function fixCrcAround(buf, at) {
+  const { crc32 } = require('node:zlib');
+  let pos = 16;
+  for (;;) {
+    const len = buf.readUInt32LE(pos + 1);
+    const end = pos + 5 + len;
+    if (at < end) {
+      buf.writeUInt32LE(crc32(buf.subarray(pos, end)) >>> 0, end);
+      return;
+    }
+    pos = end + 4;
+  }
+}

@@ -1,0 +1,104 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+const { Runtime, LockstepError, exampleAgent, ABI_VERSION, MAX_PAYLOAD_BYTES } = require('../index.js');
+
+test('spawn from a path or bytes, send, tick, read the reply', () => {
+  const rt = new Runtime({ workers: 1 });
+  const fromPath = rt.spawn(exampleAgent('counter'));
+  const fromBytes = rt.spawn(readFileSync(exampleAgent('counter')));
+  assert.deepEqual(rt.agents(), [fromPath, fromBytes]);
+  assert.equal(rt.inspect(fromPath).module, rt.inspect(fromBytes).module, 'same bytes, same module hash');
+  rt.tick(2);
+  rt.send(fromBytes, 'how many?', { kind: 1 });
+  const report = rt.tick();
+  assert.equal(report.tick, 2);
+  assert.equal(rt.currentTick, 3);
+  assert.match(report.hash, /^[0-9a-f]{64}$/);
+  assert.equal(report.hash, rt.stateHash());
+  const [reply] = rt.drainMessages();
+  assert.equal(reply.from, fromBytes);
+  assert.equal(reply.kind, 2);
+  assert.equal(reply.payload.readBigUInt64LE(0), 2n, 'two steps before the message arrived');
+  assert.equal(reply.payload.readBigUInt64LE(8), 1n);
+  const info = rt.inspect(fromBytes);
+  assert.equal(info.state, 'running');
+  assert.equal(info.steps, 3);
+  assert.ok(info.memoryBytes > 0 && info.memoryBytes <= 1 << 20, `idle agent memory ${info.memoryBytes}`);
+  assert.equal(ABI_VERSION, 1);
+});
+
+test('errors carry a code and a message that says what to do', () => {
+  const rt = new Runtime({ workers: 1 });
+  const expectCode = (fn, code, re) => {
+    assert.throws(fn, (e) => {
+      assert.ok(e instanceof LockstepError, `${e}`);
+      assert.equal(e.code, code);
+      if (re) assert.match(e.message, re);
+      return true;
+    });
+  };
+  expectCode(() => rt.spawn(Buffer.from('definitely not wasm')), 'E_INVALID_MODULE', /wasm/);
+  expectCode(() => rt.spawn('/no/such/agent.wasm'), 'E_IO', /cannot read/);
+  const bytes = readFileSync(exampleAgent('counter'));
+  const renamed = Buffer.from(bytes.toString('latin1').replace('agent_step', 'agent_stop'), 'latin1');
+  expectCode(() => rt.spawn(renamed), 'E_MISSING_EXPORT', /agent_step/);
+  expectCode(() => rt.send(12345, 'x'), 'E_UNKNOWN_AGENT', /spawn/);
+  expectCode(() => rt.inspect(-1), 'E_UNKNOWN_AGENT');
+  const id = rt.spawn(bytes);
+  expectCode(() => rt.send(id, new Uint8Array(MAX_PAYLOAD_BYTES + 1)), 'E_MESSAGE_TOO_LARGE', /limit/);
+  expectCode(() => new Runtime({ wrokers: 2 }), 'E_INVALID_CONFIG', /unknown option "wrokers"/);
+  expectCode(() => new Runtime({ workers: 0 }), 'E_INVALID_CONFIG');
+  expectCode(() => new Runtime({ memoryLimitBytes: 10 }), 'E_INVALID_CONFIG', /minimum/);
+  expectCode(() => rt.tick(0), 'E_INVALID_ARGUMENT');
+  // Still usable after every error.
+  rt.send(id, 'ok', { kind: 1 });
+  rt.tick();
+  assert.equal(rt.drainMessages().length, 1);
+});
+
+test('faults are contained, reported as events, and their mail is dead-lettered', () => {
+  const rt = new Runtime({ workers: 2, memoryLimitBytes: 4 << 20 });
+  const spin = rt.spawn(exampleAgent('adv-spin'));
+  const bomb = rt.spawn(exampleAgent('adv-membomb'));
+  const trap = rt.spawn(exampleAgent('adv-trap'));
+  const init = rt.spawn(exampleAgent('adv-panic-init'));
+  const good = rt.spawn(exampleAgent('counter'));
+  rt.send(trap, null, { kind: 1 }); // panic in receive
+  rt.tick(3);
+  rt.send(spin, 'too late');
+  rt.tick();
+  const faults = Object.fromEntries(rt.drainEvents().filter((e) => e.type === 'fault').map((e) => [e.agent, e.fault]));
+  assert.equal(faults[spin].kind, 'fuel_exhausted');
+  assert.equal(faults[bomb].kind, 'memory_limit');
+  assert.equal(faults[trap].kind, 'panic');
+  assert.equal(faults[trap].call, 'agent_receive');
+  assert.match(faults[trap].detail, /asked to panic in receive/);
+  assert.equal(faults[init].call, 'agent_init');
+  assert.equal(rt.inspect(spin).state, 'preempted');
+  assert.equal(rt.inspect(bomb).state, 'faulted');
+  assert.equal(rt.inspect(good).steps, 4);
+  const dead = rt.drainDeadLetters();
+  assert.deepEqual(
+    dead.map((d) => [d.message.to, d.reason]).sort(),
+    [[spin, 'recipient_faulted'], [trap, 'recipient_faulted_during_delivery']].sort(),
+  );
+  assert.equal(dead.find((d) => d.message.to === spin).message.payload.toString(), 'too late');
+});
+
+test('graceful shutdown calls agent_shutdown; kill does not', () => {
+  const rt = new Runtime({ workers: 1 });
+  const a = rt.spawn(exampleAgent('adv-trap'));
+  const b = rt.spawn(exampleAgent('adv-trap'));
+  rt.send(a, null, { kind: 3 }); // panic in shutdown
+  rt.send(b, null, { kind: 3 });
+  rt.tick();
+  rt.shutdown(a);
+  rt.kill(b);
+  assert.equal(rt.inspect(a).state, 'faulted', 'agent_shutdown ran and panicked');
+  assert.equal(rt.inspect(a).fault.call, 'agent_shutdown');
+  assert.equal(rt.inspect(b).state, 'killed', 'kill skips agent_shutdown');
+  assert.throws(() => rt.kill(b), { code: 'E_AGENT_NOT_RUNNING' });
+});

@@ -1,0 +1,239 @@
+'use strict';
+// lockstep: loads the native addon for this platform, then wraps it in a small JS API
+// (path/bytes handling, option checks, and errors with a `code`).
+const { readFileSync, existsSync } = require('node:fs');
+const { join } = require('node:path');
+const { platformTriple } = require('./scripts/platform.cjs');
+
+const triple = platformTriple();
+
+function loadNative() {
+  const local = join(__dirname, `lockstep.${triple}.node`);
+  const tried = [];
+  if (process.env.LOCKSTEP_NATIVE_PATH) {
+    return require(process.env.LOCKSTEP_NATIVE_PATH);
+  }
+  if (existsSync(local)) return require(local);
+  tried.push(local);
+  try {
+    return require(`lockstep-${triple}`);
+  } catch (e) {
+    tried.push(`lockstep-${triple} (${e.code || e.message})`);
+  }
+  const err = new Error(
+    `lockstep has no native binary for ${process.platform}/${process.arch} (${triple}). Tried: ${tried.join('; ')}. ` +
+      `Fix: reinstall so npm picks the optional package lockstep-${triple}, or build from source with ` +
+      '`npm run build` (needs Rust, see README), or point LOCKSTEP_NATIVE_PATH at a built .node file.',
+  );
+  err.code = 'E_NO_NATIVE_BINARY';
+  throw err;
+}
+
+const native = loadNative();
+
+/** An error from the runtime: `code` is stable (E_UNKNOWN_AGENT...), `message` says what to do. */
+class LockstepError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'LockstepError';
+    this.code = code;
+  }
+}
+
+function convert(e) {
+  const m = /^\[(E_[A-Z_]+)\] ([\s\S]*)$/.exec(e && e.message);
+  if (m) {
+    const err = new LockstepError(m[1], m[2]);
+    return err;
+  }
+  return e;
+}
+
+function call(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    throw convert(e);
+  }
+}
+
+const OPTION_KEYS = [
+  'workers', 'fuelPerCall', 'memoryLimitBytes', 'seed', 'maxAgents', 'deadlineMs',
+  'checkpointIntervalTicks', 'record', 'maxEvents',
+];
+
+function checkOptions(options) {
+  if (options == null) return {};
+  if (typeof options !== 'object') throw new LockstepError('E_INVALID_CONFIG', 'options must be an object');
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.includes(key)) {
+      throw new LockstepError('E_INVALID_CONFIG', `unknown option "${key}"; valid options: ${OPTION_KEYS.join(', ')}`);
+    }
+  }
+  for (const key of OPTION_KEYS.filter((k) => k !== 'record')) {
+    const v = options[key];
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) {
+      throw new LockstepError('E_INVALID_CONFIG', `option ${key} must be a non-negative integer, got ${String(v)}`);
+    }
+  }
+  return options;
+}
+
+function toBytes(payload, what) {
+  if (payload == null) return new Uint8Array(0);
+  if (payload instanceof Uint8Array) return payload;
+  if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
+  if (payload instanceof ArrayBuffer) return new Uint8Array(payload);
+  if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  throw new LockstepError('E_INVALID_ARGUMENT', `${what} must be a Uint8Array, Buffer, ArrayBuffer or string`);
+}
+
+function moduleBytes(source) {
+  if (typeof source === 'string' || source instanceof URL) {
+    try {
+      return readFileSync(source);
+    } catch (e) {
+      throw new LockstepError('E_IO', `cannot read agent module ${String(source)}: ${e.message}`);
+    }
+  }
+  return toBytes(source, 'an agent module');
+}
+
+const HASH_RE = /^[0-9a-f]{64}$/;
+
+function checkId(id) {
+  if (!Number.isSafeInteger(id) || id < 0) {
+    throw new LockstepError('E_UNKNOWN_AGENT', `agent id must be a non-negative integer, got ${String(id)}`);
+  }
+  return id;
+}
+
+class Runtime {
+  #native;
+
+  /** @param {import('./index').RuntimeOptions} [options] */
+  constructor(options) {
+    this.#native = call(() => new native.NativeRuntime(checkOptions(options)));
+  }
+
+  loadModule(source) {
+    const bytes = moduleBytes(source);
+    return call(() => this.#native.loadModule(bytes));
+  }
+
+  spawn(source) {
+    const hash = typeof source === 'string' && HASH_RE.test(source) ? source : this.loadModule(source);
+    return call(() => this.#native.spawn(hash));
+  }
+
+  spawnMany(source, count) {
+    const hash = typeof source === 'string' && HASH_RE.test(source) ? source : this.loadModule(source);
+    const ids = [];
+    for (let i = 0; i < count; i++) ids.push(call(() => this.#native.spawn(hash)));
+    return ids;
+  }
+
+  send(to, payload, options = {}) {
+    const bytes = toBytes(payload, 'payload');
+    const kind = options.kind ?? 0;
+    const priority = options.priority ?? 0;
+    if (!Number.isInteger(kind) || kind < 0 || kind > 0xffffffff) {
+      throw new LockstepError('E_INVALID_ARGUMENT', `kind must be an integer in 0..2^32-1, got ${kind}`);
+    }
+    if (!Number.isInteger(priority) || priority < -(2 ** 31) || priority >= 2 ** 31) {
+      throw new LockstepError('E_INVALID_ARGUMENT', `priority must be a 32-bit signed integer, got ${priority}`);
+    }
+    return call(() => this.#native.send(checkId(to), kind, priority, bytes));
+  }
+
+  tick(n = 1) {
+    if (!Number.isSafeInteger(n) || n < 1 || n > 0xffffffff) {
+      throw new LockstepError('E_INVALID_ARGUMENT', `tick(n) needs an integer n >= 1, got ${n}`);
+    }
+    return call(() => this.#native.tick(n));
+  }
+
+  shutdown(id) {
+    return call(() => this.#native.shutdown(checkId(id)));
+  }
+
+  kill(id) {
+    return call(() => this.#native.kill(checkId(id)));
+  }
+
+  inspect(id) {
+    return call(() => this.#native.inspect(checkId(id)));
+  }
+
+  agents() {
+    return this.#native.agents();
+  }
+
+  get currentTick() {
+    return this.#native.currentTick;
+  }
+
+  stateHash() {
+    return this.#native.stateHash();
+  }
+
+  deepHash() {
+    return this.#native.deepHash();
+  }
+
+  drainEvents() {
+    return this.#native.drainEvents();
+  }
+
+  eventsDropped() {
+    return this.#native.eventsDropped();
+  }
+
+  drainDeadLetters() {
+    return this.#native.drainDeadLetters();
+  }
+
+  drainMessages() {
+    return this.#native.drainMessages();
+  }
+
+  startRecording() {
+    return call(() => this.#native.startRecording());
+  }
+
+  stopRecording() {
+    return call(() => this.#native.stopRecording());
+  }
+
+  replayLog() {
+    return call(() => this.#native.replayLog());
+  }
+
+  get recording() {
+    return this.#native.recording;
+  }
+}
+
+function replay(log, options = {}) {
+  const bytes = toBytes(log, 'the replay log');
+  return call(() => native.replay(bytes, options.workers));
+}
+
+/** Paths of the example agents shipped with the package. */
+function exampleAgent(name) {
+  const p = join(__dirname, 'dist', 'agents', `${name.replace(/-/g, '_')}.wasm`);
+  if (!existsSync(p)) {
+    throw new LockstepError('E_IO', `no example agent "${name}" at ${p}; run \`npm run build\` in the lockstep checkout`);
+  }
+  return p;
+}
+
+module.exports = {
+  Runtime,
+  LockstepError,
+  replay,
+  exampleAgent,
+  ABI_VERSION: native.abiVersion(),
+  MAX_PAYLOAD_BYTES: native.maxPayloadBytes(),
+  HOST_ID: 0,
+};

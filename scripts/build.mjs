@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// Builds everything `npm test`, `npm run demo` and `npm run bench` need, on a fresh clone:
+//   1. the Rust toolchain and wasm32 target pinned in rust-toolchain.toml,
+//   2. the example agents (guest/ → dist/agents/*.wasm),
+//   3. the native addon (crates/lockstep-node → lockstep.<platform>.node).
+// One build path (cargo --release, host target) serves the addon, the Rust tests and the
+// benches, so wasmtime is compiled once. Cargo makes repeated runs cheap.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readdirSync, existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { platformTriple } from './platform.cjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const quiet = process.argv.includes('--quiet');
+
+function run(cmd, args, cwd = root) {
+  const started = Date.now();
+  if (!quiet) console.error(`[build] ${cmd} ${args.join(' ')}${cwd !== root ? `   (in ${cwd.slice(root.length + 1)})` : ''}`);
+  try {
+    execFileSync(cmd, args, { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
+  } catch (e) {
+    console.error(`[build] failed: ${cmd} ${args.join(' ')} (exit ${e.status}).`);
+    if (cmd === 'rustup') console.error('[build] Is rustup installed? See https://rustup.rs — the project pins its toolchain in rust-toolchain.toml.');
+    process.exit(1);
+  }
+  if (!quiet) console.error(`[build]   done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+function output(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    return '';
+  }
+}
+
+// 1. An installed toolchain does not pick up a missing target by itself (E0463 "can't find
+//    crate for `core`"); `rustup toolchain install` with no arguments installs what the
+//    toolchain file lists.
+if (!output('rustup', ['target', 'list', '--installed']).includes('wasm32-unknown-unknown')) {
+  run('rustup', ['toolchain', 'install']);
+}
+
+// 2. Example agents.
+const guest = join(root, 'guest');
+run('cargo', ['build', '--release', '--quiet'], guest);
+const wasmDir = join(guest, 'target', 'wasm32-unknown-unknown', 'release');
+const dist = join(root, 'dist', 'agents');
+mkdirSync(dist, { recursive: true });
+for (const f of readdirSync(wasmDir).filter((f) => f.endsWith('.wasm'))) {
+  copyFileSync(join(wasmDir, f), join(dist, f));
+}
+
+// 3. The addon.
+run('cargo', ['build', '--release', '--quiet', '-p', 'lockstep-node']);
+const libName = { linux: 'liblockstep_node.so', darwin: 'liblockstep_node.dylib', win32: 'lockstep_node.dll' }[process.platform];
+const built = join(root, 'target', 'release', libName ?? 'liblockstep_node.so');
+if (!existsSync(built)) {
+  console.error(`[build] expected the addon at ${built}, but cargo did not produce it.`);
+  process.exit(1);
+}
+copyFileSync(built, join(root, `lockstep.${platformTriple()}.node`));
+if (!quiet) console.error(`[build] addon: lockstep.${platformTriple()}.node, agents: dist/agents/`);
