@@ -127,8 +127,9 @@ impl Runtime {
         })?;
         let pool = if config.workers > 1 {
             Some(
+                // The calling thread is one of the workers (see scheduler::run_agents).
                 rayon::ThreadPoolBuilder::new()
-                    .num_threads(config.workers)
+                    .num_threads(config.workers - 1)
                     .thread_name(|i| format!("lockstep-worker-{i}"))
                     .build()
                     .map_err(|e| LockstepError::InvalidConfig { reason: format!("worker pool: {e}") })?,

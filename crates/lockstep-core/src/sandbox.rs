@@ -289,13 +289,11 @@ impl AgentInstance {
     }
 
     pub fn call_init(&mut self, tick: u64) -> Result<(), Fault> {
-        let f = self.init.clone();
-        self.run(AbiCall::Init, tick, |store| f.call(store, ()))
+        self.run(AbiCall::Init, tick, 0)
     }
 
     pub fn call_shutdown(&mut self, tick: u64) -> Result<(), Fault> {
-        let f = self.shutdown.clone();
-        self.run(AbiCall::Shutdown, tick, |store| f.call(store, ()))
+        self.run(AbiCall::Shutdown, tick, 0)
     }
 
     pub fn call_step(&mut self, ctx: &StepContext) -> Result<(), Fault> {
@@ -306,16 +304,14 @@ impl AgentInstance {
         bytes[abi::CONTEXT_OFFSET_AGENT_ID..][..8].copy_from_slice(&self.store.data().id.to_le_bytes());
         bytes[abi::CONTEXT_OFFSET_MAX_AGENT_ID..][..8].copy_from_slice(&ctx.max_agent_id.to_le_bytes());
         self.write_io(&bytes, &[]);
-        let (f, ptr) = (self.step.clone(), self.io_ptr as i32);
-        self.run(AbiCall::Step, ctx.tick, |store| f.call(store, ptr))
+        self.run(AbiCall::Step, ctx.tick, self.io_ptr as i32)
     }
 
     pub fn call_receive(&mut self, tick: u64, message: &Message) -> Result<(), Fault> {
         let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
         message.write_header(&mut header);
         self.write_io(&header, &message.payload);
-        let (f, ptr) = (self.receive.clone(), self.io_ptr as i32);
-        self.run(AbiCall::Receive, tick, |store| f.call(store, ptr))
+        self.run(AbiCall::Receive, tick, self.io_ptr as i32)
     }
 
     /// Copies header and payload into the guest's io buffer. Bounds were checked at
@@ -328,12 +324,11 @@ impl AgentInstance {
         mem[start + header.len()..start + header.len() + payload.len()].copy_from_slice(payload);
     }
 
-    fn run(
-        &mut self,
-        call: AbiCall,
-        tick: u64,
-        f: impl FnOnce(&mut Store<AgentHost>) -> wasmtime::Result<i32>,
-    ) -> Result<(), Fault> {
+    /// Runs one ABI function under a fresh fuel budget and deadline. The typed functions are
+    /// borrowed, never cloned: cloning one bumps a reference count shared by every agent of
+    /// the module, which made worker threads fight over one cache line (measured: parallel
+    /// ticks slower than sequential ones).
+    fn run(&mut self, call: AbiCall, tick: u64, arg: i32) -> Result<(), Fault> {
         let host = self.store.data_mut();
         host.tick = tick;
         host.begin_call();
@@ -342,7 +337,12 @@ impl AgentInstance {
             let _ = self.store.set_fuel(self.fuel_per_call);
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = f(&mut self.store);
+        let result = match call {
+            AbiCall::Init => self.init.call(&mut self.store, ()),
+            AbiCall::Step => self.step.call(&mut self.store, arg),
+            AbiCall::Receive => self.receive.call(&mut self.store, arg),
+            AbiCall::Shutdown => self.shutdown.call(&mut self.store, ()),
+        };
         if self.fuel_per_call > 0 {
             let left = self.store.get_fuel().unwrap_or(0);
             self.fuel_consumed += self.fuel_per_call - left;

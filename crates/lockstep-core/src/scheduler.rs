@@ -5,7 +5,8 @@
 //! Phase 2 (`settle`) is sequential and walks agents in id order, so the tick hash, the
 //! routing and the events never depend on the number of workers or on thread timing.
 
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::bus::{self, AgentId, DeadLetter, DeadLetterReason, Message};
 use crate::error::Digest;
@@ -42,6 +43,10 @@ pub(crate) struct AgentTickOutput {
     /// Digest of (delivered count, sent messages, fault) when any is non-empty.
     pub digest: Option<[u8; 32]>,
     pub fuel: u64,
+    /// What the agent sent and logged, moved out of its store while that is hot in this
+    /// worker's cache, so phase 2 walks only the contiguous slot array.
+    pub sent: Vec<Message>,
+    pub logs: Vec<crate::host::LogLine>,
 }
 
 impl AgentSlot {
@@ -106,6 +111,13 @@ impl AgentSlot {
             }
             out.digest = Some(*h.finalize().as_bytes());
         }
+        std::mem::swap(&mut out.sent, &mut instance.host_mut().outbox);
+        if !instance.host().logs.is_empty() {
+            out.logs = std::mem::take(&mut instance.host_mut().logs);
+        }
+        // Keep the (now empty) vector's capacity for the agent's next tick.
+        std::mem::swap(&mut instance.host_mut().outbox, &mut self.out.sent);
+        instance.host_mut().outbox.clear();
         self.out = out;
     }
 }
@@ -126,15 +138,37 @@ pub struct TickReport {
     pub agent_digests: Vec<(AgentId, [u8; 8])>,
 }
 
+/// Agents per unit of work handed out to the threads of a parallel tick.
+const CHUNK_AGENTS: usize = 64;
+
 /// Phase 1: every running agent receives its inbox and steps.
+///
+/// In parallel, the calling thread works too: it starts at once, and the pool's threads
+/// (workers - 1 of them) join as soon as they wake, taking chunks from a shared counter.
+/// Waking sleeping threads costs tens of microseconds here, so the caller never waits idle.
 pub fn run_agents(slots: &mut [AgentSlot], tick: u64, pool: Option<&rayon::ThreadPool>) {
     let max_agent_id = slots.len() as u64;
-    match pool {
-        Some(pool) => pool.install(|| {
-            slots.par_iter_mut().with_min_len(32).for_each(|s| s.run_tick(tick, max_agent_id));
-        }),
-        None => slots.iter_mut().for_each(|s| s.run_tick(tick, max_agent_id)),
-    }
+    let Some(pool) = pool else {
+        slots.iter_mut().for_each(|s| s.run_tick(tick, max_agent_id));
+        return;
+    };
+    let chunks: Vec<Mutex<&mut [AgentSlot]>> = slots.chunks_mut(CHUNK_AGENTS).map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(chunk) = chunks.get(i) else { break };
+        // Each chunk is taken exactly once (the counter hands out each index once), so the
+        // lock is never contended; it exists to hand out `&mut` safely.
+        if let Ok(mut chunk) = chunk.lock() {
+            chunk.iter_mut().for_each(|s| s.run_tick(tick, max_agent_id));
+        }
+    };
+    pool.in_place_scope(|scope| {
+        for _ in 0..pool.current_num_threads() {
+            scope.spawn(|_| work());
+        }
+        work();
+    });
 }
 
 /// Where phase 2 puts what leaves the agents.
@@ -171,13 +205,11 @@ pub fn settle(slots: &mut [AgentSlot], tick: u64, mut hasher: blake3::Hasher, si
             short.copy_from_slice(&d[..8]);
             report.agent_digests.push((slot.id, short));
         }
-        if let Some(instance) = slot.instance.as_mut() {
-            if slot.state.is_running() {
-                report.agents_stepped += 1;
-            }
-            for line in instance.host_mut().logs.drain(..) {
-                sinks.events.push(Event::Log { tick, agent: slot.id, level: line.level, text: line.text });
-            }
+        if slot.instance.is_some() && slot.state.is_running() {
+            report.agents_stepped += 1;
+        }
+        for line in out.logs.drain(..) {
+            sinks.events.push(Event::Log { tick, agent: slot.id, level: line.level, text: line.text });
         }
         if let Some(fault) = out.fault.take() {
             report.faults += 1;
@@ -190,13 +222,19 @@ pub fn settle(slots: &mut [AgentSlot], tick: u64, mut hasher: blake3::Hasher, si
     }
     // Pass 2: route. Messages arrive in sender-id order; delivery sorts by the full key.
     for i in 0..slots.len() {
-        let Some(instance) = slots[i].instance.as_mut() else { continue };
-        let outbox = std::mem::take(&mut instance.host_mut().outbox);
-        slots[i].messages_sent += outbox.len() as u64;
-        for m in outbox {
-            report.messages_routed += 1;
+        if slots[i].out.sent.is_empty() {
+            if !slots[i].state.is_running() {
+                slots[i].instance = None;
+            }
+            continue;
+        }
+        let mut sent = std::mem::take(&mut slots[i].out.sent);
+        slots[i].messages_sent += sent.len() as u64;
+        report.messages_routed += sent.len() as u64;
+        for m in sent.drain(..) {
             route(slots, m, tick, &mut hasher, &mut report, sinks.dead_letters, sinks.host_outbox, sinks.events);
         }
+        slots[i].out.sent = sent; // keep the allocation
         // A faulted agent's memory is released now that its outbox is routed.
         if !slots[i].state.is_running() {
             slots[i].instance = None;

@@ -1,0 +1,153 @@
+//! Core benchmarks, printed as JSON (one object) for benches/run.mjs.
+//!
+//!   cargo run --release --example bench_core -- [--quick]
+//!
+//! Every figure is measured beside its baseline in the same run: the runtime's tick against
+//! the same agents stepped by a bare loop over wasmtime calls (no routing, hashing, recording).
+
+use std::time::Instant;
+
+use lockstep_core::sandbox::{AgentModule, Sandbox, SandboxConfig, StepContext};
+use lockstep_core::{Runtime, RuntimeConfig};
+
+fn agent(name: &str) -> Vec<u8> {
+    let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run `npm run build` first"))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn p99(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 * 0.99) as usize).min(v.len() - 1)]
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+fn map_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps").map(|s| s.lines().count()).unwrap_or(0)
+}
+
+fn config(workers: usize, max_agents: u32) -> RuntimeConfig {
+    RuntimeConfig { workers, max_agents, checkpoint_interval_ticks: 0, record: true, memory_limit_bytes: 4 << 20, ..Default::default() }
+}
+
+/// Median and p99 microseconds per tick of `n` counter agents through the runtime.
+fn tick_overhead(n: usize, workers: usize, ticks: usize) -> (f64, f64, bool) {
+    let mut rt = Runtime::new(config(workers, n as u32)).unwrap();
+    let m = rt.load_module(agent("counter")).unwrap();
+    for _ in 0..n {
+        rt.spawn(m).unwrap();
+    }
+    rt.run(10);
+    let mut times = Vec::with_capacity(ticks);
+    let mut parallel = false;
+    for _ in 0..ticks {
+        let t = Instant::now();
+        let r = rt.tick();
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        parallel = r.parallel;
+    }
+    (median(&mut times), p99(&mut times), parallel)
+}
+
+/// The floor: the same agents stepped by a bare loop of wasmtime calls, one thread.
+fn bare_tick(n: usize, ticks: usize) -> f64 {
+    let sandbox = Sandbox::new(SandboxConfig { fuel_per_call: 10_000_000, memory_limit_bytes: 4 << 20, max_agents: n as u32 + 1, deadline_ms: 1000 }).unwrap();
+    let module = AgentModule::compile(&sandbox, agent("counter")).unwrap();
+    let mut agents: Vec<_> = (0..n).map(|i| module.instantiate(&sandbox, i as u64 + 1, 0).unwrap()).collect();
+    let mut times = Vec::with_capacity(ticks);
+    for t in 0..ticks as u64 {
+        let start = Instant::now();
+        let ctx = StepContext { tick: t, inbox_len: 0, max_agent_id: n as u64 };
+        for a in agents.iter_mut() {
+            a.call_step(&ctx).unwrap();
+        }
+        times.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    median(&mut times)
+}
+
+/// Nanoseconds per host→agent call (agent_step of the counter) with fuel on or off.
+fn call_overhead(fuel: bool, calls: u64) -> f64 {
+    let sandbox = Sandbox::new(SandboxConfig { fuel_per_call: if fuel { 10_000_000 } else { 0 }, memory_limit_bytes: 4 << 20, max_agents: 2, deadline_ms: 1000 }).unwrap();
+    let module = AgentModule::compile(&sandbox, agent("counter")).unwrap();
+    let mut a = module.instantiate(&sandbox, 1, 0).unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        for t in 0..calls {
+            a.call_step(&StepContext { tick: t, inbox_len: 0, max_agent_id: 1 }).unwrap();
+        }
+        runs.push(start.elapsed().as_secs_f64() * 1e9 / calls as f64);
+    }
+    median(&mut runs)
+}
+
+/// Microseconds per spawn (instantiate + agent_init + recording) and bytes per idle agent.
+fn spawn_cost(n: usize) -> (f64, f64, f64) {
+    let mut rt = Runtime::new(config(1, n as u32)).unwrap();
+    let m = rt.load_module(agent("counter")).unwrap();
+    let rss0 = rss_bytes();
+    let maps0 = map_count();
+    let start = Instant::now();
+    for _ in 0..n {
+        rt.spawn(m).unwrap();
+    }
+    let per_spawn = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    rt.run(2);
+    let per_agent = (rss_bytes().saturating_sub(rss0)) as f64 / n as f64;
+    let maps_per_agent = (map_count().saturating_sub(maps0)) as f64 / n as f64;
+    (per_spawn, per_agent, maps_per_agent)
+}
+
+/// How many agents one process holds under the kernel's map limit.
+fn max_agents_reached(target: usize) -> (usize, String) {
+    let mut rt = match Runtime::new(config(1, target as u32)) {
+        Ok(rt) => rt,
+        Err(e) => return (0, e.to_string()),
+    };
+    let m = rt.load_module(agent("counter")).unwrap();
+    for i in 0..target {
+        if let Err(e) = rt.spawn(m) {
+            return (i, e.to_string());
+        }
+    }
+    rt.tick();
+    (target, "ok".into())
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let ticks = |n: usize| if quick { 20 } else if n >= 10_000 { 100 } else { 300 };
+    let mut out = Vec::new();
+    for n in [50usize, 1_000, 10_000] {
+        let bare = bare_tick(n, ticks(n));
+        for workers in [1usize, 2] {
+            let (med, p99v, parallel) = tick_overhead(n, workers, ticks(n));
+            out.push(format!(
+                r#"{{"agents":{n},"workers":{workers},"tick_median_us":{med:.2},"tick_p99_us":{p99v:.2},"parallel":{parallel},"bare_single_thread_median_us":{bare:.2},"ratio_vs_bare":{:.2}}}"#,
+                med / bare
+            ));
+        }
+    }
+    let calls = if quick { 100_000 } else { 2_000_000 };
+    let fuel_on = call_overhead(true, calls);
+    let fuel_off = call_overhead(false, calls);
+    let (spawn_us, bytes_per_agent, maps_per_agent) = spawn_cost(if quick { 1_000 } else { 10_000 });
+    let (reached, why) = max_agents_reached(if quick { 2_000 } else { 100_000 });
+    println!(
+        r#"{{"tick":[{}],"call_ns":{{"fuel_on":{fuel_on:.1},"fuel_off":{fuel_off:.1}}},"spawn_us_per_agent":{spawn_us:.2},"rss_bytes_per_idle_agent":{bytes_per_agent:.0},"memory_maps_per_agent":{maps_per_agent:.2},"max_agents":{{"reached":{reached},"stopped_because":{:?}}}}}"#,
+        out.join(","),
+        why
+    );
+}
