@@ -1,0 +1,71 @@
+// npm run bench [-- --json] [-- --quick]
+// Runs the core benchmarks (Rust: crates/lockstep-core/examples/bench_core.rs) and the JS-side
+// ones below, each beside a baseline measured in the same run, and prints a Markdown table
+// (or JSON with --json). Figures go into BENCHMARKS.md by hand, with the date.
+import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import os from 'node:os';
+const require = createRequire(import.meta.url);
+const { Runtime, exampleAgent } = require('../index.js');
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const json = process.argv.includes('--json');
+const quick = process.argv.includes('--quick');
+const log = (...a) => (json ? process.stderr.write(a.join(' ') + '\n') : console.log(...a));
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+log('[bench] core (Rust) ... this takes about a minute');
+const core = JSON.parse(
+  execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'bench_core', '--', ...(quick ? ['--quick'] : [])], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }),
+);
+
+// JS-side: one tick of 50 trivial agents called from JS (napi crossing included), against the
+// cost of an empty napi call in the same run (stateHash()).
+log('[bench] JS tick API');
+const rt = new Runtime({ workers: 1, checkpointIntervalTicks: 0 });
+rt.spawnMany(exampleAgent('counter'), 50);
+rt.tick(100);
+const jsTick = [];
+const napiCall = [];
+for (let round = 0; round < (quick ? 5 : 30); round++) {
+  let t = process.hrtime.bigint();
+  for (let i = 0; i < 1000; i++) rt.tick();
+  jsTick.push(Number(process.hrtime.bigint() - t) / 1000 / 1000);
+  t = process.hrtime.bigint();
+  for (let i = 0; i < 1000; i++) rt.stateHash();
+  napiCall.push(Number(process.hrtime.bigint() - t) / 1000 / 1000);
+}
+const js = { tick50_from_js_median_us: median(jsTick), napi_call_median_us: median(napiCall) };
+
+const result = {
+  date: new Date().toISOString().slice(0, 10),
+  machine: `${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${process.platform}-${process.arch}, node ${process.version}`,
+  core,
+  js,
+};
+
+if (json) {
+  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+} else {
+  console.log(`\n## ${result.date} — ${result.machine}\n`);
+  console.log('| agents | workers | tick median µs | tick p99 µs | bare wasmtime loop µs (1 thread) | ratio |');
+  console.log('|---:|---:|---:|---:|---:|---:|');
+  for (const t of core.tick) {
+    console.log(`| ${t.agents} | ${t.workers} | ${t.tick_median_us} | ${t.tick_p99_us} | ${t.bare_single_thread_median_us} | ${t.ratio_vs_bare} |`);
+  }
+  console.log(`\n- host→agent call: ${core.call_ns.fuel_on} ns with fuel, ${core.call_ns.fuel_off} ns without`);
+  console.log(`- spawn (instantiate + agent_init + record): ${core.spawn_us_per_agent} µs per agent`);
+  console.log(`- memory per idle agent (RSS): ${(core.rss_bytes_per_idle_agent / 1024).toFixed(1)} KiB; memory maps per agent: ${core.memory_maps_per_agent}`);
+  console.log(`- agents in one process: ${core.max_agents.reached} (${core.max_agents.stopped_because})`);
+  console.log(`- 50 agents, tick() called from JS: ${js.tick50_from_js_median_us.toFixed(2)} µs; an empty napi call: ${js.napi_call_median_us.toFixed(2)} µs`);
+}

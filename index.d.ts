@@ -1,0 +1,185 @@
+// Type definitions for lockstep. Kept by hand beside index.js; every option and event is
+// documented here, and __test__/ exercises each of them.
+
+/** Options of `new Runtime(options)`. Every field is optional; defaults in brackets. */
+export interface RuntimeOptions {
+  /** Threads that step agents; 1 runs everything on the calling thread. [number of CPUs] Results never depend on it. */
+  workers?: number;
+  /** Fuel (≈ wasm instructions) per ABI call. An agent that uses it up is preempted — deterministically. 0 disables metering (then only `deadlineMs` stops a loop). [10_000_000] */
+  fuelPerCall?: number;
+  /** Cap on each agent's linear memory in bytes, at least 131072. Growing past it faults the agent with `memory_limit`. [16 MiB] */
+  memoryLimitBytes?: number;
+  /** Seed of every agent's random stream (`random_u64`): same seed, same session. [0] */
+  seed?: number;
+  /** Most agents one runtime holds (slots reserved up front). [16384] */
+  maxAgents?: number;
+  /** Wall-clock backstop per ABI call in ms (not deterministic; fuel is the real limit). [1000] */
+  deadlineMs?: number;
+  /** Deep hash (all agent memory) recorded every this many ticks; 0 = only when you call `deepHash()`. [100] */
+  checkpointIntervalTicks?: number;
+  /** Record a replay log from the start. [true] */
+  record?: boolean;
+  /** Most undrained events kept; older ones are dropped and counted by `eventsDropped()`. [100000] */
+  maxEvents?: number;
+}
+
+/** What one tick did. */
+export interface TickReport {
+  tick: number;
+  /** Hash chaining the previous tick's hash with everything this tick did (hex). */
+  hash: string;
+  agentsStepped: number;
+  messagesDelivered: number;
+  messagesRouted: number;
+  deadLetters: number;
+  faults: number;
+  /** Fuel burned by all agents this tick. */
+  fuel: number;
+  /** Whether this tick ran on the worker pool (chosen by the amount of work; never changes results). */
+  parallel: boolean;
+}
+
+export type FaultKind =
+  | 'trap' | 'panic' | 'fuel_exhausted' | 'deadline' | 'memory_limit' | 'host_call_violation' | 'agent_error';
+export type AbiCall = 'agent_init' | 'agent_step' | 'agent_receive' | 'agent_shutdown';
+
+export interface FaultInfo {
+  kind: FaultKind;
+  /** The ABI function that was running. */
+  call: AbiCall;
+  tick: number;
+  /** The trap message, the agent's panic message, the bad pointer... */
+  detail: string;
+}
+
+export type AgentStateName = 'running' | 'preempted' | 'faulted' | 'stopped' | 'killed';
+
+export interface AgentInfo {
+  id: number;
+  /** BLAKE3 hash of the module bytes (hex). */
+  module: string;
+  state: AgentStateName;
+  fault?: FaultInfo;
+  steps: number;
+  messagesReceived: number;
+  messagesSent: number;
+  inboxLen: number;
+  memoryBytes: number;
+  fuelConsumed: number;
+}
+
+export type DeadLetterReason = 'recipient_faulted' | 'recipient_stopped' | 'unknown_recipient' | 'recipient_faulted_during_delivery';
+
+/** Something the runtime reports; drain them with `drainEvents()`. */
+export type RuntimeEvent =
+  | { type: 'spawned'; tick: number; agent: number; module: string }
+  | { type: 'fault'; tick: number; agent: number; fault: FaultInfo }
+  | { type: 'stopped'; tick: number; agent: number }
+  | { type: 'killed'; tick: number; agent: number }
+  | { type: 'dead_letter'; tick: number; reason: DeadLetterReason; from: number; to: number; seq: number; kind: number }
+  /** level: 1 error, 2 warn, 3 info, 4 debug, 5 trace */
+  | { type: 'log'; tick: number; agent: number; level: number; text: string };
+
+export interface AgentMessage {
+  /** Sender id; 0 is the host (JS). */
+  from: number;
+  to: number;
+  /** The sender's n-th message. */
+  seq: number;
+  kind: number;
+  priority: number;
+  payload: Buffer;
+}
+
+export interface DeadLetter {
+  tick: number;
+  reason: DeadLetterReason;
+  message: AgentMessage;
+}
+
+export interface SendOptions {
+  /** User-defined tag the agent sees. [0] */
+  kind?: number;
+  /** Higher is delivered first within the recipient's tick. [0] */
+  priority?: number;
+}
+
+export interface ReplayOptions {
+  /** Worker threads for the replay (results never depend on it). */
+  workers?: number;
+}
+
+export interface Divergence {
+  kind: 'tick_hash' | 'deep_hash' | 'spawn_id';
+  /** The first tick whose hash differs. */
+  tick: number;
+  /** The lowest agent id whose part differs, when the log lets us tell. */
+  agent?: number;
+  expected: string;
+  actual: string;
+}
+
+export interface ReplayReport {
+  ok: boolean;
+  ticksVerified: number;
+  checkpointsVerified: number;
+  finalHash: string;
+  divergence?: Divergence;
+}
+
+/** A wasm agent module: a path, or its bytes. */
+export type ModuleSource = string | URL | Uint8Array | ArrayBuffer;
+export type Payload = Uint8Array | ArrayBuffer | ArrayBufferView | string | null | undefined;
+
+export class Runtime {
+  constructor(options?: RuntimeOptions);
+  /** Compiles and validates a module (once per distinct bytes); returns its hash. Throws E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_IO. */
+  loadModule(source: ModuleSource): string;
+  /** Spawns an agent from a module hash, a path or bytes and runs its agent_init. A fault in init does not throw: the agent exists, faulted, and a fault event says why. */
+  spawn(source: ModuleSource): number;
+  spawnMany(source: ModuleSource, count: number): number[];
+  /** Queues a message from the host (id 0), delivered at the next tick. To a dead agent it lands in the dead-letter queue. Throws E_UNKNOWN_AGENT, E_MESSAGE_TOO_LARGE. */
+  send(to: number, payload: Payload, options?: SendOptions): void;
+  /** Runs n ticks (default 1), returns the last one's report. */
+  tick(n?: number): TickReport;
+  /** Calls agent_shutdown, then the agent is stopped; its undelivered messages are dead-lettered. */
+  shutdown(id: number): void;
+  /** Stops an agent at once, without agent_shutdown. */
+  kill(id: number): void;
+  inspect(id: number): AgentInfo;
+  /** Every agent id ever spawned, in order. */
+  agents(): number[];
+  /** The number of ticks run so far (the next tick's number). */
+  readonly currentTick: number;
+  /** The last tick's hash (zeros before the first tick). */
+  stateHash(): string;
+  /** Hash of every agent's memory and globals; recorded as a checkpoint the replay verifies. */
+  deepHash(): { tick: number; hash: string };
+  drainEvents(): RuntimeEvent[];
+  eventsDropped(): number;
+  drainDeadLetters(): DeadLetter[];
+  /** Messages agents sent to the host (id 0), in routing order. */
+  drainMessages(): AgentMessage[];
+  /** Starts recording; only before the first spawn/send/tick (E_RECORDING_MID_SESSION). */
+  startRecording(): void;
+  /** Stops recording and returns the log (format: docs/REPLAY.md). */
+  stopRecording(): Buffer;
+  /** The log so far; recording continues. */
+  replayLog(): Buffer;
+  readonly recording: boolean;
+}
+
+/** Re-runs a recorded session, verifying every tick hash and checkpoint. Throws E_REPLAY_CORRUPT (with the byte offset) for a damaged or truncated log. */
+export function replay(log: Uint8Array | ArrayBuffer, options?: ReplayOptions): ReplayReport;
+
+/** Path of an example agent shipped with the package: counter, ping-pong, gossip, adv-spin, adv-membomb, adv-trap, adv-panic-init. */
+export function exampleAgent(name: string): string;
+
+export class LockstepError extends Error {
+  /** Stable code: E_INVALID_CONFIG, E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_INSTANTIATION, E_UNKNOWN_AGENT, E_AGENT_NOT_RUNNING, E_MESSAGE_TOO_LARGE, E_AGENT_LIMIT, E_RECORDING_MID_SESSION, E_NOT_RECORDING, E_REPLAY_CORRUPT, E_REPLAY_VERSION, E_REPLAY_MISSING_MODULE, E_IO, E_INVALID_ARGUMENT, E_NO_NATIVE_BINARY */
+  code: string;
+}
+
+export const ABI_VERSION: number;
+export const MAX_PAYLOAD_BYTES: number;
+export const HOST_ID: 0;
