@@ -62,7 +62,7 @@ fn tick_overhead(n: usize, workers: usize, ticks: usize) -> (f64, f64, bool) {
 
 /// The floor: the same agents stepped by a bare loop of wasmtime calls, one thread.
 fn bare_tick(n: usize, ticks: usize) -> f64 {
-    let sandbox = Sandbox::new(SandboxConfig { fuel_per_call: 10_000_000, memory_limit_bytes: 4 << 20, max_agents: n as u32 + 1, deadline_ms: 1000 }).unwrap();
+    let sandbox = Sandbox::new(SandboxConfig { fuel_per_call: 10_000_000, memory_limit_bytes: 4 << 20, max_agents: n as u32 + 1, deadline_ms: 1000, allocator: Default::default() }).unwrap();
     let module = AgentModule::compile(&sandbox, agent("counter")).unwrap();
     let mut agents: Vec<_> = (0..n).map(|i| module.instantiate(&sandbox, i as u64 + 1, 0).unwrap()).collect();
     let mut times = Vec::with_capacity(ticks);
@@ -79,7 +79,7 @@ fn bare_tick(n: usize, ticks: usize) -> f64 {
 
 /// Nanoseconds per host→agent call (agent_step of the counter) with fuel on or off.
 fn call_overhead(fuel: bool, calls: u64) -> f64 {
-    let sandbox = Sandbox::new(SandboxConfig { fuel_per_call: if fuel { 10_000_000 } else { 0 }, memory_limit_bytes: 4 << 20, max_agents: 2, deadline_ms: 1000 }).unwrap();
+    let sandbox = Sandbox::new(SandboxConfig { fuel_per_call: if fuel { 10_000_000 } else { 0 }, memory_limit_bytes: 4 << 20, max_agents: 2, deadline_ms: 1000, allocator: Default::default() }).unwrap();
     let module = AgentModule::compile(&sandbox, agent("counter")).unwrap();
     let mut a = module.instantiate(&sandbox, 1, 0).unwrap();
     let mut runs = Vec::new();

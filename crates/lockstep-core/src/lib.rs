@@ -17,6 +17,8 @@ pub mod replay_log;
 pub mod runtime;
 pub mod sandbox;
 pub mod scheduler;
+#[cfg(target_os = "linux")]
+mod slab_memory;
 
 pub use bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 pub use error::{Digest, LockstepError, Result};
@@ -24,4 +26,5 @@ pub use event::Event;
 pub use fault::{AbiCall, AgentState, Fault, FaultKind};
 pub use replay::{replay, Divergence, DivergenceKind, ReplayReport};
 pub use runtime::{AgentInfo, DeepHash, Runtime, RuntimeConfig};
+pub use sandbox::MemoryAllocator;
 pub use scheduler::TickReport;

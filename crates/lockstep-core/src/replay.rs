@@ -68,6 +68,7 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
         checkpoint_interval_ticks: 0,
         record: false,
         max_events: 10_000,
+        allocator: Default::default(),
     })?;
     let mut report = ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None };
     loop {

@@ -12,7 +12,7 @@ use crate::error::{Digest, LockstepError, Result};
 use crate::event::Event;
 use crate::fault::AgentState;
 use crate::replay_log::{self, Record, SessionConfig};
-use crate::sandbox::{AgentModule, Sandbox, SandboxConfig};
+use crate::sandbox::{AgentModule, MemoryAllocator, Sandbox, SandboxConfig};
 use crate::scheduler::{self, AgentSlot, Sinks, TickReport};
 
 #[derive(Debug, Clone)]
@@ -35,6 +35,8 @@ pub struct RuntimeConfig {
     pub record: bool,
     /// Most events kept for `drain_events`; older ones are dropped and counted.
     pub max_events: usize,
+    /// Where agent memories live (does not change results).
+    pub allocator: MemoryAllocator,
 }
 
 impl Default for RuntimeConfig {
@@ -49,6 +51,7 @@ impl Default for RuntimeConfig {
             checkpoint_interval_ticks: 100,
             record: true,
             max_events: 100_000,
+            allocator: MemoryAllocator::default(),
         }
     }
 }
@@ -124,6 +127,7 @@ impl Runtime {
             memory_limit_bytes: config.memory_limit_bytes,
             max_agents: config.max_agents,
             deadline_ms: config.deadline_ms,
+            allocator: config.allocator,
         })?;
         let pool = if config.workers > 1 {
             Some(

@@ -31,6 +31,25 @@ pub struct SandboxConfig {
     pub max_agents: u32,
     /// Wall-clock backstop per ABI call, milliseconds.
     pub deadline_ms: u64,
+    /// Where agent memories live.
+    pub allocator: MemoryAllocator,
+}
+
+/// How agent linear memories are allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryAllocator {
+    /// All memories in one mapping (`slab_memory`): no per-agent memory maps, so 100,000
+    /// agents fit in one process. Linux only.
+    Slab,
+    /// wasmtime's pooling allocator: ~4 memory maps per agent, so one process stops near
+    /// 16,000 agents under the default `vm.max_map_count`.
+    Pooling,
+}
+
+impl Default for MemoryAllocator {
+    fn default() -> Self {
+        if cfg!(target_os = "linux") { Self::Slab } else { Self::Pooling }
+    }
 }
 
 /// How often the epoch ticker advances the engine's epoch.
@@ -103,20 +122,41 @@ impl Sandbox {
         c.shared_memory(false);
         c.relaxed_simd_deterministic(true);
         // A small reservation per memory instead of wasmtime's 4 GiB default: 10,000 agents
-        // would otherwise reserve ~40 TiB of address space.
+        // would otherwise reserve ~40 TiB of address space. Wasm pages are 64 KiB.
         let limit = config.memory_limit_bytes;
-        c.memory_reservation(limit);
-        c.memory_guard_size(65_536);
+        let slot_bytes = limit.div_ceil(65_536) * 65_536;
+        c.memory_reservation(slot_bytes);
         c.memory_reservation_for_growth(0);
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_memories(config.max_agents)
-            .total_tables(config.max_agents)
-            .total_core_instances(config.max_agents)
-            .max_memories_per_module(1)
-            .max_tables_per_module(1)
-            .max_memory_size(limit as usize)
-            .table_elements(10_000);
-        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        match config.allocator {
+            #[cfg(target_os = "linux")]
+            MemoryAllocator::Slab => {
+                let creator = crate::slab_memory::SlabMemoryCreator::new(config.max_agents as usize + 1, slot_bytes as usize)
+                    .map_err(|reason| LockstepError::InvalidConfig { reason })?;
+                // No guard: the JIT bounds-checks every access against the current size.
+                c.memory_guard_size(0);
+                c.memory_init_cow(false);
+                c.with_host_memory(Arc::new(creator));
+                c.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            }
+            #[cfg(not(target_os = "linux"))]
+            MemoryAllocator::Slab => {
+                return Err(LockstepError::InvalidConfig { reason: "the slab memory allocator needs Linux; use Pooling".into() });
+            }
+            MemoryAllocator::Pooling => {
+                c.memory_guard_size(65_536);
+                let mut pool = PoolingAllocationConfig::default();
+                // +1: the load-time probe instance of a module needs a slot too.
+                let slots = config.max_agents.saturating_add(1);
+                pool.total_memories(slots)
+                    .total_tables(slots)
+                    .total_core_instances(slots)
+                    .max_memories_per_module(1)
+                    .max_tables_per_module(1)
+                    .max_memory_size(slot_bytes as usize)
+                    .table_elements(10_000);
+                c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            }
+        }
         let engine = Engine::new(&c).map_err(|e| LockstepError::InvalidConfig { reason: format!("wasm engine: {e}") })?;
         let mut linker = Linker::new(&engine);
         host::define_imports(&mut linker).map_err(|e| LockstepError::InvalidConfig { reason: format!("linker: {e}") })?;

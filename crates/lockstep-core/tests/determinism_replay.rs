@@ -3,14 +3,19 @@
 
 mod common;
 use common::*;
-use lockstep_core::{replay, Digest, DivergenceKind, LockstepError, Runtime, RuntimeConfig};
+use lockstep_core::{replay, Digest, DivergenceKind, LockstepError, MemoryAllocator, Runtime, RuntimeConfig};
 
 const GOSSIP_AGENTS: usize = 300;
 const TICKS: u64 = 25;
 
 /// A mixed scenario: gossip, ping-pong, counters, host messages and adversarial agents.
 fn scenario(workers: usize) -> (Runtime, Vec<Digest>, Digest) {
+    scenario_with(workers, MemoryAllocator::default())
+}
+
+fn scenario_with(workers: usize, allocator: MemoryAllocator) -> (Runtime, Vec<Digest>, Digest) {
     let mut rt = Runtime::new(RuntimeConfig {
+        allocator,
         workers,
         seed: 7,
         max_agents: 1_024,
@@ -58,6 +63,14 @@ fn one_and_four_workers_agree_tick_by_tick() {
     // Sanity: the scenario really ran in parallel and did something.
     assert!(rt4.inspect(1).unwrap().messages_received > 0);
     assert_ne!(one[0], one[1]);
+}
+
+#[test]
+fn memory_allocator_does_not_change_results() {
+    let (_, pooled, deep_pooled) = scenario_with(2, MemoryAllocator::Pooling);
+    let (_, default, deep_default) = scenario(2);
+    assert_eq!(pooled, default);
+    assert_eq!(deep_pooled, deep_default);
 }
 
 #[test]

@@ -53,6 +53,7 @@ fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
         checkpoint_interval_ticks: o.checkpoint_interval_ticks.map(u64::from).unwrap_or(d.checkpoint_interval_ticks),
         record: o.record.unwrap_or(d.record),
         max_events: o.max_events.map(|m| m as usize).unwrap_or(d.max_events),
+        allocator: d.allocator,
     })
 }
 
