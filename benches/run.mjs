@@ -67,5 +67,6 @@ if (json) {
   console.log(`- spawn (instantiate + agent_init + record): ${core.spawn_us_per_agent} µs per agent`);
   console.log(`- memory per idle agent (RSS): ${(core.rss_bytes_per_idle_agent / 1024).toFixed(1)} KiB; memory maps per agent: ${core.memory_maps_per_agent}`);
   console.log(`- agents in one process: ${core.max_agents.reached} (${core.max_agents.stopped_because})`);
+  console.log(`- baseline, wasmtime pooling allocator, 10,000 agents, 2 workers: tick ${core.pooling_allocator_10k.tick_median_us_2_workers} µs, spawn ${core.pooling_allocator_10k.spawn_us_per_agent} µs per agent`);
   console.log(`- 50 agents, tick() called from JS: ${js.tick50_from_js_median_us.toFixed(2)} µs; an empty napi call: ${js.napi_call_median_us.toFixed(2)} µs`);
 }

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use lockstep_core::sandbox::{AgentModule, Sandbox, SandboxConfig, StepContext};
-use lockstep_core::{Runtime, RuntimeConfig};
+use lockstep_core::{MemoryAllocator, Runtime, RuntimeConfig};
 
 fn agent(name: &str) -> Vec<u8> {
     let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
@@ -39,6 +39,27 @@ fn map_count() -> usize {
 
 fn config(workers: usize, max_agents: u32) -> RuntimeConfig {
     RuntimeConfig { workers, max_agents, checkpoint_interval_ticks: 0, record: true, memory_limit_bytes: 4 << 20, ..Default::default() }
+}
+
+/// 10,000 agents with wasmtime's pooling allocator instead of the default: (tick µs, spawn µs).
+fn pooling_baseline(ticks: usize) -> (f64, f64) {
+    let n = 10_000;
+    let mut rt = Runtime::new(RuntimeConfig { allocator: MemoryAllocator::Pooling, ..config(2, n as u32) }).unwrap();
+    let m = rt.load_module(agent("counter")).unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        rt.spawn(m).unwrap();
+    }
+    let spawn_us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    rt.run(10);
+    let mut times: Vec<f64> = (0..ticks)
+        .map(|_| {
+            let t = Instant::now();
+            rt.tick();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    (median(&mut times), spawn_us)
 }
 
 /// Median and p99 microseconds per tick of `n` counter agents through the runtime.
@@ -145,8 +166,9 @@ fn main() {
     let fuel_off = call_overhead(false, calls);
     let (spawn_us, bytes_per_agent, maps_per_agent) = spawn_cost(if quick { 1_000 } else { 10_000 });
     let (reached, why) = max_agents_reached(if quick { 2_000 } else { 100_000 });
+    let (pool_tick, pool_spawn) = pooling_baseline(ticks(10_000));
     println!(
-        r#"{{"tick":[{}],"call_ns":{{"fuel_on":{fuel_on:.1},"fuel_off":{fuel_off:.1}}},"spawn_us_per_agent":{spawn_us:.2},"rss_bytes_per_idle_agent":{bytes_per_agent:.0},"memory_maps_per_agent":{maps_per_agent:.2},"max_agents":{{"reached":{reached},"stopped_because":{:?}}}}}"#,
+        r#"{{"tick":[{}],"call_ns":{{"fuel_on":{fuel_on:.1},"fuel_off":{fuel_off:.1}}},"spawn_us_per_agent":{spawn_us:.2},"rss_bytes_per_idle_agent":{bytes_per_agent:.0},"memory_maps_per_agent":{maps_per_agent:.2},"max_agents":{{"reached":{reached},"stopped_because":{:?}}},"pooling_allocator_10k":{{"tick_median_us_2_workers":{pool_tick:.2},"spawn_us_per_agent":{pool_spawn:.2}}}}}"#,
         out.join(","),
         why
     );
