@@ -97,6 +97,12 @@ export interface DeadLetter {
   message: AgentMessage;
 }
 
+export interface SpawnOptions {
+  /** The agent's phase in every tick: higher priorities run first, and their messages to
+   * lower-priority agents are delivered in the same tick (a pipeline). [0] */
+  priority?: number;
+}
+
 export interface SendOptions {
   /** User-defined tag the agent sees. [0] */
   kind?: number;
@@ -136,8 +142,8 @@ export class Runtime {
   /** Compiles and validates a module (once per distinct bytes); returns its hash. Throws E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_IO. */
   loadModule(source: ModuleSource): string;
   /** Spawns an agent from a module hash, a path or bytes and runs its agent_init. A fault in init does not throw: the agent exists, faulted, and a fault event says why. */
-  spawn(source: ModuleSource): number;
-  spawnMany(source: ModuleSource, count: number): number[];
+  spawn(source: ModuleSource, options?: SpawnOptions): number;
+  spawnMany(source: ModuleSource, count: number, options?: SpawnOptions): number[];
   /** Queues a message from the host (id 0), delivered at the next tick. To a dead agent it lands in the dead-letter queue. Throws E_UNKNOWN_AGENT, E_MESSAGE_TOO_LARGE. */
   send(to: number, payload: Payload, options?: SendOptions): void;
   /** Runs n ticks (default 1), returns the last one's report. */

@@ -101,6 +101,13 @@ function moduleBytes(source) {
 
 const HASH_RE = /^[0-9a-f]{64}$/;
 
+function checkInt32(v, name) {
+  if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) {
+    throw new LockstepError('E_INVALID_ARGUMENT', `${name} must be a 32-bit signed integer, got ${v}`);
+  }
+  return v;
+}
+
 function checkId(id) {
   if (!Number.isSafeInteger(id) || id < 0) {
     throw new LockstepError('E_UNKNOWN_AGENT', `agent id must be a non-negative integer, got ${String(id)}`);
@@ -121,15 +128,20 @@ class Runtime {
     return call(() => this.#native.loadModule(bytes));
   }
 
-  spawn(source) {
+  spawn(source, options = {}) {
     const hash = typeof source === 'string' && HASH_RE.test(source) ? source : this.loadModule(source);
-    return call(() => this.#native.spawn(hash));
+    const priority = checkInt32(options.priority ?? 0, 'priority');
+    return call(() => this.#native.spawn(hash, priority));
   }
 
-  spawnMany(source, count) {
+  spawnMany(source, count, options = {}) {
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw new LockstepError('E_INVALID_ARGUMENT', `count must be a non-negative integer, got ${count}`);
+    }
     const hash = typeof source === 'string' && HASH_RE.test(source) ? source : this.loadModule(source);
+    const priority = checkInt32(options.priority ?? 0, 'priority');
     const ids = [];
-    for (let i = 0; i < count; i++) ids.push(call(() => this.#native.spawn(hash)));
+    for (let i = 0; i < count; i++) ids.push(call(() => this.#native.spawn(hash, priority)));
     return ids;
   }
 
@@ -140,9 +152,7 @@ class Runtime {
     if (!Number.isInteger(kind) || kind < 0 || kind > 0xffffffff) {
       throw new LockstepError('E_INVALID_ARGUMENT', `kind must be an integer in 0..2^32-1, got ${kind}`);
     }
-    if (!Number.isInteger(priority) || priority < -(2 ** 31) || priority >= 2 ** 31) {
-      throw new LockstepError('E_INVALID_ARGUMENT', `priority must be a 32-bit signed integer, got ${priority}`);
-    }
+    checkInt32(priority, 'priority');
     return call(() => this.#native.send(checkId(to), kind, priority, bytes));
   }
 

@@ -102,3 +102,15 @@ test('graceful shutdown calls agent_shutdown; kill does not', () => {
   assert.equal(rt.inspect(b).state, 'killed', 'kill skips agent_shutdown');
   assert.throws(() => rt.kill(b), { code: 'E_AGENT_NOT_RUNNING' });
 });
+
+test('priority phases: a higher-priority agent reaches a lower one within the tick', () => {
+  const rt = new Runtime({ workers: 1 });
+  const server = rt.spawn(exampleAgent('ping-pong'), { priority: 1 });
+  const peer = rt.spawn(exampleAgent('ping-pong'));
+  const serve = Buffer.alloc(16);
+  serve.writeBigUInt64LE(BigInt(peer), 0);
+  rt.send(server, serve, { kind: 0 });
+  rt.tick();
+  assert.deepEqual(rt.drainMessages().map((m) => [m.from, m.kind]), [[peer, 9]]);
+  assert.throws(() => rt.spawn(exampleAgent('counter'), { priority: 2 ** 40 }), { code: 'E_INVALID_ARGUMENT' });
+});

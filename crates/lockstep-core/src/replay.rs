@@ -86,8 +86,8 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
                     return Err(LockstepError::ReplayCorrupt { offset, reason: format!("module bytes hash to {loaded}, record says {hash}") });
                 }
             }
-            Record::Spawn { tick, module, agent } => {
-                let id = rt.spawn(module).map_err(|e| match e {
+            Record::Spawn { tick, module, agent, priority } => {
+                let id = rt.spawn_with_priority(module, priority).map_err(|e| match e {
                     LockstepError::InvalidModule { .. } => LockstepError::ReplayMissingModule { hash: module.to_hex() },
                     other => at(other),
                 })?;

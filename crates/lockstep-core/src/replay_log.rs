@@ -32,7 +32,7 @@ pub struct SessionConfig {
 pub enum Record {
     Config(SessionConfig),
     Module { hash: Digest, bytes: Vec<u8> },
-    Spawn { tick: u64, module: Digest, agent: AgentId },
+    Spawn { tick: u64, module: Digest, agent: AgentId, priority: i32 },
     Send { tick: u64, to: AgentId, kind: u32, priority: i32, payload: Vec<u8> },
     Kill { tick: u64, agent: AgentId },
     Shutdown { tick: u64, agent: AgentId },
@@ -84,10 +84,11 @@ impl Record {
                 b.extend_from_slice(bytes);
                 TAG_MODULE
             }
-            Record::Spawn { tick, module, agent } => {
+            Record::Spawn { tick, module, agent, priority } => {
                 b.extend_from_slice(&tick.to_le_bytes());
                 b.extend_from_slice(&module.0);
                 b.extend_from_slice(&agent.to_le_bytes());
+                b.extend_from_slice(&priority.to_le_bytes());
                 TAG_SPAWN
             }
             Record::Send { tick, to, kind, priority, payload } => {
@@ -244,7 +245,7 @@ impl<'a> LogReader<'a> {
                 checkpoint_interval_ticks: body.u64()?,
             }),
             TAG_MODULE => Record::Module { hash: body.digest()?, bytes: body.rest() },
-            TAG_SPAWN => Record::Spawn { tick: body.u64()?, module: body.digest()?, agent: body.u64()? },
+            TAG_SPAWN => Record::Spawn { tick: body.u64()?, module: body.digest()?, agent: body.u64()?, priority: body.i32()? },
             TAG_SEND => Record::Send { tick: body.u64()?, to: body.u64()?, kind: body.u32()?, priority: body.i32()?, payload: body.rest() },
             TAG_KILL => Record::Kill { tick: body.u64()?, agent: body.u64()? },
             TAG_SHUTDOWN => Record::Shutdown { tick: body.u64()?, agent: body.u64()? },
@@ -266,7 +267,7 @@ mod tests {
         vec![
             Record::Config(SessionConfig { seed: 1, fuel_per_call: 2, memory_limit_bytes: 3, max_agents: 4, deadline_ms: 5, checkpoint_interval_ticks: 6 }),
             Record::Module { hash: Digest([7; 32]), bytes: vec![0, 97, 115, 109] },
-            Record::Spawn { tick: 0, module: Digest([7; 32]), agent: 1 },
+            Record::Spawn { tick: 0, module: Digest([7; 32]), agent: 1, priority: -2 },
             Record::Send { tick: 0, to: 1, kind: 9, priority: -3, payload: b"hi".to_vec() },
             Record::TickEnd { tick: 0, hash: Digest([1; 32]), agents: vec![(1, [2; 8])] },
             Record::Checkpoint { tick: 1, hash: Digest([3; 32]), agents: vec![] },

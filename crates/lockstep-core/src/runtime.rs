@@ -115,6 +115,8 @@ pub struct Runtime {
     events_dropped: u64,
     recorder: Option<Recorder>,
     session_started: bool,
+    /// Distinct spawn priorities, highest first: the phases of every tick.
+    phases: Vec<i32>,
 }
 
 impl Runtime {
@@ -158,6 +160,7 @@ impl Runtime {
             events_dropped: 0,
             recorder: None,
             session_started: false,
+            phases: Vec::new(),
             config,
         };
         if rt.config.record {
@@ -228,6 +231,12 @@ impl Runtime {
     /// Spawns an agent from a loaded module and runs its `agent_init`. A fault in init is
     /// contained: the agent exists, faulted, and a fault event says why.
     pub fn spawn(&mut self, module: Digest) -> Result<AgentId> {
+        self.spawn_with_priority(module, 0)
+    }
+
+    /// Like `spawn`; agents of higher `priority` run in an earlier phase of each tick, and
+    /// their messages to lower-priority agents are delivered in the same tick.
+    pub fn spawn_with_priority(&mut self, module: Digest, priority: i32) -> Result<AgentId> {
         let m = self.modules.get(&module).cloned().ok_or_else(|| LockstepError::InvalidModule {
             reason: format!("module {module} is not loaded; call loadModule first"),
         })?;
@@ -242,12 +251,16 @@ impl Runtime {
                 Record::Module { hash: module, bytes: m.bytes.to_vec() }.encode(&mut r.log);
             }
         }
-        self.record(Record::Spawn { tick: self.tick, module, agent: id });
+        self.record(Record::Spawn { tick: self.tick, module, agent: id, priority });
         self.input_hasher.update(b"spawn");
         self.input_hasher.update(&id.to_le_bytes());
+        self.input_hasher.update(&priority.to_le_bytes());
+        if let Err(at) = self.phases.binary_search_by(|p| priority.cmp(p)) {
+            self.phases.insert(at, priority);
+        }
         self.input_hasher.update(&module.0);
         let init = instance.call_init(self.tick);
-        let mut slot = AgentSlot::new(id, module, instance);
+        let mut slot = AgentSlot::new(id, priority, module, instance);
         self.push_event(Event::Spawned { tick: self.tick, agent: id, module });
         if let Err(fault) = init {
             self.input_hasher.update(&[0xFA, fault.kind.tag()]);
@@ -381,35 +394,27 @@ impl Runtime {
         self.input_hasher = blake3::Hasher::new();
 
         // Host messages enter the inboxes (or the dead-letter queue) before anyone steps.
-        let pending = std::mem::take(&mut self.pending);
-        let mut pre = TickReport {
-            tick,
-            hash: Digest::default(),
-            agents_stepped: 0,
-            messages_delivered: 0,
-            messages_routed: 0,
-            dead_letters: 0,
-            faults: 0,
-            fuel: 0,
-            parallel: false,
-            agent_digests: vec![],
-        };
-        for m in pending {
-            scheduler::route(&mut self.slots, m, tick, &mut hasher, &mut pre, &mut self.dead_letters, &mut self.host_outbox, &mut self.events);
+        let mut report = TickReport::new(tick);
+        for m in std::mem::take(&mut self.pending) {
+            scheduler::route(&mut self.slots, m, tick, &mut hasher, &mut report, &mut self.dead_letters, &mut self.host_outbox, &mut self.events);
         }
 
         let running = self.slots.iter().filter(|s| s.state.is_running()).count();
         let parallel = self.pool.is_some() && (running >= scheduler::PARALLEL_MIN_AGENTS || self.last_fuel >= scheduler::PARALLEL_MIN_FUEL);
-        scheduler::run_agents(&mut self.slots, tick, if parallel { self.pool.as_ref() } else { None });
-        let mut report = scheduler::settle(
-            &mut self.slots,
-            tick,
-            hasher,
-            Sinks { host_outbox: &mut self.host_outbox, dead_letters: &mut self.dead_letters, events: &mut self.events },
-        );
+        for &phase in &self.phases {
+            scheduler::run_agents(&mut self.slots, tick, phase, if parallel { self.pool.as_ref() } else { None });
+            scheduler::settle(
+                &mut self.slots,
+                tick,
+                &mut hasher,
+                &mut report,
+                Sinks { host_outbox: &mut self.host_outbox, dead_letters: &mut self.dead_letters, events: &mut self.events },
+            );
+        }
+        report.hash = Digest(*hasher.finalize().as_bytes());
+        report.agents_stepped = running as u32;
         self.trim_events();
         report.parallel = parallel;
-        report.dead_letters += pre.dead_letters;
         self.last_fuel = report.fuel;
         self.last_hash = report.hash;
         self.tick += 1;

@@ -1,6 +1,12 @@
 //! One tick: deliver each agent's inbox in canonical order, step it, then route what every
 //! agent sent, in agent-id order, into the inboxes of the next tick.
 //!
+//! The tick's task queue is ordered by (priority descending, agent id): agents spawned with a
+//! higher priority run in an earlier *phase* of the tick, and what they send to agents of a
+//! later phase is delivered in the same tick (a pipeline: sensors → planners → actuators in
+//! one tick). Messages to an agent whose phase has already run wait for the next tick. A DAG
+//! scheduler would assign phases by topological level; the tick loop stays the same.
+//!
 //! Phase 1 (`run_agents`) may run on a worker pool: each agent touches only its own slot.
 //! Phase 2 (`settle`) is sequential and walks agents in id order, so the tick hash, the
 //! routing and the events never depend on the number of workers or on thread timing.
@@ -23,6 +29,8 @@ pub const PARALLEL_MIN_FUEL: u64 = 2_000_000;
 /// One agent's place in the runtime. Slots are never removed: index = id - 1.
 pub struct AgentSlot {
     pub id: AgentId,
+    /// Spawn priority: the phase of the tick this agent runs in (higher runs first).
+    pub phase: i32,
     pub module: Digest,
     pub state: AgentState,
     pub instance: Option<Box<AgentInstance>>,
@@ -50,9 +58,10 @@ pub(crate) struct AgentTickOutput {
 }
 
 impl AgentSlot {
-    pub fn new(id: AgentId, module: Digest, instance: Box<AgentInstance>) -> Self {
+    pub fn new(id: AgentId, phase: i32, module: Digest, instance: Box<AgentInstance>) -> Self {
         Self {
             id,
+            phase,
             module,
             state: AgentState::Running,
             instance: Some(instance),
@@ -65,7 +74,10 @@ impl AgentSlot {
     }
 
     /// Phase 1 for one agent. Touches nothing but this slot.
-    fn run_tick(&mut self, tick: u64, max_agent_id: u64) {
+    fn run_tick(&mut self, tick: u64, phase: i32, max_agent_id: u64) {
+        if self.phase != phase {
+            return;
+        }
         let Some(instance) = self.instance.as_mut().filter(|_| self.state.is_running()) else { return };
         let mut out = AgentTickOutput::default();
         let fuel_before = instance.fuel_consumed;
@@ -123,7 +135,7 @@ impl AgentSlot {
 }
 
 /// What a tick produced, for the caller and the replay log.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TickReport {
     pub tick: u64,
     pub hash: Digest,
@@ -141,15 +153,21 @@ pub struct TickReport {
 /// Agents per unit of work handed out to the threads of a parallel tick.
 const CHUNK_AGENTS: usize = 64;
 
-/// Phase 1: every running agent receives its inbox and steps.
+impl TickReport {
+    pub fn new(tick: u64) -> Self {
+        Self { tick, ..Default::default() }
+    }
+}
+
+/// Phase 1: every running agent of `phase` receives its inbox and steps.
 ///
 /// In parallel, the calling thread works too: it starts at once, and the pool's threads
 /// (workers - 1 of them) join as soon as they wake, taking chunks from a shared counter.
 /// Waking sleeping threads costs tens of microseconds here, so the caller never waits idle.
-pub fn run_agents(slots: &mut [AgentSlot], tick: u64, pool: Option<&rayon::ThreadPool>) {
+pub fn run_agents(slots: &mut [AgentSlot], tick: u64, phase: i32, pool: Option<&rayon::ThreadPool>) {
     let max_agent_id = slots.len() as u64;
     let Some(pool) = pool else {
-        slots.iter_mut().for_each(|s| s.run_tick(tick, max_agent_id));
+        slots.iter_mut().for_each(|s| s.run_tick(tick, phase, max_agent_id));
         return;
     };
     let chunks: Vec<Mutex<&mut [AgentSlot]>> = slots.chunks_mut(CHUNK_AGENTS).map(Mutex::new).collect();
@@ -160,7 +178,7 @@ pub fn run_agents(slots: &mut [AgentSlot], tick: u64, pool: Option<&rayon::Threa
         // Each chunk is taken exactly once (the counter hands out each index once), so the
         // lock is never contended; it exists to hand out `&mut` safely.
         if let Ok(mut chunk) = chunk.lock() {
-            chunk.iter_mut().for_each(|s| s.run_tick(tick, max_agent_id));
+            chunk.iter_mut().for_each(|s| s.run_tick(tick, phase, max_agent_id));
         }
     };
     pool.in_place_scope(|scope| {
@@ -179,34 +197,19 @@ pub struct Sinks<'a> {
 }
 
 /// Phase 2: in agent-id order, apply faults, route sent messages and fold everything into the
-/// tick hash. Returns the report; `hasher` arrives holding the previous hash and the inputs.
-pub fn settle(slots: &mut [AgentSlot], tick: u64, mut hasher: blake3::Hasher, sinks: Sinks<'_>) -> TickReport {
-    let mut report = TickReport {
-        tick,
-        hash: Digest::default(),
-        agents_stepped: 0,
-        messages_delivered: 0,
-        messages_routed: 0,
-        dead_letters: 0,
-        faults: 0,
-        fuel: 0,
-        parallel: false,
-        agent_digests: Vec::new(),
-    };
+/// tick hash and the report. Runs after each phase of the tick.
+pub fn settle(slots: &mut [AgentSlot], tick: u64, hasher: &mut blake3::Hasher, report: &mut TickReport, sinks: Sinks<'_>) {
     // Pass 1: faults first, so routing below sees every agent's final state of this tick.
     for slot in slots.iter_mut() {
         let out = &mut slot.out;
-        report.messages_delivered += out.delivered as u64;
-        report.fuel += out.fuel;
+        report.messages_delivered += std::mem::take(&mut out.delivered) as u64;
+        report.fuel += std::mem::take(&mut out.fuel);
         if let Some(d) = out.digest.take() {
             hasher.update(&slot.id.to_le_bytes());
             hasher.update(&d);
             let mut short = [0u8; 8];
             short.copy_from_slice(&d[..8]);
             report.agent_digests.push((slot.id, short));
-        }
-        if slot.instance.is_some() && slot.state.is_running() {
-            report.agents_stepped += 1;
         }
         for line in out.logs.drain(..) {
             sinks.events.push(Event::Log { tick, agent: slot.id, level: line.level, text: line.text });
@@ -216,7 +219,7 @@ pub fn settle(slots: &mut [AgentSlot], tick: u64, mut hasher: blake3::Hasher, si
             slot.state = AgentState::Faulted(fault.clone());
             sinks.events.push(Event::Fault { tick, agent: slot.id, fault });
             for m in out.undelivered.drain(..) {
-                push_dead(&mut hasher, &mut report, sinks.dead_letters, sinks.events, tick, DeadLetterReason::RecipientFaultedDuringDelivery, m);
+                push_dead(hasher, report, sinks.dead_letters, sinks.events, tick, DeadLetterReason::RecipientFaultedDuringDelivery, m);
             }
         }
     }
@@ -232,7 +235,7 @@ pub fn settle(slots: &mut [AgentSlot], tick: u64, mut hasher: blake3::Hasher, si
         slots[i].messages_sent += sent.len() as u64;
         report.messages_routed += sent.len() as u64;
         for m in sent.drain(..) {
-            route(slots, m, tick, &mut hasher, &mut report, sinks.dead_letters, sinks.host_outbox, sinks.events);
+            route(slots, m, tick, hasher, report, sinks.dead_letters, sinks.host_outbox, sinks.events);
         }
         slots[i].out.sent = sent; // keep the allocation
         // A faulted agent's memory is released now that its outbox is routed.
@@ -240,8 +243,6 @@ pub fn settle(slots: &mut [AgentSlot], tick: u64, mut hasher: blake3::Hasher, si
             slots[i].instance = None;
         }
     }
-    report.hash = Digest(*hasher.finalize().as_bytes());
-    report
 }
 
 /// Delivers one message to its recipient's inbox, the host outbox, or the dead-letter queue.

@@ -73,3 +73,41 @@ fn host_messages_arrive_by_priority_then_sequence() {
         .collect();
     assert_eq!(order, "beacd");
 }
+
+#[test]
+fn higher_priority_agents_run_first_and_reach_later_phases_in_the_same_tick() {
+    // Serve with 0 rounds: the server sends ball(0) to its peer, whose answer (kind 9) goes to
+    // the host. If the server runs in an earlier phase, all of this happens in tick 0.
+    let rally = |server_priority: i32| {
+        let mut rt = runtime(2);
+        let m = rt.load_module(agent("ping_pong")).unwrap();
+        let server = rt.spawn_with_priority(m, server_priority).unwrap();
+        let peer = rt.spawn_with_priority(m, 0).unwrap();
+        let mut payload = peer.to_le_bytes().to_vec();
+        payload.extend_from_slice(&0u64.to_le_bytes());
+        rt.send(server, 0, 0, payload).unwrap();
+        (0..3u64)
+            .find(|_| {
+                rt.tick();
+                rt.drain_host_messages().iter().any(|m| m.kind == 9 && m.from == peer)
+            })
+            .expect("the rally ends")
+    };
+    assert_eq!(rally(5), 0, "pipeline: the peer's phase comes after the server's");
+    assert_eq!(rally(0), 1, "same phase: delivered at the next tick");
+    assert_eq!(rally(-5), 1, "peer's phase already ran: delivered at the next tick");
+}
+
+#[test]
+fn priority_phases_replay_exactly() {
+    let mut rt = runtime(2);
+    let g = rt.load_module(agent("gossip")).unwrap();
+    for i in 0..40 {
+        rt.spawn_with_priority(g, i % 3).unwrap();
+    }
+    rt.run(8);
+    let log = rt.stop_recording().unwrap();
+    let report = lockstep_core::replay(&log, 1, |_| {}).unwrap();
+    assert_eq!(report.divergence, None);
+    assert_eq!(report.final_hash, rt.state_hash());
+}

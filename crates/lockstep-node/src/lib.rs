@@ -223,10 +223,11 @@ impl NativeRuntime {
         self.inner.load_module(bytes.to_vec()).map(|h| h.to_hex()).map_err(js_err)
     }
 
+    /// Spawns from a module hash; `priority` (default 0) is the agent's phase in each tick.
     #[napi]
-    pub fn spawn(&mut self, module: String) -> Result<i64> {
+    pub fn spawn(&mut self, module: String, priority: Option<i32>) -> Result<i64> {
         let hash = parse_digest(&module)?;
-        self.inner.spawn(hash).map(|id| id as i64).map_err(js_err)
+        self.inner.spawn_with_priority(hash, priority.unwrap_or(0)).map(|id| id as i64).map_err(js_err)
     }
 
     #[napi]
