@@ -324,6 +324,12 @@ impl AgentInstance {
         self.store.data_mut()
     }
 
+    /// Host address of the io buffer, only as a hint for prefetching: memories never move
+    /// (their reservation is their cap), and a prefetch of a stale address is harmless anyway.
+    pub fn io_address_hint(&self) -> usize {
+        self.memory.data_ptr(&self.store) as usize + self.io_ptr as usize
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.memory.data_size(&self.store)
     }
