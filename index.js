@@ -4,6 +4,7 @@
 const { readFileSync, existsSync } = require('node:fs');
 const { join } = require('node:path');
 const { platformTriple } = require('./scripts/platform.cjs');
+const ring = require('./ring.js');
 
 const triple = platformTriple();
 
@@ -117,6 +118,7 @@ function checkId(id) {
 
 class Runtime {
   #native;
+  #rings = null;
 
   /** @param {import('./index').RuntimeOptions} [options] */
   constructor(options) {
@@ -160,7 +162,48 @@ class Runtime {
     if (!Number.isSafeInteger(n) || n < 1 || n > 0xffffffff) {
       throw new LockstepError('E_INVALID_ARGUMENT', `tick(n) needs an integer n >= 1, got ${n}`);
     }
-    return call(() => this.#native.tick(n));
+    const report = call(() => this.#native.tick(n));
+    if (this.#rings) {
+      // Rust cannot wake JS waiters (V8 keeps its own waiter list): wake them from here,
+      // at the tick boundary, where the inbound ring was drained and the outbound one filled.
+      Atomics.notify(this.#rings.inI32, 32);
+      Atomics.notify(this.#rings.outI32, 16);
+    }
+    return report;
+  }
+
+  /**
+   * Creates the two SharedArrayBuffer rings and attaches them. Returns { inbound, outbound,
+   * inboundBuffer, outboundBuffer }: a RingProducer for JS → agents, a RingConsumer for
+   * agents → JS, and the buffers to hand to a worker_thread (new RingProducer(inboundBuffer)).
+   */
+  attachRings(options = {}) {
+    if (this.#rings) throw new LockstepError('E_RING', 'rings are already attached to this runtime');
+    const inboundBuffer = ring.createRingBuffer(options.inboundBytes ?? 1 << 22);
+    const outboundBuffer = ring.createRingBuffer(options.outboundBytes ?? 1 << 22);
+    call(() => this.#native.attachInboundRing(new Uint8Array(inboundBuffer)));
+    call(() => this.#native.attachOutboundRing(new Uint8Array(outboundBuffer)));
+    // The main thread's runtime holds both buffers for its whole life, so a worker that
+    // shares them may exit without freeing memory the core still writes.
+    this.#rings = { inboundBuffer, outboundBuffer, inI32: new Int32Array(inboundBuffer), outI32: new Int32Array(outboundBuffer) };
+    return {
+      inbound: new ring.RingProducer(inboundBuffer),
+      outbound: new ring.RingConsumer(outboundBuffer),
+      inboundBuffer,
+      outboundBuffer,
+    };
+  }
+
+  /** Writes records waiting for room into the outbound ring; returns how many still wait. */
+  flushOutbound() {
+    const left = this.#native.flushOutbound();
+    if (this.#rings) Atomics.notify(this.#rings.outI32, 16);
+    return left;
+  }
+
+  /** Why the inbound ring stopped being read, or null. */
+  inboundRingError() {
+    return this.#native.inboundRingError() ?? null;
   }
 
   shutdown(id) {
@@ -239,6 +282,7 @@ function exampleAgent(name) {
 }
 
 module.exports = {
+  ...ring,
   Runtime,
   LockstepError,
   replay,

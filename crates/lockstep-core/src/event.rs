@@ -12,6 +12,8 @@ pub enum Event {
     Killed { tick: u64, agent: AgentId },
     DeadLetter { tick: u64, reason: DeadLetterReason, from: AgentId, to: AgentId, seq: u64, kind: u32 },
     Log { tick: u64, agent: AgentId, level: u32, text: String },
+    /// A shared-memory ring broke (the JS side wrote an invalid index or record).
+    RingError { tick: u64, detail: String },
 }
 
 impl Event {
@@ -23,6 +25,52 @@ impl Event {
             Self::Killed { .. } => "killed",
             Self::DeadLetter { .. } => "dead_letter",
             Self::Log { .. } => "log",
+            Self::RingError { .. } => "ring_error",
+        }
+    }
+
+    /// The agent the event is about, if any.
+    pub fn agent(&self) -> Option<AgentId> {
+        match self {
+            Self::Spawned { agent, .. } | Self::Fault { agent, .. } | Self::Stopped { agent, .. } | Self::Killed { agent, .. } | Self::Log { agent, .. } => Some(*agent),
+            Self::DeadLetter { to, .. } => Some(*to),
+            Self::RingError { .. } => None,
+        }
+    }
+
+    /// A compact JSON form (for the outbound ring); field names match the JS event objects.
+    pub fn to_json(&self) -> String {
+        fn q(s: &str) -> String {
+            let mut o = String::with_capacity(s.len() + 2);
+            o.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => o.push_str("\\\""),
+                    '\\' => o.push_str("\\\\"),
+                    c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => o.push(c),
+                }
+            }
+            o.push('"');
+            o
+        }
+        let t = self.kind();
+        match self {
+            Self::Spawned { tick, agent, module } => format!(r#"{{"type":"{t}","tick":{tick},"agent":{agent},"module":"{module}"}}"#),
+            Self::Fault { tick, agent, fault } => format!(
+                r#"{{"type":"{t}","tick":{tick},"agent":{agent},"fault":{{"kind":"{}","call":"{}","tick":{},"detail":{}}}}}"#,
+                fault.kind.as_str(),
+                fault.call.export_name(),
+                fault.tick,
+                q(&fault.detail)
+            ),
+            Self::Stopped { tick, agent } | Self::Killed { tick, agent } => format!(r#"{{"type":"{t}","tick":{tick},"agent":{agent}}}"#),
+            Self::DeadLetter { tick, reason, from, to, seq, kind } => format!(
+                r#"{{"type":"{t}","tick":{tick},"reason":"{}","from":{from},"to":{to},"seq":{seq},"kind":{kind}}}"#,
+                reason.as_str()
+            ),
+            Self::Log { tick, agent, level, text } => format!(r#"{{"type":"{t}","tick":{tick},"agent":{agent},"level":{level},"text":{}}}"#, q(text)),
+            Self::RingError { tick, detail } => format!(r#"{{"type":"{t}","tick":{tick},"detail":{}}}"#, q(detail)),
         }
     }
 }

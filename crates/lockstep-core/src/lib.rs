@@ -13,6 +13,7 @@ pub mod event;
 pub mod fault;
 pub mod host;
 pub mod replay;
+pub mod ring;
 pub mod replay_log;
 pub mod runtime;
 pub mod sandbox;

@@ -96,7 +96,7 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
                     break;
                 }
             }
-            Record::Send { to, kind, priority, payload, .. } => rt.send(to, kind, priority, payload).map_err(at)?,
+            Record::Send { to, kind, priority, payload, .. } => rt.enqueue_host_message(to, kind, priority, payload),
             Record::Kill { agent, .. } => rt.kill(agent).map_err(at)?,
             Record::Shutdown { agent, .. } => rt.shutdown(agent).map_err(at)?,
             Record::TickEnd { tick, hash, agents } => {

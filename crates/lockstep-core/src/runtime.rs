@@ -12,6 +12,7 @@ use crate::error::{Digest, LockstepError, Result};
 use crate::event::Event;
 use crate::fault::AgentState;
 use crate::replay_log::{self, Record, SessionConfig};
+use crate::ring::{self, Consumer, Producer, RingError, RingMemory};
 use crate::sandbox::{AgentModule, MemoryAllocator, Sandbox, SandboxConfig};
 use crate::scheduler::{self, AgentSlot, Sinks, TickReport};
 
@@ -117,7 +118,30 @@ pub struct Runtime {
     session_started: bool,
     /// Distinct spawn priorities, highest first: the phases of every tick.
     phases: Vec<i32>,
+    rings: Rings,
 }
+
+/// The shared-memory rings to and from JS, when attached.
+#[derive(Default)]
+struct Rings {
+    inbound: Option<Consumer>,
+    outbound: Option<Producer>,
+    /// Records that did not fit the outbound ring yet, oldest first: back-pressure never
+    /// drops anything, it only delays.
+    backlog: std::collections::VecDeque<OutRecord>,
+}
+
+struct OutRecord {
+    kind_of_record: u16,
+    kind: u32,
+    priority: i32,
+    agent: AgentId,
+    payload: Vec<u8>,
+}
+
+/// Most records drained from the inbound ring per tick (bounds the work one tick can be
+/// handed; the rest waits in the ring for the next tick).
+pub const MAX_RING_RECORDS_PER_TICK: usize = 1 << 22;
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self> {
@@ -161,6 +185,7 @@ impl Runtime {
             recorder: None,
             session_started: false,
             phases: Vec::new(),
+            rings: Rings::default(),
             config,
         };
         if rt.config.record {
@@ -292,6 +317,13 @@ impl Runtime {
             return Err(LockstepError::MessageTooLarge { len: payload.len(), max: abi::MAX_PAYLOAD_BYTES });
         }
         self.slot(to)?;
+        self.enqueue_host_message(to, kind, priority, payload);
+        Ok(())
+    }
+
+    /// Queues a host message without checking the recipient (an unknown one is dead-lettered
+    /// at the next tick). Used for ring input and by replay.
+    pub(crate) fn enqueue_host_message(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) {
         self.session_started = true;
         self.record(Record::Send { tick: self.tick, to, kind, priority, payload: payload.clone() });
         let m = Message { from: abi::HOST_ID, to, seq: self.host_seq, kind, priority, payload };
@@ -299,7 +331,6 @@ impl Runtime {
         self.input_hasher.update(b"send");
         m.hash_into(&mut self.input_hasher);
         self.pending.push(m);
-        Ok(())
     }
 
     /// Calls `agent_shutdown` now; what it sends is routed at the next tick. The agent's
@@ -385,8 +416,10 @@ impl Runtime {
 
     /// Runs one tick and returns what it did.
     pub fn tick(&mut self) -> TickReport {
+        self.drain_inbound_ring();
         let tick = self.tick;
         self.session_started = true;
+        let events_before = self.events.len();
         let mut hasher = blake3::Hasher::new();
         hasher.update(&self.last_hash.0);
         hasher.update(&tick.to_le_bytes());
@@ -413,6 +446,7 @@ impl Runtime {
         }
         report.hash = Digest(*hasher.finalize().as_bytes());
         report.agents_stepped = running as u32;
+        self.feed_outbound_ring(&report, events_before);
         self.trim_events();
         report.parallel = parallel;
         self.last_fuel = report.fuel;
@@ -426,6 +460,89 @@ impl Runtime {
             }
         }
         report
+    }
+
+    // ----- rings ------------------------------------------------------------------------------
+
+    /// Attaches the JS→core ring (initialised by the other side). Its messages enter at the
+    /// start of each tick, in ring order, and are recorded like `send`.
+    pub fn attach_inbound_ring(&mut self, memory: RingMemory) -> Result<(), RingError> {
+        self.rings.inbound = Some(Consumer::new(memory, abi::MAX_PAYLOAD_BYTES)?);
+        Ok(())
+    }
+
+    /// Attaches the core→JS ring: messages agents send to the host, copies of the tick's
+    /// events, and one TICK record per tick are written there instead of `drain_host_messages`.
+    pub fn attach_outbound_ring(&mut self, memory: RingMemory) -> Result<(), RingError> {
+        self.rings.outbound = Some(Producer::new(memory)?);
+        Ok(())
+    }
+
+    /// The error that broke the inbound ring, if any.
+    pub fn inbound_ring_error(&self) -> Option<&RingError> {
+        self.rings.inbound.as_ref().and_then(|c| c.broken())
+    }
+
+    /// Records waiting for room in the outbound ring.
+    pub fn outbound_backlog(&self) -> usize {
+        self.rings.backlog.len()
+    }
+
+    fn drain_inbound_ring(&mut self) {
+        let Some(mut consumer) = self.rings.inbound.take() else { return };
+        if consumer.broken().is_none() {
+            let mut records = Vec::new();
+            let result = consumer.drain(MAX_RING_RECORDS_PER_TICK, |r| records.push(r));
+            for r in records {
+                if r.kind_of_record == ring::TYPE_MESSAGE {
+                    self.enqueue_host_message(r.agent, r.kind, r.priority, r.payload);
+                }
+            }
+            if let Err(e) = result {
+                self.push_event(Event::RingError { tick: self.tick, detail: e.to_string() });
+            }
+        }
+        self.rings.inbound = Some(consumer);
+    }
+
+    /// Writes the backlog, then this tick's host messages, events and TICK record.
+    fn feed_outbound_ring(&mut self, report: &TickReport, events_before: usize) {
+        if self.rings.outbound.is_none() {
+            return;
+        }
+        for m in self.host_outbox.drain(..) {
+            self.rings.backlog.push_back(OutRecord { kind_of_record: ring::TYPE_MESSAGE, kind: m.kind, priority: m.priority, agent: m.from, payload: m.payload });
+        }
+        for e in self.events.iter().skip(events_before) {
+            let agent = e.agent().unwrap_or(0);
+            self.rings.backlog.push_back(OutRecord { kind_of_record: ring::TYPE_EVENT, kind: 0, priority: 0, agent, payload: e.to_json().into_bytes() });
+        }
+        let mut tick_payload = report.tick.to_le_bytes().to_vec();
+        tick_payload.extend_from_slice(&report.hash.0);
+        self.rings.backlog.push_back(OutRecord { kind_of_record: ring::TYPE_TICK, kind: 0, priority: 0, agent: 0, payload: tick_payload });
+        self.flush_outbound();
+    }
+
+    /// Moves as much of the backlog into the outbound ring as fits; returns what is left.
+    pub fn flush_outbound(&mut self) -> usize {
+        let Some(producer) = self.rings.outbound.as_mut() else { return 0 };
+        while let Some(r) = self.rings.backlog.front() {
+            match producer.try_push(r.kind_of_record, r.kind, r.priority, r.agent, &r.payload) {
+                Ok(()) => {
+                    self.rings.backlog.pop_front();
+                }
+                Err(RingError::Full) => break,
+                Err(e) => {
+                    // Too large for this ring, or the JS side corrupted the indices: report
+                    // it and stop writing; the records stay in the backlog.
+                    let detail = e.to_string();
+                    self.rings.outbound = None;
+                    self.push_event(Event::RingError { tick: self.tick, detail });
+                    break;
+                }
+            }
+        }
+        self.rings.backlog.len()
     }
 
     /// Runs `n` ticks; returns the last report.

@@ -127,6 +127,7 @@ pub struct RuntimeEvent {
     pub kind: Option<u32>,
     pub level: Option<u32>,
     pub text: Option<String>,
+    pub detail: Option<String>,
 }
 
 fn event_js(e: Event) -> RuntimeEvent {
@@ -143,6 +144,7 @@ fn event_js(e: Event) -> RuntimeEvent {
         kind: None,
         level: None,
         text: None,
+        detail: None,
     };
     match e {
         Event::Spawned { tick, agent, module } => {
@@ -172,6 +174,10 @@ fn event_js(e: Event) -> RuntimeEvent {
             out.agent = Some(agent as i64);
             out.level = Some(level);
             out.text = Some(text);
+        }
+        Event::RingError { tick, detail } => {
+            out.tick = tick as i64;
+            out.detail = Some(detail);
         }
     }
     out
@@ -207,7 +213,23 @@ pub struct DeepHash {
 /// The native runtime. Use the `Runtime` class from index.js, which wraps this one.
 #[napi]
 pub struct NativeRuntime {
+    // Field order matters: `inner` (which holds raw views into the ring buffers) is dropped
+    // before `ring_buffers` releases the references that keep those buffers alive.
     inner: Runtime,
+    /// The typed arrays over the rings' SharedArrayBuffers. Holding them holds napi references
+    /// in this (the runtime's) environment, so the memory outlives any worker that shares it.
+    ring_buffers: Vec<Uint8Array>,
+}
+
+fn ring_err(e: core::ring::RingError) -> napi::Error {
+    napi::Error::new(Status::GenericFailure, format!("[E_RING] {e}"))
+}
+
+fn ring_memory(buffer: &Uint8Array) -> Result<core::ring::RingMemory> {
+    // Safety (RingMemory invariants): the buffer stays alive because the Uint8Array is stored
+    // in `ring_buffers` until this runtime is dropped, after `inner`; SharedArrayBuffer
+    // backing stores never move; alignment is checked by `from_raw`.
+    unsafe { core::ring::RingMemory::from_raw(buffer.as_ptr() as *mut u8, buffer.len()) }.map_err(ring_err)
 }
 
 #[napi]
@@ -215,7 +237,7 @@ impl NativeRuntime {
     #[napi(constructor)]
     pub fn new(options: Option<RuntimeOptions>) -> Result<Self> {
         let config = config_from(options.unwrap_or_default())?;
-        Ok(Self { inner: Runtime::new(config).map_err(js_err)? })
+        Ok(Self { inner: Runtime::new(config).map_err(js_err)?, ring_buffers: Vec::new() })
     }
 
     #[napi]
@@ -340,6 +362,35 @@ impl NativeRuntime {
     #[napi]
     pub fn replay_log(&self) -> Result<Buffer> {
         self.inner.replay_log().map(|b| Buffer::from(b.to_vec())).map_err(js_err)
+    }
+
+    /// Attaches the JS→core ring (a Uint8Array over an initialised SharedArrayBuffer ring).
+    #[napi]
+    pub fn attach_inbound_ring(&mut self, buffer: Uint8Array) -> Result<()> {
+        let memory = ring_memory(&buffer)?;
+        self.inner.attach_inbound_ring(memory).map_err(ring_err)?;
+        self.ring_buffers.push(buffer);
+        Ok(())
+    }
+
+    /// Attaches the core→JS ring.
+    #[napi]
+    pub fn attach_outbound_ring(&mut self, buffer: Uint8Array) -> Result<()> {
+        let memory = ring_memory(&buffer)?;
+        self.inner.attach_outbound_ring(memory).map_err(ring_err)?;
+        self.ring_buffers.push(buffer);
+        Ok(())
+    }
+
+    /// Writes waiting records into the outbound ring; returns how many still wait.
+    #[napi]
+    pub fn flush_outbound(&mut self) -> u32 {
+        self.inner.flush_outbound() as u32
+    }
+
+    #[napi]
+    pub fn inbound_ring_error(&self) -> Option<String> {
+        self.inner.inbound_ring_error().map(|e| e.to_string())
     }
 
     #[napi(getter)]

@@ -1,0 +1,498 @@
+//! Single-producer/single-consumer rings of variable-length records in shared memory: the
+//! zero-copy path between JS (`ring.js`, over a `SharedArrayBuffer`) and the core.
+//!
+//! Layout (docs/RINGS.md; `ring.js` implements the same), little-endian:
+//! ```text
+//!   0  u32 magic "LSRG"   4 u32 version (1)   8 u32 capacity (data bytes, power of two)
+//!  64  u32 head: bytes ever written (producer-owned, own cache line)
+//! 128  u32 tail: bytes ever read (consumer-owned, own cache line)
+//! 192  data[capacity]
+//! record (8-byte aligned): u32 payload_len | u16 type | u16 flags | u32 kind | i32 priority
+//!                          | u64 agent | payload | padding to 8
+//! ```
+//! `head` and `tail` are free-running u32 counters (wrapping): used = head - tail. The
+//! producer writes a record's bytes, then publishes it with a release store of `head`; the
+//! consumer acquires `head`, reads, then releases `tail`. A record never wraps: when it does
+//! not fit before the end of the data area, the producer writes a PAD record that fills it.
+//!
+//! Everything the other side wrote is untrusted: every index and length is validated before
+//! use, and a violation is a `RingError::Corrupt` naming the field, never an out-of-bounds
+//! access. The only `unsafe` is in `RingMemory`, with its invariants written there.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const MAGIC: u32 = u32::from_le_bytes(*b"LSRG");
+pub const VERSION: u32 = 1;
+pub const HEADER_BYTES: usize = 192;
+pub const OFFSET_MAGIC: usize = 0;
+pub const OFFSET_VERSION: usize = 4;
+pub const OFFSET_CAPACITY: usize = 8;
+pub const OFFSET_HEAD: usize = 64;
+pub const OFFSET_TAIL: usize = 128;
+pub const RECORD_HEADER_BYTES: usize = 24;
+/// Smallest and largest data areas accepted.
+pub const MIN_CAPACITY: usize = 1 << 12;
+pub const MAX_CAPACITY: usize = 1 << 30;
+
+pub const TYPE_MESSAGE: u16 = 1;
+pub const TYPE_EVENT: u16 = 2;
+pub const TYPE_TICK: u16 = 3;
+pub const TYPE_PAD: u16 = 0xFFFF;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RingError {
+    /// The shared header or a record violates the protocol: the other side is buggy or
+    /// hostile. The ring is unusable from here on.
+    Corrupt { field: &'static str, detail: String },
+    /// No room for the record now (back-pressure): retry after the consumer has read.
+    Full,
+    /// The record can never fit this ring.
+    TooLarge { bytes: usize, capacity: usize },
+}
+
+impl std::fmt::Display for RingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Corrupt { field, detail } => write!(f, "ring corrupted ({field}): {detail}"),
+            Self::Full => write!(f, "ring is full"),
+            Self::TooLarge { bytes, capacity } => write!(f, "record of {bytes} bytes can never fit a {capacity}-byte ring"),
+        }
+    }
+}
+
+/// Bytes of a record holding `payload_len` payload bytes, header and padding included.
+pub fn record_bytes(payload_len: usize) -> usize {
+    (RECORD_HEADER_BYTES + payload_len + 7) & !7
+}
+
+/// Total bytes of a ring region with `capacity` data bytes.
+pub fn region_bytes(capacity: usize) -> usize {
+    HEADER_BYTES + capacity
+}
+
+/// A ring region in memory shared with another thread (JS, or a Rust test thread).
+///
+/// Invariants (upheld by whoever constructs it with `from_raw`):
+/// 1. `base` points to `len` bytes that stay mapped and writable for the life of this value
+///    (the napi binding holds a reference to the `SharedArrayBuffer`; tests own a `Vec`).
+/// 2. `base` is 8-byte aligned, so the u32 counters at 64 and 128 are aligned for atomics.
+/// 3. The other side accesses `head`/`tail` only atomically (JS `Atomics`), and the bytes
+///    only as the protocol allows. If it does not, we may read garbage bytes, but every
+///    index we use is bounds-checked against `len` first, so we never access outside it.
+///
+/// We never create Rust references (`&[u8]`) into the shared bytes: only raw copies, so the
+/// other side changing them under us cannot break aliasing rules of a live reference.
+pub struct RingMemory {
+    base: *mut u8,
+    len: usize,
+}
+
+// Safety: the memory is shared by design; all synchronisation is the ring protocol's.
+unsafe impl Send for RingMemory {}
+
+impl RingMemory {
+    /// # Safety
+    /// The caller guarantees invariants 1 and 2 above for the life of the returned value.
+    pub unsafe fn from_raw(base: *mut u8, len: usize) -> Result<Self, RingError> {
+        if (base as usize) % 8 != 0 {
+            return Err(RingError::Corrupt { field: "buffer", detail: "ring memory must be 8-byte aligned".into() });
+        }
+        if len < HEADER_BYTES + MIN_CAPACITY {
+            return Err(RingError::Corrupt { field: "buffer", detail: format!("{len} bytes is smaller than the smallest ring") });
+        }
+        Ok(Self { base, len })
+    }
+
+    fn counter(&self, offset: usize) -> &AtomicU32 {
+        debug_assert!(offset == OFFSET_HEAD || offset == OFFSET_TAIL);
+        // Safety: offset + 4 <= HEADER_BYTES <= len (checked in from_raw) and the address is
+        // 4-aligned (invariant 2); AtomicU32 has the layout of u32.
+        unsafe { &*(self.base.add(offset) as *const AtomicU32) }
+    }
+
+    fn read_u32(&self, at: usize) -> u32 {
+        let mut b = [0u8; 4];
+        self.read(at, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn write_u32(&self, at: usize, v: u32) {
+        self.write(at, &v.to_le_bytes());
+    }
+
+    /// Copies `out.len()` bytes from `at`. Panics only on a bug in this module (callers
+    /// validate `at` first); the assert keeps even such a bug from reading out of bounds.
+    fn read(&self, at: usize, out: &mut [u8]) {
+        assert!(at.checked_add(out.len()).is_some_and(|end| end <= self.len), "ring read out of bounds");
+        // Safety: in bounds (asserted), invariant 1; raw copy, no reference into shared memory.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.add(at), out.as_mut_ptr(), out.len()) }
+    }
+
+    fn write(&self, at: usize, bytes: &[u8]) {
+        assert!(at.checked_add(bytes.len()).is_some_and(|end| end <= self.len), "ring write out of bounds");
+        // Safety: in bounds (asserted), invariant 1.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len()) }
+    }
+}
+
+/// Writes the header of a fresh ring with `capacity` data bytes into `mem` (all zero).
+pub fn init(mem: &RingMemory, capacity: usize) -> Result<(), RingError> {
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) || region_bytes(capacity) > mem.len {
+        return Err(RingError::Corrupt { field: "capacity", detail: format!("{capacity} is not a power of two that fits the buffer") });
+    }
+    mem.write_u32(OFFSET_MAGIC, MAGIC);
+    mem.write_u32(OFFSET_VERSION, VERSION);
+    mem.write_u32(OFFSET_CAPACITY, capacity as u32);
+    mem.counter(OFFSET_HEAD).store(0, Ordering::Release);
+    mem.counter(OFFSET_TAIL).store(0, Ordering::Release);
+    Ok(())
+}
+
+/// Checks magic, version and capacity of an existing ring; returns the capacity.
+fn validate_header(mem: &RingMemory) -> Result<usize, RingError> {
+    let corrupt = |field, detail: String| RingError::Corrupt { field, detail };
+    if mem.read_u32(OFFSET_MAGIC) != MAGIC {
+        return Err(corrupt("magic", "not a lockstep ring (bad magic)".into()));
+    }
+    let version = mem.read_u32(OFFSET_VERSION);
+    if version != VERSION {
+        return Err(corrupt("version", format!("ring version {version}, expected {VERSION}")));
+    }
+    let capacity = mem.read_u32(OFFSET_CAPACITY) as usize;
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) || region_bytes(capacity) > mem.len {
+        return Err(corrupt("capacity", format!("capacity {capacity} is not a power of two within the {}-byte buffer", mem.len)));
+    }
+    Ok(capacity)
+}
+
+/// One record as read from a ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub kind_of_record: u16,
+    pub kind: u32,
+    pub priority: i32,
+    pub agent: u64,
+    pub payload: Vec<u8>,
+}
+
+/// The consuming end.
+pub struct Consumer {
+    mem: RingMemory,
+    capacity: usize,
+    max_payload: usize,
+    broken: Option<RingError>,
+}
+
+impl Consumer {
+    pub fn new(mem: RingMemory, max_payload: usize) -> Result<Self, RingError> {
+        let capacity = validate_header(&mem)?;
+        Ok(Self { mem, capacity, max_payload, broken: None })
+    }
+
+    /// The error that broke this ring, if any: a broken ring is never read again.
+    pub fn broken(&self) -> Option<&RingError> {
+        self.broken.as_ref()
+    }
+
+    /// Reads up to `max` records, handing each to `f`, then releases their space at once.
+    /// Returns how many were read; on corruption the ring is marked broken and the error is
+    /// returned after the records read before it were handed over.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(Record)) -> Result<usize, RingError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let head = self.mem.counter(OFFSET_HEAD).load(Ordering::Acquire);
+        let mut tail = self.mem.counter(OFFSET_TAIL).load(Ordering::Relaxed);
+        let mut count = 0;
+        let result = loop {
+            if count >= max || tail == head {
+                break Ok(count);
+            }
+            match self.read_one(head, tail) {
+                Ok((advance, record)) => {
+                    tail = tail.wrapping_add(advance as u32);
+                    if let Some(r) = record {
+                        count += 1;
+                        f(r);
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.mem.counter(OFFSET_TAIL).store(tail, Ordering::Release);
+        if let Err(e) = &result {
+            self.broken = Some(e.clone());
+        }
+        result
+    }
+
+    /// Parses the record at `tail`; returns the bytes it occupies and the record (None for PAD).
+    fn read_one(&self, head: u32, tail: u32) -> Result<(usize, Option<Record>), RingError> {
+        let corrupt = |field, detail: String| RingError::Corrupt { field, detail };
+        let used = head.wrapping_sub(tail) as usize;
+        if used > self.capacity {
+            return Err(corrupt("head", format!("head {head} is {used} bytes past tail {tail}, beyond the {}-byte capacity", self.capacity)));
+        }
+        if used % 8 != 0 || tail % 8 != 0 {
+            return Err(corrupt("head", format!("head {head} / tail {tail} not 8-byte aligned")));
+        }
+        let off = tail as usize & (self.capacity - 1);
+        let to_end = self.capacity - off;
+        let at = HEADER_BYTES + off;
+        let len = self.mem.read_u32(at) as usize;
+        let mut tf = [0u8; 4];
+        self.mem.read(at + 4, &mut tf);
+        let kind_of_record = u16::from_le_bytes([tf[0], tf[1]]);
+        if kind_of_record == TYPE_PAD {
+            if len != to_end || len > used {
+                return Err(corrupt("record length", format!("padding of {len} bytes at offset {off} should fill the {to_end} bytes to the end")));
+            }
+            return Ok((len, None));
+        }
+        if !matches!(kind_of_record, TYPE_MESSAGE | TYPE_EVENT | TYPE_TICK) {
+            return Err(corrupt("record type", format!("unknown record type {kind_of_record} at offset {off}")));
+        }
+        if len > self.max_payload {
+            return Err(corrupt("record length", format!("payload of {len} bytes at offset {off} exceeds the {}-byte limit", self.max_payload)));
+        }
+        let total = record_bytes(len);
+        if total > used || total > to_end {
+            return Err(corrupt("record length", format!("record of {total} bytes at offset {off} overruns the published data ({used} bytes) or the ring end")));
+        }
+        let mut h = [0u8; RECORD_HEADER_BYTES];
+        self.mem.read(at, &mut h);
+        let mut payload = vec![0u8; len];
+        self.mem.read(at + RECORD_HEADER_BYTES, &mut payload);
+        Ok((
+            total,
+            Some(Record {
+                kind_of_record,
+                kind: u32::from_le_bytes([h[8], h[9], h[10], h[11]]),
+                priority: i32::from_le_bytes([h[12], h[13], h[14], h[15]]),
+                agent: u64::from_le_bytes([h[16], h[17], h[18], h[19], h[20], h[21], h[22], h[23]]),
+                payload,
+            }),
+        ))
+    }
+}
+
+/// The producing end.
+pub struct Producer {
+    mem: RingMemory,
+    capacity: usize,
+}
+
+impl Producer {
+    pub fn new(mem: RingMemory) -> Result<Self, RingError> {
+        let capacity = validate_header(&mem)?;
+        Ok(Self { mem, capacity })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Appends one record, or `Full` (nothing written) when the consumer has not made room.
+    pub fn try_push(&mut self, kind_of_record: u16, kind: u32, priority: i32, agent: u64, payload: &[u8]) -> Result<(), RingError> {
+        let total = record_bytes(payload.len());
+        if total > self.capacity {
+            return Err(RingError::TooLarge { bytes: total, capacity: self.capacity });
+        }
+        let mut head = self.mem.counter(OFFSET_HEAD).load(Ordering::Relaxed);
+        let tail = self.mem.counter(OFFSET_TAIL).load(Ordering::Acquire);
+        let used = head.wrapping_sub(tail) as usize;
+        if used > self.capacity {
+            return Err(RingError::Corrupt { field: "tail", detail: format!("tail {tail} is ahead of head {head}") });
+        }
+        let off = head as usize & (self.capacity - 1);
+        let to_end = self.capacity - off;
+        let pad = if total > to_end { to_end } else { 0 };
+        if used + pad + total > self.capacity {
+            return Err(RingError::Full);
+        }
+        if pad > 0 {
+            let at = HEADER_BYTES + off;
+            self.mem.write_u32(at, pad as u32);
+            self.mem.write(at + 4, &[0xFF, 0xFF, 0, 0]);
+            head = head.wrapping_add(pad as u32);
+        }
+        let at = HEADER_BYTES + (head as usize & (self.capacity - 1));
+        let mut h = [0u8; RECORD_HEADER_BYTES];
+        h[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        h[4..6].copy_from_slice(&kind_of_record.to_le_bytes());
+        h[8..12].copy_from_slice(&kind.to_le_bytes());
+        h[12..16].copy_from_slice(&priority.to_le_bytes());
+        h[16..24].copy_from_slice(&agent.to_le_bytes());
+        self.mem.write(at, &h);
+        self.mem.write(at + RECORD_HEADER_BYTES, payload);
+        self.mem.counter(OFFSET_HEAD).store(head.wrapping_add(total as u32), Ordering::Release);
+        Ok(())
+    }
+}
+
+/// An owned, 8-byte-aligned ring region for tests and Rust-only producers.
+pub struct OwnedRegion {
+    words: Vec<u64>,
+}
+
+impl OwnedRegion {
+    pub fn new(capacity: usize) -> Self {
+        Self { words: vec![0u64; region_bytes(capacity).div_ceil(8)] }
+    }
+
+    /// Raw pointer to the region, for tests that play a hostile producer.
+    pub fn memory_ptr(&mut self) -> *mut u8 {
+        self.words.as_mut_ptr() as *mut u8
+    }
+
+    /// A view of the region. The region must outlive every view (invariant 1).
+    pub fn memory(&mut self) -> RingMemory {
+        // Safety: the Vec's buffer is 8-aligned (u64), `len` bytes long, and callers keep
+        // `self` alive and unmoved while views exist (tests do; the buffer never reallocates).
+        RingMemory { base: self.words.as_mut_ptr() as *mut u8, len: self.words.len() * 8 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAP: usize = 4096;
+
+    fn pair(region: &mut OwnedRegion) -> (Producer, Consumer) {
+        init(&region.memory(), CAP).unwrap();
+        (Producer::new(region.memory()).unwrap(), Consumer::new(region.memory(), 65_496).unwrap())
+    }
+
+    fn drain_all(c: &mut Consumer) -> Vec<Record> {
+        let mut v = Vec::new();
+        c.drain(usize::MAX, |r| v.push(r)).unwrap();
+        v
+    }
+
+    #[test]
+    fn records_round_trip_in_order_across_wraps() {
+        let mut region = OwnedRegion::new(CAP);
+        let (mut p, mut c) = pair(&mut region);
+        let mut expected = 0u64;
+        for round in 0..200u64 {
+            let n = 1 + (round % 7) as usize;
+            for i in 0..n {
+                let len = ((round as usize * 31 + i * 17) % 300) + 1;
+                let payload = vec![(round + i as u64) as u8; len];
+                p.try_push(TYPE_MESSAGE, i as u32, -(i as i32), round * 100 + i as u64, &payload).unwrap();
+            }
+            for r in drain_all(&mut c) {
+                assert_eq!(r.agent / 100, round);
+                assert_eq!(r.payload.len(), ((round as usize * 31 + (r.agent % 100) as usize * 17) % 300) + 1);
+                expected += 1;
+            }
+        }
+        assert!(expected > 500);
+    }
+
+    #[test]
+    fn full_is_back_pressure_and_nothing_is_overwritten() {
+        let mut region = OwnedRegion::new(CAP);
+        let (mut p, mut c) = pair(&mut region);
+        let mut pushed = 0u32;
+        loop {
+            match p.try_push(TYPE_MESSAGE, pushed, 0, 1, &[7u8; 100]) {
+                Ok(()) => pushed += 1,
+                Err(RingError::Full) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(pushed as usize, CAP / record_bytes(100));
+        let got = drain_all(&mut c);
+        assert_eq!(got.iter().map(|r| r.kind).collect::<Vec<_>>(), (0..pushed).collect::<Vec<_>>());
+        assert!(p.try_push(TYPE_MESSAGE, 0, 0, 1, &[0; 100]).is_ok(), "room again after the drain");
+        assert_eq!(p.try_push(TYPE_MESSAGE, 0, 0, 1, &[0; CAP]), Err(RingError::TooLarge { bytes: record_bytes(CAP), capacity: CAP }));
+    }
+
+    #[test]
+    fn corrupted_fields_are_detected_never_followed() {
+        let cases: Vec<(&str, Box<dyn Fn(&RingMemory)>)> = vec![
+            ("head", Box::new(|m: &RingMemory| m.counter(OFFSET_HEAD).store(CAP as u32 * 3, Ordering::Release))),
+            ("head", Box::new(|m: &RingMemory| m.counter(OFFSET_HEAD).store(13, Ordering::Release))),
+            ("record length", Box::new(|m: &RingMemory| m.write_u32(HEADER_BYTES, 0xFFFF_FFF0))),
+            ("record length", Box::new(|m: &RingMemory| m.write_u32(HEADER_BYTES, 200))),
+            ("record type", Box::new(|m: &RingMemory| m.write(HEADER_BYTES + 4, &[9, 0]))),
+        ];
+        for (field, damage) in cases {
+            let mut region = OwnedRegion::new(CAP);
+            let (mut p, mut c) = pair(&mut region);
+            p.try_push(TYPE_MESSAGE, 1, 0, 1, &[1; 16]).unwrap();
+            damage(&region.memory());
+            match c.drain(usize::MAX, |_| {}) {
+                Err(RingError::Corrupt { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+            assert!(c.broken().is_some(), "a corrupt ring stays broken");
+            assert!(c.drain(1, |_| {}).is_err());
+        }
+        for (field, damage) in [("magic", 0usize), ("version", 4), ("capacity", 8)] {
+            let mut region = OwnedRegion::new(CAP);
+            init(&region.memory(), CAP).unwrap();
+            region.memory().write_u32(damage, 12345);
+            match Consumer::new(region.memory(), 100) {
+                Err(RingError::Corrupt { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {:?}", other.err()),
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_producer_and_consumer_lose_nothing() {
+        let mut region = OwnedRegion::new(1 << 16);
+        init(&region.memory(), 1 << 16).unwrap();
+        let mut p = Producer::new(region.memory()).unwrap();
+        let mut c = Consumer::new(region.memory(), 65_496).unwrap();
+        const N: u64 = 1_000_000;
+        let producer = std::thread::spawn(move || {
+            let mut i = 0u64;
+            let mut spins = 0u32;
+            while i < N {
+                let len = (i % 61) as usize;
+                let mut payload = vec![0u8; len + 8];
+                payload[..8].copy_from_slice(&i.to_le_bytes());
+                for (k, b) in payload[8..].iter_mut().enumerate() {
+                    *b = (i as usize + k) as u8;
+                }
+                match p.try_push(TYPE_MESSAGE, (i % 1000) as u32, 0, i, &payload) {
+                    Ok(()) => {
+                        i += 1;
+                        spins = 0;
+                    }
+                    Err(RingError::Full) => {
+                        // Bounded spinning, then yield: never spin unboundedly.
+                        spins += 1;
+                        if spins > 64 {
+                            std::thread::yield_now();
+                        }
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        let mut next = 0u64;
+        let mut checksum = 0u64;
+        while next < N {
+            c.drain(4096, |r| {
+                assert_eq!(r.agent, next, "order");
+                assert_eq!(u64::from_le_bytes(r.payload[..8].try_into().unwrap()), next);
+                for (k, b) in r.payload[8..].iter().enumerate() {
+                    assert_eq!(*b, (next as usize + k) as u8, "payload intact");
+                }
+                checksum = checksum.wrapping_add(r.payload.iter().map(|&b| b as u64).sum::<u64>());
+                next += 1;
+            })
+            .unwrap();
+            std::thread::yield_now();
+        }
+        producer.join().unwrap();
+        assert_eq!(next, N);
+        assert!(checksum > 0);
+        drop(region);
+    }
+}

@@ -1,0 +1,109 @@
+//! The shared-memory rings as the runtime uses them: inbound messages enter at tick start in
+//! ring order and are recorded; outbound carries replies, events and tick records.
+
+mod common;
+use common::*;
+use lockstep_core::ring::{self, Consumer, OwnedRegion, Producer};
+use lockstep_core::{replay, Event};
+
+const CAP: usize = 1 << 16;
+
+#[test]
+fn ring_messages_are_delivered_recorded_and_answered_through_the_outbound_ring() {
+    let mut inbound = OwnedRegion::new(CAP);
+    let mut outbound = OwnedRegion::new(CAP);
+    ring::init(&inbound.memory(), CAP).unwrap();
+    ring::init(&outbound.memory(), CAP).unwrap();
+    let mut rt = runtime(2);
+    let a = rt.spawn_bytes(agent("counter")).unwrap();
+    let b = rt.spawn_bytes(agent("counter")).unwrap();
+    rt.attach_inbound_ring(inbound.memory()).unwrap();
+    rt.attach_outbound_ring(outbound.memory()).unwrap();
+    let mut js = Producer::new(inbound.memory()).unwrap();
+    let mut from_core = Consumer::new(outbound.memory(), 1 << 20).unwrap();
+
+    for i in 0..10u32 {
+        js.try_push(ring::TYPE_MESSAGE, 1, 0, if i % 2 == 0 { a } else { b }, &i.to_le_bytes()).unwrap();
+    }
+    js.try_push(ring::TYPE_MESSAGE, 1, 0, 999, b"nobody").unwrap();
+    let report = rt.tick();
+    assert_eq!(report.messages_delivered, 10);
+    assert_eq!(report.dead_letters, 1, "unknown recipient from the ring is dead-lettered, not lost");
+    assert!(rt.drain_host_messages().is_empty(), "replies go to the outbound ring");
+
+    let mut records = Vec::new();
+    from_core.drain(usize::MAX, |r| records.push(r)).unwrap();
+    let replies: Vec<_> = records.iter().filter(|r| r.kind_of_record == ring::TYPE_MESSAGE).collect();
+    assert_eq!(replies.len(), 10);
+    assert!(replies.iter().all(|r| r.kind == 2 && (r.agent == a || r.agent == b)));
+    let events: Vec<String> = records.iter().filter(|r| r.kind_of_record == ring::TYPE_EVENT).map(|r| String::from_utf8(r.payload.clone()).unwrap()).collect();
+    assert!(events.iter().any(|e| e.contains(r#""type":"dead_letter""#) && e.contains(r#""to":999"#)), "{events:?}");
+    let tick = records.last().unwrap();
+    assert_eq!(tick.kind_of_record, ring::TYPE_TICK);
+    assert_eq!(&tick.payload[8..], &report.hash.0);
+
+    // The ring input was recorded: the log replays without any ring.
+    let log = rt.stop_recording().unwrap();
+    let r = replay(&log, 1, |_| {}).unwrap();
+    assert_eq!(r.divergence, None);
+    assert_eq!(r.final_hash, report.hash);
+}
+
+#[test]
+fn a_full_outbound_ring_delays_records_but_never_drops_them() {
+    let mut inbound = OwnedRegion::new(CAP);
+    let mut outbound = OwnedRegion::new(ring::MIN_CAPACITY);
+    ring::init(&inbound.memory(), CAP).unwrap();
+    ring::init(&outbound.memory(), ring::MIN_CAPACITY).unwrap();
+    let mut rt = runtime(1);
+    let ids: Vec<u64> = (0..200).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
+    rt.attach_inbound_ring(inbound.memory()).unwrap();
+    rt.attach_outbound_ring(outbound.memory()).unwrap();
+    let mut js = Producer::new(inbound.memory()).unwrap();
+    let mut from_core = Consumer::new(outbound.memory(), 1 << 20).unwrap();
+    for &id in &ids {
+        js.try_push(ring::TYPE_MESSAGE, 1, 0, id, &[]).unwrap();
+    }
+    rt.tick();
+    // 200 replies of 40 bytes + a tick record do not fit 4 KiB: some wait in the backlog.
+    assert!(rt.outbound_backlog() > 0);
+    let mut replies = 0;
+    let mut ticks = 0;
+    while replies < 200 {
+        from_core
+            .drain(usize::MAX, |r| match r.kind_of_record {
+                ring::TYPE_MESSAGE => replies += 1,
+                ring::TYPE_TICK => ticks += 1,
+                _ => {}
+            })
+            .unwrap();
+        rt.flush_outbound();
+    }
+    assert_eq!(replies, 200);
+    assert_eq!(ticks, 1);
+    assert_eq!(rt.outbound_backlog(), 0);
+}
+
+#[test]
+fn a_corrupted_inbound_ring_is_reported_and_the_runtime_carries_on() {
+    let mut inbound = OwnedRegion::new(CAP);
+    ring::init(&inbound.memory(), CAP).unwrap();
+    let mut rt = runtime(1);
+    let a = rt.spawn_bytes(agent("counter")).unwrap();
+    rt.attach_inbound_ring(inbound.memory()).unwrap();
+    let mut js = Producer::new(inbound.memory()).unwrap();
+    js.try_push(ring::TYPE_MESSAGE, 1, 0, a, b"fine").unwrap();
+    rt.tick();
+    // JS scribbles a giant length into the next record slot and publishes it.
+    js.try_push(ring::TYPE_MESSAGE, 1, 0, a, b"soon broken").unwrap();
+    let words = unsafe { std::slice::from_raw_parts_mut(inbound.memory_ptr(), ring::HEADER_BYTES + CAP) };
+    let second = ring::HEADER_BYTES + ring::record_bytes(4);
+    words[second..second + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    rt.tick();
+    assert!(rt.inbound_ring_error().is_some());
+    let events = rt.drain_events();
+    assert!(events.iter().any(|e| matches!(e, Event::RingError { detail, .. } if detail.contains("record length"))), "{events:?}");
+    rt.send(a, 1, 0, vec![]).unwrap();
+    rt.tick();
+    assert_eq!(rt.inspect(a).unwrap().messages_received, 2, "the direct path still works");
+}

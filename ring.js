@@ -1,0 +1,220 @@
+'use strict';
+// Zero-copy message rings over a SharedArrayBuffer: the JS half of crates/lockstep-core/src/ring.rs
+// (layout in docs/RINGS.md). This file does not load the native addon, so a worker_thread can
+// require('lockstep/ring.js') and produce into a ring the main thread's runtime consumes.
+//
+// Memory ordering: a producer writes a record's bytes, then publishes it with Atomics.store of
+// `head`; the consumer Atomics.load's `head`, reads, then Atomics.store's `tail`. JS Atomics are
+// sequentially consistent, which the Rust side's acquire/release pairs with.
+
+const MAGIC = 0x4752534c; // "LSRG" little-endian
+const VERSION = 1;
+const HEADER_BYTES = 192;
+const HEAD = 16; // Int32 index of head (byte 64)
+const TAIL = 32; // Int32 index of tail (byte 128)
+const RECORD_HEADER_BYTES = 24;
+const MIN_CAPACITY = 1 << 12;
+const MAX_CAPACITY = 1 << 30;
+const TYPE_MESSAGE = 1;
+const TYPE_EVENT = 2;
+const TYPE_TICK = 3;
+const TYPE_PAD = 0xffff;
+const MAX_PAYLOAD_BYTES = 65536 - 40;
+const TWO_32 = 2 ** 32;
+
+if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+  throw new Error('lockstep rings need a little-endian platform');
+}
+
+class RingError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'RingError';
+    this.code = code;
+  }
+}
+
+function recordBytes(len) {
+  return (RECORD_HEADER_BYTES + len + 7) & ~7;
+}
+
+/** A SharedArrayBuffer holding an empty ring with `capacity` data bytes (a power of two). */
+function createRingBuffer(capacity = 1 << 20) {
+  if (!Number.isSafeInteger(capacity) || capacity < MIN_CAPACITY || capacity > MAX_CAPACITY || (capacity & (capacity - 1)) !== 0) {
+    throw new RingError('E_RING', `ring capacity must be a power of two in ${MIN_CAPACITY}..${MAX_CAPACITY}, got ${capacity}`);
+  }
+  const sab = new SharedArrayBuffer(HEADER_BYTES + capacity);
+  const u32 = new Uint32Array(sab, 0, 3);
+  u32[0] = MAGIC;
+  u32[1] = VERSION;
+  u32[2] = capacity;
+  return sab;
+}
+
+function openRing(sab) {
+  if (!(sab instanceof SharedArrayBuffer)) throw new RingError('E_RING', 'a ring lives in a SharedArrayBuffer');
+  const u32 = new Uint32Array(sab, 0, 3);
+  const capacity = u32[2];
+  if (u32[0] !== MAGIC || u32[1] !== VERSION || capacity < MIN_CAPACITY || (capacity & (capacity - 1)) !== 0 || HEADER_BYTES + capacity > sab.byteLength) {
+    throw new RingError('E_RING', 'not a lockstep ring buffer (bad magic, version or capacity); create it with createRingBuffer()');
+  }
+  return {
+    capacity,
+    mask: capacity - 1,
+    i32: new Int32Array(sab, 0, HEADER_BYTES / 4),
+    u8: new Uint8Array(sab, HEADER_BYTES, capacity),
+    dv: new DataView(sab, HEADER_BYTES, capacity),
+  };
+}
+
+function toBytes(payload) {
+  if (payload == null) return EMPTY;
+  if (payload instanceof Uint8Array) return payload;
+  if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
+  if (payload instanceof ArrayBuffer) return new Uint8Array(payload);
+  if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  throw new RingError('E_INVALID_ARGUMENT', 'payload must be a Uint8Array, Buffer, ArrayBuffer or string');
+}
+const EMPTY = new Uint8Array(0);
+
+/** Writes messages into a ring (JS → core). One producer per ring. */
+class RingProducer {
+  constructor(sab) {
+    Object.assign(this, openRing(sab));
+    this.buffer = sab;
+    this.head = Atomics.load(this.i32, HEAD) >>> 0;
+  }
+
+  /**
+   * Appends a message for agent `to`. Returns false (writing nothing) when the ring is full:
+   * back-pressure, never an overwrite. With { publish: false } the record becomes visible only
+   * at the next publish() — batching saves one atomic store per message.
+   */
+  tryPush(to, payload, options) {
+    const bytes = toBytes(payload);
+    const len = bytes.length;
+    if (len > MAX_PAYLOAD_BYTES) throw new RingError('E_MESSAGE_TOO_LARGE', `payload is ${len} bytes; the limit is ${MAX_PAYLOAD_BYTES}`);
+    const total = recordBytes(len);
+    const cap = this.capacity;
+    let head = this.head;
+    const used = (head - (Atomics.load(this.i32, TAIL) >>> 0)) >>> 0;
+    let off = head & this.mask;
+    const toEnd = cap - off;
+    const pad = total > toEnd ? toEnd : 0;
+    if (used + pad + total > cap) {
+      this.publish();
+      return false;
+    }
+    const dv = this.dv;
+    if (pad) {
+      dv.setUint32(off, pad, true);
+      dv.setUint32(off + 4, TYPE_PAD, true);
+      head = (head + pad) >>> 0;
+      off = 0;
+    }
+    dv.setUint32(off, len, true);
+    dv.setUint32(off + 4, TYPE_MESSAGE, true);
+    dv.setUint32(off + 8, (options && options.kind) || 0, true);
+    dv.setInt32(off + 12, (options && options.priority) || 0, true);
+    dv.setUint32(off + 16, to % TWO_32, true);
+    dv.setUint32(off + 20, Math.floor(to / TWO_32), true);
+    if (len) this.u8.set(bytes, off + RECORD_HEADER_BYTES);
+    this.head = (head + total) >>> 0;
+    if (!options || options.publish !== false) Atomics.store(this.i32, HEAD, this.head | 0);
+    return true;
+  }
+
+  /** Makes every record written so far visible to the consumer. */
+  publish() {
+    Atomics.store(this.i32, HEAD, this.head | 0);
+  }
+
+  /** Free bytes right now. */
+  free() {
+    return this.capacity - ((this.head - (Atomics.load(this.i32, TAIL) >>> 0)) >>> 0);
+  }
+
+  /**
+   * Like tryPush, but waits for room without spinning the event loop: it sleeps on the ring's
+   * tail with Atomics.waitAsync (the runtime notifies after each tick) and re-checks at least
+   * every `pollMs`. Rejects with E_RING_TIMEOUT after `timeoutMs`.
+   */
+  async push(to, payload, options = {}) {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const pollMs = options.pollMs ?? 5;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.tryPush(to, payload, options)) return;
+      if (Date.now() > deadline) throw new RingError('E_RING_TIMEOUT', `no room in the ring for ${timeoutMs} ms: is the runtime ticking?`);
+      const tail = Atomics.load(this.i32, TAIL);
+      // A pending waitAsync does not keep Node's event loop alive; the timer does.
+      const keepAlive = setTimeout(() => {}, pollMs + 1);
+      const w = Atomics.waitAsync(this.i32, TAIL, tail, pollMs);
+      if (w.async) await w.value;
+      clearTimeout(keepAlive);
+    }
+  }
+}
+
+/** Reads records from a ring (core → JS). One consumer per ring. */
+class RingConsumer {
+  constructor(sab) {
+    Object.assign(this, openRing(sab));
+    this.buffer = sab;
+  }
+
+  /**
+   * Calls fn(type, agent, kind, priority, payload) for up to `max` records, then releases their
+   * space. `payload` is a view into the shared buffer, valid only during the call (copy it
+   * to keep it): zero-copy. Returns the number of records read.
+   */
+  forEach(fn, max = Infinity) {
+    const i32 = this.i32;
+    const dv = this.dv;
+    const head = Atomics.load(i32, HEAD) >>> 0;
+    let tail = Atomics.load(i32, TAIL) >>> 0;
+    let n = 0;
+    try {
+      while (n < max && tail !== head) {
+        const used = (head - tail) >>> 0;
+        const off = tail & this.mask;
+        const len = dv.getUint32(off, true);
+        const type = dv.getUint16(off + 4, true);
+        if (type === TYPE_PAD) {
+          if (len !== this.capacity - off || len > used) throw new RingError('E_RING', `corrupt padding at offset ${off}`);
+          tail = (tail + len) >>> 0;
+          continue;
+        }
+        const total = recordBytes(len);
+        if (len > 1 << 20 || total > used || off + total > this.capacity) throw new RingError('E_RING', `corrupt record length ${len} at offset ${off}`);
+        const agent = dv.getUint32(off + 16, true) + dv.getUint32(off + 20, true) * TWO_32;
+        fn(type, agent, dv.getUint32(off + 8, true), dv.getInt32(off + 12, true), this.u8.subarray(off + RECORD_HEADER_BYTES, off + RECORD_HEADER_BYTES + len));
+        tail = (tail + total) >>> 0;
+        n++;
+      }
+    } finally {
+      Atomics.store(i32, TAIL, tail | 0);
+    }
+    return n;
+  }
+
+  /** Reads up to `max` records as objects (payloads copied): messages, events and ticks. */
+  readBatch(max = Infinity) {
+    const out = [];
+    this.forEach((type, agent, kind, priority, payload) => {
+      if (type === TYPE_MESSAGE) out.push({ type: 'message', from: agent, kind, priority, payload: Buffer.from(payload) });
+      else if (type === TYPE_EVENT) out.push({ type: 'event', event: JSON.parse(Buffer.from(payload).toString('utf8')) });
+      else if (type === TYPE_TICK) out.push({ type: 'tick', tick: Number(Buffer.from(payload).readBigUInt64LE(0)), hash: Buffer.from(payload.subarray(8, 40)).toString('hex') });
+    }, max);
+    return out;
+  }
+}
+
+module.exports = {
+  createRingBuffer,
+  RingProducer,
+  RingConsumer,
+  RingError,
+  RING_TYPES: { MESSAGE: TYPE_MESSAGE, EVENT: TYPE_EVENT, TICK: TYPE_TICK },
+  RING_HEADER_BYTES: HEADER_BYTES,
+};
