@@ -147,6 +147,27 @@ fn max_agents_reached(target: usize) -> (usize, String) {
     (target, "ok".into())
 }
 
+/// Agent→agent routing: `n` flood agents each sending `fanout` 64-byte messages per tick.
+/// Returns (messages routed per second, median tick µs).
+fn routing(n: usize, fanout: u32, workers: usize, ticks: usize) -> (f64, f64) {
+    let mut rt = Runtime::new(RuntimeConfig { record: false, ..config(workers, n as u32) }).unwrap();
+    let m = rt.load_module(agent("flood")).unwrap();
+    for _ in 0..n {
+        let id = rt.spawn(m).unwrap();
+        rt.send(id, 0, 0, fanout.to_le_bytes().to_vec()).unwrap();
+    }
+    rt.run(3);
+    let mut times = Vec::with_capacity(ticks);
+    let mut routed = 0u64;
+    let start = Instant::now();
+    for _ in 0..ticks {
+        let t = Instant::now();
+        routed += rt.tick().messages_routed;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    (routed as f64 / start.elapsed().as_secs_f64(), median(&mut times))
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let ticks = |n: usize| if quick { 20 } else if n >= 10_000 { 100 } else { 300 };
@@ -167,9 +188,15 @@ fn main() {
     let (spawn_us, bytes_per_agent, maps_per_agent) = spawn_cost(if quick { 1_000 } else { 10_000 });
     let (reached, why) = max_agents_reached(if quick { 2_000 } else { 100_000 });
     let (pool_tick, pool_spawn) = pooling_baseline(ticks(10_000));
+    let mut routing_rows = Vec::new();
+    for workers in [1usize, 2] {
+        let (rate, tick_us) = routing(10_000, 16, workers, if quick { 5 } else { 30 });
+        routing_rows.push(format!(r#"{{"agents":10000,"fanout":16,"workers":{workers},"messages_per_s":{rate:.0},"tick_median_us":{tick_us:.1}}}"#));
+    }
     println!(
-        r#"{{"tick":[{}],"call_ns":{{"fuel_on":{fuel_on:.1},"fuel_off":{fuel_off:.1}}},"spawn_us_per_agent":{spawn_us:.2},"rss_bytes_per_idle_agent":{bytes_per_agent:.0},"memory_maps_per_agent":{maps_per_agent:.2},"max_agents":{{"reached":{reached},"stopped_because":{:?}}},"pooling_allocator_10k":{{"tick_median_us_2_workers":{pool_tick:.2},"spawn_us_per_agent":{pool_spawn:.2}}}}}"#,
+        r#"{{"tick":[{}],"call_ns":{{"fuel_on":{fuel_on:.1},"fuel_off":{fuel_off:.1}}},"spawn_us_per_agent":{spawn_us:.2},"rss_bytes_per_idle_agent":{bytes_per_agent:.0},"memory_maps_per_agent":{maps_per_agent:.2},"max_agents":{{"reached":{reached},"stopped_because":{:?}}},"pooling_allocator_10k":{{"tick_median_us_2_workers":{pool_tick:.2},"spawn_us_per_agent":{pool_spawn:.2}}},"routing":[{}]}}"#,
         out.join(","),
-        why
+        why,
+        routing_rows.join(",")
     );
 }

@@ -1,15 +1,21 @@
-//! Runs ticks of N counter agents for profiling: `tick_loop AGENTS WORKERS TICKS`.
+//! Runs ticks of N counter agents for profiling: `tick_loop AGENTS WORKERS TICKS [FANOUT]`.
 use lockstep_core::{Runtime, RuntimeConfig};
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().unwrap_or(0)).collect();
     let (n, workers, ticks) = (args.first().copied().unwrap_or(1000), args.get(1).copied().unwrap_or(2), args.get(2).copied().unwrap_or(1000));
-    let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/counter.wasm", env!("CARGO_MANIFEST_DIR"));
+    // A fourth argument > 0 floods: every agent sends that many messages per tick.
+    let fanout = args.get(3).copied().unwrap_or(0) as u32;
+    let name = if fanout > 0 { "flood" } else { "counter" };
+    let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
     let bytes = std::fs::read(&path).expect("run `npm run build` first");
     let mut rt = Runtime::new(RuntimeConfig { workers, max_agents: n as u32, checkpoint_interval_ticks: 0, ..Default::default() }).expect("runtime");
     let m = rt.load_module(bytes).expect("module");
     for _ in 0..n {
-        rt.spawn(m).expect("spawn");
+        let id = rt.spawn(m).expect("spawn");
+        if fanout > 0 {
+            rt.send(id, 0, 0, fanout.to_le_bytes().to_vec()).expect("send");
+        }
     }
     let t = std::time::Instant::now();
     rt.run(ticks as u64);

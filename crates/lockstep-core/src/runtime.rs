@@ -328,8 +328,8 @@ impl Runtime {
         self.record(Record::Send { tick: self.tick, to, kind, priority, payload: payload.clone() });
         let m = Message { from: abi::HOST_ID, to, seq: self.host_seq, kind, priority, payload };
         self.host_seq += 1;
-        self.input_hasher.update(b"send");
-        m.hash_into(&mut self.input_hasher);
+        // Not hashed here: the recipient's digest covers every host message it is handed
+        // (which also names that agent on divergence), and a dead letter is hashed by routing.
         self.pending.push(m);
     }
 
@@ -362,9 +362,11 @@ impl Runtime {
                 self.push_event(Event::Fault { tick, agent: id, fault });
             }
         }
+        let mut digest = crate::bus::AgentDigest::new();
         for m in &sent {
-            m.hash_into(&mut self.input_hasher);
+            m.hash_into(&mut digest);
         }
+        self.input_hasher.update(&digest.digest128().to_le_bytes());
         self.pending.append(&mut sent);
         for m in inbox {
             self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);

@@ -52,7 +52,7 @@ pub(crate) struct AgentTickOutput {
     /// Messages that were in the inbox when the agent faulted, the fatal one first.
     pub undelivered: Vec<Message>,
     /// Digest of (delivered count, sent messages, fault) when any is non-empty.
-    pub digest: Option<[u8; 32]>,
+    pub digest: Option<[u8; 16]>,
     pub fuel: u64,
     /// What the agent sent and logged, moved out of its store while that is hot in this
     /// worker's cache, so phase 2 walks only the contiguous slot array.
@@ -91,9 +91,9 @@ impl AgentSlot {
         // Host messages are bound to their recipient's digest, so a replay that diverges on
         // external input names the agent that received it. (Agent-to-agent messages are
         // already in their sender's digest.)
-        let mut digest: Option<blake3::Hasher> = None;
+        let mut digest: Option<bus::AgentDigest> = None;
         for m in inbox.iter().filter(|m| m.from == crate::abi::HOST_ID) {
-            m.hash_into(digest.get_or_insert_with(blake3::Hasher::new));
+            m.hash_into(digest.get_or_insert_with(bus::AgentDigest::new));
         }
         for (i, message) in inbox.iter().enumerate() {
             if let Err(fault) = instance.call_receive(tick, message) {
@@ -116,7 +116,7 @@ impl AgentSlot {
         out.fuel = instance.fuel_consumed - fuel_before;
         let sent = &instance.host().outbox;
         if digest.is_some() || out.delivered > 0 || !sent.is_empty() || out.fault.is_some() {
-            let mut h = digest.unwrap_or_default();
+            let mut h = digest.unwrap_or_else(bus::AgentDigest::new);
             h.update(&self.id.to_le_bytes());
             h.update(&out.delivered.to_le_bytes());
             h.update(&(sent.len() as u64).to_le_bytes());
@@ -126,7 +126,7 @@ impl AgentSlot {
             if let Some(f) = &out.fault {
                 h.update(&[f.kind.tag(), f.call as u8]);
             }
-            out.digest = Some(*h.finalize().as_bytes());
+            out.digest = Some(h.digest128().to_le_bytes());
         }
         std::mem::swap(&mut out.sent, &mut instance.host_mut().outbox);
         if !instance.host().logs.is_empty() {

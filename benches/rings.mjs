@@ -1,0 +1,173 @@
+// Message-throughput benchmarks, each beside its baselines in the same run. Imported by
+// benches/run.mjs; `node benches/rings.mjs` runs it alone.
+import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+const { Runtime, exampleAgent, createRingBuffer, RingProducer } = require('../index.js');
+const ringPath = require.resolve('../ring.js');
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const now = () => Number(process.hrtime.bigint()) / 1e9;
+
+/** JS → agents through the inbound ring: pushed in JS, delivered to agent_receive. */
+function ringToAgents(total, payloadBytes, agents = 1000) {
+  const rt = new Runtime({ workers: 2, record: false });
+  const ids = rt.spawnMany(exampleAgent('counter'), agents);
+  const { inbound } = rt.attachRings({ inboundBytes: 1 << 24, outboundBytes: 1 << 16 });
+  const payload = new Uint8Array(payloadBytes).fill(7);
+  rt.tick();
+  const t0 = now();
+  let pushed = 0;
+  let delivered = 0;
+  while (delivered < total) {
+    while (pushed < total && inbound.tryPush(ids[pushed % agents], payload, { publish: false })) pushed++;
+    inbound.publish();
+    delivered += rt.tick().messagesDelivered;
+  }
+  return total / (now() - t0);
+}
+
+/** The same traffic with one napi call per message (rt.send). */
+function napiToAgents(total, payloadBytes, agents = 1000) {
+  const rt = new Runtime({ workers: 2, record: false });
+  const ids = rt.spawnMany(exampleAgent('counter'), agents);
+  const payload = new Uint8Array(payloadBytes).fill(7);
+  const batch = 1 << 16;
+  const t0 = now();
+  let delivered = 0;
+  for (let sent = 0; sent < total; ) {
+    const end = Math.min(total, sent + batch);
+    for (; sent < end; sent++) rt.send(ids[sent % agents], payload);
+    delivered += rt.tick().messagesDelivered;
+  }
+  if (delivered !== total) throw new Error(`delivered ${delivered} of ${total}`);
+  return total / (now() - t0);
+}
+
+function worker(code, workerData) {
+  return new Worker(code, { eval: true, workerData });
+}
+
+/** worker_threads postMessage of one Uint8Array per message, main → worker. */
+async function postMessageRate(total, payloadBytes) {
+  const w = worker(`const { parentPort, workerData } = require('node:worker_threads');
+    let n = 0; parentPort.on('message', () => { if (++n === workerData) { parentPort.postMessage(n); process.exit(0); } });`, total);
+  await new Promise((r) => w.once('online', r));
+  const payload = new Uint8Array(payloadBytes).fill(7);
+  const t0 = now();
+  const done = new Promise((r) => w.once('message', r));
+  for (let i = 0; i < total; i++) w.postMessage(payload);
+  await done;
+  return total / (now() - t0);
+}
+
+/** A MessageChannel port handed to a worker. */
+async function messageChannelRate(total, payloadBytes) {
+  const { port1, port2 } = new MessageChannel();
+  const w = new Worker(`const { workerData } = require('node:worker_threads');
+    let n = 0; workerData.port.on('message', () => { if (++n === workerData.total) { workerData.port.postMessage(n); workerData.port.close(); } });`,
+    { eval: true, workerData: { port: port2, total }, transferList: [port2] });
+  await new Promise((r) => w.once('online', r));
+  const payload = new Uint8Array(payloadBytes).fill(7);
+  const t0 = now();
+  const done = new Promise((r) => port1.once('message', r));
+  for (let i = 0; i < total; i++) port1.postMessage(payload);
+  await done;
+  const rate = total / (now() - t0);
+  port1.close();
+  await w.terminate();
+  return rate;
+}
+
+/** A pure-JS SharedArrayBuffer ring between two threads (our ring.js on both ends). */
+async function pureJsRingRate(total, payloadBytes) {
+  const sab = createRingBuffer(1 << 22);
+  const w = worker(`const { parentPort, workerData } = require('node:worker_threads');
+    const { RingConsumer } = require(${JSON.stringify(ringPath)});
+    const c = new RingConsumer(workerData.sab); let n = 0;
+    while (n < workerData.total) { const k = c.forEach(() => {}); n += k; if (k === 0) Atomics.wait(new Int32Array(workerData.sab), 16, Atomics.load(new Int32Array(workerData.sab), 16), 1); }
+    parentPort.postMessage(n);`, { sab, total });
+  await new Promise((r) => w.once('online', r));
+  const p = new RingProducer(sab);
+  const payload = new Uint8Array(payloadBytes).fill(7);
+  const head = new Int32Array(sab);
+  const t0 = now();
+  const done = new Promise((r) => w.once('message', r));
+  for (let i = 0; i < total; ) {
+    if (p.tryPush(1, payload, { publish: false })) i++;
+    else {
+      p.publish();
+      Atomics.notify(head, 16);
+    }
+    if ((i & 1023) === 0) p.publish();
+  }
+  p.publish();
+  Atomics.notify(head, 16);
+  await done;
+  return total / (now() - t0);
+}
+
+/** Agents → JS: echo agents answer; read through the outbound ring vs drainMessages(). */
+function agentsToJs(total, payloadBytes, viaRing) {
+  const rt = new Runtime({ workers: 2, record: false });
+  const ids = rt.spawnMany(exampleAgent('echo'), 1000);
+  const rings = viaRing ? rt.attachRings({ inboundBytes: 1 << 24, outboundBytes: 1 << 24 }) : null;
+  const payload = new Uint8Array(payloadBytes).fill(7);
+  // Half the ring per tick (and far below 4,096 replies per echo agent per tick).
+  const perTick = Math.floor((1 << 24) / (24 + payloadBytes + 8) / 2);
+  let read = 0;
+  let sent = 0;
+  let elapsed = 0;
+  while (read < total) {
+    const n = Math.min(perTick, total - sent);
+    for (let i = 0; i < n; i++, sent++) {
+      if (viaRing) rings.inbound.tryPush(ids[sent % 1000], payload, { publish: false }) || (() => { throw new Error('inbound full'); })();
+      else rt.send(ids[sent % 1000], payload);
+    }
+    if (viaRing) rings.inbound.publish();
+    rt.tick();
+    // Time only the JS side of reading what agents sent.
+    const t0 = now();
+    if (viaRing) {
+      do {
+        read += rings.outbound.forEach((type) => type === 1 || read--);
+      } while (rt.flushOutbound() > 0);
+    } else {
+      read += rt.drainMessages().length;
+    }
+    elapsed += now() - t0;
+  }
+  return total / elapsed;
+}
+
+export async function runRingBenches({ quick = false, log = console.error } = {}) {
+  const N = quick ? 200_000 : 2_000_000;
+  const reps = quick ? 1 : 3;
+  const out = {};
+  for (const bytes of [64, 1024]) {
+    const n = bytes === 64 ? N : Math.floor(N / 4);
+    log(`[bench] messages/s, ${bytes}-byte payloads, ${n} messages, median of ${reps}`);
+    const r = {};
+    const measure = async (name, fn) => {
+      const xs = [];
+      for (let i = 0; i < reps; i++) xs.push(await fn());
+      r[name] = Math.round(median(xs));
+    };
+    await measure('ring_js_to_agents', () => ringToAgents(n, bytes));
+    await measure('napi_call_per_message', () => napiToAgents(n, bytes));
+    await measure('worker_postMessage', () => postMessageRate(n, bytes));
+    await measure('message_channel', () => messageChannelRate(n, bytes));
+    await measure('pure_js_sab_ring', () => pureJsRingRate(n, bytes));
+    await measure('agents_to_js_ring_read', () => agentsToJs(Math.min(n, 1_000_000), bytes, true));
+    await measure('agents_to_js_drainMessages', () => agentsToJs(Math.min(n, 1_000_000), bytes, false));
+    r.ratio_ring_vs_postMessage = +(r.ring_js_to_agents / r.worker_postMessage).toFixed(2);
+    r.ratio_ring_vs_pure_js_ring = +(r.ring_js_to_agents / r.pure_js_sab_ring).toFixed(2);
+    r.ratio_ring_vs_napi_call = +(r.ring_js_to_agents / r.napi_call_per_message).toFixed(2);
+    out[`payload_${bytes}`] = r;
+  }
+  return out;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  console.log(JSON.stringify(await runRingBenches({ quick: process.argv.includes('--quick') }), null, 2));
+}
