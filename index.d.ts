@@ -189,3 +189,61 @@ export class LockstepError extends Error {
 export const ABI_VERSION: number;
 export const MAX_PAYLOAD_BYTES: number;
 export const HOST_ID: 0;
+
+// ----- Shared-memory rings (ring.js; also importable alone as 'lockstep/ring.js') -----------
+
+export interface RingPushOptions {
+  kind?: number;
+  priority?: number;
+  /** false: write now, make visible at the next publish() (saves an atomic per message). [true] */
+  publish?: boolean;
+}
+
+/** Writes messages for agents into a ring (JS → core). One producer per ring; any thread. */
+export class RingProducer {
+  constructor(buffer: SharedArrayBuffer);
+  /** Appends a message for agent `to`; false (nothing written) when the ring is full. */
+  tryPush(to: number, payload: Payload, options?: RingPushOptions): boolean;
+  /** Waits for room without spinning (woken at each tick); rejects with E_RING_TIMEOUT. */
+  push(to: number, payload: Payload, options?: RingPushOptions & { timeoutMs?: number; pollMs?: number }): Promise<void>;
+  publish(): void;
+  free(): number;
+  readonly capacity: number;
+  readonly buffer: SharedArrayBuffer;
+}
+
+export type RingRecord =
+  | { type: 'message'; from: number; kind: number; priority: number; payload: Buffer }
+  | { type: 'event'; event: RuntimeEvent | { type: 'ring_error'; tick: number; detail: string } }
+  | { type: 'tick'; tick: number; hash: string };
+
+/** Reads what the core wrote (core → JS). One consumer per ring. */
+export class RingConsumer {
+  constructor(buffer: SharedArrayBuffer);
+  /** Zero-copy: `payload` views the shared buffer and is valid only during the call. type: 1 message, 2 event (JSON), 3 tick. */
+  forEach(fn: (type: number, agent: number, kind: number, priority: number, payload: Uint8Array) => void, max?: number): number;
+  readBatch(max?: number): RingRecord[];
+  readonly capacity: number;
+  readonly buffer: SharedArrayBuffer;
+}
+
+export function createRingBuffer(capacity?: number): SharedArrayBuffer;
+
+export interface AttachedRings {
+  /** JS → agents: messages enter at the start of the next tick, in ring order, and are recorded. */
+  inbound: RingProducer;
+  /** agents → JS: messages to the host, copies of each tick's events, one tick record per tick. */
+  outbound: RingConsumer;
+  /** Hand these to a worker_thread: new RingProducer(inboundBuffer). */
+  inboundBuffer: SharedArrayBuffer;
+  outboundBuffer: SharedArrayBuffer;
+}
+
+export interface Runtime {
+  /** Creates and attaches the two rings (capacities: powers of two, default 4 MiB each). */
+  attachRings(options?: { inboundBytes?: number; outboundBytes?: number }): AttachedRings;
+  /** Writes records waiting for room into the outbound ring; returns how many still wait. */
+  flushOutbound(): number;
+  /** Why the inbound ring stopped being read (a corrupted index or record), or null. */
+  inboundRingError(): string | null;
+}

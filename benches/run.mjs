@@ -7,6 +7,9 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import os from 'node:os';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { runRingBenches } from './rings.mjs';
+import { tickPlotSvg } from './plot.mjs';
 const require = createRequire(import.meta.url);
 const { Runtime, exampleAgent } = require('../index.js');
 
@@ -47,12 +50,21 @@ for (let round = 0; round < (quick ? 5 : 30); round++) {
 }
 const js = { tick50_from_js_median_us: median(jsTick), napi_call_median_us: median(napiCall) };
 
+const rings = await runRingBenches({ quick, log });
+
 const result = {
   date: new Date().toISOString().slice(0, 10),
   machine: `${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${process.platform}-${process.arch}, node ${process.version}`,
   core,
   js,
+  rings,
 };
+
+// Machine-readable copy and the plot, for scripts that watch for regressions.
+mkdirSync(join(root, '.bench-out'), { recursive: true });
+writeFileSync(join(root, '.bench-out', 'latest.json'), JSON.stringify(result, null, 2));
+const plotRows = core.tick.map((t) => ({ ...t, label: `${t.workers} worker${t.workers > 1 ? 's' : ''}` }));
+writeFileSync(join(root, 'docs', 'tick-vs-agents.svg'), tickPlotSvg(plotRows, `lockstep tick time vs agents (${result.date})`));
 
 if (json) {
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
@@ -69,4 +81,10 @@ if (json) {
   console.log(`- agents in one process: ${core.max_agents.reached} (${core.max_agents.stopped_because})`);
   console.log(`- baseline, wasmtime pooling allocator, 10,000 agents, 2 workers: tick ${core.pooling_allocator_10k.tick_median_us_2_workers} µs, spawn ${core.pooling_allocator_10k.spawn_us_per_agent} µs per agent`);
   console.log(`- 50 agents, tick() called from JS: ${js.tick50_from_js_median_us.toFixed(2)} µs; an empty napi call: ${js.napi_call_median_us.toFixed(2)} µs`);
+  for (const r of core.routing) console.log(`- agent→agent routing, ${r.agents} agents × ${r.fanout} messages per tick, ${r.workers} worker(s): ${(r.messages_per_s / 1e6).toFixed(2)} M msg/s (tick ${r.tick_median_us} µs)`);
+  console.log('\n| messages/s | 64 B | 1 KiB |\n|---|---:|---:|');
+  const names = Object.keys(rings.payload_64);
+  const fmt = (v) => (v > 100 ? `${(v / 1e6).toFixed(2)} M` : `${v}×`);
+  for (const k of names) console.log(`| ${k} | ${fmt(rings.payload_64[k])} | ${fmt(rings.payload_1024[k])} |`);
+  console.log('\nJSON: .bench-out/latest.json; plot: docs/tick-vs-agents.svg');
 }
