@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod fault;
 pub mod host;
+pub mod inference;
 pub mod replay;
 pub mod ring;
 pub mod replay_log;

@@ -1,0 +1,313 @@
+//! Model management and execution: load (bytes or path), identify by SHA-256, cache bounded
+//! sessions (least recently used evicted), introspect, pick providers with CPU fallback, run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ort::session::Session;
+use ort::value::ValueType;
+use sha2::{Digest as _, Sha256};
+
+use super::error::InferenceError;
+use super::library;
+use super::tensor::{shape_string, ElementType, Tensor};
+
+/// Execution providers a model may ask for. CPU is always available and always last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Provider {
+    Cuda,
+    TensorRt,
+    DirectMl,
+    CoreMl,
+    Cpu,
+}
+
+impl Provider {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Cuda => "cuda",
+            Self::TensorRt => "tensorrt",
+            Self::DirectMl => "directml",
+            Self::CoreMl => "coreml",
+            Self::Cpu => "cpu",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "cuda" => Self::Cuda,
+            "tensorrt" => Self::TensorRt,
+            "directml" => Self::DirectMl,
+            "coreml" => Self::CoreMl,
+            "cpu" => Self::Cpu,
+            _ => return None,
+        })
+    }
+
+    fn dispatch(&self) -> Option<ort::ep::ExecutionProviderDispatch> {
+        // error_on_failure: a provider that cannot be registered makes the session fail, so
+        // we know it did not take effect and fall back explicitly, saying why.
+        match self {
+            Self::Cuda => Some(ort::ep::CUDA::default().build().error_on_failure()),
+            Self::TensorRt => Some(ort::ep::TensorRT::default().build().error_on_failure()),
+            #[cfg(windows)]
+            Self::DirectMl => Some(ort::ep::DirectML::default().build().error_on_failure()),
+            #[cfg(target_os = "macos")]
+            Self::CoreMl => Some(ort::ep::CoreML::default().build().error_on_failure()),
+            // Not on this platform: dispatch() = None below makes load() report the fallback.
+            #[cfg(not(windows))]
+            Self::DirectMl => None,
+            #[cfg(not(target_os = "macos"))]
+            Self::CoreMl => None,
+            Self::Cpu => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Most models kept loaded; the least recently used is evicted beyond it.
+    pub max_models: usize,
+    /// Largest model accepted, bytes.
+    pub max_model_bytes: usize,
+    /// Providers to try, in order; CPU is always appended as the fallback.
+    pub providers: Vec<Provider>,
+    /// An explicit libonnxruntime path (else LOCKSTEP_ORT_LIBRARY, else the npm package).
+    pub library_path: Option<PathBuf>,
+    /// Directories from which to look for node_modules/onnxruntime-node.
+    pub search_roots: Vec<PathBuf>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_models: 16,
+            max_model_bytes: 256 << 20,
+            providers: vec![Provider::Cpu],
+            library_path: None,
+            search_roots: std::env::current_dir().into_iter().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dtype: String,
+    /// -1 for a dynamic dimension.
+    pub shape: Vec<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// SHA-256 of the model bytes (hex): the model's identity and version.
+    pub id: String,
+    pub bytes: usize,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    /// The provider that serves this model.
+    pub provider: Provider,
+    /// Why a requested provider ahead of it was not used.
+    pub fallback_reasons: Vec<String>,
+    /// Every input's first dimension is dynamic: requests can be batched along it.
+    pub batchable: bool,
+}
+
+struct LoadedModel {
+    info: Mutex<ModelInfo>,
+    session: Mutex<Session>,
+    bytes: Arc<Vec<u8>>,
+}
+
+pub struct InferenceEngine {
+    options: EngineOptions,
+    library: PathBuf,
+    /// Loaded models and their last-use stamps (for LRU eviction).
+    models: Mutex<BTreeMap<String, (Arc<LoadedModel>, u64)>>,
+    clock: Mutex<u64>,
+}
+
+fn outlet_info(o: &ort::value::Outlet) -> TensorInfo {
+    match o.dtype() {
+        ValueType::Tensor { ty, shape, .. } => TensorInfo {
+            name: o.name().to_string(),
+            dtype: ElementType::from_ort(*ty).map(|t| t.name().to_string()).unwrap_or_else(|_| format!("{ty:?}")),
+            shape: shape.to_vec(),
+        },
+        other => TensorInfo { name: o.name().to_string(), dtype: format!("{other:?}"), shape: vec![] },
+    }
+}
+
+/// A session configured for bit-reproducible CPU results: one intra-op and one inter-op
+/// thread, sequential execution, ONNX Runtime's deterministic-compute option, no spinning.
+fn build_session(bytes: &[u8], provider: Provider) -> Result<Session, String> {
+    let env = library::environment().ok_or("ONNX Runtime is not loaded")?;
+    let s = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
+    let mut b = Session::builder(env)
+        .map_err(|e| e.to_string())?
+        .with_intra_threads(1)
+        .map_err(s)?
+        .with_inter_threads(1)
+        .map_err(s)?
+        .with_parallel_execution(false)
+        .map_err(s)?
+        .with_deterministic_compute(true)
+        .map_err(s)?
+        .with_intra_op_spinning(false)
+        .map_err(s)?
+        .with_inter_op_spinning(false)
+        .map_err(s)?;
+    match provider.dispatch() {
+        Some(ep) => b = b.with_execution_providers([ep]).map_err(s)?,
+        None if provider != Provider::Cpu => return Err(format!("{} is not available on this platform", provider.name())),
+        None => {}
+    }
+    b.commit_from_memory(bytes).map_err(|e| e.to_string())
+}
+
+impl InferenceEngine {
+    pub fn new(options: EngineOptions) -> Result<Self, InferenceError> {
+        let library = library::ensure_loaded(options.library_path.as_deref(), &options.search_roots)?;
+        Ok(Self { options, library, models: Mutex::new(BTreeMap::new()), clock: Mutex::new(0) })
+    }
+
+    /// The libonnxruntime this process uses.
+    pub fn library_path(&self) -> &Path {
+        &self.library
+    }
+
+    pub fn load_path(&self, path: &Path) -> Result<ModelInfo, InferenceError> {
+        let bytes = std::fs::read(path).map_err(|e| InferenceError::InvalidModel { reason: format!("cannot read {}: {e}", path.display()) })?;
+        self.load(bytes)
+    }
+
+    /// Loads a model (the same bytes load once) and returns its description.
+    pub fn load(&self, bytes: Vec<u8>) -> Result<ModelInfo, InferenceError> {
+        if bytes.len() > self.options.max_model_bytes {
+            return Err(InferenceError::ModelTooLarge { bytes: bytes.len(), max: self.options.max_model_bytes });
+        }
+        let id = hex(&Sha256::digest(&bytes));
+        if let Ok(m) = self.get(&id) {
+            return Ok(m.info.lock().map(|i| i.clone()).unwrap_or_else(|p| p.into_inner().clone()));
+        }
+        let mut reasons = Vec::new();
+        let mut chosen = None;
+        for provider in self.options.providers.iter().copied().filter(|p| *p != Provider::Cpu).chain([Provider::Cpu]) {
+            match build_session(&bytes, provider) {
+                Ok(session) => {
+                    chosen = Some((provider, session));
+                    break;
+                }
+                Err(reason) if provider == Provider::Cpu => return Err(InferenceError::InvalidModel { reason }),
+                Err(reason) => reasons.push(format!("{}: {reason}", provider.name())),
+            }
+        }
+        let Some((provider, session)) = chosen else {
+            return Err(InferenceError::InvalidModel { reason: "no provider could load it".into() });
+        };
+        let inputs: Vec<TensorInfo> = session.inputs().iter().map(outlet_info).collect();
+        let outputs: Vec<TensorInfo> = session.outputs().iter().map(outlet_info).collect();
+        let batchable = !inputs.is_empty() && inputs.iter().all(|i| i.shape.first().is_some_and(|d| *d < 0));
+        let info = ModelInfo { id: id.clone(), bytes: bytes.len(), inputs, outputs, provider, fallback_reasons: reasons, batchable };
+        let model = Arc::new(LoadedModel { info: Mutex::new(info.clone()), session: Mutex::new(session), bytes: Arc::new(bytes) });
+        let stamp = self.tick();
+        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        models.insert(id, (model, stamp));
+        while models.len() > self.options.max_models.max(1) {
+            let Some(oldest) = models.iter().min_by_key(|(_, (_, s))| *s).map(|(k, _)| k.clone()) else { break };
+            models.remove(&oldest);
+        }
+        Ok(info)
+    }
+
+    fn tick(&self) -> u64 {
+        let mut c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        *c += 1;
+        *c
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<LoadedModel>, InferenceError> {
+        let stamp = self.tick();
+        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = models.get_mut(id).ok_or_else(|| InferenceError::UnknownModel { id: id.to_string() })?;
+        entry.1 = stamp;
+        Ok(entry.0.clone())
+    }
+
+    pub fn unload(&self, id: &str) -> bool {
+        self.models.lock().unwrap_or_else(|p| p.into_inner()).remove(id).is_some()
+    }
+
+    pub fn list(&self) -> Vec<ModelInfo> {
+        let models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        models.values().map(|(m, _)| m.info.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
+    }
+
+    pub fn info(&self, id: &str) -> Result<ModelInfo, InferenceError> {
+        Ok(self.get(id)?.info.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Checks names, element types, ranks and fixed dimensions before ONNX Runtime sees them.
+    fn validate(info: &ModelInfo, inputs: &[(String, Tensor)]) -> Result<(), InferenceError> {
+        let names = || info.inputs.iter().map(|i| format!("{} {}{}", i.name, i.dtype, shape_string(&i.shape))).collect::<Vec<_>>().join(", ");
+        for (name, t) in inputs {
+            let Some(spec) = info.inputs.iter().find(|i| &i.name == name) else {
+                return Err(InferenceError::UnknownInput { name: name.clone(), expected: names() });
+            };
+            if spec.dtype != t.dtype.name() {
+                return Err(InferenceError::WrongType { name: name.clone(), expected: spec.dtype.clone(), got: t.dtype.name().to_string() });
+            }
+            let fits = spec.shape.len() == t.shape.len() && spec.shape.iter().zip(&t.shape).all(|(s, g)| *s < 0 || s == g);
+            if !fits {
+                return Err(InferenceError::WrongShape { name: name.clone(), expected: shape_string(&spec.shape), got: shape_string(&t.shape) });
+            }
+            t.check_length(name)?;
+        }
+        if let Some(missing) = info.inputs.iter().find(|i| !inputs.iter().any(|(n, _)| n == &i.name)) {
+            return Err(InferenceError::MissingInput { name: missing.name.clone(), expected: names() });
+        }
+        Ok(())
+    }
+
+    /// Runs a model. A failure on a GPU provider is retried once on CPU (and the model then
+    /// stays on CPU, which `info().provider` reports).
+    pub fn run(&self, id: &str, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, InferenceError> {
+        let model = self.get(id)?;
+        let info = model.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Self::validate(&info, inputs)?;
+        let values = inputs
+            .iter()
+            .map(|(n, t)| t.to_ort().map(|v| (n.clone(), v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outcome = run_session(&mut session, values);
+        match outcome {
+            Ok(out) => Ok(out),
+            Err(reason) if info.provider != Provider::Cpu => {
+                let cpu = build_session(&model.bytes, Provider::Cpu).map_err(|r| InferenceError::Run { reason: r })?;
+                *session = cpu;
+                let mut i = model.info.lock().unwrap_or_else(|p| p.into_inner());
+                let failed = i.provider.name();
+                i.fallback_reasons.push(format!("{failed} failed at run time: {reason}"));
+                i.provider = Provider::Cpu;
+                drop(i);
+                let values = inputs.iter().map(|(n, t)| t.to_ort().map(|v| (n.clone(), v))).collect::<Result<Vec<_>, _>>()?;
+                run_session(&mut session, values).map_err(|reason| InferenceError::Run { reason })
+            }
+            Err(reason) => Err(InferenceError::Run { reason }),
+        }
+    }
+}
+
+fn run_session(session: &mut Session, values: Vec<(String, ort::value::DynValue)>) -> Result<Vec<(String, Tensor)>, String> {
+    let outputs = session.run(values).map_err(|e| e.to_string())?;
+    outputs
+        .iter()
+        .map(|(name, v)| Tensor::from_ort(&v).map(|t| (name.to_string(), t)).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,87 @@
+//! Finding and loading libonnxruntime, once per process.
+//!
+//! Order: an explicit path (option `ortLibraryPath`), then `LOCKSTEP_ORT_LIBRARY`, then the
+//! library inside the `onnxruntime-node` npm package under each search root
+//! (`node_modules/onnxruntime-node/bin/napi-v6/<os>/<arch>/`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use super::error::InferenceError;
+
+/// The environment variable that overrides the library (e.g. a CUDA or TensorRT build).
+pub const ENV_LIBRARY: &str = "LOCKSTEP_ORT_LIBRARY";
+
+fn library_file_names() -> &'static [&'static str] {
+    if cfg!(target_os = "windows") {
+        &["onnxruntime.dll"]
+    } else if cfg!(target_os = "macos") {
+        &["libonnxruntime.1.30.0.dylib", "libonnxruntime.dylib"]
+    } else {
+        &["libonnxruntime.so.1", "libonnxruntime.so"]
+    }
+}
+
+fn npm_dir() -> PathBuf {
+    let os = match std::env::consts::OS {
+        "macos" => "darwin",
+        "windows" => "win32",
+        other => other,
+    };
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    Path::new("node_modules/onnxruntime-node/bin/napi-v6").join(os).join(arch)
+}
+
+/// Candidate paths, in the order they are tried.
+pub fn candidates(explicit: Option<&Path>, search_roots: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = explicit {
+        out.push(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os(ENV_LIBRARY) {
+        out.push(PathBuf::from(p));
+    }
+    for root in search_roots {
+        for ancestor in root.ancestors() {
+            for name in library_file_names() {
+                out.push(ancestor.join(npm_dir()).join(name));
+            }
+        }
+    }
+    out
+}
+
+/// The library this process loaded, or why loading failed (ONNX Runtime can be loaded once).
+static LOADED: OnceLock<Result<(PathBuf, ort::environment::Environment), InferenceError>> = OnceLock::new();
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Loads ONNX Runtime (once) and returns the path it came from.
+pub fn ensure_loaded(explicit: Option<&Path>, search_roots: &[PathBuf]) -> Result<PathBuf, InferenceError> {
+    let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(done) = LOADED.get() {
+        return done.as_ref().map(|(p, _)| p.clone()).map_err(Clone::clone);
+    }
+    let tried = candidates(explicit, search_roots);
+    let Some(path) = tried.iter().find(|p| p.is_file()).cloned() else {
+        let list: Vec<_> = tried.iter().take(6).map(|p| p.display().to_string()).collect();
+        // Not cached: the user may install the package and try again in the same process.
+        return Err(InferenceError::LibraryNotFound { tried: list.join(", ") });
+    };
+    let result = (|| {
+        let load_err = |reason: String| InferenceError::LibraryLoad { path: path.display().to_string(), reason };
+        let builder = ort::init_from(&path).map_err(|e| load_err(e.to_string()))?;
+        let env = builder.with_name("lockstep").build().map_err(|e| load_err(e.to_string()))?;
+        Ok((path.clone(), env))
+    })();
+    let _ = LOADED.set(result);
+    LOADED.get().map(|r| r.as_ref().map(|(p, _)| p.clone()).map_err(Clone::clone)).unwrap_or_else(|| Err(InferenceError::LibraryNotFound { tried: String::new() }))
+}
+
+/// The process's ONNX Runtime environment, after `ensure_loaded` succeeded.
+pub fn environment() -> Option<&'static ort::environment::Environment> {
+    LOADED.get().and_then(|r| r.as_ref().ok()).map(|(_, e)| e)
+}

@@ -1,0 +1,154 @@
+//! Tensors as they cross between JS, agents and ONNX Runtime: an element type, a shape and
+//! little-endian bytes (exactly a JS typed array's buffer on every platform we ship).
+
+use super::error::InferenceError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementType {
+    F32,
+    F64,
+    I32,
+    I64,
+    U8,
+    I8,
+    Bool,
+}
+
+impl ElementType {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::F32 => "float32",
+            Self::F64 => "float64",
+            Self::I32 => "int32",
+            Self::I64 => "int64",
+            Self::U8 => "uint8",
+            Self::I8 => "int8",
+            Self::Bool => "bool",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, InferenceError> {
+        Ok(match name {
+            "float32" => Self::F32,
+            "float64" => Self::F64,
+            "int32" => Self::I32,
+            "int64" => Self::I64,
+            "uint8" => Self::U8,
+            "int8" => Self::I8,
+            "bool" => Self::Bool,
+            other => return Err(InferenceError::UnsupportedType { dtype: other.to_string() }),
+        })
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        match self {
+            Self::F64 | Self::I64 => 8,
+            Self::F32 | Self::I32 => 4,
+            Self::U8 | Self::I8 | Self::Bool => 1,
+        }
+    }
+
+    pub fn from_ort(t: ort::value::TensorElementType) -> Result<Self, InferenceError> {
+        use ort::value::TensorElementType as T;
+        Ok(match t {
+            T::Float32 => Self::F32,
+            T::Float64 => Self::F64,
+            T::Int32 => Self::I32,
+            T::Int64 => Self::I64,
+            T::Uint8 => Self::U8,
+            T::Int8 => Self::I8,
+            T::Bool => Self::Bool,
+            other => return Err(InferenceError::UnsupportedType { dtype: format!("{other:?}") }),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub dtype: ElementType,
+    pub shape: Vec<i64>,
+    /// Little-endian element bytes, `shape.product() * dtype.size_bytes()` of them.
+    pub data: Vec<u8>,
+}
+
+pub fn shape_string(shape: &[i64]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| if *d < 0 { "?".to_string() } else { d.to_string() }).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+macro_rules! to_ort {
+    ($t:ty, $n:expr, $shape:expr, $data:expr) => {{
+        let values: Vec<$t> = $data.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n]))).collect();
+        ort::value::Tensor::from_array(($shape, values)).map(|t| t.into_dyn())
+    }};
+}
+
+macro_rules! from_ort {
+    ($t:ty, $value:expr) => {{
+        let (shape, values) = $value.try_extract_tensor::<$t>().map_err(|e| InferenceError::Run { reason: e.to_string() })?;
+        let mut bytes = Vec::with_capacity(values.len() * std::mem::size_of::<$t>());
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        (shape.to_vec(), bytes)
+    }};
+}
+
+impl Tensor {
+    pub fn element_count(&self) -> usize {
+        self.shape.iter().map(|d| (*d).max(0) as usize).product()
+    }
+
+    /// Checks that `data` holds exactly the elements `shape` calls for.
+    pub fn check_length(&self, name: &str) -> Result<(), InferenceError> {
+        let expected = self.element_count() * self.dtype.size_bytes();
+        if self.shape.iter().any(|d| *d < 0) || self.data.len() != expected {
+            return Err(InferenceError::DataLength {
+                name: name.to_string(),
+                shape: shape_string(&self.shape),
+                dtype: self.dtype.name().to_string(),
+                expected,
+                got: self.data.len(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn to_ort(&self) -> Result<ort::value::DynValue, InferenceError> {
+        let shape = self.shape.clone();
+        let d = &self.data;
+        let v = match self.dtype {
+            ElementType::F32 => to_ort!(f32, 4, shape, d),
+            ElementType::F64 => to_ort!(f64, 8, shape, d),
+            ElementType::I32 => to_ort!(i32, 4, shape, d),
+            ElementType::I64 => to_ort!(i64, 8, shape, d),
+            ElementType::U8 => to_ort!(u8, 1, shape, d),
+            ElementType::I8 => to_ort!(i8, 1, shape, d),
+            ElementType::Bool => {
+                let values: Vec<bool> = d.iter().map(|b| *b != 0).collect();
+                ort::value::Tensor::from_array((shape, values)).map(|t| t.into_dyn())
+            }
+        };
+        v.map_err(|e| InferenceError::Run { reason: e.to_string() })
+    }
+
+    pub fn from_ort(value: &ort::value::DynValue) -> Result<Self, InferenceError> {
+        let ort::value::ValueType::Tensor { ty, .. } = value.dtype() else {
+            return Err(InferenceError::UnsupportedType { dtype: format!("{:?}", value.dtype()) });
+        };
+        let dtype = ElementType::from_ort(*ty)?;
+        let (shape, data) = match dtype {
+            ElementType::F32 => from_ort!(f32, value),
+            ElementType::F64 => from_ort!(f64, value),
+            ElementType::I32 => from_ort!(i32, value),
+            ElementType::I64 => from_ort!(i64, value),
+            ElementType::U8 => from_ort!(u8, value),
+            ElementType::I8 => from_ort!(i8, value),
+            ElementType::Bool => {
+                let (shape, values) = value.try_extract_tensor::<bool>().map_err(|e| InferenceError::Run { reason: e.to_string() })?;
+                (shape.to_vec(), values.iter().map(|b| *b as u8).collect())
+            }
+        };
+        Ok(Self { dtype, shape, data })
+    }
+}
