@@ -60,8 +60,9 @@ function call(fn) {
 
 const OPTION_KEYS = [
   'workers', 'fuelPerCall', 'memoryLimitBytes', 'seed', 'maxAgents', 'deadlineMs',
-  'checkpointIntervalTicks', 'record', 'maxEvents',
+  'checkpointIntervalTicks', 'record', 'maxEvents', 'inference',
 ];
+const NON_NUMERIC_OPTIONS = ['record', 'inference'];
 
 function checkOptions(options) {
   if (options == null) return {};
@@ -71,13 +72,69 @@ function checkOptions(options) {
       throw new LockstepError('E_INVALID_CONFIG', `unknown option "${key}"; valid options: ${OPTION_KEYS.join(', ')}`);
     }
   }
-  for (const key of OPTION_KEYS.filter((k) => k !== 'record')) {
+  for (const key of OPTION_KEYS.filter((k) => !NON_NUMERIC_OPTIONS.includes(k))) {
     const v = options[key];
     if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) {
       throw new LockstepError('E_INVALID_CONFIG', `option ${key} must be a non-negative integer, got ${String(v)}`);
     }
   }
-  return options;
+  return { ...options, inference: inferenceOptions(options.inference) };
+}
+
+/** Where node_modules/onnxruntime-node lives, so the core finds its libonnxruntime. */
+function inferenceOptions(o = {}) {
+  const roots = [];
+  try {
+    const pkg = require.resolve('onnxruntime-node/package.json');
+    roots.push(join(pkg, '..', '..', '..'));
+  } catch {
+    // Not installed: the core reports E_ORT_NOT_FOUND with what to do, if inference is used.
+  }
+  return { ...o, searchRoots: [...(o.searchRoots ?? []), ...roots] };
+}
+
+const TYPED_ARRAYS = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  uint8: Uint8Array,
+  int8: Int8Array,
+  bool: Uint8Array,
+};
+
+/** { name: { type, data, dims } } (also onnxruntime-node Tensors) → parallel arrays. */
+function flattenInputs(inputs) {
+  if (inputs == null || typeof inputs !== 'object') {
+    throw new LockstepError('E_INVALID_ARGUMENT', 'inputs must be an object: { inputName: { type, data, dims } }');
+  }
+  const names = [], types = [], dims = [], data = [];
+  for (const [name, t] of Object.entries(inputs)) {
+    const Typed = t && TYPED_ARRAYS[t.type];
+    if (!Typed) {
+      throw new LockstepError('E_UNSUPPORTED_TYPE', `input "${name}": type must be one of ${Object.keys(TYPED_ARRAYS).join(', ')}, got ${t && t.type}`);
+    }
+    if (!ArrayBuffer.isView(t.data) || !Array.isArray(t.dims)) {
+      throw new LockstepError('E_INVALID_ARGUMENT', `input "${name}": data must be a typed array and dims an array of integers`);
+    }
+    names.push(name);
+    types.push(t.type);
+    dims.push(t.dims);
+    // A view, not a copy: the core copies once, into ONNX Runtime's tensor.
+    data.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  return [names, types, dims, data];
+}
+
+function outputsToObject(list) {
+  const out = {};
+  for (const { name, type, dims, data } of list) {
+    const Typed = TYPED_ARRAYS[type];
+    const bytes = Typed.BYTES_PER_ELEMENT;
+    const aligned = data.byteOffset % bytes === 0 ? data : Buffer.from(data);
+    out[name] = { type, dims, data: new Typed(aligned.buffer, aligned.byteOffset, aligned.byteLength / bytes) };
+  }
+  return out;
 }
 
 function toBytes(payload, what) {
@@ -192,6 +249,47 @@ class Runtime {
       inboundBuffer,
       outboundBuffer,
     };
+  }
+
+  // ----- inference -----------------------------------------------------------------------------
+
+  /** Loads an ONNX model from a path or bytes; returns its info (id = SHA-256 of the bytes). */
+  loadModel(source) {
+    const bytes = moduleBytes(source);
+    return call(() => this.#native.loadModel(bytes));
+  }
+
+  modelInfo(id) {
+    return call(() => this.#native.modelInfo(id));
+  }
+
+  listModels() {
+    return call(() => this.#native.listModels());
+  }
+
+  unloadModel(id) {
+    return call(() => this.#native.unloadModel(id));
+  }
+
+  /** The libonnxruntime in use (loads it if needed). */
+  inferenceLibrary() {
+    return call(() => this.#native.inferenceLibrary());
+  }
+
+  /** Runs a model off the main thread: inputs { name: { type, data, dims } } → outputs alike. */
+  async infer(model, inputs) {
+    const args = flattenInputs(inputs);
+    try {
+      return outputsToObject(await call(() => this.#native.infer(model, ...args)));
+    } catch (e) {
+      throw convert(e);
+    }
+  }
+
+  /** Runs a model on the calling thread (lowest overhead for small models). */
+  inferSync(model, inputs) {
+    const args = flattenInputs(inputs);
+    return outputsToObject(call(() => this.#native.inferSync(model, ...args)));
   }
 
   /** Writes records waiting for room into the outbound ring; returns how many still wait. */

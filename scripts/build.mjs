@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Builds everything `npm test`, `npm run demo` and `npm run bench` need, on a fresh clone:
 //   1. the Rust toolchain and wasm32 target pinned in rust-toolchain.toml,
-//   2. the example agents (guest/ → dist/agents/*.wasm),
-//   3. the native addon (crates/lockstep-node → lockstep.<platform>.node).
+//   2. the npm dependencies (onnxruntime-node: the ONNX Runtime library) if missing,
+//   3. the example agents (guest/ → dist/agents/*.wasm),
+//   4. the native addon (crates/lockstep-node → lockstep.<platform>.node).
 // One build path (cargo --release, host target) serves the addon, the Rust tests and the
 // benches, so wasmtime is compiled once. Cargo makes repeated runs cheap.
 import { execFileSync } from 'node:child_process';
@@ -42,7 +43,14 @@ if (!output('rustup', ['target', 'list', '--installed']).includes('wasm32-unknow
   run('rustup', ['toolchain', 'install']);
 }
 
-// 2. Example agents.
+// 2. npm dependencies: onnxruntime-node ships the libonnxruntime the inference engine loads
+//    (.npmrc skips its postinstall, which would fetch CUDA files from outside the registry).
+if (!existsSync(join(root, 'node_modules', 'onnxruntime-node', 'package.json'))) {
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  run(npm, [existsSync(join(root, 'package-lock.json')) ? 'ci' : 'install', '--no-audit', '--no-fund']);
+}
+
+// 3. Example agents.
 const guest = join(root, 'guest');
 run('cargo', ['build', '--release', '--quiet'], guest);
 const wasmDir = join(guest, 'target', 'wasm32-unknown-unknown', 'release');
@@ -52,7 +60,7 @@ for (const f of readdirSync(wasmDir).filter((f) => f.endsWith('.wasm'))) {
   copyFileSync(join(wasmDir, f), join(dist, f));
 }
 
-// 3. The addon.
+// 4. The addon.
 run('cargo', ['build', '--release', '--quiet', '-p', 'lockstep-node']);
 const libName = { linux: 'liblockstep_node.so', darwin: 'liblockstep_node.dylib', win32: 'lockstep_node.dll' }[process.platform];
 const built = join(root, 'target', 'release', libName ?? 'liblockstep_node.so');

@@ -3,6 +3,11 @@
 //! Every error crosses as `[E_CODE] message`; index.js turns that into `error.code`.
 //! Ids are JS numbers (exact up to 2^53); hashes are lowercase hex strings.
 
+mod inference;
+
+use std::sync::Arc;
+
+use lockstep_core::inference::InferenceEngine;
 use lockstep_core::{self as core, Event, LockstepError, Runtime, RuntimeConfig};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -39,6 +44,7 @@ pub struct RuntimeOptions {
     pub checkpoint_interval_ticks: Option<u32>,
     pub record: Option<bool>,
     pub max_events: Option<u32>,
+    pub inference: Option<inference::InferenceOptions>,
 }
 
 fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
@@ -219,6 +225,9 @@ pub struct NativeRuntime {
     /// The typed arrays over the rings' SharedArrayBuffers. Holding them holds napi references
     /// in this (the runtime's) environment, so the memory outlives any worker that shares it.
     ring_buffers: Vec<Uint8Array>,
+    inference_options: inference::InferenceOptions,
+    /// Created at the first model load: a runtime that never infers never loads ONNX Runtime.
+    engine: std::sync::OnceLock<Arc<InferenceEngine>>,
 }
 
 fn ring_err(e: core::ring::RingError) -> napi::Error {
@@ -236,8 +245,65 @@ fn ring_memory(buffer: &Uint8Array) -> Result<core::ring::RingMemory> {
 impl NativeRuntime {
     #[napi(constructor)]
     pub fn new(options: Option<RuntimeOptions>) -> Result<Self> {
-        let config = config_from(options.unwrap_or_default())?;
-        Ok(Self { inner: Runtime::new(config).map_err(js_err)?, ring_buffers: Vec::new() })
+        let mut options = options.unwrap_or_default();
+        let inference_options = options.inference.take().unwrap_or_default();
+        let config = config_from(options)?;
+        Ok(Self { inner: Runtime::new(config).map_err(js_err)?, ring_buffers: Vec::new(), inference_options, engine: Default::default() })
+    }
+
+    /// The engine, created at first use. Methods that use it take `&self`, so an `infer`
+    /// still running on the thread pool never blocks another call on this runtime.
+    fn engine(&self) -> Result<Arc<InferenceEngine>> {
+        if let Some(e) = self.engine.get() {
+            return Ok(e.clone());
+        }
+        let created = Arc::new(inference::engine_from(&self.inference_options)?);
+        Ok(self.engine.get_or_init(|| created).clone())
+    }
+
+    /// Loads an ONNX model (the same bytes load once) and describes it.
+    #[napi]
+    pub fn load_model(&self, bytes: Uint8Array) -> Result<inference::ModelInfo> {
+        let engine = self.engine()?;
+        engine.load(bytes.to_vec()).map(inference::model_info).map_err(inference::inf_err)
+    }
+
+    #[napi]
+    pub fn model_info(&self, id: String) -> Result<inference::ModelInfo> {
+        let engine = self.engine()?;
+        engine.info(&id).map(inference::model_info).map_err(inference::inf_err)
+    }
+
+    #[napi]
+    pub fn list_models(&self) -> Result<Vec<inference::ModelInfo>> {
+        Ok(self.engine()?.list().into_iter().map(inference::model_info).collect())
+    }
+
+    #[napi]
+    pub fn unload_model(&self, id: String) -> Result<bool> {
+        Ok(self.engine()?.unload(&id))
+    }
+
+    /// The ONNX Runtime library in use.
+    #[napi]
+    pub fn inference_library(&self) -> Result<String> {
+        Ok(self.engine()?.library_path().display().to_string())
+    }
+
+    /// Runs a model on libuv's thread pool (inputs as parallel arrays; index.js builds them).
+    #[napi(ts_return_type = "Promise<NamedTensor[]>")]
+    pub fn infer(&self, model: String, names: Vec<String>, types: Vec<String>, dims: Vec<Vec<i64>>, data: Vec<Uint8Array>) -> Result<AsyncTask<inference::InferTask>> {
+        let engine = self.engine()?;
+        let inputs = inference::inputs_from(names, types, dims, data)?;
+        Ok(AsyncTask::new(inference::InferTask { engine, model, inputs }))
+    }
+
+    /// Runs a model on the calling thread: no thread hop, for small models.
+    #[napi]
+    pub fn infer_sync(&self, model: String, names: Vec<String>, types: Vec<String>, dims: Vec<Vec<i64>>, data: Vec<Uint8Array>) -> Result<Vec<inference::NamedTensor>> {
+        let engine = self.engine()?;
+        let inputs = inference::inputs_from(names, types, dims, data)?;
+        engine.run(&model, &inputs).map(inference::outputs_js).map_err(inference::inf_err)
     }
 
     #[napi]

@@ -65,6 +65,11 @@ pub fn ensure_loaded(explicit: Option<&Path>, search_roots: &[PathBuf]) -> Resul
     if let Some(done) = LOADED.get() {
         return done.as_ref().map(|(p, _)| p.clone()).map_err(Clone::clone);
     }
+    // An explicit choice (option or environment variable) is never silently replaced by another.
+    let chosen = explicit.map(Path::to_path_buf).or_else(|| std::env::var_os(ENV_LIBRARY).map(PathBuf::from));
+    if let Some(p) = chosen.filter(|p| !p.is_file()) {
+        return Err(InferenceError::LibraryNotFound { tried: format!("{} (given explicitly, but it is not a file)", p.display()) });
+    }
     let tried = candidates(explicit, search_roots);
     let Some(path) = tried.iter().find(|p| p.is_file()).cloned() else {
         let list: Vec<_> = tried.iter().take(6).map(|p| p.display().to_string()).collect();

