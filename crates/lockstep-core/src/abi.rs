@@ -23,6 +23,8 @@ pub const IMPORT_SELF_ID: &str = "self_id";
 pub const IMPORT_RANDOM: &str = "random_u64";
 pub const IMPORT_LOG: &str = "log";
 pub const IMPORT_REPORT_PANIC: &str = "report_panic";
+/// Optional: only agents that import it can ask for inference.
+pub const IMPORT_INFER: &str = "infer";
 
 /// Size of the guest-owned buffer the host writes contexts and messages into.
 pub const IO_BUFFER_BYTES: u32 = 65_536;
@@ -50,6 +52,21 @@ pub const MAX_PAYLOAD_BYTES: usize = IO_BUFFER_BYTES as usize - MESSAGE_HEADER_B
 
 /// Address of the host (the JS orchestrator). Agent ids start at 1.
 pub const HOST_ID: u64 = 0;
+
+/// Sender id of inference results (the inference service).
+pub const INFERENCE_ID: u64 = u64::MAX;
+
+/// Return codes of the `infer` import.
+pub const INFER_OK: i32 = 0;
+pub const INFER_ERR_INPUT_TOO_LARGE: i32 = -1;
+pub const INFER_ERR_TOO_MANY_REQUESTS: i32 = -2;
+/// Most inference requests one agent may make per tick.
+pub const MAX_INFER_REQUESTS_PER_TICK: usize = 64;
+/// Status word at the start of an inference result payload (then the output bytes).
+pub const INFER_STATUS_OK: u32 = 0;
+pub const INFER_STATUS_NO_SUCH_MODEL: u32 = 1;
+pub const INFER_STATUS_BAD_INPUT: u32 = 2;
+pub const INFER_STATUS_FAILED: u32 = 3;
 
 /// Return codes of the `send` import.
 pub const SEND_OK: i32 = 0;

@@ -17,6 +17,17 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// An inference request made during a call, answered at the next tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InferRequest {
+    /// Index into the runtime's agent model table.
+    pub model: u32,
+    /// Echoed back as the result message's `kind`.
+    pub tag: u32,
+    /// One sample: each model input's per-sample bytes, in input order.
+    pub input: Vec<u8>,
+}
+
 /// Data owned by one agent's `Store`.
 pub struct AgentHost {
     pub id: AgentId,
@@ -31,6 +42,7 @@ pub struct AgentHost {
     pub violation: Option<String>,
     pub logs: Vec<LogLine>,
     logs_this_call: usize,
+    pub infer_requests: Vec<InferRequest>,
 }
 
 impl AgentHost {
@@ -53,6 +65,7 @@ impl AgentHost {
             violation: None,
             logs: Vec::new(),
             logs_this_call: 0,
+            infer_requests: Vec::new(),
         }
     }
 
@@ -181,6 +194,27 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
+    linker.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_INFER,
+        |mut caller: Caller<'_, AgentHost>, model: i32, tag: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            let Some(memory) = caller.data().memory else {
+                return Err(no_memory(caller.data_mut(), abi::IMPORT_INFER));
+            };
+            let (mem, host) = memory.data_and_store_mut(&mut caller);
+            let Some(range) = guest_range(mem.len(), ptr, len) else {
+                return Err(violation(host, abi::IMPORT_INFER, ptr, len, mem.len()));
+            };
+            if range.len() > abi::MAX_PAYLOAD_BYTES {
+                return Ok(abi::INFER_ERR_INPUT_TOO_LARGE);
+            }
+            if host.infer_requests.len() >= abi::MAX_INFER_REQUESTS_PER_TICK {
+                return Ok(abi::INFER_ERR_TOO_MANY_REQUESTS);
+            }
+            host.infer_requests.push(InferRequest { model: model as u32, tag: tag as u32, input: mem[range].to_vec() });
+            Ok(abi::INFER_OK)
+        },
+    )?;
     Ok(())
 }
 
@@ -192,6 +226,7 @@ pub const IMPORT_NAMES: &[&str] = &[
     abi::IMPORT_RANDOM,
     abi::IMPORT_LOG,
     abi::IMPORT_REPORT_PANIC,
+    abi::IMPORT_INFER,
 ];
 
 #[cfg(test)]

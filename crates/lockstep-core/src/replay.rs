@@ -69,6 +69,7 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
         record: false,
         max_events: 10_000,
         allocator: Default::default(),
+        inference_batching: true,
     })?;
     let mut report = ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None };
     loop {
@@ -109,6 +110,14 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
                 report.ticks_verified += 1;
                 progress(report.ticks_verified);
             }
+            Record::AgentModel { slot, id } => {
+                rt.set_replaying_inference();
+                let got = rt.register_agent_model(&id).map_err(at)?;
+                if got != slot {
+                    return Err(LockstepError::ReplayCorrupt { offset, reason: format!("model slot {slot} registered as {got}") });
+                }
+            }
+            Record::InferResults { tick, results } => rt.queue_recorded_inference(tick, results),
             Record::Checkpoint { tick, hash, agents } => {
                 let d = rt.deep_hash();
                 if d.hash != hash {

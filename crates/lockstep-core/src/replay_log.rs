@@ -38,6 +38,11 @@ pub enum Record {
     Shutdown { tick: u64, agent: AgentId },
     TickEnd { tick: u64, hash: Digest, agents: Vec<(AgentId, [u8; 8])> },
     Checkpoint { tick: u64, hash: Digest, agents: Vec<(AgentId, [u8; 8])> },
+    /// A model made available to agents as table entry `slot` (its SHA-256 id).
+    AgentModel { slot: u32, id: String },
+    /// Inference results computed at the end of `tick`, delivered at the next tick: recorded
+    /// so a replay is exact even where inference is not bit-reproducible (GPUs).
+    InferResults { tick: u64, results: Vec<(AgentId, u32, Vec<u8>)> },
 }
 
 const TAG_CONFIG: u8 = 1;
@@ -48,6 +53,8 @@ const TAG_KILL: u8 = 5;
 const TAG_SHUTDOWN: u8 = 6;
 const TAG_TICK_END: u8 = 7;
 const TAG_CHECKPOINT: u8 = 8;
+const TAG_AGENT_MODEL: u8 = 9;
+const TAG_INFER_RESULTS: u8 = 10;
 
 pub fn write_header(out: &mut Vec<u8>) {
     let start = out.len();
@@ -109,6 +116,22 @@ impl Record {
                 b.extend_from_slice(&hash.0);
                 put_digests(&mut b, agents);
                 if matches!(self, Record::TickEnd { .. }) { TAG_TICK_END } else { TAG_CHECKPOINT }
+            }
+            Record::AgentModel { slot, id } => {
+                b.extend_from_slice(&slot.to_le_bytes());
+                b.extend_from_slice(id.as_bytes());
+                TAG_AGENT_MODEL
+            }
+            Record::InferResults { tick, results } => {
+                b.extend_from_slice(&tick.to_le_bytes());
+                b.extend_from_slice(&(results.len() as u32).to_le_bytes());
+                for (agent, tag, payload) in results {
+                    b.extend_from_slice(&agent.to_le_bytes());
+                    b.extend_from_slice(&tag.to_le_bytes());
+                    b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                    b.extend_from_slice(payload);
+                }
+                TAG_INFER_RESULTS
             }
         };
         let start = out.len();
@@ -251,6 +274,22 @@ impl<'a> LogReader<'a> {
             TAG_SHUTDOWN => Record::Shutdown { tick: body.u64()?, agent: body.u64()? },
             TAG_TICK_END => Record::TickEnd { tick: body.u64()?, hash: body.digest()?, agents: body.digests()? },
             TAG_CHECKPOINT => Record::Checkpoint { tick: body.u64()?, hash: body.digest()?, agents: body.digests()? },
+            TAG_AGENT_MODEL => Record::AgentModel {
+                slot: body.u32()?,
+                id: String::from_utf8(body.rest()).map_err(|_| corrupt("model id is not UTF-8".into()))?,
+            },
+            TAG_INFER_RESULTS => {
+                let tick = body.u64()?;
+                let n = body.u32()? as usize;
+                let mut results = Vec::with_capacity(n.min(1 << 16));
+                for _ in 0..n {
+                    let agent = body.u64()?;
+                    let tag = body.u32()?;
+                    let len = body.u32()? as usize;
+                    results.push((agent, tag, body.take(len)?.to_vec()));
+                }
+                Record::InferResults { tick, results }
+            }
             other => return Err(corrupt(format!("unknown record tag {other}"))),
         };
         body.finish()?;
@@ -273,6 +312,8 @@ mod tests {
             Record::Checkpoint { tick: 1, hash: Digest([3; 32]), agents: vec![] },
             Record::Shutdown { tick: 1, agent: 1 },
             Record::Kill { tick: 1, agent: 1 },
+            Record::AgentModel { slot: 0, id: "ab".repeat(32) },
+            Record::InferResults { tick: 2, results: vec![(1, 7, vec![0, 0, 0, 0, 9]), (3, 8, vec![])] },
         ]
     }
 

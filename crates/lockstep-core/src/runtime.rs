@@ -12,6 +12,7 @@ use crate::error::{Digest, LockstepError, Result};
 use crate::event::Event;
 use crate::fault::AgentState;
 use crate::replay_log::{self, Record, SessionConfig};
+use crate::inference::{agents as agent_inference, InferenceEngine};
 use crate::ring::{self, Consumer, Producer, RingError, RingMemory};
 use crate::sandbox::{AgentModule, MemoryAllocator, Sandbox, SandboxConfig};
 use crate::scheduler::{self, AgentSlot, Sinks, TickReport};
@@ -38,6 +39,8 @@ pub struct RuntimeConfig {
     pub max_events: usize,
     /// Where agent memories live (does not change results).
     pub allocator: MemoryAllocator,
+    /// Batch agents' inference requests per model per tick (off: one call per request).
+    pub inference_batching: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -53,6 +56,7 @@ impl Default for RuntimeConfig {
             record: true,
             max_events: 100_000,
             allocator: MemoryAllocator::default(),
+            inference_batching: true,
         }
     }
 }
@@ -119,6 +123,19 @@ pub struct Runtime {
     /// Distinct spawn priorities, highest first: the phases of every tick.
     phases: Vec<i32>,
     rings: Rings,
+    inference: AgentInference,
+}
+
+/// What agents may infer with, and (in a replay) the recorded answers.
+#[derive(Default)]
+struct AgentInference {
+    engine: Option<Arc<InferenceEngine>>,
+    /// Model ids by table slot: the `model` argument of the `infer` import.
+    models: Vec<String>,
+    seq: u64,
+    /// Replaying: answers come from the log, not from ONNX Runtime.
+    replaying: bool,
+    recorded: std::collections::VecDeque<(u64, Vec<(AgentId, u32, Vec<u8>)>)>,
 }
 
 /// The shared-memory rings to and from JS, when attached.
@@ -186,6 +203,7 @@ impl Runtime {
             session_started: false,
             phases: Vec::new(),
             rings: Rings::default(),
+            inference: AgentInference::default(),
             config,
         };
         if rt.config.record {
@@ -446,6 +464,7 @@ impl Runtime {
                 Sinks { host_outbox: &mut self.host_outbox, dead_letters: &mut self.dead_letters, events: &mut self.events },
             );
         }
+        self.serve_inference(tick, &mut report);
         report.hash = Digest(*hasher.finalize().as_bytes());
         report.agents_stepped = running as u32;
         self.feed_outbound_ring(&report, events_before);
@@ -462,6 +481,72 @@ impl Runtime {
             }
         }
         report
+    }
+
+    // ----- inference for agents -----------------------------------------------------------------
+
+    /// The engine agents' `infer` calls use (the embedder creates and shares it).
+    pub fn set_inference_engine(&mut self, engine: Arc<InferenceEngine>) {
+        self.inference.engine = Some(engine);
+    }
+
+    /// Makes a loaded model available to agents; returns its slot (the `infer` import's
+    /// `model` argument). Registering the same model twice returns the same slot.
+    pub fn register_agent_model(&mut self, id: &str) -> Result<u32> {
+        if let Some(slot) = self.inference.models.iter().position(|m| m == id) {
+            return Ok(slot as u32);
+        }
+        let known = self.inference.engine.as_ref().is_some_and(|e| e.info(id).is_ok());
+        if !known && !self.inference.replaying {
+            return Err(LockstepError::InvalidModule { reason: format!("model {id} is not loaded; call loadModel first") });
+        }
+        let slot = self.inference.models.len() as u32;
+        self.inference.models.push(id.to_string());
+        self.record(Record::AgentModel { slot, id: id.to_string() });
+        Ok(slot)
+    }
+
+    /// Replay: answers recorded for `tick` are used instead of running ONNX Runtime.
+    pub(crate) fn queue_recorded_inference(&mut self, tick: u64, results: Vec<(AgentId, u32, Vec<u8>)>) {
+        self.inference.replaying = true;
+        self.inference.recorded.push_back((tick, results));
+    }
+
+    pub(crate) fn set_replaying_inference(&mut self) {
+        self.inference.replaying = true;
+    }
+
+    /// Answers this tick's inference requests (batched per model) as messages for next tick.
+    fn serve_inference(&mut self, tick: u64, report: &mut TickReport) {
+        let mut requests = Vec::new();
+        for slot in self.slots.iter_mut() {
+            for r in slot.out.infer.drain(..) {
+                requests.push((slot.id, r));
+            }
+        }
+        if requests.is_empty() {
+            return;
+        }
+        let answers: Vec<(AgentId, u32, Vec<u8>)> = if self.inference.replaying {
+            match self.inference.recorded.front() {
+                Some((t, _)) if *t == tick => self.inference.recorded.pop_front().map(|(_, r)| r).unwrap_or_default(),
+                // Nothing recorded for a tick that asked: the replay already diverged (the tick
+                // hash covers the requests); answer nothing rather than invent answers.
+                _ => Vec::new(),
+            }
+        } else {
+            let (answers, stats) = agent_inference::serve(self.inference.engine.as_deref(), &self.inference.models, requests, self.config.inference_batching);
+            report.inference_requests = stats.requests;
+            report.inference_calls = stats.calls;
+            let answers: Vec<_> = answers.into_iter().map(|a| (a.agent, a.tag, a.payload)).collect();
+            self.record(Record::InferResults { tick, results: answers.clone() });
+            answers
+        };
+        for (agent, tag, payload) in answers {
+            let seq = self.inference.seq;
+            self.inference.seq += 1;
+            self.pending.push(Message { from: abi::INFERENCE_ID, to: agent, seq, kind: tag, priority: 0, payload });
+        }
     }
 
     // ----- rings ------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ pub(crate) struct AgentTickOutput {
     /// worker's cache, so phase 2 walks only the contiguous slot array.
     pub sent: Vec<Message>,
     pub logs: Vec<crate::host::LogLine>,
+    pub infer: Vec<crate::host::InferRequest>,
 }
 
 impl AgentSlot {
@@ -92,7 +93,7 @@ impl AgentSlot {
         // external input names the agent that received it. (Agent-to-agent messages are
         // already in their sender's digest.)
         let mut digest: Option<bus::AgentDigest> = None;
-        for m in inbox.iter().filter(|m| m.from == crate::abi::HOST_ID) {
+        for m in inbox.iter().filter(|m| m.from == crate::abi::HOST_ID || m.from == crate::abi::INFERENCE_ID) {
             m.hash_into(digest.get_or_insert_with(bus::AgentDigest::new));
         }
         for (i, message) in inbox.iter().enumerate() {
@@ -115,13 +116,20 @@ impl AgentSlot {
         self.messages_received += out.delivered as u64;
         out.fuel = instance.fuel_consumed - fuel_before;
         let sent = &instance.host().outbox;
-        if digest.is_some() || out.delivered > 0 || !sent.is_empty() || out.fault.is_some() {
+        let infer = &instance.host().infer_requests;
+        if digest.is_some() || out.delivered > 0 || !sent.is_empty() || !infer.is_empty() || out.fault.is_some() {
             let mut h = digest.unwrap_or_else(bus::AgentDigest::new);
             h.update(&self.id.to_le_bytes());
             h.update(&out.delivered.to_le_bytes());
             h.update(&(sent.len() as u64).to_le_bytes());
             for m in sent {
                 m.hash_into(&mut h);
+            }
+            for r in infer {
+                h.update(&r.model.to_le_bytes());
+                h.update(&r.tag.to_le_bytes());
+                h.update(&(r.input.len() as u64).to_le_bytes());
+                h.update(&r.input);
             }
             if let Some(f) = &out.fault {
                 h.update(&[f.kind.tag(), f.call as u8]);
@@ -131,6 +139,9 @@ impl AgentSlot {
         std::mem::swap(&mut out.sent, &mut instance.host_mut().outbox);
         if !instance.host().logs.is_empty() {
             out.logs = std::mem::take(&mut instance.host_mut().logs);
+        }
+        if !instance.host().infer_requests.is_empty() {
+            out.infer = std::mem::take(&mut instance.host_mut().infer_requests);
         }
         // Keep the (now empty) vector's capacity for the agent's next tick.
         std::mem::swap(&mut instance.host_mut().outbox, &mut self.out.sent);
@@ -153,6 +164,9 @@ pub struct TickReport {
     pub parallel: bool,
     /// (agent id, first 8 bytes of its digest) for every agent active this tick, id order.
     pub agent_digests: Vec<(AgentId, [u8; 8])>,
+    /// Inference requests agents made this tick, and the ONNX Runtime calls that served them.
+    pub inference_requests: u64,
+    pub inference_calls: u64,
 }
 
 /// Agents per unit of work handed out to the threads of a parallel tick.

@@ -60,6 +60,7 @@ fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
         record: o.record.unwrap_or(d.record),
         max_events: o.max_events.map(|m| m as usize).unwrap_or(d.max_events),
         allocator: d.allocator,
+        inference_batching: d.inference_batching,
     })
 }
 

@@ -37,6 +37,51 @@ pub mod raw {
         pub fn random_u64() -> i64;
         pub fn log(level: i32, ptr: i32, len: i32);
         pub fn report_panic(ptr: i32, len: i32);
+        pub fn infer(model: i32, tag: i32, ptr: i32, len: i32) -> i32;
+    }
+}
+
+/// Sender id of inference results.
+pub const INFERENCE: u64 = u64::MAX;
+
+/// Why an inference request was refused at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InferError {
+    InputTooLarge,
+    TooManyRequests,
+    Unknown(i32),
+}
+
+/// Asks the runtime to run model `model` (a slot the embedder registered) on one sample:
+/// each model input's per-sample bytes, in input order. The answer arrives at the next tick
+/// as a message from `INFERENCE` with `kind == tag`; read it with `InferResult::parse`.
+/// Requests of all agents for one model in one tick are batched into one call.
+pub fn infer(model: u32, tag: u32, sample: &[u8]) -> Result<(), InferError> {
+    match unsafe { raw::infer(model as i32, tag as i32, sample.as_ptr() as i32, sample.len() as i32) } {
+        0 => Ok(()),
+        -1 => Err(InferError::InputTooLarge),
+        -2 => Err(InferError::TooManyRequests),
+        other => Err(InferError::Unknown(other)),
+    }
+}
+
+/// An inference answer: status 0 = ok (then `outputs` holds each output's per-sample bytes,
+/// in output order), 1 = no such model, 2 = malformed input, 3 = the model failed.
+#[derive(Debug, Clone, Copy)]
+pub struct InferResult<'a> {
+    pub tag: u32,
+    pub status: u32,
+    pub outputs: &'a [u8],
+}
+
+impl<'a> InferResult<'a> {
+    /// `Some` when `msg` is an inference answer.
+    pub fn parse(msg: &Message<'a>) -> Option<Self> {
+        if msg.from != INFERENCE || msg.payload.len() < 4 {
+            return None;
+        }
+        let status = rd_u32(msg.payload, 0);
+        Some(Self { tag: msg.kind, status, outputs: &msg.payload[4..] })
     }
 }
 

@@ -5,6 +5,7 @@
 //! model bytes into sessions (cached by SHA-256, bounded), picks execution providers with CPU
 //! fallback, and runs `tensor::Tensor`s through them.
 
+pub mod agents;
 pub mod engine;
 pub mod error;
 pub mod library;
