@@ -60,9 +60,9 @@ function call(fn) {
 
 const OPTION_KEYS = [
   'workers', 'fuelPerCall', 'memoryLimitBytes', 'seed', 'maxAgents', 'deadlineMs',
-  'checkpointIntervalTicks', 'record', 'maxEvents', 'inference',
+  'checkpointIntervalTicks', 'record', 'maxEvents', 'inference', 'inferenceBatching',
 ];
-const NON_NUMERIC_OPTIONS = ['record', 'inference'];
+const NON_NUMERIC_OPTIONS = ['record', 'inference', 'inferenceBatching'];
 
 function checkOptions(options) {
   if (options == null) return {};
@@ -269,6 +269,11 @@ class Runtime {
 
   unloadModel(id) {
     return call(() => this.#native.unloadModel(id));
+  }
+
+  /** Makes a loaded model available to agents; returns the slot they pass to `infer`. */
+  registerAgentModel(id) {
+    return call(() => this.#native.registerAgentModel(id));
   }
 
   /** The libonnxruntime in use (loads it if needed). */

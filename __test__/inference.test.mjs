@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
-const { Runtime, exampleAgent } = require('../index.js');
+const { Runtime, exampleAgent, replay } = require('../index.js');
 const ort = require('onnxruntime-node');
 const { sileroInputs } = require('./fixtures/silero-inputs.cjs');
 const MLP = fileURLToPath(new URL('../models/mlp_classifier.onnx', import.meta.url));
@@ -86,4 +86,22 @@ test('an explicit ONNX Runtime path that does not exist is an error, not a silen
     catch (e) { process.stdout.write(e.code + ' ' + e.message); }`;
   const out = execFileSync(process.execPath, ['-e', code], { encoding: 'utf8' });
   assert.match(out, /^E_ORT_NOT_FOUND .*\/nope\/libonnxruntime\.so/);
+});
+
+test('agents ask for inference: one batched call per tick, answers next tick, replayable', () => {
+  const rt = new Runtime({ workers: 2, seed: 9 });
+  const { id } = rt.loadModel(MLP);
+  assert.equal(rt.registerAgentModel(id), 0);
+  const agents = rt.spawnMany(exampleAgent('classifier'), 32);
+  const first = rt.tick();
+  assert.equal(first.inferenceRequests, 32);
+  assert.equal(first.inferenceCalls, 1);
+  assert.equal(rt.drainMessages().length, 0);
+  rt.tick();
+  const answers = rt.drainMessages().filter((m) => m.kind === 3);
+  assert.deepEqual(answers.map((m) => m.from).sort((a, b) => a - b), agents);
+  for (const m of answers) assert.ok(Number(m.payload.readBigUInt64LE(0)) < 3);
+  const verdict = replay(rt.stopRecording());
+  assert.equal(verdict.ok, true);
+  assert.equal(verdict.ticksVerified, 2);
 });

@@ -44,6 +44,7 @@ pub struct RuntimeOptions {
     pub checkpoint_interval_ticks: Option<u32>,
     pub record: Option<bool>,
     pub max_events: Option<u32>,
+    pub inference_batching: Option<bool>,
     pub inference: Option<inference::InferenceOptions>,
 }
 
@@ -60,7 +61,7 @@ fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
         record: o.record.unwrap_or(d.record),
         max_events: o.max_events.map(|m| m as usize).unwrap_or(d.max_events),
         allocator: d.allocator,
-        inference_batching: d.inference_batching,
+        inference_batching: o.inference_batching.unwrap_or(d.inference_batching),
     })
 }
 
@@ -75,6 +76,8 @@ pub struct TickReport {
     pub faults: u32,
     pub fuel: i64,
     pub parallel: bool,
+    pub inference_requests: i64,
+    pub inference_calls: i64,
 }
 
 impl From<&core::TickReport> for TickReport {
@@ -89,6 +92,8 @@ impl From<&core::TickReport> for TickReport {
             faults: r.faults,
             fuel: r.fuel as i64,
             parallel: r.parallel,
+            inference_requests: r.inference_requests as i64,
+            inference_calls: r.inference_calls as i64,
         }
     }
 }
@@ -283,6 +288,15 @@ impl NativeRuntime {
     #[napi]
     pub fn unload_model(&self, id: String) -> Result<bool> {
         Ok(self.engine()?.unload(&id))
+    }
+
+    /// Makes a loaded model available to agents; returns its slot (the `model` argument of
+    /// the agents' `infer` import).
+    #[napi]
+    pub fn register_agent_model(&mut self, id: String) -> Result<u32> {
+        let engine = self.engine()?;
+        self.inner.set_inference_engine(engine);
+        self.inner.register_agent_model(&id).map_err(js_err)
     }
 
     /// The ONNX Runtime library in use.
