@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import os from 'node:os';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { runRingBenches } from './rings.mjs';
+import { runInferenceBenches } from './inference.mjs';
 import { tickPlotSvg } from './plot.mjs';
 const require = createRequire(import.meta.url);
 const { Runtime, exampleAgent } = require('../index.js');
@@ -51,6 +52,10 @@ for (let round = 0; round < (quick ? 5 : 30); round++) {
 const js = { tick50_from_js_median_us: median(jsTick), napi_call_median_us: median(napiCall) };
 
 const rings = await runRingBenches({ quick, log });
+const inference = await runInferenceBenches({ quick, log });
+inference.rust_engine_run_us = JSON.parse(
+  execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'infer_loop'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }),
+).rust_run_us;
 
 const result = {
   date: new Date().toISOString().slice(0, 10),
@@ -58,6 +63,7 @@ const result = {
   core,
   js,
   rings,
+  inference,
 };
 
 // Machine-readable copy and the plot, for scripts that watch for regressions.
@@ -86,5 +92,13 @@ if (json) {
   const names = Object.keys(rings.payload_64);
   const fmt = (v) => (v > 100 ? `${(v / 1e6).toFixed(2)} M` : `${v}×`);
   for (const k of names) console.log(`| ${k} | ${fmt(rings.payload_64[k])} | ${fmt(rings.payload_1024[k])} |`);
+  console.log('\n| inference (median µs, p99) | batch | lockstep inferSync | lockstep infer (async) | onnxruntime-node run | ratio (sync) |\n|---|---:|---:|---:|---:|---:|');
+  for (const r of inference.js_path) {
+    const f = (m) => `${m.median_us} (${m.p99_us})`;
+    console.log(`| ${r.model} | ${r.batch} | ${f(r.lockstep_inferSync)} | ${f(r.lockstep_infer_async)} | ${f(r.onnxruntime_node_run)} | ${r.ratio_sync_vs_ort_node}× |`);
+  }
+  console.log(`\n- engine.run from Rust (tiny model, batch 1): ${inference.rust_engine_run_us} µs`);
+  const a = inference.agents_32;
+  console.log(`- 32 agents asking every tick: ${a.batched_requests_per_s} requests/s batched vs ${a.one_call_per_request_per_s} with one call per request (${a.ratio}×)`);
   console.log('\nJSON: .bench-out/latest.json; plot: docs/tick-vs-agents.svg');
 }

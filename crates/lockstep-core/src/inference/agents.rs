@@ -70,7 +70,11 @@ pub fn serve(engine: Option<&InferenceEngine>, models: &[String], requests: Vec<
             fail(&mut answers, abi::INFER_STATUS_NO_SUCH_MODEL);
             continue;
         };
-        let Some(layout) = engine.info(id).ok().and_then(|info| sample_layout(&info)) else {
+        let Ok(info) = engine.info_shared(id) else {
+            fail(&mut answers, abi::INFER_STATUS_NO_SUCH_MODEL);
+            continue;
+        };
+        let Some(layout) = sample_layout(&info) else {
             fail(&mut answers, abi::INFER_STATUS_NO_SUCH_MODEL);
             continue;
         };
@@ -84,7 +88,7 @@ pub fn serve(engine: Option<&InferenceEngine>, models: &[String], requests: Vec<
         if good.is_empty() {
             continue;
         }
-        let batchable = engine.info(id).map(|i| i.batchable).unwrap_or(false);
+        let batchable = info.batchable;
         let groups: Vec<Vec<usize>> = if batchable && batch { vec![good] } else { good.into_iter().map(|i| vec![i]).collect() };
         for group in groups {
             stats.calls += 1;

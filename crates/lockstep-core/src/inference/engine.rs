@@ -115,7 +115,9 @@ pub struct ModelInfo {
 }
 
 struct LoadedModel {
-    info: Mutex<ModelInfo>,
+    /// Replaced (never mutated in place) when the provider changes, so readers clone an Arc,
+    /// not the names and shapes: `run` is on the hot path.
+    info: Mutex<Arc<ModelInfo>>,
     session: Mutex<Session>,
     bytes: Arc<Vec<u8>>,
 }
@@ -189,7 +191,7 @@ impl InferenceEngine {
         }
         let id = hex(&Sha256::digest(&bytes));
         if let Ok(m) = self.get(&id) {
-            return Ok(m.info.lock().map(|i| i.clone()).unwrap_or_else(|p| p.into_inner().clone()));
+            return Ok((**m.info.lock().unwrap_or_else(|p| p.into_inner())).clone());
         }
         let mut reasons = Vec::new();
         let mut chosen = None;
@@ -210,7 +212,7 @@ impl InferenceEngine {
         let outputs: Vec<TensorInfo> = session.outputs().iter().map(outlet_info).collect();
         let batchable = !inputs.is_empty() && inputs.iter().all(|i| i.shape.first().is_some_and(|d| *d < 0));
         let info = ModelInfo { id: id.clone(), bytes: bytes.len(), inputs, outputs, provider, fallback_reasons: reasons, batchable };
-        let model = Arc::new(LoadedModel { info: Mutex::new(info.clone()), session: Mutex::new(session), bytes: Arc::new(bytes) });
+        let model = Arc::new(LoadedModel { info: Mutex::new(Arc::new(info.clone())), session: Mutex::new(session), bytes: Arc::new(bytes) });
         let stamp = self.tick();
         let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
         models.insert(id, (model, stamp));
@@ -241,10 +243,15 @@ impl InferenceEngine {
 
     pub fn list(&self) -> Vec<ModelInfo> {
         let models = self.models.lock().unwrap_or_else(|p| p.into_inner());
-        models.values().map(|(m, _)| m.info.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
+        models.values().map(|(m, _)| (**m.info.lock().unwrap_or_else(|p| p.into_inner())).clone()).collect()
     }
 
     pub fn info(&self, id: &str) -> Result<ModelInfo, InferenceError> {
+        Ok((*self.info_shared(id)?).clone())
+    }
+
+    /// The model's description without copying it.
+    pub fn info_shared(&self, id: &str) -> Result<Arc<ModelInfo>, InferenceError> {
         Ok(self.get(id)?.info.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
@@ -287,11 +294,13 @@ impl InferenceEngine {
             Err(reason) if info.provider != Provider::Cpu => {
                 let cpu = build_session(&model.bytes, Provider::Cpu).map_err(|r| InferenceError::Run { reason: r })?;
                 *session = cpu;
-                let mut i = model.info.lock().unwrap_or_else(|p| p.into_inner());
+                let mut shared = model.info.lock().unwrap_or_else(|p| p.into_inner());
+                let mut i = (**shared).clone();
                 let failed = i.provider.name();
                 i.fallback_reasons.push(format!("{failed} failed at run time: {reason}"));
                 i.provider = Provider::Cpu;
-                drop(i);
+                *shared = Arc::new(i);
+                drop(shared);
                 let values = inputs.iter().map(|(n, t)| t.to_ort().map(|v| (n.clone(), v))).collect::<Result<Vec<_>, _>>()?;
                 run_session(&mut session, values).map_err(|reason| InferenceError::Run { reason })
             }

