@@ -21,6 +21,46 @@ export interface RuntimeOptions {
   record?: boolean;
   /** Most undrained events kept; older ones are dropped and counted by `eventsDropped()`. [100000] */
   maxEvents?: number;
+  /** Batch agents' inference requests per model per tick into one call. [true] */
+  inferenceBatching?: boolean;
+  /** The inference engine (created at the first loadModel). */
+  inference?: InferenceOptions;
+}
+
+export type ProviderName = 'cuda' | 'tensorrt' | 'directml' | 'coreml' | 'cpu';
+
+export interface InferenceOptions {
+  /** Providers to try in order; CPU is always the fallback. [['cpu']] */
+  providers?: ProviderName[];
+  /** Models kept loaded; the least recently used is evicted. [16] */
+  maxModels?: number;
+  /** Largest model accepted, bytes. [256 MiB] */
+  maxModelBytes?: number;
+  /** Your own libonnxruntime (e.g. a CUDA build). Else LOCKSTEP_ORT_LIBRARY, else onnxruntime-node's. */
+  ortLibraryPath?: string;
+}
+
+export type TensorType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8' | 'int8' | 'bool';
+
+/** A tensor in or out of `infer` (onnxruntime-node Tensors are accepted as inputs). */
+export interface TensorLike {
+  type: TensorType;
+  data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array;
+  dims: number[];
+}
+
+export interface ModelInfo {
+  /** SHA-256 of the model bytes: the model's identity and version. */
+  id: string;
+  bytes: number;
+  inputs: { name: string; type: string; dims: number[] }[];
+  outputs: { name: string; type: string; dims: number[] }[];
+  /** The provider that really serves the model. */
+  provider: ProviderName;
+  /** Why requested providers ahead of it were not used (ONNX Runtime's messages). */
+  fallbackReasons: string[];
+  /** Every input's first dimension is dynamic: agents' requests are batched along it. */
+  batchable: boolean;
 }
 
 /** What one tick did. */
@@ -37,6 +77,9 @@ export interface TickReport {
   fuel: number;
   /** Whether this tick ran on the worker pool (chosen by the amount of work; never changes results). */
   parallel: boolean;
+  /** Inference requests agents made this tick, and the ONNX Runtime calls that served them. */
+  inferenceRequests: number;
+  inferenceCalls: number;
 }
 
 export type FaultKind =
@@ -240,6 +283,19 @@ export interface AttachedRings {
 }
 
 export interface Runtime {
+  /** Loads an ONNX model (path or bytes; the same bytes load once). Throws E_INVALID_MODEL, E_MODEL_TOO_LARGE, E_ORT_NOT_FOUND, E_IO. */
+  loadModel(source: ModuleSource): ModelInfo;
+  modelInfo(id: string): ModelInfo;
+  listModels(): ModelInfo[];
+  unloadModel(id: string): boolean;
+  /** Runs a model; small models inline, larger ones on libuv's thread pool. */
+  infer(id: string, inputs: Record<string, TensorLike>): Promise<Record<string, TensorLike>>;
+  /** Runs a model on the calling thread. */
+  inferSync(id: string, inputs: Record<string, TensorLike>): Record<string, TensorLike>;
+  /** Makes a loaded model available to agents; returns the slot they pass to `infer`. */
+  registerAgentModel(id: string): number;
+  /** Path of the libonnxruntime in use. */
+  inferenceLibrary(): string;
   /** Creates and attaches the two rings (capacities: powers of two, default 4 MiB each). */
   attachRings(options?: { inboundBytes?: number; outboundBytes?: number }): AttachedRings;
   /** Writes records waiting for room into the outbound ring; returns how many still wait. */
