@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use lockstep_core::sandbox::{AgentModule, Sandbox, SandboxConfig, StepContext};
+use lockstep_core::sandbox::{AgentModule, Grants, Sandbox, SandboxConfig, StepContext};
 use lockstep_core::{MemoryAllocator, Runtime, RuntimeConfig};
 
 fn agent(name: &str) -> Vec<u8> {
@@ -38,7 +38,7 @@ fn map_count() -> usize {
 }
 
 fn config(workers: usize, max_agents: u32) -> RuntimeConfig {
-    RuntimeConfig { workers, max_agents, checkpoint_interval_ticks: 0, record: true, memory_limit_bytes: 4 << 20, ..Default::default() }
+    RuntimeConfig { workers, max_agents, checkpoint_interval_ticks: 0, record: true, memory_limit_bytes: 4 << 20, ..RuntimeConfig::development() }
 }
 
 /// 10,000 agents with wasmtime's pooling allocator instead of the default: (tick µs, spawn µs).
@@ -84,7 +84,8 @@ fn tick_overhead(n: usize, workers: usize, ticks: usize) -> (f64, f64, bool) {
 /// The floor: the same agents stepped by a bare loop of wasmtime calls, one thread.
 fn bare_tick(n: usize, ticks: usize) -> f64 {
     let sandbox = Sandbox::new(SandboxConfig { fuel_per_call: 10_000_000, memory_limit_bytes: 4 << 20, max_agents: n as u32 + 1, deadline_ms: 1000, allocator: Default::default() }).unwrap();
-    let module = AgentModule::compile(&sandbox, agent("counter")).unwrap();
+    let grants = Grants::unrestricted(sandbox.config());
+    let module = AgentModule::compile(&sandbox, agent("counter"), grants).unwrap();
     let mut agents: Vec<_> = (0..n).map(|i| module.instantiate(&sandbox, i as u64 + 1, 0).unwrap()).collect();
     let mut times = Vec::with_capacity(ticks);
     for t in 0..ticks as u64 {
@@ -101,7 +102,8 @@ fn bare_tick(n: usize, ticks: usize) -> f64 {
 /// Nanoseconds per host→agent call (agent_step of the counter) with fuel on or off.
 fn call_overhead(fuel: bool, calls: u64) -> f64 {
     let sandbox = Sandbox::new(SandboxConfig { fuel_per_call: if fuel { 10_000_000 } else { 0 }, memory_limit_bytes: 4 << 20, max_agents: 2, deadline_ms: 1000, allocator: Default::default() }).unwrap();
-    let module = AgentModule::compile(&sandbox, agent("counter")).unwrap();
+    let grants = Grants::unrestricted(sandbox.config());
+    let module = AgentModule::compile(&sandbox, agent("counter"), grants).unwrap();
     let mut a = module.instantiate(&sandbox, 1, 0).unwrap();
     let mut runs = Vec::new();
     for _ in 0..5 {

@@ -9,7 +9,7 @@ fn main() {
     let name = if fanout > 0 { "flood" } else { "counter" };
     let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
     let bytes = std::fs::read(&path).expect("run `npm run build` first");
-    let mut rt = Runtime::new(RuntimeConfig { workers, max_agents: n as u32, checkpoint_interval_ticks: 0, ..Default::default() }).expect("runtime");
+    let mut rt = Runtime::new(RuntimeConfig { workers, max_agents: n as u32, checkpoint_interval_ticks: 0, ..RuntimeConfig::development() }).expect("runtime");
     let m = rt.load_module(bytes).expect("module");
     for _ in 0..n {
         let id = rt.spawn(m).expect("spawn");

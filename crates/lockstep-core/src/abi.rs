@@ -25,6 +25,8 @@ pub const IMPORT_LOG: &str = "log";
 pub const IMPORT_REPORT_PANIC: &str = "report_panic";
 /// Optional: only agents that import it can ask for inference.
 pub const IMPORT_INFER: &str = "infer";
+/// Always available: the capability bits the agent was granted (docs/SECURITY.md).
+pub const IMPORT_GRANTED: &str = "granted";
 
 /// Size of the guest-owned buffer the host writes contexts and messages into.
 pub const IO_BUFFER_BYTES: u32 = 65_536;
@@ -67,11 +69,15 @@ pub const INFER_STATUS_OK: u32 = 0;
 pub const INFER_STATUS_NO_SUCH_MODEL: u32 = 1;
 pub const INFER_STATUS_BAD_INPUT: u32 = 2;
 pub const INFER_STATUS_FAILED: u32 = 3;
+/// The agent's capabilities do not cover this model.
+pub const INFER_STATUS_FORBIDDEN: u32 = 4;
 
 /// Return codes of the `send` import.
 pub const SEND_OK: i32 = 0;
 pub const SEND_ERR_PAYLOAD_TOO_LARGE: i32 = -1;
 pub const SEND_ERR_OUTBOX_FULL: i32 = -2;
+/// The recipient is outside the agent's `send` capability.
+pub const SEND_ERR_FORBIDDEN: i32 = -3;
 
 /// Most messages one agent may send in one tick (init/shutdown count towards the tick after).
 pub const MAX_OUTBOX_PER_TICK: usize = 4_096;

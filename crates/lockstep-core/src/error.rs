@@ -52,6 +52,9 @@ pub enum LockstepError {
 
     #[error("i/o error on {path}: {reason}")]
     Io { path: String, reason: String },
+
+    #[error("module refused: {0}")]
+    Security(crate::security::SecurityError),
 }
 
 impl LockstepError {
@@ -74,6 +77,7 @@ impl LockstepError {
             Self::ReplayVersion { .. } => "E_REPLAY_VERSION",
             Self::ReplayMissingModule { .. } => "E_REPLAY_MISSING_MODULE",
             Self::Io { .. } => "E_IO",
+            Self::Security(e) => e.code(),
         }
     }
 }

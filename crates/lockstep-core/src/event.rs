@@ -14,6 +14,10 @@ pub enum Event {
     Log { tick: u64, agent: AgentId, level: u32, text: String },
     /// A shared-memory ring broke (the JS side wrote an invalid index or record).
     RingError { tick: u64, detail: String },
+    /// A module was refused at load (bad signature, untrusted key, undeclared import...).
+    ModuleRefused { tick: u64, code: String, detail: String },
+    /// Something security-relevant was allowed (development mode admitting an unsigned module).
+    Security { tick: u64, detail: String },
 }
 
 impl Event {
@@ -26,6 +30,8 @@ impl Event {
             Self::DeadLetter { .. } => "dead_letter",
             Self::Log { .. } => "log",
             Self::RingError { .. } => "ring_error",
+            Self::ModuleRefused { .. } => "module_refused",
+            Self::Security { .. } => "security",
         }
     }
 
@@ -34,7 +40,7 @@ impl Event {
         match self {
             Self::Spawned { agent, .. } | Self::Fault { agent, .. } | Self::Stopped { agent, .. } | Self::Killed { agent, .. } | Self::Log { agent, .. } => Some(*agent),
             Self::DeadLetter { to, .. } => Some(*to),
-            Self::RingError { .. } => None,
+            Self::RingError { .. } | Self::ModuleRefused { .. } | Self::Security { .. } => None,
         }
     }
 
@@ -70,7 +76,8 @@ impl Event {
                 reason.as_str()
             ),
             Self::Log { tick, agent, level, text } => format!(r#"{{"type":"{t}","tick":{tick},"agent":{agent},"level":{level},"text":{}}}"#, q(text)),
-            Self::RingError { tick, detail } => format!(r#"{{"type":"{t}","tick":{tick},"detail":{}}}"#, q(detail)),
+            Self::RingError { tick, detail } | Self::Security { tick, detail } => format!(r#"{{"type":"{t}","tick":{tick},"detail":{}}}"#, q(detail)),
+            Self::ModuleRefused { tick, code, detail } => format!(r#"{{"type":"{t}","tick":{tick},"code":"{code}","detail":{}}}"#, q(detail)),
         }
     }
 }

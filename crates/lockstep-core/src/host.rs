@@ -43,6 +43,8 @@ pub struct AgentHost {
     pub logs: Vec<LogLine>,
     logs_this_call: usize,
     pub infer_requests: Vec<InferRequest>,
+    /// What this agent may do; checked on every host call that takes an argument it covers.
+    pub grants: crate::security::Capabilities,
 }
 
 impl AgentHost {
@@ -66,6 +68,7 @@ impl AgentHost {
             logs: Vec::new(),
             logs_this_call: 0,
             infer_requests: Vec::new(),
+            grants: crate::security::Capabilities::all(),
         }
     }
 
@@ -136,6 +139,14 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
             if host.outbox.len() >= abi::MAX_OUTBOX_PER_TICK {
                 return Ok(abi::SEND_ERR_OUTBOX_FULL);
             }
+            if !host.grants.send.allows(to as u64) {
+                if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL {
+                    host.logs_this_call += 1;
+                    let text = format!("capability denied: send to {} is outside send={:?}", to as u64, host.grants.send);
+                    host.logs.push(LogLine { level: 2, text });
+                }
+                return Ok(abi::SEND_ERR_FORBIDDEN);
+            }
             let seq = host.next_seq;
             host.next_seq += 1;
             host.outbox.push(Message {
@@ -154,6 +165,9 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
     })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SELF_ID, |caller: Caller<'_, AgentHost>| -> i64 {
         caller.data().id as i64
+    })?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_GRANTED, |caller: Caller<'_, AgentHost>| -> i32 {
+        caller.data().grants.bits()
     })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_RANDOM, |mut caller: Caller<'_, AgentHost>| -> i64 {
         caller.data_mut().rng.next_u64() as i64
@@ -227,6 +241,7 @@ pub const IMPORT_NAMES: &[&str] = &[
     abi::IMPORT_LOG,
     abi::IMPORT_REPORT_PANIC,
     abi::IMPORT_INFER,
+    abi::IMPORT_GRANTED,
 ];
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod replay_log;
 pub mod runtime;
 pub mod sandbox;
 pub mod scheduler;
+pub mod security;
 #[cfg(target_os = "linux")]
 mod slab_memory;
 
@@ -27,6 +28,6 @@ pub use error::{Digest, LockstepError, Result};
 pub use event::Event;
 pub use fault::{AbiCall, AgentState, Fault, FaultKind};
 pub use replay::{replay, Divergence, DivergenceKind, ReplayReport};
-pub use runtime::{AgentInfo, DeepHash, Runtime, RuntimeConfig};
+pub use runtime::{AgentInfo, DeepHash, ResourcePolicy, Runtime, RuntimeConfig};
 pub use sandbox::MemoryAllocator;
 pub use scheduler::TickReport;

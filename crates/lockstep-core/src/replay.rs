@@ -70,6 +70,11 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
         max_events: 10_000,
         allocator: Default::default(),
         inference_batching: true,
+        trusted_keys: session.trusted_keys.clone(),
+        dev_mode: session.dev_mode,
+        policy: serde_json::from_str(&session.policy_json)
+            .map_err(|e| LockstepError::ReplayCorrupt { offset: 16, reason: format!("recorded policy: {e}") })?,
+        resource_policy: if session.resource_clamp { crate::runtime::ResourcePolicy::Clamp } else { crate::runtime::ResourcePolicy::Refuse },
     })?;
     let mut report = ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None };
     loop {

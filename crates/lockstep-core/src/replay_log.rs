@@ -26,6 +26,11 @@ pub struct SessionConfig {
     pub max_agents: u32,
     pub deadline_ms: u64,
     pub checkpoint_interval_ticks: u64,
+    /// Admission settings, so a replay verifies modules as the session did.
+    pub trusted_keys: Vec<[u8; 32]>,
+    pub dev_mode: bool,
+    pub policy_json: String,
+    pub resource_clamp: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +89,13 @@ impl Record {
                 b.extend_from_slice(&c.max_agents.to_le_bytes());
                 b.extend_from_slice(&c.deadline_ms.to_le_bytes());
                 b.extend_from_slice(&c.checkpoint_interval_ticks.to_le_bytes());
+                b.push(c.dev_mode as u8);
+                b.push(c.resource_clamp as u8);
+                b.extend_from_slice(&(c.trusted_keys.len() as u32).to_le_bytes());
+                for k in &c.trusted_keys {
+                    b.extend_from_slice(k);
+                }
+                b.extend_from_slice(c.policy_json.as_bytes());
                 TAG_CONFIG
             }
             Record::Module { hash, bytes } => {
@@ -266,6 +278,19 @@ impl<'a> LogReader<'a> {
                 max_agents: body.u32()?,
                 deadline_ms: body.u64()?,
                 checkpoint_interval_ticks: body.u64()?,
+                dev_mode: body.take(1)?[0] != 0,
+                resource_clamp: body.take(1)?[0] != 0,
+                trusted_keys: {
+                    let n = body.u32()? as usize;
+                    let mut keys = Vec::with_capacity(n.min(1024));
+                    for _ in 0..n {
+                        let mut k = [0u8; 32];
+                        k.copy_from_slice(body.take(32)?);
+                        keys.push(k);
+                    }
+                    keys
+                },
+                policy_json: String::from_utf8(body.rest()).map_err(|_| corrupt("policy is not UTF-8".into()))?,
             }),
             TAG_MODULE => Record::Module { hash: body.digest()?, bytes: body.rest() },
             TAG_SPAWN => Record::Spawn { tick: body.u64()?, module: body.digest()?, agent: body.u64()?, priority: body.i32()? },
@@ -304,7 +329,18 @@ mod tests {
 
     fn sample() -> Vec<Record> {
         vec![
-            Record::Config(SessionConfig { seed: 1, fuel_per_call: 2, memory_limit_bytes: 3, max_agents: 4, deadline_ms: 5, checkpoint_interval_ticks: 6 }),
+            Record::Config(SessionConfig {
+                seed: 1,
+                fuel_per_call: 2,
+                memory_limit_bytes: 3,
+                max_agents: 4,
+                deadline_ms: 5,
+                checkpoint_interval_ticks: 6,
+                trusted_keys: vec![[9; 32]],
+                dev_mode: true,
+                policy_json: "{}".into(),
+                resource_clamp: false,
+            }),
             Record::Module { hash: Digest([7; 32]), bytes: vec![0, 97, 115, 109] },
             Record::Spawn { tick: 0, module: Digest([7; 32]), agent: 1, priority: -2 },
             Record::Send { tick: 0, to: 1, kind: 9, priority: -3, payload: b"hi".to_vec() },

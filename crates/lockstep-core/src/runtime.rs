@@ -14,7 +14,8 @@ use crate::fault::AgentState;
 use crate::replay_log::{self, Record, SessionConfig};
 use crate::inference::{agents as agent_inference, InferenceEngine};
 use crate::ring::{self, Consumer, Producer, RingError, RingMemory};
-use crate::sandbox::{AgentModule, MemoryAllocator, Sandbox, SandboxConfig};
+use crate::sandbox::{AgentModule, Grants, MemoryAllocator, Sandbox, SandboxConfig};
+use crate::security::{self, Capabilities};
 use crate::scheduler::{self, AgentSlot, Sinks, TickReport};
 
 #[derive(Debug, Clone)]
@@ -41,6 +42,22 @@ pub struct RuntimeConfig {
     pub allocator: MemoryAllocator,
     /// Batch agents' inference requests per model per tick (off: one call per request).
     pub inference_batching: bool,
+    /// Public keys of the publishers whose signed modules may run here.
+    pub trusted_keys: Vec<[u8; 32]>,
+    /// Development mode: unsigned modules are admitted (loudly). Never in production.
+    pub dev_mode: bool,
+    /// The most any module is granted (operator policy); a manifest can only get less.
+    pub policy: Capabilities,
+    /// What to do when a manifest asks for more fuel or memory than the runtime allows.
+    pub resource_policy: ResourcePolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourcePolicy {
+    /// Grant the runtime's limit instead (the agent runs with less than it asked).
+    Clamp,
+    /// Refuse the module.
+    Refuse,
 }
 
 impl Default for RuntimeConfig {
@@ -57,11 +74,21 @@ impl Default for RuntimeConfig {
             max_events: 100_000,
             allocator: MemoryAllocator::default(),
             inference_batching: true,
+            trusted_keys: Vec::new(),
+            dev_mode: false,
+            policy: Capabilities::all(),
+            resource_policy: ResourcePolicy::Clamp,
         }
     }
 }
 
 impl RuntimeConfig {
+    /// The defaults in development mode: unsigned modules are admitted. For tests and local
+    /// experiments; the runtime announces it on stderr and in its events.
+    pub fn development() -> Self {
+        Self { dev_mode: true, ..Self::default() }
+    }
+
     pub fn session(&self) -> SessionConfig {
         SessionConfig {
             seed: self.seed,
@@ -70,6 +97,10 @@ impl RuntimeConfig {
             max_agents: self.max_agents,
             deadline_ms: self.deadline_ms,
             checkpoint_interval_ticks: self.checkpoint_interval_ticks,
+            trusted_keys: self.trusted_keys.clone(),
+            dev_mode: self.dev_mode,
+            policy_json: serde_json::to_string(&self.policy).unwrap_or_default(),
+            resource_clamp: self.resource_policy == ResourcePolicy::Clamp,
         }
     }
 }
@@ -206,6 +237,10 @@ impl Runtime {
             inference: AgentInference::default(),
             config,
         };
+        if rt.config.dev_mode {
+            // Loud on purpose: development mode must never slip into production unnoticed.
+            eprintln!("lockstep: DEVELOPMENT MODE — unsigned agent modules are admitted. Do not use devMode in production.");
+        }
         if rt.config.record {
             rt.start_recording()?;
         }
@@ -261,14 +296,59 @@ impl Runtime {
 
     // ----- modules and agents ----------------------------------------------------------------
 
-    /// Compiles and validates a module; the same bytes load once.
+    /// Verifies (signature, manifest, trust), compiles and validates a module; the same bytes
+    /// load once. A refusal is also an event.
     pub fn load_module(&mut self, bytes: Vec<u8>) -> Result<Digest> {
         let hash = Digest(*blake3::hash(&bytes).as_bytes());
         if !self.modules.contains_key(&hash) {
-            let module = AgentModule::compile(&self.sandbox, bytes)?;
-            self.modules.insert(hash, Arc::new(module));
+            let module = self.admit(&bytes).and_then(|grants| AgentModule::compile(&self.sandbox, bytes, grants));
+            match module {
+                Ok(m) => {
+                    self.modules.insert(hash, Arc::new(m));
+                }
+                Err(e) => {
+                    self.push_event(Event::ModuleRefused { tick: self.tick, code: e.code().to_string(), detail: e.to_string() });
+                    return Err(e);
+                }
+            }
         }
         Ok(hash)
+    }
+
+    /// What a module may do here: its manifest's requests, cut down to the runtime's policy
+    /// and limits. Unsigned modules pass only in development mode, with a warning event.
+    fn admit(&mut self, bytes: &[u8]) -> Result<Grants> {
+        let admission = security::admit(bytes, &self.config.trusted_keys, self.config.dev_mode).map_err(LockstepError::Security)?;
+        if admission.publisher.is_none() {
+            self.push_event(Event::Security {
+                tick: self.tick,
+                detail: "DEVELOPMENT MODE: admitted an unsigned agent module".into(),
+            });
+        }
+        let (asked, resources) = match admission.manifest {
+            Some(m) => (m.capabilities, m.resources),
+            // Unsigned and without a manifest: development mode grants what the policy allows.
+            None => (Capabilities::all(), Default::default()),
+        };
+        let mut grants = Grants {
+            capabilities: asked.meet(&self.config.policy),
+            asked,
+            fuel_per_call: self.config.fuel_per_call,
+            memory_limit_bytes: self.config.memory_limit_bytes,
+        };
+        for (what, want, limit, slot) in [
+            ("resources.fuelPerCall", resources.fuel_per_call, self.config.fuel_per_call, &mut grants.fuel_per_call),
+            ("resources.memoryBytes", resources.memory_bytes, self.config.memory_limit_bytes, &mut grants.memory_limit_bytes),
+        ] {
+            let Some(want) = want else { continue };
+            // Fuel 0 means "metering off" for the runtime: any request fits under it.
+            let over = want > limit && !(what == "resources.fuelPerCall" && limit == 0);
+            if over && self.config.resource_policy == ResourcePolicy::Refuse {
+                return Err(LockstepError::Security(security::SecurityError::ResourceOverLimit { what: what.into(), asked: want, limit }));
+            }
+            *slot = if over { limit } else { want };
+        }
+        Ok(grants)
     }
 
     /// Spawns an agent from a loaded module and runs its `agent_init`. A fault in init is
@@ -517,12 +597,30 @@ impl Runtime {
     }
 
     /// Answers this tick's inference requests (batched per model) as messages for next tick.
+    /// A request for a model the agent's capabilities do not cover is answered "forbidden"
+    /// and never reaches ONNX Runtime.
     fn serve_inference(&mut self, tick: u64, report: &mut TickReport) {
         let mut requests = Vec::new();
+        let mut forbidden = Vec::new();
         for slot in self.slots.iter_mut() {
+            let grants = self.modules.get(&slot.module).map(|m| &m.grants.capabilities);
             for r in slot.out.infer.drain(..) {
-                requests.push((slot.id, r));
+                let model = self.inference.models.get(r.model as usize);
+                let allowed = match (grants, model) {
+                    (Some(g), Some(id)) => g.may_infer(id),
+                    // An unknown slot is answered "no such model" by serve().
+                    (Some(g), None) => !g.infer.is_empty(),
+                    (None, _) => false,
+                };
+                if allowed {
+                    requests.push((slot.id, r));
+                } else {
+                    forbidden.push((slot.id, r.tag, abi::INFER_STATUS_FORBIDDEN.to_le_bytes().to_vec()));
+                }
             }
+        }
+        if requests.is_empty() && forbidden.is_empty() {
+            return;
         }
         if requests.is_empty() {
             return;
@@ -538,7 +636,10 @@ impl Runtime {
             let (answers, stats) = agent_inference::serve(self.inference.engine.as_deref(), &self.inference.models, requests, self.config.inference_batching);
             report.inference_requests = stats.requests;
             report.inference_calls = stats.calls;
-            let answers: Vec<_> = answers.into_iter().map(|a| (a.agent, a.tag, a.payload)).collect();
+            let mut answers: Vec<_> = answers.into_iter().map(|a| (a.agent, a.tag, a.payload)).collect();
+            // Canonical order: by agent id (stable, so each agent's requests keep their order).
+            answers.extend(forbidden);
+            answers.sort_by_key(|a| a.0);
             self.record(Record::InferResults { tick, results: answers.clone() });
             answers
         };

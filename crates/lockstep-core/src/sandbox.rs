@@ -173,10 +173,29 @@ impl Sandbox {
     }
 }
 
+/// What a module was granted at admission (security::admit, cut to the runtime's policy).
+#[derive(Debug, Clone)]
+pub struct Grants {
+    pub capabilities: crate::security::Capabilities,
+    /// What its manifest asked for (to tell "undeclared" from "denied by policy").
+    pub asked: crate::security::Capabilities,
+    pub fuel_per_call: u64,
+    pub memory_limit_bytes: u64,
+}
+
+impl Grants {
+    /// Everything the sandbox allows: for modules loaded without admission (tests, benches).
+    pub fn unrestricted(config: &SandboxConfig) -> Self {
+        let all = crate::security::Capabilities::all();
+        Self { capabilities: all.clone(), asked: all, fuel_per_call: config.fuel_per_call, memory_limit_bytes: config.memory_limit_bytes }
+    }
+}
+
 /// A compiled, validated and linked agent module. Cheap to instantiate many times.
 pub struct AgentModule {
     pub hash: Digest,
     pub bytes: Arc<Vec<u8>>,
+    pub grants: Grants,
     pre: InstancePre<AgentHost>,
 }
 
@@ -196,7 +215,7 @@ fn expect_func(module: &Module, name: &str, params: &[ValType], results: &[ValTy
 impl AgentModule {
     /// Compiles and validates `bytes`: a wasm binary with the ABI's exports, importing nothing
     /// but the host imports, speaking `abi::ABI_VERSION`.
-    pub fn compile(sandbox: &Sandbox, bytes: Vec<u8>) -> Result<Self> {
+    pub fn compile(sandbox: &Sandbox, bytes: Vec<u8>, grants: Grants) -> Result<Self> {
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(LockstepError::InvalidModule { reason: "bytes do not start with the wasm magic number \\0asm".into() });
         }
@@ -205,6 +224,21 @@ impl AgentModule {
         for import in module.imports() {
             if import.module() != abi::IMPORT_MODULE || !host::IMPORT_NAMES.contains(&import.name()) {
                 return Err(LockstepError::UnknownImport { module: import.module().into(), name: import.name().into() });
+            }
+            // Least privilege: only imports the granted capabilities cover are linked.
+            if let Some(cap) = crate::security::capability_for_import(import.name()) {
+                if !crate::security::grants_import(&grants.capabilities, cap) {
+                    let why = if crate::security::grants_import(&grants.asked, cap) {
+                        "the manifest asks for it, but this runtime's policy does not grant it"
+                    } else {
+                        "the manifest does not declare it; add it to capabilities and re-sign"
+                    };
+                    return Err(LockstepError::Security(crate::security::SecurityError::UndeclaredImport {
+                        import: format!("{}::{}", import.module(), import.name()),
+                        capability: cap.into(),
+                        why: why.into(),
+                    }));
+                }
             }
         }
         match module.get_export(abi::EXPORT_MEMORY) {
@@ -222,7 +256,7 @@ impl AgentModule {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| LockstepError::InvalidModule { reason: format!("linking: {e:#}") })?;
-        let compiled = Self { hash, bytes: Arc::new(bytes), pre };
+        let compiled = Self { hash, bytes: Arc::new(bytes), grants, pre };
         // Probe once: the ABI version and io buffer are checked at load, not at first spawn.
         compiled.instantiate(sandbox, 0, 0)?;
         Ok(compiled)
@@ -231,9 +265,12 @@ impl AgentModule {
     /// Creates a fresh agent: new store, new memory, `agent_init` not yet called.
     pub fn instantiate(&self, sandbox: &Sandbox, id: AgentId, seed: u64) -> Result<AgentInstance> {
         let cfg = sandbox.config();
-        let mut store = Store::new(&sandbox.engine, AgentHost::new(id, seed, cfg.memory_limit_bytes as usize));
+        let mut host = AgentHost::new(id, seed, self.grants.memory_limit_bytes as usize);
+        host.grants = self.grants.capabilities.clone();
+        let mut store = Store::new(&sandbox.engine, host);
         store.limiter(|h| h as &mut dyn wasmtime::ResourceLimiter);
-        let fuel = if cfg.fuel_per_call > 0 { cfg.fuel_per_call } else { 0 };
+        // Per-module fuel (from its manifest, never above the runtime's): 0 = metering off.
+        let fuel = if cfg.fuel_per_call > 0 { self.grants.fuel_per_call.max(1) } else { 0 };
         if fuel > 0 {
             store.set_fuel(fuel).map_err(|e| LockstepError::Instantiation { reason: e.to_string() })?;
         }
@@ -285,7 +322,7 @@ impl AgentModule {
             step,
             receive,
             shutdown,
-            fuel_per_call: cfg.fuel_per_call,
+            fuel_per_call: fuel,
             deadline_ticks: sandbox.deadline_ticks(),
             fuel_consumed: 0,
         })

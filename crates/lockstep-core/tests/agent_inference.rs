@@ -21,7 +21,7 @@ fn mlp() -> Vec<u8> {
 /// 32 classifiers for `ticks` ticks; returns the runtime and every (tick, agent, payload) the
 /// host received.
 fn classify(batching: bool, workers: usize, ticks: u64) -> (Runtime, Vec<(u64, u64, Vec<u8>)>, Vec<(u64, u64)>) {
-    let mut rt = Runtime::new(RuntimeConfig { workers, seed: 3, inference_batching: batching, max_agents: 64, ..Default::default() }).unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers, seed: 3, inference_batching: batching, max_agents: 64, ..RuntimeConfig::development() }).unwrap();
     let e = engine();
     let id = e.load(mlp()).unwrap().id;
     rt.set_inference_engine(e);
@@ -78,7 +78,7 @@ fn a_session_with_inference_replays_from_the_log_alone() {
 
 #[test]
 fn bad_requests_get_error_answers_not_faults() {
-    let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, ..Default::default() }).unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, ..RuntimeConfig::development() }).unwrap();
     // No engine and no registered model: the agent gets status 1 (no such model).
     let id = rt.spawn_bytes(agent("classifier")).unwrap();
     rt.run(2);

@@ -85,14 +85,14 @@ fn unknown_agent_and_oversized_message() {
 
 #[test]
 fn agent_limit_and_bad_config() {
-    let mut rt = lockstep_core::Runtime::new(lockstep_core::RuntimeConfig { workers: 1, max_agents: 2, ..Default::default() }).unwrap();
+    let mut rt = lockstep_core::Runtime::new(lockstep_core::RuntimeConfig { workers: 1, max_agents: 2, ..lockstep_core::RuntimeConfig::development() }).unwrap();
     rt.spawn_bytes(agent("counter")).unwrap();
     rt.spawn_bytes(agent("counter")).unwrap();
     assert_eq!(rt.spawn_bytes(agent("counter")).unwrap_err(), LockstepError::AgentLimit { max: 2 });
     for cfg in [
-        lockstep_core::RuntimeConfig { workers: 0, ..Default::default() },
-        lockstep_core::RuntimeConfig { memory_limit_bytes: 1000, ..Default::default() },
-        lockstep_core::RuntimeConfig { max_agents: 0, ..Default::default() },
+        lockstep_core::RuntimeConfig { workers: 0, ..lockstep_core::RuntimeConfig::development() },
+        lockstep_core::RuntimeConfig { memory_limit_bytes: 1000, ..lockstep_core::RuntimeConfig::development() },
+        lockstep_core::RuntimeConfig { max_agents: 0, ..lockstep_core::RuntimeConfig::development() },
     ] {
         let e = lockstep_core::Runtime::new(cfg).err().expect("refused");
         assert_eq!(e.code(), "E_INVALID_CONFIG");

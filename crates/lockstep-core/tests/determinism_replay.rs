@@ -22,7 +22,7 @@ fn scenario_with(workers: usize, allocator: MemoryAllocator) -> (Runtime, Vec<Di
         fuel_per_call: 1_000_000,
         memory_limit_bytes: 8 << 20,
         checkpoint_interval_ticks: 10,
-        ..Default::default()
+        ..RuntimeConfig::development()
     })
     .unwrap();
     let gossip = rt.load_module(agent("gossip")).unwrap();
@@ -76,7 +76,7 @@ fn memory_allocator_does_not_change_results() {
 #[test]
 fn seed_changes_the_outcome() {
     let run = |seed| {
-        let mut rt = Runtime::new(RuntimeConfig { workers: 1, seed, max_agents: 64, ..Default::default() }).unwrap();
+        let mut rt = Runtime::new(RuntimeConfig { workers: 1, seed, max_agents: 64, ..RuntimeConfig::development() }).unwrap();
         let g = rt.load_module(agent("gossip")).unwrap();
         for _ in 0..20 {
             rt.spawn(g).unwrap();
@@ -185,7 +185,7 @@ fn truncated_and_bit_flipped_logs_are_errors_with_an_offset() {
 
 #[test]
 fn recording_must_start_before_the_session() {
-    let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: false, max_agents: 8, ..Default::default() }).unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: false, max_agents: 8, ..RuntimeConfig::development() }).unwrap();
     assert_eq!(rt.stop_recording().unwrap_err(), LockstepError::NotRecording);
     rt.start_recording().unwrap();
     rt.spawn_bytes(agent("counter")).unwrap();

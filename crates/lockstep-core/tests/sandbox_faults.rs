@@ -42,7 +42,7 @@ fn infinite_loop_is_preempted_by_fuel_deterministically() {
 
 #[test]
 fn infinite_loop_without_fuel_hits_the_deadline() {
-    let mut rt = Runtime::new(RuntimeConfig { workers: 1, fuel_per_call: 0, deadline_ms: 50, max_agents: 16, ..Default::default() }).unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, fuel_per_call: 0, deadline_ms: 50, max_agents: 16, ..RuntimeConfig::development() }).unwrap();
     let spin = rt.spawn_bytes(agent("adv_spin")).unwrap();
     rt.tick();
     assert_eq!(fault_of(&rt, spin).kind, FaultKind::Deadline);
@@ -50,7 +50,7 @@ fn infinite_loop_without_fuel_hits_the_deadline() {
 
 #[test]
 fn memory_bomb_hits_the_cap_and_only_its_agent_dies() {
-    let mut rt = Runtime::new(RuntimeConfig { workers: 1, memory_limit_bytes: 8 << 20, max_agents: 16, ..Default::default() }).unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, memory_limit_bytes: 8 << 20, max_agents: 16, ..RuntimeConfig::development() }).unwrap();
     let bomb = rt.spawn_bytes(agent("adv_membomb")).unwrap();
     let counter = rt.spawn_bytes(agent("counter")).unwrap();
     for _ in 0..4 {

@@ -13,7 +13,7 @@ pub fn agent(name: &str) -> Vec<u8> {
 }
 
 pub fn runtime(workers: usize) -> Runtime {
-    Runtime::new(RuntimeConfig { workers, max_agents: 1_024, fuel_per_call: 1_000_000, ..Default::default() }).expect("runtime")
+    Runtime::new(RuntimeConfig { workers, max_agents: 1_024, fuel_per_call: 1_000_000, ..RuntimeConfig::development() }).expect("runtime")
 }
 
 pub fn wat(src: &str) -> Vec<u8> {

@@ -1,0 +1,456 @@
+//! Signed agent modules with declared capabilities (docs/SECURITY.md).
+//!
+//! An agent module carries two custom sections: `lockstep.manifest` (JSON: name, version, ABI,
+//! capabilities, resource requests) and `lockstep.signature` (ed25519 by a publisher key over
+//! the module with the signature section stripped, and over the manifest). The runtime admits a
+//! module only if a trusted key signed it (or, loudly, in development mode), then links only the
+//! host imports its granted capabilities cover.
+
+use std::collections::BTreeSet;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::abi;
+
+pub const MANIFEST_SECTION: &str = "lockstep.manifest";
+pub const SIGNATURE_SECTION: &str = "lockstep.signature";
+/// Largest manifest accepted, bytes: bounds what a hostile module can make us parse.
+pub const MAX_MANIFEST_BYTES: usize = 16 * 1024;
+const SIGNATURE_MAGIC: &[u8; 4] = b"LSIG";
+const SIGNATURE_VERSION: u8 = 1;
+const SIGNATURE_BYTES: usize = 4 + 1 + 32 + 64;
+const DOMAIN: &[u8] = b"lockstep-module-signature-v1\0";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecurityError {
+    #[error("the module is not signed; sign it with `npx lockstep sign`, or create the runtime with devMode: true (development only)")]
+    Unsigned,
+    #[error("the module is signed by key {key}, which this runtime does not trust; add it to trustedKeys if you trust its publisher")]
+    UntrustedKey { key: String },
+    #[error("the signature does not match the module: it was modified after signing (or signed for other bytes). Re-sign it")]
+    BadSignature,
+    #[error("malformed signature section: {reason}")]
+    MalformedSignature { reason: String },
+    #[error("the module has {count} `{name}` sections; exactly one is allowed")]
+    DuplicateSection { name: String, count: usize },
+    #[error("the module is signed but has no `lockstep.manifest` section; sign it with a manifest")]
+    MissingManifest,
+    #[error("the manifest is {len} bytes; the limit is {max}")]
+    ManifestTooLarge { len: usize, max: usize },
+    #[error("invalid manifest: {reason}. See docs/SECURITY.md for the schema")]
+    BadManifest { reason: String },
+    #[error("the module imports `{import}`, which needs capability `{capability}`: {why}")]
+    UndeclaredImport { import: String, capability: String, why: String },
+    #[error("the manifest asks for {what} = {asked}, above this runtime's limit of {limit}")]
+    ResourceOverLimit { what: String, asked: u64, limit: u64 },
+    #[error("malformed wasm module: {reason}")]
+    Malformed { reason: String },
+    #[error("invalid key: {reason}")]
+    BadKey { reason: String },
+}
+
+impl SecurityError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unsigned => "E_UNSIGNED",
+            Self::UntrustedKey { .. } => "E_UNTRUSTED_KEY",
+            Self::BadSignature => "E_BAD_SIGNATURE",
+            Self::MalformedSignature { .. } => "E_BAD_SIGNATURE",
+            Self::DuplicateSection { .. } => "E_DUPLICATE_SECTION",
+            Self::MissingManifest | Self::ManifestTooLarge { .. } | Self::BadManifest { .. } => "E_BAD_MANIFEST",
+            Self::UndeclaredImport { .. } => "E_UNDECLARED_IMPORT",
+            Self::ResourceOverLimit { .. } => "E_RESOURCE_LIMIT",
+            Self::Malformed { .. } => "E_INVALID_MODULE",
+            Self::BadKey { .. } => "E_BAD_KEY",
+        }
+    }
+}
+
+type Result<T, E = SecurityError> = std::result::Result<T, E>;
+
+/// Whom an agent may send to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SendScope {
+    #[default]
+    None,
+    /// Only the host (id 0).
+    Host,
+    /// Only other agents.
+    Agents,
+    /// Anyone.
+    Any,
+}
+
+impl SendScope {
+    pub fn allows(&self, to: u64) -> bool {
+        match self {
+            Self::None => false,
+            Self::Host => to == abi::HOST_ID,
+            Self::Agents => to != abi::HOST_ID,
+            Self::Any => true,
+        }
+    }
+
+    /// The widest scope both allow.
+    pub fn meet(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::None, _) | (_, Self::None) => Self::None,
+            (Self::Any, x) | (x, Self::Any) => x,
+            (a, b) if a == b => a,
+            _ => Self::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Capabilities {
+    #[serde(default)]
+    pub send: SendScope,
+    /// Model ids (SHA-256 hex) the agent may run, or "*" for any registered model.
+    #[serde(default)]
+    pub infer: Vec<String>,
+    #[serde(default)]
+    pub log: bool,
+    #[serde(default)]
+    pub random: bool,
+    #[serde(default)]
+    pub clock: bool,
+}
+
+impl Capabilities {
+    pub fn all() -> Self {
+        Self { send: SendScope::Any, infer: vec!["*".into()], log: true, random: true, clock: true }
+    }
+
+    pub fn may_infer(&self, model_id: &str) -> bool {
+        self.infer.iter().any(|m| m == "*" || m == model_id)
+    }
+
+    /// What both grant: the runtime's policy can only take away.
+    pub fn meet(&self, policy: &Capabilities) -> Capabilities {
+        let infer = if policy.infer.iter().any(|m| m == "*") {
+            self.infer.clone()
+        } else if self.infer.iter().any(|m| m == "*") {
+            policy.infer.clone()
+        } else {
+            let p: BTreeSet<_> = policy.infer.iter().collect();
+            self.infer.iter().filter(|m| p.contains(m)).cloned().collect()
+        };
+        Capabilities {
+            send: self.send.meet(policy.send),
+            infer,
+            log: self.log && policy.log,
+            random: self.random && policy.random,
+            clock: self.clock && policy.clock,
+        }
+    }
+
+    /// Bit flags an agent can read with the `granted` import.
+    pub fn bits(&self) -> i32 {
+        let mut b = 0;
+        if self.send.allows(abi::HOST_ID) {
+            b |= 1;
+        }
+        if self.send.allows(1) {
+            b |= 2;
+        }
+        if !self.infer.is_empty() {
+            b |= 4;
+        }
+        if self.log {
+            b |= 8;
+        }
+        if self.random {
+            b |= 16;
+        }
+        if self.clock {
+            b |= 32;
+        }
+        b
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Resources {
+    pub fuel_per_call: Option<u64>,
+    pub memory_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub abi: u32,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+impl Manifest {
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(SecurityError::ManifestTooLarge { len: bytes.len(), max: MAX_MANIFEST_BYTES });
+        }
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| SecurityError::BadManifest { reason: e.to_string() })?;
+        if m.name.is_empty() || m.name.len() > 128 || m.version.len() > 64 {
+            return Err(SecurityError::BadManifest { reason: "name must be 1..=128 bytes and version at most 64".into() });
+        }
+        if m.abi != abi::ABI_VERSION {
+            return Err(SecurityError::BadManifest { reason: format!("abi {} is not this runtime's {}", m.abi, abi::ABI_VERSION) });
+        }
+        if m.capabilities.infer.len() > 256 {
+            return Err(SecurityError::BadManifest { reason: "at most 256 models in capabilities.infer".into() });
+        }
+        Ok(m)
+    }
+}
+
+/// A module split into its parts: where the custom sections we care about are.
+pub struct Sections<'a> {
+    pub manifest: Option<&'a [u8]>,
+    pub signature: Option<&'a [u8]>,
+    /// The module bytes without any `lockstep.signature` section.
+    pub unsigned: Vec<u8>,
+}
+
+fn read_leb_u32(bytes: &[u8], pos: &mut usize) -> Result<u32> {
+    let mut result: u64 = 0;
+    for shift in (0..35).step_by(7) {
+        let b = *bytes.get(*pos).ok_or_else(|| SecurityError::Malformed { reason: "truncated LEB128".into() })?;
+        *pos += 1;
+        result |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            return u32::try_from(result).map_err(|_| SecurityError::Malformed { reason: "LEB128 overflows u32".into() });
+        }
+    }
+    Err(SecurityError::Malformed { reason: "LEB128 too long".into() })
+}
+
+fn write_leb_u32(out: &mut Vec<u8>, mut v: u32) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// Walks the module's sections (bounds-checked; the full validation is wasmtime's).
+pub fn split(bytes: &[u8]) -> Result<Sections<'_>> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(SecurityError::Malformed { reason: "missing the \\0asm header".into() });
+    }
+    let mut unsigned = bytes[..8].to_vec();
+    let (mut manifests, mut signatures) = (Vec::new(), Vec::new());
+    let mut pos = 8;
+    while pos < bytes.len() {
+        let start = pos;
+        let id = bytes[pos];
+        pos += 1;
+        let size = read_leb_u32(bytes, &mut pos)? as usize;
+        let end = pos.checked_add(size).filter(|&e| e <= bytes.len()).ok_or_else(|| SecurityError::Malformed { reason: format!("section at byte {start} overruns the module") })?;
+        let mut is_signature = false;
+        if id == 0 {
+            let mut p = pos;
+            let name_len = read_leb_u32(bytes, &mut p)? as usize;
+            let name_end = p.checked_add(name_len).filter(|&e| e <= end).ok_or_else(|| SecurityError::Malformed { reason: "custom section name overruns".into() })?;
+            let name = &bytes[p..name_end];
+            if name == MANIFEST_SECTION.as_bytes() {
+                manifests.push(&bytes[name_end..end]);
+            } else if name == SIGNATURE_SECTION.as_bytes() {
+                signatures.push(&bytes[name_end..end]);
+                is_signature = true;
+            }
+        }
+        if !is_signature {
+            unsigned.extend_from_slice(&bytes[start..end]);
+        }
+        pos = end;
+    }
+    for (name, list) in [(MANIFEST_SECTION, &manifests), (SIGNATURE_SECTION, &signatures)] {
+        if list.len() > 1 {
+            return Err(SecurityError::DuplicateSection { name: name.into(), count: list.len() });
+        }
+    }
+    Ok(Sections { manifest: manifests.first().copied(), signature: signatures.first().copied(), unsigned })
+}
+
+fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    write_leb_u32(&mut body, name.len() as u32);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = vec![0u8];
+    write_leb_u32(&mut out, body.len() as u32);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// What the signature covers: the module without its signature section, and the manifest.
+pub fn signing_message(unsigned_module: &[u8], manifest: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(DOMAIN);
+    h.update(Sha256::digest(unsigned_module));
+    h.update(Sha256::digest(manifest));
+    h.finalize().into()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn parse_key(hex_key: &str) -> Result<[u8; 32]> {
+    let s = hex_key.trim();
+    if s.len() != 64 {
+        return Err(SecurityError::BadKey { reason: format!("expected 64 hex characters, got {}", s.len()) });
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).map_err(|_| SecurityError::BadKey { reason: "not hexadecimal".into() })?;
+    }
+    Ok(out)
+}
+
+/// A new publisher key pair: (public, secret).
+pub fn keygen() -> ([u8; 32], [u8; 32]) {
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    (key.verifying_key().to_bytes(), key.to_bytes())
+}
+
+/// Embeds `manifest` (validated JSON) and signs module + manifest with `secret`. Any previous
+/// manifest or signature section is replaced.
+pub fn sign(module: &[u8], manifest: &[u8], secret: &[u8; 32]) -> Result<Vec<u8>> {
+    Manifest::parse(manifest)?;
+    let sections = split(module)?;
+    // Rebuild without our sections, then append the manifest.
+    let mut unsigned = module[..8].to_vec();
+    let mut pos = 8;
+    while pos < sections.unsigned.len() {
+        let start = pos;
+        let id = sections.unsigned[pos];
+        pos += 1;
+        let size = read_leb_u32(&sections.unsigned, &mut pos)? as usize;
+        let end = pos + size;
+        let ours = id == 0 && {
+            let mut p = pos;
+            let n = read_leb_u32(&sections.unsigned, &mut p)? as usize;
+            sections.unsigned.get(p..p + n) == Some(MANIFEST_SECTION.as_bytes())
+        };
+        if !ours {
+            unsigned.extend_from_slice(&sections.unsigned[start..end]);
+        }
+        pos = end;
+    }
+    unsigned.extend_from_slice(&custom_section(MANIFEST_SECTION, manifest));
+    let key = SigningKey::from_bytes(secret);
+    let signature = key.sign(&signing_message(&unsigned, manifest));
+    let mut payload = SIGNATURE_MAGIC.to_vec();
+    payload.push(SIGNATURE_VERSION);
+    payload.extend_from_slice(&key.verifying_key().to_bytes());
+    payload.extend_from_slice(&signature.to_bytes());
+    let mut signed = unsigned;
+    signed.extend_from_slice(&custom_section(SIGNATURE_SECTION, &payload));
+    Ok(signed)
+}
+
+/// The publisher key and signature in a signature section.
+pub fn parse_signature(payload: &[u8]) -> Result<([u8; 32], [u8; 64])> {
+    if payload.len() != SIGNATURE_BYTES || &payload[..4] != SIGNATURE_MAGIC || payload[4] != SIGNATURE_VERSION {
+        return Err(SecurityError::MalformedSignature { reason: format!("expected {SIGNATURE_BYTES} bytes: LSIG, version 1, key, signature") });
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&payload[5..37]);
+    let mut sig = [0u8; 64];
+    sig.copy_from_slice(&payload[37..]);
+    Ok((key, sig))
+}
+
+/// The result of checking a module against a trust store.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub manifest: Option<Manifest>,
+    /// The publisher key, when signed.
+    pub publisher: Option<[u8; 32]>,
+}
+
+/// Checks signature and manifest. `dev_mode` admits unsigned modules (the caller says so loudly).
+pub fn admit(module: &[u8], trusted: &[[u8; 32]], dev_mode: bool) -> Result<Admission> {
+    let sections = split(module)?;
+    let manifest_bytes = sections.manifest;
+    let manifest = manifest_bytes.map(Manifest::parse).transpose()?;
+    let Some(sig_payload) = sections.signature else {
+        return if dev_mode { Ok(Admission { manifest, publisher: None }) } else { Err(SecurityError::Unsigned) };
+    };
+    let (key, sig) = parse_signature(sig_payload)?;
+    let manifest_bytes = manifest_bytes.ok_or(SecurityError::MissingManifest)?;
+    if !trusted.contains(&key) {
+        return Err(SecurityError::UntrustedKey { key: hex(&key) });
+    }
+    let vk = VerifyingKey::from_bytes(&key).map_err(|_| SecurityError::BadSignature)?;
+    vk.verify(&signing_message(&sections.unsigned, manifest_bytes), &Signature::from_bytes(&sig)).map_err(|_| SecurityError::BadSignature)?;
+    Ok(Admission { manifest, publisher: Some(key) })
+}
+
+/// The capability an import needs, or None for imports every agent has.
+pub fn capability_for_import(name: &str) -> Option<&'static str> {
+    match name {
+        abi::IMPORT_SEND => Some("send"),
+        abi::IMPORT_INFER => Some("infer"),
+        abi::IMPORT_LOG => Some("log"),
+        abi::IMPORT_RANDOM => Some("random"),
+        abi::IMPORT_TICK => Some("clock"),
+        _ => None,
+    }
+}
+
+/// Whether `grants` covers the capability an import needs.
+pub fn grants_import(grants: &Capabilities, capability: &str) -> bool {
+    match capability {
+        "send" => grants.send != SendScope::None,
+        "infer" => !grants.infer.is_empty(),
+        "log" => grants.log,
+        "random" => grants.random,
+        "clock" => grants.clock,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leb_round_trip_and_bounds() {
+        for v in [0u32, 1, 127, 128, 300, u32::MAX] {
+            let mut b = Vec::new();
+            write_leb_u32(&mut b, v);
+            let mut p = 0;
+            assert_eq!(read_leb_u32(&b, &mut p).unwrap(), v);
+            assert_eq!(p, b.len());
+        }
+        assert!(read_leb_u32(&[0x80, 0x80], &mut 0).is_err());
+        assert!(read_leb_u32(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01], &mut 0).is_err());
+    }
+
+    #[test]
+    fn scopes_and_policy_meet() {
+        assert!(SendScope::Host.allows(0) && !SendScope::Host.allows(3));
+        assert!(SendScope::Agents.allows(3) && !SendScope::Agents.allows(0));
+        assert_eq!(SendScope::Any.meet(SendScope::Host), SendScope::Host);
+        assert_eq!(SendScope::Host.meet(SendScope::Agents), SendScope::None);
+        let asked = Capabilities { send: SendScope::Any, infer: vec!["a".into(), "b".into()], log: true, random: true, clock: true };
+        let policy = Capabilities { send: SendScope::Agents, infer: vec!["b".into()], log: false, random: true, clock: true };
+        let got = asked.meet(&policy);
+        assert_eq!(got, Capabilities { send: SendScope::Agents, infer: vec!["b".into()], log: false, random: true, clock: true });
+    }
+}
