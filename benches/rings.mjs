@@ -3,7 +3,7 @@
 import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
-const { Runtime, exampleAgent, createRingBuffer, RingProducer } = require('../index.js');
+const { Runtime, exampleAgent, createRingBuffer, RingProducer, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 const ringPath = require.resolve('../ring.js');
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -11,7 +11,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e9;
 
 /** JS → agents through the inbound ring: pushed in JS, delivered to agent_receive. */
 function ringToAgents(total, payloadBytes, agents = 1000) {
-  const rt = new Runtime({ workers: 2, record: false });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false });
   const ids = rt.spawnMany(exampleAgent('counter'), agents);
   const { inbound } = rt.attachRings({ inboundBytes: 1 << 24, outboundBytes: 1 << 16 });
   const payload = new Uint8Array(payloadBytes).fill(7);
@@ -29,7 +29,7 @@ function ringToAgents(total, payloadBytes, agents = 1000) {
 
 /** The same traffic with one napi call per message (rt.send). */
 function napiToAgents(total, payloadBytes, agents = 1000) {
-  const rt = new Runtime({ workers: 2, record: false });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false });
   const ids = rt.spawnMany(exampleAgent('counter'), agents);
   const payload = new Uint8Array(payloadBytes).fill(7);
   const batch = 1 << 16;
@@ -109,7 +109,7 @@ async function pureJsRingRate(total, payloadBytes) {
 
 /** Agents → JS: echo agents answer; read through the outbound ring vs drainMessages(). */
 function agentsToJs(total, payloadBytes, viaRing) {
-  const rt = new Runtime({ workers: 2, record: false });
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false });
   const ids = rt.spawnMany(exampleAgent('echo'), 1000);
   const rings = viaRing ? rt.attachRings({ inboundBytes: 1 << 24, outboundBytes: 1 << 24 }) : null;
   const payload = new Uint8Array(payloadBytes).fill(7);

@@ -12,7 +12,7 @@ import { runRingBenches } from './rings.mjs';
 import { runInferenceBenches } from './inference.mjs';
 import { tickPlotSvg } from './plot.mjs';
 const require = createRequire(import.meta.url);
-const { Runtime, exampleAgent } = require('../index.js');
+const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const json = process.argv.includes('--json');
@@ -36,7 +36,7 @@ const core = JSON.parse(
 // JS-side: one tick of 50 trivial agents called from JS (napi crossing included), against the
 // cost of an empty napi call in the same run (stateHash()).
 log('[bench] JS tick API');
-const rt = new Runtime({ workers: 1, checkpointIntervalTicks: 0 });
+const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1, checkpointIntervalTicks: 0 });
 rt.spawnMany(exampleAgent('counter'), 50);
 rt.tick(100);
 const jsTick = [];

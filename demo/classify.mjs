@@ -5,7 +5,7 @@
 //   node demo/classify.mjs [--agents 64] [--ticks 8] [--providers cuda,cpu]
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
-const { Runtime, replay, exampleAgent } = require('../index.js');
+const { Runtime, replay, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
@@ -14,7 +14,7 @@ const AGENTS = Number(args.agents ?? 64);
 const TICKS = Number(args.ticks ?? 8);
 const providers = (args.providers ?? 'cuda,cpu').split(',');
 
-const rt = new Runtime({ workers: 2, seed: 5, inference: { providers } });
+const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, seed: 5, inference: { providers } });
 const model = rt.loadModel(new URL('../models/mlp_classifier.onnx', import.meta.url));
 const slot = rt.registerAgentModel(model.id);
 console.log(`inference demo: ${AGENTS} classifier agents, model ${model.id.slice(0, 12)}… (slot ${slot})`);

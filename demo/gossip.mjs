@@ -7,7 +7,7 @@
 //   node demo/gossip.mjs --agents 2000 --workers 2 --seed 42
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
-const { Runtime, replay, exampleAgent } = require('../index.js');
+const { Runtime, replay, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
@@ -17,7 +17,7 @@ const WORKERS = Number(args.workers ?? 2);
 const SEED = Number(args.seed ?? 7);
 const MAX_TICKS = Number(args.ticks ?? 60);
 
-const rt = new Runtime({ workers: WORKERS, seed: SEED, checkpointIntervalTicks: 10, memoryLimitBytes: 8 << 20 });
+const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: WORKERS, seed: SEED, checkpointIntervalTicks: 10, memoryLimitBytes: 8 << 20 });
 const gossip = rt.loadModule(exampleAgent('gossip'));
 const ids = rt.spawnMany(gossip, AGENTS);
 const troublemakers = ['adv-spin', 'adv-membomb', 'adv-trap'].map((name) => [name, rt.spawn(exampleAgent(name))]);

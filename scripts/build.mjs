@@ -3,11 +3,13 @@
 //   1. the Rust toolchain and wasm32 target pinned in rust-toolchain.toml,
 //   2. the npm dependencies (onnxruntime-node: the ONNX Runtime library) if missing,
 //   3. the example agents (guest/ → dist/agents/*.wasm),
-//   4. the native addon (crates/lockstep-node → lockstep.<platform>.node).
+//   4. the native addon (crates/lockstep-node → lockstep.<platform>.node),
+//   5. the example agents signed with the examples' test key (→ dist/agents/*.wasm).
 // One build path (cargo --release, host target) serves the addon, the Rust tests and the
 // benches, so wasmtime is compiled once. Cargo makes repeated runs cheap.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, existsSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { platformTriple } from './platform.cjs';
@@ -54,11 +56,6 @@ if (!existsSync(join(root, 'node_modules', 'onnxruntime-node', 'package.json')))
 const guest = join(root, 'guest');
 run('cargo', ['build', '--release', '--quiet'], guest);
 const wasmDir = join(guest, 'target', 'wasm32-unknown-unknown', 'release');
-const dist = join(root, 'dist', 'agents');
-mkdirSync(dist, { recursive: true });
-for (const f of readdirSync(wasmDir).filter((f) => f.endsWith('.wasm'))) {
-  copyFileSync(join(wasmDir, f), join(dist, f));
-}
 
 // 4. The addon.
 run('cargo', ['build', '--release', '--quiet', '-p', 'lockstep-node']);
@@ -69,4 +66,18 @@ if (!existsSync(built)) {
   process.exit(1);
 }
 copyFileSync(built, join(root, `lockstep.${platformTriple()}.node`));
-if (!quiet) console.error(`[build] addon: lockstep.${platformTriple()}.node, agents: dist/agents/`);
+
+// 5. Sign the example agents with the examples' test key and their manifests
+//    (guest/agents/<name>/manifest.json) into dist/agents/.
+const require = createRequire(import.meta.url);
+const native = require(join(root, `lockstep.${platformTriple()}.node`));
+const { secretKey } = JSON.parse(readFileSync(join(root, 'keys', 'examples-publisher.json'), 'utf8'));
+const dist = join(root, 'dist', 'agents');
+mkdirSync(dist, { recursive: true });
+for (const f of readdirSync(wasmDir).filter((f) => f.endsWith('.wasm'))) {
+  const manifestPath = join(guest, 'agents', f.replace(/\.wasm$/, '').replace(/_/g, '-'), 'manifest.json');
+  if (!existsSync(manifestPath)) continue; // not an example agent (e.g. a leftover build)
+  const signed = native.signModule(readFileSync(join(wasmDir, f)), readFileSync(manifestPath, 'utf8'), secretKey);
+  writeFileSync(join(dist, f), signed);
+}
+if (!quiet) console.error(`[build] addon: lockstep.${platformTriple()}.node, signed agents: dist/agents/`);

@@ -401,6 +401,23 @@ pub fn admit(module: &[u8], trusted: &[[u8; 32]], dev_mode: bool) -> Result<Admi
     Ok(Admission { manifest, publisher: Some(key) })
 }
 
+/// The module's imports as "module::name" (empty if it does not parse).
+pub fn list_imports(module: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        match payload {
+            Ok(wasmparser::Payload::ImportSection(reader)) => {
+                for import in reader.into_imports().flatten() {
+                    out.push(format!("{}::{}", import.module, import.name));
+                }
+            }
+            Err(_) => break,
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The capability an import needs, or None for imports every agent has.
 pub fn capability_for_import(name: &str) -> Option<&'static str> {
     match name {

@@ -46,6 +46,14 @@ pub struct RuntimeOptions {
     pub max_events: Option<u32>,
     pub inference_batching: Option<bool>,
     pub inference: Option<inference::InferenceOptions>,
+    /// Hex public keys of trusted publishers.
+    pub trusted_keys: Option<Vec<String>>,
+    /// Admit unsigned modules (development only; loud).
+    pub dev_mode: Option<bool>,
+    /// The operator policy as JSON (capabilities schema); index.js serialises it.
+    pub policy_json: Option<String>,
+    /// "clamp" (default) or "refuse".
+    pub resource_policy: Option<String>,
 }
 
 fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
@@ -62,6 +70,22 @@ fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
         max_events: o.max_events.map(|m| m as usize).unwrap_or(d.max_events),
         allocator: d.allocator,
         inference_batching: o.inference_batching.unwrap_or(d.inference_batching),
+        trusted_keys: o
+            .trusted_keys
+            .unwrap_or_default()
+            .iter()
+            .map(|k| core::security::parse_key(k).map_err(|e| invalid(format!("trustedKeys: {e}"))))
+            .collect::<Result<Vec<_>>>()?,
+        dev_mode: o.dev_mode.unwrap_or(false),
+        policy: match o.policy_json {
+            Some(j) => serde_json::from_str(&j).map_err(|e| invalid(format!("policy: {e}")))?,
+            None => d.policy,
+        },
+        resource_policy: match o.resource_policy.as_deref() {
+            None | Some("clamp") => core::ResourcePolicy::Clamp,
+            Some("refuse") => core::ResourcePolicy::Refuse,
+            Some(other) => return Err(invalid(format!("resourcePolicy must be \"clamp\" or \"refuse\", got \"{other}\""))),
+        },
     })
 }
 
@@ -140,6 +164,7 @@ pub struct RuntimeEvent {
     pub level: Option<u32>,
     pub text: Option<String>,
     pub detail: Option<String>,
+    pub code: Option<String>,
 }
 
 fn event_js(e: Event) -> RuntimeEvent {
@@ -157,6 +182,7 @@ fn event_js(e: Event) -> RuntimeEvent {
         level: None,
         text: None,
         detail: None,
+        code: None,
     };
     match e {
         Event::Spawned { tick, agent, module } => {
@@ -187,8 +213,13 @@ fn event_js(e: Event) -> RuntimeEvent {
             out.level = Some(level);
             out.text = Some(text);
         }
-        Event::RingError { tick, detail } => {
+        Event::RingError { tick, detail } | Event::Security { tick, detail } => {
             out.tick = tick as i64;
+            out.detail = Some(detail);
+        }
+        Event::ModuleRefused { tick, code, detail } => {
+            out.tick = tick as i64;
+            out.code = Some(code);
             out.detail = Some(detail);
         }
     }
@@ -546,4 +577,75 @@ pub fn abi_version() -> u32 {
 #[napi]
 pub fn max_payload_bytes() -> u32 {
     core::abi::MAX_PAYLOAD_BYTES as u32
+}
+
+// ----- signing tools (also behind `npx lockstep keygen|sign|verify|inspect`) ---------------------
+
+fn sec_err(e: core::security::SecurityError) -> napi::Error {
+    napi::Error::new(Status::GenericFailure, format!("[{}] {e}", e.code()))
+}
+
+#[napi(object)]
+pub struct KeyPair {
+    /// Hex ed25519 public key: what runtimes put in trustedKeys.
+    pub public_key: String,
+    /// Hex secret key: keep it secret.
+    pub secret_key: String,
+}
+
+/// A new publisher key pair.
+#[napi]
+pub fn keygen() -> KeyPair {
+    let (public, secret) = core::security::keygen();
+    KeyPair { public_key: core::security::hex(&public), secret_key: core::security::hex(&secret) }
+}
+
+/// Embeds the manifest (JSON) into the module and signs both with the secret key.
+#[napi]
+pub fn sign_module(module: Uint8Array, manifest_json: String, secret_key: String) -> Result<Buffer> {
+    let secret = core::security::parse_key(&secret_key).map_err(sec_err)?;
+    core::security::sign(&module, manifest_json.as_bytes(), &secret).map(Buffer::from).map_err(sec_err)
+}
+
+#[napi(object)]
+pub struct VerifyResult {
+    pub ok: bool,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub publisher: Option<String>,
+}
+
+/// Would a runtime trusting `trusted_keys` admit this module?
+#[napi]
+pub fn verify_module(module: Uint8Array, trusted_keys: Vec<String>) -> Result<VerifyResult> {
+    let keys = trusted_keys.iter().map(|k| core::security::parse_key(k)).collect::<std::result::Result<Vec<_>, _>>().map_err(sec_err)?;
+    Ok(match core::security::admit(&module, &keys, false) {
+        Ok(a) => VerifyResult { ok: true, code: None, message: None, publisher: a.publisher.map(|k| core::security::hex(&k)) },
+        Err(e) => VerifyResult { ok: false, code: Some(e.code().into()), message: Some(e.to_string()), publisher: None },
+    })
+}
+
+#[napi(object)]
+pub struct ModuleReport {
+    /// The embedded manifest (JSON text), if any.
+    pub manifest: Option<String>,
+    /// The key that signed it, if signed.
+    pub publisher: Option<String>,
+    /// Whether the signature matches the module under the key it names (trust is separate).
+    pub signature_valid: bool,
+    /// Host imports as "module::name".
+    pub imports: Vec<String>,
+}
+
+/// What a module asks for and who signed it.
+#[napi]
+pub fn inspect_module(module: Uint8Array) -> Result<ModuleReport> {
+    let sections = core::security::split(&module).map_err(sec_err)?;
+    let manifest = sections.manifest.map(|m| String::from_utf8_lossy(m).into_owned());
+    let (publisher, signature_valid) = match sections.signature.map(core::security::parse_signature) {
+        Some(Ok((key, _))) => (Some(core::security::hex(&key)), core::security::admit(&module, &[key], false).is_ok()),
+        _ => (None, false),
+    };
+    let imports = core::security::list_imports(&module);
+    Ok(ModuleReport { manifest, publisher, signature_valid, imports })
 }
