@@ -25,7 +25,43 @@ export interface RuntimeOptions {
   inferenceBatching?: boolean;
   /** The inference engine (created at the first loadModel). */
   inference?: InferenceOptions;
+  /** Hex ed25519 public keys of publishers whose signed modules may run here. [[]] */
+  trustedKeys?: string[];
+  /** Admit unsigned modules (announced on stderr and as `security` events). Development only. [false] */
+  devMode?: boolean;
+  /** The most any module is granted; a manifest can only get less. [everything] */
+  policy?: Capabilities;
+  /** Resource requests above the runtime's limits: 'clamp' them or 'refuse' the module. ['clamp'] */
+  resourcePolicy?: 'clamp' | 'refuse';
 }
+
+export interface Capabilities {
+  send?: 'none' | 'host' | 'agents' | 'any';
+  /** Model ids (SHA-256) or '*'. */
+  infer?: string[];
+  log?: boolean;
+  random?: boolean;
+  clock?: boolean;
+}
+
+export interface Manifest {
+  name: string;
+  version: string;
+  abi: number;
+  capabilities?: Capabilities;
+  resources?: { fuelPerCall?: number; memoryBytes?: number };
+}
+
+/** A new publisher key pair (hex). Keep secretKey secret. */
+export function keygen(): { publicKey: string; secretKey: string };
+/** Embeds the manifest into the module and signs both; returns the signed bytes. */
+export function sign(module: ModuleSource, manifest: Manifest | string, secretKey: string): Buffer;
+/** Would a runtime trusting these keys admit the module? */
+export function verify(module: ModuleSource, trustedKeys: string[]): { ok: boolean; code?: string; message?: string; publisher?: string };
+/** What a module asks for and who signed it. */
+export function inspect(module: ModuleSource): { manifest: Manifest | null; publisher: string | null; signatureValid: boolean; imports: string[] };
+/** The public key of the bundled example agents. A TEST key (its secret is public): trust it only for the examples. */
+export const EXAMPLES_PUBLIC_KEY: string;
 
 export type ProviderName = 'cuda' | 'tensorrt' | 'directml' | 'coreml' | 'cpu';
 
@@ -121,7 +157,10 @@ export type RuntimeEvent =
   | { type: 'killed'; tick: number; agent: number }
   | { type: 'dead_letter'; tick: number; reason: DeadLetterReason; from: number; to: number; seq: number; kind: number }
   /** level: 1 error, 2 warn, 3 info, 4 debug, 5 trace */
-  | { type: 'log'; tick: number; agent: number; level: number; text: string };
+  | { type: 'log'; tick: number; agent: number; level: number; text: string }
+  | { type: 'module_refused'; tick: number; code: string; detail: string }
+  | { type: 'security'; tick: number; detail: string }
+  | { type: 'ring_error'; tick: number; detail: string };
 
 export interface AgentMessage {
   /** Sender id; 0 is the host (JS). */
