@@ -134,12 +134,14 @@ fn out_of_bounds_pointers_in_every_host_import_are_violations() {
         ("send", "i64.const 1 i32.const 0 i32.const 0 i32.const 131000 i32.const 1000 call $send drop"),
         ("log", "i32.const 3 i32.const -8 i32.const 16 call $log"),
         ("report_panic", "i32.const 131070 i32.const 4 call $report_panic"),
+        ("infer", "i32.const 0 i32.const 1 i32.const 65536 i32.const 70000 call $infer drop"),
     ] {
         let bytes = wat(&format!(
             r#"(module
                 (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
                 (import "lockstep" "log" (func $log (param i32 i32 i32)))
                 (import "lockstep" "report_panic" (func $report_panic (param i32 i32)))
+                (import "lockstep" "infer" (func $infer (param i32 i32 i32 i32) (result i32)))
                 (memory (export "memory") 2)
                 (func (export "lockstep_abi_version") (result i32) i32.const 1)
                 (func (export "lockstep_io_buffer") (result i32) i32.const 0)

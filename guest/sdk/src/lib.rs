@@ -38,7 +38,23 @@ pub mod raw {
         pub fn log(level: i32, ptr: i32, len: i32);
         pub fn report_panic(ptr: i32, len: i32);
         pub fn infer(model: i32, tag: i32, ptr: i32, len: i32) -> i32;
+        pub fn granted() -> i32;
     }
+}
+
+/// Capability bits the runtime granted this agent (its manifest cut to the operator's policy).
+pub mod grant {
+    pub const SEND_HOST: i32 = 1;
+    pub const SEND_AGENTS: i32 = 2;
+    pub const INFER: i32 = 4;
+    pub const LOG: i32 = 8;
+    pub const RANDOM: i32 = 16;
+    pub const CLOCK: i32 = 32;
+}
+
+/// What this agent was granted: `grant::*` bits.
+pub fn granted() -> i32 {
+    unsafe { raw::granted() }
 }
 
 /// Sender id of inference results.
@@ -90,6 +106,8 @@ impl<'a> InferResult<'a> {
 pub enum SendError {
     PayloadTooLarge,
     OutboxFull,
+    /// The recipient is outside this agent's `send` capability.
+    Forbidden,
     Unknown(i32),
 }
 
@@ -105,6 +123,7 @@ pub fn send_with_priority(to: AgentId, kind: u32, priority: i32, payload: &[u8])
         0 => Ok(()),
         -1 => Err(SendError::PayloadTooLarge),
         -2 => Err(SendError::OutboxFull),
+        -3 => Err(SendError::Forbidden),
         other => Err(SendError::Unknown(other)),
     }
 }
