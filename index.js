@@ -444,8 +444,16 @@ function inspect(module) {
  */
 const EXAMPLES_PUBLIC_KEY = JSON.parse(readFileSync(join(__dirname, 'keys', 'examples-publisher.json'), 'utf8')).publicKey;
 
+// Listed one by one (not spread) so Node's ES-module interop sees every named export.
+const { createRingBuffer, RingProducer, RingConsumer, RingError, RING_TYPES, RING_HEADER_BYTES } = ring;
+
 module.exports = {
-  ...ring,
+  createRingBuffer,
+  RingProducer,
+  RingConsumer,
+  RingError,
+  RING_TYPES,
+  RING_HEADER_BYTES,
   keygen,
   sign,
   verify,

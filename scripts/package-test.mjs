@@ -1,0 +1,127 @@
+#!/usr/bin/env node
+// Proves the package by installation: packs lockstep and this platform's binary package with
+// `npm pack`, installs both tarballs into a brand-new project in a temp dir (no access to the
+// repository's sources), and there runs a CommonJS script, an ES module script, a TypeScript
+// file type-checked with `tsc --noEmit`, worker_threads, and a Jest suite of several files in
+// parallel workers. Run by `npm test` after the build.
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const { platformTriple } = require('./platform.cjs');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const triple = platformTriple();
+const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+const work = mkdtempSync(join(tmpdir(), 'lockstep-pkg-'));
+const step = (what) => console.error(`[package-test] ${what}`);
+const sh = (cmd, args, cwd, env = {}) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', env: { ...process.env, ...env } });
+
+try {
+  step(`packing lockstep and lockstep-${triple} into ${work}`);
+  const platformDir = join(work, `lockstep-${triple}`);
+  cpSync(join(root, 'npm', triple), platformDir, { recursive: true });
+  cpSync(join(root, `lockstep.${triple}.node`), join(platformDir, `lockstep.${triple}.node`));
+  sh(npm, ['pack', '--silent', '--pack-destination', work], platformDir);
+  sh(npm, ['pack', '--silent', '--pack-destination', work], root);
+  const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz')).map((f) => join(work, f));
+  if (tarballs.length !== 2) throw new Error(`expected 2 tarballs, got ${tarballs}`);
+
+  const app = join(work, 'app');
+  mkdirSync(app);
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'commonjs' }));
+  // onnxruntime-node's postinstall would download CUDA files from outside the registry.
+  writeFileSync(join(app, '.npmrc'), 'onnxruntime-node-install=skip\nfund=false\naudit=false\n');
+  step('installing the tarballs, typescript and jest into a fresh project');
+  sh(npm, ['install', '--no-audit', '--no-fund', ...tarballs, 'typescript@5', 'jest@30', '@types/node@20'], app);
+
+  const files = {
+    'cjs.cjs': `
+const assert = require('node:assert/strict');
+const { Worker } = require('node:worker_threads');
+const lockstep = require('lockstep');
+const { Runtime, exampleAgent, replay, EXAMPLES_PUBLIC_KEY } = lockstep;
+const rt = new Runtime({ workers: 2, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+const ids = rt.spawnMany(exampleAgent('gossip'), 50);
+const hash = rt.tick(5).hash;
+assert.equal(replay(rt.stopRecording()).finalHash, hash);
+assert.ok(require.resolve('lockstep').includes('node_modules'), 'the installed package, not the repo');
+// The addon is context-aware: it loads and runs in two worker threads at once, beside this one.
+const code = "const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('lockstep');" +
+  "const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] }); rt.spawnMany(exampleAgent('gossip'), 50);" +
+  "require('node:worker_threads').parentPort.postMessage(rt.tick(5).hash);";
+Promise.all([0, 1].map(() => new Promise((res, rej) => {
+  const w = new Worker(code, { eval: true });
+  w.once('message', res);
+  w.once('error', rej);
+}))).then((hashes) => {
+  // Same seed, same scenario, other threads and worker counts: the same hash.
+  assert.deepEqual(hashes, [hash, hash]);
+  console.log('cjs ok', ids.length);
+});`,
+    'esm.mjs': `
+import assert from 'node:assert/strict';
+import lockstep, { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY, RingProducer } from 'lockstep';
+import { createRingBuffer } from 'lockstep/ring.js';
+assert.equal(typeof lockstep.replay, 'function');
+const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+const id = rt.spawn(exampleAgent('counter'));
+assert.ok(new RingProducer(createRingBuffer(4096)).tryPush(id, 'x'));
+rt.send(id, 'hi', { kind: 1 });
+rt.tick();
+assert.equal(rt.drainMessages().length, 1);
+console.log('esm ok');`,
+    'check.ts': `
+import { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY, type TickReport, type RuntimeEvent, type ModelInfo, replay } from 'lockstep';
+const rt: Runtime = new Runtime({ workers: 2, seed: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY], policy: { send: 'any' }, resourcePolicy: 'clamp' });
+const id: number = rt.spawn(exampleAgent('counter'), { priority: 1 });
+rt.send(id, new Uint8Array(4), { kind: 1, priority: 0 });
+const r: TickReport = rt.tick(2);
+const events: RuntimeEvent[] = rt.drainEvents();
+for (const e of events) if (e.type === 'fault') console.log(e.fault.kind, e.fault.detail);
+const ok: boolean = replay(rt.stopRecording(), { workers: 1 }).ok;
+async function infer(m: ModelInfo): Promise<number> {
+  const out = await rt.infer(m.id, { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } });
+  return out.probs.dims[0] + (ok ? r.tick : 0);
+}
+void infer;`,
+    'tsconfig.json': JSON.stringify({ compilerOptions: { strict: true, noEmit: true, module: 'node16', moduleResolution: 'node16', target: 'es2022', types: ['node'] }, files: ['check.ts'] }),
+    'jest.config.js': `module.exports = { testEnvironment: 'node', testMatch: ['**/suite/*.test.js'] };`,
+  };
+  for (let i = 0; i < 4; i++) {
+    files[`suite/run${i}.test.js`] = `
+const fs = require('node:fs');
+const { Runtime, exampleAgent, replay, EXAMPLES_PUBLIC_KEY } = require('lockstep');
+test('runtime in jest worker ${i}', () => {
+  fs.writeFileSync(${JSON.stringify(join(work, 'pids'))} + '/${i}', String(process.pid));
+  const rt = new Runtime({ workers: 2, seed: ${i}, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  rt.spawnMany(exampleAgent('gossip'), 100);
+  const a = rt.tick(10).hash;
+  expect(replay(rt.stopRecording()).ok).toBe(true);
+  const again = new Runtime({ workers: 1, seed: ${i}, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  again.spawnMany(exampleAgent('gossip'), 100);
+  expect(again.tick(10).hash).toBe(a);
+});`;
+  }
+  mkdirSync(join(app, 'suite'));
+  mkdirSync(join(work, 'pids'));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(app, name), text);
+
+  step('CommonJS + worker_threads');
+  process.stderr.write(sh(process.execPath, ['cjs.cjs'], app));
+  step('ES module');
+  process.stderr.write(sh(process.execPath, ['esm.mjs'], app));
+  step('TypeScript: tsc --noEmit --strict against index.d.ts');
+  sh(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], app);
+  step('Jest, 4 files, 2 parallel workers, fresh cache');
+  // A warm cache can make Jest 30 run files in-band: give it a new one, then check the pids.
+  sh(process.execPath, [join(app, 'node_modules', 'jest', 'bin', 'jest.js'), '--maxWorkers=2', '--cacheDirectory', join(work, 'jest-cache'), '--ci'], app);
+  const pids = new Set(readdirSync(join(work, 'pids')).map((f) => readFileSync(join(work, 'pids', f), 'utf8')));
+  if (pids.size < 2) throw new Error(`jest ran the files in ${pids.size} process(es): workers were not used`);
+  console.log(`package test: 1 passed, 0 failed (cjs, esm, tsc, worker_threads, jest in ${pids.size} workers)`);
+} finally {
+  if (!process.env.LOCKSTEP_KEEP_PACKAGE_TEST) rmSync(work, { recursive: true, force: true });
+}
