@@ -47,7 +47,9 @@ if (!output('rustup', ['target', 'list', '--installed']).includes('wasm32-unknow
 
 // 2. npm dependencies: onnxruntime-node ships the libonnxruntime the inference engine loads
 //    (.npmrc skips its postinstall, which would fetch CUDA files from outside the registry).
-if (!existsSync(join(root, 'node_modules', 'onnxruntime-node', 'package.json'))) {
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const wanted = Object.keys({ ...pkg.dependencies, ...pkg.devDependencies });
+if (wanted.some((name) => !existsSync(join(root, 'node_modules', name, 'package.json')))) {
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
   run(npm, [existsSync(join(root, 'package-lock.json')) ? 'ci' : 'install', '--no-audit', '--no-fund']);
 }
