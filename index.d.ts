@@ -195,6 +195,8 @@ export interface SendOptions {
 export interface ReplayOptions {
   /** Worker threads for the replay (results never depend on it). */
   workers?: number;
+  /** Called with the ticks verified so far, every 100 ticks. */
+  onProgress?: (ticksVerified: number) => void;
 }
 
 export interface Divergence {

@@ -400,9 +400,13 @@ class Runtime {
   }
 }
 
+/**
+ * Re-runs a recorded session and verifies it. `options.onProgress(ticksVerified)` is called
+ * every 100 ticks, for long logs.
+ */
 function replay(log, options = {}) {
   const bytes = toBytes(log, 'the replay log');
-  return call(() => native.replay(bytes, options.workers));
+  return call(() => native.replay(bytes, options.workers, options.onProgress));
 }
 
 /** Paths of the example agents shipped with the package. */

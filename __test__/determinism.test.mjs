@@ -65,3 +65,13 @@ function fixCrcAround(buf, at) {
     pos = end + 4;
   }
 }
+
+test('a long replay reports progress', () => {
+  const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
+  const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  rt.spawnMany(exampleAgent('counter'), 3);
+  rt.tick(250);
+  const seen = [];
+  assert.equal(replay(rt.stopRecording(), { onProgress: (n) => seen.push(n) }).ok, true);
+  assert.deepEqual(seen, [100, 200]);
+});

@@ -542,11 +542,23 @@ pub struct ReplayReport {
     pub divergence: Option<Divergence>,
 }
 
-/// Re-runs a recorded session and verifies every tick hash and checkpoint.
+/// Re-runs a recorded session and verifies every tick hash and checkpoint. `on_progress`
+/// (ticks verified so far) is called every 100 ticks.
 #[napi]
-pub fn replay(log: Uint8Array, workers: Option<u32>) -> Result<ReplayReport> {
+pub fn replay(log: Uint8Array, workers: Option<u32>, on_progress: Option<Function<f64, ()>>) -> Result<ReplayReport> {
     let workers = workers.map(|w| w as usize).unwrap_or_else(|| RuntimeConfig::default().workers);
-    let r = core::replay(&log, workers, |_| {}).map_err(js_err)?;
+    let mut callback_error = None;
+    let r = core::replay(&log, workers, |ticks| {
+        if ticks % 100 == 0 && callback_error.is_none() {
+            if let Some(f) = on_progress.as_ref() {
+                callback_error = f.call(ticks as f64).err();
+            }
+        }
+    })
+    .map_err(js_err)?;
+    if let Some(e) = callback_error {
+        return Err(e);
+    }
     Ok(ReplayReport {
         ok: r.divergence.is_none(),
         ticks_verified: r.ticks_verified as i64,
