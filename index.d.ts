@@ -344,3 +344,15 @@ export interface Runtime {
   /** Why the inbound ring stopped being read (a corrupted index or record), or null. */
   inboundRingError(): string | null;
 }
+
+export interface LogLine {
+  level: 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** lockstep::runtime, lockstep::agent, lockstep::inference, lockstep::security, ... */
+  target: string;
+  message: string;
+}
+
+/** Routes runtime logs to `sink` at `level` and above (default info); null turns them off. */
+export function setLogger(sink: ((line: LogLine) => void) | null, options?: { level?: 'error' | 'warn' | 'info' | 'debug' | 'trace' }): void;
+/** Delivers pending log lines to the sink now (they are also delivered after every runtime call). */
+export function flushLogs(): void;

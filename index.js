@@ -50,12 +50,34 @@ function convert(e) {
   return e;
 }
 
+/** The user's log sink (setLogger), fed after every call into the runtime. */
+let logSink = null;
+
+function flushLogs() {
+  if (!logSink) return;
+  for (const line of native.drainLogs()) logSink(line);
+}
+
 function call(fn) {
   try {
     return fn();
   } catch (e) {
     throw convert(e);
+  } finally {
+    if (logSink) flushLogs();
   }
+}
+
+/**
+ * Routes the runtime's logs (Rust `tracing`: faults, refusals, provider fallbacks, agents' own
+ * log lines...) to `sink({ level, target, message })`, at `level` and above. `setLogger(null)`
+ * turns them off. Records are delivered after each call into the runtime, on the calling thread.
+ */
+function setLogger(sink, options = {}) {
+  const level = sink ? options.level ?? 'info' : 'off';
+  native.setLogLevel(level);
+  native.drainLogs(); // start fresh
+  logSink = sink || null;
 }
 
 const OPTION_KEYS = [
@@ -452,6 +474,8 @@ const EXAMPLES_PUBLIC_KEY = JSON.parse(readFileSync(join(__dirname, 'keys', 'exa
 const { createRingBuffer, RingProducer, RingConsumer, RingError, RING_TYPES, RING_HEADER_BYTES } = ring;
 
 module.exports = {
+  setLogger,
+  flushLogs,
   createRingBuffer,
   RingProducer,
   RingConsumer,

@@ -13,6 +13,7 @@ pub mod event;
 pub mod fault;
 pub mod host;
 pub mod inference;
+pub mod logging;
 pub mod replay;
 pub mod ring;
 pub mod replay_log;

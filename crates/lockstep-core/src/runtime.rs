@@ -307,6 +307,7 @@ impl Runtime {
                     self.modules.insert(hash, Arc::new(m));
                 }
                 Err(e) => {
+                    tracing::warn!(target: "lockstep::security", code = e.code(), "module refused: {e}");
                     self.push_event(Event::ModuleRefused { tick: self.tick, code: e.code().to_string(), detail: e.to_string() });
                     return Err(e);
                 }
@@ -320,6 +321,7 @@ impl Runtime {
     fn admit(&mut self, bytes: &[u8]) -> Result<Grants> {
         let admission = security::admit(bytes, &self.config.trusted_keys, self.config.dev_mode).map_err(LockstepError::Security)?;
         if admission.publisher.is_none() {
+            tracing::warn!(target: "lockstep::security", "DEVELOPMENT MODE: admitted an unsigned agent module");
             self.push_event(Event::Security {
                 tick: self.tick,
                 detail: "DEVELOPMENT MODE: admitted an unsigned agent module".into(),
@@ -547,6 +549,7 @@ impl Runtime {
         self.serve_inference(tick, &mut report);
         report.hash = Digest(*hasher.finalize().as_bytes());
         report.agents_stepped = running as u32;
+        self.log_tick_events(events_before);
         self.feed_outbound_ring(&report, events_before);
         self.trim_events();
         report.parallel = parallel;
@@ -561,6 +564,23 @@ impl Runtime {
             }
         }
         report
+    }
+
+    /// Mirrors the tick's faults and agent log lines into `tracing` (see `logging`).
+    fn log_tick_events(&self, events_before: usize) {
+        for e in self.events.iter().skip(events_before) {
+            match e {
+                Event::Fault { agent, fault, .. } => tracing::warn!(target: "lockstep::runtime", agent, "agent {agent} {}", fault),
+                Event::Log { agent, level, text, .. } => match level {
+                    1 => tracing::error!(target: "lockstep::agent", agent, "{text}"),
+                    2 => tracing::warn!(target: "lockstep::agent", agent, "{text}"),
+                    3 => tracing::info!(target: "lockstep::agent", agent, "{text}"),
+                    4 => tracing::debug!(target: "lockstep::agent", agent, "{text}"),
+                    _ => tracing::trace!(target: "lockstep::agent", agent, "{text}"),
+                },
+                _ => {}
+            }
+        }
     }
 
     // ----- inference for agents -----------------------------------------------------------------
@@ -687,6 +707,7 @@ impl Runtime {
                 }
             }
             if let Err(e) = result {
+                tracing::error!(target: "lockstep::runtime", "inbound ring broken: {e}");
                 self.push_event(Event::RingError { tick: self.tick, detail: e.to_string() });
             }
         }

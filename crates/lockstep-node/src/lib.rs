@@ -661,3 +661,33 @@ pub fn inspect_module(module: Uint8Array) -> Result<ModuleReport> {
     let imports = core::security::list_imports(&module);
     Ok(ModuleReport { manifest, publisher, signature_valid, imports })
 }
+
+// ----- logs ---------------------------------------------------------------------------------------
+
+#[napi(object)]
+pub struct LogLine {
+    /// error | warn | info | debug | trace
+    pub level: String,
+    pub target: String,
+    pub message: String,
+}
+
+/// Sets the level of runtime logs collected for `drainLogs` ("off" stops collecting).
+#[napi]
+pub fn set_log_level(level: String) -> Result<bool> {
+    let n = core::logging::parse_level(&level)
+        .ok_or_else(|| invalid(format!("log level must be off, error, warn, info, debug or trace; got \"{level}\"")))?;
+    Ok(core::logging::install(n))
+}
+
+/// The runtime log records collected since the last call (and how many were dropped).
+#[napi]
+pub fn drain_logs() -> Vec<LogLine> {
+    let (records, dropped) = core::logging::drain();
+    let name = |l: u8| ["off", "error", "warn", "info", "debug", "trace"].get(l as usize).copied().unwrap_or("trace").to_string();
+    let mut out: Vec<LogLine> = records.into_iter().map(|r| LogLine { level: name(r.level), target: r.target, message: r.message }).collect();
+    if dropped > 0 {
+        out.push(LogLine { level: "warn".into(), target: "lockstep::logging".into(), message: format!("{dropped} log records dropped (queue full)") });
+    }
+    out
+}

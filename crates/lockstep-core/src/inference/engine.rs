@@ -202,7 +202,10 @@ impl InferenceEngine {
                     break;
                 }
                 Err(reason) if provider == Provider::Cpu => return Err(InferenceError::InvalidModel { reason }),
-                Err(reason) => reasons.push(format!("{}: {reason}", provider.name())),
+                Err(reason) => {
+                    tracing::warn!(target: "lockstep::inference", "{} unavailable, falling back: {reason}", provider.name());
+                    reasons.push(format!("{}: {reason}", provider.name()));
+                }
             }
         }
         let Some((provider, session)) = chosen else {

@@ -1,0 +1,129 @@
+//! Runtime logs through `tracing`, collected for the embedder.
+//!
+//! The engine logs with `tracing` (targets `lockstep::runtime`, `lockstep::agent`,
+//! `lockstep::inference`, `lockstep::security`). `install()` adds a layer that keeps records at
+//! or above a level (changeable at any time) in a bounded process-wide queue, which the JS side
+//! drains into the sink the user configured (`setLogger`). A queue, not a callback: records can
+//! come from worker threads, and JS functions may only run on their own thread.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Mutex, Once};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+/// Most records kept between drains; older ones are dropped and counted.
+pub const MAX_QUEUED_RECORDS: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// 1 error, 2 warn, 3 info, 4 debug, 5 trace.
+    pub level: u8,
+    pub target: String,
+    pub message: String,
+}
+
+static QUEUE: Mutex<VecDeque<LogRecord>> = Mutex::new(VecDeque::new());
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// 0 = off.
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(0);
+static INSTALL: Once = Once::new();
+
+fn level_number(l: &Level) -> u8 {
+    match *l {
+        Level::ERROR => 1,
+        Level::WARN => 2,
+        Level::INFO => 3,
+        Level::DEBUG => 4,
+        Level::TRACE => 5,
+    }
+}
+
+pub fn parse_level(name: &str) -> Option<u8> {
+    Some(match name {
+        "off" => 0,
+        "error" => 1,
+        "warn" => 2,
+        "info" => 3,
+        "debug" => 4,
+        "trace" => 5,
+        _ => return None,
+    })
+}
+
+struct MessageVisitor(String);
+
+impl Visit for MessageVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        } else {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = value.to_string();
+        } else {
+            self.0.push_str(&format!(" {}={value}", field.name()));
+        }
+    }
+}
+
+struct QueueLayer;
+
+impl<S: Subscriber> Layer<S> for QueueLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let level = level_number(event.metadata().level());
+        if level > MAX_LEVEL.load(Ordering::Relaxed) || !event.metadata().target().starts_with("lockstep") {
+            return;
+        }
+        let mut v = MessageVisitor(String::new());
+        event.record(&mut v);
+        let mut q = QUEUE.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= MAX_QUEUED_RECORDS {
+            q.pop_front();
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        q.push_back(LogRecord { level, target: event.metadata().target().to_string(), message: v.0 });
+    }
+}
+
+/// Installs the collecting subscriber (once per process; if the host already installed a
+/// global subscriber, ours is not installed and `install` returns false) and sets the level.
+pub fn install(max_level: u8) -> bool {
+    MAX_LEVEL.store(max_level, Ordering::Relaxed);
+    let mut installed = true;
+    INSTALL.call_once(|| {
+        installed = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(QueueLayer)).is_ok();
+    });
+    installed
+}
+
+/// Takes the queued records, oldest first, and how many were dropped since the last drain.
+pub fn drain() -> (Vec<LogRecord>, u64) {
+    let records = QUEUE.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+    (records, DROPPED.swap(0, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_at_or_above_the_level_are_queued() {
+        install(2);
+        tracing::warn!(target: "lockstep::runtime", agent = 7, "something odd");
+        tracing::info!(target: "lockstep::runtime", "too chatty for warn");
+        tracing::error!(target: "elsewhere", "not ours");
+        let (records, _) = drain();
+        let ours: Vec<_> = records.iter().filter(|r| r.message.contains("odd") || r.message.contains("chatty")).collect();
+        assert_eq!(ours.len(), 1);
+        assert_eq!(ours[0].level, 2);
+        assert_eq!(ours[0].message, "something odd agent=7");
+        install(0);
+    }
+}
