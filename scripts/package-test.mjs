@@ -121,7 +121,8 @@ test('runtime in jest worker ${i}', () => {
   sh(process.execPath, [join(app, 'node_modules', 'jest', 'bin', 'jest.js'), '--maxWorkers=2', '--cacheDirectory', join(work, 'jest-cache'), '--ci'], app);
   const pids = new Set(readdirSync(join(work, 'pids')).map((f) => readFileSync(join(work, 'pids', f), 'utf8')));
   if (pids.size < 2) throw new Error(`jest ran the files in ${pids.size} process(es): workers were not used`);
-  console.log(`package test: 1 passed, 0 failed (cjs, esm, tsc, worker_threads, jest in ${pids.size} workers)`);
+  console.error(`[package-test] cjs, esm, tsc, worker_threads and jest in ${pids.size} workers: all ok`);
+  console.log('package: 1 passed, 0 failed');
 } finally {
   if (!process.env.LOCKSTEP_KEEP_PACKAGE_TEST) rmSync(work, { recursive: true, force: true });
 }
