@@ -26,8 +26,17 @@ try {
   cpSync(join(root, 'npm', triple), platformDir, { recursive: true });
   cpSync(join(root, `lockstep.${triple}.node`), join(platformDir, `lockstep.${triple}.node`));
   sh(npm, ['pack', '--silent', '--pack-destination', work], platformDir);
-  sh(npm, ['pack', '--silent', '--pack-destination', work], root);
+  // The main package as it would be published: packed, then given its optionalDependencies
+  // by scripts/prepublish.mjs (as the release workflow does), then packed again.
+  const staging = join(work, 'staging');
+  mkdirSync(staging);
+  const first = sh(npm, ['pack', '--silent', '--pack-destination', staging], root).trim().split('\n').pop();
+  sh('tar', ['xzf', join(staging, first), '-C', staging], staging);
+  sh(process.execPath, [join(root, 'scripts', 'prepublish.mjs'), join(staging, 'package', 'package.json')], root);
+  sh(npm, ['pack', '--silent', '--pack-destination', work], join(staging, 'package'));
   const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz')).map((f) => join(work, f));
+  const published = JSON.parse(readFileSync(join(staging, 'package', 'package.json'), 'utf8'));
+  if (published.optionalDependencies?.[`lockstep-${triple}`] !== published.version) throw new Error('prepublish did not add the platform packages');
   if (tarballs.length !== 2) throw new Error(`expected 2 tarballs, got ${tarballs}`);
 
   const app = join(work, 'app');
