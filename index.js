@@ -32,14 +32,7 @@ function loadNative() {
 
 const native = loadNative();
 
-/** An error from the runtime: `code` is stable (E_UNKNOWN_AGENT...), `message` says what to do. */
-class LockstepError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.name = 'LockstepError';
-    this.code = code;
-  }
-}
+const { LockstepError } = require('./errors.js');
 
 function convert(e) {
   const m = /^\[(E_[A-Z_]+)\] ([\s\S]*)$/.exec(e && e.message);

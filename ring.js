@@ -26,13 +26,10 @@ if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
   throw new Error('lockstep rings need a little-endian platform');
 }
 
-class RingError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.name = 'RingError';
-    this.code = code;
-  }
-}
+const { LockstepError } = require('./errors.js');
+
+// Ring errors are LockstepErrors with E_RING* / E_MESSAGE_TOO_LARGE / E_INVALID_ARGUMENT codes.
+const RingError = LockstepError;
 
 function recordBytes(len) {
   return (RECORD_HEADER_BYTES + len + 7) & ~7;

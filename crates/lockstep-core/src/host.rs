@@ -120,20 +120,30 @@ fn no_memory(host: &mut AgentHost, import: &str) -> wasmtime::Error {
     wasmtime::Error::msg(text)
 }
 
+/// The guest bytes `[ptr, ptr + len)` and the host data, or the violation that faults the
+/// agent: every import that reads guest memory goes through here.
+fn guest_bytes<'a>(caller: &'a mut Caller<'_, AgentHost>, import: &str, ptr: i32, len: i32) -> wasmtime::Result<(&'a [u8], &'a mut AgentHost)> {
+    let Some(memory) = caller.data().memory else {
+        return Err(no_memory(caller.data_mut(), import));
+    };
+    let (mem, host) = memory.data_and_store_mut(caller);
+    match guest_range(mem.len(), ptr, len) {
+        Some(range) => Ok((&mem[range], host)),
+        None => {
+            let size = mem.len();
+            Err(violation(host, import, ptr, len, size))
+        }
+    }
+}
+
 /// Defines every host import of ABI version 1 in `linker`.
 pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
     linker.func_wrap(
         abi::IMPORT_MODULE,
         abi::IMPORT_SEND,
         |mut caller: Caller<'_, AgentHost>, to: i64, kind: i32, priority: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
-            let Some(memory) = caller.data().memory else {
-                return Err(no_memory(caller.data_mut(), abi::IMPORT_SEND));
-            };
-            let (mem, host) = memory.data_and_store_mut(&mut caller);
-            let Some(range) = guest_range(mem.len(), ptr, len) else {
-                return Err(violation(host, abi::IMPORT_SEND, ptr, len, mem.len()));
-            };
-            if range.len() > abi::MAX_PAYLOAD_BYTES {
+            let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_SEND, ptr, len)?;
+            if bytes.len() > abi::MAX_PAYLOAD_BYTES {
                 return Ok(abi::SEND_ERR_PAYLOAD_TOO_LARGE);
             }
             if host.outbox.len() >= abi::MAX_OUTBOX_PER_TICK {
@@ -155,7 +165,7 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
                 seq,
                 kind: kind as u32,
                 priority,
-                payload: mem[range].to_vec(),
+                payload: bytes.to_vec(),
             });
             Ok(abi::SEND_OK)
         },
@@ -176,17 +186,11 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
         abi::IMPORT_MODULE,
         abi::IMPORT_LOG,
         |mut caller: Caller<'_, AgentHost>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
-            let Some(memory) = caller.data().memory else {
-                return Err(no_memory(caller.data_mut(), abi::IMPORT_LOG));
-            };
-            let (mem, host) = memory.data_and_store_mut(&mut caller);
-            let Some(range) = guest_range(mem.len(), ptr, len) else {
-                return Err(violation(host, abi::IMPORT_LOG, ptr, len, mem.len()));
-            };
+            let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_LOG, ptr, len)?;
             // Bounded: a chatty agent loses lines, never the host's memory.
             if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL {
                 host.logs_this_call += 1;
-                let bytes = &mem[range.start..range.end.min(range.start + abi::MAX_LOG_LINE_BYTES)];
+                let bytes = &bytes[..bytes.len().min(abi::MAX_LOG_LINE_BYTES)];
                 host.logs.push(LogLine { level: level as u32, text: String::from_utf8_lossy(bytes).into_owned() });
             }
             Ok(())
@@ -196,14 +200,8 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
         abi::IMPORT_MODULE,
         abi::IMPORT_REPORT_PANIC,
         |mut caller: Caller<'_, AgentHost>, ptr: i32, len: i32| -> wasmtime::Result<()> {
-            let Some(memory) = caller.data().memory else {
-                return Err(no_memory(caller.data_mut(), abi::IMPORT_REPORT_PANIC));
-            };
-            let (mem, host) = memory.data_and_store_mut(&mut caller);
-            let Some(range) = guest_range(mem.len(), ptr, len) else {
-                return Err(violation(host, abi::IMPORT_REPORT_PANIC, ptr, len, mem.len()));
-            };
-            let bytes = &mem[range.start..range.end.min(range.start + abi::MAX_PANIC_MESSAGE_BYTES)];
+            let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_REPORT_PANIC, ptr, len)?;
+            let bytes = &bytes[..bytes.len().min(abi::MAX_PANIC_MESSAGE_BYTES)];
             host.panic_message = Some(String::from_utf8_lossy(bytes).into_owned());
             Ok(())
         },
@@ -212,20 +210,14 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
         abi::IMPORT_MODULE,
         abi::IMPORT_INFER,
         |mut caller: Caller<'_, AgentHost>, model: i32, tag: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
-            let Some(memory) = caller.data().memory else {
-                return Err(no_memory(caller.data_mut(), abi::IMPORT_INFER));
-            };
-            let (mem, host) = memory.data_and_store_mut(&mut caller);
-            let Some(range) = guest_range(mem.len(), ptr, len) else {
-                return Err(violation(host, abi::IMPORT_INFER, ptr, len, mem.len()));
-            };
-            if range.len() > abi::MAX_PAYLOAD_BYTES {
+            let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_INFER, ptr, len)?;
+            if bytes.len() > abi::MAX_PAYLOAD_BYTES {
                 return Ok(abi::INFER_ERR_INPUT_TOO_LARGE);
             }
             if host.infer_requests.len() >= abi::MAX_INFER_REQUESTS_PER_TICK {
                 return Ok(abi::INFER_ERR_TOO_MANY_REQUESTS);
             }
-            host.infer_requests.push(InferRequest { model: model as u32, tag: tag as u32, input: mem[range].to_vec() });
+            host.infer_requests.push(InferRequest { model: model as u32, tag: tag as u32, input: bytes.to_vec() });
             Ok(abi::INFER_OK)
         },
     )?;

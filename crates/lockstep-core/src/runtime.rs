@@ -437,14 +437,7 @@ impl Runtime {
     /// undelivered messages go to the dead-letter queue.
     pub fn shutdown(&mut self, id: AgentId) -> Result<()> {
         let tick = self.tick;
-        let slot = self.slot(id)?;
-        if !slot.state.is_running() {
-            return Err(LockstepError::AgentNotRunning { id, state: slot.state.name().into() });
-        }
-        self.session_started = true;
-        self.record(Record::Shutdown { tick, agent: id });
-        self.input_hasher.update(b"shutdown");
-        self.input_hasher.update(&id.to_le_bytes());
+        self.begin_stop(id, Record::Shutdown { tick, agent: id }, b"shutdown")?;
         let slot = self.slot_mut(id)?;
         let mut instance = slot.instance.take();
         let result = instance.as_mut().map(|i| i.call_shutdown(tick)).unwrap_or(Ok(()));
@@ -474,17 +467,24 @@ impl Runtime {
         Ok(())
     }
 
-    /// Stops an agent at once, without calling `agent_shutdown`.
-    pub fn kill(&mut self, id: AgentId) -> Result<()> {
-        let tick = self.tick;
+    /// What shutdown and kill share: the agent must be running, and the input is recorded
+    /// and folded into the next tick hash.
+    fn begin_stop(&mut self, id: AgentId, record: Record, label: &[u8]) -> Result<()> {
         let slot = self.slot(id)?;
         if !slot.state.is_running() {
             return Err(LockstepError::AgentNotRunning { id, state: slot.state.name().into() });
         }
         self.session_started = true;
-        self.record(Record::Kill { tick, agent: id });
-        self.input_hasher.update(b"kill");
+        self.record(record);
+        self.input_hasher.update(label);
         self.input_hasher.update(&id.to_le_bytes());
+        Ok(())
+    }
+
+    /// Stops an agent at once, without calling `agent_shutdown`.
+    pub fn kill(&mut self, id: AgentId) -> Result<()> {
+        let tick = self.tick;
+        self.begin_stop(id, Record::Kill { tick, agent: id }, b"kill")?;
         let slot = self.slot_mut(id)?;
         slot.state = AgentState::Killed;
         slot.instance = None;
