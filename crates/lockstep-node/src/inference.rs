@@ -107,6 +107,47 @@ pub fn outputs_js(out: Vec<(String, Tensor)>) -> Vec<NamedTensor> {
     out.into_iter().map(|(name, t)| NamedTensor { name, r#type: t.dtype.name().into(), dims: t.shape, data: t.data.into() }).collect()
 }
 
+/// The packed form of tensors crossing the boundary: one string describing them
+/// (`name:type:d0,d1:bytes;...`, dims empty for a scalar) and one byte buffer holding their data
+/// back to back, each starting at a multiple of 8 bytes. Two napi values instead of four per
+/// tensor: the per-call cost of the JS path is mostly napi object handling.
+pub fn unpack_inputs(spec: &str, data: &[u8]) -> Result<Vec<(String, Tensor)>> {
+    let bad = |why: &str| napi::Error::new(Status::InvalidArg, format!("[E_INVALID_ARGUMENT] malformed packed inputs: {why}"));
+    let mut out = Vec::new();
+    let mut offset = 0usize;
+    for part in spec.split(';').filter(|p| !p.is_empty()) {
+        let mut fields = part.splitn(4, ':');
+        let (Some(name), Some(ty), Some(dims), Some(bytes)) = (fields.next(), fields.next(), fields.next(), fields.next()) else { return Err(bad("field count")) };
+        let dtype = ElementType::parse(ty).map_err(inf_err)?;
+        let shape = dims.split(',').filter(|d| !d.is_empty()).map(|d| d.parse::<i64>().map_err(|_| bad("dimension"))).collect::<Result<Vec<_>>>()?;
+        // The actual byte length: a mismatch with the shape is reported by the engine's
+        // validation (E_BAD_INPUT_SHAPE), like on every other path.
+        let len: usize = bytes.parse().map_err(|_| bad("byte length"))?;
+        let end = offset.checked_add(len).filter(|e| *e <= data.len()).ok_or_else(|| bad("data shorter than declared"))?;
+        out.push((name.to_string(), Tensor { dtype, shape, data: data[offset..end].to_vec() }));
+        offset = end.div_ceil(8) * 8;
+    }
+    Ok(out)
+}
+
+#[napi(object)]
+pub struct PackedTensors {
+    pub spec: String,
+    pub data: Buffer,
+}
+
+pub fn pack_outputs(out: Vec<(String, Tensor)>) -> PackedTensors {
+    let mut spec = String::new();
+    let mut data = Vec::with_capacity(out.iter().map(|(_, t)| t.data.len().div_ceil(8) * 8).sum());
+    for (name, t) in out {
+        let dims: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
+        spec.push_str(&format!("{name}:{}:{};", t.dtype.name(), dims.join(",")));
+        data.extend_from_slice(&t.data);
+        data.resize(data.len().div_ceil(8) * 8, 0);
+    }
+    PackedTensors { spec, data: data.into() }
+}
+
 pub struct InferTask {
     pub engine: Arc<InferenceEngine>,
     pub model: String,

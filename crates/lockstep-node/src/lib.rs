@@ -344,6 +344,15 @@ impl NativeRuntime {
         Ok(AsyncTask::new(inference::InferTask { engine, model, inputs }))
     }
 
+    /// Runs a model on the calling thread with packed inputs and outputs (see
+    /// `inference::unpack_inputs`): the fast path index.js uses.
+    #[napi]
+    pub fn infer_packed(&self, model: String, spec: String, data: Uint8Array) -> Result<inference::PackedTensors> {
+        let engine = self.engine()?;
+        let inputs = inference::unpack_inputs(&spec, &data)?;
+        engine.run(&model, &inputs).map(inference::pack_outputs).map_err(inference::inf_err)
+    }
+
     /// Runs a model on the calling thread: no thread hop, for small models.
     #[napi]
     pub fn infer_sync(&self, model: String, names: Vec<String>, types: Vec<String>, dims: Vec<Vec<i64>>, data: Vec<Uint8Array>) -> Result<Vec<inference::NamedTensor>> {
