@@ -74,6 +74,8 @@ export interface InferenceOptions {
   maxModelBytes?: number;
   /** Your own libonnxruntime (e.g. a CUDA build). Else LOCKSTEP_ORT_LIBRARY, else onnxruntime-node's. */
   ortLibraryPath?: string;
+  /** ONNX Runtime's deterministic-compute option: bit-reproducible CPU results. Off may be a few % faster. [true] */
+  deterministic?: boolean;
 }
 
 export type TensorType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8' | 'int8' | 'bool';

@@ -25,6 +25,8 @@ pub struct InferenceOptions {
     pub ort_library_path: Option<String>,
     /// Where index.js found node_modules/onnxruntime-node (set by index.js).
     pub search_roots: Option<Vec<String>>,
+    /// ONNX Runtime's deterministic-compute option. Default true (bit-reproducible CPU results).
+    pub deterministic: Option<bool>,
 }
 
 pub fn engine_from(o: &InferenceOptions) -> Result<InferenceEngine> {
@@ -46,6 +48,7 @@ pub fn engine_from(o: &InferenceOptions) -> Result<InferenceEngine> {
         max_model_bytes: o.max_model_bytes.map(|m| m.max(0) as usize).unwrap_or(d.max_model_bytes),
         library_path: o.ort_library_path.clone().map(PathBuf::from),
         search_roots,
+        deterministic: o.deterministic.unwrap_or(d.deterministic),
     })
     .map_err(inf_err)
 }

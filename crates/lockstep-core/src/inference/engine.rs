@@ -77,6 +77,9 @@ pub struct EngineOptions {
     pub library_path: Option<PathBuf>,
     /// Directories from which to look for node_modules/onnxruntime-node.
     pub search_roots: Vec<PathBuf>,
+    /// ONNX Runtime's deterministic-compute option (default on: bit-reproducible CPU results;
+    /// off may pick faster kernels for some operators).
+    pub deterministic: bool,
 }
 
 impl Default for EngineOptions {
@@ -87,6 +90,7 @@ impl Default for EngineOptions {
             providers: vec![Provider::Cpu],
             library_path: None,
             search_roots: std::env::current_dir().into_iter().collect(),
+            deterministic: true,
         }
     }
 }
@@ -143,7 +147,7 @@ fn outlet_info(o: &ort::value::Outlet) -> TensorInfo {
 
 /// A session configured for bit-reproducible CPU results: one intra-op and one inter-op
 /// thread, sequential execution, ONNX Runtime's deterministic-compute option, no spinning.
-fn build_session(bytes: &[u8], provider: Provider) -> Result<Session, String> {
+fn build_session(bytes: &[u8], provider: Provider, deterministic: bool) -> Result<Session, String> {
     let env = library::environment().ok_or("ONNX Runtime is not loaded")?;
     let s = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
     let mut b = Session::builder(env)
@@ -154,7 +158,7 @@ fn build_session(bytes: &[u8], provider: Provider) -> Result<Session, String> {
         .map_err(s)?
         .with_parallel_execution(false)
         .map_err(s)?
-        .with_deterministic_compute(true)
+        .with_deterministic_compute(deterministic)
         .map_err(s)?
         .with_intra_op_spinning(false)
         .map_err(s)?
@@ -196,7 +200,7 @@ impl InferenceEngine {
         let mut reasons = Vec::new();
         let mut chosen = None;
         for provider in self.options.providers.iter().copied().filter(|p| *p != Provider::Cpu).chain([Provider::Cpu]) {
-            match build_session(&bytes, provider) {
+            match build_session(&bytes, provider, self.options.deterministic) {
                 Ok(session) => {
                     chosen = Some((provider, session));
                     break;
@@ -295,7 +299,7 @@ impl InferenceEngine {
         match outcome {
             Ok(out) => Ok(out),
             Err(reason) if info.provider != Provider::Cpu => {
-                let cpu = build_session(&model.bytes, Provider::Cpu).map_err(|r| InferenceError::Run { reason: r })?;
+                let cpu = build_session(&model.bytes, Provider::Cpu, self.options.deterministic).map_err(|r| InferenceError::Run { reason: r })?;
                 *session = cpu;
                 let mut shared = model.info.lock().unwrap_or_else(|p| p.into_inner());
                 let mut i = (**shared).clone();
