@@ -17,6 +17,9 @@ pub const HEADER_BYTES: usize = 16;
 /// Largest record body accepted: bounds the allocation a corrupt length can cause.
 pub const MAX_RECORD_BYTES: usize = 256 << 20;
 
+/// One inference answer for an agent: (agent, tag, payload = status + outputs).
+pub type InferAnswer = (AgentId, u32, Vec<u8>);
+
 /// Configuration that decides a session's outcome (worker count does not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -47,7 +50,7 @@ pub enum Record {
     AgentModel { slot: u32, id: String },
     /// Inference results computed at the end of `tick`, delivered at the next tick: recorded
     /// so a replay is exact even where inference is not bit-reproducible (GPUs).
-    InferResults { tick: u64, results: Vec<(AgentId, u32, Vec<u8>)> },
+    InferResults { tick: u64, results: Vec<InferAnswer> },
 }
 
 const TAG_CONFIG: u8 = 1;

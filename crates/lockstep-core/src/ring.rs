@@ -94,7 +94,7 @@ impl RingMemory {
     /// # Safety
     /// The caller guarantees invariants 1 and 2 above for the life of the returned value.
     pub unsafe fn from_raw(base: *mut u8, len: usize) -> Result<Self, RingError> {
-        if (base as usize) % 8 != 0 {
+        if !(base as usize).is_multiple_of(8) {
             return Err(RingError::Corrupt { field: "buffer", detail: "ring memory must be 8-byte aligned".into() });
         }
         if len < HEADER_BYTES + MIN_CAPACITY {
@@ -233,7 +233,7 @@ impl Consumer {
         if used > self.capacity {
             return Err(corrupt("head", format!("head {head} is {used} bytes past tail {tail}, beyond the {}-byte capacity", self.capacity)));
         }
-        if used % 8 != 0 || tail % 8 != 0 {
+        if !used.is_multiple_of(8) || !tail.is_multiple_of(8) {
             return Err(corrupt("head", format!("head {head} / tail {tail} not 8-byte aligned")));
         }
         let off = tail as usize & (self.capacity - 1);
@@ -412,7 +412,8 @@ mod tests {
 
     #[test]
     fn corrupted_fields_are_detected_never_followed() {
-        let cases: Vec<(&str, Box<dyn Fn(&RingMemory)>)> = vec![
+        type Damage = Box<dyn Fn(&RingMemory)>;
+        let cases: Vec<(&str, Damage)> = vec![
             ("head", Box::new(|m: &RingMemory| m.counter(OFFSET_HEAD).store(CAP as u32 * 3, Ordering::Release))),
             ("head", Box::new(|m: &RingMemory| m.counter(OFFSET_HEAD).store(13, Ordering::Release))),
             ("record length", Box::new(|m: &RingMemory| m.write_u32(HEADER_BYTES, 0xFFFF_FFF0))),

@@ -11,7 +11,7 @@ use crate::bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 use crate::error::{Digest, LockstepError, Result};
 use crate::event::Event;
 use crate::fault::AgentState;
-use crate::replay_log::{self, Record, SessionConfig};
+use crate::replay_log::{self, InferAnswer, Record, SessionConfig};
 use crate::inference::{agents as agent_inference, InferenceEngine};
 use crate::ring::{self, Consumer, Producer, RingError, RingMemory};
 use crate::sandbox::{AgentModule, Grants, MemoryAllocator, Sandbox, SandboxConfig};
@@ -166,7 +166,7 @@ struct AgentInference {
     seq: u64,
     /// Replaying: answers come from the log, not from ONNX Runtime.
     replaying: bool,
-    recorded: std::collections::VecDeque<(u64, Vec<(AgentId, u32, Vec<u8>)>)>,
+    recorded: std::collections::VecDeque<(u64, Vec<InferAnswer>)>,
 }
 
 /// The shared-memory rings to and from JS, when attached.
@@ -559,7 +559,7 @@ impl Runtime {
         if self.recorder.is_some() {
             self.record(Record::TickEnd { tick, hash: report.hash, agents: report.agent_digests.clone() });
             let every = self.config.checkpoint_interval_ticks;
-            if every > 0 && self.tick % every == 0 {
+            if every > 0 && self.tick.is_multiple_of(every) {
                 self.checkpoint();
             }
         }
@@ -607,7 +607,7 @@ impl Runtime {
     }
 
     /// Replay: answers recorded for `tick` are used instead of running ONNX Runtime.
-    pub(crate) fn queue_recorded_inference(&mut self, tick: u64, results: Vec<(AgentId, u32, Vec<u8>)>) {
+    pub(crate) fn queue_recorded_inference(&mut self, tick: u64, results: Vec<InferAnswer>) {
         self.inference.replaying = true;
         self.inference.recorded.push_back((tick, results));
     }
@@ -645,7 +645,7 @@ impl Runtime {
         if requests.is_empty() {
             return;
         }
-        let answers: Vec<(AgentId, u32, Vec<u8>)> = if self.inference.replaying {
+        let answers: Vec<InferAnswer> = if self.inference.replaying {
             match self.inference.recorded.front() {
                 Some((t, _)) if *t == tick => self.inference.recorded.pop_front().map(|(_, r)| r).unwrap_or_default(),
                 // Nothing recorded for a tick that asked: the replay already diverged (the tick

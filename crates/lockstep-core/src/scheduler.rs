@@ -118,7 +118,7 @@ impl AgentSlot {
         let sent = &instance.host().outbox;
         let infer = &instance.host().infer_requests;
         if digest.is_some() || out.delivered > 0 || !sent.is_empty() || !infer.is_empty() || out.fault.is_some() {
-            let mut h = digest.unwrap_or_else(bus::AgentDigest::new);
+            let mut h = digest.unwrap_or_default();
             h.update(&self.id.to_le_bytes());
             h.update(&out.delivered.to_le_bytes());
             h.update(&(sent.len() as u64).to_le_bytes());

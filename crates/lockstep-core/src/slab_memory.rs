@@ -61,7 +61,7 @@ impl SlabMemoryCreator {
     /// Reserves address space for `slots` memories of at most `slot_bytes` each.
     pub fn new(slots: usize, slot_bytes: usize) -> Result<Self, String> {
         let page = 65_536;
-        if slot_bytes == 0 || slot_bytes % page != 0 || slots == 0 {
+        if slot_bytes == 0 || !slot_bytes.is_multiple_of(page) || slots == 0 {
             return Err(format!("slab of {slots} slots × {slot_bytes} bytes: both must be positive, slots a multiple of 64 KiB"));
         }
         let total = slots.checked_mul(slot_bytes).ok_or("slab size overflows the address space")?;

@@ -20,7 +20,10 @@ fn mlp() -> Vec<u8> {
 
 /// 32 classifiers for `ticks` ticks; returns the runtime and every (tick, agent, payload) the
 /// host received.
-fn classify(batching: bool, workers: usize, ticks: u64) -> (Runtime, Vec<(u64, u64, Vec<u8>)>, Vec<(u64, u64)>) {
+/// (tick, agent, payload) of each report the host received.
+type Reports = Vec<(u64, u64, Vec<u8>)>;
+
+fn classify(batching: bool, workers: usize, ticks: u64) -> (Runtime, Reports, Vec<(u64, u64)>) {
     let mut rt = Runtime::new(RuntimeConfig { workers, seed: 3, inference_batching: batching, max_agents: 64, ..RuntimeConfig::development() }).unwrap();
     let e = engine();
     let id = e.load(mlp()).unwrap().id;

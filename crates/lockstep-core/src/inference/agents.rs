@@ -34,8 +34,11 @@ fn status(code: u32, bytes: &[u8]) -> Vec<u8> {
     p
 }
 
+/// One model input as agents send it: name, element type, per-sample dims, per-sample bytes.
+type InputLayout = (String, ElementType, Vec<i64>, usize);
+
 /// Per-sample byte sizes of a model's inputs, when every input is [batch, static dims...].
-fn sample_layout(info: &ModelInfo) -> Option<Vec<(String, ElementType, Vec<i64>, usize)>> {
+fn sample_layout(info: &ModelInfo) -> Option<Vec<InputLayout>> {
     info.inputs
         .iter()
         .map(|i| {
