@@ -128,6 +128,19 @@ impl RingMemory {
         unsafe { std::ptr::copy_nonoverlapping(self.base.add(at), out.as_mut_ptr(), out.len()) }
     }
 
+    /// Copies `len` bytes from `at` into a new vector, without zero-filling it first.
+    fn read_vec(&self, at: usize, len: usize) -> Vec<u8> {
+        assert!(at.checked_add(len).is_some_and(|end| end <= self.len), "ring read out of bounds");
+        let mut v = Vec::with_capacity(len);
+        // Safety: in bounds (asserted), invariant 1; the copy initialises exactly `len` bytes
+        // of the vector's capacity before `set_len` exposes them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.add(at), v.as_mut_ptr(), len);
+            v.set_len(len);
+        }
+        v
+    }
+
     fn write(&self, at: usize, bytes: &[u8]) {
         assert!(at.checked_add(bytes.len()).is_some_and(|end| end <= self.len), "ring write out of bounds");
         // Safety: in bounds (asserted), invariant 1.
@@ -239,10 +252,12 @@ impl Consumer {
         let off = tail as usize & (self.capacity - 1);
         let to_end = self.capacity - off;
         let at = HEADER_BYTES + off;
-        let len = self.mem.read_u32(at) as usize;
-        let mut tf = [0u8; 4];
-        self.mem.read(at + 4, &mut tf);
-        let kind_of_record = u16::from_le_bytes([tf[0], tf[1]]);
+        // A record header always fits before the end: records are 8-aligned, a PAD needs 8
+        // bytes and a full header 24 (checked below before the 24-byte read).
+        let mut first = [0u8; 8];
+        self.mem.read(at, &mut first);
+        let len = u32::from_le_bytes([first[0], first[1], first[2], first[3]]) as usize;
+        let kind_of_record = u16::from_le_bytes([first[4], first[5]]);
         if kind_of_record == TYPE_PAD {
             if len != to_end || len > used {
                 return Err(corrupt("record length", format!("padding of {len} bytes at offset {off} should fill the {to_end} bytes to the end")));
@@ -261,8 +276,7 @@ impl Consumer {
         }
         let mut h = [0u8; RECORD_HEADER_BYTES];
         self.mem.read(at, &mut h);
-        let mut payload = vec![0u8; len];
-        self.mem.read(at + RECORD_HEADER_BYTES, &mut payload);
+        let payload = self.mem.read_vec(at + RECORD_HEADER_BYTES, len);
         Ok((
             total,
             Some(Record {

@@ -699,13 +699,11 @@ impl Runtime {
     fn drain_inbound_ring(&mut self) {
         let Some(mut consumer) = self.rings.inbound.take() else { return };
         if consumer.broken().is_none() {
-            let mut records = Vec::new();
-            let result = consumer.drain(MAX_RING_RECORDS_PER_TICK, |r| records.push(r));
-            for r in records {
+            let result = consumer.drain(MAX_RING_RECORDS_PER_TICK, |r| {
                 if r.kind_of_record == ring::TYPE_MESSAGE {
                     self.enqueue_host_message(r.agent, r.kind, r.priority, r.payload);
                 }
-            }
+            });
             if let Err(e) = result {
                 tracing::error!(target: "lockstep::runtime", "inbound ring broken: {e}");
                 self.push_event(Event::RingError { tick: self.tick, detail: e.to_string() });
