@@ -81,10 +81,37 @@ fn put_digests(b: &mut Vec<u8>, agents: &[(AgentId, [u8; 8])]) {
     }
 }
 
+/// Appends one framed record (tag, length, body written by `body`, CRC) straight into `out`:
+/// no intermediate buffer, since a busy session records every message.
+fn frame(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>) -> u8) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 5]);
+    let tag = body(out);
+    let len = (out.len() - start - 5) as u32;
+    out[start] = tag;
+    out[start + 1..start + 5].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// A Send record from borrowed parts (the runtime keeps the payload for delivery).
+pub fn encode_send(out: &mut Vec<u8>, tick: u64, to: AgentId, kind: u32, priority: i32, payload: &[u8]) {
+    frame(out, |b| {
+        b.extend_from_slice(&tick.to_le_bytes());
+        b.extend_from_slice(&to.to_le_bytes());
+        b.extend_from_slice(&kind.to_le_bytes());
+        b.extend_from_slice(&priority.to_le_bytes());
+        b.extend_from_slice(payload);
+        TAG_SEND
+    });
+}
+
 impl Record {
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut b = Vec::new();
-        let tag = match self {
+        if let Record::Send { tick, to, kind, priority, payload } = self {
+            return encode_send(out, *tick, *to, *kind, *priority, payload);
+        }
+        frame(out, |b| match self {
             Record::Config(c) => {
                 for v in [c.seed, c.fuel_per_call, c.memory_limit_bytes] {
                     b.extend_from_slice(&v.to_le_bytes());
@@ -113,14 +140,7 @@ impl Record {
                 b.extend_from_slice(&priority.to_le_bytes());
                 TAG_SPAWN
             }
-            Record::Send { tick, to, kind, priority, payload } => {
-                b.extend_from_slice(&tick.to_le_bytes());
-                b.extend_from_slice(&to.to_le_bytes());
-                b.extend_from_slice(&kind.to_le_bytes());
-                b.extend_from_slice(&priority.to_le_bytes());
-                b.extend_from_slice(payload);
-                TAG_SEND
-            }
+            Record::Send { .. } => unreachable!("encoded above"),
             Record::Kill { tick, agent } | Record::Shutdown { tick, agent } => {
                 b.extend_from_slice(&tick.to_le_bytes());
                 b.extend_from_slice(&agent.to_le_bytes());
@@ -129,7 +149,7 @@ impl Record {
             Record::TickEnd { tick, hash, agents } | Record::Checkpoint { tick, hash, agents } => {
                 b.extend_from_slice(&tick.to_le_bytes());
                 b.extend_from_slice(&hash.0);
-                put_digests(&mut b, agents);
+                put_digests(b, agents);
                 if matches!(self, Record::TickEnd { .. }) { TAG_TICK_END } else { TAG_CHECKPOINT }
             }
             Record::AgentModel { slot, id } => {
@@ -148,13 +168,7 @@ impl Record {
                 }
                 TAG_INFER_RESULTS
             }
-        };
-        let start = out.len();
-        out.push(tag);
-        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-        out.extend_from_slice(&b);
-        let crc = crc32fast::hash(&out[start..]);
-        out.extend_from_slice(&crc.to_le_bytes());
+        });
     }
 }
 

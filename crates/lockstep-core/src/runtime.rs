@@ -425,7 +425,9 @@ impl Runtime {
     /// at the next tick). Used for ring input and by replay.
     pub(crate) fn enqueue_host_message(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) {
         self.session_started = true;
-        self.record(Record::Send { tick: self.tick, to, kind, priority, payload: payload.clone() });
+        if let Some(r) = self.recorder.as_mut() {
+            replay_log::encode_send(&mut r.log, self.tick, to, kind, priority, &payload);
+        }
         let m = Message { from: abi::HOST_ID, to, seq: self.host_seq, kind, priority, payload };
         self.host_seq += 1;
         // Not hashed here: the recipient's digest covers every host message it is handed
