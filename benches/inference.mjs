@@ -56,7 +56,7 @@ function agentBatching(batching, ticks) {
   const { id } = rt.loadModel(MLP);
   rt.registerAgentModel(id);
   rt.spawnMany(exampleAgent('classifier'), 32);
-  rt.tick(5);
+  rt.tick(20);
   let requests = 0;
   const t0 = nowUs();
   for (let i = 0; i < ticks; i++) requests += rt.tick().inferenceRequests;
@@ -72,7 +72,7 @@ export async function runInferenceBenches({ quick = false, log = console.error }
     rows.push(await pathVsOnnxruntimeNode('silero_vad (1.8 MB)', SILERO, sileroInputs, batch, Math.floor(calls / 10)));
   }
   log('[bench] agent inference batching');
-  const ticks = quick ? 50 : 500;
+  const ticks = quick ? 50 : 2000;
   const batched = agentBatching(true, ticks);
   const single = agentBatching(false, ticks);
   return { js_path: rows, agents_32: { batched_requests_per_s: batched, one_call_per_request_per_s: single, ratio: +(batched / single).toFixed(2) } };
