@@ -110,11 +110,14 @@ pub fn outputs_js(out: Vec<(String, Tensor)>) -> Vec<NamedTensor> {
     out.into_iter().map(|(name, t)| NamedTensor { name, r#type: t.dtype.name().into(), dims: t.shape, data: t.data.into() }).collect()
 }
 
-/// The packed form of tensors crossing the boundary: one string describing them
-/// (`name:type:d0,d1:bytes;...`, dims empty for a scalar) and one byte buffer holding their data
-/// back to back, each starting at a multiple of 8 bytes. Two napi values instead of four per
-/// tensor: the per-call cost of the JS path is mostly napi object handling.
-pub fn unpack_inputs(spec: &str, data: &[u8]) -> Result<Vec<(String, Tensor)>> {
+// The packed form of tensors crossing the boundary: one string describing them
+// (`name:type:d0,d1:bytes;...`, dims empty for a scalar) and one byte buffer holding their data
+// back to back, each starting at a multiple of 8 bytes. Two napi values instead of four per
+// tensor, and the synchronous path hands the JS bytes to ONNX Runtime without copying them.
+/// One packed tensor: name, type, shape and where its bytes are in the buffer.
+pub type PackedInput = (String, ElementType, Vec<i64>, std::ops::Range<usize>);
+
+pub fn parse_packed(spec: &str, data_len: usize) -> Result<Vec<PackedInput>> {
     let bad = |why: &str| napi::Error::new(Status::InvalidArg, format!("[E_INVALID_ARGUMENT] malformed packed inputs: {why}"));
     let mut out = Vec::new();
     let mut offset = 0usize;
@@ -126,8 +129,8 @@ pub fn unpack_inputs(spec: &str, data: &[u8]) -> Result<Vec<(String, Tensor)>> {
         // The actual byte length: a mismatch with the shape is reported by the engine's
         // validation (E_BAD_INPUT_SHAPE), like on every other path.
         let len: usize = bytes.parse().map_err(|_| bad("byte length"))?;
-        let end = offset.checked_add(len).filter(|e| *e <= data.len()).ok_or_else(|| bad("data shorter than declared"))?;
-        out.push((name.to_string(), Tensor { dtype, shape, data: data[offset..end].to_vec() }));
+        let end = offset.checked_add(len).filter(|e| *e <= data_len).ok_or_else(|| bad("data shorter than declared"))?;
+        out.push((name.to_string(), dtype, shape, offset..end));
         offset = end.div_ceil(8) * 8;
     }
     Ok(out)

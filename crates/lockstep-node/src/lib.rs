@@ -349,8 +349,13 @@ impl NativeRuntime {
     #[napi]
     pub fn infer_packed(&self, model: String, spec: String, data: Uint8Array) -> Result<inference::PackedTensors> {
         let engine = self.engine()?;
-        let inputs = inference::unpack_inputs(&spec, &data)?;
-        engine.run(&model, &inputs).map(inference::pack_outputs).map_err(inference::inf_err)
+        let packed = inference::parse_packed(&spec, data.len())?;
+        // Views into the caller's buffer, valid for this synchronous call: no copy on the way in.
+        let views: Vec<(&str, lockstep_core::inference::TensorView<'_>)> = packed
+            .iter()
+            .map(|(name, dtype, shape, range)| (name.as_str(), lockstep_core::inference::TensorView { dtype: *dtype, shape, data: &data[range.clone()] }))
+            .collect();
+        engine.run_views(&model, &views).map(inference::pack_outputs).map_err(inference::inf_err)
     }
 
     /// Runs a model on the calling thread: no thread hop, for small models.

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::error::InferenceError;
 use super::library;
-use super::tensor::{shape_string, ElementType, Tensor};
+use super::tensor::{shape_string, ElementType, Tensor, TensorView};
 
 /// Execution providers a model may ask for. CPU is always available and always last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -263,22 +263,22 @@ impl InferenceEngine {
     }
 
     /// Checks names, element types, ranks and fixed dimensions before ONNX Runtime sees them.
-    fn validate(info: &ModelInfo, inputs: &[(String, Tensor)]) -> Result<(), InferenceError> {
+    fn validate(info: &ModelInfo, inputs: &[(&str, TensorView<'_>)]) -> Result<(), InferenceError> {
         let names = || info.inputs.iter().map(|i| format!("{} {}{}", i.name, i.dtype, shape_string(&i.shape))).collect::<Vec<_>>().join(", ");
         for (name, t) in inputs {
-            let Some(spec) = info.inputs.iter().find(|i| &i.name == name) else {
-                return Err(InferenceError::UnknownInput { name: name.clone(), expected: names() });
+            let Some(spec) = info.inputs.iter().find(|i| i.name == *name) else {
+                return Err(InferenceError::UnknownInput { name: name.to_string(), expected: names() });
             };
             if spec.dtype != t.dtype.name() {
-                return Err(InferenceError::WrongType { name: name.clone(), expected: spec.dtype.clone(), got: t.dtype.name().to_string() });
+                return Err(InferenceError::WrongType { name: name.to_string(), expected: spec.dtype.clone(), got: t.dtype.name().to_string() });
             }
-            let fits = spec.shape.len() == t.shape.len() && spec.shape.iter().zip(&t.shape).all(|(s, g)| *s < 0 || s == g);
+            let fits = spec.shape.len() == t.shape.len() && spec.shape.iter().zip(t.shape).all(|(s, g)| *s < 0 || s == g);
             if !fits {
-                return Err(InferenceError::WrongShape { name: name.clone(), expected: shape_string(&spec.shape), got: shape_string(&t.shape) });
+                return Err(InferenceError::WrongShape { name: name.to_string(), expected: shape_string(&spec.shape), got: shape_string(t.shape) });
             }
             t.check_length(name)?;
         }
-        if let Some(missing) = info.inputs.iter().find(|i| !inputs.iter().any(|(n, _)| n == &i.name)) {
+        if let Some(missing) = info.inputs.iter().find(|i| !inputs.iter().any(|(n, _)| *n == i.name)) {
             return Err(InferenceError::MissingInput { name: missing.name.clone(), expected: names() });
         }
         Ok(())
@@ -287,12 +287,18 @@ impl InferenceEngine {
     /// Runs a model. A failure on a GPU provider is retried once on CPU (and the model then
     /// stays on CPU, which `info().provider` reports).
     pub fn run(&self, id: &str, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, InferenceError> {
+        let views: Vec<(&str, TensorView<'_>)> = inputs.iter().map(|(n, t)| (n.as_str(), t.view())).collect();
+        self.run_views(id, &views)
+    }
+
+    /// Like `run`, on borrowed inputs: aligned data goes to ONNX Runtime without a copy.
+    pub fn run_views(&self, id: &str, inputs: &[(&str, TensorView<'_>)]) -> Result<Vec<(String, Tensor)>, InferenceError> {
         let model = self.get(id)?;
         let info = model.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Self::validate(&info, inputs)?;
         let values = inputs
             .iter()
-            .map(|(n, t)| t.to_ort().map(|v| (n.clone(), v)))
+            .map(|(n, t)| t.to_ort().map(|v| (n.to_string(), v)))
             .collect::<Result<Vec<_>, _>>()?;
         let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
         let outcome = run_session(&mut session, values);
@@ -308,7 +314,7 @@ impl InferenceEngine {
                 i.provider = Provider::Cpu;
                 *shared = Arc::new(i);
                 drop(shared);
-                let values = inputs.iter().map(|(n, t)| t.to_ort().map(|v| (n.clone(), v))).collect::<Result<Vec<_>, _>>()?;
+                let values = inputs.iter().map(|(n, t)| t.to_ort().map(|v| (n.to_string(), v))).collect::<Result<Vec<_>, _>>()?;
                 run_session(&mut session, values).map_err(|reason| InferenceError::Run { reason })
             }
             Err(reason) => Err(InferenceError::Run { reason }),
@@ -316,7 +322,7 @@ impl InferenceEngine {
     }
 }
 
-fn run_session(session: &mut Session, values: Vec<(String, ort::value::DynValue)>) -> Result<Vec<(String, Tensor)>, String> {
+fn run_session(session: &mut Session, values: Vec<(String, ort::session::SessionInputValue<'_>)>) -> Result<Vec<(String, Tensor)>, String> {
     let outputs = session.run(values).map_err(|e| e.to_string())?;
     outputs
         .iter()

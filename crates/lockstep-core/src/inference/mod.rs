@@ -13,4 +13,4 @@ pub mod tensor;
 
 pub use engine::{EngineOptions, InferenceEngine, ModelInfo, Provider, TensorInfo};
 pub use error::InferenceError;
-pub use tensor::{ElementType, Tensor};
+pub use tensor::{ElementType, Tensor, TensorView};

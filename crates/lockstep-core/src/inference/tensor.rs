@@ -63,6 +63,71 @@ impl ElementType {
     }
 }
 
+macro_rules! to_ort {
+    ($t:ty, $n:expr, $shape:expr, $data:expr) => {{
+        let values: Vec<$t> = $data.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n]))).collect();
+        ort::value::Tensor::from_array(($shape, values)).map(|t| t.into_dyn())
+    }};
+}
+
+/// A tensor whose bytes are borrowed (from a JS typed array, or from a `Tensor`): handed to
+/// ONNX Runtime without a copy when aligned for its element type.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorView<'a> {
+    pub dtype: ElementType,
+    pub shape: &'a [i64],
+    pub data: &'a [u8],
+}
+
+macro_rules! view_or_copy {
+    ($t:ty, $n:expr, $shape:expr, $data:expr) => {{
+        match bytemuck::try_cast_slice::<u8, $t>($data) {
+            // Zero-copy: ONNX Runtime reads the caller's buffer in place.
+            Ok(values) => ort::value::TensorRef::from_array_view(($shape.to_vec(), values)).map(|t| ort::session::SessionInputValue::from(t.into_dyn())),
+            // Misaligned: copy once into an owned tensor.
+            Err(_) => to_ort!($t, $n, $shape.to_vec(), $data).map(ort::session::SessionInputValue::from),
+        }
+    }};
+}
+
+impl<'a> TensorView<'a> {
+    pub fn element_count(&self) -> usize {
+        self.shape.iter().map(|d| (*d).max(0) as usize).product()
+    }
+
+    /// Checks that `data` holds exactly the elements `shape` calls for.
+    pub fn check_length(&self, name: &str) -> Result<(), InferenceError> {
+        let expected = self.element_count() * self.dtype.size_bytes();
+        if self.shape.iter().any(|d| *d < 0) || self.data.len() != expected {
+            return Err(InferenceError::DataLength {
+                name: name.to_string(),
+                shape: shape_string(self.shape),
+                dtype: self.dtype.name().to_string(),
+                expected,
+                got: self.data.len(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn to_ort(&self) -> Result<ort::session::SessionInputValue<'a>, InferenceError> {
+        let (shape, d) = (self.shape, self.data);
+        let v = match self.dtype {
+            ElementType::F32 => view_or_copy!(f32, 4, shape, d),
+            ElementType::F64 => view_or_copy!(f64, 8, shape, d),
+            ElementType::I32 => view_or_copy!(i32, 4, shape, d),
+            ElementType::I64 => view_or_copy!(i64, 8, shape, d),
+            ElementType::U8 => view_or_copy!(u8, 1, shape, d),
+            ElementType::I8 => view_or_copy!(i8, 1, shape, d),
+            ElementType::Bool => {
+                let values: Vec<bool> = d.iter().map(|b| *b != 0).collect();
+                ort::value::Tensor::from_array((shape.to_vec(), values)).map(|t| ort::session::SessionInputValue::from(t.into_dyn()))
+            }
+        };
+        v.map_err(|e| InferenceError::Run { reason: e.to_string() })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     pub dtype: ElementType,
@@ -74,13 +139,6 @@ pub struct Tensor {
 pub fn shape_string(shape: &[i64]) -> String {
     let dims: Vec<String> = shape.iter().map(|d| if *d < 0 { "?".to_string() } else { d.to_string() }).collect();
     format!("[{}]", dims.join(", "))
-}
-
-macro_rules! to_ort {
-    ($t:ty, $n:expr, $shape:expr, $data:expr) => {{
-        let values: Vec<$t> = $data.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n]))).collect();
-        ort::value::Tensor::from_array(($shape, values)).map(|t| t.into_dyn())
-    }};
 }
 
 macro_rules! from_ort {
@@ -95,41 +153,16 @@ macro_rules! from_ort {
 }
 
 impl Tensor {
+    pub fn view(&self) -> TensorView<'_> {
+        TensorView { dtype: self.dtype, shape: &self.shape, data: &self.data }
+    }
+
     pub fn element_count(&self) -> usize {
-        self.shape.iter().map(|d| (*d).max(0) as usize).product()
+        self.view().element_count()
     }
 
-    /// Checks that `data` holds exactly the elements `shape` calls for.
     pub fn check_length(&self, name: &str) -> Result<(), InferenceError> {
-        let expected = self.element_count() * self.dtype.size_bytes();
-        if self.shape.iter().any(|d| *d < 0) || self.data.len() != expected {
-            return Err(InferenceError::DataLength {
-                name: name.to_string(),
-                shape: shape_string(&self.shape),
-                dtype: self.dtype.name().to_string(),
-                expected,
-                got: self.data.len(),
-            });
-        }
-        Ok(())
-    }
-
-    pub fn to_ort(&self) -> Result<ort::value::DynValue, InferenceError> {
-        let shape = self.shape.clone();
-        let d = &self.data;
-        let v = match self.dtype {
-            ElementType::F32 => to_ort!(f32, 4, shape, d),
-            ElementType::F64 => to_ort!(f64, 8, shape, d),
-            ElementType::I32 => to_ort!(i32, 4, shape, d),
-            ElementType::I64 => to_ort!(i64, 8, shape, d),
-            ElementType::U8 => to_ort!(u8, 1, shape, d),
-            ElementType::I8 => to_ort!(i8, 1, shape, d),
-            ElementType::Bool => {
-                let values: Vec<bool> = d.iter().map(|b| *b != 0).collect();
-                ort::value::Tensor::from_array((shape, values)).map(|t| t.into_dyn())
-            }
-        };
-        v.map_err(|e| InferenceError::Run { reason: e.to_string() })
+        self.view().check_length(name)
     }
 
     pub fn from_ort(value: &ort::value::DynValue) -> Result<Self, InferenceError> {
