@@ -187,17 +187,6 @@ function unpackOutputs({ spec, data }) {
   return out;
 }
 
-function outputsToObject(list) {
-  const out = {};
-  for (const { name, type, dims, data } of list) {
-    const Typed = TYPED_ARRAYS[type];
-    const bytes = Typed.BYTES_PER_ELEMENT;
-    const aligned = data.byteOffset % bytes === 0 ? data : Buffer.from(data);
-    out[name] = { type, dims, data: new Typed(aligned.buffer, aligned.byteOffset, aligned.byteLength / bytes) };
-  }
-  return out;
-}
-
 function toBytes(payload, what) {
   if (payload == null) return new Uint8Array(0);
   if (payload instanceof Uint8Array) return payload;
@@ -356,7 +345,6 @@ class Runtime {
    * every 256th after, is timed inline to decide.
    */
   async infer(model, inputs) {
-    const args = flattenInputs(inputs);
     const cost = this.#inferCost.get(model) ?? { best: Infinity, calls: 0 };
     this.#inferCost.set(model, cost);
     // The first calls are cold (caches, allocator): judge by the fastest of a few.
@@ -369,8 +357,9 @@ class Runtime {
       return out;
     }
     cost.calls++;
+    const [spec, data] = packInputs(inputs);
     try {
-      return outputsToObject(await call(() => this.#native.infer(model, ...args)));
+      return unpackOutputs(await call(() => this.#native.inferAsync(model, spec, data)));
     } catch (e) {
       throw convert(e);
     }

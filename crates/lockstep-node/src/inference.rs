@@ -88,34 +88,20 @@ pub fn model_info(m: inf::ModelInfo) -> ModelInfo {
     }
 }
 
-#[napi(object)]
-pub struct NamedTensor {
-    pub name: String,
-    pub r#type: String,
-    pub dims: Vec<i64>,
-    pub data: Buffer,
-}
-
-/// Converts the flattened JS inputs (parallel arrays) into core tensors.
-pub fn inputs_from(names: Vec<String>, types: Vec<String>, dims: Vec<Vec<i64>>, data: Vec<Uint8Array>) -> Result<Vec<(String, Tensor)>> {
-    let mut out = Vec::with_capacity(names.len());
-    for (((name, ty), shape), bytes) in names.into_iter().zip(types).zip(dims).zip(data) {
-        let dtype = ElementType::parse(&ty).map_err(inf_err)?;
-        out.push((name, Tensor { dtype, shape, data: bytes.to_vec() }));
-    }
-    Ok(out)
-}
-
-pub fn outputs_js(out: Vec<(String, Tensor)>) -> Vec<NamedTensor> {
-    out.into_iter().map(|(name, t)| NamedTensor { name, r#type: t.dtype.name().into(), dims: t.shape, data: t.data.into() }).collect()
-}
-
 // The packed form of tensors crossing the boundary: one string describing them
 // (`name:type:d0,d1:bytes;...`, dims empty for a scalar) and one byte buffer holding their data
 // back to back, each starting at a multiple of 8 bytes. Two napi values instead of four per
 // tensor, and the synchronous path hands the JS bytes to ONNX Runtime without copying them.
 /// One packed tensor: name, type, shape and where its bytes are in the buffer.
 pub type PackedInput = (String, ElementType, Vec<i64>, std::ops::Range<usize>);
+
+/// Owned copies of packed inputs, for calls that outlive the JS buffer (the thread pool).
+pub fn unpack_owned(spec: &str, data: &[u8]) -> Result<Vec<(String, Tensor)>> {
+    Ok(parse_packed(spec, data.len())?
+        .into_iter()
+        .map(|(name, dtype, shape, range)| (name, Tensor { dtype, shape, data: data[range].to_vec() }))
+        .collect())
+}
 
 pub fn parse_packed(spec: &str, data_len: usize) -> Result<Vec<PackedInput>> {
     let bad = |why: &str| napi::Error::new(Status::InvalidArg, format!("[E_INVALID_ARGUMENT] malformed packed inputs: {why}"));
@@ -162,13 +148,13 @@ pub struct InferTask {
 
 impl Task for InferTask {
     type Output = Vec<(String, Tensor)>;
-    type JsValue = Vec<NamedTensor>;
+    type JsValue = PackedTensors;
 
     fn compute(&mut self) -> Result<Self::Output> {
         self.engine.run(&self.model, &self.inputs).map_err(inf_err)
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> Result<Self::JsValue> {
-        Ok(outputs_js(output))
+        Ok(pack_outputs(output))
     }
 }

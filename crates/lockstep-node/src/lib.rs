@@ -336,11 +336,12 @@ impl NativeRuntime {
         Ok(self.engine()?.library_path().display().to_string())
     }
 
-    /// Runs a model on libuv's thread pool (inputs as parallel arrays; index.js builds them).
-    #[napi(ts_return_type = "Promise<NamedTensor[]>")]
-    pub fn infer(&self, model: String, names: Vec<String>, types: Vec<String>, dims: Vec<Vec<i64>>, data: Vec<Uint8Array>) -> Result<AsyncTask<inference::InferTask>> {
+    /// Runs a model on libuv's thread pool, packed inputs and outputs (see `infer_packed`).
+    /// The inputs are copied: JS may reuse its buffer while the call runs.
+    #[napi(ts_return_type = "Promise<PackedTensors>")]
+    pub fn infer_async(&self, model: String, spec: String, data: Uint8Array) -> Result<AsyncTask<inference::InferTask>> {
         let engine = self.engine()?;
-        let inputs = inference::inputs_from(names, types, dims, data)?;
+        let inputs = inference::unpack_owned(&spec, &data)?;
         Ok(AsyncTask::new(inference::InferTask { engine, model, inputs }))
     }
 
@@ -356,14 +357,6 @@ impl NativeRuntime {
             .map(|(name, dtype, shape, range)| (name.as_str(), lockstep_core::inference::TensorView { dtype: *dtype, shape, data: &data[range.clone()] }))
             .collect();
         engine.run_views(&model, &views).map(inference::pack_outputs).map_err(inference::inf_err)
-    }
-
-    /// Runs a model on the calling thread: no thread hop, for small models.
-    #[napi]
-    pub fn infer_sync(&self, model: String, names: Vec<String>, types: Vec<String>, dims: Vec<Vec<i64>>, data: Vec<Uint8Array>) -> Result<Vec<inference::NamedTensor>> {
-        let engine = self.engine()?;
-        let inputs = inference::inputs_from(names, types, dims, data)?;
-        engine.run(&model, &inputs).map(inference::outputs_js).map_err(inference::inf_err)
     }
 
     #[napi]
