@@ -8,6 +8,8 @@ fn main() {
     let fanout = args.get(3).copied().unwrap_or(0) as u32;
     let name = if fanout > 0 { "flood" } else { "counter" };
     let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
+    // LOCKSTEP_AGENT overrides the module (for A/B comparisons of agent builds).
+    let path = std::env::var("LOCKSTEP_AGENT").unwrap_or(path);
     let bytes = std::fs::read(&path).expect("run `npm run build` first");
     let mut rt = Runtime::new(RuntimeConfig { workers, max_agents: n as u32, checkpoint_interval_ticks: 0, ..RuntimeConfig::development() }).expect("runtime");
     let m = rt.load_module(bytes).expect("module");
