@@ -89,15 +89,8 @@ pub type Result<T, E = LockstepError> = std::result::Result<T, E>;
 pub struct Digest(pub [u8; 32]);
 
 impl Digest {
-    /// Lowercase hex. Called for every tick report, so no formatting machinery.
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(DIGITS[(b >> 4) as usize] as char);
-            s.push(DIGITS[(b & 15) as usize] as char);
-        }
-        s
+        crate::security::hex(&self.0)
     }
 }
 

@@ -218,6 +218,8 @@ pub struct Sections<'a> {
     pub signature: Option<&'a [u8]>,
     /// The module bytes without any `lockstep.signature` section.
     pub unsigned: Vec<u8>,
+    /// The module bytes without our sections (manifest and signature): what `sign` starts from.
+    pub bare: Vec<u8>,
 }
 
 fn read_leb_u32(bytes: &[u8], pos: &mut usize) -> Result<u32> {
@@ -251,6 +253,7 @@ pub fn split(bytes: &[u8]) -> Result<Sections<'_>> {
         return Err(SecurityError::Malformed { reason: "missing the \\0asm header".into() });
     }
     let mut unsigned = bytes[..8].to_vec();
+    let mut bare = bytes[..8].to_vec();
     let (mut manifests, mut signatures) = (Vec::new(), Vec::new());
     let mut pos = 8;
     while pos < bytes.len() {
@@ -259,7 +262,7 @@ pub fn split(bytes: &[u8]) -> Result<Sections<'_>> {
         pos += 1;
         let size = read_leb_u32(bytes, &mut pos)? as usize;
         let end = pos.checked_add(size).filter(|&e| e <= bytes.len()).ok_or_else(|| SecurityError::Malformed { reason: format!("section at byte {start} overruns the module") })?;
-        let mut is_signature = false;
+        let (mut is_signature, mut is_manifest) = (false, false);
         if id == 0 {
             let mut p = pos;
             let name_len = read_leb_u32(bytes, &mut p)? as usize;
@@ -267,6 +270,7 @@ pub fn split(bytes: &[u8]) -> Result<Sections<'_>> {
             let name = &bytes[p..name_end];
             if name == MANIFEST_SECTION.as_bytes() {
                 manifests.push(&bytes[name_end..end]);
+                is_manifest = true;
             } else if name == SIGNATURE_SECTION.as_bytes() {
                 signatures.push(&bytes[name_end..end]);
                 is_signature = true;
@@ -274,6 +278,9 @@ pub fn split(bytes: &[u8]) -> Result<Sections<'_>> {
         }
         if !is_signature {
             unsigned.extend_from_slice(&bytes[start..end]);
+            if !is_manifest {
+                bare.extend_from_slice(&bytes[start..end]);
+            }
         }
         pos = end;
     }
@@ -282,7 +289,7 @@ pub fn split(bytes: &[u8]) -> Result<Sections<'_>> {
             return Err(SecurityError::DuplicateSection { name: name.into(), count: list.len() });
         }
     }
-    Ok(Sections { manifest: manifests.first().copied(), signature: signatures.first().copied(), unsigned })
+    Ok(Sections { manifest: manifests.first().copied(), signature: signatures.first().copied(), unsigned, bare })
 }
 
 fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
@@ -305,8 +312,15 @@ pub fn signing_message(unsigned_module: &[u8], manifest: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Lowercase hex, without formatting machinery (tick hashes go through it on every tick).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
 }
 
 pub fn parse_key(hex_key: &str) -> Result<[u8; 32]> {
@@ -331,26 +345,7 @@ pub fn keygen() -> ([u8; 32], [u8; 32]) {
 /// manifest or signature section is replaced.
 pub fn sign(module: &[u8], manifest: &[u8], secret: &[u8; 32]) -> Result<Vec<u8>> {
     Manifest::parse(manifest)?;
-    let sections = split(module)?;
-    // Rebuild without our sections, then append the manifest.
-    let mut unsigned = module[..8].to_vec();
-    let mut pos = 8;
-    while pos < sections.unsigned.len() {
-        let start = pos;
-        let id = sections.unsigned[pos];
-        pos += 1;
-        let size = read_leb_u32(&sections.unsigned, &mut pos)? as usize;
-        let end = pos + size;
-        let ours = id == 0 && {
-            let mut p = pos;
-            let n = read_leb_u32(&sections.unsigned, &mut p)? as usize;
-            sections.unsigned.get(p..p + n) == Some(MANIFEST_SECTION.as_bytes())
-        };
-        if !ours {
-            unsigned.extend_from_slice(&sections.unsigned[start..end]);
-        }
-        pos = end;
-    }
+    let mut unsigned = split(module)?.bare;
     unsigned.extend_from_slice(&custom_section(MANIFEST_SECTION, manifest));
     let key = SigningKey::from_bytes(secret);
     let signature = key.sign(&signing_message(&unsigned, manifest));

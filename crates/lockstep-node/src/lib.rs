@@ -253,6 +253,16 @@ pub struct DeepHash {
     pub hash: String,
 }
 
+impl NativeRuntime {
+    /// Attaches a ring and keeps its buffer referenced for as long as this runtime lives.
+    fn attach_ring(&mut self, buffer: Uint8Array, attach: fn(&mut Runtime, core::ring::RingMemory) -> std::result::Result<(), core::ring::RingError>) -> Result<()> {
+        let memory = ring_memory(&buffer)?;
+        attach(&mut self.inner, memory).map_err(ring_err)?;
+        self.ring_buffers.push(buffer);
+        Ok(())
+    }
+}
+
 /// The native runtime. Use the `Runtime` class from index.js, which wraps this one.
 #[napi]
 pub struct NativeRuntime {
@@ -486,19 +496,13 @@ impl NativeRuntime {
     /// Attaches the JS→core ring (a Uint8Array over an initialised SharedArrayBuffer ring).
     #[napi]
     pub fn attach_inbound_ring(&mut self, buffer: Uint8Array) -> Result<()> {
-        let memory = ring_memory(&buffer)?;
-        self.inner.attach_inbound_ring(memory).map_err(ring_err)?;
-        self.ring_buffers.push(buffer);
-        Ok(())
+        self.attach_ring(buffer, Runtime::attach_inbound_ring)
     }
 
     /// Attaches the core→JS ring.
     #[napi]
     pub fn attach_outbound_ring(&mut self, buffer: Uint8Array) -> Result<()> {
-        let memory = ring_memory(&buffer)?;
-        self.inner.attach_outbound_ring(memory).map_err(ring_err)?;
-        self.ring_buffers.push(buffer);
-        Ok(())
+        self.attach_ring(buffer, Runtime::attach_outbound_ring)
     }
 
     /// Writes waiting records into the outbound ring; returns how many still wait.

@@ -131,7 +131,7 @@ pub struct InferenceEngine {
     library: PathBuf,
     /// Loaded models and their last-use stamps (for LRU eviction).
     models: Mutex<BTreeMap<String, (Arc<LoadedModel>, u64)>>,
-    clock: Mutex<u64>,
+    clock: std::sync::atomic::AtomicU64,
 }
 
 fn outlet_info(o: &ort::value::Outlet) -> TensorInfo {
@@ -175,7 +175,7 @@ fn build_session(bytes: &[u8], provider: Provider, deterministic: bool) -> Resul
 impl InferenceEngine {
     pub fn new(options: EngineOptions) -> Result<Self, InferenceError> {
         let library = library::ensure_loaded(options.library_path.as_deref(), &options.search_roots)?;
-        Ok(Self { options, library, models: Mutex::new(BTreeMap::new()), clock: Mutex::new(0) })
+        Ok(Self { options, library, models: Mutex::new(BTreeMap::new()), clock: Default::default() })
     }
 
     /// The libonnxruntime this process uses.
@@ -193,7 +193,7 @@ impl InferenceEngine {
         if bytes.len() > self.options.max_model_bytes {
             return Err(InferenceError::ModelTooLarge { bytes: bytes.len(), max: self.options.max_model_bytes });
         }
-        let id = hex(&Sha256::digest(&bytes));
+        let id = crate::security::hex(&Sha256::digest(&bytes));
         if let Ok(m) = self.get(&id) {
             return Ok((**m.info.lock().unwrap_or_else(|p| p.into_inner())).clone());
         }
@@ -230,10 +230,9 @@ impl InferenceEngine {
         Ok(info)
     }
 
+    /// A use stamp for LRU eviction.
     fn tick(&self) -> u64 {
-        let mut c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
-        *c += 1;
-        *c
+        self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
 
     fn get(&self, id: &str) -> Result<Arc<LoadedModel>, InferenceError> {
@@ -328,8 +327,4 @@ fn run_session(session: &mut Session, values: Vec<(String, ort::session::Session
         .iter()
         .map(|(name, v)| Tensor::from_ort(&v).map(|t| (name.to_string(), t)).map_err(|e| e.to_string()))
         .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
