@@ -86,3 +86,15 @@ pub const MAX_LOG_LINES_PER_CALL: usize = 64;
 pub const MAX_LOG_LINE_BYTES: usize = 1_024;
 /// Longest panic message kept (bytes).
 pub const MAX_PANIC_MESSAGE_BYTES: usize = 4_096;
+
+/// Module limits, checked at load (`module_shape`): each bounds host memory one agent could
+/// take outside its memory cap. docs/ABI.md lists them.
+/// Largest module accepted, bytes.
+pub const MAX_MODULE_BYTES: usize = 16 << 20;
+/// Custom sections other than the manifest and the signature (names, producers, debug info).
+pub const MAX_CUSTOM_SECTION_BYTES: usize = 1 << 20;
+/// Tables a module may declare, and elements a table may hold (8 bytes each on the host).
+pub const MAX_TABLES: usize = 1;
+pub const MAX_TABLE_ELEMENTS: usize = 65_536;
+/// Globals a module may declare (each lives in the agent's instance, outside its memory).
+pub const MAX_GLOBALS: usize = 1_024;

@@ -93,7 +93,21 @@ impl ResourceLimiter for AgentHost {
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 65_536)
+        Ok(desired <= abi::MAX_TABLE_ELEMENTS)
+    }
+
+    // One instance, one memory, at most one table per store: the admission check
+    // (`module_shape`) refuses modules that want more; these make the store itself refuse too.
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        abi::MAX_TABLES
     }
 }
 

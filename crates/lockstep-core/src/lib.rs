@@ -14,6 +14,7 @@ pub mod fault;
 pub mod host;
 pub mod inference;
 pub mod logging;
+mod module_shape;
 pub mod replay;
 pub mod ring;
 pub mod replay_log;

@@ -301,7 +301,7 @@ impl Runtime {
     pub fn load_module(&mut self, bytes: Vec<u8>) -> Result<Digest> {
         let hash = Digest(*blake3::hash(&bytes).as_bytes());
         if !self.modules.contains_key(&hash) {
-            let module = self.admit(&bytes).and_then(|grants| AgentModule::compile(&self.sandbox, bytes, grants));
+            let module = crate::module_shape::check(&bytes).and_then(|()| self.admit(&bytes)).and_then(|grants| AgentModule::compile(&self.sandbox, bytes, grants));
             match module {
                 Ok(m) => {
                     self.modules.insert(hash, Arc::new(m));

@@ -121,6 +121,10 @@ impl Sandbox {
         // wasm threads: not compiled in (wasmtime's `threads` feature is off), so never enabled.
         c.shared_memory(false);
         c.relaxed_simd_deterministic(true);
+        // The ABI is one 32-bit memory per agent (docs/ABI.md): the validator refuses the rest,
+        // so no module can hold memory beside the one the limiter caps.
+        c.wasm_multi_memory(false);
+        c.wasm_memory64(false);
         // A small reservation per memory instead of wasmtime's 4 GiB default: 10,000 agents
         // would otherwise reserve ~40 TiB of address space. Wasm pages are 64 KiB.
         let limit = config.memory_limit_bytes;
@@ -132,7 +136,14 @@ impl Sandbox {
             MemoryAllocator::Slab => {
                 let creator = crate::slab_memory::SlabMemoryCreator::new(config.max_agents as usize + 1, slot_bytes as usize)
                     .map_err(|reason| LockstepError::InvalidConfig { reason })?;
-                // No guard: the JIT bounds-checks every access against the current size.
+                // No guard and no reservation: wasmtime then treats every memory as one that
+                // may move and bounds-checks each access against the memory's *current* size,
+                // loaded at run time. With a reservation of `slot_bytes`, a module declaring a
+                // maximum (`(memory 2 4)`) would be compiled as a static heap, checked against
+                // the reservation instead, and a store past `memory.size` would succeed here
+                // while it traps on the pooling allocator (issue 9, item 1). Our memories never
+                // actually move (`SlabMemory` keeps its base), which "may move" allows.
+                c.memory_reservation(0);
                 c.memory_guard_size(0);
                 c.memory_init_cow(false);
                 c.with_host_memory(Arc::new(creator));
@@ -219,10 +230,12 @@ impl AgentModule {
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(LockstepError::InvalidModule { reason: "bytes do not start with the wasm magic number \\0asm".into() });
         }
+        crate::module_shape::check(&bytes)?;
         let hash = Digest(*blake3::hash(&bytes).as_bytes());
         let module = Module::new(&sandbox.engine, &bytes).map_err(|e| LockstepError::InvalidModule { reason: format!("{e:#}") })?;
         for import in module.imports() {
-            if import.module() != abi::IMPORT_MODULE || !host::IMPORT_NAMES.contains(&import.name()) {
+            let is_func = matches!(import.ty(), ExternType::Func(_));
+            if !is_func || import.module() != abi::IMPORT_MODULE || !host::IMPORT_NAMES.contains(&import.name()) {
                 return Err(LockstepError::UnknownImport { module: import.module().into(), name: import.name().into() });
             }
             // Least privilege: only imports the granted capabilities cover are linked.
@@ -386,25 +399,45 @@ impl AgentInstance {
         bytes[abi::CONTEXT_OFFSET_TICK..][..8].copy_from_slice(&ctx.tick.to_le_bytes());
         bytes[abi::CONTEXT_OFFSET_AGENT_ID..][..8].copy_from_slice(&self.store.data().id.to_le_bytes());
         bytes[abi::CONTEXT_OFFSET_MAX_AGENT_ID..][..8].copy_from_slice(&ctx.max_agent_id.to_le_bytes());
-        self.write_io(&bytes, &[]);
+        // 32 bytes always fit the 65,536-byte buffer checked at instantiation.
+        let _ = self.write_io(&bytes, &[]);
         self.run(AbiCall::Step, ctx.tick, self.io_ptr as i32)
     }
 
     pub fn call_receive(&mut self, tick: u64, message: &Message) -> Result<(), Fault> {
         let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
         message.write_header(&mut header);
-        self.write_io(&header, &message.payload);
+        if !self.write_io(&header, &message.payload) {
+            // Every queue that feeds an inbox refuses payloads over MAX_PAYLOAD_BYTES, so this
+            // is a runtime bug; it must still never write outside the io buffer.
+            return Err(Fault {
+                kind: FaultKind::HostCallViolation,
+                call: AbiCall::Receive,
+                tick,
+                detail: format!(
+                    "message of {} payload bytes does not fit the {}-byte io buffer (runtime bug: please report)",
+                    message.payload.len(),
+                    abi::IO_BUFFER_BYTES
+                ),
+            });
+        }
         self.run(AbiCall::Receive, tick, self.io_ptr as i32)
     }
 
-    /// Copies header and payload into the guest's io buffer. Bounds were checked at
-    /// instantiation (memory never shrinks) and payloads are capped at `MAX_PAYLOAD_BYTES`.
-    fn write_io(&mut self, header: &[u8], payload: &[u8]) {
-        debug_assert!(header.len() + payload.len() <= abi::IO_BUFFER_BYTES as usize);
+    /// Copies header and payload into the guest's io buffer; `false` (nothing written) when
+    /// they do not fit it. The buffer's place was checked at instantiation and memory never
+    /// shrinks, so the only thing to check per write is the length against the buffer.
+    fn write_io(&mut self, header: &[u8], payload: &[u8]) -> bool {
+        let total = header.len() + payload.len();
+        if total > abi::IO_BUFFER_BYTES as usize {
+            return false;
+        }
         let start = self.io_ptr as usize;
         let mem = self.memory.data_mut(&mut self.store);
-        mem[start..start + header.len()].copy_from_slice(header);
-        mem[start + header.len()..start + header.len() + payload.len()].copy_from_slice(payload);
+        let Some(io) = mem.get_mut(start..start + total) else { return false };
+        io[..header.len()].copy_from_slice(header);
+        io[header.len()..].copy_from_slice(payload);
+        true
     }
 
     /// Runs one ABI function under a fresh fuel budget and deadline. The typed functions are

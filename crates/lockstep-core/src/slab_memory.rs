@@ -5,10 +5,14 @@
 //! process stops near 16,000 agents. Here all agents' memories live in one read-write
 //! mapping, reserved with MAP_NORESERVE (pages are only committed when touched), so memories
 //! add no mappings at all and 100,000 agents fit in one process. Out-of-bounds accesses are
-//! still impossible: the engine is configured with no guard region, so the JIT emits an
-//! explicit bounds check against the memory's current size on every access.
+//! still impossible: the engine is configured with no guard region *and no reservation*
+//! (`Sandbox::new`), so wasmtime compiles every memory as one that may move and the JIT emits
+//! an explicit bounds check against the memory's current size, loaded at run time, on every
+//! access. (With a reservation, a module declaring a maximum would be checked against the
+//! reservation instead, and the mapped tail of the slot would be readable: issue 9, item 1.)
 //!
-//! This is the only `unsafe` in the engine apart from wasmtime's own. Invariants:
+//! One of the engine's three small `unsafe` modules (with `ring::RingMemory` and the
+//! prefetch hint in `scheduler`). Invariants:
 //! 1. `Region` maps `slots * slot_bytes` bytes read-write for its whole life and unmaps them
 //!    only in `Drop`, which runs after every `SlabMemory` (each holds an `Arc<Region>`) is gone.
 //! 2. A slot index is owned by at most one `SlabMemory` at a time: indices come from the free
@@ -17,7 +21,10 @@
 //!    released with `MADV_DONTNEED`, after which Linux serves zero-filled pages for private
 //!    anonymous mappings.
 //! 4. `byte_size <= byte_capacity == slot_bytes`, and the base pointer never moves, so every
-//!    address wasmtime may touch ([base, base + byte_size)) lies inside this slot.
+//!    address wasmtime may touch ([base, base + byte_size)) lies inside this slot. Compiled
+//!    code never touches past `byte_size` (explicit bounds checks), and `byte_size` only
+//!    grows, so `[0, byte_size)` on release is the slot's high-water mark: zeroing it
+//!    (invariant 3) clears everything the agent could have written.
 //!
 //! `tests` below exercise each invariant; `bench_core` spawns 100,000 agents on it.
 
