@@ -71,6 +71,8 @@ pub const INFER_STATUS_BAD_INPUT: u32 = 2;
 pub const INFER_STATUS_FAILED: u32 = 3;
 /// The agent's capabilities do not cover this model.
 pub const INFER_STATUS_FORBIDDEN: u32 = 4;
+/// The model's outputs for one sample (plus the 4-byte status) exceed `MAX_PAYLOAD_BYTES`.
+pub const INFER_STATUS_OUTPUT_TOO_LARGE: u32 = 5;
 
 /// Return codes of the `send` import.
 pub const SEND_OK: i32 = 0;

@@ -32,8 +32,11 @@ pub enum LockstepError {
     #[error("message payload is {len} bytes; the limit is {max} bytes. Split it, or pass a reference to data held elsewhere")]
     MessageTooLarge { len: usize, max: usize },
 
-    #[error("the runtime holds its maximum of {max} agents; create it with a larger maxAgents")]
+    #[error("the runtime holds its maximum of {max} live agents; stop or kill some, or create it with a larger maxAgents")]
     AgentLimit { max: u32 },
+
+    #[error("this runtime has assigned its maximum of {max} agent ids over its life (ids are never reused); create a new runtime")]
+    AgentIdsExhausted { max: u64 },
 
     #[error("recording can only start before the first spawn or message; create the runtime with record: true to capture a whole session")]
     RecordingMidSession,
@@ -71,6 +74,7 @@ impl LockstepError {
             Self::AgentNotRunning { .. } => "E_AGENT_NOT_RUNNING",
             Self::MessageTooLarge { .. } => "E_MESSAGE_TOO_LARGE",
             Self::AgentLimit { .. } => "E_AGENT_LIMIT",
+            Self::AgentIdsExhausted { .. } => "E_AGENT_IDS_EXHAUSTED",
             Self::RecordingMidSession => "E_RECORDING_MID_SESSION",
             Self::NotRecording => "E_NOT_RECORDING",
             Self::ReplayCorrupt { .. } => "E_REPLAY_CORRUPT",

@@ -19,7 +19,7 @@
 //! use, and a violation is a `RingError::Corrupt` naming the field, never an out-of-bounds
 //! access. The only `unsafe` is in `RingMemory`, with its invariants written there.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"LSRG");
 pub const VERSION: u32 = 1;
@@ -72,9 +72,11 @@ pub fn region_bytes(capacity: usize) -> usize {
 
 /// A ring region in memory shared with another thread (JS, or a Rust test thread).
 ///
-/// Invariants (upheld by whoever constructs it with `from_raw`):
+/// Invariants (upheld by whoever constructs it with `from_raw`; `OwnedRegion::memory`
+/// upholds them by construction, holding a reference to the region's buffer in `owner`):
 /// 1. `base` points to `len` bytes that stay mapped and writable for the life of this value
-///    (the napi binding holds a reference to the `SharedArrayBuffer`; tests own a `Vec`).
+///    (the napi binding holds a reference to the `SharedArrayBuffer`; an `OwnedRegion`'s
+///    views hold its buffer alive).
 /// 2. `base` is 8-byte aligned, so the u32 counters at 64 and 128 are aligned for atomics.
 /// 3. The other side accesses `head`/`tail` only atomically (JS `Atomics`), and the bytes
 ///    only as the protocol allows. If it does not, we may read garbage bytes, but every
@@ -85,6 +87,9 @@ pub fn region_bytes(capacity: usize) -> usize {
 pub struct RingMemory {
     base: *mut u8,
     len: usize,
+    /// What keeps `base` alive when the view was made by safe code (`OwnedRegion::memory`);
+    /// `None` for `from_raw`, whose caller promised it.
+    _owner: Option<std::sync::Arc<[AtomicU64]>>,
 }
 
 // Safety: the memory is shared by design; all synchronisation is the ring protocol's.
@@ -100,7 +105,7 @@ impl RingMemory {
         if len < HEADER_BYTES + MIN_CAPACITY {
             return Err(RingError::Corrupt { field: "buffer", detail: format!("{len} bytes is smaller than the smallest ring") });
         }
-        Ok(Self { base, len })
+        Ok(Self { base, len, _owner: None })
     }
 
     fn counter(&self, offset: usize) -> &AtomicU32 {
@@ -344,26 +349,31 @@ impl Producer {
     }
 }
 
-/// An owned, 8-byte-aligned ring region for tests and Rust-only producers.
+/// An owned, 8-byte-aligned ring region for tests and Rust-only producers. Its views
+/// (`memory()`) share ownership of the buffer, so a view outliving the region is still
+/// sound: the safe API cannot produce a dangling `RingMemory` (issue 9, item 5).
 pub struct OwnedRegion {
-    words: Vec<u64>,
+    /// Atomic words: the buffer is written through shared views (interior mutability), and
+    /// `AtomicU64` gives it the 8-byte alignment invariant 2 needs.
+    words: std::sync::Arc<[AtomicU64]>,
 }
 
 impl OwnedRegion {
     pub fn new(capacity: usize) -> Self {
-        Self { words: vec![0u64; region_bytes(capacity).div_ceil(8)] }
+        Self { words: (0..region_bytes(capacity).div_ceil(8)).map(|_| AtomicU64::new(0)).collect() }
     }
 
-    /// Raw pointer to the region, for tests that play a hostile producer.
-    pub fn memory_ptr(&mut self) -> *mut u8 {
-        self.words.as_mut_ptr() as *mut u8
+    /// Raw pointer to the region, for tests that play a hostile producer (dereferencing it
+    /// is theirs to justify).
+    pub fn memory_ptr(&self) -> *mut u8 {
+        self.words.as_ptr() as *mut u8
     }
 
-    /// A view of the region. The region must outlive every view (invariant 1).
-    pub fn memory(&mut self) -> RingMemory {
-        // Safety: the Vec's buffer is 8-aligned (u64), `len` bytes long, and callers keep
-        // `self` alive and unmoved while views exist (tests do; the buffer never reallocates).
-        RingMemory { base: self.words.as_mut_ptr() as *mut u8, len: self.words.len() * 8 }
+    /// A view of the region; it keeps the buffer alive for as long as it exists.
+    pub fn memory(&self) -> RingMemory {
+        // Invariant 1: `_owner` holds the buffer for the view's life. Invariant 2: AtomicU64
+        // is 8-aligned. Writes through `base` are writes into atomics' interior-mutable cells.
+        RingMemory { base: self.words.as_ptr() as *mut u8, len: self.words.len() * 8, _owner: Some(self.words.clone()) }
     }
 }
 
@@ -373,7 +383,23 @@ mod tests {
 
     const CAP: usize = 4096;
 
-    fn pair(region: &mut OwnedRegion) -> (Producer, Consumer) {
+    #[test]
+    fn a_ring_view_keeps_its_region_alive_after_the_region_is_dropped() {
+        let region = OwnedRegion::new(CAP);
+        init(&region.memory(), CAP).unwrap();
+        let (mut p, view) = (Producer::new(region.memory()).unwrap(), region.memory());
+        drop(region);
+        // Reuse the freed block if the allocator would hand it out again.
+        let decoy: Vec<Vec<u64>> = (0..8).map(|_| vec![u64::MAX; region_bytes(CAP).div_ceil(8)]).collect();
+        p.try_push(TYPE_MESSAGE, 1, 0, 2, b"still here").unwrap();
+        let mut c = Consumer::new(view, 65_496).expect("the view still sees a valid ring");
+        let got = drain_all(&mut c);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].payload, b"still here");
+        drop(decoy);
+    }
+
+    fn pair(region: &OwnedRegion) -> (Producer, Consumer) {
         init(&region.memory(), CAP).unwrap();
         (Producer::new(region.memory()).unwrap(), Consumer::new(region.memory(), 65_496).unwrap())
     }
@@ -386,8 +412,8 @@ mod tests {
 
     #[test]
     fn records_round_trip_in_order_across_wraps() {
-        let mut region = OwnedRegion::new(CAP);
-        let (mut p, mut c) = pair(&mut region);
+        let region = OwnedRegion::new(CAP);
+        let (mut p, mut c) = pair(&region);
         let mut expected = 0u64;
         for round in 0..200u64 {
             let n = 1 + (round % 7) as usize;
@@ -407,8 +433,8 @@ mod tests {
 
     #[test]
     fn full_is_back_pressure_and_nothing_is_overwritten() {
-        let mut region = OwnedRegion::new(CAP);
-        let (mut p, mut c) = pair(&mut region);
+        let region = OwnedRegion::new(CAP);
+        let (mut p, mut c) = pair(&region);
         let mut pushed = 0u32;
         loop {
             match p.try_push(TYPE_MESSAGE, pushed, 0, 1, &[7u8; 100]) {
@@ -435,8 +461,8 @@ mod tests {
             ("record type", Box::new(|m: &RingMemory| m.write(HEADER_BYTES + 4, &[9, 0]))),
         ];
         for (field, damage) in cases {
-            let mut region = OwnedRegion::new(CAP);
-            let (mut p, mut c) = pair(&mut region);
+            let region = OwnedRegion::new(CAP);
+            let (mut p, mut c) = pair(&region);
             p.try_push(TYPE_MESSAGE, 1, 0, 1, &[1; 16]).unwrap();
             damage(&region.memory());
             match c.drain(usize::MAX, |_| {}) {
@@ -447,7 +473,7 @@ mod tests {
             assert!(c.drain(1, |_| {}).is_err());
         }
         for (field, damage) in [("magic", 0usize), ("version", 4), ("capacity", 8)] {
-            let mut region = OwnedRegion::new(CAP);
+            let region = OwnedRegion::new(CAP);
             init(&region.memory(), CAP).unwrap();
             region.memory().write_u32(damage, 12345);
             match Consumer::new(region.memory(), 100) {
@@ -459,7 +485,7 @@ mod tests {
 
     #[test]
     fn concurrent_producer_and_consumer_lose_nothing() {
-        let mut region = OwnedRegion::new(1 << 16);
+        let region = OwnedRegion::new(1 << 16);
         init(&region.memory(), 1 << 16).unwrap();
         let mut p = Producer::new(region.memory()).unwrap();
         let mut c = Consumer::new(region.memory(), 65_496).unwrap();

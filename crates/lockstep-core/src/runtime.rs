@@ -187,6 +187,19 @@ struct OutRecord {
     payload: Vec<u8>,
 }
 
+/// An inference answer as delivered: one whose outputs do not fit a message becomes status
+/// `INFER_STATUS_OUTPUT_TOO_LARGE` with no outputs.
+fn fit_answer(payload: Vec<u8>) -> Vec<u8> {
+    if payload.len() <= abi::MAX_PAYLOAD_BYTES {
+        return payload;
+    }
+    abi::INFER_STATUS_OUTPUT_TOO_LARGE.to_le_bytes().to_vec()
+}
+
+/// Most agent ids one runtime assigns over its life (ids are never reused, and each keeps a
+/// small record for `inspect`); past it, spawn fails with `E_AGENT_IDS_EXHAUSTED`.
+pub const MAX_AGENT_IDS: usize = 1 << 22;
+
 /// Most records drained from the inbound ring per tick (bounds the work one tick can be
 /// handed; the rest waits in the ring for the next tick).
 pub const MAX_RING_RECORDS_PER_TICK: usize = 1 << 22;
@@ -365,8 +378,16 @@ impl Runtime {
         let m = self.modules.get(&module).cloned().ok_or_else(|| LockstepError::InvalidModule {
             reason: format!("module {module} is not loaded; call loadModule first"),
         })?;
+        // maxAgents bounds the agents alive at once (each holds a memory); stopped, killed and
+        // faulted agents hold none (issue 9: it used to count every agent ever spawned).
         if self.slots.len() >= self.config.max_agents as usize {
-            return Err(LockstepError::AgentLimit { max: self.config.max_agents });
+            let alive = self.slots.iter().filter(|s| s.instance.is_some()).count();
+            if alive >= self.config.max_agents as usize {
+                return Err(LockstepError::AgentLimit { max: self.config.max_agents });
+            }
+        }
+        if self.slots.len() >= MAX_AGENT_IDS {
+            return Err(LockstepError::AgentIdsExhausted { max: MAX_AGENT_IDS as u64 });
         }
         let id = self.slots.len() as AgentId + 1;
         let mut instance = Box::new(m.instantiate(&self.sandbox, id, self.config.seed)?);
@@ -385,13 +406,30 @@ impl Runtime {
         }
         self.input_hasher.update(&module.0);
         let init = instance.call_init(self.tick);
+        // What init sent and logged leaves the agent now, whatever happened: routed at the
+        // next tick like a host message (and folded into its hash), so neither a fault in
+        // init nor a kill before the first tick can lose it (issue 9).
+        let mut sent = std::mem::take(&mut instance.host_mut().outbox);
+        let logs = std::mem::take(&mut instance.host_mut().logs);
         let mut slot = AgentSlot::new(id, priority, module, instance);
+        slot.messages_sent += sent.len() as u64;
         self.push_event(Event::Spawned { tick: self.tick, agent: id, module });
+        for line in logs {
+            self.push_event(Event::Log { tick: self.tick, agent: id, level: line.level, text: line.text });
+        }
         if let Err(fault) = init {
             self.input_hasher.update(&[0xFA, fault.kind.tag()]);
             slot.state = AgentState::Faulted(fault.clone());
+            // Its memory goes back now: a dead agent holds no slot against maxAgents.
+            slot.instance = None;
             self.push_event(Event::Fault { tick: self.tick, agent: id, fault });
         }
+        let mut digest = crate::bus::AgentDigest::new();
+        for m in &sent {
+            m.hash_into(&mut digest);
+        }
+        self.input_hasher.update(&digest.digest128().to_le_bytes());
+        self.pending.append(&mut sent);
         self.slots.push(slot);
         Ok(id)
     }
@@ -641,10 +679,9 @@ impl Runtime {
                 }
             }
         }
+        // A tick whose every request was forbidden still answers each one (issue 9: an early
+        // return here dropped them and the agents waited forever).
         if requests.is_empty() && forbidden.is_empty() {
-            return;
-        }
-        if requests.is_empty() {
             return;
         }
         let answers: Vec<InferAnswer> = if self.inference.replaying {
@@ -658,7 +695,7 @@ impl Runtime {
             let (answers, stats) = agent_inference::serve(self.inference.engine.as_deref(), &self.inference.models, requests, self.config.inference_batching);
             report.inference_requests = stats.requests;
             report.inference_calls = stats.calls;
-            let mut answers: Vec<_> = answers.into_iter().map(|a| (a.agent, a.tag, a.payload)).collect();
+            let mut answers: Vec<_> = answers.into_iter().map(|a| (a.agent, a.tag, fit_answer(a.payload))).collect();
             // Canonical order: by agent id (stable, so each agent's requests keep their order).
             answers.extend(forbidden);
             answers.sort_by_key(|a| a.0);
@@ -666,6 +703,8 @@ impl Runtime {
             answers
         };
         for (agent, tag, payload) in answers {
+            // Answers reach the agent through its io buffer like any message: never larger.
+            let payload = fit_answer(payload);
             let seq = self.inference.seq;
             self.inference.seq += 1;
             self.pending.push(Message { from: abi::INFERENCE_ID, to: agent, seq, kind: tag, priority: 0, payload });

@@ -45,7 +45,7 @@ fn wrong_abi_version() {
 #[test]
 fn undeclared_import() {
     let mut rt = runtime(1);
-    let bytes = wat(r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))))"#);
+    let bytes = wat(r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) (memory (export "memory") 2))"#);
     let e = rt.spawn_bytes(bytes).unwrap_err();
     assert_eq!(e, LockstepError::UnknownImport { module: "wasi_snapshot_preview1".into(), name: "fd_write".into() });
     still_usable(&mut rt);

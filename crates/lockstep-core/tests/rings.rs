@@ -10,8 +10,8 @@ const CAP: usize = 1 << 16;
 
 #[test]
 fn ring_messages_are_delivered_recorded_and_answered_through_the_outbound_ring() {
-    let mut inbound = OwnedRegion::new(CAP);
-    let mut outbound = OwnedRegion::new(CAP);
+    let inbound = OwnedRegion::new(CAP);
+    let outbound = OwnedRegion::new(CAP);
     ring::init(&inbound.memory(), CAP).unwrap();
     ring::init(&outbound.memory(), CAP).unwrap();
     let mut rt = runtime(2);
@@ -51,8 +51,8 @@ fn ring_messages_are_delivered_recorded_and_answered_through_the_outbound_ring()
 
 #[test]
 fn a_full_outbound_ring_delays_records_but_never_drops_them() {
-    let mut inbound = OwnedRegion::new(CAP);
-    let mut outbound = OwnedRegion::new(ring::MIN_CAPACITY);
+    let inbound = OwnedRegion::new(CAP);
+    let outbound = OwnedRegion::new(ring::MIN_CAPACITY);
     ring::init(&inbound.memory(), CAP).unwrap();
     ring::init(&outbound.memory(), ring::MIN_CAPACITY).unwrap();
     let mut rt = runtime(1);
@@ -86,7 +86,7 @@ fn a_full_outbound_ring_delays_records_but_never_drops_them() {
 
 #[test]
 fn a_corrupted_inbound_ring_is_reported_and_the_runtime_carries_on() {
-    let mut inbound = OwnedRegion::new(CAP);
+    let inbound = OwnedRegion::new(CAP);
     ring::init(&inbound.memory(), CAP).unwrap();
     let mut rt = runtime(1);
     let a = rt.spawn_bytes(agent("counter")).unwrap();

@@ -200,6 +200,35 @@ fn inference_on_a_model_not_granted_is_answered_forbidden() {
 }
 
 #[test]
+fn a_tick_whose_every_inference_request_is_forbidden_still_answers_them() {
+    let alice = Publisher::new();
+    let mut rt = strict(&[alice.public]);
+    let engine = std::sync::Arc::new(
+        lockstep_core::inference::InferenceEngine::new(lockstep_core::inference::EngineOptions {
+            search_roots: vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")],
+            ..Default::default()
+        })
+        .expect("npm install first"),
+    );
+    let model = std::fs::read(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/mlp_classifier.onnx")).unwrap();
+    let id = engine.load(model).unwrap().id;
+    rt.set_inference_engine(engine);
+    rt.register_agent_model(&id).unwrap();
+    let caps = format!(r#"{{"send":"host","infer":["{}"],"random":true}}"#, "0".repeat(64));
+    let denied = rt.spawn_bytes(alice.sign(&agent("classifier"), &manifest("classifier", &caps))).unwrap();
+    let r = rt.tick();
+    assert_eq!(r.inference_requests, 0, "nothing reached ONNX Runtime");
+    rt.tick();
+    let msgs = rt.drain_host_messages();
+    let reports: Vec<_> = msgs.iter().filter(|m| m.from == denied && m.kind == 4).collect();
+    assert_eq!(reports.len(), 1, "the agent got its forbidden answer and reported it");
+    assert_eq!(u32::from_le_bytes(reports[0].payload[..4].try_into().unwrap()), abi::INFER_STATUS_FORBIDDEN);
+    let log = rt.stop_recording().unwrap();
+    let replayed = lockstep_core::replay(&log, 1, |_| {}).unwrap();
+    assert!(replayed.divergence.is_none(), "{:?}", replayed.divergence);
+}
+
+#[test]
 fn manifests_are_bounded_and_validated() {
     let alice = Publisher::new();
     let counter = agent("counter");
