@@ -81,8 +81,16 @@ pub const SEND_ERR_OUTBOX_FULL: i32 = -2;
 /// The recipient is outside the agent's `send` capability.
 pub const SEND_ERR_FORBIDDEN: i32 = -3;
 
-/// Most messages one agent may send in one tick (init/shutdown count towards the tick after).
+/// Most messages one agent may send in one tick, and most payload bytes (a budget in bytes,
+/// not only a count: 4,096 maximal messages would be 256 MiB). `agent_init` and
+/// `agent_shutdown` each have a budget of their own. Past either, `send` returns
+/// `SEND_ERR_OUTBOX_FULL`.
 pub const MAX_OUTBOX_PER_TICK: usize = 4_096;
+pub const MAX_OUTBOX_BYTES_PER_TICK: usize = 1 << 20;
+/// Most messages, and payload bytes, waiting in one agent's inbox; past either, a message is
+/// dead-lettered (`recipient_inbox_full`), deterministically, in routing order.
+pub const MAX_INBOX_MESSAGES: usize = 65_536;
+pub const MAX_INBOX_BYTES: usize = 16 << 20;
 /// Most log lines one agent may write per call, and longest line kept (bytes).
 pub const MAX_LOG_LINES_PER_CALL: usize = 64;
 pub const MAX_LOG_LINE_BYTES: usize = 1_024;

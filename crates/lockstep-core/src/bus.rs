@@ -70,6 +70,8 @@ pub enum DeadLetterReason {
     UnknownRecipient,
     /// The recipient faulted while this message was being delivered or before its turn.
     RecipientFaultedDuringDelivery,
+    /// The recipient's inbox held `abi::MAX_INBOX_MESSAGES` messages or `MAX_INBOX_BYTES`.
+    RecipientInboxFull,
 }
 
 impl DeadLetterReason {
@@ -79,6 +81,7 @@ impl DeadLetterReason {
             Self::RecipientStopped => "recipient_stopped",
             Self::UnknownRecipient => "unknown_recipient",
             Self::RecipientFaultedDuringDelivery => "recipient_faulted_during_delivery",
+            Self::RecipientInboxFull => "recipient_inbox_full",
         }
     }
 
@@ -88,6 +91,7 @@ impl DeadLetterReason {
             Self::RecipientStopped => 2,
             Self::UnknownRecipient => 3,
             Self::RecipientFaultedDuringDelivery => 4,
+            Self::RecipientInboxFull => 5,
         }
     }
 }

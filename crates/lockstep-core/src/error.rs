@@ -38,6 +38,15 @@ pub enum LockstepError {
     #[error("this runtime has assigned its maximum of {max} agent ids over its life (ids are never reused); create a new runtime")]
     AgentIdsExhausted { max: u64 },
 
+    #[error("the runtime has loaded its maximum of {max} distinct modules; reuse loaded ones (spawn by module hash)")]
+    ModuleLimit { max: usize },
+
+    #[error("the runtime already uses its maximum of {max} distinct spawn priorities ({phases:?}); spawn with one of those")]
+    PriorityLimit { max: usize, phases: Vec<i32> },
+
+    #[error("the queue of {queue} is full ({max_messages} messages or {max_bytes} bytes); run a tick (or drain) and retry")]
+    QueueFull { queue: &'static str, max_messages: usize, max_bytes: usize },
+
     #[error("recording can only start before the first spawn or message; create the runtime with record: true to capture a whole session")]
     RecordingMidSession,
 
@@ -75,6 +84,9 @@ impl LockstepError {
             Self::MessageTooLarge { .. } => "E_MESSAGE_TOO_LARGE",
             Self::AgentLimit { .. } => "E_AGENT_LIMIT",
             Self::AgentIdsExhausted { .. } => "E_AGENT_IDS_EXHAUSTED",
+            Self::ModuleLimit { .. } => "E_MODULE_LIMIT",
+            Self::PriorityLimit { .. } => "E_PRIORITY_LIMIT",
+            Self::QueueFull { .. } => "E_QUEUE_FULL",
             Self::RecordingMidSession => "E_RECORDING_MID_SESSION",
             Self::NotRecording => "E_NOT_RECORDING",
             Self::ReplayCorrupt { .. } => "E_REPLAY_CORRUPT",

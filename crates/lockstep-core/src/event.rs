@@ -18,6 +18,9 @@ pub enum Event {
     ModuleRefused { tick: u64, code: String, detail: String },
     /// Something security-relevant was allowed (development mode admitting an unsigned module).
     Security { tick: u64, detail: String },
+    /// A bounded host-side queue was full: `count` items were not kept (docs/ARCHITECTURE.md,
+    /// "Limits"). `queue` is `dead_letters`, `host_messages` or `outbound_ring`.
+    Dropped { tick: u64, queue: &'static str, count: u64 },
 }
 
 impl Event {
@@ -32,6 +35,7 @@ impl Event {
             Self::RingError { .. } => "ring_error",
             Self::ModuleRefused { .. } => "module_refused",
             Self::Security { .. } => "security",
+            Self::Dropped { .. } => "dropped",
         }
     }
 
@@ -40,7 +44,7 @@ impl Event {
         match self {
             Self::Spawned { agent, .. } | Self::Fault { agent, .. } | Self::Stopped { agent, .. } | Self::Killed { agent, .. } | Self::Log { agent, .. } => Some(*agent),
             Self::DeadLetter { to, .. } => Some(*to),
-            Self::RingError { .. } | Self::ModuleRefused { .. } | Self::Security { .. } => None,
+            Self::RingError { .. } | Self::ModuleRefused { .. } | Self::Security { .. } | Self::Dropped { .. } => None,
         }
     }
 
@@ -78,6 +82,7 @@ impl Event {
             Self::Log { tick, agent, level, text } => format!(r#"{{"type":"{t}","tick":{tick},"agent":{agent},"level":{level},"text":{}}}"#, q(text)),
             Self::RingError { tick, detail } | Self::Security { tick, detail } => format!(r#"{{"type":"{t}","tick":{tick},"detail":{}}}"#, q(detail)),
             Self::ModuleRefused { tick, code, detail } => format!(r#"{{"type":"{t}","tick":{tick},"code":"{code}","detail":{}}}"#, q(detail)),
+            Self::Dropped { tick, queue, count } => format!(r#"{{"type":"{t}","tick":{tick},"queue":"{queue}","count":{count}}}"#),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct AgentHost {
     pub tick: u64,
     pub memory: Option<Memory>,
     pub outbox: Vec<Message>,
+    /// Payload bytes in `outbox` (the per-tick byte budget); reset whenever it is emptied.
+    pub outbox_bytes: usize,
     pub next_seq: u64,
     pub rng: ChaCha8Rng,
     pub memory_limit_bytes: usize,
@@ -59,6 +61,7 @@ impl AgentHost {
             tick: 0,
             memory: None,
             outbox: Vec::new(),
+            outbox_bytes: 0,
             next_seq: 0,
             rng: ChaCha8Rng::from_seed(key),
             memory_limit_bytes,
@@ -160,7 +163,7 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
             if bytes.len() > abi::MAX_PAYLOAD_BYTES {
                 return Ok(abi::SEND_ERR_PAYLOAD_TOO_LARGE);
             }
-            if host.outbox.len() >= abi::MAX_OUTBOX_PER_TICK {
+            if host.outbox.len() >= abi::MAX_OUTBOX_PER_TICK || host.outbox_bytes + bytes.len() > abi::MAX_OUTBOX_BYTES_PER_TICK {
                 return Ok(abi::SEND_ERR_OUTBOX_FULL);
             }
             if !host.grants.send.allows(to as u64) {
@@ -173,6 +176,7 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
             }
             let seq = host.next_seq;
             host.next_seq += 1;
+            host.outbox_bytes += bytes.len();
             host.outbox.push(Message {
                 from: host.id,
                 to: to as u64,

@@ -15,6 +15,7 @@ pub mod host;
 pub mod inference;
 pub mod logging;
 mod module_shape;
+pub mod queue;
 pub mod replay;
 pub mod ring;
 pub mod replay_log;

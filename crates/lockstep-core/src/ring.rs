@@ -215,7 +215,9 @@ impl Consumer {
     /// Reads up to `max` records, handing each to `f`, then releases their space at once.
     /// Returns how many were read; on corruption the ring is marked broken and the error is
     /// returned after the records read before it were handed over.
-    pub fn drain(&mut self, max: usize, mut f: impl FnMut(Record)) -> Result<usize, RingError> {
+    /// Reads up to `max` records, handing each to `f`. When `f` answers `Break`, that record
+    /// is left in the ring (not consumed) and draining stops: the consumer's back-pressure.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(Record) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
@@ -228,11 +230,13 @@ impl Consumer {
             }
             match self.read_one(head, tail) {
                 Ok((advance, record)) => {
-                    tail = tail.wrapping_add(advance as u32);
                     if let Some(r) = record {
+                        if f(r).is_break() {
+                            break Ok(count);
+                        }
                         count += 1;
-                        f(r);
                     }
+                    tail = tail.wrapping_add(advance as u32);
                 }
                 Err(e) => break Err(e),
             }
@@ -406,7 +410,11 @@ mod tests {
 
     fn drain_all(c: &mut Consumer) -> Vec<Record> {
         let mut v = Vec::new();
-        c.drain(usize::MAX, |r| v.push(r)).unwrap();
+        c.drain(usize::MAX, |r| {
+            v.push(r);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
         v
     }
 
@@ -465,12 +473,12 @@ mod tests {
             let (mut p, mut c) = pair(&region);
             p.try_push(TYPE_MESSAGE, 1, 0, 1, &[1; 16]).unwrap();
             damage(&region.memory());
-            match c.drain(usize::MAX, |_| {}) {
+            match c.drain(usize::MAX, |_| std::ops::ControlFlow::Continue(())) {
                 Err(RingError::Corrupt { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
             }
             assert!(c.broken().is_some(), "a corrupt ring stays broken");
-            assert!(c.drain(1, |_| {}).is_err());
+            assert!(c.drain(1, |_| std::ops::ControlFlow::Continue(())).is_err());
         }
         for (field, damage) in [("magic", 0usize), ("version", 4), ("capacity", 8)] {
             let region = OwnedRegion::new(CAP);
@@ -527,6 +535,7 @@ mod tests {
                 }
                 checksum = checksum.wrapping_add(r.payload.iter().map(|&b| b as u64).sum::<u64>());
                 next += 1;
+                std::ops::ControlFlow::Continue(())
             })
             .unwrap();
             std::thread::yield_now();

@@ -1,7 +1,8 @@
 //! The runtime: the one object an embedder holds. It owns the sandbox, the agents, the
 //! clock, the queues and the recorder, and is the only place external input enters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -14,6 +15,7 @@ use crate::fault::AgentState;
 use crate::replay_log::{self, InferAnswer, Record, SessionConfig};
 use crate::inference::{agents as agent_inference, InferenceEngine};
 use crate::ring::{self, Consumer, Producer, RingError, RingMemory};
+use crate::queue::BoundedQueue;
 use crate::sandbox::{AgentModule, Grants, MemoryAllocator, Sandbox, SandboxConfig};
 use crate::security::{self, Capabilities};
 use crate::scheduler::{self, AgentSlot, Sinks, TickReport};
@@ -144,10 +146,12 @@ pub struct Runtime {
     /// External inputs since the last tick, folded into the next tick hash.
     input_hasher: blake3::Hasher,
     pending: Vec<Message>,
+    /// Payload bytes in `pending` (bounded by `MAX_PENDING_BYTES`).
+    pending_bytes: usize,
     host_seq: u64,
-    host_outbox: Vec<Message>,
-    dead_letters: Vec<DeadLetter>,
-    events: Vec<Event>,
+    host_outbox: BoundedQueue<Message>,
+    dead_letters: BoundedQueue<DeadLetter>,
+    events: VecDeque<Event>,
     events_dropped: u64,
     recorder: Option<Recorder>,
     session_started: bool,
@@ -174,17 +178,51 @@ struct AgentInference {
 struct Rings {
     inbound: Option<Consumer>,
     outbound: Option<Producer>,
-    /// Records that did not fit the outbound ring yet, oldest first: back-pressure never
-    /// drops anything, it only delays.
-    backlog: std::collections::VecDeque<OutRecord>,
+    /// Records that did not fit the outbound ring yet, oldest first, bounded by
+    /// `MAX_OUTBOUND_BACKLOG_RECORDS`/`_BYTES`. When it is full, messages for the host wait in
+    /// the host queue instead (still drainable with `drain_host_messages`) and copies of
+    /// events are dropped and counted (the events themselves stay in `drain_events`).
+    backlog: VecDeque<OutRecord>,
+    backlog_bytes: usize,
+    dropped: u64,
+    dropped_total: u64,
 }
 
-struct OutRecord {
-    kind_of_record: u16,
-    kind: u32,
-    priority: i32,
-    agent: AgentId,
-    payload: Vec<u8>,
+enum OutRecord {
+    /// A message for the host: kept whole, so it can go back to the host queue if the ring
+    /// breaks before it is written (never lost).
+    Message(Message),
+    Other { kind_of_record: u16, agent: AgentId, payload: Vec<u8> },
+}
+
+impl OutRecord {
+    fn payload_len(&self) -> usize {
+        match self {
+            Self::Message(m) => m.payload.len(),
+            Self::Other { payload, .. } => payload.len(),
+        }
+    }
+}
+
+impl Rings {
+    fn backlog_has_room(&self, bytes: usize) -> bool {
+        self.backlog.len() < MAX_OUTBOUND_BACKLOG_RECORDS && self.backlog_bytes.saturating_add(bytes) <= MAX_OUTBOUND_BACKLOG_BYTES
+    }
+
+    fn push_backlog(&mut self, r: OutRecord) {
+        self.backlog_bytes += r.payload_len();
+        self.backlog.push_back(r);
+    }
+
+    /// A copy of an event or a tick record: kept if the backlog has room, else counted.
+    fn push_copy(&mut self, r: OutRecord) {
+        if self.backlog_has_room(r.payload_len()) {
+            self.push_backlog(r);
+        } else {
+            self.dropped += 1;
+            self.dropped_total += 1;
+        }
+    }
 }
 
 /// An inference answer as delivered: one whose outputs do not fit a message becomes status
@@ -199,6 +237,27 @@ fn fit_answer(payload: Vec<u8>) -> Vec<u8> {
 /// Most agent ids one runtime assigns over its life (ids are never reused, and each keeps a
 /// small record for `inspect`); past it, spawn fails with `E_AGENT_IDS_EXHAUSTED`.
 pub const MAX_AGENT_IDS: usize = 1 << 22;
+
+/// Limits of the host-side queues (ARCHITECTURE.md, "Limits"). Host messages waiting for the
+/// next tick: past them `send` fails with `E_QUEUE_FULL` and the inbound ring is left unread
+/// (back-pressure on the JS producer).
+pub const MAX_PENDING_MESSAGES: usize = 1 << 20;
+pub const MAX_PENDING_BYTES: usize = 256 << 20;
+/// Messages agents sent to the host, not yet drained; past these they are dropped and counted
+/// (`dropped` event, queue `host_messages`).
+pub const MAX_HOST_MESSAGES: usize = 1 << 20;
+pub const MAX_HOST_MESSAGE_BYTES: usize = 256 << 20;
+/// Dead letters not yet drained; past these they are dropped and counted (queue
+/// `dead_letters`): each was still hashed and announced by its `dead_letter` event.
+pub const MAX_DEAD_LETTERS: usize = 1 << 16;
+pub const MAX_DEAD_LETTER_BYTES: usize = 64 << 20;
+/// Records waiting for room in the outbound ring.
+pub const MAX_OUTBOUND_BACKLOG_RECORDS: usize = 1 << 20;
+pub const MAX_OUTBOUND_BACKLOG_BYTES: usize = 256 << 20;
+/// Distinct modules one runtime loads (each is compiled code held for the runtime's life).
+pub const MAX_MODULES: usize = 1_024;
+/// Distinct spawn priorities (each is a phase every tick walks).
+pub const MAX_PHASES: usize = 64;
 
 /// Most records drained from the inbound ring per tick (bounds the work one tick can be
 /// handed; the rest waits in the ring for the next tick).
@@ -238,10 +297,11 @@ impl Runtime {
             last_fuel: 0,
             input_hasher: blake3::Hasher::new(),
             pending: Vec::new(),
+            pending_bytes: 0,
             host_seq: 0,
-            host_outbox: Vec::new(),
-            dead_letters: Vec::new(),
-            events: Vec::new(),
+            host_outbox: BoundedQueue::new(MAX_HOST_MESSAGES, MAX_HOST_MESSAGE_BYTES),
+            dead_letters: BoundedQueue::new(MAX_DEAD_LETTERS, MAX_DEAD_LETTER_BYTES),
+            events: VecDeque::new(),
             events_dropped: 0,
             recorder: None,
             session_started: false,
@@ -314,6 +374,9 @@ impl Runtime {
     pub fn load_module(&mut self, bytes: Vec<u8>) -> Result<Digest> {
         let hash = Digest(*blake3::hash(&bytes).as_bytes());
         if !self.modules.contains_key(&hash) {
+            if self.modules.len() >= MAX_MODULES {
+                return Err(LockstepError::ModuleLimit { max: MAX_MODULES });
+            }
             let module = crate::module_shape::check(&bytes).and_then(|()| self.admit(&bytes)).and_then(|grants| AgentModule::compile(&self.sandbox, bytes, grants));
             match module {
                 Ok(m) => {
@@ -389,6 +452,10 @@ impl Runtime {
         if self.slots.len() >= MAX_AGENT_IDS {
             return Err(LockstepError::AgentIdsExhausted { max: MAX_AGENT_IDS as u64 });
         }
+        let new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
+        if new_phase && self.phases.len() >= MAX_PHASES {
+            return Err(LockstepError::PriorityLimit { max: MAX_PHASES, phases: self.phases.clone() });
+        }
         let id = self.slots.len() as AgentId + 1;
         let mut instance = Box::new(m.instantiate(&self.sandbox, id, self.config.seed)?);
         self.session_started = true;
@@ -421,7 +488,7 @@ impl Runtime {
             self.input_hasher.update(&[0xFA, fault.kind.tag()]);
             slot.state = AgentState::Faulted(fault.clone());
             // Its memory goes back now: a dead agent holds no slot against maxAgents.
-            slot.instance = None;
+            slot.release();
             self.push_event(Event::Fault { tick: self.tick, agent: id, fault });
         }
         let mut digest = crate::bus::AgentDigest::new();
@@ -455,8 +522,20 @@ impl Runtime {
             return Err(LockstepError::MessageTooLarge { len: payload.len(), max: abi::MAX_PAYLOAD_BYTES });
         }
         self.slot(to)?;
+        if !self.pending_has_room(payload.len()) {
+            return Err(LockstepError::QueueFull {
+                queue: "host messages waiting for the next tick",
+                max_messages: MAX_PENDING_MESSAGES,
+                max_bytes: MAX_PENDING_BYTES,
+            });
+        }
         self.enqueue_host_message(to, kind, priority, payload);
         Ok(())
+    }
+
+    /// Whether a host message of `bytes` fits the queue of messages waiting for the next tick.
+    fn pending_has_room(&self, bytes: usize) -> bool {
+        self.pending.len() < MAX_PENDING_MESSAGES && self.pending_bytes.saturating_add(bytes) <= MAX_PENDING_BYTES
     }
 
     /// Queues a host message without checking the recipient (an unknown one is dead-lettered
@@ -466,6 +545,7 @@ impl Runtime {
         if let Some(r) = self.recorder.as_mut() {
             replay_log::encode_send(&mut r.log, self.tick, to, kind, priority, &payload);
         }
+        self.pending_bytes += payload.len();
         let m = Message { from: abi::HOST_ID, to, seq: self.host_seq, kind, priority, payload };
         self.host_seq += 1;
         // Not hashed here: the recipient's digest covers every host message it is handed
@@ -527,8 +607,8 @@ impl Runtime {
         self.begin_stop(id, Record::Kill { tick, agent: id }, b"kill")?;
         let slot = self.slot_mut(id)?;
         slot.state = AgentState::Killed;
-        slot.instance = None;
         let inbox = std::mem::take(&mut slot.inbox);
+        slot.release();
         self.push_event(Event::Killed { tick, agent: id });
         for m in inbox {
             self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);
@@ -538,19 +618,34 @@ impl Runtime {
 
     fn dead_letter(&mut self, tick: u64, reason: DeadLetterReason, message: Message) {
         self.push_event(Event::DeadLetter { tick, reason, from: message.from, to: message.to, seq: message.seq, kind: message.kind });
-        self.dead_letters.push(DeadLetter { tick, reason, message });
+        let bytes = message.payload.len();
+        self.dead_letters.push(DeadLetter { tick, reason, message }, bytes);
     }
 
     fn push_event(&mut self, e: Event) {
-        self.events.push(e);
+        self.events.push_back(e);
         self.trim_events();
     }
 
+    /// Keeps the newest `max_events` events: O(1) per event dropped (a ring buffer).
     fn trim_events(&mut self) {
-        if self.events.len() > self.config.max_events {
-            let excess = self.events.len() - self.config.max_events;
-            self.events.drain(..excess);
-            self.events_dropped += excess as u64;
+        while self.events.len() > self.config.max_events {
+            self.events.pop_front();
+            self.events_dropped += 1;
+        }
+    }
+
+    /// One `dropped` event per bounded queue that refused items since the last report.
+    fn report_drops(&mut self, tick: u64) {
+        for (queue, count) in [
+            ("dead_letters", self.dead_letters.take_dropped()),
+            ("host_messages", self.host_outbox.take_dropped()),
+            ("outbound_ring", std::mem::take(&mut self.rings.dropped)),
+        ] {
+            if count > 0 {
+                tracing::warn!(target: "lockstep::runtime", "{count} items dropped: the {queue} queue is full (drain it more often)");
+                self.events.push_back(Event::Dropped { tick, queue, count });
+            }
         }
     }
 
@@ -570,6 +665,7 @@ impl Runtime {
 
         // Host messages enter the inboxes (or the dead-letter queue) before anyone steps.
         let mut report = TickReport::new(tick);
+        self.pending_bytes = 0;
         for m in std::mem::take(&mut self.pending) {
             scheduler::route(&mut self.slots, m, tick, &mut hasher, &mut report, &mut self.dead_letters, &mut self.host_outbox, &mut self.events);
         }
@@ -587,6 +683,7 @@ impl Runtime {
             );
         }
         self.serve_inference(tick, &mut report);
+        self.report_drops(tick);
         report.hash = Digest(*hasher.finalize().as_bytes());
         report.agents_stepped = running as u32;
         self.log_tick_events(events_before);
@@ -742,8 +839,13 @@ impl Runtime {
         if consumer.broken().is_none() {
             let result = consumer.drain(MAX_RING_RECORDS_PER_TICK, |r| {
                 if r.kind_of_record == ring::TYPE_MESSAGE {
+                    if !self.pending_has_room(r.payload.len()) {
+                        // Leave it (and the rest) in the ring: the producer sees it full.
+                        return ControlFlow::Break(());
+                    }
                     self.enqueue_host_message(r.agent, r.kind, r.priority, r.payload);
                 }
+                ControlFlow::Continue(())
             });
             if let Err(e) = result {
                 tracing::error!(target: "lockstep::runtime", "inbound ring broken: {e}");
@@ -758,16 +860,27 @@ impl Runtime {
         if self.rings.outbound.is_none() {
             return;
         }
-        for m in self.host_outbox.drain(..) {
-            self.rings.backlog.push_back(OutRecord { kind_of_record: ring::TYPE_MESSAGE, kind: m.kind, priority: m.priority, agent: m.from, payload: m.payload });
+        // Messages move only while the backlog has room; the rest wait in the host queue.
+        while let Some(m) = self.host_outbox.pop_front() {
+            if !self.rings.backlog_has_room(m.payload.len()) {
+                let bytes = m.payload.len();
+                self.host_outbox.push_front(m, bytes);
+                break;
+            }
+            self.rings.push_backlog(OutRecord::Message(m));
         }
-        for e in self.events.iter().skip(events_before) {
-            let agent = e.agent().unwrap_or(0);
-            self.rings.backlog.push_back(OutRecord { kind_of_record: ring::TYPE_EVENT, kind: 0, priority: 0, agent, payload: e.to_json().into_bytes() });
+        let copies: Vec<OutRecord> = self
+            .events
+            .iter()
+            .skip(events_before)
+            .map(|e| OutRecord::Other { kind_of_record: ring::TYPE_EVENT, agent: e.agent().unwrap_or(0), payload: e.to_json().into_bytes() })
+            .collect();
+        for r in copies {
+            self.rings.push_copy(r);
         }
         let mut tick_payload = report.tick.to_le_bytes().to_vec();
         tick_payload.extend_from_slice(&report.hash.0);
-        self.rings.backlog.push_back(OutRecord { kind_of_record: ring::TYPE_TICK, kind: 0, priority: 0, agent: 0, payload: tick_payload });
+        self.rings.push_copy(OutRecord::Other { kind_of_record: ring::TYPE_TICK, agent: 0, payload: tick_payload });
         self.flush_outbound();
     }
 
@@ -775,16 +888,36 @@ impl Runtime {
     pub fn flush_outbound(&mut self) -> usize {
         let Some(producer) = self.rings.outbound.as_mut() else { return 0 };
         while let Some(r) = self.rings.backlog.front() {
-            match producer.try_push(r.kind_of_record, r.kind, r.priority, r.agent, &r.payload) {
+            let pushed = match r {
+                OutRecord::Message(m) => producer.try_push(ring::TYPE_MESSAGE, m.kind, m.priority, m.from, &m.payload),
+                OutRecord::Other { kind_of_record, agent, payload } => producer.try_push(*kind_of_record, 0, 0, *agent, payload),
+            };
+            match pushed {
                 Ok(()) => {
-                    self.rings.backlog.pop_front();
+                    if let Some(r) = self.rings.backlog.pop_front() {
+                        self.rings.backlog_bytes -= r.payload_len();
+                    }
                 }
                 Err(RingError::Full) => break,
                 Err(e) => {
-                    // Too large for this ring, or the JS side corrupted the indices: report
-                    // it and stop writing; the records stay in the backlog.
+                    // Too large for this ring, or the JS side corrupted the indices: report it
+                    // and stop writing. Messages not yet written go back to the front of the
+                    // host queue, in order (drain_host_messages), so a broken ring loses none
+                    // (issue 9); copies of events are dropped (the events stay in drain_events).
                     let detail = e.to_string();
                     self.rings.outbound = None;
+                    let later = self.host_outbox.drain_all();
+                    for r in std::mem::take(&mut self.rings.backlog) {
+                        if let OutRecord::Message(m) = r {
+                            let bytes = m.payload.len();
+                            self.host_outbox.push(m, bytes);
+                        }
+                    }
+                    for m in later {
+                        let bytes = m.payload.len();
+                        self.host_outbox.push(m, bytes);
+                    }
+                    self.rings.backlog_bytes = 0;
                     self.push_event(Event::RingError { tick: self.tick, detail });
                     break;
                 }
@@ -859,7 +992,7 @@ impl Runtime {
     }
 
     pub fn drain_events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.events)
+        self.events.drain(..).collect()
     }
 
     pub fn events_dropped(&self) -> u64 {
@@ -867,11 +1000,17 @@ impl Runtime {
     }
 
     pub fn drain_dead_letters(&mut self) -> Vec<DeadLetter> {
-        std::mem::take(&mut self.dead_letters)
+        self.dead_letters.drain_all()
+    }
+
+    /// Items each bounded queue refused over the runtime's life: (dead letters, messages to
+    /// the host, outbound-ring records). Each refusal was also reported in a `dropped` event.
+    pub fn dropped_totals(&self) -> (u64, u64, u64) {
+        (self.dead_letters.dropped_total(), self.host_outbox.dropped_total(), self.rings.dropped_total)
     }
 
     /// Messages agents addressed to the host (id 0), in routing order.
     pub fn drain_host_messages(&mut self) -> Vec<Message> {
-        std::mem::take(&mut self.host_outbox)
+        self.host_outbox.drain_all()
     }
 }

@@ -11,6 +11,7 @@
 //! Phase 2 (`settle`) is sequential and walks agents in id order, so the tick hash, the
 //! routing and the events never depend on the number of workers or on thread timing.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -18,6 +19,7 @@ use crate::bus::{self, AgentId, DeadLetter, DeadLetterReason, Message};
 use crate::error::Digest;
 use crate::event::Event;
 use crate::fault::{AgentState, Fault};
+use crate::queue::BoundedQueue;
 use crate::sandbox::{AgentInstance, StepContext};
 
 /// Below this many running agents a tick runs on the calling thread: waking pool threads
@@ -35,6 +37,8 @@ pub struct AgentSlot {
     pub state: AgentState,
     pub instance: Option<Box<AgentInstance>>,
     pub inbox: Vec<Message>,
+    /// Payload bytes in `inbox` (bounded by `abi::MAX_INBOX_BYTES`).
+    pub inbox_bytes: usize,
     pub steps: u64,
     pub messages_received: u64,
     pub messages_sent: u64,
@@ -72,11 +76,21 @@ impl AgentSlot {
             state: AgentState::Running,
             instance: Some(instance),
             inbox: Vec::new(),
+            inbox_bytes: 0,
             steps: 0,
             messages_received: 0,
             messages_sent: 0,
             out: AgentTickOutput::default(),
         }
+    }
+
+    /// Drops a stopped agent's instance (its memory goes back to the allocator) and the
+    /// buffers it kept for reuse: a dead agent keeps only its small record for `inspect`.
+    pub(crate) fn release(&mut self) {
+        self.instance = None;
+        self.inbox = Vec::new();
+        self.inbox_bytes = 0;
+        self.out.sent = Vec::new();
     }
 
     /// Phase 1 for one agent. Touches nothing but this slot.
@@ -88,6 +102,7 @@ impl AgentSlot {
         let mut out = AgentTickOutput::default();
         let fuel_before = instance.fuel_consumed;
         let mut inbox = std::mem::take(&mut self.inbox);
+        self.inbox_bytes = 0;
         bus::sort_for_delivery(&mut inbox);
         // Host messages are bound to their recipient's digest, so a replay that diverges on
         // external input names the agent that received it. (Agent-to-agent messages are
@@ -146,6 +161,7 @@ impl AgentSlot {
         // Keep the (now empty) vector's capacity for the agent's next tick.
         std::mem::swap(&mut instance.host_mut().outbox, &mut self.out.sent);
         instance.host_mut().outbox.clear();
+        instance.host_mut().outbox_bytes = 0;
         self.out = out;
     }
 }
@@ -239,9 +255,9 @@ pub fn run_agents(slots: &mut [AgentSlot], tick: u64, phase: i32, pool: Option<&
 
 /// Where phase 2 puts what leaves the agents.
 pub struct Sinks<'a> {
-    pub host_outbox: &'a mut Vec<Message>,
-    pub dead_letters: &'a mut Vec<DeadLetter>,
-    pub events: &'a mut Vec<Event>,
+    pub host_outbox: &'a mut BoundedQueue<Message>,
+    pub dead_letters: &'a mut BoundedQueue<DeadLetter>,
+    pub events: &'a mut VecDeque<Event>,
 }
 
 /// Phase 2: in agent-id order, apply faults, route sent messages and fold everything into the
@@ -260,12 +276,12 @@ pub fn settle(slots: &mut [AgentSlot], tick: u64, hasher: &mut blake3::Hasher, r
             report.agent_digests.push((slot.id, short));
         }
         for line in out.logs.drain(..) {
-            sinks.events.push(Event::Log { tick, agent: slot.id, level: line.level, text: line.text });
+            sinks.events.push_back(Event::Log { tick, agent: slot.id, level: line.level, text: line.text });
         }
         if let Some(fault) = out.fault.take() {
             report.faults += 1;
             slot.state = AgentState::Faulted(fault.clone());
-            sinks.events.push(Event::Fault { tick, agent: slot.id, fault });
+            sinks.events.push_back(Event::Fault { tick, agent: slot.id, fault });
             for m in out.undelivered.drain(..) {
                 push_dead(hasher, report, sinks.dead_letters, sinks.events, tick, DeadLetterReason::RecipientFaultedDuringDelivery, m);
             }
@@ -275,7 +291,7 @@ pub fn settle(slots: &mut [AgentSlot], tick: u64, hasher: &mut blake3::Hasher, r
     for i in 0..slots.len() {
         if slots[i].out.sent.is_empty() {
             if !slots[i].state.is_running() {
-                slots[i].instance = None;
+                slots[i].release();
             }
             continue;
         }
@@ -288,7 +304,7 @@ pub fn settle(slots: &mut [AgentSlot], tick: u64, hasher: &mut blake3::Hasher, r
         slots[i].out.sent = sent; // keep the allocation
         // A faulted agent's memory is released now that its outbox is routed.
         if !slots[i].state.is_running() {
-            slots[i].instance = None;
+            slots[i].release();
         }
     }
 }
@@ -301,18 +317,26 @@ pub fn route(
     tick: u64,
     hasher: &mut blake3::Hasher,
     report: &mut TickReport,
-    dead: &mut Vec<DeadLetter>,
-    host_outbox: &mut Vec<Message>,
-    events: &mut Vec<Event>,
+    dead: &mut BoundedQueue<DeadLetter>,
+    host_outbox: &mut BoundedQueue<Message>,
+    events: &mut VecDeque<Event>,
 ) {
     if m.to == crate::abi::HOST_ID {
-        host_outbox.push(m);
+        // Bounded: past its limit the message is counted as dropped and reported in a
+        // `dropped` event at the end of the tick. Not hashed: when JS drains is not an input.
+        let bytes = m.payload.len();
+        host_outbox.push(m, bytes);
         return;
     }
     let reason = match slots.get_mut((m.to as usize).wrapping_sub(1)) {
         Some(target) if target.state.is_running() => {
-            target.inbox.push(m);
-            return;
+            let bytes = m.payload.len();
+            if target.inbox.len() < crate::abi::MAX_INBOX_MESSAGES && target.inbox_bytes + bytes <= crate::abi::MAX_INBOX_BYTES {
+                target.inbox_bytes += bytes;
+                target.inbox.push(m);
+                return;
+            }
+            DeadLetterReason::RecipientInboxFull
         }
         Some(target) => match target.state {
             AgentState::Faulted(_) => DeadLetterReason::RecipientFaulted,
@@ -326,8 +350,8 @@ pub fn route(
 fn push_dead(
     hasher: &mut blake3::Hasher,
     report: &mut TickReport,
-    dead: &mut Vec<DeadLetter>,
-    events: &mut Vec<Event>,
+    dead: &mut BoundedQueue<DeadLetter>,
+    events: &mut VecDeque<Event>,
     tick: u64,
     reason: DeadLetterReason,
     message: Message,
@@ -337,6 +361,9 @@ fn push_dead(
     hasher.update(&message.to.to_le_bytes());
     hasher.update(&message.seq.to_le_bytes());
     report.dead_letters += 1;
-    events.push(Event::DeadLetter { tick, reason, from: message.from, to: message.to, seq: message.seq, kind: message.kind });
-    dead.push(DeadLetter { tick, reason, message });
+    events.push_back(Event::DeadLetter { tick, reason, from: message.from, to: message.to, seq: message.seq, kind: message.kind });
+    // The dead letter is hashed above whether or not the bounded queue keeps it: what the
+    // host has drained is not an input, so it must not change the hash.
+    let bytes = message.payload.len();
+    dead.push(DeadLetter { tick, reason, message }, bytes);
 }

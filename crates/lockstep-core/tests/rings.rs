@@ -32,7 +32,12 @@ fn ring_messages_are_delivered_recorded_and_answered_through_the_outbound_ring()
     assert!(rt.drain_host_messages().is_empty(), "replies go to the outbound ring");
 
     let mut records = Vec::new();
-    from_core.drain(usize::MAX, |r| records.push(r)).unwrap();
+    from_core
+        .drain(usize::MAX, |r| {
+            records.push(r);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
     let replies: Vec<_> = records.iter().filter(|r| r.kind_of_record == ring::TYPE_MESSAGE).collect();
     assert_eq!(replies.len(), 10);
     assert!(replies.iter().all(|r| r.kind == 2 && (r.agent == a || r.agent == b)));
@@ -71,10 +76,13 @@ fn a_full_outbound_ring_delays_records_but_never_drops_them() {
     let mut ticks = 0;
     while replies < 200 {
         from_core
-            .drain(usize::MAX, |r| match r.kind_of_record {
-                ring::TYPE_MESSAGE => replies += 1,
-                ring::TYPE_TICK => ticks += 1,
-                _ => {}
+            .drain(usize::MAX, |r| {
+                match r.kind_of_record {
+                    ring::TYPE_MESSAGE => replies += 1,
+                    ring::TYPE_TICK => ticks += 1,
+                    _ => {}
+                }
+                std::ops::ControlFlow::Continue(())
             })
             .unwrap();
         rt.flush_outbound();

@@ -165,6 +165,9 @@ pub struct RuntimeEvent {
     pub text: Option<String>,
     pub detail: Option<String>,
     pub code: Option<String>,
+    /// `dropped` events: which bounded queue was full, and how many items it refused.
+    pub queue: Option<String>,
+    pub count: Option<i64>,
 }
 
 fn event_js(e: Event) -> RuntimeEvent {
@@ -183,6 +186,8 @@ fn event_js(e: Event) -> RuntimeEvent {
         text: None,
         detail: None,
         code: None,
+        queue: None,
+        count: None,
     };
     match e {
         Event::Spawned { tick, agent, module } => {
@@ -221,6 +226,11 @@ fn event_js(e: Event) -> RuntimeEvent {
             out.tick = tick as i64;
             out.code = Some(code);
             out.detail = Some(detail);
+        }
+        Event::Dropped { tick, queue, count } => {
+            out.tick = tick as i64;
+            out.queue = Some(queue.into());
+            out.count = Some(count as i64);
         }
     }
     out

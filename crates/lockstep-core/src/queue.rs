@@ -1,0 +1,98 @@
+//! A FIFO with a limit in items and in bytes, for the host-side queues agents can fill
+//! (dead letters, messages to the host). What does not fit is counted, never stored, and the
+//! runtime reports the count as a `dropped` event: a full queue is never silent, and it never
+//! takes the host's memory.
+
+use std::collections::VecDeque;
+
+pub struct BoundedQueue<T> {
+    /// Items with the bytes each was accounted as.
+    items: VecDeque<(T, usize)>,
+    bytes: usize,
+    max_items: usize,
+    max_bytes: usize,
+    /// Refused since the last `take_dropped` (reported per tick), and over the queue's life.
+    dropped_recent: u64,
+    dropped_total: u64,
+}
+
+impl<T> BoundedQueue<T> {
+    pub fn new(max_items: usize, max_bytes: usize) -> Self {
+        Self { items: VecDeque::new(), bytes: 0, max_items, max_bytes, dropped_recent: 0, dropped_total: 0 }
+    }
+
+    /// Appends `item` (accounted as `bytes`) if it fits both limits; otherwise counts it as
+    /// dropped and returns false. The newest is refused, so what was queued stays in order.
+    pub fn push(&mut self, item: T, bytes: usize) -> bool {
+        if !self.has_room(bytes) {
+            self.dropped_recent += 1;
+            self.dropped_total += 1;
+            return false;
+        }
+        self.bytes += bytes;
+        self.items.push_back((item, bytes));
+        true
+    }
+
+    /// The oldest item, if any.
+    pub fn pop_front(&mut self) -> Option<T> {
+        let (item, bytes) = self.items.pop_front()?;
+        self.bytes -= bytes;
+        Some(item)
+    }
+
+    /// Puts back an item just taken with `pop_front` (so it never counts as dropped).
+    pub fn push_front(&mut self, item: T, bytes: usize) {
+        self.bytes += bytes;
+        self.items.push_front((item, bytes));
+    }
+
+    /// Everything queued, oldest first; the queue is empty afterwards.
+    pub fn drain_all(&mut self) -> Vec<T> {
+        self.bytes = 0;
+        self.items.drain(..).map(|(item, _)| item).collect()
+    }
+
+    /// Whether an item of `bytes` would be kept now.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        self.items.len() < self.max_items && self.bytes.saturating_add(bytes) <= self.max_bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Items refused since the last call.
+    pub fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped_recent)
+    }
+
+    /// Items refused over the queue's life.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_past_either_limit_and_counts_what_it_refused() {
+        let mut q = BoundedQueue::new(3, 100);
+        assert!(q.push(1, 40));
+        assert!(q.push(2, 40));
+        assert!(!q.push(3, 40), "over the byte limit");
+        assert!(q.push(4, 20));
+        assert!(!q.push(5, 0), "over the item limit");
+        assert_eq!((q.take_dropped(), q.take_dropped(), q.dropped_total()), (2, 0, 2));
+        assert_eq!(q.pop_front(), Some(1));
+        assert!(q.push(7, 40), "popping gave its bytes back");
+        assert_eq!(q.drain_all(), vec![2, 4, 7]);
+        assert!(q.push(6, 100), "room again after the drain");
+    }
+}
