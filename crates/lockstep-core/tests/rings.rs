@@ -115,3 +115,54 @@ fn a_corrupted_inbound_ring_is_reported_and_the_runtime_carries_on() {
     rt.tick();
     assert_eq!(rt.inspect(a).unwrap().messages_received, 2, "the direct path still works");
 }
+
+#[test]
+fn a_corrupted_outbound_ring_loses_no_host_message() {
+    let outbound = OwnedRegion::new(CAP);
+    ring::init(&outbound.memory(), CAP).unwrap();
+    let mut rt = runtime(1);
+    let a = rt.spawn_bytes(agent("counter")).unwrap();
+    rt.attach_outbound_ring(outbound.memory()).unwrap();
+    // JS scribbles an impossible tail (the consumer's index) before the agent replies.
+    let words = unsafe { std::slice::from_raw_parts_mut(outbound.memory_ptr(), ring::HEADER_BYTES + CAP) };
+    words[ring::OFFSET_TAIL..ring::OFFSET_TAIL + 4].copy_from_slice(&12_345u32.to_le_bytes());
+    rt.send(a, 1, 0, b"ping".to_vec()).unwrap();
+    rt.tick();
+    let events = rt.drain_events();
+    assert!(events.iter().any(|e| matches!(e, Event::RingError { .. })), "{events:?}");
+    let replies = rt.drain_host_messages();
+    assert_eq!(replies.len(), 1, "the reply that could not be written to the ring is handed to drain_host_messages");
+    assert_eq!(replies[0].from, a);
+    rt.send(a, 1, 0, b"again".to_vec()).unwrap();
+    rt.tick();
+    assert_eq!(rt.drain_host_messages().len(), 1, "later replies too");
+}
+
+#[test]
+fn a_full_outbound_backlog_keeps_host_messages_in_the_host_queue() {
+    use lockstep_core::runtime::MAX_OUTBOUND_BACKLOG_BYTES;
+    let outbound = OwnedRegion::new(1 << 20);
+    ring::init(&outbound.memory(), 1 << 20).unwrap();
+    let mut rt = lockstep_core::Runtime::new(lockstep_core::RuntimeConfig { workers: 2, max_agents: 512, record: false, ..lockstep_core::RuntimeConfig::development() }).unwrap();
+    // Echo agents answer each host message with its payload: 300 × 16 maximal replies (~300 MiB)
+    // into a 1 MiB ring that nobody reads.
+    let echo = rt.load_module(agent("echo")).unwrap();
+    let ids: Vec<u64> = (0..300).map(|_| rt.spawn(echo).unwrap()).collect();
+    rt.attach_outbound_ring(outbound.memory()).unwrap();
+    for _round in 0..2 {
+        for &id in &ids {
+            for _ in 0..8 {
+                rt.send(id, 1, 0, vec![9; lockstep_core::abi::MAX_PAYLOAD_BYTES]).unwrap();
+            }
+        }
+        rt.tick();
+    }
+    rt.tick();
+    let backlog = rt.outbound_backlog();
+    assert!(backlog * lockstep_core::abi::MAX_PAYLOAD_BYTES <= MAX_OUTBOUND_BACKLOG_BYTES + (1 << 20), "backlog of {backlog} records");
+    let rest = rt.drain_host_messages();
+    let replies_sent: u64 = ids.iter().map(|&id| rt.inspect(id).unwrap().messages_sent).sum();
+    assert!(!rest.is_empty(), "what the backlog could not take waits in the host queue");
+    let in_ring = (1 << 20) / ring::record_bytes(lockstep_core::abi::MAX_PAYLOAD_BYTES);
+    assert_eq!(rest.len() + backlog + in_ring, replies_sent as usize + 3, "every reply is in the ring, the backlog or the host queue (+ 3 tick records)");
+}
