@@ -13,10 +13,11 @@
 //!
 //! One of the engine's three small `unsafe` modules (with `ring::RingMemory` and the
 //! prefetch hint in `scheduler`). Invariants:
-//! 1. `Region` maps `slots * slot_bytes` bytes read-write for its whole life and unmaps them
-//!    only in `Drop`, which runs after every `SlabMemory` (each holds an `Arc<Region>`) is gone.
+//! 1. A `Chunk` maps its slots read-write for its whole life and unmaps them only in `Drop`,
+//!    which runs after every `SlabMemory` in it (each holds an `Arc<Chunk>`) is gone.
 //! 2. A slot index is owned by at most one `SlabMemory` at a time: indices come from the free
-//!    list (or the never-used counter) under a mutex and return to it only in `Drop`.
+//!    list (or the never-used counter) under a mutex and return to it only in `Drop`. Slot
+//!    `s` lives in chunk `s / slots_per_chunk` at offset `(s % slots_per_chunk) * slot_bytes`.
 //! 3. A slot handed out reads as all zeros: it is either never touched since `mmap`, or was
 //!    released with `MADV_DONTNEED`, after which Linux serves zero-filled pages for private
 //!    anonymous mappings.
@@ -32,51 +33,64 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
 
-struct Region {
-    base: *mut u8,
-    slot_bytes: usize,
-    slots: usize,
-    /// Released slots, reused first (LIFO keeps the working set small).
-    free: Mutex<FreeSlots>,
-}
+/// Address space reserved per mapping: slots are mapped a chunk at a time, as agents need
+/// them, so a runtime reserves what its live agents use (rounded up to a chunk), not
+/// `maxAgents × memoryLimitBytes` up front (issue 9: at 256 GiB per runtime the ~496th
+/// runtime of a process failed). 100,000 agents of 16 MiB take ~1,600 mappings.
+const CHUNK_BYTES: usize = 1 << 30;
 
-struct FreeSlots {
-    released: Vec<usize>,
-    never_used: usize,
+/// One mapping of `slots` consecutive slots.
+struct Chunk {
+    base: *mut u8,
+    bytes: usize,
 }
 
 // Safety: the raw pointer is only used to compute disjoint per-slot addresses (invariant 2);
 // the mapping itself is valid from any thread.
-unsafe impl Send for Region {}
-unsafe impl Sync for Region {}
+unsafe impl Send for Chunk {}
+unsafe impl Sync for Chunk {}
 
-impl Drop for Region {
+impl Drop for Chunk {
     fn drop(&mut self) {
-        // Safety: invariant 1 — no SlabMemory is left, so nothing points into the mapping.
+        // Safety: invariant 1 — every SlabMemory in this chunk holds an Arc to it, so none is
+        // left when this runs and nothing points into the mapping.
         unsafe {
-            libc::munmap(self.base.cast(), self.slots * self.slot_bytes);
+            libc::munmap(self.base.cast(), self.bytes);
         }
     }
 }
 
-/// Hands wasmtime one slot of the region per agent memory.
-pub struct SlabMemoryCreator {
-    region: Arc<Region>,
+struct Slab {
+    slot_bytes: usize,
+    /// Most slots ever handed out at once (maxAgents + 1).
+    slots: usize,
+    slots_per_chunk: usize,
+    state: Mutex<SlabState>,
 }
 
-impl SlabMemoryCreator {
-    /// Reserves address space for `slots` memories of at most `slot_bytes` each.
-    pub fn new(slots: usize, slot_bytes: usize) -> Result<Self, String> {
-        let page = 65_536;
-        if slot_bytes == 0 || !slot_bytes.is_multiple_of(page) || slots == 0 {
-            return Err(format!("slab of {slots} slots × {slot_bytes} bytes: both must be positive, slots a multiple of 64 KiB"));
+struct SlabState {
+    chunks: Vec<Arc<Chunk>>,
+    /// Released slots, reused first (LIFO keeps the working set small).
+    released: Vec<usize>,
+    never_used: usize,
+}
+
+impl Slab {
+    /// Maps the chunk holding slot `slot` if it is not mapped yet (slots are handed out in
+    /// order, so that is always the next chunk).
+    fn chunk_for(&self, state: &mut SlabState, slot: usize) -> Result<Arc<Chunk>, String> {
+        let index = slot / self.slots_per_chunk;
+        if let Some(c) = state.chunks.get(index) {
+            return Ok(c.clone());
         }
-        let total = slots.checked_mul(slot_bytes).ok_or("slab size overflows the address space")?;
+        debug_assert_eq!(index, state.chunks.len(), "chunks are mapped in order");
+        let slots = self.slots_per_chunk.min(self.slots - index * self.slots_per_chunk);
+        let bytes = slots * self.slot_bytes;
         // Safety: a fresh anonymous mapping; no existing memory is affected.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                total,
+                bytes,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
@@ -85,17 +99,38 @@ impl SlabMemoryCreator {
         };
         if base == libc::MAP_FAILED {
             return Err(format!(
-                "could not reserve {total} bytes of address space for {slots} agent memories ({}); lower maxAgents or memoryLimitBytes",
+                "could not reserve {bytes} bytes of address space for agent memories ({}); lower maxAgents or memoryLimitBytes, or close runtimes you no longer use",
                 std::io::Error::last_os_error()
             ));
         }
-        let region = Region {
-            base: base.cast(),
-            slot_bytes,
-            slots,
-            free: Mutex::new(FreeSlots { released: Vec::new(), never_used: 0 }),
-        };
-        Ok(Self { region: Arc::new(region) })
+        let chunk = Arc::new(Chunk { base: base.cast(), bytes });
+        state.chunks.push(chunk.clone());
+        Ok(chunk)
+    }
+}
+
+/// Hands wasmtime one slot of the slab per agent memory.
+pub struct SlabMemoryCreator {
+    slab: Arc<Slab>,
+}
+
+impl SlabMemoryCreator {
+    /// A slab of at most `slots` memories of at most `slot_bytes` each. Reserves nothing yet.
+    pub fn new(slots: usize, slot_bytes: usize) -> Result<Self, String> {
+        let page = 65_536;
+        if slot_bytes == 0 || !slot_bytes.is_multiple_of(page) || slots == 0 {
+            return Err(format!("slab of {slots} slots × {slot_bytes} bytes: both must be positive, slots a multiple of 64 KiB"));
+        }
+        slots.checked_mul(slot_bytes).ok_or("slab size overflows the address space")?;
+        let slots_per_chunk = (CHUNK_BYTES / slot_bytes).max(1);
+        let state = SlabState { chunks: Vec::new(), released: Vec::new(), never_used: 0 };
+        Ok(Self { slab: Arc::new(Slab { slot_bytes, slots, slots_per_chunk, state: Mutex::new(state) }) })
+    }
+
+    /// Address space reserved so far, bytes.
+    #[cfg(test)]
+    fn reserved_bytes(&self) -> usize {
+        self.slab.state.lock().map(|s| s.chunks.iter().map(|c| c.bytes).sum()).unwrap_or(0)
     }
 }
 
@@ -108,38 +143,51 @@ unsafe impl MemoryCreator for SlabMemoryCreator {
         reserved_size_in_bytes: Option<usize>,
         guard_size_in_bytes: usize,
     ) -> Result<Box<dyn LinearMemory>, String> {
-        let r = &self.region;
+        let slab = &self.slab;
         if guard_size_in_bytes != 0 {
             return Err("slab memories have no guard region; configure memory_guard_size(0)".into());
         }
-        if reserved_size_in_bytes.is_some_and(|s| s > r.slot_bytes) || minimum > r.slot_bytes {
-            return Err(format!("memory needs more than the {}-byte slot", r.slot_bytes));
+        if reserved_size_in_bytes.is_some_and(|s| s > slab.slot_bytes) || minimum > slab.slot_bytes {
+            return Err(format!("memory needs more than the {}-byte slot", slab.slot_bytes));
         }
-        let slot = {
-            let mut free = r.free.lock().map_err(|_| "slab free list poisoned")?;
-            match free.released.pop() {
-                Some(s) => s,
-                None if free.never_used < r.slots => {
-                    free.never_used += 1;
-                    free.never_used - 1
+        let mut state = slab.state.lock().map_err(|_| "slab free list poisoned")?;
+        let slot = match state.released.pop() {
+            Some(s) => s,
+            None if state.never_used < slab.slots => state.never_used,
+            None => return Err(format!("all {} agent memory slots are in use; raise maxAgents", slab.slots)),
+        };
+        let chunk = match slab.chunk_for(&mut state, slot) {
+            Ok(c) => c,
+            Err(e) => {
+                if slot != state.never_used {
+                    state.released.push(slot);
                 }
-                None => return Err(format!("all {} agent memory slots are in use; raise maxAgents", r.slots)),
+                return Err(e);
             }
         };
-        Ok(Box::new(SlabMemory { region: r.clone(), slot, size: minimum }))
+        if slot == state.never_used {
+            state.never_used += 1;
+        }
+        let offset = (slot % slab.slots_per_chunk) * slab.slot_bytes;
+        Ok(Box::new(SlabMemory { slab: slab.clone(), chunk, offset, slot, size: minimum }))
     }
 }
 
 struct SlabMemory {
-    region: Arc<Region>,
+    slab: Arc<Slab>,
+    /// Keeps the mapping alive for as long as this memory exists (invariant 1).
+    chunk: Arc<Chunk>,
+    /// Byte offset of this slot in its chunk.
+    offset: usize,
     slot: usize,
     size: usize,
 }
 
 impl SlabMemory {
     fn base(&self) -> *mut u8 {
-        // Safety: slot < slots (invariant 2), so the offset stays inside the mapping.
-        unsafe { self.region.base.add(self.slot * self.region.slot_bytes) }
+        // Safety: offset + slot_bytes <= chunk.bytes (the slot lies in its chunk), so the
+        // offset stays inside the mapping.
+        unsafe { self.chunk.base.add(self.offset) }
     }
 }
 
@@ -149,12 +197,12 @@ unsafe impl LinearMemory for SlabMemory {
     }
 
     fn byte_capacity(&self) -> usize {
-        self.region.slot_bytes
+        self.slab.slot_bytes
     }
 
     fn grow_to(&mut self, new_size: usize) -> wasmtime::Result<()> {
-        if new_size > self.region.slot_bytes {
-            return Err(wasmtime::Error::msg(format!("memory cap of {} bytes reached", self.region.slot_bytes)));
+        if new_size > self.slab.slot_bytes {
+            return Err(wasmtime::Error::msg(format!("memory cap of {} bytes reached", self.slab.slot_bytes)));
         }
         // The pages are already mapped read-write and zero (invariant 3): growing is free.
         self.size = self.size.max(new_size);
@@ -176,8 +224,8 @@ impl Drop for SlabMemory {
             // Safety: as above; the slot is still exclusively ours.
             unsafe { std::ptr::write_bytes(self.base(), 0, self.size) };
         }
-        if let Ok(mut free) = self.region.free.lock() {
-            free.released.push(self.slot);
+        if let Ok(mut state) = self.slab.state.lock() {
+            state.released.push(self.slot);
         }
     }
 }
@@ -219,6 +267,21 @@ mod tests {
         // Safety: within the memory's size.
         let bytes = unsafe { std::slice::from_raw_parts(m.as_ptr(), 2 * 65_536) };
         assert!(bytes.iter().all(|&b| b == 0), "no data leaks from the previous agent");
+    }
+
+    #[test]
+    fn address_space_is_reserved_a_chunk_at_a_time_as_agents_need_it() {
+        let slot = 16 << 20;
+        let c = SlabMemoryCreator::new(16_385, slot).unwrap();
+        assert_eq!(c.reserved_bytes(), 0, "nothing reserved before the first memory");
+        let per_chunk = CHUNK_BYTES / slot;
+        let first: Vec<_> = (0..per_chunk).map(|_| memory(&c, 65_536)).collect();
+        assert_eq!(c.reserved_bytes(), CHUNK_BYTES);
+        let next = memory(&c, 65_536);
+        assert_eq!(c.reserved_bytes(), 2 * CHUNK_BYTES, "the next chunk is mapped when the first is full");
+        let mut bases: Vec<usize> = first.iter().chain(std::iter::once(&next)).map(|m| m.as_ptr() as usize).collect();
+        bases.sort_unstable();
+        assert!(bases.windows(2).all(|w| w[1] - w[0] >= slot), "slots of different chunks do not overlap");
     }
 
     #[test]

@@ -263,3 +263,19 @@ fn inspect_memory_bytes_is_the_agents_whole_memory() {
     rt.tick();
     assert_eq!(rt.inspect(id).unwrap().memory_bytes, 5 * 65_536);
 }
+
+#[test]
+fn six_hundred_live_runtimes_fit_the_address_space() {
+    // Each used to reserve maxAgents × memoryLimitBytes (256 GiB by default) at creation; the
+    // ~496th of a process failed. Now a runtime reserves a chunk when its first agent spawns.
+    let module = agent_with("2", "");
+    let runtimes: Vec<Runtime> = (0..600)
+        .map(|i| {
+            let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: false, ..RuntimeConfig::development() })
+                .unwrap_or_else(|e| panic!("runtime {i}: {e}"));
+            rt.spawn_bytes(module.clone()).unwrap_or_else(|e| panic!("runtime {i}: {e}"));
+            rt
+        })
+        .collect();
+    assert_eq!(runtimes.len(), 600);
+}
