@@ -333,6 +333,9 @@ function modelId(name, id) {
   return id;
 }
 
+/** Key of the test hooks (not part of the API; they work only with LOCKSTEP_TEST_HOOKS=1). */
+const TEST_PANIC = Symbol.for('lockstep.testPanic');
+
 /** Models whose calls take less than this run inline: a thread-pool hop costs more (~60 µs). */
 const INLINE_INFER_US = 100;
 /** How often an inline model is re-timed, in calls. */
@@ -576,6 +579,11 @@ class Runtime {
   get recording() {
     return call(() => this.#native.recording);
   }
+
+  /** Test hook (LOCKSTEP_TEST_HOOKS=1 only): a Rust panic inside a native method. */
+  [TEST_PANIC](message) {
+    return call(() => this.#native.testPanic(message));
+  }
 }
 
 /**
@@ -675,4 +683,6 @@ module.exports = {
   HOST_ID: 0,
   /** The sender id of the inference service, u64::MAX, as a JS number (2^64: ids above 2^53 are approximate). */
   INFERENCE_ID: native.inferenceId(),
+  // Test hook (LOCKSTEP_TEST_HOOKS=1 only): a Rust panic inside a native function.
+  [TEST_PANIC]: (message) => call(() => native.testPanic(message)),
 };
