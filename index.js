@@ -167,7 +167,7 @@ function checkOptions(options) {
   }
   return {
     ...rest,
-    policyJson: policy === undefined ? undefined : JSON.stringify(policy),
+    policyJson: policy === undefined ? undefined : v.json('option policy', policy, CFG),
     inference: inferenceOptions(options.inference),
   };
 }
@@ -622,7 +622,7 @@ function sign(module, manifest, secretKey) {
   if (manifest === null || (typeof manifest !== 'string' && (typeof manifest !== 'object' || Array.isArray(manifest)))) {
     throw v.fail('manifest', 'a manifest object or its JSON text (docs/SECURITY.md)', manifest);
   }
-  const json = typeof manifest === 'string' ? manifest : JSON.stringify(manifest);
+  const json = typeof manifest === 'string' ? manifest : v.json('manifest', manifest);
   v.str('secretKey', secretKey);
   return call(() => native.signModule(bytes, json, secretKey));
 }

@@ -94,4 +94,13 @@ function id(name, x) {
   return x;
 }
 
-module.exports = { MAX_U32, MAX_SAFE, describe, fail, int, optInt, bool, str, fn, oneOf, stringArray, options, id };
+/** JSON text of an object argument (a cycle or a BigInt inside is a typed error, not a TypeError). */
+function json(name, x, code) {
+  try {
+    return JSON.stringify(x);
+  } catch (e) {
+    throw new LockstepError(code ?? 'E_INVALID_ARGUMENT', `${name} must be JSON-serialisable: ${e.message.split('\n')[0]}`);
+  }
+}
+
+module.exports = { json, MAX_U32, MAX_SAFE, describe, fail, int, optInt, bool, str, fn, oneOf, stringArray, options, id };

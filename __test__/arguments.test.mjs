@@ -59,6 +59,10 @@ function cases() {
   for (const value of ['strict', 1, null, true]) add(`resourcePolicy: ${String(value)}`, () => new Runtime({ resourcePolicy: value }), 'resourcePolicy');
   for (const value of ['all', 1, [], null]) add(`policy: ${String(value)}`, () => new Runtime({ policy: value }), 'policy');
   add('policy: { send: 42 }', () => new Runtime({ policy: { send: 42 } }), 'policy');
+  const cycle = {};
+  cycle.self = cycle;
+  add('policy: a cycle', () => new Runtime({ policy: cycle }), 'policy');
+  add('policy: a BigInt inside', () => new Runtime({ policy: { send: 1n } }), 'policy');
   add('unknown option', () => new Runtime({ wrokers: 2 }), 'wrokers');
   add('options: a string', () => new Runtime('fast'), 'options');
   for (const value of ['cpu', 42, null, [42], ['quantum']]) add(`inference.providers: ${String(value)}`, () => new Runtime({ inference: { providers: value } }), 'providers');
@@ -111,6 +115,7 @@ function cases() {
   // Signing tools.
   for (const value of [42, null, {}]) add(`sign(module: ${String(value)})`, () => sign(value, {}, 'k'), 'module');
   for (const value of [42, null, [1], true]) add(`sign(manifest: ${String(value)})`, () => sign(counter, value, 'k'), 'manifest');
+  add('sign(manifest: a cycle)', () => sign(counter, cycle, 'k'), 'manifest');
   for (const value of [undefined, 42, null, { secretKey: 'x' }, 'nothex', 'é'.repeat(64)]) add(`sign(secretKey: ${String(value)})`, () => sign(counter, { name: 'c', version: '1', abi: 1 }, value), 'secretKey');
   for (const value of [KEY, undefined, null, 42, [42]]) add(`verify(trustedKeys: ${String(value)})`, () => verify(counter, value), 'trustedKeys');
   for (const value of ['nothex', 'é'.repeat(64), ` ${'g'.repeat(64)}`]) add(`verify(trustedKeys: [${value}])`, () => verify(counter, [value]), 'trustedKeys[0]');
