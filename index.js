@@ -656,6 +656,12 @@ function inspect(module) {
  */
 const EXAMPLES_PUBLIC_KEY = JSON.parse(readFileSync(join(__dirname, 'keys', 'examples-publisher.json'), 'utf8')).publicKey;
 
+const ABI_VERSION = native.abiVersion();
+const MAX_PAYLOAD_BYTES = native.maxPayloadBytes();
+const HOST_ID = 0;
+/** The sender id of the inference service, u64::MAX, as a JS number (2^64: ids above 2^53 are approximate). */
+const INFERENCE_ID = native.inferenceId();
+
 // Listed one by one (not spread) so Node's ES-module interop sees every named export.
 const { createRingBuffer, RingProducer, RingConsumer, RingError, RING_TYPES, RING_HEADER_BYTES } = ring;
 
@@ -678,11 +684,10 @@ module.exports = {
   LockstepError,
   replay,
   exampleAgent,
-  ABI_VERSION: native.abiVersion(),
-  MAX_PAYLOAD_BYTES: native.maxPayloadBytes(),
-  HOST_ID: 0,
-  /** The sender id of the inference service, u64::MAX, as a JS number (2^64: ids above 2^53 are approximate). */
-  INFERENCE_ID: native.inferenceId(),
+  ABI_VERSION,
+  MAX_PAYLOAD_BYTES,
+  HOST_ID,
+  INFERENCE_ID,
   // Test hook (LOCKSTEP_TEST_HOOKS=1 only): a Rust panic inside a native function.
   [TEST_PANIC]: (message) => call(() => native.testPanic(message)),
 };

@@ -188,3 +188,9 @@ test('CLI: a key file without a secret key, or a missing file, is a typed error 
     assert.doesNotMatch(r.stderr, /Undefined|StringExpected|panicked/);
   }
 });
+
+test('every export of index.js is also a named ES-module export', async () => {
+  const esm = await import('../index.js');
+  const missing = Object.keys(lockstep).filter((k) => !(k in esm));
+  assert.deepEqual(missing, [], 'cjs-module-lexer stops at the first export it cannot read');
+});
