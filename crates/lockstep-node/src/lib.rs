@@ -311,7 +311,7 @@ impl NativeRuntime {
 }
 
 /// The native runtime. Use the `Runtime` class from index.js, which wraps this one.
-#[napi]
+#[napi(custom_finalize)]
 pub struct NativeRuntime {
     // Field order matters: `inner` (which holds raw views into the ring buffers) is dropped
     // before `ring_buffers` releases the references that keep those buffers alive; `close()`
@@ -323,6 +323,16 @@ pub struct NativeRuntime {
     inference_options: inference::InferenceOptions,
     /// Created at the first model load: a runtime that never infers never loads ONNX Runtime.
     engine: std::sync::OnceLock<Arc<InferenceEngine>>,
+}
+
+impl ObjectFinalize for NativeRuntime {
+    /// Runs at garbage collection, outside any napi call, so `catch_unwind` on the methods does
+    /// not cover it: a panic while dropping the runtime here would unwind out of a napi
+    /// finalizer and abort Node. It is caught (and reported on stderr by the panic hook).
+    fn finalize(mut self, _env: Env) -> Result<()> {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.close()));
+        Ok(())
+    }
 }
 
 fn ring_err(e: core::ring::RingError) -> napi::Error {
@@ -353,7 +363,7 @@ impl NativeRuntime {
     #[napi(catch_unwind)]
     pub fn close(&mut self) {
         // The runtime (which views the ring buffers) before the buffers.
-        self.inner = None;
+        drop(self.inner.take());
         self.ring_buffers.clear();
         self.engine.take();
     }
