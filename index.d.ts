@@ -1,25 +1,33 @@
 // Type definitions for lockstep. Kept by hand beside index.js; every option and event is
 // documented here, and __test__/ exercises each of them.
+//
+// Arguments are checked before they reach the native addon: a wrong type or an out-of-range
+// number is a LockstepError (E_INVALID_CONFIG for Runtime options, E_INVALID_ARGUMENT
+// otherwise) naming the argument; numbers are never wrapped or truncated.
+//
+// Ids: agent ids are JS numbers, never negative. Ids the runtime assigns (spawn) are small and
+// exact. An id an agent or ring record addresses may be any u64: above 2^53 it is reported as
+// the nearest double (approximate; e.g. 2^64 - 1 reads as 2^64 = INFERENCE_ID).
 
 /** Options of `new Runtime(options)`. Every field is optional; defaults in brackets. */
 export interface RuntimeOptions {
-  /** Threads that step agents; 1 runs everything on the calling thread. [number of CPUs] Results never depend on it. */
+  /** Threads that step agents, 1..256; 1 runs everything on the calling thread. [number of CPUs] Results never depend on it. */
   workers?: number;
-  /** Fuel (≈ wasm instructions) per ABI call. An agent that uses it up is preempted — deterministically. 0 disables metering (then only `deadlineMs` stops a loop). [10_000_000] */
+  /** Fuel (≈ wasm instructions) per ABI call, 0..2^53-1. An agent that uses it up is preempted — deterministically. 0 disables metering (then only `deadlineMs` stops a loop). [10_000_000] */
   fuelPerCall?: number;
-  /** Cap on each agent's linear memory in bytes, at least 131072. Growing past it faults the agent with `memory_limit`. [16 MiB] */
+  /** Cap on each agent's linear memory in bytes, 131072..4 GiB. Growing past it faults the agent with `memory_limit`. [16 MiB] */
   memoryLimitBytes?: number;
-  /** Seed of every agent's random stream (`random_u64`): same seed, same session. [0] */
+  /** Seed of every agent's random stream (`random_u64`), 0..2^53-1: same seed, same session. [0] */
   seed?: number;
-  /** Most agents one runtime holds (slots reserved up front). [16384] */
+  /** Most agents one runtime holds (slots reserved up front), 1..2^32-1. [16384] */
   maxAgents?: number;
-  /** Wall-clock backstop per ABI call in ms (not deterministic; fuel is the real limit). [1000] */
+  /** Wall-clock backstop per ABI call in ms, 1..2^32-1 (not deterministic; fuel is the real limit). [1000] */
   deadlineMs?: number;
-  /** Deep hash (all agent memory) recorded every this many ticks; 0 = only when you call `deepHash()`. [100] */
+  /** Deep hash (all agent memory) recorded every this many ticks, 0..2^32-1; 0 = only when you call `deepHash()`. [100] */
   checkpointIntervalTicks?: number;
   /** Record a replay log from the start. [true] */
   record?: boolean;
-  /** Most undrained events kept; older ones are dropped and counted by `eventsDropped()`. [100000] */
+  /** Most undrained events kept, 0..2^32-1; older ones are dropped and counted by `eventsDropped()`. [100000] */
   maxEvents?: number;
   /** Batch agents' inference requests per model per tick into one call. [true] */
   inferenceBatching?: boolean;
@@ -27,7 +35,7 @@ export interface RuntimeOptions {
   inference?: InferenceOptions;
   /** Hex ed25519 public keys of publishers whose signed modules may run here. [[]] */
   trustedKeys?: string[];
-  /** Admit unsigned modules (announced on stderr and as `security` events). Development only. [false] */
+  /** Admit unsigned modules (announced on stderr and as `security` events). Development only. A module signed by a key not in `trustedKeys` is still refused (E_UNTRUSTED_KEY). [false] */
   devMode?: boolean;
   /** The most any module is granted; a manifest can only get less. [everything] */
   policy?: Capabilities;
@@ -68,9 +76,9 @@ export type ProviderName = 'cuda' | 'tensorrt' | 'directml' | 'coreml' | 'cpu';
 export interface InferenceOptions {
   /** Providers to try in order; CPU is always the fallback. [['cpu']] */
   providers?: ProviderName[];
-  /** Models kept loaded; the least recently used is evicted. [16] */
+  /** Models kept loaded, 1..2^32-1; the least recently used is evicted. [16] */
   maxModels?: number;
-  /** Largest model accepted, bytes. [256 MiB] */
+  /** Largest model accepted, bytes, 1..2^53-1. [256 MiB] */
   maxModelBytes?: number;
   /** Your own libonnxruntime (e.g. a CUDA build). Else LOCKSTEP_ORT_LIBRARY, else onnxruntime-node's. */
   ortLibraryPath?: string;
@@ -80,7 +88,14 @@ export interface InferenceOptions {
 
 export type TensorType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8' | 'int8' | 'bool';
 
-/** A tensor in or out of `infer` (onnxruntime-node Tensors are accepted as inputs). */
+/**
+ * A tensor in or out of `infer` (onnxruntime-node Tensors are accepted as inputs). As in
+ * onnxruntime-node, `data` must be the typed array of `type` (float32: Float32Array, float64:
+ * Float64Array, int32: Int32Array, int64: BigInt64Array, uint8: Uint8Array or
+ * Uint8ClampedArray, int8: Int8Array, bool: Uint8Array) — other arrays are refused with
+ * E_INVALID_ARGUMENT, never reinterpreted — and hold exactly the product of `dims` elements
+ * (else E_BAD_INPUT_SHAPE).
+ */
 export interface TensorLike {
   type: TensorType;
   data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array;
@@ -136,6 +151,7 @@ export interface FaultInfo {
 export type AgentStateName = 'running' | 'preempted' | 'faulted' | 'stopped' | 'killed';
 
 export interface AgentInfo {
+  /** Never negative (see "Ids" at the top). */
   id: number;
   /** BLAKE3 hash of the module bytes (hex). */
   module: string;
@@ -165,8 +181,9 @@ export type RuntimeEvent =
   | { type: 'ring_error'; tick: number; detail: string };
 
 export interface AgentMessage {
-  /** Sender id; 0 is the host (JS). */
+  /** Sender id; 0 is the host (JS), INFERENCE_ID the inference service. Never negative; above 2^53 approximate. */
   from: number;
+  /** Recipient id: any u64 an agent or the host addressed. Never negative; above 2^53 approximate. */
   to: number;
   /** The sender's n-th message. */
   seq: number;
@@ -224,7 +241,16 @@ export type ModuleSource = string | URL | Uint8Array | ArrayBuffer;
 export type Payload = Uint8Array | ArrayBuffer | ArrayBufferView | string | null | undefined;
 
 export class Runtime {
+  /** Throws E_INVALID_CONFIG naming the option for a wrong type or an out-of-range value. */
   constructor(options?: RuntimeOptions);
+  /**
+   * Frees the runtime now — its agents, the address space reserved for their memories, its
+   * rings and its inference engine — instead of at garbage collection (a process that creates
+   * many runtimes should close them). Idempotent. Every other method then throws E_CLOSED.
+   */
+  close(): void;
+  /** Whether close() was called. */
+  readonly closed: boolean;
   /** Compiles and validates a module (once per distinct bytes); returns its hash. Throws E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_IO. */
   loadModule(source: ModuleSource): string;
   /** Spawns an agent from a module hash, a path or bytes and runs its agent_init. A fault in init does not throw: the agent exists, faulted, and a fault event says why. */
@@ -232,7 +258,7 @@ export class Runtime {
   spawnMany(source: ModuleSource, count: number, options?: SpawnOptions): number[];
   /** Queues a message from the host (id 0), delivered at the next tick. To a dead agent it lands in the dead-letter queue. Throws E_UNKNOWN_AGENT, E_MESSAGE_TOO_LARGE. */
   send(to: number, payload: Payload, options?: SendOptions): void;
-  /** Runs n ticks (default 1), returns the last one's report. */
+  /** Runs n ticks (default 1; an integer in 1..2^32-1), returns the last one's report. */
   tick(n?: number): TickReport;
   /** Calls agent_shutdown, then the agent is stopped; its undelivered messages are dead-lettered. */
   shutdown(id: number): void;
@@ -268,13 +294,17 @@ export function replay(log: Uint8Array | ArrayBuffer, options?: ReplayOptions): 
 export function exampleAgent(name: string): string;
 
 export class LockstepError extends Error {
-  /** Stable code: E_INVALID_CONFIG, E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_INSTANTIATION, E_UNKNOWN_AGENT, E_AGENT_NOT_RUNNING, E_MESSAGE_TOO_LARGE, E_AGENT_LIMIT, E_RECORDING_MID_SESSION, E_NOT_RECORDING, E_REPLAY_CORRUPT, E_REPLAY_VERSION, E_REPLAY_MISSING_MODULE, E_IO, E_INVALID_ARGUMENT, E_NO_NATIVE_BINARY */
+  /**
+   * Stable code: E_INVALID_CONFIG, E_INVALID_ARGUMENT, E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_INSTANTIATION, E_UNKNOWN_AGENT, E_AGENT_NOT_RUNNING, E_MESSAGE_TOO_LARGE, E_AGENT_LIMIT, E_RECORDING_MID_SESSION, E_NOT_RECORDING, E_REPLAY_CORRUPT, E_REPLAY_VERSION, E_REPLAY_MISSING_MODULE, E_IO, E_CLOSED (the runtime was closed), E_INTERNAL (a panic inside lockstep, caught: a bug, please report it; the process carries on), E_NO_NATIVE_BINARY, the security codes (E_UNSIGNED, E_UNTRUSTED_KEY, E_BAD_KEY, ...), the inference codes (E_BAD_INPUT_SHAPE, E_UNSUPPORTED_TYPE, ...) and the ring codes (E_RING, E_RING_TIMEOUT).
+   */
   code: string;
 }
 
 export const ABI_VERSION: number;
 export const MAX_PAYLOAD_BYTES: number;
 export const HOST_ID: 0;
+/** The sender id of the inference service (u64::MAX), as a JS number: 2^64 (approximate, like every id above 2^53). */
+export const INFERENCE_ID: number;
 
 // ----- Shared-memory rings (ring.js; also importable alone as 'lockstep/ring.js') -----------
 
@@ -288,9 +318,9 @@ export interface RingPushOptions {
 /** Writes messages for agents into a ring (JS → core). One producer per ring; any thread. */
 export class RingProducer {
   constructor(buffer: SharedArrayBuffer);
-  /** Appends a message for agent `to`; false (nothing written) when the ring is full. */
+  /** Appends a message for agent `to` (an integer in 0..2^64-1: exact doubles only); false (nothing written) when the ring is full. */
   tryPush(to: number, payload: Payload, options?: RingPushOptions): boolean;
-  /** Waits for room without spinning (woken at each tick); rejects with E_RING_TIMEOUT. */
+  /** Waits for room without spinning (woken at each tick), holding the event loop (a worker or process waiting here does not exit); rejects with E_RING_TIMEOUT after `timeoutMs` (default 30,000). `pollMs` (default 5) ≥ 1. */
   push(to: number, payload: Payload, options?: RingPushOptions & { timeoutMs?: number; pollMs?: number }): Promise<void>;
   publish(): void;
   free(): number;
@@ -354,7 +384,14 @@ export interface LogLine {
   message: string;
 }
 
-/** Routes runtime logs to `sink` at `level` and above (default info); null turns them off. */
+/**
+ * Routes runtime logs to `sink` at `level` and above (default info); null turns them off. A
+ * sink that throws never makes a runtime call throw (the call ran; its result is returned):
+ * its errors are counted by `logSinkErrors()` and reported once per `setLogger` as a process
+ * warning (code E_LOG_SINK).
+ */
 export function setLogger(sink: ((line: LogLine) => void) | null, options?: { level?: 'error' | 'warn' | 'info' | 'debug' | 'trace' }): void;
-/** Delivers pending log lines to the sink now (they are also delivered after every runtime call). */
+/** Delivers pending log lines to the sink now (they are also delivered after every runtime call). Sink errors are counted, not thrown. */
 export function flushLogs(): void;
+/** How many times the log sink threw (since the process started). */
+export function logSinkErrors(): number;

@@ -33,22 +33,62 @@ function loadNative() {
 const native = loadNative();
 
 const { LockstepError } = require('./errors.js');
+const v = require('./validate.js');
 
+/** napi-rs's own argument-conversion failures (a wrong type that got past validate.js). */
+const NAPI_TYPE_ERRORS = new Set([
+  'InvalidArg', 'ObjectExpected', 'StringExpected', 'NameExpected', 'FunctionExpected', 'NumberExpected',
+  'BooleanExpected', 'ArrayExpected', 'BigintExpected', 'DateExpected', 'ArrayBufferExpected',
+]);
+
+/** A native error as a LockstepError: `[E_CODE] message`, a panic, or a napi type error. */
 function convert(e) {
-  const m = /^\[(E_[A-Z_]+)\] ([\s\S]*)$/.exec(e && e.message);
-  if (m) {
-    const err = new LockstepError(m[1], m[2]);
-    return err;
+  if (!(e instanceof Error) || e instanceof LockstepError) return e;
+  const m = /^\[(E_[A-Z_]+)\] ([\s\S]*)$/.exec(e.message);
+  if (m) return new LockstepError(m[1], m[2]);
+  // Every error the binding makes is prefixed; an unprefixed GenericFailure is a Rust panic
+  // caught at the napi boundary (#[napi(catch_unwind)]): the message is the panic's.
+  if (e.code === 'GenericFailure') {
+    return new LockstepError('E_INTERNAL', `internal error (a lockstep bug; please report it): ${e.message}`);
   }
+  if (NAPI_TYPE_ERRORS.has(e.code)) return new LockstepError('E_INVALID_ARGUMENT', `wrong argument type: ${e.message}`);
   return e;
 }
 
 /** The user's log sink (setLogger), fed after every call into the runtime. */
 let logSink = null;
+/** Errors the sink threw (they never escape the call that flushed the logs). */
+let logSinkErrors = 0;
+let logSinkWarned = false;
 
+/** Delivers pending log lines to the sink. A sink that throws does not stop the others. */
+function deliverLogs() {
+  const sink = logSink;
+  if (!sink) return;
+  for (const line of native.drainLogs()) {
+    try {
+      sink(line);
+    } catch (e) {
+      logSinkErrors++;
+      if (!logSinkWarned) {
+        logSinkWarned = true;
+        process.emitWarning(`the lockstep log sink threw (${e && e.message}); its errors are counted by logSinkErrors() and not thrown from runtime calls`, {
+          type: 'LockstepWarning',
+          code: 'E_LOG_SINK',
+        });
+      }
+    }
+  }
+}
+
+/** Delivers pending log lines to the sink now; sink errors are counted, not thrown. */
 function flushLogs() {
-  if (!logSink) return;
-  for (const line of native.drainLogs()) logSink(line);
+  deliverLogs();
+}
+
+/** How many times the log sink threw since the process started. */
+function getLogSinkErrors() {
+  return logSinkErrors;
 }
 
 function call(fn) {
@@ -57,53 +97,93 @@ function call(fn) {
   } catch (e) {
     throw convert(e);
   } finally {
-    if (logSink) flushLogs();
+    // After the call ran: a sink error here must not replace its result or its error.
+    if (logSink) deliverLogs();
   }
 }
+
+const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
 
 /**
  * Routes the runtime's logs (Rust `tracing`: faults, refusals, provider fallbacks, agents' own
  * log lines...) to `sink({ level, target, message })`, at `level` and above. `setLogger(null)`
  * turns them off. Records are delivered after each call into the runtime, on the calling thread.
  */
-function setLogger(sink, options = {}) {
-  const level = sink ? options.level ?? 'info' : 'off';
-  native.setLogLevel(level);
+function setLogger(sink, options) {
+  if (sink != null) v.fn('sink', sink);
+  const o = v.options('options', options, ['level']);
+  const level = sink ? v.oneOf('options.level', o.level, LOG_LEVELS, 'info') : 'off';
+  call(() => native.setLogLevel(level));
   native.drainLogs(); // start fresh
   logSink = sink || null;
+  logSinkWarned = false;
 }
 
+const CFG = 'E_INVALID_CONFIG';
+const MAX_U32 = v.MAX_U32;
+const MAX_SAFE = v.MAX_SAFE;
+
+/** Numeric options: [min, max] (the core checks memoryLimitBytes' 128 KiB..4 GiB itself). */
+const NUMERIC_OPTIONS = {
+  workers: [1, 256],
+  fuelPerCall: [0, MAX_SAFE],
+  memoryLimitBytes: [0, MAX_SAFE],
+  seed: [0, MAX_SAFE],
+  maxAgents: [1, MAX_U32],
+  deadlineMs: [1, MAX_U32],
+  checkpointIntervalTicks: [0, MAX_U32],
+  maxEvents: [0, MAX_U32],
+};
+const BOOLEAN_OPTIONS = ['record', 'inferenceBatching', 'devMode'];
 const OPTION_KEYS = [
   'workers', 'fuelPerCall', 'memoryLimitBytes', 'seed', 'maxAgents', 'deadlineMs',
   'checkpointIntervalTicks', 'record', 'maxEvents', 'inference', 'inferenceBatching',
   'trustedKeys', 'devMode', 'policy', 'resourcePolicy',
 ];
-const NON_NUMERIC_OPTIONS = ['record', 'inference', 'inferenceBatching', 'trustedKeys', 'devMode', 'policy', 'resourcePolicy'];
+const INFERENCE_KEYS = ['providers', 'maxModels', 'maxModelBytes', 'ortLibraryPath', 'deterministic', 'searchRoots'];
+const PROVIDERS = ['cuda', 'tensorrt', 'directml', 'coreml', 'cpu'];
 
+/** Checks every Runtime option's type and range (E_INVALID_CONFIG naming the option). */
 function checkOptions(options) {
-  if (options == null) return {};
-  if (typeof options !== 'object') throw new LockstepError('E_INVALID_CONFIG', 'options must be an object');
+  if (options == null) options = {};
+  if (typeof options !== 'object' || Array.isArray(options)) throw v.fail('options', 'an object', options, CFG);
   for (const key of Object.keys(options)) {
     if (!OPTION_KEYS.includes(key)) {
-      throw new LockstepError('E_INVALID_CONFIG', `unknown option "${key}"; valid options: ${OPTION_KEYS.join(', ')}`);
+      throw new LockstepError(CFG, `unknown option "${key}"; valid options: ${OPTION_KEYS.join(', ')}`);
     }
   }
-  for (const key of OPTION_KEYS.filter((k) => !NON_NUMERIC_OPTIONS.includes(k))) {
-    const v = options[key];
-    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) {
-      throw new LockstepError('E_INVALID_CONFIG', `option ${key} must be a non-negative integer, got ${String(v)}`);
+  for (const [key, [min, max]] of Object.entries(NUMERIC_OPTIONS)) v.optInt(`option ${key}`, options[key], min, max, undefined, CFG);
+  for (const key of BOOLEAN_OPTIONS) if (options[key] !== undefined) v.bool(`option ${key}`, options[key], CFG);
+  if (options.trustedKeys !== undefined) {
+    if (typeof options.trustedKeys === 'string') {
+      throw v.fail('option trustedKeys', 'an array of hex public keys (wrap a single key in [ ])', options.trustedKeys, CFG);
     }
+    v.stringArray('option trustedKeys', options.trustedKeys, CFG);
   }
+  if (options.resourcePolicy !== undefined) v.oneOf('option resourcePolicy', options.resourcePolicy, ['clamp', 'refuse'], undefined, CFG);
   const { policy, ...rest } = options;
+  if (policy !== undefined && (policy === null || typeof policy !== 'object' || Array.isArray(policy))) {
+    throw v.fail('option policy', 'a capabilities object (docs/SECURITY.md)', policy, CFG);
+  }
   return {
     ...rest,
-    policyJson: policy === undefined ? undefined : JSON.stringify(policy),
+    policyJson: policy === undefined ? undefined : v.json('option policy', policy, CFG),
     inference: inferenceOptions(options.inference),
   };
 }
 
-/** Where node_modules/onnxruntime-node lives, so the core finds its libonnxruntime. */
-function inferenceOptions(o = {}) {
+/** Checks the inference options; adds where node_modules/onnxruntime-node is, so the core finds its libonnxruntime. */
+function inferenceOptions(o) {
+  o = v.options('option inference', o, INFERENCE_KEYS, CFG);
+  if (o.providers !== undefined) {
+    v.stringArray('option inference.providers', o.providers, CFG);
+    o.providers.forEach((p, i) => v.oneOf(`option inference.providers[${i}]`, p, PROVIDERS, undefined, CFG));
+  }
+  v.optInt('option inference.maxModels', o.maxModels, 1, MAX_U32, undefined, CFG);
+  v.optInt('option inference.maxModelBytes', o.maxModelBytes, 1, MAX_SAFE, undefined, CFG);
+  if (o.ortLibraryPath !== undefined) v.str('option inference.ortLibraryPath', o.ortLibraryPath, CFG);
+  if (o.deterministic !== undefined) v.bool('option inference.deterministic', o.deterministic, CFG);
+  if (o.searchRoots !== undefined) v.stringArray('option inference.searchRoots', o.searchRoots, CFG);
   const roots = [];
   try {
     const pkg = require.resolve('onnxruntime-node/package.json');
@@ -114,7 +194,8 @@ function inferenceOptions(o = {}) {
   return { ...o, searchRoots: [...(o.searchRoots ?? []), ...roots] };
 }
 
-const TYPED_ARRAYS = {
+/** The typed array each output type is returned as. */
+const OUTPUT_ARRAYS = {
   float32: Float32Array,
   float64: Float64Array,
   int32: Int32Array,
@@ -124,19 +205,46 @@ const TYPED_ARRAYS = {
   bool: Uint8Array,
 };
 
-/** { name: { type, data, dims } } (also onnxruntime-node Tensors) → parallel arrays. */
+/** The typed-array classes each tensor type accepts as data (by tag: works across realms). */
+const ACCEPTED_DATA = {
+  float32: ['Float32Array'],
+  float64: ['Float64Array'],
+  int32: ['Int32Array'],
+  int64: ['BigInt64Array'],
+  uint8: ['Uint8Array', 'Uint8ClampedArray'],
+  int8: ['Int8Array'],
+  bool: ['Uint8Array'],
+};
+
+/**
+ * { name: { type, data, dims } } (also onnxruntime-node Tensors) → parallel arrays. Like
+ * onnxruntime-node, `data` must be the typed array of `type` (a Float64Array is not float32
+ * data) and hold exactly the product of `dims` elements.
+ */
 function flattenInputs(inputs) {
-  if (inputs == null || typeof inputs !== 'object') {
-    throw new LockstepError('E_INVALID_ARGUMENT', 'inputs must be an object: { inputName: { type, data, dims } }');
+  if (inputs == null || typeof inputs !== 'object' || Array.isArray(inputs)) {
+    throw v.fail('inputs', 'an object: { inputName: { type, data, dims } }', inputs);
   }
   const names = [], types = [], dims = [], data = [];
   for (const [name, t] of Object.entries(inputs)) {
-    const Typed = t && TYPED_ARRAYS[t.type];
-    if (!Typed) {
-      throw new LockstepError('E_UNSUPPORTED_TYPE', `input "${name}": type must be one of ${Object.keys(TYPED_ARRAYS).join(', ')}, got ${t && t.type}`);
+    const what = `inputs["${name}"]`;
+    if (t == null || typeof t !== 'object') throw v.fail(what, 'a tensor { type, data, dims }', t);
+    const accepted = ACCEPTED_DATA[t.type];
+    if (!accepted) {
+      throw new LockstepError('E_UNSUPPORTED_TYPE', `${what}.type must be one of ${Object.keys(ACCEPTED_DATA).join(', ')}; got ${v.describe(t.type)}`);
     }
-    if (!ArrayBuffer.isView(t.data) || !Array.isArray(t.dims)) {
-      throw new LockstepError('E_INVALID_ARGUMENT', `input "${name}": data must be a typed array and dims an array of integers`);
+    const tag = ArrayBuffer.isView(t.data) ? Object.prototype.toString.call(t.data).slice(8, -1) : null;
+    if (!accepted.includes(tag)) {
+      throw new LockstepError('E_INVALID_ARGUMENT', `${what}.data must be a ${accepted.join(' or ')} for type "${t.type}"; got ${v.describe(t.data)}. Convert it (e.g. Float32Array.from(data)): its bytes are not reinterpreted`);
+    }
+    if (!Array.isArray(t.dims)) throw v.fail(`${what}.dims`, 'an array of non-negative integers', t.dims);
+    let count = 1;
+    t.dims.forEach((d, i) => {
+      v.int(`${what}.dims[${i}]`, d, 0, MAX_SAFE);
+      count *= d;
+    });
+    if (count !== t.data.length) {
+      throw new LockstepError('E_BAD_INPUT_SHAPE', `${what}: dims [${t.dims.join(', ')}] describe ${count} elements, but data holds ${t.data.length}`);
     }
     names.push(name);
     types.push(t.type);
@@ -174,7 +282,7 @@ function unpackOutputs({ spec, data }) {
     if (!part) continue;
     const [name, type, dimText] = part.split(':');
     const dims = dimText ? dimText.split(',').map(Number) : [];
-    const Typed = TYPED_ARRAYS[type];
+    const Typed = OUTPUT_ARRAYS[type];
     const count = dims.reduce((a, b) => a * b, 1);
     // The buffer's outputs start at multiples of 8 from its start, so every view is aligned
     // when the buffer is; if it is not, copy.
@@ -187,41 +295,46 @@ function unpackOutputs({ spec, data }) {
   return out;
 }
 
-function toBytes(payload, what) {
+function toBytes(payload, name) {
   if (payload == null) return new Uint8Array(0);
   if (payload instanceof Uint8Array) return payload;
   if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
   if (payload instanceof ArrayBuffer) return new Uint8Array(payload);
   if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
-  throw new LockstepError('E_INVALID_ARGUMENT', `${what} must be a Uint8Array, Buffer, ArrayBuffer or string`);
+  throw v.fail(name, 'a Uint8Array, Buffer, ArrayBuffer or string', payload);
 }
 
-function moduleBytes(source) {
+/** A module or model: a path (string or file URL) or its bytes. */
+function moduleBytes(source, name = 'source', what = 'agent module') {
   if (typeof source === 'string' || source instanceof URL) {
     try {
       return readFileSync(source);
     } catch (e) {
-      throw new LockstepError('E_IO', `cannot read agent module ${String(source)}: ${e.message}`);
+      throw new LockstepError('E_IO', `cannot read ${what} ${String(source)} (${name}): ${e.message}`);
     }
   }
-  return toBytes(source, 'an agent module');
+  if (source instanceof Uint8Array || source instanceof ArrayBuffer || ArrayBuffer.isView(source)) return toBytes(source, name);
+  throw v.fail(name, `a path or the ${what}'s bytes (Uint8Array, Buffer, ArrayBuffer)`, source);
 }
 
 const HASH_RE = /^[0-9a-f]{64}$/;
+const INT32 = [-(2 ** 31), 2 ** 31 - 1];
 
-function checkInt32(v, name) {
-  if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) {
-    throw new LockstepError('E_INVALID_ARGUMENT', `${name} must be a 32-bit signed integer, got ${v}`);
-  }
-  return v;
+/** A module hash from loadModule, or a module to load. */
+function spawnSource(rt, source) {
+  return typeof source === 'string' && HASH_RE.test(source) ? source : rt.loadModule(source);
 }
 
-function checkId(id) {
-  if (!Number.isSafeInteger(id) || id < 0) {
-    throw new LockstepError('E_UNKNOWN_AGENT', `agent id must be a non-negative integer, got ${String(id)}`);
+function modelId(name, id) {
+  if (typeof id !== 'string') {
+    const hint = id && typeof id === 'object' && typeof id.id === 'string' ? ' (pass the model info\'s .id)' : '';
+    throw v.fail(name, `a model id string, as returned by loadModel(...).id${hint}`, id);
   }
   return id;
 }
+
+/** Key of the test hooks (not part of the API; they work only with LOCKSTEP_TEST_HOOKS=1). */
+const TEST_PANIC = Symbol.for('lockstep.testPanic');
 
 /** Models whose calls take less than this run inline: a thread-pool hop costs more (~60 µs). */
 const INLINE_INFER_US = 100;
@@ -236,46 +349,59 @@ class Runtime {
 
   /** @param {import('./index').RuntimeOptions} [options] */
   constructor(options) {
-    this.#native = call(() => new native.NativeRuntime(checkOptions(options)));
+    const o = checkOptions(options);
+    this.#native = call(() => new native.NativeRuntime(o));
+  }
+
+  /**
+   * Frees the runtime now: its agents, the address space reserved for their memories, its
+   * rings' buffers and its inference engine, instead of whenever the garbage collector runs.
+   * Idempotent. Every other method then throws E_CLOSED.
+   */
+  close() {
+    call(() => this.#native.close());
+    this.#rings = null;
+    this.#inferCost.clear();
+  }
+
+  /** Whether close() was called. */
+  get closed() {
+    return call(() => this.#native.closed);
   }
 
   loadModule(source) {
-    const bytes = moduleBytes(source);
+    const bytes = moduleBytes(source, 'source');
     return call(() => this.#native.loadModule(bytes));
   }
 
-  spawn(source, options = {}) {
-    const hash = typeof source === 'string' && HASH_RE.test(source) ? source : this.loadModule(source);
-    const priority = checkInt32(options.priority ?? 0, 'priority');
+  spawn(source, options) {
+    const o = v.options('options', options, ['priority']);
+    const priority = v.optInt('options.priority', o.priority, ...INT32, 0);
+    const hash = spawnSource(this, source);
     return call(() => this.#native.spawn(hash, priority));
   }
 
-  spawnMany(source, count, options = {}) {
-    if (!Number.isSafeInteger(count) || count < 0) {
-      throw new LockstepError('E_INVALID_ARGUMENT', `count must be a non-negative integer, got ${count}`);
-    }
-    const hash = typeof source === 'string' && HASH_RE.test(source) ? source : this.loadModule(source);
-    const priority = checkInt32(options.priority ?? 0, 'priority');
+  spawnMany(source, count, options) {
+    v.int('count', count, 0, MAX_U32);
+    const o = v.options('options', options, ['priority']);
+    const priority = v.optInt('options.priority', o.priority, ...INT32, 0);
+    const hash = spawnSource(this, source);
     const ids = [];
     for (let i = 0; i < count; i++) ids.push(call(() => this.#native.spawn(hash, priority)));
     return ids;
   }
 
-  send(to, payload, options = {}) {
+  send(to, payload, options) {
+    v.id('to', to);
     const bytes = toBytes(payload, 'payload');
-    const kind = options.kind ?? 0;
-    const priority = options.priority ?? 0;
-    if (!Number.isInteger(kind) || kind < 0 || kind > 0xffffffff) {
-      throw new LockstepError('E_INVALID_ARGUMENT', `kind must be an integer in 0..2^32-1, got ${kind}`);
-    }
-    checkInt32(priority, 'priority');
-    return call(() => this.#native.send(checkId(to), kind, priority, bytes));
+    const o = v.options('options', options, ['kind', 'priority']);
+    const kind = v.optInt('options.kind', o.kind, 0, MAX_U32, 0);
+    const priority = v.optInt('options.priority', o.priority, ...INT32, 0);
+    return call(() => this.#native.send(to, kind, priority, bytes));
   }
 
   tick(n = 1) {
-    if (!Number.isSafeInteger(n) || n < 1 || n > 0xffffffff) {
-      throw new LockstepError('E_INVALID_ARGUMENT', `tick(n) needs an integer n >= 1, got ${n}`);
-    }
+    v.int('n (the number of ticks)', n, 1, MAX_U32);
     const report = call(() => this.#native.tick(n));
     if (this.#rings) {
       // Rust cannot wake JS waiters (V8 keeps its own waiter list): wake them from here,
@@ -291,10 +417,12 @@ class Runtime {
    * inboundBuffer, outboundBuffer }: a RingProducer for JS → agents, a RingConsumer for
    * agents → JS, and the buffers to hand to a worker_thread (new RingProducer(inboundBuffer)).
    */
-  attachRings(options = {}) {
+  attachRings(options) {
+    const o = v.options('options', options, ['inboundBytes', 'outboundBytes']);
+    if (call(() => this.#native.closed)) throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
     if (this.#rings) throw new LockstepError('E_RING', 'rings are already attached to this runtime');
-    const inboundBuffer = ring.createRingBuffer(options.inboundBytes ?? 1 << 22);
-    const outboundBuffer = ring.createRingBuffer(options.outboundBytes ?? 1 << 22);
+    const inboundBuffer = ring.createRingBuffer(o.inboundBytes ?? 1 << 22, 'options.inboundBytes');
+    const outboundBuffer = ring.createRingBuffer(o.outboundBytes ?? 1 << 22, 'options.outboundBytes');
     call(() => this.#native.attachInboundRing(new Uint8Array(inboundBuffer)));
     call(() => this.#native.attachOutboundRing(new Uint8Array(outboundBuffer)));
     // The main thread's runtime holds both buffers for its whole life, so a worker that
@@ -312,11 +440,12 @@ class Runtime {
 
   /** Loads an ONNX model from a path or bytes; returns its info (id = SHA-256 of the bytes). */
   loadModel(source) {
-    const bytes = moduleBytes(source);
+    const bytes = moduleBytes(source, 'source', 'model');
     return call(() => this.#native.loadModel(bytes));
   }
 
   modelInfo(id) {
+    modelId('id', id);
     return call(() => this.#native.modelInfo(id));
   }
 
@@ -325,11 +454,13 @@ class Runtime {
   }
 
   unloadModel(id) {
+    modelId('id', id);
     return call(() => this.#native.unloadModel(id));
   }
 
   /** Makes a loaded model available to agents; returns the slot they pass to `infer`. */
   registerAgentModel(id) {
+    modelId('id', id);
     return call(() => this.#native.registerAgentModel(id));
   }
 
@@ -345,14 +476,16 @@ class Runtime {
    * every 256th after, is timed inline to decide.
    */
   async infer(model, inputs) {
+    modelId('model', model);
     const cost = this.#inferCost.get(model) ?? { best: Infinity, calls: 0 };
-    this.#inferCost.set(model, cost);
     // The first calls are cold (caches, allocator): judge by the fastest of a few.
     if (cost.calls < 4 || cost.best < INLINE_INFER_US || cost.calls % INLINE_RETIME_CALLS === 0) {
-      cost.calls++;
       const t0 = performance.now();
       const out = this.inferSync(model, inputs);
       const us = (performance.now() - t0) * 1000;
+      // Only calls that succeeded are timed (and only their models remembered).
+      this.#inferCost.set(model, cost);
+      cost.calls++;
       cost.best = cost.calls % INLINE_RETIME_CALLS === 1 ? us : Math.min(cost.best, us);
       return out;
     }
@@ -367,64 +500,68 @@ class Runtime {
 
   /** Runs a model on the calling thread (lowest overhead for small models). */
   inferSync(model, inputs) {
+    modelId('model', model);
     const [spec, data] = packInputs(inputs);
     return unpackOutputs(call(() => this.#native.inferPacked(model, spec, data)));
   }
 
   /** Writes records waiting for room into the outbound ring; returns how many still wait. */
   flushOutbound() {
-    const left = this.#native.flushOutbound();
+    const left = call(() => this.#native.flushOutbound());
     if (this.#rings) Atomics.notify(this.#rings.outI32, 16);
     return left;
   }
 
   /** Why the inbound ring stopped being read, or null. */
   inboundRingError() {
-    return this.#native.inboundRingError() ?? null;
+    return call(() => this.#native.inboundRingError()) ?? null;
   }
 
   shutdown(id) {
-    return call(() => this.#native.shutdown(checkId(id)));
+    v.id('id', id);
+    return call(() => this.#native.shutdown(id));
   }
 
   kill(id) {
-    return call(() => this.#native.kill(checkId(id)));
+    v.id('id', id);
+    return call(() => this.#native.kill(id));
   }
 
   inspect(id) {
-    return call(() => this.#native.inspect(checkId(id)));
+    v.id('id', id);
+    return call(() => this.#native.inspect(id));
   }
 
   agents() {
-    return this.#native.agents();
+    return call(() => this.#native.agents());
   }
 
   get currentTick() {
-    return this.#native.currentTick;
+    return call(() => this.#native.currentTick);
   }
 
   stateHash() {
-    return this.#native.stateHash();
+    return call(() => this.#native.stateHash());
   }
 
   deepHash() {
-    return this.#native.deepHash();
+    return call(() => this.#native.deepHash());
   }
 
   drainEvents() {
-    return this.#native.drainEvents();
+    return call(() => this.#native.drainEvents());
   }
 
   eventsDropped() {
-    return this.#native.eventsDropped();
+    return call(() => this.#native.eventsDropped());
   }
 
   drainDeadLetters() {
-    return this.#native.drainDeadLetters();
+    return call(() => this.#native.drainDeadLetters());
   }
 
   drainMessages() {
-    return this.#native.drainMessages();
+    return call(() => this.#native.drainMessages());
   }
 
   startRecording() {
@@ -440,7 +577,12 @@ class Runtime {
   }
 
   get recording() {
-    return this.#native.recording;
+    return call(() => this.#native.recording);
+  }
+
+  /** Test hook (LOCKSTEP_TEST_HOOKS=1 only): a Rust panic inside a native method. */
+  [TEST_PANIC](message) {
+    return call(() => this.#native.testPanic(message));
   }
 }
 
@@ -448,13 +590,18 @@ class Runtime {
  * Re-runs a recorded session and verifies it. `options.onProgress(ticksVerified)` is called
  * every 100 ticks, for long logs.
  */
-function replay(log, options = {}) {
-  const bytes = toBytes(log, 'the replay log');
-  return call(() => native.replay(bytes, options.workers, options.onProgress));
+function replay(log, options) {
+  if (log == null) throw v.fail('log', 'a replay log (the bytes from stopRecording() or replayLog())', log);
+  const bytes = toBytes(log, 'log');
+  const o = v.options('options', options, ['workers', 'onProgress']);
+  if (o.workers !== undefined) v.int('options.workers', o.workers, 1, 256);
+  if (o.onProgress !== undefined) v.fn('options.onProgress', o.onProgress);
+  return call(() => native.replay(bytes, o.workers, o.onProgress));
 }
 
 /** Paths of the example agents shipped with the package. */
 function exampleAgent(name) {
+  v.str('name', name);
   const p = join(__dirname, 'dist', 'agents', `${name.replace(/-/g, '_')}.wasm`);
   if (!existsSync(p)) {
     throw new LockstepError('E_IO', `no example agent "${name}" at ${p}; run \`npm run build\` in the lockstep checkout`);
@@ -466,24 +613,41 @@ function exampleAgent(name) {
 
 /** A new publisher key pair: { publicKey, secretKey } (hex). Keep the secret key secret. */
 function keygen() {
-  return native.keygen();
+  return call(() => native.keygen());
 }
 
 /** Embeds `manifest` (object or JSON) into the module and signs both. Returns the signed bytes. */
 function sign(module, manifest, secretKey) {
-  const json = typeof manifest === 'string' ? manifest : JSON.stringify(manifest);
-  return call(() => native.signModule(moduleBytes(module), json, secretKey));
+  const bytes = moduleBytes(module, 'module');
+  if (manifest === null || (typeof manifest !== 'string' && (typeof manifest !== 'object' || Array.isArray(manifest)))) {
+    throw v.fail('manifest', 'a manifest object or its JSON text (docs/SECURITY.md)', manifest);
+  }
+  const json = typeof manifest === 'string' ? manifest : v.json('manifest', manifest);
+  v.str('secretKey', secretKey);
+  return call(() => native.signModule(bytes, json, secretKey));
 }
 
 /** Would a runtime trusting `trustedKeys` admit this module? { ok, code?, message?, publisher? } */
 function verify(module, trustedKeys) {
-  return call(() => native.verifyModule(moduleBytes(module), trustedKeys));
+  const bytes = moduleBytes(module, 'module');
+  if (typeof trustedKeys === 'string') throw v.fail('trustedKeys', 'an array of hex public keys (wrap a single key in [ ])', trustedKeys);
+  v.stringArray('trustedKeys', trustedKeys);
+  return call(() => native.verifyModule(bytes, trustedKeys));
 }
 
 /** What a module asks for and who signed it: { manifest, publisher, signatureValid, imports }. */
 function inspect(module) {
-  const r = call(() => native.inspectModule(moduleBytes(module)));
-  return { ...r, manifest: r.manifest == null ? null : JSON.parse(r.manifest) };
+  const bytes = moduleBytes(module, 'module');
+  const r = call(() => native.inspectModule(bytes));
+  let manifest = null;
+  if (r.manifest != null) {
+    try {
+      manifest = JSON.parse(r.manifest);
+    } catch (e) {
+      throw new LockstepError('E_BAD_MANIFEST', `the module's embedded manifest is not valid JSON: ${e.message}`);
+    }
+  }
+  return { ...r, manifest };
 }
 
 /**
@@ -492,12 +656,19 @@ function inspect(module) {
  */
 const EXAMPLES_PUBLIC_KEY = JSON.parse(readFileSync(join(__dirname, 'keys', 'examples-publisher.json'), 'utf8')).publicKey;
 
+const ABI_VERSION = native.abiVersion();
+const MAX_PAYLOAD_BYTES = native.maxPayloadBytes();
+const HOST_ID = 0;
+/** The sender id of the inference service, u64::MAX, as a JS number (2^64: ids above 2^53 are approximate). */
+const INFERENCE_ID = native.inferenceId();
+
 // Listed one by one (not spread) so Node's ES-module interop sees every named export.
 const { createRingBuffer, RingProducer, RingConsumer, RingError, RING_TYPES, RING_HEADER_BYTES } = ring;
 
 module.exports = {
   setLogger,
   flushLogs,
+  logSinkErrors: getLogSinkErrors,
   createRingBuffer,
   RingProducer,
   RingConsumer,
@@ -513,7 +684,10 @@ module.exports = {
   LockstepError,
   replay,
   exampleAgent,
-  ABI_VERSION: native.abiVersion(),
-  MAX_PAYLOAD_BYTES: native.maxPayloadBytes(),
-  HOST_ID: 0,
+  ABI_VERSION,
+  MAX_PAYLOAD_BYTES,
+  HOST_ID,
+  INFERENCE_ID,
+  // Test hook (LOCKSTEP_TEST_HOOKS=1 only): a Rust panic inside a native function.
+  [TEST_PANIC]: (message) => call(() => native.testPanic(message)),
 };

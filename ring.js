@@ -27,6 +27,7 @@ if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
 }
 
 const { LockstepError } = require('./errors.js');
+const v = require('./validate.js');
 
 // Ring errors are LockstepErrors with E_RING* / E_MESSAGE_TOO_LARGE / E_INVALID_ARGUMENT codes.
 const RingError = LockstepError;
@@ -36,9 +37,9 @@ function recordBytes(len) {
 }
 
 /** A SharedArrayBuffer holding an empty ring with `capacity` data bytes (a power of two). */
-function createRingBuffer(capacity = 1 << 20) {
-  if (!Number.isSafeInteger(capacity) || capacity < MIN_CAPACITY || capacity > MAX_CAPACITY || (capacity & (capacity - 1)) !== 0) {
-    throw new RingError('E_RING', `ring capacity must be a power of two in ${MIN_CAPACITY}..${MAX_CAPACITY}, got ${capacity}`);
+function createRingBuffer(capacity = 1 << 20, name = 'capacity') {
+  if (typeof capacity !== 'number' || !Number.isSafeInteger(capacity) || capacity < MIN_CAPACITY || capacity > MAX_CAPACITY || (capacity & (capacity - 1)) !== 0) {
+    throw new RingError('E_RING', `ring ${name} must be a power of two in ${MIN_CAPACITY}..${MAX_CAPACITY}; got ${v.describe(capacity)}`);
   }
   const sab = new SharedArrayBuffer(HEADER_BYTES + capacity);
   const u32 = new Uint32Array(sab, 0, 3);
@@ -49,7 +50,10 @@ function createRingBuffer(capacity = 1 << 20) {
 }
 
 function openRing(sab) {
-  if (!(sab instanceof SharedArrayBuffer)) throw new RingError('E_RING', 'a ring lives in a SharedArrayBuffer');
+  if (!(sab instanceof SharedArrayBuffer)) {
+    throw new RingError('E_RING', `buffer must be a SharedArrayBuffer holding a ring (from createRingBuffer() or attachRings()); got ${v.describe(sab)}`);
+  }
+  if (sab.byteLength < HEADER_BYTES) throw new RingError('E_RING', `buffer is ${sab.byteLength} bytes, smaller than a ring header; create it with createRingBuffer()`);
   const u32 = new Uint32Array(sab, 0, 3);
   const capacity = u32[2];
   if (u32[0] !== MAGIC || u32[1] !== VERSION || capacity < MIN_CAPACITY || (capacity & (capacity - 1)) !== 0 || HEADER_BYTES + capacity > sab.byteLength) {
@@ -73,7 +77,7 @@ function toBytes(payload) {
   if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
   if (payload instanceof ArrayBuffer) return new Uint8Array(payload);
   if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
-  throw new RingError('E_INVALID_ARGUMENT', 'payload must be a Uint8Array, Buffer, ArrayBuffer or string');
+  throw v.fail('payload', 'a Uint8Array, Buffer, ArrayBuffer or string', payload);
 }
 const EMPTY = new Uint8Array(0);
 
@@ -92,6 +96,9 @@ class RingProducer {
    * at the next publish() — batching saves one atomic store per message.
    */
   tryPush(to, payload, options) {
+    // `to` is stored as two u32 words: it must be an exact integer below 2^64.
+    if (typeof to !== 'number' || !(to >= 0 && to < 2 ** 64) || to % 1 !== 0) throw v.fail('to', 'an agent id (an integer in 0..2^64-1)', to);
+    if (options !== undefined) checkPushOptions(options);
     const bytes = toBytes(payload);
     const len = bytes.length;
     if (len > MAX_PAYLOAD_BYTES) throw new RingError('E_MESSAGE_TOO_LARGE', `payload is ${len} bytes; the limit is ${MAX_PAYLOAD_BYTES}`);
@@ -120,8 +127,8 @@ class RingProducer {
     const w = off >>> 2;
     u32[w] = len;
     u32[w + 1] = TYPE_MESSAGE;
-    u32[w + 2] = options === undefined ? 0 : options.kind || 0;
-    this.s32[w + 3] = options === undefined ? 0 : options.priority || 0;
+    u32[w + 2] = options === undefined ? 0 : options.kind ?? 0;
+    this.s32[w + 3] = options === undefined ? 0 : options.priority ?? 0;
     u32[w + 4] = to % TWO_32;
     u32[w + 5] = to / TWO_32;
     if (len) this.u8.set(bytes, off + RECORD_HEADER_BYTES);
@@ -147,20 +154,44 @@ class RingProducer {
    * every `pollMs`. Rejects with E_RING_TIMEOUT after `timeoutMs`.
    */
   async push(to, payload, options = {}) {
-    const timeoutMs = options.timeoutMs ?? 30_000;
-    const pollMs = options.pollMs ?? 5;
+    const o = v.options('options', options, PUSH_KEYS);
+    const timeoutMs = v.optInt('options.timeoutMs', o.timeoutMs, 0, MAX_TIMEOUT_MS, 30_000);
+    const pollMs = v.optInt('options.pollMs', o.pollMs, 1, MAX_TIMEOUT_MS, 5);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (this.tryPush(to, payload, options)) return;
-      if (Date.now() > deadline) throw new RingError('E_RING_TIMEOUT', `no room in the ring for ${timeoutMs} ms: is the runtime ticking?`);
+      if (this.tryPush(to, payload, o)) return;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new RingError('E_RING_TIMEOUT', `no room in the ring for ${timeoutMs} ms: is the runtime ticking?`);
       const tail = Atomics.load(this.i32, TAIL);
-      // A pending waitAsync does not keep Node's event loop alive; the timer does.
-      const keepAlive = setTimeout(() => {}, pollMs + 1);
-      const w = Atomics.waitAsync(this.i32, TAIL, tail, pollMs);
-      if (w.async) await w.value;
-      clearTimeout(keepAlive);
+      const wait = Math.min(pollMs, left);
+      // A pending Atomics.waitAsync does not keep Node's event loop alive, and its own timeout
+      // may settle after a timer of the same length: a keep-alive timer that fired first let
+      // the process (or worker) exit with this push neither done nor rejected. So the wait is
+      // a race between the waitAsync and a timer that is itself the keep-alive: whichever
+      // settles first, the loop was held for the whole wait, and the next iteration starts
+      // (with a new timer) before the event loop looks for pending work again.
+      let timer;
+      const slept = new Promise((resolve) => {
+        timer = setTimeout(resolve, wait);
+      });
+      const w = Atomics.waitAsync(this.i32, TAIL, tail, wait);
+      try {
+        if (w.async) await Promise.race([w.value, slept]);
+      } finally {
+        clearTimeout(timer);
+      }
     }
   }
+}
+
+const PUSH_KEYS = ['kind', 'priority', 'publish', 'timeoutMs', 'pollMs'];
+const MAX_TIMEOUT_MS = 2 ** 31 - 1; // setTimeout's limit
+
+function checkPushOptions(o) {
+  if (o === null || typeof o !== 'object') throw v.fail('options', 'an object', o);
+  if (o.kind !== undefined) v.int('options.kind', o.kind, 0, v.MAX_U32);
+  if (o.priority !== undefined) v.int('options.priority', o.priority, -(2 ** 31), 2 ** 31 - 1);
+  if (o.publish !== undefined) v.bool('options.publish', o.publish);
 }
 
 /** Reads records from a ring (core → JS). One consumer per ring. */
@@ -176,6 +207,8 @@ class RingConsumer {
    * to keep it): zero-copy. Returns the number of records read.
    */
   forEach(fn, max = Infinity) {
+    v.fn('fn', fn);
+    if (max !== Infinity) v.int('max', max, 0, Number.MAX_SAFE_INTEGER);
     const i32 = this.i32;
     const u32 = this.u32;
     const head = Atomics.load(i32, HEAD) >>> 0;

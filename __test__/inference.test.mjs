@@ -105,3 +105,48 @@ test('agents ask for inference: one batched call per tick, answers next tick, re
   assert.equal(verdict.ok, true);
   assert.equal(verdict.ticksVerified, 2);
 });
+
+// Regression (issue 9): { type: 'float32', data: Float64Array } was read as raw bytes (8 floats'
+// worth of garbage instead of 4 values) and answered. Like onnxruntime-node, the data's typed
+// array must be the declared type's, for every type, and hold exactly the dims' element count.
+test('infer refuses data whose typed array is not the declared type, or whose length is not the dims', async () => {
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
+  const { id } = rt.loadModel(MLP);
+  const arrays = {
+    Float32Array: new Float32Array(4), Float64Array: new Float64Array(4), Int32Array: new Int32Array(4),
+    BigInt64Array: new BigInt64Array(4), Uint8Array: new Uint8Array(4), Int8Array: new Int8Array(4),
+    Int16Array: new Int16Array(4), Uint32Array: new Uint32Array(4), BigUint64Array: new BigUint64Array(4),
+  };
+  const accepted = {
+    float32: ['Float32Array'], float64: ['Float64Array'], int32: ['Int32Array'], int64: ['BigInt64Array'],
+    uint8: ['Uint8Array'], int8: ['Int8Array'], bool: ['Uint8Array'],
+  };
+  let refused = 0;
+  for (const [type, ok] of Object.entries(accepted)) {
+    for (const [name, data] of Object.entries(arrays)) {
+      if (ok.includes(name)) continue;
+      const input = { x: { type, data, dims: [1, 4] } };
+      const check = (e) => {
+        assert.equal(e.code, 'E_INVALID_ARGUMENT', `${type} with ${name}: ${e.message}`);
+        assert.match(e.message, new RegExp(`inputs\\["x"\\]\\.data must be a .*${ok[0]}.*"${type}".*${name}`));
+        return true;
+      };
+      assert.throws(() => rt.inferSync(id, input), check);
+      await assert.rejects(rt.infer(id, input), check);
+      refused++;
+    }
+  }
+  assert.equal(refused, 7 * 9 - 7);
+  // A Buffer is a Uint8Array: accepted for uint8 (the model then says the type is wrong).
+  await assert.rejects(rt.infer(id, { x: { type: 'uint8', data: Buffer.alloc(4), dims: [1, 4] } }), { code: 'E_BAD_INPUT_TYPE' });
+  // Element count vs dims, and malformed dims.
+  await assert.rejects(rt.infer(id, { x: { type: 'float32', data: new Float32Array(8), dims: [1, 4] } }), { code: 'E_BAD_INPUT_SHAPE', message: /describe 4 elements, but data holds 8/ });
+  await assert.rejects(rt.infer(id, { x: { type: 'float32', data: new Float32Array(4), dims: [1, -4] } }), { code: 'E_INVALID_ARGUMENT', message: /dims\[1\]/ });
+  await assert.rejects(rt.infer(id, { x: { type: 'float32', data: new Float32Array(4), dims: '1,4' } }), { code: 'E_INVALID_ARGUMENT', message: /dims/ });
+  // The model argument is an id string; a ModelInfo object is refused with a hint.
+  await assert.rejects(rt.infer(rt.modelInfo(id), { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } }), { code: 'E_INVALID_ARGUMENT', message: /model must be a model id string.*\.id/ });
+  // The right type still works.
+  const out = await rt.infer(id, { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } });
+  assert.deepEqual(out.probs.dims, [1, 3]);
+  rt.close();
+});

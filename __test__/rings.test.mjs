@@ -99,3 +99,44 @@ test('ring API: back-pressure, bad buffers and oversized payloads are errors, no
   assert.throws(() => new RingProducer(new SharedArrayBuffer(8192)), { code: 'E_RING' });
   assert.throws(() => createRingBuffer(5000), { code: 'E_RING' });
 });
+
+// Regression (issue 9): push()'s keep-alive timer (pollMs + 1) could fire before its
+// Atomics.waitAsync (pollMs) settled; the thread then had nothing pending and exited with
+// code 0, the message neither sent nor rejected.
+test('a blocked push keeps the main thread alive until it rejects with E_RING_TIMEOUT', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const script = new URL('./fixtures/ring-push-blocked.cjs', import.meta.url).pathname;
+  for (const mode of ['real', 'slow', 'real', 'slow']) {
+    const run = mode;
+    const out = execFileSync(process.execPath, [script, '200', mode], { encoding: 'utf8', timeout: 20_000 });
+    const lines = out.trim().split('\n').filter(Boolean);
+    assert.equal(lines.length, 1, `run ${run}: the process exited without settling push(): ${JSON.stringify(out)}`);
+    const r = JSON.parse(lines[0]);
+    assert.equal(r.rejected, 'E_RING_TIMEOUT', `run ${run}: ${lines[0]}`);
+    assert.match(r.message, /ticking/);
+  }
+});
+
+test('a blocked push keeps its worker alive until room appears, then sends', async () => {
+  const { Worker } = await import('node:worker_threads');
+  const { createRingBuffer, RingConsumer } = require('../ring.js');
+  for (const [run, slow] of [[0, false], [1, true], [2, false], [3, true]]) {
+    const buffer = createRingBuffer(4096);
+    const worker = new Worker(new URL('./fixtures/ring-push-blocked.cjs', import.meta.url), { workerData: { buffer, timeoutMs: 20_000, slow } });
+    const messages = [];
+    const exited = new Promise((resolve) => worker.on('exit', resolve));
+    worker.on('message', (m) => messages.push(m));
+    // Let the worker fill the ring and block, for longer than many poll intervals.
+    await new Promise((r) => setTimeout(r, 150));
+    assert.deepEqual(messages.length, 1, `run ${run}: worker settled or exited early: ${JSON.stringify(messages)}`);
+    const consumer = new RingConsumer(buffer);
+    const read = consumer.forEach(() => {}, 1); // frees room for one more record
+    assert.equal(read, 1);
+    Atomics.notify(new Int32Array(buffer), 32);
+    const code = await exited;
+    assert.equal(code, 0);
+    assert.equal(messages.length, 2, `run ${run}: worker exited with a pending push: ${JSON.stringify(messages)}`);
+    assert.equal(messages[1].pushed, true, JSON.stringify(messages[1]));
+    assert.equal(consumer.forEach(() => {}), messages[0].full, 'the pushed record is in the ring');
+  }
+});

@@ -2,7 +2,7 @@
 'use strict';
 // npx lockstep keygen | sign | verify | inspect — publisher keys and signed agent modules.
 const { readFileSync, writeFileSync } = require('node:fs');
-const { keygen, sign, verify, inspect } = require('../index.js');
+const { keygen, sign, verify, inspect, LockstepError } = require('../index.js');
 
 const USAGE = `usage:
   lockstep keygen [--out key.json]                 new publisher key pair (keep secretKey secret)
@@ -12,7 +12,34 @@ const USAGE = `usage:
 
 function arg(args, name) {
   const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
+  if (i < 0) return undefined;
+  const value = args[i + 1];
+  if (value === undefined || value.startsWith('--')) throw new LockstepError('E_USAGE', `${name} needs a value\n${USAGE}`);
+  return value;
+}
+
+/** A file's text, or E_IO naming the flag it came from. */
+function readText(path, flag) {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new LockstepError('E_IO', `${flag} ${path}: cannot read it (${e.code || e.message})`);
+  }
+}
+
+/** The secret key in a key file written by `lockstep keygen --out`. */
+function secretKeyFrom(path) {
+  let key;
+  try {
+    key = JSON.parse(readText(path, '--key'));
+  } catch (e) {
+    if (e instanceof LockstepError) throw e;
+    throw new LockstepError('E_INVALID_ARGUMENT', `--key ${path} is not JSON (${e.message}); pass the key file \`lockstep keygen --out key.json\` wrote`);
+  }
+  if (key === null || typeof key !== 'object' || typeof key.secretKey !== 'string') {
+    throw new LockstepError('E_INVALID_ARGUMENT', `--key ${path} has no "secretKey" string; pass the key file \`lockstep keygen --out key.json\` wrote`);
+  }
+  return key.secretKey;
 }
 
 function main(argv) {
@@ -32,9 +59,9 @@ function main(argv) {
       const manifest = arg(args, '--manifest');
       const key = arg(args, '--key');
       if (!module || !manifest || !key) throw usage();
-      const { secretKey } = JSON.parse(readFileSync(key, 'utf8'));
+      const secretKey = secretKeyFrom(key);
       const out = arg(args, '--out') ?? module;
-      writeFileSync(out, sign(module, readFileSync(manifest, 'utf8'), secretKey));
+      writeFileSync(out, sign(module, readText(manifest, '--manifest'), secretKey));
       console.log(`signed ${out}`);
       return 0;
     }
@@ -67,6 +94,6 @@ function usage() {
 try {
   process.exitCode = main(process.argv.slice(2));
 } catch (e) {
-  console.error(e.code === 'E_USAGE' ? e.message : `lockstep: ${e.code ? `${e.code}: ` : ''}${e.message}`);
+  console.error(e && e.code === 'E_USAGE' ? e.message : `lockstep: ${e && e.code ? `${e.code}: ` : ''}${e && e.message}`);
   process.exitCode = 2;
 }

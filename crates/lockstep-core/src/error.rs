@@ -67,6 +67,12 @@ pub enum LockstepError {
 
     #[error("module refused: {0}")]
     Security(crate::security::SecurityError),
+
+    #[error("invalid argument `{name}`: {reason}")]
+    InvalidArgument { name: String, reason: String },
+
+    #[error("this runtime is closed; create a new Runtime")]
+    Closed,
 }
 
 impl LockstepError {
@@ -94,6 +100,8 @@ impl LockstepError {
             Self::ReplayMissingModule { .. } => "E_REPLAY_MISSING_MODULE",
             Self::Io { .. } => "E_IO",
             Self::Security(e) => e.code(),
+            Self::InvalidArgument { .. } => "E_INVALID_ARGUMENT",
+            Self::Closed => "E_CLOSED",
         }
     }
 }

@@ -325,14 +325,32 @@ pub fn hex(bytes: &[u8]) -> String {
 
 pub fn parse_key(hex_key: &str) -> Result<[u8; 32]> {
     let s = hex_key.trim();
+    // Checked on bytes, never by slicing the str: a non-ASCII character is not a hex digit, and
+    // slicing it mid-character would panic.
+    if !s.is_ascii() {
+        return Err(SecurityError::BadKey { reason: "not hexadecimal (contains non-ASCII characters)".into() });
+    }
     if s.len() != 64 {
         return Err(SecurityError::BadKey { reason: format!("expected 64 hex characters, got {}", s.len()) });
     }
     let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).map_err(|_| SecurityError::BadKey { reason: "not hexadecimal".into() })?;
+    for (b, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        *b = match (hex_digit(pair[0]), hex_digit(pair[1])) {
+            (Some(hi), Some(lo)) => hi << 4 | lo,
+            _ => return Err(SecurityError::BadKey { reason: "not hexadecimal".into() }),
+        };
     }
     Ok(out)
+}
+
+/// The value of one ASCII hex digit (either case).
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// A new publisher key pair: (public, secret).

@@ -18,8 +18,9 @@ pub struct InferenceOptions {
     /// Providers to try in order ("cuda", "tensorrt", "directml", "coreml", "cpu"); CPU is
     /// always the fallback. Default: ["cpu"].
     pub providers: Option<Vec<String>>,
-    pub max_models: Option<u32>,
-    pub max_model_bytes: Option<i64>,
+    // Numbers as f64, range-checked by `check_options` (napi's integer conversions wrap).
+    pub max_models: Option<f64>,
+    pub max_model_bytes: Option<f64>,
     /// Your own libonnxruntime (e.g. a CUDA build); else LOCKSTEP_ORT_LIBRARY; else the
     /// onnxruntime-node package's.
     pub ort_library_path: Option<String>,
@@ -29,13 +30,35 @@ pub struct InferenceOptions {
     pub deterministic: Option<bool>,
 }
 
+fn bad_option(reason: String) -> napi::Error {
+    napi::Error::new(Status::InvalidArg, format!("[E_INVALID_CONFIG] {reason}"))
+}
+
+/// An integer option in `min..=max` (2^53 - 1 at most: what a JS number holds exactly).
+fn int_option(name: &str, v: Option<f64>, min: u64, max: u64) -> Result<Option<u64>> {
+    match v {
+        None => Ok(None),
+        Some(x) if x.is_finite() && x.fract() == 0.0 && x >= min as f64 && x <= max as f64 => Ok(Some(x as u64)),
+        Some(x) => Err(bad_option(format!("option inference.{name} must be an integer in {min}..={max}, got {x}"))),
+    }
+}
+
+/// Checks the options when the runtime is created (the engine itself is created later, at
+/// the first model load), so a bad option fails `new Runtime`, not some later call.
+pub fn check_options(o: &InferenceOptions) -> Result<()> {
+    int_option("maxModels", o.max_models, 1, u32::MAX as u64)?;
+    int_option("maxModelBytes", o.max_model_bytes, 1, (1 << 53) - 1)?;
+    for name in o.providers.iter().flatten() {
+        Provider::parse(name).ok_or_else(|| bad_option(format!("inference.providers: unknown provider \"{name}\"; use cuda, tensorrt, directml, coreml or cpu")))?;
+    }
+    Ok(())
+}
+
 pub fn engine_from(o: &InferenceOptions) -> Result<InferenceEngine> {
     let d = EngineOptions::default();
     let mut providers = Vec::new();
     for name in o.providers.clone().unwrap_or_default() {
-        providers.push(Provider::parse(&name).ok_or_else(|| {
-            napi::Error::new(Status::InvalidArg, format!("[E_INVALID_CONFIG] unknown provider \"{name}\"; use cuda, tensorrt, directml, coreml or cpu"))
-        })?);
+        providers.push(Provider::parse(&name).ok_or_else(|| bad_option(format!("inference.providers: unknown provider \"{name}\"; use cuda, tensorrt, directml, coreml or cpu")))?);
     }
     if providers.is_empty() {
         providers.push(Provider::Cpu);
@@ -44,8 +67,8 @@ pub fn engine_from(o: &InferenceOptions) -> Result<InferenceEngine> {
     search_roots.extend(d.search_roots);
     InferenceEngine::new(EngineOptions {
         providers,
-        max_models: o.max_models.map(|m| m as usize).unwrap_or(d.max_models),
-        max_model_bytes: o.max_model_bytes.map(|m| m.max(0) as usize).unwrap_or(d.max_model_bytes),
+        max_models: int_option("maxModels", o.max_models, 1, u32::MAX as u64)?.map(|m| m as usize).unwrap_or(d.max_models),
+        max_model_bytes: int_option("maxModelBytes", o.max_model_bytes, 1, (1 << 53) - 1)?.map(|m| m as usize).unwrap_or(d.max_model_bytes),
         library_path: o.ort_library_path.clone().map(PathBuf::from),
         search_roots,
         deterministic: o.deterministic.unwrap_or(d.deterministic),
@@ -151,7 +174,14 @@ impl Task for InferTask {
     type JsValue = PackedTensors;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        self.engine.run(&self.model, &self.inputs).map_err(inf_err)
+        // This runs on a libuv thread, outside any napi callback: napi-rs does not catch a
+        // panic here, and one unwinding out of the thread pool would abort Node.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.engine.run(&self.model, &self.inputs)))
+            .map_err(|p| {
+                let message = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into());
+                napi::Error::new(Status::GenericFailure, format!("[E_INTERNAL] internal error (a lockstep bug; please report it): {message}"))
+            })?
+            .map_err(inf_err)
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> Result<Self::JsValue> {

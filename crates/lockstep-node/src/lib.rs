@@ -1,7 +1,14 @@
 //! Node.js binding: a thin napi-rs layer over `lockstep_core::Runtime`.
 //!
 //! Every error crosses as `[E_CODE] message`; index.js turns that into `error.code`.
-//! Ids are JS numbers (exact up to 2^53); hashes are lowercase hex strings.
+//! Every export is `#[napi(catch_unwind)]`: a Rust panic becomes a JS error (index.js gives it
+//! the code E_INTERNAL) instead of aborting Node, which needs `panic = "unwind"` (checked below).
+//! Ids are JS numbers (f64: never negative; exact up to 2^53, the nearest double above — ids
+//! the runtime assigns are small, an id an agent made up may be large, e.g. `INFERENCE_ID`);
+//! hashes are lowercase hex strings.
+
+#[cfg(panic = "abort")]
+compile_error!("lockstep-node needs panic = \"unwind\": a panic must become a JS error, not abort Node");
 
 mod inference;
 
@@ -20,30 +27,60 @@ fn invalid(reason: String) -> napi::Error {
     js_err(LockstepError::InvalidConfig { reason })
 }
 
-fn id_arg(id: i64) -> Result<u64> {
-    u64::try_from(id).map_err(|_| js_err(LockstepError::UnknownAgent { id: 0 }))
+fn invalid_arg(name: &str, reason: String) -> napi::Error {
+    js_err(LockstepError::InvalidArgument { name: name.into(), reason })
 }
 
-fn non_negative(name: &str, v: Option<i64>, default: u64) -> Result<u64> {
+/// The largest integer a JS number holds exactly.
+const MAX_SAFE: u64 = (1 << 53) - 1;
+
+/// Numbers cross as f64 and are checked here: napi's u32/i32/i64 conversions wrap or
+/// truncate silently (2^32 + 3 would become 3).
+fn int_in(v: f64, min: f64, max: f64) -> Option<f64> {
+    (v.is_finite() && v.fract() == 0.0 && v >= min && v <= max).then_some(v)
+}
+
+/// A numeric runtime option: an integer in `min..=max`, or the default.
+fn opt_uint(name: &str, v: Option<f64>, min: u64, max: u64, default: u64) -> Result<u64> {
     match v {
         None => Ok(default),
-        Some(v) if v >= 0 => Ok(v as u64),
-        Some(v) => Err(invalid(format!("{name} must be a non-negative integer, got {v}"))),
+        Some(x) => int_in(x, min as f64, max as f64)
+            .map(|x| x as u64)
+            .ok_or_else(|| invalid(format!("option {name} must be an integer in {min}..={max}, got {x}"))),
     }
+}
+
+/// An integer argument in `min..=max`.
+fn arg_int(name: &str, v: f64, min: f64, max: f64) -> Result<f64> {
+    int_in(v, min, max).ok_or_else(|| invalid_arg(name, format!("must be an integer in {min}..={max}, got {v}")))
+}
+
+/// An agent id: a non-negative integer. Ids above 2^53 are approximate as JS numbers; the
+/// nearest double to 2^64 - 1 (2^64) stands for 2^64 - 1.
+fn id_arg(name: &str, id: f64) -> Result<u64> {
+    int_in(id, 0.0, 18446744073709551616.0)
+        .map(|id| id as u64) // saturating: 2^64 -> 2^64 - 1
+        .ok_or_else(|| invalid_arg(name, format!("must be an agent id (a non-negative integer from spawn()), got {id}")))
+}
+
+/// A u64 id as a JS number: never negative (an `as i64` cast made 2^64 - 1 read as -1).
+fn id_js(id: u64) -> f64 {
+    id as f64
 }
 
 #[napi(object)]
 #[derive(Default)]
 pub struct RuntimeOptions {
-    pub workers: Option<u32>,
-    pub fuel_per_call: Option<i64>,
-    pub memory_limit_bytes: Option<i64>,
-    pub seed: Option<i64>,
-    pub max_agents: Option<u32>,
-    pub deadline_ms: Option<u32>,
-    pub checkpoint_interval_ticks: Option<u32>,
+    // Numbers as f64, range-checked in `config_from` (napi's integer conversions wrap).
+    pub workers: Option<f64>,
+    pub fuel_per_call: Option<f64>,
+    pub memory_limit_bytes: Option<f64>,
+    pub seed: Option<f64>,
+    pub max_agents: Option<f64>,
+    pub deadline_ms: Option<f64>,
+    pub checkpoint_interval_ticks: Option<f64>,
     pub record: Option<bool>,
-    pub max_events: Option<u32>,
+    pub max_events: Option<f64>,
     pub inference_batching: Option<bool>,
     pub inference: Option<inference::InferenceOptions>,
     /// Hex public keys of trusted publishers.
@@ -59,22 +96,23 @@ pub struct RuntimeOptions {
 fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
     let d = RuntimeConfig::default();
     Ok(RuntimeConfig {
-        workers: o.workers.map(|w| w as usize).unwrap_or(d.workers),
-        fuel_per_call: non_negative("fuelPerCall", o.fuel_per_call, d.fuel_per_call)?,
-        memory_limit_bytes: non_negative("memoryLimitBytes", o.memory_limit_bytes, d.memory_limit_bytes)?,
-        seed: non_negative("seed", o.seed, d.seed)?,
-        max_agents: o.max_agents.unwrap_or(d.max_agents),
-        deadline_ms: o.deadline_ms.map(u64::from).unwrap_or(d.deadline_ms),
-        checkpoint_interval_ticks: o.checkpoint_interval_ticks.map(u64::from).unwrap_or(d.checkpoint_interval_ticks),
+        workers: opt_uint("workers", o.workers, 1, 256, d.workers as u64)? as usize,
+        fuel_per_call: opt_uint("fuelPerCall", o.fuel_per_call, 0, MAX_SAFE, d.fuel_per_call)?,
+        memory_limit_bytes: opt_uint("memoryLimitBytes", o.memory_limit_bytes, 0, MAX_SAFE, d.memory_limit_bytes)?,
+        seed: opt_uint("seed", o.seed, 0, MAX_SAFE, d.seed)?,
+        max_agents: opt_uint("maxAgents", o.max_agents, 1, u32::MAX as u64, d.max_agents as u64)? as u32,
+        deadline_ms: opt_uint("deadlineMs", o.deadline_ms, 1, u32::MAX as u64, d.deadline_ms)?,
+        checkpoint_interval_ticks: opt_uint("checkpointIntervalTicks", o.checkpoint_interval_ticks, 0, u32::MAX as u64, d.checkpoint_interval_ticks)?,
         record: o.record.unwrap_or(d.record),
-        max_events: o.max_events.map(|m| m as usize).unwrap_or(d.max_events),
+        max_events: opt_uint("maxEvents", o.max_events, 0, u32::MAX as u64, d.max_events as u64)? as usize,
         allocator: d.allocator,
         inference_batching: o.inference_batching.unwrap_or(d.inference_batching),
         trusted_keys: o
             .trusted_keys
             .unwrap_or_default()
             .iter()
-            .map(|k| core::security::parse_key(k).map_err(|e| invalid(format!("trustedKeys: {e}"))))
+            .enumerate()
+            .map(|(i, k)| core::security::parse_key(k).map_err(|e| invalid(format!("trustedKeys[{i}]: {e}"))))
             .collect::<Result<Vec<_>>>()?,
         dev_mode: o.dev_mode.unwrap_or(false),
         policy: match o.policy_json {
@@ -136,7 +174,7 @@ fn fault_info(f: &core::Fault) -> FaultInfo {
 
 #[napi(object)]
 pub struct AgentInfo {
-    pub id: i64,
+    pub id: f64,
     pub module: String,
     pub state: String,
     pub fault: Option<FaultInfo>,
@@ -153,12 +191,12 @@ pub struct RuntimeEvent {
     /// spawned | fault | stopped | killed | dead_letter | log
     pub r#type: String,
     pub tick: i64,
-    pub agent: Option<i64>,
+    pub agent: Option<f64>,
     pub module: Option<String>,
     pub fault: Option<FaultInfo>,
     pub reason: Option<String>,
-    pub from: Option<i64>,
-    pub to: Option<i64>,
+    pub from: Option<f64>,
+    pub to: Option<f64>,
     pub seq: Option<i64>,
     pub kind: Option<u32>,
     pub level: Option<u32>,
@@ -192,29 +230,29 @@ fn event_js(e: Event) -> RuntimeEvent {
     match e {
         Event::Spawned { tick, agent, module } => {
             out.tick = tick as i64;
-            out.agent = Some(agent as i64);
+            out.agent = Some(id_js(agent));
             out.module = Some(module.to_hex());
         }
         Event::Fault { tick, agent, fault } => {
             out.tick = tick as i64;
-            out.agent = Some(agent as i64);
+            out.agent = Some(id_js(agent));
             out.fault = Some(fault_info(&fault));
         }
         Event::Stopped { tick, agent } | Event::Killed { tick, agent } => {
             out.tick = tick as i64;
-            out.agent = Some(agent as i64);
+            out.agent = Some(id_js(agent));
         }
         Event::DeadLetter { tick, reason, from, to, seq, kind } => {
             out.tick = tick as i64;
             out.reason = Some(reason.as_str().into());
-            out.from = Some(from as i64);
-            out.to = Some(to as i64);
+            out.from = Some(id_js(from));
+            out.to = Some(id_js(to));
             out.seq = Some(seq as i64);
             out.kind = Some(kind);
         }
         Event::Log { tick, agent, level, text } => {
             out.tick = tick as i64;
-            out.agent = Some(agent as i64);
+            out.agent = Some(id_js(agent));
             out.level = Some(level);
             out.text = Some(text);
         }
@@ -238,8 +276,8 @@ fn event_js(e: Event) -> RuntimeEvent {
 
 #[napi(object)]
 pub struct AgentMessage {
-    pub from: i64,
-    pub to: i64,
+    pub from: f64,
+    pub to: f64,
     pub seq: i64,
     pub kind: u32,
     pub priority: i32,
@@ -254,7 +292,7 @@ pub struct DeadLetter {
 }
 
 fn message_js(m: core::Message) -> AgentMessage {
-    AgentMessage { from: m.from as i64, to: m.to as i64, seq: m.seq as i64, kind: m.kind, priority: m.priority, payload: m.payload.into() }
+    AgentMessage { from: id_js(m.from), to: id_js(m.to), seq: m.seq as i64, kind: m.kind, priority: m.priority, payload: m.payload.into() }
 }
 
 #[napi(object)]
@@ -267,18 +305,28 @@ impl NativeRuntime {
     /// Attaches a ring and keeps its buffer referenced for as long as this runtime lives.
     fn attach_ring(&mut self, buffer: Uint8Array, attach: fn(&mut Runtime, core::ring::RingMemory) -> std::result::Result<(), core::ring::RingError>) -> Result<()> {
         let memory = ring_memory(&buffer)?;
-        attach(&mut self.inner, memory).map_err(ring_err)?;
+        attach(self.rt_mut()?, memory).map_err(ring_err)?;
         self.ring_buffers.push(buffer);
         Ok(())
+    }
+
+    /// The open runtime, or E_CLOSED.
+    fn rt(&self) -> Result<&Runtime> {
+        self.inner.as_ref().ok_or_else(|| js_err(LockstepError::Closed))
+    }
+
+    fn rt_mut(&mut self) -> Result<&mut Runtime> {
+        self.inner.as_mut().ok_or_else(|| js_err(LockstepError::Closed))
     }
 }
 
 /// The native runtime. Use the `Runtime` class from index.js, which wraps this one.
-#[napi]
+#[napi(custom_finalize)]
 pub struct NativeRuntime {
     // Field order matters: `inner` (which holds raw views into the ring buffers) is dropped
-    // before `ring_buffers` releases the references that keep those buffers alive.
-    inner: Runtime,
+    // before `ring_buffers` releases the references that keep those buffers alive; `close()`
+    // releases them in the same order. None once closed.
+    inner: Option<Runtime>,
     /// The typed arrays over the rings' SharedArrayBuffers. Holding them holds napi references
     /// in this (the runtime's) environment, so the memory outlives any worker that shares it.
     ring_buffers: Vec<Uint8Array>,
@@ -287,30 +335,58 @@ pub struct NativeRuntime {
     engine: std::sync::OnceLock<Arc<InferenceEngine>>,
 }
 
+impl ObjectFinalize for NativeRuntime {
+    /// Runs at garbage collection, outside any napi call, so `catch_unwind` on the methods does
+    /// not cover it: a panic while dropping the runtime here would unwind out of a napi
+    /// finalizer and abort Node. It is caught (and reported on stderr by the panic hook).
+    fn finalize(mut self, _env: Env) -> Result<()> {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.close()));
+        Ok(())
+    }
+}
+
 fn ring_err(e: core::ring::RingError) -> napi::Error {
     napi::Error::new(Status::GenericFailure, format!("[E_RING] {e}"))
 }
 
 fn ring_memory(buffer: &Uint8Array) -> Result<core::ring::RingMemory> {
     // Safety (RingMemory invariants): the buffer stays alive because the Uint8Array is stored
-    // in `ring_buffers` until this runtime is dropped, after `inner`; SharedArrayBuffer
+    // in `ring_buffers` until this runtime is dropped or closed, after `inner`; SharedArrayBuffer
     // backing stores never move; alignment is checked by `from_raw`.
     unsafe { core::ring::RingMemory::from_raw(buffer.as_ptr() as *mut u8, buffer.len()) }.map_err(ring_err)
 }
 
 #[napi]
 impl NativeRuntime {
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(options: Option<RuntimeOptions>) -> Result<Self> {
         let mut options = options.unwrap_or_default();
         let inference_options = options.inference.take().unwrap_or_default();
+        inference::check_options(&inference_options)?;
         let config = config_from(options)?;
-        Ok(Self { inner: Runtime::new(config).map_err(js_err)?, ring_buffers: Vec::new(), inference_options, engine: Default::default() })
+        Ok(Self { inner: Some(Runtime::new(config).map_err(js_err)?), ring_buffers: Vec::new(), inference_options, engine: Default::default() })
+    }
+
+    /// Frees the runtime now (agents, their reserved memory, the rings' references, the
+    /// inference engine) instead of at garbage collection. Idempotent; every other method
+    /// then throws E_CLOSED. An `infer` already running keeps its engine until it ends.
+    #[napi(catch_unwind)]
+    pub fn close(&mut self) {
+        // The runtime (which views the ring buffers) before the buffers.
+        drop(self.inner.take());
+        self.ring_buffers.clear();
+        self.engine.take();
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn closed(&self) -> bool {
+        self.inner.is_none()
     }
 
     /// The engine, created at first use. Methods that use it take `&self`, so an `infer`
     /// still running on the thread pool never blocks another call on this runtime.
     fn engine(&self) -> Result<Arc<InferenceEngine>> {
+        self.rt()?;
         if let Some(e) = self.engine.get() {
             return Ok(e.clone());
         }
@@ -319,46 +395,47 @@ impl NativeRuntime {
     }
 
     /// Loads an ONNX model (the same bytes load once) and describes it.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn load_model(&self, bytes: Uint8Array) -> Result<inference::ModelInfo> {
         let engine = self.engine()?;
         engine.load(bytes.to_vec()).map(inference::model_info).map_err(inference::inf_err)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn model_info(&self, id: String) -> Result<inference::ModelInfo> {
         let engine = self.engine()?;
         engine.info(&id).map(inference::model_info).map_err(inference::inf_err)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn list_models(&self) -> Result<Vec<inference::ModelInfo>> {
         Ok(self.engine()?.list().into_iter().map(inference::model_info).collect())
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn unload_model(&self, id: String) -> Result<bool> {
         Ok(self.engine()?.unload(&id))
     }
 
     /// Makes a loaded model available to agents; returns its slot (the `model` argument of
     /// the agents' `infer` import).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn register_agent_model(&mut self, id: String) -> Result<u32> {
         let engine = self.engine()?;
-        self.inner.set_inference_engine(engine);
-        self.inner.register_agent_model(&id).map_err(js_err)
+        let rt = self.rt_mut()?;
+        rt.set_inference_engine(engine);
+        rt.register_agent_model(&id).map_err(js_err)
     }
 
     /// The ONNX Runtime library in use.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn inference_library(&self) -> Result<String> {
         Ok(self.engine()?.library_path().display().to_string())
     }
 
     /// Runs a model on libuv's thread pool, packed inputs and outputs (see `infer_packed`).
     /// The inputs are copied: JS may reuse its buffer while the call runs.
-    #[napi(ts_return_type = "Promise<PackedTensors>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<PackedTensors>")]
     pub fn infer_async(&self, model: String, spec: String, data: Uint8Array) -> Result<AsyncTask<inference::InferTask>> {
         let engine = self.engine()?;
         let inputs = inference::unpack_owned(&spec, &data)?;
@@ -367,7 +444,7 @@ impl NativeRuntime {
 
     /// Runs a model on the calling thread with packed inputs and outputs (see
     /// `inference::unpack_inputs`): the fast path index.js uses.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn infer_packed(&self, model: String, spec: String, data: Uint8Array) -> Result<inference::PackedTensors> {
         let engine = self.engine()?;
         let packed = inference::parse_packed(&spec, data.len())?;
@@ -379,56 +456,60 @@ impl NativeRuntime {
         engine.run_views(&model, &views).map(inference::pack_outputs).map_err(inference::inf_err)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn load_module(&mut self, bytes: Uint8Array) -> Result<String> {
-        self.inner.load_module(bytes.to_vec()).map(|h| h.to_hex()).map_err(js_err)
+        self.rt_mut()?.load_module(bytes.to_vec()).map(|h| h.to_hex()).map_err(js_err)
     }
 
     /// Spawns from a module hash; `priority` (default 0) is the agent's phase in each tick.
-    #[napi]
-    pub fn spawn(&mut self, module: String, priority: Option<i32>) -> Result<i64> {
+    #[napi(catch_unwind)]
+    pub fn spawn(&mut self, module: String, priority: Option<f64>) -> Result<f64> {
+        let priority = arg_int("priority", priority.unwrap_or(0.0), i32::MIN as f64, i32::MAX as f64)? as i32;
         let hash = parse_digest(&module)?;
-        self.inner.spawn_with_priority(hash, priority.unwrap_or(0)).map(|id| id as i64).map_err(js_err)
+        self.rt_mut()?.spawn_with_priority(hash, priority).map(id_js).map_err(js_err)
     }
 
-    #[napi]
-    pub fn send(&mut self, to: i64, kind: u32, priority: i32, payload: Uint8Array) -> Result<()> {
-        self.inner.send(id_arg(to)?, kind, priority, payload.to_vec()).map_err(js_err)
+    #[napi(catch_unwind)]
+    pub fn send(&mut self, to: f64, kind: f64, priority: f64, payload: Uint8Array) -> Result<()> {
+        let to = id_arg("to", to)?;
+        let kind = arg_int("kind", kind, 0.0, u32::MAX as f64)? as u32;
+        let priority = arg_int("priority", priority, i32::MIN as f64, i32::MAX as f64)? as i32;
+        self.rt_mut()?.send(to, kind, priority, payload.to_vec()).map_err(js_err)
     }
 
-    /// Runs `n` ticks (default 1) and returns the report of the last one.
-    #[napi]
-    pub fn tick(&mut self, n: Option<u32>) -> Result<TickReport> {
-        let n = n.unwrap_or(1);
-        if n == 0 {
-            return Err(invalid("tick(n) needs n >= 1".into()));
+    /// Runs `n` ticks (default 1, at most 2^32 - 1) and returns the report of the last one.
+    #[napi(catch_unwind)]
+    pub fn tick(&mut self, n: Option<f64>) -> Result<TickReport> {
+        let n = arg_int("n", n.unwrap_or(1.0), 1.0, u32::MAX as f64)? as u32;
+        let rt = self.rt_mut()?;
+        let mut last = rt.tick();
+        for _ in 1..n {
+            last = rt.tick();
         }
-        let mut last = None;
-        for _ in 0..n {
-            last = Some(self.inner.tick());
-        }
-        Ok(last.as_ref().map(TickReport::from).unwrap_or_else(|| unreachable!("n >= 1")))
+        Ok(TickReport::from(&last))
     }
 
-    #[napi]
-    pub fn shutdown(&mut self, id: i64) -> Result<()> {
-        self.inner.shutdown(id_arg(id)?).map_err(js_err)
+    #[napi(catch_unwind)]
+    pub fn shutdown(&mut self, id: f64) -> Result<()> {
+        let id = id_arg("id", id)?;
+        self.rt_mut()?.shutdown(id).map_err(js_err)
     }
 
-    #[napi]
-    pub fn kill(&mut self, id: i64) -> Result<()> {
-        self.inner.kill(id_arg(id)?).map_err(js_err)
+    #[napi(catch_unwind)]
+    pub fn kill(&mut self, id: f64) -> Result<()> {
+        let id = id_arg("id", id)?;
+        self.rt_mut()?.kill(id).map_err(js_err)
     }
 
-    #[napi]
-    pub fn inspect(&self, id: i64) -> Result<AgentInfo> {
-        let i = self.inner.inspect(id_arg(id)?).map_err(js_err)?;
+    #[napi(catch_unwind)]
+    pub fn inspect(&self, id: f64) -> Result<AgentInfo> {
+        let i = self.rt()?.inspect(id_arg("id", id)?).map_err(js_err)?;
         let fault = match &i.state {
             core::AgentState::Faulted(f) => Some(fault_info(f)),
             _ => None,
         };
         Ok(AgentInfo {
-            id: i.id as i64,
+            id: id_js(i.id),
             module: i.module.to_hex(),
             state: i.state.name().into(),
             fault,
@@ -441,95 +522,122 @@ impl NativeRuntime {
         })
     }
 
-    #[napi]
-    pub fn agents(&self) -> Vec<i64> {
-        self.inner.agent_ids().into_iter().map(|i| i as i64).collect()
+    #[napi(catch_unwind)]
+    pub fn agents(&self) -> Result<Vec<f64>> {
+        Ok(self.rt()?.agent_ids().into_iter().map(id_js).collect())
     }
 
-    #[napi(getter)]
-    pub fn current_tick(&self) -> i64 {
-        self.inner.current_tick() as i64
+    #[napi(getter, catch_unwind)]
+    pub fn current_tick(&self) -> Result<i64> {
+        Ok(self.rt()?.current_tick() as i64)
     }
 
-    #[napi]
-    pub fn state_hash(&self) -> String {
-        self.inner.state_hash().to_hex()
+    #[napi(catch_unwind)]
+    pub fn state_hash(&self) -> Result<String> {
+        Ok(self.rt()?.state_hash().to_hex())
     }
 
     /// Deep hash of every agent's memory; recorded as a checkpoint when recording.
-    #[napi]
-    pub fn deep_hash(&mut self) -> DeepHash {
-        let d = self.inner.checkpoint();
-        DeepHash { tick: d.tick as i64, hash: d.hash.to_hex() }
+    #[napi(catch_unwind)]
+    pub fn deep_hash(&mut self) -> Result<DeepHash> {
+        let d = self.rt_mut()?.checkpoint();
+        Ok(DeepHash { tick: d.tick as i64, hash: d.hash.to_hex() })
     }
 
-    #[napi]
-    pub fn drain_events(&mut self) -> Vec<RuntimeEvent> {
-        self.inner.drain_events().into_iter().map(event_js).collect()
+    #[napi(catch_unwind)]
+    pub fn drain_events(&mut self) -> Result<Vec<RuntimeEvent>> {
+        Ok(self.rt_mut()?.drain_events().into_iter().map(event_js).collect())
     }
 
-    #[napi]
-    pub fn events_dropped(&self) -> i64 {
-        self.inner.events_dropped() as i64
+    #[napi(catch_unwind)]
+    pub fn events_dropped(&self) -> Result<i64> {
+        Ok(self.rt()?.events_dropped() as i64)
     }
 
-    #[napi]
-    pub fn drain_dead_letters(&mut self) -> Vec<DeadLetter> {
-        self.inner
+    #[napi(catch_unwind)]
+    pub fn drain_dead_letters(&mut self) -> Result<Vec<DeadLetter>> {
+        Ok(self
+            .rt_mut()?
             .drain_dead_letters()
             .into_iter()
             .map(|d| DeadLetter { tick: d.tick as i64, reason: d.reason.as_str().into(), message: message_js(d.message) })
-            .collect()
+            .collect())
     }
 
     /// Messages agents sent to the host (id 0).
-    #[napi]
-    pub fn drain_messages(&mut self) -> Vec<AgentMessage> {
-        self.inner.drain_host_messages().into_iter().map(message_js).collect()
+    #[napi(catch_unwind)]
+    pub fn drain_messages(&mut self) -> Result<Vec<AgentMessage>> {
+        Ok(self.rt_mut()?.drain_host_messages().into_iter().map(message_js).collect())
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn start_recording(&mut self) -> Result<()> {
-        self.inner.start_recording().map_err(js_err)
+        self.rt_mut()?.start_recording().map_err(js_err)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stop_recording(&mut self) -> Result<Buffer> {
-        self.inner.stop_recording().map(Buffer::from).map_err(js_err)
+        self.rt_mut()?.stop_recording().map(Buffer::from).map_err(js_err)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn replay_log(&self) -> Result<Buffer> {
-        self.inner.replay_log().map(|b| Buffer::from(b.to_vec())).map_err(js_err)
+        self.rt()?.replay_log().map(|b| Buffer::from(b.to_vec())).map_err(js_err)
     }
 
     /// Attaches the JS→core ring (a Uint8Array over an initialised SharedArrayBuffer ring).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn attach_inbound_ring(&mut self, buffer: Uint8Array) -> Result<()> {
         self.attach_ring(buffer, Runtime::attach_inbound_ring)
     }
 
     /// Attaches the core→JS ring.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn attach_outbound_ring(&mut self, buffer: Uint8Array) -> Result<()> {
         self.attach_ring(buffer, Runtime::attach_outbound_ring)
     }
 
     /// Writes waiting records into the outbound ring; returns how many still wait.
-    #[napi]
-    pub fn flush_outbound(&mut self) -> u32 {
-        self.inner.flush_outbound() as u32
+    #[napi(catch_unwind)]
+    pub fn flush_outbound(&mut self) -> Result<u32> {
+        Ok(self.rt_mut()?.flush_outbound() as u32)
     }
 
-    #[napi]
-    pub fn inbound_ring_error(&self) -> Option<String> {
-        self.inner.inbound_ring_error().map(|e| e.to_string())
+    #[napi(catch_unwind)]
+    pub fn inbound_ring_error(&self) -> Result<Option<String>> {
+        Ok(self.rt()?.inbound_ring_error().map(|e| e.to_string()))
     }
 
-    #[napi(getter)]
-    pub fn recording(&self) -> bool {
-        self.inner.is_recording()
+    #[napi(getter, catch_unwind)]
+    pub fn recording(&self) -> Result<bool> {
+        Ok(self.rt()?.is_recording())
     }
+
+    /// Test hook: panics inside a method (with `&mut self` borrowed), to show that a panic
+    /// becomes an E_INTERNAL error and the runtime stays usable. Only with
+    /// LOCKSTEP_TEST_HOOKS=1 in the environment.
+    #[napi(catch_unwind)]
+    pub fn test_panic(&mut self, message: String) -> Result<()> {
+        self.rt_mut()?;
+        test_hooks()?;
+        panic!("{message}");
+    }
+}
+
+/// Refuses test hooks unless LOCKSTEP_TEST_HOOKS=1.
+fn test_hooks() -> Result<()> {
+    if std::env::var("LOCKSTEP_TEST_HOOKS").as_deref() == Ok("1") {
+        Ok(())
+    } else {
+        Err(invalid_arg("testPanic", "a test hook, enabled only with LOCKSTEP_TEST_HOOKS=1".into()))
+    }
+}
+
+/// Test hook: panics in a free function. Only with LOCKSTEP_TEST_HOOKS=1 in the environment.
+#[napi(catch_unwind)]
+pub fn test_panic(message: String) -> Result<()> {
+    test_hooks()?;
+    panic!("{message}");
 }
 
 fn parse_digest(hex: &str) -> Result<core::Digest> {
@@ -565,7 +673,7 @@ pub struct ReplayReport {
 
 /// Re-runs a recorded session and verifies every tick hash and checkpoint. `on_progress`
 /// (ticks verified so far) is called every 100 ticks.
-#[napi]
+#[napi(catch_unwind)]
 pub fn replay(log: Uint8Array, workers: Option<u32>, on_progress: Option<Function<f64, ()>>) -> Result<ReplayReport> {
     let workers = workers.map(|w| w as usize).unwrap_or_else(|| RuntimeConfig::default().workers);
     let mut callback_error = None;
@@ -601,13 +709,19 @@ pub fn replay(log: Uint8Array, workers: Option<u32>, on_progress: Option<Functio
 }
 
 /// The agent ABI version this build speaks.
-#[napi]
+#[napi(catch_unwind)]
 pub fn abi_version() -> u32 {
     core::abi::ABI_VERSION
 }
 
+/// The id the inference service uses as a sender (u64::MAX), as a JS number (2^64).
+#[napi(catch_unwind)]
+pub fn inference_id() -> f64 {
+    id_js(core::abi::INFERENCE_ID)
+}
+
 /// The largest message payload, bytes.
-#[napi]
+#[napi(catch_unwind)]
 pub fn max_payload_bytes() -> u32 {
     core::abi::MAX_PAYLOAD_BYTES as u32
 }
@@ -616,6 +730,11 @@ pub fn max_payload_bytes() -> u32 {
 
 fn sec_err(e: core::security::SecurityError) -> napi::Error {
     napi::Error::new(Status::GenericFailure, format!("[{}] {e}", e.code()))
+}
+
+/// A key error that names the argument it came from.
+fn key_err(what: &str) -> impl Fn(core::security::SecurityError) -> napi::Error + '_ {
+    move |e| napi::Error::new(Status::GenericFailure, format!("[{}] {what}: {e}", e.code()))
 }
 
 #[napi(object)]
@@ -627,16 +746,16 @@ pub struct KeyPair {
 }
 
 /// A new publisher key pair.
-#[napi]
+#[napi(catch_unwind)]
 pub fn keygen() -> KeyPair {
     let (public, secret) = core::security::keygen();
     KeyPair { public_key: core::security::hex(&public), secret_key: core::security::hex(&secret) }
 }
 
 /// Embeds the manifest (JSON) into the module and signs both with the secret key.
-#[napi]
+#[napi(catch_unwind)]
 pub fn sign_module(module: Uint8Array, manifest_json: String, secret_key: String) -> Result<Buffer> {
-    let secret = core::security::parse_key(&secret_key).map_err(sec_err)?;
+    let secret = core::security::parse_key(&secret_key).map_err(key_err("secretKey"))?;
     core::security::sign(&module, manifest_json.as_bytes(), &secret).map(Buffer::from).map_err(sec_err)
 }
 
@@ -649,9 +768,13 @@ pub struct VerifyResult {
 }
 
 /// Would a runtime trusting `trusted_keys` admit this module?
-#[napi]
+#[napi(catch_unwind)]
 pub fn verify_module(module: Uint8Array, trusted_keys: Vec<String>) -> Result<VerifyResult> {
-    let keys = trusted_keys.iter().map(|k| core::security::parse_key(k)).collect::<std::result::Result<Vec<_>, _>>().map_err(sec_err)?;
+    let keys = trusted_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| core::security::parse_key(k).map_err(key_err(&format!("trustedKeys[{i}]"))))
+        .collect::<Result<Vec<_>>>()?;
     Ok(match core::security::admit(&module, &keys, false) {
         Ok(a) => VerifyResult { ok: true, code: None, message: None, publisher: a.publisher.map(|k| core::security::hex(&k)) },
         Err(e) => VerifyResult { ok: false, code: Some(e.code().into()), message: Some(e.to_string()), publisher: None },
@@ -671,7 +794,7 @@ pub struct ModuleReport {
 }
 
 /// What a module asks for and who signed it.
-#[napi]
+#[napi(catch_unwind)]
 pub fn inspect_module(module: Uint8Array) -> Result<ModuleReport> {
     let sections = core::security::split(&module).map_err(sec_err)?;
     let manifest = sections.manifest.map(|m| String::from_utf8_lossy(m).into_owned());
@@ -694,15 +817,15 @@ pub struct LogLine {
 }
 
 /// Sets the level of runtime logs collected for `drainLogs` ("off" stops collecting).
-#[napi]
+#[napi(catch_unwind)]
 pub fn set_log_level(level: String) -> Result<bool> {
     let n = core::logging::parse_level(&level)
-        .ok_or_else(|| invalid(format!("log level must be off, error, warn, info, debug or trace; got \"{level}\"")))?;
+        .ok_or_else(|| invalid_arg("level", format!("must be off, error, warn, info, debug or trace; got \"{level}\"")))?;
     Ok(core::logging::install(n))
 }
 
 /// The runtime log records collected since the last call (and how many were dropped).
-#[napi]
+#[napi(catch_unwind)]
 pub fn drain_logs() -> Vec<LogLine> {
     let (records, dropped) = core::logging::drain();
     let name = |l: u8| ["off", "error", "warn", "info", "debug", "trace"].get(l as usize).copied().unwrap_or("trace").to_string();
