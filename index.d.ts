@@ -165,7 +165,13 @@ export interface AgentInfo {
   fuelConsumed: number;
 }
 
-export type DeadLetterReason = 'recipient_faulted' | 'recipient_stopped' | 'unknown_recipient' | 'recipient_faulted_during_delivery';
+export type DeadLetterReason =
+  | 'recipient_faulted'
+  | 'recipient_stopped'
+  | 'unknown_recipient'
+  | 'recipient_faulted_during_delivery'
+  /** The recipient's inbox held 65,536 messages or 16 MiB (docs/ABI.md). */
+  | 'recipient_inbox_full';
 
 /** Something the runtime reports; drain them with `drainEvents()`. */
 export type RuntimeEvent =
@@ -178,7 +184,9 @@ export type RuntimeEvent =
   | { type: 'log'; tick: number; agent: number; level: number; text: string }
   | { type: 'module_refused'; tick: number; code: string; detail: string }
   | { type: 'security'; tick: number; detail: string }
-  | { type: 'ring_error'; tick: number; detail: string };
+  | { type: 'ring_error'; tick: number; detail: string }
+  /** A bounded queue was full and `count` items were not kept (ARCHITECTURE.md, "Limits"). */
+  | { type: 'dropped'; tick: number; queue: 'dead_letters' | 'host_messages' | 'outbound_ring'; count: number };
 
 export interface AgentMessage {
   /** Sender id; 0 is the host (JS), INFERENCE_ID the inference service. Never negative; above 2^53 approximate. */
