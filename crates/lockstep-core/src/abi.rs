@@ -62,8 +62,9 @@ pub const INFERENCE_ID: u64 = u64::MAX;
 pub const INFER_OK: i32 = 0;
 pub const INFER_ERR_INPUT_TOO_LARGE: i32 = -1;
 pub const INFER_ERR_TOO_MANY_REQUESTS: i32 = -2;
-/// Most inference requests one agent may make per tick.
+/// Most inference requests one agent may make per tick, and most input bytes in all.
 pub const MAX_INFER_REQUESTS_PER_TICK: usize = 64;
+pub const MAX_INFER_BYTES_PER_TICK: usize = 1 << 20;
 /// Status word at the start of an inference result payload (then the output bytes).
 pub const INFER_STATUS_OK: u32 = 0;
 pub const INFER_STATUS_NO_SUCH_MODEL: u32 = 1;
@@ -93,6 +94,8 @@ pub const MAX_INBOX_MESSAGES: usize = 65_536;
 pub const MAX_INBOX_BYTES: usize = 16 << 20;
 /// Most log lines one agent may write per call, and longest line kept (bytes).
 pub const MAX_LOG_LINES_PER_CALL: usize = 64;
+/// Most log lines one agent's calls of one tick may leave (a tick may hold thousands of calls).
+pub const MAX_LOG_LINES_PER_TICK: usize = 256;
 pub const MAX_LOG_LINE_BYTES: usize = 1_024;
 /// Longest panic message kept (bytes).
 pub const MAX_PANIC_MESSAGE_BYTES: usize = 4_096;

@@ -167,7 +167,7 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
                 return Ok(abi::SEND_ERR_OUTBOX_FULL);
             }
             if !host.grants.send.allows(to as u64) {
-                if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL {
+                if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL && host.logs.len() < abi::MAX_LOG_LINES_PER_TICK {
                     host.logs_this_call += 1;
                     let text = format!("capability denied: send to {} is outside send={:?}", to as u64, host.grants.send);
                     host.logs.push(LogLine { level: 2, text });
@@ -205,8 +205,9 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
         abi::IMPORT_LOG,
         |mut caller: Caller<'_, AgentHost>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_LOG, ptr, len)?;
-            // Bounded: a chatty agent loses lines, never the host's memory.
-            if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL {
+            // Bounded per call and per tick (a tick may hold 65,536 receive calls): a chatty
+            // agent loses lines, never the host's memory.
+            if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL && host.logs.len() < abi::MAX_LOG_LINES_PER_TICK {
                 host.logs_this_call += 1;
                 let bytes = &bytes[..bytes.len().min(abi::MAX_LOG_LINE_BYTES)];
                 host.logs.push(LogLine { level: level as u32, text: String::from_utf8_lossy(bytes).into_owned() });
@@ -232,7 +233,8 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
             if bytes.len() > abi::MAX_PAYLOAD_BYTES {
                 return Ok(abi::INFER_ERR_INPUT_TOO_LARGE);
             }
-            if host.infer_requests.len() >= abi::MAX_INFER_REQUESTS_PER_TICK {
+            let queued: usize = host.infer_requests.iter().map(|r| r.input.len()).sum();
+            if host.infer_requests.len() >= abi::MAX_INFER_REQUESTS_PER_TICK || queued + bytes.len() > abi::MAX_INFER_BYTES_PER_TICK {
                 return Ok(abi::INFER_ERR_TOO_MANY_REQUESTS);
             }
             host.infer_requests.push(InferRequest { model: model as u32, tag: tag as u32, input: bytes.to_vec() });

@@ -181,3 +181,72 @@ fn events_past_max_events_keep_the_newest() {
     assert!(matches!(events.last(), Some(Event::Spawned { agent: 30, .. })));
     assert_eq!(rt.events_dropped(), 21, "30 spawned events and the development-mode warning, less the 10 kept");
 }
+
+/// An agent that, in one step, calls `import` `n` times and reports (kind 77) how many calls
+/// returned 0.
+fn caller(import: &str, n: u32) -> Vec<u8> {
+    let (decl, call) = match import {
+        "log" => ("(import \"lockstep\" \"log\" (func $f (param i32 i32 i32)))", "(call $f (i32.const 3) (i32.const 0) (i32.const 1000)) (i32.const 0)"),
+        _ => ("(import \"lockstep\" \"infer\" (func $f (param i32 i32 i32 i32) (result i32)))", "(call $f (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 65496))"),
+    };
+    wat(&format!(
+        r#"(module
+            (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+            {decl}
+            (memory (export "memory") 3)
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 131072)
+            (func (export "agent_init") (result i32) i32.const 0)
+            (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+            (func (export "agent_shutdown") (result i32) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32) (local $i i32) (local $ok i32)
+                (block $done (loop $more
+                    (br_if $done (i32.ge_u (local.get $i) (i32.const {n})))
+                    (if (i32.eqz {call}) (then (local.set $ok (i32.add (local.get $ok) (i32.const 1)))))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br $more)))
+                (i32.store (i32.const 70000) (local.get $ok))
+                (drop (call $send (i64.const 0) (i32.const 77) (i32.const 0) (i32.const 70000) (i32.const 4)))
+                i32.const 0))"#
+    ))
+}
+
+#[test]
+fn an_agent_asks_at_most_one_mebibyte_of_inference_input_per_tick() {
+    let mut rt = big_runtime(4);
+    rt.spawn_bytes(caller("infer", 64)).unwrap();
+    rt.tick();
+    let accepted = u32::from_le_bytes(rt.drain_host_messages()[0].payload[..4].try_into().unwrap());
+    assert_eq!(accepted as usize, abi::MAX_INFER_BYTES_PER_TICK / abi::MAX_PAYLOAD_BYTES);
+}
+
+#[test]
+fn an_agent_leaves_at_most_256_log_lines_per_tick_across_its_calls() {
+    let mut rt = big_runtime(4);
+    let id = rt.spawn_bytes(caller("log", 64)).unwrap();
+    // 2,000 host messages: 2,000 receive calls, each could log 64 lines.
+    let logger = wat(r#"(module
+        (import "lockstep" "log" (func $log (param i32 i32 i32)))
+        (memory (export "memory") 2)
+        (func (export "lockstep_abi_version") (result i32) i32.const 1)
+        (func (export "lockstep_io_buffer") (result i32) i32.const 0)
+        (func (export "agent_init") (result i32) i32.const 0)
+        (func (export "agent_receive") (param i32) (result i32) (local $i i32)
+            (block $done (loop $more
+                (br_if $done (i32.ge_u (local.get $i) (i32.const 64)))
+                (call $log (i32.const 3) (i32.const 0) (i32.const 1000))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $more)))
+            i32.const 0)
+        (func (export "agent_shutdown") (result i32) i32.const 0)
+        (func (export "agent_step") (param i32) (result i32) i32.const 0))"#);
+    let chatty = rt.spawn_bytes(logger).unwrap();
+    for _ in 0..2_000 {
+        rt.send(chatty, 0, 0, vec![]).unwrap();
+    }
+    rt.tick();
+    let events = rt.drain_events();
+    let lines = |a: u64| events.iter().filter(|e| matches!(e, Event::Log { agent, .. } if *agent == a)).count();
+    assert_eq!(lines(chatty), abi::MAX_LOG_LINES_PER_TICK);
+    assert_eq!(lines(id), abi::MAX_LOG_LINES_PER_CALL, "one call keeps 64");
+}
