@@ -263,6 +263,7 @@ export class Runtime {
   loadModule(source: ModuleSource): string;
   /** Spawns an agent from a module hash, a path or bytes and runs its agent_init. A fault in init does not throw: the agent exists, faulted, and a fault event says why. */
   spawn(source: ModuleSource, options?: SpawnOptions): number;
+  /** Spawns `count` agents. If one fails (e.g. E_AGENT_LIMIT), the error's `spawnedIds` lists the agents spawned before it. */
   spawnMany(source: ModuleSource, count: number, options?: SpawnOptions): number[];
   /** Queues a message from the host (id 0), delivered at the next tick. To a dead agent it lands in the dead-letter queue. Throws E_UNKNOWN_AGENT, E_MESSAGE_TOO_LARGE. */
   send(to: number, payload: Payload, options?: SendOptions): void;
@@ -303,9 +304,11 @@ export function exampleAgent(name: string): string;
 
 export class LockstepError extends Error {
   /**
-   * Stable code: E_INVALID_CONFIG, E_INVALID_ARGUMENT, E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_INSTANTIATION, E_UNKNOWN_AGENT, E_AGENT_NOT_RUNNING, E_MESSAGE_TOO_LARGE, E_AGENT_LIMIT, E_RECORDING_MID_SESSION, E_NOT_RECORDING, E_REPLAY_CORRUPT, E_REPLAY_VERSION, E_REPLAY_MISSING_MODULE, E_IO, E_CLOSED (the runtime was closed), E_INTERNAL (a panic inside lockstep, caught: a bug, please report it; the process carries on), E_NO_NATIVE_BINARY, the security codes (E_UNSIGNED, E_UNTRUSTED_KEY, E_BAD_KEY, ...), the inference codes (E_BAD_INPUT_SHAPE, E_UNSUPPORTED_TYPE, ...) and the ring codes (E_RING, E_RING_TIMEOUT).
+   * Stable code: E_INVALID_CONFIG, E_INVALID_ARGUMENT, E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_INSTANTIATION, E_UNKNOWN_AGENT, E_AGENT_NOT_RUNNING, E_MESSAGE_TOO_LARGE, E_AGENT_LIMIT, E_AGENT_IDS_EXHAUSTED, E_MODULE_LIMIT, E_PRIORITY_LIMIT, E_QUEUE_FULL, E_RECORDING_MID_SESSION, E_NOT_RECORDING, E_REPLAY_CORRUPT, E_REPLAY_VERSION, E_REPLAY_MISSING_MODULE, E_IO, E_CLOSED (the runtime was closed), E_INTERNAL (a panic inside lockstep, caught: a bug, please report it; the process carries on), E_NO_NATIVE_BINARY, the security codes (E_UNSIGNED, E_UNTRUSTED_KEY, E_BAD_KEY, ...), the inference codes (E_BAD_INPUT_SHAPE, E_UNSUPPORTED_TYPE, ...) and the ring codes (E_RING, E_RING_TIMEOUT).
    */
   code: string;
+  /** Set by spawnMany when it fails part-way: the agents it spawned before the error. */
+  spawnedIds?: number[];
 }
 
 export const ABI_VERSION: number;

@@ -387,7 +387,18 @@ class Runtime {
     const priority = v.optInt('options.priority', o.priority, ...INT32, 0);
     const hash = spawnSource(this, source);
     const ids = [];
-    for (let i = 0; i < count; i++) ids.push(call(() => this.#native.spawn(hash, priority)));
+    for (let i = 0; i < count; i++) {
+      try {
+        ids.push(call(() => this.#native.spawn(hash, priority)));
+      } catch (e) {
+        // The agents already spawned exist (and are recorded): say which, so none is orphaned.
+        if (e && typeof e === 'object') {
+          e.spawnedIds = ids;
+          e.message = `${e.message} (spawnMany: ${ids.length} of ${count} agents were spawned before this error; their ids are in error.spawnedIds)`;
+        }
+        throw e;
+      }
+    }
     return ids;
   }
 

@@ -194,3 +194,14 @@ test('every export of index.js is also a named ES-module export', async () => {
   const missing = Object.keys(lockstep).filter((k) => !(k in esm));
   assert.deepEqual(missing, [], 'cjs-module-lexer stops at the first export it cannot read');
 });
+
+test('spawnMany that hits the agent limit part-way names the agents it did spawn', () => {
+  const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = lockstep;
+  const rt = new Runtime({ workers: 1, maxAgents: 3, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  assert.throws(
+    () => rt.spawnMany(exampleAgent('counter'), 5),
+    (e) => e.code === 'E_AGENT_LIMIT' && Array.isArray(e.spawnedIds) && e.spawnedIds.join() === '1,2,3' && /3 of 5/.test(e.message),
+  );
+  assert.deepEqual(rt.agents(), [1, 2, 3]);
+  rt.close();
+});
