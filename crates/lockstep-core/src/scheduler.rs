@@ -356,10 +356,12 @@ fn push_dead(
     reason: DeadLetterReason,
     message: Message,
 ) {
+    // The whole message (header: from, to, seq, kind, priority, length; and payload) is in the
+    // hash, so a replay whose dead letters differ in any of it diverges here.
+    let mut digest = bus::AgentDigest::new();
+    message.hash_into(&mut digest);
     hasher.update(&[0xDE, reason.tag()]);
-    hasher.update(&message.from.to_le_bytes());
-    hasher.update(&message.to.to_le_bytes());
-    hasher.update(&message.seq.to_le_bytes());
+    hasher.update(&digest.digest128().to_le_bytes());
     report.dead_letters += 1;
     events.push_back(Event::DeadLetter { tick, reason, from: message.from, to: message.to, seq: message.seq, kind: message.kind });
     // The dead letter is hashed above whether or not the bounded queue keeps it: what the
