@@ -94,6 +94,10 @@ pub const MAX_INBOX_BYTES: usize = 16 << 20;
 /// Most log lines one agent may write per call, and longest line kept (bytes).
 pub const MAX_LOG_LINES_PER_CALL: usize = 64;
 pub const MAX_LOG_LINE_BYTES: usize = 1_024;
+/// Most log lines one agent may write per tick (and in `agent_init`, and in
+/// `agent_shutdown`), over all its calls: without it the per-call limit reset on every
+/// `agent_receive`, so one agent with 4,096 messages could leave 256 MiB of lines in one tick.
+pub const MAX_LOG_LINES_PER_TICK: usize = 1_024;
 /// Longest panic message kept (bytes).
 pub const MAX_PANIC_MESSAGE_BYTES: usize = 4_096;
 

@@ -167,7 +167,7 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
                 return Ok(abi::SEND_ERR_OUTBOX_FULL);
             }
             if !host.grants.send.allows(to as u64) {
-                if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL {
+                if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL && host.logs.len() < abi::MAX_LOG_LINES_PER_TICK {
                     host.logs_this_call += 1;
                     let text = format!("capability denied: send to {} is outside send={:?}", to as u64, host.grants.send);
                     host.logs.push(LogLine { level: 2, text });
@@ -206,7 +206,7 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
         |mut caller: Caller<'_, AgentHost>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_LOG, ptr, len)?;
             // Bounded: a chatty agent loses lines, never the host's memory.
-            if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL {
+            if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL && host.logs.len() < abi::MAX_LOG_LINES_PER_TICK {
                 host.logs_this_call += 1;
                 let bytes = &bytes[..bytes.len().min(abi::MAX_LOG_LINE_BYTES)];
                 host.logs.push(LogLine { level: level as u32, text: String::from_utf8_lossy(bytes).into_owned() });
