@@ -477,6 +477,8 @@ impl Runtime {
         // next tick like a host message (and folded into its hash), so neither a fault in
         // init nor a kill before the first tick can lose it (issue 9).
         let mut sent = std::mem::take(&mut instance.host_mut().outbox);
+        // init's byte budget is its own (docs/ABI.md): the first tick starts with a full one.
+        instance.host_mut().outbox_bytes = 0;
         let logs = std::mem::take(&mut instance.host_mut().logs);
         let mut slot = AgentSlot::new(id, priority, module, instance);
         slot.messages_sent += sent.len() as u64;
@@ -561,12 +563,18 @@ impl Runtime {
         let slot = self.slot_mut(id)?;
         let mut instance = slot.instance.take();
         let result = instance.as_mut().map(|i| i.call_shutdown(tick)).unwrap_or(Ok(()));
-        let mut sent = instance.map(|mut i| std::mem::take(&mut i.host_mut().outbox)).unwrap_or_default();
+        let (mut sent, logs) = instance
+            .map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs)))
+            .unwrap_or_default();
         slot.messages_sent += sent.len() as u64;
         let inbox = std::mem::take(&mut slot.inbox);
         match &result {
             Ok(()) => slot.state = AgentState::Stopped,
             Err(fault) => slot.state = AgentState::Faulted(fault.clone()),
+        }
+        // What shutdown logged is kept, like init's (it was dropped with the instance).
+        for line in logs {
+            self.push_event(Event::Log { tick, agent: id, level: line.level, text: line.text });
         }
         match result {
             Ok(()) => self.push_event(Event::Stopped { tick, agent: id }),
