@@ -110,5 +110,11 @@ pub const MAX_CUSTOM_SECTION_BYTES: usize = 1 << 20;
 /// Tables a module may declare, and elements a table may hold (8 bytes each on the host).
 pub const MAX_TABLES: usize = 1;
 pub const MAX_TABLE_ELEMENTS: usize = 65_536;
+/// Functions a module may import and define, together: each function that escapes (exported,
+/// in an element segment, `ref.func`) takes 32 bytes of the instance's host-side context,
+/// outside the memory cap, and the pooling allocator refuses instances over 1 MiB. Without
+/// it a module passed admission on Slab and failed on Pooling, and ~1,000,000 functions
+/// took 32 MiB of host memory per agent.
+pub const MAX_FUNCTIONS: usize = 16_384;
 /// Globals a module may declare (each lives in the agent's instance, outside its memory).
 pub const MAX_GLOBALS: usize = 1_024;

@@ -65,3 +65,159 @@ fn log_lines_one_agent_writes_in_one_tick_are_bounded() {
         produced >> 10
     );
 }
+
+/// `agent_init` sends exactly its own 1 MiB budget (16 × 65,496 + 640 bytes); the first step then
+/// sends one 100-byte message to the host. ABI.md: init has a budget of its own.
+#[test]
+fn init_byte_budget_is_not_charged_to_the_first_tick() {
+    let module = wat(
+        r#"(module
+            (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 3)
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 131072)
+            (func (export "agent_init") (result i32) (local $i i32)
+                (block $done (loop $more
+                    (br_if $done (i32.ge_u (local.get $i) (i32.const 16)))
+                    (drop (call $send (i64.const 0) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 65496)))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br $more)))
+                (drop (call $send (i64.const 0) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 640)))
+                i32.const 0)
+            (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+            (func (export "agent_shutdown") (result i32) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32)
+                (i32.store (i32.const 0) (call $send (i64.const 0) (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 100)))
+                i32.const 0))"#,
+    );
+    let mut rt = runtime_on(MemoryAllocator::Slab, 1);
+    rt.spawn_bytes(module).unwrap();
+    rt.tick();
+    let kinds: Vec<u32> = rt.drain_host_messages().iter().map(|m| m.kind).collect();
+    assert_eq!(kinds.iter().filter(|&&k| k == 1).count(), 17, "init's 17 messages");
+    assert_eq!(kinds.iter().filter(|&&k| k == 2).count(), 1, "the first step's send was refused: init's bytes were charged to tick 0");
+}
+
+/// What `agent_shutdown` logs is kept, like what `agent_init` logs.
+#[test]
+fn agent_shutdown_log_lines_are_not_lost() {
+    let module = wat(
+        r#"(module
+            (import "lockstep" "log" (func $log (param i32 i32 i32)))
+            (memory (export "memory") 2)
+            (data (i32.const 0) "goodbye")
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 65536)
+            (func (export "agent_init") (result i32) i32.const 0)
+            (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+            (func (export "agent_shutdown") (result i32) (call $log (i32.const 3) (i32.const 0) (i32.const 7)) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32) i32.const 0))"#,
+    );
+    let mut rt = runtime_on(MemoryAllocator::Slab, 1);
+    let id = rt.spawn_bytes(module).unwrap();
+    rt.tick();
+    rt.shutdown(id).unwrap();
+    rt.tick();
+    let events = rt.drain_events();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Log { agent, text, .. } if *agent == id && text == "goodbye")),
+        "agent_shutdown's log line vanished: {events:?}"
+    );
+}
+
+/// The same module is admitted, or refused, on every allocator: admission must not depend on
+/// where memories live.
+fn same_verdict_on_every_allocator(what: &str, module: &[u8]) {
+    let mut verdicts = Vec::new();
+    for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
+        let mut rt = runtime_on(allocator, 1);
+        let r = rt.spawn_bytes(module.to_vec()).map(|id| {
+            rt.tick();
+            matches!(rt.inspect(id).unwrap().state, AgentState::Running)
+        });
+        verdicts.push((allocator, r.as_ref().map_err(|e| e.to_string()).cloned()));
+    }
+    assert_eq!(verdicts[0].1.is_ok(), verdicts[1].1.is_ok(), "{what}: {verdicts:?}");
+}
+
+#[test]
+fn a_table_within_the_abi_limit_loads_on_every_allocator() {
+    let module = wat_agent(1, &format!("(table {} funcref) (func (export \"agent_step\") (param i32) (result i32) i32.const 0)", abi::MAX_TABLE_ELEMENTS));
+    same_verdict_on_every_allocator("table of MAX_TABLE_ELEMENTS", &module);
+}
+
+/// A module of `imports` imported and `defined` own functions besides the ABI's five, every
+/// one of them escaping (declared in an element segment): each takes room in the instance's
+/// host-side context, outside the agent's memory cap (32 bytes per escaping function; a
+/// 16 MiB module can declare ~1,000,000 of them).
+fn escaping_functions(imports: usize, defined: usize) -> Vec<u8> {
+    let mut m = String::from("(module ");
+    for _ in 0..imports {
+        m.push_str(r#"(import "lockstep" "tick" (func (result i64)))"#);
+    }
+    m.push_str(
+        r#"(memory (export "memory") 2)
+        (func (export "lockstep_abi_version") (result i32) i32.const 1)
+        (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
+        (func (export "agent_init") (result i32) i32.const 0)
+        (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+        (func (export "agent_shutdown") (result i32) i32.const 0)
+        (func (export "agent_step") (param i32) (result i32) i32.const 0)"#,
+    );
+    for _ in 0..defined {
+        m.push_str("(func)");
+    }
+    m.push_str("(elem declare func");
+    for i in 0..imports + 6 + defined {
+        m.push_str(&format!(" {i}"));
+    }
+    m.push_str("))");
+    wat(&m)
+}
+
+#[test]
+fn a_module_at_the_function_limit_loads_on_every_allocator() {
+    let half = abi::MAX_FUNCTIONS / 2;
+    let module = escaping_functions(half, abi::MAX_FUNCTIONS - half - 6);
+    for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
+        let mut rt = runtime_on(allocator, 1);
+        rt.spawn_bytes(module.clone()).unwrap_or_else(|e| panic!("{allocator:?}: {e}"));
+    }
+}
+
+#[test]
+fn a_module_past_the_function_limit_is_refused_on_every_allocator() {
+    for module in [escaping_functions(0, 100_000), escaping_functions(abi::MAX_FUNCTIONS - 5, 0)] {
+        for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
+            let mut rt = runtime_on(allocator, 1);
+            match rt.spawn_bytes(module.clone()) {
+                Err(e) => assert!(e.to_string().contains("functions"), "{allocator:?}: {e}"),
+                Ok(_) => panic!("{allocator:?}: a module of more than MAX_FUNCTIONS functions loaded"),
+            }
+        }
+    }
+}
+
+/// `table.grow` must succeed or fail the same way on every allocator (it is visible to the
+/// agent, so a difference is a divergence between two runs of the same scenario).
+#[test]
+fn table_grow_within_the_abi_limit_behaves_the_same_on_every_allocator() {
+    let module = wat_agent(
+        1,
+        &format!(
+            r#"(table 1 funcref)
+            (func (export "agent_step") (param i32) (result i32)
+                (i32.lt_s (table.grow (ref.null func) (i32.const {})) (i32.const 0)))"#,
+            abi::MAX_TABLE_ELEMENTS - 1
+        ),
+    );
+    same_verdict_on_every_allocator("table.grow to MAX_TABLE_ELEMENTS", &module);
+    let mut states = Vec::new();
+    for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
+        let mut rt = runtime_on(allocator, 1);
+        let id = rt.spawn_bytes(module.clone()).unwrap();
+        let hash = rt.tick().hash;
+        states.push((rt.inspect(id).unwrap().state.name().to_string(), hash));
+    }
+    assert_eq!(states[0], states[1], "Slab vs Pooling");
+}
