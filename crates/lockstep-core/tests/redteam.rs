@@ -221,3 +221,18 @@ fn table_grow_within_the_abi_limit_behaves_the_same_on_every_allocator() {
     }
     assert_eq!(states[0], states[1], "Slab vs Pooling");
 }
+
+/// `send` refuses payloads over MAX_PAYLOAD_BYTES; a replay log's Send record must too (it
+/// reached the inbox and faulted the agent with "runtime bug: please report").
+#[test]
+fn a_replayed_send_larger_than_a_message_is_a_corrupt_log() {
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: true, ..RuntimeConfig::development() }).unwrap();
+    let id = rt.spawn_bytes(agent("echo")).unwrap();
+    rt.tick();
+    let mut log = rt.replay_log().unwrap().to_vec();
+    lockstep_core::replay_log::encode_send(&mut log, 1, id, 0, 0, &vec![7u8; abi::MAX_PAYLOAD_BYTES + 1]);
+    match lockstep_core::replay(&log, 1, |_| {}) {
+        Err(lockstep_core::LockstepError::ReplayCorrupt { reason, .. }) => assert!(reason.contains("payload"), "{reason}"),
+        other => panic!("an oversized recorded message was accepted: {other:?}"),
+    }
+}
