@@ -236,3 +236,106 @@ fn a_replayed_send_larger_than_a_message_is_a_corrupt_log() {
         other => panic!("an oversized recorded message was accepted: {other:?}"),
     }
 }
+
+/// An agent whose memory is declared `decl` and whose step runs `step`.
+fn memory_agent(decl: &str, step: &str) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+            (memory (export "memory") {decl})
+            (data $d "0123456789abcdef")
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 0)
+            (func (export "agent_init") (result i32) i32.const 0)
+            (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+            (func (export "agent_shutdown") (result i32) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32) {step} i32.const 0))"#
+    ))
+}
+
+/// Bulk memory operations check the current size, not the slot, on every allocator: a fill,
+/// copy or init that ends one byte past `memory.size` traps (and writes nothing), one that
+/// ends exactly at it succeeds. 131,072 = 2 pages.
+#[test]
+fn bulk_memory_ops_past_memory_size_trap_on_every_allocator() {
+    let cases = [
+        ("fill to the end", "(memory.fill (i32.const 131071) (i32.const 1) (i32.const 1))", true),
+        ("fill past the end", "(memory.fill (i32.const 131071) (i32.const 1) (i32.const 2))", false),
+        ("fill at size, length 0", "(memory.fill (i32.const 131072) (i32.const 1) (i32.const 0))", true),
+        ("fill past size, length 0", "(memory.fill (i32.const 131073) (i32.const 1) (i32.const 0))", false),
+        ("copy to past the end", "(memory.copy (i32.const 131000) (i32.const 0) (i32.const 100))", false),
+        ("copy from past the end", "(memory.copy (i32.const 0) (i32.const 131000) (i32.const 100))", false),
+        ("copy huge", "(memory.copy (i32.const 0) (i32.const 65536) (i32.const -1))", false),
+        ("init past the end", "(memory.init $d (i32.const 131070) (i32.const 0) (i32.const 4))", false),
+        ("load64 straddling", "(drop (i64.load (i32.const 131068)))", false),
+        ("grow then fill the new page", "(drop (memory.grow (i32.const 1))) (memory.fill (i32.const 131072) (i32.const 9) (i32.const 65536))", true),
+        ("grow then fill past it", "(drop (memory.grow (i32.const 1))) (memory.fill (i32.const 131072) (i32.const 9) (i32.const 65537))", false),
+        ("grow by 0, then store at size", "(drop (memory.grow (i32.const 0))) (i32.store8 (i32.const 131072) (i32.const 1))", false),
+        ("v128 load straddling", "(drop (v128.load (i32.const 131060)))", false),
+    ];
+    for decl in ["2", "2 3", "2 65536"] {
+        for (what, step, ok) in cases {
+            let mut seen = Vec::new();
+            for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
+                let mut rt = runtime_on(allocator, 1);
+                let id = rt.spawn_bytes(memory_agent(decl, step)).unwrap();
+                let hash = rt.tick().hash;
+                let state = rt.inspect(id).unwrap().state;
+                let running = matches!(state, AgentState::Running);
+                assert_eq!(running, ok, "(memory {decl}) {what} on {allocator:?}: {state:?}");
+                seen.push((hash, rt.deep_hash().hash));
+            }
+            assert_eq!(seen[0], seen[1], "(memory {decl}) {what}: Slab and Pooling diverge");
+        }
+    }
+}
+
+/// The same scenario (many agents, cross messages, randomness, faults, priorities) gives the
+/// same tick and deep hashes with 1 or 2 workers, on Slab and on Pooling.
+#[test]
+fn hashes_do_not_depend_on_workers_or_allocator() {
+    let chatter = wat(
+        r#"(module
+            (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+            (import "lockstep" "random_u64" (func $rand (result i64)))
+            (import "lockstep" "self_id" (func $self (result i64)))
+            (memory (export "memory") 2)
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 65536)
+            (func (export "agent_init") (result i32) i32.const 0)
+            (func (export "agent_receive") (param $p i32) (result i32)
+                (i64.store (i32.const 8) (i64.add (i64.load (i32.const 8)) (i64.load (i32.add (local.get $p) (i32.const 0)))))
+                i32.const 0)
+            (func (export "agent_shutdown") (result i32) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32) (local $r i64)
+                (local.set $r (call $rand))
+                (i64.store (i32.const 0) (local.get $r))
+                ;; a few agents trap now and then
+                (if (i64.eqz (i64.rem_u (local.get $r) (i64.const 97))) (then unreachable))
+                (drop (call $send (i64.add (i64.rem_u (local.get $r) (i64.const 90)) (i64.const 1)) (i32.const 1)
+                    (i32.wrap_i64 (i64.shr_u (local.get $r) (i64.const 40))) (i32.const 0) (i32.const 16)))
+                (drop (call $send (i64.const 0) (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 8)))
+                i32.const 0))"#,
+    );
+    let mut runs = Vec::new();
+    for (workers, allocator) in [(1, MemoryAllocator::Slab), (2, MemoryAllocator::Slab), (1, MemoryAllocator::Pooling), (2, MemoryAllocator::Pooling)] {
+        let mut rt = Runtime::new(RuntimeConfig { workers, max_agents: 128, record: false, allocator, ..RuntimeConfig::development() }).unwrap();
+        let hash = rt.load_module(chatter.clone()).unwrap();
+        for i in 0..100 {
+            rt.spawn_with_priority(hash, (i % 3) - 1).unwrap();
+        }
+        let mut hashes = Vec::new();
+        for t in 0..30 {
+            if t == 10 {
+                rt.kill(5).ok();
+                rt.shutdown(6).ok();
+            }
+            let r = rt.tick();
+            hashes.push(r.hash);
+        }
+        let host: Vec<_> = rt.drain_host_messages().iter().map(|m| (m.from, m.seq)).collect();
+        runs.push((workers, allocator, hashes, rt.deep_hash().hash, host));
+    }
+    for r in &runs[1..] {
+        assert_eq!((&r.2, &r.3, &r.4), (&runs[0].2, &runs[0].3, &runs[0].4), "{}×{:?} vs 1×Slab", r.0, r.1);
+    }
+}
