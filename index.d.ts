@@ -112,7 +112,7 @@ export interface ModelInfo {
   provider: ProviderName;
   /** Why requested providers ahead of it were not used (ONNX Runtime's messages). */
   fallbackReasons: string[];
-  /** Every input's first dimension is dynamic: agents' requests are batched along it. */
+  /** Every input's and output's first dimension is dynamic: agents' requests are batched along it. */
   batchable: boolean;
 }
 

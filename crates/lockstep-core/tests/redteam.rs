@@ -339,3 +339,134 @@ fn hashes_do_not_depend_on_workers_or_allocator() {
         assert_eq!((&r.2, &r.3, &r.4), (&runs[0].2, &runs[0].3, &runs[0].4), "{}×{:?} vs 1×Slab", r.0, r.1);
     }
 }
+
+// ----- inference: batching must not mix agents -------------------------------------------------
+
+fn pb_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+fn pb_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+    pb_varint(out, field << 3 | 2);
+    pb_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+fn pb_int(out: &mut Vec<u8>, field: u64, v: u64) {
+    pb_varint(out, field << 3);
+    pb_varint(out, v);
+}
+/// ValueInfoProto of a float tensor; a dim is `Err(name)` (dynamic) or `Ok(size)`.
+fn pb_value_info(name: &str, dims: &[Result<u64, &str>]) -> Vec<u8> {
+    let mut shape = Vec::new();
+    for d in dims {
+        let mut dim = Vec::new();
+        match d {
+            Ok(v) => pb_int(&mut dim, 1, *v),
+            Err(p) => pb_bytes(&mut dim, 2, p.as_bytes()),
+        }
+        pb_bytes(&mut shape, 1, &dim);
+    }
+    let mut tensor = Vec::new();
+    pb_int(&mut tensor, 1, 1); // float
+    pb_bytes(&mut tensor, 2, &shape);
+    let mut ty = Vec::new();
+    pb_bytes(&mut ty, 1, &tensor);
+    let mut vi = Vec::new();
+    pb_bytes(&mut vi, 1, name.as_bytes());
+    pb_bytes(&mut vi, 2, &ty);
+    vi
+}
+/// Y = Transpose(X), X: [N, 2] (a dynamic first dimension: "batchable"), Y: [2, N]. Sample k
+/// of a batch is not row k of Y: row k holds feature k of *every* sample.
+fn transpose_model() -> Vec<u8> {
+    let mut node = Vec::new();
+    pb_bytes(&mut node, 1, b"X");
+    pb_bytes(&mut node, 2, b"Y");
+    pb_bytes(&mut node, 4, b"Transpose");
+    let mut graph = Vec::new();
+    pb_bytes(&mut graph, 1, &node);
+    pb_bytes(&mut graph, 2, b"g");
+    pb_bytes(&mut graph, 11, &pb_value_info("X", &[Err("N"), Ok(2)]));
+    pb_bytes(&mut graph, 12, &pb_value_info("Y", &[Ok(2), Err("N")]));
+    let mut opset = Vec::new();
+    pb_int(&mut opset, 2, 13);
+    let mut model = Vec::new();
+    pb_int(&mut model, 1, 7);
+    pb_bytes(&mut model, 7, &graph);
+    pb_bytes(&mut model, 8, &opset);
+    model
+}
+
+/// Asks model 0 about [id, 100 × id] (two f32) at its first step; forwards every answer to the host.
+fn asker() -> Vec<u8> {
+    wat(
+        r#"(module
+            (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+            (import "lockstep" "self_id" (func $self (result i64)))
+            (import "lockstep" "infer" (func $infer (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 3)
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 65536)
+            (func (export "agent_init") (result i32) i32.const 0)
+            (func (export "agent_receive") (param $p i32) (result i32)
+                (drop (call $send (i64.const 0) (i32.const 9) (i32.const 0)
+                    (i32.add (local.get $p) (i32.const 40)) (i32.load (i32.add (local.get $p) (i32.const 32)))))
+                i32.const 0)
+            (func (export "agent_shutdown") (result i32) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32)
+                (if (i32.eqz (i32.load (i32.const 16))) (then
+                    (i32.store (i32.const 16) (i32.const 1))
+                    (f32.store (i32.const 0) (f32.convert_i64_u (call $self)))
+                    (f32.store (i32.const 4) (f32.mul (f32.const 100) (f32.convert_i64_u (call $self))))
+                    (drop (call $infer (i32.const 0) (i32.const 7) (i32.const 0) (i32.const 8)))))
+                i32.const 0))"#,
+    )
+}
+
+fn inference_engine() -> std::sync::Arc<lockstep_core::inference::InferenceEngine> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::sync::Arc::new(
+        lockstep_core::inference::InferenceEngine::new(lockstep_core::inference::EngineOptions { search_roots: vec![root], ..Default::default() })
+            .expect("run `npm install` first"),
+    )
+}
+
+/// An agent's answer must depend on its own request only: batching a model whose outputs are
+/// not sample-major (no dynamic first dimension) handed agent 1 part of agent 2's input.
+#[test]
+fn batched_inference_never_hands_an_agent_another_agents_data() {
+    let engine = inference_engine();
+    let id = engine.load(transpose_model()).expect("the Transpose model loads").id;
+    let mut answers = Vec::new();
+    for batching in [false, true] {
+        let mut rt = Runtime::new(RuntimeConfig { workers: 1, inference_batching: batching, record: false, ..RuntimeConfig::development() }).unwrap();
+        rt.set_inference_engine(engine.clone());
+        rt.register_agent_model(&id).unwrap();
+        let m = rt.load_module(asker()).unwrap();
+        for _ in 0..2 {
+            rt.spawn(m).unwrap();
+        }
+        rt.run(3);
+        let mut got: Vec<(u64, Vec<u8>)> = rt.drain_host_messages().into_iter().map(|m| (m.from, m.payload)).collect();
+        got.sort();
+        answers.push(got);
+    }
+    let floats = |p: &[u8]| p[4..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+    assert_eq!(answers[0].len(), 2, "{:?}", answers[0]);
+    for (agent, payload) in &answers[0] {
+        let mine = [*agent as f32, 100.0 * *agent as f32];
+        assert_eq!(floats(payload), mine, "unbatched answer of agent {agent}");
+    }
+    assert_eq!(
+        answers[1].iter().map(|(a, p)| (*a, floats(p))).collect::<Vec<_>>(),
+        answers[0].iter().map(|(a, p)| (*a, floats(p))).collect::<Vec<_>>(),
+        "batched answers differ from one call per request: an agent received another agent's data"
+    );
+}
