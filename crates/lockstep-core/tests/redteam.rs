@@ -525,3 +525,38 @@ fn batched_inference_answers_do_not_depend_on_other_agents_requests() {
     assert_eq!(answers[0].len(), 2);
     assert_eq!(answers[1], answers[0], "a batched answer depends on the other agents' requests");
 }
+
+/// A module whose manifest asks for less memory than its declared minimum, or grows past it.
+fn manifest_agent(memory_bytes: u64, pages: u32, step: &str) -> Vec<u8> {
+    let manifest = format!(r#"{{"name":"m","version":"1","abi":1,"resources":{{"memoryBytes":{memory_bytes}}}}}"#).replace('"', "\\\"");
+    wat(&format!(
+        r#"(module
+            (@custom "lockstep.manifest" "{manifest}")
+            (memory (export "memory") {pages})
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 0)
+            (func (export "agent_init") (result i32) i32.const 0)
+            (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+            (func (export "agent_shutdown") (result i32) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32) {step} i32.const 0))"#
+    ))
+}
+
+#[test]
+fn the_manifest_memory_limit_holds_at_instantiation_and_growth_on_every_allocator() {
+    for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
+        let mut rt = runtime_on(allocator, 1);
+        // Declared minimum (4 pages) above the manifest's 2 pages: never instantiated.
+        let r = rt.spawn_bytes(manifest_agent(131_072, 4, ""));
+        assert!(r.is_err(), "{allocator:?}: a 4-page memory was created under a 2-page limit");
+        // Growing past the manifest's limit faults with MemoryLimit.
+        let id = rt.spawn_bytes(manifest_agent(131_072, 2, "(drop (memory.grow (i32.const 1)))")).unwrap();
+        rt.tick();
+        match rt.inspect(id).unwrap().state {
+            AgentState::Faulted(f) => assert_eq!(f.kind, lockstep_core::FaultKind::MemoryLimit, "{allocator:?}: {f:?}"),
+            other => panic!("{allocator:?}: grew past the manifest's limit: {other:?}"),
+        }
+        // A manifest asking for 0 bytes is refused cleanly (no memory fits it), never a panic.
+        assert!(rt.spawn_bytes(manifest_agent(0, 2, "")).is_err());
+    }
+}
