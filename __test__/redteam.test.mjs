@@ -52,3 +52,27 @@ test('a detached ArrayBuffer (or a view of one) is E_INVALID_ARGUMENT everywhere
   assert.equal(rt.drainMessages().length, 0);
   rt.close();
 });
+
+test('the native ring attach refuses a Uint8Array over a plain (detachable) ArrayBuffer', (t) => {
+  // The addon itself (what index.js wraps): attachRings() always passes SharedArrayBuffers,
+  // but the native methods kept a raw pointer into whatever they were given; detaching a
+  // plain ArrayBuffer afterwards freed that memory under the core (SIGSEGV at the next tick).
+  const { existsSync } = require('node:fs');
+  const path = process.env.LOCKSTEP_NATIVE_PATH ?? new URL(`../lockstep.${process.platform}-${process.arch}-gnu.node`, import.meta.url).pathname;
+  if (process.platform !== 'linux' || !existsSync(path)) return t.skip('needs the linux addon');
+  const native = require(path);
+  const rt = new native.NativeRuntime({ workers: 1, devMode: true, inference: { searchRoots: [] } });
+  const cap = 1 << 12;
+  for (const method of ['attachInboundRing', 'attachOutboundRing']) {
+    const ab = new ArrayBuffer(192 + cap);
+    const u32 = new Uint32Array(ab, 0, 3);
+    u32[0] = 0x4752534c; u32[1] = 1; u32[2] = cap; // a valid ring header
+    assert.throws(() => rt[method](new Uint8Array(ab)), /E_RING/, `${method} accepted a plain ArrayBuffer`);
+    assert.throws(() => rt[method]({}), /E_RING/, `${method} accepted an object`);
+    // A SharedArrayBuffer ring is still accepted.
+    const sab = new SharedArrayBuffer(192 + cap);
+    new Uint32Array(sab, 0, 3).set([0x4752534c, 1, cap]);
+    rt[method](new Uint8Array(sab));
+  }
+  rt.close();
+});
