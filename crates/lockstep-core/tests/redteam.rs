@@ -560,3 +560,16 @@ fn the_manifest_memory_limit_holds_at_instantiation_and_growth_on_every_allocato
         assert!(rt.spawn_bytes(manifest_agent(0, 2, "")).is_err());
     }
 }
+
+/// A shape whose element count overflows is refused by the length check (it wrapped to 0, so
+/// empty data passed and reached ONNX Runtime).
+#[test]
+fn a_tensor_shape_whose_size_overflows_fails_the_length_check() {
+    use lockstep_core::inference::{ElementType, TensorView};
+    for shape in [[1i64 << 62, 4], [1 << 32, 1 << 32], [i64::MAX, 2]] {
+        let t = TensorView { dtype: ElementType::F32, shape: &shape, data: &[] };
+        assert!(t.check_length("x").is_err(), "shape {shape:?} with no data passed the length check");
+    }
+    let ok = TensorView { dtype: ElementType::F32, shape: &[1 << 40, 0], data: &[] };
+    assert!(ok.check_length("x").is_ok(), "a zero dimension means no elements");
+}
