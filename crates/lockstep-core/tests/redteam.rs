@@ -573,3 +573,19 @@ fn a_tensor_shape_whose_size_overflows_fails_the_length_check() {
     let ok = TensorView { dtype: ElementType::F32, shape: &[1 << 40, 0], data: &[] };
     assert!(ok.check_length("x").is_ok(), "a zero dimension means no elements");
 }
+
+/// A replay takes its trust store, devMode, policy and limits (fuel, deadline, memory,
+/// maxAgents) from the log itself: a log from elsewhere can admit unsigned modules with
+/// every capability, turn fuel metering off and set a deadline of years (a replay that never
+/// returns), or ask for maxAgents × 4 GiB of memory. `replay()` has no way for the caller to
+/// say what it trusts.
+#[test]
+#[ignore = "finding: replay() trusts the log's own trust store, devMode and limits; needs an API decision (caller-supplied trustedKeys/devMode/limits for replay)"]
+fn a_replay_log_cannot_grant_itself_trust() {
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: true, ..RuntimeConfig::development() }).unwrap();
+    rt.spawn_bytes(wat_agent(1, r#"(func (export "agent_step") (param i32) (result i32) i32.const 0)"#)).unwrap();
+    rt.tick();
+    let log = rt.stop_recording().unwrap();
+    // The caller of replay() never enabled devMode, yet the unsigned module runs.
+    assert!(lockstep_core::replay(&log, 1, |_| {}).is_err(), "an unsigned module was admitted on the log's own say-so");
+}
