@@ -514,6 +514,7 @@ impl AgentInstance {
                 wasmtime::Val::I64(v) => hasher.update(&v.to_le_bytes()),
                 wasmtime::Val::F32(v) => hasher.update(&v.to_le_bytes()),
                 wasmtime::Val::F64(v) => hasher.update(&v.to_le_bytes()),
+                wasmtime::Val::V128(v) => hasher.update(&v.as_u128().to_le_bytes()),
                 _ => hasher.update(b"ref"),
             };
         }

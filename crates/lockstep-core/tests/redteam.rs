@@ -589,3 +589,23 @@ fn a_replay_log_cannot_grant_itself_trust() {
     // The caller of replay() never enabled devMode, yet the unsigned module runs.
     assert!(lockstep_core::replay(&log, 1, |_| {}).is_err(), "an unsigned module was admitted on the log's own say-so");
 }
+
+/// The deep hash covers exported globals; a v128 one was hashed as the constant "ref", so two
+/// agents that differ only in it had the same deep hash (a checkpoint missed the divergence).
+#[test]
+fn the_deep_hash_covers_exported_v128_globals() {
+    let deep = |value: u32| {
+        let module = wat_agent(
+            1,
+            &format!(
+                r#"(global $g (export "g") (mut v128) (v128.const i32x4 0 0 0 0))
+                (func (export "agent_step") (param i32) (result i32) (global.set $g (v128.const i32x4 {value} 0 0 0)) i32.const 0)"#
+            ),
+        );
+        let mut rt = runtime_on(MemoryAllocator::Slab, 1);
+        rt.spawn_bytes(module).unwrap();
+        rt.tick();
+        rt.deep_hash().hash
+    };
+    assert_ne!(deep(1), deep(2), "agents whose exported v128 global differs have the same deep hash");
+}
