@@ -52,12 +52,18 @@ fn log_flooder(n: u32) -> Vec<u8> {
 #[test]
 fn log_lines_one_agent_writes_in_one_tick_are_bounded() {
     let mut rt = runtime_on(MemoryAllocator::Slab, 1);
-    let id = rt.spawn_bytes(log_flooder(abi::MAX_OUTBOX_PER_TICK as u32)).unwrap();
+    let id = rt
+        .spawn_bytes(log_flooder(abi::MAX_OUTBOX_PER_TICK as u32))
+        .unwrap();
     rt.tick();
     rt.drain_events();
     let dropped_before = rt.events_dropped();
     rt.tick();
-    let logs = rt.drain_events().iter().filter(|e| matches!(e, Event::Log { agent, .. } if *agent == id)).count() as u64;
+    let logs = rt
+        .drain_events()
+        .iter()
+        .filter(|e| matches!(e, Event::Log { agent, .. } if *agent == id))
+        .count() as u64;
     let produced = logs + (rt.events_dropped() - dropped_before);
     assert!(
         produced <= abi::MAX_LOG_LINES_PER_TICK as u64,
@@ -70,8 +76,7 @@ fn log_lines_one_agent_writes_in_one_tick_are_bounded() {
 /// sends one 100-byte message to the host. ABI.md: init has a budget of its own.
 #[test]
 fn init_byte_budget_is_not_charged_to_the_first_tick() {
-    let module = wat(
-        r#"(module
+    let module = wat(r#"(module
             (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
             (memory (export "memory") 3)
             (func (export "lockstep_abi_version") (result i32) i32.const 1)
@@ -88,21 +93,27 @@ fn init_byte_budget_is_not_charged_to_the_first_tick() {
             (func (export "agent_shutdown") (result i32) i32.const 0)
             (func (export "agent_step") (param i32) (result i32)
                 (i32.store (i32.const 0) (call $send (i64.const 0) (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 100)))
-                i32.const 0))"#,
-    );
+                i32.const 0))"#);
     let mut rt = runtime_on(MemoryAllocator::Slab, 1);
     rt.spawn_bytes(module).unwrap();
     rt.tick();
     let kinds: Vec<u32> = rt.drain_host_messages().iter().map(|m| m.kind).collect();
-    assert_eq!(kinds.iter().filter(|&&k| k == 1).count(), 17, "init's 17 messages");
-    assert_eq!(kinds.iter().filter(|&&k| k == 2).count(), 1, "the first step's send was refused: init's bytes were charged to tick 0");
+    assert_eq!(
+        kinds.iter().filter(|&&k| k == 1).count(),
+        17,
+        "init's 17 messages"
+    );
+    assert_eq!(
+        kinds.iter().filter(|&&k| k == 2).count(),
+        1,
+        "the first step's send was refused: init's bytes were charged to tick 0"
+    );
 }
 
 /// What `agent_shutdown` logs is kept, like what `agent_init` logs.
 #[test]
 fn agent_shutdown_log_lines_are_not_lost() {
-    let module = wat(
-        r#"(module
+    let module = wat(r#"(module
             (import "lockstep" "log" (func $log (param i32 i32 i32)))
             (memory (export "memory") 2)
             (data (i32.const 0) "goodbye")
@@ -111,8 +122,7 @@ fn agent_shutdown_log_lines_are_not_lost() {
             (func (export "agent_init") (result i32) i32.const 0)
             (func (export "agent_receive") (param i32) (result i32) i32.const 0)
             (func (export "agent_shutdown") (result i32) (call $log (i32.const 3) (i32.const 0) (i32.const 7)) i32.const 0)
-            (func (export "agent_step") (param i32) (result i32) i32.const 0))"#,
-    );
+            (func (export "agent_step") (param i32) (result i32) i32.const 0))"#);
     let mut rt = runtime_on(MemoryAllocator::Slab, 1);
     let id = rt.spawn_bytes(module).unwrap();
     rt.tick();
@@ -120,7 +130,9 @@ fn agent_shutdown_log_lines_are_not_lost() {
     rt.tick();
     let events = rt.drain_events();
     assert!(
-        events.iter().any(|e| matches!(e, Event::Log { agent, text, .. } if *agent == id && text == "goodbye")),
+        events.iter().any(
+            |e| matches!(e, Event::Log { agent, text, .. } if *agent == id && text == "goodbye")
+        ),
         "agent_shutdown's log line vanished: {events:?}"
     );
 }
@@ -137,7 +149,11 @@ fn same_verdict_on_every_allocator(what: &str, module: &[u8]) {
         });
         verdicts.push((allocator, r.as_ref().map_err(|e| e.to_string()).cloned()));
     }
-    assert_eq!(verdicts[0].1.is_ok(), verdicts[1].1.is_ok(), "{what}: {verdicts:?}");
+    assert_eq!(
+        verdicts[0].1.is_ok(),
+        verdicts[1].1.is_ok(),
+        "{what}: {verdicts:?}"
+    );
 }
 
 #[test]
@@ -181,18 +197,24 @@ fn a_module_at_the_function_limit_loads_on_every_allocator() {
     let module = escaping_functions(half, abi::MAX_FUNCTIONS - half - 6);
     for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
         let mut rt = runtime_on(allocator, 1);
-        rt.spawn_bytes(module.clone()).unwrap_or_else(|e| panic!("{allocator:?}: {e}"));
+        rt.spawn_bytes(module.clone())
+            .unwrap_or_else(|e| panic!("{allocator:?}: {e}"));
     }
 }
 
 #[test]
 fn a_module_past_the_function_limit_is_refused_on_every_allocator() {
-    for module in [escaping_functions(0, 100_000), escaping_functions(abi::MAX_FUNCTIONS - 5, 0)] {
+    for module in [
+        escaping_functions(0, 100_000),
+        escaping_functions(abi::MAX_FUNCTIONS - 5, 0),
+    ] {
         for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
             let mut rt = runtime_on(allocator, 1);
             match rt.spawn_bytes(module.clone()) {
                 Err(e) => assert!(e.to_string().contains("functions"), "{allocator:?}: {e}"),
-                Ok(_) => panic!("{allocator:?}: a module of more than MAX_FUNCTIONS functions loaded"),
+                Ok(_) => {
+                    panic!("{allocator:?}: a module of more than MAX_FUNCTIONS functions loaded")
+                }
             }
         }
     }
@@ -226,13 +248,27 @@ fn table_grow_within_the_abi_limit_behaves_the_same_on_every_allocator() {
 /// reached the inbox and faulted the agent with "runtime bug: please report").
 #[test]
 fn a_replayed_send_larger_than_a_message_is_a_corrupt_log() {
-    let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: true, ..RuntimeConfig::development() }).unwrap();
+    let mut rt = Runtime::new(RuntimeConfig {
+        workers: 1,
+        record: true,
+        ..RuntimeConfig::development()
+    })
+    .unwrap();
     let id = rt.spawn_bytes(agent("echo")).unwrap();
     rt.tick();
     let mut log = rt.replay_log().unwrap().to_vec();
-    lockstep_core::replay_log::encode_send(&mut log, 1, id, 0, 0, &vec![7u8; abi::MAX_PAYLOAD_BYTES + 1]);
+    lockstep_core::replay_log::encode_send(
+        &mut log,
+        1,
+        id,
+        0,
+        0,
+        &vec![7u8; abi::MAX_PAYLOAD_BYTES + 1],
+    );
     match lockstep_core::replay(&log, 1, |_| {}) {
-        Err(lockstep_core::LockstepError::ReplayCorrupt { reason, .. }) => assert!(reason.contains("payload"), "{reason}"),
+        Err(lockstep_core::LockstepError::ReplayCorrupt { reason, .. }) => {
+            assert!(reason.contains("payload"), "{reason}")
+        }
         other => panic!("an oversized recorded message was accepted: {other:?}"),
     }
 }
@@ -281,10 +317,16 @@ fn bulk_memory_ops_past_memory_size_trap_on_every_allocator() {
                 let hash = rt.tick().hash;
                 let state = rt.inspect(id).unwrap().state;
                 let running = matches!(state, AgentState::Running);
-                assert_eq!(running, ok, "(memory {decl}) {what} on {allocator:?}: {state:?}");
+                assert_eq!(
+                    running, ok,
+                    "(memory {decl}) {what} on {allocator:?}: {state:?}"
+                );
                 seen.push((hash, rt.deep_hash().hash));
             }
-            assert_eq!(seen[0], seen[1], "(memory {decl}) {what}: Slab and Pooling diverge");
+            assert_eq!(
+                seen[0], seen[1],
+                "(memory {decl}) {what}: Slab and Pooling diverge"
+            );
         }
     }
 }
@@ -293,8 +335,7 @@ fn bulk_memory_ops_past_memory_size_trap_on_every_allocator() {
 /// same tick and deep hashes with 1 or 2 workers, on Slab and on Pooling.
 #[test]
 fn hashes_do_not_depend_on_workers_or_allocator() {
-    let chatter = wat(
-        r#"(module
+    let chatter = wat(r#"(module
             (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
             (import "lockstep" "random_u64" (func $rand (result i64)))
             (import "lockstep" "self_id" (func $self (result i64)))
@@ -314,11 +355,22 @@ fn hashes_do_not_depend_on_workers_or_allocator() {
                 (drop (call $send (i64.add (i64.rem_u (local.get $r) (i64.const 90)) (i64.const 1)) (i32.const 1)
                     (i32.wrap_i64 (i64.shr_u (local.get $r) (i64.const 40))) (i32.const 0) (i32.const 16)))
                 (drop (call $send (i64.const 0) (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 8)))
-                i32.const 0))"#,
-    );
+                i32.const 0))"#);
     let mut runs = Vec::new();
-    for (workers, allocator) in [(1, MemoryAllocator::Slab), (2, MemoryAllocator::Slab), (1, MemoryAllocator::Pooling), (2, MemoryAllocator::Pooling)] {
-        let mut rt = Runtime::new(RuntimeConfig { workers, max_agents: 128, record: false, allocator, ..RuntimeConfig::development() }).unwrap();
+    for (workers, allocator) in [
+        (1, MemoryAllocator::Slab),
+        (2, MemoryAllocator::Slab),
+        (1, MemoryAllocator::Pooling),
+        (2, MemoryAllocator::Pooling),
+    ] {
+        let mut rt = Runtime::new(RuntimeConfig {
+            workers,
+            max_agents: 128,
+            record: false,
+            allocator,
+            ..RuntimeConfig::development()
+        })
+        .unwrap();
         let hash = rt.load_module(chatter.clone()).unwrap();
         for i in 0..100 {
             rt.spawn_with_priority(hash, (i % 3) - 1).unwrap();
@@ -332,11 +384,21 @@ fn hashes_do_not_depend_on_workers_or_allocator() {
             let r = rt.tick();
             hashes.push(r.hash);
         }
-        let host: Vec<_> = rt.drain_host_messages().iter().map(|m| (m.from, m.seq)).collect();
+        let host: Vec<_> = rt
+            .drain_host_messages()
+            .iter()
+            .map(|m| (m.from, m.seq))
+            .collect();
         runs.push((workers, allocator, hashes, rt.deep_hash().hash, host));
     }
     for r in &runs[1..] {
-        assert_eq!((&r.2, &r.3, &r.4), (&runs[0].2, &runs[0].3, &runs[0].4), "{}×{:?} vs 1×Slab", r.0, r.1);
+        assert_eq!(
+            (&r.2, &r.3, &r.4),
+            (&runs[0].2, &runs[0].3, &runs[0].4),
+            "{}×{:?} vs 1×Slab",
+            r.0,
+            r.1
+        );
     }
 }
 
@@ -406,8 +468,7 @@ fn transpose_model() -> Vec<u8> {
 
 /// Asks model 0 about [id, 100 × id] (two f32) at its first step; forwards every answer to the host.
 fn asker() -> Vec<u8> {
-    wat(
-        r#"(module
+    wat(r#"(module
             (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
             (import "lockstep" "self_id" (func $self (result i64)))
             (import "lockstep" "infer" (func $infer (param i32 i32 i32 i32) (result i32)))
@@ -426,15 +487,17 @@ fn asker() -> Vec<u8> {
                     (f32.store (i32.const 0) (f32.convert_i64_u (call $self)))
                     (f32.store (i32.const 4) (f32.mul (f32.const 100) (f32.convert_i64_u (call $self))))
                     (drop (call $infer (i32.const 0) (i32.const 7) (i32.const 0) (i32.const 8)))))
-                i32.const 0))"#,
-    )
+                i32.const 0))"#)
 }
 
 fn inference_engine() -> std::sync::Arc<lockstep_core::inference::InferenceEngine> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     std::sync::Arc::new(
-        lockstep_core::inference::InferenceEngine::new(lockstep_core::inference::EngineOptions { search_roots: vec![root], ..Default::default() })
-            .expect("run `npm install` first"),
+        lockstep_core::inference::InferenceEngine::new(lockstep_core::inference::EngineOptions {
+            search_roots: vec![root],
+            ..Default::default()
+        })
+        .expect("run `npm install` first"),
     )
 }
 
@@ -443,10 +506,19 @@ fn inference_engine() -> std::sync::Arc<lockstep_core::inference::InferenceEngin
 #[test]
 fn batched_inference_never_hands_an_agent_another_agents_data() {
     let engine = inference_engine();
-    let id = engine.load(transpose_model()).expect("the Transpose model loads").id;
+    let id = engine
+        .load(transpose_model())
+        .expect("the Transpose model loads")
+        .id;
     let mut answers = Vec::new();
     for batching in [false, true] {
-        let mut rt = Runtime::new(RuntimeConfig { workers: 1, inference_batching: batching, record: false, ..RuntimeConfig::development() }).unwrap();
+        let mut rt = Runtime::new(RuntimeConfig {
+            workers: 1,
+            inference_batching: batching,
+            record: false,
+            ..RuntimeConfig::development()
+        })
+        .unwrap();
         rt.set_inference_engine(engine.clone());
         rt.register_agent_model(&id).unwrap();
         let m = rt.load_module(asker()).unwrap();
@@ -454,19 +526,34 @@ fn batched_inference_never_hands_an_agent_another_agents_data() {
             rt.spawn(m).unwrap();
         }
         rt.run(3);
-        let mut got: Vec<(u64, Vec<u8>)> = rt.drain_host_messages().into_iter().map(|m| (m.from, m.payload)).collect();
+        let mut got: Vec<(u64, Vec<u8>)> = rt
+            .drain_host_messages()
+            .into_iter()
+            .map(|m| (m.from, m.payload))
+            .collect();
         got.sort();
         answers.push(got);
     }
-    let floats = |p: &[u8]| p[4..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+    let floats = |p: &[u8]| {
+        p[4..]
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(answers[0].len(), 2, "{:?}", answers[0]);
     for (agent, payload) in &answers[0] {
         let mine = [*agent as f32, 100.0 * *agent as f32];
         assert_eq!(floats(payload), mine, "unbatched answer of agent {agent}");
     }
     assert_eq!(
-        answers[1].iter().map(|(a, p)| (*a, floats(p))).collect::<Vec<_>>(),
-        answers[0].iter().map(|(a, p)| (*a, floats(p))).collect::<Vec<_>>(),
+        answers[1]
+            .iter()
+            .map(|(a, p)| (*a, floats(p)))
+            .collect::<Vec<_>>(),
+        answers[0]
+            .iter()
+            .map(|(a, p)| (*a, floats(p)))
+            .collect::<Vec<_>>(),
         "batched answers differ from one call per request: an agent received another agent's data"
     );
 }
@@ -507,10 +594,19 @@ fn batch_mixing_model() -> Vec<u8> {
 #[ignore = "finding: batching trusts the model to treat samples independently; a model that computes across the batch (here X - mean over the batch) hands each agent a function of every other agent's input. Needs a design decision (opt-in batching per model, or a documented operator obligation)"]
 fn batched_inference_answers_do_not_depend_on_other_agents_requests() {
     let engine = inference_engine();
-    let id = engine.load(batch_mixing_model()).expect("the model loads").id;
+    let id = engine
+        .load(batch_mixing_model())
+        .expect("the model loads")
+        .id;
     let mut answers = Vec::new();
     for batching in [false, true] {
-        let mut rt = Runtime::new(RuntimeConfig { workers: 1, inference_batching: batching, record: false, ..RuntimeConfig::development() }).unwrap();
+        let mut rt = Runtime::new(RuntimeConfig {
+            workers: 1,
+            inference_batching: batching,
+            record: false,
+            ..RuntimeConfig::development()
+        })
+        .unwrap();
         rt.set_inference_engine(engine.clone());
         rt.register_agent_model(&id).unwrap();
         let m = rt.load_module(asker()).unwrap();
@@ -518,17 +614,27 @@ fn batched_inference_answers_do_not_depend_on_other_agents_requests() {
             rt.spawn(m).unwrap();
         }
         rt.run(3);
-        let mut got: Vec<(u64, Vec<u8>)> = rt.drain_host_messages().into_iter().map(|m| (m.from, m.payload)).collect();
+        let mut got: Vec<(u64, Vec<u8>)> = rt
+            .drain_host_messages()
+            .into_iter()
+            .map(|m| (m.from, m.payload))
+            .collect();
         got.sort();
         answers.push(got);
     }
     assert_eq!(answers[0].len(), 2);
-    assert_eq!(answers[1], answers[0], "a batched answer depends on the other agents' requests");
+    assert_eq!(
+        answers[1], answers[0],
+        "a batched answer depends on the other agents' requests"
+    );
 }
 
 /// A module whose manifest asks for less memory than its declared minimum, or grows past it.
 fn manifest_agent(memory_bytes: u64, pages: u32, step: &str) -> Vec<u8> {
-    let manifest = format!(r#"{{"name":"m","version":"1","abi":1,"resources":{{"memoryBytes":{memory_bytes}}}}}"#).replace('"', "\\\"");
+    let manifest = format!(
+        r#"{{"name":"m","version":"1","abi":1,"resources":{{"memoryBytes":{memory_bytes}}}}}"#
+    )
+    .replace('"', "\\\"");
     wat(&format!(
         r#"(module
             (@custom "lockstep.manifest" "{manifest}")
@@ -548,12 +654,25 @@ fn the_manifest_memory_limit_holds_at_instantiation_and_growth_on_every_allocato
         let mut rt = runtime_on(allocator, 1);
         // Declared minimum (4 pages) above the manifest's 2 pages: never instantiated.
         let r = rt.spawn_bytes(manifest_agent(131_072, 4, ""));
-        assert!(r.is_err(), "{allocator:?}: a 4-page memory was created under a 2-page limit");
+        assert!(
+            r.is_err(),
+            "{allocator:?}: a 4-page memory was created under a 2-page limit"
+        );
         // Growing past the manifest's limit faults with MemoryLimit.
-        let id = rt.spawn_bytes(manifest_agent(131_072, 2, "(drop (memory.grow (i32.const 1)))")).unwrap();
+        let id = rt
+            .spawn_bytes(manifest_agent(
+                131_072,
+                2,
+                "(drop (memory.grow (i32.const 1)))",
+            ))
+            .unwrap();
         rt.tick();
         match rt.inspect(id).unwrap().state {
-            AgentState::Faulted(f) => assert_eq!(f.kind, lockstep_core::FaultKind::MemoryLimit, "{allocator:?}: {f:?}"),
+            AgentState::Faulted(f) => assert_eq!(
+                f.kind,
+                lockstep_core::FaultKind::MemoryLimit,
+                "{allocator:?}: {f:?}"
+            ),
             other => panic!("{allocator:?}: grew past the manifest's limit: {other:?}"),
         }
         // A manifest asking for 0 bytes is refused cleanly (no memory fits it), never a panic.
@@ -567,11 +686,25 @@ fn the_manifest_memory_limit_holds_at_instantiation_and_growth_on_every_allocato
 fn a_tensor_shape_whose_size_overflows_fails_the_length_check() {
     use lockstep_core::inference::{ElementType, TensorView};
     for shape in [[1i64 << 62, 4], [1 << 32, 1 << 32], [i64::MAX, 2]] {
-        let t = TensorView { dtype: ElementType::F32, shape: &shape, data: &[] };
-        assert!(t.check_length("x").is_err(), "shape {shape:?} with no data passed the length check");
+        let t = TensorView {
+            dtype: ElementType::F32,
+            shape: &shape,
+            data: &[],
+        };
+        assert!(
+            t.check_length("x").is_err(),
+            "shape {shape:?} with no data passed the length check"
+        );
     }
-    let ok = TensorView { dtype: ElementType::F32, shape: &[1 << 40, 0], data: &[] };
-    assert!(ok.check_length("x").is_ok(), "a zero dimension means no elements");
+    let ok = TensorView {
+        dtype: ElementType::F32,
+        shape: &[1 << 40, 0],
+        data: &[],
+    };
+    assert!(
+        ok.check_length("x").is_ok(),
+        "a zero dimension means no elements"
+    );
 }
 
 /// A replay takes its trust store, devMode, policy and limits (fuel, deadline, memory,
@@ -582,12 +715,24 @@ fn a_tensor_shape_whose_size_overflows_fails_the_length_check() {
 #[test]
 #[ignore = "finding: replay() trusts the log's own trust store, devMode and limits; needs an API decision (caller-supplied trustedKeys/devMode/limits for replay)"]
 fn a_replay_log_cannot_grant_itself_trust() {
-    let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: true, ..RuntimeConfig::development() }).unwrap();
-    rt.spawn_bytes(wat_agent(1, r#"(func (export "agent_step") (param i32) (result i32) i32.const 0)"#)).unwrap();
+    let mut rt = Runtime::new(RuntimeConfig {
+        workers: 1,
+        record: true,
+        ..RuntimeConfig::development()
+    })
+    .unwrap();
+    rt.spawn_bytes(wat_agent(
+        1,
+        r#"(func (export "agent_step") (param i32) (result i32) i32.const 0)"#,
+    ))
+    .unwrap();
     rt.tick();
     let log = rt.stop_recording().unwrap();
     // The caller of replay() never enabled devMode, yet the unsigned module runs.
-    assert!(lockstep_core::replay(&log, 1, |_| {}).is_err(), "an unsigned module was admitted on the log's own say-so");
+    assert!(
+        lockstep_core::replay(&log, 1, |_| {}).is_err(),
+        "an unsigned module was admitted on the log's own say-so"
+    );
 }
 
 /// The deep hash covers exported globals; a v128 one was hashed as the constant "ref", so two
@@ -608,5 +753,9 @@ fn the_deep_hash_covers_exported_v128_globals() {
         // The agent's own part (the whole also chains the tick hash, which covers the module).
         rt.deep_hash().agents[0].1
     };
-    assert_ne!(deep(1), deep(2), "agents whose exported v128 global differs have the same deep hash");
+    assert_ne!(
+        deep(1),
+        deep(2),
+        "agents whose exported v128 global differs have the same deep hash"
+    );
 }
