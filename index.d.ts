@@ -261,7 +261,7 @@ export class Runtime {
   readonly closed: boolean;
   /** Compiles and validates a module (once per distinct bytes); returns its hash. Throws E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_IO. */
   loadModule(source: ModuleSource): string;
-  /** Spawns an agent from a module hash, a path or bytes and runs its agent_init. A fault in init does not throw: the agent exists, faulted, and a fault event says why. */
+  /** Spawns an agent from a module hash, a path or bytes and runs its agent_init. A fault in init does not throw: the agent exists, faulted, and a fault event says why. Throws E_QUEUE_FULL while the messages waiting for the next tick (host sends, what agent_init and agent_shutdown sent) fill their queue: tick, then spawn again. */
   spawn(source: ModuleSource, options?: SpawnOptions): number;
   spawnMany(source: ModuleSource, count: number, options?: SpawnOptions): number[];
   /** Queues a message from the host (id 0), delivered at the next tick. To a dead agent it lands in the dead-letter queue. Throws E_UNKNOWN_AGENT, E_MESSAGE_TOO_LARGE. */

@@ -452,6 +452,17 @@ impl Runtime {
         if self.slots.len() >= MAX_AGENT_IDS {
             return Err(LockstepError::AgentIdsExhausted { max: MAX_AGENT_IDS as u64 });
         }
+        // What init sends waits in the same queue as host messages until the next tick. It used
+        // to bypass that queue's limit: spawning agents whose init sends 1 MiB and faults (so
+        // they never count against maxAgents), without ticking, grew it by 1 MiB per spawn
+        // (1,000 spawns: 1 GB). Back-pressure like `send`: tick, then spawn again.
+        if !self.pending_has_room(1) {
+            return Err(LockstepError::QueueFull {
+                queue: "messages waiting for the next tick (host messages and what agent_init/agent_shutdown sent)",
+                max_messages: MAX_PENDING_MESSAGES,
+                max_bytes: MAX_PENDING_BYTES,
+            });
+        }
         let new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
         if new_phase && self.phases.len() >= MAX_PHASES {
             return Err(LockstepError::PriorityLimit { max: MAX_PHASES, phases: self.phases.clone() });
@@ -498,6 +509,7 @@ impl Runtime {
             m.hash_into(&mut digest);
         }
         self.input_hasher.update(&digest.digest128().to_le_bytes());
+        self.pending_bytes += sent.iter().map(|m| m.payload.len()).sum::<usize>();
         self.pending.append(&mut sent);
         self.slots.push(slot);
         Ok(id)
@@ -588,6 +600,7 @@ impl Runtime {
             m.hash_into(&mut digest);
         }
         self.input_hasher.update(&digest.digest128().to_le_bytes());
+        self.pending_bytes += sent.iter().map(|m| m.payload.len()).sum::<usize>();
         self.pending.append(&mut sent);
         for m in inbox {
             self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);

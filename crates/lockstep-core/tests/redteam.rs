@@ -759,3 +759,47 @@ fn the_deep_hash_covers_exported_v128_globals() {
         "agents whose exported v128 global differs have the same deep hash"
     );
 }
+
+/// Init sends 1 MiB (16 × 65,496 bytes) and faults: the agent never counts against maxAgents,
+/// so a host that respawns it without ticking grew the queue of messages waiting for the next
+/// tick by 1 MiB per spawn, past its 256 MiB limit (1,000 spawns: 1 GB).
+#[test]
+fn what_agent_init_sends_is_bounded_by_the_pending_queue() {
+    let module = wat(r#"(module
+            (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 3)
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 131072)
+            (func (export "agent_init") (result i32) (local $i i32)
+                (block $done (loop $more
+                    (br_if $done (i32.ge_u (local.get $i) (i32.const 16)))
+                    (drop (call $send (i64.const 0) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 65496)))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br $more)))
+                unreachable)
+            (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+            (func (export "agent_shutdown") (result i32) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32) i32.const 0))"#);
+    let mut rt = runtime_on(MemoryAllocator::Slab, 1);
+    let m = rt.load_module(module).unwrap();
+    let per_spawn = 16 * 65_496;
+    let bound = lockstep_core::runtime::MAX_PENDING_BYTES / per_spawn + 1;
+    let mut spawned = 0;
+    let refused = loop {
+        match rt.spawn(m) {
+            Ok(_) => spawned += 1,
+            Err(e) => break e,
+        }
+        if spawned > bound + 10 {
+            panic!(
+                "{spawned} spawns queued {} MiB of init messages for the next tick (limit {} MiB)",
+                spawned * per_spawn >> 20,
+                lockstep_core::runtime::MAX_PENDING_BYTES >> 20
+            );
+        }
+    };
+    assert_eq!(refused.code(), "E_QUEUE_FULL", "{refused}");
+    // A tick empties the queue; spawning works again.
+    rt.tick();
+    rt.spawn(m).unwrap();
+}
