@@ -927,16 +927,20 @@ impl Runtime {
                     // (issue 9); copies of events are dropped (the events stay in drain_events).
                     let detail = e.to_string();
                     self.rings.outbound = None;
-                    let later = self.host_outbox.drain_all();
-                    for r in std::mem::take(&mut self.rings.backlog) {
-                        if let OutRecord::Message(m) = r {
-                            let bytes = m.payload.len();
-                            self.host_outbox.push(m, bytes);
-                        }
-                    }
-                    for m in later {
+                    // Put back at the front, past the host queue's limit if need be: these were
+                    // already accepted (pushing them through the limit dropped the backlog's
+                    // share past it, up to ~256 MiB of replies). The overshoot is bounded by
+                    // the backlog's own limit, and later pushes are refused until JS drains.
+                    let returned: Vec<Message> = std::mem::take(&mut self.rings.backlog)
+                        .into_iter()
+                        .filter_map(|r| match r {
+                            OutRecord::Message(m) => Some(m),
+                            OutRecord::Other { .. } => None,
+                        })
+                        .collect();
+                    for m in returned.into_iter().rev() {
                         let bytes = m.payload.len();
-                        self.host_outbox.push(m, bytes);
+                        self.host_outbox.push_front(m, bytes);
                     }
                     self.rings.backlog_bytes = 0;
                     self.push_event(Event::RingError { tick: self.tick, detail });

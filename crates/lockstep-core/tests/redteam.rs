@@ -803,3 +803,57 @@ fn what_agent_init_sends_is_bounded_by_the_pending_queue() {
     rt.tick();
     rt.spawn(m).unwrap();
 }
+
+/// Replies wait in the outbound backlog (full: ~256 MiB) and in the host queue when the JS
+/// side corrupts the ring: every one must come back through `drain_host_messages` ("a broken
+/// ring loses none"). Pushed back through the host queue's limit, the backlog's share past
+/// that limit was dropped.
+#[test]
+fn a_broken_outbound_ring_with_a_full_backlog_loses_no_host_message() {
+    use lockstep_core::ring::{self, OwnedRegion};
+    let cap = 1 << 20;
+    let outbound = OwnedRegion::new(cap);
+    ring::init(&outbound.memory(), cap).unwrap();
+    let mut rt = Runtime::new(RuntimeConfig {
+        workers: 2,
+        max_agents: 512,
+        record: false,
+        ..RuntimeConfig::development()
+    })
+    .unwrap();
+    let echo = rt.load_module(agent("echo")).unwrap();
+    let ids: Vec<u64> = (0..300).map(|_| rt.spawn(echo).unwrap()).collect();
+    rt.attach_outbound_ring(outbound.memory()).unwrap();
+    for _round in 0..2 {
+        for &id in &ids {
+            for _ in 0..8 {
+                rt.send(id, 1, 0, vec![9; abi::MAX_PAYLOAD_BYTES]).unwrap();
+            }
+        }
+        rt.tick();
+    }
+    let replies_sent: u64 = ids
+        .iter()
+        .map(|&id| rt.inspect(id).unwrap().messages_sent)
+        .sum();
+    let in_ring = cap / ring::record_bytes(abi::MAX_PAYLOAD_BYTES);
+    assert!(rt.outbound_backlog() > 1_000, "the backlog holds replies");
+    // JS scribbles an impossible tail: the next flush breaks the ring.
+    let words =
+        unsafe { std::slice::from_raw_parts_mut(outbound.memory_ptr(), ring::HEADER_BYTES + cap) };
+    let head = u32::from_le_bytes(words[ring::OFFSET_HEAD..ring::OFFSET_HEAD + 4].try_into().unwrap());
+    words[ring::OFFSET_TAIL..ring::OFFSET_TAIL + 4].copy_from_slice(&head.wrapping_add(4096).to_le_bytes());
+    rt.flush_outbound();
+    assert_eq!(rt.outbound_backlog(), 0, "the ring broke and the backlog was handed back");
+    let back = rt.drain_host_messages().len();
+    let (_, host_dropped, _) = rt.dropped_totals();
+    assert_eq!(
+        host_dropped, 0,
+        "{host_dropped} host messages dropped when the ring broke"
+    );
+    assert_eq!(
+        back + in_ring,
+        replies_sent as usize,
+        "every reply is in the ring or back in the host queue"
+    );
+}
