@@ -841,10 +841,19 @@ fn a_broken_outbound_ring_with_a_full_backlog_loses_no_host_message() {
     // JS scribbles an impossible tail: the next flush breaks the ring.
     let words =
         unsafe { std::slice::from_raw_parts_mut(outbound.memory_ptr(), ring::HEADER_BYTES + cap) };
-    let head = u32::from_le_bytes(words[ring::OFFSET_HEAD..ring::OFFSET_HEAD + 4].try_into().unwrap());
-    words[ring::OFFSET_TAIL..ring::OFFSET_TAIL + 4].copy_from_slice(&head.wrapping_add(4096).to_le_bytes());
+    let head = u32::from_le_bytes(
+        words[ring::OFFSET_HEAD..ring::OFFSET_HEAD + 4]
+            .try_into()
+            .unwrap(),
+    );
+    words[ring::OFFSET_TAIL..ring::OFFSET_TAIL + 4]
+        .copy_from_slice(&head.wrapping_add(4096).to_le_bytes());
     rt.flush_outbound();
-    assert_eq!(rt.outbound_backlog(), 0, "the ring broke and the backlog was handed back");
+    assert_eq!(
+        rt.outbound_backlog(),
+        0,
+        "the ring broke and the backlog was handed back"
+    );
     let back = rt.drain_host_messages().len();
     let (_, host_dropped, _) = rt.dropped_totals();
     assert_eq!(
@@ -855,5 +864,53 @@ fn a_broken_outbound_ring_with_a_full_backlog_loses_no_host_message() {
         back + in_ring,
         replies_sent as usize,
         "every reply is in the ring or back in the host queue"
+    );
+}
+
+/// Fuel and the deadline are per call, and an agent gets one call per message: by sending
+/// itself 4,096 messages a tick, one agent gets 4,097 full budgets per tick (with the default
+/// 10,000,000 fuel: ~41 G instructions, tens of seconds in which every other agent waits).
+#[test]
+#[ignore = "finding: no per-agent per-tick fuel or time budget; one agent stalls every tick by receiving many messages (design decision: a per-tick budget, or charge receives to one budget)"]
+fn one_agent_cannot_burn_thousands_of_call_budgets_in_one_tick() {
+    let fuel_per_call = 200_000u64;
+    let module = wat(&format!(
+        r#"(module
+            (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+            (import "lockstep" "self_id" (func $self (result i64)))
+            (memory (export "memory") 2)
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 65536)
+            (func (export "agent_init") (result i32) i32.const 0)
+            (func $burn (local $i i32)
+                (block $done (loop $more
+                    (br_if $done (i32.ge_u (local.get $i) (i32.const {iterations})))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br $more))))
+            (func (export "agent_receive") (param i32) (result i32) (call $burn) i32.const 0)
+            (func (export "agent_shutdown") (result i32) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32) (local $i i32)
+                (block $done (loop $more
+                    (br_if $done (i32.ge_u (local.get $i) (i32.const 4096)))
+                    (drop (call $send (call $self) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br $more)))
+                i32.const 0))"#,
+        iterations = fuel_per_call / 10
+    ));
+    let mut rt = Runtime::new(RuntimeConfig {
+        workers: 1,
+        fuel_per_call,
+        record: false,
+        ..RuntimeConfig::development()
+    })
+    .unwrap();
+    rt.spawn_bytes(module).unwrap();
+    rt.tick();
+    let fuel = rt.tick().fuel;
+    assert!(
+        fuel <= 64 * fuel_per_call,
+        "one agent burned {fuel} fuel in one tick ({}× its per-call budget)",
+        fuel / fuel_per_call
     );
 }
