@@ -208,7 +208,9 @@ export interface DeadLetter {
 
 export interface SpawnOptions {
   /** The agent's phase in every tick: higher priorities run first, and their messages to
-   * lower-priority agents are delivered in the same tick (a pipeline). [0] */
+   * lower-priority agents are delivered in the same tick (a pipeline). At most 64 distinct
+   * priorities among live agents (E_PRIORITY_LIMIT); a priority whose agents are all gone
+   * frees its place. [0] */
   priority?: number;
 }
 

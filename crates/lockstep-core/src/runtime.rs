@@ -155,8 +155,11 @@ pub struct Runtime {
     events_dropped: u64,
     recorder: Option<Recorder>,
     session_started: bool,
-    /// Distinct spawn priorities, highest first: the phases of every tick.
+    /// Distinct spawn priorities of live agents, highest first: the phases of every tick.
     phases: Vec<i32>,
+    /// Agents holding an instance (what maxAgents bounds), kept as a count: counting them on
+    /// every spawn made spawning O(agents ever spawned) (200,000 spawn+kill took 100 s).
+    live: usize,
     rings: Rings,
     inference: AgentInference,
 }
@@ -306,6 +309,7 @@ impl Runtime {
             recorder: None,
             session_started: false,
             phases: Vec::new(),
+            live: 0,
             rings: Rings::default(),
             inference: AgentInference::default(),
             config,
@@ -443,11 +447,8 @@ impl Runtime {
         })?;
         // maxAgents bounds the agents alive at once (each holds a memory); stopped, killed and
         // faulted agents hold none (issue 9: it used to count every agent ever spawned).
-        if self.slots.len() >= self.config.max_agents as usize {
-            let alive = self.slots.iter().filter(|s| s.instance.is_some()).count();
-            if alive >= self.config.max_agents as usize {
-                return Err(LockstepError::AgentLimit { max: self.config.max_agents });
-            }
+        if self.live >= self.config.max_agents as usize {
+            return Err(LockstepError::AgentLimit { max: self.config.max_agents });
         }
         if self.slots.len() >= MAX_AGENT_IDS {
             return Err(LockstepError::AgentIdsExhausted { max: MAX_AGENT_IDS as u64 });
@@ -463,7 +464,12 @@ impl Runtime {
                 max_bytes: MAX_PENDING_BYTES,
             });
         }
-        let new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
+        let mut new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
+        if new_phase && self.phases.len() >= MAX_PHASES {
+            // Priorities whose agents are all gone no longer count (they used to, forever).
+            self.prune_phases();
+            new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
+        }
         if new_phase && self.phases.len() >= MAX_PHASES {
             return Err(LockstepError::PriorityLimit { max: MAX_PHASES, phases: self.phases.clone() });
         }
@@ -503,6 +509,8 @@ impl Runtime {
             // Its memory goes back now: a dead agent holds no slot against maxAgents.
             slot.release();
             self.push_event(Event::Fault { tick: self.tick, agent: id, fault });
+        } else {
+            self.live += 1;
         }
         let mut digest = crate::bus::AgentDigest::new();
         for m in &sent {
@@ -574,12 +582,17 @@ impl Runtime {
         self.begin_stop(id, Record::Shutdown { tick, agent: id }, b"shutdown")?;
         let slot = self.slot_mut(id)?;
         let mut instance = slot.instance.take();
+        let had_instance = instance.is_some();
         let result = instance.as_mut().map(|i| i.call_shutdown(tick)).unwrap_or(Ok(()));
         let (mut sent, logs) = instance
             .map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs)))
             .unwrap_or_default();
         slot.messages_sent += sent.len() as u64;
         let inbox = std::mem::take(&mut slot.inbox);
+        if had_instance {
+            self.live -= 1;
+        }
+        let slot = self.slot_mut(id)?;
         match &result {
             Ok(()) => slot.state = AgentState::Stopped,
             Err(fault) => slot.state = AgentState::Faulted(fault.clone()),
@@ -629,7 +642,11 @@ impl Runtime {
         let slot = self.slot_mut(id)?;
         slot.state = AgentState::Killed;
         let inbox = std::mem::take(&mut slot.inbox);
+        let had_instance = slot.instance.is_some();
         slot.release();
+        if had_instance {
+            self.live -= 1;
+        }
         self.push_event(Event::Killed { tick, agent: id });
         for m in inbox {
             self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);
@@ -654,6 +671,23 @@ impl Runtime {
             self.events.pop_front();
             self.events_dropped += 1;
         }
+    }
+
+    /// Recounts the live agents and drops the phases none of them runs in: an empty phase
+    /// does nothing (no hash or routing depends on it), but every tick walked every slot once
+    /// per phase, and a priority stayed taken forever, so churn through 64 priorities made
+    /// every new priority fail with E_PRIORITY_LIMIT (and a tick ~100,000× slower).
+    fn prune_phases(&mut self) {
+        let mut live = 0;
+        let mut used: Vec<i32> = Vec::with_capacity(self.phases.len());
+        for s in self.slots.iter().filter(|s| s.instance.is_some()) {
+            live += 1;
+            if !used.contains(&s.phase) {
+                used.push(s.phase);
+            }
+        }
+        self.live = live;
+        self.phases.retain(|p| used.contains(p));
     }
 
     /// One `dropped` event per bounded queue that refused items since the last report.
@@ -704,6 +738,8 @@ impl Runtime {
             );
         }
         self.serve_inference(tick, &mut report);
+        // Agents that faulted this tick released their instances.
+        self.prune_phases();
         self.report_drops(tick);
         report.hash = Digest(*hasher.finalize().as_bytes());
         report.agents_stepped = running as u32;

@@ -914,3 +914,85 @@ fn one_agent_cannot_burn_thousands_of_call_budgets_in_one_tick() {
         fuel / fuel_per_call
     );
 }
+
+/// Priorities of agents that are all gone no longer hold a phase: they did forever, so churn
+/// through 64 priorities made every new priority fail with E_PRIORITY_LIMIT, and every tick
+/// walked every slot once per dead phase.
+#[test]
+fn a_priority_whose_agents_are_all_gone_frees_its_phase() {
+    use lockstep_core::runtime::MAX_PHASES;
+    let mut rt = Runtime::new(RuntimeConfig {
+        workers: 1,
+        max_agents: 8,
+        record: false,
+        ..RuntimeConfig::development()
+    })
+    .unwrap();
+    let m = rt.load_module(agent("counter")).unwrap();
+    for p in 0..MAX_PHASES as i32 {
+        let id = rt.spawn_with_priority(m, p).unwrap();
+        rt.kill(id).unwrap();
+    }
+    // Without a tick in between, and after one.
+    let a = rt
+        .spawn_with_priority(m, 1_000)
+        .expect("a new priority once the old ones' agents are gone");
+    rt.tick();
+    rt.kill(a).unwrap();
+    for p in 2_000..2_000 + MAX_PHASES as i32 {
+        let id = rt.spawn_with_priority(m, p).unwrap();
+        rt.tick();
+        rt.kill(id).unwrap();
+    }
+    rt.spawn_with_priority(m, -5)
+        .expect("a new priority after churn across ticks");
+    // Live agents still hold their phases: 64 live priorities, then a 65th is refused.
+    let mut rt = Runtime::new(RuntimeConfig {
+        workers: 1,
+        max_agents: 100,
+        record: false,
+        ..RuntimeConfig::development()
+    })
+    .unwrap();
+    let m = rt.load_module(agent("counter")).unwrap();
+    for p in 0..MAX_PHASES as i32 {
+        rt.spawn_with_priority(m, p).unwrap();
+    }
+    rt.tick();
+    assert_eq!(
+        rt.spawn_with_priority(m, 99).unwrap_err().code(),
+        "E_PRIORITY_LIMIT"
+    );
+}
+
+/// maxAgents counts live agents; counting them by walking every slot on every spawn made
+/// spawning O(agents ever spawned): 200,000 spawn+kill took 100 s, and grew quadratically.
+#[test]
+fn spawn_cost_does_not_grow_with_the_number_of_dead_agents() {
+    let mut rt = Runtime::new(RuntimeConfig {
+        workers: 1,
+        max_agents: 8,
+        record: false,
+        max_events: 16,
+        ..RuntimeConfig::development()
+    })
+    .unwrap();
+    let m = rt.load_module(agent("counter")).unwrap();
+    let mut batch = || {
+        let t = std::time::Instant::now();
+        for _ in 0..2_000 {
+            let id = rt.spawn(m).unwrap();
+            rt.kill(id).unwrap();
+        }
+        t.elapsed()
+    };
+    let first = batch();
+    for _ in 0..20 {
+        batch();
+    }
+    let last = batch();
+    assert!(
+        last < first * 4 + std::time::Duration::from_millis(50),
+        "2,000 spawn+kill took {first:?} at first, {last:?} after 44,000"
+    );
+}
