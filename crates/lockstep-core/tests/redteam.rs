@@ -793,7 +793,7 @@ fn what_agent_init_sends_is_bounded_by_the_pending_queue() {
         if spawned > bound + 10 {
             panic!(
                 "{spawned} spawns queued {} MiB of init messages for the next tick (limit {} MiB)",
-                spawned * per_spawn >> 20,
+                (spawned * per_spawn) >> 20,
                 lockstep_core::runtime::MAX_PENDING_BYTES >> 20
             );
         }
