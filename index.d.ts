@@ -112,7 +112,7 @@ export interface ModelInfo {
   provider: ProviderName;
   /** Why requested providers ahead of it were not used (ONNX Runtime's messages). */
   fallbackReasons: string[];
-  /** Every input's first dimension is dynamic: agents' requests are batched along it. */
+  /** Every input's and output's first dimension is dynamic: agents' requests are batched along it. */
   batchable: boolean;
 }
 
@@ -208,7 +208,9 @@ export interface DeadLetter {
 
 export interface SpawnOptions {
   /** The agent's phase in every tick: higher priorities run first, and their messages to
-   * lower-priority agents are delivered in the same tick (a pipeline). [0] */
+   * lower-priority agents are delivered in the same tick (a pipeline). At most 64 distinct
+   * priorities among live agents (E_PRIORITY_LIMIT); a priority whose agents are all gone
+   * frees its place. [0] */
   priority?: number;
 }
 
@@ -261,7 +263,7 @@ export class Runtime {
   readonly closed: boolean;
   /** Compiles and validates a module (once per distinct bytes); returns its hash. Throws E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_IO. */
   loadModule(source: ModuleSource): string;
-  /** Spawns an agent from a module hash, a path or bytes and runs its agent_init. A fault in init does not throw: the agent exists, faulted, and a fault event says why. */
+  /** Spawns an agent from a module hash, a path or bytes and runs its agent_init. A fault in init does not throw: the agent exists, faulted, and a fault event says why. Throws E_QUEUE_FULL while the messages waiting for the next tick (host sends, what agent_init and agent_shutdown sent) fill their queue: tick, then spawn again. */
   spawn(source: ModuleSource, options?: SpawnOptions): number;
   /** Spawns `count` agents. If one fails (e.g. E_AGENT_LIMIT), the error's `spawnedIds` lists the agents spawned before it. */
   spawnMany(source: ModuleSource, count: number, options?: SpawnOptions): number[];

@@ -295,10 +295,30 @@ function unpackOutputs({ spec, data }) {
   return out;
 }
 
+/**
+ * Whether an ArrayBuffer was transferred away (postMessage, structuredClone): a view of it
+ * reads as empty, so its bytes would silently become an empty payload (or module), and
+ * `new Uint8Array(it)` throws a raw TypeError.
+ */
+function isDetached(buffer) {
+  if (!(buffer instanceof ArrayBuffer)) return false; // SharedArrayBuffers cannot be detached
+  if (typeof buffer.detached === 'boolean') return buffer.detached;
+  if (buffer.byteLength !== 0) return false;
+  try {
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 function toBytes(payload, name) {
   if (payload == null) return new Uint8Array(0);
-  if (payload instanceof Uint8Array) return payload;
   if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
+  if ((payload instanceof ArrayBuffer && isDetached(payload)) || (ArrayBuffer.isView(payload) && isDetached(payload.buffer))) {
+    throw new LockstepError('E_INVALID_ARGUMENT', `${name} is a detached ArrayBuffer (or a view of one): it was transferred away (postMessage, structuredClone) and holds no bytes here`);
+  }
+  if (payload instanceof Uint8Array) return payload;
   if (payload instanceof ArrayBuffer) return new Uint8Array(payload);
   if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
   throw v.fail(name, 'a Uint8Array, Buffer, ArrayBuffer or string', payload);

@@ -94,9 +94,11 @@ pub const MAX_INBOX_MESSAGES: usize = 65_536;
 pub const MAX_INBOX_BYTES: usize = 16 << 20;
 /// Most log lines one agent may write per call, and longest line kept (bytes).
 pub const MAX_LOG_LINES_PER_CALL: usize = 64;
-/// Most log lines one agent's calls of one tick may leave (a tick may hold thousands of calls).
-pub const MAX_LOG_LINES_PER_TICK: usize = 256;
 pub const MAX_LOG_LINE_BYTES: usize = 1_024;
+/// Most log lines one agent may write per tick (and in `agent_init`, and in
+/// `agent_shutdown`), over all its calls: without it the per-call limit reset on every
+/// `agent_receive`, so one agent with 4,096 messages could leave 256 MiB of lines in one tick.
+pub const MAX_LOG_LINES_PER_TICK: usize = 1_024;
 /// Longest panic message kept (bytes).
 pub const MAX_PANIC_MESSAGE_BYTES: usize = 4_096;
 
@@ -109,5 +111,11 @@ pub const MAX_CUSTOM_SECTION_BYTES: usize = 1 << 20;
 /// Tables a module may declare, and elements a table may hold (8 bytes each on the host).
 pub const MAX_TABLES: usize = 1;
 pub const MAX_TABLE_ELEMENTS: usize = 65_536;
+/// Functions a module may import and define, together: each function that escapes (exported,
+/// in an element segment, `ref.func`) takes 32 bytes of the instance's host-side context,
+/// outside the memory cap, and the pooling allocator refuses instances over 1 MiB. Without
+/// it a module passed admission on Slab and failed on Pooling, and ~1,000,000 functions
+/// took 32 MiB of host memory per agent.
+pub const MAX_FUNCTIONS: usize = 16_384;
 /// Globals a module may declare (each lives in the agent's instance, outside its memory).
 pub const MAX_GLOBALS: usize = 1_024;

@@ -24,7 +24,7 @@ pub fn check(bytes: &[u8]) -> Result<()> {
             abi::MAX_MODULE_BYTES
         )));
     }
-    let (mut memories, mut tables, mut globals) = (0u64, 0u64, 0u64);
+    let (mut memories, mut tables, mut globals, mut functions) = (0u64, 0u64, 0u64, 0u64);
     let mut custom_bytes = 0usize;
     let bad = |e: wasmparser::BinaryReaderError| refuse(format!("malformed module: {e}"));
     let check_memory = |m: &wasmparser::MemoryType| -> Result<()> {
@@ -64,6 +64,7 @@ pub fn check(bytes: &[u8]) -> Result<()> {
                             tables += 1;
                         }
                         wasmparser::TypeRef::Global(_) => globals += 1,
+                        wasmparser::TypeRef::Func(_) | wasmparser::TypeRef::FuncExact(_) => functions += 1,
                         _ => {}
                     }
                 }
@@ -81,6 +82,7 @@ pub fn check(bytes: &[u8]) -> Result<()> {
                 }
             }
             wasmparser::Payload::GlobalSection(reader) => globals += u64::from(reader.count()),
+            wasmparser::Payload::FunctionSection(reader) => functions += u64::from(reader.count()),
             wasmparser::Payload::CustomSection(c)
                 if c.name() != MANIFEST_SECTION && c.name() != SIGNATURE_SECTION =>
             {
@@ -104,6 +106,12 @@ pub fn check(bytes: &[u8]) -> Result<()> {
         return Err(refuse(format!(
             "the module declares {tables} tables; the limit is {} (docs/ABI.md, module limits)",
             abi::MAX_TABLES
+        )));
+    }
+    if functions > abi::MAX_FUNCTIONS as u64 {
+        return Err(refuse(format!(
+            "the module imports and defines {functions} functions; the limit is {} (docs/ABI.md, module limits)",
+            abi::MAX_FUNCTIONS
         )));
     }
     if globals > abi::MAX_GLOBALS as u64 {

@@ -102,7 +102,17 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
                     break;
                 }
             }
-            Record::Send { to, kind, priority, payload, .. } => rt.enqueue_host_message(to, kind, priority, payload),
+            Record::Send { to, kind, priority, payload, .. } => {
+                // What `send` and the inbound ring refuse, a log cannot smuggle in: a payload
+                // over MAX_PAYLOAD_BYTES reached the inbox and faulted its recipient.
+                if payload.len() > crate::abi::MAX_PAYLOAD_BYTES {
+                    return Err(LockstepError::ReplayCorrupt {
+                        offset,
+                        reason: format!("a recorded message payload of {} bytes exceeds {}", payload.len(), crate::abi::MAX_PAYLOAD_BYTES),
+                    });
+                }
+                rt.enqueue_host_message(to, kind, priority, payload)
+            }
             Record::Kill { agent, .. } => rt.kill(agent).map_err(at)?,
             Record::Shutdown { agent, .. } => rt.shutdown(agent).map_err(at)?,
             Record::TickEnd { tick, hash, agents } => {

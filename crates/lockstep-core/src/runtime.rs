@@ -155,8 +155,11 @@ pub struct Runtime {
     events_dropped: u64,
     recorder: Option<Recorder>,
     session_started: bool,
-    /// Distinct spawn priorities, highest first: the phases of every tick.
+    /// Distinct spawn priorities of live agents, highest first: the phases of every tick.
     phases: Vec<i32>,
+    /// Agents holding an instance (what maxAgents bounds), kept as a count: counting them on
+    /// every spawn made spawning O(agents ever spawned) (200,000 spawn+kill took 100 s).
+    live: usize,
     rings: Rings,
     inference: AgentInference,
 }
@@ -306,6 +309,7 @@ impl Runtime {
             recorder: None,
             session_started: false,
             phases: Vec::new(),
+            live: 0,
             rings: Rings::default(),
             inference: AgentInference::default(),
             config,
@@ -443,16 +447,29 @@ impl Runtime {
         })?;
         // maxAgents bounds the agents alive at once (each holds a memory); stopped, killed and
         // faulted agents hold none (issue 9: it used to count every agent ever spawned).
-        if self.slots.len() >= self.config.max_agents as usize {
-            let alive = self.slots.iter().filter(|s| s.instance.is_some()).count();
-            if alive >= self.config.max_agents as usize {
-                return Err(LockstepError::AgentLimit { max: self.config.max_agents });
-            }
+        if self.live >= self.config.max_agents as usize {
+            return Err(LockstepError::AgentLimit { max: self.config.max_agents });
         }
         if self.slots.len() >= MAX_AGENT_IDS {
             return Err(LockstepError::AgentIdsExhausted { max: MAX_AGENT_IDS as u64 });
         }
-        let new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
+        // What init sends waits in the same queue as host messages until the next tick. It used
+        // to bypass that queue's limit: spawning agents whose init sends 1 MiB and faults (so
+        // they never count against maxAgents), without ticking, grew it by 1 MiB per spawn
+        // (1,000 spawns: 1 GB). Back-pressure like `send`: tick, then spawn again.
+        if !self.pending_has_room(1) {
+            return Err(LockstepError::QueueFull {
+                queue: "messages waiting for the next tick (host messages and what agent_init/agent_shutdown sent)",
+                max_messages: MAX_PENDING_MESSAGES,
+                max_bytes: MAX_PENDING_BYTES,
+            });
+        }
+        let mut new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
+        if new_phase && self.phases.len() >= MAX_PHASES {
+            // Priorities whose agents are all gone no longer count (they used to, forever).
+            self.prune_phases();
+            new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
+        }
         if new_phase && self.phases.len() >= MAX_PHASES {
             return Err(LockstepError::PriorityLimit { max: MAX_PHASES, phases: self.phases.clone() });
         }
@@ -477,6 +494,8 @@ impl Runtime {
         // next tick like a host message (and folded into its hash), so neither a fault in
         // init nor a kill before the first tick can lose it (issue 9).
         let mut sent = std::mem::take(&mut instance.host_mut().outbox);
+        // init's byte budget is its own (docs/ABI.md): the first tick starts with a full one.
+        instance.host_mut().outbox_bytes = 0;
         let logs = std::mem::take(&mut instance.host_mut().logs);
         let mut slot = AgentSlot::new(id, priority, module, instance);
         slot.messages_sent += sent.len() as u64;
@@ -490,12 +509,15 @@ impl Runtime {
             // Its memory goes back now: a dead agent holds no slot against maxAgents.
             slot.release();
             self.push_event(Event::Fault { tick: self.tick, agent: id, fault });
+        } else {
+            self.live += 1;
         }
         let mut digest = crate::bus::AgentDigest::new();
         for m in &sent {
             m.hash_into(&mut digest);
         }
         self.input_hasher.update(&digest.digest128().to_le_bytes());
+        self.pending_bytes += sent.iter().map(|m| m.payload.len()).sum::<usize>();
         self.pending.append(&mut sent);
         self.slots.push(slot);
         Ok(id)
@@ -560,13 +582,24 @@ impl Runtime {
         self.begin_stop(id, Record::Shutdown { tick, agent: id }, b"shutdown")?;
         let slot = self.slot_mut(id)?;
         let mut instance = slot.instance.take();
+        let had_instance = instance.is_some();
         let result = instance.as_mut().map(|i| i.call_shutdown(tick)).unwrap_or(Ok(()));
-        let mut sent = instance.map(|mut i| std::mem::take(&mut i.host_mut().outbox)).unwrap_or_default();
+        let (mut sent, logs) = instance
+            .map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs)))
+            .unwrap_or_default();
         slot.messages_sent += sent.len() as u64;
         let inbox = std::mem::take(&mut slot.inbox);
+        if had_instance {
+            self.live -= 1;
+        }
+        let slot = self.slot_mut(id)?;
         match &result {
             Ok(()) => slot.state = AgentState::Stopped,
             Err(fault) => slot.state = AgentState::Faulted(fault.clone()),
+        }
+        // What shutdown logged is kept, like init's (it was dropped with the instance).
+        for line in logs {
+            self.push_event(Event::Log { tick, agent: id, level: line.level, text: line.text });
         }
         match result {
             Ok(()) => self.push_event(Event::Stopped { tick, agent: id }),
@@ -580,6 +613,7 @@ impl Runtime {
             m.hash_into(&mut digest);
         }
         self.input_hasher.update(&digest.digest128().to_le_bytes());
+        self.pending_bytes += sent.iter().map(|m| m.payload.len()).sum::<usize>();
         self.pending.append(&mut sent);
         for m in inbox {
             self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);
@@ -608,7 +642,11 @@ impl Runtime {
         let slot = self.slot_mut(id)?;
         slot.state = AgentState::Killed;
         let inbox = std::mem::take(&mut slot.inbox);
+        let had_instance = slot.instance.is_some();
         slot.release();
+        if had_instance {
+            self.live -= 1;
+        }
         self.push_event(Event::Killed { tick, agent: id });
         for m in inbox {
             self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);
@@ -633,6 +671,23 @@ impl Runtime {
             self.events.pop_front();
             self.events_dropped += 1;
         }
+    }
+
+    /// Recounts the live agents and drops the phases none of them runs in: an empty phase
+    /// does nothing (no hash or routing depends on it), but every tick walked every slot once
+    /// per phase, and a priority stayed taken forever, so churn through 64 priorities made
+    /// every new priority fail with E_PRIORITY_LIMIT (and a tick ~100,000× slower).
+    fn prune_phases(&mut self) {
+        let mut live = 0;
+        let mut used: Vec<i32> = Vec::with_capacity(self.phases.len());
+        for s in self.slots.iter().filter(|s| s.instance.is_some()) {
+            live += 1;
+            if !used.contains(&s.phase) {
+                used.push(s.phase);
+            }
+        }
+        self.live = live;
+        self.phases.retain(|p| used.contains(p));
     }
 
     /// One `dropped` event per bounded queue that refused items since the last report.
@@ -683,6 +738,8 @@ impl Runtime {
             );
         }
         self.serve_inference(tick, &mut report);
+        // Agents that faulted this tick released their instances.
+        self.prune_phases();
         self.report_drops(tick);
         report.hash = Digest(*hasher.finalize().as_bytes());
         report.agents_stepped = running as u32;
@@ -906,16 +963,20 @@ impl Runtime {
                     // (issue 9); copies of events are dropped (the events stay in drain_events).
                     let detail = e.to_string();
                     self.rings.outbound = None;
-                    let later = self.host_outbox.drain_all();
-                    for r in std::mem::take(&mut self.rings.backlog) {
-                        if let OutRecord::Message(m) = r {
-                            let bytes = m.payload.len();
-                            self.host_outbox.push(m, bytes);
-                        }
-                    }
-                    for m in later {
+                    // Put back at the front, past the host queue's limit if need be: these were
+                    // already accepted (pushing them through the limit dropped the backlog's
+                    // share past it, up to ~256 MiB of replies). The overshoot is bounded by
+                    // the backlog's own limit, and later pushes are refused until JS drains.
+                    let returned: Vec<Message> = std::mem::take(&mut self.rings.backlog)
+                        .into_iter()
+                        .filter_map(|r| match r {
+                            OutRecord::Message(m) => Some(m),
+                            OutRecord::Other { .. } => None,
+                        })
+                        .collect();
+                    for m in returned.into_iter().rev() {
                         let bytes = m.payload.len();
-                        self.host_outbox.push(m, bytes);
+                        self.host_outbox.push_front(m, bytes);
                     }
                     self.rings.backlog_bytes = 0;
                     self.push_event(Event::RingError { tick: self.tick, detail });

@@ -164,7 +164,10 @@ impl Sandbox {
                     .max_memories_per_module(1)
                     .max_tables_per_module(1)
                     .max_memory_size(slot_bytes as usize)
-                    .table_elements(10_000);
+                    // The ABI's table limit (module_shape, the limiter): with 10,000 here a
+                    // module the ABI admits was refused on this allocator only, and
+                    // `table.grow` past 10,000 failed here but not on Slab (a divergence).
+                    .table_elements(abi::MAX_TABLE_ELEMENTS);
                 c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
             }
         }
@@ -511,6 +514,7 @@ impl AgentInstance {
                 wasmtime::Val::I64(v) => hasher.update(&v.to_le_bytes()),
                 wasmtime::Val::F32(v) => hasher.update(&v.to_le_bytes()),
                 wasmtime::Val::F64(v) => hasher.update(&v.to_le_bytes()),
+                wasmtime::Val::V128(v) => hasher.update(&v.as_u128().to_le_bytes()),
                 _ => hasher.update(b"ref"),
             };
         }

@@ -221,7 +221,7 @@ fn an_agent_asks_at_most_one_mebibyte_of_inference_input_per_tick() {
 }
 
 #[test]
-fn an_agent_leaves_at_most_256_log_lines_per_tick_across_its_calls() {
+fn an_agent_leaves_at_most_max_log_lines_per_tick_across_its_calls() {
     let mut rt = big_runtime(4);
     let id = rt.spawn_bytes(caller("log", 64)).unwrap();
     // 2,000 host messages: 2,000 receive calls, each could log 64 lines.

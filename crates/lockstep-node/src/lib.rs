@@ -349,6 +349,33 @@ fn ring_err(e: core::ring::RingError) -> napi::Error {
     napi::Error::new(Status::GenericFailure, format!("[E_RING] {e}"))
 }
 
+/// The Uint8Array a ring lives in, refused unless it views a SharedArrayBuffer: the core keeps
+/// a raw pointer into it, and only a SharedArrayBuffer's memory can never go away while the
+/// napi reference holds it. A plain ArrayBuffer can be detached (transferred with
+/// postMessage/structuredClone), which frees or moves its memory under the core: the next
+/// tick then wrote into freed memory (Node crashed with SIGSEGV).
+fn shared_uint8_array(value: Unknown<'_>) -> Result<Uint8Array> {
+    let (env, raw) = (value.value().env, value.value().value);
+    let refuse = || napi::Error::new(Status::InvalidArg, "[E_RING] a ring buffer must be a Uint8Array over a SharedArrayBuffer (from createRingBuffer())".to_string());
+    let mut is_typed_array = false;
+    // Safety: plain napi queries on a value of this call's environment.
+    unsafe {
+        if napi::sys::napi_is_typedarray(env, raw, &mut is_typed_array) != napi::sys::Status::napi_ok || !is_typed_array {
+            return Err(refuse());
+        }
+        let (mut kind, mut len, mut data, mut array_buffer, mut offset) = (0, 0, std::ptr::null_mut(), std::ptr::null_mut(), 0);
+        if napi::sys::napi_get_typedarray_info(env, raw, &mut kind, &mut len, &mut data, &mut array_buffer, &mut offset) != napi::sys::Status::napi_ok {
+            return Err(refuse());
+        }
+        // napi_is_arraybuffer is false for a SharedArrayBuffer (V8's IsArrayBuffer).
+        let mut is_plain = true;
+        if napi::sys::napi_is_arraybuffer(env, array_buffer, &mut is_plain) != napi::sys::Status::napi_ok || is_plain {
+            return Err(refuse());
+        }
+        Uint8Array::from_napi_value(env, raw)
+    }
+}
+
 fn ring_memory(buffer: &Uint8Array) -> Result<core::ring::RingMemory> {
     // Safety (RingMemory invariants): the buffer stays alive because the Uint8Array is stored
     // in `ring_buffers` until this runtime is dropped or closed, after `inner`; SharedArrayBuffer
@@ -586,15 +613,15 @@ impl NativeRuntime {
     }
 
     /// Attaches the JS→core ring (a Uint8Array over an initialised SharedArrayBuffer ring).
-    #[napi(catch_unwind)]
-    pub fn attach_inbound_ring(&mut self, buffer: Uint8Array) -> Result<()> {
-        self.attach_ring(buffer, Runtime::attach_inbound_ring)
+    #[napi(catch_unwind, ts_args_type = "buffer: Uint8Array")]
+    pub fn attach_inbound_ring(&mut self, buffer: Unknown<'_>) -> Result<()> {
+        self.attach_ring(shared_uint8_array(buffer)?, Runtime::attach_inbound_ring)
     }
 
     /// Attaches the core→JS ring.
-    #[napi(catch_unwind)]
-    pub fn attach_outbound_ring(&mut self, buffer: Uint8Array) -> Result<()> {
-        self.attach_ring(buffer, Runtime::attach_outbound_ring)
+    #[napi(catch_unwind, ts_args_type = "buffer: Uint8Array")]
+    pub fn attach_outbound_ring(&mut self, buffer: Unknown<'_>) -> Result<()> {
+        self.attach_ring(shared_uint8_array(buffer)?, Runtime::attach_outbound_ring)
     }
 
     /// Writes waiting records into the outbound ring; returns how many still wait.

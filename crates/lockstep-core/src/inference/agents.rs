@@ -110,8 +110,14 @@ pub fn serve(engine: Option<&InferenceEngine>, models: &[String], requests: Vec<
                     (name.clone(), Tensor { dtype: *dtype, shape, data })
                 })
                 .collect();
-            match engine.run(id, &inputs) {
-                Ok(outputs) => {
+            // A batched output must have one row per request: otherwise slicing it would hand
+            // an agent bytes computed from other agents' inputs (answered "failed" instead).
+            // One request gets the whole output, whatever its shape.
+            let result = engine.run(id, &inputs).ok().filter(|outputs| {
+                n == 1 || outputs.iter().all(|(_, t)| t.shape.first() == Some(&(n as i64)) && t.data.len().is_multiple_of(n))
+            });
+            match result {
+                Some(outputs) => {
                     for (k, &i) in group.iter().enumerate() {
                         let mut payload = abi::INFER_STATUS_OK.to_le_bytes().to_vec();
                         for (_, t) in &outputs {
@@ -122,7 +128,7 @@ pub fn serve(engine: Option<&InferenceEngine>, models: &[String], requests: Vec<
                         answers[i] = Some(Answer { agent: *agent, tag: r.tag, payload });
                     }
                 }
-                Err(_) => {
+                None => {
                     for &i in &group {
                         let (agent, r) = &requests[i];
                         answers[i] = Some(Answer { agent: *agent, tag: r.tag, payload: status(abi::INFER_STATUS_FAILED, &[]) });

@@ -114,7 +114,7 @@ pub struct ModelInfo {
     pub provider: Provider,
     /// Why a requested provider ahead of it was not used.
     pub fallback_reasons: Vec<String>,
-    /// Every input's first dimension is dynamic: requests can be batched along it.
+    /// Every input's and output's first dimension is dynamic: requests can be batched along it.
     pub batchable: bool,
 }
 
@@ -217,7 +217,11 @@ impl InferenceEngine {
         };
         let inputs: Vec<TensorInfo> = session.inputs().iter().map(outlet_info).collect();
         let outputs: Vec<TensorInfo> = session.outputs().iter().map(outlet_info).collect();
-        let batchable = !inputs.is_empty() && inputs.iter().all(|i| i.shape.first().is_some_and(|d| *d < 0));
+        // Outputs too: a model whose outputs are not sample-major (Transpose, a reduction over
+        // the batch) would hand each agent a slice holding other agents' data when batched.
+        let batchable = !inputs.is_empty()
+            && !outputs.is_empty()
+            && inputs.iter().chain(&outputs).all(|i| i.shape.first().is_some_and(|d| *d < 0));
         let info = ModelInfo { id: id.clone(), bytes: bytes.len(), inputs, outputs, provider, fallback_reasons: reasons, batchable };
         let model = Arc::new(LoadedModel { info: Mutex::new(Arc::new(info.clone())), session: Mutex::new(session), bytes: Arc::new(bytes) });
         let stamp = self.tick();

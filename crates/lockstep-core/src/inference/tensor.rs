@@ -91,13 +91,19 @@ macro_rules! view_or_copy {
 }
 
 impl<'a> TensorView<'a> {
+    /// Elements `shape` calls for (negative dimensions count as 0); `usize::MAX` when the
+    /// product overflows (a plain product wrapped: [2^62, 4] counted 0 elements, so empty data
+    /// passed the length check and only ONNX Runtime's own SafeInt stopped it).
     pub fn element_count(&self) -> usize {
-        self.shape.iter().map(|d| (*d).max(0) as usize).product()
+        if self.shape.iter().any(|d| *d <= 0) {
+            return 0;
+        }
+        self.shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d as usize)).unwrap_or(usize::MAX)
     }
 
     /// Checks that `data` holds exactly the elements `shape` calls for.
     pub fn check_length(&self, name: &str) -> Result<(), InferenceError> {
-        let expected = self.element_count() * self.dtype.size_bytes();
+        let expected = self.element_count().saturating_mul(self.dtype.size_bytes());
         if self.shape.iter().any(|d| *d < 0) || self.data.len() != expected {
             return Err(InferenceError::DataLength {
                 name: name.to_string(),
