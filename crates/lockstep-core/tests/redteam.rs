@@ -591,7 +591,6 @@ fn batch_mixing_model() -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "finding: batching trusts the model to treat samples independently; a model that computes across the batch (here X - mean over the batch) hands each agent a function of every other agent's input. Needs a design decision (opt-in batching per model, or a documented operator obligation)"]
 fn batched_inference_answers_do_not_depend_on_other_agents_requests() {
     let engine = inference_engine();
     let id = engine

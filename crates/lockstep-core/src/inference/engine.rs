@@ -212,16 +212,25 @@ impl InferenceEngine {
                 }
             }
         }
-        let Some((provider, session)) = chosen else {
+        let Some((provider, mut session)) = chosen else {
             return Err(InferenceError::InvalidModel { reason: "no provider could load it".into() });
         };
         let inputs: Vec<TensorInfo> = session.inputs().iter().map(outlet_info).collect();
         let outputs: Vec<TensorInfo> = session.outputs().iter().map(outlet_info).collect();
         // Outputs too: a model whose outputs are not sample-major (Transpose, a reduction over
         // the batch) would hand each agent a slice holding other agents' data when batched.
-        let batchable = !inputs.is_empty()
+        let mut batchable = !inputs.is_empty()
             && !outputs.is_empty()
             && inputs.iter().chain(&outputs).all(|i| i.shape.first().is_some_and(|d| *d < 0));
+        // The shapes cannot say whether row i of the output depends only on row i of the input
+        // (X - ReduceMean(X, axes=[0]) passes every shape check): try it once, and batch only
+        // when two samples run together give what each gives alone.
+        if batchable {
+            if let Err(why) = rows_are_independent(&mut session, &inputs) {
+                tracing::warn!(target: "lockstep::inference", "model {id}: agents' requests will not be batched: {why}");
+                batchable = false;
+            }
+        }
         let info = ModelInfo { id: id.clone(), bytes: bytes.len(), inputs, outputs, provider, fallback_reasons: reasons, batchable };
         let model = Arc::new(LoadedModel { info: Mutex::new(Arc::new(info.clone())), session: Mutex::new(session), bytes: Arc::new(bytes) });
         let stamp = self.tick();
@@ -323,6 +332,87 @@ impl InferenceEngine {
             Err(reason) => Err(InferenceError::Run { reason }),
         }
     }
+}
+
+/// A probe sample for one input: deterministic values that are valid for most models (floats
+/// in [-1, 1], small non-negative integers, alternating booleans), different for `sample`.
+fn probe_sample(dtype: ElementType, elements: usize, sample: u64) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (sample.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::with_capacity(elements * dtype.size_bytes());
+    for _ in 0..elements {
+        let r = next();
+        let unit = (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+        match dtype {
+            ElementType::F32 => out.extend_from_slice(&(unit as f32).to_le_bytes()),
+            ElementType::F64 => out.extend_from_slice(&unit.to_le_bytes()),
+            ElementType::I32 => out.extend_from_slice(&((r % 2) as i32).to_le_bytes()),
+            ElementType::I64 => out.extend_from_slice(&((r % 2) as i64).to_le_bytes()),
+            ElementType::U8 | ElementType::I8 | ElementType::Bool => out.push((r % 2) as u8),
+        }
+    }
+    out
+}
+
+/// Whether each output row depends only on its own input row: runs two probe samples as one
+/// batch of two and each alone, and compares (floats to a relative 1e-4: kernels may sum in
+/// another order for a batch of two). Any failure to tell is a reason not to batch.
+fn rows_are_independent(session: &mut Session, inputs: &[TensorInfo]) -> Result<(), String> {
+    let mut per_sample = Vec::new();
+    for i in inputs {
+        let dtype = ElementType::parse(&i.dtype).map_err(|e| e.to_string())?;
+        let rest = i.shape.get(1..).unwrap_or_default();
+        if rest.iter().any(|d| *d < 0) {
+            return Err(format!("input {} has a dynamic dimension after the batch one", i.name));
+        }
+        let elements = rest.iter().product::<i64>().max(0) as usize;
+        if elements > 1 << 20 {
+            return Err(format!("input {} is too large to probe", i.name));
+        }
+        per_sample.push((i.name.clone(), dtype, rest.to_vec(), elements));
+    }
+    let run = |session: &mut Session, samples: &[u64]| -> Result<Vec<(String, Tensor)>, String> {
+        let tensors: Vec<(String, Tensor)> = per_sample
+            .iter()
+            .enumerate()
+            .map(|(k, (name, dtype, rest, elements))| {
+                let mut shape = vec![samples.len() as i64];
+                shape.extend_from_slice(rest);
+                let data = samples.iter().flat_map(|s| probe_sample(*dtype, *elements, s * 31 + k as u64)).collect();
+                (name.clone(), Tensor { dtype: *dtype, shape, data })
+            })
+            .collect();
+        let values = tensors.iter().map(|(n, t)| t.view().to_ort().map(|v| (n.clone(), v))).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        run_session(session, values)
+    };
+    let both = run(session, &[1, 2]).map_err(|e| format!("probe run failed: {e}"))?;
+    let first = run(session, &[1]).map_err(|e| format!("probe run failed: {e}"))?;
+    let second = run(session, &[2]).map_err(|e| format!("probe run failed: {e}"))?;
+    for (((name, b), (_, f)), (_, s)) in both.iter().zip(&first).zip(&second) {
+        let joined: Vec<u8> = f.data.iter().chain(&s.data).copied().collect();
+        let close = match b.dtype {
+            ElementType::F32 => b.data.len() == joined.len()
+                && b.data.chunks_exact(4).zip(joined.chunks_exact(4)).all(|(x, y)| {
+                    let (x, y) = (f32::from_le_bytes(x.try_into().unwrap_or_default()), f32::from_le_bytes(y.try_into().unwrap_or_default()));
+                    x == y || (x - y).abs() <= 1e-4 * x.abs().max(y.abs()).max(1e-6)
+                }),
+            ElementType::F64 => b.data.len() == joined.len()
+                && b.data.chunks_exact(8).zip(joined.chunks_exact(8)).all(|(x, y)| {
+                    let (x, y) = (f64::from_le_bytes(x.try_into().unwrap_or_default()), f64::from_le_bytes(y.try_into().unwrap_or_default()));
+                    x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-12)
+                }),
+            _ => b.data == joined,
+        };
+        if !close {
+            return Err(format!("output {name} of a batch of two differs from the two samples run alone: rows depend on each other"));
+        }
+    }
+    Ok(())
 }
 
 fn run_session(session: &mut Session, values: Vec<(String, ort::session::SessionInputValue<'_>)>) -> Result<Vec<(String, Tensor)>, String> {
