@@ -28,6 +28,10 @@ pub const IMPORT_INFER: &str = "infer";
 /// Always available: the capability bits the agent was granted (docs/SECURITY.md).
 pub const IMPORT_GRANTED: &str = "granted";
 
+/// All calls of one tick (its `agent_receive` calls and `agent_step`) share a budget of this
+/// many per-call fuel budgets; each call gets at most `fuelPerCall` of what is left.
+pub const FUEL_CALL_BUDGETS_PER_TICK: u64 = 4;
+
 /// Size of the guest-owned buffer the host writes contexts and messages into.
 pub const IO_BUFFER_BYTES: u32 = 65_536;
 

@@ -339,6 +339,7 @@ impl AgentModule {
             receive,
             shutdown,
             fuel_per_call: fuel,
+            fuel_left_this_tick: fuel.saturating_mul(abi::FUEL_CALL_BUDGETS_PER_TICK),
             deadline_ticks: sandbox.deadline_ticks(),
             fuel_consumed: 0,
         })
@@ -356,6 +357,10 @@ pub struct AgentInstance {
     receive: TypedFunc<i32, i32>,
     shutdown: TypedFunc<(), i32>,
     fuel_per_call: u64,
+    /// What is left of this tick's budget (`FUEL_CALL_BUDGETS_PER_TICK` call budgets shared by
+    /// the tick's receive calls and its step): without it an agent that sends itself 4,096
+    /// messages a tick burns 4,096 call budgets in every tick while every other agent waits.
+    fuel_left_this_tick: u64,
     deadline_ticks: u64,
     /// Total fuel this agent has burned: deterministic, part of the deep hash.
     pub fuel_consumed: u64,
@@ -387,11 +392,20 @@ impl AgentInstance {
         self.memory.data_size(&self.store)
     }
 
+    /// Starts a tick's fuel budget (the scheduler calls it before the tick's first call).
+    pub fn begin_tick(&mut self) {
+        self.fuel_left_this_tick = self.fuel_per_call.saturating_mul(abi::FUEL_CALL_BUDGETS_PER_TICK);
+    }
+
+    /// `agent_init` runs outside any tick, with a budget of its own.
     pub fn call_init(&mut self, tick: u64) -> Result<(), Fault> {
+        self.begin_tick();
         self.run(AbiCall::Init, tick, 0)
     }
 
+    /// `agent_shutdown` runs between ticks, with a budget of its own.
     pub fn call_shutdown(&mut self, tick: u64) -> Result<(), Fault> {
+        self.begin_tick();
         self.run(AbiCall::Shutdown, tick, 0)
     }
 
@@ -451,9 +465,10 @@ impl AgentInstance {
         let host = self.store.data_mut();
         host.tick = tick;
         host.begin_call();
+        let budget = self.fuel_per_call.min(self.fuel_left_this_tick);
         if self.fuel_per_call > 0 {
             // Cannot fail: fuel metering is on whenever fuel_per_call > 0.
-            let _ = self.store.set_fuel(self.fuel_per_call);
+            let _ = self.store.set_fuel(budget);
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
         let result = match call {
@@ -464,17 +479,19 @@ impl AgentInstance {
         };
         if self.fuel_per_call > 0 {
             let left = self.store.get_fuel().unwrap_or(0);
-            self.fuel_consumed += self.fuel_per_call - left;
+            let used = budget.saturating_sub(left);
+            self.fuel_consumed += used;
+            self.fuel_left_this_tick -= used;
         }
         let fault = |kind, detail: String| Fault { kind, call, tick, detail };
         match result {
             Ok(0) => Ok(()),
             Ok(code) => Err(fault(FaultKind::AgentError, format!("{} returned status {code}", call.export_name()))),
-            Err(e) => Err(self.classify(e, call, tick)),
+            Err(e) => Err(self.classify(e, call, tick, budget < self.fuel_per_call)),
         }
     }
 
-    fn classify(&mut self, e: wasmtime::Error, call: AbiCall, tick: u64) -> Fault {
+    fn classify(&mut self, e: wasmtime::Error, call: AbiCall, tick: u64, tick_budget_bound: bool) -> Fault {
         let host = self.store.data_mut();
         let (kind, detail) = if host.memory_limit_hit {
             (FaultKind::MemoryLimit, format!("memory cap of {} bytes reached", host.memory_limit_bytes))
@@ -482,6 +499,15 @@ impl AgentInstance {
             (FaultKind::HostCallViolation, v)
         } else if let Some(trap) = e.downcast_ref::<Trap>() {
             match trap {
+                Trap::OutOfFuel if tick_budget_bound => (
+                    FaultKind::FuelExhausted,
+                    format!(
+                        "used its per-tick fuel budget of {} ({} × its per-call budget of {}) over this tick's calls",
+                        self.fuel_per_call.saturating_mul(abi::FUEL_CALL_BUDGETS_PER_TICK),
+                        abi::FUEL_CALL_BUDGETS_PER_TICK,
+                        self.fuel_per_call
+                    ),
+                ),
                 Trap::OutOfFuel => (FaultKind::FuelExhausted, format!("used its fuel budget of {}", self.fuel_per_call)),
                 Trap::Interrupt => (FaultKind::Deadline, "ran past the wall-clock deadline".to_string()),
                 Trap::UnreachableCodeReached if host.panic_message.is_some() => {

@@ -100,6 +100,7 @@ impl AgentSlot {
         }
         let Some(instance) = self.instance.as_mut().filter(|_| self.state.is_running()) else { return };
         let mut out = AgentTickOutput::default();
+        instance.begin_tick();
         let fuel_before = instance.fuel_consumed;
         let mut inbox = std::mem::take(&mut self.inbox);
         self.inbox_bytes = 0;
