@@ -212,7 +212,18 @@ export interface Divergence {
 }
 
 export interface ReplayReport {
+  /**
+   * No divergence in what was verified. It does not say that the whole session was verified:
+   * check `complete` too (`ok && complete` means "the whole recorded session, exactly").
+   */
   ok: boolean;
+  /**
+   * The log ended with its End record (written by `stopRecording()` and each `replayLog()`
+   * snapshot) and the replay agrees with its tick and record counts and final hash. `false`
+   * for a prefix (a log cut at a record boundary), for a log with a gap (a record too large to
+   * record), and when a divergence stopped the replay early.
+   */
+  complete: boolean;
   ticksVerified: number;
   checkpointsVerified: number;
   finalHash: string;

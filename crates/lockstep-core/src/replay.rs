@@ -3,7 +3,7 @@
 use crate::abi;
 use crate::bus::AgentId;
 use crate::error::{Digest, LockstepError, Result};
-use crate::replay_log::{LogReader, Record};
+use crate::replay_log::{tail_digest, LogReader, Record};
 use crate::runtime::{Runtime, RuntimeConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +200,10 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
     })?;
     let mut report = ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false };
     let mut applied = Applied { infer_tick: None };
+    // Where the config record ends and where the records after the last TickEnd begin:
+    // the parts of the log the End record's `tail` digest covers.
+    let config_end = reader.offset() as usize;
+    let mut tail_start = config_end;
     loop {
         let offset = reader.offset();
         let Some(record) = reader.next_record()? else {
@@ -237,7 +241,11 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
                     report.divergence = Some(Divergence { kind: DivergenceKind::TickHash, tick, agent, expected: hash, actual: r.hash });
                     break;
                 }
+                if agents != r.agent_digests {
+                    return Err(corrupt(offset, "TickEnd", "agents", "the per-agent digests disagree with the tick hash, which matched"));
+                }
                 report.ticks_verified += 1;
+                tail_start = reader.offset() as usize;
                 progress(report.ticks_verified);
             }
             Record::AgentModel { slot, id } => {
@@ -258,13 +266,20 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
                     report.divergence = Some(Divergence { kind: DivergenceKind::DeepHash, tick, agent, expected: hash, actual: d.hash });
                     break;
                 }
+                if agents != d.agents {
+                    return Err(corrupt(offset, "Checkpoint", "agents", "the per-agent hashes disagree with the deep hash, which matched"));
+                }
                 report.checkpoints_verified += 1;
             }
-            Record::End { ticks, records, bytes, hash } => {
+            Record::End { ticks, records, bytes, hash, tail } => {
                 // Nothing may follow the End record: the reader refuses it with its offset.
                 let after = reader.next_record()?;
                 debug_assert!(after.is_none());
-                report.complete = ticks == rt.current_tick() && records + 1 == reader.records_read() && bytes == offset && hash == rt.state_hash();
+                report.complete = ticks == rt.current_tick()
+                    && records + 1 == reader.records_read()
+                    && bytes == offset
+                    && hash == rt.state_hash()
+                    && tail == tail_digest(log, config_end, tail_start, offset as usize);
                 break;
             }
             // A record the recorder could not write: what follows is not the whole story.

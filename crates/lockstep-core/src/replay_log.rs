@@ -4,8 +4,9 @@
 //! file   = header record* end
 //! header = "LOCKSTEP" version:u16 flags:u16 crc32(previous 12 bytes):u32        16 bytes
 //! record = tag:u8 len:u32 body:[u8; len] crc32(tag, len, body):u32
-//! end    = an End record (tag 11): ticks run, records before it, its own offset, final hash;
-//!          a log without one is a prefix of a session, and nothing may follow it
+//! end    = an End record (tag 11): ticks run, records before it, its own offset, final hash,
+//!          and a digest of what no tick hash covers (the config and the records after the
+//!          last TickEnd); a log without one is a prefix of a session; nothing may follow it
 //! ```
 //! All integers little-endian. A reader checks every CRC and every length before use, so a
 //! truncated or corrupted log is an error naming the byte offset, never a panic.
@@ -24,7 +25,7 @@ pub const HEADER_BYTES: usize = 16;
 /// Largest record body written or accepted: bounds the allocation a corrupt length can cause.
 pub const MAX_RECORD_BYTES: usize = 256 << 20;
 /// Bytes of an End record, framing included.
-pub const END_RECORD_BYTES: usize = 5 + 8 + 8 + 8 + 32 + 4;
+pub const END_RECORD_BYTES: usize = 5 + 8 + 8 + 8 + 32 + 32 + 4;
 
 /// One inference answer for an agent: (agent, tag, payload = status + outputs).
 pub type InferAnswer = (AgentId, u32, Vec<u8>);
@@ -61,8 +62,9 @@ pub enum Record {
     /// so a replay is exact even where inference is not bit-reproducible (GPUs).
     InferResults { tick: u64, results: Vec<InferAnswer> },
     /// The end of the log (written by `stop_recording` and on every `replay_log` snapshot):
-    /// ticks run, records before this one, the byte offset of this record, the final hash.
-    End { ticks: u64, records: u64, bytes: u64, hash: Digest },
+    /// ticks run, records before this one, the byte offset of this record, the final hash,
+    /// and `tail`: [`tail_digest`] of the parts of the log no tick hash covers.
+    End { ticks: u64, records: u64, bytes: u64, hash: Digest, tail: Digest },
     /// In place of a record the writer could not write because its body would exceed
     /// [`MAX_RECORD_BYTES`]: the record's tag and body length. A replay stops here.
     Gap { tag: u8, len: u64 },
@@ -134,24 +136,36 @@ fn frame_limited(out: &mut Vec<u8>, limit: usize, body: impl FnOnce(&mut Vec<u8>
 
 const _: () = assert!(MAX_RECORD_BYTES <= u32::MAX as usize, "a record length must fit its u32 field");
 
-/// Counts the records of a log this process wrote (header first), without checking CRCs.
-fn count_records(log: &[u8]) -> u64 {
-    let mut pos = HEADER_BYTES;
-    let mut n = 0;
-    while let Some(len) = log.get(pos + 1..pos + 5) {
-        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        pos = pos.saturating_add(5 + len + 4);
-        n += 1;
-    }
-    n
+/// BLAKE3 of the parts of a log that no tick hash covers: the config record
+/// (`log[HEADER_BYTES..config_end]`) and every record after the last TickEnd
+/// (`log[tail_start..end]`, `end` being where the End record starts).
+pub fn tail_digest(log: &[u8], config_end: usize, tail_start: usize, end: usize) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(log.get(HEADER_BYTES..config_end).unwrap_or_default());
+    h.update(log.get(tail_start..end).unwrap_or_default());
+    Digest(*h.finalize().as_bytes())
 }
 
 /// Appends the End record to a log (header and records, no End yet): what `stop_recording`
 /// and each `replay_log` snapshot do. `ticks` and `hash` are the runtime's tick count and
-/// state hash.
+/// state hash. Walks the frames this process wrote (no CRC check needed).
 pub fn seal(log: &mut Vec<u8>, ticks: u64, hash: Digest) {
-    let records = count_records(log);
-    Record::End { ticks, records, bytes: log.len() as u64, hash }.encode(log);
+    let (mut pos, mut records, mut config_end, mut tail_start) = (HEADER_BYTES, 0u64, HEADER_BYTES, HEADER_BYTES);
+    while let Some(head) = log.get(pos..pos + 5) {
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let tag = head[0];
+        pos = pos.saturating_add(5 + len + 4);
+        records += 1;
+        if records == 1 {
+            (config_end, tail_start) = (pos, pos);
+        }
+        if tag == TAG_TICK_END {
+            tail_start = pos;
+        }
+    }
+    let end = log.len();
+    let tail = tail_digest(log, config_end, tail_start, end);
+    Record::End { ticks, records, bytes: end as u64, hash, tail }.encode(log);
 }
 
 /// A Send record from borrowed parts (the runtime keeps the payload for delivery).
@@ -248,11 +262,12 @@ impl Record {
                 }
                 TAG_INFER_RESULTS
             }
-            Record::End { ticks, records, bytes, hash } => {
+            Record::End { ticks, records, bytes, hash, tail } => {
                 for v in [ticks, records, bytes] {
                     b.extend_from_slice(&v.to_le_bytes());
                 }
                 b.extend_from_slice(&hash.0);
+                b.extend_from_slice(&tail.0);
                 TAG_END
             }
             Record::Gap { tag, len } => {
@@ -465,7 +480,7 @@ impl<'a> LogReader<'a> {
                 }
                 Record::InferResults { tick, results }
             }
-            TAG_END => Record::End { ticks: body.u64()?, records: body.u64()?, bytes: body.u64()?, hash: body.digest()? },
+            TAG_END => Record::End { ticks: body.u64()?, records: body.u64()?, bytes: body.u64()?, hash: body.digest()?, tail: body.digest()? },
             TAG_GAP => Record::Gap { tag: body.take(1)?[0], len: body.u64()? },
             other => return Err(corrupt(format!("unknown record tag {other}"))),
         };
@@ -505,7 +520,7 @@ mod tests {
             Record::AgentModel { slot: 0, id: "ab".repeat(32) },
             Record::InferResults { tick: 2, results: vec![(1, 7, vec![0, 0, 0, 0, 9]), (3, 8, vec![])] },
             Record::Gap { tag: 2, len: 1 << 40 },
-            Record::End { ticks: 3, records: 12, bytes: 999, hash: Digest([4; 32]) },
+            Record::End { ticks: 3, records: 12, bytes: 999, hash: Digest([4; 32]), tail: Digest([6; 32]) },
         ]
     }
 
@@ -573,7 +588,13 @@ mod tests {
         seal(&mut bytes, 7, Digest([5; 32]));
         let (records, ended) = decode_ended(&bytes).unwrap();
         assert!(ended);
-        assert_eq!(records.last(), Some(&Record::End { ticks: 7, records: 5, bytes: before, hash: Digest([5; 32]) }));
+        // The tail: the config record, and the records after the TickEnd (the fifth record).
+        let mut tail_log = Vec::new();
+        write_header(&mut tail_log);
+        sample()[0].encode(&mut tail_log);
+        let config_end = tail_log.len();
+        let tail = tail_digest(&tail_log, config_end, config_end, config_end);
+        assert_eq!(records.last(), Some(&Record::End { ticks: 7, records: 5, bytes: before, hash: Digest([5; 32]), tail }));
         assert_eq!(bytes.len() as u64 - before, END_RECORD_BYTES as u64);
     }
 
