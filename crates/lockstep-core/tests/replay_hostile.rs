@@ -59,16 +59,19 @@ fn assert_corrupt(log: &[u8], at: u64, needles: &[&str]) {
 
 #[test]
 fn send_payload_over_the_message_limit_is_corrupt_not_a_panic() {
-    // Before: the payload reached the io buffer and the process aborted in sandbox.rs.
-    let send = Record::Send { tick: 0, to: 1, kind: 0, priority: 0, payload: vec![7; abi::MAX_PAYLOAD_BYTES + 1] };
-    let (log, at) = with_agent(&[send, Record::TickEnd { tick: 0, hash: Digest::default(), agents: vec![] }]);
-    assert_corrupt(&log, at[2], &["Send record", "`payload`", "65497 bytes exceeds the 65496-byte message limit"]);
+    // Before: the payload reached the io buffer; at 1 MiB the process aborted in sandbox.rs
+    // (`range end index … out of range`), just over the limit it overran the io buffer.
+    for (len, needle) in [(abi::MAX_PAYLOAD_BYTES + 1, "65497 bytes exceeds the 65496-byte message limit"), (1 << 20, "1048576 bytes exceeds")] {
+        let send = Record::Send { tick: 0, to: 1, kind: 0, priority: 0, payload: vec![7; len] };
+        let (log, at) = with_agent(&[send, Record::TickEnd { tick: 0, hash: Digest::default(), agents: vec![] }]);
+        assert_corrupt(&log, at[2], &["Send record", "`payload`", needle]);
+    }
 }
 
 #[test]
 fn inference_answers_beyond_the_live_limits_are_corrupt() {
     let tick_end = Record::TickEnd { tick: 0, hash: Digest::default(), agents: vec![] };
-    let cases: Vec<(Vec<(u64, u32, Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(Vec<lockstep_core::replay_log::InferAnswer>, &str)> = vec![
         (vec![(1, 0, vec![0; abi::MAX_PAYLOAD_BYTES + 1])], "`payload`"),
         (vec![(1, 0, vec![0; 3])], "`payload`"),
         (vec![(1, 0, vec![0; 4]); abi::MAX_INFER_REQUESTS_PER_TICK + 1], "more than 64 answers for agent 1"),
@@ -96,7 +99,7 @@ fn records_for_a_tick_other_than_the_current_one_are_corrupt() {
         Record::InferResults { tick: 2, results: vec![] },
     ];
     for r in cases {
-        let (log, at) = with_agent(&[r.clone()]);
+        let (log, at) = with_agent(std::slice::from_ref(&r));
         assert_corrupt(&log, at[2], &[r.name(), "`tick`", "the replay is at tick 0"]);
     }
 }
@@ -112,7 +115,7 @@ fn forged_agent_ids_are_corrupt() {
         (Record::TickEnd { tick: 0, hash: Digest::default(), agents: vec![(7, [0; 8])] }, "agents"),
         (Record::Checkpoint { tick: 0, hash: Digest::default(), agents: vec![(1, [0; 8]), (1, [0; 8])] }, "agents"),
     ] {
-        let (log, at) = with_agent(&[r.clone()]);
+        let (log, at) = with_agent(std::slice::from_ref(&r));
         assert_corrupt(&log, at[2], &[r.name(), &format!("`{field}`")]);
     }
     // A kill of an agent that is already dead: the live API refuses it, so does replay.
