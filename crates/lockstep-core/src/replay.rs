@@ -197,6 +197,13 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
         policy: serde_json::from_str(&session.policy_json)
             .map_err(|e| LockstepError::ReplayCorrupt { offset: 16, reason: format!("Config record, field `policy`: {e}") })?,
         resource_policy: if session.resource_clamp { crate::runtime::ResourcePolicy::Clamp } else { crate::runtime::ResourcePolicy::Refuse },
+    })
+    .map_err(|e| match e {
+        // `workers` is the caller's; every other setting comes from the log.
+        LockstepError::InvalidConfig { reason } if !reason.starts_with("workers") => {
+            LockstepError::InvalidConfig { reason: format!("the log's Config record (byte 16): {reason}") }
+        }
+        other => other,
     })?;
     let mut report = ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false };
     let mut applied = Applied { infer_tick: None };
