@@ -176,6 +176,31 @@ fn tick_end_digests_must_agree_with_a_matching_tick_hash() {
     }
 }
 
+/// Found by the session-mutation fuzzing, outside replay (scheduler.rs `push_dead`): a dead
+/// letter is hashed by reason, sender, recipient and sequence number only, so the kind,
+/// priority and payload of a host message to a stopped agent can be changed in the log and
+/// the replay still verifies `ok && complete`, although the dead-letter queue (and the
+/// dead_letter events, which carry the kind) differ. Un-ignore once push_dead hashes them.
+#[test]
+#[ignore = "known gap in scheduler.rs: dead-letter contents are not in the tick hash"]
+fn a_changed_dead_letter_payload_is_detected() {
+    let mut rt = Runtime::new(config()).unwrap();
+    let a = rt.spawn_bytes(echo()).unwrap();
+    rt.kill(a).unwrap();
+    rt.send(a, 1, 0, b"to a dead agent".to_vec()).unwrap();
+    rt.tick();
+    assert_eq!(rt.drain_dead_letters().len(), 1);
+    let mut records = decode(&rt.stop_recording().unwrap());
+    for r in records.iter_mut() {
+        if let Record::Send { payload, kind, .. } = r {
+            payload[0] ^= 1;
+            *kind = 99;
+        }
+    }
+    let r = replay(&encode(&records), 1, |_| {}).unwrap();
+    assert!(r.divergence.is_some() || !r.complete, "a changed dead letter verified cleanly: {r:?}");
+}
+
 // ----- 3. a log says where it ends ------------------------------------------------------------
 
 fn decode(log: &[u8]) -> Vec<Record> {
@@ -329,17 +354,25 @@ fn iterations(default: usize) -> usize {
 #[test]
 fn hostile_synthetic_logs_replay_to_typed_errors_never_a_panic() {
     let modules = replay_fuzz::hostile_modules();
-    for input in inputs(0x5EED_0001, iterations(1500)) {
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for input in inputs(0x5EED_0001, iterations(3000)) {
         let mut c = replay_fuzz::Choices::new(&input);
         let log = replay_fuzz::synthetic_log(&mut c, &modules);
-        let _ = replay_fuzz::replay_checked(&log);
+        let outcome = match replay_fuzz::replay_checked(&log) {
+            Ok(r) if r.divergence.is_some() => "divergence".to_string(),
+            Ok(r) => format!("ok, complete: {}", r.complete),
+            Err(e) => e.code().to_string(),
+        };
+        *outcomes.entry(outcome).or_default() += 1;
     }
+    // Shown with --nocapture: how far the hostile logs got.
+    println!("synthetic log outcomes: {outcomes:?}");
 }
 
 #[test]
 fn session_scripts_replay_exactly_and_their_mutations_never_verify_cleanly() {
     let modules = replay_fuzz::hostile_modules();
-    for input in inputs(0x5EED_0002, iterations(300)) {
+    for input in inputs(0x5EED_0002, iterations(500)) {
         replay_fuzz::check_session(&mut replay_fuzz::Choices::new(&input), &modules);
     }
 }
