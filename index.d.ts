@@ -219,7 +219,8 @@ export interface ReplayReport {
   ok: boolean;
   /**
    * The log ended with its End record (written by `stopRecording()` and each `replayLog()`
-   * snapshot) and the replay agrees with its tick and record counts and final hash. `false`
+   * snapshot) and the replay agrees with all of it: tick and record counts, final hash, and the
+   * digest of the config and of the inputs after the last tick (which no tick hash covers). `false`
    * for a prefix (a log cut at a record boundary), for a log with a gap (a record too large to
    * record), and when a divergence stopped the replay early.
    */

@@ -15,9 +15,17 @@ targets=("$@")
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo +nightly install cargo-fuzz --locked
 for target in "${targets[@]}"; do
-  # replay: one input runs whole sessions, so inputs stay small and slow ones are reported
-  # (a hang would be a finding too: -timeout).
-  extra=()
-  [ "$target" = replay ] && extra=(-max_len=4096 -timeout=30 -rss_limit_mb=4096)
-  cargo +nightly fuzz run "$target" -- -max_total_time="$secs" -max_len=65536 "${extra[@]}"
+  # replay: one input runs whole sessions (a runtime, compiled modules, ticks): inputs stay
+  # under 4 KiB, and a slow one is a finding too (-timeout).
+  # Each input is a whole program (past its end every choice reads 0), so it gets its full
+  # length from the start (-len_control=0), and random seeds give the first programs.
+  args=(-max_total_time="$secs" -max_len=65536)
+  if [ "$target" = replay ]; then
+    args=(-max_total_time="$secs" -max_len=4096 -len_control=0 -timeout=30 -rss_limit_mb=4096)
+    mkdir -p corpus/replay
+    if [ -z "$(ls -A corpus/replay)" ]; then
+      for i in $(seq 1 64); do head -c $((16 + RANDOM % 496)) /dev/urandom > "corpus/replay/seed-$i"; done
+    fi
+  fi
+  cargo +nightly fuzz run "$target" -- "${args[@]}"
 done

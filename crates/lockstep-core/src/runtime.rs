@@ -274,8 +274,9 @@ impl Runtime {
         Ok(())
     }
 
-    /// Stops recording and returns the log, sealed with its End record (ticks, records and
-    /// final hash), so a replay can tell the whole session from a prefix.
+    /// Stops recording and returns the log, sealed with its End record (counts, final hash,
+    /// digest of the config and the inputs after the last tick), so a replay can tell the
+    /// whole session from a prefix.
     pub fn stop_recording(&mut self) -> Result<Vec<u8>> {
         let mut log = self.recorder.take().map(|r| r.log).ok_or(LockstepError::NotRecording)?;
         replay_log::seal(&mut log, self.tick, self.last_hash);

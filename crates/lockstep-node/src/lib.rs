@@ -549,7 +549,8 @@ pub struct ReplayReport {
     /// No divergence in what was verified (see `complete` for whether that is the session).
     pub ok: bool,
     /// The whole recorded session was verified: the log ended with its End record and the
-    /// replay agrees with its counts and final hash. False for a prefix or after a divergence.
+    /// replay agrees with all of it (counts, final hash, tail digest). False for a prefix, a
+    /// log with a gap, or after a divergence.
     pub complete: bool,
     pub ticks_verified: i64,
     pub checkpoints_verified: i64,
