@@ -239,7 +239,19 @@ export interface Divergence {
 }
 
 export interface ReplayReport {
+  /**
+   * No divergence in what was verified. It does not say that the whole session was verified:
+   * check `complete` too (`ok && complete` means "the whole recorded session, exactly").
+   */
   ok: boolean;
+  /**
+   * The log ended with its End record (written by `stopRecording()` and each `replayLog()`
+   * snapshot) and the replay agrees with all of it: tick and record counts, final hash, and the
+   * digest of the config and of the inputs after the last tick (which no tick hash covers). `false`
+   * for a prefix (a log cut at a record boundary), for a log with a gap (a record too large to
+   * record), and when a divergence stopped the replay early.
+   */
+  complete: boolean;
   ticksVerified: number;
   checkpointsVerified: number;
   finalHash: string;

@@ -30,6 +30,7 @@ test('a recorded session replays exactly; a tampered one names tick and agent', 
   const log = rt.stopRecording();
   const ok = replay(log, { workers: 3 });
   assert.equal(ok.ok, true);
+  assert.equal(ok.complete, true, 'a stopped recording is a whole session');
   assert.equal(ok.ticksVerified, hashes.length);
   assert.equal(ok.checkpointsVerified, 5, 'ticks 5, 10, 15, 20 and the final deepHash()');
   assert.equal(ok.finalHash, hashes.at(-1));
@@ -42,12 +43,24 @@ test('a recorded session replays exactly; a tampered one names tick and agent', 
   fixCrcAround(tampered, at);
   const bad = replay(tampered);
   assert.equal(bad.ok, false);
+  assert.equal(bad.complete, false, 'the replay stopped at the divergence');
   assert.equal(bad.divergence.kind, 'tick_hash');
   assert.equal(bad.divergence.tick, 4);
   assert.equal(bad.divergence.agent, 153, 'the counter agent received the altered message');
   assert.equal(bad.ticksVerified, 4);
 
   assert.throws(() => replay(log.subarray(0, log.length - 3)), { code: 'E_REPLAY_CORRUPT' });
+  // Cut at the last record boundary (the End record dropped): a prefix, verified but not complete.
+  const prefix = replay(log.subarray(0, log.length - 97));
+  assert.equal(prefix.ok, true);
+  assert.equal(prefix.complete, false);
+  assert.equal(prefix.ticksVerified, hashes.length);
+  // A snapshot while recording continues carries its own End record.
+  const { rt: live } = runScenario({ workers: 1 });
+  const snapshot = replay(live.replayLog());
+  assert.equal(snapshot.ok && snapshot.complete, true);
+  live.tick();
+  assert.equal(replay(live.replayLog()).complete, true, 'a later snapshot too');
   assert.throws(() => replay(Buffer.from('LOCKSTEP but not really')), { code: 'E_REPLAY_CORRUPT' });
 });
 

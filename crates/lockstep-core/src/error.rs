@@ -56,7 +56,7 @@ pub enum LockstepError {
     #[error("replay log is corrupt at byte {offset}: {reason}")]
     ReplayCorrupt { offset: u64, reason: String },
 
-    #[error("replay log is format version {found}; this runtime reads version {expected}")]
+    #[error("replay log is format version {found}; this runtime reads version {expected}. Replay it with the lockstep release that recorded it, or record the session again with this one")]
     ReplayVersion { found: u16, expected: u16 },
 
     #[error("replay log references module {hash} that it does not contain")]

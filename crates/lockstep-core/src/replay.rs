@@ -1,8 +1,9 @@
 //! Re-runs a recorded session and verifies it tick by tick.
 
+use crate::abi;
 use crate::bus::AgentId;
 use crate::error::{Digest, LockstepError, Result};
-use crate::replay_log::{LogReader, Record};
+use crate::replay_log::{tail_digest, LogReader, Record};
 use crate::runtime::{Runtime, RuntimeConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +29,13 @@ pub struct ReplayReport {
     pub ticks_verified: u64,
     pub checkpoints_verified: u64,
     pub final_hash: Digest,
+    /// The first divergence, if any: `None` means everything verified agreed.
     pub divergence: Option<Divergence>,
+    /// Whether what was verified is the whole recorded session: the log ended with its End
+    /// record, whose counts and final hash agree with the replay. `false` for a prefix (a log
+    /// cut at a record boundary, or a snapshot without its End record), for a log with a Gap
+    /// (a record too large to write), and when a divergence stopped the replay early.
+    pub complete: bool,
 }
 
 /// The lowest agent id whose short digest differs between the recording and the replay.
@@ -50,8 +57,123 @@ fn first_differing_agent(expected: &[(AgentId, [u8; 8])], actual: &[(AgentId, [u
     }
 }
 
+/// A forged or inconsistent field: the error names the record's offset, the record and field.
+fn corrupt(offset: u64, record: &str, field: &str, reason: impl std::fmt::Display) -> LockstepError {
+    LockstepError::ReplayCorrupt { offset, reason: format!("{record} record, field `{field}`: {reason}") }
+}
+
+/// A model id as `loadModel` makes them: SHA-256, 64 lowercase hex digits.
+fn is_model_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// What one replay has applied so far, for checking each record before it is applied.
+struct Applied {
+    /// The tick the last InferResults record was for (at most one per tick).
+    infer_tick: Option<u64>,
+}
+
+/// Checks one decoded record against the limits the live API enforces and against the
+/// session so far (its tick, its agents), before it is applied. CRCs only say the bytes are
+/// the ones written; this says they could have been written by a runtime.
+fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Result<()> {
+    let name = record.name();
+    let now = rt.current_tick();
+    let agents = rt.agent_count() as u64;
+    let tick_is_now = |tick: u64| {
+        if tick == now {
+            Ok(())
+        } else {
+            Err(corrupt(offset, name, "tick", format!("{tick}, but the replay is at tick {now}: records are written at the tick they happen")))
+        }
+    };
+    let existing_agent = |field: &str, id: AgentId| {
+        if (1..=agents).contains(&id) {
+            Ok(())
+        } else {
+            Err(corrupt(offset, name, field, format!("agent {id} does not exist (agents so far: 1..={agents})")))
+        }
+    };
+    match record {
+        Record::Config(_) => return Err(corrupt(offset, name, "tag", "a second config record")),
+        Record::Module { hash, bytes } => {
+            let actual = Digest(*blake3::hash(bytes).as_bytes());
+            if actual != *hash {
+                return Err(corrupt(offset, name, "hash", format!("the module bytes hash to {actual}, the record says {hash}")));
+            }
+        }
+        Record::Spawn { tick, agent, .. } => {
+            tick_is_now(*tick)?;
+            let max = rt.config().max_agents as u64;
+            if *agent == 0 || *agent > max {
+                return Err(corrupt(offset, name, "agent", format!("{agent} is outside the ids a runtime of {max} agents assigns (1..={max})")));
+            }
+        }
+        Record::Send { tick, payload, .. } => {
+            tick_is_now(*tick)?;
+            if payload.len() > abi::MAX_PAYLOAD_BYTES {
+                return Err(corrupt(offset, name, "payload", format!("{} bytes exceeds the {}-byte message limit", payload.len(), abi::MAX_PAYLOAD_BYTES)));
+            }
+        }
+        Record::Kill { tick, agent } | Record::Shutdown { tick, agent } => {
+            tick_is_now(*tick)?;
+            existing_agent("agent", *agent)?;
+        }
+        Record::TickEnd { tick, agents: digests, .. } | Record::Checkpoint { tick, agents: digests, .. } => {
+            tick_is_now(*tick)?;
+            if digests.len() as u64 > agents {
+                return Err(corrupt(offset, name, "agents", format!("{} agent digests, but only {agents} agents exist", digests.len())));
+            }
+            for (id, _) in digests {
+                existing_agent("agents", *id)?;
+            }
+        }
+        Record::AgentModel { id, .. } => {
+            if !is_model_id(id) {
+                return Err(corrupt(offset, name, "id", "not a model id (64 lowercase hex digits of SHA-256)"));
+            }
+        }
+        Record::InferResults { tick, results } => {
+            tick_is_now(*tick)?;
+            if applied.infer_tick == Some(*tick) {
+                return Err(corrupt(offset, name, "tick", format!("a second InferResults record for tick {tick}")));
+            }
+            let mut per_agent = std::collections::BTreeMap::<AgentId, usize>::new();
+            for (agent, _, payload) in results {
+                existing_agent("agent", *agent)?;
+                let n = per_agent.entry(*agent).or_default();
+                *n += 1;
+                if *n > abi::MAX_INFER_REQUESTS_PER_TICK {
+                    return Err(corrupt(
+                        offset,
+                        name,
+                        "results",
+                        format!("more than {} answers for agent {agent}, which may ask at most that many per tick", abi::MAX_INFER_REQUESTS_PER_TICK),
+                    ));
+                }
+                if payload.len() < 4 || payload.len() > abi::MAX_PAYLOAD_BYTES {
+                    return Err(corrupt(
+                        offset,
+                        name,
+                        "payload",
+                        format!(
+                            "{} bytes; an answer is a 4-byte status and outputs, at most {} bytes (the message limit)",
+                            payload.len(),
+                            abi::MAX_PAYLOAD_BYTES
+                        ),
+                    ));
+                }
+            }
+        }
+        Record::End { .. } | Record::Gap { .. } => {}
+    }
+    Ok(())
+}
+
 /// Replays `log` with `workers` threads (worker count never changes results). Stops at the
-/// first divergence and reports it; a corrupt or truncated log is an error with its offset.
+/// first divergence and reports it; a corrupt or truncated log is an error with its offset,
+/// and so is a record whose fields no runtime could have written (checked before it is
+/// applied). `complete` in the report says whether the whole session was verified.
 pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Result<ReplayReport> {
     let mut reader = LogReader::new(log)?;
     let Some(Record::Config(session)) = reader.next_record()? else {
@@ -73,24 +195,37 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
         trusted_keys: session.trusted_keys.clone(),
         dev_mode: session.dev_mode,
         policy: serde_json::from_str(&session.policy_json)
-            .map_err(|e| LockstepError::ReplayCorrupt { offset: 16, reason: format!("recorded policy: {e}") })?,
+            .map_err(|e| LockstepError::ReplayCorrupt { offset: 16, reason: format!("Config record, field `policy`: {e}") })?,
         resource_policy: if session.resource_clamp { crate::runtime::ResourcePolicy::Clamp } else { crate::runtime::ResourcePolicy::Refuse },
+    })
+    .map_err(|e| match e {
+        // `workers` is the caller's; every other setting comes from the log.
+        LockstepError::InvalidConfig { reason } if !reason.starts_with("workers") => {
+            LockstepError::InvalidConfig { reason: format!("the log's Config record (byte 16): {reason}") }
+        }
+        other => other,
     })?;
-    let mut report = ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None };
+    let mut report = ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false };
+    let mut applied = Applied { infer_tick: None };
+    // Where the config record ends and where the records after the last TickEnd begin:
+    // the parts of the log the End record's `tail` digest covers.
+    let config_end = reader.offset() as usize;
+    let mut tail_start = config_end;
     loop {
         let offset = reader.offset();
-        let Some(record) = reader.next_record()? else { break };
+        let Some(record) = reader.next_record()? else {
+            break;
+        };
+        validate(&record, offset, &rt, &applied)?;
         let at = |e: LockstepError| match e {
             LockstepError::ReplayCorrupt { .. } => e,
             other => LockstepError::ReplayCorrupt { offset, reason: format!("recorded input no longer applies: {other}") },
         };
         match record {
-            Record::Config(_) => return Err(LockstepError::ReplayCorrupt { offset, reason: "a second config record".into() }),
+            Record::Config(_) => unreachable!("refused by validate"),
             Record::Module { hash, bytes } => {
                 let loaded = rt.load_module(bytes).map_err(at)?;
-                if loaded != hash {
-                    return Err(LockstepError::ReplayCorrupt { offset, reason: format!("module bytes hash to {loaded}, record says {hash}") });
-                }
+                debug_assert_eq!(loaded, hash, "validate checked the hash");
             }
             Record::Spawn { tick, module, agent, priority } => {
                 let id = rt.spawn_with_priority(module, priority).map_err(|e| match e {
@@ -98,7 +233,8 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
                     other => at(other),
                 })?;
                 if id != agent {
-                    report.divergence = Some(Divergence { kind: DivergenceKind::SpawnId, tick, agent: Some(agent), expected: Digest::default(), actual: Digest::default() });
+                    report.divergence =
+                        Some(Divergence { kind: DivergenceKind::SpawnId, tick, agent: Some(agent), expected: Digest::default(), actual: Digest::default() });
                     break;
                 }
             }
@@ -122,17 +258,24 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
                     report.divergence = Some(Divergence { kind: DivergenceKind::TickHash, tick, agent, expected: hash, actual: r.hash });
                     break;
                 }
+                if agents != r.agent_digests {
+                    return Err(corrupt(offset, "TickEnd", "agents", "the per-agent digests disagree with the tick hash, which matched"));
+                }
                 report.ticks_verified += 1;
+                tail_start = reader.offset() as usize;
                 progress(report.ticks_verified);
             }
             Record::AgentModel { slot, id } => {
                 rt.set_replaying_inference();
                 let got = rt.register_agent_model(&id).map_err(at)?;
                 if got != slot {
-                    return Err(LockstepError::ReplayCorrupt { offset, reason: format!("model slot {slot} registered as {got}") });
+                    return Err(corrupt(offset, "AgentModel", "slot", format!("{slot}, but the model registers as slot {got}")));
                 }
             }
-            Record::InferResults { tick, results } => rt.queue_recorded_inference(tick, results),
+            Record::InferResults { tick, results } => {
+                applied.infer_tick = Some(tick);
+                rt.queue_recorded_inference(tick, results);
+            }
             Record::Checkpoint { tick, hash, agents } => {
                 let d = rt.deep_hash();
                 if d.hash != hash {
@@ -140,8 +283,24 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
                     report.divergence = Some(Divergence { kind: DivergenceKind::DeepHash, tick, agent, expected: hash, actual: d.hash });
                     break;
                 }
+                if agents != d.agents {
+                    return Err(corrupt(offset, "Checkpoint", "agents", "the per-agent hashes disagree with the deep hash, which matched"));
+                }
                 report.checkpoints_verified += 1;
             }
+            Record::End { ticks, records, bytes, hash, tail } => {
+                // Nothing may follow the End record: the reader refuses it with its offset.
+                let after = reader.next_record()?;
+                debug_assert!(after.is_none());
+                report.complete = ticks == rt.current_tick()
+                    && records + 1 == reader.records_read()
+                    && bytes == offset
+                    && hash == rt.state_hash()
+                    && tail == tail_digest(log, config_end, tail_start, offset as usize);
+                break;
+            }
+            // A record the recorder could not write: what follows is not the whole story.
+            Record::Gap { .. } => break,
         }
     }
     report.final_hash = rt.state_hash();

@@ -1,21 +1,31 @@
-//! The replay log's binary format, version 1 (documented in docs/REPLAY.md).
+//! The replay log's binary format, version 2 (documented in docs/REPLAY.md).
 //!
 //! ```text
-//! file   = header record*
+//! file   = header record* end
 //! header = "LOCKSTEP" version:u16 flags:u16 crc32(previous 12 bytes):u32        16 bytes
 //! record = tag:u8 len:u32 body:[u8; len] crc32(tag, len, body):u32
+//! end    = an End record (tag 11): ticks run, records before it, its own offset, final hash,
+//!          and a digest of what no tick hash covers (the config and the records after the
+//!          last TickEnd); a log without one is a prefix of a session; nothing may follow it
 //! ```
 //! All integers little-endian. A reader checks every CRC and every length before use, so a
 //! truncated or corrupted log is an error naming the byte offset, never a panic.
+//!
+//! Writer and reader share one limit: a record body is at most [`MAX_RECORD_BYTES`]. The
+//! writer never emits a longer record (it writes a small [`Record::Gap`] in its place, which a
+//! replay reports as the end of what could be verified), and every count in a body is bounded
+//! by the body's length, so the `u32` counts and lengths it writes are always exact.
 
 use crate::bus::AgentId;
 use crate::error::{Digest, LockstepError, Result};
 
 pub const MAGIC: &[u8; 8] = b"LOCKSTEP";
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_BYTES: usize = 16;
-/// Largest record body accepted: bounds the allocation a corrupt length can cause.
+/// Largest record body written or accepted: bounds the allocation a corrupt length can cause.
 pub const MAX_RECORD_BYTES: usize = 256 << 20;
+/// Bytes of an End record, framing included.
+pub const END_RECORD_BYTES: usize = 5 + 8 + 8 + 8 + 32 + 32 + 4;
 
 /// One inference answer for an agent: (agent, tag, payload = status + outputs).
 pub type InferAnswer = (AgentId, u32, Vec<u8>);
@@ -51,6 +61,13 @@ pub enum Record {
     /// Inference results computed at the end of `tick`, delivered at the next tick: recorded
     /// so a replay is exact even where inference is not bit-reproducible (GPUs).
     InferResults { tick: u64, results: Vec<InferAnswer> },
+    /// The end of the log (written by `stop_recording` and on every `replay_log` snapshot):
+    /// ticks run, records before this one, the byte offset of this record, the final hash,
+    /// and `tail`: [`tail_digest`] of the parts of the log no tick hash covers.
+    End { ticks: u64, records: u64, bytes: u64, hash: Digest, tail: Digest },
+    /// In place of a record the writer could not write because its body would exceed
+    /// [`MAX_RECORD_BYTES`]: the record's tag and body length. A replay stops here.
+    Gap { tag: u8, len: u64 },
 }
 
 const TAG_CONFIG: u8 = 1;
@@ -63,6 +80,8 @@ const TAG_TICK_END: u8 = 7;
 const TAG_CHECKPOINT: u8 = 8;
 const TAG_AGENT_MODEL: u8 = 9;
 const TAG_INFER_RESULTS: u8 = 10;
+const TAG_END: u8 = 11;
+const TAG_GAP: u8 = 12;
 
 pub fn write_header(out: &mut Vec<u8>) {
     let start = out.len();
@@ -73,8 +92,15 @@ pub fn write_header(out: &mut Vec<u8>) {
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
+/// A count in a record body. Every counted item takes at least one byte of the body, so a
+/// count above `u32::MAX` means a body above [`MAX_RECORD_BYTES`], which `frame` replaces by
+/// a Gap record: the saturated value is never part of a written record.
+fn put_count(b: &mut Vec<u8>, n: usize) {
+    b.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+}
+
 fn put_digests(b: &mut Vec<u8>, agents: &[(AgentId, [u8; 8])]) {
-    b.extend_from_slice(&(agents.len() as u32).to_le_bytes());
+    put_count(b, agents.len());
     for (id, d) in agents {
         b.extend_from_slice(&id.to_le_bytes());
         b.extend_from_slice(d);
@@ -84,14 +110,62 @@ fn put_digests(b: &mut Vec<u8>, agents: &[(AgentId, [u8; 8])]) {
 /// Appends one framed record (tag, length, body written by `body`, CRC) straight into `out`:
 /// no intermediate buffer, since a busy session records every message.
 fn frame(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>) -> u8) {
+    frame_limited(out, MAX_RECORD_BYTES, body)
+}
+
+/// `frame` with the body limit as a parameter (tests use a small one). A body over `limit`
+/// is taken back out and a Gap record naming its tag and length is written instead, so the
+/// writer never produces a record the reader refuses.
+fn frame_limited(out: &mut Vec<u8>, limit: usize, body: impl FnOnce(&mut Vec<u8>) -> u8) {
     let start = out.len();
     out.extend_from_slice(&[0u8; 5]);
-    let tag = body(out);
-    let len = (out.len() - start - 5) as u32;
+    let mut tag = body(out);
+    let mut len = out.len() - start - 5;
+    if len > limit.min(MAX_RECORD_BYTES) {
+        out.truncate(start + 5);
+        out.push(tag);
+        out.extend_from_slice(&(len as u64).to_le_bytes());
+        (tag, len) = (TAG_GAP, 9);
+    }
     out[start] = tag;
-    out[start + 1..start + 5].copy_from_slice(&len.to_le_bytes());
+    // Lossless: len <= MAX_RECORD_BYTES <= u32::MAX (asserted below at compile time).
+    out[start + 1..start + 5].copy_from_slice(&(len as u32).to_le_bytes());
     let crc = crc32fast::hash(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
+}
+
+const _: () = assert!(MAX_RECORD_BYTES <= u32::MAX as usize, "a record length must fit its u32 field");
+
+/// BLAKE3 of the parts of a log that no tick hash covers: the config record
+/// (`log[HEADER_BYTES..config_end]`) and every record after the last TickEnd
+/// (`log[tail_start..end]`, `end` being where the End record starts).
+pub fn tail_digest(log: &[u8], config_end: usize, tail_start: usize, end: usize) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(log.get(HEADER_BYTES..config_end).unwrap_or_default());
+    h.update(log.get(tail_start..end).unwrap_or_default());
+    Digest(*h.finalize().as_bytes())
+}
+
+/// Appends the End record to a log (header and records, no End yet): what `stop_recording`
+/// and each `replay_log` snapshot do. `ticks` and `hash` are the runtime's tick count and
+/// state hash. Walks the frames this process wrote (no CRC check needed).
+pub fn seal(log: &mut Vec<u8>, ticks: u64, hash: Digest) {
+    let (mut pos, mut records, mut config_end, mut tail_start) = (HEADER_BYTES, 0u64, HEADER_BYTES, HEADER_BYTES);
+    while let Some(head) = log.get(pos..pos + 5) {
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let tag = head[0];
+        pos = pos.saturating_add(5 + len + 4);
+        records += 1;
+        if records == 1 {
+            (config_end, tail_start) = (pos, pos);
+        }
+        if tag == TAG_TICK_END {
+            tail_start = pos;
+        }
+    }
+    let end = log.len();
+    let tail = tail_digest(log, config_end, tail_start, end);
+    Record::End { ticks, records, bytes: end as u64, hash, tail }.encode(log);
 }
 
 /// A Send record from borrowed parts (the runtime keeps the payload for delivery).
@@ -104,6 +178,26 @@ pub fn encode_send(out: &mut Vec<u8>, tick: u64, to: AgentId, kind: u32, priorit
         b.extend_from_slice(payload);
         TAG_SEND
     });
+}
+
+impl Record {
+    /// The record's name, for error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Record::Config(_) => "Config",
+            Record::Module { .. } => "Module",
+            Record::Spawn { .. } => "Spawn",
+            Record::Send { .. } => "Send",
+            Record::Kill { .. } => "Kill",
+            Record::Shutdown { .. } => "Shutdown",
+            Record::TickEnd { .. } => "TickEnd",
+            Record::Checkpoint { .. } => "Checkpoint",
+            Record::AgentModel { .. } => "AgentModel",
+            Record::InferResults { .. } => "InferResults",
+            Record::End { .. } => "End",
+            Record::Gap { .. } => "Gap",
+        }
+    }
 }
 
 impl Record {
@@ -121,7 +215,7 @@ impl Record {
                 b.extend_from_slice(&c.checkpoint_interval_ticks.to_le_bytes());
                 b.push(c.dev_mode as u8);
                 b.push(c.resource_clamp as u8);
-                b.extend_from_slice(&(c.trusted_keys.len() as u32).to_le_bytes());
+                put_count(b, c.trusted_keys.len());
                 for k in &c.trusted_keys {
                     b.extend_from_slice(k);
                 }
@@ -159,14 +253,27 @@ impl Record {
             }
             Record::InferResults { tick, results } => {
                 b.extend_from_slice(&tick.to_le_bytes());
-                b.extend_from_slice(&(results.len() as u32).to_le_bytes());
+                put_count(b, results.len());
                 for (agent, tag, payload) in results {
                     b.extend_from_slice(&agent.to_le_bytes());
                     b.extend_from_slice(&tag.to_le_bytes());
-                    b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                    put_count(b, payload.len());
                     b.extend_from_slice(payload);
                 }
                 TAG_INFER_RESULTS
+            }
+            Record::End { ticks, records, bytes, hash, tail } => {
+                for v in [ticks, records, bytes] {
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+                b.extend_from_slice(&hash.0);
+                b.extend_from_slice(&tail.0);
+                TAG_END
+            }
+            Record::Gap { tag, len } => {
+                b.push(*tag);
+                b.extend_from_slice(&len.to_le_bytes());
+                TAG_GAP
             }
         });
     }
@@ -177,13 +284,14 @@ struct Body<'a> {
     bytes: &'a [u8],
     pos: usize,
     record_offset: u64,
+    kind: &'static str,
 }
 
 impl<'a> Body<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| LockstepError::ReplayCorrupt {
             offset: self.record_offset,
-            reason: format!("record body is {} bytes, too short for its fields", self.bytes.len()),
+            reason: format!("{} record body is {} bytes, too short for its fields", self.kind, self.bytes.len()),
         })?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
@@ -209,10 +317,7 @@ impl<'a> Body<'a> {
         r
     }
     fn digests(&mut self) -> Result<Vec<(AgentId, [u8; 8])>> {
-        let n = self.u32()? as usize;
-        if n > (self.bytes.len() - self.pos) / 16 {
-            return Err(LockstepError::ReplayCorrupt { offset: self.record_offset, reason: format!("agent digest count {n} exceeds the record") });
-        }
+        let n = self.count("agent digest count", 16)?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
             let id = self.u64()?;
@@ -222,11 +327,21 @@ impl<'a> Body<'a> {
         }
         Ok(v)
     }
+    /// A u32 count of items of at least `item_bytes` each: refused (naming `field`) when the
+    /// rest of the body cannot hold that many, so a forged count never sizes an allocation.
+    fn count(&mut self, field: &str, item_bytes: usize) -> Result<usize> {
+        let n = self.u32()? as usize;
+        let room = (self.bytes.len() - self.pos) / item_bytes;
+        if n > room {
+            return Err(LockstepError::ReplayCorrupt { offset: self.record_offset, reason: format!("{} {field} {n} exceeds what the record holds ({room} at most)", self.kind) });
+        }
+        Ok(n)
+    }
     fn finish(&self) -> Result<()> {
         if self.pos != self.bytes.len() {
             return Err(LockstepError::ReplayCorrupt {
                 offset: self.record_offset,
-                reason: format!("{} unexpected trailing bytes in record", self.bytes.len() - self.pos),
+                reason: format!("{} unexpected trailing bytes in {} record", self.bytes.len() - self.pos, self.kind),
             });
         }
         Ok(())
@@ -237,6 +352,10 @@ impl<'a> Body<'a> {
 pub struct LogReader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Records read so far.
+    records: u64,
+    /// Whether the End record has been read (nothing may follow it).
+    ended: bool,
 }
 
 impl<'a> LogReader<'a> {
@@ -255,7 +374,7 @@ impl<'a> LogReader<'a> {
         if version != FORMAT_VERSION {
             return Err(LockstepError::ReplayVersion { found: version, expected: FORMAT_VERSION });
         }
-        Ok(Self { bytes, pos: HEADER_BYTES })
+        Ok(Self { bytes, pos: HEADER_BYTES, records: 0, ended: false })
     }
 
     /// Byte offset of the next record.
@@ -263,13 +382,27 @@ impl<'a> LogReader<'a> {
         self.pos as u64
     }
 
-    /// The next record, `None` at a clean end, or an error naming the offset.
+    /// Records read so far (the End record included once read).
+    pub fn records_read(&self) -> u64 {
+        self.records
+    }
+
+    /// Whether the End record was read: without one, the log is a prefix of a session.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The next record, `None` at a clean end, or an error naming the offset. A record after
+    /// the End record is corruption.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
         if self.pos == self.bytes.len() {
             return Ok(None);
         }
         let offset = self.pos as u64;
         let corrupt = |reason: String| LockstepError::ReplayCorrupt { offset, reason };
+        if self.ended {
+            return Err(corrupt(format!("{} bytes after the End record", self.bytes.len() - self.pos)));
+        }
         let rest = &self.bytes[self.pos..];
         if rest.len() < 5 {
             return Err(corrupt(format!("truncated: {} bytes left, a record header needs 5", rest.len())));
@@ -286,7 +419,22 @@ impl<'a> LogReader<'a> {
         if crc != crc32fast::hash(&rest[..5 + len]) {
             return Err(corrupt("record checksum mismatch: the log was modified or damaged".into()));
         }
-        let mut body = Body { bytes: &rest[5..5 + len], pos: 0, record_offset: offset };
+        let kind = match tag {
+            TAG_CONFIG => "Config",
+            TAG_MODULE => "Module",
+            TAG_SPAWN => "Spawn",
+            TAG_SEND => "Send",
+            TAG_KILL => "Kill",
+            TAG_SHUTDOWN => "Shutdown",
+            TAG_TICK_END => "TickEnd",
+            TAG_CHECKPOINT => "Checkpoint",
+            TAG_AGENT_MODEL => "AgentModel",
+            TAG_INFER_RESULTS => "InferResults",
+            TAG_END => "End",
+            TAG_GAP => "Gap",
+            other => return Err(corrupt(format!("unknown record tag {other}"))),
+        };
+        let mut body = Body { bytes: &rest[5..5 + len], pos: 0, record_offset: offset, kind };
         let record = match tag {
             TAG_CONFIG => Record::Config(SessionConfig {
                 seed: body.u64()?,
@@ -298,8 +446,8 @@ impl<'a> LogReader<'a> {
                 dev_mode: body.take(1)?[0] != 0,
                 resource_clamp: body.take(1)?[0] != 0,
                 trusted_keys: {
-                    let n = body.u32()? as usize;
-                    let mut keys = Vec::with_capacity(n.min(1024));
+                    let n = body.count("trusted key count", 32)?;
+                    let mut keys = Vec::with_capacity(n);
                     for _ in 0..n {
                         let mut k = [0u8; 32];
                         k.copy_from_slice(body.take(32)?);
@@ -322,8 +470,8 @@ impl<'a> LogReader<'a> {
             },
             TAG_INFER_RESULTS => {
                 let tick = body.u64()?;
-                let n = body.u32()? as usize;
-                let mut results = Vec::with_capacity(n.min(1 << 16));
+                let n = body.count("answer count", 16)?;
+                let mut results = Vec::with_capacity(n);
                 for _ in 0..n {
                     let agent = body.u64()?;
                     let tag = body.u32()?;
@@ -332,10 +480,14 @@ impl<'a> LogReader<'a> {
                 }
                 Record::InferResults { tick, results }
             }
+            TAG_END => Record::End { ticks: body.u64()?, records: body.u64()?, bytes: body.u64()?, hash: body.digest()?, tail: body.digest()? },
+            TAG_GAP => Record::Gap { tag: body.take(1)?[0], len: body.u64()? },
             other => return Err(corrupt(format!("unknown record tag {other}"))),
         };
         body.finish()?;
         self.pos += 5 + len + 4;
+        self.records += 1;
+        self.ended = matches!(record, Record::End { .. });
         Ok(Some(record))
     }
 }
@@ -367,6 +519,8 @@ mod tests {
             Record::Kill { tick: 1, agent: 1 },
             Record::AgentModel { slot: 0, id: "ab".repeat(32) },
             Record::InferResults { tick: 2, results: vec![(1, 7, vec![0, 0, 0, 0, 9]), (3, 8, vec![])] },
+            Record::Gap { tag: 2, len: 1 << 40 },
+            Record::End { ticks: 3, records: 12, bytes: 999, hash: Digest([4; 32]), tail: Digest([6; 32]) },
         ]
     }
 
@@ -380,12 +534,17 @@ mod tests {
     }
 
     fn decode(bytes: &[u8]) -> Result<Vec<Record>> {
+        decode_ended(bytes).map(|(v, _)| v)
+    }
+
+    /// The records and whether the log ended with an End record.
+    fn decode_ended(bytes: &[u8]) -> Result<(Vec<Record>, bool)> {
         let mut r = LogReader::new(bytes)?;
         let mut v = Vec::new();
         while let Some(rec) = r.next_record()? {
             v.push(rec);
         }
-        Ok(v)
+        Ok((v, r.ended()))
     }
 
     #[test]
@@ -395,21 +554,48 @@ mod tests {
     }
 
     #[test]
-    fn every_truncation_is_an_error_not_a_panic() {
+    fn every_truncation_is_an_error_or_a_prefix_without_end() {
         let bytes = encode(&sample());
+        assert!(decode_ended(&bytes).unwrap().1, "the whole log ends with its End record");
         let mut boundaries = vec![HEADER_BYTES];
         let mut r = LogReader::new(&bytes).unwrap();
         while r.next_record().unwrap().is_some() {
             boundaries.push(r.offset() as usize);
         }
         for cut in 0..bytes.len() {
-            let result = decode(&bytes[..cut]);
+            let result = decode_ended(&bytes[..cut]);
             if boundaries.contains(&cut) {
-                assert!(result.is_ok(), "cut at record boundary {cut} should parse");
+                // A cut at a record boundary parses, but never as a log that ended.
+                assert!(matches!(result, Ok((_, false))), "cut at record boundary {cut}: {result:?}");
             } else {
                 assert!(matches!(result, Err(LockstepError::ReplayCorrupt { .. })), "cut at {cut}: {result:?}");
             }
         }
+    }
+
+    #[test]
+    fn records_after_the_end_record_are_corruption() {
+        let mut bytes = encode(&sample());
+        let end = bytes.len();
+        Record::Kill { tick: 9, agent: 1 }.encode(&mut bytes);
+        assert_eq!(decode(&bytes).unwrap_err(), LockstepError::ReplayCorrupt { offset: end as u64, reason: "25 bytes after the End record".into() });
+    }
+
+    #[test]
+    fn seal_counts_the_records_and_marks_the_end() {
+        let mut bytes = encode(&sample()[..5]);
+        let before = bytes.len() as u64;
+        seal(&mut bytes, 7, Digest([5; 32]));
+        let (records, ended) = decode_ended(&bytes).unwrap();
+        assert!(ended);
+        // The tail: the config record, and the records after the TickEnd (the fifth record).
+        let mut tail_log = Vec::new();
+        write_header(&mut tail_log);
+        sample()[0].encode(&mut tail_log);
+        let config_end = tail_log.len();
+        let tail = tail_digest(&tail_log, config_end, config_end, config_end);
+        assert_eq!(records.last(), Some(&Record::End { ticks: 7, records: 5, bytes: before, hash: Digest([5; 32]), tail }));
+        assert_eq!(bytes.len() as u64 - before, END_RECORD_BYTES as u64);
     }
 
     #[test]
@@ -425,11 +611,62 @@ mod tests {
     }
 
     #[test]
-    fn newer_version_is_refused_with_its_number() {
-        let mut bytes = encode(&sample());
-        bytes[8] = 2;
-        let crc = crc32fast::hash(&bytes[..12]);
-        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode(&bytes).unwrap_err(), LockstepError::ReplayVersion { found: 2, expected: 1 });
+    fn other_versions_are_refused_with_their_number() {
+        for v in [1u16, 3] {
+            let mut bytes = encode(&sample());
+            bytes[8..10].copy_from_slice(&v.to_le_bytes());
+            let crc = crc32fast::hash(&bytes[..12]);
+            bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(decode(&bytes).unwrap_err(), LockstepError::ReplayVersion { found: v, expected: 2 });
+        }
+    }
+
+    #[test]
+    fn writer_never_writes_a_record_the_reader_refuses() {
+        // Over the limit: a Gap record in its place, which the reader accepts.
+        let mut out = Vec::new();
+        write_header(&mut out);
+        frame_limited(&mut out, 100, |b| {
+            b.extend_from_slice(&[7; 101]);
+            TAG_MODULE
+        });
+        frame_limited(&mut out, 100, |b| {
+            b.extend_from_slice(&[7; 100]);
+            TAG_MODULE
+        });
+        let records = decode(&out).unwrap();
+        assert_eq!(records[0], Record::Gap { tag: TAG_MODULE, len: 101 });
+        assert!(matches!(&records[1], Record::Module { bytes, .. } if bytes.len() == 68));
+        // At the real limit: the largest body is written and reads back; one byte more is a Gap.
+        let mut out = Vec::new();
+        write_header(&mut out);
+        let big = Record::Module { hash: Digest([1; 32]), bytes: vec![0; MAX_RECORD_BYTES - 32] };
+        big.encode(&mut out);
+        Record::Module { hash: Digest([1; 32]), bytes: vec![0; MAX_RECORD_BYTES - 31] }.encode(&mut out);
+        let records = decode(&out).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0], big);
+        assert_eq!(records[1], Record::Gap { tag: TAG_MODULE, len: MAX_RECORD_BYTES as u64 + 1 });
+    }
+
+    #[test]
+    fn forged_counts_are_refused_before_any_allocation() {
+        for (tag, body) in [
+            (TAG_TICK_END, [&[0u8; 40][..], &u32::MAX.to_le_bytes()].concat()),
+            (TAG_CHECKPOINT, [&[0u8; 40][..], &u32::MAX.to_le_bytes()].concat()),
+            (TAG_INFER_RESULTS, [&[0u8; 8][..], &u32::MAX.to_le_bytes()].concat()),
+            (TAG_CONFIG, [&[0u8; 46][..], &u32::MAX.to_le_bytes()].concat()),
+        ] {
+            let mut out = Vec::new();
+            write_header(&mut out);
+            frame(&mut out, |b| {
+                b.extend_from_slice(&body);
+                tag
+            });
+            match decode(&out) {
+                Err(LockstepError::ReplayCorrupt { offset: 16, reason }) => assert!(reason.contains("count 4294967295 exceeds"), "{reason}"),
+                other => panic!("tag {tag}: {other:?}"),
+            }
+        }
     }
 }

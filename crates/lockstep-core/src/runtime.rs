@@ -351,14 +351,23 @@ impl Runtime {
         Ok(())
     }
 
-    /// Stops recording and returns the log.
+    /// Stops recording and returns the log, sealed with its End record (counts, final hash,
+    /// digest of the config and the inputs after the last tick), so a replay can tell the
+    /// whole session from a prefix.
     pub fn stop_recording(&mut self) -> Result<Vec<u8>> {
-        self.recorder.take().map(|r| r.log).ok_or(LockstepError::NotRecording)
+        let mut log = self.recorder.take().map(|r| r.log).ok_or(LockstepError::NotRecording)?;
+        replay_log::seal(&mut log, self.tick, self.last_hash);
+        Ok(log)
     }
 
-    /// The log recorded so far (recording continues).
-    pub fn replay_log(&self) -> Result<&[u8]> {
-        self.recorder.as_ref().map(|r| r.log.as_slice()).ok_or(LockstepError::NotRecording)
+    /// A copy of the log recorded so far, sealed with an End record as if recording stopped
+    /// now (recording continues; the live log is not changed).
+    pub fn replay_log(&self) -> Result<Vec<u8>> {
+        let r = self.recorder.as_ref().ok_or(LockstepError::NotRecording)?;
+        let mut log = Vec::with_capacity(r.log.len() + replay_log::END_RECORD_BYTES);
+        log.extend_from_slice(&r.log);
+        replay_log::seal(&mut log, self.tick, self.last_hash);
+        Ok(log)
     }
 
     pub fn is_recording(&self) -> bool {

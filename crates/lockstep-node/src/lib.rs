@@ -691,7 +691,12 @@ pub struct Divergence {
 
 #[napi(object)]
 pub struct ReplayReport {
+    /// No divergence in what was verified (see `complete` for whether that is the session).
     pub ok: bool,
+    /// The whole recorded session was verified: the log ended with its End record and the
+    /// replay agrees with all of it (counts, final hash, tail digest). False for a prefix, a
+    /// log with a gap, or after a divergence.
+    pub complete: bool,
     pub ticks_verified: i64,
     pub checkpoints_verified: i64,
     pub final_hash: String,
@@ -717,6 +722,7 @@ pub fn replay(log: Uint8Array, workers: Option<u32>, on_progress: Option<Functio
     }
     Ok(ReplayReport {
         ok: r.divergence.is_none(),
+        complete: r.complete,
         ticks_verified: r.ticks_verified as i64,
         checkpoints_verified: r.checkpoints_verified as i64,
         final_hash: r.final_hash.to_hex(),
