@@ -19,7 +19,7 @@ export interface RuntimeOptions {
   memoryLimitBytes?: number;
   /** Seed of every agent's random stream (`random_u64`), 0..2^53-1: same seed, same session. [0] */
   seed?: number;
-  /** Most agents one runtime holds (slots reserved up front), 1..2^32-1. [16384] */
+  /** Most agents alive at once (stopped, killed and faulted ones do not count), 1..4,194,304 (the ids a runtime can assign over its life). [16384] */
   maxAgents?: number;
   /** Wall-clock backstop per ABI call in ms, 1..2^32-1 (not deterministic; fuel is the real limit). [1000] */
   deadlineMs?: number;

@@ -129,7 +129,7 @@ const NUMERIC_OPTIONS = {
   fuelPerCall: [0, MAX_SAFE],
   memoryLimitBytes: [0, MAX_SAFE],
   seed: [0, MAX_SAFE],
-  maxAgents: [1, MAX_U32],
+  maxAgents: [1, 4_194_304], // runtime::MAX_AGENT_IDS
   deadlineMs: [1, MAX_U32],
   checkpointIntervalTicks: [0, MAX_U32],
   maxEvents: [0, MAX_U32],

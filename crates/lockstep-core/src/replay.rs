@@ -104,9 +104,10 @@ fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Re
         }
         Record::Spawn { tick, agent, .. } => {
             tick_is_now(*tick)?;
-            let max = rt.config().max_agents as u64;
+            // maxAgents bounds the live agents, not the ids: ids run up to MAX_AGENT_IDS.
+            let max = crate::runtime::MAX_AGENT_IDS as u64;
             if *agent == 0 || *agent > max {
-                return Err(corrupt(offset, name, "agent", format!("{agent} is outside the ids a runtime of {max} agents assigns (1..={max})")));
+                return Err(corrupt(offset, name, "agent", format!("{agent} is outside the ids a runtime assigns (1..={max})")));
             }
         }
         Record::Send { tick, payload, .. } => {

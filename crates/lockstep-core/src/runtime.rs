@@ -268,6 +268,11 @@ pub const MAX_RING_RECORDS_PER_TICK: usize = 1 << 22;
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self> {
+        if config.max_agents as usize > MAX_AGENT_IDS {
+            return Err(LockstepError::InvalidConfig {
+                reason: format!("maxAgents {} exceeds the {MAX_AGENT_IDS} agent ids a runtime can assign", config.max_agents),
+            });
+        }
         if config.workers == 0 || config.workers > 256 {
             return Err(LockstepError::InvalidConfig { reason: format!("workers must be 1..=256, got {}", config.workers) });
         }

@@ -256,7 +256,16 @@ fn a_replayed_send_larger_than_a_message_is_a_corrupt_log() {
     .unwrap();
     let id = rt.spawn_bytes(agent("echo")).unwrap();
     rt.tick();
-    let mut log = rt.replay_log().unwrap().to_vec();
+    // The log up to (not including) its End record, then the forged Send.
+    let sealed = rt.replay_log().unwrap().to_vec();
+    let mut reader = lockstep_core::replay_log::LogReader::new(&sealed).unwrap();
+    let mut log = Vec::new();
+    lockstep_core::replay_log::write_header(&mut log);
+    while let Some(record) = reader.next_record().unwrap() {
+        if !matches!(record, lockstep_core::replay_log::Record::End { .. }) {
+            record.encode(&mut log);
+        }
+    }
     lockstep_core::replay_log::encode_send(
         &mut log,
         1,
