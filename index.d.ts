@@ -226,6 +226,14 @@ export interface ReplayOptions {
   workers?: number;
   /** Called with the ticks verified so far, every 100 ticks. */
   onProgress?: (ticksVerified: number) => void;
+  /**
+   * Publishers whose modules the replay may run (hex public keys). A log never grants itself
+   * trust: a module it carries that is not signed by one of these (and by a key the recording
+   * session trusted) stops the replay with E_REPLAY_UNTRUSTED. [none]
+   */
+  trustedKeys?: string[];
+  /** Admit the unsigned modules of a log recorded in devMode. [false] */
+  devMode?: boolean;
 }
 
 export interface Divergence {
@@ -318,7 +326,7 @@ export function exampleAgent(name: string): string;
 
 export class LockstepError extends Error {
   /**
-   * Stable code: E_INVALID_CONFIG, E_INVALID_ARGUMENT, E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_INSTANTIATION, E_UNKNOWN_AGENT, E_AGENT_NOT_RUNNING, E_MESSAGE_TOO_LARGE, E_AGENT_LIMIT, E_AGENT_IDS_EXHAUSTED, E_MODULE_LIMIT, E_PRIORITY_LIMIT, E_QUEUE_FULL, E_RECORDING_MID_SESSION, E_NOT_RECORDING, E_REPLAY_CORRUPT, E_REPLAY_VERSION, E_REPLAY_MISSING_MODULE, E_IO, E_CLOSED (the runtime was closed), E_INTERNAL (a panic inside lockstep, caught: a bug, please report it; the process carries on), E_NO_NATIVE_BINARY, the security codes (E_UNSIGNED, E_UNTRUSTED_KEY, E_BAD_KEY, ...), the inference codes (E_BAD_INPUT_SHAPE, E_UNSUPPORTED_TYPE, ...) and the ring codes (E_RING, E_RING_TIMEOUT).
+   * Stable code: E_INVALID_CONFIG, E_INVALID_ARGUMENT, E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_INSTANTIATION, E_UNKNOWN_AGENT, E_AGENT_NOT_RUNNING, E_MESSAGE_TOO_LARGE, E_AGENT_LIMIT, E_AGENT_IDS_EXHAUSTED, E_MODULE_LIMIT, E_PRIORITY_LIMIT, E_QUEUE_FULL, E_RECORDING_MID_SESSION, E_NOT_RECORDING, E_REPLAY_CORRUPT, E_REPLAY_VERSION, E_REPLAY_MISSING_MODULE, E_REPLAY_UNTRUSTED (the log runs a module the replay's trustedKeys/devMode do not cover), E_IO, E_CLOSED (the runtime was closed), E_INTERNAL (a panic inside lockstep, caught: a bug, please report it; the process carries on), E_NO_NATIVE_BINARY, the security codes (E_UNSIGNED, E_UNTRUSTED_KEY, E_BAD_KEY, ...), the inference codes (E_BAD_INPUT_SHAPE, E_UNSUPPORTED_TYPE, ...) and the ring codes (E_RING, E_RING_TIMEOUT).
    */
   code: string;
   /** Set by spawnMany when it fails part-way: the agents it spawned before the error. */

@@ -624,10 +624,14 @@ class Runtime {
 function replay(log, options) {
   if (log == null) throw v.fail('log', 'a replay log (the bytes from stopRecording() or replayLog())', log);
   const bytes = toBytes(log, 'log');
-  const o = v.options('options', options, ['workers', 'onProgress']);
+  const o = v.options('options', options, ['workers', 'onProgress', 'trustedKeys', 'devMode']);
   if (o.workers !== undefined) v.int('options.workers', o.workers, 1, 256);
   if (o.onProgress !== undefined) v.fn('options.onProgress', o.onProgress);
-  return call(() => native.replay(bytes, o.workers, o.onProgress));
+  // A log never grants itself trust: modules run only if signed by a key the caller trusts
+  // (or unsigned, with devMode, from a devMode session).
+  const trustedKeys = o.trustedKeys === undefined ? [] : v.stringArray('options.trustedKeys', o.trustedKeys);
+  const devMode = o.devMode === undefined ? false : v.bool('options.devMode', o.devMode);
+  return call(() => native.replay(bytes, o.workers, o.onProgress, trustedKeys, devMode));
 }
 
 /** Paths of the example agents shipped with the package. */

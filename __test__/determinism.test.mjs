@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
-const { replay } = require('../index.js');
+const { replay, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 const { runScenario } = require('./fixtures/scenario.cjs');
 const scenarioScript = fileURLToPath(new URL('./fixtures/scenario.cjs', import.meta.url));
 
@@ -28,7 +28,7 @@ test('two separate processes: identical per-tick hashes', () => {
 test('a recorded session replays exactly; a tampered one names tick and agent', () => {
   const { rt, hashes } = runScenario({ workers: 2 });
   const log = rt.stopRecording();
-  const ok = replay(log, { workers: 3 });
+  const ok = replay(log, { trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 3 });
   assert.equal(ok.ok, true);
   assert.equal(ok.complete, true, 'a stopped recording is a whole session');
   assert.equal(ok.ticksVerified, hashes.length);
@@ -41,7 +41,7 @@ test('a recorded session replays exactly; a tampered one names tick and agent', 
   assert.ok(at > 0);
   tampered[at + 5] = '5'.charCodeAt(0);
   fixCrcAround(tampered, at);
-  const bad = replay(tampered);
+  const bad = replay(tampered, { trustedKeys: [EXAMPLES_PUBLIC_KEY] });
   assert.equal(bad.ok, false);
   assert.equal(bad.complete, false, 'the replay stopped at the divergence');
   assert.equal(bad.divergence.kind, 'tick_hash');
@@ -49,19 +49,19 @@ test('a recorded session replays exactly; a tampered one names tick and agent', 
   assert.equal(bad.divergence.agent, 153, 'the counter agent received the altered message');
   assert.equal(bad.ticksVerified, 4);
 
-  assert.throws(() => replay(log.subarray(0, log.length - 3)), { code: 'E_REPLAY_CORRUPT' });
+  assert.throws(() => replay(log.subarray(0, log.length - 3), { trustedKeys: [EXAMPLES_PUBLIC_KEY] }), { code: 'E_REPLAY_CORRUPT' });
   // Cut at the last record boundary (the End record dropped): a prefix, verified but not complete.
-  const prefix = replay(log.subarray(0, log.length - 97));
+  const prefix = replay(log.subarray(0, log.length - 97), { trustedKeys: [EXAMPLES_PUBLIC_KEY] });
   assert.equal(prefix.ok, true);
   assert.equal(prefix.complete, false);
   assert.equal(prefix.ticksVerified, hashes.length);
   // A snapshot while recording continues carries its own End record.
   const { rt: live } = runScenario({ workers: 1 });
-  const snapshot = replay(live.replayLog());
+  const snapshot = replay(live.replayLog(), { trustedKeys: [EXAMPLES_PUBLIC_KEY] });
   assert.equal(snapshot.ok && snapshot.complete, true);
   live.tick();
-  assert.equal(replay(live.replayLog()).complete, true, 'a later snapshot too');
-  assert.throws(() => replay(Buffer.from('LOCKSTEP but not really')), { code: 'E_REPLAY_CORRUPT' });
+  assert.equal(replay(live.replayLog(), { trustedKeys: [EXAMPLES_PUBLIC_KEY] }).complete, true, 'a later snapshot too');
+  assert.throws(() => replay(Buffer.from('LOCKSTEP but not really'), { trustedKeys: [EXAMPLES_PUBLIC_KEY] }), { code: 'E_REPLAY_CORRUPT' });
 });
 
 /** Recomputes the CRC of the record containing byte `at` (format in docs/REPLAY.md). */
@@ -85,6 +85,25 @@ test('a long replay reports progress', () => {
   rt.spawnMany(exampleAgent('counter'), 3);
   rt.tick(250);
   const seen = [];
-  assert.equal(replay(rt.stopRecording(), { onProgress: (n) => seen.push(n) }).ok, true);
+  assert.equal(replay(rt.stopRecording(), { trustedKeys: [EXAMPLES_PUBLIC_KEY], onProgress: (n) => seen.push(n) }).ok, true);
   assert.deepEqual(seen, [100, 200]);
+});
+
+test('a replay log never grants itself trust: its modules run only under the caller\'s trustedKeys or devMode', () => {
+  const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
+  const { readFileSync } = require('node:fs');
+  const unsignedCounter = fileURLToPath(new URL('../guest/target/wasm32-unknown-unknown/release/counter.wasm', import.meta.url));
+  const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  rt.spawnMany(exampleAgent('counter'), 2);
+  rt.tick(3);
+  const log = rt.stopRecording();
+  assert.throws(() => replay(log), (e) => e.code === 'E_REPLAY_UNTRUSTED' && /trustedKeys/.test(e.message));
+  assert.throws(() => replay(log, { devMode: true }), { code: 'E_REPLAY_UNTRUSTED' }, 'devMode admits unsigned modules, not a foreign key');
+  assert.equal(replay(log, { trustedKeys: [EXAMPLES_PUBLIC_KEY] }).complete, true);
+  const dev = new Runtime({ workers: 1, devMode: true });
+  dev.spawn(readFileSync(unsignedCounter));
+  dev.tick(2);
+  const devLog = dev.stopRecording();
+  assert.throws(() => replay(devLog, { trustedKeys: [EXAMPLES_PUBLIC_KEY] }), { code: 'E_REPLAY_UNTRUSTED' });
+  assert.equal(replay(devLog, { devMode: true }).ok, true);
 });

@@ -101,7 +101,7 @@ test('agents ask for inference: one batched call per tick, answers next tick, re
   const answers = rt.drainMessages().filter((m) => m.kind === 3);
   assert.deepEqual(answers.map((m) => m.from).sort((a, b) => a - b), agents);
   for (const m of answers) assert.ok(Number(m.payload.readBigUInt64LE(0)) < 3);
-  const verdict = replay(rt.stopRecording());
+  const verdict = replay(rt.stopRecording(), { trustedKeys: [EXAMPLES_PUBLIC_KEY] });
   assert.equal(verdict.ok, true);
   assert.equal(verdict.ticksVerified, 2);
 });

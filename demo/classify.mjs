@@ -37,7 +37,7 @@ for (let t = 0; t < TICKS; t++) {
 }
 console.log(`labels so far: ${counts.map((c, i) => `class ${i}: ${c}`).join(', ')}`);
 const log = rt.stopRecording();
-const verdict = replay(log, { workers: 1 });
+const verdict = replay(log, { trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
 console.log(`replay from the log alone (no model run): ${verdict.ticksVerified} ticks, ${verdict.ok ? 'identical' : `DIVERGED at tick ${verdict.divergence.tick}`}`);
 console.log(`final state hash: ${rt.stateHash()}`);
 if (!verdict.ok) process.exit(1);

@@ -64,7 +64,7 @@ const dead = rt.drainDeadLetters();
 console.log(`dead letters: ${dead.length} (messages to agents that had died)`);
 
 const log = rt.stopRecording();
-const verdict = replay(log, { workers: 1 });
+const verdict = replay(log, { trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
 console.log(`replay (1 worker) of a ${(log.length / 1024).toFixed(0)} KiB log: ${verdict.ticksVerified} ticks and ${verdict.checkpointsVerified} checkpoints verified, ${verdict.ok ? 'identical' : `DIVERGED at tick ${verdict.divergence.tick}`}`);
 console.log(`final state hash: ${rt.stateHash()}`);
 console.log(`deep hash (every agent's memory): ${deep.hash}`);

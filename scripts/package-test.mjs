@@ -56,7 +56,7 @@ const { Runtime, exampleAgent, replay, EXAMPLES_PUBLIC_KEY } = lockstep;
 const rt = new Runtime({ workers: 2, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
 const ids = rt.spawnMany(exampleAgent('gossip'), 50);
 const hash = rt.tick(5).hash;
-assert.equal(replay(rt.stopRecording()).finalHash, hash);
+assert.equal(replay(rt.stopRecording(), { trustedKeys: [EXAMPLES_PUBLIC_KEY] }).finalHash, hash);
 assert.ok(require.resolve('lockstep').includes('node_modules'), 'the installed package, not the repo');
 // The addon is context-aware: it loads and runs in two worker threads at once, beside this one.
 const code = "const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('lockstep');" +
@@ -91,7 +91,7 @@ rt.send(id, new Uint8Array(4), { kind: 1, priority: 0 });
 const r: TickReport = rt.tick(2);
 const events: RuntimeEvent[] = rt.drainEvents();
 for (const e of events) if (e.type === 'fault') console.log(e.fault.kind, e.fault.detail);
-const ok: boolean = replay(rt.stopRecording(), { workers: 1 }).ok;
+const ok: boolean = replay(rt.stopRecording(), { trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 }).ok;
 async function infer(m: ModelInfo): Promise<number> {
   const out = await rt.infer(m.id, { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } });
   return out.probs.dims[0] + (ok ? r.tick : 0);
@@ -109,7 +109,7 @@ test('runtime in jest worker ${i}', () => {
   const rt = new Runtime({ workers: 2, seed: ${i}, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
   rt.spawnMany(exampleAgent('gossip'), 100);
   const a = rt.tick(10).hash;
-  expect(replay(rt.stopRecording()).ok).toBe(true);
+  expect(replay(rt.stopRecording(), { trustedKeys: [EXAMPLES_PUBLIC_KEY] }).ok).toBe(true);
   const again = new Runtime({ workers: 1, seed: ${i}, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
   again.spawnMany(exampleAgent('gossip'), 100);
   expect(again.tick(10).hash).toBe(a);

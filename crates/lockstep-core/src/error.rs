@@ -59,6 +59,9 @@ pub enum LockstepError {
     #[error("replay log is format version {found}; this runtime reads version {expected}. Replay it with the lockstep release that recorded it, or record the session again with this one")]
     ReplayVersion { found: u16, expected: u16 },
 
+    #[error("the replay log runs module {hash}, which this replay does not trust ({reason}). Pass its publisher's key in trustedKeys (or devMode: true for unsigned modules of a devMode session) if you trust the log")]
+    ReplayUntrusted { hash: String, reason: String },
+
     #[error("replay log references module {hash} that it does not contain")]
     ReplayMissingModule { hash: String },
 
@@ -98,6 +101,7 @@ impl LockstepError {
             Self::ReplayCorrupt { .. } => "E_REPLAY_CORRUPT",
             Self::ReplayVersion { .. } => "E_REPLAY_VERSION",
             Self::ReplayMissingModule { .. } => "E_REPLAY_MISSING_MODULE",
+            Self::ReplayUntrusted { .. } => "E_REPLAY_UNTRUSTED",
             Self::Io { .. } => "E_IO",
             Self::Security(e) => e.code(),
             Self::InvalidArgument { .. } => "E_INVALID_ARGUMENT",

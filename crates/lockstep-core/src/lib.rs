@@ -30,7 +30,7 @@ pub use bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 pub use error::{Digest, LockstepError, Result};
 pub use event::Event;
 pub use fault::{AbiCall, AgentState, Fault, FaultKind};
-pub use replay::{replay, Divergence, DivergenceKind, ReplayReport};
+pub use replay::{replay, replay_trusting, ReplayTrust, Divergence, DivergenceKind, ReplayReport};
 pub use runtime::{AgentInfo, DeepHash, ResourcePolicy, Runtime, RuntimeConfig};
 pub use sandbox::MemoryAllocator;
 pub use scheduler::TickReport;

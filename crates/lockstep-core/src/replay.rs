@@ -175,10 +175,36 @@ fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Re
 /// first divergence and reports it; a corrupt or truncated log is an error with its offset,
 /// and so is a record whose fields no runtime could have written (checked before it is
 /// applied). `complete` in the report says whether the whole session was verified.
-pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Result<ReplayReport> {
+///
+/// This trusts the log's own admission settings (trusted keys, development mode): use it
+/// only for logs you recorded yourself. For a log from anywhere else, `replay_trusting`.
+pub fn replay(log: &[u8], workers: usize, progress: impl FnMut(u64)) -> Result<ReplayReport> {
+    replay_trusting(log, workers, None, progress)
+}
+
+/// What the caller of a replay trusts: a log cannot grant itself more (issue 9 red-team: a
+/// log recorded in devMode, or naming its own keys, ran whatever modules it carried).
+#[derive(Debug, Clone, Default)]
+pub struct ReplayTrust {
+    /// Publishers whose modules may run in the replay (intersected with the log's own).
+    pub trusted_keys: Vec<[u8; 32]>,
+    /// Admit unsigned modules (only if the log was recorded in development mode too).
+    pub dev_mode: bool,
+}
+
+/// Like `replay`, admitting only modules `trust` covers (`None`: the log's own settings).
+/// A module the log ran but the caller does not trust is `E_REPLAY_UNTRUSTED`.
+pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, mut progress: impl FnMut(u64)) -> Result<ReplayReport> {
     let mut reader = LogReader::new(log)?;
     let Some(Record::Config(session)) = reader.next_record()? else {
         return Err(LockstepError::ReplayCorrupt { offset: 16, reason: "the first record must be the session config".into() });
+    };
+    let (trusted_keys, dev_mode) = match trust {
+        None => (session.trusted_keys.clone(), session.dev_mode),
+        Some(t) => (
+            session.trusted_keys.iter().filter(|k| t.trusted_keys.contains(k)).copied().collect(),
+            session.dev_mode && t.dev_mode,
+        ),
     };
     let mut rt = Runtime::new(RuntimeConfig {
         workers,
@@ -193,8 +219,8 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
         max_events: 10_000,
         allocator: Default::default(),
         inference_batching: true,
-        trusted_keys: session.trusted_keys.clone(),
-        dev_mode: session.dev_mode,
+        trusted_keys,
+        dev_mode,
         policy: serde_json::from_str(&session.policy_json)
             .map_err(|e| LockstepError::ReplayCorrupt { offset: 16, reason: format!("Config record, field `policy`: {e}") })?,
         resource_policy: if session.resource_clamp { crate::runtime::ResourcePolicy::Clamp } else { crate::runtime::ResourcePolicy::Refuse },
@@ -225,7 +251,10 @@ pub fn replay(log: &[u8], workers: usize, mut progress: impl FnMut(u64)) -> Resu
         match record {
             Record::Config(_) => unreachable!("refused by validate"),
             Record::Module { hash, bytes } => {
-                let loaded = rt.load_module(bytes).map_err(at)?;
+                let loaded = rt.load_module(bytes).map_err(|e| match e {
+                    LockstepError::Security(s) if trust.is_some() => LockstepError::ReplayUntrusted { hash: hash.to_hex(), reason: s.to_string() },
+                    other => at(other),
+                })?;
                 debug_assert_eq!(loaded, hash, "validate checked the hash");
             }
             Record::Spawn { tick, module, agent, priority } => {

@@ -721,7 +721,6 @@ fn a_tensor_shape_whose_size_overflows_fails_the_length_check() {
 /// returns), or ask for maxAgents × 4 GiB of memory. `replay()` has no way for the caller to
 /// say what it trusts.
 #[test]
-#[ignore = "finding: replay() trusts the log's own trust store, devMode and limits; needs an API decision (caller-supplied trustedKeys/devMode/limits for replay)"]
 fn a_replay_log_cannot_grant_itself_trust() {
     let mut rt = Runtime::new(RuntimeConfig {
         workers: 1,
@@ -736,11 +735,16 @@ fn a_replay_log_cannot_grant_itself_trust() {
     .unwrap();
     rt.tick();
     let log = rt.stop_recording().unwrap();
-    // The caller of replay() never enabled devMode, yet the unsigned module runs.
-    assert!(
-        lockstep_core::replay(&log, 1, |_| {}).is_err(),
-        "an unsigned module was admitted on the log's own say-so"
-    );
+    // The caller of the replay never enabled devMode: the unsigned module must not run.
+    let e = lockstep_core::replay_trusting(&log, 1, Some(&lockstep_core::ReplayTrust::default()), |_| {})
+        .expect_err("an unsigned module was admitted on the log's own say-so");
+    assert_eq!(e.code(), "E_REPLAY_UNTRUSTED", "{e}");
+    // A key the caller trusts does not admit an unsigned module either; devMode does.
+    let keys = lockstep_core::ReplayTrust { trusted_keys: vec![[7; 32]], dev_mode: false };
+    assert!(lockstep_core::replay_trusting(&log, 1, Some(&keys), |_| {}).is_err());
+    let dev = lockstep_core::ReplayTrust { trusted_keys: vec![], dev_mode: true };
+    let r = lockstep_core::replay_trusting(&log, 1, Some(&dev), |_| {}).unwrap();
+    assert!(r.divergence.is_none() && r.complete);
 }
 
 /// The deep hash covers exported globals; a v128 one was hashed as the constant "ref", so two

@@ -684,7 +684,7 @@ pub struct Divergence {
     /// tick_hash | deep_hash | spawn_id
     pub kind: String,
     pub tick: i64,
-    pub agent: Option<i64>,
+    pub agent: Option<f64>,
     pub expected: String,
     pub actual: String,
 }
@@ -703,13 +703,21 @@ pub struct ReplayReport {
     pub divergence: Option<Divergence>,
 }
 
-/// Re-runs a recorded session and verifies every tick hash and checkpoint. `on_progress`
-/// (ticks verified so far) is called every 100 ticks.
+/// Re-runs a recorded session and verifies every tick hash and checkpoint, admitting only
+/// modules signed by `trusted_keys` (or unsigned ones with `dev_mode`, if the log was
+/// recorded in development mode): a log never grants itself trust. `on_progress` (ticks
+/// verified so far) is called every 100 ticks.
 #[napi(catch_unwind)]
-pub fn replay(log: Uint8Array, workers: Option<u32>, on_progress: Option<Function<f64, ()>>) -> Result<ReplayReport> {
+pub fn replay(log: Uint8Array, workers: Option<u32>, on_progress: Option<Function<f64, ()>>, trusted_keys: Vec<String>, dev_mode: bool) -> Result<ReplayReport> {
     let workers = workers.map(|w| w as usize).unwrap_or_else(|| RuntimeConfig::default().workers);
+    let keys = trusted_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| core::security::parse_key(k).map_err(|e| invalid(format!("options.trustedKeys[{i}]: {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let trust = core::ReplayTrust { trusted_keys: keys, dev_mode };
     let mut callback_error = None;
-    let r = core::replay(&log, workers, |ticks| {
+    let r = core::replay_trusting(&log, workers, Some(&trust), |ticks| {
         if ticks % 100 == 0 && callback_error.is_none() {
             if let Some(f) = on_progress.as_ref() {
                 callback_error = f.call(ticks as f64).err();
@@ -734,7 +742,7 @@ pub fn replay(log: Uint8Array, workers: Option<u32>, on_progress: Option<Functio
             }
             .into(),
             tick: d.tick as i64,
-            agent: d.agent.map(|a| a as i64),
+            agent: d.agent.map(id_js),
             expected: d.expected.to_hex(),
             actual: d.actual.to_hex(),
         }),
