@@ -29,6 +29,12 @@ export interface RuntimeOptions {
   record?: boolean;
   /** Most undrained events kept, 0..2^32-1; older ones are dropped and counted by `eventsDropped()`. [100000] */
   maxEvents?: number;
+  /**
+   * Most bytes the in-memory replay log holds, 1 MiB..2^53-1. Past it the log is cut back to the
+   * last complete tick, recording stops, a `recording_stopped` event says so, and the log
+   * replays as a prefix (`complete: false`). [1 GiB]
+   */
+  maxLogBytes?: number;
   /** Batch agents' inference requests per model per tick into one call. [true] */
   inferenceBatching?: boolean;
   /** The inference engine (created at the first loadModel). */
@@ -185,6 +191,8 @@ export type RuntimeEvent =
   | { type: 'module_refused'; tick: number; code: string; detail: string }
   | { type: 'security'; tick: number; detail: string }
   | { type: 'ring_error'; tick: number; detail: string }
+  /** The replay log reached `maxLogBytes` and recording stopped (the log so far is a prefix). */
+  | { type: 'recording_stopped'; tick: number; detail: string }
   /** A bounded queue was full and `count` items were not kept (ARCHITECTURE.md, "Limits"). */
   | { type: 'dropped'; tick: number; queue: 'dead_letters' | 'host_messages' | 'outbound_ring'; count: number };
 

@@ -133,11 +133,12 @@ const NUMERIC_OPTIONS = {
   deadlineMs: [1, MAX_U32],
   checkpointIntervalTicks: [0, MAX_U32],
   maxEvents: [0, MAX_U32],
+  maxLogBytes: [1 << 20, MAX_SAFE],
 };
 const BOOLEAN_OPTIONS = ['record', 'inferenceBatching', 'devMode'];
 const OPTION_KEYS = [
   'workers', 'fuelPerCall', 'memoryLimitBytes', 'seed', 'maxAgents', 'deadlineMs',
-  'checkpointIntervalTicks', 'record', 'maxEvents', 'inference', 'inferenceBatching',
+  'checkpointIntervalTicks', 'record', 'maxEvents', 'maxLogBytes', 'inference', 'inferenceBatching',
   'trustedKeys', 'devMode', 'policy', 'resourcePolicy',
 ];
 const INFERENCE_KEYS = ['providers', 'maxModels', 'maxModelBytes', 'ortLibraryPath', 'deterministic', 'searchRoots'];

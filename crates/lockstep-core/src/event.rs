@@ -21,6 +21,8 @@ pub enum Event {
     /// A bounded host-side queue was full: `count` items were not kept (docs/ARCHITECTURE.md,
     /// "Limits"). `queue` is `dead_letters`, `host_messages` or `outbound_ring`.
     Dropped { tick: u64, queue: &'static str, count: u64 },
+    /// The replay log reached `maxLogBytes`: recording stopped; the log is a prefix.
+    RecordingStopped { tick: u64, detail: String },
 }
 
 impl Event {
@@ -36,6 +38,7 @@ impl Event {
             Self::ModuleRefused { .. } => "module_refused",
             Self::Security { .. } => "security",
             Self::Dropped { .. } => "dropped",
+            Self::RecordingStopped { .. } => "recording_stopped",
         }
     }
 
@@ -44,7 +47,7 @@ impl Event {
         match self {
             Self::Spawned { agent, .. } | Self::Fault { agent, .. } | Self::Stopped { agent, .. } | Self::Killed { agent, .. } | Self::Log { agent, .. } => Some(*agent),
             Self::DeadLetter { to, .. } => Some(*to),
-            Self::RingError { .. } | Self::ModuleRefused { .. } | Self::Security { .. } | Self::Dropped { .. } => None,
+            Self::RingError { .. } | Self::ModuleRefused { .. } | Self::Security { .. } | Self::Dropped { .. } | Self::RecordingStopped { .. } => None,
         }
     }
 
@@ -80,7 +83,7 @@ impl Event {
                 reason.as_str()
             ),
             Self::Log { tick, agent, level, text } => format!(r#"{{"type":"{t}","tick":{tick},"agent":{agent},"level":{level},"text":{}}}"#, q(text)),
-            Self::RingError { tick, detail } | Self::Security { tick, detail } => format!(r#"{{"type":"{t}","tick":{tick},"detail":{}}}"#, q(detail)),
+            Self::RingError { tick, detail } | Self::Security { tick, detail } | Self::RecordingStopped { tick, detail } => format!(r#"{{"type":"{t}","tick":{tick},"detail":{}}}"#, q(detail)),
             Self::ModuleRefused { tick, code, detail } => format!(r#"{{"type":"{t}","tick":{tick},"code":"{code}","detail":{}}}"#, q(detail)),
             Self::Dropped { tick, queue, count } => format!(r#"{{"type":"{t}","tick":{tick},"queue":"{queue}","count":{count}}}"#),
         }

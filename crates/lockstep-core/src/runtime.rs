@@ -42,6 +42,10 @@ pub struct RuntimeConfig {
     pub max_events: usize,
     /// Where agent memories live (does not change results).
     pub allocator: MemoryAllocator,
+    /// Most bytes the in-memory replay log may hold. Past it the log is cut back to the end of
+    /// the last complete tick, recording stops, a `recording_stopped` event says so, and the
+    /// log replays as a prefix (`complete: false`).
+    pub max_log_bytes: usize,
     /// Batch agents' inference requests per model per tick (off: one call per request).
     pub inference_batching: bool,
     /// Public keys of the publishers whose signed modules may run here.
@@ -75,6 +79,7 @@ impl Default for RuntimeConfig {
             record: true,
             max_events: 100_000,
             allocator: MemoryAllocator::default(),
+            max_log_bytes: 1 << 30,
             inference_batching: true,
             trusted_keys: Vec::new(),
             dev_mode: false,
@@ -132,6 +137,31 @@ pub struct DeepHash {
 struct Recorder {
     log: Vec<u8>,
     modules_written: std::collections::BTreeSet<Digest>,
+    /// `RuntimeConfig::max_log_bytes`.
+    limit_bytes: usize,
+    /// Where the last complete tick (its TickEnd and any checkpoint) ends: where the log is
+    /// cut back to if it outgrows its limit, so what is kept is a clean prefix.
+    last_tick_end: usize,
+    /// Set when the log outgrew its limit: nothing more is recorded, and the log is a prefix.
+    cut: bool,
+}
+
+impl Recorder {
+    /// Appends with `write` unless the log was cut; cuts it (back to the last complete tick)
+    /// when it grows past its limit. Returns true when this write cut it.
+    fn write(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        if self.cut {
+            return false;
+        }
+        write(&mut self.log);
+        if self.log.len() <= self.limit_bytes {
+            return false;
+        }
+        self.log.truncate(self.last_tick_end);
+        self.log.shrink_to_fit();
+        self.cut = true;
+        true
+    }
 }
 
 pub struct Runtime {
@@ -352,16 +382,22 @@ impl Runtime {
         let mut log = Vec::new();
         replay_log::write_header(&mut log);
         Record::Config(self.config.session()).encode(&mut log);
-        self.recorder = Some(Recorder { log, modules_written: Default::default() });
+        let last_tick_end = log.len();
+        self.recorder = Some(Recorder { log, modules_written: Default::default(), limit_bytes: self.config.max_log_bytes, last_tick_end, cut: false });
         Ok(())
     }
 
     /// Stops recording and returns the log, sealed with its End record (counts, final hash,
     /// digest of the config and the inputs after the last tick), so a replay can tell the
     /// whole session from a prefix.
+    ///
+    /// A log cut at `max_log_bytes` comes back without an End record: it replays as a prefix.
     pub fn stop_recording(&mut self) -> Result<Vec<u8>> {
-        let mut log = self.recorder.take().map(|r| r.log).ok_or(LockstepError::NotRecording)?;
-        replay_log::seal(&mut log, self.tick, self.last_hash);
+        let r = self.recorder.take().ok_or(LockstepError::NotRecording)?;
+        let mut log = r.log;
+        if !r.cut {
+            replay_log::seal(&mut log, self.tick, self.last_hash);
+        }
         Ok(log)
     }
 
@@ -371,7 +407,9 @@ impl Runtime {
         let r = self.recorder.as_ref().ok_or(LockstepError::NotRecording)?;
         let mut log = Vec::with_capacity(r.log.len() + replay_log::END_RECORD_BYTES);
         log.extend_from_slice(&r.log);
-        replay_log::seal(&mut log, self.tick, self.last_hash);
+        if !r.cut {
+            replay_log::seal(&mut log, self.tick, self.last_hash);
+        }
         Ok(log)
     }
 
@@ -380,8 +418,26 @@ impl Runtime {
     }
 
     fn record(&mut self, record: Record) {
-        if let Some(r) = self.recorder.as_mut() {
-            record.encode(&mut r.log);
+        self.record_with(|log| record.encode(log));
+    }
+
+    /// Every write into the log goes through here (the size limit is checked once, here).
+    fn record_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let Some(r) = self.recorder.as_mut() else { return };
+        if r.write(write) {
+            let detail = format!(
+                "the replay log reached maxLogBytes ({} bytes): recording stopped at tick {}; the log so far replays as a prefix (complete: false). Raise maxLogBytes, or record shorter sessions",
+                self.config.max_log_bytes, self.tick
+            );
+            tracing::error!(target: "lockstep::runtime", "{detail}");
+            self.push_event(Event::RecordingStopped { tick: self.tick, detail });
+        }
+    }
+
+    /// Marks the end of a complete tick in the log (after its TickEnd and checkpoint).
+    fn mark_tick_end(&mut self) {
+        if let Some(r) = self.recorder.as_mut().filter(|r| !r.cut) {
+            r.last_tick_end = r.log.len();
         }
     }
 
@@ -490,10 +546,8 @@ impl Runtime {
         let id = self.slots.len() as AgentId + 1;
         let mut instance = Box::new(m.instantiate(&self.sandbox, id, self.config.seed)?);
         self.session_started = true;
-        if let Some(r) = self.recorder.as_mut() {
-            if r.modules_written.insert(module) {
-                Record::Module { hash: module, bytes: m.bytes.to_vec() }.encode(&mut r.log);
-            }
+        if self.recorder.as_mut().is_some_and(|r| r.modules_written.insert(module)) {
+            self.record_with(|log| Record::Module { hash: module, bytes: m.bytes.to_vec() }.encode(log));
         }
         self.record(Record::Spawn { tick: self.tick, module, agent: id, priority });
         self.input_hasher.update(b"spawn");
@@ -578,9 +632,8 @@ impl Runtime {
     /// at the next tick). Used for ring input and by replay.
     pub(crate) fn enqueue_host_message(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) {
         self.session_started = true;
-        if let Some(r) = self.recorder.as_mut() {
-            replay_log::encode_send(&mut r.log, self.tick, to, kind, priority, &payload);
-        }
+        let tick = self.tick;
+        self.record_with(|log| replay_log::encode_send(log, tick, to, kind, priority, &payload));
         self.pending_bytes += payload.len();
         let m = Message { from: abi::HOST_ID, to, seq: self.host_seq, kind, priority, payload };
         self.host_seq += 1;
@@ -770,6 +823,7 @@ impl Runtime {
             if every > 0 && self.tick.is_multiple_of(every) {
                 self.checkpoint();
             }
+            self.mark_tick_end();
         }
         report
     }

@@ -81,6 +81,7 @@ pub struct RuntimeOptions {
     pub checkpoint_interval_ticks: Option<f64>,
     pub record: Option<bool>,
     pub max_events: Option<f64>,
+    pub max_log_bytes: Option<f64>,
     pub inference_batching: Option<bool>,
     pub inference: Option<inference::InferenceOptions>,
     /// Hex public keys of trusted publishers.
@@ -105,6 +106,7 @@ fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
         checkpoint_interval_ticks: opt_uint("checkpointIntervalTicks", o.checkpoint_interval_ticks, 0, u32::MAX as u64, d.checkpoint_interval_ticks)?,
         record: o.record.unwrap_or(d.record),
         max_events: opt_uint("maxEvents", o.max_events, 0, u32::MAX as u64, d.max_events as u64)? as usize,
+        max_log_bytes: opt_uint("maxLogBytes", o.max_log_bytes, 1 << 20, (1u64 << 53) - 1, d.max_log_bytes as u64)? as usize,
         allocator: d.allocator,
         inference_batching: o.inference_batching.unwrap_or(d.inference_batching),
         trusted_keys: o
@@ -256,7 +258,7 @@ fn event_js(e: Event) -> RuntimeEvent {
             out.level = Some(level);
             out.text = Some(text);
         }
-        Event::RingError { tick, detail } | Event::Security { tick, detail } => {
+        Event::RingError { tick, detail } | Event::Security { tick, detail } | Event::RecordingStopped { tick, detail } => {
             out.tick = tick as i64;
             out.detail = Some(detail);
         }
