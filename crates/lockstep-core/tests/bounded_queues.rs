@@ -250,3 +250,27 @@ fn an_agent_leaves_at_most_max_log_lines_per_tick_across_its_calls() {
     assert_eq!(lines(chatty), abi::MAX_LOG_LINES_PER_TICK);
     assert_eq!(lines(id), abi::MAX_LOG_LINES_PER_CALL, "one call keeps 64");
 }
+
+#[test]
+fn the_replay_log_stops_at_max_log_bytes_and_replays_as_a_prefix() {
+    let limit = 1 << 20;
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 4, max_log_bytes: limit, ..RuntimeConfig::development() }).unwrap();
+    let id = rt.spawn_bytes(agent("counter")).unwrap();
+    let mut stopped_at = None;
+    for t in 0..40 {
+        rt.send(id, 1, 0, vec![t as u8; 60_000]).unwrap();
+        rt.tick();
+        if stopped_at.is_none() && rt.drain_events().iter().any(|e| matches!(e, Event::RecordingStopped { .. })) {
+            stopped_at = Some(t);
+        }
+    }
+    let stopped_at = stopped_at.expect("a recording_stopped event");
+    assert!(stopped_at < 20, "1 MiB holds fewer than 20 ticks of 60 KB messages");
+    assert!(rt.is_recording(), "the runtime carries on; only recording stopped");
+    let log = rt.stop_recording().unwrap();
+    assert!(log.len() <= limit, "the log kept {} bytes", log.len());
+    let report = lockstep_core::replay(&log, 1, |_| {}).unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert!(!report.complete, "a cut log is a prefix, never a complete session");
+    assert!(report.ticks_verified >= stopped_at as u64 - 1 && report.ticks_verified <= stopped_at as u64 + 1, "{} ticks verified, cut at {stopped_at}", report.ticks_verified);
+}

@@ -611,7 +611,7 @@ impl NativeRuntime {
 
     #[napi(catch_unwind)]
     pub fn replay_log(&self) -> Result<Buffer> {
-        self.rt()?.replay_log().map(|b| Buffer::from(b.to_vec())).map_err(js_err)
+        self.rt()?.replay_log().map(Buffer::from).map_err(js_err)
     }
 
     /// Attaches the JS→core ring (a Uint8Array over an initialised SharedArrayBuffer ring).
