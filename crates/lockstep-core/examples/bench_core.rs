@@ -83,7 +83,14 @@ fn tick_overhead(n: usize, workers: usize, ticks: usize) -> (f64, f64, bool) {
 
 /// The floor: the same agents stepped by a bare loop of wasmtime calls, one thread.
 fn bare_tick(n: usize, ticks: usize) -> f64 {
-    let sandbox = Sandbox::new(SandboxConfig { fuel_per_call: 10_000_000, memory_limit_bytes: 4 << 20, max_agents: n as u32 + 1, deadline_ms: 1000, allocator: Default::default() }).unwrap();
+    let sandbox = Sandbox::new(SandboxConfig {
+        fuel_per_call: 10_000_000,
+        memory_limit_bytes: 4 << 20,
+        max_agents: n as u32 + 1,
+        deadline_ms: 1000,
+        allocator: Default::default(),
+    })
+    .unwrap();
     let grants = Grants::unrestricted(sandbox.config());
     let module = AgentModule::compile(&sandbox, agent("counter"), grants).unwrap();
     let mut agents: Vec<_> = (0..n).map(|i| module.instantiate(&sandbox, i as u64 + 1, 0).unwrap()).collect();
@@ -101,7 +108,14 @@ fn bare_tick(n: usize, ticks: usize) -> f64 {
 
 /// Nanoseconds per host→agent call (agent_step of the counter) with fuel on or off.
 fn call_overhead(fuel: bool, calls: u64) -> f64 {
-    let sandbox = Sandbox::new(SandboxConfig { fuel_per_call: if fuel { 10_000_000 } else { 0 }, memory_limit_bytes: 4 << 20, max_agents: 2, deadline_ms: 1000, allocator: Default::default() }).unwrap();
+    let sandbox = Sandbox::new(SandboxConfig {
+        fuel_per_call: if fuel { 10_000_000 } else { 0 },
+        memory_limit_bytes: 4 << 20,
+        max_agents: 2,
+        deadline_ms: 1000,
+        allocator: Default::default(),
+    })
+    .unwrap();
     let grants = Grants::unrestricted(sandbox.config());
     let module = AgentModule::compile(&sandbox, agent("counter"), grants).unwrap();
     let mut a = module.instantiate(&sandbox, 1, 0).unwrap();
@@ -172,7 +186,15 @@ fn routing(n: usize, fanout: u32, workers: usize, ticks: usize) -> (f64, f64) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let ticks = |n: usize| if quick { 20 } else if n >= 10_000 { 100 } else { 300 };
+    let ticks = |n: usize| {
+        if quick {
+            20
+        } else if n >= 10_000 {
+            100
+        } else {
+            300
+        }
+    };
     let mut out = Vec::new();
     for n in [50usize, 1_000, 10_000] {
         let bare = bare_tick(n, ticks(n));

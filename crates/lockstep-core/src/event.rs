@@ -6,23 +6,66 @@ use crate::fault::Fault;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Spawned { tick: u64, agent: AgentId, module: Digest },
-    Fault { tick: u64, agent: AgentId, fault: Fault },
-    Stopped { tick: u64, agent: AgentId },
-    Killed { tick: u64, agent: AgentId },
-    DeadLetter { tick: u64, reason: DeadLetterReason, from: AgentId, to: AgentId, seq: u64, kind: u32 },
-    Log { tick: u64, agent: AgentId, level: u32, text: String },
+    Spawned {
+        tick: u64,
+        agent: AgentId,
+        module: Digest,
+    },
+    Fault {
+        tick: u64,
+        agent: AgentId,
+        fault: Fault,
+    },
+    Stopped {
+        tick: u64,
+        agent: AgentId,
+    },
+    Killed {
+        tick: u64,
+        agent: AgentId,
+    },
+    DeadLetter {
+        tick: u64,
+        reason: DeadLetterReason,
+        from: AgentId,
+        to: AgentId,
+        seq: u64,
+        kind: u32,
+    },
+    Log {
+        tick: u64,
+        agent: AgentId,
+        level: u32,
+        text: String,
+    },
     /// A shared-memory ring broke (the JS side wrote an invalid index or record).
-    RingError { tick: u64, detail: String },
+    RingError {
+        tick: u64,
+        detail: String,
+    },
     /// A module was refused at load (bad signature, untrusted key, undeclared import...).
-    ModuleRefused { tick: u64, code: String, detail: String },
+    ModuleRefused {
+        tick: u64,
+        code: String,
+        detail: String,
+    },
     /// Something security-relevant was allowed (development mode admitting an unsigned module).
-    Security { tick: u64, detail: String },
+    Security {
+        tick: u64,
+        detail: String,
+    },
     /// A bounded host-side queue was full: `count` items were not kept (docs/ARCHITECTURE.md,
     /// "Limits"). `queue` is `dead_letters`, `host_messages` or `outbound_ring`.
-    Dropped { tick: u64, queue: &'static str, count: u64 },
+    Dropped {
+        tick: u64,
+        queue: &'static str,
+        count: u64,
+    },
     /// The replay log reached `maxLogBytes`: recording stopped; the log is a prefix.
-    RecordingStopped { tick: u64, detail: String },
+    RecordingStopped {
+        tick: u64,
+        detail: String,
+    },
 }
 
 impl Event {
@@ -45,7 +88,9 @@ impl Event {
     /// The agent the event is about, if any.
     pub fn agent(&self) -> Option<AgentId> {
         match self {
-            Self::Spawned { agent, .. } | Self::Fault { agent, .. } | Self::Stopped { agent, .. } | Self::Killed { agent, .. } | Self::Log { agent, .. } => Some(*agent),
+            Self::Spawned { agent, .. } | Self::Fault { agent, .. } | Self::Stopped { agent, .. } | Self::Killed { agent, .. } | Self::Log { agent, .. } => {
+                Some(*agent)
+            }
             Self::DeadLetter { to, .. } => Some(*to),
             Self::RingError { .. } | Self::ModuleRefused { .. } | Self::Security { .. } | Self::Dropped { .. } | Self::RecordingStopped { .. } => None,
         }
@@ -78,12 +123,13 @@ impl Event {
                 q(&fault.detail)
             ),
             Self::Stopped { tick, agent } | Self::Killed { tick, agent } => format!(r#"{{"type":"{t}","tick":{tick},"agent":{agent}}}"#),
-            Self::DeadLetter { tick, reason, from, to, seq, kind } => format!(
-                r#"{{"type":"{t}","tick":{tick},"reason":"{}","from":{from},"to":{to},"seq":{seq},"kind":{kind}}}"#,
-                reason.as_str()
-            ),
+            Self::DeadLetter { tick, reason, from, to, seq, kind } => {
+                format!(r#"{{"type":"{t}","tick":{tick},"reason":"{}","from":{from},"to":{to},"seq":{seq},"kind":{kind}}}"#, reason.as_str())
+            }
             Self::Log { tick, agent, level, text } => format!(r#"{{"type":"{t}","tick":{tick},"agent":{agent},"level":{level},"text":{}}}"#, q(text)),
-            Self::RingError { tick, detail } | Self::Security { tick, detail } | Self::RecordingStopped { tick, detail } => format!(r#"{{"type":"{t}","tick":{tick},"detail":{}}}"#, q(detail)),
+            Self::RingError { tick, detail } | Self::Security { tick, detail } | Self::RecordingStopped { tick, detail } => {
+                format!(r#"{{"type":"{t}","tick":{tick},"detail":{}}}"#, q(detail))
+            }
             Self::ModuleRefused { tick, code, detail } => format!(r#"{{"type":"{t}","tick":{tick},"code":"{code}","detail":{}}}"#, q(detail)),
             Self::Dropped { tick, queue, count } => format!(r#"{{"type":"{t}","tick":{tick},"queue":"{queue}","count":{count}}}"#),
         }

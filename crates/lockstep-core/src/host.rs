@@ -87,10 +87,7 @@ impl ResourceLimiter for AgentHost {
             // Trap rather than return -1: an agent that ignores a failed grow would corrupt
             // itself silently. The flag classifies the resulting error as MemoryLimit.
             self.memory_limit_hit = true;
-            return Err(wasmtime::Error::msg(format!(
-                "memory cap of {} bytes reached (wanted {desired})",
-                self.memory_limit_bytes
-            )));
+            return Err(wasmtime::Error::msg(format!("memory cap of {} bytes reached (wanted {desired})", self.memory_limit_bytes)));
         }
         Ok(true)
     }
@@ -123,10 +120,7 @@ fn guest_range(memory_len: usize, ptr: i32, len: i32) -> Option<std::ops::Range<
 }
 
 fn violation(host: &mut AgentHost, import: &str, ptr: i32, len: i32, memory_len: usize) -> wasmtime::Error {
-    let text = format!(
-        "`{import}` was given pointer {} with length {} outside the agent's {memory_len}-byte memory",
-        ptr as u32, len as u32
-    );
+    let text = format!("`{import}` was given pointer {} with length {} outside the agent's {memory_len}-byte memory", ptr as u32, len as u32);
     host.violation = Some(text.clone());
     wasmtime::Error::msg(text)
 }
@@ -177,54 +171,31 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
             let seq = host.next_seq;
             host.next_seq += 1;
             host.outbox_bytes += bytes.len();
-            host.outbox.push(Message {
-                from: host.id,
-                to: to as u64,
-                seq,
-                kind: kind as u32,
-                priority,
-                payload: bytes.to_vec(),
-            });
+            host.outbox.push(Message { from: host.id, to: to as u64, seq, kind: kind as u32, priority, payload: bytes.to_vec() });
             Ok(abi::SEND_OK)
         },
     )?;
-    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_TICK, |caller: Caller<'_, AgentHost>| -> i64 {
-        caller.data().tick as i64
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_TICK, |caller: Caller<'_, AgentHost>| -> i64 { caller.data().tick as i64 })?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SELF_ID, |caller: Caller<'_, AgentHost>| -> i64 { caller.data().id as i64 })?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_GRANTED, |caller: Caller<'_, AgentHost>| -> i32 { caller.data().grants.bits() })?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_RANDOM, |mut caller: Caller<'_, AgentHost>| -> i64 { caller.data_mut().rng.next_u64() as i64 })?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_LOG, |mut caller: Caller<'_, AgentHost>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
+        let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_LOG, ptr, len)?;
+        // Bounded per call and per tick (a tick may hold 65,536 receive calls): a chatty
+        // agent loses lines, never the host's memory.
+        if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL && host.logs.len() < abi::MAX_LOG_LINES_PER_TICK {
+            host.logs_this_call += 1;
+            let bytes = &bytes[..bytes.len().min(abi::MAX_LOG_LINE_BYTES)];
+            host.logs.push(LogLine { level: level as u32, text: String::from_utf8_lossy(bytes).into_owned() });
+        }
+        Ok(())
     })?;
-    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SELF_ID, |caller: Caller<'_, AgentHost>| -> i64 {
-        caller.data().id as i64
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_REPORT_PANIC, |mut caller: Caller<'_, AgentHost>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+        let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_REPORT_PANIC, ptr, len)?;
+        let bytes = &bytes[..bytes.len().min(abi::MAX_PANIC_MESSAGE_BYTES)];
+        host.panic_message = Some(String::from_utf8_lossy(bytes).into_owned());
+        Ok(())
     })?;
-    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_GRANTED, |caller: Caller<'_, AgentHost>| -> i32 {
-        caller.data().grants.bits()
-    })?;
-    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_RANDOM, |mut caller: Caller<'_, AgentHost>| -> i64 {
-        caller.data_mut().rng.next_u64() as i64
-    })?;
-    linker.func_wrap(
-        abi::IMPORT_MODULE,
-        abi::IMPORT_LOG,
-        |mut caller: Caller<'_, AgentHost>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
-            let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_LOG, ptr, len)?;
-            // Bounded per call and per tick (a tick may hold 65,536 receive calls): a chatty
-            // agent loses lines, never the host's memory.
-            if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL && host.logs.len() < abi::MAX_LOG_LINES_PER_TICK {
-                host.logs_this_call += 1;
-                let bytes = &bytes[..bytes.len().min(abi::MAX_LOG_LINE_BYTES)];
-                host.logs.push(LogLine { level: level as u32, text: String::from_utf8_lossy(bytes).into_owned() });
-            }
-            Ok(())
-        },
-    )?;
-    linker.func_wrap(
-        abi::IMPORT_MODULE,
-        abi::IMPORT_REPORT_PANIC,
-        |mut caller: Caller<'_, AgentHost>, ptr: i32, len: i32| -> wasmtime::Result<()> {
-            let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_REPORT_PANIC, ptr, len)?;
-            let bytes = &bytes[..bytes.len().min(abi::MAX_PANIC_MESSAGE_BYTES)];
-            host.panic_message = Some(String::from_utf8_lossy(bytes).into_owned());
-            Ok(())
-        },
-    )?;
     linker.func_wrap(
         abi::IMPORT_MODULE,
         abi::IMPORT_INFER,

@@ -7,7 +7,7 @@
 //! come from worker threads, and JS functions may only run on their own thread.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, Once};
 
 use tracing::field::{Field, Visit};

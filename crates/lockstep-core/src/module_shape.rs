@@ -32,10 +32,7 @@ pub fn check(bytes: &[u8]) -> Result<()> {
             return Err(refuse("the module declares a 64-bit memory (memory64); the lockstep ABI is wasm32 with one 32-bit memory".into()));
         }
         if m.shared {
-            return Err(refuse(
-                "the module declares a shared memory; agents are single-threaded (docs/ABI.md)"
-                    .into(),
-            ));
+            return Err(refuse("the module declares a shared memory; agents are single-threaded (docs/ABI.md)".into()));
         }
         Ok(())
     };
@@ -83,9 +80,7 @@ pub fn check(bytes: &[u8]) -> Result<()> {
             }
             wasmparser::Payload::GlobalSection(reader) => globals += u64::from(reader.count()),
             wasmparser::Payload::FunctionSection(reader) => functions += u64::from(reader.count()),
-            wasmparser::Payload::CustomSection(c)
-                if c.name() != MANIFEST_SECTION && c.name() != SIGNATURE_SECTION =>
-            {
+            wasmparser::Payload::CustomSection(c) if c.name() != MANIFEST_SECTION && c.name() != SIGNATURE_SECTION => {
                 custom_bytes += c.data().len();
                 if custom_bytes > abi::MAX_CUSTOM_SECTION_BYTES {
                     return Err(refuse(format!(
@@ -98,27 +93,16 @@ pub fn check(bytes: &[u8]) -> Result<()> {
         }
     }
     if memories != 1 {
-        return Err(refuse(format!(
-            "the module declares {memories} memories; the lockstep ABI allows exactly one, exported as `memory` (docs/ABI.md)"
-        )));
+        return Err(refuse(format!("the module declares {memories} memories; the lockstep ABI allows exactly one, exported as `memory` (docs/ABI.md)")));
     }
     if tables > abi::MAX_TABLES as u64 {
-        return Err(refuse(format!(
-            "the module declares {tables} tables; the limit is {} (docs/ABI.md, module limits)",
-            abi::MAX_TABLES
-        )));
+        return Err(refuse(format!("the module declares {tables} tables; the limit is {} (docs/ABI.md, module limits)", abi::MAX_TABLES)));
     }
     if functions > abi::MAX_FUNCTIONS as u64 {
-        return Err(refuse(format!(
-            "the module imports and defines {functions} functions; the limit is {} (docs/ABI.md, module limits)",
-            abi::MAX_FUNCTIONS
-        )));
+        return Err(refuse(format!("the module imports and defines {functions} functions; the limit is {} (docs/ABI.md, module limits)", abi::MAX_FUNCTIONS)));
     }
     if globals > abi::MAX_GLOBALS as u64 {
-        return Err(refuse(format!(
-            "the module declares {globals} globals; the limit is {} (docs/ABI.md, module limits)",
-            abi::MAX_GLOBALS
-        )));
+        return Err(refuse(format!("the module declares {globals} globals; the limit is {} (docs/ABI.md, module limits)", abi::MAX_GLOBALS)));
     }
     Ok(())
 }

@@ -201,10 +201,7 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
     };
     let (trusted_keys, dev_mode) = match trust {
         None => (session.trusted_keys.clone(), session.dev_mode),
-        Some(t) => (
-            session.trusted_keys.iter().filter(|k| t.trusted_keys.contains(k)).copied().collect(),
-            session.dev_mode && t.dev_mode,
-        ),
+        Some(t) => (session.trusted_keys.iter().filter(|k| t.trusted_keys.contains(k)).copied().collect(), session.dev_mode && t.dev_mode),
     };
     let mut rt = Runtime::new(RuntimeConfig {
         workers,

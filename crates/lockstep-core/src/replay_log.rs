@@ -49,25 +49,68 @@ pub struct SessionConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Config(SessionConfig),
-    Module { hash: Digest, bytes: Vec<u8> },
-    Spawn { tick: u64, module: Digest, agent: AgentId, priority: i32 },
-    Send { tick: u64, to: AgentId, kind: u32, priority: i32, payload: Vec<u8> },
-    Kill { tick: u64, agent: AgentId },
-    Shutdown { tick: u64, agent: AgentId },
-    TickEnd { tick: u64, hash: Digest, agents: Vec<(AgentId, [u8; 8])> },
-    Checkpoint { tick: u64, hash: Digest, agents: Vec<(AgentId, [u8; 8])> },
+    Module {
+        hash: Digest,
+        bytes: Vec<u8>,
+    },
+    Spawn {
+        tick: u64,
+        module: Digest,
+        agent: AgentId,
+        priority: i32,
+    },
+    Send {
+        tick: u64,
+        to: AgentId,
+        kind: u32,
+        priority: i32,
+        payload: Vec<u8>,
+    },
+    Kill {
+        tick: u64,
+        agent: AgentId,
+    },
+    Shutdown {
+        tick: u64,
+        agent: AgentId,
+    },
+    TickEnd {
+        tick: u64,
+        hash: Digest,
+        agents: Vec<(AgentId, [u8; 8])>,
+    },
+    Checkpoint {
+        tick: u64,
+        hash: Digest,
+        agents: Vec<(AgentId, [u8; 8])>,
+    },
     /// A model made available to agents as table entry `slot` (its SHA-256 id).
-    AgentModel { slot: u32, id: String },
+    AgentModel {
+        slot: u32,
+        id: String,
+    },
     /// Inference results computed at the end of `tick`, delivered at the next tick: recorded
     /// so a replay is exact even where inference is not bit-reproducible (GPUs).
-    InferResults { tick: u64, results: Vec<InferAnswer> },
+    InferResults {
+        tick: u64,
+        results: Vec<InferAnswer>,
+    },
     /// The end of the log (written by `stop_recording` and on every `replay_log` snapshot):
     /// ticks run, records before this one, the byte offset of this record, the final hash,
     /// and `tail`: [`tail_digest`] of the parts of the log no tick hash covers.
-    End { ticks: u64, records: u64, bytes: u64, hash: Digest, tail: Digest },
+    End {
+        ticks: u64,
+        records: u64,
+        bytes: u64,
+        hash: Digest,
+        tail: Digest,
+    },
     /// In place of a record the writer could not write because its body would exceed
     /// [`MAX_RECORD_BYTES`]: the record's tag and body length. A replay stops here.
-    Gap { tag: u8, len: u64 },
+    Gap {
+        tag: u8,
+        len: u64,
+    },
 }
 
 const TAG_CONFIG: u8 = 1;
@@ -238,13 +281,21 @@ impl Record {
             Record::Kill { tick, agent } | Record::Shutdown { tick, agent } => {
                 b.extend_from_slice(&tick.to_le_bytes());
                 b.extend_from_slice(&agent.to_le_bytes());
-                if matches!(self, Record::Kill { .. }) { TAG_KILL } else { TAG_SHUTDOWN }
+                if matches!(self, Record::Kill { .. }) {
+                    TAG_KILL
+                } else {
+                    TAG_SHUTDOWN
+                }
             }
             Record::TickEnd { tick, hash, agents } | Record::Checkpoint { tick, hash, agents } => {
                 b.extend_from_slice(&tick.to_le_bytes());
                 b.extend_from_slice(&hash.0);
                 put_digests(b, agents);
-                if matches!(self, Record::TickEnd { .. }) { TAG_TICK_END } else { TAG_CHECKPOINT }
+                if matches!(self, Record::TickEnd { .. }) {
+                    TAG_TICK_END
+                } else {
+                    TAG_CHECKPOINT
+                }
             }
             Record::AgentModel { slot, id } => {
                 b.extend_from_slice(&slot.to_le_bytes());
@@ -333,7 +384,10 @@ impl<'a> Body<'a> {
         let n = self.u32()? as usize;
         let room = (self.bytes.len() - self.pos) / item_bytes;
         if n > room {
-            return Err(LockstepError::ReplayCorrupt { offset: self.record_offset, reason: format!("{} {field} {n} exceeds what the record holds ({room} at most)", self.kind) });
+            return Err(LockstepError::ReplayCorrupt {
+                offset: self.record_offset,
+                reason: format!("{} {field} {n} exceeds what the record holds ({room} at most)", self.kind),
+            });
         }
         Ok(n)
     }
@@ -464,10 +518,9 @@ impl<'a> LogReader<'a> {
             TAG_SHUTDOWN => Record::Shutdown { tick: body.u64()?, agent: body.u64()? },
             TAG_TICK_END => Record::TickEnd { tick: body.u64()?, hash: body.digest()?, agents: body.digests()? },
             TAG_CHECKPOINT => Record::Checkpoint { tick: body.u64()?, hash: body.digest()?, agents: body.digests()? },
-            TAG_AGENT_MODEL => Record::AgentModel {
-                slot: body.u32()?,
-                id: String::from_utf8(body.rest()).map_err(|_| corrupt("model id is not UTF-8".into()))?,
-            },
+            TAG_AGENT_MODEL => {
+                Record::AgentModel { slot: body.u32()?, id: String::from_utf8(body.rest()).map_err(|_| corrupt("model id is not UTF-8".into()))? }
+            }
             TAG_INFER_RESULTS => {
                 let tick = body.u64()?;
                 let n = body.count("answer count", 16)?;

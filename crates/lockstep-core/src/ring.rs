@@ -281,7 +281,10 @@ impl Consumer {
         }
         let total = record_bytes(len);
         if total > used || total > to_end {
-            return Err(corrupt("record length", format!("record of {total} bytes at offset {off} overruns the published data ({used} bytes) or the ring end")));
+            return Err(corrupt(
+                "record length",
+                format!("record of {total} bytes at offset {off} overruns the published data ({used} bytes) or the ring end"),
+            ));
         }
         let mut h = [0u8; RECORD_HEADER_BYTES];
         self.mem.read(at, &mut h);

@@ -12,13 +12,13 @@ use crate::bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 use crate::error::{Digest, LockstepError, Result};
 use crate::event::Event;
 use crate::fault::AgentState;
-use crate::replay_log::{self, InferAnswer, Record, SessionConfig};
 use crate::inference::{agents as agent_inference, InferenceEngine};
-use crate::ring::{self, Consumer, Producer, RingError, RingMemory};
 use crate::queue::BoundedQueue;
+use crate::replay_log::{self, InferAnswer, Record, SessionConfig};
+use crate::ring::{self, Consumer, Producer, RingError, RingMemory};
 use crate::sandbox::{AgentModule, Grants, MemoryAllocator, Sandbox, SandboxConfig};
-use crate::security::{self, Capabilities};
 use crate::scheduler::{self, AgentSlot, Sinks, TickReport};
+use crate::security::{self, Capabilities};
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -225,7 +225,11 @@ enum OutRecord {
     /// A message for the host: kept whole, so it can go back to the host queue if the ring
     /// breaks before it is written (never lost).
     Message(Message),
-    Other { kind_of_record: u16, agent: AgentId, payload: Vec<u8> },
+    Other {
+        kind_of_record: u16,
+        agent: AgentId,
+        payload: Vec<u8>,
+    },
 }
 
 impl OutRecord {
@@ -451,7 +455,8 @@ impl Runtime {
             if self.modules.len() >= MAX_MODULES {
                 return Err(LockstepError::ModuleLimit { max: MAX_MODULES });
             }
-            let module = crate::module_shape::check(&bytes).and_then(|()| self.admit(&bytes)).and_then(|grants| AgentModule::compile(&self.sandbox, bytes, grants));
+            let module =
+                crate::module_shape::check(&bytes).and_then(|()| self.admit(&bytes)).and_then(|grants| AgentModule::compile(&self.sandbox, bytes, grants));
             match module {
                 Ok(m) => {
                     self.modules.insert(hash, Arc::new(m));
@@ -472,10 +477,7 @@ impl Runtime {
         let admission = security::admit(bytes, &self.config.trusted_keys, self.config.dev_mode).map_err(LockstepError::Security)?;
         if admission.publisher.is_none() {
             tracing::warn!(target: "lockstep::security", "DEVELOPMENT MODE: admitted an unsigned agent module");
-            self.push_event(Event::Security {
-                tick: self.tick,
-                detail: "DEVELOPMENT MODE: admitted an unsigned agent module".into(),
-            });
+            self.push_event(Event::Security { tick: self.tick, detail: "DEVELOPMENT MODE: admitted an unsigned agent module".into() });
         }
         let (asked, resources) = match admission.manifest {
             Some(m) => (m.capabilities, m.resources),
@@ -512,9 +514,11 @@ impl Runtime {
     /// Like `spawn`; agents of higher `priority` run in an earlier phase of each tick, and
     /// their messages to lower-priority agents are delivered in the same tick.
     pub fn spawn_with_priority(&mut self, module: Digest, priority: i32) -> Result<AgentId> {
-        let m = self.modules.get(&module).cloned().ok_or_else(|| LockstepError::InvalidModule {
-            reason: format!("module {module} is not loaded; call loadModule first"),
-        })?;
+        let m = self
+            .modules
+            .get(&module)
+            .cloned()
+            .ok_or_else(|| LockstepError::InvalidModule { reason: format!("module {module} is not loaded; call loadModule first") })?;
         // maxAgents bounds the agents alive at once (each holds a memory); stopped, killed and
         // faulted agents hold none (issue 9: it used to count every agent ever spawned).
         if self.live >= self.config.max_agents as usize {
@@ -651,9 +655,7 @@ impl Runtime {
         let mut instance = slot.instance.take();
         let had_instance = instance.is_some();
         let result = instance.as_mut().map(|i| i.call_shutdown(tick)).unwrap_or(Ok(()));
-        let (mut sent, logs) = instance
-            .map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs)))
-            .unwrap_or_default();
+        let (mut sent, logs) = instance.map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs))).unwrap_or_default();
         slot.messages_sent += sent.len() as u64;
         let inbox = std::mem::take(&mut slot.inbox);
         if had_instance {

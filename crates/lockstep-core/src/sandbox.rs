@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wasmtime::{
-    Config, Engine, ExternType, Instance, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
-    PoolingAllocationConfig, Store, Trap, TypedFunc, ValType,
+    Config, Engine, ExternType, Instance, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module, PoolingAllocationConfig, Store, Trap, TypedFunc,
+    ValType,
 };
 
 use crate::abi;
@@ -48,7 +48,11 @@ pub enum MemoryAllocator {
 
 impl Default for MemoryAllocator {
     fn default() -> Self {
-        if cfg!(target_os = "linux") { Self::Slab } else { Self::Pooling }
+        if cfg!(target_os = "linux") {
+            Self::Slab
+        } else {
+            Self::Pooling
+        }
     }
 }
 
@@ -268,10 +272,7 @@ impl AgentModule {
         expect_func(&module, abi::EXPORT_STEP, &[I32], &[I32], "func (context_ptr: i32) -> i32")?;
         expect_func(&module, abi::EXPORT_RECEIVE, &[I32], &[I32], "func (message_ptr: i32) -> i32")?;
         expect_func(&module, abi::EXPORT_SHUTDOWN, &[], &[I32], "func () -> i32")?;
-        let pre = sandbox
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| LockstepError::InvalidModule { reason: format!("linking: {e:#}") })?;
+        let pre = sandbox.linker.instantiate_pre(&module).map_err(|e| LockstepError::InvalidModule { reason: format!("linking: {e:#}") })?;
         let compiled = Self { hash, bytes: Arc::new(bytes), grants, pre };
         // Probe once: the ABI version and io buffer are checked at load, not at first spawn.
         compiled.instantiate(sandbox, 0, 0)?;
@@ -298,20 +299,16 @@ impl AgentModule {
             .ok_or_else(|| LockstepError::MissingExport { name: abi::EXPORT_MEMORY.into(), expected: "a memory".into() })?;
         store.data_mut().memory = Some(memory);
         let typed = |store: &mut Store<AgentHost>, name: &str| {
-            instance.get_typed_func::<(), i32>(store, name).map_err(|_| LockstepError::MissingExport {
-                name: name.into(),
-                expected: "func () -> i32".into(),
-            })
+            instance.get_typed_func::<(), i32>(store, name).map_err(|_| LockstepError::MissingExport { name: name.into(), expected: "func () -> i32".into() })
         };
         let version_fn = typed(&mut store, abi::EXPORT_ABI_VERSION)?;
         let io_fn = typed(&mut store, abi::EXPORT_IO_BUFFER)?;
         let init = typed(&mut store, abi::EXPORT_INIT)?;
         let shutdown = typed(&mut store, abi::EXPORT_SHUTDOWN)?;
         let typed1 = |store: &mut Store<AgentHost>, name: &str| {
-            instance.get_typed_func::<i32, i32>(store, name).map_err(|_| LockstepError::MissingExport {
-                name: name.into(),
-                expected: "func (i32) -> i32".into(),
-            })
+            instance
+                .get_typed_func::<i32, i32>(store, name)
+                .map_err(|_| LockstepError::MissingExport { name: name.into(), expected: "func (i32) -> i32".into() })
         };
         let step = typed1(&mut store, abi::EXPORT_STEP)?;
         let receive = typed1(&mut store, abi::EXPORT_RECEIVE)?;
@@ -323,10 +320,7 @@ impl AgentModule {
         let mem_len = memory.data_size(&store);
         if (io_ptr as usize).checked_add(abi::IO_BUFFER_BYTES as usize).is_none_or(|end| end > mem_len) {
             return Err(LockstepError::InvalidModule {
-                reason: format!(
-                    "lockstep_io_buffer() returned {io_ptr}, but {} bytes from there do not fit the {mem_len}-byte memory",
-                    abi::IO_BUFFER_BYTES
-                ),
+                reason: format!("lockstep_io_buffer() returned {io_ptr}, but {} bytes from there do not fit the {mem_len}-byte memory", abi::IO_BUFFER_BYTES),
             });
         }
         Ok(AgentInstance {
@@ -510,9 +504,7 @@ impl AgentInstance {
                 ),
                 Trap::OutOfFuel => (FaultKind::FuelExhausted, format!("used its fuel budget of {}", self.fuel_per_call)),
                 Trap::Interrupt => (FaultKind::Deadline, "ran past the wall-clock deadline".to_string()),
-                Trap::UnreachableCodeReached if host.panic_message.is_some() => {
-                    (FaultKind::Panic, host.panic_message.take().unwrap_or_default())
-                }
+                Trap::UnreachableCodeReached if host.panic_message.is_some() => (FaultKind::Panic, host.panic_message.take().unwrap_or_default()),
                 other => (FaultKind::Trap, other.to_string()),
             }
         } else {

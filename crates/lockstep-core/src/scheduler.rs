@@ -303,7 +303,7 @@ pub fn settle(slots: &mut [AgentSlot], tick: u64, hasher: &mut blake3::Hasher, r
             route(slots, m, tick, hasher, report, sinks.dead_letters, sinks.host_outbox, sinks.events);
         }
         slots[i].out.sent = sent; // keep the allocation
-        // A faulted agent's memory is released now that its outbox is routed.
+                                  // A faulted agent's memory is released now that its outbox is routed.
         if !slots[i].state.is_running() {
             slots[i].release();
         }

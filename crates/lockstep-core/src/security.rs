@@ -261,12 +261,16 @@ pub fn split(bytes: &[u8]) -> Result<Sections<'_>> {
         let id = bytes[pos];
         pos += 1;
         let size = read_leb_u32(bytes, &mut pos)? as usize;
-        let end = pos.checked_add(size).filter(|&e| e <= bytes.len()).ok_or_else(|| SecurityError::Malformed { reason: format!("section at byte {start} overruns the module") })?;
+        let end = pos
+            .checked_add(size)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| SecurityError::Malformed { reason: format!("section at byte {start} overruns the module") })?;
         let (mut is_signature, mut is_manifest) = (false, false);
         if id == 0 {
             let mut p = pos;
             let name_len = read_leb_u32(bytes, &mut p)? as usize;
-            let name_end = p.checked_add(name_len).filter(|&e| e <= end).ok_or_else(|| SecurityError::Malformed { reason: "custom section name overruns".into() })?;
+            let name_end =
+                p.checked_add(name_len).filter(|&e| e <= end).ok_or_else(|| SecurityError::Malformed { reason: "custom section name overruns".into() })?;
             let name = &bytes[p..name_end];
             if name == MANIFEST_SECTION.as_bytes() {
                 manifests.push(&bytes[name_end..end]);

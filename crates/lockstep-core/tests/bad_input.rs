@@ -85,7 +85,8 @@ fn unknown_agent_and_oversized_message() {
 
 #[test]
 fn agent_limit_and_bad_config() {
-    let mut rt = lockstep_core::Runtime::new(lockstep_core::RuntimeConfig { workers: 1, max_agents: 2, ..lockstep_core::RuntimeConfig::development() }).unwrap();
+    let mut rt =
+        lockstep_core::Runtime::new(lockstep_core::RuntimeConfig { workers: 1, max_agents: 2, ..lockstep_core::RuntimeConfig::development() }).unwrap();
     rt.spawn_bytes(agent("counter")).unwrap();
     rt.spawn_bytes(agent("counter")).unwrap();
     assert_eq!(rt.spawn_bytes(agent("counter")).unwrap_err(), LockstepError::AgentLimit { max: 2 });

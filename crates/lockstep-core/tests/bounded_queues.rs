@@ -41,7 +41,20 @@ fn big_runtime(max_agents: u32) -> Runtime {
 }
 
 fn dropped(events: &[Event], which: &str) -> u64 {
-    events.iter().map(|e| if let Event::Dropped { queue, count, .. } = e { if *queue == which { *count } else { 0 } } else { 0 }).sum()
+    events
+        .iter()
+        .map(|e| {
+            if let Event::Dropped { queue, count, .. } = e {
+                if *queue == which {
+                    *count
+                } else {
+                    0
+                }
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 #[test]
@@ -167,7 +180,8 @@ fn distinct_modules_are_limited() {
     }
     let e = rt.load_module(wat_agent(1, r#"(func (export "agent_step") (param i32) (result i32) i32.const 0) (global i32 (i32.const -1))"#)).unwrap_err();
     assert_eq!(e.code(), "E_MODULE_LIMIT");
-    rt.load_module(wat_agent(1, r#"(func (export "agent_step") (param i32) (result i32) i32.const 0) (global i32 (i32.const 0))"#)).expect("a loaded module loads again");
+    rt.load_module(wat_agent(1, r#"(func (export "agent_step") (param i32) (result i32) i32.const 0) (global i32 (i32.const 0))"#))
+        .expect("a loaded module loads again");
 }
 
 #[test]
@@ -187,7 +201,10 @@ fn events_past_max_events_keep_the_newest() {
 fn caller(import: &str, n: u32) -> Vec<u8> {
     let (decl, call) = match import {
         "log" => ("(import \"lockstep\" \"log\" (func $f (param i32 i32 i32)))", "(call $f (i32.const 3) (i32.const 0) (i32.const 1000)) (i32.const 0)"),
-        _ => ("(import \"lockstep\" \"infer\" (func $f (param i32 i32 i32 i32) (result i32)))", "(call $f (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 65496))"),
+        _ => (
+            "(import \"lockstep\" \"infer\" (func $f (param i32 i32 i32 i32) (result i32)))",
+            "(call $f (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 65496))",
+        ),
     };
     wat(&format!(
         r#"(module
@@ -272,5 +289,9 @@ fn the_replay_log_stops_at_max_log_bytes_and_replays_as_a_prefix() {
     let report = lockstep_core::replay(&log, 1, |_| {}).unwrap();
     assert!(report.divergence.is_none(), "{:?}", report.divergence);
     assert!(!report.complete, "a cut log is a prefix, never a complete session");
-    assert!(report.ticks_verified >= stopped_at as u64 - 1 && report.ticks_verified <= stopped_at as u64 + 1, "{} ticks verified, cut at {stopped_at}", report.ticks_verified);
+    assert!(
+        report.ticks_verified >= stopped_at as u64 - 1 && report.ticks_verified <= stopped_at as u64 + 1,
+        "{} ticks verified, cut at {stopped_at}",
+        report.ticks_verified
+    );
 }

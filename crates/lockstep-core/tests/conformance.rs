@@ -53,7 +53,8 @@ fn onnx_node_conformance_sample() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let engine = InferenceEngine::new(EngineOptions { search_roots: vec![root.clone()], ..Default::default() }).expect("npm install first");
     let dir = root.join("models/conformance");
-    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    let mut names: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
     names.sort();
     let (mut passed, mut unsupported, mut mismatched) = (0, Vec::new(), Vec::new());
     for json in &names {

@@ -3,19 +3,10 @@
 
 mod common;
 use common::*;
-use lockstep_core::{
-    AgentState, FaultKind, LockstepError, MemoryAllocator, Runtime, RuntimeConfig,
-};
+use lockstep_core::{AgentState, FaultKind, LockstepError, MemoryAllocator, Runtime, RuntimeConfig};
 
 fn runtime_on(allocator: MemoryAllocator) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        workers: 1,
-        max_agents: 8,
-        fuel_per_call: 1_000_000,
-        allocator,
-        ..RuntimeConfig::development()
-    })
-    .unwrap()
+    Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, fuel_per_call: 1_000_000, allocator, ..RuntimeConfig::development() }).unwrap()
 }
 
 /// An agent whose memory is declared `memory_decl` and whose step runs `step`.
@@ -50,22 +41,13 @@ fn store_past_memory_size_traps_on_every_allocator_with_or_without_a_maximum() {
             let mut rt = runtime_on(allocator);
             let id = rt.spawn_bytes(agent_with(decl, STORE_PAST_SIZE)).unwrap();
             let report = rt.tick();
-            let (kind, detail) = fault_kind(&rt, id).unwrap_or_else(|| panic!("(memory {decl}) on {allocator:?}: a store at 200,000 of a 131,072-byte memory succeeded"));
-            assert_eq!(
-                kind,
-                FaultKind::Trap,
-                "(memory {decl}) on {allocator:?}: {detail}"
-            );
-            assert!(
-                detail.contains("out of bounds"),
-                "(memory {decl}) on {allocator:?}: {detail}"
-            );
+            let (kind, detail) =
+                fault_kind(&rt, id).unwrap_or_else(|| panic!("(memory {decl}) on {allocator:?}: a store at 200,000 of a 131,072-byte memory succeeded"));
+            assert_eq!(kind, FaultKind::Trap, "(memory {decl}) on {allocator:?}: {detail}");
+            assert!(detail.contains("out of bounds"), "(memory {decl}) on {allocator:?}: {detail}");
             hashes.push(report.hash);
         }
-        assert_eq!(
-            hashes[0], hashes[1],
-            "(memory {decl}): tick hash depends on the allocator"
-        );
+        assert_eq!(hashes[0], hashes[1], "(memory {decl}): tick hash depends on the allocator");
     }
 }
 
@@ -74,24 +56,16 @@ fn loads_past_memory_size_trap_and_grown_memory_is_usable_on_every_allocator() {
     for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
         let mut rt = runtime_on(allocator);
         // Grows to 4 pages, then stores and loads at 200,000: fine. Then a load at 4 pages: trap.
-        let ok = rt.spawn_bytes(agent_with("2 4", "(drop (memory.grow (i32.const 2))) (i32.store (i32.const 200000) (i32.const 7)) (drop (i32.load (i32.const 200000)))")).unwrap();
-        let oob = rt
+        let ok = rt
             .spawn_bytes(agent_with(
                 "2 4",
-                "(drop (memory.grow (i32.const 2))) (drop (i32.load (i32.const 262142)))",
+                "(drop (memory.grow (i32.const 2))) (i32.store (i32.const 200000) (i32.const 7)) (drop (i32.load (i32.const 200000)))",
             ))
             .unwrap();
+        let oob = rt.spawn_bytes(agent_with("2 4", "(drop (memory.grow (i32.const 2))) (drop (i32.load (i32.const 262142)))")).unwrap();
         rt.tick();
-        assert_eq!(
-            fault_kind(&rt, ok),
-            None,
-            "{allocator:?}: an access inside grown memory faulted"
-        );
-        assert_eq!(
-            fault_kind(&rt, oob).map(|f| f.0),
-            Some(FaultKind::Trap),
-            "{allocator:?}: a load straddling the end succeeded"
-        );
+        assert_eq!(fault_kind(&rt, ok), None, "{allocator:?}: an access inside grown memory faulted");
+        assert_eq!(fault_kind(&rt, oob).map(|f| f.0), Some(FaultKind::Trap), "{allocator:?}: a load straddling the end succeeded");
     }
 }
 
@@ -121,22 +95,12 @@ fn an_agent_in_a_reused_slab_slot_never_reads_its_predecessors_bytes() {
     assert_eq!(fault_kind(&rt, reader), None);
     let messages = rt.drain_host_messages();
     assert_eq!(messages.len(), 1);
-    assert_eq!(
-        messages[0].payload,
-        vec![0u8; 8],
-        "the new agent saw its predecessor's data"
-    );
+    assert_eq!(messages[0].payload, vec![0u8; 8], "the new agent saw its predecessor's data");
 }
 
 #[test]
 fn a_session_recorded_on_the_pooling_allocator_replays_on_the_slab() {
-    let mut rt = Runtime::new(RuntimeConfig {
-        workers: 1,
-        max_agents: 8,
-        allocator: MemoryAllocator::Pooling,
-        ..RuntimeConfig::development()
-    })
-    .unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, allocator: MemoryAllocator::Pooling, ..RuntimeConfig::development() }).unwrap();
     rt.spawn_bytes(agent_with("2 4", STORE_PAST_SIZE)).unwrap();
     rt.spawn_bytes(agent("counter")).unwrap();
     rt.run(3);
@@ -149,17 +113,13 @@ fn a_session_recorded_on_the_pooling_allocator_replays_on_the_slab() {
 
 fn load_error(module: Vec<u8>) -> LockstepError {
     let mut rt = runtime_on(MemoryAllocator::default());
-    rt.load_module(module)
-        .expect_err("the module must be refused")
+    rt.load_module(module).expect_err("the module must be refused")
 }
 
 fn refused_naming(module: Vec<u8>, words: &str) {
     let e = load_error(module);
     assert_eq!(e.code(), "E_INVALID_MODULE", "{e}");
-    assert!(
-        e.to_string().contains(words),
-        "error should name the rule ({words}): {e}"
-    );
+    assert!(e.to_string().contains(words), "error should name the rule ({words}): {e}");
 }
 
 fn module_with_extra(extra: &str) -> Vec<u8> {
@@ -200,8 +160,7 @@ fn modules_without_a_memory_or_with_an_imported_one_are_refused() {
     let no_memory = wat(r#"(module
         (func (export "lockstep_abi_version") (result i32) i32.const 1))"#);
     refused_naming(no_memory, "0 memories");
-    let imported =
-        wat(r#"(module (import "lockstep" "send" (memory 1)) (memory (export "memory") 2))"#);
+    let imported = wat(r#"(module (import "lockstep" "send" (memory 1)) (memory (export "memory") 2))"#);
     let e = load_error(imported);
     assert_eq!(e.code(), "E_INVALID_MODULE", "{e}");
 }
@@ -240,26 +199,16 @@ fn leb(out: &mut Vec<u8>, mut v: u64) {
 
 #[test]
 fn tables_and_globals_beyond_the_limits_are_refused() {
-    refused_naming(
-        module_with_extra("(table 10 funcref) (table 10 funcref)"),
-        "2 tables",
-    );
-    refused_naming(
-        module_with_extra("(table 100000 funcref)"),
-        "table starts at 100000",
-    );
-    let globals: String = (0..1025)
-        .map(|_| "(global i32 (i32.const 0))".to_string())
-        .collect();
+    refused_naming(module_with_extra("(table 10 funcref) (table 10 funcref)"), "2 tables");
+    refused_naming(module_with_extra("(table 100000 funcref)"), "table starts at 100000");
+    let globals: String = (0..1025).map(|_| "(global i32 (i32.const 0))".to_string()).collect();
     refused_naming(module_with_extra(&globals), "1025 globals");
 }
 
 #[test]
 fn inspect_memory_bytes_is_the_agents_whole_memory() {
     let mut rt = runtime_on(MemoryAllocator::default());
-    let id = rt
-        .spawn_bytes(agent_with("2", "(drop (memory.grow (i32.const 3)))"))
-        .unwrap();
+    let id = rt.spawn_bytes(agent_with("2", "(drop (memory.grow (i32.const 3)))")).unwrap();
     rt.tick();
     assert_eq!(rt.inspect(id).unwrap().memory_bytes, 5 * 65_536);
 }
@@ -271,8 +220,8 @@ fn six_hundred_live_runtimes_fit_the_address_space() {
     let module = agent_with("2", "");
     let runtimes: Vec<Runtime> = (0..600)
         .map(|i| {
-            let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: false, ..RuntimeConfig::development() })
-                .unwrap_or_else(|e| panic!("runtime {i}: {e}"));
+            let mut rt =
+                Runtime::new(RuntimeConfig { workers: 1, record: false, ..RuntimeConfig::development() }).unwrap_or_else(|e| panic!("runtime {i}: {e}"));
             rt.spawn_bytes(module.clone()).unwrap_or_else(|e| panic!("runtime {i}: {e}"));
             rt
         })

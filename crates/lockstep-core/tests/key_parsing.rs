@@ -12,10 +12,7 @@ fn parse_key_refuses_non_ascii_without_panicking() {
     // 62 ASCII characters and one two-byte character: 64 bytes, a char boundary at byte 63.
     let mixed = format!("{}é", "a".repeat(62));
     assert_eq!(mixed.len(), 64);
-    assert!(matches!(
-        parse_key(&mixed),
-        Err(SecurityError::BadKey { .. })
-    ));
+    assert!(matches!(parse_key(&mixed), Err(SecurityError::BadKey { .. })));
     let e = parse_key(&mixed).unwrap_err();
     assert_eq!(e.code(), "E_BAD_KEY");
 }
@@ -27,11 +24,7 @@ fn parse_key_accepts_hex_of_either_case_and_nothing_else() {
     assert_eq!(k[1], 0x11);
     assert_eq!(k[15], 0xff);
     assert_eq!(parse_key(&lower.to_uppercase()).unwrap(), k);
-    assert_eq!(
-        parse_key(&format!("  {lower}\n")).unwrap(),
-        k,
-        "surrounding whitespace is trimmed"
-    );
+    assert_eq!(parse_key(&format!("  {lower}\n")).unwrap(), k, "surrounding whitespace is trimmed");
     // from_str_radix would take "+f" as 15: a sign is not a hex digit.
     let signed = format!("+f{}", &lower[2..]);
     assert!(parse_key(&signed).is_err());

@@ -6,15 +6,7 @@ use common::*;
 use lockstep_core::{abi, AgentState, Event, MemoryAllocator, Runtime, RuntimeConfig};
 
 fn runtime_on(allocator: MemoryAllocator, workers: usize) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        workers,
-        max_agents: 8,
-        fuel_per_call: 100_000_000,
-        record: false,
-        allocator,
-        ..RuntimeConfig::development()
-    })
-    .unwrap()
+    Runtime::new(RuntimeConfig { workers, max_agents: 8, fuel_per_call: 100_000_000, record: false, allocator, ..RuntimeConfig::development() }).unwrap()
 }
 
 /// Step sends `n` empty messages to itself; receive logs 64 lines of 1,024 bytes.
@@ -52,24 +44,14 @@ fn log_flooder(n: u32) -> Vec<u8> {
 #[test]
 fn log_lines_one_agent_writes_in_one_tick_are_bounded() {
     let mut rt = runtime_on(MemoryAllocator::Slab, 1);
-    let id = rt
-        .spawn_bytes(log_flooder(abi::MAX_OUTBOX_PER_TICK as u32))
-        .unwrap();
+    let id = rt.spawn_bytes(log_flooder(abi::MAX_OUTBOX_PER_TICK as u32)).unwrap();
     rt.tick();
     rt.drain_events();
     let dropped_before = rt.events_dropped();
     rt.tick();
-    let logs = rt
-        .drain_events()
-        .iter()
-        .filter(|e| matches!(e, Event::Log { agent, .. } if *agent == id))
-        .count() as u64;
+    let logs = rt.drain_events().iter().filter(|e| matches!(e, Event::Log { agent, .. } if *agent == id)).count() as u64;
     let produced = logs + (rt.events_dropped() - dropped_before);
-    assert!(
-        produced <= abi::MAX_LOG_LINES_PER_TICK as u64,
-        "one agent produced {produced} log lines (~{} MiB) in one tick",
-        produced >> 10
-    );
+    assert!(produced <= abi::MAX_LOG_LINES_PER_TICK as u64, "one agent produced {produced} log lines (~{} MiB) in one tick", produced >> 10);
 }
 
 /// `agent_init` sends exactly its own 1 MiB budget (16 × 65,496 + 640 bytes); the first step then
@@ -98,16 +80,8 @@ fn init_byte_budget_is_not_charged_to_the_first_tick() {
     rt.spawn_bytes(module).unwrap();
     rt.tick();
     let kinds: Vec<u32> = rt.drain_host_messages().iter().map(|m| m.kind).collect();
-    assert_eq!(
-        kinds.iter().filter(|&&k| k == 1).count(),
-        17,
-        "init's 17 messages"
-    );
-    assert_eq!(
-        kinds.iter().filter(|&&k| k == 2).count(),
-        1,
-        "the first step's send was refused: init's bytes were charged to tick 0"
-    );
+    assert_eq!(kinds.iter().filter(|&&k| k == 1).count(), 17, "init's 17 messages");
+    assert_eq!(kinds.iter().filter(|&&k| k == 2).count(), 1, "the first step's send was refused: init's bytes were charged to tick 0");
 }
 
 /// What `agent_shutdown` logs is kept, like what `agent_init` logs.
@@ -130,9 +104,7 @@ fn agent_shutdown_log_lines_are_not_lost() {
     rt.tick();
     let events = rt.drain_events();
     assert!(
-        events.iter().any(
-            |e| matches!(e, Event::Log { agent, text, .. } if *agent == id && text == "goodbye")
-        ),
+        events.iter().any(|e| matches!(e, Event::Log { agent, text, .. } if *agent == id && text == "goodbye")),
         "agent_shutdown's log line vanished: {events:?}"
     );
 }
@@ -149,11 +121,7 @@ fn same_verdict_on_every_allocator(what: &str, module: &[u8]) {
         });
         verdicts.push((allocator, r.as_ref().map_err(|e| e.to_string()).cloned()));
     }
-    assert_eq!(
-        verdicts[0].1.is_ok(),
-        verdicts[1].1.is_ok(),
-        "{what}: {verdicts:?}"
-    );
+    assert_eq!(verdicts[0].1.is_ok(), verdicts[1].1.is_ok(), "{what}: {verdicts:?}");
 }
 
 #[test]
@@ -197,17 +165,13 @@ fn a_module_at_the_function_limit_loads_on_every_allocator() {
     let module = escaping_functions(half, abi::MAX_FUNCTIONS - half - 6);
     for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
         let mut rt = runtime_on(allocator, 1);
-        rt.spawn_bytes(module.clone())
-            .unwrap_or_else(|e| panic!("{allocator:?}: {e}"));
+        rt.spawn_bytes(module.clone()).unwrap_or_else(|e| panic!("{allocator:?}: {e}"));
     }
 }
 
 #[test]
 fn a_module_past_the_function_limit_is_refused_on_every_allocator() {
-    for module in [
-        escaping_functions(0, 100_000),
-        escaping_functions(abi::MAX_FUNCTIONS - 5, 0),
-    ] {
+    for module in [escaping_functions(0, 100_000), escaping_functions(abi::MAX_FUNCTIONS - 5, 0)] {
         for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
             let mut rt = runtime_on(allocator, 1);
             match rt.spawn_bytes(module.clone()) {
@@ -248,12 +212,7 @@ fn table_grow_within_the_abi_limit_behaves_the_same_on_every_allocator() {
 /// reached the inbox and faulted the agent with "runtime bug: please report").
 #[test]
 fn a_replayed_send_larger_than_a_message_is_a_corrupt_log() {
-    let mut rt = Runtime::new(RuntimeConfig {
-        workers: 1,
-        record: true,
-        ..RuntimeConfig::development()
-    })
-    .unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: true, ..RuntimeConfig::development() }).unwrap();
     let id = rt.spawn_bytes(agent("echo")).unwrap();
     rt.tick();
     // The log up to (not including) its End record, then the forged Send.
@@ -266,14 +225,7 @@ fn a_replayed_send_larger_than_a_message_is_a_corrupt_log() {
             record.encode(&mut log);
         }
     }
-    lockstep_core::replay_log::encode_send(
-        &mut log,
-        1,
-        id,
-        0,
-        0,
-        &vec![7u8; abi::MAX_PAYLOAD_BYTES + 1],
-    );
+    lockstep_core::replay_log::encode_send(&mut log, 1, id, 0, 0, &vec![7u8; abi::MAX_PAYLOAD_BYTES + 1]);
     match lockstep_core::replay(&log, 1, |_| {}) {
         Err(lockstep_core::LockstepError::ReplayCorrupt { reason, .. }) => {
             assert!(reason.contains("payload"), "{reason}")
@@ -326,16 +278,10 @@ fn bulk_memory_ops_past_memory_size_trap_on_every_allocator() {
                 let hash = rt.tick().hash;
                 let state = rt.inspect(id).unwrap().state;
                 let running = matches!(state, AgentState::Running);
-                assert_eq!(
-                    running, ok,
-                    "(memory {decl}) {what} on {allocator:?}: {state:?}"
-                );
+                assert_eq!(running, ok, "(memory {decl}) {what} on {allocator:?}: {state:?}");
                 seen.push((hash, rt.deep_hash().hash));
             }
-            assert_eq!(
-                seen[0], seen[1],
-                "(memory {decl}) {what}: Slab and Pooling diverge"
-            );
+            assert_eq!(seen[0], seen[1], "(memory {decl}) {what}: Slab and Pooling diverge");
         }
     }
 }
@@ -366,20 +312,8 @@ fn hashes_do_not_depend_on_workers_or_allocator() {
                 (drop (call $send (i64.const 0) (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 8)))
                 i32.const 0))"#);
     let mut runs = Vec::new();
-    for (workers, allocator) in [
-        (1, MemoryAllocator::Slab),
-        (2, MemoryAllocator::Slab),
-        (1, MemoryAllocator::Pooling),
-        (2, MemoryAllocator::Pooling),
-    ] {
-        let mut rt = Runtime::new(RuntimeConfig {
-            workers,
-            max_agents: 128,
-            record: false,
-            allocator,
-            ..RuntimeConfig::development()
-        })
-        .unwrap();
+    for (workers, allocator) in [(1, MemoryAllocator::Slab), (2, MemoryAllocator::Slab), (1, MemoryAllocator::Pooling), (2, MemoryAllocator::Pooling)] {
+        let mut rt = Runtime::new(RuntimeConfig { workers, max_agents: 128, record: false, allocator, ..RuntimeConfig::development() }).unwrap();
         let hash = rt.load_module(chatter.clone()).unwrap();
         for i in 0..100 {
             rt.spawn_with_priority(hash, (i % 3) - 1).unwrap();
@@ -393,21 +327,11 @@ fn hashes_do_not_depend_on_workers_or_allocator() {
             let r = rt.tick();
             hashes.push(r.hash);
         }
-        let host: Vec<_> = rt
-            .drain_host_messages()
-            .iter()
-            .map(|m| (m.from, m.seq))
-            .collect();
+        let host: Vec<_> = rt.drain_host_messages().iter().map(|m| (m.from, m.seq)).collect();
         runs.push((workers, allocator, hashes, rt.deep_hash().hash, host));
     }
     for r in &runs[1..] {
-        assert_eq!(
-            (&r.2, &r.3, &r.4),
-            (&runs[0].2, &runs[0].3, &runs[0].4),
-            "{}×{:?} vs 1×Slab",
-            r.0,
-            r.1
-        );
+        assert_eq!((&r.2, &r.3, &r.4), (&runs[0].2, &runs[0].3, &runs[0].4), "{}×{:?} vs 1×Slab", r.0, r.1);
     }
 }
 
@@ -502,11 +426,8 @@ fn asker() -> Vec<u8> {
 fn inference_engine() -> std::sync::Arc<lockstep_core::inference::InferenceEngine> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     std::sync::Arc::new(
-        lockstep_core::inference::InferenceEngine::new(lockstep_core::inference::EngineOptions {
-            search_roots: vec![root],
-            ..Default::default()
-        })
-        .expect("run `npm install` first"),
+        lockstep_core::inference::InferenceEngine::new(lockstep_core::inference::EngineOptions { search_roots: vec![root], ..Default::default() })
+            .expect("run `npm install` first"),
     )
 }
 
@@ -515,19 +436,10 @@ fn inference_engine() -> std::sync::Arc<lockstep_core::inference::InferenceEngin
 #[test]
 fn batched_inference_never_hands_an_agent_another_agents_data() {
     let engine = inference_engine();
-    let id = engine
-        .load(transpose_model())
-        .expect("the Transpose model loads")
-        .id;
+    let id = engine.load(transpose_model()).expect("the Transpose model loads").id;
     let mut answers = Vec::new();
     for batching in [false, true] {
-        let mut rt = Runtime::new(RuntimeConfig {
-            workers: 1,
-            inference_batching: batching,
-            record: false,
-            ..RuntimeConfig::development()
-        })
-        .unwrap();
+        let mut rt = Runtime::new(RuntimeConfig { workers: 1, inference_batching: batching, record: false, ..RuntimeConfig::development() }).unwrap();
         rt.set_inference_engine(engine.clone());
         rt.register_agent_model(&id).unwrap();
         let m = rt.load_module(asker()).unwrap();
@@ -535,34 +447,19 @@ fn batched_inference_never_hands_an_agent_another_agents_data() {
             rt.spawn(m).unwrap();
         }
         rt.run(3);
-        let mut got: Vec<(u64, Vec<u8>)> = rt
-            .drain_host_messages()
-            .into_iter()
-            .map(|m| (m.from, m.payload))
-            .collect();
+        let mut got: Vec<(u64, Vec<u8>)> = rt.drain_host_messages().into_iter().map(|m| (m.from, m.payload)).collect();
         got.sort();
         answers.push(got);
     }
-    let floats = |p: &[u8]| {
-        p[4..]
-            .chunks(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect::<Vec<_>>()
-    };
+    let floats = |p: &[u8]| p[4..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
     assert_eq!(answers[0].len(), 2, "{:?}", answers[0]);
     for (agent, payload) in &answers[0] {
         let mine = [*agent as f32, 100.0 * *agent as f32];
         assert_eq!(floats(payload), mine, "unbatched answer of agent {agent}");
     }
     assert_eq!(
-        answers[1]
-            .iter()
-            .map(|(a, p)| (*a, floats(p)))
-            .collect::<Vec<_>>(),
-        answers[0]
-            .iter()
-            .map(|(a, p)| (*a, floats(p)))
-            .collect::<Vec<_>>(),
+        answers[1].iter().map(|(a, p)| (*a, floats(p))).collect::<Vec<_>>(),
+        answers[0].iter().map(|(a, p)| (*a, floats(p))).collect::<Vec<_>>(),
         "batched answers differ from one call per request: an agent received another agent's data"
     );
 }
@@ -602,19 +499,10 @@ fn batch_mixing_model() -> Vec<u8> {
 #[test]
 fn batched_inference_answers_do_not_depend_on_other_agents_requests() {
     let engine = inference_engine();
-    let id = engine
-        .load(batch_mixing_model())
-        .expect("the model loads")
-        .id;
+    let id = engine.load(batch_mixing_model()).expect("the model loads").id;
     let mut answers = Vec::new();
     for batching in [false, true] {
-        let mut rt = Runtime::new(RuntimeConfig {
-            workers: 1,
-            inference_batching: batching,
-            record: false,
-            ..RuntimeConfig::development()
-        })
-        .unwrap();
+        let mut rt = Runtime::new(RuntimeConfig { workers: 1, inference_batching: batching, record: false, ..RuntimeConfig::development() }).unwrap();
         rt.set_inference_engine(engine.clone());
         rt.register_agent_model(&id).unwrap();
         let m = rt.load_module(asker()).unwrap();
@@ -622,27 +510,17 @@ fn batched_inference_answers_do_not_depend_on_other_agents_requests() {
             rt.spawn(m).unwrap();
         }
         rt.run(3);
-        let mut got: Vec<(u64, Vec<u8>)> = rt
-            .drain_host_messages()
-            .into_iter()
-            .map(|m| (m.from, m.payload))
-            .collect();
+        let mut got: Vec<(u64, Vec<u8>)> = rt.drain_host_messages().into_iter().map(|m| (m.from, m.payload)).collect();
         got.sort();
         answers.push(got);
     }
     assert_eq!(answers[0].len(), 2);
-    assert_eq!(
-        answers[1], answers[0],
-        "a batched answer depends on the other agents' requests"
-    );
+    assert_eq!(answers[1], answers[0], "a batched answer depends on the other agents' requests");
 }
 
 /// A module whose manifest asks for less memory than its declared minimum, or grows past it.
 fn manifest_agent(memory_bytes: u64, pages: u32, step: &str) -> Vec<u8> {
-    let manifest = format!(
-        r#"{{"name":"m","version":"1","abi":1,"resources":{{"memoryBytes":{memory_bytes}}}}}"#
-    )
-    .replace('"', "\\\"");
+    let manifest = format!(r#"{{"name":"m","version":"1","abi":1,"resources":{{"memoryBytes":{memory_bytes}}}}}"#).replace('"', "\\\"");
     wat(&format!(
         r#"(module
             (@custom "lockstep.manifest" "{manifest}")
@@ -662,25 +540,12 @@ fn the_manifest_memory_limit_holds_at_instantiation_and_growth_on_every_allocato
         let mut rt = runtime_on(allocator, 1);
         // Declared minimum (4 pages) above the manifest's 2 pages: never instantiated.
         let r = rt.spawn_bytes(manifest_agent(131_072, 4, ""));
-        assert!(
-            r.is_err(),
-            "{allocator:?}: a 4-page memory was created under a 2-page limit"
-        );
+        assert!(r.is_err(), "{allocator:?}: a 4-page memory was created under a 2-page limit");
         // Growing past the manifest's limit faults with MemoryLimit.
-        let id = rt
-            .spawn_bytes(manifest_agent(
-                131_072,
-                2,
-                "(drop (memory.grow (i32.const 1)))",
-            ))
-            .unwrap();
+        let id = rt.spawn_bytes(manifest_agent(131_072, 2, "(drop (memory.grow (i32.const 1)))")).unwrap();
         rt.tick();
         match rt.inspect(id).unwrap().state {
-            AgentState::Faulted(f) => assert_eq!(
-                f.kind,
-                lockstep_core::FaultKind::MemoryLimit,
-                "{allocator:?}: {f:?}"
-            ),
+            AgentState::Faulted(f) => assert_eq!(f.kind, lockstep_core::FaultKind::MemoryLimit, "{allocator:?}: {f:?}"),
             other => panic!("{allocator:?}: grew past the manifest's limit: {other:?}"),
         }
         // A manifest asking for 0 bytes is refused cleanly (no memory fits it), never a panic.
@@ -694,25 +559,11 @@ fn the_manifest_memory_limit_holds_at_instantiation_and_growth_on_every_allocato
 fn a_tensor_shape_whose_size_overflows_fails_the_length_check() {
     use lockstep_core::inference::{ElementType, TensorView};
     for shape in [[1i64 << 62, 4], [1 << 32, 1 << 32], [i64::MAX, 2]] {
-        let t = TensorView {
-            dtype: ElementType::F32,
-            shape: &shape,
-            data: &[],
-        };
-        assert!(
-            t.check_length("x").is_err(),
-            "shape {shape:?} with no data passed the length check"
-        );
+        let t = TensorView { dtype: ElementType::F32, shape: &shape, data: &[] };
+        assert!(t.check_length("x").is_err(), "shape {shape:?} with no data passed the length check");
     }
-    let ok = TensorView {
-        dtype: ElementType::F32,
-        shape: &[1 << 40, 0],
-        data: &[],
-    };
-    assert!(
-        ok.check_length("x").is_ok(),
-        "a zero dimension means no elements"
-    );
+    let ok = TensorView { dtype: ElementType::F32, shape: &[1 << 40, 0], data: &[] };
+    assert!(ok.check_length("x").is_ok(), "a zero dimension means no elements");
 }
 
 /// A replay takes its trust store, devMode, policy and limits (fuel, deadline, memory,
@@ -722,17 +573,8 @@ fn a_tensor_shape_whose_size_overflows_fails_the_length_check() {
 /// say what it trusts.
 #[test]
 fn a_replay_log_cannot_grant_itself_trust() {
-    let mut rt = Runtime::new(RuntimeConfig {
-        workers: 1,
-        record: true,
-        ..RuntimeConfig::development()
-    })
-    .unwrap();
-    rt.spawn_bytes(wat_agent(
-        1,
-        r#"(func (export "agent_step") (param i32) (result i32) i32.const 0)"#,
-    ))
-    .unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: true, ..RuntimeConfig::development() }).unwrap();
+    rt.spawn_bytes(wat_agent(1, r#"(func (export "agent_step") (param i32) (result i32) i32.const 0)"#)).unwrap();
     rt.tick();
     let log = rt.stop_recording().unwrap();
     // The caller of the replay never enabled devMode: the unsigned module must not run.
@@ -765,11 +607,7 @@ fn the_deep_hash_covers_exported_v128_globals() {
         // The agent's own part (the whole also chains the tick hash, which covers the module).
         rt.deep_hash().agents[0].1
     };
-    assert_ne!(
-        deep(1),
-        deep(2),
-        "agents whose exported v128 global differs have the same deep hash"
-    );
+    assert_ne!(deep(1), deep(2), "agents whose exported v128 global differs have the same deep hash");
 }
 
 /// Init sends 1 MiB (16 × 65,496 bytes) and faults: the agent never counts against maxAgents,
@@ -826,13 +664,7 @@ fn a_broken_outbound_ring_with_a_full_backlog_loses_no_host_message() {
     let cap = 1 << 20;
     let outbound = OwnedRegion::new(cap);
     ring::init(&outbound.memory(), cap).unwrap();
-    let mut rt = Runtime::new(RuntimeConfig {
-        workers: 2,
-        max_agents: 512,
-        record: false,
-        ..RuntimeConfig::development()
-    })
-    .unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 2, max_agents: 512, record: false, ..RuntimeConfig::development() }).unwrap();
     let echo = rt.load_module(agent("echo")).unwrap();
     let ids: Vec<u64> = (0..300).map(|_| rt.spawn(echo).unwrap()).collect();
     rt.attach_outbound_ring(outbound.memory()).unwrap();
@@ -844,39 +676,19 @@ fn a_broken_outbound_ring_with_a_full_backlog_loses_no_host_message() {
         }
         rt.tick();
     }
-    let replies_sent: u64 = ids
-        .iter()
-        .map(|&id| rt.inspect(id).unwrap().messages_sent)
-        .sum();
+    let replies_sent: u64 = ids.iter().map(|&id| rt.inspect(id).unwrap().messages_sent).sum();
     let in_ring = cap / ring::record_bytes(abi::MAX_PAYLOAD_BYTES);
     assert!(rt.outbound_backlog() > 1_000, "the backlog holds replies");
     // JS scribbles an impossible tail: the next flush breaks the ring.
-    let words =
-        unsafe { std::slice::from_raw_parts_mut(outbound.memory_ptr(), ring::HEADER_BYTES + cap) };
-    let head = u32::from_le_bytes(
-        words[ring::OFFSET_HEAD..ring::OFFSET_HEAD + 4]
-            .try_into()
-            .unwrap(),
-    );
-    words[ring::OFFSET_TAIL..ring::OFFSET_TAIL + 4]
-        .copy_from_slice(&head.wrapping_add(4096).to_le_bytes());
+    let words = unsafe { std::slice::from_raw_parts_mut(outbound.memory_ptr(), ring::HEADER_BYTES + cap) };
+    let head = u32::from_le_bytes(words[ring::OFFSET_HEAD..ring::OFFSET_HEAD + 4].try_into().unwrap());
+    words[ring::OFFSET_TAIL..ring::OFFSET_TAIL + 4].copy_from_slice(&head.wrapping_add(4096).to_le_bytes());
     rt.flush_outbound();
-    assert_eq!(
-        rt.outbound_backlog(),
-        0,
-        "the ring broke and the backlog was handed back"
-    );
+    assert_eq!(rt.outbound_backlog(), 0, "the ring broke and the backlog was handed back");
     let back = rt.drain_host_messages().len();
     let (_, host_dropped, _) = rt.dropped_totals();
-    assert_eq!(
-        host_dropped, 0,
-        "{host_dropped} host messages dropped when the ring broke"
-    );
-    assert_eq!(
-        back + in_ring,
-        replies_sent as usize,
-        "every reply is in the ring or back in the host queue"
-    );
+    assert_eq!(host_dropped, 0, "{host_dropped} host messages dropped when the ring broke");
+    assert_eq!(back + in_ring, replies_sent as usize, "every reply is in the ring or back in the host queue");
 }
 
 /// Fuel and the deadline are per call, and an agent gets one call per message: by sending
@@ -909,21 +721,11 @@ fn one_agent_cannot_burn_thousands_of_call_budgets_in_one_tick() {
                 i32.const 0))"#,
         iterations = fuel_per_call / 10
     ));
-    let mut rt = Runtime::new(RuntimeConfig {
-        workers: 1,
-        fuel_per_call,
-        record: false,
-        ..RuntimeConfig::development()
-    })
-    .unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, fuel_per_call, record: false, ..RuntimeConfig::development() }).unwrap();
     rt.spawn_bytes(module).unwrap();
     rt.tick();
     let fuel = rt.tick().fuel;
-    assert!(
-        fuel <= 64 * fuel_per_call,
-        "one agent burned {fuel} fuel in one tick ({}× its per-call budget)",
-        fuel / fuel_per_call
-    );
+    assert!(fuel <= 64 * fuel_per_call, "one agent burned {fuel} fuel in one tick ({}× its per-call budget)", fuel / fuel_per_call);
 }
 
 /// Priorities of agents that are all gone no longer hold a phase: they did forever, so churn
@@ -932,22 +734,14 @@ fn one_agent_cannot_burn_thousands_of_call_budgets_in_one_tick() {
 #[test]
 fn a_priority_whose_agents_are_all_gone_frees_its_phase() {
     use lockstep_core::runtime::MAX_PHASES;
-    let mut rt = Runtime::new(RuntimeConfig {
-        workers: 1,
-        max_agents: 8,
-        record: false,
-        ..RuntimeConfig::development()
-    })
-    .unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, record: false, ..RuntimeConfig::development() }).unwrap();
     let m = rt.load_module(agent("counter")).unwrap();
     for p in 0..MAX_PHASES as i32 {
         let id = rt.spawn_with_priority(m, p).unwrap();
         rt.kill(id).unwrap();
     }
     // Without a tick in between, and after one.
-    let a = rt
-        .spawn_with_priority(m, 1_000)
-        .expect("a new priority once the old ones' agents are gone");
+    let a = rt.spawn_with_priority(m, 1_000).expect("a new priority once the old ones' agents are gone");
     rt.tick();
     rt.kill(a).unwrap();
     for p in 2_000..2_000 + MAX_PHASES as i32 {
@@ -955,39 +749,22 @@ fn a_priority_whose_agents_are_all_gone_frees_its_phase() {
         rt.tick();
         rt.kill(id).unwrap();
     }
-    rt.spawn_with_priority(m, -5)
-        .expect("a new priority after churn across ticks");
+    rt.spawn_with_priority(m, -5).expect("a new priority after churn across ticks");
     // Live agents still hold their phases: 64 live priorities, then a 65th is refused.
-    let mut rt = Runtime::new(RuntimeConfig {
-        workers: 1,
-        max_agents: 100,
-        record: false,
-        ..RuntimeConfig::development()
-    })
-    .unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 100, record: false, ..RuntimeConfig::development() }).unwrap();
     let m = rt.load_module(agent("counter")).unwrap();
     for p in 0..MAX_PHASES as i32 {
         rt.spawn_with_priority(m, p).unwrap();
     }
     rt.tick();
-    assert_eq!(
-        rt.spawn_with_priority(m, 99).unwrap_err().code(),
-        "E_PRIORITY_LIMIT"
-    );
+    assert_eq!(rt.spawn_with_priority(m, 99).unwrap_err().code(), "E_PRIORITY_LIMIT");
 }
 
 /// maxAgents counts live agents; counting them by walking every slot on every spawn made
 /// spawning O(agents ever spawned): 200,000 spawn+kill took 100 s, and grew quadratically.
 #[test]
 fn spawn_cost_does_not_grow_with_the_number_of_dead_agents() {
-    let mut rt = Runtime::new(RuntimeConfig {
-        workers: 1,
-        max_agents: 8,
-        record: false,
-        max_events: 16,
-        ..RuntimeConfig::development()
-    })
-    .unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, record: false, max_events: 16, ..RuntimeConfig::development() }).unwrap();
     let m = rt.load_module(agent("counter")).unwrap();
     let mut batch = || {
         let t = std::time::Instant::now();
@@ -1002,10 +779,7 @@ fn spawn_cost_does_not_grow_with_the_number_of_dead_agents() {
         batch();
     }
     let last = batch();
-    assert!(
-        last < first * 4 + std::time::Duration::from_millis(50),
-        "2,000 spawn+kill took {first:?} at first, {last:?} after 44,000"
-    );
+    assert!(last < first * 4 + std::time::Duration::from_millis(50), "2,000 spawn+kill took {first:?} at first, {last:?} after 44,000");
 }
 
 /// Dead agents keep a slot (ids are never reused, `inspect` still answers), and every tick
@@ -1014,14 +788,7 @@ fn spawn_cost_does_not_grow_with_the_number_of_dead_agents() {
 #[test]
 #[ignore = "finding: tick cost grows with agents ever spawned (dead slots are walked every tick); needs a live-slot index or compaction"]
 fn tick_cost_does_not_grow_with_the_number_of_dead_agents() {
-    let mut rt = Runtime::new(RuntimeConfig {
-        workers: 1,
-        max_agents: 8,
-        record: false,
-        max_events: 16,
-        ..RuntimeConfig::development()
-    })
-    .unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, record: false, max_events: 16, ..RuntimeConfig::development() }).unwrap();
     let m = rt.load_module(agent("counter")).unwrap();
     rt.spawn(m).unwrap();
     let time_ticks = |rt: &mut Runtime| {
@@ -1039,8 +806,5 @@ fn tick_cost_does_not_grow_with_the_number_of_dead_agents() {
     }
     rt.drain_dead_letters();
     let after = time_ticks(&mut rt);
-    assert!(
-        after < before * 20 + std::time::Duration::from_micros(200),
-        "a tick took {before:?} with 1 agent, {after:?} with 1 live and 200,000 dead"
-    );
+    assert!(after < before * 20 + std::time::Duration::from_micros(200), "a tick took {before:?} with 1 agent, {after:?} with 1 live and 200,000 dead");
 }

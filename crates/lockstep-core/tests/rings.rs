@@ -143,7 +143,9 @@ fn a_full_outbound_backlog_keeps_host_messages_in_the_host_queue() {
     use lockstep_core::runtime::MAX_OUTBOUND_BACKLOG_BYTES;
     let outbound = OwnedRegion::new(1 << 20);
     ring::init(&outbound.memory(), 1 << 20).unwrap();
-    let mut rt = lockstep_core::Runtime::new(lockstep_core::RuntimeConfig { workers: 2, max_agents: 512, record: false, ..lockstep_core::RuntimeConfig::development() }).unwrap();
+    let mut rt =
+        lockstep_core::Runtime::new(lockstep_core::RuntimeConfig { workers: 2, max_agents: 512, record: false, ..lockstep_core::RuntimeConfig::development() })
+            .unwrap();
     // Echo agents answer each host message with its payload: 300 × 16 maximal replies (~300 MiB)
     // into a 1 MiB ring that nobody reads.
     let echo = rt.load_module(agent("echo")).unwrap();

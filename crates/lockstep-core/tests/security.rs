@@ -83,11 +83,9 @@ fn a_trusted_signature_admits_and_everything_else_is_refused() {
     refused(&mut rt, counter.clone(), "E_UNSIGNED");
 
     // One bit flipped in the code, in the data, in the manifest.
-    for (what, range) in [
-        ("code", section(&signed, 10, None)),
-        ("data", section(&signed, 11, None)),
-        ("manifest", section(&signed, 0, Some(security::MANIFEST_SECTION))),
-    ] {
+    for (what, range) in
+        [("code", section(&signed, 10, None)), ("data", section(&signed, 11, None)), ("manifest", section(&signed, 0, Some(security::MANIFEST_SECTION)))]
+    {
         let mut tampered = signed.clone();
         let at = range.end - 3; // inside the section: in the manifest, a letter of the JSON
         tampered[at] ^= 0x01;
@@ -243,8 +241,11 @@ fn manifests_are_bounded_and_validated() {
 fn resource_requests_are_clamped_or_refused_as_configured() {
     let alice = Publisher::new();
     let spin = agent("adv_spin");
-    let greedy = format!(r#"{{"name":"spin","version":"1","abi":1,"capabilities":{{}},"resources":{{"fuelPerCall":{},"memoryBytes":1073741824}}}}"#, u64::MAX / 2);
-    let mut refuse = Runtime::new(RuntimeConfig { workers: 1, trusted_keys: vec![alice.public], resource_policy: ResourcePolicy::Refuse, ..RuntimeConfig::default() }).unwrap();
+    let greedy =
+        format!(r#"{{"name":"spin","version":"1","abi":1,"capabilities":{{}},"resources":{{"fuelPerCall":{},"memoryBytes":1073741824}}}}"#, u64::MAX / 2);
+    let mut refuse =
+        Runtime::new(RuntimeConfig { workers: 1, trusted_keys: vec![alice.public], resource_policy: ResourcePolicy::Refuse, ..RuntimeConfig::default() })
+            .unwrap();
     refused(&mut refuse, alice.sign(&spin, &greedy), "E_RESOURCE_LIMIT");
     let mut clamp = strict(&[alice.public]);
     let id = clamp.spawn_bytes(alice.sign(&spin, &greedy)).unwrap();

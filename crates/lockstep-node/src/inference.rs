@@ -49,7 +49,8 @@ pub fn check_options(o: &InferenceOptions) -> Result<()> {
     int_option("maxModels", o.max_models, 1, u32::MAX as u64)?;
     int_option("maxModelBytes", o.max_model_bytes, 1, (1 << 53) - 1)?;
     for name in o.providers.iter().flatten() {
-        Provider::parse(name).ok_or_else(|| bad_option(format!("inference.providers: unknown provider \"{name}\"; use cuda, tensorrt, directml, coreml or cpu")))?;
+        Provider::parse(name)
+            .ok_or_else(|| bad_option(format!("inference.providers: unknown provider \"{name}\"; use cuda, tensorrt, directml, coreml or cpu")))?;
     }
     Ok(())
 }
@@ -58,7 +59,10 @@ pub fn engine_from(o: &InferenceOptions) -> Result<InferenceEngine> {
     let d = EngineOptions::default();
     let mut providers = Vec::new();
     for name in o.providers.clone().unwrap_or_default() {
-        providers.push(Provider::parse(&name).ok_or_else(|| bad_option(format!("inference.providers: unknown provider \"{name}\"; use cuda, tensorrt, directml, coreml or cpu")))?);
+        providers.push(
+            Provider::parse(&name)
+                .ok_or_else(|| bad_option(format!("inference.providers: unknown provider \"{name}\"; use cuda, tensorrt, directml, coreml or cpu")))?,
+        );
     }
     if providers.is_empty() {
         providers.push(Provider::Cpu);
@@ -120,10 +124,7 @@ pub type PackedInput = (String, ElementType, Vec<i64>, std::ops::Range<usize>);
 
 /// Owned copies of packed inputs, for calls that outlive the JS buffer (the thread pool).
 pub fn unpack_owned(spec: &str, data: &[u8]) -> Result<Vec<(String, Tensor)>> {
-    Ok(parse_packed(spec, data.len())?
-        .into_iter()
-        .map(|(name, dtype, shape, range)| (name, Tensor { dtype, shape, data: data[range].to_vec() }))
-        .collect())
+    Ok(parse_packed(spec, data.len())?.into_iter().map(|(name, dtype, shape, range)| (name, Tensor { dtype, shape, data: data[range].to_vec() })).collect())
 }
 
 pub fn parse_packed(spec: &str, data_len: usize) -> Result<Vec<PackedInput>> {
@@ -132,7 +133,9 @@ pub fn parse_packed(spec: &str, data_len: usize) -> Result<Vec<PackedInput>> {
     let mut offset = 0usize;
     for part in spec.split(';').filter(|p| !p.is_empty()) {
         let mut fields = part.splitn(4, ':');
-        let (Some(name), Some(ty), Some(dims), Some(bytes)) = (fields.next(), fields.next(), fields.next(), fields.next()) else { return Err(bad("field count")) };
+        let (Some(name), Some(ty), Some(dims), Some(bytes)) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
+            return Err(bad("field count"));
+        };
         let dtype = ElementType::parse(ty).map_err(inf_err)?;
         let shape = dims.split(',').filter(|d| !d.is_empty()).map(|d| d.parse::<i64>().map_err(|_| bad("dimension"))).collect::<Result<Vec<_>>>()?;
         // The actual byte length: a mismatch with the shape is reported by the engine's
@@ -178,7 +181,8 @@ impl Task for InferTask {
         // panic here, and one unwinding out of the thread pool would abort Node.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.engine.run(&self.model, &self.inputs)))
             .map_err(|p| {
-                let message = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into());
+                let message =
+                    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into());
                 napi::Error::new(Status::GenericFailure, format!("[E_INTERNAL] internal error (a lockstep bug; please report it): {message}"))
             })?
             .map_err(inf_err)

@@ -44,9 +44,9 @@ fn int_in(v: f64, min: f64, max: f64) -> Option<f64> {
 fn opt_uint(name: &str, v: Option<f64>, min: u64, max: u64, default: u64) -> Result<u64> {
     match v {
         None => Ok(default),
-        Some(x) => int_in(x, min as f64, max as f64)
-            .map(|x| x as u64)
-            .ok_or_else(|| invalid(format!("option {name} must be an integer in {min}..={max}, got {x}"))),
+        Some(x) => {
+            int_in(x, min as f64, max as f64).map(|x| x as u64).ok_or_else(|| invalid(format!("option {name} must be an integer in {min}..={max}, got {x}")))
+        }
     }
 }
 
@@ -305,7 +305,11 @@ pub struct DeepHash {
 
 impl NativeRuntime {
     /// Attaches a ring and keeps its buffer referenced for as long as this runtime lives.
-    fn attach_ring(&mut self, buffer: Uint8Array, attach: fn(&mut Runtime, core::ring::RingMemory) -> std::result::Result<(), core::ring::RingError>) -> Result<()> {
+    fn attach_ring(
+        &mut self,
+        buffer: Uint8Array,
+        attach: fn(&mut Runtime, core::ring::RingMemory) -> std::result::Result<(), core::ring::RingError>,
+    ) -> Result<()> {
         let memory = ring_memory(&buffer)?;
         attach(self.rt_mut()?, memory).map_err(ring_err)?;
         self.ring_buffers.push(buffer);
@@ -358,7 +362,8 @@ fn ring_err(e: core::ring::RingError) -> napi::Error {
 /// tick then wrote into freed memory (Node crashed with SIGSEGV).
 fn shared_uint8_array(value: Unknown<'_>) -> Result<Uint8Array> {
     let (env, raw) = (value.value().env, value.value().value);
-    let refuse = || napi::Error::new(Status::InvalidArg, "[E_RING] a ring buffer must be a Uint8Array over a SharedArrayBuffer (from createRingBuffer())".to_string());
+    let refuse =
+        || napi::Error::new(Status::InvalidArg, "[E_RING] a ring buffer must be a Uint8Array over a SharedArrayBuffer (from createRingBuffer())".to_string());
     let mut is_typed_array = false;
     // Safety: plain napi queries on a value of this call's environment.
     unsafe {
@@ -710,7 +715,13 @@ pub struct ReplayReport {
 /// recorded in development mode): a log never grants itself trust. `on_progress` (ticks
 /// verified so far) is called every 100 ticks.
 #[napi(catch_unwind)]
-pub fn replay(log: Uint8Array, workers: Option<u32>, on_progress: Option<Function<f64, ()>>, trusted_keys: Vec<String>, dev_mode: bool) -> Result<ReplayReport> {
+pub fn replay(
+    log: Uint8Array,
+    workers: Option<u32>,
+    on_progress: Option<Function<f64, ()>>,
+    trusted_keys: Vec<String>,
+    dev_mode: bool,
+) -> Result<ReplayReport> {
     let workers = workers.map(|w| w as usize).unwrap_or_else(|| RuntimeConfig::default().workers);
     let keys = trusted_keys
         .iter()
@@ -862,8 +873,8 @@ pub struct LogLine {
 /// Sets the level of runtime logs collected for `drainLogs` ("off" stops collecting).
 #[napi(catch_unwind)]
 pub fn set_log_level(level: String) -> Result<bool> {
-    let n = core::logging::parse_level(&level)
-        .ok_or_else(|| invalid_arg("level", format!("must be off, error, warn, info, debug or trace; got \"{level}\"")))?;
+    let n =
+        core::logging::parse_level(&level).ok_or_else(|| invalid_arg("level", format!("must be off, error, warn, info, debug or trace; got \"{level}\"")))?;
     Ok(core::logging::install(n))
 }
 

@@ -113,9 +113,10 @@ pub fn serve(engine: Option<&InferenceEngine>, models: &[String], requests: Vec<
             // A batched output must have one row per request: otherwise slicing it would hand
             // an agent bytes computed from other agents' inputs (answered "failed" instead).
             // One request gets the whole output, whatever its shape.
-            let result = engine.run(id, &inputs).ok().filter(|outputs| {
-                n == 1 || outputs.iter().all(|(_, t)| t.shape.first() == Some(&(n as i64)) && t.data.len().is_multiple_of(n))
-            });
+            let result = engine
+                .run(id, &inputs)
+                .ok()
+                .filter(|outputs| n == 1 || outputs.iter().all(|(_, t)| t.shape.first() == Some(&(n as i64)) && t.data.len().is_multiple_of(n)));
             match result {
                 Some(outputs) => {
                     for (k, &i) in group.iter().enumerate() {

@@ -219,9 +219,7 @@ impl InferenceEngine {
         let outputs: Vec<TensorInfo> = session.outputs().iter().map(outlet_info).collect();
         // Outputs too: a model whose outputs are not sample-major (Transpose, a reduction over
         // the batch) would hand each agent a slice holding other agents' data when batched.
-        let mut batchable = !inputs.is_empty()
-            && !outputs.is_empty()
-            && inputs.iter().chain(&outputs).all(|i| i.shape.first().is_some_and(|d| *d < 0));
+        let mut batchable = !inputs.is_empty() && !outputs.is_empty() && inputs.iter().chain(&outputs).all(|i| i.shape.first().is_some_and(|d| *d < 0));
         // The shapes cannot say whether row i of the output depends only on row i of the input
         // (X - ReduceMean(X, axes=[0]) passes every shape check): try it once, and batch only
         // when two samples run together give what each gives alone.
@@ -308,10 +306,7 @@ impl InferenceEngine {
         let model = self.get(id)?;
         let info = model.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Self::validate(&info, inputs)?;
-        let values = inputs
-            .iter()
-            .map(|(n, t)| t.to_ort().map(|v| (n.to_string(), v)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = inputs.iter().map(|(n, t)| t.to_ort().map(|v| (n.to_string(), v))).collect::<Result<Vec<_>, _>>()?;
         let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
         let outcome = run_session(&mut session, values);
         match outcome {
@@ -396,16 +391,20 @@ fn rows_are_independent(session: &mut Session, inputs: &[TensorInfo]) -> Result<
     for (((name, b), (_, f)), (_, s)) in both.iter().zip(&first).zip(&second) {
         let joined: Vec<u8> = f.data.iter().chain(&s.data).copied().collect();
         let close = match b.dtype {
-            ElementType::F32 => b.data.len() == joined.len()
-                && b.data.chunks_exact(4).zip(joined.chunks_exact(4)).all(|(x, y)| {
-                    let (x, y) = (f32::from_le_bytes(x.try_into().unwrap_or_default()), f32::from_le_bytes(y.try_into().unwrap_or_default()));
-                    x == y || (x - y).abs() <= 1e-4 * x.abs().max(y.abs()).max(1e-6)
-                }),
-            ElementType::F64 => b.data.len() == joined.len()
-                && b.data.chunks_exact(8).zip(joined.chunks_exact(8)).all(|(x, y)| {
-                    let (x, y) = (f64::from_le_bytes(x.try_into().unwrap_or_default()), f64::from_le_bytes(y.try_into().unwrap_or_default()));
-                    x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-12)
-                }),
+            ElementType::F32 => {
+                b.data.len() == joined.len()
+                    && b.data.chunks_exact(4).zip(joined.chunks_exact(4)).all(|(x, y)| {
+                        let (x, y) = (f32::from_le_bytes(x.try_into().unwrap_or_default()), f32::from_le_bytes(y.try_into().unwrap_or_default()));
+                        x == y || (x - y).abs() <= 1e-4 * x.abs().max(y.abs()).max(1e-6)
+                    })
+            }
+            ElementType::F64 => {
+                b.data.len() == joined.len()
+                    && b.data.chunks_exact(8).zip(joined.chunks_exact(8)).all(|(x, y)| {
+                        let (x, y) = (f64::from_le_bytes(x.try_into().unwrap_or_default()), f64::from_le_bytes(y.try_into().unwrap_or_default()));
+                        x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-12)
+                    })
+            }
             _ => b.data == joined,
         };
         if !close {
@@ -417,8 +416,5 @@ fn rows_are_independent(session: &mut Session, inputs: &[TensorInfo]) -> Result<
 
 fn run_session(session: &mut Session, values: Vec<(String, ort::session::SessionInputValue<'_>)>) -> Result<Vec<(String, Tensor)>, String> {
     let outputs = session.run(values).map_err(|e| e.to_string())?;
-    outputs
-        .iter()
-        .map(|(name, v)| Tensor::from_ort(&v).map(|t| (name.to_string(), t)).map_err(|e| e.to_string()))
-        .collect()
+    outputs.iter().map(|(name, v)| Tensor::from_ort(&v).map(|t| (name.to_string(), t)).map_err(|e| e.to_string())).collect()
 }

@@ -83,7 +83,10 @@ pub fn ensure_loaded(explicit: Option<&Path>, search_roots: &[PathBuf]) -> Resul
         Ok((path.clone(), env))
     })();
     let _ = LOADED.set(result);
-    LOADED.get().map(|r| r.as_ref().map(|(p, _)| p.clone()).map_err(Clone::clone)).unwrap_or_else(|| Err(InferenceError::LibraryNotFound { tried: String::new() }))
+    LOADED
+        .get()
+        .map(|r| r.as_ref().map(|(p, _)| p.clone()).map_err(Clone::clone))
+        .unwrap_or_else(|| Err(InferenceError::LibraryNotFound { tried: String::new() }))
 }
 
 /// The process's ONNX Runtime environment, after `ensure_loaded` succeeded.

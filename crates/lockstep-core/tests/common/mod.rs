@@ -7,9 +7,8 @@ use lockstep_core::{Runtime, RuntimeConfig};
 /// `cargo test` alone needs `cargo build --release` in guest/ before.
 pub fn agent(name: &str) -> Vec<u8> {
     let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("example agent {path} is missing ({e}). Build the agents first: `npm run build` (or `cd guest && cargo build --release`)")
-    })
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("example agent {path} is missing ({e}). Build the agents first: `npm run build` (or `cd guest && cargo build --release`)"))
 }
 
 pub fn runtime(workers: usize) -> Runtime {

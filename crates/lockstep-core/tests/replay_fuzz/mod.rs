@@ -41,7 +41,11 @@ impl<'a> Choices<'a> {
         (self.u32() as u64) << 32 | self.u32() as u64
     }
     pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { self.u32() as usize % n }
+        if n == 0 {
+            0
+        } else {
+            self.u32() as usize % n
+        }
     }
     /// True with probability about `k`/256.
     pub fn chance(&mut self, k: u8) -> bool {
@@ -203,7 +207,9 @@ pub fn synthetic_log(c: &mut Choices, modules: &[Vec<u8>]) -> Vec<u8> {
                 let bytes = if c.chance(20) {
                     let len = hostile_len(c);
                     payload(c, len)
-                } else { modules[c.below(modules.len())].clone() };
+                } else {
+                    modules[c.below(modules.len())].clone()
+                };
                 let h = if c.chance(20) { Digest([c.u8(); 32]) } else { hash(&bytes) };
                 known.push(h);
                 Record::Module { hash: h, bytes }
@@ -431,7 +437,11 @@ fn mutate(c: &mut Choices, r: &mut Record, agents: u64) -> bool {
 /// A record's debug text, cut short (payloads and modules are long).
 fn short(r: &Record) -> String {
     let s = format!("{r:?}");
-    if s.len() > 300 { format!("{}…", &s[..s.floor_char_boundary(300)]) } else { s }
+    if s.len() > 300 {
+        format!("{}…", &s[..s.floor_char_boundary(300)])
+    } else {
+        s
+    }
 }
 
 fn mutate_config(c: &mut Choices, s: &mut SessionConfig) {
