@@ -515,11 +515,8 @@ impl NativeRuntime {
     #[napi(catch_unwind)]
     pub fn tick(&mut self, n: Option<f64>) -> Result<TickReport> {
         let n = arg_int("n", n.unwrap_or(1.0), 1.0, u32::MAX as f64)? as u32;
-        let rt = self.rt_mut()?;
-        let mut last = rt.tick();
-        for _ in 1..n {
-            last = rt.tick();
-        }
+        // n >= 1 (checked above), so run() returns the last report.
+        let last = self.rt_mut()?.run(u64::from(n)).ok_or_else(|| invalid("tick(n) needs n >= 1".into()))?;
         Ok(TickReport::from(&last))
     }
 

@@ -183,11 +183,6 @@ impl InferenceEngine {
         &self.library
     }
 
-    pub fn load_path(&self, path: &Path) -> Result<ModelInfo, InferenceError> {
-        let bytes = std::fs::read(path).map_err(|e| InferenceError::InvalidModel { reason: format!("cannot read {}: {e}", path.display()) })?;
-        self.load(bytes)
-    }
-
     /// Loads a model (the same bytes load once) and returns its description.
     pub fn load(&self, bytes: Vec<u8>) -> Result<ModelInfo, InferenceError> {
         if bytes.len() > self.options.max_model_bytes {
