@@ -99,6 +99,7 @@ fn bare_tick(n: usize, ticks: usize) -> f64 {
         let start = Instant::now();
         let ctx = StepContext { tick: t, inbox_len: 0, max_agent_id: n as u64 };
         for a in agents.iter_mut() {
+            a.begin_tick();
             a.call_step(&ctx).unwrap();
         }
         times.push(start.elapsed().as_secs_f64() * 1e6);
@@ -123,6 +124,8 @@ fn call_overhead(fuel: bool, calls: u64) -> f64 {
     for _ in 0..5 {
         let start = Instant::now();
         for t in 0..calls {
+            // One call per tick, as the scheduler does: each gets a fresh per-tick budget.
+            a.begin_tick();
             a.call_step(&StepContext { tick: t, inbox_len: 0, max_agent_id: 1 }).unwrap();
         }
         runs.push(start.elapsed().as_secs_f64() * 1e9 / calls as f64);
