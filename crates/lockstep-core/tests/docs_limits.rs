@@ -1,0 +1,64 @@
+//! The limits ARCHITECTURE.md ("Limits") and docs/ABI.md ("Module limits", budgets) state are
+//! the ones the code enforces: change a constant without the docs and this fails.
+
+use lockstep_core::abi;
+use lockstep_core::runtime::*;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// 1048576 → "1,048,576".
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn mib(n: usize) -> String {
+    if n >= 1 << 30 {
+        format!("{} GiB", n >> 30)
+    } else {
+        format!("{} MiB", n >> 20)
+    }
+}
+
+fn assert_says(doc: &str, name: &str, text: &str) {
+    assert!(doc.contains(text), "{name}: the docs should say \"{text}\"");
+}
+
+#[test]
+fn the_limits_in_architecture_md_are_the_enforced_ones() {
+    let doc = read("ARCHITECTURE.md");
+    let row = |messages: usize, bytes: usize| format!("{}, {}", thousands(messages), mib(bytes));
+    assert_says(&doc, "pending", &format!("{} messages, {}", thousands(MAX_PENDING_MESSAGES), mib(MAX_PENDING_BYTES)));
+    assert_says(&doc, "host messages", &row(MAX_HOST_MESSAGES, MAX_HOST_MESSAGE_BYTES));
+    assert_says(&doc, "dead letters", &row(MAX_DEAD_LETTERS, MAX_DEAD_LETTER_BYTES));
+    assert_says(&doc, "backlog", &format!("{} records, {}", thousands(MAX_OUTBOUND_BACKLOG_RECORDS), mib(MAX_OUTBOUND_BACKLOG_BYTES)));
+    assert_says(&doc, "inbox", &format!("{} messages, {}", thousands(abi::MAX_INBOX_MESSAGES), mib(abi::MAX_INBOX_BYTES)));
+    assert_says(&doc, "outbox", &format!("{} and {} of payload", thousands(abi::MAX_OUTBOX_PER_TICK), mib(abi::MAX_OUTBOX_BYTES_PER_TICK)));
+    assert_says(&doc, "ring records", &thousands(MAX_RING_RECORDS_PER_TICK));
+    assert_says(&doc, "agent ids", &thousands(MAX_AGENT_IDS));
+    assert_says(&doc, "modules / priorities", &format!("{} / {}", thousands(MAX_MODULES), MAX_PHASES));
+    assert_says(&doc, "inference", &format!("{}, {} of input", abi::MAX_INFER_REQUESTS_PER_TICK, mib(abi::MAX_INFER_BYTES_PER_TICK)));
+    assert_says(&doc, "log lines", &format!("{} per call, {} per tick", abi::MAX_LOG_LINES_PER_CALL, thousands(abi::MAX_LOG_LINES_PER_TICK)));
+    assert_says(&doc, "maxLogBytes", &format!("`maxLogBytes` ({})", mib(RuntimeConfig::default().max_log_bytes)));
+}
+
+#[test]
+fn the_module_limits_in_abi_md_are_the_enforced_ones() {
+    let doc = read("docs/ABI.md");
+    assert_says(&doc, "module size", &format!("| module size | {} |", mib(abi::MAX_MODULE_BYTES)));
+    assert_says(&doc, "custom sections", &format!("| {} in all |", mib(abi::MAX_CUSTOM_SECTION_BYTES)));
+    assert_says(&doc, "tables", &format!("at most {}, starting at ≤ {} elements", abi::MAX_TABLES, thousands(abi::MAX_TABLE_ELEMENTS)));
+    assert_says(&doc, "globals", &format!("| globals | at most {} |", thousands(abi::MAX_GLOBALS)));
+    assert_says(&doc, "functions", &format!("at most {}", thousands(abi::MAX_FUNCTIONS)));
+    assert_says(&doc, "budgets", &format!("{} messages and {} of payload", thousands(abi::MAX_OUTBOX_PER_TICK), mib(abi::MAX_OUTBOX_BYTES_PER_TICK)));
+    assert_says(&doc, "fuel per tick", &format!("{} × `fuelPerCall`", abi::FUEL_CALL_BUDGETS_PER_TICK));
+}
