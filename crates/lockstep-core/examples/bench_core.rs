@@ -187,6 +187,33 @@ fn routing(n: usize, fanout: u32, workers: usize, ticks: usize) -> (f64, f64) {
     (routed as f64 / start.elapsed().as_secs_f64(), median(&mut times))
 }
 
+/// Median µs per tick of one live counter agent, alone and beside `dead` killed agents (dead
+/// slots are never walked by a tick: the two should match).
+fn dead_agents(dead: usize, ticks: usize) -> (f64, f64) {
+    let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, record: false, max_events: 16, ..config(1, 8) }).unwrap();
+    let m = rt.load_module(agent("counter")).unwrap();
+    rt.spawn(m).unwrap();
+    let measure = |rt: &mut Runtime| {
+        rt.run(3);
+        let mut times: Vec<f64> = (0..ticks)
+            .map(|_| {
+                let t = Instant::now();
+                rt.tick();
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        median(&mut times)
+    };
+    let alone = measure(&mut rt);
+    for _ in 0..dead {
+        let id = rt.spawn(m).unwrap();
+        rt.kill(id).unwrap();
+    }
+    rt.drain_dead_letters();
+    rt.drain_events();
+    (alone, measure(&mut rt))
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let ticks = |n: usize| {
@@ -220,8 +247,11 @@ fn main() {
         let (rate, tick_us) = routing(10_000, 16, workers, if quick { 5 } else { 30 });
         routing_rows.push(format!(r#"{{"agents":10000,"fanout":16,"workers":{workers},"messages_per_s":{rate:.0},"tick_median_us":{tick_us:.1}}}"#));
     }
+    // Last: 200,000 spawns leave the allocator in a state the other figures should not see.
+    let dead = if quick { 20_000 } else { 200_000 };
+    let (alone_us, beside_dead_us) = dead_agents(dead, ticks(50));
     println!(
-        r#"{{"tick":[{}],"call_ns":{{"fuel_on":{fuel_on:.1},"fuel_off":{fuel_off:.1}}},"spawn_us_per_agent":{spawn_us:.2},"rss_bytes_per_idle_agent":{bytes_per_agent:.0},"memory_maps_per_agent":{maps_per_agent:.2},"max_agents":{{"reached":{reached},"stopped_because":{:?}}},"pooling_allocator_10k":{{"tick_median_us_2_workers":{pool_tick:.2},"spawn_us_per_agent":{pool_spawn:.2}}},"routing":[{}]}}"#,
+        r#"{{"tick":[{}],"call_ns":{{"fuel_on":{fuel_on:.1},"fuel_off":{fuel_off:.1}}},"spawn_us_per_agent":{spawn_us:.2},"rss_bytes_per_idle_agent":{bytes_per_agent:.0},"memory_maps_per_agent":{maps_per_agent:.2},"max_agents":{{"reached":{reached},"stopped_because":{:?}}},"pooling_allocator_10k":{{"tick_median_us_2_workers":{pool_tick:.2},"spawn_us_per_agent":{pool_spawn:.2}}},"routing":[{}],"dead_agents":{{"dead":{dead},"tick_us_one_live_alone":{alone_us:.2},"tick_us_one_live_beside_dead":{beside_dead_us:.2}}}}}"#,
         out.join(","),
         why,
         routing_rows.join(",")

@@ -190,6 +190,12 @@ pub struct Runtime {
     /// Agents holding an instance (what maxAgents bounds), kept as a count: counting them on
     /// every spawn made spawning O(agents ever spawned) (200,000 spawn+kill took 100 s).
     live: usize,
+    /// Slot indices of agents holding an instance, ascending: what a tick walks (refreshed at
+    /// each tick's start; spawn appends). Dead slots are never visited by a tick.
+    live_index: Vec<usize>,
+    /// Set when an agent released its instance (kill, shutdown, a fault in a tick): the live
+    /// index and the phases are refreshed before they are next used, not on every tick.
+    live_stale: bool,
     rings: Rings,
     inference: AgentInference,
 }
@@ -349,6 +355,8 @@ impl Runtime {
             session_started: false,
             phases: Vec::new(),
             live: 0,
+            live_index: Vec::new(),
+            live_stale: false,
             rings: Rings::default(),
             inference: AgentInference::default(),
             config,
@@ -583,6 +591,7 @@ impl Runtime {
             self.push_event(Event::Fault { tick: self.tick, agent: id, fault });
         } else {
             self.live += 1;
+            self.live_index.push(self.slots.len());
         }
         let mut digest = crate::bus::AgentDigest::new();
         for m in &sent {
@@ -660,6 +669,7 @@ impl Runtime {
         let inbox = std::mem::take(&mut slot.inbox);
         if had_instance {
             self.live -= 1;
+            self.live_stale = true;
         }
         let slot = self.slot_mut(id)?;
         match &result {
@@ -715,6 +725,7 @@ impl Runtime {
         slot.release();
         if had_instance {
             self.live -= 1;
+            self.live_stale = true;
         }
         self.push_event(Event::Killed { tick, agent: id });
         for m in inbox {
@@ -746,10 +757,18 @@ impl Runtime {
     /// does nothing (no hash or routing depends on it), but every tick walked every slot once
     /// per phase, and a priority stayed taken forever, so churn through 64 priorities made
     /// every new priority fail with E_PRIORITY_LIMIT (and a tick ~100,000× slower).
+    /// Also drops released agents from the live index. Only runs when an agent died since the
+    /// last refresh (each run walks every live agent).
     fn prune_phases(&mut self) {
+        if !self.live_stale {
+            return;
+        }
+        self.live_stale = false;
+        let slots = &self.slots;
+        self.live_index.retain(|&i| slots.get(i).is_some_and(|s| s.instance.is_some()));
         let mut live = 0;
         let mut used: Vec<i32> = Vec::with_capacity(self.phases.len());
-        for s in self.slots.iter().filter(|s| s.instance.is_some()) {
+        for s in self.live_index.iter().map(|&i| &self.slots[i]) {
             live += 1;
             if !used.contains(&s.phase) {
                 used.push(s.phase);
@@ -794,21 +813,31 @@ impl Runtime {
             scheduler::route(&mut self.slots, m, tick, &mut hasher, &mut report, &mut self.dead_letters, &mut self.host_outbox, &mut self.events);
         }
 
-        let running = self.slots.iter().filter(|s| s.state.is_running()).count();
+        // The agents this tick runs: those holding an instance (kills and shutdowns since the
+        // last tick released theirs; `prune_phases` drops them from the index).
+        self.prune_phases();
+        let live = std::mem::take(&mut self.live_index);
+        let running = live.iter().filter(|&&i| self.slots[i].state.is_running()).count();
         let parallel = self.pool.is_some() && (running >= scheduler::PARALLEL_MIN_AGENTS || self.last_fuel >= scheduler::PARALLEL_MIN_FUEL);
         for &phase in &self.phases {
-            scheduler::run_agents(&mut self.slots, tick, phase, if parallel { self.pool.as_ref() } else { None });
+            scheduler::run_agents(&mut self.slots, &live, tick, phase, if parallel { self.pool.as_ref() } else { None });
             scheduler::settle(
                 &mut self.slots,
+                &live,
                 tick,
                 &mut hasher,
                 &mut report,
                 Sinks { host_outbox: &mut self.host_outbox, dead_letters: &mut self.dead_letters, events: &mut self.events },
             );
         }
-        self.serve_inference(tick, &mut report);
-        // Agents that faulted this tick released their instances.
-        self.prune_phases();
+        self.serve_inference(tick, &mut report, &live);
+        self.live_index = live;
+        // Agents that faulted this tick released their instances: recount before the next
+        // spawn or tick (maxAgents, phases).
+        if report.faults > 0 {
+            self.live_stale = true;
+            self.prune_phases();
+        }
         self.report_drops(tick);
         report.hash = Digest(*hasher.finalize().as_bytes());
         report.agents_stepped = running as u32;
@@ -883,10 +912,13 @@ impl Runtime {
     /// Answers this tick's inference requests (batched per model) as messages for next tick.
     /// A request for a model the agent's capabilities do not cover is answered "forbidden"
     /// and never reaches ONNX Runtime.
-    fn serve_inference(&mut self, tick: u64, report: &mut TickReport) {
+    fn serve_inference(&mut self, tick: u64, report: &mut TickReport, live: &[usize]) {
         let mut requests = Vec::new();
         let mut forbidden = Vec::new();
-        for slot in self.slots.iter_mut() {
+        // Every agent that ran this tick is in `live` (those that faulted too: what they asked
+        // before faulting is still answered, as before).
+        for &i in live {
+            let Some(slot) = self.slots.get_mut(i) else { continue };
             let grants = self.modules.get(&slot.module).map(|m| &m.grants.capabilities);
             for r in slot.out.infer.drain(..) {
                 let model = self.inference.models.get(r.model as usize);

@@ -206,15 +206,18 @@ fn prefetch(addresses: &[usize; 3]) {
     let _ = addresses;
 }
 
-/// Runs `run_tick` over a run of slots, prefetching ahead.
-fn run_slots(slots: &mut [AgentSlot], tick: u64, phase: i32, max_agent_id: u64) {
-    for i in 0..slots.len() {
-        if let Some(ahead) = slots.get(i + PREFETCH_DISTANCE) {
+/// Runs `run_tick` over the slots at `live` (indices into the whole slot array; `slots` starts
+/// at index `base`), prefetching ahead.
+fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, phase: i32, max_agent_id: u64) {
+    for k in 0..live.len() {
+        if let Some(ahead) = live.get(k + PREFETCH_DISTANCE).and_then(|&i| slots.get(i - base)) {
             if ahead.phase == phase && ahead.instance.is_some() {
                 prefetch(&ahead.prefetch);
             }
         }
-        slots[i].run_tick(tick, phase, max_agent_id);
+        if let Some(slot) = slots.get_mut(live[k] - base) {
+            slot.run_tick(tick, phase, max_agent_id);
+        }
     }
 }
 
@@ -224,18 +227,37 @@ impl TickReport {
     }
 }
 
+/// A unit of parallel work: a disjoint range of the slot array (starting at slot index `.1`)
+/// and the live indices that fall in it.
+type Chunk<'a> = (&'a mut [AgentSlot], usize, &'a [usize]);
+
 /// Phase 1: every running agent of `phase` receives its inbox and steps.
 ///
 /// In parallel, the calling thread works too: it starts at once, and the pool's threads
 /// (workers - 1 of them) join as soon as they wake, taking chunks from a shared counter.
 /// Waking sleeping threads costs tens of microseconds here, so the caller never waits idle.
-pub fn run_agents(slots: &mut [AgentSlot], tick: u64, phase: i32, pool: Option<&rayon::ThreadPool>) {
+///
+/// Only the slots at `live` (ascending indices of agents holding an instance) are visited, so a
+/// tick costs what the live agents cost however many agents have died (issue 9 red-team: 1 live
+/// and 200,000 dead agents ticked 3,000× slower than 1 alone). For threads, each chunk of `live`
+/// gets the disjoint range of slots between its first index and the next chunk's first index.
+pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, phase: i32, pool: Option<&rayon::ThreadPool>) {
     let max_agent_id = slots.len() as u64;
     let Some(pool) = pool else {
-        run_slots(slots, tick, phase, max_agent_id);
+        run_slots(slots, 0, live, tick, phase, max_agent_id);
         return;
     };
-    let chunks: Vec<Mutex<&mut [AgentSlot]>> = slots.chunks_mut(CHUNK_AGENTS).map(Mutex::new).collect();
+    let mut chunks: Vec<Mutex<Chunk<'_>>> = Vec::with_capacity(live.len().div_ceil(CHUNK_AGENTS));
+    let mut rest = slots;
+    let mut offset = 0;
+    for (c, indices) in live.chunks(CHUNK_AGENTS).enumerate() {
+        // This chunk's slots end where the next chunk's begin (or at the end of the array).
+        let end = live.get((c + 1) * CHUNK_AGENTS).copied().unwrap_or(offset + rest.len());
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(end - offset);
+        chunks.push(Mutex::new((mine, offset, indices)));
+        rest = tail;
+        offset = end;
+    }
     let next = AtomicUsize::new(0);
     let work = || loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -243,7 +265,8 @@ pub fn run_agents(slots: &mut [AgentSlot], tick: u64, phase: i32, pool: Option<&
         // Each chunk is taken exactly once (the counter hands out each index once), so the
         // lock is never contended; it exists to hand out `&mut` safely.
         if let Ok(mut chunk) = chunk.lock() {
-            run_slots(&mut chunk, tick, phase, max_agent_id);
+            let (slots, base, indices) = &mut *chunk;
+            run_slots(slots, *base, indices, tick, phase, max_agent_id);
         }
     };
     pool.in_place_scope(|scope| {
@@ -263,9 +286,12 @@ pub struct Sinks<'a> {
 
 /// Phase 2: in agent-id order, apply faults, route sent messages and fold everything into the
 /// tick hash and the report. Runs after each phase of the tick.
-pub fn settle(slots: &mut [AgentSlot], tick: u64, hasher: &mut blake3::Hasher, report: &mut TickReport, sinks: Sinks<'_>) {
+/// Walks only the slots at `live` (every agent that ran this tick is there; dead ones have
+/// nothing to settle), in id order.
+pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut blake3::Hasher, report: &mut TickReport, sinks: Sinks<'_>) {
     // Pass 1: faults first, so routing below sees every agent's final state of this tick.
-    for slot in slots.iter_mut() {
+    for &i in live {
+        let Some(slot) = slots.get_mut(i) else { continue };
         let out = &mut slot.out;
         report.messages_delivered += std::mem::take(&mut out.delivered) as u64;
         report.fuel += std::mem::take(&mut out.fuel);
@@ -289,7 +315,10 @@ pub fn settle(slots: &mut [AgentSlot], tick: u64, hasher: &mut blake3::Hasher, r
         }
     }
     // Pass 2: route. Messages arrive in sender-id order; delivery sorts by the full key.
-    for i in 0..slots.len() {
+    for &i in live {
+        if i >= slots.len() {
+            continue;
+        }
         if slots[i].out.sent.is_empty() {
             if !slots[i].state.is_running() {
                 slots[i].release();
@@ -302,8 +331,8 @@ pub fn settle(slots: &mut [AgentSlot], tick: u64, hasher: &mut blake3::Hasher, r
         for m in sent.drain(..) {
             route(slots, m, tick, hasher, report, sinks.dead_letters, sinks.host_outbox, sinks.events);
         }
-        slots[i].out.sent = sent; // keep the allocation
-                                  // A faulted agent's memory is released now that its outbox is routed.
+        // Keep the allocation; a faulted agent's memory is released now its outbox is routed.
+        slots[i].out.sent = sent;
         if !slots[i].state.is_running() {
             slots[i].release();
         }
