@@ -52,6 +52,11 @@ fn pooling_baseline(ticks: usize) -> (f64, f64) {
     }
     let spawn_us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
     rt.run(10);
+    (median_tick_us(&mut rt, ticks), spawn_us)
+}
+
+/// Median µs of `ticks` ticks of `rt`.
+fn median_tick_us(rt: &mut Runtime, ticks: usize) -> f64 {
     let mut times: Vec<f64> = (0..ticks)
         .map(|_| {
             let t = Instant::now();
@@ -59,7 +64,7 @@ fn pooling_baseline(ticks: usize) -> (f64, f64) {
             t.elapsed().as_secs_f64() * 1e6
         })
         .collect();
-    (median(&mut times), spawn_us)
+    median(&mut times)
 }
 
 /// Median and p99 microseconds per tick of `n` counter agents through the runtime.
@@ -195,14 +200,7 @@ fn dead_agents(dead: usize, ticks: usize) -> (f64, f64) {
     rt.spawn(m).unwrap();
     let measure = |rt: &mut Runtime| {
         rt.run(3);
-        let mut times: Vec<f64> = (0..ticks)
-            .map(|_| {
-                let t = Instant::now();
-                rt.tick();
-                t.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
-        median(&mut times)
+        median_tick_us(rt, ticks)
     };
     let alone = measure(&mut rt);
     for _ in 0..dead {

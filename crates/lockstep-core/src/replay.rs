@@ -266,17 +266,8 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
                     break;
                 }
             }
-            Record::Send { to, kind, priority, payload, .. } => {
-                // What `send` and the inbound ring refuse, a log cannot smuggle in: a payload
-                // over MAX_PAYLOAD_BYTES reached the inbox and faulted its recipient.
-                if payload.len() > crate::abi::MAX_PAYLOAD_BYTES {
-                    return Err(LockstepError::ReplayCorrupt {
-                        offset,
-                        reason: format!("a recorded message payload of {} bytes exceeds {}", payload.len(), crate::abi::MAX_PAYLOAD_BYTES),
-                    });
-                }
-                rt.enqueue_host_message(to, kind, priority, payload)
-            }
+            // `validate` refused payloads over MAX_PAYLOAD_BYTES, as `send` and the ring do.
+            Record::Send { to, kind, priority, payload, .. } => rt.enqueue_host_message(to, kind, priority, payload),
             Record::Kill { agent, .. } => rt.kill(agent).map_err(at)?,
             Record::Shutdown { agent, .. } => rt.shutdown(agent).map_err(at)?,
             Record::TickEnd { tick, hash, agents } => {

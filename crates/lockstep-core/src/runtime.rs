@@ -187,8 +187,9 @@ pub struct Runtime {
     session_started: bool,
     /// Distinct spawn priorities of live agents, highest first: the phases of every tick.
     phases: Vec<i32>,
-    /// Agents holding an instance (what maxAgents bounds), kept as a count: counting them on
-    /// every spawn made spawning O(agents ever spawned) (200,000 spawn+kill took 100 s).
+    /// Agents holding an instance (what maxAgents bounds), kept exact as agents come and go
+    /// (`live_index` may hold stale entries until refreshed): counting them on every spawn made
+    /// spawning O(agents ever spawned) (200,000 spawn+kill took 100 s).
     live: usize,
     /// Slot indices of agents holding an instance, ascending: what a tick walks (refreshed at
     /// each tick's start; spawn appends). Dead slots are never visited by a tick.
@@ -549,7 +550,7 @@ impl Runtime {
         let mut new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
         if new_phase && self.phases.len() >= MAX_PHASES {
             // Priorities whose agents are all gone no longer count (they used to, forever).
-            self.prune_phases();
+            self.refresh_live_agents();
             new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
         }
         if new_phase && self.phases.len() >= MAX_PHASES {
@@ -573,7 +574,7 @@ impl Runtime {
         // What init sent and logged leaves the agent now, whatever happened: routed at the
         // next tick like a host message (and folded into its hash), so neither a fault in
         // init nor a kill before the first tick can lose it (issue 9).
-        let mut sent = std::mem::take(&mut instance.host_mut().outbox);
+        let sent = std::mem::take(&mut instance.host_mut().outbox);
         // init's byte budget is its own (docs/ABI.md): the first tick starts with a full one.
         instance.host_mut().outbox_bytes = 0;
         let logs = std::mem::take(&mut instance.host_mut().logs);
@@ -593,13 +594,7 @@ impl Runtime {
             self.live += 1;
             self.live_index.push(self.slots.len());
         }
-        let mut digest = crate::bus::AgentDigest::new();
-        for m in &sent {
-            m.hash_into(&mut digest);
-        }
-        self.input_hasher.update(&digest.digest128().to_le_bytes());
-        self.pending_bytes += sent.iter().map(|m| m.payload.len()).sum::<usize>();
-        self.pending.append(&mut sent);
+        self.queue_for_next_tick(sent);
         self.slots.push(slot);
         Ok(id)
     }
@@ -655,6 +650,18 @@ impl Runtime {
         self.pending.push(m);
     }
 
+    /// What an agent sent outside a tick (`agent_init`, `agent_shutdown`): folded into the next
+    /// tick's hash and routed at its start, like host messages, counted against the same queue.
+    fn queue_for_next_tick(&mut self, mut sent: Vec<Message>) {
+        let mut digest = crate::bus::AgentDigest::new();
+        for m in &sent {
+            m.hash_into(&mut digest);
+        }
+        self.input_hasher.update(&digest.digest128().to_le_bytes());
+        self.pending_bytes += sent.iter().map(|m| m.payload.len()).sum::<usize>();
+        self.pending.append(&mut sent);
+    }
+
     /// Calls `agent_shutdown` now; what it sends is routed at the next tick. The agent's
     /// undelivered messages go to the dead-letter queue.
     pub fn shutdown(&mut self, id: AgentId) -> Result<()> {
@@ -664,7 +671,7 @@ impl Runtime {
         let mut instance = slot.instance.take();
         let had_instance = instance.is_some();
         let result = instance.as_mut().map(|i| i.call_shutdown(tick)).unwrap_or(Ok(()));
-        let (mut sent, logs) = instance.map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs))).unwrap_or_default();
+        let (sent, logs) = instance.map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs))).unwrap_or_default();
         slot.messages_sent += sent.len() as u64;
         let inbox = std::mem::take(&mut slot.inbox);
         if had_instance {
@@ -687,13 +694,7 @@ impl Runtime {
                 self.push_event(Event::Fault { tick, agent: id, fault });
             }
         }
-        let mut digest = crate::bus::AgentDigest::new();
-        for m in &sent {
-            m.hash_into(&mut digest);
-        }
-        self.input_hasher.update(&digest.digest128().to_le_bytes());
-        self.pending_bytes += sent.iter().map(|m| m.payload.len()).sum::<usize>();
-        self.pending.append(&mut sent);
+        self.queue_for_next_tick(sent);
         for m in inbox {
             self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);
         }
@@ -759,7 +760,7 @@ impl Runtime {
     /// every new priority fail with E_PRIORITY_LIMIT (and a tick ~100,000× slower).
     /// Also drops released agents from the live index. Only runs when an agent died since the
     /// last refresh (each run walks every live agent).
-    fn prune_phases(&mut self) {
+    fn refresh_live_agents(&mut self) {
         if !self.live_stale {
             return;
         }
@@ -814,8 +815,8 @@ impl Runtime {
         }
 
         // The agents this tick runs: those holding an instance (kills and shutdowns since the
-        // last tick released theirs; `prune_phases` drops them from the index).
-        self.prune_phases();
+        // last tick released theirs; `refresh_live_agents` drops them from the index).
+        self.refresh_live_agents();
         let live = std::mem::take(&mut self.live_index);
         let running = live.iter().filter(|&&i| self.slots[i].state.is_running()).count();
         let parallel = self.pool.is_some() && (running >= scheduler::PARALLEL_MIN_AGENTS || self.last_fuel >= scheduler::PARALLEL_MIN_FUEL);
@@ -836,7 +837,7 @@ impl Runtime {
         // spawn or tick (maxAgents, phases).
         if report.faults > 0 {
             self.live_stale = true;
-            self.prune_phases();
+            self.refresh_live_agents();
         }
         self.report_drops(tick);
         report.hash = Digest(*hasher.finalize().as_bytes());
@@ -951,6 +952,8 @@ impl Runtime {
             let (answers, stats) = agent_inference::serve(self.inference.engine.as_deref(), &self.inference.models, requests, self.config.inference_batching);
             report.inference_requests = stats.requests;
             report.inference_calls = stats.calls;
+            // Answers reach the agent through its io buffer like any message, so they are cut to
+            // fit before they are recorded (replay refuses a recorded answer that does not fit).
             let mut answers: Vec<_> = answers.into_iter().map(|a| (a.agent, a.tag, fit_answer(a.payload))).collect();
             // Canonical order: by agent id (stable, so each agent's requests keep their order).
             answers.extend(forbidden);
@@ -959,8 +962,6 @@ impl Runtime {
             answers
         };
         for (agent, tag, payload) in answers {
-            // Answers reach the agent through its io buffer like any message: never larger.
-            let payload = fit_answer(payload);
             let seq = self.inference.seq;
             self.inference.seq += 1;
             self.pending.push(Message { from: abi::INFERENCE_ID, to: agent, seq, kind: tag, priority: 0, payload });

@@ -173,28 +173,16 @@ fn oversized_custom_sections_and_modules_are_refused() {
     let payload_len = 2 << 20;
     let mut section = vec![0u8];
     let mut body = Vec::new();
-    leb(&mut body, name.len() as u64);
+    leb128(&mut body, name.len() as u64);
     body.extend_from_slice(name);
     body.resize(body.len() + payload_len, 0xAA);
-    leb(&mut section, body.len() as u64);
+    leb128(&mut section, body.len() as u64);
     section.extend_from_slice(&body);
     m.extend_from_slice(&section);
     refused_naming(m, "custom sections");
     let mut huge = module_with_extra("");
     huge.resize(17 << 20, 0);
     refused_naming(huge, "limit is");
-}
-
-fn leb(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 #[test]

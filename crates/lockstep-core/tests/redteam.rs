@@ -337,25 +337,14 @@ fn hashes_do_not_depend_on_workers_or_allocator() {
 
 // ----- inference: batching must not mix agents -------------------------------------------------
 
-fn pb_varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
 fn pb_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
-    pb_varint(out, field << 3 | 2);
-    pb_varint(out, bytes.len() as u64);
+    leb128(out, field << 3 | 2);
+    leb128(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 fn pb_int(out: &mut Vec<u8>, field: u64, v: u64) {
-    pb_varint(out, field << 3);
-    pb_varint(out, v);
+    leb128(out, field << 3);
+    leb128(out, v);
 }
 /// ValueInfoProto of a float tensor; a dim is `Err(name)` (dynamic) or `Ok(size)`.
 fn pb_value_info(name: &str, dims: &[Result<u64, &str>]) -> Vec<u8> {

@@ -5,6 +5,7 @@
 mod replay_fuzz;
 use lockstep_core::replay_log::{write_header, Record, END_RECORD_BYTES, HEADER_BYTES};
 use lockstep_core::{abi, replay, Digest, LockstepError, Runtime, RuntimeConfig};
+use replay_fuzz::{decode, encode};
 
 fn config() -> RuntimeConfig {
     RuntimeConfig { workers: 1, max_agents: 8, fuel_per_call: 100_000, ..RuntimeConfig::development() }
@@ -201,24 +202,6 @@ fn a_changed_dead_letter_payload_is_detected() {
 }
 
 // ----- 3. a log says where it ends ------------------------------------------------------------
-
-fn decode(log: &[u8]) -> Vec<Record> {
-    let mut r = lockstep_core::replay_log::LogReader::new(log).unwrap();
-    let mut v = Vec::new();
-    while let Some(rec) = r.next_record().unwrap() {
-        v.push(rec);
-    }
-    v
-}
-
-fn encode(records: &[Record]) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_header(&mut out);
-    for r in records {
-        r.encode(&mut out);
-    }
-    out
-}
 
 fn session() -> (Runtime, Vec<u8>) {
     let mut rt = Runtime::new(RuntimeConfig { checkpoint_interval_ticks: 2, ..config() }).unwrap();

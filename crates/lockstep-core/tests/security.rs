@@ -166,21 +166,22 @@ fn capability_arguments_are_checked_on_every_call() {
     assert!(denied, "the denial is visible");
 }
 
+/// Loads the generated classifier model into `rt` for agents; returns its id.
+fn give_classifier_model(rt: &mut Runtime) -> String {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let options = lockstep_core::inference::EngineOptions { search_roots: vec![root.clone()], ..Default::default() };
+    let engine = std::sync::Arc::new(lockstep_core::inference::InferenceEngine::new(options).expect("npm install first"));
+    let id = engine.load(std::fs::read(root.join("models/mlp_classifier.onnx")).unwrap()).unwrap().id;
+    rt.set_inference_engine(engine);
+    rt.register_agent_model(&id).unwrap();
+    id
+}
+
 #[test]
 fn inference_on_a_model_not_granted_is_answered_forbidden() {
     let alice = Publisher::new();
     let mut rt = strict(&[alice.public]);
-    let engine = std::sync::Arc::new(
-        lockstep_core::inference::InferenceEngine::new(lockstep_core::inference::EngineOptions {
-            search_roots: vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")],
-            ..Default::default()
-        })
-        .expect("npm install first"),
-    );
-    let model = std::fs::read(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/mlp_classifier.onnx")).unwrap();
-    let id = engine.load(model).unwrap().id;
-    rt.set_inference_engine(engine);
-    rt.register_agent_model(&id).unwrap();
+    let id = give_classifier_model(&mut rt);
     let other = "0".repeat(64);
     let caps = format!(r#"{{"send":"host","infer":["{other}"],"random":true}}"#);
     let denied = rt.spawn_bytes(alice.sign(&agent("classifier"), &manifest("classifier", &caps))).unwrap();
@@ -201,17 +202,7 @@ fn inference_on_a_model_not_granted_is_answered_forbidden() {
 fn a_tick_whose_every_inference_request_is_forbidden_still_answers_them() {
     let alice = Publisher::new();
     let mut rt = strict(&[alice.public]);
-    let engine = std::sync::Arc::new(
-        lockstep_core::inference::InferenceEngine::new(lockstep_core::inference::EngineOptions {
-            search_roots: vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")],
-            ..Default::default()
-        })
-        .expect("npm install first"),
-    );
-    let model = std::fs::read(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/mlp_classifier.onnx")).unwrap();
-    let id = engine.load(model).unwrap().id;
-    rt.set_inference_engine(engine);
-    rt.register_agent_model(&id).unwrap();
+    give_classifier_model(&mut rt);
     let caps = format!(r#"{{"send":"host","infer":["{}"],"random":true}}"#, "0".repeat(64));
     let denied = rt.spawn_bytes(alice.sign(&agent("classifier"), &manifest("classifier", &caps))).unwrap();
     let r = rt.tick();

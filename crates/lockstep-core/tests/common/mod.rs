@@ -32,3 +32,16 @@ pub fn wat_agent(version: u32, body: &str) -> Vec<u8> {
             {body})"#
     ))
 }
+
+/// Unsigned LEB128 (wasm's section sizes; also protobuf's varint), for hand-built bytes.
+pub fn leb128(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}

@@ -342,7 +342,8 @@ pub fn replay_checked(log: &[u8]) -> Result<lockstep_core::ReplayReport, Lockste
     result
 }
 
-fn decode(log: &[u8]) -> Vec<Record> {
+/// The records of a log this process wrote.
+pub fn decode(log: &[u8]) -> Vec<Record> {
     let mut r = LogReader::new(log).expect("own log");
     let mut v = Vec::new();
     while let Some(rec) = r.next_record().expect("own log") {
@@ -351,7 +352,8 @@ fn decode(log: &[u8]) -> Vec<Record> {
     v
 }
 
-fn encode(records: &[Record]) -> Vec<u8> {
+/// A log of `records` (header, framed records, no End unless `records` has one).
+pub fn encode(records: &[Record]) -> Vec<u8> {
     let mut out = Vec::new();
     write_header(&mut out);
     for r in records {
