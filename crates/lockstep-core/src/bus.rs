@@ -26,14 +26,6 @@ impl Message {
         (Reverse(self.priority), self.from, self.seq)
     }
 
-    /// Feeds the message, header and payload, into an agent's tick digest in a fixed layout.
-    pub fn hash_into(&self, hasher: &mut AgentDigest) {
-        let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
-        self.write_header(&mut header);
-        hasher.update(&header);
-        hasher.update(&self.payload);
-    }
-
     /// Writes the ABI message header (see `abi::MESSAGE_*`).
     pub fn write_header(&self, out: &mut [u8; abi::MESSAGE_HEADER_BYTES]) {
         out[abi::MESSAGE_OFFSET_FROM..][..8].copy_from_slice(&self.from.to_le_bytes());
@@ -46,12 +38,6 @@ impl Message {
         out[abi::MESSAGE_OFFSET_RESERVED..][..4].copy_from_slice(&0u32.to_le_bytes());
     }
 }
-
-/// The per-agent, per-tick digest of messages: XXH3-128, about ten times cheaper than BLAKE3
-/// on 100-byte messages (BLAKE3 was 22% of a message-heavy tick). It detects divergence, which
-/// is its job; it is not a defence against a forger (signed modules and logs are). The tick
-/// hash that chains these digests stays BLAKE3.
-pub type AgentDigest = xxhash_rust::xxh3::Xxh3;
 
 /// Sorts one recipient's messages into canonical delivery order.
 pub fn sort_for_delivery(inbox: &mut [Message]) {

@@ -7,15 +7,20 @@
 //! `abi` is the contract with agents (docs/ABI.md).
 
 pub mod abi;
+mod admission;
 pub mod bus;
 pub mod error;
 pub mod event;
 pub mod fault;
 pub mod host;
 pub mod inference;
+mod inputs;
+pub mod limits;
 pub mod logging;
 mod module_shape;
+mod outputs;
 pub mod queue;
+mod recorder;
 pub mod replay;
 pub mod replay_log;
 pub mod ring;
@@ -25,6 +30,7 @@ pub mod scheduler;
 pub mod security;
 #[cfg(target_os = "linux")]
 mod slab_memory;
+mod tick_hash;
 
 pub use bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 pub use error::{Digest, LockstepError, Result};

@@ -105,7 +105,7 @@ fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Re
         Record::Spawn { tick, agent, .. } => {
             tick_is_now(*tick)?;
             // maxAgents bounds the live agents, not the ids: ids run up to MAX_AGENT_IDS.
-            let max = crate::runtime::MAX_AGENT_IDS as u64;
+            let max = crate::limits::MAX_AGENT_IDS as u64;
             if *agent == 0 || *agent > max {
                 return Err(corrupt(offset, name, "agent", format!("{agent} is outside the ids a runtime assigns (1..={max})")));
             }
@@ -203,7 +203,7 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
         None => (session.trusted_keys.clone(), session.dev_mode),
         Some(t) => (session.trusted_keys.iter().filter(|k| t.trusted_keys.contains(k)).copied().collect(), session.dev_mode && t.dev_mode),
     };
-    let mut rt = Runtime::new(RuntimeConfig {
+    let mut rt = Runtime::new_replaying(RuntimeConfig {
         workers,
         fuel_per_call: session.fuel_per_call,
         memory_limit_bytes: session.memory_limit_bytes,
@@ -266,8 +266,9 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
                     break;
                 }
             }
-            // `validate` refused payloads over MAX_PAYLOAD_BYTES, as `send` and the ring do.
-            Record::Send { to, kind, priority, payload, .. } => rt.enqueue_host_message(to, kind, priority, payload),
+            // The same path as `send` and the inbound ring (recipient aside: ring input may
+            // name any id, and routing dead-letters an unknown one).
+            Record::Send { to, kind, priority, payload, .. } => rt.accept_host_message(to, kind, priority, payload).map_err(at)?,
             Record::Kill { agent, .. } => rt.kill(agent).map_err(at)?,
             Record::Shutdown { agent, .. } => rt.shutdown(agent).map_err(at)?,
             Record::TickEnd { tick, hash, agents } => {
@@ -285,7 +286,6 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
                 progress(report.ticks_verified);
             }
             Record::AgentModel { slot, id } => {
-                rt.set_replaying_inference();
                 let got = rt.register_agent_model(&id).map_err(at)?;
                 if got != slot {
                     return Err(corrupt(offset, "AgentModel", "slot", format!("{slot}, but the model registers as slot {got}")));
@@ -293,7 +293,7 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
             }
             Record::InferResults { tick, results } => {
                 applied.infer_tick = Some(tick);
-                rt.queue_recorded_inference(tick, results);
+                rt.accept_recorded_answers(tick, results).map_err(at)?;
             }
             Record::Checkpoint { tick, hash, agents } => {
                 let d = rt.deep_hash();

@@ -211,6 +211,15 @@ pub fn seal(log: &mut Vec<u8>, ticks: u64, hash: Digest) {
     Record::End { ticks, records, bytes: end as u64, hash, tail }.encode(log);
 }
 
+/// A Module record from borrowed bytes (the runtime keeps the module's bytes).
+pub(crate) fn encode_module(out: &mut Vec<u8>, hash: &Digest, bytes: &[u8]) {
+    frame(out, |b| {
+        b.extend_from_slice(&hash.0);
+        b.extend_from_slice(bytes);
+        TAG_MODULE
+    });
+}
+
 /// A Send record from borrowed parts (the runtime keeps the payload for delivery).
 pub fn encode_send(out: &mut Vec<u8>, tick: u64, to: AgentId, kind: u32, priority: i32, payload: &[u8]) {
     frame(out, |b| {

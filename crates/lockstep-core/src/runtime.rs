@@ -13,12 +13,16 @@ use crate::error::{Digest, LockstepError, Result};
 use crate::event::Event;
 use crate::fault::AgentState;
 use crate::inference::{agents as agent_inference, InferenceEngine};
-use crate::queue::BoundedQueue;
-use crate::replay_log::{self, InferAnswer, Record, SessionConfig};
+use crate::inputs::Inputs;
+use crate::limits::{MAX_AGENT_IDS, MAX_MODULES, MAX_PENDING_BYTES, MAX_PENDING_MESSAGES, MAX_PHASES, MAX_RING_RECORDS_PER_TICK, MAX_WORKERS};
+use crate::outputs::Outputs;
+use crate::recorder::{Appended, MemorySink, Recorder};
+use crate::replay_log::{InferAnswer, Record, SessionConfig};
 use crate::ring::{self, Consumer, Producer, RingError, RingMemory};
-use crate::sandbox::{AgentModule, Grants, MemoryAllocator, Sandbox, SandboxConfig};
-use crate::scheduler::{self, AgentSlot, Sinks, TickReport};
-use crate::security::{self, Capabilities};
+use crate::sandbox::{AgentModule, MemoryAllocator, Sandbox, SandboxConfig};
+use crate::scheduler::{self, AgentSlot, TickReport};
+use crate::security::Capabilities;
+use crate::tick_hash::{DeepHasher, TickHasher};
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -134,36 +138,6 @@ pub struct DeepHash {
     pub agents: Vec<(AgentId, [u8; 8])>,
 }
 
-struct Recorder {
-    log: Vec<u8>,
-    modules_written: std::collections::BTreeSet<Digest>,
-    /// `RuntimeConfig::max_log_bytes`.
-    limit_bytes: usize,
-    /// Where the last complete tick (its TickEnd and any checkpoint) ends: where the log is
-    /// cut back to if it outgrows its limit, so what is kept is a clean prefix.
-    last_tick_end: usize,
-    /// Set when the log outgrew its limit: nothing more is recorded, and the log is a prefix.
-    cut: bool,
-}
-
-impl Recorder {
-    /// Appends with `write` unless the log was cut; cuts it (back to the last complete tick)
-    /// when it grows past its limit. Returns true when this write cut it.
-    fn write(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> bool {
-        if self.cut {
-            return false;
-        }
-        write(&mut self.log);
-        if self.log.len() <= self.limit_bytes {
-            return false;
-        }
-        self.log.truncate(self.last_tick_end);
-        self.log.shrink_to_fit();
-        self.cut = true;
-        true
-    }
-}
-
 pub struct Runtime {
     config: RuntimeConfig,
     sandbox: Sandbox,
@@ -173,16 +147,11 @@ pub struct Runtime {
     tick: u64,
     last_hash: Digest,
     last_fuel: u64,
-    /// External inputs since the last tick, folded into the next tick hash.
-    input_hasher: blake3::Hasher,
-    pending: Vec<Message>,
-    /// Payload bytes in `pending` (bounded by `MAX_PENDING_BYTES`).
-    pending_bytes: usize,
-    host_seq: u64,
-    host_outbox: BoundedQueue<Message>,
-    dead_letters: BoundedQueue<DeadLetter>,
-    events: VecDeque<Event>,
-    events_dropped: u64,
+    /// What enters the next tick (bounded), and the digest of what entered since the last.
+    inputs: Inputs,
+    /// What left the ticks so far (bounded): host messages, dead letters, events, the ring.
+    outputs: Outputs,
+    /// The only writer of the replay log, while recording.
     recorder: Option<Recorder>,
     session_started: bool,
     /// Distinct spawn priorities of live agents, highest first: the phases of every tick.
@@ -197,7 +166,6 @@ pub struct Runtime {
     /// Set when an agent released its instance (kill, shutdown, a fault in a tick): the live
     /// index and the phases are refreshed before they are next used, not on every tick.
     live_stale: bool,
-    rings: Rings,
     inference: AgentInference,
 }
 
@@ -207,66 +175,10 @@ struct AgentInference {
     engine: Option<Arc<InferenceEngine>>,
     /// Model ids by table slot: the `model` argument of the `infer` import.
     models: Vec<String>,
-    seq: u64,
-    /// Replaying: answers come from the log, not from ONNX Runtime.
+    /// Replaying: answers come from the log (`Runtime::accept_recorded_answers`), never from
+    /// ONNX Runtime, and models need not be loaded.
     replaying: bool,
-    recorded: std::collections::VecDeque<(u64, Vec<InferAnswer>)>,
-}
-
-/// The shared-memory rings to and from JS, when attached.
-#[derive(Default)]
-struct Rings {
-    inbound: Option<Consumer>,
-    outbound: Option<Producer>,
-    /// Records that did not fit the outbound ring yet, oldest first, bounded by
-    /// `MAX_OUTBOUND_BACKLOG_RECORDS`/`_BYTES`. When it is full, messages for the host wait in
-    /// the host queue instead (still drainable with `drain_host_messages`) and copies of
-    /// events are dropped and counted (the events themselves stay in `drain_events`).
-    backlog: VecDeque<OutRecord>,
-    backlog_bytes: usize,
-    dropped: u64,
-    dropped_total: u64,
-}
-
-enum OutRecord {
-    /// A message for the host: kept whole, so it can go back to the host queue if the ring
-    /// breaks before it is written (never lost).
-    Message(Message),
-    Other {
-        kind_of_record: u16,
-        agent: AgentId,
-        payload: Vec<u8>,
-    },
-}
-
-impl OutRecord {
-    fn payload_len(&self) -> usize {
-        match self {
-            Self::Message(m) => m.payload.len(),
-            Self::Other { payload, .. } => payload.len(),
-        }
-    }
-}
-
-impl Rings {
-    fn backlog_has_room(&self, bytes: usize) -> bool {
-        self.backlog.len() < MAX_OUTBOUND_BACKLOG_RECORDS && self.backlog_bytes.saturating_add(bytes) <= MAX_OUTBOUND_BACKLOG_BYTES
-    }
-
-    fn push_backlog(&mut self, r: OutRecord) {
-        self.backlog_bytes += r.payload_len();
-        self.backlog.push_back(r);
-    }
-
-    /// A copy of an event or a tick record: kept if the backlog has room, else counted.
-    fn push_copy(&mut self, r: OutRecord) {
-        if self.backlog_has_room(r.payload_len()) {
-            self.push_backlog(r);
-        } else {
-            self.dropped += 1;
-            self.dropped_total += 1;
-        }
-    }
+    recorded: VecDeque<(u64, Vec<InferAnswer>)>,
 }
 
 /// An inference answer as delivered: one whose outputs do not fit a message becomes status
@@ -278,35 +190,6 @@ fn fit_answer(payload: Vec<u8>) -> Vec<u8> {
     abi::INFER_STATUS_OUTPUT_TOO_LARGE.to_le_bytes().to_vec()
 }
 
-/// Most agent ids one runtime assigns over its life (ids are never reused, and each keeps a
-/// small record for `inspect`); past it, spawn fails with `E_AGENT_IDS_EXHAUSTED`.
-pub const MAX_AGENT_IDS: usize = 1 << 22;
-
-/// Limits of the host-side queues (ARCHITECTURE.md, "Limits"). Host messages waiting for the
-/// next tick: past them `send` fails with `E_QUEUE_FULL` and the inbound ring is left unread
-/// (back-pressure on the JS producer).
-pub const MAX_PENDING_MESSAGES: usize = 1 << 20;
-pub const MAX_PENDING_BYTES: usize = 256 << 20;
-/// Messages agents sent to the host, not yet drained; past these they are dropped and counted
-/// (`dropped` event, queue `host_messages`).
-pub const MAX_HOST_MESSAGES: usize = 1 << 20;
-pub const MAX_HOST_MESSAGE_BYTES: usize = 256 << 20;
-/// Dead letters not yet drained; past these they are dropped and counted (queue
-/// `dead_letters`): each was still hashed and announced by its `dead_letter` event.
-pub const MAX_DEAD_LETTERS: usize = 1 << 16;
-pub const MAX_DEAD_LETTER_BYTES: usize = 64 << 20;
-/// Records waiting for room in the outbound ring.
-pub const MAX_OUTBOUND_BACKLOG_RECORDS: usize = 1 << 20;
-pub const MAX_OUTBOUND_BACKLOG_BYTES: usize = 256 << 20;
-/// Distinct modules one runtime loads (each is compiled code held for the runtime's life).
-pub const MAX_MODULES: usize = 1_024;
-/// Distinct spawn priorities (each is a phase every tick walks).
-pub const MAX_PHASES: usize = 64;
-
-/// Most records drained from the inbound ring per tick (bounds the work one tick can be
-/// handed; the rest waits in the ring for the next tick).
-pub const MAX_RING_RECORDS_PER_TICK: usize = 1 << 22;
-
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self> {
         if config.max_agents as usize > MAX_AGENT_IDS {
@@ -314,8 +197,8 @@ impl Runtime {
                 reason: format!("maxAgents {} exceeds the {MAX_AGENT_IDS} agent ids a runtime can assign", config.max_agents),
             });
         }
-        if config.workers == 0 || config.workers > 256 {
-            return Err(LockstepError::InvalidConfig { reason: format!("workers must be 1..=256, got {}", config.workers) });
+        if config.workers == 0 || config.workers > MAX_WORKERS {
+            return Err(LockstepError::InvalidConfig { reason: format!("workers must be 1..={MAX_WORKERS}, got {}", config.workers) });
         }
         let sandbox = Sandbox::new(SandboxConfig {
             fuel_per_call: config.fuel_per_call,
@@ -344,21 +227,14 @@ impl Runtime {
             tick: 0,
             last_hash: Digest::default(),
             last_fuel: 0,
-            input_hasher: blake3::Hasher::new(),
-            pending: Vec::new(),
-            pending_bytes: 0,
-            host_seq: 0,
-            host_outbox: BoundedQueue::new(MAX_HOST_MESSAGES, MAX_HOST_MESSAGE_BYTES),
-            dead_letters: BoundedQueue::new(MAX_DEAD_LETTERS, MAX_DEAD_LETTER_BYTES),
-            events: VecDeque::new(),
-            events_dropped: 0,
+            inputs: Inputs::new(),
+            outputs: Outputs::new(config.max_events),
             recorder: None,
             session_started: false,
             phases: Vec::new(),
             live: 0,
             live_index: Vec::new(),
             live_stale: false,
-            rings: Rings::default(),
             inference: AgentInference::default(),
             config,
         };
@@ -388,15 +264,14 @@ impl Runtime {
 
     // ----- recording -------------------------------------------------------------------------
 
+    /// Starts recording a replay log (only before the session starts: the first spawn,
+    /// send or tick; `RuntimeConfig::record` starts it at creation).
     pub fn start_recording(&mut self) -> Result<()> {
         if self.session_started {
             return Err(LockstepError::RecordingMidSession);
         }
-        let mut log = Vec::new();
-        replay_log::write_header(&mut log);
-        Record::Config(self.config.session()).encode(&mut log);
-        let last_tick_end = log.len();
-        self.recorder = Some(Recorder { log, modules_written: Default::default(), limit_bytes: self.config.max_log_bytes, last_tick_end, cut: false });
+        let sink = Box::new(MemorySink::new(self.config.max_log_bytes));
+        self.recorder = Some(Recorder::start(self.config.session(), sink));
         Ok(())
     }
 
@@ -407,50 +282,32 @@ impl Runtime {
     /// A log cut at `max_log_bytes` comes back without an End record: it replays as a prefix.
     pub fn stop_recording(&mut self) -> Result<Vec<u8>> {
         let r = self.recorder.take().ok_or(LockstepError::NotRecording)?;
-        let mut log = r.log;
-        if !r.cut {
-            replay_log::seal(&mut log, self.tick, self.last_hash);
-        }
-        Ok(log)
+        Ok(r.finish(self.tick, self.last_hash))
     }
 
     /// A copy of the log recorded so far, sealed with an End record as if recording stopped
     /// now (recording continues; the live log is not changed).
     pub fn replay_log(&self) -> Result<Vec<u8>> {
         let r = self.recorder.as_ref().ok_or(LockstepError::NotRecording)?;
-        let mut log = Vec::with_capacity(r.log.len() + replay_log::END_RECORD_BYTES);
-        log.extend_from_slice(&r.log);
-        if !r.cut {
-            replay_log::seal(&mut log, self.tick, self.last_hash);
-        }
-        Ok(log)
+        Ok(r.sealed_copy(self.tick, self.last_hash))
     }
 
+    /// Whether a replay log is being recorded.
     pub fn is_recording(&self) -> bool {
         self.recorder.is_some()
     }
 
-    fn record(&mut self, record: Record) {
-        self.record_with(|log| record.encode(log));
-    }
-
-    /// Every write into the log goes through here (the size limit is checked once, here).
-    fn record_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+    /// Every record goes through here; a write that made the log outgrow `max_log_bytes`
+    /// stops recording, loudly.
+    fn record(&mut self, write: impl FnOnce(&mut Recorder) -> Appended) {
         let Some(r) = self.recorder.as_mut() else { return };
-        if r.write(write) {
+        if write(r) == Appended::Cut {
             let detail = format!(
                 "the replay log reached maxLogBytes ({} bytes): recording stopped at tick {}; the log so far replays as a prefix (complete: false). Raise maxLogBytes, or record shorter sessions",
                 self.config.max_log_bytes, self.tick
             );
             tracing::error!(target: "lockstep::runtime", "{detail}");
-            self.push_event(Event::RecordingStopped { tick: self.tick, detail });
-        }
-    }
-
-    /// Marks the end of a complete tick in the log (after its TickEnd and checkpoint).
-    fn mark_tick_end(&mut self) {
-        if let Some(r) = self.recorder.as_mut().filter(|r| !r.cut) {
-            r.last_tick_end = r.log.len();
+            self.outputs.push_event(Event::RecordingStopped { tick: self.tick, detail });
         }
     }
 
@@ -460,58 +317,30 @@ impl Runtime {
     /// load once. A refusal is also an event.
     pub fn load_module(&mut self, bytes: Vec<u8>) -> Result<Digest> {
         let hash = Digest(*blake3::hash(&bytes).as_bytes());
-        if !self.modules.contains_key(&hash) {
-            if self.modules.len() >= MAX_MODULES {
-                return Err(LockstepError::ModuleLimit { max: MAX_MODULES });
+        if self.modules.contains_key(&hash) {
+            return Ok(hash);
+        }
+        if self.modules.len() >= MAX_MODULES {
+            return Err(LockstepError::ModuleLimit { max: MAX_MODULES });
+        }
+        let module = crate::admission::admit(&bytes, &self.config).and_then(|admitted| {
+            if admitted.unsigned {
+                tracing::warn!(target: "lockstep::security", "DEVELOPMENT MODE: admitted an unsigned agent module");
+                self.outputs.push_event(Event::Security { tick: self.tick, detail: "DEVELOPMENT MODE: admitted an unsigned agent module".into() });
             }
-            let module =
-                crate::module_shape::check(&bytes).and_then(|()| self.admit(&bytes)).and_then(|grants| AgentModule::compile(&self.sandbox, bytes, grants));
-            match module {
-                Ok(m) => {
-                    self.modules.insert(hash, Arc::new(m));
-                }
-                Err(e) => {
-                    tracing::warn!(target: "lockstep::security", code = e.code(), "module refused: {e}");
-                    self.push_event(Event::ModuleRefused { tick: self.tick, code: e.code().to_string(), detail: e.to_string() });
-                    return Err(e);
-                }
+            AgentModule::compile(&self.sandbox, bytes, admitted.grants)
+        });
+        match module {
+            Ok(m) => {
+                self.modules.insert(hash, Arc::new(m));
+                Ok(hash)
+            }
+            Err(e) => {
+                tracing::warn!(target: "lockstep::security", code = e.code(), "module refused: {e}");
+                self.outputs.push_event(Event::ModuleRefused { tick: self.tick, code: e.code().to_string(), detail: e.to_string() });
+                Err(e)
             }
         }
-        Ok(hash)
-    }
-
-    /// What a module may do here: its manifest's requests, cut down to the runtime's policy
-    /// and limits. Unsigned modules pass only in development mode, with a warning event.
-    fn admit(&mut self, bytes: &[u8]) -> Result<Grants> {
-        let admission = security::admit(bytes, &self.config.trusted_keys, self.config.dev_mode).map_err(LockstepError::Security)?;
-        if admission.publisher.is_none() {
-            tracing::warn!(target: "lockstep::security", "DEVELOPMENT MODE: admitted an unsigned agent module");
-            self.push_event(Event::Security { tick: self.tick, detail: "DEVELOPMENT MODE: admitted an unsigned agent module".into() });
-        }
-        let (asked, resources) = match admission.manifest {
-            Some(m) => (m.capabilities, m.resources),
-            // Unsigned and without a manifest: development mode grants what the policy allows.
-            None => (Capabilities::all(), Default::default()),
-        };
-        let mut grants = Grants {
-            capabilities: asked.meet(&self.config.policy),
-            asked,
-            fuel_per_call: self.config.fuel_per_call,
-            memory_limit_bytes: self.config.memory_limit_bytes,
-        };
-        for (what, want, limit, slot) in [
-            ("resources.fuelPerCall", resources.fuel_per_call, self.config.fuel_per_call, &mut grants.fuel_per_call),
-            ("resources.memoryBytes", resources.memory_bytes, self.config.memory_limit_bytes, &mut grants.memory_limit_bytes),
-        ] {
-            let Some(want) = want else { continue };
-            // Fuel 0 means "metering off" for the runtime: any request fits under it.
-            let over = want > limit && !(what == "resources.fuelPerCall" && limit == 0);
-            if over && self.config.resource_policy == ResourcePolicy::Refuse {
-                return Err(LockstepError::Security(security::SecurityError::ResourceOverLimit { what: what.into(), asked: want, limit }));
-            }
-            *slot = if over { limit } else { want };
-        }
-        Ok(grants)
     }
 
     /// Spawns an agent from a loaded module and runs its `agent_init`. A fault in init is
@@ -540,7 +369,7 @@ impl Runtime {
         // to bypass that queue's limit: spawning agents whose init sends 1 MiB and faults (so
         // they never count against maxAgents), without ticking, grew it by 1 MiB per spawn
         // (1,000 spawns: 1 GB). Back-pressure like `send`: tick, then spawn again.
-        if !self.pending_has_room(1) {
+        if !self.inputs.has_room(1) {
             return Err(LockstepError::QueueFull {
                 queue: "messages waiting for the next tick (host messages and what agent_init/agent_shutdown sent)",
                 max_messages: MAX_PENDING_MESSAGES,
@@ -559,17 +388,13 @@ impl Runtime {
         let id = self.slots.len() as AgentId + 1;
         let mut instance = Box::new(m.instantiate(&self.sandbox, id, self.config.seed)?);
         self.session_started = true;
-        if self.recorder.as_mut().is_some_and(|r| r.modules_written.insert(module)) {
-            self.record_with(|log| Record::Module { hash: module, bytes: m.bytes.to_vec() }.encode(log));
-        }
-        self.record(Record::Spawn { tick: self.tick, module, agent: id, priority });
-        self.input_hasher.update(b"spawn");
-        self.input_hasher.update(&id.to_le_bytes());
-        self.input_hasher.update(&priority.to_le_bytes());
+        let tick = self.tick;
+        self.record(|r| r.module_once(module, &m.bytes));
+        self.record(|r| r.record(&Record::Spawn { tick, module, agent: id, priority }));
+        self.inputs.digest.spawn(id, priority, &module);
         if let Err(at) = self.phases.binary_search_by(|p| priority.cmp(p)) {
             self.phases.insert(at, priority);
         }
-        self.input_hasher.update(&module.0);
         let init = instance.call_init(self.tick);
         // What init sent and logged leaves the agent now, whatever happened: routed at the
         // next tick like a host message (and folded into its hash), so neither a fault in
@@ -585,7 +410,7 @@ impl Runtime {
             self.push_event(Event::Log { tick: self.tick, agent: id, level: line.level, text: line.text });
         }
         if let Err(fault) = init {
-            self.input_hasher.update(&[0xFA, fault.kind.tag()]);
+            self.inputs.digest.fault(&fault.kind);
             slot.state = AgentState::Faulted(fault.clone());
             // Its memory goes back now: a dead agent holds no slot against maxAgents.
             slot.release();
@@ -594,7 +419,7 @@ impl Runtime {
             self.live += 1;
             self.live_index.push(self.slots.len());
         }
-        self.queue_for_next_tick(sent);
+        self.inputs.agent_output(sent);
         self.slots.push(slot);
         Ok(id)
     }
@@ -616,57 +441,37 @@ impl Runtime {
     /// Queues a message from the host (id 0) for delivery at the next tick. A message to an
     /// agent that is no longer running is accepted and lands in the dead-letter queue.
     pub fn send(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) -> Result<()> {
+        self.slot(to)?;
+        self.accept_host_message(to, kind, priority, payload)
+    }
+
+    /// The one way a host message enters a session, whoever hands it in: `send`, the inbound
+    /// ring and a replay's Send records. Checked against the message limit and the room left
+    /// in the input queue, recorded, queued for the next tick. The recipient is not checked:
+    /// one that does not exist (ring input) is dead-lettered by routing.
+    pub(crate) fn accept_host_message(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) -> Result<()> {
         if payload.len() > abi::MAX_PAYLOAD_BYTES {
             return Err(LockstepError::MessageTooLarge { len: payload.len(), max: abi::MAX_PAYLOAD_BYTES });
         }
-        self.slot(to)?;
-        if !self.pending_has_room(payload.len()) {
+        if !self.inputs.has_room(payload.len()) {
             return Err(LockstepError::QueueFull {
                 queue: "host messages waiting for the next tick",
                 max_messages: MAX_PENDING_MESSAGES,
                 max_bytes: MAX_PENDING_BYTES,
             });
         }
-        self.enqueue_host_message(to, kind, priority, payload);
-        Ok(())
-    }
-
-    /// Whether a host message of `bytes` fits the queue of messages waiting for the next tick.
-    fn pending_has_room(&self, bytes: usize) -> bool {
-        self.pending.len() < MAX_PENDING_MESSAGES && self.pending_bytes.saturating_add(bytes) <= MAX_PENDING_BYTES
-    }
-
-    /// Queues a host message without checking the recipient (an unknown one is dead-lettered
-    /// at the next tick). Used for ring input and by replay.
-    pub(crate) fn enqueue_host_message(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) {
         self.session_started = true;
         let tick = self.tick;
-        self.record_with(|log| replay_log::encode_send(log, tick, to, kind, priority, &payload));
-        self.pending_bytes += payload.len();
-        let m = Message { from: abi::HOST_ID, to, seq: self.host_seq, kind, priority, payload };
-        self.host_seq += 1;
-        // Not hashed here: the recipient's digest covers every host message it is handed
-        // (which also names that agent on divergence), and a dead letter is hashed by routing.
-        self.pending.push(m);
-    }
-
-    /// What an agent sent outside a tick (`agent_init`, `agent_shutdown`): folded into the next
-    /// tick's hash and routed at its start, like host messages, counted against the same queue.
-    fn queue_for_next_tick(&mut self, mut sent: Vec<Message>) {
-        let mut digest = crate::bus::AgentDigest::new();
-        for m in &sent {
-            m.hash_into(&mut digest);
-        }
-        self.input_hasher.update(&digest.digest128().to_le_bytes());
-        self.pending_bytes += sent.iter().map(|m| m.payload.len()).sum::<usize>();
-        self.pending.append(&mut sent);
+        self.record(|r| r.send(tick, to, kind, priority, &payload));
+        self.inputs.host_message(to, kind, priority, payload);
+        Ok(())
     }
 
     /// Calls `agent_shutdown` now; what it sends is routed at the next tick. The agent's
     /// undelivered messages go to the dead-letter queue.
     pub fn shutdown(&mut self, id: AgentId) -> Result<()> {
         let tick = self.tick;
-        self.begin_stop(id, Record::Shutdown { tick, agent: id }, b"shutdown")?;
+        self.begin_stop(id, Record::Shutdown { tick, agent: id })?;
         let slot = self.slot_mut(id)?;
         let mut instance = slot.instance.take();
         let had_instance = instance.is_some();
@@ -690,11 +495,11 @@ impl Runtime {
         match result {
             Ok(()) => self.push_event(Event::Stopped { tick, agent: id }),
             Err(fault) => {
-                self.input_hasher.update(&[0xFA, fault.kind.tag()]);
+                self.inputs.digest.fault(&fault.kind);
                 self.push_event(Event::Fault { tick, agent: id, fault });
             }
         }
-        self.queue_for_next_tick(sent);
+        self.inputs.agent_output(sent);
         for m in inbox {
             self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);
         }
@@ -703,22 +508,24 @@ impl Runtime {
 
     /// What shutdown and kill share: the agent must be running, and the input is recorded
     /// and folded into the next tick hash.
-    fn begin_stop(&mut self, id: AgentId, record: Record, label: &[u8]) -> Result<()> {
+    fn begin_stop(&mut self, id: AgentId, record: Record) -> Result<()> {
         let slot = self.slot(id)?;
         if !slot.state.is_running() {
             return Err(LockstepError::AgentNotRunning { id, state: slot.state.name().into() });
         }
         self.session_started = true;
-        self.record(record);
-        self.input_hasher.update(label);
-        self.input_hasher.update(&id.to_le_bytes());
+        match record {
+            Record::Kill { .. } => self.inputs.digest.kill(id),
+            _ => self.inputs.digest.shutdown(id),
+        }
+        self.record(|r| r.record(&record));
         Ok(())
     }
 
     /// Stops an agent at once, without calling `agent_shutdown`.
     pub fn kill(&mut self, id: AgentId) -> Result<()> {
         let tick = self.tick;
-        self.begin_stop(id, Record::Kill { tick, agent: id }, b"kill")?;
+        self.begin_stop(id, Record::Kill { tick, agent: id })?;
         let slot = self.slot_mut(id)?;
         slot.state = AgentState::Killed;
         let inbox = std::mem::take(&mut slot.inbox);
@@ -736,22 +543,12 @@ impl Runtime {
     }
 
     fn dead_letter(&mut self, tick: u64, reason: DeadLetterReason, message: Message) {
-        self.push_event(Event::DeadLetter { tick, reason, from: message.from, to: message.to, seq: message.seq, kind: message.kind });
-        let bytes = message.payload.len();
-        self.dead_letters.push(DeadLetter { tick, reason, message }, bytes);
+        self.outputs.dead_letter(tick, reason, message);
+        self.outputs.trim_events();
     }
 
     fn push_event(&mut self, e: Event) {
-        self.events.push_back(e);
-        self.trim_events();
-    }
-
-    /// Keeps the newest `max_events` events: O(1) per event dropped (a ring buffer).
-    fn trim_events(&mut self) {
-        while self.events.len() > self.config.max_events {
-            self.events.pop_front();
-            self.events_dropped += 1;
-        }
+        self.outputs.push_event(e);
     }
 
     /// Recounts the live agents and drops the phases none of them runs in: an empty phase
@@ -779,20 +576,6 @@ impl Runtime {
         self.phases.retain(|p| used.contains(p));
     }
 
-    /// One `dropped` event per bounded queue that refused items since the last report.
-    fn report_drops(&mut self, tick: u64) {
-        for (queue, count) in [
-            ("dead_letters", self.dead_letters.take_dropped()),
-            ("host_messages", self.host_outbox.take_dropped()),
-            ("outbound_ring", std::mem::take(&mut self.rings.dropped)),
-        ] {
-            if count > 0 {
-                tracing::warn!(target: "lockstep::runtime", "{count} items dropped: the {queue} queue is full (drain it more often)");
-                self.events.push_back(Event::Dropped { tick, queue, count });
-            }
-        }
-    }
-
     // ----- the clock -------------------------------------------------------------------------
 
     /// Runs one tick and returns what it did.
@@ -800,18 +583,13 @@ impl Runtime {
         self.drain_inbound_ring();
         let tick = self.tick;
         self.session_started = true;
-        let events_before = self.events.len();
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(&self.last_hash.0);
-        hasher.update(&tick.to_le_bytes());
-        hasher.update(self.input_hasher.finalize().as_bytes());
-        self.input_hasher = blake3::Hasher::new();
+        let events_before = self.outputs.events.len();
+        let mut hasher = TickHasher::begin(&self.last_hash, tick, &mut self.inputs.digest);
 
         // Host messages enter the inboxes (or the dead-letter queue) before anyone steps.
         let mut report = TickReport::new(tick);
-        self.pending_bytes = 0;
-        for m in std::mem::take(&mut self.pending) {
-            scheduler::route(&mut self.slots, m, tick, &mut hasher, &mut report, &mut self.dead_letters, &mut self.host_outbox, &mut self.events);
+        for m in self.inputs.take_messages() {
+            scheduler::route(&mut self.slots, m, tick, &mut hasher, &mut report, &mut self.outputs);
         }
 
         // The agents this tick runs: those holding an instance (kills and shutdowns since the
@@ -822,14 +600,7 @@ impl Runtime {
         let parallel = self.pool.is_some() && (running >= scheduler::PARALLEL_MIN_AGENTS || self.last_fuel >= scheduler::PARALLEL_MIN_FUEL);
         for &phase in &self.phases {
             scheduler::run_agents(&mut self.slots, &live, tick, phase, if parallel { self.pool.as_ref() } else { None });
-            scheduler::settle(
-                &mut self.slots,
-                &live,
-                tick,
-                &mut hasher,
-                &mut report,
-                Sinks { host_outbox: &mut self.host_outbox, dead_letters: &mut self.dead_letters, events: &mut self.events },
-            );
+            scheduler::settle(&mut self.slots, &live, tick, &mut hasher, &mut report, &mut self.outputs);
         }
         self.serve_inference(tick, &mut report, &live);
         self.live_index = live;
@@ -839,30 +610,32 @@ impl Runtime {
             self.live_stale = true;
             self.refresh_live_agents();
         }
-        self.report_drops(tick);
-        report.hash = Digest(*hasher.finalize().as_bytes());
+        self.outputs.report_drops(tick);
+        report.hash = hasher.finish();
         report.agents_stepped = running as u32;
         self.log_tick_events(events_before);
-        self.feed_outbound_ring(&report, events_before);
-        self.trim_events();
+        self.outputs.feed_ring(&report, events_before, tick);
+        self.outputs.trim_events();
         report.parallel = parallel;
         self.last_fuel = report.fuel;
         self.last_hash = report.hash;
         self.tick += 1;
         if self.recorder.is_some() {
-            self.record(Record::TickEnd { tick, hash: report.hash, agents: report.agent_digests.clone() });
+            self.record(|r| r.record(&Record::TickEnd { tick, hash: report.hash, agents: report.agent_digests.clone() }));
             let every = self.config.checkpoint_interval_ticks;
             if every > 0 && self.tick.is_multiple_of(every) {
                 self.checkpoint();
             }
-            self.mark_tick_end();
+            if let Some(r) = self.recorder.as_mut() {
+                r.tick_complete();
+            }
         }
         report
     }
 
     /// Mirrors the tick's faults and agent log lines into `tracing` (see `logging`).
     fn log_tick_events(&self, events_before: usize) {
-        for e in self.events.iter().skip(events_before) {
+        for e in self.outputs.events.iter().skip(events_before) {
             match e {
                 Event::Fault { agent, fault, .. } => tracing::warn!(target: "lockstep::runtime", agent, "agent {agent} {}", fault),
                 Event::Log { agent, level, text, .. } => match level {
@@ -896,18 +669,26 @@ impl Runtime {
         }
         let slot = self.inference.models.len() as u32;
         self.inference.models.push(id.to_string());
-        self.record(Record::AgentModel { slot, id: id.to_string() });
+        self.record(|r| r.record(&Record::AgentModel { slot, id: id.to_string() }));
         Ok(slot)
     }
 
-    /// Replay: answers recorded for `tick` are used instead of running ONNX Runtime.
-    pub(crate) fn queue_recorded_inference(&mut self, tick: u64, results: Vec<InferAnswer>) {
-        self.inference.replaying = true;
-        self.inference.recorded.push_back((tick, results));
+    /// A runtime for `replay`: inference answers are inputs from the log
+    /// (`accept_recorded_answers`), never computed, and models need not be loaded.
+    pub(crate) fn new_replaying(config: RuntimeConfig) -> Result<Self> {
+        let mut rt = Self::new(config)?;
+        rt.inference.replaying = true;
+        Ok(rt)
     }
 
-    pub(crate) fn set_replaying_inference(&mut self) {
-        self.inference.replaying = true;
+    /// The answers a replayed session's agents got at `tick` (its InferResults record), used
+    /// in place of ONNX Runtime when that tick serves its requests. Only in a replay.
+    pub(crate) fn accept_recorded_answers(&mut self, tick: u64, answers: Vec<InferAnswer>) -> Result<()> {
+        if !self.inference.replaying {
+            return Err(LockstepError::InvalidConfig { reason: "recorded inference answers are an input of a replay only".into() });
+        }
+        self.inference.recorded.push_back((tick, answers));
+        Ok(())
     }
 
     /// Answers this tick's inference requests (batched per model) as messages for next tick.
@@ -958,13 +739,11 @@ impl Runtime {
             // Canonical order: by agent id (stable, so each agent's requests keep their order).
             answers.extend(forbidden);
             answers.sort_by_key(|a| a.0);
-            self.record(Record::InferResults { tick, results: answers.clone() });
+            self.record(|r| r.record(&Record::InferResults { tick, results: answers.clone() }));
             answers
         };
         for (agent, tag, payload) in answers {
-            let seq = self.inference.seq;
-            self.inference.seq += 1;
-            self.pending.push(Message { from: abi::INFERENCE_ID, to: agent, seq, kind: tag, priority: 0, payload });
+            self.inputs.inference_answer(agent, tag, payload);
         }
     }
 
@@ -973,37 +752,39 @@ impl Runtime {
     /// Attaches the JS→core ring (initialised by the other side). Its messages enter at the
     /// start of each tick, in ring order, and are recorded like `send`.
     pub fn attach_inbound_ring(&mut self, memory: RingMemory) -> Result<(), RingError> {
-        self.rings.inbound = Some(Consumer::new(memory, abi::MAX_PAYLOAD_BYTES)?);
+        self.inputs.inbound_ring = Some(Consumer::new(memory, abi::MAX_PAYLOAD_BYTES)?);
         Ok(())
     }
 
     /// Attaches the core→JS ring: messages agents send to the host, copies of the tick's
     /// events, and one TICK record per tick are written there instead of `drain_host_messages`.
     pub fn attach_outbound_ring(&mut self, memory: RingMemory) -> Result<(), RingError> {
-        self.rings.outbound = Some(Producer::new(memory)?);
+        self.outputs.attach_ring(Producer::new(memory)?);
         Ok(())
     }
 
     /// The error that broke the inbound ring, if any.
     pub fn inbound_ring_error(&self) -> Option<&RingError> {
-        self.rings.inbound.as_ref().and_then(|c| c.broken())
+        self.inputs.inbound_ring.as_ref().and_then(|c| c.broken())
     }
 
     /// Records waiting for room in the outbound ring.
     pub fn outbound_backlog(&self) -> usize {
-        self.rings.backlog.len()
+        self.outputs.ring_backlog()
     }
 
+    /// Moves the inbound ring's messages (up to `MAX_RING_RECORDS_PER_TICK`) into the input
+    /// queue, through the same path as `send`. Past the queue's room the rest stay in the
+    /// ring: the producer sees it full (back-pressure).
     fn drain_inbound_ring(&mut self) {
-        let Some(mut consumer) = self.rings.inbound.take() else { return };
+        let Some(mut consumer) = self.inputs.inbound_ring.take() else { return };
         if consumer.broken().is_none() {
             let result = consumer.drain(MAX_RING_RECORDS_PER_TICK, |r| {
                 if r.kind_of_record == ring::TYPE_MESSAGE {
-                    if !self.pending_has_room(r.payload.len()) {
-                        // Leave it (and the rest) in the ring: the producer sees it full.
+                    // The consumer refused payloads over the message limit already.
+                    if self.accept_host_message(r.agent, r.kind, r.priority, r.payload).is_err() {
                         return ControlFlow::Break(());
                     }
-                    self.enqueue_host_message(r.agent, r.kind, r.priority, r.payload);
                 }
                 ControlFlow::Continue(())
             });
@@ -1012,82 +793,12 @@ impl Runtime {
                 self.push_event(Event::RingError { tick: self.tick, detail: e.to_string() });
             }
         }
-        self.rings.inbound = Some(consumer);
-    }
-
-    /// Writes the backlog, then this tick's host messages, events and TICK record.
-    fn feed_outbound_ring(&mut self, report: &TickReport, events_before: usize) {
-        if self.rings.outbound.is_none() {
-            return;
-        }
-        // Messages move only while the backlog has room; the rest wait in the host queue.
-        while let Some(m) = self.host_outbox.pop_front() {
-            if !self.rings.backlog_has_room(m.payload.len()) {
-                let bytes = m.payload.len();
-                self.host_outbox.push_front(m, bytes);
-                break;
-            }
-            self.rings.push_backlog(OutRecord::Message(m));
-        }
-        let copies: Vec<OutRecord> = self
-            .events
-            .iter()
-            .skip(events_before)
-            .map(|e| OutRecord::Other { kind_of_record: ring::TYPE_EVENT, agent: e.agent().unwrap_or(0), payload: e.to_json().into_bytes() })
-            .collect();
-        for r in copies {
-            self.rings.push_copy(r);
-        }
-        let mut tick_payload = report.tick.to_le_bytes().to_vec();
-        tick_payload.extend_from_slice(&report.hash.0);
-        self.rings.push_copy(OutRecord::Other { kind_of_record: ring::TYPE_TICK, agent: 0, payload: tick_payload });
-        self.flush_outbound();
+        self.inputs.inbound_ring = Some(consumer);
     }
 
     /// Moves as much of the backlog into the outbound ring as fits; returns what is left.
     pub fn flush_outbound(&mut self) -> usize {
-        let Some(producer) = self.rings.outbound.as_mut() else { return 0 };
-        while let Some(r) = self.rings.backlog.front() {
-            let pushed = match r {
-                OutRecord::Message(m) => producer.try_push(ring::TYPE_MESSAGE, m.kind, m.priority, m.from, &m.payload),
-                OutRecord::Other { kind_of_record, agent, payload } => producer.try_push(*kind_of_record, 0, 0, *agent, payload),
-            };
-            match pushed {
-                Ok(()) => {
-                    if let Some(r) = self.rings.backlog.pop_front() {
-                        self.rings.backlog_bytes -= r.payload_len();
-                    }
-                }
-                Err(RingError::Full) => break,
-                Err(e) => {
-                    // Too large for this ring, or the JS side corrupted the indices: report it
-                    // and stop writing. Messages not yet written go back to the front of the
-                    // host queue, in order (drain_host_messages), so a broken ring loses none
-                    // (issue 9); copies of events are dropped (the events stay in drain_events).
-                    let detail = e.to_string();
-                    self.rings.outbound = None;
-                    // Put back at the front, past the host queue's limit if need be: these were
-                    // already accepted (pushing them through the limit dropped the backlog's
-                    // share past it, up to ~256 MiB of replies). The overshoot is bounded by
-                    // the backlog's own limit, and later pushes are refused until JS drains.
-                    let returned: Vec<Message> = std::mem::take(&mut self.rings.backlog)
-                        .into_iter()
-                        .filter_map(|r| match r {
-                            OutRecord::Message(m) => Some(m),
-                            OutRecord::Other { .. } => None,
-                        })
-                        .collect();
-                    for m in returned.into_iter().rev() {
-                        let bytes = m.payload.len();
-                        self.host_outbox.push_front(m, bytes);
-                    }
-                    self.rings.backlog_bytes = 0;
-                    self.push_event(Event::RingError { tick: self.tick, detail });
-                    break;
-                }
-            }
-        }
-        self.rings.backlog.len()
+        self.outputs.flush_ring(self.tick)
     }
 
     /// Runs `n` ticks; returns the last report.
@@ -1097,36 +808,20 @@ impl Runtime {
 
     /// Hashes every agent's memory, globals and host state (in parallel where a pool exists).
     pub fn deep_hash(&mut self) -> DeepHash {
-        let hash_one = |s: &mut AgentSlot| -> (AgentId, [u8; 32]) {
-            let mut h = blake3::Hasher::new();
-            h.update(&s.id.to_le_bytes());
-            h.update(s.state.name().as_bytes());
-            h.update(&(s.inbox.len() as u64).to_le_bytes());
-            if let Some(i) = s.instance.as_mut() {
-                i.deep_hash_into(&mut h);
-            }
-            (s.id, *h.finalize().as_bytes())
-        };
+        let hash_one = |s: &mut AgentSlot| (s.id, DeepHasher::agent(s.id, s.state.name(), s.inbox.len(), s.instance.as_deref_mut()));
         let parts: Vec<_> = match &self.pool {
             Some(pool) => pool.install(|| self.slots.par_iter_mut().map(hash_one).collect()),
             None => self.slots.iter_mut().map(hash_one).collect(),
         };
-        let mut whole = blake3::Hasher::new();
-        whole.update(&self.last_hash.0);
-        let mut agents = Vec::with_capacity(parts.len());
-        for (id, d) in parts {
-            whole.update(&d);
-            let mut short = [0u8; 8];
-            short.copy_from_slice(&d[..8]);
-            agents.push((id, short));
-        }
-        DeepHash { tick: self.tick, hash: Digest(*whole.finalize().as_bytes()), agents }
+        let hash = DeepHasher::whole(&self.last_hash, parts.iter().map(|(_, d)| d));
+        let agents = parts.iter().map(|(id, d)| (*id, [d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])).collect();
+        DeepHash { tick: self.tick, hash, agents }
     }
 
     /// Deep hash, recorded in the log so a replay verifies it at the same point.
     pub fn checkpoint(&mut self) -> DeepHash {
         let d = self.deep_hash();
-        self.record(Record::Checkpoint { tick: d.tick, hash: d.hash, agents: d.agents.clone() });
+        self.record(|r| r.record(&Record::Checkpoint { tick: d.tick, hash: d.hash, agents: d.agents.clone() }));
         d
     }
 
@@ -1156,25 +851,25 @@ impl Runtime {
     }
 
     pub fn drain_events(&mut self) -> Vec<Event> {
-        self.events.drain(..).collect()
+        self.outputs.events.drain(..).collect()
     }
 
     pub fn events_dropped(&self) -> u64 {
-        self.events_dropped
+        self.outputs.events_dropped()
     }
 
     pub fn drain_dead_letters(&mut self) -> Vec<DeadLetter> {
-        self.dead_letters.drain_all()
+        self.outputs.dead_letters.drain_all()
     }
 
     /// Items each bounded queue refused over the runtime's life: (dead letters, messages to
     /// the host, outbound-ring records). Each refusal was also reported in a `dropped` event.
     pub fn dropped_totals(&self) -> (u64, u64, u64) {
-        (self.dead_letters.dropped_total(), self.host_outbox.dropped_total(), self.rings.dropped_total)
+        self.outputs.dropped_totals()
     }
 
     /// Messages agents addressed to the host (id 0), in routing order.
     pub fn drain_host_messages(&mut self) -> Vec<Message> {
-        self.host_outbox.drain_all()
+        self.outputs.host_messages.drain_all()
     }
 }

@@ -11,16 +11,16 @@
 //! Phase 2 (`settle`) is sequential and walks agents in id order, so the tick hash, the
 //! routing and the events never depend on the number of workers or on thread timing.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::bus::{self, AgentId, DeadLetter, DeadLetterReason, Message};
+use crate::bus::{self, AgentId, DeadLetterReason, Message};
 use crate::error::Digest;
 use crate::event::Event;
 use crate::fault::{AgentState, Fault};
-use crate::queue::BoundedQueue;
+use crate::outputs::Outputs;
 use crate::sandbox::{AgentInstance, StepContext};
+use crate::tick_hash::{AgentTickDigest, TickHasher};
 
 /// Below this many running agents a tick runs on the calling thread: waking pool threads
 /// costs more than stepping a few dozen small agents (measured: ~0.8 µs vs ~9 µs for 50).
@@ -105,12 +105,9 @@ impl AgentSlot {
         let mut inbox = std::mem::take(&mut self.inbox);
         self.inbox_bytes = 0;
         bus::sort_for_delivery(&mut inbox);
-        // Host messages are bound to their recipient's digest, so a replay that diverges on
-        // external input names the agent that received it. (Agent-to-agent messages are
-        // already in their sender's digest.)
-        let mut digest: Option<bus::AgentDigest> = None;
+        let mut digest = AgentTickDigest::default();
         for m in inbox.iter().filter(|m| m.from == crate::abi::HOST_ID || m.from == crate::abi::INFERENCE_ID) {
-            m.hash_into(digest.get_or_insert_with(bus::AgentDigest::new));
+            digest.external_message(m);
         }
         for (i, message) in inbox.iter().enumerate() {
             if let Err(fault) = instance.call_receive(tick, message) {
@@ -131,27 +128,7 @@ impl AgentSlot {
         self.inbox = inbox; // keep the allocation for the next tick
         self.messages_received += out.delivered as u64;
         out.fuel = instance.fuel_consumed - fuel_before;
-        let sent = &instance.host().outbox;
-        let infer = &instance.host().infer_requests;
-        if digest.is_some() || out.delivered > 0 || !sent.is_empty() || !infer.is_empty() || out.fault.is_some() {
-            let mut h = digest.unwrap_or_default();
-            h.update(&self.id.to_le_bytes());
-            h.update(&out.delivered.to_le_bytes());
-            h.update(&(sent.len() as u64).to_le_bytes());
-            for m in sent {
-                m.hash_into(&mut h);
-            }
-            for r in infer {
-                h.update(&r.model.to_le_bytes());
-                h.update(&r.tag.to_le_bytes());
-                h.update(&(r.input.len() as u64).to_le_bytes());
-                h.update(&r.input);
-            }
-            if let Some(f) = &out.fault {
-                h.update(&[f.kind.tag(), f.call as u8]);
-            }
-            out.digest = Some(h.digest128().to_le_bytes());
-        }
+        out.digest = digest.finish(self.id, out.delivered, &instance.host().outbox, &instance.host().infer_requests, out.fault.as_ref());
         std::mem::swap(&mut out.sent, &mut instance.host_mut().outbox);
         if !instance.host().logs.is_empty() {
             out.logs = std::mem::take(&mut instance.host_mut().logs);
@@ -277,18 +254,11 @@ pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, phase: i32
     });
 }
 
-/// Where phase 2 puts what leaves the agents.
-pub struct Sinks<'a> {
-    pub host_outbox: &'a mut BoundedQueue<Message>,
-    pub dead_letters: &'a mut BoundedQueue<DeadLetter>,
-    pub events: &'a mut VecDeque<Event>,
-}
-
 /// Phase 2: in agent-id order, apply faults, route sent messages and fold everything into the
 /// tick hash and the report. Runs after each phase of the tick.
 /// Walks only the slots at `live` (every agent that ran this tick is there; dead ones have
 /// nothing to settle), in id order.
-pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut blake3::Hasher, report: &mut TickReport, sinks: Sinks<'_>) {
+pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut TickHasher, report: &mut TickReport, outputs: &mut Outputs) {
     // Pass 1: faults first, so routing below sees every agent's final state of this tick.
     for &i in live {
         let Some(slot) = slots.get_mut(i) else { continue };
@@ -296,21 +266,20 @@ pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut b
         report.messages_delivered += std::mem::take(&mut out.delivered) as u64;
         report.fuel += std::mem::take(&mut out.fuel);
         if let Some(d) = out.digest.take() {
-            hasher.update(&slot.id.to_le_bytes());
-            hasher.update(&d);
+            hasher.agent(slot.id, &d);
             let mut short = [0u8; 8];
             short.copy_from_slice(&d[..8]);
             report.agent_digests.push((slot.id, short));
         }
         for line in out.logs.drain(..) {
-            sinks.events.push_back(Event::Log { tick, agent: slot.id, level: line.level, text: line.text });
+            outputs.events.push_back(Event::Log { tick, agent: slot.id, level: line.level, text: line.text });
         }
         if let Some(fault) = out.fault.take() {
             report.faults += 1;
             slot.state = AgentState::Faulted(fault.clone());
-            sinks.events.push_back(Event::Fault { tick, agent: slot.id, fault });
+            outputs.events.push_back(Event::Fault { tick, agent: slot.id, fault });
             for m in out.undelivered.drain(..) {
-                push_dead(hasher, report, sinks.dead_letters, sinks.events, tick, DeadLetterReason::RecipientFaultedDuringDelivery, m);
+                push_dead(hasher, report, outputs, tick, DeadLetterReason::RecipientFaultedDuringDelivery, m);
             }
         }
     }
@@ -329,7 +298,7 @@ pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut b
         slots[i].messages_sent += sent.len() as u64;
         report.messages_routed += sent.len() as u64;
         for m in sent.drain(..) {
-            route(slots, m, tick, hasher, report, sinks.dead_letters, sinks.host_outbox, sinks.events);
+            route(slots, m, tick, hasher, report, outputs);
         }
         // Keep the allocation; a faulted agent's memory is released now its outbox is routed.
         slots[i].out.sent = sent;
@@ -339,23 +308,11 @@ pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut b
     }
 }
 
-/// Delivers one message to its recipient's inbox, the host outbox, or the dead-letter queue.
-#[allow(clippy::too_many_arguments)]
-pub fn route(
-    slots: &mut [AgentSlot],
-    m: Message,
-    tick: u64,
-    hasher: &mut blake3::Hasher,
-    report: &mut TickReport,
-    dead: &mut BoundedQueue<DeadLetter>,
-    host_outbox: &mut BoundedQueue<Message>,
-    events: &mut VecDeque<Event>,
-) {
+/// Delivers one message to its recipient's inbox, the host queue, or the dead-letter queue.
+pub(crate) fn route(slots: &mut [AgentSlot], m: Message, tick: u64, hasher: &mut TickHasher, report: &mut TickReport, outputs: &mut Outputs) {
     if m.to == crate::abi::HOST_ID {
-        // Bounded: past its limit the message is counted as dropped and reported in a
-        // `dropped` event at the end of the tick. Not hashed: when JS drains is not an input.
-        let bytes = m.payload.len();
-        host_outbox.push(m, bytes);
+        // Not hashed: when JS drains is not an input.
+        outputs.host_message(m);
         return;
     }
     let reason = match slots.get_mut((m.to as usize).wrapping_sub(1)) {
@@ -374,28 +331,13 @@ pub fn route(
         },
         None => DeadLetterReason::UnknownRecipient,
     };
-    push_dead(hasher, report, dead, events, tick, reason, m);
+    push_dead(hasher, report, outputs, tick, reason, m);
 }
 
-fn push_dead(
-    hasher: &mut blake3::Hasher,
-    report: &mut TickReport,
-    dead: &mut BoundedQueue<DeadLetter>,
-    events: &mut VecDeque<Event>,
-    tick: u64,
-    reason: DeadLetterReason,
-    message: Message,
-) {
-    // The whole message (header: from, to, seq, kind, priority, length; and payload) is in the
-    // hash, so a replay whose dead letters differ in any of it diverges here.
-    let mut digest = bus::AgentDigest::new();
-    message.hash_into(&mut digest);
-    hasher.update(&[0xDE, reason.tag()]);
-    hasher.update(&digest.digest128().to_le_bytes());
+/// A dead letter of a tick: in the tick hash whether or not the bounded queue keeps it (what
+/// the host has drained is not an input, so it must not change the hash).
+fn push_dead(hasher: &mut TickHasher, report: &mut TickReport, outputs: &mut Outputs, tick: u64, reason: DeadLetterReason, message: Message) {
+    hasher.dead_letter(reason, &message);
     report.dead_letters += 1;
-    events.push_back(Event::DeadLetter { tick, reason, from: message.from, to: message.to, seq: message.seq, kind: message.kind });
-    // The dead letter is hashed above whether or not the bounded queue keeps it: what the
-    // host has drained is not an input, so it must not change the hash.
-    let bytes = message.payload.len();
-    dead.push(DeadLetter { tick, reason, message }, bytes);
+    outputs.dead_letter(tick, reason, message);
 }

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use lockstep_core::runtime::{MAX_DEAD_LETTER_BYTES, MAX_HOST_MESSAGE_BYTES, MAX_MODULES, MAX_PENDING_BYTES, MAX_PHASES};
+use lockstep_core::limits::{MAX_DEAD_LETTER_BYTES, MAX_HOST_MESSAGE_BYTES, MAX_MODULES, MAX_PENDING_BYTES, MAX_PHASES};
 use lockstep_core::{abi, DeadLetterReason, Event, Runtime, RuntimeConfig};
 
 /// An agent whose every step sends `n` messages of `len` bytes to `to` and reports to the

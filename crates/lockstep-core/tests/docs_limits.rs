@@ -2,7 +2,8 @@
 //! the ones the code enforces: change a constant without the docs and this fails.
 
 use lockstep_core::abi;
-use lockstep_core::runtime::*;
+use lockstep_core::limits::*;
+use lockstep_core::RuntimeConfig;
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()

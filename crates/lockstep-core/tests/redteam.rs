@@ -622,7 +622,7 @@ fn what_agent_init_sends_is_bounded_by_the_pending_queue() {
     let mut rt = runtime_on(MemoryAllocator::Slab, 1);
     let m = rt.load_module(module).unwrap();
     let per_spawn = 16 * 65_496;
-    let bound = lockstep_core::runtime::MAX_PENDING_BYTES / per_spawn + 1;
+    let bound = lockstep_core::limits::MAX_PENDING_BYTES / per_spawn + 1;
     let mut spawned = 0;
     let refused = loop {
         match rt.spawn(m) {
@@ -633,7 +633,7 @@ fn what_agent_init_sends_is_bounded_by_the_pending_queue() {
             panic!(
                 "{spawned} spawns queued {} MiB of init messages for the next tick (limit {} MiB)",
                 (spawned * per_spawn) >> 20,
-                lockstep_core::runtime::MAX_PENDING_BYTES >> 20
+                lockstep_core::limits::MAX_PENDING_BYTES >> 20
             );
         }
     };
@@ -722,7 +722,7 @@ fn one_agent_cannot_burn_thousands_of_call_budgets_in_one_tick() {
 /// walked every slot once per dead phase.
 #[test]
 fn a_priority_whose_agents_are_all_gone_frees_its_phase() {
-    use lockstep_core::runtime::MAX_PHASES;
+    use lockstep_core::limits::MAX_PHASES;
     let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, record: false, ..RuntimeConfig::development() }).unwrap();
     let m = rt.load_module(agent("counter")).unwrap();
     for p in 0..MAX_PHASES as i32 {

@@ -140,7 +140,7 @@ fn a_corrupted_outbound_ring_loses_no_host_message() {
 
 #[test]
 fn a_full_outbound_backlog_keeps_host_messages_in_the_host_queue() {
-    use lockstep_core::runtime::MAX_OUTBOUND_BACKLOG_BYTES;
+    use lockstep_core::limits::MAX_OUTBOUND_BACKLOG_BYTES;
     let outbound = OwnedRegion::new(1 << 20);
     ring::init(&outbound.memory(), 1 << 20).unwrap();
     let mut rt =

@@ -1,0 +1,67 @@
+//! What enters the next tick, in one bounded queue: messages from the host (`send`, the
+//! inbound ring, a replay's Send records), what `agent_init`/`agent_shutdown` sent, and
+//! inference answers. The digest of everything that entered between two ticks
+//! (`tick_hash::InputDigest`) lives here too, so nothing can enter without being hashed.
+
+use crate::abi;
+use crate::bus::{AgentId, Message};
+use crate::limits::{MAX_PENDING_BYTES, MAX_PENDING_MESSAGES};
+use crate::ring::Consumer;
+use crate::tick_hash::InputDigest;
+
+pub(crate) struct Inputs {
+    /// Messages routed at the start of the next tick, in the order they entered.
+    messages: Vec<Message>,
+    /// Payload bytes of host messages and of what init/shutdown sent in `messages` (bounded
+    /// by `MAX_PENDING_BYTES`; inference answers are bounded per agent by the ABI instead).
+    bytes: usize,
+    /// Sequence number of the host's next message.
+    host_seq: u64,
+    /// Sequence number of the next inference answer.
+    answer_seq: u64,
+    /// Spawns, kills, shutdowns and faults since the last tick.
+    pub(crate) digest: InputDigest,
+    /// The JS→core ring, when attached: drained at the start of each tick.
+    pub(crate) inbound_ring: Option<Consumer>,
+}
+
+impl Inputs {
+    pub(crate) fn new() -> Self {
+        Self { messages: Vec::new(), bytes: 0, host_seq: 0, answer_seq: 0, digest: InputDigest::new(), inbound_ring: None }
+    }
+
+    /// Whether a host message of `bytes` fits (`MAX_PENDING_MESSAGES`, `MAX_PENDING_BYTES`).
+    pub(crate) fn has_room(&self, bytes: usize) -> bool {
+        self.messages.len() < MAX_PENDING_MESSAGES && self.bytes.saturating_add(bytes) <= MAX_PENDING_BYTES
+    }
+
+    /// A message from the host (id 0). The caller checked `has_room` and recorded it. Not
+    /// hashed here: the recipient's digest covers every host message it is handed (which also
+    /// names that agent on divergence), and a dead letter is hashed by routing.
+    pub(crate) fn host_message(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) {
+        self.bytes += payload.len();
+        self.messages.push(Message { from: abi::HOST_ID, to, seq: self.host_seq, kind, priority, payload });
+        self.host_seq += 1;
+    }
+
+    /// What an agent sent outside a tick (`agent_init`, `agent_shutdown`): folded into the
+    /// next tick's hash and routed at its start, counted against the same limit.
+    pub(crate) fn agent_output(&mut self, mut sent: Vec<Message>) {
+        self.digest.queued_messages(&sent);
+        self.bytes += sent.iter().map(|m| m.payload.len()).sum::<usize>();
+        self.messages.append(&mut sent);
+    }
+
+    /// An inference answer for `agent`, delivered as a message from `abi::INFERENCE_ID` whose
+    /// kind is the request's tag.
+    pub(crate) fn inference_answer(&mut self, agent: AgentId, tag: u32, payload: Vec<u8>) {
+        self.messages.push(Message { from: abi::INFERENCE_ID, to: agent, seq: self.answer_seq, kind: tag, priority: 0, payload });
+        self.answer_seq += 1;
+    }
+
+    /// The messages for the tick that starts now; the queue is empty after.
+    pub(crate) fn take_messages(&mut self) -> Vec<Message> {
+        self.bytes = 0;
+        std::mem::take(&mut self.messages)
+    }
+}

@@ -1,0 +1,39 @@
+//! The host-side limits of a runtime (ARCHITECTURE.md, "Limits"; `tests/docs_limits.rs`
+//! checks that table against these constants). The limits agents see (message size, budgets
+//! per tick, inboxes) are part of the ABI: [`crate::abi`].
+
+/// Most agent ids one runtime assigns over its life (ids are never reused, and each keeps a
+/// small record for `inspect`); past it, spawn fails with `E_AGENT_IDS_EXHAUSTED`.
+pub const MAX_AGENT_IDS: usize = 1 << 22;
+
+/// Limits of the host-side queues (ARCHITECTURE.md, "Limits"). Host messages waiting for the
+/// next tick: past them `send` fails with `E_QUEUE_FULL` and the inbound ring is left unread
+/// (back-pressure on the JS producer).
+pub const MAX_PENDING_MESSAGES: usize = 1 << 20;
+/// Payload bytes of the host messages waiting for the next tick.
+pub const MAX_PENDING_BYTES: usize = 256 << 20;
+/// Messages agents sent to the host, not yet drained; past these they are dropped and counted
+/// (`dropped` event, queue `host_messages`).
+pub const MAX_HOST_MESSAGES: usize = 1 << 20;
+/// Payload bytes of the messages to the host not yet drained.
+pub const MAX_HOST_MESSAGE_BYTES: usize = 256 << 20;
+/// Dead letters not yet drained; past these they are dropped and counted (queue
+/// `dead_letters`): each was still hashed and announced by its `dead_letter` event.
+pub const MAX_DEAD_LETTERS: usize = 1 << 16;
+/// Payload bytes of the dead letters not yet drained.
+pub const MAX_DEAD_LETTER_BYTES: usize = 64 << 20;
+/// Records waiting for room in the outbound ring.
+pub const MAX_OUTBOUND_BACKLOG_RECORDS: usize = 1 << 20;
+/// Payload bytes waiting for room in the outbound ring.
+pub const MAX_OUTBOUND_BACKLOG_BYTES: usize = 256 << 20;
+/// Distinct modules one runtime loads (each is compiled code held for the runtime's life).
+pub const MAX_MODULES: usize = 1_024;
+/// Distinct spawn priorities (each is a phase every tick walks).
+pub const MAX_PHASES: usize = 64;
+
+/// Most records drained from the inbound ring per tick (bounds the work one tick can be
+/// handed; the rest waits in the ring for the next tick).
+pub const MAX_RING_RECORDS_PER_TICK: usize = 1 << 22;
+
+/// Most worker threads a runtime may use (`RuntimeConfig::workers`).
+pub const MAX_WORKERS: usize = 256;

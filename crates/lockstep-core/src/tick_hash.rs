@@ -1,0 +1,212 @@
+//! The hashes of docs/REPLAY.md ("The hashes"), defined here and nowhere else.
+//!
+//! Three layers, each fed in a fixed byte layout:
+//! - the **input digest** (BLAKE3) folds what entered between two ticks: spawns, kills,
+//!   shutdowns, faults in `agent_init`/`agent_shutdown` and what those calls sent;
+//! - the **agent digest** (XXH3-128) of one agent's tick: what it was handed from outside,
+//!   how many messages it received, what it sent and asked, its fault;
+//! - the **tick hash** (BLAKE3) chains the previous tick hash, the tick number, the input
+//!   digest, every active agent's digest and every dead letter, in canonical order.
+//!
+//! Every byte that separates one kind of input from another is a named domain tag below.
+//! The values are part of the log format: changing a tag, a field or its order changes every
+//! hash, so it needs a log version bump (docs/REPLAY.md); `tests/golden_hashes.rs` pins them.
+
+use crate::bus::{AgentId, DeadLetterReason, Message};
+use crate::error::Digest;
+use crate::fault::{Fault, FaultKind};
+use crate::host::InferRequest;
+
+/// Domain tags of the input digest and the tick hash.
+mod tag {
+    /// An agent was spawned: then its id, priority and module hash.
+    pub const SPAWN: &[u8] = b"spawn";
+    /// An agent was killed: then its id.
+    pub const KILL: &[u8] = b"kill";
+    /// An agent was shut down: then its id.
+    pub const SHUTDOWN: &[u8] = b"shutdown";
+    /// `agent_init` or `agent_shutdown` faulted: then the fault kind's tag byte.
+    pub const FAULT: u8 = 0xFA;
+    /// A message was dead-lettered: then the reason's tag byte and the message digest.
+    pub const DEAD_LETTER: u8 = 0xDE;
+}
+
+/// The per-agent, per-tick digest of messages: XXH3-128, about ten times cheaper than BLAKE3
+/// on 100-byte messages (BLAKE3 was 22% of a message-heavy tick). It detects divergence, which
+/// is its job; it is not a defence against a forger (signed modules and logs are). The tick
+/// hash that chains these digests stays BLAKE3.
+type Xxh3 = xxhash_rust::xxh3::Xxh3;
+
+/// Feeds one message, its ABI header (docs/ABI.md) and payload, into an XXH3 digest.
+fn feed_message(h: &mut Xxh3, m: &Message) {
+    let mut header = [0u8; crate::abi::MESSAGE_HEADER_BYTES];
+    m.write_header(&mut header);
+    h.update(&header);
+    h.update(&m.payload);
+}
+
+/// XXH3-128 of one message (header and payload), little-endian.
+fn message_digest(m: &Message) -> [u8; 16] {
+    let mut h = Xxh3::new();
+    feed_message(&mut h, m);
+    h.digest128().to_le_bytes()
+}
+
+/// What entered the runtime since the last tick, folded into the next tick hash.
+pub(crate) struct InputDigest {
+    hasher: blake3::Hasher,
+}
+
+impl InputDigest {
+    pub(crate) fn new() -> Self {
+        Self { hasher: blake3::Hasher::new() }
+    }
+
+    /// SPAWN ‖ id u64 ‖ priority i32 ‖ module hash [32].
+    pub(crate) fn spawn(&mut self, id: AgentId, priority: i32, module: &Digest) {
+        self.hasher.update(tag::SPAWN);
+        self.hasher.update(&id.to_le_bytes());
+        self.hasher.update(&priority.to_le_bytes());
+        self.hasher.update(&module.0);
+    }
+
+    /// KILL ‖ id u64.
+    pub(crate) fn kill(&mut self, id: AgentId) {
+        self.hasher.update(tag::KILL);
+        self.hasher.update(&id.to_le_bytes());
+    }
+
+    /// SHUTDOWN ‖ id u64.
+    pub(crate) fn shutdown(&mut self, id: AgentId) {
+        self.hasher.update(tag::SHUTDOWN);
+        self.hasher.update(&id.to_le_bytes());
+    }
+
+    /// FAULT ‖ kind tag u8: `agent_init` or `agent_shutdown` faulted.
+    pub(crate) fn fault(&mut self, kind: &FaultKind) {
+        self.hasher.update(&[tag::FAULT, kind.tag()]);
+    }
+
+    /// XXH3-128 over the messages (each header and payload) that `agent_init` or
+    /// `agent_shutdown` sent: they are routed at the next tick. Fed even when there are none.
+    pub(crate) fn queued_messages(&mut self, sent: &[Message]) {
+        let mut h = Xxh3::new();
+        for m in sent {
+            feed_message(&mut h, m);
+        }
+        self.hasher.update(&h.digest128().to_le_bytes());
+    }
+
+    /// The digest so far; starts a new one for the next tick.
+    fn take(&mut self) -> [u8; 32] {
+        let digest = *self.hasher.finalize().as_bytes();
+        self.hasher = blake3::Hasher::new();
+        digest
+    }
+}
+
+/// One agent's digest of one tick, built while it runs (phase 1 of the scheduler).
+#[derive(Default)]
+pub(crate) struct AgentTickDigest {
+    /// Host and inference messages it was handed, in delivery order; `None` when none.
+    external: Option<Xxh3>,
+}
+
+impl AgentTickDigest {
+    /// A message from outside the agents (the host or inference): bound to its recipient's
+    /// digest, so a replay that diverges on external input names the agent that received it.
+    /// Agent-to-agent messages are already in their sender's digest.
+    pub(crate) fn external_message(&mut self, m: &Message) {
+        feed_message(self.external.get_or_insert_with(Xxh3::new), m);
+    }
+
+    /// The digest: [external messages] ‖ id u64 ‖ delivered u32 ‖ sent count u64 ‖ each sent
+    /// message ‖ each inference request (model u32, tag u32, input length u64, input) ‖
+    /// [fault kind tag u8 ‖ ABI call u8]. `None` when the agent was handed, received, sent,
+    /// asked and faulted nothing: then it is not in the tick hash at all.
+    pub(crate) fn finish(self, id: AgentId, delivered: u32, sent: &[Message], infer: &[InferRequest], fault: Option<&Fault>) -> Option<[u8; 16]> {
+        if self.external.is_none() && delivered == 0 && sent.is_empty() && infer.is_empty() && fault.is_none() {
+            return None;
+        }
+        let mut h = self.external.unwrap_or_default();
+        h.update(&id.to_le_bytes());
+        h.update(&delivered.to_le_bytes());
+        h.update(&(sent.len() as u64).to_le_bytes());
+        for m in sent {
+            feed_message(&mut h, m);
+        }
+        for r in infer {
+            h.update(&r.model.to_le_bytes());
+            h.update(&r.tag.to_le_bytes());
+            h.update(&(r.input.len() as u64).to_le_bytes());
+            h.update(&r.input);
+        }
+        if let Some(f) = fault {
+            h.update(&[f.kind.tag(), f.call as u8]);
+        }
+        Some(h.digest128().to_le_bytes())
+    }
+}
+
+/// The tick hash: previous tick hash [32] ‖ tick u64 ‖ input digest [32], then in canonical
+/// order each active agent (id u64 ‖ agent digest [16]) and each dead letter (DEAD_LETTER ‖
+/// reason tag u8 ‖ message digest [16]).
+pub(crate) struct TickHasher {
+    hasher: blake3::Hasher,
+}
+
+impl TickHasher {
+    /// Starts tick `tick`'s hash; takes the inputs gathered since the last tick.
+    pub(crate) fn begin(previous: &Digest, tick: u64, inputs: &mut InputDigest) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&previous.0);
+        hasher.update(&tick.to_le_bytes());
+        hasher.update(&inputs.take());
+        Self { hasher }
+    }
+
+    /// An agent active this tick, with its digest.
+    pub(crate) fn agent(&mut self, id: AgentId, digest: &[u8; 16]) {
+        self.hasher.update(&id.to_le_bytes());
+        self.hasher.update(digest);
+    }
+
+    /// A dead letter: the whole message (header and payload) is covered, so a replay whose
+    /// dead letters differ in any of it diverges here.
+    pub(crate) fn dead_letter(&mut self, reason: DeadLetterReason, m: &Message) {
+        self.hasher.update(&[tag::DEAD_LETTER, reason.tag()]);
+        self.hasher.update(&message_digest(m));
+    }
+
+    pub(crate) fn finish(self) -> Digest {
+        Digest(*self.hasher.finalize().as_bytes())
+    }
+}
+
+/// The deep hash: tick hash [32] ‖ for each agent in id order its part, BLAKE3(id u64 ‖ state
+/// name ‖ inbox length u64 ‖ [instance state, `AgentInstance::deep_hash_into`]).
+pub(crate) struct DeepHasher;
+
+impl DeepHasher {
+    /// One agent's part.
+    pub(crate) fn agent(id: AgentId, state: &str, inbox_len: usize, instance: Option<&mut crate::sandbox::AgentInstance>) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(&id.to_le_bytes());
+        h.update(state.as_bytes());
+        h.update(&(inbox_len as u64).to_le_bytes());
+        if let Some(i) = instance {
+            i.deep_hash_into(&mut h);
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// The whole, from the parts in id order.
+    pub(crate) fn whole<'a>(tick_hash: &Digest, parts: impl IntoIterator<Item = &'a [u8; 32]>) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(&tick_hash.0);
+        for p in parts {
+            h.update(p);
+        }
+        Digest(*h.finalize().as_bytes())
+    }
+}
