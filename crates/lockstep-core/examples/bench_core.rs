@@ -4,10 +4,10 @@
 //!
 //! Every figure is measured beside its baseline in the same run: the runtime's tick against
 //! the same agents stepped by a bare loop over wasmtime calls (no routing, hashing, recording).
+//! Only the public API of lockstep-core is used; the floors use wasmtime directly.
 
 use std::time::Instant;
 
-use lockstep_core::sandbox::{AgentModule, Grants, Sandbox, SandboxConfig, StepContext};
 use lockstep_core::{MemoryAllocator, Runtime, RuntimeConfig};
 
 fn agent(name: &str) -> Vec<u8> {
@@ -86,52 +86,65 @@ fn tick_overhead(n: usize, workers: usize, ticks: usize) -> (f64, f64, bool) {
     (median(&mut times), p99(&mut times), parallel)
 }
 
-/// The floor: the same agents stepped by a bare loop of wasmtime calls, one thread.
-fn bare_tick(n: usize, ticks: usize) -> f64 {
-    let sandbox = Sandbox::new(SandboxConfig {
-        fuel_per_call: 10_000_000,
-        memory_limit_bytes: 4 << 20,
-        max_agents: n as u32 + 1,
-        deadline_ms: 1000,
-        allocator: Default::default(),
-    })
-    .unwrap();
-    let grants = Grants::unrestricted(sandbox.config());
-    let module = AgentModule::compile(&sandbox, agent("counter"), grants).unwrap();
-    let mut agents: Vec<_> = (0..n).map(|i| module.instantiate(&sandbox, i as u64 + 1, 0).unwrap()).collect();
-    let mut times = Vec::with_capacity(ticks);
-    for t in 0..ticks as u64 {
-        let start = Instant::now();
-        let ctx = StepContext { tick: t, inbox_len: 0, max_agent_id: n as u64 };
-        for a in agents.iter_mut() {
-            a.begin_tick();
-            a.call_step(&ctx).unwrap();
+/// The floor: instances of the counter agent called straight through wasmtime, each in its
+/// own store with fuel (as agents are), imports stubbed, no lockstep in between.
+struct BareAgents {
+    stores: Vec<(wasmtime::Store<()>, wasmtime::TypedFunc<i32, i32>, i32)>,
+    fuel: bool,
+}
+
+impl BareAgents {
+    fn new(n: usize, fuel: bool) -> Self {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(fuel);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let module = wasmtime::Module::new(&engine, agent("counter")).unwrap();
+        let stores = (0..n)
+            .map(|_| {
+                let mut store = wasmtime::Store::new(&engine, ());
+                let mut linker = wasmtime::Linker::new(&engine);
+                linker.define_unknown_imports_as_default_values(&mut store, &module).unwrap();
+                let instance = linker.instantiate(&mut store, &module).unwrap();
+                let io = instance.get_typed_func::<(), i32>(&mut store, "lockstep_io_buffer").unwrap().call(&mut store, ()).unwrap();
+                let step = instance.get_typed_func::<i32, i32>(&mut store, "agent_step").unwrap();
+                (store, step, io)
+            })
+            .collect();
+        Self { stores, fuel }
+    }
+
+    /// One tick of the floor: every agent's `agent_step`, each with a fresh fuel budget.
+    fn step_all(&mut self) {
+        for (store, step, io) in self.stores.iter_mut() {
+            if self.fuel {
+                store.set_fuel(10_000_000).unwrap();
+            }
+            step.call(&mut *store, *io).unwrap();
         }
+    }
+}
+
+/// The floor of a tick of `n` agents, one thread (microseconds, median).
+fn bare_tick(n: usize, ticks: usize) -> f64 {
+    let mut agents = BareAgents::new(n, true);
+    let mut times = Vec::with_capacity(ticks);
+    for _ in 0..ticks {
+        let start = Instant::now();
+        agents.step_all();
         times.push(start.elapsed().as_secs_f64() * 1e6);
     }
     median(&mut times)
 }
 
-/// Nanoseconds per host→agent call (agent_step of the counter) with fuel on or off.
+/// Nanoseconds per bare wasmtime call of the counter's `agent_step`, fuel on or off: the
+/// floor under the runtime's per-agent cost.
 fn call_overhead(fuel: bool, calls: u64) -> f64 {
-    let sandbox = Sandbox::new(SandboxConfig {
-        fuel_per_call: if fuel { 10_000_000 } else { 0 },
-        memory_limit_bytes: 4 << 20,
-        max_agents: 2,
-        deadline_ms: 1000,
-        allocator: Default::default(),
-    })
-    .unwrap();
-    let grants = Grants::unrestricted(sandbox.config());
-    let module = AgentModule::compile(&sandbox, agent("counter"), grants).unwrap();
-    let mut a = module.instantiate(&sandbox, 1, 0).unwrap();
+    let mut a = BareAgents::new(1, fuel);
     let mut runs = Vec::new();
     for _ in 0..5 {
         let start = Instant::now();
-        for t in 0..calls {
-            // One call per tick, as the scheduler does: each gets a fresh per-tick budget.
-            a.begin_tick();
-            a.call_step(&StepContext { tick: t, inbox_len: 0, max_agent_id: 1 }).unwrap();
+        for _ in 0..calls {
+            a.step_all();
         }
         runs.push(start.elapsed().as_secs_f64() * 1e9 / calls as f64);
     }

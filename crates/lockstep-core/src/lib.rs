@@ -1,32 +1,52 @@
-//! lockstep-core: a deterministic multi-agent runtime.
+//! lockstep-core: a deterministic, replayable multi-agent runtime. Agents are sandboxed
+//! WebAssembly modules on a tick clock; every input is recorded, and a replay verifies every
+//! tick hash. This crate is the engine under the Node.js package; it can be embedded alone
+//! (`examples/embed`).
 //!
-//! Data flow, one module each:
-//! `sandbox` (wasm modules → isolated agent instances) → `scheduler` (one tick: deliver, step,
-//! route) → `bus` (messages, canonical order, dead letters) → `replay_log`/`replay` (everything
-//! that enters is recorded; a replay verifies every tick hash). `runtime` ties them together;
-//! `abi` is the contract with agents (docs/ABI.md).
+//! # Public surface
+//! Everything an embedder needs, and nothing else (the rest is private to the crate):
+//! - the runtime: [`Runtime`], [`RuntimeConfig`], [`ResourcePolicy`], [`MemoryAllocator`],
+//!   what it reports ([`TickReport`], [`AgentInfo`], [`DeepHash`], [`Event`], [`Message`],
+//!   [`DeadLetter`], [`DeadLetterReason`], [`AgentState`], [`Fault`], [`FaultKind`],
+//!   [`AbiCall`], [`AgentId`], [`Digest`]);
+//! - one error type, [`LockstepError`] (with a stable [`LockstepError::code`]), and [`Result`];
+//! - replay: [`replay`], [`replay_trusting`], [`ReplayTrust`], [`ReplayReport`],
+//!   [`Divergence`], [`DivergenceKind`]; the log format itself in [`replay_log`];
+//! - modules: [`abi`] (the agent contract, from the `lockstep-abi` crate), [`limits`] (every
+//!   host-side queue's bound), [`ring`] (shared-memory ring endpoints), [`security`] (signing,
+//!   manifests, keys), [`inference`] (the ONNX Runtime engine), [`logging`] (the bridge from
+//!   `tracing` to an embedder's logger).
+//!
+//! # Inside, one job per module
+//! `admission` (shape, signature, grants) → `sandbox` (compiled modules, isolated instances;
+//! `host`: the imports) → `runtime` (the facade and the tick's path: `inputs` in,
+//! `scheduler` runs the phases, `bus` orders messages, `outputs` out) → `tick_hash` (every
+//! hash of docs/REPLAY.md) → `recorder` (the only writer of the log, through a sink) →
+//! `replay` (feeds a log back through the same input path). ARCHITECTURE.md draws it.
+
+#![warn(missing_docs)]
 
 pub mod abi;
 mod admission;
-pub mod bus;
-pub mod error;
-pub mod event;
-pub mod fault;
-pub mod host;
+mod bus;
+mod error;
+mod event;
+mod fault;
+mod host;
 pub mod inference;
 mod inputs;
 pub mod limits;
 pub mod logging;
 mod module_shape;
 mod outputs;
-pub mod queue;
+mod queue;
 mod recorder;
-pub mod replay;
+mod replay;
 pub mod replay_log;
 pub mod ring;
-pub mod runtime;
-pub mod sandbox;
-pub mod scheduler;
+mod runtime;
+mod sandbox;
+mod scheduler;
 pub mod security;
 #[cfg(target_os = "linux")]
 mod slab_memory;

@@ -58,14 +58,6 @@ impl<T> BoundedQueue<T> {
         self.items.len() < self.max_items && self.bytes.saturating_add(bytes) <= self.max_bytes
     }
 
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
     /// Items refused since the last call.
     pub fn take_dropped(&mut self) -> u64 {
         std::mem::take(&mut self.dropped_recent)

@@ -201,17 +201,8 @@ pub struct Grants {
     pub memory_limit_bytes: u64,
 }
 
-impl Grants {
-    /// Everything the sandbox allows: for modules loaded without admission (tests, benches).
-    pub fn unrestricted(config: &SandboxConfig) -> Self {
-        let all = crate::security::Capabilities::all();
-        Self { capabilities: all.clone(), asked: all, fuel_per_call: config.fuel_per_call, memory_limit_bytes: config.memory_limit_bytes }
-    }
-}
-
 /// A compiled, validated and linked agent module. Cheap to instantiate many times.
 pub struct AgentModule {
-    pub hash: Digest,
     pub bytes: Arc<Vec<u8>>,
     pub grants: Grants,
     pre: InstancePre<AgentHost>,
@@ -237,8 +228,7 @@ impl AgentModule {
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(LockstepError::InvalidModule { reason: "bytes do not start with the wasm magic number \\0asm".into() });
         }
-        crate::module_shape::check(&bytes)?;
-        let hash = Digest(*blake3::hash(&bytes).as_bytes());
+        // Its shape (sizes, counts) was checked by admission, before anything was compiled.
         let module = Module::new(&sandbox.engine, &bytes).map_err(|e| LockstepError::InvalidModule { reason: format!("{e:#}") })?;
         for import in module.imports() {
             let is_func = matches!(import.ty(), ExternType::Func(_));
@@ -273,7 +263,7 @@ impl AgentModule {
         expect_func(&module, abi::EXPORT_RECEIVE, &[I32], &[I32], "func (message_ptr: i32) -> i32")?;
         expect_func(&module, abi::EXPORT_SHUTDOWN, &[], &[I32], "func () -> i32")?;
         let pre = sandbox.linker.instantiate_pre(&module).map_err(|e| LockstepError::InvalidModule { reason: format!("linking: {e:#}") })?;
-        let compiled = Self { hash, bytes: Arc::new(bytes), grants, pre };
+        let compiled = Self { bytes: Arc::new(bytes), grants, pre };
         // Probe once: the ABI version and io buffer are checked at load, not at first spawn.
         compiled.instantiate(sandbox, 0, 0)?;
         Ok(compiled)

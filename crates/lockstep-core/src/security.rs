@@ -308,7 +308,7 @@ fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 /// What the signature covers: the module without its signature section, and the manifest.
-pub fn signing_message(unsigned_module: &[u8], manifest: &[u8]) -> [u8; 32] {
+pub(crate) fn signing_message(unsigned_module: &[u8], manifest: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(DOMAIN);
     h.update(Sha256::digest(unsigned_module));
@@ -436,7 +436,7 @@ pub fn list_imports(module: &[u8]) -> Vec<String> {
 }
 
 /// The capability an import needs, or None for imports every agent has.
-pub fn capability_for_import(name: &str) -> Option<&'static str> {
+pub(crate) fn capability_for_import(name: &str) -> Option<&'static str> {
     match name {
         abi::IMPORT_SEND => Some("send"),
         abi::IMPORT_INFER => Some("infer"),
@@ -448,7 +448,7 @@ pub fn capability_for_import(name: &str) -> Option<&'static str> {
 }
 
 /// Whether `grants` covers the capability an import needs.
-pub fn grants_import(grants: &Capabilities, capability: &str) -> bool {
+pub(crate) fn grants_import(grants: &Capabilities, capability: &str) -> bool {
     match capability {
         "send" => grants.send != SendScope::None,
         "infer" => !grants.infer.is_empty(),

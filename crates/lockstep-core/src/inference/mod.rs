@@ -5,11 +5,11 @@
 //! model bytes into sessions (cached by SHA-256, bounded), picks execution providers with CPU
 //! fallback, and runs `tensor::Tensor`s through them.
 
-pub mod agents;
-pub mod engine;
-pub mod error;
-pub mod library;
-pub mod tensor;
+pub(crate) mod agents;
+mod engine;
+mod error;
+mod library;
+mod tensor;
 
 pub use engine::{EngineOptions, InferenceEngine, ModelInfo, Provider, TensorInfo};
 pub use error::InferenceError;
