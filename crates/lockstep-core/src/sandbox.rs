@@ -16,7 +16,7 @@ use wasmtime::{
 
 use crate::abi;
 use crate::bus::{AgentId, Message};
-use crate::error::{Digest, LockstepError, Result};
+use crate::error::{LockstepError, Result};
 use crate::fault::{AbiCall, Fault, FaultKind};
 use crate::host::{self, AgentHost};
 
