@@ -4,17 +4,25 @@ use std::cmp::Reverse;
 
 use crate::abi;
 
+/// An agent's id: assigned 1, 2, 3... at spawn and never reused. 0 is the host
+/// (`abi::HOST_ID`) and `u64::MAX` the sender of inference answers (`abi::INFERENCE_ID`).
 pub type AgentId = u64;
 
 /// One message between agents, or between an agent and the host (id 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// Sender: an agent, the host (0), or `u64::MAX` for an inference answer.
     pub from: AgentId,
+    /// Recipient: an agent, or the host (0).
     pub to: AgentId,
     /// Per-sender sequence number: the sender's n-th message since it was spawned.
     pub seq: u64,
+    /// User-defined message type, passed through untouched (for an inference answer: the
+    /// request's tag).
     pub kind: u32,
+    /// Delivery priority among the recipient's messages of a tick: higher is delivered first.
     pub priority: i32,
+    /// The message body, at most `abi::MAX_PAYLOAD_BYTES` (65,496) bytes.
     pub payload: Vec<u8>,
 }
 
@@ -61,6 +69,7 @@ pub enum DeadLetterReason {
 }
 
 impl DeadLetterReason {
+    /// The stable snake_case name events and JS use, e.g. `"recipient_inbox_full"`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::RecipientFaulted => "recipient_faulted",
@@ -71,6 +80,7 @@ impl DeadLetterReason {
         }
     }
 
+    /// Stable numeric tag (1..=5) fed into tick hashes.
     pub fn tag(&self) -> u8 {
         match self {
             Self::RecipientFaulted => 1,
@@ -82,10 +92,15 @@ impl DeadLetterReason {
     }
 }
 
+/// A message that could not be delivered, as kept in the dead-letter queue
+/// ([`Runtime::drain_dead_letters`](crate::Runtime::drain_dead_letters)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
+    /// The tick at which it was dead-lettered.
     pub tick: u64,
+    /// Why it could not be delivered.
     pub reason: DeadLetterReason,
+    /// The message itself, payload included.
     pub message: Message,
 }
 

@@ -3,77 +3,200 @@
 
 use std::fmt;
 
+/// Every error the runtime returns. Each message says what went wrong and what to do;
+/// [`LockstepError::code`] is its stable `E_...` code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LockstepError {
+    /// `E_INVALID_CONFIG`: a [`RuntimeConfig`](crate::RuntimeConfig) setting is out of range
+    /// (in a replay: one from the log's Config record).
     #[error("invalid configuration: {reason}")]
-    InvalidConfig { reason: String },
+    InvalidConfig {
+        /// Which setting, and why.
+        reason: String,
+    },
 
+    /// `E_INVALID_MODULE`: the bytes are not a valid agent module (not wasm, or over a module
+    /// limit of docs/ABI.md), or the module or model named is not loaded.
     #[error("not a valid WebAssembly module: {reason}. Build agents for wasm32-unknown-unknown (see docs/ABI.md)")]
-    InvalidModule { reason: String },
+    InvalidModule {
+        /// What is wrong with it.
+        reason: String,
+    },
 
+    /// `E_MISSING_EXPORT`: the module lacks an export the ABI requires, or has it with the
+    /// wrong type (docs/ABI.md, "Exports").
     #[error("agent module lacks the export `{name}` ({expected}). Agents written with lockstep-sdk get it from `export_agent!`; see docs/ABI.md")]
-    MissingExport { name: String, expected: String },
+    MissingExport {
+        /// The export's name.
+        name: String,
+        /// What it must be, e.g. `func () -> i32` or `a memory`.
+        expected: String,
+    },
 
+    /// `E_ABI_MISMATCH`: the module's `lockstep_abi_version` is not this runtime's ABI version.
     #[error("agent module speaks ABI version {found}, this runtime speaks {expected}. Rebuild the agent against a matching lockstep-sdk")]
-    AbiMismatch { found: u32, expected: u32 },
+    AbiMismatch {
+        /// The version the module reports.
+        found: u32,
+        /// The version this runtime speaks (`abi::ABI_VERSION`).
+        expected: u32,
+    },
 
+    /// `E_UNKNOWN_IMPORT`: the module imports something other than the `lockstep` host
+    /// functions of docs/ABI.md.
     #[error("agent module imports `{module}::{name}`, which the runtime does not provide. Only the imports listed in docs/ABI.md exist")]
-    UnknownImport { module: String, name: String },
+    UnknownImport {
+        /// The import's module name.
+        module: String,
+        /// The import's name within that module.
+        name: String,
+    },
 
+    /// `E_INSTANTIATION`: wasmtime could not instantiate the module (or call its ABI-version
+    /// and io-buffer exports).
     #[error("agent module could not be instantiated: {reason}")]
-    Instantiation { reason: String },
+    Instantiation {
+        /// wasmtime's error.
+        reason: String,
+    },
 
+    /// `E_UNKNOWN_AGENT`: no agent was ever assigned this id.
     #[error("no agent with id {id}. Ids come from spawn(); list them with agents()")]
-    UnknownAgent { id: u64 },
+    UnknownAgent {
+        /// The id asked for.
+        id: u64,
+    },
 
+    /// `E_AGENT_NOT_RUNNING`: the agent already stopped, was killed or faulted.
     #[error("agent {id} is {state}, not running; spawn a new agent instead")]
-    AgentNotRunning { id: u64, state: String },
+    AgentNotRunning {
+        /// The agent's id.
+        id: u64,
+        /// Its state's name ([`AgentState::name`](crate::AgentState::name)).
+        state: String,
+    },
 
+    /// `E_MESSAGE_TOO_LARGE`: a payload over the message limit.
     #[error("message payload is {len} bytes; the limit is {max} bytes. Split it, or pass a reference to data held elsewhere")]
-    MessageTooLarge { len: usize, max: usize },
+    MessageTooLarge {
+        /// The payload's size, bytes.
+        len: usize,
+        /// The limit, bytes (`abi::MAX_PAYLOAD_BYTES`).
+        max: usize,
+    },
 
+    /// `E_AGENT_LIMIT`: `max_agents` agents are alive already (stopped, killed and faulted
+    /// agents do not count).
     #[error("the runtime holds its maximum of {max} live agents; stop or kill some, or create it with a larger maxAgents")]
-    AgentLimit { max: u32 },
+    AgentLimit {
+        /// The runtime's `max_agents`.
+        max: u32,
+    },
 
+    /// `E_AGENT_IDS_EXHAUSTED`: the runtime has assigned every id it can over its life.
     #[error("this runtime has assigned its maximum of {max} agent ids over its life (ids are never reused); create a new runtime")]
-    AgentIdsExhausted { max: u64 },
+    AgentIdsExhausted {
+        /// The most ids a runtime assigns (`limits::MAX_AGENT_IDS`).
+        max: u64,
+    },
 
+    /// `E_MODULE_LIMIT`: the runtime holds its maximum of distinct loaded modules.
     #[error("the runtime has loaded its maximum of {max} distinct modules; reuse loaded ones (spawn by module hash)")]
-    ModuleLimit { max: usize },
+    ModuleLimit {
+        /// The limit (`limits::MAX_MODULES`).
+        max: usize,
+    },
 
+    /// `E_PRIORITY_LIMIT`: a spawn would add a distinct priority past the limit.
     #[error("the runtime already uses its maximum of {max} distinct spawn priorities ({phases:?}); spawn with one of those")]
-    PriorityLimit { max: usize, phases: Vec<i32> },
+    PriorityLimit {
+        /// The limit (`limits::MAX_PHASES`).
+        max: usize,
+        /// The priorities in use, highest first.
+        phases: Vec<i32>,
+    },
 
+    /// `E_QUEUE_FULL`: a bounded input queue is full (back-pressure: run a tick, then retry).
     #[error("the queue of {queue} is full ({max_messages} messages or {max_bytes} bytes); run a tick (or drain) and retry")]
-    QueueFull { queue: &'static str, max_messages: usize, max_bytes: usize },
+    QueueFull {
+        /// Which queue, in words.
+        queue: &'static str,
+        /// Its limit, messages.
+        max_messages: usize,
+        /// Its limit, payload bytes.
+        max_bytes: usize,
+    },
 
+    /// `E_RECORDING_MID_SESSION`: recording was asked to start after the first spawn, send or
+    /// tick.
     #[error("recording can only start before the first spawn or message; create the runtime with record: true to capture a whole session")]
     RecordingMidSession,
 
+    /// `E_NOT_RECORDING`: the log was asked for, but the runtime is not recording.
     #[error("this runtime is not recording; create it with record: true or call startRecording() before spawning")]
     NotRecording,
 
+    /// `E_REPLAY_CORRUPT`: the replay log is truncated, damaged, or holds a record no runtime
+    /// could have written.
     #[error("replay log is corrupt at byte {offset}: {reason}")]
-    ReplayCorrupt { offset: u64, reason: String },
+    ReplayCorrupt {
+        /// Byte offset of the offending header or record in the log.
+        offset: u64,
+        /// What is wrong (naming the record and field where known).
+        reason: String,
+    },
 
+    /// `E_REPLAY_VERSION`: the log's format version is not the one this runtime reads.
     #[error("replay log is format version {found}; this runtime reads version {expected}. Replay it with the lockstep release that recorded it, or record the session again with this one")]
-    ReplayVersion { found: u16, expected: u16 },
+    ReplayVersion {
+        /// The log's version.
+        found: u16,
+        /// The version this runtime reads (`replay_log::FORMAT_VERSION`).
+        expected: u16,
+    },
 
+    /// `E_REPLAY_UNTRUSTED`: the log runs a module the caller's [`ReplayTrust`](crate::ReplayTrust)
+    /// does not admit.
     #[error("the replay log runs module {hash}, which this replay does not trust ({reason}). Pass its publisher's key in trustedKeys (or devMode: true for unsigned modules of a devMode session) if you trust the log")]
-    ReplayUntrusted { hash: String, reason: String },
+    ReplayUntrusted {
+        /// The module's BLAKE3 hash, hex.
+        hash: String,
+        /// Why admission refused it.
+        reason: String,
+    },
 
+    /// `E_REPLAY_MISSING_MODULE`: a Spawn record names a module the log does not contain.
     #[error("replay log references module {hash} that it does not contain")]
-    ReplayMissingModule { hash: String },
+    ReplayMissingModule {
+        /// The module's BLAKE3 hash, hex.
+        hash: String,
+    },
 
+    /// `E_IO`: reading or writing a file failed.
     #[error("i/o error on {path}: {reason}")]
-    Io { path: String, reason: String },
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's error.
+        reason: String,
+    },
 
+    /// A module refused at admission (signature, manifest, capabilities, resources); its code
+    /// is the inner error's ([`SecurityError::code`](crate::security::SecurityError::code),
+    /// e.g. `E_UNSIGNED`).
     #[error("module refused: {0}")]
     Security(crate::security::SecurityError),
 
+    /// `E_INVALID_ARGUMENT`: an argument from the embedder is out of range.
     #[error("invalid argument `{name}`: {reason}")]
-    InvalidArgument { name: String, reason: String },
+    InvalidArgument {
+        /// The argument's name.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
 
+    /// `E_CLOSED`: the runtime was closed.
     #[error("this runtime is closed; create a new Runtime")]
     Closed,
 }
@@ -110,6 +233,7 @@ impl LockstepError {
     }
 }
 
+/// `std::result::Result` with [`LockstepError`] as the default error.
 pub type Result<T, E = LockstepError> = std::result::Result<T, E>;
 
 /// A 32-byte BLAKE3 digest, printed as lowercase hex.
@@ -117,6 +241,7 @@ pub type Result<T, E = LockstepError> = std::result::Result<T, E>;
 pub struct Digest(pub [u8; 32]);
 
 impl Digest {
+    /// The digest as 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
         crate::security::hex(&self.0)
     }

@@ -5,13 +5,18 @@ use std::fmt;
 /// The ABI function that was running when a fault happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AbiCall {
+    /// `agent_init`, once at spawn.
     Init,
+    /// `agent_step`, once per tick.
     Step,
+    /// `agent_receive`, once per delivered message.
     Receive,
+    /// `agent_shutdown`, on a graceful shutdown.
     Shutdown,
 }
 
 impl AbiCall {
+    /// The export's name, e.g. `"agent_step"`.
     pub fn export_name(&self) -> &'static str {
         match self {
             Self::Init => crate::abi::EXPORT_INIT,
@@ -22,6 +27,7 @@ impl AbiCall {
     }
 }
 
+/// Why an agent faulted (docs/ABI.md, "Limits and faults").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
     /// A wasm trap: unreachable, out-of-bounds access, division by zero, stack overflow...
@@ -42,6 +48,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// The stable snake_case name events and JS use, e.g. `"fuel_exhausted"`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Trap => "trap",
@@ -73,10 +80,14 @@ impl FaultKind {
     }
 }
 
+/// Why and where an agent stopped running; a fault is terminal for that agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
+    /// What went wrong.
     pub kind: FaultKind,
+    /// The ABI call that was running.
     pub call: AbiCall,
+    /// The tick it happened in (`current_tick()` at the time).
     pub tick: u64,
     /// Human-readable detail: the trap message, the panic message, the bad pointer...
     pub detail: String,
@@ -88,8 +99,10 @@ impl fmt::Display for Fault {
     }
 }
 
+/// Where an agent is in its life: running, or stopped for good in one of three ways.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentState {
+    /// Alive: receives its messages and steps every tick.
     Running,
     /// Stopped by a fault; terminal. Preemptions are faults whose kind `is_preemption()`.
     Faulted(Fault),
@@ -100,6 +113,8 @@ pub enum AgentState {
 }
 
 impl AgentState {
+    /// The state's name as JS shows it: `running`, `preempted` (a fuel or deadline fault),
+    /// `faulted`, `stopped` or `killed`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Running => "running",
@@ -110,6 +125,7 @@ impl AgentState {
         }
     }
 
+    /// Whether the agent is still running (every other state is terminal).
     pub fn is_running(&self) -> bool {
         matches!(self, Self::Running)
     }

@@ -17,11 +17,14 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 /// Most records kept between drains; older ones are dropped and counted.
 pub const MAX_QUEUED_RECORDS: usize = 10_000;
 
+/// One `tracing` record kept for the embedder (see [`drain`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
     /// 1 error, 2 warn, 3 info, 4 debug, 5 trace.
     pub level: u8,
+    /// The `tracing` target, e.g. `lockstep::runtime`.
     pub target: String,
+    /// The message, followed by the record's other fields as ` name=value`.
     pub message: String,
 }
 
@@ -41,6 +44,8 @@ fn level_number(l: &Level) -> u8 {
     }
 }
 
+/// A level name (`off`, `error`, `warn`, `info`, `debug`, `trace`) as the number [`install`]
+/// takes (0 = off, 1 error ... 5 trace); `None` for any other name.
 pub fn parse_level(name: &str) -> Option<u8> {
     Some(match name {
         "off" => 0,

@@ -6,28 +6,42 @@ use crate::error::{Digest, LockstepError, Result};
 use crate::replay_log::{tail_digest, LogReader, Record};
 use crate::runtime::{Runtime, RuntimeConfig};
 
+/// Which check of a replay disagreed with the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DivergenceKind {
+    /// A tick's hash differs from its TickEnd record.
     TickHash,
+    /// A deep hash differs from its Checkpoint record.
     DeepHash,
+    /// A spawn got another agent id than its Spawn record (`agent` is the recorded id; both
+    /// digests are zero).
     SpawnId,
 }
 
 /// The first point where the replay disagreed with the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Divergence {
+    /// Which check disagreed.
     pub kind: DivergenceKind,
+    /// The tick of the record that disagreed.
     pub tick: u64,
     /// The first agent (lowest id) whose part differed, when the log lets us tell.
     pub agent: Option<AgentId>,
+    /// The recorded hash.
     pub expected: Digest,
+    /// The hash the replay computed.
     pub actual: Digest,
 }
 
+/// What a replay verified. No `divergence` and `complete`: the whole recorded session replays
+/// exactly; no `divergence` alone: the part of it in the log does.
 #[derive(Debug, Clone)]
 pub struct ReplayReport {
+    /// Ticks whose hash matched their TickEnd record.
     pub ticks_verified: u64,
+    /// Checkpoints whose deep hash matched their Checkpoint record.
     pub checkpoints_verified: u64,
+    /// The replay's state hash where it stopped: the hash of the last tick it ran.
     pub final_hash: Digest,
     /// The first divergence, if any: `None` means everything verified agreed.
     pub divergence: Option<Divergence>,

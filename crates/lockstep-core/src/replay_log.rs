@@ -19,8 +19,12 @@
 use crate::bus::AgentId;
 use crate::error::{Digest, LockstepError, Result};
 
+/// The first 8 bytes of every log.
 pub const MAGIC: &[u8; 8] = b"LOCKSTEP";
+/// The format version this runtime writes and reads; a log of another version is
+/// `E_REPLAY_VERSION`.
 pub const FORMAT_VERSION: u16 = 2;
+/// Size of the file header: magic, version, flags, CRC-32.
 pub const HEADER_BYTES: usize = 16;
 /// Largest record body written or accepted: bounds the allocation a corrupt length can cause.
 pub const MAX_RECORD_BYTES: usize = 256 << 20;
@@ -33,82 +37,133 @@ pub type InferAnswer = (AgentId, u32, Vec<u8>);
 /// Configuration that decides a session's outcome (worker count does not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
+    /// Seed of every agent's random stream.
     pub seed: u64,
+    /// Fuel per ABI call; 0 = metering off.
     pub fuel_per_call: u64,
+    /// Cap on each agent's linear memory, bytes.
     pub memory_limit_bytes: u64,
+    /// Most agents alive at once.
     pub max_agents: u32,
+    /// Wall-clock backstop per ABI call, milliseconds.
     pub deadline_ms: u64,
+    /// Ticks between recorded deep hashes; 0 = none.
     pub checkpoint_interval_ticks: u64,
     /// Admission settings, so a replay verifies modules as the session did.
     pub trusted_keys: Vec<[u8; 32]>,
+    /// Development mode: unsigned modules were admitted.
     pub dev_mode: bool,
+    /// The operator policy (`RuntimeConfig::policy`, a [`Capabilities`](crate::security::Capabilities)) as JSON.
     pub policy_json: String,
+    /// `true`: `ResourcePolicy::Clamp`; `false`: `ResourcePolicy::Refuse`.
     pub resource_clamp: bool,
 }
 
+/// One record of a log, in the order things happened (docs/REPLAY.md gives each one's tag and
+/// body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
+    /// The session's settings: the first record, and the only Config record.
     Config(SessionConfig),
+    /// A module's bytes, written once, before its first spawn.
     Module {
+        /// BLAKE3 of `bytes`.
         hash: Digest,
+        /// The module as loaded.
         bytes: Vec<u8>,
     },
+    /// An agent was spawned.
     Spawn {
+        /// The runtime's current tick when it happened.
         tick: u64,
+        /// BLAKE3 hash of its module.
         module: Digest,
+        /// The id it was assigned.
         agent: AgentId,
+        /// Its spawn priority.
         priority: i32,
     },
+    /// A message from the host (`send` or the inbound ring).
     Send {
+        /// The runtime's current tick when it happened.
         tick: u64,
+        /// Recipient.
         to: AgentId,
+        /// User-defined kind.
         kind: u32,
+        /// Delivery priority.
         priority: i32,
+        /// The message body.
         payload: Vec<u8>,
     },
+    /// An agent was killed.
     Kill {
+        /// The runtime's current tick when it happened.
         tick: u64,
+        /// The agent.
         agent: AgentId,
     },
+    /// An agent was shut down.
     Shutdown {
+        /// The runtime's current tick when it happened.
         tick: u64,
+        /// The agent.
         agent: AgentId,
     },
+    /// A tick ran: a replay runs one here and compares.
     TickEnd {
+        /// The tick's number.
         tick: u64,
+        /// Its tick hash.
         hash: Digest,
+        /// (agent id, first 8 bytes of its tick digest) for each agent active in the tick, id order.
         agents: Vec<(AgentId, [u8; 8])>,
     },
+    /// A deep hash, every `checkpoint_interval_ticks` and on `Runtime::checkpoint`.
     Checkpoint {
+        /// Ticks run when it was taken.
         tick: u64,
+        /// The deep hash.
         hash: Digest,
+        /// (agent id, first 8 bytes of that agent's part) for every agent, id order.
         agents: Vec<(AgentId, [u8; 8])>,
     },
     /// A model made available to agents as table entry `slot` (its SHA-256 id).
     AgentModel {
+        /// The `infer` import's `model` argument for it: 0, 1, 2... in registration order.
         slot: u32,
+        /// The model's id: SHA-256 of its bytes, 64 lowercase hex digits.
         id: String,
     },
     /// Inference results computed at the end of `tick`, delivered at the next tick: recorded
     /// so a replay is exact even where inference is not bit-reproducible (GPUs).
     InferResults {
+        /// The tick whose requests they answer.
         tick: u64,
+        /// The answers, ordered by agent id.
         results: Vec<InferAnswer>,
     },
     /// The end of the log (written by `stop_recording` and on every `replay_log` snapshot):
     /// ticks run, records before this one, the byte offset of this record, the final hash,
     /// and `tail`: [`tail_digest`] of the parts of the log no tick hash covers.
     End {
+        /// Ticks run.
         ticks: u64,
+        /// Records before this one, the Config record included.
         records: u64,
+        /// This record's byte offset in the log.
         bytes: u64,
+        /// The final tick hash.
         hash: Digest,
+        /// BLAKE3 of the Config record and the records after the last TickEnd.
         tail: Digest,
     },
     /// In place of a record the writer could not write because its body would exceed
     /// [`MAX_RECORD_BYTES`]: the record's tag and body length. A replay stops here.
     Gap {
+        /// The tag of the record left out.
         tag: u8,
+        /// Its body length, bytes.
         len: u64,
     },
 }
@@ -126,6 +181,7 @@ const TAG_INFER_RESULTS: u8 = 10;
 const TAG_END: u8 = 11;
 const TAG_GAP: u8 = 12;
 
+/// Appends the 16-byte file header (magic, `FORMAT_VERSION`, flags 0, CRC-32) to `out`.
 pub fn write_header(out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(MAGIC);
@@ -253,6 +309,8 @@ impl Record {
 }
 
 impl Record {
+    /// Appends this record, framed (tag, length, body, CRC-32), to `out`; a body over
+    /// [`MAX_RECORD_BYTES`] is written as a [`Record::Gap`] instead.
     pub fn encode(&self, out: &mut Vec<u8>) {
         if let Record::Send { tick, to, kind, priority, payload } = self {
             return encode_send(out, *tick, *to, *kind, *priority, payload);
@@ -422,6 +480,8 @@ pub struct LogReader<'a> {
 }
 
 impl<'a> LogReader<'a> {
+    /// A reader over a whole log. Checks the header first: a short or damaged one is
+    /// `E_REPLAY_CORRUPT`, another format version `E_REPLAY_VERSION`.
     pub fn new(bytes: &'a [u8]) -> Result<Self> {
         if bytes.len() < HEADER_BYTES {
             return Err(LockstepError::ReplayCorrupt { offset: 0, reason: format!("{} bytes is shorter than the 16-byte header", bytes.len()) });

@@ -24,6 +24,9 @@ use crate::scheduler::{self, AgentSlot, TickReport};
 use crate::security::Capabilities;
 use crate::tick_hash::{DeepHasher, TickHasher};
 
+/// How a [`Runtime`] runs: limits, the seed, recording and admission. `default()` admits only
+/// modules signed by one of `trusted_keys` (none by default); [`RuntimeConfig::development`]
+/// also admits unsigned ones.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Worker threads for stepping agents; 1 = everything on the calling thread.
@@ -62,6 +65,8 @@ pub struct RuntimeConfig {
     pub resource_policy: ResourcePolicy,
 }
 
+/// What admission does when a manifest's `resources` ask for more fuel or memory than the
+/// runtime allows (docs/SECURITY.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResourcePolicy {
     /// Grant the runtime's limit instead (the agent runs with less than it asked).
@@ -100,6 +105,8 @@ impl RuntimeConfig {
         Self { dev_mode: true, ..Self::default() }
     }
 
+    /// The settings that decide a session's outcome, as the replay log's Config record keeps
+    /// them (not workers, allocator or the host-side queue limits).
     pub fn session(&self) -> SessionConfig {
         SessionConfig {
             seed: self.seed,
@@ -119,25 +126,40 @@ impl RuntimeConfig {
 /// A snapshot of one agent for `inspect`.
 #[derive(Debug, Clone)]
 pub struct AgentInfo {
+    /// The agent's id.
     pub id: AgentId,
+    /// BLAKE3 hash of the module it runs.
     pub module: Digest,
+    /// Running, or how it stopped.
     pub state: AgentState,
+    /// `agent_step` calls so far.
     pub steps: u64,
+    /// Messages delivered to its `agent_receive` so far.
     pub messages_received: u64,
+    /// Messages it sent so far (from `agent_init`, ticks and `agent_shutdown`).
     pub messages_sent: u64,
+    /// Messages waiting in its inbox for its next tick.
     pub inbox_len: usize,
+    /// Current size of its linear memory, bytes; 0 once it stopped (the memory is released).
     pub memory_bytes: usize,
+    /// Fuel it burned over its life; 0 once it stopped.
     pub fuel_consumed: u64,
 }
 
 /// The result of a deep hash: the whole and each agent's part.
 #[derive(Debug, Clone)]
 pub struct DeepHash {
+    /// Ticks run when it was taken (`current_tick()`).
     pub tick: u64,
+    /// BLAKE3 over the last tick hash and every agent's part (docs/REPLAY.md, "Deep hash").
     pub hash: Digest,
+    /// (agent id, first 8 bytes of that agent's part) for every agent ever spawned, id order.
     pub agents: Vec<(AgentId, [u8; 8])>,
 }
 
+/// The engine: owns the agents, the tick clock, the queues and the recorder, and is the only
+/// way input enters a session (loads, spawns, messages, shutdowns, kills, ticks), each
+/// recorded when recording.
 pub struct Runtime {
     config: RuntimeConfig,
     sandbox: Sandbox,
@@ -191,6 +213,9 @@ fn fit_answer(payload: Vec<u8>) -> Vec<u8> {
 }
 
 impl Runtime {
+    /// Creates a runtime, recording from the start if `config.record`. A setting out of range
+    /// (`workers` outside 1..=`limits::MAX_WORKERS`, `max_agents` 0 or over
+    /// `limits::MAX_AGENT_IDS`, `deadline_ms` 0...) is `E_INVALID_CONFIG`.
     pub fn new(config: RuntimeConfig) -> Result<Self> {
         if config.max_agents as usize > MAX_AGENT_IDS {
             return Err(LockstepError::InvalidConfig {
@@ -248,6 +273,7 @@ impl Runtime {
         Ok(rt)
     }
 
+    /// The configuration it was created with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
     }
@@ -827,6 +853,7 @@ impl Runtime {
 
     // ----- reading results -------------------------------------------------------------------
 
+    /// A snapshot of one agent, running or not; `E_UNKNOWN_AGENT` for an id never assigned.
     pub fn inspect(&self, id: AgentId) -> Result<AgentInfo> {
         let s = self.slot(id)?;
         Ok(AgentInfo {
@@ -842,22 +869,30 @@ impl Runtime {
         })
     }
 
+    /// Every id assigned so far, ascending (stopped, killed and faulted agents included).
     pub fn agent_ids(&self) -> Vec<AgentId> {
         self.slots.iter().map(|s| s.id).collect()
     }
 
+    /// Agents spawned so far, running or not: the highest id assigned.
     pub fn agent_count(&self) -> usize {
         self.slots.len()
     }
 
+    /// Takes the events not yet drained, oldest first (the newest `max_events`; older ones
+    /// were dropped and counted in `events_dropped`).
     pub fn drain_events(&mut self) -> Vec<Event> {
         self.outputs.events.drain(..).collect()
     }
 
+    /// Events dropped over the runtime's life because more than `max_events` waited undrained.
     pub fn events_dropped(&self) -> u64 {
         self.outputs.events_dropped()
     }
 
+    /// Takes the dead letters not yet drained, oldest first. The queue holds at most
+    /// `limits::MAX_DEAD_LETTERS` (64 MiB of payload); past it they are dropped and counted in
+    /// a `Dropped` event.
     pub fn drain_dead_letters(&mut self) -> Vec<DeadLetter> {
         self.outputs.dead_letters.drain_all()
     }

@@ -147,19 +147,31 @@ impl AgentSlot {
 /// What a tick produced, for the caller and the replay log.
 #[derive(Debug, Clone, Default)]
 pub struct TickReport {
+    /// The tick's number (0, 1, 2...).
     pub tick: u64,
+    /// The tick hash, chained over every tick so far (docs/REPLAY.md).
     pub hash: Digest,
+    /// Agents running when the tick started.
     pub agents_stepped: u32,
+    /// Messages delivered to `agent_receive` calls.
     pub messages_delivered: u64,
+    /// Messages agents sent in the tick, routed to an inbox, the host or the dead-letter queue.
     pub messages_routed: u64,
+    /// Messages dead-lettered in the tick (host messages included).
     pub dead_letters: u64,
+    /// Agents that faulted in the tick.
     pub faults: u32,
+    /// Fuel all agents burned in the tick.
     pub fuel: u64,
+    /// Whether agents ran on the worker pool: `workers` > 1 and at least `PARALLEL_MIN_AGENTS`
+    /// (64) running agents or `PARALLEL_MIN_FUEL` (2,000,000) fuel burned the tick before.
     pub parallel: bool,
     /// (agent id, first 8 bytes of its digest) for every agent active this tick, id order.
     pub agent_digests: Vec<(AgentId, [u8; 8])>,
     /// Inference requests agents made this tick, and the ONNX Runtime calls that served them.
     pub inference_requests: u64,
+    /// ONNX Runtime calls that served them (fewer than the requests when batched). Both are 0
+    /// in a replay, whose answers come from the log.
     pub inference_calls: u64,
 }
 
@@ -199,6 +211,7 @@ fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, ph
 }
 
 impl TickReport {
+    /// An empty report for `tick`, for the runtime to fill in.
     pub fn new(tick: u64) -> Self {
         Self { tick, ..Default::default() }
     }

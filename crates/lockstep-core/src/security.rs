@@ -14,7 +14,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::abi;
 
+/// Name of the custom section holding the manifest (JSON).
 pub const MANIFEST_SECTION: &str = "lockstep.manifest";
+/// Name of the custom section holding the publisher's key and ed25519 signature.
 pub const SIGNATURE_SECTION: &str = "lockstep.signature";
 /// Largest manifest accepted, bytes: bounds what a hostile module can make us parse.
 pub const MAX_MANIFEST_BYTES: usize = 16 * 1024;
@@ -23,35 +25,93 @@ const SIGNATURE_VERSION: u8 = 1;
 const SIGNATURE_BYTES: usize = 4 + 1 + 32 + 64;
 const DOMAIN: &[u8] = b"lockstep-module-signature-v1\0";
 
+/// Why admission refused a module (docs/SECURITY.md); [`SecurityError::code`] is its `E_...`
+/// code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecurityError {
+    /// `E_UNSIGNED`: no signature section, and the runtime is not in development mode.
     #[error("the module is not signed; sign it with `npx lockstep sign`, or create the runtime with devMode: true (development only)")]
     Unsigned,
+    /// `E_UNTRUSTED_KEY`: signed by a key not in the runtime's trusted keys.
     #[error("the module is signed by key {key}, which this runtime does not trust; add it to trustedKeys if you trust its publisher")]
-    UntrustedKey { key: String },
+    UntrustedKey {
+        /// The publisher's public key, hex.
+        key: String,
+    },
+    /// `E_BAD_SIGNATURE`: the signature does not verify: the module or its manifest changed
+    /// after signing.
     #[error("the signature does not match the module: it was modified after signing (or signed for other bytes). Re-sign it")]
     BadSignature,
+    /// `E_BAD_SIGNATURE`: the signature section is not `LSIG`, version 1, key, signature.
     #[error("malformed signature section: {reason}")]
-    MalformedSignature { reason: String },
+    MalformedSignature {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `E_DUPLICATE_SECTION`: more than one manifest or signature section.
     #[error("the module has {count} `{name}` sections; exactly one is allowed")]
-    DuplicateSection { name: String, count: usize },
+    DuplicateSection {
+        /// The section's name.
+        name: String,
+        /// How many the module has.
+        count: usize,
+    },
+    /// `E_BAD_MANIFEST`: signed, but without a manifest section.
     #[error("the module is signed but has no `lockstep.manifest` section; sign it with a manifest")]
     MissingManifest,
+    /// `E_BAD_MANIFEST`: the manifest is over [`MAX_MANIFEST_BYTES`].
     #[error("the manifest is {len} bytes; the limit is {max}")]
-    ManifestTooLarge { len: usize, max: usize },
+    ManifestTooLarge {
+        /// Its size, bytes.
+        len: usize,
+        /// The limit, bytes.
+        max: usize,
+    },
+    /// `E_BAD_MANIFEST`: the manifest does not parse, has unknown fields, or breaks a rule of
+    /// [`Manifest::parse`].
     #[error("invalid manifest: {reason}. See docs/SECURITY.md for the schema")]
-    BadManifest { reason: String },
+    BadManifest {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `E_UNDECLARED_IMPORT`: the module imports a host function whose capability it was not
+    /// granted.
     #[error("the module imports `{import}`, which needs capability `{capability}`: {why}")]
-    UndeclaredImport { import: String, capability: String, why: String },
+    UndeclaredImport {
+        /// The import, as `module::name`.
+        import: String,
+        /// The capability it needs, e.g. `send`.
+        capability: String,
+        /// Whether the manifest does not declare it or the policy does not grant it.
+        why: String,
+    },
+    /// `E_RESOURCE_LIMIT`: the manifest asks for more fuel or memory than the runtime allows,
+    /// and the resource policy is `Refuse`.
     #[error("the manifest asks for {what} = {asked}, above this runtime's limit of {limit}")]
-    ResourceOverLimit { what: String, asked: u64, limit: u64 },
+    ResourceOverLimit {
+        /// The manifest field, e.g. `resources.fuelPerCall`.
+        what: String,
+        /// The value asked for.
+        asked: u64,
+        /// The runtime's limit.
+        limit: u64,
+    },
+    /// `E_INVALID_MODULE`: the module's sections cannot be read (no wasm header, truncated).
     #[error("malformed wasm module: {reason}")]
-    Malformed { reason: String },
+    Malformed {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `E_BAD_KEY`: a key is not 64 hex digits.
     #[error("invalid key: {reason}")]
-    BadKey { reason: String },
+    BadKey {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl SecurityError {
+    /// Stable machine-readable code, shown to JS as `error.code` (some variants share one).
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unsigned => "E_UNSIGNED",
@@ -74,6 +134,7 @@ type Result<T, E = SecurityError> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SendScope {
+    /// No one (the default): a module that imports `send` is refused.
     #[default]
     None,
     /// Only the host (id 0).
@@ -85,6 +146,7 @@ pub enum SendScope {
 }
 
 impl SendScope {
+    /// Whether a message to `to` (0 = the host) is within this scope.
     pub fn allows(&self, to: u64) -> bool {
         match self {
             Self::None => false,
@@ -105,27 +167,35 @@ impl SendScope {
     }
 }
 
+/// What an agent may do: a manifest's request, the operator's policy, or what is granted (the
+/// [`meet`](Capabilities::meet) of both). Everything is off by default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Capabilities {
+    /// Whom it may send to (the `send` import).
     #[serde(default)]
     pub send: SendScope,
     /// Model ids (SHA-256 hex) the agent may run, or "*" for any registered model.
     #[serde(default)]
     pub infer: Vec<String>,
+    /// May use the `log` import.
     #[serde(default)]
     pub log: bool,
+    /// May use the `random_u64` import.
     #[serde(default)]
     pub random: bool,
+    /// May use the `tick` import.
     #[serde(default)]
     pub clock: bool,
 }
 
 impl Capabilities {
+    /// Every capability: send to anyone, any model, log, random, clock (the default policy).
     pub fn all() -> Self {
         Self { send: SendScope::Any, infer: vec!["*".into()], log: true, random: true, clock: true }
     }
 
+    /// Whether it may run the model with this id (always, with `"*"`).
     pub fn may_infer(&self, model_id: &str) -> bool {
         self.infer.iter().any(|m| m == "*" || m == model_id)
     }
@@ -174,26 +244,39 @@ impl Capabilities {
     }
 }
 
+/// Resources a manifest asks for; `None` takes the runtime's value. Above the runtime's limits a
+/// request is clamped or refused (`ResourcePolicy`); below, it is honoured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Resources {
+    /// Fuel per ABI call (JSON `fuelPerCall`).
     pub fuel_per_call: Option<u64>,
+    /// Cap on the agent's linear memory, bytes (JSON `memoryBytes`).
     pub memory_bytes: Option<u64>,
 }
 
+/// The JSON of a module's `lockstep.manifest` section (docs/SECURITY.md); unknown fields are
+/// errors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Manifest {
+    /// The module's name, 1..=128 bytes.
     pub name: String,
+    /// Its version, at most 64 bytes.
     pub version: String,
+    /// The ABI version it speaks: must be this runtime's.
     pub abi: u32,
+    /// What it asks to do (nothing by default).
     #[serde(default)]
     pub capabilities: Capabilities,
+    /// Fuel and memory it asks for (by default the runtime's).
     #[serde(default)]
     pub resources: Resources,
 }
 
 impl Manifest {
+    /// Parses and checks a manifest: at most [`MAX_MANIFEST_BYTES`], name 1..=128 bytes,
+    /// version at most 64, this runtime's ABI, at most 256 models in `capabilities.infer`.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(SecurityError::ManifestTooLarge { len: bytes.len(), max: MAX_MANIFEST_BYTES });
@@ -214,7 +297,9 @@ impl Manifest {
 
 /// A module split into its parts: where the custom sections we care about are.
 pub struct Sections<'a> {
+    /// The manifest section's payload, if any.
     pub manifest: Option<&'a [u8]>,
+    /// The signature section's payload, if any.
     pub signature: Option<&'a [u8]>,
     /// The module bytes without any `lockstep.signature` section.
     pub unsigned: Vec<u8>,
@@ -327,6 +412,8 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Parses a 32-byte key (public, or secret for [`sign`]): 64 hex digits, either case,
+/// surrounding whitespace ignored; anything else is `E_BAD_KEY`.
 pub fn parse_key(hex_key: &str) -> Result<[u8; 32]> {
     let s = hex_key.trim();
     // Checked on bytes, never by slicing the str: a non-ASCII character is not a hex digit, and
@@ -395,6 +482,7 @@ pub fn parse_signature(payload: &[u8]) -> Result<([u8; 32], [u8; 64])> {
 /// The result of checking a module against a trust store.
 #[derive(Debug, Clone)]
 pub struct Admission {
+    /// The parsed manifest, if the module has one.
     pub manifest: Option<Manifest>,
     /// The publisher key, when signed.
     pub publisher: Option<[u8; 32]>,

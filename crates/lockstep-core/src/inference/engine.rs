@@ -16,14 +16,20 @@ use super::tensor::{shape_string, ElementType, Tensor, TensorView};
 /// Execution providers a model may ask for. CPU is always available and always last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Provider {
+    /// NVIDIA CUDA.
     Cuda,
+    /// NVIDIA TensorRT.
     TensorRt,
+    /// DirectML (Windows only).
     DirectMl,
+    /// Core ML (macOS only).
     CoreMl,
+    /// ONNX Runtime's CPU provider: always available.
     Cpu,
 }
 
 impl Provider {
+    /// The provider's lowercase name, e.g. `"cuda"`, as [`Provider::parse`] reads it.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Cuda => "cuda",
@@ -34,6 +40,8 @@ impl Provider {
         }
     }
 
+    /// The provider with this name, in any case (`cuda`, `tensorrt`, `directml`, `coreml`,
+    /// `cpu`); `None` for any other name.
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name.to_ascii_lowercase().as_str() {
             "cuda" => Self::Cuda,
@@ -65,6 +73,8 @@ impl Provider {
     }
 }
 
+/// How an [`InferenceEngine`] finds ONNX Runtime and keeps models. `default()`: 16 models of
+/// at most 256 MiB, CPU only, deterministic, the library searched from the current directory.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Most models kept loaded; the least recently used is evicted beyond it.
@@ -95,20 +105,27 @@ impl Default for EngineOptions {
     }
 }
 
+/// One input or output of a model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorInfo {
+    /// Its name in the model.
     pub name: String,
+    /// Its element type's name (`float32`, `int64`...; another type by its `ort` debug name).
     pub dtype: String,
     /// -1 for a dynamic dimension.
     pub shape: Vec<i64>,
 }
 
+/// What a loaded model is: its id, size, inputs, outputs and provider.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
     /// SHA-256 of the model bytes (hex): the model's identity and version.
     pub id: String,
+    /// Size of the model, bytes.
     pub bytes: usize,
+    /// Its inputs, in the model's order.
     pub inputs: Vec<TensorInfo>,
+    /// Its outputs, in the model's order.
     pub outputs: Vec<TensorInfo>,
     /// The provider that serves this model.
     pub provider: Provider,
@@ -126,6 +143,10 @@ struct LoadedModel {
     bytes: Arc<Vec<u8>>,
 }
 
+/// Loads ONNX models and runs them through ONNX Runtime. Models are identified by the SHA-256
+/// of their bytes and kept in a bounded cache (least recently used evicted); each runs on the
+/// first requested provider that works, else on CPU. Thread-safe: the embedder shares one with
+/// its runtimes (`Runtime::set_inference_engine`).
 pub struct InferenceEngine {
     options: EngineOptions,
     library: PathBuf,
@@ -173,6 +194,8 @@ fn build_session(bytes: &[u8], provider: Provider, deterministic: bool) -> Resul
 }
 
 impl InferenceEngine {
+    /// Loads libonnxruntime (once per process: `E_ORT_NOT_FOUND` or `E_ORT_LOAD` if it cannot)
+    /// and creates an engine with no models.
     pub fn new(options: EngineOptions) -> Result<Self, InferenceError> {
         let library = library::ensure_loaded(options.library_path.as_deref(), &options.search_roots)?;
         Ok(Self { options, library, models: Mutex::new(BTreeMap::new()), clock: Default::default() })
@@ -249,15 +272,18 @@ impl InferenceEngine {
         Ok(entry.0.clone())
     }
 
+    /// Drops a model from the cache; whether it was loaded.
     pub fn unload(&self, id: &str) -> bool {
         self.models.lock().unwrap_or_else(|p| p.into_inner()).remove(id).is_some()
     }
 
+    /// Every loaded model, in id order.
     pub fn list(&self) -> Vec<ModelInfo> {
         let models = self.models.lock().unwrap_or_else(|p| p.into_inner());
         models.values().map(|(m, _)| (**m.info.lock().unwrap_or_else(|p| p.into_inner())).clone()).collect()
     }
 
+    /// A loaded model's description (a use, for eviction); `E_UNKNOWN_MODEL` if it is not loaded.
     pub fn info(&self, id: &str) -> Result<ModelInfo, InferenceError> {
         Ok((*self.info_shared(id)?).clone())
     }

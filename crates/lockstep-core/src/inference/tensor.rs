@@ -3,18 +3,27 @@
 
 use super::error::InferenceError;
 
+/// A tensor's element type: those JS typed arrays carry, plus bool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElementType {
+    /// `float32`.
     F32,
+    /// `float64`.
     F64,
+    /// `int32`.
     I32,
+    /// `int64`.
     I64,
+    /// `uint8`.
     U8,
+    /// `int8`.
     I8,
+    /// `bool`: one byte per element, 0 = false.
     Bool,
 }
 
 impl ElementType {
+    /// The type's name, e.g. `"float32"`, as JS and [`TensorInfo`](crate::inference::TensorInfo) give it.
     pub fn name(&self) -> &'static str {
         match self {
             Self::F32 => "float32",
@@ -27,6 +36,8 @@ impl ElementType {
         }
     }
 
+    /// The type with this name (`float32`, `float64`, `int32`, `int64`, `uint8`, `int8`,
+    /// `bool`); `E_UNSUPPORTED_TYPE` for any other.
     pub fn parse(name: &str) -> Result<Self, InferenceError> {
         Ok(match name {
             "float32" => Self::F32,
@@ -40,6 +51,7 @@ impl ElementType {
         })
     }
 
+    /// Bytes per element.
     pub fn size_bytes(&self) -> usize {
         match self {
             Self::F64 | Self::I64 => 8,
@@ -48,6 +60,7 @@ impl ElementType {
         }
     }
 
+    /// The element type of an ONNX Runtime tensor type; `E_UNSUPPORTED_TYPE` for the others.
     pub fn from_ort(t: ort::value::TensorElementType) -> Result<Self, InferenceError> {
         use ort::value::TensorElementType as T;
         Ok(match t {
@@ -74,8 +87,11 @@ macro_rules! to_ort {
 /// ONNX Runtime without a copy when aligned for its element type.
 #[derive(Debug, Clone, Copy)]
 pub struct TensorView<'a> {
+    /// Element type.
     pub dtype: ElementType,
+    /// Dimensions.
     pub shape: &'a [i64],
+    /// Little-endian element bytes.
     pub data: &'a [u8],
 }
 
@@ -116,6 +132,8 @@ impl<'a> TensorView<'a> {
         Ok(())
     }
 
+    /// The view as an ONNX Runtime session input: zero-copy when `data` is aligned for the
+    /// element type, else copied once (bool is always copied).
     pub fn to_ort(&self) -> Result<ort::session::SessionInputValue<'a>, InferenceError> {
         let (shape, d) = (self.shape, self.data);
         let v = match self.dtype {
@@ -134,9 +152,12 @@ impl<'a> TensorView<'a> {
     }
 }
 
+/// A tensor that owns its bytes: element type, shape and little-endian data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
+    /// Element type.
     pub dtype: ElementType,
+    /// Dimensions.
     pub shape: Vec<i64>,
     /// Little-endian element bytes, `shape.product() * dtype.size_bytes()` of them.
     pub data: Vec<u8>,
@@ -159,18 +180,24 @@ macro_rules! from_ort {
 }
 
 impl Tensor {
+    /// A borrowed view of it (for [`InferenceEngine::run_views`](crate::inference::InferenceEngine::run_views)).
     pub fn view(&self) -> TensorView<'_> {
         TensorView { dtype: self.dtype, shape: &self.shape, data: &self.data }
     }
 
+    /// Elements `shape` calls for, as [`TensorView::element_count`] counts them.
     pub fn element_count(&self) -> usize {
         self.view().element_count()
     }
 
+    /// Checks that `data` holds exactly the elements `shape` calls for; `E_BAD_INPUT_SHAPE`
+    /// naming input `name` if not.
     pub fn check_length(&self, name: &str) -> Result<(), InferenceError> {
         self.view().check_length(name)
     }
 
+    /// Copies an ONNX Runtime output into a tensor; `E_UNSUPPORTED_TYPE` for a value that is
+    /// not a tensor of a supported element type.
     pub fn from_ort(value: &ort::value::DynValue) -> Result<Self, InferenceError> {
         let ort::value::ValueType::Tensor { ty, .. } = value.dtype() else {
             return Err(InferenceError::UnsupportedType { dtype: format!("{:?}", value.dtype()) });
