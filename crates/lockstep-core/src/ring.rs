@@ -1,7 +1,8 @@
 //! Single-producer/single-consumer rings of variable-length records in shared memory: the
 //! zero-copy path between JS (`ring.js`, over a `SharedArrayBuffer`) and the core.
 //!
-//! Layout (docs/RINGS.md; `ring.js` implements the same), little-endian:
+//! Layout (`lockstep_abi::ring`, re-exported here; docs/RINGS.md; `ring.js` implements the
+//! same), little-endian:
 //! ```text
 //!   0  u32 magic "LSRG"   4 u32 version (1)   8 u32 capacity (data bytes, power of two)
 //!  64  u32 head: bytes ever written (producer-owned, own cache line)
@@ -21,23 +22,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-pub const MAGIC: u32 = u32::from_le_bytes(*b"LSRG");
-pub const VERSION: u32 = 1;
-pub const HEADER_BYTES: usize = 192;
-pub const OFFSET_MAGIC: usize = 0;
-pub const OFFSET_VERSION: usize = 4;
-pub const OFFSET_CAPACITY: usize = 8;
-pub const OFFSET_HEAD: usize = 64;
-pub const OFFSET_TAIL: usize = 128;
-pub const RECORD_HEADER_BYTES: usize = 24;
-/// Smallest and largest data areas accepted.
-pub const MIN_CAPACITY: usize = 1 << 12;
-pub const MAX_CAPACITY: usize = 1 << 30;
-
-pub const TYPE_MESSAGE: u16 = 1;
-pub const TYPE_EVENT: u16 = 2;
-pub const TYPE_TICK: u16 = 3;
-pub const TYPE_PAD: u16 = 0xFFFF;
+pub use lockstep_abi::ring::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RingError {
@@ -60,9 +45,11 @@ impl std::fmt::Display for RingError {
     }
 }
 
-/// Bytes of a record holding `payload_len` payload bytes, header and padding included.
-pub fn record_bytes(payload_len: usize) -> usize {
-    (RECORD_HEADER_BYTES + payload_len + 7) & !7
+/// The `N` bytes of record header `h` at `at`: one field, for `from_le_bytes`.
+fn field<const N: usize>(h: &[u8], at: usize) -> [u8; N] {
+    let mut b = [0u8; N];
+    b.copy_from_slice(&h[at..at + N]);
+    b
 }
 
 /// Total bytes of a ring region with `capacity` data bytes.
@@ -255,7 +242,7 @@ impl Consumer {
         if used > self.capacity {
             return Err(corrupt("head", format!("head {head} is {used} bytes past tail {tail}, beyond the {}-byte capacity", self.capacity)));
         }
-        if !used.is_multiple_of(8) || !tail.is_multiple_of(8) {
+        if !used.is_multiple_of(RECORD_ALIGN) || !tail.is_multiple_of(RECORD_ALIGN as u32) {
             return Err(corrupt("head", format!("head {head} / tail {tail} not 8-byte aligned")));
         }
         let off = tail as usize & (self.capacity - 1);
@@ -265,8 +252,8 @@ impl Consumer {
         // bytes and a full header 24 (checked below before the 24-byte read).
         let mut first = [0u8; 8];
         self.mem.read(at, &mut first);
-        let len = u32::from_le_bytes([first[0], first[1], first[2], first[3]]) as usize;
-        let kind_of_record = u16::from_le_bytes([first[4], first[5]]);
+        let len = u32::from_le_bytes(field(&first, RECORD_OFFSET_PAYLOAD_LEN)) as usize;
+        let kind_of_record = u16::from_le_bytes(field(&first, RECORD_OFFSET_TYPE));
         if kind_of_record == TYPE_PAD {
             if len != to_end || len > used {
                 return Err(corrupt("record length", format!("padding of {len} bytes at offset {off} should fill the {to_end} bytes to the end")));
@@ -293,9 +280,9 @@ impl Consumer {
             total,
             Some(Record {
                 kind_of_record,
-                kind: u32::from_le_bytes([h[8], h[9], h[10], h[11]]),
-                priority: i32::from_le_bytes([h[12], h[13], h[14], h[15]]),
-                agent: u64::from_le_bytes([h[16], h[17], h[18], h[19], h[20], h[21], h[22], h[23]]),
+                kind: u32::from_le_bytes(field(&h, RECORD_OFFSET_KIND)),
+                priority: i32::from_le_bytes(field(&h, RECORD_OFFSET_PRIORITY)),
+                agent: u64::from_le_bytes(field(&h, RECORD_OFFSET_AGENT)),
                 payload,
             }),
         ))
@@ -334,17 +321,18 @@ impl Producer {
         }
         if pad > 0 {
             let at = HEADER_BYTES + off;
-            self.mem.write_u32(at, pad as u32);
-            self.mem.write(at + 4, &[0xFF, 0xFF, 0, 0]);
+            self.mem.write_u32(at + RECORD_OFFSET_PAYLOAD_LEN, pad as u32);
+            self.mem.write(at + RECORD_OFFSET_TYPE, &TYPE_PAD.to_le_bytes());
+            self.mem.write(at + RECORD_OFFSET_FLAGS, &0u16.to_le_bytes());
             head = head.wrapping_add(pad as u32);
         }
         let at = HEADER_BYTES + (head as usize & (self.capacity - 1));
         let mut h = [0u8; RECORD_HEADER_BYTES];
-        h[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        h[4..6].copy_from_slice(&kind_of_record.to_le_bytes());
-        h[8..12].copy_from_slice(&kind.to_le_bytes());
-        h[12..16].copy_from_slice(&priority.to_le_bytes());
-        h[16..24].copy_from_slice(&agent.to_le_bytes());
+        h[RECORD_OFFSET_PAYLOAD_LEN..][..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        h[RECORD_OFFSET_TYPE..][..2].copy_from_slice(&kind_of_record.to_le_bytes());
+        h[RECORD_OFFSET_KIND..][..4].copy_from_slice(&kind.to_le_bytes());
+        h[RECORD_OFFSET_PRIORITY..][..4].copy_from_slice(&priority.to_le_bytes());
+        h[RECORD_OFFSET_AGENT..][..8].copy_from_slice(&agent.to_le_bytes());
         self.mem.write(at, &h);
         self.mem.write(at + RECORD_HEADER_BYTES, payload);
         self.mem.counter(OFFSET_HEAD).store(head.wrapping_add(total as u32), Ordering::Release);
