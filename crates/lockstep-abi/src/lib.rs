@@ -224,7 +224,7 @@ const _: () = {
     assert!(CONTEXT_OFFSET_MAX_AGENT_ID + 8 == CONTEXT_BYTES);
     assert!(MESSAGE_OFFSET_RESERVED + 4 == MESSAGE_HEADER_BYTES);
     // The host writes u64 fields at 8-aligned offsets of a 16-aligned buffer.
-    assert!(MESSAGE_HEADER_BYTES % 8 == 0 && CONTEXT_BYTES % 8 == 0);
+    assert!(MESSAGE_HEADER_BYTES.is_multiple_of(8) && CONTEXT_BYTES.is_multiple_of(8));
     assert!(MAX_INFER_BYTES_PER_TICK >= MAX_PAYLOAD_BYTES);
     assert!(MAX_OUTBOX_BYTES_PER_TICK >= MAX_PAYLOAD_BYTES);
     assert!(MAX_INBOX_BYTES >= MAX_OUTBOX_BYTES_PER_TICK);
@@ -298,14 +298,11 @@ mod tests {
     }
 
     #[test]
-    fn the_ring_header_fields_do_not_share_cache_lines_they_should_not() {
+    fn head_and_tail_own_a_cache_line_each_before_the_data() {
         use ring::*;
-        for (a, b) in [(OFFSET_MAGIC, OFFSET_VERSION), (OFFSET_VERSION, OFFSET_CAPACITY)] {
-            assert_eq!(b, a + 4);
-        }
+        assert_eq!((OFFSET_MAGIC, OFFSET_VERSION, OFFSET_CAPACITY), (0, 4, 8));
         // head and tail each own a 64-byte cache line, and the data area starts after both.
-        assert!(OFFSET_CAPACITY + 4 <= OFFSET_HEAD);
-        assert_eq!(OFFSET_HEAD % 64, 0);
+        assert_eq!(OFFSET_HEAD, 64);
         assert_eq!(OFFSET_TAIL, OFFSET_HEAD + 64);
         assert_eq!(HEADER_BYTES, OFFSET_TAIL + 64);
         assert_eq!(HEADER_BYTES % RECORD_ALIGN, 0);

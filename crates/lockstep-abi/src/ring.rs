@@ -69,8 +69,8 @@ pub const fn record_bytes(payload_len: usize) -> usize {
 
 const _: () = {
     assert!(RECORD_ALIGN.is_power_of_two());
-    assert!(RECORD_HEADER_BYTES % RECORD_ALIGN == 0);
-    assert!(HEADER_BYTES % RECORD_ALIGN == 0);
+    assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
+    assert!(HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
     assert!(MIN_CAPACITY.is_power_of_two() && MAX_CAPACITY.is_power_of_two());
     // The counters are u32 and free-running: used = head - tail must be unambiguous.
     assert!(MAX_CAPACITY <= 1 << 31);
