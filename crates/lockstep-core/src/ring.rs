@@ -79,7 +79,9 @@ pub struct RingMemory {
     _owner: Option<std::sync::Arc<[AtomicU64]>>,
 }
 
-// Safety: the memory is shared by design; all synchronisation is the ring protocol's.
+// SAFETY: the memory is shared by design (invariant 3: the other side may be another thread
+// already); a RingMemory only copies bytes in and out and touches the counters atomically, and
+// what keeps the buffer alive (`_owner`, or `from_raw`'s caller) does not depend on the thread.
 unsafe impl Send for RingMemory {}
 
 impl RingMemory {
@@ -97,7 +99,7 @@ impl RingMemory {
 
     fn counter(&self, offset: usize) -> &AtomicU32 {
         debug_assert!(offset == OFFSET_HEAD || offset == OFFSET_TAIL);
-        // Safety: offset + 4 <= HEADER_BYTES <= len (checked in from_raw) and the address is
+        // SAFETY: offset + 4 <= HEADER_BYTES <= len (checked in from_raw) and the address is
         // 4-aligned (invariant 2); AtomicU32 has the layout of u32.
         unsafe { &*(self.base.add(offset) as *const AtomicU32) }
     }
@@ -116,7 +118,7 @@ impl RingMemory {
     /// validate `at` first); the assert keeps even such a bug from reading out of bounds.
     fn read(&self, at: usize, out: &mut [u8]) {
         assert!(at.checked_add(out.len()).is_some_and(|end| end <= self.len), "ring read out of bounds");
-        // Safety: in bounds (asserted), invariant 1; raw copy, no reference into shared memory.
+        // SAFETY: in bounds (asserted), invariant 1; raw copy, no reference into shared memory.
         unsafe { std::ptr::copy_nonoverlapping(self.base.add(at), out.as_mut_ptr(), out.len()) }
     }
 
@@ -124,7 +126,7 @@ impl RingMemory {
     fn read_vec(&self, at: usize, len: usize) -> Vec<u8> {
         assert!(at.checked_add(len).is_some_and(|end| end <= self.len), "ring read out of bounds");
         let mut v = Vec::with_capacity(len);
-        // Safety: in bounds (asserted), invariant 1; the copy initialises exactly `len` bytes
+        // SAFETY: in bounds (asserted), invariant 1; the copy initialises exactly `len` bytes
         // of the vector's capacity before `set_len` exposes them.
         unsafe {
             std::ptr::copy_nonoverlapping(self.base.add(at), v.as_mut_ptr(), len);
@@ -135,7 +137,7 @@ impl RingMemory {
 
     fn write(&self, at: usize, bytes: &[u8]) {
         assert!(at.checked_add(bytes.len()).is_some_and(|end| end <= self.len), "ring write out of bounds");
-        // Safety: in bounds (asserted), invariant 1.
+        // SAFETY: in bounds (asserted), invariant 1.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len()) }
     }
 }
