@@ -35,7 +35,7 @@ impl Message {
     }
 
     /// Writes the ABI message header (see `abi::MESSAGE_*`).
-    pub fn write_header(&self, out: &mut [u8; abi::MESSAGE_HEADER_BYTES]) {
+    pub(crate) fn write_header(&self, out: &mut [u8; abi::MESSAGE_HEADER_BYTES]) {
         out[abi::MESSAGE_OFFSET_FROM..][..8].copy_from_slice(&self.from.to_le_bytes());
         out[abi::MESSAGE_OFFSET_TO..][..8].copy_from_slice(&self.to.to_le_bytes());
         out[abi::MESSAGE_OFFSET_SEQ..][..8].copy_from_slice(&self.seq.to_le_bytes());
@@ -81,7 +81,7 @@ impl DeadLetterReason {
     }
 
     /// Stable numeric tag (1..=5) fed into tick hashes.
-    pub fn tag(&self) -> u8 {
+    pub(crate) fn tag(&self) -> u8 {
         match self {
             Self::RecipientFaulted => 1,
             Self::RecipientStopped => 2,

@@ -62,7 +62,7 @@ impl FaultKind {
     }
 
     /// Stable numeric tag fed into tick hashes.
-    pub fn tag(&self) -> u8 {
+    pub(crate) fn tag(&self) -> u8 {
         match self {
             Self::Trap => 1,
             Self::Panic => 2,

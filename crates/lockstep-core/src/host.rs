@@ -164,7 +164,7 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
                 if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL && host.logs.len() < abi::MAX_LOG_LINES_PER_TICK {
                     host.logs_this_call += 1;
                     let text = format!("capability denied: send to {} is outside send={:?}", to as u64, host.grants.send);
-                    host.logs.push(LogLine { level: 2, text });
+                    host.logs.push(LogLine { level: abi::log_level::WARN, text });
                 }
                 return Ok(abi::SEND_ERR_FORBIDDEN);
             }

@@ -24,7 +24,7 @@
 //! hash of docs/REPLAY.md) → `recorder` (the only writer of the log, through a sink) →
 //! `replay` (feeds a log back through the same input path). ARCHITECTURE.md draws it.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod abi;
 mod admission;

@@ -238,7 +238,7 @@ const _: () = assert!(MAX_RECORD_BYTES <= u32::MAX as usize, "a record length mu
 /// BLAKE3 of the parts of a log that no tick hash covers: the config record
 /// (`log[HEADER_BYTES..config_end]`) and every record after the last TickEnd
 /// (`log[tail_start..end]`, `end` being where the End record starts).
-pub fn tail_digest(log: &[u8], config_end: usize, tail_start: usize, end: usize) -> Digest {
+pub(crate) fn tail_digest(log: &[u8], config_end: usize, tail_start: usize, end: usize) -> Digest {
     let mut h = blake3::Hasher::new();
     h.update(log.get(HEADER_BYTES..config_end).unwrap_or_default());
     h.update(log.get(tail_start..end).unwrap_or_default());
@@ -248,7 +248,7 @@ pub fn tail_digest(log: &[u8], config_end: usize, tail_start: usize, end: usize)
 /// Appends the End record to a log (header and records, no End yet): what `stop_recording`
 /// and each `replay_log` snapshot do. `ticks` and `hash` are the runtime's tick count and
 /// state hash. Walks the frames this process wrote (no CRC check needed).
-pub fn seal(log: &mut Vec<u8>, ticks: u64, hash: Digest) {
+pub(crate) fn seal(log: &mut Vec<u8>, ticks: u64, hash: Digest) {
     let (mut pos, mut records, mut config_end, mut tail_start) = (HEADER_BYTES, 0u64, HEADER_BYTES, HEADER_BYTES);
     while let Some(head) = log.get(pos..pos + 5) {
         let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;

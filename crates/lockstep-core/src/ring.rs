@@ -1,7 +1,8 @@
 //! Single-producer/single-consumer rings of variable-length records in shared memory: the
 //! zero-copy path between JS (`ring.js`, over a `SharedArrayBuffer`) and the core.
 //!
-//! Layout (docs/RINGS.md; `ring.js` implements the same), little-endian:
+//! Layout (`lockstep_abi::ring`, re-exported here; docs/RINGS.md; `ring.js` implements the
+//! same), little-endian:
 //! ```text
 //!   0  u32 magic "LSRG"   4 u32 version (1)   8 u32 capacity (data bytes, power of two)
 //!  64  u32 head: bytes ever written (producer-owned, own cache line)
@@ -21,33 +22,28 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-pub const MAGIC: u32 = u32::from_le_bytes(*b"LSRG");
-pub const VERSION: u32 = 1;
-pub const HEADER_BYTES: usize = 192;
-pub const OFFSET_MAGIC: usize = 0;
-pub const OFFSET_VERSION: usize = 4;
-pub const OFFSET_CAPACITY: usize = 8;
-pub const OFFSET_HEAD: usize = 64;
-pub const OFFSET_TAIL: usize = 128;
-pub const RECORD_HEADER_BYTES: usize = 24;
-/// Smallest and largest data areas accepted.
-pub const MIN_CAPACITY: usize = 1 << 12;
-pub const MAX_CAPACITY: usize = 1 << 30;
+pub use lockstep_abi::ring::*;
 
-pub const TYPE_MESSAGE: u16 = 1;
-pub const TYPE_EVENT: u16 = 2;
-pub const TYPE_TICK: u16 = 3;
-pub const TYPE_PAD: u16 = 0xFFFF;
-
+/// What went wrong with a ring (in JS, an error with code `E_RING`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RingError {
     /// The shared header or a record violates the protocol: the other side is buggy or
     /// hostile. The ring is unusable from here on.
-    Corrupt { field: &'static str, detail: String },
+    Corrupt {
+        /// The header field or record part that is wrong.
+        field: &'static str,
+        /// What was found, and what was expected.
+        detail: String,
+    },
     /// No room for the record now (back-pressure): retry after the consumer has read.
     Full,
     /// The record can never fit this ring.
-    TooLarge { bytes: usize, capacity: usize },
+    TooLarge {
+        /// Bytes the record needs (header, payload, padding).
+        bytes: usize,
+        /// The ring's data capacity, bytes.
+        capacity: usize,
+    },
 }
 
 impl std::fmt::Display for RingError {
@@ -60,9 +56,11 @@ impl std::fmt::Display for RingError {
     }
 }
 
-/// Bytes of a record holding `payload_len` payload bytes, header and padding included.
-pub fn record_bytes(payload_len: usize) -> usize {
-    (RECORD_HEADER_BYTES + payload_len + 7) & !7
+/// The `N` bytes of record header `h` at `at`: one field, for `from_le_bytes`.
+fn field<const N: usize>(h: &[u8], at: usize) -> [u8; N] {
+    let mut b = [0u8; N];
+    b.copy_from_slice(&h[at..at + N]);
+    b
 }
 
 /// Total bytes of a ring region with `capacity` data bytes.
@@ -92,7 +90,9 @@ pub struct RingMemory {
     _owner: Option<std::sync::Arc<[AtomicU64]>>,
 }
 
-// Safety: the memory is shared by design; all synchronisation is the ring protocol's.
+// SAFETY: the memory is shared by design (invariant 3: the other side may be another thread
+// already); a RingMemory only copies bytes in and out and touches the counters atomically, and
+// what keeps the buffer alive (`_owner`, or `from_raw`'s caller) does not depend on the thread.
 unsafe impl Send for RingMemory {}
 
 impl RingMemory {
@@ -110,7 +110,7 @@ impl RingMemory {
 
     fn counter(&self, offset: usize) -> &AtomicU32 {
         debug_assert!(offset == OFFSET_HEAD || offset == OFFSET_TAIL);
-        // Safety: offset + 4 <= HEADER_BYTES <= len (checked in from_raw) and the address is
+        // SAFETY: offset + 4 <= HEADER_BYTES <= len (checked in from_raw) and the address is
         // 4-aligned (invariant 2); AtomicU32 has the layout of u32.
         unsafe { &*(self.base.add(offset) as *const AtomicU32) }
     }
@@ -129,7 +129,7 @@ impl RingMemory {
     /// validate `at` first); the assert keeps even such a bug from reading out of bounds.
     fn read(&self, at: usize, out: &mut [u8]) {
         assert!(at.checked_add(out.len()).is_some_and(|end| end <= self.len), "ring read out of bounds");
-        // Safety: in bounds (asserted), invariant 1; raw copy, no reference into shared memory.
+        // SAFETY: in bounds (asserted), invariant 1; raw copy, no reference into shared memory.
         unsafe { std::ptr::copy_nonoverlapping(self.base.add(at), out.as_mut_ptr(), out.len()) }
     }
 
@@ -137,7 +137,7 @@ impl RingMemory {
     fn read_vec(&self, at: usize, len: usize) -> Vec<u8> {
         assert!(at.checked_add(len).is_some_and(|end| end <= self.len), "ring read out of bounds");
         let mut v = Vec::with_capacity(len);
-        // Safety: in bounds (asserted), invariant 1; the copy initialises exactly `len` bytes
+        // SAFETY: in bounds (asserted), invariant 1; the copy initialises exactly `len` bytes
         // of the vector's capacity before `set_len` exposes them.
         unsafe {
             std::ptr::copy_nonoverlapping(self.base.add(at), v.as_mut_ptr(), len);
@@ -148,7 +148,7 @@ impl RingMemory {
 
     fn write(&self, at: usize, bytes: &[u8]) {
         assert!(at.checked_add(bytes.len()).is_some_and(|end| end <= self.len), "ring write out of bounds");
-        // Safety: in bounds (asserted), invariant 1.
+        // SAFETY: in bounds (asserted), invariant 1.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len()) }
     }
 }
@@ -186,10 +186,15 @@ fn validate_header(mem: &RingMemory) -> Result<usize, RingError> {
 /// One record as read from a ring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// The record type: `TYPE_MESSAGE`, `TYPE_EVENT` or `TYPE_TICK` (padding is never returned).
     pub kind_of_record: u16,
+    /// A message's user-defined kind.
     pub kind: u32,
+    /// A message's priority.
     pub priority: i32,
+    /// The recipient (JS→core) or the sender / the event's agent (core→JS).
     pub agent: u64,
+    /// The payload bytes.
     pub payload: Vec<u8>,
 }
 
@@ -202,6 +207,8 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// Reads a ring the other side initialised; payloads over `max_payload` bytes are
+    /// protocol violations. Fails if the header is not a valid ring header.
     pub fn new(mem: RingMemory, max_payload: usize) -> Result<Self, RingError> {
         let capacity = validate_header(&mem)?;
         Ok(Self { mem, capacity, max_payload, broken: None })
@@ -255,7 +262,7 @@ impl Consumer {
         if used > self.capacity {
             return Err(corrupt("head", format!("head {head} is {used} bytes past tail {tail}, beyond the {}-byte capacity", self.capacity)));
         }
-        if !used.is_multiple_of(8) || !tail.is_multiple_of(8) {
+        if !used.is_multiple_of(RECORD_ALIGN) || !tail.is_multiple_of(RECORD_ALIGN as u32) {
             return Err(corrupt("head", format!("head {head} / tail {tail} not 8-byte aligned")));
         }
         let off = tail as usize & (self.capacity - 1);
@@ -265,8 +272,8 @@ impl Consumer {
         // bytes and a full header 24 (checked below before the 24-byte read).
         let mut first = [0u8; 8];
         self.mem.read(at, &mut first);
-        let len = u32::from_le_bytes([first[0], first[1], first[2], first[3]]) as usize;
-        let kind_of_record = u16::from_le_bytes([first[4], first[5]]);
+        let len = u32::from_le_bytes(field(&first, RECORD_OFFSET_PAYLOAD_LEN)) as usize;
+        let kind_of_record = u16::from_le_bytes(field(&first, RECORD_OFFSET_TYPE));
         if kind_of_record == TYPE_PAD {
             if len != to_end || len > used {
                 return Err(corrupt("record length", format!("padding of {len} bytes at offset {off} should fill the {to_end} bytes to the end")));
@@ -293,9 +300,9 @@ impl Consumer {
             total,
             Some(Record {
                 kind_of_record,
-                kind: u32::from_le_bytes([h[8], h[9], h[10], h[11]]),
-                priority: i32::from_le_bytes([h[12], h[13], h[14], h[15]]),
-                agent: u64::from_le_bytes([h[16], h[17], h[18], h[19], h[20], h[21], h[22], h[23]]),
+                kind: u32::from_le_bytes(field(&h, RECORD_OFFSET_KIND)),
+                priority: i32::from_le_bytes(field(&h, RECORD_OFFSET_PRIORITY)),
+                agent: u64::from_le_bytes(field(&h, RECORD_OFFSET_AGENT)),
                 payload,
             }),
         ))
@@ -309,6 +316,8 @@ pub struct Producer {
 }
 
 impl Producer {
+    /// Writes into a ring the other side initialised. Fails if the header is not a valid
+    /// ring header.
     pub fn new(mem: RingMemory) -> Result<Self, RingError> {
         let capacity = validate_header(&mem)?;
         Ok(Self { mem, capacity })
@@ -334,17 +343,18 @@ impl Producer {
         }
         if pad > 0 {
             let at = HEADER_BYTES + off;
-            self.mem.write_u32(at, pad as u32);
-            self.mem.write(at + 4, &[0xFF, 0xFF, 0, 0]);
+            self.mem.write_u32(at + RECORD_OFFSET_PAYLOAD_LEN, pad as u32);
+            self.mem.write(at + RECORD_OFFSET_TYPE, &TYPE_PAD.to_le_bytes());
+            self.mem.write(at + RECORD_OFFSET_FLAGS, &0u16.to_le_bytes());
             head = head.wrapping_add(pad as u32);
         }
         let at = HEADER_BYTES + (head as usize & (self.capacity - 1));
         let mut h = [0u8; RECORD_HEADER_BYTES];
-        h[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        h[4..6].copy_from_slice(&kind_of_record.to_le_bytes());
-        h[8..12].copy_from_slice(&kind.to_le_bytes());
-        h[12..16].copy_from_slice(&priority.to_le_bytes());
-        h[16..24].copy_from_slice(&agent.to_le_bytes());
+        h[RECORD_OFFSET_PAYLOAD_LEN..][..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        h[RECORD_OFFSET_TYPE..][..2].copy_from_slice(&kind_of_record.to_le_bytes());
+        h[RECORD_OFFSET_KIND..][..4].copy_from_slice(&kind.to_le_bytes());
+        h[RECORD_OFFSET_PRIORITY..][..4].copy_from_slice(&priority.to_le_bytes());
+        h[RECORD_OFFSET_AGENT..][..8].copy_from_slice(&agent.to_le_bytes());
         self.mem.write(at, &h);
         self.mem.write(at + RECORD_HEADER_BYTES, payload);
         self.mem.counter(OFFSET_HEAD).store(head.wrapping_add(total as u32), Ordering::Release);
@@ -362,6 +372,7 @@ pub struct OwnedRegion {
 }
 
 impl OwnedRegion {
+    /// A zeroed region for a ring of `capacity` data bytes (initialise it with `init`).
     pub fn new(capacity: usize) -> Self {
         Self { words: (0..region_bytes(capacity).div_ceil(8)).map(|_| AtomicU64::new(0)).collect() }
     }

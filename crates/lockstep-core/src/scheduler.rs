@@ -212,7 +212,7 @@ fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, ph
 
 impl TickReport {
     /// An empty report for `tick`, for the runtime to fill in.
-    pub fn new(tick: u64) -> Self {
+    pub(crate) fn new(tick: u64) -> Self {
         Self { tick, ..Default::default() }
     }
 }

@@ -219,26 +219,26 @@ impl Capabilities {
         }
     }
 
-    /// Bit flags an agent can read with the `granted` import.
+    /// Bit flags (`abi::grant`) an agent can read with the `granted` import.
     pub fn bits(&self) -> i32 {
         let mut b = 0;
         if self.send.allows(abi::HOST_ID) {
-            b |= 1;
+            b |= abi::grant::SEND_HOST;
         }
         if self.send.allows(1) {
-            b |= 2;
+            b |= abi::grant::SEND_AGENTS;
         }
         if !self.infer.is_empty() {
-            b |= 4;
+            b |= abi::grant::INFER;
         }
         if self.log {
-            b |= 8;
+            b |= abi::grant::LOG;
         }
         if self.random {
-            b |= 16;
+            b |= abi::grant::RANDOM;
         }
         if self.clock {
-            b |= 32;
+            b |= abi::grant::CLOCK;
         }
         b
     }

@@ -45,14 +45,16 @@ struct Chunk {
     bytes: usize,
 }
 
-// Safety: the raw pointer is only used to compute disjoint per-slot addresses (invariant 2);
+// SAFETY: the raw pointer is only used to compute disjoint per-slot addresses (invariant 2);
 // the mapping itself is valid from any thread.
 unsafe impl Send for Chunk {}
+// SAFETY: as for Send: `&Chunk` only reads `base` and `bytes`, and per-slot addresses are
+// disjoint (invariant 2).
 unsafe impl Sync for Chunk {}
 
 impl Drop for Chunk {
     fn drop(&mut self) {
-        // Safety: invariant 1 — every SlabMemory in this chunk holds an Arc to it, so none is
+        // SAFETY: invariant 1 — every SlabMemory in this chunk holds an Arc to it, so none is
         // left when this runs and nothing points into the mapping.
         unsafe {
             libc::munmap(self.base.cast(), self.bytes);
@@ -86,7 +88,7 @@ impl Slab {
         debug_assert_eq!(index, state.chunks.len(), "chunks are mapped in order");
         let slots = self.slots_per_chunk.min(self.slots - index * self.slots_per_chunk);
         let bytes = slots * self.slot_bytes;
-        // Safety: a fresh anonymous mapping; no existing memory is affected.
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
         let base = unsafe {
             libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
         };
@@ -127,6 +129,9 @@ impl SlabMemoryCreator {
     }
 }
 
+// SAFETY: every memory handed out is a slot no other memory owns (invariant 2), mapped
+// read-write for the memory's whole life (invariant 1) and zeroed (invariant 3); nothing but
+// wasmtime touches it while it is alive, and its slot is reused only after its `Drop`.
 unsafe impl MemoryCreator for SlabMemoryCreator {
     fn new_memory(
         &self,
@@ -178,12 +183,16 @@ struct SlabMemory {
 
 impl SlabMemory {
     fn base(&self) -> *mut u8 {
-        // Safety: offset + slot_bytes <= chunk.bytes (the slot lies in its chunk), so the
+        // SAFETY: offset + slot_bytes <= chunk.bytes (the slot lies in its chunk), so the
         // offset stays inside the mapping.
         unsafe { self.chunk.base.add(self.offset) }
     }
 }
 
+// SAFETY: `as_ptr` is page aligned (chunk from `mmap`, slot sizes whole pages) and never
+// moves; `[as_ptr, as_ptr + byte_capacity)` stays mapped and owned by this memory (invariants
+// 1, 2, 4). There is no guard page: the engine compiles explicit bounds checks against
+// `byte_size` instead (module docs, `Sandbox::new`).
 unsafe impl LinearMemory for SlabMemory {
     fn byte_size(&self) -> usize {
         self.size
@@ -210,11 +219,11 @@ unsafe impl LinearMemory for SlabMemory {
 impl Drop for SlabMemory {
     fn drop(&mut self) {
         // Give the pages back and make them read as zero for the next owner (invariant 3).
-        // Safety: [base, base + size) lies in this slot, which nobody else owns.
+        // SAFETY: [base, base + size) lies in this slot, which nobody else owns.
         let ok = unsafe { libc::madvise(self.base().cast(), self.size, libc::MADV_DONTNEED) } == 0;
         if !ok {
             // Cannot guarantee zeroed pages: zero them by hand rather than leak data between agents.
-            // Safety: as above; the slot is still exclusively ours.
+            // SAFETY: as above; the slot is still exclusively ours.
             unsafe { std::ptr::write_bytes(self.base(), 0, self.size) };
         }
         if let Ok(mut state) = self.slab.state.lock() {
@@ -251,13 +260,13 @@ mod tests {
     fn a_reused_slot_reads_as_zero() {
         let c = SlabMemoryCreator::new(1, 1 << 20).unwrap();
         let m = memory(&c, 2 * 65_536);
-        // Safety: within the memory's size.
+        // SAFETY: within the memory's size.
         unsafe { std::ptr::write_bytes(m.as_ptr(), 0xAB, 2 * 65_536) };
         let base = m.as_ptr();
         drop(m);
         let m = memory(&c, 2 * 65_536);
         assert_eq!(m.as_ptr(), base, "the released slot is reused");
-        // Safety: within the memory's size.
+        // SAFETY: within the memory's size.
         let bytes = unsafe { std::slice::from_raw_parts(m.as_ptr(), 2 * 65_536) };
         assert!(bytes.iter().all(|&b| b == 0), "no data leaks from the previous agent");
     }

@@ -1,11 +1,26 @@
-//! The ABI is written down in more than one place until it has a crate of its own (issue 10):
-//! `abi.rs` and `ring.rs` here, the guest SDK (`guest/sdk/src/lib.rs`) and `ring.js`. This test
-//! reads the other copies and fails when one of them disagrees with the engine.
+//! The ABI has one source, the `lockstep-abi` crate: the engine and the guest SDK both depend
+//! on it. Two places cannot: `ring.js` (JavaScript) keeps a copy of the ring layout, checked
+//! here against `lockstep_abi::ring`; and the SDK must not grow a hand copy again, which the
+//! second test checks by reading its source.
 
-use lockstep_core::{abi, ring};
+use lockstep_abi::ring;
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// `s` as an integer literal (`_`, hex, a leading `-`), if it is one.
+fn integer(s: &str) -> Option<i128> {
+    let s = s.trim().replace('_', "");
+    let (negative, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest.trim().to_string()),
+        None => (false, s),
+    };
+    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => i128::from_str_radix(hex, 16).ok()?,
+        None => s.parse().ok()?,
+    };
+    Some(if negative { -v } else { v })
 }
 
 /// The value of `const NAME ... = <expr>;` in `source` (Rust `pub const NAME: T = …;` or JS
@@ -19,13 +34,7 @@ fn constant(source: &str, name: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("no constant {name}"));
     let expr = line.split('=').nth(1).and_then(|r| r.split(';').next()).unwrap_or_else(|| panic!("{line}")).trim();
-    let number = |s: &str| -> u64 {
-        let s = s.trim().replace('_', "");
-        match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-            Some(hex) => u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("{name}: {s}")),
-            None => s.parse().unwrap_or_else(|_| panic!("{name}: cannot evaluate {s}")),
-        }
-    };
+    let number = |s: &str| -> u64 { integer(s).and_then(|v| u64::try_from(v).ok()).unwrap_or_else(|| panic!("{name}: cannot evaluate {s}")) };
     if let Some((a, b)) = expr.split_once("<<") {
         number(a) << number(b)
     } else if let Some((a, b)) = expr.split_once(" - ") {
@@ -36,22 +45,7 @@ fn constant(source: &str, name: &str) -> u64 {
 }
 
 #[test]
-fn the_guest_sdk_speaks_the_engines_abi() {
-    let sdk = read("guest/sdk/src/lib.rs");
-    assert_eq!(constant(&sdk, "ABI_VERSION"), abi::ABI_VERSION as u64);
-    assert_eq!(constant(&sdk, "IO_BUFFER_BYTES"), abi::IO_BUFFER_BYTES as u64);
-    assert_eq!(constant(&sdk, "MESSAGE_HEADER_BYTES"), abi::MESSAGE_HEADER_BYTES as u64);
-    assert_eq!(constant(&sdk, "HOST"), abi::HOST_ID);
-    // Capability bits, as the `granted` import reports them (security::Capabilities::bits).
-    for (name, bit) in [("SEND_HOST", 1), ("SEND_AGENTS", 2), ("INFER", 4), ("LOG", 8), ("RANDOM", 16), ("CLOCK", 32)] {
-        assert_eq!(constant(&sdk, name), bit, "capability bit {name}");
-    }
-    let all = lockstep_core::security::Capabilities::all().bits();
-    assert_eq!(all, 63, "the engine grants exactly the six bits the SDK names");
-}
-
-#[test]
-fn ring_js_speaks_the_engines_ring_layout() {
+fn ring_js_speaks_the_abi_crates_ring_layout() {
     let js = read("ring.js");
     assert_eq!(constant(&js, "MAGIC"), ring::MAGIC as u64);
     assert_eq!(constant(&js, "VERSION"), ring::VERSION as u64);
@@ -66,5 +60,49 @@ fn ring_js_speaks_the_engines_ring_layout() {
     assert_eq!(constant(&js, "TYPE_EVENT"), ring::TYPE_EVENT as u64);
     assert_eq!(constant(&js, "TYPE_TICK"), ring::TYPE_TICK as u64);
     assert_eq!(constant(&js, "TYPE_PAD"), ring::TYPE_PAD as u64);
-    assert_eq!(constant(&js, "MAX_PAYLOAD_BYTES"), abi::MAX_PAYLOAD_BYTES as u64);
+    assert_eq!(constant(&js, "MAX_PAYLOAD_BYTES"), lockstep_abi::MAX_PAYLOAD_BYTES as u64);
+}
+
+/// Lines of Rust `source` that give a name an integer of their own: `const X: T = 40;`, an enum
+/// discriminant `Warn = 2,`, a match arm `-2 => …`. (`let` bindings are code, not ABI.)
+fn integer_definitions(source: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for line in source.lines() {
+        let code = line.split("//").next().unwrap_or("").trim();
+        if code.is_empty() || code.starts_with("let ") {
+            continue;
+        }
+        // `x = 1`, not `x == 1`, `x <= 1`, `x += 1`, `x => 1`.
+        let assigned =
+            code.split_once('=').filter(|(lhs, rhs)| !lhs.trim_end().ends_with(|c: char| "=!<>+-*/%&|^".contains(c)) && !rhs.starts_with(['=', '>']));
+        if let Some((_, rhs)) = assigned {
+            if integer(rhs.trim_end_matches([';', ','])).is_some() {
+                found.push(line.trim().to_string());
+            }
+        }
+        if let Some((arm, _)) = code.split_once("=>") {
+            if integer(arm).is_some() {
+                found.push(line.trim().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_guest_sdk_has_no_copy_of_the_abi() {
+    let sdk = read("guest/sdk/src/lib.rs");
+    assert!(sdk.contains("pub use lockstep_abi as abi;"), "the SDK re-exports the ABI crate");
+    assert_eq!(integer_definitions(&sdk), Vec::<String>::new(), "the SDK takes its ABI numbers from lockstep-abi");
+    // The checker itself finds what the SDK used to define by hand.
+    let old = "pub const MESSAGE_HEADER_BYTES: usize = 40;\n    Warn = 2,\n        -2 => Err(SendError::OutboxFull),\n    pub const LOG: i32 = 8;";
+    assert_eq!(integer_definitions(old).len(), 4);
+    let manifest = read("guest/sdk/Cargo.toml");
+    assert!(manifest.contains("lockstep-abi = { path = \"../../crates/lockstep-abi\""), "the SDK depends on the ABI crate");
+}
+
+#[test]
+fn the_engine_grants_the_abi_crates_capability_bits() {
+    assert_eq!(lockstep_core::security::Capabilities::all().bits(), lockstep_abi::grant::ALL);
+    assert_eq!(lockstep_core::security::Capabilities::default().bits(), 0);
 }

@@ -12,12 +12,7 @@ fn repo() -> PathBuf {
 fn table(doc: &str, first: &str) -> Vec<Vec<String>> {
     let header = format!("| {first} |");
     let start = doc.find(&header).unwrap_or_else(|| panic!("ARCHITECTURE.md has no table starting `{header}`"));
-    doc[start..]
-        .lines()
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
-        .collect()
+    doc[start..].lines().skip(2).take_while(|l| l.starts_with('|')).map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect()).collect()
 }
 
 /// The `code spans` of a table cell.

@@ -1,7 +1,8 @@
 //! The limits ARCHITECTURE.md ("Limits") and docs/ABI.md ("Module limits", budgets) state are
-//! the ones the code enforces: change a constant without the docs and this fails.
+//! the ones the code enforces: change a constant without the docs and this fails. What agents
+//! see comes from the ABI crate (`lockstep-abi`), the host side from `limits`.
 
-use lockstep_core::abi;
+use lockstep_abi as abi;
 use lockstep_core::limits::*;
 use lockstep_core::RuntimeConfig;
 
@@ -62,4 +63,19 @@ fn the_module_limits_in_abi_md_are_the_enforced_ones() {
     assert_says(&doc, "functions", &format!("at most {}", thousands(abi::MAX_FUNCTIONS)));
     assert_says(&doc, "budgets", &format!("{} messages and {} of payload", thousands(abi::MAX_OUTBOX_PER_TICK), mib(abi::MAX_OUTBOX_BYTES_PER_TICK)));
     assert_says(&doc, "fuel per tick", &format!("{} × `fuelPerCall`", abi::FUEL_CALL_BUDGETS_PER_TICK));
+}
+
+#[test]
+fn the_capability_bits_in_security_md_are_the_abi_crates() {
+    let doc = read("docs/SECURITY.md");
+    let g = |bit: i32, name: &str| format!("{bit} {name}");
+    let bits = [
+        g(abi::grant::SEND_HOST, "send-to-host"),
+        g(abi::grant::SEND_AGENTS, "send-to-agents"),
+        g(abi::grant::INFER, "infer"),
+        g(abi::grant::LOG, "log"),
+        g(abi::grant::RANDOM, "random"),
+        g(abi::grant::CLOCK, "clock"),
+    ];
+    assert_says(&doc, "granted bits", &format!("({})", bits.join(", ")));
 }

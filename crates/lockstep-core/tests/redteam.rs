@@ -669,6 +669,9 @@ fn a_broken_outbound_ring_with_a_full_backlog_loses_no_host_message() {
     let in_ring = cap / ring::record_bytes(abi::MAX_PAYLOAD_BYTES);
     assert!(rt.outbound_backlog() > 1_000, "the backlog holds replies");
     // JS scribbles an impossible tail: the next flush breaks the ring.
+    // SAFETY: the region holds HEADER_BYTES + cap bytes and outlives `words`; this thread is
+    // the only one, and the runtime does not touch the ring while `words` is in use (its last
+    // use is before `flush_outbound`).
     let words = unsafe { std::slice::from_raw_parts_mut(outbound.memory_ptr(), ring::HEADER_BYTES + cap) };
     let head = u32::from_le_bytes(words[ring::OFFSET_HEAD..ring::OFFSET_HEAD + 4].try_into().unwrap());
     words[ring::OFFSET_TAIL..ring::OFFSET_TAIL + 4].copy_from_slice(&head.wrapping_add(4096).to_le_bytes());

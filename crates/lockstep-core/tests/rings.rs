@@ -104,6 +104,9 @@ fn a_corrupted_inbound_ring_is_reported_and_the_runtime_carries_on() {
     rt.tick();
     // JS scribbles a giant length into the next record slot and publishes it.
     js.try_push(ring::TYPE_MESSAGE, 1, 0, a, b"soon broken").unwrap();
+    // SAFETY: the region holds HEADER_BYTES + CAP bytes and outlives `words`; this thread is
+    // the only one, and nothing else reads or writes the region while `words` is in use (its
+    // last use is before the next tick).
     let words = unsafe { std::slice::from_raw_parts_mut(inbound.memory_ptr(), ring::HEADER_BYTES + CAP) };
     let second = ring::HEADER_BYTES + ring::record_bytes(4);
     words[second..second + 4].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -124,6 +127,8 @@ fn a_corrupted_outbound_ring_loses_no_host_message() {
     let a = rt.spawn_bytes(agent("counter")).unwrap();
     rt.attach_outbound_ring(outbound.memory()).unwrap();
     // JS scribbles an impossible tail (the consumer's index) before the agent replies.
+    // SAFETY: as in the test above: HEADER_BYTES + CAP bytes, alive, and untouched by anyone
+    // else while `words` is in use (its last use is before the tick).
     let words = unsafe { std::slice::from_raw_parts_mut(outbound.memory_ptr(), ring::HEADER_BYTES + CAP) };
     words[ring::OFFSET_TAIL..ring::OFFSET_TAIL + 4].copy_from_slice(&12_345u32.to_le_bytes());
     rt.send(a, 1, 0, b"ping".to_vec()).unwrap();

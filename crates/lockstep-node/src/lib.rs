@@ -365,7 +365,9 @@ fn shared_uint8_array(value: Unknown<'_>) -> Result<Uint8Array> {
     let refuse =
         || napi::Error::new(Status::InvalidArg, "[E_RING] a ring buffer must be a Uint8Array over a SharedArrayBuffer (from createRingBuffer())".to_string());
     let mut is_typed_array = false;
-    // Safety: plain napi queries on a value of this call's environment.
+    // SAFETY: plain napi queries: `env` is this call's environment and `raw` a value of it,
+    // both valid for the call; every out-pointer is a live local; each status is checked
+    // before its result is used, and `from_napi_value` runs only on a typed array.
     unsafe {
         if napi::sys::napi_is_typedarray(env, raw, &mut is_typed_array) != napi::sys::Status::napi_ok || !is_typed_array {
             return Err(refuse());
@@ -384,9 +386,9 @@ fn shared_uint8_array(value: Unknown<'_>) -> Result<Uint8Array> {
 }
 
 fn ring_memory(buffer: &Uint8Array) -> Result<core::ring::RingMemory> {
-    // Safety (RingMemory invariants): the buffer stays alive because the Uint8Array is stored
-    // in `ring_buffers` until this runtime is dropped or closed, after `inner`; SharedArrayBuffer
-    // backing stores never move; alignment is checked by `from_raw`.
+    // SAFETY: RingMemory's invariants: the buffer stays alive because the Uint8Array is
+    // stored in `ring_buffers` until this runtime is dropped or closed, after `inner`;
+    // SharedArrayBuffer backing stores never move; alignment is checked by `from_raw`.
     unsafe { core::ring::RingMemory::from_raw(buffer.as_ptr() as *mut u8, buffer.len()) }.map_err(ring_err)
 }
 

@@ -15,19 +15,65 @@
 //! The macro exports the ABI (docs/ABI.md): `agent_init`, `agent_step`, `agent_receive`,
 //! `agent_shutdown`, `lockstep_abi_version`, `lockstep_io_buffer`, and installs a panic hook
 //! that reports the panic message to the host before the agent traps.
+//!
+//! Every number of the ABI (layouts, limits, return codes, capability bits) comes from the
+//! `lockstep-abi` crate, which the engine uses too; it is re-exported as [`abi`].
 
 extern crate alloc;
 
-pub const ABI_VERSION: u32 = 1;
-pub const IO_BUFFER_BYTES: usize = 65_536;
-pub const MESSAGE_HEADER_BYTES: usize = 40;
-pub const MAX_PAYLOAD_BYTES: usize = IO_BUFFER_BYTES - MESSAGE_HEADER_BYTES;
+/// The ABI this SDK speaks: the `lockstep-abi` crate, shared with the engine.
+pub use lockstep_abi as abi;
+
+pub use abi::{ABI_VERSION, MAX_PAYLOAD_BYTES, MESSAGE_HEADER_BYTES};
+/// Size of the io buffer the host writes contexts and messages into.
+pub const IO_BUFFER_BYTES: usize = abi::IO_BUFFER_BYTES as usize;
 /// The host (JS orchestrator) as a message address.
-pub const HOST: u64 = 0;
+pub const HOST: u64 = abi::HOST_ID;
 
 pub type AgentId = u64;
 
-/// The raw host imports (module "lockstep"). Prefer the safe wrappers below.
+/// `a == b`, at compile time.
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+// Attributes and identifiers cannot take constants: the names below are written out, and
+// checked against the ABI's here, at compile time.
+const _: () = {
+    assert!(same(abi::IMPORT_MODULE, "lockstep"));
+    assert!(same(abi::IMPORT_SEND, "send"));
+    assert!(same(abi::IMPORT_TICK, "tick"));
+    assert!(same(abi::IMPORT_SELF_ID, "self_id"));
+    assert!(same(abi::IMPORT_RANDOM, "random_u64"));
+    assert!(same(abi::IMPORT_LOG, "log"));
+    assert!(same(abi::IMPORT_REPORT_PANIC, "report_panic"));
+    assert!(same(abi::IMPORT_INFER, "infer"));
+    assert!(same(abi::IMPORT_GRANTED, "granted"));
+    assert!(same(abi::EXPORT_ABI_VERSION, "lockstep_abi_version"));
+    assert!(same(abi::EXPORT_IO_BUFFER, "lockstep_io_buffer"));
+    assert!(same(abi::EXPORT_INIT, "agent_init"));
+    assert!(same(abi::EXPORT_STEP, "agent_step"));
+    assert!(same(abi::EXPORT_RECEIVE, "agent_receive"));
+    assert!(same(abi::EXPORT_SHUTDOWN, "agent_shutdown"));
+};
+
+/// The raw host imports (module `abi::IMPORT_MODULE`). Prefer the safe wrappers below.
+///
+/// Calling one is sound when its arguments follow docs/ABI.md: the host validates every
+/// pointer/length pair against the agent's memory (an invalid one faults the agent, it is
+/// never read or written past), and these declarations are the host's signatures (the
+/// runtime refuses to link a module whose import types differ).
 pub mod raw {
     #[link(wasm_import_module = "lockstep")]
     extern "C" {
@@ -43,22 +89,16 @@ pub mod raw {
 }
 
 /// Capability bits the runtime granted this agent (its manifest cut to the operator's policy).
-pub mod grant {
-    pub const SEND_HOST: i32 = 1;
-    pub const SEND_AGENTS: i32 = 2;
-    pub const INFER: i32 = 4;
-    pub const LOG: i32 = 8;
-    pub const RANDOM: i32 = 16;
-    pub const CLOCK: i32 = 32;
-}
+pub use abi::grant;
 
 /// What this agent was granted: `grant::*` bits.
 pub fn granted() -> i32 {
+    // SAFETY: `granted` takes no arguments and only returns a value (see `raw`).
     unsafe { raw::granted() }
 }
 
 /// Sender id of inference results.
-pub const INFERENCE: u64 = u64::MAX;
+pub const INFERENCE: u64 = abi::INFERENCE_ID;
 
 /// Why an inference request was refused at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,16 +113,19 @@ pub enum InferError {
 /// as a message from `INFERENCE` with `kind == tag`; read it with `InferResult::parse`.
 /// Requests of all agents for one model in one tick are batched into one call.
 pub fn infer(model: u32, tag: u32, sample: &[u8]) -> Result<(), InferError> {
+    // SAFETY: the pointer and length are those of `sample`, a live slice the host only
+    // reads (and bounds-checks) during the call.
     match unsafe { raw::infer(model as i32, tag as i32, sample.as_ptr() as i32, sample.len() as i32) } {
-        0 => Ok(()),
-        -1 => Err(InferError::InputTooLarge),
-        -2 => Err(InferError::TooManyRequests),
+        abi::INFER_OK => Ok(()),
+        abi::INFER_ERR_INPUT_TOO_LARGE => Err(InferError::InputTooLarge),
+        abi::INFER_ERR_TOO_MANY_REQUESTS => Err(InferError::TooManyRequests),
         other => Err(InferError::Unknown(other)),
     }
 }
 
-/// An inference answer: status 0 = ok (then `outputs` holds each output's per-sample bytes,
-/// in output order), 1 = no such model, 2 = malformed input, 3 = the model failed.
+/// An inference answer: status `abi::INFER_STATUS_OK` (then `outputs` holds each output's
+/// per-sample bytes, in output order) or another `abi::INFER_STATUS_*`: no such model,
+/// malformed input, the model failed, forbidden, output too large.
 #[derive(Debug, Clone, Copy)]
 pub struct InferResult<'a> {
     pub tag: u32,
@@ -118,28 +161,33 @@ pub fn send(to: AgentId, kind: u32, payload: &[u8]) -> Result<(), SendError> {
 
 /// Like `send`; higher `priority` is delivered earlier within the recipient's tick.
 pub fn send_with_priority(to: AgentId, kind: u32, priority: i32, payload: &[u8]) -> Result<(), SendError> {
+    // SAFETY: the pointer and length are those of `payload`, a live slice the host only
+    // reads (and bounds-checks) during the call.
     let code = unsafe { raw::send(to as i64, kind as i32, priority, payload.as_ptr() as i32, payload.len() as i32) };
     match code {
-        0 => Ok(()),
-        -1 => Err(SendError::PayloadTooLarge),
-        -2 => Err(SendError::OutboxFull),
-        -3 => Err(SendError::Forbidden),
+        abi::SEND_OK => Ok(()),
+        abi::SEND_ERR_PAYLOAD_TOO_LARGE => Err(SendError::PayloadTooLarge),
+        abi::SEND_ERR_OUTBOX_FULL => Err(SendError::OutboxFull),
+        abi::SEND_ERR_FORBIDDEN => Err(SendError::Forbidden),
         other => Err(SendError::Unknown(other)),
     }
 }
 
 /// The tick being run.
 pub fn tick() -> u64 {
+    // SAFETY: `tick` takes no arguments and only returns a value (see `raw`).
     unsafe { raw::tick() as u64 }
 }
 
 /// This agent's id.
 pub fn self_id() -> AgentId {
+    // SAFETY: `self_id` takes no arguments and only returns a value (see `raw`).
     unsafe { raw::self_id() as u64 }
 }
 
 /// A deterministic random number: the stream depends only on the runtime seed and the agent id.
 pub fn random_u64() -> u64 {
+    // SAFETY: `random_u64` takes no arguments and only returns a value (see `raw`).
     unsafe { raw::random_u64() as u64 }
 }
 
@@ -149,18 +197,21 @@ pub fn random_below(n: u64) -> u64 {
     ((random_u64() as u128 * n as u128) >> 64) as u64
 }
 
+/// A log line's level (`abi::log_level`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Level {
-    Error = 1,
-    Warn = 2,
-    Info = 3,
-    Debug = 4,
-    Trace = 5,
+    Error = abi::log_level::ERROR,
+    Warn = abi::log_level::WARN,
+    Info = abi::log_level::INFO,
+    Debug = abi::log_level::DEBUG,
+    Trace = abi::log_level::TRACE,
 }
 
 /// Writes a log line to the host (kept per call up to a bound, then dropped).
 pub fn log(level: Level, text: &str) {
+    // SAFETY: the pointer and length are those of `text`, a live string the host only reads
+    // (and bounds-checks) during the call.
     unsafe { raw::log(level as i32, text.as_ptr() as i32, text.len() as i32) }
 }
 
@@ -198,26 +249,41 @@ fn rd_u64(b: &[u8], at: usize) -> u64 {
 
 impl Context {
     /// # Safety
-    /// `ptr` must point to at least 32 readable bytes (the host guarantees this).
+    /// `ptr` must point to `abi::CONTEXT_BYTES` readable bytes that nothing writes during this
+    /// call (the host guarantees this for the pointer it passes to `agent_step`).
     pub unsafe fn from_ptr(ptr: *const u8) -> Self {
-        let b = core::slice::from_raw_parts(ptr, 32);
-        Self { abi_version: rd_u32(b, 0), inbox_len: rd_u32(b, 4), tick: rd_u64(b, 8), agent_id: rd_u64(b, 16), max_agent_id: rd_u64(b, 24) }
+        // SAFETY: the caller's contract: `CONTEXT_BYTES` readable, unwritten bytes at `ptr`
+        // (u8 has no alignment requirement).
+        let b = unsafe { core::slice::from_raw_parts(ptr, abi::CONTEXT_BYTES) };
+        Self {
+            abi_version: rd_u32(b, abi::CONTEXT_OFFSET_ABI_VERSION),
+            inbox_len: rd_u32(b, abi::CONTEXT_OFFSET_INBOX_LEN),
+            tick: rd_u64(b, abi::CONTEXT_OFFSET_TICK),
+            agent_id: rd_u64(b, abi::CONTEXT_OFFSET_AGENT_ID),
+            max_agent_id: rd_u64(b, abi::CONTEXT_OFFSET_MAX_AGENT_ID),
+        }
     }
 }
 
 impl<'a> Message<'a> {
     /// # Safety
-    /// `ptr` must point to a header plus `payload_len` bytes (the host guarantees this).
+    /// `ptr` must point to a header plus `payload_len` bytes (at most `MAX_PAYLOAD_BYTES`)
+    /// that stay readable and unwritten for `'a` (the host guarantees this for the pointer it
+    /// passes to `agent_receive`, for the length of that call).
     pub unsafe fn from_ptr(ptr: *const u8) -> Self {
-        let h = core::slice::from_raw_parts(ptr, MESSAGE_HEADER_BYTES);
-        let len = (rd_u32(h, 32) as usize).min(MAX_PAYLOAD_BYTES);
+        // SAFETY: the caller's contract: a readable, unwritten header at `ptr`.
+        let h = unsafe { core::slice::from_raw_parts(ptr, MESSAGE_HEADER_BYTES) };
+        let len = (rd_u32(h, abi::MESSAGE_OFFSET_PAYLOAD_LEN) as usize).min(MAX_PAYLOAD_BYTES);
+        // SAFETY: the caller's contract: `len` payload bytes follow the header, readable and
+        // unwritten for `'a`; header plus payload fit the io buffer, so the offset stays in it.
+        let payload = unsafe { core::slice::from_raw_parts(ptr.add(MESSAGE_HEADER_BYTES), len) };
         Self {
-            from: rd_u64(h, 0),
-            to: rd_u64(h, 8),
-            seq: rd_u64(h, 16),
-            kind: rd_u32(h, 24),
-            priority: rd_u32(h, 28) as i32,
-            payload: core::slice::from_raw_parts(ptr.add(MESSAGE_HEADER_BYTES), len),
+            from: rd_u64(h, abi::MESSAGE_OFFSET_FROM),
+            to: rd_u64(h, abi::MESSAGE_OFFSET_TO),
+            seq: rd_u64(h, abi::MESSAGE_OFFSET_SEQ),
+            kind: rd_u32(h, abi::MESSAGE_OFFSET_KIND),
+            priority: rd_u32(h, abi::MESSAGE_OFFSET_PRIORITY) as i32,
+            payload,
         }
     }
 }
@@ -239,6 +305,8 @@ pub trait Agent {
 pub fn install_panic_hook() {
     std::panic::set_hook(alloc::boxed::Box::new(|info| {
         let text = alloc::format!("{info}");
+        // SAFETY: the pointer and length are those of `text`, a live string the host only
+        // reads (and bounds-checks) during the call.
         unsafe { raw::report_panic(text.as_ptr() as i32, text.len() as i32) };
     }));
 }
@@ -249,7 +317,9 @@ pub fn install_panic_hook() {}
 /// The io buffer the host writes contexts and messages into.
 #[repr(C, align(16))]
 pub struct IoBuffer(pub core::cell::UnsafeCell<[u8; IO_BUFFER_BYTES]>);
-// Safety: wasm32 agents are single-threaded; the host writes only between calls.
+// SAFETY: an agent is a wasm32 module without threads (the runtime refuses shared memories),
+// so only one thread ever reaches the cell; the host writes it only between calls into the
+// agent, never while an ABI function (and a reference it made into the buffer) is running.
 unsafe impl Sync for IoBuffer {}
 
 /// The agent's state directly followed by its io buffer, in one static: a step then touches
@@ -260,12 +330,19 @@ pub struct AgentArea<T> {
     pub state: core::cell::UnsafeCell<Option<T>>,
     pub io: IoBuffer,
 }
-// Safety: as for IoBuffer.
+// SAFETY: as for `IoBuffer`: one thread; `state` is reached only through the ABI functions
+// `export_agent!` defines, which the host never runs concurrently or re-entrantly.
 unsafe impl<T> Sync for AgentArea<T> {}
 
 impl<T> AgentArea<T> {
     pub const fn new() -> Self {
         Self { state: core::cell::UnsafeCell::new(None), io: IoBuffer(core::cell::UnsafeCell::new([0; IO_BUFFER_BYTES])) }
+    }
+}
+
+impl<T> Default for AgentArea<T> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -276,8 +353,9 @@ macro_rules! export_agent {
         static __LOCKSTEP_AREA: $crate::AgentArea<$ty> = $crate::AgentArea::new();
 
         fn __lockstep_agent() -> &'static mut $ty {
-            // Safety: single-threaded wasm; the host never re-enters an agent, so no other
-            // reference to the state is alive while an ABI function runs.
+            // SAFETY: single-threaded wasm; the host never re-enters an agent, and each ABI
+            // function below calls this once, so no other reference to the state is alive
+            // while the one returned here is used.
             unsafe { (*__LOCKSTEP_AREA.state.get()).get_or_insert_with(<$ty as ::core::default::Default>::default) }
         }
 
@@ -300,6 +378,8 @@ macro_rules! export_agent {
 
         #[no_mangle]
         pub extern "C" fn agent_step(ctx: i32) -> i32 {
+            // SAFETY: the host passes the io buffer's address with a context written there
+            // (docs/ABI.md), and does not write the buffer again before this call returns.
             let ctx = unsafe { $crate::Context::from_ptr(ctx as *const u8) };
             $crate::Agent::step(__lockstep_agent(), &ctx);
             0
@@ -307,6 +387,9 @@ macro_rules! export_agent {
 
         #[no_mangle]
         pub extern "C" fn agent_receive(msg: i32) -> i32 {
+            // SAFETY: the host passes the io buffer's address with a message header and its
+            // payload written there (docs/ABI.md), and does not write the buffer again before
+            // this call returns; `msg` does not outlive the call.
             let msg = unsafe { $crate::Message::from_ptr(msg as *const u8) };
             $crate::Agent::receive(__lockstep_agent(), &msg);
             0

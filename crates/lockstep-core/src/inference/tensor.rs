@@ -61,7 +61,7 @@ impl ElementType {
     }
 
     /// The element type of an ONNX Runtime tensor type; `E_UNSUPPORTED_TYPE` for the others.
-    pub fn from_ort(t: ort::value::TensorElementType) -> Result<Self, InferenceError> {
+    pub(crate) fn from_ort(t: ort::value::TensorElementType) -> Result<Self, InferenceError> {
         use ort::value::TensorElementType as T;
         Ok(match t {
             T::Float32 => Self::F32,
@@ -134,7 +134,8 @@ impl<'a> TensorView<'a> {
 
     /// The view as an ONNX Runtime session input: zero-copy when `data` is aligned for the
     /// element type, else copied once (bool is always copied).
-    pub fn to_ort(&self) -> Result<ort::session::SessionInputValue<'a>, InferenceError> {
+    #[allow(clippy::wrong_self_convention)] // a borrowed view; the name mirrors `from_ort`
+    pub(crate) fn to_ort(&self) -> Result<ort::session::SessionInputValue<'a>, InferenceError> {
         let (shape, d) = (self.shape, self.data);
         let v = match self.dtype {
             ElementType::F32 => view_or_copy!(f32, 4, shape, d),
@@ -198,7 +199,7 @@ impl Tensor {
 
     /// Copies an ONNX Runtime output into a tensor; `E_UNSUPPORTED_TYPE` for a value that is
     /// not a tensor of a supported element type.
-    pub fn from_ort(value: &ort::value::DynValue) -> Result<Self, InferenceError> {
+    pub(crate) fn from_ort(value: &ort::value::DynValue) -> Result<Self, InferenceError> {
         let ort::value::ValueType::Tensor { ty, .. } = value.dtype() else {
             return Err(InferenceError::UnsupportedType { dtype: format!("{:?}", value.dtype()) });
         };

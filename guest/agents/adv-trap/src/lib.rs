@@ -19,6 +19,9 @@ impl Agent for Trap {
         }
         if self.div_in_step {
             let wild = core::hint::black_box(0xFFFF_FFF0usize) as *const u64;
+            // SAFETY: none, on purpose: this adversarial agent reads past its memory to make
+            // the runtime fault it. wasm defines the out-of-bounds load as a trap, so the
+            // agent stops here and nothing reads the value.
             core::hint::black_box(unsafe { core::ptr::read_volatile(wild) });
         }
     }
@@ -29,6 +32,8 @@ impl Agent for Trap {
             2 => self.panic_in_step = true,
             3 => self.panic_in_shutdown = true,
             4 => core::arch::wasm32::unreachable(),
+            // SAFETY: the host bounds-checks the out-of-bounds pointer (the point of this
+            // case) and faults the agent; it never reads or writes past the agent's memory.
             5 => unsafe {
                 raw::send(0, 0, 0, 0x7fff_fff0, 4096);
             },
