@@ -1,0 +1,95 @@
+// The binding's contract (issue 10): native errors carry their code in `code` (nothing is
+// parsed out of a message, so no message can pose as a code); events are one JSON form for
+// drainEvents() and the ring.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+const lockstep = require('../index.js');
+const { Runtime, LockstepError, exampleAgent, EXAMPLES_PUBLIC_KEY, replay } = lockstep;
+const { platformTriple } = require('../scripts/platform.cjs');
+
+const TEST_PANIC = Symbol.for('lockstep.testPanic');
+const TRUST = { trustedKeys: [EXAMPLES_PUBLIC_KEY] };
+const isLockstepError = (code, re) => (e) => {
+  assert.ok(e instanceof LockstepError, `not a LockstepError: ${e && e.stack}`);
+  assert.equal(e.code, code, e.message);
+  if (re) assert.match(e.message, re);
+  return true;
+};
+
+/** A recorded session: `agents` counters run for `ticks` ticks. */
+function session(agents, ticks) {
+  const rt = new Runtime({ workers: 1, ...TRUST });
+  rt.spawnMany(exampleAgent('counter'), agents);
+  rt.tick(ticks);
+  const log = rt.stopRecording();
+  rt.close();
+  return log;
+}
+
+test('a native error carries its code in `code` and a message without a [E_CODE] prefix', () => {
+  const native = require(`../lockstep.${platformTriple()}.node`);
+  assert.throws(
+    () => new native.NativeRuntime({ maxAgents: 0 }),
+    (e) => e instanceof Error && e.code === 'E_INVALID_CONFIG' && /^invalid configuration: option maxAgents must be/.test(e.message),
+  );
+  const rt = new native.NativeRuntime({ workers: 1 });
+  assert.throws(() => rt.inspect(12345), (e) => e.code === 'E_UNKNOWN_AGENT' && /^no agent with id 12345/.test(e.message));
+  assert.throws(() => rt.spawn('nope'), (e) => e.code === 'E_INVALID_MODULE' && !e.message.startsWith('['));
+  rt.close();
+  assert.throws(() => rt.agents(), (e) => e.code === 'E_CLOSED' && !e.message.startsWith('['));
+});
+
+test('a message that starts like a code cannot pose as one: a panic saying "[E_FAKE] ..." is E_INTERNAL', () => {
+  const before = process.env.LOCKSTEP_TEST_HOOKS;
+  process.env.LOCKSTEP_TEST_HOOKS = '1';
+  try {
+    // With the code parsed out of the message, this panic came out as code E_FAKE.
+    assert.throws(() => lockstep[TEST_PANIC]('[E_FAKE] spoofed'), isLockstepError('E_INTERNAL', /\(a lockstep bug; please report it\): \[E_FAKE\] spoofed$/));
+    const rt = new Runtime({ workers: 1 });
+    assert.throws(() => rt[TEST_PANIC]('[E_UNKNOWN_AGENT] no agent'), isLockstepError('E_INTERNAL', /\[E_UNKNOWN_AGENT\] no agent$/));
+    rt.close();
+  } finally {
+    if (before === undefined) delete process.env.LOCKSTEP_TEST_HOOKS;
+    else process.env.LOCKSTEP_TEST_HOOKS = before;
+  }
+  // And index.js reads no code out of any message.
+  const src = readFileSync(new URL('../index.js', import.meta.url), 'utf8');
+  assert.doesNotMatch(src, /\\\[\(?E_/, 'index.js has a regex that parses an [E_CODE] out of a message');
+});
+
+test('an error onProgress throws comes back as it was thrown (not converted), and stops the calls', () => {
+  const log = session(2, 350);
+  const mine = Object.assign(new Error('[E_FAKE] thrown by my callback'), { code: 'E_FAKE' });
+  let calls = 0;
+  const onProgress = () => {
+    calls++;
+    throw mine;
+  };
+  assert.throws(() => replay(log, { ...TRUST, onProgress }), (e) => e === mine);
+  assert.equal(calls, 1);
+  // A replay error of its own wins over the callback's.
+  assert.throws(() => replay(log, { onProgress }), isLockstepError('E_REPLAY_UNTRUSTED'));
+});
+
+test('drainEvents() gives the objects the outbound ring carries, and a fault event\'s fault is inspect()\'s', () => {
+  const rt = new Runtime({ workers: 1, ...TRUST });
+  const { outbound } = rt.attachRings();
+  const trap = rt.spawn(exampleAgent('adv-trap'));
+  rt.send(trap, null, { kind: 1 }); // panics in receive
+  rt.tick();
+  rt.send(trap, 'to a faulted agent');
+  rt.tick();
+  const drained = rt.drainEvents();
+  const fromRing = outbound.readBatch().filter((r) => r.type === 'event').map((r) => r.event);
+  // The ring carries the events of ticks (not the spawn, which happened between ticks).
+  assert.deepEqual(fromRing, drained.filter((e) => e.type !== 'spawned'));
+  assert.deepEqual(drained.map((e) => e.type), ['spawned', 'fault', 'dead_letter', 'dead_letter']);
+  const fault = drained.find((e) => e.type === 'fault');
+  assert.equal(fault.agent, trap);
+  assert.deepEqual(fault.fault, rt.inspect(trap).fault);
+  assert.deepEqual(Object.keys(drained.find((e) => e.type === 'dead_letter')).sort(), ['from', 'kind', 'reason', 'seq', 'tick', 'to', 'type']);
+  rt.close();
+});
