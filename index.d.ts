@@ -232,7 +232,11 @@ export interface SendOptions {
 export interface ReplayOptions {
   /** Worker threads for the replay (results never depend on it). */
   workers?: number;
-  /** Called with the ticks verified so far, every 100 ticks. */
+  /**
+   * Called with the ticks verified so far, every 100 ticks (by `replayAsync` on the calling
+   * thread, before its promise settles). An error it throws is thrown (rejected) once the replay
+   * has ended, as it was thrown, and stops further calls.
+   */
   onProgress?: (ticksVerified: number) => void;
   /**
    * Publishers whose modules the replay may run (hex public keys). A log never grants itself
@@ -328,6 +332,12 @@ export class Runtime {
 
 /** Re-runs a recorded session, verifying every tick hash and checkpoint. Throws E_REPLAY_CORRUPT (with the byte offset) for a damaged or truncated log. */
 export function replay(log: Uint8Array | ArrayBuffer, options?: ReplayOptions): ReplayReport;
+/**
+ * `replay` off the event loop: the replay runs on libuv's thread pool (the log is copied first)
+ * and the promise settles with the same report, or rejects with the same LockstepError.
+ * `onProgress` runs on the calling thread, every 100 ticks, each call before the promise settles.
+ */
+export function replayAsync(log: Uint8Array | ArrayBuffer, options?: ReplayOptions): Promise<ReplayReport>;
 
 /** Path of an example agent shipped with the package: counter, ping-pong, gossip, adv-spin, adv-membomb, adv-trap, adv-panic-init. */
 export function exampleAgent(name: string): string;

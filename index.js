@@ -675,6 +675,26 @@ function replay(log, options) {
   return report;
 }
 
+/**
+ * replay() off the event loop: the same report and errors, as a promise; the replay runs on
+ * libuv's thread pool (the log is copied first). `options.onProgress(ticksVerified)` is called
+ * on this thread every 100 ticks while it runs, each call before the promise settles.
+ */
+async function replayAsync(log, options) {
+  const a = replayArgs(log, options);
+  const progress = progressRelay(a.onProgress);
+  let report;
+  try {
+    report = await call(() => native.replayAsync(a.bytes, a.workers, progress.relay, a.trustedKeys, a.devMode));
+  } catch (e) {
+    throw convert(e);
+  } finally {
+    if (logSink) deliverLogs();
+  }
+  progress.check();
+  return report;
+}
+
 /** Paths of the example agents shipped with the package. */
 function exampleAgent(name) {
   v.str('name', name);
@@ -759,6 +779,7 @@ module.exports = {
   Runtime,
   LockstepError,
   replay,
+  replayAsync,
   exampleAgent,
   ABI_VERSION,
   MAX_PAYLOAD_BYTES,

@@ -1,13 +1,13 @@
 // The binding's contract (issue 10): native errors carry their code in `code` (nothing is
 // parsed out of a message, so no message can pose as a code); events are one JSON form for
-// drainEvents() and the ring.
+// drainEvents() and the ring; replayAsync() gives replay()'s results off the event loop.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const lockstep = require('../index.js');
-const { Runtime, LockstepError, exampleAgent, EXAMPLES_PUBLIC_KEY, replay } = lockstep;
+const { Runtime, LockstepError, exampleAgent, EXAMPLES_PUBLIC_KEY, replay, replayAsync } = lockstep;
 const { platformTriple } = require('../scripts/platform.cjs');
 
 const TEST_PANIC = Symbol.for('lockstep.testPanic');
@@ -40,6 +40,8 @@ test('a native error carries its code in `code` and a message without a [E_CODE]
   assert.throws(() => rt.spawn('nope'), (e) => e.code === 'E_INVALID_MODULE' && !e.message.startsWith('['));
   rt.close();
   assert.throws(() => rt.agents(), (e) => e.code === 'E_CLOSED' && !e.message.startsWith('['));
+  // The async paths reject the same way (replayAsync here; inferAsync shares the code).
+  return assert.rejects(native.replayAsync(new Uint8Array(3), 1, null, [], false), (e) => e.code === 'E_REPLAY_CORRUPT' && /^replay log is corrupt/.test(e.message));
 });
 
 test('a message that starts like a code cannot pose as one: a panic saying "[E_FAKE] ..." is E_INTERNAL', () => {
@@ -60,7 +62,7 @@ test('a message that starts like a code cannot pose as one: a panic saying "[E_F
   assert.doesNotMatch(src, /\\\[\(?E_/, 'index.js has a regex that parses an [E_CODE] out of a message');
 });
 
-test('an error onProgress throws comes back as it was thrown (not converted), and stops the calls', () => {
+test('an error onProgress throws comes back as it was thrown (not converted), and stops the calls', async () => {
   const log = session(2, 350);
   const mine = Object.assign(new Error('[E_FAKE] thrown by my callback'), { code: 'E_FAKE' });
   let calls = 0;
@@ -70,8 +72,52 @@ test('an error onProgress throws comes back as it was thrown (not converted), an
   };
   assert.throws(() => replay(log, { ...TRUST, onProgress }), (e) => e === mine);
   assert.equal(calls, 1);
-  // A replay error of its own wins over the callback's.
-  assert.throws(() => replay(log, { onProgress }), isLockstepError('E_REPLAY_UNTRUSTED'));
+  calls = 0;
+  await assert.rejects(replayAsync(log, { ...TRUST, onProgress }), (e) => e === mine);
+  assert.equal(calls, 1);
+  // A replay error of its own wins over the callback's (as in replay()).
+  await assert.rejects(replayAsync(log, { onProgress }), isLockstepError('E_REPLAY_UNTRUSTED'));
+});
+
+test('replayAsync gives replay\'s report, progress and errors, and the event loop runs meanwhile', async () => {
+  const log = session(20, 300);
+  const syncSeen = [];
+  const expected = replay(log, { ...TRUST, onProgress: (n) => syncSeen.push(n) });
+  assert.equal(expected.ok && expected.complete, true);
+  assert.deepEqual(syncSeen, [100, 200, 300]);
+
+  let intervals = 0;
+  const timer = setInterval(() => intervals++, 1);
+  const seen = [];
+  let settled = false;
+  const pending = replayAsync(log, { ...TRUST, workers: 2, onProgress: (n) => seen.push([n, settled]) });
+  assert.ok(pending instanceof Promise);
+  assert.deepEqual(seen, [], 'no progress before the call returned: the replay runs on another thread');
+  const report = await pending;
+  settled = true;
+  clearInterval(timer);
+  assert.deepEqual(report, expected);
+  // Every progress call, in order, before the promise settled.
+  assert.deepEqual(seen, [[100, false], [200, false], [300, false]]);
+  assert.ok(intervals > 0, 'setInterval never fired while the replay ran: it blocked the event loop');
+
+  // The same errors, code and message.
+  const damaged = Buffer.from(log);
+  damaged[damaged.length - 9] ^= 0xff;
+  for (const [bytes, options] of [[log, {}], [damaged, TRUST], [log.subarray(0, 10), TRUST]]) {
+    let syncError;
+    try {
+      replay(bytes, options);
+    } catch (e) {
+      syncError = e;
+    }
+    assert.ok(syncError instanceof LockstepError);
+    await assert.rejects(replayAsync(bytes, options), (e) => e instanceof LockstepError && e.code === syncError.code && e.message === syncError.message);
+  }
+  // Bad arguments reject (they are checked before the replay starts).
+  await assert.rejects(replayAsync(log, { workers: 0 }), isLockstepError('E_INVALID_ARGUMENT', /options\.workers/));
+  await assert.rejects(replayAsync(null), isLockstepError('E_INVALID_ARGUMENT', /log/));
+  await assert.rejects(replayAsync(log, { trustedKeys: ['zz'] }), isLockstepError('E_INVALID_CONFIG', /options\.trustedKeys\[0\]/));
 });
 
 test('drainEvents() gives the objects the outbound ring carries, and a fault event\'s fault is inspect()\'s', () => {

@@ -2,7 +2,7 @@
 //!
 //! - Errors: `error.rs`, the one place a JS error is made (`code` = `E_...`, a clean message).
 //! - Types and conversions: `convert.rs` (options in, reports out; events as the core's JSON).
-//! - `replay`: `replay.rs`; inference's packed tensors and task: `inference.rs`.
+//! - `replay` and `replayAsync`: `replay.rs`; inference's packed tensors and task: `inference.rs`.
 //!
 //! Every export is `#[napi(catch_unwind)]`: a Rust panic becomes a JS error (index.js gives it
 //! the code E_INTERNAL) instead of aborting Node, which needs `panic = "unwind"` (checked below).
