@@ -743,7 +743,8 @@ function inspect(module) {
       throw new LockstepError('E_BAD_MANIFEST', `the module's embedded manifest is not valid JSON: ${e.message}`);
     }
   }
-  return { ...r, manifest };
+  // As index.d.ts says: null, not absent, when unsigned.
+  return { ...r, manifest, publisher: r.publisher ?? null };
 }
 
 /**
