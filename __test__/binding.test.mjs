@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
 const lockstep = require('../index.js');
 const { Runtime, LockstepError, exampleAgent, EXAMPLES_PUBLIC_KEY, replay, replayAsync } = lockstep;
@@ -42,6 +43,15 @@ test('a native error carries its code in `code` and a message without a [E_CODE]
   assert.throws(() => rt.agents(), (e) => e.code === 'E_CLOSED' && !e.message.startsWith('['));
   // The async paths reject the same way (replayAsync here; inferAsync shares the code).
   return assert.rejects(native.replayAsync(new Uint8Array(3), 1, null, [], false), (e) => e.code === 'E_REPLAY_CORRUPT' && /^replay log is corrupt/.test(e.message));
+});
+
+test('an inference run on the thread pool rejects with its code in `code` too', async () => {
+  const native = require(`../lockstep.${platformTriple()}.node`);
+  const rt = new native.NativeRuntime({ workers: 1, inference: { searchRoots: [fileURLToPath(new URL('..', import.meta.url))] } });
+  const model = rt.loadModel(readFileSync(new URL('../models/mlp_classifier.onnx', import.meta.url)));
+  await assert.rejects(rt.inferAsync(model.id, 'x:float32:1,5:20;', new Uint8Array(24)), (e) => e.code === 'E_BAD_INPUT_SHAPE' && /^input `x` must have shape/.test(e.message));
+  assert.match((await rt.inferAsync(model.id, 'x:float32:1,4:16;', new Uint8Array(16))).spec, /^probs:float32:1,3;/);
+  rt.close();
 });
 
 test('a message that starts like a code cannot pose as one: a panic saying "[E_FAKE] ..." is E_INTERNAL', () => {
