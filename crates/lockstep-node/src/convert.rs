@@ -17,7 +17,7 @@ use lockstep_core::{self as core, LockstepError, RuntimeConfig};
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
-use crate::error::{invalid_arg, invalid_config, to_napi, Result};
+use crate::error::{invalid_arg, invalid_config, to_napi, BindError, Result};
 
 /// The largest integer a JS number holds exactly.
 pub const MAX_SAFE: u64 = (1 << 53) - 1;
@@ -28,13 +28,13 @@ fn int_in(v: f64, min: f64, max: f64) -> Option<f64> {
     (v.is_finite() && v.fract() == 0.0 && v >= min && v <= max).then_some(v)
 }
 
-/// A numeric option: an integer in `min..=max`, or `None`.
-fn opt_uint(name: &str, v: Option<f64>, min: u64, max: u64) -> Result<Option<u64>> {
+/// A numeric option: an integer in `min..=max`, or `None`; else why not.
+fn opt_uint(name: &str, v: Option<f64>, min: u64, max: u64) -> std::result::Result<Option<u64>, String> {
     match v {
         None => Ok(None),
-        Some(x) => int_in(x, min as f64, max as f64)
-            .map(|x| Some(x as u64))
-            .ok_or_else(|| invalid_config(format!("option {name} must be an integer in {min}..={max}, got {x}"))),
+        Some(x) => {
+            int_in(x, min as f64, max as f64).map(|x| Some(x as u64)).ok_or_else(|| format!("option {name} must be an integer in {min}..={max}, got {x}"))
+        }
     }
 }
 
@@ -105,7 +105,7 @@ pub struct RuntimeOptions {
 /// The runtime's config from its options (the inference options are taken out first).
 pub fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
     let d = RuntimeConfig::default();
-    let uint = |name, v, min, max, default| opt_uint(name, v, min, max).map(|v| v.unwrap_or(default));
+    let uint = |name, v, min, max, default| opt_uint(name, v, min, max).map(|v| v.unwrap_or(default)).map_err(invalid_config);
     Ok(RuntimeConfig {
         workers: uint("workers", o.workers, 1, 256, d.workers as u64)? as usize,
         fuel_per_call: uint("fuelPerCall", o.fuel_per_call, 0, MAX_SAFE, d.fuel_per_call)?,
@@ -154,12 +154,14 @@ pub struct InferenceOptions {
 /// The engine's options. Called when the runtime is created, so a bad option fails
 /// `new Runtime`, and again when the engine is created (at the first model load).
 pub fn engine_options(o: &InferenceOptions) -> Result<EngineOptions> {
+    // E_INVALID_CONFIG, the reason alone as the message (no "invalid configuration: ").
+    let bad = |message: String| to_napi(BindError { code: "E_INVALID_CONFIG", message });
     let d = EngineOptions::default();
     let mut providers = Vec::new();
     for name in o.providers.iter().flatten() {
         providers.push(
             Provider::parse(name)
-                .ok_or_else(|| invalid_config(format!("inference.providers: unknown provider \"{name}\"; use cuda, tensorrt, directml, coreml or cpu")))?,
+                .ok_or_else(|| bad(format!("inference.providers: unknown provider \"{name}\"; use cuda, tensorrt, directml, coreml or cpu")))?,
         );
     }
     if providers.is_empty() {
@@ -169,8 +171,8 @@ pub fn engine_options(o: &InferenceOptions) -> Result<EngineOptions> {
     search_roots.extend(d.search_roots);
     Ok(EngineOptions {
         providers,
-        max_models: opt_uint("inference.maxModels", o.max_models, 1, u32::MAX as u64)?.map(|m| m as usize).unwrap_or(d.max_models),
-        max_model_bytes: opt_uint("inference.maxModelBytes", o.max_model_bytes, 1, MAX_SAFE)?.map(|m| m as usize).unwrap_or(d.max_model_bytes),
+        max_models: opt_uint("inference.maxModels", o.max_models, 1, u32::MAX as u64).map_err(bad)?.map(|m| m as usize).unwrap_or(d.max_models),
+        max_model_bytes: opt_uint("inference.maxModelBytes", o.max_model_bytes, 1, MAX_SAFE).map_err(bad)?.map(|m| m as usize).unwrap_or(d.max_model_bytes),
         library_path: o.ort_library_path.clone().map(PathBuf::from),
         search_roots,
         deterministic: o.deterministic.unwrap_or(d.deterministic),
