@@ -4,7 +4,8 @@
 //! log was recorded in development mode): a log never grants itself trust. Both call
 //! `on_progress(ticks verified so far)` every 100 ticks. index.js wraps `on_progress` so that
 //! it never throws into the binding (a callback's error is kept there and rethrown after the
-//! replay); an error from the callback here is a bug (E_INTERNAL).
+//! replay): one that reaches the binding anyway is a bug, E_INTERNAL from `replay`, ignored by
+//! `replay_async` (whose calls run on the JS thread after the replay has moved on).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
