@@ -1,5 +1,9 @@
 // Type definitions for lockstep. Kept by hand beside index.js; every option and event is
-// documented here, and __test__/ exercises each of them.
+// documented here, and __test__/ exercises each of them. __test__/types.test.mjs holds this file
+// to the code: every export and class method of index.js is declared here and vice versa, each
+// object the addon returns has the fields napi-rs generates for it (crates/lockstep-node/native.d.ts),
+// RuntimeEvent has the fields of every lockstep_core::Event variant, and ErrorCode lists every
+// code thrown.
 //
 // Arguments are checked before they reach the native addon: a wrong type or an out-of-range
 // number is a LockstepError (E_INVALID_CONFIG for Runtime options, E_INVALID_ARGUMENT
@@ -71,7 +75,7 @@ export function keygen(): { publicKey: string; secretKey: string };
 /** Embeds the manifest into the module and signs both; returns the signed bytes. */
 export function sign(module: ModuleSource, manifest: Manifest | string, secretKey: string): Buffer;
 /** Would a runtime trusting these keys admit the module? */
-export function verify(module: ModuleSource, trustedKeys: string[]): { ok: boolean; code?: string; message?: string; publisher?: string };
+export function verify(module: ModuleSource, trustedKeys: string[]): { ok: boolean; code?: ErrorCode; message?: string; publisher?: string };
 /** What a module asks for and who signed it. */
 export function inspect(module: ModuleSource): { manifest: Manifest | null; publisher: string | null; signatureValid: boolean; imports: string[] };
 /** The public key of the bundled example agents. A TEST key (its secret is public): trust it only for the examples. */
@@ -188,7 +192,7 @@ export type RuntimeEvent =
   | { type: 'dead_letter'; tick: number; reason: DeadLetterReason; from: number; to: number; seq: number; kind: number }
   /** level: 1 error, 2 warn, 3 info, 4 debug, 5 trace */
   | { type: 'log'; tick: number; agent: number; level: number; text: string }
-  | { type: 'module_refused'; tick: number; code: string; detail: string }
+  | { type: 'module_refused'; tick: number; code: ErrorCode; detail: string }
   | { type: 'security'; tick: number; detail: string }
   | { type: 'ring_error'; tick: number; detail: string }
   /** The replay log reached `maxLogBytes` and recording stopped (the log so far is a prefix). */
@@ -232,7 +236,11 @@ export interface SendOptions {
 export interface ReplayOptions {
   /** Worker threads for the replay (results never depend on it). */
   workers?: number;
-  /** Called with the ticks verified so far, every 100 ticks. */
+  /**
+   * Called with the ticks verified so far, every 100 ticks (by `replayAsync` on the calling
+   * thread, before its promise settles). An error it throws is thrown (rejected) once the replay
+   * has ended, as it was thrown, and stops further calls.
+   */
   onProgress?: (ticksVerified: number) => void;
   /**
    * Publishers whose modules the replay may run (hex public keys). A log never grants itself
@@ -328,15 +336,79 @@ export class Runtime {
 
 /** Re-runs a recorded session, verifying every tick hash and checkpoint. Throws E_REPLAY_CORRUPT (with the byte offset) for a damaged or truncated log. */
 export function replay(log: Uint8Array | ArrayBuffer, options?: ReplayOptions): ReplayReport;
+/**
+ * `replay` off the event loop: the replay runs on libuv's thread pool (the log is copied first)
+ * and the promise settles with the same report, or rejects with the same LockstepError.
+ * `onProgress` runs on the calling thread, every 100 ticks, each call before the promise settles.
+ */
+export function replayAsync(log: Uint8Array | ArrayBuffer, options?: ReplayOptions): Promise<ReplayReport>;
 
 /** Path of an example agent shipped with the package: counter, ping-pong, gossip, adv-spin, adv-membomb, adv-trap, adv-panic-init. */
 export function exampleAgent(name: string): string;
 
+/** Every code a LockstepError can carry (stable: match on these, not on messages). */
+export type ErrorCode =
+  // Arguments and configuration
+  | 'E_INVALID_CONFIG'
+  | 'E_INVALID_ARGUMENT'
+  | 'E_IO'
+  // Modules
+  | 'E_INVALID_MODULE'
+  | 'E_MISSING_EXPORT'
+  | 'E_ABI_MISMATCH'
+  | 'E_UNKNOWN_IMPORT'
+  | 'E_INSTANTIATION'
+  | 'E_MODULE_LIMIT'
+  // Agents and messages
+  | 'E_UNKNOWN_AGENT'
+  | 'E_AGENT_NOT_RUNNING'
+  | 'E_MESSAGE_TOO_LARGE'
+  | 'E_AGENT_LIMIT'
+  | 'E_AGENT_IDS_EXHAUSTED'
+  | 'E_PRIORITY_LIMIT'
+  | 'E_QUEUE_FULL'
+  // Recording and replay
+  | 'E_RECORDING_MID_SESSION'
+  | 'E_NOT_RECORDING'
+  | 'E_REPLAY_CORRUPT'
+  | 'E_REPLAY_VERSION'
+  | 'E_REPLAY_MISSING_MODULE'
+  /** The log runs a module the replay's trustedKeys/devMode do not cover. */
+  | 'E_REPLAY_UNTRUSTED'
+  // Security (signing, manifests, policy)
+  | 'E_UNSIGNED'
+  | 'E_UNTRUSTED_KEY'
+  | 'E_BAD_SIGNATURE'
+  | 'E_BAD_KEY'
+  | 'E_BAD_MANIFEST'
+  | 'E_DUPLICATE_SECTION'
+  | 'E_UNDECLARED_IMPORT'
+  | 'E_RESOURCE_LIMIT'
+  // Inference
+  | 'E_ORT_NOT_FOUND'
+  | 'E_ORT_LOAD'
+  | 'E_UNKNOWN_MODEL'
+  | 'E_MODEL_TOO_LARGE'
+  | 'E_INVALID_MODEL'
+  | 'E_BAD_INPUT_NAME'
+  | 'E_BAD_INPUT_TYPE'
+  | 'E_BAD_INPUT_SHAPE'
+  | 'E_UNSUPPORTED_TYPE'
+  | 'E_INFERENCE'
+  // Rings
+  | 'E_RING'
+  | 'E_RING_TIMEOUT'
+  // The runtime and the package
+  /** The runtime was closed. */
+  | 'E_CLOSED'
+  /** A panic inside lockstep, caught: a bug, please report it; the process carries on. */
+  | 'E_INTERNAL'
+  /** Thrown by require('lockstep') (a plain Error with this code): no native binary for this platform. */
+  | 'E_NO_NATIVE_BINARY';
+
 export class LockstepError extends Error {
-  /**
-   * Stable code: E_INVALID_CONFIG, E_INVALID_ARGUMENT, E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_INSTANTIATION, E_UNKNOWN_AGENT, E_AGENT_NOT_RUNNING, E_MESSAGE_TOO_LARGE, E_AGENT_LIMIT, E_AGENT_IDS_EXHAUSTED, E_MODULE_LIMIT, E_PRIORITY_LIMIT, E_QUEUE_FULL, E_RECORDING_MID_SESSION, E_NOT_RECORDING, E_REPLAY_CORRUPT, E_REPLAY_VERSION, E_REPLAY_MISSING_MODULE, E_REPLAY_UNTRUSTED (the log runs a module the replay's trustedKeys/devMode do not cover), E_IO, E_CLOSED (the runtime was closed), E_INTERNAL (a panic inside lockstep, caught: a bug, please report it; the process carries on), E_NO_NATIVE_BINARY, the security codes (E_UNSIGNED, E_UNTRUSTED_KEY, E_BAD_KEY, ...), the inference codes (E_BAD_INPUT_SHAPE, E_UNSUPPORTED_TYPE, ...) and the ring codes (E_RING, E_RING_TIMEOUT).
-   */
-  code: string;
+  /** The stable code (the native addon sets it on its errors; nothing is parsed out of the message). */
+  code: ErrorCode;
   /** Set by spawnMany when it fails part-way: the agents it spawned before the error. */
   spawnedIds?: number[];
 }
@@ -385,6 +457,12 @@ export class RingConsumer {
 }
 
 export function createRingBuffer(capacity?: number): SharedArrayBuffer;
+/** The error class of the rings: LockstepError itself (codes E_RING, E_RING_TIMEOUT, E_MESSAGE_TOO_LARGE). */
+export const RingError: typeof LockstepError;
+/** The record types `RingConsumer.forEach` passes: 1 a message, 2 an event (JSON), 3 a tick record. */
+export const RING_TYPES: { readonly MESSAGE: 1; readonly EVENT: 2; readonly TICK: 3 };
+/** Bytes of a ring's header, before its `capacity` data bytes (docs/RINGS.md). */
+export const RING_HEADER_BYTES: 192;
 
 export interface AttachedRings {
   /** JS → agents: messages enter at the start of the next tick, in ring order, and are recorded. */

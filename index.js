@@ -41,17 +41,22 @@ const NAPI_TYPE_ERRORS = new Set([
   'BooleanExpected', 'ArrayExpected', 'BigintExpected', 'DateExpected', 'ArrayBufferExpected',
 ]);
 
-/** A native error as a LockstepError: `[E_CODE] message`, a panic, or a napi type error. */
+/**
+ * A native error as a LockstepError. The binding's errors carry their stable code in `code`
+ * and a plain message (crates/lockstep-node/src/error.rs): nothing is read out of the message,
+ * so no text in it (a module's import name, a panic message...) can pose as a code. The only
+ * other native errors are napi's own: `GenericFailure` is a Rust panic caught at the boundary
+ * (#[napi(catch_unwind)]; its message is the panic's), the `...Expected` statuses are argument
+ * conversions that got past validate.js.
+ */
 function convert(e) {
   if (!(e instanceof Error) || e instanceof LockstepError) return e;
-  const m = /^\[(E_[A-Z_]+)\] ([\s\S]*)$/.exec(e.message);
-  if (m) return new LockstepError(m[1], m[2]);
-  // Every error the binding makes is prefixed; an unprefixed GenericFailure is a Rust panic
-  // caught at the napi boundary (#[napi(catch_unwind)]): the message is the panic's.
-  if (e.code === 'GenericFailure') {
+  const code = e.code;
+  if (typeof code === 'string' && code.startsWith('E_')) return new LockstepError(code, e.message);
+  if (code === 'GenericFailure') {
     return new LockstepError('E_INTERNAL', `internal error (a lockstep bug; please report it): ${e.message}`);
   }
-  if (NAPI_TYPE_ERRORS.has(e.code)) return new LockstepError('E_INVALID_ARGUMENT', `wrong argument type: ${e.message}`);
+  if (NAPI_TYPE_ERRORS.has(code)) return new LockstepError('E_INVALID_ARGUMENT', `wrong argument type: ${e.message}`);
   return e;
 }
 
@@ -581,7 +586,8 @@ class Runtime {
   }
 
   drainEvents() {
-    return call(() => this.#native.drainEvents());
+    // The binding hands the events as the core's JSON: the same objects the outbound ring carries.
+    return JSON.parse(call(() => this.#native.drainEvents()));
   }
 
   eventsDropped() {
@@ -618,11 +624,8 @@ class Runtime {
   }
 }
 
-/**
- * Re-runs a recorded session and verifies it. `options.onProgress(ticksVerified)` is called
- * every 100 ticks, for long logs.
- */
-function replay(log, options) {
+/** replay()'s and replayAsync()'s arguments, checked. */
+function replayArgs(log, options) {
   if (log == null) throw v.fail('log', 'a replay log (the bytes from stopRecording() or replayLog())', log);
   const bytes = toBytes(log, 'log');
   const o = v.options('options', options, ['workers', 'onProgress', 'trustedKeys', 'devMode']);
@@ -632,7 +635,64 @@ function replay(log, options) {
   // (or unsigned, with devMode, from a devMode session).
   const trustedKeys = o.trustedKeys === undefined ? [] : v.stringArray('options.trustedKeys', o.trustedKeys);
   const devMode = o.devMode === undefined ? false : v.bool('options.devMode', o.devMode);
-  return call(() => native.replay(bytes, o.workers, o.onProgress, trustedKeys, devMode));
+  return { bytes, workers: o.workers, onProgress: o.onProgress, trustedKeys, devMode };
+}
+
+/**
+ * The progress callback as the binding calls it: it never throws into the binding. The first
+ * error the user's callback throws stops further calls and is rethrown by `check()` once the
+ * replay has ended without an error of its own.
+ */
+function progressRelay(onProgress) {
+  let failed = false;
+  let error;
+  const relay = onProgress && ((ticks) => {
+    if (failed) return;
+    try {
+      onProgress(ticks);
+    } catch (e) {
+      failed = true;
+      error = e;
+    }
+  });
+  return {
+    relay,
+    check() {
+      if (failed) throw error;
+    },
+  };
+}
+
+/**
+ * Re-runs a recorded session and verifies it, on the calling thread. `options.onProgress(ticksVerified)`
+ * is called every 100 ticks, for long logs.
+ */
+function replay(log, options) {
+  const a = replayArgs(log, options);
+  const progress = progressRelay(a.onProgress);
+  const report = call(() => native.replay(a.bytes, a.workers, progress.relay, a.trustedKeys, a.devMode));
+  progress.check();
+  return report;
+}
+
+/**
+ * replay() off the event loop: the same report and errors, as a promise; the replay runs on
+ * libuv's thread pool (the log is copied first). `options.onProgress(ticksVerified)` is called
+ * on this thread every 100 ticks while it runs, each call before the promise settles.
+ */
+async function replayAsync(log, options) {
+  const a = replayArgs(log, options);
+  const progress = progressRelay(a.onProgress);
+  let report;
+  try {
+    report = await call(() => native.replayAsync(a.bytes, a.workers, progress.relay, a.trustedKeys, a.devMode));
+  } catch (e) {
+    throw convert(e);
+  } finally {
+    if (logSink) deliverLogs();
+  }
+  progress.check();
+  return report;
 }
 
 /** Paths of the example agents shipped with the package. */
@@ -683,7 +743,8 @@ function inspect(module) {
       throw new LockstepError('E_BAD_MANIFEST', `the module's embedded manifest is not valid JSON: ${e.message}`);
     }
   }
-  return { ...r, manifest };
+  // As index.d.ts says: null, not absent, when unsigned.
+  return { ...r, manifest, publisher: r.publisher ?? null };
 }
 
 /**
@@ -719,6 +780,7 @@ module.exports = {
   Runtime,
   LockstepError,
   replay,
+  replayAsync,
   exampleAgent,
   ABI_VERSION,
   MAX_PAYLOAD_BYTES,

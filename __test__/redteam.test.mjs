@@ -67,8 +67,8 @@ test('the native ring attach refuses a Uint8Array over a plain (detachable) Arra
     const ab = new ArrayBuffer(192 + cap);
     const u32 = new Uint32Array(ab, 0, 3);
     u32[0] = 0x4752534c; u32[1] = 1; u32[2] = cap; // a valid ring header
-    assert.throws(() => rt[method](new Uint8Array(ab)), /E_RING/, `${method} accepted a plain ArrayBuffer`);
-    assert.throws(() => rt[method]({}), /E_RING/, `${method} accepted an object`);
+    assert.throws(() => rt[method](new Uint8Array(ab)), { code: 'E_RING' }, `${method} accepted a plain ArrayBuffer`);
+    assert.throws(() => rt[method]({}), { code: 'E_RING' }, `${method} accepted an object`);
     // A SharedArrayBuffer ring is still accepted.
     const sab = new SharedArrayBuffer(192 + cap);
     new Uint32Array(sab, 0, 3).set([0x4752534c, 1, cap]);

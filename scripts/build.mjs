@@ -3,7 +3,8 @@
 //   1. the Rust toolchain and wasm32 target pinned in rust-toolchain.toml,
 //   2. the npm dependencies (onnxruntime-node: the ONNX Runtime library) if missing,
 //   3. the example agents (guest/ → dist/agents/*.wasm),
-//   4. the native addon (crates/lockstep-node → lockstep.<platform>.node),
+//   4. the native addon (crates/lockstep-node → lockstep.<platform>.node) and the TypeScript
+//      napi-rs generates for it (→ crates/lockstep-node/native.d.ts),
 //   5. the example agents signed with the examples' test key (→ dist/agents/*.wasm).
 // One build path (cargo --release, host target) serves the addon, the Rust tests and the
 // benches, so wasmtime is compiled once. Cargo makes repeated runs cheap.
@@ -13,15 +14,16 @@ import { createRequire } from 'node:module';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { platformTriple } from './platform.cjs';
+import { nativeDts } from './native-dts.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const quiet = process.argv.includes('--quiet');
 
-function run(cmd, args, cwd = root) {
+function run(cmd, args, cwd = root, env = {}) {
   const started = Date.now();
   if (!quiet) console.error(`[build] ${cmd} ${args.join(' ')}${cwd !== root ? `   (in ${cwd.slice(root.length + 1)})` : ''}`);
   try {
-    execFileSync(cmd, args, { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
+    execFileSync(cmd, args, { cwd, stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env } });
   } catch (e) {
     console.error(`[build] failed: ${cmd} ${args.join(' ')} (exit ${e.status}).`);
     if (cmd === 'rustup') console.error('[build] Is rustup installed? See https://rustup.rs — the project pins its toolchain in rust-toolchain.toml.');
@@ -59,8 +61,21 @@ const guest = join(root, 'guest');
 run('cargo', ['build', '--release', '--quiet'], guest);
 const wasmDir = join(guest, 'target', 'wasm32-unknown-unknown', 'release');
 
-// 4. The addon.
-run('cargo', ['build', '--release', '--quiet', '-p', 'lockstep-node']);
+// 4. The addon, and its types: napi-derive writes the TypeScript of every #[napi] item into
+//    NAPI_TYPE_DEF_TMP_FOLDER as it compiles the crate (napi-build reruns the compile when the
+//    variable changes). A fresh compile is forced only when that output is missing.
+const typeDefDir = join(root, 'target', 'napi-type-def');
+const typeDefFile = join(typeDefDir, 'lockstep-node');
+mkdirSync(typeDefDir, { recursive: true });
+if (!existsSync(typeDefFile)) run('cargo', ['clean', '--release', '--quiet', '-p', 'lockstep-node']);
+run('cargo', ['build', '--release', '--quiet', '-p', 'lockstep-node'], root, { NAPI_TYPE_DEF_TMP_FOLDER: typeDefDir });
+if (!existsSync(typeDefFile)) {
+  console.error(`[build] napi-derive wrote no type definitions to ${typeDefFile}.`);
+  process.exit(1);
+}
+const dts = nativeDts(readFileSync(typeDefFile, 'utf8'));
+const dtsPath = join(root, 'crates', 'lockstep-node', 'native.d.ts');
+if (!existsSync(dtsPath) || readFileSync(dtsPath, 'utf8') !== dts) writeFileSync(dtsPath, dts);
 const libName = { linux: 'liblockstep_node.so', darwin: 'liblockstep_node.dylib', win32: 'lockstep_node.dll' }[process.platform];
 const built = join(root, 'target', 'release', libName ?? 'liblockstep_node.so');
 if (!existsSync(built)) {

@@ -84,14 +84,17 @@ rt.tick();
 assert.equal(rt.drainMessages().length, 1);
 console.log('esm ok');`,
     'check.ts': `
-import { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY, type TickReport, type RuntimeEvent, type ModelInfo, replay } from 'lockstep';
+import { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY, type TickReport, type RuntimeEvent, type ModelInfo, type ReplayReport, type LockstepError, replay, replayAsync } from 'lockstep';
 const rt: Runtime = new Runtime({ workers: 2, seed: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY], policy: { send: 'any' }, resourcePolicy: 'clamp' });
 const id: number = rt.spawn(exampleAgent('counter'), { priority: 1 });
 rt.send(id, new Uint8Array(4), { kind: 1, priority: 0 });
 const r: TickReport = rt.tick(2);
 const events: RuntimeEvent[] = rt.drainEvents();
 for (const e of events) if (e.type === 'fault') console.log(e.fault.kind, e.fault.detail);
-const ok: boolean = replay(rt.stopRecording(), { trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 }).ok;
+const log = rt.stopRecording();
+const ok: boolean = replay(log, { trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 }).ok;
+const later: Promise<ReplayReport> = replayAsync(log, { trustedKeys: [EXAMPLES_PUBLIC_KEY], onProgress: (n: number) => void n });
+later.catch((e: LockstepError) => console.log(e.code === 'E_REPLAY_CORRUPT', e.message));
 async function infer(m: ModelInfo): Promise<number> {
   const out = await rt.infer(m.id, { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } });
   return out.probs.dims[0] + (ok ? r.tick : 0);

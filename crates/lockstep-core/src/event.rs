@@ -1,5 +1,7 @@
 //! What the runtime tells its embedder: faults, dead letters, logs and lifecycle changes.
 
+use serde::{Serialize, Serializer};
+
 use crate::bus::{AgentId, DeadLetterReason};
 use crate::error::Digest;
 use crate::fault::Fault;
@@ -8,7 +10,12 @@ use crate::fault::Fault;
 /// [`Runtime::drain_events`](crate::Runtime::drain_events) (and, as JSON, the outbound ring).
 /// Every `tick` field is [`Runtime::current_tick`](crate::Runtime::current_tick) when the
 /// event happened: the tick running, or between ticks the next one to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its serde form is the one JS sees, both from `drainEvents()` and from the outbound ring
+/// (`to_json`): `{"type":"dead_letter","tick":3,"reason":...}`, field names as declared here,
+/// the type tag as `kind()` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// An agent was spawned and its `agent_init` ran (if init faulted, a `Fault` event follows).
     Spawned {
@@ -17,6 +24,7 @@ pub enum Event {
         /// The new agent.
         agent: AgentId,
         /// BLAKE3 hash of the module it runs.
+        #[serde(serialize_with = "digest_hex")]
         module: Digest,
     },
     /// An agent faulted (in `agent_init`, in a tick, or in `agent_shutdown`); it is stopped
@@ -27,6 +35,7 @@ pub enum Event {
         /// The agent that faulted.
         agent: AgentId,
         /// What happened, and in which ABI call.
+        #[serde(serialize_with = "fault_object")]
         fault: Fault,
     },
     /// An agent was shut down ([`Runtime::shutdown`](crate::Runtime::shutdown)) and its
@@ -50,6 +59,7 @@ pub enum Event {
         /// When it happened.
         tick: u64,
         /// Why it was not delivered.
+        #[serde(serialize_with = "reason_name")]
         reason: DeadLetterReason,
         /// The message's sender.
         from: AgentId,
@@ -143,42 +153,82 @@ impl Event {
         }
     }
 
-    /// A compact JSON form (for the outbound ring); field names match the JS event objects.
+    /// The JSON form (for the outbound ring): the serde form above, as `drainEvents()` gives it.
     pub fn to_json(&self) -> String {
-        fn q(s: &str) -> String {
-            let mut o = String::with_capacity(s.len() + 2);
-            o.push('"');
-            for c in s.chars() {
-                match c {
-                    '"' => o.push_str("\\\""),
-                    '\\' => o.push_str("\\\\"),
-                    c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-                    c => o.push(c),
-                }
-            }
-            o.push('"');
-            o
+        serde_json::to_string(self).expect("an event always serialises")
+    }
+}
+
+fn digest_hex<S: Serializer>(d: &Digest, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&d.to_hex())
+}
+
+fn reason_name<S: Serializer>(r: &DeadLetterReason, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.as_str())
+}
+
+/// `{ kind, call, tick, detail }`: the same object as `inspect(id).fault`.
+fn fault_object<S: Serializer>(f: &Fault, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct FaultJson<'a> {
+        kind: &'static str,
+        call: &'static str,
+        tick: u64,
+        detail: &'a str,
+    }
+    FaultJson { kind: f.kind.as_str(), call: f.call.export_name(), tick: f.tick, detail: &f.detail }.serialize(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::{AbiCall, FaultKind};
+
+    /// One event of every kind.
+    fn every_kind() -> Vec<Event> {
+        let fault = Fault { kind: FaultKind::Trap, call: AbiCall::Step, tick: 4, detail: "unreachable \"x\"\n".into() };
+        vec![
+            Event::Spawned { tick: 1, agent: 2, module: Digest([0xab; 32]) },
+            Event::Fault { tick: 4, agent: 2, fault },
+            Event::Stopped { tick: 5, agent: 2 },
+            Event::Killed { tick: 5, agent: u64::MAX },
+            Event::DeadLetter { tick: 6, reason: DeadLetterReason::RecipientInboxFull, from: 1, to: 9, seq: 3, kind: 7 },
+            Event::Log { tick: 7, agent: 1, level: 3, text: "hi\u{1}".into() },
+            Event::RingError { tick: 8, detail: "bad".into() },
+            Event::ModuleRefused { tick: 0, code: "E_UNSIGNED".into(), detail: "no".into() },
+            Event::Security { tick: 0, detail: "dev".into() },
+            Event::Dropped { tick: 9, queue: "dead_letters", count: 2 },
+            Event::RecordingStopped { tick: 10, detail: "full".into() },
+        ]
+    }
+
+    #[test]
+    fn the_json_type_tag_is_kind() {
+        for e in every_kind() {
+            let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+            assert_eq!(v["type"], e.kind(), "{e:?}");
         }
-        let t = self.kind();
-        match self {
-            Self::Spawned { tick, agent, module } => format!(r#"{{"type":"{t}","tick":{tick},"agent":{agent},"module":"{module}"}}"#),
-            Self::Fault { tick, agent, fault } => format!(
-                r#"{{"type":"{t}","tick":{tick},"agent":{agent},"fault":{{"kind":"{}","call":"{}","tick":{},"detail":{}}}}}"#,
-                fault.kind.as_str(),
-                fault.call.export_name(),
-                fault.tick,
-                q(&fault.detail)
-            ),
-            Self::Stopped { tick, agent } | Self::Killed { tick, agent } => format!(r#"{{"type":"{t}","tick":{tick},"agent":{agent}}}"#),
-            Self::DeadLetter { tick, reason, from, to, seq, kind } => {
-                format!(r#"{{"type":"{t}","tick":{tick},"reason":"{}","from":{from},"to":{to},"seq":{seq},"kind":{kind}}}"#, reason.as_str())
-            }
-            Self::Log { tick, agent, level, text } => format!(r#"{{"type":"{t}","tick":{tick},"agent":{agent},"level":{level},"text":{}}}"#, q(text)),
-            Self::RingError { tick, detail } | Self::Security { tick, detail } | Self::RecordingStopped { tick, detail } => {
-                format!(r#"{{"type":"{t}","tick":{tick},"detail":{}}}"#, q(detail))
-            }
-            Self::ModuleRefused { tick, code, detail } => format!(r#"{{"type":"{t}","tick":{tick},"code":"{code}","detail":{}}}"#, q(detail)),
-            Self::Dropped { tick, queue, count } => format!(r#"{{"type":"{t}","tick":{tick},"queue":"{queue}","count":{count}}}"#),
-        }
+    }
+
+    #[test]
+    fn the_json_form_is_pinned() {
+        let json: Vec<String> = every_kind().iter().map(Event::to_json).collect();
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            json,
+            [
+                format!(r#"{{"type":"spawned","tick":1,"agent":2,"module":"{hex}"}}"#),
+                r#"{"type":"fault","tick":4,"agent":2,"fault":{"kind":"trap","call":"agent_step","tick":4,"detail":"unreachable \"x\"\n"}}"#.into(),
+                r#"{"type":"stopped","tick":5,"agent":2}"#.into(),
+                r#"{"type":"killed","tick":5,"agent":18446744073709551615}"#.into(),
+                r#"{"type":"dead_letter","tick":6,"reason":"recipient_inbox_full","from":1,"to":9,"seq":3,"kind":7}"#.into(),
+                r#"{"type":"log","tick":7,"agent":1,"level":3,"text":"hi\u0001"}"#.into(),
+                r#"{"type":"ring_error","tick":8,"detail":"bad"}"#.into(),
+                r#"{"type":"module_refused","tick":0,"code":"E_UNSIGNED","detail":"no"}"#.into(),
+                r#"{"type":"security","tick":0,"detail":"dev"}"#.into(),
+                r#"{"type":"dropped","tick":9,"queue":"dead_letters","count":2}"#.into(),
+                r#"{"type":"recording_stopped","tick":10,"detail":"full"}"#.into(),
+            ]
+        );
     }
 }
