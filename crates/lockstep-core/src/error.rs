@@ -187,6 +187,15 @@ pub enum LockstepError {
     #[error("module refused: {0}")]
     Security(crate::security::SecurityError),
 
+    /// An inference error (its own code, e.g. `E_MODEL_NOT_FOUND`): what
+    /// [`InferenceEngine`](crate::inference::InferenceEngine) returns, convertible with `?`.
+    #[error(transparent)]
+    Inference(#[from] crate::inference::InferenceError),
+
+    /// `E_RING`: a shared-memory ring could not be attached or broke.
+    #[error(transparent)]
+    Ring(#[from] crate::ring::RingError),
+
     /// `E_INVALID_ARGUMENT`: an argument from the embedder is out of range.
     #[error("invalid argument `{name}`: {reason}")]
     InvalidArgument {
@@ -227,6 +236,8 @@ impl LockstepError {
             Self::ReplayUntrusted { .. } => "E_REPLAY_UNTRUSTED",
             Self::Io { .. } => "E_IO",
             Self::Security(e) => e.code(),
+            Self::Inference(e) => e.code(),
+            Self::Ring(_) => "E_RING",
             Self::InvalidArgument { .. } => "E_INVALID_ARGUMENT",
             Self::Closed => "E_CLOSED",
         }

@@ -56,6 +56,8 @@ impl std::fmt::Display for RingError {
     }
 }
 
+impl std::error::Error for RingError {}
+
 /// The `N` bytes of record header `h` at `at`: one field, for `from_le_bytes`.
 fn field<const N: usize>(h: &[u8], at: usize) -> [u8; N] {
     let mut b = [0u8; N];

@@ -777,14 +777,14 @@ impl Runtime {
 
     /// Attaches the JS→core ring (initialised by the other side). Its messages enter at the
     /// start of each tick, in ring order, and are recorded like `send`.
-    pub fn attach_inbound_ring(&mut self, memory: RingMemory) -> Result<(), RingError> {
+    pub fn attach_inbound_ring(&mut self, memory: RingMemory) -> Result<()> {
         self.inputs.inbound_ring = Some(Consumer::new(memory, abi::MAX_PAYLOAD_BYTES)?);
         Ok(())
     }
 
     /// Attaches the core→JS ring: messages agents send to the host, copies of the tick's
     /// events, and one TICK record per tick are written there instead of `drain_host_messages`.
-    pub fn attach_outbound_ring(&mut self, memory: RingMemory) -> Result<(), RingError> {
+    pub fn attach_outbound_ring(&mut self, memory: RingMemory) -> Result<()> {
         self.outputs.attach_ring(Producer::new(memory)?);
         Ok(())
     }

@@ -99,3 +99,21 @@ fn agent_limit_and_bad_config() {
         assert_eq!(e.code(), "E_INVALID_CONFIG");
     }
 }
+
+/// One error type: the inference and ring errors convert into `LockstepError` with `?` and
+/// keep their own codes and messages (issue 10: codes were spread over three enums).
+#[test]
+fn every_error_converts_into_lockstep_error_keeping_its_code() {
+    use lockstep_core::inference::InferenceError;
+    use lockstep_core::ring::{OwnedRegion, RingError};
+    let inference = InferenceError::UnknownModel { id: "abc".into() };
+    let message = inference.to_string();
+    let e: LockstepError = inference.into();
+    assert_eq!((e.code(), e.to_string()), ("E_UNKNOWN_MODEL", message));
+    let e: LockstepError = RingError::Full.into();
+    assert_eq!(e.code(), "E_RING");
+    // The runtime's own ring entry points return it: an uninitialised region is refused.
+    let mut rt = lockstep_core::Runtime::new(lockstep_core::RuntimeConfig::development()).unwrap();
+    let err = rt.attach_inbound_ring(OwnedRegion::new(4096).memory()).unwrap_err();
+    assert_eq!(err.code(), "E_RING", "{err}");
+}

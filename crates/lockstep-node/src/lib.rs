@@ -30,11 +30,7 @@ use error::{in_context, invalid_arg, to_napi, BindError, Result};
 
 impl NativeRuntime {
     /// Attaches a ring and keeps its buffer referenced for as long as this runtime lives.
-    fn attach_ring(
-        &mut self,
-        buffer: Uint8Array,
-        attach: fn(&mut Runtime, core::ring::RingMemory) -> std::result::Result<(), core::ring::RingError>,
-    ) -> Result<()> {
+    fn attach_ring(&mut self, buffer: Uint8Array, attach: fn(&mut Runtime, core::ring::RingMemory) -> core::Result<()>) -> Result<()> {
         let memory = ring_memory(&buffer)?;
         attach(self.rt_mut()?, memory).map_err(to_napi)?;
         self.ring_buffers.push(buffer);
