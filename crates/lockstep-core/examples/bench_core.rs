@@ -102,6 +102,9 @@ impl BareAgents {
         let stores = (0..n)
             .map(|_| {
                 let mut store = wasmtime::Store::new(&engine, ());
+                if fuel {
+                    store.set_fuel(10_000_000).unwrap();
+                }
                 let mut linker = wasmtime::Linker::new(&engine);
                 linker.define_unknown_imports_as_default_values(&mut store, &module).unwrap();
                 let instance = linker.instantiate(&mut store, &module).unwrap();
