@@ -28,6 +28,7 @@
 
 pub mod abi;
 mod admission;
+mod agents;
 mod bus;
 mod error;
 mod event;

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::abi;
+use crate::agents::Agents;
 use crate::bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 use crate::error::{Digest, LockstepError, Result};
 use crate::event::Event;
 use crate::fault::AgentState;
 use crate::inference::{agents as agent_inference, InferenceEngine};
 use crate::inputs::Inputs;
-use crate::limits::{MAX_AGENT_IDS, MAX_MODULES, MAX_PENDING_BYTES, MAX_PENDING_MESSAGES, MAX_PHASES, MAX_RING_RECORDS_PER_TICK, MAX_WORKERS};
+use crate::limits::{MAX_AGENT_IDS, MAX_MODULES, MAX_PENDING_BYTES, MAX_PENDING_MESSAGES, MAX_RING_RECORDS_PER_TICK, MAX_WORKERS};
 use crate::outputs::Outputs;
 use crate::recorder::{Appended, MemorySink, Recorder};
 use crate::replay_log::{InferAnswer, Record, SessionConfig};
@@ -165,7 +166,8 @@ pub struct Runtime {
     sandbox: Sandbox,
     pool: Option<rayon::ThreadPool>,
     modules: BTreeMap<Digest, Arc<AgentModule>>,
-    slots: Vec<AgentSlot>,
+    /// Every agent, which are live, and the phases of a tick.
+    agents: Agents,
     tick: u64,
     last_hash: Digest,
     last_fuel: u64,
@@ -176,18 +178,6 @@ pub struct Runtime {
     /// The only writer of the replay log, while recording.
     recorder: Option<Recorder>,
     session_started: bool,
-    /// Distinct spawn priorities of live agents, highest first: the phases of every tick.
-    phases: Vec<i32>,
-    /// Agents holding an instance (what maxAgents bounds), kept exact as agents come and go
-    /// (`live_index` may hold stale entries until refreshed): counting them on every spawn made
-    /// spawning O(agents ever spawned) (200,000 spawn+kill took 100 s).
-    live: usize,
-    /// Slot indices of agents holding an instance, ascending: what a tick walks (refreshed at
-    /// each tick's start; spawn appends). Dead slots are never visited by a tick.
-    live_index: Vec<usize>,
-    /// Set when an agent released its instance (kill, shutdown, a fault in a tick): the live
-    /// index and the phases are refreshed before they are next used, not on every tick.
-    live_stale: bool,
     inference: AgentInference,
 }
 
@@ -248,7 +238,7 @@ impl Runtime {
             sandbox,
             pool,
             modules: BTreeMap::new(),
-            slots: Vec::new(),
+            agents: Agents::default(),
             tick: 0,
             last_hash: Digest::default(),
             last_fuel: 0,
@@ -256,10 +246,6 @@ impl Runtime {
             outputs: Outputs::new(config.max_events),
             recorder: None,
             session_started: false,
-            phases: Vec::new(),
-            live: 0,
-            live_index: Vec::new(),
-            live_stale: false,
             inference: AgentInference::default(),
             config,
         };
@@ -385,12 +371,10 @@ impl Runtime {
             .ok_or_else(|| LockstepError::InvalidModule { reason: format!("module {module} is not loaded; call loadModule first") })?;
         // maxAgents bounds the agents alive at once (each holds a memory); stopped, killed and
         // faulted agents hold none (issue 9: it used to count every agent ever spawned).
-        if self.live >= self.config.max_agents as usize {
+        if self.agents.live() >= self.config.max_agents as usize {
             return Err(LockstepError::AgentLimit { max: self.config.max_agents });
         }
-        if self.slots.len() >= MAX_AGENT_IDS {
-            return Err(LockstepError::AgentIdsExhausted { max: MAX_AGENT_IDS as u64 });
-        }
+        let id = self.agents.next_id()?;
         // What init sends waits in the same queue as host messages until the next tick. It used
         // to bypass that queue's limit: spawning agents whose init sends 1 MiB and faults (so
         // they never count against maxAgents), without ticking, grew it by 1 MiB per spawn
@@ -402,25 +386,13 @@ impl Runtime {
                 max_bytes: MAX_PENDING_BYTES,
             });
         }
-        let mut new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
-        if new_phase && self.phases.len() >= MAX_PHASES {
-            // Priorities whose agents are all gone no longer count (they used to, forever).
-            self.refresh_live_agents();
-            new_phase = self.phases.binary_search_by(|p| priority.cmp(p)).is_err();
-        }
-        if new_phase && self.phases.len() >= MAX_PHASES {
-            return Err(LockstepError::PriorityLimit { max: MAX_PHASES, phases: self.phases.clone() });
-        }
-        let id = self.slots.len() as AgentId + 1;
+        self.agents.check_phase(priority)?;
         let mut instance = Box::new(m.instantiate(&self.sandbox, id, self.config.seed)?);
         self.session_started = true;
         let tick = self.tick;
         self.record(|r| r.module_once(module, &m.bytes));
         self.record(|r| r.record(&Record::Spawn { tick, module, agent: id, priority }));
         self.inputs.digest.spawn(id, priority, &module);
-        if let Err(at) = self.phases.binary_search_by(|p| priority.cmp(p)) {
-            self.phases.insert(at, priority);
-        }
         let init = instance.call_init(self.tick);
         // What init sent and logged leaves the agent now, whatever happened: routed at the
         // next tick like a host message (and folded into its hash), so neither a fault in
@@ -441,12 +413,9 @@ impl Runtime {
             // Its memory goes back now: a dead agent holds no slot against maxAgents.
             slot.release();
             self.push_event(Event::Fault { tick: self.tick, agent: id, fault });
-        } else {
-            self.live += 1;
-            self.live_index.push(self.slots.len());
         }
         self.inputs.agent_output(sent);
-        self.slots.push(slot);
+        self.agents.add(slot);
         Ok(id)
     }
 
@@ -457,11 +426,11 @@ impl Runtime {
     }
 
     fn slot(&self, id: AgentId) -> Result<&AgentSlot> {
-        self.slots.get((id as usize).wrapping_sub(1)).ok_or(LockstepError::UnknownAgent { id })
+        self.agents.get(id)
     }
 
     fn slot_mut(&mut self, id: AgentId) -> Result<&mut AgentSlot> {
-        self.slots.get_mut((id as usize).wrapping_sub(1)).ok_or(LockstepError::UnknownAgent { id })
+        self.agents.get_mut(id)
     }
 
     /// Queues a message from the host (id 0) for delivery at the next tick. A message to an
@@ -506,8 +475,7 @@ impl Runtime {
         slot.messages_sent += sent.len() as u64;
         let inbox = std::mem::take(&mut slot.inbox);
         if had_instance {
-            self.live -= 1;
-            self.live_stale = true;
+            self.agents.released_one();
         }
         let slot = self.slot_mut(id)?;
         match &result {
@@ -558,8 +526,7 @@ impl Runtime {
         let had_instance = slot.instance.is_some();
         slot.release();
         if had_instance {
-            self.live -= 1;
-            self.live_stale = true;
+            self.agents.released_one();
         }
         self.push_event(Event::Killed { tick, agent: id });
         for m in inbox {
@@ -577,31 +544,6 @@ impl Runtime {
         self.outputs.push_event(e);
     }
 
-    /// Recounts the live agents and drops the phases none of them runs in: an empty phase
-    /// does nothing (no hash or routing depends on it), but every tick walked every slot once
-    /// per phase, and a priority stayed taken forever, so churn through 64 priorities made
-    /// every new priority fail with E_PRIORITY_LIMIT (and a tick ~100,000× slower).
-    /// Also drops released agents from the live index. Only runs when an agent died since the
-    /// last refresh (each run walks every live agent).
-    fn refresh_live_agents(&mut self) {
-        if !self.live_stale {
-            return;
-        }
-        self.live_stale = false;
-        let slots = &self.slots;
-        self.live_index.retain(|&i| slots.get(i).is_some_and(|s| s.instance.is_some()));
-        let mut live = 0;
-        let mut used: Vec<i32> = Vec::with_capacity(self.phases.len());
-        for s in self.live_index.iter().map(|&i| &self.slots[i]) {
-            live += 1;
-            if !used.contains(&s.phase) {
-                used.push(s.phase);
-            }
-        }
-        self.live = live;
-        self.phases.retain(|p| used.contains(p));
-    }
-
     // ----- the clock -------------------------------------------------------------------------
 
     /// Runs one tick and returns what it did.
@@ -615,26 +557,25 @@ impl Runtime {
         // Host messages enter the inboxes (or the dead-letter queue) before anyone steps.
         let mut report = TickReport::new(tick);
         for m in self.inputs.take_messages() {
-            scheduler::route(&mut self.slots, m, tick, &mut hasher, &mut report, &mut self.outputs);
+            scheduler::route(&mut self.agents.slots, m, tick, &mut hasher, &mut report, &mut self.outputs);
         }
 
         // The agents this tick runs: those holding an instance (kills and shutdowns since the
-        // last tick released theirs; `refresh_live_agents` drops them from the index).
-        self.refresh_live_agents();
-        let live = std::mem::take(&mut self.live_index);
-        let running = live.iter().filter(|&&i| self.slots[i].state.is_running()).count();
+        // last tick released theirs; the refresh drops them from the index).
+        let live = self.agents.begin_tick();
+        let slots = &mut self.agents.slots;
+        let running = live.iter().filter(|&&i| slots[i].state.is_running()).count();
         let parallel = self.pool.is_some() && (running >= scheduler::PARALLEL_MIN_AGENTS || self.last_fuel >= scheduler::PARALLEL_MIN_FUEL);
-        for &phase in &self.phases {
-            scheduler::run_agents(&mut self.slots, &live, tick, phase, if parallel { self.pool.as_ref() } else { None });
-            scheduler::settle(&mut self.slots, &live, tick, &mut hasher, &mut report, &mut self.outputs);
+        for &phase in &self.agents.phases {
+            scheduler::run_agents(slots, &live, tick, phase, if parallel { self.pool.as_ref() } else { None });
+            scheduler::settle(slots, &live, tick, &mut hasher, &mut report, &mut self.outputs);
         }
         self.serve_inference(tick, &mut report, &live);
-        self.live_index = live;
+        self.agents.end_tick(live);
         // Agents that faulted this tick released their instances: recount before the next
         // spawn or tick (maxAgents, phases).
         if report.faults > 0 {
-            self.live_stale = true;
-            self.refresh_live_agents();
+            self.agents.released_in_tick();
         }
         self.outputs.report_drops(tick);
         report.hash = hasher.finish();
@@ -726,7 +667,7 @@ impl Runtime {
         // Every agent that ran this tick is in `live` (those that faulted too: what they asked
         // before faulting is still answered, as before).
         for &i in live {
-            let Some(slot) = self.slots.get_mut(i) else { continue };
+            let Some(slot) = self.agents.slots.get_mut(i) else { continue };
             let grants = self.modules.get(&slot.module).map(|m| &m.grants.capabilities);
             for r in slot.out.infer.drain(..) {
                 let model = self.inference.models.get(r.model as usize);
@@ -836,8 +777,8 @@ impl Runtime {
     pub fn deep_hash(&mut self) -> DeepHash {
         let hash_one = |s: &mut AgentSlot| (s.id, DeepHasher::agent(s.id, s.state.name(), s.inbox.len(), s.instance.as_deref_mut()));
         let parts: Vec<_> = match &self.pool {
-            Some(pool) => pool.install(|| self.slots.par_iter_mut().map(hash_one).collect()),
-            None => self.slots.iter_mut().map(hash_one).collect(),
+            Some(pool) => pool.install(|| self.agents.slots.par_iter_mut().map(hash_one).collect()),
+            None => self.agents.slots.iter_mut().map(hash_one).collect(),
         };
         let hash = DeepHasher::whole(&self.last_hash, parts.iter().map(|(_, d)| d));
         let agents = parts.iter().map(|(id, d)| (*id, [d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])).collect();
@@ -871,12 +812,12 @@ impl Runtime {
 
     /// Every id assigned so far, ascending (stopped, killed and faulted agents included).
     pub fn agent_ids(&self) -> Vec<AgentId> {
-        self.slots.iter().map(|s| s.id).collect()
+        self.agents.slots.iter().map(|s| s.id).collect()
     }
 
     /// Agents spawned so far, running or not: the highest id assigned.
     pub fn agent_count(&self) -> usize {
-        self.slots.len()
+        self.agents.slots.len()
     }
 
     /// Takes the events not yet drained, oldest first (the newest `max_events`; older ones
