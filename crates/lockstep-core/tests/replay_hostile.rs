@@ -358,3 +358,15 @@ fn session_scripts_replay_exactly_and_their_mutations_never_verify_cleanly() {
         replay_fuzz::check_session(&mut replay_fuzz::Choices::new(&input), &modules);
     }
 }
+
+/// A log's Send records enter through the same bounded input queue as `send` and the ring
+/// (issue 10): a forged log cannot queue more host messages before a tick than the live API
+/// accepts (it used to bypass the queue's limit through a replay-only back door).
+#[test]
+fn a_replayed_log_cannot_queue_more_host_messages_than_send_accepts() {
+    use lockstep_core::limits::MAX_PENDING_MESSAGES;
+    let sends: Vec<Record> = (0..=MAX_PENDING_MESSAGES).map(|_| Record::Send { tick: 0, to: 1, kind: 0, priority: 0, payload: Vec::new() }).collect();
+    let (log, offsets) = with_agent(&sends);
+    // The one past the limit is refused where it stands, with the live API's reason.
+    assert_corrupt(&log, offsets[2 + MAX_PENDING_MESSAGES], &["no longer applies", "queue of host messages"]);
+}
