@@ -1,19 +1,18 @@
 #!/usr/bin/env node
 // Proves the package by installation: packs lockstep and this platform's binary package with
-// `npm pack`, installs both tarballs into a brand-new project in a temp dir (no access to the
-// repository's sources), and there runs a CommonJS script, an ES module script, a TypeScript
-// file type-checked with `tsc --noEmit`, worker_threads, and a Jest suite of several files in
-// parallel workers. Run by `npm test` after the build.
+// scripts/pack.mjs (what `npm run pack` runs), installs both tarballs into a brand-new project in
+// a temp dir (no access to the repository's sources), and there runs a CommonJS script, an ES
+// module script, a TypeScript file type-checked with `tsc --noEmit`, worker_threads, and a Jest
+// suite of several files in parallel workers. Run by `npm test` after the build.
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
+import { pack } from './pack.mjs';
 
 const require = createRequire(import.meta.url);
 const { platformTriple } = require('./platform.cjs');
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const triple = platformTriple();
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const work = mkdtempSync(join(tmpdir(), 'lockstep-pkg-'));
@@ -21,31 +20,23 @@ const step = (what) => console.error(`[package-test] ${what}`);
 const sh = (cmd, args, cwd, env = {}) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', env: { ...process.env, ...env } });
 
 try {
-  step(`packing lockstep and lockstep-${triple} into ${work}`);
-  const platformDir = join(work, `lockstep-${triple}`);
-  cpSync(join(root, 'npm', triple), platformDir, { recursive: true });
-  cpSync(join(root, `lockstep.${triple}.node`), join(platformDir, `lockstep.${triple}.node`));
-  sh(npm, ['pack', '--silent', '--pack-destination', work], platformDir);
-  // The main package as it would be published: packed, then given its optionalDependencies
-  // by scripts/prepublish.mjs (as the release workflow does), then packed again.
-  const staging = join(work, 'staging');
-  mkdirSync(staging);
-  const first = sh(npm, ['pack', '--silent', '--pack-destination', staging], root).trim().split('\n').pop();
-  sh('tar', ['xzf', join(staging, first), '-C', staging], staging);
-  sh(process.execPath, [join(root, 'scripts', 'prepublish.mjs'), join(staging, 'package', 'package.json')], root);
-  sh(npm, ['pack', '--silent', '--pack-destination', work], join(staging, 'package'));
-  const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz')).map((f) => join(work, f));
-  const published = JSON.parse(readFileSync(join(staging, 'package', 'package.json'), 'utf8'));
-  if (published.optionalDependencies?.[`lockstep-${triple}`] !== published.version) throw new Error('prepublish did not add the platform packages');
-  if (tarballs.length !== 2) throw new Error(`expected 2 tarballs, got ${tarballs}`);
+  // The documented path (README, "Installing"): `npm run pack` writes these two tarballs.
+  step(`packing lockstep and lockstep-${triple} into ${work} (scripts/pack.mjs)`);
+  const { main, platform } = pack({ out: work });
+  const tarballs = [main, platform];
+  if (readdirSync(work).filter((f) => f.endsWith('.tgz')).length !== 2) throw new Error(`expected 2 tarballs in ${work}`);
 
   const app = join(work, 'app');
   mkdirSync(app);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'commonjs' }));
-  // onnxruntime-node's postinstall would download CUDA files from outside the registry.
-  writeFileSync(join(app, '.npmrc'), 'onnxruntime-node-install=skip\nfund=false\naudit=false\n');
+  writeFileSync(join(app, '.npmrc'), 'fund=false\naudit=false\n');
   step('installing the tarballs, typescript and jest into a fresh project');
-  sh(npm, ['install', '--no-audit', '--no-fund', ...tarballs, 'typescript@5', 'jest@30', '@types/node@20'], app);
+  // As the README says: onnxruntime-node's postinstall would download CUDA files from outside
+  // the registry; the variable its install script reads skips that.
+  sh(npm, ['install', '--no-audit', '--no-fund', ...tarballs, 'typescript@5', 'jest@30', '@types/node@20'], app, { ONNXRUNTIME_NODE_INSTALL: 'skip' });
+  // The addon comes from the platform package, never from the main one.
+  if (readdirSync(join(app, 'node_modules', 'lockstep')).some((f) => f.endsWith('.node'))) throw new Error('the main tarball carries a .node');
+  readFileSync(join(app, 'node_modules', `lockstep-${triple}`, `lockstep.${triple}.node`));
 
   const files = {
     'cjs.cjs': `
