@@ -1,16 +1,17 @@
 // The CLI a new user meets (bin/lockstep.js): keygen never replaces a key by accident, sign warns
-// about imports the manifest does not cover and explains a native library passed by mistake.
+// about imports the manifest does not cover and explains a native library passed by mistake,
+// and `new agent` writes a crate that builds and runs like the examples.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, statSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, statSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { Runtime, EXAMPLES_PUBLIC_KEY } = require('../index.js');
+const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY, inspect } = require('../index.js');
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'bin', 'lockstep.js');
 const wasmDir = join(root, 'guest', 'target', 'wasm32-unknown-unknown', 'release');
@@ -126,4 +127,74 @@ test('a native library or any non-wasm file is explained: build with --target wa
     }
   }
   assert.ok(!existsSync(join(dir, 'x.wasm')), 'nothing signed');
+});
+
+test('new agent: writes a complete crate, refuses an existing directory and names cargo would refuse', () => {
+  const dir = tmp('new');
+  const r = run(dir, 'new', 'agent', 'my-agent');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /npx lockstep keygen --out publisher\.json/);
+  const crate = join(dir, 'my-agent');
+  for (const f of ['Cargo.toml', '.cargo/config.toml', 'src/lib.rs', 'manifest.json', 'build.mjs', 'run.mjs', 'README.md', '.gitignore']) {
+    assert.ok(existsSync(join(crate, f)), f);
+  }
+  const cargo = readFileSync(join(crate, 'Cargo.toml'), 'utf8');
+  // The examples' release profile (guest/Cargo.toml), line for line.
+  const guestProfile = readFileSync(join(root, 'guest', 'Cargo.toml'), 'utf8').split('[profile.release]')[1];
+  for (const line of guestProfile.split('\n').filter((l) => /^\w/.test(l))) assert.ok(cargo.includes(`\n${line}\n`), line);
+  assert.match(cargo, /crate-type = \["cdylib"\]/);
+  assert.match(cargo, /^\[workspace\]$/m);
+  assert.match(cargo, /crates\.io/);
+  const sdkPath = /lockstep-sdk = \{ path = "([^"]+)" \}/.exec(cargo)[1];
+  assert.ok(existsSync(join(sdkPath.startsWith('/') ? sdkPath : join(crate, sdkPath), 'Cargo.toml')), sdkPath);
+  const config = readFileSync(join(crate, '.cargo', 'config.toml'), 'utf8');
+  assert.match(config, /target = "wasm32-unknown-unknown"/);
+  assert.ok(config.includes(readFileSync(join(root, 'guest', '.cargo', 'config.toml'), 'utf8').match(/rustflags = .*/)[0]));
+  assert.deepEqual(JSON.parse(readFileSync(join(crate, 'manifest.json'), 'utf8')), { name: 'my-agent', version: '0.1.0', abi: 1, capabilities: { send: 'any' } });
+  assert.match(readFileSync(join(crate, '.gitignore'), 'utf8'), /^publisher\.json$/m);
+
+  const before = readdirSync(crate).sort();
+  const again = run(dir, 'new', 'agent', 'my-agent');
+  assert.equal(again.status, 2);
+  assert.match(again.stderr, /E_EXISTS: .*my-agent already exists; refusing to overwrite it/);
+  assert.deepEqual(readdirSync(crate).sort(), before);
+  mkdirSync(join(dir, 'taken'));
+  assert.match(run(dir, 'new', 'agent', 'taken').stderr, /refusing to overwrite/);
+  assert.equal(readdirSync(join(dir, 'taken')).length, 0);
+
+  for (const bad of ['fn', 'test', '1abc', 'a/b', '../x', 'my agent', '-x']) {
+    const b = run(dir, 'new', 'agent', bad);
+    assert.equal(b.status, 2, bad);
+    assert.match(b.stderr, /not a usable crate name/, bad);
+  }
+  assert.equal(run(dir, 'new', 'agnet', 'x').status, 2, 'an unknown kind is a usage error');
+  assert.match(run(dir, 'new').stdout + run(dir, 'new').stderr, /lockstep new agent <name>/);
+});
+
+test('new agent: the crate builds for wasm32 and its agent costs what an example costs', { timeout: 300_000 }, (t) => {
+  const cargo = spawnSync('cargo', ['--version'], { encoding: 'utf8' });
+  if (cargo.status !== 0) return t.skip('no cargo');
+  const dir = tmp('build');
+  assert.equal(run(dir, 'new', 'agent', 'pinger').status, 0);
+  const crate = join(dir, 'pinger');
+  // Plain `cargo build --release`, from the crate: .cargo/config.toml picks wasm32 and the stack.
+  // (RUSTFLAGS, even empty, would replace the config's flags.)
+  const env = { ...process.env };
+  for (const k of ['RUSTFLAGS', 'CARGO_ENCODED_RUSTFLAGS', 'CARGO_TARGET_DIR', 'CARGO_BUILD_TARGET']) delete env[k];
+  const b = spawnSync('cargo', ['build', '--release', '--quiet'], { cwd: crate, encoding: 'utf8', env });
+  assert.equal(b.status, 0, b.stderr);
+  const wasm = join(crate, 'target', 'wasm32-unknown-unknown', 'release', 'pinger.wasm');
+  assert.deepEqual(inspect(wasm).imports.sort(), ['lockstep::report_panic', 'lockstep::send']);
+  const rt = new Runtime({ workers: 1, devMode: true, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  const id = rt.spawn(wasm);
+  const counter = rt.spawn(exampleAgent('counter'));
+  rt.tick(2);
+  rt.send(id, 'ping', { kind: 1 });
+  rt.tick();
+  const [answer] = rt.drainMessages();
+  assert.equal(answer.from, id);
+  assert.equal(answer.kind, 2);
+  assert.equal(answer.payload.readBigUInt64LE(), 2n, 'the steps before this tick');
+  assert.equal(rt.inspect(id).memoryBytes, rt.inspect(counter).memoryBytes, 'the 64 KiB stack, as the examples');
+  rt.close();
 });

@@ -1,16 +1,19 @@
 #!/usr/bin/env node
 'use strict';
-// npx lockstep keygen | sign | verify | inspect — publisher keys and signed agent modules.
+// npx lockstep keygen | sign | verify | inspect | new agent — publisher keys, signed agent
+// modules, and a new agent crate to start from.
 const { readFileSync, writeFileSync, openSync, readSync, closeSync, chmodSync } = require('node:fs');
 const { basename } = require('node:path');
 const { keygen, sign, verify, inspect, LockstepError } = require('../index.js');
+const { newAgent } = require('./scaffold.js');
 
 const USAGE = `usage:
   lockstep keygen --out <key.json> [--force]       new publisher key pair, written to a file only you can read
                                                    (--force replaces an existing one; without --out: printed on stdout)
   lockstep sign <module.wasm> --manifest <m.json> --key <key.json> [--out signed.wasm]
   lockstep verify <module.wasm> --trust <publicKeyHex>[,<publicKeyHex>...]
-  lockstep inspect <module.wasm>                   manifest, publisher, imports`;
+  lockstep inspect <module.wasm>                   manifest, publisher, imports
+  lockstep new agent <name>                        a Rust agent crate in ./<name>/ (build, sign, run scripts included)`;
 
 function arg(args, name) {
   const i = args.indexOf(name);
@@ -72,7 +75,8 @@ function checkWasm(path) {
   const crate = /^(?:lib)?([A-Za-z0-9_]+)\.(?:so|dylib|dll|rlib|a)$/.exec(basename(path))?.[1];
   throw new LockstepError('E_INVALID_MODULE', `${path} is not a WebAssembly module (missing the \\0asm header): ${what}. ` +
     'Agents run as WebAssembly: build with `--target wasm32-unknown-unknown` ' +
-    '(`cargo build --release --target wasm32-unknown-unknown`, or set it as the default target in .cargo/config.toml) and use ' +
+    '(`cargo build --release --target wasm32-unknown-unknown`, or set it as the default target in .cargo/config.toml as ' +
+    '`lockstep new agent` does) and use ' +
     (crate ? `target/wasm32-unknown-unknown/release/${crate}.wasm` : 'the .wasm file under target/wasm32-unknown-unknown/release/'));
 }
 
@@ -161,6 +165,20 @@ function main(argv) {
       if (!module) throw usage();
       checkWasm(module);
       console.log(JSON.stringify(inspect(module), null, 2));
+      return 0;
+    }
+    case 'new': {
+      const [what, name] = args;
+      if (what !== 'agent' || !name || args.length > 2) throw usage();
+      const { dir, sdk, transient } = newAgent(name);
+      console.log(`created ${dir}: a Rust agent crate (lockstep-sdk from ${sdk})\nnext:\n` +
+        `  cd ${name}\n  npx lockstep keygen --out publisher.json   # once; keep it secret\n` +
+        '  node build.mjs                              # cargo build --release + lockstep sign → dist/\n' +
+        '  node run.mjs                                # run it and print its answer');
+      if (transient) {
+        console.error(`lockstep new agent: warning: lockstep is not installed in this project, so Cargo.toml points at the SDK in npx's cache (${sdk}), ` +
+          'which npm may delete: `npm install lockstep` here, then run this again');
+      }
       return 0;
     }
     default:

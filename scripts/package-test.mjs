@@ -3,8 +3,10 @@
 // scripts/pack.mjs (what `npm run pack` runs), installs both tarballs into a brand-new project in
 // a temp dir (no access to the repository's sources), and there runs a CommonJS script, an ES
 // module script, a TypeScript file type-checked with `tsc --noEmit`, worker_threads, and a Jest
-// suite of several files in parallel workers. Run by `npm test` after the build.
-import { execFileSync } from 'node:child_process';
+// suite of several files in parallel workers; then, as a new user would, scaffolds an agent
+// crate (`npx lockstep new agent`), makes a key, builds, signs and runs it. Run by `npm test`
+// after the build.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,6 +124,60 @@ test('runtime in jest worker ${i}', () => {
   const pids = new Set(readdirSync(join(work, 'pids')).map((f) => readFileSync(join(work, 'pids', f), 'utf8')));
   if (pids.size < 2) throw new Error(`jest ran the files in ${pids.size} process(es): workers were not used`);
   console.error(`[package-test] cjs, esm, tsc, worker_threads and jest in ${pids.size} workers: all ok`);
+
+  // A new user's first agent, as the README says: scaffold, key, build, sign, run — with nothing
+  // but the installed package (the SDK and lockstep-abi sources ship in it).
+  step('npx lockstep new agent my-agent; keygen; cargo build --release; lockstep sign; run it signed');
+  const npx = process.platform === 'win32' ? 'npx.cmd' : 'npx';
+  const lockstepCli = (args, cwd) => spawnSync(npx, ['--no', 'lockstep', ...args], { cwd, encoding: 'utf8', env: process.env });
+  const ok = (r, what) => {
+    if (r.status !== 0) throw new Error(`${what}: exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+    return r;
+  };
+  ok(lockstepCli(['new', 'agent', 'my-agent'], app), 'npx lockstep new agent my-agent');
+  const agent = join(app, 'my-agent');
+  const cargoToml = readFileSync(join(agent, 'Cargo.toml'), 'utf8');
+  if (!cargoToml.includes('lockstep-sdk = { path = "../node_modules/lockstep/guest/sdk" }')) throw new Error(`the scaffold does not use the installed SDK:\n${cargoToml}`);
+  if (lockstepCli(['new', 'agent', 'my-agent'], app).status === 0) throw new Error('new agent overwrote a directory');
+  ok(lockstepCli(['keygen', '--out', 'publisher.json'], agent), 'keygen --out');
+  const key = readFileSync(join(agent, 'publisher.json'), 'utf8');
+  const again = lockstepCli(['keygen', '--out', 'publisher.json'], agent);
+  if (again.status === 0 || !/publisher\.json already exists.*--force/s.test(again.stderr) || readFileSync(join(agent, 'publisher.json'), 'utf8') !== key) {
+    throw new Error(`keygen replaced an existing key or did not say why not: ${again.stderr}`);
+  }
+  // The config's flags and target (.cargo/config.toml) only: RUSTFLAGS would replace them.
+  const cargoEnv = { ...process.env };
+  for (const k of ['RUSTFLAGS', 'CARGO_ENCODED_RUSTFLAGS', 'CARGO_BUILD_TARGET', 'CARGO_TARGET_DIR']) delete cargoEnv[k];
+  execFileSync('cargo', ['build', '--release', '--quiet'], { cwd: agent, stdio: ['ignore', 'inherit', 'inherit'], env: cargoEnv });
+  const signed = ok(lockstepCli(['sign', 'target/wasm32-unknown-unknown/release/my_agent.wasm', '--manifest', 'manifest.json', '--key', 'publisher.json', '--out', 'my_agent.signed.wasm'], agent), 'lockstep sign');
+  if (signed.stderr !== '') throw new Error(`lockstep sign warned about the scaffold's own manifest: ${signed.stderr}`);
+  writeFileSync(join(app, 'agent.cjs'), `
+const assert = require('node:assert/strict');
+const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('lockstep');
+const { publicKey } = require('./my-agent/publisher.json');
+const wasm = require('node:path').join(__dirname, 'my-agent', 'my_agent.signed.wasm');
+assert.throws(() => new Runtime({ workers: 1 }).spawn(wasm), { code: 'E_UNTRUSTED_KEY' });
+const rt = new Runtime({ workers: 1, trustedKeys: [publicKey, EXAMPLES_PUBLIC_KEY] });
+const id = rt.spawn(wasm);
+const example = rt.spawn(exampleAgent('counter'));
+rt.tick(4);
+rt.send(id, 'hello', { kind: 1 });
+rt.tick();
+const answers = rt.drainMessages();
+assert.equal(answers.length, 1);
+assert.equal(answers[0].from, id);
+assert.equal(answers[0].kind, 2);
+assert.equal(answers[0].payload.readBigUInt64LE(), 4n);
+const mine = rt.inspect(id).memoryBytes;
+const theirs = rt.inspect(example).memoryBytes;
+assert.equal(mine, theirs, 'memory per agent: the scaffold as the examples');
+console.log('scaffolded agent ok; memory per agent ' + mine + ' bytes (example counter: ' + theirs + ')');`);
+  process.stderr.write(sh(process.execPath, ['agent.cjs'], app));
+  step("the crate's own scripts: node build.mjs (build + sign), node run.mjs");
+  sh(process.execPath, ['build.mjs'], agent, cargoEnv);
+  const ran = sh(process.execPath, ['run.mjs'], agent);
+  if (!/answered kind 2: 3 steps/.test(ran)) throw new Error(`run.mjs: ${ran}`);
+  process.stderr.write(ran);
   console.log('package: 1 passed, 0 failed');
 } finally {
   if (!process.env.LOCKSTEP_KEEP_PACKAGE_TEST) rmSync(work, { recursive: true, force: true });
