@@ -23,7 +23,8 @@ function loadNative() {
   }
   const err = new Error(
     `lockstep has no native binary for ${process.platform}/${process.arch} (${triple}). Tried: ${tried.join('; ')}. ` +
-      `Fix: reinstall so npm picks the optional package lockstep-${triple}, or build from source with ` +
+      `Fix: reinstall so npm picks the optional package lockstep-${triple} (a local tarball: install the ` +
+      `lockstep-${triple}-<version>.tgz \`npm run pack\` wrote beside lockstep's), or build from source with ` +
       '`npm run build` (needs Rust, see README), or point LOCKSTEP_NATIVE_PATH at a built .node file.',
   );
   err.code = 'E_NO_NATIVE_BINARY';

@@ -1,7 +1,9 @@
-// npm run bench [-- --json] [-- --quick]
+// npm run bench [-- --json] [-- --quick] [-- --publish]
 // Runs the core benchmarks (Rust: crates/lockstep-core/examples/bench_core.rs) and the JS-side
 // ones below, each beside a baseline measured in the same run, and prints a Markdown table
-// (or JSON with --json). Figures go into BENCHMARKS.md by hand, with the date.
+// (or JSON with --json). Writes .bench-out/ (gitignored) only; --publish (a full run) also
+// replaces the plot BENCHMARKS.md shows, docs/tick-vs-agents.svg. Figures go into
+// BENCHMARKS.md by hand, with the date.
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +19,11 @@ const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
+const publish = process.argv.includes('--publish');
+if (publish && quick) {
+  console.error('[bench] --publish replaces the plot BENCHMARKS.md shows: it needs a full run, not --quick');
+  process.exit(2);
+}
 const log = (...a) => (json ? process.stderr.write(a.join(' ') + '\n') : console.log(...a));
 
 function median(xs) {
@@ -72,8 +79,8 @@ writeFileSync(join(root, '.bench-out', 'latest.json'), JSON.stringify(result, nu
 const plotRows = core.tick.map((t) => ({ ...t, label: `${t.workers} worker${t.workers > 1 ? 's' : ''}` }));
 const svg = tickPlotSvg(plotRows, `lockstep tick time vs agents (${result.date})`);
 writeFileSync(join(root, '.bench-out', 'tick-vs-agents.svg'), svg);
-// Only a full run replaces the plot BENCHMARKS.md shows.
-if (!quick) writeFileSync(join(root, 'docs', 'tick-vs-agents.svg'), svg);
+// Tracked files change only when asked: --publish replaces the plot BENCHMARKS.md shows.
+if (publish) writeFileSync(join(root, 'docs', 'tick-vs-agents.svg'), svg);
 
 if (json) {
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
@@ -103,5 +110,5 @@ if (json) {
   console.log(`\n- engine.run from Rust (tiny model, batch 1): ${inference.rust_engine_run_us} µs`);
   const a = inference.agents_32;
   console.log(`- 32 agents asking every tick: ${a.batched_requests_per_s} requests/s batched vs ${a.one_call_per_request_per_s} with one call per request (${a.ratio}×)`);
-  console.log('\nJSON: .bench-out/latest.json; plot: docs/tick-vs-agents.svg');
+  console.log(`\nJSON: .bench-out/latest.json; plot: .bench-out/tick-vs-agents.svg${publish ? ', copied to docs/tick-vs-agents.svg' : ' (`npm run bench -- --publish` to replace docs/tick-vs-agents.svg)'}`);
 }

@@ -47,12 +47,15 @@ if (!output('rustup', ['target', 'list', '--installed']).includes('wasm32-unknow
   run('rustup', ['toolchain', 'install']);
 }
 
-// 2. npm dependencies: onnxruntime-node ships the libonnxruntime the inference engine loads
-//    (.npmrc skips its postinstall, which would fetch CUDA files from outside the registry).
+// 2. npm dependencies: onnxruntime-node ships the libonnxruntime the inference engine loads.
+//    Its postinstall would fetch CUDA files from outside the registry: ONNXRUNTIME_NODE_INSTALL=skip
+//    (the variable its install script reads) skips it; npm versions that gate dependencies'
+//    install scripts read package.json's "allowScripts" (onnxruntime-node: false) instead.
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const wanted = Object.keys({ ...pkg.dependencies, ...pkg.devDependencies });
 if (wanted.some((name) => !existsSync(join(root, 'node_modules', name, 'package.json')))) {
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  process.env.ONNXRUNTIME_NODE_INSTALL ??= 'skip';
   run(npm, [existsSync(join(root, 'package-lock.json')) ? 'ci' : 'install', '--no-audit', '--no-fund']);
 }
 

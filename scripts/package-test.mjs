@@ -1,19 +1,20 @@
 #!/usr/bin/env node
 // Proves the package by installation: packs lockstep and this platform's binary package with
-// `npm pack`, installs both tarballs into a brand-new project in a temp dir (no access to the
-// repository's sources), and there runs a CommonJS script, an ES module script, a TypeScript
-// file type-checked with `tsc --noEmit`, worker_threads, and a Jest suite of several files in
-// parallel workers. Run by `npm test` after the build.
-import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+// scripts/pack.mjs (what `npm run pack` runs), installs both tarballs into a brand-new project in
+// a temp dir (no access to the repository's sources), and there runs a CommonJS script, an ES
+// module script, a TypeScript file type-checked with `tsc --noEmit`, worker_threads, and a Jest
+// suite of several files in parallel workers; then, as a new user would, scaffolds an agent
+// crate (`npx lockstep new agent`), makes a key, builds, signs and runs it. Run by `npm test`
+// after the build.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
+import { pack } from './pack.mjs';
 
 const require = createRequire(import.meta.url);
 const { platformTriple } = require('./platform.cjs');
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const triple = platformTriple();
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const work = mkdtempSync(join(tmpdir(), 'lockstep-pkg-'));
@@ -21,31 +22,23 @@ const step = (what) => console.error(`[package-test] ${what}`);
 const sh = (cmd, args, cwd, env = {}) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', env: { ...process.env, ...env } });
 
 try {
-  step(`packing lockstep and lockstep-${triple} into ${work}`);
-  const platformDir = join(work, `lockstep-${triple}`);
-  cpSync(join(root, 'npm', triple), platformDir, { recursive: true });
-  cpSync(join(root, `lockstep.${triple}.node`), join(platformDir, `lockstep.${triple}.node`));
-  sh(npm, ['pack', '--silent', '--pack-destination', work], platformDir);
-  // The main package as it would be published: packed, then given its optionalDependencies
-  // by scripts/prepublish.mjs (as the release workflow does), then packed again.
-  const staging = join(work, 'staging');
-  mkdirSync(staging);
-  const first = sh(npm, ['pack', '--silent', '--pack-destination', staging], root).trim().split('\n').pop();
-  sh('tar', ['xzf', join(staging, first), '-C', staging], staging);
-  sh(process.execPath, [join(root, 'scripts', 'prepublish.mjs'), join(staging, 'package', 'package.json')], root);
-  sh(npm, ['pack', '--silent', '--pack-destination', work], join(staging, 'package'));
-  const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz')).map((f) => join(work, f));
-  const published = JSON.parse(readFileSync(join(staging, 'package', 'package.json'), 'utf8'));
-  if (published.optionalDependencies?.[`lockstep-${triple}`] !== published.version) throw new Error('prepublish did not add the platform packages');
-  if (tarballs.length !== 2) throw new Error(`expected 2 tarballs, got ${tarballs}`);
+  // The documented path (README, "Installing"): `npm run pack` writes these two tarballs.
+  step(`packing lockstep and lockstep-${triple} into ${work} (scripts/pack.mjs)`);
+  const { main, platform } = pack({ out: work });
+  const tarballs = [main, platform];
+  if (readdirSync(work).filter((f) => f.endsWith('.tgz')).length !== 2) throw new Error(`expected 2 tarballs in ${work}`);
 
   const app = join(work, 'app');
   mkdirSync(app);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'commonjs' }));
-  // onnxruntime-node's postinstall would download CUDA files from outside the registry.
-  writeFileSync(join(app, '.npmrc'), 'onnxruntime-node-install=skip\nfund=false\naudit=false\n');
+  writeFileSync(join(app, '.npmrc'), 'fund=false\naudit=false\n');
   step('installing the tarballs, typescript and jest into a fresh project');
-  sh(npm, ['install', '--no-audit', '--no-fund', ...tarballs, 'typescript@5', 'jest@30', '@types/node@20'], app);
+  // As the README says: onnxruntime-node's postinstall would download CUDA files from outside
+  // the registry; the variable its install script reads skips that.
+  sh(npm, ['install', '--no-audit', '--no-fund', ...tarballs, 'typescript@5', 'jest@30', '@types/node@20'], app, { ONNXRUNTIME_NODE_INSTALL: 'skip' });
+  // The addon comes from the platform package, never from the main one.
+  if (readdirSync(join(app, 'node_modules', 'lockstep')).some((f) => f.endsWith('.node'))) throw new Error('the main tarball carries a .node');
+  readFileSync(join(app, 'node_modules', `lockstep-${triple}`, `lockstep.${triple}.node`));
 
   const files = {
     'cjs.cjs': `
@@ -134,6 +127,60 @@ test('runtime in jest worker ${i}', () => {
   const pids = new Set(readdirSync(join(work, 'pids')).map((f) => readFileSync(join(work, 'pids', f), 'utf8')));
   if (pids.size < 2) throw new Error(`jest ran the files in ${pids.size} process(es): workers were not used`);
   console.error(`[package-test] cjs, esm, tsc, worker_threads and jest in ${pids.size} workers: all ok`);
+
+  // A new user's first agent, as the README says: scaffold, key, build, sign, run — with nothing
+  // but the installed package (the SDK and lockstep-abi sources ship in it).
+  step('npx lockstep new agent my-agent; keygen; cargo build --release; lockstep sign; run it signed');
+  const npx = process.platform === 'win32' ? 'npx.cmd' : 'npx';
+  const lockstepCli = (args, cwd) => spawnSync(npx, ['--no', 'lockstep', ...args], { cwd, encoding: 'utf8', env: process.env });
+  const ok = (r, what) => {
+    if (r.status !== 0) throw new Error(`${what}: exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+    return r;
+  };
+  ok(lockstepCli(['new', 'agent', 'my-agent'], app), 'npx lockstep new agent my-agent');
+  const agent = join(app, 'my-agent');
+  const cargoToml = readFileSync(join(agent, 'Cargo.toml'), 'utf8');
+  if (!cargoToml.includes('lockstep-sdk = { path = "../node_modules/lockstep/guest/sdk" }')) throw new Error(`the scaffold does not use the installed SDK:\n${cargoToml}`);
+  if (lockstepCli(['new', 'agent', 'my-agent'], app).status === 0) throw new Error('new agent overwrote a directory');
+  ok(lockstepCli(['keygen', '--out', 'publisher.json'], agent), 'keygen --out');
+  const key = readFileSync(join(agent, 'publisher.json'), 'utf8');
+  const again = lockstepCli(['keygen', '--out', 'publisher.json'], agent);
+  if (again.status === 0 || !/publisher\.json already exists.*--force/s.test(again.stderr) || readFileSync(join(agent, 'publisher.json'), 'utf8') !== key) {
+    throw new Error(`keygen replaced an existing key or did not say why not: ${again.stderr}`);
+  }
+  // The config's flags and target (.cargo/config.toml) only: RUSTFLAGS would replace them.
+  const cargoEnv = { ...process.env };
+  for (const k of ['RUSTFLAGS', 'CARGO_ENCODED_RUSTFLAGS', 'CARGO_BUILD_TARGET', 'CARGO_TARGET_DIR']) delete cargoEnv[k];
+  execFileSync('cargo', ['build', '--release', '--quiet'], { cwd: agent, stdio: ['ignore', 'inherit', 'inherit'], env: cargoEnv });
+  const signed = ok(lockstepCli(['sign', 'target/wasm32-unknown-unknown/release/my_agent.wasm', '--manifest', 'manifest.json', '--key', 'publisher.json', '--out', 'my_agent.signed.wasm'], agent), 'lockstep sign');
+  if (signed.stderr !== '') throw new Error(`lockstep sign warned about the scaffold's own manifest: ${signed.stderr}`);
+  writeFileSync(join(app, 'agent.cjs'), `
+const assert = require('node:assert/strict');
+const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('lockstep');
+const { publicKey } = require('./my-agent/publisher.json');
+const wasm = require('node:path').join(__dirname, 'my-agent', 'my_agent.signed.wasm');
+assert.throws(() => new Runtime({ workers: 1 }).spawn(wasm), { code: 'E_UNTRUSTED_KEY' });
+const rt = new Runtime({ workers: 1, trustedKeys: [publicKey, EXAMPLES_PUBLIC_KEY] });
+const id = rt.spawn(wasm);
+const example = rt.spawn(exampleAgent('counter'));
+rt.tick(4);
+rt.send(id, 'hello', { kind: 1 });
+rt.tick();
+const answers = rt.drainMessages();
+assert.equal(answers.length, 1);
+assert.equal(answers[0].from, id);
+assert.equal(answers[0].kind, 2);
+assert.equal(answers[0].payload.readBigUInt64LE(), 4n);
+const mine = rt.inspect(id).memoryBytes;
+const theirs = rt.inspect(example).memoryBytes;
+assert.equal(mine, theirs, 'memory per agent: the scaffold as the examples');
+console.log('scaffolded agent ok; memory per agent ' + mine + ' bytes (example counter: ' + theirs + ')');`);
+  process.stderr.write(sh(process.execPath, ['agent.cjs'], app));
+  step("the crate's own scripts: node build.mjs (build + sign), node run.mjs");
+  sh(process.execPath, ['build.mjs'], agent, cargoEnv);
+  const ran = sh(process.execPath, ['run.mjs'], agent);
+  if (!/answered kind 2: 3 steps/.test(ran)) throw new Error(`run.mjs: ${ran}`);
+  process.stderr.write(ran);
   console.log('package: 1 passed, 0 failed');
 } finally {
   if (!process.env.LOCKSTEP_KEEP_PACKAGE_TEST) rmSync(work, { recursive: true, force: true });
