@@ -21,5 +21,5 @@ fn main() {
     }
     let t = std::time::Instant::now();
     rt.run(ticks as u64);
-    eprintln!("{:.1} us/tick", t.elapsed().as_secs_f64() * 1e6 / ticks as f64);
+    eprintln!("{:.4} us/tick", t.elapsed().as_secs_f64() * 1e6 / ticks as f64);
 }

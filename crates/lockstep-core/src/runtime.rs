@@ -173,6 +173,8 @@ pub struct Runtime {
     last_fuel: u64,
     /// What enters the next tick (bounded), and the digest of what entered since the last.
     inputs: Inputs,
+    /// The tick hash being computed (reused from tick to tick).
+    tick_hasher: TickHasher,
     /// What left the ticks so far (bounded): host messages, dead letters, events, the ring.
     outputs: Outputs,
     /// The only writer of the replay log, while recording.
@@ -243,6 +245,7 @@ impl Runtime {
             last_hash: Digest::default(),
             last_fuel: 0,
             inputs: Inputs::new(),
+            tick_hasher: TickHasher::new(),
             outputs: Outputs::new(config.max_events),
             recorder: None,
             session_started: false,
@@ -552,12 +555,13 @@ impl Runtime {
         let tick = self.tick;
         self.session_started = true;
         let events_before = self.outputs.events.len();
-        let mut hasher = TickHasher::begin(&self.last_hash, tick, &mut self.inputs.digest);
+        let hasher = &mut self.tick_hasher;
+        hasher.begin(&self.last_hash, tick, &mut self.inputs.digest);
 
         // Host messages enter the inboxes (or the dead-letter queue) before anyone steps.
         let mut report = TickReport::new(tick);
         for m in self.inputs.take_messages() {
-            scheduler::route(&mut self.agents.slots, m, tick, &mut hasher, &mut report, &mut self.outputs);
+            scheduler::route(&mut self.agents.slots, m, tick, hasher, &mut report, &mut self.outputs);
         }
 
         // The agents this tick runs: those holding an instance (kills and shutdowns since the
@@ -568,7 +572,7 @@ impl Runtime {
         let parallel = self.pool.is_some() && (running >= scheduler::PARALLEL_MIN_AGENTS || self.last_fuel >= scheduler::PARALLEL_MIN_FUEL);
         for &phase in &self.agents.phases {
             scheduler::run_agents(slots, &live, tick, phase, if parallel { self.pool.as_ref() } else { None });
-            scheduler::settle(slots, &live, tick, &mut hasher, &mut report, &mut self.outputs);
+            scheduler::settle(slots, &live, tick, hasher, &mut report, &mut self.outputs);
         }
         self.serve_inference(tick, &mut report, &live);
         self.agents.end_tick(live);
@@ -578,7 +582,7 @@ impl Runtime {
             self.agents.released_in_tick();
         }
         self.outputs.report_drops(tick);
-        report.hash = hasher.finish();
+        report.hash = self.tick_hasher.finish();
         report.agents_stepped = running as u32;
         self.log_tick_events(events_before);
         self.outputs.feed_ring(&report, events_before, tick);
