@@ -85,6 +85,8 @@ fn is_model_id(id: &str) -> bool {
 struct Applied {
     /// The tick the last InferResults record was for (at most one per tick).
     infer_tick: Option<u64>,
+    /// Where that record starts, for the error if its answers do not fit the tick's requests.
+    infer_offset: u64,
 }
 
 /// Checks one decoded record against the limits the live API enforces and against the
@@ -245,7 +247,7 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
         other => other,
     })?;
     let mut report = ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false };
-    let mut applied = Applied { infer_tick: None };
+    let mut applied = Applied { infer_tick: None, infer_offset: 0 };
     // Where the config record ends and where the records after the last TickEnd begin:
     // the parts of the log the End record's `tail` digest covers.
     let config_end = reader.offset() as usize;
@@ -287,6 +289,11 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
             Record::Shutdown { agent, .. } => rt.shutdown(agent).map_err(at)?,
             Record::TickEnd { tick, hash, agents } => {
                 let r = rt.tick();
+                if let Some(reason) = rt.take_inconsistent_answers() {
+                    // Reported where the record is, or at this TickEnd when the tick has none.
+                    let at = if applied.infer_tick == Some(tick) { applied.infer_offset } else { offset };
+                    return Err(corrupt(at, "InferResults", "results", reason));
+                }
                 if r.tick != tick || r.hash != hash {
                     let agent = first_differing_agent(&agents, &r.agent_digests);
                     report.divergence = Some(Divergence { kind: DivergenceKind::TickHash, tick, agent, expected: hash, actual: r.hash });
@@ -307,6 +314,7 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
             }
             Record::InferResults { tick, results } => {
                 applied.infer_tick = Some(tick);
+                applied.infer_offset = offset;
                 rt.accept_recorded_answers(tick, results).map_err(at)?;
             }
             Record::Checkpoint { tick, hash, agents } => {

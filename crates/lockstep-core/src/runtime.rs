@@ -191,6 +191,38 @@ struct AgentInference {
     /// ONNX Runtime, and models need not be loaded.
     replaying: bool,
     recorded: VecDeque<(u64, Vec<InferAnswer>)>,
+    /// Replaying: why a tick's recorded answers cannot be the answers to its requests (see
+    /// `serve_inference`); the replay reports it as a corrupt log after the tick.
+    inconsistent: Option<String>,
+}
+
+/// Why `recorded` (a replayed tick's InferResults, if it has one) cannot be what a runtime
+/// wrote for the tick's requests, if it cannot. A live runtime writes one record for a tick
+/// with requests and none for one without; one answer per request (allowed or forbidden), to
+/// the agent that asked, with the request's tag, ordered by agent id.
+fn recorded_answers_mismatch(
+    tick: u64,
+    requests: &[(AgentId, crate::host::InferRequest)],
+    forbidden: &[(AgentId, u32, Vec<u8>)],
+    recorded: Option<&[InferAnswer]>,
+) -> Option<String> {
+    let asked = requests.len() + forbidden.len();
+    let Some(recorded) = recorded else {
+        return (asked > 0).then(|| format!("no InferResults record for tick {tick}, whose agents made {asked} inference requests"));
+    };
+    if asked == 0 {
+        return Some(format!("an InferResults record for tick {tick}, whose agents made no inference request"));
+    }
+    if recorded.windows(2).any(|w| w[0].0 > w[1].0) {
+        return Some(format!("the InferResults answers of tick {tick} are not ordered by agent id"));
+    }
+    let mut expected: Vec<(AgentId, u32)> = requests.iter().map(|(a, r)| (*a, r.tag)).chain(forbidden.iter().map(|(a, t, _)| (*a, *t))).collect();
+    let mut got: Vec<(AgentId, u32)> = recorded.iter().map(|(a, t, _)| (*a, *t)).collect();
+    expected.sort_unstable();
+    got.sort_unstable();
+    (expected != got).then(|| {
+        format!("the InferResults answers of tick {tick} (agent, tag: {got:?}) are not one per inference request of that tick (agent, tag: {expected:?})")
+    })
 }
 
 /// An inference answer as delivered: one whose outputs do not fit a message becomes status
@@ -658,6 +690,12 @@ impl Runtime {
         Ok(())
     }
 
+    /// Replaying: why the last tick's recorded inference answers could not have been written
+    /// by a runtime for its requests, if they could not (taken once).
+    pub(crate) fn take_inconsistent_answers(&mut self) -> Option<String> {
+        self.inference.inconsistent.take()
+    }
+
     /// Answers this tick's inference requests (batched per model) as messages for next tick.
     /// A request for a model the agent's capabilities do not cover is answered "forbidden"
     /// and never reaches ONNX Runtime.
@@ -684,19 +722,25 @@ impl Runtime {
                 }
             }
         }
-        // A tick whose every request was forbidden still answers each one (issue 9: an early
-        // return here dropped them and the agents waited forever).
-        if requests.is_empty() && forbidden.is_empty() {
-            return;
-        }
         let answers: Vec<InferAnswer> = if self.inference.replaying {
-            match self.inference.recorded.front() {
-                Some((t, _)) if *t == tick => self.inference.recorded.pop_front().map(|(_, r)| r).unwrap_or_default(),
-                // Nothing recorded for a tick that asked: the replay already diverged (the tick
-                // hash covers the requests); answer nothing rather than invent answers.
-                _ => Vec::new(),
+            let recorded = match self.inference.recorded.front() {
+                Some((t, _)) if *t == tick => self.inference.recorded.pop_front().map(|(_, r)| r),
+                _ => None,
+            };
+            // Nothing recorded for a tick that asked delivers nothing (the tick hash covers the
+            // requests); answers must be the answers to this tick's requests (red team 10: a
+            // forged record answering an agent that never asked, or a tick that asked nothing,
+            // was delivered or silently kept, and the log verified complete).
+            if let Some(reason) = recorded_answers_mismatch(tick, &requests, &forbidden, recorded.as_deref()) {
+                self.inference.inconsistent.get_or_insert(reason);
             }
+            recorded.unwrap_or_default()
         } else {
+            // A tick whose every request was forbidden still answers each one (issue 9: an
+            // early return here dropped them and the agents waited forever).
+            if requests.is_empty() && forbidden.is_empty() {
+                return;
+            }
             let (answers, stats) = agent_inference::serve(self.inference.engine.as_deref(), &self.inference.models, requests, self.config.inference_batching);
             report.inference_requests = stats.requests;
             report.inference_calls = stats.calls;
