@@ -1,0 +1,236 @@
+//! Red team of the reshaped core (issue 10): the replay path through `accept_host_message`
+//! and `accept_recorded_answers`, the tick hasher, the recorder's cut, the bounded outputs.
+//! Each test is a finding (or a check that held) written as a regression test.
+
+use lockstep_core::replay_log::{write_header, LogReader, Record, HEADER_BYTES};
+use lockstep_core::ring::{self, OwnedRegion};
+use lockstep_core::{replay, Digest, DivergenceKind, LockstepError, Runtime, RuntimeConfig};
+
+fn config() -> RuntimeConfig {
+    RuntimeConfig { workers: 1, max_agents: 16, fuel_per_call: 100_000, ..RuntimeConfig::development() }
+}
+
+fn wat(src: &str) -> Vec<u8> {
+    wat::parse_str(src).expect("valid wat")
+}
+
+/// An agent with every import it may need; the bodies are spliced in (each ends with an i32).
+fn agent(init: &str, step: &str, receive: &str, shutdown: &str) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+            (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+            (import "lockstep" "infer" (func $infer (param i32 i32 i32 i32) (result i32)))
+            (import "lockstep" "log" (func $log (param i32 i32 i32)))
+            (import "lockstep" "report_panic" (func $panic (param i32 i32)))
+            (memory (export "memory") 2)
+            (data (i32.const 0) "hello from init")
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
+            (func (export "agent_init") (result i32) {init})
+            (func (export "agent_step") (param $ctx i32) (result i32) {step})
+            (func (export "agent_receive") (param $msg i32) (result i32) {receive})
+            (func (export "agent_shutdown") (result i32) {shutdown}))"#
+    ))
+}
+
+const OK: &str = "i32.const 0";
+/// Sends every message back to its sender, same kind and payload.
+const ECHO: &str = "(drop (call $send (i64.load (local.get $msg)) (i32.load offset=24 (local.get $msg)) (i32.const 0)
+    (i32.add (local.get $msg) (i32.const 40)) (i32.load offset=32 (local.get $msg)))) i32.const 0";
+
+fn echo() -> Vec<u8> {
+    agent(OK, OK, ECHO, OK)
+}
+
+/// Asks model slot 0 (tag 7) at every step, and echoes what it receives (answers included).
+fn asker() -> Vec<u8> {
+    agent(OK, "(drop (call $infer (i32.const 0) (i32.const 7) (i32.const 0) (i32.const 8))) i32.const 0", ECHO, OK)
+}
+
+fn records(log: &[u8]) -> Vec<Record> {
+    let mut r = LogReader::new(log).unwrap();
+    let mut v = Vec::new();
+    while let Some(rec) = r.next_record().unwrap() {
+        v.push(rec);
+    }
+    v
+}
+
+/// `records` (no End) framed into a log, then sealed as the recorder seals one: End with the
+/// tick count, the record count, its offset, `hash` and the tail digest (docs/REPLAY.md).
+fn sealed(records: &[Record], ticks: u64, hash: Digest) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_header(&mut out);
+    let mut config_end = 0;
+    let mut tail_start = 0;
+    for (i, r) in records.iter().enumerate() {
+        r.encode(&mut out);
+        if i == 0 {
+            config_end = out.len();
+            tail_start = out.len();
+        }
+        if matches!(r, Record::TickEnd { .. }) {
+            tail_start = out.len();
+        }
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(&out[HEADER_BYTES..config_end]);
+    h.update(&out[tail_start..]);
+    let tail = Digest(*h.finalize().as_bytes());
+    let end = Record::End { ticks, records: records.len() as u64, bytes: out.len() as u64, hash, tail };
+    end.encode(&mut out);
+    out
+}
+
+/// A forger's tool: the replay itself is an oracle for the tick hashes. Rewrites every
+/// TickEnd hash the replay disagrees with (the per-agent digests must already be right), then
+/// seals the log with the final hash. What comes back replays "complete, no divergence" if
+/// the replay accepted every record.
+fn forge(mut recs: Vec<Record>) -> Vec<u8> {
+    recs.retain(|r| !matches!(r, Record::End { .. }));
+    let ticks = recs.iter().filter(|r| matches!(r, Record::TickEnd { .. })).count() as u64;
+    for _ in 0..=ticks {
+        let log = sealed(&recs, ticks, Digest::default());
+        let report = match replay(&log, 1, |_| {}) {
+            Ok(r) => r,
+            Err(_) => return log,
+        };
+        match report.divergence {
+            Some(d) if d.kind == DivergenceKind::TickHash => {
+                for r in recs.iter_mut() {
+                    if let Record::TickEnd { tick, hash, .. } = r {
+                        if *tick == d.tick {
+                            *hash = d.actual;
+                        }
+                    }
+                }
+            }
+            Some(_) => return log,
+            None => return sealed(&recs, ticks, report.final_hash),
+        }
+    }
+    unreachable!("one rewrite per tick at most")
+}
+
+// ----- inference answers in a replay ------------------------------------------------------------
+
+/// `new_replaying` must not change what a live session relies on: agents that call `infer`
+/// with no engine and no model registered are answered "no such model", recorded, and the
+/// log replays exactly.
+#[test]
+fn a_session_whose_agents_infer_with_no_model_registered_replays_exactly() {
+    let mut rt = Runtime::new(config()).unwrap();
+    let a = rt.spawn_bytes(asker()).unwrap();
+    rt.spawn_bytes(echo()).unwrap();
+    for _ in 0..4 {
+        rt.tick();
+    }
+    assert!(rt.inspect(a).unwrap().messages_received >= 3, "the answers arrived");
+    let log = rt.stop_recording().unwrap();
+    assert!(records(&log).iter().any(|r| matches!(r, Record::InferResults { .. })));
+    let r = replay(&log, 1, |_| {}).unwrap();
+    assert!(r.divergence.is_none() && r.complete, "{r:?}");
+    assert_eq!(r.final_hash, rt.state_hash());
+}
+
+/// An InferResults record for a tick whose agents asked nothing cannot come from a runtime.
+/// The replay queued it and never looked at it again: the forged log verified complete (and
+/// the stray answers sat in front of every later tick's, which were then never delivered).
+#[test]
+fn inference_answers_for_a_tick_whose_agents_asked_nothing_are_corrupt() {
+    let mut rt = Runtime::new(config()).unwrap();
+    let a = rt.spawn_bytes(echo()).unwrap();
+    for t in 0..3u8 {
+        rt.send(a, 1, 0, vec![t]).unwrap();
+        rt.tick();
+    }
+    let mut recs = records(&rt.stop_recording().unwrap());
+    let at = recs.iter().position(|r| matches!(r, Record::TickEnd { tick: 1, .. })).unwrap();
+    recs.insert(at, Record::InferResults { tick: 1, results: vec![(a, 7, vec![0, 0, 0, 0, 42])] });
+    let forged = forge(recs);
+    match replay(&forged, 1, |_| {}) {
+        Err(LockstepError::ReplayCorrupt { reason, .. }) => assert!(reason.contains("InferResults"), "{reason}"),
+        other => panic!("a stray InferResults record verified: {other:?}"),
+    }
+}
+
+/// The answers of a tick must be the answers to that tick's requests: one per request, to
+/// the agent that asked, with its tag. An extra answer for an agent that never asked was
+/// delivered (here: dead-lettered, the agent being killed), and with the tick hashes taken
+/// from the replay itself the forged log verified complete.
+#[test]
+fn an_inference_answer_for_an_agent_that_did_not_ask_is_corrupt() {
+    let mut rt = Runtime::new(config()).unwrap();
+    let quiet = rt.spawn_bytes(echo()).unwrap();
+    let asking = rt.spawn_bytes(asker()).unwrap();
+    rt.tick();
+    rt.kill(quiet).unwrap();
+    for _ in 0..3 {
+        rt.tick();
+    }
+    let recs = records(&rt.stop_recording().unwrap());
+    let answers_of = |recs: &mut Vec<Record>| match recs.iter_mut().find(|r| matches!(r, Record::InferResults { tick: 2, .. })) {
+        Some(Record::InferResults { results, .. }) => std::mem::take(results),
+        _ => panic!("tick 2 asked"),
+    };
+    let put = |recs: &mut Vec<Record>, v: Vec<_>| {
+        if let Some(Record::InferResults { results, .. }) = recs.iter_mut().find(|r| matches!(r, Record::InferResults { tick: 2, .. })) {
+            *results = v;
+        }
+    };
+    let mut forged = recs.clone();
+    let mut answers = answers_of(&mut forged);
+    assert_eq!(answers.iter().map(|r| r.0).collect::<Vec<_>>(), vec![asking]);
+    // Last, so the asker's answer keeps its sequence number (and its digest stays right).
+    answers.push((quiet, 99, vec![0, 0, 0, 0, 1, 2, 3]));
+    put(&mut forged, answers);
+    match replay(&forge(forged), 1, |_| {}) {
+        Err(LockstepError::ReplayCorrupt { reason, .. }) => assert!(reason.contains("InferResults"), "{reason}"),
+        other => panic!("an answer nobody asked for verified: {other:?}"),
+    }
+    // The agent that asked, with a tag it never asked with; and its answer left out.
+    for change in [|a: &mut Vec<(u64, u32, Vec<u8>)>| a[0].1 = 8, |a: &mut Vec<(u64, u32, Vec<u8>)>| a.clear()] {
+        let mut forged = recs.clone();
+        let mut answers = answers_of(&mut forged);
+        change(&mut answers);
+        put(&mut forged, answers);
+        match replay(&forge(forged), 1, |_| {}) {
+            Err(LockstepError::ReplayCorrupt { reason, .. }) => assert!(reason.contains("InferResults"), "{reason}"),
+            other => panic!("answers that do not match the requests: {other:?}"),
+        }
+    }
+}
+
+// ----- what the tick hash covers -----------------------------------------------------------------
+
+/// The inbound ring may name any recipient: one that is not an agent is dead-lettered, and
+/// the dead letter is in the tick hash. Id 0 (the host) was the exception: routed to the
+/// host queue, hashed nowhere, so a replayed log whose Send records to 0 were rewritten (or
+/// added) still verified complete.
+#[test]
+fn a_ring_message_to_the_host_id_is_in_the_tick_hash() {
+    let hashes: Vec<Digest> = [None, Some(b"one".to_vec()), Some(b"two".to_vec())]
+        .into_iter()
+        .map(|extra| {
+            let cap = 1 << 12;
+            let inbound = OwnedRegion::new(cap);
+            ring::init(&inbound.memory(), cap).unwrap();
+            let mut rt = Runtime::new(config()).unwrap();
+            let a = rt.spawn_bytes(echo()).unwrap();
+            rt.attach_inbound_ring(inbound.memory()).unwrap();
+            let mut p = ring::Producer::new(inbound.memory()).unwrap();
+            p.try_push(ring::TYPE_MESSAGE, 1, 0, a, b"hi").unwrap();
+            if let Some(payload) = extra {
+                p.try_push(ring::TYPE_MESSAGE, 1, 0, 0, &payload).unwrap();
+            }
+            rt.tick();
+            rt.tick();
+            let log = rt.stop_recording().unwrap();
+            let r = replay(&log, 1, |_| {}).unwrap();
+            assert!(r.divergence.is_none() && r.complete);
+            rt.state_hash()
+        })
+        .collect();
+    assert_ne!(hashes[0], hashes[1], "a ring message to id 0 is not in the tick hash");
+    assert_ne!(hashes[1], hashes[2], "the payload of a ring message to id 0 is not in the tick hash");
+}
