@@ -309,13 +309,25 @@ impl Runtime {
     // ----- recording -------------------------------------------------------------------------
 
     /// Starts recording a replay log (only before the session starts: the first spawn,
-    /// send or tick; `RuntimeConfig::record` starts it at creation).
+    /// send or tick; `RuntimeConfig::record` starts it at creation). `E_INVALID_CONFIG` if
+    /// `max_log_bytes` cannot hold the log's header and Config record.
     pub fn start_recording(&mut self) -> Result<()> {
         if self.session_started {
             return Err(LockstepError::RecordingMidSession);
         }
+        let session = self.config.session();
+        // The header and Config record are the shortest log that replays (an empty prefix): a
+        // limit below them cut the log to 0 bytes, which no replay reads (red team 10).
+        let mut start = Vec::new();
+        crate::replay_log::write_header(&mut start);
+        Record::Config(session.clone()).encode(&mut start);
+        if start.len() > self.config.max_log_bytes {
+            return Err(LockstepError::InvalidConfig {
+                reason: format!("maxLogBytes {} cannot hold the log's header and Config record ({} bytes)", self.config.max_log_bytes, start.len()),
+            });
+        }
         let sink = Box::new(MemorySink::new(self.config.max_log_bytes));
-        self.recorder = Some(Recorder::start(self.config.session(), sink));
+        self.recorder = Some(Recorder::start(session, sink));
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 
 use lockstep_core::replay_log::{write_header, LogReader, Record, HEADER_BYTES};
 use lockstep_core::ring::{self, OwnedRegion};
-use lockstep_core::{replay, Digest, DivergenceKind, LockstepError, Runtime, RuntimeConfig};
+use lockstep_core::{replay, Digest, DivergenceKind, Event, LockstepError, Runtime, RuntimeConfig};
 
 fn config() -> RuntimeConfig {
     RuntimeConfig { workers: 1, max_agents: 16, fuel_per_call: 100_000, ..RuntimeConfig::development() }
@@ -233,4 +233,106 @@ fn a_ring_message_to_the_host_id_is_in_the_tick_hash() {
         .collect();
     assert_ne!(hashes[0], hashes[1], "a ring message to id 0 is not in the tick hash");
     assert_ne!(hashes[1], hashes[2], "the payload of a ring message to id 0 is not in the tick hash");
+}
+
+// ----- the recorder's cut at maxLogBytes ----------------------------------------------------------
+
+/// Sends "init" to the host from `agent_init` and logs a line.
+fn chatty_init() -> Vec<u8> {
+    agent(
+        "(call $log (i32.const 3) (i32.const 0) (i32.const 15)) (drop (call $send (i64.const 0) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 15))) i32.const 0",
+        OK,
+        ECHO,
+        // Shutdown sends, then faults.
+        "(drop (call $send (i64.const 0) (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 4))) unreachable",
+    )
+}
+
+/// A session touching every kind of record: modules, spawns whose init sends, host and ring
+/// messages, inference, a kill in the same tick as a send to the killed agent, a shutdown that
+/// sends and faults, and checkpoints. Returns the runtime, its log and each tick's hash.
+fn rich_session(max_log_bytes: usize) -> (Runtime, Vec<u8>, Vec<Digest>, Vec<Event>) {
+    let cap = 1 << 12;
+    let inbound = OwnedRegion::new(cap);
+    ring::init(&inbound.memory(), cap).unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { checkpoint_interval_ticks: 2, max_log_bytes, ..config() }).unwrap();
+    rt.attach_inbound_ring(inbound.memory()).unwrap();
+    let mut p = ring::Producer::new(inbound.memory()).unwrap();
+    let mut hashes = Vec::new();
+    let mut events = Vec::new();
+    let a = rt.spawn_bytes(chatty_init()).unwrap();
+    let b = rt.spawn_bytes(asker()).unwrap();
+    for t in 0..6u64 {
+        rt.send(a, 1, 0, vec![t as u8; 100]).unwrap();
+        p.try_push(ring::TYPE_MESSAGE, 3, 0, b, &[t as u8; 50]).unwrap();
+        match t {
+            1 => {
+                let c = rt.spawn_bytes(echo()).unwrap();
+                rt.send(c, 9, 0, vec![1; 10]).unwrap();
+                rt.kill(c).unwrap();
+            }
+            3 => rt.shutdown(a).unwrap(),
+            4 => {
+                rt.checkpoint();
+            }
+            _ => {}
+        }
+        hashes.push(rt.tick().hash);
+        events.extend(rt.drain_events());
+    }
+    let log = rt.stop_recording().unwrap();
+    (rt, log, hashes, events)
+}
+
+/// Past `max_log_bytes` the log is cut back to the last complete tick and replays as a clean
+/// prefix: wherever the cut falls (in a Module or Spawn record, in what an init sent, at a
+/// TickEnd, at a checkpoint, in an InferResults record), the replay verifies every tick the
+/// log kept, with the live hashes, and never claims to be complete.
+#[test]
+fn a_log_cut_at_any_record_replays_as_a_clean_prefix() {
+    let (_, full, hashes, _) = rich_session(usize::MAX);
+    let r = replay(&full, 1, |_| {}).unwrap();
+    assert!(r.divergence.is_none() && r.complete && r.checkpoints_verified >= 3, "{r:?}");
+    let mut ends = Vec::new();
+    let mut reader = LogReader::new(&full).unwrap();
+    while reader.next_record().unwrap().is_some() {
+        ends.push(reader.offset() as usize);
+    }
+    let end_record = *ends.last().unwrap() - ends[ends.len() - 2];
+    let mut limits: Vec<usize> = ends.iter().flat_map(|&e| [e - 1, e, e + 1]).filter(|&l| l >= ends[0]).collect();
+    limits.sort_unstable();
+    limits.dedup();
+    for limit in limits {
+        let (_, log, _, events) = rich_session(limit);
+        let cut = log.len() < full.len() - end_record;
+        let r = replay(&log, 1, |_| {}).unwrap_or_else(|e| panic!("maxLogBytes {limit}: {e}"));
+        assert!(r.divergence.is_none(), "maxLogBytes {limit}: {r:?}");
+        assert_eq!(r.complete, !cut, "maxLogBytes {limit}: {r:?}");
+        // The End record stop_recording seals an uncut log with comes on top of the limit.
+        assert!(log.len() <= limit + if cut { 0 } else { end_record }, "maxLogBytes {limit}: the log holds {} bytes", log.len());
+        if r.ticks_verified > 0 {
+            assert_eq!(r.final_hash, hashes[r.ticks_verified as usize - 1], "maxLogBytes {limit}");
+        }
+        let stopped = events.iter().filter(|e| matches!(e, Event::RecordingStopped { .. })).count();
+        assert_eq!(stopped, cut as usize, "maxLogBytes {limit}: one recording_stopped event per cut");
+    }
+}
+
+/// A maxLogBytes too small for even the header and the Config record left an empty log (and
+/// no `recording_stopped` event): `replay_log()` handed back 0 bytes, which no replay reads.
+/// The runtime must refuse such a limit, or keep a log that replays.
+#[test]
+fn a_max_log_bytes_below_the_config_record_is_refused_or_replays() {
+    for max_log_bytes in [0, 1, 16, 40] {
+        match Runtime::new(RuntimeConfig { max_log_bytes, ..config() }) {
+            Err(e) => assert_eq!(e.code(), "E_INVALID_CONFIG", "{e}"),
+            Ok(mut rt) => {
+                rt.spawn_bytes(echo()).unwrap();
+                rt.tick();
+                let log = rt.replay_log().unwrap();
+                let r = replay(&log, 1, |_| {});
+                assert!(r.is_ok(), "maxLogBytes {max_log_bytes}: the log is {} bytes: {r:?}", log.len());
+            }
+        }
+    }
 }
