@@ -354,7 +354,9 @@ impl Runtime {
     }
 
     /// Every record goes through here; a write that made the log outgrow `max_log_bytes`
-    /// stops recording, loudly.
+    /// stops recording, loudly. The `recording_stopped` event is appended untrimmed: inside a
+    /// tick, whose events are read by index until it ends (copied to the outbound ring), a
+    /// trim would shift them; callers outside a tick trim (`trim_events`) after.
     fn record(&mut self, write: impl FnOnce(&mut Recorder) -> Appended) {
         let Some(r) = self.recorder.as_mut() else { return };
         if write(r) == Appended::Cut {
@@ -363,7 +365,7 @@ impl Runtime {
                 self.config.max_log_bytes, self.tick
             );
             tracing::error!(target: "lockstep::runtime", "{detail}");
-            self.outputs.push_event(Event::RecordingStopped { tick: self.tick, detail });
+            self.outputs.events.push_back(Event::RecordingStopped { tick: self.tick, detail });
         }
     }
 
@@ -502,6 +504,7 @@ impl Runtime {
         self.session_started = true;
         let tick = self.tick;
         self.record(|r| r.send(tick, to, kind, priority, &payload));
+        self.outputs.trim_events();
         self.inputs.host_message(to, kind, priority, payload);
         Ok(())
     }
@@ -624,23 +627,26 @@ impl Runtime {
         self.outputs.report_drops(tick);
         report.hash = hasher.finish();
         report.agents_stepped = running as u32;
-        self.log_tick_events(events_before);
-        self.outputs.feed_ring(&report, events_before, tick);
-        self.outputs.trim_events();
         report.parallel = parallel;
         self.last_fuel = report.fuel;
         self.last_hash = report.hash;
         self.tick += 1;
+        // Recorded before the tick's events are copied to the outbound ring: a cut here is one
+        // of them (red team 10: its `recording_stopped` event came after the copies, and the
+        // next tick copies only its own, so the ring never carried it).
         if self.recorder.is_some() {
             self.record(|r| r.record(&Record::TickEnd { tick, hash: report.hash, agents: report.agent_digests.clone() }));
             let every = self.config.checkpoint_interval_ticks;
             if every > 0 && self.tick.is_multiple_of(every) {
-                self.checkpoint();
+                self.record_checkpoint();
             }
             if let Some(r) = self.recorder.as_mut() {
                 r.tick_complete();
             }
         }
+        self.log_tick_events(events_before);
+        self.outputs.feed_ring(&report, events_before, tick);
+        self.outputs.trim_events();
         report
     }
 
@@ -681,6 +687,7 @@ impl Runtime {
         let slot = self.inference.models.len() as u32;
         self.inference.models.push(id.to_string());
         self.record(|r| r.record(&Record::AgentModel { slot, id: id.to_string() }));
+        self.outputs.trim_events();
         Ok(slot)
     }
 
@@ -843,6 +850,13 @@ impl Runtime {
 
     /// Deep hash, recorded in the log so a replay verifies it at the same point.
     pub fn checkpoint(&mut self) -> DeepHash {
+        let d = self.record_checkpoint();
+        self.outputs.trim_events();
+        d
+    }
+
+    /// `checkpoint` without trimming the events (inside a tick).
+    fn record_checkpoint(&mut self) -> DeepHash {
         let d = self.deep_hash();
         self.record(|r| r.record(&Record::Checkpoint { tick: d.tick, hash: d.hash, agents: d.agents.clone() }));
         d

@@ -336,3 +336,89 @@ fn a_max_log_bytes_below_the_config_record_is_refused_or_replays() {
         }
     }
 }
+
+// ----- the outbound ring ----------------------------------------------------------------------
+
+/// What the outbound ring holds now: (record type, agent, payload).
+fn drain_ring(c: &mut ring::Consumer) -> Vec<(u16, u64, Vec<u8>)> {
+    let mut v = Vec::new();
+    c.drain(usize::MAX, |r| {
+        v.push((r.kind_of_record, r.agent, r.payload));
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    v
+}
+
+/// Event copies are JSON, and JSON escapes a control character as six: a 1,024-byte log line
+/// of them is a 6 KiB copy, a 4,096-byte panic message a 24 KiB one. A copy that could never
+/// fit the ring broke it (`TooLarge` → `ring_error`, the producer dropped): any agent, with no
+/// capability at all, could stop a small outbound ring for good by logging or panicking.
+/// A copy is only a copy (the event stays in the event queue): one that cannot fit is
+/// dropped and counted like one that finds the backlog full.
+#[test]
+fn an_event_copy_too_large_for_the_outbound_ring_does_not_break_it() {
+    let cap = 1 << 12;
+    let outbound = OwnedRegion::new(cap);
+    ring::init(&outbound.memory(), cap).unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { record: false, ..config() }).unwrap();
+    rt.attach_outbound_ring(outbound.memory()).unwrap();
+    let mut consumer = ring::Consumer::new(outbound.memory(), 1 << 16).unwrap();
+    // Logs 1,024 bytes of \x01 at its first step, replies to every message after.
+    let noisy = agent(
+        "(memory.fill (i32.const 2048) (i32.const 1) (i32.const 1024)) i32.const 0",
+        "(if (i64.eqz (i64.load offset=8 (local.get $ctx))) (then (call $log (i32.const 3) (i32.const 2048) (i32.const 1024)))) i32.const 0",
+        ECHO,
+        OK,
+    );
+    let a = rt.spawn_bytes(noisy).unwrap();
+    rt.tick();
+    let events = rt.drain_events();
+    assert!(events.iter().any(|e| matches!(e, Event::Log { text, .. } if text.len() == 1024)), "the line is in the event queue");
+    let broken: Vec<_> = events.iter().filter(|e| matches!(e, Event::RingError { .. })).collect();
+    assert!(broken.is_empty(), "an agent's log line broke the outbound ring: {broken:?}");
+    assert_eq!(rt.dropped_totals().2, 1, "the copy that cannot fit is dropped and counted");
+    assert!(drain_ring(&mut consumer).iter().any(|r| r.0 == ring::TYPE_TICK));
+    // The ring still carries the agent's replies.
+    rt.send(a, 5, 0, b"ping".to_vec()).unwrap();
+    rt.tick();
+    let got = drain_ring(&mut consumer);
+    assert!(got.iter().any(|r| r.0 == ring::TYPE_MESSAGE && r.1 == a && r.2 == b"ping"), "{got:?}");
+}
+
+/// The event saying recording stopped, when the cut falls on a tick's TickEnd or checkpoint,
+/// was pushed after that tick's copies went to the outbound ring, and the next tick copies
+/// only its own: a JS side reading events from the ring never learned the log stopped.
+#[test]
+fn the_recording_stopped_event_of_a_cut_at_a_tick_end_reaches_the_outbound_ring() {
+    // The log's size after the spawn, then after each tick (Send and TickEnd records).
+    let sizes = {
+        let mut rt = Runtime::new(config()).unwrap();
+        let a = rt.spawn_bytes(echo()).unwrap();
+        let mut sizes = vec![rt.replay_log().unwrap().len()];
+        for _ in 0..3 {
+            rt.send(a, 1, 0, vec![7; 200]).unwrap();
+            rt.tick();
+            sizes.push(rt.replay_log().unwrap().len());
+        }
+        sizes
+    };
+    // One byte short of holding tick 1's TickEnd (the End record of a snapshot aside).
+    let end = lockstep_core::replay_log::END_RECORD_BYTES;
+    let limit = sizes[2] - end - 1;
+    let cap = 1 << 16;
+    let outbound = OwnedRegion::new(cap);
+    ring::init(&outbound.memory(), cap).unwrap();
+    let mut rt = Runtime::new(RuntimeConfig { max_log_bytes: limit, ..config() }).unwrap();
+    rt.attach_outbound_ring(outbound.memory()).unwrap();
+    let mut consumer = ring::Consumer::new(outbound.memory(), 1 << 16).unwrap();
+    let a = rt.spawn_bytes(echo()).unwrap();
+    let mut copies = Vec::new();
+    for _ in 0..3 {
+        rt.send(a, 1, 0, vec![7; 200]).unwrap();
+        rt.tick();
+        copies.extend(drain_ring(&mut consumer).into_iter().filter(|r| r.0 == ring::TYPE_EVENT).map(|r| String::from_utf8(r.2).unwrap()));
+    }
+    assert!(rt.drain_events().iter().any(|e| matches!(e, Event::RecordingStopped { .. })), "the log was cut");
+    assert!(copies.iter().any(|c| c.contains("\"recording_stopped\"")), "no recording_stopped copy in the ring: {copies:?}");
+}
