@@ -422,3 +422,122 @@ fn the_recording_stopped_event_of_a_cut_at_a_tick_end_reaches_the_outbound_ring(
     assert!(rt.drain_events().iter().any(|e| matches!(e, Event::RecordingStopped { .. })), "the log was cut");
     assert!(copies.iter().any(|c| c.contains("\"recording_stopped\"")), "no recording_stopped copy in the ring: {copies:?}");
 }
+
+// ----- every input is in the tick hash ------------------------------------------------------------
+
+/// One input changed: the script `script` runs against a recording runtime with an inbound
+/// ring attached; returns the state hash after its ticks, having checked that the log
+/// replays exactly to it.
+fn session_hash(script: impl Fn(&mut Runtime, &mut ring::Producer, &[Digest])) -> Digest {
+    let cap = 1 << 12;
+    let inbound = OwnedRegion::new(cap);
+    ring::init(&inbound.memory(), cap).unwrap();
+    let mut rt = Runtime::new(config()).unwrap();
+    rt.attach_inbound_ring(inbound.memory()).unwrap();
+    let mut p = ring::Producer::new(inbound.memory()).unwrap();
+    let modules = [echo(), chatty_init(), asker(), agent(OK, OK, ECHO, "i32.const 0 drop i32.const 0")];
+    let hashes: Vec<Digest> = modules.into_iter().map(|m| rt.load_module(m).unwrap()).collect();
+    script(&mut rt, &mut p, &hashes);
+    let log = rt.stop_recording().unwrap();
+    let r = replay(&log, 1, |_| {}).unwrap();
+    assert!(r.divergence.is_none() && r.complete, "{r:?}");
+    assert_eq!(r.final_hash, rt.state_hash());
+    rt.state_hash()
+}
+
+/// Two sessions that differ in one input (of any kind: spawn, kill, shutdown, send, ring,
+/// what init and shutdown send, inference) end with different tick hashes.
+#[test]
+fn sessions_that_differ_in_one_input_differ_in_their_tick_hash() {
+    type Script = Box<dyn Fn(&mut Runtime, &mut ring::Producer, &[Digest])>;
+    // The base: agents 1 (echo) and 2 (init sends, shutdown sends then faults), a send, a ring
+    // message, two ticks, a shutdown of 2, two ticks.
+    let variant = |spawn: (usize, i32), send: (u64, u32, i32, &'static [u8]), ring_to: Option<(u64, &'static [u8])>, stop: &'static str| -> Script {
+        Box::new(move |rt: &mut Runtime, p: &mut ring::Producer, m: &[Digest]| {
+            rt.spawn(m[0]).unwrap();
+            rt.spawn_with_priority(m[spawn.0], spawn.1).unwrap();
+            rt.send(send.0, send.1, send.2, send.3.to_vec()).unwrap();
+            p.try_push(ring::TYPE_MESSAGE, 4, 0, 1, b"ring").unwrap();
+            if let Some((to, payload)) = ring_to {
+                p.try_push(ring::TYPE_MESSAGE, 4, 0, to, payload).unwrap();
+            }
+            rt.tick();
+            rt.tick();
+            match stop {
+                "shutdown" => rt.shutdown(2).unwrap(),
+                "kill" => rt.kill(2).unwrap(),
+                "shutdown 1" => rt.shutdown(1).unwrap(),
+                _ => {}
+            }
+            rt.tick();
+            rt.tick();
+        })
+    };
+    let base: &'static [u8] = b"abc";
+    let scripts: Vec<(&str, Script)> = vec![
+        ("base", variant((1, 0), (1, 1, 0, base), None, "shutdown")),
+        ("another module for agent 2", variant((3, 0), (1, 1, 0, base), None, "shutdown")),
+        ("another spawn priority", variant((1, 5), (1, 1, 0, base), None, "shutdown")),
+        ("a send to agent 2", variant((1, 0), (2, 1, 0, base), None, "shutdown")),
+        ("another send kind", variant((1, 0), (1, 2, 0, base), None, "shutdown")),
+        ("another send priority", variant((1, 0), (1, 1, -1, base), None, "shutdown")),
+        ("another send payload", variant((1, 0), (1, 1, 0, b"abd"), None, "shutdown")),
+        ("a longer send payload", variant((1, 0), (1, 1, 0, b"abc\0"), None, "shutdown")),
+        ("a ring message to agent 2", variant((1, 0), (1, 1, 0, base), Some((2, b"x")), "shutdown")),
+        ("a ring message to agent 99", variant((1, 0), (1, 1, 0, base), Some((99, b"x")), "shutdown")),
+        ("a ring message to agent 0", variant((1, 0), (1, 1, 0, base), Some((0, b"x")), "shutdown")),
+        ("another ring message to agent 0", variant((1, 0), (1, 1, 0, base), Some((0, b"y")), "shutdown")),
+        ("a ring message to u64::MAX", variant((1, 0), (1, 1, 0, base), Some((u64::MAX, b"x")), "shutdown")),
+        ("kill instead of shutdown", variant((1, 0), (1, 1, 0, base), None, "kill")),
+        ("no shutdown", variant((1, 0), (1, 1, 0, base), None, "")),
+        ("shutdown of the other agent", variant((1, 0), (1, 1, 0, base), None, "shutdown 1")),
+        ("an inference request", variant((2, 0), (1, 1, 0, base), None, "shutdown")),
+    ];
+    let hashes: Vec<(&str, Digest)> = scripts.iter().map(|(name, s)| (*name, session_hash(s))).collect();
+    for (i, (a, ha)) in hashes.iter().enumerate() {
+        for (b, hb) in &hashes[i + 1..] {
+            assert_ne!(ha, hb, "`{a}` and `{b}` end with the same tick hash");
+        }
+    }
+}
+
+// ----- Send records ---------------------------------------------------------------------------
+
+/// A Send record may name an id that is no agent (the ring's messages may), and routing
+/// dead-letters it. But ring input is drained at the start of a tick, after every spawn of
+/// that tick, and `send` refuses an unknown id: no runtime writes a Send to an id that a
+/// later Spawn of the same tick then creates. Replayed, that message was delivered to the
+/// new agent instead of being dead-lettered.
+#[test]
+fn a_send_to_an_agent_spawned_after_it_in_the_same_tick_is_corrupt() {
+    let mut rt = Runtime::new(config()).unwrap();
+    let a = rt.spawn_bytes(echo()).unwrap();
+    rt.tick();
+    let b = rt.spawn_bytes(echo()).unwrap();
+    rt.send(b, 1, 0, b"hi".to_vec()).unwrap();
+    rt.tick();
+    let mut recs = records(&rt.stop_recording().unwrap());
+    // Move the Send to b before b's Spawn (same tick).
+    let send = recs.iter().position(|r| matches!(r, Record::Send { to, .. } if *to == b)).unwrap();
+    let spawn = recs.iter().position(|r| matches!(r, Record::Spawn { agent, .. } if *agent == b)).unwrap();
+    let moved = recs.remove(send);
+    recs.insert(spawn, moved);
+    recs.retain(|r| !matches!(r, Record::End { .. }));
+    let mut log = Vec::new();
+    write_header(&mut log);
+    let mut spawn_offset = 0;
+    for (i, r) in recs.iter().enumerate() {
+        if i == spawn + 1 {
+            spawn_offset = log.len() as u64;
+        }
+        r.encode(&mut log);
+    }
+    assert!(a < b);
+    match replay(&log, 1, |_| {}) {
+        Err(LockstepError::ReplayCorrupt { offset, reason }) => {
+            assert_eq!(offset, spawn_offset, "{reason}");
+            assert!(reason.contains("Spawn"), "{reason}");
+        }
+        other => panic!("a message to an agent not yet spawned was replayed: {other:?}"),
+    }
+}
