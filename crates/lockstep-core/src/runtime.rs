@@ -510,7 +510,8 @@ impl Runtime {
     }
 
     /// Calls `agent_shutdown` now; what it sends is routed at the next tick. The agent's
-    /// undelivered messages go to the dead-letter queue.
+    /// undelivered messages go to the dead-letter queue. `E_QUEUE_FULL` (the agent untouched)
+    /// while the queue of messages waiting for the next tick is full, like `spawn`.
     pub fn shutdown(&mut self, id: AgentId) -> Result<()> {
         let tick = self.tick;
         self.begin_stop(id, Record::Shutdown { tick, agent: id })?;
@@ -553,6 +554,16 @@ impl Runtime {
         let slot = self.slot(id)?;
         if !slot.state.is_running() {
             return Err(LockstepError::AgentNotRunning { id, state: slot.state.name().into() });
+        }
+        // What agent_shutdown sends waits in the input queue: back-pressure like spawn's (red
+        // team 10: shutting down N agents without a tick queued N shutdown budgets, 1 MiB
+        // each, past the queue's limit).
+        if matches!(record, Record::Shutdown { .. }) && !self.inputs.has_room(1) {
+            return Err(LockstepError::QueueFull {
+                queue: "messages waiting for the next tick (host messages and what agent_init/agent_shutdown sent)",
+                max_messages: MAX_PENDING_MESSAGES,
+                max_bytes: MAX_PENDING_BYTES,
+            });
         }
         self.session_started = true;
         match record {

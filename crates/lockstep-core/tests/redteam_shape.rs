@@ -541,3 +541,47 @@ fn a_send_to_an_agent_spawned_after_it_in_the_same_tick_is_corrupt() {
         other => panic!("a message to an agent not yet spawned was replayed: {other:?}"),
     }
 }
+
+// ----- bounded inputs -----------------------------------------------------------------------------
+
+/// What `agent_shutdown` sends waits in the same bounded queue as host messages and what init
+/// sent, until the next tick. Spawn refuses when that queue is full; shutdown did not check:
+/// shutting down N agents without a tick queued N shutdown budgets (4,096 messages, 1 MiB
+/// each), so 16,384 hostile agents shut down at the end of a session queued 16 GiB, past the
+/// queue's 256 MiB / 1,048,576-message limit. Back-pressure like spawn: tick, then shut down.
+#[test]
+fn what_agent_shutdown_sends_is_bounded_by_the_pending_queue() {
+    // Sends 4,096 empty messages to the host from agent_shutdown.
+    let flood = agent(
+        OK,
+        OK,
+        OK,
+        "(local $i i32) (block $done (loop $more
+            (br_if $done (i32.ge_u (local.get $i) (i32.const 4096)))
+            (drop (call $send (i64.const 0) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $more))) i32.const 0",
+    );
+    let mut rt = Runtime::new(RuntimeConfig { max_agents: 300, record: false, ..config() }).unwrap();
+    let m = rt.load_module(flood).unwrap();
+    let ids: Vec<u64> = (0..300).map(|_| rt.spawn(m).unwrap()).collect();
+    let bound = lockstep_core::limits::MAX_PENDING_MESSAGES / 4096 + 1;
+    let mut done = 0;
+    let refused = ids.iter().find_map(|&id| match rt.shutdown(id) {
+        Ok(()) => {
+            done += 1;
+            None
+        }
+        Err(e) => Some(e),
+    });
+    let Some(refused) = refused else {
+        panic!("{done} shutdowns queued {} messages for the next tick (limit {})", done * 4096, lockstep_core::limits::MAX_PENDING_MESSAGES)
+    };
+    assert_eq!(refused.code(), "E_QUEUE_FULL", "{refused}");
+    assert!(done <= bound, "{done} shutdowns before the refusal");
+    // Refused before agent_shutdown ran: the agent is still running, and a tick makes room.
+    let next = ids[done];
+    assert!(rt.inspect(next).unwrap().state.is_running());
+    rt.tick();
+    rt.shutdown(next).unwrap();
+}
