@@ -649,3 +649,49 @@ fn one_owned_region_cannot_feed_two_producers_from_safe_code() {
     assert!(second.is_err(), "a second producer on the region: both may write the same bytes at once from two threads");
     drop(first);
 }
+
+// ----- replay_log() snapshots -----------------------------------------------------------------------
+
+/// A snapshot taken after any call (a load, a spawn whose init sends, a send, a kill between
+/// ticks, a shutdown that faults, a model registration, a checkpoint, a tick) replays
+/// complete to the live hash at that point; the live log goes on unchanged.
+#[test]
+fn a_replay_log_snapshot_after_any_call_replays_complete() {
+    let mut rt = Runtime::new(RuntimeConfig { checkpoint_interval_ticks: 3, ..config() }).unwrap();
+    let mut snapshots = Vec::new();
+    let mut snap = |rt: &Runtime, what: &str| snapshots.push((what.to_string(), rt.replay_log().unwrap(), rt.state_hash(), rt.current_tick()));
+    snap(&rt, "empty");
+    let chatty = rt.load_module(chatty_init()).unwrap();
+    snap(&rt, "load");
+    let a = rt.spawn(chatty).unwrap();
+    snap(&rt, "spawn");
+    let b = rt.spawn_bytes(asker()).unwrap();
+    rt.send(a, 1, 0, vec![1; 40]).unwrap();
+    snap(&rt, "send");
+    rt.tick();
+    snap(&rt, "tick");
+    rt.register_agent_model(&"ab".repeat(32)).unwrap_err();
+    snap(&rt, "refused model");
+    let c = rt.spawn_bytes(echo()).unwrap();
+    rt.send(c, 2, 0, vec![2; 5]).unwrap();
+    rt.kill(c).unwrap();
+    snap(&rt, "kill after a send");
+    rt.tick();
+    rt.shutdown(a).unwrap();
+    snap(&rt, "shutdown that faults");
+    rt.checkpoint();
+    snap(&rt, "checkpoint");
+    rt.tick();
+    rt.tick();
+    snap(&rt, "ticks");
+    rt.kill(b).unwrap();
+    snap(&rt, "last kill");
+    let live = rt.stop_recording().unwrap();
+    for (what, log, hash, ticks) in snapshots {
+        let r = replay(&log, 1, |_| {}).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(r.divergence.is_none() && r.complete, "{what}: {r:?}");
+        assert_eq!((r.final_hash, r.ticks_verified), (hash, ticks), "{what}");
+    }
+    let r = replay(&live, 1, |_| {}).unwrap();
+    assert!(r.divergence.is_none() && r.complete, "{r:?}");
+}
