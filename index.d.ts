@@ -307,7 +307,7 @@ export class Runtime {
   send(to: number, payload: Payload, options?: SendOptions): void;
   /** Runs n ticks (default 1; an integer in 1..2^32-1), returns the last one's report. */
   tick(n?: number): TickReport;
-  /** Calls agent_shutdown, then the agent is stopped; its undelivered messages are dead-lettered. */
+  /** Calls agent_shutdown, then the agent is stopped; its undelivered messages are dead-lettered. Throws E_QUEUE_FULL (the agent untouched) while the messages waiting for the next tick fill their queue, like spawn: tick, then shut down again. */
   shutdown(id: number): void;
   /** Stops an agent at once, without agent_shutdown. */
   kill(id: number): void;

@@ -587,8 +587,13 @@ class Runtime {
   }
 
   drainEvents() {
-    // The binding hands the events as the core's JSON: the same objects the outbound ring carries.
-    return JSON.parse(call(() => this.#native.drainEvents()));
+    // The binding hands the events as the core's JSON (the same objects the outbound ring
+    // carries), in chunks: all of them in one text could outgrow a JS string.
+    const chunks = call(() => this.#native.drainEvents());
+    if (chunks.length === 1) return JSON.parse(chunks[0]);
+    const events = [];
+    for (const chunk of chunks) for (const e of JSON.parse(chunk)) events.push(e);
+    return events;
   }
 
   eventsDropped() {
@@ -642,12 +647,21 @@ function replayArgs(log, options) {
 /**
  * The progress callback as the binding calls it: it never throws into the binding. The first
  * error the user's callback throws stops further calls and is rethrown by `check()` once the
- * replay has ended without an error of its own.
+ * replay has ended without an error of its own. `replayAsync`'s binding calls it with -1
+ * (`PROGRESS_DONE`) after every progress call, whatever the outcome: `drained` resolves then.
  */
 function progressRelay(onProgress) {
   let failed = false;
   let error;
+  let markDrained;
+  const drained = new Promise((resolve) => {
+    markDrained = resolve;
+  });
   const relay = onProgress && ((ticks) => {
+    if (ticks < 0) {
+      markDrained();
+      return;
+    }
     if (failed) return;
     try {
       onProgress(ticks);
@@ -658,6 +672,7 @@ function progressRelay(onProgress) {
   });
   return {
     relay,
+    drained,
     check() {
       if (failed) throw error;
     },
@@ -684,12 +699,16 @@ function replay(log, options) {
 async function replayAsync(log, options) {
   const a = replayArgs(log, options);
   const progress = progressRelay(a.onProgress);
+  const pending = call(() => native.replayAsync(a.bytes, a.workers, progress.relay, a.trustedKeys, a.devMode));
   let report;
   try {
-    report = await call(() => native.replayAsync(a.bytes, a.workers, progress.relay, a.trustedKeys, a.devMode));
+    report = await pending;
   } catch (e) {
     throw convert(e);
   } finally {
+    // Every progress call before the promise settles: the last one queued says so (the native
+    // task does not wait for them: process.exit() would then wait for it forever).
+    if (progress.relay) await progress.drained;
     if (logSink) deliverLogs();
   }
   progress.check();

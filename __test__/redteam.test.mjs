@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
 const { Runtime, LockstepError, exampleAgent, EXAMPLES_PUBLIC_KEY, replay, verify, inspect } = require('../index.js');
 
@@ -75,4 +76,117 @@ test('the native ring attach refuses a Uint8Array over a plain (detachable) Arra
     rt[method](new Uint8Array(sab));
   }
   rt.close();
+});
+
+// ----- red team 10: the reshaped core and the binding's error and event contract -------------
+
+const { replayAsync } = require('../index.js');
+const { Worker } = require('node:worker_threads');
+const { spawnSync } = require('node:child_process');
+const { agent: tinyAgent, op, LOG, PANIC } = await import('./fixtures/tinywasm.mjs');
+
+/** A recorded session of `agents` counters over `ticks` ticks. */
+function counterSession(agents, ticks) {
+  const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  rt.spawnMany(exampleAgent('counter'), agents);
+  rt.tick(ticks);
+  const log = rt.stopRecording();
+  rt.close();
+  return log;
+}
+
+test('drainEvents() survives events whose JSON outgrows a JS string (it threw E_INTERNAL and lost them all)', () => {
+  // Each spawn's init logs 64 lines of 1,024 control characters (six bytes of JSON each) and
+  // traps; 1,400 spawns keep ~90,000 events (under the default maxEvents): ~600 MB of JSON,
+  // past V8's longest string. napi failed to make it: E_INTERNAL ("a lockstep bug"), and the
+  // events, already drained from the core, were gone.
+  const init = [];
+  for (let i = 0; i < 64; i++) init.push(...op.i32(3), ...op.i32(0), ...op.i32(1024), ...op.call(LOG));
+  init.push(...op.unreachable);
+  const rt = new Runtime({ workers: 1, devMode: true, record: false, maxAgents: 4 });
+  const module = rt.loadModule(tinyAgent({ init, data: new Array(1024).fill(1) }));
+  for (let i = 0; i < 1400; i++) rt.spawn(module);
+  const events = rt.drainEvents();
+  const logs = events.filter((e) => e.type === 'log');
+  assert.equal(logs.length, 1400 * 64);
+  assert.equal(logs[0].text, '\u0001'.repeat(1024));
+  assert.equal(events.filter((e) => e.type === 'fault').length, 1400);
+  assert.deepEqual(rt.drainEvents(), []);
+  rt.close();
+});
+
+test('agent text that is not valid UTF-8, control characters and JSON syntax cross drainEvents() and the ring as parseable JSON', () => {
+  // Invalid UTF-8 (a lone byte, a CESU-8 surrogate half), NUL, controls, quotes, backslashes,
+  // U+2028: as a log line in init and in a step, and as a panic message.
+  const text = [0xff, 0xfe, 0xed, 0xa0, 0x80, 0x00, 0x1f, 0x7f, 0x22, 0x5c, 0xe2, 0x80, 0xa8, 0x7b, 0x5d];
+  const logIt = [...op.i32(1), ...op.i32(0), ...op.i32(text.length), ...op.call(LOG)];
+  const rt = new Runtime({ workers: 1, devMode: true, record: false });
+  const { outbound } = rt.attachRings({ outboundBytes: 1 << 16 });
+  const id = rt.spawn(tinyAgent({
+    init: [...logIt, ...op.i32(0)],
+    step: [...logIt, ...op.i32(0), ...op.i32(text.length), ...op.call(PANIC), ...op.unreachable],
+    data: text,
+  }));
+  rt.tick();
+  const expected = Buffer.from(text).toString('utf8'); // the same replacements as Rust's from_utf8_lossy
+  const events = rt.drainEvents();
+  const texts = events.filter((e) => e.type === 'log').map((e) => e.text);
+  assert.deepEqual(texts, [expected, expected]);
+  const fault = events.find((e) => e.type === 'fault');
+  assert.equal(fault.agent, id);
+  assert.equal(fault.fault.detail, expected);
+  const copies = outbound.readBatch().filter((r) => r.type === 'event').map((r) => r.event);
+  assert.deepEqual(copies.filter((e) => e.type === 'log' || e.type === 'fault'), events.filter((e) => e.tick === 0 && (e.type === 'log' || e.type === 'fault')).slice(1));
+  rt.close();
+});
+
+test('replayAsync: many at once (more than libuv\'s pool), with progress, runtimes closed meanwhile: every report is replay()\'s', async () => {
+  const log = counterSession(20, 400);
+  const options = { trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 };
+  const expected = replay(log, options);
+  const runtimes = Array.from({ length: 4 }, () => new Runtime({ workers: 1 }));
+  const progress = Array.from({ length: 12 }, () => []);
+  const pending = progress.map((seen) => replayAsync(log, { ...options, onProgress: (n) => seen.push(n) }));
+  for (const rt of runtimes) rt.close();
+  const reports = await Promise.all(pending);
+  for (const r of reports) assert.deepEqual(r, expected);
+  for (const seen of progress) assert.deepEqual(seen, [100, 200, 300, 400]);
+});
+
+test('replayAsync in a worker that is terminated mid-replay: terminate() settles, the pool is not left stuck', async () => {
+  // The replay waits, on a libuv thread, for its progress calls to run on the worker's JS
+  // thread; the worker's teardown waits for that replay. Neither may wait forever.
+  const log = counterSession(200, 1000);
+  const worker = new Worker(new URL('./fixtures/replay-async-worker.cjs', import.meta.url), { workerData: { log, trustedKeys: [EXAMPLES_PUBLIC_KEY] } });
+  await new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error('worker.terminate() did not settle within 20 s')), 20_000);
+  });
+  await Promise.race([worker.terminate(), timeout]);
+  clearTimeout(timer);
+  // libuv's pool still serves replays (none of its threads is stuck).
+  const small = counterSession(2, 100);
+  const all = await Promise.all(Array.from({ length: 6 }, () => replayAsync(small, { trustedKeys: [EXAMPLES_PUBLIC_KEY] })));
+  for (const r of all) assert.equal(r.ok && r.complete, true);
+});
+
+test('process.exit() while replayAsync runs (with and without onProgress): the process exits cleanly', () => {
+  const index = fileURLToPath(new URL('../index.js', import.meta.url));
+  for (const onProgress of ['undefined', '() => process.exit(7)']) {
+    const script = `
+      const { Runtime, replayAsync, exampleAgent, EXAMPLES_PUBLIC_KEY } = require(${JSON.stringify(index)});
+      const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+      rt.spawnMany(exampleAgent('counter'), 200);
+      rt.tick(1000);
+      const log = rt.stopRecording();
+      replayAsync(log, { trustedKeys: [EXAMPLES_PUBLIC_KEY], onProgress: ${onProgress} }).then(() => process.exit(3));
+      setTimeout(() => process.exit(7), 20);`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.signal, null, `killed by ${r.signal}: ${r.stderr}`);
+    assert.equal(r.status, 7, r.stderr);
+  }
 });

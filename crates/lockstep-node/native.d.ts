@@ -157,10 +157,11 @@ export declare class NativeRuntime {
   /** Deep hash of every agent's memory; recorded as a checkpoint when recording. */
   deepHash(): DeepHash
   /**
-   * The events as JSON text: an array of `lockstep_core::Event`'s serde form (the outbound
-   * ring's events are the same JSON). index.js parses it.
+   * The events as JSON texts, each an array of `lockstep_core::Event`'s serde form, in order
+   * (the outbound ring's events are the same JSON; chunked to stay under V8's longest
+   * string). index.js parses them.
    */
-  drainEvents(): string
+  drainEvents(): Array<string>
   eventsDropped(): number
   drainDeadLetters(): Array<DeadLetter>
   /** Messages agents sent to the host (id 0). */
@@ -282,7 +283,8 @@ export declare function replay(log: Uint8Array, workers: number | undefined | nu
 
 /**
  * `replay` off the event loop: the same checks, report and errors, as a promise. The log is
- * copied (JS may reuse its buffer meanwhile).
+ * copied (JS may reuse its buffer meanwhile). `on_progress` gets the ticks verified every 100
+ * ticks, then `PROGRESS_DONE` (-1) once, whatever the outcome, as its last call.
  */
 export declare function replayAsync(log: Uint8Array, workers: number | undefined | null, onProgress: (((arg: number) => unknown)) | undefined | null, trustedKeys: Array<string>, devMode: boolean): Promise<ReplayReport>
 

@@ -70,9 +70,13 @@ impl OutboundRing {
         self.backlog.push_back(r);
     }
 
-    /// A copy of an event or a tick record: kept if the backlog has room, else counted.
+    /// A copy of an event or a tick record: kept if the backlog has room and the ring could
+    /// ever hold it, else counted. An event's JSON can outgrow a small ring (a control
+    /// character is six bytes of JSON: a 4 KiB panic message, a 24 KiB copy); writing it would
+    /// break the ring for good, so any agent could stop it (red team 10).
     fn push_copy(&mut self, r: OutRecord) {
-        if self.backlog_has_room(r.payload_len()) {
+        let fits = self.producer.as_ref().is_some_and(|p| ring::record_bytes(r.payload_len()) <= p.capacity());
+        if fits && self.backlog_has_room(r.payload_len()) {
             self.push_backlog(r);
         } else {
             self.dropped += 1;

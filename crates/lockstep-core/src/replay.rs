@@ -85,6 +85,11 @@ fn is_model_id(id: &str) -> bool {
 struct Applied {
     /// The tick the last InferResults record was for (at most one per tick).
     infer_tick: Option<u64>,
+    /// Where that record starts, for the error if its answers do not fit the tick's requests.
+    infer_offset: u64,
+    /// The tick of the last Send record to an id that was no agent yet (ring input, drained
+    /// at the start of a tick, after its spawns).
+    send_to_nobody: Option<u64>,
 }
 
 /// Checks one decoded record against the limits the live API enforces and against the
@@ -122,6 +127,17 @@ fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Re
             let max = crate::limits::MAX_AGENT_IDS as u64;
             if *agent == 0 || *agent > max {
                 return Err(corrupt(offset, name, "agent", format!("{agent} is outside the ids a runtime assigns (1..={max})")));
+            }
+            // A message to an id that is no agent comes from the inbound ring, drained when
+            // the tick starts, after that tick's spawns: a spawn cannot follow it (replayed, it
+            // delivered the message to the new agent).
+            if applied.send_to_nobody == Some(now) {
+                return Err(corrupt(
+                    offset,
+                    name,
+                    "tick",
+                    format!("a spawn after a Send to an id that was no agent in tick {now}: ring input is drained after a tick's spawns"),
+                ));
             }
         }
         Record::Send { tick, payload, .. } => {
@@ -245,7 +261,7 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
         other => other,
     })?;
     let mut report = ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false };
-    let mut applied = Applied { infer_tick: None };
+    let mut applied = Applied { infer_tick: None, infer_offset: 0, send_to_nobody: None };
     // Where the config record ends and where the records after the last TickEnd begin:
     // the parts of the log the End record's `tail` digest covers.
     let config_end = reader.offset() as usize;
@@ -282,11 +298,21 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
             }
             // The same path as `send` and the inbound ring (recipient aside: ring input may
             // name any id, and routing dead-letters an unknown one).
-            Record::Send { to, kind, priority, payload, .. } => rt.accept_host_message(to, kind, priority, payload).map_err(at)?,
+            Record::Send { tick, to, kind, priority, payload } => {
+                if to == 0 || to > rt.agent_count() as u64 {
+                    applied.send_to_nobody = Some(tick);
+                }
+                rt.accept_host_message(to, kind, priority, payload).map_err(at)?
+            }
             Record::Kill { agent, .. } => rt.kill(agent).map_err(at)?,
             Record::Shutdown { agent, .. } => rt.shutdown(agent).map_err(at)?,
             Record::TickEnd { tick, hash, agents } => {
                 let r = rt.tick();
+                if let Some(reason) = rt.take_inconsistent_answers() {
+                    // Reported where the record is, or at this TickEnd when the tick has none.
+                    let at = if applied.infer_tick == Some(tick) { applied.infer_offset } else { offset };
+                    return Err(corrupt(at, "InferResults", "results", reason));
+                }
                 if r.tick != tick || r.hash != hash {
                     let agent = first_differing_agent(&agents, &r.agent_digests);
                     report.divergence = Some(Divergence { kind: DivergenceKind::TickHash, tick, agent, expected: hash, actual: r.hash });
@@ -307,6 +333,7 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
             }
             Record::InferResults { tick, results } => {
                 applied.infer_tick = Some(tick);
+                applied.infer_offset = offset;
                 rt.accept_recorded_answers(tick, results).map_err(at)?;
             }
             Record::Checkpoint { tick, hash, agents } => {

@@ -325,6 +325,11 @@ impl Producer {
         Ok(Self { mem, capacity })
     }
 
+    /// The ring's data capacity, bytes: a record of more (`record_bytes`) can never be written.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Appends one record, or `Full` (nothing written) when the consumer has not made room.
     pub fn try_push(&mut self, kind_of_record: u16, kind: u32, priority: i32, agent: u64, payload: &[u8]) -> Result<(), RingError> {
         let total = record_bytes(payload.len());

@@ -193,6 +193,38 @@ struct AgentInference {
     /// ONNX Runtime, and models need not be loaded.
     replaying: bool,
     recorded: VecDeque<(u64, Vec<InferAnswer>)>,
+    /// Replaying: why a tick's recorded answers cannot be the answers to its requests (see
+    /// `serve_inference`); the replay reports it as a corrupt log after the tick.
+    inconsistent: Option<String>,
+}
+
+/// Why `recorded` (a replayed tick's InferResults, if it has one) cannot be what a runtime
+/// wrote for the tick's requests, if it cannot. A live runtime writes one record for a tick
+/// with requests and none for one without; one answer per request (allowed or forbidden), to
+/// the agent that asked, with the request's tag, ordered by agent id.
+fn recorded_answers_mismatch(
+    tick: u64,
+    requests: &[(AgentId, crate::host::InferRequest)],
+    forbidden: &[(AgentId, u32, Vec<u8>)],
+    recorded: Option<&[InferAnswer]>,
+) -> Option<String> {
+    let asked = requests.len() + forbidden.len();
+    let Some(recorded) = recorded else {
+        return (asked > 0).then(|| format!("no InferResults record for tick {tick}, whose agents made {asked} inference requests"));
+    };
+    if asked == 0 {
+        return Some(format!("an InferResults record for tick {tick}, whose agents made no inference request"));
+    }
+    if recorded.windows(2).any(|w| w[0].0 > w[1].0) {
+        return Some(format!("the InferResults answers of tick {tick} are not ordered by agent id"));
+    }
+    let mut expected: Vec<(AgentId, u32)> = requests.iter().map(|(a, r)| (*a, r.tag)).chain(forbidden.iter().map(|(a, t, _)| (*a, *t))).collect();
+    let mut got: Vec<(AgentId, u32)> = recorded.iter().map(|(a, t, _)| (*a, *t)).collect();
+    expected.sort_unstable();
+    got.sort_unstable();
+    (expected != got).then(|| {
+        format!("the InferResults answers of tick {tick} (agent, tag: {got:?}) are not one per inference request of that tick (agent, tag: {expected:?})")
+    })
 }
 
 /// An inference answer as delivered: one whose outputs do not fit a message becomes status
@@ -280,13 +312,25 @@ impl Runtime {
     // ----- recording -------------------------------------------------------------------------
 
     /// Starts recording a replay log (only before the session starts: the first spawn,
-    /// send or tick; `RuntimeConfig::record` starts it at creation).
+    /// send or tick; `RuntimeConfig::record` starts it at creation). `E_INVALID_CONFIG` if
+    /// `max_log_bytes` cannot hold the log's header and Config record.
     pub fn start_recording(&mut self) -> Result<()> {
         if self.session_started {
             return Err(LockstepError::RecordingMidSession);
         }
+        let session = self.config.session();
+        // The header and Config record are the shortest log that replays (an empty prefix): a
+        // limit below them cut the log to 0 bytes, which no replay reads (red team 10).
+        let mut start = Vec::new();
+        crate::replay_log::write_header(&mut start);
+        Record::Config(session.clone()).encode(&mut start);
+        if start.len() > self.config.max_log_bytes {
+            return Err(LockstepError::InvalidConfig {
+                reason: format!("maxLogBytes {} cannot hold the log's header and Config record ({} bytes)", self.config.max_log_bytes, start.len()),
+            });
+        }
         let sink = Box::new(MemorySink::new(self.config.max_log_bytes));
-        self.recorder = Some(Recorder::start(self.config.session(), sink));
+        self.recorder = Some(Recorder::start(session, sink));
         Ok(())
     }
 
@@ -313,7 +357,9 @@ impl Runtime {
     }
 
     /// Every record goes through here; a write that made the log outgrow `max_log_bytes`
-    /// stops recording, loudly.
+    /// stops recording, loudly. The `recording_stopped` event is appended untrimmed: inside a
+    /// tick, whose events are read by index until it ends (copied to the outbound ring), a
+    /// trim would shift them; callers outside a tick trim (`trim_events`) after.
     fn record(&mut self, write: impl FnOnce(&mut Recorder) -> Appended) {
         let Some(r) = self.recorder.as_mut() else { return };
         if write(r) == Appended::Cut {
@@ -322,7 +368,7 @@ impl Runtime {
                 self.config.max_log_bytes, self.tick
             );
             tracing::error!(target: "lockstep::runtime", "{detail}");
-            self.outputs.push_event(Event::RecordingStopped { tick: self.tick, detail });
+            self.outputs.events.push_back(Event::RecordingStopped { tick: self.tick, detail });
         }
     }
 
@@ -461,12 +507,14 @@ impl Runtime {
         self.session_started = true;
         let tick = self.tick;
         self.record(|r| r.send(tick, to, kind, priority, &payload));
+        self.outputs.trim_events();
         self.inputs.host_message(to, kind, priority, payload);
         Ok(())
     }
 
     /// Calls `agent_shutdown` now; what it sends is routed at the next tick. The agent's
-    /// undelivered messages go to the dead-letter queue.
+    /// undelivered messages go to the dead-letter queue. `E_QUEUE_FULL` (the agent untouched)
+    /// while the queue of messages waiting for the next tick is full, like `spawn`.
     pub fn shutdown(&mut self, id: AgentId) -> Result<()> {
         let tick = self.tick;
         self.begin_stop(id, Record::Shutdown { tick, agent: id })?;
@@ -509,6 +557,16 @@ impl Runtime {
         let slot = self.slot(id)?;
         if !slot.state.is_running() {
             return Err(LockstepError::AgentNotRunning { id, state: slot.state.name().into() });
+        }
+        // What agent_shutdown sends waits in the input queue: back-pressure like spawn's (red
+        // team 10: shutting down N agents without a tick queued N shutdown budgets, 1 MiB
+        // each, past the queue's limit).
+        if matches!(record, Record::Shutdown { .. }) && !self.inputs.has_room(1) {
+            return Err(LockstepError::QueueFull {
+                queue: "messages waiting for the next tick (host messages and what agent_init/agent_shutdown sent)",
+                max_messages: MAX_PENDING_MESSAGES,
+                max_bytes: MAX_PENDING_BYTES,
+            });
         }
         self.session_started = true;
         match record {
@@ -584,23 +642,26 @@ impl Runtime {
         self.outputs.report_drops(tick);
         report.hash = self.tick_hasher.finish();
         report.agents_stepped = running as u32;
-        self.log_tick_events(events_before);
-        self.outputs.feed_ring(&report, events_before, tick);
-        self.outputs.trim_events();
         report.parallel = parallel;
         self.last_fuel = report.fuel;
         self.last_hash = report.hash;
         self.tick += 1;
+        // Recorded before the tick's events are copied to the outbound ring: a cut here is one
+        // of them (red team 10: its `recording_stopped` event came after the copies, and the
+        // next tick copies only its own, so the ring never carried it).
         if self.recorder.is_some() {
             self.record(|r| r.record(&Record::TickEnd { tick, hash: report.hash, agents: report.agent_digests.clone() }));
             let every = self.config.checkpoint_interval_ticks;
             if every > 0 && self.tick.is_multiple_of(every) {
-                self.checkpoint();
+                self.record_checkpoint();
             }
             if let Some(r) = self.recorder.as_mut() {
                 r.tick_complete();
             }
         }
+        self.log_tick_events(events_before);
+        self.outputs.feed_ring(&report, events_before, tick);
+        self.outputs.trim_events();
         report
     }
 
@@ -641,6 +702,7 @@ impl Runtime {
         let slot = self.inference.models.len() as u32;
         self.inference.models.push(id.to_string());
         self.record(|r| r.record(&Record::AgentModel { slot, id: id.to_string() }));
+        self.outputs.trim_events();
         Ok(slot)
     }
 
@@ -660,6 +722,12 @@ impl Runtime {
         }
         self.inference.recorded.push_back((tick, answers));
         Ok(())
+    }
+
+    /// Replaying: why the last tick's recorded inference answers could not have been written
+    /// by a runtime for its requests, if they could not (taken once).
+    pub(crate) fn take_inconsistent_answers(&mut self) -> Option<String> {
+        self.inference.inconsistent.take()
     }
 
     /// Answers this tick's inference requests (batched per model) as messages for next tick.
@@ -688,19 +756,25 @@ impl Runtime {
                 }
             }
         }
-        // A tick whose every request was forbidden still answers each one (issue 9: an early
-        // return here dropped them and the agents waited forever).
-        if requests.is_empty() && forbidden.is_empty() {
-            return;
-        }
         let answers: Vec<InferAnswer> = if self.inference.replaying {
-            match self.inference.recorded.front() {
-                Some((t, _)) if *t == tick => self.inference.recorded.pop_front().map(|(_, r)| r).unwrap_or_default(),
-                // Nothing recorded for a tick that asked: the replay already diverged (the tick
-                // hash covers the requests); answer nothing rather than invent answers.
-                _ => Vec::new(),
+            let recorded = match self.inference.recorded.front() {
+                Some((t, _)) if *t == tick => self.inference.recorded.pop_front().map(|(_, r)| r),
+                _ => None,
+            };
+            // Nothing recorded for a tick that asked delivers nothing (the tick hash covers the
+            // requests); answers must be the answers to this tick's requests (red team 10: a
+            // forged record answering an agent that never asked, or a tick that asked nothing,
+            // was delivered or silently kept, and the log verified complete).
+            if let Some(reason) = recorded_answers_mismatch(tick, &requests, &forbidden, recorded.as_deref()) {
+                self.inference.inconsistent.get_or_insert(reason);
             }
+            recorded.unwrap_or_default()
         } else {
+            // A tick whose every request was forbidden still answers each one (issue 9: an
+            // early return here dropped them and the agents waited forever).
+            if requests.is_empty() && forbidden.is_empty() {
+                return;
+            }
             let (answers, stats) = agent_inference::serve(self.inference.engine.as_deref(), &self.inference.models, requests, self.config.inference_batching);
             report.inference_requests = stats.requests;
             report.inference_calls = stats.calls;
@@ -791,6 +865,13 @@ impl Runtime {
 
     /// Deep hash, recorded in the log so a replay verifies it at the same point.
     pub fn checkpoint(&mut self) -> DeepHash {
+        let d = self.record_checkpoint();
+        self.outputs.trim_events();
+        d
+    }
+
+    /// `checkpoint` without trimming the events (inside a tick).
+    fn record_checkpoint(&mut self) -> DeepHash {
         let d = self.deep_hash();
         self.record(|r| r.record(&Record::Checkpoint { tick: d.tick, hash: d.hash, agents: d.agents.clone() }));
         d

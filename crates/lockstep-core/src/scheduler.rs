@@ -323,8 +323,11 @@ pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut T
 
 /// Delivers one message to its recipient's inbox, the host queue, or the dead-letter queue.
 pub(crate) fn route(slots: &mut [AgentSlot], m: Message, tick: u64, hasher: &mut TickHasher, report: &mut TickReport, outputs: &mut Outputs) {
-    if m.to == crate::abi::HOST_ID {
-        // Not hashed: when JS drains is not an input.
+    // From an agent to the host: not hashed (when JS drains is not an input). From the host to
+    // itself (the inbound ring, a replayed Send record, may name id 0): no agent, so it is
+    // dead-lettered as unknown below, and that is in the tick hash (red team 10: it went to the
+    // host queue, hashed nowhere, so a rewritten Send record to id 0 still verified).
+    if m.to == crate::abi::HOST_ID && m.from != crate::abi::HOST_ID {
         outputs.host_message(m);
         return;
     }

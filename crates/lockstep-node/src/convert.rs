@@ -299,10 +299,33 @@ pub struct DeepHash {
     pub hash: String,
 }
 
-/// The events as JSON text (an array of `lockstep_core::Event`'s serde form); index.js parses
-/// it, so `drainEvents()` and the outbound ring give the same objects.
-pub fn events_json(events: &[core::Event]) -> String {
-    serde_json::to_string(events).expect("events always serialise")
+/// Bytes of JSON text per chunk of `events_json`: far below V8's longest string (2^29 − 24
+/// UTF-16 units; this JSON has at least one byte per unit).
+const EVENTS_JSON_CHUNK_BYTES: usize = 64 << 20;
+
+/// The events as JSON texts, each an array of `lockstep_core::Event`'s serde form, in order;
+/// index.js parses them, so `drainEvents()` and the outbound ring give the same objects. One
+/// text can be too long for a JS string: 100,000 events (the default `maxEvents`) of agents'
+/// log lines of control characters (six bytes of JSON each) are ~600 MB of JSON, and napi
+/// failed to make the string (E_INTERNAL, every drained event lost; red team 10). So the
+/// array is cut into chunks of at most `EVENTS_JSON_CHUNK_BYTES` (an event is at most ~25 KiB).
+pub fn events_json(events: &[core::Event]) -> Vec<String> {
+    let mut chunks = Vec::new();
+    let mut chunk = String::from("[");
+    for e in events {
+        let json = e.to_json();
+        if chunk.len() > 1 && chunk.len() + json.len() + 1 > EVENTS_JSON_CHUNK_BYTES {
+            chunk.push(']');
+            chunks.push(std::mem::replace(&mut chunk, String::from("[")));
+        }
+        if chunk.len() > 1 {
+            chunk.push(',');
+        }
+        chunk.push_str(&json);
+    }
+    chunk.push(']');
+    chunks.push(chunk);
+    chunks
 }
 
 // ----- replay -------------------------------------------------------------------------------------

@@ -278,10 +278,11 @@ impl NativeRuntime {
         Ok(DeepHash { tick: d.tick as i64, hash: d.hash.to_hex() })
     }
 
-    /// The events as JSON text: an array of `lockstep_core::Event`'s serde form (the outbound
-    /// ring's events are the same JSON). index.js parses it.
+    /// The events as JSON texts, each an array of `lockstep_core::Event`'s serde form, in order
+    /// (the outbound ring's events are the same JSON; chunked to stay under V8's longest
+    /// string). index.js parses them.
     #[napi(catch_unwind)]
-    pub fn drain_events(&mut self) -> Result<String> {
+    pub fn drain_events(&mut self) -> Result<Vec<String>> {
         Ok(convert::events_json(&self.rt_mut()?.drain_events()))
     }
 

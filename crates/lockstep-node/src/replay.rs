@@ -7,9 +7,6 @@
 //! replay): one that reaches the binding anyway is a bug, E_INTERNAL from `replay`, ignored by
 //! `replay_async` (whose calls run on the JS thread after the replay has moved on).
 
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
-
 use lockstep_core::{self as core, RuntimeConfig};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
@@ -62,34 +59,16 @@ pub fn replay(
 /// The progress callback as the thread pool calls it: `(ticksVerified) => void`.
 type ProgressFn = ThreadsafeFunction<f64, UnknownReturnValue, f64, Status, false>;
 
-/// Progress calls queued for the JS thread and not yet finished there.
-#[derive(Default)]
-struct InFlight {
-    count: Mutex<usize>,
-    done: Condvar,
-}
-
-/// One queued progress call: counted while it lives, and it lives until the call has run on
-/// the JS thread or was dropped unrun (the environment going away, or the queue refusing it).
-struct Pending(Arc<InFlight>);
-
-impl Pending {
-    fn new(in_flight: &Arc<InFlight>) -> Self {
-        *in_flight.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        Pending(in_flight.clone())
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        *self.0.count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-        self.0.done.notify_all();
-    }
-}
+/// The last call of `on_progress` in `replay_async`: "no progress call follows". Calls run on
+/// the JS thread in the order they were queued, so when this one runs, every progress call
+/// has; index.js settles its promise only then.
+pub const PROGRESS_DONE: f64 = -1.0;
 
 /// `replay` on libuv's thread pool. Progress calls are queued to the JS thread as the replay
-/// goes; the task waits for the last of them before it settles, so every `onProgress` call
-/// happens before the promise resolves or rejects.
+/// goes, then `PROGRESS_DONE`; the task never waits for the JS thread (red team 10: it waited
+/// for its queued calls to run, and `process.exit()` joins libuv's pool before running them:
+/// the process hung forever). index.js waits for `PROGRESS_DONE` before it settles, so every
+/// `onProgress` call still happens before its promise resolves or rejects.
 pub struct ReplayTask {
     log: Vec<u8>,
     workers: usize,
@@ -99,27 +78,13 @@ pub struct ReplayTask {
 
 impl ReplayTask {
     fn run(&self) -> std::result::Result<core::ReplayReport, core::LockstepError> {
-        let in_flight = Arc::new(InFlight::default());
-        let result = core::replay_trusting(&self.log, self.workers, Some(&self.trust), |ticks| {
+        core::replay_trusting(&self.log, self.workers, Some(&self.trust), |ticks| {
             if ticks % PROGRESS_EVERY == 0 {
                 if let Some(f) = self.on_progress.as_ref() {
-                    let pending = Pending::new(&in_flight);
-                    f.call_with_return_value(ticks as f64, ThreadsafeFunctionCallMode::NonBlocking, move |_, _| {
-                        drop(pending);
-                        Ok(())
-                    });
+                    f.call(ticks as f64, ThreadsafeFunctionCallMode::NonBlocking);
                 }
             }
-        });
-        if let Some(f) = self.on_progress.as_ref() {
-            // A call dropped unrun at teardown may leak its `Pending` (napi frees nothing
-            // then): stop waiting once the function is aborted.
-            let mut count = in_flight.count.lock().unwrap_or_else(|p| p.into_inner());
-            while *count > 0 && !f.aborted() {
-                count = in_flight.done.wait_timeout(count, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
-            }
-        }
-        result
+        })
     }
 }
 
@@ -131,7 +96,12 @@ impl Task for ReplayTask {
     fn compute(&mut self) -> napi::Result<Self::Output> {
         // On a libuv thread, outside any napi callback: a panic unwinding out of it would
         // abort Node, so it is caught here.
-        Ok(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run())).map_err(internal).and_then(|r| r.map_err(to_napi)))
+        let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run())).map_err(internal).and_then(|r| r.map_err(to_napi));
+        // Queued after every progress call (whatever happened), never waited for.
+        if let Some(f) = self.on_progress.as_ref() {
+            f.call(PROGRESS_DONE, ThreadsafeFunctionCallMode::NonBlocking);
+        }
+        Ok(output)
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
@@ -140,7 +110,8 @@ impl Task for ReplayTask {
 }
 
 /// `replay` off the event loop: the same checks, report and errors, as a promise. The log is
-/// copied (JS may reuse its buffer meanwhile).
+/// copied (JS may reuse its buffer meanwhile). `on_progress` gets the ticks verified every 100
+/// ticks, then `PROGRESS_DONE` (-1) once, whatever the outcome, as its last call.
 #[napi(catch_unwind, ts_return_type = "Promise<ReplayReport>")]
 pub fn replay_async(
     log: Uint8Array,
