@@ -82,8 +82,16 @@ pub fn region_bytes(capacity: usize) -> usize {
 ///    only as the protocol allows. If it does not, we may read garbage bytes, but every
 ///    index we use is bounds-checked against `len` first, so we never access outside it.
 ///
-/// We never create Rust references (`&[u8]`) into the shared bytes: only raw copies, so the
-/// other side changing them under us cannot break aliasing rules of a live reference.
+/// 4. `len` is a multiple of 8, so every byte of the region lies in an aligned 8-byte word
+///    inside it (checked by `from_raw`).
+///
+/// Every access to the shared bytes is atomic: the counters as `AtomicU32`, everything else
+/// as relaxed `AtomicU64` loads and stores of the aligned words that hold it (a partial word
+/// is loaded, patched and stored back). The other side may write the same bytes at the same
+/// time (a buggy or hostile JS peer, or two producers made from one `OwnedRegion` by safe
+/// code): with atomics that yields garbage at worst, which the protocol checks catch, never a
+/// data race (undefined behaviour). One access size per word, so no mixed-size races either;
+/// on x86-64 and AArch64 these are plain moves. No `&[u8]` into the region is ever made.
 pub struct RingMemory {
     base: *mut u8,
     len: usize,
@@ -107,6 +115,12 @@ impl RingMemory {
         if len < HEADER_BYTES + MIN_CAPACITY {
             return Err(RingError::Corrupt { field: "buffer", detail: format!("{len} bytes is smaller than the smallest ring") });
         }
+        if !len.is_multiple_of(8) {
+            return Err(RingError::Corrupt {
+                field: "buffer",
+                detail: format!("{len} bytes is not a multiple of 8 (a ring region is 192 + a power of two bytes)"),
+            });
+        }
         Ok(Self { base, len, _owner: None })
     }
 
@@ -127,31 +141,94 @@ impl RingMemory {
         self.write(at, &v.to_le_bytes());
     }
 
-    /// Copies `out.len()` bytes from `at`. Panics only on a bug in this module (callers
-    /// validate `at` first); the assert keeps even such a bug from reading out of bounds.
-    fn read(&self, at: usize, out: &mut [u8]) {
-        assert!(at.checked_add(out.len()).is_some_and(|end| end <= self.len), "ring read out of bounds");
-        // SAFETY: in bounds (asserted), invariant 1; raw copy, no reference into shared memory.
-        unsafe { std::ptr::copy_nonoverlapping(self.base.add(at), out.as_mut_ptr(), out.len()) }
+    /// The aligned word at byte `word_at`.
+    ///
+    /// # Safety
+    /// `word_at` is a multiple of 8 and `word_at + 8 <= self.len` (the callers assert the
+    /// whole range once, then walk it).
+    unsafe fn word(&self, word_at: usize) -> &AtomicU64 {
+        debug_assert!(word_at.is_multiple_of(8) && word_at + 8 <= self.len);
+        // SAFETY: in bounds (the caller's contract, invariant 1) and 8-aligned (invariants 2
+        // and 4); AtomicU64 has the layout of u64, and atomics may be shared with writers.
+        unsafe { &*(self.base.add(word_at) as *const AtomicU64) }
     }
 
-    /// Copies `len` bytes from `at` into a new vector, without zero-filling it first.
-    fn read_vec(&self, at: usize, len: usize) -> Vec<u8> {
-        assert!(at.checked_add(len).is_some_and(|end| end <= self.len), "ring read out of bounds");
-        let mut v = Vec::with_capacity(len);
-        // SAFETY: in bounds (asserted), invariant 1; the copy initialises exactly `len` bytes
-        // of the vector's capacity before `set_len` exposes them.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.base.add(at), v.as_mut_ptr(), len);
-            v.set_len(len);
+    /// The words covering `at..at + len`: (first word's offset, bytes to skip in it). Panics
+    /// only on a bug in this module (callers validate `at` first): the assert keeps even such
+    /// a bug from touching memory outside the region.
+    fn words(&self, at: usize, len: usize, what: &str) -> usize {
+        assert!(at.checked_add(len).is_some_and(|end| end <= self.len), "ring {what} out of bounds");
+        at & !7
+    }
+
+    /// Copies `out.len()` bytes from `at`, a word at a time.
+    fn read(&self, at: usize, out: &mut [u8]) {
+        let mut word_at = self.words(at, out.len(), "read");
+        let skip = at - word_at;
+        let mut rest = &mut out[..];
+        // Every `word` call below: `words` asserted `at..at + out.len()` is inside the region,
+        // and `len` is a multiple of 8 (invariant 4), so each word that holds a byte of that
+        // range is inside it too; `word_at` stays a multiple of 8.
+        if skip > 0 && !rest.is_empty() {
+            // SAFETY: see above.
+            let word = unsafe { self.word(word_at) }.load(Ordering::Relaxed).to_ne_bytes();
+            let n = (8 - skip).min(rest.len());
+            rest[..n].copy_from_slice(&word[skip..skip + n]);
+            rest = &mut rest[n..];
+            word_at += 8;
         }
+        let mut chunks = rest.chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            // SAFETY: see above.
+            chunk.copy_from_slice(&unsafe { self.word(word_at) }.load(Ordering::Relaxed).to_ne_bytes());
+            word_at += 8;
+        }
+        let tail = chunks.into_remainder();
+        if !tail.is_empty() {
+            // SAFETY: see above.
+            let word = unsafe { self.word(word_at) }.load(Ordering::Relaxed).to_ne_bytes();
+            let n = tail.len();
+            tail.copy_from_slice(&word[..n]);
+        }
+    }
+
+    /// Copies `len` bytes from `at` into a new vector.
+    fn read_vec(&self, at: usize, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.read(at, &mut v);
         v
     }
 
+    /// Copies `bytes` to `at`, a word at a time; a partial word is loaded, patched and stored.
     fn write(&self, at: usize, bytes: &[u8]) {
-        assert!(at.checked_add(bytes.len()).is_some_and(|end| end <= self.len), "ring write out of bounds");
-        // SAFETY: in bounds (asserted), invariant 1.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len()) }
+        let mut word_at = self.words(at, bytes.len(), "write");
+        let skip = at - word_at;
+        let mut rest = bytes;
+        let patch = |word_at: usize, from: usize, part: &[u8]| {
+            // SAFETY: as in `read`: the word holds a byte of the asserted range.
+            let cell = unsafe { self.word(word_at) };
+            let mut word = cell.load(Ordering::Relaxed).to_ne_bytes();
+            word[from..from + part.len()].copy_from_slice(part);
+            cell.store(u64::from_ne_bytes(word), Ordering::Relaxed);
+        };
+        if skip > 0 && !rest.is_empty() {
+            let n = (8 - skip).min(rest.len());
+            patch(word_at, skip, &rest[..n]);
+            rest = &rest[n..];
+            word_at += 8;
+        }
+        let mut chunks = rest.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            // SAFETY: as in `read`.
+            unsafe { self.word(word_at) }.store(u64::from_ne_bytes(word), Ordering::Relaxed);
+            word_at += 8;
+        }
+        let tail = chunks.remainder();
+        if !tail.is_empty() {
+            patch(word_at, 0, tail);
+        }
     }
 }
 
