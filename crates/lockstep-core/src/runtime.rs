@@ -181,6 +181,8 @@ pub struct Runtime {
     /// The tick at which `stop_recording` returned the log, if it did.
     recording_stopped_at: Option<u64>,
     session_started: bool,
+    /// The id the next `send_request` gets (docs/ABI.md, "Requests").
+    next_request_id: u64,
     inference: AgentInference,
 }
 
@@ -253,6 +255,7 @@ impl Runtime {
             recorder: None,
             recording_stopped_at: None,
             session_started: false,
+            next_request_id: 1,
             inference: AgentInference::default(),
             config,
         };
@@ -877,5 +880,68 @@ impl Runtime {
     /// Messages agents addressed to the host (id 0), in routing order.
     pub fn drain_host_messages(&mut self) -> Vec<Message> {
         self.outputs.host_messages.drain_all()
+    }
+
+    // ----- requests (docs/ABI.md, "Requests": an SDK convention over ordinary messages) -----
+
+    /// Sends `body` to agent `to` as a request (the envelope of [`abi::request`]) and returns
+    /// its id, unique in this runtime (1, 2, 3...: the same program gets the same ids). It is
+    /// an ordinary host message: checked, recorded and replayed like `send`, with the same
+    /// errors; a body over `request::MAX_BODY_BYTES` is `E_MESSAGE_TOO_LARGE`. The agent
+    /// answers with the SDK's `reply`; take the answer with [`Runtime::take_replies`].
+    pub fn send_request(&mut self, to: AgentId, kind: u32, priority: i32, body: &[u8]) -> Result<u64> {
+        if body.len() > abi::request::MAX_BODY_BYTES {
+            return Err(LockstepError::MessageTooLarge { len: body.len(), max: abi::request::MAX_BODY_BYTES });
+        }
+        let id = self.next_request_id;
+        let mut payload = Vec::with_capacity(abi::request::HEADER_BYTES + body.len());
+        payload.extend_from_slice(&abi::request::header(abi::request::Envelope::Request, id));
+        payload.extend_from_slice(body);
+        self.send(to, kind, priority, payload)?;
+        self.next_request_id += 1;
+        Ok(id)
+    }
+
+    /// Takes the replies to the requests in `pending` ((agent, request id) pairs) out of the
+    /// queue of messages to the host, oldest first, as (request id, message whose payload is
+    /// the reply's body). Every other message stays there for `drain_host_messages`, replies
+    /// to other requests included.
+    pub fn take_replies(&mut self, pending: &[(AgentId, u64)]) -> Vec<(u64, Message)> {
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let reply_to = |m: &Message| match abi::request::parse(&m.payload) {
+            Some((abi::request::Envelope::Reply, id, _)) if pending.contains(&(m.from, id)) => Some(id),
+            _ => None,
+        };
+        self.outputs
+            .host_messages
+            .take_where(|m| reply_to(m).is_some())
+            .into_iter()
+            .map(|mut m| {
+                let id = reply_to(&m).unwrap_or_default();
+                m.payload.drain(..abi::request::HEADER_BYTES);
+                (id, m)
+            })
+            .collect()
+    }
+
+    /// The requests in `pending` ((agent, request id) pairs) that the dead-letter queue holds,
+    /// with why each was dead-lettered (they stay there for `drain_dead_letters`). One pass
+    /// over the queue.
+    pub fn request_dead_letters(&self, pending: &[(AgentId, u64)]) -> Vec<(u64, DeadLetterReason)> {
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let wanted: std::collections::HashSet<(AgentId, u64)> = pending.iter().copied().collect();
+        let mut found = Vec::new();
+        for d in self.outputs.dead_letters.iter().filter(|d| d.message.from == abi::HOST_ID) {
+            if let Some((abi::request::Envelope::Request, id, _)) = abi::request::parse(&d.message.payload) {
+                if wanted.contains(&(d.message.to, id)) && !found.iter().any(|(i, _)| *i == id) {
+                    found.push((id, d.reason));
+                }
+            }
+        }
+        found
     }
 }
