@@ -460,6 +460,7 @@ class Runtime {
       this.#closing = true;
       const closed = () => new LockstepError('E_CLOSED', 'the runtime was closed before the reply came');
       this.#failRequests(closed);
+      this.#driver?.stop(); // a run() ends (done resolves, reason 'stopped') without waiting for its next tick
     }
     call(() => this.#native.close());
     this.#rings = null;

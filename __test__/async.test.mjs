@@ -178,6 +178,14 @@ test('run({ hz, until }): stops at a tick count or a predicate; stop() ends it; 
   assert.equal(doneC.ticks, c.ticks);
   assert.equal(stopped.currentTick, doneC.ticks);
   assert.ok(doneC.ticks >= 1);
+  // close() ends a run() at once, even between slow ticks.
+  const closing = make();
+  const slow = closing.run({ hz: 0.5 });
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  closing.close();
+  const t1 = performance.now();
+  assert.equal((await slow.done).reason, 'stopped');
+  assert.ok(performance.now() - t1 < 1000, 'without waiting for the next tick (2 s away)');
   // Already there: no tick.
   assert.deepEqual((await stopped.run({ until: 0 }).done).ticks, 0);
 
