@@ -9,6 +9,9 @@
 // number is a LockstepError (E_INVALID_CONFIG for Runtime options, E_INVALID_ARGUMENT
 // otherwise) naming the argument; numbers are never wrapped or truncated.
 //
+// `using` / `await using` (Runtime is Disposable and AsyncDisposable): TypeScript 5.2+.
+/// <reference lib="esnext.disposable" />
+
 // Ids: agent ids are JS numbers, never negative. Ids the runtime assigns (spawn) are small and
 // exact. An id an agent or ring record addresses may be any u64: above 2^53 it is reported as
 // the nearest double (approximate; e.g. 2^64 - 1 reads as 2^64 = INFERENCE_ID).
@@ -98,6 +101,17 @@ export interface InferenceOptions {
 
 export type TensorType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8' | 'int8' | 'bool';
 
+/** The typed array holding a tensor of each type. */
+export interface TensorData {
+  float32: Float32Array;
+  float64: Float64Array;
+  int32: Int32Array;
+  int64: BigInt64Array;
+  uint8: Uint8Array;
+  int8: Int8Array;
+  bool: Uint8Array;
+}
+
 /**
  * A tensor in or out of `infer` (onnxruntime-node Tensors are accepted as inputs). As in
  * onnxruntime-node, `data` must be the typed array of `type` (float32: Float32Array, float64:
@@ -105,12 +119,16 @@ export type TensorType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8' | '
  * Uint8ClampedArray, int8: Int8Array, bool: Uint8Array) — other arrays are refused with
  * E_INVALID_ARGUMENT, never reinterpreted — and hold exactly the product of `dims` elements
  * (else E_BAD_INPUT_SHAPE).
+ *
+ * `TensorLike` (no argument) is the union of every type's tensor: narrow it by `type`
+ * (`if (t.type === 'float32') t.data.map((v) => v * 2)`), or name the type of a model's
+ * outputs once: `await rt.infer<'float32'>(id, inputs)` gives `TensorLike<'float32'>`, whose
+ * `data` is a Float32Array.
  */
-export interface TensorLike {
-  type: TensorType;
-  data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array;
-  dims: number[];
-}
+export type TensorLike<T extends TensorType = TensorType> = T extends TensorType ? { type: T; data: TensorData[T]; dims: number[] } : never;
+
+/** An input of `infer`: a TensorLike, or uint8 data in a Uint8ClampedArray. */
+export type TensorInput = TensorLike | { type: 'uint8'; data: Uint8ClampedArray; dims: number[] };
 
 export interface ModelInfo {
   /** SHA-256 of the model bytes: the model's identity and version. */
@@ -126,8 +144,13 @@ export interface ModelInfo {
   batchable: boolean;
 }
 
-/** What one tick did. */
+/** What one tick did (tick(n) and tickAsync(n): the last of the n). */
 export interface TickReport {
+  /**
+   * The number of this tick: ticks are numbered from 0, so it is the last tick run, one less
+   * than `currentTick` after it (from a fresh runtime, `tick(10)` returns `tick: 9` and
+   * `currentTick` is then 10).
+   */
   tick: number;
   /** Hash chaining the previous tick's hash with everything this tick did (hex). */
   hash: string;
@@ -171,7 +194,9 @@ export interface AgentInfo {
   messagesReceived: number;
   messagesSent: number;
   inboxLen: number;
+  /** Its linear memory, bytes. A stopped agent's memory is released: this is then its size when it stopped (faulted, killed or shut down). */
   memoryBytes: number;
+  /** Fuel it burned over its life (until it stopped). */
   fuelConsumed: number;
 }
 
@@ -233,6 +258,46 @@ export interface SendOptions {
   priority?: number;
 }
 
+export interface RequestOptions {
+  /** The request's kind: the agent sees it as `msg.kind` (its reply keeps it). [0] */
+  kind?: number;
+  /** Delivery priority, as in send. [0] */
+  priority?: number;
+  /** Ticks the agent has to reply (counted from the tick that delivers the request), 1..2^32-1; then E_REQUEST_TIMEOUT. [100] */
+  timeoutTicks?: number;
+}
+
+export interface RunOptions {
+  /** Ticks per second, > 0 (fractions allowed) and at most 1,000,000; omit to tick as fast as the ticks run. The rate never changes results. */
+  hz?: number;
+  /**
+   * When to stop: a tick count (stops once `currentTick` reaches it, i.e. after the tick
+   * numbered `until - 1`; at once if it already has), or a predicate called with each tick's
+   * report (true stops after that tick). Omitted: until `stop()`.
+   */
+  until?: number | ((report: TickReport) => boolean);
+  /** Called after each tick, when the runtime is free: send, drain and inspect here (while a tick runs, calls throw E_BUSY). */
+  onTick?: (report: TickReport) => void;
+}
+
+export interface RunResult {
+  /** Ticks this run() ran. */
+  ticks: number;
+  /** The last tick's report (null if it ran none). */
+  report: TickReport | null;
+  reason: 'until' | 'stopped';
+}
+
+/** A running `run()`. */
+export interface RunHandle {
+  /** Stops after the tick running now, if any; returns `done`. */
+  stop(): Promise<RunResult>;
+  /** Settles when the run ends: resolves with its result, rejects with the first error (a tick's, or one `until`/`onTick` threw). */
+  readonly done: Promise<RunResult>;
+  /** Ticks run so far. */
+  readonly ticks: number;
+}
+
 export interface ReplayOptions {
   /** Worker threads for the replay (results never depend on it). */
   workers?: number;
@@ -286,16 +351,23 @@ export interface ReplayReport {
 export type ModuleSource = string | URL | Uint8Array | ArrayBuffer;
 export type Payload = Uint8Array | ArrayBuffer | ArrayBufferView | string | null | undefined;
 
-export class Runtime {
+export class Runtime implements Disposable, AsyncDisposable {
   /** Throws E_INVALID_CONFIG naming the option for a wrong type or an out-of-range value. */
   constructor(options?: RuntimeOptions);
   /**
    * Frees the runtime now — its agents, the address space reserved for their memories, its
    * rings and its inference engine — instead of at garbage collection (a process that creates
-   * many runtimes should close them). Idempotent. Every other method then throws E_CLOSED.
+   * many runtimes should close them, or create them with `using`). Idempotent. Every other
+   * method then throws E_CLOSED, and requests still waiting reject with E_CLOSED. During a
+   * tickAsync it is safe: those ticks finish (their promise settles) and the runtime is freed
+   * then.
    */
   close(): void;
-  /** Whether close() was called. */
+  /** `using rt = new Runtime(...)`: calls close() at the end of the scope. */
+  [Symbol.dispose](): void;
+  /** `await using rt = new Runtime(...)`: stops a run(), waits for a running tickAsync, then close(). */
+  [Symbol.asyncDispose](): Promise<void>;
+  /** Whether close() was called (or a panic inside a tickAsync closed it: then E_CLOSED says so). */
   readonly closed: boolean;
   /** Compiles and validates a module (once per distinct bytes); returns its hash. Throws E_INVALID_MODULE, E_MISSING_EXPORT, E_ABI_MISMATCH, E_UNKNOWN_IMPORT, E_IO. */
   loadModule(source: ModuleSource): string;
@@ -303,18 +375,50 @@ export class Runtime {
   spawn(source: ModuleSource, options?: SpawnOptions): number;
   /** Spawns `count` agents. If one fails (e.g. E_AGENT_LIMIT), the error's `spawnedIds` lists the agents spawned before it. */
   spawnMany(source: ModuleSource, count: number, options?: SpawnOptions): number[];
-  /** Queues a message from the host (id 0), delivered at the next tick. To a dead agent it lands in the dead-letter queue. Throws E_UNKNOWN_AGENT, E_MESSAGE_TOO_LARGE. */
+  /** Queues a message from the host (id 0), delivered at the next tick. To a dead agent it lands in the dead-letter queue. Throws E_UNKNOWN_AGENT, E_MESSAGE_TOO_LARGE; E_INVALID_ARGUMENT for an id that is not a number, or 0 (the host itself). */
   send(to: number, payload: Payload, options?: SendOptions): void;
-  /** Runs n ticks (default 1; an integer in 1..2^32-1), returns the last one's report. */
+  /**
+   * Runs n ticks (default 1; an integer in 1..2^32-1) on the calling thread and returns the
+   * last one's report: `report.tick` is that tick's number, so after `tick(n)` `currentTick`
+   * is `report.tick + 1`.
+   */
   tick(n?: number): TickReport;
+  /**
+   * `tick(n)` off the event loop: the ticks run on libuv's thread pool and the promise settles
+   * with the same report (same hashes; a tick never depends on the thread that runs it).
+   * Meanwhile every other call on this runtime throws E_BUSY ("a tickAsync is running; await
+   * it first"); close() is safe. A panic inside rejects with E_INTERNAL and closes the runtime.
+   */
+  tickAsync(n?: number): Promise<TickReport>;
+  /**
+   * Ticks (tickAsync(1) each) at a steady rate until `until` or `stop()`; see RunOptions. Between
+   * ticks the runtime is free (onTick is the place to send and drain); during one, calls throw
+   * E_BUSY. One run() at a time per runtime (E_BUSY).
+   */
+  run(options?: RunOptions): RunHandle;
+  /**
+   * Sends `payload` (at most MAX_PAYLOAD_BYTES − 16 bytes) to `agent` as a request and resolves
+   * with its reply: an AgentMessage whose payload is the reply's body. The agent answers with
+   * the SDK's `reply(&msg, body)` (docs/ABI.md, "Requests": an SDK convention over ordinary
+   * messages, recorded and replayed like any other). While requests wait, request() ticks
+   * (tickAsync(1) at a time) unless a run() or a tickAsync is ticking already; requests made
+   * while a tick runs are sent right after it. Rejects with E_AGENT_FAULTED (error.fault says
+   * how), E_DEAD_LETTER (error.reason), E_AGENT_NOT_RUNNING (it stopped without replying),
+   * E_REQUEST_TIMEOUT (no reply within timeoutTicks), E_QUEUE_FULL (4,096 requests wait already:
+   * the limit per runtime), E_RING (rings attached: replies would go to the outbound ring),
+   * E_CLOSED, and send's errors. Messages to the host that are not its reply stay for
+   * drainMessages() (so does a reply that comes after its timeout).
+   */
+  request(agent: number, payload: Payload, options?: RequestOptions): Promise<AgentMessage>;
   /** Calls agent_shutdown, then the agent is stopped; its undelivered messages are dead-lettered. Throws E_QUEUE_FULL (the agent untouched) while the messages waiting for the next tick fill their queue, like spawn: tick, then shut down again. */
   shutdown(id: number): void;
   /** Stops an agent at once, without agent_shutdown. */
   kill(id: number): void;
+  /** An agent's state, counters, memory and fuel (a stopped agent keeps the values it had when it stopped). */
   inspect(id: number): AgentInfo;
   /** Every agent id ever spawned, in order. */
   agents(): number[];
-  /** The number of ticks run so far (the next tick's number). */
+  /** The number of ticks run so far: the next tick's number (one more than the last report's `tick`). */
   readonly currentTick: number;
   /** The last tick's hash (zeros before the first tick). */
   stateHash(): string;
@@ -323,11 +427,16 @@ export class Runtime {
   drainEvents(): RuntimeEvent[];
   eventsDropped(): number;
   drainDeadLetters(): DeadLetter[];
-  /** Messages agents sent to the host (id 0), in routing order. */
+  /**
+   * Messages agents sent to the host (id 0), in routing order (at most 1,048,576 or 256 MiB wait;
+   * past that they are dropped, with a `dropped` event). After attachRings() they go to the
+   * outbound ring instead and this returns none. Replies to requests still waiting settle their
+   * request() instead.
+   */
   drainMessages(): AgentMessage[];
   /** Starts recording; only before the first spawn/send/tick (E_RECORDING_MID_SESSION). */
   startRecording(): void;
-  /** Stops recording and returns the log (format: docs/REPLAY.md). */
+  /** Stops recording and returns the log (format: docs/REPLAY.md). A second call throws E_NOT_RECORDING (recording already stopped). */
   stopRecording(): Buffer;
   /** The log so far; recording continues. */
   replayLog(): Buffer;
@@ -343,8 +452,17 @@ export function replay(log: Uint8Array | ArrayBuffer, options?: ReplayOptions): 
  */
 export function replayAsync(log: Uint8Array | ArrayBuffer, options?: ReplayOptions): Promise<ReplayReport>;
 
-/** Path of an example agent shipped with the package: counter, ping-pong, gossip, adv-spin, adv-membomb, adv-trap, adv-panic-init. */
-export function exampleAgent(name: string): string;
+/**
+ * The example agents shipped with the package (dist/agents): counter (answers kind 1 with
+ * its step count), ping-pong, gossip, echo (sends every message back; answers requests with
+ * their body), flood (sends as much as it may), classifier (asks a model; docs/INFERENCE.md),
+ * and the adversarial adv-spin, adv-membomb, adv-trap, adv-panic-init.
+ */
+export type ExampleAgentName =
+  | 'counter' | 'ping-pong' | 'gossip' | 'echo' | 'flood' | 'classifier'
+  | 'adv-spin' | 'adv-membomb' | 'adv-trap' | 'adv-panic-init';
+/** Path of an example agent shipped with the package. Another name: E_INVALID_ARGUMENT listing the valid ones. */
+export function exampleAgent(name: ExampleAgentName | (string & {})): string;
 
 /** Every code a LockstepError can carry (stable: match on these, not on messages). */
 export type ErrorCode =
@@ -367,6 +485,13 @@ export type ErrorCode =
   | 'E_AGENT_IDS_EXHAUSTED'
   | 'E_PRIORITY_LIMIT'
   | 'E_QUEUE_FULL'
+  // Requests (request())
+  /** The agent faulted before it replied (error.fault). */
+  | 'E_AGENT_FAULTED'
+  /** The request was dead-lettered (error.reason). */
+  | 'E_DEAD_LETTER'
+  /** No reply within timeoutTicks. */
+  | 'E_REQUEST_TIMEOUT'
   // Recording and replay
   | 'E_RECORDING_MID_SESSION'
   | 'E_NOT_RECORDING'
@@ -401,16 +526,29 @@ export type ErrorCode =
   // The runtime and the package
   /** The runtime was closed. */
   | 'E_CLOSED'
+  /** A tickAsync is running on this runtime (await it first), or a run() drives it already. */
+  | 'E_BUSY'
   /** A panic inside lockstep, caught: a bug, please report it; the process carries on. */
   | 'E_INTERNAL'
   /** Thrown by require('lockstep') (a plain Error with this code): no native binary for this platform. */
-  | 'E_NO_NATIVE_BINARY';
+  | 'E_NO_NATIVE_BINARY'
+  // The CLI (npx lockstep)
+  /** A command-line usage error. */
+  | 'E_USAGE'
+  /** `keygen --out` / `new agent`: the file or directory exists already (keygen: --force replaces it). */
+  | 'E_EXISTS';
 
 export class LockstepError extends Error {
   /** The stable code (the native addon sets it on its errors; nothing is parsed out of the message). */
   code: ErrorCode;
   /** Set by spawnMany when it fails part-way: the agents it spawned before the error. */
   spawnedIds?: number[];
+  /** Set on request()'s errors: the request's id. */
+  requestId?: number;
+  /** E_AGENT_FAULTED: how the agent faulted. */
+  fault?: FaultInfo;
+  /** E_DEAD_LETTER: why the request was dead-lettered. */
+  reason?: DeadLetterReason;
 }
 
 export const ABI_VERSION: number;
@@ -419,55 +557,28 @@ export const HOST_ID: 0;
 /** The sender id of the inference service (u64::MAX), as a JS number: 2^64 (approximate, like every id above 2^53). */
 export const INFERENCE_ID: number;
 
-// ----- Shared-memory rings (ring.js; also importable alone as 'lockstep/ring.js') -----------
+// ----- Shared-memory rings: declared in ring.d.ts (ring.js, also importable alone as 'lockstep/ring.js')
 
-export interface RingPushOptions {
-  kind?: number;
-  priority?: number;
-  /** false: write now, make visible at the next publish() (saves an atomic per message). [true] */
-  publish?: boolean;
-}
-
-/** Writes messages for agents into a ring (JS → core). One producer per ring; any thread. */
-export class RingProducer {
-  constructor(buffer: SharedArrayBuffer);
-  /** Appends a message for agent `to` (an integer in 0..2^64-1: exact doubles only); false (nothing written) when the ring is full. */
-  tryPush(to: number, payload: Payload, options?: RingPushOptions): boolean;
-  /** Waits for room without spinning (woken at each tick), holding the event loop (a worker or process waiting here does not exit); rejects with E_RING_TIMEOUT after `timeoutMs` (default 30,000). `pollMs` (default 5) ≥ 1. */
-  push(to: number, payload: Payload, options?: RingPushOptions & { timeoutMs?: number; pollMs?: number }): Promise<void>;
-  publish(): void;
-  free(): number;
-  readonly capacity: number;
-  readonly buffer: SharedArrayBuffer;
-}
-
-export type RingRecord =
-  | { type: 'message'; from: number; kind: number; priority: number; payload: Buffer }
-  | { type: 'event'; event: RuntimeEvent | { type: 'ring_error'; tick: number; detail: string } }
-  | { type: 'tick'; tick: number; hash: string };
-
-/** Reads what the core wrote (core → JS). One consumer per ring. */
-export class RingConsumer {
-  constructor(buffer: SharedArrayBuffer);
-  /** Zero-copy: `payload` views the shared buffer and is valid only during the call. type: 1 message, 2 event (JSON), 3 tick. */
-  forEach(fn: (type: number, agent: number, kind: number, priority: number, payload: Uint8Array) => void, max?: number): number;
-  readBatch(max?: number): RingRecord[];
-  readonly capacity: number;
-  readonly buffer: SharedArrayBuffer;
-}
-
-export function createRingBuffer(capacity?: number): SharedArrayBuffer;
-/** The error class of the rings: LockstepError itself (codes E_RING, E_RING_TIMEOUT, E_MESSAGE_TOO_LARGE). */
-export const RingError: typeof LockstepError;
-/** The record types `RingConsumer.forEach` passes: 1 a message, 2 an event (JSON), 3 a tick record. */
-export const RING_TYPES: { readonly MESSAGE: 1; readonly EVENT: 2; readonly TICK: 3 };
-/** Bytes of a ring's header, before its `capacity` data bytes (docs/RINGS.md). */
-export const RING_HEADER_BYTES: 192;
+export {
+  RingPushOptions,
+  RingProducer,
+  RingRecord,
+  RingConsumer,
+  createRingBuffer,
+  RingError,
+  RING_TYPES,
+  RING_HEADER_BYTES,
+} from './ring.js';
+import type { RingProducer, RingConsumer } from './ring.js';
 
 export interface AttachedRings {
-  /** JS → agents: messages enter at the start of the next tick, in ring order, and are recorded. */
+  /**
+   * JS → agents: messages enter at the start of the next tick, in ring order, and are recorded.
+   * A ring has ONE producer: one thread pushes into it (this one, or the worker you hand
+   * `inboundBuffer` to); two threads pushing at once corrupt it. A runtime has one inbound ring.
+   */
   inbound: RingProducer;
-  /** agents → JS: messages to the host, copies of each tick's events, one tick record per tick. */
+  /** agents → JS: messages to the host (drainMessages() then returns none), copies of each tick's events, one tick record per tick. */
   outbound: RingConsumer;
   /** Hand these to a worker_thread: new RingProducer(inboundBuffer). */
   inboundBuffer: SharedArrayBuffer;
@@ -477,18 +588,27 @@ export interface AttachedRings {
 export interface Runtime {
   /** Loads an ONNX model (path or bytes; the same bytes load once). Throws E_INVALID_MODEL, E_MODEL_TOO_LARGE, E_ORT_NOT_FOUND, E_IO. */
   loadModel(source: ModuleSource): ModelInfo;
+  /** loadModel off the event loop: the file is read asynchronously and the model validated (ONNX Runtime loaded, the first time) on libuv's thread pool. Same result and errors. */
+  loadModelAsync(source: ModuleSource): Promise<ModelInfo>;
   modelInfo(id: string): ModelInfo;
   listModels(): ModelInfo[];
   unloadModel(id: string): boolean;
-  /** Runs a model; small models inline, larger ones on libuv's thread pool. */
-  infer(id: string, inputs: Record<string, TensorLike>): Promise<Record<string, TensorLike>>;
+  /**
+   * Runs a model; small models inline, larger ones on libuv's thread pool. `T`: the type of the
+   * model's outputs, when you know it (`infer<'float32'>(...)`: `data` is a Float32Array).
+   */
+  infer<T extends TensorType = TensorType>(id: string, inputs: Record<string, TensorInput>): Promise<Record<string, TensorLike<T>>>;
   /** Runs a model on the calling thread. */
-  inferSync(id: string, inputs: Record<string, TensorLike>): Record<string, TensorLike>;
+  inferSync<T extends TensorType = TensorType>(id: string, inputs: Record<string, TensorInput>): Record<string, TensorLike<T>>;
   /** Makes a loaded model available to agents; returns the slot they pass to `infer`. */
   registerAgentModel(id: string): number;
   /** Path of the libonnxruntime in use. */
   inferenceLibrary(): string;
-  /** Creates and attaches the two rings (capacities: powers of two, default 4 MiB each). */
+  /**
+   * Creates and attaches the two rings (capacities: powers of two, default 4 MiB each), once per
+   * runtime. From then on messages to the host go to the outbound ring (drainMessages() returns
+   * none, and request() is refused), and the inbound ring has a single producer thread.
+   */
   attachRings(options?: { inboundBytes?: number; outboundBytes?: number }): AttachedRings;
   /** Writes records waiting for room into the outbound ring; returns how many still wait. */
   flushOutbound(): number;
@@ -501,13 +621,21 @@ export interface LogLine {
   /** lockstep::runtime, lockstep::agent, lockstep::inference, lockstep::security, ... */
   target: string;
   message: string;
+  /** The agent the line is about (its own log line, its fault, an unknown model slot it used...), when there is one. */
+  agent?: number;
+  /** The tick it happened in, when known. */
+  tick?: number;
 }
 
 /**
- * Routes runtime logs to `sink` at `level` and above (default info); null turns them off. A
- * sink that throws never makes a runtime call throw (the call ran; its result is returned):
- * its errors are counted by `logSinkErrors()` and reported once per `setLogger` as a process
- * warning (code E_LOG_SINK).
+ * Routes runtime logs to `sink` at `level` and above (default info); null turns them off.
+ * PROCESS-WIDE, not per runtime: one sink and one level for every Runtime in this thread
+ * (each worker_thread that loads lockstep has its own); tell runtimes apart by `agent`/`tick`,
+ * or use each runtime's `drainEvents()` (its `log` and `fault` events), which are per runtime.
+ * Lines are delivered after each call into a runtime, on the calling thread. A sink that
+ * throws never makes a runtime call throw (the call ran; its result is returned): its errors
+ * are counted by `logSinkErrors()` and reported once per `setLogger` as a process warning
+ * (code E_LOG_SINK).
  */
 export function setLogger(sink: ((line: LogLine) => void) | null, options?: { level?: 'error' | 'warn' | 'info' | 'debug' | 'trace' }): void;
 /** Delivers pending log lines to the sink now (they are also delivered after every runtime call). Sink errors are counted, not thrown. */

@@ -1,8 +1,9 @@
 'use strict';
 // lockstep: loads the native addon for this platform, then wraps it in a small JS API
 // (path/bytes handling, option checks, and errors with a `code`).
-const { readFileSync, existsSync } = require('node:fs');
+const { readFileSync, existsSync, readdirSync, promises: fsp } = require('node:fs');
 const { join } = require('node:path');
+const { fileURLToPath } = require('node:url');
 const { platformTriple } = require('./scripts/platform.cjs');
 const ring = require('./ring.js');
 
@@ -112,8 +113,11 @@ const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
 
 /**
  * Routes the runtime's logs (Rust `tracing`: faults, refusals, provider fallbacks, agents' own
- * log lines...) to `sink({ level, target, message })`, at `level` and above. `setLogger(null)`
- * turns them off. Records are delivered after each call into the runtime, on the calling thread.
+ * log lines...) to `sink({ level, target, message, agent?, tick? })`, at `level` and above.
+ * `setLogger(null)` turns them off. Process-wide (per addon instance, i.e. per thread that
+ * loaded lockstep): one sink and one level for every Runtime of this thread; a line says which
+ * runtime's agent it is about only through `agent` and `tick`. Records are delivered after
+ * each call into a runtime (and when a tickAsync settles), on the calling thread.
  */
 function setLogger(sink, options) {
   if (sink != null) v.fn('sink', sink);
@@ -331,17 +335,46 @@ function toBytes(payload, name) {
   throw v.fail(name, 'a Uint8Array, Buffer, ArrayBuffer or string', payload);
 }
 
+const isPath = (source) => typeof source === 'string' || source instanceof URL;
+const pathText = (source) => (source instanceof URL && source.protocol === 'file:' ? fileURLToPath(source) : String(source));
+
 /** A module or model: a path (string or file URL) or its bytes. */
 function moduleBytes(source, name = 'source', what = 'agent module') {
-  if (typeof source === 'string' || source instanceof URL) {
+  if (isPath(source)) {
     try {
       return readFileSync(source);
     } catch (e) {
-      throw new LockstepError('E_IO', `cannot read ${what} ${String(source)} (${name}): ${e.message}`);
+      throw new LockstepError('E_IO', `cannot read ${what} ${pathText(source)} (${name}): ${e.message}`);
     }
   }
+  return sourceBytes(source, name, what);
+}
+
+/** moduleBytes(), reading a path without blocking the event loop. */
+async function moduleBytesAsync(source, name, what) {
+  if (isPath(source)) {
+    try {
+      return await fsp.readFile(source);
+    } catch (e) {
+      throw new LockstepError('E_IO', `cannot read ${what} ${pathText(source)} (${name}): ${e.message}`);
+    }
+  }
+  return sourceBytes(source, name, what);
+}
+
+function sourceBytes(source, name, what) {
   if (source instanceof Uint8Array || source instanceof ArrayBuffer || ArrayBuffer.isView(source)) return toBytes(source, name);
   throw v.fail(name, `a path or the ${what}'s bytes (Uint8Array, Buffer, ArrayBuffer)`, source);
+}
+
+/**
+ * An error about a module or model loaded from a path, naming the file (the addon only sees
+ * bytes: its messages name the module by hash).
+ */
+function naming(e, source) {
+  if (!isPath(source) || !(e instanceof LockstepError) || e.code === 'E_CLOSED' || e.code === 'E_BUSY') return e;
+  const named = new LockstepError(e.code, `${pathText(source)}: ${e.message}`);
+  return named;
 }
 
 const HASH_RE = /^[0-9a-f]{64}$/;
@@ -362,17 +395,52 @@ function modelId(name, id) {
 
 /** Key of the test hooks (not part of the API; they work only with LOCKSTEP_TEST_HOOKS=1). */
 const TEST_PANIC = Symbol.for('lockstep.testPanic');
+const TEST_PANIC_TICK_ASYNC = Symbol.for('lockstep.testPanicTickAsync');
 
 /** Models whose calls take less than this run inline: a thread-pool hop costs more (~60 µs). */
 const INLINE_INFER_US = 100;
 /** How often an inline model is re-timed, in calls. */
 const INLINE_RETIME_CALLS = 256;
 
+/** Most requests a runtime has waiting for their replies at once (request() past it: E_QUEUE_FULL). */
+const MAX_PENDING_REQUESTS = 4096;
+/** Ticks a request waits for its reply by default. */
+const DEFAULT_TIMEOUT_TICKS = 100;
+/** Bytes of the request envelope (docs/ABI.md, "Requests"): a request's body is at most the message limit less these. */
+const REQUEST_HEADER_BYTES = 16;
+
+// `using rt = new Runtime()` / `await using`: Symbol.dispose where the runtime has it (Node 20+;
+// Node 18.18+), else the well-known name TypeScript's downlevel helpers look up.
+const DISPOSE = Symbol.dispose ?? Symbol.for('Symbol.dispose');
+const ASYNC_DISPOSE = Symbol.asyncDispose ?? Symbol.for('Symbol.asyncDispose');
+
+/** An agent id argument that must name an agent, not the host (id 0). */
+function agentArg(name, id) {
+  v.id(name, id);
+  if (id === HOST_ID) {
+    throw new LockstepError('E_INVALID_ARGUMENT', `${name} is 0, the host's own id (HOST_ID): the host sends to agents, whose ids (1, 2, ...) come from spawn(). What agents send to 0 is read with drainMessages()`);
+  }
+  return id;
+}
+
 class Runtime {
   #native;
   #rings = null;
   /** model id → { best: fastest timed inline call in µs, calls: number } */
   #inferCost = new Map();
+  /** close() was called. */
+  #closing = false;
+  /** The promise of the tickAsync running now, if any. */
+  #inflight = null;
+  /** The run() driving this runtime, if any. */
+  #driver = null;
+  /** Resolved after every tick (sync or async, failed or not) and when a run() ends. */
+  #tickWaiters = [];
+  /** Requests sent, waiting for their replies: id → { agent, deadline, resolve, reject }. */
+  #pending = new Map();
+  /** Requests made while a tick ran, sent right after it: { agent, body, kind, priority, timeoutTicks, resolve, reject }. */
+  #unsent = [];
+  #pumping = false;
 
   /** @param {import('./index').RuntimeOptions} [options] */
   constructor(options) {
@@ -383,22 +451,47 @@ class Runtime {
   /**
    * Frees the runtime now: its agents, the address space reserved for their memories, its
    * rings' buffers and its inference engine, instead of whenever the garbage collector runs.
-   * Idempotent. Every other method then throws E_CLOSED.
+   * Idempotent. Every other method then throws E_CLOSED; requests still waiting for a reply
+   * reject with E_CLOSED. A tickAsync already running finishes its ticks (its promise settles
+   * with their report) and the runtime is freed then.
    */
   close() {
+    if (!this.#closing) {
+      this.#closing = true;
+      const closed = () => new LockstepError('E_CLOSED', 'the runtime was closed before the reply came');
+      this.#failRequests(closed);
+      this.#driver?.stop(); // a run() ends (done resolves, reason 'stopped') without waiting for its next tick
+    }
     call(() => this.#native.close());
     this.#rings = null;
     this.#inferCost.clear();
+    this.#wake();
   }
 
-  /** Whether close() was called. */
+  /** `using rt = new Runtime(...)`: close() at the end of the block. */
+  [DISPOSE]() {
+    this.close();
+  }
+
+  /** `await using rt = new Runtime(...)`: stops a run(), waits for a running tickAsync, then close(). */
+  async [ASYNC_DISPOSE]() {
+    if (this.#driver) await this.#driver.stop().catch(() => {});
+    if (this.#inflight) await this.#inflight.catch(() => {});
+    this.close();
+  }
+
+  /** Whether close() was called (or a panic inside a tickAsync closed the runtime). */
   get closed() {
     return call(() => this.#native.closed);
   }
 
   loadModule(source) {
     const bytes = moduleBytes(source, 'source');
-    return call(() => this.#native.loadModule(bytes));
+    try {
+      return call(() => this.#native.loadModule(bytes));
+    } catch (e) {
+      throw naming(e, source);
+    }
   }
 
   spawn(source, options) {
@@ -430,7 +523,7 @@ class Runtime {
   }
 
   send(to, payload, options) {
-    v.id('to', to);
+    agentArg('to', to);
     const bytes = toBytes(payload, 'payload');
     const o = v.options('options', options, ['kind', 'priority']);
     const kind = v.optInt('options.kind', o.kind, 0, MAX_U32, 0);
@@ -438,16 +531,301 @@ class Runtime {
     return call(() => this.#native.send(to, kind, priority, bytes));
   }
 
+  /**
+   * Runs n ticks on the calling thread; returns the report of the last one (report.tick is
+   * its number: after tick(10) from the start, report.tick is 9 and currentTick 10).
+   */
   tick(n = 1) {
     v.int('n (the number of ticks)', n, 1, MAX_U32);
     const report = call(() => this.#native.tick(n));
+    this.#afterTicks(n, report);
+    return report;
+  }
+
+  /**
+   * tick(n) off the event loop: the ticks run on libuv's thread pool, and the promise settles
+   * with the same report (same hashes: a tick does not depend on the thread that runs it).
+   * Meanwhile every other call on this runtime throws E_BUSY.
+   */
+  async tickAsync(n = 1) {
+    v.int('n (the number of ticks)', n, 1, MAX_U32);
+    return this.#tickAsync(n, () => this.#native.tickAsync(n));
+  }
+
+  async #tickAsync(n, start) {
+    const promise = call(start);
+    this.#inflight = promise;
+    let report;
+    try {
+      report = await promise;
+    } catch (e) {
+      this.#inflight = null;
+      if (this.#closing) call(() => this.#native.close()); // release what close() had to leave
+      if (logSink) deliverLogs();
+      if (!this.#closing && call(() => this.#native.closed)) {
+        // A panic on the pool closed the runtime: nothing will reply.
+        this.#failRequests(() => convert(e));
+      }
+      this.#wake();
+      throw convert(e);
+    }
+    this.#inflight = null;
+    if (this.#closing) call(() => this.#native.close());
+    if (logSink) deliverLogs();
+    if (!this.#closing) this.#afterTicks(n, report);
+    else this.#wake();
+    return report;
+  }
+
+  /** After ticks ran (the runtime is free): wake ring waiters, settle requests, wake tick waiters. */
+  #afterTicks(n, report) {
     if (this.#rings) {
       // Rust cannot wake JS waiters (V8 keeps its own waiter list): wake them from here,
       // at the tick boundary, where the inbound ring was drained and the outbound one filled.
       Atomics.notify(this.#rings.inI32, 32);
       Atomics.notify(this.#rings.outI32, 16);
     }
-    return report;
+    if (this.#pending.size > 0 || this.#unsent.length > 0) {
+      try {
+        this.#settleRequests(n > 1 || report.deadLetters > 0);
+      } catch (e) {
+        this.#failRequests(() => e);
+      }
+    }
+    this.#wake();
+  }
+
+  #wake() {
+    const waiters = this.#tickWaiters;
+    this.#tickWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves after the next tick (or when a run() ends, or the runtime closes). */
+  #nextTick() {
+    return new Promise((resolve) => this.#tickWaiters.push(resolve));
+  }
+
+  /**
+   * Ticks at a steady rate until `until` or `stop()`: `hz` ticks per second (omitted: as fast
+   * as the ticks run), each with tickAsync(1). `until`: a tick count (stops once currentTick
+   * reaches it) or a predicate on each tick's report. `onTick(report)` runs after each tick,
+   * when the runtime is free (send, drain... there; while a tick runs, calls throw E_BUSY).
+   * Returns { stop(), done, ticks }: `done` resolves with { ticks, report, reason } ('until'
+   * or 'stopped') and rejects with the first error (a tick's, or one thrown by `until` or
+   * `onTick`). The rate never changes results: the same ticks run, with the same inputs.
+   */
+  run(options) {
+    const o = v.options('options', options, ['hz', 'until', 'onTick']);
+    if (o.hz !== undefined && (typeof o.hz !== 'number' || !Number.isFinite(o.hz) || o.hz <= 0 || o.hz > 1e6)) {
+      throw v.fail('options.hz', 'a number of ticks per second, > 0 and at most 1,000,000 (omit it to run as fast as possible)', o.hz);
+    }
+    const until = o.until;
+    if (until !== undefined && typeof until !== 'function') v.int('options.until', until, 0, MAX_SAFE);
+    if (o.onTick !== undefined) v.fn('options.onTick', o.onTick);
+    if (this.#closing) throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
+    if (this.#driver) throw new LockstepError('E_BUSY', 'a run() is already driving this runtime; stop it first (await handle.stop())');
+    const interval = o.hz === undefined ? 0 : 1000 / o.hz;
+    const onTick = o.onTick;
+    let stopped = false;
+    let ticks = 0;
+    let timer = null;
+    let wakeSleep = null;
+    const sleep = (ms) => new Promise((resolve) => {
+      wakeSleep = resolve;
+      timer = setTimeout(resolve, ms);
+    });
+    const loop = async () => {
+      let report = null;
+      let due = performance.now();
+      try {
+        for (;;) {
+          if (stopped || this.#closing) return { ticks, report, reason: 'stopped' };
+          while (this.#inflight) await this.#nextTick(); // someone's tickAsync: wait for it
+          if (typeof until === 'number' && this.currentTick >= until) return { ticks, report, reason: 'until' };
+          if (interval > 0) {
+            const wait = due - performance.now();
+            if (wait > 0) await sleep(wait);
+            if (stopped || this.#closing) return { ticks, report, reason: 'stopped' };
+            // The next tick is due one interval later; after a stall longer than one interval the
+            // schedule restarts from now (no burst of catch-up ticks).
+            due = Math.max(due + interval, performance.now() - interval);
+            if (this.#inflight) continue;
+          }
+          report = await this.tickAsync(1);
+          ticks++;
+          if (onTick) onTick(report);
+          if (typeof until === 'function' && until(report)) return { ticks, report, reason: 'until' };
+        }
+      } finally {
+        if (this.#driver === handle) this.#driver = null;
+        this.#wake(); // a request() waiting for ticks takes over
+      }
+    };
+    const handle = {
+      /** Stops after the tick running now (if any); returns `done`. */
+      stop() {
+        stopped = true;
+        if (timer) clearTimeout(timer);
+        if (wakeSleep) wakeSleep();
+        return handle.done;
+      },
+      done: null,
+      /** Ticks this run() has run so far. */
+      get ticks() {
+        return ticks;
+      },
+    };
+    this.#driver = handle;
+    handle.done = loop();
+    return handle;
+  }
+
+  /**
+   * Sends `payload` to `agent` as a request and resolves with the agent's reply (an
+   * AgentMessage whose payload is the reply's body): the SDK's `reply(&msg, body)`, docs/ABI.md
+   * "Requests". Ticks (tickAsync) until the reply arrives, unless a run() or another
+   * tickAsync is ticking already. Rejects with E_AGENT_FAULTED (the agent faulted before it
+   * replied), E_DEAD_LETTER (the request was dead-lettered), E_AGENT_NOT_RUNNING (it stopped
+   * without replying), E_REQUEST_TIMEOUT (no reply after `timeoutTicks` ticks, default 100),
+   * E_QUEUE_FULL (4,096 requests already wait), and send's errors. It is a send and ticks: it
+   * is recorded and replays exactly. Other messages to the host stay for drainMessages().
+   */
+  async request(agent, payload, options) {
+    agentArg('agent', agent);
+    const o = v.options('options', options, ['kind', 'priority', 'timeoutTicks']);
+    const kind = v.optInt('options.kind', o.kind, 0, MAX_U32, 0);
+    const priority = v.optInt('options.priority', o.priority, ...INT32, 0);
+    const timeoutTicks = v.optInt('options.timeoutTicks', o.timeoutTicks, 1, MAX_U32, DEFAULT_TIMEOUT_TICKS);
+    let body = toBytes(payload, 'payload');
+    const maxBody = MAX_PAYLOAD_BYTES - REQUEST_HEADER_BYTES;
+    if (body.length > maxBody) {
+      throw new LockstepError('E_MESSAGE_TOO_LARGE', `the request body is ${body.length} bytes; a request carries at most ${maxBody} (the message limit less the ${REQUEST_HEADER_BYTES}-byte request envelope)`);
+    }
+    if (this.#closing) throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
+    if (this.#rings) {
+      throw new LockstepError('E_RING', 'request() reads replies from the host messages, which go to the outbound ring once rings are attached: with rings, send and read replies yourself');
+    }
+    if (this.#pending.size + this.#unsent.length >= MAX_PENDING_REQUESTS) {
+      throw new LockstepError('E_QUEUE_FULL', `${MAX_PENDING_REQUESTS} requests already wait for their replies (the limit per runtime); await some first`);
+    }
+    const reply = new Promise((resolve, reject) => {
+      const r = { agent, body, kind, priority, timeoutTicks, resolve, reject };
+      if (this.#inflight) {
+        // A tick runs: send right after it (a copy: the caller may reuse its buffer).
+        r.body = body = Uint8Array.prototype.slice.call(body);
+        this.#unsent.push(r);
+      } else {
+        this.#sendRequest(r);
+      }
+    });
+    this.#pump();
+    return reply;
+  }
+
+  #sendRequest(r) {
+    try {
+      const id = call(() => this.#native.sendRequest(r.agent, r.kind, r.priority, r.body));
+      // Sent before tick `currentTick`, delivered in it: `timeoutTicks` ticks to answer.
+      const deadline = call(() => this.#native.currentTick) + r.timeoutTicks;
+      this.#pending.set(id, { agent: r.agent, deadline, timeoutTicks: r.timeoutTicks, resolve: r.resolve, reject: r.reject });
+    } catch (e) {
+      r.reject(e);
+    }
+  }
+
+  /** Ticks while requests wait, unless someone else (a run(), a tickAsync) is ticking. */
+  async #pump() {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      // Not in the caller's turn: code right after request() still finds the runtime free,
+      // and requests made together (Promise.all) go out before the same tick.
+      await null;
+      while ((this.#pending.size > 0 || this.#unsent.length > 0) && !this.#closing) {
+        if (this.#inflight || this.#driver) {
+          await this.#nextTick();
+          continue;
+        }
+        try {
+          await this.tickAsync(1);
+        } catch (e) {
+          this.#failRequests(() => e);
+        }
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #failRequests(error) {
+    const all = [...this.#pending.values(), ...this.#unsent];
+    this.#pending.clear();
+    this.#unsent = [];
+    for (const r of all) r.reject(error(r));
+  }
+
+  /**
+   * Resolves the requests whose replies came, rejects those that cannot get one, sends the
+   * requests made during the tick. `deadLetters`: dead letters may have been made.
+   */
+  #settleRequests(deadLetters) {
+    if (this.#pending.size > 0) {
+      const agents = [];
+      const ids = [];
+      for (const [id, p] of this.#pending) {
+        agents.push(p.agent);
+        ids.push(id);
+      }
+      for (const { requestId, message } of call(() => this.#native.takeReplies(agents, ids))) {
+        const p = this.#pending.get(requestId);
+        this.#pending.delete(requestId);
+        p.resolve(message);
+      }
+    }
+    if (this.#pending.size > 0) {
+      const states = new Map();
+      for (const p of this.#pending.values()) {
+        if (!states.has(p.agent)) states.set(p.agent, call(() => this.#native.inspect(p.agent)));
+      }
+      let dead = new Map();
+      if (deadLetters || [...states.values()].some((s) => s.state !== 'running')) {
+        const agents = [];
+        const ids = [];
+        for (const [id, p] of this.#pending) {
+          agents.push(p.agent);
+          ids.push(id);
+        }
+        dead = new Map(call(() => this.#native.requestDeadLetters(agents, ids)).map((d) => [d.requestId, d.reason]));
+      }
+      const now = call(() => this.#native.currentTick);
+      for (const [id, p] of this.#pending) {
+        const info = states.get(p.agent);
+        let error = null;
+        if (info.fault) {
+          const f = info.fault;
+          error = new LockstepError('E_AGENT_FAULTED', `agent ${p.agent} faulted (${f.kind} in ${f.call} at tick ${f.tick}: ${f.detail}) before it replied to request ${id}`);
+          error.fault = f;
+        } else if (dead.has(id)) {
+          error = new LockstepError('E_DEAD_LETTER', `request ${id} to agent ${p.agent} was dead-lettered (${dead.get(id)}); it is in drainDeadLetters()`);
+          error.reason = dead.get(id);
+        } else if (info.state !== 'running') {
+          error = new LockstepError('E_AGENT_NOT_RUNNING', `agent ${p.agent} is ${info.state}: it stopped without replying to request ${id}`);
+        } else if (now >= p.deadline) {
+          error = new LockstepError('E_REQUEST_TIMEOUT', `agent ${p.agent} did not reply to request ${id} within ${p.timeoutTicks} ticks (timeoutTicks); a late reply stays in drainMessages(). Does it answer requests (the SDK's reply(&msg, body))?`);
+        }
+        if (error) {
+          error.requestId = id;
+          this.#pending.delete(id);
+          p.reject(error);
+        }
+      }
+    }
+    if (this.#unsent.length > 0) {
+      const unsent = this.#unsent;
+      this.#unsent = [];
+      for (const r of unsent) this.#sendRequest(r);
+    }
   }
 
   /**
@@ -458,7 +836,11 @@ class Runtime {
   attachRings(options) {
     const o = v.options('options', options, ['inboundBytes', 'outboundBytes']);
     if (call(() => this.#native.closed)) throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
+    if (call(() => this.#native.busy)) throw new LockstepError('E_BUSY', 'a tickAsync is running on this runtime; await it first');
     if (this.#rings) throw new LockstepError('E_RING', 'rings are already attached to this runtime');
+    if (this.#pending.size > 0 || this.#unsent.length > 0) {
+      throw new LockstepError('E_RING', 'requests wait for their replies, which would go to the outbound ring: await them before attaching rings');
+    }
     const inboundBuffer = ring.createRingBuffer(o.inboundBytes ?? 1 << 22, 'options.inboundBytes');
     const outboundBuffer = ring.createRingBuffer(o.outboundBytes ?? 1 << 22, 'options.outboundBytes');
     call(() => this.#native.attachInboundRing(new Uint8Array(inboundBuffer)));
@@ -479,7 +861,26 @@ class Runtime {
   /** Loads an ONNX model from a path or bytes; returns its info (id = SHA-256 of the bytes). */
   loadModel(source) {
     const bytes = moduleBytes(source, 'source', 'model');
-    return call(() => this.#native.loadModel(bytes));
+    try {
+      return call(() => this.#native.loadModel(bytes));
+    } catch (e) {
+      throw naming(e, source);
+    }
+  }
+
+  /**
+   * loadModel() off the event loop: the file is read asynchronously, and the model is
+   * validated (and ONNX Runtime loaded, the first time) on libuv's thread pool.
+   */
+  async loadModelAsync(source) {
+    const bytes = await moduleBytesAsync(source, 'source', 'model');
+    try {
+      return await call(() => this.#native.loadModelAsync(bytes));
+    } catch (e) {
+      throw naming(convert(e), source);
+    } finally {
+      if (logSink) deliverLogs();
+    }
   }
 
   modelInfo(id) {
@@ -604,7 +1005,18 @@ class Runtime {
     return call(() => this.#native.drainDeadLetters());
   }
 
+  /**
+   * Messages agents sent to the host (id 0), in routing order. Replies to requests still
+   * waiting are not among them: those settle their request() first.
+   */
   drainMessages() {
+    if (this.#pending.size > 0 && !this.#inflight) {
+      try {
+        this.#settleRequests(false);
+      } catch (e) {
+        this.#failRequests(() => e);
+      }
+    }
     return call(() => this.#native.drainMessages());
   }
 
@@ -627,6 +1039,11 @@ class Runtime {
   /** Test hook (LOCKSTEP_TEST_HOOKS=1 only): a Rust panic inside a native method. */
   [TEST_PANIC](message) {
     return call(() => this.#native.testPanic(message));
+  }
+
+  /** Test hook (LOCKSTEP_TEST_HOOKS=1 only): a tickAsync whose task panics on the thread pool. */
+  [TEST_PANIC_TICK_ASYNC](message) {
+    return this.#tickAsync(1, () => this.#native.testPanicTickAsync(message));
   }
 }
 
@@ -715,14 +1132,38 @@ async function replayAsync(log, options) {
   return report;
 }
 
-/** Paths of the example agents shipped with the package. */
+/** The example agents shipped with the package (dist/agents/*.wasm), by name. */
+function exampleNames() {
+  try {
+    return readdirSync(join(__dirname, 'dist', 'agents')).filter((f) => f.endsWith('.wasm')).map((f) => f.slice(0, -5).replace(/_/g, '-')).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a, b) {
+  let row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length];
+}
+
+/** Path of an example agent shipped with the package. */
 function exampleAgent(name) {
   v.str('name', name);
-  const p = join(__dirname, 'dist', 'agents', `${name.replace(/-/g, '_')}.wasm`);
-  if (!existsSync(p)) {
-    throw new LockstepError('E_IO', `no example agent "${name}" at ${p}; run \`npm run build\` in the lockstep checkout`);
+  const names = exampleNames();
+  const wanted = name.replace(/_/g, '-');
+  if (names.includes(wanted)) return join(__dirname, 'dist', 'agents', `${wanted.replace(/-/g, '_')}.wasm`);
+  if (names.length === 0) {
+    // A checkout whose agents were never built (an installed package always has them).
+    throw new LockstepError('E_IO', `no example agents in ${join(__dirname, 'dist', 'agents')}: in a lockstep checkout, run \`npm run build\` first`);
   }
-  return p;
+  const close = names.filter((n) => distance(n, wanted) <= 2).sort((x, y) => distance(x, wanted) - distance(y, wanted));
+  throw new LockstepError('E_INVALID_ARGUMENT', `no example agent "${name}"${close.length ? `; did you mean "${close[0]}"?` : ''} The example agents are: ${names.join(', ')}`);
 }
 
 // ----- signing tools (also `npx lockstep keygen|sign|verify|inspect`) ---------------------------

@@ -88,7 +88,12 @@ function options(name, x, keys, code) {
  * are not exact as JS numbers; 2^64 (the nearest double to 2^64 - 1) stands for 2^64 - 1.
  */
 function id(name, x) {
-  if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 2 ** 64) {
+  if (typeof x !== 'number') {
+    // Named by its type: an id read from text ("1") or a BigInt is not coerced.
+    const type = x === null ? 'null' : Array.isArray(x) ? 'an array' : typeof x === 'object' ? 'an object' : `a ${typeof x}`;
+    throw fail(name, `an agent id: a number, as returned by spawn() (not ${type})`, x);
+  }
+  if (!Number.isInteger(x) || x < 0 || x > 2 ** 64) {
     throw fail(name, 'an agent id (a non-negative integer, as returned by spawn())', x);
   }
   return x;

@@ -171,7 +171,7 @@ test('new agent: writes a complete crate, refuses an existing directory and name
   assert.match(run(dir, 'new').stdout + run(dir, 'new').stderr, /lockstep new agent <name>/);
 });
 
-test('new agent: the crate builds for wasm32 and its agent costs what an example costs', { timeout: 300_000 }, (t) => {
+test('new agent: the crate builds for wasm32, costs what an example costs, and answers requests', { timeout: 300_000 }, async (t) => {
   const cargo = spawnSync('cargo', ['--version'], { encoding: 'utf8' });
   if (cargo.status !== 0) return t.skip('no cargo');
   const dir = tmp('build');
@@ -196,5 +196,9 @@ test('new agent: the crate builds for wasm32 and its agent costs what an example
   assert.equal(answer.kind, 2);
   assert.equal(answer.payload.readBigUInt64LE(), 2n, 'the steps before this tick');
   assert.equal(rt.inspect(id).memoryBytes, rt.inspect(counter).memoryBytes, 'the 64 KiB stack, as the examples');
+  // The template answers a request (sent before tick 3, answered in it) with its steps so far.
+  const reply = await rt.request(id, 'how many steps?');
+  assert.deepEqual([reply.from, reply.payload.readBigUInt64LE(), rt.currentTick], [id, 3n, 4]);
+  assert.deepEqual(rt.drainMessages(), [], 'the reply was taken by request()');
   rt.close();
 });

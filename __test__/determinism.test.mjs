@@ -16,13 +16,16 @@ test('1 and 4 workers, twice: identical per-tick hashes', () => {
   assert.deepEqual(again.hashes, one.hashes);
   assert.equal(four.deep, one.deep);
   assert.equal(new Set(one.hashes).size, one.hashes.length, 'every tick hash is new');
+  for (const run of [one, four, again]) run.rt.close();
 });
 
 test('two separate processes: identical per-tick hashes', () => {
   const runs = [1, 3].map((workers) => JSON.parse(execFileSync(process.execPath, [scenarioScript, String(workers)], { encoding: 'utf8' })));
   assert.deepEqual(runs[0].hashes, runs[1].hashes);
   assert.equal(runs[0].deep, runs[1].deep);
-  assert.deepEqual(runs[0].hashes, runScenario({ workers: 2 }).hashes, 'and the same as in this process');
+  const here = runScenario({ workers: 2 });
+  assert.deepEqual(runs[0].hashes, here.hashes, 'and the same as in this process');
+  here.rt.close();
 });
 
 test('a recorded session replays exactly; a tampered one names tick and agent', () => {

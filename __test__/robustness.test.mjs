@@ -141,12 +141,21 @@ test('numeric options and arguments are range-checked, never wrapped (JS API and
   rt.close();
 });
 
-test('close() frees a runtime now: 1,000 runtimes created and closed in a loop; use after close is E_CLOSED', () => {
+test('close() frees a runtime now: 1,000 runtimes created and closed in a loop, threads bounded; use after close is E_CLOSED', async () => {
+  const threads = () => Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
+  new Runtime({ workers: 2 }).close();
+  const before = threads();
+  let most = 0;
   for (let i = 0; i < 1000; i++) {
     const rt = new Runtime({ workers: 2, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
     if (i % 100 === 0) rt.spawn(exampleAgent('counter'));
     rt.close();
+    most = Math.max(most, threads());
   }
+  // Each runtime's worker thread exits when it is closed (not joined: give the last ones a moment).
+  for (let i = 0; i < 50 && threads() > before; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.ok(threads() <= before, `${threads()} threads after 1,000 runtimes, ${before} before`);
+  assert.ok(most < before + 100, `at most ${most} threads at once during the loop (${before} before): closed runtimes' threads do not pile up`);
   const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
   const id = rt.spawn(exampleAgent('counter'));
   rt.attachRings({ inboundBytes: 1 << 12, outboundBytes: 1 << 12 });

@@ -47,6 +47,7 @@ async function pathVsOnnxruntimeNode(name, path, makeInputs, batch, calls) {
   r.ratio_sync_vs_ort_node = +(r.onnxruntime_node_run.median_us / r.lockstep_inferSync.median_us).toFixed(2);
   r.ratio_async_vs_ort_node = +(r.onnxruntime_node_run.median_us / r.lockstep_infer_async.median_us).toFixed(2);
   await session.release?.();
+  rt.close(); // runtimes made in a loop: free each now, not at GC
   return r;
 }
 
@@ -60,7 +61,9 @@ function agentBatching(batching, ticks) {
   let requests = 0;
   const t0 = nowUs();
   for (let i = 0; i < ticks; i++) requests += rt.tick().inferenceRequests;
-  return Math.round((requests / (nowUs() - t0)) * 1e6);
+  const rate = Math.round((requests / (nowUs() - t0)) * 1e6);
+  rt.close();
+  return rate;
 }
 
 export async function runInferenceBenches({ quick = false, log = console.error } = {}) {

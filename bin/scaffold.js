@@ -65,12 +65,13 @@ target = "wasm32-unknown-unknown"
 # (192 KiB), not 18. Note: a RUSTFLAGS environment variable replaces these flags.
 rustflags = ["-C", "link-arg=-zstack-size=65536"]
 `,
-    'src/lib.rs': `//! ${name}: a lockstep agent. It counts its steps and answers every message of kind 1 with a
-//! message of kind 2 carrying the number of steps so far (u64, little-endian).
+    'src/lib.rs': `//! ${name}: a lockstep agent. It counts its steps; it answers a request from the host
+//! (\`await rt.request(id, payload)\`) with the number of steps so far (u64, little-endian), and
+//! every other message of kind 1 with a message of kind 2 carrying the same number.
 //!
 //! Build and sign: \`node build.mjs\`; run: \`node run.mjs\` (see README.md).
 //! Everything an agent can call: the lockstep-sdk crate (\`cargo doc --open\`).
-use lockstep_sdk::{export_agent, send, Agent, Context, Message};
+use lockstep_sdk::{export_agent, reply, send, Agent, Context, Message};
 
 #[derive(Default)]
 struct ${Type} {
@@ -85,8 +86,11 @@ impl Agent for ${Type} {
 
     /// Each message, in a canonical order (the same on every run and every machine).
     fn receive(&mut self, msg: &Message<'_>) {
-        if msg.kind == 1 {
-            // Sending needs the "send" capability in manifest.json ("any": to anyone).
+        // Sending (and replying) needs the "send" capability in manifest.json ("any": to anyone).
+        if msg.request().is_some() {
+            // A request from the host: \`rt.request(id, payload)\` resolves with this reply.
+            let _ = reply(msg, &self.steps.to_le_bytes());
+        } else if msg.kind == 1 {
             let _ = send(msg.from, 2, &self.steps.to_le_bytes());
         }
     }
@@ -130,7 +134,8 @@ execFileSync(process.execPath, [cli, 'sign', wasm, '--manifest', join(here, 'man
 `,
     'run.mjs': `#!/usr/bin/env node
 // node run.mjs: runs the signed agent (dist/${crate}.wasm, from \`node build.mjs\`) in a runtime that
-// trusts your publisher key, sends it a message of kind 1 and prints its answer.
+// trusts your publisher key, sends it a message of kind 1 and prints its answer, then asks it a
+// request and prints the reply.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -145,6 +150,9 @@ rt.tick(3);
 rt.send(id, 'hello', { kind: 1 });
 rt.tick();
 for (const m of rt.drainMessages()) console.log(\`agent \${m.from} answered kind \${m.kind}: \${m.payload.readBigUInt64LE()} steps\`);
+// A request: sent, then ticked (off the event loop) until the agent's reply comes.
+const reply = await rt.request(id, 'how many steps?', { timeoutTicks: 10 });
+console.log(\`agent \${reply.from} replied to a request: \${reply.payload.readBigUInt64LE()} steps\`);
 const info = rt.inspect(id);
 console.log(\`state \${info.state}, memory \${info.memoryBytes} bytes, tick hash \${rt.stateHash()}\`);
 rt.close();
@@ -158,12 +166,14 @@ installed package: node_modules/lockstep/).
 \`\`\`sh
 npx lockstep keygen --out publisher.json   # once: your publisher key pair (keep it secret)
 node build.mjs                              # cargo build --release (wasm32) + lockstep sign → dist/${crate}.wasm
-node run.mjs                                # spawn it, send it a message, print its answer
+node run.mjs                                # spawn it, send it a message and a request, print the answers
 \`\`\`
 
 Needs Rust with the wasm32 target: \`rustup target add wasm32-unknown-unknown\`.
 
-- \`src/lib.rs\`: the agent (the \`Agent\` trait: \`init\`, \`step\`, \`receive\`, \`shutdown\`).
+- \`src/lib.rs\`: the agent (the \`Agent\` trait: \`init\`, \`step\`, \`receive\`, \`shutdown\`). It answers
+  requests: on the host, \`await rt.request(id, payload)\` resolves with what it passes to
+  \`reply(msg, body)\` (docs/ABI.md, "Requests", in the lockstep package).
 - \`manifest.json\`: what it may do, signed with it. Every host import the module uses needs its
   capability (\`send\`, \`infer\`, \`log\`, \`random\`, \`clock\`), or runtimes refuse it
   (\`E_UNDECLARED_IMPORT\`); \`lockstep sign\` warns when one is missing. See docs/SECURITY.md in

@@ -4,8 +4,9 @@
 // a temp dir (no access to the repository's sources), and there runs a CommonJS script, an ES
 // module script, a TypeScript file type-checked with `tsc --noEmit`, worker_threads, and a Jest
 // suite of several files in parallel workers; then, as a new user would, scaffolds an agent
-// crate (`npx lockstep new agent`), makes a key, builds, signs and runs it. Run by `npm test`
-// after the build.
+// crate (`npx lockstep new agent`), makes a key, builds, signs and runs it, tests it under Jest
+// (close(), tickAsync, request) and type-checks a TypeScript file that uses it (request,
+// tickAsync, typed tensors, lockstep/ring.js). Run by `npm test` after the build.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -93,7 +94,60 @@ async function infer(m: ModelInfo): Promise<number> {
   return out.probs.dims[0] + (ok ? r.tick : 0);
 }
 void infer;`,
+    // What a new user writes against the scaffolded agent: the async API, requests, typed tensor
+    // outputs, the rings from 'lockstep/ring.js' (ring.d.ts), \`using\`.
+    'agent-check.ts': `
+import { Runtime, type AgentMessage, type TickReport, type RunResult, type LockstepError, type TensorLike } from 'lockstep';
+import { RingProducer, RingConsumer, createRingBuffer, RING_TYPES, type RingRecord } from 'lockstep/ring.js';
+export async function ask(wasm: string, publicKey: string): Promise<bigint> {
+  using rt = new Runtime({ workers: 1, trustedKeys: [publicKey] });
+  const id: number = rt.spawn(wasm);
+  const report: TickReport = await rt.tickAsync(3);
+  const reply: AgentMessage = await rt.request(id, 'how many steps?', { kind: 1, timeoutTicks: 10 });
+  const done: RunResult = await rt.run({ hz: 30, until: (r: TickReport) => r.tick >= report.tick + 5, onTick: (r) => void r.hash }).done;
+  void done.reason;
+  rt.request(id, new Uint8Array(4)).catch((e: LockstepError) => e.code === 'E_REQUEST_TIMEOUT' || e.code === 'E_AGENT_FAULTED' || e.code === 'E_BUSY');
+  return reply.payload.readBigUInt64LE();
+}
+export async function double(rt: Runtime, model: string): Promise<Float32Array> {
+  const out = await rt.infer<'float32'>(model, { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } });
+  const any: TensorLike = out.probs;
+  if (any.type === 'float32') any.data.map((v) => v * 2);
+  return out.probs.data.map((v) => v * 2);
+}
+export function rings(): RingRecord[] {
+  const producer = new RingProducer(createRingBuffer(4096));
+  producer.tryPush(1, 'x', { kind: RING_TYPES.MESSAGE });
+  return new RingConsumer(producer.buffer).readBatch();
+}`,
     'tsconfig.json': JSON.stringify({ compilerOptions: { strict: true, noEmit: true, module: 'node16', moduleResolution: 'node16', target: 'es2022', types: ['node'] }, files: ['check.ts'] }),
+    'tsconfig.agent.json': JSON.stringify({ compilerOptions: { strict: true, noEmit: true, module: 'node16', moduleResolution: 'node16', target: 'es2022', types: ['node'] }, files: ['agent-check.ts'] }),
+    'jest.agent.config.js': `module.exports = { testEnvironment: 'node', testMatch: ['**/agent-suite/*.test.js'] };`,
+    'agent-suite/my-agent.test.js': `
+const { join } = require('node:path');
+const { Runtime } = require('lockstep');
+const { publicKey } = require('../my-agent/publisher.json');
+const wasm = join(__dirname, '..', 'my-agent', 'my_agent.signed.wasm');
+let rt;
+beforeEach(() => {
+  rt = new Runtime({ workers: 1, trustedKeys: [publicKey] });
+});
+afterEach(() => rt.close());
+test('my-agent answers a request with its step count, off the event loop', async () => {
+  const id = rt.spawn(wasm);
+  const report = await rt.tickAsync(3);
+  expect(report.tick).toBe(2);
+  const reply = await rt.request(id, 'how many steps?');
+  expect(reply.from).toBe(id);
+  expect(reply.payload.readBigUInt64LE()).toBe(3n);
+  expect(rt.drainMessages()).toEqual([]);
+});
+test('close() frees the runtime; later calls are E_CLOSED', () => {
+  rt.spawn(wasm);
+  rt.close();
+  expect(rt.closed).toBe(true);
+  expect(() => rt.tick()).toThrow(expect.objectContaining({ code: 'E_CLOSED' }));
+});`,
     'jest.config.js': `module.exports = { testEnvironment: 'node', testMatch: ['**/suite/*.test.js'] };`,
   };
   for (let i = 0; i < 4; i++) {
@@ -112,6 +166,7 @@ test('runtime in jest worker ${i}', () => {
 });`;
   }
   mkdirSync(join(app, 'suite'));
+  mkdirSync(join(app, 'agent-suite'));
   mkdirSync(join(work, 'pids'));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(app, name), text);
 
@@ -180,7 +235,11 @@ console.log('scaffolded agent ok; memory per agent ' + mine + ' bytes (example c
   sh(process.execPath, ['build.mjs'], agent, cargoEnv);
   const ran = sh(process.execPath, ['run.mjs'], agent);
   if (!/answered kind 2: 3 steps/.test(ran)) throw new Error(`run.mjs: ${ran}`);
+  if (!/replied to a request: 4 steps/.test(ran)) throw new Error(`run.mjs did not show the request's reply: ${ran}`);
   process.stderr.write(ran);
+  step('the scaffolded agent under Jest (close(), tickAsync, request), and tsc --noEmit on a file using it');
+  sh(process.execPath, [join(app, 'node_modules', 'jest', 'bin', 'jest.js'), '--config', 'jest.agent.config.js', '--runInBand', '--ci', '--cacheDirectory', join(work, 'jest-cache')], app);
+  sh(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.agent.json'], app);
   console.log('package: 1 passed, 0 failed');
 } finally {
   if (!process.env.LOCKSTEP_KEEP_PACKAGE_TEST) rmSync(work, { recursive: true, force: true });

@@ -84,6 +84,10 @@ export interface LogLine {
   level: string
   target: string
   message: string
+  /** The agent the line is about (its own log line, its fault...), when there is one. */
+  agent?: number
+  /** The tick it happened in, when known. */
+  tick?: number
 }
 
 export interface ModelInfo {
@@ -116,10 +120,20 @@ export declare class NativeRuntime {
   /**
    * Frees the runtime now (agents, their reserved memory, the rings' references, the
    * inference engine) instead of at garbage collection. Idempotent; every other method
-   * then throws E_CLOSED. An `infer` already running keeps its engine until it ends.
+   * then throws E_CLOSED. An `infer` or `loadModelAsync` already running keeps its engine
+   * until it ends; a `tickAsync` already running keeps the runtime until its ticks end (its
+   * promise settles with its report), and it is freed then.
    */
   close(): void
   get closed(): boolean
+  /** Whether a tickAsync holds the runtime now. */
+  get busy(): boolean
+  /**
+   * Runs `n` ticks (1..2^32 - 1) on libuv's thread pool; the promise settles with the last
+   * tick's report, exactly as `tick(n)` would return it. Meanwhile every other method of
+   * this runtime throws E_BUSY (see tick.rs).
+   */
+  tickAsync(n?: number | undefined | null): Promise<TickReport>
   /** Loads an ONNX model (the same bytes load once) and describes it. */
   loadModel(bytes: Uint8Array): ModelInfo
   modelInfo(id: string): ModelInfo
@@ -132,6 +146,11 @@ export declare class NativeRuntime {
   registerAgentModel(id: string): number
   /** The ONNX Runtime library in use. */
   inferenceLibrary(): string
+  /**
+   * Loads an ONNX model on libuv's thread pool (reading and validating it, and creating
+   * the engine at the first load, off the event loop); the same result as `load_model`.
+   */
+  loadModelAsync(bytes: Uint8Array): Promise<ModelInfo>
   /**
    * Runs a model on libuv's thread pool, packed inputs and outputs (see `infer_packed`).
    * The inputs are copied: JS may reuse its buffer while the call runs.
@@ -148,6 +167,18 @@ export declare class NativeRuntime {
   send(to: number, kind: number, priority: number, payload: Uint8Array): void
   /** Runs `n` ticks (default 1, at most 2^32 - 1) and returns the report of the last one. */
   tick(n?: number | undefined | null): TickReport
+  /** Sends `body` to agent `to` as a request (docs/ABI.md, "Requests"); returns its id. */
+  sendRequest(to: number, kind: number, priority: number, body: Uint8Array): number
+  /**
+   * Takes the replies to the pending requests (`agents[i]`, `ids[i]`) out of the host
+   * messages; every other message stays for `drainMessages`.
+   */
+  takeReplies(agents: Array<number>, ids: Array<number>): Array<Reply>
+  /**
+   * The pending requests (`agents[i]`, `ids[i]`) the dead-letter queue holds, as
+   * `{ requestId, reason }` (they stay there for `drainDeadLetters`).
+   */
+  requestDeadLetters(agents: Array<number>, ids: Array<number>): Array<RequestDeadLetter>
   shutdown(id: number): void
   kill(id: number): void
   inspect(id: number): AgentInfo
@@ -183,6 +214,11 @@ export declare class NativeRuntime {
    * LOCKSTEP_TEST_HOOKS=1 in the environment.
    */
   testPanic(message: string): void
+  /**
+   * Test hook: a tickAsync whose task panics on the thread pool. Only with
+   * LOCKSTEP_TEST_HOOKS=1 in the environment.
+   */
+  testPanicTickAsync(message: string): Promise<TickReport>
 }
 
 /** Tensors in the packed form (`inference.rs`): one spec string, one buffer. */
@@ -204,6 +240,19 @@ export interface ReplayReport {
   checkpointsVerified: number
   finalHash: string
   divergence?: Divergence
+}
+
+/** A reply to a request (docs/ABI.md, "Requests"): `message.payload` is its body. */
+export interface Reply {
+  requestId: number
+  message: AgentMessage
+}
+
+/** A pending request found in the dead-letter queue. */
+export interface RequestDeadLetter {
+  requestId: number
+  /** The dead letter's reason (`DeadLetterReason`). */
+  reason: string
 }
 
 export interface RuntimeOptions {

@@ -1,5 +1,6 @@
 //! The lockstep agent ABI, version 1: export names, import names, memory layouts, limits,
-//! return codes and capability bits, plus the layout of the shared-memory rings ([`ring`]).
+//! return codes and capability bits, plus the layout of the shared-memory rings ([`ring`]) and
+//! the host/SDK request-reply convention ([`request`], not part of the ABI).
 //!
 //! This crate is the single source of these numbers: the engine (`lockstep-core`) and the
 //! guest SDK (`lockstep-sdk`) both depend on it, so they cannot disagree. `docs/ABI.md` is
@@ -12,6 +13,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod request;
 pub mod ring;
 
 /// The ABI version this runtime speaks. A module's `lockstep_abi_version()` must return it.

@@ -136,6 +136,15 @@ pub enum LockstepError {
     #[error("this runtime is not recording; create it with record: true or call startRecording() before spawning")]
     NotRecording,
 
+    /// `E_NOT_RECORDING`: the log was asked for after `stop_recording` already returned it.
+    #[error(
+        "recording already stopped: stopRecording() returned the log at tick {tick}. A runtime records one session; to record another, create a new Runtime"
+    )]
+    RecordingStopped {
+        /// `current_tick()` when recording stopped.
+        tick: u64,
+    },
+
     /// `E_REPLAY_CORRUPT`: the replay log is truncated, damaged, or holds a record no runtime
     /// could have written.
     #[error("replay log is corrupt at byte {offset}: {reason}")]
@@ -184,7 +193,7 @@ pub enum LockstepError {
     /// A module refused at admission (signature, manifest, capabilities, resources); its code
     /// is the inner error's ([`SecurityError::code`](crate::security::SecurityError::code),
     /// e.g. `E_UNSIGNED`).
-    #[error("module refused: {0}")]
+    #[error("{0}")]
     Security(crate::security::SecurityError),
 
     /// An inference error (its own code, e.g. `E_MODEL_NOT_FOUND`): what
@@ -229,7 +238,7 @@ impl LockstepError {
             Self::PriorityLimit { .. } => "E_PRIORITY_LIMIT",
             Self::QueueFull { .. } => "E_QUEUE_FULL",
             Self::RecordingMidSession => "E_RECORDING_MID_SESSION",
-            Self::NotRecording => "E_NOT_RECORDING",
+            Self::NotRecording | Self::RecordingStopped { .. } => "E_NOT_RECORDING",
             Self::ReplayCorrupt { .. } => "E_REPLAY_CORRUPT",
             Self::ReplayVersion { .. } => "E_REPLAY_VERSION",
             Self::ReplayMissingModule { .. } => "E_REPLAY_MISSING_MODULE",

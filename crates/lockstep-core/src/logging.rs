@@ -24,8 +24,13 @@ pub struct LogRecord {
     pub level: u8,
     /// The `tracing` target, e.g. `lockstep::runtime`.
     pub target: String,
-    /// The message, followed by the record's other fields as ` name=value`.
+    /// The message, followed by the record's other fields as ` name=value` (all but `agent`
+    /// and `tick`, which have fields of their own).
     pub message: String,
+    /// The agent the record is about, when it names one (its `agent` field).
+    pub agent: Option<u64>,
+    /// The tick it happened in, when it says (its `tick` field).
+    pub tick: Option<u64>,
 }
 
 static QUEUE: Mutex<VecDeque<LogRecord>> = Mutex::new(VecDeque::new());
@@ -58,22 +63,51 @@ pub fn parse_level(name: &str) -> Option<u8> {
     })
 }
 
-struct MessageVisitor(String);
+#[derive(Default)]
+struct MessageVisitor {
+    message: String,
+    agent: Option<u64>,
+    tick: Option<u64>,
+}
+
+impl MessageVisitor {
+    /// `agent` and `tick` given as integers become fields of the record.
+    fn id_field(&mut self, field: &Field, value: u64) -> bool {
+        match field.name() {
+            "agent" => self.agent = Some(value),
+            "tick" => self.tick = Some(value),
+            _ => return false,
+        }
+        true
+    }
+}
 
 impl Visit for MessageVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
-            self.0 = format!("{value:?}");
+            self.message = format!("{value:?}");
         } else {
-            self.0.push_str(&format!(" {}={value:?}", field.name()));
+            self.message.push_str(&format!(" {}={value:?}", field.name()));
         }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.0 = value.to_string();
+            self.message = value.to_string();
         } else {
-            self.0.push_str(&format!(" {}={value}", field.name()));
+            self.message.push_str(&format!(" {}={value}", field.name()));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if !self.id_field(field, value) {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if value < 0 || !self.id_field(field, value as u64) {
+            self.record_debug(field, &value);
         }
     }
 }
@@ -86,14 +120,14 @@ impl<S: Subscriber> Layer<S> for QueueLayer {
         if level > MAX_LEVEL.load(Ordering::Relaxed) || !event.metadata().target().starts_with("lockstep") {
             return;
         }
-        let mut v = MessageVisitor(String::new());
+        let mut v = MessageVisitor::default();
         event.record(&mut v);
         let mut q = QUEUE.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() >= MAX_QUEUED_RECORDS {
             q.pop_front();
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
-        q.push_back(LogRecord { level, target: event.metadata().target().to_string(), message: v.0 });
+        q.push_back(LogRecord { level, target: event.metadata().target().to_string(), message: v.message, agent: v.agent, tick: v.tick });
     }
 }
 
@@ -121,14 +155,15 @@ mod tests {
     #[test]
     fn records_at_or_above_the_level_are_queued() {
         install(2);
-        tracing::warn!(target: "lockstep::runtime", agent = 7, "something odd");
+        tracing::warn!(target: "lockstep::runtime", agent = 7, tick = 3u64, kind = "odd", "something odd");
         tracing::info!(target: "lockstep::runtime", "too chatty for warn");
         tracing::error!(target: "elsewhere", "not ours");
         let (records, _) = drain();
         let ours: Vec<_> = records.iter().filter(|r| r.message.contains("odd") || r.message.contains("chatty")).collect();
         assert_eq!(ours.len(), 1);
         assert_eq!(ours[0].level, 2);
-        assert_eq!(ours[0].message, "something odd agent=7");
+        assert_eq!(ours[0].message, "something odd kind=odd");
+        assert_eq!((ours[0].agent, ours[0].tick), (Some(7), Some(3)));
         install(0);
     }
 }

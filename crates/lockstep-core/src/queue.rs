@@ -53,6 +53,30 @@ impl<T> BoundedQueue<T> {
         self.items.drain(..).map(|(item, _)| item).collect()
     }
 
+    /// Takes out the items `take` picks, oldest first; the others stay, in order.
+    pub fn take_where(&mut self, mut take: impl FnMut(&T) -> bool) -> Vec<T> {
+        if !self.items.iter().any(|(item, _)| take(item)) {
+            return Vec::new();
+        }
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.items.len());
+        for (item, bytes) in self.items.drain(..) {
+            if take(&item) {
+                self.bytes -= bytes;
+                taken.push(item);
+            } else {
+                kept.push_back((item, bytes));
+            }
+        }
+        self.items = kept;
+        taken
+    }
+
+    /// The items, oldest first (they stay queued).
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().map(|(item, _)| item)
+    }
+
     /// Whether an item of `bytes` would be kept now.
     pub fn has_room(&self, bytes: usize) -> bool {
         self.items.len() < self.max_items && self.bytes.saturating_add(bytes) <= self.max_bytes
@@ -86,5 +110,18 @@ mod tests {
         assert!(q.push(7, 40), "popping gave its bytes back");
         assert_eq!(q.drain_all(), vec![2, 4, 7]);
         assert!(q.push(6, 100), "room again after the drain");
+    }
+
+    #[test]
+    fn take_where_keeps_the_rest_in_order_and_gives_their_bytes_back() {
+        let mut q = BoundedQueue::new(4, 100);
+        for (i, b) in [(1, 10), (2, 20), (3, 30), (4, 40)] {
+            assert!(q.push(i, b));
+        }
+        assert_eq!(q.take_where(|&i| i % 2 == 0), vec![2, 4]);
+        assert_eq!(q.take_where(|&i| i > 10), Vec::<i32>::new());
+        assert_eq!(q.iter().copied().collect::<Vec<_>>(), vec![1, 3]);
+        assert!(q.push(5, 60), "the 60 bytes taken are free again");
+        assert_eq!(q.drain_all(), vec![1, 3, 5]);
     }
 }

@@ -141,9 +141,10 @@ pub struct AgentInfo {
     pub messages_sent: u64,
     /// Messages waiting in its inbox for its next tick.
     pub inbox_len: usize,
-    /// Current size of its linear memory, bytes; 0 once it stopped (the memory is released).
+    /// Size of its linear memory, bytes: now, or, once it stopped (faulted, killed, shut
+    /// down; its memory is released then), the size it had when it stopped.
     pub memory_bytes: usize,
-    /// Fuel it burned over its life; 0 once it stopped.
+    /// Fuel it burned over its life (until it stopped, for a stopped agent).
     pub fuel_consumed: u64,
 }
 
@@ -179,7 +180,11 @@ pub struct Runtime {
     outputs: Outputs,
     /// The only writer of the replay log, while recording.
     recorder: Option<Recorder>,
+    /// The tick at which `stop_recording` returned the log, if it did.
+    recording_stopped_at: Option<u64>,
     session_started: bool,
+    /// The id the next `send_request` gets (docs/ABI.md, "Requests").
+    next_request_id: u64,
     inference: AgentInference,
 }
 
@@ -246,6 +251,9 @@ impl Runtime {
                 reason: format!("maxAgents {} exceeds the {MAX_AGENT_IDS} agent ids a runtime can assign", config.max_agents),
             });
         }
+        for (i, key) in config.trusted_keys.iter().enumerate() {
+            crate::security::check_public_key(key).map_err(|e| LockstepError::InvalidConfig { reason: format!("trustedKeys[{i}]: {e}") })?;
+        }
         if config.workers == 0 || config.workers > MAX_WORKERS {
             return Err(LockstepError::InvalidConfig { reason: format!("workers must be 1..={MAX_WORKERS}, got {}", config.workers) });
         }
@@ -280,7 +288,9 @@ impl Runtime {
             tick_hasher: TickHasher::new(),
             outputs: Outputs::new(config.max_events),
             recorder: None,
+            recording_stopped_at: None,
             session_started: false,
+            next_request_id: 1,
             inference: AgentInference::default(),
             config,
         };
@@ -340,15 +350,24 @@ impl Runtime {
     ///
     /// A log cut at `max_log_bytes` comes back without an End record: it replays as a prefix.
     pub fn stop_recording(&mut self) -> Result<Vec<u8>> {
-        let r = self.recorder.take().ok_or(LockstepError::NotRecording)?;
+        let r = self.recorder.take().ok_or_else(|| self.not_recording())?;
+        self.recording_stopped_at = Some(self.tick);
         Ok(r.finish(self.tick, self.last_hash))
     }
 
     /// A copy of the log recorded so far, sealed with an End record as if recording stopped
     /// now (recording continues; the live log is not changed).
     pub fn replay_log(&self) -> Result<Vec<u8>> {
-        let r = self.recorder.as_ref().ok_or(LockstepError::NotRecording)?;
+        let r = self.recorder.as_ref().ok_or_else(|| self.not_recording())?;
         Ok(r.sealed_copy(self.tick, self.last_hash))
+    }
+
+    /// Why there is no log: never recorded (`E_NOT_RECORDING`), or already stopped.
+    fn not_recording(&self) -> LockstepError {
+        match self.recording_stopped_at {
+            Some(tick) => LockstepError::RecordingStopped { tick },
+            None => LockstepError::NotRecording,
+        }
     }
 
     /// Whether a replay log is being recorded.
@@ -520,6 +539,9 @@ impl Runtime {
         self.begin_stop(id, Record::Shutdown { tick, agent: id })?;
         let slot = self.slot_mut(id)?;
         let mut instance = slot.instance.take();
+        if let Some(i) = instance.as_deref() {
+            slot.remember_usage(i);
+        }
         let had_instance = instance.is_some();
         let result = instance.as_mut().map(|i| i.call_shutdown(tick)).unwrap_or(Ok(()));
         let (sent, logs) = instance.map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs))).unwrap_or_default();
@@ -669,13 +691,13 @@ impl Runtime {
     fn log_tick_events(&self, events_before: usize) {
         for e in self.outputs.events.iter().skip(events_before) {
             match e {
-                Event::Fault { agent, fault, .. } => tracing::warn!(target: "lockstep::runtime", agent, "agent {agent} {}", fault),
-                Event::Log { agent, level, text, .. } => match level {
-                    1 => tracing::error!(target: "lockstep::agent", agent, "{text}"),
-                    2 => tracing::warn!(target: "lockstep::agent", agent, "{text}"),
-                    3 => tracing::info!(target: "lockstep::agent", agent, "{text}"),
-                    4 => tracing::debug!(target: "lockstep::agent", agent, "{text}"),
-                    _ => tracing::trace!(target: "lockstep::agent", agent, "{text}"),
+                Event::Fault { agent, fault, tick } => tracing::warn!(target: "lockstep::runtime", agent, tick, "agent {agent} {}", fault),
+                Event::Log { agent, level, text, tick } => match level {
+                    1 => tracing::error!(target: "lockstep::agent", agent, tick, "{text}"),
+                    2 => tracing::warn!(target: "lockstep::agent", agent, tick, "{text}"),
+                    3 => tracing::info!(target: "lockstep::agent", agent, tick, "{text}"),
+                    4 => tracing::debug!(target: "lockstep::agent", agent, tick, "{text}"),
+                    _ => tracing::trace!(target: "lockstep::agent", agent, tick, "{text}"),
                 },
                 _ => {}
             }
@@ -743,6 +765,17 @@ impl Runtime {
             let grants = self.modules.get(&slot.module).map(|m| &m.grants.capabilities);
             for r in slot.out.infer.drain(..) {
                 let model = self.inference.models.get(r.model as usize);
+                if model.is_none() {
+                    // Answered "no such model" (status 1) like before; say who asked for what.
+                    let registered = self.inference.models.len();
+                    let text = format!(
+                        "infer: model slot {} is not registered ({}); answered status {} (no such model). The host registers models with registerAgentModel(), which returns their slots",
+                        r.model,
+                        if registered == 0 { "no model is registered".to_string() } else { format!("registered slots: 0..={}", registered - 1) },
+                        abi::INFER_STATUS_NO_SUCH_MODEL
+                    );
+                    self.outputs.push_event(Event::Log { tick, agent: slot.id, level: abi::log_level::WARN, text });
+                }
                 let allowed = match (grants, model) {
                     (Some(g), Some(id)) => g.may_infer(id),
                     // An unknown slot is answered "no such model" by serve().
@@ -890,8 +923,8 @@ impl Runtime {
             messages_received: s.messages_received,
             messages_sent: s.messages_sent,
             inbox_len: s.inbox.len(),
-            memory_bytes: s.instance.as_ref().map(|i| i.memory_bytes()).unwrap_or(0),
-            fuel_consumed: s.instance.as_ref().map(|i| i.fuel_consumed).unwrap_or(0),
+            memory_bytes: s.instance.as_ref().map(|i| i.memory_bytes()).unwrap_or(s.last_memory_bytes),
+            fuel_consumed: s.instance.as_ref().map(|i| i.fuel_consumed).unwrap_or(s.last_fuel_consumed),
         })
     }
 
@@ -932,5 +965,68 @@ impl Runtime {
     /// Messages agents addressed to the host (id 0), in routing order.
     pub fn drain_host_messages(&mut self) -> Vec<Message> {
         self.outputs.host_messages.drain_all()
+    }
+
+    // ----- requests (docs/ABI.md, "Requests": an SDK convention over ordinary messages) -----
+
+    /// Sends `body` to agent `to` as a request (the envelope of [`abi::request`]) and returns
+    /// its id, unique in this runtime (1, 2, 3...: the same program gets the same ids). It is
+    /// an ordinary host message: checked, recorded and replayed like `send`, with the same
+    /// errors; a body over `request::MAX_BODY_BYTES` is `E_MESSAGE_TOO_LARGE`. The agent
+    /// answers with the SDK's `reply`; take the answer with [`Runtime::take_replies`].
+    pub fn send_request(&mut self, to: AgentId, kind: u32, priority: i32, body: &[u8]) -> Result<u64> {
+        if body.len() > abi::request::MAX_BODY_BYTES {
+            return Err(LockstepError::MessageTooLarge { len: body.len(), max: abi::request::MAX_BODY_BYTES });
+        }
+        let id = self.next_request_id;
+        let mut payload = Vec::with_capacity(abi::request::HEADER_BYTES + body.len());
+        payload.extend_from_slice(&abi::request::header(abi::request::Envelope::Request, id));
+        payload.extend_from_slice(body);
+        self.send(to, kind, priority, payload)?;
+        self.next_request_id += 1;
+        Ok(id)
+    }
+
+    /// Takes the replies to the requests in `pending` ((agent, request id) pairs) out of the
+    /// queue of messages to the host, oldest first, as (request id, message whose payload is
+    /// the reply's body). Every other message stays there for `drain_host_messages`, replies
+    /// to other requests included.
+    pub fn take_replies(&mut self, pending: &[(AgentId, u64)]) -> Vec<(u64, Message)> {
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let reply_to = |m: &Message| match abi::request::parse(&m.payload) {
+            Some((abi::request::Envelope::Reply, id, _)) if pending.contains(&(m.from, id)) => Some(id),
+            _ => None,
+        };
+        self.outputs
+            .host_messages
+            .take_where(|m| reply_to(m).is_some())
+            .into_iter()
+            .map(|mut m| {
+                let id = reply_to(&m).unwrap_or_default();
+                m.payload.drain(..abi::request::HEADER_BYTES);
+                (id, m)
+            })
+            .collect()
+    }
+
+    /// The requests in `pending` ((agent, request id) pairs) that the dead-letter queue holds,
+    /// with why each was dead-lettered (they stay there for `drain_dead_letters`). One pass
+    /// over the queue.
+    pub fn request_dead_letters(&self, pending: &[(AgentId, u64)]) -> Vec<(u64, DeadLetterReason)> {
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let wanted: std::collections::HashSet<(AgentId, u64)> = pending.iter().copied().collect();
+        let mut found = Vec::new();
+        for d in self.outputs.dead_letters.iter().filter(|d| d.message.from == abi::HOST_ID) {
+            if let Some((abi::request::Envelope::Request, id, _)) = abi::request::parse(&d.message.payload) {
+                if wanted.contains(&(d.message.to, id)) && !found.iter().any(|(i, _)| *i == id) {
+                    found.push((id, d.reason));
+                }
+            }
+        }
+        found
     }
 }

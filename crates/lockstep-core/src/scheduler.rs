@@ -42,6 +42,10 @@ pub struct AgentSlot {
     pub steps: u64,
     pub messages_received: u64,
     pub messages_sent: u64,
+    /// Memory size and fuel burned when the instance was released (what `inspect` reports
+    /// for a stopped agent).
+    pub last_memory_bytes: usize,
+    pub last_fuel_consumed: u64,
     pub(crate) out: AgentTickOutput,
     /// Addresses the next step will touch first (its instance and its io buffer), kept in
     /// the contiguous slot array so the tick loop can prefetch them ahead of time.
@@ -80,6 +84,8 @@ impl AgentSlot {
             steps: 0,
             messages_received: 0,
             messages_sent: 0,
+            last_memory_bytes: 0,
+            last_fuel_consumed: 0,
             out: AgentTickOutput::default(),
         }
     }
@@ -87,10 +93,18 @@ impl AgentSlot {
     /// Drops a stopped agent's instance (its memory goes back to the allocator) and the
     /// buffers it kept for reuse: a dead agent keeps only its small record for `inspect`.
     pub(crate) fn release(&mut self) {
-        self.instance = None;
+        if let Some(i) = self.instance.take() {
+            self.remember_usage(&i);
+        }
         self.inbox = Vec::new();
         self.inbox_bytes = 0;
         self.out.sent = Vec::new();
+    }
+
+    /// Keeps the instance's memory size and fuel for `inspect` after it is gone.
+    pub(crate) fn remember_usage(&mut self, instance: &AgentInstance) {
+        self.last_memory_bytes = instance.memory_bytes();
+        self.last_fuel_consumed = instance.fuel_consumed;
     }
 
     /// Phase 1 for one agent. Touches nothing but this slot.

@@ -30,13 +30,20 @@ const DOMAIN: &[u8] = b"lockstep-module-signature-v1\0";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecurityError {
     /// `E_UNSIGNED`: no signature section, and the runtime is not in development mode.
-    #[error("the module is not signed; sign it with `npx lockstep sign`, or create the runtime with devMode: true (development only)")]
-    Unsigned,
+    #[error("module {module} is not signed; sign it with `npx lockstep sign`, or create the runtime with devMode: true (development only)")]
+    Unsigned {
+        /// The module's BLAKE3 hash, hex (its id in `loadModule`).
+        module: String,
+    },
     /// `E_UNTRUSTED_KEY`: signed by a key not in the runtime's trusted keys.
-    #[error("the module is signed by key {key}, which this runtime does not trust; add it to trustedKeys if you trust its publisher")]
+    #[error("{}", untrusted_message(module, key, *secret_key_given))]
     UntrustedKey {
+        /// The module's BLAKE3 hash, hex.
+        module: String,
         /// The publisher's public key, hex.
         key: String,
+        /// The trusted keys hold the *secret* key of this publisher instead of its public key.
+        secret_key_given: bool,
     },
     /// `E_BAD_SIGNATURE`: the signature does not verify: the module or its manifest changed
     /// after signing.
@@ -114,7 +121,7 @@ impl SecurityError {
     /// Stable machine-readable code, shown to JS as `error.code` (some variants share one).
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unsigned => "E_UNSIGNED",
+            Self::Unsigned { .. } => "E_UNSIGNED",
             Self::UntrustedKey { .. } => "E_UNTRUSTED_KEY",
             Self::BadSignature => "E_BAD_SIGNATURE",
             Self::MalformedSignature { .. } => "E_BAD_SIGNATURE",
@@ -129,6 +136,22 @@ impl SecurityError {
 }
 
 type Result<T, E = SecurityError> = std::result::Result<T, E>;
+
+fn untrusted_message(module: &str, key: &str, secret_key_given: bool) -> String {
+    if secret_key_given {
+        format!(
+            "module {module} is signed by key {key}, and trustedKeys holds that publisher's SECRET key instead of this public key. \
+             Pass the publicKey (keygen() and `lockstep keygen` return both), and keep the secret key out of runtimes: it signs modules, nothing else"
+        )
+    } else {
+        format!("module {module} is signed by key {key}, which this runtime does not trust; add it to trustedKeys if you trust its publisher")
+    }
+}
+
+/// A module's id in messages: its BLAKE3 hash (what `loadModule` returns), hex.
+fn module_id(module: &[u8]) -> String {
+    hex(blake3::hash(module).as_bytes())
+}
 
 /// Whom an agent may send to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -434,6 +457,23 @@ pub fn parse_key(hex_key: &str) -> Result<[u8; 32]> {
     Ok(out)
 }
 
+/// Checks that a 32-byte key is an ed25519 public key (a point of the curve), as trusted keys
+/// must be. A secret key passed by mistake is not one about half the time: `E_BAD_KEY` then
+/// says it may be a secret key. (The other half is caught when a module signed by that
+/// publisher is refused: `E_UNTRUSTED_KEY` says so.)
+pub fn check_public_key(key: &[u8; 32]) -> Result<()> {
+    VerifyingKey::from_bytes(key).map(|_| ()).map_err(|_| SecurityError::BadKey {
+        reason: "not an ed25519 public key (not a point of the curve): is it a secret key? Pass the publicKey of the pair (keygen() and `lockstep keygen` return both), never the secretKey".into(),
+    })
+}
+
+/// [`parse_key`] for a key that must be a public key ([`check_public_key`]).
+pub fn parse_public_key(hex_key: &str) -> Result<[u8; 32]> {
+    let key = parse_key(hex_key)?;
+    check_public_key(&key)?;
+    Ok(key)
+}
+
 /// The value of one ASCII hex digit (either case).
 fn hex_digit(c: u8) -> Option<u8> {
     match c {
@@ -494,12 +534,14 @@ pub fn admit(module: &[u8], trusted: &[[u8; 32]], dev_mode: bool) -> Result<Admi
     let manifest_bytes = sections.manifest;
     let manifest = manifest_bytes.map(Manifest::parse).transpose()?;
     let Some(sig_payload) = sections.signature else {
-        return if dev_mode { Ok(Admission { manifest, publisher: None }) } else { Err(SecurityError::Unsigned) };
+        return if dev_mode { Ok(Admission { manifest, publisher: None }) } else { Err(SecurityError::Unsigned { module: module_id(module) }) };
     };
     let (key, sig) = parse_signature(sig_payload)?;
     let manifest_bytes = manifest_bytes.ok_or(SecurityError::MissingManifest)?;
     if !trusted.contains(&key) {
-        return Err(SecurityError::UntrustedKey { key: hex(&key) });
+        // A trusted "key" that is the secret of this publisher: say so, not just "untrusted".
+        let secret_key_given = trusted.iter().any(|t| SigningKey::from_bytes(t).verifying_key().to_bytes() == key);
+        return Err(SecurityError::UntrustedKey { module: module_id(module), key: hex(&key), secret_key_given });
     }
     let vk = VerifyingKey::from_bytes(&key).map_err(|_| SecurityError::BadSignature)?;
     vk.verify(&signing_message(&sections.unsigned, manifest_bytes), &Signature::from_bytes(&sig)).map_err(|_| SecurityError::BadSignature)?;

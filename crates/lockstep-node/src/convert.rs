@@ -58,7 +58,7 @@ pub fn id_js(id: u64) -> f64 {
 
 /// Hex public keys (trustedKeys); `what` names the argument in errors.
 pub fn keys_arg(what: &str, keys: &[String]) -> Result<Vec<[u8; 32]>> {
-    keys.iter().enumerate().map(|(i, k)| core::security::parse_key(k).map_err(|e| invalid_config(format!("{what}[{i}]: {e}")))).collect()
+    keys.iter().enumerate().map(|(i, k)| core::security::parse_public_key(k).map_err(|e| invalid_config(format!("{what}[{i}]: {e}")))).collect()
 }
 
 /// A module hash returned by loadModule.
@@ -280,6 +280,21 @@ impl From<core::Message> for AgentMessage {
     }
 }
 
+/// A reply to a request (docs/ABI.md, "Requests"): `message.payload` is its body.
+#[napi(object)]
+pub struct Reply {
+    pub request_id: f64,
+    pub message: AgentMessage,
+}
+
+/// A pending request found in the dead-letter queue.
+#[napi(object)]
+pub struct RequestDeadLetter {
+    pub request_id: f64,
+    /// The dead letter's reason (`DeadLetterReason`).
+    pub reason: String,
+}
+
 #[napi(object)]
 pub struct DeadLetter {
     pub tick: i64,
@@ -416,12 +431,16 @@ pub struct LogLine {
     pub level: String,
     pub target: String,
     pub message: String,
+    /// The agent the line is about (its own log line, its fault...), when there is one.
+    pub agent: Option<f64>,
+    /// The tick it happened in, when known.
+    pub tick: Option<i64>,
 }
 
 impl From<core::logging::LogRecord> for LogLine {
     fn from(r: core::logging::LogRecord) -> Self {
         let level = ["off", "error", "warn", "info", "debug", "trace"].get(r.level as usize).copied().unwrap_or("trace");
-        LogLine { level: level.into(), target: r.target, message: r.message }
+        LogLine { level: level.into(), target: r.target, message: r.message, agent: r.agent.map(id_js), tick: r.tick.map(|t| t as i64) }
     }
 }
 

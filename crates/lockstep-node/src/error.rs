@@ -105,6 +105,16 @@ pub fn internal(panic: Box<dyn std::any::Any + Send>) -> napi::Error<Code> {
     to_napi(BindError { code: "E_INTERNAL", message: format!("internal error (a lockstep bug; please report it): {message}") })
 }
 
+/// `e` with `more` appended to its message (same code).
+pub fn extended(e: napi::Error<Code>, more: &str) -> napi::Error<Code> {
+    napi::Error::new(e.status, format!("{}{more}", e.reason))
+}
+
+/// `E_BUSY`: a `tickAsync` holds the runtime.
+pub fn busy() -> napi::Error<Code> {
+    to_napi(BindError { code: "E_BUSY", message: "a tickAsync is running on this runtime; await it first".into() })
+}
+
 /// The same error as a napi `Error<Status>` holding the JS error object, for the places napi
 /// types as `Error<Status>` (an `AsyncTask`'s rejection): the promise rejects with that
 /// object, `code` included.

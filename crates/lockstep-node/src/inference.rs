@@ -1,12 +1,12 @@
 //! The inference part of the binding: model management on the runtime, and `infer` as an
 //! async task on libuv's thread pool (or synchronously, for the lowest overhead).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use lockstep_core::inference::{ElementType, InferenceEngine, Tensor};
+use lockstep_core::inference::{ElementType, EngineOptions, InferenceEngine, ModelInfo as CoreModelInfo, Tensor};
 use napi::bindgen_prelude::*;
 
-use crate::convert::PackedTensors;
+use crate::convert::{ModelInfo, PackedTensors};
 use crate::error::{internal, to_napi, to_status_error, BindError, Code, Result};
 
 // The packed form of tensors crossing the boundary: one string describing them
@@ -75,5 +75,40 @@ impl Task for InferTask {
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
         output.map(pack_outputs).map_err(|e| to_status_error(&env, e))
+    }
+}
+
+/// `loadModelAsync`: creates the runtime's engine if it has none yet (loading ONNX Runtime),
+/// then loads the model, on libuv's thread pool.
+pub struct LoadModelTask {
+    pub engine: Arc<OnceLock<Arc<InferenceEngine>>>,
+    pub options: EngineOptions,
+    pub bytes: Vec<u8>,
+}
+
+impl LoadModelTask {
+    fn run(&mut self) -> std::result::Result<CoreModelInfo, napi::Error<Code>> {
+        let engine = match self.engine.get() {
+            Some(e) => e.clone(),
+            None => {
+                let created = Arc::new(InferenceEngine::new(self.options.clone()).map_err(to_napi)?);
+                self.engine.get_or_init(|| created).clone()
+            }
+        };
+        engine.load(std::mem::take(&mut self.bytes)).map_err(to_napi)
+    }
+}
+
+impl Task for LoadModelTask {
+    type Output = std::result::Result<CoreModelInfo, napi::Error<Code>>;
+    type JsValue = ModelInfo;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        // On a libuv thread: a panic is caught here (it would abort Node).
+        Ok(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run())).map_err(internal).and_then(|r| r))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        output.map(ModelInfo::from).map_err(|e| to_status_error(&env, e))
     }
 }

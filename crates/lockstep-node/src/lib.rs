@@ -2,7 +2,14 @@
 //!
 //! - Errors: `error.rs`, the one place a JS error is made (`code` = `E_...`, a clean message).
 //! - Types and conversions: `convert.rs` (options in, reports out; events as the core's JSON).
-//! - `replay` and `replayAsync`: `replay.rs`; inference's packed tensors and task: `inference.rs`.
+//! - `replay` and `replayAsync`: `replay.rs`; inference's packed tensors and tasks: `inference.rs`.
+//! - `tickAsync`: `tick.rs` (the runtime leaves its `NativeRuntime` while its ticks run).
+//!
+//! Methods that start work on libuv's thread pool (`tickAsync`, `inferAsync`,
+//! `loadModelAsync`) queue it with `Env::spawn` and return its promise, rather than returning
+//! an `AsyncTask`: napi-rs keeps the borrow of `self` of a method that returns an `AsyncTask`
+//! until the task settles, so any `&mut self` call meanwhile (a `tick()` during an `infer`)
+//! failed with napi's "cannot be borrowed mutably" error.
 //!
 //! Every export is `#[napi(catch_unwind)]`: a Rust panic becomes a JS error (index.js gives it
 //! the code E_INTERNAL) instead of aborting Node, which needs `panic = "unwind"` (checked below).
@@ -14,8 +21,9 @@ pub mod convert;
 pub mod error;
 pub mod inference;
 pub mod replay;
+pub mod tick;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use lockstep_core::inference::InferenceEngine;
 use lockstep_core::{self as core, LockstepError, Runtime};
@@ -23,10 +31,11 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use convert::{
-    arg_int, id_arg, id_js, AgentInfo, AgentMessage, DeadLetter, DeepHash, KeyPair, LogLine, ModelInfo, ModuleReport, PackedTensors, RuntimeOptions,
-    TickReport, VerifyResult,
+    arg_int, id_arg, id_js, AgentInfo, AgentMessage, DeadLetter, DeepHash, KeyPair, LogLine, ModelInfo, ModuleReport, PackedTensors, Reply, RequestDeadLetter,
+    RuntimeOptions, TickReport, VerifyResult,
 };
-use error::{in_context, invalid_arg, to_napi, BindError, Result};
+use error::{busy, in_context, invalid_arg, to_napi, BindError, Result};
+use tick::{Away, TickTask};
 
 impl NativeRuntime {
     /// Attaches a ring and keeps its buffer referenced for as long as this runtime lives.
@@ -37,13 +46,63 @@ impl NativeRuntime {
         Ok(())
     }
 
-    /// The open runtime, or E_CLOSED.
-    fn rt(&self) -> Result<&Runtime> {
-        self.inner.as_ref().ok_or_else(|| to_napi(LockstepError::Closed))
+    /// Takes the runtime back from a `tickAsync` that has handed it back (or lost it).
+    fn reclaim(&mut self) {
+        let Some(away) = self.away.as_ref() else { return };
+        let mut slot = tick::lock(away);
+        // A task gone without handing back (its Drop hands back, so this is a backstop) leaves
+        // only our reference.
+        if !slot.returned && Arc::strong_count(away) > 1 {
+            return;
+        }
+        let back = slot.back.take();
+        let panicked = slot.panicked.take();
+        drop(slot);
+        self.away = None;
+        match back {
+            Some(rt) if !self.closed => self.inner = Some(rt),
+            Some(rt) => drop(rt),
+            None if !self.closed => {
+                self.closed = true;
+                self.lost = Some(panicked.unwrap_or_else(|| "a tickAsync did not hand the runtime back".into()));
+            }
+            None => {}
+        }
+        if self.closed {
+            self.release();
+        }
     }
 
+    /// The open runtime; E_CLOSED once closed (even while a tickAsync still holds it), else
+    /// E_BUSY while a tickAsync holds it.
     fn rt_mut(&mut self) -> Result<&mut Runtime> {
+        self.reclaim();
+        if self.closed {
+            return Err(self.closed_error());
+        }
+        if self.away.is_some() {
+            return Err(busy());
+        }
         self.inner.as_mut().ok_or_else(|| to_napi(LockstepError::Closed))
+    }
+
+    fn rt(&mut self) -> Result<&Runtime> {
+        self.rt_mut().map(|rt| &*rt)
+    }
+
+    fn closed_error(&self) -> napi::Error<error::Code> {
+        match &self.lost {
+            Some(why) => error::extended(to_napi(LockstepError::Closed), &format!(" (a panic inside a tickAsync closed it: {why})")),
+            None => to_napi(LockstepError::Closed),
+        }
+    }
+
+    /// What a closed runtime still held: the rings' buffers (after the runtime that viewed
+    /// them) and its reference to the inference engine.
+    fn release(&mut self) {
+        drop(self.inner.take());
+        self.ring_buffers.clear();
+        self.engine = Arc::new(OnceLock::new());
     }
 }
 
@@ -52,14 +111,20 @@ impl NativeRuntime {
 pub struct NativeRuntime {
     // Field order matters: `inner` (which holds raw views into the ring buffers) is dropped
     // before `ring_buffers` releases the references that keep those buffers alive; `close()`
-    // releases them in the same order. None once closed.
+    // releases them in the same order. None once closed, and while a tickAsync holds it.
     inner: Option<Runtime>,
+    /// While a tickAsync runs: where its task hands the runtime back (tick.rs).
+    away: Option<Arc<Mutex<Away>>>,
+    /// close() was called, or a tickAsync lost the runtime to a panic (`lost` says why).
+    closed: bool,
+    lost: Option<String>,
     /// The typed arrays over the rings' SharedArrayBuffers. Holding them holds napi references
     /// in this (the runtime's) environment, so the memory outlives any worker that shares it.
     ring_buffers: Vec<Uint8Array>,
     inference_options: convert::InferenceOptions,
     /// Created at the first model load: a runtime that never infers never loads ONNX Runtime.
-    engine: std::sync::OnceLock<Arc<InferenceEngine>>,
+    /// Shared with `loadModelAsync`'s task, which may create it on the thread pool.
+    engine: Arc<OnceLock<Arc<InferenceEngine>>>,
 }
 
 impl ObjectFinalize for NativeRuntime {
@@ -67,7 +132,14 @@ impl ObjectFinalize for NativeRuntime {
     /// not cover it: a panic while dropping the runtime here would unwind out of a napi
     /// finalizer and abort Node. It is caught (and reported on stderr by the panic hook).
     fn finalize(mut self, _env: Env) -> napi::Result<()> {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.close()));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.close();
+            if self.away.is_some() {
+                // A tickAsync still runs and its runtime views the rings' buffers: keep them
+                // (leak the references) rather than free memory it may still write.
+                std::mem::forget(std::mem::take(&mut self.ring_buffers));
+            }
+        }));
         Ok(())
     }
 }
@@ -117,28 +189,51 @@ impl NativeRuntime {
         let inference_options = options.inference.take().unwrap_or_default();
         convert::engine_options(&inference_options)?;
         let config = convert::config_from(options)?;
-        Ok(Self { inner: Some(Runtime::new(config).map_err(to_napi)?), ring_buffers: Vec::new(), inference_options, engine: Default::default() })
+        Ok(Self {
+            inner: Some(Runtime::new(config).map_err(to_napi)?),
+            away: None,
+            closed: false,
+            lost: None,
+            ring_buffers: Vec::new(),
+            inference_options,
+            engine: Default::default(),
+        })
     }
 
     /// Frees the runtime now (agents, their reserved memory, the rings' references, the
     /// inference engine) instead of at garbage collection. Idempotent; every other method
-    /// then throws E_CLOSED. An `infer` already running keeps its engine until it ends.
+    /// then throws E_CLOSED. An `infer` or `loadModelAsync` already running keeps its engine
+    /// until it ends; a `tickAsync` already running keeps the runtime until its ticks end (its
+    /// promise settles with its report), and it is freed then.
     #[napi(catch_unwind)]
     pub fn close(&mut self) {
-        // The runtime (which views the ring buffers) before the buffers.
-        drop(self.inner.take());
-        self.ring_buffers.clear();
-        self.engine.take();
+        self.reclaim();
+        self.closed = true;
+        if let Some(away) = self.away.as_ref() {
+            tick::lock(away).close_requested = true;
+            // The runtime on the pool views the rings' buffers: they are released once it is
+            // handed back (at the next call, e.g. close() again, or at garbage collection).
+            self.engine = Arc::new(OnceLock::new());
+            return;
+        }
+        self.release();
     }
 
     #[napi(getter, catch_unwind)]
-    pub fn closed(&self) -> bool {
-        self.inner.is_none()
+    pub fn closed(&mut self) -> bool {
+        self.reclaim();
+        self.closed
     }
 
-    /// The engine, created at first use. Methods that use it take `&self`, so an `infer`
-    /// still running on the thread pool never blocks another call on this runtime.
-    fn engine(&self) -> Result<Arc<InferenceEngine>> {
+    /// Whether a tickAsync holds the runtime now.
+    #[napi(getter, catch_unwind)]
+    pub fn busy(&mut self) -> bool {
+        self.reclaim();
+        self.away.is_some()
+    }
+
+    /// The engine, created at first use.
+    fn engine(&mut self) -> Result<Arc<InferenceEngine>> {
         self.rt()?;
         if let Some(e) = self.engine.get() {
             return Ok(e.clone());
@@ -147,26 +242,50 @@ impl NativeRuntime {
         Ok(self.engine.get_or_init(|| created).clone())
     }
 
+    /// Runs `n` ticks (1..2^32 - 1) on libuv's thread pool; the promise settles with the last
+    /// tick's report, exactly as `tick(n)` would return it. Meanwhile every other method of
+    /// this runtime throws E_BUSY (see tick.rs).
+    #[napi(catch_unwind, ts_return_type = "Promise<TickReport>")]
+    pub fn tick_async<'env>(&mut self, env: &'env Env, n: Option<f64>) -> Result<PromiseRaw<'env, TickReport>> {
+        let n = arg_int("n", n.unwrap_or(1.0), 1.0, u32::MAX as f64)? as u64;
+        self.spawn_ticks(env, n, None)
+    }
+
+    fn spawn_ticks<'env>(&mut self, env: &'env Env, n: u64, panic_with: Option<String>) -> Result<PromiseRaw<'env, TickReport>> {
+        self.rt_mut()?;
+        let away = Arc::new(Mutex::new(Away::default()));
+        let task = TickTask { runtime: self.inner.take(), n, away: away.clone(), panic_with };
+        self.away = Some(away);
+        match env.spawn(task) {
+            Ok(work) => Ok(work.promise_object()),
+            Err(e) => {
+                // The task was dropped, which handed the runtime back.
+                self.reclaim();
+                Err(to_napi(BindError { code: "E_INTERNAL", message: format!("cannot queue tickAsync: {e}") }))
+            }
+        }
+    }
+
     /// Loads an ONNX model (the same bytes load once) and describes it.
     #[napi(catch_unwind)]
-    pub fn load_model(&self, bytes: Uint8Array) -> Result<ModelInfo> {
+    pub fn load_model(&mut self, bytes: Uint8Array) -> Result<ModelInfo> {
         let engine = self.engine()?;
         engine.load(bytes.to_vec()).map(ModelInfo::from).map_err(to_napi)
     }
 
     #[napi(catch_unwind)]
-    pub fn model_info(&self, id: String) -> Result<ModelInfo> {
+    pub fn model_info(&mut self, id: String) -> Result<ModelInfo> {
         let engine = self.engine()?;
         engine.info(&id).map(ModelInfo::from).map_err(to_napi)
     }
 
     #[napi(catch_unwind)]
-    pub fn list_models(&self) -> Result<Vec<ModelInfo>> {
+    pub fn list_models(&mut self) -> Result<Vec<ModelInfo>> {
         Ok(self.engine()?.list().into_iter().map(ModelInfo::from).collect())
     }
 
     #[napi(catch_unwind)]
-    pub fn unload_model(&self, id: String) -> Result<bool> {
+    pub fn unload_model(&mut self, id: String) -> Result<bool> {
         Ok(self.engine()?.unload(&id))
     }
 
@@ -182,23 +301,34 @@ impl NativeRuntime {
 
     /// The ONNX Runtime library in use.
     #[napi(catch_unwind)]
-    pub fn inference_library(&self) -> Result<String> {
+    pub fn inference_library(&mut self) -> Result<String> {
         Ok(self.engine()?.library_path().display().to_string())
+    }
+
+    /// Loads an ONNX model on libuv's thread pool (reading and validating it, and creating
+    /// the engine at the first load, off the event loop); the same result as `load_model`.
+    #[napi(catch_unwind, ts_return_type = "Promise<ModelInfo>")]
+    pub fn load_model_async<'env>(&mut self, env: &'env Env, bytes: Uint8Array) -> Result<PromiseRaw<'env, ModelInfo>> {
+        self.rt()?;
+        let options = convert::engine_options(&self.inference_options)?;
+        let task = inference::LoadModelTask { engine: self.engine.clone(), options, bytes: bytes.to_vec() };
+        Ok(env.spawn(task).map_err(|e| to_napi(BindError { code: "E_INTERNAL", message: format!("cannot queue loadModelAsync: {e}") }))?.promise_object())
     }
 
     /// Runs a model on libuv's thread pool, packed inputs and outputs (see `infer_packed`).
     /// The inputs are copied: JS may reuse its buffer while the call runs.
     #[napi(catch_unwind, ts_return_type = "Promise<PackedTensors>")]
-    pub fn infer_async(&self, model: String, spec: String, data: Uint8Array) -> Result<AsyncTask<inference::InferTask>> {
+    pub fn infer_async<'env>(&mut self, env: &'env Env, model: String, spec: String, data: Uint8Array) -> Result<PromiseRaw<'env, PackedTensors>> {
         let engine = self.engine()?;
         let inputs = inference::unpack_owned(&spec, &data)?;
-        Ok(AsyncTask::new(inference::InferTask { engine, model, inputs }))
+        let task = inference::InferTask { engine, model, inputs };
+        Ok(env.spawn(task).map_err(|e| to_napi(BindError { code: "E_INTERNAL", message: format!("cannot queue infer: {e}") }))?.promise_object())
     }
 
     /// Runs a model on the calling thread with packed inputs and outputs (see
     /// `inference::unpack_inputs`): the fast path index.js uses.
     #[napi(catch_unwind)]
-    pub fn infer_packed(&self, model: String, spec: String, data: Uint8Array) -> Result<PackedTensors> {
+    pub fn infer_packed(&mut self, model: String, spec: String, data: Uint8Array) -> Result<PackedTensors> {
         let engine = self.engine()?;
         let packed = inference::parse_packed(&spec, data.len())?;
         // Views into the caller's buffer, valid for this synchronous call: no copy on the way in.
@@ -239,6 +369,36 @@ impl NativeRuntime {
         Ok(TickReport::from(&last))
     }
 
+    /// Sends `body` to agent `to` as a request (docs/ABI.md, "Requests"); returns its id.
+    #[napi(catch_unwind)]
+    pub fn send_request(&mut self, to: f64, kind: f64, priority: f64, body: Uint8Array) -> Result<f64> {
+        let to = id_arg("to", to)?;
+        let kind = arg_int("kind", kind, 0.0, u32::MAX as f64)? as u32;
+        let priority = arg_int("priority", priority, i32::MIN as f64, i32::MAX as f64)? as i32;
+        self.rt_mut()?.send_request(to, kind, priority, &body).map(|id| id as f64).map_err(to_napi)
+    }
+
+    /// Takes the replies to the pending requests (`agents[i]`, `ids[i]`) out of the host
+    /// messages; every other message stays for `drainMessages`.
+    #[napi(catch_unwind)]
+    pub fn take_replies(&mut self, agents: Vec<f64>, ids: Vec<f64>) -> Result<Vec<Reply>> {
+        let pending = pending_requests(&agents, &ids)?;
+        Ok(self.rt_mut()?.take_replies(&pending).into_iter().map(|(id, m)| Reply { request_id: id as f64, message: m.into() }).collect())
+    }
+
+    /// The pending requests (`agents[i]`, `ids[i]`) the dead-letter queue holds, as
+    /// `{ requestId, reason }` (they stay there for `drainDeadLetters`).
+    #[napi(catch_unwind)]
+    pub fn request_dead_letters(&mut self, agents: Vec<f64>, ids: Vec<f64>) -> Result<Vec<RequestDeadLetter>> {
+        let pending = pending_requests(&agents, &ids)?;
+        Ok(self
+            .rt()?
+            .request_dead_letters(&pending)
+            .into_iter()
+            .map(|(id, r)| RequestDeadLetter { request_id: id as f64, reason: r.as_str().into() })
+            .collect())
+    }
+
     #[napi(catch_unwind)]
     pub fn shutdown(&mut self, id: f64) -> Result<()> {
         let id = id_arg("id", id)?;
@@ -252,22 +412,22 @@ impl NativeRuntime {
     }
 
     #[napi(catch_unwind)]
-    pub fn inspect(&self, id: f64) -> Result<AgentInfo> {
+    pub fn inspect(&mut self, id: f64) -> Result<AgentInfo> {
         Ok(self.rt()?.inspect(id_arg("id", id)?).map_err(to_napi)?.into())
     }
 
     #[napi(catch_unwind)]
-    pub fn agents(&self) -> Result<Vec<f64>> {
+    pub fn agents(&mut self) -> Result<Vec<f64>> {
         Ok(self.rt()?.agent_ids().into_iter().map(id_js).collect())
     }
 
     #[napi(getter, catch_unwind)]
-    pub fn current_tick(&self) -> Result<i64> {
+    pub fn current_tick(&mut self) -> Result<i64> {
         Ok(self.rt()?.current_tick() as i64)
     }
 
     #[napi(catch_unwind)]
-    pub fn state_hash(&self) -> Result<String> {
+    pub fn state_hash(&mut self) -> Result<String> {
         Ok(self.rt()?.state_hash().to_hex())
     }
 
@@ -287,7 +447,7 @@ impl NativeRuntime {
     }
 
     #[napi(catch_unwind)]
-    pub fn events_dropped(&self) -> Result<i64> {
+    pub fn events_dropped(&mut self) -> Result<i64> {
         Ok(self.rt()?.events_dropped() as i64)
     }
 
@@ -313,7 +473,7 @@ impl NativeRuntime {
     }
 
     #[napi(catch_unwind)]
-    pub fn replay_log(&self) -> Result<Buffer> {
+    pub fn replay_log(&mut self) -> Result<Buffer> {
         self.rt()?.replay_log().map(Buffer::from).map_err(to_napi)
     }
 
@@ -336,12 +496,12 @@ impl NativeRuntime {
     }
 
     #[napi(catch_unwind)]
-    pub fn inbound_ring_error(&self) -> Result<Option<String>> {
+    pub fn inbound_ring_error(&mut self) -> Result<Option<String>> {
         Ok(self.rt()?.inbound_ring_error().map(|e| e.to_string()))
     }
 
     #[napi(getter, catch_unwind)]
-    pub fn recording(&self) -> Result<bool> {
+    pub fn recording(&mut self) -> Result<bool> {
         Ok(self.rt()?.is_recording())
     }
 
@@ -354,6 +514,22 @@ impl NativeRuntime {
         test_hooks()?;
         panic!("{message}");
     }
+
+    /// Test hook: a tickAsync whose task panics on the thread pool. Only with
+    /// LOCKSTEP_TEST_HOOKS=1 in the environment.
+    #[napi(catch_unwind, ts_return_type = "Promise<TickReport>")]
+    pub fn test_panic_tick_async<'env>(&mut self, env: &'env Env, message: String) -> Result<PromiseRaw<'env, TickReport>> {
+        test_hooks()?;
+        self.spawn_ticks(env, 1, Some(message))
+    }
+}
+
+/// (agent, request id) pairs from two parallel arrays.
+fn pending_requests(agents: &[f64], ids: &[f64]) -> Result<Vec<(u64, u64)>> {
+    if agents.len() != ids.len() {
+        return Err(invalid_arg("ids", "must be as long as agents".into()));
+    }
+    agents.iter().zip(ids).map(|(&a, &i)| Ok((id_arg("agents", a)?, arg_int("ids", i, 0.0, convert::MAX_SAFE as f64)? as u64))).collect()
 }
 
 /// Refuses test hooks unless LOCKSTEP_TEST_HOOKS=1.
@@ -412,7 +588,7 @@ pub fn verify_module(module: Uint8Array, trusted_keys: Vec<String>) -> Result<Ve
     let keys = trusted_keys
         .iter()
         .enumerate()
-        .map(|(i, k)| core::security::parse_key(k).map_err(|e| in_context(&format!("trustedKeys[{i}]"), e)))
+        .map(|(i, k)| core::security::parse_public_key(k).map_err(|e| in_context(&format!("trustedKeys[{i}]"), e)))
         .collect::<Result<Vec<_>>>()?;
     Ok(match core::security::admit(&module, &keys, false) {
         Ok(a) => VerifyResult { ok: true, code: None, message: None, publisher: a.publisher.map(|k| core::security::hex(&k)) },
@@ -449,7 +625,13 @@ pub fn drain_logs() -> Vec<LogLine> {
     let (records, dropped) = core::logging::drain();
     let mut out: Vec<LogLine> = records.into_iter().map(LogLine::from).collect();
     if dropped > 0 {
-        out.push(LogLine { level: "warn".into(), target: "lockstep::logging".into(), message: format!("{dropped} log records dropped (queue full)") });
+        out.push(LogLine {
+            level: "warn".into(),
+            target: "lockstep::logging".into(),
+            message: format!("{dropped} log records dropped (queue full)"),
+            agent: None,
+            tick: None,
+        });
     }
     out
 }

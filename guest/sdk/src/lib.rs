@@ -151,6 +151,8 @@ pub enum SendError {
     OutboxFull,
     /// The recipient is outside this agent's `send` capability.
     Forbidden,
+    /// `reply` was given a message that is not a request.
+    NotARequest,
     Unknown(i32),
 }
 
@@ -171,6 +173,49 @@ pub fn send_with_priority(to: AgentId, kind: u32, priority: i32, payload: &[u8])
         abi::SEND_ERR_FORBIDDEN => Err(SendError::Forbidden),
         other => Err(SendError::Unknown(other)),
     }
+}
+
+/// A request from the host (`await rt.request(agent, payload)` in JS): a message whose
+/// payload carries the request envelope of docs/ABI.md, "Requests" (an SDK convention, not
+/// part of the ABI). Answer it with [`reply`].
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The request's id (the reply repeats it).
+    pub id: u64,
+    /// The request's kind: the `kind` option of `request()`.
+    pub kind: u32,
+    /// What the host sent, without the envelope.
+    pub body: &'a [u8],
+}
+
+impl<'a> Message<'a> {
+    /// `Some` when this message is a request from the host.
+    pub fn request(&self) -> Option<Request<'a>> {
+        if self.from != HOST {
+            return None;
+        }
+        match abi::request::parse(self.payload) {
+            Some((abi::request::Envelope::Request, id, body)) => Some(Request { id, kind: self.kind, body }),
+            _ => None,
+        }
+    }
+}
+
+/// Answers a request from the host: sends `body` back to it, with the request's id and kind,
+/// delivered like any message (the host's `request()` promise resolves with it at the end of
+/// this tick). `Err(SendError::NotARequest)` when `msg` is not a request (see
+/// [`Message::request`]); a body over `abi::request::MAX_BODY_BYTES` (the message limit less
+/// the 16-byte envelope) is `PayloadTooLarge`. Needs the `send` capability for the host
+/// (`"send": "host"` or `"any"` in the manifest).
+pub fn reply(msg: &Message<'_>, body: &[u8]) -> Result<(), SendError> {
+    let request = msg.request().ok_or(SendError::NotARequest)?;
+    if body.len() > abi::request::MAX_BODY_BYTES {
+        return Err(SendError::PayloadTooLarge);
+    }
+    let mut payload = alloc::vec::Vec::with_capacity(abi::request::HEADER_BYTES + body.len());
+    payload.extend_from_slice(&abi::request::header(abi::request::Envelope::Reply, request.id));
+    payload.extend_from_slice(body);
+    send(HOST, request.kind, &payload)
 }
 
 /// The tick being run.
