@@ -26,6 +26,18 @@ pub(crate) struct Agents {
 }
 
 impl Agents {
+    /// The table a snapshot stored: `slots` in id order, the phases as they were (and whether
+    /// they were due for a refresh). Live agents are those holding an instance.
+    pub(crate) fn restored(slots: Vec<AgentSlot>, phases: Vec<i32>, stale: bool) -> Self {
+        let live_index: Vec<usize> = slots.iter().enumerate().filter(|(_, s)| s.instance.is_some()).map(|(i, _)| i).collect();
+        Self { live: live_index.len(), live_index, slots, phases, stale }
+    }
+
+    /// Whether the phases are due for a refresh (a snapshot stores it).
+    pub(crate) fn stale(&self) -> bool {
+        self.stale
+    }
+
     /// Agents holding an instance now.
     pub(crate) fn live(&self) -> usize {
         self.live

@@ -181,6 +181,67 @@ pub enum LockstepError {
         hash: String,
     },
 
+    /// `E_REPLAY_NEEDS_SNAPSHOT`: the log starts from a snapshot (a runtime restored from one
+    /// recorded it), and the replay was not given that snapshot.
+    #[error(
+        "this replay log starts at tick {tick} from the snapshot {snapshot}; replay it with that snapshot (replay(log, {{ snapshot }}), the Rust replay_from)"
+    )]
+    ReplayNeedsSnapshot {
+        /// The tick the log starts at.
+        tick: u64,
+        /// BLAKE3 of the snapshot it starts from, hex.
+        snapshot: String,
+    },
+
+    /// `E_SNAPSHOT_CORRUPT`: the snapshot is truncated, damaged, or holds a field no runtime
+    /// could have written.
+    #[error("snapshot is corrupt at byte {offset}: {reason}")]
+    SnapshotCorrupt {
+        /// Byte offset in the snapshot of the offending field (or of its section's frame, for
+        /// a field inside a compressed section; the reason then says where in it).
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// `E_SNAPSHOT_VERSION`: the snapshot's format version is not the one this runtime reads.
+    #[error("snapshot is format version {found}; this runtime reads version {expected}. Restore it with the lockstep release that wrote it")]
+    SnapshotVersion {
+        /// The snapshot's version.
+        found: u16,
+        /// The version this runtime reads (`snapshot::FORMAT_VERSION`).
+        expected: u16,
+    },
+
+    /// `E_SNAPSHOT_MISMATCH`: the snapshot is not of the session the caller expects (another
+    /// configuration or module set), or not the one a replay log starts from.
+    #[error("the snapshot does not match: {differences}")]
+    SnapshotMismatch {
+        /// Every difference, in words.
+        differences: String,
+    },
+
+    /// `E_SNAPSHOT_UNSUPPORTED`: a running agent holds state a snapshot cannot store (its
+    /// module mutates a table, or drops passive data segments; docs/SNAPSHOT.md).
+    #[error("agent {agent} cannot be snapshotted: its module {module} {reason}. Stop or kill it first, or rebuild the module without it")]
+    SnapshotUnsupported {
+        /// The agent.
+        agent: u64,
+        /// Its module's BLAKE3 hash, hex.
+        module: String,
+        /// What in the module, in words.
+        reason: String,
+    },
+
+    /// `E_SNAPSHOT_UNTRUSTED`: the snapshot holds a module the caller's trust does not admit.
+    #[error("the snapshot holds module {hash}, which this restore does not trust ({reason}). Pass its publisher's key in trustedKeys (or devMode: true for unsigned modules of a devMode session) if you trust the snapshot")]
+    SnapshotUntrusted {
+        /// The module's BLAKE3 hash, hex.
+        hash: String,
+        /// Why admission refused it.
+        reason: String,
+    },
+
     /// `E_IO`: reading or writing a file failed.
     #[error("i/o error on {path}: {reason}")]
     Io {
@@ -243,6 +304,12 @@ impl LockstepError {
             Self::ReplayVersion { .. } => "E_REPLAY_VERSION",
             Self::ReplayMissingModule { .. } => "E_REPLAY_MISSING_MODULE",
             Self::ReplayUntrusted { .. } => "E_REPLAY_UNTRUSTED",
+            Self::ReplayNeedsSnapshot { .. } => "E_REPLAY_NEEDS_SNAPSHOT",
+            Self::SnapshotCorrupt { .. } => "E_SNAPSHOT_CORRUPT",
+            Self::SnapshotVersion { .. } => "E_SNAPSHOT_VERSION",
+            Self::SnapshotMismatch { .. } => "E_SNAPSHOT_MISMATCH",
+            Self::SnapshotUnsupported { .. } => "E_SNAPSHOT_UNSUPPORTED",
+            Self::SnapshotUntrusted { .. } => "E_SNAPSHOT_UNTRUSTED",
             Self::Io { .. } => "E_IO",
             Self::Security(e) => e.code(),
             Self::Inference(e) => e.code(),

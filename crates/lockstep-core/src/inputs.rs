@@ -64,4 +64,27 @@ impl Inputs {
         self.bytes = 0;
         std::mem::take(&mut self.messages)
     }
+
+    /// The queue as a snapshot stores it (`snapshot::InputsImage`).
+    pub(crate) fn image(&self) -> crate::snapshot::InputsImage {
+        crate::snapshot::InputsImage {
+            messages: self.messages.clone(),
+            bytes: self.bytes as u64,
+            host_seq: self.host_seq,
+            answer_seq: self.answer_seq,
+            digest: self.digest.bytes().to_vec(),
+        }
+    }
+
+    /// The queue a snapshot stored (no ring attached: rings belong to a process).
+    pub(crate) fn from_image(image: crate::snapshot::InputsImage) -> Self {
+        Self {
+            messages: image.messages,
+            bytes: image.bytes as usize,
+            host_seq: image.host_seq,
+            answer_seq: image.answer_seq,
+            digest: InputDigest::from_bytes(image.digest),
+            inbound_ring: None,
+        }
+    }
 }

@@ -10,8 +10,11 @@
 //!   [`DeadLetter`], [`DeadLetterReason`], [`AgentState`], [`Fault`], [`FaultKind`],
 //!   [`AbiCall`], [`AgentId`], [`Digest`]);
 //! - one error type, [`LockstepError`] (with a stable [`LockstepError::code`]), and [`Result`];
-//! - replay: [`replay`], [`replay_trusting`], [`ReplayTrust`], [`ReplayReport`],
-//!   [`Divergence`], [`DivergenceKind`]; the log format itself in [`replay_log`];
+//! - replay: [`replay`], [`replay_trusting`], [`replay_from`], [`ReplayTrust`],
+//!   [`ReplayReport`], [`Divergence`], [`DivergenceKind`]; the log format itself in
+//!   [`replay_log`];
+//! - snapshots: [`Runtime::snapshot`], [`Runtime::restore`], [`RestoreOptions`],
+//!   [`ExpectedSession`], [`SnapshotInfo`]; the format in [`snapshot`];
 //! - modules: [`abi`] (the agent contract, from the `lockstep-abi` crate), [`limits`] (every
 //!   host-side queue's bound), [`ring`] (shared-memory ring endpoints), [`security`] (signing,
 //!   manifests, keys), [`inference`] (the ONNX Runtime engine), [`logging`] (the bridge from
@@ -51,13 +54,15 @@ mod scheduler;
 pub mod security;
 #[cfg(target_os = "linux")]
 mod slab_memory;
+pub mod snapshot;
 mod tick_hash;
 
 pub use bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 pub use error::{Digest, LockstepError, Result};
 pub use event::Event;
 pub use fault::{AbiCall, AgentState, Fault, FaultKind};
-pub use replay::{replay, replay_trusting, Divergence, DivergenceKind, ReplayReport, ReplayTrust};
+pub use replay::{replay, replay_from, replay_trusting, Divergence, DivergenceKind, ReplayReport, ReplayTrust};
 pub use runtime::{AgentInfo, DeepHash, ResourcePolicy, Runtime, RuntimeConfig};
 pub use sandbox::MemoryAllocator;
 pub use scheduler::TickReport;
+pub use snapshot::{ExpectedSession, RestoreOptions, SnapshotInfo};

@@ -150,6 +150,31 @@ impl Outputs {
         (self.dead_letters.dropped_total(), self.host_messages.dropped_total(), self.ring.dropped_total)
     }
 
+    /// Messages for the host not yet drained, as a snapshot stores them: those waiting in the
+    /// outbound ring's backlog first (they left the host queue earlier), then the host queue.
+    pub(crate) fn undrained_host_messages(&self) -> Vec<Message> {
+        let backlog = self.ring.backlog.iter().filter_map(|r| match r {
+            OutRecord::Message(m) => Some(m.clone()),
+            OutRecord::Other { .. } => None,
+        });
+        backlog.chain(self.host_messages.iter().cloned()).collect()
+    }
+
+    /// Items dropped over the runtime's life: dead letters, host messages, outbound-ring
+    /// records, events.
+    pub(crate) fn dropped_counts(&self) -> [u64; 4] {
+        let (d, h, r) = self.dropped_totals();
+        [d, h, r, self.events_dropped]
+    }
+
+    /// The counts of `dropped_counts`, restored.
+    pub(crate) fn set_dropped_counts(&mut self, [d, h, r, e]: [u64; 4]) {
+        self.dead_letters.set_dropped_total(d);
+        self.host_messages.set_dropped_total(h);
+        self.ring.dropped_total = r;
+        self.events_dropped = e;
+    }
+
     // ----- the outbound ring --------------------------------------------------------------------
 
     pub(crate) fn attach_ring(&mut self, producer: Producer) {

@@ -91,6 +91,11 @@ impl<T> BoundedQueue<T> {
     pub fn dropped_total(&self) -> u64 {
         self.dropped_total
     }
+
+    /// Sets the count of items refused over the queue's life (a restored snapshot's).
+    pub fn set_dropped_total(&mut self, n: u64) {
+        self.dropped_total = n;
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use crate::abi;
 use crate::bus::AgentId;
 use crate::error::{Digest, LockstepError, Result};
-use crate::replay_log::{tail_digest, LogReader, Record};
+use crate::replay_log::{tail_digest, LogReader, Record, SessionConfig};
 use crate::runtime::{Runtime, RuntimeConfig};
 
 /// Which check of a replay disagreed with the recording.
@@ -197,6 +197,7 @@ fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Re
             }
         }
         Record::End { .. } | Record::Gap { .. } => {}
+        Record::Base { .. } => return Err(corrupt(offset, name, "tag", "a Base record anywhere but right after the Config record")),
     }
     Ok(())
 }
@@ -224,7 +225,80 @@ pub struct ReplayTrust {
 
 /// Like `replay`, admitting only modules `trust` covers (`None`: the log's own settings).
 /// A module the log ran but the caller does not trust is `E_REPLAY_UNTRUSTED`.
-pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, mut progress: impl FnMut(u64)) -> Result<ReplayReport> {
+pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, progress: impl FnMut(u64)) -> Result<ReplayReport> {
+    replay_with(log, None, workers, trust, progress)
+}
+
+/// Replays a log recorded by a runtime restored from `snapshot` (its second record, Base,
+/// names the snapshot's BLAKE3 hash): the snapshot is restored under the same trust rules
+/// (`trust`, as for `replay_trusting`; `None` trusts the log's settings) and the log's
+/// records are applied from there. Another snapshot than the one the log names, or one of
+/// another session, is `E_SNAPSHOT_MISMATCH`; a log that starts at tick 0 is
+/// `E_INVALID_ARGUMENT` (replay it without a snapshot).
+pub fn replay_from(snapshot: &[u8], log: &[u8], workers: usize, trust: Option<&ReplayTrust>, progress: impl FnMut(u64)) -> Result<ReplayReport> {
+    replay_with(log, Some(snapshot), workers, trust, progress)
+}
+
+/// The runtime a replay starts from: fresh for a log that starts at tick 0, restored from
+/// `snapshot` for one whose record after the Config record is `base` (tick, snapshot hash,
+/// state hash: a Base record at `offset`).
+fn starting_runtime(
+    config: RuntimeConfig,
+    session: &SessionConfig,
+    base: Option<(u64, Digest, Digest)>,
+    offset: u64,
+    snapshot: Option<&[u8]>,
+) -> Result<Runtime> {
+    let (tick, want, hash) = match (base, snapshot) {
+        (Some(base), _) => base,
+        (None, Some(_)) => {
+            return Err(LockstepError::InvalidArgument {
+                name: "snapshot".into(),
+                reason: "this log starts at tick 0, not from a snapshot (it has no Base record); replay it without one".into(),
+            })
+        }
+        (None, None) => return Runtime::new_replaying(config),
+    };
+    let Some(bytes) = snapshot else { return Err(LockstepError::ReplayNeedsSnapshot { tick, snapshot: want.to_hex() }) };
+    let got = Digest(*blake3::hash(bytes).as_bytes());
+    if got != want {
+        return Err(LockstepError::SnapshotMismatch { differences: format!("the snapshot given hashes to {got}; the log starts from the snapshot {want}") });
+    }
+    let expect = crate::snapshot::ExpectedSession {
+        seed: Some(session.seed),
+        fuel_per_call: Some(session.fuel_per_call),
+        memory_limit_bytes: Some(session.memory_limit_bytes),
+        max_agents: Some(session.max_agents),
+        deadline_ms: Some(session.deadline_ms),
+        checkpoint_interval_ticks: Some(session.checkpoint_interval_ticks),
+        policy: Some(config.policy.clone()),
+        resource_policy: Some(config.resource_policy),
+        modules: None,
+    };
+    let options = crate::snapshot::RestoreOptions {
+        workers: config.workers,
+        allocator: config.allocator,
+        record: false,
+        max_log_bytes: config.max_log_bytes,
+        max_events: config.max_events,
+        inference_batching: config.inference_batching,
+        trusted_keys: config.trusted_keys.clone(),
+        dev_mode: config.dev_mode,
+        expect,
+    };
+    let rt = Runtime::restore_replaying(bytes, options)?;
+    if rt.current_tick() != tick || rt.state_hash() != hash {
+        return Err(corrupt(
+            offset,
+            "Base",
+            "hash",
+            format!("the snapshot is at tick {} with state hash {}; the record says tick {tick}, {hash}", rt.current_tick(), rt.state_hash()),
+        ));
+    }
+    Ok(rt)
+}
+
+fn replay_with(log: &[u8], snapshot: Option<&[u8]>, workers: usize, trust: Option<&ReplayTrust>, mut progress: impl FnMut(u64)) -> Result<ReplayReport> {
     let mut reader = LogReader::new(log)?;
     let Some(Record::Config(session)) = reader.next_record()? else {
         return Err(LockstepError::ReplayCorrupt { offset: 16, reason: "the first record must be the session config".into() });
@@ -233,7 +307,7 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
         None => (session.trusted_keys.clone(), session.dev_mode),
         Some(t) => (session.trusted_keys.iter().filter(|k| t.trusted_keys.contains(k)).copied().collect(), session.dev_mode && t.dev_mode),
     };
-    let mut rt = Runtime::new_replaying(RuntimeConfig {
+    let config = RuntimeConfig {
         workers,
         fuel_per_call: session.fuel_per_call,
         memory_limit_bytes: session.memory_limit_bytes,
@@ -252,8 +326,25 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
         policy: serde_json::from_str(&session.policy_json)
             .map_err(|e| LockstepError::ReplayCorrupt { offset: 16, reason: format!("Config record, field `policy`: {e}") })?,
         resource_policy: if session.resource_clamp { crate::runtime::ResourcePolicy::Clamp } else { crate::runtime::ResourcePolicy::Refuse },
-    })
-    .map_err(|e| match e {
+    };
+    // Where the config record ends and where the records after the last TickEnd begin:
+    // the parts of the log the End record's `tail` digest covers.
+    let config_end = reader.offset() as usize;
+    // A log recorded from a snapshot has a Base record next (peeked with a second reader: a
+    // damaged record there is reported by the loop below, in order, like any other).
+    let base_offset = reader.offset();
+    let base = {
+        let mut peek = LogReader::new(log)?;
+        let _config = peek.next_record();
+        match peek.next_record() {
+            Ok(Some(Record::Base { tick, snapshot, hash })) => Some((tick, snapshot, hash)),
+            _ => None,
+        }
+    };
+    if base.is_some() {
+        reader.next_record()?;
+    }
+    let mut rt = starting_runtime(config, &session, base, base_offset, snapshot).map_err(|e| match e {
         // `workers` is the caller's; every other setting comes from the log.
         LockstepError::InvalidConfig { reason } if !reason.starts_with("workers") => {
             LockstepError::InvalidConfig { reason: format!("the log's Config record (byte 16): {reason}") }
@@ -262,9 +353,6 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
     })?;
     let mut report = ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false };
     let mut applied = Applied { infer_tick: None, infer_offset: 0, send_to_nobody: None };
-    // Where the config record ends and where the records after the last TickEnd begin:
-    // the parts of the log the End record's `tail` digest covers.
-    let config_end = reader.offset() as usize;
     let mut tail_start = config_end;
     loop {
         let offset = reader.offset();
@@ -361,6 +449,7 @@ pub fn replay_trusting(log: &[u8], workers: usize, trust: Option<&ReplayTrust>, 
             }
             // A record the recorder could not write: what follows is not the whole story.
             Record::Gap { .. } => break,
+            Record::Base { .. } => unreachable!("refused by validate"),
         }
     }
     report.final_hash = rt.state_hash();

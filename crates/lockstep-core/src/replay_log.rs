@@ -158,6 +158,17 @@ pub enum Record {
         /// BLAKE3 of the Config record and the records after the last TickEnd.
         tail: Digest,
     },
+    /// The session continues from a snapshot (docs/SNAPSHOT.md): the second record of a log
+    /// recorded by a runtime restored from one, right after its Config record. A replay
+    /// restores that snapshot ([`crate::replay_from`]) and goes on from there.
+    Base {
+        /// The tick the snapshot was taken at (the restored runtime's `current_tick()`).
+        tick: u64,
+        /// BLAKE3 of the snapshot's bytes.
+        snapshot: Digest,
+        /// The state hash at the snapshot (its last tick hash).
+        hash: Digest,
+    },
     /// In place of a record the writer could not write because its body would exceed
     /// [`MAX_RECORD_BYTES`]: the record's tag and body length. A replay stops here.
     Gap {
@@ -180,6 +191,7 @@ const TAG_AGENT_MODEL: u8 = 9;
 const TAG_INFER_RESULTS: u8 = 10;
 const TAG_END: u8 = 11;
 const TAG_GAP: u8 = 12;
+const TAG_BASE: u8 = 13;
 
 /// Appends the 16-byte file header (magic, `FORMAT_VERSION`, flags 0, CRC-32) to `out`.
 pub fn write_header(out: &mut Vec<u8>) {
@@ -304,6 +316,7 @@ impl Record {
             Record::InferResults { .. } => "InferResults",
             Record::End { .. } => "End",
             Record::Gap { .. } => "Gap",
+            Record::Base { .. } => "Base",
         }
     }
 }
@@ -392,6 +405,12 @@ impl Record {
                 b.push(*tag);
                 b.extend_from_slice(&len.to_le_bytes());
                 TAG_GAP
+            }
+            Record::Base { tick, snapshot, hash } => {
+                b.extend_from_slice(&tick.to_le_bytes());
+                b.extend_from_slice(&snapshot.0);
+                b.extend_from_slice(&hash.0);
+                TAG_BASE
             }
         });
     }
@@ -555,6 +574,7 @@ impl<'a> LogReader<'a> {
             TAG_INFER_RESULTS => "InferResults",
             TAG_END => "End",
             TAG_GAP => "Gap",
+            TAG_BASE => "Base",
             other => return Err(corrupt(format!("unknown record tag {other}"))),
         };
         let mut body = Body { bytes: &rest[5..5 + len], pos: 0, record_offset: offset, kind };
@@ -604,6 +624,7 @@ impl<'a> LogReader<'a> {
             }
             TAG_END => Record::End { ticks: body.u64()?, records: body.u64()?, bytes: body.u64()?, hash: body.digest()?, tail: body.digest()? },
             TAG_GAP => Record::Gap { tag: body.take(1)?[0], len: body.u64()? },
+            TAG_BASE => Record::Base { tick: body.u64()?, snapshot: body.digest()?, hash: body.digest()? },
             other => return Err(corrupt(format!("unknown record tag {other}"))),
         };
         body.finish()?;
@@ -641,8 +662,9 @@ mod tests {
             Record::Kill { tick: 1, agent: 1 },
             Record::AgentModel { slot: 0, id: "ab".repeat(32) },
             Record::InferResults { tick: 2, results: vec![(1, 7, vec![0, 0, 0, 0, 9]), (3, 8, vec![])] },
+            Record::Base { tick: 5, snapshot: Digest([5; 32]), hash: Digest([8; 32]) },
             Record::Gap { tag: 2, len: 1 << 40 },
-            Record::End { ticks: 3, records: 12, bytes: 999, hash: Digest([4; 32]), tail: Digest([6; 32]) },
+            Record::End { ticks: 3, records: 13, bytes: 999, hash: Digest([4; 32]), tail: Digest([6; 32]) },
         ]
     }
 

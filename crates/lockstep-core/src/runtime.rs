@@ -1030,3 +1030,8 @@ impl Runtime {
         found
     }
 }
+
+// Snapshots and restore (docs/SNAPSHOT.md) capture and rebuild the fields above: the code is
+// in its own file, a child of this module so that it sees them.
+#[path = "snapshot/runtime.rs"]
+mod snapshot_runtime;

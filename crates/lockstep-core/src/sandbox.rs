@@ -206,6 +206,8 @@ pub struct AgentModule {
     pub bytes: Arc<Vec<u8>>,
     pub grants: Grants,
     pre: InstancePre<AgentHost>,
+    /// What snapshots need to know about it (`snapshot::wasm`).
+    pub(crate) snapshot: Arc<crate::snapshot::wasm::ModuleState>,
 }
 
 fn expect_func(module: &Module, name: &str, params: &[ValType], results: &[ValType], sig: &str) -> Result<()> {
@@ -229,7 +231,11 @@ impl AgentModule {
             return Err(LockstepError::InvalidModule { reason: "bytes do not start with the wasm magic number \\0asm".into() });
         }
         // Its shape (sizes, counts) was checked by admission, before anything was compiled.
-        let module = Module::new(&sandbox.engine, &bytes).map_err(|e| LockstepError::InvalidModule { reason: format!("{e:#}") })?;
+        // What snapshots need (docs/SNAPSHOT.md): wasmtime compiles the module with an export
+        // for each mutable global; `bytes` (hashed, recorded, signed) stay the original.
+        let (snapshot, with_exports) = crate::snapshot::wasm::prepare(&bytes)?;
+        let module =
+            Module::new(&sandbox.engine, with_exports.as_deref().unwrap_or(&bytes)).map_err(|e| LockstepError::InvalidModule { reason: format!("{e:#}") })?;
         for import in module.imports() {
             let is_func = matches!(import.ty(), ExternType::Func(_));
             if !is_func || import.module() != abi::IMPORT_MODULE || !host::IMPORT_NAMES.contains(&import.name()) {
@@ -263,7 +269,7 @@ impl AgentModule {
         expect_func(&module, abi::EXPORT_RECEIVE, &[I32], &[I32], "func (message_ptr: i32) -> i32")?;
         expect_func(&module, abi::EXPORT_SHUTDOWN, &[], &[I32], "func () -> i32")?;
         let pre = sandbox.linker.instantiate_pre(&module).map_err(|e| LockstepError::InvalidModule { reason: format!("linking: {e:#}") })?;
-        let compiled = Self { bytes: Arc::new(bytes), grants, pre };
+        let compiled = Self { bytes: Arc::new(bytes), grants, pre, snapshot: Arc::new(snapshot) };
         // Probe once: the ABI version and io buffer are checked at load, not at first spawn.
         compiled.instantiate(sandbox, 0, 0)?;
         Ok(compiled)
@@ -271,6 +277,35 @@ impl AgentModule {
 
     /// Creates a fresh agent: new store, new memory, `agent_init` not yet called.
     pub fn instantiate(&self, sandbox: &Sandbox, id: AgentId, seed: u64) -> Result<AgentInstance> {
+        let mut agent = self.instantiate_bare(sandbox, id, seed)?;
+        let store = &mut agent.store;
+        let inst_err = |e: wasmtime::Error| LockstepError::Instantiation { reason: format!("{e:#}") };
+        let typed = |store: &mut Store<AgentHost>, name: &str| {
+            agent
+                .instance
+                .get_typed_func::<(), i32>(store, name)
+                .map_err(|_| LockstepError::MissingExport { name: name.into(), expected: "func () -> i32".into() })
+        };
+        let version_fn = typed(store, abi::EXPORT_ABI_VERSION)?;
+        let io_fn = typed(store, abi::EXPORT_IO_BUFFER)?;
+        let version = version_fn.call(&mut *store, ()).map_err(inst_err)? as u32;
+        if version != abi::ABI_VERSION {
+            return Err(LockstepError::AbiMismatch { found: version, expected: abi::ABI_VERSION });
+        }
+        let io_ptr = io_fn.call(&mut *store, ()).map_err(inst_err)? as u32;
+        let mem_len = agent.memory.data_size(&*store);
+        if (io_ptr as usize).checked_add(abi::IO_BUFFER_BYTES as usize).is_none_or(|end| end > mem_len) {
+            return Err(LockstepError::InvalidModule {
+                reason: format!("lockstep_io_buffer() returned {io_ptr}, but {} bytes from there do not fit the {mem_len}-byte memory", abi::IO_BUFFER_BYTES),
+            });
+        }
+        agent.io_ptr = io_ptr;
+        Ok(agent)
+    }
+
+    /// A new store and instance with its ABI entry points bound, nothing of the agent called
+    /// (its io buffer not asked for yet): what `instantiate` and a restore start from.
+    fn instantiate_bare(&self, sandbox: &Sandbox, id: AgentId, seed: u64) -> Result<AgentInstance> {
         let cfg = sandbox.config();
         let mut host = AgentHost::new(id, seed, self.grants.memory_limit_bytes as usize);
         host.grants = self.grants.capabilities.clone();
@@ -291,8 +326,6 @@ impl AgentModule {
         let typed = |store: &mut Store<AgentHost>, name: &str| {
             instance.get_typed_func::<(), i32>(store, name).map_err(|_| LockstepError::MissingExport { name: name.into(), expected: "func () -> i32".into() })
         };
-        let version_fn = typed(&mut store, abi::EXPORT_ABI_VERSION)?;
-        let io_fn = typed(&mut store, abi::EXPORT_IO_BUFFER)?;
         let init = typed(&mut store, abi::EXPORT_INIT)?;
         let shutdown = typed(&mut store, abi::EXPORT_SHUTDOWN)?;
         let typed1 = |store: &mut Store<AgentHost>, name: &str| {
@@ -302,22 +335,11 @@ impl AgentModule {
         };
         let step = typed1(&mut store, abi::EXPORT_STEP)?;
         let receive = typed1(&mut store, abi::EXPORT_RECEIVE)?;
-        let version = version_fn.call(&mut store, ()).map_err(inst_err)? as u32;
-        if version != abi::ABI_VERSION {
-            return Err(LockstepError::AbiMismatch { found: version, expected: abi::ABI_VERSION });
-        }
-        let io_ptr = io_fn.call(&mut store, ()).map_err(inst_err)? as u32;
-        let mem_len = memory.data_size(&store);
-        if (io_ptr as usize).checked_add(abi::IO_BUFFER_BYTES as usize).is_none_or(|end| end > mem_len) {
-            return Err(LockstepError::InvalidModule {
-                reason: format!("lockstep_io_buffer() returned {io_ptr}, but {} bytes from there do not fit the {mem_len}-byte memory", abi::IO_BUFFER_BYTES),
-            });
-        }
         Ok(AgentInstance {
             store,
             instance,
             memory,
-            io_ptr,
+            io_ptr: 0,
             init,
             step,
             receive,
@@ -326,6 +348,7 @@ impl AgentModule {
             fuel_left_this_tick: fuel.saturating_mul(abi::FUEL_CALL_BUDGETS_PER_TICK),
             deadline_ticks: sandbox.deadline_ticks(),
             fuel_consumed: 0,
+            snapshot: self.snapshot.clone(),
         })
     }
 }
@@ -348,6 +371,8 @@ pub struct AgentInstance {
     deadline_ticks: u64,
     /// Total fuel this agent has burned: deterministic, part of the deep hash.
     pub fuel_consumed: u64,
+    /// Its module's facts for snapshots (which exports were added for them).
+    snapshot: Arc<crate::snapshot::wasm::ModuleState>,
 }
 
 /// Everything the scheduler needs to fill in the step context.
@@ -510,6 +535,8 @@ impl AgentInstance {
         let globals: Vec<_> = self
             .instance
             .exports(&mut self.store)
+            // The exports added for snapshots are not the module's: hashes stay the same.
+            .filter(|e| !self.snapshot.is_added_export(e.name()))
             .filter_map(|e| {
                 let name = e.name().to_string();
                 e.into_global().map(|g| (name, g))
@@ -532,3 +559,8 @@ impl AgentInstance {
         hasher.update(&self.fuel_consumed.to_le_bytes());
     }
 }
+
+// Snapshots (docs/SNAPSHOT.md) read and rebuild an instance's private state: the code is in
+// its own file, a child of this module so that it sees the fields above.
+#[path = "snapshot/instance.rs"]
+mod snapshot_instance;

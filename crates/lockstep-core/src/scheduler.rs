@@ -90,6 +90,31 @@ impl AgentSlot {
         }
     }
 
+    /// A slot rebuilt from a snapshot (`snapshot/runtime.rs` sets its counters and inbox).
+    pub(crate) fn restored(id: AgentId, phase: i32, module: Digest, state: AgentState, instance: Option<Box<AgentInstance>>) -> Self {
+        let mut slot = match instance {
+            Some(i) => Self::new(id, phase, module, i),
+            None => Self {
+                prefetch: [0; 3],
+                id,
+                phase,
+                module,
+                state: AgentState::Running,
+                instance: None,
+                inbox: Vec::new(),
+                inbox_bytes: 0,
+                steps: 0,
+                messages_received: 0,
+                messages_sent: 0,
+                last_memory_bytes: 0,
+                last_fuel_consumed: 0,
+                out: AgentTickOutput::default(),
+            },
+        };
+        slot.state = state;
+        slot
+    }
+
     /// Drops a stopped agent's instance (its memory goes back to the allocator) and the
     /// buffers it kept for reuse: a dead agent keeps only its small record for `inspect`.
     pub(crate) fn release(&mut self) {

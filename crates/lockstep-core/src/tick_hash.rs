@@ -54,44 +54,56 @@ fn message_digest(m: &Message) -> [u8; 16] {
     h.digest128().to_le_bytes()
 }
 
-/// What entered the runtime since the last tick, folded into the next tick hash.
+/// What entered the runtime since the last tick, folded into the next tick hash. The bytes
+/// are kept until the tick starts and hashed then (the same BLAKE3 as feeding a hasher as they
+/// come): a snapshot between ticks stores them (`bytes`), and a restore carries on from them.
 pub(crate) struct InputDigest {
-    hasher: blake3::Hasher,
+    fed: Vec<u8>,
 }
 
 impl InputDigest {
     #[inline]
     pub(crate) fn new() -> Self {
-        Self { hasher: blake3::Hasher::new() }
+        Self { fed: Vec::new() }
+    }
+
+    /// The digest's input since the last tick, as a snapshot stores it.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.fed
+    }
+
+    /// A digest that was fed `bytes` since the last tick (a restored snapshot's).
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self { fed: bytes }
     }
 
     /// SPAWN ‖ id u64 ‖ priority i32 ‖ module hash [32].
     #[inline]
     pub(crate) fn spawn(&mut self, id: AgentId, priority: i32, module: &Digest) {
-        self.hasher.update(tag::SPAWN);
-        self.hasher.update(&id.to_le_bytes());
-        self.hasher.update(&priority.to_le_bytes());
-        self.hasher.update(&module.0);
+        self.fed.extend_from_slice(tag::SPAWN);
+        self.fed.extend_from_slice(&id.to_le_bytes());
+        self.fed.extend_from_slice(&priority.to_le_bytes());
+        self.fed.extend_from_slice(&module.0);
     }
 
     /// KILL ‖ id u64.
     #[inline]
     pub(crate) fn kill(&mut self, id: AgentId) {
-        self.hasher.update(tag::KILL);
-        self.hasher.update(&id.to_le_bytes());
+        self.fed.extend_from_slice(tag::KILL);
+        self.fed.extend_from_slice(&id.to_le_bytes());
     }
 
     /// SHUTDOWN ‖ id u64.
     #[inline]
     pub(crate) fn shutdown(&mut self, id: AgentId) {
-        self.hasher.update(tag::SHUTDOWN);
-        self.hasher.update(&id.to_le_bytes());
+        self.fed.extend_from_slice(tag::SHUTDOWN);
+        self.fed.extend_from_slice(&id.to_le_bytes());
     }
 
     /// FAULT ‖ kind tag u8: `agent_init` or `agent_shutdown` faulted.
     #[inline]
     pub(crate) fn fault(&mut self, kind: &FaultKind) {
-        self.hasher.update(&[tag::FAULT, kind.tag()]);
+        self.fed.extend_from_slice(&[tag::FAULT, kind.tag()]);
     }
 
     /// XXH3-128 over the messages (each header and payload) that `agent_init` or
@@ -102,15 +114,19 @@ impl InputDigest {
         for m in sent {
             feed_message(&mut h, m);
         }
-        self.hasher.update(&h.digest128().to_le_bytes());
+        self.fed.extend_from_slice(&h.digest128().to_le_bytes());
     }
 
     /// The digest so far; starts a new one for the next tick.
     #[inline]
     fn take(&mut self) -> [u8; 32] {
-        let digest = *self.hasher.finalize().as_bytes();
-        // Reset in place: a BLAKE3 hasher is ~2 KB, and moving one costs a memcpy per tick.
-        self.hasher.reset();
+        let digest = *blake3::hash(&self.fed).as_bytes();
+        // Keep a small buffer for the next tick; give back what a burst of spawns took.
+        if self.fed.capacity() > 1 << 20 {
+            self.fed = Vec::new();
+        } else {
+            self.fed.clear();
+        }
         digest
     }
 }

@@ -255,6 +255,7 @@ pub fn synthetic_log(c: &mut Choices, modules: &[Vec<u8>]) -> Vec<u8> {
                 Record::InferResults { tick: hostile_tick(c, tick), results }
             }
             27 => Record::Config(session_config(c).session()),
+            28 if c.chance(128) => Record::Base { tick: hostile_tick(c, tick), snapshot: Digest([c.u8(); 32]), hash: Digest([c.u8(); 32]) },
             28 => Record::Gap { tag: c.u8(), len: c.u64() },
             _ => {
                 let ticks = if c.chance(128) { tick } else { c.u64() };
@@ -330,7 +331,7 @@ pub fn run_session(c: &mut Choices, modules: &[Vec<u8>]) -> Session {
 }
 
 /// The error codes a replay may answer a hostile log with.
-pub const REPLAY_ERROR_CODES: &[&str] = &["E_REPLAY_CORRUPT", "E_REPLAY_VERSION", "E_REPLAY_MISSING_MODULE", "E_INVALID_CONFIG"];
+pub const REPLAY_ERROR_CODES: &[&str] = &["E_REPLAY_CORRUPT", "E_REPLAY_VERSION", "E_REPLAY_MISSING_MODULE", "E_REPLAY_NEEDS_SNAPSHOT", "E_INVALID_CONFIG"];
 
 /// Replays `log`; a panic propagates (the caller fails), an error must carry one of
 /// [`REPLAY_ERROR_CODES`]. Returns the verdict for further checks.
@@ -432,6 +433,7 @@ fn mutate(c: &mut Choices, r: &mut Record, agents: u64) -> bool {
             _ => hash.0[0] ^= 1,
         },
         Record::Gap { len, .. } => *len += 1,
+        Record::Base { tick, .. } => *tick = tick.wrapping_add(1),
     }
     *r != before
 }

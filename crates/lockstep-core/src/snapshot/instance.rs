@@ -1,0 +1,152 @@
+//! An agent's instance in and out of a snapshot (a child of `sandbox`, so it sees the private
+//! fields of `AgentInstance` and `AgentModule`; docs/SNAPSHOT.md). Out: its mutable globals
+//! (through the exports `snapshot::wasm` added), its memory page by page, the host side of its
+//! store. In: a fresh instance of the same module, nothing of the agent called, its memory
+//! grown to the size it had and filled, its globals and host state set.
+
+use wasmtime::Val;
+
+use super::{AgentInstance, AgentModule, Sandbox};
+use crate::abi;
+use crate::bus::AgentId;
+use crate::error::{LockstepError, Result};
+use crate::snapshot::wasm::PAGE_BYTES;
+use crate::snapshot::{GlobalValue, InstanceImage, PageTable, ZERO_PAGE};
+
+/// Whether a page is all zeros (64 bytes at a time: the compiler vectorises the inner fold).
+fn is_zero(page: &[u8]) -> bool {
+    page.chunks(64).all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+}
+
+impl AgentInstance {
+    /// Everything of the instance but its memory's bytes (see `page_hashes`); `pages` is
+    /// filled in by the caller from the page table.
+    pub(crate) fn capture(&mut self) -> InstanceImage {
+        let mut globals = Vec::with_capacity(self.snapshot.globals.len());
+        for (index, name) in &self.snapshot.globals {
+            // Present by construction: `prepare` exported every mutable global.
+            let Some(g) = self.instance.get_global(&mut self.store, name) else { continue };
+            let v = match g.get(&mut self.store) {
+                Val::I32(v) => GlobalValue::I32(v as u32),
+                Val::I64(v) => GlobalValue::I64(v as u64),
+                Val::F32(v) => GlobalValue::F32(v),
+                Val::F64(v) => GlobalValue::F64(v),
+                Val::V128(v) => GlobalValue::V128(v.as_u128()),
+                // Refused before capture (`ModuleState::unsupported`).
+                _ => continue,
+            };
+            globals.push((*index, v));
+        }
+        let host = self.store.data();
+        InstanceImage {
+            io_ptr: self.io_ptr,
+            fuel_consumed: self.fuel_consumed,
+            fuel_left_this_tick: self.fuel_left_this_tick,
+            next_seq: host.next_seq,
+            rng_word_pos: host.rng.get_word_pos(),
+            rng_stream: host.rng.get_stream(),
+            memory_limit_hit: host.memory_limit_hit,
+            panic_message: host.panic_message.clone(),
+            violation: host.violation.clone(),
+            outbox: host.outbox.clone(),
+            outbox_bytes: host.outbox_bytes as u64,
+            logs: host.logs.clone(),
+            infer: host.infer_requests.clone(),
+            globals,
+            pages: Vec::new(),
+        }
+    }
+
+    /// Each 64 KiB page of memory: `None` when it is all zeros, else its BLAKE3 hash.
+    pub(crate) fn page_hashes(&self) -> Vec<Option<[u8; 32]>> {
+        self.memory.data(&self.store).chunks(PAGE_BYTES).map(|p| (!is_zero(p)).then(|| *blake3::hash(p).as_bytes())).collect()
+    }
+
+    /// Page `n` of memory (64 KiB).
+    pub(crate) fn page(&self, n: usize) -> &[u8] {
+        &self.memory.data(&self.store)[n * PAGE_BYTES..(n + 1) * PAGE_BYTES]
+    }
+}
+
+impl AgentModule {
+    /// Rebuilds agent `id` of this module from `image`, its memory from `pages`. Nothing of
+    /// the agent runs (a start function aside, whose effects are overwritten). A value no
+    /// runtime could have held (memory past the cap or smaller than the module's, a global
+    /// of another type, the io buffer outside memory) is `E_SNAPSHOT_CORRUPT` at `offset` (the
+    /// Agents section) naming the agent and what.
+    pub(crate) fn restore_instance(
+        &self,
+        sandbox: &Sandbox,
+        id: AgentId,
+        seed: u64,
+        image: &InstanceImage,
+        pages: &PageTable<'_>,
+        offset: u64,
+    ) -> Result<AgentInstance> {
+        let bad = |what: String| LockstepError::SnapshotCorrupt { offset, reason: format!("Agents section, agent {id}: {what}") };
+        let mut agent = self.instantiate_bare(sandbox, id, seed)?;
+        let state = &self.snapshot;
+        // Memory: grow to the size it had (through the limiter, so the cap holds), then fill.
+        let fresh = agent.memory.data_size(&agent.store) / PAGE_BYTES;
+        let wanted = image.pages.len();
+        if wanted < fresh {
+            return Err(bad(format!("{wanted} memory pages, fewer than the {fresh} its module starts with")));
+        }
+        if wanted > fresh {
+            agent
+                .memory
+                .grow(&mut agent.store, (wanted - fresh) as u64)
+                .map_err(|_| bad(format!("{wanted} memory pages exceed its cap of {} bytes", self.grants.memory_limit_bytes)))?;
+        }
+        let memory = agent.memory.data_mut(&mut agent.store);
+        for (n, &index) in image.pages.iter().enumerate() {
+            let dst = &mut memory[n * PAGE_BYTES..(n + 1) * PAGE_BYTES];
+            if index != ZERO_PAGE {
+                pages.decode_into(index, dst)?;
+                continue;
+            }
+            // A fresh instance is all zeros but for what its data segments (or its start
+            // function, when it has one) wrote: clear only those pages, never touch the rest.
+            let may_be_written = n < fresh && state.init_pages.as_ref().is_none_or(|p| p.binary_search(&(n as u32)).is_ok());
+            if may_be_written && !is_zero(dst) {
+                dst.fill(0);
+            }
+        }
+        let io_end = (image.io_ptr as usize).checked_add(abi::IO_BUFFER_BYTES as usize);
+        if io_end.is_none_or(|end| end > memory.len()) {
+            return Err(bad(format!("its io buffer at {} does not fit its {}-byte memory", image.io_ptr, memory.len())));
+        }
+        // Globals: exactly the module's mutable ones, each of its own type.
+        if image.globals.len() != state.globals.len() || image.globals.iter().zip(&state.globals).any(|((a, _), (b, _))| a != b) {
+            let have: Vec<u32> = image.globals.iter().map(|g| g.0).collect();
+            let want: Vec<u32> = state.globals.iter().map(|g| g.0).collect();
+            return Err(bad(format!("values for globals {have:?}, but its module's mutable globals are {want:?}")));
+        }
+        for ((index, value), (_, name)) in image.globals.iter().zip(&state.globals) {
+            let global = agent.instance.get_global(&mut agent.store, name).ok_or_else(|| bad(format!("global {index} is not exported")))?;
+            let v = match *value {
+                GlobalValue::I32(v) => Val::I32(v as i32),
+                GlobalValue::I64(v) => Val::I64(v as i64),
+                GlobalValue::F32(v) => Val::F32(v),
+                GlobalValue::F64(v) => Val::F64(v),
+                GlobalValue::V128(v) => Val::V128(v.into()),
+            };
+            global.set(&mut agent.store, v).map_err(|e| bad(format!("global {index}: {e}")))?;
+        }
+        agent.io_ptr = image.io_ptr;
+        agent.fuel_consumed = image.fuel_consumed;
+        agent.fuel_left_this_tick = image.fuel_left_this_tick;
+        let host = agent.store.data_mut();
+        host.next_seq = image.next_seq;
+        host.rng.set_stream(image.rng_stream);
+        host.rng.set_word_pos(image.rng_word_pos);
+        host.memory_limit_hit = image.memory_limit_hit;
+        host.panic_message = image.panic_message.clone();
+        host.violation = image.violation.clone();
+        host.outbox = image.outbox.clone();
+        host.outbox_bytes = image.outbox_bytes as usize;
+        host.logs = image.logs.clone();
+        host.infer_requests = image.infer.clone();
+        Ok(agent)
+    }
+}
