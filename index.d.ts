@@ -315,6 +315,26 @@ export interface ReplayOptions {
   trustedKeys?: string[];
   /** Admit the unsigned modules of a log recorded in devMode. [false] */
   devMode?: boolean;
+  /**
+   * The snapshot a log starts from: a runtime made by `Runtime.restore()` records a log that
+   * begins at its snapshot (docs/SNAPSHOT.md), and replays with it. Without it such a log
+   * throws E_REPLAY_NEEDS_SNAPSHOT; another snapshot than the one it names, E_SNAPSHOT_MISMATCH.
+   */
+  snapshot?: Uint8Array | ArrayBuffer;
+}
+
+/**
+ * Options of `Runtime.restore(snapshot, options)`: those of `new Runtime()`. The session's
+ * settings (seed, fuelPerCall, memoryLimitBytes, maxAgents, deadlineMs, checkpointIntervalTicks,
+ * policy, resourcePolicy) come from the snapshot: each one given is what the snapshot must have
+ * (E_SNAPSHOT_MISMATCH lists every difference). workers, record, maxEvents, maxLogBytes,
+ * inferenceBatching and inference are yours. trustedKeys and devMode are your trust: a module
+ * of the snapshot is admitted again only if signed by a key both you and the snapshot's session
+ * trust (unsigned ones: devMode here and in the session), else E_SNAPSHOT_UNTRUSTED.
+ */
+export interface RestoreOptions extends RuntimeOptions {
+  /** The module hashes (from loadModule()) the snapshot must hold, no more and no fewer. */
+  modules?: string[];
 }
 
 export interface Divergence {
@@ -354,6 +374,25 @@ export type Payload = Uint8Array | ArrayBuffer | ArrayBufferView | string | null
 export class Runtime implements Disposable, AsyncDisposable {
   /** Throws E_INVALID_CONFIG naming the option for a wrong type or an out-of-range value. */
   constructor(options?: RuntimeOptions);
+  /**
+   * A runtime rebuilt from `snapshot()`'s bytes, in this process or another (docs/SNAPSHOT.md):
+   * its next tick is the snapshot's next tick, and with the same inputs every tick hash and deep
+   * hash from there on equal the original's. With `record` (default true) it records a log that
+   * starts at the snapshot: `replay(log, { snapshot })`. Agent models: load them again
+   * (loadModel) and call registerAgentModel, which returns the slots they had. Throws
+   * E_SNAPSHOT_CORRUPT (with the byte offset), E_SNAPSHOT_VERSION, E_SNAPSHOT_MISMATCH,
+   * E_SNAPSHOT_UNTRUSTED, E_INVALID_CONFIG.
+   */
+  static restore(snapshot: Uint8Array | ArrayBuffer, options?: RestoreOptions): Runtime;
+  /**
+   * The runtime's complete state between ticks (docs/SNAPSHOT.md): configuration, modules, every
+   * agent's memory, globals, host state, inbox and counters, the messages waiting for the next
+   * tick, undrained messages and dead letters, the tick and the hash chain's head. Not in it:
+   * undrained events, attached rings, the log. Identical memory pages are stored once,
+   * compressed. Throws E_SNAPSHOT_UNSUPPORTED for a running agent whose module mutates its table;
+   * E_BUSY during a tickAsync.
+   */
+  snapshot(): Buffer;
   /**
    * Frees the runtime now — its agents, the address space reserved for their memories, its
    * rings and its inference engine — instead of at garbage collection (a process that creates
@@ -500,6 +539,19 @@ export type ErrorCode =
   | 'E_REPLAY_MISSING_MODULE'
   /** The log runs a module the replay's trustedKeys/devMode do not cover. */
   | 'E_REPLAY_UNTRUSTED'
+  /** The log starts from a snapshot (a restored runtime recorded it): pass it, replay(log, { snapshot }). */
+  | 'E_REPLAY_NEEDS_SNAPSHOT'
+  // Snapshots (docs/SNAPSHOT.md)
+  /** The snapshot is truncated, damaged or forged (the message names the byte offset). */
+  | 'E_SNAPSHOT_CORRUPT'
+  /** Another format version. */
+  | 'E_SNAPSHOT_VERSION'
+  /** Not the session the options expect (every difference listed), or not the snapshot a log starts from. */
+  | 'E_SNAPSHOT_MISMATCH'
+  /** A running agent holds state a snapshot cannot store (its module mutates its table). */
+  | 'E_SNAPSHOT_UNSUPPORTED'
+  /** The snapshot holds a module the restore's trustedKeys/devMode do not cover. */
+  | 'E_SNAPSHOT_UNTRUSTED'
   // Security (signing, manifests, policy)
   | 'E_UNSIGNED'
   | 'E_UNTRUSTED_KEY'

@@ -335,6 +335,24 @@ function toBytes(payload, name) {
   throw v.fail(name, 'a Uint8Array, Buffer, ArrayBuffer or string', payload);
 }
 
+/** Snapshot bytes (from snapshot()): a Uint8Array, Buffer or ArrayBuffer; never text. */
+function snapshotBytes(x, name) {
+  if (x == null || typeof x === 'string') throw v.fail(name, 'a snapshot: the bytes from rt.snapshot() (a Uint8Array, Buffer or ArrayBuffer)', x);
+  return toBytes(x, name);
+}
+
+/** Runtime.restore()'s options: those of new Runtime() and `modules` (hashes it must hold). */
+function restoreOptions(options) {
+  if (options == null) options = {};
+  if (typeof options !== 'object' || Array.isArray(options)) throw v.fail('options', 'an object', options, CFG);
+  const { modules, ...rest } = options;
+  if (modules !== undefined) v.stringArray('option modules', modules, CFG);
+  return { o: checkOptions(rest), modules };
+}
+
+/** The constructor's way to wrap a NativeRuntime that restore() made (not exported). */
+const RESTORED = Symbol('restored');
+
 const isPath = (source) => typeof source === 'string' || source instanceof URL;
 const pathText = (source) => (source instanceof URL && source.protocol === 'file:' ? fileURLToPath(source) : String(source));
 
@@ -444,8 +462,34 @@ class Runtime {
 
   /** @param {import('./index').RuntimeOptions} [options] */
   constructor(options) {
+    if (options !== null && typeof options === 'object' && Object.hasOwn(options, RESTORED)) {
+      this.#native = options[RESTORED];
+      return;
+    }
     const o = checkOptions(options);
     this.#native = call(() => new native.NativeRuntime(o));
+  }
+
+  /**
+   * A runtime rebuilt from `snapshot()`'s bytes (docs/SNAPSHOT.md): it continues exactly where
+   * the snapshot was taken. Options as for `new Runtime()`: the session's settings come from the
+   * snapshot, and each one given must equal the snapshot's (E_SNAPSHOT_MISMATCH lists every
+   * difference), as must `modules` (hashes) if given; workers, record, limits and trust are
+   * yours (a snapshot never grants itself trust: E_SNAPSHOT_UNTRUSTED).
+   */
+  static restore(snapshot, options) {
+    const bytes = snapshotBytes(snapshot, 'snapshot');
+    const { o, modules } = restoreOptions(options);
+    const restored = call(() => native.NativeRuntime.restore(bytes, o, modules));
+    return new Runtime({ [RESTORED]: restored });
+  }
+
+  /**
+   * The runtime's complete state, between ticks, as bytes (docs/SNAPSHOT.md): restore it with
+   * Runtime.restore(), here or in another process. Not in it: undrained events, rings, the log.
+   */
+  snapshot() {
+    return call(() => this.#native.snapshot());
   }
 
   /**
@@ -1051,14 +1095,16 @@ class Runtime {
 function replayArgs(log, options) {
   if (log == null) throw v.fail('log', 'a replay log (the bytes from stopRecording() or replayLog())', log);
   const bytes = toBytes(log, 'log');
-  const o = v.options('options', options, ['workers', 'onProgress', 'trustedKeys', 'devMode']);
+  const o = v.options('options', options, ['workers', 'onProgress', 'trustedKeys', 'devMode', 'snapshot']);
   if (o.workers !== undefined) v.int('options.workers', o.workers, 1, 256);
   if (o.onProgress !== undefined) v.fn('options.onProgress', o.onProgress);
   // A log never grants itself trust: modules run only if signed by a key the caller trusts
   // (or unsigned, with devMode, from a devMode session).
   const trustedKeys = o.trustedKeys === undefined ? [] : v.stringArray('options.trustedKeys', o.trustedKeys);
   const devMode = o.devMode === undefined ? false : v.bool('options.devMode', o.devMode);
-  return { bytes, workers: o.workers, onProgress: o.onProgress, trustedKeys, devMode };
+  // A log a restored runtime recorded starts from its snapshot (docs/SNAPSHOT.md).
+  const snapshot = o.snapshot === undefined ? undefined : snapshotBytes(o.snapshot, 'options.snapshot');
+  return { bytes, workers: o.workers, onProgress: o.onProgress, trustedKeys, devMode, snapshot };
 }
 
 /**
@@ -1103,7 +1149,7 @@ function progressRelay(onProgress) {
 function replay(log, options) {
   const a = replayArgs(log, options);
   const progress = progressRelay(a.onProgress);
-  const report = call(() => native.replay(a.bytes, a.workers, progress.relay, a.trustedKeys, a.devMode));
+  const report = call(() => native.replay(a.bytes, a.workers, progress.relay, a.trustedKeys, a.devMode, a.snapshot));
   progress.check();
   return report;
 }
@@ -1116,7 +1162,7 @@ function replay(log, options) {
 async function replayAsync(log, options) {
   const a = replayArgs(log, options);
   const progress = progressRelay(a.onProgress);
-  const pending = call(() => native.replayAsync(a.bytes, a.workers, progress.relay, a.trustedKeys, a.devMode));
+  const pending = call(() => native.replayAsync(a.bytes, a.workers, progress.relay, a.trustedKeys, a.devMode, a.snapshot));
   let report;
   try {
     report = await pending;

@@ -111,6 +111,17 @@ function cases() {
   for (const value of [0, 257, 1.5, '2', -1]) add(`replay workers ${String(value)}`, () => replay(log, { workers: value }), 'workers');
   add('replay onProgress: a string', () => replay(log, { onProgress: 'console.log' }), 'onProgress');
   add('replay options: a number', () => replay(log, 2), 'options');
+  for (const value of [42, 'bytes', {}, null]) add(`replay snapshot: ${String(value)}`, () => replay(log, { snapshot: value }), 'snapshot');
+
+  // Snapshots: Runtime.restore(snapshot, options) takes new Runtime()'s options and modules.
+  const snapshot = rt.snapshot();
+  for (const value of [null, undefined, 42, 'bytes', {}]) add(`Runtime.restore(${String(value)})`, () => Runtime.restore(value), 'snapshot');
+  add('Runtime.restore options: a number', () => Runtime.restore(snapshot, 2), 'options');
+  add('Runtime.restore options: an unknown key', () => Runtime.restore(snapshot, { workerz: 2 }), 'workerz');
+  for (const value of [0, 257, 1.5, '2']) add(`Runtime.restore workers ${String(value)}`, () => Runtime.restore(snapshot, { workers: value }), 'workers');
+  for (const value of [-1, 0.5, 2 ** 64]) add(`Runtime.restore seed ${String(value)}`, () => Runtime.restore(snapshot, { seed: value }), 'seed');
+  for (const value of ['abc', [42], [null]]) add(`Runtime.restore modules ${String(value)}`, () => Runtime.restore(snapshot, { trustedKeys: [KEY], modules: value }), 'modules');
+  add('Runtime.restore modules: not a hash', () => Runtime.restore(snapshot, { trustedKeys: [KEY], modules: ['nothex'] }), 'nothex');
 
   // Signing tools.
   for (const value of [42, null, {}]) add(`sign(module: ${String(value)})`, () => sign(value, {}, 'k'), 'module');

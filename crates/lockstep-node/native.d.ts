@@ -118,6 +118,14 @@ export interface ModuleReport {
 export declare class NativeRuntime {
   constructor(options?: RuntimeOptions | undefined | null)
   /**
+   * A runtime rebuilt from `snapshot()`'s bytes (docs/SNAPSHOT.md): options as for the
+   * constructor, each session setting given checked against the snapshot's, `modules`
+   * (hex hashes) the modules it must hold exactly.
+   */
+  static restore(bytes: Uint8Array, options?: RuntimeOptions | undefined | null, modules?: Array<string> | undefined | null): NativeRuntime
+  /** The runtime's complete state (docs/SNAPSHOT.md), between ticks. */
+  snapshot(): Buffer
+  /**
    * Frees the runtime now (agents, their reserved memory, the rings' references, the
    * inference engine) instead of at garbage collection. Idempotent; every other method
    * then throws E_CLOSED. An `infer` or `loadModelAsync` already running keeps its engine
@@ -328,14 +336,14 @@ export declare function maxPayloadBytes(): number
  * Re-runs a recorded session on the calling thread and verifies every tick hash and
  * checkpoint.
  */
-export declare function replay(log: Uint8Array, workers: number | undefined | null, onProgress: ((arg: number) => void) | undefined | null, trustedKeys: Array<string>, devMode: boolean): ReplayReport
+export declare function replay(log: Uint8Array, workers: number | undefined | null, onProgress: ((arg: number) => void) | undefined | null, trustedKeys: Array<string>, devMode: boolean, snapshot?: Uint8Array | undefined | null): ReplayReport
 
 /**
  * `replay` off the event loop: the same checks, report and errors, as a promise. The log is
  * copied (JS may reuse its buffer meanwhile). `on_progress` gets the ticks verified every 100
  * ticks, then `PROGRESS_DONE` (-1) once, whatever the outcome, as its last call.
  */
-export declare function replayAsync(log: Uint8Array, workers: number | undefined | null, onProgress: (((arg: number) => unknown)) | undefined | null, trustedKeys: Array<string>, devMode: boolean): Promise<ReplayReport>
+export declare function replayAsync(log: Uint8Array, workers: number | undefined | null, onProgress: (((arg: number) => unknown)) | undefined | null, trustedKeys: Array<string>, devMode: boolean, snapshot?: Uint8Array | undefined | null): Promise<ReplayReport>
 
 /** Sets the level of runtime logs collected for `drainLogs` ("off" stops collecting). */
 export declare function setLogLevel(level: string): boolean

@@ -133,6 +133,47 @@ pub fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
     })
 }
 
+/// `Runtime.restore`'s options: those of `new Runtime` (the inference options taken out
+/// first). Threads, recording, host-side limits and trust are the caller's; each session
+/// setting given is what the snapshot must have (E_SNAPSHOT_MISMATCH otherwise), and so are
+/// `modules` (hex hashes) when given.
+pub fn restore_options_from(o: RuntimeOptions, modules: Option<Vec<String>>) -> Result<core::RestoreOptions> {
+    let d = core::RestoreOptions::default();
+    let uint = |name, v, min, max| opt_uint(name, v, min, max).map_err(invalid_config);
+    Ok(core::RestoreOptions {
+        workers: uint("workers", o.workers, 1, 256)?.map_or(d.workers, |w| w as usize),
+        allocator: d.allocator,
+        record: o.record.unwrap_or(d.record),
+        max_log_bytes: uint("maxLogBytes", o.max_log_bytes, 1 << 20, MAX_SAFE)?.map_or(d.max_log_bytes, |v| v as usize),
+        max_events: uint("maxEvents", o.max_events, 0, u32::MAX as u64)?.map_or(d.max_events, |v| v as usize),
+        inference_batching: o.inference_batching.unwrap_or(d.inference_batching),
+        trusted_keys: keys_arg("trustedKeys", &o.trusted_keys.unwrap_or_default())?,
+        dev_mode: o.dev_mode.unwrap_or(false),
+        expect: core::ExpectedSession {
+            seed: uint("seed", o.seed, 0, MAX_SAFE)?,
+            fuel_per_call: uint("fuelPerCall", o.fuel_per_call, 0, MAX_SAFE)?,
+            memory_limit_bytes: uint("memoryLimitBytes", o.memory_limit_bytes, 0, MAX_SAFE)?,
+            max_agents: uint("maxAgents", o.max_agents, 1, u32::MAX as u64)?.map(|v| v as u32),
+            deadline_ms: uint("deadlineMs", o.deadline_ms, 1, u32::MAX as u64)?,
+            checkpoint_interval_ticks: uint("checkpointIntervalTicks", o.checkpoint_interval_ticks, 0, u32::MAX as u64)?,
+            policy: match o.policy_json {
+                Some(j) => Some(serde_json::from_str(&j).map_err(|e| invalid_config(format!("policy: {e}")))?),
+                None => None,
+            },
+            resource_policy: match o.resource_policy.as_deref() {
+                None => None,
+                Some("clamp") => Some(core::ResourcePolicy::Clamp),
+                Some("refuse") => Some(core::ResourcePolicy::Refuse),
+                Some(other) => return Err(invalid_config(format!("resourcePolicy must be \"clamp\" or \"refuse\", got \"{other}\""))),
+            },
+            modules: match modules {
+                Some(m) => Some(m.iter().map(|h| digest_arg(h)).collect::<Result<_>>()?),
+                None => None,
+            },
+        },
+    })
+}
+
 #[napi(object)]
 #[derive(Default, Clone)]
 pub struct InferenceOptions {

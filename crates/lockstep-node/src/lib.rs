@@ -200,6 +200,32 @@ impl NativeRuntime {
         })
     }
 
+    /// A runtime rebuilt from `snapshot()`'s bytes (docs/SNAPSHOT.md): options as for the
+    /// constructor, each session setting given checked against the snapshot's, `modules`
+    /// (hex hashes) the modules it must hold exactly.
+    #[napi(factory, catch_unwind)]
+    pub fn restore(bytes: Uint8Array, options: Option<RuntimeOptions>, modules: Option<Vec<String>>) -> Result<Self> {
+        let mut options = options.unwrap_or_default();
+        let inference_options = options.inference.take().unwrap_or_default();
+        convert::engine_options(&inference_options)?;
+        let restore = convert::restore_options_from(options, modules)?;
+        Ok(Self {
+            inner: Some(Runtime::restore(&bytes, restore).map_err(to_napi)?),
+            away: None,
+            closed: false,
+            lost: None,
+            ring_buffers: Vec::new(),
+            inference_options,
+            engine: Default::default(),
+        })
+    }
+
+    /// The runtime's complete state (docs/SNAPSHOT.md), between ticks.
+    #[napi(catch_unwind)]
+    pub fn snapshot(&mut self) -> Result<Buffer> {
+        self.rt_mut()?.snapshot().map(Buffer::from).map_err(to_napi)
+    }
+
     /// Frees the runtime now (agents, their reserved memory, the rings' references, the
     /// inference engine) instead of at garbage collection. Idempotent; every other method
     /// then throws E_CLOSED. An `infer` or `loadModelAsync` already running keeps its engine

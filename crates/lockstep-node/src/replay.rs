@@ -30,6 +30,20 @@ fn callback_failed(e: impl std::fmt::Display) -> napi::Error<Code> {
     to_napi(BindError { code: "E_INTERNAL", message: format!("internal error (a lockstep bug; please report it): onProgress threw into the binding: {e}") })
 }
 
+/// Replays `log` (from `snapshot`, for a log a restored runtime recorded: docs/SNAPSHOT.md).
+fn run_replay(
+    log: &[u8],
+    snapshot: Option<&[u8]>,
+    workers: usize,
+    trust: &core::ReplayTrust,
+    progress: impl FnMut(u64),
+) -> std::result::Result<core::ReplayReport, core::LockstepError> {
+    match snapshot {
+        Some(s) => core::replay_from(s, log, workers, Some(trust), progress),
+        None => core::replay_trusting(log, workers, Some(trust), progress),
+    }
+}
+
 /// Re-runs a recorded session on the calling thread and verifies every tick hash and
 /// checkpoint.
 #[napi(catch_unwind)]
@@ -39,10 +53,11 @@ pub fn replay(
     on_progress: Option<Function<f64, ()>>,
     trusted_keys: Vec<String>,
     dev_mode: bool,
+    snapshot: Option<Uint8Array>,
 ) -> Result<ReplayReport> {
     let trust = trust(&trusted_keys, dev_mode)?;
     let mut callback_error = None;
-    let report = core::replay_trusting(&log, self::workers(workers), Some(&trust), |ticks| {
+    let report = run_replay(&log, snapshot.as_deref(), self::workers(workers), &trust, |ticks| {
         if ticks % PROGRESS_EVERY == 0 && callback_error.is_none() {
             if let Some(f) = on_progress.as_ref() {
                 callback_error = f.call(ticks as f64).err();
@@ -71,6 +86,7 @@ pub const PROGRESS_DONE: f64 = -1.0;
 /// `onProgress` call still happens before its promise resolves or rejects.
 pub struct ReplayTask {
     log: Vec<u8>,
+    snapshot: Option<Vec<u8>>,
     workers: usize,
     trust: core::ReplayTrust,
     on_progress: Option<ProgressFn>,
@@ -78,7 +94,7 @@ pub struct ReplayTask {
 
 impl ReplayTask {
     fn run(&self) -> std::result::Result<core::ReplayReport, core::LockstepError> {
-        core::replay_trusting(&self.log, self.workers, Some(&self.trust), |ticks| {
+        run_replay(&self.log, self.snapshot.as_deref(), self.workers, &self.trust, |ticks| {
             if ticks % PROGRESS_EVERY == 0 {
                 if let Some(f) = self.on_progress.as_ref() {
                     f.call(ticks as f64, ThreadsafeFunctionCallMode::NonBlocking);
@@ -119,7 +135,8 @@ pub fn replay_async(
     on_progress: Option<ThreadsafeFunction<f64, UnknownReturnValue, f64, Status, false>>,
     trusted_keys: Vec<String>,
     dev_mode: bool,
+    snapshot: Option<Uint8Array>,
 ) -> Result<AsyncTask<ReplayTask>> {
     let trust = trust(&trusted_keys, dev_mode)?;
-    Ok(AsyncTask::new(ReplayTask { log: log.to_vec(), workers: self::workers(workers), trust, on_progress }))
+    Ok(AsyncTask::new(ReplayTask { log: log.to_vec(), snapshot: snapshot.map(|s| s.to_vec()), workers: self::workers(workers), trust, on_progress }))
 }
