@@ -40,6 +40,15 @@ const core = JSON.parse(
   }),
 );
 
+log('[bench] snapshots (Rust) ...');
+const snapshots = JSON.parse(
+  execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'bench_snapshot', '--', ...(quick ? ['--quick'] : [])], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }),
+).snapshot;
+
 // JS-side: one tick of 50 trivial agents called from JS (napi crossing included), against the
 // cost of an empty napi call in the same run (stateHash()).
 log('[bench] JS tick API');
@@ -68,6 +77,7 @@ const result = {
   date: new Date().toISOString().slice(0, 10),
   machine: `${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${process.platform}-${process.arch}, node ${process.version}`,
   core,
+  snapshots,
   js,
   rings,
   inference,
@@ -96,6 +106,9 @@ if (json) {
   console.log(`- memory per idle agent (RSS): ${(core.rss_bytes_per_idle_agent / 1024).toFixed(1)} KiB; memory maps per agent: ${core.memory_maps_per_agent}`);
   console.log(`- agents in one process: ${core.max_agents.reached} (${core.max_agents.stopped_because})`);
   console.log(`- baseline, wasmtime pooling allocator, 10,000 agents, 2 workers: tick ${core.pooling_allocator_10k.tick_median_us_2_workers} µs, spawn ${core.pooling_allocator_10k.spawn_us_per_agent} µs per agent`);
+  for (const r of snapshots) {
+    console.log(`- snapshot, ${r.agents} agents of one module, ${r.workers} worker(s): ${r.snapshot_ms} ms, ${(r.snapshot_bytes / 2 ** 20).toFixed(1)} MiB (${r.touched_vs_stored}× smaller than the ${(r.touched_bytes / 2 ** 20).toFixed(0)} MiB of touched pages; memcpy of those: ${r.memcpy_touched_ms} ms, ${r.snapshot_vs_memcpy}×); restore ${r.restore_ms} ms vs spawning fresh ${r.spawn_fresh_ms} ms (${r.restore_vs_spawn}×)`);
+  }
   console.log(`- 50 agents, tick() called from JS: ${js.tick50_from_js_median_us.toFixed(2)} µs; an empty napi call: ${js.napi_call_median_us.toFixed(2)} µs`);
   for (const r of core.routing) console.log(`- agent→agent routing, ${r.agents} agents × ${r.fanout} messages per tick, ${r.workers} worker(s): ${(r.messages_per_s / 1e6).toFixed(2)} M msg/s (tick ${r.tick_median_us} µs)`);
   console.log('\n| messages/s | 64 B | 1 KiB |\n|---|---:|---:|');

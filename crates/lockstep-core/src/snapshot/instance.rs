@@ -11,12 +11,7 @@ use crate::abi;
 use crate::bus::AgentId;
 use crate::error::{LockstepError, Result};
 use crate::snapshot::wasm::PAGE_BYTES;
-use crate::snapshot::{GlobalValue, InstanceImage, PageTable, ZERO_PAGE};
-
-/// Whether a page is all zeros (64 bytes at a time: the compiler vectorises the inner fold).
-fn is_zero(page: &[u8]) -> bool {
-    page.chunks(64).all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
-}
+use crate::snapshot::{clear, page_address, GlobalValue, InstanceImage, PageTable, CHUNK_BYTES, ZERO_PAGE};
 
 impl AgentInstance {
     /// Everything of the instance but its memory's bytes (see `page_hashes`); `pages` is
@@ -57,9 +52,10 @@ impl AgentInstance {
         }
     }
 
-    /// Each 64 KiB page of memory: `None` when it is all zeros, else its BLAKE3 hash.
-    pub(crate) fn page_hashes(&self) -> Vec<Option<[u8; 32]>> {
-        self.memory.data(&self.store).chunks(PAGE_BYTES).map(|p| (!is_zero(p)).then(|| *blake3::hash(p).as_bytes())).collect()
+    /// Each 64 KiB page of memory: `None` when it is all zeros, else its non-zero chunks and
+    /// content address (`snapshot::page_address`).
+    pub(crate) fn page_addresses(&self) -> Vec<Option<(u16, [u8; 32])>> {
+        self.memory.data(&self.store).chunks(PAGE_BYTES).map(page_address).collect()
     }
 
     /// Page `n` of memory (64 KiB).
@@ -101,15 +97,18 @@ impl AgentModule {
         let memory = agent.memory.data_mut(&mut agent.store);
         for (n, &index) in image.pages.iter().enumerate() {
             let dst = &mut memory[n * PAGE_BYTES..(n + 1) * PAGE_BYTES];
-            if index != ZERO_PAGE {
-                pages.decode_into(index, dst)?;
-                continue;
-            }
             // A fresh instance is all zeros but for what its data segments (or its start
-            // function, when it has one) wrote: clear only those pages, never touch the rest.
-            let may_be_written = n < fresh && state.init_pages.as_ref().is_none_or(|p| p.binary_search(&(n as u32)).is_ok());
-            if may_be_written && !is_zero(dst) {
-                dst.fill(0);
+            // function, when it has one) wrote: only those chunks need clearing where the
+            // snapshot has zeros; the rest are never touched (nor committed).
+            let dirty = if n < fresh { state.init_mask(n) } else { 0 };
+            if index != ZERO_PAGE {
+                pages.decode_into(index, dst, dirty)?;
+            } else if dirty != 0 {
+                for (i, chunk) in dst.chunks_mut(CHUNK_BYTES).enumerate() {
+                    if dirty & (1 << i) != 0 {
+                        clear(chunk);
+                    }
+                }
             }
         }
         let io_end = (image.io_ptr as usize).checked_add(abi::IO_BUFFER_BYTES as usize);

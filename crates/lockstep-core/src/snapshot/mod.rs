@@ -14,8 +14,6 @@
 pub(crate) mod format;
 pub(crate) mod wasm;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 pub use format::{FORMAT_VERSION, MAGIC};
 
 use crate::bus::{AgentId, DeadLetter, DeadLetterReason, Message};
@@ -128,6 +126,8 @@ pub struct SnapshotInfo {
     /// Memory pages (64 KiB) of the running agents that are not all zeros: what a copy of
     /// their touched memory takes is this × 65,536 bytes.
     pub memory_pages: u64,
+    /// Of those pages' 4 KiB chunks, the ones that are not all zeros (what is stored of them).
+    pub memory_chunks: u64,
     /// Memory pages that are all zeros (not stored).
     pub zero_pages: u64,
     /// Distinct non-zero pages, each stored once.
@@ -138,12 +138,15 @@ pub struct SnapshotInfo {
     pub bytes: usize,
 }
 
-/// Checks a whole snapshot and says what it holds.
+/// Checks a whole snapshot (every page against its address too) and says what it holds.
 pub fn info(bytes: &[u8]) -> Result<SnapshotInfo> {
     let d = decode(bytes)?;
+    d.pages.verify()?;
     let live: Vec<&InstanceImage> = d.agents.iter().filter_map(|a| a.instance.as_ref()).collect();
     let zero_pages = live.iter().map(|i| i.pages.iter().filter(|&&p| p == ZERO_PAGE).count() as u64).sum();
     let all_pages: u64 = live.iter().map(|i| i.pages.len() as u64).sum();
+    let memory_chunks =
+        live.iter().flat_map(|i| &i.pages).filter(|&&p| p != ZERO_PAGE).map(|&p| u64::from(d.pages.entries[p as usize].mask.count_ones())).sum();
     Ok(SnapshotInfo {
         tick: d.runtime.tick,
         state_hash: d.runtime.last_hash,
@@ -152,6 +155,7 @@ pub fn info(bytes: &[u8]) -> Result<SnapshotInfo> {
         live_agents: live.len(),
         modules: d.modules.len(),
         memory_pages: all_pages - zero_pages,
+        memory_chunks,
         zero_pages,
         unique_pages: d.pages.entries.len(),
         page_bytes: d.page_bytes,
@@ -247,15 +251,64 @@ pub(crate) struct RuntimeImage {
     pub(crate) models: Vec<String>,
 }
 
-/// One stored page: its content address and its bytes as stored.
+// A page is stored as its non-zero 4 KiB chunks: agents touch a few KiB of most pages, and
+// neither hashing, storing nor restoring should pay for the zeros around them.
+pub(crate) use wasm::CHUNK_BYTES;
+/// Chunks per page: the bits of a page's chunk mask.
+const _: () = assert!(PAGE_BYTES / CHUNK_BYTES == u16::BITS as usize, "a chunk mask is a u16");
+
+/// Whether `bytes` are all zero (eight bytes at a time; the compiler vectorises the fold).
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let any = words.by_ref().fold(0u64, |a, w| a | u64::from_ne_bytes(w.try_into().unwrap_or_default()));
+    any == 0 && words.remainder().iter().all(|&b| b == 0)
+}
+
+/// A non-zero page's content address and which of its 4 KiB chunks are not zero (bit i:
+/// chunk i). The address is BLAKE3(mask u16 ‖ the non-zero chunks in order): one value per
+/// page content, computed without hashing the zeros. `None` for an all-zero page.
+pub(crate) fn page_address(page: &[u8]) -> Option<(u16, [u8; 32])> {
+    let mask = page.chunks(CHUNK_BYTES).enumerate().fold(0u16, |m, (i, c)| if is_zero(c) { m } else { m | 1 << i });
+    if mask == 0 {
+        return None;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(&mask.to_le_bytes());
+    for (i, c) in page.chunks(CHUNK_BYTES).enumerate() {
+        if mask & (1 << i) != 0 {
+            h.update(c);
+        }
+    }
+    Some((mask, *h.finalize().as_bytes()))
+}
+
+/// The non-zero chunks of `page` (those in `mask`), lz4-compressed when that saves space.
+pub(crate) fn pack_page(page: &[u8], mask: u16) -> (bool, Vec<u8>) {
+    let mut chunks = Vec::with_capacity(mask.count_ones() as usize * CHUNK_BYTES);
+    for (i, c) in page.chunks(CHUNK_BYTES).enumerate() {
+        if mask & (1 << i) != 0 {
+            chunks.extend_from_slice(c);
+        }
+    }
+    let packed = lz4_flex::block::compress(&chunks);
+    if packed.len() < chunks.len() {
+        (true, packed)
+    } else {
+        (false, chunks)
+    }
+}
+
+/// One stored page: its content address, which chunks it holds, and their bytes as stored.
 pub(crate) struct PageEntry<'a> {
     pub(crate) hash: [u8; 32],
+    mask: u16,
     lz4: bool,
     data: &'a [u8],
     /// Where its entry starts in the snapshot (for errors).
     offset: usize,
-    /// Its bytes were decoded once and hashed to `hash`.
-    verified: AtomicBool,
+    /// More than one agent's memory holds it: decoded once, into `decoded`.
+    shared: bool,
+    decoded: std::sync::OnceLock<Result<Vec<u8>>>,
 }
 
 /// The content-addressed pages of a snapshot, borrowed from its bytes.
@@ -265,24 +318,85 @@ pub(crate) struct PageTable<'a> {
 }
 
 impl PageTable<'_> {
-    /// Decodes page `index` into `dst` (64 KiB); the first time, checks it hashes to its
-    /// address. A failure names the page's place in the snapshot.
-    pub(crate) fn decode_into(&self, index: u32, dst: &mut [u8]) -> Result<()> {
-        let e = self.entries.get(index as usize).ok_or_else(|| corrupt(0, format!("page index {index} is not in the page table")))?;
-        let ok = if e.lz4 { lz4_flex::block::decompress_into(e.data, dst).ok() == Some(PAGE_BYTES) } else { e.data.len() == PAGE_BYTES };
-        if !e.lz4 && ok {
-            dst.copy_from_slice(e.data);
-        }
-        if !ok {
-            return Err(corrupt(e.offset, format!("page {index} does not decode to {PAGE_BYTES} bytes")));
-        }
-        if !e.verified.load(Ordering::Relaxed) {
-            if blake3::hash(dst).as_bytes() != &e.hash {
-                return Err(corrupt(e.offset, format!("page {index}'s bytes do not hash to its address")));
-            }
-            e.verified.store(true, Ordering::Relaxed);
+    /// Checks that every page decodes to what its address says (`info` does; a restore
+    /// relies on the section checksum instead: a forger who rewrites that can rewrite the
+    /// addresses too, so hashing every page again would only cost time).
+    pub(crate) fn verify(&self) -> Result<()> {
+        let mut buf = vec![0; PAGE_BYTES];
+        for (i, e) in self.entries.iter().enumerate() {
+            e.decode(i as u32, &mut buf[..e.mask.count_ones() as usize * CHUNK_BYTES], true)?;
         }
         Ok(())
+    }
+
+    /// Writes page `index` into `dst`, a 64 KiB page of a fresh memory: all zeros but the
+    /// chunks in `dirty` (what data segments wrote), which are cleared where the snapshot has
+    /// zeros. A page several agents hold is decoded once, any other into a scratch buffer. A
+    /// failure names the page's place in the snapshot.
+    pub(crate) fn decode_into(&self, index: u32, dst: &mut [u8], dirty: u16) -> Result<()> {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; PAGE_BYTES]);
+        }
+        let e = self.entries.get(index as usize).ok_or_else(|| corrupt(0, format!("page index {index} is not in the page table")))?;
+        if e.shared {
+            let chunks = e.decoded.get_or_init(|| {
+                let mut buf = vec![0; e.mask.count_ones() as usize * CHUNK_BYTES];
+                e.decode(index, &mut buf, false).map(|()| buf)
+            });
+            return chunks.as_ref().map(|c| scatter(c, e.mask, dst, dirty)).map_err(Clone::clone);
+        }
+        BUF.with_borrow_mut(|buf| {
+            let chunks = &mut buf[..e.mask.count_ones() as usize * CHUNK_BYTES];
+            e.decode(index, chunks, false)?;
+            scatter(chunks, e.mask, dst, dirty);
+            Ok(())
+        })
+    }
+}
+
+impl PageEntry<'_> {
+    /// Decodes the page's chunks into `chunks` (their length); with `verify`, checks that
+    /// they hash to its address.
+    fn decode(&self, index: u32, chunks: &mut [u8], verify: bool) -> Result<()> {
+        let len = chunks.len();
+        let ok = if self.lz4 { lz4_flex::block::decompress_into(self.data, chunks).ok() == Some(len) } else { self.data.len() == len };
+        if !ok {
+            return Err(corrupt(self.offset, format!("page {index} does not decode to its {len} bytes")));
+        }
+        if !self.lz4 {
+            chunks.copy_from_slice(self.data);
+        }
+        if !verify {
+            return Ok(());
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(&self.mask.to_le_bytes());
+        h.update(chunks);
+        if h.finalize().as_bytes() != &self.hash {
+            return Err(corrupt(self.offset, format!("page {index}'s bytes do not hash to its address")));
+        }
+        Ok(())
+    }
+}
+
+/// Writes a page's non-zero `chunks` (those in `mask`) into `dst`, and clears the chunks of
+/// `dirty` that the page has as zeros.
+fn scatter(chunks: &[u8], mask: u16, dst: &mut [u8], dirty: u16) {
+    let mut from = chunks.chunks(CHUNK_BYTES);
+    for (i, d) in dst.chunks_mut(CHUNK_BYTES).enumerate() {
+        if mask & (1 << i) != 0 {
+            d.copy_from_slice(from.next().unwrap_or_default());
+        } else if dirty & (1 << i) != 0 {
+            clear(d);
+        }
+    }
+}
+
+/// Zeros a chunk of a fresh memory that may hold data: read first, so that an untouched one
+/// (all zeros already) is not written (committed).
+pub(crate) fn clear(chunk: &mut [u8]) {
+    if !is_zero(chunk) {
+        chunk.fill(0);
     }
 }
 
@@ -314,24 +428,14 @@ const MAX_DIGEST_BYTES: usize = 64 << 20;
 pub(crate) struct Capture {
     pub(crate) session: SessionConfig,
     pub(crate) modules: Vec<(Digest, std::sync::Arc<Vec<u8>>)>,
-    /// (content address, lz4?, stored bytes), in first-use order.
-    pub(crate) pages: Vec<([u8; 32], bool, Vec<u8>)>,
+    /// (content address, chunk mask, lz4?, stored bytes), in first-use order.
+    pub(crate) pages: Vec<([u8; 32], u16, bool, Vec<u8>)>,
     pub(crate) runtime: RuntimeImage,
     pub(crate) agents: Vec<SlotImage>,
 }
 
-/// Compresses one page for the table: lz4 when that saves space, else as is.
-pub(crate) fn pack_page(page: &[u8]) -> (bool, Vec<u8>) {
-    let packed = lz4_flex::block::compress(page);
-    if packed.len() < page.len() {
-        (true, packed)
-    } else {
-        (false, page.to_vec())
-    }
-}
-
 pub(crate) fn encode(c: &Capture) -> Vec<u8> {
-    let page_bytes: usize = c.pages.iter().map(|p| p.2.len() + 37).sum();
+    let page_bytes: usize = c.pages.iter().map(|p| p.3.len() + 39).sum();
     let mut w = format::Writer::new(page_bytes + 4096);
     let mut b = Buf::default();
     encode_session(&mut b, &c.session);
@@ -347,8 +451,9 @@ pub(crate) fn encode(c: &Capture) -> Vec<u8> {
 
     let mut b = Buf(Vec::with_capacity(page_bytes + 4));
     b.len(c.pages.len());
-    for (hash, lz4, data) in &c.pages {
+    for (hash, mask, lz4, data) in &c.pages {
         b.bytes(hash);
+        b.bytes(&mask.to_le_bytes());
         b.u8(*lz4 as u8);
         b.blob(data);
     }
@@ -529,17 +634,21 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>> {
 
     let pages_section = &sections[2];
     let mut r = pages_section.borrowed_reader().ok_or_else(|| corrupt(0, "the Pages section must be stored as is (its pages are compressed one by one)"))?;
-    let n = r.count("page count", 37, ZERO_PAGE as usize)?;
+    let n = r.count("page count", 39, ZERO_PAGE as usize)?;
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         let offset = r.offset();
         let hash = r.digest()?;
+        let mask = u16::from_le_bytes([r.u8()?, r.u8()?]);
+        if mask == 0 {
+            return Err(r.error("a stored page with no non-zero chunk (zero pages are not stored)"));
+        }
         let lz4 = r.bool("page codec")?;
         let data = r.blob("page length", PAGE_BYTES)?;
-        if !lz4 && data.len() != PAGE_BYTES {
-            return Err(r.error(format!("an uncompressed page of {} bytes", data.len())));
+        if !lz4 && data.len() != mask.count_ones() as usize * CHUNK_BYTES {
+            return Err(r.error(format!("an uncompressed page of {} bytes for {} chunks", data.len(), mask.count_ones())));
         }
-        entries.push(PageEntry { hash, lz4, data, offset, verified: AtomicBool::new(false) });
+        entries.push(PageEntry { hash, mask, lz4, data, offset, shared: false, decoded: std::sync::OnceLock::new() });
     }
     r.finish()?;
     let pages = PageTable { entries };
@@ -551,10 +660,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>> {
     let mut r = sections[4].reader();
     let n = r.count("agent count", 80, MAX_AGENT_IDS)?;
     let mut agents = Vec::with_capacity(n);
+    let mut pages = pages;
+    let mut used = vec![false; pages.entries.len()];
     for i in 0..n {
         let a = decode_slot(&mut r, modules.len(), pages.entries.len())?;
         if a.id != i as u64 + 1 {
             return Err(r.error(format!("agent {} where agent {} belongs (ids are 1, 2, 3...)", a.id, i + 1)));
+        }
+        for &p in a.instance.iter().flat_map(|i| &i.pages).filter(|&&p| p != ZERO_PAGE) {
+            // Checked against the table's length by `decode_slot`.
+            let seen = std::mem::replace(&mut used[p as usize], true);
+            pages.entries[p as usize].shared |= seen;
         }
         agents.push(a);
     }

@@ -21,7 +21,7 @@ use crate::snapshot::{self, Capture, InstanceImage, RestoreOptions, RuntimeImage
 const PARALLEL_MIN_AGENTS: usize = 64;
 
 /// One agent's capture: its instance (pages not yet numbered) and its pages' addresses.
-type Part = Option<(InstanceImage, Vec<Option<[u8; 32]>>)>;
+type Part = Option<(InstanceImage, Vec<Option<(u16, [u8; 32])>>)>;
 
 impl Runtime {
     /// The complete state of the runtime, as bytes (docs/SNAPSHOT.md): configuration,
@@ -70,7 +70,7 @@ impl Runtime {
                 return Err(LockstepError::SnapshotUnsupported { agent: s.id, module: s.module.to_hex(), reason });
             }
         }
-        let one = |s: &mut AgentSlot| -> Part { s.instance.as_deref_mut().map(|i| (i.capture(), i.page_hashes())) };
+        let one = |s: &mut AgentSlot| -> Part { s.instance.as_deref_mut().map(|i| (i.capture(), i.page_addresses())) };
         let parallel = self.agents.live() >= PARALLEL_MIN_AGENTS;
         let parts: Vec<Part> = match &self.pool {
             Some(pool) if parallel => pool.install(|| self.agents.slots.par_iter_mut().map(one).collect()),
@@ -79,17 +79,17 @@ impl Runtime {
         // Number the pages: each distinct one once, in the order agents (by id) first use it.
         let module_index: HashMap<Digest, u32> = self.modules.keys().enumerate().map(|(i, h)| (*h, i as u32)).collect();
         let mut table: HashMap<[u8; 32], u32> = HashMap::new();
-        let mut unique: Vec<(usize, usize, [u8; 32])> = Vec::new();
+        let mut unique: Vec<(usize, usize, u16, [u8; 32])> = Vec::new();
         let mut agents = Vec::with_capacity(self.agents.slots.len());
         for (i, (s, part)) in self.agents.slots.iter().zip(parts).enumerate() {
             let instance = part.map(|(mut image, hashes)| {
                 image.pages = hashes
                     .iter()
                     .enumerate()
-                    .map(|(n, h)| match h {
+                    .map(|(n, address)| match address {
                         None => ZERO_PAGE,
-                        Some(h) => *table.entry(*h).or_insert_with(|| {
-                            unique.push((i, n, *h));
+                        Some((mask, h)) => *table.entry(*h).or_insert_with(|| {
+                            unique.push((i, n, *mask, *h));
                             (unique.len() - 1) as u32
                         }),
                     })
@@ -112,10 +112,10 @@ impl Runtime {
             });
         }
         let slots = &self.agents.slots;
-        let pack = |&(i, n, hash): &(usize, usize, [u8; 32])| {
+        let pack = |&(i, n, mask, hash): &(usize, usize, u16, [u8; 32])| {
             let page = slots[i].instance.as_deref().map(|inst| inst.page(n)).unwrap_or_default();
-            let (lz4, data) = snapshot::pack_page(page);
-            (hash, lz4, data)
+            let (lz4, data) = snapshot::pack_page(page, mask);
+            (hash, mask, lz4, data)
         };
         let pages = match &self.pool {
             Some(pool) if unique.len() >= PARALLEL_MIN_AGENTS => pool.install(|| unique.par_iter().map(pack).collect()),

@@ -24,6 +24,19 @@ const GLOBAL_EXPORT_PREFIX: &str = "__lockstep_global_";
 
 /// Wasm pages are 64 KiB: the unit of a snapshot's memory.
 pub(crate) const PAGE_BYTES: usize = 65_536;
+/// A page is stored as its non-zero 4 KiB chunks (`snapshot::page_address`).
+pub(crate) const CHUNK_BYTES: usize = 4096;
+
+impl ModuleState {
+    /// Which chunks of page `page` a fresh instance may hold non-zero (bit i: chunk i).
+    pub(crate) fn init_mask(&self, page: usize) -> u16 {
+        let Some(chunks) = &self.init_chunks else { return u16::MAX };
+        let per_page = (PAGE_BYTES / CHUNK_BYTES) as u32;
+        let first = page as u32 * per_page;
+        let at = chunks.partition_point(|&c| c < first);
+        chunks[at..].iter().take_while(|&&c| c < first + per_page).fold(0u16, |m, &c| m | 1 << (c - first))
+    }
+}
 
 /// A module's facts for snapshots.
 #[derive(Debug, Default)]
@@ -33,10 +46,10 @@ pub(crate) struct ModuleState {
     pub(crate) globals: Vec<(u32, String)>,
     /// Why a running instance cannot be snapshotted, if it cannot.
     pub(crate) unsupported: Option<String>,
-    /// The memory pages a fresh instance may hold non-zero (what its active data segments
-    /// write), ascending; `None` when that cannot be told (a start function, a data segment
-    /// at a computed offset): restore then clears every page the snapshot has as zero.
-    pub(crate) init_pages: Option<Vec<u32>>,
+    /// The 4 KiB chunks of memory a fresh instance may hold non-zero (what its active data
+    /// segments write), ascending; `None` when that cannot be told (a start function, a data
+    /// segment at a computed offset): restore then checks every chunk the snapshot has as zero.
+    pub(crate) init_chunks: Option<Vec<u32>>,
 }
 
 impl ModuleState {
@@ -59,7 +72,7 @@ pub(crate) fn prepare(bytes: &[u8]) -> Result<(ModuleState, Option<Vec<u8>>)> {
     let mut mutable = Vec::new();
     let mut has_start = false;
     let mut computed_offset = false;
-    let mut init_pages = BTreeSet::new();
+    let mut init_chunks = BTreeSet::new();
     let (mut data_drop, mut memory_init) = (None, None);
     let mut function = 0u32;
     let mut imported_functions = 0u32;
@@ -102,8 +115,8 @@ pub(crate) fn prepare(bytes: &[u8]) -> Result<(ModuleState, Option<Vec<u8>>)> {
                         (Ok(wasmparser::Operator::I32Const { value }), Ok(wasmparser::Operator::End)) if !d.data.is_empty() => {
                             let start = value as u32 as u64;
                             let end = start + d.data.len() as u64;
-                            let (first, last) = (start / PAGE_BYTES as u64, (end - 1) / PAGE_BYTES as u64);
-                            init_pages.extend((first..=last).map(|p| p as u32));
+                            let (first, last) = (start / CHUNK_BYTES as u64, (end - 1) / CHUNK_BYTES as u64);
+                            init_chunks.extend((first..=last).map(|c| c as u32));
                         }
                         (Ok(wasmparser::Operator::I32Const { .. }), Ok(wasmparser::Operator::End)) => {}
                         _ => computed_offset = true,
@@ -143,7 +156,7 @@ pub(crate) fn prepare(bytes: &[u8]) -> Result<(ModuleState, Option<Vec<u8>>)> {
             format!("function {drop_in} uses data.drop and function {init_in} memory.init: whether a passive data segment was dropped is state a snapshot cannot read")
         });
     }
-    state.init_pages = (!has_start && !computed_offset).then(|| init_pages.into_iter().collect());
+    state.init_chunks = (!has_start && !computed_offset).then(|| init_chunks.into_iter().collect());
     if mutable.is_empty() {
         return Ok((state, None));
     }
@@ -231,7 +244,7 @@ mod tests {
         let (state, compiled) = prepare(&bytes).unwrap();
         assert_eq!(state.globals, vec![(0, "__lockstep_global_0".into()), (2, "__lockstep_global_2".into())]);
         assert_eq!(state.unsupported, None);
-        assert_eq!(state.init_pages, Some(vec![1]));
+        assert_eq!(state.init_chunks, Some(vec![17]), "70,000 is in the 18th 4 KiB chunk");
         let compiled = compiled.expect("re-encoded");
         let mut exports = Vec::new();
         for p in wasmparser::Parser::new(0).parse_all(&compiled) {
@@ -259,6 +272,6 @@ mod tests {
         let (s, _) = prepare(&wat(r#"(module (memory 1) (data "x") (func (memory.init 0 (i32.const 0) (i32.const 0) (i32.const 1)) (data.drop 0)))"#)).unwrap();
         assert!(s.unsupported.unwrap().contains("data.drop"));
         let (s, _) = prepare(&wat(r#"(module (memory 1) (start 0) (func))"#)).unwrap();
-        assert_eq!((s.unsupported, s.init_pages), (None, None), "a start function may write anywhere");
+        assert_eq!((s.unsupported, s.init_chunks), (None, None), "a start function may write anywhere");
     }
 }
