@@ -51,7 +51,7 @@ fn pooling_baseline(ticks: usize) -> (f64, f64) {
         rt.spawn(m).unwrap();
     }
     let spawn_us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
-    rt.run(10);
+    rt.run(10).unwrap();
     (median_tick_us(&mut rt, ticks), spawn_us)
 }
 
@@ -60,7 +60,7 @@ fn median_tick_us(rt: &mut Runtime, ticks: usize) -> f64 {
     let mut times: Vec<f64> = (0..ticks)
         .map(|_| {
             let t = Instant::now();
-            rt.tick();
+            rt.tick().unwrap();
             t.elapsed().as_secs_f64() * 1e6
         })
         .collect();
@@ -74,12 +74,12 @@ fn tick_overhead(n: usize, workers: usize, ticks: usize) -> (f64, f64, bool) {
     for _ in 0..n {
         rt.spawn(m).unwrap();
     }
-    rt.run(10);
+    rt.run(10).unwrap();
     let mut times = Vec::with_capacity(ticks);
     let mut parallel = false;
     for _ in 0..ticks {
         let t = Instant::now();
-        let r = rt.tick();
+        let r = rt.tick().unwrap();
         times.push(t.elapsed().as_secs_f64() * 1e6);
         parallel = r.parallel;
     }
@@ -165,7 +165,7 @@ fn spawn_cost(n: usize) -> (f64, f64, f64) {
         rt.spawn(m).unwrap();
     }
     let per_spawn = start.elapsed().as_secs_f64() * 1e6 / n as f64;
-    rt.run(2);
+    rt.run(2).unwrap();
     let per_agent = (rss_bytes().saturating_sub(rss0)) as f64 / n as f64;
     let maps_per_agent = (map_count().saturating_sub(maps0)) as f64 / n as f64;
     (per_spawn, per_agent, maps_per_agent)
@@ -183,7 +183,7 @@ fn max_agents_reached(target: usize) -> (usize, String) {
             return (i, e.to_string());
         }
     }
-    rt.tick();
+    rt.tick().unwrap();
     (target, "ok".into())
 }
 
@@ -196,13 +196,13 @@ fn routing(n: usize, fanout: u32, workers: usize, ticks: usize) -> (f64, f64) {
         let id = rt.spawn(m).unwrap();
         rt.send(id, 0, 0, fanout.to_le_bytes().to_vec()).unwrap();
     }
-    rt.run(3);
+    rt.run(3).unwrap();
     let mut times = Vec::with_capacity(ticks);
     let mut routed = 0u64;
     let start = Instant::now();
     for _ in 0..ticks {
         let t = Instant::now();
-        routed += rt.tick().messages_routed;
+        routed += rt.tick().unwrap().messages_routed;
         times.push(t.elapsed().as_secs_f64() * 1e6);
     }
     (routed as f64 / start.elapsed().as_secs_f64(), median(&mut times))
@@ -215,7 +215,7 @@ fn dead_agents(dead: usize, ticks: usize) -> (f64, f64) {
     let m = rt.load_module(agent("counter")).unwrap();
     rt.spawn(m).unwrap();
     let measure = |rt: &mut Runtime| {
-        rt.run(3);
+        rt.run(3).unwrap();
         median_tick_us(rt, ticks)
     };
     let alone = measure(&mut rt);

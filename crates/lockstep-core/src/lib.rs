@@ -12,6 +12,9 @@
 //! - one error type, [`LockstepError`] (with a stable [`LockstepError::code`]), and [`Result`];
 //! - replay: [`replay`], [`replay_trusting`], [`ReplayTrust`], [`ReplayReport`],
 //!   [`Divergence`], [`DivergenceKind`]; the log format itself in [`replay_log`];
+//! - the on-disk journal and crash recovery: [`JournalConfig`], [`FsyncPolicy`],
+//!   [`Runtime::recover`], [`RecoverOptions`], [`RecoveryReport`]; verifying and inspecting
+//!   journals and logs in [`journal`];
 //! - modules: [`abi`] (the agent contract, from the `lockstep-abi` crate), [`limits`] (every
 //!   host-side queue's bound), [`ring`] (shared-memory ring endpoints), [`security`] (signing,
 //!   manifests, keys), [`inference`] (the ONNX Runtime engine), [`logging`] (the bridge from
@@ -21,7 +24,8 @@
 //! `admission` (shape, signature, grants) → `sandbox` (compiled modules, isolated instances;
 //! `host`: the imports) → `runtime` (the facade and the tick's path: `inputs` in,
 //! `scheduler` runs the phases, `bus` orders messages, `outputs` out) → `tick_hash` (every
-//! hash of docs/REPLAY.md) → `recorder` (the only writer of the log, through a sink) →
+//! hash of docs/REPLAY.md) → `recorder` (the only writer of the log, through its sinks:
+//! memory, and `journal` on disk) →
 //! `replay` (feeds a log back through the same input path). ARCHITECTURE.md draws it.
 
 #![deny(missing_docs)]
@@ -36,6 +40,7 @@ mod fault;
 mod host;
 pub mod inference;
 mod inputs;
+pub mod journal;
 pub mod limits;
 pub mod logging;
 mod module_shape;
@@ -57,6 +62,7 @@ pub use bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 pub use error::{Digest, LockstepError, Result};
 pub use event::Event;
 pub use fault::{AbiCall, AgentState, Fault, FaultKind};
+pub use journal::{FsyncPolicy, JournalConfig, RecoverOptions, RecoveryReport};
 pub use replay::{replay, replay_trusting, Divergence, DivergenceKind, ReplayReport, ReplayTrust};
 pub use runtime::{AgentInfo, DeepHash, ResourcePolicy, Runtime, RuntimeConfig};
 pub use sandbox::MemoryAllocator;

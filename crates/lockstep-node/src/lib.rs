@@ -365,7 +365,7 @@ impl NativeRuntime {
     pub fn tick(&mut self, n: Option<f64>) -> Result<TickReport> {
         let n = arg_int("n", n.unwrap_or(1.0), 1.0, u32::MAX as f64)? as u32;
         // n >= 1 (checked above), so run() returns the last report.
-        let last = self.rt_mut()?.run(u64::from(n)).ok_or_else(|| error::invalid_config("tick(n) needs n >= 1".into()))?;
+        let last = self.rt_mut()?.run(u64::from(n)).map_err(to_napi)?.ok_or_else(|| error::invalid_config("tick(n) needs n >= 1".into()))?;
         Ok(TickReport::from(&last))
     }
 
