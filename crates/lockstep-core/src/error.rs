@@ -203,7 +203,7 @@ pub enum LockstepError {
 
     /// `E_JOURNAL_LOCKED`: another runtime (this process or another) holds the journal's
     /// `LOCK` file.
-    #[error("the journal in {dir} is in use by process {holder} (its LOCK file is held); two runtimes cannot write one journal. Close that runtime (or end that process) first, or use another directory")]
+    #[error("the journal in {dir} is in use: its LOCK is held by pid {holder}; two runtimes cannot write one journal. Close that runtime (or end that process) first, or use another directory")]
     JournalLocked {
         /// The journal directory.
         dir: String,

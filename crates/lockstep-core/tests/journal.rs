@@ -139,6 +139,8 @@ fn segments_round_trip_and_a_recovered_runtime_goes_on_like_an_uninterrupted_one
         assert_eq!((report.tick, report.ticks_replayed, report.bytes_discarded, report.snapshot_tick), (40, 40, 0, None), "{fsync:?}");
         assert!(report.note.is_none(), "closed cleanly: no stale lock");
         assert_eq!(rt.state_hash(), reference[39]);
+        // Recovery synced what it recovered: durable from the start (not with 'off').
+        assert_eq!(rt.durable_tick(), (fsync != FsyncPolicy::Off).then_some(39));
         for t in 40..65 {
             assert_eq!(step(&mut rt, t).unwrap().hash, reference[t as usize], "{fsync:?}: recovered, tick {t}");
         }

@@ -192,24 +192,25 @@ impl JournalSink {
         Record::Config(session.clone()).encode(&mut start);
         let mut writer = SegmentWriter::new(dir.clone(), 1, config.segment_bytes, config.fsync != FsyncPolicy::Off);
         writer.create_first(&start)?;
-        Self::with_writer(config, writer, lock, 0, Digest::default())
+        Self::with_writer(config, writer, lock, 0, Digest::default(), None)
     }
 
     /// Continues a recovered journal: the next segment is `next_index`, begun at the first
-    /// write; `tick` and `hash` are the recovered runtime's tick and state hash.
-    pub(crate) fn resume(config: &JournalConfig, lock: DirLock, next_index: u32, tick: u64, hash: Digest) -> Result<Self> {
+    /// write; `tick` and `hash` are the recovered runtime's tick and state hash; `durable`, the
+    /// last recovered tick if recovery synced the segments (not with 'off').
+    pub(crate) fn resume(config: &JournalConfig, lock: DirLock, next_index: u32, tick: u64, hash: Digest, durable: Option<u64>) -> Result<Self> {
         check_segment_bytes(config.segment_bytes)?;
         let writer = SegmentWriter::new(config.dir.clone(), next_index, config.segment_bytes, config.fsync != FsyncPolicy::Off);
-        Self::with_writer(config, writer, lock, tick, hash)
+        Self::with_writer(config, writer, lock, tick, hash, durable)
     }
 
-    fn with_writer(config: &JournalConfig, writer: SegmentWriter, lock: DirLock, first_tick: u64, prev_hash: Digest) -> Result<Self> {
+    fn with_writer(config: &JournalConfig, writer: SegmentWriter, lock: DirLock, first_tick: u64, prev_hash: Digest, durable: Option<u64>) -> Result<Self> {
         let out = match config.fsync {
             FsyncPolicy::Tick => Output::Inline(writer),
-            FsyncPolicy::Group => Output::Thread(Background::spawn(writer, true)?),
-            FsyncPolicy::Off => Output::Thread(Background::spawn(writer, false)?),
+            FsyncPolicy::Group => Output::Thread(Background::spawn(writer, true, durable)?),
+            FsyncPolicy::Off => Output::Thread(Background::spawn(writer, false, durable)?),
         };
-        Ok(Self { buf: Vec::new(), first_tick, prev_hash, out, durable: None, failed: None, _lock: lock })
+        Ok(Self { buf: Vec::new(), first_tick, prev_hash, out, durable, failed: None, _lock: lock })
     }
 
     /// Why the journal takes no more records, if it does not (sticky). Cheap: called before

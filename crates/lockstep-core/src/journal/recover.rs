@@ -285,6 +285,19 @@ impl Runtime {
             }
         }
         let next_index = if r.torn_segment.is_some() { r.next_index - 1 } else { r.next_index };
+        // What was recovered is what the journal holds from now on: on stable storage before the
+        // session goes on (the crashed process may have left it in the page cache only), so the
+        // recovered runtime's ticks are durable from its first report. Not with 'off'.
+        let tick = rt.current_tick();
+        let durable = if options.fsync == FsyncPolicy::Off {
+            None
+        } else {
+            for seg in (1..next_index).map(|n| dir.join(super::segment_file_name(n))) {
+                std::fs::File::open(&seg).and_then(|f| f.sync_all()).map_err(|e| io_error(&seg, "syncing a recovered segment", &e))?;
+            }
+            super::writer::sync_dir(dir)?;
+            tick.checked_sub(1)
+        };
         let note = lock.took_over.clone();
         if let Some(n) = &note {
             tracing::warn!(target: "lockstep::journal", "{n}");
@@ -301,7 +314,7 @@ impl Runtime {
                 });
             }
         }
-        let sink = JournalSink::resume(&journal, lock, next_index, rt.current_tick(), rt.state_hash())?;
+        let sink = JournalSink::resume(&journal, lock, next_index, tick, rt.state_hash(), durable)?;
         recorder.attach_journal(sink);
         let session = rt.config().clone();
         let config = RuntimeConfig {
@@ -314,7 +327,6 @@ impl Runtime {
             ..session
         };
         rt.resume_recovered(config, recorder, last_request_id);
-        let tick = rt.current_tick();
         Ok((
             rt,
             RecoveryReport {

@@ -86,7 +86,7 @@ impl SegmentWriter {
 
 /// Makes a new directory entry durable (Unix: fsync of the directory; elsewhere the file
 /// system has no such call and creating the file is enough).
-fn sync_dir(dir: &std::path::Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<()> {
     #[cfg(unix)]
     {
         File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, "syncing the journal directory", &e))?;
@@ -141,7 +141,8 @@ pub(crate) struct Background {
 }
 
 impl Background {
-    pub(crate) fn spawn(writer: SegmentWriter, sync: bool) -> Result<Self> {
+    /// `durable`: the last tick already on stable storage (a recovered journal's).
+    pub(crate) fn spawn(writer: SegmentWriter, sync: bool, durable: Option<u64>) -> Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 pending: Vec::new(),
@@ -149,7 +150,7 @@ impl Background {
                 prev_hash: Digest::default(),
                 last_tick: 0,
                 ticks: 0,
-                durable: None,
+                durable,
                 error: None,
                 closing: false,
                 syncs_asked: 0,
@@ -247,7 +248,7 @@ fn write_loop(shared: &Shared, mut writer: SegmentWriter, sync: bool) {
     let mut chunk = Vec::new();
     let mut last_sync = Instant::now();
     // The last tick written: what a sync makes durable.
-    let mut written: Option<u64> = None;
+    let mut written: Option<u64> = lock(&shared.state).durable;
     loop {
         let mut st = lock(&shared.state);
         loop {
