@@ -194,6 +194,40 @@ test('the CLI: log inspect, log verify (progress on stderr, exit 1 on a divergen
   assert.equal(run('log', 'frobnicate', dir).status, 2);
 });
 
+test('a full disk: tick() throws E_JOURNAL_IO naming the file, and every tick (sync or async) and input after it is refused', async (t) => {
+  const mountpoint = tmp('full');
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', mountpoint]);
+  if (mounted.status !== 0) {
+    t.skip(`cannot mount a tmpfs (needs root and permission to mount): ${mounted.stderr}`);
+    return;
+  }
+  try {
+    const rt = new Runtime({ ...session.OPTIONS, journal: { dir: join(mountpoint, 'j'), fsync: 'tick' } });
+    session.start(rt);
+    let error;
+    for (let tick = 0; tick < 1000 && !error; tick++) {
+      try {
+        session.step(rt, tick);
+      } catch (e) {
+        error = e;
+      }
+    }
+    assert.ok(error instanceof LockstepError, String(error));
+    assert.equal(error.code, 'E_JOURNAL_IO');
+    assert.match(error.message, /journal-000001\.lslog: appending to the journal: .*\(the disk is full\)\. .*Runtime\.recover\(dir\)/);
+    const at = rt.currentTick;
+    assert.throws(() => rt.tick(), (e) => e.code === 'E_JOURNAL_IO');
+    await assert.rejects(rt.tickAsync(), (e) => e instanceof LockstepError && e.code === 'E_JOURNAL_IO');
+    assert.throws(() => rt.send(17, 'x'), (e) => e.code === 'E_JOURNAL_IO');
+    assert.throws(() => rt.syncJournal(), (e) => e.code === 'E_JOURNAL_IO');
+    assert.equal(rt.currentTick, at, 'no tick ran');
+    assert.equal(rt.inspect(17).id, 17, 'the runtime can still be read');
+    rt.close();
+  } finally {
+    spawnSync('umount', [mountpoint]);
+  }
+});
+
 test('a killed process (SIGKILL at random moments) recovers every time to at least its last durable tick, with the hashes of an uninterrupted run', async () => {
   const dir = join(tmp('crash'), 'journal');
   const ref = referenceHashes();
