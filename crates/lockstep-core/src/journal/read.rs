@@ -80,31 +80,60 @@ pub(crate) struct SegmentHeader {
     pub(crate) prev_hash: Digest,
 }
 
+/// The header of segment `index` of a journal of `count` segments (in `bytes`, the file
+/// `path`). `Ok(None)`: the last segment (not the first) is a segment whose creation a crash cut
+/// short: shorter than its header, or a header that does not read (no magic, a CRC that does not
+/// hold: zeros or garbage after a power loss) while no whole TickEnd record follows in the file.
+/// It holds no complete tick; recovery removes it. Anywhere else, either is damage.
+pub(crate) fn segment_header_of(bytes: &[u8], path: &Path, index: u32, count: usize) -> Result<Option<SegmentHeader>> {
+    let last = index as usize == count && index > 1;
+    match segment_header(bytes, path, index) {
+        Ok(Some(h)) => Ok(Some(h)),
+        Ok(None) if last => Ok(None),
+        Ok(None) => Err(corrupt(path, 0, format!("{} bytes, shorter than its header", bytes.len()))),
+        Err(Unreadable(_)) if last && tick_end_after(bytes, 0).is_none() => Ok(None),
+        Err(Unreadable(e) | Invalid(e)) => Err(e),
+    }
+}
+
+/// Why a segment header was refused: `Unreadable` (no magic, a checksum that does not hold:
+/// what a torn write leaves) or `Invalid` (it reads, and says something else: another version,
+/// another segment number, wrong flags).
+pub(crate) enum HeaderError {
+    Unreadable(LockstepError),
+    Invalid(LockstepError),
+}
+use HeaderError::{Invalid, Unreadable};
+
 /// Reads the header of segment `index` (in `bytes`, the file `path`). `Ok(None)`: the file is
-/// shorter than its header (a segment whose creation was cut short; only the last may be).
-pub(crate) fn segment_header(bytes: &[u8], path: &Path, index: u32) -> Result<Option<SegmentHeader>> {
+/// shorter than its header.
+pub(crate) fn segment_header(bytes: &[u8], path: &Path, index: u32) -> std::result::Result<Option<SegmentHeader>, HeaderError> {
     let want = if index == 1 { HEADER_BYTES } else { HEADER_BYTES + CONTINUATION_HEADER_BYTES };
     if bytes.len() < want {
         return Ok(None);
     }
-    let flags = replay_log::read_header(bytes).map_err(|e| in_file(path, e))?;
+    let corrupt = |offset, reason: String| Invalid(corrupt(path, offset, reason));
+    let flags = replay_log::read_header(bytes).map_err(|e| match e {
+        LockstepError::ReplayCorrupt { .. } => Unreadable(in_file(path, e)),
+        other => Invalid(in_file(path, other)),
+    })?;
     if index == 1 {
         if flags != 0 {
-            return Err(corrupt(path, 10, format!("header flags {flags:#06x}: the first segment is a whole log's start (flags 0)")));
+            return Err(corrupt(10, format!("header flags {flags:#06x}: the first segment is a whole log's start (flags 0)")));
         }
         return Ok(Some(SegmentHeader { len: HEADER_BYTES, first_tick: 0, prev_hash: Digest::default() }));
     }
     if flags != FLAG_CONTINUATION {
-        return Err(corrupt(path, 10, format!("header flags {flags:#06x}: a segment after the first is a continuation (flags 1)")));
+        return Err(corrupt(10, format!("header flags {flags:#06x}: a segment after the first is a continuation (flags 1)")));
     }
     let h = &bytes[HEADER_BYTES..want];
     let crc = u32::from_le_bytes([h[44], h[45], h[46], h[47]]);
     if crc != crc32fast::hash(&bytes[..want - 4]) {
-        return Err(corrupt(path, HEADER_BYTES as u64, "segment header checksum mismatch"));
+        return Err(Unreadable(self::corrupt(path, HEADER_BYTES as u64, "segment header checksum mismatch")));
     }
     let n = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
     if n != index {
-        return Err(corrupt(path, HEADER_BYTES as u64, format!("the segment header says segment {n}, the file name {index}: a file was renamed or copied in")));
+        return Err(corrupt(HEADER_BYTES as u64, format!("the segment header says segment {n}, the file name {index}: a file was renamed or copied in")));
     }
     let first_tick = u64::from_le_bytes(h[4..12].try_into().unwrap_or_default());
     let mut prev = [0u8; 32];
@@ -407,7 +436,11 @@ pub fn inspect(path: &Path) -> Result<LogSummary> {
     if flags == FLAG_CONTINUATION {
         // One continuation segment on its own: its header says which.
         let n = u32::from_le_bytes(bytes.get(16..20).and_then(|b| b.try_into().ok()).unwrap_or_default());
-        let header = segment_header(&bytes, path, n)?.ok_or_else(|| corrupt(path, 0, "shorter than a segment header"))?;
+        let header = match segment_header(&bytes, path, n) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Err(corrupt(path, 0, "shorter than a segment header")),
+            Err(Unreadable(e) | Invalid(e)) => return Err(e),
+        };
         let s = scan(&bytes, path, &header, n, true)?;
         summary.count(&s.tally);
         summary.files.push(FileSummary {
@@ -450,12 +483,9 @@ fn inspect_dir(dir: &Path) -> Result<LogSummary> {
     for (i, seg) in segments.iter().enumerate() {
         let bytes = read_file(&seg.path)?;
         summary.bytes += bytes.len() as u64;
-        let Some(header) = segment_header(&bytes, &seg.path, seg.index)? else {
-            if i + 1 == last && seg.index > 1 {
-                summary.torn = Some(TornTail { file: seg.path.clone(), offset: 0, bytes: bytes.len() as u64, torn_at: Some(0) });
-                continue;
-            }
-            return Err(corrupt(&seg.path, 0, format!("{} bytes: shorter than its header", bytes.len())));
+        let Some(header) = segment_header_of(&bytes, &seg.path, seg.index, last)? else {
+            summary.torn = Some(TornTail { file: seg.path.clone(), offset: 0, bytes: bytes.len() as u64, torn_at: Some(0) });
+            continue;
         };
         let s = scan(&bytes, &seg.path, &header, seg.index, i + 1 == last)?;
         if let Some(c) = &s.config {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::lock::DirLock;
-use super::read::{self, corrupt, in_file, list_segments, read_file, scan, segment_header, TornTail};
+use super::read::{self, corrupt, in_file, list_segments, read_file, scan, segment_header_of, TornTail};
 use super::{io_error, FsyncPolicy, JournalConfig, JournalSink, DEFAULT_SEGMENT_BYTES};
 use crate::error::{LockstepError, Result};
 use crate::recorder::{Appended, Recorder};
@@ -129,15 +129,11 @@ fn replay_dir(dir: &Path, workers: usize, trust: Option<&ReplayTrust>, keep_stre
     for (i, seg) in segments.iter().enumerate() {
         let last = i + 1 == count;
         let bytes = read_file(&seg.path)?;
-        let Some(header) = segment_header(&bytes, &seg.path, seg.index)? else {
-            // Shorter than its header: a segment whose creation a crash cut short. Only the last
-            // may be (and not the first: it holds the session's Config).
-            if last && seg.index > 1 {
-                out_cut = Some(TornTail { file: seg.path.clone(), offset: 0, bytes: bytes.len() as u64, torn_at: Some(0) });
-                torn_segment = Some(seg.path.clone());
-                break;
-            }
-            return Err(corrupt(&seg.path, 0, format!("{} bytes, shorter than its header", bytes.len())));
+        let Some(header) = segment_header_of(&bytes, &seg.path, seg.index, count)? else {
+            // A last segment whose creation a crash cut short: removed.
+            out_cut = Some(TornTail { file: seg.path.clone(), offset: 0, bytes: bytes.len() as u64, torn_at: Some(0) });
+            torn_segment = Some(seg.path.clone());
+            break;
         };
         let s = scan(&bytes, &seg.path, &header, seg.index, last)?;
         complete_ticks += s.tally.ticks;
