@@ -7,7 +7,11 @@
 // fresh journal is begun every --per-journal kills (recovery replays the whole journal, so a
 // long chain would make each cycle slower; snapshots will lift that).
 //
-//   node scripts/soak-journal.mjs [--kills 300] [--per-journal 25] [--fsync tick|group|off] [--max-delay-ms 200] [--seed 1]
+//   node scripts/soak-journal.mjs [--kills 300] [--per-journal 25] [--fsync tick|group|off] [--max-delay-ms 200] [--seed 1] [--tear]
+//
+// --tear (with --fsync off, where nothing is durable) also tears the journal between each kill
+// and its recovery as a power loss could: cuts up to 1 KiB off the last segment, or appends
+// random bytes; the recovery must cut back to a complete tick and agree with the reference.
 //
 // Prints one line per 50 kills and a summary (what BENCHMARKS.md records); exits 1 at the first
 // failure, naming the cycle and keeping the journal directory for a look.
@@ -25,6 +29,11 @@ const kills = Number(option('--kills', 300));
 const perJournal = Number(option('--per-journal', 25));
 const fsync = option('--fsync', 'tick');
 const maxDelayMs = Number(option('--max-delay-ms', 200));
+const tearing = process.argv.includes('--tear');
+if (tearing && fsync !== 'off') {
+  console.error('soak-journal: --tear models the loss of what was not synced: use it with --fsync off');
+  process.exit(2);
+}
 let seed = Number(option('--seed', 1));
 // A small deterministic PRNG (mulberry32), so a failing run can be repeated with its seed.
 const random = () => {
@@ -44,7 +53,7 @@ try {
     const dir = join(base, `journal-${Math.floor(i / perJournal)}`);
     let r;
     try {
-      r = await crashCycle(dir, ref, assert, { fsync, maxDelayMs, random });
+      r = await crashCycle(dir, ref, assert, { fsync, maxDelayMs, random, tear: tearing });
     } catch (e) {
       console.error(`soak-journal: cycle ${i + 1} of ${kills} failed (journal kept in ${dir}): ${e.stack || e}`);
       process.exit(1);
@@ -68,6 +77,6 @@ try {
 }
 rmSync(base, { recursive: true, force: true });
 const seconds = ((Date.now() - started) / 1000).toFixed(0);
-console.log(`soak-journal: ${stats.kills} kills (fsync ${fsync}, up to ${maxDelayMs} ms after the first tick), every recovery ok in ${seconds} s; ` +
+console.log(`soak-journal: ${stats.kills} kills (fsync ${fsync}${tearing ? ', journal torn after each' : ''}, up to ${maxDelayMs} ms after the first tick), every recovery ok in ${seconds} s; ` +
   `${Math.ceil(kills / perJournal)} journals of ${perJournal} kills each, reaching tick ${stats.maxTick}; ${stats.cut} recoveries cut a tail ` +
   `(${stats.bytesDiscarded} bytes in all, at most ${stats.maxDiscarded}); recovered ${(stats.aheadOfDurable / stats.kills).toFixed(2)} ticks past the last reported durable tick on average (at most ${stats.maxAhead})`);
