@@ -54,6 +54,28 @@ export interface RuntimeOptions {
   policy?: Capabilities;
   /** Resource requests above the runtime's limits: 'clamp' them or 'refuse' the module. ['clamp'] */
   resourcePolicy?: 'clamp' | 'refuse';
+  /**
+   * Stream every record of the replay log to an on-disk journal in `dir` as it is produced, so
+   * the session survives the process (docs/JOURNAL.md; `Runtime.recover(dir)` continues it).
+   * Independent of `record` (the in-memory log): either, both or neither. [none]
+   */
+  journal?: JournalOptions;
+}
+
+/**
+ * When the journal forces what it wrote to stable storage: 'tick' (before each tick() returns),
+ * 'group' (group commit every 100 ticks or 5 ms, on a writer thread), 'off' (never, unless
+ * syncJournal(); a killed process still loses nothing written, a machine crash may lose anything).
+ */
+export type FsyncPolicy = 'tick' | 'group' | 'off';
+
+export interface JournalOptions {
+  /** The journal's directory: created if missing; must not hold a journal already (E_JOURNAL_EXISTS). */
+  dir: string;
+  /** ['group'] */
+  fsync?: FsyncPolicy;
+  /** A segment file is closed, between ticks, once it holds this many bytes, 4096..2^53-1. [64 MiB] */
+  segmentBytes?: number;
 }
 
 export interface Capabilities {
@@ -166,6 +188,12 @@ export interface TickReport {
   /** Inference requests agents made this tick, and the ONNX Runtime calls that served them. */
   inferenceRequests: number;
   inferenceCalls: number;
+  /**
+   * With a journal: the last tick whose records are on stable storage — this tick with fsync
+   * 'tick', an earlier one (or none yet) with 'group', none with 'off' (until syncJournal()).
+   * Absent without a journal, and while no tick is durable.
+   */
+  durableTick?: number;
 }
 
 export type FaultKind =
@@ -347,6 +375,135 @@ export interface Divergence {
   actual: string;
 }
 
+/** The tail after a journal's last complete tick: a torn final write, and the records of a tick that never completed. */
+export interface TornTail {
+  /** The segment file. */
+  file: string;
+  /** Where its last complete tick ends: recovery cuts the file there. */
+  offset: number;
+  /** Bytes after it. */
+  bytes: number;
+  /** Where an unreadable (torn) write begins, when the tail is not only whole records. */
+  tornAt?: number;
+}
+
+export interface RecoverOptions {
+  /** Worker threads (results never depend on it). [number of CPUs] */
+  workers?: number;
+  /** Publishers whose modules may run (as replay(): a journal never grants itself trust). [none] */
+  trustedKeys?: string[];
+  /** Admit the unsigned modules of a devMode session. [false] */
+  devMode?: boolean;
+  /** The recovered runtime's journal: it goes on in the same directory, in a new segment. ['group'] */
+  fsync?: FsyncPolicy;
+  /** [64 MiB] */
+  segmentBytes?: number;
+  /** Keep an in-memory log too (replayLog(), stopRecording()): the journal's records so far, then on. E_INVALID_CONFIG if they exceed maxLogBytes. [false] */
+  record?: boolean;
+  maxLogBytes?: number;
+  maxEvents?: number;
+  inferenceBatching?: boolean;
+  inference?: InferenceOptions;
+  /** Called with the ticks replayed so far, every 100 ticks. An error it throws is thrown once the recovery has ended (the recovered runtime is closed). */
+  onProgress?: (ticksReplayed: number) => void;
+}
+
+/** What Runtime.recover() did. */
+export interface RecoveryReport {
+  /** The recovered runtime's currentTick (ticks run); the last tick recovered is `tick - 1`. It is above every durableTick reported before the crash. */
+  tick: number;
+  /** Ticks replayed (and verified) from the journal. */
+  ticksReplayed: number;
+  checkpointsVerified: number;
+  /** Bytes cut off the end: a torn final write, and the records of a tick that never completed. */
+  bytesDiscarded: number;
+  /** Where the cut was made. */
+  cut: TornTail | null;
+  /** The snapshot recovery started from: always null until snapshots are journaled. */
+  snapshotTick: number | null;
+  /** Segment files read. */
+  segments: number;
+  /** Records replayed, the Config record included. */
+  records: number;
+  /** Set when the journal's lock was taken over from a process that did not close it (killed, crashed). */
+  note: string | null;
+}
+
+/** One file inspectLog() read. */
+export interface LogFile {
+  path: string;
+  bytes: number;
+  records: number;
+  /** The tick its first records belong to. */
+  firstTick: number;
+  /** Ticks that end in it. */
+  ticks: number;
+}
+
+/** A session's settings, from its log's Config record. */
+export interface SessionInfo {
+  seed: number;
+  fuelPerCall: number;
+  memoryLimitBytes: number;
+  maxAgents: number;
+  deadlineMs: number;
+  checkpointIntervalTicks: number;
+  devMode: boolean;
+  trustedKeys: string[];
+  resourcePolicy: 'clamp' | 'refuse';
+  /** The operator policy (Capabilities) as JSON. */
+  policyJson: string;
+}
+
+/** What a replay log file or journal directory holds (inspectLog(); nothing replayed). */
+export interface LogSummary {
+  /** A journal directory (else one log file). */
+  journal: boolean;
+  files: LogFile[];
+  bytes: number;
+  /** Records, the Config record included. */
+  records: number;
+  /** Ticks (TickEnd records); a journal's count stops at its last complete tick. */
+  ticks: number;
+  firstTick?: number;
+  lastTick?: number;
+  /** Agents spawned. */
+  agents: number;
+  /** Modules (each recorded once). */
+  modules: number;
+  models: number;
+  sends: number;
+  kills: number;
+  shutdowns: number;
+  checkpoints: number;
+  inferResults: number;
+  /** Records too large to write (a replay stops there). */
+  gaps: number;
+  /** The log ends with its End record (never a journal). */
+  ended: boolean;
+  /** A journal's tail after its last complete tick (recovery cuts it off). */
+  torn?: TornTail;
+  config?: SessionInfo;
+}
+
+/** What verifyLog() found in a journal directory (for a log file it returns replay()'s ReplayReport). */
+export interface JournalVerifyReport {
+  /** No divergence in what was verified. */
+  ok: boolean;
+  /** Always false: a journal has no End record (it is a session that may go on). */
+  complete: boolean;
+  ticksVerified: number;
+  checkpointsVerified: number;
+  finalHash: string;
+  divergence?: Divergence;
+  /** Ticks the journal holds whole. */
+  tick: number;
+  segments: number;
+  records: number;
+  /** The tail after the last complete tick (a recovery cuts it off). */
+  cut?: TornTail;
+}
+
 export interface ReplayReport {
   /**
    * No divergence in what was verified. It does not say that the whole session was verified:
@@ -372,7 +529,7 @@ export type ModuleSource = string | URL | Uint8Array | ArrayBuffer;
 export type Payload = Uint8Array | ArrayBuffer | ArrayBufferView | string | null | undefined;
 
 export class Runtime implements Disposable, AsyncDisposable {
-  /** Throws E_INVALID_CONFIG naming the option for a wrong type or an out-of-range value. */
+  /** Throws E_INVALID_CONFIG naming the option for a wrong type or an out-of-range value; with a journal, E_JOURNAL_IO, E_JOURNAL_LOCKED or E_JOURNAL_EXISTS. */
   constructor(options?: RuntimeOptions);
   /**
    * A runtime rebuilt from `snapshot()`'s bytes, in this process or another (docs/SNAPSHOT.md):
@@ -393,6 +550,22 @@ export class Runtime implements Disposable, AsyncDisposable {
    * E_BUSY during a tickAsync.
    */
   snapshot(): Buffer;
+  /**
+   * Continues the session whose journal a killed (or closed) runtime left in `dir`: takes its
+   * lock, validates every segment, replays them verifying every tick and checkpoint hash, cuts
+   * off a torn final write (and a tick that never completed), and returns a running runtime that
+   * journals on into `dir`, with a report. It reaches at least the last tick reported durable
+   * before the crash. What the replayed ticks sent to the host is not delivered again; models
+   * must be loaded again (docs/JOURNAL.md). Throws E_JOURNAL_LOCKED (a live runtime has it),
+   * E_JOURNAL_NOT_FOUND, E_JOURNAL_CORRUPT (file and offset: damage a torn write cannot explain;
+   * the journal is left as it was), E_JOURNAL_VERSION, E_JOURNAL_IO, E_REPLAY_UNTRUSTED.
+   */
+  static recover(dir: string, options?: RecoverOptions): { runtime: Runtime; report: RecoveryReport };
+  /**
+   * Writes and syncs the journal up to the last complete tick now, whatever its fsync policy;
+   * returns the durable tick (null before the first tick, or without a journal). E_JOURNAL_IO.
+   */
+  syncJournal(): number | null;
   /**
    * Frees the runtime now — its agents, the address space reserved for their memories, its
    * rings and its inference engine — instead of at garbage collection (a process that creates
@@ -419,7 +592,8 @@ export class Runtime implements Disposable, AsyncDisposable {
   /**
    * Runs n ticks (default 1; an integer in 1..2^32-1) on the calling thread and returns the
    * last one's report: `report.tick` is that tick's number, so after `tick(n)` `currentTick`
-   * is `report.tick + 1`.
+   * is `report.tick + 1`. With a journal, E_JOURNAL_IO once it cannot be written (a full disk...):
+   * that tick is not durable, and every tick and input after it is refused the same way.
    */
   tick(n?: number): TickReport;
   /**
@@ -475,7 +649,7 @@ export class Runtime implements Disposable, AsyncDisposable {
   drainMessages(): AgentMessage[];
   /** Starts recording; only before the first spawn/send/tick (E_RECORDING_MID_SESSION). */
   startRecording(): void;
-  /** Stops recording and returns the log (format: docs/REPLAY.md). A second call throws E_NOT_RECORDING (recording already stopped). */
+  /** Stops recording and returns the log (format: docs/REPLAY.md). A second call throws E_NOT_RECORDING (recording already stopped). A journal goes on. */
   stopRecording(): Buffer;
   /** The log so far; recording continues. */
   replayLog(): Buffer;
@@ -490,6 +664,14 @@ export function replay(log: Uint8Array | ArrayBuffer, options?: ReplayOptions): 
  * `onProgress` runs on the calling thread, every 100 ticks, each call before the promise settles.
  */
 export function replayAsync(log: Uint8Array | ArrayBuffer, options?: ReplayOptions): Promise<ReplayReport>;
+/** What a replay log file or a journal directory holds (records by kind, ticks, agents, modules, bytes), read without replaying it. Also `npx lockstep log inspect`. */
+export function inspectLog(path: string): LogSummary;
+/**
+ * Verifies a replay log file (as replay()) or a journal directory (every segment replayed, every
+ * hash compared, nothing changed; a journal being written is read as far as it is complete).
+ * Also `npx lockstep log verify`.
+ */
+export function verifyLog(path: string, options?: ReplayOptions): JournalVerifyReport | ReplayReport;
 
 /**
  * The example agents shipped with the package (dist/agents): counter (answers kind 1 with
@@ -552,6 +734,18 @@ export type ErrorCode =
   | 'E_SNAPSHOT_UNSUPPORTED'
   /** The snapshot holds a module the restore's trustedKeys/devMode do not cover. */
   | 'E_SNAPSHOT_UNTRUSTED'
+  // The journal (docs/JOURNAL.md)
+  /** The journal could not be written or read (a full disk, a read-only directory...): the runtime refuses every tick and input after it. */
+  | 'E_JOURNAL_IO'
+  /** Another runtime (this process or another: the message names its pid) has the journal open. */
+  | 'E_JOURNAL_LOCKED'
+  /** Damage a torn final write cannot explain; the message names the file and byte offset. */
+  | 'E_JOURNAL_CORRUPT'
+  | 'E_JOURNAL_VERSION'
+  /** A new runtime's journal directory already holds a journal (recover it instead). */
+  | 'E_JOURNAL_EXISTS'
+  /** recover(): the directory holds no journal segment. */
+  | 'E_JOURNAL_NOT_FOUND'
   // Security (signing, manifests, policy)
   | 'E_UNSIGNED'
   | 'E_UNTRUSTED_KEY'

@@ -1,7 +1,7 @@
 'use strict';
 // lockstep: loads the native addon for this platform, then wraps it in a small JS API
 // (path/bytes handling, option checks, and errors with a `code`).
-const { readFileSync, existsSync, readdirSync, promises: fsp } = require('node:fs');
+const { readFileSync, existsSync, readdirSync, statSync, promises: fsp } = require('node:fs');
 const { join } = require('node:path');
 const { fileURLToPath } = require('node:url');
 const { platformTriple } = require('./scripts/platform.cjs');
@@ -149,8 +149,22 @@ const BOOLEAN_OPTIONS = ['record', 'inferenceBatching', 'devMode'];
 const OPTION_KEYS = [
   'workers', 'fuelPerCall', 'memoryLimitBytes', 'seed', 'maxAgents', 'deadlineMs',
   'checkpointIntervalTicks', 'record', 'maxEvents', 'maxLogBytes', 'inference', 'inferenceBatching',
-  'trustedKeys', 'devMode', 'policy', 'resourcePolicy',
+  'trustedKeys', 'devMode', 'policy', 'resourcePolicy', 'journal',
 ];
+const FSYNC = ['tick', 'group', 'off'];
+/** journal.segmentBytes: at least 4 KiB (journal::MIN_SEGMENT_BYTES). */
+const MIN_SEGMENT_BYTES = 4096;
+
+/** Checks the journal option ({ dir, fsync, segmentBytes }; E_INVALID_CONFIG naming the field). */
+function journalOptions(j) {
+  if (j === undefined) return undefined;
+  if (j === null || typeof j !== 'object' || Array.isArray(j)) throw v.fail('option journal', 'an object { dir, fsync?, segmentBytes? }', j, CFG);
+  const o = v.options('option journal', j, ['dir', 'fsync', 'segmentBytes'], CFG);
+  if (typeof o.dir !== 'string' || o.dir === '') throw v.fail('option journal.dir', 'the journal directory (a non-empty path)', o.dir, CFG);
+  v.oneOf('option journal.fsync', o.fsync, FSYNC, 'group', CFG);
+  v.optInt('option journal.segmentBytes', o.segmentBytes, MIN_SEGMENT_BYTES, MAX_SAFE, undefined, CFG);
+  return { dir: o.dir, fsync: o.fsync, segmentBytes: o.segmentBytes };
+}
 const INFERENCE_KEYS = ['providers', 'maxModels', 'maxModelBytes', 'ortLibraryPath', 'deterministic', 'searchRoots'];
 const PROVIDERS = ['cuda', 'tensorrt', 'directml', 'coreml', 'cpu'];
 
@@ -180,7 +194,28 @@ function checkOptions(options) {
     ...rest,
     policyJson: policy === undefined ? undefined : v.json('option policy', policy, CFG),
     inference: inferenceOptions(options.inference),
+    journal: journalOptions(options.journal),
   };
+}
+
+const RECOVER_KEYS = [
+  'workers', 'trustedKeys', 'devMode', 'fsync', 'segmentBytes', 'record', 'maxLogBytes', 'maxEvents',
+  'inferenceBatching', 'inference', 'onProgress',
+];
+
+/** Runtime.recover()'s options, checked (E_INVALID_CONFIG naming the option). */
+function recoverOptions(options) {
+  const o = v.options('options', options, RECOVER_KEYS, CFG);
+  for (const key of ['workers', 'maxEvents', 'maxLogBytes']) v.optInt(`option ${key}`, o[key], ...NUMERIC_OPTIONS[key], undefined, CFG);
+  v.optInt('option segmentBytes', o.segmentBytes, MIN_SEGMENT_BYTES, MAX_SAFE, undefined, CFG);
+  for (const key of ['record', 'inferenceBatching', 'devMode']) if (o[key] !== undefined) v.bool(`option ${key}`, o[key], CFG);
+  v.oneOf('option fsync', o.fsync, FSYNC, 'group', CFG);
+  if (o.onProgress !== undefined) v.fn('option onProgress', o.onProgress, CFG);
+  // A journal never grants itself trust: as replay(), modules run only if signed by a key the
+  // caller trusts (or unsigned, with devMode, from a devMode session).
+  const trustedKeys = o.trustedKeys === undefined ? [] : v.stringArray('option trustedKeys', o.trustedKeys, CFG);
+  const { onProgress, ...rest } = o;
+  return { onProgress, native: { ...rest, trustedKeys, devMode: o.devMode ?? false, inference: inferenceOptions(o.inference) } };
 }
 
 /** Checks the inference options; adds where node_modules/onnxruntime-node is, so the core finds its libonnxruntime. */
@@ -350,9 +385,6 @@ function restoreOptions(options) {
   return { o: checkOptions(rest), modules };
 }
 
-/** The constructor's way to wrap a NativeRuntime that restore() made (not exported). */
-const RESTORED = Symbol('restored');
-
 const isPath = (source) => typeof source === 'string' || source instanceof URL;
 const pathText = (source) => (source instanceof URL && source.protocol === 'file:' ? fileURLToPath(source) : String(source));
 
@@ -441,6 +473,9 @@ function agentArg(name, id) {
   return id;
 }
 
+/** The native runtime `Runtime.recover` made, for the constructor to adopt. */
+let adopting = null;
+
 class Runtime {
   #native;
   #rings = null;
@@ -462,8 +497,9 @@ class Runtime {
 
   /** @param {import('./index').RuntimeOptions} [options] */
   constructor(options) {
-    if (options !== null && typeof options === 'object' && Object.hasOwn(options, RESTORED)) {
-      this.#native = options[RESTORED];
+    if (adopting) {
+      this.#native = adopting;
+      adopting = null;
       return;
     }
     const o = checkOptions(options);
@@ -481,7 +517,8 @@ class Runtime {
     const bytes = snapshotBytes(snapshot, 'snapshot');
     const { o, modules } = restoreOptions(options);
     const restored = call(() => native.NativeRuntime.restore(bytes, o, modules));
-    return new Runtime({ [RESTORED]: restored });
+    adopting = restored;
+    return new Runtime();
   }
 
   /**
@@ -490,6 +527,39 @@ class Runtime {
    */
   snapshot() {
     return call(() => this.#native.snapshot());
+  }
+
+  /**
+   * Continues the session whose journal a killed (or closed) runtime left in `dir`: validates
+   * every segment, replays them verifying every hash, cuts off a torn final write, and returns
+   * `{ runtime, report }`: a running runtime that journals on into `dir`, and
+   * `{ tick, ticksReplayed, bytesDiscarded, snapshotTick, ... }`. Trust as in replay():
+   * pass `trustedKeys` (and `devMode` for a devMode session's unsigned modules).
+   */
+  static recover(dir, options) {
+    if (typeof dir !== 'string' || dir === '') throw v.fail('dir', 'the journal directory (a non-empty path)', dir);
+    const o = recoverOptions(options);
+    const progress = progressRelay(o.onProgress);
+    const recovered = call(() => native.NativeRuntime.recover(dir, o.native, progress.relay));
+    try {
+      progress.check();
+    } catch (e) {
+      recovered.close(); // release the journal's lock: the caller never sees this runtime
+      throw e;
+    }
+    adopting = recovered;
+    const runtime = new Runtime();
+    const r = call(() => recovered.recoveryReport());
+    // As index.d.ts says: null, not absent, when there is none.
+    return { runtime, report: { ...r, cut: r.cut ?? null, snapshotTick: r.snapshotTick ?? null, note: r.note ?? null } };
+  }
+
+  /**
+   * Writes and syncs the journal up to the last complete tick now, whatever its fsync policy;
+   * returns the durable tick (null before the first tick, or without a journal).
+   */
+  syncJournal() {
+    return call(() => this.#native.syncJournal()) ?? null;
   }
 
   /**
@@ -1178,6 +1248,36 @@ async function replayAsync(log, options) {
   return report;
 }
 
+/**
+ * What a replay log file or a journal directory holds, read without replaying it: records by
+ * kind, ticks, agents, modules, bytes, each file, a journal's torn tail.
+ */
+function inspectLog(path) {
+  if (typeof path !== 'string' || path === '') throw v.fail('path', 'a replay log file or a journal directory', path);
+  return call(() => native.inspectLog(path));
+}
+
+/**
+ * Verifies a replay log file (as replay()) or a journal directory (every segment replayed, every
+ * hash compared, nothing changed: a journal being written is read as far as it is complete).
+ * Options as replay()'s; `onProgress(ticksVerified)` every 100 ticks.
+ */
+function verifyLog(path, options) {
+  if (typeof path !== 'string' || path === '') throw v.fail('path', 'a replay log file or a journal directory', path);
+  let isDir;
+  try {
+    isDir = statSync(path).isDirectory();
+  } catch (e) {
+    throw new LockstepError('E_IO', `${path}: cannot read it (${e.code || e.message})`);
+  }
+  if (!isDir) return replay(readFileSync(path), options);
+  const a = replayArgs(new Uint8Array(0), options);
+  const progress = progressRelay(a.onProgress);
+  const report = call(() => native.verifyJournal(path, a.workers, progress.relay, a.trustedKeys, a.devMode));
+  progress.check();
+  return report;
+}
+
 /** The example agents shipped with the package (dist/agents/*.wasm), by name. */
 function exampleNames() {
   try {
@@ -1288,6 +1388,8 @@ module.exports = {
   LockstepError,
   replay,
   replayAsync,
+  inspectLog,
+  verifyLog,
   exampleAgent,
   ABI_VERSION,
   MAX_PAYLOAD_BYTES,

@@ -101,6 +101,11 @@ if (json) {
   for (const t of core.tick) {
     console.log(`| ${t.agents} | ${t.workers} | ${t.tick_median_us} | ${t.tick_p99_us} | ${t.bare_single_thread_median_us} | ${t.ratio_vs_bare} |`);
   }
+  console.log('\n| gossip agents (1 worker) | no recording µs | in-memory log µs | journal group µs | journal tick µs | group vs memory | tick vs memory |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of core.recording) {
+    console.log(`| ${r.agents} | ${r.none_us} | ${r.memory_us} | ${r.journal_group_us} | ${r.journal_tick_us} | ${r.journal_group_vs_memory_pct}% | ${r.journal_tick_vs_memory_pct}% |`);
+  }
   console.log(`\n- host→agent call: ${core.call_ns.fuel_on} ns with fuel, ${core.call_ns.fuel_off} ns without`);
   console.log(`- spawn (instantiate + agent_init + record): ${core.spawn_us_per_agent} µs per agent`);
   console.log(`- memory per idle agent (RSS): ${(core.rss_bytes_per_idle_agent / 1024).toFixed(1)} KiB; memory maps per agent: ${core.memory_maps_per_agent}`);

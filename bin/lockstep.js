@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 'use strict';
-// npx lockstep keygen | sign | verify | inspect | new agent — publisher keys, signed agent
-// modules, and a new agent crate to start from.
+// npx lockstep keygen | sign | verify | inspect | new agent | log inspect | log verify | recover —
+// publisher keys, signed agent modules, a new agent crate to start from, and replay logs and
+// journals (docs/JOURNAL.md).
 const { readFileSync, writeFileSync, openSync, readSync, closeSync, chmodSync } = require('node:fs');
 const { basename } = require('node:path');
-const { keygen, sign, verify, inspect, LockstepError } = require('../index.js');
+const { keygen, sign, verify, inspect, inspectLog, verifyLog, Runtime, LockstepError } = require('../index.js');
 const { newAgent } = require('./scaffold.js');
 
 const USAGE = `usage:
@@ -13,7 +14,13 @@ const USAGE = `usage:
   lockstep sign <module.wasm> --manifest <m.json> --key <key.json> [--out signed.wasm]
   lockstep verify <module.wasm> --trust <publicKeyHex>[,<publicKeyHex>...]
   lockstep inspect <module.wasm>                   manifest, publisher, imports
-  lockstep new agent <name>                        a Rust agent crate in ./<name>/ (build, sign, run scripts included)`;
+  lockstep new agent <name>                        a Rust agent crate in ./<name>/ (build, sign, run scripts included)
+  lockstep log inspect <dir|file> [--json]         what a journal directory or replay log holds: records, ticks, agents, modules, size
+  lockstep log verify <dir|file> [--trust <keys>] [--dev-mode] [--workers <n>] [--json]
+                                                   replay it and verify every hash (progress on stderr); exit 1 on a divergence
+  lockstep recover <dir> [--trust <keys>] [--dev-mode] [--json]
+                                                   recover the journal a killed runtime left (cut a torn tail, verify
+                                                   every hash), report, and close it ready to be continued`;
 
 function arg(args, name) {
   const i = args.indexOf(name);
@@ -110,6 +117,122 @@ function uncoveredImports(module, manifestPath) {
   return warnings;
 }
 
+/** 1234567 → "1,234,567". */
+const n = (x) => Number(x).toLocaleString('en-US');
+
+/** Trust options shared by log verify and recover (--trust hex,hex --dev-mode --workers n). */
+function trustArgs(args) {
+  const o = {};
+  const trust = arg(args, '--trust');
+  if (trust) o.trustedKeys = trust.split(',');
+  if (args.includes('--dev-mode')) o.devMode = true;
+  const workers = arg(args, '--workers');
+  if (workers !== undefined) {
+    o.workers = Number(workers);
+    if (!Number.isInteger(o.workers)) throw new LockstepError('E_USAGE', `--workers needs an integer, got ${workers}\n${USAGE}`);
+  }
+  return o;
+}
+
+/** Progress of a long verification or recovery on stderr, at most once a second. */
+function progressPrinter(what, total) {
+  let last = 0;
+  let printed = false;
+  const tty = process.stderr.isTTY;
+  return {
+    onProgress(ticks) {
+      const now = Date.now();
+      if (now - last < 1000) return;
+      last = now;
+      printed = true;
+      const pct = total ? ` (${Math.floor((100 * ticks) / total)}%)` : '';
+      process.stderr.write(`${tty ? '\r' : ''}lockstep ${what}: ${n(ticks)}${total ? ` / ${n(total)}` : ''} ticks${pct}${tty ? '' : '\n'}`);
+    },
+    done() {
+      if (printed && tty) process.stderr.write('\n');
+    },
+  };
+}
+
+function printSummary(path, s) {
+  const ticks = s.ticks === 0 ? '0' : `${n(s.ticks)} (${s.firstTick}..${s.lastTick})`;
+  console.log(`${s.journal ? 'journal' : 'replay log'} ${path}: ${s.files.length} file${s.files.length === 1 ? '' : 's'}, ${n(s.bytes)} bytes`);
+  console.log(`  records ${n(s.records)}, ticks ${ticks}, agents ${n(s.agents)}, modules ${n(s.modules)}, models ${n(s.models)}`);
+  console.log(`  sends ${n(s.sends)}, kills ${n(s.kills)}, shutdowns ${n(s.shutdowns)}, checkpoints ${n(s.checkpoints)}, inference results ${n(s.inferResults)}, gaps ${n(s.gaps)}`);
+  if (!s.journal) console.log(`  ${s.ended ? 'ends with its End record (a whole session)' : 'no End record: a prefix of a session'}`);
+  if (s.config) {
+    const c = s.config;
+    console.log(`  session: seed ${c.seed}, maxAgents ${n(c.maxAgents)}, fuelPerCall ${n(c.fuelPerCall)}, memoryLimitBytes ${n(c.memoryLimitBytes)}, ` +
+      `checkpointIntervalTicks ${c.checkpointIntervalTicks}, devMode ${c.devMode}, trusted keys ${c.trustedKeys.length}`);
+  }
+  if (s.journal) {
+    for (const f of s.files) console.log(`  ${basename(f.path)}  ${n(f.bytes)} bytes, ${n(f.records)} records, ${n(f.ticks)} ticks from tick ${f.firstTick}`);
+  }
+  if (s.torn) {
+    console.log(`  tail: ${n(s.torn.bytes)} bytes after the last complete tick at ${basename(s.torn.file)}:${s.torn.offset}` +
+      `${s.torn.tornAt != null ? ` (a torn write from byte ${s.torn.tornAt})` : ''}; recovery cuts it off`);
+  }
+}
+
+function logCommand(args) {
+  const [what, path] = args;
+  if (!['inspect', 'verify'].includes(what) || !path || path.startsWith('--')) throw usage();
+  const json = args.includes('--json');
+  if (what === 'inspect') {
+    const s = inspectLog(path);
+    if (json) console.log(JSON.stringify(s, null, 2));
+    else printSummary(path, s);
+    return 0;
+  }
+  // The tick count first (a quick read, no replay), for the progress line.
+  const total = inspectLog(path).ticks;
+  const progress = progressPrinter('log verify', total);
+  let r;
+  try {
+    r = verifyLog(path, { ...trustArgs(args), onProgress: progress.onProgress });
+  } finally {
+    progress.done();
+  }
+  if (json) {
+    console.log(JSON.stringify(r, null, 2));
+  } else if (r.ok) {
+    const whole = r.segments !== undefined
+      ? `; a journal: ${n(r.tick)} complete ticks in ${r.segments} segment${r.segments === 1 ? '' : 's'}${r.cut ? `, then ${n(r.cut.bytes)} bytes a recovery cuts off (${basename(r.cut.file)}:${r.cut.offset})` : ''}`
+      : r.complete ? '; the whole session (End record verified)' : '; a prefix (no End record, or a gap)';
+    console.log(`ok: ${n(r.ticksVerified)} ticks and ${n(r.checkpointsVerified)} checkpoints verified, final hash ${r.finalHash}${whole}`);
+  } else {
+    const d = r.divergence;
+    console.log(`DIVERGED at tick ${d.tick} (${d.kind}${d.agent !== undefined ? `, agent ${d.agent} first` : ''}): expected ${d.expected}, got ${d.actual}; ${n(r.ticksVerified)} ticks verified before it`);
+  }
+  return r.ok ? 0 : 1;
+}
+
+function recoverCommand(args) {
+  const [dir] = args;
+  if (!dir || dir.startsWith('--')) throw usage();
+  const total = inspectLog(dir).ticks;
+  const progress = progressPrinter('recover', total);
+  let recovered;
+  try {
+    recovered = Runtime.recover(dir, { ...trustArgs(args), onProgress: progress.onProgress });
+  } finally {
+    progress.done();
+  }
+  const { runtime, report } = recovered;
+  runtime.close(); // synced and unlocked: the application recovers it again to go on
+  if (args.includes('--json')) {
+    console.log(JSON.stringify(report, null, 2));
+    return 0;
+  }
+  if (report.note) console.error(`lockstep recover: ${report.note}`);
+  console.log(`recovered ${dir}: ${n(report.tick)} ticks (${n(report.ticksReplayed)} replayed and verified, ${n(report.checkpointsVerified)} checkpoints) from ${report.segments} segment${report.segments === 1 ? '' : 's'}`);
+  console.log(report.cut
+    ? `  cut off ${n(report.bytesDiscarded)} bytes after the last complete tick at ${basename(report.cut.file)}:${report.cut.offset}`
+    : '  nothing cut off: the journal ended at a complete tick');
+  console.log('  the journal is ready: Runtime.recover(dir, options) in your application continues the session');
+  return 0;
+}
+
 function main(argv) {
   const [command, ...args] = argv;
   switch (command) {
@@ -181,6 +304,10 @@ function main(argv) {
       }
       return 0;
     }
+    case 'log':
+      return logCommand(args);
+    case 'recover':
+      return recoverCommand(args);
     default:
       console.log(USAGE);
       return command === undefined || command === '--help' ? 0 : 2;

@@ -72,11 +72,46 @@ export interface InferenceOptions {
   deterministic?: boolean
 }
 
+/** `journal: { dir, fsync, segmentBytes }`. */
+export interface JournalOptions {
+  dir: string
+  /** "tick", "group" (default) or "off". */
+  fsync?: string
+  segmentBytes?: number
+}
+
+/** What `verifyJournal` found. */
+export interface JournalVerifyReport {
+  /** No divergence in what was verified. */
+  ok: boolean
+  /** Always false: a journal has no End record (it is a session that may go on). */
+  complete: boolean
+  ticksVerified: number
+  checkpointsVerified: number
+  finalHash: string
+  divergence?: Divergence
+  /** Ticks the journal holds whole. */
+  tick: number
+  segments: number
+  records: number
+  /** The tail after the last complete tick (a recovery cuts it off). */
+  cut?: TornTail
+}
+
 export interface KeyPair {
   /** Hex ed25519 public key: what runtimes put in trustedKeys. */
   publicKey: string
   /** Hex secret key: keep it secret. */
   secretKey: string
+}
+
+/** One file `inspectLog` read. */
+export interface LogFile {
+  path: string
+  bytes: number
+  records: number
+  firstTick: number
+  ticks: number
 }
 
 export interface LogLine {
@@ -88,6 +123,29 @@ export interface LogLine {
   agent?: number
   /** The tick it happened in, when known. */
   tick?: number
+}
+
+/** What a log file or journal directory holds (`inspectLog`). */
+export interface LogSummary {
+  journal: boolean
+  files: Array<LogFile>
+  bytes: number
+  records: number
+  ticks: number
+  firstTick?: number
+  lastTick?: number
+  agents: number
+  modules: number
+  models: number
+  sends: number
+  kills: number
+  shutdowns: number
+  checkpoints: number
+  inferResults: number
+  gaps: number
+  ended: boolean
+  torn?: TornTail
+  config?: SessionInfo
 }
 
 export interface ModelInfo {
@@ -125,6 +183,19 @@ export declare class NativeRuntime {
   static restore(bytes: Uint8Array, options?: RuntimeOptions | undefined | null, modules?: Array<string> | undefined | null): NativeRuntime
   /** The runtime's complete state (docs/SNAPSHOT.md), between ticks. */
   snapshot(): Buffer
+  /**
+   * Continues the session whose journal is in `dir` (docs/JOURNAL.md, "Recovery"): the
+   * runtime `Runtime::recover` returns; its report is `recoveryReport()`. `on_progress(ticks
+   * replayed)` every 100 ticks, on this thread.
+   */
+  static recover(dir: string, options?: RecoverOptions | undefined | null, onProgress?: ((arg: number) => void) | undefined | null): NativeRuntime
+  /** What `recover` did (null for a runtime made with `new`). */
+  recoveryReport(): RecoveryReport | null
+  /**
+   * Writes and syncs the journal up to the last complete tick now; returns the durable tick
+   * (null before the first tick, or without a journal).
+   */
+  syncJournal(): number | null
   /**
    * Frees the runtime now (agents, their reserved memory, the rings' references, the
    * inference engine) instead of at garbage collection. Idempotent; every other method
@@ -235,6 +306,40 @@ export interface PackedTensors {
   data: Buffer
 }
 
+/** Options of `Runtime.recover(dir, options)`; index.js checks them first. */
+export interface RecoverOptions {
+  workers?: number
+  /** Hex public keys the caller trusts (intersected with the journal's). */
+  trustedKeys?: Array<string>
+  /** Admit unsigned modules, if the journal's session was in devMode too. */
+  devMode?: boolean
+  /** The recovered runtime's fsync policy: "tick", "group" (default) or "off". */
+  fsync?: string
+  segmentBytes?: number
+  /** Keep an in-memory log as well (the journal's records so far, then on). */
+  record?: boolean
+  maxLogBytes?: number
+  maxEvents?: number
+  inferenceBatching?: boolean
+  inference?: InferenceOptions
+}
+
+/** What `Runtime.recover` did. */
+export interface RecoveryReport {
+  /** The recovered runtime's currentTick (ticks run); the last tick recovered is tick - 1. */
+  tick: number
+  ticksReplayed: number
+  checkpointsVerified: number
+  bytesDiscarded: number
+  cut?: TornTail
+  /** The snapshot recovery started from (none until snapshots are journaled). */
+  snapshotTick?: number
+  segments: number
+  records: number
+  /** Set when the journal's lock was taken over from a process that did not close it. */
+  note?: string
+}
+
 export interface ReplayReport {
   /** No divergence in what was verified (see `complete` for whether that is the session). */
   ok: boolean
@@ -284,6 +389,24 @@ export interface RuntimeOptions {
   policyJson?: string
   /** "clamp" (default) or "refuse". */
   resourcePolicy?: string
+  /** Stream the log to an on-disk journal (docs/JOURNAL.md). */
+  journal?: JournalOptions
+}
+
+/** The session's settings, from the log's Config record. */
+export interface SessionInfo {
+  seed: number
+  fuelPerCall: number
+  memoryLimitBytes: number
+  maxAgents: number
+  deadlineMs: number
+  checkpointIntervalTicks: number
+  devMode: boolean
+  trustedKeys: Array<string>
+  /** "clamp" or "refuse". */
+  resourcePolicy: string
+  /** The operator policy (capabilities), as JSON. */
+  policyJson: string
 }
 
 export interface TensorInfo {
@@ -305,6 +428,19 @@ export interface TickReport {
   parallel: boolean
   inferenceRequests: number
   inferenceCalls: number
+  /** With a journal: the last tick whose TickEnd is on stable storage. */
+  durableTick?: number
+}
+
+/** The tail recovery cuts off: where, and how much. */
+export interface TornTail {
+  file: string
+  /** The end of the last complete tick in that file. */
+  offset: number
+  /** Bytes after it. */
+  bytes: number
+  /** Where an unreadable (torn) write begins, if the tail is not only whole records. */
+  tornAt?: number
 }
 
 export interface VerifyResult {
@@ -322,6 +458,9 @@ export declare function drainLogs(): Array<LogLine>
 
 /** The id the inference service uses as a sender (u64::MAX), as a JS number (2^64). */
 export declare function inferenceId(): number
+
+/** Reads a replay log file or a journal directory and counts what it holds (no replay). */
+export declare function inspectLog(path: string): LogSummary
 
 /** What a module asks for and who signed it. */
 export declare function inspectModule(module: Uint8Array): ModuleReport
@@ -353,6 +492,13 @@ export declare function signModule(module: Uint8Array, manifestJson: string, sec
 
 /** Test hook: panics in a free function. Only with LOCKSTEP_TEST_HOOKS=1 in the environment. */
 export declare function testPanic(message: string): void
+
+/**
+ * Replays the journal in `dir` and verifies every tick and checkpoint, without changing it
+ * (no lock taken: a journal being written is read as far as it is complete). Trust as in
+ * `replay`. `on_progress(ticksVerified)` every 100 ticks, on this thread.
+ */
+export declare function verifyJournal(dir: string, workers: number | undefined | null, onProgress: ((arg: number) => void) | undefined | null, trustedKeys: Array<string>, devMode: boolean): JournalVerifyReport
 
 /** Would a runtime trusting `trusted_keys` admit this module? */
 export declare function verifyModule(module: Uint8Array, trustedKeys: Array<string>): VerifyResult

@@ -1,6 +1,6 @@
 //! Core benchmarks, printed as JSON (one object) for benches/run.mjs.
 //!
-//!   cargo run --release --example bench_core -- [--quick]
+//!   cargo run --release --example bench_core -- [--quick] [--recording-only]
 //!
 //! Every figure is measured beside its baseline in the same run: the runtime's tick against
 //! the same agents stepped by a bare loop over wasmtime calls (no routing, hashing, recording).
@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use lockstep_core::{MemoryAllocator, Runtime, RuntimeConfig};
+use lockstep_core::{FsyncPolicy, JournalConfig, MemoryAllocator, Runtime, RuntimeConfig};
 
 fn agent(name: &str) -> Vec<u8> {
     let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
@@ -51,7 +51,7 @@ fn pooling_baseline(ticks: usize) -> (f64, f64) {
         rt.spawn(m).unwrap();
     }
     let spawn_us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
-    rt.run(10);
+    rt.run(10).unwrap();
     (median_tick_us(&mut rt, ticks), spawn_us)
 }
 
@@ -60,7 +60,7 @@ fn median_tick_us(rt: &mut Runtime, ticks: usize) -> f64 {
     let mut times: Vec<f64> = (0..ticks)
         .map(|_| {
             let t = Instant::now();
-            rt.tick();
+            rt.tick().unwrap();
             t.elapsed().as_secs_f64() * 1e6
         })
         .collect();
@@ -74,12 +74,12 @@ fn tick_overhead(n: usize, workers: usize, ticks: usize) -> (f64, f64, bool) {
     for _ in 0..n {
         rt.spawn(m).unwrap();
     }
-    rt.run(10);
+    rt.run(10).unwrap();
     let mut times = Vec::with_capacity(ticks);
     let mut parallel = false;
     for _ in 0..ticks {
         let t = Instant::now();
-        let r = rt.tick();
+        let r = rt.tick().unwrap();
         times.push(t.elapsed().as_secs_f64() * 1e6);
         parallel = r.parallel;
     }
@@ -165,7 +165,7 @@ fn spawn_cost(n: usize) -> (f64, f64, f64) {
         rt.spawn(m).unwrap();
     }
     let per_spawn = start.elapsed().as_secs_f64() * 1e6 / n as f64;
-    rt.run(2);
+    rt.run(2).unwrap();
     let per_agent = (rss_bytes().saturating_sub(rss0)) as f64 / n as f64;
     let maps_per_agent = (map_count().saturating_sub(maps0)) as f64 / n as f64;
     (per_spawn, per_agent, maps_per_agent)
@@ -183,7 +183,7 @@ fn max_agents_reached(target: usize) -> (usize, String) {
             return (i, e.to_string());
         }
     }
-    rt.tick();
+    rt.tick().unwrap();
     (target, "ok".into())
 }
 
@@ -196,13 +196,13 @@ fn routing(n: usize, fanout: u32, workers: usize, ticks: usize) -> (f64, f64) {
         let id = rt.spawn(m).unwrap();
         rt.send(id, 0, 0, fanout.to_le_bytes().to_vec()).unwrap();
     }
-    rt.run(3);
+    rt.run(3).unwrap();
     let mut times = Vec::with_capacity(ticks);
     let mut routed = 0u64;
     let start = Instant::now();
     for _ in 0..ticks {
         let t = Instant::now();
-        routed += rt.tick().messages_routed;
+        routed += rt.tick().unwrap().messages_routed;
         times.push(t.elapsed().as_secs_f64() * 1e6);
     }
     (routed as f64 / start.elapsed().as_secs_f64(), median(&mut times))
@@ -215,7 +215,7 @@ fn dead_agents(dead: usize, ticks: usize) -> (f64, f64) {
     let m = rt.load_module(agent("counter")).unwrap();
     rt.spawn(m).unwrap();
     let measure = |rt: &mut Runtime| {
-        rt.run(3);
+        rt.run(3).unwrap();
         median_tick_us(rt, ticks)
     };
     let alone = measure(&mut rt);
@@ -228,8 +228,77 @@ fn dead_agents(dead: usize, ticks: usize) -> (f64, f64) {
     (alone, measure(&mut rt))
 }
 
+/// What recording costs per tick: `n` gossip agents (each sends to 2 peers every tick, so every
+/// agent is in every TickEnd record: 16 bytes each) with no recording, the in-memory log, and
+/// the journal ('group' and 'tick', without the memory log). The runtimes run side by side,
+/// `block` ticks each in turn, so drifting machine load falls on all alike. Median µs per tick.
+fn recording_cost(n: usize, ticks: usize) -> String {
+    let dir = std::env::temp_dir().join(format!("lockstep-bench-journal-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let journal = |name: &str, fsync| Some(JournalConfig { dir: dir.join(name), fsync, segment_bytes: 64 << 20 });
+    let base = RuntimeConfig { max_log_bytes: 4 << 30, ..config(1, n as u32) };
+    let setups = [
+        ("none", RuntimeConfig { record: false, ..base.clone() }),
+        ("memory", RuntimeConfig { record: true, ..base.clone() }),
+        ("journal_group", RuntimeConfig { record: false, journal: journal("group", FsyncPolicy::Group), ..base.clone() }),
+        ("journal_tick", RuntimeConfig { record: false, journal: journal("tick", FsyncPolicy::Tick), ..base.clone() }),
+    ];
+    let mut runtimes: Vec<(&str, Runtime, Vec<f64>)> = setups
+        .into_iter()
+        .map(|(name, c)| {
+            let mut rt = Runtime::new(c).unwrap();
+            let m = rt.load_module(agent("gossip")).unwrap();
+            for _ in 0..n {
+                rt.spawn(m).unwrap();
+            }
+            rt.run(5).unwrap();
+            rt.drain_host_messages();
+            (name, rt, Vec::with_capacity(ticks))
+        })
+        .collect();
+    let block = 10;
+    for _ in 0..ticks.div_ceil(block) {
+        for (_, rt, times) in runtimes.iter_mut() {
+            for _ in 0..block {
+                let t = Instant::now();
+                rt.tick().unwrap();
+                times.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            rt.drain_host_messages();
+            rt.drain_events();
+        }
+    }
+    let mut row = format!(r#"{{"agents":{n}"#);
+    let mut medians = std::collections::HashMap::new();
+    for (name, rt, times) in runtimes.iter_mut() {
+        let m = median(times);
+        medians.insert(*name, m);
+        row.push_str(&format!(r#","{name}_us":{m:.2}"#));
+        let _ = rt.sync_journal();
+    }
+    row.push_str(&format!(
+        r#","journal_group_vs_memory_pct":{:.1},"journal_tick_vs_memory_pct":{:.1}}}"#,
+        (medians["journal_group"] / medians["memory"] - 1.0) * 100.0,
+        (medians["journal_tick"] / medians["memory"] - 1.0) * 100.0
+    ));
+    drop(runtimes);
+    let _ = std::fs::remove_dir_all(&dir);
+    row
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let recording_ticks = |n: usize| match (quick, n) {
+        (true, _) => 50,
+        (false, n) if n >= 10_000 => 300,
+        (false, n) if n >= 1_000 => 1_000,
+        _ => 4_000,
+    };
+    let recording: Vec<String> = [50usize, 1_000, 10_000].into_iter().map(|n| recording_cost(n, recording_ticks(n))).collect();
+    if std::env::args().any(|a| a == "--recording-only") {
+        println!(r#"{{"recording":[{}]}}"#, recording.join(","));
+        return;
+    }
     let ticks = |n: usize| {
         if quick {
             20
@@ -265,8 +334,9 @@ fn main() {
     let dead = if quick { 20_000 } else { 200_000 };
     let (alone_us, beside_dead_us) = dead_agents(dead, ticks(50));
     println!(
-        r#"{{"tick":[{}],"call_ns":{{"fuel_on":{fuel_on:.1},"fuel_off":{fuel_off:.1}}},"spawn_us_per_agent":{spawn_us:.2},"rss_bytes_per_idle_agent":{bytes_per_agent:.0},"memory_maps_per_agent":{maps_per_agent:.2},"max_agents":{{"reached":{reached},"stopped_because":{:?}}},"pooling_allocator_10k":{{"tick_median_us_2_workers":{pool_tick:.2},"spawn_us_per_agent":{pool_spawn:.2}}},"routing":[{}],"dead_agents":{{"dead":{dead},"tick_us_one_live_alone":{alone_us:.2},"tick_us_one_live_beside_dead":{beside_dead_us:.2}}}}}"#,
+        r#"{{"tick":[{}],"recording":[{}],"call_ns":{{"fuel_on":{fuel_on:.1},"fuel_off":{fuel_off:.1}}},"spawn_us_per_agent":{spawn_us:.2},"rss_bytes_per_idle_agent":{bytes_per_agent:.0},"memory_maps_per_agent":{maps_per_agent:.2},"max_agents":{{"reached":{reached},"stopped_because":{:?}}},"pooling_allocator_10k":{{"tick_median_us_2_workers":{pool_tick:.2},"spawn_us_per_agent":{pool_spawn:.2}}},"routing":[{}],"dead_agents":{{"dead":{dead},"tick_us_one_live_alone":{alone_us:.2},"tick_us_one_live_beside_dead":{beside_dead_us:.2}}}}}"#,
         out.join(","),
+        recording.join(","),
         why,
         routing_rows.join(",")
     );

@@ -67,7 +67,7 @@ fn main() {
     let mut rows = Vec::new();
     for workers in [1usize, 2] {
         let (_, mut rt) = spawn_fresh(workers, n, &module);
-        rt.run(5);
+        rt.run(5).unwrap();
         let mut bytes = Vec::new();
         let snapshot_ms = median(
             (0..rounds)

@@ -20,6 +20,6 @@ fn main() {
         }
     }
     let t = std::time::Instant::now();
-    rt.run(ticks as u64);
+    rt.run(ticks as u64).unwrap();
     eprintln!("{:.4} us/tick", t.elapsed().as_secs_f64() * 1e6 / ticks as f64);
 }

@@ -251,6 +251,68 @@ pub enum LockstepError {
         reason: String,
     },
 
+    /// `E_JOURNAL_IO`: the journal could not be written (or read): a full disk, a read-only or
+    /// vanished directory, an I/O error. A runtime whose journal failed refuses every further
+    /// tick and input with this error: nothing it would record could be kept.
+    #[error("journal i/o error on {path}: {reason}. The journal holds the session up to its last durable tick: free space or fix the directory, then continue the session in a new process with Runtime.recover(dir) (npx lockstep recover <dir>)")]
+    JournalIo {
+        /// The file or directory.
+        path: String,
+        /// The operating system's error and what was being done.
+        reason: String,
+    },
+
+    /// `E_JOURNAL_LOCKED`: another runtime (this process or another) holds the journal's
+    /// `LOCK` file.
+    #[error("the journal in {dir} is in use: its LOCK is held by pid {holder}; two runtimes cannot write one journal. Close that runtime (or end that process) first, or use another directory")]
+    JournalLocked {
+        /// The journal directory.
+        dir: String,
+        /// Who holds it: `pid N` (this process's own pid when another runtime here holds it).
+        holder: String,
+    },
+
+    /// `E_JOURNAL_CORRUPT`: a journal file is damaged (a checksum or length that does not
+    /// hold, a missing segment, a record no runtime could have written, a tick that does not
+    /// replay to its recorded hash) at a place a torn final write cannot explain.
+    #[error("journal is corrupt in {path} at byte {offset}: {reason}")]
+    JournalCorrupt {
+        /// The segment file.
+        path: String,
+        /// Byte offset in that file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// `E_JOURNAL_VERSION`: a journal segment is of a format version this runtime does not read.
+    #[error("journal file {path} is format version {found}; this runtime reads version {expected}. Recover it with the lockstep release that wrote it")]
+    JournalVersion {
+        /// The segment file.
+        path: String,
+        /// Its version.
+        found: u16,
+        /// The version this runtime reads (`replay_log::FORMAT_VERSION`).
+        expected: u16,
+    },
+
+    /// `E_JOURNAL_EXISTS`: a new runtime was asked to journal into a directory that already
+    /// holds a journal.
+    #[error("{dir} already holds a journal ({first} ...); a new runtime starts a journal in an empty directory. Continue that session with Runtime.recover(dir), or choose another directory")]
+    JournalExists {
+        /// The journal directory.
+        dir: String,
+        /// Its first segment file's name.
+        first: String,
+    },
+
+    /// `E_JOURNAL_NOT_FOUND`: the directory holds no journal segment to recover or verify.
+    #[error("{dir} holds no journal (no journal-*.lslog files): nothing to recover. Pass the directory given as journal.dir")]
+    JournalNotFound {
+        /// The directory.
+        dir: String,
+    },
+
     /// A module refused at admission (signature, manifest, capabilities, resources); its code
     /// is the inner error's ([`SecurityError::code`](crate::security::SecurityError::code),
     /// e.g. `E_UNSIGNED`).
@@ -311,6 +373,12 @@ impl LockstepError {
             Self::SnapshotUnsupported { .. } => "E_SNAPSHOT_UNSUPPORTED",
             Self::SnapshotUntrusted { .. } => "E_SNAPSHOT_UNTRUSTED",
             Self::Io { .. } => "E_IO",
+            Self::JournalIo { .. } => "E_JOURNAL_IO",
+            Self::JournalLocked { .. } => "E_JOURNAL_LOCKED",
+            Self::JournalCorrupt { .. } => "E_JOURNAL_CORRUPT",
+            Self::JournalVersion { .. } => "E_JOURNAL_VERSION",
+            Self::JournalExists { .. } => "E_JOURNAL_EXISTS",
+            Self::JournalNotFound { .. } => "E_JOURNAL_NOT_FOUND",
             Self::Security(e) => e.code(),
             Self::Inference(e) => e.code(),
             Self::Ring(_) => "E_RING",

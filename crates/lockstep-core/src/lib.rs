@@ -15,6 +15,9 @@
 //!   [`replay_log`];
 //! - snapshots: [`Runtime::snapshot`], [`Runtime::restore`], [`RestoreOptions`],
 //!   [`ExpectedSession`], [`SnapshotInfo`]; the format in [`snapshot`];
+//! - the on-disk journal and crash recovery: [`JournalConfig`], [`FsyncPolicy`],
+//!   [`Runtime::recover`], [`RecoverOptions`], [`RecoveryReport`]; verifying and inspecting
+//!   journals and logs in [`journal`];
 //! - modules: [`abi`] (the agent contract, from the `lockstep-abi` crate), [`limits`] (every
 //!   host-side queue's bound), [`ring`] (shared-memory ring endpoints), [`security`] (signing,
 //!   manifests, keys), [`inference`] (the ONNX Runtime engine), [`logging`] (the bridge from
@@ -24,7 +27,8 @@
 //! `admission` (shape, signature, grants) → `sandbox` (compiled modules, isolated instances;
 //! `host`: the imports) → `runtime` (the facade and the tick's path: `inputs` in,
 //! `scheduler` runs the phases, `bus` orders messages, `outputs` out) → `tick_hash` (every
-//! hash of docs/REPLAY.md) → `recorder` (the only writer of the log, through a sink) →
+//! hash of docs/REPLAY.md) → `recorder` (the only writer of the log, through its sinks:
+//! memory, and `journal` on disk) →
 //! `replay` (feeds a log back through the same input path). ARCHITECTURE.md draws it.
 
 #![deny(missing_docs)]
@@ -39,6 +43,7 @@ mod fault;
 mod host;
 pub mod inference;
 mod inputs;
+pub mod journal;
 pub mod limits;
 pub mod logging;
 mod module_shape;
@@ -61,6 +66,7 @@ pub use bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 pub use error::{Digest, LockstepError, Result};
 pub use event::Event;
 pub use fault::{AbiCall, AgentState, Fault, FaultKind};
+pub use journal::{FsyncPolicy, JournalConfig, RecoverOptions, RecoveryReport};
 pub use replay::{replay, replay_from, replay_trusting, Divergence, DivergenceKind, ReplayReport, ReplayTrust};
 pub use runtime::{AgentInfo, DeepHash, ResourcePolicy, Runtime, RuntimeConfig};
 pub use sandbox::MemoryAllocator;

@@ -1,25 +1,28 @@
 //! The recorder: the only writer of the replay log (docs/REPLAY.md). Records are encoded by
-//! `replay_log` and written through a [`LogSink`]: memory today ([`MemorySink`]); the on-disk
-//! journal of durable sessions is the next sink. The runtime never touches log bytes itself.
+//! `replay_log` and written through [`LogSink`]s: memory ([`MemorySink`], `record: true`) and
+//! the on-disk journal ([`JournalSink`], docs/JOURNAL.md), either or both. A record is encoded
+//! once, into the first sink's buffer, and copied to the other. The runtime never touches log
+//! bytes itself.
 
 use std::collections::BTreeSet;
 
 use crate::bus::AgentId;
-use crate::error::Digest;
+use crate::error::{Digest, Result};
+use crate::journal::JournalSink;
 use crate::replay_log::{self, Record, SessionConfig};
 
 /// Where the recorder's bytes go: an append-only byte stream of whole records.
 pub(crate) trait LogSink: Send {
     /// Appends what `write` writes (whole framed records) at the end. The sink lends its own
     /// buffer, so a record is encoded once, in place (a busy session records every message).
+    /// A sink that keeps nothing more (a cut memory log) may skip `write`; the journal, whose
+    /// buffer the memory log is fed from, always calls it, failed or not.
     fn append(&mut self, write: &mut dyn FnMut(&mut Vec<u8>)) -> Appended;
-    /// A complete tick (its TickEnd, and its checkpoint if any) ends at the current length:
-    /// the point a sink may cut back to, or sync up to.
-    fn tick_complete(&mut self);
-    /// A copy of every byte written so far.
-    fn to_vec(&self) -> Vec<u8>;
-    /// Every byte written so far, the sink consumed.
-    fn into_vec(self: Box<Self>) -> Vec<u8>;
+    /// Tick `tick` is complete (its TickEnd, and its checkpoint if any, end at the current
+    /// length; `hash` is its tick hash): the point a sink may cut back to, or sync up to.
+    /// Returns the last tick known to be on stable storage (`None`: none, or not a disk sink);
+    /// an error if the sink can no longer keep what it is given.
+    fn tick_complete(&mut self, tick: u64, hash: Digest) -> Result<Option<u64>>;
 }
 
 /// What an append did.
@@ -45,6 +48,13 @@ impl MemorySink {
     pub(crate) fn new(limit_bytes: usize) -> Self {
         Self { log: Vec::new(), limit_bytes, last_tick_end: 0, cut: false }
     }
+
+    /// A copy of every byte written so far.
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        let mut copy = Vec::with_capacity(self.log.len() + replay_log::END_RECORD_BYTES);
+        copy.extend_from_slice(&self.log);
+        copy
+    }
 }
 
 impl LogSink for MemorySink {
@@ -62,46 +72,104 @@ impl LogSink for MemorySink {
         Appended::Cut
     }
 
-    fn tick_complete(&mut self) {
+    fn tick_complete(&mut self, _tick: u64, _hash: Digest) -> Result<Option<u64>> {
         if !self.cut {
             self.last_tick_end = self.log.len();
         }
-    }
-
-    fn to_vec(&self) -> Vec<u8> {
-        let mut copy = Vec::with_capacity(self.log.len() + replay_log::END_RECORD_BYTES);
-        copy.extend_from_slice(&self.log);
-        copy
-    }
-
-    fn into_vec(self: Box<Self>) -> Vec<u8> {
-        self.log
+        Ok(None)
     }
 }
 
-/// Writes the session's records into a sink, in the order they happen.
+/// Writes the session's records into its sinks, in the order they happen.
 pub(crate) struct Recorder {
-    sink: Box<dyn LogSink>,
+    /// The in-memory log (`record: true`), until `stop_recording` takes it.
+    memory: Option<MemorySink>,
+    /// The on-disk journal, for the runtime's life.
+    journal: Option<JournalSink>,
     /// Modules already in the log (each is written once, before its first spawn).
     modules_written: BTreeSet<Digest>,
-    /// The sink cut the log: nothing more is written, and no End record seals it.
-    cut: bool,
+}
+
+/// Appends one record to whichever sinks there are, encoding it once. Returns the memory
+/// sink's verdict (a journal never cuts: its failures are sticky, see `JournalSink`).
+fn append_to(memory: Option<&mut MemorySink>, journal: Option<&mut JournalSink>, write: &mut dyn FnMut(&mut Vec<u8>)) -> Appended {
+    match (memory, journal) {
+        (Some(m), None) => m.append(write),
+        (None, Some(j)) => j.append(write),
+        (Some(m), Some(j)) => {
+            let mut appended = Appended::Written;
+            j.append(&mut |buf| {
+                let start = buf.len();
+                write(buf);
+                appended = m.append(&mut |log| log.extend_from_slice(&buf[start..]));
+            });
+            appended
+        }
+        (None, None) => Appended::Written,
+    }
 }
 
 impl Recorder {
-    /// Starts a log in `sink`: the header and the session's Config record, which count as a
-    /// complete (empty) prefix.
-    pub(crate) fn start(session: SessionConfig, mut sink: Box<dyn LogSink>) -> Self {
+    /// A recorder with no sink yet.
+    pub(crate) fn new() -> Self {
+        Self { memory: None, journal: None, modules_written: BTreeSet::new() }
+    }
+
+    /// Starts the in-memory log: the header and the session's Config record, which count as a
+    /// complete (empty) prefix. Returns `Cut` if even they do not fit.
+    pub(crate) fn start_memory(&mut self, session: SessionConfig, limit_bytes: usize) -> Appended {
+        let mut sink = MemorySink::new(limit_bytes);
         let config = Record::Config(session);
         let appended = sink.append(&mut |log| {
             replay_log::write_header(log);
             config.encode(log);
         });
-        sink.tick_complete();
-        Self { sink, modules_written: BTreeSet::new(), cut: appended == Appended::Cut }
+        let _ = sink.tick_complete(0, Digest::default());
+        self.memory = Some(sink);
+        appended
     }
 
-    /// Appends one record. Returns `Cut` when this write made the sink cut the log.
+    /// The in-memory log of a session recovered from a journal: the journal's records so far
+    /// (a valid log prefix ending at a complete tick), bounded like any memory log.
+    pub(crate) fn start_memory_from(&mut self, prefix: Vec<u8>, limit_bytes: usize) -> Appended {
+        let mut sink = MemorySink::new(limit_bytes);
+        let mut prefix = Some(prefix);
+        let appended = sink.append(&mut |log| {
+            if let Some(p) = prefix.take() {
+                *log = p;
+            }
+        });
+        let _ = sink.tick_complete(0, Digest::default());
+        self.memory = Some(sink);
+        appended
+    }
+
+    /// Adds the on-disk journal (its header and Config record are already on disk).
+    pub(crate) fn attach_journal(&mut self, journal: JournalSink) {
+        self.journal = Some(journal);
+    }
+
+    /// Marks modules as already in the log (a recovered session's journal holds them).
+    pub(crate) fn modules_already_written(&mut self, modules: impl IntoIterator<Item = Digest>) {
+        self.modules_written.extend(modules);
+    }
+
+    /// Whether the in-memory log is being recorded.
+    pub(crate) fn has_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
+    /// Whether no sink is left (the memory log was taken and there is no journal).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.memory.is_none() && self.journal.is_none()
+    }
+
+    /// Why the journal cannot keep records any more, if it cannot (sticky).
+    pub(crate) fn journal_error(&self) -> Option<crate::LockstepError> {
+        self.journal.as_ref().and_then(|j| j.error())
+    }
+
+    /// Appends one record. Returns `Cut` when this write made the memory log cut itself.
     pub(crate) fn record(&mut self, record: &Record) -> Appended {
         self.append(&mut |log| record.encode(log))
     }
@@ -120,38 +188,56 @@ impl Recorder {
     }
 
     fn append(&mut self, write: &mut dyn FnMut(&mut Vec<u8>)) -> Appended {
-        if self.cut {
-            return Appended::Written;
-        }
-        let appended = self.sink.append(write);
-        self.cut |= appended == Appended::Cut;
-        appended
+        append_to(self.memory.as_mut(), self.journal.as_mut(), write)
     }
 
-    /// The current tick is complete in the log (after its TickEnd and any checkpoint).
-    pub(crate) fn tick_complete(&mut self) {
-        if !self.cut {
-            self.sink.tick_complete();
+    /// Tick `tick` (hash `hash`) is complete in the log (after its TickEnd and any
+    /// checkpoint). Returns the journal's durable tick; an error if the journal failed.
+    pub(crate) fn tick_complete(&mut self, tick: u64, hash: Digest) -> Result<Option<u64>> {
+        if let Some(m) = self.memory.as_mut() {
+            m.tick_complete(tick, hash)?;
+        }
+        match self.journal.as_mut() {
+            Some(j) => j.tick_complete(tick, hash),
+            None => Ok(None),
         }
     }
 
-    /// A copy of the log so far, sealed with an End record as if recording stopped after
-    /// `ticks` ticks with state hash `hash`; a cut log comes back as the prefix it is.
-    pub(crate) fn sealed_copy(&self, ticks: u64, hash: Digest) -> Vec<u8> {
-        let mut log = self.sink.to_vec();
-        if !self.cut {
+    /// Writes and syncs everything the journal holds up to the last complete tick; returns
+    /// the durable tick (`None` without a journal, or before any tick).
+    pub(crate) fn sync_journal(&mut self) -> Result<Option<u64>> {
+        match self.journal.as_mut() {
+            Some(j) => j.sync(),
+            None => Ok(None),
+        }
+    }
+
+    /// The journal's durable tick as last known, without syncing.
+    pub(crate) fn durable_tick(&self) -> Option<u64> {
+        self.journal.as_ref().and_then(|j| j.durable_tick())
+    }
+
+    /// A copy of the memory log so far, sealed with an End record as if recording stopped
+    /// after `ticks` ticks with state hash `hash`; a cut log comes back as the prefix it is.
+    /// `None` without a memory log.
+    pub(crate) fn sealed_copy(&self, ticks: u64, hash: Digest) -> Option<Vec<u8>> {
+        let m = self.memory.as_ref()?;
+        let mut log = m.to_vec();
+        if !m.cut {
             replay_log::seal(&mut log, ticks, hash);
         }
-        log
+        Some(log)
     }
 
-    /// Stops recording: the whole log, sealed like `sealed_copy`.
-    pub(crate) fn finish(self, ticks: u64, hash: Digest) -> Vec<u8> {
-        let mut log = self.sink.into_vec();
-        if !self.cut {
+    /// Stops the in-memory recording: the whole memory log, sealed like `sealed_copy`. The
+    /// journal, if any, goes on. `None` without a memory log.
+    pub(crate) fn finish_memory(&mut self, ticks: u64, hash: Digest) -> Option<Vec<u8>> {
+        let m = self.memory.take()?;
+        let mut log = m.log;
+        if !m.cut {
             replay_log::seal(&mut log, ticks, hash);
         }
-        log
+        Some(log)
     }
 }
 
@@ -174,28 +260,34 @@ mod tests {
         }
     }
 
+    fn mem(r: &Recorder) -> Vec<u8> {
+        r.memory.as_ref().unwrap().to_vec()
+    }
+
     #[test]
     fn memory_sink_cuts_back_to_the_last_complete_tick_once() {
-        let mut r = Recorder::start(session(), Box::new(MemorySink::new(200)));
-        let prefix = r.sink.to_vec();
+        let mut r = Recorder::new();
+        r.start_memory(session(), 200);
+        let prefix = mem(&r);
         r.record(&Record::TickEnd { tick: 0, hash: Digest::default(), agents: Vec::new() });
-        r.tick_complete();
-        let one_tick = r.sink.to_vec();
+        r.tick_complete(0, Digest::default()).unwrap();
+        let one_tick = mem(&r);
         assert!(one_tick.len() > prefix.len() && one_tick.len() <= 200);
         assert_eq!(r.send(1, 1, 0, 0, &[0; 300]), Appended::Cut, "the write past the limit cuts");
-        assert_eq!(r.sink.to_vec(), one_tick, "cut back to the end of tick 0");
+        assert_eq!(mem(&r), one_tick, "cut back to the end of tick 0");
         assert_eq!(r.send(1, 1, 0, 0, &[0; 1]), Appended::Written, "reported once; nothing more is written");
-        assert_eq!(r.finish(2, Digest::default()), one_tick, "a cut log is not sealed");
+        assert_eq!(r.finish_memory(2, Digest::default()), Some(one_tick), "a cut log is not sealed");
     }
 
     #[test]
     fn modules_are_written_once() {
-        let mut r = Recorder::start(session(), Box::new(MemorySink::new(1 << 20)));
-        let before = r.sink.to_vec().len();
+        let mut r = Recorder::new();
+        r.start_memory(session(), 1 << 20);
+        let before = mem(&r).len();
         r.module_once(Digest([1; 32]), b"abc");
-        let once = r.sink.to_vec().len();
+        let once = mem(&r).len();
         r.module_once(Digest([1; 32]), b"abc");
         assert!(once > before);
-        assert_eq!(r.sink.to_vec().len(), once);
+        assert_eq!(mem(&r).len(), once);
     }
 }

@@ -196,8 +196,8 @@ fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Re
                 }
             }
         }
-        Record::End { .. } | Record::Gap { .. } => {}
         Record::Base { .. } => return Err(corrupt(offset, name, "tag", "a Base record anywhere but right after the Config record")),
+        Record::End { .. } | Record::Gap { .. } => {}
     }
     Ok(())
 }
@@ -303,30 +303,6 @@ fn replay_with(log: &[u8], snapshot: Option<&[u8]>, workers: usize, trust: Optio
     let Some(Record::Config(session)) = reader.next_record()? else {
         return Err(LockstepError::ReplayCorrupt { offset: 16, reason: "the first record must be the session config".into() });
     };
-    let (trusted_keys, dev_mode) = match trust {
-        None => (session.trusted_keys.clone(), session.dev_mode),
-        Some(t) => (session.trusted_keys.iter().filter(|k| t.trusted_keys.contains(k)).copied().collect(), session.dev_mode && t.dev_mode),
-    };
-    let config = RuntimeConfig {
-        workers,
-        fuel_per_call: session.fuel_per_call,
-        memory_limit_bytes: session.memory_limit_bytes,
-        seed: session.seed,
-        max_agents: session.max_agents,
-        deadline_ms: session.deadline_ms,
-        // Checkpoints come from the log, not from the interval.
-        checkpoint_interval_ticks: 0,
-        record: false,
-        max_events: 10_000,
-        allocator: Default::default(),
-        max_log_bytes: RuntimeConfig::default().max_log_bytes,
-        inference_batching: true,
-        trusted_keys,
-        dev_mode,
-        policy: serde_json::from_str(&session.policy_json)
-            .map_err(|e| LockstepError::ReplayCorrupt { offset: 16, reason: format!("Config record, field `policy`: {e}") })?,
-        resource_policy: if session.resource_clamp { crate::runtime::ResourcePolicy::Clamp } else { crate::runtime::ResourcePolicy::Refuse },
-    };
     // Where the config record ends and where the records after the last TickEnd begin:
     // the parts of the log the End record's `tail` digest covers.
     let config_end = reader.offset() as usize;
@@ -344,31 +320,140 @@ fn replay_with(log: &[u8], snapshot: Option<&[u8]>, workers: usize, trust: Optio
     if base.is_some() {
         reader.next_record()?;
     }
-    let mut rt = starting_runtime(config, &session, base, base_offset, snapshot).map_err(|e| match e {
-        // `workers` is the caller's; every other setting comes from the log.
-        LockstepError::InvalidConfig { reason } if !reason.starts_with("workers") => {
-            LockstepError::InvalidConfig { reason: format!("the log's Config record (byte 16): {reason}") }
-        }
-        other => other,
-    })?;
-    let mut report = ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false };
-    let mut applied = Applied { infer_tick: None, infer_offset: 0, send_to_nobody: None };
+    let mut replayer = Replayer::start_from(&session, workers, trust, base.map(|b| (b, base_offset)), snapshot)?;
     let mut tail_start = config_end;
     loop {
         let offset = reader.offset();
         let Some(record) = reader.next_record()? else {
             break;
         };
-        validate(&record, offset, &rt, &applied)?;
+        if let Record::End { ticks, records, bytes, hash, tail } = record {
+            // Nothing may follow the End record: the reader refuses it with its offset.
+            let after = reader.next_record()?;
+            debug_assert!(after.is_none());
+            let rt = &replayer.rt;
+            replayer.report.complete = ticks == rt.current_tick()
+                && records + 1 == reader.records_read()
+                && bytes == offset
+                && hash == rt.state_hash()
+                && tail == tail_digest(log, config_end, tail_start, offset as usize);
+            break;
+        }
+        match replayer.apply(record, offset, &mut progress)? {
+            Step::Applied => {}
+            Step::Ticked => tail_start = reader.offset() as usize,
+            Step::Stopped => break,
+        }
+    }
+    Ok(replayer.finish().1)
+}
+
+/// What applying one record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// An input or a checkpoint, applied (and verified).
+    Applied,
+    /// A TickEnd: the tick ran and its hash matched.
+    Ticked,
+    /// The replay stops here: a divergence (in the report), or a Gap record.
+    Stopped,
+}
+
+/// One replay in progress: a runtime built from a log's Config record, fed one record at a
+/// time through the same input path as the live session, every record validated first and
+/// every hash verified. `replay_trusting` drives one over a log in memory; the journal's
+/// `verify` and `Runtime::recover` over the segments of a directory (the End record, which
+/// only a whole log has, is the driver's to check).
+pub(crate) struct Replayer {
+    pub(crate) rt: Runtime,
+    /// Whether the caller passed its own trust (then a refused module is E_REPLAY_UNTRUSTED).
+    trusting: bool,
+    applied: Applied,
+    pub(crate) report: ReplayReport,
+    /// The highest request id among the host's Send records (the envelope `send_request`
+    /// writes), so a recovered runtime's next request gets the next id.
+    pub(crate) last_request_id: u64,
+}
+
+impl Replayer {
+    /// A runtime for `session` (a log's Config record), with `workers` threads, admitting what
+    /// `trust` and the log both admit (`None`: what the log does).
+    pub(crate) fn start(session: &SessionConfig, workers: usize, trust: Option<&ReplayTrust>) -> Result<Self> {
+        Self::start_from(session, workers, trust, None, None)
+    }
+
+    /// Like `start`, from the snapshot a Base record names (`base`: its tick, snapshot hash and
+    /// state hash, and the record's offset) when the log has one.
+    pub(crate) fn start_from(
+        session: &SessionConfig,
+        workers: usize,
+        trust: Option<&ReplayTrust>,
+        base: Option<((u64, Digest, Digest), u64)>,
+        snapshot: Option<&[u8]>,
+    ) -> Result<Self> {
+        let (trusted_keys, dev_mode) = match trust {
+            None => (session.trusted_keys.clone(), session.dev_mode),
+            Some(t) => (session.trusted_keys.iter().filter(|k| t.trusted_keys.contains(k)).copied().collect(), session.dev_mode && t.dev_mode),
+        };
+        let config = RuntimeConfig {
+            workers,
+            fuel_per_call: session.fuel_per_call,
+            memory_limit_bytes: session.memory_limit_bytes,
+            seed: session.seed,
+            max_agents: session.max_agents,
+            deadline_ms: session.deadline_ms,
+            // Checkpoints come from the log, not from the interval.
+            checkpoint_interval_ticks: 0,
+            record: false,
+            max_events: 10_000,
+            allocator: Default::default(),
+            max_log_bytes: RuntimeConfig::default().max_log_bytes,
+            inference_batching: true,
+            trusted_keys,
+            dev_mode,
+            policy: serde_json::from_str(&session.policy_json)
+                .map_err(|e| LockstepError::ReplayCorrupt { offset: 16, reason: format!("Config record, field `policy`: {e}") })?,
+            resource_policy: if session.resource_clamp { crate::runtime::ResourcePolicy::Clamp } else { crate::runtime::ResourcePolicy::Refuse },
+            journal: None,
+        };
+        let (base, base_offset) = match base {
+            Some((b, offset)) => (Some(b), offset),
+            None => (None, 0),
+        };
+        let rt = starting_runtime(config, session, base, base_offset, snapshot).map_err(|e| match e {
+            // `workers` is the caller's; every other setting comes from the log.
+            LockstepError::InvalidConfig { reason } if !reason.starts_with("workers") => {
+                LockstepError::InvalidConfig { reason: format!("the log's Config record (byte 16): {reason}") }
+            }
+            other => other,
+        })?;
+        Ok(Self {
+            rt,
+            trusting: trust.is_some(),
+            applied: Applied { infer_tick: None, infer_offset: 0, send_to_nobody: None },
+            report: ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false },
+            last_request_id: 0,
+        })
+    }
+
+    /// Validates `record` (read at `offset`) against the session so far, then applies it: an
+    /// input goes through the runtime's input path, a TickEnd runs the tick and compares its
+    /// hash, a Checkpoint compares a deep hash. A divergence is put in the report and stops the
+    /// replay; a record that cannot be applied is an error naming `offset`. `progress` gets the
+    /// ticks verified after each tick. Never an End record (the caller's).
+    pub(crate) fn apply(&mut self, record: Record, offset: u64, progress: &mut dyn FnMut(u64)) -> Result<Step> {
+        let (rt, applied, report) = (&mut self.rt, &mut self.applied, &mut self.report);
+        validate(&record, offset, rt, applied)?;
         let at = |e: LockstepError| match e {
             LockstepError::ReplayCorrupt { .. } => e,
             other => LockstepError::ReplayCorrupt { offset, reason: format!("recorded input no longer applies: {other}") },
         };
         match record {
             Record::Config(_) => unreachable!("refused by validate"),
+            Record::End { .. } => return Err(corrupt(offset, "End", "tag", "an End record where none belongs")),
             Record::Module { hash, bytes } => {
                 let loaded = rt.load_module(bytes).map_err(|e| match e {
-                    LockstepError::Security(s) if trust.is_some() => LockstepError::ReplayUntrusted { hash: hash.to_hex(), reason: s.to_string() },
+                    LockstepError::Security(s) if self.trusting => LockstepError::ReplayUntrusted { hash: hash.to_hex(), reason: s.to_string() },
                     other => at(other),
                 })?;
                 debug_assert_eq!(loaded, hash, "validate checked the hash");
@@ -381,7 +466,7 @@ fn replay_with(log: &[u8], snapshot: Option<&[u8]>, workers: usize, trust: Optio
                 if id != agent {
                     report.divergence =
                         Some(Divergence { kind: DivergenceKind::SpawnId, tick, agent: Some(agent), expected: Digest::default(), actual: Digest::default() });
-                    break;
+                    return Ok(Step::Stopped);
                 }
             }
             // The same path as `send` and the inbound ring (recipient aside: ring input may
@@ -390,12 +475,15 @@ fn replay_with(log: &[u8], snapshot: Option<&[u8]>, workers: usize, trust: Optio
                 if to == 0 || to > rt.agent_count() as u64 {
                     applied.send_to_nobody = Some(tick);
                 }
+                if let Some((abi::request::Envelope::Request, id, _)) = abi::request::parse(&payload) {
+                    self.last_request_id = self.last_request_id.max(id);
+                }
                 rt.accept_host_message(to, kind, priority, payload).map_err(at)?
             }
             Record::Kill { agent, .. } => rt.kill(agent).map_err(at)?,
             Record::Shutdown { agent, .. } => rt.shutdown(agent).map_err(at)?,
             Record::TickEnd { tick, hash, agents } => {
-                let r = rt.tick();
+                let r = rt.tick().map_err(at)?;
                 if let Some(reason) = rt.take_inconsistent_answers() {
                     // Reported where the record is, or at this TickEnd when the tick has none.
                     let at = if applied.infer_tick == Some(tick) { applied.infer_offset } else { offset };
@@ -404,14 +492,14 @@ fn replay_with(log: &[u8], snapshot: Option<&[u8]>, workers: usize, trust: Optio
                 if r.tick != tick || r.hash != hash {
                     let agent = first_differing_agent(&agents, &r.agent_digests);
                     report.divergence = Some(Divergence { kind: DivergenceKind::TickHash, tick, agent, expected: hash, actual: r.hash });
-                    break;
+                    return Ok(Step::Stopped);
                 }
                 if agents != r.agent_digests {
                     return Err(corrupt(offset, "TickEnd", "agents", "the per-agent digests disagree with the tick hash, which matched"));
                 }
                 report.ticks_verified += 1;
-                tail_start = reader.offset() as usize;
                 progress(report.ticks_verified);
+                return Ok(Step::Ticked);
             }
             Record::AgentModel { slot, id } => {
                 let got = rt.register_agent_model(&id).map_err(at)?;
@@ -429,31 +517,25 @@ fn replay_with(log: &[u8], snapshot: Option<&[u8]>, workers: usize, trust: Optio
                 if d.hash != hash {
                     let agent = first_differing_agent(&agents, &d.agents);
                     report.divergence = Some(Divergence { kind: DivergenceKind::DeepHash, tick, agent, expected: hash, actual: d.hash });
-                    break;
+                    return Ok(Step::Stopped);
                 }
                 if agents != d.agents {
                     return Err(corrupt(offset, "Checkpoint", "agents", "the per-agent hashes disagree with the deep hash, which matched"));
                 }
                 report.checkpoints_verified += 1;
             }
-            Record::End { ticks, records, bytes, hash, tail } => {
-                // Nothing may follow the End record: the reader refuses it with its offset.
-                let after = reader.next_record()?;
-                debug_assert!(after.is_none());
-                report.complete = ticks == rt.current_tick()
-                    && records + 1 == reader.records_read()
-                    && bytes == offset
-                    && hash == rt.state_hash()
-                    && tail == tail_digest(log, config_end, tail_start, offset as usize);
-                break;
-            }
             // A record the recorder could not write: what follows is not the whole story.
-            Record::Gap { .. } => break,
-            Record::Base { .. } => unreachable!("refused by validate"),
+            Record::Gap { .. } => return Ok(Step::Stopped),
+            Record::Base { .. } => return Err(corrupt(offset, "Base", "tag", "a Base record anywhere but right after the Config record")),
         }
+        Ok(Step::Applied)
     }
-    report.final_hash = rt.state_hash();
-    Ok(report)
+
+    /// The runtime where the replay stopped, and the report (its final hash filled in).
+    pub(crate) fn finish(mut self) -> (Runtime, ReplayReport) {
+        self.report.final_hash = self.rt.state_hash();
+        (self.rt, self.report)
+    }
 }
 
 #[cfg(test)]

@@ -193,12 +193,21 @@ const TAG_END: u8 = 11;
 const TAG_GAP: u8 = 12;
 const TAG_BASE: u8 = 13;
 
+/// Header flag of a journal continuation segment (docs/JOURNAL.md): the file continues a log
+/// begun in an earlier segment, so it is not a log by itself. A whole log has flags 0.
+pub const FLAG_CONTINUATION: u16 = 1;
+
 /// Appends the 16-byte file header (magic, `FORMAT_VERSION`, flags 0, CRC-32) to `out`.
 pub fn write_header(out: &mut Vec<u8>) {
+    write_header_with_flags(out, 0);
+}
+
+/// The file header with `flags` (0, or [`FLAG_CONTINUATION`] for a journal segment).
+pub(crate) fn write_header_with_flags(out: &mut Vec<u8>, flags: u16) {
     let start = out.len();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&flags.to_le_bytes());
     let crc = crc32fast::hash(&out[start..start + 12]);
     out.extend_from_slice(&crc.to_le_bytes());
 }
@@ -488,6 +497,60 @@ impl<'a> Body<'a> {
     }
 }
 
+/// Checks a file header (length, magic, CRC, version) and returns its flags: a short or
+/// damaged header is `E_REPLAY_CORRUPT`, another format version `E_REPLAY_VERSION`.
+pub(crate) fn read_header(bytes: &[u8]) -> Result<u16> {
+    if bytes.len() < HEADER_BYTES {
+        return Err(LockstepError::ReplayCorrupt { offset: 0, reason: format!("{} bytes is shorter than the 16-byte header", bytes.len()) });
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(LockstepError::ReplayCorrupt { offset: 0, reason: "missing LOCKSTEP magic: not a lockstep replay log".into() });
+    }
+    let crc = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+    if crc != crc32fast::hash(&bytes[..12]) {
+        return Err(LockstepError::ReplayCorrupt { offset: 0, reason: "header checksum mismatch".into() });
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if version != FORMAT_VERSION {
+        return Err(LockstepError::ReplayVersion { found: version, expected: FORMAT_VERSION });
+    }
+    Ok(u16::from_le_bytes([bytes[10], bytes[11]]))
+}
+
+/// Whether a whole, CRC-valid TickEnd frame starts at `pos` in `bytes` (the tick-end search of
+/// a journal's torn-tail check, docs/JOURNAL.md). Cheap to reject: tag, then a length that
+/// agrees with the digest count inside, then the CRC.
+pub(crate) fn is_tick_end_frame(bytes: &[u8], pos: usize) -> bool {
+    let Some(head) = bytes.get(pos..pos + 5) else { return false };
+    if head[0] != TAG_TICK_END {
+        return false;
+    }
+    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len < 44 || !(len - 44).is_multiple_of(16) {
+        return false;
+    }
+    let Some(frame) = bytes.get(pos..pos + 5 + len + 4) else { return false };
+    let n = u32::from_le_bytes([frame[45], frame[46], frame[47], frame[48]]) as usize;
+    if n != (len - 44) / 16 {
+        return false;
+    }
+    let crc = u32::from_le_bytes([frame[5 + len], frame[6 + len], frame[7 + len], frame[8 + len]]);
+    crc == crc32fast::hash(&frame[..5 + len])
+}
+
+/// The frame at `pos`, if it is whole and its CRC holds: (tag, frame length). A frame that
+/// passes this but fails to decode was written that way (not torn).
+pub(crate) fn whole_frame(bytes: &[u8], pos: usize) -> Option<(u8, usize)> {
+    let head = bytes.get(pos..pos + 5)?;
+    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_RECORD_BYTES {
+        return None;
+    }
+    let frame = bytes.get(pos..pos + 5 + len + 4)?;
+    let crc = u32::from_le_bytes([frame[5 + len], frame[6 + len], frame[7 + len], frame[8 + len]]);
+    (crc == crc32fast::hash(&frame[..5 + len])).then_some((head[0], 5 + len + 4))
+}
+
 /// Iterates the records of a log, checking the header first.
 pub struct LogReader<'a> {
     bytes: &'a [u8],
@@ -501,22 +564,22 @@ pub struct LogReader<'a> {
 impl<'a> LogReader<'a> {
     /// A reader over a whole log. Checks the header first: a short or damaged one is
     /// `E_REPLAY_CORRUPT`, another format version `E_REPLAY_VERSION`.
+    /// A journal continuation segment (header flag 1) is refused: it is not a whole log.
     pub fn new(bytes: &'a [u8]) -> Result<Self> {
-        if bytes.len() < HEADER_BYTES {
-            return Err(LockstepError::ReplayCorrupt { offset: 0, reason: format!("{} bytes is shorter than the 16-byte header", bytes.len()) });
+        match read_header(bytes)? {
+            0 => Ok(Self { bytes, pos: HEADER_BYTES, records: 0, ended: false }),
+            FLAG_CONTINUATION => Err(LockstepError::ReplayCorrupt {
+                offset: 10,
+                reason: "this is a journal continuation segment, not a whole log: it continues the segments before it. Verify or recover the journal's directory (npx lockstep log verify <dir>)".into(),
+            }),
+            flags => Err(LockstepError::ReplayCorrupt { offset: 10, reason: format!("unknown header flags {flags:#06x}") }),
         }
-        if &bytes[..8] != MAGIC {
-            return Err(LockstepError::ReplayCorrupt { offset: 0, reason: "missing LOCKSTEP magic: not a lockstep replay log".into() });
-        }
-        let crc = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
-        if crc != crc32fast::hash(&bytes[..12]) {
-            return Err(LockstepError::ReplayCorrupt { offset: 0, reason: "header checksum mismatch".into() });
-        }
-        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != FORMAT_VERSION {
-            return Err(LockstepError::ReplayVersion { found: version, expected: FORMAT_VERSION });
-        }
-        Ok(Self { bytes, pos: HEADER_BYTES, records: 0, ended: false })
+    }
+
+    /// A reader of the records of `bytes` from `pos` on (a journal segment, whose header the
+    /// caller has read); offsets are positions in `bytes`.
+    pub(crate) fn at(bytes: &'a [u8], pos: usize) -> Self {
+        Self { bytes, pos: pos.min(bytes.len()), records: 0, ended: false }
     }
 
     /// Byte offset of the next record.

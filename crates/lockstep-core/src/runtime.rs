@@ -15,9 +15,10 @@ use crate::event::Event;
 use crate::fault::AgentState;
 use crate::inference::{agents as agent_inference, InferenceEngine};
 use crate::inputs::Inputs;
+use crate::journal::{JournalConfig, JournalSink};
 use crate::limits::{MAX_AGENT_IDS, MAX_MODULES, MAX_PENDING_BYTES, MAX_PENDING_MESSAGES, MAX_RING_RECORDS_PER_TICK, MAX_WORKERS};
 use crate::outputs::Outputs;
-use crate::recorder::{Appended, MemorySink, Recorder};
+use crate::recorder::{Appended, Recorder};
 use crate::replay_log::{InferAnswer, Record, SessionConfig};
 use crate::ring::{self, Consumer, Producer, RingError, RingMemory};
 use crate::sandbox::{AgentModule, MemoryAllocator, Sandbox, SandboxConfig};
@@ -64,6 +65,9 @@ pub struct RuntimeConfig {
     pub policy: Capabilities,
     /// What to do when a manifest asks for more fuel or memory than the runtime allows.
     pub resource_policy: ResourcePolicy,
+    /// Stream every record of the replay log to an on-disk journal (docs/JOURNAL.md), with or
+    /// without the in-memory log (`record`).
+    pub journal: Option<JournalConfig>,
 }
 
 /// What admission does when a manifest's `resources` ask for more fuel or memory than the
@@ -95,6 +99,7 @@ impl Default for RuntimeConfig {
             dev_mode: false,
             policy: Capabilities::all(),
             resource_policy: ResourcePolicy::Clamp,
+            journal: None,
         }
     }
 }
@@ -301,6 +306,10 @@ impl Runtime {
         if rt.config.record {
             rt.start_recording()?;
         }
+        if let Some(journal) = rt.config.journal.clone() {
+            let sink = JournalSink::create(&journal, &rt.config.session())?;
+            rt.recorder.get_or_insert_with(Recorder::new).attach_journal(sink);
+        }
         Ok(rt)
     }
 
@@ -339,8 +348,7 @@ impl Runtime {
                 reason: format!("maxLogBytes {} cannot hold the log's header and Config record ({} bytes)", self.config.max_log_bytes, start.len()),
             });
         }
-        let sink = Box::new(MemorySink::new(self.config.max_log_bytes));
-        self.recorder = Some(Recorder::start(session, sink));
+        self.recorder.get_or_insert_with(Recorder::new).start_memory(session, self.config.max_log_bytes);
         Ok(())
     }
 
@@ -349,17 +357,21 @@ impl Runtime {
     /// whole session from a prefix.
     ///
     /// A log cut at `max_log_bytes` comes back without an End record: it replays as a prefix.
+    /// A journal, if any, goes on: it records the session for as long as the runtime lives.
     pub fn stop_recording(&mut self) -> Result<Vec<u8>> {
-        let r = self.recorder.take().ok_or_else(|| self.not_recording())?;
-        self.recording_stopped_at = Some(self.tick);
-        Ok(r.finish(self.tick, self.last_hash))
+        let (tick, hash) = (self.tick, self.last_hash);
+        let log = self.recorder.as_mut().and_then(|r| r.finish_memory(tick, hash)).ok_or_else(|| self.not_recording())?;
+        self.recording_stopped_at = Some(tick);
+        if self.recorder.as_ref().is_some_and(Recorder::is_empty) {
+            self.recorder = None;
+        }
+        Ok(log)
     }
 
     /// A copy of the log recorded so far, sealed with an End record as if recording stopped
     /// now (recording continues; the live log is not changed).
     pub fn replay_log(&self) -> Result<Vec<u8>> {
-        let r = self.recorder.as_ref().ok_or_else(|| self.not_recording())?;
-        Ok(r.sealed_copy(self.tick, self.last_hash))
+        self.recorder.as_ref().and_then(|r| r.sealed_copy(self.tick, self.last_hash)).ok_or_else(|| self.not_recording())
     }
 
     /// Why there is no log: never recorded (`E_NOT_RECORDING`), or already stopped.
@@ -370,9 +382,33 @@ impl Runtime {
         }
     }
 
-    /// Whether a replay log is being recorded.
+    /// Whether a replay log is being recorded in memory (`replay_log`, `stop_recording`).
     pub fn is_recording(&self) -> bool {
-        self.recorder.is_some()
+        self.recorder.as_ref().is_some_and(Recorder::has_memory)
+    }
+
+    /// Writes and syncs the journal up to the last complete tick now, whatever its fsync
+    /// policy; returns the durable tick (the last tick whose TickEnd is on stable storage;
+    /// `None` before the first tick, or without a journal). `E_JOURNAL_IO` if it failed.
+    pub fn sync_journal(&mut self) -> Result<Option<u64>> {
+        match self.recorder.as_mut() {
+            Some(r) => r.sync_journal(),
+            None => Ok(None),
+        }
+    }
+
+    /// The journal's durable tick as last known (see `sync_journal`), without syncing.
+    pub fn durable_tick(&self) -> Option<u64> {
+        self.recorder.as_ref().and_then(Recorder::durable_tick)
+    }
+
+    /// `E_JOURNAL_IO` once the journal failed: every input and tick is refused after that,
+    /// since nothing it would record could be kept.
+    fn journal_ok(&self) -> Result<()> {
+        match self.recorder.as_ref().and_then(Recorder::journal_error) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Every record goes through here; a write that made the log outgrow `max_log_bytes`
@@ -432,6 +468,7 @@ impl Runtime {
     /// Like `spawn`; agents of higher `priority` run in an earlier phase of each tick, and
     /// their messages to lower-priority agents are delivered in the same tick.
     pub fn spawn_with_priority(&mut self, module: Digest, priority: i32) -> Result<AgentId> {
+        self.journal_ok()?;
         let m = self
             .modules
             .get(&module)
@@ -513,6 +550,7 @@ impl Runtime {
     /// in the input queue, recorded, queued for the next tick. The recipient is not checked:
     /// one that does not exist (ring input) is dead-lettered by routing.
     pub(crate) fn accept_host_message(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) -> Result<()> {
+        self.journal_ok()?;
         if payload.len() > abi::MAX_PAYLOAD_BYTES {
             return Err(LockstepError::MessageTooLarge { len: payload.len(), max: abi::MAX_PAYLOAD_BYTES });
         }
@@ -576,6 +614,7 @@ impl Runtime {
     /// What shutdown and kill share: the agent must be running, and the input is recorded
     /// and folded into the next tick hash.
     fn begin_stop(&mut self, id: AgentId, record: Record) -> Result<()> {
+        self.journal_ok()?;
         let slot = self.slot(id)?;
         if !slot.state.is_running() {
             return Err(LockstepError::AgentNotRunning { id, state: slot.state.name().into() });
@@ -630,7 +669,12 @@ impl Runtime {
     // ----- the clock -------------------------------------------------------------------------
 
     /// Runs one tick and returns what it did.
-    pub fn tick(&mut self) -> TickReport {
+    ///
+    /// Fails only with a journal (`E_JOURNAL_IO`): refused before it runs once the journal has
+    /// failed, or, when this tick's records could not be written (or synced, with `fsync:
+    /// Tick`), after it ran: that tick is not durable, and no further tick runs.
+    pub fn tick(&mut self) -> Result<TickReport> {
+        self.journal_ok()?;
         self.drain_inbound_ring();
         let tick = self.tick;
         self.session_started = true;
@@ -671,6 +715,7 @@ impl Runtime {
         // Recorded before the tick's events are copied to the outbound ring: a cut here is one
         // of them (red team 10: its `recording_stopped` event came after the copies, and the
         // next tick copies only its own, so the ring never carried it).
+        let mut journal = Ok(());
         if self.recorder.is_some() {
             self.record(|r| r.record(&Record::TickEnd { tick, hash: report.hash, agents: report.agent_digests.clone() }));
             let every = self.config.checkpoint_interval_ticks;
@@ -678,13 +723,13 @@ impl Runtime {
                 self.record_checkpoint();
             }
             if let Some(r) = self.recorder.as_mut() {
-                r.tick_complete();
+                journal = r.tick_complete(tick, report.hash).map(|durable| report.durable_tick = durable);
             }
         }
         self.log_tick_events(events_before);
         self.outputs.feed_ring(&report, events_before, tick);
         self.outputs.trim_events();
-        report
+        journal.map(|()| report)
     }
 
     /// Mirrors the tick's faults and agent log lines into `tracing` (see `logging`).
@@ -714,6 +759,7 @@ impl Runtime {
     /// Makes a loaded model available to agents; returns its slot (the `infer` import's
     /// `model` argument). Registering the same model twice returns the same slot.
     pub fn register_agent_model(&mut self, id: &str) -> Result<u32> {
+        self.journal_ok()?;
         if let Some(slot) = self.inference.models.iter().position(|m| m == id) {
             return Ok(slot as u32);
         }
@@ -879,9 +925,14 @@ impl Runtime {
         self.outputs.flush_ring(self.tick)
     }
 
-    /// Runs `n` ticks; returns the last report.
-    pub fn run(&mut self, n: u64) -> Option<TickReport> {
-        (0..n).map(|_| self.tick()).last()
+    /// Runs `n` ticks; returns the last report (`None` for `n` = 0). Stops at the first
+    /// tick that fails (see `tick`).
+    pub fn run(&mut self, n: u64) -> Result<Option<TickReport>> {
+        let mut last = None;
+        for _ in 0..n {
+            last = Some(self.tick()?);
+        }
+        Ok(last)
     }
 
     /// Hashes every agent's memory, globals and host state (in parallel where a pool exists).
@@ -1028,6 +1079,23 @@ impl Runtime {
             }
         }
         found
+    }
+
+    // ----- journal recovery (journal::recover) ------------------------------------------------
+
+    /// Turns a runtime that replayed a journal into the live continuation of that session:
+    /// `config` (the session's settings, with the caller's workers, limits and journal), inference
+    /// answers computed again rather than read from a log, the replay's outputs dropped (the
+    /// process that crashed produced them), recording going on in `recorder`, and request ids
+    /// following the last one the journal holds.
+    pub(crate) fn resume_recovered(&mut self, config: RuntimeConfig, mut recorder: Recorder, last_request_id: u64) {
+        recorder.modules_already_written(self.modules.keys().copied());
+        self.outputs = Outputs::new(config.max_events);
+        self.config = config;
+        self.inference.replaying = false;
+        self.inference.recorded.clear();
+        self.recorder = Some(recorder);
+        self.next_request_id = last_request_id + 1;
     }
 }
 

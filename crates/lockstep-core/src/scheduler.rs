@@ -212,6 +212,10 @@ pub struct TickReport {
     /// ONNX Runtime calls that served them (fewer than the requests when batched). Both are 0
     /// in a replay, whose answers come from the log.
     pub inference_calls: u64,
+    /// With a journal: the last tick whose TickEnd is on stable storage (this tick with
+    /// `fsync: Tick`; an earlier one, or none yet, with group commit; `None` with `fsync: Off`
+    /// until `sync_journal`). `None` without a journal.
+    pub durable_tick: Option<u64>,
 }
 
 /// Agents per unit of work handed out to the threads of a parallel tick.

@@ -37,7 +37,7 @@ fn classify(batching: bool, workers: usize, ticks: u64) -> (Runtime, Reports, Ve
     let mut got = Vec::new();
     let mut calls = Vec::new();
     for t in 0..ticks {
-        let r = rt.tick();
+        let r = rt.tick().unwrap();
         calls.push((r.inference_requests, r.inference_calls));
         got.extend(rt.drain_host_messages().into_iter().map(|m| (t, m.from, m.payload)));
     }
@@ -84,7 +84,7 @@ fn bad_requests_get_error_answers_not_faults() {
     let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, ..RuntimeConfig::development() }).unwrap();
     // No engine and no registered model: the agent gets status 1 (no such model).
     let id = rt.spawn_bytes(agent("classifier")).unwrap();
-    rt.run(2);
+    rt.run(2).unwrap();
     let msgs = rt.drain_host_messages();
     assert_eq!(msgs.len(), 1);
     assert_eq!((msgs[0].from, msgs[0].kind), (id, 4));

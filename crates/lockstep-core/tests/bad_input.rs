@@ -7,7 +7,7 @@ use lockstep_core::{abi, LockstepError};
 fn still_usable(rt: &mut lockstep_core::Runtime) {
     let id = rt.spawn_bytes(agent("counter")).unwrap();
     rt.send(id, 1, 0, vec![]).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert!(rt.drain_host_messages().iter().any(|m| m.from == id && m.kind == 2));
 }
 
@@ -78,7 +78,7 @@ fn unknown_agent_and_oversized_message() {
     let e = rt.send(id, 0, 0, vec![0; abi::MAX_PAYLOAD_BYTES + 1]).unwrap_err();
     assert_eq!(e, LockstepError::MessageTooLarge { len: abi::MAX_PAYLOAD_BYTES + 1, max: abi::MAX_PAYLOAD_BYTES });
     rt.send(id, 0, 0, vec![7; abi::MAX_PAYLOAD_BYTES]).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.inspect(id).unwrap().messages_received, 1, "a maximal message is delivered intact");
     still_usable(&mut rt);
 }

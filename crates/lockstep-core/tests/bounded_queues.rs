@@ -64,7 +64,7 @@ fn one_agent_sends_at_most_its_byte_budget_per_tick() {
     let max = abi::MAX_PAYLOAD_BYTES as u32;
     rt.spawn_bytes(flood(999_999, 4_096, max, true)).unwrap();
     for _ in 0..4 {
-        rt.tick();
+        rt.tick().unwrap();
     }
     let reports = rt.drain_host_messages();
     let accepted: Vec<u32> = reports.iter().map(|m| u32::from_le_bytes(m.payload[..4].try_into().unwrap())).collect();
@@ -82,7 +82,7 @@ fn dead_letters_past_their_limit_are_counted_and_reported_not_kept() {
     for _ in 0..80 {
         rt.spawn_bytes(flood(999_999, 16, max, false)).unwrap();
     }
-    let report = rt.tick();
+    let report = rt.tick().unwrap();
     assert_eq!(report.dead_letters, 80 * 16, "every dead letter is still counted and hashed");
     let events = rt.drain_events();
     let announced = events.iter().filter(|e| matches!(e, Event::DeadLetter { .. })).count();
@@ -103,7 +103,7 @@ fn draining_or_not_never_changes_the_tick_hashes() {
         }
         (0..3)
             .map(|_| {
-                let h = rt.tick().hash;
+                let h = rt.tick().unwrap().hash;
                 if drain {
                     rt.drain_dead_letters();
                 }
@@ -121,7 +121,7 @@ fn messages_to_the_host_past_their_limit_are_counted_and_reported() {
     for _ in 0..300 {
         rt.spawn_bytes(flood(0, 16, max, false)).unwrap();
     }
-    rt.tick();
+    rt.tick().unwrap();
     let events = rt.drain_events();
     let kept = rt.drain_host_messages();
     let kept_bytes: usize = kept.iter().map(|m| m.payload.len()).sum();
@@ -138,12 +138,12 @@ fn a_full_inbox_dead_letters_the_rest_in_routing_order() {
     for _ in 0..20 {
         rt.spawn_bytes(flood(target, 16, max, false)).unwrap();
     }
-    rt.tick();
+    rt.tick().unwrap();
     let full: Vec<_> = rt.drain_dead_letters().into_iter().filter(|d| d.reason == DeadLetterReason::RecipientInboxFull).collect();
     let fit = abi::MAX_INBOX_BYTES / abi::MAX_PAYLOAD_BYTES;
     assert_eq!(full.len(), 20 * 16 - fit);
     assert!(full.iter().all(|d| d.message.from > 1 + (fit / 16) as u64), "the latest senders in routing order are refused");
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.inspect(target).unwrap().messages_received, fit as u64);
 }
 
@@ -157,7 +157,7 @@ fn host_sends_past_the_pending_limit_are_refused_with_e_queue_full() {
     }
     let e = rt.send(id, 0, 0, vec![1; abi::MAX_PAYLOAD_BYTES]).unwrap_err();
     assert_eq!(e.code(), "E_QUEUE_FULL", "{e}");
-    rt.tick();
+    rt.tick().unwrap();
     rt.send(id, 0, 0, vec![1; 8]).expect("room again after a tick");
 }
 
@@ -232,7 +232,7 @@ fn caller(import: &str, n: u32) -> Vec<u8> {
 fn an_agent_asks_at_most_one_mebibyte_of_inference_input_per_tick() {
     let mut rt = big_runtime(4);
     rt.spawn_bytes(caller("infer", 64)).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let accepted = u32::from_le_bytes(rt.drain_host_messages()[0].payload[..4].try_into().unwrap());
     assert_eq!(accepted as usize, abi::MAX_INFER_BYTES_PER_TICK / abi::MAX_PAYLOAD_BYTES);
 }
@@ -261,7 +261,7 @@ fn an_agent_leaves_at_most_max_log_lines_per_tick_across_its_calls() {
     for _ in 0..2_000 {
         rt.send(chatty, 0, 0, vec![]).unwrap();
     }
-    rt.tick();
+    rt.tick().unwrap();
     let events = rt.drain_events();
     let lines = |a: u64| events.iter().filter(|e| matches!(e, Event::Log { agent, .. } if *agent == a)).count();
     assert_eq!(lines(chatty), abi::MAX_LOG_LINES_PER_TICK);
@@ -276,7 +276,7 @@ fn the_replay_log_stops_at_max_log_bytes_and_replays_as_a_prefix() {
     let mut stopped_at = None;
     for t in 0..40 {
         rt.send(id, 1, 0, vec![t as u8; 60_000]).unwrap();
-        rt.tick();
+        rt.tick().unwrap();
         if stopped_at.is_none() && rt.drain_events().iter().any(|e| matches!(e, Event::RecordingStopped { .. })) {
             stopped_at = Some(t);
         }

@@ -46,7 +46,7 @@ fn scenario_with(workers: usize, allocator: MemoryAllocator) -> (Runtime, Vec<Di
         if t == 12 {
             rt.send(trap, 2, 0, vec![]).unwrap();
         }
-        hashes.push(rt.tick().hash);
+        hashes.push(rt.tick().unwrap().hash);
     }
     let deep = rt.deep_hash().hash;
     (rt, hashes, deep)
@@ -81,7 +81,7 @@ fn seed_changes_the_outcome() {
         for _ in 0..20 {
             rt.spawn(g).unwrap();
         }
-        rt.run(5).unwrap().hash
+        rt.run(5).unwrap().unwrap().hash
     };
     assert_eq!(run(1), run(1));
     assert_ne!(run(1), run(2));
@@ -189,7 +189,7 @@ fn recording_must_start_before_the_session() {
     assert_eq!(rt.stop_recording().unwrap_err(), LockstepError::NotRecording);
     rt.start_recording().unwrap();
     rt.spawn_bytes(agent("counter")).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let log = rt.stop_recording().unwrap();
     assert_eq!(rt.start_recording().unwrap_err(), LockstepError::RecordingMidSession);
     assert_eq!(replay(&log, 1, |_| {}).unwrap().ticks_verified, 1);
@@ -219,7 +219,7 @@ fn adversarial_agents_do_not_change_the_others_results() {
         let mut host = Vec::new();
         for t in 0..12u64 {
             rt.send(c, 1, 0, t.to_le_bytes().to_vec()).unwrap();
-            rt.tick();
+            rt.tick().unwrap();
             host.extend(rt.drain_host_messages().into_iter().map(|m| (m.from, m.kind, m.payload)));
         }
         // Memory itself differs in one place by design: the io buffer holds the last step

@@ -65,7 +65,7 @@ fn scenario(workers: usize, allocator: MemoryAllocator) -> (Vec<String>, String,
             }
             _ => {}
         }
-        hashes.push(rt.tick().hash.to_hex());
+        hashes.push(rt.tick().unwrap().hash.to_hex());
     }
     let deep = rt.deep_hash().hash.to_hex();
     let log = rt.stop_recording().unwrap();

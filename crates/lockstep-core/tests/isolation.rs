@@ -40,7 +40,7 @@ fn store_past_memory_size_traps_on_every_allocator_with_or_without_a_maximum() {
         for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
             let mut rt = runtime_on(allocator);
             let id = rt.spawn_bytes(agent_with(decl, STORE_PAST_SIZE)).unwrap();
-            let report = rt.tick();
+            let report = rt.tick().unwrap();
             let (kind, detail) =
                 fault_kind(&rt, id).unwrap_or_else(|| panic!("(memory {decl}) on {allocator:?}: a store at 200,000 of a 131,072-byte memory succeeded"));
             assert_eq!(kind, FaultKind::Trap, "(memory {decl}) on {allocator:?}: {detail}");
@@ -63,7 +63,7 @@ fn loads_past_memory_size_trap_and_grown_memory_is_usable_on_every_allocator() {
             ))
             .unwrap();
         let oob = rt.spawn_bytes(agent_with("2 4", "(drop (memory.grow (i32.const 2))) (drop (i32.load (i32.const 262142)))")).unwrap();
-        rt.tick();
+        rt.tick().unwrap();
         assert_eq!(fault_kind(&rt, ok), None, "{allocator:?}: an access inside grown memory faulted");
         assert_eq!(fault_kind(&rt, oob).map(|f| f.0), Some(FaultKind::Trap), "{allocator:?}: a load straddling the end succeeded");
     }
@@ -80,7 +80,7 @@ fn an_agent_in_a_reused_slab_slot_never_reads_its_predecessors_bytes() {
             "(drop (memory.grow (i32.const 1))) (i32.store (i32.const 150000) (i32.const 0x5ec7e7)) (i32.store (i32.const 200000) (i32.const 0x5ec7e7))",
         ))
         .unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     if rt.inspect(writer).unwrap().state.is_running() {
         rt.kill(writer).unwrap();
     }
@@ -91,7 +91,7 @@ fn an_agent_in_a_reused_slab_slot_never_reads_its_predecessors_bytes() {
             "(drop (memory.grow (i32.const 2))) (i32.store (i32.const 0) (i32.load (i32.const 150000))) (i32.store (i32.const 4) (i32.load (i32.const 200000))) (drop (call $send (i64.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 8)))",
         ))
         .unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(fault_kind(&rt, reader), None);
     let messages = rt.drain_host_messages();
     assert_eq!(messages.len(), 1);
@@ -103,7 +103,7 @@ fn a_session_recorded_on_the_pooling_allocator_replays_on_the_slab() {
     let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, allocator: MemoryAllocator::Pooling, ..RuntimeConfig::development() }).unwrap();
     rt.spawn_bytes(agent_with("2 4", STORE_PAST_SIZE)).unwrap();
     rt.spawn_bytes(agent("counter")).unwrap();
-    rt.run(3);
+    rt.run(3).unwrap();
     let log = rt.stop_recording().unwrap();
     // replay() runs on the platform default: the slab allocator on Linux.
     let report = lockstep_core::replay(&log, 1, |_| {}).unwrap();
@@ -197,7 +197,7 @@ fn tables_and_globals_beyond_the_limits_are_refused() {
 fn inspect_memory_bytes_is_the_agents_whole_memory() {
     let mut rt = runtime_on(MemoryAllocator::default());
     let id = rt.spawn_bytes(agent_with("2", "(drop (memory.grow (i32.const 3)))")).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.inspect(id).unwrap().memory_bytes, 5 * 65_536);
 }
 

@@ -7,9 +7,9 @@ use common::*;
 fn counter_answers_with_its_counts() {
     let mut rt = runtime(1);
     let id = rt.spawn_bytes(agent("counter")).unwrap();
-    rt.run(3);
+    rt.run(3).unwrap();
     rt.send(id, 1, 0, vec![]).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let msgs = rt.drain_host_messages();
     assert_eq!(msgs.len(), 1);
     let m = &msgs[0];
@@ -29,7 +29,7 @@ fn ping_pong_rally_takes_one_tick_per_hit() {
     rt.send(a, 0, 0, payload).unwrap();
     let mut done_at = None;
     for t in 0..10 {
-        rt.tick();
+        rt.tick().unwrap();
         let msgs = rt.drain_host_messages();
         if let Some(m) = msgs.iter().find(|m| m.kind == 9) {
             done_at = Some((t, m.from));
@@ -62,7 +62,7 @@ fn host_messages_arrive_by_priority_then_sequence() {
     for (p, prio) in [("a", 0), ("b", 5), ("c", 0), ("d", -1), ("e", 5)] {
         rt.send(id, 0, prio, p.as_bytes().to_vec()).unwrap();
     }
-    rt.tick();
+    rt.tick().unwrap();
     let order: String = rt
         .drain_events()
         .into_iter()
@@ -88,7 +88,7 @@ fn higher_priority_agents_run_first_and_reach_later_phases_in_the_same_tick() {
         rt.send(server, 0, 0, payload).unwrap();
         (0..3u64)
             .find(|_| {
-                rt.tick();
+                rt.tick().unwrap();
                 rt.drain_host_messages().iter().any(|m| m.kind == 9 && m.from == peer)
             })
             .expect("the rally ends")
@@ -105,7 +105,7 @@ fn priority_phases_replay_exactly() {
     for i in 0..40 {
         rt.spawn_with_priority(g, i % 3).unwrap();
     }
-    rt.run(8);
+    rt.run(8).unwrap();
     let log = rt.stop_recording().unwrap();
     let report = lockstep_core::replay(&log, 1, |_| {}).unwrap();
     assert_eq!(report.divergence, None);

@@ -16,7 +16,7 @@ fn inspect_keeps_a_dead_agents_last_memory_and_fuel() {
     let alive = rt.inspect(counter).unwrap();
     assert!(alive.memory_bytes > 0 && alive.fuel_consumed > 0);
     rt.send(trap, 1, 0, Vec::new()).unwrap(); // kind 1: panic in receive
-    rt.tick();
+    rt.tick().unwrap();
     let dead = rt.inspect(trap).unwrap();
     assert!(matches!(dead.state, AgentState::Faulted(_)), "{:?}", dead.state);
     assert!(dead.memory_bytes > 0, "the size it had when it died, not 0");
@@ -33,14 +33,14 @@ trait TickN {
 
 impl TickN for Runtime {
     fn tick_n(&mut self, n: u64) {
-        self.run(n);
+        self.run(n).unwrap();
     }
 }
 
 #[test]
 fn stopping_a_recording_twice_says_it_already_stopped() {
     let mut rt = runtime(1);
-    rt.tick();
+    rt.tick().unwrap();
     rt.stop_recording().unwrap();
     let e = rt.stop_recording().unwrap_err();
     assert_eq!(e.code(), "E_NOT_RECORDING");
@@ -57,7 +57,7 @@ fn an_unregistered_model_slot_is_answered_no_such_model_and_logged_naming_the_ag
     let mut rt = runtime(1);
     // classifier asks model slot 0, which nobody registered.
     let classifier = rt.spawn_bytes(agent("classifier")).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let events = rt.drain_events();
     let line = events
         .iter()

@@ -34,7 +34,7 @@ fn messages_sent_in_agent_init_before_a_fault_are_routed() {
     let mut rt = runtime(1);
     let id = rt.spawn_bytes(init_sender(0, 3, "unreachable")).unwrap();
     assert!(matches!(rt.inspect(id).unwrap().state, AgentState::Faulted(_)));
-    rt.tick();
+    rt.tick().unwrap();
     let got = rt.drain_host_messages();
     assert_eq!(got.len(), 3, "the three messages init sent before trapping reach the host");
     assert!(got.iter().all(|m| m.from == id && m.payload == b"init-msg"));
@@ -47,7 +47,7 @@ fn messages_sent_in_agent_init_survive_a_kill_before_the_first_tick() {
     let mut rt = runtime(1);
     let id = rt.spawn_bytes(init_sender(0, 2, "i32.const 0")).unwrap();
     rt.kill(id).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.drain_host_messages().len(), 2);
 }
 
@@ -55,7 +55,7 @@ fn messages_sent_in_agent_init_survive_a_kill_before_the_first_tick() {
 fn messages_sent_in_agent_init_to_a_dead_agent_are_dead_lettered() {
     let mut rt = runtime(1);
     let id = rt.spawn_bytes(init_sender(999, 2, "unreachable")).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let dead = rt.drain_dead_letters();
     assert_eq!(dead.len(), 2);
     assert!(dead.iter().all(|d| d.reason == DeadLetterReason::UnknownRecipient && d.message.from == id));
@@ -66,7 +66,7 @@ fn init_messages_replay_identically() {
     let mut rt = runtime(1);
     rt.spawn_bytes(init_sender(0, 2, "unreachable")).unwrap();
     rt.spawn_bytes(init_sender(1, 1, "i32.const 0")).unwrap();
-    rt.run(3);
+    rt.run(3).unwrap();
     let log = rt.stop_recording().unwrap();
     let report = lockstep_core::replay(&log, 2, |_| {}).unwrap();
     assert!(report.divergence.is_none(), "{:?}", report.divergence);
@@ -90,7 +90,7 @@ fn max_agents_counts_the_living_not_every_agent_ever_spawned() {
         let faulty = rt.spawn_bytes(init_sender(0, 0, "unreachable")).unwrap();
         assert!(matches!(rt.inspect(faulty).unwrap().state, AgentState::Faulted(_)));
         rt.spawn_bytes(agent("counter")).expect("a faulted agent frees its place at once");
-        rt.tick();
+        rt.tick().unwrap();
         assert!(rt.inspect(d).unwrap().state.is_running());
     }
 }

@@ -45,10 +45,10 @@ fn log_flooder(n: u32) -> Vec<u8> {
 fn log_lines_one_agent_writes_in_one_tick_are_bounded() {
     let mut rt = runtime_on(MemoryAllocator::Slab, 1);
     let id = rt.spawn_bytes(log_flooder(abi::MAX_OUTBOX_PER_TICK as u32)).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     rt.drain_events();
     let dropped_before = rt.events_dropped();
-    rt.tick();
+    rt.tick().unwrap();
     let logs = rt.drain_events().iter().filter(|e| matches!(e, Event::Log { agent, .. } if *agent == id)).count() as u64;
     let produced = logs + (rt.events_dropped() - dropped_before);
     assert!(produced <= abi::MAX_LOG_LINES_PER_TICK as u64, "one agent produced {produced} log lines (~{} MiB) in one tick", produced >> 10);
@@ -78,7 +78,7 @@ fn init_byte_budget_is_not_charged_to_the_first_tick() {
                 i32.const 0))"#);
     let mut rt = runtime_on(MemoryAllocator::Slab, 1);
     rt.spawn_bytes(module).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let kinds: Vec<u32> = rt.drain_host_messages().iter().map(|m| m.kind).collect();
     assert_eq!(kinds.iter().filter(|&&k| k == 1).count(), 17, "init's 17 messages");
     assert_eq!(kinds.iter().filter(|&&k| k == 2).count(), 1, "the first step's send was refused: init's bytes were charged to tick 0");
@@ -99,9 +99,9 @@ fn agent_shutdown_log_lines_are_not_lost() {
             (func (export "agent_step") (param i32) (result i32) i32.const 0))"#);
     let mut rt = runtime_on(MemoryAllocator::Slab, 1);
     let id = rt.spawn_bytes(module).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     rt.shutdown(id).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let events = rt.drain_events();
     assert!(
         events.iter().any(|e| matches!(e, Event::Log { agent, text, .. } if *agent == id && text == "goodbye")),
@@ -116,7 +116,7 @@ fn same_verdict_on_every_allocator(what: &str, module: &[u8]) {
     for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
         let mut rt = runtime_on(allocator, 1);
         let r = rt.spawn_bytes(module.to_vec()).map(|id| {
-            rt.tick();
+            rt.tick().unwrap();
             matches!(rt.inspect(id).unwrap().state, AgentState::Running)
         });
         verdicts.push((allocator, r.as_ref().map_err(|e| e.to_string()).cloned()));
@@ -202,7 +202,7 @@ fn table_grow_within_the_abi_limit_behaves_the_same_on_every_allocator() {
     for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
         let mut rt = runtime_on(allocator, 1);
         let id = rt.spawn_bytes(module.clone()).unwrap();
-        let hash = rt.tick().hash;
+        let hash = rt.tick().unwrap().hash;
         states.push((rt.inspect(id).unwrap().state.name().to_string(), hash));
     }
     assert_eq!(states[0], states[1], "Slab vs Pooling");
@@ -214,7 +214,7 @@ fn table_grow_within_the_abi_limit_behaves_the_same_on_every_allocator() {
 fn a_replayed_send_larger_than_a_message_is_a_corrupt_log() {
     let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: true, ..RuntimeConfig::development() }).unwrap();
     let id = rt.spawn_bytes(agent("echo")).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     // The log up to (not including) its End record, then the forged Send.
     let sealed = rt.replay_log().unwrap().to_vec();
     let mut reader = lockstep_core::replay_log::LogReader::new(&sealed).unwrap();
@@ -275,7 +275,7 @@ fn bulk_memory_ops_past_memory_size_trap_on_every_allocator() {
             for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
                 let mut rt = runtime_on(allocator, 1);
                 let id = rt.spawn_bytes(memory_agent(decl, step)).unwrap();
-                let hash = rt.tick().hash;
+                let hash = rt.tick().unwrap().hash;
                 let state = rt.inspect(id).unwrap().state;
                 let running = matches!(state, AgentState::Running);
                 assert_eq!(running, ok, "(memory {decl}) {what} on {allocator:?}: {state:?}");
@@ -324,7 +324,7 @@ fn hashes_do_not_depend_on_workers_or_allocator() {
                 rt.kill(5).ok();
                 rt.shutdown(6).ok();
             }
-            let r = rt.tick();
+            let r = rt.tick().unwrap();
             hashes.push(r.hash);
         }
         let host: Vec<_> = rt.drain_host_messages().iter().map(|m| (m.from, m.seq)).collect();
@@ -435,7 +435,7 @@ fn batched_inference_never_hands_an_agent_another_agents_data() {
         for _ in 0..2 {
             rt.spawn(m).unwrap();
         }
-        rt.run(3);
+        rt.run(3).unwrap();
         let mut got: Vec<(u64, Vec<u8>)> = rt.drain_host_messages().into_iter().map(|m| (m.from, m.payload)).collect();
         got.sort();
         answers.push(got);
@@ -498,7 +498,7 @@ fn batched_inference_answers_do_not_depend_on_other_agents_requests() {
         for _ in 0..2 {
             rt.spawn(m).unwrap();
         }
-        rt.run(3);
+        rt.run(3).unwrap();
         let mut got: Vec<(u64, Vec<u8>)> = rt.drain_host_messages().into_iter().map(|m| (m.from, m.payload)).collect();
         got.sort();
         answers.push(got);
@@ -532,7 +532,7 @@ fn the_manifest_memory_limit_holds_at_instantiation_and_growth_on_every_allocato
         assert!(r.is_err(), "{allocator:?}: a 4-page memory was created under a 2-page limit");
         // Growing past the manifest's limit faults with MemoryLimit.
         let id = rt.spawn_bytes(manifest_agent(131_072, 2, "(drop (memory.grow (i32.const 1)))")).unwrap();
-        rt.tick();
+        rt.tick().unwrap();
         match rt.inspect(id).unwrap().state {
             AgentState::Faulted(f) => assert_eq!(f.kind, lockstep_core::FaultKind::MemoryLimit, "{allocator:?}: {f:?}"),
             other => panic!("{allocator:?}: grew past the manifest's limit: {other:?}"),
@@ -564,7 +564,7 @@ fn a_tensor_shape_whose_size_overflows_fails_the_length_check() {
 fn a_replay_log_cannot_grant_itself_trust() {
     let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: true, ..RuntimeConfig::development() }).unwrap();
     rt.spawn_bytes(wat_agent(1, r#"(func (export "agent_step") (param i32) (result i32) i32.const 0)"#)).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let log = rt.stop_recording().unwrap();
     // The caller of the replay never enabled devMode: the unsigned module must not run.
     let e = lockstep_core::replay_trusting(&log, 1, Some(&lockstep_core::ReplayTrust::default()), |_| {})
@@ -592,7 +592,7 @@ fn the_deep_hash_covers_exported_v128_globals() {
         );
         let mut rt = runtime_on(MemoryAllocator::Slab, 1);
         rt.spawn_bytes(module).unwrap();
-        rt.tick();
+        rt.tick().unwrap();
         // The agent's own part (the whole also chains the tick hash, which covers the module).
         rt.deep_hash().agents[0].1
     };
@@ -639,7 +639,7 @@ fn what_agent_init_sends_is_bounded_by_the_pending_queue() {
     };
     assert_eq!(refused.code(), "E_QUEUE_FULL", "{refused}");
     // A tick empties the queue; spawning works again.
-    rt.tick();
+    rt.tick().unwrap();
     rt.spawn(m).unwrap();
 }
 
@@ -663,7 +663,7 @@ fn a_broken_outbound_ring_with_a_full_backlog_loses_no_host_message() {
                 rt.send(id, 1, 0, vec![9; abi::MAX_PAYLOAD_BYTES]).unwrap();
             }
         }
-        rt.tick();
+        rt.tick().unwrap();
     }
     let replies_sent: u64 = ids.iter().map(|&id| rt.inspect(id).unwrap().messages_sent).sum();
     let in_ring = cap / ring::record_bytes(abi::MAX_PAYLOAD_BYTES);
@@ -715,8 +715,8 @@ fn one_agent_cannot_burn_thousands_of_call_budgets_in_one_tick() {
     ));
     let mut rt = Runtime::new(RuntimeConfig { workers: 1, fuel_per_call, record: false, ..RuntimeConfig::development() }).unwrap();
     rt.spawn_bytes(module).unwrap();
-    rt.tick();
-    let fuel = rt.tick().fuel;
+    rt.tick().unwrap();
+    let fuel = rt.tick().unwrap().fuel;
     assert!(fuel <= 64 * fuel_per_call, "one agent burned {fuel} fuel in one tick ({}× its per-call budget)", fuel / fuel_per_call);
 }
 
@@ -734,11 +734,11 @@ fn a_priority_whose_agents_are_all_gone_frees_its_phase() {
     }
     // Without a tick in between, and after one.
     let a = rt.spawn_with_priority(m, 1_000).expect("a new priority once the old ones' agents are gone");
-    rt.tick();
+    rt.tick().unwrap();
     rt.kill(a).unwrap();
     for p in 2_000..2_000 + MAX_PHASES as i32 {
         let id = rt.spawn_with_priority(m, p).unwrap();
-        rt.tick();
+        rt.tick().unwrap();
         rt.kill(id).unwrap();
     }
     rt.spawn_with_priority(m, -5).expect("a new priority after churn across ticks");
@@ -748,7 +748,7 @@ fn a_priority_whose_agents_are_all_gone_frees_its_phase() {
     for p in 0..MAX_PHASES as i32 {
         rt.spawn_with_priority(m, p).unwrap();
     }
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.spawn_with_priority(m, 99).unwrap_err().code(), "E_PRIORITY_LIMIT");
 }
 
@@ -772,7 +772,7 @@ fn the_live_agent_count_stays_exact_through_spawn_kill_shutdown_and_faults() {
             }
         }
         if i % 5_000 == 0 {
-            rt.tick();
+            rt.tick().unwrap();
         }
     }
     let live: Vec<u64> = (0..8).map(|_| rt.spawn(m).expect("all 8 places are free")).collect();

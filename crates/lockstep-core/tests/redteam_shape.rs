@@ -123,7 +123,7 @@ fn a_session_whose_agents_infer_with_no_model_registered_replays_exactly() {
     let a = rt.spawn_bytes(asker()).unwrap();
     rt.spawn_bytes(echo()).unwrap();
     for _ in 0..4 {
-        rt.tick();
+        rt.tick().unwrap();
     }
     assert!(rt.inspect(a).unwrap().messages_received >= 3, "the answers arrived");
     let log = rt.stop_recording().unwrap();
@@ -142,7 +142,7 @@ fn inference_answers_for_a_tick_whose_agents_asked_nothing_are_corrupt() {
     let a = rt.spawn_bytes(echo()).unwrap();
     for t in 0..3u8 {
         rt.send(a, 1, 0, vec![t]).unwrap();
-        rt.tick();
+        rt.tick().unwrap();
     }
     let mut recs = records(&rt.stop_recording().unwrap());
     let at = recs.iter().position(|r| matches!(r, Record::TickEnd { tick: 1, .. })).unwrap();
@@ -163,10 +163,10 @@ fn an_inference_answer_for_an_agent_that_did_not_ask_is_corrupt() {
     let mut rt = Runtime::new(config()).unwrap();
     let quiet = rt.spawn_bytes(echo()).unwrap();
     let asking = rt.spawn_bytes(asker()).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     rt.kill(quiet).unwrap();
     for _ in 0..3 {
-        rt.tick();
+        rt.tick().unwrap();
     }
     let recs = records(&rt.stop_recording().unwrap());
     let answers_of = |recs: &mut Vec<Record>| match recs.iter_mut().find(|r| matches!(r, Record::InferResults { tick: 2, .. })) {
@@ -223,8 +223,8 @@ fn a_ring_message_to_the_host_id_is_in_the_tick_hash() {
             if let Some(payload) = extra {
                 p.try_push(ring::TYPE_MESSAGE, 1, 0, 0, &payload).unwrap();
             }
-            rt.tick();
-            rt.tick();
+            rt.tick().unwrap();
+            rt.tick().unwrap();
             let log = rt.stop_recording().unwrap();
             let r = replay(&log, 1, |_| {}).unwrap();
             assert!(r.divergence.is_none() && r.complete);
@@ -277,7 +277,7 @@ fn rich_session(max_log_bytes: usize) -> (Runtime, Vec<u8>, Vec<Digest>, Vec<Eve
             }
             _ => {}
         }
-        hashes.push(rt.tick().hash);
+        hashes.push(rt.tick().unwrap().hash);
         events.extend(rt.drain_events());
     }
     let log = rt.stop_recording().unwrap();
@@ -328,7 +328,7 @@ fn a_max_log_bytes_below_the_config_record_is_refused_or_replays() {
             Err(e) => assert_eq!(e.code(), "E_INVALID_CONFIG", "{e}"),
             Ok(mut rt) => {
                 rt.spawn_bytes(echo()).unwrap();
-                rt.tick();
+                rt.tick().unwrap();
                 let log = rt.replay_log().unwrap();
                 let r = replay(&log, 1, |_| {});
                 assert!(r.is_ok(), "maxLogBytes {max_log_bytes}: the log is {} bytes: {r:?}", log.len());
@@ -372,7 +372,7 @@ fn an_event_copy_too_large_for_the_outbound_ring_does_not_break_it() {
         OK,
     );
     let a = rt.spawn_bytes(noisy).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let events = rt.drain_events();
     assert!(events.iter().any(|e| matches!(e, Event::Log { text, .. } if text.len() == 1024)), "the line is in the event queue");
     let broken: Vec<_> = events.iter().filter(|e| matches!(e, Event::RingError { .. })).collect();
@@ -381,7 +381,7 @@ fn an_event_copy_too_large_for_the_outbound_ring_does_not_break_it() {
     assert!(drain_ring(&mut consumer).iter().any(|r| r.0 == ring::TYPE_TICK));
     // The ring still carries the agent's replies.
     rt.send(a, 5, 0, b"ping".to_vec()).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let got = drain_ring(&mut consumer);
     assert!(got.iter().any(|r| r.0 == ring::TYPE_MESSAGE && r.1 == a && r.2 == b"ping"), "{got:?}");
 }
@@ -398,7 +398,7 @@ fn the_recording_stopped_event_of_a_cut_at_a_tick_end_reaches_the_outbound_ring(
         let mut sizes = vec![rt.replay_log().unwrap().len()];
         for _ in 0..3 {
             rt.send(a, 1, 0, vec![7; 200]).unwrap();
-            rt.tick();
+            rt.tick().unwrap();
             sizes.push(rt.replay_log().unwrap().len());
         }
         sizes
@@ -416,7 +416,7 @@ fn the_recording_stopped_event_of_a_cut_at_a_tick_end_reaches_the_outbound_ring(
     let mut copies = Vec::new();
     for _ in 0..3 {
         rt.send(a, 1, 0, vec![7; 200]).unwrap();
-        rt.tick();
+        rt.tick().unwrap();
         copies.extend(drain_ring(&mut consumer).into_iter().filter(|r| r.0 == ring::TYPE_EVENT).map(|r| String::from_utf8(r.2).unwrap()));
     }
     assert!(rt.drain_events().iter().any(|e| matches!(e, Event::RecordingStopped { .. })), "the log was cut");
@@ -461,16 +461,16 @@ fn sessions_that_differ_in_one_input_differ_in_their_tick_hash() {
             if let Some((to, payload)) = ring_to {
                 p.try_push(ring::TYPE_MESSAGE, 4, 0, to, payload).unwrap();
             }
-            rt.tick();
-            rt.tick();
+            rt.tick().unwrap();
+            rt.tick().unwrap();
             match stop {
                 "shutdown" => rt.shutdown(2).unwrap(),
                 "kill" => rt.kill(2).unwrap(),
                 "shutdown 1" => rt.shutdown(1).unwrap(),
                 _ => {}
             }
-            rt.tick();
-            rt.tick();
+            rt.tick().unwrap();
+            rt.tick().unwrap();
         })
     };
     let base: &'static [u8] = b"abc";
@@ -512,10 +512,10 @@ fn sessions_that_differ_in_one_input_differ_in_their_tick_hash() {
 fn a_send_to_an_agent_spawned_after_it_in_the_same_tick_is_corrupt() {
     let mut rt = Runtime::new(config()).unwrap();
     let a = rt.spawn_bytes(echo()).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let b = rt.spawn_bytes(echo()).unwrap();
     rt.send(b, 1, 0, b"hi".to_vec()).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let mut recs = records(&rt.stop_recording().unwrap());
     // Move the Send to b before b's Spawn (same tick).
     let send = recs.iter().position(|r| matches!(r, Record::Send { to, .. } if *to == b)).unwrap();
@@ -582,7 +582,7 @@ fn what_agent_shutdown_sends_is_bounded_by_the_pending_queue() {
     // Refused before agent_shutdown ran: the agent is still running, and a tick makes room.
     let next = ids[done];
     assert!(rt.inspect(next).unwrap().state.is_running());
-    rt.tick();
+    rt.tick().unwrap();
     rt.shutdown(next).unwrap();
 }
 
@@ -617,8 +617,8 @@ fn extreme_runtime_settings_are_refused_or_run_never_panic() {
                 let a = rt.spawn_bytes(agent(OK, spin, ECHO, OK)).unwrap();
                 let b = rt.spawn_bytes(echo()).unwrap();
                 rt.send(b, 1, 0, vec![1; 10]).unwrap();
-                rt.tick();
-                rt.tick();
+                rt.tick().unwrap();
+                rt.tick().unwrap();
                 assert_eq!(rt.inspect(a).unwrap().state.is_running(), what.starts_with("fuel"), "{what}: the spinner was stopped");
                 let log = rt.stop_recording().unwrap();
                 let r = replay(&log, 1, |_| {}).unwrap();
@@ -698,7 +698,7 @@ fn a_replay_log_snapshot_after_any_call_replays_complete() {
     let b = rt.spawn_bytes(asker()).unwrap();
     rt.send(a, 1, 0, vec![1; 40]).unwrap();
     snap(&rt, "send");
-    rt.tick();
+    rt.tick().unwrap();
     snap(&rt, "tick");
     rt.register_agent_model(&"ab".repeat(32)).unwrap_err();
     snap(&rt, "refused model");
@@ -706,13 +706,13 @@ fn a_replay_log_snapshot_after_any_call_replays_complete() {
     rt.send(c, 2, 0, vec![2; 5]).unwrap();
     rt.kill(c).unwrap();
     snap(&rt, "kill after a send");
-    rt.tick();
+    rt.tick().unwrap();
     rt.shutdown(a).unwrap();
     snap(&rt, "shutdown that faults");
     rt.checkpoint();
     snap(&rt, "checkpoint");
-    rt.tick();
-    rt.tick();
+    rt.tick().unwrap();
+    rt.tick().unwrap();
     snap(&rt, "ticks");
     rt.kill(b).unwrap();
     snap(&rt, "last kill");

@@ -166,7 +166,7 @@ fn tick_end_digests_must_agree_with_a_matching_tick_hash() {
     let mut rt = Runtime::new(config()).unwrap();
     let a = rt.spawn_bytes(echo()).unwrap();
     rt.send(a, 1, 0, b"hi".to_vec()).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let mut records = decode(&rt.stop_recording().unwrap());
     let Some(Record::TickEnd { agents, .. }) = records.iter_mut().find(|r| matches!(r, Record::TickEnd { .. })) else { panic!("a tick") };
     assert!(!agents.is_empty());
@@ -188,7 +188,7 @@ fn a_changed_dead_letter_payload_is_detected() {
     let a = rt.spawn_bytes(echo()).unwrap();
     rt.kill(a).unwrap();
     rt.send(a, 1, 0, b"to a dead agent".to_vec()).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.drain_dead_letters().len(), 1);
     let mut records = decode(&rt.stop_recording().unwrap());
     for r in records.iter_mut() {
@@ -210,7 +210,7 @@ fn session() -> (Runtime, Vec<u8>) {
     for t in 0..5u8 {
         rt.send(a, 1, 0, vec![t]).unwrap();
         rt.send(b, 2, 0, vec![t; 3]).unwrap();
-        rt.tick();
+        rt.tick().unwrap();
     }
     let log = rt.stop_recording().unwrap();
     (rt, log)
@@ -282,11 +282,11 @@ fn an_end_record_that_disagrees_makes_the_verdict_incomplete() {
 fn a_replay_log_snapshot_carries_an_end_record_and_recording_goes_on() {
     let mut rt = Runtime::new(config()).unwrap();
     let a = rt.spawn_bytes(echo()).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let first = rt.replay_log().unwrap();
     assert!(matches!(decode(&first).last(), Some(Record::End { ticks: 1, .. })));
     rt.send(a, 0, 0, vec![1]).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let second = rt.replay_log().unwrap();
     // The live log was not changed by the first snapshot: the second extends its records.
     assert_eq!(second[..first.len() - END_RECORD_BYTES], first[..first.len() - END_RECORD_BYTES]);

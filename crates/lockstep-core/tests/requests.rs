@@ -16,7 +16,7 @@ fn a_request_to_echo_is_answered_with_its_body_and_other_host_messages_stay() {
     let second = rt.send_request(echo, 8, 0, b"pong").unwrap();
     assert_eq!((first, second), (1, 2), "ids count from 1 in each runtime");
     rt.send(counter, 1, 0, Vec::new()).unwrap(); // answered with a plain message to the host
-    rt.tick();
+    rt.tick().unwrap();
     // Only the replies asked for are taken, oldest first; the rest stay.
     let replies = rt.take_replies(&[(echo, second)]);
     assert_eq!(replies.len(), 1);
@@ -28,7 +28,7 @@ fn a_request_to_echo_is_answered_with_its_body_and_other_host_messages_stay() {
     assert!(rest.iter().any(|m| m.from == counter && m.kind == 2));
     // A reply nobody asked for by (agent, id) stays too.
     rt.send_request(echo, 0, 0, b"x").unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert!(rt.take_replies(&[(counter, 3)]).is_empty());
     assert_eq!(rt.drain_host_messages().len(), 1);
 }
@@ -39,7 +39,7 @@ fn requests_replay_exactly_they_are_ordinary_messages() {
     let echo = rt.spawn_bytes(agent("echo")).unwrap();
     for i in 0..5u8 {
         rt.send_request(echo, u32::from(i), 0, &[i; 3]).unwrap();
-        rt.tick();
+        rt.tick().unwrap();
         assert_eq!(rt.take_replies(&[(echo, u64::from(i) + 1)]).len(), 1);
     }
     let hash = rt.state_hash();
@@ -56,7 +56,7 @@ fn a_request_to_a_stopped_agent_is_found_in_the_dead_letters_and_left_there() {
     rt.kill(echo).unwrap();
     let id = rt.send_request(echo, 0, 0, b"anyone?").unwrap();
     let other = rt.send_request(echo, 0, 0, b"again").unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.request_dead_letters(&[(echo, id), (echo, 99)]), vec![(id, DeadLetterReason::RecipientStopped)]);
     assert_eq!(rt.drain_dead_letters().len(), 2, "both stay in the queue");
     assert!(rt.request_dead_letters(&[(echo, other)]).is_empty());

@@ -26,7 +26,7 @@ fn ring_messages_are_delivered_recorded_and_answered_through_the_outbound_ring()
         js.try_push(ring::TYPE_MESSAGE, 1, 0, if i % 2 == 0 { a } else { b }, &i.to_le_bytes()).unwrap();
     }
     js.try_push(ring::TYPE_MESSAGE, 1, 0, 999, b"nobody").unwrap();
-    let report = rt.tick();
+    let report = rt.tick().unwrap();
     assert_eq!(report.messages_delivered, 10);
     assert_eq!(report.dead_letters, 1, "unknown recipient from the ring is dead-lettered, not lost");
     assert!(rt.drain_host_messages().is_empty(), "replies go to the outbound ring");
@@ -69,7 +69,7 @@ fn a_full_outbound_ring_delays_records_but_never_drops_them() {
     for &id in &ids {
         js.try_push(ring::TYPE_MESSAGE, 1, 0, id, &[]).unwrap();
     }
-    rt.tick();
+    rt.tick().unwrap();
     // 200 replies of 40 bytes + a tick record do not fit 4 KiB: some wait in the backlog.
     assert!(rt.outbound_backlog() > 0);
     let mut replies = 0;
@@ -101,7 +101,7 @@ fn a_corrupted_inbound_ring_is_reported_and_the_runtime_carries_on() {
     rt.attach_inbound_ring(inbound.memory()).unwrap();
     let mut js = Producer::new(inbound.memory()).unwrap();
     js.try_push(ring::TYPE_MESSAGE, 1, 0, a, b"fine").unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     // JS scribbles a giant length into the next record slot and publishes it.
     js.try_push(ring::TYPE_MESSAGE, 1, 0, a, b"soon broken").unwrap();
     // SAFETY: the region holds HEADER_BYTES + CAP bytes and outlives `words`; this thread is
@@ -110,12 +110,12 @@ fn a_corrupted_inbound_ring_is_reported_and_the_runtime_carries_on() {
     let words = unsafe { std::slice::from_raw_parts_mut(inbound.memory_ptr(), ring::HEADER_BYTES + CAP) };
     let second = ring::HEADER_BYTES + ring::record_bytes(4);
     words[second..second + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    rt.tick();
+    rt.tick().unwrap();
     assert!(rt.inbound_ring_error().is_some());
     let events = rt.drain_events();
     assert!(events.iter().any(|e| matches!(e, Event::RingError { detail, .. } if detail.contains("record length"))), "{events:?}");
     rt.send(a, 1, 0, vec![]).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.inspect(a).unwrap().messages_received, 2, "the direct path still works");
 }
 
@@ -132,14 +132,14 @@ fn a_corrupted_outbound_ring_loses_no_host_message() {
     let words = unsafe { std::slice::from_raw_parts_mut(outbound.memory_ptr(), ring::HEADER_BYTES + CAP) };
     words[ring::OFFSET_TAIL..ring::OFFSET_TAIL + 4].copy_from_slice(&12_345u32.to_le_bytes());
     rt.send(a, 1, 0, b"ping".to_vec()).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let events = rt.drain_events();
     assert!(events.iter().any(|e| matches!(e, Event::RingError { .. })), "{events:?}");
     let replies = rt.drain_host_messages();
     assert_eq!(replies.len(), 1, "the reply that could not be written to the ring is handed to drain_host_messages");
     assert_eq!(replies[0].from, a);
     rt.send(a, 1, 0, b"again".to_vec()).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.drain_host_messages().len(), 1, "later replies too");
 }
 
@@ -162,9 +162,9 @@ fn a_full_outbound_backlog_keeps_host_messages_in_the_host_queue() {
                 rt.send(id, 1, 0, vec![9; lockstep_core::abi::MAX_PAYLOAD_BYTES]).unwrap();
             }
         }
-        rt.tick();
+        rt.tick().unwrap();
     }
-    rt.tick();
+    rt.tick().unwrap();
     let backlog = rt.outbound_backlog();
     assert!(backlog * lockstep_core::abi::MAX_PAYLOAD_BYTES <= MAX_OUTBOUND_BACKLOG_BYTES + (1 << 20), "backlog of {backlog} records");
     let rest = rt.drain_host_messages();

@@ -16,7 +16,7 @@ fn trap_agent_told(kind: u32) -> (Runtime, u64, u64) {
     let counter = rt.spawn_bytes(agent("counter")).unwrap();
     let trap = rt.spawn_bytes(agent("adv_trap")).unwrap();
     rt.send(trap, kind, 0, vec![]).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     (rt, counter, trap)
 }
 
@@ -27,13 +27,13 @@ fn infinite_loop_is_preempted_by_fuel_deterministically() {
         let mut rt = runtime(1);
         let spin = rt.spawn_bytes(agent("adv_spin")).unwrap();
         let counter = rt.spawn_bytes(agent("counter")).unwrap();
-        let report = rt.tick();
+        let report = rt.tick().unwrap();
         assert_eq!(report.faults, 1);
         let f = fault_of(&rt, spin);
         assert_eq!(f.kind, FaultKind::FuelExhausted);
         assert_eq!(f.call, AbiCall::Step);
         assert_eq!(rt.inspect(spin).unwrap().state.name(), "preempted");
-        rt.tick();
+        rt.tick().unwrap();
         assert_eq!(rt.inspect(counter).unwrap().steps, 2, "the other agent carries on");
         fuel_used.push(rt.state_hash());
     }
@@ -44,7 +44,7 @@ fn infinite_loop_is_preempted_by_fuel_deterministically() {
 fn infinite_loop_without_fuel_hits_the_deadline() {
     let mut rt = Runtime::new(RuntimeConfig { workers: 1, fuel_per_call: 0, deadline_ms: 50, max_agents: 16, ..RuntimeConfig::development() }).unwrap();
     let spin = rt.spawn_bytes(agent("adv_spin")).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(fault_of(&rt, spin).kind, FaultKind::Deadline);
 }
 
@@ -54,7 +54,7 @@ fn memory_bomb_hits_the_cap_and_only_its_agent_dies() {
     let bomb = rt.spawn_bytes(agent("adv_membomb")).unwrap();
     let counter = rt.spawn_bytes(agent("counter")).unwrap();
     for _ in 0..4 {
-        rt.tick();
+        rt.tick().unwrap();
     }
     let f = fault_of(&rt, bomb);
     assert_eq!(f.kind, FaultKind::MemoryLimit, "{f}");
@@ -69,7 +69,7 @@ fn panic_in_init_is_contained_and_reported() {
     let f = fault_of(&rt, bad);
     assert_eq!((f.kind, f.call), (FaultKind::Panic, AbiCall::Init));
     assert!(f.detail.contains("refusing to start"), "panic message reaches the host: {}", f.detail);
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.inspect(good).unwrap().steps, 1);
 }
 
@@ -92,7 +92,7 @@ fn panic_in_step_is_contained() {
     let f = fault_of(&rt, trap);
     assert_eq!((f.kind, f.call), (FaultKind::Panic, AbiCall::Step));
     assert!(f.detail.contains("asked to panic in step at tick 0"), "{}", f.detail);
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.inspect(counter).unwrap().steps, 2);
 }
 
@@ -103,7 +103,7 @@ fn panic_in_shutdown_is_contained() {
     rt.shutdown(trap).unwrap();
     let f = fault_of(&rt, trap);
     assert_eq!((f.kind, f.call), (FaultKind::Panic, AbiCall::Shutdown));
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.inspect(counter).unwrap().steps, 2);
 }
 
@@ -113,7 +113,7 @@ fn raw_trap_and_out_of_bounds_access_are_traps() {
     let f = fault_of(&rt, trap);
     assert_eq!((f.kind, f.call), (FaultKind::Trap, AbiCall::Receive));
     let (mut rt, _, trap) = trap_agent_told(6);
-    rt.tick();
+    rt.tick().unwrap();
     let f = fault_of(&rt, trap);
     assert_eq!((f.kind, f.call), (FaultKind::Trap, AbiCall::Step), "{f}");
     assert!(f.detail.contains("out of bounds"), "{}", f.detail);
@@ -152,7 +152,7 @@ fn out_of_bounds_pointers_in_every_host_import_are_violations() {
         ));
         let mut rt = runtime(1);
         let id = rt.spawn_bytes(bytes).unwrap();
-        rt.tick();
+        rt.tick().unwrap();
         let f = fault_of(&rt, id);
         assert_eq!(f.kind, FaultKind::HostCallViolation, "{import}: {f}");
         assert!(f.detail.contains(import), "{import}: {}", f.detail);
@@ -163,7 +163,7 @@ fn out_of_bounds_pointers_in_every_host_import_are_violations() {
 fn non_zero_status_is_an_agent_error() {
     let mut rt = runtime(1);
     let id = rt.spawn_bytes(wat_agent(1, r#"(func (export "agent_step") (param i32) (result i32) i32.const 7)"#)).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let f = fault_of(&rt, id);
     assert_eq!(f.kind, FaultKind::AgentError);
     assert!(f.detail.contains("status 7"));
@@ -178,7 +178,7 @@ fn messages_to_dead_agents_go_to_the_dead_letter_queue() {
     rt.send(a, 1, 0, b"late".to_vec()).unwrap();
     rt.send(b, 5, 0, b"queued".to_vec()).unwrap();
     rt.shutdown(b).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let dead = rt.drain_dead_letters();
     let reasons: Vec<_> = dead.iter().map(|d| (d.message.to, d.reason)).collect();
     assert!(reasons.contains(&(a, DeadLetterReason::RecipientStopped)), "{reasons:?}");
@@ -198,7 +198,7 @@ fn agents_addressing_unknown_ids_produce_dead_letters() {
     let mut payload = 999u64.to_le_bytes().to_vec();
     payload.extend_from_slice(&3u64.to_le_bytes());
     rt.send(id, 0, 0, payload).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     let dead = rt.drain_dead_letters();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason, DeadLetterReason::UnknownRecipient);

@@ -75,7 +75,7 @@ fn a_trusted_signature_admits_and_everything_else_is_refused() {
     let signed = alice.sign(&counter, &manifest("counter", ALL));
     let mut rt = strict(&[alice.public]);
     let id = rt.spawn_bytes(signed.clone()).unwrap();
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.inspect(id).unwrap().steps, 1);
 
     let msg = refused(&mut rt, mallory.sign(&counter, &manifest("counter", ALL)), "E_UNTRUSTED_KEY");
@@ -157,9 +157,9 @@ fn capability_arguments_are_checked_on_every_call() {
     let mut serve = peer.to_le_bytes().to_vec();
     serve.extend_from_slice(&3u64.to_le_bytes());
     rt.send(host_only, 0, 0, serve).unwrap();
-    let r = rt.tick();
+    let r = rt.tick().unwrap();
     assert_eq!(r.messages_routed, 0, "the forbidden send never left the agent");
-    rt.tick();
+    rt.tick().unwrap();
     assert_eq!(rt.inspect(peer).unwrap().messages_received, 0);
     assert!(rt.inspect(host_only).unwrap().state.is_running(), "refused, not faulted");
     let denied = rt.drain_events().into_iter().any(|e| matches!(e, Event::Log { text, .. } if text.contains("capability denied")));
@@ -187,9 +187,9 @@ fn inference_on_a_model_not_granted_is_answered_forbidden() {
     let denied = rt.spawn_bytes(alice.sign(&agent("classifier"), &manifest("classifier", &caps))).unwrap();
     let caps = format!(r#"{{"send":"host","infer":["{id}"],"random":true}}"#);
     let allowed = rt.spawn_bytes(alice.sign(&agent("classifier"), &manifest("classifier", &caps))).unwrap();
-    let r = rt.tick();
+    let r = rt.tick().unwrap();
     assert_eq!(r.inference_requests, 1, "only the granted request reached ONNX Runtime");
-    rt.tick();
+    rt.tick().unwrap();
     let msgs = rt.drain_host_messages();
     let from_denied: Vec<_> = msgs.iter().filter(|m| m.from == denied).collect();
     assert_eq!(from_denied.len(), 1);
@@ -205,9 +205,9 @@ fn a_tick_whose_every_inference_request_is_forbidden_still_answers_them() {
     give_classifier_model(&mut rt);
     let caps = format!(r#"{{"send":"host","infer":["{}"],"random":true}}"#, "0".repeat(64));
     let denied = rt.spawn_bytes(alice.sign(&agent("classifier"), &manifest("classifier", &caps))).unwrap();
-    let r = rt.tick();
+    let r = rt.tick().unwrap();
     assert_eq!(r.inference_requests, 0, "nothing reached ONNX Runtime");
-    rt.tick();
+    rt.tick().unwrap();
     let msgs = rt.drain_host_messages();
     let reports: Vec<_> = msgs.iter().filter(|m| m.from == denied && m.kind == 4).collect();
     assert_eq!(reports.len(), 1, "the agent got its forbidden answer and reported it");
@@ -240,7 +240,7 @@ fn resource_requests_are_clamped_or_refused_as_configured() {
     refused(&mut refuse, alice.sign(&spin, &greedy), "E_RESOURCE_LIMIT");
     let mut clamp = strict(&[alice.public]);
     let id = clamp.spawn_bytes(alice.sign(&spin, &greedy)).unwrap();
-    clamp.tick();
+    clamp.tick().unwrap();
     let detail = match clamp.inspect(id).unwrap().state {
         lockstep_core::AgentState::Faulted(f) => f.detail,
         other => panic!("{other:?}"),
@@ -249,7 +249,7 @@ fn resource_requests_are_clamped_or_refused_as_configured() {
     // Asking for less is honoured: this agent is preempted after 5,000 units.
     let frugal = r#"{"name":"spin","version":"1","abi":1,"resources":{"fuelPerCall":5000}}"#;
     let id = clamp.spawn_bytes(alice.sign(&spin, frugal)).unwrap();
-    clamp.tick();
+    clamp.tick().unwrap();
     match clamp.inspect(id).unwrap().state {
         lockstep_core::AgentState::Faulted(f) => assert_eq!(f.detail, "used its fuel budget of 5000"),
         other => panic!("{other:?}"),

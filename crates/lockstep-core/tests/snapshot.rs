@@ -201,7 +201,7 @@ fn run_from(rt: &mut Runtime, from: u64, half: bool) -> Vec<Digest> {
             script_a(rt, t);
         }
         script_b(rt, t);
-        hashes.push(rt.tick().hash);
+        hashes.push(rt.tick().unwrap().hash);
     }
     hashes
 }
@@ -222,7 +222,7 @@ fn first_half(workers: usize, allocator: MemoryAllocator) -> (Runtime, Vec<Diges
     for t in 0..AT {
         script_a(&mut rt, t);
         script_b(&mut rt, t);
-        hashes.push(rt.tick().hash);
+        hashes.push(rt.tick().unwrap().hash);
     }
     script_a(&mut rt, AT);
     let bytes = rt.snapshot().unwrap();
@@ -317,11 +317,11 @@ fn a_log_recorded_after_a_restore_replays_from_its_snapshot() {
     let (_, _, other) = first_half(1, MemoryAllocator::default());
     assert_eq!(other, bytes);
     let mut other_rt = Runtime::restore(&bytes, options(1, MemoryAllocator::default())).unwrap();
-    other_rt.tick();
+    other_rt.tick().unwrap();
     let e = replay_from(&other_rt.snapshot().unwrap(), &log, 1, None, |_| {}).expect_err("refused");
     assert_eq!(e.code(), "E_SNAPSHOT_MISMATCH", "{e}");
     let mut fresh = Runtime::new(config(1, MemoryAllocator::default())).unwrap();
-    fresh.tick();
+    fresh.tick().unwrap();
     let e = replay_from(&bytes, &fresh.stop_recording().unwrap(), 1, None, |_| {}).expect_err("refused");
     assert_eq!(e.code(), "E_INVALID_ARGUMENT", "{e}");
 }
@@ -338,7 +338,7 @@ fn non_exported_mutable_globals_round_trip() {
                 let bytes = rt.snapshot().unwrap();
                 rt = Runtime::restore(&bytes, options(1, MemoryAllocator::default())).unwrap();
             }
-            let r = rt.tick();
+            let r = rt.tick().unwrap();
             sent.push((r.hash, rt.drain_host_messages()));
         }
         sent
@@ -379,12 +379,12 @@ fn memory_the_agent_cleared_stays_clear_after_a_restore_whatever_its_module_wrot
         for allocator in [MemoryAllocator::default(), MemoryAllocator::Pooling] {
             let mut rt = Runtime::new(config(1, allocator)).unwrap();
             rt.spawn_bytes(clears_its_data(start)).unwrap();
-            rt.tick();
+            rt.tick().unwrap();
             let first = rt.drain_host_messages();
             assert_ne!(first[0].payload, [0, 0, 0], "it starts with its data");
             let mut restored = Runtime::restore(&rt.snapshot().unwrap(), options(1, allocator)).unwrap();
             assert_eq!(restored.deep_hash().hash, rt.deep_hash().hash);
-            assert_eq!(restored.tick().hash, rt.tick().hash);
+            assert_eq!(restored.tick().unwrap().hash, rt.tick().unwrap().hash);
             assert_eq!(restored.drain_host_messages()[0].payload, [0, 0, 0], "start function: {start}, {allocator:?}");
         }
     }
@@ -395,14 +395,14 @@ fn a_module_that_mutates_its_table_is_refused_by_name_until_it_stops() {
     let mut rt = Runtime::new(config(1, MemoryAllocator::default())).unwrap();
     rt.spawn_bytes(wat(CHATTY)).unwrap();
     let grower = rt.spawn_bytes(wat(TABLE_GROWER)).unwrap();
-    rt.run(3);
+    rt.run(3).unwrap();
     let e = rt.snapshot().expect_err("refused");
     assert_eq!(e.code(), "E_SNAPSHOT_UNSUPPORTED");
     assert!(matches!(&e, LockstepError::SnapshotUnsupported { agent, reason, .. } if *agent == grower && reason.contains("table.grow")), "{e}");
     rt.kill(grower).unwrap();
     let bytes = rt.snapshot().expect("a stopped agent holds no table");
     let mut restored = Runtime::restore(&bytes, options(1, MemoryAllocator::default())).unwrap();
-    assert_eq!(restored.tick().hash, rt.tick().hash);
+    assert_eq!(restored.tick().unwrap().hash, rt.tick().unwrap().hash);
 }
 
 /// A small snapshot: two CHATTY agents, a few ticks, a message waiting.
@@ -411,7 +411,7 @@ fn small() -> Vec<u8> {
     let m = rt.load_module(wat(CHATTY)).unwrap();
     rt.spawn(m).unwrap();
     rt.spawn(m).unwrap();
-    rt.run(3);
+    rt.run(3).unwrap();
     rt.send(1, 2, 0, b"waiting".to_vec()).unwrap();
     rt.snapshot().unwrap()
 }
@@ -519,7 +519,7 @@ fn forged_fields_with_valid_checksums_are_refused_or_harmless_never_a_panic() {
             match Runtime::restore(&forged, options(1, MemoryAllocator::default())) {
                 Ok(mut rt) => {
                     restored += 1;
-                    rt.run(2);
+                    rt.run(2).unwrap();
                 }
                 Err(e) => assert!(e.code().starts_with("E_SNAPSHOT_"), "section {index}, byte {i}: {e}"),
             }
@@ -558,7 +558,7 @@ fn ten_thousand_agents_of_one_module_store_their_pages_once() {
     for _ in 0..n {
         rt.spawn(m).unwrap();
     }
-    rt.run(3);
+    rt.run(3).unwrap();
     let bytes = rt.snapshot().unwrap();
     let info = snapshot::info(&bytes).unwrap();
     let raw = info.memory_pages * 65_536;
@@ -567,5 +567,5 @@ fn ten_thousand_agents_of_one_module_store_their_pages_once() {
     assert!(info.unique_pages < info.memory_pages as usize, "identical pages are stored once");
     let mut restored = Runtime::restore(&bytes, RestoreOptions { workers: 2, record: false, ..RestoreOptions::development() }).unwrap();
     assert_eq!(restored.deep_hash().hash, rt.deep_hash().hash);
-    assert_eq!(restored.tick().hash, rt.tick().hash);
+    assert_eq!(restored.tick().unwrap().hash, rt.tick().unwrap().hash);
 }

@@ -100,6 +100,45 @@ pub struct RuntimeOptions {
     pub policy_json: Option<String>,
     /// "clamp" (default) or "refuse".
     pub resource_policy: Option<String>,
+    /// Stream the log to an on-disk journal (docs/JOURNAL.md).
+    pub journal: Option<JournalOptions>,
+}
+
+/// `journal: { dir, fsync, segmentBytes }`.
+#[napi(object)]
+#[derive(Default, Clone)]
+pub struct JournalOptions {
+    pub dir: String,
+    /// "tick", "group" (default) or "off".
+    pub fsync: Option<String>,
+    pub segment_bytes: Option<f64>,
+}
+
+/// The fsync policy named `name` (`what` names the option in errors).
+pub fn fsync_policy(what: &str, name: Option<&str>) -> Result<core::FsyncPolicy> {
+    match name {
+        None | Some("group") => Ok(core::FsyncPolicy::Group),
+        Some("tick") => Ok(core::FsyncPolicy::Tick),
+        Some("off") => Ok(core::FsyncPolicy::Off),
+        Some(other) => Err(invalid_config(format!("{what} must be \"tick\", \"group\" or \"off\", got \"{other}\""))),
+    }
+}
+
+/// A segment size option.
+pub fn segment_bytes(what: &str, v: Option<f64>) -> Result<u64> {
+    opt_uint(what, v, core::journal::MIN_SEGMENT_BYTES, MAX_SAFE).map(|v| v.unwrap_or(core::journal::DEFAULT_SEGMENT_BYTES)).map_err(invalid_config)
+}
+
+/// The journal's config from its options.
+pub fn journal_from(j: JournalOptions) -> Result<core::JournalConfig> {
+    if j.dir.is_empty() {
+        return Err(invalid_config("journal.dir must be a directory path, got \"\"".into()));
+    }
+    Ok(core::JournalConfig {
+        dir: PathBuf::from(j.dir),
+        fsync: fsync_policy("journal.fsync", j.fsync.as_deref())?,
+        segment_bytes: segment_bytes("journal.segmentBytes", j.segment_bytes)?,
+    })
 }
 
 /// The runtime's config from its options (the inference options are taken out first).
@@ -130,6 +169,7 @@ pub fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
             Some("refuse") => core::ResourcePolicy::Refuse,
             Some(other) => return Err(invalid_config(format!("resourcePolicy must be \"clamp\" or \"refuse\", got \"{other}\""))),
         },
+        journal: o.journal.map(journal_from).transpose()?,
     })
 }
 
@@ -235,6 +275,8 @@ pub struct TickReport {
     pub parallel: bool,
     pub inference_requests: i64,
     pub inference_calls: i64,
+    /// With a journal: the last tick whose TickEnd is on stable storage.
+    pub durable_tick: Option<i64>,
 }
 
 impl From<&core::TickReport> for TickReport {
@@ -251,6 +293,7 @@ impl From<&core::TickReport> for TickReport {
             parallel: r.parallel,
             inference_requests: r.inference_requests as i64,
             inference_calls: r.inference_calls as i64,
+            durable_tick: r.durable_tick.map(|t| t as i64),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! - Types and conversions: `convert.rs` (options in, reports out; events as the core's JSON).
 //! - `replay` and `replayAsync`: `replay.rs`; inference's packed tensors and tasks: `inference.rs`.
 //! - `tickAsync`: `tick.rs` (the runtime leaves its `NativeRuntime` while its ticks run).
+//! - The journal: `journal.rs` (`recover`'s options and report, `inspectLog`, `verifyJournal`).
 //!
 //! Methods that start work on libuv's thread pool (`tickAsync`, `inferAsync`,
 //! `loadModelAsync`) queue it with `Env::spawn` and return its promise, rather than returning
@@ -20,6 +21,7 @@ compile_error!("lockstep-node needs panic = \"unwind\": a panic must become a JS
 pub mod convert;
 pub mod error;
 pub mod inference;
+pub mod journal;
 pub mod replay;
 pub mod tick;
 
@@ -125,6 +127,8 @@ pub struct NativeRuntime {
     /// Created at the first model load: a runtime that never infers never loads ONNX Runtime.
     /// Shared with `loadModelAsync`'s task, which may create it on the thread pool.
     engine: Arc<OnceLock<Arc<InferenceEngine>>>,
+    /// What `recover` did, for a runtime it made.
+    recovery: Option<core::RecoveryReport>,
 }
 
 impl ObjectFinalize for NativeRuntime {
@@ -197,6 +201,7 @@ impl NativeRuntime {
             ring_buffers: Vec::new(),
             inference_options,
             engine: Default::default(),
+            recovery: None,
         })
     }
 
@@ -217,6 +222,7 @@ impl NativeRuntime {
             ring_buffers: Vec::new(),
             inference_options,
             engine: Default::default(),
+            recovery: None,
         })
     }
 
@@ -224,6 +230,52 @@ impl NativeRuntime {
     #[napi(catch_unwind)]
     pub fn snapshot(&mut self) -> Result<Buffer> {
         self.rt_mut()?.snapshot().map(Buffer::from).map_err(to_napi)
+    }
+
+    /// Continues the session whose journal is in `dir` (docs/JOURNAL.md, "Recovery"): the
+    /// runtime `Runtime::recover` returns; its report is `recoveryReport()`. `on_progress(ticks
+    /// replayed)` every 100 ticks, on this thread.
+    #[napi(factory, catch_unwind)]
+    pub fn recover(dir: String, options: Option<journal::RecoverOptions>, on_progress: Option<Function<f64, ()>>) -> Result<Self> {
+        let mut options = options.unwrap_or_default();
+        let inference_options = options.inference.take().unwrap_or_default();
+        convert::engine_options(&inference_options)?;
+        let core_options = journal::recover_options(&options)?;
+        let mut callback_error = None;
+        let (rt, report) = Runtime::recover_with_progress(&dir, core_options, |ticks| {
+            if ticks % 100 == 0 && callback_error.is_none() {
+                if let Some(f) = on_progress.as_ref() {
+                    callback_error = f.call(ticks as f64).err();
+                }
+            }
+        })
+        .map_err(to_napi)?;
+        if let Some(e) = callback_error {
+            return Err(journal::progress_failed(e));
+        }
+        Ok(Self {
+            inner: Some(rt),
+            away: None,
+            closed: false,
+            lost: None,
+            ring_buffers: Vec::new(),
+            inference_options,
+            engine: Default::default(),
+            recovery: Some(report),
+        })
+    }
+
+    /// What `recover` did (null for a runtime made with `new`).
+    #[napi(catch_unwind)]
+    pub fn recovery_report(&mut self) -> Option<journal::RecoveryReport> {
+        self.recovery.as_ref().map(journal::RecoveryReport::from)
+    }
+
+    /// Writes and syncs the journal up to the last complete tick now; returns the durable tick
+    /// (null before the first tick, or without a journal).
+    #[napi(catch_unwind)]
+    pub fn sync_journal(&mut self) -> Result<Option<i64>> {
+        Ok(self.rt_mut()?.sync_journal().map_err(to_napi)?.map(|t| t as i64))
     }
 
     /// Frees the runtime now (agents, their reserved memory, the rings' references, the
@@ -391,7 +443,7 @@ impl NativeRuntime {
     pub fn tick(&mut self, n: Option<f64>) -> Result<TickReport> {
         let n = arg_int("n", n.unwrap_or(1.0), 1.0, u32::MAX as f64)? as u32;
         // n >= 1 (checked above), so run() returns the last report.
-        let last = self.rt_mut()?.run(u64::from(n)).ok_or_else(|| error::invalid_config("tick(n) needs n >= 1".into()))?;
+        let last = self.rt_mut()?.run(u64::from(n)).map_err(to_napi)?.ok_or_else(|| error::invalid_config("tick(n) needs n >= 1".into()))?;
         Ok(TickReport::from(&last))
     }
 

@@ -20,7 +20,7 @@ use lockstep_core::{self as core, Runtime};
 use napi::bindgen_prelude::*;
 
 use crate::convert::TickReport;
-use crate::error::{extended, internal, to_status_error, Code};
+use crate::error::{extended, internal, to_napi, to_status_error, Code};
 
 /// What a running `tickAsync` and its runtime share.
 #[derive(Default)]
@@ -89,12 +89,14 @@ impl Task for TickTask {
             if let Some(message) = panic_with {
                 panic!("{message}");
             }
-            runtime.as_mut().and_then(|rt| rt.run(n))
+            runtime.as_mut().map(|rt| rt.run(n))
         }));
         Ok(match ran {
-            Ok(Some(report)) => Ok(report),
+            Ok(Some(Ok(Some(report)))) => Ok(report),
+            // A tick refused (the journal failed): the runtime is handed back as it is.
+            Ok(Some(Err(e))) => Err(to_napi(e)),
             // n >= 1 and the runtime is there: run() returns the last report.
-            Ok(None) => Err(internal(Box::new("tickAsync ran without a runtime or with n = 0"))),
+            Ok(Some(Ok(None)) | None) => Err(internal(Box::new("tickAsync ran without a runtime or with n = 0"))),
             Err(panic) => {
                 // Stopped in the middle of a tick: never handed back. Dropping it may panic too.
                 if let Some(rt) = self.runtime.take() {

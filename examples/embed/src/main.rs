@@ -43,7 +43,7 @@ fn run() -> Result<(Vec<String>, Vec<u8>), lockstep_core::LockstepError> {
         rt.send(id, 0, 0, format!("hello agent {}", i + 1).into_bytes())?;
     }
     // Tick 0 delivers the messages; the replies are routed to the host at the end of it.
-    let report = rt.tick();
+    let report = rt.tick().unwrap();
     println!("tick {} hash {} ({} messages delivered)", report.tick, report.hash, report.messages_delivered);
     let replies: Vec<String> = rt.drain_host_messages().into_iter().map(|m| String::from_utf8_lossy(&m.payload).into_owned()).collect();
     for e in rt.drain_events() {

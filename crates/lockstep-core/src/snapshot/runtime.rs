@@ -166,6 +166,8 @@ impl Runtime {
             dev_mode: s.dev_mode && options.dev_mode,
             policy,
             resource_policy: if s.resource_clamp { ResourcePolicy::Clamp } else { ResourcePolicy::Refuse },
+            // A restored runtime records in memory only (snapshots in the journal: issue 12).
+            journal: None,
         };
         let mut rt = Runtime::new(config).map_err(|e| match e {
             // Threads and allocator are the caller's; every other setting is the snapshot's.
@@ -252,8 +254,9 @@ impl Runtime {
         result?;
         let base = Record::Base { tick: self.tick, snapshot: Digest(*blake3::hash(snapshot).as_bytes()), hash: self.last_hash };
         self.record(|r| r.record(&base));
+        let (last_tick, hash) = (self.tick.saturating_sub(1), self.last_hash);
         if let Some(r) = self.recorder.as_mut() {
-            r.tick_complete();
+            r.tick_complete(last_tick, hash)?;
         }
         self.outputs.trim_events();
         Ok(())

@@ -312,7 +312,7 @@ pub fn run_session(c: &mut Choices, modules: &[Vec<u8>]) -> Session {
                 rt.checkpoint();
             }
             _ => {
-                rt.tick();
+                rt.tick().unwrap();
                 rt.drain_host_messages();
                 rt.drain_events();
                 dead_host_seqs.extend(rt.drain_dead_letters().into_iter().filter(|d| d.message.from == 0).map(|d| d.message.seq));

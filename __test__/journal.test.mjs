@@ -1,0 +1,247 @@
+// The on-disk journal from JS (docs/JOURNAL.md): the `journal` option and its checks,
+// report.durableTick, the lock between two runtimes, Runtime.recover() and its report,
+// inspectLog()/verifyLog(), the CLI's `log inspect`, `log verify` and `recover`, and a crash
+// test: a child killed with SIGKILL at random moments, recovered every time.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, appendFileSync, statSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { crashCycle, referenceHashes } from './fixtures/journal-crash.mjs';
+
+const require = createRequire(import.meta.url);
+const { Runtime, LockstepError, inspectLog, verifyLog, replay, EXAMPLES_PUBLIC_KEY } = require('../index.js');
+const session = require('./fixtures/journal-session.cjs');
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = join(root, 'bin', 'lockstep.js');
+const tmp = (what) => mkdtempSync(join(tmpdir(), `lockstep-journal-${what}-`));
+const trust = { trustedKeys: [EXAMPLES_PUBLIC_KEY] };
+
+/** A journaled session of `ticks` ticks in a new directory, closed; returns the directory. */
+function journaled(ticks, journal = {}) {
+  const dir = join(tmp('session'), 'journal');
+  const rt = new Runtime({ ...session.OPTIONS, journal: { dir, fsync: 'tick', segmentBytes: 8192, ...journal } });
+  session.start(rt);
+  for (let t = 0; t < ticks; t++) session.step(rt, t);
+  rt.close();
+  return dir;
+}
+
+test('the journal option is checked: E_INVALID_CONFIG naming the field', () => {
+  const dir = join(tmp('options'), 'j');
+  for (const [journal, field] of [
+    ['/tmp/x', 'option journal'],
+    [{}, 'option journal.dir'],
+    [{ dir: '' }, 'option journal.dir'],
+    [{ dir, fsync: 'always' }, 'option journal.fsync'],
+    [{ dir, segmentBytes: 100 }, 'option journal.segmentBytes'],
+    [{ dir, segmentBytes: 1.5 }, 'option journal.segmentBytes'],
+    [{ dir, sync: 'tick' }, 'unknown key "sync"'],
+  ]) {
+    assert.throws(() => new Runtime({ journal }), (e) => e instanceof LockstepError && e.code === 'E_INVALID_CONFIG' && e.message.includes(field), JSON.stringify(journal));
+  }
+  for (const [options, field] of [[{ fsync: 'sometimes' }, 'option fsync'], [{ workers: 0 }, 'option workers'], [{ onProgress: 1 }, 'option onProgress'], [{ bogus: 1 }, 'bogus']]) {
+    assert.throws(() => Runtime.recover(dir, options), (e) => e.code === 'E_INVALID_CONFIG' && e.message.includes(field), JSON.stringify(options));
+  }
+  assert.throws(() => Runtime.recover(''), (e) => e.code === 'E_INVALID_ARGUMENT' && e.message.includes('dir'));
+});
+
+test('report.durableTick: every tick with fsync tick, none with off until syncJournal(); without a journal, absent', () => {
+  const dir = join(tmp('durable'), 'j');
+  const rt = new Runtime({ ...session.OPTIONS, journal: { dir, fsync: 'tick' } });
+  session.start(rt);
+  for (let t = 0; t < 5; t++) assert.equal(session.step(rt, t).durableTick, t);
+  assert.equal(rt.syncJournal(), 4);
+  rt.close();
+  const off = new Runtime({ ...session.OPTIONS, journal: { dir: join(tmp('off'), 'j'), fsync: 'off' } });
+  session.start(off);
+  for (let t = 0; t < 5; t++) assert.equal(session.step(off, t).durableTick, undefined);
+  assert.equal(off.syncJournal(), 4);
+  assert.equal(session.step(off, 5).durableTick, 4);
+  off.close();
+  const none = new Runtime(session.OPTIONS);
+  session.start(none);
+  assert.equal('durableTick' in session.step(none, 0), false);
+  assert.equal(none.syncJournal(), null);
+  none.close();
+});
+
+test('two runtimes cannot open one journal: E_JOURNAL_LOCKED names the pid; a closed journal is E_JOURNAL_EXISTS for a new runtime and recovers', () => {
+  const dir = join(tmp('lock'), 'j');
+  const rt = new Runtime({ ...session.OPTIONS, journal: { dir } });
+  session.start(rt);
+  session.step(rt, 0);
+  assert.throws(() => new Runtime({ ...session.OPTIONS, journal: { dir } }), (e) => e.code === 'E_JOURNAL_LOCKED' && e.message.includes(`pid ${process.pid}`));
+  assert.throws(() => Runtime.recover(dir, trust), (e) => e.code === 'E_JOURNAL_LOCKED');
+  rt.close();
+  assert.throws(() => new Runtime({ ...session.OPTIONS, journal: { dir } }), (e) => e.code === 'E_JOURNAL_EXISTS' && e.message.includes('Runtime.recover'));
+  const { runtime, report } = Runtime.recover(dir, trust);
+  assert.deepEqual({ ...report }, { tick: 1, ticksReplayed: 1, checkpointsVerified: 0, bytesDiscarded: 0, cut: null, snapshotTick: null, segments: 1, records: report.records, note: null });
+  assert.equal(runtime.currentTick, 1);
+  runtime.close();
+  assert.throws(() => Runtime.recover(join(dir, 'nowhere'), trust), (e) => e.code === 'E_JOURNAL_IO');
+  assert.throws(() => Runtime.recover(tmp('empty'), trust), (e) => e.code === 'E_JOURNAL_NOT_FOUND');
+  // A journal never grants itself trust.
+  assert.throws(() => Runtime.recover(dir), (e) => e.code === 'E_REPLAY_UNTRUSTED');
+});
+
+test('recover() cuts a torn tail, reports it, and goes on like the uninterrupted run; record: true keeps the whole log in memory', () => {
+  const dir = journaled(40);
+  const last = readdirSync(dir).filter((f) => f.endsWith('.lslog')).sort().at(-1);
+  const size = statSync(join(dir, last)).size;
+  appendFileSync(join(dir, last), Buffer.from([4, 200, 0, 0, 0, 1, 2, 3])); // a Send record cut short
+  const ref = referenceHashes();
+  const progress = [];
+  const { runtime, report } = Runtime.recover(dir, { ...trust, record: true, onProgress: (n) => progress.push(n) });
+  assert.equal(report.tick, 40);
+  assert.equal(report.bytesDiscarded, 8);
+  assert.deepEqual(report.cut, { file: join(dir, last), offset: size, bytes: 8, tornAt: size });
+  assert.equal(statSync(join(dir, last)).size, size);
+  assert.ok(report.segments >= 3, `segments: ${report.segments}`);
+  const hashes = ref.upTo(45);
+  for (let t = 40; t < 45; t++) assert.equal(session.step(runtime, t).hash, hashes[t]);
+  const r = replay(runtime.replayLog(), trust);
+  assert.ok(r.ok && r.complete && r.ticksVerified === 45, JSON.stringify(r));
+  runtime.close();
+  ref.close();
+  assert.deepEqual(progress, []); // every 100 ticks: 40 ticks report none
+});
+
+test('inspectLog() and verifyLog() read journals and log files; a damaged byte is E_JOURNAL_CORRUPT naming the file and offset', () => {
+  const dir = journaled(120, { segmentBytes: 4096 });
+  const s = inspectLog(dir);
+  assert.equal(s.journal, true);
+  assert.equal(s.ticks, 120);
+  assert.equal(s.firstTick, 0);
+  assert.equal(s.lastTick, 119);
+  assert.equal(s.agents, 20 + 3);
+  assert.equal(s.modules, 4);
+  assert.ok(s.files.length >= 3);
+  assert.equal(s.bytes, s.files.reduce((a, f) => a + f.bytes, 0));
+  assert.equal(s.config.seed, 5);
+  const progress = [];
+  const v = verifyLog(dir, { ...trust, onProgress: (n) => progress.push(n) });
+  assert.ok(v.ok && !v.complete && v.ticksVerified === 120 && v.tick === 120, JSON.stringify(v));
+  assert.deepEqual(progress, [100]);
+  // The first segment is a replay log by itself (a prefix).
+  const first = join(dir, 'journal-000001.lslog');
+  const f = verifyLog(first, trust);
+  assert.ok(f.ok && !f.complete);
+  assert.equal(inspectLog(first).journal, false);
+  // A flipped byte in the middle of a segment.
+  const second = join(dir, 'journal-000002.lslog');
+  const bytes = readFileSync(second);
+  bytes[200] ^= 0x40;
+  writeFileSync(second, bytes);
+  for (const fn of [() => verifyLog(dir, trust), () => inspectLog(dir), () => Runtime.recover(dir, trust)]) {
+    assert.throws(fn, (e) => e.code === 'E_JOURNAL_CORRUPT' && e.message.includes('journal-000002.lslog') && /at byte \d+/.test(e.message), fn.toString());
+  }
+  assert.throws(() => verifyLog(join(dir, 'nothing-here')), (e) => e.code === 'E_IO');
+});
+
+test('the CLI: log inspect, log verify (progress on stderr, exit 1 on a divergence) and recover', () => {
+  const dir = journaled(150);
+  const run = (...args) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  const inspect = run('log', 'inspect', dir);
+  assert.equal(inspect.status, 0, inspect.stderr);
+  assert.match(inspect.stdout, /^journal .*: \d+ files, [\d,]+ bytes/);
+  assert.match(inspect.stdout, /ticks 150 \(0\.\.149\), agents 24, modules 4/);
+  const json = JSON.parse(run('log', 'inspect', dir, '--json').stdout);
+  assert.equal(json.ticks, 150);
+  const verify = run('log', 'verify', dir, '--trust', EXAMPLES_PUBLIC_KEY);
+  assert.equal(verify.status, 0, verify.stderr);
+  assert.match(verify.stdout, /^ok: 150 ticks and 6 checkpoints verified, final hash [0-9a-f]{64}; a journal: 150 complete ticks/);
+  assert.match(verify.stderr, /lockstep log verify: 100 \/ 150 ticks \(66%\)/);
+  const untrusted = run('log', 'verify', dir);
+  assert.equal(untrusted.status, 2);
+  assert.match(untrusted.stderr, /E_REPLAY_UNTRUSTED/);
+  const last = readdirSync(dir).filter((f) => f.endsWith('.lslog')).sort().at(-1);
+  appendFileSync(join(dir, last), Buffer.alloc(5));
+  const recovered = run('recover', dir, '--trust', EXAMPLES_PUBLIC_KEY);
+  assert.equal(recovered.status, 0, recovered.stderr);
+  assert.match(recovered.stdout, /recovered .*: 150 ticks \(150 replayed and verified, 6 checkpoints\)/);
+  assert.match(recovered.stdout, new RegExp(`cut off 5 bytes after the last complete tick at ${last}:`));
+  assert.equal(inspectLog(dir).torn, undefined, 'cut off on disk');
+  // A tick hash forged with a valid CRC is a divergence: verify exits 1 and says where.
+  const file = join(dir, last);
+  const b = readFileSync(file);
+  const crc32 = (buf) => {
+    let c = ~0;
+    for (const x of buf) {
+      c ^= x;
+      for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+    }
+    return ~c >>> 0;
+  };
+  let pos = 64;
+  for (; pos < b.length; pos++) {
+    const len = b.readUInt32LE(pos + 1);
+    if (b[pos] === 7 && len >= 44 && pos + 9 + len <= b.length && crc32(b.subarray(pos, pos + 5 + len)) === b.readUInt32LE(pos + 5 + len)) break;
+  }
+  const len = b.readUInt32LE(pos + 1);
+  b[pos + 13] ^= 1;
+  b.writeUInt32LE(crc32(b.subarray(pos, pos + 5 + len)), pos + 5 + len);
+  writeFileSync(file, b);
+  const diverged = run('log', 'verify', dir, '--trust', EXAMPLES_PUBLIC_KEY);
+  assert.equal(diverged.status, 1, diverged.stderr);
+  assert.match(diverged.stdout, /^DIVERGED at tick \d+ \(tick_hash/);
+  const refused = run('recover', dir, '--trust', EXAMPLES_PUBLIC_KEY);
+  assert.equal(refused.status, 2);
+  assert.match(refused.stderr, /E_JOURNAL_CORRUPT: journal is corrupt in .* at byte \d+: tick \d+ does not replay to its recorded hash/);
+  assert.equal(run('log', 'frobnicate', dir).status, 2);
+});
+
+test('a full disk: tick() throws E_JOURNAL_IO naming the file, and every tick (sync or async) and input after it is refused', async (t) => {
+  const mountpoint = tmp('full');
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', mountpoint]);
+  if (mounted.status !== 0) {
+    t.skip(`cannot mount a tmpfs (needs root and permission to mount): ${mounted.stderr}`);
+    return;
+  }
+  try {
+    const rt = new Runtime({ ...session.OPTIONS, journal: { dir: join(mountpoint, 'j'), fsync: 'tick' } });
+    session.start(rt);
+    let error;
+    for (let tick = 0; tick < 1000 && !error; tick++) {
+      try {
+        session.step(rt, tick);
+      } catch (e) {
+        error = e;
+      }
+    }
+    assert.ok(error instanceof LockstepError, String(error));
+    assert.equal(error.code, 'E_JOURNAL_IO');
+    assert.match(error.message, /journal-000001\.lslog: appending to the journal: .*\(the disk is full\)\. .*Runtime\.recover\(dir\)/);
+    const at = rt.currentTick;
+    assert.throws(() => rt.tick(), (e) => e.code === 'E_JOURNAL_IO');
+    await assert.rejects(rt.tickAsync(), (e) => e instanceof LockstepError && e.code === 'E_JOURNAL_IO');
+    assert.throws(() => rt.send(17, 'x'), (e) => e.code === 'E_JOURNAL_IO');
+    assert.throws(() => rt.syncJournal(), (e) => e.code === 'E_JOURNAL_IO');
+    assert.equal(rt.currentTick, at, 'no tick ran');
+    assert.equal(rt.inspect(17).id, 17, 'the runtime can still be read');
+    rt.close();
+  } finally {
+    spawnSync('umount', [mountpoint]);
+  }
+});
+
+test('a killed process (SIGKILL at random moments) recovers every time to at least its last durable tick, with the hashes of an uninterrupted run', async () => {
+  const dir = join(tmp('crash'), 'journal');
+  const ref = referenceHashes();
+  const kills = Number(process.env.LOCKSTEP_CRASH_KILLS ?? 8);
+  try {
+    let previous = 0;
+    for (let i = 0; i < kills; i++) {
+      const { start, durable, report } = await crashCycle(dir, ref, assert, { fsync: 'tick', maxDelayMs: 200 });
+      assert.equal(start, previous, 'each child continues where the last recovery (plus its 3 checked ticks) left the journal');
+      assert.ok(report.tick > durable);
+      previous = report.tick + 3;
+    }
+  } finally {
+    ref.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
