@@ -494,6 +494,12 @@ export interface ServeOptions {
   maxDeferred?: number;
   /** Snapshots (summary; agent table: 2.5×) are taken at most this often, ms, however many clients ask. [100] */
   minSnapshotMs?: number;
+  /**
+   * The most of the wall time snapshots may take, 0..1 (0: no limit). A snapshot runs between
+   * ticks and delays the next one by its cost: one that cost c ms is not retaken for c / budget
+   * ms (at 100,000 agents the agent table costs tens of ms: refreshed every few seconds). [0.02]
+   */
+  snapshotBudget?: number;
   /** Bounded histories: ticks (tick time, messages), seconds (throughput), hashes, events. [1200, 300, 512, 2000] */
   historyTicks?: number;
   historySeconds?: number;
@@ -531,6 +537,8 @@ export interface DashboardStats {
   eventsKept: number;
   ticksKept: number;
   hashesKept: number;
+  /** Snapshots taken so far and what the last and the slowest cost, ms. */
+  snapshots: { summary: { count: number; lastMs: number; maxMs: number }; table: { count: number; lastMs: number; maxMs: number } };
   limits: { maxBufferedBytes: number; maxReplyBytes: number; maxDeferred: number };
 }
 

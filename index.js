@@ -856,7 +856,10 @@ class Runtime {
       busy: () => this.#inflight !== null || this.#closing,
       agentTable: () => call(() => this.#native.agentTable()),
       counts: () => call(() => this.#native.observeCounts()),
-      eventsSince: (cursor, max) => JSON.parse(call(() => this.#native.eventsSince(cursor, max))),
+      eventsSince: (cursor, max) => {
+        const text = call(() => this.#native.eventsSince(cursor, max));
+        return text === '' ? { first: cursor, events: [] } : JSON.parse(text);
+      },
       watch: (ids) => call(() => this.#native.watchAgents(ids)),
       watched: (id) => call(() => this.#native.watchedMessages(id)),
     };

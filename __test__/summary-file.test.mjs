@@ -150,7 +150,7 @@ test('serve({ summaryFile }) keeps the file up to date between ticks, and marks 
   const { rt, ids } = gossipRuntime(40);
   try {
     const file = join(dir, 'rt.summary');
-    const server = await rt.serve({ summaryFile: file, summaryIntervalMs: 0 });
+    const server = await rt.serve({ summaryFile: file, summaryIntervalMs: 0, snapshotBudget: 0 });
     const first = readSummaryFile(file);
     assert.equal(first.tick, 0);
     assert.equal(first.agents, 40);

@@ -80,6 +80,8 @@ class AgentTable {
     this.takenAt = takenAt;
     this.tick = tick;
     this.views = new Map();
+    /** Serialised pages of this snapshot (server.js). */
+    this.pages = new Map();
   }
 
   value(i, column) {
@@ -150,6 +152,9 @@ class Observer {
     this.rt = rt;
     this.port = port;
     this.minSnapshotMs = o.minSnapshotMs;
+    /** Snapshots may take at most this fraction of wall time: one that cost c ms is not retaken for c / budget ms. */
+    this.snapshotBudget = o.snapshotBudget;
+    this.costs = { summary: { count: 0, lastMs: 0, maxMs: 0 }, table: { count: 0, lastMs: 0, maxMs: 0 } };
     this.ticks = new Ring(o.historyTicks);
     this.seconds = new Ring(o.historySeconds);
     this.hashes = new Ring(o.hashChain);
@@ -174,6 +179,30 @@ class Observer {
 
   get busy() {
     return this.port.busy();
+  }
+
+  /** Whether a snapshot taken at `at` that cost `costMs` may be retaken at `now`. */
+  due(at, costMs, minMs, now) {
+    const spacing = this.snapshotBudget > 0 ? costMs / this.snapshotBudget : 0;
+    return now - at >= Math.max(minMs, spacing);
+  }
+
+  summaryDue(now) {
+    const c = this.summaryCache;
+    return !c || this.due(c.at, this.costs.summary.lastMs, this.minSnapshotMs, now);
+  }
+
+  tableDue(now) {
+    const t = this.table;
+    return !t || this.due(t.takenAt, this.costs.table.lastMs, this.minSnapshotMs * 2.5, now);
+  }
+
+  #cost(kind, started) {
+    const ms = performance.now() - started;
+    const c = this.costs[kind];
+    c.count++;
+    c.lastMs = ms;
+    if (ms > c.maxMs) c.maxMs = ms;
   }
 
   /** index.js, after every tick(n)/tickAsync(n) (the runtime is free): `ms` for all n ticks. */
@@ -208,8 +237,8 @@ class Observer {
     if (this.closed) return;
     this.pollEvents();
     const now = performance.now();
-    if (this.summaryWanted && (!this.summaryCache || now - this.summaryCache.at >= this.minSnapshotMs)) this.takeSummary(now);
-    if (this.tableWanted && (!this.table || now - this.table.takenAt >= this.minSnapshotMs * 2.5)) this.takeTable(now);
+    if (this.summaryWanted && this.summaryDue(now)) this.takeSummary(now);
+    if (this.tableWanted && this.tableDue(now)) this.takeTable(now);
     if (this.deferred.length) {
       const work = this.deferred;
       this.deferred = [];
@@ -252,6 +281,7 @@ class Observer {
   }
 
   takeSummary(now = performance.now()) {
+    const started = performance.now();
     const c = this.port.counts();
     const samples = [];
     for (let i = Math.max(0, this.ticks.length - 1000); i < this.ticks.length; i++) samples.push(this.ticks.at(i).us);
@@ -297,30 +327,40 @@ class Observer {
     };
     this.summaryCache = { at: now, data };
     this.summaryWanted = false;
+    this.#cost('summary', started);
     return this.summaryCache;
   }
 
-  /** The latest summary: taken now if the runtime is free and the last is older than minSnapshotMs, else the last (and one is taken after the running tick). */
+  /**
+   * The latest summary: taken now if the runtime is free and the last one is due (older than
+   * minSnapshotMs and than its cost allows), else the last one (and, while a tick runs, a new
+   * one is taken right after it).
+   */
   summary() {
     const now = performance.now();
     const c = this.summaryCache;
-    if (c && now - c.at < this.minSnapshotMs) return { data: c.data, fresh: true };
-    if (!this.busy) return { data: this.takeSummary(now).data, fresh: true };
+    if (c && !this.summaryDue(now)) return { data: c.data, fresh: true, cache: c };
+    if (!this.busy) {
+      const taken = this.takeSummary(now);
+      return { data: taken.data, fresh: true, cache: taken };
+    }
     this.summaryWanted = true;
-    return { data: c ? c.data : null, fresh: false };
+    return { data: c ? c.data : null, fresh: false, cache: c };
   }
 
   takeTable(now = performance.now()) {
+    const started = performance.now();
     this.table = new AgentTable(this.port.agentTable(), now, this.rt.currentTick);
     this.tableWanted = false;
+    this.#cost('table', started);
     return this.table;
   }
 
-  /** The latest agent table (refreshed at most every 2.5 × minSnapshotMs), or null while the first waits for a tick to end. */
+  /** The latest agent table (refreshed at most every 2.5 × minSnapshotMs, and as its cost allows), or null while the first waits for a tick to end. */
   agentTable() {
     const now = performance.now();
     const t = this.table;
-    if (t && now - t.takenAt < this.minSnapshotMs * 2.5) return t;
+    if (t && !this.tableDue(now)) return t;
     if (!this.busy) return this.takeTable(now);
     this.tableWanted = true;
     return t;

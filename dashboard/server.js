@@ -56,6 +56,7 @@ const DEFAULTS = {
   requestBurst: 100,
   maxDeferred: 256,
   minSnapshotMs: 100,
+  snapshotBudget: 0.02,
   historyTicks: 1200,
   historySeconds: 300,
   hashChain: 512,
@@ -119,6 +120,13 @@ const SECURITY_HEADERS = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 
+/** A reply's data already serialised (shared by every client asking within one snapshot). */
+class RawJson {
+  constructor(text) {
+    this.text = text;
+  }
+}
+
 /** A protocol error: a reply with ok: false, { code, message }. */
 class RequestError extends Error {
   constructor(code, message, extra) {
@@ -136,6 +144,7 @@ function checkOptions(options) {
     v.int(`options.${k}`, o[k], 1, v.MAX_U32);
   }
   for (const k of ['minSnapshotMs', 'summaryIntervalMs', 'pingIntervalMs']) v.int(`options.${k}`, o[k], 0, v.MAX_U32);
+  if (typeof o.snapshotBudget !== 'number' || !(o.snapshotBudget >= 0 && o.snapshotBudget <= 1)) throw v.fail('options.snapshotBudget', 'a fraction of wall time in 0..1 (0: no budget)', o.snapshotBudget);
   if (o.maxPayload < 256) throw v.fail('options.maxPayload', 'at least 256 bytes', o.maxPayload);
   if (o.token !== undefined && o.token !== true) {
     v.str('options.token', o.token);
@@ -275,6 +284,7 @@ class DashboardServer extends EventEmitter {
       eventsKept: this.#observer.events.length,
       ticksKept: this.#observer.ticks.length,
       hashesKept: this.#observer.hashes.length,
+      snapshots: { summary: { ...this.#observer.costs.summary }, table: { ...this.#observer.costs.table } },
       limits: { maxBufferedBytes: this.#o.maxBufferedBytes, maxReplyBytes: MAX_REPLY_BYTES, maxDeferred: this.#o.maxDeferred },
     };
   }
@@ -526,7 +536,7 @@ class DashboardServer extends EventEmitter {
       this.#drop(client, CLOSE.SLOW, `send queue over ${this.#o.maxBufferedBytes} bytes: the client does not read its replies`);
       return false;
     }
-    let text = JSON.stringify(obj);
+    let text = obj.data instanceof RawJson ? `${JSON.stringify({ ...obj, data: undefined }).slice(0, -1)},"data":${obj.data.text}}` : JSON.stringify(obj);
     if (text.length > MAX_REPLY_BYTES) {
       text = JSON.stringify({ id: obj.id, type: obj.type, ok: false, error: { code: 'reply_too_large', message: `the reply would be ${text.length} bytes (at most ${MAX_REPLY_BYTES}); ask for less` } });
     }
@@ -553,20 +563,22 @@ class DashboardServer extends EventEmitter {
     if (client.dropped) return;
     this.#stats.requests++;
     if (isBinary) return this.#drop(client, CLOSE.UNSUPPORTED, 'binary frames are not part of the protocol: send JSON text');
-    if (!this.#allow(client)) {
-      if (client.strikes > this.#o.requestBurst) return this.#drop(client, CLOSE.POLICY, `too many requests (more than ${this.#o.requestsPerSecond} per second, again and again)`);
-      return this.#send(client, { ok: false, error: { code: 'rate_limited', message: `more than ${this.#o.requestsPerSecond} requests per second (bursts of ${this.#o.requestBurst}); slow down` } });
-    }
+    // Parsed first (a frame is at most maxPayload bytes), so even a refusal names its request.
     let msg;
     try {
       msg = JSON.parse(data.toString('utf8'));
     } catch {
-      return this.#send(client, { ok: false, error: { code: 'bad_json', message: 'the frame is not JSON' } });
+      msg = undefined;
     }
+    const id = msg && typeof msg === 'object' && (typeof msg.id === 'number' || (typeof msg.id === 'string' && msg.id.length <= 64)) ? msg.id : undefined;
+    if (!this.#allow(client)) {
+      if (client.strikes > this.#o.requestBurst) return this.#drop(client, CLOSE.POLICY, `too many requests (more than ${this.#o.requestsPerSecond} per second, again and again)`);
+      return this.#send(client, { id, ok: false, error: { code: 'rate_limited', message: `more than ${this.#o.requestsPerSecond} requests per second (bursts of ${this.#o.requestBurst}); slow down` } });
+    }
+    if (msg === undefined) return this.#send(client, { ok: false, error: { code: 'bad_json', message: 'the frame is not JSON' } });
     if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) {
       return this.#send(client, { ok: false, error: { code: 'bad_request', message: 'a request is a JSON object { id, type, ... }' } });
     }
-    const id = typeof msg.id === 'number' || (typeof msg.id === 'string' && msg.id.length <= 64) ? msg.id : undefined;
     const type = msg.type;
     const handler = typeof type === 'string' && Object.hasOwn(HANDLERS, type) ? HANDLERS[type] : null;
     const reply = (data) => this.#send(client, { id, type, ok: true, data });
@@ -624,8 +636,9 @@ class DashboardServer extends EventEmitter {
     if (!force && now - this.#lastSummaryWrite < this.#o.summaryIntervalMs) return;
     this.#lastSummaryWrite = now;
     const c = this.#observer.summaryCache;
-    const s = c && now - c.at < this.#o.summaryIntervalMs ? c.data : this.#observer.takeSummary(now).data;
-    this.#summaryFile.writeSummary(s, true);
+    // Older than summaryIntervalMs, and within the snapshot budget.
+    const fresh = !c || this.#observer.due(c.at, this.#observer.costs.summary.lastMs, this.#o.summaryIntervalMs, now);
+    this.#summaryFile.writeSummary(fresh ? this.#observer.takeSummary(now).data : c.data, true);
   }
 
   // ----- request handlers (called with this = the server) ------------------------------------
@@ -635,14 +648,21 @@ class DashboardServer extends EventEmitter {
   }
 
   reqSummary() {
-    const { data, fresh } = this.#observer.summary();
-    const clock = { playing: this.#clock.playing, hz: this.#clock.hz, error: this.#clock.error };
-    return { ...(data ?? { tick: null }), busy: this.#observer.busy, fresh, clock, clients: this.#clients.size };
+    const { data, fresh, cache } = this.#observer.summary();
+    const live = { busy: this.#observer.busy, fresh, clock: { playing: this.#clock.playing, hz: this.#clock.hz, error: this.#clock.error }, clients: this.#clients.size };
+    if (!data) return { tick: null, ...live };
+    // The snapshot is serialised once, whoever asks; only the live fields are added per reply.
+    cache.json ??= JSON.stringify(data);
+    return new RawJson(`${cache.json.slice(0, -1)},${JSON.stringify(live).slice(1)}`);
   }
 
   reqAgents(a) {
     const table = this.#observer.agentTable();
     if (!table) return { total: 0, matched: 0, offset: a.offset, rows: [], modules: [], pending: true };
+    // One page of one snapshot is serialised once, however many clients ask for it.
+    const key = JSON.stringify(a);
+    let page = table.pages.get(key);
+    if (page) return page;
     let moduleIdx = null;
     if (a.module !== undefined) {
       moduleIdx = [];
@@ -653,7 +673,7 @@ class DashboardServer extends EventEmitter {
     const view = table.view(a.states, moduleIdx, a.sort, a.desc);
     const rows = [];
     for (let k = a.offset; k < Math.min(view.length, a.offset + a.limit); k++) rows.push(table.row(view[k]));
-    return {
+    page = new RawJson(JSON.stringify({
       tick: table.tick,
       total: table.count,
       matched: view.length,
@@ -662,7 +682,10 @@ class DashboardServer extends EventEmitter {
       desc: a.desc,
       rows,
       modules: table.modules.map((hash) => ({ hash, name: this.#o.moduleNames[hash] ?? null })),
-    };
+    }));
+    if (table.pages.size >= 64) table.pages.clear();
+    table.pages.set(key, page);
+    return page;
   }
 
   reqAgent(a, client) {

@@ -210,7 +210,7 @@ export declare class NativeRuntime {
   /**
    * The queued events from sequence number `cursor` on, at most `max`, without draining
    * them: `{"first":n,"events":[...]}` (`first`: the sequence number of the first event still
-   * queued).
+   * queued); "" when there is nothing new (no event from `cursor` on, and none missed).
    */
   eventsSince(cursor: number, max: number): string
   /** Watches these agents' messages (replaces the set; [] stops the tap). */

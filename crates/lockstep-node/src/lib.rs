@@ -468,11 +468,15 @@ impl NativeRuntime {
 
     /// The queued events from sequence number `cursor` on, at most `max`, without draining
     /// them: `{"first":n,"events":[...]}` (`first`: the sequence number of the first event still
-    /// queued).
+    /// queued); "" when there is nothing new (no event from `cursor` on, and none missed).
     #[napi(catch_unwind)]
     pub fn events_since(&mut self, cursor: f64, max: u32) -> Result<String> {
         let cursor = arg_int("cursor", cursor, 0.0, convert::MAX_SAFE as f64)? as u64;
         let (first, events) = self.rt()?.events_since(cursor, max as usize);
+        if events.is_empty() && first <= cursor {
+            // Nothing new (most ticks): no text to build or parse.
+            return Ok(String::new());
+        }
         let mut json = format!("{{\"first\":{first},\"events\":[");
         for (i, e) in events.iter().enumerate() {
             if i > 0 {

@@ -1,0 +1,218 @@
+// Dashboard benchmarks (docs/DASHBOARD.md), each beside its baseline in the same run. Imported by
+// benches/run.mjs; `node benches/dashboard.mjs [--quick] [--json]` runs it alone.
+//
+// 1. Overhead: tick time at 1,000 and 10,000 agents (counter agents, 2 workers, ticks driven
+//    with tickAsync(1) so the event loop serves clients meanwhile) with no server, and with a
+//    server and 10 clients (in another process, as browsers would be) each polling at 10 Hz
+//    what the page polls (summary, history since the last tick, events since the cursor, a
+//    page of 50 agents): 400 requests per second. The two conditions alternate on one
+//    runtime, round after round; the figure is the median of the rounds' ratios.
+// 2. Snapshot cost at 100,000 agents: one summary (counts by state: O(agents), in Rust), one
+//    agent table (the packed rows), one sorted page of 50 rows, and a summary request's round
+//    trip through the server with snapshots forced fresh (minSnapshotMs: 0).
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+const require = createRequire(import.meta.url);
+const WebSocket = require('ws');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const round1 = (x) => Math.round(x * 10) / 10;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * `clients` protocol clients in another process (as a browser would be), each polling like the
+ * page at `hz`: summary, history since the last tick, events since the cursor, a page of 50
+ * agents sorted by messages sent. Resolves once all are connected; `stop()` resolves with the
+ * requests they sent, got answered, and saw fail.
+ */
+const CLIENTS = `
+import { createRequire } from 'node:module';
+const require = createRequire(process.argv[1]);
+const WebSocket = require('ws');
+const [url, count, hz] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+const totals = { sent: 0, answered: 0, failed: 0 };
+const timers = [];
+await Promise.all(Array.from({ length: count }, async (_, k) => {
+  const ws = new WebSocket(url, ['lockstep.v1']);
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  let id = 0, since, cursor;
+  ws.on('message', (d) => {
+    const m = JSON.parse(String(d));
+    if (m.id === undefined) return;
+    totals.answered++;
+    if (!m.ok) totals.failed++;
+    else if (m.type === 'history' && m.data.ticks.tick.length) since = m.data.ticks.tick[m.data.ticks.tick.length - 1];
+    else if (m.type === 'events') cursor = m.data.next;
+  });
+  const send = (type, args) => { totals.sent++; ws.send(JSON.stringify({ id: ++id, type, ...args })); };
+  // Spread the clients over the period, as independent browsers would be.
+  await new Promise((resolve) => setTimeout(resolve, (k * 1000) / hz / count));
+  timers.push(setInterval(() => {
+    send('summary');
+    send('history', since === undefined ? { limit: 600, seconds: 0 } : { since, seconds: 0 });
+    send('events', cursor === undefined ? { limit: 200 } : { since: cursor, limit: 200 });
+    send('agents', { limit: 50, sort: 'sent', order: 'desc' });
+  }, 1000 / hz));
+}));
+console.log('ready');
+process.stdin.resume();
+process.stdin.on('end', () => { timers.forEach(clearInterval); console.log(JSON.stringify(totals)); process.exit(0); });
+`;
+
+async function pollingClients(server, count, hz) {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', CLIENTS, join(root, 'package.json'), server.wsUrl, String(count), String(hz)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  await new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('ready')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`the clients' process exited (${code})`)));
+  });
+  return {
+    stop() {
+      return new Promise((resolve) => {
+        child.removeAllListeners('exit');
+        child.once('exit', () => resolve(JSON.parse(out.trim().split('\n').pop())));
+        child.stdin.end();
+      });
+    },
+  };
+}
+
+/** Mean wall time of `ticks` ticks driven with tickAsync(1), in µs. */
+async function timeTicks(rt, ticks) {
+  const t0 = performance.now();
+  for (let i = 0; i < ticks; i++) await rt.tickAsync(1);
+  return ((performance.now() - t0) * 1000) / ticks;
+}
+
+async function overhead(agents, { rounds, ticks, clients, hz, log }) {
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false, checkpointIntervalTicks: 0 });
+  rt.spawnMany(exampleAgent('counter'), agents);
+  await timeTicks(rt, Math.max(20, ticks / 4)); // warm up
+  const without = [];
+  const withServer = [];
+  let requests = { sent: 0, answered: 0, failed: 0 };
+  for (let r = 0; r < rounds; r++) {
+    // Alternate which condition goes first, so drift in the machine's load spreads evenly.
+    const order = r % 2 === 0 ? ['none', 'served'] : ['served', 'none'];
+    for (const cond of order) {
+      if (cond === 'none') {
+        without.push(await timeTicks(rt, ticks));
+        continue;
+      }
+      const server = await rt.serve({ clock: false });
+      const cs = await pollingClients(server, clients, hz);
+      await sleep(200); // first snapshots taken, polling in its stride
+      withServer.push(await timeTicks(rt, ticks));
+      const s = await cs.stop();
+      requests = { sent: requests.sent + s.sent, answered: requests.answered + s.answered, failed: requests.failed + s.failed };
+      await server.close();
+    }
+  }
+  rt.close();
+  const a = median(without);
+  const b = median(withServer);
+  // Each round ran both conditions back to back: the ratio within a round is what the
+  // machine's drifting load disturbs least.
+  const ratios = without.map((x, i) => withServer[i] / x);
+  const result = {
+    agents,
+    clients,
+    poll_hz: hz,
+    requests_per_s: clients * hz * 4,
+    rounds,
+    ticks_per_round: ticks,
+    tick_us_no_server: round1(a),
+    tick_us_with_dashboard: round1(b),
+    overhead_pct: round1((median(ratios) - 1) * 100),
+    round_overheads_pct: ratios.map((r) => round1((r - 1) * 100)),
+    rounds_no_server_us: without.map(round1),
+    rounds_with_dashboard_us: withServer.map(round1),
+    requests_answered: requests.answered,
+    requests_failed: requests.failed,
+  };
+  log(`[bench] dashboard overhead, ${agents} agents: ${result.tick_us_no_server} µs/tick without, ${result.tick_us_with_dashboard} µs with ${clients} clients at ${hz} Hz (median of the rounds' ratios: ${result.overhead_pct}%, rounds ${result.round_overheads_pct.join(' ')}); ${requests.answered} requests answered, ${requests.failed} failed`);
+  return result;
+}
+
+async function snapshotCost(agents, { reps, log }) {
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false, checkpointIntervalTicks: 0, maxAgents: agents + 16 });
+  const t0 = performance.now();
+  rt.spawnMany(exampleAgent('counter'), agents);
+  const spawnMs = performance.now() - t0;
+  await rt.tickAsync(2);
+  const tickUs = await timeTicks(rt, 5);
+  const server = await rt.serve({ minSnapshotMs: 0, snapshotBudget: 0, clock: false, requestsPerSecond: 10_000, requestBurst: 10_000 });
+  // The observer's own calls (index.js lends them through serve()'s port): reach them through
+  // one protocol client, timing the server's reply, and directly through the exported pieces.
+  const ws = new WebSocket(server.wsUrl, ['lockstep.v1']);
+  await new Promise((resolve) => ws.once('open', resolve));
+  let waiting = null;
+  ws.on('message', (d) => {
+    const m = JSON.parse(String(d));
+    if (m.id !== undefined && waiting) waiting(m);
+  });
+  const ask = (type, args) => new Promise((resolve) => {
+    waiting = resolve;
+    ws.send(JSON.stringify({ id: 1, type, ...args }));
+  });
+  // Round trip of a request (µs), and the server-side cost of the snapshot it took (ms, stats()).
+  const time = async (fn, kind) => {
+    const xs = [];
+    const costs = [];
+    for (let i = 0; i < reps; i++) {
+      const t = performance.now();
+      await fn(i);
+      xs.push((performance.now() - t) * 1000);
+      if (kind) costs.push(server.stats().snapshots[kind].lastMs * 1000);
+      await sleep(2);
+    }
+    return { request_us: round1(median(xs)), snapshot_us: kind ? round1(median(costs)) : null };
+  };
+  await ask('summary');
+  // minSnapshotMs 0, no budget: every request takes a new snapshot.
+  const summary = await time(() => ask('summary'), 'summary');
+  const agentsFirstPage = await time(() => ask('agents', { limit: 50 }), 'table');
+  const agentsSorted = await time((i) => ask('agents', { limit: 50, sort: i % 2 ? 'sent' : 'fuel', order: 'desc' }), 'table');
+  const emptyRoundTrip = (await time(() => ask('hello'))).request_us;
+  ws.close();
+  await server.close();
+  rt.close();
+  const result = {
+    agents,
+    spawn_ms: Math.round(spawnMs),
+    tick_us: round1(tickUs),
+    summary_request_us: summary.request_us,
+    summary_snapshot_us: summary.snapshot_us,
+    agents_page_request_us: agentsFirstPage.request_us,
+    agent_table_snapshot_us: agentsFirstPage.snapshot_us,
+    agents_sorted_page_request_us: agentsSorted.request_us,
+    empty_request_us: emptyRoundTrip,
+  };
+  log(`[bench] snapshots at ${agents} agents: summary request ${summary.request_us} µs (snapshot ${summary.snapshot_us} µs); agent page ${agentsFirstPage.request_us} µs (table snapshot ${agentsFirstPage.snapshot_us} µs); sorted page ${agentsSorted.request_us} µs; an empty request ${emptyRoundTrip} µs; a tick ${result.tick_us} µs`);
+  return result;
+}
+
+export async function runDashboardBenches({ quick = false, log = console.error } = {}) {
+  const clients = 10;
+  const hz = 10;
+  return {
+    overhead: [
+      await overhead(1000, { rounds: quick ? 3 : 7, ticks: quick ? 300 : 1000, clients, hz, log }),
+      await overhead(10_000, { rounds: quick ? 3 : 7, ticks: quick ? 40 : 150, clients, hz, log }),
+    ],
+    snapshot: [await snapshotCost(quick ? 20_000 : 100_000, { reps: quick ? 10 : 30, log })],
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const r = await runDashboardBenches({ quick: process.argv.includes('--quick') });
+  console.log(JSON.stringify(r, null, 2));
+}
