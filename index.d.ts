@@ -492,8 +492,10 @@ export interface ServeOptions {
   requestBurst?: number;
   /** Most requests waiting, over all clients, for a running tick to end. [256] */
   maxDeferred?: number;
-  /** Snapshots (summary; agent table: 2.5×) are taken at most this often, ms, however many clients ask. [100] */
+  /** The summary is snapshot at most this often, ms, however many clients ask. [100] */
   minSnapshotMs?: number;
+  /** The agent table (O(agents) to take, and to sort) is snapshot at most this often, ms. [1000] */
+  minTableMs?: number;
   /**
    * The most of the wall time snapshots may take, 0..1 (0: no limit). A snapshot runs between
    * ticks and delays the next one by its cost: one that cost c ms is not retaken for c / budget

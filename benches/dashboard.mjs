@@ -1,7 +1,7 @@
 // Dashboard benchmarks (docs/DASHBOARD.md), each beside its baseline in the same run. Imported by
 // benches/run.mjs; `node benches/dashboard.mjs [--quick] [--json]` runs it alone.
 //
-// 1. Overhead: tick time at 1,000 and 10,000 agents (counter agents, 2 workers, ticks driven
+// 1. Overhead: tick time at 1,000 and 10,000 agents (counter agents, 1 and 2 workers, ticks driven
 //    with tickAsync(1) so the event loop serves clients meanwhile) with no server, and with a
 //    server and 10 clients (in another process, as browsers would be) each polling at 10 Hz
 //    what the page polls (summary, history since the last tick, events since the cursor, a
@@ -63,7 +63,7 @@ process.stdin.resume();
 process.stdin.on('end', () => { timers.forEach(clearInterval); console.log(JSON.stringify(totals)); process.exit(0); });
 `;
 
-async function pollingClients(server, count, hz) {
+export async function pollingClients(server, count, hz) {
   const child = spawn(process.execPath, ['--input-type=module', '-e', CLIENTS, join(root, 'package.json'), server.wsUrl, String(count), String(hz)], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.setEncoding('utf8');
@@ -85,32 +85,45 @@ async function pollingClients(server, count, hz) {
   };
 }
 
-/** Mean wall time of `ticks` ticks driven with tickAsync(1), in µs. */
+/**
+ * Mean wall time of `ticks` ticks driven with tickAsync(1), in µs, and the CPU time this
+ * process spent per tick (every thread: the tick's and the server's; not the clients'). Wall
+ * time is what a user sees; CPU time is what other processes on a busy machine disturb least.
+ */
 async function timeTicks(rt, ticks) {
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < ticks; i++) await rt.tickAsync(1);
-  return ((performance.now() - t0) * 1000) / ticks;
+  const wall = ((performance.now() - t0) * 1000) / ticks;
+  const cpu = process.cpuUsage(cpu0);
+  return { wall, cpu: (cpu.user + cpu.system) / ticks };
 }
 
-async function overhead(agents, { rounds, ticks, clients, hz, log }) {
-  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false, checkpointIntervalTicks: 0 });
+async function overhead(agents, { workers, rounds, ticks, clients, hz, log }) {
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers, record: false, checkpointIntervalTicks: 0 });
   rt.spawnMany(exampleAgent('counter'), agents);
   await timeTicks(rt, Math.max(20, ticks / 4)); // warm up
   const without = [];
   const withServer = [];
+  const cpuWithout = [];
+  const cpuWith = [];
   let requests = { sent: 0, answered: 0, failed: 0 };
   for (let r = 0; r < rounds; r++) {
     // Alternate which condition goes first, so drift in the machine's load spreads evenly.
     const order = r % 2 === 0 ? ['none', 'served'] : ['served', 'none'];
     for (const cond of order) {
       if (cond === 'none') {
-        without.push(await timeTicks(rt, ticks));
+        const t = await timeTicks(rt, ticks);
+        without.push(t.wall);
+        cpuWithout.push(t.cpu);
         continue;
       }
       const server = await rt.serve({ clock: false });
       const cs = await pollingClients(server, clients, hz);
       await sleep(200); // first snapshots taken, polling in its stride
-      withServer.push(await timeTicks(rt, ticks));
+      const t = await timeTicks(rt, ticks);
+      withServer.push(t.wall);
+      cpuWith.push(t.cpu);
       const s = await cs.stop();
       requests = { sent: requests.sent + s.sent, answered: requests.answered + s.answered, failed: requests.failed + s.failed };
       await server.close();
@@ -122,8 +135,10 @@ async function overhead(agents, { rounds, ticks, clients, hz, log }) {
   // Each round ran both conditions back to back: the ratio within a round is what the
   // machine's drifting load disturbs least.
   const ratios = without.map((x, i) => withServer[i] / x);
+  const cpuRatios = cpuWithout.map((x, i) => cpuWith[i] / x);
   const result = {
     agents,
+    workers,
     clients,
     poll_hz: hz,
     requests_per_s: clients * hz * 4,
@@ -133,12 +148,16 @@ async function overhead(agents, { rounds, ticks, clients, hz, log }) {
     tick_us_with_dashboard: round1(b),
     overhead_pct: round1((median(ratios) - 1) * 100),
     round_overheads_pct: ratios.map((r) => round1((r - 1) * 100)),
+    cpu_us_per_tick_no_server: round1(median(cpuWithout)),
+    cpu_us_per_tick_with_dashboard: round1(median(cpuWith)),
+    cpu_overhead_pct: round1((median(cpuRatios) - 1) * 100),
+    round_cpu_overheads_pct: cpuRatios.map((r) => round1((r - 1) * 100)),
     rounds_no_server_us: without.map(round1),
     rounds_with_dashboard_us: withServer.map(round1),
     requests_answered: requests.answered,
     requests_failed: requests.failed,
   };
-  log(`[bench] dashboard overhead, ${agents} agents: ${result.tick_us_no_server} µs/tick without, ${result.tick_us_with_dashboard} µs with ${clients} clients at ${hz} Hz (median of the rounds' ratios: ${result.overhead_pct}%, rounds ${result.round_overheads_pct.join(' ')}); ${requests.answered} requests answered, ${requests.failed} failed`);
+  log(`[bench] dashboard overhead, ${agents} agents, ${workers} worker(s): ${result.tick_us_no_server} µs/tick without, ${result.tick_us_with_dashboard} µs with ${clients} clients at ${hz} Hz (median of the rounds' ratios: ${result.overhead_pct}%, rounds ${result.round_overheads_pct.join(' ')}); CPU time per tick ${result.cpu_us_per_tick_no_server} → ${result.cpu_us_per_tick_with_dashboard} µs (${result.cpu_overhead_pct}%, rounds ${result.round_cpu_overheads_pct.join(' ')}); ${requests.answered} requests answered, ${requests.failed} failed`);
   return result;
 }
 
@@ -148,8 +167,8 @@ async function snapshotCost(agents, { reps, log }) {
   rt.spawnMany(exampleAgent('counter'), agents);
   const spawnMs = performance.now() - t0;
   await rt.tickAsync(2);
-  const tickUs = await timeTicks(rt, 5);
-  const server = await rt.serve({ minSnapshotMs: 0, snapshotBudget: 0, clock: false, requestsPerSecond: 10_000, requestBurst: 10_000 });
+  const tickUs = (await timeTicks(rt, 5)).wall;
+  const server = await rt.serve({ minSnapshotMs: 0, minTableMs: 0, snapshotBudget: 0, clock: false, requestsPerSecond: 10_000, requestBurst: 10_000 });
   // The observer's own calls (index.js lends them through serve()'s port): reach them through
   // one protocol client, timing the server's reply, and directly through the exported pieces.
   const ws = new WebSocket(server.wsUrl, ['lockstep.v1']);
@@ -204,9 +223,13 @@ export async function runDashboardBenches({ quick = false, log = console.error }
   const clients = 10;
   const hz = 10;
   return {
+    // workers = 2 uses every core of a 2-core machine for the tick, leaving none to the event
+    // loop (and the clients); workers = 1 leaves one.
     overhead: [
-      await overhead(1000, { rounds: quick ? 3 : 7, ticks: quick ? 300 : 1000, clients, hz, log }),
-      await overhead(10_000, { rounds: quick ? 3 : 7, ticks: quick ? 40 : 150, clients, hz, log }),
+      await overhead(1000, { workers: 1, rounds: quick ? 3 : 7, ticks: quick ? 300 : 1000, clients, hz, log }),
+      await overhead(1000, { workers: 2, rounds: quick ? 3 : 7, ticks: quick ? 300 : 1000, clients, hz, log }),
+      await overhead(10_000, { workers: 1, rounds: quick ? 3 : 7, ticks: quick ? 40 : 100, clients, hz, log }),
+      await overhead(10_000, { workers: 2, rounds: quick ? 3 : 7, ticks: quick ? 40 : 150, clients, hz, log }),
     ],
     snapshot: [await snapshotCost(quick ? 20_000 : 100_000, { reps: quick ? 10 : 30, log })],
   };

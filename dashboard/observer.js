@@ -152,6 +152,7 @@ class Observer {
     this.rt = rt;
     this.port = port;
     this.minSnapshotMs = o.minSnapshotMs;
+    this.minTableMs = o.minTableMs;
     /** Snapshots may take at most this fraction of wall time: one that cost c ms is not retaken for c / budget ms. */
     this.snapshotBudget = o.snapshotBudget;
     this.costs = { summary: { count: 0, lastMs: 0, maxMs: 0 }, table: { count: 0, lastMs: 0, maxMs: 0 } };
@@ -194,7 +195,7 @@ class Observer {
 
   tableDue(now) {
     const t = this.table;
-    return !t || this.due(t.takenAt, this.costs.table.lastMs, this.minSnapshotMs * 2.5, now);
+    return !t || this.due(t.takenAt, this.costs.table.lastMs, this.minTableMs, now);
   }
 
   #cost(kind, started) {
@@ -356,7 +357,7 @@ class Observer {
     return this.table;
   }
 
-  /** The latest agent table (refreshed at most every 2.5 × minSnapshotMs, and as its cost allows), or null while the first waits for a tick to end. */
+  /** The latest agent table (refreshed at most every minTableMs, and as its cost allows), or null while the first waits for a tick to end. */
   agentTable() {
     const now = performance.now();
     const t = this.table;

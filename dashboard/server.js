@@ -56,6 +56,7 @@ const DEFAULTS = {
   requestBurst: 100,
   maxDeferred: 256,
   minSnapshotMs: 100,
+  minTableMs: 1000,
   snapshotBudget: 0.02,
   historyTicks: 1200,
   historySeconds: 300,
@@ -143,7 +144,7 @@ function checkOptions(options) {
   for (const k of ['maxClients', 'maxPayload', 'maxBufferedBytes', 'requestsPerSecond', 'requestBurst', 'maxDeferred', 'historyTicks', 'historySeconds', 'hashChain', 'eventHistory']) {
     v.int(`options.${k}`, o[k], 1, v.MAX_U32);
   }
-  for (const k of ['minSnapshotMs', 'summaryIntervalMs', 'pingIntervalMs']) v.int(`options.${k}`, o[k], 0, v.MAX_U32);
+  for (const k of ['minSnapshotMs', 'minTableMs', 'summaryIntervalMs', 'pingIntervalMs']) v.int(`options.${k}`, o[k], 0, v.MAX_U32);
   if (typeof o.snapshotBudget !== 'number' || !(o.snapshotBudget >= 0 && o.snapshotBudget <= 1)) throw v.fail('options.snapshotBudget', 'a fraction of wall time in 0..1 (0: no budget)', o.snapshotBudget);
   if (o.maxPayload < 256) throw v.fail('options.maxPayload', 'at least 256 bytes', o.maxPayload);
   if (o.token !== undefined && o.token !== true) {
