@@ -11,6 +11,7 @@
 //    agent table (the packed rows), one sorted page of 50 rows, and a summary request's round
 //    trip through the server with snapshots forced fresh (minSnapshotMs: 0).
 import { spawn } from 'node:child_process';
+import os from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,63 +25,91 @@ const round1 = (x) => Math.round(x * 10) / 10;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * `clients` protocol clients in another process (as a browser would be), each polling like the
- * page at `hz`: summary, history since the last tick, events since the cursor, a page of 50
- * agents sorted by messages sent. Resolves once all are connected; `stop()` resolves with the
- * requests they sent, got answered, and saw fail.
+ * A process holding `count` protocol clients (as browsers would be in another process). It
+ * stays up across rounds: `connect(url, mix)` connects them and starts polling at `hz`, resolving
+ * once all are connected; `disconnect()` stops them and resolves with the requests they sent,
+ * got answered, and saw fail. 'summary': each asks for the summary at `hz`; 'page': each asks
+ * for everything the page polls (summary, history since the last tick, events since the cursor,
+ * a page of 50 agents sorted by messages sent) at `hz`.
  */
 const CLIENTS = `
 import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
 const require = createRequire(process.argv[1]);
 const WebSocket = require('ws');
-const [url, count, hz] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
-const totals = { sent: 0, answered: 0, failed: 0 };
-const timers = [];
-await Promise.all(Array.from({ length: count }, async (_, k) => {
-  const ws = new WebSocket(url, ['lockstep.v1']);
-  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
-  let id = 0, since, cursor;
-  ws.on('message', (d) => {
-    const m = JSON.parse(String(d));
-    if (m.id === undefined) return;
-    totals.answered++;
-    if (!m.ok) totals.failed++;
-    else if (m.type === 'history' && m.data.ticks.tick.length) since = m.data.ticks.tick[m.data.ticks.tick.length - 1];
-    else if (m.type === 'events') cursor = m.data.next;
-  });
-  const send = (type, args) => { totals.sent++; ws.send(JSON.stringify({ id: ++id, type, ...args })); };
-  // Spread the clients over the period, as independent browsers would be.
-  await new Promise((resolve) => setTimeout(resolve, (k * 1000) / hz / count));
-  timers.push(setInterval(() => {
-    send('summary');
-    send('history', since === undefined ? { limit: 600, seconds: 0 } : { since, seconds: 0 });
-    send('events', cursor === undefined ? { limit: 200 } : { since: cursor, limit: 200 });
-    send('agents', { limit: 50, sort: 'sent', order: 'desc' });
-  }, 1000 / hz));
-}));
-console.log('ready');
-process.stdin.resume();
-process.stdin.on('end', () => { timers.forEach(clearInterval); console.log(JSON.stringify(totals)); process.exit(0); });
+const [count, hz] = [Number(process.argv[2]), Number(process.argv[3])];
+let sockets = [];
+let timers = [];
+let totals;
+async function connect(url, mix) {
+  totals = { sent: 0, answered: 0, failed: 0 };
+  await Promise.all(Array.from({ length: count }, async (_, k) => {
+    const ws = new WebSocket(url, ['lockstep.v1']);
+    sockets.push(ws);
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    let id = 0, since, cursor;
+    ws.on('message', (d) => {
+      const m = JSON.parse(String(d));
+      if (m.id === undefined) return;
+      totals.answered++;
+      if (!m.ok) totals.failed++;
+      else if (m.type === 'history' && m.data.ticks.tick.length) since = m.data.ticks.tick[m.data.ticks.tick.length - 1];
+      else if (m.type === 'events') cursor = m.data.next;
+    });
+    const send = (type, args) => { totals.sent++; ws.send(JSON.stringify({ id: ++id, type, ...args })); };
+    // Spread the clients over the period, as independent browsers would be.
+    await new Promise((resolve) => setTimeout(resolve, (k * 1000) / hz / count));
+    timers.push(setInterval(() => {
+      send('summary');
+      if (mix === 'summary') return;
+      send('history', since === undefined ? { limit: 600, seconds: 0 } : { since, seconds: 0 });
+      send('events', cursor === undefined ? { limit: 200 } : { since: cursor, limit: 200 });
+      send('agents', { limit: 50, sort: 'sent', order: 'desc' });
+    }, 1000 / hz));
+  }));
+  console.log('ready');
+}
+function disconnect() {
+  timers.forEach(clearInterval);
+  sockets.forEach((ws) => ws.close());
+  timers = [];
+  sockets = [];
+  console.log(JSON.stringify(totals));
+}
+const rl = createInterface({ input: process.stdin });
+rl.on('line', (line) => {
+  const [cmd, url, mix] = line.split(' ');
+  if (cmd === 'connect') connect(url, mix);
+  else if (cmd === 'disconnect') disconnect();
+});
+rl.on('close', () => process.exit(0));
 `;
 
-export async function pollingClients(server, count, hz) {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', CLIENTS, join(root, 'package.json'), server.wsUrl, String(count), String(hz)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
+export function clientsProcess(count, hz) {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', CLIENTS, join(root, 'package.json'), String(count), String(hz)], { stdio: ['pipe', 'pipe', 'inherit'] });
   child.stdout.setEncoding('utf8');
-  await new Promise((resolve, reject) => {
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('ready')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`the clients' process exited (${code})`)));
+  const lines = [];
+  let wake = null;
+  child.stdout.on('data', (d) => {
+    lines.push(...d.split('\n').filter(Boolean));
+    if (wake) wake();
   });
+  const next = async () => {
+    while (lines.length === 0) await new Promise((resolve) => (wake = resolve));
+    return lines.shift();
+  };
   return {
-    stop() {
-      return new Promise((resolve) => {
-        child.removeAllListeners('exit');
-        child.once('exit', () => resolve(JSON.parse(out.trim().split('\n').pop())));
-        child.stdin.end();
-      });
+    async connect(url, mix) {
+      child.stdin.write(`connect ${url} ${mix}\n`);
+      const line = await next();
+      if (line !== 'ready') throw new Error(`clients: ${line}`);
+    },
+    async disconnect() {
+      child.stdin.write('disconnect\n');
+      return JSON.parse(await next());
+    },
+    close() {
+      child.stdin.end();
     },
   };
 }
@@ -92,21 +121,27 @@ export async function pollingClients(server, count, hz) {
  */
 async function timeTicks(rt, ticks) {
   const cpu0 = process.cpuUsage();
+  const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   for (let i = 0; i < ticks; i++) await rt.tickAsync(1);
-  const wall = ((performance.now() - t0) * 1000) / ticks;
+  const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
-  return { wall, cpu: (cpu.user + cpu.system) / ticks };
+  // The event loop's busy time: the main thread's share (starting ticks, and the server's work).
+  const elu = performance.eventLoopUtilization(elu0);
+  return { wall: (ms * 1000) / ticks, cpu: (cpu.user + cpu.system) / ticks, loopMsPerS: (elu.active / ms) * 1000 };
 }
 
-async function overhead(agents, { workers, rounds, ticks, clients, hz, log }) {
+async function overhead(agents, { workers, rounds, ticks, clients, hz, mix, log }) {
   const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers, record: false, checkpointIntervalTicks: 0 });
   rt.spawnMany(exampleAgent('counter'), agents);
   await timeTicks(rt, Math.max(20, ticks / 4)); // warm up
+  const cs = clientsProcess(clients, hz);
   const without = [];
   const withServer = [];
   const cpuWithout = [];
   const cpuWith = [];
+  const loopWithout = [];
+  const loopWith = [];
   let requests = { sent: 0, answered: 0, failed: 0 };
   for (let r = 0; r < rounds; r++) {
     // Alternate which condition goes first, so drift in the machine's load spreads evenly.
@@ -116,19 +151,22 @@ async function overhead(agents, { workers, rounds, ticks, clients, hz, log }) {
         const t = await timeTicks(rt, ticks);
         without.push(t.wall);
         cpuWithout.push(t.cpu);
+        loopWithout.push(t.loopMsPerS);
         continue;
       }
       const server = await rt.serve({ clock: false });
-      const cs = await pollingClients(server, clients, hz);
-      await sleep(200); // first snapshots taken, polling in its stride
+      await cs.connect(server.wsUrl, mix);
+      await timeTicks(rt, Math.max(10, ticks / 4)); // the first snapshots and histories, polling in its stride
       const t = await timeTicks(rt, ticks);
       withServer.push(t.wall);
       cpuWith.push(t.cpu);
-      const s = await cs.stop();
+      loopWith.push(t.loopMsPerS);
+      const s = await cs.disconnect();
       requests = { sent: requests.sent + s.sent, answered: requests.answered + s.answered, failed: requests.failed + s.failed };
       await server.close();
     }
   }
+  cs.close();
   rt.close();
   const a = median(without);
   const b = median(withServer);
@@ -141,7 +179,8 @@ async function overhead(agents, { workers, rounds, ticks, clients, hz, log }) {
     workers,
     clients,
     poll_hz: hz,
-    requests_per_s: clients * hz * 4,
+    mix,
+    requests_per_s: clients * hz * (mix === 'summary' ? 1 : 4),
     rounds,
     ticks_per_round: ticks,
     tick_us_no_server: round1(a),
@@ -152,12 +191,14 @@ async function overhead(agents, { workers, rounds, ticks, clients, hz, log }) {
     cpu_us_per_tick_with_dashboard: round1(median(cpuWith)),
     cpu_overhead_pct: round1((median(cpuRatios) - 1) * 100),
     round_cpu_overheads_pct: cpuRatios.map((r) => round1((r - 1) * 100)),
+    event_loop_busy_ms_per_s_no_server: round1(median(loopWithout)),
+    event_loop_busy_ms_per_s_with_dashboard: round1(median(loopWith)),
     rounds_no_server_us: without.map(round1),
     rounds_with_dashboard_us: withServer.map(round1),
     requests_answered: requests.answered,
     requests_failed: requests.failed,
   };
-  log(`[bench] dashboard overhead, ${agents} agents, ${workers} worker(s): ${result.tick_us_no_server} µs/tick without, ${result.tick_us_with_dashboard} µs with ${clients} clients at ${hz} Hz (median of the rounds' ratios: ${result.overhead_pct}%, rounds ${result.round_overheads_pct.join(' ')}); CPU time per tick ${result.cpu_us_per_tick_no_server} → ${result.cpu_us_per_tick_with_dashboard} µs (${result.cpu_overhead_pct}%, rounds ${result.round_cpu_overheads_pct.join(' ')}); ${requests.answered} requests answered, ${requests.failed} failed`);
+  log(`[bench] dashboard overhead, ${agents} agents, ${workers} worker(s), ${clients} clients polling ${mix === 'summary' ? 'the summary' : 'what the page polls'} at ${hz} Hz (${result.requests_per_s} requests/s): ${result.tick_us_no_server} µs/tick without, ${result.tick_us_with_dashboard} µs with (median of the rounds' ratios: ${result.overhead_pct}%, rounds ${result.round_overheads_pct.join(' ')}); CPU time per tick ${result.cpu_us_per_tick_no_server} → ${result.cpu_us_per_tick_with_dashboard} µs (${result.cpu_overhead_pct}%, rounds ${result.round_cpu_overheads_pct.join(' ')}); event loop busy ${result.event_loop_busy_ms_per_s_no_server} → ${result.event_loop_busy_ms_per_s_with_dashboard} ms/s; ${requests.answered} requests answered, ${requests.failed} failed`);
   return result;
 }
 
@@ -220,16 +261,28 @@ async function snapshotCost(agents, { reps, log }) {
 }
 
 export async function runDashboardBenches({ quick = false, log = console.error } = {}) {
+  log(`[bench] dashboard: machine load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} on ${os.cpus().length} cores`);
   const clients = 10;
   const hz = 10;
+  const rounds = quick ? 3 : 7;
+  const ticksFor = (agents) => (agents >= 10_000 ? (quick ? 80 : 400) : quick ? 800 : 4000);
+  const each = async (xs, fn) => {
+    const out = [];
+    for (const x of xs) out.push(...(await fn(x)));
+    return out;
+  };
   return {
-    // workers = 2 uses every core of a 2-core machine for the tick, leaving none to the event
-    // loop (and the clients); workers = 1 leaves one.
+    // 'summary': each client asks for the summary 10 times a second (100 requests/s in all);
+    // 'page': each asks for everything the page polls (summary, history, events, a sorted page
+    // of 50 agents) 10 times a second (400 requests/s, ~1 MB/s of replies). workers = 2 uses
+    // every core of a 2-core machine for the tick, leaving none to the event loop and the
+    // clients; workers = 1 leaves one.
     overhead: [
-      await overhead(1000, { workers: 1, rounds: quick ? 3 : 7, ticks: quick ? 300 : 1000, clients, hz, log }),
-      await overhead(1000, { workers: 2, rounds: quick ? 3 : 7, ticks: quick ? 300 : 1000, clients, hz, log }),
-      await overhead(10_000, { workers: 1, rounds: quick ? 3 : 7, ticks: quick ? 40 : 100, clients, hz, log }),
-      await overhead(10_000, { workers: 2, rounds: quick ? 3 : 7, ticks: quick ? 40 : 150, clients, hz, log }),
+      ...(await each([1000, 10_000], async (agents) => [
+        await overhead(agents, { workers: 2, mix: 'summary', rounds, ticks: ticksFor(agents), clients, hz, log }),
+        await overhead(agents, { workers: 2, mix: 'page', rounds, ticks: ticksFor(agents), clients, hz, log }),
+        await overhead(agents, { workers: 1, mix: 'page', rounds, ticks: ticksFor(agents), clients, hz, log }),
+      ])),
     ],
     snapshot: [await snapshotCost(quick ? 20_000 : 100_000, { reps: quick ? 10 : 30, log })],
   };
