@@ -202,6 +202,36 @@ async function overhead(agents, { workers, rounds, ticks, clients, hz, mix, log 
   return result;
 }
 
+/**
+ * The fixed cost a server adds to every tick (recording the tick, reading the event cursor),
+ * with no client: 10 counter agents ticked with tick() (the event loop never turns, so no
+ * snapshot is ever asked for), alternating with and without a server.
+ */
+export async function fixedCost({ rounds, ticks, log }) {
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1, record: false, checkpointIntervalTicks: 0 });
+  rt.spawnMany(exampleAgent('counter'), 10);
+  const run = () => {
+    const t = performance.now();
+    for (let i = 0; i < ticks; i++) rt.tick();
+    return ((performance.now() - t) * 1000) / ticks;
+  };
+  run();
+  const diffs = [];
+  const bare = [];
+  for (let r = 0; r < rounds; r++) {
+    const a = run();
+    const server = await rt.serve();
+    const b = run();
+    await server.close();
+    bare.push(a);
+    diffs.push(b - a);
+  }
+  rt.close();
+  const result = { agents: 10, tick_us_no_server: Math.round(median(bare) * 100) / 100, added_us_per_tick: Math.round(median(diffs) * 100) / 100, rounds_added_us: diffs.map((d) => Math.round(d * 100) / 100) };
+  log(`[bench] a server with no client adds ${result.added_us_per_tick} µs per tick (10 agents, tick() ${result.tick_us_no_server} µs; rounds ${result.rounds_added_us.join(' ')})`);
+  return result;
+}
+
 async function snapshotCost(agents, { reps, log }) {
   const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false, checkpointIntervalTicks: 0, maxAgents: agents + 16 });
   const t0 = performance.now();
@@ -284,6 +314,7 @@ export async function runDashboardBenches({ quick = false, log = console.error }
         await overhead(agents, { workers: 1, mix: 'page', rounds, ticks: ticksFor(agents), clients, hz, log }),
       ])),
     ],
+    fixed: await fixedCost({ rounds: quick ? 3 : 9, ticks: quick ? 20_000 : 50_000, log }),
     snapshot: [await snapshotCost(quick ? 20_000 : 100_000, { reps: quick ? 10 : 30, log })],
   };
 }

@@ -117,6 +117,7 @@ if (json) {
   console.log(`- 32 agents asking every tick: ${a.batched_requests_per_s} requests/s batched vs ${a.one_call_per_request_per_s} with one call per request (${a.ratio}×)`);
   console.log('\n| dashboard: 10 clients at 10 Hz | polling | workers | tick µs, no server | with the dashboard | wall overhead | CPU per tick overhead |\n|---|---|---:|---:|---:|---:|---:|');
   for (const o of dashboard.overhead) console.log(`| ${o.agents} agents | ${o.mix} (${o.requests_per_s}/s) | ${o.workers} | ${o.tick_us_no_server} | ${o.tick_us_with_dashboard} | ${o.overhead_pct}% | ${o.cpu_overhead_pct}% |`);
+  console.log(`- a dashboard server with no client adds ${dashboard.fixed.added_us_per_tick} µs per tick (10 agents: ${dashboard.fixed.tick_us_no_server} µs)`);
   for (const sn of dashboard.snapshot) console.log(`- dashboard snapshots at ${sn.agents} agents: summary ${sn.summary_snapshot_us} µs (request ${sn.summary_request_us} µs), agent table ${sn.agent_table_snapshot_us} µs (request ${sn.agents_page_request_us} µs)`);
   console.log(`\nJSON: .bench-out/latest.json; plot: .bench-out/tick-vs-agents.svg${publish ? ', copied to docs/tick-vs-agents.svg' : ' (`npm run bench -- --publish` to replace docs/tick-vs-agents.svg)'}`);
 }
