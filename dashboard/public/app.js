@@ -26,6 +26,7 @@
   function micros(us) {
     if (us == null) return '–';
     if (us >= 10_000) return `${fmt1.format(us / 1000)} ms`;
+    if (us >= 1000) return `${(us / 1000).toFixed(2)} ms`;
     return `${fmt1.format(us)} µs`;
   }
 
