@@ -4,11 +4,16 @@ import js from '@eslint/js';
 import globals from 'globals';
 
 export default [
-  { ignores: ['node_modules/', 'target/', 'guest/', 'dist/', 'fuzz/', 'npm/', '.bench-out/', '**/*.d.ts'] },
+  { ignores: ['node_modules/', 'target/', 'guest/', 'dist/', 'fuzz/', 'npm/', '.bench-out/', '.test-out/', '**/*.d.ts'] },
   js.configs.recommended,
   {
     files: ['**/*.js', '**/*.cjs'],
     languageOptions: { sourceType: 'commonjs', globals: { ...globals.node } },
+  },
+  {
+    // The dashboard's page: a classic script in the browser, with uPlot loaded before it.
+    files: ['dashboard/public/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: { ...globals.browser, uPlot: 'readonly' } },
   },
   {
     files: ['**/*.mjs'],

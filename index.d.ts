@@ -647,6 +647,14 @@ export class Runtime implements Disposable, AsyncDisposable {
    * request() instead.
    */
   drainMessages(): AgentMessage[];
+  /**
+   * Starts the live dashboard for this runtime (docs/DASHBOARD.md): a WebSocket snapshot
+   * server and its page on `server.url`, loopback by default (any other address needs a
+   * token). Snapshots are taken between ticks and never stall them; controls go through this
+   * API, so a session driven from the dashboard is recorded and replays like any other. One
+   * server per runtime at a time (E_BUSY); closing the runtime closes it.
+   */
+  serve(options?: ServeOptions): Promise<DashboardServer>;
   /** Starts recording; only before the first spawn/send/tick (E_RECORDING_MID_SESSION). */
   startRecording(): void;
   /** Stops recording and returns the log (format: docs/REPLAY.md). A second call throws E_NOT_RECORDING (recording already stopped). A journal goes on. */
@@ -654,6 +662,125 @@ export class Runtime implements Disposable, AsyncDisposable {
   /** The log so far; recording continues. */
   replayLog(): Buffer;
   readonly recording: boolean;
+}
+
+/**
+ * Options of `rt.serve(options)`: the live dashboard (docs/DASHBOARD.md). Every field is
+ * optional; defaults in brackets.
+ */
+export interface ServeOptions {
+  /** Address to listen on. Any address that is not loopback needs `token`. ['127.0.0.1'] */
+  host?: string;
+  /** Port, 0..65535; 0 picks a free one (read it from `server.port` or `server.url`). [0] */
+  port?: number;
+  /**
+   * Required off loopback. `true` makes a random one. Clients present it as the WebSocket
+   * subprotocol `lockstep.token.<token>` (the page reads it from its URL's fragment,
+   * `server.url`) or as `Authorization: Bearer <token>`; compared in constant time.
+   * 16..256 characters of A-Z a-z 0-9 _ -. [none]
+   */
+  token?: string | true;
+  /** Origins (scheme://host:port) allowed besides the server's own; a request with no Origin (not a browser) is allowed. [[]] */
+  allowedOrigins?: string[];
+  /** Host header names accepted besides loopback names and the listening address (DNS-rebinding guard). [[]] */
+  allowedHosts?: string[];
+  /** Allow clients to kill, shut down, restart (spawn a new agent of the same module) agents and send messages, through the Runtime's API (recorded). [false] */
+  controls?: boolean;
+  /** Allow clients to play, pause, step and set the tick rate of the server's clock (a run() it owns). [true] */
+  clock?: boolean;
+  /** Labels for module hashes, shown instead of the hash: { [moduleHash]: 'gossip' }. */
+  moduleNames?: Record<string, string>;
+  /** Also write the latest summary to this file (fixed 256-byte layout with a seqlock, for another process to map: docs/DASHBOARD.md). */
+  summaryFile?: string;
+  /** Most often the summary file is rewritten, ms. [100] */
+  summaryIntervalMs?: number;
+  /** Most clients connected at once (more are closed with 1013). [64] */
+  maxClients?: number;
+  /** Largest frame a client may send, bytes, ≥ 256 (larger: closed with 1009). [16384] */
+  maxPayload?: number;
+  /** Most bytes of replies waiting to be sent to one client (past it: closed with 4000). [4 MiB] */
+  maxBufferedBytes?: number;
+  /** Requests per second per client (token bucket), and the burst allowed. [50, 100] */
+  requestsPerSecond?: number;
+  requestBurst?: number;
+  /** Most requests waiting, over all clients, for a running tick to end. [256] */
+  maxDeferred?: number;
+  /** The summary is snapshot at most this often, ms, however many clients ask. [100] */
+  minSnapshotMs?: number;
+  /** The agent table (O(agents) to take, and to sort) is snapshot at most this often, ms. [1000] */
+  minTableMs?: number;
+  /**
+   * The most of the wall time snapshots may take, 0..1 (0: no limit). A snapshot runs between
+   * ticks and delays the next one by its cost: one that cost c ms is not retaken for c / budget
+   * ms (at 100,000 agents the agent table costs tens of ms: refreshed every few seconds). [0.02]
+   */
+  snapshotBudget?: number;
+  /** Bounded histories: ticks (tick time, messages), seconds (throughput), hashes, events. [1200, 300, 512, 2000] */
+  historyTicks?: number;
+  historySeconds?: number;
+  hashChain?: number;
+  eventHistory?: number;
+  /** WebSocket ping interval, ms (0: none); a client that misses a pong is cut off. [30000] */
+  pingIntervalMs?: number;
+}
+
+/** The dashboard server's clock: whether its run() is ticking the runtime, and at what rate (null: flat out). */
+export interface DashboardClock {
+  playing: boolean;
+  hz: number | null;
+  /** Why the last run() stopped with an error, if it did. */
+  error: string | null;
+}
+
+/** What the server's limits did so far (docs/DASHBOARD.md, "Limits"). */
+export interface DashboardStats {
+  connections: number;
+  /** Upgrades refused, by reason. */
+  refused: Record<string, number>;
+  /** Clients the server closed, by the close code it sent (4000: too slow, 1008: rate, 1003: binary, 1001: closing). */
+  dropped: Record<string, number>;
+  /** Connections closed, by the close code seen (1006: the client never answered the close, e.g. it does not read). */
+  closed: Record<string, number>;
+  /** The most bytes ever waiting to be sent to one client, and now. */
+  maxBufferedSeen: number;
+  maxBufferedNow: number;
+  /** The most requests ever waiting for a tick to end, and now. */
+  maxDeferredSeen: number;
+  deferred: number;
+  requests: number;
+  clients: number;
+  eventsKept: number;
+  ticksKept: number;
+  hashesKept: number;
+  /** Snapshots taken so far and what the last and the slowest cost, ms. */
+  snapshots: { summary: { count: number; lastMs: number; maxMs: number }; table: { count: number; lastMs: number; maxMs: number } };
+  limits: { maxBufferedBytes: number; maxReplyBytes: number; maxDeferred: number };
+}
+
+/** A running dashboard server (`await rt.serve()`). Emits 'tick' (report) after every tick it sees, between ticks. */
+export interface DashboardServer {
+  /** The page, e.g. http://127.0.0.1:41234/ (with #token=... when a token is set). */
+  readonly url: string;
+  /** The WebSocket endpoint (subprotocol `lockstep.v1`). */
+  readonly wsUrl: string;
+  readonly port: number;
+  readonly host: string;
+  readonly token: string | null;
+  /** Clients connected now. */
+  readonly clients: number;
+  readonly clock: DashboardClock;
+  /** Ticks the runtime with `rt.run({ hz })` (no hz: flat out) until `pause()`. E_BUSY if another run() drives it. */
+  play(options?: { hz?: number }): Promise<DashboardClock>;
+  /** Stops the server's run() after the tick running now. */
+  pause(): Promise<DashboardClock>;
+  /** While paused: `ticks` (1..1000) ticks with tickAsync; the last one's report. */
+  step(ticks?: number): Promise<TickReport>;
+  stats(): DashboardStats;
+  /** Closes every client (1001), stops the clock, stops listening, detaches from the runtime (which then costs nothing more). */
+  close(): Promise<void>;
+  on(event: 'tick', listener: (report: TickReport) => void): this;
+  once(event: 'tick', listener: (report: TickReport) => void): this;
+  off(event: 'tick', listener: (report: TickReport) => void): this;
 }
 
 /** Re-runs a recorded session, verifying every tick hash and checkpoint. Throws E_REPLAY_CORRUPT (with the byte offset) for a damaged or truncated log. */

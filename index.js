@@ -494,6 +494,8 @@ class Runtime {
   /** Requests made while a tick ran, sent right after it: { agent, body, kind, priority, timeoutTicks, resolve, reject }. */
   #unsent = [];
   #pumping = false;
+  /** The dashboard's observer (dashboard/observer.js) while a serve() server is attached; null: nothing is observed. */
+  #observer = null;
 
   /** @param {import('./index').RuntimeOptions} [options] */
   constructor(options) {
@@ -575,6 +577,7 @@ class Runtime {
       const closed = () => new LockstepError('E_CLOSED', 'the runtime was closed before the reply came');
       this.#failRequests(closed);
       this.#driver?.stop(); // a run() ends (done resolves, reason 'stopped') without waiting for its next tick
+      this.#observer?.server?.runtimeClosed();
     }
     call(() => this.#native.close());
     this.#rings = null;
@@ -651,8 +654,9 @@ class Runtime {
    */
   tick(n = 1) {
     v.int('n (the number of ticks)', n, 1, MAX_U32);
+    const started = this.#observer ? performance.now() : 0;
     const report = call(() => this.#native.tick(n));
-    this.#afterTicks(n, report);
+    this.#afterTicks(n, report, started);
     return report;
   }
 
@@ -667,6 +671,7 @@ class Runtime {
   }
 
   async #tickAsync(n, start) {
+    const started = this.#observer ? performance.now() : 0;
     const promise = call(start);
     this.#inflight = promise;
     let report;
@@ -686,19 +691,20 @@ class Runtime {
     this.#inflight = null;
     if (this.#closing) call(() => this.#native.close());
     if (logSink) deliverLogs();
-    if (!this.#closing) this.#afterTicks(n, report);
+    if (!this.#closing) this.#afterTicks(n, report, started);
     else this.#wake();
     return report;
   }
 
-  /** After ticks ran (the runtime is free): wake ring waiters, settle requests, wake tick waiters. */
-  #afterTicks(n, report) {
+  /** After ticks ran (the runtime is free): wake ring waiters, tell the dashboard, settle requests, wake tick waiters. */
+  #afterTicks(n, report, started) {
     if (this.#rings) {
       // Rust cannot wake JS waiters (V8 keeps its own waiter list): wake them from here,
       // at the tick boundary, where the inbound ring was drained and the outbound one filled.
       Atomics.notify(this.#rings.inI32, 32);
       Atomics.notify(this.#rings.outI32, 16);
     }
+    if (this.#observer && started) this.#observer.ticked(n, report, performance.now() - started);
     if (this.#pending.size > 0 || this.#unsent.length > 0) {
       try {
         this.#settleRequests(n > 1 || report.deadLetters > 0);
@@ -940,6 +946,40 @@ class Runtime {
       this.#unsent = [];
       for (const r of unsent) this.#sendRequest(r);
     }
+  }
+
+  /**
+   * Starts the live dashboard (dashboard/server.js, docs/DASHBOARD.md): a WebSocket snapshot
+   * server and its page, on loopback unless told otherwise (then a token is required).
+   * Resolves with the server once it listens. One per runtime at a time (E_BUSY).
+   */
+  async serve(options) {
+    if (this.#closing) throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
+    if (this.#observer) throw new LockstepError('E_BUSY', 'a dashboard server is already attached to this runtime; close it first (await server.close())');
+    const port = {
+      attach: (observer) => {
+        if (this.#observer) throw new LockstepError('E_BUSY', 'a dashboard server is already attached to this runtime; close it first (await server.close())');
+        if (this.#closing) throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
+        this.#observer = observer;
+      },
+      detach: (observer) => {
+        if (this.#observer !== observer) return;
+        this.#observer = null;
+        if (!this.#closing && !this.#inflight) call(() => this.#native.watchAgents([]));
+      },
+      busy: () => this.#inflight !== null || this.#closing,
+      agentTable: () => call(() => this.#native.agentTable()),
+      counts: () => call(() => this.#native.observeCounts()),
+      eventsSince: (cursor, max) => {
+        const text = call(() => this.#native.eventsSince(cursor, max));
+        return text === '' ? { first: cursor, events: [] } : JSON.parse(text);
+      },
+      watch: (ids) => call(() => this.#native.watchAgents(ids)),
+      watched: (id) => call(() => this.#native.watchedMessages(id)),
+    };
+    const server = await require('./dashboard/server.js').serve(this, port, options);
+    if (this.#observer) this.#observer.server = server;
+    return server;
   }
 
   /**

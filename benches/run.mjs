@@ -12,6 +12,7 @@ import os from 'node:os';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { runRingBenches } from './rings.mjs';
 import { runInferenceBenches } from './inference.mjs';
+import { runDashboardBenches } from './dashboard.mjs';
 import { tickPlotSvg } from './plot.mjs';
 const require = createRequire(import.meta.url);
 const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
@@ -73,6 +74,9 @@ inference.rust_engine_run_us = JSON.parse(
   execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'infer_loop'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }),
 ).rust_run_us;
 
+log('[bench] dashboard (rt.serve): overhead with 10 clients, snapshot cost at 100,000 agents');
+const dashboard = await runDashboardBenches({ quick, log });
+
 const result = {
   date: new Date().toISOString().slice(0, 10),
   machine: `${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${process.platform}-${process.arch}, node ${process.version}`,
@@ -81,6 +85,7 @@ const result = {
   js,
   rings,
   inference,
+  dashboard,
 };
 
 // Machine-readable copy and the plot, for scripts that watch for regressions.
@@ -128,5 +133,9 @@ if (json) {
   console.log(`\n- engine.run from Rust (tiny model, batch 1): ${inference.rust_engine_run_us} µs`);
   const a = inference.agents_32;
   console.log(`- 32 agents asking every tick: ${a.batched_requests_per_s} requests/s batched vs ${a.one_call_per_request_per_s} with one call per request (${a.ratio}×)`);
+  console.log('\n| dashboard: 10 clients at 10 Hz | polling | workers | tick µs, no server | with the dashboard | wall overhead | CPU per tick overhead |\n|---|---|---:|---:|---:|---:|---:|');
+  for (const o of dashboard.overhead) console.log(`| ${o.agents} agents | ${o.mix} (${o.requests_per_s}/s) | ${o.workers} | ${o.tick_us_no_server} | ${o.tick_us_with_dashboard} | ${o.overhead_pct}% | ${o.cpu_overhead_pct}% |`);
+  console.log(`- a dashboard server with no client adds ${dashboard.fixed.added_us_per_tick} µs per tick (10 agents: ${dashboard.fixed.tick_us_no_server} µs)`);
+  for (const sn of dashboard.snapshot) console.log(`- dashboard snapshots at ${sn.agents} agents: summary ${sn.summary_snapshot_us} µs (request ${sn.summary_request_us} µs), agent table ${sn.agent_table_snapshot_us} µs (request ${sn.agents_page_request_us} µs)`);
   console.log(`\nJSON: .bench-out/latest.json; plot: .bench-out/tick-vs-agents.svg${publish ? ', copied to docs/tick-vs-agents.svg' : ' (`npm run bench -- --publish` to replace docs/tick-vs-agents.svg)'}`);
 }

@@ -5,13 +5,22 @@
 //
 //   npm run demo                      (defaults below)
 //   node demo/gossip.mjs --agents 2000 --workers 2 --seed 42
+//   npm run demo -- --ui              the same at a watchable pace, with the live dashboard
+//   node demo/gossip.mjs --ui --hz 5 --port 7357 [--host 0.0.0.0]   (until Ctrl-C, or --ticks)
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const { Runtime, replay, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
-);
+// --name value, or --name alone (true).
+const args = {};
+process.argv.slice(2).forEach((a, i, all) => {
+  if (a.startsWith('--')) args[a.slice(2)] = all[i + 1] !== undefined && !all[i + 1].startsWith('--') ? all[i + 1] : true;
+});
+if (args.ui) {
+  await import('./gossip-ui.mjs');
+  // gossip-ui.mjs runs until Ctrl-C (or --ticks) and exits the process itself.
+  await new Promise(() => {});
+}
 const AGENTS = Number(args.agents ?? 300);
 const WORKERS = Number(args.workers ?? 2);
 const SEED = Number(args.seed ?? 7);

@@ -2,7 +2,7 @@
 // Proves the package by installation: packs lockstep and this platform's binary package with
 // scripts/pack.mjs (what `npm run pack` runs), installs both tarballs into a brand-new project in
 // a temp dir (no access to the repository's sources), and there runs a CommonJS script, an ES
-// module script, a TypeScript file type-checked with `tsc --noEmit`, worker_threads, and a Jest
+// module script, the dashboard (rt.serve(): its page and protocol), a TypeScript file type-checked with `tsc --noEmit`, worker_threads, and a Jest
 // suite of several files in parallel workers; then, as a new user would, scaffolds an agent
 // crate (`npx lockstep new agent`), makes a key, builds, signs and runs it, tests it under Jest
 // (close(), tickAsync, request) and type-checks a TypeScript file that uses it (request,
@@ -78,7 +78,7 @@ rt.tick();
 assert.equal(rt.drainMessages().length, 1);
 console.log('esm ok');`,
     'check.ts': `
-import { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY, type TickReport, type RuntimeEvent, type ModelInfo, type ReplayReport, type LockstepError, replay, replayAsync } from 'lockstep';
+import { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY, type TickReport, type RuntimeEvent, type ModelInfo, type ReplayReport, type LockstepError, type DashboardServer, type DashboardClock, type DashboardStats, replay, replayAsync } from 'lockstep';
 const rt: Runtime = new Runtime({ workers: 2, seed: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY], policy: { send: 'any' }, resourcePolicy: 'clamp' });
 const id: number = rt.spawn(exampleAgent('counter'), { priority: 1 });
 rt.send(id, new Uint8Array(4), { kind: 1, priority: 0 });
@@ -93,7 +93,17 @@ async function infer(m: ModelInfo): Promise<number> {
   const out = await rt.infer(m.id, { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } });
   return out.probs.dims[0] + (ok ? r.tick : 0);
 }
-void infer;`,
+void infer;
+async function dash(): Promise<number> {
+  const server: DashboardServer = await rt.serve({ port: 0, controls: true, moduleNames: {}, summaryFile: 'x.summary' });
+  server.on('tick', (report: TickReport) => void report.hash);
+  const clock: DashboardClock = await server.play({ hz: 10 });
+  await server.pause();
+  const stats: DashboardStats = server.stats();
+  await server.close();
+  return stats.maxBufferedSeen + (clock.hz ?? 0) + server.port;
+}
+void dash;`,
     // What a new user writes against the scaffolded agent: the async API, requests, typed tensor
     // outputs, the rings from 'lockstep/ring.js' (ring.d.ts), \`using\`.
     'agent-check.ts': `
@@ -120,6 +130,35 @@ export function rings(): RingRecord[] {
   producer.tryPush(1, 'x', { kind: RING_TYPES.MESSAGE });
   return new RingConsumer(producer.buffer).readBatch();
 }`,
+    // The dashboard ships and runs from the installed package: its page, uPlot (a dependency,
+    // never a CDN) and the WebSocket protocol (ws, a dependency).
+    'dashboard.cjs': `
+const assert = require('node:assert/strict');
+const http = require('node:http');
+const WebSocket = require('ws');
+const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('lockstep');
+const get = (port, path) => new Promise((resolve, reject) => http.get({ host: '127.0.0.1', port, path }, (res) => {
+  let n = 0; res.on('data', (d) => (n += d.length)); res.on('end', () => resolve([res.statusCode, n]));
+}).on('error', reject));
+(async () => {
+  const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  rt.spawnMany(exampleAgent('gossip'), 20);
+  const server = await rt.serve();
+  for (const path of ['/', '/app.js', '/style.css', '/vendor/uPlot.iife.min.js', '/vendor/uPlot.min.css']) {
+    const [status, bytes] = await get(server.port, path);
+    assert.equal(status, 200, path);
+    assert.ok(bytes > 100, path);
+  }
+  await server.step(3);
+  const ws = new WebSocket(server.wsUrl, ['lockstep.v1']);
+  const replies = [];
+  await new Promise((resolve) => ws.on('message', (d) => { replies.push(JSON.parse(String(d))); if (replies.length === 2) resolve(); }).on('open', () => ws.send(JSON.stringify({ id: 1, type: 'summary' }))));
+  assert.equal(replies[1].data.tick, 3);
+  ws.close();
+  await server.close();
+  rt.close();
+  console.log('dashboard ok');
+})();`,
     'tsconfig.json': JSON.stringify({ compilerOptions: { strict: true, noEmit: true, module: 'node16', moduleResolution: 'node16', target: 'es2022', types: ['node'] }, files: ['check.ts'] }),
     'tsconfig.agent.json': JSON.stringify({ compilerOptions: { strict: true, noEmit: true, module: 'node16', moduleResolution: 'node16', target: 'es2022', types: ['node'] }, files: ['agent-check.ts'] }),
     'jest.agent.config.js': `module.exports = { testEnvironment: 'node', testMatch: ['**/agent-suite/*.test.js'] };`,
@@ -174,6 +213,8 @@ test('runtime in jest worker ${i}', () => {
   process.stderr.write(sh(process.execPath, ['cjs.cjs'], app));
   step('ES module');
   process.stderr.write(sh(process.execPath, ['esm.mjs'], app));
+  step('the dashboard from the installed package (page, uPlot, ws)');
+  process.stderr.write(sh(process.execPath, ['dashboard.cjs'], app));
   step('TypeScript: tsc --noEmit --strict against index.d.ts');
   sh(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], app);
   step('Jest, 4 files, 2 parallel workers, fresh cache');

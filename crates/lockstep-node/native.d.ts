@@ -25,6 +25,13 @@ export interface AgentMessage {
   payload: Buffer
 }
 
+/** Every agent, packed: `lockstep_core::observe::AGENT_ROW_BYTES` per agent (layout there). */
+export interface AgentTable {
+  rows: Buffer
+  /** Module hashes, indexed by a row's module field. */
+  modules: Array<string>
+}
+
 export interface DeadLetter {
   tick: number
   reason: string
@@ -272,6 +279,23 @@ export declare class NativeRuntime {
    * string). index.js parses them.
    */
   drainEvents(): Array<string>
+  /** Every agent as packed rows (`observe::AGENT_ROW_BYTES` each) and the modules they name. */
+  agentTable(): AgentTable
+  /**
+   * [running, preempted, faulted, stopped, killed, events, dead letters, host messages,
+   * pending inputs, outbound backlog, events dropped].
+   */
+  observeCounts(): Array<number>
+  /**
+   * The queued events from sequence number `cursor` on, at most `max`, without draining
+   * them: `{"first":n,"events":[...]}` (`first`: the sequence number of the first event still
+   * queued); "" when there is nothing new (no event from `cursor` on, and none missed).
+   */
+  eventsSince(cursor: number, max: number): string
+  /** Watches these agents' messages (replaces the set; [] stops the tap). */
+  watchAgents(ids: Array<number>): void
+  /** What the tap kept of a watched agent, or null if it is not watched. */
+  watchedMessages(id: number): WatchedMessages | null
   eventsDropped(): number
   drainDeadLetters(): Array<DeadLetter>
   /** Messages agents sent to the host (id 0). */
@@ -409,6 +433,17 @@ export interface SessionInfo {
   policyJson: string
 }
 
+/** A message the tap copied: its header and first bytes. */
+export interface TappedMessage {
+  tick: number
+  from: number
+  to: number
+  seq: number
+  kind: number
+  bytes: number
+  head: Buffer
+}
+
 export interface TensorInfo {
   name: string
   type: string
@@ -448,6 +483,12 @@ export interface VerifyResult {
   code?: string
   message?: string
   publisher?: string
+}
+
+/** A watched agent's newest messages in and out, oldest first. */
+export interface WatchedMessages {
+  inbound: Array<TappedMessage>
+  outbound: Array<TappedMessage>
 }
 
 /** The agent ABI version this build speaks. */

@@ -59,6 +59,11 @@ impl Inputs {
         self.answer_seq += 1;
     }
 
+    /// Messages waiting for the next tick.
+    pub(crate) fn pending(&self) -> usize {
+        self.messages.len()
+    }
+
     /// The messages for the tick that starts now; the queue is empty after.
     pub(crate) fn take_messages(&mut self) -> Vec<Message> {
         self.bytes = 0;

@@ -21,7 +21,7 @@
 //! - modules: [`abi`] (the agent contract, from the `lockstep-abi` crate), [`limits`] (every
 //!   host-side queue's bound), [`ring`] (shared-memory ring endpoints), [`security`] (signing,
 //!   manifests, keys), [`inference`] (the ONNX Runtime engine), [`logging`] (the bridge from
-//!   `tracing` to an embedder's logger).
+//!   `tracing` to an embedder's logger), [`observe`] (read-only views for a dashboard).
 //!
 //! # Inside, one job per module
 //! `admission` (shape, signature, grants) → `sandbox` (compiled modules, isolated instances;
@@ -47,6 +47,7 @@ pub mod journal;
 pub mod limits;
 pub mod logging;
 mod module_shape;
+pub mod observe;
 mod outputs;
 mod queue;
 mod recorder;

@@ -10,6 +10,7 @@ use crate::event::Event;
 use crate::limits::{
     MAX_DEAD_LETTERS, MAX_DEAD_LETTER_BYTES, MAX_HOST_MESSAGES, MAX_HOST_MESSAGE_BYTES, MAX_OUTBOUND_BACKLOG_BYTES, MAX_OUTBOUND_BACKLOG_RECORDS,
 };
+use crate::observe::MessageTap;
 use crate::queue::BoundedQueue;
 use crate::ring::{self, Producer, RingError};
 use crate::scheduler::TickReport;
@@ -23,6 +24,11 @@ pub(crate) struct Outputs {
     pub(crate) events: VecDeque<Event>,
     max_events: usize,
     events_dropped: u64,
+    /// Events that left the front of `events` (drained or dropped) over the runtime's life:
+    /// the sequence number of `events[0]` (observers read events from a cursor, `events_since`).
+    events_removed: u64,
+    /// Copies of the messages to and from watched agents (observers only; None: costs nothing).
+    pub(crate) tap: Option<Box<MessageTap>>,
     ring: OutboundRing,
 }
 
@@ -93,6 +99,8 @@ impl Outputs {
             events: VecDeque::new(),
             max_events,
             events_dropped: 0,
+            events_removed: 0,
+            tap: None,
             ring: OutboundRing::default(),
         }
     }
@@ -108,7 +116,23 @@ impl Outputs {
         while self.events.len() > self.max_events {
             self.events.pop_front();
             self.events_dropped += 1;
+            self.events_removed += 1;
         }
+    }
+
+    /// Takes every queued event, oldest first.
+    pub(crate) fn drain_events(&mut self) -> Vec<Event> {
+        self.events_removed += self.events.len() as u64;
+        self.events.drain(..).collect()
+    }
+
+    /// The queued events from sequence number `cursor` on (at most `max`), without draining
+    /// them: (the sequence number of the first queued event, the events). Events before the
+    /// first queued one were drained or dropped; a cursor past the end reads none.
+    pub(crate) fn events_since(&self, cursor: u64, max: usize) -> (u64, impl Iterator<Item = &Event>) {
+        let first = self.events_removed;
+        let skip = cursor.saturating_sub(first).min(self.events.len() as u64) as usize;
+        (first, self.events.iter().skip(skip).take(max))
     }
 
     pub(crate) fn events_dropped(&self) -> u64 {

@@ -34,6 +34,11 @@ impl<T> BoundedQueue<T> {
         true
     }
 
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
     /// The oldest item, if any.
     pub fn pop_front(&mut self) -> Option<T> {
         let (item, bytes) = self.items.pop_front()?;

@@ -17,6 +17,7 @@ use crate::inference::{agents as agent_inference, InferenceEngine};
 use crate::inputs::Inputs;
 use crate::journal::{JournalConfig, JournalSink};
 use crate::limits::{MAX_AGENT_IDS, MAX_MODULES, MAX_PENDING_BYTES, MAX_PENDING_MESSAGES, MAX_RING_RECORDS_PER_TICK, MAX_WORKERS};
+use crate::observe;
 use crate::outputs::Outputs;
 use crate::recorder::{Appended, Recorder};
 use crate::replay_log::{InferAnswer, Record, SessionConfig};
@@ -992,12 +993,58 @@ impl Runtime {
     /// Takes the events not yet drained, oldest first (the newest `max_events`; older ones
     /// were dropped and counted in `events_dropped`).
     pub fn drain_events(&mut self) -> Vec<Event> {
-        self.outputs.events.drain(..).collect()
+        self.outputs.drain_events()
     }
 
     /// Events dropped over the runtime's life because more than `max_events` waited undrained.
     pub fn events_dropped(&self) -> u64 {
         self.outputs.events_dropped()
+    }
+
+    // ----- observing (crate::observe; docs/DASHBOARD.md): read-only, never an input ----------
+
+    /// Every agent in one packed table (`observe::AGENT_ROW_BYTES` per agent, id order).
+    pub fn agent_table(&self) -> observe::AgentTable {
+        observe::agent_table(&self.agents.slots)
+    }
+
+    /// Agents by state: running, preempted, faulted, stopped, killed.
+    pub fn agent_state_counts(&self) -> [u64; 5] {
+        observe::state_counts(&self.agents.slots)
+    }
+
+    /// How full each queue is now.
+    pub fn queue_depths(&self) -> observe::QueueDepths {
+        observe::QueueDepths {
+            events: self.outputs.events.len() as u64,
+            dead_letters: self.outputs.dead_letters.len() as u64,
+            host_messages: self.outputs.host_messages.len() as u64,
+            pending_inputs: self.inputs.pending() as u64,
+            outbound_backlog: self.outputs.ring_backlog() as u64,
+            events_dropped: self.outputs.events_dropped(),
+        }
+    }
+
+    /// The events still queued from sequence number `cursor` on (at most `max`), without
+    /// draining them. Returns the sequence number of the first event still queued (those
+    /// before it were drained or dropped) and the events; the next cursor is the sequence
+    /// number of the last one returned, plus one. Every event gets the next sequence number
+    /// (0, 1, 2...) as it is queued.
+    pub fn events_since(&self, cursor: u64, max: usize) -> (u64, Vec<&Event>) {
+        let (first, events) = self.outputs.events_since(cursor, max);
+        (first, events.collect())
+    }
+
+    /// Watches these agents' messages (the first `observe::MAX_WATCHED`; none stops the tap):
+    /// from now on the newest `observe::TAP_DEPTH` messages routed to and from each are kept
+    /// for `watched_messages`. Agents still watched keep what was seen.
+    pub fn watch_agents(&mut self, ids: &[AgentId]) {
+        self.outputs.tap = observe::MessageTap::rewatch(self.outputs.tap.take(), ids);
+    }
+
+    /// What the tap saw of a watched agent (None: not watched).
+    pub fn watched_messages(&self, id: AgentId) -> Option<&observe::WatchedAgent> {
+        self.outputs.tap.as_ref()?.watched.iter().find(|w| w.id == id)
     }
 
     /// Takes the dead letters not yet drained, oldest first. The queue holds at most

@@ -366,6 +366,10 @@ pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut T
 
 /// Delivers one message to its recipient's inbox, the host queue, or the dead-letter queue.
 pub(crate) fn route(slots: &mut [AgentSlot], m: Message, tick: u64, hasher: &mut TickHasher, report: &mut TickReport, outputs: &mut Outputs) {
+    // An observer watching agents (docs/DASHBOARD.md) gets a copy; never hashed.
+    if let Some(tap) = outputs.tap.as_deref_mut() {
+        tap.observe(tick, &m);
+    }
     // From an agent to the host: not hashed (when JS drains is not an input). From the host to
     // itself (the inbound ring, a replayed Send record, may name id 0): no agent, so it is
     // dead-lettered as unknown below, and that is in the tick hash (red team 10: it went to the

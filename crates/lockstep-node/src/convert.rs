@@ -573,3 +573,38 @@ pub struct PackedTensors {
     pub spec: String,
     pub data: Buffer,
 }
+
+// ----- observing (the dashboard) ------------------------------------------------------------------
+
+/// Every agent, packed: `lockstep_core::observe::AGENT_ROW_BYTES` per agent (layout there).
+#[napi(object)]
+pub struct AgentTable {
+    pub rows: Buffer,
+    /// Module hashes, indexed by a row's module field.
+    pub modules: Vec<String>,
+}
+
+/// A message the tap copied: its header and first bytes.
+#[napi(object)]
+pub struct TappedMessage {
+    pub tick: i64,
+    pub from: f64,
+    pub to: f64,
+    pub seq: i64,
+    pub kind: u32,
+    pub bytes: u32,
+    pub head: Buffer,
+}
+
+impl From<&core::observe::TappedMessage> for TappedMessage {
+    fn from(m: &core::observe::TappedMessage) -> Self {
+        Self { tick: m.tick as i64, from: id_js(m.from), to: id_js(m.to), seq: m.seq as i64, kind: m.kind, bytes: m.bytes, head: m.head.clone().into() }
+    }
+}
+
+/// A watched agent's newest messages in and out, oldest first.
+#[napi(object)]
+pub struct WatchedMessages {
+    pub inbound: Vec<TappedMessage>,
+    pub outbound: Vec<TappedMessage>,
+}

@@ -33,8 +33,8 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use convert::{
-    arg_int, id_arg, id_js, AgentInfo, AgentMessage, DeadLetter, DeepHash, KeyPair, LogLine, ModelInfo, ModuleReport, PackedTensors, Reply, RequestDeadLetter,
-    RuntimeOptions, TickReport, VerifyResult,
+    arg_int, id_arg, id_js, AgentInfo, AgentMessage, AgentTable, DeadLetter, DeepHash, KeyPair, LogLine, ModelInfo, ModuleReport, PackedTensors, Reply,
+    RequestDeadLetter, RuntimeOptions, TappedMessage, TickReport, VerifyResult, WatchedMessages,
 };
 use error::{busy, in_context, invalid_arg, to_napi, BindError, Result};
 use tick::{Away, TickTask};
@@ -522,6 +522,66 @@ impl NativeRuntime {
     #[napi(catch_unwind)]
     pub fn drain_events(&mut self) -> Result<Vec<String>> {
         Ok(convert::events_json(&self.rt_mut()?.drain_events()))
+    }
+
+    // ----- observing (lockstep_core::observe; the dashboard, docs/DASHBOARD.md) -----------
+
+    /// Every agent as packed rows (`observe::AGENT_ROW_BYTES` each) and the modules they name.
+    #[napi(catch_unwind)]
+    pub fn agent_table(&mut self) -> Result<AgentTable> {
+        let t = self.rt()?.agent_table();
+        Ok(AgentTable { rows: t.rows.into(), modules: t.modules.iter().map(|m| m.to_hex()).collect() })
+    }
+
+    /// [running, preempted, faulted, stopped, killed, events, dead letters, host messages,
+    /// pending inputs, outbound backlog, events dropped].
+    #[napi(catch_unwind)]
+    pub fn observe_counts(&mut self) -> Result<Vec<f64>> {
+        let rt = self.rt()?;
+        let q = rt.queue_depths();
+        let mut out: Vec<f64> = rt.agent_state_counts().iter().map(|&c| c as f64).collect();
+        out.extend([q.events, q.dead_letters, q.host_messages, q.pending_inputs, q.outbound_backlog, q.events_dropped].map(|c| c as f64));
+        Ok(out)
+    }
+
+    /// The queued events from sequence number `cursor` on, at most `max`, without draining
+    /// them: `{"first":n,"events":[...]}` (`first`: the sequence number of the first event still
+    /// queued); "" when there is nothing new (no event from `cursor` on, and none missed).
+    #[napi(catch_unwind)]
+    pub fn events_since(&mut self, cursor: f64, max: u32) -> Result<String> {
+        let cursor = arg_int("cursor", cursor, 0.0, convert::MAX_SAFE as f64)? as u64;
+        let (first, events) = self.rt()?.events_since(cursor, max as usize);
+        if events.is_empty() && first <= cursor {
+            // Nothing new (most ticks): no text to build or parse.
+            return Ok(String::new());
+        }
+        let mut json = format!("{{\"first\":{first},\"events\":[");
+        for (i, e) in events.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(&e.to_json());
+        }
+        json.push_str("]}");
+        Ok(json)
+    }
+
+    /// Watches these agents' messages (replaces the set; [] stops the tap).
+    #[napi(catch_unwind)]
+    pub fn watch_agents(&mut self, ids: Vec<f64>) -> Result<()> {
+        let ids = ids.iter().map(|&id| id_arg("ids[]", id)).collect::<Result<Vec<_>>>()?;
+        self.rt_mut()?.watch_agents(&ids);
+        Ok(())
+    }
+
+    /// What the tap kept of a watched agent, or null if it is not watched.
+    #[napi(catch_unwind)]
+    pub fn watched_messages(&mut self, id: f64) -> Result<Option<WatchedMessages>> {
+        let id = id_arg("id", id)?;
+        Ok(self.rt()?.watched_messages(id).map(|w| WatchedMessages {
+            inbound: w.inbound.iter().map(TappedMessage::from).collect(),
+            outbound: w.outbound.iter().map(TappedMessage::from).collect(),
+        }))
     }
 
     #[napi(catch_unwind)]

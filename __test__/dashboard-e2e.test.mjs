@@ -1,0 +1,168 @@
+// The dashboard end to end, in headless Chromium driven by playwright-core: open the page against
+// a running gossip session, see the tick advance, pause, single-step, open an agent (its detail
+// and message flow), hit the seek slider, and save a screenshot (.test-out/dashboard.png).
+// The browser is Debian's chromium (scripts/ensure-chromium.mjs installs it as root; `npm test`
+// runs that first). Without one the test is skipped, except under CI, where it fails.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { ensureChromium } from '../scripts/ensure-chromium.mjs';
+import { gossipRuntime, lockstep } from './dashboard-helpers.mjs';
+const require = createRequire(import.meta.url);
+const { exampleAgent } = lockstep;
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const out = join(root, '.test-out');
+
+/** Launches Chromium, or says why not: skipped locally, a failure under CI. */
+async function launch(t) {
+  const executablePath = ensureChromium({ log: (s) => t.diagnostic(s) });
+  const why = executablePath ? null : 'no Chromium (apt-get install chromium, or set LOCKSTEP_CHROMIUM)';
+  let browser = null;
+  let error = why;
+  if (executablePath) {
+    try {
+      const { chromium } = require('playwright-core');
+      browser = await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'] });
+    } catch (e) {
+      error = `Chromium at ${executablePath} did not start: ${e.message.split('\n')[0]}`;
+    }
+  }
+  if (!browser) {
+    if (process.env.CI) assert.fail(`the dashboard browser test needs a browser under CI: ${error}`);
+    t.skip(`SKIPPED: ${error}`);
+  }
+  return browser;
+}
+
+const tickOf = async (page) => Number((await page.textContent('[data-testid=tick]')).replace(/,/g, ''));
+
+async function waitFor(page, pred, what, ms = 15_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await pred()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await page.waitForTimeout(50);
+  }
+}
+
+test('the dashboard in headless Chromium: the tick advances, pause, single step, an agent\'s detail and message flow, seek says it needs a journal; screenshot', async (t) => {
+  const browser = await launch(t);
+  if (!browser) return;
+  const { rt, gossip, ids } = gossipRuntime(300, { workers: 2 });
+  const troublemakers = ['adv-spin', 'adv-membomb', 'adv-trap'].map((name) => rt.spawn(exampleAgent(name)));
+  rt.send(troublemakers[2], null, { kind: 2 });
+  const names = { [gossip]: 'gossip' };
+  for (const [i, name] of ['adv-spin', 'adv-membomb', 'adv-trap'].entries()) names[rt.inspect(troublemakers[i]).module] = name;
+  const server = await rt.serve({ controls: true, moduleNames: names });
+  const errors = [];
+  try {
+    await server.play({ hz: 20 });
+    const page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, deviceScaleFactor: 1 });
+    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    });
+    await page.goto(server.url);
+    await page.waitForSelector('#conn.up');
+
+    // Live: the tick advances.
+    await waitFor(page, async () => (await tickOf(page)) > 0, 'a first tick');
+    const t1 = await tickOf(page);
+    await waitFor(page, async () => (await tickOf(page)) >= t1 + 3, 'the tick to advance');
+
+    // Pause: the clock stops; the tick stays.
+    await page.click('#btn-pause');
+    await waitFor(page, async () => (await page.textContent('#clock-state')) === 'paused', 'paused');
+    await page.waitForTimeout(400);
+    const t2 = await tickOf(page);
+    assert.equal(t2, rt.currentTick, 'the page shows the runtime\'s tick');
+    await page.waitForTimeout(400);
+    assert.equal(await tickOf(page), t2, 'no ticks while paused');
+
+    // Single step: exactly one tick.
+    await page.click('#btn-step');
+    await waitFor(page, async () => (await tickOf(page)) === t2 + 1, 'one step');
+    assert.equal(rt.currentTick, t2 + 1);
+
+    // Open an agent: its detail, then (after a few ticks) the messages it exchanged.
+    const agent = ids[4];
+    await page.click(`#agents tbody tr[data-id="${agent}"]`);
+    await waitFor(page, async () => (await page.textContent('#d-title')) === `Agent ${agent}`, 'the agent panel');
+    assert.equal(await page.textContent('#d-state'), 'running');
+    // Which ticks the agent gossips on depends on where the pause fell (the run's pace is
+    // wall-clock), so step until it has both received and sent (a few ticks; at most 30).
+    const exchanged = async () => (await page.$$('#d-in li:not(.empty)')).length > 0 && (await page.$$('#d-out li:not(.empty)')).length > 0;
+    for (let steps = 0; steps < 30 && !(await exchanged()); steps++) {
+      const before = rt.currentTick;
+      await page.click('#btn-step');
+      await waitFor(page, async () => rt.currentTick > before, 'a step');
+      await page.waitForTimeout(150);
+    }
+    await waitFor(page, exchanged, 'messages in and out');
+    assert.ok((await page.$$('#d-flow rect')).length >= 3, 'the message-flow view draws the agent and its peers');
+
+    // Sort by a column (server-side), filter the faulted ones.
+    await page.click('th[data-sort="sent"]');
+    await waitFor(page, async () => (await page.getAttribute('th[data-sort="sent"]', 'class'))?.includes('sorted'), 'sorted by sent');
+    await page.selectOption('#f-state', 'faulted');
+    await waitFor(page, async () => {
+      const states = await page.$$eval('#agents tbody td:nth-child(3)', (tds) => tds.map((td) => td.textContent));
+      return states.length > 0 && states.every((s) => s === 'faulted');
+    }, 'only faulted agents');
+    await page.selectOption('#f-state', '');
+
+    // The event feed shows the faults; the hash chain the runtime's hashes.
+    await waitFor(page, async () => (await page.$$('#events li.fault')).length >= 1, 'a fault in the feed');
+    await waitFor(page, async () => (await page.textContent('#hashes li:first-child .h')).replace(/\s/g, '') === rt.stateHash().slice(0, 40), 'the newest hash');
+
+    // The seek slider is wired to the protocol: it needs a journal.
+    await page.$eval('#seek', (el) => {
+      el.value = '3';
+      el.dispatchEvent(new Event('input'));
+      el.dispatchEvent(new Event('change'));
+    });
+    await waitFor(page, async () => /needs a journal/.test(await page.textContent('#seek-note')), 'the seek answer');
+
+    // Play again, watch it live for a moment, and take the picture.
+    await page.click('#btn-play');
+    await waitFor(page, async () => (await page.textContent('#clock-state')).startsWith('playing'), 'playing');
+    const t3 = await tickOf(page);
+    await waitFor(page, async () => (await tickOf(page)) >= t3 + 10, 'ten more ticks');
+    await page.click(`#agents tbody tr[data-id="${agent}"]`).catch(() => {});
+    await page.waitForTimeout(600);
+    await page.$eval('#toast', (el) => el.classList.add('hidden'));
+    mkdirSync(out, { recursive: true });
+    await page.screenshot({ path: join(out, 'dashboard.png'), fullPage: true });
+    t.diagnostic(`screenshot: ${join(out, 'dashboard.png')}`);
+    assert.deepEqual(errors, [], 'no errors in the page');
+  } finally {
+    await browser.close();
+    await server.close();
+    rt.close();
+  }
+});
+
+test('in the browser, a token server is reached only through the URL with its token (the page passes it as a subprotocol)', async (t) => {
+  const browser = await launch(t);
+  if (!browser) return;
+  const { rt } = gossipRuntime(20);
+  const server = await rt.serve({ token: true });
+  try {
+    const page = await browser.newPage();
+    await page.goto(server.url);
+    await page.waitForSelector('#conn.up');
+    await page.waitForFunction(() => globalThis.document.querySelector('[data-testid=tick]').textContent !== '–');
+    const without = await browser.newPage();
+    await without.goto(server.url.replace(/#.*$/, ''));
+    await without.waitForSelector('#conn.down');
+    assert.match(await without.textContent('#conn-text'), /disconnected/);
+  } finally {
+    await browser.close();
+    await server.close();
+    rt.close();
+  }
+});

@@ -1,0 +1,417 @@
+// The dashboard server (docs/DASHBOARD.md), spoken to with a real WebSocket client (ws): every
+// request, the limits (malformed JSON, oversized and binary frames, unknown types, rate,
+// clients, a client that never reads), the security checks (token, Origin, Host, static
+// files), controls going through the Runtime's API (a controlled session replays exactly),
+// and requests during a tickAsync (answered from the last snapshot, or after the tick).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { gossipRuntime, connect, upgradeStatus, lockstep, WebSocket, sleep, until } from './dashboard-helpers.mjs';
+
+const { replay, EXAMPLES_PUBLIC_KEY } = lockstep;
+
+/** A served runtime; `fn({ rt, server, ids, gossip })`; everything closed after. */
+async function served(options, fn, runtime = {}) {
+  const { rt, ids, gossip } = gossipRuntime(runtime.agents ?? 60, runtime);
+  const server = await rt.serve(options);
+  try {
+    await fn({ rt, server, ids, gossip });
+  } finally {
+    await server.close();
+    rt.close();
+  }
+}
+
+function httpGet(server, path, { method = 'GET', headers = {} } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: server.port, path, method, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('summary, agents, agent, events, history, hashes: every read request answers with what the runtime did', async () => {
+  await served({ moduleNames: {}, minTableMs: 0, snapshotBudget: 0 }, async ({ rt, server, ids, gossip }) => {
+    rt.tick(5);
+    const c = await connect(server);
+    const hello = await c.data('hello');
+    assert.equal(hello.protocol, 1);
+    assert.equal(hello.seek, false);
+    assert.equal(hello.controls, false);
+
+    const s = await c.data('summary');
+    assert.equal(s.tick, 5);
+    assert.equal(s.agents.total, 60);
+    assert.equal(s.agents.running, 60);
+    assert.equal(s.lastTick.tick, 4);
+    assert.equal(s.lastTick.hash, rt.stateHash());
+    assert.ok(s.tickTime.samples === 1 && s.tickTime.p50 > 0, 'tick(5) is one sample');
+    assert.equal(s.busy, false);
+    assert.equal(s.clock.playing, false);
+    assert.ok(s.recording);
+
+    const page = await c.data('agents', { offset: 10, limit: 20 });
+    assert.equal(page.total, 60);
+    assert.equal(page.matched, 60);
+    assert.deepEqual(page.rows.map((r) => r.id), ids.slice(10, 30));
+    assert.equal(page.modules[page.rows[0].module].hash, gossip);
+    assert.equal(page.rows[0].steps, 5);
+    const info = rt.inspect(ids[10]);
+    assert.equal(page.rows[0].sent, info.messagesSent);
+    assert.equal(page.rows[0].memory, info.memoryBytes);
+
+    // Sorting, and filtering by state and module.
+    rt.kill(ids[3]);
+    rt.tick();
+    const bySent = await c.data('agents', { sort: 'sent', order: 'desc', limit: 60 });
+    const sent = bySent.rows.map((r) => r.sent);
+    assert.deepEqual(sent, [...sent].sort((a, b) => b - a));
+    const killed = await c.data('agents', { state: 'killed' });
+    assert.deepEqual(killed.rows.map((r) => r.id), [ids[3]]);
+    assert.equal((await c.data('agents', { state: ['running', 'killed'] })).matched, 60);
+    assert.equal((await c.data('agents', { module: gossip.slice(0, 8) })).matched, 60);
+    assert.equal((await c.data('agents', { module: 'ffffffff' })).matched, 0);
+
+    // One agent: its state, and (once watched) its messages in and out.
+    const first = await c.data('agent', { agent: ids[0] });
+    assert.equal(first.info.id, ids[0]);
+    assert.equal(first.info.state, 'running');
+    assert.deepEqual(first.messages, { inbound: [], outbound: [] }, 'watched from now on');
+    rt.send(ids[0], 'hello', { kind: 9 });
+    rt.tick(3);
+    const later = await c.data('agent', { agent: ids[0], messages: 64 });
+    assert.ok(later.messages.inbound.length > 0 && later.messages.outbound.length > 0);
+    assert.ok(later.messages.inbound.some((m) => m.from === 0 && m.kind === 9 && m.text === 'hello' && m.bytes === 5));
+    assert.ok(later.messages.outbound.every((m) => m.from === ids[0]));
+    assert.equal((await c.request('agent', { agent: 10_000 })).error.code, 'not_found');
+
+    // Events from a cursor; the program's drainEvents() still gets every event.
+    const ev = await c.data('events', { since: 0, limit: 500 });
+    assert.ok(ev.events.some((e) => e.type === 'spawned' && e.agent === ids[0]));
+    assert.ok(ev.events.some((e) => e.type === 'killed' && e.agent === ids[3]));
+    assert.deepEqual(ev.events.map((e) => e.cursor), ev.events.map((_, i) => ev.events[0].cursor + i), 'cursors are consecutive');
+    const drained = rt.drainEvents();
+    assert.ok(drained.some((e) => e.type === 'killed' && e.agent === ids[3]), 'the dashboard did not drain them');
+    const none = await c.data('events', { since: ev.next });
+    assert.deepEqual(none.events, []);
+
+    const h = await c.data('history', { limit: 100 });
+    assert.deepEqual(h.ticks.tick, [4, 5, 8], 'one entry per tick() call: its last tick');
+    assert.ok(h.ticks.us.every((us) => us > 0));
+    assert.equal((await c.data('history', { since: 5 })).ticks.tick.length, 1);
+    const chain = await c.data('hashes', { limit: 10 });
+    assert.deepEqual(chain.chain.map((x) => x.tick), [4, 5, 8]);
+    assert.deepEqual(chain.chain.map((x) => x.gap), [false, false, true]);
+    assert.equal(chain.chain[2].hash, rt.stateHash());
+    await c.close();
+  });
+});
+
+test('seek answers "needs a journal" (the slider is wired to it until the journal lands)', async () => {
+  await served({}, async ({ rt, server }) => {
+    rt.tick(3);
+    const c = await connect(server);
+    const r = await c.request('seek', { tick: 1 });
+    assert.equal(r.ok, false);
+    assert.equal(r.error.code, 'needs_journal');
+    assert.equal(r.error.seekable, false);
+    assert.equal((await c.request('seek', {})).error.code, 'bad_request');
+    await c.close();
+  });
+});
+
+test('malformed JSON, non-objects, unknown types and bad arguments get error replies and the connection stays usable', async () => {
+  await served({}, async ({ server }) => {
+    const c = await connect(server);
+    const replies = [];
+    c.ws.on('message', (d) => replies.push(JSON.parse(String(d))));
+    c.ws.send('{not json');
+    c.ws.send('[1,2]');
+    c.ws.send('null');
+    await until(() => replies.length >= 3, 5000, 'three error replies');
+    assert.deepEqual(replies.map((r) => [r.ok, r.error.code]), [[false, 'bad_json'], [false, 'bad_request'], [false, 'bad_request']]);
+    const unknown = await c.request('rm -rf', {});
+    assert.equal(unknown.error.code, 'unknown_type');
+    assert.match(unknown.error.message, /known: hello, summary/);
+    assert.equal((await c.request('__proto__')).error.code, 'unknown_type');
+    assert.equal((await c.request('constructor')).error.code, 'unknown_type');
+    assert.equal((await c.request('agents', { limit: 100_000 })).error.code, 'bad_request');
+    assert.equal((await c.request('agents', { state: 'sleeping' })).error.code, 'bad_request');
+    assert.equal((await c.request('agents', { sort: 'constructor' })).error.code, 'bad_request');
+    assert.equal((await c.request('agent', { agent: '1' })).error.code, 'bad_request');
+    assert.equal((await c.request('agent', { agent: -1 })).error.code, 'bad_request');
+    assert.equal((await c.request('events', { since: 1.5 })).error.code, 'bad_request');
+    assert.equal((await c.request('kill', { agent: 1 })).error.code, 'controls_disabled');
+    assert.equal((await c.data('summary')).agents.total, 60, 'still usable');
+    await c.close();
+  });
+});
+
+test('an oversized frame closes the connection with 1009, a binary frame with 1003; the server carries on', async () => {
+  await served({ maxPayload: 1024 }, async ({ server }) => {
+    const big = await connect(server);
+    big.ws.send(JSON.stringify({ id: 1, type: 'summary', pad: 'x'.repeat(2000) }));
+    assert.equal((await big.closed).code, 1009);
+    const bin = await connect(server);
+    bin.ws.send(Buffer.from([1, 2, 3]));
+    const closed = await bin.closed;
+    assert.equal(closed.code, 1003);
+    assert.match(closed.reason, /binary/);
+    const ok = await connect(server);
+    assert.equal((await ok.data('summary')).agents.total, 60);
+    await ok.close();
+  });
+});
+
+test('a token is required off loopback and checked on loopback when set: missing or wrong is 401, via subprotocol or Bearer it is accepted', async () => {
+  const { rt } = gossipRuntime(5);
+  await assert.rejects(rt.serve({ host: '0.0.0.0' }), (e) => e.code === 'E_INVALID_ARGUMENT' && /token is required/.test(e.message));
+  await assert.rejects(rt.serve({ token: 'short' }), (e) => e.code === 'E_INVALID_ARGUMENT');
+  await assert.rejects(rt.serve({ bogus: 1 }), (e) => e.code === 'E_INVALID_ARGUMENT' && /unknown key "bogus"/.test(e.message));
+  const server = await rt.serve({ token: true });
+  try {
+    assert.match(server.url, /#token=[A-Za-z0-9_-]{32}$/);
+    assert.equal(await upgradeStatus(server.wsUrl), 401);
+    assert.equal(await upgradeStatus(server.wsUrl, { protocols: ['lockstep.v1', 'lockstep.token.wrong-token-of-some-length'] }), 401);
+    assert.equal(await upgradeStatus(server.wsUrl, { protocols: ['lockstep.v1', `lockstep.token.${server.token}x`] }), 401);
+    assert.equal(await upgradeStatus(server.wsUrl, { headers: { authorization: 'Bearer nope' } }), 401);
+    const a = await connect(server, { protocols: [`lockstep.token.${server.token}`] });
+    assert.equal(a.ws.protocol, 'lockstep.v1', 'the token is never echoed back');
+    const b = await connect(server, { headers: { authorization: `Bearer ${server.token}` } });
+    assert.equal((await b.data('summary')).agents.total, 5);
+    await a.close();
+    await b.close();
+    assert.equal(server.stats().refused['missing or wrong token'], 4);
+  } finally {
+    await server.close();
+  }
+  // On all addresses with a token: served (and the wrong token still refused).
+  const open = await rt.serve({ host: '0.0.0.0', token: 'a-long-enough-test-token' });
+  try {
+    assert.equal(await upgradeStatus(`ws://127.0.0.1:${open.port}/ws`), 401);
+    const c = await connect(open, { url: `ws://127.0.0.1:${open.port}/ws`, protocols: ['lockstep.token.a-long-enough-test-token'] });
+    await c.close();
+  } finally {
+    await open.close();
+    rt.close();
+  }
+});
+
+test('a cross-site Origin is refused (403); no Origin, the same origin and allowedOrigins are accepted; a foreign Host header is refused (DNS rebinding)', async () => {
+  await served({ allowedOrigins: ['https://ops.example'] }, async ({ server }) => {
+    const same = `http://127.0.0.1:${server.port}`;
+    assert.equal(await upgradeStatus(server.wsUrl, { origin: 'http://evil.example' }), 403);
+    assert.equal(await upgradeStatus(server.wsUrl, { origin: `http://127.0.0.1:${server.port + 1}` }), 403, 'another port is another origin');
+    assert.equal(await upgradeStatus(server.wsUrl, { origin: 'null' }), 403);
+    assert.equal(await upgradeStatus(server.wsUrl, { origin: same }), 101);
+    assert.equal(await upgradeStatus(server.wsUrl, { origin: 'https://ops.example' }), 101);
+    assert.equal(await upgradeStatus(server.wsUrl), 101, 'no Origin: not a browser');
+    // DNS rebinding: evil.example resolves to 127.0.0.1; its page is same-origin with itself.
+    assert.equal(await upgradeStatus(server.wsUrl, { origin: `http://evil.example:${server.port}`, headers: { host: `evil.example:${server.port}` } }), 403);
+    assert.equal((await httpGet(server, '/', { headers: { host: `evil.example:${server.port}` } })).status, 403);
+    assert.equal(await upgradeStatus(server.wsUrl, { protocols: ['something-else'] }), 400, 'the protocol must be offered');
+    assert.equal(await upgradeStatus(`ws://127.0.0.1:${server.port}/other`), 404);
+  });
+});
+
+test('static files come from a fixed allow-list, with a strict CSP: no path traversal, nothing else served', async () => {
+  await served({}, async ({ server }) => {
+    const page = await httpGet(server, '/');
+    assert.equal(page.status, 200);
+    assert.match(page.body, /<script src="\/app.js">/);
+    assert.match(page.headers['content-security-policy'], /default-src 'none'; script-src 'self'/);
+    assert.equal(page.headers['x-content-type-options'], 'nosniff');
+    for (const path of ['/app.js', '/style.css', '/vendor/uPlot.iife.min.js', '/vendor/uPlot.min.css', '/favicon.svg']) {
+      assert.equal((await httpGet(server, path)).status, 200, path);
+    }
+    for (const path of ['/../package.json', '/%2e%2e/index.js', '/..%2f..%2fpackage.json', '/dashboard/server.js', '/public/app.js', '/app.js/', '//etc/passwd', '/vendor/../../index.js', '/index.js']) {
+      const r = await httpGet(server, path);
+      assert.equal(r.status, 404, path);
+      assert.doesNotMatch(r.body, /require\(|"name": "lockstep"/, path);
+    }
+    assert.equal((await httpGet(server, '/', { method: 'POST' })).status, 405);
+    assert.equal((await httpGet(server, '/', { method: 'HEAD' })).status, 200);
+  });
+});
+
+test('50 clients at once are all answered while the runtime ticks', async () => {
+  await served({}, async ({ rt, server }) => {
+    await server.play({ hz: 200 });
+    const clients = await Promise.all(Array.from({ length: 50 }, () => connect(server)));
+    assert.equal(server.clients, 50);
+    const before = (await clients[0].data('summary')).tick;
+    for (let round = 0; round < 3; round++) {
+      const replies = await Promise.all(clients.flatMap((c) => [c.request('summary'), c.request('agents', { limit: 20 }), c.request('history', { limit: 50 }), c.request('events', { limit: 20 })]));
+      assert.ok(replies.every((r) => r.ok), JSON.stringify(replies.find((r) => !r.ok)));
+      await sleep(30);
+    }
+    await until(async () => (await clients[0].data('summary')).tick > before + 5, 10_000, 'ticks');
+    await Promise.all(clients.map((c) => c.close()));
+    await server.pause();
+    assert.ok(rt.currentTick > before);
+  }, { agents: 200 });
+});
+
+test('too many clients: the one past maxClients is closed with 1013 and a reason', async () => {
+  await served({ maxClients: 2 }, async ({ server }) => {
+    const a = await connect(server);
+    const b = await connect(server);
+    const ws = new WebSocket(server.wsUrl, ['lockstep.v1']);
+    const [code, reason] = await new Promise((resolve) => ws.once('close', (c, r) => resolve([c, String(r)])));
+    assert.equal(code, 1013);
+    assert.match(reason, /too many clients/);
+    await a.close();
+    await b.close();
+  });
+});
+
+test('past the request rate a client gets rate_limited replies, and if it keeps going it is closed with 1008', async () => {
+  await served({ requestsPerSecond: 5, requestBurst: 10 }, async ({ server }) => {
+    const c = await connect(server);
+    const replies = [];
+    c.ws.on('message', (d) => replies.push(JSON.parse(String(d))));
+    for (let i = 0; i < 15; i++) c.ws.send(JSON.stringify({ id: i, type: 'hello' }));
+    await until(() => replies.length >= 15, 5000, '15 replies');
+    assert.equal(replies.filter((r) => r.ok).length, 10, 'the burst');
+    assert.ok(replies.filter((r) => !r.ok).every((r) => r.error.code === 'rate_limited'));
+    for (let i = 0; i < 200 && c.ws.readyState === WebSocket.OPEN; i++) c.ws.send(JSON.stringify({ id: i, type: 'hello' }));
+    const closed = await c.closed;
+    assert.equal(closed.code, 1008);
+    assert.match(closed.reason, /too many requests/);
+  });
+});
+
+test('a client that never reads is closed (4000) once its unsent replies pass maxBufferedBytes; the server-side queue stays bounded and the runtime keeps ticking', async () => {
+  const limit = 256 * 1024;
+  await served({ maxBufferedBytes: limit, requestsPerSecond: 100_000, requestBurst: 100_000 }, async ({ rt, server }) => {
+    await server.play(); // flat out
+    const reader = await connect(server);
+    const stalled = await connect(server);
+    stalled.ws._socket.pause(); // never reads again: the kernel's buffers fill, then the server's
+    const startTick = (await reader.data('summary')).tick;
+    const big = JSON.stringify({ type: 'agents', limit: 500 });
+    let sent = 0;
+    while (stalled.ws.readyState === WebSocket.OPEN && sent < 20_000) {
+      for (let i = 0; i < 50; i++) stalled.ws.send(big.replace('{', `{"id":${sent++},`));
+      await sleep(5);
+      const st = server.stats();
+      assert.ok(st.maxBufferedNow <= limit + st.limits.maxReplyBytes, `queued ${st.maxBufferedNow} bytes for one client`);
+      if (st.dropped[4000]) break;
+    }
+    await until(() => server.stats().dropped[4000] === 1, 10_000, 'the stalled client to be closed');
+    // It does not read, so it never answers the close: it is cut off a second later.
+    await until(() => server.clients === 1, 10_000, 'the stalled client to be cut off');
+    const st = server.stats();
+    assert.ok(st.maxBufferedSeen <= limit + st.limits.maxReplyBytes, `at most the limit plus one reply was ever queued (${st.maxBufferedSeen})`);
+    assert.ok(st.maxDeferredSeen <= st.limits.maxDeferred);
+    // The runtime ticked throughout, and the other client is still answered.
+    const s = await reader.data('summary');
+    assert.ok(s.tick > startTick, `ticks went on (${startTick} → ${s.tick})`);
+    assert.equal(s.clock.playing, true);
+    await server.pause();
+    assert.ok(rt.currentTick >= s.tick);
+    await reader.close();
+  }, { agents: 1000 });
+});
+
+test('during a tickAsync the runtime is busy: the summary comes from the last snapshot and an agent request is answered after the tick', async () => {
+  await served({}, async ({ rt, server, ids }) => {
+    rt.tick();
+    const c = await connect(server);
+    const before = await c.data('summary');
+    assert.equal(before.tick, 1);
+    await sleep(120);
+    const ticking = rt.tickAsync(400);
+    const during = await c.data('summary');
+    assert.equal(during.busy, true);
+    assert.equal(during.tick, 1, 'the last between-ticks snapshot');
+    const agent = c.data('agent', { agent: ids[0] });
+    const report = await ticking;
+    const a = await agent;
+    assert.equal(a.tick, report.tick + 1, 'read right after the tick, between ticks');
+    assert.equal(a.info.steps, 401);
+    await sleep(120);
+    assert.equal((await c.data('summary')).tick, 401);
+    await c.close();
+  }, { agents: 300 });
+});
+
+test('clock controls: play at a rate, pause, single-step exactly one tick', async () => {
+  await served({}, async ({ rt, server }) => {
+    const c = await connect(server);
+    assert.equal((await c.data('play', { hz: 100 })).playing, true);
+    await until(() => rt.closed === false && server.clock.playing && (server.stats().ticksKept > 5), 10_000, 'ticks');
+    assert.equal((await c.request('step')).error.code, 'busy', 'no stepping while playing');
+    assert.equal((await c.data('pause')).playing, false);
+    const at = rt.currentTick;
+    const step = await c.data('step');
+    assert.equal(step.tick, at);
+    assert.equal(rt.currentTick, at + 1);
+    assert.equal((await c.data('step', { ticks: 3 })).currentTick, at + 4);
+    assert.equal((await c.request('play', { hz: -1 })).error.code, 'bad_request');
+    await c.close();
+  });
+  await served({ clock: false }, async ({ server }) => {
+    const c = await connect(server);
+    assert.equal((await c.request('play')).error.code, 'controls_disabled');
+    assert.equal((await c.request('step')).error.code, 'controls_disabled');
+    await c.close();
+  });
+});
+
+test('a session driven by dashboard controls replays exactly', async () => {
+  await served({ controls: true }, async ({ rt, server, ids }) => {
+    const c = await connect(server);
+    await c.data('play', { hz: 500 });
+    await until(() => rt.closed === false && server.stats().ticksKept >= 10, 10_000, '10 ticks');
+    // Controls while playing: applied between ticks.
+    assert.equal((await c.data('send', { agent: ids[1], kind: 1, text: 'from the dashboard' })).bytes, 18);
+    assert.equal((await c.data('kill', { agent: ids[2] })).state, 'killed');
+    await c.data('pause');
+    await c.data('step', { ticks: 2 });
+    assert.equal((await c.data('shutdown', { agent: ids[3] })).state, 'stopped');
+    const restarted = await c.data('restart', { agent: ids[2] });
+    assert.equal(restarted.replaced, ids[2]);
+    assert.equal(rt.inspect(restarted.agent).module, rt.inspect(ids[2]).module);
+    await c.data('send', { agent: restarted.agent, kind: 2, hex: '00ff' });
+    await c.data('step');
+    await c.data('play', { hz: 500 });
+    await sleep(50);
+    await c.data('pause');
+    assert.equal((await c.request('kill', { agent: 99_999 })).error.code, 'not_found');
+    assert.equal((await c.request('send', { agent: ids[1], text: 'x'.repeat(5000) })).error.code, 'bad_request');
+    const log = rt.stopRecording();
+    const verdict = replay(log, { trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+    assert.ok(verdict.ok && verdict.complete, JSON.stringify(verdict));
+    assert.equal(verdict.finalHash, rt.stateHash());
+    assert.equal(verdict.ticksVerified, rt.currentTick);
+    await c.close();
+  });
+});
+
+test('one server per runtime; closing the runtime closes its server and its clients (1001); afterwards nothing is observed', async () => {
+  const { rt } = gossipRuntime(10);
+  const server = await rt.serve();
+  await assert.rejects(rt.serve(), (e) => e.code === 'E_BUSY');
+  const c = await connect(server);
+  await c.data('agent', { agent: 1 }); // watches agent 1
+  rt.tick(2);
+  rt.close();
+  const closed = await c.closed;
+  assert.equal(closed.code, 1001);
+  await server.close();
+  assert.equal(server.clients, 0);
+  // A server closed by hand detaches: the next serve() is allowed.
+  const { rt: rt2 } = gossipRuntime(10);
+  const s1 = await rt2.serve();
+  await s1.close();
+  const s2 = await rt2.serve();
+  await s2.close();
+  rt2.tick(3);
+  rt2.close();
+});

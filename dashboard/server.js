@@ -1,0 +1,885 @@
+'use strict';
+// The live dashboard's server (docs/DASHBOARD.md): one HTTP server that serves the page (a
+// fixed allow-list of files, no build step) and a WebSocket endpoint, /ws, speaking a
+// pull-based JSON protocol. Started by `rt.serve(options)` (index.js), which lends it the
+// observer port; everything that changes the session goes through the Runtime's public API,
+// so a session driven from the dashboard is recorded, and replays, like any other.
+//
+// Limits: a client can neither stall the runtime nor grow the server's memory without bound:
+// frames are at most `maxPayload` bytes (ws closes with 1009), each client's unsent replies at
+// most `maxBufferedBytes` (past it: closed with 4000), requests are rate-limited per client
+// (token bucket; a client that keeps going past it is closed with 1008), work waiting for the
+// runtime to be free is bounded (`maxDeferred`), replies are bounded (`MAX_REPLY_BYTES`), and
+// at most `maxClients` are connected (more: 1013). Security: loopback by default; any other
+// address needs a token (compared in constant time); the Host header must name this server
+// (DNS rebinding) and the Origin header must be absent, this server's own origin, or listed
+// in `allowedOrigins` (cross-site WebSocket hijacking).
+
+const http = require('node:http');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const { EventEmitter } = require('node:events');
+const { WebSocketServer, WebSocket } = require('ws');
+const { LockstepError } = require('../errors.js');
+const v = require('../validate.js');
+const { Observer, STATES, COLUMNS } = require('./observer.js');
+const { SummaryFileWriter } = require('./summary-file.js');
+
+const PROTOCOL = 1;
+const SUBPROTOCOL = 'lockstep.v1';
+const TOKEN_PROTOCOL_PREFIX = 'lockstep.token.';
+const MAX_REPLY_BYTES = 1 << 20;
+const MAX_AGENT_PAGE = 500;
+const MAX_EVENTS_PAGE = 500;
+const MAX_STEP_TICKS = 1000;
+const MAX_SEND_BYTES = 4096;
+
+/** Close codes (docs/DASHBOARD.md, "Close codes"). */
+const CLOSE = {
+  GOING_AWAY: 1001, // the server (or its runtime) closed
+  UNSUPPORTED: 1003, // a binary frame
+  POLICY: 1008, // past the request rate, again and again
+  TOO_BIG: 1009, // a frame over maxPayload (sent by ws itself)
+  TRY_LATER: 1013, // maxClients reached
+  SLOW: 4000, // the client's unsent replies passed maxBufferedBytes
+};
+
+const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 0,
+  maxClients: 64,
+  maxPayload: 16 * 1024,
+  maxBufferedBytes: 4 * 1024 * 1024,
+  requestsPerSecond: 50,
+  requestBurst: 100,
+  maxDeferred: 256,
+  minSnapshotMs: 100,
+  minTableMs: 1000,
+  snapshotBudget: 0.02,
+  historyTicks: 1200,
+  historySeconds: 300,
+  hashChain: 512,
+  eventHistory: 2000,
+  summaryIntervalMs: 100,
+  pingIntervalMs: 30_000,
+};
+const OPTION_KEYS = [
+  ...Object.keys(DEFAULTS), 'token', 'allowedOrigins', 'allowedHosts', 'controls', 'clock', 'summaryFile', 'moduleNames',
+];
+
+const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
+
+function isLoopback(host) {
+  if (LOOPBACK_NAMES.has(host)) return true;
+  return net.isIPv4(host) && host.startsWith('127.');
+}
+
+function isWildcard(host) {
+  return host === '0.0.0.0' || host === '::' || host === '[::]';
+}
+
+/** The hostname of a Host header value ("a:80" → "a", "[::1]:80" → "[::1]"). */
+function hostname(hostHeader) {
+  if (typeof hostHeader !== 'string') return '';
+  const m = /^(\[[^\]]*\]|[^:]*)(?::\d+)?$/.exec(hostHeader.trim().toLowerCase());
+  return m ? m[1] : '';
+}
+
+const sha256 = (s) => crypto.createHash('sha256').update(s, 'utf8').digest();
+
+/** Constant-time token check: equal-length digests compared with timingSafeEqual. */
+function tokenMatches(given, expected) {
+  if (typeof given !== 'string') return false;
+  return crypto.timingSafeEqual(sha256(given), sha256(expected));
+}
+
+/** The static files, a fixed allow-list (no path from the request ever reaches the file system). */
+function staticFiles() {
+  const pub = path.join(__dirname, 'public');
+  const uplot = path.dirname(require.resolve('uplot/dist/uPlot.iife.min.js'));
+  const files = {
+    '/': [path.join(pub, 'index.html'), 'text/html; charset=utf-8'],
+    '/index.html': [path.join(pub, 'index.html'), 'text/html; charset=utf-8'],
+    '/app.js': [path.join(pub, 'app.js'), 'text/javascript; charset=utf-8'],
+    '/style.css': [path.join(pub, 'style.css'), 'text/css; charset=utf-8'],
+    '/favicon.svg': [path.join(pub, 'favicon.svg'), 'image/svg+xml'],
+    '/vendor/uPlot.iife.min.js': [path.join(uplot, 'uPlot.iife.min.js'), 'text/javascript; charset=utf-8'],
+    '/vendor/uPlot.min.css': [path.join(uplot, 'uPlot.min.css'), 'text/css; charset=utf-8'],
+  };
+  const out = new Map();
+  for (const [route, [file, type]] of Object.entries(files)) out.set(route, { body: fs.readFileSync(file), type });
+  return out;
+}
+
+const SECURITY_HEADERS = {
+  'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'Cache-Control': 'no-store',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+};
+
+/** A reply's data already serialised (shared by every client asking within one snapshot). */
+class RawJson {
+  constructor(text) {
+    this.text = text;
+  }
+}
+
+/** A protocol error: a reply with ok: false, { code, message }. */
+class RequestError extends Error {
+  constructor(code, message, extra) {
+    super(message);
+    this.code = code;
+    this.extra = extra;
+  }
+}
+
+function checkOptions(options) {
+  const o = { ...DEFAULTS, ...v.options('options', options, OPTION_KEYS) };
+  v.str('options.host', o.host);
+  v.int('options.port', o.port, 0, 65535);
+  for (const k of ['maxClients', 'maxPayload', 'maxBufferedBytes', 'requestsPerSecond', 'requestBurst', 'maxDeferred', 'historyTicks', 'historySeconds', 'hashChain', 'eventHistory']) {
+    v.int(`options.${k}`, o[k], 1, v.MAX_U32);
+  }
+  for (const k of ['minSnapshotMs', 'minTableMs', 'summaryIntervalMs', 'pingIntervalMs']) v.int(`options.${k}`, o[k], 0, v.MAX_U32);
+  if (typeof o.snapshotBudget !== 'number' || !(o.snapshotBudget >= 0 && o.snapshotBudget <= 1)) throw v.fail('options.snapshotBudget', 'a fraction of wall time in 0..1 (0: no budget)', o.snapshotBudget);
+  if (o.maxPayload < 256) throw v.fail('options.maxPayload', 'at least 256 bytes', o.maxPayload);
+  if (o.token !== undefined && o.token !== true) {
+    v.str('options.token', o.token);
+    if (!/^[A-Za-z0-9_-]{16,256}$/.test(o.token)) {
+      throw v.fail('options.token', 'true (make one) or 16 to 256 characters of A-Z a-z 0-9 _ - (it travels as a WebSocket subprotocol)', '(a token, not shown)');
+    }
+  }
+  if (o.token === true) o.token = crypto.randomBytes(24).toString('base64url');
+  if (!isLoopback(o.host) && !o.token) {
+    throw new LockstepError('E_INVALID_ARGUMENT', `options.token is required to serve the dashboard on ${o.host}, which is not a loopback address: pass token: true (a random one, in server.url) or your own`);
+  }
+  o.allowedOrigins = o.allowedOrigins === undefined ? [] : v.stringArray('options.allowedOrigins', o.allowedOrigins);
+  o.allowedHosts = o.allowedHosts === undefined ? [] : v.stringArray('options.allowedHosts', o.allowedHosts).map((h) => h.toLowerCase());
+  o.controls = o.controls === undefined ? false : v.bool('options.controls', o.controls);
+  o.clock = o.clock === undefined ? true : v.bool('options.clock', o.clock);
+  if (o.summaryFile !== undefined) v.str('options.summaryFile', o.summaryFile);
+  if (o.moduleNames !== undefined) {
+    v.options('options.moduleNames', o.moduleNames, Object.keys(o.moduleNames));
+    for (const [k, name] of Object.entries(o.moduleNames)) v.str(`options.moduleNames["${k}"]`, name);
+  }
+  o.moduleNames = { ...(o.moduleNames ?? {}) };
+  return o;
+}
+
+class DashboardServer extends EventEmitter {
+  #rt;
+  #port;
+  #o;
+  #http;
+  #wss;
+  #files;
+  #clients = new Set();
+  #observer;
+  #clock = { playing: false, hz: null, handle: null, error: null };
+  #summaryFile = null;
+  #lastSummaryWrite = 0;
+  #ping = null;
+  #closing = null;
+  #stats = { connections: 0, refused: {}, dropped: {}, closed: {}, maxBufferedSeen: 0, maxDeferredSeen: 0, requests: 0 };
+  #tickListenerErrors = 0;
+
+  constructor(rt, port, o) {
+    super();
+    this.#rt = rt;
+    this.#port = port;
+    this.#o = o;
+    this.#files = staticFiles();
+    this.#observer = new Observer(rt, port, o);
+    this.#observer.onTick = (report) => {
+      if (this.listenerCount('tick') === 0) return;
+      try {
+        this.emit('tick', report);
+      } catch (e) {
+        if (this.#tickListenerErrors++ === 0) {
+          process.emitWarning(`a dashboard 'tick' listener threw (${e && e.message}); later errors are not reported`, { type: 'LockstepWarning' });
+        }
+      }
+    };
+    this.#observer.onBetween = (now) => this.#between(now);
+    if (o.summaryFile) this.#summaryFile = new SummaryFileWriter(o.summaryFile);
+  }
+
+  /** Starts listening; resolves with this server. */
+  async listen() {
+    this.#http = http.createServer((req, res) => this.#serveHttp(req, res));
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: this.#o.maxPayload,
+      perMessageDeflate: false, // no compression: no zip bombs, bufferedAmount is the bytes queued
+      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    });
+    this.#http.on('upgrade', (req, socket, head) => this.#upgrade(req, socket, head));
+    this.#http.on('clientError', (_err, socket) => socket.destroy());
+    await new Promise((resolve, reject) => {
+      this.#http.once('error', reject);
+      this.#http.listen(this.#o.port, this.#o.host, () => {
+        this.#http.off('error', reject);
+        resolve();
+      });
+    });
+    try {
+      this.#port.attach(this.#observer);
+    } catch (e) {
+      await new Promise((resolve) => this.#http.close(() => resolve()));
+      throw e;
+    }
+    if (this.#o.pingIntervalMs > 0) {
+      this.#ping = setInterval(() => this.#pingAll(), this.#o.pingIntervalMs);
+      this.#ping.unref();
+    }
+    // A first summary (the runtime is free unless a tickAsync runs; then after it).
+    this.#observer.whenFree(() => this.#writeSummaryFile(performance.now(), true));
+    return this;
+  }
+
+  /** The address the server listens on. */
+  get port() {
+    return this.#http.address().port;
+  }
+
+  get host() {
+    return this.#o.host;
+  }
+
+  /** The page's URL (with the token in its fragment, which browsers never send to the server). */
+  get url() {
+    const h = this.#o.host;
+    const shown = isWildcard(h) ? 'localhost' : net.isIPv6(h) ? `[${h}]` : h;
+    return `http://${shown}:${this.port}/${this.#o.token ? `#token=${this.#o.token}` : ''}`;
+  }
+
+  /** The WebSocket endpoint. */
+  get wsUrl() {
+    return this.url.replace(/^http/, 'ws').replace(/\/(#.*)?$/, '/ws');
+  }
+
+  get token() {
+    return this.#o.token ?? null;
+  }
+
+  get clients() {
+    return this.#clients.size;
+  }
+
+  /** What the limits did so far, and the largest queues seen (tests and operators). */
+  stats() {
+    let buffered = 0;
+    for (const c of this.#clients) buffered = Math.max(buffered, c.ws.bufferedAmount);
+    return {
+      ...this.#stats,
+      refused: { ...this.#stats.refused },
+      dropped: { ...this.#stats.dropped },
+      closed: { ...this.#stats.closed },
+      clients: this.#clients.size,
+      maxBufferedNow: buffered,
+      deferred: this.#observer.deferred.length,
+      eventsKept: this.#observer.events.length,
+      ticksKept: this.#observer.ticks.length,
+      hashesKept: this.#observer.hashes.length,
+      snapshots: { summary: { ...this.#observer.costs.summary }, table: { ...this.#observer.costs.table } },
+      limits: { maxBufferedBytes: this.#o.maxBufferedBytes, maxReplyBytes: MAX_REPLY_BYTES, maxDeferred: this.#o.maxDeferred },
+    };
+  }
+
+  // ----- the clock (the server drives the runtime with run()) ---------------------------------
+
+  get clock() {
+    return { playing: this.#clock.playing, hz: this.#clock.hz, error: this.#clock.error };
+  }
+
+  /** Ticks the runtime with rt.run({ hz }) (omitted hz: as fast as it goes) until pause(). */
+  async play(options) {
+    const o = v.options('options', options, ['hz']);
+    const hz = o.hz ?? null;
+    if (hz !== null && (typeof hz !== 'number' || !Number.isFinite(hz) || hz <= 0 || hz > 1e6)) throw v.fail('options.hz', 'a number of ticks per second in (0, 1000000]', hz);
+    if (this.#clock.playing) await this.pause();
+    const handle = this.#rt.run(hz === null ? {} : { hz });
+    this.#clock = { playing: true, hz, handle, error: null };
+    handle.done.then(
+      () => {
+        if (this.#clock.handle === handle) this.#clock = { ...this.#clock, playing: false, handle: null };
+      },
+      (e) => {
+        if (this.#clock.handle === handle) this.#clock = { ...this.#clock, playing: false, handle: null, error: `${e.code ?? 'Error'}: ${e.message}` };
+      },
+    );
+    return this.clock;
+  }
+
+  /** Stops the server's run() after the tick running now. */
+  async pause() {
+    const handle = this.#clock.handle;
+    this.#clock = { ...this.#clock, playing: false, handle: null };
+    if (handle) await handle.stop().catch(() => {});
+    return this.clock;
+  }
+
+  /** Runs `ticks` ticks (tickAsync) while paused; resolves with the last report. */
+  async step(ticks = 1) {
+    v.int('ticks', ticks, 1, MAX_STEP_TICKS);
+    if (this.#clock.playing) throw new LockstepError('E_BUSY', 'the dashboard clock is playing: pause it before stepping');
+    return this.#rt.tickAsync(ticks);
+  }
+
+  // ----- closing ------------------------------------------------------------------------------
+
+  /** Closes every client (1001), stops the clock and the server, detaches from the runtime. */
+  close() {
+    if (this.#closing) return this.#closing;
+    this.#closing = (async () => {
+      if (this.#ping) clearInterval(this.#ping);
+      const gone = [...this.#clients].map((c) => new Promise((resolve) => (c.ws.readyState === WebSocket.CLOSED ? resolve() : c.ws.once('close', resolve))));
+      for (const c of this.#clients) this.#drop(c, CLOSE.GOING_AWAY, 'the dashboard server is closing');
+      if (this.#clock.handle) await this.pause();
+      // Clients answer the close at once; one that does not is cut off after a second (#drop).
+      await Promise.all(gone);
+      this.#port.detach(this.#observer);
+      if (this.#summaryFile) {
+        try {
+          const s = this.#observer.summaryCache?.data;
+          if (s) this.#summaryFile.writeSummary(s, false);
+        } catch {
+          // the file is best effort at close
+        }
+        this.#summaryFile.close();
+      }
+      this.#observer.close();
+      this.#wss.close();
+      await new Promise((resolve) => {
+        this.#http.close(() => resolve());
+        this.#http.closeAllConnections?.();
+      });
+    })();
+    return this.#closing;
+  }
+
+  /** index.js: the runtime was closed. */
+  runtimeClosed() {
+    this.close().catch(() => {});
+  }
+
+  // ----- HTTP ---------------------------------------------------------------------------------
+
+  /** The Host header names this server: a loopback name, its own address, or an allowed host. */
+  #hostAllowed(req) {
+    const h = hostname(req.headers.host);
+    if (!h) return false;
+    if (isWildcard(this.#o.host)) return true; // every address: the token guards it
+    if (isLoopback(h)) return true;
+    const own = hostname(net.isIPv6(this.#o.host) ? `[${this.#o.host}]` : this.#o.host);
+    return h === own || this.#o.allowedHosts.includes(h);
+  }
+
+  /** No Origin (not a browser), the server's own origin, or one explicitly allowed. */
+  #originAllowed(req) {
+    const origin = req.headers.origin;
+    if (origin === undefined) return true;
+    if (this.#o.allowedOrigins.includes(origin)) return true;
+    let u;
+    try {
+      u = new URL(origin);
+    } catch {
+      return false;
+    }
+    return u.protocol === 'http:' && u.host.toLowerCase() === String(req.headers.host).toLowerCase();
+  }
+
+  #serveHttp(req, res) {
+    if (!this.#hostAllowed(req)) return this.#httpError(res, 403, 'unknown Host');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return this.#httpError(res, 405, 'method not allowed');
+    let pathname;
+    try {
+      pathname = new URL(req.url, 'http://x').pathname;
+    } catch {
+      return this.#httpError(res, 400, 'bad request');
+    }
+    const file = this.#files.get(pathname);
+    if (!file) return this.#httpError(res, 404, 'not found');
+    res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': file.type, 'Content-Length': file.body.length });
+    res.end(req.method === 'HEAD' ? undefined : file.body);
+  }
+
+  #httpError(res, status, text) {
+    res.writeHead(status, { ...SECURITY_HEADERS, 'Content-Type': 'text/plain; charset=utf-8' });
+    res.end(`${text}\n`);
+  }
+
+  // ----- WebSocket ----------------------------------------------------------------------------
+
+  #refuse(socket, status, reason) {
+    this.#stats.refused[reason] = (this.#stats.refused[reason] ?? 0) + 1;
+    const text = `${reason}\n`;
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+    socket.destroy();
+  }
+
+  #upgrade(req, socket, head) {
+    socket.on('error', () => {});
+    let pathname = '';
+    try {
+      pathname = new URL(req.url, 'http://x').pathname;
+    } catch {
+      // refused below
+    }
+    if (pathname !== '/ws') return this.#refuse(socket, 404, 'not found: the WebSocket endpoint is /ws');
+    if (!this.#hostAllowed(req)) return this.#refuse(socket, 403, 'unknown Host header');
+    if (!this.#originAllowed(req)) return this.#refuse(socket, 403, 'cross-origin WebSocket refused (Origin not allowed)');
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+    if (!offered.includes(SUBPROTOCOL)) return this.#refuse(socket, 400, `offer the subprotocol ${SUBPROTOCOL}`);
+    if (this.#o.token) {
+      const fromProtocol = offered.find((p) => p.startsWith(TOKEN_PROTOCOL_PREFIX));
+      const auth = /^Bearer (.+)$/.exec(String(req.headers.authorization ?? ''));
+      const given = fromProtocol ? fromProtocol.slice(TOKEN_PROTOCOL_PREFIX.length) : auth ? auth[1] : undefined;
+      if (!tokenMatches(given, this.#o.token)) return this.#refuse(socket, 401, 'missing or wrong token');
+    }
+    if (this.#clients.size >= this.#o.maxClients) {
+      // Accepted, then closed with a reason a browser can read.
+      this.#wss.handleUpgrade(req, socket, head, (ws) => {
+        this.#stats.refused.tooManyClients = (this.#stats.refused.tooManyClients ?? 0) + 1;
+        ws.close(CLOSE.TRY_LATER, `too many clients (at most ${this.#o.maxClients})`);
+      });
+      return;
+    }
+    if (this.#closing) return this.#refuse(socket, 503, 'the server is closing');
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#connected(ws));
+  }
+
+  #connected(ws) {
+    this.#stats.connections++;
+    const client = { ws, tokens: this.#o.requestBurst, refilled: performance.now(), strikes: 0, pending: 0, alive: true, watching: null };
+    this.#clients.add(client);
+    ws.on('message', (data, isBinary) => this.#message(client, data, isBinary));
+    ws.on('pong', () => {
+      client.alive = true;
+    });
+    ws.on('error', () => {});
+    ws.on('close', (code) => {
+      this.#clients.delete(client);
+      this.#stats.closed[code] = (this.#stats.closed[code] ?? 0) + 1;
+      if (this.#clients.size === 0) this.#observer.unwatchAll();
+    });
+    this.#send(client, {
+      type: 'hello',
+      ok: true,
+      data: this.#hello(),
+    });
+  }
+
+  #hello() {
+    return {
+      protocol: PROTOCOL,
+      server: 'lockstep',
+      version: require('../package.json').version,
+      controls: this.#o.controls,
+      clock: this.#o.clock,
+      seek: false,
+      seekReason: 'time travel needs a journal source (not yet available: docs/DASHBOARD.md)',
+      states: STATES,
+      columns: COLUMNS,
+      limits: {
+        maxPayload: this.#o.maxPayload,
+        maxBufferedBytes: this.#o.maxBufferedBytes,
+        requestsPerSecond: this.#o.requestsPerSecond,
+        requestBurst: this.#o.requestBurst,
+        maxAgentPage: MAX_AGENT_PAGE,
+        maxEventsPage: MAX_EVENTS_PAGE,
+        maxStepTicks: MAX_STEP_TICKS,
+      },
+    };
+  }
+
+  #pingAll() {
+    for (const c of this.#clients) {
+      if (!c.alive) {
+        c.ws.terminate();
+        continue;
+      }
+      c.alive = false;
+      try {
+        c.ws.ping();
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+
+  /** Closes a client with a code and reason; a client that does not answer the close is cut off. */
+  #drop(client, code, reason) {
+    if (client.dropped) return;
+    client.dropped = true;
+    this.#stats.dropped[code] = (this.#stats.dropped[code] ?? 0) + 1;
+    try {
+      client.ws.close(code, reason);
+    } catch {
+      // already closed
+    }
+    setTimeout(() => client.ws.terminate(), 1000).unref();
+  }
+
+  /**
+   * Sends a reply, unless the client's unsent data is over its limit: then the client is
+   * closed (4000) and nothing more is queued for it. Bounded: at most maxBufferedBytes plus
+   * one reply (≤ MAX_REPLY_BYTES) wait per client.
+   */
+  #send(client, obj) {
+    const ws = client.ws;
+    if (ws.readyState !== WebSocket.OPEN || client.dropped) return false;
+    if (ws.bufferedAmount > this.#o.maxBufferedBytes) {
+      this.#drop(client, CLOSE.SLOW, `send queue over ${this.#o.maxBufferedBytes} bytes: the client does not read its replies`);
+      return false;
+    }
+    let text = obj.data instanceof RawJson ? `${JSON.stringify({ ...obj, data: undefined }).slice(0, -1)},"data":${obj.data.text}}` : JSON.stringify(obj);
+    if (text.length > MAX_REPLY_BYTES) {
+      text = JSON.stringify({ id: obj.id, type: obj.type, ok: false, error: { code: 'reply_too_large', message: `the reply would be ${text.length} bytes (at most ${MAX_REPLY_BYTES}); ask for less` } });
+    }
+    ws.send(text);
+    if (ws.bufferedAmount > this.#stats.maxBufferedSeen) this.#stats.maxBufferedSeen = ws.bufferedAmount;
+    return true;
+  }
+
+  /** Token bucket: requestsPerSecond, bursts of requestBurst. */
+  #allow(client) {
+    const now = performance.now();
+    client.tokens = Math.min(this.#o.requestBurst, client.tokens + ((now - client.refilled) / 1000) * this.#o.requestsPerSecond);
+    client.refilled = now;
+    if (client.tokens >= 1) {
+      client.tokens -= 1;
+      client.strikes = Math.max(0, client.strikes - 0.1);
+      return true;
+    }
+    client.strikes += 1;
+    return false;
+  }
+
+  #message(client, data, isBinary) {
+    if (client.dropped) return;
+    this.#stats.requests++;
+    if (isBinary) return this.#drop(client, CLOSE.UNSUPPORTED, 'binary frames are not part of the protocol: send JSON text');
+    // Parsed first (a frame is at most maxPayload bytes), so even a refusal names its request.
+    let msg;
+    try {
+      msg = JSON.parse(data.toString('utf8'));
+    } catch {
+      msg = undefined;
+    }
+    const id = msg && typeof msg === 'object' && (typeof msg.id === 'number' || (typeof msg.id === 'string' && msg.id.length <= 64)) ? msg.id : undefined;
+    if (!this.#allow(client)) {
+      if (client.strikes > this.#o.requestBurst) return this.#drop(client, CLOSE.POLICY, `too many requests (more than ${this.#o.requestsPerSecond} per second, again and again)`);
+      return this.#send(client, { id, ok: false, error: { code: 'rate_limited', message: `more than ${this.#o.requestsPerSecond} requests per second (bursts of ${this.#o.requestBurst}); slow down` } });
+    }
+    if (msg === undefined) return this.#send(client, { ok: false, error: { code: 'bad_json', message: 'the frame is not JSON' } });
+    if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) {
+      return this.#send(client, { ok: false, error: { code: 'bad_request', message: 'a request is a JSON object { id, type, ... }' } });
+    }
+    const type = msg.type;
+    const handler = typeof type === 'string' && Object.hasOwn(HANDLERS, type) ? HANDLERS[type] : null;
+    const reply = (data) => this.#send(client, { id, type, ok: true, data });
+    const fail = (e) => {
+      if (e instanceof RequestError) return this.#send(client, { id, type, ok: false, error: { code: e.code, message: e.message, ...e.extra } });
+      if (e instanceof LockstepError) {
+        const code = e.code === 'E_UNKNOWN_AGENT' ? 'not_found' : e.code === 'E_BUSY' ? 'busy' : e.code === 'E_CLOSED' ? 'closed' : e.code.startsWith('E_INVALID') ? 'bad_request' : 'runtime_error';
+        return this.#send(client, { id, type, ok: false, error: { code, message: e.message, lockstepCode: e.code } });
+      }
+      return this.#send(client, { id, type, ok: false, error: { code: 'internal', message: String(e && e.message) } });
+    };
+    if (!handler) {
+      return fail(new RequestError('unknown_type', `unknown request type ${v.describe(type)}; known: ${Object.keys(HANDLERS).join(', ')}`));
+    }
+    if (handler.needs === 'controls' && !this.#o.controls) return fail(new RequestError('controls_disabled', `${type} changes the session: start the server with serve({ controls: true }) to allow it`));
+    if (handler.needs === 'clock' && !this.#o.clock) return fail(new RequestError('controls_disabled', `${type} drives the clock: the server was started with clock: false`));
+    let args;
+    try {
+      args = handler.args ? handler.args(msg) : {};
+    } catch (e) {
+      return fail(e);
+    }
+    const run = () => {
+      try {
+        const out = handler.run.call(this, args, client);
+        if (out && typeof out.then === 'function') out.then(reply, fail);
+        else reply(out);
+      } catch (e) {
+        fail(e);
+      }
+    };
+    if (!handler.free) return run();
+    // Reads or changes the runtime: now if it is free, else right after the tick running now.
+    if (client.pending >= 8) return fail(new RequestError('busy', 'at most 8 requests per client wait for the runtime; wait for their replies'));
+    client.pending++;
+    const queued = this.#observer.whenFree(() => {
+      client.pending--;
+      if (!client.dropped) run();
+    });
+    if (!queued) {
+      client.pending--;
+      return fail(new RequestError('busy', 'too many requests wait for the runtime to be free; try again'));
+    }
+    if (this.#observer.deferred.length > this.#stats.maxDeferredSeen) this.#stats.maxDeferredSeen = this.#observer.deferred.length;
+  }
+
+  // ----- between ticks --------------------------------------------------------------------------
+
+  #between(now) {
+    if (this.#summaryFile && now - this.#lastSummaryWrite >= this.#o.summaryIntervalMs) this.#writeSummaryFile(now);
+  }
+
+  #writeSummaryFile(now, force) {
+    if (!this.#summaryFile) return;
+    if (!force && now - this.#lastSummaryWrite < this.#o.summaryIntervalMs) return;
+    this.#lastSummaryWrite = now;
+    const c = this.#observer.summaryCache;
+    // Older than summaryIntervalMs, and within the snapshot budget.
+    const fresh = !c || this.#observer.due(c.at, this.#observer.costs.summary.lastMs, this.#o.summaryIntervalMs, now);
+    this.#summaryFile.writeSummary(fresh ? this.#observer.takeSummary(now).data : c.data, true);
+  }
+
+  // ----- request handlers (called with this = the server) ------------------------------------
+
+  reqHello() {
+    return this.#hello();
+  }
+
+  reqSummary() {
+    const { data, fresh, cache } = this.#observer.summary();
+    const live = { busy: this.#observer.busy, fresh, clock: { playing: this.#clock.playing, hz: this.#clock.hz, error: this.#clock.error }, clients: this.#clients.size };
+    if (!data) return { tick: null, ...live };
+    // The snapshot is serialised once, whoever asks; only the live fields are added per reply.
+    cache.json ??= JSON.stringify(data);
+    return new RawJson(`${cache.json.slice(0, -1)},${JSON.stringify(live).slice(1)}`);
+  }
+
+  reqAgents(a) {
+    const table = this.#observer.agentTable();
+    if (!table) return { total: 0, matched: 0, offset: a.offset, rows: [], modules: [], pending: true };
+    // One page of one snapshot is serialised once, however many clients ask for it.
+    const key = JSON.stringify(a);
+    let page = table.pages.get(key);
+    if (page) return page;
+    let moduleIdx = null;
+    if (a.module !== undefined) {
+      moduleIdx = [];
+      table.modules.forEach((m, i) => {
+        if (m.startsWith(a.module) || this.#o.moduleNames[m] === a.module) moduleIdx.push(i);
+      });
+    }
+    const view = table.view(a.states, moduleIdx, a.sort, a.desc);
+    const rows = [];
+    for (let k = a.offset; k < Math.min(view.length, a.offset + a.limit); k++) rows.push(table.row(view[k]));
+    page = new RawJson(JSON.stringify({
+      tick: table.tick,
+      total: table.count,
+      matched: view.length,
+      offset: a.offset,
+      sort: a.sort,
+      desc: a.desc,
+      rows,
+      modules: table.modules.map((hash) => ({ hash, name: this.#o.moduleNames[hash] ?? null })),
+    }));
+    if (table.pages.size >= 64) table.pages.clear();
+    table.pages.set(key, page);
+    return page;
+  }
+
+  reqAgent(a, client) {
+    const info = this.#rt.inspect(a.agent);
+    client.watching = a.agent;
+    const w = this.#observer.watch(a.agent);
+    const message = (m) => ({
+      tick: m.tick,
+      from: m.from,
+      to: m.to,
+      seq: m.seq,
+      kind: m.kind,
+      bytes: m.bytes,
+      head: m.head.toString('hex'),
+      text: /^[\x20-\x7e]*$/.test(m.head.toString('latin1')) ? m.head.toString('latin1') : null,
+    });
+    return {
+      tick: this.#rt.currentTick,
+      info: { ...info, moduleName: this.#o.moduleNames[info.module] ?? null },
+      messages: w ? { inbound: w.inbound.slice(-a.messages).map(message), outbound: w.outbound.slice(-a.messages).map(message) } : null,
+      watchedSince: w ? null : this.#rt.currentTick,
+    };
+  }
+
+  reqEvents(a) {
+    this.#observer.pollEvents();
+    const ring = this.#observer.events;
+    const since = a.since ?? Math.max(0, this.#observer.eventCursor - a.limit);
+    const from = ring.firstWhere((e) => e.cursor >= since);
+    const events = [];
+    let bytes = 0;
+    for (let i = from; i < ring.length && events.length < a.limit && bytes < MAX_REPLY_BYTES / 4; i++) {
+      const e = ring.at(i);
+      events.push(e);
+      bytes += 64 + (e.text?.length ?? 0) + (e.fault?.detail?.length ?? 0) + (e.detail?.length ?? 0);
+    }
+    const oldest = ring.length ? ring.at(0).cursor : this.#observer.eventCursor;
+    return {
+      events,
+      next: events.length ? events[events.length - 1].cursor + 1 : Math.max(since, oldest),
+      oldest,
+      latest: this.#observer.eventCursor,
+      missedByDashboard: this.#observer.eventsMissed,
+      // Events between `since` and the oldest kept here fell out of the dashboard's history.
+      skipped: Math.max(0, oldest - since),
+    };
+  }
+
+  reqHistory(a) {
+    const ring = this.#observer.ticks;
+    const from = a.since === undefined ? Math.max(0, ring.length - a.limit) : ring.firstWhere((t) => t.tick > a.since);
+    const items = ring.slice(Math.max(from, ring.length - a.limit));
+    return {
+      ticks: {
+        tick: items.map((t) => t.tick),
+        us: items.map((t) => Math.round(t.us * 10) / 10),
+        routed: items.map((t) => t.routed),
+        delivered: items.map((t) => t.delivered),
+        faults: items.map((t) => t.faults),
+      },
+      seconds: this.#observer.seconds.slice(Math.max(0, this.#observer.seconds.length - a.seconds)),
+    };
+  }
+
+  reqHashes(a) {
+    const ring = this.#observer.hashes;
+    return { chain: ring.slice(Math.max(0, ring.length - a.limit)) };
+  }
+
+  reqSeek(a) {
+    throw new RequestError('needs_journal', `seeking to tick ${a.tick} needs a journal source: a live runtime keeps no past states. Time travel over an on-disk journal comes with Runtime.recover (docs/DASHBOARD.md)`, { seekable: false });
+  }
+
+  async reqPlay(a) {
+    return this.play(a.hz === undefined ? {} : { hz: a.hz });
+  }
+
+  async reqPause() {
+    return this.pause();
+  }
+
+  async reqStep(a) {
+    const report = await this.step(a.ticks);
+    return { tick: report.tick, hash: report.hash, currentTick: report.tick + 1 };
+  }
+
+  reqKill(a) {
+    this.#rt.kill(a.agent);
+    return { agent: a.agent, state: this.#rt.inspect(a.agent).state };
+  }
+
+  reqShutdown(a) {
+    this.#rt.shutdown(a.agent);
+    return { agent: a.agent, state: this.#rt.inspect(a.agent).state };
+  }
+
+  reqRestart(a) {
+    // A new agent of the same module (ids are never reused). Through spawn(): recorded.
+    const info = this.#rt.inspect(a.agent);
+    const id = this.#rt.spawn(info.module);
+    return { replaced: a.agent, agent: id };
+  }
+
+  reqSend(a) {
+    const payload = a.hex !== undefined ? Buffer.from(a.hex, 'hex') : Buffer.from(a.text ?? '', 'utf8');
+    if (payload.length > MAX_SEND_BYTES) throw new RequestError('bad_request', `a message from the dashboard is at most ${MAX_SEND_BYTES} bytes`);
+    this.#rt.send(a.agent, payload, { kind: a.kind });
+    return { agent: a.agent, bytes: payload.length, deliveredAtTick: this.#rt.currentTick };
+  }
+}
+
+// ----- request argument checks ------------------------------------------------------------------
+
+function bad(message) {
+  return new RequestError('bad_request', message);
+}
+
+function intArg(msg, name, min, max, dflt) {
+  const x = msg[name];
+  if (x === undefined) {
+    if (dflt === undefined) throw bad(`${name} is required (an integer in ${min}..${max})`);
+    return dflt;
+  }
+  if (typeof x !== 'number' || !Number.isInteger(x) || x < min || x > max) throw bad(`${name} must be an integer in ${min}..${max}; got ${v.describe(x)}`);
+  return x;
+}
+
+const agentArg = (msg) => intArg(msg, 'agent', 1, 2 ** 32, undefined);
+
+/** type → { args(msg) → checked args, run(args, client), free: needs the runtime free, needs: 'clock' | 'controls' }. */
+const HANDLERS = {
+  hello: { run() { return this.reqHello(); } },
+  summary: { run() { return this.reqSummary(); } },
+  agents: {
+    args(msg) {
+      let states;
+      if (msg.state !== undefined) {
+        states = Array.isArray(msg.state) ? msg.state : [msg.state];
+        if (states.length > STATES.length || states.some((s) => !STATES.includes(s))) throw bad(`state must be one of ${STATES.join(', ')} (or an array of them)`);
+      }
+      if (msg.module !== undefined && (typeof msg.module !== 'string' || msg.module.length === 0 || msg.module.length > 64)) throw bad('module must be a module hash (or its prefix) or a module name');
+      const sort = msg.sort ?? 'id';
+      if (!COLUMNS.includes(sort)) throw bad(`sort must be one of ${COLUMNS.join(', ')}`);
+      if (msg.order !== undefined && msg.order !== 'asc' && msg.order !== 'desc') throw bad('order must be "asc" or "desc"');
+      return { offset: intArg(msg, 'offset', 0, 2 ** 32, 0), limit: intArg(msg, 'limit', 1, MAX_AGENT_PAGE, 50), states, module: msg.module, sort, desc: msg.order === 'desc' };
+    },
+    run(a) { return this.reqAgents(a); },
+  },
+  agent: { free: true, args: (msg) => ({ agent: agentArg(msg), messages: intArg(msg, 'messages', 0, 64, 32) }), run(a, client) { return this.reqAgent(a, client); } },
+  events: {
+    args: (msg) => ({ since: msg.since === undefined ? undefined : intArg(msg, 'since', 0, Number.MAX_SAFE_INTEGER), limit: intArg(msg, 'limit', 1, MAX_EVENTS_PAGE, 100) }),
+    run(a) { return this.reqEvents(a); },
+  },
+  history: {
+    args: (msg) => ({ since: msg.since === undefined ? undefined : intArg(msg, 'since', -1, Number.MAX_SAFE_INTEGER), limit: intArg(msg, 'limit', 1, 100_000, 600), seconds: intArg(msg, 'seconds', 0, 100_000, 60) }),
+    run(a) { return this.reqHistory(a); },
+  },
+  hashes: { args: (msg) => ({ limit: intArg(msg, 'limit', 1, 100_000, 64) }), run(a) { return this.reqHashes(a); } },
+  seek: { args: (msg) => ({ tick: intArg(msg, 'tick', 0, Number.MAX_SAFE_INTEGER) }), run(a) { return this.reqSeek(a); } },
+  play: {
+    needs: 'clock',
+    args(msg) {
+      if (msg.hz !== undefined && (typeof msg.hz !== 'number' || !Number.isFinite(msg.hz) || msg.hz <= 0 || msg.hz > 1e6)) throw bad('hz must be a number in (0, 1000000]');
+      return { hz: msg.hz };
+    },
+    run(a) { return this.reqPlay(a); },
+  },
+  pause: { needs: 'clock', run() { return this.reqPause(); } },
+  step: { needs: 'clock', args: (msg) => ({ ticks: intArg(msg, 'ticks', 1, MAX_STEP_TICKS, 1) }), run(a) { return this.reqStep(a); } },
+  kill: { needs: 'controls', free: true, args: (msg) => ({ agent: agentArg(msg) }), run(a) { return this.reqKill(a); } },
+  shutdown: { needs: 'controls', free: true, args: (msg) => ({ agent: agentArg(msg) }), run(a) { return this.reqShutdown(a); } },
+  restart: { needs: 'controls', free: true, args: (msg) => ({ agent: agentArg(msg) }), run(a) { return this.reqRestart(a); } },
+  send: {
+    needs: 'controls',
+    free: true,
+    args(msg) {
+      if (msg.text !== undefined && typeof msg.text !== 'string') throw bad('text must be a string');
+      if (msg.hex !== undefined && (typeof msg.hex !== 'string' || !/^([0-9a-fA-F]{2})*$/.test(msg.hex))) throw bad('hex must be an even number of hex digits');
+      if (msg.text !== undefined && msg.hex !== undefined) throw bad('send text or hex, not both');
+      return { agent: agentArg(msg), kind: intArg(msg, 'kind', 0, v.MAX_U32, 0), text: msg.text, hex: msg.hex };
+    },
+    run(a) { return this.reqSend(a); },
+  },
+};
+
+/**
+ * rt.serve(options): starts a dashboard server for `rt` (index.js lends `port`, the observer
+ * hooks). Resolves once it listens.
+ */
+async function serve(rt, port, options) {
+  const o = checkOptions(options);
+  const server = new DashboardServer(rt, port, o);
+  return server.listen();
+}
+
+module.exports = { serve, DashboardServer, CLOSE, PROTOCOL, SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX, MAX_REPLY_BYTES, tokenMatches, hostname };
