@@ -415,3 +415,36 @@ test('one server per runtime; closing the runtime closes its server and its clie
   rt2.tick(3);
   rt2.close();
 });
+
+test('npm run demo -- --ui: the gossip demo serves the dashboard, prints its URL, and on Ctrl-C replays its session', async () => {
+  const { spawn } = await import('node:child_process');
+  const demo = spawn(process.execPath, [new URL('../demo/index.mjs', import.meta.url).pathname, '--ui', '--port', '0', '--hz', '40', '--agents', '50'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  demo.stdout.setEncoding('utf8');
+  const url = await new Promise((resolve, reject) => {
+    demo.stdout.on('data', (d) => {
+      out += d;
+      const m = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    demo.once('exit', (code) => reject(new Error(`the demo exited (${code}) before printing its URL:\n${out}`)));
+  });
+  try {
+    const ws = new WebSocket(`${url.replace('http', 'ws')}ws`, ['lockstep.v1']);
+    const replies = [];
+    await new Promise((resolve) => ws.on('open', () => ws.send(JSON.stringify({ id: 1, type: 'summary' }))).on('message', (d) => {
+      replies.push(JSON.parse(String(d)));
+      if (replies.length === 2) resolve();
+    }));
+    assert.equal(replies[1].data.agents.total, 53, '50 gossip agents and 3 adversarial ones');
+    assert.equal(replies[1].data.clock.playing, true);
+    ws.close();
+    // Ctrl-C (to demo/index.mjs, which passes it on): the demo stops, replays and verifies.
+    const exited = new Promise((resolve) => demo.once('exit', resolve));
+    demo.kill('SIGINT');
+    assert.equal(await exited, 0, out);
+    assert.match(out, /replay of \d+ ticks \(dashboard controls included\): identical/);
+  } finally {
+    if (demo.exitCode === null) demo.kill('SIGKILL');
+  }
+});

@@ -236,8 +236,13 @@ class DashboardServer extends EventEmitter {
       this.#ping = setInterval(() => this.#pingAll(), this.#o.pingIntervalMs);
       this.#ping.unref();
     }
-    // A first summary (the runtime is free unless a tickAsync runs; then after it).
-    this.#observer.whenFree(() => this.#writeSummaryFile(performance.now(), true));
+    // A first summary, so that no client ever finds none (the runtime is free unless a
+    // tickAsync runs; then right after it).
+    this.#observer.whenFree(() => {
+      this.#writeSummaryFile(performance.now(), true);
+      // A fallback only: the first request that finds the runtime free takes a fresh one.
+      this.#observer.takeSummary().at = -Infinity;
+    });
     return this;
   }
 

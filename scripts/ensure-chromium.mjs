@@ -27,7 +27,8 @@ export function findChromium() {
 /** findChromium(), installing Debian's `chromium` with apt-get first if none is found and we are root. */
 export function ensureChromium({ log = (s) => console.error(s) } = {}) {
   let found = findChromium();
-  if (found || process.platform !== 'linux' || typeof process.getuid !== 'function' || process.getuid() !== 0) return found;
+  // A browser named by LOCKSTEP_CHROMIUM is used or missing, never replaced by an install.
+  if (found || process.env.LOCKSTEP_CHROMIUM || process.platform !== 'linux' || typeof process.getuid !== 'function' || process.getuid() !== 0) return found;
   if (spawnSync('sh', ['-c', 'command -v apt-get'], { encoding: 'utf8' }).status !== 0) return null;
   log('[chromium] no browser found: apt-get install -y chromium fonts-dejavu-core (for the dashboard browser test)');
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
