@@ -452,6 +452,9 @@ fn missing_empty_and_read_only_directories_are_typed_errors() {
     assert_eq!(code(journal::verify(&nowhere, 1, None, |_| {})), "E_JOURNAL_IO");
     assert_eq!(code(journal::inspect(&nowhere)), "E_JOURNAL_IO");
     assert_eq!(code(Runtime::recover(dir.path(), options(FsyncPolicy::Tick))), "E_JOURNAL_NOT_FOUND");
+    // ...and leaves nothing behind in a directory that holds no journal (it used to leave an
+    // empty LOCK file).
+    assert!(!dir.path().join("LOCK").exists(), "recover() of a directory without a journal left a LOCK file in it");
     // A journal directory that cannot be created (its parent is a file).
     std::fs::write(dir.path().join("file"), b"x").unwrap();
     match Runtime::new(config(Some(journal(&dir.path().join("file/journal"), FsyncPolicy::Tick, 1 << 20)), false)).err() {

@@ -259,6 +259,9 @@ impl Runtime {
     pub fn recover_with_progress(dir: impl AsRef<Path>, options: RecoverOptions, mut progress: impl FnMut(u64)) -> Result<(Runtime, RecoveryReport)> {
         let dir = dir.as_ref();
         std::fs::metadata(dir).map_err(|e| io_error(dir, "opening the journal directory", &e))?;
+        // A directory without a journal is E_JOURNAL_NOT_FOUND before the lock is taken, so a
+        // mistaken path is left as it was (no LOCK file). Listed again under the lock.
+        list_segments(dir)?;
         let lock = DirLock::acquire(dir)?;
         let journal = JournalConfig { dir: dir.to_path_buf(), fsync: options.fsync, segment_bytes: options.segment_bytes };
         super::check_segment_bytes(options.segment_bytes)?;
