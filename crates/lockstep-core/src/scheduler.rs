@@ -72,13 +72,18 @@ pub(crate) struct AgentTickOutput {
 impl AgentSlot {
     pub fn new(id: AgentId, phase: i32, module: Digest, instance: Box<AgentInstance>) -> Self {
         let prefetch = [&*instance as *const AgentInstance as usize, instance.host() as *const _ as usize, instance.io_address_hint()];
+        Self { prefetch, instance: Some(instance), ..Self::without_instance(id, phase, module) }
+    }
+
+    /// A running slot with no instance yet and nothing to prefetch.
+    fn without_instance(id: AgentId, phase: i32, module: Digest) -> Self {
         Self {
-            prefetch,
+            prefetch: [0; 3],
             id,
             phase,
             module,
             state: AgentState::Running,
-            instance: Some(instance),
+            instance: None,
             inbox: Vec::new(),
             inbox_bytes: 0,
             steps: 0,
@@ -94,22 +99,7 @@ impl AgentSlot {
     pub(crate) fn restored(id: AgentId, phase: i32, module: Digest, state: AgentState, instance: Option<Box<AgentInstance>>) -> Self {
         let mut slot = match instance {
             Some(i) => Self::new(id, phase, module, i),
-            None => Self {
-                prefetch: [0; 3],
-                id,
-                phase,
-                module,
-                state: AgentState::Running,
-                instance: None,
-                inbox: Vec::new(),
-                inbox_bytes: 0,
-                steps: 0,
-                messages_received: 0,
-                messages_sent: 0,
-                last_memory_bytes: 0,
-                last_fuel_consumed: 0,
-                out: AgentTickOutput::default(),
-            },
+            None => Self::without_instance(id, phase, module),
         };
         slot.state = state;
         slot

@@ -185,6 +185,13 @@ fn ring_memory(buffer: &Uint8Array) -> Result<core::ring::RingMemory> {
     unsafe { core::ring::RingMemory::from_raw(buffer.as_ptr() as *mut u8, buffer.len()) }.map_err(to_napi)
 }
 
+impl NativeRuntime {
+    /// The JS object around a core runtime (made by `new`, `restore` or `recover`).
+    fn wrap(rt: Runtime, inference_options: convert::InferenceOptions, recovery: Option<core::RecoveryReport>) -> Self {
+        Self { inner: Some(rt), away: None, closed: false, lost: None, ring_buffers: Vec::new(), inference_options, engine: Default::default(), recovery }
+    }
+}
+
 #[napi]
 impl NativeRuntime {
     #[napi(constructor, catch_unwind)]
@@ -193,16 +200,7 @@ impl NativeRuntime {
         let inference_options = options.inference.take().unwrap_or_default();
         convert::engine_options(&inference_options)?;
         let config = convert::config_from(options)?;
-        Ok(Self {
-            inner: Some(Runtime::new(config).map_err(to_napi)?),
-            away: None,
-            closed: false,
-            lost: None,
-            ring_buffers: Vec::new(),
-            inference_options,
-            engine: Default::default(),
-            recovery: None,
-        })
+        Ok(Self::wrap(Runtime::new(config).map_err(to_napi)?, inference_options, None))
     }
 
     /// A runtime rebuilt from `snapshot()`'s bytes (docs/SNAPSHOT.md): options as for the
@@ -214,16 +212,7 @@ impl NativeRuntime {
         let inference_options = options.inference.take().unwrap_or_default();
         convert::engine_options(&inference_options)?;
         let restore = convert::restore_options_from(options, modules)?;
-        Ok(Self {
-            inner: Some(Runtime::restore(&bytes, restore).map_err(to_napi)?),
-            away: None,
-            closed: false,
-            lost: None,
-            ring_buffers: Vec::new(),
-            inference_options,
-            engine: Default::default(),
-            recovery: None,
-        })
+        Ok(Self::wrap(Runtime::restore(&bytes, restore).map_err(to_napi)?, inference_options, None))
     }
 
     /// The runtime's complete state (docs/SNAPSHOT.md), between ticks.
@@ -253,16 +242,7 @@ impl NativeRuntime {
         if let Some(e) = callback_error {
             return Err(journal::progress_failed(e));
         }
-        Ok(Self {
-            inner: Some(rt),
-            away: None,
-            closed: false,
-            lost: None,
-            ring_buffers: Vec::new(),
-            inference_options,
-            engine: Default::default(),
-            recovery: Some(report),
-        })
+        Ok(Self::wrap(rt, inference_options, Some(report)))
     }
 
     /// What `recover` did (null for a runtime made with `new`).
