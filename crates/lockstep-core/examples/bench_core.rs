@@ -235,7 +235,14 @@ fn dead_agents(dead: usize, ticks: usize) -> (f64, f64) {
 fn recording_cost(n: usize, ticks: usize) -> String {
     let dir = std::env::temp_dir().join(format!("lockstep-bench-journal-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let journal = |name: &str, fsync| Some(JournalConfig { dir: dir.join(name), fsync, segment_bytes: 64 << 20 });
+    let journal = |name: &str, fsync| {
+        Some(JournalConfig {
+            dir: dir.join(name),
+            fsync,
+            segment_bytes: 64 << 20,
+            snapshot_interval_ticks: lockstep_core::journal::DEFAULT_SNAPSHOT_INTERVAL_TICKS,
+        })
+    };
     let base = RuntimeConfig { max_log_bytes: 4 << 30, ..config(1, n as u32) };
     let setups = [
         ("none", RuntimeConfig { record: false, ..base.clone() }),

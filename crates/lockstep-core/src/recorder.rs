@@ -203,6 +203,11 @@ impl Recorder {
         }
     }
 
+    /// The journal, if there is one (its automatic snapshots).
+    pub(crate) fn journal_mut(&mut self) -> Option<&mut JournalSink> {
+        self.journal.as_mut()
+    }
+
     /// Writes and syncs everything the journal holds up to the last complete tick; returns
     /// the durable tick (`None` without a journal, or before any tick).
     pub(crate) fn sync_journal(&mut self) -> Result<Option<u64>> {

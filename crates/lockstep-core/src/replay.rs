@@ -90,6 +90,8 @@ struct Applied {
     /// The tick of the last Send record to an id that was no agent yet (ring input, drained
     /// at the start of a tick, after its spawns).
     send_to_nobody: Option<u64>,
+    /// A record other than Journal was applied (the Journal record comes before all of them).
+    started: bool,
 }
 
 /// Checks one decoded record against the limits the live API enforces and against the
@@ -197,7 +199,10 @@ fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Re
             }
         }
         Record::Base { .. } => return Err(corrupt(offset, name, "tag", "a Base record anywhere but right after the Config record")),
-        Record::End { .. } | Record::Gap { .. } => {}
+        Record::Journal { .. } if applied.started => {
+            return Err(corrupt(offset, name, "tag", "a Journal record after the session's first input (it follows the Config and Base records)"))
+        }
+        Record::Journal { .. } | Record::End { .. } | Record::Gap { .. } => {}
     }
     Ok(())
 }
@@ -377,13 +382,9 @@ pub(crate) struct Replayer {
 
 impl Replayer {
     /// A runtime for `session` (a log's Config record), with `workers` threads, admitting what
-    /// `trust` and the log both admit (`None`: what the log does).
-    pub(crate) fn start(session: &SessionConfig, workers: usize, trust: Option<&ReplayTrust>) -> Result<Self> {
-        Self::start_from(session, workers, trust, None, None)
-    }
-
-    /// Like `start`, from the snapshot a Base record names (`base`: its tick, snapshot hash and
-    /// state hash, and the record's offset) when the log has one.
+    /// `trust` and the log both admit (`None`: what the log does); restored from `snapshot`
+    /// when `base` names one (its tick, BLAKE3 and state hash, and the Base record's offset:
+    /// the snapshot must be that one, at that tick and hash).
     pub(crate) fn start_from(
         session: &SessionConfig,
         workers: usize,
@@ -427,12 +428,14 @@ impl Replayer {
             }
             other => other,
         })?;
+        // A runtime restored from a snapshot goes on from the snapshot's request ids.
+        let last_request_id = rt.next_request_id().saturating_sub(1);
         Ok(Self {
             rt,
             trusting: trust.is_some(),
-            applied: Applied { infer_tick: None, infer_offset: 0, send_to_nobody: None },
+            applied: Applied { infer_tick: None, infer_offset: 0, send_to_nobody: None, started: false },
             report: ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false },
-            last_request_id: 0,
+            last_request_id,
         })
     }
 
@@ -444,6 +447,7 @@ impl Replayer {
     pub(crate) fn apply(&mut self, record: Record, offset: u64, progress: &mut dyn FnMut(u64)) -> Result<Step> {
         let (rt, applied, report) = (&mut self.rt, &mut self.applied, &mut self.report);
         validate(&record, offset, rt, applied)?;
+        applied.started |= !matches!(record, Record::Journal { .. });
         let at = |e: LockstepError| match e {
             LockstepError::ReplayCorrupt { .. } => e,
             other => LockstepError::ReplayCorrupt { offset, reason: format!("recorded input no longer applies: {other}") },
@@ -527,6 +531,8 @@ impl Replayer {
             // A record the recorder could not write: what follows is not the whole story.
             Record::Gap { .. } => return Ok(Step::Stopped),
             Record::Base { .. } => return Err(corrupt(offset, "Base", "tag", "a Base record anywhere but right after the Config record")),
+            // Identity only: nothing to apply.
+            Record::Journal { .. } => {}
         }
         Ok(Step::Applied)
     }

@@ -169,6 +169,14 @@ pub enum Record {
         /// The state hash at the snapshot (its last tick hash).
         hash: Digest,
     },
+    /// A journal's identity (docs/JOURNAL.md, "Lineage"): in a journal's first segment only,
+    /// right after the Config record (and the Base record, if any). Changes no state.
+    Journal {
+        /// The journal's id: 16 bytes made when it was created.
+        id: [u8; 16],
+        /// Where the session was forked from, if it was.
+        parent: Option<Lineage>,
+    },
     /// In place of a record the writer could not write because its body would exceed
     /// [`MAX_RECORD_BYTES`]: the record's tag and body length. A replay stops here.
     Gap {
@@ -192,6 +200,19 @@ const TAG_INFER_RESULTS: u8 = 10;
 const TAG_END: u8 = 11;
 const TAG_GAP: u8 = 12;
 const TAG_BASE: u8 = 13;
+const TAG_JOURNAL: u8 = 14;
+
+/// Where a forked session comes from: its parent journal (if the fork was made from one), and
+/// the parent's tick and state hash at the fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lineage {
+    /// The parent journal's id (`None`: forked from a snapshot or a log, not a journal).
+    pub journal: Option<[u8; 16]>,
+    /// Ticks the parent had run at the fork (the fork's first tick).
+    pub tick: u64,
+    /// The parent's state hash then.
+    pub hash: Digest,
+}
 
 /// Header flag of a journal continuation segment (docs/JOURNAL.md): the file continues a log
 /// begun in an earlier segment, so it is not a log by itself. A whole log has flags 0.
@@ -326,6 +347,7 @@ impl Record {
             Record::End { .. } => "End",
             Record::Gap { .. } => "Gap",
             Record::Base { .. } => "Base",
+            Record::Journal { .. } => "Journal",
         }
     }
 }
@@ -420,6 +442,20 @@ impl Record {
                 b.extend_from_slice(&snapshot.0);
                 b.extend_from_slice(&hash.0);
                 TAG_BASE
+            }
+            Record::Journal { id, parent } => {
+                b.extend_from_slice(id);
+                let flags = match parent {
+                    None => 0u8,
+                    Some(Lineage { journal: None, .. }) => 1,
+                    Some(Lineage { journal: Some(_), .. }) => 3,
+                };
+                b.push(flags);
+                let p = parent.unwrap_or(Lineage { journal: None, tick: 0, hash: Digest::default() });
+                b.extend_from_slice(&p.journal.unwrap_or_default());
+                b.extend_from_slice(&p.tick.to_le_bytes());
+                b.extend_from_slice(&p.hash.0);
+                TAG_JOURNAL
             }
         });
     }
@@ -638,6 +674,7 @@ impl<'a> LogReader<'a> {
             TAG_END => "End",
             TAG_GAP => "Gap",
             TAG_BASE => "Base",
+            TAG_JOURNAL => "Journal",
             other => return Err(corrupt(format!("unknown record tag {other}"))),
         };
         let mut body = Body { bytes: &rest[5..5 + len], pos: 0, record_offset: offset, kind };
@@ -688,6 +725,21 @@ impl<'a> LogReader<'a> {
             TAG_END => Record::End { ticks: body.u64()?, records: body.u64()?, bytes: body.u64()?, hash: body.digest()?, tail: body.digest()? },
             TAG_GAP => Record::Gap { tag: body.take(1)?[0], len: body.u64()? },
             TAG_BASE => Record::Base { tick: body.u64()?, snapshot: body.digest()?, hash: body.digest()? },
+            TAG_JOURNAL => {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(body.take(16)?);
+                let flags = body.take(1)?[0];
+                let mut parent_id = [0u8; 16];
+                parent_id.copy_from_slice(body.take(16)?);
+                let (tick, hash) = (body.u64()?, body.digest()?);
+                let parent = match flags {
+                    0 => None,
+                    1 => Some(Lineage { journal: None, tick, hash }),
+                    3 => Some(Lineage { journal: Some(parent_id), tick, hash }),
+                    other => return Err(corrupt(format!("Journal record, field `flags`: {other} is not 0, 1 or 3"))),
+                };
+                Record::Journal { id, parent }
+            }
             other => return Err(corrupt(format!("unknown record tag {other}"))),
         };
         body.finish()?;

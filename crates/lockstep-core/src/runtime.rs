@@ -192,6 +192,8 @@ pub struct Runtime {
     /// The id the next `send_request` gets (docs/ABI.md, "Requests").
     next_request_id: u64,
     inference: AgentInference,
+    /// The journal's automatic snapshot was refused once (said once in the log).
+    snapshot_refused_noted: bool,
 }
 
 /// What agents may infer with, and (in a replay) the recorded answers.
@@ -298,6 +300,7 @@ impl Runtime {
             session_started: false,
             next_request_id: 1,
             inference: AgentInference::default(),
+            snapshot_refused_noted: false,
             config,
         };
         if rt.config.dev_mode {
@@ -726,11 +729,37 @@ impl Runtime {
             if let Some(r) = self.recorder.as_mut() {
                 journal = r.tick_complete(tick, report.hash).map(|durable| report.durable_tick = durable);
             }
+            if journal.is_ok() {
+                journal = self.journal_snapshot();
+            }
         }
         self.log_tick_events(events_before);
         self.outputs.feed_ring(&report, events_before, tick);
         self.outputs.trim_events();
         journal.map(|()| report)
+    }
+
+    /// Writes the journal's automatic snapshot when one is due (docs/JOURNAL.md, "Snapshots").
+    /// A runtime a snapshot cannot hold (`E_SNAPSHOT_UNSUPPORTED`) goes on without: the
+    /// journal alone still recovers it, from further back; said once in the log.
+    fn journal_snapshot(&mut self) -> Result<()> {
+        let ticks_run = self.tick;
+        if !self.recorder.as_mut().and_then(Recorder::journal_mut).is_some_and(|j| j.snapshot_due(ticks_run)) {
+            return Ok(());
+        }
+        match self.snapshot() {
+            Ok(bytes) => match self.recorder.as_mut().and_then(Recorder::journal_mut) {
+                Some(j) => j.snapshot(ticks_run, bytes),
+                None => Ok(()),
+            },
+            Err(e) => {
+                if !self.snapshot_refused_noted {
+                    self.snapshot_refused_noted = true;
+                    tracing::warn!(target: "lockstep::journal", "the journal's automatic snapshots are skipped: {e}; recovery replays from an earlier snapshot or from tick 0");
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Mirrors the tick's faults and agent log lines into `tracing` (see `logging`).
@@ -1130,11 +1159,17 @@ impl Runtime {
 
     // ----- journal recovery (journal::recover) ------------------------------------------------
 
+    /// The id the next `send_request` gets.
+    pub(crate) fn next_request_id(&self) -> u64 {
+        self.next_request_id
+    }
+
     /// Turns a runtime that replayed a journal into the live continuation of that session:
     /// `config` (the session's settings, with the caller's workers, limits and journal), inference
     /// answers computed again rather than read from a log, the replay's outputs dropped (the
     /// process that crashed produced them), recording going on in `recorder`, and request ids
     /// following the last one the journal holds.
+
     pub(crate) fn resume_recovered(&mut self, config: RuntimeConfig, mut recorder: Recorder, last_request_id: u64) {
         recorder.modules_already_written(self.modules.keys().copied());
         self.outputs = Outputs::new(config.max_events);

@@ -39,7 +39,7 @@ impl Drop for TempDir {
 }
 
 fn journal(dir: &Path, fsync: FsyncPolicy, segment_bytes: u64) -> JournalConfig {
-    JournalConfig { dir: dir.to_path_buf(), fsync, segment_bytes }
+    JournalConfig { dir: dir.to_path_buf(), fsync, segment_bytes, snapshot_interval_ticks: 0 }
 }
 
 fn config(journal: Option<JournalConfig>, record: bool) -> RuntimeConfig {
@@ -220,9 +220,14 @@ fn memory_recording_and_the_journal_run_together() {
     let log = rt.replay_log().unwrap();
     let r = replay(&log, 1, |_| {}).unwrap();
     assert!(r.complete && r.divergence.is_none() && r.ticks_verified == 30);
-    // The journal's records are the memory log's (without its End record).
+    // The journal's records are the memory log's (without its End record), plus its Journal
+    // record (its id) right after the Config record.
     let seg = std::fs::read(dir.seg(1)).unwrap();
-    assert_eq!(&log[..seg.len()], &seg[..], "the journal holds the same bytes");
+    let config_end = 16 + 5 + u32::from_le_bytes(seg[17..21].try_into().unwrap()) as usize + 4;
+    let journal_record = 5 + 16 + 1 + 16 + 8 + 32 + 4;
+    assert_eq!(seg[config_end], 14, "the Journal record's tag");
+    let without_id = [&seg[..config_end], &seg[config_end + journal_record..]].concat();
+    assert_eq!(&log[..without_id.len()], &without_id[..], "the journal holds the same bytes");
     // stopRecording() stops the memory log only: the journal goes on.
     let stopped = rt.stop_recording().unwrap();
     assert_eq!(stopped, log);
@@ -620,7 +625,9 @@ fn recovery_trusts_no_more_than_the_caller() {
 #[test]
 fn child_journals_until_killed() {
     let Ok(dir) = std::env::var("LOCKSTEP_JOURNAL_CHILD") else { return };
-    let mut rt = Runtime::new(config(Some(journal(Path::new(&dir), FsyncPolicy::Tick, 8192)), false)).unwrap();
+    let every = std::env::var("LOCKSTEP_JOURNAL_CHILD_SNAPSHOTS").map_or(0, |v| v.parse().unwrap());
+    let mut rt =
+        Runtime::new(config(Some(JournalConfig { snapshot_interval_ticks: every, ..journal(Path::new(&dir), FsyncPolicy::Tick, 8192) }), false)).unwrap();
     start(&mut rt);
     for t in 0..3_000 {
         let r = step(&mut rt, t).unwrap();
@@ -633,11 +640,13 @@ fn child_journals_until_killed() {
 fn a_killed_process_recovers_to_at_least_its_last_durable_tick() {
     use std::io::BufRead;
     let exe = std::env::current_exe().unwrap();
-    for kill_after in [1usize, 37, 150] {
+    // Without snapshots, and with one every 3 ticks (kills land during snapshot writes too).
+    for (kill_after, every) in [(1usize, 0u64), (37, 0), (150, 0), (2, 3), (40, 3), (151, 3)] {
         let dir = TempDir::new("killed");
         let mut child = std::process::Command::new(&exe)
             .args(["--exact", "child_journals_until_killed", "--nocapture", "--test-threads=1"])
             .env("LOCKSTEP_JOURNAL_CHILD", dir.path())
+            .env("LOCKSTEP_JOURNAL_CHILD_SNAPSHOTS", every.to_string())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -655,11 +664,150 @@ fn a_killed_process_recovers_to_at_least_its_last_durable_tick() {
         child.wait().unwrap();
         let (mut rt, report) = Runtime::recover(dir.path(), options(FsyncPolicy::Tick)).unwrap();
         assert!(report.tick > durable, "recovered to {} but tick {durable} was durable", report.tick);
-        assert!(report.note.is_some_and(|n| n.contains("did not close")));
+        assert!(report.note.as_ref().is_some_and(|n| n.contains("did not close")));
+        if every > 0 && report.tick >= 2 * every {
+            let newest = report.snapshot_tick.expect("recovery starts from a snapshot");
+            assert!(report.tick - newest <= 2 * every, "started from tick {newest}, recovered {}: {report:?}", report.tick);
+            assert_eq!(report.ticks_replayed, report.tick - newest);
+        }
         let reference = uninterrupted(report.tick + 5);
         assert_eq!(rt.state_hash(), reference[report.tick as usize - 1]);
         for t in report.tick..report.tick + 5 {
             assert_eq!(step(&mut rt, t).unwrap().hash, reference[t as usize]);
         }
     }
+}
+
+fn snapshotting(dir: &Path, fsync: FsyncPolicy, every: u64) -> JournalConfig {
+    JournalConfig { snapshot_interval_ticks: every, ..journal(dir, fsync, 4096) }
+}
+
+/// A session of `ticks` ticks journaled into `dir` with a snapshot every 10 ticks.
+fn written_with_snapshots(dir: &TempDir, fsync: FsyncPolicy, ticks: u64) {
+    let mut rt = Runtime::new(config(Some(snapshotting(dir.path(), fsync, 10)), false)).unwrap();
+    start(&mut rt);
+    for t in 0..ticks {
+        step(&mut rt, t).unwrap();
+    }
+}
+
+fn snapshot_file(dir: &TempDir, tick: u64) -> PathBuf {
+    dir.path().join(journal::snapshot_file_name(tick))
+}
+
+/// Recovers `dir` and checks the runtime goes on exactly like an uninterrupted run.
+fn recovers_exactly(dir: &TempDir, fsync: FsyncPolicy) -> journal::RecoveryReport {
+    let (mut rt, report) = Runtime::recover(dir.path(), RecoverOptions { snapshot_interval_ticks: 10, ..options(fsync) }).unwrap();
+    let reference = uninterrupted(report.tick + 12);
+    assert_eq!(rt.state_hash(), reference[report.tick as usize - 1]);
+    for t in report.tick..report.tick + 12 {
+        assert_eq!(step(&mut rt, t).unwrap().hash, reference[t as usize], "tick {t} after recovery from {:?}", report.snapshot_tick);
+    }
+    report
+}
+
+#[test]
+fn automatic_snapshots_are_written_and_recovery_starts_from_the_newest() {
+    for fsync in [FsyncPolicy::Tick, FsyncPolicy::Group, FsyncPolicy::Off] {
+        let dir = TempDir::new("autosnap");
+        written_with_snapshots(&dir, fsync, 45);
+        for t in [10, 20, 30, 40] {
+            assert!(snapshot_file(&dir, t).exists(), "{fsync:?}: snapshot at {t}");
+        }
+        assert!(!snapshot_file(&dir, 50).exists());
+        // verify replays from tick 0 and checks each snapshot against the replayed state.
+        let v = journal::verify(dir.path(), 1, None, |_| {}).unwrap();
+        assert_eq!(v.tick, 45);
+        assert_eq!(v.snapshots.iter().map(|c| (c.tick, c.problem.clone())).collect::<Vec<_>>(), [10, 20, 30, 40].map(|t| (t, None)));
+        let report = recovers_exactly(&dir, fsync);
+        assert_eq!((report.tick, report.snapshot_tick, report.ticks_replayed), (45, Some(40), 5), "{fsync:?}");
+        assert!(report.snapshots_skipped.is_empty() && report.snapshots_removed.is_empty());
+        // The recovered runtime goes on snapshotting into the same journal (at 50).
+        assert!(snapshot_file(&dir, 50).exists());
+        // ...and a second recovery starts from that one.
+        let (_, again) = Runtime::recover(dir.path(), options(fsync)).unwrap();
+        assert_eq!((again.tick, again.snapshot_tick), (57, Some(50)));
+    }
+}
+
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_one_before() {
+    let dir = TempDir::new("damaged-snap");
+    written_with_snapshots(&dir, FsyncPolicy::Tick, 45);
+    // A flipped byte in the newest snapshot: detected by its checksums, skipped.
+    let newest = snapshot_file(&dir, 40);
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&newest, &bytes).unwrap();
+    // The one before it replaced by a whole snapshot of another tick (valid checksums, wrong
+    // state): refused by its tick and state hash.
+    std::fs::copy(snapshot_file(&dir, 20), snapshot_file(&dir, 30)).unwrap();
+    let v = journal::verify(dir.path(), 1, None, |_| {}).unwrap();
+    let problems: Vec<(u64, bool)> = v.snapshots.iter().map(|c| (c.tick, c.problem.is_some())).collect();
+    assert_eq!(problems, [(10, false), (20, false), (30, true), (40, true)]);
+    let report = recovers_exactly(&dir, FsyncPolicy::Tick);
+    assert_eq!((report.tick, report.snapshot_tick, report.ticks_replayed), (45, Some(20), 25));
+    let skipped: Vec<(u64, &str)> = report.snapshots_skipped.iter().map(|s| (s.tick, s.reason.as_str())).collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(skipped[0].0, 40);
+    assert!(skipped[0].1.contains("corrupt"), "{skipped:?}");
+    assert_eq!(skipped[1].0, 30);
+    assert!(skipped[1].1.contains("tick 30"), "{skipped:?}");
+    // Every snapshot damaged: recovery replays from the journal's beginning.
+    for t in [10, 20] {
+        std::fs::write(snapshot_file(&dir, t), b"not a snapshot").unwrap();
+    }
+    let report = recovers_exactly(&dir, FsyncPolicy::Tick);
+    assert_eq!((report.snapshot_tick, report.ticks_replayed), (None, 57));
+}
+
+#[test]
+fn half_written_snapshots_and_snapshots_past_the_end_are_removed() {
+    let dir = TempDir::new("leftover-snap");
+    written_with_snapshots(&dir, FsyncPolicy::Tick, 25);
+    // What a crash during a snapshot write leaves, and a snapshot of ticks the journal lost.
+    let tmp = dir.path().join(format!("{}.tmp", journal::snapshot_file_name(30)));
+    std::fs::write(&tmp, b"half a snapshot").unwrap();
+    let future = snapshot_file(&dir, 90);
+    std::fs::copy(snapshot_file(&dir, 20), &future).unwrap();
+    let report = recovers_exactly(&dir, FsyncPolicy::Tick);
+    assert_eq!((report.tick, report.snapshot_tick), (25, Some(20)));
+    let mut removed = report.snapshots_removed.clone();
+    removed.sort();
+    let mut expected = vec![tmp.clone(), future.clone()];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert!(!tmp.exists() && !future.exists());
+    assert_eq!(report.snapshots_skipped.len(), 1, "the one past the end was tried and skipped first");
+}
+
+#[test]
+fn a_snapshot_refused_by_a_module_leaves_the_journal_recoverable() {
+    // A module that mutates a table cannot be snapshotted: the automatic snapshot is skipped
+    // (said once in the log), the journal goes on and recovers from tick 0.
+    let dir = TempDir::new("unsupported-snap");
+    let table_grower = wat::parse_str(
+        r#"(module
+  (memory (export "memory") 2)
+  (table 1 funcref)
+  (func (export "lockstep_abi_version") (result i32) i32.const 1)
+  (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
+  (func (export "agent_init") (result i32) i32.const 0)
+  (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+  (func (export "agent_step") (param i32) (result i32) (drop (table.grow (ref.null func) (i32.const 1))) i32.const 0)
+  (func (export "agent_shutdown") (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    {
+        let mut rt = Runtime::new(config(Some(snapshotting(dir.path(), FsyncPolicy::Tick, 5)), false)).unwrap();
+        rt.spawn_bytes(table_grower).unwrap();
+        for _ in 0..12 {
+            rt.tick().unwrap();
+        }
+    }
+    assert!(!snapshot_file(&dir, 5).exists());
+    let (rt, report) = Runtime::recover(dir.path(), options(FsyncPolicy::Tick)).unwrap();
+    assert_eq!((report.tick, report.snapshot_tick), (12, None));
+    assert_eq!(rt.agent_count(), 1);
 }

@@ -17,7 +17,7 @@
 //! LOCK                        the pid of the runtime writing it (empty once closed cleanly)
 //! journal-000001.lslog        a replay log (docs/REPLAY.md): header, Config, records...
 //! journal-000002.lslog        continuation: header with flag 1, segment header, records...
-//! snapshot-<tick:020>.lssnap  reserved: a snapshot of the session at <tick> (not written yet)
+//! snapshot-<tick:020>.lssnap  a snapshot of the session at <tick> (ticks run)
 //! ```
 
 mod lock;
@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Digest, LockstepError, Result};
 use crate::recorder::{Appended, LogSink};
-use crate::replay_log::{self, Record, SessionConfig};
+use crate::replay_log::{self, Lineage, Record, SessionConfig};
 
 pub use read::{inspect, FileSummary, LogSummary, TornTail};
 pub use recover::{verify, JournalVerifyReport, RecoverOptions, RecoveryReport};
@@ -74,15 +74,24 @@ pub struct JournalConfig {
     /// A segment file is closed and the next one begun, at a tick boundary, once it holds at
     /// least this many bytes ([`MIN_SEGMENT_BYTES`]..; default [`DEFAULT_SEGMENT_BYTES`]).
     pub segment_bytes: u64,
+    /// A snapshot of the session is written into the journal after every tick that brings
+    /// the ticks run to a multiple of this (default [`DEFAULT_SNAPSHOT_INTERVAL_TICKS`]; 0:
+    /// never). Recovery and seeking start from the newest one and replay only what follows.
+    pub snapshot_interval_ticks: u64,
 }
 
 impl JournalConfig {
     /// A journal in `dir` with the defaults: group commit, 64 MiB segments.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), fsync: FsyncPolicy::Group, segment_bytes: DEFAULT_SEGMENT_BYTES }
+        Self { dir: dir.into(), fsync: FsyncPolicy::Group, segment_bytes: DEFAULT_SEGMENT_BYTES, snapshot_interval_ticks: DEFAULT_SNAPSHOT_INTERVAL_TICKS }
     }
 }
 
+/// Default ticks between the journal's automatic snapshots.
+pub const DEFAULT_SNAPSHOT_INTERVAL_TICKS: u64 = 1_000;
+/// The suffix of a snapshot file being written (renamed into place once whole; a crash may
+/// leave one, which recovery removes).
+pub const TMP_SUFFIX: &str = ".tmp";
 /// Default size at which a segment file is rotated.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 /// Smallest segment size accepted (tests use small segments to rotate often).
@@ -106,12 +115,20 @@ pub fn segment_file_name(index: u32) -> String {
     format!("journal-{index:06}.lslog")
 }
 
-/// The file name reserved for a snapshot of the session at `tick` (ticks run), for the
-/// snapshot support to come: `snapshot-00000000000000001000.lssnap`. Recovery will load the
-/// newest one at or below the journal's last complete tick and replay only the segments from
-/// the one whose first tick is at or below it (docs/JOURNAL.md, "Snapshots").
+/// The file name of the snapshot of the session at `tick` (ticks run):
+/// `snapshot-00000000000000001000.lssnap`. Recovery loads the newest valid one at or below the
+/// journal's last complete tick and replays only what follows it (docs/JOURNAL.md, "Snapshots").
 pub fn snapshot_file_name(tick: u64) -> String {
     format!("snapshot-{tick:020}.lssnap")
+}
+
+/// The tick in a snapshot file's name, if it is one.
+pub(crate) fn parse_snapshot_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("snapshot-")?.strip_suffix(".lssnap")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// The segment number in a segment file's name, if it is one.
@@ -167,16 +184,28 @@ pub(crate) struct JournalSink {
     durable: Option<u64>,
     /// The first write error, kept: nothing is written after it.
     failed: Option<LockstepError>,
+    /// Ticks between automatic snapshots (0: none).
+    snapshot_interval_ticks: u64,
+    /// The journal's id (its Journal record).
+    id: [u8; 16],
     /// Dropped last: the writer thread has finished (and synced) before the lock goes.
     _lock: DirLock,
 }
 
 impl JournalSink {
     /// Starts a journal in `config.dir` (created if missing): takes its lock, refuses a
-    /// directory that holds a journal already, writes segment 1's header and the Config record,
-    /// and syncs them (unless `Off`), so even a session killed before its first tick leaves a
-    /// journal that recovers.
+    /// directory that holds a journal already, writes segment 1's header, the Config record
+    /// and the Journal record (its new id), and syncs them (unless `Off`), so even a session
+    /// killed before its first tick leaves a journal that recovers.
     pub(crate) fn create(config: &JournalConfig, session: &SessionConfig) -> Result<Self> {
+        Self::create_from(config, session, None, None)
+    }
+
+    /// `create` for a session that continues from a snapshot (a restored runtime, a fork):
+    /// `base` is the snapshot's bytes, tick and state hash. The snapshot is written into the
+    /// journal first (`snapshot-<tick>.lssnap`, what recovery starts from), then segment 1 with
+    /// a Base record naming it after the Config record, and a Journal record with `parent`.
+    pub(crate) fn create_from(config: &JournalConfig, session: &SessionConfig, base: Option<(&[u8], u64, Digest)>, parent: Option<Lineage>) -> Result<Self> {
         check_segment_bytes(config.segment_bytes)?;
         let dir = &config.dir;
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, "creating the journal directory", &e))?;
@@ -187,30 +216,60 @@ impl JournalSink {
         if let Some(note) = &lock.took_over {
             tracing::warn!(target: "lockstep::journal", "{note}");
         }
+        let sync = config.fsync != FsyncPolicy::Off;
         let mut start = Vec::new();
         replay_log::write_header(&mut start);
         Record::Config(session.clone()).encode(&mut start);
-        let mut writer = SegmentWriter::new(dir.clone(), 1, config.segment_bytes, config.fsync != FsyncPolicy::Off);
+        let (first_tick, prev_hash) = match base {
+            Some((bytes, tick, hash)) => {
+                writer::write_snapshot_file(dir, tick, bytes, sync)?;
+                Record::Base { tick, snapshot: Digest(*blake3::hash(bytes).as_bytes()), hash }.encode(&mut start);
+                (tick, hash)
+            }
+            None => (0, Digest::default()),
+        };
+        let id = new_journal_id(dir);
+        Record::Journal { id, parent }.encode(&mut start);
+        let mut writer = SegmentWriter::new(dir.clone(), 1, config.segment_bytes, sync);
         writer.create_first(&start)?;
-        Self::with_writer(config, writer, lock, 0, Digest::default(), None)
+        Self::with_writer(config, writer, lock, first_tick, prev_hash, None, id)
     }
 
     /// Continues a recovered journal: the next segment is `next_index`, begun at the first
     /// write; `tick` and `hash` are the recovered runtime's tick and state hash; `durable`, the
     /// last recovered tick if recovery synced the segments (not with 'off').
-    pub(crate) fn resume(config: &JournalConfig, lock: DirLock, next_index: u32, tick: u64, hash: Digest, durable: Option<u64>) -> Result<Self> {
+    pub(crate) fn resume(config: &JournalConfig, lock: DirLock, next_index: u32, tick: u64, hash: Digest, durable: Option<u64>, id: [u8; 16]) -> Result<Self> {
         check_segment_bytes(config.segment_bytes)?;
         let writer = SegmentWriter::new(config.dir.clone(), next_index, config.segment_bytes, config.fsync != FsyncPolicy::Off);
-        Self::with_writer(config, writer, lock, tick, hash, durable)
+        Self::with_writer(config, writer, lock, tick, hash, durable, id)
     }
 
-    fn with_writer(config: &JournalConfig, writer: SegmentWriter, lock: DirLock, first_tick: u64, prev_hash: Digest, durable: Option<u64>) -> Result<Self> {
+    #[allow(clippy::too_many_arguments)]
+    fn with_writer(
+        config: &JournalConfig,
+        writer: SegmentWriter,
+        lock: DirLock,
+        first_tick: u64,
+        prev_hash: Digest,
+        durable: Option<u64>,
+        id: [u8; 16],
+    ) -> Result<Self> {
         let out = match config.fsync {
             FsyncPolicy::Tick => Output::Inline(writer),
             FsyncPolicy::Group => Output::Thread(Background::spawn(writer, true, durable)?),
             FsyncPolicy::Off => Output::Thread(Background::spawn(writer, false, durable)?),
         };
-        Ok(Self { buf: Vec::new(), first_tick, prev_hash, out, durable, failed: None, _lock: lock })
+        Ok(Self {
+            buf: Vec::new(),
+            first_tick,
+            prev_hash,
+            out,
+            durable,
+            failed: None,
+            snapshot_interval_ticks: config.snapshot_interval_ticks,
+            id,
+            _lock: lock,
+        })
     }
 
     /// Why the journal takes no more records, if it does not (sticky). Cheap: called before
@@ -233,6 +292,30 @@ impl JournalSink {
         }
     }
 
+    /// Whether a snapshot is due now that `ticks_run` ticks have run.
+    pub(crate) fn snapshot_due(&self, ticks_run: u64) -> bool {
+        self.failed.is_none() && self.snapshot_interval_ticks > 0 && ticks_run > 0 && ticks_run.is_multiple_of(self.snapshot_interval_ticks)
+    }
+
+    /// Writes the snapshot taken after `ticks_run` ticks (`snapshot-<ticks_run>.lssnap`),
+    /// after the ticks before it: on this thread with `fsync: Tick`, else on the writer
+    /// thread. A failure is the journal's (sticky).
+    pub(crate) fn snapshot(&mut self, ticks_run: u64, bytes: Vec<u8>) -> Result<()> {
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
+        let result = match &mut self.out {
+            Output::Inline(w) => w.write_snapshot(ticks_run, &bytes),
+            Output::Thread(b) => b.hand_over_snapshot(ticks_run, bytes),
+        };
+        result.inspect_err(|e| self.failed = Some(e.clone()))
+    }
+
+    /// The journal's id.
+    pub(crate) fn id(&self) -> [u8; 16] {
+        self.id
+    }
+
     /// Writes and syncs every complete tick now (whatever the policy); returns the durable
     /// tick. The tick in progress, if any, stays buffered: a journal holds whole ticks.
     pub(crate) fn sync(&mut self) -> Result<Option<u64>> {
@@ -245,6 +328,23 @@ impl JournalSink {
         };
         synced.inspect_err(|e| self.failed = Some(e.clone()))
     }
+}
+
+/// A new journal's id: 16 bytes of BLAKE3 over what makes this creation unique (the clock,
+/// the process, the directory, a counter). Ids only name journals in lineage records; nothing
+/// is derived from them, so they need not be secret, only distinct.
+fn new_journal_id(dir: &Path) -> [u8; 16] {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = blake3::Hasher::new();
+    h.update(b"lockstep journal id");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    h.update(&now.as_nanos().to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes());
+    h.update(dir.as_os_str().as_encoded_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    id
 }
 
 fn check_segment_bytes(n: u64) -> Result<()> {

@@ -180,7 +180,7 @@ impl Tally {
             Record::Gap { .. } => self.gaps += 1,
             Record::End { .. } => self.ended = true,
             // A log recorded by a runtime restored from a snapshot starts there.
-            Record::Config(_) | Record::Base { .. } => {}
+            Record::Config(_) | Record::Base { .. } | Record::Journal { .. } => {}
         }
     }
 

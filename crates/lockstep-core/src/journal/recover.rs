@@ -26,6 +26,8 @@ pub struct RecoverOptions {
     pub fsync: FsyncPolicy,
     /// The recovered runtime's segment size.
     pub segment_bytes: u64,
+    /// The recovered runtime's ticks between automatic snapshots (0: none).
+    pub snapshot_interval_ticks: u64,
     /// Keep an in-memory log too (`replay_log`, `stop_recording`): the journal's records so
     /// far, then on; `E_INVALID_CONFIG` if they are more than `max_log_bytes`.
     pub record: bool,
@@ -45,6 +47,7 @@ impl Default for RecoverOptions {
             trust: None,
             fsync: FsyncPolicy::Group,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            snapshot_interval_ticks: super::DEFAULT_SNAPSHOT_INTERVAL_TICKS,
             record: false,
             max_log_bytes: d.max_log_bytes,
             max_events: d.max_events,
@@ -59,7 +62,7 @@ pub struct RecoveryReport {
     /// The recovered runtime's tick: ticks run (its `current_tick()`); the last tick recovered
     /// is `tick - 1`. At least one more than the last tick reported durable before the crash.
     pub tick: u64,
-    /// Ticks replayed from the journal (all of them, until snapshots: `tick - snapshot_tick`).
+    /// Ticks replayed from the journal: `tick - snapshot_tick` (or all of them).
     pub ticks_replayed: u64,
     /// Checkpoints (deep hashes) verified on the way.
     pub checkpoints_verified: u64,
@@ -68,8 +71,14 @@ pub struct RecoveryReport {
     pub bytes_discarded: u64,
     /// Where the cut was made, if anything was cut.
     pub cut: Option<TornTail>,
-    /// The snapshot recovery started from (always `None` until snapshots are journaled).
+    /// The snapshot recovery started from (`None`: the journal's beginning).
     pub snapshot_tick: Option<u64>,
+    /// Newer snapshots it could not use (damaged, of another state), newest first: recovery
+    /// fell back past them. They are left in place.
+    pub snapshots_skipped: Vec<SkippedSnapshot>,
+    /// Files removed: snapshots a crash left half-written (`.tmp`), and snapshots past the
+    /// recovered tick.
+    pub snapshots_removed: Vec<PathBuf>,
     /// Segment files read.
     pub segments: u32,
     /// Records replayed (the Config record included).
@@ -93,6 +102,20 @@ pub struct JournalVerifyReport {
     pub records: u64,
     /// The tail after the last complete tick, which a recovery cuts off.
     pub cut: Option<TornTail>,
+    /// Every snapshot file the replay reached, checked against the replayed state.
+    pub snapshots: Vec<SnapshotCheck>,
+}
+
+/// A snapshot file recovery or a cursor did not use, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedSnapshot {
+    /// The snapshot file.
+    pub file: PathBuf,
+    /// Its tick (from its name).
+    pub tick: u64,
+    /// Why it was not used: damaged (with the offset), of another session, past the journal's
+    /// last complete tick...
+    pub reason: String,
 }
 
 /// What replaying a journal's directory produced.
@@ -100,8 +123,6 @@ struct Replayed {
     replayer: Replayer,
     segments: u32,
     records: u64,
-    /// Ticks whose records are whole.
-    complete_ticks: u64,
     cut: Option<TornTail>,
     /// A last segment shorter than its header, to delete when recovering.
     torn_segment: Option<PathBuf>,
@@ -113,22 +134,241 @@ struct Replayed {
     stopped_at: Option<(PathBuf, u64)>,
     /// The session's checkpoint interval (the replay itself takes checkpoints from the log).
     checkpoint_interval_ticks: u64,
+    /// The snapshot the replay started from, if it did not start at the journal's beginning.
+    snapshot_tick: Option<u64>,
+    /// Newer snapshots that could not be used.
+    skipped: Vec<SkippedSnapshot>,
+    /// Ticks the journal holds whole (as far as it was read).
+    complete_ticks: u64,
+    /// The journal's id and lineage.
+    id: [u8; 16],
 }
 
-/// Replays every segment of `dir` in order, up to the last complete tick.
-fn replay_dir(dir: &Path, workers: usize, trust: Option<&ReplayTrust>, keep_stream: bool, progress: &mut dyn FnMut(u64)) -> Result<Replayed> {
+/// Where a replay of a journal starts: a runtime (new, or restored from a snapshot) and the
+/// segment (index into the list) and byte offset of the first record to apply.
+struct StartPoint {
+    replayer: Replayer,
+    segment: usize,
+    offset: usize,
+    snapshot_tick: Option<u64>,
+}
+
+/// The session's Config record and what follows it in segment 1: a Base record (a fork's,
+/// or a restored runtime's journal: the snapshot it starts from) and the Journal record.
+pub(crate) struct SessionStart {
+    pub(crate) session: crate::replay_log::SessionConfig,
+    /// (tick, snapshot BLAKE3, state hash) and the record's offset.
+    pub(crate) base: Option<((u64, crate::error::Digest, crate::error::Digest), u64)>,
+    pub(crate) journal: Option<([u8; 16], Option<crate::replay_log::Lineage>)>,
+    /// Where the Config record ends.
+    config_end: usize,
+}
+
+impl SessionStart {
+    /// The journal's id: its Journal record's, or for a journal written before there were
+    /// ids, one derived from its header and Config record (in `first`, segment 1's bytes).
+    pub(crate) fn id(&self, first: &[u8]) -> [u8; 16] {
+        if let Some((id, _)) = self.journal {
+            return id;
+        }
+        let prefix = &first[..self.config_end.min(first.len())];
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&blake3::hash(prefix).as_bytes()[..16]);
+        id
+    }
+}
+
+/// Reads the records that start segment 1 (`bytes`, the file `path`).
+pub(crate) fn session_start(bytes: &[u8], path: &Path) -> Result<SessionStart> {
+    let mut reader = LogReader::new(bytes).map_err(|e| in_file(path, e))?;
+    let Some(Record::Config(session)) = reader.next_record().map_err(|e| in_file(path, e))? else {
+        return Err(corrupt(path, crate::replay_log::HEADER_BYTES as u64, "the first record must be the session's Config record"));
+    };
+    let mut start = SessionStart { session, base: None, journal: None, config_end: reader.offset() as usize };
+    for _ in 0..2 {
+        let offset = reader.offset();
+        match reader.next_record() {
+            Ok(Some(Record::Base { tick, snapshot, hash })) if start.base.is_none() && start.journal.is_none() => {
+                start.base = Some(((tick, snapshot, hash), offset))
+            }
+            Ok(Some(Record::Journal { id, parent })) if start.journal.is_none() => start.journal = Some((id, parent)),
+            // Anything else (a torn record too) is the replay's to read and report.
+            _ => break,
+        }
+    }
+    Ok(start)
+}
+
+/// The snapshot files of `dir`, by tick ascending, and leftovers of interrupted writes.
+pub(crate) fn list_snapshots(dir: &Path) -> Result<(Vec<(u64, PathBuf)>, Vec<PathBuf>)> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, "reading the journal directory", &e))?;
+    let (mut found, mut tmp) = (Vec::new(), Vec::new());
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(dir, "reading the journal directory", &e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(tick) = super::parse_snapshot_name(&name) {
+            found.push((tick, entry.path()));
+        } else if name.strip_suffix(super::TMP_SUFFIX).and_then(super::parse_snapshot_name).is_some() {
+            tmp.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok((found, tmp))
+}
+
+/// The first tick segment `path` holds records of (from its header alone), if it reads.
+fn first_tick_of(path: &Path, index: u32, base_tick: u64) -> Option<u64> {
+    if index == 1 {
+        return Some(base_tick);
+    }
+    use std::io::Read;
+    let mut head = vec![0u8; crate::replay_log::HEADER_BYTES + super::CONTINUATION_HEADER_BYTES];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).ok()?;
+    match read::segment_header(&head, path, index) {
+        Ok(Some(h)) => Some(h.first_tick),
+        _ => None,
+    }
+}
+
+/// Where tick `tick`'s records start in a segment (`bytes`, read up to `complete_end`), and the
+/// state hash before it: right after TickEnd(`tick - 1`), or the segment's start.
+pub(crate) fn tick_start(bytes: &[u8], header: &read::SegmentHeader, complete_end: usize, tick: u64) -> Option<(usize, crate::error::Digest)> {
+    if header.first_tick == tick && header.len > crate::replay_log::HEADER_BYTES {
+        return Some((header.len, header.prev_hash));
+    }
+    let mut reader = LogReader::at(&bytes[..complete_end], header.len);
+    while let Ok(Some(record)) = reader.next_record() {
+        if let Record::TickEnd { tick: t, hash, .. } = record {
+            if t + 1 == tick {
+                return Some((reader.offset() as usize, hash));
+            }
+            if t >= tick {
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// Tries the snapshots of `dir` newest first (those after the journal's start, at or before
+/// `at_most`): the first whose file restores, whose tick the journal holds whole, and whose
+/// state hash is the journal's at that tick. Damage in a snapshot only skips it; damage in a
+/// segment is the journal's error.
+fn start_from_snapshot(
+    dir: &Path,
+    segments: &[read::Segment],
+    start: &SessionStart,
+    workers: usize,
+    trust: Option<&ReplayTrust>,
+    at_most: Option<u64>,
+    skipped: &mut Vec<SkippedSnapshot>,
+) -> Result<Option<(StartPoint, Vec<u8>)>> {
+    let base_tick = start.base.map_or(0, |((t, _, _), _)| t);
+    let (snapshots, _) = list_snapshots(dir)?;
+    let firsts: Vec<Option<u64>> = segments.iter().map(|s| first_tick_of(&s.path, s.index, base_tick)).collect();
+    for (tick, file) in snapshots.into_iter().rev() {
+        if tick <= base_tick || at_most.is_some_and(|m| tick > m) {
+            continue;
+        }
+        let skip = |reason: String| SkippedSnapshot { file: file.clone(), tick, reason };
+        // The segment holding the records of `tick`: the last one starting at or before it.
+        let Some(k) = firsts.iter().rposition(|f| f.is_some_and(|f| f <= tick)) else {
+            skipped.push(skip("no segment holds its tick".into()));
+            continue;
+        };
+        let seg = &segments[k];
+        let bytes = read_file(&seg.path)?;
+        let Some(header) = segment_header_of(&bytes, &seg.path, seg.index, segments.len())? else {
+            skipped.push(skip(format!("its tick is in {}, a segment whose creation was cut short", seg.path.display())));
+            continue;
+        };
+        let s = scan(&bytes, &seg.path, &header, seg.index, k + 1 == segments.len())?;
+        let Some((offset, hash)) = tick_start(&bytes, &header, s.complete_end, tick) else {
+            skipped.push(skip("past the journal's last complete tick (the ticks before it were not written)".into()));
+            continue;
+        };
+        let snapshot = match std::fs::read(&file) {
+            Ok(b) => b,
+            Err(e) => {
+                skipped.push(skip(format!("cannot be read: {e}")));
+                continue;
+            }
+        };
+        let base = ((tick, crate::error::Digest(*blake3::hash(&snapshot).as_bytes()), hash), 0);
+        match Replayer::start_from(&start.session, workers, trust, Some(base), Some(&snapshot)) {
+            Ok(replayer) => return Ok(Some((StartPoint { replayer, segment: k, offset, snapshot_tick: Some(tick) }, bytes))),
+            Err(e @ (LockstepError::SnapshotUntrusted { .. } | LockstepError::ReplayUntrusted { .. })) => return Err(e),
+            Err(LockstepError::ReplayCorrupt { reason, .. }) => skipped.push(skip(format!("not the journal's state at tick {tick}: {reason}"))),
+            Err(e) => skipped.push(skip(e.to_string())),
+        }
+    }
+    Ok(None)
+}
+
+/// Replays every segment of `dir` in order, up to the last complete tick: from the newest
+/// usable snapshot when `from_snapshot`, else from the journal's start.
+fn replay_dir(
+    dir: &Path,
+    workers: usize,
+    trust: Option<&ReplayTrust>,
+    keep_stream: bool,
+    from_snapshot: bool,
+    mut check: Option<&mut Vec<SnapshotCheck>>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Replayed> {
     let segments = list_segments(dir)?;
     let count = segments.len();
-    let mut replayer: Option<Replayer> = None;
+    let first = read_file(&segments[0].path)?;
+    if segment_header_of(&first, &segments[0].path, 1, count)?.is_none() {
+        return Err(corrupt(&segments[0].path, 0, format!("{} bytes, shorter than its header", first.len())));
+    }
+    let start = session_start(&first, &segments[0].path)?;
+    let id = start.id(&first);
+    let interval = start.session.checkpoint_interval_ticks;
+    let mut skipped = Vec::new();
+    let found = if from_snapshot { start_from_snapshot(dir, &segments, &start, workers, trust, None, &mut skipped)? } else { None };
+    let (point, mut first_bytes) = match found {
+        Some((p, bytes)) => (p, Some(bytes)),
+        None => {
+            // From the journal's beginning: tick 0, or the snapshot a Base record names.
+            let snapshot = match start.base {
+                Some(((tick, _, _), _)) => {
+                    let file = dir.join(super::snapshot_file_name(tick));
+                    Some(std::fs::read(&file).map_err(|e| {
+                        corrupt(&file, 0, format!("the journal starts from this snapshot (its Base record names tick {tick}), which cannot be read: {e}"))
+                    })?)
+                }
+                None => None,
+            };
+            let replayer = Replayer::start_from(&start.session, workers, trust, start.base, snapshot.as_deref()).map_err(|e| in_file(&segments[0].path, e))?;
+            (StartPoint { replayer, segment: 0, offset: 0, snapshot_tick: None }, Some(first))
+        }
+    };
+    let StartPoint { replayer: mut rp, segment: from, offset: from_offset, snapshot_tick } = point;
+    let mut complete_ticks = rp.rt.current_tick();
+    // `verify`: each snapshot file is compared with the replay when it reaches its tick.
+    let mut to_check: std::collections::VecDeque<(u64, PathBuf)> = match check.is_some() {
+        true => list_snapshots(dir)?.0.into_iter().filter(|(t, _)| *t > rp.rt.current_tick()).collect(),
+        false => Default::default(),
+    };
+    let mut stream = keep_stream.then(Vec::new);
+    if let Some(stream) = stream.as_mut() {
+        // The in-memory log holds the whole session: the segments before the start, read only.
+        for seg in &segments[..from] {
+            let bytes = read_file(&seg.path)?;
+            let header = segment_header_of(&bytes, &seg.path, seg.index, count)?.ok_or_else(|| corrupt(&seg.path, 0, "shorter than its header"))?;
+            stream.extend_from_slice(&bytes[if seg.index == 1 { 0 } else { header.len }..]);
+        }
+    }
     let mut out_cut = None;
     let mut torn_segment = None;
     let mut records = 0u64;
-    let mut complete_ticks = 0u64;
-    let mut stream = keep_stream.then(Vec::new);
-    let mut interval = 0;
-    for (i, seg) in segments.iter().enumerate() {
+    for (i, seg) in segments.iter().enumerate().skip(from) {
         let last = i + 1 == count;
-        let bytes = read_file(&seg.path)?;
+        let bytes = match first_bytes.take() {
+            Some(b) if i == from => b,
+            _ => read_file(&seg.path)?,
+        };
         let Some(header) = segment_header_of(&bytes, &seg.path, seg.index, count)? else {
             // A last segment whose creation a crash cut short: removed.
             out_cut = Some(TornTail { file: seg.path.clone(), offset: 0, bytes: bytes.len() as u64, torn_at: Some(0) });
@@ -136,16 +376,11 @@ fn replay_dir(dir: &Path, workers: usize, trust: Option<&ReplayTrust>, keep_stre
             break;
         };
         let s = scan(&bytes, &seg.path, &header, seg.index, last)?;
-        complete_ticks += s.tally.ticks;
-        if let Some(session) = &s.config {
-            interval = session.checkpoint_interval_ticks;
-            replayer = Some(Replayer::start(session, workers, trust).map_err(|e| in_file(&seg.path, e))?);
+        if let Some(t) = s.tally.last_tick {
+            complete_ticks = complete_ticks.max(t + 1);
         }
-        let Some(rp) = replayer.as_mut() else {
-            return Err(corrupt(&seg.path, 0, "no Config record before this segment"));
-        };
         // A continuation starts where the segment before it ended.
-        if seg.index > 1 && (header.first_tick != rp.rt.current_tick() || header.prev_hash != rp.rt.state_hash()) {
+        if i > from && (header.first_tick != rp.rt.current_tick() || header.prev_hash != rp.rt.state_hash()) {
             return Err(corrupt(
                 &seg.path,
                 16,
@@ -159,32 +394,44 @@ fn replay_dir(dir: &Path, workers: usize, trust: Option<&ReplayTrust>, keep_stre
             ));
         }
         let usable = &bytes[..s.complete_end];
-        let mut reader = LogReader::at(usable, header.len);
+        let begin = if i == from && from_offset > 0 { from_offset } else { header.len };
+        let mut reader = LogReader::at(usable, begin);
         loop {
             let offset = reader.offset();
             let Some(record) = reader.next_record().map_err(|e| in_file(&seg.path, e))? else {
                 break;
             };
             records += 1;
-            if matches!(record, Record::Config(_)) {
+            // The session's start: read by `session_start`, applied by `Replayer::start_from`.
+            if matches!(record, Record::Config(_) | Record::Base { .. }) && seg.index == 1 {
                 continue;
             }
-            if rp.apply(record, offset, progress).map_err(|e| in_file(&seg.path, e))? == Step::Stopped {
+            let step = rp.apply(record, offset, progress).map_err(|e| in_file(&seg.path, e))?;
+            if let (Step::Ticked, Some(checks)) = (step, check.as_deref_mut()) {
+                while to_check.front().is_some_and(|(t, _)| *t <= rp.rt.current_tick()) {
+                    if let Some((tick, file)) = to_check.pop_front() {
+                        checks.push(check_snapshot(&file, tick, &rp.rt));
+                    }
+                }
+            }
+            if step == Step::Stopped {
                 if let Some(stream) = stream.as_mut() {
                     stream.extend_from_slice(&usable[if seg.index == 1 { 0 } else { header.len }..offset as usize]);
                 }
-                let r = replayer.ok_or_else(|| corrupt(&seg.path, 0, "no replay"))?;
                 return Ok(Replayed {
-                    replayer: r,
+                    replayer: rp,
                     segments: seg.index,
                     records,
-                    complete_ticks,
                     cut: None,
                     torn_segment: None,
                     next_index: count as u32 + 1,
                     stream,
                     stopped_at: Some((seg.path.clone(), offset)),
                     checkpoint_interval_ticks: interval,
+                    snapshot_tick,
+                    skipped,
+                    complete_ticks,
+                    id,
                 });
             }
         }
@@ -195,19 +442,48 @@ fn replay_dir(dir: &Path, workers: usize, trust: Option<&ReplayTrust>, keep_stre
             out_cut = read::tail(&seg.path, &bytes, &s);
         }
     }
-    let replayer = replayer.ok_or_else(|| corrupt(dir, 0, "no segment holds the session's Config record"))?;
     Ok(Replayed {
-        replayer,
+        replayer: rp,
         segments: count as u32,
         records,
-        complete_ticks,
         cut: out_cut,
         torn_segment,
         next_index: count as u32 + 1,
         stream,
         stopped_at: None,
         checkpoint_interval_ticks: interval,
+        snapshot_tick,
+        skipped,
+        complete_ticks,
+        id,
     })
+}
+
+/// What `verify` found of one snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotCheck {
+    /// The snapshot file.
+    pub file: PathBuf,
+    /// Its tick (from its name).
+    pub tick: u64,
+    /// `None`: whole, and the session's state at its tick; else what is wrong with it.
+    pub problem: Option<String>,
+}
+
+/// Checks a snapshot file against the replay, which is at its tick.
+fn check_snapshot(file: &Path, tick: u64, rt: &Runtime) -> SnapshotCheck {
+    let problem = match std::fs::read(file) {
+        Err(e) => Some(format!("cannot be read: {e}")),
+        Ok(bytes) => match crate::snapshot::info(&bytes) {
+            Err(e) => Some(e.to_string()),
+            Ok(_) if rt.current_tick() != tick => Some(format!("past the journal's last complete tick ({})", rt.current_tick())),
+            Ok(info) if info.tick != tick || info.state_hash != rt.state_hash() => {
+                Some(format!("holds tick {} with state hash {}, but the journal's state at tick {tick} is {}", info.tick, info.state_hash, rt.state_hash()))
+            }
+            Ok(_) => None,
+        },
+    };
+    SnapshotCheck { file: file.to_path_buf(), tick, problem }
 }
 
 /// Verifies the journal in `dir` without changing it: every segment read, every record
@@ -215,9 +491,16 @@ fn replay_dir(dir: &Path, workers: usize, trust: Option<&ReplayTrust>, keep_stre
 /// `trust` as there), up to the last complete tick. Takes no lock: a journal being written is
 /// read as far as it is complete. `progress` gets the ticks verified after each tick.
 pub fn verify(dir: &Path, workers: usize, trust: Option<&ReplayTrust>, mut progress: impl FnMut(u64)) -> Result<JournalVerifyReport> {
-    let r = replay_dir(dir, workers, trust, false, &mut progress)?;
-    let (_, report) = r.replayer.finish();
-    Ok(JournalVerifyReport { replay: report, tick: r.complete_ticks, segments: r.segments, records: r.records, cut: r.cut })
+    let mut snapshots = Vec::new();
+    let r = replay_dir(dir, workers, trust, false, false, Some(&mut snapshots), &mut progress)?;
+    let (rt, report) = r.replayer.finish();
+    // Snapshots the replay did not reach: past the journal's end, or past a divergence.
+    for (tick, file) in list_snapshots(dir)?.0 {
+        if tick > rt.current_tick() && !snapshots.iter().any(|c| c.file == file) {
+            snapshots.push(check_snapshot(&file, tick, &rt));
+        }
+    }
+    Ok(JournalVerifyReport { replay: report, tick: r.complete_ticks, segments: r.segments, records: r.records, cut: r.cut, snapshots })
 }
 
 /// The error a divergence met in recovery is: the journal does not replay.
@@ -263,9 +546,14 @@ impl Runtime {
         // mistaken path is left as it was (no LOCK file). Listed again under the lock.
         list_segments(dir)?;
         let lock = DirLock::acquire(dir)?;
-        let journal = JournalConfig { dir: dir.to_path_buf(), fsync: options.fsync, segment_bytes: options.segment_bytes };
+        let journal = JournalConfig {
+            dir: dir.to_path_buf(),
+            fsync: options.fsync,
+            segment_bytes: options.segment_bytes,
+            snapshot_interval_ticks: options.snapshot_interval_ticks,
+        };
         super::check_segment_bytes(options.segment_bytes)?;
-        let r = replay_dir(dir, options.workers, options.trust.as_ref(), options.record, &mut progress)?;
+        let r = replay_dir(dir, options.workers, options.trust.as_ref(), options.record, true, None, &mut progress)?;
         let last_request_id = r.replayer.last_request_id;
         let (mut rt, report) = r.replayer.finish();
         if let Some(d) = &report.divergence {
@@ -284,6 +572,14 @@ impl Runtime {
             }
         }
         let next_index = if r.torn_segment.is_some() { r.next_index - 1 } else { r.next_index };
+        // Snapshots a crash left half-written, and those past the recovered tick (of ticks
+        // that were lost: the session goes on from here, maybe otherwise): removed.
+        let (snapshots, tmp) = list_snapshots(dir)?;
+        let mut snapshots_removed = Vec::new();
+        for file in tmp.into_iter().chain(snapshots.into_iter().filter(|(t, _)| *t > rt.current_tick()).map(|(_, f)| f)) {
+            std::fs::remove_file(&file).map_err(|e| io_error(&file, "removing a snapshot the journal does not reach", &e))?;
+            snapshots_removed.push(file);
+        }
         // What was recovered is what the journal holds from now on: on stable storage before the
         // session goes on (the crashed process may have left it in the page cache only), so the
         // recovered runtime's ticks are durable from its first report. Not with 'off'.
@@ -313,7 +609,7 @@ impl Runtime {
                 });
             }
         }
-        let sink = JournalSink::resume(&journal, lock, next_index, tick, rt.state_hash(), durable)?;
+        let sink = JournalSink::resume(&journal, lock, next_index, tick, rt.state_hash(), durable, r.id)?;
         recorder.attach_journal(sink);
         let session = rt.config().clone();
         let config = RuntimeConfig {
@@ -334,7 +630,9 @@ impl Runtime {
                 checkpoints_verified: report.checkpoints_verified,
                 bytes_discarded: r.cut.as_ref().map_or(0, |c| c.bytes),
                 cut: r.cut,
-                snapshot_tick: None,
+                snapshot_tick: r.snapshot_tick,
+                snapshots_skipped: r.skipped,
+                snapshots_removed,
                 segments: r.segments,
                 records: r.records,
                 note,

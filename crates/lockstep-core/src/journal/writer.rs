@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{continuation_header, io_error, segment_file_name, GROUP_SYNC_MS, GROUP_SYNC_TICKS, MAX_UNWRITTEN_BYTES};
+use super::{continuation_header, io_error, segment_file_name, snapshot_file_name, GROUP_SYNC_MS, GROUP_SYNC_TICKS, MAX_UNWRITTEN_BYTES};
 use crate::error::{Digest, LockstepError, Result};
 
 /// Appends to the segment files of one journal directory.
@@ -75,6 +75,14 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// Writes the snapshot of the session at `tick` (ticks run) as `snapshot-<tick>.lssnap`:
+    /// into a `.tmp` file first, synced (unless 'off'), then renamed and the directory synced,
+    /// so a crash leaves either no snapshot, a whole one, or a `.tmp` file recovery removes.
+    /// Called after the records of every tick before `tick` were written (and synced).
+    pub(crate) fn write_snapshot(&mut self, tick: u64, bytes: &[u8]) -> Result<()> {
+        write_snapshot_file(&self.dir, tick, bytes, self.sync_files)
+    }
+
     /// `fdatasync`s the current segment.
     pub(crate) fn sync(&mut self) -> Result<()> {
         match self.current.as_mut() {
@@ -82,6 +90,28 @@ impl SegmentWriter {
             None => Ok(()),
         }
     }
+}
+
+/// See `SegmentWriter::write_snapshot`; also how a fork writes the snapshot it starts from.
+pub(crate) fn write_snapshot_file(dir: &std::path::Path, tick: u64, bytes: &[u8], sync: bool) -> Result<()> {
+    let path = dir.join(snapshot_file_name(tick));
+    let tmp = dir.join(format!("{}{}", snapshot_file_name(tick), super::TMP_SUFFIX));
+    let written = (|| {
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| io_error(&tmp, "creating a snapshot", &e))?;
+        file.write_all(bytes).map_err(|e| io_error(&tmp, "writing a snapshot", &e))?;
+        if sync {
+            file.sync_data().map_err(|e| io_error(&tmp, "syncing a snapshot", &e))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, "renaming a snapshot into place", &e))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    if sync {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Makes a new directory entry durable (Unix: fsync of the directory; elsewhere the file
@@ -112,6 +142,10 @@ struct State {
     error: Option<LockstepError>,
     /// The journal is closing: write what is pending (and sync, unless 'off'), then stop.
     closing: bool,
+    /// Snapshots waiting to be written after `pending` (tick, bytes).
+    snapshots: Vec<(u64, Vec<u8>)>,
+    /// Their bytes (counted in the back-pressure bound with `pending`).
+    snapshot_bytes: usize,
     /// Explicit syncs asked for, and done (`sync()` waits until done reaches its number).
     syncs_asked: u64,
     syncs_done: u64,
@@ -153,6 +187,8 @@ impl Background {
                 durable,
                 error: None,
                 closing: false,
+                snapshots: Vec::new(),
+                snapshot_bytes: 0,
                 syncs_asked: 0,
                 syncs_done: 0,
             }),
@@ -203,13 +239,32 @@ impl Background {
         if was_idle || st.ticks >= GROUP_SYNC_TICKS {
             self.shared.work.notify_one();
         }
-        while st.pending.len() > MAX_UNWRITTEN_BYTES && st.error.is_none() {
+        while st.pending.len() + st.snapshot_bytes > MAX_UNWRITTEN_BYTES && st.error.is_none() {
             st = self.shared.progress.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         if let Some(e) = &st.error {
             return Err(e.clone());
         }
         Ok(st.durable)
+    }
+
+    /// Hands the snapshot at `tick` to the writer, which writes it after the ticks handed over
+    /// before it. Waits while more than [`MAX_UNWRITTEN_BYTES`] wait for the disk.
+    pub(crate) fn hand_over_snapshot(&self, tick: u64, bytes: Vec<u8>) -> Result<()> {
+        let mut st = lock(&self.shared.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        st.snapshot_bytes += bytes.len();
+        st.snapshots.push((tick, bytes));
+        self.shared.work.notify_one();
+        while st.pending.len() + st.snapshot_bytes > MAX_UNWRITTEN_BYTES && !st.snapshots.is_empty() && st.error.is_none() {
+            st = self.shared.progress.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        match &st.error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     /// Writes and syncs everything handed over so far, now; returns the durable tick.
@@ -252,7 +307,7 @@ fn write_loop(shared: &Shared, mut writer: SegmentWriter, sync: bool) {
     loop {
         let mut st = lock(&shared.state);
         loop {
-            if st.closing || st.syncs_asked > st.syncs_done || st.ticks >= GROUP_SYNC_TICKS {
+            if st.closing || st.syncs_asked > st.syncs_done || st.ticks >= GROUP_SYNC_TICKS || !st.snapshots.is_empty() {
                 break;
             }
             if st.ticks == 0 {
@@ -266,6 +321,7 @@ fn write_loop(shared: &Shared, mut writer: SegmentWriter, sync: bool) {
             st = shared.work.wait_timeout(st, group - waited).unwrap_or_else(|p| p.into_inner()).0;
         }
         std::mem::swap(&mut st.pending, &mut chunk);
+        let snapshots = std::mem::take(&mut st.snapshots);
         let (first_tick, prev_hash, last_tick, ticks) = (st.first_tick, st.prev_hash, st.last_tick, st.ticks);
         st.ticks = 0;
         let (closing, asked) = (st.closing, st.syncs_asked);
@@ -278,12 +334,22 @@ fn write_loop(shared: &Shared, mut writer: SegmentWriter, sync: bool) {
         if ticks > 0 && result.is_ok() {
             written = Some(last_tick);
         }
+        // Snapshots are written after the ticks before them are on disk (synced, unless 'off').
+        let must_sync = must_sync || (sync && !snapshots.is_empty());
         if must_sync && result.is_ok() {
             result = writer.sync();
         }
         last_sync = Instant::now();
+        let snapshot_bytes: usize = snapshots.iter().map(|(_, b)| b.len()).sum();
+        for (tick, bytes) in &snapshots {
+            if result.is_ok() {
+                result = writer.write_snapshot(*tick, bytes);
+            }
+        }
+        drop(snapshots);
 
         let mut st = lock(&shared.state);
+        st.snapshot_bytes -= snapshot_bytes;
         match result {
             Ok(()) => {
                 if must_sync {
