@@ -76,6 +76,8 @@ export interface JournalOptions {
   fsync?: FsyncPolicy;
   /** A segment file is closed, between ticks, once it holds this many bytes, 4096..2^53-1. [64 MiB] */
   segmentBytes?: number;
+  /** A snapshot of the session is written into the journal every this many ticks (recovery and openJournal() start from the newest); 0: never. [1000] */
+  snapshotIntervalTicks?: number;
 }
 
 export interface Capabilities {
@@ -398,6 +400,8 @@ export interface RecoverOptions {
   fsync?: FsyncPolicy;
   /** [64 MiB] */
   segmentBytes?: number;
+  /** The recovered runtime's ticks between automatic snapshots; 0: none. [1000] */
+  snapshotIntervalTicks?: number;
   /** Keep an in-memory log too (replayLog(), stopRecording()): the journal's records so far, then on. E_INVALID_CONFIG if they exceed maxLogBytes. [false] */
   record?: boolean;
   maxLogBytes?: number;
@@ -406,6 +410,13 @@ export interface RecoverOptions {
   inference?: InferenceOptions;
   /** Called with the ticks replayed so far, every 100 ticks. An error it throws is thrown once the recovery has ended (the recovered runtime is closed). */
   onProgress?: (ticksReplayed: number) => void;
+}
+
+/** A journal's snapshot file, and what is wrong with it (`problem` null: whole, and the session's state at its tick). */
+export interface SnapshotProblem {
+  file: string;
+  tick: number;
+  problem: string | null;
 }
 
 /** What Runtime.recover() did. */
@@ -419,8 +430,12 @@ export interface RecoveryReport {
   bytesDiscarded: number;
   /** Where the cut was made. */
   cut: TornTail | null;
-  /** The snapshot recovery started from: always null until snapshots are journaled. */
+  /** The snapshot recovery started from (null: the journal's beginning). `ticksReplayed` is `tick - snapshotTick`. */
   snapshotTick: number | null;
+  /** Newer snapshots recovery could not use (damaged, not the journal's state), newest first: it fell back past them. Left in place. */
+  snapshotsSkipped: SnapshotProblem[];
+  /** Files removed: snapshots a crash left half-written (.tmp), and snapshots past the recovered tick. */
+  snapshotsRemoved: string[];
   /** Segment files read. */
   segments: number;
   /** Records replayed, the Config record included. */
@@ -502,6 +517,8 @@ export interface JournalVerifyReport {
   records: number;
   /** The tail after the last complete tick (a recovery cuts it off). */
   cut?: TornTail;
+  /** Every snapshot file of the journal, checked against the replayed state at its tick. */
+  snapshots: SnapshotProblem[];
 }
 
 export interface ReplayReport {

@@ -158,12 +158,13 @@ const MIN_SEGMENT_BYTES = 4096;
 /** Checks the journal option ({ dir, fsync, segmentBytes }; E_INVALID_CONFIG naming the field). */
 function journalOptions(j) {
   if (j === undefined) return undefined;
-  if (j === null || typeof j !== 'object' || Array.isArray(j)) throw v.fail('option journal', 'an object { dir, fsync?, segmentBytes? }', j, CFG);
-  const o = v.options('option journal', j, ['dir', 'fsync', 'segmentBytes'], CFG);
+  if (j === null || typeof j !== 'object' || Array.isArray(j)) throw v.fail('option journal', 'an object { dir, fsync?, segmentBytes?, snapshotIntervalTicks? }', j, CFG);
+  const o = v.options('option journal', j, ['dir', 'fsync', 'segmentBytes', 'snapshotIntervalTicks'], CFG);
   if (typeof o.dir !== 'string' || o.dir === '') throw v.fail('option journal.dir', 'the journal directory (a non-empty path)', o.dir, CFG);
   v.oneOf('option journal.fsync', o.fsync, FSYNC, 'group', CFG);
   v.optInt('option journal.segmentBytes', o.segmentBytes, MIN_SEGMENT_BYTES, MAX_SAFE, undefined, CFG);
-  return { dir: o.dir, fsync: o.fsync, segmentBytes: o.segmentBytes };
+  v.optInt('option journal.snapshotIntervalTicks', o.snapshotIntervalTicks, 0, MAX_SAFE, undefined, CFG);
+  return { dir: o.dir, fsync: o.fsync, segmentBytes: o.segmentBytes, snapshotIntervalTicks: o.snapshotIntervalTicks };
 }
 const INFERENCE_KEYS = ['providers', 'maxModels', 'maxModelBytes', 'ortLibraryPath', 'deterministic', 'searchRoots'];
 const PROVIDERS = ['cuda', 'tensorrt', 'directml', 'coreml', 'cpu'];
@@ -199,7 +200,7 @@ function checkOptions(options) {
 }
 
 const RECOVER_KEYS = [
-  'workers', 'trustedKeys', 'devMode', 'fsync', 'segmentBytes', 'record', 'maxLogBytes', 'maxEvents',
+  'workers', 'trustedKeys', 'devMode', 'fsync', 'segmentBytes', 'snapshotIntervalTicks', 'record', 'maxLogBytes', 'maxEvents',
   'inferenceBatching', 'inference', 'onProgress',
 ];
 
@@ -208,6 +209,7 @@ function recoverOptions(options) {
   const o = v.options('options', options, RECOVER_KEYS, CFG);
   for (const key of ['workers', 'maxEvents', 'maxLogBytes']) v.optInt(`option ${key}`, o[key], ...NUMERIC_OPTIONS[key], undefined, CFG);
   v.optInt('option segmentBytes', o.segmentBytes, MIN_SEGMENT_BYTES, MAX_SAFE, undefined, CFG);
+  v.optInt('option snapshotIntervalTicks', o.snapshotIntervalTicks, 0, MAX_SAFE, undefined, CFG);
   for (const key of ['record', 'inferenceBatching', 'devMode']) if (o[key] !== undefined) v.bool(`option ${key}`, o[key], CFG);
   v.oneOf('option fsync', o.fsync, FSYNC, 'group', CFG);
   if (o.onProgress !== undefined) v.fn('option onProgress', o.onProgress, CFG);

@@ -37,3 +37,9 @@ pub const MAX_RING_RECORDS_PER_TICK: usize = 1 << 22;
 
 /// Most worker threads a runtime may use (`RuntimeConfig::workers`).
 pub const MAX_WORKERS: usize = 256;
+
+/// Most bytes of an agent's memory one `read_memory` call returns.
+pub const MAX_READ_MEMORY_BYTES: usize = 16 << 20;
+/// Most bytes of snapshots a journal cursor keeps in memory (taken as it replays, so a later
+/// seek starts near its tick); past it, it keeps no more.
+pub const MAX_CURSOR_CACHE_BYTES: usize = 512 << 20;

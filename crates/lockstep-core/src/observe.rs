@@ -198,3 +198,48 @@ impl MessageTap {
         }
     }
 }
+
+/// What one agent received and sent in one tick (a journal cursor's `messages_at`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentMessages {
+    /// The agent.
+    pub agent: AgentId,
+    /// The messages delivered to its `agent_receive`, in delivery order.
+    pub received: Vec<Message>,
+    /// The messages it sent (to agents or the host), in the order it sent them.
+    pub sent: Vec<Message>,
+}
+
+/// The messages of a traced tick, by agent (id order: agents settle in id order).
+#[derive(Debug, Default)]
+pub(crate) struct TickTrace {
+    pub(crate) agents: Vec<AgentMessages>,
+}
+
+impl TickTrace {
+    fn entry(&mut self, agent: AgentId) -> &mut AgentMessages {
+        // Settling visits agents in id order, phase after phase: the entry is the last one or
+        // an earlier one of a previous phase.
+        match self.agents.iter().rposition(|a| a.agent == agent) {
+            Some(i) => &mut self.agents[i],
+            None => {
+                self.agents.push(AgentMessages { agent, ..Default::default() });
+                self.agents.sort_by_key(|a| a.agent);
+                let i = self.agents.iter().position(|a| a.agent == agent).unwrap_or(0);
+                &mut self.agents[i]
+            }
+        }
+    }
+
+    pub(crate) fn received(&mut self, agent: AgentId, messages: Vec<Message>) {
+        if !messages.is_empty() {
+            self.entry(agent).received.extend(messages);
+        }
+    }
+
+    pub(crate) fn sent(&mut self, agent: AgentId, messages: &[Message]) {
+        if !messages.is_empty() {
+            self.entry(agent).sent.extend_from_slice(messages);
+        }
+    }
+}

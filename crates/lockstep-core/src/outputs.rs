@@ -29,6 +29,8 @@ pub(crate) struct Outputs {
     events_removed: u64,
     /// Copies of the messages to and from watched agents (observers only; None: costs nothing).
     pub(crate) tap: Option<Box<MessageTap>>,
+    /// The messages of the tick being traced, by agent (a journal cursor's `messages_at`).
+    pub(crate) trace: Option<crate::observe::TickTrace>,
     ring: OutboundRing,
 }
 
@@ -101,6 +103,7 @@ impl Outputs {
             events_dropped: 0,
             events_removed: 0,
             tap: None,
+            trace: None,
             ring: OutboundRing::default(),
         }
     }

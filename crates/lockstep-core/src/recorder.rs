@@ -203,6 +203,11 @@ impl Recorder {
         }
     }
 
+    /// The journal's id, if there is a journal.
+    pub(crate) fn journal_id(&self) -> Option<[u8; 16]> {
+        self.journal.as_ref().map(JournalSink::id)
+    }
+
     /// The journal, if there is one (its automatic snapshots).
     pub(crate) fn journal_mut(&mut self) -> Option<&mut JournalSink> {
         self.journal.as_mut()

@@ -290,6 +290,7 @@ fn starting_runtime(
         trusted_keys: config.trusted_keys.clone(),
         dev_mode: config.dev_mode,
         expect,
+        journal: None,
     };
     let rt = Runtime::restore_replaying(bytes, options)?;
     if rt.current_tick() != tick || rt.state_hash() != hash {
@@ -437,6 +438,20 @@ impl Replayer {
             report: ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false },
             last_request_id,
         })
+    }
+
+    /// Goes on replaying with `rt`, a replaying runtime restored from a snapshot this process
+    /// took of an earlier replay (a journal cursor's cache): `trusting` as in `start_from`.
+    pub(crate) fn from_runtime(rt: Runtime, trusting: bool) -> Self {
+        let last_request_id = rt.next_request_id().saturating_sub(1);
+        Self {
+            rt,
+            trusting,
+            // Restored between ticks: no record of this tick applied yet.
+            applied: Applied { infer_tick: None, infer_offset: 0, send_to_nobody: None, started: true },
+            report: ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false },
+            last_request_id,
+        }
     }
 
     /// Validates `record` (read at `offset`) against the session so far, then applies it: an

@@ -401,6 +401,12 @@ impl Runtime {
         }
     }
 
+    /// The id of the journal this runtime writes (its Journal record; what a fork's lineage
+    /// names), if it has one.
+    pub fn journal_id(&self) -> Option<[u8; 16]> {
+        self.recorder.as_ref().and_then(Recorder::journal_id)
+    }
+
     /// The journal's durable tick as last known (see `sync_journal`), without syncing.
     pub fn durable_tick(&self) -> Option<u64> {
         self.recorder.as_ref().and_then(Recorder::durable_tick)
@@ -532,6 +538,38 @@ impl Runtime {
     pub fn spawn_bytes(&mut self, bytes: Vec<u8>) -> Result<AgentId> {
         let hash = self.load_module(bytes)?;
         self.spawn(hash)
+    }
+
+    /// `length` bytes of a running agent's linear memory from `offset` (at most
+    /// [`MAX_READ_MEMORY_BYTES`](crate::limits::MAX_READ_MEMORY_BYTES) at once): for debuggers
+    /// and time travel; reading changes nothing. `E_UNKNOWN_AGENT` for an id never assigned;
+    /// `E_INVALID_ARGUMENT` for an agent that holds no memory any more (stopped, killed,
+    /// faulted) or a range outside its memory.
+    pub fn read_memory(&self, id: AgentId, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let slot = self.slot(id)?;
+        let bad = |reason: String| LockstepError::InvalidArgument { name: "readMemory".into(), reason };
+        if length > crate::limits::MAX_READ_MEMORY_BYTES as u64 {
+            return Err(bad(format!("length {length} exceeds the {}-byte limit of one read; read in parts", crate::limits::MAX_READ_MEMORY_BYTES)));
+        }
+        let Some(instance) = slot.instance.as_deref() else {
+            return Err(bad(format!("agent {id} is {}: its memory was released", slot.state.name())));
+        };
+        let memory = instance.memory_data();
+        let end = offset.checked_add(length).filter(|&e| e <= memory.len() as u64);
+        match end {
+            Some(end) => Ok(memory[offset as usize..end as usize].to_vec()),
+            None => Err(bad(format!("bytes {offset}..{offset}+{length} are outside agent {id}'s memory of {} bytes", memory.len()))),
+        }
+    }
+
+    /// Runs the next tick while copying what every agent received and sent in it.
+    pub(crate) fn set_tracing(&mut self, on: bool) {
+        self.outputs.trace = on.then(Default::default);
+    }
+
+    /// The traced tick's messages by agent (empty when not tracing).
+    pub(crate) fn take_trace(&mut self) -> Vec<crate::observe::AgentMessages> {
+        self.outputs.trace.as_mut().map(|t| std::mem::take(&mut t.agents)).unwrap_or_default()
     }
 
     fn slot(&self, id: AgentId) -> Result<&AgentSlot> {
@@ -699,7 +737,8 @@ impl Runtime {
         let running = live.iter().filter(|&&i| slots[i].state.is_running()).count();
         let parallel = self.pool.is_some() && (running >= scheduler::PARALLEL_MIN_AGENTS || self.last_fuel >= scheduler::PARALLEL_MIN_FUEL);
         for &phase in &self.agents.phases {
-            scheduler::run_agents(slots, &live, tick, phase, if parallel { self.pool.as_ref() } else { None });
+            let trace = self.outputs.trace.is_some();
+            scheduler::run_agents(slots, &live, tick, phase, if parallel { self.pool.as_ref() } else { None }, trace);
             scheduler::settle(slots, &live, tick, hasher, &mut report, &mut self.outputs);
         }
         self.serve_inference(tick, &mut report, &live);
@@ -1169,7 +1208,6 @@ impl Runtime {
     /// answers computed again rather than read from a log, the replay's outputs dropped (the
     /// process that crashed produced them), recording going on in `recorder`, and request ids
     /// following the last one the journal holds.
-
     pub(crate) fn resume_recovered(&mut self, config: RuntimeConfig, mut recorder: Recorder, last_request_id: u64) {
         recorder.modules_already_written(self.modules.keys().copied());
         self.outputs = Outputs::new(config.max_events);

@@ -397,6 +397,11 @@ impl AgentInstance {
         self.memory.data_ptr(&self.store) as usize + self.io_ptr as usize
     }
 
+    /// The agent's linear memory, read-only.
+    pub fn memory_data(&self) -> &[u8] {
+        self.memory.data(&self.store)
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.memory.data_size(&self.store)
     }

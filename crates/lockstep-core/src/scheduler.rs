@@ -67,6 +67,9 @@ pub(crate) struct AgentTickOutput {
     pub sent: Vec<Message>,
     pub logs: Vec<crate::host::LogLine>,
     pub infer: Vec<crate::host::InferRequest>,
+    /// The messages delivered, copied only while the runtime traces a tick (a journal cursor's
+    /// `messages_at`).
+    pub received: Vec<Message>,
 }
 
 impl AgentSlot {
@@ -123,7 +126,7 @@ impl AgentSlot {
     }
 
     /// Phase 1 for one agent. Touches nothing but this slot.
-    fn run_tick(&mut self, tick: u64, phase: i32, max_agent_id: u64) {
+    fn run_tick(&mut self, tick: u64, phase: i32, max_agent_id: u64, trace: bool) {
         if self.phase != phase {
             return;
         }
@@ -145,6 +148,10 @@ impl AgentSlot {
                 break;
             }
             out.delivered += 1;
+        }
+        if trace {
+            // What stays in `inbox` is what was delivered (the rest went to `undelivered`).
+            out.received = inbox.clone();
         }
         if out.fault.is_none() {
             let ctx = StepContext { tick, inbox_len: out.delivered, max_agent_id };
@@ -230,7 +237,7 @@ fn prefetch(addresses: &[usize; 3]) {
 
 /// Runs `run_tick` over the slots at `live` (indices into the whole slot array; `slots` starts
 /// at index `base`), prefetching ahead.
-fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, phase: i32, max_agent_id: u64) {
+fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, phase: i32, max_agent_id: u64, trace: bool) {
     for k in 0..live.len() {
         if let Some(ahead) = live.get(k + PREFETCH_DISTANCE).and_then(|&i| slots.get(i - base)) {
             if ahead.phase == phase && ahead.instance.is_some() {
@@ -238,7 +245,7 @@ fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, ph
             }
         }
         if let Some(slot) = slots.get_mut(live[k] - base) {
-            slot.run_tick(tick, phase, max_agent_id);
+            slot.run_tick(tick, phase, max_agent_id, trace);
         }
     }
 }
@@ -264,10 +271,12 @@ type Chunk<'a> = (&'a mut [AgentSlot], usize, &'a [usize]);
 /// tick costs what the live agents cost however many agents have died (issue 9 red-team: 1 live
 /// and 200,000 dead agents ticked 3,000× slower than 1 alone). For threads, each chunk of `live`
 /// gets the disjoint range of slots between its first index and the next chunk's first index.
-pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, phase: i32, pool: Option<&rayon::ThreadPool>) {
+///
+/// `trace`: copy each agent's delivered messages for `settle` to report (a traced tick).
+pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, phase: i32, pool: Option<&rayon::ThreadPool>, trace: bool) {
     let max_agent_id = slots.len() as u64;
     let Some(pool) = pool else {
-        run_slots(slots, 0, live, tick, phase, max_agent_id);
+        run_slots(slots, 0, live, tick, phase, max_agent_id, trace);
         return;
     };
     let mut chunks: Vec<Mutex<Chunk<'_>>> = Vec::with_capacity(live.len().div_ceil(CHUNK_AGENTS));
@@ -289,7 +298,7 @@ pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, phase: i32
         // lock is never contended; it exists to hand out `&mut` safely.
         if let Ok(mut chunk) = chunk.lock() {
             let (slots, base, indices) = &mut *chunk;
-            run_slots(slots, *base, indices, tick, phase, max_agent_id);
+            run_slots(slots, *base, indices, tick, phase, max_agent_id, trace);
         }
     };
     pool.in_place_scope(|scope| {
@@ -317,6 +326,9 @@ pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut T
             short.copy_from_slice(&d[..8]);
             report.agent_digests.push((slot.id, short));
         }
+        if let Some(trace) = outputs.trace.as_mut() {
+            trace.received(slot.id, std::mem::take(&mut out.received));
+        }
         for line in out.logs.drain(..) {
             outputs.events.push_back(Event::Log { tick, agent: slot.id, level: line.level, text: line.text });
         }
@@ -341,6 +353,9 @@ pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut T
             continue;
         }
         let mut sent = std::mem::take(&mut slots[i].out.sent);
+        if let Some(trace) = outputs.trace.as_mut() {
+            trace.sent(slots[i].id, &sent);
+        }
         slots[i].messages_sent += sent.len() as u64;
         report.messages_routed += sent.len() as u64;
         for m in sent.drain(..) {

@@ -112,6 +112,8 @@ pub struct JournalOptions {
     /// "tick", "group" (default) or "off".
     pub fsync: Option<String>,
     pub segment_bytes: Option<f64>,
+    /// Ticks between automatic snapshots (0: none; default 1000).
+    pub snapshot_interval_ticks: Option<f64>,
 }
 
 /// The fsync policy named `name` (`what` names the option in errors).
@@ -129,6 +131,11 @@ pub fn segment_bytes(what: &str, v: Option<f64>) -> Result<u64> {
     opt_uint(what, v, core::journal::MIN_SEGMENT_BYTES, MAX_SAFE).map(|v| v.unwrap_or(core::journal::DEFAULT_SEGMENT_BYTES)).map_err(invalid_config)
 }
 
+/// A snapshot interval option.
+pub fn snapshot_interval_ticks(what: &str, v: Option<f64>) -> Result<u64> {
+    opt_uint(what, v, 0, MAX_SAFE, MAX_SAFE).map(|v| v.unwrap_or(core::journal::DEFAULT_SNAPSHOT_INTERVAL_TICKS)).map_err(invalid_config)
+}
+
 /// The journal's config from its options.
 pub fn journal_from(j: JournalOptions) -> Result<core::JournalConfig> {
     if j.dir.is_empty() {
@@ -138,6 +145,7 @@ pub fn journal_from(j: JournalOptions) -> Result<core::JournalConfig> {
         dir: PathBuf::from(j.dir),
         fsync: fsync_policy("journal.fsync", j.fsync.as_deref())?,
         segment_bytes: segment_bytes("journal.segmentBytes", j.segment_bytes)?,
+        snapshot_interval_ticks: snapshot_interval_ticks("journal.snapshotIntervalTicks", j.snapshot_interval_ticks)?,
     })
 }
 

@@ -26,6 +26,8 @@ pub struct RecoverOptions {
     /// The recovered runtime's fsync policy: "tick", "group" (default) or "off".
     pub fsync: Option<String>,
     pub segment_bytes: Option<f64>,
+    /// The recovered runtime's ticks between automatic snapshots (default 1000; 0: none).
+    pub snapshot_interval_ticks: Option<f64>,
     /// Keep an in-memory log as well (the journal's records so far, then on).
     pub record: Option<bool>,
     pub max_log_bytes: Option<f64>,
@@ -52,6 +54,7 @@ pub fn recover_options(o: &RecoverOptions) -> Result<core::RecoverOptions> {
         }),
         fsync: convert::fsync_policy("fsync", o.fsync.as_deref())?,
         segment_bytes: convert::segment_bytes("segmentBytes", o.segment_bytes)?,
+        snapshot_interval_ticks: convert::snapshot_interval_ticks("snapshotIntervalTicks", o.snapshot_interval_ticks)?,
         record: o.record.unwrap_or(false),
         max_log_bytes: uint("maxLogBytes", o.max_log_bytes, 1 << 20, MAX_SAFE, d.max_log_bytes as u64)? as usize,
         max_events: uint("maxEvents", o.max_events, 0, u32::MAX as u64, d.max_events as u64)? as usize,
@@ -86,8 +89,12 @@ pub struct RecoveryReport {
     pub checkpoints_verified: i64,
     pub bytes_discarded: i64,
     pub cut: Option<TornTail>,
-    /// The snapshot recovery started from (none until snapshots are journaled).
+    /// The snapshot recovery started from (none: the journal's beginning).
     pub snapshot_tick: Option<i64>,
+    /// Newer snapshots it could not use, newest first (left in place).
+    pub snapshots_skipped: Vec<SnapshotProblem>,
+    /// Files removed: half-written snapshots, and snapshots past the recovered tick.
+    pub snapshots_removed: Vec<String>,
     pub segments: u32,
     pub records: i64,
     /// Set when the journal's lock was taken over from a process that did not close it.
@@ -103,11 +110,26 @@ impl From<&core::RecoveryReport> for RecoveryReport {
             bytes_discarded: r.bytes_discarded as i64,
             cut: r.cut.as_ref().map(TornTail::from),
             snapshot_tick: r.snapshot_tick.map(|t| t as i64),
+            snapshots_skipped: r
+                .snapshots_skipped
+                .iter()
+                .map(|s| SnapshotProblem { file: s.file.display().to_string(), tick: s.tick as i64, problem: Some(s.reason.clone()) })
+                .collect(),
+            snapshots_removed: r.snapshots_removed.iter().map(|f| f.display().to_string()).collect(),
             segments: r.segments,
             records: r.records as i64,
             note: r.note.clone(),
         }
     }
+}
+
+/// A snapshot file of a journal, and what is wrong with it (`problem`: none when it is whole
+/// and the session's state at its tick).
+#[napi(object)]
+pub struct SnapshotProblem {
+    pub file: String,
+    pub tick: i64,
+    pub problem: Option<String>,
 }
 
 /// One file `inspectLog` read.
@@ -221,6 +243,8 @@ pub struct JournalVerifyReport {
     pub records: i64,
     /// The tail after the last complete tick (a recovery cuts it off).
     pub cut: Option<TornTail>,
+    /// Every snapshot file, checked against the replayed state at its tick.
+    pub snapshots: Vec<SnapshotProblem>,
 }
 
 /// Replays the journal in `dir` and verifies every tick and checkpoint, without changing it
@@ -260,6 +284,11 @@ pub fn verify_journal(
         segments: v.segments,
         records: v.records as i64,
         cut: v.cut.as_ref().map(TornTail::from),
+        snapshots: v
+            .snapshots
+            .iter()
+            .map(|c| SnapshotProblem { file: c.file.display().to_string(), tick: c.tick as i64, problem: c.problem.clone() })
+            .collect(),
     })
 }
 

@@ -20,6 +20,7 @@
 //! snapshot-<tick:020>.lssnap  a snapshot of the session at <tick> (ticks run)
 //! ```
 
+mod cursor;
 mod lock;
 mod read;
 mod recover;
@@ -29,10 +30,13 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Digest, LockstepError, Result};
 use crate::recorder::{Appended, LogSink};
-use crate::replay_log::{self, Lineage, Record, SessionConfig};
+use crate::replay_log::{self, Record, SessionConfig};
 
+pub use crate::observe::AgentMessages;
+pub use crate::replay_log::Lineage;
+pub use cursor::{CursorOptions, JournalCursor, SeekReport};
 pub use read::{inspect, FileSummary, LogSummary, TornTail};
-pub use recover::{verify, JournalVerifyReport, RecoverOptions, RecoveryReport};
+pub use recover::{verify, JournalVerifyReport, RecoverOptions, RecoveryReport, SkippedSnapshot, SnapshotCheck};
 
 use lock::DirLock;
 use writer::{Background, SegmentWriter};

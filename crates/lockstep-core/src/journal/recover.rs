@@ -199,8 +199,11 @@ pub(crate) fn session_start(bytes: &[u8], path: &Path) -> Result<SessionStart> {
     Ok(start)
 }
 
+/// Snapshot files by tick.
+pub(crate) type SnapshotFiles = Vec<(u64, PathBuf)>;
+
 /// The snapshot files of `dir`, by tick ascending, and leftovers of interrupted writes.
-pub(crate) fn list_snapshots(dir: &Path) -> Result<(Vec<(u64, PathBuf)>, Vec<PathBuf>)> {
+pub(crate) fn list_snapshots(dir: &Path) -> Result<(SnapshotFiles, Vec<PathBuf>)> {
     let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, "reading the journal directory", &e))?;
     let (mut found, mut tmp) = (Vec::new(), Vec::new());
     for entry in entries {

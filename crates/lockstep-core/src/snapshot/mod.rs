@@ -58,6 +58,10 @@ pub struct RestoreOptions {
     /// What the snapshot must be: each setting given that differs is reported together in one
     /// `E_SNAPSHOT_MISMATCH`.
     pub expect: ExpectedSession,
+    /// Journal the restored session (docs/JOURNAL.md): the snapshot is written into the new
+    /// journal's directory and its first segment starts from it (a Base record), so the
+    /// journal recovers (and can be visited) from there.
+    pub journal: Option<crate::journal::JournalConfig>,
 }
 
 impl Default for RestoreOptions {
@@ -73,6 +77,7 @@ impl Default for RestoreOptions {
             trusted_keys: Vec::new(),
             dev_mode: false,
             expect: ExpectedSession::default(),
+            journal: None,
         }
     }
 }

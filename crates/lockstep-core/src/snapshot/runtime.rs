@@ -10,6 +10,8 @@ use rayon::prelude::*;
 use super::{Agents, Runtime, RuntimeConfig};
 use crate::error::{Digest, LockstepError, Result};
 use crate::inputs::Inputs;
+use crate::journal::JournalSink;
+use crate::replay_log::Lineage;
 use crate::replay_log::Record;
 use crate::runtime::ResourcePolicy;
 use crate::sandbox::AgentInstance;
@@ -55,7 +57,34 @@ impl Runtime {
         if options.record {
             rt.record_from_snapshot(bytes)?;
         }
+        if let Some(journal) = &options.journal {
+            rt.journal_from_snapshot(bytes, journal, None)?;
+        }
         Ok(rt)
+    }
+
+    /// A fork (`JournalCursor::fork`): restored from `bytes`, a snapshot of a replaying
+    /// runtime, with the recorded session's checkpoint interval (a replay runs without one),
+    /// its journal (if any) naming `lineage` as its parent.
+    pub(crate) fn restore_forked(bytes: &[u8], options: RestoreOptions, session: &crate::replay_log::SessionConfig, lineage: Lineage) -> Result<Runtime> {
+        let mut rt = Self::rebuild(bytes, &options, false)?;
+        rt.config.checkpoint_interval_ticks = session.checkpoint_interval_ticks;
+        let own = if options.record || options.journal.is_some() { rt.snapshot()? } else { Vec::new() };
+        if options.record {
+            rt.record_from_snapshot(&own)?;
+        }
+        if let Some(journal) = &options.journal {
+            rt.journal_from_snapshot(&own, journal, Some(lineage))?;
+        }
+        Ok(rt)
+    }
+
+    /// Starts a journal whose first segment continues from `snapshot` (this runtime's state).
+    fn journal_from_snapshot(&mut self, snapshot: &[u8], journal: &crate::journal::JournalConfig, lineage: Option<Lineage>) -> Result<()> {
+        let sink = JournalSink::create_from(journal, &self.config.session(), Some((snapshot, self.tick, self.last_hash)), lineage)?;
+        self.recorder.get_or_insert_with(crate::recorder::Recorder::new).attach_journal(sink);
+        self.config.journal = Some(journal.clone());
+        Ok(())
     }
 
     /// A restored runtime for `replay_from`: inference answers come from the log, checkpoints

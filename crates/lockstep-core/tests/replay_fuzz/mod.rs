@@ -434,6 +434,8 @@ fn mutate(c: &mut Choices, r: &mut Record, agents: u64) -> bool {
         },
         Record::Gap { len, .. } => *len += 1,
         Record::Base { tick, .. } => *tick = tick.wrapping_add(1),
+        // Identity only: any id or lineage replays the same (nothing to break).
+        Record::Journal { id, .. } => id[0] ^= 1,
     }
     *r != before
 }
