@@ -650,6 +650,8 @@ export class Runtime implements Disposable, AsyncDisposable {
   agents(): number[];
   /** The number of ticks run so far: the next tick's number (one more than the last report's `tick`). */
   readonly currentTick: number;
+  /** The id (hex) of the journal this runtime writes (what a fork's lineage names), or null without a journal. */
+  readonly journalId: string | null;
   /** The last tick's hash (zeros before the first tick). */
   stateHash(): string;
   /** Hash of every agent's memory and globals; recorded as a checkpoint the replay verifies. */
@@ -816,6 +818,81 @@ export function inspectLog(path: string): LogSummary;
  * Also `npx lockstep log verify`.
  */
 export function verifyLog(path: string, options?: ReplayOptions): JournalVerifyReport | ReplayReport;
+
+export interface CursorOptions {
+  /** Worker threads of the replay (results never depend on it). [1] */
+  workers?: number;
+  /** Publishers whose modules may run (a log never grants itself trust). [none] */
+  trustedKeys?: string[];
+  /** Admit the unsigned modules of a devMode session. [false] */
+  devMode?: boolean;
+  /** For a log recorded by a restored runtime: the snapshot it starts from. */
+  snapshot?: Uint8Array | ArrayBuffer;
+  /** While replaying forward, keep a snapshot in memory every this many ticks where the journal has none (bounded at 512 MiB), so later seeks replay at most this many ticks; 0: never. [1000] */
+  snapshotIntervalTicks?: number;
+}
+
+/** What one seek did. */
+export interface SeekReport {
+  tick: number;
+  /** Ticks replayed (and verified) to get there. */
+  ticksReplayed: number;
+  /** The snapshot it restored first; null when it went on from where it was. */
+  fromSnapshot: number | null;
+}
+
+/** Where a forked session comes from. */
+export interface Lineage {
+  /** The parent journal's id (hex); null when forked from a log or a snapshot. */
+  journal: string | null;
+  /** The parent's tick at the fork (the fork's first tick). */
+  tick: number;
+  /** The parent's state hash then. */
+  hash: string;
+}
+
+/** What one agent received and sent in one tick. */
+export interface AgentTickMessages {
+  agent: number;
+  /** Delivered to its agent_receive, in delivery order. */
+  received: AgentMessage[];
+  /** Sent, in the order it sent them. */
+  sent: AgentMessage[];
+}
+
+/** A read-only cursor over a recorded session (docs/JOURNAL.md, "Time travel"). Every tick it passes is replayed and verified. */
+export class JournalCursor {
+  private constructor();
+  /** Ticks run at the cursor: the state before tick `tick` runs. */
+  readonly tick: number;
+  readonly firstTick: number;
+  /** Ticks the session holds whole: the cursor visits firstTick..=endTick. */
+  readonly endTick: number;
+  /** The journal's id (hex), null for a log without one. */
+  readonly id: string | null;
+  readonly lineage: Lineage | null;
+  snapshotTicks(): number[];
+  skippedSnapshots(): SnapshotProblem[];
+  /** Moves to `tick` from the nearest snapshot at or before it (or from where it is): at most one snapshot interval of replay. E_INVALID_ARGUMENT outside firstTick..=endTick. */
+  seek(tick: number): SeekReport;
+  /** One tick forward; false at the end. */
+  next(): boolean;
+  /** One tick back; false at the first tick. */
+  prev(): boolean;
+  inspect(id: number): AgentInfo;
+  agents(): number[];
+  stateHash(): string;
+  deepHash(): { tick: number; hash: string };
+  /** `length` bytes (at most 16 MiB) of agent `id`'s memory from `offset`, at the cursor's tick. E_INVALID_ARGUMENT for a stopped agent or a range outside its memory. */
+  readMemory(id: number, offset: number, length: number): Buffer;
+  /** What each agent received and sent in tick `tick` (agents in id order); the cursor ends at `tick + 1`. */
+  messagesAt(tick: number): AgentTickMessages[];
+  /** A live runtime continuing from the cursor's tick; with `journal`, into a new journal whose lineage names this session. */
+  fork(options?: RestoreOptions): Runtime;
+}
+
+/** Opens a journal directory (a path) or a replay log (its bytes) for time travel. */
+export function openJournal(source: string | URL | Uint8Array | ArrayBuffer, options?: CursorOptions): JournalCursor;
 
 /**
  * The example agents shipped with the package (dist/agents): counter (answers kind 1 with

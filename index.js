@@ -1135,6 +1135,11 @@ class Runtime {
     return call(() => this.#native.currentTick);
   }
 
+  /** The id (hex) of the journal this runtime writes, or null without a journal. */
+  get journalId() {
+    return call(() => this.#native.journalId) ?? null;
+  }
+
   stateHash() {
     return call(() => this.#native.stateHash());
   }
@@ -1320,6 +1325,142 @@ function verifyLog(path, options) {
   return report;
 }
 
+/**
+ * A read-only cursor over a recorded session (docs/JOURNAL.md, "Time travel"): move it with
+ * seek/next/prev, read the state at its tick (inspect, readMemory, stateHash, deepHash), see
+ * what a tick delivered and sent (messagesAt), or continue from it as a live runtime (fork).
+ * Every tick it passes is replayed and verified against the recorded hash.
+ */
+class JournalCursor {
+  #native;
+
+  constructor(nativeCursor) {
+    this.#native = nativeCursor;
+  }
+
+  /** The cursor's tick: ticks run (the state before tick `tick` runs). */
+  get tick() {
+    return call(() => this.#native.tick);
+  }
+
+  /** The first tick (0, or the tick the session's first snapshot was taken at, for a fork). */
+  get firstTick() {
+    return call(() => this.#native.firstTick);
+  }
+
+  /** Ticks the session holds whole: the cursor can visit firstTick..=endTick. */
+  get endTick() {
+    return call(() => this.#native.endTick);
+  }
+
+  /** The journal's id (hex), null for a log without one. */
+  get id() {
+    return call(() => this.#native.id) ?? null;
+  }
+
+  /** Where a forked session comes from: `{ journal, tick, hash }`, or null. */
+  get lineage() {
+    const l = call(() => this.#native.lineage);
+    return l ? { journal: l.journal ?? null, tick: l.tick, hash: l.hash } : null;
+  }
+
+  /** The ticks of the snapshots a seek can start from (the journal's and the cursor's own). */
+  snapshotTicks() {
+    return call(() => this.#native.snapshotTicks());
+  }
+
+  /** Snapshot files found damaged (or not the session's state) and not used. */
+  skippedSnapshots() {
+    return call(() => this.#native.skippedSnapshots()).map((s) => ({ ...s, problem: s.problem ?? null }));
+  }
+
+  /** Moves to `tick`; returns `{ tick, ticksReplayed, fromSnapshot }`. At most one snapshot interval of replay. */
+  seek(tick) {
+    v.int('tick', tick, 0, MAX_SAFE);
+    const r = call(() => this.#native.seek(tick));
+    return { ...r, fromSnapshot: r.fromSnapshot ?? null };
+  }
+
+  /** One tick forward; false at the end. */
+  next() {
+    return call(() => this.#native.next());
+  }
+
+  /** One tick back; false at the first tick. */
+  prev() {
+    return call(() => this.#native.prev());
+  }
+
+  inspect(id) {
+    v.id('id', id);
+    return call(() => this.#native.inspect(id));
+  }
+
+  agents() {
+    return call(() => this.#native.agents());
+  }
+
+  stateHash() {
+    return call(() => this.#native.stateHash());
+  }
+
+  deepHash() {
+    return call(() => this.#native.deepHash());
+  }
+
+  /** `length` bytes of agent `id`'s memory from `offset`, at the cursor's tick (at most 16 MiB). */
+  readMemory(id, offset, length) {
+    v.id('id', id);
+    v.int('offset', offset, 0, MAX_SAFE);
+    v.int('length', length, 0, MAX_SAFE);
+    return call(() => this.#native.readMemory(id, offset, length));
+  }
+
+  /** What each agent received and sent in tick `tick`: `[{ agent, received, sent }]`; the cursor ends at tick + 1. */
+  messagesAt(tick) {
+    v.int('tick', tick, 0, MAX_SAFE);
+    return call(() => this.#native.messagesAt(tick));
+  }
+
+  /**
+   * Continues from the cursor's tick as a live Runtime (options as Runtime.restore's; with
+   * `journal`, a new journal whose lineage names this session, tick and hash).
+   */
+  fork(options) {
+    const { o } = restoreOptions(options);
+    const forked = call(() => this.#native.fork(o));
+    adopting = forked;
+    return new Runtime();
+  }
+}
+
+/**
+ * Opens a recorded session for time travel: a journal directory (a path), or a replay log's
+ * bytes (`options.snapshot` for a log that starts from one). Trust as in replay(): pass
+ * `trustedKeys` (and `devMode` for a devMode session's unsigned modules).
+ */
+function openJournal(source, options) {
+  const o = v.options('options', options, ['workers', 'trustedKeys', 'devMode', 'snapshot', 'snapshotIntervalTicks'], CFG);
+  if (o.workers !== undefined) v.int('option workers', o.workers, 1, 256, CFG);
+  v.optInt('option snapshotIntervalTicks', o.snapshotIntervalTicks, 0, MAX_SAFE, undefined, CFG);
+  if (o.devMode !== undefined) v.bool('option devMode', o.devMode, CFG);
+  const native_ = {
+    workers: o.workers,
+    trustedKeys: o.trustedKeys === undefined ? [] : v.stringArray('option trustedKeys', o.trustedKeys, CFG),
+    devMode: o.devMode ?? false,
+    snapshot: o.snapshot === undefined ? undefined : snapshotBytes(o.snapshot, 'options.snapshot'),
+    snapshotIntervalTicks: o.snapshotIntervalTicks,
+  };
+  if (isPath(source)) {
+    const dir = pathText(source);
+    if (dir === '') throw v.fail('source', 'a journal directory or a replay log\'s bytes', source);
+    return new JournalCursor(call(() => native.NativeJournalCursor.openDir(dir, native_)));
+  }
+  if (source == null) throw v.fail('source', 'a journal directory (a path) or a replay log (its bytes)', source);
+  const bytes = toBytes(source, 'source');
+  return new JournalCursor(call(() => native.NativeJournalCursor.openLog(bytes, native_)));
+}
+
 /** The example agents shipped with the package (dist/agents/*.wasm), by name. */
 function exampleNames() {
   try {
@@ -1432,6 +1573,8 @@ module.exports = {
   replayAsync,
   inspectLog,
   verifyLog,
+  openJournal,
+  JournalCursor,
   exampleAgent,
   ABI_VERSION,
   MAX_PAYLOAD_BYTES,

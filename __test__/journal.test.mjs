@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { crashCycle, referenceHashes } from './fixtures/journal-crash.mjs';
 
 const require = createRequire(import.meta.url);
-const { Runtime, LockstepError, inspectLog, verifyLog, replay, EXAMPLES_PUBLIC_KEY } = require('../index.js');
+const { Runtime, LockstepError, inspectLog, verifyLog, replay, openJournal, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 const session = require('./fixtures/journal-session.cjs');
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'bin', 'lockstep.js');
@@ -79,7 +79,9 @@ test('two runtimes cannot open one journal: E_JOURNAL_LOCKED names the pid; a cl
   rt.close();
   assert.throws(() => new Runtime({ ...session.OPTIONS, journal: { dir } }), (e) => e.code === 'E_JOURNAL_EXISTS' && e.message.includes('Runtime.recover'));
   const { runtime, report } = Runtime.recover(dir, trust);
-  assert.deepEqual({ ...report }, { tick: 1, ticksReplayed: 1, checkpointsVerified: 0, bytesDiscarded: 0, cut: null, snapshotTick: null, segments: 1, records: report.records, note: null });
+  assert.deepEqual({ ...report }, {
+    tick: 1, ticksReplayed: 1, checkpointsVerified: 0, bytesDiscarded: 0, cut: null, snapshotTick: null, snapshotsSkipped: [], snapshotsRemoved: [], segments: 1, records: report.records, note: null,
+  });
   assert.equal(runtime.currentTick, 1);
   runtime.close();
   assert.throws(() => Runtime.recover(join(dir, 'nowhere'), trust), (e) => e.code === 'E_JOURNAL_IO');
@@ -244,4 +246,99 @@ test('a killed process (SIGKILL at random moments) recovers every time to at lea
     ref.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('automatic snapshots: recover() starts from the newest, skipping a damaged one; verifyLog() checks each', () => {
+  const dir = journaled(45, { snapshotIntervalTicks: 10 });
+  const snaps = readdirSync(dir).filter((f) => f.endsWith('.lssnap')).sort();
+  assert.deepEqual(snaps.map((f) => Number(f.slice(9, 29))), [10, 20, 30, 40]);
+  const v = verifyLog(dir, trust);
+  assert.deepEqual(v.snapshots.map((s) => [s.tick, s.problem ?? null]), [[10, null], [20, null], [30, null], [40, null]]);
+  const newest = join(dir, snaps.at(-1));
+  const bytes = readFileSync(newest);
+  bytes[bytes.length >> 1] ^= 0x10;
+  writeFileSync(newest, bytes);
+  const ref = referenceHashes();
+  const { runtime, report } = Runtime.recover(dir, { ...trust, snapshotIntervalTicks: 10 });
+  assert.equal(report.tick, 45);
+  assert.equal(report.snapshotTick, 30);
+  assert.equal(report.ticksReplayed, 15);
+  assert.equal(report.snapshotsSkipped.length, 1);
+  assert.equal(report.snapshotsSkipped[0].tick, 40);
+  assert.match(report.snapshotsSkipped[0].problem, /corrupt/);
+  const hashes = ref.upTo(50);
+  for (let t = 45; t < 50; t++) assert.equal(session.step(runtime, t).hash, hashes[t]);
+  runtime.close();
+  ref.close();
+  assert.throws(() => new Runtime({ ...session.OPTIONS, journal: { dir: tmp('bad'), snapshotIntervalTicks: -1 } }), (e) => e.code === 'E_INVALID_CONFIG' && e.message.includes('snapshotIntervalTicks'));
+});
+
+test('openJournal(): seek within a snapshot interval, inspect, readMemory, messagesAt, and fork into a journal with its lineage', () => {
+  const dir = journaled(60, { snapshotIntervalTicks: 10 });
+  const ref = referenceHashes();
+  const hashes = ref.upTo(80);
+  const cursor = openJournal(dir, trust);
+  assert.equal(cursor.firstTick, 0);
+  assert.equal(cursor.endTick, 60);
+  assert.match(cursor.id, /^[0-9a-f]{32}$/);
+  assert.equal(cursor.lineage, null);
+  assert.deepEqual(cursor.snapshotTicks(), [10, 20, 30, 40, 50, 60]);
+  for (const t of [37, 4, 59, 21]) {
+    const r = cursor.seek(t);
+    assert.ok(r.ticksReplayed <= 10, JSON.stringify(r));
+    assert.equal(cursor.tick, t);
+    assert.equal(cursor.stateHash(), hashes[t - 1]);
+  }
+  assert.equal(cursor.next(), true);
+  assert.equal(cursor.tick, 22);
+  assert.equal(cursor.prev(), true);
+  assert.equal(cursor.stateHash(), hashes[20]);
+  const agents = cursor.agents();
+  assert.ok(agents.length > 0);
+  const info = cursor.inspect(agents[0]);
+  assert.equal(info.id, agents[0]);
+  const mem = cursor.readMemory(agents[0], 0, 64);
+  assert.ok(Buffer.isBuffer(mem) && mem.length === 64);
+  assert.throws(() => cursor.readMemory(agents[0], 0, 64 << 20), (e) => e.code === 'E_INVALID_ARGUMENT' && /limit/.test(e.message));
+  assert.throws(() => cursor.seek(61), (e) => e.code === 'E_INVALID_ARGUMENT' && /0\.\.=60/.test(e.message));
+  assert.throws(() => cursor.seek(-1), (e) => e.code === 'E_INVALID_ARGUMENT');
+  // What tick 30 delivered and sent: every message is to/from the agent it is listed under.
+  const messages = cursor.messagesAt(30);
+  assert.equal(cursor.tick, 31);
+  assert.ok(messages.some((a) => a.sent.length > 0 || a.received.length > 0));
+  for (const a of messages) {
+    for (const m of a.received) assert.equal(m.to, a.agent);
+    for (const m of a.sent) assert.equal(m.from, a.agent);
+  }
+  // Two forks of tick 40 fed the session's own inputs compute its hashes; the fork's journal names its parent.
+  cursor.seek(40);
+  const forkDir = join(tmp('fork'), 'journal');
+  const fork = cursor.fork({ ...trust, journal: { dir: forkDir, snapshotIntervalTicks: 10 } });
+  const other = cursor.fork(trust);
+  for (let t = 40; t < 50; t++) {
+    assert.equal(session.step(fork, t).hash, hashes[t]);
+    assert.equal(session.step(other, t).hash, hashes[t]);
+  }
+  const forkId = fork.journalId;
+  fork.close();
+  other.close();
+  const child = openJournal(forkDir, trust);
+  assert.deepEqual(child.lineage, { journal: cursor.id, tick: 40, hash: hashes[39] });
+  assert.equal(child.id, forkId);
+  assert.equal(child.firstTick, 40);
+  child.seek(45);
+  assert.equal(child.stateHash(), hashes[44]);
+  // openJournal() of a log's bytes: the same states.
+  const rt = new Runtime({ ...session.OPTIONS, record: true });
+  session.start(rt);
+  for (let t = 0; t < 30; t++) session.step(rt, t);
+  const fromLog = openJournal(rt.replayLog(), { ...trust, snapshotIntervalTicks: 8 });
+  rt.close();
+  fromLog.seek(25);
+  assert.equal(fromLog.stateHash(), hashes[24]);
+  assert.equal(fromLog.seek(17).fromSnapshot, 16);
+  assert.throws(() => openJournal(Buffer.from('not a log')), (e) => e.code === 'E_REPLAY_CORRUPT');
+  assert.throws(() => openJournal(join(dir, 'nowhere')), (e) => e.code === 'E_JOURNAL_IO');
+  assert.throws(() => openJournal(dir, { workers: 0 }), (e) => e.code === 'E_INVALID_CONFIG');
+  ref.close();
 });

@@ -32,6 +32,26 @@ export interface AgentTable {
   modules: Array<string>
 }
 
+/** What one agent received and sent in one tick. */
+export interface AgentTickMessages {
+  agent: number
+  received: Array<AgentMessage>
+  sent: Array<AgentMessage>
+}
+
+/** Options of `openJournal(source, options)`; index.js checks them first. */
+export interface CursorOptions {
+  workers?: number
+  /** Hex public keys the caller trusts (intersected with the session's). */
+  trustedKeys?: Array<string>
+  /** Admit unsigned modules, if the session was in devMode too. */
+  devMode?: boolean
+  /** For a log that starts from a snapshot: that snapshot's bytes. */
+  snapshot?: Uint8Array
+  /** Keep a snapshot in memory every this many ticks while replaying (0: never; 1000). */
+  snapshotIntervalTicks?: number
+}
+
 export interface DeadLetter {
   tick: number
   reason: string
@@ -85,6 +105,8 @@ export interface JournalOptions {
   /** "tick", "group" (default) or "off". */
   fsync?: string
   segmentBytes?: number
+  /** Ticks between automatic snapshots (0: none; default 1000). */
+  snapshotIntervalTicks?: number
 }
 
 /** What `verifyJournal` found. */
@@ -103,6 +125,8 @@ export interface JournalVerifyReport {
   records: number
   /** The tail after the last complete tick (a recovery cuts it off). */
   cut?: TornTail
+  /** Every snapshot file, checked against the replayed state at its tick. */
+  snapshots: Array<SnapshotProblem>
 }
 
 export interface KeyPair {
@@ -110,6 +134,14 @@ export interface KeyPair {
   publicKey: string
   /** Hex secret key: keep it secret. */
   secretKey: string
+}
+
+/** Where a forked session comes from. */
+export interface LineageInfo {
+  /** The parent journal's id (hex), null when the fork was made from a log or a snapshot. */
+  journal?: string
+  tick: number
+  hash: string
 }
 
 /** One file `inspectLog` read. */
@@ -179,6 +211,35 @@ export interface ModuleReport {
   imports: Array<string>
 }
 
+/** A read-only cursor over a recorded session. */
+export declare class NativeJournalCursor {
+  /** A cursor over the journal in `dir` (read only; no lock taken). */
+  static openDir(dir: string, options?: CursorOptions | undefined | null): NativeJournalCursor
+  /** A cursor over a replay log's bytes. */
+  static openLog(log: Uint8Array, options?: CursorOptions | undefined | null): NativeJournalCursor
+  get tick(): number
+  get firstTick(): number
+  get endTick(): number
+  get id(): string | null
+  get lineage(): LineageInfo | null
+  snapshotTicks(): Array<number>
+  skippedSnapshots(): Array<SnapshotProblem>
+  seek(tick: number): SeekReport
+  next(): boolean
+  prev(): boolean
+  inspect(id: number): AgentInfo
+  agents(): Array<number>
+  stateHash(): string
+  deepHash(): DeepHash
+  readMemory(id: number, offset: number, length: number): Buffer
+  messagesAt(tick: number): Array<AgentTickMessages>
+  /**
+   * A live runtime continuing from the cursor's tick (options as `Runtime.restore`'s,
+   * `journal` included: its Journal record names this session as the parent).
+   */
+  fork(options?: RuntimeOptions | undefined | null): NativeRuntime
+}
+
 /** The native runtime. Use the `Runtime` class from index.js, which wraps this one. */
 export declare class NativeRuntime {
   constructor(options?: RuntimeOptions | undefined | null)
@@ -196,6 +257,8 @@ export declare class NativeRuntime {
    * replayed)` every 100 ticks, on this thread.
    */
   static recover(dir: string, options?: RecoverOptions | undefined | null, onProgress?: ((arg: number) => void) | undefined | null): NativeRuntime
+  /** The id of the journal this runtime writes (hex), null without one. */
+  get journalId(): string | null
   /** What `recover` did (null for a runtime made with `new`). */
   recoveryReport(): RecoveryReport | null
   /**
@@ -340,6 +403,8 @@ export interface RecoverOptions {
   /** The recovered runtime's fsync policy: "tick", "group" (default) or "off". */
   fsync?: string
   segmentBytes?: number
+  /** The recovered runtime's ticks between automatic snapshots (default 1000; 0: none). */
+  snapshotIntervalTicks?: number
   /** Keep an in-memory log as well (the journal's records so far, then on). */
   record?: boolean
   maxLogBytes?: number
@@ -356,8 +421,12 @@ export interface RecoveryReport {
   checkpointsVerified: number
   bytesDiscarded: number
   cut?: TornTail
-  /** The snapshot recovery started from (none until snapshots are journaled). */
+  /** The snapshot recovery started from (none: the journal's beginning). */
   snapshotTick?: number
+  /** Newer snapshots it could not use, newest first (left in place). */
+  snapshotsSkipped: Array<SnapshotProblem>
+  /** Files removed: half-written snapshots, and snapshots past the recovered tick. */
+  snapshotsRemoved: Array<string>
   segments: number
   records: number
   /** Set when the journal's lock was taken over from a process that did not close it. */
@@ -417,6 +486,14 @@ export interface RuntimeOptions {
   journal?: JournalOptions
 }
 
+/** What one `seek` did. */
+export interface SeekReport {
+  tick: number
+  ticksReplayed: number
+  /** The snapshot it restored first (null: it went on from where it was). */
+  fromSnapshot?: number
+}
+
 /** The session's settings, from the log's Config record. */
 export interface SessionInfo {
   seed: number
@@ -431,6 +508,16 @@ export interface SessionInfo {
   resourcePolicy: string
   /** The operator policy (capabilities), as JSON. */
   policyJson: string
+}
+
+/**
+ * A snapshot file of a journal, and what is wrong with it (`problem`: none when it is whole
+ * and the session's state at its tick).
+ */
+export interface SnapshotProblem {
+  file: string
+  tick: number
+  problem?: string
 }
 
 /** A message the tap copied: its header and first bytes. */

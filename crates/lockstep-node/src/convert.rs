@@ -133,7 +133,7 @@ pub fn segment_bytes(what: &str, v: Option<f64>) -> Result<u64> {
 
 /// A snapshot interval option.
 pub fn snapshot_interval_ticks(what: &str, v: Option<f64>) -> Result<u64> {
-    opt_uint(what, v, 0, MAX_SAFE, MAX_SAFE).map(|v| v.unwrap_or(core::journal::DEFAULT_SNAPSHOT_INTERVAL_TICKS)).map_err(invalid_config)
+    opt_uint(what, v, 0, MAX_SAFE).map(|v| v.unwrap_or(core::journal::DEFAULT_SNAPSHOT_INTERVAL_TICKS)).map_err(invalid_config)
 }
 
 /// The journal's config from its options.
@@ -219,6 +219,7 @@ pub fn restore_options_from(o: RuntimeOptions, modules: Option<Vec<String>>) -> 
                 None => None,
             },
         },
+        journal: o.journal.map(journal_from).transpose()?,
     })
 }
 

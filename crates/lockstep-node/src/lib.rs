@@ -19,6 +19,7 @@
 compile_error!("lockstep-node needs panic = \"unwind\": a panic must become a JS error, not abort Node");
 
 pub mod convert;
+pub mod cursor;
 pub mod error;
 pub mod inference;
 pub mod journal;
@@ -186,8 +187,8 @@ fn ring_memory(buffer: &Uint8Array) -> Result<core::ring::RingMemory> {
 }
 
 impl NativeRuntime {
-    /// The JS object around a core runtime (made by `new`, `restore` or `recover`).
-    fn wrap(rt: Runtime, inference_options: convert::InferenceOptions, recovery: Option<core::RecoveryReport>) -> Self {
+    /// The JS object around a core runtime (made by `new`, `restore`, `recover` or a fork).
+    pub(crate) fn wrap(rt: Runtime, inference_options: convert::InferenceOptions, recovery: Option<core::RecoveryReport>) -> Self {
         Self { inner: Some(rt), away: None, closed: false, lost: None, ring_buffers: Vec::new(), inference_options, engine: Default::default(), recovery }
     }
 }
@@ -243,6 +244,12 @@ impl NativeRuntime {
             return Err(journal::progress_failed(e));
         }
         Ok(Self::wrap(rt, inference_options, Some(report)))
+    }
+
+    /// The id of the journal this runtime writes (hex), null without one.
+    #[napi(getter, catch_unwind)]
+    pub fn journal_id(&mut self) -> Result<Option<String>> {
+        Ok(self.rt()?.journal_id().map(|id| core::security::hex(&id)))
     }
 
     /// What `recover` did (null for a runtime made with `new`).

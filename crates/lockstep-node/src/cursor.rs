@@ -1,0 +1,216 @@
+//! Time travel in the binding (docs/JOURNAL.md, "Time travel"): `NativeJournalCursor`, the
+//! core's `JournalCursor` behind `openJournal()` in index.js, and `fork` into a runtime.
+
+use std::path::Path;
+
+use lockstep_core::{self as core, journal as j};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::convert::{self, id_arg, id_js, keys_arg, AgentInfo, AgentMessage, DeepHash, RuntimeOptions};
+use crate::error::{invalid_arg, invalid_config, to_napi, Result};
+use crate::NativeRuntime;
+
+/// Options of `openJournal(source, options)`; index.js checks them first.
+#[napi(object)]
+#[derive(Default)]
+pub struct CursorOptions {
+    pub workers: Option<f64>,
+    /// Hex public keys the caller trusts (intersected with the session's).
+    pub trusted_keys: Option<Vec<String>>,
+    /// Admit unsigned modules, if the session was in devMode too.
+    pub dev_mode: Option<bool>,
+    /// For a log that starts from a snapshot: that snapshot's bytes.
+    pub snapshot: Option<Uint8Array>,
+    /// Keep a snapshot in memory every this many ticks while replaying (0: never; 1000).
+    pub snapshot_interval_ticks: Option<f64>,
+}
+
+/// Where a forked session comes from.
+#[napi(object)]
+pub struct LineageInfo {
+    /// The parent journal's id (hex), null when the fork was made from a log or a snapshot.
+    pub journal: Option<String>,
+    pub tick: i64,
+    pub hash: String,
+}
+
+/// What one `seek` did.
+#[napi(object)]
+pub struct SeekReport {
+    pub tick: i64,
+    pub ticks_replayed: i64,
+    /// The snapshot it restored first (null: it went on from where it was).
+    pub from_snapshot: Option<i64>,
+}
+
+/// What one agent received and sent in one tick.
+#[napi(object)]
+pub struct AgentTickMessages {
+    pub agent: f64,
+    pub received: Vec<AgentMessage>,
+    pub sent: Vec<AgentMessage>,
+}
+
+fn hex16(id: [u8; 16]) -> String {
+    core::security::hex(&id)
+}
+
+/// A read-only cursor over a recorded session.
+#[napi]
+pub struct NativeJournalCursor {
+    inner: j::JournalCursor,
+}
+
+fn core_options(o: CursorOptions) -> Result<j::CursorOptions> {
+    let d = j::CursorOptions::default();
+    let uint = |name: &str, v: Option<f64>, min: u64, max: u64| -> Result<Option<u64>> {
+        match v {
+            None => Ok(None),
+            Some(x) if x.is_finite() && x.fract() == 0.0 && x >= min as f64 && x <= max as f64 => Ok(Some(x as u64)),
+            Some(x) => Err(invalid_config(format!("option {name} must be an integer in {min}..={max}, got {x}"))),
+        }
+    };
+    Ok(j::CursorOptions {
+        workers: uint("workers", o.workers, 1, 256)?.map_or(d.workers, |w| w as usize),
+        trust: Some(core::ReplayTrust {
+            trusted_keys: keys_arg("options.trustedKeys", o.trusted_keys.as_deref().unwrap_or_default())?,
+            dev_mode: o.dev_mode.unwrap_or(false),
+        }),
+        snapshot: o.snapshot.map(|s| s.to_vec()),
+        snapshot_interval_ticks: uint("snapshotIntervalTicks", o.snapshot_interval_ticks, 0, convert::MAX_SAFE)?.unwrap_or(d.snapshot_interval_ticks),
+    })
+}
+
+fn tick_arg(name: &str, t: f64) -> Result<u64> {
+    if t.is_finite() && t.fract() == 0.0 && (0.0..=convert::MAX_SAFE as f64).contains(&t) {
+        Ok(t as u64)
+    } else {
+        Err(invalid_arg(name, format!("a tick number (a non-negative integer), got {t}")))
+    }
+}
+
+#[napi]
+impl NativeJournalCursor {
+    /// A cursor over the journal in `dir` (read only; no lock taken).
+    #[napi(factory, catch_unwind)]
+    pub fn open_dir(dir: String, options: Option<CursorOptions>) -> Result<Self> {
+        let o = core_options(options.unwrap_or_default())?;
+        Ok(Self { inner: j::JournalCursor::open_dir(Path::new(&dir), o).map_err(to_napi)? })
+    }
+
+    /// A cursor over a replay log's bytes.
+    #[napi(factory, catch_unwind)]
+    pub fn open_log(log: Uint8Array, options: Option<CursorOptions>) -> Result<Self> {
+        let o = core_options(options.unwrap_or_default())?;
+        Ok(Self { inner: j::JournalCursor::open_log(log.to_vec(), o).map_err(to_napi)? })
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn tick(&self) -> i64 {
+        self.inner.tick() as i64
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn first_tick(&self) -> i64 {
+        self.inner.first_tick() as i64
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn end_tick(&self) -> i64 {
+        self.inner.end_tick() as i64
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn id(&self) -> Option<String> {
+        self.inner.id().map(hex16)
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn lineage(&self) -> Option<LineageInfo> {
+        self.inner.lineage().map(|l| LineageInfo { journal: l.journal.map(hex16), tick: l.tick as i64, hash: l.hash.to_hex() })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn snapshot_ticks(&self) -> Vec<i64> {
+        self.inner.snapshot_ticks().into_iter().map(|t| t as i64).collect()
+    }
+
+    #[napi(catch_unwind)]
+    pub fn skipped_snapshots(&self) -> Vec<crate::journal::SnapshotProblem> {
+        self.inner
+            .skipped_snapshots()
+            .iter()
+            .map(|s| crate::journal::SnapshotProblem { file: s.file.display().to_string(), tick: s.tick as i64, problem: Some(s.reason.clone()) })
+            .collect()
+    }
+
+    #[napi(catch_unwind)]
+    pub fn seek(&mut self, tick: f64) -> Result<SeekReport> {
+        let r = self.inner.seek(tick_arg("tick", tick)?).map_err(to_napi)?;
+        Ok(SeekReport { tick: r.tick as i64, ticks_replayed: r.ticks_replayed as i64, from_snapshot: r.from_snapshot.map(|t| t as i64) })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn next(&mut self) -> Result<bool> {
+        self.inner.next_tick().map_err(to_napi)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn prev(&mut self) -> Result<bool> {
+        self.inner.prev_tick().map_err(to_napi)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn inspect(&self, id: f64) -> Result<AgentInfo> {
+        Ok(self.inner.runtime().inspect(id_arg("id", id)?).map_err(to_napi)?.into())
+    }
+
+    #[napi(catch_unwind)]
+    pub fn agents(&self) -> Vec<f64> {
+        self.inner.runtime().agent_ids().into_iter().map(id_js).collect()
+    }
+
+    #[napi(catch_unwind)]
+    pub fn state_hash(&self) -> String {
+        self.inner.runtime().state_hash().to_hex()
+    }
+
+    #[napi(catch_unwind)]
+    pub fn deep_hash(&mut self) -> Result<DeepHash> {
+        let d = self.inner.deep_hash().map_err(to_napi)?;
+        Ok(DeepHash { tick: d.tick as i64, hash: d.hash.to_hex() })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn read_memory(&self, id: f64, offset: f64, length: f64) -> Result<Buffer> {
+        let offset = tick_arg("offset", offset).map_err(|_| invalid_arg("offset", format!("a byte offset (a non-negative integer), got {offset}")))?;
+        let length = tick_arg("length", length).map_err(|_| invalid_arg("length", format!("a byte count (a non-negative integer), got {length}")))?;
+        Ok(self.inner.read_memory(id_arg("id", id)?, offset, length).map_err(to_napi)?.into())
+    }
+
+    #[napi(catch_unwind)]
+    pub fn messages_at(&mut self, tick: f64) -> Result<Vec<AgentTickMessages>> {
+        let agents = self.inner.messages_at(tick_arg("tick", tick)?).map_err(to_napi)?;
+        Ok(agents
+            .into_iter()
+            .map(|a| AgentTickMessages {
+                agent: id_js(a.agent),
+                received: a.received.into_iter().map(AgentMessage::from).collect(),
+                sent: a.sent.into_iter().map(AgentMessage::from).collect(),
+            })
+            .collect())
+    }
+
+    /// A live runtime continuing from the cursor's tick (options as `Runtime.restore`'s,
+    /// `journal` included: its Journal record names this session as the parent).
+    #[napi(catch_unwind)]
+    pub fn fork(&mut self, options: Option<RuntimeOptions>) -> Result<NativeRuntime> {
+        let mut options = options.unwrap_or_default();
+        let inference_options = options.inference.take().unwrap_or_default();
+        convert::engine_options(&inference_options)?;
+        let restore = convert::restore_options_from(options, None)?;
+        let rt = self.inner.fork(restore).map_err(to_napi)?;
+        Ok(NativeRuntime::wrap(rt, inference_options, None))
+    }
+}
