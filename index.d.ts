@@ -499,6 +499,12 @@ export interface LogSummary {
   /** A journal's tail after its last complete tick (recovery cuts it off). */
   torn?: TornTail;
   config?: SessionInfo;
+  /** A journal's snapshot files (their bytes are in `bytes` too). */
+  snapshots: { tick: number; bytes: number }[];
+  /** The journal's id (hex), when it has one. */
+  id?: string;
+  /** Where the session was forked from. */
+  lineage?: Lineage;
 }
 
 /** What verifyLog() found in a journal directory (for a log file it returns replay()'s ReplayReport). */

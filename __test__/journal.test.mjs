@@ -342,3 +342,31 @@ test('openJournal(): seek within a snapshot interval, inspect, readMemory, messa
   assert.throws(() => openJournal(dir, { workers: 0 }), (e) => e.code === 'E_INVALID_CONFIG');
   ref.close();
 });
+
+test('the CLI: seek <dir> <tick> --agent prints the state, the agent, its memory and its messages of that tick; log inspect lists snapshots', () => {
+  const dir = journaled(40, { snapshotIntervalTicks: 10 });
+  const run = (...args) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  const ref = referenceHashes();
+  const hashes = ref.upTo(40);
+  ref.close();
+  const inspect = run('log', 'inspect', dir);
+  assert.match(inspect.stdout, /snapshots 4: ticks 10, 20, 30, 40; [\d,]+ bytes/);
+  assert.match(inspect.stdout, /journal id [0-9a-f]{32}/);
+  const text = run('seek', dir, '28', '--agent', '17', '--trust', EXAMPLES_PUBLIC_KEY);
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /at tick 28 \(of 0\.\.40\): restored the snapshot of tick 20, 8 ticks replayed and verified/);
+  assert.ok(text.stdout.includes(`state hash ${hashes[27]}`));
+  assert.match(text.stdout, /agent 17: running/);
+  assert.match(text.stdout, /memory 0\.\.256:\n {4}00000000 /);
+  const json = JSON.parse(run('seek', dir, '28', '--agent', '17', '--trust', EXAMPLES_PUBLIC_KEY, '--json').stdout);
+  assert.equal(json.stateHash, hashes[27]);
+  assert.equal(json.fromSnapshot, 20);
+  assert.equal(json.agent.id, 17);
+  assert.equal(json.memory.hex.length, 512);
+  // Tick 28 is even: the host's message to the counter (agent 17) was delivered.
+  assert.ok(json.received.some((m) => m.from === 0), JSON.stringify(json.received));
+  const bad = run('seek', dir, '41', '--trust', EXAMPLES_PUBLIC_KEY);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /E_INVALID_ARGUMENT.*0\.\.=40/);
+  assert.equal(run('seek', dir, 'x').status, 2);
+});

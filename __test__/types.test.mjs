@@ -241,6 +241,7 @@ test('each object the addon returns has the same fields in index.d.ts as napi-rs
     ['SessionInfo', iface('SessionInfo'), 'SessionInfo'],
     ['JournalVerifyReport', iface('JournalVerifyReport'), 'JournalVerifyReport'],
     ['SnapshotProblem', iface('SnapshotProblem'), 'SnapshotProblem'],
+    ['LogSummary.snapshots', memberType('LogSummary', 'snapshots'), 'SnapshotFile'],
     ['CursorOptions', iface('CursorOptions'), 'CursorOptions'],
     ['SeekReport', iface('SeekReport'), 'SeekReport'],
     ['Lineage', iface('Lineage'), 'LineageInfo'],

@@ -5,7 +5,7 @@
 // journals (docs/JOURNAL.md).
 const { readFileSync, writeFileSync, openSync, readSync, closeSync, chmodSync } = require('node:fs');
 const { basename } = require('node:path');
-const { keygen, sign, verify, inspect, inspectLog, verifyLog, Runtime, LockstepError } = require('../index.js');
+const { keygen, sign, verify, inspect, inspectLog, verifyLog, openJournal, Runtime, LockstepError } = require('../index.js');
 const { newAgent } = require('./scaffold.js');
 
 const USAGE = `usage:
@@ -20,7 +20,10 @@ const USAGE = `usage:
                                                    replay it and verify every hash (progress on stderr); exit 1 on a divergence
   lockstep recover <dir> [--trust <keys>] [--dev-mode] [--json]
                                                    recover the journal a killed runtime left (cut a torn tail, verify
-                                                   every hash), report, and close it ready to be continued`;
+                                                   every hash), report, and close it ready to be continued
+  lockstep seek <dir|file> <tick> [--agent <id>] [--memory <offset>:<length>] [--trust <keys>] [--dev-mode] [--json]
+                                                   the session's state at <tick> (ticks run): hashes, agents; with --agent,
+                                                   that agent, its memory (hex, 256 bytes by default) and its messages of that tick`;
 
 function arg(args, name) {
   const i = args.indexOf(name);
@@ -165,7 +168,11 @@ function printSummary(path, s) {
     console.log(`  session: seed ${c.seed}, maxAgents ${n(c.maxAgents)}, fuelPerCall ${n(c.fuelPerCall)}, memoryLimitBytes ${n(c.memoryLimitBytes)}, ` +
       `checkpointIntervalTicks ${c.checkpointIntervalTicks}, devMode ${c.devMode}, trusted keys ${c.trustedKeys.length}`);
   }
+  if (s.id) console.log(`  journal id ${s.id}`);
+  if (s.lineage) console.log(`  forked from ${s.lineage.journal ? `journal ${s.lineage.journal}` : 'a snapshot'} at tick ${n(s.lineage.tick)} (state ${s.lineage.hash})`);
   if (s.journal) {
+    const snaps = s.snapshots;
+    console.log(`  snapshots ${snaps.length}${snaps.length ? `: ticks ${snaps.map((x) => x.tick).join(', ')}; ${n(snaps.reduce((a, x) => a + x.bytes, 0))} bytes` : ''}`);
     for (const f of s.files) console.log(`  ${basename(f.path)}  ${n(f.bytes)} bytes, ${n(f.records)} records, ${n(f.ticks)} ticks from tick ${f.firstTick}`);
   }
   if (s.torn) {
@@ -230,6 +237,64 @@ function recoverCommand(args) {
     ? `  cut off ${n(report.bytesDiscarded)} bytes after the last complete tick at ${basename(report.cut.file)}:${report.cut.offset}`
     : '  nothing cut off: the journal ended at a complete tick');
   console.log('  the journal is ready: Runtime.recover(dir, options) in your application continues the session');
+  return 0;
+}
+
+/** The hex dump of `bytes` read from `offset`, 32 bytes a line. */
+function hexdump(bytes, offset) {
+  const lines = [];
+  for (let i = 0; i < bytes.length; i += 32) {
+    lines.push(`    ${(offset + i).toString(16).padStart(8, '0')}  ${bytes.subarray(i, i + 32).toString('hex').replace(/(..)/g, '$1 ').trim()}`);
+  }
+  return lines.join('\n');
+}
+
+function seekCommand(args) {
+  const [path, tickText] = args;
+  if (!path || path.startsWith('--') || tickText === undefined) throw usage();
+  const tick = Number(tickText);
+  if (!Number.isInteger(tick) || tick < 0) throw new LockstepError('E_USAGE', `<tick> must be a tick number (ticks run), got ${tickText}\n${USAGE}`);
+  const agentText = arg(args, '--agent');
+  const agent = agentText === undefined ? undefined : Number(agentText);
+  if (agent !== undefined && (!Number.isInteger(agent) || agent < 1)) throw new LockstepError('E_USAGE', `--agent needs an agent id, got ${agentText}\n${USAGE}`);
+  const memoryText = arg(args, '--memory') ?? '0:256';
+  const [offset, length] = memoryText.split(':').map(Number);
+  if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0) throw new LockstepError('E_USAGE', `--memory needs <offset>:<length>, got ${memoryText}\n${USAGE}`);
+  const started = Date.now();
+  const cursor = openJournal(path, { ...trustArgs(args), snapshotIntervalTicks: 0 });
+  const r = cursor.seek(tick);
+  const out = { tick: r.tick, fromSnapshot: r.fromSnapshot, ticksReplayed: r.ticksReplayed, stateHash: cursor.stateHash(), deepHash: cursor.deepHash().hash, agents: cursor.agents().length };
+  if (agent !== undefined) {
+    out.agent = cursor.inspect(agent);
+    try {
+      out.memory = { offset, length, hex: cursor.readMemory(agent, offset, length).toString('hex') };
+    } catch (e) {
+      out.memory = { offset, length, error: e.message };
+    }
+    if (tick < cursor.endTick) {
+      const m = cursor.messagesAt(tick).find((a) => a.agent === agent) ?? { received: [], sent: [] };
+      const text = (x) => ({ ...x, payload: Buffer.from(x.payload).toString('hex') });
+      out.received = m.received.map(text);
+      out.sent = m.sent.map(text);
+    }
+  }
+  if (args.includes('--json')) {
+    console.log(JSON.stringify(out, null, 2));
+    return 0;
+  }
+  console.log(`${path} at tick ${n(out.tick)} (of ${n(cursor.firstTick)}..${n(cursor.endTick)}): ${out.fromSnapshot === null ? 'replayed from the start' : `restored the snapshot of tick ${n(out.fromSnapshot)}`}, ${n(out.ticksReplayed)} ticks replayed and verified in ${Date.now() - started} ms`);
+  console.log(`  state hash ${out.stateHash}\n  deep hash  ${out.deepHash}\n  agents ${n(out.agents)}`);
+  if (agent !== undefined) {
+    const a = out.agent;
+    console.log(`agent ${a.id}: ${a.state}${a.fault ? ` (${a.fault.kind}: ${a.fault.detail})` : ''}, module ${a.module.slice(0, 16)}…, steps ${n(a.steps)}, inbox ${n(a.inboxLen)}, memory ${n(a.memoryBytes)} bytes`);
+    if (out.memory.error) console.log(`  memory: ${out.memory.error}`);
+    else console.log(`  memory ${offset}..${offset + length}:\n${hexdump(Buffer.from(out.memory.hex, 'hex'), offset)}`);
+    if (out.received) {
+      console.log(`  tick ${n(tick)}: received ${out.received.length}, sent ${out.sent.length}`);
+      for (const m of out.received) console.log(`    <- from ${m.from} kind ${m.kind} seq ${m.seq}: ${m.payload.slice(0, 64)}${m.payload.length > 64 ? '…' : ''}`);
+      for (const m of out.sent) console.log(`    -> to ${m.to} kind ${m.kind} seq ${m.seq}: ${m.payload.slice(0, 64)}${m.payload.length > 64 ? '…' : ''}`);
+    }
+  }
   return 0;
 }
 
@@ -306,6 +371,8 @@ function main(argv) {
     }
     case 'log':
       return logCommand(args);
+    case 'seek':
+      return seekCommand(args);
     case 'recover':
       return recoverCommand(args);
     default:

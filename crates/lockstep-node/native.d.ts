@@ -185,6 +185,12 @@ export interface LogSummary {
   ended: boolean
   torn?: TornTail
   config?: SessionInfo
+  /** A journal's snapshot files. */
+  snapshots: Array<SnapshotFile>
+  /** The journal's id (hex). */
+  id?: string
+  /** Where the session was forked from. */
+  lineage?: LineageInfo
 }
 
 export interface ModelInfo {
@@ -508,6 +514,12 @@ export interface SessionInfo {
   resourcePolicy: string
   /** The operator policy (capabilities), as JSON. */
   policyJson: string
+}
+
+/** A snapshot file of a journal. */
+export interface SnapshotFile {
+  tick: number
+  bytes: number
 }
 
 /**

@@ -181,6 +181,19 @@ pub struct LogSummary {
     pub ended: bool,
     pub torn: Option<TornTail>,
     pub config: Option<SessionInfo>,
+    /// A journal's snapshot files.
+    pub snapshots: Vec<SnapshotFile>,
+    /// The journal's id (hex).
+    pub id: Option<String>,
+    /// Where the session was forked from.
+    pub lineage: Option<crate::cursor::LineageInfo>,
+}
+
+/// A snapshot file of a journal.
+#[napi(object)]
+pub struct SnapshotFile {
+    pub tick: i64,
+    pub bytes: i64,
 }
 
 /// Reads a replay log file or a journal directory and counts what it holds (no replay).
@@ -211,6 +224,9 @@ pub fn inspect_log(path: String) -> Result<LogSummary> {
         gaps: n(s.gaps),
         ended: s.ended,
         torn: s.torn.as_ref().map(TornTail::from),
+        snapshots: s.snapshots.iter().map(|&(tick, bytes)| SnapshotFile { tick: n(tick), bytes: n(bytes) }).collect(),
+        id: s.id.map(|id| core::security::hex(&id)),
+        lineage: s.lineage.map(|l| crate::cursor::LineageInfo { journal: l.journal.map(|j| core::security::hex(&j)), tick: n(l.tick), hash: l.hash.to_hex() }),
         config: s.config.map(|c| SessionInfo {
             seed: c.seed as f64,
             fuel_per_call: c.fuel_per_call as f64,

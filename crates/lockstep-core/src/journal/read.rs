@@ -372,6 +372,12 @@ pub struct LogSummary {
     pub torn: Option<TornTail>,
     /// The session's settings (its Config record).
     pub config: Option<SessionConfig>,
+    /// A journal's snapshot files: (tick, bytes), by tick.
+    pub snapshots: Vec<(u64, u64)>,
+    /// The journal's id (its Journal record), if it has one.
+    pub id: Option<[u8; 16]>,
+    /// Where the session was forked from, if it was.
+    pub lineage: Option<crate::replay_log::Lineage>,
 }
 
 impl LogSummary {
@@ -396,6 +402,9 @@ impl LogSummary {
             ended: false,
             torn: None,
             config: None,
+            snapshots: Vec::new(),
+            id: None,
+            lineage: None,
         }
     }
 
@@ -460,6 +469,10 @@ pub fn inspect(path: &Path) -> Result<LogSummary> {
         if let Record::Config(c) = &r {
             summary.config.get_or_insert_with(|| c.clone());
         }
+        if let Record::Journal { id, parent } = &r {
+            summary.id = Some(*id);
+            summary.lineage = *parent;
+        }
         tally.add(&r);
     }
     summary.count(&tally);
@@ -480,6 +493,11 @@ pub(crate) fn tail(path: &Path, bytes: &[u8], s: &Scan) -> Option<TornTail> {
 fn inspect_dir(dir: &Path) -> Result<LogSummary> {
     let segments = list_segments(dir)?;
     let mut summary = LogSummary::new(true);
+    for (tick, file) in super::recover::list_snapshots(dir)?.0 {
+        let bytes = std::fs::metadata(&file).map_err(|e| io_error(&file, "reading a snapshot's size", &e))?.len();
+        summary.snapshots.push((tick, bytes));
+        summary.bytes += bytes;
+    }
     let last = segments.len();
     for (i, seg) in segments.iter().enumerate() {
         let bytes = read_file(&seg.path)?;
@@ -492,6 +510,9 @@ fn inspect_dir(dir: &Path) -> Result<LogSummary> {
         if let Some(c) = &s.config {
             summary.config = Some(c.clone());
             summary.records += 1;
+            let start = super::recover::session_start(&bytes, &seg.path)?;
+            summary.id = Some(start.id(&bytes));
+            summary.lineage = start.journal.and_then(|(_, l)| l);
         }
         summary.count(&s.tally);
         summary.files.push(FileSummary {
