@@ -151,13 +151,13 @@ impl NativeJournalCursor {
         Ok(SeekReport { tick: r.tick as i64, ticks_replayed: r.ticks_replayed as i64, from_snapshot: r.from_snapshot.map(|t| t as i64) })
     }
 
-    #[napi(catch_unwind)]
-    pub fn next(&mut self) -> Result<bool> {
+    #[napi(catch_unwind, js_name = "next")]
+    pub fn next_tick(&mut self) -> Result<bool> {
         self.inner.next_tick().map_err(to_napi)
     }
 
-    #[napi(catch_unwind)]
-    pub fn prev(&mut self) -> Result<bool> {
+    #[napi(catch_unwind, js_name = "prev")]
+    pub fn prev_tick(&mut self) -> Result<bool> {
         self.inner.prev_tick().map_err(to_napi)
     }
 
