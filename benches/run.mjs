@@ -50,6 +50,15 @@ const snapshots = JSON.parse(
   }),
 ).snapshot;
 
+log('[bench] recovery and time travel (Rust): a 100,000-tick journal with a snapshot every 1,000 ticks ...');
+const recovery = JSON.parse(
+  execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'bench_recovery', '--', ...(quick ? ['--quick'] : [])], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }),
+).recovery;
+
 // JS-side: one tick of 50 trivial agents called from JS (napi crossing included), against the
 // cost of an empty napi call in the same run (stateHash()).
 log('[bench] JS tick API');
@@ -82,6 +91,7 @@ const result = {
   machine: `${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${process.platform}-${process.arch}, node ${process.version}`,
   core,
   snapshots,
+  recovery,
   js,
   rings,
   inference,
@@ -116,6 +126,10 @@ if (json) {
   console.log(`- memory per idle agent (RSS): ${(core.rss_bytes_per_idle_agent / 1024).toFixed(1)} KiB; memory maps per agent: ${core.memory_maps_per_agent}`);
   console.log(`- agents in one process: ${core.max_agents.reached} (${core.max_agents.stopped_because})`);
   console.log(`- baseline, wasmtime pooling allocator, 10,000 agents, 2 workers: tick ${core.pooling_allocator_10k.tick_median_us_2_workers} µs, spawn ${core.pooling_allocator_10k.spawn_us_per_agent} µs per agent`);
+  {
+    const r = recovery;
+    console.log(`- recovery of a ${r.ticks.toLocaleString('en')}-tick journal (${r.agents} agents, ${(r.journal_bytes / 2 ** 20).toFixed(0)} MiB, a snapshot every ${r.snapshot_interval_ticks} ticks): ${r.recover_ms} ms from the snapshot of tick ${r.recover_from_snapshot} (${r.recover_ticks_replayed} ticks replayed) vs ${r.recover_without_snapshots_ms} ms replaying all ${r.recover_without_snapshots_ticks_replayed} ticks without snapshots (${r.speedup}×); openJournal ${r.cursor_open_ms} ms, seek to a random tick median ${r.seek_random_median_ms} ms (max ${r.seek_random_max_ms} ms, at most ${r.seek_most_ticks_replayed} ticks replayed) vs ${r.seek_without_snapshots_ms} ms to tick ${r.seek_without_snapshots_tick} without snapshots`);
+  }
   for (const r of snapshots) {
     console.log(`- snapshot, ${r.agents} agents of one module, ${r.workers} worker(s): ${r.snapshot_ms} ms, ${(r.snapshot_bytes / 2 ** 20).toFixed(1)} MiB (${r.touched_vs_stored}× smaller than the ${(r.touched_bytes / 2 ** 20).toFixed(0)} MiB of touched pages; memcpy of those: ${r.memcpy_touched_ms} ms, ${r.snapshot_vs_memcpy}×); restore ${r.restore_ms} ms vs spawning fresh ${r.spawn_fresh_ms} ms (${r.restore_vs_spawn}×)`);
   }
