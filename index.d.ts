@@ -658,6 +658,8 @@ export class Runtime implements Disposable, AsyncDisposable {
   readonly currentTick: number;
   /** The id (hex) of the journal this runtime writes (what a fork's lineage names), or null without a journal. */
   readonly journalId: string | null;
+  /** The directory of the journal this runtime writes, or null without a journal. */
+  readonly journalDir: string | null;
   /** The last tick's hash (zeros before the first tick). */
   stateHash(): string;
   /** Hash of every agent's memory and globals; recorded as a checkpoint the replay verifies. */
@@ -715,6 +717,8 @@ export interface ServeOptions {
   clock?: boolean;
   /** Labels for module hashes, shown instead of the hash: { [moduleHash]: 'gossip' }. */
   moduleNames?: Record<string, string>;
+  /** Time travel's journal (docs/DASHBOARD.md, "Time travel"): a directory, or one with the trust to open it; false: none. [the runtime's own journal, if it has one] */
+  journal?: string | { dir: string; trustedKeys?: string[]; devMode?: boolean } | false;
   /** Also write the latest summary to this file (fixed 256-byte layout with a seqlock, for another process to map: docs/DASHBOARD.md). */
   summaryFile?: string;
   /** Most often the summary file is rewritten, ms. [100] */
@@ -832,6 +836,8 @@ export interface CursorOptions {
   trustedKeys?: string[];
   /** Admit the unsigned modules of a devMode session. [false] */
   devMode?: boolean;
+  /** Trust the session's own trusted keys and devMode instead of `trustedKeys`/`devMode`: only for journals your program wrote. [false] */
+  trustJournal?: boolean;
   /** For a log recorded by a restored runtime: the snapshot it starts from. */
   snapshot?: Uint8Array | ArrayBuffer;
   /** While replaying forward, keep a snapshot in memory every this many ticks where the journal has none (bounded at 512 MiB), so later seeks replay at most this many ticks; 0: never. [1000] */

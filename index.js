@@ -1140,6 +1140,11 @@ class Runtime {
     return call(() => this.#native.journalId) ?? null;
   }
 
+  /** The directory of the journal this runtime writes, or null without a journal. */
+  get journalDir() {
+    return call(() => this.#native.journalDir) ?? null;
+  }
+
   stateHash() {
     return call(() => this.#native.stateHash());
   }
@@ -1440,11 +1445,13 @@ class JournalCursor {
  * `trustedKeys` (and `devMode` for a devMode session's unsigned modules).
  */
 function openJournal(source, options) {
-  const o = v.options('options', options, ['workers', 'trustedKeys', 'devMode', 'snapshot', 'snapshotIntervalTicks'], CFG);
+  const o = v.options('options', options, ['workers', 'trustedKeys', 'devMode', 'trustJournal', 'snapshot', 'snapshotIntervalTicks'], CFG);
   if (o.workers !== undefined) v.int('option workers', o.workers, 1, 256, CFG);
   v.optInt('option snapshotIntervalTicks', o.snapshotIntervalTicks, 0, MAX_SAFE, undefined, CFG);
   if (o.devMode !== undefined) v.bool('option devMode', o.devMode, CFG);
+  if (o.trustJournal !== undefined) v.bool('option trustJournal', o.trustJournal, CFG);
   const native_ = {
+    trustJournal: o.trustJournal,
     workers: o.workers,
     trustedKeys: o.trustedKeys === undefined ? [] : v.stringArray('option trustedKeys', o.trustedKeys, CFG),
     devMode: o.devMode ?? false,

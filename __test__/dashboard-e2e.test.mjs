@@ -1,11 +1,13 @@
 // The dashboard end to end, in headless Chromium driven by playwright-core: open the page against
 // a running gossip session, see the tick advance, pause, single-step, open an agent (its detail
-// and message flow), hit the seek slider, and save a screenshot (.test-out/dashboard.png).
+// and message flow), drag the time-travel slider back (the session at an earlier tick, from its
+// journal) and return to live, and save a screenshot (.test-out/dashboard.png).
 // The browser is Debian's chromium (scripts/ensure-chromium.mjs installs it as root; `npm test`
 // runs that first). Without one the test is skipped, except under CI, where it fails.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -49,10 +51,11 @@ async function waitFor(page, pred, what, ms = 15_000) {
   }
 }
 
-test('the dashboard in headless Chromium: the tick advances, pause, single step, an agent\'s detail and message flow, seek says it needs a journal; screenshot', async (t) => {
+test('the dashboard in headless Chromium: the tick advances, pause, single step, an agent\'s detail and message flow, time travel back and to live; screenshot', async (t) => {
   const browser = await launch(t);
   if (!browser) return;
-  const { rt, gossip, ids } = gossipRuntime(300, { workers: 2 });
+  const journal = { dir: join(mkdtempSync(join(tmpdir(), 'lockstep-e2e-')), 'journal'), snapshotIntervalTicks: 20 };
+  const { rt, gossip, ids } = gossipRuntime(300, { workers: 2, journal });
   const troublemakers = ['adv-spin', 'adv-membomb', 'adv-trap'].map((name) => rt.spawn(exampleAgent(name)));
   rt.send(troublemakers[2], null, { kind: 2 });
   const names = { [gossip]: 'gossip' };
@@ -120,13 +123,25 @@ test('the dashboard in headless Chromium: the tick advances, pause, single step,
     await waitFor(page, async () => (await page.$$('#events li.fault')).length >= 1, 'a fault in the feed');
     await waitFor(page, async () => (await page.textContent('#hashes li:first-child .h')).replace(/\s/g, '') === rt.stateHash().slice(0, 40), 'the newest hash');
 
-    // The seek slider is wired to the protocol: it needs a journal.
+    // Time travel: drag the slider back to tick 3; the page shows the session then (the tick,
+    // the agent's steps at that tick, its messages of that tick), from the runtime's journal.
+    const live = await tickOf(page);
     await page.$eval('#seek', (el) => {
       el.value = '3';
       el.dispatchEvent(new Event('input'));
       el.dispatchEvent(new Event('change'));
     });
-    await waitFor(page, async () => /needs a journal/.test(await page.textContent('#seek-note')), 'the seek answer');
+    await waitFor(page, async () => /^at tick 3 of/.test(await page.textContent('[data-testid=seek-note]')), 'the seek answer');
+    assert.equal(await tickOf(page), 3, 'the page shows the past tick');
+    const stepsCell = async () => Number((await page.textContent(`#agents tbody tr[data-id="${agent}"] td:nth-child(4)`)).replace(/,/g, ''));
+    await waitFor(page, async () => (await page.textContent('#d-flow-hint')).startsWith('in tick 3'), 'the agent at tick 3');
+    assert.equal(await stepsCell(), 3, 'at tick 3 (three ticks run) the agent has stepped three times');
+    await page.click('[data-testid=seek-next]');
+    await waitFor(page, async () => /^at tick 4 of/.test(await page.textContent('[data-testid=seek-note]')), 'one tick forward');
+    assert.equal(await stepsCell(), 4);
+    await page.screenshot({ path: join(out, 'dashboard-time-travel.png'), fullPage: true });
+    await page.click('[data-testid=seek-live]');
+    await waitFor(page, async () => (await tickOf(page)) >= live, 'back to live');
 
     // Play again, watch it live for a moment, and take the picture.
     await page.click('#btn-play');

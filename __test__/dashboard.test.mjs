@@ -6,6 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { mkdtempSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gossipRuntime, connect, upgradeStatus, lockstep, WebSocket, sleep, until } from './dashboard-helpers.mjs';
 
 const { replay, EXAMPLES_PUBLIC_KEY } = lockstep;
@@ -112,7 +117,7 @@ test('summary, agents, agent, events, history, hashes: every read request answer
   });
 });
 
-test('seek answers "needs a journal" (the slider is wired to it until the journal lands)', async () => {
+test('without a journal, seek answers "needs a journal"', async () => {
   await served({}, async ({ rt, server }) => {
     rt.tick(3);
     const c = await connect(server);
@@ -447,4 +452,85 @@ test('npm run demo -- --ui: the gossip demo serves the dashboard, prints its URL
   } finally {
     if (demo.exitCode === null) demo.kill('SIGKILL');
   }
+});
+
+test('time travel over the runtime\'s own journal: seekRange, seek (the agents at a past tick), agentAt (its messages of that tick), newer ticks after more ticks', async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'lockstep-dash-journal-')), 'j');
+  await served({}, async ({ rt, server, ids }) => {
+    const hashes = [rt.stateHash()];
+    const steps = [];
+    for (let t = 0; t < 12; t++) {
+      steps.push(rt.inspect(ids[3]).steps);
+      hashes.push(rt.tick().hash);
+    }
+    const c = await connect(server);
+    const hello = await c.data('hello');
+    assert.equal(hello.seek, true);
+    const range = await c.data('seekRange');
+    assert.deepEqual([range.firstTick, range.endTick], [0, 12]);
+    assert.deepEqual(range.snapshots, [5, 10]);
+    const past = await c.data('seek', { tick: 7, limit: 10 });
+    assert.equal(past.tick, 7);
+    assert.equal(past.stateHash, hashes[7]);
+    assert.equal(past.fromSnapshot, 5);
+    assert.equal(past.ticksReplayed, 2);
+    assert.equal(past.total, 60);
+    assert.equal(past.rows.length, 10);
+    assert.equal(past.rows.find((r) => r.id === ids[3]).steps, steps[7]);
+    const at = await c.data('agentAt', { tick: 7, agent: ids[3] });
+    assert.equal(at.info.id, ids[3]);
+    assert.equal(at.info.steps, steps[7]);
+    for (const m of at.messages.inbound) assert.equal(m.to, ids[3]);
+    for (const m of at.messages.outbound) assert.equal(m.from, ids[3]);
+    // The runtime goes on; a later tick makes the server read the journal again.
+    for (let t = 12; t < 17; t++) hashes.push(rt.tick().hash);
+    const later = await c.data('seek', { tick: 16 });
+    assert.equal(later.endTick, 17);
+    assert.equal(later.stateHash, hashes[16]);
+    const beyond = await c.request('seek', { tick: 40 });
+    assert.equal(beyond.ok, false);
+    assert.equal(beyond.error.code, 'bad_request');
+    assert.equal((await c.request('agentAt', { tick: 3, agent: 10_000 })).error.code, 'not_found');
+    await c.close();
+  }, { journal: { dir, snapshotIntervalTicks: 5 } });
+});
+
+test('npx lockstep dashboard <dir>: a recorded session\'s journal, read-only, with time travel over every tick', async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'lockstep-dash-offline-')), 'j');
+  const { rt, ids } = gossipRuntime(30, { journal: { dir, snapshotIntervalTicks: 4 } });
+  const hashes = [rt.stateHash()];
+  for (let t = 0; t < 10; t++) hashes.push(rt.tick().hash);
+  rt.close();
+  const cli = fileURLToPath(new URL('../bin/lockstep.js', import.meta.url));
+  const child = spawn(process.execPath, [cli, 'dashboard', dir, '--trust', EXAMPLES_PUBLIC_KEY], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    await until(() => /read-only/.test(out) || child.exitCode !== null, 20_000, 'the URL');
+    assert.equal(child.exitCode, null, err);
+    const url = new URL(out.match(/http:\/\/\S+/)[0]);
+    assert.match(out, /ticks 0\.\.10, read-only/);
+    const c = await connect(null, { url: `ws://${url.host}/ws` });
+    const hello = await c.data('hello');
+    assert.equal(hello.seek, true);
+    assert.equal(hello.clock, false);
+    assert.equal(hello.controls, false);
+    const s = await c.data('summary');
+    assert.equal(s.tick, 10);
+    assert.equal(s.lastTick?.hash ?? hashes[10], hashes[10]);
+    const past = await c.data('seek', { tick: 6 });
+    assert.equal(past.stateHash, hashes[6]);
+    assert.equal(past.fromSnapshot, 4);
+    const at = await c.data('agentAt', { tick: 6, agent: ids[0] });
+    assert.equal(at.info.steps, 6);
+    assert.equal((await c.request('step', {})).error.code, 'controls_disabled');
+    assert.equal((await c.request('kill', { agent: ids[0] })).error.code, 'controls_disabled');
+    await c.close();
+  } finally {
+    child.kill('SIGINT');
+    await new Promise((resolve) => child.once('exit', resolve));
+  }
+  assert.equal(child.exitCode, 0);
 });

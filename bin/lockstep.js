@@ -23,7 +23,10 @@ const USAGE = `usage:
                                                    every hash), report, and close it ready to be continued
   lockstep seek <dir|file> <tick> [--agent <id>] [--memory <offset>:<length>] [--trust <keys>] [--dev-mode] [--json]
                                                    the session's state at <tick> (ticks run): hashes, agents; with --agent,
-                                                   that agent, its memory (hex, 256 bytes by default) and its messages of that tick`;
+                                                   that agent, its memory (hex, 256 bytes by default) and its messages of that tick
+  lockstep dashboard <dir> [--port <n>] [--host <addr>] [--trust <keys>] [--dev-mode]
+                                                   open a recorded (or crashed) session's journal read-only in the dashboard:
+                                                   time travel over every tick; runs until Ctrl-C`;
 
 function arg(args, name) {
   const i = args.indexOf(name);
@@ -298,6 +301,39 @@ function seekCommand(args) {
   return 0;
 }
 
+/** `lockstep dashboard <dir>`: the journal's last state, served read-only, with time travel. */
+async function dashboardCommand(args) {
+  const [dir] = args;
+  if (!dir || dir.startsWith('--')) throw usage();
+  const trust = trustArgs(args);
+  const portText = arg(args, '--port') ?? '0';
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new LockstepError('E_USAGE', `--port needs a port number, got ${portText}\n${USAGE}`);
+  const host = arg(args, '--host') ?? '127.0.0.1';
+  const cursor = openJournal(dir, { trustedKeys: trust.trustedKeys, devMode: trust.devMode });
+  cursor.seek(cursor.endTick);
+  // A runtime at the journal's last tick (a fork without a journal: nothing is written) for the
+  // page's live panels; the clock and the controls are off, so it never moves.
+  const rt = cursor.fork({ trustedKeys: trust.trustedKeys, devMode: trust.devMode });
+  const server = await rt.serve({
+    port,
+    host,
+    token: host === '127.0.0.1' || host === 'localhost' || host === '::1' ? undefined : true,
+    clock: false,
+    controls: false,
+    journal: { dir, trustedKeys: trust.trustedKeys, devMode: trust.devMode },
+  });
+  console.log(`lockstep dashboard: ${server.url}`);
+  console.log(`  journal ${dir}: ticks ${n(cursor.firstTick)}..${n(cursor.endTick)}, read-only (time travel only); Ctrl-C to stop`);
+  await new Promise((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await server.close();
+  rt.close();
+  return 0;
+}
+
 function main(argv) {
   const [command, ...args] = argv;
   switch (command) {
@@ -373,6 +409,8 @@ function main(argv) {
       return logCommand(args);
     case 'seek':
       return seekCommand(args);
+    case 'dashboard':
+      return dashboardCommand(args);
     case 'recover':
       return recoverCommand(args);
     default:
@@ -387,9 +425,20 @@ function usage() {
   return e;
 }
 
-try {
-  process.exitCode = main(process.argv.slice(2));
-} catch (e) {
+function failed(e) {
   console.error(e && e.code === 'E_USAGE' ? e.message : `lockstep: ${e && e.code ? `${e.code}: ` : ''}${e && e.message}`);
   process.exitCode = 2;
+}
+
+try {
+  const code = main(process.argv.slice(2));
+  if (code && typeof code.then === 'function') {
+    code.then((c) => {
+      process.exitCode = c;
+    }, failed);
+  } else {
+    process.exitCode = code;
+  }
+} catch (e) {
+  failed(e);
 }

@@ -66,7 +66,7 @@ const DEFAULTS = {
   pingIntervalMs: 30_000,
 };
 const OPTION_KEYS = [
-  ...Object.keys(DEFAULTS), 'token', 'allowedOrigins', 'allowedHosts', 'controls', 'clock', 'summaryFile', 'moduleNames',
+  ...Object.keys(DEFAULTS), 'token', 'allowedOrigins', 'allowedHosts', 'controls', 'clock', 'summaryFile', 'moduleNames', 'journal',
 ];
 
 const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
@@ -167,6 +167,15 @@ function checkOptions(options) {
     for (const [k, name] of Object.entries(o.moduleNames)) v.str(`options.moduleNames["${k}"]`, name);
   }
   o.moduleNames = { ...(o.moduleNames ?? {}) };
+  // Time travel's source: a journal directory, or { dir, trustedKeys, devMode } (default: the
+  // runtime's own journal, trusted as the runtime wrote it); false: none.
+  if (o.journal !== undefined && o.journal !== false) {
+    const j = typeof o.journal === 'string' ? { dir: o.journal } : v.options('options.journal', o.journal, ['dir', 'trustedKeys', 'devMode']);
+    v.str('options.journal.dir', j.dir);
+    if (j.trustedKeys !== undefined) v.stringArray('options.journal.trustedKeys', j.trustedKeys);
+    if (j.devMode !== undefined) v.bool('options.journal.devMode', j.devMode);
+    o.journal = j;
+  }
   return o;
 }
 
@@ -186,10 +195,17 @@ class DashboardServer extends EventEmitter {
   #closing = null;
   #stats = { connections: 0, refused: {}, dropped: {}, closed: {}, maxBufferedSeen: 0, maxDeferredSeen: 0, requests: 0 };
   #tickListenerErrors = 0;
+  /** Time travel: the journal cursor (opened on the first seek, reopened to see newer ticks). */
+  #travel = { cursor: null, source: null, error: null, last: null };
 
   constructor(rt, port, o) {
     super();
     this.#rt = rt;
+    if (o.journal !== false) {
+      const own = rt.journalDir;
+      if (o.journal) this.#travel.source = { dir: o.journal.dir, options: { trustedKeys: o.journal.trustedKeys ?? [], devMode: o.journal.devMode ?? false } };
+      else if (own) this.#travel.source = { dir: own, options: { trustJournal: true }, own: true };
+    }
     this.#port = port;
     this.#o = o;
     this.#files = staticFiles();
@@ -486,8 +502,8 @@ class DashboardServer extends EventEmitter {
       version: require('../package.json').version,
       controls: this.#o.controls,
       clock: this.#o.clock,
-      seek: false,
-      seekReason: 'time travel needs a journal source (not yet available: docs/DASHBOARD.md)',
+      seek: this.#travel.source !== null,
+      seekReason: this.#travel.source ? null : 'time travel needs a journal: run the runtime with journal: { dir }, or serve({ journal: dir })',
       states: STATES,
       columns: COLUMNS,
       limits: {
@@ -761,8 +777,87 @@ class DashboardServer extends EventEmitter {
     return { chain: ring.slice(Math.max(0, ring.length - a.limit)) };
   }
 
+  /** The cursor, opened (or reopened, after syncing the runtime's own journal) to reach `tick`. */
+  #cursorFor(tick) {
+    const t = this.#travel;
+    if (!t.source) {
+      throw new RequestError('needs_journal', `seeking to tick ${tick} needs a journal: a live runtime keeps no past states. Run it with journal: { dir } (docs/JOURNAL.md), or serve({ journal: dir })`, { seekable: false });
+    }
+    if (t.cursor && tick <= t.cursor.endTick) return t.cursor;
+    if (t.source.own) this.#rt.syncJournal(); // the ticks written so far, complete on disk
+    // The cursor is read-only and never touches the runtime: the runtime may tick meanwhile.
+    const { openJournal } = require('../index.js');
+    t.cursor = openJournal(t.source.dir, t.source.options);
+    t.last = null;
+    return t.cursor;
+  }
+
+  /** The range time travel can visit now. */
+  reqSeekRange() {
+    const c = this.#cursorFor(0);
+    return { firstTick: c.firstTick, endTick: c.endTick, snapshots: c.snapshotTicks() };
+  }
+
   reqSeek(a) {
-    throw new RequestError('needs_journal', `seeking to tick ${a.tick} needs a journal source: a live runtime keeps no past states. Time travel over an on-disk journal comes with Runtime.recover (docs/DASHBOARD.md)`, { seekable: false });
+    const cursor = this.#cursorFor(a.tick);
+    if (a.tick > cursor.endTick) throw new RequestError('bad_request', `tick ${a.tick} is past the journal's end (tick ${cursor.endTick})`);
+    const r = cursor.seek(a.tick);
+    const ids = cursor.agents();
+    const modules = [];
+    const moduleIndex = new Map();
+    const rows = [];
+    for (const id of ids.slice(a.offset, a.offset + a.limit)) {
+      const info = cursor.inspect(id);
+      if (!moduleIndex.has(info.module)) {
+        moduleIndex.set(info.module, modules.length);
+        modules.push({ hash: info.module, name: this.#o.moduleNames[info.module] ?? null });
+      }
+      rows.push({
+        id,
+        module: moduleIndex.get(info.module),
+        state: info.fault && info.fault.kind === 'preempted' ? 'preempted' : info.state,
+        steps: info.steps,
+        inbox: info.inboxLen,
+        received: info.messagesReceived,
+        sent: info.messagesSent,
+        memory: info.memoryBytes,
+        fuel: info.fuelConsumed,
+      });
+    }
+    return {
+      tick: r.tick,
+      firstTick: cursor.firstTick,
+      endTick: cursor.endTick,
+      fromSnapshot: r.fromSnapshot,
+      ticksReplayed: r.ticksReplayed,
+      stateHash: cursor.stateHash(),
+      total: ids.length,
+      offset: a.offset,
+      rows,
+      modules,
+    };
+  }
+
+  /** One agent at a tick of the journal: its state, and what it received and sent in that tick. */
+  reqAgentAt(a) {
+    const t = this.#travel;
+    if (t.last && t.last.tick === a.tick && t.last.agent === a.agent && t.cursor === t.last.cursor) return t.last.reply;
+    const cursor = this.#cursorFor(a.tick);
+    if (a.tick > cursor.endTick) throw new RequestError('bad_request', `tick ${a.tick} is past the journal's end (tick ${cursor.endTick})`);
+    cursor.seek(a.tick);
+    const info = cursor.inspect(a.agent);
+    const message = (m) => {
+      const head = Buffer.from(m.payload).subarray(0, 32);
+      return { tick: a.tick, from: m.from, to: m.to, seq: m.seq, kind: m.kind, bytes: m.payload.length, head: head.toString('hex'), text: /^[\x20-\x7e]*$/.test(head.toString('latin1')) ? head.toString('latin1') : null };
+    };
+    let messages = { inbound: [], outbound: [] };
+    if (a.tick < cursor.endTick) {
+      const mine = cursor.messagesAt(a.tick).find((x) => x.agent === a.agent);
+      if (mine) messages = { inbound: mine.received.slice(0, a.messages).map(message), outbound: mine.sent.slice(0, a.messages).map(message) };
+    }
+    const reply = { tick: a.tick, info: { ...info, moduleName: this.#o.moduleNames[info.module] ?? null }, messages };
+    t.last = { tick: a.tick, agent: a.agent, cursor, reply };
+    return reply;
   }
 
   async reqPlay(a) {
@@ -850,7 +945,18 @@ const HANDLERS = {
     run(a) { return this.reqHistory(a); },
   },
   hashes: { args: (msg) => ({ limit: intArg(msg, 'limit', 1, 100_000, 64) }), run(a) { return this.reqHashes(a); } },
-  seek: { args: (msg) => ({ tick: intArg(msg, 'tick', 0, Number.MAX_SAFE_INTEGER) }), run(a) { return this.reqSeek(a); } },
+  // Time travel: free, so that the runtime's own journal is synced between ticks.
+  seekRange: { free: true, run() { return this.reqSeekRange(); } },
+  seek: {
+    free: true,
+    args: (msg) => ({ tick: intArg(msg, 'tick', 0, Number.MAX_SAFE_INTEGER), offset: intArg(msg, 'offset', 0, 2 ** 32, 0), limit: intArg(msg, 'limit', 1, MAX_AGENT_PAGE, 50) }),
+    run(a) { return this.reqSeek(a); },
+  },
+  agentAt: {
+    free: true,
+    args: (msg) => ({ tick: intArg(msg, 'tick', 0, Number.MAX_SAFE_INTEGER), agent: agentArg(msg), messages: intArg(msg, 'messages', 0, 64, 32) }),
+    run(a) { return this.reqAgentAt(a); },
+  },
   play: {
     needs: 'clock',
     args(msg) {

@@ -46,6 +46,11 @@ export interface CursorOptions {
   trustedKeys?: Array<string>
   /** Admit unsigned modules, if the session was in devMode too. */
   devMode?: boolean
+  /**
+   * Trust the session's own settings (its trusted keys and devMode) instead: only for
+   * journals this program wrote (the dashboard of a runtime over its own journal).
+   */
+  trustJournal?: boolean
   /** For a log that starts from a snapshot: that snapshot's bytes. */
   snapshot?: Uint8Array
   /** Keep a snapshot in memory every this many ticks while replaying (0: never; 1000). */
@@ -265,6 +270,8 @@ export declare class NativeRuntime {
   static recover(dir: string, options?: RecoverOptions | undefined | null, onProgress?: ((arg: number) => void) | undefined | null): NativeRuntime
   /** The id of the journal this runtime writes (hex), null without one. */
   get journalId(): string | null
+  /** The directory of the journal this runtime writes, null without one. */
+  get journalDir(): string | null
   /** What `recover` did (null for a runtime made with `new`). */
   recoveryReport(): RecoveryReport | null
   /**

@@ -108,7 +108,8 @@
   function onHello() {
     $('clock-controls').classList.toggle('hidden', !hello.clock);
     $('d-controls').classList.toggle('hidden', !hello.controls);
-    $('seek-note').textContent = hello.seek ? 'seekable' : 'live · seek needs a journal';
+    $('seek-note').textContent = hello.seek ? 'live · drag back to travel in time' : 'live · seek needs a journal';
+    for (const id of ['seek-prev', 'seek-next']) $(id).disabled = !hello.seek;
   }
 
   // ----- summary ------------------------------------------------------------------------------
@@ -118,7 +119,7 @@
     const s = await request('summary');
     if (s.tick == null) return;
     summary = s;
-    $('tick').textContent = num(s.tick);
+    if (past === null) $('tick').textContent = num(s.tick);
     const a = s.agents;
     $('c-agents').textContent = num(a.total);
     const states = $('c-states');
@@ -152,8 +153,52 @@
     $('btn-step').disabled = clock.playing;
     $('meta').textContent = `${s.recording ? 'recording · ' : ''}${num(s.clients)} client${s.clients === 1 ? '' : 's'}${s.busy ? ' · ticking' : ''}`;
     const seek = $('seek');
-    seek.max = String(Math.max(0, s.tick - 1));
-    if (!seekTouched) seek.value = seek.max;
+    // Positions are ticks run: `s.tick` (the live state) at the right end.
+    seek.max = String(Math.max(0, s.tick));
+    if (!seekTouched && past === null) seek.value = seek.max;
+  }
+
+  // ----- time travel --------------------------------------------------------------------------
+
+  /** null: live; else { tick, reply } of the seek shown. */
+  let past = null;
+
+  async function travel(tick) {
+    const max = Number($('seek').max);
+    if (tick >= max) return backToLive();
+    const note = $('seek-note');
+    note.className = 'seek-note';
+    note.textContent = `seeking tick ${num(tick)}…`;
+    try {
+      const r = await request('seek', { tick, offset: table.offset, limit: PAGE });
+      past = { tick: r.tick, reply: r };
+      document.body.classList.add('past');
+      $('seek').value = String(r.tick);
+      $('seek-live').classList.remove('hidden');
+      $('tick').textContent = num(r.tick);
+      note.className = 'seek-note past';
+      note.textContent = `at tick ${num(r.tick)} of ${num(r.endTick)} · ${r.fromSnapshot == null ? `${num(r.ticksReplayed)} ticks replayed` : `snapshot ${num(r.fromSnapshot)} + ${num(r.ticksReplayed)} ticks`} · ${r.stateHash.slice(0, 12)}…`;
+      note.title = `state hash ${r.stateHash}`;
+      renderRows({ ...r, matched: r.total, total: r.total });
+      pollAgent().catch(() => {});
+    } catch (e) {
+      note.textContent = e.code === 'needs_journal' ? `tick ${num(tick)}: needs a journal` : e.message;
+      note.className = 'seek-note warn';
+      note.title = e.message;
+    }
+  }
+
+  function backToLive() {
+    past = null;
+    seekTouched = false;
+    document.body.classList.remove('past');
+    $('seek-live').classList.add('hidden');
+    const note = $('seek-note');
+    note.className = 'seek-note';
+    note.textContent = hello && hello.seek ? 'live · drag back to travel in time' : 'live · seek needs a journal';
+    pollSummary().catch(() => {});
+    pollAgents().catch(() => {});
+    pollAgent().catch(() => {});
   }
 
   // ----- charts -------------------------------------------------------------------------------
@@ -228,11 +273,17 @@
   }
 
   async function pollAgents() {
+    if (past !== null) return;
     const args = { offset: table.offset, limit: PAGE, sort: table.sort, order: table.desc ? 'desc' : 'asc' };
     if (table.state) args.state = table.state;
     if (table.module) args.module = table.module;
     const r = await request('agents', args);
-    if (r.pending) return;
+    if (r.pending || past !== null) return;
+    renderRows(r);
+  }
+
+  /** Draws one page of agent rows (live, or a tick of the journal). */
+  function renderRows(r) {
     modules = r.modules;
     table.total = r.total;
     table.matched = r.matched;
@@ -326,8 +377,9 @@
   async function pollAgent() {
     if (selected == null) return;
     const id = selected;
-    const r = await request('agent', { agent: id, messages: 32 });
-    if (id !== selected) return;
+    const at = past;
+    const r = at === null ? await request('agent', { agent: id, messages: 32 }) : await request('agentAt', { agent: id, tick: at.tick, messages: 32 });
+    if (id !== selected || at !== past) return;
     const info = r.info;
     $('d-title').textContent = `Agent ${info.id}`;
     $('d-hint').textContent = `at tick ${num(r.tick)}`;
@@ -348,7 +400,7 @@
       grid.append(d);
     }
     const msgs = r.messages;
-    $('d-flow-hint').textContent = msgs ? `last ${msgs.inbound.length} in · ${msgs.outbound.length} out` : 'watching from now on';
+    $('d-flow-hint').textContent = at !== null ? `in tick ${num(at.tick)}: ${msgs.inbound.length} in · ${msgs.outbound.length} out` : msgs ? `last ${msgs.inbound.length} in · ${msgs.outbound.length} out` : 'watching from now on';
     drawFlow($('d-flow'), info.id, msgs);
     const fill = (list, items, dir) => {
       const ol = $(list);
@@ -441,22 +493,10 @@
     $('seek').oninput = () => {
       seekTouched = true;
     };
-    $('seek').onchange = async () => {
-      const tick = Number($('seek').value);
-      try {
-        await request('seek', { tick });
-      } catch (e) {
-        const note = $('seek-note');
-        note.textContent = e.code === 'needs_journal' ? `tick ${num(tick)}: needs a journal` : e.message;
-        note.className = 'seek-note warn';
-        note.title = e.message;
-        setTimeout(() => {
-          seekTouched = false;
-          note.className = 'seek-note';
-          note.textContent = 'live · seek needs a journal';
-        }, 3000);
-      }
-    };
+    $('seek').onchange = () => travel(Number($('seek').value));
+    $('seek-prev').onclick = () => travel(Math.max(0, (past ? past.tick : Number($('seek').max)) - 1));
+    $('seek-next').onclick = () => travel((past ? past.tick : Number($('seek').max)) + 1);
+    $('seek-live').onclick = backToLive;
     for (const th of $('agents').tHead.rows[0].cells) {
       th.onclick = () => {
         const key = th.dataset.sort;
@@ -486,13 +526,14 @@
       table.offset = 0;
       pollAgents().catch(() => {});
     };
+    const page = () => (past !== null ? travel(past.tick) : pollAgents().catch(() => {}));
     $('pg-prev').onclick = () => {
       table.offset = Math.max(0, table.offset - PAGE);
-      pollAgents().catch(() => {});
+      page();
     };
     $('pg-next').onclick = () => {
       table.offset += PAGE;
-      pollAgents().catch(() => {});
+      page();
     };
     $('ev-faults').onchange = renderFeed;
     $('a-kill').onclick = () => act('kill', { agent: selected }, () => toast(`agent ${selected} killed`));

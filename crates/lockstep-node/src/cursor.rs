@@ -20,6 +20,9 @@ pub struct CursorOptions {
     pub trusted_keys: Option<Vec<String>>,
     /// Admit unsigned modules, if the session was in devMode too.
     pub dev_mode: Option<bool>,
+    /// Trust the session's own settings (its trusted keys and devMode) instead: only for
+    /// journals this program wrote (the dashboard of a runtime over its own journal).
+    pub trust_journal: Option<bool>,
     /// For a log that starts from a snapshot: that snapshot's bytes.
     pub snapshot: Option<Uint8Array>,
     /// Keep a snapshot in memory every this many ticks while replaying (0: never; 1000).
@@ -73,10 +76,13 @@ fn core_options(o: CursorOptions) -> Result<j::CursorOptions> {
     };
     Ok(j::CursorOptions {
         workers: uint("workers", o.workers, 1, 256)?.map_or(d.workers, |w| w as usize),
-        trust: Some(core::ReplayTrust {
-            trusted_keys: keys_arg("options.trustedKeys", o.trusted_keys.as_deref().unwrap_or_default())?,
-            dev_mode: o.dev_mode.unwrap_or(false),
-        }),
+        trust: match o.trust_journal {
+            Some(true) => None,
+            _ => Some(core::ReplayTrust {
+                trusted_keys: keys_arg("options.trustedKeys", o.trusted_keys.as_deref().unwrap_or_default())?,
+                dev_mode: o.dev_mode.unwrap_or(false),
+            }),
+        },
         snapshot: o.snapshot.map(|s| s.to_vec()),
         snapshot_interval_ticks: uint("snapshotIntervalTicks", o.snapshot_interval_ticks, 0, convert::MAX_SAFE)?.unwrap_or(d.snapshot_interval_ticks),
     })

@@ -252,6 +252,12 @@ impl NativeRuntime {
         Ok(self.rt()?.journal_id().map(|id| core::security::hex(&id)))
     }
 
+    /// The directory of the journal this runtime writes, null without one.
+    #[napi(getter, catch_unwind)]
+    pub fn journal_dir(&mut self) -> Result<Option<String>> {
+        Ok(self.rt()?.config().journal.as_ref().map(|j| j.dir.display().to_string()))
+    }
+
     /// What `recover` did (null for a runtime made with `new`).
     #[napi(catch_unwind)]
     pub fn recovery_report(&mut self) -> Option<journal::RecoveryReport> {
