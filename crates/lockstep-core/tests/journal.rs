@@ -678,6 +678,43 @@ fn a_killed_process_recovers_to_at_least_its_last_durable_tick() {
     }
 }
 
+#[test]
+fn a_process_that_dies_during_a_snapshot_write_or_a_segment_sync_recovers() {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().unwrap();
+    // The child aborts itself at the named point (`LOCKSTEP_TEST_CRASH_AT`): half-way through
+    // writing its 4th snapshot (ticks 3, 6, 9 written whole, 12 torn), or right before its 30th
+    // segment sync (the 30th tick is written, not synced: a killed process loses nothing written).
+    for crash in ["snapshot-write:4", "segment-sync:30"] {
+        let dir = TempDir::new("crash-point");
+        let child = std::process::Command::new(&exe)
+            .args(["--exact", "child_journals_until_killed", "--nocapture", "--test-threads=1"])
+            .env("LOCKSTEP_JOURNAL_CHILD", dir.path())
+            .env("LOCKSTEP_JOURNAL_CHILD_SNAPSHOTS", "3")
+            .env("LOCKSTEP_TEST_CRASH_AT", crash)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{crash}: the child aborted");
+        let durable = out.stdout.lines().map_while(|l| l.ok()).filter_map(|l| l.strip_prefix("DURABLE ").map(|d| d.parse::<u64>().unwrap())).max();
+        let tmp = dir.path().join(format!("{}.tmp", journal::snapshot_file_name(12)));
+        if crash.starts_with("snapshot") {
+            assert!(tmp.exists(), "the torn snapshot is left as a .tmp file");
+            assert!(!snapshot_file(&dir, 12).exists());
+        }
+        let report = recovers_exactly(&dir, FsyncPolicy::Tick);
+        assert!(durable.is_none_or(|d| report.tick > d), "{crash}: recovered to {}, {durable:?} was durable", report.tick);
+        assert!(!tmp.exists(), "{crash}: recovery removed the torn snapshot");
+        if crash.starts_with("snapshot") {
+            assert_eq!((report.tick, report.snapshot_tick), (12, Some(9)), "{crash}: {report:?}");
+        } else {
+            assert!(report.tick >= 29 && report.snapshot_tick.is_some_and(|s| report.tick - s <= 3), "{crash}: {report:?}");
+        }
+    }
+}
+
 fn snapshotting(dir: &Path, fsync: FsyncPolicy, every: u64) -> JournalConfig {
     JournalConfig { snapshot_interval_ticks: every, ..journal(dir, fsync, 4096) }
 }

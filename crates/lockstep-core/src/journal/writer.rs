@@ -85,9 +85,32 @@ impl SegmentWriter {
 
     /// `fdatasync`s the current segment.
     pub(crate) fn sync(&mut self) -> Result<()> {
+        crash_point("segment-sync");
         match self.current.as_mut() {
             Some((file, path)) => file.sync_data().map_err(|e| io_error(path, "syncing the journal", &e)),
             None => Ok(()),
+        }
+    }
+}
+
+/// Where the crash tests make a journaling process die on purpose: `LOCKSTEP_TEST_CRASH_AT`
+/// = `snapshot-write:N` (abort half-way through writing the N-th snapshot file) or
+/// `segment-sync:N` (abort right before the N-th sync of a segment). Read once; unset (always,
+/// outside the tests) it costs one relaxed load per snapshot or sync.
+pub(crate) fn crash_point(kind: &str) {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::OnceLock;
+    static AT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let at = AT.get_or_init(|| {
+        let v = std::env::var("LOCKSTEP_TEST_CRASH_AT").ok()?;
+        let (k, n) = v.split_once(':')?;
+        Some((k.to_string(), n.parse().ok()?))
+    });
+    if let Some((k, n)) = at {
+        if k == kind && SEEN.fetch_add(1, Ordering::Relaxed) + 1 == *n {
+            eprintln!("lockstep: LOCKSTEP_TEST_CRASH_AT={kind}:{n}: aborting here on purpose");
+            std::process::abort();
         }
     }
 }
@@ -98,7 +121,10 @@ pub(crate) fn write_snapshot_file(dir: &std::path::Path, tick: u64, bytes: &[u8]
     let tmp = dir.join(format!("{}{}", snapshot_file_name(tick), super::TMP_SUFFIX));
     let written = (|| {
         let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| io_error(&tmp, "creating a snapshot", &e))?;
-        file.write_all(bytes).map_err(|e| io_error(&tmp, "writing a snapshot", &e))?;
+        let (first, rest) = bytes.split_at(bytes.len() / 2);
+        file.write_all(first).map_err(|e| io_error(&tmp, "writing a snapshot", &e))?;
+        crash_point("snapshot-write");
+        file.write_all(rest).map_err(|e| io_error(&tmp, "writing a snapshot", &e))?;
         if sync {
             file.sync_data().map_err(|e| io_error(&tmp, "syncing a snapshot", &e))?;
         }
