@@ -419,38 +419,49 @@ function packInputs(inputs) {
 function unpackOutputs({ spec, data }) {
   const out = {};
   let offset = 0;
-  const entries = spec.split(';').filter(Boolean).map((part) => {
-    // The name may contain ':' (an output name is the model's): the last three fields are ours.
-    const fields = part.split(':');
-    const [type, dimText, bytes] = fields.slice(-3);
-    return { name: fields.slice(0, -3).join(':'), type, dimText, bytes: Number(bytes) };
-  });
-  const tensor = ({ type, dimText, bytes }) => {
+  let sequence = null; // [array, tensors still to read] while reading a sequence's tensors
+  for (let at = 0; at < spec.length;) {
+    const end = spec.indexOf(';', at);
+    // name:type:dims:bytes — the name may contain ':' (it is the model's): the last three fields are ours.
+    const c3 = spec.lastIndexOf(':', end);
+    const c2 = spec.lastIndexOf(':', c3 - 1);
+    const c1 = spec.lastIndexOf(':', c2 - 1);
+    const name = spec.slice(at, c1);
+    const type = spec.slice(c1 + 1, c2);
+    const dimText = spec.slice(c2 + 1, c3);
+    const bytes = +spec.slice(c3 + 1, end);
+    at = end + 1;
+    if (type === 'sequence') {
+      out[name] = [];
+      sequence = [out[name], +dimText];
+      if (sequence[1] === 0) sequence = null;
+      continue;
+    }
     const dims = dimText ? dimText.split(',').map(Number) : [];
-    const count = dims.reduce((a, b) => a * b, 1);
     const start = data.byteOffset + offset;
     offset += Math.ceil(bytes / 8) * 8;
-    if (type === 'string') return { type, dims, data: decodeStrings(new Uint8Array(data.buffer, start, bytes), count) };
-    const Typed = OUTPUT_ARRAYS[type];
-    const length = bytes / Typed.BYTES_PER_ELEMENT;
-    // The buffer's outputs start at multiples of 8 from its start, so every view is aligned
-    // when the buffer is; if it is not, copy.
-    return {
-      type,
-      dims,
-      data: start % Typed.BYTES_PER_ELEMENT === 0
-        ? new Typed(data.buffer, start, length)
-        : new Typed(data.buffer.slice(start, start + bytes)),
-    };
-  };
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i];
-    if (e.type === 'sequence') {
-      const n = Number(e.dimText);
-      out[e.name] = entries.slice(i + 1, i + 1 + n).map(tensor);
-      i += n;
+    let tensor;
+    if (type === 'string') {
+      let count = 1;
+      for (const d of dims) count *= d;
+      tensor = { type, dims, data: decodeStrings(new Uint8Array(data.buffer, start, bytes), count) };
     } else {
-      out[e.name] = tensor(e);
+      const Typed = OUTPUT_ARRAYS[type];
+      // The buffer's outputs start at multiples of 8 from its start, so every view is aligned
+      // when the buffer is; if it is not, copy.
+      tensor = {
+        type,
+        dims,
+        data: start % Typed.BYTES_PER_ELEMENT === 0
+          ? new Typed(data.buffer, start, bytes / Typed.BYTES_PER_ELEMENT)
+          : new Typed(data.buffer.slice(start, start + bytes)),
+      };
+    }
+    if (sequence) {
+      sequence[0].push(tensor);
+      if (--sequence[1] === 0) sequence = null;
+    } else {
+      out[name] = tensor;
     }
   }
   return out;

@@ -162,7 +162,8 @@ fn onnx_node_conformance_sample() {
             let element = t.dtype.strip_prefix("sequence<").and_then(|s| s.strip_suffix('>')).unwrap_or(&t.dtype);
             assert!(ElementType::parse(element).is_ok(), "{name}: type {} of {}", t.dtype, t.name);
         }
-        let ok = spec["outputs"].as_object().unwrap().iter().all(|(oname, want)| matches(out.iter().find(|(n, _)| n == oname).map(|(_, o)| o), &expected(want)));
+        let ok =
+            spec["outputs"].as_object().unwrap().iter().all(|(oname, want)| matches(out.iter().find(|(n, _)| n == oname).map(|(_, o)| o), &expected(want)));
         if ok {
             passed.push(name);
         } else {

@@ -173,7 +173,10 @@ fn agent_sample(seed: u8) -> Vec<u8> {
 
 /// Three relay agents ask every_type, one tick, with distinct samples (and one malformed
 /// request); returns the runtime, each agent's answer, and the tick's (requests, calls).
-fn ask_every_type(batching: bool) -> (Runtime, Vec<(u64, u32, Vec<u8>)>, (u64, u64)) {
+/// Each answer the host got: (agent, kind, payload).
+type Answers = Vec<(u64, u32, Vec<u8>)>;
+
+fn ask_every_type(batching: bool) -> (Runtime, Answers, (u64, u64)) {
     let mut rt = Runtime::new(RuntimeConfig { workers: 2, seed: 5, inference_batching: batching, max_agents: 8, ..RuntimeConfig::development() }).unwrap();
     let e = engine();
     let id = e.load(model("every_type")).unwrap().id;

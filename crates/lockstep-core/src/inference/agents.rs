@@ -59,6 +59,9 @@ fn sample_layout(info: &ModelInfo) -> Option<Vec<InputLayout>> {
         .collect()
 }
 
+/// A request (its index) and its sample cut into each input's bytes.
+type Split<'a> = (usize, Vec<&'a [u8]>);
+
 /// A request's sample cut into each input's bytes; `None` if it is not exactly one sample
 /// (too short, bytes left over, a string element cut off).
 fn split_request<'a>(layout: &[InputLayout], mut input: &'a [u8]) -> Option<Vec<&'a [u8]>> {
@@ -100,7 +103,7 @@ pub fn serve(engine: Option<&InferenceEngine>, models: &[String], requests: Vec<
             continue;
         };
         // Malformed requests are answered alone; the rest are batched.
-        let mut good: Vec<(usize, Vec<&[u8]>)> = Vec::new();
+        let mut good: Vec<Split<'_>> = Vec::new();
         for &i in &idxs {
             let (agent, r) = &requests[i];
             match split_request(&layout, &r.input) {
@@ -112,7 +115,7 @@ pub fn serve(engine: Option<&InferenceEngine>, models: &[String], requests: Vec<
             continue;
         }
         let batchable = info.batchable;
-        let groups: Vec<Vec<(usize, Vec<&[u8]>)>> = if batchable && batch { vec![good] } else { good.into_iter().map(|g| vec![g]).collect() };
+        let groups: Vec<Vec<Split<'_>>> = if batchable && batch { vec![good] } else { good.into_iter().map(|g| vec![g]).collect() };
         for group in groups {
             stats.calls += 1;
             let n = group.len();

@@ -411,7 +411,12 @@ impl InferenceEngine {
         let model = self.get(id)?;
         let info = model.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(o) = info.outputs.iter().find(|o| ElementType::parse(&o.dtype).is_err()) {
-            return Err(InferenceError::UnsupportedValue { role: "output", name: o.name.clone(), dtype: o.dtype.clone(), verb: "return from run() (use run_outputs())" });
+            return Err(InferenceError::UnsupportedValue {
+                role: "output",
+                name: o.name.clone(),
+                dtype: o.dtype.clone(),
+                verb: "return from run() (use run_outputs())",
+            });
         }
         let outputs = self.run_model(&model, &info, inputs)?;
         Ok(outputs.into_iter().filter_map(|(n, o)| o.into_tensor().map(|t| (n, t))).collect())
@@ -580,12 +585,18 @@ mod tests {
             op("Failed to find kernel for Cast(25) (node:'' ep:'CPUExecutionProvider'). Op with name () domain () and type (Cast) kernel is not supported"),
             Some(Cause::Operator("Cast(25)".into()))
         );
-        assert_eq!(op("Fatal error: ai.onnx.preview.training:Adam(-1) is not a registered function/op"), Some(Cause::Operator("ai.onnx.preview.training:Adam(-1)".into())));
+        assert_eq!(
+            op("Fatal error: ai.onnx.preview.training:Adam(-1) is not a registered function/op"),
+            Some(Cause::Operator("ai.onnx.preview.training:Adam(-1)".into()))
+        );
         assert_eq!(
             op("Exception during initialization: /onnxruntime_src/onnxruntime/core/providers/cpu/rnn/deep_cpu_gru.h:56 onnxruntime::DeepCpuGruOp::DeepCpuGruOp(const onnxruntime::OpKernelInfo&) layout_ == 0 was false."),
             Some(Cause::Operator("(kernel DeepCpuGruOp, as this node uses it)".into()))
         );
-        assert_eq!(op("ONNX Runtime only *guarantees* support for models stamped with official released onnx opset versions. Opset 30 is under development"), Some(Cause::Version));
+        assert_eq!(
+            op("ONNX Runtime only *guarantees* support for models stamped with official released onnx opset versions. Opset 30 is under development"),
+            Some(Cause::Version)
+        );
         assert_eq!(op("Unsupported model IR version: 14, max supported IR version: 13"), Some(Cause::Version));
         // Malformed models keep E_INVALID_MODEL.
         assert_eq!(op("Failed to load model because protobuf parsing failed."), None);

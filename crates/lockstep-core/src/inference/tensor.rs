@@ -644,7 +644,7 @@ pub(crate) fn pack_codes(codes: &[u8], bits: usize) -> Vec<u8> {
 /// Whether samples of `per_sample` elements of `dtype` do not each fill whole bytes (sub-byte
 /// types with a count that does not): joining or splitting them repacks.
 fn needs_repacking(dtype: ElementType, per_sample: usize) -> Option<usize> {
-    dtype.bits().filter(|b| *b < 8 && (per_sample * b) % 8 != 0)
+    dtype.bits().filter(|b| *b < 8 && !(per_sample * b).is_multiple_of(8))
 }
 
 /// Bytes that one sample of `count` elements of `dtype` takes at the start of `data` (for
