@@ -209,3 +209,14 @@ test('the thread-pool path (inferAsync) returns what the inline path does, for e
   }
   rt.close();
 });
+
+test("docs/INFERENCE.md's type table gives each type's JS array, as infer returns it", async () => {
+  const { readFileSync } = await import('node:fs');
+  const doc = readFileSync(new URL('../docs/INFERENCE.md', import.meta.url), 'utf8');
+  const rows = doc.split('\n').map((l) => l.split('|').map((c) => c.trim())).filter((c) => c.length === 7 && /^`[a-z0-9]+`$/.test(c[2]) && c[2] !== "`type`");
+  assert.deepEqual(rows.map((c) => c[2].slice(1, -1)), Object.keys(TYPES), 'one row per type, in order');
+  for (const c of rows) {
+    const [Class] = TYPES[c[2].slice(1, -1)];
+    assert.ok(c[3].startsWith(Class === Array ? 'string[]' : Class.name), `${c[2]}: ${c[3]}`);
+  }
+});

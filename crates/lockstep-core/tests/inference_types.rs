@@ -171,8 +171,8 @@ fn agent_sample(seed: u8) -> Vec<u8> {
     ElementType::ALL.iter().flat_map(|t| sample(*t, seed)).collect()
 }
 
-/// Three relay agents ask every_type, one tick, with distinct samples (and one malformed
-/// request); returns the runtime, each agent's answer, and the tick's (requests, calls).
+/// Three relay agents ask every_type, one tick, with distinct samples (and two malformed
+/// requests); returns the runtime, each agent's answer, and the tick's (requests, calls).
 /// Each answer the host got: (agent, kind, payload).
 type Answers = Vec<(u64, u32, Vec<u8>)>;
 
@@ -187,11 +187,16 @@ fn ask_every_type(batching: bool) -> (Runtime, Answers, (u64, u64)) {
     for (k, a) in agents.iter().enumerate() {
         rt.send(*a, 7, 0, agent_sample(k as u8 + 1)).unwrap();
     }
-    // A string element cut short: a malformed sample, answered alone.
-    let mut bad = agent_sample(9);
-    bad.pop();
-    let spoiler = rt.spawn(m).unwrap();
-    rt.send(spoiler, 8, 0, bad).unwrap();
+    // A string element cut short, and a string holding a NUL: malformed samples, answered
+    // alone (status 2), while the others' batch runs.
+    let mut short = agent_sample(9);
+    short.pop();
+    let nul: Vec<u8> =
+        ElementType::ALL.iter().flat_map(|t| if *t == ElementType::String { encode_strings(["a", "b\0c", "d"]) } else { sample(*t, 9) }).collect();
+    for bad in [short, nul] {
+        let spoiler = rt.spawn(m).unwrap();
+        rt.send(spoiler, 8, 0, bad).unwrap();
+    }
     // Tick 0: the agents receive and ask; the requests are served at its end. Tick 1: the
     // answers arrive and are relayed. Tick 2: the host has them.
     let reports: Vec<_> = (0..3).map(|_| rt.tick().unwrap()).collect();
@@ -204,8 +209,8 @@ fn ask_every_type(batching: bool) -> (Runtime, Answers, (u64, u64)) {
 #[test]
 fn agents_get_every_type_through_infer_batched_and_replayed_exactly() {
     let (mut rt, answers, (requests, calls)) = ask_every_type(true);
-    assert_eq!((requests, calls), (4, 1), "four requests, the three good ones one ONNX Runtime call");
-    assert_eq!(answers.len(), 4, "{answers:?}");
+    assert_eq!((requests, calls), (5, 1), "five requests, the three good ones one ONNX Runtime call");
+    assert_eq!(answers.len(), 5, "{answers:?}");
     for (k, (from, kind, payload)) in answers.iter().take(3).enumerate() {
         assert_eq!(*kind, 7);
         assert_eq!(u32::from_le_bytes(payload[..4].try_into().unwrap()), abi::INFER_STATUS_OK, "agent {from}");
@@ -213,8 +218,9 @@ fn agents_get_every_type_through_infer_batched_and_replayed_exactly() {
         // out of the batch, strings cut at their element boundaries.
         assert_eq!(&payload[4..], &agent_sample(k as u8 + 1)[..], "agent {from}");
     }
-    let (_, kind, payload) = &answers[3];
-    assert_eq!((*kind, u32::from_le_bytes(payload[..4].try_into().unwrap())), (8, abi::INFER_STATUS_BAD_INPUT));
+    for (_, kind, payload) in &answers[3..] {
+        assert_eq!((*kind, u32::from_le_bytes(payload[..4].try_into().unwrap())), (8, abi::INFER_STATUS_BAD_INPUT));
+    }
     // Batched or one call per request: the same bytes.
     let (_, single, (_, single_calls)) = ask_every_type(false);
     assert_eq!(single_calls, 3);
@@ -237,4 +243,36 @@ fn the_abi_ids_are_the_engines_types() {
     }
     assert_eq!(ElementType::F16.abi_id(), tensor_type::FLOAT16);
     assert_eq!(ElementType::String.abi_id(), tensor_type::STRING);
+}
+
+/// docs/INFERENCE.md's type table: one row per element type, with its ABI id; docs/ABI.md's
+/// encoding table names every id.
+#[test]
+fn the_docs_type_tables_are_the_engines() {
+    let doc = std::fs::read_to_string(root().join("docs/INFERENCE.md")).unwrap();
+    let rows: Vec<Vec<&str>> = doc
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.matches('|').count() == 6)
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+        .filter(|cols| cols[2].starts_with('`') && cols[2] != "`type`")
+        .collect();
+    assert_eq!(rows.len(), ElementType::ALL.len(), "one row per type");
+    for (row, t) in rows.iter().zip(ElementType::ALL) {
+        assert_eq!(row[2], format!("`{}`", t.name()));
+        assert_eq!(row[4], t.abi_id().to_string(), "{}", t.name());
+    }
+    let abi = std::fs::read_to_string(root().join("docs/ABI.md")).unwrap();
+    let section = &abi[abi.find("### Inference samples and answers").unwrap()..];
+    let mut listed = Vec::new();
+    for line in section.lines().skip_while(|l| !l.starts_with("| id")).skip(2).take_while(|l| l.starts_with('|')) {
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        let ids: Vec<u32> = cols[1].split(',').map(|i| i.trim().parse().unwrap()).collect();
+        let names: Vec<&str> = cols[2].split(',').map(|n| n.trim().split(' ').next().unwrap().trim_matches('`')).collect();
+        for (id, name) in ids.iter().zip(&names) {
+            assert_eq!(ElementType::from_abi_id(*id).map(|t| t.name()), Some(*name), "docs/ABI.md: id {id}");
+        }
+        listed.extend(ids);
+    }
+    listed.sort();
+    assert_eq!(listed, tensor_type::ALL.to_vec());
 }

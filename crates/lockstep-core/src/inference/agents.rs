@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::engine::{InferenceEngine, ModelInfo};
-use super::tensor::{join_samples, sample_len, split_samples, ElementType, Tensor};
+use super::tensor::{join_samples, sample_is_valid, sample_len, split_samples, ElementType, Tensor};
 use crate::abi;
 use crate::bus::AgentId;
 use crate::host::InferRequest;
@@ -63,11 +63,13 @@ fn sample_layout(info: &ModelInfo) -> Option<Vec<InputLayout>> {
 type Split<'a> = (usize, Vec<&'a [u8]>);
 
 /// A request's sample cut into each input's bytes; `None` if it is not exactly one sample
-/// (too short, bytes left over, a string element cut off).
+/// (too short, bytes left over, a string element cut off, not UTF-8 or holding a NUL).
 fn split_request<'a>(layout: &[InputLayout], mut input: &'a [u8]) -> Option<Vec<&'a [u8]>> {
     let mut parts = Vec::with_capacity(layout.len());
     for (_, dtype, _, elements) in layout {
         let len = sample_len(*dtype, input, *elements)?;
+        // Checked here, so one agent's bad string fails its own request, not the batch's call.
+        sample_is_valid(*dtype, &input[..len], *elements).then_some(())?;
         parts.push(&input[..len]);
         input = &input[len..];
     }

@@ -663,6 +663,12 @@ pub(crate) fn sample_len(dtype: ElementType, data: &[u8], count: usize) -> Optio
     }
 }
 
+/// Whether one sample's bytes (`count` elements of `dtype`, exactly `sample_len` of them) are
+/// valid elements: for `string`, UTF-8 without NUL; every fixed-width bit pattern is valid.
+pub(crate) fn sample_is_valid(dtype: ElementType, data: &[u8], count: usize) -> bool {
+    dtype != ElementType::String || decode_strings(data, count).is_ok()
+}
+
 /// The data of a batch made of `samples` (each `per_sample` elements of `dtype`, in the wire
 /// encoding), in order: concatenated, or repacked for sub-byte samples that end mid-byte.
 pub(crate) fn join_samples<'a>(dtype: ElementType, per_sample: usize, samples: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
