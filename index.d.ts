@@ -123,9 +123,23 @@ export interface InferenceOptions {
   deterministic?: boolean;
 }
 
-export type TensorType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8' | 'int8' | 'bool';
+/**
+ * Every tensor element type ONNX Runtime 1.30 carries (docs/INFERENCE.md has the table, with
+ * the agents' ABI id of each).
+ */
+export type TensorType =
+  | 'float32' | 'float64' | 'int32' | 'int64' | 'uint8' | 'int8' | 'bool'
+  | 'float16' | 'bfloat16' | 'uint16' | 'int16' | 'uint32' | 'uint64' | 'string'
+  | 'float8e4m3fn' | 'float8e4m3fnuz' | 'float8e5m2' | 'float8e5m2fnuz' | 'float8e8m0'
+  | 'uint4' | 'int4' | 'float4e2m1' | 'uint2' | 'int2';
 
-/** The typed array holding a tensor of each type. */
+/**
+ * The data of a tensor of each type, as `infer` returns it (and takes it). float16 and bfloat16
+ * are their raw bits in a Uint16Array (float16 inputs may also be a Float16Array, where Node
+ * has one); the float8 types one byte of raw bits per element; the 4- and 2-bit types packed
+ * as ONNX Runtime packs them (two or four per byte, the first in the lowest bits):
+ * ceil(n × bits / 8) bytes for n elements.
+ */
 export interface TensorData {
   float32: Float32Array;
   float64: Float64Array;
@@ -134,15 +148,36 @@ export interface TensorData {
   uint8: Uint8Array;
   int8: Int8Array;
   bool: Uint8Array;
+  float16: Uint16Array;
+  bfloat16: Uint16Array;
+  uint16: Uint16Array;
+  int16: Int16Array;
+  uint32: Uint32Array;
+  uint64: BigUint64Array;
+  string: string[];
+  float8e4m3fn: Uint8Array;
+  float8e4m3fnuz: Uint8Array;
+  float8e5m2: Uint8Array;
+  float8e5m2fnuz: Uint8Array;
+  float8e8m0: Uint8Array;
+  uint4: Uint8Array;
+  int4: Uint8Array;
+  float4e2m1: Uint8Array;
+  uint2: Uint8Array;
+  int2: Uint8Array;
 }
+
+/** A Float16Array (Node 24+, or a polyfill): accepted as float16 input data; its bytes are the raw bits. */
+export type Float16ArrayLike = ArrayBufferView & { readonly BYTES_PER_ELEMENT: 2; readonly length: number; readonly [Symbol.toStringTag]: 'Float16Array' };
 
 /**
  * A tensor in or out of `infer` (onnxruntime-node Tensors are accepted as inputs). As in
- * onnxruntime-node, `data` must be the typed array of `type` (float32: Float32Array, float64:
- * Float64Array, int32: Int32Array, int64: BigInt64Array, uint8: Uint8Array or
- * Uint8ClampedArray, int8: Int8Array, bool: Uint8Array) — other arrays are refused with
- * E_INVALID_ARGUMENT, never reinterpreted — and hold exactly the product of `dims` elements
- * (else E_BAD_INPUT_SHAPE).
+ * onnxruntime-node, `data` must be the typed array of `type` (`TensorData`; also
+ * Uint8ClampedArray for uint8, Float16Array for float16, Int8Array for packed int4/int2) —
+ * other arrays are refused with E_INVALID_ARGUMENT, never reinterpreted — and hold exactly the
+ * product of `dims` elements (packed types: that many elements' bytes; else E_BAD_INPUT_SHAPE).
+ * `string` data is a string[] of that many elements (UTF-8 inside; a NUL character is refused
+ * with E_BAD_INPUT_VALUE).
  *
  * `TensorLike` (no argument) is the union of every type's tensor: narrow it by `type`
  * (`if (t.type === 'float32') t.data.map((v) => v * 2)`), or name the type of a model's
@@ -151,14 +186,26 @@ export interface TensorData {
  */
 export type TensorLike<T extends TensorType = TensorType> = T extends TensorType ? { type: T; data: TensorData[T]; dims: number[] } : never;
 
-/** An input of `infer`: a TensorLike, or uint8 data in a Uint8ClampedArray. */
-export type TensorInput = TensorLike | { type: 'uint8'; data: Uint8ClampedArray; dims: number[] };
+/** An input of `infer`: a TensorLike, or one of the other arrays a type also accepts. */
+export type TensorInput =
+  | TensorLike
+  | { type: 'uint8'; data: Uint8ClampedArray; dims: number[] }
+  | { type: 'float16'; data: Float16ArrayLike; dims: number[] }
+  | { type: 'int4' | 'int2'; data: Int8Array; dims: number[] };
+
+/**
+ * One output of `infer`: a tensor, or — for an output whose ModelInfo type is
+ * `sequence<...>` — an array of tensors.
+ */
+export type InferOutput<T extends TensorType = TensorType> = TensorLike<T> | TensorLike<T>[];
 
 export interface ModelInfo {
   /** SHA-256 of the model bytes: the model's identity and version. */
   id: string;
   bytes: number;
+  /** Each input: a TensorType (`float16`, `string`...), in the model's order. */
   inputs: { name: string; type: string; dims: number[] }[];
+  /** Each output: a TensorType, or `sequence<T>` for a sequence of tensors (dims: its tensors'). */
   outputs: { name: string; type: string; dims: number[] }[];
   /** The provider that really serves the model. */
   provider: ProviderName;
@@ -994,9 +1041,12 @@ export type ErrorCode =
   | 'E_UNKNOWN_MODEL'
   | 'E_MODEL_TOO_LARGE'
   | 'E_INVALID_MODEL'
+  | 'E_MODEL_UNSUPPORTED_OPERATOR'
+  | 'E_MODEL_UNSUPPORTED_VERSION'
   | 'E_BAD_INPUT_NAME'
   | 'E_BAD_INPUT_TYPE'
   | 'E_BAD_INPUT_SHAPE'
+  | 'E_BAD_INPUT_VALUE'
   | 'E_UNSUPPORTED_TYPE'
   | 'E_INFERENCE'
   // Rings
@@ -1065,7 +1115,13 @@ export interface AttachedRings {
 }
 
 export interface Runtime {
-  /** Loads an ONNX model (path or bytes; the same bytes load once). Throws E_INVALID_MODEL, E_MODEL_TOO_LARGE, E_ORT_NOT_FOUND, E_IO. */
+  /**
+   * Loads an ONNX model (path or bytes; the same bytes load once). Throws E_INVALID_MODEL (not
+   * ONNX, or malformed), E_MODEL_UNSUPPORTED_OPERATOR (valid, but this ONNX Runtime build cannot
+   * run one of its operators), E_MODEL_UNSUPPORTED_VERSION (opset or IR version too new),
+   * E_UNSUPPORTED_TYPE (an input that is not a tensor; an optional or map output), E_MODEL_TOO_LARGE,
+   * E_ORT_NOT_FOUND, E_IO.
+   */
   loadModel(source: ModuleSource): ModelInfo;
   /** loadModel off the event loop: the file is read asynchronously and the model validated (ONNX Runtime loaded, the first time) on libuv's thread pool. Same result and errors. */
   loadModelAsync(source: ModuleSource): Promise<ModelInfo>;
@@ -1074,11 +1130,13 @@ export interface Runtime {
   unloadModel(id: string): boolean;
   /**
    * Runs a model; small models inline, larger ones on libuv's thread pool. `T`: the type of the
-   * model's outputs, when you know it (`infer<'float32'>(...)`: `data` is a Float32Array).
+   * model's outputs, when you know it (`infer<'float32'>(...)`: `data` is a Float32Array). `O`:
+   * an output's form — a tensor, unless the model has `sequence<...>` outputs (they are arrays
+   * of tensors): `infer<'float32', InferOutput<'float32'>>(...)`.
    */
-  infer<T extends TensorType = TensorType>(id: string, inputs: Record<string, TensorInput>): Promise<Record<string, TensorLike<T>>>;
+  infer<T extends TensorType = TensorType, O extends InferOutput<T> = TensorLike<T>>(id: string, inputs: Record<string, TensorInput>): Promise<Record<string, O>>;
   /** Runs a model on the calling thread. */
-  inferSync<T extends TensorType = TensorType>(id: string, inputs: Record<string, TensorInput>): Record<string, TensorLike<T>>;
+  inferSync<T extends TensorType = TensorType, O extends InferOutput<T> = TensorLike<T>>(id: string, inputs: Record<string, TensorInput>): Record<string, O>;
   /** Makes a loaded model available to agents; returns the slot they pass to `infer`. */
   registerAgentModel(id: string): number;
   /** Path of the libonnxruntime in use. */

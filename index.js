@@ -242,7 +242,14 @@ function inferenceOptions(o) {
   return { ...o, searchRoots: [...(o.searchRoots ?? []), ...roots] };
 }
 
-/** The typed array each output type is returned as. */
+/** Bits per element of the sub-byte types: their data is packed, as in ONNX Runtime and onnxruntime-node. */
+const SUB_BYTE_BITS = { uint4: 4, int4: 4, float4e2m1: 4, uint2: 2, int2: 2 };
+
+/**
+ * The typed array each output type is returned as: the one onnxruntime-node uses where it has
+ * the type; the raw bits (Uint16Array, Uint8Array) for the float types JS has no array of (and
+ * for float16 too: Float16Array is not in every Node version); `string` outputs are string[].
+ */
 const OUTPUT_ARRAYS = {
   float32: Float32Array,
   float64: Float64Array,
@@ -251,9 +258,25 @@ const OUTPUT_ARRAYS = {
   uint8: Uint8Array,
   int8: Int8Array,
   bool: Uint8Array,
+  float16: Uint16Array,
+  bfloat16: Uint16Array,
+  uint16: Uint16Array,
+  int16: Int16Array,
+  uint32: Uint32Array,
+  uint64: BigUint64Array,
+  float8e4m3fn: Uint8Array,
+  float8e4m3fnuz: Uint8Array,
+  float8e5m2: Uint8Array,
+  float8e5m2fnuz: Uint8Array,
+  float8e8m0: Uint8Array,
+  uint4: Uint8Array,
+  int4: Uint8Array,
+  float4e2m1: Uint8Array,
+  uint2: Uint8Array,
+  int2: Uint8Array,
 };
 
-/** The typed-array classes each tensor type accepts as data (by tag: works across realms). */
+/** The typed-array classes each tensor type accepts as data (by tag: works across realms); `string` takes string[]. */
 const ACCEPTED_DATA = {
   float32: ['Float32Array'],
   float64: ['Float64Array'],
@@ -262,12 +285,75 @@ const ACCEPTED_DATA = {
   uint8: ['Uint8Array', 'Uint8ClampedArray'],
   int8: ['Int8Array'],
   bool: ['Uint8Array'],
+  // Raw bits, or (where Node has it) a Float16Array, whose bytes are those bits.
+  float16: ['Uint16Array', 'Float16Array'],
+  bfloat16: ['Uint16Array'],
+  uint16: ['Uint16Array'],
+  int16: ['Int16Array'],
+  uint32: ['Uint32Array'],
+  uint64: ['BigUint64Array'],
+  string: ['Array'],
+  float8e4m3fn: ['Uint8Array'],
+  float8e4m3fnuz: ['Uint8Array'],
+  float8e5m2: ['Uint8Array'],
+  float8e5m2fnuz: ['Uint8Array'],
+  float8e8m0: ['Uint8Array'],
+  // Packed bytes (onnxruntime-common types int4 data as Int8Array, and makes it a Uint8Array).
+  uint4: ['Uint8Array'],
+  int4: ['Uint8Array', 'Int8Array'],
+  float4e2m1: ['Uint8Array'],
+  uint2: ['Uint8Array'],
+  int2: ['Uint8Array', 'Int8Array'],
 };
+
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
+/**
+ * string[] in the wire encoding of string tensors (lockstep_abi::tensor_type): each element a
+ * u32 little-endian byte length, then its UTF-8 (lone surrogates become U+FFFD, as with
+ * TextEncoder everywhere).
+ */
+function encodeStrings(what, strings) {
+  const parts = strings.map((s, i) => {
+    if (typeof s !== 'string') throw v.fail(`${what}.data[${i}]`, 'a string', s);
+    return utf8Encoder.encode(s);
+  });
+  const out = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
+  const view = new DataView(out.buffer);
+  let at = 0;
+  for (const p of parts) {
+    view.setUint32(at, p.length, true);
+    out.set(p, at + 4);
+    at += 4 + p.length;
+  }
+  return out;
+}
+
+/** `count` strings from the wire encoding at `bytes` (a Uint8Array). */
+function decodeStrings(bytes, count) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Array(count);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    const len = view.getUint32(at, true);
+    out[i] = utf8Decoder.decode(bytes.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  return out;
+}
+
+/** Elements of `type` that `data` holds: its length, or for packed sub-byte data the elements its bytes can hold for `count`. */
+function holds(type, data, count) {
+  const bits = SUB_BYTE_BITS[type];
+  return bits === undefined ? data.length === count : data.length === Math.ceil((count * bits) / 8);
+}
 
 /**
  * { name: { type, data, dims } } (also onnxruntime-node Tensors) → parallel arrays. Like
  * onnxruntime-node, `data` must be the typed array of `type` (a Float64Array is not float32
- * data) and hold exactly the product of `dims` elements.
+ * data; string[] for `string`) and hold exactly the product of `dims` elements (sub-byte types:
+ * that many elements packed, ceil(n × bits / 8) bytes).
  */
 function flattenInputs(inputs) {
   if (inputs == null || typeof inputs !== 'object' || Array.isArray(inputs)) {
@@ -277,13 +363,15 @@ function flattenInputs(inputs) {
   for (const [name, t] of Object.entries(inputs)) {
     const what = `inputs["${name}"]`;
     if (t == null || typeof t !== 'object') throw v.fail(what, 'a tensor { type, data, dims }', t);
-    const accepted = ACCEPTED_DATA[t.type];
+    const accepted = Object.hasOwn(ACCEPTED_DATA, t.type) ? ACCEPTED_DATA[t.type] : undefined;
     if (!accepted) {
       throw new LockstepError('E_UNSUPPORTED_TYPE', `${what}.type must be one of ${Object.keys(ACCEPTED_DATA).join(', ')}; got ${v.describe(t.type)}`);
     }
-    const tag = ArrayBuffer.isView(t.data) ? Object.prototype.toString.call(t.data).slice(8, -1) : null;
+    const tag = t.type === 'string' ? (Array.isArray(t.data) ? 'Array' : null)
+      : ArrayBuffer.isView(t.data) ? Object.prototype.toString.call(t.data).slice(8, -1) : null;
     if (!accepted.includes(tag)) {
-      throw new LockstepError('E_INVALID_ARGUMENT', `${what}.data must be a ${accepted.join(' or ')} for type "${t.type}"; got ${v.describe(t.data)}. Convert it (e.g. Float32Array.from(data)): its bytes are not reinterpreted`);
+      const expected = t.type === 'string' ? 'an array of strings' : `a ${accepted.join(' or ')}`;
+      throw new LockstepError('E_INVALID_ARGUMENT', `${what}.data must be ${expected} for type "${t.type}"; got ${v.describe(t.data)}. Convert it (e.g. Float32Array.from(data)): its bytes are not reinterpreted`);
     }
     if (!Array.isArray(t.dims)) throw v.fail(`${what}.dims`, 'an array of non-negative integers', t.dims);
     let count = 1;
@@ -291,14 +379,16 @@ function flattenInputs(inputs) {
       v.int(`${what}.dims[${i}]`, d, 0, MAX_SAFE);
       count *= d;
     });
-    if (count !== t.data.length) {
-      throw new LockstepError('E_BAD_INPUT_SHAPE', `${what}: dims [${t.dims.join(', ')}] describe ${count} elements, but data holds ${t.data.length}`);
+    if (!holds(t.type, t.data, count)) {
+      const bits = SUB_BYTE_BITS[t.type];
+      const held = bits === undefined ? `data holds ${t.data.length}` : `data holds ${t.data.length} bytes, and ${t.type} packs ${8 / bits} per byte`;
+      throw new LockstepError('E_BAD_INPUT_SHAPE', `${what}: dims [${t.dims.join(', ')}] describe ${count} elements, but ${held}`);
     }
     names.push(name);
     types.push(t.type);
     dims.push(t.dims);
     // A view, not a copy: the core copies once, into ONNX Runtime's tensor.
-    data.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    data.push(t.type === 'string' ? encodeStrings(what, t.data) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   }
   return [names, types, dims, data];
 }
@@ -323,22 +413,58 @@ function packInputs(inputs) {
   return [spec, packed];
 }
 
+/**
+ * The outputs of the packed form (crates/lockstep-node/src/inference.rs): entries
+ * `name:type:dims:bytes;` whose data lies in `data` at multiples of 8; a sequence output is
+ * `name:sequence:N:0;` followed by its N tensors' entries, and becomes an array of tensors.
+ */
 function unpackOutputs({ spec, data }) {
   const out = {};
   let offset = 0;
-  for (const part of spec.split(';')) {
-    if (!part) continue;
-    const [name, type, dimText] = part.split(':');
+  let sequence = null; // [array, tensors still to read] while reading a sequence's tensors
+  for (let at = 0; at < spec.length;) {
+    const end = spec.indexOf(';', at);
+    // name:type:dims:bytes — the name may contain ':' (it is the model's): the last three fields are ours.
+    const c3 = spec.lastIndexOf(':', end);
+    const c2 = spec.lastIndexOf(':', c3 - 1);
+    const c1 = spec.lastIndexOf(':', c2 - 1);
+    const name = spec.slice(at, c1);
+    const type = spec.slice(c1 + 1, c2);
+    const dimText = spec.slice(c2 + 1, c3);
+    const bytes = +spec.slice(c3 + 1, end);
+    at = end + 1;
+    if (type === 'sequence') {
+      out[name] = [];
+      sequence = [out[name], +dimText];
+      if (sequence[1] === 0) sequence = null;
+      continue;
+    }
     const dims = dimText ? dimText.split(',').map(Number) : [];
-    const Typed = OUTPUT_ARRAYS[type];
-    const count = dims.reduce((a, b) => a * b, 1);
-    // The buffer's outputs start at multiples of 8 from its start, so every view is aligned
-    // when the buffer is; if it is not, copy.
     const start = data.byteOffset + offset;
-    out[name] = start % Typed.BYTES_PER_ELEMENT === 0
-      ? { type, dims, data: new Typed(data.buffer, start, count) }
-      : { type, dims, data: new Typed(data.buffer.slice(start, start + count * Typed.BYTES_PER_ELEMENT)) };
-    offset += Math.ceil((count * Typed.BYTES_PER_ELEMENT) / 8) * 8;
+    offset += Math.ceil(bytes / 8) * 8;
+    let tensor;
+    if (type === 'string') {
+      let count = 1;
+      for (const d of dims) count *= d;
+      tensor = { type, dims, data: decodeStrings(new Uint8Array(data.buffer, start, bytes), count) };
+    } else {
+      const Typed = OUTPUT_ARRAYS[type];
+      // The buffer's outputs start at multiples of 8 from its start, so every view is aligned
+      // when the buffer is; if it is not, copy.
+      tensor = {
+        type,
+        dims,
+        data: start % Typed.BYTES_PER_ELEMENT === 0
+          ? new Typed(data.buffer, start, bytes / Typed.BYTES_PER_ELEMENT)
+          : new Typed(data.buffer.slice(start, start + bytes)),
+      };
+    }
+    if (sequence) {
+      sequence[0].push(tensor);
+      if (--sequence[1] === 0) sequence = null;
+    } else {
+      out[name] = tensor;
+    }
   }
   return out;
 }

@@ -50,7 +50,7 @@ test('an inference run on the thread pool rejects with its code in `code` too', 
   const rt = new native.NativeRuntime({ workers: 1, inference: { searchRoots: [fileURLToPath(new URL('..', import.meta.url))] } });
   const model = rt.loadModel(readFileSync(new URL('../models/mlp_classifier.onnx', import.meta.url)));
   await assert.rejects(rt.inferAsync(model.id, 'x:float32:1,5:20;', new Uint8Array(24)), (e) => e.code === 'E_BAD_INPUT_SHAPE' && /^input `x` must have shape/.test(e.message));
-  assert.match((await rt.inferAsync(model.id, 'x:float32:1,4:16;', new Uint8Array(16))).spec, /^probs:float32:1,3;/);
+  assert.match((await rt.inferAsync(model.id, 'x:float32:1,4:16;', new Uint8Array(16))).spec, /^probs:float32:1,3:12;/);
   rt.close();
 });
 

@@ -64,4 +64,83 @@ graph = helper.make_graph(
     [helper.make_tensor_value_info("c", TensorProto.INT64, [3])],
 )
 save(helper.make_model(graph, producer_name="lockstep-gen-models", opset_imports=[helper.make_opsetid("", 21)]), "add_int64")
+
+# 3. Every tensor element type, round trip: x_<type>[N, 3] -> y_<type>, for the 24 types lockstep
+# carries (docs/INFERENCE.md). Three elements per sample, so 4-bit samples end mid-byte and
+# batching agents' requests repacks them. Identity where ONNX Runtime 1.30 has a kernel for the
+# type; a lossless Cast to float32 and back for the 4- and 2-bit integers and float8e8m0 (its
+# Identity has none for them); float4e2m1, for which it has no kernel at all, is the input itself
+# as an output (so that output is named x_float4e2m1).
+EVERY_TYPE = [
+    ("float32", TensorProto.FLOAT), ("float64", TensorProto.DOUBLE), ("int32", TensorProto.INT32),
+    ("int64", TensorProto.INT64), ("uint8", TensorProto.UINT8), ("int8", TensorProto.INT8), ("bool", TensorProto.BOOL),
+    ("float16", TensorProto.FLOAT16), ("bfloat16", TensorProto.BFLOAT16), ("uint16", TensorProto.UINT16),
+    ("int16", TensorProto.INT16), ("uint32", TensorProto.UINT32), ("uint64", TensorProto.UINT64),
+    ("string", TensorProto.STRING), ("float8e4m3fn", TensorProto.FLOAT8E4M3FN),
+    ("float8e4m3fnuz", TensorProto.FLOAT8E4M3FNUZ), ("float8e5m2", TensorProto.FLOAT8E5M2),
+    ("float8e5m2fnuz", TensorProto.FLOAT8E5M2FNUZ), ("float8e8m0", TensorProto.FLOAT8E8M0), ("uint4", TensorProto.UINT4),
+    ("int4", TensorProto.INT4), ("float4e2m1", TensorProto.FLOAT4E2M1), ("uint2", TensorProto.UINT2), ("int2", TensorProto.INT2),
+]
+VIA_CAST = {"uint4", "int4", "uint2", "int2", "float8e8m0"}
+PASS_THROUGH = {"float4e2m1"}
+nodes = []
+for n, t in EVERY_TYPE:
+    if n in VIA_CAST:
+        nodes += [helper.make_node("Cast", [f"x_{n}"], [f"f_{n}"], to=TensorProto.FLOAT), helper.make_node("Cast", [f"f_{n}"], [f"y_{n}"], to=t)]
+    elif n not in PASS_THROUGH:
+        nodes.append(helper.make_node("Identity", [f"x_{n}"], [f"y_{n}"]))
+graph = helper.make_graph(
+    nodes,
+    "every_type",
+    [helper.make_tensor_value_info(f"x_{n}", t, ["N", 3]) for n, t in EVERY_TYPE],
+    [helper.make_tensor_value_info(f"{'x' if n in PASS_THROUGH else 'y'}_{n}", t, ["N", 3]) for n, t in EVERY_TYPE],
+)
+save(helper.make_model(graph, producer_name="lockstep-gen-models", opset_imports=[helper.make_opsetid("", 25)]), "every_type")
+
+# 4. Arithmetic in float16: c = a + b (float16[N, 2]).
+graph = helper.make_graph(
+    [helper.make_node("Add", ["a", "b"], ["c"])],
+    "add_float16",
+    [helper.make_tensor_value_info("a", TensorProto.FLOAT16, ["N", 2]), helper.make_tensor_value_info("b", TensorProto.FLOAT16, ["N", 2])],
+    [helper.make_tensor_value_info("c", TensorProto.FLOAT16, ["N", 2])],
+)
+save(helper.make_model(graph, producer_name="lockstep-gen-models", opset_imports=[helper.make_opsetid("", 21)]), "add_float16")
+
+# 5. A sequence output: x[L] split into chunks of 2 -> parts: seq(tensor(float)); also n = len.
+graph = helper.make_graph(
+    [helper.make_node("SplitToSequence", ["x", "two"], ["parts"]), helper.make_node("SequenceLength", ["parts"], ["n"])],
+    "split_sequence",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["L"])],
+    [helper.make_tensor_sequence_value_info("parts", TensorProto.FLOAT, None), helper.make_tensor_value_info("n", TensorProto.INT64, [])],
+    initializer=[numpy_helper.from_array(np.array(2, np.int64), "two")],
+)
+save(helper.make_model(graph, producer_name="lockstep-gen-models", opset_imports=[helper.make_opsetid("", 21)]), "split_sequence")
+
+# 6. An optional output (refused at load: lockstep returns tensors and sequences of tensors).
+graph = helper.make_graph(
+    [helper.make_node("Optional", ["x"], ["maybe"])],
+    "optional_output",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+    [helper.make_value_info("maybe", helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [2])))],
+)
+save(helper.make_model(graph, producer_name="lockstep-gen-models", opset_imports=[helper.make_opsetid("", 21)]), "optional_output")
+
+# 7. A valid model with an operator ONNX Runtime 1.30's CPU build has no kernel for: Max of int16.
+graph = helper.make_graph(
+    [helper.make_node("Max", ["a", "b"], ["c"])],
+    "max_int16",
+    [helper.make_tensor_value_info("a", TensorProto.INT16, [2]), helper.make_tensor_value_info("b", TensorProto.INT16, [2])],
+    [helper.make_tensor_value_info("c", TensorProto.INT16, [2])],
+)
+save(helper.make_model(graph, producer_name="lockstep-gen-models", opset_imports=[helper.make_opsetid("", 13)]), "max_int16")
+
+# 8. A model stamped with an opset newer than ONNX Runtime 1.30 supports (not checked: the
+# checker of onnx 1.21 does not know opset 30 either).
+graph = helper.make_graph(
+    [helper.make_node("Relu", ["x"], ["y"])],
+    "opset_30",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+)
+onnx.save(helper.make_model(graph, producer_name="lockstep-gen-models", opset_imports=[helper.make_opsetid("", 30)]), OUT / "opset_30.onnx")
 print("wrote", sorted(p.name for p in OUT.iterdir()))

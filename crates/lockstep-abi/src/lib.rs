@@ -1,5 +1,6 @@
 //! The lockstep agent ABI, version 1: export names, import names, memory layouts, limits,
-//! return codes and capability bits, plus the layout of the shared-memory rings ([`ring`]) and
+//! return codes and capability bits, the tensor element types of inference samples
+//! ([`tensor_type`]), plus the layout of the shared-memory rings ([`ring`]) and
 //! the host/SDK request-reply convention ([`request`], not part of the ABI).
 //!
 //! This crate is the single source of these numbers: the engine (`lockstep-core`) and the
@@ -15,6 +16,7 @@
 
 pub mod request;
 pub mod ring;
+pub mod tensor_type;
 
 /// The ABI version this runtime speaks. A module's `lockstep_abi_version()` must return it.
 pub const ABI_VERSION: u32 = 1;

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use lockstep_core::inference::{ElementType, EngineOptions, InferenceEngine, ModelInfo as CoreModelInfo, Tensor};
+use lockstep_core::inference::{ElementType, EngineOptions, InferenceEngine, ModelInfo as CoreModelInfo, Output as ModelOutput, Tensor};
 use napi::bindgen_prelude::*;
 
 use crate::convert::{ModelInfo, PackedTensors};
@@ -13,6 +13,9 @@ use crate::error::{internal, to_napi, to_status_error, BindError, Code, Result};
 // (`name:type:d0,d1:bytes;...`, dims empty for a scalar) and one byte buffer holding their data
 // back to back, each starting at a multiple of 8 bytes. Two napi values instead of four per
 // tensor, and the synchronous path hands the JS bytes to ONNX Runtime without copying them.
+// Data is in the core's encoding (lockstep_core::inference::tensor: ONNX Runtime's bytes;
+// strings as u32 length + UTF-8 per element). An output that is a sequence of N tensors is the
+// entry `name:sequence:N:0;` followed by its N tensors' entries, with empty names.
 /// One packed tensor: name, type, shape and where its bytes are in the buffer.
 pub type PackedInput = (String, ElementType, Vec<i64>, std::ops::Range<usize>);
 
@@ -42,14 +45,31 @@ pub fn parse_packed(spec: &str, data_len: usize) -> Result<Vec<PackedInput>> {
     Ok(out)
 }
 
-pub fn pack_outputs(out: Vec<(String, Tensor)>) -> PackedTensors {
+pub fn pack_outputs(out: Vec<(String, ModelOutput)>) -> PackedTensors {
+    let tensors = || {
+        out.iter().flat_map(|(_, o)| match o {
+            ModelOutput::Tensor(t) => std::slice::from_ref(t),
+            ModelOutput::Sequence(ts) => &ts[..],
+        })
+    };
     let mut spec = String::new();
-    let mut data = Vec::with_capacity(out.iter().map(|(_, t)| t.data.len().div_ceil(8) * 8).sum());
-    for (name, t) in out {
+    let mut data = Vec::with_capacity(tensors().map(|t| t.data.len().div_ceil(8) * 8).sum());
+    let mut push = |spec: &mut String, name: &str, t: &Tensor| {
         let dims: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
-        spec.push_str(&format!("{name}:{}:{};", t.dtype.name(), dims.join(",")));
+        spec.push_str(&format!("{name}:{}:{}:{};", t.dtype.name(), dims.join(","), t.data.len()));
         data.extend_from_slice(&t.data);
         data.resize(data.len().div_ceil(8) * 8, 0);
+    };
+    for (name, o) in &out {
+        match o {
+            ModelOutput::Tensor(t) => push(&mut spec, name, t),
+            ModelOutput::Sequence(ts) => {
+                spec.push_str(&format!("{name}:sequence:{}:0;", ts.len()));
+                for t in ts {
+                    push(&mut spec, "", t);
+                }
+            }
+        }
     }
     PackedTensors { spec, data: data.into() }
 }
@@ -62,13 +82,13 @@ pub struct InferTask {
 
 impl Task for InferTask {
     /// The outputs or the error (with its code): `resolve` turns either into the settlement.
-    type Output = std::result::Result<Vec<(String, Tensor)>, napi::Error<Code>>;
+    type Output = std::result::Result<Vec<(String, ModelOutput)>, napi::Error<Code>>;
     type JsValue = PackedTensors;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         // This runs on a libuv thread, outside any napi callback: napi-rs does not catch a
         // panic here, and one unwinding out of the thread pool would abort Node.
-        Ok(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.engine.run(&self.model, &self.inputs)))
+        Ok(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.engine.run_outputs(&self.model, &self.inputs)))
             .map_err(internal)
             .and_then(|r| r.map_err(to_napi)))
     }

@@ -407,7 +407,7 @@ impl NativeRuntime {
             .iter()
             .map(|(name, dtype, shape, range)| (name.as_str(), lockstep_core::inference::TensorView { dtype: *dtype, shape, data: &data[range.clone()] }))
             .collect();
-        engine.run_views(&model, &views).map(inference::pack_outputs).map_err(to_napi)
+        engine.run_output_views(&model, &views).map(inference::pack_outputs).map_err(to_napi)
     }
 
     #[napi(catch_unwind)]

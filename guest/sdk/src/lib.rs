@@ -109,7 +109,7 @@ pub enum InferError {
 }
 
 /// Asks the runtime to run model `model` (a slot the embedder registered) on one sample:
-/// each model input's per-sample bytes, in input order. The answer arrives at the next tick
+/// each model input's per-sample elements, in input order, encoded as [`sample`] says. The answer arrives at the next tick
 /// as a message from `INFERENCE` with `kind == tag`; read it with `InferResult::parse`.
 /// Requests of all agents for one model in one tick are batched into one call.
 pub fn infer(model: u32, tag: u32, sample: &[u8]) -> Result<(), InferError> {
@@ -120,6 +120,53 @@ pub fn infer(model: u32, tag: u32, sample: &[u8]) -> Result<(), InferError> {
         abi::INFER_ERR_INPUT_TOO_LARGE => Err(InferError::InputTooLarge),
         abi::INFER_ERR_TOO_MANY_REQUESTS => Err(InferError::TooManyRequests),
         other => Err(InferError::Unknown(other)),
+    }
+}
+
+/// Building and reading inference samples: each model input's (and answer output's)
+/// per-sample elements in the wire encoding of its element type, `abi::tensor_type` (ids and
+/// encodings; docs/INFERENCE.md has the table). Fixed-width elements are little-endian bytes
+/// (`float16` and `bfloat16` their raw bits, e.g. `half::f16::to_bits`); sub-byte types are
+/// packed per sample; strings are a u32 length then UTF-8, which these functions write and read.
+pub mod sample {
+    use alloc::vec::Vec;
+
+    pub use crate::abi::tensor_type;
+
+    /// Appends string element `s` to a sample (its length, then its UTF-8). The host refuses a
+    /// sample whose string holds a NUL character (status `INFER_STATUS_BAD_INPUT`).
+    pub fn push_string(sample: &mut Vec<u8>, s: &str) {
+        sample.extend_from_slice(&tensor_type::string_header(s.len() as u32));
+        sample.extend_from_slice(s.as_bytes());
+    }
+
+    /// Reads `count` string elements from the start of `bytes`: the strings and the bytes after
+    /// them (the next output's); `None` if `bytes` is too short or an element is not UTF-8.
+    pub fn read_strings(bytes: &[u8], count: usize) -> Option<(Vec<&str>, &[u8])> {
+        let mut out = Vec::with_capacity(count);
+        let mut rest = bytes;
+        for _ in 0..count {
+            let (element, more) = tensor_type::split_string(rest)?;
+            out.push(core::str::from_utf8(element).ok()?);
+            rest = more;
+        }
+        Some((out, rest))
+    }
+
+    /// Packs `codes` (each the low `bits` bits of a byte: 4 for `int4`/`uint4`/`float4e2m1`, 2
+    /// for `int2`/`uint2`) the way the wire encoding packs one sample of them: the first
+    /// element in the lowest bits, the last byte's unused bits zero.
+    pub fn pack(codes: &[u8], bits: u32) -> Vec<u8> {
+        let per = (8 / bits) as usize;
+        let mask = ((1u16 << bits) - 1) as u8;
+        codes.chunks(per).map(|c| c.iter().enumerate().fold(0u8, |b, (k, v)| b | ((v & mask) << (k as u32 * bits)))).collect()
+    }
+
+    /// The `count` codes of `bits` bits each packed at the start of `bytes` (see [`pack`]).
+    pub fn unpack(bytes: &[u8], bits: u32, count: usize) -> Vec<u8> {
+        let per = (8 / bits) as usize;
+        let mask = ((1u16 << bits) - 1) as u8;
+        (0..count).map(|i| (bytes.get(i / per).copied().unwrap_or(0) >> ((i % per) as u32 * bits)) & mask).collect()
     }
 }
 
@@ -446,4 +493,24 @@ macro_rules! export_agent {
             0
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample;
+
+    #[test]
+    fn strings_and_packed_codes_round_trip() {
+        let mut s = alloc::vec::Vec::new();
+        sample::push_string(&mut s, "ünï");
+        sample::push_string(&mut s, "");
+        s.push(9);
+        let (strings, rest) = sample::read_strings(&s, 2).unwrap();
+        assert_eq!((strings, rest), (alloc::vec!["ünï", ""], &[9u8][..]));
+        assert!(sample::read_strings(&s[..5], 1).is_none());
+        let packed = sample::pack(&[1, 2, 3], 4);
+        assert_eq!(packed, [0x21, 0x03]);
+        assert_eq!(sample::unpack(&packed, 4, 3), [1, 2, 3]);
+        assert_eq!(sample::pack(&[1, 2, 3, 0, 1], 2), [0x39, 0x01]);
+    }
 }

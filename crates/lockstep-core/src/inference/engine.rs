@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::error::InferenceError;
 use super::library;
-use super::tensor::{shape_string, ElementType, Tensor, TensorView};
+use super::tensor::{encode_strings, join_samples, pack_codes, shape_string, value_type_name, ElementType, Output, Tensor, TensorView};
 
 /// Execution providers a model may ask for. CPU is always available and always last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -110,9 +110,10 @@ impl Default for EngineOptions {
 pub struct TensorInfo {
     /// Its name in the model.
     pub name: String,
-    /// Its element type's name (`float32`, `int64`...; another type by its `ort` debug name).
+    /// Its type in lower case: an element type's name (`float32`, `float16`, `string`...: one
+    /// of [`ElementType::ALL`]) for a tensor, `sequence<float32>` for a sequence of tensors.
     pub dtype: String,
-    /// -1 for a dynamic dimension.
+    /// -1 for a dynamic dimension (for a sequence: the shape of its tensors).
     pub shape: Vec<i64>,
 }
 
@@ -155,22 +156,94 @@ pub struct InferenceEngine {
     clock: std::sync::atomic::AtomicU64,
 }
 
-fn outlet_info(o: &ort::value::Outlet) -> TensorInfo {
-    match o.dtype() {
-        ValueType::Tensor { ty, shape, .. } => TensorInfo {
-            name: o.name().to_string(),
-            dtype: ElementType::from_ort(*ty).map(|t| t.name().to_string()).unwrap_or_else(|_| format!("{ty:?}")),
-            shape: shape.to_vec(),
-        },
-        other => TensorInfo { name: o.name().to_string(), dtype: format!("{other:?}"), shape: vec![] },
+/// What an input or output is, if lockstep passes it: a tensor of an element type it carries
+/// (inputs and outputs), or a sequence of such tensors (outputs). Anything else is refused at
+/// load (`E_UNSUPPORTED_TYPE`, naming it), so no model fails on its types after it ran.
+fn outlet_info(o: &ort::value::Outlet, role: &'static str) -> Result<TensorInfo, InferenceError> {
+    let refuse = || InferenceError::UnsupportedValue {
+        role,
+        name: o.name().to_string(),
+        dtype: value_type_name(o.dtype()),
+        verb: if role == "input" { "accept" } else { "return" },
+    };
+    let tensor = |t: &ValueType| match t {
+        ValueType::Tensor { ty, shape, .. } => ElementType::from_ort(*ty).ok().map(|e| (e, shape.to_vec())),
+        _ => None,
+    };
+    let (dtype, shape) = match o.dtype() {
+        t @ ValueType::Tensor { .. } => tensor(t).map(|(e, shape)| (e.name().to_string(), shape)),
+        ValueType::Sequence(inner) if role == "output" => tensor(inner).map(|(e, shape)| (format!("sequence<{}>", e.name()), shape)),
+        _ => None,
     }
+    .ok_or_else(refuse)?;
+    Ok(TensorInfo { name: o.name().to_string(), dtype, shape })
+}
+
+/// Why a session could not be built: ONNX Runtime's message, and what it means when it names
+/// a cause other than a malformed model.
+struct BuildFailure {
+    reason: String,
+    cause: Option<Cause>,
+}
+
+/// A valid model this ONNX Runtime build cannot serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cause {
+    /// An operator it has no kernel for (name and opset, or domain and name), or whose kernel
+    /// refuses the node as the model uses it.
+    Operator(String),
+    /// An opset or IR version newer than it supports.
+    Version,
+}
+
+impl From<String> for BuildFailure {
+    fn from(reason: String) -> Self {
+        Self { reason, cause: None }
+    }
+}
+
+impl From<&str> for BuildFailure {
+    fn from(reason: &str) -> Self {
+        reason.to_string().into()
+    }
+}
+
+impl std::fmt::Display for BuildFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// What ONNX Runtime's session-creation error means, from its message (its error codes do not
+/// tell these apart: a missing kernel is NOT_IMPLEMENTED or FAIL depending on where it is found).
+fn load_cause(message: &str) -> Option<Cause> {
+    let after = |mark: &str| message.find(mark).map(|at| &message[at + mark.len()..]);
+    let word = |s: &str| s.split([' ', '\'', '"']).next().unwrap_or("").trim().to_string();
+    // The kernel registry has nothing for this node (operator, opset and types).
+    if let Some(rest) = after("Could not find an implementation for ").or_else(|| after("Failed to find kernel for ")) {
+        return Some(Cause::Operator(word(rest)));
+    }
+    // An operator of a domain this build does not register (training ops, custom-op libraries).
+    if let Some(at) = message.find(" is not a registered function/op") {
+        return Some(Cause::Operator(message[..at].rsplit(' ').next().unwrap_or("").to_string()));
+    }
+    // A kernel refused its node while the session was being initialized (an attribute value it
+    // does not implement, a resource it cannot get): the model passed every ONNX check before.
+    if message.contains("Exception during initialization") && message.contains("/core/providers/") {
+        let kernel = after("onnxruntime::").map(|r| r.split("::").next().unwrap_or("").to_string()).unwrap_or_default();
+        return Some(Cause::Operator(format!("(kernel {kernel}, as this node uses it)")));
+    }
+    if message.contains("Unsupported model IR version") || (message.contains("Opset ") && message.contains("is under development")) {
+        return Some(Cause::Version);
+    }
+    None
 }
 
 /// A session configured for bit-reproducible CPU results: one intra-op and one inter-op
 /// thread, sequential execution, ONNX Runtime's deterministic-compute option, no spinning.
-fn build_session(bytes: &[u8], provider: Provider, deterministic: bool) -> Result<Session, String> {
+fn build_session(bytes: &[u8], provider: Provider, deterministic: bool) -> Result<Session, BuildFailure> {
     let env = library::environment().ok_or("ONNX Runtime is not loaded")?;
-    let s = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
+    let s = |e: ort::Error<ort::session::builder::SessionBuilder>| BuildFailure::from(e.to_string());
     let mut b = Session::builder(env)
         .map_err(|e| e.to_string())?
         .with_intra_threads(1)
@@ -187,10 +260,10 @@ fn build_session(bytes: &[u8], provider: Provider, deterministic: bool) -> Resul
         .map_err(s)?;
     match provider.dispatch() {
         Some(ep) => b = b.with_execution_providers([ep]).map_err(s)?,
-        None if provider != Provider::Cpu => return Err(format!("{} is not available on this platform", provider.name())),
+        None if provider != Provider::Cpu => return Err(format!("{} is not available on this platform", provider.name()).into()),
         None => {}
     }
-    b.commit_from_memory(bytes).map_err(|e| e.to_string())
+    b.commit_from_memory(bytes).map_err(|e| BuildFailure { cause: load_cause(e.message()), reason: e.to_string() })
 }
 
 impl InferenceEngine {
@@ -223,7 +296,13 @@ impl InferenceEngine {
                     chosen = Some((provider, session));
                     break;
                 }
-                Err(reason) if provider == Provider::Cpu => return Err(InferenceError::InvalidModel { reason }),
+                Err(BuildFailure { reason, cause: Some(Cause::Operator(op)) }) if provider == Provider::Cpu => {
+                    return Err(InferenceError::UnsupportedOperator { op, reason });
+                }
+                Err(BuildFailure { reason, cause: Some(Cause::Version) }) if provider == Provider::Cpu => {
+                    return Err(InferenceError::UnsupportedVersion { reason });
+                }
+                Err(BuildFailure { reason, .. }) if provider == Provider::Cpu => return Err(InferenceError::InvalidModel { reason }),
                 Err(reason) => {
                     tracing::warn!(target: "lockstep::inference", "{} unavailable, falling back: {reason}", provider.name());
                     reasons.push(format!("{}: {reason}", provider.name()));
@@ -233,11 +312,14 @@ impl InferenceEngine {
         let Some((provider, mut session)) = chosen else {
             return Err(InferenceError::InvalidModel { reason: "no provider could load it".into() });
         };
-        let inputs: Vec<TensorInfo> = session.inputs().iter().map(outlet_info).collect();
-        let outputs: Vec<TensorInfo> = session.outputs().iter().map(outlet_info).collect();
+        let inputs: Vec<TensorInfo> = session.inputs().iter().map(|o| outlet_info(o, "input")).collect::<Result<_, _>>()?;
+        let outputs: Vec<TensorInfo> = session.outputs().iter().map(|o| outlet_info(o, "output")).collect::<Result<_, _>>()?;
         // Outputs too: a model whose outputs are not sample-major (Transpose, a reduction over
         // the batch) would hand each agent a slice holding other agents' data when batched.
-        let mut batchable = !inputs.is_empty() && !outputs.is_empty() && inputs.iter().chain(&outputs).all(|i| i.shape.first().is_some_and(|d| *d < 0));
+        let mut batchable = !inputs.is_empty()
+            && !outputs.is_empty()
+            && outputs.iter().all(|o| ElementType::parse(&o.dtype).is_ok())
+            && inputs.iter().chain(&outputs).all(|i| i.shape.first().is_some_and(|d| *d < 0));
         // The shapes cannot say whether row i of the output depends only on row i of the input
         // (X - ReduceMean(X, axes=[0]) passes every shape check): try it once, and batch only
         // when two samples run together give what each gives alone.
@@ -315,8 +397,10 @@ impl InferenceEngine {
         Ok(())
     }
 
-    /// Runs a model. A failure on a GPU provider is retried once on CPU (and the model then
-    /// stays on CPU, which `info().provider` reports).
+    /// Runs a model whose outputs are all tensors (`E_UNSUPPORTED_TYPE`, before running, for
+    /// a model with a sequence output: use [`run_outputs`](Self::run_outputs)). A failure on a
+    /// GPU provider is retried once on CPU (and the model then stays on CPU, which
+    /// `info().provider` reports).
     pub fn run(&self, id: &str, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, InferenceError> {
         let views: Vec<(&str, TensorView<'_>)> = inputs.iter().map(|(n, t)| (n.as_str(), t.view())).collect();
         self.run_views(id, &views)
@@ -326,14 +410,40 @@ impl InferenceEngine {
     pub fn run_views(&self, id: &str, inputs: &[(&str, TensorView<'_>)]) -> Result<Vec<(String, Tensor)>, InferenceError> {
         let model = self.get(id)?;
         let info = model.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Self::validate(&info, inputs)?;
+        if let Some(o) = info.outputs.iter().find(|o| ElementType::parse(&o.dtype).is_err()) {
+            return Err(InferenceError::UnsupportedValue {
+                role: "output",
+                name: o.name.clone(),
+                dtype: o.dtype.clone(),
+                verb: "return from run() (use run_outputs())",
+            });
+        }
+        let outputs = self.run_model(&model, &info, inputs)?;
+        Ok(outputs.into_iter().filter_map(|(n, o)| o.into_tensor().map(|t| (n, t))).collect())
+    }
+
+    /// Runs any model: its outputs as tensors or sequences of tensors.
+    pub fn run_outputs(&self, id: &str, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Output)>, InferenceError> {
+        let views: Vec<(&str, TensorView<'_>)> = inputs.iter().map(|(n, t)| (n.as_str(), t.view())).collect();
+        self.run_output_views(id, &views)
+    }
+
+    /// Like `run_outputs`, on borrowed inputs.
+    pub fn run_output_views(&self, id: &str, inputs: &[(&str, TensorView<'_>)]) -> Result<Vec<(String, Output)>, InferenceError> {
+        let model = self.get(id)?;
+        let info = model.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.run_model(&model, &info, inputs)
+    }
+
+    fn run_model(&self, model: &LoadedModel, info: &ModelInfo, inputs: &[(&str, TensorView<'_>)]) -> Result<Vec<(String, Output)>, InferenceError> {
+        Self::validate(info, inputs)?;
         let values = inputs.iter().map(|(n, t)| t.to_ort().map(|v| (n.to_string(), v))).collect::<Result<Vec<_>, _>>()?;
         let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
         let outcome = run_session(&mut session, values);
         match outcome {
             Ok(out) => Ok(out),
             Err(reason) if info.provider != Provider::Cpu => {
-                let cpu = build_session(&model.bytes, Provider::Cpu, self.options.deterministic).map_err(|r| InferenceError::Run { reason: r })?;
+                let cpu = build_session(&model.bytes, Provider::Cpu, self.options.deterministic).map_err(|r| InferenceError::Run { reason: r.reason })?;
                 *session = cpu;
                 let mut shared = model.info.lock().unwrap_or_else(|p| p.into_inner());
                 let mut i = (**shared).clone();
@@ -351,7 +461,8 @@ impl InferenceEngine {
 }
 
 /// A probe sample for one input: deterministic values that are valid for most models (floats
-/// in [-1, 1], small non-negative integers, alternating booleans), different for `sample`.
+/// in [-1, 1], small non-negative integers, alternating booleans, the strings "0" and "1"),
+/// different for `sample`.
 fn probe_sample(dtype: ElementType, elements: usize, sample: u64) -> Vec<u8> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (sample.wrapping_mul(0xD1B5_4A32_D192_ED03));
     let mut next = move || {
@@ -360,19 +471,51 @@ fn probe_sample(dtype: ElementType, elements: usize, sample: u64) -> Vec<u8> {
         state ^= state << 17;
         state
     };
-    let mut out = Vec::with_capacity(elements * dtype.size_bytes());
+    if dtype == ElementType::String {
+        return encode_strings((0..elements).map(|_| if next() % 2 == 0 { "0" } else { "1" }));
+    }
+    let mut out = Vec::with_capacity(dtype.byte_len(elements).unwrap_or(0));
+    let mut codes = Vec::new();
     for _ in 0..elements {
         let r = next();
         let unit = (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+        let bit = r % 2;
         match dtype {
             ElementType::F32 => out.extend_from_slice(&(unit as f32).to_le_bytes()),
             ElementType::F64 => out.extend_from_slice(&unit.to_le_bytes()),
-            ElementType::I32 => out.extend_from_slice(&((r % 2) as i32).to_le_bytes()),
-            ElementType::I64 => out.extend_from_slice(&((r % 2) as i64).to_le_bytes()),
-            ElementType::U8 | ElementType::I8 | ElementType::Bool => out.push((r % 2) as u8),
+            ElementType::F16 => out.extend_from_slice(&half::f16::from_f64(unit).to_le_bytes()),
+            ElementType::BF16 => out.extend_from_slice(&half::bf16::from_f64(unit).to_le_bytes()),
+            ElementType::I32 | ElementType::U32 => out.extend_from_slice(&(bit as u32).to_le_bytes()),
+            ElementType::I64 | ElementType::U64 => out.extend_from_slice(&bit.to_le_bytes()),
+            ElementType::I16 | ElementType::U16 => out.extend_from_slice(&(bit as u16).to_le_bytes()),
+            t if t.is_sub_byte() => codes.push(bit as u8),
+            // One-byte types: integers, bool, float8 (0 and the smallest subnormal).
+            _ => out.push(bit as u8),
         }
     }
+    if let Some(bits) = dtype.bits().filter(|_| dtype.is_sub_byte()) {
+        return pack_codes(&codes, bits);
+    }
     out
+}
+
+/// Whether two outputs of a probe agree: bytes, or floats within a relative `1e-4` (`1e-9` for
+/// float64, `1e-2` for the 16-bit floats).
+fn probe_outputs_agree(dtype: ElementType, a: &[u8], b: &[u8]) -> bool {
+    fn close<const N: usize>(a: &[u8], b: &[u8], decode: impl Fn([u8; N]) -> f64, tolerance: f64) -> bool {
+        a.len() == b.len()
+            && a.chunks_exact(N).zip(b.chunks_exact(N)).all(|(x, y)| {
+                let (x, y) = (decode(x.try_into().unwrap_or([0; N])), decode(y.try_into().unwrap_or([0; N])));
+                x == y || (x - y).abs() <= tolerance * x.abs().max(y.abs()).max(1e-6)
+            })
+    }
+    match dtype {
+        ElementType::F32 => close::<4>(a, b, |x| f32::from_le_bytes(x) as f64, 1e-4),
+        ElementType::F64 => close::<8>(a, b, f64::from_le_bytes, 1e-9),
+        ElementType::F16 => close::<2>(a, b, |x| half::f16::from_le_bytes(x).to_f64(), 1e-2),
+        ElementType::BF16 => close::<2>(a, b, |x| half::bf16::from_le_bytes(x).to_f64(), 1e-2),
+        _ => a == b,
+    }
 }
 
 /// Whether each output row depends only on its own input row: runs two probe samples as one
@@ -392,14 +535,15 @@ fn rows_are_independent(session: &mut Session, inputs: &[TensorInfo]) -> Result<
         }
         per_sample.push((i.name.clone(), dtype, rest.to_vec(), elements));
     }
-    let run = |session: &mut Session, samples: &[u64]| -> Result<Vec<(String, Tensor)>, String> {
+    let run = |session: &mut Session, samples: &[u64]| -> Result<Vec<(String, Output)>, String> {
         let tensors: Vec<(String, Tensor)> = per_sample
             .iter()
             .enumerate()
             .map(|(k, (name, dtype, rest, elements))| {
                 let mut shape = vec![samples.len() as i64];
                 shape.extend_from_slice(rest);
-                let data = samples.iter().flat_map(|s| probe_sample(*dtype, *elements, s * 31 + k as u64)).collect();
+                let parts: Vec<Vec<u8>> = samples.iter().map(|s| probe_sample(*dtype, *elements, s * 31 + k as u64)).collect();
+                let data = join_samples(*dtype, *elements, parts.iter().map(|p| &p[..]));
                 (name.clone(), Tensor { dtype: *dtype, shape, data })
             })
             .collect();
@@ -410,32 +554,53 @@ fn rows_are_independent(session: &mut Session, inputs: &[TensorInfo]) -> Result<
     let first = run(session, &[1]).map_err(|e| format!("probe run failed: {e}"))?;
     let second = run(session, &[2]).map_err(|e| format!("probe run failed: {e}"))?;
     for (((name, b), (_, f)), (_, s)) in both.iter().zip(&first).zip(&second) {
-        let joined: Vec<u8> = f.data.iter().chain(&s.data).copied().collect();
-        let close = match b.dtype {
-            ElementType::F32 => {
-                b.data.len() == joined.len()
-                    && b.data.chunks_exact(4).zip(joined.chunks_exact(4)).all(|(x, y)| {
-                        let (x, y) = (f32::from_le_bytes(x.try_into().unwrap_or_default()), f32::from_le_bytes(y.try_into().unwrap_or_default()));
-                        x == y || (x - y).abs() <= 1e-4 * x.abs().max(y.abs()).max(1e-6)
-                    })
-            }
-            ElementType::F64 => {
-                b.data.len() == joined.len()
-                    && b.data.chunks_exact(8).zip(joined.chunks_exact(8)).all(|(x, y)| {
-                        let (x, y) = (f64::from_le_bytes(x.try_into().unwrap_or_default()), f64::from_le_bytes(y.try_into().unwrap_or_default()));
-                        x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-12)
-                    })
-            }
-            _ => b.data == joined,
+        let (Some(b), Some(f), Some(s)) = (b.as_tensor(), f.as_tensor(), s.as_tensor()) else {
+            return Err(format!("output {name} is not a tensor"));
         };
-        if !close {
+        let per = f.element_count();
+        let joined = join_samples(b.dtype, per, [&f.data[..], &s.data[..]]);
+        if !probe_outputs_agree(b.dtype, &b.data, &joined) {
             return Err(format!("output {name} of a batch of two differs from the two samples run alone: rows depend on each other"));
         }
     }
     Ok(())
 }
 
-fn run_session(session: &mut Session, values: Vec<(String, ort::session::SessionInputValue<'_>)>) -> Result<Vec<(String, Tensor)>, String> {
+fn run_session(session: &mut Session, values: Vec<(String, ort::session::SessionInputValue<'_>)>) -> Result<Vec<(String, Output)>, String> {
     let outputs = session.run(values).map_err(|e| e.to_string())?;
-    outputs.iter().map(|(name, v)| Tensor::from_ort(&v).map(|t| (name.to_string(), t)).map_err(|e| e.to_string())).collect()
+    outputs.iter().map(|(name, v)| Output::from_ort(&v).map(|t| (name.to_string(), t)).map_err(|e| e.to_string())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{load_cause, Cause};
+
+    #[test]
+    fn load_failures_name_their_cause() {
+        // ONNX Runtime 1.30's own messages (tests/conformance.rs and tests/inference.rs load
+        // such models).
+        let op = |m: &str| load_cause(m);
+        assert_eq!(op("Could not find an implementation for BitShift(11) node with name ''"), Some(Cause::Operator("BitShift(11)".into())));
+        assert_eq!(
+            op("Failed to find kernel for Cast(25) (node:'' ep:'CPUExecutionProvider'). Op with name () domain () and type (Cast) kernel is not supported"),
+            Some(Cause::Operator("Cast(25)".into()))
+        );
+        assert_eq!(
+            op("Fatal error: ai.onnx.preview.training:Adam(-1) is not a registered function/op"),
+            Some(Cause::Operator("ai.onnx.preview.training:Adam(-1)".into()))
+        );
+        assert_eq!(
+            op("Exception during initialization: /onnxruntime_src/onnxruntime/core/providers/cpu/rnn/deep_cpu_gru.h:56 onnxruntime::DeepCpuGruOp::DeepCpuGruOp(const onnxruntime::OpKernelInfo&) layout_ == 0 was false."),
+            Some(Cause::Operator("(kernel DeepCpuGruOp, as this node uses it)".into()))
+        );
+        assert_eq!(
+            op("ONNX Runtime only *guarantees* support for models stamped with official released onnx opset versions. Opset 30 is under development"),
+            Some(Cause::Version)
+        );
+        assert_eq!(op("Unsupported model IR version: 14, max supported IR version: 13"), Some(Cause::Version));
+        // Malformed models keep E_INVALID_MODEL.
+        assert_eq!(op("Failed to load model because protobuf parsing failed."), None);
+        assert_eq!(op("This is an invalid model. In Node, (\"\", FooBar, \"\", -1) : Error No Op registered for FooBar with domain_version of 21"), None);
+        assert_eq!(op("Type Error: Type parameter (T) of Optype (Add) bound to different types"), None);
+    }
 }

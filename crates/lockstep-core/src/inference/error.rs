@@ -32,11 +32,43 @@ pub enum InferenceError {
         /// The limit, bytes.
         max: usize,
     },
-    /// `E_INVALID_MODEL`: ONNX Runtime could not load the model, on any provider.
+    /// `E_INVALID_MODEL`: ONNX Runtime could not load the model, on any provider: the bytes
+    /// are not an ONNX model, or the model is malformed.
     #[error("not a valid ONNX model: {reason}")]
     InvalidModel {
         /// ONNX Runtime's error.
         reason: String,
+    },
+    /// `E_MODEL_UNSUPPORTED_OPERATOR`: the model is valid ONNX, but this ONNX Runtime build has
+    /// no implementation of one of its operators (for its opset and types), on any provider
+    /// tried.
+    #[error("the model is valid ONNX, but this ONNX Runtime build cannot run its operator {op} (export it with another opset, types or attributes, or use an ONNX Runtime build that implements it): {reason}")]
+    UnsupportedOperator {
+        /// The operator, as ONNX Runtime names it, e.g. `ConvInteger(10)` (name and opset).
+        op: String,
+        /// ONNX Runtime's error.
+        reason: String,
+    },
+    /// `E_MODEL_UNSUPPORTED_VERSION`: the model is stamped with an opset or IR version newer
+    /// than this ONNX Runtime build supports.
+    #[error("the model needs a newer ONNX Runtime than this one: re-export it for an older opset or IR version, or use a newer ONNX Runtime through inference.ortLibraryPath: {reason}")]
+    UnsupportedVersion {
+        /// ONNX Runtime's error.
+        reason: String,
+    },
+    /// `E_UNSUPPORTED_TYPE`: a model input or output is of a kind lockstep does not pass: an
+    /// input that is not a tensor, an optional or map output, complex numbers. Refused at load,
+    /// never after the model ran.
+    #[error("model {role} `{name}` is {dtype}, which lockstep does not {verb}; lockstep passes tensors of every other element type in and out, and returns sequences of tensors as arrays (docs/INFERENCE.md)")]
+    UnsupportedValue {
+        /// `input` or `output`.
+        role: &'static str,
+        /// The input's or output's name.
+        name: String,
+        /// Its type, e.g. `optional<float32>`, `map<int64,float32>`, `complex64`.
+        dtype: String,
+        /// `accept` or `return`.
+        verb: &'static str,
     },
     /// `E_BAD_INPUT_NAME`: a model input was not given.
     #[error("model input `{name}` was not given; the model needs: {expected}")]
@@ -89,12 +121,21 @@ pub enum InferenceError {
         /// Bytes given.
         got: usize,
     },
-    /// `E_UNSUPPORTED_TYPE`: an element type other than float32, float64, int32, int64, uint8,
-    /// int8 or bool.
-    #[error("element type {dtype} is not supported here; use float32, float64, int32, int64, uint8, int8 or bool")]
+    /// `E_UNSUPPORTED_TYPE`: an element type that is not one of
+    /// [`ElementType::ALL`](crate::inference::ElementType::ALL)'s names.
+    #[error("element type {dtype} is not supported; use one of float32, float64, int32, int64, uint8, int8, bool, float16, bfloat16, uint16, int16, uint32, uint64, string, float8e4m3fn, float8e4m3fnuz, float8e5m2, float8e5m2fnuz, float8e8m0, uint4, int4, float4e2m1, uint2, int2")]
     UnsupportedType {
         /// The type's name.
         dtype: String,
+    },
+    /// `E_BAD_INPUT_VALUE`: an input's data cannot be a tensor of its type: string data that is
+    /// malformed, not UTF-8 or holds a NUL character (ONNX Runtime's strings are C strings).
+    #[error("input `{name}`: {reason}")]
+    BadValue {
+        /// The input.
+        name: String,
+        /// What is wrong.
+        reason: String,
     },
     /// `E_INFERENCE`: ONNX Runtime failed to run the model (or to take a tensor).
     #[error("inference failed: {reason}")]
@@ -113,10 +154,13 @@ impl InferenceError {
             Self::UnknownModel { .. } => "E_UNKNOWN_MODEL",
             Self::ModelTooLarge { .. } => "E_MODEL_TOO_LARGE",
             Self::InvalidModel { .. } => "E_INVALID_MODEL",
+            Self::UnsupportedOperator { .. } => "E_MODEL_UNSUPPORTED_OPERATOR",
+            Self::UnsupportedVersion { .. } => "E_MODEL_UNSUPPORTED_VERSION",
             Self::MissingInput { .. } | Self::UnknownInput { .. } => "E_BAD_INPUT_NAME",
             Self::WrongType { .. } => "E_BAD_INPUT_TYPE",
             Self::WrongShape { .. } | Self::DataLength { .. } => "E_BAD_INPUT_SHAPE",
-            Self::UnsupportedType { .. } => "E_UNSUPPORTED_TYPE",
+            Self::UnsupportedType { .. } | Self::UnsupportedValue { .. } => "E_UNSUPPORTED_TYPE",
+            Self::BadValue { .. } => "E_BAD_INPUT_VALUE",
             Self::Run { .. } => "E_INFERENCE",
         }
     }

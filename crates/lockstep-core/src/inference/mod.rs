@@ -13,4 +13,4 @@ mod tensor;
 
 pub use engine::{EngineOptions, InferenceEngine, ModelInfo, Provider, TensorInfo};
 pub use error::InferenceError;
-pub use tensor::{ElementType, Tensor, TensorView};
+pub use tensor::{encode_strings, ElementType, Output, Tensor, TensorView};
