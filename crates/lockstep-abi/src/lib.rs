@@ -1,4 +1,4 @@
-//! The lockstep agent ABI, version 1: export names, import names, memory layouts, limits,
+//! The lockstep agent ABI, versions 1 and 2 (2 adds batched receive and send): export names, import names, memory layouts, limits,
 //! return codes and capability bits, the tensor element types of inference samples
 //! ([`tensor_type`]), plus the layout of the shared-memory rings ([`ring`]) and
 //! the host/SDK request-reply convention ([`request`], not part of the ABI).
@@ -18,8 +18,13 @@ pub mod request;
 pub mod ring;
 pub mod tensor_type;
 
-/// The ABI version this runtime speaks. A module's `lockstep_abi_version()` must return it.
-pub const ABI_VERSION: u32 = 1;
+/// The newest ABI version this runtime speaks (what the SDK builds). A module's
+/// `lockstep_abi_version()` returns a version from [`MIN_ABI_VERSION`] to this one, and the
+/// runtime calls it the way that version says: version 1 gets one `agent_receive` call per
+/// message, version 2 one `agent_receive_batch` call per [`IO_BUFFER_BYTES`] of messages.
+pub const ABI_VERSION: u32 = 2;
+/// The oldest ABI version this runtime still runs.
+pub const MIN_ABI_VERSION: u32 = 1;
 
 /// Module name of every host import.
 pub const IMPORT_MODULE: &str = "lockstep";
@@ -40,6 +45,14 @@ pub const EXPORT_STEP: &str = "agent_step";
 pub const EXPORT_RECEIVE: &str = "agent_receive";
 /// Export `() -> i32`: called on graceful shutdown; returns 0.
 pub const EXPORT_SHUTDOWN: &str = "agent_shutdown";
+/// Export (ABI 2) `(batch_ptr: i32, count: i32) -> i32`: called with `count` (≥ 1) messages
+/// in the io buffer at `batch_ptr`, back to back, each a [`MESSAGE_HEADER_BYTES`]-byte header
+/// then its payload, the next one starting at the following multiple of [`BATCH_ALIGN`]
+/// bytes; returns 0. After handling each message the agent stores how many it has handled in
+/// the u32 at [`BATCH_OFFSET_DONE`] of its io region: if it faults during the call, the
+/// messages from that one on go to dead letters (`recipient_faulted_during_delivery`). A
+/// version-2 module exports this instead of [`EXPORT_RECEIVE`].
+pub const EXPORT_RECEIVE_BATCH: &str = "agent_receive_batch";
 
 /// Import `(to: i64, kind: i32, priority: i32, ptr: i32, len: i32) -> i32`: queues a message;
 /// returns [`SEND_OK`] or a `SEND_ERR_*` code.
@@ -61,6 +74,40 @@ pub const IMPORT_INFER: &str = "infer";
 /// Import `() -> i32`: the capability bits ([`grant`]) the agent was granted
 /// (docs/SECURITY.md). Always available.
 pub const IMPORT_GRANTED: &str = "granted";
+/// Import (ABI 2; any version may import it) `(ptr: i32, count: i32) -> i32`: queues `count`
+/// messages laid out at `ptr` as send records ([`SEND_RECORD_HEADER_BYTES`]-byte header, the
+/// payload, the next record at the following multiple of [`BATCH_ALIGN`]); returns how many
+/// were queued, in order: fewer than `count` when one was refused (call `send` with it to
+/// learn why). Records running past the agent's memory, or a negative count, fault the agent
+/// (a host-call violation, as a bad pointer to `send` does). Needs the same capability as
+/// `send`.
+pub const IMPORT_SEND_BATCH: &str = "send_batch";
+
+/// Send record field, u64: the recipient.
+pub const SEND_RECORD_OFFSET_TO: usize = 0;
+/// Send record field, u32: the kind.
+pub const SEND_RECORD_OFFSET_KIND: usize = 8;
+/// Send record field, i32: the priority.
+pub const SEND_RECORD_OFFSET_PRIORITY: usize = 12;
+/// Send record field, u32: the payload length.
+pub const SEND_RECORD_OFFSET_LEN: usize = 16;
+/// Send record field, u32: reserved, 0.
+pub const SEND_RECORD_OFFSET_RESERVED: usize = 20;
+/// Size of a send record's header; the payload follows it.
+pub const SEND_RECORD_HEADER_BYTES: usize = 24;
+/// Records of a batch (received or sent) start at multiples of this many bytes from its start.
+pub const BATCH_ALIGN: usize = 8;
+/// ABI 2: the io region is the io buffer and then [`BATCH_STATE_BYTES`] of batch state: it is
+/// `IO_BUFFER_BYTES + BATCH_STATE_BYTES` long from `lockstep_io_buffer()`.
+pub const BATCH_STATE_BYTES: u32 = 8;
+/// ABI 2, u32 at this offset of the io region: messages of the current `agent_receive_batch`
+/// call the agent has handled (the host sets it to 0 before each call).
+pub const BATCH_OFFSET_DONE: usize = IO_BUFFER_BYTES as usize;
+
+/// Where the record after one of `len` bytes (header and payload) starting at `at` starts.
+pub const fn next_record(at: usize, len: usize) -> usize {
+    (at + len).div_ceil(BATCH_ALIGN) * BATCH_ALIGN
+}
 
 /// All calls of one tick (its `agent_receive` calls and `agent_step`) share a budget of this
 /// many per-call fuel budgets; each call gets at most `fuelPerCall` of what is left.

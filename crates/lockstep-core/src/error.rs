@@ -33,8 +33,9 @@ pub enum LockstepError {
         expected: String,
     },
 
-    /// `E_ABI_MISMATCH`: the module's `lockstep_abi_version` is not this runtime's ABI version.
-    #[error("agent module speaks ABI version {found}, this runtime speaks {expected}. Rebuild the agent against a matching lockstep-sdk")]
+    /// `E_ABI_MISMATCH`: the module's `lockstep_abi_version` is not an ABI version this runtime
+    /// speaks (or an instance reports another version than its module did at load).
+    #[error("agent module speaks ABI version {found}, this runtime speaks 1..={expected}. Rebuild the agent against a matching lockstep-sdk")]
     AbiMismatch {
         /// The version the module reports.
         found: u32,

@@ -147,34 +147,90 @@ fn guest_bytes<'a>(caller: &'a mut Caller<'_, AgentHost>, import: &str, ptr: i32
     }
 }
 
-/// Defines every host import of ABI version 1 in `linker`.
+/// Queues one message from the agent (what `send` and each record of `send_batch` do):
+/// `SEND_OK`, or the `SEND_ERR_*` code that refused it.
+fn queue_send(host: &mut AgentHost, to: u64, kind: u32, priority: i32, bytes: &[u8]) -> i32 {
+    if bytes.len() > abi::MAX_PAYLOAD_BYTES {
+        return abi::SEND_ERR_PAYLOAD_TOO_LARGE;
+    }
+    if host.outbox.len() >= abi::MAX_OUTBOX_PER_TICK || host.outbox_bytes + bytes.len() > abi::MAX_OUTBOX_BYTES_PER_TICK {
+        return abi::SEND_ERR_OUTBOX_FULL;
+    }
+    if !host.grants.send.allows(to) {
+        if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL && host.logs.len() < abi::MAX_LOG_LINES_PER_TICK {
+            host.logs_this_call += 1;
+            let text = format!("capability denied: send to {to} is outside send={:?}", host.grants.send);
+            host.logs.push(LogLine { level: abi::log_level::WARN, text });
+        }
+        return abi::SEND_ERR_FORBIDDEN;
+    }
+    let seq = host.next_seq;
+    host.next_seq += 1;
+    host.outbox_bytes += bytes.len();
+    host.outbox.push(Message { from: host.id, to, seq, kind, priority, payload: bytes.to_vec() });
+    abi::SEND_OK
+}
+
+/// `send_batch`'s records (docs/ABI.md): queued in order until one is refused; how many were
+/// queued. A record whose header or payload runs past `records` (the guest range of `count`
+/// records, bounded by the outbox limits) is a violation that faults the agent, as a bad
+/// pointer to `send` is.
+fn send_records(host: &mut AgentHost, records: &[u8], count: u32) -> std::result::Result<i32, String> {
+    let mut at = 0usize;
+    for i in 0..count {
+        let Some(head) = records.get(at..at + abi::SEND_RECORD_HEADER_BYTES) else {
+            return Err(format!("`send_batch` record {i} at offset {at} runs past the {} bytes given", records.len()));
+        };
+        let u32_at = |o: usize| u32::from_le_bytes([head[o], head[o + 1], head[o + 2], head[o + 3]]);
+        let to = u64::from_le_bytes(head[abi::SEND_RECORD_OFFSET_TO..][..8].try_into().unwrap_or_default());
+        let (kind, priority, len) =
+            (u32_at(abi::SEND_RECORD_OFFSET_KIND), u32_at(abi::SEND_RECORD_OFFSET_PRIORITY) as i32, u32_at(abi::SEND_RECORD_OFFSET_LEN) as usize);
+        let body = at + abi::SEND_RECORD_HEADER_BYTES;
+        let Some(payload) = body.checked_add(len).and_then(|end| records.get(body..end)) else {
+            return Err(format!("`send_batch` record {i}: a {len}-byte payload at offset {body} runs past the {} bytes given", records.len()));
+        };
+        if queue_send(host, to, kind, priority, payload) != abi::SEND_OK {
+            return Ok(i as i32);
+        }
+        at = abi::next_record(at, abi::SEND_RECORD_HEADER_BYTES + len);
+    }
+    Ok(count as i32)
+}
+
+/// Defines every host import (ABI versions 1 and 2) in `linker`.
 pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
     linker.func_wrap(
         abi::IMPORT_MODULE,
         abi::IMPORT_SEND,
         |mut caller: Caller<'_, AgentHost>, to: i64, kind: i32, priority: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
             let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_SEND, ptr, len)?;
-            if bytes.len() > abi::MAX_PAYLOAD_BYTES {
-                return Ok(abi::SEND_ERR_PAYLOAD_TOO_LARGE);
-            }
-            if host.outbox.len() >= abi::MAX_OUTBOX_PER_TICK || host.outbox_bytes + bytes.len() > abi::MAX_OUTBOX_BYTES_PER_TICK {
-                return Ok(abi::SEND_ERR_OUTBOX_FULL);
-            }
-            if !host.grants.send.allows(to as u64) {
-                if host.logs_this_call < abi::MAX_LOG_LINES_PER_CALL && host.logs.len() < abi::MAX_LOG_LINES_PER_TICK {
-                    host.logs_this_call += 1;
-                    let text = format!("capability denied: send to {} is outside send={:?}", to as u64, host.grants.send);
-                    host.logs.push(LogLine { level: abi::log_level::WARN, text });
-                }
-                return Ok(abi::SEND_ERR_FORBIDDEN);
-            }
-            let seq = host.next_seq;
-            host.next_seq += 1;
-            host.outbox_bytes += bytes.len();
-            host.outbox.push(Message { from: host.id, to: to as u64, seq, kind: kind as u32, priority, payload: bytes.to_vec() });
-            Ok(abi::SEND_OK)
+            Ok(queue_send(host, to as u64, kind as u32, priority, bytes))
         },
     )?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SEND_BATCH, |mut caller: Caller<'_, AgentHost>, ptr: i32, count: i32| -> wasmtime::Result<i32> {
+        if count < 0 {
+            let text = format!("`send_batch` was given a count of {count}");
+            caller.data_mut().violation = Some(text.clone());
+            return Err(wasmtime::Error::msg(text));
+        }
+        // The records lie in [ptr, end of memory): each is bounds-checked as it is read.
+        let Some(memory) = caller.data().memory else {
+            return Err(no_memory(caller.data_mut(), abi::IMPORT_SEND_BATCH));
+        };
+        let (mem, host) = memory.data_and_store_mut(&mut caller);
+        let start = ptr as u32 as usize;
+        let Some(records) = mem.get(start..) else {
+            let size = mem.len();
+            return Err(violation(host, abi::IMPORT_SEND_BATCH, ptr, 0, size));
+        };
+        match send_records(host, records, count as u32) {
+            Ok(n) => Ok(n),
+            Err(text) => {
+                host.violation = Some(text.clone());
+                Err(wasmtime::Error::msg(text))
+            }
+        }
+    })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_TICK, |caller: Caller<'_, AgentHost>| -> i64 { caller.data().tick as i64 })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SELF_ID, |caller: Caller<'_, AgentHost>| -> i64 { caller.data().id as i64 })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_GRANTED, |caller: Caller<'_, AgentHost>| -> i32 { caller.data().grants.bits() })?;
@@ -218,6 +274,7 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
 /// Names of all imports `define_imports` provides, for load-time checks.
 pub const IMPORT_NAMES: &[&str] = &[
     abi::IMPORT_SEND,
+    abi::IMPORT_SEND_BATCH,
     abi::IMPORT_TICK,
     abi::IMPORT_SELF_ID,
     abi::IMPORT_RANDOM,

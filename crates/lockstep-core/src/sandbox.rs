@@ -208,6 +208,9 @@ pub struct AgentModule {
     pre: InstancePre<AgentHost>,
     /// What snapshots need to know about it (`snapshot::wasm`).
     pub(crate) snapshot: Arc<crate::snapshot::wasm::ModuleState>,
+    /// The ABI version its `lockstep_abi_version()` returned when it was loaded (every
+    /// instance must return the same): how the runtime delivers its messages.
+    pub(crate) abi_version: u32,
 }
 
 fn expect_func(module: &Module, name: &str, params: &[ValType], results: &[ValType], sig: &str) -> Result<()> {
@@ -223,9 +226,27 @@ fn expect_func(module: &Module, name: &str, params: &[ValType], results: &[ValTy
     }
 }
 
+/// Bytes from `lockstep_io_buffer()` the agent must own: the io buffer, and (ABI 2) the batch
+/// state after it.
+pub(crate) fn io_region_bytes(version: u32) -> usize {
+    abi::IO_BUFFER_BYTES as usize + if version >= 2 { abi::BATCH_STATE_BYTES as usize } else { 0 }
+}
+
+/// The fault for a message that does not fit the io buffer (a runtime bug: every queue that
+/// feeds an inbox refuses payloads over `MAX_PAYLOAD_BYTES`).
+fn oversized(tick: u64, payload: usize) -> Fault {
+    Fault {
+        kind: FaultKind::HostCallViolation,
+        call: AbiCall::Receive,
+        tick,
+        detail: format!("message of {payload} payload bytes does not fit the {}-byte io buffer (runtime bug: please report)", abi::IO_BUFFER_BYTES),
+    }
+}
+
 impl AgentModule {
     /// Compiles and validates `bytes`: a wasm binary with the ABI's exports, importing nothing
-    /// but the host imports, speaking `abi::ABI_VERSION`.
+    /// but the host imports, speaking an ABI version from `abi::MIN_ABI_VERSION` to
+    /// `abi::ABI_VERSION` (version 1 exports `agent_receive`, version 2 `agent_receive_batch`).
     pub fn compile(sandbox: &Sandbox, bytes: Vec<u8>, grants: Grants) -> Result<Self> {
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(LockstepError::InvalidModule { reason: "bytes do not start with the wasm magic number \\0asm".into() });
@@ -266,12 +287,19 @@ impl AgentModule {
         expect_func(&module, abi::EXPORT_IO_BUFFER, &[], &[I32], "func () -> i32")?;
         expect_func(&module, abi::EXPORT_INIT, &[], &[I32], "func () -> i32")?;
         expect_func(&module, abi::EXPORT_STEP, &[I32], &[I32], "func (context_ptr: i32) -> i32")?;
-        expect_func(&module, abi::EXPORT_RECEIVE, &[I32], &[I32], "func (message_ptr: i32) -> i32")?;
+        // One of the two receive entry points (which one the version says, checked below); one
+        // that is there has the right type.
+        if module.get_export(abi::EXPORT_RECEIVE).is_some() || module.get_export(abi::EXPORT_RECEIVE_BATCH).is_none() {
+            expect_func(&module, abi::EXPORT_RECEIVE, &[I32], &[I32], "func (message_ptr: i32) -> i32")?;
+        }
+        if module.get_export(abi::EXPORT_RECEIVE_BATCH).is_some() {
+            expect_func(&module, abi::EXPORT_RECEIVE_BATCH, &[I32, I32], &[I32], "func (batch_ptr: i32, count: i32) -> i32")?;
+        }
         expect_func(&module, abi::EXPORT_SHUTDOWN, &[], &[I32], "func () -> i32")?;
         let pre = sandbox.linker.instantiate_pre(&module).map_err(|e| LockstepError::InvalidModule { reason: format!("linking: {e:#}") })?;
-        let compiled = Self { bytes: Arc::new(bytes), grants, pre, snapshot: Arc::new(snapshot) };
+        let mut compiled = Self { bytes: Arc::new(bytes), grants, pre, snapshot: Arc::new(snapshot), abi_version: 0 };
         // Probe once: the ABI version and io buffer are checked at load, not at first spawn.
-        compiled.instantiate(sandbox, 0, 0)?;
+        compiled.abi_version = compiled.instantiate(sandbox, 0, 0)?.abi_version;
         Ok(compiled)
     }
 
@@ -289,14 +317,33 @@ impl AgentModule {
         let version_fn = typed(store, abi::EXPORT_ABI_VERSION)?;
         let io_fn = typed(store, abi::EXPORT_IO_BUFFER)?;
         let version = version_fn.call(&mut *store, ()).map_err(inst_err)? as u32;
-        if version != abi::ABI_VERSION {
+        if !(abi::MIN_ABI_VERSION..=abi::ABI_VERSION).contains(&version) {
             return Err(LockstepError::AbiMismatch { found: version, expected: abi::ABI_VERSION });
         }
+        // Every instance speaks the version the module spoke when it was loaded.
+        if self.abi_version != 0 && version != self.abi_version {
+            return Err(LockstepError::Instantiation {
+                reason: format!(
+                    "lockstep_abi_version() returned {version} here, {} when the module was loaded: it must always return the same",
+                    self.abi_version
+                ),
+            });
+        }
+        let needed = match version {
+            1 if agent.receive.is_none() => Some((abi::EXPORT_RECEIVE, "func (message_ptr: i32) -> i32")),
+            2 if agent.receive_batch.is_none() => Some((abi::EXPORT_RECEIVE_BATCH, "func (batch_ptr: i32, count: i32) -> i32")),
+            _ => None,
+        };
+        if let Some((name, sig)) = needed {
+            return Err(LockstepError::MissingExport { name: name.into(), expected: format!("{sig} (it reports ABI version {version})") });
+        }
+        agent.abi_version = version;
         let io_ptr = io_fn.call(&mut *store, ()).map_err(inst_err)? as u32;
         let mem_len = agent.memory.data_size(&*store);
-        if (io_ptr as usize).checked_add(abi::IO_BUFFER_BYTES as usize).is_none_or(|end| end > mem_len) {
+        let region = io_region_bytes(version);
+        if (io_ptr as usize).checked_add(region).is_none_or(|end| end > mem_len) {
             return Err(LockstepError::InvalidModule {
-                reason: format!("lockstep_io_buffer() returned {io_ptr}, but {} bytes from there do not fit the {mem_len}-byte memory", abi::IO_BUFFER_BYTES),
+                reason: format!("lockstep_io_buffer() returned {io_ptr}, but {region} bytes from there (its io region for ABI version {version}) do not fit the {mem_len}-byte memory"),
             });
         }
         agent.io_ptr = io_ptr;
@@ -334,7 +381,9 @@ impl AgentModule {
                 .map_err(|_| LockstepError::MissingExport { name: name.into(), expected: "func (i32) -> i32".into() })
         };
         let step = typed1(&mut store, abi::EXPORT_STEP)?;
-        let receive = typed1(&mut store, abi::EXPORT_RECEIVE)?;
+        // Which one is called is the version's (checked by `instantiate`, or the module's).
+        let receive = typed1(&mut store, abi::EXPORT_RECEIVE).ok();
+        let receive_batch = instance.get_typed_func::<(i32, i32), i32>(&mut store, abi::EXPORT_RECEIVE_BATCH).ok();
         Ok(AgentInstance {
             store,
             instance,
@@ -343,6 +392,8 @@ impl AgentModule {
             init,
             step,
             receive,
+            receive_batch,
+            abi_version: self.abi_version,
             shutdown,
             fuel_per_call: fuel,
             fuel_left_this_tick: fuel.saturating_mul(abi::FUEL_CALL_BUDGETS_PER_TICK),
@@ -361,7 +412,10 @@ pub struct AgentInstance {
     io_ptr: u32,
     init: TypedFunc<(), i32>,
     step: TypedFunc<i32, i32>,
-    receive: TypedFunc<i32, i32>,
+    /// ABI 1's entry point, and ABI 2's: `abi_version` says which one is called.
+    receive: Option<TypedFunc<i32, i32>>,
+    receive_batch: Option<TypedFunc<(i32, i32), i32>>,
+    abi_version: u32,
     shutdown: TypedFunc<(), i32>,
     fuel_per_call: u64,
     /// What is left of this tick's budget (`FUEL_CALL_BUDGETS_PER_TICK` call budgets shared by
@@ -425,7 +479,7 @@ impl AgentInstance {
 
     pub fn call_step(&mut self, ctx: &StepContext) -> Result<(), Fault> {
         let mut bytes = [0u8; abi::CONTEXT_BYTES];
-        bytes[abi::CONTEXT_OFFSET_ABI_VERSION..][..4].copy_from_slice(&abi::ABI_VERSION.to_le_bytes());
+        bytes[abi::CONTEXT_OFFSET_ABI_VERSION..][..4].copy_from_slice(&self.abi_version.to_le_bytes());
         bytes[abi::CONTEXT_OFFSET_INBOX_LEN..][..4].copy_from_slice(&ctx.inbox_len.to_le_bytes());
         bytes[abi::CONTEXT_OFFSET_TICK..][..8].copy_from_slice(&ctx.tick.to_le_bytes());
         bytes[abi::CONTEXT_OFFSET_AGENT_ID..][..8].copy_from_slice(&self.store.data().id.to_le_bytes());
@@ -433,6 +487,80 @@ impl AgentInstance {
         // 32 bytes always fit the 65,536-byte buffer checked at instantiation.
         let _ = self.write_io(&bytes, &[]);
         self.run(AbiCall::Step, ctx.tick, self.io_ptr as i32)
+    }
+
+    /// Delivers `inbox` (in delivery order) the way the agent's ABI version says: one
+    /// `agent_receive` call per message (1), or one `agent_receive_batch` call per io buffer
+    /// full of them (2). Returns how many the agent handled, and the fault that stopped it, if
+    /// one did (the messages from the returned count on were not delivered).
+    pub fn deliver(&mut self, tick: u64, inbox: &[Message]) -> (usize, Result<(), Fault>) {
+        if self.abi_version < 2 {
+            for (i, m) in inbox.iter().enumerate() {
+                if let Err(f) = self.call_receive(tick, m) {
+                    return (i, Err(f));
+                }
+            }
+            return (inbox.len(), Ok(()));
+        }
+        let mut done = 0;
+        while done < inbox.len() {
+            let count = self.fill_batch(&inbox[done..]);
+            if count == 0 {
+                // Cannot happen: every payload fits the io buffer behind its header.
+                let m = &inbox[done];
+                return (done, Err(oversized(tick, m.payload.len())));
+            }
+            self.set_batch_done(0);
+            match self.run_call(AbiCall::Receive, tick, self.io_ptr as i32, count as i32) {
+                Ok(()) => done += count,
+                Err(f) => {
+                    // The agent says how many of this batch it handled (clamped: it is the
+                    // agent's memory, and may hold anything).
+                    let handled = (self.batch_done() as usize).min(count);
+                    return (done + handled, Err(f));
+                }
+            }
+        }
+        (done, Ok(()))
+    }
+
+    /// Writes as many of `messages` as fit into the io buffer as one batch (ABI 2); returns
+    /// how many.
+    fn fill_batch(&mut self, messages: &[Message]) -> usize {
+        let start = self.io_ptr as usize;
+        let cap = abi::IO_BUFFER_BYTES as usize;
+        let mem = self.memory.data_mut(&mut self.store);
+        let Some(io) = mem.get_mut(start..start + cap) else { return 0 };
+        let (mut at, mut n) = (0usize, 0usize);
+        let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
+        for m in messages {
+            let len = abi::MESSAGE_HEADER_BYTES + m.payload.len();
+            if at + len > cap {
+                break;
+            }
+            m.write_header(&mut header);
+            io[at..at + abi::MESSAGE_HEADER_BYTES].copy_from_slice(&header);
+            io[at + abi::MESSAGE_HEADER_BYTES..at + len].copy_from_slice(&m.payload);
+            n += 1;
+            at = abi::next_record(at, len);
+            if at >= cap {
+                break;
+            }
+        }
+        n
+    }
+
+    /// The batch state word (ABI 2): messages of the current batch the agent handled.
+    fn batch_done(&self) -> u32 {
+        let at = self.io_ptr as usize + abi::BATCH_OFFSET_DONE;
+        self.memory.data(&self.store).get(at..at + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn set_batch_done(&mut self, v: u32) {
+        let at = self.io_ptr as usize + abi::BATCH_OFFSET_DONE;
+        if let Some(b) = self.memory.data_mut(&mut self.store).get_mut(at..at + 4) {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
     }
 
     pub fn call_receive(&mut self, tick: u64, message: &Message) -> Result<(), Fault> {
@@ -476,6 +604,11 @@ impl AgentInstance {
     /// the module, which made worker threads fight over one cache line (measured: parallel
     /// ticks slower than sequential ones).
     fn run(&mut self, call: AbiCall, tick: u64, arg: i32) -> Result<(), Fault> {
+        self.run_call(call, tick, arg, 0)
+    }
+
+    /// `run`, with the message count of an ABI-2 receive call.
+    fn run_call(&mut self, call: AbiCall, tick: u64, arg: i32, count: i32) -> Result<(), Fault> {
         let host = self.store.data_mut();
         host.tick = tick;
         host.begin_call();
@@ -488,7 +621,12 @@ impl AgentInstance {
         let result = match call {
             AbiCall::Init => self.init.call(&mut self.store, ()),
             AbiCall::Step => self.step.call(&mut self.store, arg),
-            AbiCall::Receive => self.receive.call(&mut self.store, arg),
+            AbiCall::Receive => match (&self.receive_batch, &self.receive) {
+                (Some(f), _) if self.abi_version >= 2 => f.call(&mut self.store, (arg, count)),
+                (_, Some(f)) => f.call(&mut self.store, arg),
+                // `instantiate` refused a module without the entry point its version needs.
+                _ => return Err(Fault { kind: FaultKind::HostCallViolation, call, tick, detail: "no receive entry point for its ABI version".into() }),
+            },
             AbiCall::Shutdown => self.shutdown.call(&mut self.store, ()),
         };
         if self.fuel_per_call > 0 {

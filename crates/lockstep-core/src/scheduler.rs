@@ -141,13 +141,11 @@ impl AgentSlot {
         for m in inbox.iter().filter(|m| m.from == crate::abi::HOST_ID || m.from == crate::abi::INFERENCE_ID) {
             digest.external_message(m);
         }
-        for (i, message) in inbox.iter().enumerate() {
-            if let Err(fault) = instance.call_receive(tick, message) {
-                out.fault = Some(fault);
-                out.undelivered = inbox.drain(i..).collect();
-                break;
-            }
-            out.delivered += 1;
+        let (delivered, result) = instance.deliver(tick, &inbox);
+        out.delivered = delivered as u32;
+        if let Err(fault) = result {
+            out.fault = Some(fault);
+            out.undelivered = inbox.drain(delivered..).collect();
         }
         if trace {
             // What stays in `inbox` is what was delivered (the rest went to `undelivered`).

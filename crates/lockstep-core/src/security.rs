@@ -308,8 +308,10 @@ impl Manifest {
         if m.name.is_empty() || m.name.len() > 128 || m.version.len() > 64 {
             return Err(SecurityError::BadManifest { reason: "name must be 1..=128 bytes and version at most 64".into() });
         }
-        if m.abi != abi::ABI_VERSION {
-            return Err(SecurityError::BadManifest { reason: format!("abi {} is not this runtime's {}", m.abi, abi::ABI_VERSION) });
+        if !(abi::MIN_ABI_VERSION..=abi::ABI_VERSION).contains(&m.abi) {
+            return Err(SecurityError::BadManifest {
+                reason: format!("abi {} is not one this runtime speaks ({}..={})", m.abi, abi::MIN_ABI_VERSION, abi::ABI_VERSION),
+            });
         }
         if m.capabilities.infer.len() > 256 {
             return Err(SecurityError::BadManifest { reason: "at most 256 models in capabilities.infer".into() });
@@ -568,7 +570,7 @@ pub fn list_imports(module: &[u8]) -> Vec<String> {
 /// The capability an import needs, or None for imports every agent has.
 pub(crate) fn capability_for_import(name: &str) -> Option<&'static str> {
     match name {
-        abi::IMPORT_SEND => Some("send"),
+        abi::IMPORT_SEND | abi::IMPORT_SEND_BATCH => Some("send"),
         abi::IMPORT_INFER => Some("infer"),
         abi::IMPORT_LOG => Some("log"),
         abi::IMPORT_RANDOM => Some("random"),

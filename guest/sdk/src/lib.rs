@@ -12,9 +12,12 @@
 //! export_agent!(Counter);
 //! ```
 //!
-//! The macro exports the ABI (docs/ABI.md): `agent_init`, `agent_step`, `agent_receive`,
-//! `agent_shutdown`, `lockstep_abi_version`, `lockstep_io_buffer`, and installs a panic hook
-//! that reports the panic message to the host before the agent traps.
+//! The macro exports the ABI (docs/ABI.md), version 2: `agent_init`, `agent_step`,
+//! `agent_receive_batch` (all of a tick's messages in as few calls as fit the io buffer, each
+//! handed to `Agent::receive` in order), `agent_shutdown`, `lockstep_abi_version`,
+//! `lockstep_io_buffer`, and installs a panic hook that reports the panic message to the host
+//! before the agent traps. `export_agent_v1!` exports ABI version 1 instead (one
+//! `agent_receive` call per message), for runtimes that predate version 2.
 //!
 //! Every number of the ABI (layouts, limits, return codes, capability bits) comes from the
 //! `lockstep-abi` crate, which the engine uses too; it is re-exported as [`abi`].
@@ -27,6 +30,8 @@ pub use lockstep_abi as abi;
 pub use abi::{ABI_VERSION, MAX_PAYLOAD_BYTES, MESSAGE_HEADER_BYTES};
 /// Size of the io buffer the host writes contexts and messages into.
 pub const IO_BUFFER_BYTES: usize = abi::IO_BUFFER_BYTES as usize;
+/// The io region `lockstep_io_buffer()` points at: the io buffer, then ABI 2's batch state.
+pub const IO_REGION_BYTES: usize = IO_BUFFER_BYTES + abi::BATCH_STATE_BYTES as usize;
 /// The host (JS orchestrator) as a message address.
 pub const HOST: u64 = abi::HOST_ID;
 
@@ -65,6 +70,8 @@ const _: () = {
     assert!(same(abi::EXPORT_INIT, "agent_init"));
     assert!(same(abi::EXPORT_STEP, "agent_step"));
     assert!(same(abi::EXPORT_RECEIVE, "agent_receive"));
+    assert!(same(abi::EXPORT_RECEIVE_BATCH, "agent_receive_batch"));
+    assert!(same(abi::IMPORT_SEND_BATCH, "send_batch"));
     assert!(same(abi::EXPORT_SHUTDOWN, "agent_shutdown"));
 };
 
@@ -78,6 +85,7 @@ pub mod raw {
     #[link(wasm_import_module = "lockstep")]
     extern "C" {
         pub fn send(to: i64, kind: i32, priority: i32, ptr: i32, len: i32) -> i32;
+        pub fn send_batch(ptr: i32, count: i32) -> i32;
         pub fn tick() -> i64;
         pub fn self_id() -> i64;
         pub fn random_u64() -> i64;
@@ -206,6 +214,60 @@ pub enum SendError {
 /// Sends `payload` to agent `to` (or `HOST`), delivered at the next tick.
 pub fn send(to: AgentId, kind: u32, payload: &[u8]) -> Result<(), SendError> {
     send_with_priority(to, kind, 0, payload)
+}
+
+/// Messages queued together with one host call (ABI 2's `send_batch`): cheaper than one `send`
+/// per message when an agent sends many. Records are laid out as docs/ABI.md says.
+#[derive(Default)]
+pub struct SendBatch {
+    records: alloc::vec::Vec<u8>,
+    count: u32,
+}
+
+impl SendBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a message (sent by `flush`).
+    pub fn push(&mut self, to: AgentId, kind: u32, priority: i32, payload: &[u8]) {
+        let at = self.records.len();
+        let start = abi::next_record(0, at);
+        self.records.resize(start, 0);
+        let mut head = [0u8; abi::SEND_RECORD_HEADER_BYTES];
+        head[abi::SEND_RECORD_OFFSET_TO..][..8].copy_from_slice(&to.to_le_bytes());
+        head[abi::SEND_RECORD_OFFSET_KIND..][..4].copy_from_slice(&kind.to_le_bytes());
+        head[abi::SEND_RECORD_OFFSET_PRIORITY..][..4].copy_from_slice(&priority.to_le_bytes());
+        head[abi::SEND_RECORD_OFFSET_LEN..][..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.records.extend_from_slice(&head);
+        self.records.extend_from_slice(payload);
+        self.count += 1;
+    }
+
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether none wait.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Sends every message, in order, with one host call; returns how many were queued (fewer
+    /// than pushed when one was refused: the rest were not sent). The batch is empty after.
+    pub fn flush(&mut self) -> usize {
+        if self.count == 0 {
+            return 0;
+        }
+        // SAFETY: the records are a live vector laid out as the ABI says; the host only reads
+        // them (bounds-checked) during the call.
+        let n = unsafe { raw::send_batch(self.records.as_ptr() as i32, self.count as i32) };
+        self.records.clear();
+        self.count = 0;
+        n.max(0) as usize
+    }
 }
 
 /// Like `send`; higher `priority` is delivered earlier within the recipient's tick.
@@ -406,9 +468,9 @@ pub fn install_panic_hook() {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn install_panic_hook() {}
 
-/// The io buffer the host writes contexts and messages into.
+/// The io region: the buffer the host writes contexts and messages into, then the batch state.
 #[repr(C, align(16))]
-pub struct IoBuffer(pub core::cell::UnsafeCell<[u8; IO_BUFFER_BYTES]>);
+pub struct IoBuffer(pub core::cell::UnsafeCell<[u8; IO_REGION_BYTES]>);
 // SAFETY: an agent is a wasm32 module without threads (the runtime refuses shared memories),
 // so only one thread ever reaches the cell; the host writes it only between calls into the
 // agent, never while an ABI function (and a reference it made into the buffer) is running.
@@ -428,7 +490,35 @@ unsafe impl<T> Sync for AgentArea<T> {}
 
 impl<T> AgentArea<T> {
     pub const fn new() -> Self {
-        Self { state: core::cell::UnsafeCell::new(None), io: IoBuffer(core::cell::UnsafeCell::new([0; IO_BUFFER_BYTES])) }
+        Self { state: core::cell::UnsafeCell::new(None), io: IoBuffer(core::cell::UnsafeCell::new([0; IO_REGION_BYTES])) }
+    }
+}
+
+impl<T> AgentArea<T> {
+    /// ABI 2: hands the `count` messages of a batch at `batch` to `receive`, in order, and
+    /// records after each how many were handled (the host reads it if the agent faults).
+    ///
+    /// # Safety
+    /// `batch` must be the io buffer's address with `count` messages written there as
+    /// docs/ABI.md lays them out (the host guarantees this for the pointer it passes to
+    /// `agent_receive_batch`), unwritten by anyone else during the call.
+    pub unsafe fn receive_batch(&self, batch: *const u8, count: u32, mut receive: impl FnMut(&Message<'_>)) {
+        let done = self.io.0.get().cast::<u8>().wrapping_add(abi::BATCH_OFFSET_DONE);
+        let mut at = 0usize;
+        for i in 0..count {
+            if at + MESSAGE_HEADER_BYTES > IO_BUFFER_BYTES {
+                break;
+            }
+            // SAFETY: the caller's contract: a message at `at` of the batch, in the io buffer.
+            let msg = unsafe { Message::from_ptr(batch.add(at)) };
+            let len = MESSAGE_HEADER_BYTES + msg.payload.len();
+            receive(&msg);
+            // SAFETY: `done` is the batch state word inside this area's io region (aligned: the
+            // region is 16-aligned and the offset a multiple of 8); nothing else holds a
+            // reference to those bytes.
+            unsafe { done.cast::<u32>().write_volatile(i + 1) };
+            at = abi::next_record(at, len);
+        }
     }
 }
 
@@ -438,10 +528,47 @@ impl<T> Default for AgentArea<T> {
     }
 }
 
-/// Exports the ABI for an agent type that implements `Agent + Default`.
+/// Exports the ABI (version 2) for an agent type that implements `Agent + Default`.
 #[macro_export]
 macro_rules! export_agent {
     ($ty:ty) => {
+        $crate::__export_agent_common!($ty, 2);
+
+        #[no_mangle]
+        pub extern "C" fn agent_receive_batch(batch: i32, count: i32) -> i32 {
+            let agent = __lockstep_agent();
+            // SAFETY: the host passes the io buffer's address with `count` messages written
+            // there as docs/ABI.md lays them out, and writes nothing during this call.
+            unsafe { __LOCKSTEP_AREA.receive_batch(batch as *const u8, count.max(0) as u32, |m| $crate::Agent::receive(agent, m)) };
+            0
+        }
+    };
+}
+
+/// Exports ABI version 1 (one `agent_receive` call per message) for an agent type that
+/// implements `Agent + Default`: what runtimes before ABI 2 run.
+#[macro_export]
+macro_rules! export_agent_v1 {
+    ($ty:ty) => {
+        $crate::__export_agent_common!($ty, 1);
+
+        #[no_mangle]
+        pub extern "C" fn agent_receive(msg: i32) -> i32 {
+            // SAFETY: the host passes the io buffer's address with a message header and its
+            // payload written there (docs/ABI.md), and does not write the buffer again before
+            // this call returns; `msg` does not outlive the call.
+            let msg = unsafe { $crate::Message::from_ptr(msg as *const u8) };
+            $crate::Agent::receive(__lockstep_agent(), &msg);
+            0
+        }
+    };
+}
+
+/// What both ABI versions export (not for direct use).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_agent_common {
+    ($ty:ty, $version:expr) => {
         static __LOCKSTEP_AREA: $crate::AgentArea<$ty> = $crate::AgentArea::new();
 
         fn __lockstep_agent() -> &'static mut $ty {
@@ -453,7 +580,7 @@ macro_rules! export_agent {
 
         #[no_mangle]
         pub extern "C" fn lockstep_abi_version() -> i32 {
-            $crate::ABI_VERSION as i32
+            $version
         }
 
         #[no_mangle]
@@ -474,16 +601,6 @@ macro_rules! export_agent {
             // (docs/ABI.md), and does not write the buffer again before this call returns.
             let ctx = unsafe { $crate::Context::from_ptr(ctx as *const u8) };
             $crate::Agent::step(__lockstep_agent(), &ctx);
-            0
-        }
-
-        #[no_mangle]
-        pub extern "C" fn agent_receive(msg: i32) -> i32 {
-            // SAFETY: the host passes the io buffer's address with a message header and its
-            // payload written there (docs/ABI.md), and does not write the buffer again before
-            // this call returns; `msg` does not outlive the call.
-            let msg = unsafe { $crate::Message::from_ptr(msg as *const u8) };
-            $crate::Agent::receive(__lockstep_agent(), &msg);
             0
         }
 

@@ -7,7 +7,6 @@
 use wasmtime::Val;
 
 use super::{AgentInstance, AgentModule, Sandbox};
-use crate::abi;
 use crate::bus::AgentId;
 use crate::error::{LockstepError, Result};
 use crate::snapshot::wasm::PAGE_BYTES;
@@ -111,7 +110,7 @@ impl AgentModule {
                 }
             }
         }
-        let io_end = (image.io_ptr as usize).checked_add(abi::IO_BUFFER_BYTES as usize);
+        let io_end = (image.io_ptr as usize).checked_add(crate::sandbox::io_region_bytes(self.abi_version));
         if io_end.is_none_or(|end| end > memory.len()) {
             return Err(bad(format!("its io buffer at {} does not fit its {}-byte memory", image.io_ptr, memory.len())));
         }
