@@ -150,7 +150,7 @@ test('new agent: writes a complete crate, refuses an existing directory and name
   const config = readFileSync(join(crate, '.cargo', 'config.toml'), 'utf8');
   assert.match(config, /target = "wasm32-unknown-unknown"/);
   assert.ok(config.includes(readFileSync(join(root, 'guest', '.cargo', 'config.toml'), 'utf8').match(/rustflags = .*/)[0]));
-  assert.deepEqual(JSON.parse(readFileSync(join(crate, 'manifest.json'), 'utf8')), { name: 'my-agent', version: '0.1.0', abi: 1, capabilities: { send: 'any' } });
+  assert.deepEqual(JSON.parse(readFileSync(join(crate, 'manifest.json'), 'utf8')), { name: 'my-agent', version: '0.1.0', abi: 2, capabilities: { send: 'any' } });
   assert.match(readFileSync(join(crate, '.gitignore'), 'utf8'), /^publisher\.json$/m);
 
   const before = readdirSync(crate).sort();

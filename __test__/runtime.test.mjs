@@ -27,7 +27,7 @@ test('spawn from a path or bytes, send, tick, read the reply', () => {
   assert.equal(info.state, 'running');
   assert.equal(info.steps, 3);
   assert.ok(info.memoryBytes > 0 && info.memoryBytes <= 1 << 20, `idle agent memory ${info.memoryBytes}`);
-  assert.equal(ABI_VERSION, 1);
+  assert.equal(ABI_VERSION, 2);
 });
 
 test('errors carry a code and a message that says what to do', () => {

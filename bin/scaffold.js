@@ -98,7 +98,7 @@ impl Agent for ${Type} {
 
 export_agent!(${Type});
 `,
-    'manifest.json': JSON.stringify({ name, version: '0.1.0', abi: 1, capabilities: { send: 'any' } }, null, 2) + '\n',
+    'manifest.json': JSON.stringify({ name, version: '0.1.0', abi: 2, capabilities: { send: 'any' } }, null, 2) + '\n',
     'build.mjs': `#!/usr/bin/env node
 // node build.mjs: builds the agent (cargo build --release, for wasm32) and signs it with
 // manifest.json and your publisher key into dist/${crate}.wasm.

@@ -265,7 +265,7 @@ impl SendBatch {
         // them (bounds-checked) during the call.
         let n = unsafe { raw::send_batch(self.records.as_ptr() as i32, self.count as i32) };
         self.records.clear();
-        self.count = 0;
+        let _sent = core::mem::take(&mut self.count);
         n.max(0) as usize
     }
 }
