@@ -350,6 +350,18 @@ impl PageTable<'_> {
             });
             return chunks.as_ref().map(|c| scatter(c, e.mask, dst, dirty)).map_err(Clone::clone);
         }
+        // Chunks that are one run (the usual case: an agent's stack and io buffer): decoded
+        // straight into place, no scratch copy; the dirty chunks outside it cleared.
+        let (first, n) = (e.mask.trailing_zeros() as usize, e.mask.count_ones() as usize);
+        if e.mask != 0 && (e.mask >> first).count_ones() as usize == n && (e.mask >> first) == ((1u32 << n) - 1) as u16 {
+            e.decode(index, &mut dst[first * CHUNK_BYTES..(first + n) * CHUNK_BYTES], false)?;
+            for (i, chunk) in dst.chunks_mut(CHUNK_BYTES).enumerate() {
+                if dirty & !e.mask & (1 << i) != 0 {
+                    clear(chunk);
+                }
+            }
+            return Ok(());
+        }
         BUF.with_borrow_mut(|buf| {
             let chunks = &mut buf[..e.mask.count_ones() as usize * CHUNK_BYTES];
             e.decode(index, chunks, false)?;
