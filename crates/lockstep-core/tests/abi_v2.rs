@@ -173,7 +173,10 @@ fn echo(version: u32) -> Vec<u8> {
 }
 
 /// Host messages and per-tick agent digests of six echo agents with the given versions.
-fn echo_run(versions: [u32; 6], workers: usize) -> (Vec<Message>, Vec<Vec<(u64, [u8; 8])>>) {
+/// Per tick, (agent id, short digest) of every agent that ran.
+type Digests = Vec<Vec<(u64, [u8; 8])>>;
+
+fn echo_run(versions: [u32; 6], workers: usize) -> (Vec<Message>, Digests) {
     let mut rt = runtime(workers);
     for v in versions {
         rt.spawn_bytes(echo(v)).unwrap();
