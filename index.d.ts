@@ -18,8 +18,10 @@
 
 /** Options of `new Runtime(options)`. Every field is optional; defaults in brackets. */
 export interface RuntimeOptions {
-  /** Threads that step agents, 1..256; 1 runs everything on the calling thread. [number of CPUs] Results never depend on it. */
-  workers?: number;
+  /** Threads that step agents, 1..256; 1 runs everything on the calling thread; `'auto'`: as many as each tick's work calls for (one per 512 running agents or 1,000,000 fuel burned the tick before), up to `maxWorkers`. [number of CPUs] Results never depend on it. */
+  workers?: number | 'auto';
+  /** With `workers: 'auto'`: the most threads a tick uses, 1..256. [number of CPUs] */
+  maxWorkers?: number;
   /** Fuel (≈ wasm instructions) per ABI call, 0..2^53-1. An agent that uses it up is preempted — deterministically. 0 disables metering (then only `deadlineMs` stops a loop). [10_000_000] */
   fuelPerCall?: number;
   /** Cap on each agent's linear memory in bytes, 131072..4 GiB. Growing past it faults the agent with `memory_limit`. [16 MiB] */
@@ -234,6 +236,8 @@ export interface TickReport {
   fuel: number;
   /** Whether this tick ran on the worker pool (chosen by the amount of work; never changes results). */
   parallel: boolean;
+  /** Threads this tick ran agents on (1: the calling thread alone). */
+  workers: number;
   /** Inference requests agents made this tick, and the ONNX Runtime calls that served them. */
   inferenceRequests: number;
   inferenceCalls: number;
@@ -707,6 +711,8 @@ export class Runtime implements Disposable, AsyncDisposable {
   readonly journalId: string | null;
   /** The directory of the journal this runtime writes, or null without a journal. */
   readonly journalDir: string | null;
+  /** Makes later ticks use `workers` threads (1..=the runtime's workers), whatever the scaling says; null returns to it. Results never depend on it. */
+  setWorkers(workers: number | null): void;
   /** The last tick's hash (zeros before the first tick). */
   stateHash(): string;
   /** Hash of every agent's memory and globals; recorded as a checkpoint the replay verifies. */

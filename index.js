@@ -3,6 +3,7 @@
 // (path/bytes handling, option checks, and errors with a `code`).
 const { readFileSync, existsSync, readdirSync, statSync, promises: fsp } = require('node:fs');
 const { join } = require('node:path');
+const os = require('node:os');
 const { fileURLToPath } = require('node:url');
 const { platformTriple } = require('./scripts/platform.cjs');
 const ring = require('./ring.js');
@@ -149,7 +150,7 @@ const BOOLEAN_OPTIONS = ['record', 'inferenceBatching', 'devMode'];
 const OPTION_KEYS = [
   'workers', 'fuelPerCall', 'memoryLimitBytes', 'seed', 'maxAgents', 'deadlineMs',
   'checkpointIntervalTicks', 'record', 'maxEvents', 'maxLogBytes', 'inference', 'inferenceBatching',
-  'trustedKeys', 'devMode', 'policy', 'resourcePolicy', 'journal',
+  'trustedKeys', 'devMode', 'policy', 'resourcePolicy', 'journal', 'maxWorkers',
 ];
 const FSYNC = ['tick', 'group', 'off'];
 /** journal.segmentBytes: at least 4 KiB (journal::MIN_SEGMENT_BYTES). */
@@ -178,6 +179,15 @@ function checkOptions(options) {
       throw new LockstepError(CFG, `unknown option "${key}"; valid options: ${OPTION_KEYS.join(', ')}`);
     }
   }
+  // workers: 'auto' scales with each tick's work, up to maxWorkers (default: the CPUs).
+  let workerScaling;
+  if (options.workers === 'auto') {
+    v.optInt('option maxWorkers', options.maxWorkers, ...NUMERIC_OPTIONS.workers, undefined, CFG);
+    options = { ...options, workers: options.maxWorkers ?? Math.min(256, os.availableParallelism()) };
+    workerScaling = 'auto';
+  } else if (options.maxWorkers !== undefined) {
+    throw new LockstepError(CFG, 'option maxWorkers goes with workers: \'auto\' (a fixed count is workers itself)');
+  }
   for (const [key, [min, max]] of Object.entries(NUMERIC_OPTIONS)) v.optInt(`option ${key}`, options[key], min, max, undefined, CFG);
   for (const key of BOOLEAN_OPTIONS) if (options[key] !== undefined) v.bool(`option ${key}`, options[key], CFG);
   if (options.trustedKeys !== undefined) {
@@ -187,12 +197,13 @@ function checkOptions(options) {
     v.stringArray('option trustedKeys', options.trustedKeys, CFG);
   }
   if (options.resourcePolicy !== undefined) v.oneOf('option resourcePolicy', options.resourcePolicy, ['clamp', 'refuse'], undefined, CFG);
-  const { policy, ...rest } = options;
+  const { policy, maxWorkers: _max, ...rest } = options;
   if (policy !== undefined && (policy === null || typeof policy !== 'object' || Array.isArray(policy))) {
     throw v.fail('option policy', 'a capabilities object (docs/SECURITY.md)', policy, CFG);
   }
   return {
     ...rest,
+    workerScaling,
     policyJson: policy === undefined ? undefined : v.json('option policy', policy, CFG),
     inference: inferenceOptions(options.inference),
     journal: journalOptions(options.journal),
@@ -1264,6 +1275,16 @@ class Runtime {
   /** The id (hex) of the journal this runtime writes, or null without a journal. */
   get journalId() {
     return call(() => this.#native.journalId) ?? null;
+  }
+
+  /**
+   * Makes later ticks use `workers` threads (1..=the runtime's workers), whatever its scaling
+   * says; null returns to it. Results never depend on it (the tick report's `workers` says
+   * what a tick used).
+   */
+  setWorkers(workers) {
+    if (workers !== null) v.int('workers', workers, 1, 256);
+    return call(() => this.#native.setWorkers(workers));
   }
 
   /** The directory of the journal this runtime writes, or null without a journal. */

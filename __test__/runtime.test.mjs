@@ -118,3 +118,32 @@ test('priority phases: a higher-priority agent reaches a lower one within the ti
   assert.deepEqual(rt.drainMessages().map((m) => [m.from, m.kind]), [[peer, 9]]);
   assert.throws(() => rt.spawn(exampleAgent('counter'), { priority: 2 ** 40 }), { code: 'E_INVALID_ARGUMENT' });
 });
+
+test('workers: \'auto\' uses as many threads as the work calls for (report.workers), setWorkers() forces a count, and the hashes never change', () => {
+  const run = (options, force) => {
+    const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], seed: 4, ...options });
+    rt.spawnMany(exampleAgent('gossip'), 40);
+    const out = [];
+    for (let t = 0; t < 12; t++) {
+      if (t === 6) rt.spawnMany(exampleAgent('gossip'), 1100);
+      if (force) rt.setWorkers(force(t));
+      const r = rt.tick();
+      out.push([r.hash, r.workers]);
+    }
+    rt.close();
+    return out;
+  };
+  const one = run({ workers: 1 });
+  const auto = run({ workers: 'auto', maxWorkers: 2 });
+  assert.deepEqual(auto.map((x) => x[0]), one.map((x) => x[0]));
+  assert.deepEqual(auto.map((x) => x[1]), [1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2], '40 agents: 1 thread; 1,140: 2 (one per 512, at most maxWorkers)');
+  const forced = run({ workers: 2 }, (t) => (t % 2) + 1);
+  assert.deepEqual(forced.map((x) => x[0]), one.map((x) => x[0]));
+  assert.deepEqual(forced.map((x) => x[1]), [1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2]);
+  assert.throws(() => new Runtime({ workers: 2, maxWorkers: 4 }), (e) => e.code === 'E_INVALID_CONFIG' && /maxWorkers/.test(e.message));
+  assert.throws(() => new Runtime({ workers: 'many' }), (e) => e.code === 'E_INVALID_CONFIG');
+  const rt = new Runtime({ workers: 2 });
+  assert.throws(() => rt.setWorkers(3), (e) => e.code === 'E_INVALID_ARGUMENT');
+  assert.throws(() => rt.setWorkers(0), (e) => e.code === 'E_INVALID_ARGUMENT');
+  rt.close();
+});

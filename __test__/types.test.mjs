@@ -227,8 +227,8 @@ test('each object the addon returns has the same fields in index.d.ts as napi-rs
     ['verify()', returnOf(pub.functions.get('verify')), 'VerifyResult'],
     ['inspect()', returnOf(pub.functions.get('inspect')), 'ModuleReport'],
     ['replayAsync()', returnOf(pub.functions.get('replayAsync')), 'ReplayReport'],
-    // index.js serialises `policy` into `policyJson`.
-    ['RuntimeOptions', iface('RuntimeOptions'), 'RuntimeOptions', { public: ['policy'], native: ['policyJson'] }],
+    // index.js serialises `policy` into `policyJson`, and turns workers: 'auto' and maxWorkers into workers and workerScaling.
+    ['RuntimeOptions', iface('RuntimeOptions'), 'RuntimeOptions', { public: ['policy', 'maxWorkers'], native: ['policyJson', 'workerScaling'] }],
     // index.js sets searchRoots (where it found onnxruntime-node).
     ['InferenceOptions', iface('InferenceOptions'), 'InferenceOptions', { native: ['searchRoots'] }],
     ['JournalOptions', iface('JournalOptions'), 'JournalOptions'],

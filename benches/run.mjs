@@ -50,6 +50,15 @@ const snapshots = JSON.parse(
   }),
 ).snapshot;
 
+log('[bench] worker scaling (Rust): a load that changes 100x, fixed 1 and 2 workers vs auto ...');
+const workerScaling = JSON.parse(
+  execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'bench_workers', '--', ...(quick ? ['--quick'] : [])], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }),
+).workers;
+
 log('[bench] recovery and time travel (Rust): a 100,000-tick journal with a snapshot every 1,000 ticks ...');
 const recovery = JSON.parse(
   execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'bench_recovery', '--', ...(quick ? ['--quick'] : [])], {
@@ -92,6 +101,7 @@ const result = {
   core,
   snapshots,
   recovery,
+  workerScaling,
   js,
   rings,
   inference,
@@ -126,6 +136,11 @@ if (json) {
   console.log(`- memory per idle agent (RSS): ${(core.rss_bytes_per_idle_agent / 1024).toFixed(1)} KiB; memory maps per agent: ${core.memory_maps_per_agent}`);
   console.log(`- agents in one process: ${core.max_agents.reached} (${core.max_agents.stopped_because})`);
   console.log(`- baseline, wasmtime pooling allocator, 10,000 agents, 2 workers: tick ${core.pooling_allocator_10k.tick_median_us_2_workers} µs, spawn ${core.pooling_allocator_10k.spawn_us_per_agent} µs per agent`);
+  {
+    const w = workerScaling;
+    const row = (name) => `${w[name].light_us} / ${w[name].heavy_us} / ${w[name].light_again_us} µs`;
+    console.log(`- worker scaling, ${w.light_agents} → ${w.heavy_agents} → ${w.light_agents} gossip agents (median tick per phase): 1 worker ${row('fixed_1')}; 2 workers ${row('fixed_2')}; auto (≤ 2) ${row('auto_2')}, using ${w.auto_2.workers_min}..${w.auto_2.workers_max} workers`);
+  }
   {
     const r = recovery;
     console.log(`- recovery of a ${r.ticks.toLocaleString('en')}-tick journal (${r.agents} agents, ${(r.journal_bytes / 2 ** 20).toFixed(0)} MiB, a snapshot every ${r.snapshot_interval_ticks} ticks): ${r.recover_ms} ms from the snapshot of tick ${r.recover_from_snapshot} (${r.recover_ticks_replayed} ticks replayed) vs ${r.recover_without_snapshots_ms} ms replaying all ${r.recover_without_snapshots_ticks_replayed} ticks without snapshots (${r.speedup}×); openJournal ${r.cursor_open_ms} ms, seek to a random tick median ${r.seek_random_median_ms} ms (max ${r.seek_random_max_ms} ms, at most ${r.seek_most_ticks_replayed} ticks replayed) vs ${r.seek_without_snapshots_ms} ms to tick ${r.seek_without_snapshots_tick} without snapshots`);

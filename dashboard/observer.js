@@ -308,6 +308,7 @@ class Observer {
         faults: r.faults,
         fuel: r.fuel,
         parallel: r.parallel,
+        workers: r.workers,
       },
       tickTime: {
         samples: samples.length,

@@ -270,6 +270,11 @@ export declare class NativeRuntime {
   static recover(dir: string, options?: RecoverOptions | undefined | null, onProgress?: ((arg: number) => void) | undefined | null): NativeRuntime
   /** The id of the journal this runtime writes (hex), null without one. */
   get journalId(): string | null
+  /**
+   * Makes later ticks use `workers` threads (1..=workers), whatever the scaling says; null
+   * returns to it. Results never depend on it.
+   */
+  setWorkers(workers?: number | undefined | null): void
   /** The directory of the journal this runtime writes, null without one. */
   get journalDir(): string | null
   /** What `recover` did (null for a runtime made with `new`). */
@@ -476,6 +481,8 @@ export interface RequestDeadLetter {
 
 export interface RuntimeOptions {
   workers?: number
+  /** "fixed" (default) or "auto" (index.js sets it for `workers: 'auto'`). */
+  workerScaling?: string
   fuelPerCall?: number
   memoryLimitBytes?: number
   seed?: number
@@ -567,6 +574,8 @@ export interface TickReport {
   faults: number
   fuel: number
   parallel: boolean
+  /** Threads the tick ran agents on. */
+  workers: number
   inferenceRequests: number
   inferenceCalls: number
   /** With a journal: the last tick whose TickEnd is on stable storage. */

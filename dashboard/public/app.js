@@ -137,7 +137,7 @@
     $('c-mps').textContent = `${compact(s.rate.messagesPerSecond)} messages/s${s.inference ? ` · ${num(s.inference.requests)} inferences` : ''}`;
     if (s.lastTick) {
       $('c-routed').replaceChildren(num(s.lastTick.messagesRouted), el('span', 'unit', 'routed'));
-      $('c-last').textContent = `${num(s.lastTick.agentsStepped)} stepped · ${num(s.lastTick.deadLetters)} dead letters · ${num(s.lastTick.faults)} faults`;
+      $('c-last').textContent = `${num(s.lastTick.agentsStepped)} stepped on ${num(s.lastTick.workers)} thread${s.lastTick.workers === 1 ? '' : 's'} · ${num(s.lastTick.deadLetters)} dead letters · ${num(s.lastTick.faults)} faults`;
     }
     const q = $('c-queues');
     q.replaceChildren();

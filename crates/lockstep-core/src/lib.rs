@@ -5,7 +5,7 @@
 //!
 //! # Public surface
 //! Everything an embedder needs, and nothing else (the rest is private to the crate):
-//! - the runtime: [`Runtime`], [`RuntimeConfig`], [`ResourcePolicy`], [`MemoryAllocator`],
+//! - the runtime: [`Runtime`], [`RuntimeConfig`], [`ResourcePolicy`], [`WorkerScaling`], [`MemoryAllocator`],
 //!   what it reports ([`TickReport`], [`AgentInfo`], [`DeepHash`], [`Event`], [`Message`],
 //!   [`DeadLetter`], [`DeadLetterReason`], [`AgentState`], [`Fault`], [`FaultKind`],
 //!   [`AbiCall`], [`AgentId`], [`Digest`]);
@@ -69,7 +69,7 @@ pub use event::Event;
 pub use fault::{AbiCall, AgentState, Fault, FaultKind};
 pub use journal::{FsyncPolicy, JournalConfig, RecoverOptions, RecoveryReport};
 pub use replay::{replay, replay_from, replay_trusting, Divergence, DivergenceKind, ReplayReport, ReplayTrust};
-pub use runtime::{AgentInfo, DeepHash, ResourcePolicy, Runtime, RuntimeConfig};
+pub use runtime::{AgentInfo, DeepHash, ResourcePolicy, Runtime, RuntimeConfig, WorkerScaling};
 pub use sandbox::MemoryAllocator;
 pub use scheduler::TickReport;
 pub use snapshot::{ExpectedSession, RestoreOptions, SnapshotInfo};

@@ -282,6 +282,7 @@ fn starting_runtime(
     };
     let options = crate::snapshot::RestoreOptions {
         workers: config.workers,
+        worker_scaling: config.worker_scaling,
         allocator: config.allocator,
         record: false,
         max_log_bytes: config.max_log_bytes,
@@ -417,6 +418,7 @@ impl Replayer {
                 .map_err(|e| LockstepError::ReplayCorrupt { offset: 16, reason: format!("Config record, field `policy`: {e}") })?,
             resource_policy: if session.resource_clamp { crate::runtime::ResourcePolicy::Clamp } else { crate::runtime::ResourcePolicy::Refuse },
             journal: None,
+            worker_scaling: Default::default(),
         };
         let (base, base_offset) = match base {
             Some((b, offset)) => (Some(b), offset),

@@ -69,7 +69,29 @@ pub struct RuntimeConfig {
     /// Stream every record of the replay log to an on-disk journal (docs/JOURNAL.md), with or
     /// without the in-memory log (`record`).
     pub journal: Option<JournalConfig>,
+    /// How many of the `workers` a tick uses (never changes results): all of them when there
+    /// is enough work (`Fixed`), or as many as the work of the last tick calls for (`Auto`:
+    /// `workers` is then the most it uses).
+    pub worker_scaling: WorkerScaling,
 }
+
+/// How many worker threads a tick uses (`RuntimeConfig::worker_scaling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerScaling {
+    /// Every worker, once a tick has `PARALLEL_MIN_AGENTS` running agents or the last tick
+    /// burned `PARALLEL_MIN_FUEL`; else the calling thread alone.
+    #[default]
+    Fixed,
+    /// One worker per `AGENTS_PER_WORKER` running agents or `FUEL_PER_WORKER` fuel burned
+    /// the tick before, whichever asks for more, between 1 and `workers`. Idle pool threads
+    /// sleep (they cost nothing); `TickReport::workers` says how many a tick used.
+    Auto,
+}
+
+/// `WorkerScaling::Auto`: running agents per worker.
+pub const AGENTS_PER_WORKER: usize = 512;
+/// `WorkerScaling::Auto`: fuel (of the last tick) per worker.
+pub const FUEL_PER_WORKER: u64 = 1_000_000;
 
 /// What admission does when a manifest's `resources` ask for more fuel or memory than the
 /// runtime allows (docs/SECURITY.md).
@@ -101,6 +123,7 @@ impl Default for RuntimeConfig {
             policy: Capabilities::all(),
             resource_policy: ResourcePolicy::Clamp,
             journal: None,
+            worker_scaling: WorkerScaling::Fixed,
         }
     }
 }
@@ -194,6 +217,8 @@ pub struct Runtime {
     inference: AgentInference,
     /// The journal's automatic snapshot was refused once (said once in the log).
     snapshot_refused_noted: bool,
+    /// Workers the next ticks use whatever the scaling says (`set_workers`), if set.
+    forced_workers: Option<usize>,
 }
 
 /// What agents may infer with, and (in a replay) the recorded answers.
@@ -238,6 +263,25 @@ fn recorded_answers_mismatch(
     (expected != got).then(|| {
         format!("the InferResults answers of tick {tick} (agent, tag: {got:?}) are not one per inference request of that tick (agent, tag: {expected:?})")
     })
+}
+
+/// How many workers a tick with `running` agents uses, the last tick having burned
+/// `last_fuel` (results never depend on it).
+fn workers_for(pool: Option<&rayon::ThreadPool>, forced: Option<usize>, scaling: WorkerScaling, last_fuel: u64, running: usize) -> usize {
+    let Some(pool) = pool else { return 1 };
+    let most = pool.current_num_threads() + 1;
+    if let Some(n) = forced {
+        return n.clamp(1, most);
+    }
+    match scaling {
+        WorkerScaling::Fixed if running >= scheduler::PARALLEL_MIN_AGENTS || last_fuel >= scheduler::PARALLEL_MIN_FUEL => most,
+        WorkerScaling::Fixed => 1,
+        WorkerScaling::Auto => {
+            let by_agents = running / AGENTS_PER_WORKER;
+            let by_fuel = (last_fuel / FUEL_PER_WORKER) as usize;
+            by_agents.max(by_fuel).clamp(1, most)
+        }
+    }
 }
 
 /// An inference answer as delivered: one whose outputs do not fit a message becomes status
@@ -301,6 +345,7 @@ impl Runtime {
             next_request_id: 1,
             inference: AgentInference::default(),
             snapshot_refused_noted: false,
+            forced_workers: None,
             config,
         };
         if rt.config.dev_mode {
@@ -735,10 +780,11 @@ impl Runtime {
         let live = self.agents.begin_tick();
         let slots = &mut self.agents.slots;
         let running = live.iter().filter(|&&i| slots[i].state.is_running()).count();
-        let parallel = self.pool.is_some() && (running >= scheduler::PARALLEL_MIN_AGENTS || self.last_fuel >= scheduler::PARALLEL_MIN_FUEL);
+        let workers = workers_for(self.pool.as_ref(), self.forced_workers, self.config.worker_scaling, self.last_fuel, running);
+        let parallel = workers > 1;
         for &phase in &self.agents.phases {
             let trace = self.outputs.trace.is_some();
-            scheduler::run_agents(slots, &live, tick, phase, if parallel { self.pool.as_ref() } else { None }, trace);
+            scheduler::run_agents(slots, &live, tick, phase, if parallel { self.pool.as_ref() } else { None }, workers, trace);
             scheduler::settle(slots, &live, tick, hasher, &mut report, &mut self.outputs);
         }
         self.serve_inference(tick, &mut report, &live);
@@ -752,6 +798,7 @@ impl Runtime {
         report.hash = self.tick_hasher.finish();
         report.agents_stepped = running as u32;
         report.parallel = parallel;
+        report.workers = workers as u32;
         self.last_fuel = report.fuel;
         self.last_hash = report.hash;
         self.tick += 1;
@@ -776,6 +823,20 @@ impl Runtime {
         self.outputs.feed_ring(&report, events_before, tick);
         self.outputs.trim_events();
         journal.map(|()| report)
+    }
+
+    /// Makes every later tick use `workers` threads (1..=the runtime's `workers`), whatever
+    /// its scaling says; `None` returns to it. Results never depend on it (tests resize
+    /// mid-session and compare hashes).
+    pub fn set_workers(&mut self, workers: Option<usize>) -> Result<()> {
+        let most = self.config.workers;
+        if let Some(n) = workers {
+            if n == 0 || n > most {
+                return Err(LockstepError::InvalidArgument { name: "workers".into(), reason: format!("{n} is not in 1..={most} (the runtime's workers)") });
+            }
+        }
+        self.forced_workers = workers;
+        Ok(())
     }
 
     /// Writes the journal's automatic snapshot when one is due (docs/JOURNAL.md, "Snapshots").

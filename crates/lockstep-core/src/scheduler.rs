@@ -197,9 +197,13 @@ pub struct TickReport {
     pub faults: u32,
     /// Fuel all agents burned in the tick.
     pub fuel: u64,
-    /// Whether agents ran on the worker pool: `workers` > 1 and at least `PARALLEL_MIN_AGENTS`
-    /// (64) running agents or `PARALLEL_MIN_FUEL` (2,000,000) fuel burned the tick before.
+    /// Whether agents ran on the worker pool (`workers` > 1).
     pub parallel: bool,
+    /// Threads the tick ran agents on (1: the calling thread alone). With fixed scaling all
+    /// `workers` once there are at least `PARALLEL_MIN_AGENTS` (64) running agents or
+    /// `PARALLEL_MIN_FUEL` (2,000,000) fuel burned the tick before; with `Auto`, what the work
+    /// asks for (`WorkerScaling`).
+    pub workers: u32,
     /// (agent id, first 8 bytes of its digest) for every agent active this tick, id order.
     pub agent_digests: Vec<(AgentId, [u8; 8])>,
     /// Inference requests agents made this tick, and the ONNX Runtime calls that served them.
@@ -259,7 +263,8 @@ impl TickReport {
 /// and the live indices that fall in it.
 type Chunk<'a> = (&'a mut [AgentSlot], usize, &'a [usize]);
 
-/// Phase 1: every running agent of `phase` receives its inbox and steps.
+/// Phase 1: every running agent of `phase` receives its inbox and steps, on `workers` threads
+/// (the calling one included) when `pool` is given.
 ///
 /// In parallel, the calling thread works too: it starts at once, and the pool's threads
 /// (workers - 1 of them) join as soon as they wake, taking chunks from a shared counter.
@@ -271,7 +276,7 @@ type Chunk<'a> = (&'a mut [AgentSlot], usize, &'a [usize]);
 /// gets the disjoint range of slots between its first index and the next chunk's first index.
 ///
 /// `trace`: copy each agent's delivered messages for `settle` to report (a traced tick).
-pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, phase: i32, pool: Option<&rayon::ThreadPool>, trace: bool) {
+pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, phase: i32, pool: Option<&rayon::ThreadPool>, workers: usize, trace: bool) {
     let max_agent_id = slots.len() as u64;
     let Some(pool) = pool else {
         run_slots(slots, 0, live, tick, phase, max_agent_id, trace);
@@ -299,8 +304,9 @@ pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, phase: i32
             run_slots(slots, *base, indices, tick, phase, max_agent_id, trace);
         }
     };
+    // `workers` threads in all: the calling one and `workers - 1` of the pool's (the rest sleep).
     pool.in_place_scope(|scope| {
-        for _ in 0..pool.current_num_threads() {
+        for _ in 0..workers.saturating_sub(1).min(pool.current_num_threads()) {
             scope.spawn(|_| work());
         }
         work();

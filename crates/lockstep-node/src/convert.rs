@@ -81,6 +81,8 @@ pub fn digest_arg(hex: &str) -> Result<core::Digest> {
 pub struct RuntimeOptions {
     // Numbers as f64, range-checked in `config_from` (napi's integer conversions wrap).
     pub workers: Option<f64>,
+    /// "fixed" (default) or "auto" (index.js sets it for `workers: 'auto'`).
+    pub worker_scaling: Option<String>,
     pub fuel_per_call: Option<f64>,
     pub memory_limit_bytes: Option<f64>,
     pub seed: Option<f64>,
@@ -178,6 +180,11 @@ pub fn config_from(o: RuntimeOptions) -> Result<RuntimeConfig> {
             Some(other) => return Err(invalid_config(format!("resourcePolicy must be \"clamp\" or \"refuse\", got \"{other}\""))),
         },
         journal: o.journal.map(journal_from).transpose()?,
+        worker_scaling: match o.worker_scaling.as_deref() {
+            None | Some("fixed") => core::WorkerScaling::Fixed,
+            Some("auto") => core::WorkerScaling::Auto,
+            Some(other) => return Err(invalid_config(format!("workerScaling must be \"fixed\" or \"auto\", got \"{other}\""))),
+        },
     })
 }
 
@@ -190,6 +197,10 @@ pub fn restore_options_from(o: RuntimeOptions, modules: Option<Vec<String>>) -> 
     let uint = |name, v, min, max| opt_uint(name, v, min, max).map_err(invalid_config);
     Ok(core::RestoreOptions {
         workers: uint("workers", o.workers, 1, 256)?.map_or(d.workers, |w| w as usize),
+        worker_scaling: match o.worker_scaling.as_deref() {
+            Some("auto") => core::WorkerScaling::Auto,
+            _ => core::WorkerScaling::Fixed,
+        },
         allocator: d.allocator,
         record: o.record.unwrap_or(d.record),
         max_log_bytes: uint("maxLogBytes", o.max_log_bytes, 1 << 20, MAX_SAFE)?.map_or(d.max_log_bytes, |v| v as usize),
@@ -282,6 +293,8 @@ pub struct TickReport {
     pub faults: u32,
     pub fuel: i64,
     pub parallel: bool,
+    /// Threads the tick ran agents on.
+    pub workers: u32,
     pub inference_requests: i64,
     pub inference_calls: i64,
     /// With a journal: the last tick whose TickEnd is on stable storage.
@@ -300,6 +313,7 @@ impl From<&core::TickReport> for TickReport {
             faults: r.faults,
             fuel: r.fuel as i64,
             parallel: r.parallel,
+            workers: r.workers,
             inference_requests: r.inference_requests as i64,
             inference_calls: r.inference_calls as i64,
             durable_tick: r.durable_tick.map(|t| t as i64),

@@ -252,6 +252,18 @@ impl NativeRuntime {
         Ok(self.rt()?.journal_id().map(|id| core::security::hex(&id)))
     }
 
+    /// Makes later ticks use `workers` threads (1..=workers), whatever the scaling says; null
+    /// returns to it. Results never depend on it.
+    #[napi(catch_unwind)]
+    pub fn set_workers(&mut self, workers: Option<f64>) -> Result<()> {
+        let n = match workers {
+            None => None,
+            Some(w) if w.is_finite() && w.fract() == 0.0 && (1.0..=256.0).contains(&w) => Some(w as usize),
+            Some(w) => return Err(invalid_arg("workers", format!("a worker count 1..=256, or null, got {w}"))),
+        };
+        self.rt_mut()?.set_workers(n).map_err(to_napi)
+    }
+
     /// The directory of the journal this runtime writes, null without one.
     #[napi(getter, catch_unwind)]
     pub fn journal_dir(&mut self) -> Result<Option<String>> {

@@ -40,6 +40,8 @@ use wasm::PAGE_BYTES;
 pub struct RestoreOptions {
     /// Worker threads (never changes results).
     pub workers: usize,
+    /// How many of them a tick uses (`RuntimeConfig::worker_scaling`).
+    pub worker_scaling: crate::WorkerScaling,
     /// Where agent memories live (never changes results).
     pub allocator: MemoryAllocator,
     /// Record a replay log from the snapshot on: it starts with a Base record naming the
@@ -69,6 +71,7 @@ impl Default for RestoreOptions {
         let c = crate::RuntimeConfig::default();
         Self {
             workers: c.workers,
+            worker_scaling: c.worker_scaling,
             allocator: c.allocator,
             record: c.record,
             max_log_bytes: c.max_log_bytes,

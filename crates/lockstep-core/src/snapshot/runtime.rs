@@ -197,6 +197,7 @@ impl Runtime {
             resource_policy: if s.resource_clamp { ResourcePolicy::Clamp } else { ResourcePolicy::Refuse },
             // A restored runtime records in memory only (snapshots in the journal: issue 12).
             journal: None,
+            worker_scaling: options.worker_scaling,
         };
         let mut rt = Runtime::new(config).map_err(|e| match e {
             // Threads and allocator are the caller's; every other setting is the snapshot's.
