@@ -364,7 +364,7 @@ fn a_torn_final_record_and_an_unfinished_tick_are_cut_off() {
 
 /// A small journal of a tiny agent, two segments (its bytes get flipped below).
 fn tiny(dir: &TempDir) {
-    let module = wat_agent(lockstep_core::abi::ABI_VERSION, r#"(func (export "agent_step") (param i32) (result i32) i32.const 0)"#);
+    let module = wat_agent(1, r#"(func (export "agent_step") (param i32) (result i32) i32.const 0)"#);
     let mut rt = Runtime::new(config(Some(journal(dir.path(), FsyncPolicy::Tick, 4096)), false)).unwrap();
     let m = rt.load_module(module).unwrap();
     let a: AgentId = rt.spawn(m).unwrap();

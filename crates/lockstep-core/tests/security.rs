@@ -223,7 +223,7 @@ fn manifests_are_bounded_and_validated() {
     let counter = agent("counter");
     let giant = manifest(&"x".repeat(20_000), ALL);
     assert_eq!(security::sign(&counter, giant.as_bytes(), &alice.secret).unwrap_err().code(), "E_BAD_MANIFEST");
-    for bad in [r#"{"name":"c","version":"1","abi":1,"capabilities":{"sudo":true}}"#, "not json", r#"{"name":"c","version":"1","abi":2}"#] {
+    for bad in [r#"{"name":"c","version":"1","abi":1,"capabilities":{"sudo":true}}"#, "not json", r#"{"name":"c","version":"1","abi":3}"#] {
         assert_eq!(security::sign(&counter, bad.as_bytes(), &alice.secret).unwrap_err().code(), "E_BAD_MANIFEST", "{bad}");
     }
 }
