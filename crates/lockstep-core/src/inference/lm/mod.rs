@@ -12,7 +12,7 @@
 //! - [`Sampler`] (`sampler.rs`): greedy, or temperature / top-k / top-p from a seeded stream.
 //! - `agents.rs`: the `generate` import's request and the messages that carry tokens to agents.
 
-pub(crate) mod agents;
+pub mod agents;
 mod generator;
 mod kv;
 mod sampler;
@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 pub use generator::{Finish, GenerateRequest, Generator, GeneratorLimits, GeneratorStats, Progress};
 pub use sampler::{Sampler, SamplingParams};
+
+pub use crate::runtime::{AgentLmOptions, MAX_TOKENS_PER_TICK};
 
 use super::{ElementType, InferenceEngine, InferenceError, ModelInfo};
 
