@@ -609,7 +609,7 @@ class Runtime {
   #rings = null;
   /** model id → { best: fastest timed inline call in µs, calls: number } */
   #inferCost = new Map();
-  /** Language models by id: { native: NativeLanguageModel, tokenizer: a JS tokenizer or null }. */
+  /** Language models by id: { handle: NativeLanguageModel, tokenizer: a JS tokenizer or null }. */
   #languageModels = new Map();
   /** close() was called. */
   #closing = false;
@@ -1224,7 +1224,7 @@ class Runtime {
       throw naming(e, o.model);
     }
     const info = model.info();
-    this.#languageModels.set(info.id, { native: model, tokenizer: own });
+    this.#languageModels.set(info.id, { handle: model, tokenizer: own });
     return info;
   }
 
@@ -1249,7 +1249,7 @@ class Runtime {
     const lm = this.#languageModel(id, 'id');
     const perTick = v.optInt('options.tokensPerTick', o.tokensPerTick, 1, 1024, 8);
     const maxBatch = v.optInt('options.maxBatch', o.maxBatch, 1, 256, 64);
-    return call(() => this.#native.registerAgentLanguageModel(lm.native, perTick, maxBatch));
+    return call(() => this.#native.registerAgentLanguageModel(lm.handle, perTick, maxBatch));
   }
 
   /**
@@ -1286,7 +1286,7 @@ class Runtime {
       v.optInt('options.seed', o.seed, 0, v.MAX_SAFE, 0),
     ];
     const steps = v.optInt('options.stepsPerCall', o.stepsPerCall, 1, 4096, 16);
-    const key = call(() => lm.native.submit(ids, text, ...args));
+    const key = call(() => lm.handle.submit(ids, text, ...args));
     const own = lm.tokenizer;
     const decoder = new TextDecoder('utf-8');
     const state = { finish: null, error: null };
@@ -1296,7 +1296,7 @@ class Runtime {
         while (!done) {
           let chunk;
           try {
-            chunk = await lm.native.advance(key, steps);
+            chunk = await lm.handle.advance(key, steps);
           } catch (e) {
             throw convert(e);
           }
@@ -1318,7 +1318,7 @@ class Runtime {
           throw new LockstepError('E_INFERENCE', `generation failed: ${state.error ?? 'the generation was dropped'}`);
         }
       } finally {
-        if (!done) lm.native.cancel(key);
+        if (!done) lm.handle.cancel(key);
       }
     };
     const it = iterate();
@@ -1328,7 +1328,7 @@ class Runtime {
 
   /** Counts of JS's generate() calls on a language model: decode and prefill calls, tokens. */
   languageModelStats(id) {
-    const [decodeCalls, prefillCalls, tokens, rebuilds] = this.#languageModel(id, 'id').native.stats();
+    const [decodeCalls, prefillCalls, tokens, rebuilds] = this.#languageModel(id, 'id').handle.stats();
     return { decodeCalls, prefillCalls, tokens, rebuilds };
   }
 
