@@ -129,16 +129,13 @@ impl Task for AdvanceTask {
         // On a libuv thread: a panic is caught here (it would abort Node).
         let run = || {
             let mut g = lock(&self.generator);
+            // Up to max_steps steps while it runs (every generation in flight advances with
+            // it), then what it produced: one trip to the thread pool per chunk, not per token.
             let mut steps = 0;
-            let p = loop {
-                if let Some(p) = g.take(self.key) {
-                    break Some(p);
-                }
-                if steps >= self.max_steps || !g.is_running(self.key) || !g.step() {
-                    break g.take(self.key);
-                }
+            while steps < self.max_steps && g.is_running(self.key) && g.step() {
                 steps += 1;
-            };
+            }
+            let p = g.take(self.key);
             let tokenizer = g.model().info().options.tokenizer;
             let (tokens, finish) = p.map(|p| (p.tokens, p.finish)).unwrap_or_default();
             let mut text = Vec::new();
@@ -212,8 +209,8 @@ impl NativeLanguageModel {
         Ok(key as f64)
     }
 
-    /// The next tokens of generation `key` (steps the generator, with every other generation
-    /// in flight, on libuv's thread pool until it has some, at most `max_steps` steps).
+    /// The next tokens of generation `key`: up to `max_steps` steps of the generator (every
+    /// generation in flight advances with it) on libuv's thread pool, while `key` runs.
     #[napi(catch_unwind, ts_return_type = "Promise<GenerateChunk>")]
     pub fn advance<'env>(&mut self, env: &'env Env, key: f64, max_steps: u32) -> Result<PromiseRaw<'env, GenerateChunk>> {
         let task = AdvanceTask { generator: self.generator.clone(), key: key as u64, max_steps: max_steps.max(1) as usize };

@@ -2,6 +2,8 @@
 //!
 //! - From the host, kind 1: `partner: u64` then a line of text. The agent answers that line.
 //! - From another agent, kind 2: a line. The agent answers it (at most `MAX_TURNS` times).
+//! - From the host, kind 4 (benchmarks): `max_tokens: u32` then a prompt. The agent generates
+//!   exactly that (greedy, no stop) and reports to the host, kind 5: `tokens: u32`.
 //!
 //! To answer, it asks the model to continue the line (sampled at temperature 0.8 from its
 //! seeded stream, at most 40 tokens, ending at a full stop or a new line) and collects the
@@ -16,6 +18,7 @@ use lockstep_sdk::{export_agent, generate, send, Agent, Context, Generated, Mess
 
 const MAX_TURNS: u32 = 4;
 const ANSWER: u32 = 7;
+const BENCH: u32 = 8;
 
 #[derive(Default)]
 struct Chatter {
@@ -25,6 +28,7 @@ struct Chatter {
     pending: Option<Vec<u8>>,
     answer: Vec<u8>,
     busy: bool,
+    bench_tokens: u32,
 }
 
 impl Agent for Chatter {
@@ -40,6 +44,14 @@ impl Agent for Chatter {
     }
 
     fn receive(&mut self, msg: &Message<'_>) {
+        if let Some(g) = Generated::parse(msg).filter(|g| g.tag == BENCH) {
+            self.bench_tokens += g.len() as u32;
+            if g.is_final() {
+                let _ = send(HOST, 5, &self.bench_tokens.to_le_bytes());
+                self.bench_tokens = 0;
+            }
+            return;
+        }
         if let Some(g) = Generated::parse(msg) {
             self.answer.extend_from_slice(g.text);
             if g.is_final() {
@@ -58,6 +70,11 @@ impl Agent for Chatter {
                 self.pending = Some(msg.payload[8..].to_vec());
             }
             2 if msg.from == self.partner => self.pending = Some(msg.payload.to_vec()),
+            4 if msg.from == HOST && msg.payload.len() >= 4 => {
+                let max_tokens = u32::from_le_bytes(msg.payload[..4].try_into().unwrap_or([0; 4]));
+                let prompt = core::str::from_utf8(&msg.payload[4..]).unwrap_or("Hello");
+                let _ = generate(0, BENCH, Prompt::Text(prompt), &Options { max_tokens, ..Options::default() });
+            }
             _ => {}
         }
     }
