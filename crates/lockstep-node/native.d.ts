@@ -303,8 +303,8 @@ export declare class NativeLanguageModel {
   /** Queues a generation; returns its key. `prompt` is token ids, or `text` is tokenized. */
   submit(ids: Array<number> | undefined | null, text: Buffer | undefined | null, maxTokens: number, temperature: number, topK: number, topP: number, stop: Array<Buffer>, seed: number): number
   /**
-   * The next tokens of generation `key` (steps the generator, with every other generation
-   * in flight, on libuv's thread pool until it has some, at most `max_steps` steps).
+   * The next tokens of generation `key`: up to `max_steps` steps of the generator (every
+   * generation in flight advances with it) on libuv's thread pool, while `key` runs.
    */
   advance(key: number, maxSteps: number): Promise<GenerateChunk>
   /** Drops generation `key` (a JS iterator closed early). */

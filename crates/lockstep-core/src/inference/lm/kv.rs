@@ -50,7 +50,11 @@ pub(super) fn gather(info: &LmInfo, sources: &[&Kv], rows: &[RowSource]) -> Resu
     }
 }
 
-fn gather_as<T: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 'static>(info: &LmInfo, sources: &[&Kv], rows: &[RowSource]) -> Result<Kv, String> {
+fn gather_as<T: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 'static>(
+    info: &LmInfo,
+    sources: &[&Kv],
+    rows: &[RowSource],
+) -> Result<Kv, String> {
     let (heads, hd) = (info.heads, info.head_dim);
     let width = rows.iter().map(|r| r.len).max().unwrap_or(0);
     let mut values = Vec::with_capacity(2 * info.layers);

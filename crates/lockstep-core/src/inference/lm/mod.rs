@@ -226,7 +226,9 @@ fn inspect(model: ModelInfo, options: LmOptions) -> Result<LmInfo, InferenceErro
     };
     let (heads, head_dim) = match first.shape[..] {
         [_, h, _, d] if h > 0 && d > 0 => (h as usize, d as usize),
-        _ => return Err(not_lm(format!("`past_key_values.0.key` must be [batch, heads, past, head size] with fixed heads and head size, is {:?}", first.shape))),
+        _ => {
+            return Err(not_lm(format!("`past_key_values.0.key` must be [batch, heads, past, head size] with fixed heads and head size, is {:?}", first.shape)))
+        }
     };
     let mut expected = vec!["input_ids".to_string()];
     expected.extend(attention_mask.then(|| "attention_mask".to_string()));
