@@ -51,13 +51,15 @@ test('greedy generate() gives the tokens ONNX Runtime gave in Python, one call o
   assert.deepEqual(ids.tokens, reference.cases[1].greedy.slice(0, 5));
   // All at once: one batch (one decode call per step for every sequence), the same tokens.
   const before = rt.languageModelStats();
-  const all = await Promise.all(reference.cases.map((c) => collect(rt.generate(c.prompt, { maxTokens: c.greedy.length }))));
+  // (All submitted before any is iterated, so that all join at the first step.)
+  const its = reference.cases.map((c) => rt.generate(c.prompt, { maxTokens: c.greedy.length }));
+  const all = await Promise.all(its.map(collect));
   all.forEach((got, i) => assert.deepEqual(got.tokens, reference.cases[i].greedy));
   const after = rt.languageModelStats();
   const tokens = after.tokens - before.tokens;
   const calls = after.decodeCalls - before.decodeCalls;
   assert.equal(tokens, reference.cases.reduce((n, c) => n + c.greedy.length, 0));
-  assert.ok(calls * 3 < tokens, `${calls} decode calls for ${tokens} tokens: batched`);
+  assert.ok(calls <= 24, `${calls} decode calls for ${tokens} tokens: batched`);
   rt.close();
 });
 
