@@ -967,11 +967,94 @@ export function openJournal(source: string | URL | Uint8Array | ArrayBuffer, opt
  */
 export type ExampleAgentName =
   | 'counter' | 'ping-pong' | 'gossip' | 'echo' | 'flood' | 'classifier'
-  | 'adv-spin' | 'adv-membomb' | 'adv-trap' | 'adv-panic-init';
+  | 'adv-spin' | 'adv-membomb' | 'adv-trap' | 'adv-panic-init' | 'chatter';
 /** Path of an example agent shipped with the package. Another name: E_INVALID_ARGUMENT listing the valid ones. */
 export function exampleAgent(name: ExampleAgentName | (string & {})): string;
 
 /** Every code a LockstepError can carry (stable: match on these, not on messages). */
+/** Options of `loadLanguageModel`. */
+export interface LanguageModelOptions {
+  /** A path or the bytes of the ONNX model. */
+  model: ModuleSource;
+  /**
+   * How text becomes tokens: 'bytes' (ids 0..255 are the bytes; the test model's), 'none'
+   * (prompts as token ids; tokens come back without text), or your own tokenizer for
+   * `generate()` (agents then pass token ids). ['bytes']
+   */
+  tokenizer?: 'bytes' | 'none' | { encode(text: string): number[]; decode(ids: number[]): string };
+  /** Token put before every text prompt; null: none. [256 with 'bytes', else none] */
+  bos?: number | null;
+  /** End-of-sequence token(s): generation ends there (not delivered). [257 with 'bytes', else none] */
+  eos?: number | number[];
+  /** Token at padded positions (masked: its value changes nothing). [258 with 'bytes', else 0] */
+  pad?: number;
+  /** Most tokens of one sequence, prompt and generated, 1..32768. [1024] */
+  maxContext?: number;
+  /** Most generate() calls decoding together, 1..256. [32] */
+  maxBatch?: number;
+}
+
+/** What a language model is. */
+export interface LanguageModelInfo {
+  /** SHA-256 of the model bytes. */
+  id: string;
+  layers: number;
+  heads: number;
+  headDim: number;
+  /** Element type of the KV cache: 'float32' or 'float16'. */
+  kvType: string;
+  /** The vocabulary (-1 when the model leaves it open). */
+  vocab: number;
+  tokenizer: 'bytes' | 'none';
+  bos?: number;
+  eos: number[];
+  pad: number;
+  maxContext: number;
+  /** KV cache bytes per token of one sequence. */
+  kvBytesPerToken: number;
+}
+
+/** How agents use a language model. */
+export interface AgentLanguageModelOptions {
+  /** Decode steps at the end of each tick: each generation gets at most this many tokens per tick (one more in the tick it joins), 1..1024. [8] */
+  tokensPerTick?: number;
+  /** Most agents' generations decoding together (the rest wait, in request order), 1..256. [64] */
+  maxBatch?: number;
+}
+
+/** Options of `generate`. */
+export interface GenerateOptions {
+  /** The language model's id (needed when more than one is loaded). */
+  model?: string;
+  /** Most tokens, 1..4096. [64] */
+  maxTokens?: number;
+  /** 0: greedy (most likely token); else sampled at this temperature, ..100. [0] */
+  temperature?: number;
+  /** Keep the k most likely tokens; 0: all. [0] */
+  topK?: number;
+  /** Keep the most likely tokens up to this probability mass, (0, 1]. [1] */
+  topP?: number;
+  /** Generation ends once the text contains one of these (at most 8, 1..64 bytes each); the tokens that complete it are delivered. */
+  stop?: string | string[];
+  /** The sampler's seed, 0..2^53-1. [0] */
+  seed?: number;
+  /** Most decode steps per trip to the thread pool, 1..4096. [16] */
+  stepsPerCall?: number;
+}
+
+/** One generated token. */
+export interface GeneratedToken {
+  token: number;
+  /** Its text ('' for special tokens; a multi-byte character comes with its last byte). */
+  text: string;
+}
+
+/** The iterator `generate` returns. */
+export interface GenerateIterator extends AsyncGenerator<GeneratedToken, void, undefined> {
+  /** Once done: why it ended ('stop', 'eos', 'max_tokens', 'context_full'). A failed model call throws E_INFERENCE instead. */
+  readonly finish: 'stop' | 'eos' | 'max_tokens' | 'context_full' | 'failed' | null;
+}
+
 export type ErrorCode =
   // Arguments and configuration
   | 'E_INVALID_CONFIG'
@@ -1055,6 +1138,10 @@ export type ErrorCode =
   | 'E_BAD_INPUT_VALUE'
   | 'E_UNSUPPORTED_TYPE'
   | 'E_INFERENCE'
+  /** loadLanguageModel: not a decoder in the Optimum layout, or options that do not fit it. */
+  | 'E_NOT_A_LANGUAGE_MODEL'
+  /** generate: an empty or too long prompt, a token outside the vocabulary, a text prompt without a tokenizer. */
+  | 'E_BAD_PROMPT'
   // Rings
   | 'E_RING'
   | 'E_RING_TIMEOUT'
@@ -1147,6 +1234,22 @@ export interface Runtime {
   registerAgentModel(id: string): number;
   /** Path of the libonnxruntime in use. */
   inferenceLibrary(): string;
+  /**
+   * Loads a decoder-only ONNX language model in the layout Hugging Face Optimum and
+   * onnxruntime-genai export (docs/INFERENCE.md, "Language models"). E_NOT_A_LANGUAGE_MODEL
+   * (naming what is missing) for any other model.
+   */
+  loadLanguageModel(options: LanguageModelOptions): LanguageModelInfo;
+  /** Makes a language model available to agents' `generate` import; returns its slot. */
+  registerAgentLanguageModel(id: string, options?: AgentLanguageModelOptions): number;
+  /**
+   * Generates from `prompt` (text, or token ids), outside the tick clock: an async iterator of
+   * tokens. Every generate() running at once on one model decodes in one batch. The same
+   * prompt, options and seed give the same tokens. Breaking out of the loop cancels it.
+   */
+  generate(prompt: string | number[] | Uint32Array, options?: GenerateOptions): GenerateIterator;
+  /** Counts of the generate() calls on a language model (the only one loaded by default). */
+  languageModelStats(id?: string): { decodeCalls: number; prefillCalls: number; tokens: number; rebuilds: number };
   /**
    * Creates and attaches the two rings (capacities: powers of two, default 4 MiB each), once per
    * runtime. From then on messages to the host go to the outbound ring (drainMessages() returns

@@ -620,6 +620,8 @@ class Runtime {
   #rings = null;
   /** model id → { best: fastest timed inline call in µs, calls: number } */
   #inferCost = new Map();
+  /** Language models by id: { handle: NativeLanguageModel, tokenizer: a JS tokenizer or null }. */
+  #languageModels = new Map();
   /** close() was called. */
   #closing = false;
   /** The promise of the tickAsync running now, if any. */
@@ -1194,6 +1196,151 @@ class Runtime {
   registerAgentModel(id) {
     modelId('id', id);
     return call(() => this.#native.registerAgentModel(id));
+  }
+
+  // ----- language models (docs/INFERENCE.md, "Language models") -------------------------------
+
+  /**
+   * Loads a decoder-only ONNX language model (the Optimum / onnxruntime-genai layout) and
+   * describes it. `tokenizer`: 'bytes' (ids 0..255 are bytes; the default), 'none' (prompts as
+   * token ids), or your own `{ encode(text): number[], decode(ids): string }` for `generate()`.
+   */
+  loadLanguageModel(options) {
+    const o = v.options('options', options, ['model', 'tokenizer', 'bos', 'eos', 'pad', 'maxContext', 'maxBatch']);
+    if (o.model === undefined) throw v.fail('options.model', 'a path or the bytes of an ONNX model', o.model);
+    const bytes = moduleBytes(o.model, 'options.model', 'model');
+    let own = null;
+    let tokenizer = 'bytes';
+    if (o.tokenizer !== undefined && typeof o.tokenizer === 'object' && o.tokenizer !== null) {
+      v.fn('options.tokenizer.encode', o.tokenizer.encode);
+      v.fn('options.tokenizer.decode', o.tokenizer.decode);
+      own = o.tokenizer;
+      tokenizer = 'none';
+    } else {
+      tokenizer = v.oneOf('options.tokenizer', o.tokenizer, ['bytes', 'none'], 'bytes');
+    }
+    const token = (name, x) => v.int(name, x, 0, v.MAX_U32);
+    const native = {
+      tokenizer,
+      bos: o.bos === undefined ? undefined : o.bos === null ? -1 : token('options.bos', o.bos),
+      eos: o.eos === undefined ? undefined : (Array.isArray(o.eos) ? o.eos : [o.eos]).map((t, i) => token(`options.eos[${i}]`, t)),
+      pad: o.pad === undefined ? undefined : token('options.pad', o.pad),
+      maxContext: v.optInt('options.maxContext', o.maxContext, 1, 32768, undefined),
+      maxBatch: v.optInt('options.maxBatch', o.maxBatch, 1, 256, undefined),
+    };
+    let model;
+    try {
+      model = call(() => this.#native.loadLanguageModel(bytes, native));
+    } catch (e) {
+      throw naming(e, o.model);
+    }
+    const info = model.info();
+    this.#languageModels.set(info.id, { handle: model, tokenizer: own });
+    return info;
+  }
+
+  #languageModel(id, name) {
+    if (id === undefined) {
+      if (this.#languageModels.size === 1) return this.#languageModels.values().next().value;
+      throw v.fail(name, `the id of a language model (${this.#languageModels.size} are loaded: loadLanguageModel() returns their ids)`, id);
+    }
+    modelId(name, id);
+    const lm = this.#languageModels.get(id);
+    if (!lm) throw new LockstepError('E_UNKNOWN_MODEL', `no language model ${id} is loaded; load it with loadLanguageModel() first`);
+    return lm;
+  }
+
+  /**
+   * Makes a language model available to agents' `generate` import; returns its slot.
+   * `tokensPerTick` (1..1024, default 8): decode steps at the end of each tick; `maxBatch`
+   * (1..256, default 64): most sequences decoding together.
+   */
+  registerAgentLanguageModel(id, options) {
+    const o = v.options('options', options, ['tokensPerTick', 'maxBatch']);
+    const lm = this.#languageModel(id, 'id');
+    const perTick = v.optInt('options.tokensPerTick', o.tokensPerTick, 1, 1024, 8);
+    const maxBatch = v.optInt('options.maxBatch', o.maxBatch, 1, 256, 64);
+    return call(() => this.#native.registerAgentLanguageModel(lm.handle, perTick, maxBatch));
+  }
+
+  /**
+   * Generates from `prompt` (text, or an array of token ids): an async iterator of
+   * `{ token, text }`, outside the tick clock. Every generate() running at once on a model
+   * decodes in one batch. Same prompt, options and seed: same tokens. Breaking out of the loop
+   * cancels the generation. After the loop, `finish` on the iterator says why it ended.
+   */
+  generate(prompt, options) {
+    const o = v.options('options', options, ['model', 'maxTokens', 'temperature', 'topK', 'topP', 'stop', 'seed', 'stepsPerCall']);
+    const lm = this.#languageModel(o.model, 'options.model');
+    let ids = null;
+    let text = null;
+    if (Array.isArray(prompt) || prompt instanceof Uint32Array) {
+      ids = Array.from(prompt, (t, i) => v.int(`prompt[${i}]`, t, 0, v.MAX_U32));
+    } else if (typeof prompt === 'string') {
+      if (lm.tokenizer) ids = Array.from(lm.tokenizer.encode(prompt), (t, i) => v.int(`tokenizer.encode(prompt)[${i}]`, t, 0, v.MAX_U32));
+      else text = Buffer.from(prompt, 'utf8');
+    } else {
+      throw v.fail('prompt', 'a string or an array of token ids', prompt);
+    }
+    const num = (name, x, min, max, dflt) => {
+      if (x === undefined) return dflt;
+      if (typeof x !== 'number' || !(x >= min && x <= max)) throw v.fail(name, `a number in ${min}..${max}`, x);
+      return x;
+    };
+    const stop = o.stop === undefined ? [] : v.stringArray('options.stop', typeof o.stop === 'string' ? [o.stop] : o.stop);
+    const args = [
+      v.optInt('options.maxTokens', o.maxTokens, 1, 4096, 64),
+      num('options.temperature', o.temperature, 0, 100, 0),
+      v.optInt('options.topK', o.topK, 0, v.MAX_U32, 0),
+      num('options.topP', o.topP, Number.MIN_VALUE, 1, 1),
+      stop.map((s) => Buffer.from(s, 'utf8')),
+      v.optInt('options.seed', o.seed, 0, v.MAX_SAFE, 0),
+    ];
+    const steps = v.optInt('options.stepsPerCall', o.stepsPerCall, 1, 4096, 16);
+    const key = call(() => lm.handle.submit(ids, text, ...args));
+    const own = lm.tokenizer;
+    const decoder = new TextDecoder('utf-8');
+    const state = { finish: null, error: null };
+    const iterate = async function* () {
+      let done = false;
+      try {
+        while (!done) {
+          let chunk;
+          try {
+            chunk = await lm.handle.advance(key, steps);
+          } catch (e) {
+            throw convert(e);
+          }
+          for (let i = 0; i < chunk.tokens.length; i++) {
+            const token = chunk.tokens[i];
+            const text = own ? own.decode([token]) : decoder.decode(chunk.text.subarray(chunk.offsets[i], chunk.offsets[i + 1]), { stream: true });
+            yield { token, text };
+          }
+          if (chunk.finish) {
+            state.finish = chunk.finish;
+            state.error = chunk.error ?? null;
+            done = true;
+          } else if (chunk.tokens.length === 0) {
+            state.finish = 'failed';
+            done = true;
+          }
+        }
+        if (state.finish === 'failed') {
+          throw new LockstepError('E_INFERENCE', `generation failed: ${state.error ?? 'the generation was dropped'}`);
+        }
+      } finally {
+        if (!done) lm.handle.cancel(key);
+      }
+    };
+    const it = iterate();
+    Object.defineProperty(it, 'finish', { get: () => state.finish, enumerable: true });
+    return it;
+  }
+
+  /** Counts of JS's generate() calls on a language model: decode and prefill calls, tokens. */
+  languageModelStats(id) {
+    const [decodeCalls, prefillCalls, tokens, rebuilds] = this.#languageModel(id, 'id').handle.stats();
+    return { decodeCalls, prefillCalls, tokens, rebuilds };
   }
 
   /** The libonnxruntime in use (loads it if needed). */

@@ -12,6 +12,7 @@ import os from 'node:os';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { runRingBenches } from './rings.mjs';
 import { runInferenceBenches } from './inference.mjs';
+import { runLanguageModelBenches } from './language-model.mjs';
 import { runDashboardBenches } from './dashboard.mjs';
 import { tickPlotSvg } from './plot.mjs';
 const require = createRequire(import.meta.url);
@@ -88,6 +89,7 @@ const js = { tick50_from_js_median_us: median(jsTick), napi_call_median_us: medi
 
 const rings = await runRingBenches({ quick, log });
 const inference = await runInferenceBenches({ quick, log });
+const languageModel = await runLanguageModelBenches({ quick, log });
 inference.rust_engine_run_us = JSON.parse(
   execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'infer_loop'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }),
 ).rust_run_us;
@@ -105,6 +107,7 @@ const result = {
   js,
   rings,
   inference,
+  language_model: languageModel,
   dashboard,
 };
 
@@ -160,6 +163,10 @@ if (json) {
     console.log(`| ${r.model} | ${r.batch} | ${f(r.lockstep_inferSync)} | ${f(r.lockstep_infer_async)} | ${f(r.onnxruntime_node_run)} | ${r.ratio_sync_vs_ort_node}× |`);
   }
   console.log(`\n- engine.run from Rust (tiny model, batch 1): ${inference.rust_engine_run_us} µs`);
+  console.log(`\n| language model (tiny_lm, ${languageModel.tokens_per_sequence} greedy tokens each) | batched tokens/s | one at a time tokens/s | ratio |\n|---|---:|---:|---:|`);
+  for (const r of languageModel.agents) console.log(`| ${r.agents} agents | ${r.batched_tokens_per_s} | ${r.one_at_a_time_tokens_per_s} | ${r.ratio} |`);
+  const g = languageModel.generate;
+  console.log(`\n- rt.generate, one sequence: ${g.one_sequence_tokens_per_s} tokens/s; JS greedy loop over onnxruntime-node: ${g.js_loop_onnxruntime_node_tokens_per_s} tokens/s (ratio ${g.ratio}); 8 calls at once: ${g.calls_8_tokens_per_s}, 32: ${g.calls_32_tokens_per_s} tokens/s`);
   const a = inference.agents_32;
   console.log(`- 32 agents asking every tick: ${a.batched_requests_per_s} requests/s batched vs ${a.one_call_per_request_per_s} with one call per request (${a.ratio}×)`);
   console.log('\n| dashboard: 10 clients at 10 Hz | polling | workers | tick µs, no server | with the dashboard | wall overhead | CPU per tick overhead |\n|---|---|---:|---:|---:|---:|---:|');

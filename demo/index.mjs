@@ -1,4 +1,5 @@
-// `npm run demo`: the gossip demo, then the inference demo, each in its own process.
+// `npm run demo`: the gossip demo, the inference demo, then agents chatting through a language
+// model (demo/chat.mjs), each in its own process.
 // `npm run demo -- --ui`: the gossip demo with the live dashboard instead (until Ctrl-C).
 // Other arguments go to the gossip demo (e.g. `npm run demo -- --agents 2000`).
 import { spawn } from 'node:child_process';
@@ -24,4 +25,5 @@ if (args.includes('--ui')) {
 } else {
   await run('./gossip.mjs', args);
   await run('./classify.mjs', []);
+  await run('./chat.mjs', []);
 }

@@ -85,6 +85,19 @@ export interface FaultInfo {
   detail: string
 }
 
+/**
+ * What one `advance` brought: tokens, the bytes of each one's text (`offsets[i]..offsets[i+1]`
+ * of `text`), and why the generation ended, once it did.
+ */
+export interface GenerateChunk {
+  tokens: Array<number>
+  text: Buffer
+  offsets: Array<number>
+  finish?: string
+  /** ONNX Runtime's message when `finish` is `failed`. */
+  error?: string
+}
+
 export interface InferenceOptions {
   /**
    * Providers to try in order ("cuda", "tensorrt", "directml", "coreml", "cpu"); CPU is
@@ -139,6 +152,35 @@ export interface KeyPair {
   publicKey: string
   /** Hex secret key: keep it secret. */
   secretKey: string
+}
+
+/** What a loaded language model is. */
+export interface LanguageModelInfo {
+  id: string
+  layers: number
+  heads: number
+  headDim: number
+  kvType: string
+  vocab: number
+  tokenizer: string
+  bos?: number
+  eos: Array<number>
+  pad: number
+  maxContext: number
+  kvBytesPerToken: number
+}
+
+/** Options of `loadLanguageModel` (index.js checks and documents them). */
+export interface LanguageModelOptions {
+  /** `bytes` (ids 0..255 are bytes) or `none` (prompts as token ids only). */
+  tokenizer?: string
+  /** Token before every text prompt; -1: none. */
+  bos?: number
+  eos?: Array<number>
+  pad?: number
+  maxContext?: number
+  /** Most of JS's `generate()` calls decoding together. */
+  maxBatch?: number
 }
 
 /** Where a forked session comes from. */
@@ -251,6 +293,26 @@ export declare class NativeJournalCursor {
   fork(options?: RuntimeOptions | undefined | null): NativeRuntime
 }
 
+/**
+ * A language model loaded by `Runtime.loadLanguageModel`, with the generator behind JS's
+ * `generate()` calls.
+ */
+export declare class NativeLanguageModel {
+  /** What the model is. */
+  info(): LanguageModelInfo
+  /** Queues a generation; returns its key. `prompt` is token ids, or `text` is tokenized. */
+  submit(ids: Array<number> | undefined | null, text: Buffer | undefined | null, maxTokens: number, temperature: number, topK: number, topP: number, stop: Array<Buffer>, seed: number): number
+  /**
+   * The next tokens of generation `key`: up to `max_steps` steps of the generator (every
+   * generation in flight advances with it) on libuv's thread pool, while `key` runs.
+   */
+  advance(key: number, maxSteps: number): Promise<GenerateChunk>
+  /** Drops generation `key` (a JS iterator closed early). */
+  cancel(key: number): void
+  /** The generator's counts: decode calls, prefill calls, tokens, rebuilds. */
+  stats(): Array<number>
+}
+
 /** The native runtime. Use the `Runtime` class from index.js, which wraps this one. */
 export declare class NativeRuntime {
   constructor(options?: RuntimeOptions | undefined | null)
@@ -311,6 +373,13 @@ export declare class NativeRuntime {
    * the agents' `infer` import).
    */
   registerAgentModel(id: string): number
+  /**
+   * Loads a decoder-only language model (docs/INFERENCE.md, "Language models"); JS's
+   * `generate()` runs on the object returned, agents' after `registerAgentLanguageModel`.
+   */
+  loadLanguageModel(bytes: Uint8Array, options?: LanguageModelOptions | undefined | null): NativeLanguageModel
+  /** Makes a language model available to agents' `generate` import; returns its slot. */
+  registerAgentLanguageModel(model: NativeLanguageModel, tokensPerTick: number, maxBatch: number): number
   /** The ONNX Runtime library in use. */
   inferenceLibrary(): string
   /**

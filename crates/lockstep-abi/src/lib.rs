@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod generate;
 pub mod request;
 pub mod ring;
 pub mod tensor_type;
@@ -71,6 +72,12 @@ pub const IMPORT_REPORT_PANIC: &str = "report_panic";
 /// sample; returns [`INFER_OK`] or an `INFER_ERR_*` code.
 /// Optional: only agents that import it can ask for inference.
 pub const IMPORT_INFER: &str = "infer";
+/// Import `(model: i32, tag: i32, ptr: i32, len: i32) -> i32`: asks a language model (the
+/// slot the host registered with `registerAgentLanguageModel`) to generate from a request
+/// ([`generate`] gives its layout); returns [`INFER_OK`] or an `INFER_ERR_*` code (it shares
+/// `infer`'s per-tick budget). Tokens arrive as messages from [`GENERATION_ID`] at the next
+/// ticks. Optional, and needs the `infer` capability for the model.
+pub const IMPORT_GENERATE: &str = "generate";
 /// Import `() -> i32`: the capability bits ([`grant`]) the agent was granted
 /// (docs/SECURITY.md). Always available.
 pub const IMPORT_GRANTED: &str = "granted";
@@ -154,6 +161,9 @@ pub const HOST_ID: u64 = 0;
 
 /// Sender id of inference results (the inference service).
 pub const INFERENCE_ID: u64 = u64::MAX;
+
+/// Sender id of generated tokens (the language-model service).
+pub const GENERATION_ID: u64 = u64::MAX - 1;
 
 /// `infer` return code: the request was queued; the answer arrives next tick.
 pub const INFER_OK: i32 = 0;

@@ -264,12 +264,38 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
             if host.infer_requests.len() >= abi::MAX_INFER_REQUESTS_PER_TICK || queued + bytes.len() > abi::MAX_INFER_BYTES_PER_TICK {
                 return Ok(abi::INFER_ERR_TOO_MANY_REQUESTS);
             }
-            host.infer_requests.push(InferRequest { model: model as u32, tag: tag as u32, input: bytes.to_vec() });
+            // A slot with the top bit set is no slot (answered "no such model"), never a
+            // `generate` request (which carry that bit).
+            let model = if model as u32 & GENERATE_FLAG != 0 { !GENERATE_FLAG } else { model as u32 };
+            host.infer_requests.push(InferRequest { model, tag: tag as u32, input: bytes.to_vec() });
+            Ok(abi::INFER_OK)
+        },
+    )?;
+    linker.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_GENERATE,
+        |mut caller: Caller<'_, AgentHost>, model: i32, tag: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_GENERATE, ptr, len)?;
+            if bytes.len() > abi::MAX_PAYLOAD_BYTES {
+                return Ok(abi::INFER_ERR_INPUT_TOO_LARGE);
+            }
+            // The same queue and per-tick budget as `infer` (and so the same tick hash and
+            // snapshot paths); the top bit of `model` marks it a generate request for the
+            // language-model slot in the other bits (inference::lm::serve).
+            let queued: usize = host.infer_requests.iter().map(|r| r.input.len()).sum();
+            if host.infer_requests.len() >= abi::MAX_INFER_REQUESTS_PER_TICK || queued + bytes.len() > abi::MAX_INFER_BYTES_PER_TICK {
+                return Ok(abi::INFER_ERR_TOO_MANY_REQUESTS);
+            }
+            let slot = (model as u32).min(!GENERATE_FLAG);
+            host.infer_requests.push(InferRequest { model: GENERATE_FLAG | slot, tag: tag as u32, input: bytes.to_vec() });
             Ok(abi::INFER_OK)
         },
     )?;
     Ok(())
 }
+
+/// Set in `InferRequest::model` for a `generate` request (the slot is in the other bits).
+pub const GENERATE_FLAG: u32 = 1 << 31;
 
 /// Names of all imports `define_imports` provides, for load-time checks.
 pub const IMPORT_NAMES: &[&str] = &[
@@ -282,6 +308,7 @@ pub const IMPORT_NAMES: &[&str] = &[
     abi::IMPORT_REPORT_PANIC,
     abi::IMPORT_INFER,
     abi::IMPORT_GRANTED,
+    abi::IMPORT_GENERATE,
 ];
 
 #[cfg(test)]

@@ -59,6 +59,13 @@ impl Inputs {
         self.answer_seq += 1;
     }
 
+    /// Generated tokens for `agent`, delivered as a message from `abi::GENERATION_ID` whose
+    /// kind is the `generate` request's tag (numbered with the inference answers).
+    pub(crate) fn generated(&mut self, agent: AgentId, tag: u32, payload: Vec<u8>) {
+        self.messages.push(Message { from: abi::GENERATION_ID, to: agent, seq: self.answer_seq, kind: tag, priority: 0, payload });
+        self.answer_seq += 1;
+    }
+
     /// Messages waiting for the next tick.
     pub(crate) fn pending(&self) -> usize {
         self.messages.len()

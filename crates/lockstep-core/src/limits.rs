@@ -43,3 +43,12 @@ pub const MAX_READ_MEMORY_BYTES: usize = 16 << 20;
 /// Most bytes of snapshots a journal cursor keeps in memory (taken as it replays, so a later
 /// seek starts near its tick); past it, it keeps no more.
 pub const MAX_CURSOR_CACHE_BYTES: usize = 512 << 20;
+
+/// Most tokens of one language-model sequence, prompt and generated together
+/// (`LmOptions::max_context` is at most this).
+pub const MAX_LM_CONTEXT: usize = 1 << 15;
+/// Most sequences one language model decodes together (`GeneratorLimits::max_batch`).
+pub const MAX_LM_BATCH: usize = 256;
+/// Most generations waiting to join one language model's batch; past it a request is refused
+/// (`E_QUEUE_FULL`; an agent's is answered with `GENERATE_STATUS_BUSY`).
+pub const MAX_LM_QUEUED: usize = 4_096;

@@ -202,7 +202,11 @@ fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Re
         Record::Journal { .. } if applied.started => {
             return Err(corrupt(offset, name, "tag", "a Journal record after the session's first input (it follows the Config and Base records)"))
         }
-        Record::Journal { .. } | Record::End { .. } | Record::Gap { .. } => {}
+        Record::AgentLanguageModel { id, .. } if !is_model_id(id) => {
+            return Err(corrupt(offset, name, "id", "not a model id (64 lowercase hex digits of SHA-256)"));
+        }
+        Record::Generated { tick, .. } => tick_is_now(*tick)?,
+        Record::Journal { .. } | Record::End { .. } | Record::Gap { .. } | Record::AgentLanguageModel { .. } => {}
     }
     Ok(())
 }
@@ -510,6 +514,9 @@ impl Replayer {
                     let at = if applied.infer_tick == Some(tick) { applied.infer_offset } else { offset };
                     return Err(corrupt(at, "InferResults", "results", reason));
                 }
+                if let Some(reason) = rt.take_inconsistent_generation() {
+                    return Err(corrupt(offset, "Generated", "results", reason));
+                }
                 if r.tick != tick || r.hash != hash {
                     let agent = first_differing_agent(&agents, &r.agent_digests);
                     report.divergence = Some(Divergence { kind: DivergenceKind::TickHash, tick, agent, expected: hash, actual: r.hash });
@@ -550,6 +557,13 @@ impl Replayer {
             Record::Base { .. } => return Err(corrupt(offset, "Base", "tag", "a Base record anywhere but right after the Config record")),
             // Identity only: nothing to apply.
             Record::Journal { .. } => {}
+            Record::AgentLanguageModel { slot, tokens_per_tick, max_batch, id } => {
+                let got = rt.register_recorded_language_model(&id, crate::runtime::AgentLmOptions { tokens_per_tick, max_batch }).map_err(at)?;
+                if got != slot {
+                    return Err(corrupt(offset, "AgentLanguageModel", "slot", format!("{slot}, but the model registers as slot {got}")));
+                }
+            }
+            Record::Generated { tick, results } => rt.accept_recorded_generation(tick, results).map_err(at)?,
         }
         Ok(Step::Applied)
     }

@@ -177,6 +177,26 @@ pub enum Record {
         /// Where the session was forked from, if it was.
         parent: Option<Lineage>,
     },
+    /// A language model made available to agents' `generate` import as slot `slot`.
+    AgentLanguageModel {
+        /// The `generate` import's `model` argument for it: 0, 1, 2... in registration order.
+        slot: u32,
+        /// Decode steps it runs at the end of each tick.
+        tokens_per_tick: u32,
+        /// Most sequences it decodes together.
+        max_batch: u32,
+        /// The model's id: SHA-256 of its bytes, 64 lowercase hex digits.
+        id: String,
+    },
+    /// Tokens the language models generated at the end of `tick` for agents' `generate`
+    /// requests, delivered at the next tick: recorded so a replay needs no model and is exact.
+    Generated {
+        /// The tick they were generated at.
+        tick: u64,
+        /// (agent, request tag, payload: `abi::generate`'s result), in delivery order (agent id,
+        /// then request order).
+        results: Vec<InferAnswer>,
+    },
     /// In place of a record the writer could not write because its body would exceed
     /// [`MAX_RECORD_BYTES`]: the record's tag and body length. A replay stops here.
     Gap {
@@ -201,6 +221,8 @@ const TAG_END: u8 = 11;
 const TAG_GAP: u8 = 12;
 const TAG_BASE: u8 = 13;
 const TAG_JOURNAL: u8 = 14;
+const TAG_GENERATED: u8 = 15;
+const TAG_AGENT_LANGUAGE_MODEL: u8 = 16;
 
 /// Where a forked session comes from: its parent journal (if the fork was made from one), and
 /// the parent's tick and state hash at the fork.
@@ -348,6 +370,8 @@ impl Record {
             Record::Gap { .. } => "Gap",
             Record::Base { .. } => "Base",
             Record::Journal { .. } => "Journal",
+            Record::Generated { .. } => "Generated",
+            Record::AgentLanguageModel { .. } => "AgentLanguageModel",
         }
     }
 }
@@ -413,7 +437,7 @@ impl Record {
                 b.extend_from_slice(id.as_bytes());
                 TAG_AGENT_MODEL
             }
-            Record::InferResults { tick, results } => {
+            Record::InferResults { tick, results } | Record::Generated { tick, results } => {
                 b.extend_from_slice(&tick.to_le_bytes());
                 put_count(b, results.len());
                 for (agent, tag, payload) in results {
@@ -422,7 +446,18 @@ impl Record {
                     put_count(b, payload.len());
                     b.extend_from_slice(payload);
                 }
-                TAG_INFER_RESULTS
+                if matches!(self, Record::Generated { .. }) {
+                    TAG_GENERATED
+                } else {
+                    TAG_INFER_RESULTS
+                }
+            }
+            Record::AgentLanguageModel { slot, tokens_per_tick, max_batch, id } => {
+                for v in [slot, tokens_per_tick, max_batch] {
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+                b.extend_from_slice(id.as_bytes());
+                TAG_AGENT_LANGUAGE_MODEL
             }
             Record::End { ticks, records, bytes, hash, tail } => {
                 for v in [ticks, records, bytes] {
@@ -675,6 +710,8 @@ impl<'a> LogReader<'a> {
             TAG_GAP => "Gap",
             TAG_BASE => "Base",
             TAG_JOURNAL => "Journal",
+            TAG_GENERATED => "Generated",
+            TAG_AGENT_LANGUAGE_MODEL => "AgentLanguageModel",
             other => return Err(corrupt(format!("unknown record tag {other}"))),
         };
         let mut body = Body { bytes: &rest[5..5 + len], pos: 0, record_offset: offset, kind };
@@ -710,7 +747,7 @@ impl<'a> LogReader<'a> {
             TAG_AGENT_MODEL => {
                 Record::AgentModel { slot: body.u32()?, id: String::from_utf8(body.rest()).map_err(|_| corrupt("model id is not UTF-8".into()))? }
             }
-            TAG_INFER_RESULTS => {
+            TAG_INFER_RESULTS | TAG_GENERATED => {
                 let tick = body.u64()?;
                 let n = body.count("answer count", 16)?;
                 let mut results = Vec::with_capacity(n);
@@ -720,8 +757,18 @@ impl<'a> LogReader<'a> {
                     let len = body.u32()? as usize;
                     results.push((agent, tag, body.take(len)?.to_vec()));
                 }
-                Record::InferResults { tick, results }
+                if tag == TAG_GENERATED {
+                    Record::Generated { tick, results }
+                } else {
+                    Record::InferResults { tick, results }
+                }
             }
+            TAG_AGENT_LANGUAGE_MODEL => Record::AgentLanguageModel {
+                slot: body.u32()?,
+                tokens_per_tick: body.u32()?,
+                max_batch: body.u32()?,
+                id: String::from_utf8(body.rest()).map_err(|_| corrupt("model id is not UTF-8".into()))?,
+            },
             TAG_END => Record::End { ticks: body.u64()?, records: body.u64()?, bytes: body.u64()?, hash: body.digest()?, tail: body.digest()? },
             TAG_GAP => Record::Gap { tag: body.take(1)?[0], len: body.u64()? },
             TAG_BASE => Record::Base { tick: body.u64()?, snapshot: body.digest()?, hash: body.digest()? },
@@ -778,8 +825,10 @@ mod tests {
             Record::AgentModel { slot: 0, id: "ab".repeat(32) },
             Record::InferResults { tick: 2, results: vec![(1, 7, vec![0, 0, 0, 0, 9]), (3, 8, vec![])] },
             Record::Base { tick: 5, snapshot: Digest([5; 32]), hash: Digest([8; 32]) },
+            Record::AgentLanguageModel { slot: 0, tokens_per_tick: 4, max_batch: 32, id: "cd".repeat(32) },
+            Record::Generated { tick: 2, results: vec![(1, 7, vec![0, 0, 0, 0, 1, 0, 0, 0, 65, 0, 0, 0, 65])] },
             Record::Gap { tag: 2, len: 1 << 40 },
-            Record::End { ticks: 3, records: 13, bytes: 999, hash: Digest([4; 32]), tail: Digest([6; 32]) },
+            Record::End { ticks: 3, records: 15, bytes: 999, hash: Digest([4; 32]), tail: Digest([6; 32]) },
         ]
     }
 

@@ -215,6 +215,8 @@ pub struct Runtime {
     /// The id the next `send_request` gets (docs/ABI.md, "Requests").
     next_request_id: u64,
     inference: AgentInference,
+    /// Language models for agents' `generate` import (`inference/lm/serve.rs`).
+    lm: lm_serve::AgentGeneration,
     /// The journal's automatic snapshot was refused once (said once in the log).
     snapshot_refused_noted: bool,
     /// Workers the next ticks use whatever the scaling says (`set_workers`), if set.
@@ -344,6 +346,7 @@ impl Runtime {
             session_started: false,
             next_request_id: 1,
             inference: AgentInference::default(),
+            lm: Default::default(),
             snapshot_refused_noted: false,
             forced_workers: None,
             config,
@@ -788,6 +791,7 @@ impl Runtime {
             scheduler::settle(slots, &live, tick, hasher, &mut report, &mut self.outputs);
         }
         self.serve_inference(tick, &mut report, &live);
+        self.serve_generation(tick);
         self.agents.end_tick(live);
         // Agents that faulted this tick released their instances: recount before the next
         // spawn or tick (maxAgents, phases).
@@ -940,6 +944,10 @@ impl Runtime {
             let Some(slot) = self.agents.slots.get_mut(i) else { continue };
             let grants = self.modules.get(&slot.module).map(|m| &m.grants.capabilities);
             for r in slot.out.infer.drain(..) {
+                if r.model & crate::host::GENERATE_FLAG != 0 {
+                    self.lm.incoming.push((slot.id, r));
+                    continue;
+                }
                 let model = self.inference.models.get(r.model as usize);
                 if model.is_none() {
                     // Answered "no such model" (status 1) like before; say who asked for what.
@@ -1284,3 +1292,8 @@ impl Runtime {
 // in its own file, a child of this module so that it sees them.
 #[path = "snapshot/runtime.rs"]
 mod snapshot_runtime;
+
+// Language models for agents (docs/INFERENCE.md, "Language models"), likewise.
+#[path = "inference/lm/serve.rs"]
+mod lm_serve;
+pub use lm_serve::{AgentLmOptions, MAX_TOKENS_PER_TICK};

@@ -571,7 +571,7 @@ pub fn list_imports(module: &[u8]) -> Vec<String> {
 pub(crate) fn capability_for_import(name: &str) -> Option<&'static str> {
     match name {
         abi::IMPORT_SEND | abi::IMPORT_SEND_BATCH => Some("send"),
-        abi::IMPORT_INFER => Some("infer"),
+        abi::IMPORT_INFER | abi::IMPORT_GENERATE => Some("infer"),
         abi::IMPORT_LOG => Some("log"),
         abi::IMPORT_RANDOM => Some("random"),
         abi::IMPORT_TICK => Some("clock"),

@@ -23,6 +23,7 @@ pub mod cursor;
 pub mod error;
 pub mod inference;
 pub mod journal;
+pub mod lm;
 pub mod replay;
 pub mod tick;
 
@@ -380,6 +381,23 @@ impl NativeRuntime {
         let rt = self.rt_mut()?;
         rt.set_inference_engine(engine);
         rt.register_agent_model(&id).map_err(to_napi)
+    }
+
+    /// Loads a decoder-only language model (docs/INFERENCE.md, "Language models"); JS's
+    /// `generate()` runs on the object returned, agents' after `registerAgentLanguageModel`.
+    #[napi(catch_unwind)]
+    pub fn load_language_model(&mut self, bytes: Uint8Array, options: Option<lm::LanguageModelOptions>) -> Result<lm::NativeLanguageModel> {
+        let engine = self.engine()?;
+        let (options, max_batch) = lm::lm_options(&options.unwrap_or_default())?;
+        let model = lockstep_core::inference::lm::LanguageModel::load(engine, bytes.to_vec(), options).map_err(to_napi)?;
+        Ok(lm::NativeLanguageModel::new(model, max_batch))
+    }
+
+    /// Makes a language model available to agents' `generate` import; returns its slot.
+    #[napi(catch_unwind)]
+    pub fn register_agent_language_model(&mut self, model: &lm::NativeLanguageModel, tokens_per_tick: u32, max_batch: u32) -> Result<u32> {
+        let options = lockstep_core::inference::lm::AgentLmOptions { tokens_per_tick, max_batch };
+        self.rt_mut()?.register_agent_language_model(&model.lm, options).map_err(to_napi)
     }
 
     /// The ONNX Runtime library in use.

@@ -65,6 +65,7 @@ const _: () = {
     assert!(same(abi::IMPORT_REPORT_PANIC, "report_panic"));
     assert!(same(abi::IMPORT_INFER, "infer"));
     assert!(same(abi::IMPORT_GRANTED, "granted"));
+    assert!(same(abi::IMPORT_GENERATE, "generate"));
     assert!(same(abi::EXPORT_ABI_VERSION, "lockstep_abi_version"));
     assert!(same(abi::EXPORT_IO_BUFFER, "lockstep_io_buffer"));
     assert!(same(abi::EXPORT_INIT, "agent_init"));
@@ -93,6 +94,7 @@ pub mod raw {
         pub fn report_panic(ptr: i32, len: i32);
         pub fn infer(model: i32, tag: i32, ptr: i32, len: i32) -> i32;
         pub fn granted() -> i32;
+        pub fn generate(model: i32, tag: i32, ptr: i32, len: i32) -> i32;
     }
 }
 
@@ -196,6 +198,133 @@ impl<'a> InferResult<'a> {
         }
         let status = rd_u32(msg.payload, 0);
         Some(Self { tag: msg.kind, status, outputs: &msg.payload[4..] })
+    }
+}
+
+/// Sender id of generated tokens (the language-model service).
+pub const GENERATION: u64 = abi::GENERATION_ID;
+
+/// Language-model generation (the `generate` import; `abi::generate` has the layouts).
+pub mod generate {
+    use alloc::vec::Vec;
+
+    pub use lockstep_abi::generate::*;
+
+    /// How to generate. `Default`: 64 tokens, greedy, no stop sequence, a derived seed.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Options<'a> {
+        /// Most tokens, 1..=`MAX_TOKENS`.
+        pub max_tokens: u32,
+        /// 0: greedy; else sample at this temperature (..=100).
+        pub temperature: f32,
+        /// Keep the `top_k` most likely tokens (0: all).
+        pub top_k: u32,
+        /// Keep the most likely tokens up to this probability mass, in (0, 1].
+        pub top_p: f32,
+        /// Generation ends once the text contains one of these (at most `MAX_STOP_SEQUENCES`).
+        pub stop: &'a [&'a [u8]],
+        /// The sampler's seed; 0: derived from the runtime's seed, this agent's id and how many
+        /// requests it made (so a rerun gives the same tokens).
+        pub seed: u64,
+    }
+
+    impl Default for Options<'_> {
+        fn default() -> Self {
+            Self { max_tokens: 64, temperature: 0.0, top_k: 0, top_p: 1.0, stop: &[], seed: 0 }
+        }
+    }
+
+    /// A prompt: text (tokenized on the host) or token ids.
+    #[derive(Debug, Clone, Copy)]
+    pub enum Prompt<'a> {
+        Text(&'a str),
+        Tokens(&'a [u32]),
+    }
+
+    /// A request's bytes (see `abi::generate`).
+    pub fn request(prompt: Prompt<'_>, o: &Options<'_>) -> Vec<u8> {
+        let mut b = alloc::vec![0u8; REQUEST_HEADER_BYTES];
+        let mut put = |at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        put(REQUEST_OFFSET_FLAGS, if matches!(prompt, Prompt::Tokens(_)) { FLAG_TOKEN_IDS } else { 0 });
+        put(REQUEST_OFFSET_MAX_TOKENS, o.max_tokens);
+        put(REQUEST_OFFSET_TEMPERATURE, o.temperature.to_bits());
+        put(REQUEST_OFFSET_TOP_P, o.top_p.to_bits());
+        put(REQUEST_OFFSET_TOP_K, o.top_k);
+        put(REQUEST_OFFSET_STOP_COUNT, o.stop.len() as u32);
+        b[REQUEST_OFFSET_SEED..REQUEST_OFFSET_SEED + 8].copy_from_slice(&o.seed.to_le_bytes());
+        for s in o.stop {
+            b.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            b.extend_from_slice(s);
+        }
+        match prompt {
+            Prompt::Text(t) => b.extend_from_slice(t.as_bytes()),
+            Prompt::Tokens(ids) => ids.iter().for_each(|t| b.extend_from_slice(&t.to_le_bytes())),
+        }
+        b
+    }
+}
+
+/// Asks language model `model` (a slot the embedder registered with
+/// `registerAgentLanguageModel`) to generate from `prompt`. Tokens arrive from the next tick
+/// on, as messages from `GENERATION` with `kind == tag` (read them with `Generated::parse`),
+/// the last with a final status. Counts against `infer`'s per-tick budget; needs the `infer`
+/// capability for the model.
+pub fn generate(model: u32, tag: u32, prompt: generate::Prompt<'_>, options: &generate::Options<'_>) -> Result<(), InferError> {
+    let bytes = generate::request(prompt, options);
+    // SAFETY: the pointer and length are those of `bytes`, a live vector the host only reads
+    // (and bounds-checks) during the call.
+    match unsafe { raw::generate(model as i32, tag as i32, bytes.as_ptr() as i32, bytes.len() as i32) } {
+        abi::INFER_OK => Ok(()),
+        abi::INFER_ERR_INPUT_TOO_LARGE => Err(InferError::InputTooLarge),
+        abi::INFER_ERR_TOO_MANY_REQUESTS => Err(InferError::TooManyRequests),
+        other => Err(InferError::Unknown(other)),
+    }
+}
+
+/// Tokens from a `generate` request: `status` is `generate::STATUS_MORE` while more will
+/// come, else why it ended (`STATUS_STOP`, `STATUS_EOS`, `STATUS_MAX_TOKENS`,
+/// `STATUS_CONTEXT_FULL`; 16 and up: it failed or was refused).
+#[derive(Debug, Clone, Copy)]
+pub struct Generated<'a> {
+    pub tag: u32,
+    pub status: u32,
+    /// The token ids, 4 little-endian bytes each (`token(i)`).
+    pub token_bytes: &'a [u8],
+    /// Their text (empty without a tokenizer on the host).
+    pub text: &'a [u8],
+}
+
+impl<'a> Generated<'a> {
+    /// `Some` when `msg` carries generated tokens.
+    pub fn parse(msg: &Message<'a>) -> Option<Self> {
+        if msg.from != GENERATION || msg.payload.len() < generate::RESULT_HEADER_BYTES {
+            return None;
+        }
+        let status = rd_u32(msg.payload, generate::RESULT_OFFSET_STATUS);
+        let n = rd_u32(msg.payload, generate::RESULT_OFFSET_TOKEN_COUNT) as usize;
+        let end = generate::RESULT_HEADER_BYTES.checked_add(n.checked_mul(4)?)?;
+        let token_bytes = msg.payload.get(generate::RESULT_HEADER_BYTES..end)?;
+        Some(Self { tag: msg.kind, status, token_bytes, text: &msg.payload[end..] })
+    }
+
+    /// How many tokens it carries.
+    pub fn len(&self) -> usize {
+        self.token_bytes.len() / 4
+    }
+
+    /// Whether it carries no token.
+    pub fn is_empty(&self) -> bool {
+        self.token_bytes.is_empty()
+    }
+
+    /// Token `i`.
+    pub fn token(&self, i: usize) -> u32 {
+        rd_u32(self.token_bytes, i * 4)
+    }
+
+    /// Whether this is the request's last message.
+    pub fn is_final(&self) -> bool {
+        self.status != generate::STATUS_MORE
     }
 }
 

@@ -375,6 +375,15 @@ impl InferenceEngine {
         Ok(self.get(id)?.info.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
+    /// Runs `f` with the model's session, locked, and its description: the language-model
+    /// service (`lm`) feeds its KV cache straight back to ONNX Runtime through it.
+    pub(crate) fn with_session<R>(&self, id: &str, f: impl FnOnce(&mut Session, &ModelInfo) -> R) -> Result<R, InferenceError> {
+        let model = self.get(id)?;
+        let info = model.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(f(&mut session, &info))
+    }
+
     /// Checks names, element types, ranks and fixed dimensions before ONNX Runtime sees them.
     fn validate(info: &ModelInfo, inputs: &[(&str, TensorView<'_>)]) -> Result<(), InferenceError> {
         let names = || info.inputs.iter().map(|i| format!("{} {}{}", i.name, i.dtype, shape_string(&i.shape))).collect::<Vec<_>>().join(", ");

@@ -137,6 +137,28 @@ pub enum InferenceError {
         /// What is wrong.
         reason: String,
     },
+    /// `E_NOT_A_LANGUAGE_MODEL`: the model is not a decoder in the layout `loadLanguageModel`
+    /// takes (Optimum / onnxruntime-genai: `input_ids`, `attention_mask`, `position_ids`,
+    /// `past_key_values.N.key/value` in; `logits`, `present.N.key/value` out), or its options
+    /// do not fit it.
+    #[error("not a language model lockstep can run: {reason} (docs/INFERENCE.md, \"Language models\")")]
+    NotALanguageModel {
+        /// What is missing or wrong.
+        reason: String,
+    },
+    /// `E_BAD_PROMPT`: a generation request that cannot run: no prompt tokens, a prompt longer
+    /// than the context, a token outside the vocabulary, bad sampling options.
+    #[error("cannot generate: {reason}")]
+    BadPrompt {
+        /// Why.
+        reason: String,
+    },
+    /// `E_QUEUE_FULL`: too many generations wait for a place in the batch.
+    #[error("{max} generations are already waiting for this language model; wait for some to finish")]
+    GenerateQueueFull {
+        /// The limit (`GeneratorLimits::max_queued`).
+        max: usize,
+    },
     /// `E_INFERENCE`: ONNX Runtime failed to run the model (or to take a tensor).
     #[error("inference failed: {reason}")]
     Run {
@@ -162,6 +184,9 @@ impl InferenceError {
             Self::UnsupportedType { .. } | Self::UnsupportedValue { .. } => "E_UNSUPPORTED_TYPE",
             Self::BadValue { .. } => "E_BAD_INPUT_VALUE",
             Self::Run { .. } => "E_INFERENCE",
+            Self::NotALanguageModel { .. } => "E_NOT_A_LANGUAGE_MODEL",
+            Self::BadPrompt { .. } => "E_BAD_PROMPT",
+            Self::GenerateQueueFull { .. } => "E_QUEUE_FULL",
         }
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod agents;
 mod engine;
 mod error;
 mod library;
+pub mod lm;
 mod tensor;
 
 pub use engine::{EngineOptions, InferenceEngine, ModelInfo, Provider, TensorInfo};

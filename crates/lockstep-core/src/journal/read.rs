@@ -177,6 +177,7 @@ impl Tally {
             Record::Shutdown { .. } => self.shutdowns += 1,
             Record::Checkpoint { .. } => self.checkpoints += 1,
             Record::InferResults { .. } => self.infer_results += 1,
+            Record::Generated { .. } | Record::AgentLanguageModel { .. } => {}
             Record::Gap { .. } => self.gaps += 1,
             Record::End { .. } => self.ended = true,
             // A log recorded by a runtime restored from a snapshot starts there.

@@ -94,6 +94,14 @@ impl Runtime {
     }
 
     fn capture(&mut self) -> Result<Capture> {
+        if let Some(agent) = self.lm.in_flight() {
+            let module = self.agents.get(agent).map(|s| s.module.to_hex()).unwrap_or_default();
+            return Err(LockstepError::SnapshotUnsupported {
+                agent,
+                module,
+                reason: "has a generate request in flight (a language model's KV cache is not in snapshots); snapshot once it finished".into(),
+            });
+        }
         for s in self.agents.slots.iter().filter(|s| s.instance.is_some()) {
             if let Some(reason) = self.modules.get(&s.module).and_then(|m| m.snapshot.unsupported.clone()) {
                 return Err(LockstepError::SnapshotUnsupported { agent: s.id, module: s.module.to_hex(), reason });

@@ -412,8 +412,8 @@ fn mutate(c: &mut Choices, r: &mut Record, agents: u64) -> bool {
             }
             _ => digests.push((hostile_id(c, agents), [0; 8])),
         },
-        Record::AgentModel { slot, .. } => *slot = slot.wrapping_add(1),
-        Record::InferResults { tick, results } => match c.u8() % 4 {
+        Record::AgentModel { slot, .. } | Record::AgentLanguageModel { slot, .. } => *slot = slot.wrapping_add(1),
+        Record::InferResults { tick, results } | Record::Generated { tick, results } => match c.u8() % 4 {
             0 => *tick = tick.wrapping_add(1),
             1 if !results.is_empty() => {
                 let i = c.below(results.len());

@@ -1,0 +1,518 @@
+//! The generation service: continuous batching over one language model.
+//!
+//! Sequences are submitted with a key (the caller's order: the runtime numbers them in
+//! canonical order), wait in a bounded FIFO queue, and join the batch at the start of a step
+//! while it has room: their prompts are prefilled together (one call, left-padded), which gives
+//! each its first token, and their caches are merged into the batch's. Then one decode call
+//! advances every active sequence by one token. A sequence leaves when it finishes (stop
+//! sequence, end-of-sequence token, max tokens, context full), and its row is dropped before
+//! the next call. Everything a step does depends only on what was submitted and in which
+//! order, never on time or threads: the same submissions give the same tokens.
+
+use std::collections::VecDeque;
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor};
+
+use super::kv::{self, Kv, RowSource};
+use super::sampler::{Sampler, SamplingParams};
+use super::LanguageModel;
+use crate::inference::InferenceError;
+
+/// One generation to run.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// The prompt's tokens (at least one; the caller adds `bos` if the model wants one).
+    pub prompt: Vec<u32>,
+    /// Most tokens to generate, 1..=[`abi::generate::MAX_TOKENS`](crate::abi::generate::MAX_TOKENS).
+    pub max_tokens: u32,
+    /// Byte strings that end the generation once the generated text contains one (the
+    /// tokens up to and including the one that completed it are delivered).
+    pub stop: Vec<Vec<u8>>,
+    /// How tokens are chosen.
+    pub sampling: SamplingParams,
+    /// The key of the sampler's random stream.
+    pub seed: [u8; 32],
+}
+
+/// Why a sequence finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// Its text came to one of its stop sequences.
+    Stop,
+    /// It produced an end-of-sequence token (not delivered).
+    Eos,
+    /// It produced `max_tokens` tokens.
+    MaxTokens,
+    /// Prompt and tokens fill the model's context (`LmOptions::max_context`).
+    ContextFull,
+    /// The model failed to run (ONNX Runtime's message).
+    Failed(String),
+}
+
+impl Finish {
+    /// Its name in lower case (`stop`, `eos`, `max_tokens`, `context_full`, `failed`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Eos => "eos",
+            Self::MaxTokens => "max_tokens",
+            Self::ContextFull => "context_full",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// What a sequence produced since it was last asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Its key.
+    pub key: u64,
+    /// Tokens generated since the last `take` (end-of-sequence tokens excluded).
+    pub tokens: Vec<u32>,
+    /// Set once: why it finished.
+    pub finish: Option<Finish>,
+}
+
+/// Bounds of one generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GeneratorLimits {
+    /// Most sequences decoding together (1..=[`MAX_LM_BATCH`](crate::limits::MAX_LM_BATCH)).
+    pub max_batch: usize,
+    /// Most sequences waiting to join (..=[`MAX_LM_QUEUED`](crate::limits::MAX_LM_QUEUED));
+    /// past it `submit` refuses.
+    pub max_queued: usize,
+}
+
+impl Default for GeneratorLimits {
+    fn default() -> Self {
+        Self { max_batch: 64, max_queued: crate::limits::MAX_LM_QUEUED }
+    }
+}
+
+/// Counts over a generator's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GeneratorStats {
+    /// Decode steps (each one model call for every active sequence).
+    pub decode_calls: u64,
+    /// Prefill calls (each for the sequences that joined at one step).
+    pub prefill_calls: u64,
+    /// Tokens generated.
+    pub tokens: u64,
+    /// Times the batch's cache was rebuilt (sequences joined or left).
+    pub rebuilds: u64,
+}
+
+struct Seq {
+    key: u64,
+    prompt: Vec<u32>,
+    max_tokens: u32,
+    stop: Vec<Vec<u8>>,
+    sampler: Sampler,
+    generated: u32,
+    /// Tokens in the cache.
+    len: usize,
+    /// The token to feed at the next decode step.
+    next: u32,
+    /// The generated text's last bytes (for stop sequences spanning tokens).
+    tail: Vec<u8>,
+    out: Vec<u32>,
+    finish: Option<Finish>,
+    reported: bool,
+    cancelled: bool,
+}
+
+/// Continuous batching over one [`LanguageModel`] (see the module's documentation).
+pub struct Generator {
+    lm: LanguageModel,
+    limits: GeneratorLimits,
+    queue: VecDeque<Seq>,
+    /// The batch, in row order: row `i` of `kv` is `active[i]`'s.
+    active: Vec<Seq>,
+    kv: Option<Kv>,
+    /// Finished (or cancelled) sequences whose last progress is not taken yet.
+    done: Vec<Seq>,
+    stats: GeneratorStats,
+    logits: Vec<f32>,
+}
+
+type Inputs = Vec<(String, SessionInputValue<'static>)>;
+
+impl Generator {
+    /// A generator over `lm`; a model without `attention_mask` cannot pad, so it decodes one
+    /// sequence at a time.
+    pub fn new(lm: LanguageModel, limits: GeneratorLimits) -> Self {
+        let mut limits = limits;
+        limits.max_batch = limits.max_batch.clamp(1, crate::limits::MAX_LM_BATCH);
+        limits.max_queued = limits.max_queued.min(crate::limits::MAX_LM_QUEUED);
+        if !lm.info.attention_mask {
+            limits.max_batch = 1;
+        }
+        Self { lm, limits, queue: VecDeque::new(), active: Vec::new(), kv: None, done: Vec::new(), stats: GeneratorStats::default(), logits: Vec::new() }
+    }
+
+    /// The model it serves.
+    pub fn model(&self) -> &LanguageModel {
+        &self.lm
+    }
+
+    /// Its limits (`max_batch` is 1 for a model that cannot pad).
+    pub fn limits(&self) -> GeneratorLimits {
+        self.limits
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> GeneratorStats {
+        self.stats
+    }
+
+    /// Sequences waiting to join, and sequences decoding.
+    pub fn load(&self) -> (usize, usize) {
+        (self.queue.len(), self.active.iter().filter(|s| s.finish.is_none()).count())
+    }
+
+    /// Whether a step would do anything.
+    pub fn has_work(&self) -> bool {
+        !self.queue.is_empty() || self.active.iter().any(|s| s.finish.is_none())
+    }
+
+    /// Why `r` cannot run on this model, if it cannot.
+    pub fn check(&self, r: &GenerateRequest) -> Option<String> {
+        let info = &self.lm.info;
+        if r.prompt.is_empty() {
+            return Some("the prompt has no tokens".into());
+        }
+        if r.prompt.len() > info.options.max_context {
+            return Some(format!("the prompt has {} tokens; the context holds {}", r.prompt.len(), info.options.max_context));
+        }
+        if let Some(t) = r.prompt.iter().find(|t| info.vocab > 0 && i64::from(**t) >= info.vocab) {
+            return Some(format!("token {t} is outside the vocabulary of {}", info.vocab));
+        }
+        if r.max_tokens == 0 || r.max_tokens as usize > crate::abi::generate::MAX_TOKENS {
+            return Some(format!("maxTokens must be 1..={}, got {}", crate::abi::generate::MAX_TOKENS, r.max_tokens));
+        }
+        if r.stop.len() > crate::abi::generate::MAX_STOP_SEQUENCES || r.stop.iter().any(|s| s.is_empty() || s.len() > crate::abi::generate::MAX_STOP_BYTES) {
+            return Some(format!(
+                "at most {} stop sequences of 1..={} bytes each",
+                crate::abi::generate::MAX_STOP_SEQUENCES,
+                crate::abi::generate::MAX_STOP_BYTES
+            ));
+        }
+        r.sampling.check()
+    }
+
+    /// Queues a sequence under `key` (keys are the caller's; each is used once). `E_BAD_PROMPT`
+    /// for a request `check` refuses; `E_QUEUE_FULL` past `max_queued` waiting.
+    pub fn submit(&mut self, key: u64, r: GenerateRequest) -> Result<(), InferenceError> {
+        if let Some(reason) = self.check(&r) {
+            return Err(InferenceError::BadPrompt { reason });
+        }
+        if self.queue.len() >= self.limits.max_queued {
+            return Err(InferenceError::GenerateQueueFull { max: self.limits.max_queued });
+        }
+        self.queue.push_back(Seq {
+            key,
+            prompt: r.prompt,
+            max_tokens: r.max_tokens,
+            stop: r.stop,
+            sampler: Sampler::new(r.sampling, r.seed),
+            generated: 0,
+            len: 0,
+            next: 0,
+            tail: Vec::new(),
+            out: Vec::new(),
+            finish: None,
+            reported: false,
+            cancelled: false,
+        });
+        Ok(())
+    }
+
+    /// Drops a sequence (queued or decoding): it produces nothing more, and is not reported.
+    pub fn cancel(&mut self, key: u64) {
+        self.queue.retain(|s| s.key != key);
+        self.done.retain(|s| s.key != key);
+        for s in self.active.iter_mut().filter(|s| s.key == key) {
+            s.cancelled = true;
+            s.finish.get_or_insert(Finish::MaxTokens);
+        }
+    }
+
+    /// Every sequence's progress since the last take (those with new tokens or that finished),
+    /// in key order; finished ones are forgotten once taken.
+    pub fn take_all(&mut self) -> Vec<Progress> {
+        let mut out: Vec<Progress> = Vec::new();
+        for s in self.active.iter_mut().chain(self.done.iter_mut()) {
+            if let Some(p) = progress(s) {
+                out.push(p);
+            }
+        }
+        self.done.clear();
+        out.sort_by_key(|p| p.key);
+        out
+    }
+
+    /// One sequence's progress since the last take (`None`: nothing new, or no such key).
+    pub fn take(&mut self, key: u64) -> Option<Progress> {
+        if let Some(i) = self.done.iter().position(|s| s.key == key) {
+            let mut s = self.done.swap_remove(i);
+            return progress(&mut s);
+        }
+        self.active.iter_mut().find(|s| s.key == key).and_then(progress)
+    }
+
+    /// Whether `key` is queued or decoding (finished ones are not, even before their take).
+    pub fn is_running(&self, key: u64) -> bool {
+        self.queue.iter().any(|s| s.key == key) || self.active.iter().any(|s| s.key == key && s.finish.is_none())
+    }
+
+    /// One step: finished sequences leave, waiting ones join (a prefill: their first token),
+    /// then one decode call gives every active sequence its next token. Returns whether it did
+    /// anything. A failed model call finishes the sequences it served with `Finish::Failed`.
+    pub fn step(&mut self) -> bool {
+        if !self.has_work() {
+            return false;
+        }
+        self.compact();
+        let room = self.limits.max_batch.saturating_sub(self.active.len());
+        if room > 0 && !self.queue.is_empty() {
+            let joiners: Vec<Seq> = (0..room.min(self.queue.len())).filter_map(|_| self.queue.pop_front()).collect();
+            self.join(joiners);
+        }
+        if !self.active.is_empty() {
+            self.decode();
+        }
+        true
+    }
+
+    /// Steps until nothing is left to do or `max_steps` steps ran; returns the steps run.
+    pub fn run(&mut self, max_steps: usize) -> usize {
+        let mut n = 0;
+        while n < max_steps && self.step() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Drops finished rows from the batch (one copy of the remaining rows' caches).
+    fn compact(&mut self) {
+        if self.active.iter().all(|s| s.finish.is_none()) {
+            return;
+        }
+        let old = self.kv.take();
+        let mut rows = Vec::new();
+        for (i, s) in std::mem::take(&mut self.active).into_iter().enumerate() {
+            if s.finish.is_none() {
+                rows.push(RowSource { src: 0, row: i, len: s.len });
+                self.active.push(s);
+            } else if !s.cancelled {
+                self.done.push(s);
+            }
+        }
+        if self.active.is_empty() {
+            return;
+        }
+        match old.map(|kv| kv::gather(&self.lm.info, &[&kv], &rows)) {
+            Some(Ok(kv)) => {
+                self.kv = Some(kv);
+                self.stats.rebuilds += 1;
+            }
+            Some(Err(e)) => self.fail_active(e),
+            None => self.fail_active("the batch lost its cache".into()),
+        }
+    }
+
+    /// Finishes every active sequence with `Failed`, dropping the batch.
+    fn fail_active(&mut self, reason: String) {
+        tracing::warn!(target: "lockstep::inference", "language model {}: {reason}", self.lm.info.id);
+        self.kv = None;
+        for mut s in self.active.drain(..) {
+            s.finish.get_or_insert(Finish::Failed(reason.clone()));
+            if !s.cancelled {
+                self.done.push(s);
+            }
+        }
+    }
+
+    /// Prefills `joiners` together and merges those that did not finish at their first token
+    /// into the batch.
+    fn join(&mut self, mut joiners: Vec<Seq>) {
+        let info = self.lm.info.clone();
+        let (j, width) = (joiners.len(), joiners.iter().map(|s| s.prompt.len()).max().unwrap_or(0));
+        let mut ids = vec![i64::from(info.options.pad); j * width];
+        let mut mask = vec![0i64; j * width];
+        let mut pos = vec![0i64; j * width];
+        for (r, s) in joiners.iter().enumerate() {
+            let off = r * width + width - s.prompt.len();
+            for (k, t) in s.prompt.iter().enumerate() {
+                ids[off + k] = i64::from(*t);
+                mask[off + k] = 1;
+                pos[off + k] = k as i64;
+            }
+        }
+        let outcome = kv::empty(&info, j).and_then(|past| {
+            let inputs = self.inputs([j, width, width], ids, mask, pos, past.values)?;
+            let (logits, present) = self.call(inputs)?;
+            for (r, s) in joiners.iter_mut().enumerate() {
+                kv::logits_row(&logits, r, &mut self.logits)?;
+                s.len = s.prompt.len();
+                let t = s.sampler.pick(&self.logits);
+                accept(&info, s, t);
+                self.stats.tokens += 1;
+            }
+            Ok(Kv { values: present, rows: j, width })
+        });
+        self.stats.prefill_calls += 1;
+        let pre = match outcome {
+            Ok(pre) => pre,
+            Err(e) => {
+                tracing::warn!(target: "lockstep::inference", "language model {}: prefill failed: {e}", info.id);
+                for mut s in joiners {
+                    s.finish.get_or_insert(Finish::Failed(e.clone()));
+                    self.done.push(s);
+                }
+                return;
+            }
+        };
+        let mut rows: Vec<RowSource> = self.active.iter().enumerate().map(|(i, s)| RowSource { src: 0, row: i, len: s.len }).collect();
+        let mut kept = Vec::new();
+        let all = joiners.len();
+        for (r, s) in joiners.into_iter().enumerate() {
+            if s.finish.is_none() {
+                rows.push(RowSource { src: 1, row: r, len: s.len });
+                kept.push(s);
+            } else {
+                self.done.push(s);
+            }
+        }
+        if kept.is_empty() {
+            return;
+        }
+        let merged = match self.kv.take() {
+            // Nobody else decoding and nobody finished: the prefill's cache is the batch's.
+            None if self.active.is_empty() && kept.len() == all => Ok(pre),
+            None if self.active.is_empty() => kv::gather(&info, &[&pre, &pre], &rows),
+            None => Err("the batch lost its cache".to_string()),
+            Some(old) => kv::gather(&info, &[&old, &pre], &rows),
+        };
+        self.active.extend(kept);
+        match merged {
+            Ok(kv) => {
+                self.stats.rebuilds += u64::from(kv.rows != all || self.active.len() != all);
+                self.kv = Some(kv);
+            }
+            Err(e) => self.fail_active(e),
+        }
+    }
+
+    /// One decode call for every active sequence.
+    fn decode(&mut self) {
+        let Some(kv) = self.kv.take() else {
+            self.fail_active("the batch lost its cache".into());
+            return;
+        };
+        let info = self.lm.info.clone();
+        let (b, w) = (self.active.len(), kv.width);
+        let ids: Vec<i64> = self.active.iter().map(|s| i64::from(s.next)).collect();
+        let mut mask = vec![0i64; b * (w + 1)];
+        for (r, s) in self.active.iter().enumerate() {
+            mask[r * (w + 1) + w - s.len..(r + 1) * (w + 1)].fill(1);
+        }
+        let pos: Vec<i64> = self.active.iter().map(|s| s.len as i64).collect();
+        let outcome = self.inputs([b, 1, w + 1], ids, mask, pos, kv.values).and_then(|inputs| self.call(inputs));
+        self.stats.decode_calls += 1;
+        match outcome {
+            Ok((logits, present)) => {
+                self.kv = Some(Kv { values: present, rows: b, width: w + 1 });
+                for r in 0..b {
+                    if let Err(e) = kv::logits_row(&logits, r, &mut self.logits) {
+                        self.fail_active(e);
+                        return;
+                    }
+                    let s = &mut self.active[r];
+                    s.len += 1;
+                    let t = s.sampler.pick(&self.logits);
+                    accept(&info, s, t);
+                    self.stats.tokens += 1;
+                }
+            }
+            Err(e) => self.fail_active(e),
+        }
+    }
+
+    /// The model's inputs: `[rows, sequence, mask width]`, ids, mask, positions and the past.
+    fn inputs(&self, [rows, seq, mask_width]: [usize; 3], ids: Vec<i64>, mask: Vec<i64>, pos: Vec<i64>, past: Vec<DynValue>) -> Result<Inputs, String> {
+        let info = &self.lm.info;
+        let mut v: Inputs = vec![("input_ids".into(), i64_tensor(vec![rows as i64, seq as i64], ids)?)];
+        if info.attention_mask {
+            v.push(("attention_mask".into(), i64_tensor(vec![rows as i64, mask_width as i64], mask)?));
+        }
+        if info.position_ids {
+            v.push(("position_ids".into(), i64_tensor(vec![rows as i64, seq as i64], pos)?));
+        }
+        for (i, value) in past.into_iter().enumerate() {
+            v.push((format!("past_key_values.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" }), SessionInputValue::from(value)));
+        }
+        Ok(v)
+    }
+
+    fn call(&self, inputs: Inputs) -> Result<(DynValue, Vec<DynValue>), String> {
+        let layers = self.lm.info.layers;
+        self.lm.engine.with_session(&self.lm.info.id, |session, _| run_model(session, inputs, layers)).map_err(|e| e.to_string())?
+    }
+}
+
+/// Takes token `t` for `s`: end-of-sequence, a stop sequence, max tokens or a full context
+/// finish it; else it is the next token to feed.
+fn accept(info: &super::LmInfo, s: &mut Seq, t: u32) {
+    if info.options.eos.contains(&t) {
+        s.finish = Some(Finish::Eos);
+        return;
+    }
+    s.out.push(t);
+    s.generated += 1;
+    let before = s.tail.len();
+    info.options.tokenizer.piece(t, &mut s.tail);
+    let hit = s.stop.iter().any(|stop| {
+        let from = before.saturating_sub(stop.len() - 1);
+        s.tail[from..].windows(stop.len()).any(|w| w == &stop[..])
+    });
+    if hit {
+        s.finish = Some(Finish::Stop);
+    } else if s.generated >= s.max_tokens {
+        s.finish = Some(Finish::MaxTokens);
+    } else if s.len + 1 > info.options.max_context {
+        s.finish = Some(Finish::ContextFull);
+    } else {
+        s.next = t;
+    }
+    let keep = 2 * crate::abi::generate::MAX_STOP_BYTES;
+    if s.tail.len() > 2 * keep {
+        s.tail.drain(..s.tail.len() - keep);
+    }
+}
+
+fn progress(s: &mut Seq) -> Option<Progress> {
+    let finish = if s.reported { None } else { s.finish.clone() };
+    if s.cancelled || (s.out.is_empty() && finish.is_none()) {
+        return None;
+    }
+    s.reported |= finish.is_some();
+    Some(Progress { key: s.key, tokens: std::mem::take(&mut s.out), finish })
+}
+
+fn run_model(session: &mut Session, inputs: Inputs, layers: usize) -> Result<(DynValue, Vec<DynValue>), String> {
+    let mut out = session.run(inputs).map_err(|e| e.to_string())?;
+    let logits = out.remove("logits").ok_or("the model returned no `logits`")?;
+    let mut present = Vec::with_capacity(2 * layers);
+    for l in 0..layers {
+        for kv in ["key", "value"] {
+            present.push(out.remove(format!("present.{l}.{kv}")).ok_or_else(|| format!("the model returned no `present.{l}.{kv}`"))?);
+        }
+    }
+    Ok((logits, present))
+}
+
+fn i64_tensor(shape: Vec<i64>, data: Vec<i64>) -> Result<SessionInputValue<'static>, String> {
+    Tensor::from_array((shape, data)).map(|t| SessionInputValue::from(t.into_dyn())).map_err(|e| e.to_string())
+}
