@@ -23,11 +23,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One setup's runtime, its extra agents, tick times per phase, workers used per tick.
+type Run = (&'static str, Runtime, Vec<u64>, [Vec<f64>; 3], Vec<u32>);
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let ticks = if quick { 10 } else { 60 };
     let setups = [("fixed_1", 1, WorkerScaling::Fixed), ("fixed_2", 2, WorkerScaling::Fixed), ("auto_2", 2, WorkerScaling::Auto)];
-    let mut runs: Vec<(&str, Runtime, Vec<u64>, [Vec<f64>; 3], Vec<u32>)> = setups
+    let mut runs: Vec<Run> = setups
         .iter()
         .map(|&(name, workers, worker_scaling)| {
             let mut rt = Runtime::new(RuntimeConfig {
