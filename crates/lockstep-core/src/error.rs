@@ -206,7 +206,7 @@ pub enum LockstepError {
     },
 
     /// `E_SNAPSHOT_VERSION`: the snapshot's format version is not the one this runtime reads.
-    #[error("snapshot is format version {found}; this runtime reads version {expected}. Restore it with the lockstep release that wrote it")]
+    #[error("snapshot is format version {found}; this runtime reads versions 1..={expected}. Restore it with the lockstep release that wrote it")]
     SnapshotVersion {
         /// The snapshot's version.
         found: u16,

@@ -400,6 +400,7 @@ impl AgentModule {
             deadline_ticks: sandbox.deadline_ticks(),
             fuel_consumed: 0,
             snapshot: self.snapshot.clone(),
+            captured_tables: Vec::new(),
         })
     }
 }
@@ -427,6 +428,8 @@ pub struct AgentInstance {
     pub fuel_consumed: u64,
     /// Its module's facts for snapshots (which exports were added for them).
     snapshot: Arc<crate::snapshot::wasm::ModuleState>,
+    /// Its tables' elements while a snapshot is taken (`capture_tables`), else empty.
+    pub(crate) captured_tables: Vec<Vec<u32>>,
 }
 
 /// Everything the scheduler needs to fill in the step context.

@@ -8,8 +8,11 @@ use crate::error::{LockstepError, Result};
 
 /// The first 8 bytes of every snapshot.
 pub const MAGIC: &[u8; 8] = b"LOCKSNAP";
-/// The version of the format this runtime writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The version of the format this runtime writes. Version 2 (2026-11-26) adds the elements of
+/// the tables of modules that write into them; version 1 snapshots are still read.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest version this runtime reads.
+pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Magic, version, flags, section count, CRC-32 of the 16 bytes before it.
 pub(crate) const HEADER_BYTES: usize = 20;
 /// A section's frame before its body: kind u8, codec u8, decoded length u64, stored length u64.
@@ -228,10 +231,10 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, version: u16) -> Self {
         let mut out = Vec::with_capacity(capacity);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
@@ -321,7 +324,7 @@ pub(crate) fn split(bytes: &[u8]) -> Result<Vec<SectionBody<'_>>> {
         return Err(corrupt(16, "header checksum mismatch: the snapshot was modified or damaged"));
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if version != FORMAT_VERSION {
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(LockstepError::SnapshotVersion { found: version, expected: FORMAT_VERSION });
     }
     let flags = u16::from_le_bytes([bytes[10], bytes[11]]);
@@ -409,7 +412,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        let mut w = Writer::new(0);
+        let mut w = Writer::new(0, FORMAT_VERSION);
         for (i, kind) in Section::ALL.into_iter().enumerate() {
             let body: Vec<u8> = (0..3000u32).map(|v| (v % 7) as u8 + i as u8).collect();
             w.section(kind, &body, i % 2 == 0);
@@ -445,7 +448,7 @@ mod tests {
 
     #[test]
     fn forged_counts_are_refused_before_allocating() {
-        let mut w = Writer::new(0);
+        let mut w = Writer::new(0, FORMAT_VERSION);
         let mut body = Buf::default();
         body.u32(u32::MAX);
         for kind in Section::ALL {

@@ -10,11 +10,47 @@ use super::{AgentInstance, AgentModule, Sandbox};
 use crate::bus::AgentId;
 use crate::error::{LockstepError, Result};
 use crate::snapshot::wasm::PAGE_BYTES;
-use crate::snapshot::{clear, page_address, GlobalValue, InstanceImage, PageTable, CHUNK_BYTES, ZERO_PAGE};
+use crate::snapshot::{clear, page_address, GlobalValue, InstanceImage, PageTable, CHUNK_BYTES, NULL_FUNC, ZERO_PAGE};
 
 impl AgentInstance {
-    /// Everything of the instance but its memory's bytes (see `page_hashes`); `pages` is
-    /// filled in by the caller from the page table.
+    /// The elements of the tables of a module that writes into them (`ModuleState::tables`):
+    /// each a function index, found by comparing the element's function reference with those
+    /// of the exported functions (`Func::to_raw`: a function's identity in its store).
+    /// `Err`: an element that is none of the module's functions (it cannot be: the module
+    /// imports no table), a message for `E_SNAPSHOT_UNSUPPORTED`.
+    pub(crate) fn capture_tables(&mut self) -> std::result::Result<Vec<Vec<u32>>, String> {
+        if self.snapshot.tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut index = std::collections::HashMap::with_capacity(self.snapshot.funcs.len());
+        for (i, name) in self.snapshot.funcs.iter().enumerate() {
+            if let Some(f) = self.instance.get_func(&mut self.store, name) {
+                index.insert(f.to_raw(&mut self.store) as usize, i as u32);
+            }
+        }
+        let mut tables = Vec::with_capacity(self.snapshot.tables.len());
+        for (t, name) in self.snapshot.tables.iter().enumerate() {
+            let Some(table) = self.instance.get_table(&mut self.store, name) else { return Err(format!("table {t} is not exported")) };
+            let size = table.size(&self.store);
+            let mut elements = Vec::with_capacity(size as usize);
+            for e in 0..size {
+                let f = match table.get(&mut self.store, e) {
+                    Some(wasmtime::Ref::Func(None)) | None => NULL_FUNC,
+                    Some(wasmtime::Ref::Func(Some(f))) => {
+                        let raw = f.to_raw(&mut self.store) as usize;
+                        *index.get(&raw).ok_or_else(|| format!("element {e} of table {t} refers to a function that is not the module's"))?
+                    }
+                    Some(_) => return Err(format!("element {e} of table {t} is not a function reference")),
+                };
+                elements.push(f);
+            }
+            tables.push(elements);
+        }
+        Ok(tables)
+    }
+
+    /// Everything of the instance but its memory's bytes (see `page_hashes`) and its tables
+    /// (`capture_tables`); `pages` is filled in by the caller from the page table.
     pub(crate) fn capture(&mut self) -> InstanceImage {
         let mut globals = Vec::with_capacity(self.snapshot.globals.len());
         for (index, name) in &self.snapshot.globals {
@@ -48,6 +84,7 @@ impl AgentInstance {
             infer: host.infer_requests.clone(),
             globals,
             pages: Vec::new(),
+            tables: Vec::new(),
         }
     }
 
@@ -130,6 +167,35 @@ impl AgentModule {
                 GlobalValue::V128(v) => Val::V128(v.into()),
             };
             global.set(&mut agent.store, v).map_err(|e| bad(format!("global {index}: {e}")))?;
+        }
+        // Tables a module writes into: each element set back to the function it referred to.
+        if !image.tables.is_empty() && image.tables.len() != state.tables.len() {
+            return Err(bad(format!("{} tables, but its module writes into {}", image.tables.len(), state.tables.len())));
+        }
+        for (t, elements) in image.tables.iter().enumerate() {
+            let table = agent.instance.get_table(&mut agent.store, &state.tables[t]).ok_or_else(|| bad(format!("table {t} is not exported")))?;
+            let size = table.size(&agent.store);
+            let want = elements.len() as u64;
+            if want < size {
+                return Err(bad(format!("table {t} has {want} elements, fewer than the {size} its module starts with")));
+            }
+            if want > size {
+                table
+                    .grow(&mut agent.store, want - size, wasmtime::Ref::Func(None))
+                    .map_err(|e| bad(format!("table {t} cannot grow to {want} elements: {e}")))?;
+            }
+            for (e, &f) in elements.iter().enumerate() {
+                let value = if f == NULL_FUNC {
+                    None
+                } else {
+                    let name = state
+                        .funcs
+                        .get(f as usize)
+                        .ok_or_else(|| bad(format!("element {e} of table {t} names function {f}, which its module does not have")))?;
+                    Some(agent.instance.get_func(&mut agent.store, name).ok_or_else(|| bad(format!("function {f} is not exported")))?)
+                };
+                table.set(&mut agent.store, e as u64, wasmtime::Ref::Func(value)).map_err(|err| bad(format!("element {e} of table {t}: {err}")))?;
+            }
         }
         agent.io_ptr = image.io_ptr;
         agent.fuel_consumed = image.fuel_consumed;

@@ -207,7 +207,13 @@ pub(crate) struct InstanceImage {
     pub(crate) globals: Vec<(u32, GlobalValue)>,
     /// Per 64 KiB page of memory: its page-table index, or `ZERO_PAGE`.
     pub(crate) pages: Vec<u32>,
+    /// A module that writes into its tables: each table's elements, each a function index or
+    /// `NULL_FUNC` (format version 2; empty for other modules).
+    pub(crate) tables: Vec<Vec<u32>>,
 }
+
+/// A null element of a table (`tables` of `InstanceImage`).
+pub(crate) const NULL_FUNC: u32 = u32::MAX;
 
 /// One agent's slot.
 #[derive(Debug)]
@@ -455,8 +461,13 @@ pub(crate) struct Capture {
 }
 
 pub(crate) fn encode(c: &Capture) -> Vec<u8> {
+    encode_version(c, FORMAT_VERSION)
+}
+
+/// `encode` in format `version` (1: without tables; the tests write one to read it back).
+pub(crate) fn encode_version(c: &Capture, version: u16) -> Vec<u8> {
     let page_bytes: usize = c.pages.iter().map(|p| p.3.len() + 39).sum();
-    let mut w = format::Writer::new(page_bytes + 4096);
+    let mut w = format::Writer::new(page_bytes + 4096, version);
     let mut b = Buf::default();
     encode_session(&mut b, &c.session);
     w.section(Section::Config, &b.0, false);
@@ -486,7 +497,7 @@ pub(crate) fn encode(c: &Capture) -> Vec<u8> {
     let mut b = Buf::default();
     b.len(c.agents.len());
     for a in &c.agents {
-        encode_slot(&mut b, a);
+        encode_slot(&mut b, a, version);
     }
     w.section(Section::Agents, &b.0, true);
     w.finish()
@@ -543,7 +554,7 @@ fn encode_runtime(b: &mut Buf, r: &RuntimeImage) {
     }
 }
 
-fn encode_slot(b: &mut Buf, a: &SlotImage) {
+fn encode_slot(b: &mut Buf, a: &SlotImage, version: u16) {
     b.u64(a.id);
     b.i32(a.phase);
     b.u32(a.module);
@@ -622,6 +633,16 @@ fn encode_slot(b: &mut Buf, a: &SlotImage) {
     for p in &i.pages {
         b.u32(*p);
     }
+    if version < 2 {
+        return;
+    }
+    b.len(i.tables.len());
+    for t in &i.tables {
+        b.len(t.len());
+        for e in t {
+            b.u32(*e);
+        }
+    }
 }
 
 // ----- decoding ----------------------------------------------------------------------------
@@ -631,6 +652,8 @@ fn encode_slot(b: &mut Buf, a: &SlotImage) {
 /// checked while the runtime is rebuilt.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>> {
     let sections = format::split(bytes)?;
+    // `split` checked it is one this runtime reads.
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
     let config_offset = sections[0].frame();
     let mut r = sections[0].reader();
     let session = decode_session(&mut r)?;
@@ -683,7 +706,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>> {
     let mut pages = pages;
     let mut used = vec![false; pages.entries.len()];
     for i in 0..n {
-        let a = decode_slot(&mut r, modules.len(), pages.entries.len())?;
+        let a = decode_slot(&mut r, modules.len(), pages.entries.len(), version)?;
         if a.id != i as u64 + 1 {
             return Err(r.error(format!("agent {} where agent {} belongs (ids are 1, 2, 3...)", a.id, i + 1)));
         }
@@ -786,7 +809,7 @@ fn abi_call(tag: u8) -> Option<AbiCall> {
     [AbiCall::Init, AbiCall::Step, AbiCall::Receive, AbiCall::Shutdown].into_iter().find(|c| *c as u8 == tag)
 }
 
-fn decode_slot(r: &mut Reader<'_>, modules: usize, pages: usize) -> Result<SlotImage> {
+fn decode_slot(r: &mut Reader<'_>, modules: usize, pages: usize, version: u16) -> Result<SlotImage> {
     let id = r.u64()?;
     let phase = r.i32()?;
     let module = r.u32()?;
@@ -817,14 +840,14 @@ fn decode_slot(r: &mut Reader<'_>, modules: usize, pages: usize) -> Result<SlotI
             r.error(format!("agent {id}'s inbox counts {inbox_bytes} bytes, its messages hold {counted} (the limit is {})", crate::abi::MAX_INBOX_BYTES))
         );
     }
-    let instance = if r.bool("has instance")? { Some(decode_instance(r, pages)?) } else { None };
+    let instance = if r.bool("has instance")? { Some(decode_instance(r, pages, version)?) } else { None };
     if state.is_running() != instance.is_some() {
         return Err(r.error(format!("agent {id} is {} {} an instance", state.name(), if instance.is_some() { "with" } else { "without" })));
     }
     Ok(SlotImage { id, phase, module, state, inbox, inbox_bytes, steps, messages_received, messages_sent, last_memory_bytes, last_fuel_consumed, instance })
 }
 
-fn decode_instance(r: &mut Reader<'_>, pages: usize) -> Result<InstanceImage> {
+fn decode_instance(r: &mut Reader<'_>, pages: usize, version: u16) -> Result<InstanceImage> {
     use crate::abi;
     let io_ptr = r.u32()?;
     let [fuel_consumed, fuel_left_this_tick, next_seq] = [r.u64()?, r.u64()?, r.u64()?];
@@ -871,6 +894,18 @@ fn decode_instance(r: &mut Reader<'_>, pages: usize) -> Result<InstanceImage> {
         }
         memory.push(p);
     }
+    let mut tables = Vec::new();
+    if version >= 2 {
+        let n = r.count("table count", 4, abi::MAX_TABLES)?;
+        for _ in 0..n {
+            let len = r.count("table length", 4, abi::MAX_TABLE_ELEMENTS)?;
+            let mut t = Vec::with_capacity(len);
+            for _ in 0..len {
+                t.push(r.u32()?);
+            }
+            tables.push(t);
+        }
+    }
     Ok(InstanceImage {
         io_ptr,
         fuel_consumed,
@@ -887,6 +922,7 @@ fn decode_instance(r: &mut Reader<'_>, pages: usize) -> Result<InstanceImage> {
         infer,
         globals,
         pages: memory,
+        tables,
     })
 }
 

@@ -6,12 +6,18 @@
 //! code is the same, and the bytes that are hashed, recorded and signed stay the original's.
 //! The deep hash skips these exports, so hashes are those of the module as written.
 //!
-//! Some state cannot be read back through wasmtime at all: what `table.set`, `table.grow`,
-//! `table.fill`, `table.copy` and `table.init` wrote into a funcref table (a function reference
-//! has no index to store), whether a passive data segment was dropped (`data.drop`, seen by a
-//! later `memory.init`), and mutable globals holding references. A running agent of such a
-//! module is refused by `snapshot()` with `E_SNAPSHOT_UNSUPPORTED` naming it and the reason
-//! (docs/SNAPSHOT.md). Rust and C agents built for the SDK use none of them.
+//! A module that writes into its funcref tables (`table.set`, `table.grow`, `table.fill`,
+//! `table.copy`, `table.init`) also gets an export per table (`__lockstep_table_N`) and per
+//! function (`__lockstep_func_N`): a snapshot reads each table element, tells which function
+//! it refers to by comparing its function reference with those of the exported functions
+//! (`Func::to_raw`, the function's identity in its store), and stores the function's index; a
+//! restore sets the same functions back.
+//!
+//! Some state cannot be read back through wasmtime at all: whether a passive data segment was
+//! dropped (`data.drop`, seen by a later `memory.init`), what an `externref` table or a mutable
+//! global holding a reference holds. A running agent of such a module is refused by
+//! `snapshot()` with `E_SNAPSHOT_UNSUPPORTED` naming it and the reason (docs/SNAPSHOT.md). Rust
+//! and C agents built for the SDK use none of them.
 
 use std::collections::BTreeSet;
 
@@ -21,6 +27,10 @@ use crate::error::{LockstepError, Result};
 
 /// The prefix of the exports added for mutable globals.
 const GLOBAL_EXPORT_PREFIX: &str = "__lockstep_global_";
+/// The prefixes of the exports added for the tables and functions of a module that writes
+/// into its tables.
+const TABLE_EXPORT_PREFIX: &str = "__lockstep_table_";
+const FUNC_EXPORT_PREFIX: &str = "__lockstep_func_";
 
 /// Wasm pages are 64 KiB: the unit of a snapshot's memory.
 pub(crate) const PAGE_BYTES: usize = 65_536;
@@ -50,12 +60,19 @@ pub(crate) struct ModuleState {
     /// segments write), ascending; `None` when that cannot be told (a start function, a data
     /// segment at a computed offset): restore then checks every chunk the snapshot has as zero.
     pub(crate) init_chunks: Option<Vec<u32>>,
+    /// A module that writes into its (funcref) tables: the export added for each table, by
+    /// table index, and for each function, by function index. Empty otherwise (its tables are
+    /// what its element segments made them, which a restore repeats).
+    pub(crate) tables: Vec<String>,
+    pub(crate) funcs: Vec<String>,
 }
 
 impl ModuleState {
     /// Whether `name` is an export this module gained for snapshots (the deep hash skips it).
     pub(crate) fn is_added_export(&self, name: &str) -> bool {
-        name.starts_with(GLOBAL_EXPORT_PREFIX) && self.globals.iter().any(|(_, n)| n == name)
+        (name.starts_with(GLOBAL_EXPORT_PREFIX) && self.globals.iter().any(|(_, n)| n == name))
+            || (name.starts_with(TABLE_EXPORT_PREFIX) && self.tables.iter().any(|n| n == name))
+            || (name.starts_with(FUNC_EXPORT_PREFIX) && self.funcs.iter().any(|n| n == name))
     }
 }
 
@@ -76,6 +93,10 @@ pub(crate) fn prepare(bytes: &[u8]) -> Result<(ModuleState, Option<Vec<u8>>)> {
     let (mut data_drop, mut memory_init) = (None, None);
     let mut function = 0u32;
     let mut imported_functions = 0u32;
+    let mut defined_functions = 0u32;
+    // Each table: whether it holds function references.
+    let mut tables: Vec<bool> = Vec::new();
+    let mut table_op: Option<String> = None;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload.map_err(malformed)? {
             wasmparser::Payload::ImportSection(reader) => {
@@ -83,10 +104,17 @@ pub(crate) fn prepare(bytes: &[u8]) -> Result<(ModuleState, Option<Vec<u8>>)> {
                     match import.map_err(malformed)?.ty {
                         wasmparser::TypeRef::Global(_) => global_index += 1,
                         wasmparser::TypeRef::Func(_) | wasmparser::TypeRef::FuncExact(_) => imported_functions += 1,
+                        wasmparser::TypeRef::Table(t) => tables.push(t.element_type == wasmparser::RefType::FUNCREF),
                         _ => {}
                     }
                 }
                 function = imported_functions;
+            }
+            wasmparser::Payload::FunctionSection(reader) => defined_functions = reader.count(),
+            wasmparser::Payload::TableSection(reader) => {
+                for t in reader {
+                    tables.push(t.map_err(malformed)?.ty.element_type == wasmparser::RefType::FUNCREF);
+                }
             }
             wasmparser::Payload::GlobalSection(reader) => {
                 for g in reader {
@@ -142,9 +170,7 @@ pub(crate) fn prepare(bytes: &[u8]) -> Result<(ModuleState, Option<Vec<u8>>)> {
                         }
                         _ => continue,
                     };
-                    state.unsupported.get_or_insert_with(|| {
-                        format!("function {function} uses {what}, and a snapshot cannot store what it writes into a table (function references)")
-                    });
+                    table_op.get_or_insert_with(|| format!("function {function} uses {what}"));
                 }
                 function += 1;
             }
@@ -157,16 +183,35 @@ pub(crate) fn prepare(bytes: &[u8]) -> Result<(ModuleState, Option<Vec<u8>>)> {
         });
     }
     state.init_chunks = (!has_start && !computed_offset).then(|| init_chunks.into_iter().collect());
-    if mutable.is_empty() {
+    // A prefix no export of the module uses.
+    let free = |base: &str| {
+        let mut prefix = base.to_string();
+        while export_names.iter().any(|n| n.starts_with(&prefix)) {
+            prefix.push('_');
+        }
+        prefix
+    };
+    let mut added: Vec<(String, u8, u32)> = Vec::new();
+    // One export per mutable global.
+    let prefix = free(GLOBAL_EXPORT_PREFIX);
+    state.globals = mutable.iter().map(|&i| (i, format!("{prefix}{i}"))).collect();
+    added.extend(state.globals.iter().map(|(i, n)| (n.clone(), 0x03, *i)));
+    if let Some(op) = table_op {
+        if let Some(t) = tables.iter().position(|&funcref| !funcref) {
+            state.unsupported.get_or_insert_with(|| format!("{op}, and table {t} holds external references, which a snapshot cannot store"));
+        } else {
+            // One export per table and per function, to read and set the tables' elements.
+            let (tp, fp) = (free(TABLE_EXPORT_PREFIX), free(FUNC_EXPORT_PREFIX));
+            state.tables = (0..tables.len() as u32).map(|t| format!("{tp}{t}")).collect();
+            state.funcs = (0..imported_functions + defined_functions).map(|f| format!("{fp}{f}")).collect();
+            added.extend(state.tables.iter().enumerate().map(|(i, n)| (n.clone(), 0x01, i as u32)));
+            added.extend(state.funcs.iter().enumerate().map(|(i, n)| (n.clone(), 0x00, i as u32)));
+        }
+    }
+    if added.is_empty() {
         return Ok((state, None));
     }
-    // One export per mutable global, under a name no export of the module has.
-    let mut prefix = GLOBAL_EXPORT_PREFIX.to_string();
-    while export_names.iter().any(|n| n.starts_with(&prefix)) {
-        prefix.push('_');
-    }
-    state.globals = mutable.iter().map(|&i| (i, format!("{prefix}{i}"))).collect();
-    let compiled = with_global_exports(bytes, &state.globals)?;
+    let compiled = with_exports(bytes, &added)?;
     Ok((state, Some(compiled)))
 }
 
@@ -184,17 +229,17 @@ fn leb_u32(bytes: &[u8], pos: &mut usize) -> Result<u32> {
     Err(malformed("LEB128 value too long"))
 }
 
-/// `bytes` with `globals` added to its export section (created if it has none); every other
-/// section is copied as it is.
-fn with_global_exports(bytes: &[u8], globals: &[(u32, String)]) -> Result<Vec<u8>> {
+/// `bytes` with `exports` (name, external kind, index) added to its export section (created
+/// if it has none); every other section is copied as it is.
+fn with_exports(bytes: &[u8], exports: &[(String, u8, u32)]) -> Result<Vec<u8>> {
     let mut module = wasm_encoder::Module::new();
     let added = |count: u32, entries: &[u8]| {
-        let mut data = Vec::with_capacity(entries.len() + globals.len() * 24 + 5);
-        (count + globals.len() as u32).encode(&mut data);
+        let mut data = Vec::with_capacity(entries.len() + exports.len() * 24 + 5);
+        (count + exports.len() as u32).encode(&mut data);
         data.extend_from_slice(entries);
-        for (index, name) in globals {
+        for (name, kind, index) in exports {
             name.as_str().encode(&mut data);
-            data.push(0x03); // external kind: global
+            data.push(*kind);
             index.encode(&mut data);
         }
         data
@@ -266,9 +311,13 @@ mod tests {
     }
 
     #[test]
-    fn table_mutation_and_dropped_segments_are_named() {
-        let (s, _) = prepare(&wat(r#"(module (memory 1) (table 1 funcref) (func (drop (table.grow (ref.null func) (i32.const 1)))))"#)).unwrap();
-        assert!(s.unsupported.unwrap().contains("table.grow"));
+    fn table_mutation_gets_table_and_function_exports_and_the_rest_is_named() {
+        let (s, compiled) = prepare(&wat(r#"(module (memory 1) (table 1 funcref) (func (drop (table.grow (ref.null func) (i32.const 1)))))"#)).unwrap();
+        assert_eq!(s.unsupported, None);
+        assert_eq!((s.tables, s.funcs), (vec!["__lockstep_table_0".to_string()], vec!["__lockstep_func_0".to_string()]));
+        wasmtime::Module::validate(&wasmtime::Engine::default(), &compiled.expect("re-encoded")).expect("still valid");
+        let (s, _) = prepare(&wat(r#"(module (memory 1) (table 1 externref) (func (drop (table.grow (ref.null extern) (i32.const 1)))))"#)).unwrap();
+        assert!(s.unsupported.unwrap().contains("external references"));
         let (s, _) = prepare(&wat(r#"(module (memory 1) (data "x") (func (memory.init 0 (i32.const 0) (i32.const 0) (i32.const 1)) (data.drop 0)))"#)).unwrap();
         assert!(s.unsupported.unwrap().contains("data.drop"));
         let (s, _) = prepare(&wat(r#"(module (memory 1) (start 0) (func))"#)).unwrap();
