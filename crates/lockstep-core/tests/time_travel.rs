@@ -284,3 +284,81 @@ fn a_restored_runtime_journals_from_its_snapshot_and_recovers() {
     assert_eq!((cursor.first_tick(), cursor.lineage()), (20, None));
     let _: AgentId = 0;
 }
+
+/// The records of a whole log (its End record left out), to alter and encode again.
+fn records_of(log: &[u8]) -> Vec<lockstep_core::replay_log::Record> {
+    let mut reader = lockstep_core::replay_log::LogReader::new(log).unwrap();
+    let mut out = Vec::new();
+    while let Some(record) = reader.next_record().unwrap() {
+        if !matches!(record, lockstep_core::replay_log::Record::End { .. }) {
+            out.push(record);
+        }
+    }
+    out
+}
+
+fn encoded(records: &[lockstep_core::replay_log::Record]) -> Vec<u8> {
+    let mut out = Vec::new();
+    lockstep_core::replay_log::write_header(&mut out);
+    for r in records {
+        r.encode(&mut out);
+    }
+    out
+}
+
+#[test]
+fn a_failed_seek_leaves_the_cursor_on_a_recorded_state_and_fails_again() {
+    use lockstep_core::replay_log::Record;
+    let r = reference(TICKS);
+    let dir = TempDir::new("failed-seek");
+    let mut records = records_of(&journaled(&dir));
+    // A record no runtime could have written, right after tick 25's kill of agent 2 (valid
+    // CRC), and a TickEnd of tick 40 whose hash was altered.
+    let kill = records.iter().position(|r| matches!(r, Record::Kill { tick: 25, .. })).unwrap();
+    records.insert(kill + 1, Record::Shutdown { tick: 25, agent: 999 });
+    for record in &mut records {
+        if let Record::TickEnd { tick: 40, hash, .. } = record {
+            hash.0[0] ^= 1;
+        }
+    }
+    let mut cursor = JournalCursor::open_log(encoded(&records), CursorOptions { snapshot_interval_ticks: 8, ..CursorOptions::default() }).unwrap();
+    // The bad record: the seek fails and the cursor is where it was before tick 25's inputs
+    // (agent 2 running), not inside tick 25 with the kill applied.
+    assert_eq!(cursor.seek(30).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    at(&mut cursor, &r, 25);
+    assert_eq!(cursor.seek(25).unwrap().tick, 25);
+    at(&mut cursor, &r, 25);
+    // Seeking on does not step over the bad record: it fails again, every time.
+    assert_eq!(cursor.seek(26).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    assert_eq!(cursor.next_tick().unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    assert_eq!(cursor.messages_at(25).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    at(&mut cursor, &r, 25);
+
+    // The altered hash: the seek fails at tick 40, and the cursor stays on tick 40 as
+    // recorded, not on the state the diverging tick made.
+    records.remove(kill + 1);
+    let mut cursor = JournalCursor::open_log(encoded(&records), CursorOptions { snapshot_interval_ticks: 8, ..CursorOptions::default() }).unwrap();
+    assert_eq!(cursor.seek(45).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    at(&mut cursor, &r, 40);
+    assert_eq!(cursor.seek(41).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    assert_eq!(cursor.seek(cursor.tick()).unwrap().tick, 40);
+    at(&mut cursor, &r, 40);
+    // A fork of it continues the recorded state.
+    let mut fork = cursor.fork(restore_options(None)).unwrap();
+    assert_eq!(fork.state_hash(), r.hashes[40]);
+    assert_eq!(step(&mut fork, 40).hash, r.hashes[41]);
+}
+
+#[test]
+fn a_segment_cut_after_the_cursor_opened_it_is_an_error_not_a_panic() {
+    let dir = TempDir::new("cut-under");
+    journaled(&dir);
+    let mut cursor = JournalCursor::open_dir(dir.path(), CursorOptions { snapshot_interval_ticks: 0, ..CursorOptions::default() }).unwrap();
+    // Another process replaces the first segment with a shorter file.
+    let first = dir.path().join(lockstep_core::journal::segment_file_name(1));
+    let bytes = std::fs::read(&first).unwrap();
+    std::fs::write(&first, &bytes[..bytes.len() / 2]).unwrap();
+    let e = cursor.seek(5).unwrap_err();
+    assert_eq!(e.code(), "E_JOURNAL_CORRUPT", "{e}");
+    assert!(e.to_string().contains("open the journal again"), "{e}");
+}

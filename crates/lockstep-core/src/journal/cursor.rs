@@ -128,6 +128,9 @@ pub struct JournalCursor {
     /// The replay, at `replayer.rt.current_tick()`, and the next record to apply.
     replayer: Option<Replayer>,
     next: Pos,
+    /// The replay is not at a tick boundary it verified (a step failed and the cursor could not
+    /// be put back): the next seek restores a snapshot rather than going on from here.
+    dirty: bool,
 }
 
 impl JournalCursor {
@@ -226,6 +229,7 @@ impl JournalCursor {
             skipped: Vec::new(),
             replayer: None,
             next: Pos { file: 0, offset: 0 },
+            dirty: false,
         };
         cursor.seek(cursor.first_tick)?;
         Ok(cursor)
@@ -313,15 +317,37 @@ impl JournalCursor {
         let here = self.replayer.as_ref().map(|r| r.rt.current_tick());
         let nearest = self.snapshots.range(..=tick).next_back().map(|(t, _)| *t);
         let mut from_snapshot = None;
-        let go_on = here.is_some_and(|h| h <= tick && nearest.is_none_or(|s| s <= h));
+        let go_on = !self.dirty && here.is_some_and(|h| h <= tick && nearest.is_none_or(|s| s <= h));
         if !go_on {
             from_snapshot = self.restore_nearest(tick)?;
+            self.dirty = false;
         }
         let before = self.tick();
         while self.tick() < tick {
-            self.step(false)?;
+            self.step_or_reset(false)?;
         }
         Ok(SeekReport { tick, ticks_replayed: tick - before, from_snapshot })
+    }
+
+    /// `step`, and when it fails (a record that does not apply, a tick that does not replay to
+    /// its hash, a file that changed), the cursor is put back at the tick it was at: a failed
+    /// step leaves the replay inside a tick or past a divergence, a state the session never
+    /// had, which a later seek must not go on from (red team of issue 12).
+    fn step_or_reset(&mut self, traced: bool) -> Result<()> {
+        let at = self.tick();
+        let result = self.step(traced);
+        if result.is_err() {
+            // Best effort: if even that fails, `dirty` makes the next seek start afresh.
+            self.dirty = true;
+            if self.restore_nearest(at).is_ok() {
+                let mut back = Ok(());
+                while back.is_ok() && self.tick() < at {
+                    back = self.step(false);
+                }
+                self.dirty = back.is_err();
+            }
+        }
+        result
     }
 
     /// One tick forward; `false` at the end of the session.
@@ -354,7 +380,7 @@ impl JournalCursor {
         }
         self.seek(tick)?;
         self.replay()?.rt.set_tracing(true);
-        let stepped = self.step(true);
+        let stepped = self.step_or_reset(true);
         let rt = &mut self.replay()?.rt;
         let trace = rt.take_trace();
         rt.set_tracing(false);
@@ -367,6 +393,12 @@ impl JournalCursor {
     /// whose Journal record names this session (its id, the tick and the state hash) as its
     /// parent. Two forks of one point fed the same inputs compute the same hashes.
     pub fn fork(&mut self, options: RestoreOptions) -> Result<Runtime> {
+        if self.dirty {
+            return Err(LockstepError::InvalidArgument {
+                name: "cursor".into(),
+                reason: "a failed seek left the cursor between ticks: seek to a tick before forking".into(),
+            });
+        }
         let session = self.session.clone();
         let id = self.id;
         let rt = &mut self.replay()?.rt;
@@ -439,6 +471,16 @@ impl JournalCursor {
             }
             let bytes = self.files.bytes(file as usize)?;
             let name = self.files.name(file as usize);
+            if end as usize > bytes.len() {
+                return Err(corrupt(
+                    &name,
+                    bytes.len() as u64,
+                    format!(
+                        "{} bytes, but it held {end} when the cursor opened the journal: the file was cut or replaced since; open the journal again",
+                        bytes.len()
+                    ),
+                ));
+            }
             let mut reader = LogReader::at(&bytes[..end as usize], offset as usize);
             let record = reader.next_record().map_err(|e| in_file(&name, e))?.ok_or_else(|| corrupt(&name, offset, "no record where the index has one"))?;
             self.next = Pos { file, offset: reader.offset() };
