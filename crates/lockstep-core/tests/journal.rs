@@ -812,3 +812,116 @@ fn a_snapshot_refused_by_a_module_leaves_the_journal_recoverable() {
     assert_eq!((report.tick, report.snapshot_tick), (12, None));
     assert_eq!(rt.agent_count(), 1);
 }
+
+/// Runs `f` on another thread; `None` if it has not returned within `secs` (it hangs).
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs)).ok()
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    assert!(std::process::Command::new("mkfifo").arg(path).status().unwrap().success());
+}
+
+/// Opens a FIFO for writing and for reading and closes it, so that a reader or a writer blocked
+/// opening it goes on.
+#[cfg(unix)]
+fn unblock(fifo: &Path) {
+    let _ = std::fs::OpenOptions::new().write(true).custom_flags_nonblock().open(fifo);
+    let _ = std::fs::OpenOptions::new().read(true).custom_flags_nonblock().open(fifo);
+}
+
+#[cfg(unix)]
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+#[cfg(unix)]
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(0o4000) // O_NONBLOCK: fails at once when nobody reads
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn directories_and_fifos_named_like_snapshots_or_segments_are_not_read_and_block_nothing() {
+    let dir = TempDir::new("not-files");
+    written_with_snapshots(&dir, FsyncPolicy::Tick, 45);
+    // A directory where a crash leaves a half-written snapshot, one named like a snapshot past
+    // the end (both things recovery removes when they are files), and the newest snapshot
+    // replaced by a FIFO (reading it blocks until someone writes).
+    let tmp = dir.path().join(format!("{}.tmp", journal::snapshot_file_name(70)));
+    std::fs::create_dir(&tmp).unwrap();
+    let future = snapshot_file(&dir, 90);
+    std::fs::create_dir(&future).unwrap();
+    let fifo = snapshot_file(&dir, 40);
+    std::fs::remove_file(&fifo).unwrap();
+    mkfifo(&fifo);
+    let path = dir.path().to_path_buf();
+    let cursor = within(20, move || {
+        let mut c = journal::JournalCursor::open_dir(&path, journal::CursorOptions::default())?;
+        c.seek(44)?;
+        Ok::<_, LockstepError>((c.snapshot_ticks(), c.runtime().state_hash()))
+    });
+    let path = dir.path().to_path_buf();
+    let recovered = within(20, move || Runtime::recover(&path, RecoverOptions { snapshot_interval_ticks: 10, ..options(FsyncPolicy::Tick) }));
+    unblock(&fifo);
+    let (ticks, hash) = cursor.expect("the cursor hangs on a FIFO named like a snapshot").unwrap();
+    assert_eq!(ticks, vec![10, 20, 30]);
+    let reference = uninterrupted(50);
+    assert_eq!(hash, reference[43]);
+    let (mut rt, report) = recovered.expect("recovery hangs on a FIFO named like a snapshot").unwrap();
+    assert_eq!((report.tick, report.snapshot_tick), (45, Some(30)));
+    assert!(report.snapshots_removed.is_empty(), "{report:?}");
+    for t in 45..50 {
+        assert_eq!(step(&mut rt, t).unwrap().hash, reference[t as usize]);
+    }
+    drop(rt);
+    assert!(tmp.is_dir() && future.is_dir());
+
+    // A FIFO named like a segment is damage, not something to wait on.
+    let last = last_segment(&dir);
+    std::fs::remove_file(&last).unwrap();
+    mkfifo(&last);
+    let path = dir.path().to_path_buf();
+    let r = within(20, move || code(Runtime::recover(&path, options(FsyncPolicy::Tick))));
+    unblock(&last);
+    assert_eq!(r.expect("recovery hangs on a FIFO named like a segment"), "E_JOURNAL_CORRUPT");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_or_fifo_where_a_snapshot_is_written_is_replaced_not_followed() {
+    let dir = TempDir::new("tmp-link");
+    let outside = TempDir::new("tmp-link-victim");
+    let victim = outside.path().join("precious");
+    std::fs::write(&victim, b"not the journal's").unwrap();
+    // Where the snapshots of ticks 10 and 20 are written first: a link to a file outside the
+    // journal, and a FIFO nobody reads.
+    std::os::unix::fs::symlink(&victim, dir.path().join(format!("{}.tmp", journal::snapshot_file_name(10)))).unwrap();
+    let fifo = dir.path().join(format!("{}.tmp", journal::snapshot_file_name(20)));
+    mkfifo(&fifo);
+    let path = dir.path().to_path_buf();
+    let ran = within(30, move || {
+        let mut rt = Runtime::new(config(Some(snapshotting(&path, FsyncPolicy::Group, 10)), false)).unwrap();
+        start(&mut rt);
+        for t in 0..25 {
+            step(&mut rt, t)?;
+        }
+        rt.sync_journal()
+    });
+    unblock(&fifo);
+    assert_eq!(ran.expect("the journal's writer blocks on a FIFO named like a snapshot being written").unwrap(), Some(24));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not the journal's");
+    for t in [10, 20] {
+        assert!(std::fs::symlink_metadata(snapshot_file(&dir, t)).unwrap().is_file(), "snapshot {t}");
+    }
+    let report = recovers_exactly(&dir, FsyncPolicy::Tick);
+    assert_eq!((report.tick, report.snapshot_tick), (25, Some(20)));
+}

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::read::{corrupt, in_file, list_segments, read_file, scan, segment_header_of};
+use super::read::{corrupt, in_file, list_segments, read_file, read_regular, scan, segment_header_of};
 use super::recover::{list_snapshots, session_start, SessionStart, SkippedSnapshot};
 use crate::bus::AgentId;
 use crate::error::{Digest, LockstepError, Result};
@@ -165,7 +165,7 @@ impl JournalCursor {
         let base_snapshot = match start.base {
             Some(((tick, _, _), _)) => {
                 let file = dir.join(super::snapshot_file_name(tick));
-                Some(std::fs::read(&file).map_err(|e| corrupt(&file, 0, format!("the journal starts from this snapshot, which cannot be read: {e}")))?)
+                Some(read_regular(&file).map_err(|e| corrupt(&file, 0, format!("the journal starts from this snapshot, which cannot be read: {e}")))?)
             }
             None => None,
         };
@@ -417,7 +417,7 @@ impl JournalCursor {
             let restored = match &source {
                 SnapshotAt::File(file) => {
                     let expected = self.hashes[(at - self.first_tick) as usize];
-                    std::fs::read(file).map_err(|e| LockstepError::SnapshotCorrupt { offset: 0, reason: e.to_string() }).and_then(|bytes| {
+                    read_regular(file).map_err(|e| LockstepError::SnapshotCorrupt { offset: 0, reason: e.to_string() }).and_then(|bytes| {
                         let base = ((at, Digest(*blake3::hash(&bytes).as_bytes()), expected), 0);
                         Replayer::start_from(&self.session, self.workers, self.trust.as_ref(), Some(base), Some(&bytes))
                     })

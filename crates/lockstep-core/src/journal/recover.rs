@@ -202,13 +202,20 @@ pub(crate) fn session_start(bytes: &[u8], path: &Path) -> Result<SessionStart> {
 /// Snapshot files by tick.
 pub(crate) type SnapshotFiles = Vec<(u64, PathBuf)>;
 
-/// The snapshot files of `dir`, by tick ascending, and leftovers of interrupted writes.
+/// The snapshot files of `dir`, by tick ascending, and leftovers of interrupted writes (regular
+/// files only: anything else is ignored, as files that are not the journal's are).
 pub(crate) fn list_snapshots(dir: &Path) -> Result<(SnapshotFiles, Vec<PathBuf>)> {
     let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, "reading the journal directory", &e))?;
     let (mut found, mut tmp) = (Vec::new(), Vec::new());
     for entry in entries {
         let entry = entry.map_err(|e| io_error(dir, "reading the journal directory", &e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        // Only regular files (a link to one included): a directory, a FIFO or a device named
+        // like a snapshot is no snapshot of the journal's, and reading one could block or
+        // never end (red team of issue 12).
+        if !std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         if let Some(tick) = super::parse_snapshot_name(&name) {
             found.push((tick, entry.path()));
         } else if name.strip_suffix(super::TMP_SUFFIX).and_then(super::parse_snapshot_name).is_some() {
@@ -226,6 +233,9 @@ fn first_tick_of(path: &Path, index: u32, base_tick: u64) -> Option<u64> {
     }
     use std::io::Read;
     let mut head = vec![0u8; crate::replay_log::HEADER_BYTES + super::CONTINUATION_HEADER_BYTES];
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).ok()?;
     match read::segment_header(&head, path, index) {
         Ok(Some(h)) => Some(h.first_tick),
@@ -290,7 +300,7 @@ fn start_from_snapshot(
             skipped.push(skip("past the journal's last complete tick (the ticks before it were not written)".into()));
             continue;
         };
-        let snapshot = match std::fs::read(&file) {
+        let snapshot = match read::read_regular(&file) {
             Ok(b) => b,
             Err(e) => {
                 skipped.push(skip(format!("cannot be read: {e}")));
@@ -337,7 +347,7 @@ fn replay_dir(
             let snapshot = match start.base {
                 Some(((tick, _, _), _)) => {
                     let file = dir.join(super::snapshot_file_name(tick));
-                    Some(std::fs::read(&file).map_err(|e| {
+                    Some(read::read_regular(&file).map_err(|e| {
                         corrupt(&file, 0, format!("the journal starts from this snapshot (its Base record names tick {tick}), which cannot be read: {e}"))
                     })?)
                 }
@@ -475,7 +485,7 @@ pub struct SnapshotCheck {
 
 /// Checks a snapshot file against the replay, which is at its tick.
 fn check_snapshot(file: &Path, tick: u64, rt: &Runtime) -> SnapshotCheck {
-    let problem = match std::fs::read(file) {
+    let problem = match read::read_regular(file) {
         Err(e) => Some(format!("cannot be read: {e}")),
         Ok(bytes) => match crate::snapshot::info(&bytes) {
             Err(e) => Some(e.to_string()),
