@@ -362,3 +362,64 @@ fn a_segment_cut_after_the_cursor_opened_it_is_an_error_not_a_panic() {
     assert_eq!(e.code(), "E_JOURNAL_CORRUPT", "{e}");
     assert!(e.to_string().contains("open the journal again"), "{e}");
 }
+
+/// Inserts `record` into the journal in `dir` right after the TickEnd record of `tick` (in
+/// whichever segment holds it), walking the record frames (tag u8, len u32, body, crc u32).
+fn insert_after_tick_end(dir: &Path, tick: u64, record: &lockstep_core::replay_log::Record) {
+    for n in 1.. {
+        let path = dir.join(lockstep_core::journal::segment_file_name(n));
+        let Ok(bytes) = std::fs::read(&path) else { break };
+        let mut at = if n == 1 { 16 } else { 64 };
+        while at + 13 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
+            let is_it = bytes[at] == 7 && u64::from_le_bytes(bytes[at + 5..at + 13].try_into().unwrap()) == tick;
+            at += 5 + len + 4;
+            if is_it {
+                let mut out = bytes[..at].to_vec();
+                record.encode(&mut out);
+                out.extend_from_slice(&bytes[at..]);
+                std::fs::write(&path, out).unwrap();
+                return;
+            }
+        }
+    }
+    panic!("no TickEnd of tick {tick}");
+}
+
+#[test]
+fn a_journal_record_is_refused_twice_and_mid_session_wherever_the_replay_starts() {
+    use lockstep_core::journal::verify;
+    use lockstep_core::replay_log::Record;
+    let forged = Record::Journal { id: [7; 16], parent: Some(Lineage { journal: Some([9; 16]), tick: 3, hash: Digest([1; 32]) }) };
+    // A second Journal record (another identity and lineage) right after the first.
+    let log = {
+        let dir = TempDir::new("two-ids");
+        journaled(&dir);
+        let first = std::fs::read(dir.path().join(lockstep_core::journal::segment_file_name(1))).unwrap();
+        let mut records = records_of(&first);
+        assert!(matches!(records[1], Record::Journal { .. }));
+        records.insert(2, forged.clone());
+        encoded(&records)
+    };
+    let e = lockstep_core::replay(&log, 1, |_| {}).unwrap_err();
+    assert!(e.to_string().contains("a second Journal record"), "{e}");
+    let mut cursor = JournalCursor::open_log(log, CursorOptions::default()).unwrap();
+    assert_eq!(cursor.seek(3).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+
+    // A Journal record where tick 20 begins, the tick of a snapshot: the replay from tick 0
+    // (verify) refuses it, and so do recovery and the cursor starting from that snapshot.
+    let dir = TempDir::new("mid-id");
+    journaled(&dir);
+    insert_after_tick_end(dir.path(), 19, &forged);
+    for t in [30, 40, 50, 60] {
+        std::fs::remove_file(dir.path().join(lockstep_core::journal::snapshot_file_name(t))).unwrap();
+    }
+    let e = verify(dir.path(), 1, None, |_| {}).unwrap_err();
+    assert!(e.to_string().contains("Journal record after the session's first input"), "{e}");
+    let mut cursor = JournalCursor::open_dir(dir.path(), CursorOptions::default()).unwrap();
+    let e = cursor.seek(25).unwrap_err();
+    assert!(e.to_string().contains("Journal record after the session's first input"), "{e}");
+    let e = Runtime::recover(dir.path(), RecoverOptions::default()).map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), "E_JOURNAL_CORRUPT", "{e}");
+    assert!(e.to_string().contains("Journal record after the session's first input"), "{e}");
+}

@@ -419,7 +419,7 @@ impl JournalCursor {
                     let expected = self.hashes[(at - self.first_tick) as usize];
                     read_regular(file).map_err(|e| LockstepError::SnapshotCorrupt { offset: 0, reason: e.to_string() }).and_then(|bytes| {
                         let base = ((at, Digest(*blake3::hash(&bytes).as_bytes()), expected), 0);
-                        Replayer::start_from(&self.session, self.workers, self.trust.as_ref(), Some(base), Some(&bytes))
+                        Replayer::start_from(&self.session, self.workers, self.trust.as_ref(), Some(base), Some(&bytes)).map(Replayer::mid_session)
                     })
                 }
                 SnapshotAt::Memory(bytes) => {

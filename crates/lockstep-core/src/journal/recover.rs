@@ -309,7 +309,7 @@ fn start_from_snapshot(
         };
         let base = ((tick, crate::error::Digest(*blake3::hash(&snapshot).as_bytes()), hash), 0);
         match Replayer::start_from(&start.session, workers, trust, Some(base), Some(&snapshot)) {
-            Ok(replayer) => return Ok(Some((StartPoint { replayer, segment: k, offset, snapshot_tick: Some(tick) }, bytes))),
+            Ok(replayer) => return Ok(Some((StartPoint { replayer: replayer.mid_session(), segment: k, offset, snapshot_tick: Some(tick) }, bytes))),
             Err(e @ (LockstepError::SnapshotUntrusted { .. } | LockstepError::ReplayUntrusted { .. })) => return Err(e),
             Err(LockstepError::ReplayCorrupt { reason, .. }) => skipped.push(skip(format!("not the journal's state at tick {tick}: {reason}"))),
             Err(e) => skipped.push(skip(e.to_string())),
