@@ -925,3 +925,125 @@ fn a_link_or_fifo_where_a_snapshot_is_written_is_replaced_not_followed() {
     let report = recovers_exactly(&dir, FsyncPolicy::Tick);
     assert_eq!((report.tick, report.snapshot_tick), (25, Some(20)));
 }
+
+/// `snapshot` with the last of its distinct memory pages replaced by another page (one 4 KiB
+/// chunk of 0xAB), its address and the Pages section's checksum computed again: every check a
+/// snapshot file has holds, its tick and state hash are the session's, its memory is not.
+fn forged_memory(snapshot: &[u8]) -> Vec<u8> {
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    // Header (20 bytes), then sections: kind, codec, decoded u64, stored u64, body, BLAKE3.
+    let mut pos = 20;
+    while snapshot[pos] != 3 {
+        pos += 18 + u64_at(snapshot, pos + 10) + 32;
+    }
+    let (frame, end) = (pos, pos + 18 + u64_at(snapshot, pos + 10) + 32);
+    let body = &snapshot[frame + 18..end - 32];
+    // Pages (stored as is): count u32, then (address [32], mask u16, lz4 u8, blob u32 + bytes).
+    let (mut at, mut last) = (4, 4);
+    for _ in 0..u32_at(body, 0) {
+        last = at;
+        at += 39 + u32_at(body, at + 35);
+    }
+    let chunk = vec![0xABu8; 4096];
+    let mask: u16 = 1 << 15;
+    let mut address = blake3::Hasher::new();
+    address.update(&mask.to_le_bytes());
+    address.update(&chunk);
+    let mut forged = body[..last].to_vec();
+    forged.extend_from_slice(address.finalize().as_bytes());
+    forged.extend_from_slice(&mask.to_le_bytes());
+    forged.push(0);
+    forged.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+    forged.extend_from_slice(&chunk);
+    let mut out = snapshot[..frame].to_vec();
+    out.extend_from_slice(&[3, 0]);
+    out.extend_from_slice(&(forged.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(forged.len() as u64).to_le_bytes());
+    out.extend_from_slice(&forged);
+    let checksum = *blake3::hash(&out[frame..]).as_bytes();
+    out.extend_from_slice(&checksum);
+    out.extend_from_slice(&snapshot[end..]);
+    out
+}
+
+#[test]
+fn a_snapshot_whose_memory_is_not_the_sessions_is_found_and_not_used() {
+    let dir = TempDir::new("forged-memory");
+    written_with_snapshots(&dir, FsyncPolicy::Tick, 45);
+    let newest = snapshot_file(&dir, 40);
+    let forged = forged_memory(&std::fs::read(&newest).unwrap());
+    let info = lockstep_core::snapshot::info(&forged).expect("every checksum holds");
+    assert_eq!(info.tick, 40);
+    std::fs::write(&newest, &forged).unwrap();
+    // verify restores each snapshot and compares its memory with the replay's.
+    let v = journal::verify(dir.path(), 1, None, |_| {}).unwrap();
+    let problems: Vec<(u64, bool)> = v.snapshots.iter().map(|c| (c.tick, c.problem.is_some())).collect();
+    assert_eq!(problems, [(10, false), (20, false), (30, false), (40, true)]);
+    assert!(v.snapshots[3].problem.as_ref().unwrap().contains("memory"), "{:?}", v.snapshots[3]);
+    // The cursor and recovery check it against the journal's checkpoint of its tick (written
+    // with every automatic snapshot: the session checkpoints every 7 ticks, not at 40).
+    let mut cursor = journal::JournalCursor::open_dir(dir.path(), journal::CursorOptions::default()).unwrap();
+    let seek = cursor.seek(42).unwrap();
+    assert_eq!(seek.from_snapshot, Some(30));
+    assert_eq!(cursor.skipped_snapshots().iter().map(|s| s.tick).collect::<Vec<_>>(), [40]);
+    let report = recovers_exactly(&dir, FsyncPolicy::Tick);
+    assert_eq!((report.tick, report.snapshot_tick), (45, Some(30)));
+    assert_eq!(report.snapshots_skipped.len(), 1, "{report:?}");
+    assert!(report.snapshots_skipped[0].reason.contains("memory"), "{report:?}");
+}
+
+#[test]
+fn a_snapshot_that_does_not_replay_is_given_up_for_an_older_one() {
+    let dir = TempDir::new("pending-inputs");
+    written_with_snapshots(&dir, FsyncPolicy::Tick, 45);
+    // The session at tick 30 with tick 30's input already queued: its tick, state hash, memory
+    // (and so the checkpoint) are the session's, but replaying tick 30 from it delivers that
+    // message twice.
+    let mut rt = Runtime::new(config(None, false)).unwrap();
+    start(&mut rt);
+    for t in 0..30 {
+        step(&mut rt, t).unwrap();
+    }
+    rt.send(21, 1, 0, 30u64.to_le_bytes().to_vec()).unwrap();
+    std::fs::write(snapshot_file(&dir, 30), rt.snapshot().unwrap()).unwrap();
+    std::fs::remove_file(snapshot_file(&dir, 40)).unwrap();
+    let mut cursor = journal::JournalCursor::open_dir(dir.path(), journal::CursorOptions::default()).unwrap();
+    let seek = cursor.seek(33).unwrap();
+    assert_eq!(seek.from_snapshot, Some(20));
+    assert_eq!(cursor.runtime().state_hash(), uninterrupted(33)[32]);
+    assert_eq!(cursor.skipped_snapshots().iter().map(|s| s.tick).collect::<Vec<_>>(), [30]);
+    let report = recovers_exactly(&dir, FsyncPolicy::Tick);
+    assert_eq!((report.tick, report.snapshot_tick), (45, Some(20)));
+    assert_eq!(report.snapshots_skipped.iter().map(|s| s.tick).collect::<Vec<_>>(), [30], "{report:?}");
+
+    // Damage in the journal itself is still reported (the same failure from an older start),
+    // and the snapshots stay.
+    let dir = TempDir::new("damage-after-snapshot");
+    written_with_snapshots(&dir, FsyncPolicy::Tick, 45);
+    std::fs::remove_file(snapshot_file(&dir, 40)).unwrap();
+    let seg = last_segment(&dir);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut at = 64;
+    let mut tick_ends = vec![];
+    while at + 13 <= bytes.len() {
+        if is_tick_end(&bytes, at) {
+            tick_ends.push(at);
+        }
+        at += 5 + u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize + 4;
+    }
+    // A TickEnd before the last with its hash changed and its CRC made to hold.
+    let p = tick_ends[tick_ends.len() - 3];
+    let len = u32::from_le_bytes(bytes[p + 1..p + 5].try_into().unwrap()) as usize;
+    bytes[p + 13] ^= 1;
+    let crc = crc32fast::hash(&bytes[p..p + 5 + len]);
+    bytes[p + 5 + len..p + 9 + len].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+    let e = Runtime::recover(dir.path(), options(FsyncPolicy::Tick)).map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), "E_JOURNAL_CORRUPT");
+    assert!(e.to_string().contains("does not replay to its recorded hash"), "{e}");
+    let mut cursor = journal::JournalCursor::open_dir(dir.path(), journal::CursorOptions::default()).unwrap();
+    assert_eq!(cursor.seek(45).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    assert!(cursor.skipped_snapshots().is_empty());
+    assert_eq!(cursor.snapshot_ticks(), [10, 20, 30]);
+}

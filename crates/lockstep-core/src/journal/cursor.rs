@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::read::{corrupt, in_file, list_segments, read_file, read_regular, scan, segment_header_of};
-use super::recover::{list_snapshots, session_start, SessionStart, SkippedSnapshot};
+use super::recover::{check_snapshot_memory, list_snapshots, session_start, SessionStart, SkippedSnapshot};
 use crate::bus::AgentId;
 use crate::error::{Digest, LockstepError, Result};
 use crate::observe::AgentMessages;
@@ -57,8 +57,23 @@ pub struct SeekReport {
 enum SnapshotAt {
     /// A file of the journal (checked against the journal's hash when restored).
     File(PathBuf),
-    /// One the cursor took of its own replay.
-    Memory(Arc<Vec<u8>>),
+    /// One the cursor took of its own replay, which started from the journal's snapshot of
+    /// that tick (`None`: from the session's start).
+    Memory(Arc<Vec<u8>>, Option<u64>),
+}
+
+/// A failure of a replay from a journal snapshot, that snapshot's tick, and the snapshots set
+/// aside while an older start is tried (it and the cursor's own taken from it).
+type SetAside = (String, u64, Vec<(u64, SnapshotAt)>);
+
+impl SnapshotAt {
+    /// The journal snapshot a cursor's own snapshot descends from (a file is its own).
+    fn origin(&self) -> Option<u64> {
+        match self {
+            SnapshotAt::File(_) => None,
+            SnapshotAt::Memory(_, origin) => *origin,
+        }
+    }
 }
 
 /// The session's bytes: a journal's segment files, or one log in memory.
@@ -131,6 +146,10 @@ pub struct JournalCursor {
     /// The replay is not at a tick boundary it verified (a step failed and the cursor could not
     /// be put back): the next seek restores a snapshot rather than going on from here.
     dirty: bool,
+    /// The journal's snapshot file the replay started from (directly or through the cursor's
+    /// own snapshots), and where the last failed step's replay had started from.
+    origin: Option<u64>,
+    failed_origin: Option<u64>,
 }
 
 impl JournalCursor {
@@ -230,6 +249,8 @@ impl JournalCursor {
             replayer: None,
             next: Pos { file: 0, offset: 0 },
             dirty: false,
+            origin: None,
+            failed_origin: None,
         };
         cursor.seek(cursor.first_tick)?;
         Ok(cursor)
@@ -308,6 +329,69 @@ impl JournalCursor {
     /// and verifying every tick. Costs at most one snapshot interval of replay once the
     /// snapshots are there (the journal's, or those the cursor took replaying this far).
     pub fn seek(&mut self, tick: u64) -> Result<SeekReport> {
+        self.falling_back(|c| c.seek_once(tick))
+    }
+
+    /// Runs `f` (a seek); when it fails replaying from a journal snapshot (a tick that does not
+    /// replay to its hash, a record that does not apply), runs it again without that snapshot
+    /// and the cursor's own taken from it: if that gets past the failure, the snapshot was not
+    /// the session's state (checksums and state hash held) and is skipped for good
+    /// (`skipped_snapshots`); the same failure again is the journal's, the snapshot is put back
+    /// and the failure returned (red team of issue 12).
+    fn falling_back<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T>) -> Result<T> {
+        // The last failure, the snapshot set aside for it, and the snapshots taken from it.
+        let mut last: Option<SetAside> = None;
+        loop {
+            self.failed_origin = None;
+            let result = f(self);
+            let failed = matches!(&result, Err(LockstepError::JournalCorrupt { .. } | LockstepError::ReplayCorrupt { .. }));
+            let error = result.as_ref().err().map(|e| e.to_string());
+            match (failed, self.failed_origin.take()) {
+                (true, Some(origin)) if last.as_ref().is_none_or(|(e, ..)| Some(e) != error.as_ref()) => {
+                    // A different failure after the last snapshot was set aside: that one was
+                    // not the session's state.
+                    if let Some((e, tick, _)) = last.take() {
+                        self.give_up(tick, e);
+                    }
+                    let aside: Vec<(u64, SnapshotAt)> =
+                        self.snapshots.iter().filter(|(&t, s)| t == origin || s.origin() == Some(origin)).map(|(&t, s)| (t, s.clone())).collect();
+                    for (t, _) in &aside {
+                        self.snapshots.remove(t);
+                    }
+                    last = Some((error.unwrap_or_default(), origin, aside));
+                    self.dirty = true;
+                }
+                (true, _) => {
+                    // The same failure without it: the journal's. Put it back.
+                    if let Some((_, _, aside)) = last {
+                        self.snapshots.extend(aside);
+                    }
+                    return result;
+                }
+                (false, _) => {
+                    // Got past it (else another kind of error: the snapshot is put back).
+                    match last.take() {
+                        Some((e, tick, _)) if result.is_ok() => self.give_up(tick, e),
+                        Some((_, _, aside)) => self.snapshots.extend(aside),
+                        None => {}
+                    }
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// Records the journal snapshot of `tick` as not usable: the replay from it failed with
+    /// `error` where an older start went on.
+    fn give_up(&mut self, tick: u64, error: String) {
+        let file = match &self.files {
+            Files::Dir { segments, .. } => segments.first().and_then(|s| s.parent()).map(|d| d.join(super::snapshot_file_name(tick))).unwrap_or_default(),
+            Files::Log(_) => PathBuf::from("(log)"),
+        };
+        self.skipped.push(SkippedSnapshot { file, tick, reason: format!("it restores, but the session does not replay from it: {error}") });
+    }
+
+    fn seek_once(&mut self, tick: u64) -> Result<SeekReport> {
         if tick < self.first_tick || tick > self.end_tick {
             return Err(LockstepError::InvalidArgument {
                 name: "tick".into(),
@@ -337,6 +421,7 @@ impl JournalCursor {
         let at = self.tick();
         let result = self.step(traced);
         if result.is_err() {
+            self.failed_origin = self.origin;
             // Best effort: if even that fails, `dirty` makes the next seek start afresh.
             self.dirty = true;
             if self.restore_nearest(at).is_ok() {
@@ -378,14 +463,16 @@ impl JournalCursor {
                 reason: format!("{tick} did not run in the recorded session (its ticks are {}..{})", self.first_tick, self.end_tick),
             });
         }
-        self.seek(tick)?;
-        self.replay()?.rt.set_tracing(true);
-        let stepped = self.step_or_reset(true);
-        let rt = &mut self.replay()?.rt;
-        let trace = rt.take_trace();
-        rt.set_tracing(false);
-        stepped?;
-        Ok(trace)
+        self.falling_back(|c| {
+            c.seek_once(tick)?;
+            c.replay()?.rt.set_tracing(true);
+            let stepped = c.step_or_reset(true);
+            let rt = &mut c.replay()?.rt;
+            let trace = rt.take_trace();
+            rt.set_tracing(false);
+            stepped?;
+            Ok(trace)
+        })
     }
 
     /// Continues the session from the cursor's tick as a live runtime (restored from a
@@ -414,15 +501,23 @@ impl JournalCursor {
         while let Some((&at, source)) = self.snapshots.range(..=tick).next_back() {
             let source = source.clone();
             let pos = self.starts[(at - self.first_tick) as usize];
+            let mut pos = pos;
             let restored = match &source {
                 SnapshotAt::File(file) => {
+                    let segment = self.files.bytes(pos.file as usize)?;
                     let expected = self.hashes[(at - self.first_tick) as usize];
-                    read_regular(file).map_err(|e| LockstepError::SnapshotCorrupt { offset: 0, reason: e.to_string() }).and_then(|bytes| {
+                    let started = read_regular(file).map_err(|e| LockstepError::SnapshotCorrupt { offset: 0, reason: e.to_string() }).and_then(|bytes| {
                         let base = ((at, Digest(*blake3::hash(&bytes).as_bytes()), expected), 0);
                         Replayer::start_from(&self.session, self.workers, self.trust.as_ref(), Some(base), Some(&bytes)).map(Replayer::mid_session)
+                    });
+                    // Its memory against the journal's checkpoint of its tick, if there is one.
+                    started.and_then(|mut r| {
+                        let offset = check_snapshot_memory(&mut r, &segment, pos.offset as usize, at)?;
+                        pos.offset = offset as u64;
+                        Ok(r)
                     })
                 }
-                SnapshotAt::Memory(bytes) => {
+                SnapshotAt::Memory(bytes, _) => {
                     let rt = &self.runtime().config().clone();
                     let options = RestoreOptions {
                         workers: self.workers,
@@ -438,6 +533,10 @@ impl JournalCursor {
                 Ok(r) => {
                     self.replayer = Some(r);
                     self.next = pos;
+                    self.origin = match source {
+                        SnapshotAt::File(_) => Some(at),
+                        SnapshotAt::Memory(_, origin) => origin,
+                    };
                     return Ok(Some(at));
                 }
                 Err(e @ (LockstepError::SnapshotUntrusted { .. } | LockstepError::ReplayUntrusted { .. })) => return Err(e),
@@ -453,6 +552,7 @@ impl JournalCursor {
             .map_err(|e| in_file(&self.files.name(0), e))?;
         self.replayer = Some(r);
         self.next = Pos { file: 0, offset: self.record_starts[0] };
+        self.origin = None;
         Ok(None)
     }
 
@@ -514,7 +614,7 @@ impl JournalCursor {
             // Unsupported modules (table mutation): no cache, seeks replay from further back.
             if let Ok(bytes) = self.replay()?.rt.snapshot() {
                 self.cache_bytes += bytes.len();
-                self.snapshots.insert(tick, SnapshotAt::Memory(Arc::new(bytes)));
+                self.snapshots.insert(tick, SnapshotAt::Memory(Arc::new(bytes), self.origin));
             }
         }
         Ok(())

@@ -263,24 +263,55 @@ pub(crate) fn tick_start(bytes: &[u8], header: &read::SegmentHeader, complete_en
     None
 }
 
-/// Tries the snapshots of `dir` newest first (those after the journal's start, at or before
-/// `at_most`): the first whose file restores, whose tick the journal holds whole, and whose
-/// state hash is the journal's at that tick. Damage in a snapshot only skips it; damage in a
-/// segment is the journal's error.
+/// Checks a replay just restored from the snapshot of `tick` against the journal's Checkpoint
+/// record of that tick, when one is where the tick's records start (`offset` in `bytes`, the
+/// segment's complete ticks): the journal writes one with every automatic snapshot, so a
+/// snapshot whose memory is not the session's (the tick hash chain covers no memory) is found
+/// before it is used. Returns where the records after it start; `E_SNAPSHOT_MISMATCH` if the
+/// deep hashes differ.
+pub(crate) fn check_snapshot_memory(rp: &mut Replayer, bytes: &[u8], offset: usize, tick: u64) -> Result<usize> {
+    let mut reader = LogReader::at(bytes, offset);
+    let Ok(Some(record @ Record::Checkpoint { tick: t, .. })) = reader.next_record() else {
+        return Ok(offset);
+    };
+    if t != tick {
+        return Ok(offset);
+    }
+    match rp.apply(record, offset as u64, &mut |_| {})? {
+        Step::Stopped => {
+            let d = rp.report.divergence.take();
+            let agent = d.as_ref().and_then(|d| d.agent).map(|a| format!(" (agent {a} differs first)")).unwrap_or_default();
+            Err(LockstepError::SnapshotMismatch {
+                differences: format!(
+                    "its memory is not the journal's state at tick {tick}: its deep hash {} is not the journal's checkpoint {}{agent}",
+                    d.as_ref().map(|d| d.actual.to_hex()).unwrap_or_default(),
+                    d.as_ref().map(|d| d.expected.to_hex()).unwrap_or_default()
+                ),
+            })
+        }
+        _ => Ok(reader.offset() as usize),
+    }
+}
+
+/// Tries the snapshots of `dir` newest first (those after the journal's start, but those of the
+/// ticks in `exclude`): the first whose file restores, whose tick the journal holds whole, whose
+/// state hash is the journal's at that tick, and whose memory is the journal's checkpoint of
+/// that tick where it has one. Damage in a snapshot only skips it; damage in a segment is the
+/// journal's error.
 fn start_from_snapshot(
     dir: &Path,
     segments: &[read::Segment],
     start: &SessionStart,
     workers: usize,
     trust: Option<&ReplayTrust>,
-    at_most: Option<u64>,
+    exclude: &[u64],
     skipped: &mut Vec<SkippedSnapshot>,
 ) -> Result<Option<(StartPoint, Vec<u8>)>> {
     let base_tick = start.base.map_or(0, |((t, _, _), _)| t);
     let (snapshots, _) = list_snapshots(dir)?;
     let firsts: Vec<Option<u64>> = segments.iter().map(|s| first_tick_of(&s.path, s.index, base_tick)).collect();
     for (tick, file) in snapshots.into_iter().rev() {
-        if tick <= base_tick || at_most.is_some_and(|m| tick > m) {
+        if tick <= base_tick || exclude.contains(&tick) {
             continue;
         }
         let skip = |reason: String| SkippedSnapshot { file: file.clone(), tick, reason };
@@ -308,8 +339,13 @@ fn start_from_snapshot(
             }
         };
         let base = ((tick, crate::error::Digest(*blake3::hash(&snapshot).as_bytes()), hash), 0);
-        match Replayer::start_from(&start.session, workers, trust, Some(base), Some(&snapshot)) {
-            Ok(replayer) => return Ok(Some((StartPoint { replayer: replayer.mid_session(), segment: k, offset, snapshot_tick: Some(tick) }, bytes))),
+        let started = Replayer::start_from(&start.session, workers, trust, Some(base), Some(&snapshot)).and_then(|replayer| {
+            let mut replayer = replayer.mid_session();
+            let offset = check_snapshot_memory(&mut replayer, &bytes[..s.complete_end], offset, tick)?;
+            Ok((replayer, offset))
+        });
+        match started {
+            Ok((replayer, offset)) => return Ok(Some((StartPoint { replayer, segment: k, offset, snapshot_tick: Some(tick) }, bytes))),
             Err(e @ (LockstepError::SnapshotUntrusted { .. } | LockstepError::ReplayUntrusted { .. })) => return Err(e),
             Err(LockstepError::ReplayCorrupt { reason, .. }) => skipped.push(skip(format!("not the journal's state at tick {tick}: {reason}"))),
             Err(e) => skipped.push(skip(e.to_string())),
@@ -319,13 +355,17 @@ fn start_from_snapshot(
 }
 
 /// Replays every segment of `dir` in order, up to the last complete tick: from the newest
-/// usable snapshot when `from_snapshot`, else from the journal's start.
+/// usable snapshot (but those of the ticks in `exclude`) when `from_snapshot` is given, else
+/// from the journal's start. `started` is set to the snapshot's tick once it is chosen, so a
+/// caller knows where a failed replay started.
+#[allow(clippy::too_many_arguments)]
 fn replay_dir(
     dir: &Path,
     workers: usize,
     trust: Option<&ReplayTrust>,
     keep_stream: bool,
-    from_snapshot: bool,
+    from_snapshot: Option<&[u64]>,
+    started: &mut Option<u64>,
     mut check: Option<&mut Vec<SnapshotCheck>>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Replayed> {
@@ -339,7 +379,11 @@ fn replay_dir(
     let id = start.id(&first);
     let interval = start.session.checkpoint_interval_ticks;
     let mut skipped = Vec::new();
-    let found = if from_snapshot { start_from_snapshot(dir, &segments, &start, workers, trust, None, &mut skipped)? } else { None };
+    let found = match from_snapshot {
+        Some(exclude) => start_from_snapshot(dir, &segments, &start, workers, trust, exclude, &mut skipped)?,
+        None => None,
+    };
+    *started = found.as_ref().and_then(|(p, _)| p.snapshot_tick);
     let (point, mut first_bytes) = match found {
         Some((p, bytes)) => (p, Some(bytes)),
         None => {
@@ -423,7 +467,7 @@ fn replay_dir(
             if let (Step::Ticked, Some(checks)) = (step, check.as_deref_mut()) {
                 while to_check.front().is_some_and(|(t, _)| *t <= rp.rt.current_tick()) {
                     if let Some((tick, file)) = to_check.pop_front() {
-                        checks.push(check_snapshot(&file, tick, &rp.rt));
+                        checks.push(check_snapshot(&file, tick, &mut rp.rt, Some((&start.session, workers, trust))));
                     }
                 }
             }
@@ -483,8 +527,13 @@ pub struct SnapshotCheck {
     pub problem: Option<String>,
 }
 
-/// Checks a snapshot file against the replay, which is at its tick.
-fn check_snapshot(file: &Path, tick: u64, rt: &Runtime) -> SnapshotCheck {
+/// What `check_snapshot` restores a snapshot with, to compare its memory with the replay's:
+/// the session, the workers and the caller's trust.
+type Restore<'a> = (&'a crate::replay_log::SessionConfig, usize, Option<&'a ReplayTrust>);
+
+/// Checks a snapshot file against the replay, which is at its tick: its tick and state hash,
+/// and (with `restore`) its memory, restored and deep-hashed (the state hash covers no memory).
+fn check_snapshot(file: &Path, tick: u64, rt: &mut Runtime, restore: Option<Restore<'_>>) -> SnapshotCheck {
     let problem = match read::read_regular(file) {
         Err(e) => Some(format!("cannot be read: {e}")),
         Ok(bytes) => match crate::snapshot::info(&bytes) {
@@ -493,7 +542,16 @@ fn check_snapshot(file: &Path, tick: u64, rt: &Runtime) -> SnapshotCheck {
             Ok(info) if info.tick != tick || info.state_hash != rt.state_hash() => {
                 Some(format!("holds tick {} with state hash {}, but the journal's state at tick {tick} is {}", info.tick, info.state_hash, rt.state_hash()))
             }
-            Ok(_) => None,
+            Ok(info) => restore.and_then(|(session, workers, trust)| {
+                let base = ((tick, info.hash, info.state_hash), 0);
+                match Replayer::start_from(session, workers, trust, Some(base), Some(&bytes)) {
+                    Err(e) => Some(format!("does not restore: {e}")),
+                    Ok(mut restored) => {
+                        let (its, replayed) = (restored.rt.deep_hash().hash, rt.deep_hash().hash);
+                        (its != replayed).then(|| format!("its memory is not the journal's state at tick {tick}: deep hash {its}, the replay's {replayed}"))
+                    }
+                }
+            }),
         },
     };
     SnapshotCheck { file: file.to_path_buf(), tick, problem }
@@ -505,12 +563,12 @@ fn check_snapshot(file: &Path, tick: u64, rt: &Runtime) -> SnapshotCheck {
 /// read as far as it is complete. `progress` gets the ticks verified after each tick.
 pub fn verify(dir: &Path, workers: usize, trust: Option<&ReplayTrust>, mut progress: impl FnMut(u64)) -> Result<JournalVerifyReport> {
     let mut snapshots = Vec::new();
-    let r = replay_dir(dir, workers, trust, false, false, Some(&mut snapshots), &mut progress)?;
-    let (rt, report) = r.replayer.finish();
+    let r = replay_dir(dir, workers, trust, false, None, &mut None, Some(&mut snapshots), &mut progress)?;
+    let (mut rt, report) = r.replayer.finish();
     // Snapshots the replay did not reach: past the journal's end, or past a divergence.
     for (tick, file) in list_snapshots(dir)?.0 {
         if tick > rt.current_tick() && !snapshots.iter().any(|c| c.file == file) {
-            snapshots.push(check_snapshot(&file, tick, &rt));
+            snapshots.push(check_snapshot(&file, tick, &mut rt, None));
         }
     }
     Ok(JournalVerifyReport { replay: report, tick: r.complete_ticks, segments: r.segments, records: r.records, cut: r.cut, snapshots })
@@ -566,7 +624,33 @@ impl Runtime {
             snapshot_interval_ticks: options.snapshot_interval_ticks,
         };
         super::check_segment_bytes(options.segment_bytes)?;
-        let r = replay_dir(dir, options.workers, options.trust.as_ref(), options.record, true, None, &mut progress)?;
+        // A replay that started from a snapshot and failed (a tick or checkpoint that does not
+        // replay to its hash, a record that does not apply) is tried again from an older one:
+        // if that gets past the failure, the snapshot was not the session's state (its
+        // checksums and state hash held; red team of issue 12: such a snapshot made the journal
+        // unrecoverable). The same failure again is the journal's, and reported.
+        let mut excluded: Vec<SkippedSnapshot> = Vec::new();
+        let mut last_failure: Option<String> = None;
+        let mut r = loop {
+            let exclude: Vec<u64> = excluded.iter().map(|s| s.tick).collect();
+            let mut started = None;
+            let attempt = replay_dir(dir, options.workers, options.trust.as_ref(), options.record, Some(&exclude), &mut started, None, &mut progress);
+            let failure = match &attempt {
+                Ok(r) => r.replayer.report.divergence.as_ref().map(|d| diverged(d, r.stopped_at.as_ref().unwrap_or(&(dir.to_path_buf(), 0)))),
+                Err(e @ (LockstepError::JournalCorrupt { .. } | LockstepError::ReplayCorrupt { .. })) => Some(e.clone()),
+                Err(_) => None,
+            };
+            match (failure, started) {
+                (Some(e), Some(tick)) if last_failure.as_deref() != Some(e.to_string().as_str()) => {
+                    last_failure = Some(e.to_string());
+                    let file = dir.join(super::snapshot_file_name(tick));
+                    excluded.push(SkippedSnapshot { file, tick, reason: format!("it restores, but the journal does not replay from it: {e}") });
+                }
+                _ => break attempt?,
+            }
+        };
+        r.skipped.extend(excluded);
+        r.skipped.sort_by_key(|s| std::cmp::Reverse(s.tick));
         let last_request_id = r.replayer.last_request_id;
         let (mut rt, report) = r.replayer.finish();
         if let Some(d) = &report.divergence {
