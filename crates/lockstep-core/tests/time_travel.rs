@@ -425,3 +425,36 @@ fn a_journal_record_is_refused_twice_and_mid_session_wherever_the_replay_starts(
     assert_eq!(e.code(), "E_JOURNAL_CORRUPT", "{e}");
     assert!(e.to_string().contains("Journal record after the session's first input"), "{e}");
 }
+
+#[test]
+fn a_damaged_snapshot_a_journal_starts_from_is_named_in_the_error() {
+    let mut rt = Runtime::new(config(None, false)).unwrap();
+    start(&mut rt);
+    for t in 0..20 {
+        step(&mut rt, t);
+    }
+    let snapshot = rt.snapshot().unwrap();
+    let dir = TempDir::new("base-damaged");
+    {
+        let journal = JournalConfig { snapshot_interval_ticks: 0, ..journal(dir.path()) };
+        let mut restored = Runtime::restore(&snapshot, restore_options(Some(journal))).unwrap();
+        for t in 20..25 {
+            step(&mut restored, t);
+        }
+    }
+    let base = dir.path().join(lockstep_core::journal::snapshot_file_name(20));
+    let mut bytes = std::fs::read(&base).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(&base, bytes).unwrap();
+    let errors = [
+        Runtime::recover(dir.path(), RecoverOptions::default()).map(|_| ()).unwrap_err(),
+        JournalCursor::open_dir(dir.path(), CursorOptions::default()).map(|_| ()).unwrap_err(),
+        lockstep_core::journal::verify(dir.path(), 1, None, |_| {}).map(|_| ()).unwrap_err(),
+    ];
+    for e in errors {
+        assert_eq!(e.code(), "E_JOURNAL_CORRUPT", "{e}");
+        let text = e.to_string();
+        assert!(text.contains(&base.display().to_string()) && !text.contains("the snapshot given"), "{text}");
+    }
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::read::{corrupt, in_file, list_segments, read_file, read_regular, scan, segment_header_of};
-use super::recover::{check_snapshot_memory, list_snapshots, session_start, SessionStart, SkippedSnapshot};
+use super::recover::{base_snapshot_error, check_snapshot_memory, list_snapshots, session_start, SessionStart, SkippedSnapshot};
 use crate::bus::AgentId;
 use crate::error::{Digest, LockstepError, Result};
 use crate::observe::AgentMessages;
@@ -384,11 +384,16 @@ impl JournalCursor {
     /// Records the journal snapshot of `tick` as not usable: the replay from it failed with
     /// `error` where an older start went on.
     fn give_up(&mut self, tick: u64, error: String) {
-        let file = match &self.files {
-            Files::Dir { segments, .. } => segments.first().and_then(|s| s.parent()).map(|d| d.join(super::snapshot_file_name(tick))).unwrap_or_default(),
-            Files::Log(_) => PathBuf::from("(log)"),
-        };
+        let file = self.snapshot_path(tick).unwrap_or_else(|| PathBuf::from("(log)"));
         self.skipped.push(SkippedSnapshot { file, tick, reason: format!("it restores, but the session does not replay from it: {error}") });
+    }
+
+    /// The journal's snapshot file of `tick` (none for a log).
+    fn snapshot_path(&self, tick: u64) -> Option<PathBuf> {
+        match &self.files {
+            Files::Dir { segments, .. } => segments.first().and_then(|s| s.parent()).map(|d| d.join(super::snapshot_file_name(tick))),
+            Files::Log(_) => None,
+        }
     }
 
     fn seek_once(&mut self, tick: u64) -> Result<SeekReport> {
@@ -548,8 +553,12 @@ impl JournalCursor {
                 }
             }
         }
-        let r = Replayer::start_from(&self.session, self.workers, self.trust.as_ref(), self.base, self.base_snapshot.as_deref())
-            .map_err(|e| in_file(&self.files.name(0), e))?;
+        let r = Replayer::start_from(&self.session, self.workers, self.trust.as_ref(), self.base, self.base_snapshot.as_deref()).map_err(|e| {
+            match (self.base, self.base.and_then(|((tick, _, _), _)| self.snapshot_path(tick))) {
+                (Some(((tick, _, _), _)), Some(file)) => base_snapshot_error(&file, tick, e),
+                _ => in_file(&self.files.name(0), e),
+            }
+        })?;
         self.replayer = Some(r);
         self.next = Pos { file: 0, offset: self.record_starts[0] };
         self.origin = None;

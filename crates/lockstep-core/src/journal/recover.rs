@@ -199,6 +199,26 @@ pub(crate) fn session_start(bytes: &[u8], path: &Path) -> Result<SessionStart> {
     Ok(start)
 }
 
+/// The error of restoring the snapshot a journal starts from (its Base record's, `file`): one
+/// that does not restore, or is not the one the Base record names, is the journal's damage,
+/// named by its file (red team of issue 12: "the snapshot given hashes to ...", naming no file,
+/// though nobody gave one).
+pub(crate) fn base_snapshot_error(file: &Path, tick: u64, e: LockstepError) -> LockstepError {
+    let (offset, what) = match e {
+        LockstepError::SnapshotMismatch { differences } => {
+            // Nobody "gave" it: say which bytes and which record disagree.
+            let said = differences
+                .replace("the snapshot given hashes to", "its bytes hash to")
+                .replace("; the log starts from the snapshot", ", the Base record names");
+            (0, format!("{said} (the file was altered or damaged)"))
+        }
+        LockstepError::SnapshotCorrupt { offset, reason } => (offset, reason),
+        e @ LockstepError::SnapshotVersion { .. } => (0, e.to_string()),
+        other => return other,
+    };
+    corrupt(file, offset, format!("the journal starts from this snapshot (its Base record names tick {tick}), which does not restore: {what}"))
+}
+
 /// Snapshot files by tick.
 pub(crate) type SnapshotFiles = Vec<(u64, PathBuf)>;
 
@@ -397,7 +417,10 @@ fn replay_dir(
                 }
                 None => None,
             };
-            let replayer = Replayer::start_from(&start.session, workers, trust, start.base, snapshot.as_deref()).map_err(|e| in_file(&segments[0].path, e))?;
+            let replayer = Replayer::start_from(&start.session, workers, trust, start.base, snapshot.as_deref()).map_err(|e| match start.base {
+                Some(((tick, _, _), _)) => base_snapshot_error(&dir.join(super::snapshot_file_name(tick)), tick, e),
+                None => in_file(&segments[0].path, e),
+            })?;
             (StartPoint { replayer, segment: 0, offset: 0, snapshot_tick: None }, Some(first))
         }
     };
