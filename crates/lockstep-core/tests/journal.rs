@@ -1047,3 +1047,20 @@ fn a_snapshot_that_does_not_replay_is_given_up_for_an_older_one() {
     assert!(cursor.skipped_snapshots().is_empty());
     assert_eq!(cursor.snapshot_ticks(), [10, 20, 30]);
 }
+
+#[test]
+fn recovering_with_record_refuses_a_journal_over_max_log_bytes_before_reading_it_into_memory() {
+    let dir = TempDir::new("record-too-big");
+    written(&dir, 45);
+    let segments = (1..).take_while(|&n| dir.seg(n).exists()).count();
+    assert!(segments >= 3, "{segments} segments");
+    let mut ticks_replayed = 0;
+    let small = RecoverOptions { record: true, max_log_bytes: 8 << 10, ..options(FsyncPolicy::Tick) };
+    let e = Runtime::recover_with_progress(dir.path(), small, |_| ticks_replayed += 1).map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), "E_INVALID_CONFIG");
+    assert!(e.to_string().contains("maxLogBytes"), "{e}");
+    assert_eq!(ticks_replayed, 0, "the journal was read and replayed before it was found too large");
+    // It recovers without the memory log.
+    let (_, report) = Runtime::recover(dir.path(), options(FsyncPolicy::Tick)).unwrap();
+    assert_eq!(report.tick, 45);
+}

@@ -612,6 +612,16 @@ fn diverged(d: &Divergence, at: &(PathBuf, u64)) -> LockstepError {
     )
 }
 
+/// `E_INVALID_CONFIG`: recovering with `record` needs the journal's log (`bytes`, or at least
+/// that) in memory, more than `max` allows.
+fn too_big_for_memory(bytes: String, max: usize) -> LockstepError {
+    LockstepError::InvalidConfig {
+        reason: format!(
+            "the journal's log so far is {bytes} bytes, more than maxLogBytes ({max}): recover with record: false (the journal is the log) or a larger maxLogBytes"
+        ),
+    }
+}
+
 impl Runtime {
     /// Opens the journal a killed (or closed) runtime left in `dir` and continues its session:
     /// takes the journal's lock (`E_JOURNAL_LOCKED` if a live runtime holds it), validates every
@@ -638,7 +648,21 @@ impl Runtime {
         std::fs::metadata(dir).map_err(|e| io_error(dir, "opening the journal directory", &e))?;
         // A directory without a journal is E_JOURNAL_NOT_FOUND before the lock is taken, so a
         // mistaken path is left as it was (no LOCK file). Listed again under the lock.
-        list_segments(dir)?;
+        let segments = list_segments(dir)?;
+        if options.record {
+            // The in-memory log would hold every segment but what the last one may have torn:
+            // refused before it is read into memory when even that is over the bound (red team
+            // of issue 12: the whole journal was read, however large, and then refused).
+            let mut sizes = Vec::with_capacity(segments.len());
+            for s in &segments {
+                sizes.push(std::fs::metadata(&s.path).map_err(|e| io_error(&s.path, "reading a journal segment's size", &e))?.len());
+            }
+            let headers = (crate::replay_log::HEADER_BYTES + super::CONTINUATION_HEADER_BYTES) as u64 * (segments.len() as u64 - 1);
+            let surely = sizes.iter().sum::<u64>().saturating_sub(headers).saturating_sub(sizes.last().copied().unwrap_or(0));
+            if surely > options.max_log_bytes as u64 {
+                return Err(too_big_for_memory(format!("at least {surely}"), options.max_log_bytes));
+            }
+        }
         let lock = DirLock::acquire(dir)?;
         let journal = JournalConfig {
             dir: dir.to_path_buf(),
@@ -721,12 +745,7 @@ impl Runtime {
         if let Some(stream) = r.stream {
             let len = stream.len();
             if recorder.start_memory_from(stream, options.max_log_bytes) == Appended::Cut {
-                return Err(LockstepError::InvalidConfig {
-                    reason: format!(
-                        "the journal's log so far is {len} bytes, more than maxLogBytes ({}): recover with record: false (the journal is the log) or a larger maxLogBytes",
-                        options.max_log_bytes
-                    ),
-                });
+                return Err(too_big_for_memory(len.to_string(), options.max_log_bytes));
             }
         }
         let sink = JournalSink::resume(&journal, lock, next_index, tick, rt.state_hash(), durable, r.id)?;
