@@ -355,6 +355,10 @@ impl JournalCursor {
                     }
                     let aside: Vec<(u64, SnapshotAt)> =
                         self.snapshots.iter().filter(|(&t, s)| t == origin || s.origin() == Some(origin)).map(|(&t, s)| (t, s.clone())).collect();
+                    if aside.is_empty() {
+                        // Nothing left to set aside (it went already): the failure stands.
+                        return result;
+                    }
                     for (t, _) in &aside {
                         self.snapshots.remove(t);
                     }
