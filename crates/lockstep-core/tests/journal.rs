@@ -1064,3 +1064,32 @@ fn recovering_with_record_refuses_a_journal_over_max_log_bytes_before_reading_it
     let (_, report) = Runtime::recover(dir.path(), options(FsyncPolicy::Tick)).unwrap();
     assert_eq!(report.tick, 45);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_lock_file_that_is_a_link_or_a_fifo_is_refused_not_followed() {
+    let outside = TempDir::new("lock-victim");
+    let victim = outside.path().join("precious");
+    std::fs::write(&victim, b"not the journal's").unwrap();
+    // A new journal whose LOCK is a link to a file outside it.
+    let dir = TempDir::new("lock-link");
+    std::os::unix::fs::symlink(&victim, dir.path().join("LOCK")).unwrap();
+    let e = Runtime::new(config(Some(journal(dir.path(), FsyncPolicy::Tick, 4096)), false)).map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), "E_JOURNAL_IO");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    // A journal to recover whose LOCK was replaced by one.
+    let written_dir = TempDir::new("lock-link-recover");
+    written(&written_dir, 5);
+    let lock = written_dir.path().join("LOCK");
+    std::fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    assert_eq!(code(Runtime::recover(written_dir.path(), options(FsyncPolicy::Tick))), "E_JOURNAL_IO");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not the journal's");
+    // A FIFO: refused too (it is no file to hold a pid).
+    std::fs::remove_file(&lock).unwrap();
+    mkfifo(&lock);
+    let path = written_dir.path().to_path_buf();
+    let r = within(20, move || code(Runtime::recover(&path, options(FsyncPolicy::Tick))));
+    unblock(&lock);
+    assert_eq!(r.expect("recovery blocks on a FIFO named LOCK"), "E_JOURNAL_IO");
+}
