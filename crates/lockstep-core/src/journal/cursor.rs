@@ -509,8 +509,7 @@ impl JournalCursor {
     fn restore_nearest(&mut self, tick: u64) -> Result<Option<u64>> {
         while let Some((&at, source)) = self.snapshots.range(..=tick).next_back() {
             let source = source.clone();
-            let pos = self.starts[(at - self.first_tick) as usize];
-            let mut pos = pos;
+            let mut pos = self.starts[(at - self.first_tick) as usize];
             let restored = match &source {
                 SnapshotAt::File(file) => {
                     let segment = self.files.bytes(pos.file as usize)?;
