@@ -956,7 +956,7 @@ export class JournalCursor {
   fork(options?: RestoreOptions): Runtime;
 }
 
-/** Opens a journal directory (a path) or a replay log (its bytes) for time travel. */
+/** Opens a journal directory (a path), a replay log file (a path) or a replay log (its bytes) for time travel. */
 export function openJournal(source: string | URL | Uint8Array | ArrayBuffer, options?: CursorOptions): JournalCursor;
 
 /**

@@ -1734,8 +1734,8 @@ class JournalCursor {
 }
 
 /**
- * Opens a recorded session for time travel: a journal directory (a path), or a replay log's
- * bytes (`options.snapshot` for a log that starts from one). Trust as in replay(): pass
+ * Opens a recorded session for time travel: a journal directory (a path), a replay log file
+ * (a path) or a replay log's bytes (`options.snapshot` for a log that starts from one). Trust as in replay(): pass
  * `trustedKeys` (and `devMode` for a devMode session's unsigned modules).
  */
 function openJournal(source, options) {
@@ -1755,6 +1755,15 @@ function openJournal(source, options) {
   if (isPath(source)) {
     const dir = pathText(source);
     if (dir === '') throw v.fail('source', 'a journal directory or a replay log\'s bytes', source);
+    // A replay log file (what `npx lockstep seek <file>` is given): its bytes. Anything else,
+    // a missing path included, is the native side's to open as a directory and report.
+    let isFile = false;
+    try {
+      isFile = statSync(dir).isFile();
+    } catch {
+      // Missing or unreadable: openDir says so (E_JOURNAL_IO naming it).
+    }
+    if (isFile) return new JournalCursor(call(() => native.NativeJournalCursor.openLog(readFileSync(dir), native_)));
     return new JournalCursor(call(() => native.NativeJournalCursor.openDir(dir, native_)));
   }
   if (source == null) throw v.fail('source', 'a journal directory (a path) or a replay log (its bytes)', source);

@@ -370,3 +370,30 @@ test('the CLI: seek <dir> <tick> --agent prints the state, the agent, its memory
   assert.match(bad.stderr, /E_INVALID_ARGUMENT.*0\.\.=40/);
   assert.equal(run('seek', dir, 'x').status, 2);
 });
+
+test('openJournal() and the CLI seek take a replay log file as the docs say; seek reads only decimal numbers', () => {
+  const dir = journaled(12, { snapshotIntervalTicks: 5 });
+  const rt = new Runtime({ ...session.OPTIONS, record: true });
+  session.start(rt);
+  for (let t = 0; t < 12; t++) session.step(rt, t);
+  const file = join(tmp('logfile'), 'session.lslog');
+  writeFileSync(file, rt.replayLog());
+  rt.close();
+  const ref = referenceHashes();
+  const hashes = ref.upTo(12);
+  ref.close();
+  const cursor = openJournal(file, trust);
+  assert.equal(cursor.endTick, 12);
+  cursor.seek(5);
+  assert.equal(cursor.stateHash(), hashes[4]);
+  const run = (...args) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  const fromFile = run('seek', file, '5', '--trust', EXAMPLES_PUBLIC_KEY, '--json');
+  assert.equal(fromFile.status, 0, fromFile.stderr);
+  assert.equal(JSON.parse(fromFile.stdout).stateHash, hashes[4]);
+  // '' and ' ' are not tick 0, '0x10' is not 16: usage errors, not another tick's state.
+  for (const args of [[''], [' '], ['0x10'], ['1e1'], ['5', '--agent', '0x1'], ['5', '--agent', '1', '--memory', '0:16:1'], ['5', '--agent', '1', '--memory', ' :8']]) {
+    const r = run('seek', dir, ...args, '--trust', EXAMPLES_PUBLIC_KEY);
+    assert.equal(r.status, 2, JSON.stringify(args) + r.stdout);
+    assert.match(r.stderr, /must be a tick number|needs an agent id|needs <offset>:<length>/, JSON.stringify(args));
+  }
+});

@@ -255,13 +255,16 @@ function hexdump(bytes, offset) {
 function seekCommand(args) {
   const [path, tickText] = args;
   if (!path || path.startsWith('--') || tickText === undefined) throw usage();
-  const tick = Number(tickText);
+  // Digits only: Number() would read '' and ' ' as 0, and '0x10' as 16.
+  const decimal = (text) => (/^\d+$/.test(text) ? Number(text) : NaN);
+  const tick = decimal(tickText);
   if (!Number.isInteger(tick) || tick < 0) throw new LockstepError('E_USAGE', `<tick> must be a tick number (ticks run), got ${tickText}\n${USAGE}`);
   const agentText = arg(args, '--agent');
-  const agent = agentText === undefined ? undefined : Number(agentText);
+  const agent = agentText === undefined ? undefined : decimal(agentText);
   if (agent !== undefined && (!Number.isInteger(agent) || agent < 1)) throw new LockstepError('E_USAGE', `--agent needs an agent id, got ${agentText}\n${USAGE}`);
   const memoryText = arg(args, '--memory') ?? '0:256';
-  const [offset, length] = memoryText.split(':').map(Number);
+  const parts = memoryText.split(':');
+  const [offset, length] = parts.length === 2 ? parts.map(decimal) : [NaN, NaN];
   if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0) throw new LockstepError('E_USAGE', `--memory needs <offset>:<length>, got ${memoryText}\n${USAGE}`);
   const started = Date.now();
   const cursor = openJournal(path, { ...trustArgs(args), snapshotIntervalTicks: 0 });

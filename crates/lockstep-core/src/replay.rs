@@ -90,8 +90,11 @@ struct Applied {
     /// The tick of the last Send record to an id that was no agent yet (ring input, drained
     /// at the start of a tick, after its spawns).
     send_to_nobody: Option<u64>,
-    /// A record other than Journal was applied (the Journal record comes before all of them).
+    /// A record other than Journal was applied (the Journal record comes before all of them),
+    /// or the replay started from a snapshot taken part-way through the session.
     started: bool,
+    /// The Journal record was applied (a journal has one).
+    journal_seen: bool,
 }
 
 /// Checks one decoded record against the limits the live API enforces and against the
@@ -206,6 +209,7 @@ fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Re
             return Err(corrupt(offset, name, "id", "not a model id (64 lowercase hex digits of SHA-256)"));
         }
         Record::Generated { tick, .. } => tick_is_now(*tick)?,
+        Record::Journal { .. } if applied.journal_seen => return Err(corrupt(offset, name, "tag", "a second Journal record (a journal has one identity)")),
         Record::Journal { .. } | Record::End { .. } | Record::Gap { .. } | Record::AgentLanguageModel { .. } => {}
     }
     Ok(())
@@ -440,10 +444,19 @@ impl Replayer {
         Ok(Self {
             rt,
             trusting: trust.is_some(),
-            applied: Applied { infer_tick: None, infer_offset: 0, send_to_nobody: None, started: false },
+            applied: Applied { infer_tick: None, infer_offset: 0, send_to_nobody: None, started: false, journal_seen: false },
             report: ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false },
             last_request_id,
         })
+    }
+
+    /// This replay starts from a snapshot taken part-way through the session (a journal's
+    /// automatic snapshot), not at its start: a Journal record from here on is refused, as in a
+    /// replay from the session's start (red team of issue 12: recovery and the cursor accepted
+    /// one that `verify` refused).
+    pub(crate) fn mid_session(mut self) -> Self {
+        self.applied.started = true;
+        self
     }
 
     /// Goes on replaying with `rt`, a replaying runtime restored from a snapshot this process
@@ -454,7 +467,7 @@ impl Replayer {
             rt,
             trusting,
             // Restored between ticks: no record of this tick applied yet.
-            applied: Applied { infer_tick: None, infer_offset: 0, send_to_nobody: None, started: true },
+            applied: Applied { infer_tick: None, infer_offset: 0, send_to_nobody: None, started: true, journal_seen: false },
             report: ReplayReport { ticks_verified: 0, checkpoints_verified: 0, final_hash: Digest::default(), divergence: None, complete: false },
             last_request_id,
         }
@@ -469,6 +482,7 @@ impl Replayer {
         let (rt, applied, report) = (&mut self.rt, &mut self.applied, &mut self.report);
         validate(&record, offset, rt, applied)?;
         applied.started |= !matches!(record, Record::Journal { .. });
+        applied.journal_seen |= matches!(record, Record::Journal { .. });
         let at = |e: LockstepError| match e {
             LockstepError::ReplayCorrupt { .. } => e,
             other => LockstepError::ReplayCorrupt { offset, reason: format!("recorded input no longer applies: {other}") },

@@ -813,7 +813,13 @@ impl Runtime {
         if self.recorder.is_some() {
             self.record(|r| r.record(&Record::TickEnd { tick, hash: report.hash, agents: report.agent_digests.clone() }));
             let every = self.config.checkpoint_interval_ticks;
-            if every > 0 && self.tick.is_multiple_of(every) {
+            // The journal's automatic snapshot gets a checkpoint at its tick too, so that
+            // whoever restores it (recovery, a cursor) checks its memory against the journal's
+            // deep hash before using it (red team of issue 12: a snapshot whose memory was not
+            // the session's passed every check but the tick hash chain).
+            let ticks_run = self.tick;
+            let snapshot_due = self.recorder.as_mut().and_then(Recorder::journal_mut).is_some_and(|j| j.snapshot_due(ticks_run));
+            if (every > 0 && self.tick.is_multiple_of(every)) || snapshot_due {
                 self.record_checkpoint();
             }
             if let Some(r) = self.recorder.as_mut() {

@@ -830,13 +830,13 @@ fn a_damaged_newest_snapshot_falls_back_to_the_one_before() {
     assert!(skipped[0].1.contains("corrupt"), "{skipped:?}");
     assert_eq!(skipped[1].0, 30);
     assert!(skipped[1].1.contains("tick 30"), "{skipped:?}");
-    // Every snapshot damaged (the recovery above wrote one at 50 too): recovery replays from
-    // the journal's beginning.
+    // Every snapshot damaged (the recovered runtime wrote one at 50 on its way to 57):
+    // recovery replays from the journal's beginning.
     for t in [10, 20, 50] {
         std::fs::write(snapshot_file(&dir, t), b"not a snapshot").unwrap();
     }
     let report = recovers_exactly(&dir, FsyncPolicy::Tick);
-    assert_eq!((report.snapshot_tick, report.ticks_replayed), (None, 57));
+    assert_eq!((report.snapshot_tick, report.ticks_replayed), (None, 57), "{report:?}");
 }
 
 #[test]
@@ -888,4 +888,285 @@ fn a_snapshot_refused_by_a_module_leaves_the_journal_recoverable() {
     let (rt, report) = Runtime::recover(dir.path(), options(FsyncPolicy::Tick)).unwrap();
     assert_eq!((report.tick, report.snapshot_tick), (12, None));
     assert_eq!(rt.agent_count(), 1);
+}
+
+/// Runs `f` on another thread; `None` if it has not returned within `secs` (it hangs).
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs)).ok()
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    assert!(std::process::Command::new("mkfifo").arg(path).status().unwrap().success());
+}
+
+/// Opens a FIFO for writing and for reading and closes it, so that a reader or a writer blocked
+/// opening it goes on.
+#[cfg(unix)]
+fn unblock(fifo: &Path) {
+    let _ = std::fs::OpenOptions::new().write(true).custom_flags_nonblock().open(fifo);
+    let _ = std::fs::OpenOptions::new().read(true).custom_flags_nonblock().open(fifo);
+}
+
+#[cfg(unix)]
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+#[cfg(unix)]
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(0o4000) // O_NONBLOCK: fails at once when nobody reads
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn directories_and_fifos_named_like_snapshots_or_segments_are_not_read_and_block_nothing() {
+    let dir = TempDir::new("not-files");
+    written_with_snapshots(&dir, FsyncPolicy::Tick, 45);
+    // A directory where a crash leaves a half-written snapshot, one named like a snapshot past
+    // the end (both things recovery removes when they are files), and the newest snapshot
+    // replaced by a FIFO (reading it blocks until someone writes).
+    let tmp = dir.path().join(format!("{}.tmp", journal::snapshot_file_name(70)));
+    std::fs::create_dir(&tmp).unwrap();
+    let future = snapshot_file(&dir, 90);
+    std::fs::create_dir(&future).unwrap();
+    let fifo = snapshot_file(&dir, 40);
+    std::fs::remove_file(&fifo).unwrap();
+    mkfifo(&fifo);
+    let path = dir.path().to_path_buf();
+    let cursor = within(20, move || {
+        let mut c = journal::JournalCursor::open_dir(&path, journal::CursorOptions::default())?;
+        c.seek(44)?;
+        Ok::<_, LockstepError>((c.snapshot_ticks(), c.runtime().state_hash()))
+    });
+    let path = dir.path().to_path_buf();
+    let recovered = within(20, move || Runtime::recover(&path, RecoverOptions { snapshot_interval_ticks: 10, ..options(FsyncPolicy::Tick) }));
+    unblock(&fifo);
+    let (ticks, hash) = cursor.expect("the cursor hangs on a FIFO named like a snapshot").unwrap();
+    assert_eq!(ticks, vec![10, 20, 30]);
+    let reference = uninterrupted(50);
+    assert_eq!(hash, reference[43]);
+    let (mut rt, report) = recovered.expect("recovery hangs on a FIFO named like a snapshot").unwrap();
+    assert_eq!((report.tick, report.snapshot_tick), (45, Some(30)));
+    assert!(report.snapshots_removed.is_empty(), "{report:?}");
+    for t in 45..50 {
+        assert_eq!(step(&mut rt, t).unwrap().hash, reference[t as usize]);
+    }
+    drop(rt);
+    assert!(tmp.is_dir() && future.is_dir());
+
+    // A FIFO named like a segment is damage, not something to wait on.
+    let last = last_segment(&dir);
+    std::fs::remove_file(&last).unwrap();
+    mkfifo(&last);
+    let path = dir.path().to_path_buf();
+    let r = within(20, move || code(Runtime::recover(&path, options(FsyncPolicy::Tick))));
+    unblock(&last);
+    assert_eq!(r.expect("recovery hangs on a FIFO named like a segment"), "E_JOURNAL_CORRUPT");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_or_fifo_where_a_snapshot_is_written_is_replaced_not_followed() {
+    let dir = TempDir::new("tmp-link");
+    let outside = TempDir::new("tmp-link-victim");
+    let victim = outside.path().join("precious");
+    std::fs::write(&victim, b"not the journal's").unwrap();
+    // Where the snapshots of ticks 10 and 20 are written first: a link to a file outside the
+    // journal, and a FIFO nobody reads.
+    std::os::unix::fs::symlink(&victim, dir.path().join(format!("{}.tmp", journal::snapshot_file_name(10)))).unwrap();
+    let fifo = dir.path().join(format!("{}.tmp", journal::snapshot_file_name(20)));
+    mkfifo(&fifo);
+    let path = dir.path().to_path_buf();
+    let ran = within(30, move || {
+        let mut rt = Runtime::new(config(Some(snapshotting(&path, FsyncPolicy::Group, 10)), false)).unwrap();
+        start(&mut rt);
+        for t in 0..25 {
+            step(&mut rt, t)?;
+        }
+        rt.sync_journal()
+    });
+    unblock(&fifo);
+    assert_eq!(ran.expect("the journal's writer blocks on a FIFO named like a snapshot being written").unwrap(), Some(24));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not the journal's");
+    for t in [10, 20] {
+        assert!(std::fs::symlink_metadata(snapshot_file(&dir, t)).unwrap().is_file(), "snapshot {t}");
+    }
+    let report = recovers_exactly(&dir, FsyncPolicy::Tick);
+    assert_eq!((report.tick, report.snapshot_tick), (25, Some(20)));
+}
+
+/// `snapshot` with the last of its distinct memory pages replaced by another page (one 4 KiB
+/// chunk of 0xAB), its address and the Pages section's checksum computed again: every check a
+/// snapshot file has holds, its tick and state hash are the session's, its memory is not.
+fn forged_memory(snapshot: &[u8]) -> Vec<u8> {
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    // Header (20 bytes), then sections: kind, codec, decoded u64, stored u64, body, BLAKE3.
+    let mut pos = 20;
+    while snapshot[pos] != 3 {
+        pos += 18 + u64_at(snapshot, pos + 10) + 32;
+    }
+    let (frame, end) = (pos, pos + 18 + u64_at(snapshot, pos + 10) + 32);
+    let body = &snapshot[frame + 18..end - 32];
+    // Pages (stored as is): count u32, then (address [32], mask u16, lz4 u8, blob u32 + bytes).
+    let (mut at, mut last) = (4, 4);
+    for _ in 0..u32_at(body, 0) {
+        last = at;
+        at += 39 + u32_at(body, at + 35);
+    }
+    let chunk = vec![0xABu8; 4096];
+    let mask: u16 = 1 << 15;
+    let mut address = blake3::Hasher::new();
+    address.update(&mask.to_le_bytes());
+    address.update(&chunk);
+    let mut forged = body[..last].to_vec();
+    forged.extend_from_slice(address.finalize().as_bytes());
+    forged.extend_from_slice(&mask.to_le_bytes());
+    forged.push(0);
+    forged.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+    forged.extend_from_slice(&chunk);
+    let mut out = snapshot[..frame].to_vec();
+    out.extend_from_slice(&[3, 0]);
+    out.extend_from_slice(&(forged.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(forged.len() as u64).to_le_bytes());
+    out.extend_from_slice(&forged);
+    let checksum = *blake3::hash(&out[frame..]).as_bytes();
+    out.extend_from_slice(&checksum);
+    out.extend_from_slice(&snapshot[end..]);
+    out
+}
+
+#[test]
+fn a_snapshot_whose_memory_is_not_the_sessions_is_found_and_not_used() {
+    let dir = TempDir::new("forged-memory");
+    written_with_snapshots(&dir, FsyncPolicy::Tick, 45);
+    let newest = snapshot_file(&dir, 40);
+    let forged = forged_memory(&std::fs::read(&newest).unwrap());
+    let info = lockstep_core::snapshot::info(&forged).expect("every checksum holds");
+    assert_eq!(info.tick, 40);
+    std::fs::write(&newest, &forged).unwrap();
+    // verify restores each snapshot and compares its memory with the replay's.
+    let v = journal::verify(dir.path(), 1, None, |_| {}).unwrap();
+    let problems: Vec<(u64, bool)> = v.snapshots.iter().map(|c| (c.tick, c.problem.is_some())).collect();
+    assert_eq!(problems, [(10, false), (20, false), (30, false), (40, true)]);
+    assert!(v.snapshots[3].problem.as_ref().unwrap().contains("memory"), "{:?}", v.snapshots[3]);
+    // The cursor and recovery check it against the journal's checkpoint of its tick (written
+    // with every automatic snapshot: the session checkpoints every 7 ticks, not at 40).
+    let mut cursor = journal::JournalCursor::open_dir(dir.path(), journal::CursorOptions::default()).unwrap();
+    let seek = cursor.seek(42).unwrap();
+    assert_eq!(seek.from_snapshot, Some(30));
+    assert_eq!(cursor.skipped_snapshots().iter().map(|s| s.tick).collect::<Vec<_>>(), [40]);
+    let report = recovers_exactly(&dir, FsyncPolicy::Tick);
+    assert_eq!((report.tick, report.snapshot_tick), (45, Some(30)));
+    assert_eq!(report.snapshots_skipped.len(), 1, "{report:?}");
+    assert!(report.snapshots_skipped[0].reason.contains("memory"), "{report:?}");
+}
+
+#[test]
+fn a_snapshot_that_does_not_replay_is_given_up_for_an_older_one() {
+    let dir = TempDir::new("pending-inputs");
+    written_with_snapshots(&dir, FsyncPolicy::Tick, 45);
+    // The session at tick 30 with tick 30's input already queued: its tick, state hash, memory
+    // (and so the checkpoint) are the session's, but replaying tick 30 from it delivers that
+    // message twice.
+    let mut rt = Runtime::new(config(None, false)).unwrap();
+    start(&mut rt);
+    for t in 0..30 {
+        step(&mut rt, t).unwrap();
+    }
+    rt.send(21, 1, 0, 30u64.to_le_bytes().to_vec()).unwrap();
+    std::fs::write(snapshot_file(&dir, 30), rt.snapshot().unwrap()).unwrap();
+    std::fs::remove_file(snapshot_file(&dir, 40)).unwrap();
+    let mut cursor = journal::JournalCursor::open_dir(dir.path(), journal::CursorOptions::default()).unwrap();
+    let seek = cursor.seek(33).unwrap();
+    assert_eq!(seek.from_snapshot, Some(20));
+    assert_eq!(cursor.runtime().state_hash(), uninterrupted(33)[32]);
+    assert_eq!(cursor.skipped_snapshots().iter().map(|s| s.tick).collect::<Vec<_>>(), [30]);
+    let report = recovers_exactly(&dir, FsyncPolicy::Tick);
+    assert_eq!((report.tick, report.snapshot_tick), (45, Some(20)));
+    assert_eq!(report.snapshots_skipped.iter().map(|s| s.tick).collect::<Vec<_>>(), [30], "{report:?}");
+
+    // Damage in the journal itself is still reported (the same failure from an older start),
+    // and the snapshots stay.
+    let dir = TempDir::new("damage-after-snapshot");
+    written_with_snapshots(&dir, FsyncPolicy::Tick, 45);
+    std::fs::remove_file(snapshot_file(&dir, 40)).unwrap();
+    let seg = last_segment(&dir);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut at = 64;
+    let mut tick_ends = vec![];
+    while at + 13 <= bytes.len() {
+        if is_tick_end(&bytes, at) {
+            tick_ends.push(at);
+        }
+        at += 5 + u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize + 4;
+    }
+    // A TickEnd before the last with its hash changed and its CRC made to hold.
+    let p = tick_ends[tick_ends.len() - 3];
+    let len = u32::from_le_bytes(bytes[p + 1..p + 5].try_into().unwrap()) as usize;
+    bytes[p + 13] ^= 1;
+    let crc = crc32fast::hash(&bytes[p..p + 5 + len]);
+    bytes[p + 5 + len..p + 9 + len].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+    let e = Runtime::recover(dir.path(), options(FsyncPolicy::Tick)).map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), "E_JOURNAL_CORRUPT");
+    assert!(e.to_string().contains("does not replay to its recorded hash"), "{e}");
+    let mut cursor = journal::JournalCursor::open_dir(dir.path(), journal::CursorOptions::default()).unwrap();
+    assert_eq!(cursor.seek(45).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    assert!(cursor.skipped_snapshots().is_empty());
+    assert_eq!(cursor.snapshot_ticks(), [10, 20, 30]);
+}
+
+#[test]
+fn recovering_with_record_refuses_a_journal_over_max_log_bytes_before_reading_it_into_memory() {
+    let dir = TempDir::new("record-too-big");
+    written(&dir, 45);
+    let segments = (1..).take_while(|&n| dir.seg(n).exists()).count();
+    assert!(segments >= 3, "{segments} segments");
+    let mut ticks_replayed = 0;
+    let small = RecoverOptions { record: true, max_log_bytes: 8 << 10, ..options(FsyncPolicy::Tick) };
+    let e = Runtime::recover_with_progress(dir.path(), small, |_| ticks_replayed += 1).map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), "E_INVALID_CONFIG");
+    assert!(e.to_string().contains("maxLogBytes"), "{e}");
+    assert_eq!(ticks_replayed, 0, "the journal was read and replayed before it was found too large");
+    // It recovers without the memory log.
+    let (_, report) = Runtime::recover(dir.path(), options(FsyncPolicy::Tick)).unwrap();
+    assert_eq!(report.tick, 45);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_lock_file_that_is_a_link_or_a_fifo_is_refused_not_followed() {
+    let outside = TempDir::new("lock-victim");
+    let victim = outside.path().join("precious");
+    std::fs::write(&victim, b"not the journal's").unwrap();
+    // A new journal whose LOCK is a link to a file outside it.
+    let dir = TempDir::new("lock-link");
+    std::os::unix::fs::symlink(&victim, dir.path().join("LOCK")).unwrap();
+    let e = Runtime::new(config(Some(journal(dir.path(), FsyncPolicy::Tick, 4096)), false)).map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), "E_JOURNAL_IO");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    // A journal to recover whose LOCK was replaced by one.
+    let written_dir = TempDir::new("lock-link-recover");
+    written(&written_dir, 5);
+    let lock = written_dir.path().join("LOCK");
+    std::fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    assert_eq!(code(Runtime::recover(written_dir.path(), options(FsyncPolicy::Tick))), "E_JOURNAL_IO");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not the journal's");
+    // A FIFO: refused too (it is no file to hold a pid).
+    std::fs::remove_file(&lock).unwrap();
+    mkfifo(&lock);
+    let path = written_dir.path().to_path_buf();
+    let r = within(20, move || code(Runtime::recover(&path, options(FsyncPolicy::Tick))));
+    unblock(&lock);
+    assert_eq!(r.expect("recovery blocks on a FIFO named LOCK"), "E_JOURNAL_IO");
 }

@@ -284,3 +284,177 @@ fn a_restored_runtime_journals_from_its_snapshot_and_recovers() {
     assert_eq!((cursor.first_tick(), cursor.lineage()), (20, None));
     let _: AgentId = 0;
 }
+
+/// The records of a whole log (its End record left out), to alter and encode again.
+fn records_of(log: &[u8]) -> Vec<lockstep_core::replay_log::Record> {
+    let mut reader = lockstep_core::replay_log::LogReader::new(log).unwrap();
+    let mut out = Vec::new();
+    while let Some(record) = reader.next_record().unwrap() {
+        if !matches!(record, lockstep_core::replay_log::Record::End { .. }) {
+            out.push(record);
+        }
+    }
+    out
+}
+
+fn encoded(records: &[lockstep_core::replay_log::Record]) -> Vec<u8> {
+    let mut out = Vec::new();
+    lockstep_core::replay_log::write_header(&mut out);
+    for r in records {
+        r.encode(&mut out);
+    }
+    out
+}
+
+#[test]
+fn a_failed_seek_leaves_the_cursor_on_a_recorded_state_and_fails_again() {
+    use lockstep_core::replay_log::Record;
+    let r = reference(TICKS);
+    let dir = TempDir::new("failed-seek");
+    let mut records = records_of(&journaled(&dir));
+    // A record no runtime could have written, right after tick 25's kill of agent 2 (valid
+    // CRC), and a TickEnd of tick 40 whose hash was altered.
+    let kill = records.iter().position(|r| matches!(r, Record::Kill { tick: 25, .. })).unwrap();
+    records.insert(kill + 1, Record::Shutdown { tick: 25, agent: 999 });
+    for record in &mut records {
+        if let Record::TickEnd { tick: 40, hash, .. } = record {
+            hash.0[0] ^= 1;
+        }
+    }
+    let mut cursor = JournalCursor::open_log(encoded(&records), CursorOptions { snapshot_interval_ticks: 8, ..CursorOptions::default() }).unwrap();
+    // The bad record: the seek fails and the cursor is where it was before tick 25's inputs
+    // (agent 2 running), not inside tick 25 with the kill applied.
+    assert_eq!(cursor.seek(30).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    at(&mut cursor, &r, 25);
+    assert_eq!(cursor.seek(25).unwrap().tick, 25);
+    at(&mut cursor, &r, 25);
+    // Seeking on does not step over the bad record: it fails again, every time.
+    assert_eq!(cursor.seek(26).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    assert_eq!(cursor.next_tick().unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    assert_eq!(cursor.messages_at(25).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    at(&mut cursor, &r, 25);
+
+    // The altered hash: the seek fails at tick 40, and the cursor stays on tick 40 as
+    // recorded, not on the state the diverging tick made.
+    records.remove(kill + 1);
+    let mut cursor = JournalCursor::open_log(encoded(&records), CursorOptions { snapshot_interval_ticks: 8, ..CursorOptions::default() }).unwrap();
+    assert_eq!(cursor.seek(45).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    at(&mut cursor, &r, 40);
+    assert_eq!(cursor.seek(41).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+    assert_eq!(cursor.seek(cursor.tick()).unwrap().tick, 40);
+    at(&mut cursor, &r, 40);
+    // A fork of it continues the recorded state.
+    let mut fork = cursor.fork(restore_options(None)).unwrap();
+    assert_eq!(fork.state_hash(), r.hashes[40]);
+    assert_eq!(step(&mut fork, 40).hash, r.hashes[41]);
+}
+
+#[test]
+fn a_segment_cut_after_the_cursor_opened_it_is_an_error_not_a_panic() {
+    let dir = TempDir::new("cut-under");
+    journaled(&dir);
+    let mut cursor = JournalCursor::open_dir(dir.path(), CursorOptions { snapshot_interval_ticks: 0, ..CursorOptions::default() }).unwrap();
+    // Another process replaces the first segment with a shorter file.
+    let first = dir.path().join(lockstep_core::journal::segment_file_name(1));
+    let bytes = std::fs::read(&first).unwrap();
+    std::fs::write(&first, &bytes[..bytes.len() / 2]).unwrap();
+    let e = cursor.seek(5).unwrap_err();
+    assert_eq!(e.code(), "E_JOURNAL_CORRUPT", "{e}");
+    assert!(e.to_string().contains("open the journal again"), "{e}");
+}
+
+/// Inserts `record` into the journal in `dir` right after the TickEnd record of `tick` (in
+/// whichever segment holds it), walking the record frames (tag u8, len u32, body, crc u32).
+fn insert_after_tick_end(dir: &Path, tick: u64, record: &lockstep_core::replay_log::Record) {
+    for n in 1.. {
+        let path = dir.join(lockstep_core::journal::segment_file_name(n));
+        let Ok(bytes) = std::fs::read(&path) else { break };
+        let mut at = if n == 1 { 16 } else { 64 };
+        while at + 13 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
+            let is_it = bytes[at] == 7 && u64::from_le_bytes(bytes[at + 5..at + 13].try_into().unwrap()) == tick;
+            at += 5 + len + 4;
+            if is_it {
+                let mut out = bytes[..at].to_vec();
+                record.encode(&mut out);
+                out.extend_from_slice(&bytes[at..]);
+                std::fs::write(&path, out).unwrap();
+                return;
+            }
+        }
+    }
+    panic!("no TickEnd of tick {tick}");
+}
+
+#[test]
+fn a_journal_record_is_refused_twice_and_mid_session_wherever_the_replay_starts() {
+    use lockstep_core::journal::verify;
+    use lockstep_core::replay_log::Record;
+    let forged = Record::Journal { id: [7; 16], parent: Some(Lineage { journal: Some([9; 16]), tick: 3, hash: Digest([1; 32]) }) };
+    // A second Journal record (another identity and lineage) right after the first.
+    let log = {
+        let dir = TempDir::new("two-ids");
+        journaled(&dir);
+        let first = std::fs::read(dir.path().join(lockstep_core::journal::segment_file_name(1))).unwrap();
+        let mut records = records_of(&first);
+        assert!(matches!(records[1], Record::Journal { .. }));
+        records.insert(2, forged.clone());
+        encoded(&records)
+    };
+    let e = lockstep_core::replay(&log, 1, |_| {}).unwrap_err();
+    assert!(e.to_string().contains("a second Journal record"), "{e}");
+    let mut cursor = JournalCursor::open_log(log, CursorOptions::default()).unwrap();
+    let end = cursor.end_tick();
+    assert!(end > 0);
+    assert_eq!(cursor.seek(end).unwrap_err().code(), "E_JOURNAL_CORRUPT");
+
+    // A Journal record where tick 20 begins, the tick of a snapshot: the replay from tick 0
+    // (verify) refuses it, and so do recovery and the cursor starting from that snapshot.
+    let dir = TempDir::new("mid-id");
+    journaled(&dir);
+    insert_after_tick_end(dir.path(), 19, &forged);
+    for t in [30, 40, 50, 60] {
+        std::fs::remove_file(dir.path().join(lockstep_core::journal::snapshot_file_name(t))).unwrap();
+    }
+    let e = verify(dir.path(), 1, None, |_| {}).unwrap_err();
+    assert!(e.to_string().contains("Journal record after the session's first input"), "{e}");
+    let mut cursor = JournalCursor::open_dir(dir.path(), CursorOptions::default()).unwrap();
+    let e = cursor.seek(25).unwrap_err();
+    assert!(e.to_string().contains("Journal record after the session's first input"), "{e}");
+    let e = Runtime::recover(dir.path(), RecoverOptions::default()).map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), "E_JOURNAL_CORRUPT", "{e}");
+    assert!(e.to_string().contains("Journal record after the session's first input"), "{e}");
+}
+
+#[test]
+fn a_damaged_snapshot_a_journal_starts_from_is_named_in_the_error() {
+    let mut rt = Runtime::new(config(None, false)).unwrap();
+    start(&mut rt);
+    for t in 0..20 {
+        step(&mut rt, t);
+    }
+    let snapshot = rt.snapshot().unwrap();
+    let dir = TempDir::new("base-damaged");
+    {
+        let journal = JournalConfig { snapshot_interval_ticks: 0, ..journal(dir.path()) };
+        let mut restored = Runtime::restore(&snapshot, restore_options(Some(journal))).unwrap();
+        for t in 20..25 {
+            step(&mut restored, t);
+        }
+    }
+    let base = dir.path().join(lockstep_core::journal::snapshot_file_name(20));
+    let mut bytes = std::fs::read(&base).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(&base, bytes).unwrap();
+    let errors = [
+        Runtime::recover(dir.path(), RecoverOptions::default()).map(|_| ()).unwrap_err(),
+        JournalCursor::open_dir(dir.path(), CursorOptions::default()).map(|_| ()).unwrap_err(),
+        lockstep_core::journal::verify(dir.path(), 1, None, |_| {}).map(|_| ()).unwrap_err(),
+    ];
+    for e in errors {
+        assert_eq!(e.code(), "E_JOURNAL_CORRUPT", "{e}");
+        let text = e.to_string();
+        assert!(text.contains(&base.display().to_string()) && !text.contains("the snapshot given"), "{text}");
+    }
+}

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::read::{corrupt, in_file, list_segments, read_file, scan, segment_header_of};
-use super::recover::{list_snapshots, session_start, SessionStart, SkippedSnapshot};
+use super::read::{corrupt, in_file, list_segments, read_file, read_regular, scan, segment_header_of};
+use super::recover::{base_snapshot_error, check_snapshot_memory, list_snapshots, session_start, SessionStart, SkippedSnapshot};
 use crate::bus::AgentId;
 use crate::error::{Digest, LockstepError, Result};
 use crate::observe::AgentMessages;
@@ -57,8 +57,23 @@ pub struct SeekReport {
 enum SnapshotAt {
     /// A file of the journal (checked against the journal's hash when restored).
     File(PathBuf),
-    /// One the cursor took of its own replay.
-    Memory(Arc<Vec<u8>>),
+    /// One the cursor took of its own replay, which started from the journal's snapshot of
+    /// that tick (`None`: from the session's start).
+    Memory(Arc<Vec<u8>>, Option<u64>),
+}
+
+/// A failure of a replay from a journal snapshot, that snapshot's tick, and the snapshots set
+/// aside while an older start is tried (it and the cursor's own taken from it).
+type SetAside = (String, u64, Vec<(u64, SnapshotAt)>);
+
+impl SnapshotAt {
+    /// The journal snapshot a cursor's own snapshot descends from (a file is its own).
+    fn origin(&self) -> Option<u64> {
+        match self {
+            SnapshotAt::File(_) => None,
+            SnapshotAt::Memory(_, origin) => *origin,
+        }
+    }
 }
 
 /// The session's bytes: a journal's segment files, or one log in memory.
@@ -128,6 +143,13 @@ pub struct JournalCursor {
     /// The replay, at `replayer.rt.current_tick()`, and the next record to apply.
     replayer: Option<Replayer>,
     next: Pos,
+    /// The replay is not at a tick boundary it verified (a step failed and the cursor could not
+    /// be put back): the next seek restores a snapshot rather than going on from here.
+    dirty: bool,
+    /// The journal's snapshot file the replay started from (directly or through the cursor's
+    /// own snapshots), and where the last failed step's replay had started from.
+    origin: Option<u64>,
+    failed_origin: Option<u64>,
 }
 
 impl JournalCursor {
@@ -162,7 +184,7 @@ impl JournalCursor {
         let base_snapshot = match start.base {
             Some(((tick, _, _), _)) => {
                 let file = dir.join(super::snapshot_file_name(tick));
-                Some(std::fs::read(&file).map_err(|e| corrupt(&file, 0, format!("the journal starts from this snapshot, which cannot be read: {e}")))?)
+                Some(read_regular(&file).map_err(|e| corrupt(&file, 0, format!("the journal starts from this snapshot, which cannot be read: {e}")))?)
             }
             None => None,
         };
@@ -226,6 +248,9 @@ impl JournalCursor {
             skipped: Vec::new(),
             replayer: None,
             next: Pos { file: 0, offset: 0 },
+            dirty: false,
+            origin: None,
+            failed_origin: None,
         };
         cursor.seek(cursor.first_tick)?;
         Ok(cursor)
@@ -304,6 +329,78 @@ impl JournalCursor {
     /// and verifying every tick. Costs at most one snapshot interval of replay once the
     /// snapshots are there (the journal's, or those the cursor took replaying this far).
     pub fn seek(&mut self, tick: u64) -> Result<SeekReport> {
+        self.falling_back(|c| c.seek_once(tick))
+    }
+
+    /// Runs `f` (a seek); when it fails replaying from a journal snapshot (a tick that does not
+    /// replay to its hash, a record that does not apply), runs it again without that snapshot
+    /// and the cursor's own taken from it: if that gets past the failure, the snapshot was not
+    /// the session's state (checksums and state hash held) and is skipped for good
+    /// (`skipped_snapshots`); the same failure again is the journal's, the snapshot is put back
+    /// and the failure returned (red team of issue 12).
+    fn falling_back<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T>) -> Result<T> {
+        // The last failure, the snapshot set aside for it, and the snapshots taken from it.
+        let mut last: Option<SetAside> = None;
+        loop {
+            self.failed_origin = None;
+            let result = f(self);
+            let failed = matches!(&result, Err(LockstepError::JournalCorrupt { .. } | LockstepError::ReplayCorrupt { .. }));
+            let error = result.as_ref().err().map(|e| e.to_string());
+            match (failed, self.failed_origin.take()) {
+                (true, Some(origin)) if last.as_ref().is_none_or(|(e, ..)| Some(e) != error.as_ref()) => {
+                    // A different failure after the last snapshot was set aside: that one was
+                    // not the session's state.
+                    if let Some((e, tick, _)) = last.take() {
+                        self.give_up(tick, e);
+                    }
+                    let aside: Vec<(u64, SnapshotAt)> =
+                        self.snapshots.iter().filter(|(&t, s)| t == origin || s.origin() == Some(origin)).map(|(&t, s)| (t, s.clone())).collect();
+                    if aside.is_empty() {
+                        // Nothing left to set aside (it went already): the failure stands.
+                        return result;
+                    }
+                    for (t, _) in &aside {
+                        self.snapshots.remove(t);
+                    }
+                    last = Some((error.unwrap_or_default(), origin, aside));
+                    self.dirty = true;
+                }
+                (true, _) => {
+                    // The same failure without it: the journal's. Put it back.
+                    if let Some((_, _, aside)) = last {
+                        self.snapshots.extend(aside);
+                    }
+                    return result;
+                }
+                (false, _) => {
+                    // Got past it (else another kind of error: the snapshot is put back).
+                    match last.take() {
+                        Some((e, tick, _)) if result.is_ok() => self.give_up(tick, e),
+                        Some((_, _, aside)) => self.snapshots.extend(aside),
+                        None => {}
+                    }
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// Records the journal snapshot of `tick` as not usable: the replay from it failed with
+    /// `error` where an older start went on.
+    fn give_up(&mut self, tick: u64, error: String) {
+        let file = self.snapshot_path(tick).unwrap_or_else(|| PathBuf::from("(log)"));
+        self.skipped.push(SkippedSnapshot { file, tick, reason: format!("it restores, but the session does not replay from it: {error}") });
+    }
+
+    /// The journal's snapshot file of `tick` (none for a log).
+    fn snapshot_path(&self, tick: u64) -> Option<PathBuf> {
+        match &self.files {
+            Files::Dir { segments, .. } => segments.first().and_then(|s| s.parent()).map(|d| d.join(super::snapshot_file_name(tick))),
+            Files::Log(_) => None,
+        }
+    }
+
+    fn seek_once(&mut self, tick: u64) -> Result<SeekReport> {
         if tick < self.first_tick || tick > self.end_tick {
             return Err(LockstepError::InvalidArgument {
                 name: "tick".into(),
@@ -313,15 +410,38 @@ impl JournalCursor {
         let here = self.replayer.as_ref().map(|r| r.rt.current_tick());
         let nearest = self.snapshots.range(..=tick).next_back().map(|(t, _)| *t);
         let mut from_snapshot = None;
-        let go_on = here.is_some_and(|h| h <= tick && nearest.is_none_or(|s| s <= h));
+        let go_on = !self.dirty && here.is_some_and(|h| h <= tick && nearest.is_none_or(|s| s <= h));
         if !go_on {
             from_snapshot = self.restore_nearest(tick)?;
+            self.dirty = false;
         }
         let before = self.tick();
         while self.tick() < tick {
-            self.step(false)?;
+            self.step_or_reset(false)?;
         }
         Ok(SeekReport { tick, ticks_replayed: tick - before, from_snapshot })
+    }
+
+    /// `step`, and when it fails (a record that does not apply, a tick that does not replay to
+    /// its hash, a file that changed), the cursor is put back at the tick it was at: a failed
+    /// step leaves the replay inside a tick or past a divergence, a state the session never
+    /// had, which a later seek must not go on from (red team of issue 12).
+    fn step_or_reset(&mut self, traced: bool) -> Result<()> {
+        let at = self.tick();
+        let result = self.step(traced);
+        if result.is_err() {
+            self.failed_origin = self.origin;
+            // Best effort: if even that fails, `dirty` makes the next seek start afresh.
+            self.dirty = true;
+            if self.restore_nearest(at).is_ok() {
+                let mut back = Ok(());
+                while back.is_ok() && self.tick() < at {
+                    back = self.step(false);
+                }
+                self.dirty = back.is_err();
+            }
+        }
+        result
     }
 
     /// One tick forward; `false` at the end of the session.
@@ -352,14 +472,16 @@ impl JournalCursor {
                 reason: format!("{tick} did not run in the recorded session (its ticks are {}..{})", self.first_tick, self.end_tick),
             });
         }
-        self.seek(tick)?;
-        self.replay()?.rt.set_tracing(true);
-        let stepped = self.step(true);
-        let rt = &mut self.replay()?.rt;
-        let trace = rt.take_trace();
-        rt.set_tracing(false);
-        stepped?;
-        Ok(trace)
+        self.falling_back(|c| {
+            c.seek_once(tick)?;
+            c.replay()?.rt.set_tracing(true);
+            let stepped = c.step_or_reset(true);
+            let rt = &mut c.replay()?.rt;
+            let trace = rt.take_trace();
+            rt.set_tracing(false);
+            stepped?;
+            Ok(trace)
+        })
     }
 
     /// Continues the session from the cursor's tick as a live runtime (restored from a
@@ -367,6 +489,12 @@ impl JournalCursor {
     /// whose Journal record names this session (its id, the tick and the state hash) as its
     /// parent. Two forks of one point fed the same inputs compute the same hashes.
     pub fn fork(&mut self, options: RestoreOptions) -> Result<Runtime> {
+        if self.dirty {
+            return Err(LockstepError::InvalidArgument {
+                name: "cursor".into(),
+                reason: "a failed seek left the cursor between ticks: seek to a tick before forking".into(),
+            });
+        }
         let session = self.session.clone();
         let id = self.id;
         let rt = &mut self.replay()?.rt;
@@ -381,16 +509,23 @@ impl JournalCursor {
     fn restore_nearest(&mut self, tick: u64) -> Result<Option<u64>> {
         while let Some((&at, source)) = self.snapshots.range(..=tick).next_back() {
             let source = source.clone();
-            let pos = self.starts[(at - self.first_tick) as usize];
+            let mut pos = self.starts[(at - self.first_tick) as usize];
             let restored = match &source {
                 SnapshotAt::File(file) => {
+                    let segment = self.files.bytes(pos.file as usize)?;
                     let expected = self.hashes[(at - self.first_tick) as usize];
-                    std::fs::read(file).map_err(|e| LockstepError::SnapshotCorrupt { offset: 0, reason: e.to_string() }).and_then(|bytes| {
+                    let started = read_regular(file).map_err(|e| LockstepError::SnapshotCorrupt { offset: 0, reason: e.to_string() }).and_then(|bytes| {
                         let base = ((at, Digest(*blake3::hash(&bytes).as_bytes()), expected), 0);
-                        Replayer::start_from(&self.session, self.workers, self.trust.as_ref(), Some(base), Some(&bytes))
+                        Replayer::start_from(&self.session, self.workers, self.trust.as_ref(), Some(base), Some(&bytes)).map(Replayer::mid_session)
+                    });
+                    // Its memory against the journal's checkpoint of its tick, if there is one.
+                    started.and_then(|mut r| {
+                        let offset = check_snapshot_memory(&mut r, &segment, pos.offset as usize, at)?;
+                        pos.offset = offset as u64;
+                        Ok(r)
                     })
                 }
-                SnapshotAt::Memory(bytes) => {
+                SnapshotAt::Memory(bytes, _) => {
                     let rt = &self.runtime().config().clone();
                     let options = RestoreOptions {
                         workers: self.workers,
@@ -406,6 +541,10 @@ impl JournalCursor {
                 Ok(r) => {
                     self.replayer = Some(r);
                     self.next = pos;
+                    self.origin = match source {
+                        SnapshotAt::File(_) => Some(at),
+                        SnapshotAt::Memory(_, origin) => origin,
+                    };
                     return Ok(Some(at));
                 }
                 Err(e @ (LockstepError::SnapshotUntrusted { .. } | LockstepError::ReplayUntrusted { .. })) => return Err(e),
@@ -417,10 +556,15 @@ impl JournalCursor {
                 }
             }
         }
-        let r = Replayer::start_from(&self.session, self.workers, self.trust.as_ref(), self.base, self.base_snapshot.as_deref())
-            .map_err(|e| in_file(&self.files.name(0), e))?;
+        let r = Replayer::start_from(&self.session, self.workers, self.trust.as_ref(), self.base, self.base_snapshot.as_deref()).map_err(|e| {
+            match (self.base, self.base.and_then(|((tick, _, _), _)| self.snapshot_path(tick))) {
+                (Some(((tick, _, _), _)), Some(file)) => base_snapshot_error(&file, tick, e),
+                _ => in_file(&self.files.name(0), e),
+            }
+        })?;
         self.replayer = Some(r);
         self.next = Pos { file: 0, offset: self.record_starts[0] };
+        self.origin = None;
         Ok(None)
     }
 
@@ -439,6 +583,16 @@ impl JournalCursor {
             }
             let bytes = self.files.bytes(file as usize)?;
             let name = self.files.name(file as usize);
+            if end as usize > bytes.len() {
+                return Err(corrupt(
+                    &name,
+                    bytes.len() as u64,
+                    format!(
+                        "{} bytes, but it held {end} when the cursor opened the journal: the file was cut or replaced since; open the journal again",
+                        bytes.len()
+                    ),
+                ));
+            }
             let mut reader = LogReader::at(&bytes[..end as usize], offset as usize);
             let record = reader.next_record().map_err(|e| in_file(&name, e))?.ok_or_else(|| corrupt(&name, offset, "no record where the index has one"))?;
             self.next = Pos { file, offset: reader.offset() };
@@ -472,7 +626,7 @@ impl JournalCursor {
             // Unsupported modules (table mutation): no cache, seeks replay from further back.
             if let Ok(bytes) = self.replay()?.rt.snapshot() {
                 self.cache_bytes += bytes.len();
-                self.snapshots.insert(tick, SnapshotAt::Memory(Arc::new(bytes)));
+                self.snapshots.insert(tick, SnapshotAt::Memory(Arc::new(bytes), self.origin));
             }
         }
         Ok(())

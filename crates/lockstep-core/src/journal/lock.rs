@@ -35,6 +35,18 @@ impl DirLock {
     /// if the file cannot be opened or written.
     pub(crate) fn acquire(dir: &Path) -> Result<Self> {
         let path: PathBuf = dir.join(LOCK_FILE);
+        // A regular file, never what a link points to: taking the lock truncates the file and
+        // writes a pid into it (red team of issue 12: a LOCK link to another file had that
+        // file emptied).
+        let not_a_file = |what: &str| LockstepError::JournalIo {
+            path: path.display().to_string(),
+            reason: format!("the journal's lock file is {what}: remove it (it holds only a pid) and try again"),
+        };
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => return Err(not_a_file("a symbolic link, not a regular file")),
+            Ok(m) if !m.is_file() => return Err(not_a_file("a directory, a FIFO or a device, not a regular file")),
+            _ => {}
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -42,6 +54,9 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| io_error(&path, "opening the journal's lock file", &e))?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(not_a_file("not a regular file (it was replaced while being opened)"));
+        }
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

@@ -51,9 +51,24 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<Segment>> {
     Ok(segments)
 }
 
-/// Reads a whole segment file.
+/// Reads a whole segment file: a regular file (a FIFO or a device named like a segment would
+/// block or never end: `E_JOURNAL_CORRUPT`).
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| io_error(path, "reading a journal segment", &e))
+    match read_regular(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(corrupt(path, 0, format!("{e}: the journal's segments are files"))),
+        other => other.map_err(|e| io_error(path, "reading a journal segment", &e)),
+    }
+}
+
+/// `std::fs::read` of a regular file only (a link to one included): a directory, a FIFO or a
+/// device named like a journal's file is `InvalidInput` (reading one could block, or never end).
+pub(crate) fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() { "a directory" } else { "a FIFO, socket or device" };
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}, not a regular file")));
+    }
+    std::fs::read(path)
 }
 
 /// `E_JOURNAL_CORRUPT` at `offset` of `path`.

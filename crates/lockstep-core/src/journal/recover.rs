@@ -199,16 +199,43 @@ pub(crate) fn session_start(bytes: &[u8], path: &Path) -> Result<SessionStart> {
     Ok(start)
 }
 
+/// The error of restoring the snapshot a journal starts from (its Base record's, `file`): one
+/// that does not restore, or is not the one the Base record names, is the journal's damage,
+/// named by its file (red team of issue 12: "the snapshot given hashes to ...", naming no file,
+/// though nobody gave one).
+pub(crate) fn base_snapshot_error(file: &Path, tick: u64, e: LockstepError) -> LockstepError {
+    let (offset, what) = match e {
+        LockstepError::SnapshotMismatch { differences } => {
+            // Nobody "gave" it: say which bytes and which record disagree.
+            let said = differences
+                .replace("the snapshot given hashes to", "its bytes hash to")
+                .replace("; the log starts from the snapshot", ", the Base record names");
+            (0, format!("{said} (the file was altered or damaged)"))
+        }
+        LockstepError::SnapshotCorrupt { offset, reason } => (offset, reason),
+        e @ LockstepError::SnapshotVersion { .. } => (0, e.to_string()),
+        other => return other,
+    };
+    corrupt(file, offset, format!("the journal starts from this snapshot (its Base record names tick {tick}), which does not restore: {what}"))
+}
+
 /// Snapshot files by tick.
 pub(crate) type SnapshotFiles = Vec<(u64, PathBuf)>;
 
-/// The snapshot files of `dir`, by tick ascending, and leftovers of interrupted writes.
+/// The snapshot files of `dir`, by tick ascending, and leftovers of interrupted writes (regular
+/// files only: anything else is ignored, as files that are not the journal's are).
 pub(crate) fn list_snapshots(dir: &Path) -> Result<(SnapshotFiles, Vec<PathBuf>)> {
     let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, "reading the journal directory", &e))?;
     let (mut found, mut tmp) = (Vec::new(), Vec::new());
     for entry in entries {
         let entry = entry.map_err(|e| io_error(dir, "reading the journal directory", &e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        // Only regular files (a link to one included): a directory, a FIFO or a device named
+        // like a snapshot is no snapshot of the journal's, and reading one could block or
+        // never end (red team of issue 12).
+        if !std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         if let Some(tick) = super::parse_snapshot_name(&name) {
             found.push((tick, entry.path()));
         } else if name.strip_suffix(super::TMP_SUFFIX).and_then(super::parse_snapshot_name).is_some() {
@@ -226,6 +253,9 @@ fn first_tick_of(path: &Path, index: u32, base_tick: u64) -> Option<u64> {
     }
     use std::io::Read;
     let mut head = vec![0u8; crate::replay_log::HEADER_BYTES + super::CONTINUATION_HEADER_BYTES];
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).ok()?;
     match read::segment_header(&head, path, index) {
         Ok(Some(h)) => Some(h.first_tick),
@@ -253,24 +283,55 @@ pub(crate) fn tick_start(bytes: &[u8], header: &read::SegmentHeader, complete_en
     None
 }
 
-/// Tries the snapshots of `dir` newest first (those after the journal's start, at or before
-/// `at_most`): the first whose file restores, whose tick the journal holds whole, and whose
-/// state hash is the journal's at that tick. Damage in a snapshot only skips it; damage in a
-/// segment is the journal's error.
+/// Checks a replay just restored from the snapshot of `tick` against the journal's Checkpoint
+/// record of that tick, when one is where the tick's records start (`offset` in `bytes`, the
+/// segment's complete ticks): the journal writes one with every automatic snapshot, so a
+/// snapshot whose memory is not the session's (the tick hash chain covers no memory) is found
+/// before it is used. Returns where the records after it start; `E_SNAPSHOT_MISMATCH` if the
+/// deep hashes differ.
+pub(crate) fn check_snapshot_memory(rp: &mut Replayer, bytes: &[u8], offset: usize, tick: u64) -> Result<usize> {
+    let mut reader = LogReader::at(bytes, offset);
+    let Ok(Some(record @ Record::Checkpoint { tick: t, .. })) = reader.next_record() else {
+        return Ok(offset);
+    };
+    if t != tick {
+        return Ok(offset);
+    }
+    match rp.apply(record, offset as u64, &mut |_| {})? {
+        Step::Stopped => {
+            let d = rp.report.divergence.take();
+            let agent = d.as_ref().and_then(|d| d.agent).map(|a| format!(" (agent {a} differs first)")).unwrap_or_default();
+            Err(LockstepError::SnapshotMismatch {
+                differences: format!(
+                    "its memory is not the journal's state at tick {tick}: its deep hash {} is not the journal's checkpoint {}{agent}",
+                    d.as_ref().map(|d| d.actual.to_hex()).unwrap_or_default(),
+                    d.as_ref().map(|d| d.expected.to_hex()).unwrap_or_default()
+                ),
+            })
+        }
+        _ => Ok(reader.offset() as usize),
+    }
+}
+
+/// Tries the snapshots of `dir` newest first (those after the journal's start, but those of the
+/// ticks in `exclude`): the first whose file restores, whose tick the journal holds whole, whose
+/// state hash is the journal's at that tick, and whose memory is the journal's checkpoint of
+/// that tick where it has one. Damage in a snapshot only skips it; damage in a segment is the
+/// journal's error.
 fn start_from_snapshot(
     dir: &Path,
     segments: &[read::Segment],
     start: &SessionStart,
     workers: usize,
     trust: Option<&ReplayTrust>,
-    at_most: Option<u64>,
+    exclude: &[u64],
     skipped: &mut Vec<SkippedSnapshot>,
 ) -> Result<Option<(StartPoint, Vec<u8>)>> {
     let base_tick = start.base.map_or(0, |((t, _, _), _)| t);
     let (snapshots, _) = list_snapshots(dir)?;
     let firsts: Vec<Option<u64>> = segments.iter().map(|s| first_tick_of(&s.path, s.index, base_tick)).collect();
     for (tick, file) in snapshots.into_iter().rev() {
-        if tick <= base_tick || at_most.is_some_and(|m| tick > m) {
+        if tick <= base_tick || exclude.contains(&tick) {
             continue;
         }
         let skip = |reason: String| SkippedSnapshot { file: file.clone(), tick, reason };
@@ -290,7 +351,7 @@ fn start_from_snapshot(
             skipped.push(skip("past the journal's last complete tick (the ticks before it were not written)".into()));
             continue;
         };
-        let snapshot = match std::fs::read(&file) {
+        let snapshot = match read::read_regular(&file) {
             Ok(b) => b,
             Err(e) => {
                 skipped.push(skip(format!("cannot be read: {e}")));
@@ -298,8 +359,13 @@ fn start_from_snapshot(
             }
         };
         let base = ((tick, crate::error::Digest(*blake3::hash(&snapshot).as_bytes()), hash), 0);
-        match Replayer::start_from(&start.session, workers, trust, Some(base), Some(&snapshot)) {
-            Ok(replayer) => return Ok(Some((StartPoint { replayer, segment: k, offset, snapshot_tick: Some(tick) }, bytes))),
+        let started = Replayer::start_from(&start.session, workers, trust, Some(base), Some(&snapshot)).and_then(|replayer| {
+            let mut replayer = replayer.mid_session();
+            let offset = check_snapshot_memory(&mut replayer, &bytes[..s.complete_end], offset, tick)?;
+            Ok((replayer, offset))
+        });
+        match started {
+            Ok((replayer, offset)) => return Ok(Some((StartPoint { replayer, segment: k, offset, snapshot_tick: Some(tick) }, bytes))),
             Err(e @ (LockstepError::SnapshotUntrusted { .. } | LockstepError::ReplayUntrusted { .. })) => return Err(e),
             Err(LockstepError::ReplayCorrupt { reason, .. }) => skipped.push(skip(format!("not the journal's state at tick {tick}: {reason}"))),
             Err(e) => skipped.push(skip(e.to_string())),
@@ -309,13 +375,17 @@ fn start_from_snapshot(
 }
 
 /// Replays every segment of `dir` in order, up to the last complete tick: from the newest
-/// usable snapshot when `from_snapshot`, else from the journal's start.
+/// usable snapshot (but those of the ticks in `exclude`) when `from_snapshot` is given, else
+/// from the journal's start. `started` is set to the snapshot's tick once it is chosen, so a
+/// caller knows where a failed replay started.
+#[allow(clippy::too_many_arguments)]
 fn replay_dir(
     dir: &Path,
     workers: usize,
     trust: Option<&ReplayTrust>,
     keep_stream: bool,
-    from_snapshot: bool,
+    from_snapshot: Option<&[u64]>,
+    started: &mut Option<u64>,
     mut check: Option<&mut Vec<SnapshotCheck>>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Replayed> {
@@ -329,7 +399,11 @@ fn replay_dir(
     let id = start.id(&first);
     let interval = start.session.checkpoint_interval_ticks;
     let mut skipped = Vec::new();
-    let found = if from_snapshot { start_from_snapshot(dir, &segments, &start, workers, trust, None, &mut skipped)? } else { None };
+    let found = match from_snapshot {
+        Some(exclude) => start_from_snapshot(dir, &segments, &start, workers, trust, exclude, &mut skipped)?,
+        None => None,
+    };
+    *started = found.as_ref().and_then(|(p, _)| p.snapshot_tick);
     let (point, mut first_bytes) = match found {
         Some((p, bytes)) => (p, Some(bytes)),
         None => {
@@ -337,13 +411,16 @@ fn replay_dir(
             let snapshot = match start.base {
                 Some(((tick, _, _), _)) => {
                     let file = dir.join(super::snapshot_file_name(tick));
-                    Some(std::fs::read(&file).map_err(|e| {
+                    Some(read::read_regular(&file).map_err(|e| {
                         corrupt(&file, 0, format!("the journal starts from this snapshot (its Base record names tick {tick}), which cannot be read: {e}"))
                     })?)
                 }
                 None => None,
             };
-            let replayer = Replayer::start_from(&start.session, workers, trust, start.base, snapshot.as_deref()).map_err(|e| in_file(&segments[0].path, e))?;
+            let replayer = Replayer::start_from(&start.session, workers, trust, start.base, snapshot.as_deref()).map_err(|e| match start.base {
+                Some(((tick, _, _), _)) => base_snapshot_error(&dir.join(super::snapshot_file_name(tick)), tick, e),
+                None => in_file(&segments[0].path, e),
+            })?;
             (StartPoint { replayer, segment: 0, offset: 0, snapshot_tick: None }, Some(first))
         }
     };
@@ -413,7 +490,7 @@ fn replay_dir(
             if let (Step::Ticked, Some(checks)) = (step, check.as_deref_mut()) {
                 while to_check.front().is_some_and(|(t, _)| *t <= rp.rt.current_tick()) {
                     if let Some((tick, file)) = to_check.pop_front() {
-                        checks.push(check_snapshot(&file, tick, &rp.rt));
+                        checks.push(check_snapshot(&file, tick, &mut rp.rt, Some((&start.session, workers, trust))));
                     }
                 }
             }
@@ -473,9 +550,14 @@ pub struct SnapshotCheck {
     pub problem: Option<String>,
 }
 
-/// Checks a snapshot file against the replay, which is at its tick.
-fn check_snapshot(file: &Path, tick: u64, rt: &Runtime) -> SnapshotCheck {
-    let problem = match std::fs::read(file) {
+/// What `check_snapshot` restores a snapshot with, to compare its memory with the replay's:
+/// the session, the workers and the caller's trust.
+type Restore<'a> = (&'a crate::replay_log::SessionConfig, usize, Option<&'a ReplayTrust>);
+
+/// Checks a snapshot file against the replay, which is at its tick: its tick and state hash,
+/// and (with `restore`) its memory, restored and deep-hashed (the state hash covers no memory).
+fn check_snapshot(file: &Path, tick: u64, rt: &mut Runtime, restore: Option<Restore<'_>>) -> SnapshotCheck {
+    let problem = match read::read_regular(file) {
         Err(e) => Some(format!("cannot be read: {e}")),
         Ok(bytes) => match crate::snapshot::info(&bytes) {
             Err(e) => Some(e.to_string()),
@@ -483,7 +565,16 @@ fn check_snapshot(file: &Path, tick: u64, rt: &Runtime) -> SnapshotCheck {
             Ok(info) if info.tick != tick || info.state_hash != rt.state_hash() => {
                 Some(format!("holds tick {} with state hash {}, but the journal's state at tick {tick} is {}", info.tick, info.state_hash, rt.state_hash()))
             }
-            Ok(_) => None,
+            Ok(info) => restore.and_then(|(session, workers, trust)| {
+                let base = ((tick, info.hash, info.state_hash), 0);
+                match Replayer::start_from(session, workers, trust, Some(base), Some(&bytes)) {
+                    Err(e) => Some(format!("does not restore: {e}")),
+                    Ok(mut restored) => {
+                        let (its, replayed) = (restored.rt.deep_hash().hash, rt.deep_hash().hash);
+                        (its != replayed).then(|| format!("its memory is not the journal's state at tick {tick}: deep hash {its}, the replay's {replayed}"))
+                    }
+                }
+            }),
         },
     };
     SnapshotCheck { file: file.to_path_buf(), tick, problem }
@@ -495,12 +586,12 @@ fn check_snapshot(file: &Path, tick: u64, rt: &Runtime) -> SnapshotCheck {
 /// read as far as it is complete. `progress` gets the ticks verified after each tick.
 pub fn verify(dir: &Path, workers: usize, trust: Option<&ReplayTrust>, mut progress: impl FnMut(u64)) -> Result<JournalVerifyReport> {
     let mut snapshots = Vec::new();
-    let r = replay_dir(dir, workers, trust, false, false, Some(&mut snapshots), &mut progress)?;
-    let (rt, report) = r.replayer.finish();
+    let r = replay_dir(dir, workers, trust, false, None, &mut None, Some(&mut snapshots), &mut progress)?;
+    let (mut rt, report) = r.replayer.finish();
     // Snapshots the replay did not reach: past the journal's end, or past a divergence.
     for (tick, file) in list_snapshots(dir)?.0 {
         if tick > rt.current_tick() && !snapshots.iter().any(|c| c.file == file) {
-            snapshots.push(check_snapshot(&file, tick, &rt));
+            snapshots.push(check_snapshot(&file, tick, &mut rt, None));
         }
     }
     Ok(JournalVerifyReport { replay: report, tick: r.complete_ticks, segments: r.segments, records: r.records, cut: r.cut, snapshots })
@@ -519,6 +610,16 @@ fn diverged(d: &Divergence, at: &(PathBuf, u64)) -> LockstepError {
         at.1,
         format!("{what}{agent}: the journal was altered, or written by a runtime that computes differently; nothing after it can be recovered"),
     )
+}
+
+/// `E_INVALID_CONFIG`: recovering with `record` needs the journal's log (`bytes`, or at least
+/// that) in memory, more than `max` allows.
+fn too_big_for_memory(bytes: String, max: usize) -> LockstepError {
+    LockstepError::InvalidConfig {
+        reason: format!(
+            "the journal's log so far is {bytes} bytes, more than maxLogBytes ({max}): recover with record: false (the journal is the log) or a larger maxLogBytes"
+        ),
+    }
 }
 
 impl Runtime {
@@ -547,7 +648,21 @@ impl Runtime {
         std::fs::metadata(dir).map_err(|e| io_error(dir, "opening the journal directory", &e))?;
         // A directory without a journal is E_JOURNAL_NOT_FOUND before the lock is taken, so a
         // mistaken path is left as it was (no LOCK file). Listed again under the lock.
-        list_segments(dir)?;
+        let segments = list_segments(dir)?;
+        if options.record {
+            // The in-memory log would hold every segment but what the last one may have torn:
+            // refused before it is read into memory when even that is over the bound (red team
+            // of issue 12: the whole journal was read, however large, and then refused).
+            let mut sizes = Vec::with_capacity(segments.len());
+            for s in &segments {
+                sizes.push(std::fs::metadata(&s.path).map_err(|e| io_error(&s.path, "reading a journal segment's size", &e))?.len());
+            }
+            let headers = (crate::replay_log::HEADER_BYTES + super::CONTINUATION_HEADER_BYTES) as u64 * (segments.len() as u64 - 1);
+            let surely = sizes.iter().sum::<u64>().saturating_sub(headers).saturating_sub(sizes.last().copied().unwrap_or(0));
+            if surely > options.max_log_bytes as u64 {
+                return Err(too_big_for_memory(format!("at least {surely}"), options.max_log_bytes));
+            }
+        }
         let lock = DirLock::acquire(dir)?;
         let journal = JournalConfig {
             dir: dir.to_path_buf(),
@@ -556,7 +671,33 @@ impl Runtime {
             snapshot_interval_ticks: options.snapshot_interval_ticks,
         };
         super::check_segment_bytes(options.segment_bytes)?;
-        let r = replay_dir(dir, options.workers, options.trust.as_ref(), options.record, true, None, &mut progress)?;
+        // A replay that started from a snapshot and failed (a tick or checkpoint that does not
+        // replay to its hash, a record that does not apply) is tried again from an older one:
+        // if that gets past the failure, the snapshot was not the session's state (its
+        // checksums and state hash held; red team of issue 12: such a snapshot made the journal
+        // unrecoverable). The same failure again is the journal's, and reported.
+        let mut excluded: Vec<SkippedSnapshot> = Vec::new();
+        let mut last_failure: Option<String> = None;
+        let mut r = loop {
+            let exclude: Vec<u64> = excluded.iter().map(|s| s.tick).collect();
+            let mut started = None;
+            let attempt = replay_dir(dir, options.workers, options.trust.as_ref(), options.record, Some(&exclude), &mut started, None, &mut progress);
+            let failure = match &attempt {
+                Ok(r) => r.replayer.report.divergence.as_ref().map(|d| diverged(d, r.stopped_at.as_ref().unwrap_or(&(dir.to_path_buf(), 0)))),
+                Err(e @ (LockstepError::JournalCorrupt { .. } | LockstepError::ReplayCorrupt { .. })) => Some(e.clone()),
+                Err(_) => None,
+            };
+            match (failure, started) {
+                (Some(e), Some(tick)) if last_failure.as_deref() != Some(e.to_string().as_str()) => {
+                    last_failure = Some(e.to_string());
+                    let file = dir.join(super::snapshot_file_name(tick));
+                    excluded.push(SkippedSnapshot { file, tick, reason: format!("it restores, but the journal does not replay from it: {e}") });
+                }
+                _ => break attempt?,
+            }
+        };
+        r.skipped.extend(excluded);
+        r.skipped.sort_by_key(|s| std::cmp::Reverse(s.tick));
         let last_request_id = r.replayer.last_request_id;
         let (mut rt, report) = r.replayer.finish();
         if let Some(d) = &report.divergence {
@@ -604,12 +745,7 @@ impl Runtime {
         if let Some(stream) = r.stream {
             let len = stream.len();
             if recorder.start_memory_from(stream, options.max_log_bytes) == Appended::Cut {
-                return Err(LockstepError::InvalidConfig {
-                    reason: format!(
-                        "the journal's log so far is {len} bytes, more than maxLogBytes ({}): recover with record: false (the journal is the log) or a larger maxLogBytes",
-                        options.max_log_bytes
-                    ),
-                });
+                return Err(too_big_for_memory(len.to_string(), options.max_log_bytes));
             }
         }
         let sink = JournalSink::resume(&journal, lock, next_index, tick, rt.state_hash(), durable, r.id)?;

@@ -120,7 +120,11 @@ pub(crate) fn write_snapshot_file(dir: &std::path::Path, tick: u64, bytes: &[u8]
     let path = dir.join(snapshot_file_name(tick));
     let tmp = dir.join(format!("{}{}", snapshot_file_name(tick), super::TMP_SUFFIX));
     let written = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| io_error(&tmp, "creating a snapshot", &e))?;
+        // A new file, never what the name holds already: a leftover `.tmp` is replaced, and a
+        // link or FIFO put there is not followed (red team of issue 12: a link made the
+        // runtime overwrite the file it pointed to, a FIFO blocked the writer for good).
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| io_error(&tmp, "creating a snapshot", &e))?;
         let (first, rest) = bytes.split_at(bytes.len() / 2);
         file.write_all(first).map_err(|e| io_error(&tmp, "writing a snapshot", &e))?;
         crash_point("snapshot-write");
