@@ -22,7 +22,15 @@ fn main() {
     rt.run(5).unwrap();
     let bytes = rt.snapshot().unwrap();
     drop(rt);
-    let t = std::time::Instant::now();
+    // CPU time of this process (user + system, /proc): less swayed by other processes than
+    // wall time on a loaded machine.
+    let cpu = || -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) * 10.0 // clock ticks of 10 ms
+    };
+    let (t, c) = (std::time::Instant::now(), cpu());
     for _ in 0..rounds {
         if mode == "spawn" {
             drop(spawn());
@@ -30,5 +38,5 @@ fn main() {
             drop(Runtime::restore(&bytes, RestoreOptions { workers: 1, ..RestoreOptions::development() }).unwrap());
         }
     }
-    eprintln!("{mode}: {:.1} ms per round", t.elapsed().as_secs_f64() * 1e3 / rounds as f64);
+    eprintln!("{mode}: {:.1} ms per round (CPU {:.0} ms)", t.elapsed().as_secs_f64() * 1e3 / rounds as f64, (cpu() - c) / rounds as f64);
 }
