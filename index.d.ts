@@ -543,6 +543,8 @@ export interface LogSummary {
   shutdowns: number;
   checkpoints: number;
   inferResults: number;
+  /** Changes of the workflow graph: connect, disconnect and trigger records. */
+  graphChanges: number;
   /** Records too large to write (a replay stops there). */
   gaps: number;
   /** The log ends with its End record (never a journal). */
