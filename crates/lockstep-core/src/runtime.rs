@@ -915,7 +915,8 @@ impl Runtime {
             if !phase.barriers.is_empty() {
                 scheduler::hold_barriers(slots, &phase.barriers, graph);
             }
-            scheduler::run_agents(slots, &phase.members, tick, if parallel { self.pool.as_ref() } else { None }, workers, trace);
+            let pool = self.pool.as_ref().filter(|_| parallel && scheduler::phase_uses_pool(phase.members.len(), schedule.len(), running, self.last_fuel));
+            scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace);
             scheduler::settle(slots, &phase.members, tick, hasher, &mut report, &mut self.outputs);
         }
         self.serve_inference(tick, &mut report, &live);

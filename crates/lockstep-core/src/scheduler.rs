@@ -30,6 +30,29 @@ use crate::tick_hash::{AgentTickDigest, TickHasher};
 pub const PARALLEL_MIN_AGENTS: usize = 64;
 /// ...unless the last tick burned this much fuel, a sign that the agents do real work.
 pub const PARALLEL_MIN_FUEL: u64 = 2_000_000;
+/// In a tick of several phases (graph levels, priorities), a phase runs on the pool only with
+/// this many agents, or `PARALLEL_PHASE_MIN_FUEL` of estimated work: waking the pool costs
+/// every phase that uses it (measured, bench_dag: 10 levels of 100 trivial agents on 2 workers
+/// ticked ~10% slower than on one thread).
+pub const PARALLEL_PHASE_MIN_AGENTS: usize = 256;
+/// The phase's share of the last tick's fuel (by its agents) that makes it worth the pool.
+pub const PARALLEL_PHASE_MIN_FUEL: u64 = 250_000;
+
+/// Whether one phase of `members` agents runs on the pool, in a parallel tick of `phases`
+/// phases, `running` agents and `last_fuel` burned the tick before. A single chunk never does
+/// (one thread would take it anyway); a tick of one phase (no graph, one priority) uses the
+/// pool as it always has; otherwise the phase must have enough agents or work. Never changes
+/// results.
+pub(crate) fn phase_uses_pool(members: usize, phases: usize, running: usize, last_fuel: u64) -> bool {
+    if members <= CHUNK_AGENTS {
+        return false;
+    }
+    if phases <= 1 || members >= PARALLEL_PHASE_MIN_AGENTS {
+        return true;
+    }
+    let share = last_fuel as u128 * members as u128 / running.max(1) as u128;
+    share >= PARALLEL_PHASE_MIN_FUEL as u128
+}
 
 /// One agent's place in the runtime. Slots are never removed: index = id - 1.
 pub struct AgentSlot {
@@ -274,8 +297,7 @@ impl TickReport {
 type Chunk<'a> = (&'a mut [AgentSlot], usize, &'a [usize]);
 
 /// Every running agent at `live` (one phase's members) receives its inbox and steps, on
-/// `workers` threads (the calling one included) when `pool` is given and there is more than
-/// one chunk of agents (a single chunk runs on one thread anyway).
+/// `workers` threads (the calling one included) when `pool` is given (`phase_uses_pool`).
 ///
 /// In parallel, the calling thread works too: it starts at once, and the pool's threads
 /// (workers - 1 of them) join as soon as they wake, taking chunks from a shared counter.
@@ -289,7 +311,7 @@ type Chunk<'a> = (&'a mut [AgentSlot], usize, &'a [usize]);
 /// `trace`: copy each agent's delivered messages for `settle` to report (a traced tick).
 pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, pool: Option<&rayon::ThreadPool>, workers: usize, trace: bool) {
     let max_agent_id = slots.len() as u64;
-    let Some(pool) = pool.filter(|_| live.len() > CHUNK_AGENTS) else {
+    let Some(pool) = pool else {
         run_slots(slots, 0, live, tick, max_agent_id, trace);
         return;
     };
