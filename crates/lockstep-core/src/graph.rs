@@ -323,6 +323,14 @@ mod tests {
     }
 
     #[test]
+    fn the_edge_limit_is_enforced_before_the_cycle_check() {
+        let mut g = graph(&[(1, 2)]);
+        assert_eq!(g.check_connect(2, 3, MAX_EDGES), Err(LockstepError::EdgeLimit { max: MAX_EDGES }));
+        assert_eq!(g.check_connect(2, 1, MAX_EDGES), Err(LockstepError::EdgeLimit { max: MAX_EDGES }));
+        g.check_connect(2, 3, MAX_EDGES - 1).unwrap();
+    }
+
+    #[test]
     fn incremental_levels_match_a_recount() {
         let mut g = Graph::default();
         let mut state = 12345u64;
@@ -331,10 +339,10 @@ mod tests {
             let (a, b) = ((state >> 33) % 60 + 1, (state >> 13) % 60 + 1);
             if g.check_connect(a, b, 1).is_ok() {
                 g.connect(a, b);
-            } else if state % 3 == 0 {
+            } else if state.is_multiple_of(3) {
                 g.disconnect(b, a);
             }
-            if state % 97 == 0 {
+            if state.is_multiple_of(97) {
                 g.remove_agent(a);
             }
             let incremental = g.levels().clone();
