@@ -1009,7 +1009,7 @@ export function openJournal(source: string | URL | Uint8Array | ArrayBuffer, opt
  */
 export type ExampleAgentName =
   | 'counter' | 'ping-pong' | 'gossip' | 'echo' | 'flood' | 'classifier'
-  | 'adv-spin' | 'adv-membomb' | 'adv-trap' | 'adv-panic-init' | 'chatter';
+  | 'adv-spin' | 'adv-membomb' | 'adv-trap' | 'adv-panic-init' | 'chatter' | 'wordcount';
 /** Path of an example agent shipped with the package. Another name: E_INVALID_ARGUMENT listing the valid ones. */
 export function exampleAgent(name: ExampleAgentName | (string & {})): string;
 
