@@ -75,6 +75,17 @@ impl Agents {
         (&mut self.slots, &self.graph)
     }
 
+    /// An agent's level in the graph (levels are recomputed if an edge went; the schedule
+    /// does not change).
+    pub(crate) fn level(&mut self, id: AgentId) -> u32 {
+        self.graph.level(id)
+    }
+
+    /// Checks that the edge `from → to` can be added (`Graph::check_connect`); changes nothing.
+    pub(crate) fn check_connect(&mut self, from: AgentId, to: AgentId) -> Result<()> {
+        self.graph.check_connect(from, to, 1)
+    }
+
     /// The workflow graph, to change: the schedule is rebuilt before the next tick.
     pub(crate) fn graph_mut(&mut self) -> &mut Graph {
         self.schedule_stale = true;

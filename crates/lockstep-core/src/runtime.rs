@@ -765,7 +765,7 @@ impl Runtime {
         if self.agents.graph().has_edge(from, to) {
             return Ok(false);
         }
-        self.agents.graph_mut().check_connect(from, to, 1)?;
+        self.agents.check_connect(from, to)?;
         self.agents.graph_mut().connect(from, to);
         self.graph_input(Record::Connect { tick: self.tick, from, to });
         Ok(true)
@@ -845,7 +845,7 @@ impl Runtime {
     /// `E_UNKNOWN_AGENT`.
     pub fn level(&mut self, agent: AgentId) -> Result<u32> {
         self.slot(agent)?;
-        Ok(self.agents.graph_mut().level(agent))
+        Ok(self.agents.level(agent))
     }
 
     /// The slot of a running agent: `E_UNKNOWN_AGENT`, `E_AGENT_NOT_RUNNING`.
