@@ -228,6 +228,8 @@ export interface TickReport {
   /** Hash chaining the previous tick's hash with everything this tick did (hex). */
   hash: string;
   agentsStepped: number;
+  /** Agents with trigger 'all' that waited this tick (not every running upstream agent had sent them something): they neither received nor stepped. */
+  agentsWaiting: number;
   messagesDelivered: number;
   messagesRouted: number;
   deadLetters: number;
@@ -325,11 +327,32 @@ export interface DeadLetter {
 }
 
 export interface SpawnOptions {
-  /** The agent's phase in every tick: higher priorities run first, and their messages to
-   * lower-priority agents are delivered in the same tick (a pipeline). At most 64 distinct
-   * priorities among live agents (E_PRIORITY_LIMIT); a priority whose agents are all gone
-   * frees its place. [0] */
+  /** The agent's phase among the agents of its graph level in every tick: higher priorities
+   * run first, and their messages to lower-priority agents are delivered in the same tick (a
+   * pipeline). At most 64 distinct priorities among live agents (E_PRIORITY_LIMIT); a
+   * priority whose agents are all gone frees its place. [0] */
   priority?: number;
+  /** Upstream agents: the new agent is connected downstream of each (rt.connect(id, newAgent)),
+   * so it runs after them and gets what they send it in the same tick. Checked before the
+   * agent is spawned (E_UNKNOWN_AGENT, E_AGENT_NOT_RUNNING, E_EDGE_LIMIT). [none] */
+  after?: number[];
+  /** When it receives and steps (rt.setTrigger). ['any'] */
+  trigger?: Trigger;
+}
+
+/**
+ * When an agent receives and steps: 'any', every tick (as without a graph); 'all', only in
+ * ticks where every running upstream agent has sent it something since it last stepped (a
+ * fan-in barrier: meanwhile its inbox waits, bounded as inboxes are; with no running upstream
+ * agent it steps every tick).
+ */
+export type Trigger = 'any' | 'all';
+
+/** An agent's place in the workflow graph. */
+export interface GraphInfo {
+  trigger: Trigger;
+  /** 0 without upstream agents, else one more than its deepest upstream agent's: it runs in a later phase of every tick than all of them. */
+  level: number;
 }
 
 export interface SendOptions {
@@ -543,6 +566,8 @@ export interface LogSummary {
   shutdowns: number;
   checkpoints: number;
   inferResults: number;
+  /** Changes of the workflow graph: connect, disconnect and trigger records. */
+  graphChanges: number;
   /** Records too large to write (a replay stops there). */
   gaps: number;
   /** The log ends with its End record (never a journal). */
@@ -663,6 +688,23 @@ export class Runtime implements Disposable, AsyncDisposable {
   spawnMany(source: ModuleSource, count: number, options?: SpawnOptions): number[];
   /** Queues a message from the host (id 0), delivered at the next tick. To a dead agent it lands in the dead-letter queue. Throws E_UNKNOWN_AGENT, E_MESSAGE_TOO_LARGE; E_INVALID_ARGUMENT for an id that is not a number, or 0 (the host itself). */
   send(to: number, payload: Payload, options?: SendOptions): void;
+  /**
+   * Adds the edge from → to to the workflow graph (a DAG): from the next tick on, `to` runs
+   * after `from` and every other agent it depends on, and gets what they send it in the same
+   * tick; agents of one level run in parallel. Returns whether the edge is new (an existing
+   * one records nothing). Recorded, journaled, replayed and in snapshots. Throws E_DAG_CYCLE
+   * naming the cycle it would close, E_UNKNOWN_AGENT, E_AGENT_NOT_RUNNING, E_EDGE_LIMIT
+   * (1,048,576 edges). An agent's edges go when it stops.
+   */
+  connect(from: number, to: number): boolean;
+  /** Removes the edge from → to; returns whether it existed. */
+  disconnect(from: number, to: number): boolean;
+  /** Sets when the agent receives and steps ('any' or 'all'; see Trigger). Recorded when it changes. */
+  setTrigger(id: number, trigger: Trigger): void;
+  /** Every edge of the workflow graph, ascending, as [from, to] pairs. */
+  edges(): Array<[number, number]>;
+  /** An agent's trigger and level in the workflow graph. */
+  graphInfo(id: number): GraphInfo;
   /**
    * Runs n ticks (default 1; an integer in 1..2^32-1) on the calling thread and returns the
    * last one's report: `report.tick` is that tick's number, so after `tick(n)` `currentTick`
@@ -967,7 +1009,7 @@ export function openJournal(source: string | URL | Uint8Array | ArrayBuffer, opt
  */
 export type ExampleAgentName =
   | 'counter' | 'ping-pong' | 'gossip' | 'echo' | 'flood' | 'classifier'
-  | 'adv-spin' | 'adv-membomb' | 'adv-trap' | 'adv-panic-init' | 'chatter';
+  | 'adv-spin' | 'adv-membomb' | 'adv-trap' | 'adv-panic-init' | 'chatter' | 'wordcount';
 /** Path of an example agent shipped with the package. Another name: E_INVALID_ARGUMENT listing the valid ones. */
 export function exampleAgent(name: ExampleAgentName | (string & {})): string;
 
@@ -1075,6 +1117,11 @@ export type ErrorCode =
   | 'E_AGENT_IDS_EXHAUSTED'
   | 'E_PRIORITY_LIMIT'
   | 'E_QUEUE_FULL'
+  // Workflow graphs (connect, spawn(..., { after }))
+  /** The edge would close a cycle (the message names it, e.g. 3 → 1 → 2 → 3). */
+  | 'E_DAG_CYCLE'
+  /** The graph holds its 1,048,576 edges. */
+  | 'E_EDGE_LIMIT'
   // Requests (request())
   /** The agent faulted before it replied (error.fault). */
   | 'E_AGENT_FAULTED'

@@ -612,6 +612,19 @@ function agentArg(name, id) {
   return id;
 }
 
+const TRIGGERS = ['any', 'all'];
+
+/** spawn()'s `after` and `trigger` options, checked (undefined when not given). */
+function graphOptions(o) {
+  let after;
+  if (o.after !== undefined) {
+    if (!Array.isArray(o.after)) throw v.fail('options.after', 'an array of agent ids (upstream agents)', o.after);
+    after = o.after.map((id, i) => agentArg(`options.after[${i}]`, id));
+  }
+  const trigger = o.trigger === undefined ? undefined : v.oneOf('options.trigger', o.trigger, TRIGGERS);
+  return { after, trigger };
+}
+
 /** The native runtime `Runtime.recover` made, for the constructor to adopt. */
 let adopting = null;
 
@@ -752,22 +765,29 @@ class Runtime {
     }
   }
 
+  /**
+   * Spawns an agent. `priority` orders it among the agents of its graph level; `after` (agent
+   * ids) makes it downstream of those agents (each edge as connect(id, newAgent)), `trigger`
+   * ('any' or 'all') says when it steps. The edges are checked before the agent is spawned.
+   */
   spawn(source, options) {
-    const o = v.options('options', options, ['priority']);
+    const o = v.options('options', options, ['priority', 'after', 'trigger']);
     const priority = v.optInt('options.priority', o.priority, ...INT32, 0);
+    const { after, trigger } = graphOptions(o);
     const hash = spawnSource(this, source);
-    return call(() => this.#native.spawn(hash, priority));
+    return call(() => this.#native.spawn(hash, priority, after, trigger));
   }
 
   spawnMany(source, count, options) {
     v.int('count', count, 0, MAX_U32);
-    const o = v.options('options', options, ['priority']);
+    const o = v.options('options', options, ['priority', 'after', 'trigger']);
     const priority = v.optInt('options.priority', o.priority, ...INT32, 0);
+    const { after, trigger } = graphOptions(o);
     const hash = spawnSource(this, source);
     const ids = [];
     for (let i = 0; i < count; i++) {
       try {
-        ids.push(call(() => this.#native.spawn(hash, priority)));
+        ids.push(call(() => this.#native.spawn(hash, priority, after, trigger)));
       } catch (e) {
         // The agents already spawned exist (and are recorded): say which, so none is orphaned.
         if (e && typeof e === 'object') {
@@ -778,6 +798,46 @@ class Runtime {
       }
     }
     return ids;
+  }
+
+  /**
+   * Adds the edge from → to to the workflow graph: from the next tick on, `to` runs after
+   * `from` (and after every other agent it depends on) and gets what `from` sends it in the
+   * same tick. Returns whether the edge is new. E_DAG_CYCLE (naming the cycle) for an edge
+   * that would close one; E_UNKNOWN_AGENT, E_AGENT_NOT_RUNNING; E_EDGE_LIMIT.
+   */
+  connect(from, to) {
+    agentArg('from', from);
+    agentArg('to', to);
+    return call(() => this.#native.connect(from, to));
+  }
+
+  /** Removes the edge from → to; returns whether it existed (a stopped agent's edges are gone already). */
+  disconnect(from, to) {
+    agentArg('from', from);
+    agentArg('to', to);
+    return call(() => this.#native.disconnect(from, to));
+  }
+
+  /**
+   * When the agent receives and steps: 'any' (default) every tick; 'all' only in ticks where
+   * every running upstream agent has sent it something since it last stepped (a fan-in barrier).
+   */
+  setTrigger(id, trigger) {
+    agentArg('id', id);
+    v.oneOf('trigger', trigger, TRIGGERS);
+    return call(() => this.#native.setTrigger(id, trigger));
+  }
+
+  /** Every edge of the workflow graph, ascending, as [from, to] pairs. */
+  edges() {
+    return call(() => this.#native.edges());
+  }
+
+  /** An agent's place in the workflow graph: { trigger, level } (level 0: no upstream agent). */
+  graphInfo(id) {
+    v.id('id', id);
+    return call(() => this.#native.graphInfo(id));
   }
 
   send(to, payload, options) {

@@ -85,9 +85,21 @@ function cases() {
   for (const value of [-1, 2 ** 32, 1.5, '1']) add(`send kind ${String(value)}`, () => rt.send(id, 'x', { kind: value }), 'kind');
   for (const value of [2 ** 31, 1.5, '1']) add(`send priority ${String(value)}`, () => rt.send(id, 'x', { priority: value }), 'priority');
   for (const value of [0, -1, 1.5, 2 ** 32, '2', null, 10n]) add(`tick(${String(value)})`, () => rt.tick(value), 'n');
-  for (const method of ['shutdown', 'kill', 'inspect']) {
+  for (const method of ['shutdown', 'kill', 'inspect', 'graphInfo']) {
     for (const value of [-1, 1.5, '1', undefined, null, {}]) add(`${method}(${String(value)})`, () => rt[method](value), 'id');
   }
+  // The workflow graph.
+  for (const value of [0, -1, 1.5, '1', undefined, null, 10n, NaN]) {
+    add(`connect(${String(value)}, id)`, () => rt.connect(value, id), 'from');
+    add(`connect(id, ${String(value)})`, () => rt.connect(id, value), 'to');
+    add(`disconnect(${String(value)}, id)`, () => rt.disconnect(value, id), 'from');
+    add(`setTrigger(${String(value)}, 'all')`, () => rt.setTrigger(value, 'all'), 'id');
+  }
+  for (const value of ['ALL', 'some', 1, null, undefined, true]) add(`setTrigger(id, ${String(value)})`, () => rt.setTrigger(id, value), 'trigger');
+  for (const value of [id, '1', {}, null]) add(`spawn after ${String(value)}`, () => rt.spawn(counter, { after: value }), 'options.after');
+  for (const value of [0, -1, 1.5, '1', null]) add(`spawn after [${String(value)}]`, () => rt.spawn(counter, { after: [value] }), 'options.after[0]');
+  for (const value of ['every', 1, null, true]) add(`spawn trigger ${String(value)}`, () => rt.spawn(counter, { trigger: value }), 'options.trigger');
+  for (const value of ['every', 1]) add(`spawnMany trigger ${String(value)}`, () => rt.spawnMany(counter, 2, { trigger: value }), 'options.trigger');
   for (const value of [3, 2 ** 31, '4096', -4096]) add(`attachRings inboundBytes ${value}`, () => rt.attachRings({ inboundBytes: value }), 'inboundBytes');
   add('attachRings outboundBytes', () => rt.attachRings({ outboundBytes: 100 }), 'outboundBytes');
   add('attachRings options: a number', () => rt.attachRings(4096), 'options');

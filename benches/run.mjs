@@ -60,6 +60,15 @@ const workerScaling = JSON.parse(
   }),
 ).workers;
 
+log('[bench] DAG workflows (Rust): a 10-level, 1,000-agent DAG vs the same agents with no edges ...');
+const dag = JSON.parse(
+  execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'bench_dag', '--', ...(quick ? ['--quick'] : [])], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }),
+).dag;
+
 log('[bench] recovery and time travel (Rust): a 100,000-tick journal with a snapshot every 1,000 ticks ...');
 const recovery = JSON.parse(
   execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'bench_recovery', '--', ...(quick ? ['--quick'] : [])], {
@@ -104,6 +113,7 @@ const result = {
   snapshots,
   recovery,
   workerScaling,
+  dag,
   js,
   rings,
   inference,
@@ -143,6 +153,14 @@ if (json) {
     const w = workerScaling;
     const row = (name) => `${w[name].light_us} / ${w[name].heavy_us} / ${w[name].light_again_us} µs`;
     console.log(`- worker scaling, ${w.light_agents} → ${w.heavy_agents} → ${w.light_agents} gossip agents (median tick per phase): 1 worker ${row('fixed_1')}; 2 workers ${row('fixed_2')}; auto (≤ 2) ${row('auto_2')}, using ${w.auto_2.workers_min}..${w.auto_2.workers_max} workers`);
+  }
+  {
+    const d = dag;
+    const at = (name, workers) => d.runs.find((r) => r.name === name && r.workers === workers);
+    for (const workers of [1, 2]) {
+      const [none, graph, barrier] = ['no_edges', 'dag', 'dag_barrier'].map((n) => at(n, workers));
+      console.log(`- DAG, ${d.agents} agents in ${d.levels} levels (${d.edges} edges, a message along each per tick), ${workers} worker(s), median tick: no edges ${none.tick_median_us} µs; the DAG ${graph.tick_median_us} µs (${(graph.tick_median_us / none.tick_median_us).toFixed(2)}×, every message delivered in the tick it was sent); with trigger 'all' on the last level ${barrier.tick_median_us} µs; connecting the ${d.edges} edges ${graph.connect_ms} ms`);
+    }
   }
   {
     const r = recovery;

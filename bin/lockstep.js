@@ -164,7 +164,7 @@ function printSummary(path, s) {
   const ticks = s.ticks === 0 ? '0' : `${n(s.ticks)} (${s.firstTick}..${s.lastTick})`;
   console.log(`${s.journal ? 'journal' : 'replay log'} ${path}: ${s.files.length} file${s.files.length === 1 ? '' : 's'}, ${n(s.bytes)} bytes`);
   console.log(`  records ${n(s.records)}, ticks ${ticks}, agents ${n(s.agents)}, modules ${n(s.modules)}, models ${n(s.models)}`);
-  console.log(`  sends ${n(s.sends)}, kills ${n(s.kills)}, shutdowns ${n(s.shutdowns)}, checkpoints ${n(s.checkpoints)}, inference results ${n(s.inferResults)}, gaps ${n(s.gaps)}`);
+  console.log(`  sends ${n(s.sends)}, kills ${n(s.kills)}, shutdowns ${n(s.shutdowns)}, checkpoints ${n(s.checkpoints)}, inference results ${n(s.inferResults)}${s.graphChanges ? `, graph changes ${n(s.graphChanges)}` : ''}, gaps ${n(s.gaps)}`);
   if (!s.journal) console.log(`  ${s.ended ? 'ends with its End record (a whole session)' : 'no End record: a prefix of a session'}`);
   if (s.config) {
     const c = s.config;

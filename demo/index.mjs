@@ -1,5 +1,6 @@
-// `npm run demo`: the gossip demo, the inference demo, then agents chatting through a language
-// model (demo/chat.mjs), each in its own process.
+// `npm run demo`: the gossip demo, a DAG workflow (demo/wordcount.mjs: map → shuffle → reduce),
+// the inference demo, then agents chatting through a language model (demo/chat.mjs), each in
+// its own process.
 // `npm run demo -- --ui`: the gossip demo with the live dashboard instead (until Ctrl-C).
 // Other arguments go to the gossip demo (e.g. `npm run demo -- --agents 2000`).
 import { spawn } from 'node:child_process';
@@ -24,6 +25,7 @@ if (args.includes('--ui')) {
   await run('./gossip.mjs', args);
 } else {
   await run('./gossip.mjs', args);
+  await run('./wordcount.mjs', []);
   await run('./classify.mjs', []);
   await run('./chat.mjs', []);
 }

@@ -98,6 +98,17 @@ export interface GenerateChunk {
   error?: string
 }
 
+/**
+ * (agent, request id) pairs from two parallel arrays.
+ * An agent's place in the workflow graph.
+ */
+export interface GraphInfo {
+  /** 'any' or 'all'. */
+  trigger: string
+  /** 0 without upstream agents, else one more than its deepest upstream agent's. */
+  level: number
+}
+
 export interface InferenceOptions {
   /**
    * Providers to try in order ("cuda", "tensorrt", "directml", "coreml", "cpu"); CPU is
@@ -228,6 +239,8 @@ export interface LogSummary {
   shutdowns: number
   checkpoints: number
   inferResults: number
+  /** Changes of the workflow graph (Connect, Disconnect and Trigger records). */
+  graphChanges: number
   gaps: number
   ended: boolean
   torn?: TornTail
@@ -398,8 +411,22 @@ export declare class NativeRuntime {
    */
   inferPacked(model: string, spec: string, data: Uint8Array): PackedTensors
   loadModule(bytes: Uint8Array): string
-  /** Spawns from a module hash; `priority` (default 0) is the agent's phase in each tick. */
-  spawn(module: string, priority?: number | undefined | null): number
+  /**
+   * Spawns from a module hash; `priority` (default 0) orders it among the agents of its
+   * graph level in each tick; `after` (agent ids) and `trigger` ('any' or 'all') make it
+   * downstream of those agents (checked before it is spawned).
+   */
+  spawn(module: string, priority?: number | undefined | null, after?: Array<number> | undefined | null, trigger?: string | undefined | null): number
+  /** Adds the edge `from → to` to the workflow graph; whether it is new. */
+  connect(from: number, to: number): boolean
+  /** Removes the edge `from → to`; whether it existed. */
+  disconnect(from: number, to: number): boolean
+  /** Sets an agent's trigger: 'any' or 'all'. */
+  setTrigger(id: number, trigger: string): void
+  /** Every edge, ascending, as [from, to] pairs. */
+  edges(): Array<Array<number>>
+  /** An agent's place in the graph: its trigger and level. */
+  graphInfo(id: number): GraphInfo
   send(to: number, kind: number, priority: number, payload: Uint8Array): void
   /** Runs `n` ticks (default 1, at most 2^32 - 1) and returns the report of the last one. */
   tick(n?: number | undefined | null): TickReport
@@ -637,6 +664,8 @@ export interface TickReport {
   tick: number
   hash: string
   agentsStepped: number
+  /** Agents with trigger 'all' that waited this tick (their upstream agents had not all sent). */
+  agentsWaiting: number
   messagesDelivered: number
   messagesRouted: number
   deadLetters: number

@@ -117,6 +117,28 @@ pub enum LockstepError {
         phases: Vec<i32>,
     },
 
+    /// `E_DAG_CYCLE`: an edge would close a cycle in the workflow graph (an agent would run
+    /// after itself).
+    #[error(
+        "connecting agent {from} to agent {to} would close the cycle {}: an agent cannot run after itself. Disconnect an edge of the cycle first, or send against the graph (such messages arrive at the next tick)",
+        cycle_text(cycle)
+    )]
+    DagCycle {
+        /// The edge asked for: its upstream agent.
+        from: u64,
+        /// Its downstream agent.
+        to: u64,
+        /// The cycle it would close, `from`, `to`, …, `from` (one path, lowest ids first).
+        cycle: Vec<u64>,
+    },
+
+    /// `E_EDGE_LIMIT`: the workflow graph holds its maximum of edges.
+    #[error("the workflow graph holds its maximum of {max} edges; disconnect some (an agent's edges go when it stops)")]
+    EdgeLimit {
+        /// The limit (`limits::MAX_EDGES`).
+        max: usize,
+    },
+
     /// `E_QUEUE_FULL`: a bounded input queue is full (back-pressure: run a tick, then retry).
     #[error("the queue of {queue} is full ({max_messages} messages or {max_bytes} bytes); run a tick (or drain) and retry")]
     QueueFull {
@@ -210,7 +232,7 @@ pub enum LockstepError {
     SnapshotVersion {
         /// The snapshot's version.
         found: u16,
-        /// The version this runtime reads (`snapshot::FORMAT_VERSION`).
+        /// The newest version this runtime reads (`snapshot::FORMAT_VERSION`).
         expected: u16,
     },
 
@@ -360,6 +382,8 @@ impl LockstepError {
             Self::AgentIdsExhausted { .. } => "E_AGENT_IDS_EXHAUSTED",
             Self::ModuleLimit { .. } => "E_MODULE_LIMIT",
             Self::PriorityLimit { .. } => "E_PRIORITY_LIMIT",
+            Self::DagCycle { .. } => "E_DAG_CYCLE",
+            Self::EdgeLimit { .. } => "E_EDGE_LIMIT",
             Self::QueueFull { .. } => "E_QUEUE_FULL",
             Self::RecordingMidSession => "E_RECORDING_MID_SESSION",
             Self::NotRecording | Self::RecordingStopped { .. } => "E_NOT_RECORDING",
@@ -387,6 +411,11 @@ impl LockstepError {
             Self::Closed => "E_CLOSED",
         }
     }
+}
+
+/// A cycle as `1 → 2 → 3 → 1`.
+fn cycle_text(cycle: &[u64]) -> String {
+    cycle.iter().map(u64::to_string).collect::<Vec<_>>().join(" → ")
 }
 
 /// `std::result::Result` with [`LockstepError`] as the default error.

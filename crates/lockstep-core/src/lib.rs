@@ -6,6 +6,7 @@
 //! # Public surface
 //! Everything an embedder needs, and nothing else (the rest is private to the crate):
 //! - the runtime: [`Runtime`], [`RuntimeConfig`], [`ResourcePolicy`], [`WorkerScaling`], [`MemoryAllocator`],
+//!   workflow graphs ([`Runtime::connect`], [`Runtime::set_trigger`], [`Trigger`]),
 //!   what it reports ([`TickReport`], [`AgentInfo`], [`DeepHash`], [`Event`], [`Message`],
 //!   [`DeadLetter`], [`DeadLetterReason`], [`AgentState`], [`Fault`], [`FaultKind`],
 //!   [`AbiCall`], [`AgentId`], [`Digest`]);
@@ -26,7 +27,8 @@
 //! # Inside, one job per module
 //! `admission` (shape, signature, grants) → `sandbox` (compiled modules, isolated instances;
 //! `host`: the imports) → `runtime` (the facade and the tick's path: `inputs` in,
-//! `scheduler` runs the phases, `bus` orders messages, `outputs` out) → `tick_hash` (every
+//! `agents` and `graph` order the phases, `scheduler` runs them, `bus` orders messages,
+//! `outputs` out) → `tick_hash` (every
 //! hash of docs/REPLAY.md) → `recorder` (the only writer of the log, through its sinks:
 //! memory, and `journal` on disk) →
 //! `replay` (feeds a log back through the same input path). ARCHITECTURE.md draws it.
@@ -40,6 +42,7 @@ mod bus;
 mod error;
 mod event;
 mod fault;
+mod graph;
 mod host;
 pub mod inference;
 mod inputs;
@@ -67,6 +70,7 @@ pub use bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 pub use error::{Digest, LockstepError, Result};
 pub use event::Event;
 pub use fault::{AbiCall, AgentState, Fault, FaultKind};
+pub use graph::Trigger;
 pub use journal::{FsyncPolicy, JournalConfig, RecoverOptions, RecoveryReport};
 pub use replay::{replay, replay_from, replay_trusting, Divergence, DivergenceKind, ReplayReport, ReplayTrust};
 pub use runtime::{AgentInfo, DeepHash, ResourcePolicy, Runtime, RuntimeConfig, WorkerScaling};

@@ -30,6 +30,9 @@ pub const MAX_OUTBOUND_BACKLOG_BYTES: usize = 256 << 20;
 pub const MAX_MODULES: usize = 1_024;
 /// Distinct spawn priorities (each is a phase every tick walks).
 pub const MAX_PHASES: usize = 64;
+/// Edges of the workflow graph (`Runtime::connect`); past it `connect` fails with
+/// `E_EDGE_LIMIT`. Each level of the graph is a phase of every tick (as deep as the agents).
+pub const MAX_EDGES: usize = 1 << 20;
 
 /// Most records drained from the inbound ring per tick (bounds the work one tick can be
 /// handed; the rest waits in the ring for the next tick).

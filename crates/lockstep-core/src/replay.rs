@@ -210,6 +210,15 @@ fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Re
         }
         Record::Generated { tick, .. } => tick_is_now(*tick)?,
         Record::Journal { .. } if applied.journal_seen => return Err(corrupt(offset, name, "tag", "a second Journal record (a journal has one identity)")),
+        Record::Connect { tick, from, to } | Record::Disconnect { tick, from, to } => {
+            tick_is_now(*tick)?;
+            existing_agent("from", *from)?;
+            existing_agent("to", *to)?;
+        }
+        Record::Trigger { tick, agent, .. } => {
+            tick_is_now(*tick)?;
+            existing_agent("agent", *agent)?;
+        }
         Record::Journal { .. } | Record::End { .. } | Record::Gap { .. } | Record::AgentLanguageModel { .. } => {}
     }
     Ok(())
@@ -578,6 +587,29 @@ impl Replayer {
                 }
             }
             Record::Generated { tick, results } => rt.accept_recorded_generation(tick, results).map_err(at)?,
+            // A runtime records only the changes it makes: an edge it already had, one it did
+            // not have, a trigger the agent already had, were never written by one.
+            Record::Connect { from, to, .. } => {
+                if !rt.connect(from, to).map_err(at)? {
+                    return Err(corrupt(offset, "Connect", "to", format!("the edge {from} → {to} exists already; a runtime records only the edges it adds")));
+                }
+            }
+            Record::Disconnect { from, to, .. } => {
+                if !rt.disconnect(from, to).map_err(at)? {
+                    return Err(corrupt(offset, "Disconnect", "to", format!("there is no edge {from} → {to}; a runtime records only the edges it removes")));
+                }
+            }
+            Record::Trigger { agent, trigger, .. } => {
+                if rt.trigger(agent).map_err(at)? == trigger {
+                    return Err(corrupt(
+                        offset,
+                        "Trigger",
+                        "trigger",
+                        format!("agent {agent}'s trigger is {} already; a runtime records only changes", trigger.as_str()),
+                    ));
+                }
+                rt.set_trigger(agent, trigger).map_err(at)?;
+            }
         }
         Ok(Step::Applied)
     }

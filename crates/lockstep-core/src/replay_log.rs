@@ -197,6 +197,33 @@ pub enum Record {
         /// then request order).
         results: Vec<InferAnswer>,
     },
+    /// An edge of the workflow graph was added (`Runtime::connect`).
+    Connect {
+        /// The runtime's current tick when it happened.
+        tick: u64,
+        /// The upstream agent.
+        from: AgentId,
+        /// The downstream agent.
+        to: AgentId,
+    },
+    /// An edge was removed (`Runtime::disconnect`).
+    Disconnect {
+        /// The runtime's current tick when it happened.
+        tick: u64,
+        /// The upstream agent.
+        from: AgentId,
+        /// The downstream agent.
+        to: AgentId,
+    },
+    /// An agent's trigger was set (`Runtime::set_trigger`).
+    Trigger {
+        /// The runtime's current tick when it happened.
+        tick: u64,
+        /// The agent.
+        agent: AgentId,
+        /// Its trigger from now on.
+        trigger: crate::graph::Trigger,
+    },
     /// In place of a record the writer could not write because its body would exceed
     /// [`MAX_RECORD_BYTES`]: the record's tag and body length. A replay stops here.
     Gap {
@@ -223,6 +250,9 @@ const TAG_BASE: u8 = 13;
 const TAG_JOURNAL: u8 = 14;
 const TAG_GENERATED: u8 = 15;
 const TAG_AGENT_LANGUAGE_MODEL: u8 = 16;
+const TAG_CONNECT: u8 = 20;
+const TAG_DISCONNECT: u8 = 21;
+const TAG_TRIGGER: u8 = 22;
 
 /// Where a forked session comes from: its parent journal (if the fork was made from one), and
 /// the parent's tick and state hash at the fork.
@@ -372,6 +402,9 @@ impl Record {
             Record::Journal { .. } => "Journal",
             Record::Generated { .. } => "Generated",
             Record::AgentLanguageModel { .. } => "AgentLanguageModel",
+            Record::Connect { .. } => "Connect",
+            Record::Disconnect { .. } => "Disconnect",
+            Record::Trigger { .. } => "Trigger",
         }
     }
 }
@@ -458,6 +491,22 @@ impl Record {
                 }
                 b.extend_from_slice(id.as_bytes());
                 TAG_AGENT_LANGUAGE_MODEL
+            }
+            Record::Connect { tick, from, to } | Record::Disconnect { tick, from, to } => {
+                for v in [tick, from, to] {
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+                if matches!(self, Record::Connect { .. }) {
+                    TAG_CONNECT
+                } else {
+                    TAG_DISCONNECT
+                }
+            }
+            Record::Trigger { tick, agent, trigger } => {
+                b.extend_from_slice(&tick.to_le_bytes());
+                b.extend_from_slice(&agent.to_le_bytes());
+                b.push(trigger.tag());
+                TAG_TRIGGER
             }
             Record::End { ticks, records, bytes, hash, tail } => {
                 for v in [ticks, records, bytes] {
@@ -712,6 +761,9 @@ impl<'a> LogReader<'a> {
             TAG_JOURNAL => "Journal",
             TAG_GENERATED => "Generated",
             TAG_AGENT_LANGUAGE_MODEL => "AgentLanguageModel",
+            TAG_CONNECT => "Connect",
+            TAG_DISCONNECT => "Disconnect",
+            TAG_TRIGGER => "Trigger",
             other => return Err(corrupt(format!("unknown record tag {other}"))),
         };
         let mut body = Body { bytes: &rest[5..5 + len], pos: 0, record_offset: offset, kind };
@@ -769,6 +821,15 @@ impl<'a> LogReader<'a> {
                 max_batch: body.u32()?,
                 id: String::from_utf8(body.rest()).map_err(|_| corrupt("model id is not UTF-8".into()))?,
             },
+            TAG_CONNECT => Record::Connect { tick: body.u64()?, from: body.u64()?, to: body.u64()? },
+            TAG_DISCONNECT => Record::Disconnect { tick: body.u64()?, from: body.u64()?, to: body.u64()? },
+            TAG_TRIGGER => {
+                let (tick, agent) = (body.u64()?, body.u64()?);
+                let t = body.take(1)?[0];
+                let trigger =
+                    crate::graph::Trigger::from_tag(t).ok_or_else(|| corrupt(format!("Trigger record, field `trigger`: {t} is not 0 (any) or 1 (all)")))?;
+                Record::Trigger { tick, agent, trigger }
+            }
             TAG_END => Record::End { ticks: body.u64()?, records: body.u64()?, bytes: body.u64()?, hash: body.digest()?, tail: body.digest()? },
             TAG_GAP => Record::Gap { tag: body.take(1)?[0], len: body.u64()? },
             TAG_BASE => Record::Base { tick: body.u64()?, snapshot: body.digest()?, hash: body.digest()? },
@@ -827,8 +888,12 @@ mod tests {
             Record::Base { tick: 5, snapshot: Digest([5; 32]), hash: Digest([8; 32]) },
             Record::AgentLanguageModel { slot: 0, tokens_per_tick: 4, max_batch: 32, id: "cd".repeat(32) },
             Record::Generated { tick: 2, results: vec![(1, 7, vec![0, 0, 0, 0, 1, 0, 0, 0, 65, 0, 0, 0, 65])] },
+            Record::Connect { tick: 2, from: 1, to: 3 },
+            Record::Disconnect { tick: 3, from: 1, to: 3 },
+            Record::Trigger { tick: 3, agent: 3, trigger: crate::graph::Trigger::All },
+            Record::Trigger { tick: 4, agent: 3, trigger: crate::graph::Trigger::Any },
             Record::Gap { tag: 2, len: 1 << 40 },
-            Record::End { ticks: 3, records: 15, bytes: 999, hash: Digest([4; 32]), tail: Digest([6; 32]) },
+            Record::End { ticks: 3, records: 19, bytes: 999, hash: Digest([4; 32]), tail: Digest([6; 32]) },
         ]
     }
 

@@ -13,6 +13,7 @@ use crate::bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 use crate::error::{Digest, LockstepError, Result};
 use crate::event::Event;
 use crate::fault::AgentState;
+use crate::graph::Trigger;
 use crate::inference::{agents as agent_inference, InferenceEngine};
 use crate::inputs::Inputs;
 use crate::journal::{JournalConfig, JournalSink};
@@ -549,7 +550,7 @@ impl Runtime {
                 max_bytes: MAX_PENDING_BYTES,
             });
         }
-        self.agents.check_phase(priority)?;
+        self.agents.check_priority(priority)?;
         let mut instance = Box::new(m.instantiate(&self.sandbox, id, self.config.seed)?);
         self.session_started = true;
         let tick = self.tick;
@@ -676,7 +677,7 @@ impl Runtime {
         slot.messages_sent += sent.len() as u64;
         let inbox = std::mem::take(&mut slot.inbox);
         if had_instance {
-            self.agents.released_one();
+            self.agents.released_one(id);
         }
         let slot = self.slot_mut(id)?;
         match &result {
@@ -738,13 +739,136 @@ impl Runtime {
         let had_instance = slot.instance.is_some();
         slot.release();
         if had_instance {
-            self.agents.released_one();
+            self.agents.released_one(id);
         }
         self.push_event(Event::Killed { tick, agent: id });
         for m in inbox {
             self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);
         }
         Ok(())
+    }
+
+    // ----- the workflow graph (graph.rs; docs: ARCHITECTURE.md, "The tick's path") --------------
+
+    /// Adds the edge `from → to` to the workflow graph: from the next tick on, `to` runs in a
+    /// later phase than `from` (after every agent it depends on), so what `from` sends it
+    /// arrives in the same tick. Returns whether the edge is new (an existing one changes
+    /// nothing and records nothing). Recorded, hashed and replayed like every input.
+    ///
+    /// `E_UNKNOWN_AGENT` for an id never assigned, `E_AGENT_NOT_RUNNING` for an agent that
+    /// stopped (its edges went with it), `E_DAG_CYCLE` naming the cycle the edge would close,
+    /// `E_EDGE_LIMIT` past `limits::MAX_EDGES`.
+    pub fn connect(&mut self, from: AgentId, to: AgentId) -> Result<bool> {
+        self.journal_ok()?;
+        self.running_agent(from)?;
+        self.running_agent(to)?;
+        if self.agents.graph().has_edge(from, to) {
+            return Ok(false);
+        }
+        self.agents.check_connect(from, to)?;
+        self.agents.graph_mut().connect(from, to);
+        self.graph_input(Record::Connect { tick: self.tick, from, to });
+        Ok(true)
+    }
+
+    /// Removes the edge `from → to`; returns whether it existed (a missing one changes
+    /// nothing and records nothing: an agent's edges go when it stops). `E_UNKNOWN_AGENT` for
+    /// an id never assigned.
+    pub fn disconnect(&mut self, from: AgentId, to: AgentId) -> Result<bool> {
+        self.journal_ok()?;
+        self.slot(from)?;
+        self.slot(to)?;
+        if !self.agents.graph().has_edge(from, to) {
+            return Ok(false);
+        }
+        self.agents.graph_mut().disconnect(from, to);
+        self.graph_input(Record::Disconnect { tick: self.tick, from, to });
+        Ok(true)
+    }
+
+    /// Sets when `agent` receives and steps: `Trigger::Any` (the default) every tick;
+    /// `Trigger::All` only in ticks where every running upstream agent has sent it something
+    /// since it last stepped (a fan-in barrier; meanwhile its inbox waits, bounded as inboxes
+    /// are). Recorded when it changes. `E_UNKNOWN_AGENT`, `E_AGENT_NOT_RUNNING`.
+    pub fn set_trigger(&mut self, agent: AgentId, trigger: Trigger) -> Result<()> {
+        self.journal_ok()?;
+        self.running_agent(agent)?;
+        if self.agents.graph().trigger(agent) == trigger {
+            return Ok(());
+        }
+        self.agents.graph_mut().set_trigger(agent, trigger);
+        self.graph_input(Record::Trigger { tick: self.tick, agent, trigger });
+        Ok(())
+    }
+
+    /// Spawns an agent (as `spawn_with_priority`) downstream of every agent in `after`, with
+    /// `trigger`: the edges and the trigger are checked before the spawn (each agent of
+    /// `after` exists and runs, room for the edges), so a refusal spawns nothing. Recorded as
+    /// the spawn, then one Connect record per edge and a Trigger record (for `All`). An agent
+    /// whose `agent_init` faulted gets no edges.
+    pub fn spawn_after(&mut self, module: Digest, priority: i32, after: &[AgentId], trigger: Trigger) -> Result<AgentId> {
+        let mut upstream = after.to_vec();
+        upstream.sort_unstable();
+        upstream.dedup();
+        for &u in &upstream {
+            self.running_agent(u)?;
+        }
+        let room = crate::limits::MAX_EDGES - self.agents.graph().edge_count();
+        if upstream.len() > room {
+            return Err(LockstepError::EdgeLimit { max: crate::limits::MAX_EDGES });
+        }
+        let id = self.spawn_with_priority(module, priority)?;
+        if !self.slot(id)?.state.is_running() {
+            return Ok(id);
+        }
+        for u in upstream {
+            // A new agent has no downstream agent: no cycle; room was checked.
+            self.connect(u, id)?;
+        }
+        self.set_trigger(id, trigger)?;
+        Ok(id)
+    }
+
+    /// Every edge of the workflow graph, ascending by (from, to).
+    pub fn edges(&self) -> Vec<(AgentId, AgentId)> {
+        self.agents.graph().edges()
+    }
+
+    /// An agent's trigger (`Any` for an agent that stopped). `E_UNKNOWN_AGENT`.
+    pub fn trigger(&self, agent: AgentId) -> Result<Trigger> {
+        self.slot(agent)?;
+        Ok(self.agents.graph().trigger(agent))
+    }
+
+    /// An agent's level in the workflow graph: 0 without upstream agents, else one more than
+    /// its deepest upstream agent's (the phase it runs in is its level's, then its priority's).
+    /// `E_UNKNOWN_AGENT`.
+    pub fn level(&mut self, agent: AgentId) -> Result<u32> {
+        self.slot(agent)?;
+        Ok(self.agents.level(agent))
+    }
+
+    /// The slot of a running agent: `E_UNKNOWN_AGENT`, `E_AGENT_NOT_RUNNING`.
+    fn running_agent(&self, id: AgentId) -> Result<&AgentSlot> {
+        let slot = self.slot(id)?;
+        if !slot.state.is_running() {
+            return Err(LockstepError::AgentNotRunning { id, state: slot.state.name().into() });
+        }
+        Ok(slot)
+    }
+
+    /// A change of the graph (already applied): recorded, and folded into the next tick's
+    /// input digest.
+    fn graph_input(&mut self, record: Record) {
+        self.session_started = true;
+        match &record {
+            Record::Connect { from, to, .. } => self.inputs.digest.edge(true, *from, *to),
+            Record::Disconnect { from, to, .. } => self.inputs.digest.edge(false, *from, *to),
+            Record::Trigger { agent, trigger, .. } => self.inputs.digest.trigger(*agent, *trigger),
+            _ => {}
+        }
+        self.record(|r| r.record(&record));
+        self.outputs.trim_events();
     }
 
     fn dead_letter(&mut self, tick: u64, reason: DeadLetterReason, message: Message) {
@@ -779,20 +903,25 @@ impl Runtime {
         }
 
         // The agents this tick runs: those holding an instance (kills and shutdowns since the
-        // last tick released theirs; the refresh drops them from the index).
-        let live = self.agents.begin_tick();
-        let slots = &mut self.agents.slots;
+        // last tick released theirs; the refresh drops them from the index), in phases by
+        // graph level, then priority.
+        let (live, schedule) = self.agents.begin_tick();
+        let (slots, graph) = self.agents.slots_and_graph();
         let running = live.iter().filter(|&&i| slots[i].state.is_running()).count();
         let workers = workers_for(self.pool.as_ref(), self.forced_workers, self.config.worker_scaling, self.last_fuel, running);
         let parallel = workers > 1;
-        for &phase in &self.agents.phases {
-            let trace = self.outputs.trace.is_some();
-            scheduler::run_agents(slots, &live, tick, phase, if parallel { self.pool.as_ref() } else { None }, workers, trace);
-            scheduler::settle(slots, &live, tick, hasher, &mut report, &mut self.outputs);
+        let trace = self.outputs.trace.is_some();
+        for phase in &schedule {
+            if !phase.barriers.is_empty() {
+                scheduler::hold_barriers(slots, &phase.barriers, graph);
+            }
+            let pool = self.pool.as_ref().filter(|_| parallel && scheduler::phase_uses_pool(phase.members.len(), schedule.len(), running, self.last_fuel));
+            scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace);
+            scheduler::settle(slots, &phase.members, tick, hasher, &mut report, &mut self.outputs);
         }
         self.serve_inference(tick, &mut report, &live);
         self.serve_generation(tick);
-        self.agents.end_tick(live);
+        self.agents.end_tick(live, schedule);
         // Agents that faulted this tick released their instances: recount before the next
         // spawn or tick (maxAgents, phases).
         if report.faults > 0 {

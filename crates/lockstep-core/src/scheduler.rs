@@ -1,15 +1,18 @@
 //! One tick: deliver each agent's inbox in canonical order, step it, then route what every
 //! agent sent, in agent-id order, into the inboxes of the next tick.
 //!
-//! The tick's task queue is ordered by (priority descending, agent id): agents spawned with a
-//! higher priority run in an earlier *phase* of the tick, and what they send to agents of a
-//! later phase is delivered in the same tick (a pipeline: sensors → planners → actuators in
-//! one tick). Messages to an agent whose phase has already run wait for the next tick. A DAG
-//! scheduler would assign phases by topological level; the tick loop stays the same.
+//! The tick's task queue is ordered by (graph level ascending, priority descending, agent id):
+//! agents run in *phases* (`agents::Phase`), one per level and priority; an agent runs after
+//! every agent it depends on in the workflow graph (`graph`), and agents spawned with a higher
+//! priority run before the others of their level. What an agent sends to an agent of a later
+//! phase is delivered in the same tick (a pipeline: sensors → planners → actuators in one
+//! tick); messages to an agent whose phase has already run wait for the next tick.
 //!
-//! Phase 1 (`run_agents`) may run on a worker pool: each agent touches only its own slot.
-//! Phase 2 (`settle`) is sequential and walks agents in id order, so the tick hash, the
-//! routing and the events never depend on the number of workers or on thread timing.
+//! Per phase, `hold_barriers` first decides (sequentially) which agents with trigger `All`
+//! wait this tick; then `run_agents` may run on a worker pool: each agent touches only its
+//! own slot. `settle` is sequential and walks the phase's agents in id order, so the tick
+//! hash, the routing and the events never depend on the number of workers or on thread
+//! timing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -27,6 +30,29 @@ use crate::tick_hash::{AgentTickDigest, TickHasher};
 pub const PARALLEL_MIN_AGENTS: usize = 64;
 /// ...unless the last tick burned this much fuel, a sign that the agents do real work.
 pub const PARALLEL_MIN_FUEL: u64 = 2_000_000;
+/// In a tick of several phases (graph levels, priorities), a phase runs on the pool only with
+/// this many agents, or `PARALLEL_PHASE_MIN_FUEL` of estimated work: waking the pool costs
+/// every phase that uses it (measured, bench_dag: 10 levels of 100 trivial agents on 2 workers
+/// ticked ~10% slower than on one thread).
+pub const PARALLEL_PHASE_MIN_AGENTS: usize = 256;
+/// The phase's share of the last tick's fuel (by its agents) that makes it worth the pool.
+pub const PARALLEL_PHASE_MIN_FUEL: u64 = 250_000;
+
+/// Whether one phase of `members` agents runs on the pool, in a parallel tick of `phases`
+/// phases, `running` agents and `last_fuel` burned the tick before. A single chunk never does
+/// (one thread would take it anyway); a tick of one phase (no graph, one priority) uses the
+/// pool as it always has; otherwise the phase must have enough agents or work. Never changes
+/// results.
+pub(crate) fn phase_uses_pool(members: usize, phases: usize, running: usize, last_fuel: u64) -> bool {
+    if members <= CHUNK_AGENTS {
+        return false;
+    }
+    if phases <= 1 || members >= PARALLEL_PHASE_MIN_AGENTS {
+        return true;
+    }
+    let share = last_fuel as u128 * members as u128 / running.max(1) as u128;
+    share >= PARALLEL_PHASE_MIN_FUEL as u128
+}
 
 /// One agent's place in the runtime. Slots are never removed: index = id - 1.
 pub struct AgentSlot {
@@ -47,6 +73,9 @@ pub struct AgentSlot {
     pub last_memory_bytes: usize,
     pub last_fuel_consumed: u64,
     pub(crate) out: AgentTickOutput,
+    /// Set by `hold_barriers` for this tick's phase: a trigger-`All` agent whose upstream
+    /// agents have not all sent it something; it does not run, and `settle` hashes the wait.
+    pub(crate) waiting: bool,
     /// Addresses the next step will touch first (its instance and its io buffer), kept in
     /// the contiguous slot array so the tick loop can prefetch them ahead of time.
     prefetch: [usize; 3],
@@ -95,6 +124,7 @@ impl AgentSlot {
             last_memory_bytes: 0,
             last_fuel_consumed: 0,
             out: AgentTickOutput::default(),
+            waiting: false,
         }
     }
 
@@ -125,9 +155,9 @@ impl AgentSlot {
         self.last_fuel_consumed = instance.fuel_consumed;
     }
 
-    /// Phase 1 for one agent. Touches nothing but this slot.
-    fn run_tick(&mut self, tick: u64, phase: i32, max_agent_id: u64, trace: bool) {
-        if self.phase != phase {
+    /// Runs one agent's tick. Touches nothing but this slot.
+    fn run_tick(&mut self, tick: u64, max_agent_id: u64, trace: bool) {
+        if self.waiting {
             return;
         }
         let Some(instance) = self.instance.as_mut().filter(|_| self.state.is_running()) else { return };
@@ -187,6 +217,9 @@ pub struct TickReport {
     pub hash: Digest,
     /// Agents running when the tick started.
     pub agents_stepped: u32,
+    /// Agents with trigger `All` that waited this tick (not every running upstream agent had
+    /// sent them something): they neither received nor stepped.
+    pub agents_waiting: u32,
     /// Messages delivered to `agent_receive` calls.
     pub messages_delivered: u64,
     /// Messages agents sent in the tick, routed to an inbox, the host or the dead-letter queue.
@@ -239,15 +272,15 @@ fn prefetch(addresses: &[usize; 3]) {
 
 /// Runs `run_tick` over the slots at `live` (indices into the whole slot array; `slots` starts
 /// at index `base`), prefetching ahead.
-fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, phase: i32, max_agent_id: u64, trace: bool) {
+fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, max_agent_id: u64, trace: bool) {
     for k in 0..live.len() {
         if let Some(ahead) = live.get(k + PREFETCH_DISTANCE).and_then(|&i| slots.get(i - base)) {
-            if ahead.phase == phase && ahead.instance.is_some() {
+            if ahead.instance.is_some() && !ahead.waiting {
                 prefetch(&ahead.prefetch);
             }
         }
         if let Some(slot) = slots.get_mut(live[k] - base) {
-            slot.run_tick(tick, phase, max_agent_id, trace);
+            slot.run_tick(tick, max_agent_id, trace);
         }
     }
 }
@@ -263,8 +296,8 @@ impl TickReport {
 /// and the live indices that fall in it.
 type Chunk<'a> = (&'a mut [AgentSlot], usize, &'a [usize]);
 
-/// Phase 1: every running agent of `phase` receives its inbox and steps, on `workers` threads
-/// (the calling one included) when `pool` is given.
+/// Every running agent at `live` (one phase's members) receives its inbox and steps, on
+/// `workers` threads (the calling one included) when `pool` is given (`phase_uses_pool`).
 ///
 /// In parallel, the calling thread works too: it starts at once, and the pool's threads
 /// (workers - 1 of them) join as soon as they wake, taking chunks from a shared counter.
@@ -276,10 +309,10 @@ type Chunk<'a> = (&'a mut [AgentSlot], usize, &'a [usize]);
 /// gets the disjoint range of slots between its first index and the next chunk's first index.
 ///
 /// `trace`: copy each agent's delivered messages for `settle` to report (a traced tick).
-pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, phase: i32, pool: Option<&rayon::ThreadPool>, workers: usize, trace: bool) {
+pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, pool: Option<&rayon::ThreadPool>, workers: usize, trace: bool) {
     let max_agent_id = slots.len() as u64;
     let Some(pool) = pool else {
-        run_slots(slots, 0, live, tick, phase, max_agent_id, trace);
+        run_slots(slots, 0, live, tick, max_agent_id, trace);
         return;
     };
     let mut chunks: Vec<Mutex<Chunk<'_>>> = Vec::with_capacity(live.len().div_ceil(CHUNK_AGENTS));
@@ -301,7 +334,7 @@ pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, phase: i32
         // lock is never contended; it exists to hand out `&mut` safely.
         if let Ok(mut chunk) = chunk.lock() {
             let (slots, base, indices) = &mut *chunk;
-            run_slots(slots, *base, indices, tick, phase, max_agent_id, trace);
+            run_slots(slots, *base, indices, tick, max_agent_id, trace);
         }
     };
     // `workers` threads in all: the calling one and `workers - 1` of the pool's (the rest sleep).
@@ -313,14 +346,37 @@ pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, phase: i32
     });
 }
 
-/// Phase 2: in agent-id order, apply faults, route sent messages and fold everything into the
-/// tick hash and the report. Runs after each phase of the tick.
-/// Walks only the slots at `live` (every agent that ran this tick is there; dead ones have
-/// nothing to settle), in id order.
+/// Decides, before a phase runs, which of its agents with trigger `All` (`barriers`) wait
+/// this tick: those with a running upstream agent (`graph`) that has sent them nothing since
+/// they last stepped (no message from it in their inbox). Their upstream agents ran in earlier
+/// phases, so their states are this tick's. Sequential, in id order; sets `waiting`.
+pub(crate) fn hold_barriers(slots: &mut [AgentSlot], barriers: &[usize], graph: &crate::graph::Graph) {
+    let mut senders: Vec<AgentId> = Vec::new();
+    for &b in barriers {
+        let Some(slot) = slots.get(b) else { continue };
+        senders.clear();
+        senders.extend(slot.inbox.iter().map(|m| m.from));
+        senders.sort_unstable();
+        senders.dedup();
+        let running = |id: AgentId| slots.get((id as usize).wrapping_sub(1)).is_some_and(|s| s.state.is_running());
+        let waits = graph.upstream(slot.id).any(|u| running(u) && senders.binary_search(&u).is_err());
+        if let Some(slot) = slots.get_mut(b) {
+            slot.waiting = waits;
+        }
+    }
+}
+
+/// In agent-id order, apply faults, route sent messages and fold everything into the tick
+/// hash and the report. Runs after each phase of the tick, over its agents (`live`: every
+/// agent that ran in the phase; dead ones have nothing to settle).
 pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut TickHasher, report: &mut TickReport, outputs: &mut Outputs) {
     // Pass 1: faults first, so routing below sees every agent's final state of this tick.
     for &i in live {
         let Some(slot) = slots.get_mut(i) else { continue };
+        if std::mem::take(&mut slot.waiting) {
+            hasher.waiting(slot.id, slot.inbox.len());
+            report.agents_waiting += 1;
+        }
         let out = &mut slot.out;
         report.messages_delivered += std::mem::take(&mut out.delivered) as u64;
         report.fuel += std::mem::take(&mut out.fuel);

@@ -29,6 +29,14 @@ mod tag {
     pub const FAULT: u8 = 0xFA;
     /// A message was dead-lettered: then the reason's tag byte and the message digest.
     pub const DEAD_LETTER: u8 = 0xDE;
+    /// An edge of the workflow graph was added: then from and to.
+    pub const CONNECT: &[u8] = b"connect";
+    /// An edge was removed: then from and to.
+    pub const DISCONNECT: &[u8] = b"disconnect";
+    /// An agent's trigger was set: then its id and the trigger's tag byte.
+    pub const TRIGGER: &[u8] = b"trigger";
+    /// An agent with trigger `all` waited at its barrier: then its id and inbox length.
+    pub const WAITING: u8 = 0xBA;
 }
 
 /// The per-agent, per-tick digest of messages: XXH3-128, about ten times cheaper than BLAKE3
@@ -104,6 +112,22 @@ impl InputDigest {
     pub(crate) fn shutdown(&mut self, id: AgentId) {
         self.fed.extend_from_slice(tag::SHUTDOWN);
         self.fed.extend_from_slice(&id.to_le_bytes());
+    }
+
+    /// CONNECT ‖ from u64 ‖ to u64 (`connect`), or DISCONNECT ‖ from u64 ‖ to u64.
+    #[inline]
+    pub(crate) fn edge(&mut self, added: bool, from: AgentId, to: AgentId) {
+        self.fed.extend_from_slice(if added { tag::CONNECT } else { tag::DISCONNECT });
+        self.fed.extend_from_slice(&from.to_le_bytes());
+        self.fed.extend_from_slice(&to.to_le_bytes());
+    }
+
+    /// TRIGGER ‖ id u64 ‖ trigger tag u8 (0 any, 1 all).
+    #[inline]
+    pub(crate) fn trigger(&mut self, id: AgentId, trigger: crate::graph::Trigger) {
+        self.fed.extend_from_slice(tag::TRIGGER);
+        self.fed.extend_from_slice(&id.to_le_bytes());
+        self.fed.push(trigger.tag());
     }
 
     /// FAULT ‖ kind tag u8: `agent_init` or `agent_shutdown` faulted.
@@ -187,8 +211,9 @@ impl AgentTickDigest {
 }
 
 /// The tick hash: previous tick hash [32] ‖ tick u64 ‖ input digest [32], then in canonical
-/// order each active agent (id u64 ‖ agent digest [16]) and each dead letter (DEAD_LETTER ‖
-/// reason tag u8 ‖ message digest [16]).
+/// order each active agent (id u64 ‖ agent digest [16]), each dead letter (DEAD_LETTER ‖
+/// reason tag u8 ‖ message digest [16]) and each agent waiting at its barrier (WAITING ‖ id
+/// u64 ‖ inbox length u64).
 ///
 /// One lives as long as its runtime and is reset at each tick's start: a BLAKE3 hasher is
 /// ~2 KB, and creating and moving one per tick cost two memcpys of it (measured, callgrind).
@@ -223,6 +248,15 @@ impl TickHasher {
     pub(crate) fn dead_letter(&mut self, reason: DeadLetterReason, m: &Message) {
         self.hasher.update(&[tag::DEAD_LETTER, reason.tag()]);
         self.hasher.update(&message_digest(m));
+    }
+
+    /// An agent with trigger `all` that waited this tick: WAITING ‖ id u64 ‖ messages waiting
+    /// in its inbox u64.
+    #[inline]
+    pub(crate) fn waiting(&mut self, id: AgentId, inbox_len: usize) {
+        self.hasher.update(&[tag::WAITING]);
+        self.hasher.update(&id.to_le_bytes());
+        self.hasher.update(&(inbox_len as u64).to_le_bytes());
     }
 
     #[inline]

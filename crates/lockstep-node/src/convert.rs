@@ -43,6 +43,15 @@ pub fn arg_int(name: &str, v: f64, min: f64, max: f64) -> Result<f64> {
     int_in(v, min, max).ok_or_else(|| invalid_arg(name, format!("must be an integer in {min}..={max}, got {v}")))
 }
 
+/// A trigger by its JS name: `'any'` or `'all'`.
+pub fn trigger_arg(name: &str, v: &str) -> Result<core::Trigger> {
+    match v {
+        "any" => Ok(core::Trigger::Any),
+        "all" => Ok(core::Trigger::All),
+        other => Err(invalid_arg(name, format!("must be 'any' or 'all', got {other:?}"))),
+    }
+}
+
 /// An agent id: a non-negative integer. Ids above 2^53 are approximate as JS numbers; the
 /// nearest double to 2^64 - 1 (2^64) stands for 2^64 - 1.
 pub fn id_arg(name: &str, id: f64) -> Result<u64> {
@@ -287,6 +296,8 @@ pub struct TickReport {
     pub tick: i64,
     pub hash: String,
     pub agents_stepped: u32,
+    /// Agents with trigger 'all' that waited this tick (their upstream agents had not all sent).
+    pub agents_waiting: u32,
     pub messages_delivered: i64,
     pub messages_routed: i64,
     pub dead_letters: i64,
@@ -307,6 +318,7 @@ impl From<&core::TickReport> for TickReport {
             tick: r.tick as i64,
             hash: r.hash.to_hex(),
             agents_stepped: r.agents_stepped,
+            agents_waiting: r.agents_waiting,
             messages_delivered: r.messages_delivered as i64,
             messages_routed: r.messages_routed as i64,
             dead_letters: r.dead_letters as i64,

@@ -177,6 +177,8 @@ pub struct LogSummary {
     pub shutdowns: i64,
     pub checkpoints: i64,
     pub infer_results: i64,
+    /// Changes of the workflow graph (Connect, Disconnect and Trigger records).
+    pub graph_changes: i64,
     pub gaps: i64,
     pub ended: bool,
     pub torn: Option<TornTail>,
@@ -221,6 +223,7 @@ pub fn inspect_log(path: String) -> Result<LogSummary> {
         shutdowns: n(s.shutdowns),
         checkpoints: n(s.checkpoints),
         infer_results: n(s.infer_results),
+        graph_changes: n(s.graph_changes),
         gaps: n(s.gaps),
         ended: s.ended,
         torn: s.torn.as_ref().map(TornTail::from),

@@ -445,12 +445,61 @@ impl NativeRuntime {
         self.rt_mut()?.load_module(bytes.to_vec()).map(|h| h.to_hex()).map_err(to_napi)
     }
 
-    /// Spawns from a module hash; `priority` (default 0) is the agent's phase in each tick.
+    /// Spawns from a module hash; `priority` (default 0) orders it among the agents of its
+    /// graph level in each tick; `after` (agent ids) and `trigger` ('any' or 'all') make it
+    /// downstream of those agents (checked before it is spawned).
     #[napi(catch_unwind)]
-    pub fn spawn(&mut self, module: String, priority: Option<f64>) -> Result<f64> {
+    pub fn spawn(&mut self, module: String, priority: Option<f64>, after: Option<Vec<f64>>, trigger: Option<String>) -> Result<f64> {
         let priority = arg_int("priority", priority.unwrap_or(0.0), i32::MIN as f64, i32::MAX as f64)? as i32;
         let hash = convert::digest_arg(&module)?;
-        self.rt_mut()?.spawn_with_priority(hash, priority).map(id_js).map_err(to_napi)
+        let trigger = convert::trigger_arg("options.trigger", trigger.as_deref().unwrap_or("any"))?;
+        let after = match after {
+            Some(ids) => ids.into_iter().enumerate().map(|(i, id)| id_arg(&format!("options.after[{i}]"), id)).collect::<Result<Vec<u64>>>()?,
+            None => Vec::new(),
+        };
+        let rt = self.rt_mut()?;
+        if after.is_empty() && trigger == core::Trigger::Any {
+            return rt.spawn_with_priority(hash, priority).map(id_js).map_err(to_napi);
+        }
+        rt.spawn_after(hash, priority, &after, trigger).map(id_js).map_err(to_napi)
+    }
+
+    /// Adds the edge `from → to` to the workflow graph; whether it is new.
+    #[napi(catch_unwind)]
+    pub fn connect(&mut self, from: f64, to: f64) -> Result<bool> {
+        let (from, to) = (id_arg("from", from)?, id_arg("to", to)?);
+        self.rt_mut()?.connect(from, to).map_err(to_napi)
+    }
+
+    /// Removes the edge `from → to`; whether it existed.
+    #[napi(catch_unwind)]
+    pub fn disconnect(&mut self, from: f64, to: f64) -> Result<bool> {
+        let (from, to) = (id_arg("from", from)?, id_arg("to", to)?);
+        self.rt_mut()?.disconnect(from, to).map_err(to_napi)
+    }
+
+    /// Sets an agent's trigger: 'any' or 'all'.
+    #[napi(catch_unwind)]
+    pub fn set_trigger(&mut self, id: f64, trigger: String) -> Result<()> {
+        let id = id_arg("id", id)?;
+        let trigger = convert::trigger_arg("trigger", &trigger)?;
+        self.rt_mut()?.set_trigger(id, trigger).map_err(to_napi)
+    }
+
+    /// Every edge, ascending, as [from, to] pairs.
+    #[napi(catch_unwind)]
+    pub fn edges(&mut self) -> Result<Vec<Vec<f64>>> {
+        Ok(self.rt()?.edges().into_iter().map(|(f, t)| vec![id_js(f), id_js(t)]).collect())
+    }
+
+    /// An agent's place in the graph: its trigger and level.
+    #[napi(catch_unwind)]
+    pub fn graph_info(&mut self, id: f64) -> Result<GraphInfo> {
+        let id = id_arg("id", id)?;
+        let rt = self.rt_mut()?;
+        let trigger = rt.trigger(id).map_err(to_napi)?.as_str().to_string();
+        let level = rt.level(id).map_err(to_napi)?;
+        Ok(GraphInfo { trigger, level })
     }
 
     #[napi(catch_unwind)]
@@ -686,6 +735,15 @@ impl NativeRuntime {
 }
 
 /// (agent, request id) pairs from two parallel arrays.
+/// An agent's place in the workflow graph.
+#[napi(object)]
+pub struct GraphInfo {
+    /// 'any' or 'all'.
+    pub trigger: String,
+    /// 0 without upstream agents, else one more than its deepest upstream agent's.
+    pub level: u32,
+}
+
 fn pending_requests(agents: &[f64], ids: &[f64]) -> Result<Vec<(u64, u64)>> {
     if agents.len() != ids.len() {
         return Err(invalid_arg("ids", "must be as long as agents".into()));

@@ -171,6 +171,8 @@ pub(crate) struct Tally {
     pub(crate) shutdowns: u64,
     pub(crate) checkpoints: u64,
     pub(crate) infer_results: u64,
+    /// Connect, Disconnect and Trigger records.
+    pub(crate) graph_changes: u64,
     pub(crate) gaps: u64,
     pub(crate) ended: bool,
 }
@@ -193,6 +195,7 @@ impl Tally {
             Record::Checkpoint { .. } => self.checkpoints += 1,
             Record::InferResults { .. } => self.infer_results += 1,
             Record::Generated { .. } | Record::AgentLanguageModel { .. } => {}
+            Record::Connect { .. } | Record::Disconnect { .. } | Record::Trigger { .. } => self.graph_changes += 1,
             Record::Gap { .. } => self.gaps += 1,
             Record::End { .. } => self.ended = true,
             // A log recorded by a runtime restored from a snapshot starts there.
@@ -217,6 +220,7 @@ impl Tally {
         self.shutdowns += o.shutdowns;
         self.checkpoints += o.checkpoints;
         self.infer_results += o.infer_results;
+        self.graph_changes += o.graph_changes;
         self.gaps += o.gaps;
         self.ended |= o.ended;
     }
@@ -380,6 +384,8 @@ pub struct LogSummary {
     pub checkpoints: u64,
     /// InferResults records.
     pub infer_results: u64,
+    /// Changes of the workflow graph (Connect, Disconnect and Trigger records).
+    pub graph_changes: u64,
     /// Gap records (a record too large to write: a replay stops there).
     pub gaps: u64,
     /// The log ends with its End record (never for a journal).
@@ -414,6 +420,7 @@ impl LogSummary {
             shutdowns: 0,
             checkpoints: 0,
             infer_results: 0,
+            graph_changes: 0,
             gaps: 0,
             ended: false,
             torn: None,
@@ -441,6 +448,7 @@ impl LogSummary {
         self.shutdowns += t.shutdowns;
         self.checkpoints += t.checkpoints;
         self.infer_results += t.infer_results;
+        self.graph_changes += t.graph_changes;
         self.gaps += t.gaps;
         self.ended |= t.ended;
     }

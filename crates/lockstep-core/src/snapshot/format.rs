@@ -8,11 +8,13 @@ use crate::error::{LockstepError, Result};
 
 /// The first 8 bytes of every snapshot.
 pub const MAGIC: &[u8; 8] = b"LOCKSNAP";
-/// The version of the format this runtime writes. Version 2 (2026-11-26) adds the elements of
-/// the tables of modules that write into them; version 1 snapshots are still read.
+/// The version of the format this runtime writes. It reads this one and every earlier one
+/// (`OLDEST_VERSION..=FORMAT_VERSION`): version 2 (2026-11-26) added the workflow graph to the
+/// Runtime section and the elements of the tables of modules that write into them to each
+/// instance; a version-1 snapshot restores with no graph and no table state.
 pub const FORMAT_VERSION: u16 = 2;
 /// The oldest version this runtime reads.
-pub const MIN_FORMAT_VERSION: u16 = 1;
+pub const OLDEST_VERSION: u16 = 1;
 /// Magic, version, flags, section count, CRC-32 of the 16 bytes before it.
 pub(crate) const HEADER_BYTES: usize = 20;
 /// A section's frame before its body: kind u8, codec u8, decoded length u64, stored length u64.
@@ -307,6 +309,12 @@ impl<'a> SectionBody<'a> {
     }
 }
 
+/// The version a snapshot's header names (the header is at least `HEADER_BYTES`: `split`
+/// checked it).
+pub(crate) fn version(bytes: &[u8]) -> u16 {
+    u16::from_le_bytes([bytes[8], bytes[9]])
+}
+
 /// Checks the header (magic, CRC, version, flags) and every section's frame and checksum, and
 /// decodes each: the five sections in order, nothing after them.
 pub(crate) fn split(bytes: &[u8]) -> Result<Vec<SectionBody<'_>>> {
@@ -323,8 +331,8 @@ pub(crate) fn split(bytes: &[u8]) -> Result<Vec<SectionBody<'_>>> {
     if crc != crc32fast::hash(&bytes[..16]) {
         return Err(corrupt(16, "header checksum mismatch: the snapshot was modified or damaged"));
     }
-    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+    let version = version(bytes);
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(LockstepError::SnapshotVersion { found: version, expected: FORMAT_VERSION });
     }
     let flags = u16::from_le_bytes([bytes[10], bytes[11]]);

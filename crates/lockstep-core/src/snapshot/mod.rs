@@ -14,7 +14,7 @@
 pub(crate) mod format;
 pub(crate) mod wasm;
 
-pub use format::{FORMAT_VERSION, MAGIC};
+pub use format::{FORMAT_VERSION, MAGIC, OLDEST_VERSION};
 
 use crate::bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 use crate::error::{Digest, Result};
@@ -119,6 +119,10 @@ pub struct ExpectedSession {
 /// without building a runtime).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotInfo {
+    /// Its format version (`OLDEST_VERSION..=FORMAT_VERSION`).
+    pub version: u16,
+    /// Edges of the workflow graph it holds.
+    pub edges: usize,
     /// Ticks run when it was taken (the restored runtime's `current_tick()`).
     pub tick: u64,
     /// The state hash then (the restored runtime's `state_hash()`).
@@ -156,6 +160,8 @@ pub fn info(bytes: &[u8]) -> Result<SnapshotInfo> {
     let memory_chunks =
         live.iter().flat_map(|i| &i.pages).filter(|&&p| p != ZERO_PAGE).map(|&p| u64::from(d.pages.entries[p as usize].mask.count_ones())).sum();
     Ok(SnapshotInfo {
+        version: format::version(bytes),
+        edges: d.runtime.edges.len(),
         tick: d.runtime.tick,
         state_hash: d.runtime.last_hash,
         hash: Digest(*blake3::hash(bytes).as_bytes()),
@@ -263,6 +269,10 @@ pub(crate) struct RuntimeImage {
     pub(crate) dropped: [u64; 4],
     /// The agent model table (model ids by slot).
     pub(crate) models: Vec<String>,
+    /// The workflow graph's edges, ascending by (from, to) (none in a version-1 snapshot).
+    pub(crate) edges: Vec<(AgentId, AgentId)>,
+    /// Agents whose trigger is `all`, ascending.
+    pub(crate) all_triggers: Vec<AgentId>,
 }
 
 // A page is stored as its non-zero 4 KiB chunks: agents touch a few KiB of most pages, and
@@ -464,7 +474,8 @@ pub(crate) fn encode(c: &Capture) -> Vec<u8> {
     encode_version(c, FORMAT_VERSION)
 }
 
-/// `encode` in format `version` (1: without tables; the tests write one to read it back).
+/// `encode` in format `version` (1: without tables and graph; the tests write one to read it
+/// back).
 pub(crate) fn encode_version(c: &Capture, version: u16) -> Vec<u8> {
     let page_bytes: usize = c.pages.iter().map(|p| p.3.len() + 39).sum();
     let mut w = format::Writer::new(page_bytes + 4096, version);
@@ -491,7 +502,7 @@ pub(crate) fn encode_version(c: &Capture, version: u16) -> Vec<u8> {
     w.section(Section::Pages, &b.0, false);
 
     let mut b = Buf::default();
-    encode_runtime(&mut b, &c.runtime);
+    encode_runtime(&mut b, &c.runtime, version);
     w.section(Section::Runtime, &b.0, true);
 
     let mut b = Buf::default();
@@ -519,7 +530,7 @@ fn encode_session(b: &mut Buf, s: &SessionConfig) {
     b.blob(s.policy_json.as_bytes());
 }
 
-fn encode_runtime(b: &mut Buf, r: &RuntimeImage) {
+fn encode_runtime(b: &mut Buf, r: &RuntimeImage, version: u16) {
     b.u64(r.tick);
     b.bytes(&r.last_hash.0);
     b.u64(r.last_fuel);
@@ -551,6 +562,19 @@ fn encode_runtime(b: &mut Buf, r: &RuntimeImage) {
     b.len(r.models.len());
     for m in &r.models {
         b.blob(m.as_bytes());
+    }
+    if version < 2 {
+        return;
+    }
+    // Version 2: the workflow graph.
+    b.len(r.edges.len());
+    for &(from, to) in &r.edges {
+        b.u64(from);
+        b.u64(to);
+    }
+    b.len(r.all_triggers.len());
+    for &a in &r.all_triggers {
+        b.u64(a);
     }
 }
 
@@ -697,7 +721,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>> {
     let pages = PageTable { entries };
 
     let mut r = sections[3].reader();
-    let runtime = decode_runtime(&mut r)?;
+    let runtime = decode_runtime(&mut r, format::version(bytes))?;
     r.finish()?;
 
     let mut r = sections[4].reader();
@@ -750,7 +774,7 @@ fn decode_session(r: &mut Reader<'_>) -> Result<SessionConfig> {
     })
 }
 
-fn decode_runtime(r: &mut Reader<'_>) -> Result<RuntimeImage> {
+fn decode_runtime(r: &mut Reader<'_>, version: u16) -> Result<RuntimeImage> {
     let tick = r.u64()?;
     let last_hash = Digest(r.digest()?);
     let last_fuel = r.u64()?;
@@ -779,6 +803,27 @@ fn decode_runtime(r: &mut Reader<'_>) -> Result<RuntimeImage> {
     let dropped = [r.u64()?, r.u64()?, r.u64()?, r.u64()?];
     let n = r.count("model count", 4, 1 << 16)?;
     let models = (0..n).map(|_| r.string("model id", 256)).collect::<Result<_>>()?;
+    let (mut edges, mut all_triggers) = (Vec::new(), Vec::new());
+    if version >= 2 {
+        let n = r.count("edge count", 16, crate::limits::MAX_EDGES)?;
+        edges.reserve(n);
+        for _ in 0..n {
+            let edge = (r.u64()?, r.u64()?);
+            if edges.last().is_some_and(|last| *last >= edge) {
+                return Err(r.error("edges are not in ascending order, each once"));
+            }
+            edges.push(edge);
+        }
+        let n = r.count("trigger count", 8, MAX_AGENT_IDS)?;
+        all_triggers.reserve(n);
+        for _ in 0..n {
+            let id = r.u64()?;
+            if all_triggers.last().is_some_and(|&last| last >= id) {
+                return Err(r.error("agents with trigger all are not in ascending order, each once"));
+            }
+            all_triggers.push(id);
+        }
+    }
     Ok(RuntimeImage {
         tick,
         last_hash,
@@ -792,6 +837,8 @@ fn decode_runtime(r: &mut Reader<'_>) -> Result<RuntimeImage> {
         dead_letters,
         dropped,
         models,
+        edges,
+        all_triggers,
     })
 }
 

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::{Agents, Runtime, RuntimeConfig};
+use crate::bus::AgentId;
 use crate::error::{Digest, LockstepError, Result};
+use crate::graph::Graph;
 use crate::inputs::Inputs;
 use crate::journal::JournalSink;
 use crate::replay_log::Lineage;
@@ -177,13 +179,15 @@ impl Runtime {
             last_fuel: self.last_fuel,
             next_request_id: self.next_request_id,
             session_started: self.session_started,
-            phases: self.agents.phases.clone(),
+            phases: self.agents.priorities.clone(),
             phases_stale: self.agents.stale(),
             inputs: self.inputs.image(),
             host_messages: self.outputs.undrained_host_messages(),
             dead_letters: self.outputs.dead_letters.iter().cloned().collect(),
             dropped: self.outputs.dropped_counts(),
             models: self.inference.models.clone(),
+            edges: self.agents.graph().edges(),
+            all_triggers: self.agents.graph().all_triggers().collect(),
         };
         let modules = self.modules.iter().map(|(h, m)| (*h, m.bytes.clone())).collect();
         Ok(Capture { session: self.config.session(), modules, pages, runtime, agents })
@@ -271,7 +275,8 @@ impl Runtime {
             slot.last_fuel_consumed = a.last_fuel_consumed;
             slots.push(slot);
         }
-        rt.agents = Agents::restored(slots, r.phases, r.phases_stale);
+        let graph = restored_graph(&slots, &r.edges, &r.all_triggers).map_err(|e| corrupt(runtime_offset, format!("Runtime section: {e}")))?;
+        rt.agents = Agents::restored(slots, r.phases, r.phases_stale, graph);
         rt.tick = r.tick;
         rt.last_hash = r.last_hash;
         rt.last_fuel = r.last_fuel;
@@ -312,6 +317,27 @@ impl Runtime {
         self.outputs.trim_events();
         Ok(())
     }
+}
+
+/// The workflow graph a snapshot stored, checked against its agents: every edge and trigger
+/// between running agents (a stopped agent's went with it), no cycle, within the limit.
+fn restored_graph(slots: &[AgentSlot], edges: &[(AgentId, AgentId)], all: &[AgentId]) -> std::result::Result<Graph, String> {
+    let running = |id: AgentId| slots.get((id as usize).wrapping_sub(1)).is_some_and(|s| s.state.is_running() && s.instance.is_some());
+    let mut graph = Graph::default();
+    for &(from, to) in edges {
+        if !running(from) || !running(to) {
+            return Err(format!("the edge {from} → {to} names an agent that is not running"));
+        }
+        graph.check_connect(from, to, 1).map_err(|e| e.to_string())?;
+        graph.connect(from, to);
+    }
+    for &id in all {
+        if !running(id) {
+            return Err(format!("agent {id} has trigger all but is not running"));
+        }
+        graph.set_trigger(id, crate::graph::Trigger::All);
+    }
+    Ok(graph)
 }
 
 #[cfg(test)]

@@ -257,6 +257,15 @@ pub fn synthetic_log(c: &mut Choices, modules: &[Vec<u8>]) -> Vec<u8> {
             27 => Record::Config(session_config(c).session()),
             28 if c.chance(128) => Record::Base { tick: hostile_tick(c, tick), snapshot: Digest([c.u8(); 32]), hash: Digest([c.u8(); 32]) },
             28 => Record::Gap { tag: c.u8(), len: c.u64() },
+            29 => match c.u8() % 3 {
+                0 => Record::Connect { tick: hostile_tick(c, tick), from: hostile_id(c, agents), to: hostile_id(c, agents) },
+                1 => Record::Disconnect { tick: hostile_tick(c, tick), from: hostile_id(c, agents), to: hostile_id(c, agents) },
+                _ => Record::Trigger {
+                    tick: hostile_tick(c, tick),
+                    agent: hostile_id(c, agents),
+                    trigger: if c.chance(128) { lockstep_core::Trigger::All } else { lockstep_core::Trigger::Any },
+                },
+            },
             _ => {
                 let ticks = if c.chance(128) { tick } else { c.u64() };
                 let recs = if c.chance(128) { records } else { c.u64() };
@@ -308,8 +317,17 @@ pub fn run_session(c: &mut Choices, modules: &[Vec<u8>]) -> Session {
             9 => {
                 let _ = rt.shutdown(hostile_id(c, agents));
             }
-            10 => {
+            10 if c.chance(128) => {
                 rt.checkpoint();
+            }
+            10 => {
+                // The workflow graph: refused edges (cycles, unknown or stopped agents) record nothing.
+                let (a, b) = (hostile_id(c, agents), hostile_id(c, agents));
+                let _ = match c.u8() % 3 {
+                    0 => rt.connect(a, b).map(drop),
+                    1 => rt.disconnect(a, b).map(drop),
+                    _ => rt.set_trigger(a, if c.chance(128) { lockstep_core::Trigger::All } else { lockstep_core::Trigger::Any }),
+                };
             }
             _ => {
                 rt.tick().unwrap();
@@ -436,6 +454,16 @@ fn mutate(c: &mut Choices, r: &mut Record, agents: u64) -> bool {
         Record::Base { tick, .. } => *tick = tick.wrapping_add(1),
         // Identity only: any id or lineage replays the same (nothing to break).
         Record::Journal { id, .. } => id[0] ^= 1,
+        Record::Connect { tick, from, to } | Record::Disconnect { tick, from, to } => match c.u8() % 3 {
+            0 => *tick = hostile_tick(c, *tick),
+            1 => *from = hostile_id(c, agents),
+            _ => *to = hostile_id(c, agents),
+        },
+        Record::Trigger { tick, agent, trigger } => match c.u8() % 3 {
+            0 => *tick = hostile_tick(c, *tick),
+            1 => *agent = hostile_id(c, agents),
+            _ => *trigger = if *trigger == lockstep_core::Trigger::All { lockstep_core::Trigger::Any } else { lockstep_core::Trigger::All },
+        },
     }
     *r != before
 }
