@@ -552,7 +552,7 @@ fn a_version_1_snapshot_restores_with_no_graph_and_continues_exactly() {
     future[16..20].copy_from_slice(&crc.to_le_bytes());
     let e = Runtime::restore(&future, RestoreOptions::development()).err().unwrap();
     assert_eq!(e.code(), "E_SNAPSHOT_VERSION", "{e}");
-    assert!(e.to_string().contains("versions 1 to 2"), "{e}");
+    assert!(e.to_string().contains("versions 1..=2"), "{e}");
 }
 
 /// A small session with every graph input and a barrier that waits; its tick hashes and log
