@@ -9,21 +9,8 @@
 use std::time::Instant;
 
 use lockstep_core::{FsyncPolicy, JournalConfig, MemoryAllocator, Runtime, RuntimeConfig};
-
-fn agent(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run `npm run build` first"))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn p99(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 * 0.99) as usize).min(v.len() - 1)]
-}
+mod common;
+use common::{agent, median, p99};
 
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")

@@ -17,6 +17,8 @@
 use std::time::Instant;
 
 use lockstep_core::{AgentId, Runtime, RuntimeConfig, Trigger};
+mod common;
+use common::median;
 
 /// The relay of tests/dag.rs: targets from the host (kind 1: u64 ids); each step it sends every
 /// target [origin u64, tick u64, received u64].
@@ -59,11 +61,6 @@ const RELAY: &str = r#"(module
 const LEVELS: usize = 10;
 const WIDTH: usize = 100;
 const UPSTREAM: usize = 3;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// The edges: agent ids by level (spawned level by level, shuffled within the run's ids so id
 /// order says nothing about the graph), and each agent's upstream agents.

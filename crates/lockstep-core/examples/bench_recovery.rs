@@ -18,16 +18,8 @@ use std::time::Instant;
 
 use lockstep_core::journal::{CursorOptions, FsyncPolicy, JournalConfig, JournalCursor, RecoverOptions};
 use lockstep_core::{Runtime, RuntimeConfig};
-
-fn agent(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run `npm run build` first"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+mod common;
+use common::{agent, median};
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3

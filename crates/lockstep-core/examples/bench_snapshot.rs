@@ -17,16 +17,8 @@ use std::time::Instant;
 
 use lockstep_core::snapshot;
 use lockstep_core::{RestoreOptions, Runtime, RuntimeConfig};
-
-fn agent(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run `npm run build` first"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+mod common;
+use common::{agent, median};
 
 fn config(workers: usize, n: usize) -> RuntimeConfig {
     RuntimeConfig { workers, max_agents: n as u32, checkpoint_interval_ticks: 0, record: false, memory_limit_bytes: 4 << 20, ..RuntimeConfig::development() }
@@ -55,7 +47,7 @@ fn memcpy_ms(bytes: usize, rounds: usize) -> f64 {
                 std::hint::black_box(&dst);
                 t.elapsed().as_secs_f64() * 1e3
             })
-            .collect(),
+            .collect::<Vec<f64>>(),
     )
 }
 
@@ -76,7 +68,7 @@ fn main() {
                     bytes = rt.snapshot().unwrap();
                     t.elapsed().as_secs_f64() * 1e3
                 })
-                .collect(),
+                .collect::<Vec<f64>>(),
         );
         let info = snapshot::info(&bytes).unwrap();
         let touched = info.memory_pages as usize * 65_536;

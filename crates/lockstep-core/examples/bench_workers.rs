@@ -12,16 +12,8 @@
 use std::time::Instant;
 
 use lockstep_core::{Runtime, RuntimeConfig, WorkerScaling};
-
-fn agent(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run `npm run build` first"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+mod common;
+use common::{agent, median};
 
 /// One setup's runtime, its extra agents, tick times per phase, workers used per tick.
 type Run = (&'static str, Runtime, Vec<u64>, [Vec<f64>; 3], Vec<u32>);

@@ -14,6 +14,11 @@ fn config(workers: usize, worker_scaling: WorkerScaling) -> RuntimeConfig {
 /// A session whose load changes 30×: 100 gossip agents, then 3,000, then 100 again (the rest
 /// killed). Returns each tick's hash and the workers it used.
 fn session(rt: &mut Runtime) -> (Vec<Digest>, Vec<u32>) {
+    session_with(rt, |_, _| {})
+}
+
+/// `session`, calling `before(rt, t)` before tick `t`.
+fn session_with(rt: &mut Runtime, mut before: impl FnMut(&mut Runtime, u64)) -> (Vec<Digest>, Vec<u32>) {
     let gossip = rt.load_module(agent("gossip")).unwrap();
     let mut ids: Vec<u64> = (0..100).map(|_| rt.spawn(gossip).unwrap()).collect();
     let (mut hashes, mut workers) = (Vec::new(), Vec::new());
@@ -26,6 +31,7 @@ fn session(rt: &mut Runtime) -> (Vec<Digest>, Vec<u32>) {
                 rt.kill(id).unwrap();
             }
         }
+        before(rt, t);
         let r = rt.tick().unwrap();
         hashes.push(r.hash);
         workers.push(r.workers);
@@ -55,25 +61,10 @@ fn auto_workers_follow_the_work_and_never_change_a_hash() {
 fn set_workers_resizes_mid_session_and_never_changes_a_hash() {
     let (reference, _) = session(&mut Runtime::new(config(1, WorkerScaling::Fixed)).unwrap());
     let mut rt = Runtime::new(config(4, WorkerScaling::Fixed)).unwrap();
-    let gossip = rt.load_module(agent("gossip")).unwrap();
-    let mut ids: Vec<u64> = (0..100).map(|_| rt.spawn(gossip).unwrap()).collect();
-    for t in 0..36u64 {
-        if t == 12 {
-            ids.extend((0..2_900).map(|_| rt.spawn(gossip).unwrap()));
-        }
-        if t == 24 {
-            for &id in &ids[100..] {
-                rt.kill(id).unwrap();
-            }
-        }
-        let forced = (t % 4 + 1) as usize;
-        rt.set_workers(Some(forced)).unwrap();
-        let r = rt.tick().unwrap();
-        assert_eq!(r.hash, reference[t as usize], "tick {t} on {forced} threads");
-        assert_eq!(r.workers as usize, forced);
-        rt.drain_host_messages();
-        rt.drain_dead_letters();
-    }
+    // Tick t runs on (t % 4) + 1 threads.
+    let (hashes, used) = session_with(&mut rt, |rt, t| rt.set_workers(Some((t % 4 + 1) as usize)).unwrap());
+    assert_eq!(hashes, reference, "the same hashes on 1, 2, 3, 4, 1, ... threads");
+    assert_eq!(used, (0..36).map(|t| (t % 4 + 1) as u32).collect::<Vec<_>>());
     rt.set_workers(None).unwrap();
     assert_eq!(rt.tick().unwrap().workers, 4);
     for bad in [0, 5] {
