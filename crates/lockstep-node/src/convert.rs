@@ -24,12 +24,12 @@ pub const MAX_SAFE: u64 = (1 << 53) - 1;
 
 /// Numbers cross as f64 and are checked here: napi's u32/i32/i64 conversions wrap or
 /// truncate silently (2^32 + 3 would become 3).
-fn int_in(v: f64, min: f64, max: f64) -> Option<f64> {
+pub(crate) fn int_in(v: f64, min: f64, max: f64) -> Option<f64> {
     (v.is_finite() && v.fract() == 0.0 && v >= min && v <= max).then_some(v)
 }
 
 /// A numeric option: an integer in `min..=max`, or `None`; else why not.
-fn opt_uint(name: &str, v: Option<f64>, min: u64, max: u64) -> std::result::Result<Option<u64>, String> {
+pub(crate) fn opt_uint(name: &str, v: Option<f64>, min: u64, max: u64) -> std::result::Result<Option<u64>, String> {
     match v {
         None => Ok(None),
         Some(x) => {

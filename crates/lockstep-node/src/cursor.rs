@@ -67,13 +67,7 @@ pub struct NativeJournalCursor {
 
 fn core_options(o: CursorOptions) -> Result<j::CursorOptions> {
     let d = j::CursorOptions::default();
-    let uint = |name: &str, v: Option<f64>, min: u64, max: u64| -> Result<Option<u64>> {
-        match v {
-            None => Ok(None),
-            Some(x) if x.is_finite() && x.fract() == 0.0 && x >= min as f64 && x <= max as f64 => Ok(Some(x as u64)),
-            Some(x) => Err(invalid_config(format!("option {name} must be an integer in {min}..={max}, got {x}"))),
-        }
-    };
+    let uint = |name, v, min, max| convert::opt_uint(name, v, min, max).map_err(invalid_config);
     Ok(j::CursorOptions {
         workers: uint("workers", o.workers, 1, 256)?.map_or(d.workers, |w| w as usize),
         trust: match o.trust_journal {
@@ -89,11 +83,9 @@ fn core_options(o: CursorOptions) -> Result<j::CursorOptions> {
 }
 
 fn tick_arg(name: &str, t: f64) -> Result<u64> {
-    if t.is_finite() && t.fract() == 0.0 && (0.0..=convert::MAX_SAFE as f64).contains(&t) {
-        Ok(t as u64)
-    } else {
-        Err(invalid_arg(name, format!("a tick number (a non-negative integer), got {t}")))
-    }
+    convert::int_in(t, 0.0, convert::MAX_SAFE as f64)
+        .map(|t| t as u64)
+        .ok_or_else(|| invalid_arg(name, format!("a tick number (a non-negative integer), got {t}")))
 }
 
 #[napi]

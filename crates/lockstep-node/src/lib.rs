@@ -259,8 +259,9 @@ impl NativeRuntime {
     pub fn set_workers(&mut self, workers: Option<f64>) -> Result<()> {
         let n = match workers {
             None => None,
-            Some(w) if w.is_finite() && w.fract() == 0.0 && (1.0..=256.0).contains(&w) => Some(w as usize),
-            Some(w) => return Err(invalid_arg("workers", format!("a worker count 1..=256, or null, got {w}"))),
+            Some(w) => {
+                Some(convert::int_in(w, 1.0, 256.0).ok_or_else(|| invalid_arg("workers", format!("a worker count 1..=256, or null, got {w}")))? as usize)
+            }
         };
         self.rt_mut()?.set_workers(n).map_err(to_napi)
     }
