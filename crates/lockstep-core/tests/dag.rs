@@ -504,7 +504,7 @@ fn a_snapshot_holds_the_graph_and_a_waiting_barrier_and_restores_exactly() {
     let bytes = rt.snapshot().unwrap();
     let info = lockstep_core::snapshot::info(&bytes).unwrap();
     assert_eq!((info.version, info.edges), (lockstep_core::snapshot::FORMAT_VERSION, 2));
-    assert_eq!(lockstep_core::snapshot::FORMAT_VERSION, 2);
+    assert_eq!(lockstep_core::snapshot::FORMAT_VERSION, 3);
     let later: Vec<_> = (0..8).map(|_| rt.tick().unwrap()).map(|r| (r.hash, r.agents_waiting)).collect();
     let deep = rt.deep_hash().hash;
     for (workers, allocator) in [(1, MemoryAllocator::Pooling), (4, MemoryAllocator::Slab)] {
@@ -540,19 +540,19 @@ fn a_version_1_snapshot_restores_with_no_graph_and_continues_exactly() {
         ]
     );
     assert_eq!(rt.deep_hash().hash.to_hex(), "9cf02ffa8fc268c45969eb4ba1b3869aa6c61c6227a30c1db009e5692c43b94c");
-    // A graph can be added to it, and a snapshot of it is version 2.
+    // A graph can be added to it, and a snapshot of it is the current version.
     rt.connect(1, 2).unwrap();
     rt.tick().unwrap();
     let again = rt.snapshot().unwrap();
-    assert_eq!(u16::from_le_bytes([again[8], again[9]]), 2);
+    assert_eq!(u16::from_le_bytes([again[8], again[9]]), lockstep_core::snapshot::FORMAT_VERSION);
     // A version from the future is refused with its number.
     let mut future = bytes.clone();
-    future[8..10].copy_from_slice(&3u16.to_le_bytes());
+    future[8..10].copy_from_slice(&4u16.to_le_bytes());
     let crc = crc32fast::hash(&future[..16]);
     future[16..20].copy_from_slice(&crc.to_le_bytes());
     let e = Runtime::restore(&future, RestoreOptions::development()).err().unwrap();
     assert_eq!(e.code(), "E_SNAPSHOT_VERSION", "{e}");
-    assert!(e.to_string().contains("versions 1..=2"), "{e}");
+    assert!(e.to_string().contains("versions 1..=3"), "{e}");
 }
 
 /// A small session with every graph input and a barrier that waits; its tick hashes and log

@@ -353,8 +353,11 @@ fn non_exported_mutable_globals_round_trip() {
 
 /// Sends the 3 bytes at 70,000 (a data segment, and what its start function wrote when
 /// `start`) to the host, then clears them: after the first step that memory is zero again.
-fn clears_its_data(start: bool) -> Vec<u8> {
+/// `keep`: it also writes a line of the same 4 KiB chunk, so the chunk is stored (as lines:
+/// the cleared line must be cleared by the restore) rather than left out as zeros.
+fn clears_its_data(start: bool, keep: bool) -> Vec<u8> {
     let start = if start { r#"(start $s) (func $s (i32.store (i32.const 70000) (i32.const 0x646464)))"# } else { "" };
+    let keep = if keep { "(i32.store (i32.const 70200) (i32.const 7))" } else { "" };
     wat(&format!(
         r#"(module
   (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
@@ -368,6 +371,7 @@ fn clears_its_data(start: bool) -> Vec<u8> {
   (func (export "agent_step") (param i32) (result i32)
     (drop (call $send (i64.const 0) (i32.const 1) (i32.const 0) (i32.const 70000) (i32.const 3)))
     (i32.store (i32.const 70000) (i32.const 0))
+    {keep}
     i32.const 0)
   (func (export "agent_shutdown") (result i32) i32.const 0))"#
     ))
@@ -375,17 +379,17 @@ fn clears_its_data(start: bool) -> Vec<u8> {
 
 #[test]
 fn memory_the_agent_cleared_stays_clear_after_a_restore_whatever_its_module_wrote_at_start() {
-    for start in [false, true] {
+    for (start, keep) in [(false, false), (true, false), (false, true), (true, true)] {
         for allocator in [MemoryAllocator::default(), MemoryAllocator::Pooling] {
             let mut rt = Runtime::new(config(1, allocator)).unwrap();
-            rt.spawn_bytes(clears_its_data(start)).unwrap();
+            rt.spawn_bytes(clears_its_data(start, keep)).unwrap();
             rt.tick().unwrap();
             let first = rt.drain_host_messages();
             assert_ne!(first[0].payload, [0, 0, 0], "it starts with its data");
             let mut restored = Runtime::restore(&rt.snapshot().unwrap(), options(1, allocator)).unwrap();
             assert_eq!(restored.deep_hash().hash, rt.deep_hash().hash);
             assert_eq!(restored.tick().unwrap().hash, rt.tick().unwrap().hash);
-            assert_eq!(restored.drain_host_messages()[0].payload, [0, 0, 0], "start function: {start}, {allocator:?}");
+            assert_eq!(restored.drain_host_messages()[0].payload, [0, 0, 0], "start function: {start}, a line kept: {keep}, {allocator:?}");
         }
     }
 }
@@ -634,4 +638,61 @@ fn ten_thousand_agents_of_one_module_store_their_pages_once() {
     let mut restored = Runtime::restore(&bytes, RestoreOptions { workers: 2, record: false, ..RestoreOptions::development() }).unwrap();
     assert_eq!(restored.deep_hash().hash, rt.deep_hash().hash);
     assert_eq!(restored.tick().unwrap().hash, rt.tick().unwrap().hash);
+}
+
+/// The Pages section's entries: (offset of the codec byte, codec, data range), in order.
+fn page_entries(body: &[u8]) -> Vec<(usize, u8, std::ops::Range<usize>)> {
+    let n = u32::from_le_bytes(body[..4].try_into().unwrap()) as usize;
+    let mut at = 4;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let codec_at = at + 32 + 2;
+        let len = u32::from_le_bytes(body[codec_at + 1..codec_at + 5].try_into().unwrap()) as usize;
+        out.push((codec_at, body[codec_at], codec_at + 5..codec_at + 5 + len));
+        at = codec_at + 5 + len;
+    }
+    out
+}
+
+#[test]
+fn a_lines_page_that_does_not_hold_its_chunks_is_refused_never_a_panic() {
+    let bytes = small();
+    let mut body = Vec::new();
+    forge(&bytes, 2, |b| body = b.clone());
+    let entries = page_entries(&body);
+    let (_, _, data) = entries.iter().find(|e| e.1 == 2).cloned().expect("a sparse page is stored as lines (codec 2)");
+    let mask = u64::from_le_bytes(body[data.start..data.start + 8].try_into().unwrap());
+    let restore = |forged: &[u8]| Runtime::restore(forged, options(1, MemoryAllocator::default()));
+    // A line more than it holds, a line less, a line mask cut short: each names the page.
+    let more = mask | (1 << (!mask).trailing_zeros());
+    let less = mask & (mask - 1);
+    for (what, forged) in [
+        ("a line more", forge(&bytes, 2, |b| b[data.start..data.start + 8].copy_from_slice(&more.to_le_bytes()))),
+        ("a line less", forge(&bytes, 2, |b| b[data.start..data.start + 8].copy_from_slice(&less.to_le_bytes()))),
+    ] {
+        let e = restore(&forged).err().unwrap_or_else(|| panic!("{what}: restored"));
+        assert!(e.code() == "E_SNAPSHOT_CORRUPT" && e.to_string().contains("does not decode"), "{what}: {e}");
+    }
+    // Every other value of its line mask: refused or (a different line of the same count)
+    // restored into a runtime that ticks; `info` checks the page against its address.
+    for bit in 0..64 {
+        let forged = forge(&bytes, 2, |b| b[data.start..data.start + 8].copy_from_slice(&(mask ^ (1 << bit)).to_le_bytes()));
+        if let Ok(mut rt) = restore(&forged) {
+            rt.run(2).unwrap();
+        }
+        assert_eq!(snapshot::info(&forged).err().map(|e| e.code()), Some("E_SNAPSHOT_CORRUPT"), "bit {bit}");
+    }
+}
+
+#[test]
+fn a_snapshot_older_than_the_lines_codec_cannot_use_it() {
+    // Version 1 (the fixture) knows codecs 0 and 1 only: a 2 there is a forgery.
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/snapshot_v1.lssnap");
+    let bytes = std::fs::read(path).unwrap();
+    let mut body = Vec::new();
+    forge(&bytes, 2, |b| body = b.clone());
+    let (codec_at, codec, _) = page_entries(&body)[0].clone();
+    assert!(codec <= 1);
+    let e = Runtime::restore(&forge(&bytes, 2, |b| b[codec_at] = 2), options(2, MemoryAllocator::default())).err().expect("refused");
+    assert!(e.code() == "E_SNAPSHOT_CORRUPT" && e.to_string().contains("page codec 2 is none of format version 1's"), "{e}");
 }

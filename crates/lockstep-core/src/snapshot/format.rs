@@ -11,8 +11,9 @@ pub const MAGIC: &[u8; 8] = b"LOCKSNAP";
 /// The version of the format this runtime writes. It reads this one and every earlier one
 /// (`OLDEST_VERSION..=FORMAT_VERSION`): version 2 (2026-11-26) added the workflow graph to the
 /// Runtime section and the elements of the tables of modules that write into them to each
-/// instance; a version-1 snapshot restores with no graph and no table state.
-pub const FORMAT_VERSION: u16 = 2;
+/// instance; a version-1 snapshot restores with no graph and no table state. Version 3
+/// (2026-11-26) added a page codec (`Lines`, code 2); nothing else changed.
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest version this runtime reads.
 pub const OLDEST_VERSION: u16 = 1;
 /// Magic, version, flags, section count, CRC-32 of the 16 bytes before it.

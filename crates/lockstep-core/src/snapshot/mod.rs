@@ -306,27 +306,92 @@ pub(crate) fn page_address(page: &[u8]) -> Option<(u16, [u8; 32])> {
     Some((mask, *h.finalize().as_bytes()))
 }
 
-/// The non-zero chunks of `page` (those in `mask`), lz4-compressed when that saves space.
-pub(crate) fn pack_page(page: &[u8], mask: u16) -> (bool, Vec<u8>) {
+/// How a stored page's chunks are encoded: its codec byte in the Pages section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PageCodec {
+    /// The chunks as they are.
+    Stored = 0,
+    /// One lz4 block of the chunks.
+    Lz4 = 1,
+    /// Per chunk, a u64 mask of its non-zero 64-byte lines (bit j: line j), then those lines
+    /// (format version 3). Agents leave most of a touched chunk zero; this decodes at copy
+    /// speed where lz4 rebuilds the zeros a few bytes at a time (docs/SNAPSHOT.md).
+    Lines = 2,
+}
+
+/// The unit of the `Lines` codec: a cache line.
+pub(crate) const LINE_BYTES: usize = 64;
+const _: () = assert!(CHUNK_BYTES / LINE_BYTES == u64::BITS as usize, "a line mask is a u64");
+
+/// How much larger than lz4 the `Lines` encoding of a page may be and still be chosen: it
+/// restores several times faster (BENCHMARKS.md, restore vs spawning fresh), and a page it
+/// codes well is mostly zeros, so the bytes it costs are few.
+const LINES_OVER_LZ4_MAX: usize = 2;
+
+/// The non-zero chunks of `page` (those in `mask`), encoded: as lines when that is at most
+/// `LINES_OVER_LZ4_MAX` × the lz4 size and smaller than the chunks, else lz4-compressed when
+/// that saves space, else stored.
+pub(crate) fn pack_page(page: &[u8], mask: u16) -> (PageCodec, Vec<u8>) {
     let mut chunks = Vec::with_capacity(mask.count_ones() as usize * CHUNK_BYTES);
     for (i, c) in page.chunks(CHUNK_BYTES).enumerate() {
         if mask & (1 << i) != 0 {
             chunks.extend_from_slice(c);
         }
     }
+    let lines = pack_lines(&chunks);
     let packed = lz4_flex::block::compress(&chunks);
-    if packed.len() < chunks.len() {
-        (true, packed)
+    if lines.len() < chunks.len() && lines.len() <= packed.len().saturating_mul(LINES_OVER_LZ4_MAX) {
+        (PageCodec::Lines, lines)
+    } else if packed.len() < chunks.len() {
+        (PageCodec::Lz4, packed)
     } else {
-        (false, chunks)
+        (PageCodec::Stored, chunks)
     }
+}
+
+/// `chunks` (whole 4 KiB chunks) in the `Lines` encoding.
+fn pack_lines(chunks: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chunks.len() / 4);
+    for chunk in chunks.chunks(CHUNK_BYTES) {
+        let mask = chunk.chunks(LINE_BYTES).enumerate().fold(0u64, |m, (j, l)| if is_zero(l) { m } else { m | 1 << j });
+        out.extend_from_slice(&mask.to_le_bytes());
+        for (j, line) in chunk.chunks(LINE_BYTES).enumerate() {
+            if mask & (1 << j) != 0 {
+                out.extend_from_slice(line);
+            }
+        }
+    }
+    out
+}
+
+/// Decodes `Lines`-encoded `data` into `chunks`: one 4 KiB destination per stored chunk, in
+/// order, each with whether it may hold bytes already (then the lines the chunk does not hold
+/// are cleared; a fresh chunk is left untouched there, so it stays uncommitted). `false` when
+/// `data` does not hold exactly that many chunks.
+fn decode_lines<'d>(data: &[u8], chunks: impl Iterator<Item = (&'d mut [u8], bool)>) -> bool {
+    let mut at = 0usize;
+    for (chunk, dirty) in chunks {
+        let Some(mask) = data.get(at..at + 8) else { return false };
+        let mask = u64::from_le_bytes(mask.try_into().unwrap_or_default());
+        at += 8;
+        for (j, line) in chunk.chunks_mut(LINE_BYTES).enumerate() {
+            if mask & (1 << j) != 0 {
+                let Some(src) = data.get(at..at + LINE_BYTES) else { return false };
+                line.copy_from_slice(src);
+                at += LINE_BYTES;
+            } else if dirty {
+                clear(line);
+            }
+        }
+    }
+    at == data.len()
 }
 
 /// One stored page: its content address, which chunks it holds, and their bytes as stored.
 pub(crate) struct PageEntry<'a> {
     pub(crate) hash: [u8; 32],
     mask: u16,
-    lz4: bool,
+    pub(crate) codec: PageCodec,
     data: &'a [u8],
     /// Where its entry starts in the snapshot (for errors).
     offset: usize,
@@ -348,7 +413,7 @@ impl PageTable<'_> {
     pub(crate) fn verify(&self) -> Result<()> {
         let mut buf = vec![0; PAGE_BYTES];
         for (i, e) in self.entries.iter().enumerate() {
-            e.decode(i as u32, &mut buf[..e.mask.count_ones() as usize * CHUNK_BYTES], true)?;
+            e.decode(i as u32, &mut buf[..e.mask.count_ones() as usize * CHUNK_BYTES], true, true)?;
         }
         Ok(())
     }
@@ -365,15 +430,29 @@ impl PageTable<'_> {
         if e.shared {
             let chunks = e.decoded.get_or_init(|| {
                 let mut buf = vec![0; e.mask.count_ones() as usize * CHUNK_BYTES];
-                e.decode(index, &mut buf, false).map(|()| buf)
+                e.decode(index, &mut buf, false, false).map(|()| buf)
             });
             return chunks.as_ref().map(|c| scatter(c, e.mask, dst, dirty)).map_err(Clone::clone);
         }
-        // Chunks that are one run (the usual case: an agent's stack and io buffer): decoded
-        // straight into place, no scratch copy; the dirty chunks outside it cleared.
+        // Lines: decoded straight into place, chunk by chunk, touching only the lines it holds
+        // (and clearing the rest of a dirty chunk).
+        if e.codec == PageCodec::Lines {
+            let chunks = dst.chunks_mut(CHUNK_BYTES).enumerate().filter(|(i, _)| e.mask & (1 << i) != 0).map(|(i, c)| (c, dirty & (1 << i) != 0));
+            if !decode_lines(e.data, chunks) {
+                return Err(e.undecodable(index));
+            }
+            for (i, chunk) in dst.chunks_mut(CHUNK_BYTES).enumerate() {
+                if dirty & !e.mask & (1 << i) != 0 {
+                    clear(chunk);
+                }
+            }
+            return Ok(());
+        }
+        // Chunks that are one run (an agent's stack and io buffer): decoded straight into
+        // place, no scratch copy; the dirty chunks outside it cleared.
         let (first, n) = (e.mask.trailing_zeros() as usize, e.mask.count_ones() as usize);
         if e.mask != 0 && (e.mask >> first).count_ones() as usize == n && (e.mask >> first) == ((1u32 << n) - 1) as u16 {
-            e.decode(index, &mut dst[first * CHUNK_BYTES..(first + n) * CHUNK_BYTES], false)?;
+            e.decode(index, &mut dst[first * CHUNK_BYTES..(first + n) * CHUNK_BYTES], false, true)?;
             for (i, chunk) in dst.chunks_mut(CHUNK_BYTES).enumerate() {
                 if dirty & !e.mask & (1 << i) != 0 {
                     clear(chunk);
@@ -383,7 +462,7 @@ impl PageTable<'_> {
         }
         BUF.with_borrow_mut(|buf| {
             let chunks = &mut buf[..e.mask.count_ones() as usize * CHUNK_BYTES];
-            e.decode(index, chunks, false)?;
+            e.decode(index, chunks, false, true)?;
             scatter(chunks, e.mask, dst, dirty);
             Ok(())
         })
@@ -391,16 +470,22 @@ impl PageTable<'_> {
 }
 
 impl PageEntry<'_> {
-    /// Decodes the page's chunks into `chunks` (their length); with `verify`, checks that
-    /// they hash to its address.
-    fn decode(&self, index: u32, chunks: &mut [u8], verify: bool) -> Result<()> {
+    /// Decodes the page's chunks into `chunks` (their length); `dirty`: `chunks` may hold
+    /// bytes (a reused buffer), which a `Lines` page clears where it has none. With `verify`,
+    /// checks that they hash to its address.
+    fn decode(&self, index: u32, chunks: &mut [u8], verify: bool, dirty: bool) -> Result<()> {
         let len = chunks.len();
-        let ok = if self.lz4 { lz4_flex::block::decompress_into(self.data, chunks).ok() == Some(len) } else { self.data.len() == len };
+        let ok = match self.codec {
+            PageCodec::Lz4 => lz4_flex::block::decompress_into(self.data, chunks).ok() == Some(len),
+            PageCodec::Stored if self.data.len() == len => {
+                chunks.copy_from_slice(self.data);
+                true
+            }
+            PageCodec::Stored => false,
+            PageCodec::Lines => decode_lines(self.data, chunks.chunks_mut(CHUNK_BYTES).map(|c| (c, dirty))),
+        };
         if !ok {
-            return Err(corrupt(self.offset, format!("page {index} does not decode to its {len} bytes")));
-        }
-        if !self.lz4 {
-            chunks.copy_from_slice(self.data);
+            return Err(self.undecodable(index));
         }
         if !verify {
             return Ok(());
@@ -412,6 +497,10 @@ impl PageEntry<'_> {
             return Err(corrupt(self.offset, format!("page {index}'s bytes do not hash to its address")));
         }
         Ok(())
+    }
+
+    fn undecodable(&self, index: u32) -> crate::error::LockstepError {
+        corrupt(self.offset, format!("page {index} does not decode to its {} bytes", self.mask.count_ones() as usize * CHUNK_BYTES))
     }
 }
 
@@ -464,8 +553,8 @@ const MAX_DIGEST_BYTES: usize = 64 << 20;
 pub(crate) struct Capture {
     pub(crate) session: SessionConfig,
     pub(crate) modules: Vec<(Digest, std::sync::Arc<Vec<u8>>)>,
-    /// (content address, chunk mask, lz4?, stored bytes), in first-use order.
-    pub(crate) pages: Vec<([u8; 32], u16, bool, Vec<u8>)>,
+    /// (content address, chunk mask, codec, stored bytes), in first-use order.
+    pub(crate) pages: Vec<([u8; 32], u16, PageCodec, Vec<u8>)>,
     pub(crate) runtime: RuntimeImage,
     pub(crate) agents: Vec<SlotImage>,
 }
@@ -493,10 +582,18 @@ pub(crate) fn encode_version(c: &Capture, version: u16) -> Vec<u8> {
 
     let mut b = Buf(Vec::with_capacity(page_bytes + 4));
     b.len(c.pages.len());
-    for (hash, mask, lz4, data) in &c.pages {
+    for (hash, mask, codec, data) in &c.pages {
         b.bytes(hash);
         b.bytes(&mask.to_le_bytes());
-        b.u8(*lz4 as u8);
+        if *codec == PageCodec::Lines && version < 3 {
+            // Before version 3 there were no lines: the same chunks, lz4-compressed.
+            let mut chunks = vec![0; mask.count_ones() as usize * CHUNK_BYTES];
+            decode_lines(data, chunks.chunks_mut(CHUNK_BYTES).map(|c| (c, false)));
+            b.u8(PageCodec::Lz4 as u8);
+            b.blob(&lz4_flex::block::compress(&chunks));
+            continue;
+        }
+        b.u8(*codec as u8);
         b.blob(data);
     }
     w.section(Section::Pages, &b.0, false);
@@ -710,12 +807,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>> {
         if mask == 0 {
             return Err(r.error("a stored page with no non-zero chunk (zero pages are not stored)"));
         }
-        let lz4 = r.bool("page codec")?;
+        let codec = match r.u8()? {
+            0 => PageCodec::Stored,
+            1 => PageCodec::Lz4,
+            2 if version >= 3 => PageCodec::Lines,
+            other => return Err(r.error(format!("page codec {other} is none of format version {version}'s"))),
+        };
         let data = r.blob("page length", PAGE_BYTES)?;
-        if !lz4 && data.len() != mask.count_ones() as usize * CHUNK_BYTES {
+        if codec == PageCodec::Stored && data.len() != mask.count_ones() as usize * CHUNK_BYTES {
             return Err(r.error(format!("an uncompressed page of {} bytes for {} chunks", data.len(), mask.count_ones())));
         }
-        entries.push(PageEntry { hash, mask, lz4, data, offset, shared: false, decoded: std::sync::OnceLock::new() });
+        entries.push(PageEntry { hash, mask, codec, data, offset, shared: false, decoded: std::sync::OnceLock::new() });
     }
     r.finish()?;
     let pages = PageTable { entries };

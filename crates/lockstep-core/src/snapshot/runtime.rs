@@ -166,8 +166,8 @@ impl Runtime {
         let slots = &self.agents.slots;
         let pack = |&(i, n, mask, hash): &(usize, usize, u16, [u8; 32])| {
             let page = slots[i].instance.as_deref().map(|inst| inst.page(n)).unwrap_or_default();
-            let (lz4, data) = snapshot::pack_page(page, mask);
-            (hash, mask, lz4, data)
+            let (codec, data) = snapshot::pack_page(page, mask);
+            (hash, mask, codec, data)
         };
         let pages = match &self.pool {
             Some(pool) if unique.len() >= PARALLEL_MIN_AGENTS => pool.install(|| unique.par_iter().map(pack).collect()),
@@ -361,22 +361,31 @@ mod tests {
   (func (export "agent_shutdown") (result i32) i32.const 0))"#;
 
     #[test]
-    fn a_format_version_1_snapshot_is_still_restored_and_version_3_refused() {
+    fn format_versions_1_and_2_are_still_restored_and_version_4_refused() {
         let mut rt = Runtime::new(RuntimeConfig { workers: 1, ..RuntimeConfig::development() }).unwrap();
         rt.spawn_bytes(wat::parse_str(AGENT).unwrap()).unwrap();
         rt.run(4).unwrap();
-        let v1 = crate::snapshot::encode_version(&rt.capture().unwrap(), 1);
-        assert_eq!(u16::from_le_bytes([v1[8], v1[9]]), 1);
-        let mut restored = Runtime::restore(&v1, crate::RestoreOptions::development()).unwrap();
-        assert_eq!(restored.deep_hash().hash, rt.deep_hash().hash);
-        assert_eq!(restored.tick().unwrap().hash, rt.tick().unwrap().hash);
-        // Version 3 does not exist yet: refused with its code, naming the versions read.
-        let mut v3 = rt.snapshot().unwrap();
-        v3[8] = 3;
-        let crc = crc32fast::hash(&v3[..16]);
-        v3[16..20].copy_from_slice(&crc.to_le_bytes());
-        let e = Runtime::restore(&v3, crate::RestoreOptions::development()).err().expect("refused");
+        let capture = rt.capture().unwrap();
+        assert!(capture.pages.iter().any(|p| p.2 == crate::snapshot::PageCodec::Lines), "the agent's sparse pages are coded as lines");
+        let (deep, next) = (rt.deep_hash().hash, rt.tick().unwrap().hash);
+        for version in [1, 2] {
+            // Written without lines (no such codec before version 3), read back exactly.
+            let old = crate::snapshot::encode_version(&capture, version);
+            assert_eq!(u16::from_le_bytes([old[8], old[9]]), version);
+            let d = crate::snapshot::decode(&old).unwrap();
+            assert!(d.pages.entries.iter().all(|e| e.codec != crate::snapshot::PageCodec::Lines));
+            d.pages.verify().unwrap();
+            let mut restored = Runtime::restore(&old, crate::RestoreOptions::development()).unwrap();
+            assert_eq!(restored.deep_hash().hash, deep, "version {version}");
+            assert_eq!(restored.tick().unwrap().hash, next, "version {version}");
+        }
+        // Version 4 does not exist yet: refused with its code, naming the versions read.
+        let mut v4 = rt.snapshot().unwrap();
+        v4[8] = 4;
+        let crc = crc32fast::hash(&v4[..16]);
+        v4[16..20].copy_from_slice(&crc.to_le_bytes());
+        let e = Runtime::restore(&v4, crate::RestoreOptions::development()).err().expect("refused");
         assert_eq!(e.code(), "E_SNAPSHOT_VERSION");
-        assert!(e.to_string().contains("versions 1..=2"), "{e}");
+        assert!(e.to_string().contains("versions 1..=3"), "{e}");
     }
 }
