@@ -230,6 +230,8 @@ export interface TickReport {
   agentsStepped: number;
   /** Agents with trigger 'all' that waited this tick (not every running upstream agent had sent them something): they neither received nor stepped. */
   agentsWaiting: number;
+  /** Time-sliced agents whose call is suspended at the end of this tick (it used up its slice and goes on next tick; rt.setFuelPerTick). */
+  agentsSuspended: number;
   messagesDelivered: number;
   messagesRouted: number;
   deadLetters: number;
@@ -264,7 +266,8 @@ export interface FaultInfo {
   detail: string;
 }
 
-export type AgentStateName = 'running' | 'preempted' | 'faulted' | 'stopped' | 'killed';
+/** 'suspended': running, with a call that used up its time slice and goes on next tick (rt.setFuelPerTick). */
+export type AgentStateName = 'running' | 'suspended' | 'preempted' | 'faulted' | 'stopped' | 'killed';
 
 export interface AgentInfo {
   /** Never negative (see "Ids" at the top). */
@@ -279,8 +282,12 @@ export interface AgentInfo {
   inboxLen: number;
   /** Its linear memory, bytes. A stopped agent's memory is released: this is then its size when it stopped (faulted, killed or shut down). */
   memoryBytes: number;
-  /** Fuel it burned over its life (until it stopped). */
+  /** Fuel it burned over its life (until it stopped; while it is suspended, until its suspended call started). */
   fuelConsumed: number;
+  /** Its time slice: fuel per call and tick (rt.setFuelPerTick); 0: none. */
+  fuelPerTick: number;
+  /** While state is 'suspended': the ABI call that is suspended. Its memory cannot be read meanwhile (readMemory throws E_INVALID_ARGUMENT). */
+  suspendedCall?: AbiCall;
 }
 
 export type DeadLetterReason =
@@ -297,6 +304,10 @@ export type RuntimeEvent =
   | { type: 'fault'; tick: number; agent: number; fault: FaultInfo }
   | { type: 'stopped'; tick: number; agent: number }
   | { type: 'killed'; tick: number; agent: number }
+  /** A call of a time-sliced agent used up its slice: suspended, it goes on next tick (once per call). */
+  | { type: 'suspended'; tick: number; agent: number; call: AbiCall }
+  /** A suspended call ended (returned or faulted) after `ticks` ticks suspended. */
+  | { type: 'resumed'; tick: number; agent: number; call: AbiCall; ticks: number }
   | { type: 'dead_letter'; tick: number; reason: DeadLetterReason; from: number; to: number; seq: number; kind: number }
   /** level: 1 error, 2 warn, 3 info, 4 debug, 5 trace */
   | { type: 'log'; tick: number; agent: number; level: number; text: string }
@@ -338,6 +349,8 @@ export interface SpawnOptions {
   after?: number[];
   /** When it receives and steps (rt.setTrigger). ['any'] */
   trigger?: Trigger;
+  /** Its time slice, fuel per call and tick (rt.setFuelPerTick): checked before the agent is spawned (E_INVALID_ARGUMENT over the module's per-call budget or without fuel metering). [0: none] */
+  fuelPerTick?: number;
 }
 
 /**
@@ -701,6 +714,14 @@ export class Runtime implements Disposable, AsyncDisposable {
   disconnect(from: number, to: number): boolean;
   /** Sets when the agent receives and steps ('any' or 'all'; see Trigger). Recorded when it changes. */
   setTrigger(id: number, trigger: Trigger): void;
+  /**
+   * Gives an agent a time slice (docs/ABI.md, "Time slicing"): a call of it that burns
+   * `fuelPerTick` fuel in one tick is suspended — not killed — and goes on next tick exactly
+   * where it stopped, until it ends or burns its per-call budget (fuelPerCall). 0 removes it.
+   * Recorded and replayed. E_INVALID_ARGUMENT without fuel metering, over the per-call budget,
+   * or while a call of the agent is suspended.
+   */
+  setFuelPerTick(id: number, fuelPerTick: number): void;
   /** Every edge of the workflow graph, ascending, as [from, to] pairs. */
   edges(): Array<[number, number]>;
   /** An agent's trigger and level in the workflow graph. */

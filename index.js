@@ -771,23 +771,25 @@ class Runtime {
    * ('any' or 'all') says when it steps. The edges are checked before the agent is spawned.
    */
   spawn(source, options) {
-    const o = v.options('options', options, ['priority', 'after', 'trigger']);
+    const o = v.options('options', options, ['priority', 'after', 'trigger', 'fuelPerTick']);
     const priority = v.optInt('options.priority', o.priority, ...INT32, 0);
     const { after, trigger } = graphOptions(o);
+    const fuelPerTick = v.optInt('options.fuelPerTick', o.fuelPerTick, 0, Number.MAX_SAFE_INTEGER, 0);
     const hash = spawnSource(this, source);
-    return call(() => this.#native.spawn(hash, priority, after, trigger));
+    return call(() => this.#native.spawn(hash, priority, after, trigger, fuelPerTick));
   }
 
   spawnMany(source, count, options) {
     v.int('count', count, 0, MAX_U32);
-    const o = v.options('options', options, ['priority', 'after', 'trigger']);
+    const o = v.options('options', options, ['priority', 'after', 'trigger', 'fuelPerTick']);
     const priority = v.optInt('options.priority', o.priority, ...INT32, 0);
     const { after, trigger } = graphOptions(o);
+    const fuelPerTick = v.optInt('options.fuelPerTick', o.fuelPerTick, 0, Number.MAX_SAFE_INTEGER, 0);
     const hash = spawnSource(this, source);
     const ids = [];
     for (let i = 0; i < count; i++) {
       try {
-        ids.push(call(() => this.#native.spawn(hash, priority, after, trigger)));
+        ids.push(call(() => this.#native.spawn(hash, priority, after, trigger, fuelPerTick)));
       } catch (e) {
         // The agents already spawned exist (and are recorded): say which, so none is orphaned.
         if (e && typeof e === 'object') {
@@ -827,6 +829,16 @@ class Runtime {
     agentArg('id', id);
     v.oneOf('trigger', trigger, TRIGGERS);
     return call(() => this.#native.setTrigger(id, trigger));
+  }
+
+  /**
+   * Gives an agent a time slice: a call of it that burns `fuelPerTick` fuel in one tick is
+   * suspended (not killed) and goes on next tick where it stopped; 0 removes the slice.
+   */
+  setFuelPerTick(id, fuelPerTick) {
+    agentArg('id', id);
+    v.int('fuelPerTick', fuelPerTick, 0, Number.MAX_SAFE_INTEGER);
+    return call(() => this.#native.setFuelPerTick(id, fuelPerTick));
   }
 
   /** Every edge of the workflow graph, ascending, as [from, to] pairs. */

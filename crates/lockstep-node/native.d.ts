@@ -14,6 +14,10 @@ export interface AgentInfo {
   inboxLen: number
   memoryBytes: number
   fuelConsumed: number
+  /** Its time slice (fuel per call and tick); 0: none. */
+  fuelPerTick: number
+  /** The ABI call suspended (state 'suspended'). */
+  suspendedCall?: string
 }
 
 export interface AgentMessage {
@@ -416,7 +420,9 @@ export declare class NativeRuntime {
    * graph level in each tick; `after` (agent ids) and `trigger` ('any' or 'all') make it
    * downstream of those agents (checked before it is spawned).
    */
-  spawn(module: string, priority?: number | undefined | null, after?: Array<number> | undefined | null, trigger?: string | undefined | null): number
+  spawn(module: string, priority?: number | undefined | null, after?: Array<number> | undefined | null, trigger?: string | undefined | null, fuelPerTick?: number | undefined | null): number
+  /** Sets an agent's time slice (fuel per call and tick; 0 removes it). */
+  setFuelPerTick(id: number, fuelPerTick: number): void
   /** Adds the edge `from → to` to the workflow graph; whether it is new. */
   connect(from: number, to: number): boolean
   /** Removes the edge `from → to`; whether it existed. */
@@ -666,6 +672,8 @@ export interface TickReport {
   agentsStepped: number
   /** Agents with trigger 'all' that waited this tick (their upstream agents had not all sent). */
   agentsWaiting: number
+  /** Time-sliced agents whose call is suspended at the end of the tick. */
+  agentsSuspended: number
   messagesDelivered: number
   messagesRouted: number
   deadLetters: number

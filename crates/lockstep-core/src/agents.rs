@@ -61,7 +61,7 @@ impl Agents {
     /// The table a snapshot stored: `slots` in id order, the phases as they were (and whether
     /// they were due for a refresh). Live agents are those holding an instance.
     pub(crate) fn restored(slots: Vec<AgentSlot>, priorities: Vec<i32>, stale: bool, graph: Graph) -> Self {
-        let live_index: Vec<usize> = slots.iter().enumerate().filter(|(_, s)| s.instance.is_some()).map(|(i, _)| i).collect();
+        let live_index: Vec<usize> = slots.iter().enumerate().filter(|(_, s)| s.is_live()).map(|(i, _)| i).collect();
         Self { live: live_index.len(), live_index, slots, priorities, stale, graph, schedule: Vec::new(), schedule_stale: true }
     }
 
@@ -131,7 +131,7 @@ impl Agents {
         if let Err(at) = self.priorities.binary_search_by(|p| slot.phase.cmp(p)) {
             self.priorities.insert(at, slot.phase);
         }
-        if slot.instance.is_some() {
+        if slot.is_live() {
             let index = self.slots.len();
             self.live += 1;
             self.live_index.push(index);
@@ -224,7 +224,7 @@ impl Agents {
         }
         self.stale = false;
         let slots = &self.slots;
-        self.live_index.retain(|&i| slots.get(i).is_some_and(|s| s.instance.is_some()));
+        self.live_index.retain(|&i| slots.get(i).is_some_and(|s| s.is_live()));
         let mut used: Vec<i32> = Vec::with_capacity(self.priorities.len());
         for s in self.live_index.iter().map(|&i| &self.slots[i]) {
             if !used.contains(&s.phase) {

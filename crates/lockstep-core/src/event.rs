@@ -4,7 +4,7 @@ use serde::{Serialize, Serializer};
 
 use crate::bus::{AgentId, DeadLetterReason};
 use crate::error::Digest;
-use crate::fault::Fault;
+use crate::fault::{AbiCall, Fault};
 
 /// What the runtime reports to its embedder, oldest first, through
 /// [`Runtime::drain_events`](crate::Runtime::drain_events) (and, as JSON, the outbound ring).
@@ -52,6 +52,30 @@ pub enum Event {
         tick: u64,
         /// The agent.
         agent: AgentId,
+    },
+    /// A call of a time-sliced agent ([`Runtime::set_fuel_per_tick`](crate::Runtime::set_fuel_per_tick))
+    /// used up its slice: it is suspended, and goes on next tick where it stopped. Once per
+    /// call, in the tick it was first suspended.
+    Suspended {
+        /// When it happened.
+        tick: u64,
+        /// The agent.
+        agent: AgentId,
+        /// The ABI call suspended (`agent_step`, `agent_receive`, ...).
+        #[serde(serialize_with = "call_name")]
+        call: AbiCall,
+    },
+    /// A suspended call ended (returned or faulted) after `ticks` ticks of suspension.
+    Resumed {
+        /// When it happened.
+        tick: u64,
+        /// The agent.
+        agent: AgentId,
+        /// The ABI call.
+        #[serde(serialize_with = "call_name")]
+        call: AbiCall,
+        /// Ticks it was suspended over (slices used up before the one it ended in).
+        ticks: u64,
     },
     /// A message could not be delivered. The message itself, payload included, waits in the
     /// dead-letter queue ([`Runtime::drain_dead_letters`](crate::Runtime::drain_dead_letters)).
@@ -132,6 +156,8 @@ impl Event {
             Self::Fault { .. } => "fault",
             Self::Stopped { .. } => "stopped",
             Self::Killed { .. } => "killed",
+            Self::Suspended { .. } => "suspended",
+            Self::Resumed { .. } => "resumed",
             Self::DeadLetter { .. } => "dead_letter",
             Self::Log { .. } => "log",
             Self::RingError { .. } => "ring_error",
@@ -145,9 +171,13 @@ impl Event {
     /// The agent the event is about, if any.
     pub fn agent(&self) -> Option<AgentId> {
         match self {
-            Self::Spawned { agent, .. } | Self::Fault { agent, .. } | Self::Stopped { agent, .. } | Self::Killed { agent, .. } | Self::Log { agent, .. } => {
-                Some(*agent)
-            }
+            Self::Spawned { agent, .. }
+            | Self::Fault { agent, .. }
+            | Self::Stopped { agent, .. }
+            | Self::Killed { agent, .. }
+            | Self::Log { agent, .. }
+            | Self::Suspended { agent, .. }
+            | Self::Resumed { agent, .. } => Some(*agent),
             Self::DeadLetter { to, .. } => Some(*to),
             Self::RingError { .. } | Self::ModuleRefused { .. } | Self::Security { .. } | Self::Dropped { .. } | Self::RecordingStopped { .. } => None,
         }
@@ -161,6 +191,10 @@ impl Event {
 
 fn digest_hex<S: Serializer>(d: &Digest, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&d.to_hex())
+}
+
+fn call_name<S: Serializer>(c: &AbiCall, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.export_name())
 }
 
 fn reason_name<S: Serializer>(r: &DeadLetterReason, s: S) -> Result<S::Ok, S::Error> {

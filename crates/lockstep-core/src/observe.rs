@@ -73,10 +73,7 @@ pub(crate) fn agent_table(slots: &[AgentSlot]) -> AgentTable {
             });
             last
         };
-        let (memory, fuel) = match &s.instance {
-            Some(i) => (i.memory_bytes(), i.fuel_consumed),
-            None => (s.last_memory_bytes, s.last_fuel_consumed),
-        };
+        let (memory, fuel) = s.usage();
         rows.extend_from_slice(&(s.id as u32).to_le_bytes());
         rows.push(state_code(&s.state));
         rows.push(0);

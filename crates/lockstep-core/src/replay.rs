@@ -215,7 +215,7 @@ fn validate(record: &Record, offset: u64, rt: &Runtime, applied: &Applied) -> Re
             existing_agent("from", *from)?;
             existing_agent("to", *to)?;
         }
-        Record::Trigger { tick, agent, .. } => {
+        Record::Trigger { tick, agent, .. } | Record::Slice { tick, agent, .. } => {
             tick_is_now(*tick)?;
             existing_agent("agent", *agent)?;
         }
@@ -609,6 +609,17 @@ impl Replayer {
                     ));
                 }
                 rt.set_trigger(agent, trigger).map_err(at)?;
+            }
+            Record::Slice { agent, fuel_per_tick, .. } => {
+                if rt.fuel_per_tick(agent).map_err(at)? == fuel_per_tick {
+                    return Err(corrupt(
+                        offset,
+                        "Slice",
+                        "fuel_per_tick",
+                        format!("agent {agent}'s slice is {fuel_per_tick} already; a runtime records only changes"),
+                    ));
+                }
+                rt.set_fuel_per_tick(agent, fuel_per_tick).map_err(at)?;
             }
         }
         Ok(Step::Applied)

@@ -224,6 +224,15 @@ pub enum Record {
         /// Its trigger from now on.
         trigger: crate::graph::Trigger,
     },
+    /// An agent's time slice was set (`Runtime::set_fuel_per_tick`).
+    Slice {
+        /// The runtime's current tick when it happened.
+        tick: u64,
+        /// The agent.
+        agent: AgentId,
+        /// Fuel per call and tick from now on; 0: none.
+        fuel_per_tick: u64,
+    },
     /// In place of a record the writer could not write because its body would exceed
     /// [`MAX_RECORD_BYTES`]: the record's tag and body length. A replay stops here.
     Gap {
@@ -250,6 +259,7 @@ const TAG_BASE: u8 = 13;
 const TAG_JOURNAL: u8 = 14;
 const TAG_GENERATED: u8 = 15;
 const TAG_AGENT_LANGUAGE_MODEL: u8 = 16;
+const TAG_SLICE: u8 = 17;
 const TAG_CONNECT: u8 = 20;
 const TAG_DISCONNECT: u8 = 21;
 const TAG_TRIGGER: u8 = 22;
@@ -405,6 +415,7 @@ impl Record {
             Record::Connect { .. } => "Connect",
             Record::Disconnect { .. } => "Disconnect",
             Record::Trigger { .. } => "Trigger",
+            Record::Slice { .. } => "Slice",
         }
     }
 }
@@ -507,6 +518,12 @@ impl Record {
                 b.extend_from_slice(&agent.to_le_bytes());
                 b.push(trigger.tag());
                 TAG_TRIGGER
+            }
+            Record::Slice { tick, agent, fuel_per_tick } => {
+                for v in [tick, agent, fuel_per_tick] {
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+                TAG_SLICE
             }
             Record::End { ticks, records, bytes, hash, tail } => {
                 for v in [ticks, records, bytes] {
@@ -764,6 +781,7 @@ impl<'a> LogReader<'a> {
             TAG_CONNECT => "Connect",
             TAG_DISCONNECT => "Disconnect",
             TAG_TRIGGER => "Trigger",
+            TAG_SLICE => "Slice",
             other => return Err(corrupt(format!("unknown record tag {other}"))),
         };
         let mut body = Body { bytes: &rest[5..5 + len], pos: 0, record_offset: offset, kind };
@@ -830,6 +848,7 @@ impl<'a> LogReader<'a> {
                     crate::graph::Trigger::from_tag(t).ok_or_else(|| corrupt(format!("Trigger record, field `trigger`: {t} is not 0 (any) or 1 (all)")))?;
                 Record::Trigger { tick, agent, trigger }
             }
+            TAG_SLICE => Record::Slice { tick: body.u64()?, agent: body.u64()?, fuel_per_tick: body.u64()? },
             TAG_END => Record::End { ticks: body.u64()?, records: body.u64()?, bytes: body.u64()?, hash: body.digest()?, tail: body.digest()? },
             TAG_GAP => Record::Gap { tag: body.take(1)?[0], len: body.u64()? },
             TAG_BASE => Record::Base { tick: body.u64()?, snapshot: body.digest()?, hash: body.digest()? },
@@ -892,6 +911,7 @@ mod tests {
             Record::Disconnect { tick: 3, from: 1, to: 3 },
             Record::Trigger { tick: 3, agent: 3, trigger: crate::graph::Trigger::All },
             Record::Trigger { tick: 4, agent: 3, trigger: crate::graph::Trigger::Any },
+            Record::Slice { tick: 4, agent: 2, fuel_per_tick: 5_000 },
             Record::Gap { tag: 2, len: 1 << 40 },
             Record::End { ticks: 3, records: 19, bytes: 999, hash: Digest([4; 32]), tail: Digest([6; 32]) },
         ]

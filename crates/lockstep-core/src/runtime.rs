@@ -174,8 +174,13 @@ pub struct AgentInfo {
     /// Size of its linear memory, bytes: now, or, once it stopped (faulted, killed, shut
     /// down; its memory is released then), the size it had when it stopped.
     pub memory_bytes: usize,
-    /// Fuel it burned over its life (until it stopped, for a stopped agent).
+    /// Fuel it burned over its life (until it stopped, for a stopped agent; until its
+    /// suspended call started, while it is suspended).
     pub fuel_consumed: u64,
+    /// Its time slice: fuel per call and tick ([`Runtime::set_fuel_per_tick`]); 0: none.
+    pub fuel_per_tick: u64,
+    /// The ABI call of it that is suspended (it used up its slice and goes on next tick).
+    pub suspended: Option<crate::fault::AbiCall>,
 }
 
 /// The result of a deep hash: the whole and each agent's part.
@@ -601,6 +606,12 @@ impl Runtime {
             return Err(bad(format!("length {length} exceeds the {}-byte limit of one read; read in parts", crate::limits::MAX_READ_MEMORY_BYTES)));
         }
         let Some(instance) = slot.instance.as_deref() else {
+            if let Some(s) = &slot.suspended {
+                return Err(bad(format!(
+                    "agent {id} is suspended in {} (time slicing): its memory is mid-call; read it at a tick its call has ended",
+                    s.call.export_name()
+                )));
+            }
             return Err(bad(format!("agent {id} is {}: its memory was released", slot.state.name())));
         };
         let memory = instance.memory_data();
@@ -667,11 +678,18 @@ impl Runtime {
         let tick = self.tick;
         self.begin_stop(id, Record::Shutdown { tick, agent: id })?;
         let slot = self.slot_mut(id)?;
+        // A suspended call is abandoned, and `agent_shutdown` is not called: the agent is
+        // mid-call (docs/ABI.md, "Time slicing"). Its unfinished batch is dead-lettered below.
+        let was_suspended = slot.suspended.is_some();
+        let mut in_flight = std::mem::take(&mut slot.in_flight);
+        if was_suspended {
+            slot.release();
+        }
         let mut instance = slot.instance.take();
         if let Some(i) = instance.as_deref() {
             slot.remember_usage(i);
         }
-        let had_instance = instance.is_some();
+        let had_instance = instance.is_some() || was_suspended;
         let result = instance.as_mut().map(|i| i.call_shutdown(tick)).unwrap_or(Ok(()));
         let (sent, logs) = instance.map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs))).unwrap_or_default();
         slot.messages_sent += sent.len() as u64;
@@ -696,7 +714,8 @@ impl Runtime {
             }
         }
         self.inputs.agent_output(sent);
-        for m in inbox {
+        in_flight.extend(inbox);
+        for m in in_flight {
             self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);
         }
         Ok(())
@@ -735,8 +754,9 @@ impl Runtime {
         self.begin_stop(id, Record::Kill { tick, agent: id })?;
         let slot = self.slot_mut(id)?;
         slot.state = AgentState::Killed;
-        let inbox = std::mem::take(&mut slot.inbox);
-        let had_instance = slot.instance.is_some();
+        let mut inbox = std::mem::take(&mut slot.in_flight);
+        inbox.append(&mut slot.inbox);
+        let had_instance = slot.is_live();
         slot.release();
         if had_instance {
             self.agents.released_one(id);
@@ -799,6 +819,66 @@ impl Runtime {
         self.agents.graph_mut().set_trigger(agent, trigger);
         self.graph_input(Record::Trigger { tick: self.tick, agent, trigger });
         Ok(())
+    }
+
+    /// Gives `agent` a time slice of `fuel_per_tick` units of fuel per call and tick (0
+    /// removes it; docs/ABI.md, "Time slicing"): a call of it that burns that much in one tick
+    /// is suspended, not killed, and goes on next tick where it stopped, for another slice,
+    /// until it ends or burns its per-call budget (`fuel_per_call`). Recorded, hashed and
+    /// replayed like every input (when it changes).
+    ///
+    /// `E_UNKNOWN_AGENT`, `E_AGENT_NOT_RUNNING`; `E_INVALID_ARGUMENT` when fuel metering is
+    /// off (`fuel_per_call` 0), for a slice over the agent's per-call budget, or while a call
+    /// of the agent is suspended (set it at a tick where its call has ended).
+    pub fn set_fuel_per_tick(&mut self, agent: AgentId, fuel_per_tick: u64) -> Result<()> {
+        self.journal_ok()?;
+        self.running_agent(agent)?;
+        let bad = |reason: String| LockstepError::InvalidArgument { name: "fuelPerTick".into(), reason };
+        let slot = self.slot_mut(agent)?;
+        if let Some(s) = &slot.suspended {
+            return Err(bad(format!("agent {agent} is suspended in {}: set its slice at a tick where that call has ended", s.call.export_name())));
+        }
+        let Some(instance) = slot.instance.as_deref_mut() else {
+            return Err(LockstepError::AgentNotRunning { id: agent, state: slot.state.name().into() });
+        };
+        if instance.fuel_per_tick == fuel_per_tick {
+            return Ok(());
+        }
+        if instance.fuel_per_call() == 0 {
+            return Err(bad("time slicing needs fuel metering (fuelPerCall > 0)".into()));
+        }
+        if fuel_per_tick > instance.fuel_per_call() {
+            return Err(bad(format!(
+                "{fuel_per_tick} is over agent {agent}'s per-call fuel budget of {}: a slice is part of one call's budget",
+                instance.fuel_per_call()
+            )));
+        }
+        instance.set_fuel_per_tick(fuel_per_tick).map_err(bad)?;
+        self.graph_input(Record::Slice { tick: self.tick, agent, fuel_per_tick });
+        Ok(())
+    }
+
+    /// Whether agents of `module` could be given a slice of `fuel_per_tick` (what
+    /// `set_fuel_per_tick` checks of the module), before one is spawned.
+    pub fn check_fuel_per_tick(&self, module: Digest, fuel_per_tick: u64) -> Result<()> {
+        let bad = |reason: String| LockstepError::InvalidArgument { name: "fuelPerTick".into(), reason };
+        let m = self
+            .modules
+            .get(&module)
+            .ok_or_else(|| LockstepError::InvalidModule { reason: format!("module {module} is not loaded; call loadModule first") })?;
+        let budget = if self.config.fuel_per_call > 0 { m.grants.fuel_per_call.max(1) } else { 0 };
+        if budget == 0 && fuel_per_tick > 0 {
+            return Err(bad("time slicing needs fuel metering (fuelPerCall > 0)".into()));
+        }
+        if fuel_per_tick > budget {
+            return Err(bad(format!("{fuel_per_tick} is over the module's per-call fuel budget of {budget}: a slice is part of one call's budget")));
+        }
+        Ok(())
+    }
+
+    /// An agent's time slice (fuel per call and tick; 0: none). `E_UNKNOWN_AGENT`.
+    pub fn fuel_per_tick(&self, agent: AgentId) -> Result<u64> {
+        Ok(self.inspect(agent)?.fuel_per_tick)
     }
 
     /// Spawns an agent (as `spawn_with_priority`) downstream of every agent in `after`, with
@@ -865,6 +945,7 @@ impl Runtime {
             Record::Connect { from, to, .. } => self.inputs.digest.edge(true, *from, *to),
             Record::Disconnect { from, to, .. } => self.inputs.digest.edge(false, *from, *to),
             Record::Trigger { agent, trigger, .. } => self.inputs.digest.trigger(*agent, *trigger),
+            Record::Slice { agent, fuel_per_tick, .. } => self.inputs.digest.slice(*agent, *fuel_per_tick),
             _ => {}
         }
         self.record(|r| r.record(&record));
@@ -947,7 +1028,14 @@ impl Runtime {
             // deep hash before using it (red team of issue 12: a snapshot whose memory was not
             // the session's passed every check but the tick hash chain).
             let ticks_run = self.tick;
-            let snapshot_due = self.recorder.as_mut().and_then(Recorder::journal_mut).is_some_and(|j| j.snapshot_due(ticks_run));
+            let mut snapshot_due = self.recorder.as_mut().and_then(Recorder::journal_mut).is_some_and(|j| j.snapshot_due(ticks_run));
+            if snapshot_due && report.agents_suspended > 0 {
+                // A suspended call cannot be in a snapshot: the next tick without one takes it.
+                if let Some(j) = self.recorder.as_mut().and_then(Recorder::journal_mut) {
+                    j.put_off_snapshot();
+                }
+                snapshot_due = false;
+            }
             if (every > 0 && self.tick.is_multiple_of(every)) || snapshot_due {
                 self.record_checkpoint();
             }
@@ -985,6 +1073,9 @@ impl Runtime {
         let ticks_run = self.tick;
         if !self.recorder.as_mut().and_then(Recorder::journal_mut).is_some_and(|j| j.snapshot_due(ticks_run)) {
             return Ok(());
+        }
+        if self.agents.slots.iter().any(|s| s.suspended.is_some()) {
+            return Ok(()); // put off (`tick`)
         }
         match self.snapshot() {
             Ok(bytes) => match self.recorder.as_mut().and_then(Recorder::journal_mut) {
@@ -1210,7 +1301,7 @@ impl Runtime {
 
     /// Hashes every agent's memory, globals and host state (in parallel where a pool exists).
     pub fn deep_hash(&mut self) -> DeepHash {
-        let hash_one = |s: &mut AgentSlot| (s.id, DeepHasher::agent(s.id, s.state.name(), s.inbox.len(), s.instance.as_deref_mut()));
+        let hash_one = |s: &mut AgentSlot| (s.id, DeepHasher::agent(s));
         let parts: Vec<_> = match &self.pool {
             Some(pool) => pool.install(|| self.agents.slots.par_iter_mut().map(hash_one).collect()),
             None => self.agents.slots.iter_mut().map(hash_one).collect(),
@@ -1247,8 +1338,10 @@ impl Runtime {
             messages_received: s.messages_received,
             messages_sent: s.messages_sent,
             inbox_len: s.inbox.len(),
-            memory_bytes: s.instance.as_ref().map(|i| i.memory_bytes()).unwrap_or(s.last_memory_bytes),
-            fuel_consumed: s.instance.as_ref().map(|i| i.fuel_consumed).unwrap_or(s.last_fuel_consumed),
+            memory_bytes: s.usage().0,
+            fuel_consumed: s.usage().1,
+            fuel_per_tick: s.instance.as_ref().map(|i| i.fuel_per_tick).or(s.suspended.as_ref().map(|c| c.fuel_per_tick)).unwrap_or(0),
+            suspended: s.suspended.as_ref().map(|c| c.call),
         })
     }
 

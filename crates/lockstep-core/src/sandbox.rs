@@ -401,6 +401,9 @@ impl AgentModule {
             fuel_consumed: 0,
             snapshot: self.snapshot.clone(),
             captured_tables: Vec::new(),
+            fuel_per_tick: 0,
+            async_calls: false,
+            resumed: None,
         })
     }
 }
@@ -430,6 +433,14 @@ pub struct AgentInstance {
     snapshot: Arc<crate::snapshot::wasm::ModuleState>,
     /// Its tables' elements while a snapshot is taken (`capture_tables`), else empty.
     pub(crate) captured_tables: Vec<Vec<u32>>,
+    /// Its fuel slice per call and tick (`Runtime::set_fuel_per_tick`); 0: not sliced.
+    pub(crate) fuel_per_tick: u64,
+    /// Its store yields (it was given a slice once): wasmtime then takes only async calls,
+    /// whether a slice is still set or not (`slicing`).
+    pub(crate) async_calls: bool,
+    /// Set when a suspended call of it is resumed: its epoch callback then gives the call a
+    /// new wall-clock deadline instead of trapping (`slicing`). `None` until it is sliced.
+    pub(crate) resumed: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Everything the scheduler needs to fill in the step context.
@@ -481,6 +492,12 @@ impl AgentInstance {
     }
 
     pub fn call_step(&mut self, ctx: &StepContext) -> Result<(), Fault> {
+        self.write_step_context(ctx);
+        self.run(AbiCall::Step, ctx.tick, self.io_ptr as i32)
+    }
+
+    /// Writes the step context into the io buffer (before an `agent_step` call).
+    fn write_step_context(&mut self, ctx: &StepContext) {
         let mut bytes = [0u8; abi::CONTEXT_BYTES];
         bytes[abi::CONTEXT_OFFSET_ABI_VERSION..][..4].copy_from_slice(&self.abi_version.to_le_bytes());
         bytes[abi::CONTEXT_OFFSET_INBOX_LEN..][..4].copy_from_slice(&ctx.inbox_len.to_le_bytes());
@@ -489,7 +506,6 @@ impl AgentInstance {
         bytes[abi::CONTEXT_OFFSET_MAX_AGENT_ID..][..8].copy_from_slice(&ctx.max_agent_id.to_le_bytes());
         // 32 bytes always fit the 65,536-byte buffer checked at instantiation.
         let _ = self.write_io(&bytes, &[]);
-        self.run(AbiCall::Step, ctx.tick, self.io_ptr as i32)
     }
 
     /// Delivers `inbox` (in delivery order) the way the agent's ABI version says: one
@@ -621,28 +637,43 @@ impl AgentInstance {
             let _ = self.store.set_fuel(budget);
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = match call {
+        let result = if self.async_calls {
+            // A store that yields takes async calls only: run this one to its end here.
+            self.call_to_end(call, arg, count)
+        } else {
+            self.call_sync(call, arg, count)
+        };
+        if self.fuel_per_call > 0 {
+            let left = self.store.get_fuel().unwrap_or(0);
+            let used = budget.saturating_sub(left);
+            self.fuel_consumed += used;
+            self.fuel_left_this_tick = self.fuel_left_this_tick.saturating_sub(used);
+        }
+        self.status(result, call, tick, budget < self.fuel_per_call)
+    }
+
+    /// What a call's result means: status 0 is success, any other the agent's error; a trap
+    /// is classified (`classify`).
+    fn status(&mut self, result: wasmtime::Result<i32>, call: AbiCall, tick: u64, tick_budget_bound: bool) -> Result<(), Fault> {
+        match result {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(Fault { kind: FaultKind::AgentError, call, tick, detail: format!("{} returned status {code}", call.export_name()) }),
+            Err(e) => Err(self.classify(e, call, tick, tick_budget_bound)),
+        }
+    }
+
+    /// Calls the ABI function of `call` (sync store).
+    fn call_sync(&mut self, call: AbiCall, arg: i32, count: i32) -> wasmtime::Result<i32> {
+        match call {
             AbiCall::Init => self.init.call(&mut self.store, ()),
             AbiCall::Step => self.step.call(&mut self.store, arg),
             AbiCall::Receive => match (&self.receive_batch, &self.receive) {
                 (Some(f), _) if self.abi_version >= 2 => f.call(&mut self.store, (arg, count)),
                 (_, Some(f)) => f.call(&mut self.store, arg),
                 // `instantiate` refused a module without the entry point its version needs.
-                _ => return Err(Fault { kind: FaultKind::HostCallViolation, call, tick, detail: "no receive entry point for its ABI version".into() }),
+                _ => Err(wasmtime::Error::msg("no receive entry point for its ABI version")),
             },
             AbiCall::Shutdown => self.shutdown.call(&mut self.store, ()),
-        };
-        if self.fuel_per_call > 0 {
-            let left = self.store.get_fuel().unwrap_or(0);
-            let used = budget.saturating_sub(left);
-            self.fuel_consumed += used;
-            self.fuel_left_this_tick -= used;
-        }
-        let fault = |kind, detail: String| Fault { kind, call, tick, detail };
-        match result {
-            Ok(0) => Ok(()),
-            Ok(code) => Err(fault(FaultKind::AgentError, format!("{} returned status {code}", call.export_name()))),
-            Err(e) => Err(self.classify(e, call, tick, budget < self.fuel_per_call)),
         }
     }
 
@@ -705,6 +736,10 @@ impl AgentInstance {
         hasher.update(&self.fuel_consumed.to_le_bytes());
     }
 }
+
+// Time slicing: calls that may be suspended between ticks.
+mod slicing;
+pub(crate) use slicing::{start as start_call, Outcome, Suspended};
 
 // Snapshots (docs/SNAPSHOT.md) read and rebuild an instance's private state: the code is in
 // its own file, a child of this module so that it sees the fields above.

@@ -20,9 +20,9 @@ use std::sync::Mutex;
 use crate::bus::{self, AgentId, DeadLetterReason, Message};
 use crate::error::Digest;
 use crate::event::Event;
-use crate::fault::{AgentState, Fault};
+use crate::fault::{AbiCall, AgentState, Fault};
 use crate::outputs::Outputs;
-use crate::sandbox::{AgentInstance, StepContext};
+use crate::sandbox::{AgentInstance, Outcome, StepContext, Suspended};
 use crate::tick_hash::{AgentTickDigest, TickHasher};
 
 /// Below this many running agents a tick runs on the calling thread: waking pool threads
@@ -79,6 +79,11 @@ pub struct AgentSlot {
     /// Addresses the next step will touch first (its instance and its io buffer), kept in
     /// the contiguous slot array so the tick loop can prefetch them ahead of time.
     prefetch: [usize; 3],
+    /// A time-sliced agent's call that used up its slice (`sandbox::Suspended`): it owns the
+    /// instance (`instance` is `None` meanwhile) until the call ends in a later tick.
+    pub(crate) suspended: Option<Box<Suspended>>,
+    /// The messages of a suspended receive call, delivery order.
+    pub(crate) in_flight: Vec<Message>,
 }
 
 /// What one agent did in phase 1, consumed by phase 2.
@@ -99,6 +104,11 @@ pub(crate) struct AgentTickOutput {
     /// The messages delivered, copied only while the runtime traces a tick (a journal cursor's
     /// `messages_at`).
     pub received: Vec<Message>,
+    /// A time-sliced agent whose call is suspended at the end of this tick: which call, and
+    /// whether it was suspended in this tick first.
+    pub suspended: Option<(AbiCall, bool)>,
+    /// A suspended call that ended this tick: which, and over how many ticks it was suspended.
+    pub resumed: Option<(AbiCall, u64)>,
 }
 
 impl AgentSlot {
@@ -125,6 +135,8 @@ impl AgentSlot {
             last_fuel_consumed: 0,
             out: AgentTickOutput::default(),
             waiting: false,
+            suspended: None,
+            in_flight: Vec::new(),
         }
     }
 
@@ -144,6 +156,12 @@ impl AgentSlot {
         if let Some(i) = self.instance.take() {
             self.remember_usage(&i);
         }
+        // A suspended call ends with it (its instance goes with its future).
+        if let Some(s) = self.suspended.take() {
+            self.last_memory_bytes = s.memory_bytes;
+            self.last_fuel_consumed = s.fuel_consumed;
+        }
+        self.in_flight = Vec::new();
         self.inbox = Vec::new();
         self.inbox_bytes = 0;
         self.out.sent = Vec::new();
@@ -155,9 +173,30 @@ impl AgentSlot {
         self.last_fuel_consumed = instance.fuel_consumed;
     }
 
+    /// Whether the agent holds an instance, in its slot or inside its suspended call.
+    pub(crate) fn is_live(&self) -> bool {
+        self.instance.is_some() || self.suspended.is_some()
+    }
+
+    /// Its memory size and total fuel, whether it runs, is suspended (as of its call's start)
+    /// or stopped (as of then).
+    pub(crate) fn usage(&self) -> (usize, u64) {
+        match (&self.instance, &self.suspended) {
+            (Some(i), _) => (i.memory_bytes(), i.fuel_consumed),
+            (None, Some(s)) => (s.memory_bytes, s.fuel_consumed),
+            _ => (self.last_memory_bytes, self.last_fuel_consumed),
+        }
+    }
+
     /// Runs one agent's tick. Touches nothing but this slot.
     fn run_tick(&mut self, tick: u64, max_agent_id: u64, trace: bool) {
         if self.waiting {
+            return;
+        }
+        if self.suspended.is_some() || self.instance.as_ref().is_some_and(|i| i.fuel_per_tick > 0) {
+            if self.state.is_running() {
+                self.run_sliced_tick(tick, max_agent_id, trace);
+            }
             return;
         }
         let Some(instance) = self.instance.as_mut().filter(|_| self.state.is_running()) else { return };
@@ -208,6 +247,198 @@ impl AgentSlot {
     }
 }
 
+impl AgentSlot {
+    /// One tick of a time-sliced agent (docs/ABI.md, "Time slicing"): a suspended call goes on
+    /// first, for one slice; if it was a receive call and ends, the turn goes on. A turn
+    /// delivers the inbox in canonical order (a call per message, or per batch with ABI 2),
+    /// then steps, each call starting with the agent's whole per-call budget; a call that uses
+    /// up the slice is suspended and ends the turn, and once the turn has burned a slice no
+    /// new call starts: what is left of it (messages, the step) waits for the next tick.
+    fn run_sliced_tick(&mut self, tick: u64, max_agent_id: u64, trace: bool) {
+        let mut out = AgentTickOutput::default();
+        let mut digest = AgentTickDigest::default();
+        // Fuel burned this tick, as far as the slice rule counts it: a call that ends after
+        // `slices` suspensions burned one slice in each tick before this one.
+        let mut used = 0u64;
+        let mut delivered: Vec<Message> = Vec::new();
+        let mut instance = match self.suspended.take() {
+            Some(s) => {
+                let (call, slice) = (s.call, s.fuel_per_tick);
+                match s.resume(tick) {
+                    Outcome::Suspended(s) => {
+                        self.suspended = Some(s);
+                        out.suspended = Some((call, false));
+                        out.digest = digest.finish_sliced(self.id, 0, &[], &[], None, (out.suspended, None));
+                        self.out = out;
+                        return;
+                    }
+                    Outcome::Done { instance, result, fuel, slices } => {
+                        out.fuel += fuel;
+                        used = fuel.saturating_sub(slices.saturating_mul(slice));
+                        out.resumed = Some((call, slices));
+                        let mut in_flight = std::mem::take(&mut self.in_flight);
+                        let mut instance = instance;
+                        match result {
+                            Ok(()) if call == AbiCall::Receive => {
+                                out.delivered += in_flight.len() as u32;
+                                delivered.append(&mut in_flight);
+                                Self::collect(&mut instance, &mut out);
+                                instance
+                            }
+                            Ok(()) => {
+                                // The step ended: that was this tick's turn.
+                                Self::collect(&mut instance, &mut out);
+                                return self.end_sliced_tick(instance, out, digest, delivered, trace);
+                            }
+                            Err(fault) => {
+                                let handled = if call == AbiCall::Receive { instance.handled(in_flight.len()) } else { 0 };
+                                out.delivered += handled as u32;
+                                out.undelivered = in_flight.split_off(handled.min(in_flight.len()));
+                                delivered.append(&mut in_flight);
+                                out.undelivered.append(&mut self.take_inbox());
+                                out.fault = Some(fault);
+                                Self::collect(&mut instance, &mut out);
+                                return self.end_sliced_tick(instance, out, digest, delivered, trace);
+                            }
+                        }
+                    }
+                }
+            }
+            None => match self.instance.take() {
+                Some(i) => i,
+                None => return,
+            },
+        };
+        let slice = instance.fuel_per_tick.max(1);
+        instance.begin_tick();
+        let mut inbox = self.take_inbox();
+        let mut next = 0;
+        while next < inbox.len() {
+            if used >= slice {
+                break;
+            }
+            let n = instance.prepare_receive(&inbox[next..]);
+            if n == 0 {
+                // Cannot happen: every queue that feeds an inbox bounds payloads to fit.
+                out.fault = Some(Fault {
+                    kind: crate::fault::FaultKind::HostCallViolation,
+                    call: AbiCall::Receive,
+                    tick,
+                    detail: "a message does not fit the io buffer (runtime bug: please report)".into(),
+                });
+                out.undelivered = inbox.split_off(next);
+                break;
+            }
+            for m in inbox[next..next + n].iter().filter(|m| m.from == crate::abi::HOST_ID || m.from == crate::abi::INFERENCE_ID) {
+                digest.external_message(m);
+            }
+            let arg = instance.io_arg();
+            match crate::sandbox::start_call(instance, AbiCall::Receive, tick, arg, n as i32) {
+                Outcome::Suspended(s) => {
+                    out.suspended = Some((AbiCall::Receive, true));
+                    self.in_flight = inbox.drain(next..next + n).collect();
+                    self.put_back(inbox.split_off(next));
+                    self.suspended = Some(s);
+                    self.messages_received += out.delivered as u64;
+                    out.digest = digest.finish_sliced(self.id, out.delivered, &out.sent, &out.infer, None, (out.suspended, out.resumed));
+                    if trace {
+                        out.received = delivered;
+                    }
+                    self.out = out;
+                    return;
+                }
+                Outcome::Done { instance: back, result, fuel, .. } => {
+                    instance = back;
+                    out.fuel += fuel;
+                    used = used.saturating_add(fuel);
+                    Self::collect(&mut instance, &mut out);
+                    match result {
+                        Ok(()) => {
+                            out.delivered += n as u32;
+                            delivered.extend(inbox[next..next + n].iter().cloned());
+                            next += n;
+                        }
+                        Err(fault) => {
+                            let handled = instance.handled(n);
+                            out.delivered += handled as u32;
+                            delivered.extend(inbox[next..next + handled].iter().cloned());
+                            out.undelivered = inbox.split_off(next + handled);
+                            out.fault = Some(fault);
+                            return self.end_sliced_tick(instance, out, digest, delivered, trace);
+                        }
+                    }
+                }
+            }
+        }
+        if out.fault.is_some() {
+            return self.end_sliced_tick(instance, out, digest, delivered, trace);
+        }
+        if next < inbox.len() || used >= slice {
+            // The slice is burned: the rest of the turn waits for the next tick.
+            self.put_back(inbox.split_off(next));
+            return self.end_sliced_tick(instance, out, digest, delivered, trace);
+        }
+        let ctx = StepContext { tick, inbox_len: out.delivered, max_agent_id };
+        let arg = instance.prepare_step(&ctx);
+        self.steps += 1;
+        match crate::sandbox::start_call(instance, AbiCall::Step, tick, arg, 0) {
+            Outcome::Suspended(s) => {
+                out.suspended = Some((AbiCall::Step, true));
+                self.suspended = Some(s);
+                self.messages_received += out.delivered as u64;
+                out.digest = digest.finish_sliced(self.id, out.delivered, &out.sent, &out.infer, None, (out.suspended, out.resumed));
+                if trace {
+                    out.received = delivered;
+                }
+                self.out = out;
+            }
+            Outcome::Done { instance: mut back, result, fuel, .. } => {
+                out.fuel += fuel;
+                Self::collect(&mut back, &mut out);
+                out.fault = result.err();
+                self.end_sliced_tick(back, out, digest, delivered, trace);
+            }
+        }
+    }
+
+    /// The inbox, taken, in delivery order.
+    fn take_inbox(&mut self) -> Vec<Message> {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.inbox_bytes = 0;
+        bus::sort_for_delivery(&mut inbox);
+        inbox
+    }
+
+    /// Puts messages the turn did not deliver back into the inbox, ahead of what arrives
+    /// later (delivery sorts them all again).
+    fn put_back(&mut self, rest: Vec<Message>) {
+        self.inbox_bytes = rest.iter().map(|m| m.payload.len()).sum();
+        self.inbox = rest;
+    }
+
+    /// Moves what a call sent, logged and asked into `out` (so a call that is suspended
+    /// later in the tick does not hold them back).
+    fn collect(instance: &mut AgentInstance, out: &mut AgentTickOutput) {
+        let host = instance.host_mut();
+        out.sent.append(&mut host.outbox);
+        host.outbox_bytes = 0;
+        out.logs.append(&mut host.logs);
+        out.infer.append(&mut host.infer_requests);
+    }
+
+    /// The end of a sliced agent's tick with its instance back in the slot.
+    fn end_sliced_tick(&mut self, instance: Box<AgentInstance>, mut out: AgentTickOutput, digest: AgentTickDigest, delivered: Vec<Message>, trace: bool) {
+        self.messages_received += out.delivered as u64;
+        out.digest = digest.finish_sliced(self.id, out.delivered, &out.sent, &out.infer, out.fault.as_ref(), (None, out.resumed));
+        if trace {
+            out.received = delivered;
+        }
+        self.prefetch = [&*instance as *const AgentInstance as usize, instance.host() as *const _ as usize, instance.io_address_hint()];
+        self.instance = Some(instance);
+        self.out = out;
+    }
+}
+
 /// What a tick produced, for the caller and the replay log.
 #[derive(Debug, Clone, Default)]
 pub struct TickReport {
@@ -220,6 +451,9 @@ pub struct TickReport {
     /// Agents with trigger `All` that waited this tick (not every running upstream agent had
     /// sent them something): they neither received nor stepped.
     pub agents_waiting: u32,
+    /// Time-sliced agents whose call is suspended at the end of the tick (it used up its
+    /// slice and goes on next tick): they are counted in `agents_stepped` too.
+    pub agents_suspended: u32,
     /// Messages delivered to `agent_receive` calls.
     pub messages_delivered: u64,
     /// Messages agents sent in the tick, routed to an inbox, the host or the dead-letter queue.
@@ -391,6 +625,15 @@ pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut T
         }
         for line in out.logs.drain(..) {
             outputs.events.push_back(Event::Log { tick, agent: slot.id, level: line.level, text: line.text });
+        }
+        if let Some((call, ticks)) = out.resumed.take() {
+            outputs.events.push_back(Event::Resumed { tick, agent: slot.id, call, ticks });
+        }
+        if let Some((call, first)) = out.suspended.take() {
+            report.agents_suspended += 1;
+            if first {
+                outputs.events.push_back(Event::Suspended { tick, agent: slot.id, call });
+            }
         }
         if let Some(fault) = out.fault.take() {
             report.faults += 1;

@@ -35,6 +35,8 @@ mod tag {
     pub const DISCONNECT: &[u8] = b"disconnect";
     /// An agent's trigger was set: then its id and the trigger's tag byte.
     pub const TRIGGER: &[u8] = b"trigger";
+    /// An agent's time slice was set: then its id and fuel per tick.
+    pub const SLICE: &[u8] = b"slice";
     /// An agent with trigger `all` waited at its barrier: then its id and inbox length.
     pub const WAITING: u8 = 0xBA;
 }
@@ -130,6 +132,14 @@ impl InputDigest {
         self.fed.push(trigger.tag());
     }
 
+    /// SLICE ‖ id u64 ‖ fuel per tick u64.
+    #[inline]
+    pub(crate) fn slice(&mut self, id: AgentId, fuel_per_tick: u64) {
+        self.fed.extend_from_slice(tag::SLICE);
+        self.fed.extend_from_slice(&id.to_le_bytes());
+        self.fed.extend_from_slice(&fuel_per_tick.to_le_bytes());
+    }
+
     /// FAULT ‖ kind tag u8: `agent_init` or `agent_shutdown` faulted.
     #[inline]
     pub(crate) fn fault(&mut self, kind: &FaultKind) {
@@ -191,11 +201,45 @@ impl AgentTickDigest {
             return None;
         }
         let mut h = self.external.unwrap_or_default();
+        Self::feed(&mut h, id, delivered, sent, infer, fault);
+        Some(h.digest128().to_le_bytes())
+    }
+
+    /// `finish` for a time-sliced agent: the same, then, when a call of it is suspended at
+    /// the end of the tick, SUSPENDED ‖ ABI call u8 ‖ first suspended this tick u8, and when a
+    /// suspended call ended this tick, RESUMED ‖ ABI call u8 ‖ ticks suspended u64. Where a
+    /// call yields is decided by fuel, so these are the same in every run: a replay that
+    /// suspends elsewhere diverges here. Always present while it is suspended.
+    pub(crate) fn finish_sliced(
+        self,
+        id: AgentId,
+        delivered: u32,
+        sent: &[Message],
+        infer: &[InferRequest],
+        fault: Option<&Fault>,
+        (suspended, resumed): SliceMarks,
+    ) -> Option<[u8; 16]> {
+        if suspended.is_none() && resumed.is_none() {
+            return self.finish(id, delivered, sent, infer, fault);
+        }
+        let mut h = self.external.unwrap_or_default();
+        Self::feed(&mut h, id, delivered, sent, infer, fault);
+        if let Some((call, first)) = suspended {
+            h.update(&[SUSPENDED, call as u8, first as u8]);
+        }
+        if let Some((call, ticks)) = resumed {
+            h.update(&[RESUMED, call as u8]);
+            h.update(&ticks.to_le_bytes());
+        }
+        Some(h.digest128().to_le_bytes())
+    }
+
+    fn feed(h: &mut Xxh3, id: AgentId, delivered: u32, sent: &[Message], infer: &[InferRequest], fault: Option<&Fault>) {
         h.update(&id.to_le_bytes());
         h.update(&delivered.to_le_bytes());
         h.update(&(sent.len() as u64).to_le_bytes());
         for m in sent {
-            feed_message(&mut h, m);
+            feed_message(h, m);
         }
         for r in infer {
             h.update(&r.model.to_le_bytes());
@@ -206,9 +250,16 @@ impl AgentTickDigest {
         if let Some(f) = fault {
             h.update(&[f.kind.tag(), f.call as u8]);
         }
-        Some(h.digest128().to_le_bytes())
     }
 }
+
+/// What a time-sliced agent's digest adds (`finish_sliced`): the call suspended at the end of
+/// the tick (and whether first this tick), the suspended call that ended (and its ticks).
+pub(crate) type SliceMarks = (Option<(crate::fault::AbiCall, bool)>, Option<(crate::fault::AbiCall, u64)>);
+
+/// Markers of a time-sliced agent's digest (`finish_sliced`): no fault kind tag uses them.
+const SUSPENDED: u8 = 0xF1;
+const RESUMED: u8 = 0xF2;
 
 /// The tick hash: previous tick hash [32] ‖ tick u64 ‖ input digest [32], then in canonical
 /// order each active agent (id u64 ‖ agent digest [16]), each dead letter (DEAD_LETTER ‖
@@ -266,19 +317,37 @@ impl TickHasher {
 }
 
 /// The deep hash: tick hash [32] ‖ for each agent in id order its part, BLAKE3(id u64 ‖ state
-/// name ‖ inbox length u64 ‖ [instance state, `AgentInstance::deep_hash_into`]).
+/// name ‖ inbox length u64 ‖ [instance state, `AgentInstance::deep_hash_into`] ‖ [a time
+/// slice: "slice" ‖ fuel per tick u64] ‖ [a suspended call: "suspended" ‖ ABI call u8 ‖ tick it
+/// started u64 ‖ slices used u64 ‖ fuel before it u64 ‖ messages in flight u64]). A suspended
+/// call's instance is inside the call (its memory is mid-call and cannot be read): what it
+/// will be is fixed by the state hashed when it was idle and the fuel it has run since.
 pub(crate) struct DeepHasher;
 
 impl DeepHasher {
     /// One agent's part.
     #[inline]
-    pub(crate) fn agent(id: AgentId, state: &str, inbox_len: usize, instance: Option<&mut crate::sandbox::AgentInstance>) -> [u8; 32] {
+    pub(crate) fn agent(slot: &mut crate::scheduler::AgentSlot) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
-        h.update(&id.to_le_bytes());
-        h.update(state.as_bytes());
-        h.update(&(inbox_len as u64).to_le_bytes());
-        if let Some(i) = instance {
+        h.update(&slot.id.to_le_bytes());
+        h.update(slot.state.name().as_bytes());
+        h.update(&(slot.inbox.len() as u64).to_le_bytes());
+        if let Some(i) = slot.instance.as_deref_mut() {
             i.deep_hash_into(&mut h);
+            if i.fuel_per_tick > 0 {
+                h.update(b"slice");
+                h.update(&i.fuel_per_tick.to_le_bytes());
+            }
+        }
+        if let Some(s) = &slot.suspended {
+            h.update(b"slice");
+            h.update(&s.fuel_per_tick.to_le_bytes());
+            h.update(b"suspended");
+            h.update(&[s.call as u8]);
+            h.update(&s.started_tick.to_le_bytes());
+            h.update(&s.slices.to_le_bytes());
+            h.update(&s.fuel_consumed.to_le_bytes());
+            h.update(&(slot.in_flight.len() as u64).to_le_bytes());
         }
         *h.finalize().as_bytes()
     }

@@ -298,6 +298,8 @@ pub struct TickReport {
     pub agents_stepped: u32,
     /// Agents with trigger 'all' that waited this tick (their upstream agents had not all sent).
     pub agents_waiting: u32,
+    /// Time-sliced agents whose call is suspended at the end of the tick.
+    pub agents_suspended: u32,
     pub messages_delivered: i64,
     pub messages_routed: i64,
     pub dead_letters: i64,
@@ -319,6 +321,7 @@ impl From<&core::TickReport> for TickReport {
             hash: r.hash.to_hex(),
             agents_stepped: r.agents_stepped,
             agents_waiting: r.agents_waiting,
+            agents_suspended: r.agents_suspended,
             messages_delivered: r.messages_delivered as i64,
             messages_routed: r.messages_routed as i64,
             dead_letters: r.dead_letters as i64,
@@ -360,6 +363,10 @@ pub struct AgentInfo {
     pub inbox_len: u32,
     pub memory_bytes: i64,
     pub fuel_consumed: i64,
+    /// Its time slice (fuel per call and tick); 0: none.
+    pub fuel_per_tick: i64,
+    /// The ABI call suspended (state 'suspended').
+    pub suspended_call: Option<String>,
 }
 
 impl From<core::AgentInfo> for AgentInfo {
@@ -371,7 +378,8 @@ impl From<core::AgentInfo> for AgentInfo {
         AgentInfo {
             id: id_js(i.id),
             module: i.module.to_hex(),
-            state: i.state.name().into(),
+            // A running agent whose call is suspended (time slicing) reads 'suspended'.
+            state: if i.suspended.is_some() && i.state.is_running() { "suspended".into() } else { i.state.name().into() },
             fault,
             steps: i.steps as i64,
             messages_received: i.messages_received as i64,
@@ -379,6 +387,8 @@ impl From<core::AgentInfo> for AgentInfo {
             inbox_len: i.inbox_len as u32,
             memory_bytes: i.memory_bytes as i64,
             fuel_consumed: i.fuel_consumed as i64,
+            fuel_per_tick: i.fuel_per_tick as i64,
+            suspended_call: i.suspended.map(|c| c.export_name().to_string()),
         }
     }
 }

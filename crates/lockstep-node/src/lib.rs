@@ -450,7 +450,14 @@ impl NativeRuntime {
     /// graph level in each tick; `after` (agent ids) and `trigger` ('any' or 'all') make it
     /// downstream of those agents (checked before it is spawned).
     #[napi(catch_unwind)]
-    pub fn spawn(&mut self, module: String, priority: Option<f64>, after: Option<Vec<f64>>, trigger: Option<String>) -> Result<f64> {
+    pub fn spawn(
+        &mut self,
+        module: String,
+        priority: Option<f64>,
+        after: Option<Vec<f64>>,
+        trigger: Option<String>,
+        fuel_per_tick: Option<f64>,
+    ) -> Result<f64> {
         let priority = arg_int("priority", priority.unwrap_or(0.0), i32::MIN as f64, i32::MAX as f64)? as i32;
         let hash = convert::digest_arg(&module)?;
         let trigger = convert::trigger_arg("options.trigger", trigger.as_deref().unwrap_or("any"))?;
@@ -458,11 +465,33 @@ impl NativeRuntime {
             Some(ids) => ids.into_iter().enumerate().map(|(i, id)| id_arg(&format!("options.after[{i}]"), id)).collect::<Result<Vec<u64>>>()?,
             None => Vec::new(),
         };
+        let fuel_per_tick = match fuel_per_tick {
+            Some(f) => arg_int("options.fuelPerTick", f, 0.0, convert::MAX_SAFE as f64)? as u64,
+            None => 0,
+        };
         let rt = self.rt_mut()?;
-        if after.is_empty() && trigger == core::Trigger::Any {
-            return rt.spawn_with_priority(hash, priority).map(id_js).map_err(to_napi);
+        // The slice is checked before the agent exists, so a refusal spawns nothing.
+        if fuel_per_tick > 0 {
+            rt.check_fuel_per_tick(hash, fuel_per_tick).map_err(to_napi)?;
         }
-        rt.spawn_after(hash, priority, &after, trigger).map(id_js).map_err(to_napi)
+        let id = if after.is_empty() && trigger == core::Trigger::Any {
+            rt.spawn_with_priority(hash, priority).map_err(to_napi)?
+        } else {
+            rt.spawn_after(hash, priority, &after, trigger).map_err(to_napi)?
+        };
+        // An agent whose agent_init faulted is not running: it gets no slice.
+        if fuel_per_tick > 0 && rt.inspect(id).map_err(to_napi)?.state.is_running() {
+            rt.set_fuel_per_tick(id, fuel_per_tick).map_err(to_napi)?;
+        }
+        Ok(id_js(id))
+    }
+
+    /// Sets an agent's time slice (fuel per call and tick; 0 removes it).
+    #[napi(catch_unwind)]
+    pub fn set_fuel_per_tick(&mut self, id: f64, fuel_per_tick: f64) -> Result<()> {
+        let id = id_arg("id", id)?;
+        let fuel = arg_int("fuelPerTick", fuel_per_tick, 0.0, convert::MAX_SAFE as f64)? as u64;
+        self.rt_mut()?.set_fuel_per_tick(id, fuel).map_err(to_napi)
     }
 
     /// Adds the edge `from → to` to the workflow graph; whether it is new.

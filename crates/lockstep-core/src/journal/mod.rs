@@ -190,6 +190,8 @@ pub(crate) struct JournalSink {
     failed: Option<LockstepError>,
     /// Ticks between automatic snapshots (0: none).
     snapshot_interval_ticks: u64,
+    /// A due snapshot was put off (`put_off_snapshot`).
+    snapshot_put_off: bool,
     /// The journal's id (its Journal record).
     id: [u8; 16],
     /// Dropped last: the writer thread has finished (and synced) before the lock goes.
@@ -271,6 +273,7 @@ impl JournalSink {
             durable,
             failed: None,
             snapshot_interval_ticks: config.snapshot_interval_ticks,
+            snapshot_put_off: false,
             id,
             _lock: lock,
         })
@@ -296,9 +299,19 @@ impl JournalSink {
         }
     }
 
-    /// Whether a snapshot is due now that `ticks_run` ticks have run.
+    /// Whether a snapshot is due now that `ticks_run` ticks have run: at each interval, and
+    /// after one that was put off (`put_off_snapshot`) until it is taken.
     pub(crate) fn snapshot_due(&self, ticks_run: u64) -> bool {
-        self.failed.is_none() && self.snapshot_interval_ticks > 0 && ticks_run > 0 && ticks_run.is_multiple_of(self.snapshot_interval_ticks)
+        self.failed.is_none()
+            && self.snapshot_interval_ticks > 0
+            && ticks_run > 0
+            && (self.snapshot_put_off || ticks_run.is_multiple_of(self.snapshot_interval_ticks))
+    }
+
+    /// A due snapshot cannot be taken at this tick (a time-sliced agent's call is suspended):
+    /// it is due again at every tick until one is taken.
+    pub(crate) fn put_off_snapshot(&mut self) {
+        self.snapshot_put_off = true;
     }
 
     /// Writes the snapshot taken after `ticks_run` ticks (`snapshot-<ticks_run>.lssnap`),
@@ -308,6 +321,7 @@ impl JournalSink {
         if let Some(e) = self.error() {
             return Err(e);
         }
+        self.snapshot_put_off = false;
         let result = match &mut self.out {
             Output::Inline(w) => w.write_snapshot(ticks_run, &bytes),
             Output::Thread(b) => b.hand_over_snapshot(ticks_run, bytes),

@@ -194,7 +194,7 @@ impl Tally {
             Record::Shutdown { .. } => self.shutdowns += 1,
             Record::Checkpoint { .. } => self.checkpoints += 1,
             Record::InferResults { .. } => self.infer_results += 1,
-            Record::Generated { .. } | Record::AgentLanguageModel { .. } => {}
+            Record::Generated { .. } | Record::AgentLanguageModel { .. } | Record::Slice { .. } => {}
             Record::Connect { .. } | Record::Disconnect { .. } | Record::Trigger { .. } => self.graph_changes += 1,
             Record::Gap { .. } => self.gaps += 1,
             Record::End { .. } => self.ended = true,

@@ -85,6 +85,7 @@ impl AgentInstance {
             globals,
             pages: Vec::new(),
             tables: Vec::new(),
+            fuel_per_tick: self.fuel_per_tick,
         }
     }
 
@@ -196,6 +197,12 @@ impl AgentModule {
                 };
                 table.set(&mut agent.store, e as u64, wasmtime::Ref::Func(value)).map_err(|err| bad(format!("element {e} of table {t}: {err}")))?;
             }
+        }
+        if image.fuel_per_tick > 0 {
+            if image.fuel_per_tick > agent.fuel_per_call {
+                return Err(bad(format!("a time slice of {} fuel, over its per-call budget of {}", image.fuel_per_tick, agent.fuel_per_call)));
+            }
+            agent.set_fuel_per_tick(image.fuel_per_tick).map_err(|e| bad(format!("its time slice: {e}")))?;
         }
         agent.io_ptr = image.io_ptr;
         agent.fuel_consumed = image.fuel_consumed;

@@ -216,6 +216,8 @@ pub(crate) struct InstanceImage {
     /// A module that writes into its tables: each table's elements, each a function index or
     /// `NULL_FUNC` (format version 2; empty for other modules).
     pub(crate) tables: Vec<Vec<u32>>,
+    /// Its time slice, fuel per call and tick; 0: none (format version 3).
+    pub(crate) fuel_per_tick: u64,
 }
 
 /// A null element of a table (`tables` of `InstanceImage`).
@@ -764,6 +766,9 @@ fn encode_slot(b: &mut Buf, a: &SlotImage, version: u16) {
             b.u32(*e);
         }
     }
+    if version >= 3 {
+        b.u64(i.fuel_per_tick);
+    }
 }
 
 // ----- decoding ----------------------------------------------------------------------------
@@ -1055,6 +1060,7 @@ fn decode_instance(r: &mut Reader<'_>, pages: usize, version: u16) -> Result<Ins
             tables.push(t);
         }
     }
+    let fuel_per_tick = if version >= 3 { r.u64()? } else { 0 };
     Ok(InstanceImage {
         io_ptr,
         fuel_consumed,
@@ -1072,6 +1078,7 @@ fn decode_instance(r: &mut Reader<'_>, pages: usize, version: u16) -> Result<Ins
         globals,
         pages: memory,
         tables,
+        fuel_per_tick,
     })
 }
 

@@ -104,6 +104,18 @@ impl Runtime {
                 reason: "has a generate request in flight (a language model's KV cache is not in snapshots); snapshot once it finished".into(),
             });
         }
+        // A suspended call holds its instance mid-call, where nothing can read it (its memory,
+        // its wasm stack): refused, naming it (docs/ABI.md, "Time slicing").
+        if let Some(s) = self.agents.slots.iter().find(|s| s.suspended.is_some()) {
+            let call = s.suspended.as_ref().map_or("", |c| c.call.export_name());
+            return Err(LockstepError::SnapshotUnsupported {
+                agent: s.id,
+                module: s.module.to_hex(),
+                reason: format!(
+                    "is suspended in {call} (time slicing: its call is mid-way, its wasm stack is not in snapshots); snapshot at a tick where no call is suspended (the journal's automatic snapshots wait for one)"
+                ),
+            });
+        }
         for s in self.agents.slots.iter().filter(|s| s.instance.is_some()) {
             if let Some(reason) = self.modules.get(&s.module).and_then(|m| m.snapshot.unsupported.clone()) {
                 return Err(LockstepError::SnapshotUnsupported { agent: s.id, module: s.module.to_hex(), reason });

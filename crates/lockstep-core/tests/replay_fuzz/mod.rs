@@ -257,7 +257,12 @@ pub fn synthetic_log(c: &mut Choices, modules: &[Vec<u8>]) -> Vec<u8> {
             27 => Record::Config(session_config(c).session()),
             28 if c.chance(128) => Record::Base { tick: hostile_tick(c, tick), snapshot: Digest([c.u8(); 32]), hash: Digest([c.u8(); 32]) },
             28 => Record::Gap { tag: c.u8(), len: c.u64() },
-            29 => match c.u8() % 3 {
+            29 => match c.u8() % 4 {
+                3 => Record::Slice {
+                    tick: hostile_tick(c, tick),
+                    agent: hostile_id(c, agents),
+                    fuel_per_tick: if c.chance(128) { 1 + c.u64() % 100_000 } else { c.u64() },
+                },
                 0 => Record::Connect { tick: hostile_tick(c, tick), from: hostile_id(c, agents), to: hostile_id(c, agents) },
                 1 => Record::Disconnect { tick: hostile_tick(c, tick), from: hostile_id(c, agents), to: hostile_id(c, agents) },
                 _ => Record::Trigger {
@@ -463,6 +468,11 @@ fn mutate(c: &mut Choices, r: &mut Record, agents: u64) -> bool {
             0 => *tick = hostile_tick(c, *tick),
             1 => *agent = hostile_id(c, agents),
             _ => *trigger = if *trigger == lockstep_core::Trigger::All { lockstep_core::Trigger::Any } else { lockstep_core::Trigger::All },
+        },
+        Record::Slice { tick, agent, fuel_per_tick } => match c.u8() % 3 {
+            0 => *tick = hostile_tick(c, *tick),
+            1 => *agent = hostile_id(c, agents),
+            _ => *fuel_per_tick = if c.chance(128) { fuel_per_tick.wrapping_add(1) } else { c.u64() },
         },
     }
     *r != before
