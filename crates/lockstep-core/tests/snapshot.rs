@@ -696,3 +696,37 @@ fn a_snapshot_older_than_the_lines_codec_cannot_use_it() {
     let e = Runtime::restore(&forge(&bytes, 2, |b| b[codec_at] = 2), options(2, MemoryAllocator::default())).err().expect("refused");
     assert!(e.code() == "E_SNAPSHOT_CORRUPT" && e.to_string().contains("page codec 2 is none of format version 1's"), "{e}");
 }
+
+#[test]
+fn every_lines_page_is_checked_before_anything_is_built_even_one_no_agent_holds() {
+    let bytes = small();
+    let restore = |forged: &[u8]| Runtime::restore(forged, options(1, MemoryAllocator::default()));
+    // One more page, which no agent holds, of one chunk whose line mask names a line it does
+    // not hold: a restore never decodes it, so only the decoder's check can refuse it.
+    let unheld = forge(&bytes, 2, |b| {
+        let n = u32::from_le_bytes(b[..4].try_into().unwrap());
+        b[..4].copy_from_slice(&(n + 1).to_le_bytes());
+        b.extend_from_slice(&[7; 32]);
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.push(2);
+        b.extend_from_slice(&8u32.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes());
+    });
+    let e = restore(&unheld).err().expect("a page no agent holds that does not decode is refused");
+    assert!(e.code() == "E_SNAPSHOT_CORRUPT" && e.to_string().contains("does not decode"), "{e}");
+    // A chunk of a lines page with no line at all: the page's chunk mask says it is not zero
+    // (as a page with no chunk, a chunk with no line is never written).
+    let mut body = Vec::new();
+    forge(&bytes, 2, |b| body = b.clone());
+    let (codec_at, _, data) = page_entries(&body).into_iter().find(|e| e.1 == 2).expect("a page stored as lines");
+    let first = u64::from_le_bytes(body[data.start..data.start + 8].try_into().unwrap());
+    let held = first.count_ones() as usize * 64;
+    let empty = forge(&bytes, 2, |b| {
+        b[data.start..data.start + 8].copy_from_slice(&0u64.to_le_bytes());
+        b.drain(data.start + 8..data.start + 8 + held);
+        b[codec_at + 1..codec_at + 5].copy_from_slice(&((data.len() - held) as u32).to_le_bytes());
+    });
+    let e = restore(&empty).err().expect("a chunk with no line is refused");
+    assert!(e.code() == "E_SNAPSHOT_CORRUPT" && e.to_string().contains("does not decode"), "{e}");
+    assert_eq!(snapshot::info(&empty).err().map(|e| e.code()), Some("E_SNAPSHOT_CORRUPT"));
+}

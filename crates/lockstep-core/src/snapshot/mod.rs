@@ -389,6 +389,23 @@ fn decode_lines<'d>(data: &[u8], chunks: impl Iterator<Item = (&'d mut [u8], boo
     at == data.len()
 }
 
+/// Whether `data` is the `Lines` encoding of `chunks` non-zero chunks as `pack_lines` writes
+/// it: per chunk a line mask that names at least one line (the chunk is not zero), then
+/// exactly the lines the masks name. Reads the masks only, so the decoder checks every page
+/// before anything is built, including those no agent holds.
+fn lines_hold(data: &[u8], chunks: usize) -> bool {
+    let mut at = 0usize;
+    for _ in 0..chunks {
+        let Some(mask) = data.get(at..at + 8) else { return false };
+        let mask = u64::from_le_bytes(mask.try_into().unwrap_or_default());
+        if mask == 0 {
+            return false;
+        }
+        at += 8 + mask.count_ones() as usize * LINE_BYTES;
+    }
+    at == data.len()
+}
+
 /// One stored page: its content address, which chunks it holds, and their bytes as stored.
 pub(crate) struct PageEntry<'a> {
     pub(crate) hash: [u8; 32],
@@ -821,6 +838,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>> {
         let data = r.blob("page length", PAGE_BYTES)?;
         if codec == PageCodec::Stored && data.len() != mask.count_ones() as usize * CHUNK_BYTES {
             return Err(r.error(format!("an uncompressed page of {} bytes for {} chunks", data.len(), mask.count_ones())));
+        }
+        if codec == PageCodec::Lines && !lines_hold(data, mask.count_ones() as usize) {
+            let bytes = mask.count_ones() as usize * CHUNK_BYTES;
+            return Err(corrupt(
+                offset,
+                format!(
+                    "Pages section: page {} does not decode to its {bytes} bytes (its line masks name no line of a chunk, or other lines than it holds)",
+                    entries.len()
+                ),
+            ));
         }
         entries.push(PageEntry { hash, mask, codec, data, offset, shared: false, decoded: std::sync::OnceLock::new() });
     }
