@@ -69,6 +69,15 @@ const dag = JSON.parse(
   }),
 ).dag;
 
+log('[bench] time slicing (Rust): agents that never use up their slice, and the cost of a suspension ...');
+const slicing = JSON.parse(
+  execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'bench_slicing', '--', ...(quick ? ['--quick'] : [])], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }),
+).slicing;
+
 log('[bench] recovery and time travel (Rust): a 100,000-tick journal with a snapshot every 1,000 ticks ...');
 const recovery = JSON.parse(
   execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'bench_recovery', '--', ...(quick ? ['--quick'] : [])], {
@@ -114,6 +123,7 @@ const result = {
   recovery,
   workerScaling,
   dag,
+  slicing,
   js,
   rings,
   inference,
@@ -161,6 +171,12 @@ if (json) {
       const [none, graph, barrier] = ['no_edges', 'dag', 'dag_barrier'].map((n) => at(n, workers));
       console.log(`- DAG, ${d.agents} agents in ${d.levels} levels (${d.edges} edges, a message along each per tick), ${workers} worker(s), median tick: no edges ${none.tick_median_us} µs; the DAG ${graph.tick_median_us} µs (${(graph.tick_median_us / none.tick_median_us).toFixed(2)}×, every message delivered in the tick it was sent); with trigger 'all' on the last level ${barrier.tick_median_us} µs; connecting the ${d.edges} edges ${graph.connect_ms} ms`);
     }
+  }
+  {
+    const s = slicing;
+    const rows = s.never_hit.map((r) => `${r.agents} agents ${r.no_slice_us} → ${r.slice_us} µs (${r.ratio}×)`).join('; ');
+    const sr = s.suspend_resume;
+    console.log(`- time slicing, counters with a slice they never use up vs none (median tick, 1 worker): ${rows}; a suspension and resume: ${sr.per_suspension_ns} ns per agent per tick (${sr.agents} spinners suspended every tick ${sr.suspended_us} µs vs the same fuel returning ${sr.returning_us} µs)`);
   }
   {
     const r = recovery;

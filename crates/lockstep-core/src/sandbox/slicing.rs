@@ -183,9 +183,31 @@ pub(crate) fn start(mut instance: Box<AgentInstance>, call: AbiCall, tick: u64, 
         };
         (instance, result)
     });
-    let suspended =
-        Suspended { future: std::sync::Mutex::new(future), call, started_tick: tick, slices: 0, fuel_per_tick, budget, resumed, memory_bytes, fuel_consumed };
-    Box::new(suspended).poll(tick)
+    // Most calls end in their first slice: polled before anything else is allocated.
+    let mut future = future;
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready((instance, result)) => finish(instance, result, call, tick, budget, 0),
+        Poll::Pending => Outcome::Suspended(Box::new(Suspended {
+            future: std::sync::Mutex::new(future),
+            call,
+            started_tick: tick,
+            slices: 1,
+            fuel_per_tick,
+            budget,
+            resumed,
+            memory_bytes,
+            fuel_consumed,
+        })),
+    }
+}
+
+/// The end of a call: its fuel counted, its result classified, the instance back.
+fn finish(mut instance: Box<AgentInstance>, result: wasmtime::Result<i32>, call: AbiCall, tick: u64, budget: u64, slices: u64) -> Outcome {
+    let left = instance.store.get_fuel().unwrap_or(0);
+    let fuel = budget.saturating_sub(left);
+    instance.fuel_consumed += fuel;
+    let result = instance.status(result, call, tick, false);
+    Outcome::Done { instance, result, fuel, slices }
 }
 
 impl Suspended {
@@ -198,6 +220,7 @@ impl Suspended {
         self.poll(tick)
     }
 
+    /// Polls the call once: one slice at most.
     fn poll(mut self: Box<Self>, tick: u64) -> Outcome {
         let mut cx = Context::from_waker(Waker::noop());
         // A poisoned lock: a poll panicked, which `poll` below would only repeat. The future
@@ -211,13 +234,7 @@ impl Suspended {
                 self.slices += 1;
                 Outcome::Suspended(self)
             }
-            Poll::Ready((mut instance, result)) => {
-                let left = instance.store.get_fuel().unwrap_or(0);
-                let fuel = self.budget.saturating_sub(left);
-                instance.fuel_consumed += fuel;
-                let result = instance.status(result, self.call, tick, false);
-                Outcome::Done { instance, result, fuel, slices: self.slices }
-            }
+            Poll::Ready((instance, result)) => finish(instance, result, self.call, tick, self.budget, self.slices),
         }
     }
 }
