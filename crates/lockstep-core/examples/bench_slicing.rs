@@ -6,10 +6,10 @@
 //!    counters (trivial agents), with no slice vs each with a slice of 1,000,000 fuel (a tenth
 //!    of its per-call budget; a counter's step burns ~100). Median µs per tick, 1 worker, the
 //!    two runtimes side by side (a block of ticks each in turn).
-//! 2. The cost of one suspend + resume: 100 agents that spin in `agent_step`, each with a
-//!    slice, so each is suspended and resumed every tick; against 100 agents that burn the same
-//!    fuel per step in a counted loop and return (unsliced). The difference per agent per tick
-//!    is what a suspension costs.
+//! 2. The cost of one suspend + resume: 100 agents that run a counted loop that never ends in
+//!    `agent_step`, each with a slice, so each is suspended and resumed every tick; against 100
+//!    agents that run the same loop for the same fuel per step and return (unsliced). The
+//!    difference per agent per tick is what a suspension costs.
 //!
 //! Only the public API of lockstep-core is used.
 
@@ -19,7 +19,8 @@ use lockstep_core::{Runtime, RuntimeConfig};
 mod common;
 use common::{agent, median};
 
-/// Spins for ever in `agent_step`.
+/// Runs BURNER's loop for ever in `agent_step` (its bound is never reached): the same
+/// instructions, so the same fuel per iteration and the same time per unit of fuel.
 const SPINNER: &str = r#"(module
   (memory (export "memory") 2)
   (func (export "lockstep_abi_version") (result i32) i32.const 1)
@@ -27,7 +28,13 @@ const SPINNER: &str = r#"(module
   (func (export "agent_init") (result i32) i32.const 0)
   (func (export "agent_receive") (param i32) (result i32) i32.const 0)
   (func (export "agent_shutdown") (result i32) i32.const 0)
-  (func (export "agent_step") (param i32) (result i32) (loop $l (br $l)) i32.const 0))"#;
+  (func (export "agent_step") (param i32) (result i32)
+    (local $i i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (i32.const -1)))
+      (local.set $i (i32.and (i32.add (local.get $i) (i32.const 1)) (i32.const 0x7fffffff)))
+      (br $l)))
+    i32.const 0))"#;
 
 /// Burns the fuel of `ITERATIONS` loop iterations in each `agent_step`, then returns.
 const BURNER: &str = r#"(module
@@ -41,7 +48,7 @@ const BURNER: &str = r#"(module
     (local $i i32)
     (block $done (loop $l
       (br_if $done (i32.ge_u (local.get $i) (i32.const ITERATIONS)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (local.set $i (i32.and (i32.add (local.get $i) (i32.const 1)) (i32.const 0x7fffffff)))
       (br $l)))
     i32.const 0))"#;
 
