@@ -16,7 +16,9 @@ fn main() {
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(100);
     let ticks: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let slice: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(18_000);
-    let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: n as u32, fuel_per_call: 1 << 40, checkpoint_interval_ticks: 0, ..RuntimeConfig::development() }).unwrap();
+    let mut rt =
+        Runtime::new(RuntimeConfig { workers: 1, max_agents: n as u32, fuel_per_call: 1 << 40, checkpoint_interval_ticks: 0, ..RuntimeConfig::development() })
+            .unwrap();
     let m = rt.load_module(wat::parse_str(SPINNER).unwrap()).unwrap();
     for _ in 0..n {
         let id = rt.spawn(m).unwrap();

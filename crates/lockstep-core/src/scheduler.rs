@@ -583,7 +583,8 @@ pub fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, pool: Opti
 /// Decides, before a phase runs, which of its agents with trigger `All` (`barriers`) wait
 /// this tick: those with a running upstream agent (`graph`) that has sent them nothing since
 /// they last stepped (no message from it in their inbox). Their upstream agents ran in earlier
-/// phases, so their states are this tick's. Sequential, in id order; sets `waiting`.
+/// phases, so their states are this tick's. A time-sliced agent whose call is suspended never
+/// waits: its call goes on. Sequential, in id order; sets `waiting`.
 pub(crate) fn hold_barriers(slots: &mut [AgentSlot], barriers: &[usize], graph: &crate::graph::Graph) {
     let mut senders: Vec<AgentId> = Vec::new();
     for &b in barriers {
@@ -593,7 +594,9 @@ pub(crate) fn hold_barriers(slots: &mut [AgentSlot], barriers: &[usize], graph: 
         senders.sort_unstable();
         senders.dedup();
         let running = |id: AgentId| slots.get((id as usize).wrapping_sub(1)).is_some_and(|s| s.state.is_running());
-        let waits = graph.upstream(slot.id).any(|u| running(u) && senders.binary_search(&u).is_err());
+        // A suspended call goes on whatever its upstream agents sent: it is the rest of a turn
+        // the barrier already let through.
+        let waits = slot.suspended.is_none() && graph.upstream(slot.id).any(|u| running(u) && senders.binary_search(&u).is_err());
         if let Some(slot) = slots.get_mut(b) {
             slot.waiting = waits;
         }

@@ -359,3 +359,32 @@ fn killing_or_stopping_a_suspended_agent_dead_letters_its_messages() {
         assert!(dead >= 3, "kill: {kill}, {dead} dead letters");
     }
 }
+
+#[test]
+fn a_suspended_barrier_agent_goes_on_without_its_upstream_agents() {
+    // The sieve, sliced, with trigger 'all' downstream of a counter that never sends it
+    // anything: it waits at its barrier while it has that edge. Without the edge its first
+    // step starts and is suspended; with the edge back, the suspended call must still go on
+    // every tick (it is the rest of a turn), not wait for the counter.
+    let mut rt = Runtime::new(config(1)).unwrap();
+    let sieve = rt.spawn_bytes(wat(SIEVE)).unwrap();
+    let quiet = rt.spawn_bytes(agent("counter")).unwrap();
+    rt.connect(quiet, sieve).unwrap();
+    rt.set_trigger(sieve, lockstep_core::Trigger::All).unwrap();
+    rt.set_fuel_per_tick(sieve, 50_000).unwrap();
+    assert_eq!(rt.tick().unwrap().agents_waiting, 1, "nothing from upstream: it waits");
+    rt.disconnect(quiet, sieve).unwrap();
+    assert_eq!(rt.tick().unwrap().agents_suspended, 1);
+    rt.connect(quiet, sieve).unwrap();
+    let mut ticks = 0;
+    loop {
+        let r = rt.tick().unwrap();
+        ticks += 1;
+        if r.agents_suspended == 0 {
+            break;
+        }
+        assert_eq!(r.agents_waiting, 0, "a suspended call does not wait at its barrier (tick {ticks})");
+        assert!(ticks < 1_000, "the sieve never ended");
+    }
+    assert_eq!(count_of(&mut rt), [6057]);
+}
