@@ -55,6 +55,9 @@ pub(crate) struct Agents {
     schedule: Vec<Phase>,
     /// The schedule must be rebuilt before the next tick (an agent died, the graph changed).
     schedule_stale: bool,
+    /// At least the live agents holding a fiber (`sliced`): an upper bound, made exact when it
+    /// reaches `MAX_SLICED_AGENTS`.
+    sliced_at_most: usize,
 }
 
 impl Agents {
@@ -62,7 +65,8 @@ impl Agents {
     /// they were due for a refresh). Live agents are those holding an instance.
     pub(crate) fn restored(slots: Vec<AgentSlot>, priorities: Vec<i32>, stale: bool, graph: Graph) -> Self {
         let live_index: Vec<usize> = slots.iter().enumerate().filter(|(_, s)| s.is_live()).map(|(i, _)| i).collect();
-        Self { live: live_index.len(), live_index, slots, priorities, stale, graph, schedule: Vec::new(), schedule_stale: true }
+        let sliced_at_most = slots.iter().filter(|s| s.suspended.is_some() || s.instance.as_ref().is_some_and(|i| i.async_calls)).count();
+        Self { live: live_index.len(), live_index, slots, priorities, stale, graph, schedule: Vec::new(), schedule_stale: true, sliced_at_most }
     }
 
     /// The workflow graph.
@@ -100,6 +104,27 @@ impl Agents {
     /// Agents holding an instance now.
     pub(crate) fn live(&self) -> usize {
         self.live
+    }
+
+    /// Live agents whose calls run on a fiber (given a time slice once; `MAX_SLICED_AGENTS`).
+    /// Counted exactly only when an upper bound (every agent made sliced since the last count)
+    /// reaches the limit, so giving 10,000 agents a slice is not 10,000 walks of the table.
+    pub(crate) fn sliced(&mut self) -> usize {
+        if self.sliced_at_most < crate::limits::MAX_SLICED_AGENTS {
+            return self.sliced_at_most;
+        }
+        self.sliced_at_most = self
+            .live_index
+            .iter()
+            .filter_map(|&i| self.slots.get(i))
+            .filter(|s| s.suspended.is_some() || s.instance.as_ref().is_some_and(|i| i.async_calls))
+            .count();
+        self.sliced_at_most
+    }
+
+    /// One more agent runs its calls on a fiber (`sliced`).
+    pub(crate) fn add_sliced(&mut self) {
+        self.sliced_at_most += 1;
     }
 
     /// The id the next spawn gets, if any is left (`E_AGENT_IDS_EXHAUSTED`).

@@ -246,7 +246,7 @@ pub enum LockstepError {
 
     /// `E_SNAPSHOT_UNSUPPORTED`: a running agent holds state a snapshot cannot store (its
     /// module mutates a table, or drops passive data segments; docs/SNAPSHOT.md).
-    #[error("agent {agent} cannot be snapshotted: its module {module} {reason}. Stop or kill it first, or rebuild the module without it")]
+    #[error("agent {agent} cannot be snapshotted: {reason}")]
     SnapshotUnsupported {
         /// The agent.
         agent: u64,

@@ -34,6 +34,13 @@ pub const MAX_PHASES: usize = 64;
 /// `E_EDGE_LIMIT`. Each level of the graph is a phase of every tick (as deep as the agents).
 pub const MAX_EDGES: usize = 1 << 20;
 
+/// Live agents of one runtime that hold a time slice (`Runtime::set_fuel_per_tick`; one whose
+/// slice was removed still counts while it lives: its calls keep running on a fiber). Each
+/// holds a fiber stack for its life; the pooling allocator reserves this many (2 MiB of
+/// address space and two memory mappings each), the slab one maps them on demand. Past it
+/// `set_fuel_per_tick` fails with `E_INVALID_ARGUMENT`, on either allocator alike.
+pub const MAX_SLICED_AGENTS: usize = 10_000;
+
 /// Most records drained from the inbound ring per tick (bounds the work one tick can be
 /// handed; the rest waits in the ring for the next tick).
 pub const MAX_RING_RECORDS_PER_TICK: usize = 1 << 22;

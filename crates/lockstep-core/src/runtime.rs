@@ -828,8 +828,9 @@ impl Runtime {
     /// replayed like every input (when it changes).
     ///
     /// `E_UNKNOWN_AGENT`, `E_AGENT_NOT_RUNNING`; `E_INVALID_ARGUMENT` when fuel metering is
-    /// off (`fuel_per_call` 0), for a slice over the agent's per-call budget, or while a call
-    /// of the agent is suspended (set it at a tick where its call has ended).
+    /// off (`fuel_per_call` 0), for a slice over the agent's per-call budget, while a call of
+    /// the agent is suspended (set it at a tick where its call has ended), or for a new sliced
+    /// agent while `limits::MAX_SLICED_AGENTS` live agents hold a slice (or held one).
     pub fn set_fuel_per_tick(&mut self, agent: AgentId, fuel_per_tick: u64) -> Result<()> {
         self.journal_ok()?;
         self.running_agent(agent)?;
@@ -853,14 +854,39 @@ impl Runtime {
                 instance.fuel_per_call()
             )));
         }
+        if fuel_per_tick > 0 && !instance.async_calls {
+            self.check_sliced_room()?;
+        }
+        let Some(instance) = self.slot_mut(agent)?.instance.as_deref_mut() else {
+            return Err(LockstepError::AgentNotRunning { id: agent, state: "suspended".into() });
+        };
+        let newly = fuel_per_tick > 0 && !instance.async_calls;
         instance.set_fuel_per_tick(fuel_per_tick).map_err(bad)?;
+        if newly {
+            self.agents.add_sliced();
+        }
         self.graph_input(Record::Slice { tick: self.tick, agent, fuel_per_tick });
+        Ok(())
+    }
+
+    /// Room for one more agent holding a time slice (`limits::MAX_SLICED_AGENTS`: each holds a
+    /// fiber stack for its life), on either allocator alike.
+    fn check_sliced_room(&mut self) -> Result<()> {
+        if self.agents.sliced() >= crate::limits::MAX_SLICED_AGENTS {
+            return Err(LockstepError::InvalidArgument {
+                name: "fuelPerTick".into(),
+                reason: format!(
+                    "{} live agents hold a time slice already (or held one), the most one runtime allows: each holds a fiber stack for its life",
+                    crate::limits::MAX_SLICED_AGENTS
+                ),
+            });
+        }
         Ok(())
     }
 
     /// Whether agents of `module` could be given a slice of `fuel_per_tick` (what
     /// `set_fuel_per_tick` checks of the module), before one is spawned.
-    pub fn check_fuel_per_tick(&self, module: Digest, fuel_per_tick: u64) -> Result<()> {
+    pub fn check_fuel_per_tick(&mut self, module: Digest, fuel_per_tick: u64) -> Result<()> {
         let bad = |reason: String| LockstepError::InvalidArgument { name: "fuelPerTick".into(), reason };
         let m = self
             .modules
@@ -872,6 +898,9 @@ impl Runtime {
         }
         if fuel_per_tick > budget {
             return Err(bad(format!("{fuel_per_tick} is over the module's per-call fuel budget of {budget}: a slice is part of one call's budget")));
+        }
+        if fuel_per_tick > 0 {
+            self.check_sliced_room()?;
         }
         Ok(())
     }

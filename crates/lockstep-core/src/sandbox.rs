@@ -171,7 +171,15 @@ impl Sandbox {
                     // The ABI's table limit (module_shape, the limiter): with 10,000 here a
                     // module the ABI admits was refused on this allocator only, and
                     // `table.grow` past 10,000 failed here but not on Slab (a divergence).
-                    .table_elements(abi::MAX_TABLE_ELEMENTS);
+                    .table_elements(abi::MAX_TABLE_ELEMENTS)
+                    // A fiber stack per time-sliced agent: its store keeps one for its life (a
+                    // suspended call runs on it). wasmtime's default of 1,000 made the 1,001st
+                    // agent suspended at once trap ("maximum concurrent limit of 1000 for
+                    // fibers reached") here but not on Slab, a divergence; `set_fuel_per_tick`
+                    // admits at most `MAX_SLICED_AGENTS` on both. Not one per slot: each stack
+                    // is two memory mappings, and 16,384 of them beside 16,384 memories ran
+                    // past Linux's 65,530 (`vm.max_map_count`).
+                    .total_stacks(slots.min(crate::limits::MAX_SLICED_AGENTS as u32));
                 c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
             }
         }

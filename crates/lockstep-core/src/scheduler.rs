@@ -462,7 +462,8 @@ pub struct TickReport {
     pub dead_letters: u64,
     /// Agents that faulted in the tick.
     pub faults: u32,
-    /// Fuel all agents burned in the tick.
+    /// Fuel all agents burned in the tick (a time-sliced agent's suspended call counts all
+    /// its fuel in the tick it ends).
     pub fuel: u64,
     /// Whether agents ran on the worker pool (`workers` > 1).
     pub parallel: bool,

@@ -47,6 +47,7 @@ fn the_limits_in_architecture_md_are_the_enforced_ones() {
     assert_says(&doc, "outbox", &format!("{} and {} of payload", thousands(abi::MAX_OUTBOX_PER_TICK), mib(abi::MAX_OUTBOX_BYTES_PER_TICK)));
     assert_says(&doc, "ring records", &thousands(MAX_RING_RECORDS_PER_TICK));
     assert_says(&doc, "agent ids", &thousands(MAX_AGENT_IDS));
+    assert_says(&doc, "sliced agents", &format!("each holds a fiber stack for its life) | {} |", thousands(MAX_SLICED_AGENTS)));
     assert_says(&doc, "modules / priorities", &format!("{} / {}", thousands(MAX_MODULES), MAX_PHASES));
     assert_says(&doc, "edges", &format!("| edges of the workflow graph (`connect`, `spawn(..., {{ after }})`) | {} ", thousands(MAX_EDGES)));
     assert_says(&doc, "inference", &format!("{}, {} of input", abi::MAX_INFER_REQUESTS_PER_TICK, mib(abi::MAX_INFER_BYTES_PER_TICK)));

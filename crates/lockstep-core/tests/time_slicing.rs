@@ -360,6 +360,51 @@ fn killing_or_stopping_a_suspended_agent_dead_letters_its_messages() {
     }
 }
 
+/// Red team of issue 16: wasmtime's pooling allocator holds 1,000 fiber stacks by default, so
+/// the 1,001st agent suspended at once trapped ("maximum concurrent limit of 1000 for fibers
+/// reached") on Pooling but not on Slab: a divergence between allocators.
+#[test]
+fn more_than_a_thousand_agents_suspend_at_once_alike_on_both_allocators() {
+    let mut hashes = Vec::new();
+    for allocator in [MemoryAllocator::Slab, MemoryAllocator::Pooling] {
+        let mut rt = Runtime::new(RuntimeConfig { allocator, max_agents: 1_200, fuel_per_call: 1_000_000, ..config(2) }).unwrap();
+        let m = rt.load_module(wat(SPINNER)).unwrap();
+        for _ in 0..1_100 {
+            let id = rt.spawn(m).unwrap();
+            rt.set_fuel_per_tick(id, 10_000).unwrap();
+        }
+        let mut h = Vec::new();
+        for _ in 0..3 {
+            let r = rt.tick().unwrap();
+            assert_eq!((r.agents_suspended, r.faults), (1_100, 0), "{allocator:?}");
+            h.push(r.hash.to_hex());
+        }
+        hashes.push(h);
+    }
+    assert_eq!(hashes[0], hashes[1]);
+}
+
+/// The bound that keeps both allocators alike (`limits::MAX_SLICED_AGENTS`): past it a slice is
+/// refused, on either allocator, and an agent that stops makes room.
+#[test]
+fn at_most_max_sliced_agents_hold_a_slice() {
+    let max = lockstep_core::limits::MAX_SLICED_AGENTS;
+    let mut rt = Runtime::new(RuntimeConfig { max_agents: max as u32 + 2, fuel_per_call: 1_000_000, ..config(1) }).unwrap();
+    let m = rt.load_module(wat(SPINNER)).unwrap();
+    let ids: Vec<u64> = (0..=max).map(|_| rt.spawn(m).unwrap()).collect();
+    for &id in &ids[..max] {
+        rt.set_fuel_per_tick(id, 10_000).unwrap();
+    }
+    let e = rt.set_fuel_per_tick(ids[max], 10_000).unwrap_err();
+    assert!(e.code() == "E_INVALID_ARGUMENT" && e.to_string().contains("10000 live agents hold a time slice"), "{e}");
+    assert!(rt.check_fuel_per_tick(m, 10_000).is_err(), "spawn(m, {{ fuelPerTick }}) is refused before it spawns");
+    // A slice removed still counts (the agent keeps its fiber); one that stops makes room.
+    rt.set_fuel_per_tick(ids[0], 0).unwrap();
+    assert!(rt.set_fuel_per_tick(ids[max], 10_000).is_err());
+    rt.kill(ids[0]).unwrap();
+    rt.set_fuel_per_tick(ids[max], 10_000).unwrap();
+}
+
 #[test]
 fn a_suspended_barrier_agent_goes_on_without_its_upstream_agents() {
     // The sieve, sliced, with trigger 'all' downstream of a counter that never sends it

@@ -131,6 +131,10 @@ impl AgentInstance {
     /// Runs `call` to its end on a store that yields (`agent_init` and `agent_shutdown`, which
     /// run outside ticks and are never suspended), re-polling through every yield.
     pub(super) fn call_to_end(&mut self, call: AbiCall, arg: i32, count: i32) -> wasmtime::Result<i32> {
+        // A fresh deadline for the whole call: no extension left over from a resumed slice.
+        if let Some(r) = &self.resumed {
+            r.store(false, Ordering::Relaxed);
+        }
         let AgentInstance { store, init, step, receive, receive_batch, shutdown, abi_version, .. } = self;
         let mut future: Pin<Box<dyn Future<Output = wasmtime::Result<i32>> + Send + '_>> = match call {
             AbiCall::Init => Box::pin(init.call_async(&mut *store, ())),

@@ -101,7 +101,7 @@ impl Runtime {
             return Err(LockstepError::SnapshotUnsupported {
                 agent,
                 module,
-                reason: "has a generate request in flight (a language model's KV cache is not in snapshots); snapshot once it finished".into(),
+                reason: "it has a generate request in flight (a language model's KV cache is not in snapshots); snapshot once it finished".into(),
             });
         }
         // A suspended call holds its instance mid-call, where nothing can read it (its memory,
@@ -112,20 +112,25 @@ impl Runtime {
                 agent: s.id,
                 module: s.module.to_hex(),
                 reason: format!(
-                    "is suspended in {call} (time slicing: its call is mid-way, its wasm stack is not in snapshots); snapshot at a tick where no call is suspended (the journal's automatic snapshots wait for one)"
+                    "it is suspended in {call} (time slicing: its call is mid-way, its wasm stack is not in snapshots); snapshot at a tick where no call is suspended (the journal's automatic snapshots wait for one)"
                 ),
             });
         }
+        let by_module = |module: &Digest, reason: String| format!("its module {module} {reason}. Stop or kill it first, or rebuild the module without it");
         for s in self.agents.slots.iter().filter(|s| s.instance.is_some()) {
             if let Some(reason) = self.modules.get(&s.module).and_then(|m| m.snapshot.unsupported.clone()) {
-                return Err(LockstepError::SnapshotUnsupported { agent: s.id, module: s.module.to_hex(), reason });
+                return Err(LockstepError::SnapshotUnsupported { agent: s.id, module: s.module.to_hex(), reason: by_module(&s.module, reason) });
             }
         }
         // Tables first: an element that is none of the module's functions refuses the snapshot.
         for s in self.agents.slots.iter_mut() {
             let (id, module) = (s.id, s.module);
             if let Some(i) = s.instance.as_deref_mut() {
-                i.captured_tables = i.capture_tables().map_err(|reason| LockstepError::SnapshotUnsupported { agent: id, module: module.to_hex(), reason })?;
+                i.captured_tables = i.capture_tables().map_err(|reason| LockstepError::SnapshotUnsupported {
+                    agent: id,
+                    module: module.to_hex(),
+                    reason: by_module(&module, reason),
+                })?;
             }
         }
         let one = |s: &mut AgentSlot| -> Part {
@@ -259,6 +264,13 @@ impl Runtime {
         }
         if let Some(a) = images.iter().find(|a| a.instance.is_some() && !r.phases.contains(&a.phase)) {
             return Err(corrupt(agents_offset, format!("Agents section: agent {} runs at priority {}, which is no phase of the tick", a.id, a.phase)));
+        }
+        let sliced = images.iter().filter_map(|a| a.instance.as_ref()).filter(|i| i.fuel_per_tick > 0).count();
+        if sliced > crate::limits::MAX_SLICED_AGENTS {
+            return Err(corrupt(
+                agents_offset,
+                format!("Agents section: {sliced} agents hold a time slice, over the limit of {}", crate::limits::MAX_SLICED_AGENTS),
+            ));
         }
         let pending: u64 = r.inputs.messages.iter().filter(|m| m.from != crate::abi::INFERENCE_ID).map(|m| m.payload.len() as u64).sum();
         if pending != r.inputs.bytes {
