@@ -5,9 +5,17 @@
 //   time (maxBatch 1: the others wait their turn);
 // - rt.generate() for one sequence vs a plain JS greedy loop over onnxruntime-node with the same
 //   model, the same KV cache fed back, the same thread settings;
-// - rt.generate() with 8 and 32 calls at once.
+// - rt.generate() with 8 and 32 calls at once;
+// - agents generating at once again, on a larger model made by scripts/gen-lm.py into
+//   .bench-out/small_lm (hidden 256, 8 heads, 8 layers, ff 2048: 10.6 M parameters, 42 MB; needs
+//   Python with `onnx numpy onnxruntime`, else skipped): a step of the tiny model is mostly
+//   per-row work, one of this one mostly reading its weights, as in real language models.
 // Imported by benches/run.mjs.
 import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
 const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 const ort = require('onnxruntime-node');
@@ -17,10 +25,28 @@ const PROMPTS = ['Hello', 'The agents', 'Two friends send', 'What are you going 
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+const SMALL = { hidden: 256, heads: 8, layers: 8, ff: 2048 };
+
+/** The larger benchmark model, made once into .bench-out/small_lm; null when Python cannot. */
+function smallModel(log) {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+  const dir = join(root, '.bench-out', 'small_lm');
+  const path = join(dir, 'model.onnx');
+  if (existsSync(path)) return path;
+  log('[bench] language model: making .bench-out/small_lm with scripts/gen-lm.py ...');
+  const env = { ...process.env, LM_OUT: dir, LM_HIDDEN: `${SMALL.hidden}`, LM_HEADS: `${SMALL.heads}`, LM_LAYERS: `${SMALL.layers}`, LM_FF: `${SMALL.ff}`, LM_BENCH_ONLY: '1' };
+  const r = spawnSync('python3', [join(root, 'scripts', 'gen-lm.py')], { env, encoding: 'utf8' });
+  if (r.status !== 0 || !existsSync(path)) {
+    log(`[bench] language model: no small_lm (${(r.stderr || r.error?.message || '').trim().split('\n').pop()}); it needs python3 with \`pip install onnx==1.21.0 numpy onnxruntime\``);
+    return null;
+  }
+  return path;
+}
+
 /** Tokens per second of `agents` chatter agents each generating `tokens` greedy tokens. */
-function agentsRate(agents, tokens, maxBatch) {
+function agentsRate(agents, tokens, maxBatch, model = MODEL) {
   const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1, record: false });
-  const info = rt.loadLanguageModel({ model: MODEL });
+  const info = rt.loadLanguageModel({ model });
   rt.registerAgentLanguageModel(info.id, { tokensPerTick: 16, maxBatch });
   const ids = rt.spawnMany(exampleAgent('chatter'), agents);
   ids.forEach((id, i) => {
@@ -128,7 +154,20 @@ export async function runLanguageModelBenches({ quick = false, log = console.err
   }
   await session.release();
   rt.close();
-  return { tokens_per_sequence: tokens, agents, generate };
+  const small = { model: SMALL, tokens_per_sequence: 16, agents: [] };
+  const smallPath = smallModel(log);
+  for (const n of smallPath ? [1, 8, 32] : []) {
+    log(`[bench] language model (small_lm), ${n} agents`);
+    const b = [];
+    const s1 = [];
+    for (let i = 0; i < (quick ? 1 : 3); i++) {
+      b.push(agentsRate(n, small.tokens_per_sequence, 64, smallPath));
+      s1.push(agentsRate(n, small.tokens_per_sequence, 1, smallPath));
+    }
+    const [batched, single] = [median(b), median(s1)];
+    small.agents.push({ agents: n, batched_tokens_per_s: Math.round(batched), one_at_a_time_tokens_per_s: Math.round(single), ratio: +(batched / single).toFixed(2) });
+  }
+  return { tokens_per_sequence: tokens, agents, generate, small_lm: smallPath ? small : null };
 }
 
 // `node benches/language-model.mjs [--quick]`: this benchmark alone, as JSON.

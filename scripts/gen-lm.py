@@ -23,19 +23,32 @@ between the best and second-best logit over those steps is recorded: a sum in an
 cannot flip those tokens.
 
 Needs `pip install onnx==1.21.0 numpy onnxruntime`.
+
+The benchmark's larger model (benches/language-model.mjs, "small_lm") comes from the same
+script with its size from the environment: LM_OUT (a directory), LM_HIDDEN, LM_HEADS, LM_LAYERS,
+LM_FF, and LM_BENCH_ONLY=1 (write model.onnx and config.json only: no reference outputs). With
+none of them set it writes models/tiny_lm/ exactly as committed.
 """
 import json
+import os
 import pathlib
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "models" / "tiny_lm"
+OUT = pathlib.Path(os.environ.get("LM_OUT") or pathlib.Path(__file__).resolve().parent.parent / "models" / "tiny_lm")
 OUT.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(20261126)
 
-V, D, H, DH, LAYERS, FF = 260, 64, 4, 16, 2, 128
+V = 260
+D = int(os.environ.get("LM_HIDDEN", 64))
+H = int(os.environ.get("LM_HEADS", 4))
+LAYERS = int(os.environ.get("LM_LAYERS", 2))
+FF = int(os.environ.get("LM_FF", 128))
+BENCH_ONLY = os.environ.get("LM_BENCH_ONLY") == "1"
+DH = D // H
+assert D <= V and D % H == 0 and DH % 2 == 0, "hidden must be at most 260 and split into heads of an even size"
 BOS, EOS, PAD = 256, 257, 258
 
 CORPUS = """
@@ -234,6 +247,10 @@ def main():
     model = build()
     path = OUT / "model.onnx"
     onnx.save(model, path)
+    if BENCH_ONLY:
+        write_config()
+        print(f"{path}: {path.stat().st_size} bytes (hidden {D}, {H} heads, {LAYERS} layers, ff {FF})")
+        return
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def empty_past(b):
@@ -319,15 +336,19 @@ def main():
         "cases": cases,
     }
     (OUT / "reference.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_config()
+    print(f"{path}: {path.stat().st_size} bytes; min top-2 margin {min(all_margins):.4f}")
+    for c in cases:
+        print(repr(c["prompt"]), "->", repr(c["text"]))
+
+
+def write_config():
     (OUT / "config.json").write_text(json.dumps({
         "model_type": "lockstep-tiny-lm", "vocab_size": V, "hidden_size": D, "num_attention_heads": H,
         "num_key_value_heads": H, "head_dim": DH, "num_hidden_layers": LAYERS,
         "bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD,
         "tokenizer": "bytes: ids 0..255 are the bytes; 256 <bos>, 257 <eos>, 258 <pad>",
     }, indent=1) + "\n")
-    print(f"{path}: {path.stat().st_size} bytes; min top-2 margin {min(all_margins):.4f}")
-    for c in cases:
-        print(repr(c["prompt"]), "->", repr(c["text"]))
 
 
 if __name__ == "__main__":
