@@ -14,6 +14,7 @@ import { runRingBenches } from './rings.mjs';
 import { runInferenceBenches } from './inference.mjs';
 import { runLanguageModelBenches } from './language-model.mjs';
 import { runDashboardBenches } from './dashboard.mjs';
+import { runV8CompareBenches } from './v8-compare.mjs';
 import { tickPlotSvg } from './plot.mjs';
 const require = createRequire(import.meta.url);
 const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
@@ -106,6 +107,7 @@ for (let round = 0; round < (quick ? 5 : 30); round++) {
 const js = { tick50_from_js_median_us: median(jsTick), napi_call_median_us: median(napiCall) };
 
 const rings = await runRingBenches({ quick, log });
+const v8Compare = await runV8CompareBenches({ quick, log });
 const inference = await runInferenceBenches({ quick, log });
 const languageModel = await runLanguageModelBenches({ quick, log });
 inference.rust_engine_run_us = JSON.parse(
@@ -126,6 +128,7 @@ const result = {
   slicing,
   js,
   rings,
+  v8_compare: v8Compare,
   inference,
   language_model: languageModel,
   dashboard,
@@ -187,6 +190,8 @@ if (json) {
   }
   console.log(`- 50 agents, tick() called from JS: ${js.tick50_from_js_median_us.toFixed(2)} µs; an empty napi call: ${js.napi_call_median_us.toFixed(2)} µs`);
   for (const r of core.routing) console.log(`- agent→agent routing, ${r.agents} agents × ${r.fanout} messages per tick, ${r.workers} worker(s): ${(r.messages_per_s / 1e6).toFixed(2)} M msg/s (tick ${r.tick_median_us} µs)`);
+  console.log('\n| counters | plain V8 instances, JS loop µs | lockstep 1 worker µs | 2 workers µs | ratio (1 / 2 workers) |\n|---:|---:|---:|---:|---|');
+  for (const r of v8Compare) console.log(`| ${r.agents} | ${r.v8_loop_us} | ${r.lockstep_1_worker_us} | ${r.lockstep_2_workers_us} | ${r.ratio_1_worker}× / ${r.ratio_2_workers}× |`);
   console.log('\n| messages/s | 64 B | 1 KiB |\n|---|---:|---:|');
   const names = Object.keys(rings.payload_64);
   const fmt = (v) => (v > 100 ? `${(v / 1e6).toFixed(2)} M` : `${v}×`);
