@@ -200,7 +200,20 @@ impl AgentSlot {
             return;
         }
         let Some(instance) = self.instance.as_mut().filter(|_| self.state.is_running()) else { return };
-        let mut out = AgentTickOutput::default();
+        // Filled in place: built on the stack and moved into the slot, this ~250-byte struct
+        // was a memmove per agent per tick (4.5% of a 1,000-counter tick, perf). `settle`
+        // took what the last tick left in it; what it keeps is capacity (`sent`).
+        let out = &mut self.out;
+        out.delivered = 0;
+        out.fault = None;
+        out.undelivered.clear();
+        out.digest = None;
+        out.fuel = 0;
+        out.logs.clear();
+        out.infer.clear();
+        out.received.clear();
+        out.suspended = None;
+        out.resumed = None;
         instance.begin_tick();
         let fuel_before = instance.fuel_consumed;
         let mut inbox = std::mem::take(&mut self.inbox);
@@ -232,18 +245,18 @@ impl AgentSlot {
         self.messages_received += out.delivered as u64;
         out.fuel = instance.fuel_consumed - fuel_before;
         out.digest = digest.finish(self.id, out.delivered, &instance.host().outbox, &instance.host().infer_requests, out.fault.as_ref());
-        std::mem::swap(&mut out.sent, &mut instance.host_mut().outbox);
-        if !instance.host().logs.is_empty() {
-            out.logs = std::mem::take(&mut instance.host_mut().logs);
+        // What it sent goes to `out.sent`; the outbox gets `out.sent`'s old (empty) vector,
+        // keeping its capacity for the agent's next tick.
+        let host = instance.host_mut();
+        std::mem::swap(&mut out.sent, &mut host.outbox);
+        host.outbox.clear();
+        host.outbox_bytes = 0;
+        if !host.logs.is_empty() {
+            std::mem::swap(&mut out.logs, &mut host.logs);
         }
-        if !instance.host().infer_requests.is_empty() {
-            out.infer = std::mem::take(&mut instance.host_mut().infer_requests);
+        if !host.infer_requests.is_empty() {
+            std::mem::swap(&mut out.infer, &mut host.infer_requests);
         }
-        // Keep the (now empty) vector's capacity for the agent's next tick.
-        std::mem::swap(&mut instance.host_mut().outbox, &mut self.out.sent);
-        instance.host_mut().outbox.clear();
-        instance.host_mut().outbox_bytes = 0;
-        self.out = out;
     }
 }
 
