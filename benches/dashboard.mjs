@@ -11,6 +11,7 @@
 //    agent table (the packed rows), one sorted page of 50 rows, and a summary request's round
 //    trip through the server with snapshots forced fresh (minSnapshotMs: 0).
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -119,19 +120,32 @@ export function clientsProcess(count, hz) {
  * process spent per tick (every thread: the tick's and the server's; not the clients'). Wall
  * time is what a user sees; CPU time is what other processes on a busy machine disturb least.
  */
+/** The main thread's CPU time so far in µs (Linux: /proc/thread-self/schedstat, in ns), or null. */
+function mainThreadCpuUs() {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1000;
+  } catch {
+    return null;
+  }
+}
+
 async function timeTicks(rt, ticks) {
+  const main0 = mainThreadCpuUs();
   const cpu0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   for (let i = 0; i < ticks; i++) await rt.tickAsync(1);
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
+  // The main thread's own CPU time (the event loop: starting ticks, the server's work, its
+  // system calls), which the tick's threads do not blur.
+  const main = main0 === null ? null : (mainThreadCpuUs() - main0) / ticks;
   // The event loop's busy time: the main thread's share (starting ticks, and the server's work).
   const elu = performance.eventLoopUtilization(elu0);
-  return { wall: (ms * 1000) / ticks, cpu: (cpu.user + cpu.system) / ticks, loopMsPerS: (elu.active / ms) * 1000 };
+  return { wall: (ms * 1000) / ticks, cpu: (cpu.user + cpu.system) / ticks, main, loopMsPerS: (elu.active / ms) * 1000 };
 }
 
-async function overhead(agents, { workers, rounds, ticks, clients, hz, mix, log }) {
+export async function overhead(agents, { workers, rounds, ticks, clients, hz, mix, log }) {
   const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers, record: false, checkpointIntervalTicks: 0 });
   rt.spawnMany(exampleAgent('counter'), agents);
   await timeTicks(rt, Math.max(20, ticks / 4)); // warm up
@@ -142,6 +156,8 @@ async function overhead(agents, { workers, rounds, ticks, clients, hz, mix, log 
   const cpuWith = [];
   const loopWithout = [];
   const loopWith = [];
+  const mainWithout = [];
+  const mainWith = [];
   let requests = { sent: 0, answered: 0, failed: 0 };
   for (let r = 0; r < rounds; r++) {
     // Alternate which condition goes first, so drift in the machine's load spreads evenly.
@@ -152,6 +168,7 @@ async function overhead(agents, { workers, rounds, ticks, clients, hz, mix, log 
         without.push(t.wall);
         cpuWithout.push(t.cpu);
         loopWithout.push(t.loopMsPerS);
+        mainWithout.push(t.main);
         continue;
       }
       const server = await rt.serve({ clock: false });
@@ -161,6 +178,7 @@ async function overhead(agents, { workers, rounds, ticks, clients, hz, mix, log 
       withServer.push(t.wall);
       cpuWith.push(t.cpu);
       loopWith.push(t.loopMsPerS);
+      mainWith.push(t.main);
       const s = await cs.disconnect();
       requests = { sent: requests.sent + s.sent, answered: requests.answered + s.answered, failed: requests.failed + s.failed };
       await server.close();
@@ -191,6 +209,8 @@ async function overhead(agents, { workers, rounds, ticks, clients, hz, mix, log 
     cpu_us_per_tick_with_dashboard: round1(median(cpuWith)),
     cpu_overhead_pct: round1((median(cpuRatios) - 1) * 100),
     round_cpu_overheads_pct: cpuRatios.map((r) => round1((r - 1) * 100)),
+    main_thread_cpu_us_per_tick_no_server: mainWithout[0] === null ? null : round1(median(mainWithout)),
+    main_thread_cpu_us_per_tick_with_dashboard: mainWith[0] === null ? null : round1(median(mainWith)),
     event_loop_busy_ms_per_s_no_server: round1(median(loopWithout)),
     event_loop_busy_ms_per_s_with_dashboard: round1(median(loopWith)),
     rounds_no_server_us: without.map(round1),
@@ -198,7 +218,7 @@ async function overhead(agents, { workers, rounds, ticks, clients, hz, mix, log 
     requests_answered: requests.answered,
     requests_failed: requests.failed,
   };
-  log(`[bench] dashboard overhead, ${agents} agents, ${workers} worker(s), ${clients} clients polling ${mix === 'summary' ? 'the summary' : 'what the page polls'} at ${hz} Hz (${result.requests_per_s} requests/s): ${result.tick_us_no_server} µs/tick without, ${result.tick_us_with_dashboard} µs with (median of the rounds' ratios: ${result.overhead_pct}%, rounds ${result.round_overheads_pct.join(' ')}); CPU time per tick ${result.cpu_us_per_tick_no_server} → ${result.cpu_us_per_tick_with_dashboard} µs (${result.cpu_overhead_pct}%, rounds ${result.round_cpu_overheads_pct.join(' ')}); event loop busy ${result.event_loop_busy_ms_per_s_no_server} → ${result.event_loop_busy_ms_per_s_with_dashboard} ms/s; ${requests.answered} requests answered, ${requests.failed} failed`);
+  log(`[bench] dashboard overhead, ${agents} agents, ${workers} worker(s), ${clients} clients polling ${mix === 'summary' ? 'the summary' : 'what the page polls'} at ${hz} Hz (${result.requests_per_s} requests/s): ${result.tick_us_no_server} µs/tick without, ${result.tick_us_with_dashboard} µs with (median of the rounds' ratios: ${result.overhead_pct}%, rounds ${result.round_overheads_pct.join(' ')}); CPU time per tick ${result.cpu_us_per_tick_no_server} → ${result.cpu_us_per_tick_with_dashboard} µs (${result.cpu_overhead_pct}%, rounds ${result.round_cpu_overheads_pct.join(' ')}); main thread ${result.main_thread_cpu_us_per_tick_no_server} → ${result.main_thread_cpu_us_per_tick_with_dashboard} µs CPU per tick; event loop busy ${result.event_loop_busy_ms_per_s_no_server} → ${result.event_loop_busy_ms_per_s_with_dashboard} ms/s; ${requests.answered} requests answered, ${requests.failed} failed`);
   return result;
 }
 
