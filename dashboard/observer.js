@@ -210,7 +210,8 @@ class Observer {
   ticked(n, report, ms) {
     this.lastReport = report;
     const us = (ms * 1000) / n;
-    this.ticks.push({ tick: report.tick, us, routed: report.messagesRouted, delivered: report.messagesDelivered, faults: report.faults, n });
+    // json: its numbers as the history reply writes them (server.js, rendered on first ask).
+    this.ticks.push({ tick: report.tick, us, routed: report.messagesRouted, delivered: report.messagesDelivered, faults: report.faults, n, json: undefined });
     const prev = this.hashes.last();
     this.hashes.push({ tick: report.tick, hash: report.hash, gap: prev !== undefined && report.tick !== prev.tick + 1 });
     const t = this.totals;

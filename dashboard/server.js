@@ -121,11 +121,42 @@ const SECURITY_HEADERS = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 
-/** A reply's data already serialised (shared by every client asking within one snapshot). */
-class RawJson {
+/**
+ * Serialised JSON that several replies share (a snapshot's summary, a page of its agent table):
+ * encoded to UTF-8 once, on first use, and the same bytes are copied into every client's reply.
+ */
+class SharedJson {
   constructor(text) {
     this.text = text;
+    this.bytes = null;
   }
+
+  get utf8() {
+    return (this.bytes ??= Buffer.from(this.text, 'utf8'));
+  }
+}
+
+/** A reply's data already serialised: `body` (a string, or SharedJson), then `tail` (this reply's own). */
+class RawJson {
+  constructor(body, tail = '') {
+    this.body = body;
+    this.tail = tail;
+  }
+}
+
+/** A number as JSON.stringify writes it. */
+function jsonNumber(x) {
+  return Number.isFinite(x) ? `${x}` : 'null';
+}
+
+/** The start of a successful reply up to its data, as JSON.stringify({ id, type, ok: true, data }) writes it. */
+function replyHead(id, type) {
+  return `{${id === undefined ? '' : `"id":${JSON.stringify(id)},`}"type":${JSON.stringify(type)},"ok":true,"data":`;
+}
+
+function uncork(client) {
+  client.corked = false;
+  client.socket.uncork();
 }
 
 /** A protocol error: a reply with ok: false, { code, message }. */
@@ -471,12 +502,13 @@ class DashboardServer extends EventEmitter {
       return;
     }
     if (this.#closing) return this.#refuse(socket, 503, 'the server is closing');
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#connected(ws));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#connected(ws, socket));
   }
 
-  #connected(ws) {
+  #connected(ws, socket) {
     this.#stats.connections++;
-    const client = { ws, tokens: this.#o.requestBurst, refilled: performance.now(), strikes: 0, pending: 0, alive: true, watching: null };
+    // `socket`: the connection under `ws`, corked while one read's requests are answered (#send).
+    const client = { ws, socket, corked: false, tokens: this.#o.requestBurst, refilled: performance.now(), strikes: 0, pending: 0, alive: true, watching: null };
     this.#clients.add(client);
     ws.on('message', (data, isBinary) => this.#message(client, data, isBinary));
     ws.on('pong', () => {
@@ -558,11 +590,44 @@ class DashboardServer extends EventEmitter {
       this.#drop(client, CLOSE.SLOW, `send queue over ${this.#o.maxBufferedBytes} bytes: the client does not read its replies`);
       return false;
     }
-    let text = obj.data instanceof RawJson ? `${JSON.stringify({ ...obj, data: undefined }).slice(0, -1)},"data":${obj.data.text}}` : JSON.stringify(obj);
-    if (text.length > MAX_REPLY_BYTES) {
-      text = JSON.stringify({ id: obj.id, type: obj.type, ok: false, error: { code: 'reply_too_large', message: `the reply would be ${text.length} bytes (at most ${MAX_REPLY_BYTES}); ask for less` } });
+    let frame;
+    let length;
+    const raw = obj.data instanceof RawJson ? obj.data : null;
+    if (raw) {
+      // { id, type, ok, data } around data serialised before: the same text JSON.stringify
+      // would write, without serialising the data again.
+      const head = replyHead(obj.id, obj.type);
+      const tail = `${raw.tail}}`;
+      const shared = raw.body instanceof SharedJson ? raw.body : null;
+      length = head.length + (shared ? shared.text.length : raw.body.length) + tail.length;
+      if (length <= MAX_REPLY_BYTES) {
+        if (shared) {
+          // Bytes that every client's reply shares: copied, not encoded again.
+          const body = shared.utf8;
+          const headBytes = Buffer.byteLength(head);
+          frame = Buffer.allocUnsafe(headBytes + body.length + Buffer.byteLength(tail));
+          frame.write(head, 0, 'utf8');
+          body.copy(frame, headBytes);
+          frame.write(tail, headBytes + body.length, 'utf8');
+        } else {
+          frame = head + raw.body + tail;
+        }
+      }
+    } else {
+      frame = JSON.stringify(obj);
+      length = frame.length;
     }
-    ws.send(text);
+    if (length > MAX_REPLY_BYTES) {
+      frame = JSON.stringify({ id: obj.id, type: obj.type, ok: false, error: { code: 'reply_too_large', message: `the reply would be ${length} bytes (at most ${MAX_REPLY_BYTES}); ask for less` } });
+    }
+    // The replies to the requests of one read (the page sends its four at once) leave in one
+    // write: the socket is corked at the first and uncorked once this turn's work is done.
+    if (!client.corked) {
+      client.corked = true;
+      client.socket.cork();
+      process.nextTick(uncork, client);
+    }
+    ws.send(frame, { binary: false });
     if (ws.bufferedAmount > this.#stats.maxBufferedSeen) this.#stats.maxBufferedSeen = ws.bufferedAmount;
     return true;
   }
@@ -673,9 +738,10 @@ class DashboardServer extends EventEmitter {
     const { data, fresh, cache } = this.#observer.summary();
     const live = { busy: this.#observer.busy, fresh, clock: { playing: this.#clock.playing, hz: this.#clock.hz, error: this.#clock.error }, clients: this.#clients.size };
     if (!data) return { tick: null, ...live };
-    // The snapshot is serialised once, whoever asks; only the live fields are added per reply.
-    cache.json ??= JSON.stringify(data);
-    return new RawJson(`${cache.json.slice(0, -1)},${JSON.stringify(live).slice(1)}`);
+    // The snapshot is serialised (and encoded) once, whoever asks; only the live fields are
+    // added per reply.
+    cache.shared ??= new SharedJson(JSON.stringify(data).slice(0, -1));
+    return new RawJson(cache.shared, `,${JSON.stringify(live).slice(1)}`);
   }
 
   reqAgents(a) {
@@ -695,7 +761,7 @@ class DashboardServer extends EventEmitter {
     const view = table.view(a.states, moduleIdx, a.sort, a.desc);
     const rows = [];
     for (let k = a.offset; k < Math.min(view.length, a.offset + a.limit); k++) rows.push(table.row(view[k]));
-    page = new RawJson(JSON.stringify({
+    page = new RawJson(new SharedJson(JSON.stringify({
       tick: table.tick,
       total: table.count,
       matched: view.length,
@@ -704,7 +770,7 @@ class DashboardServer extends EventEmitter {
       desc: a.desc,
       rows,
       modules: table.modules.map((hash) => ({ hash, name: this.#o.moduleNames[hash] ?? null })),
-    }));
+    })));
     if (table.pages.size >= 64) table.pages.clear();
     table.pages.set(key, page);
     return page;
@@ -759,17 +825,32 @@ class DashboardServer extends EventEmitter {
   reqHistory(a) {
     const ring = this.#observer.ticks;
     const from = a.since === undefined ? Math.max(0, ring.length - a.limit) : ring.firstWhere((t) => t.tick > a.since);
-    const items = ring.slice(Math.max(from, ring.length - a.limit));
-    return {
-      ticks: {
-        tick: items.map((t) => t.tick),
-        us: items.map((t) => Math.round(t.us * 10) / 10),
-        routed: items.map((t) => t.routed),
-        delivered: items.map((t) => t.delivered),
-        faults: items.map((t) => t.faults),
-      },
-      seconds: this.#observer.seconds.slice(Math.max(0, this.#observer.seconds.length - a.seconds)),
-    };
+    // Written as JSON.stringify would write { ticks: { tick, us, routed, delivered, faults }, seconds },
+    // from each tick's numbers rendered once (a tick is in every client's next reply).
+    let tick = '';
+    let us = '';
+    let routed = '';
+    let delivered = '';
+    let faults = '';
+    const start = Math.max(from, ring.length - a.limit);
+    for (let i = start; i < ring.length; i++) {
+      const t = ring.at(i);
+      const j = (t.json ??= [jsonNumber(t.tick), jsonNumber(Math.round(t.us * 10) / 10), jsonNumber(t.routed), jsonNumber(t.delivered), jsonNumber(t.faults)]);
+      if (i !== start) {
+        tick += ',';
+        us += ',';
+        routed += ',';
+        delivered += ',';
+        faults += ',';
+      }
+      tick += j[0];
+      us += j[1];
+      routed += j[2];
+      delivered += j[3];
+      faults += j[4];
+    }
+    const seconds = JSON.stringify(this.#observer.seconds.slice(Math.max(0, this.#observer.seconds.length - a.seconds)));
+    return new RawJson(`{"ticks":{"tick":[${tick}],"us":[${us}],"routed":[${routed}],"delivered":[${delivered}],"faults":[${faults}]},"seconds":${seconds}}`);
   }
 
   reqHashes(a) {
