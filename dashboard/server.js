@@ -154,7 +154,11 @@ function replyHead(id, type) {
   return `{${id === undefined ? '' : `"id":${JSON.stringify(id)},`}"type":${JSON.stringify(type)},"ok":true,"data":`;
 }
 
+/** Replies held back while a client's socket is corked, at most (past it: written at once). */
+const CORK_BYTES = 64 * 1024;
+
 function uncork(client) {
+  if (!client.corked) return;
   client.corked = false;
   client.socket.uncork();
 }
@@ -620,7 +624,7 @@ class DashboardServer extends EventEmitter {
     if (length > MAX_REPLY_BYTES) {
       frame = JSON.stringify({ id: obj.id, type: obj.type, ok: false, error: { code: 'reply_too_large', message: `the reply would be ${length} bytes (at most ${MAX_REPLY_BYTES}); ask for less` } });
     }
-    // The replies to the requests of one read (the page sends its four at once) leave in one
+    // The replies to the requests of one read (a client that sent several at once) leave in one
     // write: the socket is corked at the first and uncorked once this turn's work is done.
     if (!client.corked) {
       client.corked = true;
@@ -628,6 +632,8 @@ class DashboardServer extends EventEmitter {
       process.nextTick(uncork, client);
     }
     ws.send(frame, { binary: false });
+    // Large replies go at once: the socket's own buffer, not a corked one, should hold them.
+    if (client.socket.writableLength >= CORK_BYTES) uncork(client);
     if (ws.bufferedAmount > this.#stats.maxBufferedSeen) this.#stats.maxBufferedSeen = ws.bufferedAmount;
     return true;
   }
