@@ -650,16 +650,20 @@ class Runtime {
   #pumping = false;
   /** The dashboard's observer (dashboard/observer.js) while a serve() server is attached; null: nothing is observed. */
   #observer = null;
+  /** The journal's directory (string or null), read once: it never changes, and reading it from the native side is E_BUSY during a tickAsync. */
+  #journalDir = undefined;
 
   /** @param {import('./index').RuntimeOptions} [options] */
   constructor(options) {
     if (adopting) {
       this.#native = adopting;
       adopting = null;
+      void this.journalDir;
       return;
     }
     const o = checkOptions(options);
     this.#native = call(() => new native.NativeRuntime(o));
+    void this.journalDir;
   }
 
   /**
@@ -1508,7 +1512,8 @@ class Runtime {
 
   /** The directory of the journal this runtime writes, or null without a journal. */
   get journalDir() {
-    return call(() => this.#native.journalDir) ?? null;
+    if (this.#journalDir === undefined) this.#journalDir = call(() => this.#native.journalDir) ?? null;
+    return this.#journalDir;
   }
 
   stateHash() {

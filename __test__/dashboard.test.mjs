@@ -534,3 +534,18 @@ test('npx lockstep dashboard <dir>: a recorded session\'s journal, read-only, wi
   }
   assert.equal(child.exitCode, 0);
 });
+
+test('serve() attaches during a tickAsync of a journaled runtime (its journal directory is known without asking the busy runtime)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lockstep-serve-busy-'));
+  const rt = new lockstep.Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], journal: { dir } });
+  rt.spawnMany(lockstep.exampleAgent('counter'), 2000);
+  const ticking = rt.tickAsync(200);
+  const server = await rt.serve({ port: 0 });
+  const c = await connect(server);
+  assert.equal((await c.data('hello')).seek, true, 'time travel offered: the runtime has a journal');
+  await ticking;
+  await c.close();
+  await server.close();
+  assert.equal(rt.journalDir, dir);
+  rt.close();
+});

@@ -154,7 +154,7 @@ export async function runLanguageModelBenches({ quick = false, log = console.err
   }
   await session.release();
   rt.close();
-  const small = { model: SMALL, tokens_per_sequence: 16, agents: [] };
+  const small = { model: SMALL, tokens_per_sequence: 64, agents: [] };
   const smallPath = smallModel(log);
   for (const n of smallPath ? [1, 8, 32] : []) {
     log(`[bench] language model (small_lm), ${n} agents`);
