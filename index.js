@@ -360,6 +360,12 @@ function holds(type, data, count) {
   return bits === undefined ? data.length === count : data.length === Math.ceil((count * bits) / 8);
 }
 
+/** A view's @@toStringTag, as Object.prototype.toString reads it ('Object' if not a string). */
+function viewTag(view) {
+  const tag = view[Symbol.toStringTag];
+  return typeof tag === 'string' ? tag : 'Object';
+}
+
 /**
  * { name: { type, data, dims } } (also onnxruntime-node Tensors) → parallel arrays. Like
  * onnxruntime-node, `data` must be the typed array of `type` (a Float64Array is not float32
@@ -371,7 +377,9 @@ function flattenInputs(inputs) {
     throw v.fail('inputs', 'an object: { inputName: { type, data, dims } }', inputs);
   }
   const names = [], types = [], dims = [], data = [];
-  for (const [name, t] of Object.entries(inputs)) {
+  for (const name in inputs) {
+    if (!Object.hasOwn(inputs, name)) continue;
+    const t = inputs[name];
     const what = `inputs["${name}"]`;
     if (t == null || typeof t !== 'object') throw v.fail(what, 'a tensor { type, data, dims }', t);
     const accepted = Object.hasOwn(ACCEPTED_DATA, t.type) ? ACCEPTED_DATA[t.type] : undefined;
@@ -379,17 +387,21 @@ function flattenInputs(inputs) {
       throw new LockstepError('E_UNSUPPORTED_TYPE', `${what}.type must be one of ${Object.keys(ACCEPTED_DATA).join(', ')}; got ${v.describe(t.type)}`);
     }
     const tag = t.type === 'string' ? (Array.isArray(t.data) ? 'Array' : null)
-      : ArrayBuffer.isView(t.data) ? Object.prototype.toString.call(t.data).slice(8, -1) : null;
+      // What Object.prototype.toString would name (a view's tag), without making its string.
+      : ArrayBuffer.isView(t.data) ? viewTag(t.data) : null;
     if (!accepted.includes(tag)) {
       const expected = t.type === 'string' ? 'an array of strings' : `a ${accepted.join(' or ')}`;
       throw new LockstepError('E_INVALID_ARGUMENT', `${what}.data must be ${expected} for type "${t.type}"; got ${v.describe(t.data)}. Convert it (e.g. Float32Array.from(data)): its bytes are not reinterpreted`);
     }
     if (!Array.isArray(t.dims)) throw v.fail(`${what}.dims`, 'an array of non-negative integers', t.dims);
     let count = 1;
-    t.dims.forEach((d, i) => {
-      v.int(`${what}.dims[${i}]`, d, 0, MAX_SAFE);
+    for (let i = 0; i < t.dims.length; i++) {
+      if (!(i in t.dims)) continue; // a hole, as forEach skipped it
+      const d = t.dims[i];
+      // v.int's check inline: its message (and name string) only made when it fails.
+      if (typeof d !== 'number' || !Number.isInteger(d) || d < 0 || d > MAX_SAFE) v.int(`${what}.dims[${i}]`, d, 0, MAX_SAFE);
       count *= d;
-    });
+    }
     if (!holds(t.type, t.data, count)) {
       const bits = SUB_BYTE_BITS[t.type];
       const held = bits === undefined ? `data holds ${t.data.length}` : `data holds ${t.data.length} bytes, and ${t.type} packs ${8 / bits} per byte`;
@@ -404,13 +416,17 @@ function flattenInputs(inputs) {
   return [names, types, dims, data];
 }
 
-/** Inputs as one spec string and one buffer (each tensor 8-byte aligned): the fast path. */
-function packInputs(inputs) {
+/**
+ * Inputs as one spec string and one buffer (each tensor 8-byte aligned): the fast path.
+ * `scratch(size)`, if given, returns a reused buffer of at least `size` bytes to pack several
+ * inputs into (read by the native call before it returns), instead of a new one per call.
+ */
+function packInputs(inputs, scratch) {
   const [names, types, dims, data] = flattenInputs(inputs);
   let size = 0;
   for (const d of data) size += Math.ceil(d.byteLength / 8) * 8;
   // One input: its own bytes, no copy. Several: packed, each at a multiple of 8.
-  const packed = data.length === 1 ? data[0] : new Uint8Array(size);
+  const packed = data.length === 1 ? data[0] : scratch ? scratch(size) : new Uint8Array(size);
   let spec = '';
   let offset = 0;
   for (let i = 0; i < names.length; i++) {
@@ -475,6 +491,72 @@ function unpackOutputs({ spec, data }) {
       if (--sequence[1] === 0) sequence = null;
     } else {
       out[name] = tensor;
+    }
+  }
+  return out;
+}
+
+/**
+ * The packed outputs' spec parsed once (`inferInto` says when it changes): entries
+ * { name, type, dims, offset, bytes, Typed, seq } in packed order, `seq` the tensor count of
+ * a sequence entry (its tensors follow, unnamed), else -1.
+ */
+function outputLayout(spec) {
+  const entries = [];
+  let offset = 0;
+  for (let at = 0; at < spec.length;) {
+    const end = spec.indexOf(';', at);
+    const c3 = spec.lastIndexOf(':', end);
+    const c2 = spec.lastIndexOf(':', c3 - 1);
+    const c1 = spec.lastIndexOf(':', c2 - 1);
+    const type = spec.slice(c1 + 1, c2);
+    const dimText = spec.slice(c2 + 1, c3);
+    const bytes = +spec.slice(c3 + 1, end);
+    const entry = { name: spec.slice(at, c1), type, dims: [], offset, bytes, Typed: OUTPUT_ARRAYS[type], seq: -1, view: null };
+    at = end + 1;
+    if (type === 'sequence') {
+      entry.seq = +dimText;
+    } else {
+      entry.dims = dimText ? dimText.split(',').map(Number) : [];
+      offset += Math.ceil(bytes / 8) * 8;
+    }
+    entries.push(entry);
+  }
+  return { entries, buffer: null };
+}
+
+/** The outputs `layout` describes, copied out of `buffer` (which the next call reuses). */
+function readOutputs(layout, buffer) {
+  if (layout.buffer !== buffer) {
+    // Views of this buffer, made once per buffer: each call copies out of them.
+    for (const e of layout.entries) {
+      e.view = e.seq >= 0 || e.type === 'string' ? null
+        : new e.Typed(buffer.buffer, buffer.byteOffset + e.offset, e.bytes / e.Typed.BYTES_PER_ELEMENT);
+    }
+    layout.buffer = buffer;
+  }
+  const out = {};
+  let sequence = null; // [array, tensors still to read] while reading a sequence's tensors
+  for (const e of layout.entries) {
+    if (e.seq >= 0) {
+      out[e.name] = [];
+      sequence = e.seq === 0 ? null : [out[e.name], e.seq];
+      continue;
+    }
+    let data;
+    if (e.type === 'string') {
+      let count = 1;
+      for (const d of e.dims) count *= d;
+      data = decodeStrings(buffer.subarray(e.offset, e.offset + e.bytes), count);
+    } else {
+      data = e.view.slice();
+    }
+    const tensor = { type: e.type, dims: e.dims.slice(), data };
+    if (sequence) {
+      sequence[0].push(tensor);
+      if (--sequence[1] === 0) sequence = null;
+    } else {
+      out[e.name] = tensor;
     }
   }
   return out;
@@ -633,6 +715,11 @@ class Runtime {
   #rings = null;
   /** model id → { best: fastest timed inline call in µs, calls: number } */
   #inferCost = new Map();
+  // inferSync's reused buffers: inputs packed (several), outputs written by the native call
+  // (copied out before it returns), and the parsed layout of the last outputs.
+  #inBuffer = new Uint8Array(0);
+  #outBuffer = new Uint8Array(4096);
+  #outLayout = outputLayout('');
   /** Language models by id: { handle: NativeLanguageModel, tokenizer: a JS tokenizer or null }. */
   #languageModels = new Map();
   /** close() was called. */
@@ -1445,7 +1532,8 @@ class Runtime {
       return out;
     }
     cost.calls++;
-    const [spec, data] = packInputs(inputs);
+    // The native call copies the inputs before it returns: the scratch buffer may be reused.
+    const [spec, data] = packInputs(inputs, this.#packScratch);
     try {
       return unpackOutputs(await call(() => this.#native.inferAsync(model, spec, data)));
     } catch (e) {
@@ -1456,9 +1544,23 @@ class Runtime {
   /** Runs a model on the calling thread (lowest overhead for small models). */
   inferSync(model, inputs) {
     modelId('model', model);
-    const [spec, data] = packInputs(inputs);
-    return unpackOutputs(call(() => this.#native.inferPacked(model, spec, data)));
+    const [spec, data] = packInputs(inputs, this.#packScratch);
+    const native = this.#native;
+    const result = call(() => native.inferInto(model, spec, data, this.#outBuffer));
+    const bytes = Math.floor(result / 2);
+    if (result % 2 === 1) this.#outLayout = outputLayout(call(() => native.inferOutputSpec()));
+    if (bytes > this.#outBuffer.length) {
+      this.#outBuffer = new Uint8Array(Math.max(bytes, this.#outBuffer.length * 2));
+      call(() => native.inferTakeOutputs(this.#outBuffer));
+    }
+    return readOutputs(this.#outLayout, this.#outBuffer);
   }
+
+  /** A reused buffer of at least `size` bytes to pack several inputs into. */
+  #packScratch = (size) => {
+    if (this.#inBuffer.length < size) this.#inBuffer = new Uint8Array(Math.max(size, this.#inBuffer.length * 2));
+    return this.#inBuffer;
+  };
 
   /** Writes records waiting for room into the outbound ring; returns how many still wait. */
   flushOutbound() {

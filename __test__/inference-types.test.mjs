@@ -205,6 +205,20 @@ test('the thread-pool path (inferAsync) returns what the inline path does, for e
     const pooled = await rt.inferAsync(id, spec, data);
     assert.equal(pooled.spec, inline.spec, name);
     assert.deepEqual(Buffer.from(pooled.data), Buffer.from(inline.data), name);
+    // inferSync's path: the same bytes written into the caller's buffer; the spec only when it
+    // changed; outputs too large for the buffer kept until inferTakeOutputs.
+    for (const size of [inline.data.length, 0]) {
+      const out = new Uint8Array(size);
+      const result = rt.inferInto(id, spec, data, out);
+      assert.equal(Math.floor(result / 2), inline.data.length, name);
+      assert.equal(result % 2, 1 - (size === 0), `${name}: the spec changed only at the first call`);
+      assert.equal(rt.inferOutputSpec(), inline.spec, name);
+      const got = size ? out : new Uint8Array(inline.data.length);
+      if (!size) assert.equal(rt.inferTakeOutputs(got), true);
+      assert.deepEqual(Buffer.from(got), Buffer.from(inline.data), name);
+    }
+    assert.equal(rt.inferTakeOutputs(new Uint8Array(64)), false, 'nothing left to take');
+    assert.throws(() => rt.inferInto(id, spec, data, data), /overlaps the inputs/);
     if (name === 'split_sequence') assert.match(inline.spec, /^parts:sequence:2:0;:float32:2:8;:float32:1:4;n:int64::8;$/);
   }
   rt.close();

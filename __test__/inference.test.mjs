@@ -43,6 +43,30 @@ test('a real pretrained model (Silero VAD) gives the same result as onnxruntime-
   assert.ok(ours.output.data[0] >= 0 && ours.output.data[0] <= 1, 'a speech probability');
 });
 
+test("inferSync's reused buffers: outputs larger than them, layouts changing call by call, results the caller keeps", () => {
+  const rt = new Runtime({ workers: 1 });
+  const mlp = rt.loadModel(MLP).id;
+  const silero = rt.loadModel(SILERO).id;
+  const x = (rows) => ({ x: { type: 'float32', data: new Float32Array(rows * 4).map((_, i) => Math.sin(i)), dims: [rows, 4] } });
+  // Silero at batch 32 returns 32 KiB of state, more than the first output buffer (4 KiB).
+  const calls = [[mlp, x(1)], [silero, sileroInputs(32)], [mlp, x(3)], [silero, sileroInputs(1)], [mlp, x(1)], [silero, sileroInputs(32)]];
+  const results = calls.map(([id, inputs]) => rt.inferSync(id, inputs));
+  const hex = (out) => Object.entries(out).map(([k, t]) => `${k}:${t.type}:${t.dims}:${Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('hex')}`);
+  // Each result is the caller's own: later calls (same layout or not) do not change it.
+  const again = new Runtime({ workers: 1 });
+  calls.forEach(([id, inputs], i) => {
+    again.loadModel(id === mlp ? MLP : SILERO);
+    assert.deepEqual(hex(results[i]), hex(again.inferSync(id, inputs)), `call ${i}`);
+  });
+  assert.deepEqual(hex(results[0]), hex(results[4]));
+  assert.deepEqual(hex(results[1]), hex(results[5]));
+  assert.equal(results[1].hn.data.length, 2 * 32 * 64);
+  results[0].probs.dims.push(99);
+  assert.deepEqual(rt.inferSync(mlp, x(1)).probs.dims, [1, 3], 'dims are not shared between calls');
+  rt.close();
+  again.close();
+});
+
 test('CPU results are bit-identical across processes', () => {
   const script = fileURLToPath(new URL('./fixtures/infer-bytes.cjs', import.meta.url));
   const runs = [0, 1].map(() => JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8' })));

@@ -411,9 +411,25 @@ export declare class NativeRuntime {
   inferAsync(model: string, spec: string, data: Uint8Array): Promise<PackedTensors>
   /**
    * Runs a model on the calling thread with packed inputs and outputs (see
-   * `inference::unpack_inputs`): the fast path index.js uses.
+   * `inference::parse_packed`).
    */
   inferPacked(model: string, spec: string, data: Uint8Array): PackedTensors
+  /**
+   * The fast path index.js uses: runs a model on the calling thread with packed inputs
+   * (read in place from `data`) and writes the packed outputs' data into `out`. Returns
+   * `bytes * 2 + changed`: `bytes` the outputs' data size (when larger than `out`, they are
+   * kept: `inferTakeOutputs` copies them into a large enough buffer), `changed` 1 when
+   * their spec differs from the last one returned (`inferOutputSpec` gives it). Nothing
+   * allocated for JS: no spec string and no buffer per call.
+   */
+  inferInto(model: string, spec: string, data: Uint8Array, out: Uint8Array): number
+  /** The spec of the outputs `inferInto` returned last. */
+  inferOutputSpec(): string
+  /**
+   * Copies the outputs `inferInto` could not fit into `out` (at least as large as they
+   * are); false if there are none or `out` is too small.
+   */
+  inferTakeOutputs(out: Uint8Array): boolean
   loadModule(bytes: Uint8Array): string
   /**
    * Spawns from a module hash; `priority` (default 0) orders it among the agents of its

@@ -46,32 +46,128 @@ pub fn parse_packed(spec: &str, data_len: usize) -> Result<Vec<PackedInput>> {
 }
 
 pub fn pack_outputs(out: Vec<(String, ModelOutput)>) -> PackedTensors {
-    let tensors = || {
-        out.iter().flat_map(|(_, o)| match o {
-            ModelOutput::Tensor(t) => std::slice::from_ref(t),
-            ModelOutput::Sequence(ts) => &ts[..],
-        })
-    };
     let mut spec = String::new();
-    let mut data = Vec::with_capacity(tensors().map(|t| t.data.len().div_ceil(8) * 8).sum());
-    let mut push = |spec: &mut String, name: &str, t: &Tensor| {
-        let dims: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
-        spec.push_str(&format!("{name}:{}:{}:{};", t.dtype.name(), dims.join(","), t.data.len()));
-        data.extend_from_slice(&t.data);
-        data.resize(data.len().div_ceil(8) * 8, 0);
+    let mut data = vec![0; write_spec(&out, &mut spec)];
+    copy_data(&out, &mut data);
+    PackedTensors { spec, data: data.into() }
+}
+
+/// The tensors of the outputs, sequences flattened, in the packed order.
+fn tensors(out: &[(String, ModelOutput)]) -> impl Iterator<Item = &Tensor> {
+    out.iter().flat_map(|(_, o)| match o {
+        ModelOutput::Tensor(t) => std::slice::from_ref(t),
+        ModelOutput::Sequence(ts) => &ts[..],
+    })
+}
+
+/// Writes the packed spec of `out` into `spec` (cleared first: a reused string allocates
+/// nothing once it is long enough); returns the bytes the packed data takes.
+pub fn write_spec(out: &[(String, ModelOutput)], spec: &mut String) -> usize {
+    use std::fmt::Write as _;
+    spec.clear();
+    // Writing to a String cannot fail: the results are ignored.
+    let push = |spec: &mut String, name: &str, t: &Tensor| {
+        let _ = write!(spec, "{name}:{}:", t.dtype.name());
+        for (i, d) in t.shape.iter().enumerate() {
+            let _ = write!(spec, "{}{d}", if i == 0 { "" } else { "," });
+        }
+        let _ = write!(spec, ":{};", t.data.len());
     };
-    for (name, o) in &out {
+    for (name, o) in out {
         match o {
-            ModelOutput::Tensor(t) => push(&mut spec, name, t),
+            ModelOutput::Tensor(t) => push(spec, name, t),
             ModelOutput::Sequence(ts) => {
-                spec.push_str(&format!("{name}:sequence:{}:0;", ts.len()));
+                let _ = write!(spec, "{name}:sequence:{}:0;", ts.len());
                 for t in ts {
-                    push(&mut spec, "", t);
+                    push(spec, "", t);
                 }
             }
         }
     }
-    PackedTensors { spec, data: data.into() }
+    data_len(out)
+}
+
+/// The bytes the outputs' packed data takes (each tensor padded to a multiple of 8).
+pub fn data_len(out: &[(String, ModelOutput)]) -> usize {
+    tensors(out).map(|t| t.data.len().div_ceil(8) * 8).sum()
+}
+
+/// Copies the outputs' data into `data` (at least `write_spec`'s size), each tensor at a
+/// multiple of 8 bytes, the padding zeroed.
+pub fn copy_data(out: &[(String, ModelOutput)], data: &mut [u8]) {
+    let mut at = 0;
+    for t in tensors(out) {
+        let end = at + t.data.len().div_ceil(8) * 8;
+        let Some(slot) = data.get_mut(at..end) else { return };
+        let (bytes, pad) = slot.split_at_mut(t.data.len());
+        bytes.copy_from_slice(&t.data);
+        pad.fill(0);
+        at = end;
+    }
+}
+
+/// What `inferInto` keeps between calls: the spec of the last outputs returned (JS keeps its
+/// parsed form, and is told only when it changes) and outputs too large for the caller's buffer.
+#[derive(Default)]
+pub struct OutputScratch {
+    pub last_spec: String,
+    pub pending: Vec<u8>,
+    /// What `last_spec` describes, for comparing new outputs without writing their spec:
+    /// per entry in packed order, its name, type (`None` for a sequence), shape (a sequence:
+    /// its length) and byte length.
+    pub layout: Vec<(String, Option<ElementType>, Vec<i64>, usize)>,
+    /// The last packed inputs' spec, parsed: a caller that passes the same shapes again (the
+    /// common case) is not parsed again.
+    pub input_spec: String,
+    pub inputs: Vec<PackedInput>,
+}
+
+impl OutputScratch {
+    /// Whether `out` has the layout of the last outputs returned: then their spec is the same.
+    pub fn same_layout(&self, out: &[(String, ModelOutput)]) -> bool {
+        let mut entries = self.layout.iter();
+        let mut same = |name: &str, dtype: Option<ElementType>, shape: &[i64], bytes: usize| {
+            entries.next().is_some_and(|(n, d, s, b)| n == name && *d == dtype && s == shape && *b == bytes)
+        };
+        for (name, o) in out {
+            let fits = match o {
+                ModelOutput::Tensor(t) => same(name, Some(t.dtype), &t.shape, t.data.len()),
+                ModelOutput::Sequence(ts) => same(name, None, &[ts.len() as i64], 0) && ts.iter().all(|t| same("", Some(t.dtype), &t.shape, t.data.len())),
+            };
+            if !fits {
+                return false;
+            }
+        }
+        entries.next().is_none()
+    }
+
+    /// Remembers `out`'s layout and writes its spec into `last_spec`.
+    pub fn remember(&mut self, out: &[(String, ModelOutput)]) {
+        self.layout.clear();
+        for (name, o) in out {
+            match o {
+                ModelOutput::Tensor(t) => self.layout.push((name.clone(), Some(t.dtype), t.shape.clone(), t.data.len())),
+                ModelOutput::Sequence(ts) => {
+                    self.layout.push((name.clone(), None, vec![ts.len() as i64], 0));
+                    self.layout.extend(ts.iter().map(|t| (String::new(), Some(t.dtype), t.shape.clone(), t.data.len())));
+                }
+            }
+        }
+        write_spec(out, &mut self.last_spec);
+    }
+
+    /// `spec` parsed for `data_len` bytes, from the cache when it is the last spec.
+    pub fn parse(&mut self, spec: &str, data_len: usize) -> Result<&[PackedInput]> {
+        // Ranges ascend: the last one ending inside the data means they all do (else parse
+        // again, for parse_packed's error).
+        let fits = self.inputs.last().is_none_or(|(_, _, _, r)| r.end <= data_len);
+        if !(fits && self.input_spec == spec) {
+            self.inputs = parse_packed(spec, data_len)?;
+            self.input_spec.clear();
+            self.input_spec.push_str(spec);
+        }
+        Ok(&self.inputs)
+    }
 }
 
 pub struct InferTask {

@@ -131,6 +131,8 @@ pub struct NativeRuntime {
     engine: Arc<OnceLock<Arc<InferenceEngine>>>,
     /// What `recover` did, for a runtime it made.
     recovery: Option<core::RecoveryReport>,
+    /// `inferInto`'s reused spec strings and its outputs too large for JS's buffer.
+    infer_out: inference::OutputScratch,
 }
 
 impl ObjectFinalize for NativeRuntime {
@@ -190,7 +192,17 @@ fn ring_memory(buffer: &Uint8Array) -> Result<core::ring::RingMemory> {
 impl NativeRuntime {
     /// The JS object around a core runtime (made by `new`, `restore`, `recover` or a fork).
     pub(crate) fn wrap(rt: Runtime, inference_options: convert::InferenceOptions, recovery: Option<core::RecoveryReport>) -> Self {
-        Self { inner: Some(rt), away: None, closed: false, lost: None, ring_buffers: Vec::new(), inference_options, engine: Default::default(), recovery }
+        Self {
+            inner: Some(rt),
+            away: None,
+            closed: false,
+            lost: None,
+            ring_buffers: Vec::new(),
+            inference_options,
+            engine: Default::default(),
+            recovery,
+            infer_out: Default::default(),
+        }
     }
 }
 
@@ -428,17 +440,65 @@ impl NativeRuntime {
     }
 
     /// Runs a model on the calling thread with packed inputs and outputs (see
-    /// `inference::unpack_inputs`): the fast path index.js uses.
+    /// `inference::parse_packed`).
     #[napi(catch_unwind)]
-    pub fn infer_packed(&mut self, model: String, spec: String, data: Uint8Array) -> Result<PackedTensors> {
+    pub fn infer_packed(&mut self, model: String, spec: String, data: &[u8]) -> Result<PackedTensors> {
         let engine = self.engine()?;
-        let packed = inference::parse_packed(&spec, data.len())?;
-        // Views into the caller's buffer, valid for this synchronous call: no copy on the way in.
-        let views: Vec<(&str, lockstep_core::inference::TensorView<'_>)> = packed
-            .iter()
-            .map(|(name, dtype, shape, range)| (name.as_str(), lockstep_core::inference::TensorView { dtype: *dtype, shape, data: &data[range.clone()] }))
-            .collect();
-        engine.run_output_views(&model, &views).map(inference::pack_outputs).map_err(to_napi)
+        run_packed(&engine, &model, &spec, data).map(inference::pack_outputs)
+    }
+
+    /// The fast path index.js uses: runs a model on the calling thread with packed inputs
+    /// (read in place from `data`) and writes the packed outputs' data into `out`. Returns
+    /// `bytes * 2 + changed`: `bytes` the outputs' data size (when larger than `out`, they are
+    /// kept: `inferTakeOutputs` copies them into a large enough buffer), `changed` 1 when
+    /// their spec differs from the last one returned (`inferOutputSpec` gives it). Nothing
+    /// allocated for JS: no spec string and no buffer per call.
+    #[napi(catch_unwind)]
+    pub fn infer_into(&mut self, model: String, spec: String, data: &[u8], mut out: Uint8ArraySlice<'_>) -> Result<f64> {
+        let engine = self.engine()?;
+        // index.js passes two distinct buffers; refuse views of the same memory all the same.
+        let (d, o) = (data.as_ptr_range(), out.as_ptr_range());
+        if !data.is_empty() && !out.is_empty() && d.start < o.end && o.start < d.end {
+            return Err(to_napi(BindError { code: "E_INVALID_ARGUMENT", message: "inferInto: the output buffer overlaps the inputs".into() }));
+        }
+        // SAFETY: `out` views a JS typed array's memory, alive and not moved during this
+        // synchronous call (no JS runs meanwhile), and no other reference to it exists here
+        // (`data` does not overlap it: checked above).
+        let out = unsafe { out.as_mut() };
+        let scratch = &mut self.infer_out;
+        let outputs = run_views(&engine, &model, scratch.parse(&spec, data.len())?, data)?;
+        let bytes = inference::data_len(&outputs);
+        scratch.pending.clear();
+        if bytes <= out.len() {
+            inference::copy_data(&outputs, out);
+        } else {
+            scratch.pending.resize(bytes, 0);
+            inference::copy_data(&outputs, &mut scratch.pending);
+        }
+        let changed = !scratch.same_layout(&outputs);
+        if changed {
+            scratch.remember(&outputs);
+        }
+        Ok(bytes as f64 * 2.0 + if changed { 1.0 } else { 0.0 })
+    }
+
+    /// The spec of the outputs `inferInto` returned last.
+    #[napi(catch_unwind)]
+    pub fn infer_output_spec(&mut self) -> String {
+        self.infer_out.last_spec.clone()
+    }
+
+    /// Copies the outputs `inferInto` could not fit into `out` (at least as large as they
+    /// are); false if there are none or `out` is too small.
+    #[napi(catch_unwind)]
+    pub fn infer_take_outputs(&mut self, mut out: Uint8ArraySlice<'_>) -> bool {
+        // SAFETY: as in `infer_into`: JS memory alive during this synchronous call, the only
+        // reference to it.
+        let out = unsafe { out.as_mut() };
+        let pending = std::mem::take(&mut self.infer_out.pending);
+        let Some(slot) = out.get_mut(..pending.len()).filter(|_| !pending.is_empty()) else { return false };
+        slot.copy_from_slice(&pending);
+        true
     }
 
     #[napi(catch_unwind)]
@@ -801,6 +861,26 @@ pub fn test_panic(message: String) -> Result<()> {
 #[napi(catch_unwind)]
 pub fn abi_version() -> u32 {
     core::abi::ABI_VERSION
+}
+
+/// Runs `model` on packed inputs read in place from `data` (views valid for this synchronous
+/// call: no copy on the way in).
+fn run_packed(engine: &InferenceEngine, model: &str, spec: &str, data: &[u8]) -> Result<Vec<(String, lockstep_core::inference::Output)>> {
+    run_views(engine, model, &inference::parse_packed(spec, data.len())?, data)
+}
+
+/// Runs `model` on inputs already parsed (`packed`'s ranges lie inside `data`).
+fn run_views(engine: &InferenceEngine, model: &str, packed: &[inference::PackedInput], data: &[u8]) -> Result<Vec<(String, lockstep_core::inference::Output)>> {
+    let views = packed
+        .iter()
+        .map(|(name, dtype, shape, range)| {
+            let data = data
+                .get(range.clone())
+                .ok_or_else(|| to_napi(BindError { code: "E_INVALID_ARGUMENT", message: "malformed packed inputs: data shorter than declared".into() }))?;
+            Ok((name.as_str(), lockstep_core::inference::TensorView { dtype: *dtype, shape, data }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    engine.run_output_views(model, &views).map_err(to_napi)
 }
 
 /// The id the inference service uses as a sender (u64::MAX), as a JS number (2^64).

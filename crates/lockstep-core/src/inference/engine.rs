@@ -1,6 +1,7 @@
 //! Model management and execution: load (bytes or path), identify by SHA-256, cache bounded
 //! sessions (least recently used evicted), introspect, pick providers with CPU fallback, run.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -446,7 +447,7 @@ impl InferenceEngine {
 
     fn run_model(&self, model: &LoadedModel, info: &ModelInfo, inputs: &[(&str, TensorView<'_>)]) -> Result<Vec<(String, Output)>, InferenceError> {
         Self::validate(info, inputs)?;
-        let values = inputs.iter().map(|(n, t)| t.to_ort().map(|v| (n.to_string(), v))).collect::<Result<Vec<_>, _>>()?;
+        let values = inputs.iter().map(|(n, t)| t.to_ort().map(|v| (Cow::Borrowed(*n), v))).collect::<Result<Vec<_>, _>>()?;
         let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
         let outcome = run_session(&mut session, values);
         match outcome {
@@ -461,7 +462,7 @@ impl InferenceEngine {
                 i.provider = Provider::Cpu;
                 *shared = Arc::new(i);
                 drop(shared);
-                let values = inputs.iter().map(|(n, t)| t.to_ort().map(|v| (n.to_string(), v))).collect::<Result<Vec<_>, _>>()?;
+                let values = inputs.iter().map(|(n, t)| t.to_ort().map(|v| (Cow::Borrowed(*n), v))).collect::<Result<Vec<_>, _>>()?;
                 run_session(&mut session, values).map_err(|reason| InferenceError::Run { reason })
             }
             Err(reason) => Err(InferenceError::Run { reason }),
@@ -556,7 +557,8 @@ fn rows_are_independent(session: &mut Session, inputs: &[TensorInfo]) -> Result<
                 (name.clone(), Tensor { dtype: *dtype, shape, data })
             })
             .collect();
-        let values = tensors.iter().map(|(n, t)| t.view().to_ort().map(|v| (n.clone(), v))).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        let values =
+            tensors.iter().map(|(n, t)| t.view().to_ort().map(|v| (Cow::Borrowed(n.as_str()), v))).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
         run_session(session, values)
     };
     let both = run(session, &[1, 2]).map_err(|e| format!("probe run failed: {e}"))?;
@@ -575,7 +577,8 @@ fn rows_are_independent(session: &mut Session, inputs: &[TensorInfo]) -> Result<
     Ok(())
 }
 
-fn run_session(session: &mut Session, values: Vec<(String, ort::session::SessionInputValue<'_>)>) -> Result<Vec<(String, Output)>, String> {
+/// Runs the session; input names are borrowed (no copy per call).
+fn run_session(session: &mut Session, values: Vec<(Cow<'_, str>, ort::session::SessionInputValue<'_>)>) -> Result<Vec<(String, Output)>, String> {
     let outputs = session.run(values).map_err(|e| e.to_string())?;
     outputs.iter().map(|(name, v)| Output::from_ort(&v).map(|t| (name.to_string(), t)).map_err(|e| e.to_string())).collect()
 }
