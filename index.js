@@ -427,17 +427,36 @@ function packInputs(inputs, scratch) {
   for (const d of data) size += Math.ceil(d.byteLength / 8) * 8;
   // One input: its own bytes, no copy. Several: packed, each at a multiple of 8.
   const packed = data.length === 1 ? data[0] : scratch ? scratch(size) : new Uint8Array(size);
-  let spec = '';
   let offset = 0;
+  for (let i = 0; i < names.length; i++) {
+    if (packed !== data[0]) packed.set(data[i], offset);
+    offset += Math.ceil(data[i].byteLength / 8) * 8;
+  }
+  return [inputSpec(names, types, dims, data), packed];
+}
+
+/** The last spec built and what it describes: a call with the same inputs' shapes reuses it. */
+let lastSpec = { spec: '', names: [], types: [], dims: [], bytes: [] };
+
+/** The packed inputs' spec (`name:type:dims:bytes;` each), the last one when it is the same. */
+function inputSpec(names, types, dims, data) {
+  const last = lastSpec;
+  let same = names.length === last.names.length;
+  for (let i = 0; same && i < names.length; i++) {
+    same = names[i] === last.names[i] && types[i] === last.types[i] && data[i].byteLength === last.bytes[i] && dims[i].length === last.dims[i].length;
+    for (let k = 0; same && k < dims[i].length; k++) same = dims[i][k] === last.dims[i][k];
+  }
+  if (same) return last.spec;
+  let spec = '';
   for (let i = 0; i < names.length; i++) {
     if (names[i].includes(':') || names[i].includes(';')) {
       throw new LockstepError('E_INVALID_ARGUMENT', `input name "${names[i]}" may not contain ':' or ';'`);
     }
     spec += `${names[i]}:${types[i]}:${dims[i].join(',')}:${data[i].byteLength};`;
-    if (packed !== data[0]) packed.set(data[i], offset);
-    offset += Math.ceil(data[i].byteLength / 8) * 8;
   }
-  return [spec, packed];
+  // Copies of the dims: the caller may change its arrays before the next call.
+  lastSpec = { spec, names, types, dims: dims.map((d) => d.slice()), bytes: data.map((d) => d.byteLength) };
+  return spec;
 }
 
 /**
