@@ -515,6 +515,9 @@ function unpackOutputs({ spec, data }) {
   return out;
 }
 
+/** The most bytes inferSync keeps in each of its reused buffers (inputs, outputs) between calls. */
+const SCRATCH_MAX_BYTES = 1 << 20;
+
 /**
  * The packed outputs' spec parsed once (`inferInto` says when it changes): entries
  * { name, type, dims, offset, bytes, Typed, seq } in packed order, `seq` the tensor count of
@@ -544,9 +547,17 @@ function outputLayout(spec) {
   return { entries, buffer: null };
 }
 
-/** The outputs `layout` describes, copied out of `buffer` (which the next call reuses). */
-function readOutputs(layout, buffer) {
-  if (layout.buffer !== buffer) {
+/**
+ * The outputs `layout` describes, copied out of `buffer` (which the next call reuses), or with
+ * `own`, views of `buffer` (a buffer of this call's own).
+ */
+function readOutputs(layout, buffer, own = false) {
+  if (own) {
+    layout.buffer = null; // keep no view of it
+    for (const e of layout.entries) {
+      e.view = null;
+    }
+  } else if (layout.buffer !== buffer) {
     // Views of this buffer, made once per buffer: each call copies out of them.
     for (const e of layout.entries) {
       e.view = e.seq >= 0 || e.type === 'string' ? null
@@ -568,7 +579,7 @@ function readOutputs(layout, buffer) {
       for (const d of e.dims) count *= d;
       data = decodeStrings(buffer.subarray(e.offset, e.offset + e.bytes), count);
     } else {
-      data = e.view.slice();
+      data = own ? new e.Typed(buffer.buffer, buffer.byteOffset + e.offset, e.bytes / e.Typed.BYTES_PER_ELEMENT) : e.view.slice();
     }
     const tensor = { type: e.type, dims: e.dims.slice(), data };
     if (sequence) {
@@ -1564,20 +1575,26 @@ class Runtime {
   inferSync(model, inputs) {
     modelId('model', model);
     const [spec, data] = packInputs(inputs, this.#packScratch);
-    const native = this.#native;
-    const result = call(() => native.inferInto(model, spec, data, this.#outBuffer));
+    const result = call(() => this.#native.inferInto(model, spec, data, this.#outBuffer));
     const bytes = Math.floor(result / 2);
-    if (result % 2 === 1) this.#outLayout = outputLayout(call(() => native.inferOutputSpec()));
+    if (result % 2 === 1) this.#outLayout = outputLayout(call(() => this.#native.inferOutputSpec()));
     if (bytes > this.#outBuffer.length) {
-      this.#outBuffer = new Uint8Array(Math.max(bytes, this.#outBuffer.length * 2));
-      call(() => native.inferTakeOutputs(this.#outBuffer));
+      if (bytes > SCRATCH_MAX_BYTES) {
+        // Too large to keep for the next call: a buffer of their own, which the outputs view.
+        const own = new Uint8Array(bytes);
+        call(() => this.#native.inferTakeOutputs(own));
+        return readOutputs(this.#outLayout, own, true);
+      }
+      this.#outBuffer = new Uint8Array(Math.min(SCRATCH_MAX_BYTES, Math.max(bytes, this.#outBuffer.length * 2)));
+      call(() => this.#native.inferTakeOutputs(this.#outBuffer));
     }
     return readOutputs(this.#outLayout, this.#outBuffer);
   }
 
-  /** A reused buffer of at least `size` bytes to pack several inputs into. */
+  /** A reused buffer of at least `size` bytes to pack several inputs into (a new one above SCRATCH_MAX_BYTES). */
   #packScratch = (size) => {
-    if (this.#inBuffer.length < size) this.#inBuffer = new Uint8Array(Math.max(size, this.#inBuffer.length * 2));
+    if (size > SCRATCH_MAX_BYTES) return new Uint8Array(size);
+    if (this.#inBuffer.length < size) this.#inBuffer = new Uint8Array(Math.min(SCRATCH_MAX_BYTES, Math.max(size, this.#inBuffer.length * 2)));
     return this.#inBuffer;
   };
 

@@ -67,6 +67,30 @@ test("inferSync's reused buffers: outputs larger than them, layouts changing cal
   again.close();
 });
 
+test('inputs and outputs over 1 MiB: inferSync keeps no buffer that large, and agrees with the thread-pool path', async () => {
+  const rt = new Runtime({ workers: 1 });
+  const mlp = rt.loadModel(MLP).id;
+  const silero = rt.loadModel(SILERO).id;
+  const hex = (out) => Object.entries(out).map(([k, t]) => `${k}:${t.dims}:${Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('hex')}`);
+  // 60,000 rows: 1.2 MB of outputs. infer() times its first calls inline, then (over 100 µs) runs on the pool.
+  const rows = 60000;
+  const x = { x: { type: 'float32', data: new Float32Array(rows * 4).map((_, i) => Math.sin(i)), dims: [rows, 4] } };
+  const first = rt.inferSync(mlp, x);
+  const second = rt.inferSync(mlp, x);
+  assert.notEqual(first.probs.data.buffer, second.probs.data.buffer);
+  for (let i = 0; i < 5; i++) await rt.infer(mlp, x);
+  assert.deepEqual(hex(first), hex(await rt.infer(mlp, x)));
+  assert.deepEqual(hex(first), hex(second));
+  // Four inputs packed into 1.2 MB, then small calls again.
+  const big = rt.inferSync(silero, sileroInputs(200));
+  assert.equal(big.hn.data.length, 2 * 200 * 64);
+  const small = rt.inferSync(silero, sileroInputs(1));
+  assert.deepEqual(hex(rt.inferSync(silero, sileroInputs(200))), hex(big));
+  assert.deepEqual(hex(rt.inferSync(silero, sileroInputs(1))), hex(small));
+  assert.deepEqual(hex(rt.inferSync(mlp, x)), hex(first));
+  rt.close();
+});
+
 test('CPU results are bit-identical across processes', () => {
   const script = fileURLToPath(new URL('./fixtures/infer-bytes.cjs', import.meta.url));
   const runs = [0, 1].map(() => JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8' })));
