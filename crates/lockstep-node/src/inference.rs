@@ -98,8 +98,7 @@ pub fn copy_data(out: &[(String, ModelOutput)], data: &mut [u8]) {
     let mut at = 0;
     for t in tensors(out) {
         let end = at + t.data.len().div_ceil(8) * 8;
-        let Some(slot) = data.get_mut(at..end) else { return };
-        let (bytes, pad) = slot.split_at_mut(t.data.len());
+        let Some((bytes, pad)) = data.get_mut(at..end).and_then(|slot| slot.split_at_mut_checked(t.data.len())) else { return };
         bytes.copy_from_slice(&t.data);
         pad.fill(0);
         at = end;
