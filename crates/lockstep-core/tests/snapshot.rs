@@ -654,9 +654,34 @@ fn page_entries(body: &[u8]) -> Vec<(usize, u8, std::ops::Range<usize>)> {
     out
 }
 
+/// `bytes` with every page stored as lz4-compressed lines (codec 3) rewritten as plain lines
+/// (codec 2): the same snapshot, so tests can forge the lines themselves.
+fn plain_lines(bytes: &[u8]) -> Vec<u8> {
+    forge(bytes, 2, |b| {
+        let entries = page_entries(b);
+        let mut out = b[..4].to_vec();
+        let mut at = 4;
+        for (codec_at, codec, data) in entries {
+            out.extend_from_slice(&b[at..codec_at]);
+            if codec == 3 {
+                let lines = lz4_flex::block::decompress_size_prepended(&b[data.clone()]).unwrap();
+                out.push(2);
+                out.extend_from_slice(&(lines.len() as u32).to_le_bytes());
+                out.extend_from_slice(&lines);
+            } else {
+                out.extend_from_slice(&b[codec_at..data.end]);
+            }
+            at = data.end;
+        }
+        out.extend_from_slice(&b[at..]);
+        *b = out;
+    })
+}
+
 #[test]
 fn a_lines_page_that_does_not_hold_its_chunks_is_refused_never_a_panic() {
-    let bytes = small();
+    let bytes = plain_lines(&small());
+    Runtime::restore(&bytes, options(1, MemoryAllocator::default())).expect("codec 2 restores as codec 3 does");
     let mut body = Vec::new();
     forge(&bytes, 2, |b| body = b.clone());
     let entries = page_entries(&body);
@@ -699,7 +724,7 @@ fn a_snapshot_older_than_the_lines_codec_cannot_use_it() {
 
 #[test]
 fn every_lines_page_is_checked_before_anything_is_built_even_one_no_agent_holds() {
-    let bytes = small();
+    let bytes = plain_lines(&small());
     let restore = |forged: &[u8]| Runtime::restore(forged, options(1, MemoryAllocator::default()));
     // One more page, which no agent holds, of one chunk whose line mask names a line it does
     // not hold: a restore never decodes it, so only the decoder's check can refuse it.
@@ -729,4 +754,44 @@ fn every_lines_page_is_checked_before_anything_is_built_even_one_no_agent_holds(
     let e = restore(&empty).err().expect("a chunk with no line is refused");
     assert!(e.code() == "E_SNAPSHOT_CORRUPT" && e.to_string().contains("does not decode"), "{e}");
     assert_eq!(snapshot::info(&empty).err().map(|e| e.code()), Some("E_SNAPSHOT_CORRUPT"));
+}
+
+#[test]
+fn lz4_compressed_lines_that_lie_are_refused_never_a_panic() {
+    let bytes = small();
+    let mut body = Vec::new();
+    forge(&bytes, 2, |b| body = b.clone());
+    let (codec_at, _, data) = page_entries(&body).into_iter().find(|e| e.1 == 3).expect("sparse pages are stored as lz4-compressed lines (codec 3)");
+    let restore = |forged: &[u8]| Runtime::restore(forged, options(1, MemoryAllocator::default()));
+    let lines = lz4_flex::block::decompress_size_prepended(&body[data.clone()]).unwrap();
+    // Replaces the page's stored bytes (and their length) with `stored`.
+    let with = |stored: Vec<u8>| {
+        forge(&bytes, 2, |b| {
+            let mut out = b[..codec_at + 1].to_vec();
+            out.extend_from_slice(&(stored.len() as u32).to_le_bytes());
+            out.extend_from_slice(&stored);
+            out.extend_from_slice(&b[data.end..]);
+            *b = out;
+        })
+    };
+    let mut huge = body[data.clone()].to_vec();
+    huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut cut = body[data.clone()].to_vec();
+    cut.truncate(cut.len() - 3);
+    let mut lying = lines.clone();
+    lying[0] ^= 0x80; // a line more (or less) than the page holds
+    for (what, forged) in [
+        ("announces 4 GiB", with(huge)),
+        ("a cut lz4 block", with(cut)),
+        ("lines that do not hold their chunks", with(lz4_flex::block::compress_prepend_size(&lying))),
+        ("no bytes at all", with(Vec::new())),
+    ] {
+        let e = restore(&forged).err().unwrap_or_else(|| panic!("{what}: restored"));
+        assert!(e.code() == "E_SNAPSHOT_CORRUPT" && e.to_string().contains("does not decode"), "{what}: {e}");
+        assert_eq!(snapshot::info(&forged).err().map(|e| e.code()), Some("E_SNAPSHOT_CORRUPT"), "{what}");
+    }
+    // The same lines, stored plainly (codec 2): the same state.
+    let mut a = Runtime::restore(&bytes, options(1, MemoryAllocator::default())).unwrap();
+    let mut b = Runtime::restore(&plain_lines(&bytes), options(1, MemoryAllocator::default())).unwrap();
+    assert_eq!(a.deep_hash().hash, b.deep_hash().hash);
 }

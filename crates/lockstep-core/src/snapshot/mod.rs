@@ -319,6 +319,10 @@ pub(crate) enum PageCodec {
     /// (format version 3). Agents leave most of a touched chunk zero; this decodes at copy
     /// speed where lz4 rebuilds the zeros a few bytes at a time (docs/SNAPSHOT.md).
     Lines = 2,
+    /// `Lines`, then lz4-compressed (the lines' length as a u32 first: lz4_flex's
+    /// `compress_prepend_size`), when that saves space (format version 3). A reader decodes it
+    /// once into `Lines` as it reads the Pages section.
+    LinesLz4 = 3,
 }
 
 /// The unit of the `Lines` codec: a cache line.
@@ -331,8 +335,9 @@ const _: () = assert!(CHUNK_BYTES / LINE_BYTES == u64::BITS as usize, "a line ma
 const LINES_OVER_LZ4_MAX: usize = 2;
 
 /// The non-zero chunks of `page` (those in `mask`), encoded: as lines when that is at most
-/// `LINES_OVER_LZ4_MAX` × the lz4 size and smaller than the chunks, else lz4-compressed when
-/// that saves space, else stored.
+/// `LINES_OVER_LZ4_MAX` × the lz4 size and smaller than the chunks (and those lines
+/// lz4-compressed when that saves space), else lz4-compressed when that saves space, else
+/// stored.
 pub(crate) fn pack_page(page: &[u8], mask: u16) -> (PageCodec, Vec<u8>) {
     let mut chunks = Vec::with_capacity(mask.count_ones() as usize * CHUNK_BYTES);
     for (i, c) in page.chunks(CHUNK_BYTES).enumerate() {
@@ -343,7 +348,12 @@ pub(crate) fn pack_page(page: &[u8], mask: u16) -> (PageCodec, Vec<u8>) {
     let lines = pack_lines(&chunks);
     let packed = lz4_flex::block::compress(&chunks);
     if lines.len() < chunks.len() && lines.len() <= packed.len().saturating_mul(LINES_OVER_LZ4_MAX) {
-        (PageCodec::Lines, lines)
+        let squeezed = lz4_flex::block::compress_prepend_size(&lines);
+        if squeezed.len() < lines.len() {
+            (PageCodec::LinesLz4, squeezed)
+        } else {
+            (PageCodec::Lines, lines)
+        }
     } else if packed.len() < chunks.len() {
         (PageCodec::Lz4, packed)
     } else {
@@ -410,8 +420,9 @@ fn lines_hold(data: &[u8], chunks: usize) -> bool {
 pub(crate) struct PageEntry<'a> {
     pub(crate) hash: [u8; 32],
     mask: u16,
+    /// Never `LinesLz4`: such a page is decoded into `Lines` (owned `data`) when it is read.
     pub(crate) codec: PageCodec,
-    data: &'a [u8],
+    data: std::borrow::Cow<'a, [u8]>,
     /// Where its entry starts in the snapshot (for errors).
     offset: usize,
     /// More than one agent's memory holds it: decoded once, into `decoded`.
@@ -457,7 +468,7 @@ impl PageTable<'_> {
         // (and clearing the rest of a dirty chunk).
         if e.codec == PageCodec::Lines {
             let chunks = dst.chunks_mut(CHUNK_BYTES).enumerate().filter(|(i, _)| e.mask & (1 << i) != 0).map(|(i, c)| (c, dirty & (1 << i) != 0));
-            if !decode_lines(e.data, chunks) {
+            if !decode_lines(&e.data, chunks) {
                 return Err(e.undecodable(index));
             }
             for (i, chunk) in dst.chunks_mut(CHUNK_BYTES).enumerate() {
@@ -495,13 +506,15 @@ impl PageEntry<'_> {
     fn decode(&self, index: u32, chunks: &mut [u8], verify: bool, dirty: bool) -> Result<()> {
         let len = chunks.len();
         let ok = match self.codec {
-            PageCodec::Lz4 => lz4_flex::block::decompress_into(self.data, chunks).ok() == Some(len),
+            PageCodec::Lz4 => lz4_flex::block::decompress_into(&self.data, chunks).ok() == Some(len),
             PageCodec::Stored if self.data.len() == len => {
-                chunks.copy_from_slice(self.data);
+                chunks.copy_from_slice(&self.data);
                 true
             }
             PageCodec::Stored => false,
-            PageCodec::Lines => decode_lines(self.data, chunks.chunks_mut(CHUNK_BYTES).map(|c| (c, dirty))),
+            PageCodec::Lines => decode_lines(&self.data, chunks.chunks_mut(CHUNK_BYTES).map(|c| (c, dirty))),
+            // Decoded into `Lines` when read (`decode`).
+            PageCodec::LinesLz4 => false,
         };
         if !ok {
             return Err(self.undecodable(index));
@@ -604,10 +617,14 @@ pub(crate) fn encode_version(c: &Capture, version: u16) -> Vec<u8> {
     for (hash, mask, codec, data) in &c.pages {
         b.bytes(hash);
         b.bytes(&mask.to_le_bytes());
-        if *codec == PageCodec::Lines && version < 3 {
+        if matches!(codec, PageCodec::Lines | PageCodec::LinesLz4) && version < 3 {
             // Before version 3 there were no lines: the same chunks, lz4-compressed.
+            let lines = match codec {
+                PageCodec::LinesLz4 => lz4_flex::block::decompress_size_prepended(data).unwrap_or_default(),
+                _ => data.clone(),
+            };
             let mut chunks = vec![0; mask.count_ones() as usize * CHUNK_BYTES];
-            decode_lines(data, chunks.chunks_mut(CHUNK_BYTES).map(|c| (c, false)));
+            decode_lines(&lines, chunks.chunks_mut(CHUNK_BYTES).map(|c| (c, false)));
             b.u8(PageCodec::Lz4 as u8);
             b.blob(&lz4_flex::block::compress(&chunks));
             continue;
@@ -833,21 +850,33 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>> {
             0 => PageCodec::Stored,
             1 => PageCodec::Lz4,
             2 if version >= 3 => PageCodec::Lines,
+            3 if version >= 3 => PageCodec::LinesLz4,
             other => return Err(r.error(format!("page codec {other} is none of format version {version}'s"))),
         };
-        let data = r.blob("page length", PAGE_BYTES)?;
-        if codec == PageCodec::Stored && data.len() != mask.count_ones() as usize * CHUNK_BYTES {
+        let stored = r.blob("page length", PAGE_BYTES)?;
+        let chunks = mask.count_ones() as usize;
+        let undecodable = |why: &str| {
+            let bytes = chunks * CHUNK_BYTES;
+            corrupt(offset, format!("Pages section: page {} does not decode to its {bytes} bytes ({why})", entries.len()))
+        };
+        // Lines under lz4: decoded here, once (the restore then reads them as lines), at most
+        // the size the page's lines can have, announced before anything is allocated.
+        let (codec, data) = if codec == PageCodec::LinesLz4 {
+            let most = chunks * (8 + CHUNK_BYTES);
+            let announced = stored.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            if announced.is_none_or(|n| n > most) {
+                return Err(undecodable("its lz4 block announces more bytes than its lines can have"));
+            }
+            let lines = lz4_flex::block::decompress_size_prepended(stored).map_err(|_| undecodable("its lz4 block does not decode"))?;
+            (PageCodec::Lines, std::borrow::Cow::Owned(lines))
+        } else {
+            (codec, std::borrow::Cow::Borrowed(stored))
+        };
+        if codec == PageCodec::Stored && data.len() != chunks * CHUNK_BYTES {
             return Err(r.error(format!("an uncompressed page of {} bytes for {} chunks", data.len(), mask.count_ones())));
         }
-        if codec == PageCodec::Lines && !lines_hold(data, mask.count_ones() as usize) {
-            let bytes = mask.count_ones() as usize * CHUNK_BYTES;
-            return Err(corrupt(
-                offset,
-                format!(
-                    "Pages section: page {} does not decode to its {bytes} bytes (its line masks name no line of a chunk, or other lines than it holds)",
-                    entries.len()
-                ),
-            ));
+        if codec == PageCodec::Lines && !lines_hold(&data, chunks) {
+            return Err(undecodable("its line masks name no line of a chunk, or other lines than it holds"));
         }
         entries.push(PageEntry { hash, mask, codec, data, offset, shared: false, decoded: std::sync::OnceLock::new() });
     }
