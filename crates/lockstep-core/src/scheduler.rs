@@ -348,17 +348,9 @@ impl AgentSlot {
             let arg = instance.io_arg();
             match crate::sandbox::start_call(instance, AbiCall::Receive, tick, arg, n as i32) {
                 Outcome::Suspended(s) => {
-                    out.suspended = Some((AbiCall::Receive, true));
                     self.in_flight = inbox.drain(next..next + n).collect();
                     self.put_back(inbox.split_off(next));
-                    self.suspended = Some(s);
-                    self.messages_received += out.delivered as u64;
-                    out.digest = digest.finish_sliced(self.id, out.delivered, &out.sent, &out.infer, None, (out.suspended, out.resumed));
-                    if trace {
-                        out.received = delivered;
-                    }
-                    self.out = out;
-                    return;
+                    return self.end_suspended(s, AbiCall::Receive, out, digest, delivered, trace);
                 }
                 Outcome::Done { instance: back, result, fuel, .. } => {
                     instance = back;
@@ -395,16 +387,7 @@ impl AgentSlot {
         let arg = instance.prepare_step(&ctx);
         self.steps += 1;
         match crate::sandbox::start_call(instance, AbiCall::Step, tick, arg, 0) {
-            Outcome::Suspended(s) => {
-                out.suspended = Some((AbiCall::Step, true));
-                self.suspended = Some(s);
-                self.messages_received += out.delivered as u64;
-                out.digest = digest.finish_sliced(self.id, out.delivered, &out.sent, &out.infer, None, (out.suspended, out.resumed));
-                if trace {
-                    out.received = delivered;
-                }
-                self.out = out;
-            }
+            Outcome::Suspended(s) => self.end_suspended(s, AbiCall::Step, out, digest, delivered, trace),
             Outcome::Done { instance: mut back, result, fuel, .. } => {
                 out.fuel += fuel;
                 Self::collect(&mut back, &mut out);
@@ -437,6 +420,19 @@ impl AgentSlot {
         host.outbox_bytes = 0;
         out.logs.append(&mut host.logs);
         out.infer.append(&mut host.infer_requests);
+    }
+
+    /// The end of a sliced agent's tick whose `call` was just suspended: the call (and the
+    /// instance inside it) waits in the slot.
+    fn end_suspended(&mut self, s: Box<Suspended>, call: AbiCall, mut out: AgentTickOutput, digest: AgentTickDigest, delivered: Vec<Message>, trace: bool) {
+        out.suspended = Some((call, true));
+        self.suspended = Some(s);
+        self.messages_received += out.delivered as u64;
+        out.digest = digest.finish_sliced(self.id, out.delivered, &out.sent, &out.infer, None, (out.suspended, out.resumed));
+        if trace {
+            out.received = delivered;
+        }
+        self.out = out;
     }
 
     /// The end of a sliced agent's tick with its instance back in the slot.
