@@ -839,29 +839,23 @@ impl Runtime {
         if let Some(s) = &slot.suspended {
             return Err(bad(format!("agent {agent} is suspended in {}: set its slice at a tick where that call has ended", s.call.export_name())));
         }
-        let Some(instance) = slot.instance.as_deref_mut() else {
+        let Some(instance) = slot.instance.as_deref() else {
             return Err(LockstepError::AgentNotRunning { id: agent, state: slot.state.name().into() });
         };
         if instance.fuel_per_tick == fuel_per_tick {
             return Ok(());
         }
-        if instance.fuel_per_call() == 0 {
-            return Err(bad("time slicing needs fuel metering (fuelPerCall > 0)".into()));
+        let newly = fuel_per_tick > 0 && !instance.async_calls;
+        if let Some(reason) = slice_refusal(fuel_per_tick, instance.fuel_per_call(), &format!("agent {agent}'s")) {
+            return Err(bad(reason));
         }
-        if fuel_per_tick > instance.fuel_per_call() {
-            return Err(bad(format!(
-                "{fuel_per_tick} is over agent {agent}'s per-call fuel budget of {}: a slice is part of one call's budget",
-                instance.fuel_per_call()
-            )));
-        }
-        if fuel_per_tick > 0 && !instance.async_calls {
+        if newly {
             self.check_sliced_room()?;
         }
-        let Some(instance) = self.slot_mut(agent)?.instance.as_deref_mut() else {
-            return Err(LockstepError::AgentNotRunning { id: agent, state: "suspended".into() });
-        };
-        let newly = fuel_per_tick > 0 && !instance.async_calls;
-        instance.set_fuel_per_tick(fuel_per_tick).map_err(bad)?;
+        // Present: checked above, and nothing since stopped it.
+        if let Some(instance) = self.slot_mut(agent)?.instance.as_deref_mut() {
+            instance.set_fuel_per_tick(fuel_per_tick).map_err(bad)?;
+        }
         if newly {
             self.agents.add_sliced();
         }
@@ -893,11 +887,10 @@ impl Runtime {
             .get(&module)
             .ok_or_else(|| LockstepError::InvalidModule { reason: format!("module {module} is not loaded; call loadModule first") })?;
         let budget = if self.config.fuel_per_call > 0 { m.grants.fuel_per_call.max(1) } else { 0 };
-        if budget == 0 && fuel_per_tick > 0 {
-            return Err(bad("time slicing needs fuel metering (fuelPerCall > 0)".into()));
-        }
-        if fuel_per_tick > budget {
-            return Err(bad(format!("{fuel_per_tick} is over the module's per-call fuel budget of {budget}: a slice is part of one call's budget")));
+        if fuel_per_tick > 0 {
+            if let Some(reason) = slice_refusal(fuel_per_tick, budget, "the module's") {
+                return Err(bad(reason));
+            }
         }
         if fuel_per_tick > 0 {
             self.check_sliced_room()?;
@@ -1554,3 +1547,15 @@ mod snapshot_runtime;
 #[path = "inference/lm/serve.rs"]
 mod lm_serve;
 pub use lm_serve::{AgentLmOptions, MAX_TOKENS_PER_TICK};
+
+/// Why a time slice of `fuel_per_tick` cannot be part of calls of `budget` fuel (`whose`:
+/// "agent 3's", "the module's"), if it cannot: no metering, or more than one call's budget.
+fn slice_refusal(fuel_per_tick: u64, budget: u64, whose: &str) -> Option<String> {
+    if budget == 0 {
+        Some("time slicing needs fuel metering (fuelPerCall > 0)".into())
+    } else if fuel_per_tick > budget {
+        Some(format!("{fuel_per_tick} is over {whose} per-call fuel budget of {budget}: a slice is part of one call's budget"))
+    } else {
+        None
+    }
+}

@@ -135,23 +135,28 @@ impl AgentInstance {
         if let Some(r) = &self.resumed {
             r.store(false, Ordering::Relaxed);
         }
-        let AgentInstance { store, init, step, receive, receive_batch, shutdown, abi_version, .. } = self;
-        let mut future: Pin<Box<dyn Future<Output = wasmtime::Result<i32>> + Send + '_>> = match call {
-            AbiCall::Init => Box::pin(init.call_async(&mut *store, ())),
-            AbiCall::Step => Box::pin(step.call_async(&mut *store, arg)),
-            AbiCall::Shutdown => Box::pin(shutdown.call_async(&mut *store, ())),
-            AbiCall::Receive => match (receive_batch.as_ref(), receive.as_ref()) {
-                (Some(f), _) if *abi_version >= 2 => Box::pin(f.call_async(&mut *store, (arg, count))),
-                (_, Some(f)) => Box::pin(f.call_async(&mut *store, arg)),
-                _ => return Err(wasmtime::Error::msg("no receive entry point for its ABI version")),
-            },
-        };
+        let mut future = std::pin::pin!(self.call_async(call, arg, count));
         let mut cx = Context::from_waker(Waker::noop());
         // Each poll runs one slice at most; the fuel budget or the deadline bounds the loop.
         loop {
             if let Poll::Ready(r) = future.as_mut().poll(&mut cx) {
                 return r;
             }
+        }
+    }
+
+    /// Calls the ABI function of `call` as an async call (what `start` and `call_to_end` run).
+    async fn call_async(&mut self, call: AbiCall, arg: i32, count: i32) -> wasmtime::Result<i32> {
+        let AgentInstance { store, init, step, receive, receive_batch, shutdown, abi_version, .. } = self;
+        match call {
+            AbiCall::Init => init.call_async(&mut *store, ()).await,
+            AbiCall::Step => step.call_async(&mut *store, arg).await,
+            AbiCall::Shutdown => shutdown.call_async(&mut *store, ()).await,
+            AbiCall::Receive => match (receive_batch.as_ref(), receive.as_ref()) {
+                (Some(f), _) if *abi_version >= 2 => f.call_async(&mut *store, (arg, count)).await,
+                (_, Some(f)) => f.call_async(&mut *store, arg).await,
+                _ => Err(wasmtime::Error::msg("no receive entry point for its ABI version")),
+            },
         }
     }
 }
@@ -172,19 +177,7 @@ pub(crate) fn start(mut instance: Box<AgentInstance>, call: AbiCall, tick: u64, 
         r.store(false, Ordering::Relaxed);
     }
     let future: CallFuture = Box::pin(async move {
-        let result = {
-            let AgentInstance { store, step, receive, receive_batch, abi_version, init, shutdown, .. } = &mut *instance;
-            match call {
-                AbiCall::Step => step.call_async(&mut *store, arg).await,
-                AbiCall::Receive => match (receive_batch.as_ref(), receive.as_ref()) {
-                    (Some(f), _) if *abi_version >= 2 => f.call_async(&mut *store, (arg, count)).await,
-                    (_, Some(f)) => f.call_async(&mut *store, arg).await,
-                    _ => Err(wasmtime::Error::msg("no receive entry point for its ABI version")),
-                },
-                AbiCall::Init => init.call_async(&mut *store, ()).await,
-                AbiCall::Shutdown => shutdown.call_async(&mut *store, ()).await,
-            }
-        };
+        let result = instance.call_async(call, arg, count).await;
         (instance, result)
     });
     // Most calls end in their first slice: polled before anything else is allocated.
