@@ -34,7 +34,33 @@ impl Message {
         (Reverse(self.priority), self.from, self.seq)
     }
 
+    /// The message, borrowed (what the tick's path hashes, routes and delivers).
+    #[inline]
+    pub(crate) fn as_ref(&self) -> MessageRef<'_> {
+        MessageRef { from: self.from, to: self.to, seq: self.seq, kind: self.kind, priority: self.priority, payload: &self.payload }
+    }
+}
+
+/// A message borrowed from where it lives: a mailbox's arena (`mailbox::Mailbox`) on the
+/// tick's path, or an owned [`Message`] at its edges (host sends, dead letters, snapshots).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MessageRef<'a> {
+    pub from: AgentId,
+    pub to: AgentId,
+    pub seq: u64,
+    pub kind: u32,
+    pub priority: i32,
+    pub payload: &'a [u8],
+}
+
+impl MessageRef<'_> {
+    /// An owned copy (allocates: only off the hot path).
+    pub(crate) fn to_message(self) -> Message {
+        Message { from: self.from, to: self.to, seq: self.seq, kind: self.kind, priority: self.priority, payload: self.payload.to_vec() }
+    }
+
     /// Writes the ABI message header (see `abi::MESSAGE_*`).
+    #[inline]
     pub(crate) fn write_header(&self, out: &mut [u8; abi::MESSAGE_HEADER_BYTES]) {
         out[abi::MESSAGE_OFFSET_FROM..][..8].copy_from_slice(&self.from.to_le_bytes());
         out[abi::MESSAGE_OFFSET_TO..][..8].copy_from_slice(&self.to.to_le_bytes());
@@ -47,7 +73,9 @@ impl Message {
     }
 }
 
-/// Sorts one recipient's messages into canonical delivery order.
+/// Sorts one recipient's messages into canonical delivery order (the tick's path sorts
+/// mailboxes: `mailbox::Mailbox::sort_for_delivery`, same key).
+#[cfg(test)]
 pub fn sort_for_delivery(inbox: &mut [Message]) {
     // Routing appends in sender-id order already, so this is usually a linear check.
     inbox.sort_by_key(Message::delivery_key);
@@ -124,7 +152,7 @@ mod tests {
     fn header_layout_matches_abi() {
         let m = Message { from: 1, to: 2, seq: 3, kind: 4, priority: -5, payload: vec![1, 2, 3] };
         let mut h = [0u8; abi::MESSAGE_HEADER_BYTES];
-        m.write_header(&mut h);
+        m.as_ref().write_header(&mut h);
         assert_eq!(u64::from_le_bytes(h[0..8].try_into().unwrap()), 1);
         assert_eq!(u64::from_le_bytes(h[8..16].try_into().unwrap()), 2);
         assert_eq!(u64::from_le_bytes(h[16..24].try_into().unwrap()), 3);

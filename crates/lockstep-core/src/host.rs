@@ -8,7 +8,8 @@ use rand_core::{RngCore, SeedableRng};
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
 
 use crate::abi;
-use crate::bus::{AgentId, Message};
+use crate::bus::{AgentId, MessageRef};
+use crate::mailbox::Mailbox;
 
 /// A line an agent logged through the `log` import.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,9 +34,9 @@ pub struct AgentHost {
     pub id: AgentId,
     pub tick: u64,
     pub memory: Option<Memory>,
-    pub outbox: Vec<Message>,
-    /// Payload bytes in `outbox` (the per-tick byte budget); reset whenever it is emptied.
-    pub outbox_bytes: usize,
+    /// What the agent sent this tick, payloads in the mailbox's arena (bounded per tick by
+    /// `abi::MAX_OUTBOX_PER_TICK` messages and `abi::MAX_OUTBOX_BYTES_PER_TICK` bytes).
+    pub(crate) outbox: Mailbox,
     pub next_seq: u64,
     pub rng: ChaCha8Rng,
     pub memory_limit_bytes: usize,
@@ -60,8 +61,7 @@ impl AgentHost {
             id,
             tick: 0,
             memory: None,
-            outbox: Vec::new(),
-            outbox_bytes: 0,
+            outbox: Mailbox::default(),
             next_seq: 0,
             rng: ChaCha8Rng::from_seed(key),
             memory_limit_bytes,
@@ -153,7 +153,7 @@ fn queue_send(host: &mut AgentHost, to: u64, kind: u32, priority: i32, bytes: &[
     if bytes.len() > abi::MAX_PAYLOAD_BYTES {
         return abi::SEND_ERR_PAYLOAD_TOO_LARGE;
     }
-    if host.outbox.len() >= abi::MAX_OUTBOX_PER_TICK || host.outbox_bytes + bytes.len() > abi::MAX_OUTBOX_BYTES_PER_TICK {
+    if host.outbox.len() >= abi::MAX_OUTBOX_PER_TICK || host.outbox.payload_bytes() + bytes.len() > abi::MAX_OUTBOX_BYTES_PER_TICK {
         return abi::SEND_ERR_OUTBOX_FULL;
     }
     if !host.grants.send.allows(to) {
@@ -166,8 +166,7 @@ fn queue_send(host: &mut AgentHost, to: u64, kind: u32, priority: i32, bytes: &[
     }
     let seq = host.next_seq;
     host.next_seq += 1;
-    host.outbox_bytes += bytes.len();
-    host.outbox.push(Message { from: host.id, to, seq, kind, priority, payload: bytes.to_vec() });
+    host.outbox.push(MessageRef { from: host.id, to, seq, kind, priority, payload: bytes });
     abi::SEND_OK
 }
 

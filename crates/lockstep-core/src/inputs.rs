@@ -4,14 +4,16 @@
 //! (`tick_hash::InputDigest`) lives here too, so nothing can enter without being hashed.
 
 use crate::abi;
-use crate::bus::{AgentId, Message};
+use crate::bus::{AgentId, MessageRef};
 use crate::limits::{MAX_PENDING_BYTES, MAX_PENDING_MESSAGES};
+use crate::mailbox::Mailbox;
 use crate::ring::Consumer;
 use crate::tick_hash::InputDigest;
 
 pub(crate) struct Inputs {
-    /// Messages routed at the start of the next tick, in the order they entered.
-    messages: Vec<Message>,
+    /// Messages routed at the start of the next tick, in the order they entered; their
+    /// payloads in the mailbox's arena (a host message costs no allocation of its own).
+    messages: Mailbox,
     /// Payload bytes of host messages and of what init/shutdown sent in `messages` (bounded
     /// by `MAX_PENDING_BYTES`; inference answers are bounded per agent by the ABI instead).
     bytes: usize,
@@ -23,11 +25,14 @@ pub(crate) struct Inputs {
     pub(crate) digest: InputDigest,
     /// The JS→core ring, when attached: drained at the start of each tick.
     pub(crate) inbound_ring: Option<Consumer>,
+    /// The buffer each ring record's payload is read into on its way to `messages` (at most
+    /// `abi::MAX_PAYLOAD_BYTES`).
+    pub(crate) ring_scratch: Vec<u8>,
 }
 
 impl Inputs {
     pub(crate) fn new() -> Self {
-        Self { messages: Vec::new(), bytes: 0, host_seq: 0, answer_seq: 0, digest: InputDigest::new(), inbound_ring: None }
+        Self { messages: Mailbox::default(), bytes: 0, host_seq: 0, answer_seq: 0, digest: InputDigest::new(), inbound_ring: None, ring_scratch: Vec::new() }
     }
 
     /// Whether a host message of `bytes` fits (`MAX_PENDING_MESSAGES`, `MAX_PENDING_BYTES`).
@@ -38,31 +43,31 @@ impl Inputs {
     /// A message from the host (id 0). The caller checked `has_room` and recorded it. Not
     /// hashed here: the recipient's digest covers every host message it is handed (which also
     /// names that agent on divergence), and a dead letter is hashed by routing.
-    pub(crate) fn host_message(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) {
+    pub(crate) fn host_message(&mut self, to: AgentId, kind: u32, priority: i32, payload: &[u8]) {
         self.bytes += payload.len();
-        self.messages.push(Message { from: abi::HOST_ID, to, seq: self.host_seq, kind, priority, payload });
+        self.messages.push(MessageRef { from: abi::HOST_ID, to, seq: self.host_seq, kind, priority, payload });
         self.host_seq += 1;
     }
 
     /// What an agent sent outside a tick (`agent_init`, `agent_shutdown`): folded into the
     /// next tick's hash and routed at its start, counted against the same limit.
-    pub(crate) fn agent_output(&mut self, mut sent: Vec<Message>) {
-        self.digest.queued_messages(&sent);
-        self.bytes += sent.iter().map(|m| m.payload.len()).sum::<usize>();
-        self.messages.append(&mut sent);
+    pub(crate) fn agent_output(&mut self, sent: &mut Mailbox) {
+        self.digest.queued_messages(sent);
+        self.bytes += sent.payload_bytes();
+        self.messages.append(sent);
     }
 
     /// An inference answer for `agent`, delivered as a message from `abi::INFERENCE_ID` whose
     /// kind is the request's tag.
     pub(crate) fn inference_answer(&mut self, agent: AgentId, tag: u32, payload: Vec<u8>) {
-        self.messages.push(Message { from: abi::INFERENCE_ID, to: agent, seq: self.answer_seq, kind: tag, priority: 0, payload });
+        self.messages.push(MessageRef { from: abi::INFERENCE_ID, to: agent, seq: self.answer_seq, kind: tag, priority: 0, payload: &payload });
         self.answer_seq += 1;
     }
 
     /// Generated tokens for `agent`, delivered as a message from `abi::GENERATION_ID` whose
     /// kind is the `generate` request's tag (numbered with the inference answers).
     pub(crate) fn generated(&mut self, agent: AgentId, tag: u32, payload: Vec<u8>) {
-        self.messages.push(Message { from: abi::GENERATION_ID, to: agent, seq: self.answer_seq, kind: tag, priority: 0, payload });
+        self.messages.push(MessageRef { from: abi::GENERATION_ID, to: agent, seq: self.answer_seq, kind: tag, priority: 0, payload: &payload });
         self.answer_seq += 1;
     }
 
@@ -71,16 +76,25 @@ impl Inputs {
         self.messages.len()
     }
 
-    /// The messages for the tick that starts now; the queue is empty after.
-    pub(crate) fn take_messages(&mut self) -> Vec<Message> {
+    /// The messages for the tick that starts now; the queue is empty after. Hand the mailbox
+    /// back with `recycle` once routed, so its arena serves the next tick.
+    pub(crate) fn take_messages(&mut self) -> Mailbox {
         self.bytes = 0;
         std::mem::take(&mut self.messages)
+    }
+
+    /// Takes back the mailbox `take_messages` returned (emptied), keeping its buffers.
+    pub(crate) fn recycle(&mut self, mut routed: Mailbox) {
+        if self.messages.is_empty() {
+            routed.clear_retaining(crate::limits::MAX_RETAINED_INPUT_BYTES);
+            self.messages = routed;
+        }
     }
 
     /// The queue as a snapshot stores it (`snapshot::InputsImage`).
     pub(crate) fn image(&self) -> crate::snapshot::InputsImage {
         crate::snapshot::InputsImage {
-            messages: self.messages.clone(),
+            messages: self.messages.to_messages(0..self.messages.len()),
             bytes: self.bytes as u64,
             host_seq: self.host_seq,
             answer_seq: self.answer_seq,
@@ -91,12 +105,13 @@ impl Inputs {
     /// The queue a snapshot stored (no ring attached: rings belong to a process).
     pub(crate) fn from_image(image: crate::snapshot::InputsImage) -> Self {
         Self {
-            messages: image.messages,
+            messages: Mailbox::from(image.messages),
             bytes: image.bytes as usize,
             host_seq: image.host_seq,
             answer_seq: image.answer_seq,
             digest: InputDigest::from_bytes(image.digest),
             inbound_ring: None,
+            ring_scratch: Vec::new(),
         }
     }
 }

@@ -49,6 +49,7 @@ mod inputs;
 pub mod journal;
 pub mod limits;
 pub mod logging;
+mod mailbox;
 mod module_shape;
 pub mod observe;
 mod outputs;

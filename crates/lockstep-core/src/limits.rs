@@ -41,6 +41,15 @@ pub const MAX_EDGES: usize = 1 << 20;
 /// `set_fuel_per_tick` fails with `E_INVALID_ARGUMENT`, on either allocator alike.
 pub const MAX_SLICED_AGENTS: usize = 10_000;
 
+/// Payload capacity an agent's mailbox (its inbox, its outbox) keeps between ticks for reuse
+/// (`mailbox::Mailbox`: payloads live in one arena per mailbox, so a steady flow of messages
+/// allocates nothing). A tick that needed more gives the excess back when the mailbox is
+/// emptied, so a burst does not pin up to `abi::MAX_INBOX_BYTES` in every agent.
+pub const MAX_RETAINED_MAILBOX_BYTES: usize = 64 << 10;
+/// Capacity the input queue (host messages, ring input) keeps between ticks for reuse; one
+/// queue per runtime, so it may keep a busy tick's worth (past it, it is given back).
+pub const MAX_RETAINED_INPUT_BYTES: usize = 16 << 20;
+
 /// Most records drained from the inbound ring per tick (bounds the work one tick can be
 /// handed; the rest waits in the ring for the next tick).
 pub const MAX_RING_RECORDS_PER_TICK: usize = 1 << 22;

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use crate::bus::{AgentId, Message};
+use crate::bus::{AgentId, Message, MessageRef};
 use crate::error::Digest;
 use crate::fault::AgentState;
 use crate::scheduler::AgentSlot;
@@ -168,7 +168,7 @@ impl MessageTap {
     }
 
     /// A routed message: kept if it is to or from a watched agent.
-    pub(crate) fn observe(&mut self, tick: u64, m: &Message) {
+    pub(crate) fn observe(&mut self, tick: u64, m: MessageRef<'_>) {
         for w in &mut self.watched {
             let inbound = w.id == m.to;
             let outbound = w.id == m.from;
@@ -234,9 +234,9 @@ impl TickTrace {
         }
     }
 
-    pub(crate) fn sent(&mut self, agent: AgentId, messages: &[Message]) {
+    pub(crate) fn sent(&mut self, agent: AgentId, messages: Vec<Message>) {
         if !messages.is_empty() {
-            self.entry(agent).sent.extend_from_slice(messages);
+            self.entry(agent).sent.extend(messages);
         }
     }
 }

@@ -526,7 +526,7 @@ impl Replayer {
                 if let Some((abi::request::Envelope::Request, id, _)) = abi::request::parse(&payload) {
                     self.last_request_id = self.last_request_id.max(id);
                 }
-                rt.accept_host_message(to, kind, priority, payload).map_err(at)?
+                rt.accept_host_message(to, kind, priority, &payload).map_err(at)?
             }
             Record::Kill { agent, .. } => rt.kill(agent).map_err(at)?,
             Record::Shutdown { agent, .. } => rt.shutdown(agent).map_err(at)?,

@@ -277,6 +277,32 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+/// One record as read from a ring, its payload lent from the consumer's scratch buffer
+/// ([`Consumer::drain_borrowed`]: no allocation per record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// The record type: `TYPE_MESSAGE`, `TYPE_EVENT` or `TYPE_TICK`.
+    pub kind_of_record: u16,
+    /// A message's user-defined kind.
+    pub kind: u32,
+    /// A message's priority.
+    pub priority: i32,
+    /// The recipient (JS→core) or the sender / the event's agent (core→JS).
+    pub agent: u64,
+    /// The payload bytes.
+    pub payload: &'a [u8],
+}
+
+/// A record's header as parsed, and where its payload lies in the ring memory.
+struct Head {
+    kind_of_record: u16,
+    kind: u32,
+    priority: i32,
+    agent: u64,
+    at: usize,
+    len: usize,
+}
+
 /// The consuming end.
 pub struct Consumer {
     mem: RingMemory,
@@ -304,6 +330,33 @@ impl Consumer {
     /// Reads up to `max` records, handing each to `f`. When `f` answers `Break`, that record
     /// is left in the ring (not consumed) and draining stops: the consumer's back-pressure.
     pub fn drain(&mut self, max: usize, mut f: impl FnMut(Record) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
+        self.drain_heads(max, |mem, h| {
+            let payload = mem.read_vec(h.at, h.len);
+            f(Record { kind_of_record: h.kind_of_record, kind: h.kind, priority: h.priority, agent: h.agent, payload })
+        })
+    }
+
+    /// `drain`, with each record's payload read into `scratch` (grown once to the largest
+    /// payload, then reused) and lent to `f`: no allocation per record.
+    pub fn drain_borrowed(
+        &mut self,
+        max: usize,
+        scratch: &mut Vec<u8>,
+        mut f: impl FnMut(RecordRef<'_>) -> std::ops::ControlFlow<()>,
+    ) -> Result<usize, RingError> {
+        self.drain_heads(max, |mem, h| {
+            if scratch.len() < h.len {
+                scratch.resize(h.len, 0);
+            }
+            let payload = &mut scratch[..h.len];
+            mem.read(h.at, payload);
+            f(RecordRef { kind_of_record: h.kind_of_record, kind: h.kind, priority: h.priority, agent: h.agent, payload })
+        })
+    }
+
+    /// What `drain` and `drain_borrowed` share: walks the records, hands each header to `f`
+    /// (which reads the payload), releases their space at once.
+    fn drain_heads(&mut self, max: usize, mut f: impl FnMut(&RingMemory, Head) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
@@ -315,9 +368,9 @@ impl Consumer {
                 break Ok(count);
             }
             match self.read_one(head, tail) {
-                Ok((advance, record)) => {
-                    if let Some(r) = record {
-                        if f(r).is_break() {
+                Ok((advance, head)) => {
+                    if let Some(h) = head {
+                        if f(&self.mem, h).is_break() {
                             break Ok(count);
                         }
                         count += 1;
@@ -335,7 +388,7 @@ impl Consumer {
     }
 
     /// Parses the record at `tail`; returns the bytes it occupies and the record (None for PAD).
-    fn read_one(&self, head: u32, tail: u32) -> Result<(usize, Option<Record>), RingError> {
+    fn read_one(&self, head: u32, tail: u32) -> Result<(usize, Option<Head>), RingError> {
         let corrupt = |field, detail: String| RingError::Corrupt { field, detail };
         let used = head.wrapping_sub(tail) as usize;
         if used > self.capacity {
@@ -374,15 +427,15 @@ impl Consumer {
         }
         let mut h = [0u8; RECORD_HEADER_BYTES];
         self.mem.read(at, &mut h);
-        let payload = self.mem.read_vec(at + RECORD_HEADER_BYTES, len);
         Ok((
             total,
-            Some(Record {
+            Some(Head {
                 kind_of_record,
                 kind: u32::from_le_bytes(field(&h, RECORD_OFFSET_KIND)),
                 priority: i32::from_le_bytes(field(&h, RECORD_OFFSET_PRIORITY)),
                 agent: u64::from_le_bytes(field(&h, RECORD_OFFSET_AGENT)),
-                payload,
+                at: at + RECORD_HEADER_BYTES,
+                len,
             }),
         ))
     }

@@ -566,9 +566,8 @@ impl Runtime {
         // What init sent and logged leaves the agent now, whatever happened: routed at the
         // next tick like a host message (and folded into its hash), so neither a fault in
         // init nor a kill before the first tick can lose it (issue 9).
-        let sent = std::mem::take(&mut instance.host_mut().outbox);
         // init's byte budget is its own (docs/ABI.md): the first tick starts with a full one.
-        instance.host_mut().outbox_bytes = 0;
+        let mut sent = std::mem::take(&mut instance.host_mut().outbox);
         let logs = std::mem::take(&mut instance.host_mut().logs);
         let mut slot = AgentSlot::new(id, priority, module, instance);
         slot.messages_sent += sent.len() as u64;
@@ -583,7 +582,7 @@ impl Runtime {
             slot.release();
             self.push_event(Event::Fault { tick: self.tick, agent: id, fault });
         }
-        self.inputs.agent_output(sent);
+        self.inputs.agent_output(&mut sent);
         self.agents.add(slot);
         Ok(id)
     }
@@ -644,14 +643,14 @@ impl Runtime {
     /// agent that is no longer running is accepted and lands in the dead-letter queue.
     pub fn send(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) -> Result<()> {
         self.slot(to)?;
-        self.accept_host_message(to, kind, priority, payload)
+        self.accept_host_message(to, kind, priority, &payload)
     }
 
     /// The one way a host message enters a session, whoever hands it in: `send`, the inbound
     /// ring and a replay's Send records. Checked against the message limit and the room left
     /// in the input queue, recorded, queued for the next tick. The recipient is not checked:
     /// one that does not exist (ring input) is dead-lettered by routing.
-    pub(crate) fn accept_host_message(&mut self, to: AgentId, kind: u32, priority: i32, payload: Vec<u8>) -> Result<()> {
+    pub(crate) fn accept_host_message(&mut self, to: AgentId, kind: u32, priority: i32, payload: &[u8]) -> Result<()> {
         self.journal_ok()?;
         if payload.len() > abi::MAX_PAYLOAD_BYTES {
             return Err(LockstepError::MessageTooLarge { len: payload.len(), max: abi::MAX_PAYLOAD_BYTES });
@@ -665,7 +664,7 @@ impl Runtime {
         }
         self.session_started = true;
         let tick = self.tick;
-        self.record(|r| r.send(tick, to, kind, priority, &payload));
+        self.record(|r| r.send(tick, to, kind, priority, payload));
         self.outputs.trim_events();
         self.inputs.host_message(to, kind, priority, payload);
         Ok(())
@@ -691,7 +690,7 @@ impl Runtime {
         }
         let had_instance = instance.is_some() || was_suspended;
         let result = instance.as_mut().map(|i| i.call_shutdown(tick)).unwrap_or(Ok(()));
-        let (sent, logs) = instance.map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs))).unwrap_or_default();
+        let (mut sent, logs) = instance.map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs))).unwrap_or_default();
         slot.messages_sent += sent.len() as u64;
         let inbox = std::mem::take(&mut slot.inbox);
         if had_instance {
@@ -713,8 +712,8 @@ impl Runtime {
                 self.push_event(Event::Fault { tick, agent: id, fault });
             }
         }
-        self.inputs.agent_output(sent);
-        in_flight.extend(inbox);
+        self.inputs.agent_output(&mut sent);
+        in_flight.extend(inbox.to_messages(0..inbox.len()));
         for m in in_flight {
             self.dead_letter(tick, DeadLetterReason::RecipientStopped, m);
         }
@@ -755,7 +754,7 @@ impl Runtime {
         let slot = self.slot_mut(id)?;
         slot.state = AgentState::Killed;
         let mut inbox = std::mem::take(&mut slot.in_flight);
-        inbox.append(&mut slot.inbox);
+        inbox.extend(slot.inbox.to_messages(0..slot.inbox.len()));
         let had_instance = slot.is_live();
         slot.release();
         if had_instance {
@@ -1001,9 +1000,11 @@ impl Runtime {
 
         // Host messages enter the inboxes (or the dead-letter queue) before anyone steps.
         let mut report = TickReport::new(tick);
-        for m in self.inputs.take_messages() {
+        let pending = self.inputs.take_messages();
+        for m in pending.iter() {
             scheduler::route(&mut self.agents.slots, m, tick, hasher, &mut report, &mut self.outputs);
         }
+        self.inputs.recycle(pending);
 
         // The agents this tick runs: those holding an instance (kills and shutdowns since the
         // last tick released theirs; the refresh drops them from the index), in phases by
@@ -1289,7 +1290,10 @@ impl Runtime {
     fn drain_inbound_ring(&mut self) {
         let Some(mut consumer) = self.inputs.inbound_ring.take() else { return };
         if consumer.broken().is_none() {
-            let result = consumer.drain(MAX_RING_RECORDS_PER_TICK, |r| {
+            // Each record goes straight from the ring into the input queue's arena (through a
+            // scratch buffer the ring's atomic word reads fill): no allocation per message.
+            let mut scratch = std::mem::take(&mut self.inputs.ring_scratch);
+            let result = consumer.drain_borrowed(MAX_RING_RECORDS_PER_TICK, &mut scratch, |r| {
                 if r.kind_of_record == ring::TYPE_MESSAGE {
                     // The consumer refused payloads over the message limit already.
                     if self.accept_host_message(r.agent, r.kind, r.priority, r.payload).is_err() {
@@ -1298,6 +1302,7 @@ impl Runtime {
                 }
                 ControlFlow::Continue(())
             });
+            self.inputs.ring_scratch = scratch;
             if let Err(e) = result {
                 tracing::error!(target: "lockstep::runtime", "inbound ring broken: {e}");
                 self.push_event(Event::RingError { tick: self.tick, detail: e.to_string() });

@@ -15,10 +15,11 @@ use wasmtime::{
 };
 
 use crate::abi;
-use crate::bus::{AgentId, Message};
+use crate::bus::{AgentId, MessageRef};
 use crate::error::{LockstepError, Result};
 use crate::fault::{AbiCall, Fault, FaultKind};
 use crate::host::{self, AgentHost};
+use crate::mailbox::Mailbox;
 
 /// Limits every agent of a runtime runs under.
 #[derive(Debug, Clone)]
@@ -520,7 +521,7 @@ impl AgentInstance {
     /// `agent_receive` call per message (1), or one `agent_receive_batch` call per io buffer
     /// full of them (2). Returns how many the agent handled, and the fault that stopped it, if
     /// one did (the messages from the returned count on were not delivered).
-    pub fn deliver(&mut self, tick: u64, inbox: &[Message]) -> (usize, Result<(), Fault>) {
+    pub(crate) fn deliver(&mut self, tick: u64, inbox: &Mailbox) -> (usize, Result<(), Fault>) {
         if self.abi_version < 2 {
             for (i, m) in inbox.iter().enumerate() {
                 if let Err(f) = self.call_receive(tick, m) {
@@ -531,11 +532,11 @@ impl AgentInstance {
         }
         let mut done = 0;
         while done < inbox.len() {
-            let count = self.fill_batch(&inbox[done..]);
+            let count = self.fill_batch(inbox.iter_from(done));
             if count == 0 {
                 // Cannot happen: every payload fits the io buffer behind its header.
-                let m = &inbox[done];
-                return (done, Err(oversized(tick, m.payload.len())));
+                let len = inbox.get(done).map_or(0, |m| m.payload.len());
+                return (done, Err(oversized(tick, len)));
             }
             self.set_batch_done(0);
             match self.run_call(AbiCall::Receive, tick, self.io_ptr as i32, count as i32) {
@@ -553,7 +554,7 @@ impl AgentInstance {
 
     /// Writes as many of `messages` as fit into the io buffer as one batch (ABI 2); returns
     /// how many.
-    fn fill_batch(&mut self, messages: &[Message]) -> usize {
+    fn fill_batch<'a>(&mut self, messages: impl Iterator<Item = MessageRef<'a>>) -> usize {
         let start = self.io_ptr as usize;
         let cap = abi::IO_BUFFER_BYTES as usize;
         let mem = self.memory.data_mut(&mut self.store);
@@ -567,7 +568,7 @@ impl AgentInstance {
             }
             m.write_header(&mut header);
             io[at..at + abi::MESSAGE_HEADER_BYTES].copy_from_slice(&header);
-            io[at + abi::MESSAGE_HEADER_BYTES..at + len].copy_from_slice(&m.payload);
+            io[at + abi::MESSAGE_HEADER_BYTES..at + len].copy_from_slice(m.payload);
             n += 1;
             at = abi::next_record(at, len);
             if at >= cap {
@@ -590,10 +591,10 @@ impl AgentInstance {
         }
     }
 
-    pub fn call_receive(&mut self, tick: u64, message: &Message) -> Result<(), Fault> {
+    pub(crate) fn call_receive(&mut self, tick: u64, message: MessageRef<'_>) -> Result<(), Fault> {
         let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
         message.write_header(&mut header);
-        if !self.write_io(&header, &message.payload) {
+        if !self.write_io(&header, message.payload) {
             // Every queue that feeds an inbox refuses payloads over MAX_PAYLOAD_BYTES, so this
             // is a runtime bug; it must still never write outside the io buffer.
             return Err(Fault {

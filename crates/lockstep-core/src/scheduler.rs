@@ -17,10 +17,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::bus::{self, AgentId, DeadLetterReason, Message};
+use crate::bus::{AgentId, DeadLetterReason, Message, MessageRef};
 use crate::error::Digest;
 use crate::event::Event;
 use crate::fault::{AbiCall, AgentState, Fault};
+use crate::mailbox::Mailbox;
 use crate::outputs::Outputs;
 use crate::sandbox::{AgentInstance, Outcome, StepContext, Suspended};
 use crate::tick_hash::{AgentTickDigest, TickHasher};
@@ -62,9 +63,9 @@ pub struct AgentSlot {
     pub module: Digest,
     pub state: AgentState,
     pub instance: Option<Box<AgentInstance>>,
-    pub inbox: Vec<Message>,
-    /// Payload bytes in `inbox` (bounded by `abi::MAX_INBOX_BYTES`).
-    pub inbox_bytes: usize,
+    /// Messages waiting for the agent's next turn, payloads in the mailbox's arena (at most
+    /// `abi::MAX_INBOX_MESSAGES` messages and `abi::MAX_INBOX_BYTES` of payload).
+    pub(crate) inbox: Mailbox,
     pub steps: u64,
     pub messages_received: u64,
     pub messages_sent: u64,
@@ -98,7 +99,7 @@ pub(crate) struct AgentTickOutput {
     pub fuel: u64,
     /// What the agent sent and logged, moved out of its store while that is hot in this
     /// worker's cache, so phase 2 walks only the contiguous slot array.
-    pub sent: Vec<Message>,
+    pub sent: Mailbox,
     pub logs: Vec<crate::host::LogLine>,
     pub infer: Vec<crate::host::InferRequest>,
     /// The messages delivered, copied only while the runtime traces a tick (a journal cursor's
@@ -126,8 +127,7 @@ impl AgentSlot {
             module,
             state: AgentState::Running,
             instance: None,
-            inbox: Vec::new(),
-            inbox_bytes: 0,
+            inbox: Mailbox::default(),
             steps: 0,
             messages_received: 0,
             messages_sent: 0,
@@ -162,9 +162,8 @@ impl AgentSlot {
             self.last_fuel_consumed = s.fuel_consumed;
         }
         self.in_flight = Vec::new();
-        self.inbox = Vec::new();
-        self.inbox_bytes = 0;
-        self.out.sent = Vec::new();
+        self.inbox.release();
+        self.out.sent.release();
     }
 
     /// Keeps the instance's memory size and fuel for `inspect` after it is gone.
@@ -216,22 +215,20 @@ impl AgentSlot {
         out.resumed = None;
         instance.begin_tick();
         let fuel_before = instance.fuel_consumed;
-        let mut inbox = std::mem::take(&mut self.inbox);
-        self.inbox_bytes = 0;
-        bus::sort_for_delivery(&mut inbox);
+        let inbox = &mut self.inbox;
+        inbox.sort_for_delivery();
         let mut digest = AgentTickDigest::default();
         for m in inbox.iter().filter(|m| m.from == crate::abi::HOST_ID || m.from == crate::abi::INFERENCE_ID) {
             digest.external_message(m);
         }
-        let (delivered, result) = instance.deliver(tick, &inbox);
+        let (delivered, result) = instance.deliver(tick, inbox);
         out.delivered = delivered as u32;
         if let Err(fault) = result {
             out.fault = Some(fault);
-            out.undelivered = inbox.drain(delivered..).collect();
+            out.undelivered = inbox.to_messages(delivered..inbox.len());
         }
         if trace {
-            // What stays in `inbox` is what was delivered (the rest went to `undelivered`).
-            out.received = inbox.clone();
+            out.received = inbox.to_messages(0..delivered);
         }
         if out.fault.is_none() {
             let ctx = StepContext { tick, inbox_len: out.delivered, max_agent_id };
@@ -240,8 +237,7 @@ impl AgentSlot {
             }
             self.steps += 1;
         }
-        inbox.clear();
-        self.inbox = inbox; // keep the allocation for the next tick
+        inbox.clear(); // keeps the arena for the next tick
         self.messages_received += out.delivered as u64;
         out.fuel = instance.fuel_consumed - fuel_before;
         out.digest = digest.finish(self.id, out.delivered, &instance.host().outbox, &instance.host().infer_requests, out.fault.as_ref());
@@ -250,7 +246,6 @@ impl AgentSlot {
         let host = instance.host_mut();
         std::mem::swap(&mut out.sent, &mut host.outbox);
         host.outbox.clear();
-        host.outbox_bytes = 0;
         if !host.logs.is_empty() {
             std::mem::swap(&mut out.logs, &mut host.logs);
         }
@@ -281,7 +276,7 @@ impl AgentSlot {
                     Outcome::Suspended(s) => {
                         self.suspended = Some(s);
                         out.suspended = Some((call, false));
-                        out.digest = digest.finish_sliced(self.id, 0, &[], &[], None, (out.suspended, None));
+                        out.digest = digest.finish_sliced(self.id, 0, &Mailbox::default(), &[], None, (out.suspended, None));
                         self.out = out;
                         return;
                     }
@@ -308,7 +303,9 @@ impl AgentSlot {
                                 out.delivered += handled as u32;
                                 out.undelivered = in_flight.split_off(handled.min(in_flight.len()));
                                 delivered.append(&mut in_flight);
-                                out.undelivered.append(&mut self.take_inbox());
+                                self.inbox.sort_for_delivery();
+                                out.undelivered.extend(self.inbox.to_messages(0..self.inbox.len()));
+                                self.inbox.clear();
                                 out.fault = Some(fault);
                                 Self::collect(&mut instance, &mut out);
                                 return self.end_sliced_tick(instance, out, digest, delivered, trace);
@@ -324,13 +321,14 @@ impl AgentSlot {
         };
         let slice = instance.fuel_per_tick.max(1);
         instance.begin_tick();
-        let mut inbox = self.take_inbox();
+        self.inbox.sort_for_delivery();
+        let inbox = &mut self.inbox;
         let mut next = 0;
         while next < inbox.len() {
             if used >= slice {
                 break;
             }
-            let n = instance.prepare_receive(&inbox[next..]);
+            let n = instance.prepare_receive(inbox.iter_from(next));
             if n == 0 {
                 // Cannot happen: every queue that feeds an inbox bounds payloads to fit.
                 out.fault = Some(Fault {
@@ -339,17 +337,18 @@ impl AgentSlot {
                     tick,
                     detail: "a message does not fit the io buffer (runtime bug: please report)".into(),
                 });
-                out.undelivered = inbox.split_off(next);
+                out.undelivered = inbox.to_messages(next..inbox.len());
+                inbox.clear();
                 break;
             }
-            for m in inbox[next..next + n].iter().filter(|m| m.from == crate::abi::HOST_ID || m.from == crate::abi::INFERENCE_ID) {
+            for m in inbox.iter_from(next).take(n).filter(|m| m.from == crate::abi::HOST_ID || m.from == crate::abi::INFERENCE_ID) {
                 digest.external_message(m);
             }
             let arg = instance.io_arg();
             match crate::sandbox::start_call(instance, AbiCall::Receive, tick, arg, n as i32) {
                 Outcome::Suspended(s) => {
-                    self.in_flight = inbox.drain(next..next + n).collect();
-                    self.put_back(inbox.split_off(next));
+                    self.in_flight = inbox.to_messages(next..next + n);
+                    inbox.keep_from(next + n);
                     return self.end_suspended(s, AbiCall::Receive, out, digest, delivered, trace);
                 }
                 Outcome::Done { instance: back, result, fuel, .. } => {
@@ -360,14 +359,19 @@ impl AgentSlot {
                     match result {
                         Ok(()) => {
                             out.delivered += n as u32;
-                            delivered.extend(inbox[next..next + n].iter().cloned());
+                            if trace {
+                                delivered.extend(inbox.to_messages(next..next + n));
+                            }
                             next += n;
                         }
                         Err(fault) => {
                             let handled = instance.handled(n);
                             out.delivered += handled as u32;
-                            delivered.extend(inbox[next..next + handled].iter().cloned());
-                            out.undelivered = inbox.split_off(next + handled);
+                            if trace {
+                                delivered.extend(inbox.to_messages(next..next + handled));
+                            }
+                            out.undelivered = inbox.to_messages(next + handled..inbox.len());
+                            inbox.clear();
                             out.fault = Some(fault);
                             return self.end_sliced_tick(instance, out, digest, delivered, trace);
                         }
@@ -378,9 +382,11 @@ impl AgentSlot {
         if out.fault.is_some() {
             return self.end_sliced_tick(instance, out, digest, delivered, trace);
         }
-        if next < inbox.len() || used >= slice {
+        // What was delivered leaves the inbox; the rest (if the slice is burned) waits for
+        // the next tick, ahead of what arrives meanwhile (delivery sorts them all again).
+        inbox.keep_from(next);
+        if !inbox.is_empty() || used >= slice {
             // The slice is burned: the rest of the turn waits for the next tick.
-            self.put_back(inbox.split_off(next));
             return self.end_sliced_tick(instance, out, digest, delivered, trace);
         }
         let ctx = StepContext { tick, inbox_len: out.delivered, max_agent_id };
@@ -397,27 +403,11 @@ impl AgentSlot {
         }
     }
 
-    /// The inbox, taken, in delivery order.
-    fn take_inbox(&mut self) -> Vec<Message> {
-        let mut inbox = std::mem::take(&mut self.inbox);
-        self.inbox_bytes = 0;
-        bus::sort_for_delivery(&mut inbox);
-        inbox
-    }
-
-    /// Puts messages the turn did not deliver back into the inbox, ahead of what arrives
-    /// later (delivery sorts them all again).
-    fn put_back(&mut self, rest: Vec<Message>) {
-        self.inbox_bytes = rest.iter().map(|m| m.payload.len()).sum();
-        self.inbox = rest;
-    }
-
     /// Moves what a call sent, logged and asked into `out` (so a call that is suspended
     /// later in the tick does not hold them back).
     fn collect(instance: &mut AgentInstance, out: &mut AgentTickOutput) {
         let host = instance.host_mut();
         out.sent.append(&mut host.outbox);
-        host.outbox_bytes = 0;
         out.logs.append(&mut host.logs);
         out.infer.append(&mut host.infer_requests);
     }
@@ -670,14 +660,15 @@ pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut T
         }
         let mut sent = std::mem::take(&mut slots[i].out.sent);
         if let Some(trace) = outputs.trace.as_mut() {
-            trace.sent(slots[i].id, &sent);
+            trace.sent(slots[i].id, sent.to_messages(0..sent.len()));
         }
         slots[i].messages_sent += sent.len() as u64;
         report.messages_routed += sent.len() as u64;
-        for m in sent.drain(..) {
+        for m in sent.iter() {
             route(slots, m, tick, hasher, report, outputs);
         }
-        // Keep the allocation; a faulted agent's memory is released now its outbox is routed.
+        // Keep the arena; a faulted agent's memory is released now its outbox is routed.
+        sent.clear();
         slots[i].out.sent = sent;
         if !slots[i].state.is_running() {
             slots[i].release();
@@ -686,25 +677,29 @@ pub fn settle(slots: &mut [AgentSlot], live: &[usize], tick: u64, hasher: &mut T
 }
 
 /// Delivers one message to its recipient's inbox, the host queue, or the dead-letter queue.
-pub(crate) fn route(slots: &mut [AgentSlot], m: Message, tick: u64, hasher: &mut TickHasher, report: &mut TickReport, outputs: &mut Outputs) {
+///
+/// The payload is copied into the recipient's inbox arena (no allocation once the arena has
+/// grown); only a message that leaves the agents (to the host, or dead-lettered) becomes an
+/// owned [`Message`].
+#[inline]
+pub(crate) fn route(slots: &mut [AgentSlot], m: MessageRef<'_>, tick: u64, hasher: &mut TickHasher, report: &mut TickReport, outputs: &mut Outputs) {
     // An observer watching agents (docs/DASHBOARD.md) gets a copy; never hashed.
     if let Some(tap) = outputs.tap.as_deref_mut() {
-        tap.observe(tick, &m);
+        tap.observe(tick, m);
     }
     // From an agent to the host: not hashed (when JS drains is not an input). From the host to
     // itself (the inbound ring, a replayed Send record, may name id 0): no agent, so it is
     // dead-lettered as unknown below, and that is in the tick hash (red team 10: it went to the
     // host queue, hashed nowhere, so a rewritten Send record to id 0 still verified).
     if m.to == crate::abi::HOST_ID && m.from != crate::abi::HOST_ID {
-        outputs.host_message(m);
+        outputs.host_message(m.to_message());
         return;
     }
     let reason = match slots.get_mut((m.to as usize).wrapping_sub(1)) {
         Some(target) if target.state.is_running() => {
-            let bytes = m.payload.len();
-            if target.inbox.len() < crate::abi::MAX_INBOX_MESSAGES && target.inbox_bytes + bytes <= crate::abi::MAX_INBOX_BYTES {
-                target.inbox_bytes += bytes;
-                target.inbox.push(m);
+            let inbox = &mut target.inbox;
+            if inbox.len() < crate::abi::MAX_INBOX_MESSAGES && inbox.payload_bytes() + m.payload.len() <= crate::abi::MAX_INBOX_BYTES {
+                inbox.push(m);
                 return;
             }
             DeadLetterReason::RecipientInboxFull
@@ -715,7 +710,7 @@ pub(crate) fn route(slots: &mut [AgentSlot], m: Message, tick: u64, hasher: &mut
         },
         None => DeadLetterReason::UnknownRecipient,
     };
-    push_dead(hasher, report, outputs, tick, reason, m);
+    push_dead(hasher, report, outputs, tick, reason, m.to_message());
 }
 
 /// A dead letter of a tick: in the tick hash whether or not the bounded queue keeps it (what

@@ -12,10 +12,11 @@
 //! The values are part of the log format: changing a tag, a field or its order changes every
 //! hash, so it needs a log version bump (docs/REPLAY.md); `tests/golden_hashes.rs` pins them.
 
-use crate::bus::{AgentId, DeadLetterReason, Message};
+use crate::bus::{AgentId, DeadLetterReason, Message, MessageRef};
 use crate::error::Digest;
 use crate::fault::{Fault, FaultKind};
 use crate::host::InferRequest;
+use crate::mailbox::Mailbox;
 
 /// Domain tags of the input digest and the tick hash.
 mod tag {
@@ -49,16 +50,16 @@ type Xxh3 = xxhash_rust::xxh3::Xxh3;
 
 /// Feeds one message, its ABI header (docs/ABI.md) and payload, into an XXH3 digest.
 #[inline]
-fn feed_message(h: &mut Xxh3, m: &Message) {
+fn feed_message(h: &mut Xxh3, m: MessageRef<'_>) {
     let mut header = [0u8; crate::abi::MESSAGE_HEADER_BYTES];
     m.write_header(&mut header);
     h.update(&header);
-    h.update(&m.payload);
+    h.update(m.payload);
 }
 
 /// XXH3-128 of one message (header and payload), little-endian.
 #[inline]
-fn message_digest(m: &Message) -> [u8; 16] {
+fn message_digest(m: MessageRef<'_>) -> [u8; 16] {
     let mut h = Xxh3::new();
     feed_message(&mut h, m);
     h.digest128().to_le_bytes()
@@ -149,9 +150,9 @@ impl InputDigest {
     /// XXH3-128 over the messages (each header and payload) that `agent_init` or
     /// `agent_shutdown` sent: they are routed at the next tick. Fed even when there are none.
     #[inline]
-    pub(crate) fn queued_messages(&mut self, sent: &[Message]) {
+    pub(crate) fn queued_messages(&mut self, sent: &Mailbox) {
         let mut h = Xxh3::new();
-        for m in sent {
+        for m in sent.iter() {
             feed_message(&mut h, m);
         }
         self.fed.extend_from_slice(&h.digest128().to_le_bytes());
@@ -187,7 +188,7 @@ impl AgentTickDigest {
     /// digest, so a replay that diverges on external input names the agent that received it.
     /// Agent-to-agent messages are already in their sender's digest.
     #[inline]
-    pub(crate) fn external_message(&mut self, m: &Message) {
+    pub(crate) fn external_message(&mut self, m: MessageRef<'_>) {
         feed_message(self.external.get_or_insert_with(Xxh3::new), m);
     }
 
@@ -196,7 +197,7 @@ impl AgentTickDigest {
     /// [fault kind tag u8 ‖ ABI call u8]. `None` when the agent was handed, received, sent,
     /// asked and faulted nothing: then it is not in the tick hash at all.
     #[inline]
-    pub(crate) fn finish(self, id: AgentId, delivered: u32, sent: &[Message], infer: &[InferRequest], fault: Option<&Fault>) -> Option<[u8; 16]> {
+    pub(crate) fn finish(self, id: AgentId, delivered: u32, sent: &Mailbox, infer: &[InferRequest], fault: Option<&Fault>) -> Option<[u8; 16]> {
         if self.external.is_none() && delivered == 0 && sent.is_empty() && infer.is_empty() && fault.is_none() {
             return None;
         }
@@ -214,7 +215,7 @@ impl AgentTickDigest {
         self,
         id: AgentId,
         delivered: u32,
-        sent: &[Message],
+        sent: &Mailbox,
         infer: &[InferRequest],
         fault: Option<&Fault>,
         (suspended, resumed): SliceMarks,
@@ -234,11 +235,11 @@ impl AgentTickDigest {
         Some(h.digest128().to_le_bytes())
     }
 
-    fn feed(h: &mut Xxh3, id: AgentId, delivered: u32, sent: &[Message], infer: &[InferRequest], fault: Option<&Fault>) {
+    fn feed(h: &mut Xxh3, id: AgentId, delivered: u32, sent: &Mailbox, infer: &[InferRequest], fault: Option<&Fault>) {
         h.update(&id.to_le_bytes());
         h.update(&delivered.to_le_bytes());
         h.update(&(sent.len() as u64).to_le_bytes());
-        for m in sent {
+        for m in sent.iter() {
             feed_message(h, m);
         }
         for r in infer {
@@ -298,7 +299,7 @@ impl TickHasher {
     #[inline]
     pub(crate) fn dead_letter(&mut self, reason: DeadLetterReason, m: &Message) {
         self.hasher.update(&[tag::DEAD_LETTER, reason.tag()]);
-        self.hasher.update(&message_digest(m));
+        self.hasher.update(&message_digest(m.as_ref()));
     }
 
     /// An agent with trigger `all` that waited this tick: WAITING ‖ id u64 ‖ messages waiting

@@ -46,6 +46,8 @@ fn the_limits_in_architecture_md_are_the_enforced_ones() {
     assert_says(&doc, "inbox", &format!("{} messages, {}", thousands(abi::MAX_INBOX_MESSAGES), mib(abi::MAX_INBOX_BYTES)));
     assert_says(&doc, "outbox", &format!("{} and {} of payload", thousands(abi::MAX_OUTBOX_PER_TICK), mib(abi::MAX_OUTBOX_BYTES_PER_TICK)));
     assert_says(&doc, "ring records", &thousands(MAX_RING_RECORDS_PER_TICK));
+    assert_says(&doc, "input arena", &format!("keeps between ticks | {} |", mib(MAX_RETAINED_INPUT_BYTES)));
+    assert_says(&doc, "mailbox arena", &format!("keeps between ticks (inbox, outbox) | {} KiB |", MAX_RETAINED_MAILBOX_BYTES >> 10));
     assert_says(&doc, "agent ids", &thousands(MAX_AGENT_IDS));
     assert_says(&doc, "sliced agents", &format!("each holds a fiber stack for its life) | {} |", thousands(MAX_SLICED_AGENTS)));
     assert_says(&doc, "modules / priorities", &format!("{} / {}", thousands(MAX_MODULES), MAX_PHASES));

@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::{AgentInstance, StepContext};
 use crate::abi;
-use crate::bus::Message;
+use crate::bus::MessageRef;
 use crate::fault::{AbiCall, Fault};
 
 /// A call of a sliced agent in flight: resolves to the instance and the call's result.
@@ -95,12 +95,12 @@ impl AgentInstance {
     /// Writes the next receive call's messages into the io buffer: the first of `messages`
     /// (ABI 1) or as many as fit (ABI 2, its progress word cleared). Returns how many (0: none
     /// fits, which the inbox limits rule out).
-    pub(crate) fn prepare_receive(&mut self, messages: &[Message]) -> usize {
+    pub(crate) fn prepare_receive<'a>(&mut self, mut messages: impl Iterator<Item = MessageRef<'a>>) -> usize {
         if self.abi_version < 2 {
-            let Some(m) = messages.first() else { return 0 };
+            let Some(m) = messages.next() else { return 0 };
             let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
             m.write_header(&mut header);
-            return usize::from(self.write_io(&header, &m.payload));
+            return usize::from(self.write_io(&header, m.payload));
         }
         let n = self.fill_batch(messages);
         self.set_batch_done(0);

@@ -78,8 +78,8 @@ impl AgentInstance {
             memory_limit_hit: host.memory_limit_hit,
             panic_message: host.panic_message.clone(),
             violation: host.violation.clone(),
-            outbox: host.outbox.clone(),
-            outbox_bytes: host.outbox_bytes as u64,
+            outbox: host.outbox.to_messages(0..host.outbox.len()),
+            outbox_bytes: host.outbox.payload_bytes() as u64,
             logs: host.logs.clone(),
             infer: host.infer_requests.clone(),
             globals,
@@ -214,8 +214,8 @@ impl AgentModule {
         host.memory_limit_hit = image.memory_limit_hit;
         host.panic_message = image.panic_message.clone();
         host.violation = image.violation.clone();
-        host.outbox = image.outbox.clone();
-        host.outbox_bytes = image.outbox_bytes as usize;
+        // Its byte count is its messages' (`outbox_bytes` is checked against them as read).
+        host.outbox = crate::mailbox::Mailbox::from(image.outbox.clone());
         host.logs = image.logs.clone();
         host.infer_requests = image.infer.clone();
         Ok(agent)

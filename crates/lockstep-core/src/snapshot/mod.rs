@@ -1068,6 +1068,11 @@ fn decode_instance(r: &mut Reader<'_>, pages: usize, version: u16) -> Result<Ins
     let violation = r.opt_string("violation", MAX_TEXT_BYTES)?;
     let outbox_bytes = r.u64()?;
     let outbox = r.messages("outbox length", abi::MAX_OUTBOX_PER_TICK)?;
+    // The outbox's byte count is its messages' (it bounds what the agent may still send).
+    let counted = outbox.iter().map(|m| m.payload.len() as u64).sum::<u64>();
+    if counted != outbox_bytes || counted > abi::MAX_OUTBOX_BYTES_PER_TICK as u64 {
+        return Err(r.error(format!("an outbox counts {outbox_bytes} bytes, its messages hold {counted} (the limit is {})", abi::MAX_OUTBOX_BYTES_PER_TICK)));
+    }
     let n = r.count("log line count", 8, abi::MAX_LOG_LINES_PER_TICK)?;
     let mut logs = Vec::with_capacity(n);
     for _ in 0..n {

@@ -170,8 +170,8 @@ impl Runtime {
                 phase: s.phase,
                 module: module_index.get(&s.module).copied().unwrap_or(u32::MAX),
                 state: s.state.clone(),
-                inbox: s.inbox.clone(),
-                inbox_bytes: s.inbox_bytes as u64,
+                inbox: s.inbox.to_messages(0..s.inbox.len()),
+                inbox_bytes: s.inbox.payload_bytes() as u64,
                 steps: s.steps,
                 messages_received: s.messages_received,
                 messages_sent: s.messages_sent,
@@ -290,8 +290,8 @@ impl Runtime {
         let mut slots = Vec::with_capacity(images.len());
         for (a, instance) in images.into_iter().zip(instances) {
             let mut slot = AgentSlot::restored(a.id, a.phase, loaded[a.module as usize].0, a.state, instance?);
-            slot.inbox = a.inbox;
-            slot.inbox_bytes = a.inbox_bytes as usize;
+            // The byte count is the messages' (checked against the stored one as it was read).
+            slot.inbox = crate::mailbox::Mailbox::from(a.inbox);
             slot.steps = a.steps;
             slot.messages_received = a.messages_received;
             slot.messages_sent = a.messages_sent;

@@ -1,0 +1,121 @@
+//! Issue 13, "payload arenas": once a session's mailboxes have grown to its traffic, a message
+//! costs no heap allocation on the tick's path — not when an agent sends it, not when routing
+//! moves it into the recipient's inbox, not when it is delivered, and not when it comes in
+//! through the inbound ring. A counting allocator (this test binary's global allocator) counts
+//! the allocations the ticking thread makes (one worker: the tick runs on the calling thread).
+//!
+//! Before the arenas every message was a `Vec` of its own: thousands of allocations a tick here.
+
+mod common;
+use common::*;
+use lockstep_core::ring::{self, OwnedRegion, Producer};
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the counter is a
+// const-initialised thread-local `Cell` (no allocation, no destructor), so counting can never
+// recurse into the allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: the caller's contract for this method, passed on to `System` unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract for this method, passed on to `System` unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: the caller's contract for this method, passed on to `System` unchanged.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: the caller's contract for this method, passed on to `System` unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(|c| c.get())
+}
+
+/// Allocations per tick for `agents` flood agents each sending `fanout` 64-byte messages a tick
+/// to random peers, after `warmup` ticks; and the messages routed per tick.
+fn allocations_per_tick(agents: usize, fanout: u32) -> (f64, u64) {
+    let mut rt = runtime(1);
+    let module = rt.load_module(agent("flood")).unwrap();
+    for _ in 0..agents {
+        let id = rt.spawn(module).unwrap();
+        rt.send(id, 0, 0, fanout.to_le_bytes().to_vec()).unwrap();
+    }
+    for _ in 0..30 {
+        rt.tick().unwrap();
+    }
+    let (ticks, before) = (20u64, allocations());
+    let mut routed = 0;
+    for _ in 0..ticks {
+        routed += rt.tick().unwrap().messages_routed;
+    }
+    ((allocations() - before) as f64 / ticks as f64, routed / ticks)
+}
+
+#[test]
+fn routing_and_delivering_messages_allocates_nothing_per_message() {
+    let (quiet, quiet_routed) = allocations_per_tick(200, 1);
+    let (busy, busy_routed) = allocations_per_tick(200, 16);
+    assert_eq!((quiet_routed, busy_routed), (200, 3_200), "every agent sends its fan-out each tick");
+    eprintln!("allocations a tick: {quiet:.1} routing 200 messages, {busy:.1} routing 3,200");
+    // A tick allocates a little whatever the traffic (its report, the log's records); what it
+    // must not do is allocate per message: 3,000 more messages a tick, not even one more
+    // allocation per hundred of them.
+    assert!(busy - quiet < 30.0, "{busy:.1} allocations a tick with 3,200 messages vs {quiet:.1} with 200: messages allocate");
+    assert!(busy < 200.0, "{busy:.1} allocations a tick for 3,200 messages");
+}
+
+#[test]
+fn messages_from_the_inbound_ring_allocate_nothing_per_message() {
+    const CAP: usize = 1 << 20;
+    let per_tick = |records: u32| {
+        let inbound = OwnedRegion::new(CAP);
+        ring::init(&inbound.memory(), CAP).unwrap();
+        let mut rt = runtime(1);
+        let ids: Vec<u64> = (0..100).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
+        rt.attach_inbound_ring(inbound.memory()).unwrap();
+        let mut js = Producer::new(inbound.memory()).unwrap();
+        let payload = [7u8; 64];
+        let push = |js: &mut Producer| {
+            for i in 0..records {
+                js.try_push(ring::TYPE_MESSAGE, 0, 0, ids[i as usize % ids.len()], &payload).unwrap();
+            }
+        };
+        for _ in 0..20 {
+            push(&mut js);
+            rt.tick().unwrap();
+        }
+        let (ticks, mut counted, mut delivered) = (10u64, 0u64, 0u64);
+        for _ in 0..ticks {
+            push(&mut js);
+            let before = allocations();
+            delivered += rt.tick().unwrap().messages_delivered;
+            counted += allocations() - before;
+        }
+        (counted as f64 / ticks as f64, delivered / ticks)
+    };
+    let (few, few_delivered) = per_tick(100);
+    let (many, many_delivered) = per_tick(5_000);
+    assert_eq!((few_delivered, many_delivered), (100, 5_000));
+    eprintln!("allocations a tick: {few:.1} for 100 ring messages, {many:.1} for 5,000");
+    assert!(many - few < 30.0, "{many:.1} allocations a tick for 5,000 ring messages vs {few:.1} for 100: ring messages allocate");
+}
