@@ -49,6 +49,13 @@ impl Inputs {
         self.host_seq += 1;
     }
 
+    /// The sequence number of a host message routed without queueing (the inbound ring's,
+    /// `Runtime::route_inbound_ring`): numbered with the queued ones.
+    pub(crate) fn next_host_seq(&mut self) -> u64 {
+        self.host_seq += 1;
+        self.host_seq - 1
+    }
+
     /// What an agent sent outside a tick (`agent_init`, `agent_shutdown`): folded into the
     /// next tick's hash and routed at its start, counted against the same limit.
     pub(crate) fn agent_output(&mut self, sent: &mut Mailbox) {

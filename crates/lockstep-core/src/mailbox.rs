@@ -68,6 +68,18 @@ impl Mailbox {
         self.envelopes.push(Envelope { from: m.from, to: m.to, seq: m.seq, kind: m.kind, priority: m.priority, at, len: m.payload.len() as u32 });
     }
 
+    /// The recipient of the `i`-th message (routing looks ahead with it).
+    #[inline]
+    pub(crate) fn recipient(&self, i: usize) -> Option<AgentId> {
+        self.envelopes.get(i).map(|e| e.to)
+    }
+
+    /// Where the next `push` writes (its envelope, its payload): for prefetching only.
+    #[inline]
+    pub(crate) fn tail_addresses(&self) -> [usize; 2] {
+        [self.envelopes.as_ptr().wrapping_add(self.envelopes.len()) as usize, self.bytes.as_ptr().wrapping_add(self.bytes.len()) as usize]
+    }
+
     /// The `i`-th message, borrowed.
     #[inline]
     pub(crate) fn get(&self, i: usize) -> Option<MessageRef<'_>> {

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::abi;
 use crate::agents::Agents;
-use crate::bus::{AgentId, DeadLetter, DeadLetterReason, Message};
+use crate::bus::{AgentId, DeadLetter, DeadLetterReason, Message, MessageRef};
 use crate::error::{Digest, LockstepError, Result};
 use crate::event::Event;
 use crate::fault::AgentState;
@@ -991,20 +991,22 @@ impl Runtime {
     /// Tick`), after it ran: that tick is not durable, and no further tick runs.
     pub fn tick(&mut self) -> Result<TickReport> {
         self.journal_ok()?;
-        self.drain_inbound_ring();
         let tick = self.tick;
         self.session_started = true;
         let events_before = self.outputs.events.len();
-        let hasher = &mut self.tick_hasher;
-        hasher.begin(&self.last_hash, tick, &mut self.inputs.digest);
+        self.tick_hasher.begin(&self.last_hash, tick, &mut self.inputs.digest);
 
-        // Host messages enter the inboxes (or the dead-letter queue) before anyone steps.
+        // Host messages enter the inboxes (or the dead-letter queue) before anyone steps: those
+        // queued since the last tick, then the inbound ring's, in ring order (the order their
+        // Send records take in the log, so a replay routes them alike).
         let mut report = TickReport::new(tick);
         let pending = self.inputs.take_messages();
         for m in pending.iter() {
-            scheduler::route(&mut self.agents.slots, m, tick, hasher, &mut report, &mut self.outputs);
+            scheduler::route(&mut self.agents.slots, m, tick, &mut self.tick_hasher, &mut report, &mut self.outputs);
         }
         self.inputs.recycle(pending);
+        self.route_inbound_ring(tick, &mut report);
+        let hasher = &mut self.tick_hasher;
 
         // The agents this tick runs: those holding an instance (kills and shutdowns since the
         // last tick released theirs; the refresh drops them from the index), in phases by
@@ -1284,22 +1286,29 @@ impl Runtime {
         self.outputs.ring_backlog()
     }
 
-    /// Moves the inbound ring's messages (up to `MAX_RING_RECORDS_PER_TICK`) into the input
-    /// queue, through the same path as `send`. Past the queue's room the rest stay in the
-    /// ring: the producer sees it full (back-pressure).
-    fn drain_inbound_ring(&mut self) {
+    /// Routes the inbound ring's messages (up to `MAX_RING_RECORDS_PER_TICK`) straight into
+    /// the inboxes at the start of tick `tick`: each is checked, recorded as a Send record and
+    /// numbered as `send` would, then routed like the queued host messages before it, without
+    /// waiting in the input queue (issue 13: no copy into it, no allocation per message: the
+    /// payload goes from the ring, through a scratch buffer, into the recipient's inbox arena).
+    /// A replay feeds the same Send records through the input queue, routed in the same order
+    /// at the same tick. Once the journal has failed, records stay in the ring.
+    fn route_inbound_ring(&mut self, tick: u64, report: &mut TickReport) {
         let Some(mut consumer) = self.inputs.inbound_ring.take() else { return };
         if consumer.broken().is_none() {
-            // Each record goes straight from the ring into the input queue's arena (through a
-            // scratch buffer the ring's atomic word reads fill): no allocation per message.
             let mut scratch = std::mem::take(&mut self.inputs.ring_scratch);
             let result = consumer.drain_borrowed(MAX_RING_RECORDS_PER_TICK, &mut scratch, |r| {
-                if r.kind_of_record == ring::TYPE_MESSAGE {
-                    // The consumer refused payloads over the message limit already.
-                    if self.accept_host_message(r.agent, r.kind, r.priority, r.payload).is_err() {
-                        return ControlFlow::Break(());
-                    }
+                if r.kind_of_record != ring::TYPE_MESSAGE {
+                    return ControlFlow::Continue(());
                 }
+                if self.journal_ok().is_err() {
+                    return ControlFlow::Break(());
+                }
+                // The consumer refused payloads over the message limit already.
+                self.record(|rec| rec.send(tick, r.agent, r.kind, r.priority, r.payload));
+                let seq = self.inputs.next_host_seq();
+                let m = MessageRef { from: abi::HOST_ID, to: r.agent, seq, kind: r.kind, priority: r.priority, payload: r.payload };
+                scheduler::route(&mut self.agents.slots, m, tick, &mut self.tick_hasher, report, &mut self.outputs);
                 ControlFlow::Continue(())
             });
             self.inputs.ring_scratch = scratch;
