@@ -681,6 +681,9 @@ impl Runtime {
         // mid-call (docs/ABI.md, "Time slicing"). Its unfinished batch is dead-lettered below.
         let was_suspended = slot.suspended.is_some();
         let mut in_flight = std::mem::take(&mut slot.in_flight);
+        // Taken before `release` (which empties it): the rest of the suspended turn and what
+        // arrived meanwhile are dead-lettered below, not dropped.
+        let inbox = std::mem::take(&mut slot.inbox);
         if was_suspended {
             slot.release();
         }
@@ -692,7 +695,6 @@ impl Runtime {
         let result = instance.as_mut().map(|i| i.call_shutdown(tick)).unwrap_or(Ok(()));
         let (mut sent, logs) = instance.map(|mut i| (std::mem::take(&mut i.host_mut().outbox), std::mem::take(&mut i.host_mut().logs))).unwrap_or_default();
         slot.messages_sent += sent.len() as u64;
-        let inbox = std::mem::take(&mut slot.inbox);
         if had_instance {
             self.agents.released_one(id);
         }

@@ -1,0 +1,350 @@
+//! Red team of the payload arenas (commit 7426972, `mailbox.rs`): an outbox, what an agent sent,
+//! an inbox and the input queue keep their payloads in one byte arena each, and envelopes are
+//! sorted, cut (`keep_from`) and moved (`append`) apart from the bytes. Each test here is an
+//! attack: a payload that must stay attached to its header, a message that must be neither lost
+//! nor duplicated, a byte count that must not drift, a hash that must not move.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{agent, runtime, wat, wat_agent};
+use lockstep_core::abi;
+use lockstep_core::{AbiCall, DeadLetterReason, Event, Message, Runtime, RuntimeConfig, Trigger};
+
+// ---------------------------------------------------------------------------------------------
+// Agents
+// ---------------------------------------------------------------------------------------------
+
+/// The handler shared by the recorder agents: forwards each message it is handed, header and
+/// payload as the host wrote them into its io buffer, to the host (kind 7), after spinning
+/// `spin` loop iterations (fuel, so time slices split batches). A message of kind 0xEE traps
+/// instead (a fault in the middle of a batch).
+fn recorder_one(spin: u32) -> String {
+    format!(
+        r#"
+  (func $one (param $at i32) (result i32)
+    (local $len i32) (local $s i32)
+    (local.set $len (i32.load offset=32 (local.get $at)))
+    (block $b (loop $l
+      (br_if $b (i32.ge_u (local.get $s) (i32.const {spin})))
+      (local.set $s (i32.add (local.get $s) (i32.const 1)))
+      (br $l)))
+    (if (i32.eq (i32.load offset=24 (local.get $at)) (i32.const 0xEE))
+      (then unreachable))
+    (drop (call $send (i64.const 0) (i32.const 7) (i32.const 0) (local.get $at) (i32.add (local.get $len) (i32.const 40))))
+    (i32.add (local.get $len) (i32.const 40)))"#
+    )
+}
+
+/// A recorder speaking ABI `version` (1: a call per message; 2: batches, progress word kept).
+fn recorder(version: u32, spin: u32) -> Vec<u8> {
+    let receive = if version >= 2 {
+        r#"
+  (func (export "agent_receive_batch") (param $ptr i32) (param $count i32) (result i32)
+    (local $k i32) (local $at i32)
+    (local.set $at (local.get $ptr))
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $k) (local.get $count)))
+      (local.set $at (i32.and (i32.add (i32.add (local.get $at) (call $one (local.get $at))) (i32.const 7)) (i32.const -8)))
+      (local.set $k (i32.add (local.get $k) (i32.const 1)))
+      (i32.store (i32.add (local.get $ptr) (i32.const 65536)) (local.get $k))
+      (br $next)))
+    i32.const 0)"#
+    } else {
+        r#"
+  (func (export "agent_receive") (param $ptr i32) (result i32)
+    (drop (call $one (local.get $ptr)))
+    i32.const 0)"#
+    };
+    wat(&format!(
+        r#"(module
+  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "lockstep_abi_version") (result i32) i32.const {version})
+  (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
+  (func (export "agent_init") (result i32) i32.const 0)
+  (func (export "agent_shutdown") (result i32) i32.const 0)
+  (func (export "agent_step") (param i32) (result i32) i32.const 0)
+  {}
+  {receive})"#,
+        recorder_one(spin)
+    ))
+}
+
+/// An agent whose every step sends `count` messages to agent `to`, message `i` of tick `t`
+/// carrying marker `t * 1000 + i` laid out as `payload_of` lays it out (its own priority and
+/// length, filler bytes naming it), so a payload swapped onto another header is caught.
+fn sprayer(to: u64, count: u32) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "lockstep_abi_version") (result i32) i32.const 1)
+  (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
+  (func (export "agent_init") (result i32) i32.const 0)
+  (func (export "agent_shutdown") (result i32) i32.const 0)
+  (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+  (func (export "agent_step") (param $ctx i32) (result i32)
+    (local $i i32) (local $marker i64) (local $len i32)
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (i32.const {count})))
+      (local.set $marker (i64.add (i64.mul (i64.load offset=8 (local.get $ctx)) (i64.const 1000)) (i64.extend_i32_u (local.get $i))))
+      (local.set $len (i32.wrap_i64 (i64.add (i64.const 8) (i64.rem_u (i64.mul (local.get $marker) (i64.const 37)) (i64.const 300)))))
+      (i64.store (i32.const 8192) (local.get $marker))
+      (memory.fill (i32.const 8200) (i32.wrap_i64 (local.get $marker)) (i32.sub (local.get $len) (i32.const 8)))
+      (drop (call $send (i64.const {to}) (i32.const 1)
+        (i32.sub (i32.wrap_i64 (i64.rem_u (local.get $marker) (i64.const 5))) (i32.const 2))
+        (i32.const 8192) (local.get $len)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    i32.const 0))"#
+    ))
+}
+
+/// The payload of marker `m`: the marker, then filler bytes `m as u8`, `8 + m * 37 % 300` long.
+fn payload_of(m: u64) -> Vec<u8> {
+    let len = 8 + (m * 37 % 300) as usize;
+    let mut p = m.to_le_bytes().to_vec();
+    p.resize(len, m as u8);
+    p
+}
+
+/// The priority message `m` is sent with.
+fn priority_of(m: u64) -> i32 {
+    (m % 5) as i32 - 2
+}
+
+/// Checks that `payload` is marker `m`'s, whole; returns `m`.
+fn check_payload(payload: &[u8], priority: i32, what: &str) -> u64 {
+    assert!(payload.len() >= 8, "{what}: a payload of {} bytes", payload.len());
+    let m = u64::from_le_bytes(payload[..8].try_into().unwrap());
+    assert_eq!(payload, payload_of(m).as_slice(), "{what}: payload of marker {m} is not its own");
+    assert_eq!(priority, priority_of(m), "{what}: marker {m} arrived under another header's priority");
+    m
+}
+
+/// A message as a recorder forwarded it: the header and payload it was handed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    from: u64,
+    to: u64,
+    seq: u64,
+    kind: u32,
+    priority: i32,
+    payload: Vec<u8>,
+}
+
+fn parse_forwarded(m: &Message) -> Seen {
+    let b = &m.payload;
+    assert!(b.len() >= abi::MESSAGE_HEADER_BYTES, "a forwarded record of {} bytes", b.len());
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    let len = u32_at(abi::MESSAGE_OFFSET_PAYLOAD_LEN) as usize;
+    assert_eq!(b.len(), abi::MESSAGE_HEADER_BYTES + len, "the header's length is the payload's");
+    Seen {
+        from: u64_at(abi::MESSAGE_OFFSET_FROM),
+        to: u64_at(abi::MESSAGE_OFFSET_TO),
+        seq: u64_at(abi::MESSAGE_OFFSET_SEQ),
+        kind: u32_at(abi::MESSAGE_OFFSET_KIND),
+        priority: u32_at(abi::MESSAGE_OFFSET_PRIORITY) as i32,
+        payload: b[abi::MESSAGE_HEADER_BYTES..].to_vec(),
+    }
+}
+
+/// What the recorders forwarded since the last drain, in the order they forwarded it.
+fn forwarded(rt: &mut Runtime) -> Vec<Seen> {
+    rt.drain_host_messages().iter().filter(|m| m.kind == 7).map(parse_forwarded).collect()
+}
+
+fn delivery_key(s: &Seen) -> (std::cmp::Reverse<i32>, u64, u64) {
+    (std::cmp::Reverse(s.priority), s.from, s.seq)
+}
+
+fn config(workers: usize) -> RuntimeConfig {
+    RuntimeConfig { workers, fuel_per_call: 50_000_000, max_agents: 256, ..RuntimeConfig::development() }
+}
+
+/// Sends host message `m` (payload, priority and kind from the marker) to `to`.
+fn host_send(rt: &mut Runtime, to: u64, m: u64) {
+    rt.send(to, 3, priority_of(m), payload_of(m)).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attacks
+// ---------------------------------------------------------------------------------------------
+
+/// Attack: shut down a time-sliced agent whose receive call is suspended while its inbox holds
+/// more than the batch in flight (the rest of an ABI-1 turn, and messages that arrived while the
+/// call was suspended). `shutdown` released the slot (inbox included) before taking the inbox,
+/// so those messages vanished: neither delivered nor dead-lettered, and not in the hash.
+#[test]
+fn shutting_down_a_suspended_agent_dead_letters_its_whole_inbox() {
+    for (version, kill) in [(1, false), (2, false), (1, true), (2, true)] {
+        let mut rt = Runtime::new(config(1)).unwrap();
+        let rec = rt.spawn_bytes(recorder(version, 20_000)).unwrap();
+        rt.set_fuel_per_tick(rec, 100_000).unwrap();
+        for m in 0..6 {
+            host_send(&mut rt, rec, m);
+        }
+        rt.tick().unwrap();
+        assert_eq!(rt.inspect(rec).unwrap().suspended, Some(AbiCall::Receive), "v{version}");
+        // More arrive while the call is suspended: they wait in the inbox.
+        for m in 6..10 {
+            host_send(&mut rt, rec, m);
+        }
+        rt.tick().unwrap();
+        let info = rt.inspect(rec).unwrap();
+        assert_eq!(info.suspended, Some(AbiCall::Receive), "v{version}: still mid-call");
+        assert!(info.inbox_len > 0, "v{version}: messages wait behind the suspended call");
+        if kill {
+            rt.kill(rec).unwrap();
+        } else {
+            rt.shutdown(rec).unwrap();
+        }
+        rt.tick().unwrap();
+        let seen = forwarded(&mut rt);
+        let dead = rt.drain_dead_letters();
+        let mut markers: Vec<u64> = seen.iter().map(|s| check_payload(&s.payload, s.priority, "forwarded")).collect();
+        for d in &dead {
+            assert_eq!(d.reason, DeadLetterReason::RecipientStopped);
+            markers.push(check_payload(&d.message.payload, d.message.priority, "dead letter"));
+        }
+        markers.sort_unstable();
+        // A message handled in the abandoned call may be forwarded and dead-lettered both (its
+        // call never ended); none may be missing.
+        markers.dedup();
+        assert_eq!(markers, (0..10).collect::<Vec<_>>(), "v{version} kill={kill}: every message forwarded or dead-lettered");
+    }
+}
+
+/// Attack: payloads attached to the wrong header after the envelope sort. Three sprayers and
+/// the host send a recorder messages of mixed priorities and lengths each tick (routing appends
+/// them in sender order; delivery sorts envelopes only, the arena stays in arrival order). Every
+/// message must arrive once, whole, under its own header, in canonical order, on 1, 2 and 4
+/// workers alike; time-sliced recorders (ABI 1 and 2, batches cut by `keep_from`) too.
+#[test]
+fn payloads_stay_with_their_headers_through_sort_and_keep_from() {
+    for (version, slice) in [(2, 0u64), (1, 0), (2, 100_000), (1, 100_000)] {
+        let mut per_workers = Vec::new();
+        for workers in [1, 2, 4] {
+            let mut rt = Runtime::new(config(workers)).unwrap();
+            let rec = rt.spawn_bytes(recorder(version, if slice > 0 { 200 } else { 0 })).unwrap();
+            let senders: Vec<u64> = (0..3).map(|k| rt.spawn_bytes(sprayer(rec, 20 + k * 7)).unwrap()).collect();
+            if slice > 0 {
+                rt.set_fuel_per_tick(rec, slice).unwrap();
+            }
+            let mut seen = Vec::new();
+            let mut hashes = Vec::new();
+            let mut host_markers = Vec::new();
+            let mut split = 0;
+            for t in 0..1_000u64 {
+                if t < 30 {
+                    // Host messages ride along, priorities and lengths mixed with the agents'.
+                    for j in 0..5 {
+                        let m = 1_000_000 + t * 10 + j;
+                        host_send(&mut rt, rec, m);
+                        host_markers.push(m);
+                    }
+                } else if t == 30 {
+                    for &s in &senders {
+                        rt.kill(s).unwrap();
+                    }
+                }
+                let r = rt.tick().unwrap();
+                hashes.push(r.hash);
+                let batch = forwarded(&mut rt);
+                if slice == 0 && !batch.is_empty() {
+                    // One turn per tick, unsliced: the tick's messages in canonical order.
+                    assert!(batch.windows(2).all(|w| delivery_key(&w[0]) < delivery_key(&w[1])), "v{version} tick {t}: delivery order");
+                }
+                seen.extend(batch);
+                let info = rt.inspect(rec).unwrap();
+                // A turn cut short: a call suspended, or messages left for the next tick.
+                split += u32::from(info.suspended.is_some() || info.inbox_len > 0);
+                if t > 30 && info.inbox_len == 0 && info.suspended.is_none() {
+                    break;
+                }
+            }
+            if slice > 0 {
+                assert!(split > 10, "v{version}: slices cut turns ({split} ticks)");
+            }
+            // Every message once, whole, under its own header.
+            let mut by_sender: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+            for s in &seen {
+                assert_eq!(s.to, rec);
+                let m = check_payload(&s.payload, s.priority, &format!("v{version} slice {slice}"));
+                by_sender.entry(s.from).or_default().push(m);
+            }
+            let mut host = by_sender.remove(&0).unwrap_or_default();
+            host.sort_unstable();
+            assert_eq!(host, host_markers, "v{version} slice {slice}: host messages, each once");
+            for (k, &s) in senders.iter().enumerate() {
+                let mut got = by_sender.remove(&s).unwrap_or_default();
+                got.sort_unstable();
+                let want: Vec<u64> = (0..30u64).flat_map(|t| (0..20 + k as u64 * 7).map(move |i| t * 1000 + i)).collect();
+                assert_eq!(got, want, "v{version} slice {slice}: sender {s}'s messages, each once");
+            }
+            assert!(by_sender.is_empty());
+            assert!(rt.drain_dead_letters().is_empty());
+            per_workers.push(hashes);
+        }
+        assert!(per_workers.windows(2).all(|w| w[0] == w[1]), "v{version} slice {slice}: hashes differ between 1, 2 and 4 workers");
+    }
+}
+
+/// Attack: a fault in the middle of a batch. The recorder traps on a poisoned message; what it
+/// forwarded before it and what the runtime dead-letters from it on must be the whole inbox in
+/// canonical order, each payload under its own header (the poisoned one first), for ABI 1 and
+/// 2, unsliced and sliced (the poisoned message in a batch resumed after a suspension, with
+/// more messages waiting in the inbox behind it).
+#[test]
+fn a_fault_mid_batch_dead_letters_the_rest_in_order_with_their_payloads() {
+    for (version, slice, spin) in [(2, 0u64, 0u32), (1, 0, 0), (2, 60_000, 5_000), (1, 60_000, 5_000)] {
+        let mut rt = Runtime::new(config(1)).unwrap();
+        let rec = rt.spawn_bytes(recorder(version, spin)).unwrap();
+        if slice > 0 {
+            rt.set_fuel_per_tick(rec, slice).unwrap();
+        }
+        // Markers whose priorities interleave; the poisoned one is 7th in delivery order.
+        let markers: Vec<u64> = (100..112).collect();
+        let mut order: Vec<u64> = markers.clone();
+        order.sort_by_key(|&m| (std::cmp::Reverse(priority_of(m)), m));
+        let poison = order[6];
+        for &m in &markers {
+            rt.send(rec, if m == poison { 0xEE } else { 3 }, priority_of(m), payload_of(m)).unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut more = Vec::new();
+        for t in 0..30 {
+            if slice > 0 && t == 1 {
+                // Behind the suspended batch: these wait in the inbox and must follow the
+                // poisoned batch into the dead-letter queue (lowest priority, so also when an
+                // ABI-1 turn sorts them in with the rest of its inbox).
+                for m in [200, 205, 210] {
+                    host_send(&mut rt, rec, m);
+                    more.push(m);
+                }
+            }
+            rt.tick().unwrap();
+            seen.extend(forwarded(&mut rt));
+            if !rt.inspect(rec).unwrap().state.is_running() {
+                break;
+            }
+        }
+        let info = rt.inspect(rec).unwrap();
+        assert!(!info.state.is_running(), "v{version} slice {slice}: the poison faulted it");
+        let got: Vec<u64> = seen.iter().map(|s| check_payload(&s.payload, s.priority, "forwarded")).collect();
+        assert_eq!(got, order[..6].to_vec(), "v{version} slice {slice}: what was handled, in order");
+        let dead = rt.drain_dead_letters();
+        assert!(dead.iter().all(|d| d.reason == DeadLetterReason::RecipientFaultedDuringDelivery), "{dead:?}");
+        assert_eq!(dead[0].message.kind, 0xEE, "the fatal message first");
+        assert_eq!(check_payload(&dead[0].message.payload, dead[0].message.priority, "fatal"), poison);
+        let rest: Vec<u64> = dead[1..].iter().map(|d| check_payload(&d.message.payload, d.message.priority, "dead letter")).collect();
+        let mut want = order[7..].to_vec();
+        // The batch in flight first, then the inbox in delivery order.
+        want.extend(&more);
+        assert_eq!(rest, want, "v{version} slice {slice}: the rest, in order, payloads attached");
+        assert_eq!(info.messages_received, 6, "v{version} slice {slice}");
+    }
+}
