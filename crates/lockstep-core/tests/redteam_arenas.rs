@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use common::{agent, runtime, wat, wat_agent};
 use lockstep_core::abi;
-use lockstep_core::{AbiCall, DeadLetterReason, Event, Message, Runtime, RuntimeConfig, Trigger};
+use lockstep_core::{AbiCall, DeadLetterReason, Message, Runtime, RuntimeConfig, Trigger};
 
 // ---------------------------------------------------------------------------------------------
 // Agents
@@ -729,4 +729,286 @@ fn ring_records_of_mixed_sizes_arrive_exactly() {
     let got: Vec<(u32, Vec<u8>)> = forwarded(&mut rt).into_iter().map(|s| (s.kind, s.payload)).collect();
     assert_eq!(got.len(), want.len());
     assert!(got == want, "every ring record arrives whole and alone");
+}
+
+/// Attack: kill or shut down an agent (not sliced) whose inbox is full of messages from the
+/// host and from agents, mixed priorities and lengths: every one of them must be dead-lettered
+/// (`recipient_stopped`), whole, under its own header, none twice; and the next message to it
+/// too. Same hashes on 1 and 4 workers.
+#[test]
+fn kill_or_shutdown_with_a_full_inbox_dead_letters_every_message_whole() {
+    for kill in [true, false] {
+        let mut hashes = Vec::new();
+        for workers in [1, 4] {
+            let mut rt = Runtime::new(config(workers)).unwrap();
+            // The gate never runs: its upstream burster never sends, so its inbox fills.
+            let spr = rt.spawn_bytes(sprayer(3, 40)).unwrap();
+            let idle = rt.spawn_bytes(burster(3)).unwrap();
+            let m = rt.load_module(recorder(2, 0)).unwrap();
+            let gate = rt.spawn_after(m, 0, &[spr, idle], Trigger::All).unwrap();
+            let mut sent = Vec::new();
+            for t in 0..5u64 {
+                for j in 0..7 {
+                    let m = 4_000_000 + t * 10 + j;
+                    host_send(&mut rt, gate, m);
+                    sent.push((0, m));
+                }
+                sent.extend((0..40).map(|i| (spr, t * 1000 + i)));
+                hashes.push(rt.tick().unwrap().hash);
+            }
+            assert_eq!(rt.inspect(gate).unwrap().inbox_len, sent.len());
+            if kill {
+                rt.kill(gate).unwrap();
+            } else {
+                rt.shutdown(gate).unwrap();
+            }
+            hashes.push(rt.tick().unwrap().hash);
+            let dead = rt.drain_dead_letters();
+            let mut got: Vec<(u64, u64)> = dead
+                .iter()
+                .map(|d| {
+                    assert_eq!((d.reason, d.message.to), (DeadLetterReason::RecipientStopped, gate));
+                    (d.message.from, check_payload(&d.message.payload, d.message.priority, "dead letter"))
+                })
+                .collect();
+            // The sprayer's messages of the stop tick are dead-lettered by routing: the same.
+            sent.extend((0..40).map(|i| (spr, 5 * 1000 + i)));
+            got.sort_unstable();
+            sent.sort_unstable();
+            assert_eq!(got, sent, "kill={kill}: every message dead-lettered once, whole");
+        }
+        let (a, b) = hashes.split_at(hashes.len() / 2);
+        assert_eq!(a, b, "kill={kill}: hashes on 1 and 4 workers");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forgeries: a snapshot and a replay log rewritten with valid checksums
+// ---------------------------------------------------------------------------------------------
+
+/// Section frames of a snapshot: (start, kind, codec, body range) (as tests/snapshot.rs).
+fn sections(b: &[u8]) -> Vec<(usize, u8, u8, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut pos = 20;
+    while pos < b.len() {
+        let stored = u64::from_le_bytes(b[pos + 10..pos + 18].try_into().unwrap()) as usize;
+        out.push((pos, b[pos], b[pos + 1], pos + 18..pos + 18 + stored));
+        pos += 18 + stored + 32;
+    }
+    out
+}
+
+/// `bytes` with section `index`'s decoded body edited, framed and checksummed again.
+fn forge(bytes: &[u8], index: usize, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let (start, kind, codec, body) = sections(bytes)[index].clone();
+    let mut decoded = if codec == 1 {
+        let mut out = Vec::new();
+        let mut b = &bytes[body.clone()];
+        while !b.is_empty() {
+            let raw = u32::from_le_bytes(b[..4].try_into().unwrap()) as usize;
+            let packed = u32::from_le_bytes(b[4..8].try_into().unwrap()) as usize;
+            out.extend(lz4_flex::block::decompress(&b[8..8 + packed], raw).unwrap());
+            b = &b[8 + packed..];
+        }
+        out
+    } else {
+        bytes[body.clone()].to_vec()
+    };
+    edit(&mut decoded);
+    let mut frame = vec![kind, codec];
+    frame.extend_from_slice(&(decoded.len() as u64).to_le_bytes());
+    let stored: Vec<u8> = if codec == 1 {
+        let mut s = Vec::new();
+        for chunk in decoded.chunks(1 << 20) {
+            let p = lz4_flex::block::compress(chunk);
+            s.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+            s.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            s.extend_from_slice(&p);
+        }
+        s
+    } else {
+        decoded
+    };
+    frame.extend_from_slice(&(stored.len() as u64).to_le_bytes());
+    frame.extend_from_slice(&stored);
+    frame.extend_from_slice(blake3::hash(&frame).as_bytes());
+    let mut out = bytes[..start].to_vec();
+    out.extend_from_slice(&frame);
+    out.extend_from_slice(&bytes[body.end + 32..]);
+    out
+}
+
+fn decoded_section(bytes: &[u8], index: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    forge(bytes, index, |b| body = b.clone());
+    body
+}
+
+/// Attack: a snapshot whose stored inbox lies (its byte count, a payload length, any byte of
+/// its messages), checksums redone. Restoring must be a typed refusal, or a runtime that ticks
+/// and whose inbox limit still holds (the arena is rebuilt from the messages, the stored count
+/// only checked); never a panic.
+#[test]
+fn a_forged_inbox_in_a_snapshot_is_refused_or_harmless() {
+    let mut rt = Runtime::new(config(1)).unwrap();
+    let b = barrier_session(&mut rt);
+    for t in 0..5 {
+        barrier_inputs(&mut rt, &b, t);
+        rt.tick().unwrap();
+    }
+    assert_eq!(rt.inspect(b.gate).unwrap().inbox_len, 30);
+    let bytes = rt.snapshot().unwrap();
+    let agents = sections(&bytes).iter().position(|s| s.1 == 5).unwrap();
+    let body = decoded_section(&bytes, agents);
+    // The gate's inbox: its second message is the sprayer's marker 1, the first marker 0.
+    let p1 = payload_of(1);
+    let at1 = body.windows(p1.len()).position(|w| w == p1.as_slice()).expect("marker 1 in the agents section");
+    let msg1 = at1 - 4 - 32;
+    let msg0 = msg1 - (32 + 4 + payload_of(0).len());
+    let count_at = msg0 - 4;
+    assert_eq!(u32::from_le_bytes(body[count_at..count_at + 4].try_into().unwrap()), 30, "the inbox's message count");
+    let bytes_at = count_at - 6 * 8;
+    let stored = u64::from_le_bytes(body[bytes_at..bytes_at + 8].try_into().unwrap());
+    let want: u64 = (0..5u64).flat_map(|t| (0..6).map(move |i| payload_of(t * 1000 + i).len() as u64)).sum();
+    assert_eq!(stored, want, "the inbox's byte count");
+
+    let options = || lockstep_core::RestoreOptions { workers: 1, ..lockstep_core::RestoreOptions::development() };
+    let restore = |forged: &[u8], what: &str| match Runtime::restore(forged, options()) {
+        Ok(mut r) => {
+            for _ in 0..3 {
+                r.tick().unwrap();
+            }
+            r.drain_host_messages();
+            true
+        }
+        Err(e) => {
+            assert!(e.code().starts_with("E_SNAPSHOT_"), "{what}: {e}");
+            false
+        }
+    };
+    // The byte count off by one either way, or huge: refused.
+    for v in [stored + 1, stored - 1, u64::MAX, abi::MAX_INBOX_BYTES as u64 + 1] {
+        let forged = forge(&bytes, agents, |b| b[bytes_at..bytes_at + 8].copy_from_slice(&v.to_le_bytes()));
+        let e = Runtime::restore(&forged, options()).err().expect("a lying inbox byte count is refused");
+        assert!(e.to_string().contains("inbox counts"), "{e}");
+    }
+    // A payload length that lies, and every byte of the first messages flipped: typed errors
+    // or harmless values.
+    for delta in [1i64, -1, 1 << 20, -(1 << 20)] {
+        let len_at = msg0 + 32;
+        let forged = forge(&bytes, agents, |b| {
+            let n = u32::from_le_bytes(b[len_at..len_at + 4].try_into().unwrap()) as i64 + delta;
+            b[len_at..len_at + 4].copy_from_slice(&(n as u32).to_le_bytes());
+        });
+        restore(&forged, &format!("payload length {delta:+}"));
+    }
+    let mut harmless = 0;
+    for i in bytes_at..at1 + p1.len() {
+        for bit in [0x01u8, 0x80] {
+            let forged = forge(&bytes, agents, |b| b[i] ^= bit);
+            harmless += usize::from(restore(&forged, &format!("byte {i} ^ {bit:#x}")));
+        }
+    }
+    assert!(harmless > 0, "some forgeries are harmless values (a seq, a kind, a payload byte)");
+}
+
+/// Attack: a replay log whose Send records were rewritten with valid CRCs: two payloads of the
+/// same length swapped between headers, a priority changed (the delivery order), one payload
+/// byte changed. The tick hash covers each host message with its payload, so each must be
+/// caught as a divergence, never verified.
+#[test]
+fn a_replay_log_with_payloads_moved_between_headers_diverges() {
+    use lockstep_core::replay_log::{self, LogReader, Record};
+    let mut rt = Runtime::new(config(1)).unwrap();
+    rt.start_recording().unwrap();
+    let rec = rt.spawn_bytes(recorder(2, 0)).unwrap();
+    for t in 0..6u64 {
+        for j in 0..6 {
+            host_send(&mut rt, rec, 5_000_000 + t * 10 + j);
+        }
+        // Two messages of the same length, different payloads and priorities.
+        rt.send(rec, 9, 1, vec![t as u8; 16]).unwrap();
+        rt.send(rec, 9, -1, vec![0xA0 | t as u8; 16]).unwrap();
+        rt.tick().unwrap();
+    }
+    let log = rt.stop_recording().unwrap();
+    assert_eq!(lockstep_core::replay(&log, 1, |_| {}).unwrap().divergence, None);
+    let mut reader = LogReader::new(&log).unwrap();
+    let mut records = Vec::new();
+    while let Some(r) = reader.next_record().unwrap() {
+        records.push(r);
+    }
+    let encode = |records: &[Record]| {
+        let mut out = Vec::new();
+        replay_log::write_header(&mut out);
+        for r in records {
+            r.encode(&mut out);
+        }
+        out
+    };
+    assert_eq!(lockstep_core::replay(&encode(&records), 1, |_| {}).unwrap().divergence, None, "re-encoded as is, it verifies");
+    // The two kind-9 messages of tick 3 (16 bytes each).
+    let pair: Vec<usize> = records.iter().enumerate().filter(|(_, r)| matches!(r, Record::Send { tick: 3, kind: 9, .. })).map(|(i, _)| i).collect();
+    assert_eq!(pair.len(), 2);
+    let payload = |r: &Record| match r {
+        Record::Send { payload, .. } => payload.clone(),
+        _ => unreachable!(),
+    };
+    let (p0, p1) = (payload(&records[pair[0]]), payload(&records[pair[1]]));
+    let mut swapped = records.clone();
+    for (i, p) in [(pair[0], p1), (pair[1], p0)] {
+        if let Record::Send { payload, .. } = &mut swapped[i] {
+            *payload = p;
+        }
+    }
+    let mut reprioritized = records.clone();
+    if let Record::Send { priority, .. } = &mut reprioritized[pair[1]] {
+        *priority = 2;
+    }
+    let mut flipped = records.clone();
+    if let Record::Send { payload, .. } = &mut flipped[pair[0]] {
+        payload[15] ^= 1;
+    }
+    for (what, forged) in [("swapped payloads", swapped), ("a changed priority", reprioritized), ("a flipped payload byte", flipped)] {
+        match lockstep_core::replay(&encode(&forged), 1, |_| {}) {
+            Ok(r) => assert!(r.divergence.is_some(), "{what} verified"),
+            Err(e) => assert!(e.code().starts_with("E_"), "{what}: {e}"),
+        }
+    }
+}
+
+/// Attack: determinism of the arena path under load. Sixty flood agents (random recipients,
+/// 64-byte payloads) with a few of them time-sliced, kills mid-run (messages to them become dead
+/// letters) and host messages: the same hashes on 1, 2 and 4 workers, and the recording replays
+/// exactly on 2.
+#[test]
+fn a_flood_with_sliced_agents_and_kills_hashes_the_same_on_any_workers() {
+    let mut runs = Vec::new();
+    for workers in [1, 2, 4] {
+        let mut rt = runtime(workers);
+        rt.start_recording().unwrap();
+        let m = rt.load_module(agent("flood")).unwrap();
+        let ids: Vec<u64> = (0..60).map(|_| rt.spawn(m).unwrap()).collect();
+        for (k, &id) in ids.iter().enumerate() {
+            rt.send(id, 0, 0, (1 + k as u32 % 7).to_le_bytes().to_vec()).unwrap();
+            if k % 9 == 0 {
+                rt.set_fuel_per_tick(id, 3_000).unwrap();
+            }
+        }
+        let mut hashes = Vec::new();
+        for t in 0..40u64 {
+            if t == 15 {
+                rt.kill(ids[5]).unwrap();
+                rt.shutdown(ids[18]).unwrap();
+            }
+            rt.send(ids[(t as usize * 7) % 60], 1, (t % 3) as i32, payload_of(t)).unwrap();
+            hashes.push(rt.tick().unwrap().hash);
+        }
+        assert!(rt.drain_dead_letters().len() > 10, "messages to the stopped agents are dead letters");
+        let log = rt.stop_recording().unwrap();
+        let r = lockstep_core::replay(&log, 2, |_| {}).unwrap();
+        assert_eq!((r.divergence, r.final_hash), (None, *hashes.last().unwrap()), "{workers} workers");
+        runs.push(hashes);
+    }
+    assert!(runs.windows(2).all(|w| w[0] == w[1]), "hashes differ between 1, 2 and 4 workers");
 }
