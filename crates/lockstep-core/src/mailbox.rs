@@ -25,9 +25,10 @@ struct Envelope {
     seq: u64,
     kind: u32,
     priority: i32,
-    /// Where its payload starts in the arena, and how long it is (at most
-    /// `abi::MAX_PAYLOAD_BYTES`; an arena holds at most `abi::MAX_INBOX_BYTES`).
-    at: u32,
+    /// Where its payload starts in the arena (a `usize`: the input queue's arena also holds
+    /// inference answers, which its byte limit does not count, so it is not bounded by 4 GiB),
+    /// and how long it is (at most `abi::MAX_PAYLOAD_BYTES`).
+    at: usize,
     len: u32,
 }
 
@@ -56,14 +57,12 @@ impl Mailbox {
         self.bytes.len()
     }
 
-    /// Appends a copy of `m`. The callers bound what a mailbox holds (`abi::MAX_INBOX_BYTES`,
-    /// `abi::MAX_OUTBOX_BYTES_PER_TICK`, `limits::MAX_PENDING_BYTES`), all far under 4 GiB, so
-    /// the offsets fit a `u32`.
+    /// Appends a copy of `m` (at most `abi::MAX_PAYLOAD_BYTES` of payload: every path that
+    /// feeds a mailbox refuses larger ones first).
     #[inline]
     pub(crate) fn push(&mut self, m: MessageRef<'_>) {
         debug_assert!(m.payload.len() <= abi::MAX_PAYLOAD_BYTES);
-        debug_assert!(self.bytes.len() + m.payload.len() <= u32::MAX as usize);
-        let at = self.bytes.len() as u32;
+        let at = self.bytes.len();
         self.bytes.extend_from_slice(m.payload);
         self.envelopes.push(Envelope { from: m.from, to: m.to, seq: m.seq, kind: m.kind, priority: m.priority, at, len: m.payload.len() as u32 });
     }
@@ -88,7 +87,7 @@ impl Mailbox {
 
     #[inline]
     fn view(&self, e: &Envelope) -> MessageRef<'_> {
-        let (at, len) = (e.at as usize, e.len as usize);
+        let (at, len) = (e.at, e.len as usize);
         MessageRef { from: e.from, to: e.to, seq: e.seq, kind: e.kind, priority: e.priority, payload: &self.bytes[at..at + len] }
     }
 
@@ -136,7 +135,7 @@ impl Mailbox {
         self.envelopes.clear();
         self.bytes.reserve(rest.iter().map(|e| e.len as usize).sum());
         for e in &rest {
-            let (at, len) = (e.at as usize, e.len as usize);
+            let (at, len) = (e.at, e.len as usize);
             let m = MessageRef { from: e.from, to: e.to, seq: e.seq, kind: e.kind, priority: e.priority, payload: &old[at..at + len] };
             self.push(m);
         }
@@ -150,7 +149,7 @@ impl Mailbox {
             other.clear();
             return;
         }
-        let base = self.bytes.len() as u32;
+        let base = self.bytes.len();
         self.bytes.extend_from_slice(&other.bytes);
         self.envelopes.extend(other.envelopes.iter().map(|e| Envelope { at: e.at + base, ..*e }));
         other.clear();

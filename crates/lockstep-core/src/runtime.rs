@@ -1019,15 +1019,20 @@ impl Runtime {
         let workers = workers_for(self.pool.as_ref(), self.forced_workers, self.config.worker_scaling, self.last_fuel, running);
         let parallel = workers > 1;
         let trace = self.outputs.trace.is_some();
+        let mut busy = Vec::new();
         for phase in &schedule {
             if !phase.barriers.is_empty() {
                 scheduler::hold_barriers(slots, &phase.barriers, graph);
             }
             let pool = self.pool.as_ref().filter(|_| parallel && scheduler::phase_uses_pool(phase.members.len(), schedule.len(), running, self.last_fuel));
-            scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace);
-            scheduler::settle(slots, &phase.members, tick, hasher, &mut report, &mut self.outputs);
+            let run = scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace);
+            scheduler::settle(slots, &run, tick, hasher, &mut report, &mut self.outputs);
+            busy.extend_from_slice(&run.busy);
         }
-        self.serve_inference(tick, &mut report, &live);
+        // Only agents with news can have asked for inference; `serve_inference` takes them in
+        // slot order whatever their phases.
+        busy.sort_unstable();
+        self.serve_inference(tick, &mut report, &busy);
         self.serve_generation(tick);
         self.agents.end_tick(live, schedule);
         // Agents that faulted this tick released their instances: recount before the next
@@ -1191,10 +1196,10 @@ impl Runtime {
     fn serve_inference(&mut self, tick: u64, report: &mut TickReport, live: &[usize]) {
         let mut requests = Vec::new();
         let mut forbidden = Vec::new();
-        // Every agent that ran this tick is in `live` (those that faulted too: what they asked
-        // before faulting is still answered, as before).
+        // Every agent that asked something this tick is in `live` (those that faulted too: what
+        // they asked before faulting is still answered, as before).
         for &i in live {
-            let Some(slot) = self.agents.slots.get_mut(i) else { continue };
+            let Some(slot) = self.agents.slots.get_mut(i).filter(|s| !s.out.infer.is_empty()) else { continue };
             let grants = self.modules.get(&slot.module).map(|m| &m.grants.capabilities);
             for r in slot.out.infer.drain(..) {
                 if r.model & crate::host::GENERATE_FLAG != 0 {
