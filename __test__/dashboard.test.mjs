@@ -104,6 +104,17 @@ test('summary, agents, agent, events, history, hashes: every read request answer
     assert.ok(drained.some((e) => e.type === 'killed' && e.agent === ids[3]), 'the dashboard did not drain them');
     const none = await c.data('events', { since: ev.next });
     assert.deepEqual(none.events, []);
+    // By type: the newest of those kinds it holds (how the page finds faults older than the
+    // newest events when it connects), and from a cursor.
+    const kills = await c.data('events', { types: 'killed', limit: 5 });
+    assert.deepEqual(kills.events.map((e) => [e.type, e.agent]), [['killed', ids[3]]]);
+    const spawns = await c.data('events', { types: ['spawned'], limit: 2 });
+    assert.deepEqual(spawns.events.map((e) => e.agent), ev.events.filter((e) => e.type === 'spawned').slice(-2).map((e) => e.agent), 'the newest two, oldest first');
+    const fromStart = await c.data('events', { since: 0, types: ['spawned', 'killed'], limit: 500 });
+    assert.ok(fromStart.events.length > 0 && fromStart.events.every((e) => e.type === 'spawned' || e.type === 'killed'));
+    assert.equal(fromStart.next, ev.next, 'a filtered read from a cursor passes every event it looked at');
+    assert.equal((await c.request('events', { types: 'Fault!' })).error.code, 'bad_request');
+    assert.equal((await c.request('events', { types: [] })).error.code, 'bad_request');
 
     const h = await c.data('history', { limit: 100 });
     assert.deepEqual(h.ticks.tick, [4, 5, 8], 'one entry per tick() call: its last tick');

@@ -804,22 +804,48 @@ class DashboardServer extends EventEmitter {
     };
   }
 
+  /** `events` with `types` and no `since`: the newest `limit` events of those types this
+   * dashboard holds (its `eventHistory`), oldest first; `next` is the cursor after them. */
+  #newestEventsOfTypes(ring, a) {
+    const events = [];
+    let bytes = 0;
+    for (let i = ring.length - 1; i >= 0 && events.length < a.limit && bytes < MAX_REPLY_BYTES / 4; i--) {
+      const e = ring.at(i);
+      if (!a.types.includes(e.type)) continue;
+      events.push(e);
+      bytes += 64 + (e.text?.length ?? 0) + (e.fault?.detail?.length ?? 0) + (e.detail?.length ?? 0);
+    }
+    events.reverse();
+    const oldest = ring.length ? ring.at(0).cursor : this.#observer.eventCursor;
+    return { events, next: this.#observer.eventCursor, oldest, latest: this.#observer.eventCursor, missedByDashboard: this.#observer.eventsMissed, skipped: 0 };
+  }
+
+  /** Where a filtered read from ring index `from` stopped: after the last matching event it
+   * returned when it filled `limit`, else after everything held. */
+  #nextAfterScan(ring, from, events, limit) {
+    if (events.length >= limit) return events[events.length - 1].cursor + 1;
+    return ring.length ? ring.at(ring.length - 1).cursor + 1 : this.#observer.eventCursor;
+  }
+
   reqEvents(a) {
     this.#observer.pollEvents();
     const ring = this.#observer.events;
+    if (a.types && a.since === undefined) return this.#newestEventsOfTypes(ring, a);
     const since = a.since ?? Math.max(0, this.#observer.eventCursor - a.limit);
     const from = ring.firstWhere((e) => e.cursor >= since);
     const events = [];
     let bytes = 0;
     for (let i = from; i < ring.length && events.length < a.limit && bytes < MAX_REPLY_BYTES / 4; i++) {
       const e = ring.at(i);
+      if (a.types && !a.types.includes(e.type)) continue;
       events.push(e);
       bytes += 64 + (e.text?.length ?? 0) + (e.fault?.detail?.length ?? 0) + (e.detail?.length ?? 0);
     }
     const oldest = ring.length ? ring.at(0).cursor : this.#observer.eventCursor;
     return {
       events,
-      next: events.length ? events[events.length - 1].cursor + 1 : Math.max(since, oldest),
+      // With a type filter, the events looked at (matching or not) are passed.
+      next: a.types ? this.#nextAfterScan(ring, from, events, a.limit) : events.length ? events[events.length - 1].cursor + 1 : Math.max(since, oldest),
       oldest,
       latest: this.#observer.eventCursor,
       missedByDashboard: this.#observer.eventsMissed,
@@ -991,6 +1017,18 @@ function bad(message) {
   return new RequestError('bad_request', message);
 }
 
+/** The `types` argument of `events` (`type` names the request itself): an event type or an
+ * array of them (`fault`,
+ * `dead_letter`, ...; at most 16, each a snake_case name of at most 32 characters). */
+function eventTypes(type) {
+  if (type === undefined) return undefined;
+  const types = Array.isArray(type) ? type : [type];
+  if (types.length === 0 || types.length > 16 || types.some((t) => typeof t !== 'string' || !/^[a-z_]{1,32}$/.test(t))) {
+    throw bad('types must be an event type such as "fault" (or an array of at most 16 of them)');
+  }
+  return types;
+}
+
 function intArg(msg, name, min, max, dflt) {
   const x = msg[name];
   if (x === undefined) {
@@ -1024,7 +1062,7 @@ const HANDLERS = {
   },
   agent: { free: true, args: (msg) => ({ agent: agentArg(msg), messages: intArg(msg, 'messages', 0, 64, 32) }), run(a, client) { return this.reqAgent(a, client); } },
   events: {
-    args: (msg) => ({ since: msg.since === undefined ? undefined : intArg(msg, 'since', 0, Number.MAX_SAFE_INTEGER), limit: intArg(msg, 'limit', 1, MAX_EVENTS_PAGE, 100) }),
+    args: (msg) => ({ since: msg.since === undefined ? undefined : intArg(msg, 'since', 0, Number.MAX_SAFE_INTEGER), limit: intArg(msg, 'limit', 1, MAX_EVENTS_PAGE, 100), types: eventTypes(msg.types) }),
     run(a) { return this.reqEvents(a); },
   },
   history: {

@@ -415,6 +415,10 @@
 
   let eventCursor = null;
   const feed = [];
+  // Faults kept apart (the newest 200), so "faults only" still shows those that scrolled out
+  // of the feed, and those from before the page connected.
+  const faultFeed = [];
+  const isFault = (e) => e.type === 'fault' || e.type === 'ring_error';
   function describeEvent(e) {
     switch (e.type) {
       case 'fault': return `${e.fault.kind} in ${e.fault.call}: ${e.fault.detail.split('\n')[0]}`;
@@ -429,7 +433,7 @@
 
   function renderFeed() {
     const faultsOnly = $('ev-faults').checked;
-    const items = feed.filter((e) => !faultsOnly || e.type === 'fault' || e.type === 'ring_error').slice(-200).reverse();
+    const items = (faultsOnly ? faultFeed : feed).slice(-200).reverse();
     const lis = items.map((e) => {
       if (e.notice) return el('li', 'notice', e.notice);
       const li = el('li', e.type);
@@ -441,10 +445,22 @@
   }
 
   async function pollEvents() {
-    const r = await request('events', eventCursor == null ? { limit: 200 } : { since: eventCursor, limit: 200 });
+    const first = eventCursor == null;
+    const r = await request('events', first ? { limit: 200 } : { since: eventCursor, limit: 200 });
+    if (first) {
+      // Faults before the newest 200 events are what someone opening the dashboard on a
+      // running session most needs to see: load those the dashboard still holds.
+      const oldest = r.events.length ? r.events[0].cursor : r.next;
+      const faults = await request('events', { types: ['fault', 'ring_error'], limit: 100 });
+      for (const e of faults.events) if (e.cursor < oldest) faultFeed.push(e);
+    }
     if (r.skipped > 0 && eventCursor != null) feed.push({ notice: `${num(r.skipped)} events fell out of the dashboard's history` });
-    for (const e of r.events) feed.push(e);
+    for (const e of r.events) {
+      feed.push(e);
+      if (isFault(e)) faultFeed.push(e);
+    }
     if (feed.length > 400) feed.splice(0, feed.length - 400);
+    if (faultFeed.length > 200) faultFeed.splice(0, faultFeed.length - 200);
     const changed = eventCursor !== r.next;
     eventCursor = r.next;
     if (changed || !feed.length) renderFeed();
