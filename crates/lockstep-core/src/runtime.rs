@@ -1026,7 +1026,7 @@ impl Runtime {
             }
             let pool = self.pool.as_ref().filter(|_| parallel && scheduler::phase_uses_pool(phase.members.len(), schedule.len(), running, self.last_fuel));
             let run = scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace);
-            scheduler::settle(slots, &run, tick, hasher, &mut report, &mut self.outputs);
+            scheduler::settle(slots, &run, tick, hasher, &mut report, &mut self.outputs, pool.map(|p| (p, workers)));
             busy.extend_from_slice(&run.busy);
         }
         // Only agents with news can have asked for inference; `serve_inference` takes them in

@@ -666,7 +666,15 @@ pub(crate) fn hold_barriers(slots: &mut [AgentSlot], barriers: &[usize], graph: 
 /// hash and the report. Runs after each phase of the tick, over the agents of the phase that
 /// have anything to settle (`run.busy`, ascending ids; the others' fuel and deliveries come
 /// summed in `run`, and nothing else of theirs reaches the hash, the routing or the events).
-pub(crate) fn settle(slots: &mut [AgentSlot], run: &PhaseRun, tick: u64, hasher: &mut TickHasher, report: &mut TickReport, outputs: &mut Outputs) {
+pub(crate) fn settle(
+    slots: &mut [AgentSlot],
+    run: &PhaseRun,
+    tick: u64,
+    hasher: &mut TickHasher,
+    report: &mut TickReport,
+    outputs: &mut Outputs,
+    pool: Option<(&rayon::ThreadPool, usize)>,
+) {
     report.messages_delivered += run.delivered;
     report.fuel += run.fuel;
     let live = &run.busy;
@@ -709,6 +717,12 @@ pub(crate) fn settle(slots: &mut [AgentSlot], run: &PhaseRun, tick: u64, hasher:
         }
     }
     // Pass 2: route. Messages arrive in sender-id order; delivery sorts by the full key.
+    if let Some((pool, workers)) = pool.filter(|_| outputs.tap.is_none() && outputs.trace.is_none()) {
+        let messages: usize = live.iter().filter_map(|&i| slots.get(i)).map(|s| s.out.sent.len()).sum();
+        if messages >= PARALLEL_ROUTE_MIN_MESSAGES && workers > 1 {
+            return route_in_parallel(slots, live, tick, hasher, report, outputs, pool, workers);
+        }
+    }
     for &i in live {
         if i >= slots.len() {
             continue;
@@ -742,6 +756,130 @@ pub(crate) fn settle(slots: &mut [AgentSlot], run: &PhaseRun, tick: u64, hasher:
         slots[i].out.sent = sent;
         if !slots[i].state.is_running() {
             slots[i].release();
+        }
+    }
+}
+
+/// Below this many messages in a phase, routing stays on the settling thread (waking the pool
+/// costs more than it saves).
+const PARALLEL_ROUTE_MIN_MESSAGES: usize = 8_192;
+
+/// Recipient ranges per routing thread in `route_in_parallel`.
+const ROUTE_PARTS_PER_WORKER: usize = 4;
+
+/// A message routing did not put into an inbox: (its sender's place in the phase's list of
+/// senders, its place in that sender's mailbox, why).
+type Refused = (u32, u32, DeadLetterReason);
+
+/// One thread's unit of `route_in_parallel`: a range of recipients (starting at slot index
+/// `.1`) and what it could not deliver to them.
+type RoutePart<'a> = (&'a mut [AgentSlot], usize, Vec<Refused>);
+
+/// Pass 2 of `settle` on `workers` threads, with the same result as routing every message in
+/// order on one: each thread owns a contiguous range of recipients (the slot array split into
+/// disjoint `&mut` parts) and walks every sender's mailbox in sender order, pushing the
+/// messages for its range; so each inbox receives exactly the sequence sequential routing
+/// gives it, and decides "full" at the same message. What a thread could not deliver it
+/// lists in that same order; the settling thread then walks all messages once more, in
+/// order, and hands every message that left the agents (to the host, to an unknown id, or
+/// refused) to the host queue or the dead-letter queue and the tick hash, in exactly the
+/// sequential order. The senders' mailboxes are taken out of their slots first, so the
+/// threads share them read-only.
+#[allow(clippy::too_many_arguments)]
+fn route_in_parallel(
+    slots: &mut [AgentSlot],
+    live: &[usize],
+    tick: u64,
+    hasher: &mut TickHasher,
+    report: &mut TickReport,
+    outputs: &mut Outputs,
+    pool: &rayon::ThreadPool,
+    workers: usize,
+) {
+    let senders: Vec<(usize, Mailbox)> =
+        live.iter().filter_map(|&i| slots.get_mut(i).filter(|s| !s.out.sent.is_empty()).map(|s| (i, std::mem::take(&mut s.out.sent)))).collect();
+    // More parts than threads, so that a thread the OS runs late leaves its share to the others
+    // (each part scans every sender's envelopes, a sequential read, to find its messages).
+    let per_part = slots.len().div_ceil(workers * ROUTE_PARTS_PER_WORKER).max(1);
+    let mut parts: Vec<Mutex<RoutePart<'_>>> = Vec::with_capacity(workers * ROUTE_PARTS_PER_WORKER);
+    let mut rest = &mut *slots;
+    let mut base = 0;
+    while !rest.is_empty() {
+        let take = per_part.min(rest.len());
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(take);
+        parts.push(Mutex::new((mine, base, Vec::new())));
+        base += per_part;
+        rest = tail;
+    }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        // Each part is taken by exactly one thread (the counter hands out each index once).
+        while let Some(part) = parts.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if let Ok(mut part) = part.lock() {
+                let (mine, base, refused) = &mut *part;
+                deliver_range(mine, *base, &senders, refused);
+            }
+        }
+    };
+    pool.in_place_scope(|scope| {
+        for _ in 0..workers.saturating_sub(1).min(pool.current_num_threads()) {
+            scope.spawn(|_| work());
+        }
+        work();
+    });
+    let refused: Vec<Vec<Refused>> = parts.into_iter().filter_map(|p| p.into_inner().ok()).map(|(_, _, r)| r).collect();
+    let mut cursors = vec![0usize; refused.len()];
+    for (pos, (i, sent)) in senders.iter().enumerate() {
+        report.messages_routed += sent.len() as u64;
+        for (k, m) in sent.iter().enumerate() {
+            let index = (m.to as usize).wrapping_sub(1);
+            if m.to == crate::abi::HOST_ID {
+                outputs.host_message(m.to_message());
+            } else if index >= slots.len() {
+                push_dead(hasher, report, outputs, tick, DeadLetterReason::UnknownRecipient, m.to_message());
+            } else {
+                let part = index / per_part;
+                let c = &mut cursors[part];
+                if let Some(&(p, q, reason)) = refused[part].get(*c) {
+                    if (p as usize, q as usize) == (pos, k) {
+                        *c += 1;
+                        push_dead(hasher, report, outputs, tick, reason, m.to_message());
+                    }
+                }
+            }
+        }
+        slots[*i].messages_sent += sent.len() as u64;
+    }
+    for (i, mut sent) in senders {
+        sent.clear();
+        let slot = &mut slots[i];
+        slot.out.sent = sent;
+        if !slot.state.is_running() {
+            slot.release();
+        }
+    }
+}
+
+/// One thread's share of `route_in_parallel`: every message of `senders` (in order) whose
+/// recipient is in `slots` (slot indices `base..`) goes into its inbox, or, when it cannot,
+/// into `refused` with the reason `route` would give.
+fn deliver_range(slots: &mut [AgentSlot], base: usize, senders: &[(usize, Mailbox)], refused: &mut Vec<Refused>) {
+    for (pos, (_, sent)) in senders.iter().enumerate() {
+        for (k, m) in sent.iter().enumerate() {
+            let Some(target) = (m.to as usize).wrapping_sub(1).checked_sub(base).and_then(|j| slots.get_mut(j)) else { continue };
+            let reason = match target.state {
+                AgentState::Running => {
+                    let inbox = &mut target.inbox;
+                    if inbox.len() < crate::abi::MAX_INBOX_MESSAGES && inbox.payload_bytes() + m.payload.len() <= crate::abi::MAX_INBOX_BYTES {
+                        inbox.push(m);
+                        continue;
+                    }
+                    DeadLetterReason::RecipientInboxFull
+                }
+                AgentState::Faulted(_) => DeadLetterReason::RecipientFaulted,
+                _ => DeadLetterReason::RecipientStopped,
+            };
+            refused.push((pos as u32, k as u32, reason));
         }
     }
 }
