@@ -37,7 +37,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OUT = pathlib.Path(os.environ.get("LM_OUT") or pathlib.Path(__file__).resolve().parent.parent / "models" / "tiny_lm")
+OUT = pathlib.Path(os.environ.get("LM_OUT") or pathlib.Path(__file__).resolve().parent.parent / "models" / (
+    "tiny_lm_gqa" if os.environ.get("LM_LAYOUT") == "gqa" else "tiny_lm"))
 OUT.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(20261126)
 
@@ -47,6 +48,11 @@ H = int(os.environ.get("LM_HEADS", 4))
 LAYERS = int(os.environ.get("LM_LAYERS", 2))
 FF = int(os.environ.get("LM_FF", 128))
 BENCH_ONLY = os.environ.get("LM_BENCH_ONLY") == "1"
+# "optimum" (default): attention from plain ops, present.* = Concat(past, new) (Hugging Face Optimum's
+# layout). "gqa": the same weights with each attention as ONNX Runtime's com.microsoft
+# GroupQueryAttention (onnxruntime-genai's layout), whose cache can be one buffer updated in place.
+LAYOUT = os.environ.get("LM_LAYOUT", "optimum")
+assert LAYOUT in ("optimum", "gqa"), "LM_LAYOUT is optimum or gqa"
 DH = D // H
 assert D <= V and D % H == 0 and DH % 2 == 0, "hidden must be at most 260 and split into heads of an even size"
 BOS, EOS, PAD = 256, 257, 258
@@ -143,21 +149,31 @@ def build():
     node("Cos", ["angles"], ["pe_cos"])
     node("Concat", ["pe_sin", "pe_cos"], ["pe_raw"], axis=-1)
     node("Mul", ["pe_raw", "pe_scale"], ["pe"])
+    if LAYOUT == "gqa":
+        # GroupQueryAttention masks by lengths: row b's cache holds attention_mask[b]'s ones, at
+        # its start (right padding), and total_sequence_length is the mask's width.
+        node("ReduceSum", ["attention_mask", "axes1"], ["mask_sum"], keepdims=0)
+        node("Sub", ["mask_sum", "one_i"], ["seqlens_k64"])
+        node("Cast", ["seqlens_k64"], ["seqlens_k"], to=TensorProto.INT32)
+        node("Shape", ["attention_mask"], ["mask_shape"])
+        node("Gather", ["mask_shape", "one_i"], ["T"])
+        node("Cast", ["T"], ["total_len"], to=TensorProto.INT32)
     # Mask: key j is visible to query i when j <= i's index in the cache and attention_mask[j] = 1.
-    node("Shape", ["input_ids"], ["ids_shape"])
-    node("Gather", ["ids_shape", "one_i"], ["S"])
-    node("Shape", ["attention_mask"], ["mask_shape"])
-    node("Gather", ["mask_shape", "one_i"], ["T"])
-    node("Sub", ["T", "S"], ["P"])
-    node("Range", ["zero_i", "T", "one_i"], ["kpos"])
-    node("Range", ["P", "T", "one_i"], ["qpos"])
-    node("Unsqueeze", ["kpos", "axes0"], ["kpos_row"])
-    node("Unsqueeze", ["qpos", "axes1"], ["qpos_col"])
-    node("LessOrEqual", ["kpos_row", "qpos_col"], ["causal"])
-    node("Cast", ["attention_mask"], ["pad_ok"], to=TensorProto.BOOL)
-    node("Unsqueeze", ["pad_ok", "axes12"], ["pad_ok4"])
-    node("And", ["causal", "pad_ok4"], ["visible"])
-    node("Where", ["visible", "zero_f", "neg_big"], ["bias"])
+    else:
+        node("Shape", ["input_ids"], ["ids_shape"])
+        node("Gather", ["ids_shape", "one_i"], ["S"])
+        node("Shape", ["attention_mask"], ["mask_shape"])
+        node("Gather", ["mask_shape", "one_i"], ["T"])
+        node("Sub", ["T", "S"], ["P"])
+        node("Range", ["zero_i", "T", "one_i"], ["kpos"])
+        node("Range", ["P", "T", "one_i"], ["qpos"])
+        node("Unsqueeze", ["kpos", "axes0"], ["kpos_row"])
+        node("Unsqueeze", ["qpos", "axes1"], ["qpos_col"])
+        node("LessOrEqual", ["kpos_row", "qpos_col"], ["causal"])
+        node("Cast", ["attention_mask"], ["pad_ok"], to=TensorProto.BOOL)
+        node("Unsqueeze", ["pad_ok", "axes12"], ["pad_ok4"])
+        node("And", ["causal", "pad_ok4"], ["visible"])
+        node("Where", ["visible", "zero_f", "neg_big"], ["bias"])
 
     def rmsnorm(x, out):
         node("Mul", [x, x], [out + "_sq"])
@@ -173,20 +189,28 @@ def build():
             inits.append(numpy_helper.from_array(w[k], p + k))
         rmsnorm(x, p + "hn")
         node("Add", [p + "hn", "pe"], [p + "h"])
-        for k in ("q", "k", "v"):
+        if LAYOUT == "gqa":
+            for k in ("q", "k", "v"):
+                node("MatMul", [p + "h", p + "w" + k], [p + k + "_flat"])
+            node("GroupQueryAttention", [p + "q_flat", p + "k_flat", p + "v_flat", f"past_key_values.{l}.key",
+                                         f"past_key_values.{l}.value", "seqlens_k", "total_len"],
+                 [p + "o", f"present.{l}.key", f"present.{l}.value"], domain="com.microsoft",
+                 num_heads=H, kv_num_heads=H, scale=float(1 / np.sqrt(DH)))
+        for k in ("q", "k", "v") if LAYOUT == "optimum" else ():
             node("MatMul", [p + "h", p + "w" + k], [p + k + "_flat"])
             node("Reshape", [p + k + "_flat", "split_heads"], [p + k + "_bshd"])
             node("Transpose", [p + k + "_bshd"], [p + k + "_new"], perm=[0, 2, 1, 3])
-        node("Concat", [f"past_key_values.{l}.key", p + "k_new"], [f"present.{l}.key"], axis=2)
-        node("Concat", [f"past_key_values.{l}.value", p + "v_new"], [f"present.{l}.value"], axis=2)
-        node("Transpose", [f"present.{l}.key"], [p + "kt"], perm=[0, 1, 3, 2])
-        node("MatMul", [p + "q_new", p + "kt"], [p + "scores_raw"])
-        node("Mul", [p + "scores_raw", "qk_scale"], [p + "scores_scaled"])
-        node("Add", [p + "scores_scaled", "bias"], [p + "scores"])
-        node("Softmax", [p + "scores"], [p + "probs"], axis=-1)
-        node("MatMul", [p + "probs", f"present.{l}.value"], [p + "o_bhsd"])
-        node("Transpose", [p + "o_bhsd"], [p + "o_bshd"], perm=[0, 2, 1, 3])
-        node("Reshape", [p + "o_bshd", "merge_heads"], [p + "o"])
+        if LAYOUT == "optimum":
+            node("Concat", [f"past_key_values.{l}.key", p + "k_new"], [f"present.{l}.key"], axis=2)
+            node("Concat", [f"past_key_values.{l}.value", p + "v_new"], [f"present.{l}.value"], axis=2)
+            node("Transpose", [f"present.{l}.key"], [p + "kt"], perm=[0, 1, 3, 2])
+            node("MatMul", [p + "q_new", p + "kt"], [p + "scores_raw"])
+            node("Mul", [p + "scores_raw", "qk_scale"], [p + "scores_scaled"])
+            node("Add", [p + "scores_scaled", "bias"], [p + "scores"])
+            node("Softmax", [p + "scores"], [p + "probs"], axis=-1)
+            node("MatMul", [p + "probs", f"present.{l}.value"], [p + "o_bhsd"])
+            node("Transpose", [p + "o_bhsd"], [p + "o_bshd"], perm=[0, 2, 1, 3])
+            node("Reshape", [p + "o_bshd", "merge_heads"], [p + "o"])
         node("MatMul", [p + "o", p + "wo"], [p + "attn"])
         node("Add", [x, p + "attn"], [p + "x1"])
         rmsnorm(p + "x1", p + "mn")
@@ -209,8 +233,11 @@ def build():
         for kv in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{l}.{kv}", f, ["batch_size", H, "past_sequence_length", DH]))
             outputs.append(helper.make_tensor_value_info(f"present.{l}.{kv}", f, ["batch_size", H, "total_sequence_length", DH]))
+    used = {i for node_ in n for i in node_.input}
+    inits = [t for t in inits if t.name in used]
     graph = helper.make_graph(n, "tiny_lm", inputs, outputs, initializer=inits)
-    model = helper.make_model(graph, producer_name="lockstep-gen-lm", opset_imports=[helper.make_opsetid("", 21)])
+    model = helper.make_model(graph, producer_name="lockstep-gen-lm", opset_imports=[helper.make_opsetid("", 21)] + (
+        [helper.make_opsetid("com.microsoft", 1)] if LAYOUT == "gqa" else []))
     onnx.checker.check_model(model)
     return model
 
@@ -253,8 +280,12 @@ def main():
         return
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
+    # GroupQueryAttention's cache is a buffer of fixed capacity (rows' tokens at its start); the
+    # Optimum layout's starts empty and grows.
+    CAP = 64 if LAYOUT == "gqa" else 0
+
     def empty_past(b):
-        return {f"past_key_values.{l}.{kv}": np.zeros((b, H, 0, DH), np.float32) for l in range(LAYERS) for kv in ("key", "value")}
+        return {f"past_key_values.{l}.{kv}": np.zeros((b, H, CAP, DH), np.float32) for l in range(LAYERS) for kv in ("key", "value")}
 
     def greedy(prompt, steps):
         ids = [BOS] + list(prompt.encode())
@@ -315,22 +346,25 @@ def main():
         w.update(s)
     assert any(a != c["greedy"] for a, c in zip(ablated, cases)), "the layers do not change any greedy output"
 
-    # Left padding: a batch of two prompts of different lengths gives each one's logits.
+    # Padding (left for the Optimum layout, right for GroupQueryAttention's): a batch of two
+    # prompts of different lengths gives each one's logits.
     a, b = [BOS] + list(b"Hi"), [BOS] + list(b"The river")
     t = max(len(a), len(b))
     ids = np.full((2, t), PAD, np.int64)
     mask = np.zeros((2, t), np.int64)
     pos = np.zeros((2, t), np.int64)
     for r, s in enumerate((a, b)):
-        ids[r, t - len(s):] = s
-        mask[r, t - len(s):] = 1
-        pos[r, t - len(s):] = np.arange(len(s))
+        at = slice(t - len(s), t) if LAYOUT == "optimum" else slice(0, len(s))
+        ids[r, at] = s
+        mask[r, at] = 1
+        pos[r, at] = np.arange(len(s))
     res = sess.run(None, {"input_ids": ids, "attention_mask": mask, "position_ids": pos, **empty_past(2)})
     for r, s in enumerate((a, b)):
-        assert np.allclose(res[0][r, -1], numpy_logits(s), atol=1e-3), "left padding changes a row"
+        last = -1 if LAYOUT == "optimum" else len(s) - 1
+        assert np.allclose(res[0][r, last], numpy_logits(s), atol=1e-3), "padding changes a row"
 
     info = {
-        "vocab": V, "hidden": D, "heads": H, "head_dim": DH, "layers": LAYERS,
+        **({"layout": LAYOUT} if LAYOUT != "optimum" else {}), "vocab": V, "hidden": D, "heads": H, "head_dim": DH, "layers": LAYERS,
         "bos": BOS, "eos": EOS, "pad": PAD,
         "min_top2_margin": min(all_margins),
         "cases": cases,

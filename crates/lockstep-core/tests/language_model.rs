@@ -1,12 +1,13 @@
 //! The language-model service on the committed tiny decoder (models/tiny_lm, made by
 //! scripts/gen-lm.py): the real loading path, greedy tokens equal to ONNX Runtime's in Python,
 //! continuous batching that changes no sequence's tokens, seeded sampling, stop sequences,
-//! limits and refusals.
+//! limits and refusals. The same checks run on models/tiny_lm_gqa, the same weights with
+//! GroupQueryAttention (the in-place KV-cache layout), which must give the same tokens.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lockstep_core::inference::lm::{Finish, GenerateRequest, Generator, GeneratorLimits, LanguageModel, LmOptions, SamplingParams, Tokenizer};
+use lockstep_core::inference::lm::{Finish, GenerateRequest, Generator, GeneratorLimits, KvLayout, LanguageModel, LmOptions, SamplingParams, Tokenizer};
 use lockstep_core::inference::{EngineOptions, InferenceEngine, InferenceError};
 
 fn root() -> PathBuf {
@@ -22,6 +23,12 @@ fn engine() -> Arc<InferenceEngine> {
 
 fn tiny_lm() -> LanguageModel {
     let bytes = std::fs::read(root().join("models/tiny_lm/model.onnx")).expect("models/tiny_lm is checked in");
+    LanguageModel::load(engine(), bytes, LmOptions::bytes()).unwrap()
+}
+
+/// The same weights as tiny_lm, attention as GroupQueryAttention: the in-place layout.
+fn tiny_lm_gqa() -> LanguageModel {
+    let bytes = std::fs::read(root().join("models/tiny_lm_gqa/model.onnx")).expect("models/tiny_lm_gqa is checked in");
     LanguageModel::load(engine(), bytes, LmOptions::bytes()).unwrap()
 }
 
@@ -84,10 +91,13 @@ fn refuses_models_that_are_not_decoders_and_says_why() {
 
 #[test]
 fn greedy_tokens_equal_onnx_runtimes_in_python_one_at_a_time_and_batched() {
+    greedy_tokens_equal_the_reference(tiny_lm());
+}
+
+fn greedy_tokens_equal_the_reference(lm: LanguageModel) {
     let r = reference();
     let cases = r["cases"].as_array().unwrap();
     assert!(r["min_top2_margin"].as_f64().unwrap() > 1e-3, "the reference's tokens must not hinge on rounding");
-    let lm = tiny_lm();
     // One at a time (batch of one).
     for c in cases {
         let mut g = Generator::new(lm.clone(), GeneratorLimits { max_batch: 1, ..Default::default() });
@@ -110,17 +120,22 @@ fn greedy_tokens_equal_onnx_runtimes_in_python_one_at_a_time_and_batched() {
         assert_eq!(out[&(k as u64)].0, want[..want.len() - 3 * k], "prompt {:?} batched", c["prompt"]);
         assert_eq!(out[&(k as u64)].1, Finish::MaxTokens);
     }
-    // One prefill for all, one decode call per step for all: 23 steps for the longest.
-    assert_eq!(g.stats().prefill_calls, 1);
+    // Prompts of 2, 6, 11, 17 and 31 tokens are prefilled in 3 calls ({2, 6}, {11, 17}, {31}:
+    // less padding than one call of 5 x 31), then one decode call per step for all: 23 steps
+    // for the longest.
+    assert_eq!(g.stats().prefill_calls, 3);
     assert_eq!(g.stats().decode_calls, 23);
     assert!(g.stats().rebuilds >= 4, "rows left the batch: {:?}", g.stats());
 }
 
 #[test]
 fn sequences_join_a_running_batch_between_steps() {
+    sequences_join_between_steps(tiny_lm());
+}
+
+fn sequences_join_between_steps(lm: LanguageModel) {
     let r = reference();
     let cases = r["cases"].as_array().unwrap();
-    let lm = tiny_lm();
     let mut g = Generator::new(lm, GeneratorLimits { max_batch: 2, ..Default::default() });
     // Three requests, a batch of two: the third waits and joins when the first leaves; a
     // fourth is submitted mid-way.
@@ -148,7 +163,10 @@ fn sequences_join_a_running_batch_between_steps() {
 
 #[test]
 fn sampling_is_seeded_per_sequence_and_independent_of_the_batch() {
-    let lm = tiny_lm();
+    sampling_is_seeded_and_independent_of_the_batch(tiny_lm());
+}
+
+fn sampling_is_seeded_and_independent_of_the_batch(lm: LanguageModel) -> Vec<u32> {
     let prompt = lm.encode_prompt(b"The agents").unwrap();
     let sampled = |seed: u8| GenerateRequest {
         prompt: prompt.clone(),
@@ -173,6 +191,7 @@ fn sampling_is_seeded_per_sequence_and_independent_of_the_batch() {
     let out = run_all(&mut g);
     assert_eq!(out[&1].0, a);
     assert_eq!(out[&0].0, alone(9));
+    a
 }
 
 #[test]
@@ -220,4 +239,54 @@ fn requests_are_checked_and_the_queue_is_bounded() {
     g.submit(3, greedy(vec![256], 3)).unwrap();
     let out = run_all(&mut g);
     assert_eq!(out.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
+}
+
+#[test]
+fn the_in_place_layout_is_found_from_the_graph() {
+    let (concat, in_place) = (tiny_lm(), tiny_lm_gqa());
+    assert_eq!(concat.info().layout, KvLayout::Concat);
+    assert_eq!(in_place.info().layout, KvLayout::InPlace);
+    assert_eq!(in_place.info().layout.name(), "in-place");
+    let (a, b) = (concat.info(), in_place.info());
+    assert_eq!((a.layers, a.heads, a.head_dim, a.vocab, a.kv_type), (b.layers, b.heads, b.head_dim, b.vocab, b.kv_type));
+    assert!(b.attention_mask && b.position_ids);
+}
+
+#[test]
+fn the_in_place_layout_gives_the_optimum_layouts_tokens() {
+    // Greedy, one at a time and batched (rows of different lengths join, pad and leave), and
+    // joining a running batch: the reference tokens, made with the Optimum-layout model.
+    greedy_tokens_equal_the_reference(tiny_lm_gqa());
+    sequences_join_between_steps(tiny_lm_gqa());
+    // Seeded sampling: the same tokens as the Optimum-layout model with the same seed.
+    assert_eq!(sampling_is_seeded_and_independent_of_the_batch(tiny_lm_gqa()), sampling_is_seeded_and_independent_of_the_batch(tiny_lm()));
+}
+
+#[test]
+fn an_in_place_cache_grows_past_its_capacity_and_keeps_every_rows_tokens() {
+    // Long generations (a 31-token prompt and 200 tokens) move the batch to larger buffers
+    // several times, and rows leave at different steps; each row's tokens equal the same
+    // request alone on the Optimum-layout model, sampled (where no rounding can flip a greedy
+    // near-tie: sampling draws from the whole distribution with a seeded stream).
+    let r = reference();
+    let cases = r["cases"].as_array().unwrap();
+    let request = |k: usize| GenerateRequest {
+        prompt: ids(&cases[k]["prompt_ids"]),
+        max_tokens: 200 - 30 * k as u32,
+        stop: Vec::new(),
+        sampling: SamplingParams { temperature: 0.8, top_k: 20, top_p: 0.9 },
+        seed: [k as u8 + 1; 32],
+    };
+    let mut g = Generator::new(tiny_lm_gqa(), GeneratorLimits::default());
+    for k in 0..cases.len() {
+        g.submit(k as u64, request(k)).unwrap();
+    }
+    let batched = run_all(&mut g);
+    assert!(g.stats().rebuilds >= 3, "the buffer grew and rows left: {:?}", g.stats());
+    for k in 0..cases.len() {
+        let mut alone = Generator::new(tiny_lm(), GeneratorLimits { max_batch: 1, ..Default::default() });
+        alone.submit(0, request(k)).unwrap();
+        let want = run_all(&mut alone).remove(&0).unwrap();
+        assert_eq!(batched[&(k as u64)], want, "request {k}");
+    }
 }

@@ -376,6 +376,12 @@ impl InferenceEngine {
         Ok(self.get(id)?.info.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
+    /// The bytes a loaded model was loaded from (the language-model service reads its graph's
+    /// operators to find its KV-cache layout).
+    pub(crate) fn model_bytes(&self, id: &str) -> Result<Arc<Vec<u8>>, InferenceError> {
+        Ok(self.get(id)?.bytes.clone())
+    }
+
     /// Runs `f` with the model's session, locked, and its description: the language-model
     /// service (`lm`) feeds its KV cache straight back to ONNX Runtime through it.
     pub(crate) fn with_session<R>(&self, id: &str, f: impl FnOnce(&mut Session, &ModelInfo) -> R) -> Result<R, InferenceError> {

@@ -11,12 +11,13 @@
 
 use std::collections::VecDeque;
 
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 
 use super::kv::{self, Kv, RowSource};
 use super::sampler::{Sampler, SamplingParams};
-use super::LanguageModel;
+use super::{KvLayout, LanguageModel};
 use crate::inference::InferenceError;
 
 /// One generation to run.
@@ -99,7 +100,8 @@ pub struct GeneratorStats {
     pub prefill_calls: u64,
     /// Tokens generated.
     pub tokens: u64,
-    /// Times the batch's cache was rebuilt (sequences joined or left).
+    /// Times the batch's cache was rebuilt (sequences joined or left, or an in-place buffer
+    /// grew).
     pub rebuilds: u64,
 }
 
@@ -136,7 +138,8 @@ pub struct Generator {
     logits: Vec<f32>,
 }
 
-type Inputs = Vec<(String, SessionInputValue<'static>)>;
+type Inputs = Vec<(std::borrow::Cow<'static, str>, SessionInputValue<'static>)>;
+type Feeds = Vec<(&'static str, DynValue)>;
 
 impl Generator {
     /// A generator over `lm`; a model without `attention_mask` cannot pad, so it decodes one
@@ -312,7 +315,12 @@ impl Generator {
         if self.active.is_empty() {
             return;
         }
-        match old.map(|kv| kv::gather(&self.lm.info, &[&kv], &rows)) {
+        let info = self.lm.info.clone();
+        let width = |old: &Kv| match info.layout {
+            KvLayout::Concat => rows.iter().map(|r| r.len).max().unwrap_or(0),
+            KvLayout::InPlace => old.width,
+        };
+        match old.map(|kv| kv::gather(&info, &[&kv], &rows, width(&kv))) {
             Some(Ok(kv)) => {
                 self.kv = Some(kv);
                 self.stats.rebuilds += 1;
@@ -334,98 +342,160 @@ impl Generator {
         }
     }
 
-    /// Prefills `joiners` together and merges those that did not finish at their first token
-    /// into the batch.
+    /// Prefills `joiners` (in groups of similar prompt lengths: [`prefill_groups`]) and merges
+    /// those that did not finish at their first token into the batch.
     fn join(&mut self, mut joiners: Vec<Seq>) {
         let info = self.lm.info.clone();
-        let (j, width) = (joiners.len(), joiners.iter().map(|s| s.prompt.len()).max().unwrap_or(0));
+        let groups = prefill_groups(&joiners.iter().map(|s| s.prompt.len()).collect::<Vec<_>>());
+        // For each joiner: its group and its row there, if its prefill ran.
+        let mut place: Vec<Option<(usize, usize)>> = vec![None; joiners.len()];
+        let mut caches = Vec::new();
+        for group in &groups {
+            self.stats.prefill_calls += 1;
+            match self.prefill(&mut joiners, group) {
+                Ok(kv) => {
+                    for (r, &i) in group.iter().enumerate() {
+                        place[i] = Some((caches.len(), r));
+                    }
+                    caches.push(kv);
+                }
+                Err(e) => {
+                    tracing::warn!(target: "lockstep::inference", "language model {}: prefill failed: {e}", info.id);
+                    for &i in group {
+                        joiners[i].finish.get_or_insert(Finish::Failed(e.clone()));
+                    }
+                }
+            }
+        }
+        let old = self.kv.take();
+        if old.is_none() && !self.active.is_empty() {
+            self.fail_active("the batch lost its cache".into());
+        }
+        let first = usize::from(old.is_some());
+        let mut rows: Vec<RowSource> = self.active.iter().enumerate().map(|(i, s)| RowSource { src: 0, row: i, len: s.len }).collect();
+        let all = joiners.len();
+        let mut kept = Vec::new();
+        for (s, at) in joiners.into_iter().zip(place) {
+            match at {
+                Some((g, r)) if s.finish.is_none() => {
+                    rows.push(RowSource { src: first + g, row: r, len: s.len });
+                    kept.push(s);
+                }
+                _ => self.done.push(s),
+            }
+        }
+        if kept.is_empty() {
+            self.kv = old;
+            return;
+        }
+        let merged = if info.layout == KvLayout::Concat && old.is_none() && caches.len() == 1 && kept.len() == all {
+            // Nobody else decoding, one prefill and nobody finished: its cache is the batch's.
+            caches.pop().ok_or_else(|| "no prefill cache".to_string())
+        } else {
+            let longest = rows.iter().map(|r| r.len).max().unwrap_or(0);
+            let width = match info.layout {
+                KvLayout::Concat => longest,
+                KvLayout::InPlace => kv::capacity(longest + 1, info.options.max_context),
+            };
+            let sources: Vec<&Kv> = old.iter().chain(&caches).collect();
+            self.stats.rebuilds += 1;
+            kv::gather(&info, &sources, &rows, width)
+        };
+        self.active.extend(kept);
+        match merged {
+            Ok(kv) => self.kv = Some(kv),
+            Err(e) => self.fail_active(e),
+        }
+    }
+
+    /// One prefill call for the joiners `group` (indices into `joiners`): each gets its first
+    /// token. Returns the group's cache, row `r` being `group[r]`'s.
+    fn prefill(&mut self, joiners: &mut [Seq], group: &[usize]) -> Result<Kv, String> {
+        let info = self.lm.info.clone();
+        let (j, width) = (group.len(), group.iter().map(|&i| joiners[i].prompt.len()).max().unwrap_or(0));
         let mut ids = vec![i64::from(info.options.pad); j * width];
         let mut mask = vec![0i64; j * width];
         let mut pos = vec![0i64; j * width];
-        for (r, s) in joiners.iter().enumerate() {
-            let off = r * width + width - s.prompt.len();
-            for (k, t) in s.prompt.iter().enumerate() {
+        for (r, &i) in group.iter().enumerate() {
+            let prompt = &joiners[i].prompt;
+            // Concat: left-padded (the mask hides the padding); in place: right-padded (the
+            // mask's ones give each row's length).
+            let off = r * width + if info.layout == KvLayout::Concat { width - prompt.len() } else { 0 };
+            for (k, t) in prompt.iter().enumerate() {
                 ids[off + k] = i64::from(*t);
                 mask[off + k] = 1;
                 pos[off + k] = k as i64;
             }
         }
-        let outcome = kv::empty(&info, j).and_then(|past| {
-            let inputs = self.inputs([j, width, width], ids, mask, pos, past.values)?;
-            let (logits, present) = self.call(inputs)?;
-            for (r, s) in joiners.iter_mut().enumerate() {
-                kv::logits_row(&logits, r, &mut self.logits)?;
-                s.len = s.prompt.len();
-                let t = s.sampler.pick(&self.logits);
-                accept(&info, s, t);
-                self.stats.tokens += 1;
+        let feeds = self.feeds([j, width, width], ids, mask, pos)?;
+        let (logits, kv) = match info.layout {
+            KvLayout::Concat => {
+                let (logits, present) = self.call(feeds, kv::zeroed(&info, j, 0)?.values)?;
+                (logits, Kv { values: present, rows: j, width })
             }
-            Ok(Kv { values: present, rows: j, width })
-        });
-        self.stats.prefill_calls += 1;
-        let pre = match outcome {
-            Ok(pre) => pre,
-            Err(e) => {
-                tracing::warn!(target: "lockstep::inference", "language model {}: prefill failed: {e}", info.id);
-                for mut s in joiners {
-                    s.finish.get_or_insert(Finish::Failed(e.clone()));
-                    self.done.push(s);
-                }
-                return;
+            KvLayout::InPlace => {
+                let mut kv = kv::zeroed(&info, j, width)?;
+                (self.call_in_place(feeds, &mut kv)?, kv)
             }
         };
-        let mut rows: Vec<RowSource> = self.active.iter().enumerate().map(|(i, s)| RowSource { src: 0, row: i, len: s.len }).collect();
-        let mut kept = Vec::new();
-        let all = joiners.len();
-        for (r, s) in joiners.into_iter().enumerate() {
-            if s.finish.is_none() {
-                rows.push(RowSource { src: 1, row: r, len: s.len });
-                kept.push(s);
-            } else {
-                self.done.push(s);
-            }
+        for (r, &i) in group.iter().enumerate() {
+            let s = &mut joiners[i];
+            let at = (info.layout == KvLayout::InPlace).then(|| s.prompt.len() - 1);
+            kv::logits_row(&logits, r, at, &mut self.logits)?;
+            s.len = s.prompt.len();
+            let t = s.sampler.pick(&self.logits);
+            accept(&info, s, t);
+            self.stats.tokens += 1;
         }
-        if kept.is_empty() {
-            return;
-        }
-        let merged = match self.kv.take() {
-            // Nobody else decoding and nobody finished: the prefill's cache is the batch's.
-            None if self.active.is_empty() && kept.len() == all => Ok(pre),
-            None if self.active.is_empty() => kv::gather(&info, &[&pre, &pre], &rows),
-            None => Err("the batch lost its cache".to_string()),
-            Some(old) => kv::gather(&info, &[&old, &pre], &rows),
-        };
-        self.active.extend(kept);
-        match merged {
-            Ok(kv) => {
-                self.stats.rebuilds += u64::from(kv.rows != all || self.active.len() != all);
-                self.kv = Some(kv);
-            }
-            Err(e) => self.fail_active(e),
-        }
+        Ok(kv)
     }
 
     /// One decode call for every active sequence.
     fn decode(&mut self) {
-        let Some(kv) = self.kv.take() else {
+        let Some(mut kv) = self.kv.take() else {
             self.fail_active("the batch lost its cache".into());
             return;
         };
         let info = self.lm.info.clone();
-        let (b, w) = (self.active.len(), kv.width);
+        let b = self.active.len();
         let ids: Vec<i64> = self.active.iter().map(|s| i64::from(s.next)).collect();
-        let mut mask = vec![0i64; b * (w + 1)];
-        for (r, s) in self.active.iter().enumerate() {
-            mask[r * (w + 1) + w - s.len..(r + 1) * (w + 1)].fill(1);
-        }
         let pos: Vec<i64> = self.active.iter().map(|s| s.len as i64).collect();
-        let outcome = self.inputs([b, 1, w + 1], ids, mask, pos, kv.values).and_then(|inputs| self.call(inputs));
         self.stats.decode_calls += 1;
+        let outcome = match info.layout {
+            KvLayout::Concat => {
+                let w = kv.width;
+                let mut mask = vec![0i64; b * (w + 1)];
+                for (r, s) in self.active.iter().enumerate() {
+                    mask[r * (w + 1) + w - s.len..(r + 1) * (w + 1)].fill(1);
+                }
+                self.feeds([b, 1, w + 1], ids, mask, pos).and_then(|feeds| self.call(feeds, kv.values)).map(|(logits, present)| {
+                    self.kv = Some(Kv { values: present, rows: b, width: w + 1 });
+                    logits
+                })
+            }
+            KvLayout::InPlace => {
+                let need = self.active.iter().map(|s| s.len + 1).max().unwrap_or(1);
+                if need > kv.width {
+                    let rows: Vec<RowSource> = self.active.iter().enumerate().map(|(i, s)| RowSource { src: 0, row: i, len: s.len }).collect();
+                    self.stats.rebuilds += 1;
+                    match kv::gather(&info, &[&kv], &rows, kv::capacity(need, info.options.max_context)) {
+                        Ok(grown) => kv = grown,
+                        Err(e) => return self.fail_active(e),
+                    }
+                }
+                let mut mask = vec![0i64; b * need];
+                for (r, s) in self.active.iter().enumerate() {
+                    mask[r * need..r * need + s.len + 1].fill(1);
+                }
+                let logits = self.feeds([b, 1, need], ids, mask, pos).and_then(|feeds| self.call_in_place(feeds, &mut kv));
+                self.kv = Some(kv);
+                logits
+            }
+        };
         match outcome {
-            Ok((logits, present)) => {
-                self.kv = Some(Kv { values: present, rows: b, width: w + 1 });
+            Ok(logits) => {
                 for r in 0..b {
-                    if let Err(e) = kv::logits_row(&logits, r, &mut self.logits) {
+                    if let Err(e) = kv::logits_row(&logits, r, None, &mut self.logits) {
                         self.fail_active(e);
                         return;
                     }
@@ -440,27 +510,68 @@ impl Generator {
         }
     }
 
-    /// The model's inputs: `[rows, sequence, mask width]`, ids, mask, positions and the past.
-    fn inputs(&self, [rows, seq, mask_width]: [usize; 3], ids: Vec<i64>, mask: Vec<i64>, pos: Vec<i64>, past: Vec<DynValue>) -> Result<Inputs, String> {
+    /// The model's inputs but its cache: `[rows, sequence, mask width]`, ids, mask, positions.
+    fn feeds(&self, [rows, seq, mask_width]: [usize; 3], ids: Vec<i64>, mask: Vec<i64>, pos: Vec<i64>) -> Result<Feeds, String> {
         let info = &self.lm.info;
-        let mut v: Inputs = vec![("input_ids".into(), i64_tensor(vec![rows as i64, seq as i64], ids)?)];
+        let mut v: Feeds = vec![("input_ids", i64_tensor(vec![rows as i64, seq as i64], ids)?)];
         if info.attention_mask {
-            v.push(("attention_mask".into(), i64_tensor(vec![rows as i64, mask_width as i64], mask)?));
+            v.push(("attention_mask", i64_tensor(vec![rows as i64, mask_width as i64], mask)?));
         }
         if info.position_ids {
-            v.push(("position_ids".into(), i64_tensor(vec![rows as i64, seq as i64], pos)?));
-        }
-        for (i, value) in past.into_iter().enumerate() {
-            v.push((format!("past_key_values.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" }), SessionInputValue::from(value)));
+            v.push(("position_ids", i64_tensor(vec![rows as i64, seq as i64], pos)?));
         }
         Ok(v)
     }
 
-    fn call(&self, inputs: Inputs) -> Result<(DynValue, Vec<DynValue>), String> {
+    /// A `Concat` call: `feeds` and the past in, logits and the present out.
+    fn call(&self, feeds: Feeds, past: Vec<DynValue>) -> Result<(DynValue, Vec<DynValue>), String> {
         let layers = self.lm.info.layers;
+        let mut inputs: Inputs = feeds.into_iter().map(|(name, v)| (name.into(), SessionInputValue::from(v))).collect();
+        for (i, value) in past.into_iter().enumerate() {
+            inputs.push((format!("past_key_values.{}.{}", i / 2, KV[i % 2]).into(), SessionInputValue::from(value)));
+        }
         self.lm.engine.with_session(&self.lm.info.id, |session, _| run_model(session, inputs, layers)).map_err(|e| e.to_string())?
     }
+
+    /// An `InPlace` call: `kv`'s tensors bound (I/O binding) as both `past_key_values.N.*` and
+    /// `present.N.*`, so the model writes the new columns into them; returns the logits.
+    fn call_in_place(&self, feeds: Feeds, kv: &mut Kv) -> Result<DynValue, String> {
+        self.lm.engine.with_session(&self.lm.info.id, |session, _| run_bound(session, feeds, kv)).map_err(|e| e.to_string())?
+    }
 }
+
+/// Groups of joiners to prefill together, each a list of indices into `lens` (the prompts'
+/// lengths) in submission order: a prefill call pads its rows to its longest prompt, so the
+/// prompts, ordered by length, are split where one more call (counted as [`CALL_TOKENS`]
+/// padded tokens) costs less than the padding it saves. Depends only on the lengths and their
+/// order.
+fn prefill_groups(lens: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by_key(|&i| (lens[i], i));
+    let n = order.len();
+    // cost[i]: the cheapest split of the i shortest; cut[i]: where its last group starts.
+    let (mut cost, mut cut) = (vec![0usize; n + 1], vec![0usize; n + 1]);
+    for i in 1..=n {
+        let longest = lens[order[i - 1]];
+        (cost[i], cut[i]) = (0..i).map(|j| (cost[j] + CALL_TOKENS + (i - j) * longest, j)).min().unwrap_or((0, 0));
+    }
+    let mut groups = Vec::new();
+    let mut i = n;
+    while i > 0 {
+        let mut g = order[cut[i]..i].to_vec();
+        g.sort_unstable();
+        groups.push(g);
+        i = cut[i];
+    }
+    groups.reverse();
+    groups
+}
+
+/// What a prefill call costs beyond its tokens, in padded tokens (a call of one row of a few
+/// tokens costs about as much as a few more rows).
+const CALL_TOKENS: usize = 8;
+
+const KV: [&str; 2] = ["key", "value"];
 
 /// Takes token `t` for `s`: end-of-sequence, a stop sequence, max tokens or a full context
 /// finish it; else it is the next token to feed.
@@ -513,6 +624,46 @@ fn run_model(session: &mut Session, inputs: Inputs, layers: usize) -> Result<(Dy
     Ok((logits, present))
 }
 
-fn i64_tensor(shape: Vec<i64>, data: Vec<i64>) -> Result<SessionInputValue<'static>, String> {
-    Tensor::from_array((shape, data)).map(|t| SessionInputValue::from(t.into_dyn())).map_err(|e| e.to_string())
+fn run_bound(session: &mut Session, feeds: Feeds, kv: &mut Kv) -> Result<DynValue, String> {
+    let e = |e: ort::Error| e.to_string();
+    let mut binding = session.create_binding().map_err(e)?;
+    for (name, v) in &feeds {
+        binding.bind_input(*name, v).map_err(e)?;
+    }
+    for (i, v) in kv.values.iter_mut().enumerate() {
+        let (l, which) = (i / 2, KV[i % 2]);
+        binding.bind_input(format!("past_key_values.{l}.{which}"), &*v).map_err(e)?;
+        binding.bind_output(format!("present.{l}.{which}"), &mut *v).map_err(e)?;
+    }
+    let cpu = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default).map_err(e)?;
+    binding.bind_output_to_device("logits", &cpu).map_err(e)?;
+    let mut out = session.run_binding(&binding).map_err(e)?;
+    out.remove("logits").ok_or_else(|| "the model returned no `logits`".to_string())
+}
+
+fn i64_tensor(shape: Vec<i64>, data: Vec<i64>) -> Result<DynValue, String> {
+    Tensor::from_array((shape, data)).map(|t| t.into_dyn()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefill_groups;
+
+    #[test]
+    fn prefill_groups_split_prompts_of_different_lengths() {
+        // The benchmark's six prompts (with <bos>), 32 of them: one group per length but where
+        // two lengths are close.
+        assert_eq!(prefill_groups(&[6, 11, 17, 31, 2]), vec![vec![0, 4], vec![1, 2], vec![3]]);
+        assert_eq!(prefill_groups(&[5, 5, 5]), vec![vec![0, 1, 2]]);
+        assert_eq!(prefill_groups(&[7]), vec![vec![0]]);
+        assert!(prefill_groups(&[]).is_empty());
+        // Groups list rows in submission order, and every row once.
+        let lens: Vec<usize> = (0..32).map(|i| [6, 11, 17, 31, 15, 14][i % 6]).collect();
+        let groups = prefill_groups(&lens);
+        let mut all: Vec<usize> = groups.iter().flatten().copied().collect();
+        assert!(groups.iter().all(|g| g.windows(2).all(|w| w[0] < w[1])));
+        all.sort_unstable();
+        assert_eq!(all, (0..32).collect::<Vec<_>>());
+        assert!(groups.len() >= 3 && groups.len() <= 5, "{groups:?}");
+    }
 }

@@ -4,7 +4,11 @@
 //!
 //! - [`LanguageModel`]: a loaded model whose inputs and outputs were checked against the layout
 //!   (`input_ids`, `attention_mask`, `position_ids` where present, `past_key_values.N.key/value`
-//!   in; `logits`, `present.N.key/value` out), with its tokenizer and special tokens.
+//!   in; `logits`, `present.N.key/value` out), with its tokenizer and special tokens. Its
+//!   [`KvLayout`] says how its cache grows: Optimum's concatenation (`present` = `past` + the
+//!   new tokens, a new tensor each step) or, for a model whose attention is ONNX Runtime's
+//!   `com.microsoft` GroupQueryAttention (onnxruntime-genai's export), one preallocated buffer
+//!   bound as both `past_key_values.N.*` and `present.N.*` and written in place.
 //! - [`Generator`] (`generator.rs`): the generation service. Sequences wait in a bounded queue,
 //!   join the batch between decode steps (a batched prefill), decode together (one model call
 //!   per step for every active sequence) and leave when they finish; the KV cache stays on the
@@ -15,6 +19,7 @@
 pub mod agents;
 mod generator;
 mod kv;
+mod onnx_graph;
 mod sampler;
 
 use std::sync::Arc;
@@ -101,6 +106,31 @@ impl Default for LmOptions {
     }
 }
 
+/// How a language model's KV cache is laid out and grows (found from its graph).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvLayout {
+    /// Hugging Face Optimum's: `present.N.*` is `past_key_values.N.*` with the new tokens
+    /// appended, a new tensor at every call (a copy of the whole cache, O(context) a step). Rows
+    /// of a batch are left-padded and masked by `attention_mask`.
+    Concat,
+    /// onnxruntime-genai's, for a model whose attention is ONNX Runtime's `com.microsoft`
+    /// GroupQueryAttention: each row's tokens sit at the start of a preallocated buffer
+    /// `[rows, heads, capacity, head size]`, bound (I/O binding) as both `past_key_values.N.*`
+    /// and `present.N.*`, so each step writes only its new column in place. Rows are right-
+    /// padded; `attention_mask` says each row's length (its ones, at its start).
+    InPlace,
+}
+
+impl KvLayout {
+    /// Its name (`concat`, `in-place`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Concat => "concat",
+            Self::InPlace => "in-place",
+        }
+    }
+}
+
 /// What a loaded language model is: found from its inputs and outputs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LmInfo {
@@ -121,6 +151,8 @@ pub struct LmInfo {
     pub attention_mask: bool,
     /// The model takes `position_ids`.
     pub position_ids: bool,
+    /// How its KV cache grows.
+    pub layout: KvLayout,
     /// The model's full description.
     pub model: ModelInfo,
     /// The options it was loaded with.
@@ -165,7 +197,8 @@ impl LanguageModel {
         if options.max_context == 0 || options.max_context > crate::limits::MAX_LM_CONTEXT {
             return Err(not_lm(format!("maxContext must be 1..={}, got {}", crate::limits::MAX_LM_CONTEXT, options.max_context)));
         }
-        let info = inspect(model, options)?;
+        let in_place = onnx_graph::has_node(&engine.model_bytes(id)?, "GroupQueryAttention", "com.microsoft");
+        let info = inspect(model, options, if in_place { KvLayout::InPlace } else { KvLayout::Concat })?;
         Ok(Self { engine, info: Arc::new(info) })
     }
 
@@ -192,7 +225,7 @@ impl LanguageModel {
 }
 
 /// Checks the model's inputs and outputs against the layout.
-fn inspect(model: ModelInfo, options: LmOptions) -> Result<LmInfo, InferenceError> {
+fn inspect(model: ModelInfo, options: LmOptions, layout: KvLayout) -> Result<LmInfo, InferenceError> {
     let input = |name: &str| model.inputs.iter().find(|i| i.name == name);
     let output = |name: &str| model.outputs.iter().find(|o| o.name == name);
     let ids = input("input_ids").ok_or_else(|| not_lm("it has no input `input_ids`"))?;
@@ -208,6 +241,9 @@ fn inspect(model: ModelInfo, options: LmOptions) -> Result<LmInfo, InferenceErro
     };
     let attention_mask = int2("attention_mask")?;
     let position_ids = int2("position_ids")?;
+    if layout == KvLayout::InPlace && !attention_mask {
+        return Err(not_lm("its attention is GroupQueryAttention but it has no input `attention_mask` (which gives each row's length)"));
+    }
     let logits = output("logits").ok_or_else(|| not_lm("it has no output `logits`"))?;
     if logits.shape.len() != 3 || !matches!(logits.dtype.as_str(), "float32" | "float16") {
         return Err(not_lm(format!("output `logits` must be float32 or float16 [batch, sequence, vocabulary], is {}{:?}", logits.dtype, logits.shape)));
@@ -257,5 +293,5 @@ fn inspect(model: ModelInfo, options: LmOptions) -> Result<LmInfo, InferenceErro
             return Err(not_lm(format!("special token {t} is outside the model's vocabulary of {vocab}")));
         }
     }
-    Ok(LmInfo { id: model.id.clone(), layers, heads, head_dim, kv_type, vocab, attention_mask, position_ids, model, options })
+    Ok(LmInfo { id: model.id.clone(), layers, heads, head_dim, kv_type, vocab, attention_mask, position_ids, layout, model, options })
 }
