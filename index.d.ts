@@ -1066,6 +1066,13 @@ export interface LanguageModelInfo {
   headDim: number;
   /** Element type of the KV cache: 'float32' or 'float16'. */
   kvType: string;
+  /**
+   * How the KV cache grows, found from the model's graph: 'concat' (Hugging Face Optimum's
+   * layout: every step makes a new `present.*`, a copy of the whole cache) or 'in-place' (a
+   * model whose attention is ONNX Runtime's GroupQueryAttention, as onnxruntime-genai exports:
+   * one buffer per layer, bound as both `past_key_values.*` and `present.*`).
+   */
+  kvLayout: 'concat' | 'in-place';
   /** The vocabulary (-1 when the model leaves it open). */
   vocab: number;
   tokenizer: 'bytes' | 'none';

@@ -1,5 +1,6 @@
 // Language models (docs/INFERENCE.md, "Language models") on the committed tiny decoder
-// (models/tiny_lm, made by scripts/gen-lm.py): JS's generate(), and agents that generate
+// (models/tiny_lm, made by scripts/gen-lm.py, and models/tiny_lm_gqa, its weights with
+// GroupQueryAttention: the in-place KV-cache layout): JS's generate(), and agents that generate
 // through the `generate` import, replayed exactly from the log with no model.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
 const { Runtime, exampleAgent, replay, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 const MODEL = fileURLToPath(new URL('../models/tiny_lm/model.onnx', import.meta.url));
+// The same weights with GroupQueryAttention: the in-place KV-cache layout, the same tokens.
+const MODEL_GQA = fileURLToPath(new URL('../models/tiny_lm_gqa/model.onnx', import.meta.url));
 const reference = JSON.parse(readFileSync(new URL('../models/tiny_lm/reference.json', import.meta.url)));
 
 const runtime = (o = {}) => new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1, ...o });
@@ -28,6 +31,7 @@ test('loadLanguageModel describes the model and refuses what is not one', () => 
   assert.match(info.id, /^[0-9a-f]{64}$/);
   assert.deepEqual([info.layers, info.heads, info.headDim, info.vocab, info.kvType], [2, 4, 16, 260, 'float32']);
   assert.deepEqual([info.tokenizer, info.bos, info.eos, info.pad, info.maxContext], ['bytes', 256, [257], 258, 1024]);
+  assert.equal(info.kvLayout, 'concat');
   const mlp = fileURLToPath(new URL('../models/mlp_classifier.onnx', import.meta.url));
   assert.throws(() => rt.loadLanguageModel({ model: mlp }), { code: 'E_NOT_A_LANGUAGE_MODEL', message: /input_ids/ });
   assert.throws(() => rt.loadLanguageModel({ model: MODEL, eos: 999 }), { code: 'E_NOT_A_LANGUAGE_MODEL', message: /999/ });
@@ -37,9 +41,16 @@ test('loadLanguageModel describes the model and refuses what is not one', () => 
   rt.close();
 });
 
-test('greedy generate() gives the tokens ONNX Runtime gave in Python, one call or many at once', async () => {
+for (const [layout, model] of [
+  ['concat', MODEL],
+  ['in-place', MODEL_GQA],
+]) {
+  test(`greedy generate() gives the tokens ONNX Runtime gave in Python, one call or many at once (${layout} KV cache)`, () => greedyGenerate(model, layout));
+}
+
+async function greedyGenerate(model, layout) {
   const rt = runtime();
-  rt.loadLanguageModel({ model: MODEL });
+  assert.equal(rt.loadLanguageModel({ model }).kvLayout, layout);
   for (const c of reference.cases) {
     const got = await collect(rt.generate(c.prompt, { maxTokens: c.greedy.length }));
     assert.deepEqual(got.tokens, c.greedy, c.prompt);
@@ -61,7 +72,7 @@ test('greedy generate() gives the tokens ONNX Runtime gave in Python, one call o
   assert.equal(tokens, reference.cases.reduce((n, c) => n + c.greedy.length, 0));
   assert.ok(calls <= 24, `${calls} decode calls for ${tokens} tokens: batched`);
   rt.close();
-});
+}
 
 test('sampling is seeded, stop sequences end a generation, breaking out cancels it', async () => {
   const rt = runtime();
@@ -106,9 +117,9 @@ test('a tokenizer of your own, or none: token ids in and out', async () => {
 });
 
 /** Two pairs of chatter agents talking through the model for 50 ticks. */
-function chat(workers) {
+function chat(workers, model = MODEL) {
   const rt = runtime({ workers, seed: 4 });
-  const info = rt.loadLanguageModel({ model: MODEL });
+  const info = rt.loadLanguageModel({ model });
   assert.equal(rt.registerAgentLanguageModel(info.id, { tokensPerTick: 4 }), 0);
   const ids = rt.spawnMany(exampleAgent('chatter'), 4);
   const u64 = (n) => Buffer.from(new BigUint64Array([BigInt(n)]).buffer);
@@ -140,4 +151,16 @@ test('agents talk through the model: tokens at tick boundaries, the same with 1 
   assert.equal(report.ticksVerified, 50);
   one.rt.close();
   three.rt.close();
+});
+
+test('agents on the in-place layout (GroupQueryAttention) say what they say on the Optimum layout, and replay exactly', () => {
+  const concat = chat(1);
+  const inPlace = chat(2, MODEL_GQA);
+  assert.deepEqual(inPlace.lines, concat.lines);
+  const report = replay(inPlace.rt.stopRecording(), { trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
+  assert.equal(report.complete, true);
+  assert.equal(report.divergence, undefined);
+  assert.equal(report.ticksVerified, 50);
+  concat.rt.close();
+  inPlace.rt.close();
 });

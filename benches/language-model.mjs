@@ -9,7 +9,10 @@
 // - agents generating at once again, on a larger model made by scripts/gen-lm.py into
 //   .bench-out/small_lm (hidden 256, 8 heads, 8 layers, ff 2048: 10.6 M parameters, 42 MB; needs
 //   Python with `onnx numpy onnxruntime`, else skipped): a step of the tiny model is mostly
-//   per-row work, one of this one mostly reading its weights, as in real language models.
+//   per-row work, one of this one mostly reading its weights, as in real language models; and
+//   the same weights exported with GroupQueryAttention (.bench-out/small_lm_gqa, LM_LAYOUT=gqa),
+//   whose KV cache the runtime updates in place (docs/INFERENCE.md, "KV-cache layouts"),
+//   interleaved with it.
 // Imported by benches/run.mjs.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -27,14 +30,16 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const SMALL = { hidden: 256, heads: 8, layers: 8, ff: 2048 };
 
-/** The larger benchmark model, made once into .bench-out/small_lm; null when Python cannot. */
-function smallModel(log) {
+/** The larger benchmark model, made once into .bench-out/small_lm (layout 'optimum') or
+ * .bench-out/small_lm_gqa (layout 'gqa'); null when Python cannot. */
+function smallModel(log, layout = 'optimum') {
   const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-  const dir = join(root, '.bench-out', 'small_lm');
+  const name = layout === 'gqa' ? 'small_lm_gqa' : 'small_lm';
+  const dir = join(root, '.bench-out', name);
   const path = join(dir, 'model.onnx');
   if (existsSync(path)) return path;
-  log('[bench] language model: making .bench-out/small_lm with scripts/gen-lm.py ...');
-  const env = { ...process.env, LM_OUT: dir, LM_HIDDEN: `${SMALL.hidden}`, LM_HEADS: `${SMALL.heads}`, LM_LAYERS: `${SMALL.layers}`, LM_FF: `${SMALL.ff}`, LM_BENCH_ONLY: '1' };
+  log(`[bench] language model: making .bench-out/${name} with scripts/gen-lm.py ...`);
+  const env = { ...process.env, LM_OUT: dir, LM_LAYOUT: layout, LM_HIDDEN: `${SMALL.hidden}`, LM_HEADS: `${SMALL.heads}`, LM_LAYERS: `${SMALL.layers}`, LM_FF: `${SMALL.ff}`, LM_BENCH_ONLY: '1' };
   const r = spawnSync('python3', [join(root, 'scripts', 'gen-lm.py')], { env, encoding: 'utf8' });
   if (r.status !== 0 || !existsSync(path)) {
     log(`[bench] language model: no small_lm (${(r.stderr || r.error?.message || '').trim().split('\n').pop()}); it needs python3 with \`pip install onnx==1.21.0 numpy onnxruntime\``);
@@ -154,20 +159,31 @@ export async function runLanguageModelBenches({ quick = false, log = console.err
   }
   await session.release();
   rt.close();
+  // small_lm in both layouts: Optimum's (the cache concatenated into a new present.* at every
+  // step) and GroupQueryAttention's (one buffer per layer, updated in place), interleaved.
   const small = { model: SMALL, tokens_per_sequence: 64, agents: [] };
+  const smallGqa = { model: SMALL, layout: 'in-place (GroupQueryAttention)', tokens_per_sequence: 64, agents: [] };
   const smallPath = smallModel(log);
-  for (const n of smallPath ? [1, 8, 32] : []) {
-    log(`[bench] language model (small_lm), ${n} agents`);
-    const b = [];
-    const s1 = [];
+  const gqaPath = smallPath && smallModel(log, 'gqa');
+  const layouts = [
+    [small, smallPath],
+    [smallGqa, gqaPath],
+  ].filter(([, path]) => path);
+  for (const n of layouts.length ? [1, 8, 32] : []) {
+    log(`[bench] language model (small_lm, both layouts), ${n} agents`);
+    const runs = layouts.map(() => ({ b: [], s1: [] }));
     for (let i = 0; i < (quick ? 1 : 3); i++) {
-      b.push(agentsRate(n, small.tokens_per_sequence, 64, smallPath));
-      s1.push(agentsRate(n, small.tokens_per_sequence, 1, smallPath));
+      layouts.forEach(([, path], k) => {
+        runs[k].b.push(agentsRate(n, small.tokens_per_sequence, 64, path));
+        runs[k].s1.push(agentsRate(n, small.tokens_per_sequence, 1, path));
+      });
     }
-    const [batched, single] = [median(b), median(s1)];
-    small.agents.push({ agents: n, batched_tokens_per_s: Math.round(batched), one_at_a_time_tokens_per_s: Math.round(single), ratio: +(batched / single).toFixed(2) });
+    layouts.forEach(([out], k) => {
+      const [batched, single] = [median(runs[k].b), median(runs[k].s1)];
+      out.agents.push({ agents: n, batched_tokens_per_s: Math.round(batched), one_at_a_time_tokens_per_s: Math.round(single), ratio: +(batched / single).toFixed(2) });
+    });
   }
-  return { tokens_per_sequence: tokens, agents, generate, small_lm: smallPath ? small : null };
+  return { tokens_per_sequence: tokens, agents, generate, small_lm: smallPath ? small : null, small_lm_gqa: gqaPath ? smallGqa : null };
 }
 
 // `node benches/language-model.mjs [--quick]`: this benchmark alone, as JSON.

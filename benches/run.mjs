@@ -209,6 +209,11 @@ if (json) {
     console.log(`\n| language model (small_lm: hidden ${sl.model.hidden}, ${sl.model.layers} layers, ff ${sl.model.ff}; ${sl.tokens_per_sequence} greedy tokens each) | batched tokens/s | one at a time tokens/s | ratio |\n|---|---:|---:|---:|`);
     for (const r of sl.agents) console.log(`| ${r.agents} agents | ${r.batched_tokens_per_s} | ${r.one_at_a_time_tokens_per_s} | ${r.ratio} |`);
   }
+  const sg = languageModel.small_lm_gqa;
+  if (sg) {
+    console.log(`\n| language model (small_lm_gqa: the same weights, GroupQueryAttention, KV cache in place) | batched tokens/s | one at a time tokens/s | ratio |\n|---|---:|---:|---:|`);
+    for (const r of sg.agents) console.log(`| ${r.agents} agents | ${r.batched_tokens_per_s} | ${r.one_at_a_time_tokens_per_s} | ${r.ratio} |`);
+  }
   const g = languageModel.generate;
   console.log(`\n- rt.generate, one sequence: ${g.one_sequence_tokens_per_s} tokens/s; JS greedy loop over onnxruntime-node: ${g.js_loop_onnxruntime_node_tokens_per_s} tokens/s (ratio ${g.ratio}); 8 calls at once: ${g.calls_8_tokens_per_s}, 32: ${g.calls_32_tokens_per_s} tokens/s`);
   const a = inference.agents_32;

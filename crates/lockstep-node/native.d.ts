@@ -176,6 +176,8 @@ export interface LanguageModelInfo {
   heads: number
   headDim: number
   kvType: string
+  /** How the KV cache grows: `concat` (Optimum) or `in-place` (GroupQueryAttention). */
+  kvLayout: string
   vocab: number
   tokenizer: string
   bos?: number

@@ -33,6 +33,8 @@ pub struct LanguageModelInfo {
     pub heads: u32,
     pub head_dim: u32,
     pub kv_type: String,
+    /// How the KV cache grows: `concat` (Optimum) or `in-place` (GroupQueryAttention).
+    pub kv_layout: String,
     pub vocab: i64,
     pub tokenizer: String,
     pub bos: Option<u32>,
@@ -50,6 +52,7 @@ impl From<&LmInfo> for LanguageModelInfo {
             heads: i.heads as u32,
             head_dim: i.head_dim as u32,
             kv_type: i.kv_type.name().to_string(),
+            kv_layout: i.layout.name().to_string(),
             vocab: i.vocab,
             tokenizer: i.options.tokenizer.name().to_string(),
             bos: i.options.bos,

@@ -74,7 +74,12 @@ pub(super) fn gather(info: &LmInfo, sources: &[&Kv], rows: &[RowSource], width: 
     }
 }
 
-fn gather_as<T: PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static>(info: &LmInfo, sources: &[&Kv], rows: &[RowSource], width: usize) -> Result<Kv, String> {
+fn gather_as<T: PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static>(
+    info: &LmInfo,
+    sources: &[&Kv],
+    rows: &[RowSource],
+    width: usize,
+) -> Result<Kv, String> {
     let (heads, hd) = (info.heads, info.head_dim);
     let right = info.layout == KvLayout::Concat;
     if let Some(r) = rows.iter().find(|r| r.len > width) {
