@@ -624,6 +624,10 @@ fn run_model(session: &mut Session, inputs: Inputs, layers: usize) -> Result<(Dy
     Ok((logits, present))
 }
 
+/// Runs with `kv`'s tensors bound as both the past and the present. They were made by
+/// `DynTensor::new` (ONNX Runtime's allocator, owned): `bind_input` then binds the value itself,
+/// not a copy, and `bind_output` accepts it, so GroupQueryAttention sees one buffer for both
+/// and writes only the new columns (with two buffers it would copy the past into the present).
 fn run_bound(session: &mut Session, feeds: Feeds, kv: &mut Kv) -> Result<DynValue, String> {
     let e = |e: ort::Error| e.to_string();
     let mut binding = session.create_binding().map_err(e)?;
