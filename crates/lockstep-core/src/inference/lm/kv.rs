@@ -129,3 +129,23 @@ pub(super) fn logits_row(logits: &DynValue, row: usize, pos: Option<usize>, out:
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::capacity;
+
+    #[test]
+    fn an_in_place_buffer_grows_by_half_in_multiples_of_32_up_to_the_context() {
+        assert_eq!(capacity(1, 1024), 64);
+        assert_eq!(capacity(32, 1024), 64);
+        assert_eq!(capacity(65, 1024), 128);
+        assert_eq!(capacity(129, 1024), 224);
+        assert_eq!(capacity(1000, 1024), 1024);
+        assert_eq!(capacity(1024, 1024), 1024);
+        assert_eq!(capacity(10, 10), 10);
+        for need in 1..2000 {
+            let c = capacity(need, 2048);
+            assert!(c >= need && c <= 2048 && (c % 32 == 0 || c == 2048), "{need}: {c}");
+        }
+    }
+}
