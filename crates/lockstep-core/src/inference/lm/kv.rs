@@ -145,7 +145,7 @@ mod tests {
         assert_eq!(capacity(10, 10), 10);
         for need in 1..2000 {
             let c = capacity(need, 2048);
-            assert!(c >= need && c <= 2048 && (c % 32 == 0 || c == 2048), "{need}: {c}");
+            assert!(c >= need && c <= 2048 && (c.is_multiple_of(32) || c == 2048), "{need}: {c}");
         }
     }
 }
