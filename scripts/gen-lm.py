@@ -28,6 +28,15 @@ The benchmark's larger model (benches/language-model.mjs, "small_lm") comes from
 script with its size from the environment: LM_OUT (a directory), LM_HIDDEN, LM_HEADS, LM_LAYERS,
 LM_FF, and LM_BENCH_ONLY=1 (write model.onnx and config.json only: no reference outputs). With
 none of them set it writes models/tiny_lm/ exactly as committed.
+
+LM_LAYOUT=gqa writes the same model (the same weights: the random draws do not depend on the
+layout) with each attention as ONNX Runtime's com.microsoft GroupQueryAttention, the layout
+onnxruntime-genai exports, whose KV cache can be one buffer bound as both past and present and
+updated in place (docs/INFERENCE.md, "KV-cache layouts"): the same inputs and outputs by name,
+past_key_values.* being a buffer of some capacity with each row's tokens at its start (right
+padding), and attention_mask giving each row's length (GroupQueryAttention's seqlens_k and
+total_sequence_length are computed from it in the graph). By default into models/tiny_lm_gqa/
+(committed; its greedy tokens are tiny_lm's, checked here against the numpy forward pass too).
 """
 import json
 import os
@@ -382,6 +391,7 @@ def write_config():
         "num_key_value_heads": H, "head_dim": DH, "num_hidden_layers": LAYERS,
         "bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD,
         "tokenizer": "bytes: ids 0..255 are the bytes; 256 <bos>, 257 <eos>, 258 <pad>",
+        **({"attention": "com.microsoft GroupQueryAttention (KV cache in place)"} if LAYOUT == "gqa" else {}),
     }, indent=1) + "\n")
 
 
