@@ -2,11 +2,12 @@
 //!
 //! Sequences are submitted with a key (the caller's order: the runtime numbers them in
 //! canonical order), wait in a bounded FIFO queue, and join the batch at the start of a step
-//! while it has room: their prompts are prefilled together (one call, left-padded), which gives
-//! each its first token, and their caches are merged into the batch's. Then one decode call
-//! advances every active sequence by one token. A sequence leaves when it finishes (stop
-//! sequence, end-of-sequence token, max tokens, context full), and its row is dropped before
-//! the next call. Everything a step does depends only on what was submitted and in which
+//! while it has room: their prompts are prefilled (one call per group of similar lengths,
+//! [`prefill_groups`]; padded on the left for the `Concat` layout, on the right for `InPlace`),
+//! which gives each its first token, and their caches are merged into the batch's. Then one
+//! decode call advances every active sequence by one token. A sequence leaves when it finishes
+//! (stop sequence, end-of-sequence token, max tokens, context full), and its row is dropped
+//! before the next call. Everything a step does depends only on what was submitted and in which
 //! order, never on time or threads: the same submissions give the same tokens.
 
 use std::collections::VecDeque;

@@ -12,7 +12,8 @@
 //! - [`Generator`] (`generator.rs`): the generation service. Sequences wait in a bounded queue,
 //!   join the batch between decode steps (a batched prefill), decode together (one model call
 //!   per step for every active sequence) and leave when they finish; the KV cache stays on the
-//!   host, in ONNX Runtime's tensors, fed back to the next call without a copy.
+//!   host, in ONNX Runtime's tensors: fed back to the next call without a copy (`Concat`), or
+//!   bound as both the past and the present and written in place (`InPlace`).
 //! - [`Sampler`] (`sampler.rs`): greedy, or temperature / top-k / top-p from a seeded stream.
 //! - `agents.rs`: the `generate` import's request and the messages that carry tokens to agents.
 
