@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::snapshot_forge::{forge, sections};
 use common::{agent, runtime, wat, wat_agent};
 use lockstep_core::abi;
 use lockstep_core::{AbiCall, DeadLetterReason, Message, Runtime, RuntimeConfig, Trigger};
@@ -785,58 +786,6 @@ fn kill_or_shutdown_with_a_full_inbox_dead_letters_every_message_whole() {
 // ---------------------------------------------------------------------------------------------
 // Forgeries: a snapshot and a replay log rewritten with valid checksums
 // ---------------------------------------------------------------------------------------------
-
-/// Section frames of a snapshot: (start, kind, codec, body range) (as tests/snapshot.rs).
-fn sections(b: &[u8]) -> Vec<(usize, u8, u8, std::ops::Range<usize>)> {
-    let mut out = Vec::new();
-    let mut pos = 20;
-    while pos < b.len() {
-        let stored = u64::from_le_bytes(b[pos + 10..pos + 18].try_into().unwrap()) as usize;
-        out.push((pos, b[pos], b[pos + 1], pos + 18..pos + 18 + stored));
-        pos += 18 + stored + 32;
-    }
-    out
-}
-
-/// `bytes` with section `index`'s decoded body edited, framed and checksummed again.
-fn forge(bytes: &[u8], index: usize, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let (start, kind, codec, body) = sections(bytes)[index].clone();
-    let mut decoded = if codec == 1 {
-        let mut out = Vec::new();
-        let mut b = &bytes[body.clone()];
-        while !b.is_empty() {
-            let raw = u32::from_le_bytes(b[..4].try_into().unwrap()) as usize;
-            let packed = u32::from_le_bytes(b[4..8].try_into().unwrap()) as usize;
-            out.extend(lz4_flex::block::decompress(&b[8..8 + packed], raw).unwrap());
-            b = &b[8 + packed..];
-        }
-        out
-    } else {
-        bytes[body.clone()].to_vec()
-    };
-    edit(&mut decoded);
-    let mut frame = vec![kind, codec];
-    frame.extend_from_slice(&(decoded.len() as u64).to_le_bytes());
-    let stored: Vec<u8> = if codec == 1 {
-        let mut s = Vec::new();
-        for chunk in decoded.chunks(1 << 20) {
-            let p = lz4_flex::block::compress(chunk);
-            s.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
-            s.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            s.extend_from_slice(&p);
-        }
-        s
-    } else {
-        decoded
-    };
-    frame.extend_from_slice(&(stored.len() as u64).to_le_bytes());
-    frame.extend_from_slice(&stored);
-    frame.extend_from_slice(blake3::hash(&frame).as_bytes());
-    let mut out = bytes[..start].to_vec();
-    out.extend_from_slice(&frame);
-    out.extend_from_slice(&bytes[body.end + 32..]);
-    out
-}
 
 fn decoded_section(bytes: &[u8], index: usize) -> Vec<u8> {
     let mut body = Vec::new();

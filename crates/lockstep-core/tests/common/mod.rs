@@ -3,6 +3,8 @@
 
 use lockstep_core::{Runtime, RuntimeConfig};
 
+pub mod snapshot_forge;
+
 /// Bytes of an example agent. `npm test` (scripts/build.mjs) builds them first; running
 /// `cargo test` alone needs `cargo build --release` in guest/ before.
 pub fn agent(name: &str) -> Vec<u8> {
