@@ -827,7 +827,9 @@ fn route_in_parallel(
         }
         work();
     });
-    let refused: Vec<Vec<Refused>> = parts.into_iter().filter_map(|p| p.into_inner().ok()).map(|(_, _, r)| r).collect();
+    // One list per part, in part order (a poisoned lock still hands its data back, so the
+    // indices below stay aligned).
+    let refused: Vec<Vec<Refused>> = parts.into_iter().map(|p| p.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).2).collect();
     let mut cursors = vec![0usize; refused.len()];
     for (pos, (i, sent)) in senders.iter().enumerate() {
         report.messages_routed += sent.len() as u64;
@@ -839,8 +841,8 @@ fn route_in_parallel(
                 push_dead(hasher, report, outputs, tick, DeadLetterReason::UnknownRecipient, m.to_message());
             } else {
                 let part = index / per_part;
-                let c = &mut cursors[part];
-                if let Some(&(p, q, reason)) = refused[part].get(*c) {
+                let (Some(c), Some(list)) = (cursors.get_mut(part), refused.get(part)) else { continue };
+                if let Some(&(p, q, reason)) = list.get(*c) {
                     if (p as usize, q as usize) == (pos, k) {
                         *c += 1;
                         push_dead(hasher, report, outputs, tick, reason, m.to_message());
