@@ -1321,7 +1321,9 @@ impl Runtime {
             self.inputs.ring_scratch = scratch;
             if let Err(e) = result {
                 tracing::error!(target: "lockstep::runtime", "inbound ring broken: {e}");
-                self.push_event(Event::RingError { tick: self.tick, detail: e.to_string() });
+                // Untrimmed: inside a tick its events are read by index until it ends (see
+                // `record`); the tick trims them after.
+                self.outputs.events.push_back(Event::RingError { tick: self.tick, detail: e.to_string() });
             }
         }
         self.inputs.inbound_ring = Some(consumer);
