@@ -854,9 +854,14 @@ fn route_in_parallel(
     }
     for (i, mut sent) in senders {
         sent.clear();
-        let slot = &mut slots[i];
-        slot.out.sent = sent;
-        if !slot.state.is_running() {
+        slots[i].out.sent = sent;
+    }
+    // Every agent of the phase that stopped running gives back its memory now, as in
+    // sequential routing: those that sent nothing too (red team: an agent that faulted without
+    // sending kept its instance on the parallel path, so it still counted against maxAgents
+    // and the deep hash differed from one worker's).
+    for &i in live {
+        if let Some(slot) = slots.get_mut(i).filter(|s| !s.state.is_running()) {
             slot.release();
         }
     }

@@ -1,0 +1,198 @@
+//! Red team of parallel routing (`scheduler::route_in_parallel`), of `settle` visiting only
+//! the agents with news (`PhaseRun::busy`) and of the inbound ring routed straight into the
+//! inboxes: whatever the worker count (1, 2, 3, 4, 7), the tick hashes, fuel, dead letters (in
+//! order, with their reasons), host messages, events, `inspect()` counters, deep hashes and
+//! `maxAgents` admission agree, and every log replays on another worker count.
+
+mod common;
+use common::*;
+use lockstep_core::ring::{self, OwnedRegion, Producer};
+use lockstep_core::{replay, AgentId, Runtime, RuntimeConfig};
+
+const WORKERS: [usize; 4] = [2, 3, 4, 7];
+
+/// A version-2 agent: `body` holds `agent_step` and `agent_receive_batch` (and whatever else).
+fn module2(body: &str) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "lockstep_abi_version") (result i32) i32.const 2)
+  (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
+  (func (export "agent_init") (result i32) i32.const 0)
+  (func (export "agent_shutdown") (result i32) i32.const 0)
+  {body})"#
+    ))
+}
+
+/// Sends `per_step` 12-byte messages a step (its id and the index) to
+/// `(id * 7 + i) % modulo + 1`; every 97th to the host, every 101st to an id that never
+/// existed, every 89th to itself; priorities 0..2 by index.
+fn sprayer(per_step: u32, modulo: u64) -> Vec<u8> {
+    module2(&format!(
+        r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
+  (func (export "agent_step") (param $ctx i32) (result i32)
+    (local $i i32) (local $to i64) (local $id i64)
+    (local.set $id (i64.load offset=16 (local.get $ctx)))
+    (block $out (loop $next
+      (br_if $out (i32.ge_u (local.get $i) (i32.const {per_step})))
+      (local.set $to (i64.add (i64.rem_u (i64.add (i64.mul (local.get $id) (i64.const 7)) (i64.extend_i32_u (local.get $i))) (i64.const {modulo})) (i64.const 1)))
+      (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 89))) (then (local.set $to (local.get $id))))
+      (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 97))) (then (local.set $to (i64.const 0))))
+      (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 101))) (then (local.set $to (i64.const 999999))))
+      (i64.store (i32.const 0) (local.get $id))
+      (i32.store (i32.const 8) (local.get $i))
+      (drop (call $send (local.get $to) (i32.const 1) (i32.rem_u (local.get $i) (i32.const 3)) (i32.const 0) (i32.const 12)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    i32.const 0)"#
+    ))
+}
+
+/// Traps in `agent_step` at tick `t`, having sent nothing (an agent whose only news is its fault).
+fn trap_in_step(t: u64) -> Vec<u8> {
+    module2(&format!(
+        r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
+  (func (export "agent_step") (param $ctx i32) (result i32)
+    (if (i64.eq (i64.load offset=8 (local.get $ctx)) (i64.const {t})) (then unreachable))
+    i32.const 0)"#
+    ))
+}
+
+/// Traps in its `n`th `agent_receive_batch` call (in delivery: the rest of its inbox is
+/// dead-lettered as faulted during delivery).
+fn trap_in_receive(n: i32) -> Vec<u8> {
+    module2(&format!(
+        r#"(global $calls (mut i32) (i32.const 0))
+  (func (export "agent_receive_batch") (param i32 i32) (result i32)
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (if (i32.eq (global.get $calls) (i32.const {n})) (then unreachable))
+    i32.const 0)
+  (func (export "agent_step") (param i32) (result i32) i32.const 0)"#
+    ))
+}
+
+/// Spins in `agent_step` at tick `t` (fuel exhaustion), having sent nothing.
+fn spin_in_step(t: u64) -> Vec<u8> {
+    module2(&format!(
+        r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
+  (func (export "agent_step") (param $ctx i32) (result i32)
+    (if (i64.eq (i64.load offset=8 (local.get $ctx)) (i64.const {t})) (then (loop $l (br $l))))
+    i32.const 0)"#
+    ))
+}
+
+/// Sends `k` messages to agent 1, then traps, at tick `t` (sends and a fault in one step).
+fn send_then_trap(t: u64, k: u32) -> Vec<u8> {
+    module2(&format!(
+        r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
+  (func (export "agent_step") (param $ctx i32) (result i32)
+    (local $i i32)
+    (block $out (loop $next
+      (br_if $out (i32.ge_u (local.get $i) (i32.const {k})))
+      (drop (call $send (i64.const 1) (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 8)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (if (i64.eq (i64.load offset=8 (local.get $ctx)) (i64.const {t})) (then unreachable))
+    i32.const 0)"#
+    ))
+}
+
+/// Everything a session shows that must not depend on the worker count.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    hashes: Vec<String>,
+    /// (fuel, routed, delivered, dead letters, faults, waiting, suspended) per tick.
+    counts: Vec<(u64, u64, u64, u64, u32, u32, u32)>,
+    dead: Vec<String>,
+    host: Vec<String>,
+    events: Vec<String>,
+    infos: Vec<String>,
+    deep: String,
+    states: [u64; 5],
+}
+
+fn report_counts(r: &lockstep_core::TickReport) -> (u64, u64, u64, u64, u32, u32, u32) {
+    (r.fuel, r.messages_routed, r.messages_delivered, r.dead_letters as u64, r.faults as u32, r.agents_waiting as u32, r.agents_suspended as u32)
+}
+
+/// Runs `ticks` ticks of the session `setup` builds, `between(rt, tick)` before each; returns
+/// what it showed and its log.
+fn play(workers: usize, max_agents: u32, ticks: u64, setup: &dyn Fn(&mut Runtime), between: &dyn Fn(&mut Runtime, u64)) -> (Outcome, Vec<u8>, Runtime) {
+    let mut rt = Runtime::new(RuntimeConfig { workers, max_agents, fuel_per_call: 1_000_000, ..RuntimeConfig::development() }).unwrap();
+    setup(&mut rt);
+    let mut o = Outcome { hashes: vec![], counts: vec![], dead: vec![], host: vec![], events: vec![], infos: vec![], deep: String::new(), states: [0; 5] };
+    for tick in 0..ticks {
+        between(&mut rt, tick);
+        let r = rt.tick().unwrap();
+        o.hashes.push(r.hash.to_string());
+        o.counts.push(report_counts(&r));
+        o.dead.extend(rt.drain_dead_letters().iter().map(|d| format!("{d:?}")));
+        o.host.extend(rt.drain_host_messages().iter().map(|m| format!("{m:?}")));
+        o.events.extend(rt.drain_events().iter().map(|e| format!("{e:?}")));
+    }
+    o.infos = rt.agent_ids().into_iter().map(|id| format!("{:?}", rt.inspect(id).unwrap())).collect();
+    o.deep = format!("{:?}", rt.checkpoint().hash);
+    o.states = rt.agent_state_counts();
+    let log = rt.replay_log().unwrap();
+    (o, log, rt)
+}
+
+/// Plays the session on 1 worker and on each of `WORKERS`; every outcome equals the first, and
+/// each log replays on the other worker count. Returns the one-worker outcome.
+fn same_on_every_worker_count(max_agents: u32, ticks: u64, setup: &dyn Fn(&mut Runtime), between: &dyn Fn(&mut Runtime, u64)) -> Outcome {
+    let (one, one_log, _) = play(1, max_agents, ticks, setup, between);
+    for workers in WORKERS {
+        let (many, log, _) = play(workers, max_agents, ticks, setup, between);
+        assert_eq!(many.hashes, one.hashes, "{workers} workers: tick hashes");
+        assert_eq!(many.counts, one.counts, "{workers} workers: fuel and counts");
+        assert_eq!(many.dead, one.dead, "{workers} workers: dead letters");
+        assert_eq!(many.host, one.host, "{workers} workers: host messages");
+        assert_eq!(many.events, one.events, "{workers} workers: events");
+        assert_eq!(many.infos, one.infos, "{workers} workers: inspect");
+        assert_eq!(many.deep, one.deep, "{workers} workers: deep hash");
+        assert_eq!(many.states, one.states, "{workers} workers: states");
+        let r = replay(&log, 1, |_| {}).unwrap();
+        assert_eq!(r.divergence, None, "the {workers}-worker log replays on one");
+    }
+    let r = replay(&one_log, 4, |_| {}).unwrap();
+    assert_eq!(r.divergence, None, "the one-worker log replays on four");
+    one
+}
+
+fn spawn_n(rt: &mut Runtime, bytes: Vec<u8>, n: usize) -> Vec<AgentId> {
+    let m = rt.load_module(bytes).unwrap();
+    (0..n).map(|_| rt.spawn(m).unwrap()).collect()
+}
+
+/// Agents that fault in the same phase as 10,000+ messages are routed in parallel, some of
+/// them the recipients of those messages: in step without sending, in delivery, by fuel
+/// exhaustion, and after sending. Their memory is released and they stop counting against
+/// `maxAgents` whatever the worker count (the deep hash covers a kept instance).
+#[test]
+fn agents_faulting_beside_parallel_routing_are_released_alike() {
+    const AGENTS: usize = 100;
+    let setup = |rt: &mut Runtime| {
+        spawn_n(rt, sprayer(110, 130), AGENTS);
+        spawn_n(rt, trap_in_step(2), 5); // 101..=105
+        spawn_n(rt, trap_in_receive(3), 5); // 106..=110
+        spawn_n(rt, spin_in_step(3), 3); // 111..=113
+        spawn_n(rt, send_then_trap(1, 40), 2); // 114..=115
+        spawn_n(rt, agent("adv_membomb"), 2); // 116..=117
+    };
+    let one = same_on_every_worker_count(1_024, 6, &setup, &|_, _| {});
+    assert!(one.counts.iter().all(|c| c.1 >= 10_000), "every tick routes 10,000+ messages");
+    use lockstep_core::DeadLetterReason as R;
+    for reason in [R::RecipientFaulted, R::RecipientFaultedDuringDelivery, R::UnknownRecipient] {
+        assert!(one.dead.iter().any(|d| d.contains(&format!("{reason:?}"))), "the scenario dead-letters {reason:?}");
+    }
+    // After the faults, as many agents may be spawned as died, on every worker count.
+    for workers in [1, 2, 4] {
+        let (o, _, mut rt) = play(workers, 117, 6, &setup, &|_, _| {});
+        let alive = o.states[0] as usize; // running (preempted: fuel exhausted, dead)
+        assert!(alive <= 100, "{workers} workers: {alive} running");
+        let m = rt.load_module(agent("counter")).unwrap();
+        let spawned = (0..200).take_while(|_| rt.spawn(m).is_ok()).count();
+        assert_eq!(spawned, 117 - alive, "{workers} workers: the places the dead agents left");
+    }
+}
