@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 use lockstep_core::ring::{self, OwnedRegion, Producer};
-use lockstep_core::{replay, AgentId, Runtime, RuntimeConfig};
+use lockstep_core::{replay, AgentId, Runtime, RuntimeConfig, Trigger};
 
 const WORKERS: [usize; 4] = [2, 3, 4, 7];
 
@@ -195,4 +195,154 @@ fn agents_faulting_beside_parallel_routing_are_released_alike() {
         let spawned = (0..200).take_while(|_| rt.spawn(m).is_ok()).count();
         assert_eq!(spawned, 117 - alive, "{workers} workers: the places the dead agents left");
     }
+}
+
+/// Loops `n` times in each step, then sends one message to agent 1 and one to the host: with a
+/// slice under its step's fuel, every call suspends and resumes over several ticks.
+fn slow_worker(n: u32) -> Vec<u8> {
+    module2(&format!(
+        r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
+  (func (export "agent_step") (param $ctx i32) (result i32)
+    (local $i i32)
+    (block $out (loop $next
+      (br_if $out (i32.ge_u (local.get $i) (i32.const {n})))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (i64.store (i32.const 0) (i64.load offset=8 (local.get $ctx)))
+    (drop (call $send (i64.const 1) (i32.const 9) (i32.const 0) (i32.const 0) (i32.const 8)))
+    (drop (call $send (i64.const 0) (i32.const 9) (i32.const 0) (i32.const 0) (i32.const 8)))
+    i32.const 0)"#
+    ))
+}
+
+/// Several phases (priorities 1, 0, -1), each of 100 sprayers routing 10,000+ messages on the
+/// pool, with time-sliced agents whose calls suspend and resume (their events and digests
+/// reach `settle` though they send nothing most ticks), agents that only ask for inference
+/// (no model: answered with an error status; `serve_inference` walks only busy agents) and
+/// agents that only burn fuel; kills and shutdowns between ticks.
+#[test]
+fn phases_slices_inference_and_kills_beside_parallel_routing_agree() {
+    let setup = |rt: &mut Runtime| {
+        for priority in [1, 0, -1] {
+            let m = rt.load_module(sprayer(105, 420)).unwrap();
+            for _ in 0..100 {
+                rt.spawn_with_priority(m, priority).unwrap();
+            }
+        }
+        for id in spawn_n(rt, slow_worker(12_000), 4) {
+            rt.set_fuel_per_tick(id, 30_000).unwrap();
+        }
+        spawn_n(rt, agent("classifier"), 6);
+        spawn_n(rt, agent("counter"), 70);
+    };
+    let between = |rt: &mut Runtime, tick: u64| match tick {
+        2 => {
+            rt.kill(7).unwrap();
+            rt.shutdown(150).unwrap();
+            rt.kill(301).unwrap(); // a sliced agent
+        }
+        4 => {
+            rt.shutdown(250).unwrap();
+            rt.send(7, 1, 0, vec![1]).ok(); // killed: dead-lettered
+            rt.send(8, 1, 0, vec![2; 100]).unwrap();
+            rt.send(0, 1, 0, vec![3]).ok();
+        }
+        _ => {}
+    };
+    let one = same_on_every_worker_count(1_024, 8, &setup, &between);
+    assert!(one.counts.iter().all(|c| c.1 >= 30_000), "three phases of 10,000+ messages");
+    assert!(one.counts.iter().any(|c| c.6 > 0), "calls suspended");
+    assert!(one.events.iter().any(|e| e.contains("Resumed")), "suspended calls resumed");
+    assert!(one.host.iter().any(|m| m.contains("kind: 4")), "inference answered without a model");
+}
+
+/// A fan-in DAG: 100 sprayers at level 0; 80 sprayers at level 1 behind agent 1 and 2 with
+/// trigger `All` (waiting agents are hashed with their inbox length), so each phase routes
+/// 10,000+ messages, and the barrier holds on the ticks where agent 2 faulted or was silent.
+#[test]
+fn dag_barriers_beside_parallel_routing_agree() {
+    let setup = |rt: &mut Runtime| {
+        spawn_n(rt, sprayer(120, 200), 100);
+        for id in spawn_n(rt, sprayer(130, 200), 80) {
+            rt.connect(1, id).unwrap();
+            rt.connect(2, id).unwrap();
+            rt.set_trigger(id, Trigger::All).unwrap();
+        }
+    };
+    let between = |rt: &mut Runtime, tick: u64| {
+        if tick == 3 {
+            rt.kill(2).unwrap();
+        }
+        if tick == 5 {
+            rt.shutdown(120).unwrap();
+        }
+    };
+    let one = same_on_every_worker_count(1_024, 8, &setup, &between);
+    assert!(one.counts.iter().all(|c| c.1 >= 10_000));
+}
+
+/// A dashboard tap turned on and off mid-session switches routing back to sequential and
+/// again to parallel: nothing the session shows changes.
+#[test]
+fn a_tap_switching_routing_mid_session_changes_nothing() {
+    let setup = |rt: &mut Runtime| {
+        spawn_n(rt, sprayer(120, 110), 100);
+    };
+    let between = |rt: &mut Runtime, tick: u64| match tick {
+        2 => rt.watch_agents(&[1, 50, 100]),
+        4 => rt.watch_agents(&[]),
+        _ => {}
+    };
+    same_on_every_worker_count(1_024, 6, &setup, &between);
+    // The tap saw, on 4 workers, what it sees on one.
+    let seen = |workers: usize| {
+        let (_, _, rt) = play(workers, 1_024, 4, &setup, &|rt, t| {
+            if t == 2 {
+                rt.watch_agents(&[1, 50])
+            }
+        });
+        format!("{:?}", rt.watched_messages(50))
+    };
+    assert_eq!(seen(4), seen(1));
+}
+
+/// 12,000 inbound ring records mixed with `send()` before ticks, into 100 agents that route
+/// 10,000+ messages in parallel; ids 0 and past the slot array are dead-lettered.
+#[test]
+fn ring_and_sends_into_a_parallel_phase_replay_alike() {
+    const CAP: usize = 4 << 20;
+    let run = |workers: usize| {
+        let inbound = OwnedRegion::new(CAP);
+        ring::init(&inbound.memory(), CAP).unwrap();
+        let mut rt = runtime(workers);
+        spawn_n(&mut rt, sprayer(300, 100), 100);
+        spawn_n(&mut rt, agent("echo"), 5);
+        rt.attach_inbound_ring(inbound.memory()).unwrap();
+        let mut js = Producer::new(inbound.memory()).unwrap();
+        let mut hashes = Vec::new();
+        let mut dead = Vec::new();
+        let mut host = Vec::new();
+        for tick in 0..5u64 {
+            for i in 0..12_000u64 {
+                let to = if i % 3 == 0 { 1 } else { i % 112 }; // 0 and 106..=111: no agent
+                js.try_push(ring::TYPE_MESSAGE, 3, (i % 4) as i32, to, &i.to_le_bytes()).unwrap();
+                if i % 1000 == 0 {
+                    rt.send(101 + tick % 5, 4, 0, vec![tick as u8; 10]).unwrap();
+                }
+            }
+            let r = rt.tick().unwrap();
+            hashes.push(r.hash);
+            dead.extend(rt.drain_dead_letters().iter().map(|d| format!("{d:?}")));
+            host.extend(rt.drain_host_messages().iter().map(|m| format!("{m:?}")));
+        }
+        (hashes, dead, host, rt.replay_log().unwrap())
+    };
+    let one = run(1);
+    assert!(one.1.iter().any(|d| d.contains("UnknownRecipient")));
+    for workers in [2, 4, 7] {
+        let many = run(workers);
+        assert_eq!((&many.0, &many.1, &many.2), (&one.0, &one.1, &one.2), "{workers} workers");
+        assert_eq!(replay(&many.3, 1, |_| {}).unwrap().divergence, None, "{workers}-worker log on one");
+    }
+    assert_eq!(replay(&one.3, 3, |_| {}).unwrap().divergence, None);
 }
