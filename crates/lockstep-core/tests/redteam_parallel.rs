@@ -113,7 +113,7 @@ struct Outcome {
 }
 
 fn report_counts(r: &lockstep_core::TickReport) -> (u64, u64, u64, u64, u32, u32, u32) {
-    (r.fuel, r.messages_routed, r.messages_delivered, r.dead_letters as u64, r.faults as u32, r.agents_waiting as u32, r.agents_suspended as u32)
+    (r.fuel, r.messages_routed, r.messages_delivered, r.dead_letters, r.faults, r.agents_waiting, r.agents_suspended)
 }
 
 /// Runs `ticks` ticks of the session `setup` builds, `between(rt, tick)` before each; returns
