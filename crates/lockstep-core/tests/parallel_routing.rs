@@ -8,39 +8,9 @@ use common::*;
 use lockstep_core::{replay, DeadLetter, Message, Runtime, RuntimeConfig};
 
 const SPRAYERS: u64 = 300;
+/// Each sprayer sends 250 messages a step, the first 230 to agent 1: 300 senders overfill its
+/// 65,536-message inbox in one tick; the rest spread over ids 1..=320 (301..=320 are no agent).
 const PER_STEP: u32 = 250;
-
-/// Each step sends `PER_STEP` 12-byte messages (its id and the message's index): the first 230
-/// to agent 1 (300 senders overfill its 65,536-message inbox in one tick), the rest spread
-/// over ids 1..=320 (301..=320 are no agent); every 97th to the host, every 101st to an id
-/// that never existed; priorities 0..2 by index.
-fn sprayer() -> Vec<u8> {
-    wat(&format!(
-        r#"(module
-  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "lockstep_abi_version") (result i32) i32.const 2)
-  (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
-  (func (export "agent_init") (result i32) i32.const 0)
-  (func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
-  (func (export "agent_shutdown") (result i32) i32.const 0)
-  (func (export "agent_step") (param $ctx i32) (result i32)
-    (local $i i32) (local $to i64) (local $id i64)
-    (local.set $id (i64.load offset=16 (local.get $ctx)))
-    (block $out (loop $next
-      (br_if $out (i32.ge_u (local.get $i) (i32.const {PER_STEP})))
-      (local.set $to (i64.add (i64.rem_u (i64.add (i64.mul (local.get $id) (i64.const 7)) (i64.extend_i32_u (local.get $i))) (i64.const 320)) (i64.const 1)))
-      (if (i32.lt_u (local.get $i) (i32.const 230)) (then (local.set $to (i64.const 1))))
-      (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 97))) (then (local.set $to (i64.const 0))))
-      (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 101))) (then (local.set $to (i64.const 999999))))
-      (i64.store (i32.const 0) (local.get $id))
-      (i32.store (i32.const 8) (local.get $i))
-      (drop (call $send (local.get $to) (i32.const 1) (i32.rem_u (local.get $i) (i32.const 3)) (i32.const 0) (i32.const 12)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $next)))
-    i32.const 0))"#
-    ))
-}
 
 struct Outcome {
     hashes: Vec<String>,
@@ -51,7 +21,7 @@ struct Outcome {
 
 fn run(workers: usize) -> Outcome {
     let mut rt = Runtime::new(RuntimeConfig { workers, max_agents: 1_024, ..RuntimeConfig::development() }).unwrap();
-    let module = rt.load_module(sprayer()).unwrap();
+    let module = rt.load_module(spraying_agent(PER_STEP, 320, 230, 0)).unwrap();
     for _ in 0..SPRAYERS {
         rt.spawn(module).unwrap();
     }

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::snapshot_forge::{forge, sections};
-use common::{agent, runtime, wat, wat_agent};
+use common::{agent, runtime, sender_agent, wat_agent};
 use lockstep_core::abi;
 use lockstep_core::{AbiCall, DeadLetterReason, Message, Runtime, RuntimeConfig, Trigger};
 
@@ -58,34 +58,25 @@ fn recorder(version: u32, spin: u32) -> Vec<u8> {
     (drop (call $one (local.get $ptr)))
     i32.const 0)"#
     };
-    wat(&format!(
-        r#"(module
-  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "lockstep_abi_version") (result i32) i32.const {version})
-  (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
-  (func (export "agent_init") (result i32) i32.const 0)
-  (func (export "agent_shutdown") (result i32) i32.const 0)
-  (func (export "agent_step") (param i32) (result i32) i32.const 0)
+    sender_agent(
+        version,
+        &format!(
+            r#"(func (export "agent_step") (param i32) (result i32) i32.const 0)
   {}
-  {receive})"#,
-        recorder_one(spin)
-    ))
+  {receive}"#,
+            recorder_one(spin)
+        ),
+    )
 }
 
 /// An agent whose every step sends `count` messages to agent `to`, message `i` of tick `t`
 /// carrying marker `t * 1000 + i` laid out as `payload_of` lays it out (its own priority and
 /// length, filler bytes naming it), so a payload swapped onto another header is caught.
 fn sprayer(to: u64, count: u32) -> Vec<u8> {
-    wat(&format!(
-        r#"(module
-  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "lockstep_abi_version") (result i32) i32.const 1)
-  (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
-  (func (export "agent_init") (result i32) i32.const 0)
-  (func (export "agent_shutdown") (result i32) i32.const 0)
-  (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+    sender_agent(
+        1,
+        &format!(
+            r#"(func (export "agent_receive") (param i32) (result i32) i32.const 0)
   (func (export "agent_step") (param $ctx i32) (result i32)
     (local $i i32) (local $marker i64) (local $len i32)
     (block $done (loop $next
@@ -99,8 +90,9 @@ fn sprayer(to: u64, count: u32) -> Vec<u8> {
         (i32.const 8192) (local.get $len)))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $next)))
-    i32.const 0))"#
-    ))
+    i32.const 0)"#
+        ),
+    )
 }
 
 /// The payload of marker `m`: the marker, then filler bytes `m as u8`, `8 + m * 37 % 300` long.
@@ -405,14 +397,10 @@ fn the_inbox_byte_limit_is_exact_and_does_not_drift() {
 
 /// An agent whose every step sends, to the host: 17 maximal messages, then 640 bytes, 1 byte
 /// and 0 bytes, keeping each `send` result at 5000 + 4 i.
-const OUTBOX_PROBE: &str = r#"(module
-  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "lockstep_abi_version") (result i32) i32.const 1)
-  (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
-  (func (export "agent_init") (result i32) i32.const 0)
-  (func (export "agent_shutdown") (result i32) i32.const 0)
-  (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+fn outbox_probe() -> Vec<u8> {
+    sender_agent(
+        1,
+        r#"(func (export "agent_receive") (param i32) (result i32) i32.const 0)
   (func (export "agent_step") (param i32) (result i32)
     (local $i i32)
     (block $done (loop $next
@@ -424,7 +412,9 @@ const OUTBOX_PROBE: &str = r#"(module
     (i32.store (i32.const 5068) (call $send (i64.const 0) (i32.const 2) (i32.const 0) (i32.const 8192) (i32.const 640)))
     (i32.store (i32.const 5072) (call $send (i64.const 0) (i32.const 3) (i32.const 0) (i32.const 8192) (i32.const 1)))
     (i32.store (i32.const 5076) (call $send (i64.const 0) (i32.const 4) (i32.const 0) (i32.const 8192) (i32.const 0)))
-    i32.const 0))"#;
+    i32.const 0)"#,
+    )
+}
 
 /// Attack: byte accounting of an outbox (now the arena's length): the per-tick budget is
 /// exactly `MAX_OUTBOX_BYTES_PER_TICK`, and a new tick starts with all of it, tick after tick
@@ -433,7 +423,7 @@ const OUTBOX_PROBE: &str = r#"(module
 fn the_outbox_byte_budget_is_exact_and_renewed_each_tick() {
     assert_eq!(16 * 65_496 + 640, abi::MAX_OUTBOX_BYTES_PER_TICK);
     let mut rt = runtime(1);
-    let probe = rt.spawn_bytes(wat(OUTBOX_PROBE)).unwrap();
+    let probe = rt.spawn_bytes(outbox_probe()).unwrap();
     let mut want = vec![abi::SEND_OK; 16];
     want.extend([abi::SEND_ERR_OUTBOX_FULL, abi::SEND_OK, abi::SEND_ERR_OUTBOX_FULL, abi::SEND_OK]);
     for t in 0..4 {
@@ -498,15 +488,10 @@ fn live_bytes() -> isize {
 /// An agent that, in the step after a host message whose payload is u32 `n`, sends `n` maximal
 /// messages to agent `to`.
 fn burster(to: u64) -> Vec<u8> {
-    wat(&format!(
-        r#"(module
-  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (global $go (mut i32) (i32.const 0))
-  (func (export "lockstep_abi_version") (result i32) i32.const 1)
-  (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
-  (func (export "agent_init") (result i32) i32.const 0)
-  (func (export "agent_shutdown") (result i32) i32.const 0)
+    sender_agent(
+        1,
+        &format!(
+            r#"(global $go (mut i32) (i32.const 0))
   (func (export "agent_receive") (param $ptr i32) (result i32)
     (global.set $go (i32.load offset=40 (local.get $ptr)))
     i32.const 0)
@@ -516,8 +501,9 @@ fn burster(to: u64) -> Vec<u8> {
       (drop (call $send (i64.const {to}) (i32.const 1) (i32.const 0) (i32.const 8192) (i32.const 65496)))
       (global.set $go (i32.sub (global.get $go) (i32.const 1)))
       (br $next)))
-    i32.const 0))"#
-    ))
+    i32.const 0)"#
+        ),
+    )
 }
 
 /// Attack: pin memory with a burst. Sixteen agents send one receiver 16 MiB in one tick (each

@@ -11,81 +11,54 @@ use lockstep_core::{replay, AgentId, Runtime, RuntimeConfig, Trigger};
 
 const WORKERS: [usize; 4] = [2, 3, 4, 7];
 
-/// A version-2 agent: `body` holds `agent_step` and `agent_receive_batch` (and whatever else).
-fn module2(body: &str) -> Vec<u8> {
-    wat(&format!(
-        r#"(module
-  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "lockstep_abi_version") (result i32) i32.const 2)
-  (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
-  (func (export "agent_init") (result i32) i32.const 0)
-  (func (export "agent_shutdown") (result i32) i32.const 0)
-  {body})"#
-    ))
-}
-
-/// Sends `per_step` 12-byte messages a step (its id and the index) to
-/// `(id * 7 + i) % modulo + 1`; every 97th to the host, every 101st to an id that never
-/// existed, every 89th to itself; priorities 0..2 by index.
-fn sprayer(per_step: u32, modulo: u64) -> Vec<u8> {
-    module2(&format!(
-        r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
-  (func (export "agent_step") (param $ctx i32) (result i32)
-    (local $i i32) (local $to i64) (local $id i64)
-    (local.set $id (i64.load offset=16 (local.get $ctx)))
-    (block $out (loop $next
-      (br_if $out (i32.ge_u (local.get $i) (i32.const {per_step})))
-      (local.set $to (i64.add (i64.rem_u (i64.add (i64.mul (local.get $id) (i64.const 7)) (i64.extend_i32_u (local.get $i))) (i64.const {modulo})) (i64.const 1)))
-      (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 89))) (then (local.set $to (local.get $id))))
-      (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 97))) (then (local.set $to (i64.const 0))))
-      (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 101))) (then (local.set $to (i64.const 999999))))
-      (i64.store (i32.const 0) (local.get $id))
-      (i32.store (i32.const 8) (local.get $i))
-      (drop (call $send (local.get $to) (i32.const 1) (i32.rem_u (local.get $i) (i32.const 3)) (i32.const 0) (i32.const 12)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $next)))
-    i32.const 0)"#
-    ))
-}
-
 /// Traps in `agent_step` at tick `t`, having sent nothing (an agent whose only news is its fault).
 fn trap_in_step(t: u64) -> Vec<u8> {
-    module2(&format!(
-        r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
+    sender_agent(
+        2,
+        &format!(
+            r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
   (func (export "agent_step") (param $ctx i32) (result i32)
     (if (i64.eq (i64.load offset=8 (local.get $ctx)) (i64.const {t})) (then unreachable))
     i32.const 0)"#
-    ))
+        ),
+    )
 }
 
 /// Traps in its `n`th `agent_receive_batch` call (in delivery: the rest of its inbox is
 /// dead-lettered as faulted during delivery).
 fn trap_in_receive(n: i32) -> Vec<u8> {
-    module2(&format!(
-        r#"(global $calls (mut i32) (i32.const 0))
+    sender_agent(
+        2,
+        &format!(
+            r#"(global $calls (mut i32) (i32.const 0))
   (func (export "agent_receive_batch") (param i32 i32) (result i32)
     (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
     (if (i32.eq (global.get $calls) (i32.const {n})) (then unreachable))
     i32.const 0)
   (func (export "agent_step") (param i32) (result i32) i32.const 0)"#
-    ))
+        ),
+    )
 }
 
 /// Spins in `agent_step` at tick `t` (fuel exhaustion), having sent nothing.
 fn spin_in_step(t: u64) -> Vec<u8> {
-    module2(&format!(
-        r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
+    sender_agent(
+        2,
+        &format!(
+            r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
   (func (export "agent_step") (param $ctx i32) (result i32)
     (if (i64.eq (i64.load offset=8 (local.get $ctx)) (i64.const {t})) (then (loop $l (br $l))))
     i32.const 0)"#
-    ))
+        ),
+    )
 }
 
 /// Sends `k` messages to agent 1, then traps, at tick `t` (sends and a fault in one step).
 fn send_then_trap(t: u64, k: u32) -> Vec<u8> {
-    module2(&format!(
-        r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
+    sender_agent(
+        2,
+        &format!(
+            r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
   (func (export "agent_step") (param $ctx i32) (result i32)
     (local $i i32)
     (block $out (loop $next
@@ -95,7 +68,8 @@ fn send_then_trap(t: u64, k: u32) -> Vec<u8> {
       (br $next)))
     (if (i64.eq (i64.load offset=8 (local.get $ctx)) (i64.const {t})) (then unreachable))
     i32.const 0)"#
-    ))
+        ),
+    )
 }
 
 /// Everything a session shows that must not depend on the worker count.
@@ -173,7 +147,7 @@ fn spawn_n(rt: &mut Runtime, bytes: Vec<u8>, n: usize) -> Vec<AgentId> {
 fn agents_faulting_beside_parallel_routing_are_released_alike() {
     const AGENTS: usize = 100;
     let setup = |rt: &mut Runtime| {
-        spawn_n(rt, sprayer(110, 130), AGENTS);
+        spawn_n(rt, spraying_agent(110, 130, 0, 89), AGENTS);
         spawn_n(rt, trap_in_step(2), 5); // 101..=105
         spawn_n(rt, trap_in_receive(3), 5); // 106..=110
         spawn_n(rt, spin_in_step(3), 3); // 111..=113
@@ -200,8 +174,10 @@ fn agents_faulting_beside_parallel_routing_are_released_alike() {
 /// Loops `n` times in each step, then sends one message to agent 1 and one to the host: with a
 /// slice under its step's fuel, every call suspends and resumes over several ticks.
 fn slow_worker(n: u32) -> Vec<u8> {
-    module2(&format!(
-        r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
+    sender_agent(
+        2,
+        &format!(
+            r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
   (func (export "agent_step") (param $ctx i32) (result i32)
     (local $i i32)
     (block $out (loop $next
@@ -212,7 +188,8 @@ fn slow_worker(n: u32) -> Vec<u8> {
     (drop (call $send (i64.const 1) (i32.const 9) (i32.const 0) (i32.const 0) (i32.const 8)))
     (drop (call $send (i64.const 0) (i32.const 9) (i32.const 0) (i32.const 0) (i32.const 8)))
     i32.const 0)"#
-    ))
+        ),
+    )
 }
 
 /// Several phases (priorities 1, 0, -1), each of 100 sprayers routing 10,000+ messages on the
@@ -224,7 +201,7 @@ fn slow_worker(n: u32) -> Vec<u8> {
 fn phases_slices_inference_and_kills_beside_parallel_routing_agree() {
     let setup = |rt: &mut Runtime| {
         for priority in [1, 0, -1] {
-            let m = rt.load_module(sprayer(105, 420)).unwrap();
+            let m = rt.load_module(spraying_agent(105, 420, 0, 89)).unwrap();
             for _ in 0..100 {
                 rt.spawn_with_priority(m, priority).unwrap();
             }
@@ -262,8 +239,8 @@ fn phases_slices_inference_and_kills_beside_parallel_routing_agree() {
 #[test]
 fn dag_barriers_beside_parallel_routing_agree() {
     let setup = |rt: &mut Runtime| {
-        spawn_n(rt, sprayer(120, 200), 100);
-        for id in spawn_n(rt, sprayer(130, 200), 80) {
+        spawn_n(rt, spraying_agent(120, 200, 0, 89), 100);
+        for id in spawn_n(rt, spraying_agent(130, 200, 0, 89), 80) {
             rt.connect(1, id).unwrap();
             rt.connect(2, id).unwrap();
             rt.set_trigger(id, Trigger::All).unwrap();
@@ -286,7 +263,7 @@ fn dag_barriers_beside_parallel_routing_agree() {
 #[test]
 fn a_tap_switching_routing_mid_session_changes_nothing() {
     let setup = |rt: &mut Runtime| {
-        spawn_n(rt, sprayer(120, 110), 100);
+        spawn_n(rt, spraying_agent(120, 110, 0, 89), 100);
     };
     let between = |rt: &mut Runtime, tick: u64| match tick {
         2 => rt.watch_agents(&[1, 50, 100]),
@@ -315,7 +292,7 @@ fn ring_and_sends_into_a_parallel_phase_replay_alike() {
         let inbound = OwnedRegion::new(CAP);
         ring::init(&inbound.memory(), CAP).unwrap();
         let mut rt = runtime(workers);
-        spawn_n(&mut rt, sprayer(300, 100), 100);
+        spawn_n(&mut rt, spraying_agent(300, 100, 0, 89), 100);
         spawn_n(&mut rt, agent("echo"), 5);
         rt.attach_inbound_ring(inbound.memory()).unwrap();
         let mut js = Producer::new(inbound.memory()).unwrap();

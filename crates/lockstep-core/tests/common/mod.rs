@@ -35,6 +35,56 @@ pub fn wat_agent(version: u32, body: &str) -> Vec<u8> {
     ))
 }
 
+/// A hand-written agent that may send: the `send` import, 2 pages of memory, the io buffer at
+/// 1,024, `agent_init` and `agent_shutdown` that do nothing; `body` holds its `agent_step`, its
+/// receive export(s) for `version`, and whatever else it needs.
+pub fn sender_agent(version: u32, body: &str) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "lockstep_abi_version") (result i32) i32.const {version})
+  (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
+  (func (export "agent_init") (result i32) i32.const 0)
+  (func (export "agent_shutdown") (result i32) i32.const 0)
+  {body})"#
+    ))
+}
+
+/// A version-2 agent whose every step sends `per_step` 12-byte messages (its id and the
+/// message's index) to `(id * 7 + i) % modulo + 1`, except: the first `to_agent_1` go to agent
+/// 1, every `to_self_every`-th (0: none) to itself, every 97th to the host, every 101st to an id
+/// that never existed; priorities 0..2 by index. Enough of them make a phase route in parallel.
+pub fn spraying_agent(per_step: u32, modulo: u64, to_agent_1: u32, to_self_every: u32) -> Vec<u8> {
+    let to_self = if to_self_every > 0 {
+        format!("(if (i32.eqz (i32.rem_u (local.get $i) (i32.const {to_self_every}))) (then (local.set $to (local.get $id))))")
+    } else {
+        String::new()
+    };
+    sender_agent(
+        2,
+        &format!(
+            r#"(func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
+  (func (export "agent_step") (param $ctx i32) (result i32)
+    (local $i i32) (local $to i64) (local $id i64)
+    (local.set $id (i64.load offset=16 (local.get $ctx)))
+    (block $out (loop $next
+      (br_if $out (i32.ge_u (local.get $i) (i32.const {per_step})))
+      (local.set $to (i64.add (i64.rem_u (i64.add (i64.mul (local.get $id) (i64.const 7)) (i64.extend_i32_u (local.get $i))) (i64.const {modulo})) (i64.const 1)))
+      (if (i32.lt_u (local.get $i) (i32.const {to_agent_1})) (then (local.set $to (i64.const 1))))
+      {to_self}
+      (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 97))) (then (local.set $to (i64.const 0))))
+      (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 101))) (then (local.set $to (i64.const 999999))))
+      (i64.store (i32.const 0) (local.get $id))
+      (i32.store (i32.const 8) (local.get $i))
+      (drop (call $send (local.get $to) (i32.const 1) (i32.rem_u (local.get $i) (i32.const 3)) (i32.const 0) (i32.const 12)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    i32.const 0)"#
+        ),
+    )
+}
+
 /// Unsigned LEB128 (wasm's section sizes; also protobuf's varint), for hand-built bytes.
 pub fn leb128(out: &mut Vec<u8>, mut v: u64) {
     loop {
