@@ -166,6 +166,26 @@ impl AgentSlot {
         self.out.sent.release();
     }
 
+    /// Puts `m` into the inbox, or says why it cannot go there: the agent is not running, or
+    /// its inbox holds `abi::MAX_INBOX_MESSAGES` messages or would pass `MAX_INBOX_BYTES`.
+    /// The one admission rule of both sequential and parallel routing.
+    #[inline]
+    fn accept(&mut self, m: MessageRef<'_>) -> Result<(), DeadLetterReason> {
+        match self.state {
+            AgentState::Running => {
+                let inbox = &mut self.inbox;
+                if inbox.len() < crate::abi::MAX_INBOX_MESSAGES && inbox.payload_bytes() + m.payload.len() <= crate::abi::MAX_INBOX_BYTES {
+                    inbox.push(m);
+                    Ok(())
+                } else {
+                    Err(DeadLetterReason::RecipientInboxFull)
+                }
+            }
+            AgentState::Faulted(_) => Err(DeadLetterReason::RecipientFaulted),
+            _ => Err(DeadLetterReason::RecipientStopped),
+        }
+    }
+
     /// Whether `settle` must visit the agent after its run (`PhaseRun::busy`): it waited at a
     /// barrier, has a digest (it was handed, received, sent, asked or faulted something), sent,
     /// logged or asked anything, was traced, suspended or resumed a call, or stopped running.
@@ -533,6 +553,8 @@ const ROUTE_PREFETCH_INBOX: usize = 4;
 pub(crate) struct PhaseRun {
     fuel: u64,
     delivered: u64,
+    /// Messages the phase's agents sent (whether routing goes parallel).
+    sent: usize,
     /// Ascending slot indices of the agents with anything to settle (`AgentSlot::has_news`).
     /// Most agents of a quiet tick have none: a counter that steps burns fuel and nothing
     /// else, and visiting its slot again from the settling thread (a cache miss, often on
@@ -545,6 +567,7 @@ impl PhaseRun {
     fn append(&mut self, other: &mut PhaseRun) {
         self.fuel += other.fuel;
         self.delivered += other.delivered;
+        self.sent += other.sent;
         self.busy.append(&mut other.busy);
     }
 }
@@ -564,6 +587,7 @@ fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, ma
             run.fuel += std::mem::take(&mut slot.out.fuel);
             run.delivered += std::mem::take(&mut slot.out.delivered) as u64;
             if slot.has_news() {
+                run.sent += slot.out.sent.len();
                 run.busy.push(live[k]);
             }
         }
@@ -718,8 +742,7 @@ pub(crate) fn settle(
     }
     // Pass 2: route. Messages arrive in sender-id order; delivery sorts by the full key.
     if let Some((pool, workers)) = pool.filter(|_| outputs.tap.is_none() && outputs.trace.is_none()) {
-        let messages: usize = live.iter().filter_map(|&i| slots.get(i)).map(|s| s.out.sent.len()).sum();
-        if messages >= PARALLEL_ROUTE_MIN_MESSAGES && workers > 1 {
+        if run.sent >= PARALLEL_ROUTE_MIN_MESSAGES && workers > 1 {
             return route_in_parallel(slots, live, tick, hasher, report, outputs, pool, workers);
         }
     }
@@ -874,19 +897,9 @@ fn deliver_range(slots: &mut [AgentSlot], base: usize, senders: &[(usize, Mailbo
     for (pos, (_, sent)) in senders.iter().enumerate() {
         for (k, m) in sent.iter().enumerate() {
             let Some(target) = (m.to as usize).wrapping_sub(1).checked_sub(base).and_then(|j| slots.get_mut(j)) else { continue };
-            let reason = match target.state {
-                AgentState::Running => {
-                    let inbox = &mut target.inbox;
-                    if inbox.len() < crate::abi::MAX_INBOX_MESSAGES && inbox.payload_bytes() + m.payload.len() <= crate::abi::MAX_INBOX_BYTES {
-                        inbox.push(m);
-                        continue;
-                    }
-                    DeadLetterReason::RecipientInboxFull
-                }
-                AgentState::Faulted(_) => DeadLetterReason::RecipientFaulted,
-                _ => DeadLetterReason::RecipientStopped,
-            };
-            refused.push((pos as u32, k as u32, reason));
+            if let Err(reason) = target.accept(m) {
+                refused.push((pos as u32, k as u32, reason));
+            }
         }
     }
 }
@@ -910,22 +923,13 @@ pub(crate) fn route(slots: &mut [AgentSlot], m: MessageRef<'_>, tick: u64, hashe
         outputs.host_message(m.to_message());
         return;
     }
-    let reason = match slots.get_mut((m.to as usize).wrapping_sub(1)) {
-        Some(target) if target.state.is_running() => {
-            let inbox = &mut target.inbox;
-            if inbox.len() < crate::abi::MAX_INBOX_MESSAGES && inbox.payload_bytes() + m.payload.len() <= crate::abi::MAX_INBOX_BYTES {
-                inbox.push(m);
-                return;
-            }
-            DeadLetterReason::RecipientInboxFull
-        }
-        Some(target) => match target.state {
-            AgentState::Faulted(_) => DeadLetterReason::RecipientFaulted,
-            _ => DeadLetterReason::RecipientStopped,
-        },
-        None => DeadLetterReason::UnknownRecipient,
+    let accepted = match slots.get_mut((m.to as usize).wrapping_sub(1)) {
+        Some(target) => target.accept(m),
+        None => Err(DeadLetterReason::UnknownRecipient),
     };
-    push_dead(hasher, report, outputs, tick, reason, m.to_message());
+    if let Err(reason) = accepted {
+        push_dead(hasher, report, outputs, tick, reason, m.to_message());
+    }
 }
 
 /// A dead letter of a tick: in the tick hash whether or not the bounded queue keeps it (what
