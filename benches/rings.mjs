@@ -9,8 +9,37 @@ const ringPath = require.resolve('../ring.js');
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
-/** JS → agents through the inbound ring: pushed in JS, delivered to agent_receive. */
-function ringToAgents(total, payloadBytes, agents = 1000) {
+/**
+ * JS → agents through the inbound ring: pushed in JS, delivered to agent_receive. Pipelined,
+ * as a producer feeding the runtime at full rate would do it (README, "Rings"): JS pushes the
+ * next tick's records while `tickAsync` runs this one on the pool (a tick drains what was
+ * published when it starts), so the producer and the tick use both cores, as the two threads of
+ * the pure-JS ring below do. `perTick` records a tick.
+ */
+async function ringToAgents(total, payloadBytes, agents = 1000, perTick = 50_000) {
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false });
+  const ids = rt.spawnMany(exampleAgent('counter'), agents);
+  const { inbound } = rt.attachRings({ inboundBytes: 1 << 24, outboundBytes: 1 << 16 });
+  const payload = new Uint8Array(payloadBytes).fill(7);
+  rt.tick();
+  const t0 = now();
+  let pushed = 0;
+  let delivered = 0;
+  let inFlight = null;
+  while (delivered < total) {
+    for (let k = 0; k < perTick && pushed < total && inbound.tryPush(ids[pushed % agents], payload, { publish: false }); k++) pushed++;
+    inbound.publish();
+    if (inFlight) delivered += (await inFlight).messagesDelivered;
+    inFlight = rt.tickAsync(1);
+  }
+  await inFlight;
+  const rate = total / (now() - t0);
+  rt.close(); // runtimes made in a loop: free each now, not at GC
+  return rate;
+}
+
+/** The same, one step at a time: push a tick's records, then tick() (the producer waits for the tick). */
+function ringToAgentsSequential(total, payloadBytes, agents = 1000) {
   const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false });
   const ids = rt.spawnMany(exampleAgent('counter'), agents);
   const { inbound } = rt.attachRings({ inboundBytes: 1 << 24, outboundBytes: 1 << 16 });
@@ -25,7 +54,7 @@ function ringToAgents(total, payloadBytes, agents = 1000) {
     delivered += rt.tick().messagesDelivered;
   }
   const rate = total / (now() - t0);
-  rt.close(); // runtimes made in a loop: free each now, not at GC
+  rt.close();
   return rate;
 }
 
@@ -159,6 +188,7 @@ export async function runRingBenches({ quick = false, log = console.error } = {}
       r[name] = Math.round(median(xs));
     };
     await measure('ring_js_to_agents', () => ringToAgents(n, bytes));
+    await measure('ring_js_to_agents_sequential', () => ringToAgentsSequential(n, bytes));
     await measure('napi_call_per_message', () => napiToAgents(n, bytes));
     await measure('worker_postMessage', () => postMessageRate(n, bytes));
     await measure('message_channel', () => messageChannelRate(n, bytes));
@@ -167,6 +197,7 @@ export async function runRingBenches({ quick = false, log = console.error } = {}
     await measure('agents_to_js_drainMessages', () => agentsToJs(Math.min(n, 1_000_000), bytes, false));
     r.ratio_ring_vs_postMessage = +(r.ring_js_to_agents / r.worker_postMessage).toFixed(2);
     r.ratio_ring_vs_pure_js_ring = +(r.ring_js_to_agents / r.pure_js_sab_ring).toFixed(2);
+    r.ratio_sequential_vs_pure_js_ring = +(r.ring_js_to_agents_sequential / r.pure_js_sab_ring).toFixed(2);
     r.ratio_ring_vs_napi_call = +(r.ring_js_to_agents / r.napi_call_per_message).toFixed(2);
     out[`payload_${bytes}`] = r;
   }
