@@ -18,17 +18,32 @@ function mlpInputs(batch) {
   return { x: { type: 'float32', data: new Float32Array(batch * 4).map((_, i) => Math.sin(i)), dims: [batch, 4] } };
 }
 
-async function measure(calls, fn) {
-  for (let i = 0; i < Math.min(50, calls); i++) await fn();
-  const lat = [];
-  const t0 = nowUs();
-  for (let i = 0; i < calls; i++) {
-    const t = nowUs();
-    await fn();
-    lat.push(nowUs() - t);
+/**
+ * Times `calls` calls of each path in `paths` ({ name: fn }), in rounds of blocks that take
+ * turns (A B C A B C ...), so the machine's drift over the run (load, frequency, caches) falls
+ * on every path alike instead of on whichever ran last.
+ */
+async function measureAlternating(calls, paths, rounds = 10) {
+  const names = Object.keys(paths);
+  for (const name of names) for (let i = 0; i < Math.min(50, calls); i++) await paths[name]();
+  const lat = Object.fromEntries(names.map((n) => [n, []]));
+  const total = Object.fromEntries(names.map((n) => [n, 0]));
+  const perBlock = Math.max(1, Math.ceil(calls / rounds));
+  for (let r = 0; r < rounds; r++) {
+    for (const name of names) {
+      const fn = paths[name];
+      const t0 = nowUs();
+      for (let i = 0; i < perBlock; i++) {
+        const t = nowUs();
+        await fn();
+        lat[name].push(nowUs() - t);
+      }
+      total[name] += nowUs() - t0;
+    }
   }
-  const total = nowUs() - t0;
-  return { median_us: +pct(lat, 0.5).toFixed(2), p99_us: +pct(lat, 0.99).toFixed(2), calls_per_s: Math.round((calls / total) * 1e6) };
+  return Object.fromEntries(
+    names.map((n) => [n, { median_us: +pct(lat[n], 0.5).toFixed(2), p99_us: +pct(lat[n], 0.99).toFixed(2), calls_per_s: Math.round((lat[n].length / total[n]) * 1e6) }]),
+  );
 }
 
 async function pathVsOnnxruntimeNode(name, path, makeInputs, batch, calls) {
@@ -37,13 +52,12 @@ async function pathVsOnnxruntimeNode(name, path, makeInputs, batch, calls) {
   const inputs = makeInputs(batch);
   const session = await ort.InferenceSession.create(path, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' });
   const feeds = Object.fromEntries(Object.entries(inputs).map(([k, t]) => [k, new ort.Tensor(t.type, t.data, t.dims)]));
-  const r = {
-    model: name,
-    batch,
-    lockstep_inferSync: await measure(calls, () => rt.inferSync(id, inputs)),
-    lockstep_infer_async: await measure(calls, () => rt.infer(id, inputs)),
-    onnxruntime_node_run: await measure(calls, () => session.run(feeds)),
-  };
+  const m = await measureAlternating(calls, {
+    lockstep_inferSync: () => rt.inferSync(id, inputs),
+    lockstep_infer_async: () => rt.infer(id, inputs),
+    onnxruntime_node_run: () => session.run(feeds),
+  });
+  const r = { model: name, batch, ...m };
   r.ratio_sync_vs_ort_node = +(r.onnxruntime_node_run.median_us / r.lockstep_inferSync.median_us).toFixed(2);
   r.ratio_async_vs_ort_node = +(r.onnxruntime_node_run.median_us / r.lockstep_infer_async.median_us).toFixed(2);
   await session.release?.();
