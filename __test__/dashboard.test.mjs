@@ -128,6 +128,35 @@ test('summary, agents, agent, events, history, hashes: every read request answer
   });
 });
 
+test('poll answers the summary and each part asked exactly as its own request does, in one reply; bad parts are bad_request', async () => {
+  await served({ moduleNames: {}, minTableMs: 0, snapshotBudget: 0 }, async ({ rt, server, ids }) => {
+    rt.tick(3);
+    rt.kill(ids[2]);
+    rt.tick(2);
+    const c = await connect(server);
+    await c.data('hello');
+    const parts = { history: { since: 2, seconds: 0 }, events: { since: 0, limit: 500 }, agents: { sort: 'sent', order: 'desc', limit: 7 }, hashes: { limit: 3 } };
+    const p = await c.data('poll', parts);
+    assert.deepEqual(Object.keys(p), ['summary', 'history', 'events', 'agents', 'hashes']);
+    for (const [type, args] of Object.entries(parts)) assert.deepEqual(p[type], await c.data(type, args), `${type} as its own request answers it`);
+    // (Less what may differ between two requests: when its snapshot was taken, and whether
+    // this request took it.)
+    const { clients: _c1, at: _a1, fresh: _f1, ...summary } = p.summary;
+    const { clients: _c2, at: _a2, fresh: _f2, ...alone } = await c.data('summary');
+    assert.deepEqual(summary, alone, 'the summary as its own request answers it');
+    assert.equal(p.summary.agents.killed, 1);
+    assert.ok(p.events.events.some((e) => e.type === 'killed' && e.agent === ids[2]));
+    // Only the summary when nothing else is asked; a part that is not an object, or has bad
+    // arguments, is refused with the part's own message.
+    assert.deepEqual(Object.keys(await c.data('poll')), ['summary']);
+    for (const bad of [{ history: 5 }, { agents: [] }, { events: null }, { agents: { sort: 'nope' } }, { hashes: { limit: 0 } }]) {
+      const r = await c.request('poll', bad);
+      assert.equal(r.error.code, 'bad_request', JSON.stringify(bad));
+    }
+    await c.close();
+  });
+});
+
 test('without a journal, seek answers "needs a journal"', async () => {
   await served({}, async ({ rt, server }) => {
     rt.tick(3);

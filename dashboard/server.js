@@ -890,6 +890,19 @@ class DashboardServer extends EventEmitter {
     return { chain: ring.slice(Math.max(0, ring.length - a.limit)) };
   }
 
+  /** `poll`: { summary, [history], [events], [agents], [hashes] }, each part what its own
+   * request would answer (parts serialised before, like the summary and agent pages, are
+   * copied in, not serialised again). */
+  reqPoll(a) {
+    const json = (part) => (part instanceof RawJson ? `${part.body instanceof SharedJson ? part.body.text : part.body}${part.tail}` : JSON.stringify(part));
+    let body = `{"summary":${json(this.reqSummary())}`;
+    if (a.history) body += `,"history":${json(this.reqHistory(a.history))}`;
+    if (a.events) body += `,"events":${json(this.reqEvents(a.events))}`;
+    if (a.agents) body += `,"agents":${json(this.reqAgents(a.agents))}`;
+    if (a.hashes) body += `,"hashes":${json(this.reqHashes(a.hashes))}`;
+    return new RawJson(body, '}');
+  }
+
   /** The cursor, opened (or reopened, after syncing the runtime's own journal) to reach `tick`. */
   #cursorFor(tick) {
     const t = this.#travel;
@@ -1041,6 +1054,9 @@ function intArg(msg, name, min, max, dflt) {
 
 const agentArg = (msg) => intArg(msg, 'agent', 1, 2 ** 32, undefined);
 
+/** The parts a `poll` request may ask for besides the summary, in the order of its reply. */
+const POLL_PARTS = ['history', 'events', 'agents', 'hashes'];
+
 /** type → { args(msg) → checked args, run(args, client), free: needs the runtime free, needs: 'clock' | 'controls' }. */
 const HANDLERS = {
   hello: { run() { return this.reqHello(); } },
@@ -1070,6 +1086,22 @@ const HANDLERS = {
     run(a) { return this.reqHistory(a); },
   },
   hashes: { args: (msg) => ({ limit: intArg(msg, 'limit', 1, 100_000, 64) }), run(a) { return this.reqHashes(a); } },
+  // Everything a page refreshes, in one request (one read, one reply, one wake-up per client
+  // and poll instead of one per part): the summary, and each of `history`, `events`, `agents`
+  // and `hashes` that is given, with that request's arguments.
+  poll: {
+    args(msg) {
+      const a = {};
+      for (const part of POLL_PARTS) {
+        const sub = msg[part];
+        if (sub === undefined) continue;
+        if (sub === null || typeof sub !== 'object' || Array.isArray(sub)) throw bad(`${part} must be an object holding the arguments of a '${part}' request (or be left out)`);
+        a[part] = HANDLERS[part].args(sub);
+      }
+      return a;
+    },
+    run(a) { return this.reqPoll(a); },
+  },
   // Time travel: free, so that the runtime's own journal is synced between ticks.
   seekRange: { free: true, run() { return this.reqSeekRange(); } },
   seek: {

@@ -116,7 +116,10 @@
 
   let summary = null;
   async function pollSummary() {
-    const s = await request('summary');
+    applySummary(await request('summary'));
+  }
+
+  function applySummary(s) {
     if (s.tick == null) return;
     summary = s;
     if (past === null) $('tick').textContent = num(s.tick);
@@ -240,8 +243,9 @@
     window.addEventListener('resize', resize);
   }
 
-  async function pollHistory() {
-    const h = await request('history', lastHistoryTick < 0 ? { limit: MAX_POINTS, seconds: 0 } : { since: lastHistoryTick, limit: MAX_POINTS, seconds: 0 });
+  const historyArgs = () => (lastHistoryTick < 0 ? { limit: MAX_POINTS, seconds: 0 } : { since: lastHistoryTick, limit: MAX_POINTS, seconds: 0 });
+
+  function applyHistory(h) {
     const t = h.ticks;
     if (t.tick.length === 0) return;
     if (t.tick[0] <= lastHistoryTick) {
@@ -272,12 +276,20 @@
     return m.name ? el('span', 'modname', m.name) : el('span', 'modhash', m.hash.slice(0, 10));
   }
 
-  async function pollAgents() {
-    if (past !== null) return;
+  function agentsArgs() {
     const args = { offset: table.offset, limit: PAGE, sort: table.sort, order: table.desc ? 'desc' : 'asc' };
     if (table.state) args.state = table.state;
     if (table.module) args.module = table.module;
-    const r = await request('agents', args);
+    return args;
+  }
+
+  /** Now (after a change of page, sort or filter): the table alone. */
+  async function pollAgents() {
+    if (past !== null) return;
+    applyAgents(await request('agents', agentsArgs()));
+  }
+
+  function applyAgents(r) {
     if (r.pending || past !== null) return;
     renderRows(r);
   }
@@ -444,9 +456,9 @@
     $('events').replaceChildren(...(lis.length ? lis : [el('li', 'notice', 'no events yet')]));
   }
 
-  async function pollEvents() {
-    const first = eventCursor == null;
-    const r = await request('events', first ? { limit: 200 } : { since: eventCursor, limit: 200 });
+  const eventsArgs = () => (eventCursor == null ? { limit: 200 } : { since: eventCursor, limit: 200 });
+
+  async function applyEvents(r, first) {
     if (first) {
       // Faults before the newest 200 events are what someone opening the dashboard on a
       // running session most needs to see: load those the dashboard still holds.
@@ -466,8 +478,7 @@
     if (changed || !feed.length) renderFeed();
   }
 
-  async function pollHashes() {
-    const r = await request('hashes', { limit: 64 });
+  function applyHashes(r) {
     const lis = r.chain.slice().reverse().map((h) => {
       const li = el('li', h.gap ? 'gap' : null);
       li.title = h.gap ? `${h.hash} (ticks before this one ran in one tick(n) call: their hashes are chained but not shown)` : h.hash;
@@ -577,10 +588,25 @@
   wire();
   makeCharts();
   connect();
-  every(250, pollSummary);
-  every(400, pollHistory);
-  every(500, pollEvents);
-  every(1000, pollAgents);
-  every(1000, pollHashes);
+  // One request refreshes the page (docs/DASHBOARD.md, `poll`): the summary, the charts and the
+  // event feed 4 times a second, the agent table and the hash chain once a second.
+  let lastSlowPoll = -Infinity;
+  async function pollPage() {
+    const slow = performance.now() - lastSlowPoll >= 1000;
+    const firstEvents = eventCursor == null;
+    const args = { history: historyArgs(), events: eventsArgs() };
+    if (slow) {
+      args.hashes = { limit: 64 };
+      if (past === null) args.agents = agentsArgs();
+    }
+    const r = await request('poll', args);
+    if (slow) lastSlowPoll = performance.now();
+    applySummary(r.summary);
+    applyHistory(r.history);
+    if (r.agents) applyAgents(r.agents);
+    if (r.hashes) applyHashes(r.hashes);
+    await applyEvents(r.events, firstEvents);
+  }
+  every(250, pollPage);
   every(500, pollAgent);
 })();
