@@ -4,8 +4,9 @@
 // 1. Overhead: tick time at 1,000 and 10,000 agents (counter agents, 1 and 2 workers, ticks driven
 //    with tickAsync(1) so the event loop serves clients meanwhile) with no server, and with a
 //    server and 10 clients (in another process, as browsers would be) each polling at 10 Hz
-//    what the page polls (summary, history since the last tick, events since the cursor, a
-//    page of 50 agents): 400 requests per second. The two conditions alternate on one
+//    what the page shows (summary, history since the last tick, events since the cursor, a
+//    page of 50 agents) in one `poll` request: 100 requests per second (the page itself asks 4
+//    times a second, the agent page once). The two conditions alternate on one
 //    runtime, round after round; the figure is the median of the rounds' ratios.
 // 2. Snapshot cost at 100,000 agents: one summary (counts by state: O(agents), in Rust), one
 //    agent table (the packed rows), one sorted page of 50 rows, and a summary request's round
@@ -30,8 +31,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * stays up across rounds: `connect(url, mix)` connects them and starts polling at `hz`, resolving
  * once all are connected; `disconnect()` stops them and resolves with the requests they sent,
  * got answered, and saw fail. 'summary': each asks for the summary at `hz`; 'page': each asks
- * for everything the page polls (summary, history since the last tick, events since the cursor,
- * a page of 50 agents sorted by messages sent) at `hz`.
+ * for everything the page shows (summary, history since the last tick, events since the cursor,
+ * a page of 50 agents sorted by messages sent) at `hz`, in one `poll` request; 'parts': the
+ * same in four requests.
  */
 const CLIENTS = `
 import { createRequire } from 'node:module';
@@ -49,23 +51,35 @@ async function connect(url, mix) {
     sockets.push(ws);
     await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
     let id = 0, since, cursor;
+    const sawHistory = (h) => { if (h.ticks.tick.length) since = h.ticks.tick[h.ticks.tick.length - 1]; };
     ws.on('message', (d) => {
       const m = JSON.parse(String(d));
       if (m.id === undefined) return;
       totals.answered++;
       if (!m.ok) totals.failed++;
-      else if (m.type === 'history' && m.data.ticks.tick.length) since = m.data.ticks.tick[m.data.ticks.tick.length - 1];
+      else if (m.type === 'history') sawHistory(m.data);
       else if (m.type === 'events') cursor = m.data.next;
+      else if (m.type === 'poll') {
+        sawHistory(m.data.history);
+        cursor = m.data.events.next;
+      }
     });
     const send = (type, args) => { totals.sent++; ws.send(JSON.stringify({ id: ++id, type, ...args })); };
     // Spread the clients over the period, as independent browsers would be.
     await new Promise((resolve) => setTimeout(resolve, (k * 1000) / hz / count));
     timers.push(setInterval(() => {
-      send('summary');
-      if (mix === 'summary') return;
-      send('history', since === undefined ? { limit: 600, seconds: 0 } : { since, seconds: 0 });
-      send('events', cursor === undefined ? { limit: 200 } : { since: cursor, limit: 200 });
-      send('agents', { limit: 50, sort: 'sent', order: 'desc' });
+      const history = since === undefined ? { limit: 600, seconds: 0 } : { since, seconds: 0 };
+      const events = cursor === undefined ? { limit: 200 } : { since: cursor, limit: 200 };
+      const agents = { limit: 50, sort: 'sent', order: 'desc' };
+      if (mix === 'summary') send('summary');
+      else if (mix === 'page') send('poll', { history, events, agents });
+      else {
+        // 'parts': the same, one request each (how the page polled before 'poll').
+        send('summary');
+        send('history', history);
+        send('events', events);
+        send('agents', agents);
+      }
     }, 1000 / hz));
   }));
   console.log('ready');
@@ -198,7 +212,7 @@ export async function overhead(agents, { workers, rounds, ticks, clients, hz, mi
     clients,
     poll_hz: hz,
     mix,
-    requests_per_s: clients * hz * (mix === 'summary' ? 1 : 4),
+    requests_per_s: clients * hz * (mix === 'parts' ? 4 : 1),
     rounds,
     ticks_per_round: ticks,
     tick_us_no_server: round1(a),
@@ -218,7 +232,7 @@ export async function overhead(agents, { workers, rounds, ticks, clients, hz, mi
     requests_answered: requests.answered,
     requests_failed: requests.failed,
   };
-  log(`[bench] dashboard overhead, ${agents} agents, ${workers} worker(s), ${clients} clients polling ${mix === 'summary' ? 'the summary' : 'what the page polls'} at ${hz} Hz (${result.requests_per_s} requests/s): ${result.tick_us_no_server} µs/tick without, ${result.tick_us_with_dashboard} µs with (median of the rounds' ratios: ${result.overhead_pct}%, rounds ${result.round_overheads_pct.join(' ')}); CPU time per tick ${result.cpu_us_per_tick_no_server} → ${result.cpu_us_per_tick_with_dashboard} µs (${result.cpu_overhead_pct}%, rounds ${result.round_cpu_overheads_pct.join(' ')}); main thread ${result.main_thread_cpu_us_per_tick_no_server} → ${result.main_thread_cpu_us_per_tick_with_dashboard} µs CPU per tick; event loop busy ${result.event_loop_busy_ms_per_s_no_server} → ${result.event_loop_busy_ms_per_s_with_dashboard} ms/s; ${requests.answered} requests answered, ${requests.failed} failed`);
+  log(`[bench] dashboard overhead, ${agents} agents, ${workers} worker(s), ${clients} clients polling ${{ summary: 'the summary', page: 'what the page shows (one poll request)', parts: 'what the page shows, one request per part' }[mix]} at ${hz} Hz (${result.requests_per_s} requests/s): ${result.tick_us_no_server} µs/tick without, ${result.tick_us_with_dashboard} µs with (median of the rounds' ratios: ${result.overhead_pct}%, rounds ${result.round_overheads_pct.join(' ')}); CPU time per tick ${result.cpu_us_per_tick_no_server} → ${result.cpu_us_per_tick_with_dashboard} µs (${result.cpu_overhead_pct}%, rounds ${result.round_cpu_overheads_pct.join(' ')}); main thread ${result.main_thread_cpu_us_per_tick_no_server} → ${result.main_thread_cpu_us_per_tick_with_dashboard} µs CPU per tick; event loop busy ${result.event_loop_busy_ms_per_s_no_server} → ${result.event_loop_busy_ms_per_s_with_dashboard} ms/s; ${requests.answered} requests answered, ${requests.failed} failed`);
   return result;
 }
 
@@ -323,8 +337,9 @@ export async function runDashboardBenches({ quick = false, log = console.error }
   };
   return {
     // 'summary': each client asks for the summary 10 times a second (100 requests/s in all);
-    // 'page': each asks for everything the page polls (summary, history, events, a sorted page
-    // of 50 agents) 10 times a second (400 requests/s, ~1 MB/s of replies). workers = 2 uses
+    // 'page': each asks for everything the page shows (summary, history, events, a sorted page
+    // of 50 agents) 10 times a second in one poll request (100 requests/s, ~1 MB/s of replies;
+    // 'parts', not run here, asks for the same in four requests). workers = 2 uses
     // every core of a 2-core machine for the tick, leaving none to the event loop and the
     // clients; workers = 1 leaves one.
     overhead: [
