@@ -25,14 +25,29 @@ pub(crate) struct Inputs {
     pub(crate) digest: InputDigest,
     /// The JS→core ring, when attached: drained at the start of each tick.
     pub(crate) inbound_ring: Option<Consumer>,
-    /// The buffer each ring record's payload is read into on its way to `messages` (at most
+    /// The buffer each ring record's payload is read into on its way to `ring_batch` (at most
     /// `abi::MAX_PAYLOAD_BYTES`).
     pub(crate) ring_scratch: Vec<u8>,
+    /// One batch of ring records on its way to the inboxes (at most `RING_BATCH_RECORDS` and
+    /// `RING_BATCH_BYTES`), and the scratch of routing it recipient by recipient; both kept
+    /// between ticks.
+    pub(crate) ring_batch: Mailbox,
+    pub(crate) ring_grouping: crate::scheduler::GroupScratch,
 }
 
 impl Inputs {
     pub(crate) fn new() -> Self {
-        Self { messages: Mailbox::default(), bytes: 0, host_seq: 0, answer_seq: 0, digest: InputDigest::new(), inbound_ring: None, ring_scratch: Vec::new() }
+        Self {
+            messages: Mailbox::default(),
+            bytes: 0,
+            host_seq: 0,
+            answer_seq: 0,
+            digest: InputDigest::new(),
+            inbound_ring: None,
+            ring_scratch: Vec::new(),
+            ring_batch: Mailbox::default(),
+            ring_grouping: Default::default(),
+        }
     }
 
     /// Whether a host message of `bytes` fits (`MAX_PENDING_MESSAGES`, `MAX_PENDING_BYTES`).
@@ -119,6 +134,8 @@ impl Inputs {
             digest: InputDigest::from_bytes(image.digest),
             inbound_ring: None,
             ring_scratch: Vec::new(),
+            ring_batch: Mailbox::default(),
+            ring_grouping: Default::default(),
         }
     }
 }

@@ -53,6 +53,13 @@ pub const MAX_RETAINED_INPUT_BYTES: usize = 16 << 20;
 /// Most records drained from the inbound ring per tick (bounds the work one tick can be
 /// handed; the rest waits in the ring for the next tick).
 pub const MAX_RING_RECORDS_PER_TICK: usize = 1 << 22;
+/// The inbound ring is drained in batches of at most this many records and
+/// `RING_BATCH_BYTES` of payload (`Runtime::route_inbound_ring`): each batch is staged, then
+/// routed recipient by recipient (`scheduler::route_grouped`). The staging mailbox keeps one
+/// batch's capacity between ticks.
+pub const RING_BATCH_RECORDS: usize = 1 << 16;
+/// Most payload bytes of one batch of inbound-ring records (see `RING_BATCH_RECORDS`).
+pub const RING_BATCH_BYTES: usize = 8 << 20;
 
 /// Most worker threads a runtime may use (`RuntimeConfig::workers`).
 pub const MAX_WORKERS: usize = 256;

@@ -40,6 +40,9 @@ pub(crate) struct Mailbox {
 }
 
 impl Mailbox {
+    /// Heap bytes one message's envelope takes (what `capacity_bytes` counts besides payloads).
+    pub(crate) const ENVELOPE_BYTES: usize = std::mem::size_of::<Envelope>();
+
     /// Messages held.
     #[inline]
     pub(crate) fn len(&self) -> usize {
@@ -77,6 +80,15 @@ impl Mailbox {
     #[inline]
     pub(crate) fn tail_addresses(&self) -> [usize; 2] {
         [self.envelopes.as_ptr().wrapping_add(self.envelopes.len()) as usize, self.bytes.as_ptr().wrapping_add(self.bytes.len()) as usize]
+    }
+
+    /// Where the `i`-th message's envelope and payload start: for prefetching only.
+    #[inline]
+    pub(crate) fn message_addresses(&self, i: usize) -> [usize; 2] {
+        match self.envelopes.get(i) {
+            Some(e) => [e as *const Envelope as usize, self.bytes.as_ptr().wrapping_add(e.at) as usize],
+            None => [0, 0],
+        }
     }
 
     /// The `i`-th message, borrowed.

@@ -17,7 +17,9 @@ use crate::graph::Trigger;
 use crate::inference::{agents as agent_inference, InferenceEngine};
 use crate::inputs::Inputs;
 use crate::journal::{JournalConfig, JournalSink};
-use crate::limits::{MAX_AGENT_IDS, MAX_MODULES, MAX_PENDING_BYTES, MAX_PENDING_MESSAGES, MAX_RING_RECORDS_PER_TICK, MAX_WORKERS};
+use crate::limits::{
+    MAX_AGENT_IDS, MAX_MODULES, MAX_PENDING_BYTES, MAX_PENDING_MESSAGES, MAX_RING_RECORDS_PER_TICK, MAX_WORKERS, RING_BATCH_BYTES, RING_BATCH_RECORDS,
+};
 use crate::observe;
 use crate::outputs::Outputs;
 use crate::recorder::{Appended, Recorder};
@@ -1302,30 +1304,52 @@ impl Runtime {
     /// at the same tick. Once the journal has failed, records stay in the ring.
     fn route_inbound_ring(&mut self, tick: u64, report: &mut TickReport) {
         let Some(mut consumer) = self.inputs.inbound_ring.take() else { return };
-        if consumer.broken().is_none() {
-            let mut scratch = std::mem::take(&mut self.inputs.ring_scratch);
-            let result = consumer.drain_borrowed(MAX_RING_RECORDS_PER_TICK, &mut scratch, |r| {
+        let mut scratch = std::mem::take(&mut self.inputs.ring_scratch);
+        let mut batch = std::mem::take(&mut self.inputs.ring_batch);
+        let mut drained = 0;
+        // A batch at a time: staged in ring order (recorded, numbered), then routed recipient
+        // by recipient (`scheduler::route_grouped`, the same effect as routing in order).
+        while consumer.broken().is_none() && drained < MAX_RING_RECORDS_PER_TICK {
+            let room = (MAX_RING_RECORDS_PER_TICK - drained).min(RING_BATCH_RECORDS);
+            let (mut full, mut journal_failed) = (false, false);
+            let result = consumer.drain_borrowed(room, &mut scratch, |r| {
                 if r.kind_of_record != ring::TYPE_MESSAGE {
                     return ControlFlow::Continue(());
                 }
+                if !batch.is_empty() && batch.payload_bytes() + r.payload.len() > RING_BATCH_BYTES {
+                    full = true;
+                    return ControlFlow::Break(());
+                }
                 if self.journal_ok().is_err() {
+                    journal_failed = true;
                     return ControlFlow::Break(());
                 }
                 // The consumer refused payloads over the message limit already.
                 self.record(|rec| rec.send(tick, r.agent, r.kind, r.priority, r.payload));
                 let seq = self.inputs.next_host_seq();
-                let m = MessageRef { from: abi::HOST_ID, to: r.agent, seq, kind: r.kind, priority: r.priority, payload: r.payload };
-                scheduler::route(&mut self.agents.slots, m, tick, &mut self.tick_hasher, report, &mut self.outputs);
+                batch.push(MessageRef { from: abi::HOST_ID, to: r.agent, seq, kind: r.kind, priority: r.priority, payload: r.payload });
                 ControlFlow::Continue(())
             });
-            self.inputs.ring_scratch = scratch;
-            if let Err(e) = result {
-                tracing::error!(target: "lockstep::runtime", "inbound ring broken: {e}");
-                // Untrimmed: inside a tick its events are read by index until it ends (see
-                // `record`); the tick trims them after.
-                self.outputs.events.push_back(Event::RingError { tick: self.tick, detail: e.to_string() });
+            scheduler::route_grouped(&mut self.agents.slots, &batch, tick, &mut self.tick_hasher, report, &mut self.outputs, &mut self.inputs.ring_grouping);
+            batch.clear_retaining(RING_BATCH_BYTES + RING_BATCH_RECORDS * crate::mailbox::Mailbox::ENVELOPE_BYTES);
+            match result {
+                Ok(count) => {
+                    drained += count;
+                    if journal_failed || (!full && count < room) {
+                        break; // the journal failed, or the ring is empty
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(target: "lockstep::runtime", "inbound ring broken: {e}");
+                    // Untrimmed: inside a tick its events are read by index until it ends (see
+                    // `record`); the tick trims them after.
+                    self.outputs.events.push_back(Event::RingError { tick: self.tick, detail: e.to_string() });
+                    break;
+                }
             }
         }
+        self.inputs.ring_scratch = scratch;
+        self.inputs.ring_batch = batch;
         self.inputs.inbound_ring = Some(consumer);
     }
 

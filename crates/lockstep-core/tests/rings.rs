@@ -226,3 +226,89 @@ fn ring_messages_routed_straight_into_inboxes_follow_queued_sends_and_replay_ali
         assert_eq!((r.divergence, r.final_hash), (None, report.hash), "{workers} workers");
     }
 }
+
+/// The inbound ring is routed a batch at a time, recipient by recipient
+/// (`scheduler::route_grouped`), where `send()`'s queue is routed message by message in order:
+/// the same traffic through either must give the same tick (hash, counts) and the same dead
+/// letters in the same order. The traffic crosses batches (over `RING_BATCH_RECORDS` records)
+/// and refuses every way: an inbox over `MAX_INBOX_MESSAGES`, a killed recipient, ids that are
+/// no agent (0, past the last).
+#[test]
+fn ring_records_routed_recipient_by_recipient_tick_and_dead_letter_like_sends_routed_in_order() {
+    let agents = 100usize;
+    let over = lockstep_core::abi::MAX_INBOX_MESSAGES + 3_000;
+    let setup = || {
+        let mut rt = runtime(2);
+        let ids: Vec<u64> = (0..agents).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
+        rt.kill(ids[5]).unwrap();
+        (rt, ids)
+    };
+    let traffic = |ids: &[u64], unknown: bool| -> Vec<(u64, u32, i32, Vec<u8>)> {
+        // The flood first: its inbox is full by the second batch, whose refusals then
+        // interleave (in message order) with those of the other recipients.
+        let mut t = Vec::new();
+        for i in 0..over as u32 {
+            t.push((ids[0], 1, 0, (i | 1 << 31).to_le_bytes().to_vec()));
+        }
+        for i in 0..30_000u32 {
+            let to = match i % 97 {
+                0 if unknown => 0,
+                1 if unknown => 1_000_000,
+                _ => ids[i as usize % agents],
+            };
+            t.push((to, i % 3, (i % 5) as i32 - 2, i.to_le_bytes().to_vec()));
+        }
+        t
+    };
+
+    let through_ring = |unknown: bool| {
+        const BIG: usize = 8 << 20;
+        let inbound = OwnedRegion::new(BIG);
+        ring::init(&inbound.memory(), BIG).unwrap();
+        let (mut rt, ids) = setup();
+        rt.attach_inbound_ring(inbound.memory()).unwrap();
+        let mut js = Producer::new(inbound.memory()).unwrap();
+        let all = traffic(&ids, unknown);
+        assert!(all.len() > lockstep_core::limits::RING_BATCH_RECORDS, "crosses batches");
+        for (to, kind, priority, payload) in &all {
+            js.try_push(ring::TYPE_MESSAGE, *kind, *priority, *to, payload).unwrap();
+        }
+        let report = rt.tick().unwrap();
+        (rt, report)
+    };
+    let key = |d: &lockstep_core::DeadLetter| (d.reason, d.message.to, d.message.seq, d.message.kind, d.message.priority, d.message.payload.clone());
+
+    // The same traffic (to agents only: send() refuses other ids) through send(), routed in order.
+    let (mut ring_rt, ring_report) = through_ring(false);
+    let (mut send_rt, ids) = setup();
+    for (to, kind, priority, payload) in traffic(&ids, false) {
+        send_rt.send(to, kind, priority, payload).unwrap();
+    }
+    let send_report = send_rt.tick().unwrap();
+    assert_eq!(ring_report.hash, send_report.hash, "the same tick hash");
+    assert_eq!((ring_report.messages_delivered, ring_report.dead_letters), (send_report.messages_delivered, send_report.dead_letters));
+    let ring_dead: Vec<_> = ring_rt.drain_dead_letters().iter().map(key).collect();
+    let send_dead: Vec<_> = send_rt.drain_dead_letters().iter().map(key).collect();
+    assert_eq!(ring_dead.len() as u64, ring_report.dead_letters);
+    assert!(ring_dead == send_dead, "dead letters differ (or their order): first at {:?}", ring_dead.iter().zip(&send_dead).position(|(a, b)| a != b));
+    for reason in [lockstep_core::DeadLetterReason::RecipientStopped, lockstep_core::DeadLetterReason::RecipientInboxFull] {
+        assert!(ring_dead.iter().any(|d| d.0 == reason), "{reason:?} exercised");
+    }
+
+    // With ids that are no agent too: a replay routes the recorded records in order, one by
+    // one, and verifies the tick hash (the dead letters, in their order, are in it).
+    let (mut ring_rt, ring_report) = through_ring(true);
+    let ring_dead: Vec<_> = ring_rt.drain_dead_letters().iter().map(key).collect();
+    assert!(ring_dead.iter().any(|d| d.0 == lockstep_core::DeadLetterReason::UnknownRecipient));
+    // (Routing's refusals; the agent flooded past its inbox also faults delivering them, and
+    // what it was not handed is dead-lettered after.)
+    use lockstep_core::DeadLetterReason::*;
+    let routing: Vec<_> = ring_dead.iter().filter(|d| matches!(d.0, UnknownRecipient | RecipientStopped | RecipientInboxFull)).collect();
+    let disorder = routing.windows(2).position(|w| w[0].2 >= w[1].2);
+    assert!(disorder.is_none(), "dead-lettered in the order the records entered: {:?}", disorder.map(|i| (routing[i], routing[i + 1])));
+    let log = ring_rt.stop_recording().unwrap();
+    for workers in [1, 4] {
+        let r = replay(&log, workers, |_| {}).unwrap();
+        assert_eq!((r.divergence, r.final_hash), (None, ring_report.hash), "{workers} workers");
+    }
+}
