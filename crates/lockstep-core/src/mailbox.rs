@@ -43,6 +43,13 @@ impl Mailbox {
     /// Heap bytes one message's envelope takes (what `capacity_bytes` counts besides payloads).
     pub(crate) const ENVELOPE_BYTES: usize = std::mem::size_of::<Envelope>();
 
+    /// Makes room for `messages` messages and `bytes` of payload in all (what `clear_retaining`
+    /// with their sum then keeps).
+    pub(crate) fn reserve_exact(&mut self, messages: usize, bytes: usize) {
+        self.envelopes.reserve_exact(messages.saturating_sub(self.envelopes.len()));
+        self.bytes.reserve_exact(bytes.saturating_sub(self.bytes.len()));
+    }
+
     /// Messages held.
     #[inline]
     pub(crate) fn len(&self) -> usize {

@@ -354,13 +354,46 @@ impl Consumer {
         })
     }
 
+    /// Where the producer has published up to, now (the ring's head): with `drain_borrowed_to`,
+    /// a drain in several calls that takes only what was published before the first.
+    pub fn published(&self) -> u32 {
+        self.mem.counter(OFFSET_HEAD).load(Ordering::Acquire)
+    }
+
+    /// `drain_borrowed`, of the records published before `end` (a `published()` value) only.
+    pub fn drain_borrowed_to(
+        &mut self,
+        end: u32,
+        max: usize,
+        scratch: &mut Vec<u8>,
+        mut f: impl FnMut(RecordRef<'_>) -> std::ops::ControlFlow<()>,
+    ) -> Result<usize, RingError> {
+        self.drain_heads_to(Some(end), max, |mem, h| {
+            if scratch.len() < h.len {
+                scratch.resize(h.len, 0);
+            }
+            let payload = &mut scratch[..h.len];
+            mem.read(h.at, payload);
+            f(RecordRef { kind_of_record: h.kind_of_record, kind: h.kind, priority: h.priority, agent: h.agent, payload })
+        })
+    }
+
     /// What `drain` and `drain_borrowed` share: walks the records, hands each header to `f`
     /// (which reads the payload), releases their space at once.
-    fn drain_heads(&mut self, max: usize, mut f: impl FnMut(&RingMemory, Head) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
+    fn drain_heads(&mut self, max: usize, f: impl FnMut(&RingMemory, Head) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
+        self.drain_heads_to(None, max, f)
+    }
+
+    /// `drain_heads` up to `end` (a head loaded earlier: everything before it was published
+    /// then), or up to the head now.
+    fn drain_heads_to(&mut self, end: Option<u32>, max: usize, mut f: impl FnMut(&RingMemory, Head) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
-        let head = self.mem.counter(OFFSET_HEAD).load(Ordering::Acquire);
+        let head = match end {
+            Some(end) => end,
+            None => self.mem.counter(OFFSET_HEAD).load(Ordering::Acquire),
+        };
         let mut tail = self.mem.counter(OFFSET_TAIL).load(Ordering::Relaxed);
         let mut count = 0;
         let result = loop {
@@ -563,6 +596,34 @@ mod tests {
         })
         .unwrap();
         v
+    }
+
+    #[test]
+    fn a_drain_to_a_published_point_leaves_what_was_published_after() {
+        let region = OwnedRegion::new(1 << 12);
+        init(&region.memory(), 1 << 12).unwrap();
+        let mut p = Producer::new(region.memory()).unwrap();
+        let mut c = Consumer::new(region.memory(), 1 << 10).unwrap();
+        for i in 0..3u8 {
+            p.try_push(TYPE_MESSAGE, 0, 0, 1, &[i]).unwrap();
+        }
+        let end = c.published();
+        for i in 3..5u8 {
+            p.try_push(TYPE_MESSAGE, 0, 0, 1, &[i]).unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut scratch = Vec::new();
+        let take = |seen: &mut Vec<u8>, r: RecordRef<'_>| {
+            seen.push(r.payload[0]);
+            std::ops::ControlFlow::Continue(())
+        };
+        // In two calls (as a drain in batches makes them), then nothing more up to `end`.
+        assert_eq!(c.drain_borrowed_to(end, 2, &mut scratch, |r| take(&mut seen, r)).unwrap(), 2);
+        assert_eq!(c.drain_borrowed_to(end, 10, &mut scratch, |r| take(&mut seen, r)).unwrap(), 1);
+        assert_eq!(c.drain_borrowed_to(end, 10, &mut scratch, |r| take(&mut seen, r)).unwrap(), 0);
+        assert_eq!(seen, [0, 1, 2]);
+        assert_eq!(c.drain_borrowed(10, &mut scratch, |r| take(&mut seen, r)).unwrap(), 2, "the rest, later");
+        assert_eq!(seen, [0, 1, 2, 3, 4]);
     }
 
     #[test]

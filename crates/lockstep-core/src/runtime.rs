@@ -481,9 +481,11 @@ impl Runtime {
     /// stops recording, loudly. The `recording_stopped` event is appended untrimmed: inside a
     /// tick, whose events are read by index until it ends (copied to the outbound ring), a
     /// trim would shift them; callers outside a tick trim (`trim_events`) after.
-    fn record(&mut self, write: impl FnOnce(&mut Recorder) -> Appended) {
-        let Some(r) = self.recorder.as_mut() else { return };
-        if write(r) == Appended::Cut {
+    /// Returns whether this write stopped recording (its event is then the last one).
+    fn record(&mut self, write: impl FnOnce(&mut Recorder) -> Appended) -> bool {
+        let Some(r) = self.recorder.as_mut() else { return false };
+        let cut = write(r) == Appended::Cut;
+        if cut {
             let detail = format!(
                 "the replay log reached maxLogBytes ({} bytes): recording stopped at tick {}; the log so far replays as a prefix (complete: false). Raise maxLogBytes, or record shorter sessions",
                 self.config.max_log_bytes, self.tick
@@ -491,6 +493,7 @@ impl Runtime {
             tracing::error!(target: "lockstep::runtime", "{detail}");
             self.outputs.events.push_back(Event::RecordingStopped { tick: self.tick, detail });
         }
+        cut
     }
 
     // ----- modules and agents ----------------------------------------------------------------
@@ -1295,24 +1298,36 @@ impl Runtime {
         self.outputs.ring_backlog()
     }
 
-    /// Routes the inbound ring's messages (up to `MAX_RING_RECORDS_PER_TICK`) straight into
-    /// the inboxes at the start of tick `tick`: each is checked, recorded as a Send record and
-    /// numbered as `send` would, then routed like the queued host messages before it, without
-    /// waiting in the input queue (issue 13: no copy into it, no allocation per message: the
-    /// payload goes from the ring, through a scratch buffer, into the recipient's inbox arena).
-    /// A replay feeds the same Send records through the input queue, routed in the same order
-    /// at the same tick. Once the journal has failed, records stay in the ring.
+    /// Routes the inbound ring's messages at the start of tick `tick`: those published when
+    /// the tick began (up to `MAX_RING_RECORDS_PER_TICK`; later ones wait for the next tick),
+    /// after the queued host messages. A batch at a time (`RING_BATCH_RECORDS`,
+    /// `RING_BATCH_BYTES`): each record is checked, recorded as a Send record and numbered as
+    /// `send` would, in ring order, and staged in `inputs.ring_batch` (kept between ticks: no
+    /// allocation per message); then the batch is routed a recipient at a time
+    /// (`scheduler::route_grouped`), with the effect of routing each in order: the same inboxes,
+    /// dead letters, events and tick hash. A replay feeds the same Send records through the
+    /// input queue, routed in order at the same tick. Once the journal has failed, records
+    /// stay in the ring.
     fn route_inbound_ring(&mut self, tick: u64, report: &mut TickReport) {
         let Some(mut consumer) = self.inputs.inbound_ring.take() else { return };
         let mut scratch = std::mem::take(&mut self.inputs.ring_scratch);
         let mut batch = std::mem::take(&mut self.inputs.ring_batch);
+        // Its buffers, once, at their limits: a batch never outgrows them (a record past
+        // RING_BATCH_BYTES starts the next batch), so they are never reallocated or given back.
+        batch.reserve_exact(RING_BATCH_RECORDS, RING_BATCH_BYTES);
+        // What was published when the tick began, not what the producer adds meanwhile.
+        let end = consumer.published();
         let mut drained = 0;
-        // A batch at a time: staged in ring order (recorded, numbered), then routed recipient
-        // by recipient (`scheduler::route_grouped`, the same effect as routing in order).
         while consumer.broken().is_none() && drained < MAX_RING_RECORDS_PER_TICK {
             let room = (MAX_RING_RECORDS_PER_TICK - drained).min(RING_BATCH_RECORDS);
             let (mut full, mut journal_failed) = (false, false);
-            let result = consumer.drain_borrowed(room, &mut scratch, |r| {
+            // The record whose Send record filled the replay log: routed alone, after the
+            // batch before it and the `recording_stopped` event, as routing in order would.
+            let mut cut: Option<(Message, Event)> = None;
+            let result = consumer.drain_borrowed_to(end, room, &mut scratch, |r| {
+                if cut.is_some() {
+                    return ControlFlow::Break(()); // left in the ring for the next batch
+                }
                 if r.kind_of_record != ring::TYPE_MESSAGE {
                     return ControlFlow::Continue(());
                 }
@@ -1325,18 +1340,30 @@ impl Runtime {
                     return ControlFlow::Break(());
                 }
                 // The consumer refused payloads over the message limit already.
-                self.record(|rec| rec.send(tick, r.agent, r.kind, r.priority, r.payload));
+                let stopped_recording = self.record(|rec| rec.send(tick, r.agent, r.kind, r.priority, r.payload));
                 let seq = self.inputs.next_host_seq();
-                batch.push(MessageRef { from: abi::HOST_ID, to: r.agent, seq, kind: r.kind, priority: r.priority, payload: r.payload });
+                let m = MessageRef { from: abi::HOST_ID, to: r.agent, seq, kind: r.kind, priority: r.priority, payload: r.payload };
+                if stopped_recording {
+                    if let Some(event) = self.outputs.events.pop_back() {
+                        cut = Some((m.to_message(), event));
+                        return ControlFlow::Continue(()); // taken from the ring; the next stays
+                    }
+                }
+                batch.push(m);
                 ControlFlow::Continue(())
             });
             scheduler::route_grouped(&mut self.agents.slots, &batch, tick, &mut self.tick_hasher, report, &mut self.outputs, &mut self.inputs.ring_grouping);
             batch.clear_retaining(RING_BATCH_BYTES + RING_BATCH_RECORDS * crate::mailbox::Mailbox::ENVELOPE_BYTES);
+            if let Some((m, event)) = cut.take() {
+                self.outputs.events.push_back(event);
+                scheduler::route(&mut self.agents.slots, m.as_ref(), tick, &mut self.tick_hasher, report, &mut self.outputs);
+                full = true; // more may follow in the ring: go on
+            }
             match result {
                 Ok(count) => {
                     drained += count;
                     if journal_failed || (!full && count < room) {
-                        break; // the journal failed, or the ring is empty
+                        break; // the journal failed, or everything published is drained
                     }
                 }
                 Err(e) => {

@@ -985,6 +985,14 @@ pub(crate) fn route_grouped(
             g.starts[s + 1] += 1;
         }
     }
+    // Only the host's messages are admitted this way (`route` hands an agent's message to id 0
+    // to the host queue, which is not a recipient): any other, and the batch goes in order.
+    if batch.iter().any(|m| m.from != crate::abi::HOST_ID) {
+        for m in batch.iter() {
+            route(slots, m, tick, hasher, report, outputs);
+        }
+        return;
+    }
     for s in 1..g.starts.len() {
         g.starts[s] += g.starts[s - 1];
     }
@@ -1008,7 +1016,6 @@ pub(crate) fn route_grouped(
             prefetch(&batch.message_addresses(ahead as usize));
         }
         let Some(m) = batch.get(i as usize) else { continue };
-        debug_assert_eq!(m.from, crate::abi::HOST_ID, "route_grouped routes host messages only");
         if let Some(slot) = slots.get_mut((m.to as usize).wrapping_sub(1)) {
             if let Err(reason) = slot.accept(m) {
                 g.refused.push((i, reason));

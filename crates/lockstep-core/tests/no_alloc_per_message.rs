@@ -119,3 +119,44 @@ fn messages_from_the_inbound_ring_allocate_nothing_per_message() {
     eprintln!("allocations a tick: {few:.1} for 100 ring messages, {many:.1} for 5,000");
     assert!(many - few < 30.0, "{many:.1} allocations a tick for 5,000 ring messages vs {few:.1} for 100: ring messages allocate");
 }
+
+/// Ring records in batches that end on `RING_BATCH_BYTES` (50,000-byte payloads, several
+/// batches a tick): the batch's buffers are reserved once at their limits and kept, never
+/// regrown per batch (review of the grouped routing: grown by doubling, the byte buffer passed
+/// what was kept and was given back and regrown every batch).
+#[test]
+fn large_ring_records_in_several_batches_a_tick_allocate_nothing_per_batch() {
+    const CAP: usize = 64 << 20;
+    let per_tick = |records: u32| {
+        let inbound = OwnedRegion::new(CAP);
+        ring::init(&inbound.memory(), CAP).unwrap();
+        let mut rt = runtime(1);
+        // One record an agent a tick: each inbox keeps its arena (a 50,000-byte one is under
+        // MAX_RETAINED_MAILBOX_BYTES), so what is counted is the batches'.
+        let ids: Vec<u64> = (0..800).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
+        rt.attach_inbound_ring(inbound.memory()).unwrap();
+        let mut js = Producer::new(inbound.memory()).unwrap();
+        let payload = vec![7u8; 50_000];
+        let push = |js: &mut Producer| {
+            for i in 0..records {
+                js.try_push(ring::TYPE_MESSAGE, 0, 0, ids[i as usize % ids.len()], &payload).unwrap();
+            }
+        };
+        for _ in 0..5 {
+            push(&mut js);
+            rt.tick().unwrap();
+        }
+        let (ticks, mut counted) = (5u64, 0u64);
+        for _ in 0..ticks {
+            push(&mut js);
+            let before = allocations();
+            assert_eq!(rt.tick().unwrap().messages_delivered, records as u64);
+            counted += allocations() - before;
+        }
+        counted as f64 / ticks as f64
+    };
+    // 100 records (one batch of 5 MB) vs 800 (40 MB: five batches ending on the byte limit).
+    let (one, five) = (per_tick(100), per_tick(800));
+    eprintln!("allocations a tick: {one:.1} for one batch, {five:.1} for five");
+    assert!(five - one < 10.0, "{five:.1} allocations a tick for five batches vs {one:.1} for one: batches reallocate");
+}

@@ -239,8 +239,12 @@ fn ring_records_routed_recipient_by_recipient_tick_and_dead_letter_like_sends_ro
     let over = lockstep_core::abi::MAX_INBOX_MESSAGES + 3_000;
     let setup = || {
         let mut rt = runtime(2);
-        let ids: Vec<u64> = (0..agents).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
+        let mut ids: Vec<u64> = (0..agents).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
         rt.kill(ids[5]).unwrap();
+        // One that faulted (asked to panic in its next step).
+        ids[7] = rt.spawn_bytes(agent("adv_trap")).unwrap();
+        rt.send(ids[7], 2, 0, vec![]).unwrap();
+        rt.tick().unwrap();
         (rt, ids)
     };
     let traffic = |ids: &[u64], unknown: bool| -> Vec<(u64, u32, i32, Vec<u8>)> {
@@ -291,7 +295,11 @@ fn ring_records_routed_recipient_by_recipient_tick_and_dead_letter_like_sends_ro
     let send_dead: Vec<_> = send_rt.drain_dead_letters().iter().map(key).collect();
     assert_eq!(ring_dead.len() as u64, ring_report.dead_letters);
     assert!(ring_dead == send_dead, "dead letters differ (or their order): first at {:?}", ring_dead.iter().zip(&send_dead).position(|(a, b)| a != b));
-    for reason in [lockstep_core::DeadLetterReason::RecipientStopped, lockstep_core::DeadLetterReason::RecipientInboxFull] {
+    for reason in [
+        lockstep_core::DeadLetterReason::RecipientStopped,
+        lockstep_core::DeadLetterReason::RecipientFaulted,
+        lockstep_core::DeadLetterReason::RecipientInboxFull,
+    ] {
         assert!(ring_dead.iter().any(|d| d.0 == reason), "{reason:?} exercised");
     }
 
@@ -311,4 +319,43 @@ fn ring_records_routed_recipient_by_recipient_tick_and_dead_letter_like_sends_ro
         let r = replay(&log, workers, |_| {}).unwrap();
         assert_eq!((r.divergence, r.final_hash), (None, ring_report.hash), "{workers} workers");
     }
+}
+
+/// Review of the grouped routing: when a ring record's Send record fills the replay log, the
+/// `recording_stopped` event comes after the dead letters of the records before it and before
+/// its own, as routing each record in order does (staged in a batch, it came before the
+/// whole batch's dead letters).
+#[test]
+fn a_ring_record_that_fills_the_replay_log_stops_recording_between_the_dead_letters_around_it() {
+    const BIG: usize = 4 << 20;
+    let inbound = OwnedRegion::new(BIG);
+    ring::init(&inbound.memory(), BIG).unwrap();
+    let mut rt = lockstep_core::Runtime::new(lockstep_core::RuntimeConfig {
+        workers: 1,
+        max_agents: 16,
+        max_log_bytes: 1 << 20,
+        ..lockstep_core::RuntimeConfig::development()
+    })
+    .unwrap();
+    rt.spawn_bytes(agent("counter")).unwrap();
+    rt.attach_inbound_ring(inbound.memory()).unwrap();
+    rt.tick().unwrap();
+    rt.drain_events();
+    let mut js = Producer::new(inbound.memory()).unwrap();
+    // 30,000 records of 64 bytes (~3 MB of log) to an id that is no agent: each is dead-lettered.
+    for i in 0..30_000u32 {
+        let mut payload = [0u8; 64];
+        payload[..4].copy_from_slice(&i.to_le_bytes());
+        js.try_push(ring::TYPE_MESSAGE, 0, 0, 999, &payload).unwrap();
+    }
+    let report = rt.tick().unwrap();
+    assert_eq!(report.dead_letters, 30_000);
+    let events = rt.drain_events();
+    let stop = events.iter().position(|e| matches!(e, Event::RecordingStopped { .. })).expect("recording stopped");
+    let seqs = |es: &[Event]| -> Vec<u64> { es.iter().filter_map(|e| if let Event::DeadLetter { seq, .. } = e { Some(*seq) } else { None }).collect() };
+    let (before, after) = (seqs(&events[..stop]), seqs(&events[stop + 1..]));
+    assert!(!before.is_empty() && !after.is_empty(), "the log filled mid-drain: {} dead letters before, {} after", before.len(), after.len());
+    assert_eq!(before.len() + after.len(), 30_000);
+    assert!(before.windows(2).chain(after.windows(2)).all(|w| w[0] + 1 == w[1]), "in ring order");
+    assert_eq!(before.last().unwrap() + 1, after[0], "the stop sits between one record's dead letter and the next's");
 }
