@@ -951,7 +951,7 @@ pub(crate) struct GroupScratch {
 /// of `route` on each in turn, but a recipient at a time: each inbox then takes its messages
 /// in one run of writes (its arena's lines one after another), where routing in order writes
 /// a cold line of a different inbox per message (issue 13: ticks draining 50,000 64-byte ring
-/// records into 1,000 counters went from ~11.0 to ~12.0 M records/s, `BENCHMARKS.md`; what is
+/// records into 1,000 counters, +6–9% records/s in alternated runs, `BENCHMARKS.md`; what is
 /// left is reading the batch in that scattered order).
 ///
 /// The same as in order because admission (`AgentSlot::accept`) reads only the recipient's
