@@ -9,6 +9,16 @@ const ringPath = require.resolve('../ring.js');
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
+/** `agents` counters on 2 workers, a 16 MiB inbound ring, a payload of `payloadBytes`, one tick run. */
+function ringSetup(payloadBytes, agents) {
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false });
+  const ids = rt.spawnMany(exampleAgent('counter'), agents);
+  const { inbound } = rt.attachRings({ inboundBytes: 1 << 24, outboundBytes: 1 << 16 });
+  const payload = new Uint8Array(payloadBytes).fill(7);
+  rt.tick();
+  return { rt, ids, inbound, payload };
+}
+
 /**
  * JS → agents through the inbound ring: pushed in JS, delivered to agent_receive. Pipelined,
  * as a producer feeding the runtime at full rate would do it (README, "Rings"): JS pushes the
@@ -17,11 +27,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e9;
  * the pure-JS ring below do. `perTick` records a tick.
  */
 async function ringToAgents(total, payloadBytes, agents = 1000, perTick = 50_000) {
-  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false });
-  const ids = rt.spawnMany(exampleAgent('counter'), agents);
-  const { inbound } = rt.attachRings({ inboundBytes: 1 << 24, outboundBytes: 1 << 16 });
-  const payload = new Uint8Array(payloadBytes).fill(7);
-  rt.tick();
+  const { rt, ids, inbound, payload } = ringSetup(payloadBytes, agents);
   const t0 = now();
   let pushed = 0;
   let delivered = 0;
@@ -40,11 +46,7 @@ async function ringToAgents(total, payloadBytes, agents = 1000, perTick = 50_000
 
 /** The same, one step at a time: push a tick's records, then tick() (the producer waits for the tick). */
 function ringToAgentsSequential(total, payloadBytes, agents = 1000) {
-  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 2, record: false });
-  const ids = rt.spawnMany(exampleAgent('counter'), agents);
-  const { inbound } = rt.attachRings({ inboundBytes: 1 << 24, outboundBytes: 1 << 16 });
-  const payload = new Uint8Array(payloadBytes).fill(7);
-  rt.tick();
+  const { rt, ids, inbound, payload } = ringSetup(payloadBytes, agents);
   const t0 = now();
   let pushed = 0;
   let delivered = 0;

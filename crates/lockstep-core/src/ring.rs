@@ -338,20 +338,8 @@ impl Consumer {
 
     /// `drain`, with each record's payload read into `scratch` (grown once to the largest
     /// payload, then reused) and lent to `f`: no allocation per record.
-    pub fn drain_borrowed(
-        &mut self,
-        max: usize,
-        scratch: &mut Vec<u8>,
-        mut f: impl FnMut(RecordRef<'_>) -> std::ops::ControlFlow<()>,
-    ) -> Result<usize, RingError> {
-        self.drain_heads(max, |mem, h| {
-            if scratch.len() < h.len {
-                scratch.resize(h.len, 0);
-            }
-            let payload = &mut scratch[..h.len];
-            mem.read(h.at, payload);
-            f(RecordRef { kind_of_record: h.kind_of_record, kind: h.kind, priority: h.priority, agent: h.agent, payload })
-        })
+    pub fn drain_borrowed(&mut self, max: usize, scratch: &mut Vec<u8>, f: impl FnMut(RecordRef<'_>) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
+        self.drain_borrowed_up_to(None, max, scratch, f)
     }
 
     /// Where the producer has published up to, now (the ring's head): with `drain_borrowed_to`,
@@ -366,9 +354,20 @@ impl Consumer {
         end: u32,
         max: usize,
         scratch: &mut Vec<u8>,
+        f: impl FnMut(RecordRef<'_>) -> std::ops::ControlFlow<()>,
+    ) -> Result<usize, RingError> {
+        self.drain_borrowed_up_to(Some(end), max, scratch, f)
+    }
+
+    /// `drain_borrowed` up to `end`, or up to the head now.
+    fn drain_borrowed_up_to(
+        &mut self,
+        end: Option<u32>,
+        max: usize,
+        scratch: &mut Vec<u8>,
         mut f: impl FnMut(RecordRef<'_>) -> std::ops::ControlFlow<()>,
     ) -> Result<usize, RingError> {
-        self.drain_heads_to(Some(end), max, |mem, h| {
+        self.drain_heads_to(end, max, |mem, h| {
             if scratch.len() < h.len {
                 scratch.resize(h.len, 0);
             }
