@@ -939,7 +939,9 @@ const GROUPED_ROUTE_MIN_MESSAGES: usize = 4_096;
 const GROUPED_ROUTE_PREFETCH: usize = 8;
 
 /// What `route_grouped` keeps between calls: where each recipient's messages start in
-/// `order`, the messages' indices by recipient, and the refused ones.
+/// `order`, the messages' indices by recipient, and the refused ones. Bounded by the batch
+/// (`RING_BATCH_RECORDS`) and, for `starts`, by the slot array, which is at most 8 times the
+/// batch when it is used.
 #[derive(Debug, Default)]
 pub(crate) struct GroupScratch {
     starts: Vec<u32>,
