@@ -377,7 +377,9 @@ fn ring_and_send_routing_agree_on_random_traffic() {
     for round in 0..4 {
         let agents = 20 + next(280) as usize;
         let ticks = 3;
-        let traffic: Vec<Vec<(usize, u32, i32, Vec<u8>)>> = (0..ticks)
+        // Each tick's messages: (recipient's index, kind, priority, payload).
+        type Tick = Vec<(usize, u32, i32, Vec<u8>)>;
+        let traffic: Vec<Tick> = (0..ticks)
             .map(|_| {
                 let n = 2_000 + next(60_000) as usize;
                 let hot = next(agents as u64) as usize; // one recipient takes a share of everything
