@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use lockstep_core::ring::{self, OwnedRegion, Producer};
+use lockstep_core::ring::{self, Producer};
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -88,12 +88,9 @@ fn routing_and_delivering_messages_allocates_nothing_per_message() {
 fn messages_from_the_inbound_ring_allocate_nothing_per_message() {
     const CAP: usize = 1 << 20;
     let per_tick = |records: u32| {
-        let inbound = OwnedRegion::new(CAP);
-        ring::init(&inbound.memory(), CAP).unwrap();
         let mut rt = runtime(1);
         let ids: Vec<u64> = (0..100).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
-        rt.attach_inbound_ring(inbound.memory()).unwrap();
-        let mut js = Producer::new(inbound.memory()).unwrap();
+        let (_inbound, mut js) = attach_inbound_ring(&mut rt, CAP);
         let payload = [7u8; 64];
         let push = |js: &mut Producer| {
             for i in 0..records {
@@ -128,14 +125,11 @@ fn messages_from_the_inbound_ring_allocate_nothing_per_message() {
 fn large_ring_records_in_several_batches_a_tick_allocate_nothing_per_batch() {
     const CAP: usize = 64 << 20;
     let per_tick = |records: u32| {
-        let inbound = OwnedRegion::new(CAP);
-        ring::init(&inbound.memory(), CAP).unwrap();
         let mut rt = runtime(1);
         // One record an agent a tick: each inbox keeps its arena (a 50,000-byte one is under
         // MAX_RETAINED_MAILBOX_BYTES), so what is counted is the batches'.
         let ids: Vec<u64> = (0..800).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
-        rt.attach_inbound_ring(inbound.memory()).unwrap();
-        let mut js = Producer::new(inbound.memory()).unwrap();
+        let (_inbound, mut js) = attach_inbound_ring(&mut rt, CAP);
         let payload = vec![7u8; 50_000];
         let push = |js: &mut Producer| {
             for i in 0..records {

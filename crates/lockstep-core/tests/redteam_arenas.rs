@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::snapshot_forge::{forge, sections};
-use common::{agent, runtime, sender_agent, wat_agent};
+use common::{agent, attach_inbound_ring, runtime, sender_agent, wat_agent};
 use lockstep_core::abi;
 use lockstep_core::{AbiCall, DeadLetterReason, Message, Runtime, RuntimeConfig, Trigger};
 
@@ -689,18 +689,15 @@ fn messages_at_and_the_tap_report_the_payloads_the_agent_was_handed() {
 }
 
 /// Attack: ring records of very different sizes in a row go through one scratch buffer
-/// (`drain_borrowed`) into the input queue's arena: a short record after a long one must not
+/// (`drain_borrowed_to`) into the ring batch's arena: a short record after a long one must not
 /// carry the long one's bytes, and each must reach the recorder exactly.
 #[test]
 fn ring_records_of_mixed_sizes_arrive_exactly() {
-    use lockstep_core::ring::{self, OwnedRegion, Producer};
+    use lockstep_core::ring;
     let cap = 1 << 20;
-    let inbound = OwnedRegion::new(cap);
-    ring::init(&inbound.memory(), cap).unwrap();
     let mut rt = runtime(1);
     let rec = rt.spawn_bytes(recorder(2, 0)).unwrap();
-    rt.attach_inbound_ring(inbound.memory()).unwrap();
-    let mut js = Producer::new(inbound.memory()).unwrap();
+    let (_inbound, mut js) = attach_inbound_ring(&mut rt, cap);
     let max = abi::MAX_PAYLOAD_BYTES - abi::MESSAGE_HEADER_BYTES; // what the recorder can forward
     let sizes = [max, 3, 0, 1_000, 7, max, 1, max - 1, 0, 64];
     let mut want = Vec::new();

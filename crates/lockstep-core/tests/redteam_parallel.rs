@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use lockstep_core::ring::{self, OwnedRegion, Producer};
+use lockstep_core::ring;
 use lockstep_core::{replay, AgentId, Runtime, RuntimeConfig, Trigger};
 
 const WORKERS: [usize; 4] = [2, 3, 4, 7];
@@ -289,13 +289,10 @@ fn a_tap_switching_routing_mid_session_changes_nothing() {
 fn ring_and_sends_into_a_parallel_phase_replay_alike() {
     const CAP: usize = 4 << 20;
     let run = |workers: usize| {
-        let inbound = OwnedRegion::new(CAP);
-        ring::init(&inbound.memory(), CAP).unwrap();
         let mut rt = runtime(workers);
         spawn_n(&mut rt, spraying_agent(300, 100, 0, 89), 100);
         spawn_n(&mut rt, agent("echo"), 5);
-        rt.attach_inbound_ring(inbound.memory()).unwrap();
-        let mut js = Producer::new(inbound.memory()).unwrap();
+        let (_inbound, mut js) = attach_inbound_ring(&mut rt, CAP);
         let mut hashes = Vec::new();
         let mut dead = Vec::new();
         let mut host = Vec::new();

@@ -204,12 +204,9 @@ fn ring_messages_routed_straight_into_inboxes_follow_queued_sends_and_replay_ali
     // A ring large enough to overfill one inbox (16 MiB) in one tick: the overflow is
     // dead-lettered in routing order, in the tick hash, and the replay agrees.
     const BIG: usize = 32 << 20;
-    let inbound = OwnedRegion::new(BIG);
-    ring::init(&inbound.memory(), BIG).unwrap();
     let mut rt = runtime(2);
     let counter = rt.spawn_bytes(agent("counter")).unwrap();
-    rt.attach_inbound_ring(inbound.memory()).unwrap();
-    let mut js = Producer::new(inbound.memory()).unwrap();
+    let (_inbound, mut js) = attach_inbound_ring(&mut rt, BIG);
     let big = vec![1u8; 60_000];
     let mut pushed = 0u64;
     while js.try_push(ring::TYPE_MESSAGE, 0, 0, counter, &big).is_ok() {
@@ -267,11 +264,8 @@ fn ring_records_routed_recipient_by_recipient_tick_and_dead_letter_like_sends_ro
 
     let through_ring = |unknown: bool| {
         const BIG: usize = 8 << 20;
-        let inbound = OwnedRegion::new(BIG);
-        ring::init(&inbound.memory(), BIG).unwrap();
         let (mut rt, ids) = setup();
-        rt.attach_inbound_ring(inbound.memory()).unwrap();
-        let mut js = Producer::new(inbound.memory()).unwrap();
+        let (_inbound, mut js) = attach_inbound_ring(&mut rt, BIG);
         let all = traffic(&ids, unknown);
         assert!(all.len() > lockstep_core::limits::RING_BATCH_RECORDS, "crosses batches");
         for (to, kind, priority, payload) in &all {
@@ -402,11 +396,8 @@ fn ring_and_send_routing_agree_on_random_traffic() {
             (rt, ids)
         };
         const CAP: usize = 64 << 20;
-        let inbound = OwnedRegion::new(CAP);
-        ring::init(&inbound.memory(), CAP).unwrap();
         let (mut through_ring, ids) = setup();
-        through_ring.attach_inbound_ring(inbound.memory()).unwrap();
-        let mut js = Producer::new(inbound.memory()).unwrap();
+        let (_inbound, mut js) = attach_inbound_ring(&mut through_ring, CAP);
         let (mut through_send, _) = setup();
         for (t, messages) in traffic.iter().enumerate() {
             for (to, kind, priority, payload) in messages {

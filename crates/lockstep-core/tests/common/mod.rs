@@ -97,3 +97,13 @@ pub fn leb128(out: &mut Vec<u8>, mut v: u64) {
         out.push(byte | 0x80);
     }
 }
+
+/// A JS-side inbound ring of `capacity` bytes attached to `rt`: the region (keep it while the
+/// ring is used) and its producer.
+pub fn attach_inbound_ring(rt: &mut Runtime, capacity: usize) -> (lockstep_core::ring::OwnedRegion, lockstep_core::ring::Producer) {
+    let region = lockstep_core::ring::OwnedRegion::new(capacity);
+    lockstep_core::ring::init(&region.memory(), capacity).expect("ring");
+    rt.attach_inbound_ring(region.memory()).expect("attach");
+    let producer = lockstep_core::ring::Producer::new(region.memory()).expect("producer");
+    (region, producer)
+}
