@@ -982,14 +982,16 @@ pub(crate) fn route_grouped(
     // Counting sort of the message indices by recipient slot.
     g.starts.clear();
     g.starts.resize(slots.len() + 1, 0);
-    for i in 0..n {
+    // Only the host's messages are admitted this way (`route` hands an agent's message to id 0
+    // to the host queue, which is not a recipient): any other, and the batch goes in order.
+    let mut all_from_host = true;
+    for (i, m) in batch.iter().enumerate() {
+        all_from_host &= m.from == crate::abi::HOST_ID;
         if let Some(s) = slot_of(i) {
             g.starts[s + 1] += 1;
         }
     }
-    // Only the host's messages are admitted this way (`route` hands an agent's message to id 0
-    // to the host queue, which is not a recipient): any other, and the batch goes in order.
-    if batch.iter().any(|m| m.from != crate::abi::HOST_ID) {
+    if !all_from_host {
         for m in batch.iter() {
             route(slots, m, tick, hasher, report, outputs);
         }
