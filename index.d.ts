@@ -1324,7 +1324,7 @@ export interface Runtime {
    */
   generate(prompt: string | number[] | Uint32Array, options?: GenerateOptions): GenerateIterator;
   /** Counts of the generate() calls on a language model (the only one loaded by default). */
-  languageModelStats(id?: string): { decodeCalls: number; prefillCalls: number; tokens: number; rebuilds: number };
+  languageModelStats(id?: string): { decodeCalls: number; prefillCalls: number; tokens: number; rebuilds: number; kvTransfers: number };
   /**
    * Creates and attaches the two rings (capacities: powers of two, default 4 MiB each), once per
    * runtime. From then on messages to the host go to the outbound ring (drainMessages() returns

@@ -1532,8 +1532,8 @@ class Runtime {
 
   /** Counts of JS's generate() calls on a language model: decode and prefill calls, tokens. */
   languageModelStats(id) {
-    const [decodeCalls, prefillCalls, tokens, rebuilds] = this.#languageModel(id, 'id').handle.stats();
-    return { decodeCalls, prefillCalls, tokens, rebuilds };
+    const [decodeCalls, prefillCalls, tokens, rebuilds, kvTransfers] = this.#languageModel(id, 'id').handle.stats();
+    return { decodeCalls, prefillCalls, tokens, rebuilds, kvTransfers };
   }
 
   /** The libonnxruntime in use (loads it if needed). */

@@ -71,6 +71,7 @@ async function greedyGenerate(model, layout) {
   const calls = after.decodeCalls - before.decodeCalls;
   assert.equal(tokens, reference.cases.reduce((n, c) => n + c.greedy.length, 0));
   assert.ok(calls <= 24, `${calls} decode calls for ${tokens} tokens: batched`);
+  assert.equal(after.kvTransfers, 0, 'on CPU the KV cache never crosses to a device');
   rt.close();
 }
 

@@ -245,8 +245,10 @@ def build():
     used = {i for node_ in n for i in node_.input}
     inits = [t for t in inits if t.name in used]
     graph = helper.make_graph(n, "tiny_lm", inputs, outputs, initializer=inits)
-    model = helper.make_model(graph, producer_name="lockstep-gen-lm", opset_imports=[helper.make_opsetid("", 21)] + (
-        [helper.make_opsetid("com.microsoft", 1)] if LAYOUT == "gqa" else []))
+    # IR version 13 at most (what onnx 1.21 writes): ONNX Runtime 1.30 reads no later one, and a
+    # newer onnx package would otherwise write one it refuses.
+    model = helper.make_model(graph, producer_name="lockstep-gen-lm", ir_version=min(onnx.IR_VERSION, 13), opset_imports=[
+        helper.make_opsetid("", 21)] + ([helper.make_opsetid("com.microsoft", 1)] if LAYOUT == "gqa" else []))
     onnx.checker.check_model(model)
     return model
 

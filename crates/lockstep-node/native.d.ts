@@ -328,7 +328,10 @@ export declare class NativeLanguageModel {
   advance(key: number, maxSteps: number): Promise<GenerateChunk>
   /** Drops generation `key` (a JS iterator closed early). */
   cancel(key: number): void
-  /** The generator's counts: decode calls, prefill calls, tokens, rebuilds. */
+  /**
+   * The generator's counts: decode calls, prefill calls, tokens, rebuilds, KV-cache
+   * transfers between host and GPU.
+   */
   stats(): Array<number>
 }
 

@@ -19,7 +19,10 @@ fn root() -> PathBuf {
 }
 
 fn tiny_lm() -> LanguageModel {
-    let e = Arc::new(InferenceEngine::new(EngineOptions { search_roots: vec![root()], ..Default::default() }).expect("run `npm install` first"));
+    let e = Arc::new(
+        InferenceEngine::new(EngineOptions { search_roots: vec![root()], providers: common::test_providers(), ..Default::default() })
+            .expect("run `npm install` first"),
+    );
     LanguageModel::load(e, std::fs::read(root().join("models/tiny_lm/model.onnx")).unwrap(), LmOptions::bytes()).unwrap()
 }
 

@@ -17,7 +17,10 @@ fn root() -> PathBuf {
 }
 
 fn engine() -> Arc<InferenceEngine> {
-    Arc::new(InferenceEngine::new(EngineOptions { search_roots: vec![root()], ..Default::default() }).expect("run `npm install` first"))
+    Arc::new(
+        InferenceEngine::new(EngineOptions { search_roots: vec![root()], providers: common::test_providers(), ..Default::default() })
+            .expect("run `npm install` first"),
+    )
 }
 
 fn model(name: &str) -> Vec<u8> {

@@ -4,6 +4,8 @@
 //! limits and refusals. The same checks run on models/tiny_lm_gqa, the same weights with
 //! GroupQueryAttention (the in-place KV-cache layout), which must give the same tokens.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ fn root() -> PathBuf {
 
 fn engine() -> Arc<InferenceEngine> {
     Arc::new(
-        InferenceEngine::new(EngineOptions { search_roots: vec![root()], ..Default::default() })
+        InferenceEngine::new(EngineOptions { search_roots: vec![root()], providers: common::test_providers(), ..Default::default() })
             .unwrap_or_else(|e| panic!("{e} — run `npm install` (or `npm test`) first")),
     )
 }
@@ -288,5 +290,63 @@ fn an_in_place_cache_grows_past_its_capacity_and_keeps_every_rows_tokens() {
         alone.submit(0, request(k)).unwrap();
         let want = run_all(&mut alone).remove(&0).unwrap();
         assert_eq!(batched[&(k as u64)], want, "request {k}");
+    }
+}
+
+/// Where the cache lives is where the serving provider computes: the host on CPU, the GPU's
+/// memory under CUDA (run with `LOCKSTEP_TEST_PROVIDERS=cuda` and a CUDA build in
+/// `LOCKSTEP_ORT_LIBRARY`). A GPU-resident cache crosses to the host only to be rebuilt (rows
+/// joining or leaving, an in-place buffer growing), never on a decode step; the tokens are
+/// still the reference's.
+#[test]
+fn the_kv_cache_stays_where_the_provider_computes_between_decode_steps() {
+    use lockstep_core::inference::lm::KvDevice;
+    use lockstep_core::inference::Provider;
+    let want_device = if common::test_providers().first() == Some(&Provider::Cuda) { KvDevice::Cuda } else { KvDevice::Host };
+    let r = reference();
+    let case = &r["cases"].as_array().unwrap()[2];
+    let want = ids(&case["greedy"]);
+    for (lm, layout) in [(tiny_lm(), KvLayout::Concat), (tiny_lm_gqa(), KvLayout::InPlace)] {
+        assert_eq!(lm.info().layout, layout);
+        assert_eq!(KvDevice::serving(lm.info().model.provider), want_device, "provider {:?}: {:?}", lm.info().model.provider, lm.info().model.fallback_reasons);
+        // One sequence: no row joins or leaves until it ends.
+        let mut g = Generator::new(lm.clone(), GeneratorLimits { max_batch: 1, ..Default::default() });
+        g.submit(1, greedy(ids(&case["prompt_ids"]), want.len() as u32)).unwrap();
+        let mut tokens = Vec::new();
+        let mut seen = Vec::new();
+        while g.step() {
+            seen.extend(g.kv_device());
+            tokens.extend(g.take_all().into_iter().flat_map(|p| p.tokens));
+        }
+        tokens.extend(g.take_all().into_iter().flat_map(|p| p.tokens));
+        assert_eq!(tokens, want, "{layout:?}");
+        assert!(!seen.is_empty() && seen.iter().all(|d| *d == want_device), "{layout:?}: cache on {seen:?}");
+        let s = g.stats();
+        assert_eq!(s.decode_calls, want.len() as u64 - 1);
+        // Concat: the prefill's present is already on the device. In place: the zeroed buffer
+        // is made on the host and moves once. Nothing moves on a decode step.
+        let moves = match (want_device, layout) {
+            (KvDevice::Host, _) | (_, KvLayout::Concat) => 0,
+            (_, KvLayout::InPlace) => 1,
+        };
+        assert_eq!(s.kv_transfers, moves, "{layout:?}: {s:?}");
+        // Batched, with rows leaving: each rebuild moves the cache to the host and back.
+        let mut g = Generator::new(lm.clone(), GeneratorLimits::default());
+        for (k, c) in r["cases"].as_array().unwrap().iter().enumerate() {
+            g.submit(k as u64, greedy(ids(&c["prompt_ids"]), 4 + 3 * k as u32)).unwrap();
+        }
+        let out = run_all(&mut g);
+        for (k, c) in r["cases"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(out[&(k as u64)].0, ids(&c["greedy"])[..4 + 3 * k], "{layout:?} batched row {k}");
+        }
+        let s = g.stats();
+        assert!(s.rebuilds >= 4, "{s:?}");
+        if want_device == KvDevice::Host {
+            assert_eq!(s.kv_transfers, 0, "{s:?}");
+        } else {
+            // At most: each prefill's cache up (in place: its zeroed buffer) and down to be
+            // merged, each rebuilt batch down and up.
+            assert!(s.kv_transfers > 0 && s.kv_transfers <= 2 * (s.rebuilds + s.prefill_calls), "{layout:?}: {s:?}");
+        }
     }
 }

@@ -228,10 +228,11 @@ impl NativeLanguageModel {
         lock(&self.generator).cancel(key as u64);
     }
 
-    /// The generator's counts: decode calls, prefill calls, tokens, rebuilds.
+    /// The generator's counts: decode calls, prefill calls, tokens, rebuilds, KV-cache
+    /// transfers between host and GPU.
     #[napi(catch_unwind)]
     pub fn stats(&self) -> Vec<f64> {
         let s = lock(&self.generator).stats();
-        vec![s.decode_calls as f64, s.prefill_calls as f64, s.tokens as f64, s.rebuilds as f64]
+        vec![s.decode_calls as f64, s.prefill_calls as f64, s.tokens as f64, s.rebuilds as f64, s.kv_transfers as f64]
     }
 }

@@ -107,3 +107,16 @@ pub fn attach_inbound_ring(rt: &mut Runtime, capacity: usize) -> (lockstep_core:
     let producer = lockstep_core::ring::Producer::new(region.memory()).expect("producer");
     (region, producer)
 }
+
+/// The providers the inference tests ask for: `LOCKSTEP_TEST_PROVIDERS` (e.g. `cuda,cpu`, to
+/// run them on a GPU machine with `LOCKSTEP_ORT_LIBRARY` pointing at a CUDA build of ONNX
+/// Runtime), else CPU alone — CI has no GPU.
+pub fn test_providers() -> Vec<lockstep_core::inference::Provider> {
+    match std::env::var("LOCKSTEP_TEST_PROVIDERS") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|p| lockstep_core::inference::Provider::parse(p.trim()).unwrap_or_else(|| panic!("LOCKSTEP_TEST_PROVIDERS: unknown provider {p:?}")))
+            .collect(),
+        _ => vec![lockstep_core::inference::Provider::Cpu],
+    }
+}

@@ -12,11 +12,10 @@
 
 use std::collections::VecDeque;
 
-use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::{Session, SessionInputValue};
+use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 
-use super::kv::{self, Kv, RowSource};
+use super::kv::{self, Kv, KvDevice, RowSource};
 use super::sampler::{Sampler, SamplingParams};
 use super::{KvLayout, LanguageModel};
 use crate::inference::InferenceError;
@@ -104,6 +103,9 @@ pub struct GeneratorStats {
     /// Times the batch's cache was rebuilt (sequences joined or left, or an in-place buffer
     /// grew).
     pub rebuilds: u64,
+    /// Whole-cache copies between the host and a GPU (0 on CPU): a GPU-resident cache crosses
+    /// only to be rebuilt, never on a plain decode step.
+    pub kv_transfers: u64,
 }
 
 struct Seq {
@@ -139,7 +141,6 @@ pub struct Generator {
     logits: Vec<f32>,
 }
 
-type Inputs = Vec<(std::borrow::Cow<'static, str>, SessionInputValue<'static>)>;
 type Feeds = Vec<(&'static str, DynValue)>;
 
 impl Generator {
@@ -168,6 +169,11 @@ impl Generator {
     /// Counts so far.
     pub fn stats(&self) -> GeneratorStats {
         self.stats
+    }
+
+    /// Where the running batch's KV cache is (None: no batch).
+    pub fn kv_device(&self) -> Option<KvDevice> {
+        self.kv.as_ref().filter(|kv| kv.rows * kv.width > 0).map(|kv| kv.device)
     }
 
     /// Sequences waiting to join, and sequences decoding.
@@ -321,7 +327,11 @@ impl Generator {
             KvLayout::Concat => rows.iter().map(|r| r.len).max().unwrap_or(0),
             KvLayout::InPlace => old.width,
         };
-        match old.map(|kv| kv::gather(&info, &[&kv], &rows, width(&kv))) {
+        let transfers = &mut self.stats.kv_transfers;
+        match old.map(|kv| {
+            let width = width(&kv);
+            kv::gather(&info, vec![kv], &rows, width, transfers)
+        }) {
             Some(Ok(kv)) => {
                 self.kv = Some(kv);
                 self.stats.rebuilds += 1;
@@ -389,8 +399,9 @@ impl Generator {
             self.kv = old;
             return;
         }
-        let merged = if info.layout == KvLayout::Concat && old.is_none() && caches.len() == 1 && kept.len() == all {
-            // Nobody else decoding, one prefill and nobody finished: its cache is the batch's.
+        let merged = if old.is_none() && caches.len() == 1 && kept.len() == all {
+            // Nobody else decoding, one prefill and nobody finished: its cache is the batch's
+            // (in place: the prefill made it with the batch's capacity).
             caches.pop().ok_or_else(|| "no prefill cache".to_string())
         } else {
             let longest = rows.iter().map(|r| r.len).max().unwrap_or(0);
@@ -398,9 +409,9 @@ impl Generator {
                 KvLayout::Concat => longest,
                 KvLayout::InPlace => kv::capacity(longest + 1, info.options.max_context),
             };
-            let sources: Vec<&Kv> = old.iter().chain(&caches).collect();
+            let sources: Vec<Kv> = old.into_iter().chain(caches).collect();
             self.stats.rebuilds += 1;
-            kv::gather(&info, &sources, &rows, width)
+            kv::gather(&info, sources, &rows, width, &mut self.stats.kv_transfers)
         };
         self.active.extend(kept);
         match merged {
@@ -431,11 +442,13 @@ impl Generator {
         let feeds = self.feeds([j, width, width], ids, mask, pos)?;
         let (logits, kv) = match info.layout {
             KvLayout::Concat => {
-                let (logits, present) = self.call(feeds, kv::zeroed(&info, j, 0)?.values)?;
-                (logits, Kv { values: present, rows: j, width })
+                let (logits, present, device) = self.call(feeds, kv::zeroed(&info, j, 0)?)?;
+                (logits, Kv { values: present, rows: j, width, device })
             }
             KvLayout::InPlace => {
-                let mut kv = kv::zeroed(&info, j, width)?;
+                // With the capacity a batch of these rows gets, so that when they are the whole
+                // batch this buffer is its cache (no copy into a larger one at the first step).
+                let mut kv = kv::zeroed(&info, j, kv::capacity(width + 1, info.options.max_context))?;
                 (self.call_in_place(feeds, &mut kv)?, kv)
             }
         };
@@ -469,8 +482,8 @@ impl Generator {
                 for (r, s) in self.active.iter().enumerate() {
                     mask[r * (w + 1) + w - s.len..(r + 1) * (w + 1)].fill(1);
                 }
-                self.feeds([b, 1, w + 1], ids, mask, pos).and_then(|feeds| self.call(feeds, kv.values)).map(|(logits, present)| {
-                    self.kv = Some(Kv { values: present, rows: b, width: w + 1 });
+                self.feeds([b, 1, w + 1], ids, mask, pos).and_then(|feeds| self.call(feeds, kv)).map(|(logits, present, device)| {
+                    self.kv = Some(Kv { values: present, rows: b, width: w + 1, device });
                     logits
                 })
             }
@@ -479,7 +492,7 @@ impl Generator {
                 if need > kv.width {
                     let rows: Vec<RowSource> = self.active.iter().enumerate().map(|(i, s)| RowSource { src: 0, row: i, len: s.len }).collect();
                     self.stats.rebuilds += 1;
-                    match kv::gather(&info, &[&kv], &rows, kv::capacity(need, info.options.max_context)) {
+                    match kv::gather(&info, vec![kv], &rows, kv::capacity(need, info.options.max_context), &mut self.stats.kv_transfers) {
                         Ok(grown) => kv = grown,
                         Err(e) => return self.fail_active(e),
                     }
@@ -524,20 +537,35 @@ impl Generator {
         Ok(v)
     }
 
-    /// A `Concat` call: `feeds` and the past in, logits and the present out.
-    fn call(&self, feeds: Feeds, past: Vec<DynValue>) -> Result<(DynValue, Vec<DynValue>), String> {
+    /// A `Concat` call: `feeds` and the past in, logits and the present out. The present is
+    /// where the serving provider keeps its cache ([`KvDevice::serving`]): on the GPU under
+    /// CUDA, so the next step's past does not cross to the host and back.
+    fn call(&mut self, feeds: Feeds, past: Kv) -> Result<(DynValue, Vec<DynValue>, KvDevice), String> {
         let layers = self.lm.info.layers;
-        let mut inputs: Inputs = feeds.into_iter().map(|(name, v)| (name.into(), SessionInputValue::from(v))).collect();
-        for (i, value) in past.into_iter().enumerate() {
-            inputs.push((format!("past_key_values.{}.{}", i / 2, KV[i % 2]).into(), SessionInputValue::from(value)));
-        }
-        self.lm.engine.with_session(&self.lm.info.id, |session, _| run_model(session, inputs, layers)).map_err(|e| e.to_string())?
+        let transfers = &mut self.stats.kv_transfers;
+        self.lm
+            .engine
+            .with_session(&self.lm.info.id, |session, model| {
+                let device = KvDevice::serving(model.provider);
+                let past = move_cache(past, device, transfers)?;
+                run_concat(session, feeds, &past.values, layers, device).map(|(logits, present)| (logits, present, device))
+            })
+            .map_err(|e| e.to_string())?
     }
 
     /// An `InPlace` call: `kv`'s tensors bound (I/O binding) as both `past_key_values.N.*` and
-    /// `present.N.*`, so the model writes the new columns into them; returns the logits.
-    fn call_in_place(&self, feeds: Feeds, kv: &mut Kv) -> Result<DynValue, String> {
-        self.lm.engine.with_session(&self.lm.info.id, |session, _| run_bound(session, feeds, kv)).map_err(|e| e.to_string())?
+    /// `present.N.*`, so the model writes the new columns into them; returns the logits. The
+    /// cache first moves to where the serving provider keeps it, if it is not there.
+    fn call_in_place(&mut self, feeds: Feeds, kv: &mut Kv) -> Result<DynValue, String> {
+        let transfers = &mut self.stats.kv_transfers;
+        self.lm
+            .engine
+            .with_session(&self.lm.info.id, |session, model| {
+                let here = std::mem::replace(kv, Kv::empty());
+                *kv = move_cache(here, KvDevice::serving(model.provider), transfers)?;
+                run_bound(session, feeds, kv)
+            })
+            .map_err(|e| e.to_string())?
     }
 }
 
@@ -613,8 +641,34 @@ fn progress(s: &mut Seq) -> Option<Progress> {
     Some(Progress { key: s.key, tokens: std::mem::take(&mut s.out), finish })
 }
 
-fn run_model(session: &mut Session, inputs: Inputs, layers: usize) -> Result<(DynValue, Vec<DynValue>), String> {
-    let mut out = session.run(inputs).map_err(|e| e.to_string())?;
+/// `kv` on `device`, counting a transfer in `transfers` if it had to move.
+fn move_cache(kv: Kv, device: KvDevice, transfers: &mut u64) -> Result<Kv, String> {
+    if kv.device != device && kv.rows * kv.width > 0 {
+        *transfers += 1;
+    }
+    kv::to_device(kv, device)
+}
+
+/// Runs a `Concat` step through I/O binding: `feeds` and `past` in (ONNX Runtime copies what
+/// is not where a kernel needs it), the `present.*` outputs bound to `device`'s memory and
+/// `logits` to the host's (the sampler reads them there).
+fn run_concat(session: &mut Session, feeds: Feeds, past: &[DynValue], layers: usize, device: KvDevice) -> Result<(DynValue, Vec<DynValue>), String> {
+    let e = |e: ort::Error| e.to_string();
+    let mut binding = session.create_binding().map_err(e)?;
+    for (name, v) in &feeds {
+        binding.bind_input(*name, v).map_err(e)?;
+    }
+    for (i, v) in past.iter().enumerate() {
+        binding.bind_input(format!("past_key_values.{}.{}", i / 2, KV[i % 2]), v).map_err(e)?;
+    }
+    let memory = device.memory_info()?;
+    for l in 0..layers {
+        for which in KV {
+            binding.bind_output_to_device(format!("present.{l}.{which}"), &memory).map_err(e)?;
+        }
+    }
+    binding.bind_output_to_device("logits", &KvDevice::Host.memory_info()?).map_err(e)?;
+    let mut out = session.run_binding(&binding).map_err(e)?;
     let logits = out.remove("logits").ok_or("the model returned no `logits`")?;
     let mut present = Vec::with_capacity(2 * layers);
     for l in 0..layers {
@@ -640,8 +694,7 @@ fn run_bound(session: &mut Session, feeds: Feeds, kv: &mut Kv) -> Result<DynValu
         binding.bind_input(format!("past_key_values.{l}.{which}"), &*v).map_err(e)?;
         binding.bind_output(format!("present.{l}.{which}"), &mut *v).map_err(e)?;
     }
-    let cpu = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default).map_err(e)?;
-    binding.bind_output_to_device("logits", &cpu).map_err(e)?;
+    binding.bind_output_to_device("logits", &KvDevice::Host.memory_info()?).map_err(e)?;
     let mut out = session.run_binding(&binding).map_err(e)?;
     out.remove("logits").ok_or_else(|| "the model returned no `logits`".to_string())
 }

@@ -12,12 +12,54 @@
 //!
 //! Rows are copied only when the batch changes (sequences joining or leaving) or an in-place
 //! buffer grows: [`gather`].
+//!
+//! Where it lives ([`KvDevice`]): host memory, or the GPU's when CUDA serves the model. A
+//! GPU-resident cache stays there from step to step (the model's `present.*` outputs are bound
+//! to device memory, and fed back as the next step's past); it crosses to the host only to be
+//! regathered (rows joining or leaving, an in-place buffer growing: [`to_device`]), counted in
+//! `GeneratorStats::kv_transfers`.
 
-use ort::memory::Allocator;
-use ort::value::{DynTensor, DynValue, PrimitiveTensorElementType, TensorElementType};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::value::{DynTensor, DynTensorValueType, DynValue, PrimitiveTensorElementType, TensorElementType};
 
 use super::{KvLayout, LmInfo};
-use crate::inference::ElementType;
+use crate::inference::{ElementType, Provider};
+
+/// Where a batch's cache lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvDevice {
+    /// Host memory (CPU and every provider but CUDA).
+    Host,
+    /// The memory of CUDA device 0, the one ONNX Runtime's CUDA provider runs on by default.
+    Cuda,
+}
+
+impl KvDevice {
+    /// Where the cache of a model served by `provider` lives.
+    pub fn serving(provider: Provider) -> Self {
+        match provider {
+            Provider::Cuda => Self::Cuda,
+            _ => Self::Host,
+        }
+    }
+
+    /// Its lower-case name (`host`, `cuda`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::Cuda => "cuda",
+        }
+    }
+
+    /// ONNX Runtime's description of its memory (to bind outputs to it).
+    pub(super) fn memory_info(self) -> Result<MemoryInfo<'static>, String> {
+        let device = match self {
+            Self::Host => AllocationDevice::CPU,
+            Self::Cuda => AllocationDevice::CUDA,
+        };
+        MemoryInfo::new(device, 0, AllocatorType::Device, MemoryType::Default).map_err(|e| e.to_string())
+    }
+}
 
 /// One batch's cache.
 pub(super) struct Kv {
@@ -26,6 +68,37 @@ pub(super) struct Kv {
     pub rows: usize,
     /// Columns (`Concat`: the longest row's length; `InPlace`: the buffer's capacity).
     pub width: usize,
+    /// Where its tensors are (an empty cache, `rows * width == 0`, always stays on the host).
+    pub device: KvDevice,
+}
+
+impl Kv {
+    /// A cache of nothing (a placeholder while a cache moves).
+    pub fn empty() -> Self {
+        Self { values: Vec::new(), rows: 0, width: 0, device: KvDevice::Host }
+    }
+}
+
+/// `kv` on `device`: itself if it is there (or empty), else a copy of every tensor made by
+/// ONNX Runtime (one whole-cache transfer). The copy is synchronous: when it returns, the data
+/// is on `device`.
+pub(super) fn to_device(kv: Kv, device: KvDevice) -> Result<Kv, String> {
+    if kv.device == device || kv.rows * kv.width == 0 {
+        return Ok(kv);
+    }
+    let target = match device {
+        KvDevice::Host => AllocationDevice::CPU,
+        KvDevice::Cuda => AllocationDevice::CUDA,
+    };
+    let values = kv
+        .values
+        .iter()
+        .map(|v| {
+            let t = v.view().downcast::<DynTensorValueType>().map_err(|e| e.to_string())?;
+            t.to(target.clone(), 0).map(|t| t.into_dyn()).map_err(|e| format!("moving the KV cache to {}: {e}", device.name()))
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Kv { values, device, ..kv })
 }
 
 /// A row of a new batch: row `row` of source batch `src`, which holds `len` real columns.
@@ -46,7 +119,7 @@ pub(super) fn capacity(need: usize, max: usize) -> usize {
 /// `Concat` prefill). Allocated by ONNX Runtime, so that it can be bound as an output.
 pub(super) fn zeroed(info: &LmInfo, rows: usize, width: usize) -> Result<Kv, String> {
     let values = (0..2 * info.layers).map(|_| tensor(info, rows, width)).collect::<Result<_, _>>()?;
-    Ok(Kv { values, rows, width })
+    Ok(Kv { values, rows, width, device: KvDevice::Host })
 }
 
 fn tensor(info: &LmInfo, rows: usize, width: usize) -> Result<DynValue, String> {
@@ -66,11 +139,20 @@ fn tensor(info: &LmInfo, rows: usize, width: usize) -> Result<DynValue, String> 
 }
 
 /// A new batch of `rows` and `width` columns, each row copied from its source (right-aligned
-/// for `Concat`, left-aligned for `InPlace`).
-pub(super) fn gather(info: &LmInfo, sources: &[&Kv], rows: &[RowSource], width: usize) -> Result<Kv, String> {
+/// for `Concat`, left-aligned for `InPlace`), on the host. Sources on a device are copied to
+/// the host first: `transfers` counts those copies.
+pub(super) fn gather(info: &LmInfo, sources: Vec<Kv>, rows: &[RowSource], width: usize, transfers: &mut u64) -> Result<Kv, String> {
+    let mut on_host = Vec::with_capacity(sources.len());
+    for kv in sources {
+        if kv.device != KvDevice::Host && kv.rows * kv.width > 0 {
+            *transfers += 1;
+        }
+        on_host.push(to_device(kv, KvDevice::Host)?);
+    }
+    let sources: Vec<&Kv> = on_host.iter().collect();
     match info.kv_type {
-        ElementType::F16 => gather_as::<half::f16>(info, sources, rows, width),
-        _ => gather_as::<f32>(info, sources, rows, width),
+        ElementType::F16 => gather_as::<half::f16>(info, &sources, rows, width),
+        _ => gather_as::<f32>(info, &sources, rows, width),
     }
 }
 

@@ -26,6 +26,7 @@ mod sampler;
 use std::sync::Arc;
 
 pub use generator::{Finish, GenerateRequest, Generator, GeneratorLimits, GeneratorStats, Progress};
+pub use kv::KvDevice;
 pub use sampler::{Sampler, SamplingParams};
 
 pub use crate::runtime::{AgentLmOptions, MAX_TOKENS_PER_TICK};
