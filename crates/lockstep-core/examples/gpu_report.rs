@@ -59,7 +59,9 @@ fn max_abs_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
 }
 
 fn engine(root: &Path, providers: Vec<Provider>, deterministic: bool) -> Arc<InferenceEngine> {
-    Arc::new(InferenceEngine::new(EngineOptions { search_roots: vec![root.to_path_buf()], providers, deterministic, ..Default::default() }).expect("ONNX Runtime"))
+    Arc::new(
+        InferenceEngine::new(EngineOptions { search_roots: vec![root.to_path_buf()], providers, deterministic, ..Default::default() }).expect("ONNX Runtime"),
+    )
 }
 
 /// Tokens/s generating `n` sequences of `tokens` greedy tokens: all in one batch, or one
