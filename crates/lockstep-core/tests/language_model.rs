@@ -301,14 +301,21 @@ fn an_in_place_cache_grows_past_its_capacity_and_keeps_every_rows_tokens() {
 #[test]
 fn the_kv_cache_stays_where_the_provider_computes_between_decode_steps() {
     use lockstep_core::inference::lm::KvDevice;
-    use lockstep_core::inference::Provider;
-    let want_device = if common::test_providers().first() == Some(&Provider::Cuda) { KvDevice::Cuda } else { KvDevice::Host };
+    use lockstep_core::inference::{ElementType, Provider};
+    let provider = if common::test_providers().first() == Some(&Provider::Cuda) { Provider::Cuda } else { Provider::Cpu };
+    // Under CUDA: the Optimum model's cache on the GPU; the in-place one's (float32, whose
+    // GroupQueryAttention runs on the CPU) on the host.
+    assert_eq!(KvDevice::serving(Provider::Cuda, KvLayout::Concat, ElementType::F32), KvDevice::Cuda);
+    assert_eq!(KvDevice::serving(Provider::Cuda, KvLayout::InPlace, ElementType::F32), KvDevice::Host);
+    assert_eq!(KvDevice::serving(Provider::Cuda, KvLayout::InPlace, ElementType::F16), KvDevice::Cuda);
+    assert_eq!(KvDevice::serving(Provider::Cpu, KvLayout::Concat, ElementType::F16), KvDevice::Host);
     let r = reference();
     let case = &r["cases"].as_array().unwrap()[2];
     let want = ids(&case["greedy"]);
     for (lm, layout) in [(tiny_lm(), KvLayout::Concat), (tiny_lm_gqa(), KvLayout::InPlace)] {
         assert_eq!(lm.info().layout, layout);
-        assert_eq!(KvDevice::serving(lm.info().model.provider), want_device, "provider {:?}: {:?}", lm.info().model.provider, lm.info().model.fallback_reasons);
+        assert_eq!(lm.info().model.provider, provider, "{:?}", lm.info().model.fallback_reasons);
+        let want_device = KvDevice::serving(provider, layout, lm.info().kv_type);
         // One sequence: no row joins or leaves until it ends.
         let mut g = Generator::new(lm.clone(), GeneratorLimits { max_batch: 1, ..Default::default() });
         g.submit(1, greedy(ids(&case["prompt_ids"]), want.len() as u32)).unwrap();

@@ -395,8 +395,10 @@ impl InferenceEngine {
     /// service (`lm`) feeds its KV cache straight back to ONNX Runtime through it.
     pub(crate) fn with_session<R>(&self, id: &str, f: impl FnOnce(&mut Session, &ModelInfo) -> R) -> Result<R, InferenceError> {
         let model = self.get(id)?;
-        let info = model.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // The session first, then its description (the order `run` takes them in when it moves
+        // a model to CPU): the description is then the session's own, never one about to change.
         let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
+        let info = model.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(f(&mut session, &info))
     }
 

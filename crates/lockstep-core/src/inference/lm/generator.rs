@@ -361,9 +361,11 @@ impl Generator {
         // For each joiner: its group and its row there, if its prefill ran.
         let mut place: Vec<Option<(usize, usize)>> = vec![None; joiners.len()];
         let mut caches = Vec::new();
+        // One group joining no batch: its cache will be the batch's.
+        let alone = self.kv.is_none() && groups.len() == 1;
         for group in &groups {
             self.stats.prefill_calls += 1;
-            match self.prefill(&mut joiners, group) {
+            match self.prefill(&mut joiners, group, alone) {
                 Ok(kv) => {
                     for (r, &i) in group.iter().enumerate() {
                         place[i] = Some((caches.len(), r));
@@ -421,8 +423,9 @@ impl Generator {
     }
 
     /// One prefill call for the joiners `group` (indices into `joiners`): each gets its first
-    /// token. Returns the group's cache, row `r` being `group[r]`'s.
-    fn prefill(&mut self, joiners: &mut [Seq], group: &[usize]) -> Result<Kv, String> {
+    /// token. Returns the group's cache, row `r` being `group[r]`'s; `alone`: the group is the
+    /// whole batch to be, so an in-place cache gets the batch's capacity at once.
+    fn prefill(&mut self, joiners: &mut [Seq], group: &[usize], alone: bool) -> Result<Kv, String> {
         let info = self.lm.info.clone();
         let (j, width) = (group.len(), group.iter().map(|&i| joiners[i].prompt.len()).max().unwrap_or(0));
         let mut ids = vec![i64::from(info.options.pad); j * width];
@@ -446,9 +449,12 @@ impl Generator {
                 (logits, Kv { values: present, rows: j, width, device })
             }
             KvLayout::InPlace => {
-                // With the capacity a batch of these rows gets, so that when they are the whole
-                // batch this buffer is its cache (no copy into a larger one at the first step).
-                let mut kv = kv::zeroed(&info, j, kv::capacity(width + 1, info.options.max_context))?;
+                // Alone, with the capacity a batch of these rows gets: this buffer becomes the
+                // batch's cache (no copy into a larger one at the first step). Else just the
+                // prompts: the rows are gathered into the batch's buffer anyway.
+                let max = info.options.max_context;
+                let columns = if alone { kv::capacity((width + 1).min(max), max) } else { width };
+                let mut kv = kv::zeroed(&info, j, columns)?;
                 (self.call_in_place(feeds, &mut kv)?, kv)
             }
         };
@@ -546,7 +552,7 @@ impl Generator {
         self.lm
             .engine
             .with_session(&self.lm.info.id, |session, model| {
-                let device = KvDevice::serving(model.provider);
+                let device = KvDevice::serving(model.provider, KvLayout::Concat, self.lm.info.kv_type);
                 let past = move_cache(past, device, transfers)?;
                 let out = match device {
                     // Host memory: a plain run, whose outputs are host memory already (binding
@@ -568,7 +574,7 @@ impl Generator {
             .engine
             .with_session(&self.lm.info.id, |session, model| {
                 let here = std::mem::replace(kv, Kv::empty());
-                *kv = move_cache(here, KvDevice::serving(model.provider), transfers)?;
+                *kv = move_cache(here, KvDevice::serving(model.provider, KvLayout::InPlace, self.lm.info.kv_type), transfers)?;
                 run_bound(session, feeds, kv)
             })
             .map_err(|e| e.to_string())?
@@ -661,10 +667,10 @@ fn run_model(session: &mut Session, feeds: Feeds, past: Vec<DynValue>, layers: u
 
 /// `kv` on `device`, counting a transfer in `transfers` if it had to move.
 fn move_cache(kv: Kv, device: KvDevice, transfers: &mut u64) -> Result<Kv, String> {
-    if kv.device != device && kv.rows * kv.width > 0 {
-        *transfers += 1;
-    }
-    kv::to_device(kv, device)
+    let moves = kv.device != device && kv.rows * kv.width > 0;
+    let kv = kv::to_device(kv, device)?;
+    *transfers += u64::from(moves);
+    Ok(kv)
 }
 
 /// Runs a `Concat` step through I/O binding: `feeds` and `past` in (ONNX Runtime copies what

@@ -35,10 +35,14 @@ pub enum KvDevice {
 }
 
 impl KvDevice {
-    /// Where the cache of a model served by `provider` lives.
-    pub fn serving(provider: Provider) -> Self {
-        match provider {
-            Provider::Cuda => Self::Cuda,
+    /// Where the cache of a model served by `provider`, with this layout and cache type, lives:
+    /// GPU memory under CUDA, except for an in-place model with a float32 cache, whose
+    /// GroupQueryAttention has no float32 CUDA kernel and runs on the CPU: a device buffer
+    /// would be copied to the host and back around it at every step.
+    pub fn serving(provider: Provider, layout: KvLayout, kv_type: ElementType) -> Self {
+        match (provider, layout, kv_type) {
+            (Provider::Cuda, KvLayout::Concat, _) => Self::Cuda,
+            (Provider::Cuda, KvLayout::InPlace, ElementType::F16) => Self::Cuda,
             _ => Self::Host,
         }
     }
@@ -144,10 +148,9 @@ fn tensor(info: &LmInfo, rows: usize, width: usize) -> Result<DynValue, String> 
 pub(super) fn gather(info: &LmInfo, sources: Vec<Kv>, rows: &[RowSource], width: usize, transfers: &mut u64) -> Result<Kv, String> {
     let mut on_host = Vec::with_capacity(sources.len());
     for kv in sources {
-        if kv.device != KvDevice::Host && kv.rows * kv.width > 0 {
-            *transfers += 1;
-        }
+        let moves = kv.device != KvDevice::Host && kv.rows * kv.width > 0;
         on_host.push(to_device(kv, KvDevice::Host)?);
+        *transfers += u64::from(moves);
     }
     let sources: Vec<&Kv> = on_host.iter().collect();
     match info.kv_type {
