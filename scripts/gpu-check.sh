@@ -54,6 +54,11 @@ for layout in optimum gqa; do
     echo "small_lm ($layout): python3 with onnx and numpy is needed to make it"
   fi
 done
+# The in-place model with a float16 cache (GroupQueryAttention's CUDA kernels take no float32).
+if [ -d "$out/small_lm_gqa" ] && python3 "$(dirname "$0")/lm-f16-cache.py" "$out/small_lm_gqa" "$out/small_lm_gqa_f16" >/dev/null; then
+  models+=("$out/small_lm_gqa_f16")
+fi
+models+=("$(dirname "$0")/../models/tiny_lm_gqa_f16")
 # Two processes: the second (tiny models only) shows the spread from process to process.
 echo "== gpu_report, process 1"
 "$bin/gpu_report" 5 "${models[@]}" || status=1

@@ -357,3 +357,30 @@ fn the_kv_cache_stays_where_the_provider_computes_between_decode_steps() {
         }
     }
 }
+
+/// models/tiny_lm_gqa_f16 (scripts/lm-f16-cache.py: tiny_lm_gqa with its attention in float16,
+/// so its cache is float16, the type GroupQueryAttention's CUDA kernels take): the cache is
+/// float16, lives in GPU memory under CUDA, and the tokens are the reference's, one at a time
+/// and batched.
+#[test]
+fn an_in_place_model_with_a_float16_cache_gives_the_reference_tokens() {
+    use lockstep_core::inference::lm::KvDevice;
+    use lockstep_core::inference::Provider;
+    let bytes = std::fs::read(root().join("models/tiny_lm_gqa_f16/model.onnx")).expect("models/tiny_lm_gqa_f16 is checked in");
+    let lm = LanguageModel::load(engine(), bytes, LmOptions::bytes()).unwrap();
+    assert_eq!((lm.info().layout, lm.info().kv_type.name()), (KvLayout::InPlace, "float16"));
+    assert_eq!(lm.info().kv_bytes_per_token(), 2 * 2 * 4 * 16 * 2);
+    let on_gpu = lm.info().model.provider == Provider::Cuda;
+    greedy_tokens_equal_the_reference(lm.clone());
+    // A lone sequence: its cache where the provider computes, moved at most once (its zeroed
+    // buffer, to the GPU).
+    let mut g = Generator::new(lm, GeneratorLimits { max_batch: 1, ..Default::default() });
+    g.submit(1, greedy(vec![256, 72, 105], 40)).unwrap();
+    let mut seen = Vec::new();
+    while g.step() {
+        seen.extend(g.kv_device());
+    }
+    let want = if on_gpu { KvDevice::Cuda } else { KvDevice::Host };
+    assert!(!seen.is_empty() && seen.iter().all(|d| *d == want), "{seen:?}");
+    assert_eq!(g.stats().kv_transfers, u64::from(on_gpu), "{:?}", g.stats());
+}
