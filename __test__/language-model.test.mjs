@@ -12,6 +12,8 @@ const { Runtime, exampleAgent, replay, EXAMPLES_PUBLIC_KEY } = require('../index
 const MODEL = fileURLToPath(new URL('../models/tiny_lm/model.onnx', import.meta.url));
 // The same weights with GroupQueryAttention: the in-place KV-cache layout, the same tokens.
 const MODEL_GQA = fileURLToPath(new URL('../models/tiny_lm_gqa/model.onnx', import.meta.url));
+// The same with a float16 cache (scripts/lm-f16-cache.py): the kind that lives in GPU memory under CUDA.
+const MODEL_GQA_F16 = fileURLToPath(new URL('../models/tiny_lm_gqa_f16/model.onnx', import.meta.url));
 const reference = JSON.parse(readFileSync(new URL('../models/tiny_lm/reference.json', import.meta.url)));
 
 const runtime = (o = {}) => new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1, ...o });
@@ -41,11 +43,12 @@ test('loadLanguageModel describes the model and refuses what is not one', () => 
   rt.close();
 });
 
-for (const [layout, model] of [
-  ['concat', MODEL],
-  ['in-place', MODEL_GQA],
+for (const [layout, model, cache] of [
+  ['concat', MODEL, ''],
+  ['in-place', MODEL_GQA, ''],
+  ['in-place', MODEL_GQA_F16, ', float16'],
 ]) {
-  test(`greedy generate() gives the tokens ONNX Runtime gave in Python, one call or many at once (${layout} KV cache)`, () => greedyGenerate(model, layout));
+  test(`greedy generate() gives the tokens ONNX Runtime gave in Python, one call or many at once (${layout} KV cache${cache})`, () => greedyGenerate(model, layout));
 }
 
 async function greedyGenerate(model, layout) {
