@@ -25,9 +25,6 @@ pub(crate) struct Inputs {
     pub(crate) digest: InputDigest,
     /// The JS→core ring, when attached: drained at the start of each tick.
     pub(crate) inbound_ring: Option<Consumer>,
-    /// The buffer each ring record's payload is read into on its way to `ring_batch` (at most
-    /// `abi::MAX_PAYLOAD_BYTES`).
-    pub(crate) ring_scratch: Vec<u8>,
     /// One batch of ring records on its way to the inboxes (at most `RING_BATCH_RECORDS` and
     /// `RING_BATCH_BYTES`), and the scratch of routing it recipient by recipient; both kept
     /// between ticks.
@@ -44,7 +41,6 @@ impl Inputs {
             answer_seq: 0,
             digest: InputDigest::new(),
             inbound_ring: None,
-            ring_scratch: Vec::new(),
             ring_batch: Mailbox::default(),
             ring_grouping: Default::default(),
         }
@@ -133,7 +129,6 @@ impl Inputs {
             answer_seq: image.answer_seq,
             digest: InputDigest::from_bytes(image.digest),
             inbound_ring: None,
-            ring_scratch: Vec::new(),
             ring_batch: Mailbox::default(),
             ring_grouping: Default::default(),
         }

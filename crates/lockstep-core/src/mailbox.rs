@@ -77,6 +77,26 @@ impl Mailbox {
         self.envelopes.push(Envelope { from: m.from, to: m.to, seq: m.seq, kind: m.kind, priority: m.priority, at, len: m.payload.len() as u32 });
     }
 
+    /// Appends a message of `len` payload bytes that `fill` writes (straight from where they
+    /// come from: no copy through another buffer), and returns it.
+    #[inline]
+    pub(crate) fn push_with(&mut self, head: MessageRef<'_>, len: usize, fill: impl FnOnce(&mut [u8])) -> MessageRef<'_> {
+        debug_assert!(head.payload.is_empty() && len <= abi::MAX_PAYLOAD_BYTES);
+        let at = self.bytes.len();
+        self.bytes.resize(at + len, 0);
+        fill(&mut self.bytes[at..]);
+        self.envelopes.push(Envelope { from: head.from, to: head.to, seq: head.seq, kind: head.kind, priority: head.priority, at, len: len as u32 });
+        MessageRef { payload: &self.bytes[at..], ..head }
+    }
+
+    /// Takes the last message out.
+    pub(crate) fn pop(&mut self) -> Option<Message> {
+        let e = self.envelopes.pop()?;
+        let payload = self.bytes.get(e.at..e.at + e.len as usize).map(<[u8]>::to_vec).unwrap_or_default();
+        self.bytes.truncate(e.at);
+        Some(Message { from: e.from, to: e.to, seq: e.seq, kind: e.kind, priority: e.priority, payload })
+    }
+
     /// The recipient of the `i`-th message (routing looks ahead with it).
     #[inline]
     pub(crate) fn recipient(&self, i: usize) -> Option<AgentId> {

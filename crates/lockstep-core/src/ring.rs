@@ -293,6 +293,32 @@ pub struct RecordRef<'a> {
     pub payload: &'a [u8],
 }
 
+/// One record's header as read from a ring, its payload still in the ring
+/// ([`Consumer::drain_heads_to`]): [`RecordHead::read_payload`] copies it out once, straight
+/// into memory the caller keeps.
+pub struct RecordHead<'a> {
+    /// The record type: `TYPE_MESSAGE`, `TYPE_EVENT` or `TYPE_TICK`.
+    pub kind_of_record: u16,
+    /// A message's user-defined kind.
+    pub kind: u32,
+    /// A message's priority.
+    pub priority: i32,
+    /// The recipient (JS→core) or the sender / the event's agent (core→JS).
+    pub agent: u64,
+    /// Payload bytes (checked against the message limit already).
+    pub len: usize,
+    mem: &'a RingMemory,
+    at: usize,
+}
+
+impl RecordHead<'_> {
+    /// Copies the payload into `out`'s first `len` bytes; a shorter `out` gets what fits.
+    pub fn read_payload(&self, out: &mut [u8]) {
+        let n = self.len.min(out.len());
+        self.mem.read(self.at, &mut out[..n]);
+    }
+}
+
 /// A record's header as parsed, and where its payload lies in the ring memory.
 struct Head {
     kind_of_record: u16,
@@ -338,36 +364,13 @@ impl Consumer {
 
     /// `drain`, with each record's payload read into `scratch` (grown once to the largest
     /// payload, then reused) and lent to `f`: no allocation per record.
-    pub fn drain_borrowed(&mut self, max: usize, scratch: &mut Vec<u8>, f: impl FnMut(RecordRef<'_>) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
-        self.drain_borrowed_up_to(None, max, scratch, f)
-    }
-
-    /// Where the producer has published up to, now (the ring's head): with `drain_borrowed_to`,
-    /// a drain in several calls that takes only what was published before the first.
-    pub fn published(&self) -> u32 {
-        self.mem.counter(OFFSET_HEAD).load(Ordering::Acquire)
-    }
-
-    /// `drain_borrowed`, of the records published before `end` (a `published()` value) only.
-    pub fn drain_borrowed_to(
+    pub fn drain_borrowed(
         &mut self,
-        end: u32,
-        max: usize,
-        scratch: &mut Vec<u8>,
-        f: impl FnMut(RecordRef<'_>) -> std::ops::ControlFlow<()>,
-    ) -> Result<usize, RingError> {
-        self.drain_borrowed_up_to(Some(end), max, scratch, f)
-    }
-
-    /// `drain_borrowed` up to `end`, or up to the head now.
-    fn drain_borrowed_up_to(
-        &mut self,
-        end: Option<u32>,
         max: usize,
         scratch: &mut Vec<u8>,
         mut f: impl FnMut(RecordRef<'_>) -> std::ops::ControlFlow<()>,
     ) -> Result<usize, RingError> {
-        self.drain_heads_to(end, max, |mem, h| {
+        self.drain_records_to(None, max, |mem, h| {
             if scratch.len() < h.len {
                 scratch.resize(h.len, 0);
             }
@@ -377,15 +380,35 @@ impl Consumer {
         })
     }
 
+    /// Where the producer has published up to, now (the ring's head): with `drain_heads_to`,
+    /// a drain in several calls that takes only what was published before the first.
+    pub fn published(&self) -> u32 {
+        self.mem.counter(OFFSET_HEAD).load(Ordering::Acquire)
+    }
+
+    /// The records published before `end` (a `published()` value), each header lent to `f`,
+    /// which reads the payload itself ([`RecordHead::read_payload`]) into memory it keeps: no
+    /// copy through a scratch buffer. Their space is released when the drain returns.
+    pub fn drain_heads_to(&mut self, end: u32, max: usize, mut f: impl FnMut(RecordHead<'_>) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
+        self.drain_records_to(Some(end), max, |mem, h| {
+            f(RecordHead { kind_of_record: h.kind_of_record, kind: h.kind, priority: h.priority, agent: h.agent, len: h.len, mem, at: h.at })
+        })
+    }
+
     /// What `drain` and `drain_borrowed` share: walks the records, hands each header to `f`
     /// (which reads the payload), releases their space at once.
     fn drain_heads(&mut self, max: usize, f: impl FnMut(&RingMemory, Head) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
-        self.drain_heads_to(None, max, f)
+        self.drain_records_to(None, max, f)
     }
 
     /// `drain_heads` up to `end` (a head loaded earlier: everything before it was published
     /// then), or up to the head now.
-    fn drain_heads_to(&mut self, end: Option<u32>, max: usize, mut f: impl FnMut(&RingMemory, Head) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
+    fn drain_records_to(
+        &mut self,
+        end: Option<u32>,
+        max: usize,
+        mut f: impl FnMut(&RingMemory, Head) -> std::ops::ControlFlow<()>,
+    ) -> Result<usize, RingError> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
@@ -612,16 +635,29 @@ mod tests {
         }
         let mut seen = Vec::new();
         let mut scratch = Vec::new();
-        let take = |seen: &mut Vec<u8>, r: RecordRef<'_>| {
-            seen.push(r.payload[0]);
+        let take = |seen: &mut Vec<u8>, r: RecordHead<'_>| {
+            let mut b = [0u8; 2];
+            r.read_payload(&mut b);
+            assert_eq!(r.len, 1);
+            seen.push(b[0]);
             std::ops::ControlFlow::Continue(())
         };
         // In two calls (as a drain in batches makes them), then nothing more up to `end`.
-        assert_eq!(c.drain_borrowed_to(end, 2, &mut scratch, |r| take(&mut seen, r)).unwrap(), 2);
-        assert_eq!(c.drain_borrowed_to(end, 10, &mut scratch, |r| take(&mut seen, r)).unwrap(), 1);
-        assert_eq!(c.drain_borrowed_to(end, 10, &mut scratch, |r| take(&mut seen, r)).unwrap(), 0);
+        assert_eq!(c.drain_heads_to(end, 2, |r| take(&mut seen, r)).unwrap(), 2);
+        assert_eq!(c.drain_heads_to(end, 10, |r| take(&mut seen, r)).unwrap(), 1);
+        assert_eq!(c.drain_heads_to(end, 10, |r| take(&mut seen, r)).unwrap(), 0);
         assert_eq!(seen, [0, 1, 2]);
-        assert_eq!(c.drain_borrowed(10, &mut scratch, |r| take(&mut seen, r)).unwrap(), 2, "the rest, later");
+        let mut rest = Vec::new();
+        assert_eq!(
+            c.drain_borrowed(10, &mut scratch, |r| {
+                rest.push(r.payload[0]);
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap(),
+            2,
+            "the rest, later"
+        );
+        seen.extend(rest);
         assert_eq!(seen, [0, 1, 2, 3, 4]);
     }
 

@@ -1310,7 +1310,6 @@ impl Runtime {
     /// stay in the ring.
     fn route_inbound_ring(&mut self, tick: u64, report: &mut TickReport) {
         let Some(mut consumer) = self.inputs.inbound_ring.take() else { return };
-        let mut scratch = std::mem::take(&mut self.inputs.ring_scratch);
         let mut batch = std::mem::take(&mut self.inputs.ring_batch);
         // Its buffers, once, at their limits: a batch never outgrows them (a record past
         // RING_BATCH_BYTES starts the next batch), so they are never reallocated or given back.
@@ -1324,14 +1323,14 @@ impl Runtime {
             // The record whose Send record filled the replay log: routed alone, after the
             // batch before it and the `recording_stopped` event, as routing in order would.
             let mut cut: Option<(Message, Event)> = None;
-            let result = consumer.drain_borrowed_to(end, room, &mut scratch, |r| {
+            let result = consumer.drain_heads_to(end, room, |r| {
                 if cut.is_some() {
                     return ControlFlow::Break(()); // left in the ring for the next batch
                 }
                 if r.kind_of_record != ring::TYPE_MESSAGE {
                     return ControlFlow::Continue(());
                 }
-                if !batch.is_empty() && batch.payload_bytes() + r.payload.len() > RING_BATCH_BYTES {
+                if !batch.is_empty() && batch.payload_bytes() + r.len > RING_BATCH_BYTES {
                     full = true;
                     return ControlFlow::Break(());
                 }
@@ -1339,17 +1338,23 @@ impl Runtime {
                     journal_failed = true;
                     return ControlFlow::Break(());
                 }
-                // The consumer refused payloads over the message limit already.
-                let stopped_recording = self.record(|rec| rec.send(tick, r.agent, r.kind, r.priority, r.payload));
+                // The payload is copied once, from the ring into the batch (memory the producer
+                // cannot touch), and recorded and routed from there. The consumer refused
+                // payloads over the message limit already.
                 let seq = self.inputs.next_host_seq();
-                let m = MessageRef { from: abi::HOST_ID, to: r.agent, seq, kind: r.kind, priority: r.priority, payload: r.payload };
+                let head = MessageRef { from: abi::HOST_ID, to: r.agent, seq, kind: r.kind, priority: r.priority, payload: &[] };
+                let m = batch.push_with(head, r.len, |out| r.read_payload(out));
+                let stopped_recording = self.record(|rec| rec.send(tick, m.to, m.kind, m.priority, m.payload));
                 if stopped_recording {
                     if let Some(event) = self.outputs.events.pop_back() {
-                        cut = Some((m.to_message(), event));
+                        // Routed alone after the batch: out of it.
+                        match batch.pop() {
+                            Some(m) => cut = Some((m, event)),
+                            None => self.outputs.events.push_back(event), // (just pushed: unreachable)
+                        }
                         return ControlFlow::Continue(()); // taken from the ring; the next stays
                     }
                 }
-                batch.push(m);
                 ControlFlow::Continue(())
             });
             scheduler::route_grouped(&mut self.agents.slots, &batch, tick, &mut self.tick_hasher, report, &mut self.outputs, &mut self.inputs.ring_grouping);
@@ -1375,7 +1380,6 @@ impl Runtime {
                 }
             }
         }
-        self.inputs.ring_scratch = scratch;
         self.inputs.ring_batch = batch;
         self.inputs.inbound_ring = Some(consumer);
     }

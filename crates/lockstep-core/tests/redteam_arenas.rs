@@ -688,8 +688,8 @@ fn messages_at_and_the_tap_report_the_payloads_the_agent_was_handed() {
     }
 }
 
-/// Attack: ring records of very different sizes in a row go through one scratch buffer
-/// (`drain_borrowed_to`) into the ring batch's arena: a short record after a long one must not
+/// Attack: ring records of very different sizes in a row are read (`drain_heads_to`) straight
+/// into the ring batch's arena: a short record after a long one must not
 /// carry the long one's bytes, and each must reach the recorder exactly.
 #[test]
 fn ring_records_of_mixed_sizes_arrive_exactly() {
