@@ -89,9 +89,11 @@ impl Mailbox {
         MessageRef { payload: &self.bytes[at..], ..head }
     }
 
-    /// Takes the last message out.
+    /// Takes the last message out. Its payload is the arena's last bytes: true of a mailbox
+    /// only appended to (the ring batch), not after `sort_for_delivery`.
     pub(crate) fn pop(&mut self) -> Option<Message> {
         let e = self.envelopes.pop()?;
+        debug_assert_eq!(e.at + e.len as usize, self.bytes.len(), "pop after a reorder");
         let payload = self.bytes.get(e.at..e.at + e.len as usize).map(<[u8]>::to_vec).unwrap_or_default();
         self.bytes.truncate(e.at);
         Some(Message { from: e.from, to: e.to, seq: e.seq, kind: e.kind, priority: e.priority, payload })
@@ -244,6 +246,28 @@ mod tests {
 
     fn holds_exactly(b: &Mailbox) {
         assert_eq!(b.bytes.len(), b.envelopes.iter().map(|e| e.len as usize).sum::<usize>(), "the arena holds the payloads, nothing else");
+    }
+
+    /// `push_with` (the ring batch's path: payloads written in place) holds what `push` would,
+    /// for an empty and a largest payload, and `pop` takes the last message back out whole.
+    #[test]
+    fn a_message_written_in_place_is_the_one_pushed_and_pops_back_out() {
+        let largest: Vec<u8> = (0..abi::MAX_PAYLOAD_BYTES).map(|i| (i * 7) as u8).collect();
+        let cases = [msg(0, 1, 2, b""), msg(0, 2, -3, &largest), msg(0, 3, 0, b"tail")];
+        let mut b = Mailbox::default();
+        for m in &cases {
+            let head = MessageRef { payload: &[], ..m.as_ref() };
+            let pushed = b.push_with(head, m.payload.len(), |out| out.copy_from_slice(&m.payload)).to_message();
+            assert_eq!(&pushed, m);
+        }
+        holds_exactly(&b);
+        assert_eq!(b.to_messages(0..3), cases.to_vec());
+        assert_eq!(b.pop().as_ref(), Some(&cases[2]));
+        assert_eq!(b.pop().as_ref(), Some(&cases[1]));
+        holds_exactly(&b);
+        assert_eq!(b.to_messages(0..3), cases[..1].to_vec());
+        assert_eq!(b.pop().as_ref(), Some(&cases[0]));
+        assert!(b.pop().is_none() && b.is_empty() && b.payload_bytes() == 0);
     }
 
     #[test]

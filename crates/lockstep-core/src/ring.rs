@@ -306,13 +306,25 @@ pub struct RecordHead<'a> {
     /// The recipient (JS→core) or the sender / the event's agent (core→JS).
     pub agent: u64,
     /// Payload bytes (checked against the message limit already).
-    pub len: usize,
+    len: usize,
     mem: &'a RingMemory,
     at: usize,
 }
 
 impl RecordHead<'_> {
-    /// Copies the payload into `out`'s first `len` bytes; a shorter `out` gets what fits.
+    /// Payload bytes (checked against the message limit when the header was read).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies the payload into `out`, which should be `len()` bytes (a shorter `out` gets what
+    /// fits). Read it once: the producer's side (JS) can write the ring at any time, so two
+    /// reads may differ; keep the copy and use only it.
     pub fn read_payload(&self, out: &mut [u8]) {
         let n = self.len.min(out.len());
         self.mem.read(self.at, &mut out[..n]);
@@ -638,7 +650,7 @@ mod tests {
         let take = |seen: &mut Vec<u8>, r: RecordHead<'_>| {
             let mut b = [0u8; 2];
             r.read_payload(&mut b);
-            assert_eq!(r.len, 1);
+            assert_eq!(r.len(), 1);
             seen.push(b[0]);
             std::ops::ControlFlow::Continue(())
         };

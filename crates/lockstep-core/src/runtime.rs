@@ -1330,7 +1330,7 @@ impl Runtime {
                 if r.kind_of_record != ring::TYPE_MESSAGE {
                     return ControlFlow::Continue(());
                 }
-                if !batch.is_empty() && batch.payload_bytes() + r.len > RING_BATCH_BYTES {
+                if !batch.is_empty() && batch.payload_bytes() + r.len() > RING_BATCH_BYTES {
                     full = true;
                     return ControlFlow::Break(());
                 }
@@ -1343,7 +1343,7 @@ impl Runtime {
                 // payloads over the message limit already.
                 let seq = self.inputs.next_host_seq();
                 let head = MessageRef { from: abi::HOST_ID, to: r.agent, seq, kind: r.kind, priority: r.priority, payload: &[] };
-                let m = batch.push_with(head, r.len, |out| r.read_payload(out));
+                let m = batch.push_with(head, r.len(), |out| r.read_payload(out));
                 let stopped_recording = self.record(|rec| rec.send(tick, m.to, m.kind, m.priority, m.payload));
                 if stopped_recording {
                     if let Some(event) = self.outputs.events.pop_back() {

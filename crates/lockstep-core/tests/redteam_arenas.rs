@@ -703,7 +703,7 @@ fn ring_records_of_mixed_sizes_arrive_exactly() {
     let mut want = Vec::new();
     for round in 0..3u8 {
         for (k, &n) in sizes.iter().enumerate() {
-            let payload: Vec<u8> = (0..n).map(|i| (i as u8) ^ (k as u8 * 31) ^ round).collect();
+            let payload: Vec<u8> = (0..n).map(|i| (i as u8) ^ (k as u8).wrapping_mul(31) ^ round).collect();
             js.try_push(ring::TYPE_MESSAGE, k as u32, 0, rec, &payload).unwrap();
             want.push((k as u32, payload));
         }
