@@ -84,31 +84,37 @@ fn routing_and_delivering_messages_allocates_nothing_per_message() {
     assert!(busy < 200.0, "{busy:.1} allocations a tick for 3,200 messages");
 }
 
+/// `agents` counters fed `records` ring records of `payload` a tick (to agents in turn) through
+/// a ring of `ring_bytes`: after `warmup` ticks, the allocations per tick over `ticks` more, and
+/// each of those ticks' deliveries.
+fn ring_allocations_per_tick(agents: usize, ring_bytes: usize, payload: &[u8], records: u32, warmup: u32, ticks: u32) -> (f64, Vec<u64>) {
+    let mut rt = runtime(1);
+    let ids: Vec<u64> = (0..agents).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
+    let (_inbound, mut js) = attach_inbound_ring(&mut rt, ring_bytes);
+    let push = |js: &mut Producer| {
+        for i in 0..records {
+            js.try_push(ring::TYPE_MESSAGE, 0, 0, ids[i as usize % ids.len()], payload).unwrap();
+        }
+    };
+    for _ in 0..warmup {
+        push(&mut js);
+        rt.tick().unwrap();
+    }
+    let (mut counted, mut delivered) = (0u64, Vec::new());
+    for _ in 0..ticks {
+        push(&mut js);
+        let before = allocations();
+        delivered.push(rt.tick().unwrap().messages_delivered);
+        counted += allocations() - before;
+    }
+    (counted as f64 / f64::from(ticks), delivered)
+}
+
 #[test]
 fn messages_from_the_inbound_ring_allocate_nothing_per_message() {
-    const CAP: usize = 1 << 20;
     let per_tick = |records: u32| {
-        let mut rt = runtime(1);
-        let ids: Vec<u64> = (0..100).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
-        let (_inbound, mut js) = attach_inbound_ring(&mut rt, CAP);
-        let payload = [7u8; 64];
-        let push = |js: &mut Producer| {
-            for i in 0..records {
-                js.try_push(ring::TYPE_MESSAGE, 0, 0, ids[i as usize % ids.len()], &payload).unwrap();
-            }
-        };
-        for _ in 0..20 {
-            push(&mut js);
-            rt.tick().unwrap();
-        }
-        let (ticks, mut counted, mut delivered) = (10u64, 0u64, 0u64);
-        for _ in 0..ticks {
-            push(&mut js);
-            let before = allocations();
-            delivered += rt.tick().unwrap().messages_delivered;
-            counted += allocations() - before;
-        }
-        (counted as f64 / ticks as f64, delivered / ticks)
+        let (allocs, delivered) = ring_allocations_per_tick(100, 1 << 20, &[7u8; 64], records, 20, 10);
+        (allocs, delivered.iter().sum::<u64>() / delivered.len() as u64)
     };
     let (few, few_delivered) = per_tick(100);
     let (many, many_delivered) = per_tick(5_000);
@@ -123,31 +129,12 @@ fn messages_from_the_inbound_ring_allocate_nothing_per_message() {
 /// what was kept and was given back and regrown every batch).
 #[test]
 fn large_ring_records_in_several_batches_a_tick_allocate_nothing_per_batch() {
-    const CAP: usize = 64 << 20;
     let per_tick = |records: u32| {
-        let mut rt = runtime(1);
-        // One record an agent a tick: each inbox keeps its arena (a 50,000-byte one is under
-        // MAX_RETAINED_MAILBOX_BYTES), so what is counted is the batches'.
-        let ids: Vec<u64> = (0..800).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
-        let (_inbound, mut js) = attach_inbound_ring(&mut rt, CAP);
-        let payload = vec![7u8; 50_000];
-        let push = |js: &mut Producer| {
-            for i in 0..records {
-                js.try_push(ring::TYPE_MESSAGE, 0, 0, ids[i as usize % ids.len()], &payload).unwrap();
-            }
-        };
-        for _ in 0..5 {
-            push(&mut js);
-            rt.tick().unwrap();
-        }
-        let (ticks, mut counted) = (5u64, 0u64);
-        for _ in 0..ticks {
-            push(&mut js);
-            let before = allocations();
-            assert_eq!(rt.tick().unwrap().messages_delivered, records as u64);
-            counted += allocations() - before;
-        }
-        counted as f64 / ticks as f64
+        // 800 agents, one record an agent a tick: each inbox keeps its arena (a 50,000-byte one
+        // is under MAX_RETAINED_MAILBOX_BYTES), so what is counted is the batches'.
+        let (allocs, delivered) = ring_allocations_per_tick(800, 64 << 20, &vec![7u8; 50_000], records, 5, 5);
+        assert!(delivered.iter().all(|&d| d == u64::from(records)), "{delivered:?}");
+        allocs
     };
     // 100 records (one batch of 5 MB) vs 800 (40 MB: five batches ending on the byte limit).
     let (one, five) = (per_tick(100), per_tick(800));

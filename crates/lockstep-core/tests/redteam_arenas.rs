@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::snapshot_forge::{forge, sections};
-use common::{agent, attach_inbound_ring, runtime, sender_agent, wat_agent};
+use common::{agent, assert_replays_to, attach_inbound_ring, runtime, sender_agent, wat_agent};
 use lockstep_core::abi;
 use lockstep_core::{AbiCall, DeadLetterReason, Message, Runtime, RuntimeConfig, Trigger};
 
@@ -633,12 +633,7 @@ fn inboxes_kept_at_a_barrier_survive_snapshot_restore_and_replay() {
         }
     }
     // And the recording replays exactly.
-    let log = rt.stop_recording().unwrap();
-    for workers in [1, 4] {
-        let r = lockstep_core::replay(&log, workers, |_| {}).unwrap();
-        assert_eq!(r.divergence, None, "{workers} workers");
-        assert_eq!(r.final_hash, *hashes.last().unwrap());
-    }
+    assert_replays_to(&mut rt, *hashes.last().unwrap());
 }
 
 /// Attack: the time-travel cursor's `messages_at` and the dashboard tap copy messages out of the

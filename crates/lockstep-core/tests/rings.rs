@@ -217,11 +217,7 @@ fn ring_messages_routed_straight_into_inboxes_follow_queued_sends_and_replay_ali
     assert_eq!((report.messages_delivered, report.dead_letters), (fits, pushed - fits), "{pushed} pushed");
     let dead = rt.drain_dead_letters();
     assert!(dead.iter().all(|d| d.reason == lockstep_core::DeadLetterReason::RecipientInboxFull && d.message.payload == big));
-    let log = rt.stop_recording().unwrap();
-    for workers in [1, 4] {
-        let r = replay(&log, workers, |_| {}).unwrap();
-        assert_eq!((r.divergence, r.final_hash), (None, report.hash), "{workers} workers");
-    }
+    assert_replays_to(&mut rt, report.hash);
 }
 
 /// The inbound ring is routed a batch at a time, recipient by recipient
@@ -308,11 +304,7 @@ fn ring_records_routed_recipient_by_recipient_tick_and_dead_letter_like_sends_ro
     let routing: Vec<_> = ring_dead.iter().filter(|d| matches!(d.0, UnknownRecipient | RecipientStopped | RecipientInboxFull)).collect();
     let disorder = routing.windows(2).position(|w| w[0].2 >= w[1].2);
     assert!(disorder.is_none(), "dead-lettered in the order the records entered: {:?}", disorder.map(|i| (routing[i], routing[i + 1])));
-    let log = ring_rt.stop_recording().unwrap();
-    for workers in [1, 4] {
-        let r = replay(&log, workers, |_| {}).unwrap();
-        assert_eq!((r.divergence, r.final_hash), (None, ring_report.hash), "{workers} workers");
-    }
+    assert_replays_to(&mut ring_rt, ring_report.hash);
 }
 
 /// Review of the grouped routing: when a ring record's Send record fills the replay log, the

@@ -120,3 +120,13 @@ pub fn test_providers() -> Vec<lockstep_core::inference::Provider> {
         _ => vec![lockstep_core::inference::Provider::Cpu],
     }
 }
+
+/// Stops `rt`'s recording and replays the log with 1 and with 4 workers: each must run to
+/// `final_hash` with no divergence.
+pub fn assert_replays_to(rt: &mut Runtime, final_hash: lockstep_core::Digest) {
+    let log = rt.stop_recording().expect("recording");
+    for workers in [1, 4] {
+        let r = lockstep_core::replay(&log, workers, |_| {}).unwrap();
+        assert_eq!((r.divergence, r.final_hash), (None, final_hash), "{workers} workers");
+    }
+}

@@ -553,7 +553,7 @@ impl Generator {
             .engine
             .with_session(&self.lm.info.id, |session, model| {
                 let device = KvDevice::serving(model.provider, KvLayout::Concat, self.lm.info.kv_type);
-                let past = move_cache(past, device, transfers)?;
+                let past = kv::to_device(past, device, transfers)?;
                 let out = match device {
                     // Host memory: a plain run, whose outputs are host memory already (binding
                     // them costs 5-10% of a tiny model's step on CPU).
@@ -574,7 +574,7 @@ impl Generator {
             .engine
             .with_session(&self.lm.info.id, |session, model| {
                 let here = std::mem::replace(kv, Kv::empty());
-                *kv = move_cache(here, KvDevice::serving(model.provider, KvLayout::InPlace, self.lm.info.kv_type), transfers)?;
+                *kv = kv::to_device(here, KvDevice::serving(model.provider, KvLayout::InPlace, self.lm.info.kv_type), transfers)?;
                 run_bound(session, feeds, kv)
             })
             .map_err(|e| e.to_string())?
@@ -663,14 +663,6 @@ fn run_model(session: &mut Session, feeds: Feeds, past: Vec<DynValue>, layers: u
     }
     let out = session.run(inputs).map_err(|e| e.to_string())?;
     concat_outputs(out, layers)
-}
-
-/// `kv` on `device`, counting a transfer in `transfers` if it had to move.
-fn move_cache(kv: Kv, device: KvDevice, transfers: &mut u64) -> Result<Kv, String> {
-    let moves = kv.device != device && kv.rows * kv.width > 0;
-    let kv = kv::to_device(kv, device)?;
-    *transfers += u64::from(moves);
-    Ok(kv)
 }
 
 /// Runs a `Concat` step through I/O binding: `feeds` and `past` in (ONNX Runtime copies what

@@ -55,13 +55,17 @@ impl KvDevice {
         }
     }
 
-    /// ONNX Runtime's description of its memory (to bind outputs to it).
-    pub(super) fn memory_info(self) -> Result<MemoryInfo<'static>, String> {
-        let device = match self {
+    /// ONNX Runtime's name for it.
+    fn allocation_device(self) -> AllocationDevice<'static> {
+        match self {
             Self::Host => AllocationDevice::CPU,
             Self::Cuda => AllocationDevice::CUDA,
-        };
-        MemoryInfo::new(device, 0, AllocatorType::Device, MemoryType::Default).map_err(|e| e.to_string())
+        }
+    }
+
+    /// ONNX Runtime's description of its memory (to bind outputs to it).
+    pub(super) fn memory_info(self) -> Result<MemoryInfo<'static>, String> {
+        MemoryInfo::new(self.allocation_device(), 0, AllocatorType::Device, MemoryType::Default).map_err(|e| e.to_string())
     }
 }
 
@@ -84,16 +88,13 @@ impl Kv {
 }
 
 /// `kv` on `device`: itself if it is there (or empty), else a copy of every tensor made by
-/// ONNX Runtime (one whole-cache transfer). The copy is synchronous: when it returns, the data
-/// is on `device`.
-pub(super) fn to_device(kv: Kv, device: KvDevice) -> Result<Kv, String> {
+/// ONNX Runtime (one whole-cache transfer, counted in `transfers` once it succeeded). The copy
+/// is synchronous: when it returns, the data is on `device`.
+pub(super) fn to_device(kv: Kv, device: KvDevice, transfers: &mut u64) -> Result<Kv, String> {
     if kv.device == device || kv.rows * kv.width == 0 {
         return Ok(kv);
     }
-    let target = match device {
-        KvDevice::Host => AllocationDevice::CPU,
-        KvDevice::Cuda => AllocationDevice::CUDA,
-    };
+    let target = device.allocation_device();
     let values = kv
         .values
         .iter()
@@ -102,6 +103,7 @@ pub(super) fn to_device(kv: Kv, device: KvDevice) -> Result<Kv, String> {
             t.to(target.clone(), 0).map(|t| t.into_dyn()).map_err(|e| format!("moving the KV cache to {}: {e}", device.name()))
         })
         .collect::<Result<_, String>>()?;
+    *transfers += 1;
     Ok(Kv { values, device, ..kv })
 }
 
@@ -146,12 +148,7 @@ fn tensor(info: &LmInfo, rows: usize, width: usize) -> Result<DynValue, String> 
 /// for `Concat`, left-aligned for `InPlace`), on the host. Sources on a device are copied to
 /// the host first: `transfers` counts those copies.
 pub(super) fn gather(info: &LmInfo, sources: Vec<Kv>, rows: &[RowSource], width: usize, transfers: &mut u64) -> Result<Kv, String> {
-    let mut on_host = Vec::with_capacity(sources.len());
-    for kv in sources {
-        let moves = kv.device != KvDevice::Host && kv.rows * kv.width > 0;
-        on_host.push(to_device(kv, KvDevice::Host)?);
-        *transfers += u64::from(moves);
-    }
+    let on_host = sources.into_iter().map(|kv| to_device(kv, KvDevice::Host, transfers)).collect::<Result<Vec<_>, _>>()?;
     let sources: Vec<&Kv> = on_host.iter().collect();
     match info.kv_type {
         ElementType::F16 => gather_as::<half::f16>(info, &sources, rows, width),
