@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use lockstep_core::ring::{self, Consumer, OwnedRegion, Producer};
-use lockstep_core::{replay, Event};
+use lockstep_core::{replay, Event, Runtime};
 
 const CAP: usize = 1 << 16;
 
@@ -220,6 +220,18 @@ fn ring_messages_routed_straight_into_inboxes_follow_queued_sends_and_replay_ali
     assert_replays_to(&mut rt, report.hash);
 }
 
+/// `agents` counters on 2 workers, after one tick: the one at `killed` killed, the one at
+/// `faulted` replaced by an agent that faulted (asked to panic in its step).
+fn counters_one_killed_one_faulted(agents: usize, killed: usize, faulted: usize) -> (Runtime, Vec<u64>) {
+    let mut rt = runtime(2);
+    let mut ids: Vec<u64> = (0..agents).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
+    rt.kill(ids[killed]).unwrap();
+    ids[faulted] = rt.spawn_bytes(agent("adv_trap")).unwrap();
+    rt.send(ids[faulted], 2, 0, vec![]).unwrap();
+    rt.tick().unwrap();
+    (rt, ids)
+}
+
 /// The inbound ring is routed a batch at a time, recipient by recipient
 /// (`scheduler::route_grouped`), where `send()`'s queue is routed message by message in order:
 /// the same traffic through either must give the same tick (hash, counts) and the same dead
@@ -230,16 +242,7 @@ fn ring_messages_routed_straight_into_inboxes_follow_queued_sends_and_replay_ali
 fn ring_records_routed_recipient_by_recipient_tick_and_dead_letter_like_sends_routed_in_order() {
     let agents = 100usize;
     let over = lockstep_core::abi::MAX_INBOX_MESSAGES + 3_000;
-    let setup = || {
-        let mut rt = runtime(2);
-        let mut ids: Vec<u64> = (0..agents).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
-        rt.kill(ids[5]).unwrap();
-        // One that faulted (asked to panic in its next step).
-        ids[7] = rt.spawn_bytes(agent("adv_trap")).unwrap();
-        rt.send(ids[7], 2, 0, vec![]).unwrap();
-        rt.tick().unwrap();
-        (rt, ids)
-    };
+    let setup = || counters_one_killed_one_faulted(agents, 5, 7);
     let traffic = |ids: &[u64], unknown: bool| -> Vec<(u64, u32, i32, Vec<u8>)> {
         // The flood first: its inbox is full by the second batch, whose refusals then
         // interleave (in message order) with those of the other recipients.
@@ -378,15 +381,7 @@ fn ring_and_send_routing_agree_on_random_traffic() {
                     .collect()
             })
             .collect();
-        let setup = || {
-            let mut rt = runtime(2);
-            let mut ids: Vec<u64> = (0..agents).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
-            rt.kill(ids[1]).unwrap();
-            ids[2] = rt.spawn_bytes(agent("adv_trap")).unwrap();
-            rt.send(ids[2], 2, 0, vec![]).unwrap();
-            rt.tick().unwrap();
-            (rt, ids)
-        };
+        let setup = || counters_one_killed_one_faulted(agents, 1, 2);
         const CAP: usize = 64 << 20;
         let (mut through_ring, ids) = setup();
         let (_inbound, mut js) = attach_inbound_ring(&mut through_ring, CAP);
