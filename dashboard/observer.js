@@ -174,6 +174,8 @@ class Observer {
     this.watchedIds = [];
     this.onTick = null;
     this.onBetween = null;
+    /** After each tick (not other between() calls). */
+    this.onTicked = null;
     this.timer = null;
     this.closed = false;
   }
@@ -231,6 +233,7 @@ class Observer {
     bucket.messages += report.messagesRouted;
     bucket.us += ms * 1000;
     this.between();
+    if (this.onTicked) this.onTicked();
     if (this.onTick) this.onTick(report);
   }
 

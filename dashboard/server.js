@@ -35,6 +35,10 @@ const MAX_AGENT_PAGE = 500;
 const MAX_EVENTS_PAGE = 500;
 const MAX_STEP_TICKS = 1000;
 const MAX_SEND_BYTES = 4096;
+/** Read-only requests of one client that may wait for the next tick to start (#runSoon); more are answered at once. */
+const MAX_SHADOWED = 8;
+/** The longest a read-only request waits for the next tick to start, in ms. */
+const SHADOW_WAIT_MS = 20;
 
 /** Close codes (docs/DASHBOARD.md, "Close codes"). */
 const CLOSE = {
@@ -228,8 +232,15 @@ class DashboardServer extends EventEmitter {
   #lastSummaryWrite = 0;
   #ping = null;
   #closing = null;
-  #stats = { connections: 0, refused: {}, dropped: {}, closed: {}, maxBufferedSeen: 0, maxDeferredSeen: 0, requests: 0 };
+  #stats = { connections: 0, refused: {}, dropped: {}, closed: {}, maxBufferedSeen: 0, maxDeferredSeen: 0, requests: 0, shadowed: { held: 0, answeredAfterTick: 0, answeredAfterWait: 0, maxWaiting: 0 } };
   #tickListenerErrors = 0;
+  /**
+   * Read-only requests that arrived while a tick ran, answered right after the next tick starts
+   * (#runSoon): at most MAX_SHADOWED per client (and maxClients clients).
+   */
+  #shadowed = [];
+  #shadowTimer = null;
+  #shadowImmediate = null;
   /** Time travel: the journal cursor (opened on the first seek, reopened to see newer ticks). */
   #travel = { cursor: null, source: null, error: null, last: null };
 
@@ -256,6 +267,7 @@ class DashboardServer extends EventEmitter {
       }
     };
     this.#observer.onBetween = (now) => this.#between(now);
+    this.#observer.onTicked = () => this.#afterTick();
     if (o.summaryFile) this.#summaryFile = new SummaryFileWriter(o.summaryFile);
   }
 
@@ -335,6 +347,7 @@ class DashboardServer extends EventEmitter {
       refused: { ...this.#stats.refused },
       dropped: { ...this.#stats.dropped },
       closed: { ...this.#stats.closed },
+      shadowed: { ...this.#stats.shadowed, waiting: this.#shadowed.length },
       clients: this.#clients.size,
       maxBufferedNow: buffered,
       deferred: this.#observer.deferred.length,
@@ -393,6 +406,7 @@ class DashboardServer extends EventEmitter {
     if (this.#closing) return this.#closing;
     this.#closing = (async () => {
       if (this.#ping) clearInterval(this.#ping);
+      this.#dropShadowed();
       const gone = [...this.#clients].map((c) => new Promise((resolve) => (c.ws.readyState === WebSocket.CLOSED ? resolve() : c.ws.once('close', resolve))));
       for (const c of this.#clients) this.#drop(c, CLOSE.GOING_AWAY, 'the dashboard server is closing');
       if (this.#clock.handle) await this.pause();
@@ -512,7 +526,7 @@ class DashboardServer extends EventEmitter {
   #connected(ws, socket) {
     this.#stats.connections++;
     // `socket`: the connection under `ws`, corked while one read's requests are answered (#send).
-    const client = { ws, socket, corked: false, tokens: this.#o.requestBurst, refilled: performance.now(), strikes: 0, pending: 0, alive: true, watching: null };
+    const client = { ws, socket, corked: false, shadowed: 0, tokens: this.#o.requestBurst, refilled: performance.now(), strikes: 0, pending: 0, alive: true, watching: null };
     this.#clients.add(client);
     ws.on('message', (data, isBinary) => this.#message(client, data, isBinary));
     ws.on('pong', () => {
@@ -703,7 +717,7 @@ class DashboardServer extends EventEmitter {
         fail(e);
       }
     };
-    if (!handler.free) return run();
+    if (!handler.free) return this.#runSoon(client, run);
     // Reads or changes the runtime: now if it is free, else right after the tick running now.
     if (client.pending >= 8) return fail(new RequestError('busy', 'at most 8 requests per client wait for the runtime; wait for their replies'));
     client.pending++;
@@ -716,6 +730,62 @@ class DashboardServer extends EventEmitter {
       return fail(new RequestError('busy', 'too many requests wait for the runtime to be free; try again'));
     }
     if (this.#observer.deferred.length > this.#stats.maxDeferredSeen) this.#stats.maxDeferredSeen = this.#observer.deferred.length;
+  }
+
+  // ----- when to answer -------------------------------------------------------------------------
+
+  /**
+   * Answers a read-only request (served from the last snapshot and the kept history) now when
+   * no tick runs, else right after the next tick starts. Why: the main thread also completes
+   * each tick (`tickAsync` settles there), so work that is still running when a tick ends
+   * delays the next one. Answered at arrival, a request lands at a random point of the tick
+   * and overlaps its end about as often as its cost is a share of the tick; answered just
+   * after a tick starts, it overlaps the end only if it costs more than a whole tick. A tick
+   * (or a tickAsync(n) of many) that runs for more than SHADOW_WAIT_MS does not hold requests
+   * longer: they are answered then.
+   */
+  #runSoon(client, run) {
+    if (!this.#observer.busy || client.shadowed >= MAX_SHADOWED) return run();
+    client.shadowed++;
+    this.#shadowed.push({ client, run });
+    const st = this.#stats.shadowed;
+    st.held++;
+    if (this.#shadowed.length > st.maxWaiting) st.maxWaiting = this.#shadowed.length;
+    if (!this.#shadowTimer) this.#shadowTimer = setTimeout(() => this.#answerShadowed(false), SHADOW_WAIT_MS);
+  }
+
+  /** A tick ended (index.js → observer): if requests wait, answer them once the program has started its next tick. */
+  #afterTick() {
+    if (this.#shadowed.length === 0 || this.#shadowImmediate) return;
+    // setImmediate runs after this turn's microtasks, where a program ticking in a loop
+    // (await tickAsync(); …) has already started its next tick.
+    this.#shadowImmediate = setImmediate(() => {
+      this.#shadowImmediate = null;
+      this.#answerShadowed(true);
+    });
+  }
+
+  /** `afterTick`: a tick just ended (and the program's next one has started, if it ticks in a loop); else SHADOW_WAIT_MS passed. */
+  #answerShadowed(afterTick) {
+    if (this.#shadowTimer) clearTimeout(this.#shadowTimer);
+    this.#shadowTimer = null;
+    const waiting = this.#shadowed;
+    this.#shadowed = [];
+    if (afterTick) this.#stats.shadowed.answeredAfterTick += waiting.length;
+    else this.#stats.shadowed.answeredAfterWait += waiting.length;
+    for (const { client, run } of waiting) {
+      client.shadowed--;
+      if (!client.dropped) run();
+    }
+  }
+
+  #dropShadowed() {
+    if (this.#shadowTimer) clearTimeout(this.#shadowTimer);
+    if (this.#shadowImmediate) clearImmediate(this.#shadowImmediate);
+    this.#shadowTimer = null;
+    this.#shadowImmediate = null;
+    for (const { client } of this.#shadowed) client.shadowed--;
+    this.#shadowed = [];
   }
 
   // ----- between ticks --------------------------------------------------------------------------
