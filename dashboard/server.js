@@ -929,28 +929,19 @@ class DashboardServer extends EventEmitter {
     const from = a.since === undefined ? Math.max(0, ring.length - a.limit) : ring.firstWhere((t) => t.tick > a.since);
     // Written as JSON.stringify would write { ticks: { tick, us, routed, delivered, faults }, seconds },
     // from each tick's numbers rendered once (a tick is in every client's next reply).
-    let tick = '';
-    let us = '';
-    let routed = '';
-    let delivered = '';
-    let faults = '';
     const start = Math.max(from, ring.length - a.limit);
-    for (let i = start; i < ring.length; i++) {
-      const t = ring.at(i);
+    const n = Math.max(0, ring.length - start);
+    const cols = [new Array(n), new Array(n), new Array(n), new Array(n), new Array(n)];
+    for (let k = 0; k < n; k++) {
+      const t = ring.at(start + k);
       const j = (t.json ??= [jsonNumber(t.tick), jsonNumber(Math.round(t.us * 10) / 10), jsonNumber(t.routed), jsonNumber(t.delivered), jsonNumber(t.faults)]);
-      if (i !== start) {
-        tick += ',';
-        us += ',';
-        routed += ',';
-        delivered += ',';
-        faults += ',';
-      }
-      tick += j[0];
-      us += j[1];
-      routed += j[2];
-      delivered += j[3];
-      faults += j[4];
+      cols[0][k] = j[0];
+      cols[1][k] = j[1];
+      cols[2][k] = j[2];
+      cols[3][k] = j[3];
+      cols[4][k] = j[4];
     }
+    const [tick, us, routed, delivered, faults] = cols.map((c) => c.join(','));
     const seconds = JSON.stringify(this.#observer.seconds.slice(Math.max(0, this.#observer.seconds.length - a.seconds)));
     return new RawJson(`{"ticks":{"tick":[${tick}],"us":[${us}],"routed":[${routed}],"delivered":[${delivered}],"faults":[${faults}]},"seconds":${seconds}}`);
   }
