@@ -157,6 +157,45 @@ test('poll answers the summary and each part asked exactly as its own request do
   });
 });
 
+test('history with maxPoints: at most that many points, each a run of consecutive entries (its last tick, mean us and messages, summed faults); without it one point per entry', async () => {
+  await served({}, async ({ rt, server }) => {
+    for (let i = 0; i < 10; i++) rt.tick();
+    rt.tick(5); // one entry covering 5 ticks
+    const c = await connect(server);
+    const all = (await c.data('history', { limit: 100, seconds: 0 })).ticks;
+    assert.equal(all.tick.length, 11);
+    const g = (await c.data('history', { limit: 100, seconds: 0, maxPoints: 3 })).ticks;
+    assert.equal(g.tick.length, 3);
+    // 11 entries in 3 points: entries [0, 3), [3, 7), [7, 11).
+    const groups = [[0, 3], [3, 7], [7, 11]];
+    const ticksOf = (k) => (k === 10 ? 5 : 1);
+    groups.forEach(([from, to], p) => {
+      assert.equal(g.tick[p], all.tick[to - 1], 'a point is its last tick');
+      let us = 0;
+      let ticks = 0;
+      let routed = 0;
+      let faults = 0;
+      for (let k = from; k < to; k++) {
+        us += all.us[k] * ticksOf(k);
+        ticks += ticksOf(k);
+        routed += all.routed[k];
+        faults += all.faults[k];
+      }
+      assert.ok(Math.abs(g.us[p] - us / ticks) <= 0.1, `mean us per tick (${g.us[p]} vs ${us / ticks})`);
+      assert.ok(Math.abs(g.routed[p] - routed / (to - from)) <= 0.05, 'mean routed per entry');
+      assert.equal(g.faults[p], faults);
+    });
+    // Fewer entries than maxPoints: one point per entry, as without it.
+    assert.deepEqual((await c.data('history', { limit: 100, seconds: 0, maxPoints: 50 })).ticks, all);
+    // Since a point's tick, the next request carries on from there.
+    assert.deepEqual((await c.data('history', { since: g.tick[1], seconds: 0, maxPoints: 100 })).ticks.tick, all.tick.slice(7));
+    // In a poll too; a bad maxPoints is bad_request.
+    assert.deepEqual((await c.data('poll', { history: { limit: 100, seconds: 0, maxPoints: 3 } })).history.ticks, g);
+    for (const maxPoints of [0, -1, 1.5, 'x']) assert.equal((await c.request('history', { maxPoints })).error.code, 'bad_request');
+    await c.close();
+  });
+});
+
 test('without a journal, seek answers "needs a journal"', async () => {
   await served({}, async ({ rt, server }) => {
     rt.tick(3);

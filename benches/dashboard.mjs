@@ -68,7 +68,8 @@ async function connect(url, mix) {
     // Spread the clients over the period, as independent browsers would be.
     await new Promise((resolve) => setTimeout(resolve, (k * 1000) / hz / count));
     timers.push(setInterval(() => {
-      const history = since === undefined ? { limit: 600, seconds: 0 } : { since, seconds: 0 };
+      // As the page asks (dashboard/public/app.js): at most 16 new points a poll.
+      const history = since === undefined ? { limit: 600, seconds: 0 } : { since, limit: 1200, seconds: 0, maxPoints: 16 };
       const events = cursor === undefined ? { limit: 200 } : { since: cursor, limit: 200 };
       const agents = { limit: 50, sort: 'sent', order: 'desc' };
       if (mix === 'summary') send('summary');

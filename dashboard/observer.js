@@ -53,6 +53,18 @@ class Ring {
     return out;
   }
 
+  /** Index of the first item whose `key` exceeds `x` (items in ascending `key` order): a binary search. */
+  firstAbove(key, x) {
+    let lo = 0;
+    let hi = this.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.at(mid)[key] > x) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
   /** Index of the first item for which `pred` holds, scanning from the newest back (items ordered by pred). */
   firstWhere(pred) {
     let i = this.length;
@@ -213,7 +225,13 @@ class Observer {
     this.lastReport = report;
     const us = (ms * 1000) / n;
     // json: its numbers as the history reply writes them (server.js, rendered on first ask).
-    this.ticks.push({ tick: report.tick, us, routed: report.messagesRouted, delivered: report.messagesDelivered, faults: report.faults, n, json: undefined });
+    // sum: running totals through this entry (ticks, µs, routed, delivered, faults), so a
+    // `history` point over a run of entries is two lookups (server.js, maxPoints).
+    const before = this.ticks.last()?.sum;
+    const sum = before
+      ? { ticks: before.ticks + n, us: before.us + us * n, routed: before.routed + report.messagesRouted, delivered: before.delivered + report.messagesDelivered, faults: before.faults + report.faults }
+      : { ticks: n, us: us * n, routed: report.messagesRouted, delivered: report.messagesDelivered, faults: report.faults };
+    this.ticks.push({ tick: report.tick, us, routed: report.messagesRouted, delivered: report.messagesDelivered, faults: report.faults, n, json: undefined, sum });
     const prev = this.hashes.last();
     this.hashes.push({ tick: report.tick, hash: report.hash, gap: prev !== undefined && report.tick !== prev.tick + 1 });
     const t = this.totals;

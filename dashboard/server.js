@@ -926,13 +926,13 @@ class DashboardServer extends EventEmitter {
 
   reqHistory(a) {
     const ring = this.#observer.ticks;
-    const from = a.since === undefined ? Math.max(0, ring.length - a.limit) : ring.firstWhere((t) => t.tick > a.since);
+    const from = a.since === undefined ? Math.max(0, ring.length - a.limit) : ring.firstAbove('tick', a.since);
     // Written as JSON.stringify would write { ticks: { tick, us, routed, delivered, faults }, seconds },
     // from each tick's numbers rendered once (a tick is in every client's next reply).
     const start = Math.max(from, ring.length - a.limit);
     const n = Math.max(0, ring.length - start);
-    const cols = [new Array(n), new Array(n), new Array(n), new Array(n), new Array(n)];
-    for (let k = 0; k < n; k++) {
+    const cols = n > a.maxPoints ? this.#groupedHistory(ring, start, n, a.maxPoints) : [new Array(n), new Array(n), new Array(n), new Array(n), new Array(n)];
+    for (let k = 0; k < n && n <= a.maxPoints; k++) {
       const t = ring.at(start + k);
       const j = (t.json ??= [jsonNumber(t.tick), jsonNumber(Math.round(t.us * 10) / 10), jsonNumber(t.routed), jsonNumber(t.delivered), jsonNumber(t.faults)]);
       cols[0][k] = j[0];
@@ -944,6 +944,34 @@ class DashboardServer extends EventEmitter {
     const [tick, us, routed, delivered, faults] = cols.map((c) => c.join(','));
     const seconds = JSON.stringify(this.#observer.seconds.slice(Math.max(0, this.#observer.seconds.length - a.seconds)));
     return new RawJson(`{"ticks":{"tick":[${tick}],"us":[${us}],"routed":[${routed}],"delivered":[${delivered}],"faults":[${faults}]},"seconds":${seconds}}`);
+  }
+
+  /**
+   * `history` with `maxPoints`: the `n` entries from `start` in at most `maxPoints` points of
+   * consecutive entries (as even as they divide), each its last tick, the mean µs per tick
+   * (weighted by the ticks each entry covers), the mean messages routed and delivered per
+   * entry, and the sum of faults. Columns of rendered numbers.
+   */
+  #groupedHistory(ring, start, n, maxPoints) {
+    const cols = [new Array(maxPoints), new Array(maxPoints), new Array(maxPoints), new Array(maxPoints), new Array(maxPoints)];
+    const round1 = (x) => jsonNumber(Math.round(x * 10) / 10);
+    for (let g = 0; g < maxPoints; g++) {
+      const from = Math.floor((g * n) / maxPoints);
+      const to = Math.floor(((g + 1) * n) / maxPoints);
+      // Running totals (observer.js): through the last entry, less through the one before the first.
+      const first = ring.at(start + from);
+      const last = ring.at(start + to - 1);
+      const a = first.sum;
+      const b = last.sum;
+      const entries = to - from;
+      const ticks = b.ticks - a.ticks + first.n;
+      cols[0][g] = jsonNumber(last.tick);
+      cols[1][g] = round1((b.us - a.us + first.us * first.n) / ticks);
+      cols[2][g] = round1((b.routed - a.routed + first.routed) / entries);
+      cols[3][g] = round1((b.delivered - a.delivered + first.delivered) / entries);
+      cols[4][g] = jsonNumber(b.faults - a.faults + first.faults);
+    }
+    return cols;
   }
 
   reqHashes(a) {
@@ -1143,7 +1171,12 @@ const HANDLERS = {
     run(a) { return this.reqEvents(a); },
   },
   history: {
-    args: (msg) => ({ since: msg.since === undefined ? undefined : intArg(msg, 'since', -1, Number.MAX_SAFE_INTEGER), limit: intArg(msg, 'limit', 1, 100_000, 600), seconds: intArg(msg, 'seconds', 0, 100_000, 60) }),
+    args: (msg) => ({
+      since: msg.since === undefined ? undefined : intArg(msg, 'since', -1, Number.MAX_SAFE_INTEGER),
+      limit: intArg(msg, 'limit', 1, 100_000, 600),
+      seconds: intArg(msg, 'seconds', 0, 100_000, 60),
+      maxPoints: intArg(msg, 'maxPoints', 1, 100_000, Infinity),
+    }),
     run(a) { return this.reqHistory(a); },
   },
   hashes: { args: (msg) => ({ limit: intArg(msg, 'limit', 1, 100_000, 64) }), run(a) { return this.reqHashes(a); } },

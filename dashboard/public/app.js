@@ -207,6 +207,7 @@
   // ----- charts -------------------------------------------------------------------------------
 
   const MAX_POINTS = 600;
+  const POINTS_PER_POLL = 16;
   const series = { tick: [], us: [], routed: [], delivered: [] };
   let lastHistoryTick = -1;
   let timeChart = null;
@@ -243,7 +244,9 @@
     window.addEventListener('resize', resize);
   }
 
-  const historyArgs = () => (lastHistoryTick < 0 ? { limit: MAX_POINTS, seconds: 0 } : { since: lastHistoryTick, limit: MAX_POINTS, seconds: 0 });
+  // At most POINTS_PER_POLL new points a poll (the server groups runs of ticks past that): at
+  // thousands of ticks a second the charts then span seconds, not the last 600 ticks.
+  const historyArgs = () => (lastHistoryTick < 0 ? { limit: MAX_POINTS, seconds: 0 } : { since: lastHistoryTick, limit: 1200, seconds: 0, maxPoints: POINTS_PER_POLL });
 
   function applyHistory(h) {
     const t = h.ticks;
