@@ -451,7 +451,7 @@ test('a read request that arrives while a tick runs is answered after that tick,
     assert.ok(judged >= 5, `only ${judged} of 12 tickAsync(3) calls took under 15 ms`);
     const st = server.stats().shadowed;
     assert.ok(st.held >= judged, `held ${st.held}`);
-    assert.equal(st.answeredAfterTick + st.answeredAfterWait, st.held, 'every held request answered');
+    assert.equal(st.answeredAfterTick + st.answeredAfterWait + st.answeredEarly, st.held, 'every held request answered');
     assert.equal(st.waiting, 0);
     await c.close();
   }, { agents: 2000 });
@@ -477,6 +477,126 @@ test('a long tickAsync holds a read request at most ~20 ms; a client holds at mo
     assert.equal(server.stats().shadowed.waiting, 0);
     await c.close();
   }, { agents: 300 });
+});
+
+/** Resolves when the server side of a connection receives its next frame (before the server's handler runs). */
+function nextServerFrame() {
+  const proto = WebSocket.prototype;
+  const emit = proto.emit;
+  return new Promise((resolve) => {
+    proto.emit = function (ev, ...args) {
+      if (ev === 'message' && this._isServer) {
+        proto.emit = emit;
+        setImmediate(resolve); // after the server's handler
+      }
+      return emit.call(this, ev, ...args);
+    };
+  });
+}
+
+test('held requests keep one client\'s replies in request order: past 8 held, a request that needs the runtime, an error reply', async () => {
+  await served({}, async ({ rt, server, ids }) => {
+    rt.tick();
+    const c = await connect(server);
+    const order = [];
+    c.ws.on('message', (d) => {
+      const m = JSON.parse(String(d));
+      if (m.id !== undefined) order.push(m.id);
+    });
+    const duringTick = async (send) => {
+      order.length = 0;
+      const ticking = rt.tickAsync(3);
+      const replies = send();
+      await ticking;
+      const next = rt.tickAsync(1);
+      await Promise.all(replies);
+      await next;
+      return [...order];
+    };
+    const ascending = (xs) => xs.every((x, i) => i === 0 || xs[i - 1] < x);
+    const nine = await duringTick(() => Array.from({ length: 9 }, () => c.request('summary')));
+    assert.ok(ascending(nine) && nine.length === 9, `9 summaries: ${nine}`);
+    const withAgent = await duringTick(() => [c.request('history', { limit: 1 }), c.request('agent', { agent: ids[0] })]);
+    assert.ok(ascending(withAgent), `history, then agent: ${withAgent}`);
+    const withError = await duringTick(() => [c.request('hashes', { limit: 1 }), c.request('nope')]);
+    assert.ok(ascending(withError), `hashes, then an unknown type: ${withError}`);
+    const st = server.stats().shadowed;
+    assert.ok(st.answeredEarly >= 3, 'the held ones went first');
+    assert.equal(st.answeredAfterTick + st.answeredAfterWait + st.answeredEarly + st.clientGone + st.waiting, st.held);
+    await c.close();
+  }, { agents: 2000 });
+});
+
+test('requests held when the server or its runtime closes are answered before the close; a client that left gets nothing and is counted', async () => {
+  for (const how of ['server', 'runtime']) {
+    const { rt } = gossipRuntime(2000, { record: false });
+    const server = await rt.serve();
+    const c = await connect(server);
+    const replies = [];
+    c.ws.on('message', (d) => {
+      const m = JSON.parse(String(d));
+      if (m.id !== undefined) replies.push(m);
+    });
+    const ticking = rt.tickAsync(3);
+    const arrived = nextServerFrame();
+    c.ws.send(JSON.stringify({ id: 1, type: 'summary' }));
+    await arrived;
+    assert.equal(server.stats().shadowed.waiting, 1, 'held while the tick runs');
+    if (how === 'server') await server.close();
+    else rt.close();
+    const closed = await c.closed;
+    await ticking.catch(() => {});
+    assert.equal(closed.code, 1001);
+    assert.deepEqual(replies.map((r) => [r.id, r.ok]), [[1, true]], `${how} closed: the held request was answered first`);
+    await server.close();
+    rt.close();
+  }
+  // A client that leaves while its requests are held: they are not run, and counted as clientGone.
+  await served({}, async ({ rt, server }) => {
+    const c = await connect(server);
+    const ticking = rt.tickAsync(3);
+    const arrived = nextServerFrame();
+    c.ws.send(JSON.stringify({ id: 1, type: 'summary' }));
+    await arrived;
+    c.ws.terminate();
+    await c.closed;
+    await ticking;
+    await sleep(30);
+    const st = server.stats().shadowed;
+    assert.equal(st.clientGone, 1);
+    assert.equal(st.answeredAfterTick + st.answeredAfterWait + st.answeredEarly, 0);
+    assert.equal(st.waiting, 0);
+  }, { agents: 2000 });
+});
+
+test('clock controls are never held: a pause that arrives while the clock\'s tick runs stops it after that tick', async () => {
+  await served({ controls: true }, async ({ rt, server }) => {
+    const c = await connect(server);
+    let started = 0;
+    let inflight = false;
+    const tickAsync = rt.tickAsync.bind(rt);
+    rt.tickAsync = (n) => {
+      started++;
+      inflight = true;
+      const p = tickAsync(n);
+      p.then(() => (inflight = false), () => (inflight = false));
+      return p;
+    };
+    for (let i = 0; i < 5; i++) {
+      await c.data('play', {});
+      await sleep(20);
+      while (!inflight) await new Promise((r) => setImmediate(r));
+      const before = started;
+      const arrived = nextServerFrame();
+      const paused = c.data('pause');
+      await arrived;
+      await paused;
+      await sleep(20);
+      assert.equal(started - before, 0, 'no tick started after the pause arrived');
+    }
+    rt.tickAsync = tickAsync;
+    await c.close();
+  }, { agents: 2000 });
 });
 
 test('clock controls: play at a rate, pause, single-step exactly one tick', async () => {

@@ -232,13 +232,15 @@ class DashboardServer extends EventEmitter {
   #lastSummaryWrite = 0;
   #ping = null;
   #closing = null;
-  #stats = { connections: 0, refused: {}, dropped: {}, closed: {}, maxBufferedSeen: 0, maxDeferredSeen: 0, requests: 0, shadowed: { held: 0, answeredAfterTick: 0, answeredAfterWait: 0, maxWaiting: 0 } };
+  #stats = { connections: 0, refused: {}, dropped: {}, closed: {}, maxBufferedSeen: 0, maxDeferredSeen: 0, requests: 0, shadowed: { held: 0, answeredAfterTick: 0, answeredAfterWait: 0, answeredEarly: 0, clientGone: 0, maxWaiting: 0 } };
   #tickListenerErrors = 0;
   /**
-   * Read-only requests that arrived while a tick ran, answered right after the next tick starts
-   * (#runSoon): at most MAX_SHADOWED per client (and maxClients clients).
+   * The clients with read-only requests that arrived while a tick ran (`client.held`, request
+   * order), answered right after the tick (#runSoon): at most MAX_SHADOWED per client (and
+   * maxClients clients).
    */
-  #shadowed = [];
+  #holding = new Set();
+  #heldCount = 0;
   #shadowTimer = null;
   #shadowImmediate = null;
   /** Time travel: the journal cursor (opened on the first seek, reopened to see newer ticks). */
@@ -347,7 +349,7 @@ class DashboardServer extends EventEmitter {
       refused: { ...this.#stats.refused },
       dropped: { ...this.#stats.dropped },
       closed: { ...this.#stats.closed },
-      shadowed: { ...this.#stats.shadowed, waiting: this.#shadowed.length },
+      shadowed: { ...this.#stats.shadowed, waiting: this.#heldCount },
       clients: this.#clients.size,
       maxBufferedNow: buffered,
       deferred: this.#observer.deferred.length,
@@ -526,7 +528,7 @@ class DashboardServer extends EventEmitter {
   #connected(ws, socket) {
     this.#stats.connections++;
     // `socket`: the connection under `ws`, corked while one read's requests are answered (#send).
-    const client = { ws, socket, corked: false, shadowed: 0, tokens: this.#o.requestBurst, refilled: performance.now(), strikes: 0, pending: 0, alive: true, watching: null };
+    const client = { ws, socket, corked: false, held: [], tokens: this.#o.requestBurst, refilled: performance.now(), strikes: 0, pending: 0, alive: true, watching: null };
     this.#clients.add(client);
     ws.on('message', (data, isBinary) => this.#message(client, data, isBinary));
     ws.on('pong', () => {
@@ -534,6 +536,8 @@ class DashboardServer extends EventEmitter {
     });
     ws.on('error', () => {});
     ws.on('close', (code) => {
+      // Gone: nothing more is sent to it (requests it left held are counted, not answered).
+      client.dropped = true;
       this.#clients.delete(client);
       this.#stats.closed[code] = (this.#stats.closed[code] ?? 0) + 1;
       if (this.#clients.size === 0) this.#observer.unwatchAll();
@@ -678,24 +682,30 @@ class DashboardServer extends EventEmitter {
       msg = undefined;
     }
     const id = msg && typeof msg === 'object' && (typeof msg.id === 'number' || (typeof msg.id === 'string' && msg.id.length <= 64)) ? msg.id : undefined;
+    // A reply that is not held leaves after the client's held ones (#answerHeldOf first): one
+    // client's replies come in the order of its requests.
+    const now = (obj) => {
+      this.#answerHeldOf(client);
+      return this.#send(client, obj);
+    };
     if (!this.#allow(client)) {
       if (client.strikes > this.#o.requestBurst) return this.#drop(client, CLOSE.POLICY, `too many requests (more than ${this.#o.requestsPerSecond} per second, again and again)`);
-      return this.#send(client, { id, ok: false, error: { code: 'rate_limited', message: `more than ${this.#o.requestsPerSecond} requests per second (bursts of ${this.#o.requestBurst}); slow down` } });
+      return now({ id, ok: false, error: { code: 'rate_limited', message: `more than ${this.#o.requestsPerSecond} requests per second (bursts of ${this.#o.requestBurst}); slow down` } });
     }
-    if (msg === undefined) return this.#send(client, { ok: false, error: { code: 'bad_json', message: 'the frame is not JSON' } });
+    if (msg === undefined) return now({ ok: false, error: { code: 'bad_json', message: 'the frame is not JSON' } });
     if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) {
-      return this.#send(client, { ok: false, error: { code: 'bad_request', message: 'a request is a JSON object { id, type, ... }' } });
+      return now({ ok: false, error: { code: 'bad_request', message: 'a request is a JSON object { id, type, ... }' } });
     }
     const type = msg.type;
     const handler = typeof type === 'string' && Object.hasOwn(HANDLERS, type) ? HANDLERS[type] : null;
     const reply = (data) => this.#send(client, { id, type, ok: true, data });
     const fail = (e) => {
-      if (e instanceof RequestError) return this.#send(client, { id, type, ok: false, error: { code: e.code, message: e.message, ...e.extra } });
+      if (e instanceof RequestError) return now({ id, type, ok: false, error: { code: e.code, message: e.message, ...e.extra } });
       if (e instanceof LockstepError) {
         const code = e.code === 'E_UNKNOWN_AGENT' ? 'not_found' : e.code === 'E_BUSY' ? 'busy' : e.code === 'E_CLOSED' ? 'closed' : e.code.startsWith('E_INVALID') ? 'bad_request' : 'runtime_error';
-        return this.#send(client, { id, type, ok: false, error: { code, message: e.message, lockstepCode: e.code } });
+        return now({ id, type, ok: false, error: { code, message: e.message, lockstepCode: e.code } });
       }
-      return this.#send(client, { id, type, ok: false, error: { code: 'internal', message: String(e && e.message) } });
+      return now({ id, type, ok: false, error: { code: 'internal', message: String(e && e.message) } });
     };
     if (!handler) {
       return fail(new RequestError('unknown_type', `unknown request type ${v.describe(type)}; known: ${Object.keys(HANDLERS).join(', ')}`));
@@ -717,7 +727,11 @@ class DashboardServer extends EventEmitter {
         fail(e);
       }
     };
-    if (!handler.free) return this.#runSoon(client, run);
+    // Reads of the kept history and snapshots may be held; the clock controls (`needs`) and
+    // what must read or change the runtime (`free`) are never held, and leave after what is.
+    if (!handler.free && !handler.needs) return this.#runSoon(client, run);
+    this.#answerHeldOf(client);
+    if (!handler.free) return run();
     // Reads or changes the runtime: now if it is free, else right after the tick running now.
     if (client.pending >= 8) return fail(new RequestError('busy', 'at most 8 requests per client wait for the runtime; wait for their replies'));
     client.pending++;
@@ -745,18 +759,22 @@ class DashboardServer extends EventEmitter {
    * longer: they are answered then.
    */
   #runSoon(client, run) {
-    if (!this.#observer.busy || client.shadowed >= MAX_SHADOWED) return run();
-    client.shadowed++;
-    this.#shadowed.push({ client, run });
+    if (!this.#observer.busy || client.held.length >= MAX_SHADOWED) {
+      this.#answerHeldOf(client);
+      return run();
+    }
+    client.held.push(run);
+    this.#holding.add(client);
+    this.#heldCount++;
     const st = this.#stats.shadowed;
     st.held++;
-    if (this.#shadowed.length > st.maxWaiting) st.maxWaiting = this.#shadowed.length;
+    if (this.#heldCount > st.maxWaiting) st.maxWaiting = this.#heldCount;
     if (!this.#shadowTimer) this.#shadowTimer = setTimeout(() => this.#answerShadowed(false), SHADOW_WAIT_MS);
   }
 
   /** A tick ended (index.js → observer): if requests wait, answer them once the program has started its next tick. */
   #afterTick() {
-    if (this.#shadowed.length === 0 || this.#shadowImmediate) return;
+    if (this.#heldCount === 0 || this.#shadowImmediate) return;
     // setImmediate runs after this turn's microtasks, where a program ticking in a loop
     // (await tickAsync(); …) has already started its next tick.
     this.#shadowImmediate = setImmediate(() => {
@@ -765,27 +783,41 @@ class DashboardServer extends EventEmitter {
     });
   }
 
-  /** `afterTick`: a tick just ended (and the program's next one has started, if it ticks in a loop); else SHADOW_WAIT_MS passed. */
+  /** `afterTick`: a tick just ended (and the program's next one has started, if it ticks in a loop); else SHADOW_WAIT_MS passed, or the server closes. */
   #answerShadowed(afterTick) {
     if (this.#shadowTimer) clearTimeout(this.#shadowTimer);
     this.#shadowTimer = null;
-    const waiting = this.#shadowed;
-    this.#shadowed = [];
-    if (afterTick) this.#stats.shadowed.answeredAfterTick += waiting.length;
-    else this.#stats.shadowed.answeredAfterWait += waiting.length;
-    for (const { client, run } of waiting) {
-      client.shadowed--;
-      if (!client.dropped) run();
-    }
+    const holding = [...this.#holding];
+    this.#holding.clear();
+    for (const client of holding) this.#answerHeld(client, afterTick ? 'answeredAfterTick' : 'answeredAfterWait');
   }
 
+  /** Answers `client`'s held requests now, in order: before a reply of its that must not overtake them. */
+  #answerHeldOf(client) {
+    if (client.held.length === 0) return;
+    this.#holding.delete(client);
+    this.#answerHeld(client, 'answeredEarly');
+  }
+
+  #answerHeld(client, counter) {
+    const runs = client.held;
+    client.held = [];
+    this.#heldCount -= runs.length;
+    const st = this.#stats.shadowed;
+    // A client that left meanwhile gets nothing (and its requests are not run).
+    if (client.dropped) {
+      st.clientGone += runs.length;
+      return;
+    }
+    st[counter] += runs.length;
+    for (const run of runs) run();
+  }
+
+  /** At close: what is held is answered (from the last snapshot) before the clients are closed. */
   #dropShadowed() {
-    if (this.#shadowTimer) clearTimeout(this.#shadowTimer);
     if (this.#shadowImmediate) clearImmediate(this.#shadowImmediate);
-    this.#shadowTimer = null;
     this.#shadowImmediate = null;
-    for (const { client } of this.#shadowed) client.shadowed--;
-    this.#shadowed = [];
+    this.#answerShadowed(false);
   }
 
   // ----- between ticks --------------------------------------------------------------------------
