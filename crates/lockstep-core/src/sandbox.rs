@@ -663,6 +663,7 @@ impl AgentInstance {
 
     /// What a call's result means: status 0 is success, any other the agent's error; a trap
     /// is classified (`classify`).
+    #[inline]
     fn status(&mut self, result: wasmtime::Result<i32>, call: AbiCall, tick: u64, tick_budget_bound: bool) -> Result<(), Fault> {
         match result {
             Ok(0) => Ok(()),

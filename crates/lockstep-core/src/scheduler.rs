@@ -260,7 +260,8 @@ impl AgentSlot {
         for m in inbox.iter().filter(|m| m.from == crate::abi::HOST_ID || m.from == crate::abi::INFERENCE_ID) {
             digest.external_message(m);
         }
-        let (delivered, result) = instance.deliver(tick, inbox);
+        // Most agents of most ticks receive nothing: no call into `deliver` for them.
+        let (delivered, result) = if inbox.is_empty() { (0, Ok(())) } else { instance.deliver(tick, inbox) };
         out.delivered = delivered as u32;
         if let Err(fault) = result {
             out.fault = Some(fault);
@@ -276,15 +277,23 @@ impl AgentSlot {
             }
             self.steps += 1;
         }
-        inbox.clear(); // keeps the arena for the next tick
+        if !inbox.is_empty() {
+            inbox.clear(); // keeps the arena for the next tick
+        }
         self.messages_received += out.delivered as u64;
         out.fuel = instance.fuel_consumed - fuel_before;
         out.digest = digest.finish(self.id, out.delivered, &instance.host().outbox, &instance.host().infer_requests, out.fault.as_ref());
         // What it sent goes to `out.sent`; the outbox gets `out.sent`'s old (empty) vector,
         // keeping its capacity for the agent's next tick.
         let host = instance.host_mut();
-        std::mem::swap(&mut out.sent, &mut host.outbox);
-        host.outbox.clear();
+        if !host.outbox.is_empty() {
+            std::mem::swap(&mut out.sent, &mut host.outbox);
+            host.outbox.clear();
+        } else if !out.sent.is_empty() {
+            // `settle` routes and empties `out.sent` (keeping its capacity): never reached, but
+            // a tick that ended early must not send last tick's messages again.
+            out.sent.clear();
+        }
         if !host.logs.is_empty() {
             std::mem::swap(&mut out.logs, &mut host.logs);
         }
