@@ -658,12 +658,16 @@ impl AgentInstance {
             self.fuel_consumed += used;
             self.fuel_left_this_tick = self.fuel_left_this_tick.saturating_sub(used);
         }
-        self.status(result, call, tick, budget < self.fuel_per_call)
+        match result {
+            // The common case, without a call: status 0.
+            Ok(0) => Ok(()),
+            other => self.status(other, call, tick, budget < self.fuel_per_call),
+        }
     }
 
     /// What a call's result means: status 0 is success, any other the agent's error; a trap
     /// is classified (`classify`).
-    #[inline]
+    #[cold]
     fn status(&mut self, result: wasmtime::Result<i32>, call: AbiCall, tick: u64, tick_budget_bound: bool) -> Result<(), Fault> {
         match result {
             Ok(0) => Ok(()),
