@@ -149,6 +149,18 @@ class RawJson {
 }
 
 /** A number as JSON.stringify writes it. */
+/** `history`'s columns for the `n` entries of `ring` from `start`, one point per entry: each
+ * entry's numbers are rendered once, by the first reply that covers it, and kept with it. */
+function historyColumns(ring, start, n) {
+  const cols = [new Array(n), new Array(n), new Array(n), new Array(n), new Array(n)];
+  for (let k = 0; k < n; k++) {
+    const t = ring.at(start + k);
+    const j = (t.json ??= [jsonNumber(t.tick), jsonNumber(Math.round(t.us * 10) / 10), jsonNumber(t.routed), jsonNumber(t.delivered), jsonNumber(t.faults)]);
+    for (let c = 0; c < 5; c++) cols[c][k] = j[c];
+  }
+  return cols;
+}
+
 function jsonNumber(x) {
   return Number.isFinite(x) ? `${x}` : 'null';
 }
@@ -408,7 +420,7 @@ class DashboardServer extends EventEmitter {
     if (this.#closing) return this.#closing;
     this.#closing = (async () => {
       if (this.#ping) clearInterval(this.#ping);
-      this.#dropShadowed();
+      this.#answerHeldAtClose();
       const gone = [...this.#clients].map((c) => new Promise((resolve) => (c.ws.readyState === WebSocket.CLOSED ? resolve() : c.ws.once('close', resolve))));
       for (const c of this.#clients) this.#drop(c, CLOSE.GOING_AWAY, 'the dashboard server is closing');
       if (this.#clock.handle) await this.pause();
@@ -814,7 +826,7 @@ class DashboardServer extends EventEmitter {
   }
 
   /** At close: what is held is answered (from the last snapshot) before the clients are closed. */
-  #dropShadowed() {
+  #answerHeldAtClose() {
     if (this.#shadowImmediate) clearImmediate(this.#shadowImmediate);
     this.#shadowImmediate = null;
     this.#answerShadowed(false);
@@ -963,16 +975,7 @@ class DashboardServer extends EventEmitter {
     // from each tick's numbers rendered once (a tick is in every client's next reply).
     const start = Math.max(from, ring.length - a.limit);
     const n = Math.max(0, ring.length - start);
-    const cols = n > a.maxPoints ? this.#groupedHistory(ring, start, n, a.maxPoints) : [new Array(n), new Array(n), new Array(n), new Array(n), new Array(n)];
-    for (let k = 0; k < n && n <= a.maxPoints; k++) {
-      const t = ring.at(start + k);
-      const j = (t.json ??= [jsonNumber(t.tick), jsonNumber(Math.round(t.us * 10) / 10), jsonNumber(t.routed), jsonNumber(t.delivered), jsonNumber(t.faults)]);
-      cols[0][k] = j[0];
-      cols[1][k] = j[1];
-      cols[2][k] = j[2];
-      cols[3][k] = j[3];
-      cols[4][k] = j[4];
-    }
+    const cols = n > a.maxPoints ? this.#groupedHistory(ring, start, n, a.maxPoints) : historyColumns(ring, start, n);
     const [tick, us, routed, delivered, faults] = cols.map((c) => c.join(','));
     const seconds = JSON.stringify(this.#observer.seconds.slice(Math.max(0, this.#observer.seconds.length - a.seconds)));
     return new RawJson(`{"ticks":{"tick":[${tick}],"us":[${us}],"routed":[${routed}],"delivered":[${delivered}],"faults":[${faults}]},"seconds":${seconds}}`);

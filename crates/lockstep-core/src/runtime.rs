@@ -1029,6 +1029,7 @@ impl Runtime {
         let parallel = workers > 1;
         let trace = self.outputs.trace.is_some();
         let mut busy = Vec::new();
+        let mut stepped = 0;
         for phase in &schedule {
             if !phase.barriers.is_empty() {
                 scheduler::hold_barriers(slots, &phase.barriers, graph);
@@ -1037,6 +1038,7 @@ impl Runtime {
             let run = scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace);
             scheduler::settle(slots, &run, tick, hasher, &mut report, &mut self.outputs, pool.map(|p| (p, workers)));
             busy.extend_from_slice(&run.busy);
+            stepped += run.running;
         }
         // Only agents with news can have asked for inference; `serve_inference` takes them in
         // slot order whatever their phases.
@@ -1051,7 +1053,7 @@ impl Runtime {
         }
         self.outputs.report_drops(tick);
         report.hash = self.tick_hasher.finish();
-        report.agents_stepped = running as u32;
+        report.agents_stepped = stepped as u32;
         report.parallel = parallel;
         report.workers = workers as u32;
         self.last_fuel = report.fuel;

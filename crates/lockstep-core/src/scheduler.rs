@@ -562,6 +562,9 @@ const ROUTE_PREFETCH_INBOX: usize = 4;
 pub(crate) struct PhaseRun {
     fuel: u64,
     delivered: u64,
+    /// The phase's agents that were running when it ran (the report's `agents_stepped`),
+    /// counted here where each slot is in cache, not by a pass of the calling thread.
+    pub(crate) running: usize,
     /// Messages the phase's agents sent (whether routing goes parallel).
     sent: usize,
     /// Ascending slot indices of the agents with anything to settle (`AgentSlot::has_news`).
@@ -576,6 +579,7 @@ impl PhaseRun {
     fn append(&mut self, other: &mut PhaseRun) {
         self.fuel += other.fuel;
         self.delivered += other.delivered;
+        self.running += other.running;
         self.sent += other.sent;
         self.busy.append(&mut other.busy);
     }
@@ -592,6 +596,7 @@ fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, ma
             }
         }
         if let Some(slot) = slots.get_mut(live[k] - base) {
+            run.running += usize::from(slot.state.is_running());
             slot.run_tick(tick, max_agent_id, trace);
             run.fuel += std::mem::take(&mut slot.out.fuel);
             run.delivered += std::mem::take(&mut slot.out.delivered) as u64;

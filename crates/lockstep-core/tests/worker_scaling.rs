@@ -71,3 +71,22 @@ fn set_workers_resizes_mid_session_and_never_changes_a_hash() {
         assert_eq!(rt.set_workers(Some(bad)).unwrap_err().code(), "E_INVALID_ARGUMENT");
     }
 }
+
+/// `agents_stepped` counts every running agent of the tick — a faulted, killed or stopped one
+/// not — whatever the workers and however many phases the tick has. (A change that counted
+/// the running agents only as far as the worker decision needed reported 0 for one phase.)
+#[test]
+fn the_report_counts_every_running_agent_as_stepped_whatever_the_workers_and_phases() {
+    for workers in [1, 2, 4] {
+        for phases in [1, 3] {
+            let mut rt = Runtime::new(config(workers, WorkerScaling::Fixed)).unwrap();
+            let counter = rt.load_module(agent("counter")).unwrap();
+            let ids: Vec<u64> = (0..700).map(|i| rt.spawn_with_priority(counter, (i % phases) as i32).unwrap()).collect();
+            assert_eq!(rt.tick().unwrap().agents_stepped, 700, "{workers} workers, {phases} phases");
+            for &id in &ids[..50] {
+                rt.kill(id).unwrap();
+            }
+            assert_eq!(rt.tick().unwrap().agents_stepped, 650, "{workers} workers, {phases} phases, 50 killed");
+        }
+    }
+}
