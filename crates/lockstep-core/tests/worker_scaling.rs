@@ -78,10 +78,10 @@ fn set_workers_resizes_mid_session_and_never_changes_a_hash() {
 #[test]
 fn the_report_counts_every_running_agent_as_stepped_whatever_the_workers_and_phases() {
     for workers in [1, 2, 4] {
-        for phases in [1, 3] {
+        for phases in [1i32, 3] {
             let mut rt = Runtime::new(config(workers, WorkerScaling::Fixed)).unwrap();
             let counter = rt.load_module(agent("counter")).unwrap();
-            let ids: Vec<u64> = (0..700).map(|i| rt.spawn_with_priority(counter, (i % phases) as i32).unwrap()).collect();
+            let ids: Vec<u64> = (0..700).map(|i| rt.spawn_with_priority(counter, i % phases).unwrap()).collect();
             assert_eq!(rt.tick().unwrap().agents_stepped, 700, "{workers} workers, {phases} phases");
             for &id in &ids[..50] {
                 rt.kill(id).unwrap();
