@@ -278,7 +278,7 @@ fn recorded_answers_mismatch(
 /// How many workers a tick uses, the last tick having burned `last_fuel` (results never
 /// depend on it). `running(cap)`: how many of the tick's agents run, counted up to `cap` — the
 /// decisions here only ask whether the count reaches a threshold, and counting reads every
-/// live agent's slot on the calling thread (a cold line each: 5–8% of a 10,000-agent tick).
+/// live agent's slot on the calling thread (a cold line each: ~5% of a 10,000-agent tick).
 fn workers_for(pool: Option<&rayon::ThreadPool>, forced: Option<usize>, scaling: WorkerScaling, last_fuel: u64, running: impl Fn(usize) -> usize) -> usize {
     let Some(pool) = pool else { return 1 };
     let most = pool.current_num_threads() + 1;
