@@ -481,6 +481,15 @@ test('a long tickAsync holds a read request at most ~20 ms; a client holds at mo
 });
 
 /** Resolves when the server side of a connection receives its next frame (before the server's handler runs). */
+/** Starts a 20-tick tickAsync (tens of milliseconds) and sends `c` a summary request; resolves once the server has it, held, with { ticking } (wrapped: an async function returning the promise would wait for it). */
+async function holdOneSummary(rt, c) {
+  const ticking = rt.tickAsync(20);
+  const arrived = nextServerFrame();
+  c.ws.send(JSON.stringify({ id: 1, type: 'summary' }));
+  await arrived;
+  return { ticking };
+}
+
 function nextServerFrame() {
   const proto = WebSocket.prototype;
   const emit = proto.emit;
@@ -537,10 +546,7 @@ test('requests held when the server or its runtime closes are answered before th
       const m = JSON.parse(String(d));
       if (m.id !== undefined) replies.push(m);
     });
-    const ticking = rt.tickAsync(20); // tens of milliseconds: the frame arrives while it runs
-    const arrived = nextServerFrame();
-    c.ws.send(JSON.stringify({ id: 1, type: 'summary' }));
-    await arrived;
+    const { ticking } = await holdOneSummary(rt, c);
     assert.equal(server.stats().shadowed.waiting, 1, 'held while the tick runs');
     if (how === 'server') await server.close();
     else rt.close();
@@ -554,10 +560,7 @@ test('requests held when the server or its runtime closes are answered before th
   // A client that leaves while its requests are held: they are not run, and counted as clientGone.
   await served({}, async ({ rt, server }) => {
     const c = await connect(server);
-    const ticking = rt.tickAsync(20);
-    const arrived = nextServerFrame();
-    c.ws.send(JSON.stringify({ id: 1, type: 'summary' }));
-    await arrived;
+    const { ticking } = await holdOneSummary(rt, c);
     c.ws.terminate();
     await c.closed;
     await ticking;

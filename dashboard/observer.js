@@ -225,13 +225,25 @@ class Observer {
     this.lastReport = report;
     const us = (ms * 1000) / n;
     // json: its numbers as the history reply writes them (server.js, rendered on first ask).
-    // sum: running totals through this entry (ticks, µs, routed, delivered, faults), so a
+    // sum*: running totals through this entry (ticks, µs, routed, delivered, faults), so a
     // `history` point over a run of entries is two lookups (server.js, maxPoints).
-    const before = this.ticks.last()?.sum;
-    const sum = before
-      ? { ticks: before.ticks + n, us: before.us + us * n, routed: before.routed + report.messagesRouted, delivered: before.delivered + report.messagesDelivered, faults: before.faults + report.faults }
-      : { ticks: n, us: us * n, routed: report.messagesRouted, delivered: report.messagesDelivered, faults: report.faults };
-    this.ticks.push({ tick: report.tick, us, routed: report.messagesRouted, delivered: report.messagesDelivered, faults: report.faults, n, json: undefined, sum });
+    const last = this.ticks.last();
+    const routed = report.messagesRouted;
+    const delivered = report.messagesDelivered;
+    this.ticks.push({
+      tick: report.tick,
+      us,
+      routed,
+      delivered,
+      faults: report.faults,
+      n,
+      json: undefined,
+      sumTicks: (last?.sumTicks ?? 0) + n,
+      sumUs: (last?.sumUs ?? 0) + us * n,
+      sumRouted: (last?.sumRouted ?? 0) + routed,
+      sumDelivered: (last?.sumDelivered ?? 0) + delivered,
+      sumFaults: (last?.sumFaults ?? 0) + report.faults,
+    });
     const prev = this.hashes.last();
     this.hashes.push({ tick: report.tick, hash: report.hash, gap: prev !== undefined && report.tick !== prev.tick + 1 });
     const t = this.totals;

@@ -161,6 +161,32 @@ function historyColumns(ring, start, n) {
   return cols;
 }
 
+/**
+ * `history` with `maxPoints`: the `n` entries from `start` in at most `maxPoints` points of
+ * consecutive entries (as even as they divide), each its last tick, the mean µs per tick
+ * (weighted by the ticks each entry covers), the mean messages routed and delivered per
+ * entry, and the sum of faults. Columns of rendered numbers.
+ */
+function groupedHistoryColumns(ring, start, n, maxPoints) {
+  const cols = [new Array(maxPoints), new Array(maxPoints), new Array(maxPoints), new Array(maxPoints), new Array(maxPoints)];
+  const round1 = (x) => jsonNumber(Math.round(x * 10) / 10);
+  for (let g = 0; g < maxPoints; g++) {
+    const from = Math.floor((g * n) / maxPoints);
+    const to = Math.floor(((g + 1) * n) / maxPoints);
+    // Running totals (observer.js): through the last entry, less those through the first,
+    // plus the first's own numbers.
+    const a = ring.at(start + from);
+    const b = ring.at(start + to - 1);
+    const entries = to - from;
+    cols[0][g] = jsonNumber(b.tick);
+    cols[1][g] = round1((b.sumUs - a.sumUs + a.us * a.n) / (b.sumTicks - a.sumTicks + a.n));
+    cols[2][g] = round1((b.sumRouted - a.sumRouted + a.routed) / entries);
+    cols[3][g] = round1((b.sumDelivered - a.sumDelivered + a.delivered) / entries);
+    cols[4][g] = jsonNumber(b.sumFaults - a.sumFaults + a.faults);
+  }
+  return cols;
+}
+
 function jsonNumber(x) {
   return Number.isFinite(x) ? `${x}` : 'null';
 }
@@ -975,38 +1001,10 @@ class DashboardServer extends EventEmitter {
     // from each tick's numbers rendered once (a tick is in every client's next reply).
     const start = Math.max(from, ring.length - a.limit);
     const n = Math.max(0, ring.length - start);
-    const cols = n > a.maxPoints ? this.#groupedHistory(ring, start, n, a.maxPoints) : historyColumns(ring, start, n);
+    const cols = n > a.maxPoints ? groupedHistoryColumns(ring, start, n, a.maxPoints) : historyColumns(ring, start, n);
     const [tick, us, routed, delivered, faults] = cols.map((c) => c.join(','));
     const seconds = JSON.stringify(this.#observer.seconds.slice(Math.max(0, this.#observer.seconds.length - a.seconds)));
     return new RawJson(`{"ticks":{"tick":[${tick}],"us":[${us}],"routed":[${routed}],"delivered":[${delivered}],"faults":[${faults}]},"seconds":${seconds}}`);
-  }
-
-  /**
-   * `history` with `maxPoints`: the `n` entries from `start` in at most `maxPoints` points of
-   * consecutive entries (as even as they divide), each its last tick, the mean µs per tick
-   * (weighted by the ticks each entry covers), the mean messages routed and delivered per
-   * entry, and the sum of faults. Columns of rendered numbers.
-   */
-  #groupedHistory(ring, start, n, maxPoints) {
-    const cols = [new Array(maxPoints), new Array(maxPoints), new Array(maxPoints), new Array(maxPoints), new Array(maxPoints)];
-    const round1 = (x) => jsonNumber(Math.round(x * 10) / 10);
-    for (let g = 0; g < maxPoints; g++) {
-      const from = Math.floor((g * n) / maxPoints);
-      const to = Math.floor(((g + 1) * n) / maxPoints);
-      // Running totals (observer.js): through the last entry, less through the one before the first.
-      const first = ring.at(start + from);
-      const last = ring.at(start + to - 1);
-      const a = first.sum;
-      const b = last.sum;
-      const entries = to - from;
-      const ticks = b.ticks - a.ticks + first.n;
-      cols[0][g] = jsonNumber(last.tick);
-      cols[1][g] = round1((b.us - a.us + first.us * first.n) / ticks);
-      cols[2][g] = round1((b.routed - a.routed + first.routed) / entries);
-      cols[3][g] = round1((b.delivered - a.delivered + first.delivered) / entries);
-      cols[4][g] = jsonNumber(b.faults - a.faults + first.faults);
-    }
-    return cols;
   }
 
   reqHashes(a) {
