@@ -50,6 +50,11 @@ pub const MAX_RETAINED_MAILBOX_BYTES: usize = 64 << 10;
 /// queue per runtime, so it may keep a busy tick's worth (past it, it is given back).
 pub const MAX_RETAINED_INPUT_BYTES: usize = 16 << 20;
 
+/// Index capacity parallel routing (`scheduler::RouteScratch`) keeps between ticks for reuse:
+/// 8 bytes per message of a phase while it routes, so this keeps a phase of 2 M messages' worth
+/// (past it, the capacity is given back after the phase).
+pub const MAX_RETAINED_ROUTE_INDEX_BYTES: usize = 16 << 20;
+
 /// Most records drained from the inbound ring per tick (bounds the work one tick can be
 /// handed; the rest waits in the ring for the next tick).
 pub const MAX_RING_RECORDS_PER_TICK: usize = 1 << 22;

@@ -111,6 +111,18 @@ impl Mailbox {
         [self.envelopes.as_ptr().wrapping_add(self.envelopes.len()) as usize, self.bytes.as_ptr().wrapping_add(self.bytes.len()) as usize]
     }
 
+    /// Where the `i`-th message's envelope is (without reading it): for prefetching only.
+    #[inline]
+    pub(crate) fn envelope_address(&self, i: usize) -> usize {
+        self.envelopes.as_ptr().wrapping_add(i) as usize
+    }
+
+    /// The messages' recipients, in order (without touching the payloads).
+    #[inline]
+    pub(crate) fn recipients(&self) -> impl ExactSizeIterator<Item = AgentId> + '_ {
+        self.envelopes.iter().map(|e| e.to)
+    }
+
     /// Where the `i`-th message's envelope and payload start: for prefetching only.
     #[inline]
     pub(crate) fn message_addresses(&self, i: usize) -> [usize; 2] {

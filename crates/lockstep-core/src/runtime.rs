@@ -203,6 +203,8 @@ pub struct Runtime {
     config: RuntimeConfig,
     sandbox: Sandbox,
     pool: Option<rayon::ThreadPool>,
+    /// Parallel routing's index lists, reused from tick to tick (bounded: `RouteScratch`).
+    route_scratch: scheduler::RouteScratch,
     modules: BTreeMap<Digest, Arc<AgentModule>>,
     /// Every agent, which are live, and the phases of a tick.
     agents: Agents,
@@ -348,6 +350,7 @@ impl Runtime {
             tick: 0,
             last_hash: Digest::default(),
             last_fuel: 0,
+            route_scratch: scheduler::RouteScratch::default(),
             inputs: Inputs::new(),
             tick_hasher: TickHasher::new(),
             outputs: Outputs::new(config.max_events),
@@ -1036,7 +1039,7 @@ impl Runtime {
             }
             let pool = self.pool.as_ref().filter(|_| parallel && scheduler::phase_uses_pool(phase.members.len(), schedule.len(), running, self.last_fuel));
             let run = scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace);
-            scheduler::settle(slots, &run, tick, hasher, &mut report, &mut self.outputs, pool.map(|p| (p, workers)));
+            scheduler::settle(slots, &run, tick, hasher, &mut report, &mut self.outputs, pool.map(|p| (p, workers, &mut self.route_scratch)));
             busy.extend_from_slice(&run.busy);
             stepped += run.running;
         }

@@ -711,7 +711,7 @@ pub(crate) fn settle(
     hasher: &mut TickHasher,
     report: &mut TickReport,
     outputs: &mut Outputs,
-    pool: Option<(&rayon::ThreadPool, usize)>,
+    pool: Option<(&rayon::ThreadPool, usize, &mut RouteScratch)>,
 ) {
     report.messages_delivered += run.delivered;
     report.fuel += run.fuel;
@@ -755,9 +755,9 @@ pub(crate) fn settle(
         }
     }
     // Pass 2: route. Messages arrive in sender-id order; delivery sorts by the full key.
-    if let Some((pool, workers)) = pool.filter(|_| outputs.tap.is_none() && outputs.trace.is_none()) {
+    if let Some((pool, workers, scratch)) = pool.filter(|_| outputs.tap.is_none() && outputs.trace.is_none()) {
         if run.sent >= PARALLEL_ROUTE_MIN_MESSAGES && workers > 1 {
-            return route_in_parallel(slots, live, tick, hasher, report, outputs, pool, workers);
+            return route_in_parallel(slots, live, tick, hasher, report, outputs, pool, workers, scratch);
         }
     }
     for &i in live {
@@ -801,27 +801,100 @@ pub(crate) fn settle(
 /// costs more than it saves).
 const PARALLEL_ROUTE_MIN_MESSAGES: usize = 8_192;
 
-/// Recipient ranges per routing thread in `route_in_parallel`.
+/// Recipient ranges (and sender chunks) per routing thread in `route_in_parallel`.
 const ROUTE_PARTS_PER_WORKER: usize = 4;
 
-/// A message routing did not put into an inbox: (its sender's place in the phase's list of
-/// senders, its place in that sender's mailbox, why).
+/// How many of its messages ahead a routing thread asks for a message's envelope, then (the
+/// envelope by then in cache) for its payload and its recipient's slot, then (the slot by
+/// then in cache) for the ends of the recipient's inbox: every message is a few cold lines,
+/// and asking early overlaps them with the routing of the messages before.
+const PARALLEL_PREFETCH_ENVELOPE: usize = 12;
+const PARALLEL_PREFETCH_SLOT: usize = 6;
+const PARALLEL_PREFETCH_INBOX: usize = 3;
+
+/// A message of a phase: its sender's place in the phase's list of senders, and its place in
+/// that sender's mailbox.
+type Place = (u32, u32);
+
+/// A message routing did not put into an inbox: its place, and why.
 type Refused = (u32, u32, DeadLetterReason);
 
-/// One thread's unit of `route_in_parallel`: a range of recipients (starting at slot index
-/// `.1`) and what it could not deliver to them.
-type RoutePart<'a> = (&'a mut [AgentSlot], usize, Vec<Refused>);
+/// One thread's unit of `route_in_parallel`'s delivery: a range of recipients (the part's
+/// index, its first slot index) and what it could not deliver to them.
+type RoutePart<'a> = (&'a mut [AgentSlot], usize, usize, Vec<Refused>);
+
+/// One thread's unit of `route_in_parallel`'s sorting: a chunk of senders (its index), its
+/// lists by part, and its list of messages that leave the agents.
+type SortChunk<'a> = (usize, &'a mut [Vec<Place>], &'a mut Vec<Place>);
+
+/// What `route_in_parallel` keeps between calls: the phase's messages sorted by the part of
+/// the slot array their recipients are in, per chunk of senders. Bounded: 8 bytes a message
+/// of the phase while it routes; past `limits::MAX_RETAINED_ROUTE_INDEX_BYTES` the capacity
+/// is given back after the phase.
+#[derive(Debug, Default)]
+pub(crate) struct RouteScratch {
+    /// `to_part[chunk * parts + part]`: the places of the messages of one chunk of senders
+    /// whose recipients are in one part, in sender order.
+    to_part: Vec<Vec<Place>>,
+    /// Per chunk: the places of its messages that leave the agents (to the host, or to an id
+    /// past the slot array), in sender order.
+    leaving: Vec<Vec<Place>>,
+}
+
+impl RouteScratch {
+    /// Empty lists for `chunks` chunks of senders and `parts` parts.
+    fn prepare(&mut self, chunks: usize, parts: usize) {
+        self.to_part.resize_with(chunks * parts, Vec::new);
+        self.leaving.resize_with(chunks, Vec::new);
+        self.to_part.iter_mut().chain(self.leaving.iter_mut()).for_each(Vec::clear);
+    }
+
+    /// Gives the capacity back when it is over the retained bound.
+    fn trim(&mut self) {
+        let held: usize = self.to_part.iter().chain(self.leaving.iter()).map(Vec::capacity).sum();
+        if held * std::mem::size_of::<Place>() > crate::limits::MAX_RETAINED_ROUTE_INDEX_BYTES {
+            *self = RouteScratch::default();
+        }
+    }
+}
+
+/// Runs `work` once on every item of `items`, on up to `workers` threads of `pool` (the calling
+/// thread is one): each takes the next unclaimed item until none is left, so a thread the OS
+/// runs late leaves its share to the others.
+fn share_out<T: Send>(pool: &rayon::ThreadPool, workers: usize, items: &[Mutex<T>], work: impl Fn(&mut T) + Sync) {
+    let next = AtomicUsize::new(0);
+    let take = || {
+        // Each item is taken by exactly one thread (the counter hands out each index once).
+        while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if let Ok(mut item) = item.lock() {
+                work(&mut item);
+            }
+        }
+    };
+    pool.in_place_scope(|scope| {
+        for _ in 0..workers.saturating_sub(1).min(pool.current_num_threads()) {
+            scope.spawn(|_| take());
+        }
+        take();
+    });
+}
 
 /// Pass 2 of `settle` on `workers` threads, with the same result as routing every message in
-/// order on one: each thread owns a contiguous range of recipients (the slot array split into
-/// disjoint `&mut` parts) and walks every sender's mailbox in sender order, pushing the
-/// messages for its range; so each inbox receives exactly the sequence sequential routing
-/// gives it, and decides "full" at the same message. What a thread could not deliver it
-/// lists in that same order; the settling thread then walks all messages once more, in
-/// order, and hands every message that left the agents (to the host, to an unknown id, or
-/// refused) to the host queue or the dead-letter queue and the tick hash, in exactly the
-/// sequential order. The senders' mailboxes are taken out of their slots first, so the
-/// threads share them read-only.
+/// order on one. The senders' mailboxes are taken out of their slots first, so the threads
+/// share them read-only. Then:
+/// 1. Sorting: the senders are cut into contiguous chunks; a thread takes a chunk and lists
+///    each of its messages under the part of the slot array its recipient is in (or as
+///    leaving the agents), in sender order. Every message is read here once.
+/// 2. Delivery: each thread owns a part (the slot array split into disjoint `&mut` ranges of
+///    recipients) and pushes its messages, chunk after chunk: so each inbox receives exactly
+///    the sequence sequential routing gives it, and decides "full" at the same message. What
+///    a thread could not deliver it lists, in that same order.
+/// 3. The settling thread hands every message that left the agents (to the host, to an
+///    unknown id, or refused) to the host queue or the dead-letter queue and the tick hash, in
+///    message order: exactly the sequential order.
+///
+/// (It walked every sender's mailbox once per part, 8 times on 2 workers, and once more on the
+/// settling thread: issue 13, `BENCHMARKS.md`.)
 #[allow(clippy::too_many_arguments)]
 fn route_in_parallel(
     slots: &mut [AgentSlot],
@@ -832,64 +905,78 @@ fn route_in_parallel(
     outputs: &mut Outputs,
     pool: &rayon::ThreadPool,
     workers: usize,
+    scratch: &mut RouteScratch,
 ) {
     let senders: Vec<(usize, Mailbox)> =
         live.iter().filter_map(|&i| slots.get_mut(i).filter(|s| !s.out.sent.is_empty()).map(|s| (i, std::mem::take(&mut s.out.sent)))).collect();
-    // More parts than threads, so that a thread the OS runs late leaves its share to the others
-    // (each part scans every sender's envelopes, a sequential read, to find its messages).
-    let per_part = slots.len().div_ceil(workers * ROUTE_PARTS_PER_WORKER).max(1);
-    let mut parts: Vec<Mutex<RoutePart<'_>>> = Vec::with_capacity(workers * ROUTE_PARTS_PER_WORKER);
+    let slot_count = slots.len();
+    let per_part = slot_count.div_ceil(workers * ROUTE_PARTS_PER_WORKER).max(1);
+    let parts = slot_count.div_ceil(per_part).max(1);
+    let chunks = parts.min(senders.len()).max(1);
+    scratch.prepare(chunks, parts);
+
+    // 1. Sorting, a chunk of senders per item.
+    {
+        let items: Vec<Mutex<SortChunk<'_>>> = scratch
+            .to_part
+            .chunks_mut(parts)
+            .zip(scratch.leaving.iter_mut())
+            .enumerate()
+            .map(|(c, (lists, leaving))| Mutex::new((c, lists, leaving)))
+            .collect();
+        share_out(pool, workers, &items, |(c, lists, leaving)| {
+            let range = *c * senders.len() / chunks..(*c + 1) * senders.len() / chunks;
+            for (pos, (_, sent)) in senders.iter().enumerate().take(range.end).skip(range.start) {
+                for (k, to) in sent.recipients().enumerate() {
+                    let index = (to as usize).wrapping_sub(1);
+                    let place = (pos as u32, k as u32);
+                    match lists.get_mut(index / per_part) {
+                        Some(list) if index < slot_count => list.push(place),
+                        _ => leaving.push(place),
+                    }
+                }
+            }
+        });
+    }
+
+    // 2. Delivery, a part of the slot array per item.
+    let mut items: Vec<Mutex<RoutePart<'_>>> = Vec::with_capacity(parts);
     let mut rest = &mut *slots;
     let mut base = 0;
     while !rest.is_empty() {
         let take = per_part.min(rest.len());
         let (mine, tail) = std::mem::take(&mut rest).split_at_mut(take);
-        parts.push(Mutex::new((mine, base, Vec::new())));
+        items.push(Mutex::new((mine, items.len(), base, Vec::new())));
         base += per_part;
         rest = tail;
     }
-    let next = AtomicUsize::new(0);
-    let work = || {
-        // Each part is taken by exactly one thread (the counter hands out each index once).
-        while let Some(part) = parts.get(next.fetch_add(1, Ordering::Relaxed)) {
-            if let Ok(mut part) = part.lock() {
-                let (mine, base, refused) = &mut *part;
-                deliver_range(mine, *base, &senders, refused);
-            }
+    let to_part = &scratch.to_part;
+    share_out(pool, workers, &items, |(mine, part, base, refused)| {
+        for chunk in 0..chunks {
+            let Some(list) = to_part.get(chunk * parts + *part) else { continue };
+            deliver_places(mine, *base, &senders, list, refused);
         }
-    };
-    pool.in_place_scope(|scope| {
-        for _ in 0..workers.saturating_sub(1).min(pool.current_num_threads()) {
-            scope.spawn(|_| work());
-        }
-        work();
     });
-    // One list per part, in part order (a poisoned lock still hands its data back, so the
-    // indices below stay aligned).
-    let refused: Vec<Vec<Refused>> = parts.into_iter().map(|p| p.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).2).collect();
-    let mut cursors = vec![0usize; refused.len()];
-    for (pos, (i, sent)) in senders.iter().enumerate() {
-        report.messages_routed += sent.len() as u64;
-        for (k, m) in sent.iter().enumerate() {
-            let index = (m.to as usize).wrapping_sub(1);
-            if m.to == crate::abi::HOST_ID {
-                outputs.host_message(m.to_message());
-            } else if index >= slots.len() {
-                push_dead(hasher, report, outputs, tick, DeadLetterReason::UnknownRecipient, m.to_message());
-            } else {
-                let part = index / per_part;
-                let (Some(c), Some(list)) = (cursors.get_mut(part), refused.get(part)) else { continue };
-                if let Some(&(p, q, reason)) = list.get(*c) {
-                    if (p as usize, q as usize) == (pos, k) {
-                        *c += 1;
-                        push_dead(hasher, report, outputs, tick, reason, m.to_message());
-                    }
-                }
-            }
-        }
-        slots[*i].messages_sent += sent.len() as u64;
+
+    // 3. What left the agents, in message order.
+    let mut leaving: Vec<(u32, u32, Option<DeadLetterReason>)> = scratch.leaving.iter().flatten().map(|&(p, k)| (p, k, None)).collect();
+    for item in items {
+        let (_, _, _, refused) = item.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        leaving.extend(refused.into_iter().map(|(p, k, reason)| (p, k, Some(reason))));
     }
+    leaving.sort_unstable_by_key(|&(p, k, _)| (p, k));
+    for (p, k, refused) in leaving {
+        let Some(m) = senders.get(p as usize).and_then(|(_, sent)| sent.get(k as usize)) else { continue };
+        match refused {
+            Some(reason) => push_dead(hasher, report, outputs, tick, reason, m.to_message()),
+            None if m.to == crate::abi::HOST_ID => outputs.host_message(m.to_message()),
+            None => push_dead(hasher, report, outputs, tick, DeadLetterReason::UnknownRecipient, m.to_message()),
+        }
+    }
+    scratch.trim();
     for (i, mut sent) in senders {
+        report.messages_routed += sent.len() as u64;
+        slots[i].messages_sent += sent.len() as u64;
         sent.clear();
         slots[i].out.sent = sent;
     }
@@ -904,16 +991,32 @@ fn route_in_parallel(
     }
 }
 
-/// One thread's share of `route_in_parallel`: every message of `senders` (in order) whose
-/// recipient is in `slots` (slot indices `base..`) goes into its inbox, or, when it cannot,
-/// into `refused` with the reason `route` would give.
-fn deliver_range(slots: &mut [AgentSlot], base: usize, senders: &[(usize, Mailbox)], refused: &mut Vec<Refused>) {
-    for (pos, (_, sent)) in senders.iter().enumerate() {
-        for (k, m) in sent.iter().enumerate() {
-            let Some(target) = (m.to as usize).wrapping_sub(1).checked_sub(base).and_then(|j| slots.get_mut(j)) else { continue };
-            if let Err(reason) = target.accept(m) {
-                refused.push((pos as u32, k as u32, reason));
+/// One thread's share of `route_in_parallel`'s delivery: the messages at `places` (in order),
+/// every one for a recipient in `slots` (slot indices `base..`), go into their inboxes, or,
+/// when one cannot take its message, into `refused` with the reason `route` would give.
+fn deliver_places(slots: &mut [AgentSlot], base: usize, senders: &[(usize, Mailbox)], places: &[Place], refused: &mut Vec<Refused>) {
+    let message = |j: usize| places.get(j).and_then(|&(p, k)| senders.get(p as usize).map(|(_, sent)| (sent, k as usize)));
+    fn slot_at<'s>(slots: &'s [AgentSlot], base: usize, message: Option<(&Mailbox, usize)>) -> Option<&'s AgentSlot> {
+        let (sent, k) = message?;
+        slots.get((sent.recipient(k)? as usize).wrapping_sub(1).wrapping_sub(base))
+    }
+    for (j, &(p, k)) in places.iter().enumerate() {
+        if let Some((sent, k)) = message(j + PARALLEL_PREFETCH_ENVELOPE) {
+            prefetch(&[sent.envelope_address(k)]);
+        }
+        if let Some((sent, k)) = message(j + PARALLEL_PREFETCH_SLOT) {
+            let [_, payload] = sent.message_addresses(k);
+            if let Some(s) = slot_at(slots, base, Some((sent, k))) {
+                prefetch(&[payload, std::ptr::addr_of!(s.state) as usize, std::ptr::addr_of!(s.inbox) as usize]);
             }
+        }
+        if let Some(s) = slot_at(slots, base, message(j + PARALLEL_PREFETCH_INBOX)) {
+            prefetch(&s.inbox.tail_addresses());
+        }
+        let Some(m) = senders.get(p as usize).and_then(|(_, sent)| sent.get(k as usize)) else { continue };
+        let Some(target) = (m.to as usize).wrapping_sub(1).checked_sub(base).and_then(|j| slots.get_mut(j)) else { continue };
+        if let Err(reason) = target.accept(m) {
+            refused.push((p, k, reason));
         }
     }
 }
