@@ -1,6 +1,10 @@
 // The dashboard's overhead, condition by condition, in one runtime: no server; a server with no
 // client (what recording each tick costs); 10 clients polling the summary at 10 Hz; 10 clients
-// polling what the page shows (one `poll`) at 10 Hz. The four alternate, round after round (the
+// polling what the page shows (one `poll`) at 10 Hz. Two more tell where an overhead comes from:
+// 'hello', 10 clients asking the cheapest request at 10 Hz (the transport's share: sockets,
+// `ws`, holding), and 'foreign', no server here but the same clients polling a WebSocket server
+// in a third process that answers like a summary (the machine's share: the clients' process and
+// the network stack, none of it in this process). The conditions alternate, round after round (the
 // order reversed every other round); each round times `ticks` ticks driven with tickAsync(1).
 // Per condition: the mean wall time per tick (what `benches/dashboard.mjs` reports) and the
 // median, p90 and p99 of single ticks' wall times, each with the median of the rounds' ratios
@@ -12,6 +16,7 @@
 // scripts/dashboard-on-more-cores.sh runs it on a machine with cores to spare (BENCHMARKS.md).
 import { clientsProcess } from './dashboard.mjs';
 import { writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
@@ -19,38 +24,65 @@ const [agents = 1000, workers = 2, rounds = 7, ticks = agents >= 10_000 ? 400 : 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers, record: false, checkpointIntervalTicks: 0 });
 rt.spawnMany(exampleAgent('counter'), agents);
-async function time() {
-  const lat = new Float64Array(ticks);
+/** A WebSocket server in another process answering every request with a summary-sized reply. */
+function foreignServer() {
+  const code = `const { WebSocketServer } = require(process.argv[1]);
+const data = { tick: 1, agents: Array.from({ length: 60 }, (_, i) => ({ state: 'running', n: i * 1000 })) };
+const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' }, () => console.log(wss.address().port));
+wss.on('connection', (ws) => ws.on('message', (d) => { const m = JSON.parse(String(d)); ws.send(JSON.stringify({ id: m.id, ok: true, type: m.type, data })); }));`;
+  const child = spawn(process.execPath, ['-e', code, require.resolve('ws')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = new Promise((resolve) => child.stdout.once('data', (d) => resolve(`ws://127.0.0.1:${String(d).trim()}/ws`)));
+  return { url, close: () => child.kill() };
+}
+async function time(count = ticks) {
+  const lat = new Float64Array(count);
   const t0 = performance.now();
   let prev = t0;
-  for (let i = 0; i < ticks; i++) { await rt.tickAsync(1); const t = performance.now(); lat[i] = t - prev; prev = t; }
-  const mean = ((performance.now() - t0) * 1000) / ticks;
+  for (let i = 0; i < count; i++) { await rt.tickAsync(1); const t = performance.now(); lat[i] = t - prev; prev = t; }
+  const mean = ((performance.now() - t0) * 1000) / count;
   lat.sort();
-  return { mean, p50: lat[Math.floor(ticks / 2)] * 1000, p90: lat[Math.floor(ticks * 0.9)] * 1000, p99: lat[Math.floor(ticks * 0.99)] * 1000 };
+  return { mean, p50: lat[Math.floor(count / 2)] * 1000, p90: lat[Math.floor(count * 0.9)] * 1000, p99: lat[Math.floor(count * 0.99)] * 1000 };
 }
+// After connecting, a quarter of a round lets the clients' first requests (the full history,
+// the first agent table) pass before the timed ticks.
+const settleTicks = Math.ceil(ticks / 4);
 await time(); await time();
 const cs = clientsProcess(10, 10);
-const conds = ['none', 'server', 'summary', 'page'];
+const foreign = foreignServer();
+const conds = ['none', 'server', 'summary', 'page', 'hello', 'foreign'];
 const res = Object.fromEntries(conds.map((c) => [c, []]));
 for (let r = 0; r < rounds; r++) {
   const order = r % 2 ? [...conds].reverse() : conds;
   for (const c of order) {
     if (c === 'none') { res[c].push(await time()); continue; }
+    if (c === 'foreign') {
+      await cs.connect(await foreign.url, 'summary');
+      await time(settleTicks);
+      res[c].push(await time());
+      await cs.disconnect();
+      continue;
+    }
     const server = await rt.serve({ clock: false });
     if (c !== 'server') await cs.connect(server.wsUrl, c);
-    await time();
+    await time(settleTicks);
     res[c].push(await time());
     if (c !== 'server') await cs.disconnect();
     await server.close();
   }
 }
-cs.close(); rt.close();
+cs.close(); rt.close(); foreign.close();
 const out = { agents, workers, rounds, ticks };
 for (const c of conds) {
   out[c] = {};
   for (const k of ['mean', 'p50', 'p90', 'p99']) {
     out[c][k] = Math.round(median(res[c].map((x) => x[k])) * 10) / 10;
-    if (c !== 'none') out[c][k + '_overhead_pct'] = Math.round((median(res[c].map((x, i) => x[k] / res.none[i][k])) - 1) * 1000) / 10;
+    if (c === 'none') continue;
+    // Each round's ratio to that round's no-server time; the median, and the middle half of
+    // the rounds (how far single rounds scatter: compare with the 'hello'/'foreign' controls).
+    const ratios = res[c].map((x, i) => x[k] / res.none[i][k]).sort((a, b) => a - b);
+    const pct = (r) => Math.round((r - 1) * 1000) / 10;
+    out[c][k + '_overhead_pct'] = pct(median(ratios));
+    out[c][k + '_overhead_pct_iqr'] = [pct(ratios[Math.floor((ratios.length - 1) / 4)]), pct(ratios[Math.ceil(((ratios.length - 1) * 3) / 4)])];
   }
 }
 console.log(JSON.stringify(out));

@@ -73,6 +73,7 @@ async function connect(url, mix) {
       const events = cursor === undefined ? { limit: 200 } : { since: cursor, limit: 200 };
       const agents = { limit: 50, sort: 'sent', order: 'desc' };
       if (mix === 'summary') send('summary');
+      else if (mix === 'hello') send('hello');
       else if (mix === 'page') send('poll', { history, events, agents });
       else {
         // 'parts': the same, one request each (how the page polled before 'poll').

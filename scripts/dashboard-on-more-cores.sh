@@ -4,7 +4,7 @@
 # dashboard user's browser would not). Used with the `device` tool's 16-core machine, which has
 # no Node: Node itself and the built addon travel xz-compressed beside the checkout.
 #
-#   [ROUNDS_1K=7 ROUNDS_10K=7] scripts/dashboard-on-more-cores.sh NODE_XZ ADDON_XZ   (either may be "-": use what is installed)
+#   [ROUNDS_1K=7 ROUNDS_10K=7 TICKS_1K=3000 TICKS_10K=400] scripts/dashboard-on-more-cores.sh NODE_XZ ADDON_XZ   (either may be "-": use what is installed)
 #
 # Needs dist/ (the example agents) and node_modules/{ws,uplot}.
 set -eu
@@ -17,5 +17,5 @@ os.chmod(sys.argv[2], 0o755)' "$1" "$2"
 if [ "${1:--}" != - ]; then mkdir -p /tmp/lockstep-node && unpack "$1" /tmp/lockstep-node/node && export PATH=/tmp/lockstep-node:$PATH; fi
 if [ "${2:--}" != - ]; then unpack "$2" lockstep.linux-x64-gnu.node; fi
 node --version; nproc; uptime
-node benches/dashboard-conditions.mjs 1000 2 "${ROUNDS_1K:-7}" 3000
-node benches/dashboard-conditions.mjs 10000 2 "${ROUNDS_10K:-7}" 400
+node benches/dashboard-conditions.mjs 1000 2 "${ROUNDS_1K:-7}" "${TICKS_1K:-3000}"
+node benches/dashboard-conditions.mjs 10000 2 "${ROUNDS_10K:-7}" "${TICKS_10K:-400}"
