@@ -217,6 +217,20 @@ export interface ModelInfo {
   batchable: boolean;
 }
 
+/** `rt.tickTimings()`: where the wall time of tickAsync calls went, µs summed (ARCHITECTURE.md, the binding). */
+export interface TickTimings {
+  /** tickAsync calls that settled. */
+  calls: number;
+  /** From tickAsync to a pool thread starting the ticks. */
+  queueUs: number;
+  /** The ticks themselves, on the pool thread. */
+  computeUs: number;
+  /** From the ticks' end to the promise settling on the JS thread (it was busy with other work, or waking up). */
+  settleUs: number;
+  /** From a settled tickAsync to the next tickAsync call: the JS thread's work in between (the program's, a dashboard's), or idle time. */
+  betweenUs: number;
+}
+
 /** What one tick did (tick(n) and tickAsync(n): the last of the n). */
 export interface TickReport {
   /**
@@ -740,6 +754,12 @@ export class Runtime implements Disposable, AsyncDisposable {
    * it first"); close() is safe. A panic inside rejects with E_INTERNAL and closes the runtime.
    */
   tickAsync(n?: number): Promise<TickReport>;
+  /**
+   * Where the wall time of this runtime's tickAsync calls went, in µs summed over its life (a
+   * loop of `await tickAsync()` is queue + compute + settle + between, call after call).
+   * Readable while a tickAsync runs.
+   */
+  tickTimings(): TickTimings;
   /**
    * Ticks (tickAsync(1) each) at a steady rate until `until` or `stop()`; see RunOptions. Between
    * ticks the runtime is free (onTick is the place to send and drain); during one, calls throw

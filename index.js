@@ -1004,6 +1004,11 @@ class Runtime {
     return this.#tickAsync(n, () => this.#native.tickAsync(n));
   }
 
+  /** Where the wall time of tickAsync calls went, µs summed (index.d.ts, TickTimings). */
+  tickTimings() {
+    return call(() => this.#native.tickTimings());
+  }
+
   async #tickAsync(n, start) {
     const started = this.#observer ? performance.now() : 0;
     const promise = call(start);

@@ -73,6 +73,32 @@ test('while a tickAsync runs, every other call throws E_BUSY, the event loop kee
   rt.close();
 });
 
+test('tickTimings(): a loop of tickAsync calls is queue + compute + settle + between, call by call; readable while one runs; tick() is not counted', async () => {
+  const rt = new Runtime(options({ workers: 2 }));
+  rt.spawnMany(exampleAgent('gossip'), 300);
+  assert.deepEqual(rt.tickTimings(), { calls: 0, queueUs: 0, computeUs: 0, settleUs: 0, betweenUs: 0 });
+  rt.tick(3);
+  assert.equal(rt.tickTimings().calls, 0, 'tick() runs on this thread: not a tickAsync');
+  const t0 = performance.now();
+  for (let i = 0; i < 50; i++) await rt.tickAsync(i % 2 ? 1 : 3);
+  const wallUs = (performance.now() - t0) * 1000;
+  const t = rt.tickTimings();
+  assert.equal(t.calls, 50);
+  for (const k of ['queueUs', 'computeUs', 'settleUs', 'betweenUs']) assert.ok(Number.isFinite(t[k]) && t[k] >= 0, `${k}: ${t[k]}`);
+  assert.ok(t.computeUs > 0 && t.betweenUs > 0, JSON.stringify(t));
+  // The parts tile the loop: what is left is the time before the first call and after the
+  // last settle (microseconds of this test's own code).
+  const sum = t.queueUs + t.computeUs + t.settleUs + t.betweenUs;
+  assert.ok(sum <= wallUs + 1 && sum > wallUs - 5000, `parts ${sum} µs vs loop ${wallUs} µs`);
+  const running = rt.tickAsync(5);
+  assert.equal(rt.tickTimings().calls, 50, 'readable while a tickAsync runs');
+  await running;
+  const after = rt.tickTimings();
+  assert.equal(after.calls, 51);
+  assert.ok(after.computeUs > t.computeUs && after.betweenUs >= t.betweenUs);
+  rt.close();
+});
+
 test('close() during a tickAsync is safe: its promise still settles, then the runtime is closed (rings included)', async () => {
   const rt = new Runtime(options({ workers: 2 }));
   rt.spawnMany(exampleAgent('gossip'), 500);

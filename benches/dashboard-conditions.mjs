@@ -8,7 +8,8 @@
 // order reversed every other round); each round times `ticks` ticks driven with tickAsync(1).
 // Per condition: the mean wall time per tick (what `benches/dashboard.mjs` reports) and the
 // median, p90 and p99 of single ticks' wall times, each with the median of the rounds' ratios
-// to no server. The clients run in another process (benches/dashboard.mjs's clientsProcess).
+// to no server, and where the time went (rt.tickTimings(): waiting for a pool thread, the ticks,
+// waiting for the JS thread, the JS thread's work between ticks). The clients run in another process (benches/dashboard.mjs's clientsProcess).
 //
 //   node benches/dashboard-conditions.mjs AGENTS WORKERS ROUNDS TICKS   (e.g. 1000 2 7 3000)
 //
@@ -34,14 +35,19 @@ wss.on('connection', (ws) => ws.on('message', (d) => { const m = JSON.parse(Stri
   const url = new Promise((resolve) => child.stdout.once('data', (d) => resolve(`ws://127.0.0.1:${String(d).trim()}/ws`)));
   return { url, close: () => child.kill() };
 }
+const PARTS = ['queueUs', 'computeUs', 'settleUs', 'betweenUs'];
 async function time(count = ticks) {
   const lat = new Float64Array(count);
+  const before = rt.tickTimings();
   const t0 = performance.now();
   let prev = t0;
   for (let i = 0; i < count; i++) { await rt.tickAsync(1); const t = performance.now(); lat[i] = t - prev; prev = t; }
   const mean = ((performance.now() - t0) * 1000) / count;
+  const after = rt.tickTimings();
+  // Where each tick's wall time went (rt.tickTimings(): the four tile a tickAsync loop).
+  const parts = Object.fromEntries(PARTS.map((p) => [p, (after[p] - before[p]) / count]));
   lat.sort();
-  return { mean, p50: lat[Math.floor(count / 2)] * 1000, p90: lat[Math.floor(count * 0.9)] * 1000, p99: lat[Math.floor(count * 0.99)] * 1000 };
+  return { mean, p50: lat[Math.floor(count / 2)] * 1000, p90: lat[Math.floor(count * 0.9)] * 1000, p99: lat[Math.floor(count * 0.99)] * 1000, parts };
 }
 // After connecting, a quarter of a round lets the clients' first requests (the full history,
 // the first agent table) pass before the timed ticks.
@@ -83,6 +89,15 @@ for (const c of conds) {
     const pct = (r) => Math.round((r - 1) * 1000) / 10;
     out[c][k + '_overhead_pct'] = pct(median(ratios));
     out[c][k + '_overhead_pct_iqr'] = [pct(ratios[Math.floor((ratios.length - 1) / 4)]), pct(ratios[Math.ceil(((ratios.length - 1) * 3) / 4)])];
+  }
+  // µs per tick in each part; for a server condition also the median over rounds of its
+  // difference from that round's no-server part, as a share of the no-server tick: which part
+  // an overhead comes from (settle and between: the JS thread; compute: the tick's threads).
+  out[c].parts_us = Object.fromEntries(PARTS.map((p) => [p, Math.round(median(res[c].map((x) => x.parts[p])) * 10) / 10]));
+  if (c !== 'none') {
+    out[c].parts_overhead_pct = Object.fromEntries(
+      PARTS.map((p) => [p, Math.round(median(res[c].map((x, i) => (x.parts[p] - res.none[i].parts[p]) / res.none[i].mean)) * 1000) / 10]),
+    );
   }
 }
 console.log(JSON.stringify(out));

@@ -377,6 +377,11 @@ export declare class NativeRuntime {
    */
   close(): void
   get closed(): boolean
+  /**
+   * Where the wall time of this runtime's `tickAsync` calls went, summed (tick.rs,
+   * `TickTimings`). Readable while a tickAsync runs (it does not touch the runtime).
+   */
+  tickTimings(): TickTimings
   /** Whether a tickAsync holds the runtime now. */
   get busy(): boolean
   /**
@@ -707,6 +712,15 @@ export interface TickReport {
   inferenceCalls: number
   /** With a journal: the last tick whose TickEnd is on stable storage. */
   durableTick?: number
+}
+
+/** `rt.tickTimings()`: where the wall time of the runtime's `tickAsync` calls went, µs summed. */
+export interface TickTimings {
+  calls: number
+  queueUs: number
+  computeUs: number
+  settleUs: number
+  betweenUs: number
 }
 
 /** The tail recovery cuts off: where, and how much. */

@@ -83,6 +83,16 @@ pub fn digest_arg(hex: &str) -> Result<core::Digest> {
     Ok(core::Digest(out))
 }
 
+/// `rt.tickTimings()`: where the wall time of the runtime's `tickAsync` calls went, µs summed.
+#[napi(object)]
+pub struct TickTimings {
+    pub calls: f64,
+    pub queue_us: f64,
+    pub compute_us: f64,
+    pub settle_us: f64,
+    pub between_us: f64,
+}
+
 // ----- options ------------------------------------------------------------------------------------
 
 #[napi(object)]

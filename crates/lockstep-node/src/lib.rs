@@ -133,6 +133,8 @@ pub struct NativeRuntime {
     recovery: Option<core::RecoveryReport>,
     /// `inferInto`'s reused spec strings and its outputs too large for JS's buffer.
     infer_out: inference::OutputScratch,
+    /// Where `tickAsync`'s time went (`tickTimings`), shared with each call's task.
+    tick_timings: Arc<Mutex<tick::TickTimings>>,
 }
 
 impl ObjectFinalize for NativeRuntime {
@@ -202,6 +204,7 @@ impl NativeRuntime {
             engine: Default::default(),
             recovery,
             infer_out: Default::default(),
+            tick_timings: Default::default(),
         }
     }
 }
@@ -322,6 +325,21 @@ impl NativeRuntime {
         self.closed
     }
 
+    /// Where the wall time of this runtime's `tickAsync` calls went, summed (tick.rs,
+    /// `TickTimings`). Readable while a tickAsync runs (it does not touch the runtime).
+    #[napi(catch_unwind)]
+    pub fn tick_timings(&self) -> convert::TickTimings {
+        let t = tick::lock_timings(&self.tick_timings);
+        let us = |ns: u128| ns as f64 / 1000.0;
+        convert::TickTimings {
+            calls: t.calls as f64,
+            queue_us: us(t.queue_ns),
+            compute_us: us(t.compute_ns),
+            settle_us: us(t.settle_ns),
+            between_us: us(t.between_ns),
+        }
+    }
+
     /// Whether a tickAsync holds the runtime now.
     #[napi(getter, catch_unwind)]
     pub fn busy(&mut self) -> bool {
@@ -351,7 +369,9 @@ impl NativeRuntime {
     fn spawn_ticks<'env>(&mut self, env: &'env Env, n: u64, panic_with: Option<String>) -> Result<PromiseRaw<'env, TickReport>> {
         self.rt_mut()?;
         let away = Arc::new(Mutex::new(Away::default()));
-        let task = TickTask { runtime: self.inner.take(), n, away: away.clone(), panic_with };
+        let queued = std::time::Instant::now();
+        tick::lock_timings(&self.tick_timings).queued(queued);
+        let task = TickTask { runtime: self.inner.take(), n, away: away.clone(), panic_with, queued, ran: None, timings: self.tick_timings.clone() };
         self.away = Some(away);
         match env.spawn(task) {
             Ok(work) => Ok(work.promise_object()),

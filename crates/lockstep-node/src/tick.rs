@@ -15,6 +15,7 @@
 //!   from `Drop`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use lockstep_core::{self as core, Runtime};
 use napi::bindgen_prelude::*;
@@ -35,9 +36,42 @@ pub struct Away {
     pub panicked: Option<String>,
 }
 
+/// The timings, locked (a poisoned lock still holds valid sums).
+pub fn lock_timings(t: &Mutex<TickTimings>) -> MutexGuard<'_, TickTimings> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The slot, locked (a poisoned lock still holds a valid `Away`).
 pub fn lock(away: &Mutex<Away>) -> MutexGuard<'_, Away> {
     away.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where the wall time of a runtime's `tickAsync` calls went, summed over its life
+/// (`rt.tickTimings()`, ARCHITECTURE.md): a loop of `await tickAsync()` is
+/// queue + compute + settle + between, call after call, so a cost anywhere shows up in one of
+/// them (what the dashboard's overhead is made of, `benches/dashboard-conditions.mjs`).
+#[derive(Default)]
+pub struct TickTimings {
+    pub calls: u64,
+    /// From `tickAsync` to a pool thread starting the ticks.
+    pub queue_ns: u128,
+    /// The ticks themselves, on the pool thread.
+    pub compute_ns: u128,
+    /// From the ticks' end to the promise settling on the JS thread (it was busy, or waking).
+    pub settle_ns: u128,
+    /// From a settled `tickAsync` to the next `tickAsync` call (the JS thread's work between).
+    pub between_ns: u128,
+    /// When the last `tickAsync` settled (where the next `between` starts).
+    pub last_settled: Option<Instant>,
+}
+
+impl TickTimings {
+    /// A `tickAsync` call is being queued now.
+    pub fn queued(&mut self, now: Instant) {
+        if let Some(settled) = self.last_settled {
+            self.between_ns += now.saturating_duration_since(settled).as_nanos();
+        }
+    }
 }
 
 pub struct TickTask {
@@ -46,6 +80,10 @@ pub struct TickTask {
     pub away: Arc<Mutex<Away>>,
     /// Test hook (LOCKSTEP_TEST_HOOKS=1): panic on the pool with this message.
     pub panic_with: Option<String>,
+    /// When `tickAsync` queued it; when the pool started and ended the ticks.
+    pub queued: Instant,
+    pub ran: Option<(Instant, Instant)>,
+    pub timings: Arc<Mutex<TickTimings>>,
 }
 
 impl TickTask {
@@ -85,12 +123,14 @@ impl Task for TickTask {
         let n = self.n;
         let panic_with = self.panic_with.clone();
         let runtime = &mut self.runtime;
+        let started = Instant::now();
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if let Some(message) = panic_with {
                 panic!("{message}");
             }
             runtime.as_mut().map(|rt| rt.run(n))
         }));
+        self.ran = Some((started, Instant::now()));
         Ok(match ran {
             Ok(Some(Ok(Some(report)))) => Ok(report),
             // A tick refused (the journal failed): the runtime is handed back as it is.
@@ -112,6 +152,15 @@ impl Task for TickTask {
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
         // Back before the promise settles: the code after `await` finds the runtime free.
         self.hand_back();
+        if let Some((started, ended)) = self.ran {
+            let now = Instant::now();
+            let mut t = lock_timings(&self.timings);
+            t.calls += 1;
+            t.queue_ns += started.saturating_duration_since(self.queued).as_nanos();
+            t.compute_ns += ended.saturating_duration_since(started).as_nanos();
+            t.settle_ns += now.saturating_duration_since(ended).as_nanos();
+            t.last_settled = Some(now);
+        }
         output.map(|r| TickReport::from(&r)).map_err(|e| {
             let e = if lock(&self.away).panicked.is_some() {
                 extended(e, ". The runtime was closed: it stopped in the middle of a tick, so its state cannot be trusted")
