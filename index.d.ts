@@ -265,6 +265,12 @@ export interface TickReport {
    * Absent without a journal, and while no tick is durable.
    */
   durableTick?: number;
+  /**
+   * The sequence number the runtime's next event will take, after these ticks: events were
+   * queued (by the ticks, or by calls between them) since an earlier report exactly when this is
+   * larger than that report's — a check that costs no call (drainEvents() reads them).
+   */
+  eventsEnd: number;
 }
 
 export type FaultKind =

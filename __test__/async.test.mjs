@@ -99,6 +99,22 @@ test('tickTimings(): a loop of tickAsync calls is queue + compute + settle + bet
   rt.close();
 });
 
+test('report.eventsEnd: the next event\'s sequence number, the same from tick() and tickAsync(); it grows exactly when events were queued (by ticks or by calls between them)', async () => {
+  const rt = new Runtime(options({ workers: 2 }));
+  const ids = rt.spawnMany(exampleAgent('gossip'), 10);
+  const first = rt.tick(1);
+  assert.equal(first.eventsEnd, 10, 'ten spawned events, sequence numbers 0..9');
+  assert.equal(rt.drainEvents().length, 10);
+  assert.equal((await rt.tickAsync(1)).eventsEnd, 10, 'a tick that queued nothing');
+  rt.kill(ids[0]);
+  const killed = await rt.tickAsync(1);
+  const events = rt.drainEvents();
+  assert.equal(killed.eventsEnd, 10 + events.length, 'the kill between ticks and what the tick queued');
+  assert.ok(events.some((e) => e.type === 'killed'));
+  assert.equal(rt.tick(1).eventsEnd, killed.eventsEnd + rt.drainEvents().length, 'draining does not move it back');
+  rt.close();
+});
+
 test('close() during a tickAsync is safe: its promise still settles, then the runtime is closed (rings included)', async () => {
   const rt = new Runtime(options({ workers: 2 }));
   rt.spawnMany(exampleAgent('gossip'), 500);

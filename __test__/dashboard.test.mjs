@@ -425,6 +425,26 @@ test('during a tickAsync the runtime is busy: the summary comes from the last sn
   }, { agents: 300 });
 });
 
+test('the event feed gets what calls between ticks queued and what ticks queued, though after a quiet tick the observer does not ask the runtime (report.eventsEnd)', async () => {
+  await served({}, async ({ rt, server, ids }) => {
+    const c = await connect(server);
+    for (let i = 0; i < 20; i++) await rt.tickAsync(1);
+    const quiet = await c.data('events', { since: 0, limit: 500 });
+    rt.kill(ids[3]);
+    for (let i = 0; i < 3; i++) await rt.tickAsync(1);
+    const trap = rt.spawn(lockstep.exampleAgent('adv-trap'));
+    let last;
+    for (let i = 0; i < 3; i++) last = rt.tick(1);
+    const after = await c.data('events', { since: quiet.next, limit: 500 });
+    const types = after.events.map((e) => e.type);
+    assert.ok(after.events.some((e) => e.type === 'killed' && e.agent === ids[3]), `the kill between ticks: ${types}`);
+    assert.ok(after.events.some((e) => e.type === 'spawned' && e.agent === trap), `the spawn: ${types}`);
+    assert.ok(after.events.some((e) => e.type === 'fault' && e.agent === trap), `the fault in a tick: ${types}`);
+    assert.equal(after.next, last.eventsEnd, 'the feed is read up to the runtime\'s newest event');
+    await c.close();
+  });
+});
+
 test('a read request that arrives while a tick runs is answered after that tick, not during it (the main thread is free when a tick ends)', async () => {
   await served({}, async ({ rt, server }) => {
     rt.tick();

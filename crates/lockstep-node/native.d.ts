@@ -712,6 +712,11 @@ export interface TickReport {
   inferenceCalls: number
   /** With a journal: the last tick whose TickEnd is on stable storage. */
   durableTick?: number
+  /**
+   * The sequence number the runtime's next event will take, after these ticks: events were
+   * queued since an earlier report exactly when this is larger than that report's.
+   */
+  eventsEnd: number
 }
 
 /** `rt.tickTimings()`: where the wall time of the runtime's `tickAsync` calls went, µs summed. */

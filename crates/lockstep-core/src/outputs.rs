@@ -138,6 +138,11 @@ impl Outputs {
         (first, self.events.iter().skip(skip).take(max))
     }
 
+    /// The sequence number the next event will take (one past the newest queued).
+    pub(crate) fn events_end(&self) -> u64 {
+        self.events_removed + self.events.len() as u64
+    }
+
     pub(crate) fn events_dropped(&self) -> u64 {
         self.events_dropped
     }

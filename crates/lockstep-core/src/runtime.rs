@@ -1499,6 +1499,12 @@ impl Runtime {
         }
     }
 
+    /// The sequence number the next event will take: `events_since` from an older cursor has
+    /// something new exactly when this grew past it (a check that reads no event).
+    pub fn events_end(&self) -> u64 {
+        self.outputs.events_end()
+    }
+
     /// The events still queued from sequence number `cursor` on (at most `max`), without
     /// draining them. Returns the sequence number of the first event still queued (those
     /// before it were drained or dropped) and the events; the next cursor is the sequence

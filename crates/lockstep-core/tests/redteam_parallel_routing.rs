@@ -17,7 +17,7 @@
 
 mod common;
 use common::*;
-use lockstep_core::{replay, AgentId, DeadLetterReason, Digest, Runtime, RuntimeConfig, Trigger};
+use lockstep_core::{replay, AgentId, DeadLetterReason, Digest, Message, Runtime, RuntimeConfig, Trigger};
 
 /// Where an actor keeps its digest of what it received (u64) and how many messages (u64).
 const DIGEST_AT: u64 = 70_000;
@@ -119,10 +119,10 @@ fn mul(a: &str, k: u64) -> String {
     format!("(i64.mul {a} (i64.const {k}))")
 }
 
-/// Priorities -2..=2 by message index.
-const PRIO_SPREAD: &str = "(i32.sub (i32.rem_u (local.get $i) (i32.const 5)) (i32.const 2))";
-/// Lengths 16, 24, 32 by message index.
-const LEN_SPREAD: &str = "(i32.add (i32.const 16) (i32.shl (i32.rem_u (local.get $i) (i32.const 3)) (i32.const 3)))";
+/// Priorities `i32::MIN`, -2^30, 0, 2^30, `i32::MAX` by message index (wrapping arithmetic).
+const PRIO_SPREAD: &str = "(i32.sub (i32.mul (i32.sub (i32.rem_u (local.get $i) (i32.const 5)) (i32.const 2)) (i32.const 1073741824)) (i32.eq (i32.rem_u (local.get $i) (i32.const 5)) (i32.const 4)))";
+/// Lengths 0, 8, 16, 24 by message index.
+const LEN_SPREAD: &str = "(i32.shl (i32.and (local.get $i) (i32.const 3)) (i32.const 3))";
 
 /// A data segment putting `values` (u64, little-endian) at `TABLE_AT`.
 fn table(values: &[u64]) -> String {
@@ -188,8 +188,8 @@ fn play(workers: usize, max_agents: u32, ticks: u64, setup: Setup<'_>, between: 
         parallel.push(r.parallel);
         o.hashes.push(r.hash.to_string());
         o.counts.push((r.fuel, r.messages_routed, r.messages_delivered, r.dead_letters, r.faults, r.agents_waiting, r.agents_suspended));
-        o.dead.extend(rt.drain_dead_letters().iter().map(|d| format!("{d:?}")));
-        o.host.extend(rt.drain_host_messages().iter().map(|m| format!("{m:?}")));
+        o.dead.extend(rt.drain_dead_letters().iter().map(|d| format!("tick {} reason: {:?} {}", d.tick, d.reason, show(&d.message))));
+        o.host.extend(rt.drain_host_messages().iter().map(show));
         o.events.extend(rt.drain_events().iter().map(|e| format!("{e:?}")));
         o.digests.push(rt.agent_ids().into_iter().map(|id| rt.read_memory(id, DIGEST_AT, 16).ok()).collect());
     }
@@ -199,6 +199,13 @@ fn play(workers: usize, max_agents: u32, ticks: u64, setup: Setup<'_>, between: 
     o.dropped = rt.dropped_totals();
     let log = rt.stop_recording().unwrap();
     Played { o, parallel, log, last }
+}
+
+/// A message in a line: its header, its payload's length and an FNV hash of the payload (a
+/// 16 KiB payload printed whole made comparing thousands of dead letters slow).
+fn show(m: &Message) -> String {
+    let hash = m.payload.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    format!("{}->{} seq {} kind {} prio {} {} bytes {hash:016x}", m.from, m.to, m.seq, m.kind, m.priority, m.payload.len())
 }
 
 /// The first place two lists differ, to keep a failure's message readable.
@@ -228,7 +235,8 @@ fn assert_same(workers: usize, one: &Outcome, many: &Outcome) {
 
 /// Plays the session on 1 worker and on each of `workers`: every outcome equals the first,
 /// every tick of a several-worker session ran on several workers, and each several-worker log
-/// replays on one to the same final hash. Returns the one-worker outcome.
+/// replays on one to the same final hash (and the one-worker log on four). Returns the
+/// one-worker outcome.
 fn same_on_every_worker_count(workers: &[usize], max_agents: u32, ticks: u64, setup: Setup<'_>, between: Between<'_>) -> Outcome {
     let one = play(1, max_agents, ticks, setup, between);
     assert!(one.parallel.iter().all(|p| !p));
@@ -240,6 +248,9 @@ fn same_on_every_worker_count(workers: &[usize], max_agents: u32, ticks: u64, se
         let r = replay(&many.log, 1, |_| {}).unwrap();
         assert_eq!((r.divergence, r.final_hash, r.complete), (None, one.last, true), "the {n}-worker log replays on one");
     }
+    // And the other way: the one-worker log replays on 4 workers (routing in parallel).
+    let r = replay(&one.log, 4, |_| {}).unwrap();
+    assert_eq!((r.divergence, r.final_hash, r.complete), (None, one.last, true), "the one-worker log replays on four");
     one.o
 }
 
@@ -406,8 +417,9 @@ fn inbox_full_on_the_byte_limit_with_mixed_sizes() {
 
 /// Inboxes that carry over from tick to tick, so "full" is decided against what earlier ticks
 /// left: an agent held at a barrier (trigger `All`, its upstream agent never sends to it) whose
-/// inbox fills over three ticks until its upstream agent is killed, and a time-sliced agent
-/// that takes only part of its inbox each tick; 100 sprayers, 40,000 messages a tick.
+/// inbox fills over five ticks (15,000 messages a tick) and stays full until its upstream
+/// agent is killed, and a time-sliced agent that takes only part of its inbox each tick (its
+/// receive calls suspend); 100 sprayers, 40,000 messages a tick.
 #[test]
 fn inboxes_kept_across_ticks_by_a_barrier_and_a_time_slice() {
     const U: AgentId = 101;
@@ -437,8 +449,8 @@ fn inboxes_kept_across_ticks_by_a_barrier_and_a_time_slice() {
 
 /// A large slot array with few live agents: 3,000 agents spawned and all but six killed,
 /// then 80 sprayers (ids 3,001..=3,080) whose messages go mostly to the dead (stopped), to
-/// each other, to the six left alive, and past the array; with 4 workers the live agents all
-/// fall in the last of 16 parts.
+/// each other, to the six left alive, and past the array; with 4 workers the sprayers all fall
+/// in the last of 16 parts, and most parts hold only dead agents.
 #[test]
 fn few_live_agents_in_a_large_slot_array() {
     let to = format!(

@@ -322,10 +322,15 @@ pub struct TickReport {
     pub inference_calls: i64,
     /// With a journal: the last tick whose TickEnd is on stable storage.
     pub durable_tick: Option<i64>,
+    /// The sequence number the runtime's next event will take, after these ticks: events were
+    /// queued since an earlier report exactly when this is larger than that report's.
+    pub events_end: i64,
 }
 
-impl From<&core::TickReport> for TickReport {
-    fn from(r: &core::TickReport) -> Self {
+impl TickReport {
+    /// The JS report of `r`, the last tick of a call, after which the runtime's next event
+    /// takes sequence number `events_end`.
+    pub fn of(r: &core::TickReport, events_end: u64) -> Self {
         Self {
             tick: r.tick as i64,
             hash: r.hash.to_hex(),
@@ -342,6 +347,7 @@ impl From<&core::TickReport> for TickReport {
             inference_requests: r.inference_requests as i64,
             inference_calls: r.inference_calls as i64,
             durable_tick: r.durable_tick.map(|t| t as i64),
+            events_end: events_end as i64,
         }
     }
 }

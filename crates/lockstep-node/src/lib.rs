@@ -371,7 +371,8 @@ impl NativeRuntime {
         let away = Arc::new(Mutex::new(Away::default()));
         let queued = std::time::Instant::now();
         tick::lock_timings(&self.tick_timings).queued(queued);
-        let task = TickTask { runtime: self.inner.take(), n, away: away.clone(), panic_with, queued, ran: None, timings: self.tick_timings.clone() };
+        let task =
+            TickTask { runtime: self.inner.take(), n, away: away.clone(), panic_with, queued, ran: None, events_end: 0, timings: self.tick_timings.clone() };
         self.away = Some(away);
         match env.spawn(task) {
             Ok(work) => Ok(work.promise_object()),
@@ -625,8 +626,9 @@ impl NativeRuntime {
     pub fn tick(&mut self, n: Option<f64>) -> Result<TickReport> {
         let n = arg_int("n", n.unwrap_or(1.0), 1.0, u32::MAX as f64)? as u32;
         // n >= 1 (checked above), so run() returns the last report.
-        let last = self.rt_mut()?.run(u64::from(n)).map_err(to_napi)?.ok_or_else(|| error::invalid_config("tick(n) needs n >= 1".into()))?;
-        Ok(TickReport::from(&last))
+        let rt = self.rt_mut()?;
+        let last = rt.run(u64::from(n)).map_err(to_napi)?.ok_or_else(|| error::invalid_config("tick(n) needs n >= 1".into()))?;
+        Ok(TickReport::of(&last, rt.events_end()))
     }
 
     /// Sends `body` to agent `to` as a request (docs/ABI.md, "Requests"); returns its id.

@@ -83,6 +83,8 @@ pub struct TickTask {
     /// When `tickAsync` queued it; when the pool started and ended the ticks.
     pub queued: Instant,
     pub ran: Option<(Instant, Instant)>,
+    /// The runtime's next event sequence number after the ticks (the report's `eventsEnd`).
+    pub events_end: u64,
     pub timings: Arc<Mutex<TickTimings>>,
 }
 
@@ -131,6 +133,7 @@ impl Task for TickTask {
             runtime.as_mut().map(|rt| rt.run(n))
         }));
         self.ran = Some((started, Instant::now()));
+        self.events_end = self.runtime.as_ref().map_or(0, Runtime::events_end);
         Ok(match ran {
             Ok(Some(Ok(Some(report)))) => Ok(report),
             // A tick refused (the journal failed): the runtime is handed back as it is.
@@ -161,7 +164,8 @@ impl Task for TickTask {
             t.settle_ns += now.saturating_duration_since(ended).as_nanos();
             t.last_settled = Some(now);
         }
-        output.map(|r| TickReport::from(&r)).map_err(|e| {
+        let events_end = self.events_end;
+        output.map(|r| TickReport::of(&r, events_end)).map_err(|e| {
             let e = if lock(&self.away).panicked.is_some() {
                 extended(e, ". The runtime was closed: it stopped in the middle of a tick, so its state cannot be trusted")
             } else {
