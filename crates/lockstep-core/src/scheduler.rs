@@ -650,24 +650,8 @@ pub(crate) fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, poo
         rest = tail;
         offset = end;
     }
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(chunk) = chunks.get(i) else { break };
-        // Each chunk is taken exactly once (the counter hands out each index once), so the
-        // lock is never contended; it exists to hand out `&mut` safely.
-        if let Ok(mut chunk) = chunk.lock() {
-            let (slots, base, indices, run) = &mut *chunk;
-            run_slots(slots, *base, indices, tick, max_agent_id, trace, run);
-        }
-    };
     // `workers` threads in all: the calling one and `workers - 1` of the pool's (the rest sleep).
-    pool.in_place_scope(|scope| {
-        for _ in 0..workers.saturating_sub(1).min(pool.current_num_threads()) {
-            scope.spawn(|_| work());
-        }
-        work();
-    });
+    share_out(pool, workers, &chunks, |(slots, base, indices, run)| run_slots(slots, *base, indices, tick, max_agent_id, trace, run));
     // Chunks in slot order: the busy lists join in ascending order.
     for chunk in chunks {
         if let Ok((_, _, _, mut part)) = chunk.into_inner() {
@@ -864,7 +848,8 @@ impl RouteScratch {
 fn share_out<T: Send>(pool: &rayon::ThreadPool, workers: usize, items: &[Mutex<T>], work: impl Fn(&mut T) + Sync) {
     let next = AtomicUsize::new(0);
     let take = || {
-        // Each item is taken by exactly one thread (the counter hands out each index once).
+        // Each item is taken by exactly one thread (the counter hands out each index once), so
+        // its lock is never contended: it exists to hand out `&mut` safely.
         while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
             if let Ok(mut item) = item.lock() {
                 work(&mut item);
