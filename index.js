@@ -67,6 +67,8 @@ function convert(e) {
 let logSink = null;
 /** Errors the sink threw (they never escape the call that flushed the logs). */
 let logSinkErrors = 0;
+/** Log lines handed to the sink so far: a sink may call into a runtime (kill, spawn...). */
+let logLinesSunk = 0;
 let logSinkWarned = false;
 
 /** Delivers pending log lines to the sink. A sink that throws does not stop the others. */
@@ -74,6 +76,7 @@ function deliverLogs() {
   const sink = logSink;
   if (!sink) return;
   for (const line of native.drainLogs()) {
+    logLinesSunk++;
     try {
       sink(line);
     } catch (e) {
@@ -989,8 +992,9 @@ class Runtime {
   tick(n = 1) {
     v.int('n (the number of ticks)', n, 1, MAX_U32);
     const started = this.#observer ? performance.now() : 0;
+    const sunk = logLinesSunk;
     const report = call(() => this.#native.tick(n));
-    this.#afterTicks(n, report, started);
+    this.#afterTicks(n, report, started, logLinesSunk !== sunk);
     return report;
   }
 
@@ -1029,21 +1033,26 @@ class Runtime {
     }
     this.#inflight = null;
     if (this.#closing) call(() => this.#native.close());
+    const sunk = logLinesSunk;
     if (logSink) deliverLogs();
-    if (!this.#closing) this.#afterTicks(n, report, started);
+    if (!this.#closing) this.#afterTicks(n, report, started, logLinesSunk !== sunk);
     else this.#wake();
     return report;
   }
 
-  /** After ticks ran (the runtime is free): wake ring waiters, tell the dashboard, settle requests, wake tick waiters. */
-  #afterTicks(n, report, started) {
+  /**
+   * After ticks ran (the runtime is free): wake ring waiters, tell the dashboard, settle
+   * requests, wake tick waiters. `sinkRan`: the log sink ran since the report was made, and may
+   * have queued events (a kill from the sink) that the report's eventsEnd does not count.
+   */
+  #afterTicks(n, report, started, sinkRan) {
     if (this.#rings) {
       // Rust cannot wake JS waiters (V8 keeps its own waiter list): wake them from here,
       // at the tick boundary, where the inbound ring was drained and the outbound one filled.
       Atomics.notify(this.#rings.inI32, 32);
       Atomics.notify(this.#rings.outI32, 16);
     }
-    if (this.#observer && started) this.#observer.ticked(n, report, performance.now() - started);
+    if (this.#observer && started) this.#observer.ticked(n, report, performance.now() - started, !sinkRan);
     if (this.#pending.size > 0 || this.#unsent.length > 0) {
       try {
         this.#settleRequests(n > 1 || report.deadLetters > 0);
