@@ -184,10 +184,9 @@ class Observer {
     this.deferred = [];
     this.maxDeferred = o.maxDeferred;
     this.watchedIds = [];
+    /** After each tick (not other between() calls): `onTick(report)`. */
     this.onTick = null;
     this.onBetween = null;
-    /** After each tick (not other between() calls). */
-    this.onTicked = null;
     this.timer = null;
     this.closed = false;
   }
@@ -267,7 +266,6 @@ class Observer {
     bucket.messages += report.messagesRouted;
     bucket.us += ms * 1000;
     this.between(eventsCounted ? report.eventsEnd : undefined);
-    if (this.onTicked) this.onTicked();
     if (this.onTick) this.onTick(report);
   }
 

@@ -297,6 +297,7 @@ class DashboardServer extends EventEmitter {
     this.#files = staticFiles();
     this.#observer = new Observer(rt, port, o);
     this.#observer.onTick = (report) => {
+      this.#afterTick();
       if (this.listenerCount('tick') === 0) return;
       try {
         this.emit('tick', report);
@@ -307,7 +308,6 @@ class DashboardServer extends EventEmitter {
       }
     };
     this.#observer.onBetween = (now) => this.#between(now);
-    this.#observer.onTicked = () => this.#afterTick();
     if (o.summaryFile) this.#summaryFile = new SummaryFileWriter(o.summaryFile);
   }
 
