@@ -1109,7 +1109,12 @@ class Runtime {
       try {
         for (;;) {
           if (stopped || this.#closing) return { ticks, report, reason: 'stopped' };
-          while (this.#inflight) await this.#nextTick(); // someone's tickAsync: wait for it
+          if (this.#inflight) {
+            // Someone's tickAsync: wait for it, then look again (a stop() or close() may have
+            // come meanwhile; going straight on ticked once after a stop()).
+            await this.#nextTick();
+            continue;
+          }
           if (typeof until === 'number' && this.currentTick >= until) return { ticks, report, reason: 'until' };
           if (interval > 0) {
             const wait = due - performance.now();

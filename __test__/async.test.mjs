@@ -233,6 +233,9 @@ test('run({ hz, until }): stops at a tick count or a predicate; stop() ends it; 
   // Already there: no tick.
   assert.deepEqual((await stopped.run({ until: 0 }).done).ticks, 0);
 
+  // A stop() while the run() waits for someone else's tickAsync: it ends without ticking.
+  await run_stopped_while_waiting_for_another_tick_does_not_tick(make);
+
   // Errors reject done: onTick's, until's, and a closed runtime's.
   const failing = make();
   await assert.rejects(failing.run({ onTick: () => { throw new Error('onTick broke'); } }).done, /onTick broke/);
@@ -244,6 +247,17 @@ test('run({ hz, until }): stops at a tick count or a predicate; stop() ends it; 
   for (const rt of [reference, fast, paced, stopped, failing]) rt.close();
   assert.throws(() => failing.run(), code('E_CLOSED'));
 });
+
+async function run_stopped_while_waiting_for_another_tick_does_not_tick(make) {
+  const rt = make();
+  const theirs = rt.tickAsync(3);
+  const handle = rt.run();
+  const done = handle.stop();
+  assert.deepEqual((await theirs).tick, 2);
+  const end = await done;
+  assert.deepEqual([end.ticks, end.reason, rt.currentTick], [0, 'stopped', 3], 'no tick after stop()');
+  rt.close();
+}
 
 test('request(): the agent\'s reply; concurrent requests; other host messages and other replies stay drainable', async () => {
   const rt = new Runtime(options({ workers: 1 }));

@@ -510,13 +510,16 @@ async function holdOneSummary(rt, c) {
   return { ticking };
 }
 
-function nextServerFrame() {
+// Resolves after the server's handler of the next frame it receives; `onArrive` runs just before
+// that handler (at the frame's arrival, which can be event-loop turns after the client sent it).
+function nextServerFrame(onArrive = () => {}) {
   const proto = WebSocket.prototype;
   const emit = proto.emit;
   return new Promise((resolve) => {
     proto.emit = function (ev, ...args) {
       if (ev === 'message' && this._isServer) {
         proto.emit = emit;
+        onArrive();
         setImmediate(resolve); // after the server's handler
       }
       return emit.call(this, ev, ...args);
@@ -597,6 +600,7 @@ test('clock controls are never held: a pause that arrives while the clock\'s tic
     const c = await connect(server);
     let started = 0;
     let inflight = false;
+    let arrivedDuringTick = 0;
     const tickAsync = rt.tickAsync.bind(rt);
     rt.tickAsync = (n) => {
       started++;
@@ -609,14 +613,24 @@ test('clock controls are never held: a pause that arrives while the clock\'s tic
       await c.data('play', {});
       await sleep(20);
       while (!inflight) await new Promise((r) => setImmediate(r));
-      const before = started;
-      const arrived = nextServerFrame();
+      // Counted when the server receives the pause, not when the client sends it: the tick in
+      // flight at sending may end, and the clock rightly start another, before the frame arrives
+      // (that race failed this test once in CI).
+      let atArrival = -1;
+      let inflightAtArrival = false;
+      const arrived = nextServerFrame(() => {
+        atArrival = started;
+        inflightAtArrival = inflight;
+      });
       const paused = c.data('pause');
       await arrived;
       await paused;
       await sleep(20);
-      assert.equal(started - before, 0, 'no tick started after the pause arrived');
+      assert.ok(atArrival >= 0);
+      if (inflightAtArrival) arrivedDuringTick++;
+      assert.equal(started - atArrival, 0, `no tick started after the pause arrived (a tick was ${inflightAtArrival ? '' : 'not '}running then)`);
     }
+    assert.ok(arrivedDuringTick >= 1, 'the case named: a pause that arrives while a tick runs');
     rt.tickAsync = tickAsync;
     await c.close();
   }, { agents: 2000 });
