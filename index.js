@@ -849,6 +849,16 @@ class Runtime {
    * reject with E_CLOSED. A tickAsync already running finishes its ticks (its promise settles
    * with their report) and the runtime is freed then.
    */
+  /** E_CLOSED, saying why when the native runtime knows (a panic inside a tickAsync closed it). */
+  #throwClosed() {
+    try {
+      call(() => this.#native.currentTick);
+    } catch (e) {
+      if (e.code === 'E_CLOSED') throw e;
+    }
+    throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
+  }
+
   close() {
     if (!this.#closing) {
       this.#closing = true;
@@ -1025,8 +1035,12 @@ class Runtime {
       if (this.#closing) call(() => this.#native.close()); // release what close() had to leave
       if (logSink) deliverLogs();
       if (!this.#closing && call(() => this.#native.closed)) {
-        // A panic on the pool closed the runtime: nothing will reply.
+        // A panic on the pool closed the runtime: nothing will reply, and the rest closes as
+        // close() closes it (a run() ends, the dashboard server closes; before, code that
+        // took "not closing" for "open" called the closed runtime and threw E_CLOSED from
+        // timers and socket listeners, and server.close() rejected, leaving it listening).
         this.#failRequests(() => convert(e));
+        this.close();
       }
       this.#wake();
       throw convert(e);
@@ -1091,7 +1105,7 @@ class Runtime {
     const until = o.until;
     if (until !== undefined && typeof until !== 'function') v.int('options.until', until, 0, MAX_SAFE);
     if (o.onTick !== undefined) v.fn('options.onTick', o.onTick);
-    if (this.#closing) throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
+    if (this.#closing) this.#throwClosed();
     if (this.#driver) throw new LockstepError('E_BUSY', 'a run() is already driving this runtime; stop it first (await handle.stop())');
     const interval = o.hz === undefined ? 0 : 1000 / o.hz;
     const onTick = o.onTick;
@@ -1127,6 +1141,9 @@ class Runtime {
           }
           report = await this.tickAsync(1);
           ticks++;
+          // A close() during the tick ends the run here: onTick and until would find the
+          // runtime closed (E_CLOSED), and close() promises done resolves 'stopped'.
+          if (this.#closing) return { ticks, report, reason: 'stopped' };
           if (onTick) onTick(report);
           if (typeof until === 'function' && until(report)) return { ticks, report, reason: 'until' };
         }
@@ -1175,7 +1192,7 @@ class Runtime {
     if (body.length > maxBody) {
       throw new LockstepError('E_MESSAGE_TOO_LARGE', `the request body is ${body.length} bytes; a request carries at most ${maxBody} (the message limit less the ${REQUEST_HEADER_BYTES}-byte request envelope)`);
     }
-    if (this.#closing) throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
+    if (this.#closing) this.#throwClosed();
     if (this.#rings) {
       throw new LockstepError('E_RING', 'request() reads replies from the host messages, which go to the outbound ring once rings are attached: with rings, send and read replies yourself');
     }
@@ -1218,6 +1235,10 @@ class Runtime {
       while ((this.#pending.size > 0 || this.#unsent.length > 0) && !this.#closing) {
         if (this.#inflight || this.#driver) {
           await this.#nextTick();
+          // A turn of the event loop before ticking: a program that awaits its own
+          // tickAsync in a loop starts its next one in the microtasks after this tick, and
+          // ticking first made that call throw E_BUSY at it.
+          await new Promise((resolve) => setImmediate(resolve));
           continue;
         }
         try {
@@ -1307,18 +1328,24 @@ class Runtime {
    * Resolves with the server once it listens. One per runtime at a time (E_BUSY).
    */
   async serve(options) {
-    if (this.#closing) throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
+    if (this.#closing) this.#throwClosed();
     if (this.#observer) throw new LockstepError('E_BUSY', 'a dashboard server is already attached to this runtime; close it first (await server.close())');
     const port = {
       attach: (observer) => {
         if (this.#observer) throw new LockstepError('E_BUSY', 'a dashboard server is already attached to this runtime; close it first (await server.close())');
-        if (this.#closing) throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
+        if (this.#closing) this.#throwClosed();
         this.#observer = observer;
       },
       detach: (observer) => {
         if (this.#observer !== observer) return;
         this.#observer = null;
-        if (!this.#closing && !this.#inflight) call(() => this.#native.watchAgents([]));
+        // The message tap of the agents it watched goes too; while a tick runs, right after
+        // it (left on, it copied their messages every tick after the server was gone).
+        const untap = () => {
+          if (!this.#closing && !this.#observer && !call(() => this.#native.closed)) call(() => this.#native.watchAgents([]));
+        };
+        if (!this.#inflight) untap();
+        else this.#tickWaiters.push(untap);
       },
       busy: () => this.#inflight !== null || this.#closing,
       agentTable: () => call(() => this.#native.agentTable()),

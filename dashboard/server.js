@@ -270,6 +270,10 @@ class DashboardServer extends EventEmitter {
   #lastSummaryWrite = 0;
   #ping = null;
   #closing = null;
+  /** The last clock control queued (`#control`): each runs after the one before it. */
+  #controls = Promise.resolve();
+  /** Set once listening: what `port` and `url` give, also after close (address() is null then). */
+  #boundPort = null;
   #stats = { connections: 0, refused: {}, dropped: {}, closed: {}, maxBufferedSeen: 0, maxDeferredSeen: 0, requests: 0, shadowed: { held: 0, answeredAfterTick: 0, answeredAfterWait: 0, answeredEarly: 0, clientGone: 0, maxWaiting: 0 } };
   #tickListenerErrors = 0;
   /**
@@ -326,11 +330,14 @@ class DashboardServer extends EventEmitter {
       this.#http.once('error', reject);
       this.#http.listen(this.#o.port, this.#o.host, () => {
         this.#http.off('error', reject);
+        this.#boundPort = this.#http.address().port;
         resolve();
       });
     });
     try {
       this.#port.attach(this.#observer);
+      // At once, not when serve() resolves: a runtime closed in between closes this server.
+      this.#observer.server = this;
     } catch (e) {
       await new Promise((resolve) => this.#http.close(() => resolve()));
       throw e;
@@ -350,8 +357,9 @@ class DashboardServer extends EventEmitter {
   }
 
   /** The address the server listens on. */
+  /** The port it listens on (still the one it listened on once closed). */
   get port() {
-    return this.#http.address().port;
+    return this.#boundPort;
   }
 
   get host() {
@@ -405,27 +413,48 @@ class DashboardServer extends EventEmitter {
     return { playing: this.#clock.playing, hz: this.#clock.hz, error: this.#clock.error };
   }
 
+  /**
+   * Runs the clock controls one at a time, each after the previous one finished: a pause()
+   * waits for the run() it stops to end, so a play() or step() sent right after it (two
+   * clicks) finds the runtime free, and a pause() sent right after a play() stops the run that
+   * play() starts (unserialized, a play() re-playing after its own pause lost a pause() or a
+   * server close() that came meanwhile, and a step() after a pause() got E_BUSY).
+   */
+  #control(fn) {
+    const done = this.#controls.then(fn);
+    this.#controls = done.catch(() => {});
+    return done;
+  }
+
   /** Ticks the runtime with rt.run({ hz }) (omitted hz: as fast as it goes) until pause(). */
   async play(options) {
     const o = v.options('options', options, ['hz']);
     const hz = o.hz ?? null;
     if (hz !== null && (typeof hz !== 'number' || !Number.isFinite(hz) || hz <= 0 || hz > 1e6)) throw v.fail('options.hz', 'a number of ticks per second in (0, 1000000]', hz);
-    if (this.#clock.playing) await this.pause();
-    const handle = this.#rt.run(hz === null ? {} : { hz });
-    this.#clock = { playing: true, hz, handle, error: null };
-    handle.done.then(
-      () => {
-        if (this.#clock.handle === handle) this.#clock = { ...this.#clock, playing: false, handle: null };
-      },
-      (e) => {
-        if (this.#clock.handle === handle) this.#clock = { ...this.#clock, playing: false, handle: null, error: `${e.code ?? 'Error'}: ${e.message}` };
-      },
-    );
-    return this.clock;
+    return this.#control(async () => {
+      await this.#stopClock();
+      // Checked after the wait too: a close() that came meanwhile must not be outlived by a run.
+      if (this.#closing) throw new LockstepError('E_CLOSED', 'the dashboard server is closed');
+      const handle = this.#rt.run(hz === null ? {} : { hz });
+      this.#clock = { playing: true, hz, handle, error: null };
+      handle.done.then(
+        () => {
+          if (this.#clock.handle === handle) this.#clock = { ...this.#clock, playing: false, handle: null };
+        },
+        (e) => {
+          if (this.#clock.handle === handle) this.#clock = { ...this.#clock, playing: false, handle: null, error: `${e.code ?? 'Error'}: ${e.message}` };
+        },
+      );
+      return this.clock;
+    });
   }
 
-  /** Stops the server's run() after the tick running now. */
-  async pause() {
+  /** Stops the server's run() after the tick running now; resolves once that run has ended. */
+  pause() {
+    return this.#control(() => this.#stopClock());
+  }
+
+  async #stopClock() {
     const handle = this.#clock.handle;
     this.#clock = { ...this.#clock, playing: false, handle: null };
     if (handle) await handle.stop().catch(() => {});
@@ -435,8 +464,11 @@ class DashboardServer extends EventEmitter {
   /** Runs `ticks` ticks (tickAsync) while paused; resolves with the last report. */
   async step(ticks = 1) {
     v.int('ticks', ticks, 1, MAX_STEP_TICKS);
-    if (this.#clock.playing) throw new LockstepError('E_BUSY', 'the dashboard clock is playing: pause it before stepping');
-    return this.#rt.tickAsync(ticks);
+    return this.#control(() => {
+      if (this.#clock.playing) throw new LockstepError('E_BUSY', 'the dashboard clock is playing: pause it before stepping');
+      if (this.#closing) throw new LockstepError('E_CLOSED', 'the dashboard server is closed');
+      return this.#rt.tickAsync(ticks);
+    });
   }
 
   // ----- closing ------------------------------------------------------------------------------
@@ -449,7 +481,8 @@ class DashboardServer extends EventEmitter {
       this.#answerHeldAtClose();
       const gone = [...this.#clients].map((c) => new Promise((resolve) => (c.ws.readyState === WebSocket.CLOSED ? resolve() : c.ws.once('close', resolve))));
       for (const c of this.#clients) this.#drop(c, CLOSE.GOING_AWAY, 'the dashboard server is closing');
-      if (this.#clock.handle) await this.pause();
+      // Not queued behind other controls: a queued play() finds #closing set and refuses.
+      await this.#stopClock();
       // Clients answer the close at once; one that does not is cut off after a second (#drop).
       await Promise.all(gone);
       this.#port.detach(this.#observer);
