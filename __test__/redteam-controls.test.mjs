@@ -96,6 +96,14 @@ test('dashboard_controls_sent_back_to_back_run_in_order_without_busy', async () 
   await sleep(20);
   const [, again] = await Promise.all([server.pause(), settled(server.play({ hz: 50 }))]);
   assert.ok(again.ok && server.clock.playing, again.ok ? JSON.stringify(server.clock) : again.e.message);
+  // A queue of controls behind a long step is bounded: past 16, busy (not an unbounded queue).
+  await server.pause();
+  const long = server.step(200);
+  const flood = await Promise.all(Array.from({ length: 20 }, () => settled(server.pause())));
+  const refused = flood.filter((r) => !r.ok);
+  assert.equal(refused.length, 20 - 15, 'the step and 15 more wait; the rest are refused');
+  assert.ok(refused.every((r) => r.e.code === 'E_BUSY' && /clock controls already wait/.test(r.e.message)));
+  await long;
   await c.close();
   await server.close();
   rt.close();

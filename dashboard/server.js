@@ -34,6 +34,8 @@ const MAX_REPLY_BYTES = 1 << 20;
 const MAX_AGENT_PAGE = 500;
 const MAX_EVENTS_PAGE = 500;
 const MAX_STEP_TICKS = 1000;
+/** Clock controls (play, pause, step) queued behind the one running, from all clients (`busy` past it). */
+const MAX_QUEUED_CONTROLS = 16;
 const MAX_SEND_BYTES = 4096;
 /** Read-only requests of one client that may wait for the next tick to start (#runSoon); more are answered at once. */
 const MAX_SHADOWED = 8;
@@ -272,6 +274,7 @@ class DashboardServer extends EventEmitter {
   #closing = null;
   /** The last clock control queued (`#control`): each runs after the one before it. */
   #controls = Promise.resolve();
+  #controlsWaiting = 0;
   /** Set once listening: what `port` and `url` give, also after close (address() is null then). */
   #boundPort = null;
   #stats = { connections: 0, refused: {}, dropped: {}, closed: {}, maxBufferedSeen: 0, maxDeferredSeen: 0, requests: 0, shadowed: { held: 0, answeredAfterTick: 0, answeredAfterWait: 0, answeredEarly: 0, clientGone: 0, maxWaiting: 0 } };
@@ -421,7 +424,11 @@ class DashboardServer extends EventEmitter {
    * server close() that came meanwhile, and a step() after a pause() got E_BUSY).
    */
   #control(fn) {
-    const done = this.#controls.then(fn);
+    if (this.#controlsWaiting >= MAX_QUEUED_CONTROLS) {
+      return Promise.reject(new LockstepError('E_BUSY', `${MAX_QUEUED_CONTROLS} clock controls already wait their turn (a step of many ticks runs?); wait for their replies`));
+    }
+    this.#controlsWaiting++;
+    const done = this.#controls.then(fn).finally(() => this.#controlsWaiting--);
     this.#controls = done.catch(() => {});
     return done;
   }
