@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS=detect_leaks=0 \
   cargo +nightly test -p lockstep-core --lib --target x86_64-unknown-linux-gnu \
-  --target-dir target/asan -- slab_memory ring host::
+  --target-dir target/asan -- slab_memory ring host:: io_window

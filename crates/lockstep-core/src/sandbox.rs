@@ -355,7 +355,7 @@ impl AgentModule {
                 reason: format!("lockstep_io_buffer() returned {io_ptr}, but {region} bytes from there (its io region for ABI version {version}) do not fit the {mem_len}-byte memory"),
             });
         }
-        agent.io_ptr = io_ptr;
+        agent.set_io(io_ptr)?;
         Ok(agent)
     }
 
@@ -398,6 +398,7 @@ impl AgentModule {
             instance,
             memory,
             io_ptr: 0,
+            io: io_window::IoWindow::empty(),
             init,
             step,
             receive,
@@ -422,7 +423,10 @@ pub struct AgentInstance {
     store: Store<AgentHost>,
     instance: Instance,
     memory: Memory,
+    /// Where its io region starts in its memory (`lockstep_io_buffer()`), and the host's view
+    /// of that region (`set_io`; `io_window`'s invariants).
     io_ptr: u32,
+    io: io_window::IoWindow,
     init: TypedFunc<(), i32>,
     step: TypedFunc<i32, i32>,
     /// ABI 1's entry point, and ABI 2's: `abi_version` says which one is called.
@@ -474,6 +478,24 @@ impl AgentInstance {
         self.memory.data_ptr(&self.store) as usize + self.io_ptr as usize
     }
 
+    /// Records where its io region is (`offset`, from `lockstep_io_buffer()` or a snapshot)
+    /// and takes the host's view of it, checking that the region lies inside the memory.
+    pub(crate) fn set_io(&mut self, offset: u32) -> Result<()> {
+        let len = io_region_bytes(self.abi_version);
+        let io = io_window::IoWindow::new(&self.memory, &mut self.store, offset as usize, len).ok_or_else(|| LockstepError::InvalidModule {
+            reason: format!("its io region ({len} bytes at {offset}) does not fit its {}-byte memory", self.memory.data_size(&self.store)),
+        })?;
+        self.io_ptr = offset;
+        self.io = io;
+        Ok(())
+    }
+
+    /// Whether the io window still views its region of the memory (`io_window`, invariant 1).
+    #[cfg(test)]
+    pub(crate) fn io_window_is_current(&self) -> bool {
+        self.io.views(&self.memory, &self.store, self.io_ptr as usize)
+    }
+
     /// The agent's linear memory, read-only.
     pub fn memory_data(&self) -> &[u8] {
         self.memory.data(&self.store)
@@ -514,7 +536,9 @@ impl AgentInstance {
         bytes[abi::CONTEXT_OFFSET_AGENT_ID..][..8].copy_from_slice(&self.store.data().id.to_le_bytes());
         bytes[abi::CONTEXT_OFFSET_MAX_AGENT_ID..][..8].copy_from_slice(&ctx.max_agent_id.to_le_bytes());
         // 32 bytes always fit the 65,536-byte buffer checked at instantiation.
-        let _ = self.write_io(&bytes, &[]);
+        if let Some(io) = self.io.get(&mut self.store).get_mut(..bytes.len()) {
+            io.copy_from_slice(&bytes);
+        }
     }
 
     /// Delivers `inbox` (in delivery order) the way the agent's ABI version says: one
@@ -555,10 +579,8 @@ impl AgentInstance {
     /// Writes as many of `messages` as fit into the io buffer as one batch (ABI 2); returns
     /// how many.
     fn fill_batch<'a>(&mut self, messages: impl Iterator<Item = MessageRef<'a>>) -> usize {
-        let start = self.io_ptr as usize;
         let cap = abi::IO_BUFFER_BYTES as usize;
-        let mem = self.memory.data_mut(&mut self.store);
-        let Some(io) = mem.get_mut(start..start + cap) else { return 0 };
+        let Some(io) = self.io.get(&mut self.store).get_mut(..cap) else { return 0 };
         let (mut at, mut n) = (0usize, 0usize);
         let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
         for m in messages {
@@ -585,8 +607,8 @@ impl AgentInstance {
     }
 
     fn set_batch_done(&mut self, v: u32) {
-        let at = self.io_ptr as usize + abi::BATCH_OFFSET_DONE;
-        if let Some(b) = self.memory.data_mut(&mut self.store).get_mut(at..at + 4) {
+        let at = abi::BATCH_OFFSET_DONE;
+        if let Some(b) = self.io.get(&mut self.store).get_mut(at..at + 4) {
             b.copy_from_slice(&v.to_le_bytes());
         }
     }
@@ -619,9 +641,7 @@ impl AgentInstance {
         if total > abi::IO_BUFFER_BYTES as usize {
             return false;
         }
-        let start = self.io_ptr as usize;
-        let mem = self.memory.data_mut(&mut self.store);
-        let Some(io) = mem.get_mut(start..start + total) else { return false };
+        let Some(io) = self.io.get(&mut self.store).get_mut(..total) else { return false };
         io[..header.len()].copy_from_slice(header);
         io[header.len()..].copy_from_slice(payload);
         true
@@ -750,6 +770,9 @@ impl AgentInstance {
         hasher.update(&self.fuel_consumed.to_le_bytes());
     }
 }
+
+// The host's direct view of an agent's io region (unsafe; invariants in the file).
+mod io_window;
 
 // Time slicing: calls that may be suspended between ticks.
 mod slicing;

@@ -204,7 +204,7 @@ impl AgentModule {
             }
             agent.set_fuel_per_tick(image.fuel_per_tick).map_err(|e| bad(format!("its time slice: {e}")))?;
         }
-        agent.io_ptr = image.io_ptr;
+        agent.set_io(image.io_ptr).map_err(|e| bad(format!("its io buffer: {e}")))?;
         agent.fuel_consumed = image.fuel_consumed;
         agent.fuel_left_this_tick = image.fuel_left_this_tick;
         let host = agent.store.data_mut();
