@@ -482,7 +482,7 @@ impl AgentInstance {
     /// and takes the host's view of it, checking that the region lies inside the memory.
     pub(crate) fn set_io(&mut self, offset: u32) -> Result<()> {
         let len = io_region_bytes(self.abi_version);
-        let io = io_window::IoWindow::new(&self.memory, &mut self.store, offset as usize, len).ok_or_else(|| LockstepError::InvalidModule {
+        let io = io_window::IoWindow::new(&self.memory, &self.store, offset as usize, len).ok_or_else(|| LockstepError::InvalidModule {
             reason: format!("its io region ({len} bytes at {offset}) does not fit its {}-byte memory", self.memory.data_size(&self.store)),
         })?;
         self.io_ptr = offset;

@@ -12,8 +12,8 @@
 //!    its life (`slab_memory`, invariant 4) and the pooling allocator's memories live in fixed
 //!    slots sized for their cap (`Sandbox::new`). The tests below grow a memory on both
 //!    allocators and check the window against `Memory::data_ptr`.
-//! 2. The region lies inside the memory: `IoWindow::new` takes it from the memory's current
-//!    contents (a checked sub-slice), and a linear memory never shrinks.
+//! 2. The region lies inside the memory: `IoWindow::new` checks it against the memory's
+//!    current size, and a linear memory never shrinks.
 //! 3. No other reference into the memory exists while the slice lives: `get` borrows the
 //!    agent's store mutably for the slice's lifetime, and every other way into the memory
 //!    (`Memory::data`/`data_mut`, a call into the agent) needs that store too.
@@ -44,10 +44,16 @@ impl IoWindow {
     }
 
     /// The `len` bytes of `memory` at `offset`, or `None` if they do not lie inside it.
-    pub(crate) fn new<T>(memory: &Memory, store: &mut Store<T>, offset: usize, len: usize) -> Option<Self> {
+    pub(crate) fn new<T>(memory: &Memory, store: &Store<T>, offset: usize, len: usize) -> Option<Self> {
         let end = offset.checked_add(len)?;
-        let region = memory.data_mut(store).get_mut(offset..end)?;
-        Some(Self { ptr: NonNull::new(region.as_mut_ptr()).unwrap_or(NonNull::dangling()), len })
+        if end > memory.data_size(store) {
+            return None;
+        }
+        // From the memory's base pointer (wasmtime's own raw pointer), not from a slice
+        // borrowed from it: the window shares the base's provenance, so the slices wasmtime
+        // hands out later (and drops) do not invalidate it.
+        let ptr = memory.data_ptr(store).wrapping_add(offset);
+        Some(Self { ptr: NonNull::new(ptr).unwrap_or(NonNull::dangling()), len })
     }
 
     /// The region, for as long as `store` (the one that owns the memory: invariant 4) is
