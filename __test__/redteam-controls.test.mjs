@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { connect } from './dashboard-helpers.mjs';
+import { withTestHooks } from './fixtures/test-hooks.mjs';
 const require = createRequire(import.meta.url);
 const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 const dashboard = require('../dashboard/server.js');
@@ -18,16 +19,6 @@ function gossip(n = 2000) {
   return rt;
 }
 const settled = (p) => p.then((v) => ({ ok: true, v }), (e) => ({ ok: false, e }));
-const withHooks = async (fn) => {
-  const before = process.env.LOCKSTEP_TEST_HOOKS;
-  process.env.LOCKSTEP_TEST_HOOKS = '1';
-  try {
-    await fn();
-  } finally {
-    if (before === undefined) delete process.env.LOCKSTEP_TEST_HOOKS;
-    else process.env.LOCKSTEP_TEST_HOOKS = before;
-  }
-};
 /** Errors thrown from timers and socket listeners while `fn` runs (they would crash a program). */
 async function uncaughtDuring(fn) {
   const seen = [];
@@ -195,7 +186,7 @@ test('runtime_closed_while_serve_starts_closes_its_server', async () => {
 });
 
 test('runtime_closed_by_a_panic_closes_like_close_and_nothing_throws_from_timers_or_sockets', async () => {
-  await withHooks(async () => {
+  await withTestHooks(async () => {
     // A client that watched an agent leaves after the panic: its unwatch ran against the
     // closed runtime and threw E_CLOSED from ws's 'close' listener.
     const a = gossip(10);

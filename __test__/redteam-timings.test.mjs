@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { connect } from './dashboard-helpers.mjs';
+import { withTestHooks } from './fixtures/test-hooks.mjs';
 const require = createRequire(import.meta.url);
 const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY, setLogger } = require('../index.js');
 const { Observer } = require('../dashboard/observer.js');
@@ -23,16 +24,6 @@ const wellFormed = (t, what) => {
   assert.deepEqual(Object.keys(t).sort(), ['betweenUs', 'calls', 'computeUs', 'queueUs', 'settleUs'], what);
   for (const k of ['calls', ...PARTS]) assert.ok(Number.isFinite(t[k]) && t[k] >= 0, `${what}: ${k} = ${t[k]}`);
   assert.ok(Number.isInteger(t.calls), `${what}: calls ${t.calls}`);
-};
-const withHooks = async (fn) => {
-  const before = process.env.LOCKSTEP_TEST_HOOKS;
-  process.env.LOCKSTEP_TEST_HOOKS = '1';
-  try {
-    await fn();
-  } finally {
-    if (before === undefined) delete process.env.LOCKSTEP_TEST_HOOKS;
-    else process.env.LOCKSTEP_TEST_HOOKS = before;
-  }
 };
 
 // Observers of these runtimes behave as before the change: they poll after every tick.
@@ -82,7 +73,7 @@ const LOGGER = tinyAgent({ init: [...logIt, ...op.i32(0)], shutdown: [...logIt, 
 const QUIET = tinyAgent({});
 
 test('tickTimings(): well formed at every point of a runtime\'s life (new, in flight, after a panic rejected a tickAsync, after close(), restored)', async () => {
-  await withHooks(async () => {
+  await withTestHooks(async () => {
     const rt = new Runtime(options());
     rt.spawnMany(exampleAgent('gossip'), 50);
     wellFormed(rt.tickTimings(), 'new');
