@@ -842,13 +842,6 @@ class Runtime {
     return call(() => this.#native.syncJournal()) ?? null;
   }
 
-  /**
-   * Frees the runtime now: its agents, the address space reserved for their memories, its
-   * rings' buffers and its inference engine, instead of whenever the garbage collector runs.
-   * Idempotent. Every other method then throws E_CLOSED; requests still waiting for a reply
-   * reject with E_CLOSED. A tickAsync already running finishes its ticks (its promise settles
-   * with their report) and the runtime is freed then.
-   */
   /** E_CLOSED, saying why when the native runtime knows (a panic inside a tickAsync closed it). */
   #throwClosed() {
     try {
@@ -859,6 +852,13 @@ class Runtime {
     throw new LockstepError('E_CLOSED', 'this runtime is closed; create a new Runtime');
   }
 
+  /**
+   * Frees the runtime now: its agents, the address space reserved for their memories, its
+   * rings' buffers and its inference engine, instead of whenever the garbage collector runs.
+   * Idempotent. Every other method then throws E_CLOSED; requests still waiting for a reply
+   * reject with E_CLOSED. A tickAsync already running finishes its ticks (its promise settles
+   * with their report) and the runtime is freed then.
+   */
   close() {
     if (!this.#closing) {
       this.#closing = true;

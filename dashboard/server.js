@@ -359,7 +359,6 @@ class DashboardServer extends EventEmitter {
     return this;
   }
 
-  /** The address the server listens on. */
   /** The port it listens on (still the one it listened on once closed). */
   get port() {
     return this.#boundPort;

@@ -473,7 +473,7 @@ impl AgentInstance {
     }
 
     /// Host address of the io buffer, only as a hint for prefetching: memories never move
-    /// (their reservation is their cap), and a prefetch of a stale address is harmless anyway.
+    /// (`io_window`, invariant 1), and a prefetch of a stale address is harmless anyway.
     pub fn io_address_hint(&self) -> usize {
         self.memory.data_ptr(&self.store) as usize + self.io_ptr as usize
     }
@@ -488,6 +488,13 @@ impl AgentInstance {
         self.io_ptr = offset;
         self.io = io;
         Ok(())
+    }
+
+    /// The agent's io region (its io buffer, then ABI 2's batch state), writable: the only
+    /// way to the window, so it is always used with this instance's own store.
+    fn io_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `self.io` was made from `self.memory`, which `self.store` owns (`set_io`).
+        unsafe { self.io.get(&mut self.store) }
     }
 
     /// Whether the io window still views its region of the memory (`io_window`, invariant 1).
@@ -536,7 +543,7 @@ impl AgentInstance {
         bytes[abi::CONTEXT_OFFSET_AGENT_ID..][..8].copy_from_slice(&self.store.data().id.to_le_bytes());
         bytes[abi::CONTEXT_OFFSET_MAX_AGENT_ID..][..8].copy_from_slice(&ctx.max_agent_id.to_le_bytes());
         // 32 bytes always fit the 65,536-byte buffer checked at instantiation.
-        if let Some(io) = self.io.get(&mut self.store).get_mut(..bytes.len()) {
+        if let Some(io) = self.io_mut().get_mut(..bytes.len()) {
             io.copy_from_slice(&bytes);
         }
     }
@@ -580,7 +587,7 @@ impl AgentInstance {
     /// how many.
     fn fill_batch<'a>(&mut self, messages: impl Iterator<Item = MessageRef<'a>>) -> usize {
         let cap = abi::IO_BUFFER_BYTES as usize;
-        let Some(io) = self.io.get(&mut self.store).get_mut(..cap) else { return 0 };
+        let Some(io) = self.io_mut().get_mut(..cap) else { return 0 };
         let (mut at, mut n) = (0usize, 0usize);
         let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
         for m in messages {
@@ -608,7 +615,7 @@ impl AgentInstance {
 
     fn set_batch_done(&mut self, v: u32) {
         let at = abi::BATCH_OFFSET_DONE;
-        if let Some(b) = self.io.get(&mut self.store).get_mut(at..at + 4) {
+        if let Some(b) = self.io_mut().get_mut(at..at + 4) {
             b.copy_from_slice(&v.to_le_bytes());
         }
     }
@@ -641,7 +648,7 @@ impl AgentInstance {
         if total > abi::IO_BUFFER_BYTES as usize {
             return false;
         }
-        let Some(io) = self.io.get(&mut self.store).get_mut(..total) else { return false };
+        let Some(io) = self.io_mut().get_mut(..total) else { return false };
         io[..header.len()].copy_from_slice(header);
         io[header.len()..].copy_from_slice(payload);
         true

@@ -17,8 +17,10 @@
 //! 3. No other reference into the memory exists while the slice lives: `get` borrows the
 //!    agent's store mutably for the slice's lifetime, and every other way into the memory
 //!    (`Memory::data`/`data_mut`, a call into the agent) needs that store too.
-//! 4. The window is used only with the store whose memory it views: it is a private field of
-//!    `AgentInstance`, set only by `AgentInstance::set_io` from that instance's own memory.
+//! 4. The window is used only with the store whose memory it views: `get` is `unsafe` with
+//!    that contract, and its one caller is `AgentInstance::io_mut`, which passes the
+//!    instance's own store (the window is a private field, set only by `set_io` from that
+//!    instance's memory).
 
 use std::ptr::NonNull;
 
@@ -34,7 +36,8 @@ pub(crate) struct IoWindow {
 // that owns the memory (invariant 3); a store moves between threads with its instance, and the
 // window moves with them.
 unsafe impl Send for IoWindow {}
-// SAFETY: `&IoWindow` gives no access to the memory by itself (`get` also needs `&mut Store`).
+// SAFETY: `&IoWindow` gives no access to the memory by itself (`get` is unsafe and also needs
+// the owning store borrowed mutably).
 unsafe impl Sync for IoWindow {}
 
 impl IoWindow {
@@ -56,12 +59,17 @@ impl IoWindow {
         Some(Self { ptr: NonNull::new(ptr).unwrap_or(NonNull::dangling()), len })
     }
 
-    /// The region, for as long as `store` (the one that owns the memory: invariant 4) is
-    /// borrowed.
-    pub(crate) fn get<'a, T>(&self, _store: &'a mut Store<T>) -> &'a mut [u8] {
+    /// The region, for as long as `store` is borrowed.
+    ///
+    /// # Safety
+    /// `store` must be the store that owns the memory this window was made from (invariant
+    /// 4): another store's borrow would not keep that memory from being referenced.
+    /// `AgentInstance::io_mut` is the one caller, with its own store.
+    pub(crate) unsafe fn get<'a, T>(&self, _store: &'a mut Store<T>) -> &'a mut [u8] {
         // SAFETY: `ptr..ptr + len` lies inside a live linear memory that has not moved
         // (invariants 1, 2; for `empty`, a dangling pointer with length 0, which is valid), and
-        // nothing else references it while the store is borrowed mutably (invariant 3).
+        // nothing else references it while its own store (the caller's contract) is borrowed
+        // mutably (invariant 3).
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
