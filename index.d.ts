@@ -940,9 +940,12 @@ export interface DashboardServer {
   /** Clients connected now. */
   readonly clients: number;
   readonly clock: DashboardClock;
-  /** Ticks the runtime with `rt.run({ hz })` (no hz: flat out) until `pause()`. E_BUSY if another run() drives it. */
+  /**
+   * Ticks the runtime with `rt.run({ hz })` (no hz: flat out) until `pause()`. E_BUSY if another run() drives it.
+   * play, pause and step run one at a time, in call order (at most 16 wait: E_BUSY past it); E_CLOSED once the server closes.
+   */
   play(options?: { hz?: number }): Promise<DashboardClock>;
-  /** Stops the server's run() after the tick running now. */
+  /** Stops the server's run() after the tick running now; resolves once that run has ended. */
   pause(): Promise<DashboardClock>;
   /** While paused: `ticks` (1..1000) ticks with tickAsync; the last one's report. */
   step(ticks?: number): Promise<TickReport>;
