@@ -114,8 +114,7 @@ test('run_closed_during_its_own_tick_resolves_stopped_without_calling_onTick_or_
         return f(r);
       };
     }
-    const handle = rt.run(o);
-    await sleep(1); // its first tick runs
+    const handle = rt.run(o); // returns with its first tick in flight
     rt.close();
     const done = await handle.done;
     assert.equal(done.reason, 'stopped');
