@@ -66,6 +66,7 @@ pub mod security;
 mod slab_memory;
 pub mod snapshot;
 mod tick_hash;
+mod work_share;
 
 pub use bus::{AgentId, DeadLetter, DeadLetterReason, Message};
 pub use error::{Digest, LockstepError, Result};

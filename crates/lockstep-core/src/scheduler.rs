@@ -14,7 +14,6 @@
 //! hash, the routing and the events never depend on the number of workers or on thread
 //! timing.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::bus::{AgentId, DeadLetterReason, Message, MessageRef};
@@ -25,6 +24,7 @@ use crate::mailbox::Mailbox;
 use crate::outputs::Outputs;
 use crate::sandbox::{AgentInstance, Outcome, StepContext, Suspended};
 use crate::tick_hash::{AgentTickDigest, TickHasher};
+use crate::work_share::share_out;
 
 /// Below this many running agents a tick runs on the calling thread: waking pool threads
 /// costs more than stepping a few dozen small agents (measured: ~0.8 µs vs ~9 µs for 50).
@@ -623,7 +623,8 @@ type Chunk<'a> = (&'a mut [AgentSlot], usize, &'a [usize], PhaseRun);
 /// `workers` threads (the calling one included) when `pool` is given (`phase_uses_pool`).
 ///
 /// In parallel, the calling thread works too: it starts at once, and the pool's threads
-/// (workers - 1 of them) join as soon as they wake, taking chunks from a shared counter.
+/// (workers - 1 of them) join as soon as they wake. Each thread runs the same chunks tick after
+/// tick, taking from the others' only when done with its own (`work_share`).
 /// Waking sleeping threads costs tens of microseconds here, so the caller never waits idle.
 ///
 /// Only the slots at `live` (ascending indices of agents holding an instance) are visited, so a
@@ -840,28 +841,6 @@ impl RouteScratch {
             *self = RouteScratch::default();
         }
     }
-}
-
-/// Runs `work` once on every item of `items`, on up to `workers` threads of `pool` (the calling
-/// thread is one): each takes the next unclaimed item until none is left, so a thread the OS
-/// runs late leaves its share to the others.
-fn share_out<T: Send>(pool: &rayon::ThreadPool, workers: usize, items: &[Mutex<T>], work: impl Fn(&mut T) + Sync) {
-    let next = AtomicUsize::new(0);
-    let take = || {
-        // Each item is taken by exactly one thread (the counter hands out each index once), so
-        // its lock is never contended: it exists to hand out `&mut` safely.
-        while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
-            if let Ok(mut item) = item.lock() {
-                work(&mut item);
-            }
-        }
-    };
-    pool.in_place_scope(|scope| {
-        for _ in 0..workers.saturating_sub(1).min(pool.current_num_threads()) {
-            scope.spawn(|_| take());
-        }
-        take();
-    });
 }
 
 /// Pass 2 of `settle` on `workers` threads, with the same result as routing every message in
