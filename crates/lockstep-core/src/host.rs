@@ -35,7 +35,7 @@ pub struct InferRequest {
 /// quiet agent read four of the nine lines Rust's own order spread them over; issue 13): with
 /// 10,000 agents an agent's lines are out of the cache by its next tick, so each line costs a
 /// miss per tick.
-#[repr(C, align(64))]
+#[repr(C)]
 pub struct AgentHost {
     pub id: AgentId,
     pub tick: u64,

@@ -423,7 +423,7 @@ impl AgentModule {
 /// `repr(C)`, the fields of every step first (a `TypedFunc` is 64 bytes: Rust's own order put
 /// `step` and the fuel fields on five of its eight lines, each a cache miss per agent per
 /// tick with 10,000 agents; issue 13, cachegrind).
-#[repr(C, align(64))]
+#[repr(C)]
 pub struct AgentInstance {
     store: Store<AgentHost>,
     /// The host's view of its io region (`set_io`; `io_window`'s invariants), and where that
