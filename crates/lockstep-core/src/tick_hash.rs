@@ -57,6 +57,39 @@ fn feed_message(h: &mut Xxh3, m: MessageRef<'_>) {
     h.update(m.payload);
 }
 
+/// Bytes `feed_messages` gathers before each XXH3 update.
+const STAGE_BYTES: usize = 1024;
+
+/// `feed_message` of each of `messages`, in order, with the same bytes in the same order (so
+/// the same digest), gathered into runs of up to `STAGE_BYTES`: each streaming update costs
+/// ~80 instructions whatever its length, and two a message were ~12% of a routed message's
+/// instructions (cachegrind, `tick_loop 2000 1 N 16`).
+fn feed_messages(h: &mut Xxh3, messages: &Mailbox) {
+    if messages.is_empty() {
+        return;
+    }
+    let mut stage = [0u8; STAGE_BYTES];
+    let mut used = 0;
+    for m in messages.iter() {
+        let end = used + crate::abi::MESSAGE_HEADER_BYTES + m.payload.len();
+        if end > STAGE_BYTES {
+            h.update(&stage[..used]);
+            used = 0;
+            if crate::abi::MESSAGE_HEADER_BYTES + m.payload.len() > STAGE_BYTES {
+                feed_message(h, m);
+                continue;
+            }
+        }
+        let (header, payload) = stage[used..].split_at_mut(crate::abi::MESSAGE_HEADER_BYTES);
+        if let Ok(header) = <&mut [u8; crate::abi::MESSAGE_HEADER_BYTES]>::try_from(header) {
+            m.write_header(header);
+        }
+        payload[..m.payload.len()].copy_from_slice(m.payload);
+        used += crate::abi::MESSAGE_HEADER_BYTES + m.payload.len();
+    }
+    h.update(&stage[..used]);
+}
+
 /// XXH3-128 of one message (header and payload), little-endian.
 #[inline]
 fn message_digest(m: MessageRef<'_>) -> [u8; 16] {
@@ -239,9 +272,7 @@ impl AgentTickDigest {
         h.update(&id.to_le_bytes());
         h.update(&delivered.to_le_bytes());
         h.update(&(sent.len() as u64).to_le_bytes());
-        for m in sent.iter() {
-            feed_message(h, m);
-        }
+        feed_messages(h, sent);
         for r in infer {
             h.update(&r.model.to_le_bytes());
             h.update(&r.tag.to_le_bytes());
@@ -370,5 +401,27 @@ mod tests {
     #[test]
     fn the_empty_input_digest_is_blake3_of_nothing() {
         assert_eq!(super::EMPTY_INPUT_DIGEST, *blake3::hash(&[]).as_bytes());
+    }
+
+    /// Gathering messages before hashing them must not change a digest: every length around
+    /// the stage's size, a payload larger than the stage between small ones, empty payloads.
+    #[test]
+    fn messages_hash_the_same_gathered_or_one_by_one() {
+        use super::*;
+        let lengths: Vec<usize> = vec![0, 1, 24, 64, 983, 984, 985, 1024, 3000, 0, 7, 2000, 64, 64];
+        for skip in 0..lengths.len() {
+            let mut sent = Mailbox::default();
+            for (i, &len) in lengths.iter().enumerate().skip(skip) {
+                let payload: Vec<u8> = (0..len).map(|b| (b * 31 + i) as u8).collect();
+                sent.push(MessageRef { from: 3, to: i as u64 + 1, seq: i as u64, kind: 7, priority: -2, payload: &payload });
+            }
+            let mut one_by_one = Xxh3::new();
+            for m in sent.iter() {
+                feed_message(&mut one_by_one, m);
+            }
+            let mut gathered = Xxh3::new();
+            feed_messages(&mut gathered, &sent);
+            assert_eq!(gathered.digest128(), one_by_one.digest128(), "from message {skip}");
+        }
     }
 }
