@@ -87,7 +87,10 @@ test('the dashboard in headless Chromium: the tick advances, pause, single step,
     // Pause: the clock stops; the tick stays.
     await page.click('#btn-pause');
     await waitFor(page, async () => (await page.textContent('#clock-state')) === 'paused', 'paused');
-    await page.waitForTimeout(400);
+    // The page catches up with the paused runtime's tick: within its next polls, or later when
+    // a loaded machine made the last summary costly (the snapshot budget spaces retakes out;
+    // a fixed 400 ms wait failed CI once while the machine was busy).
+    await waitFor(page, async () => (await tickOf(page)) === rt.currentTick, 'the page to show the runtime\'s tick');
     const t2 = await tickOf(page);
     assert.equal(t2, rt.currentTick, 'the page shows the runtime\'s tick');
     await page.waitForTimeout(400);
