@@ -348,14 +348,13 @@ impl AgentModule {
         }
         agent.abi_version = version;
         let io_ptr = io_fn.call(&mut *store, ()).map_err(inst_err)? as u32;
-        let mem_len = agent.memory.data_size(&*store);
-        let region = io_region_bytes(version);
-        if (io_ptr as usize).checked_add(region).is_none_or(|end| end > mem_len) {
-            return Err(LockstepError::InvalidModule {
+        // `set_io` checks that the region fits the memory; the error names the export here.
+        agent.set_io(io_ptr).map_err(|_| {
+            let (region, mem_len) = (io_region_bytes(version), agent.memory.data_size(&agent.store));
+            LockstepError::InvalidModule {
                 reason: format!("lockstep_io_buffer() returned {io_ptr}, but {region} bytes from there (its io region for ABI version {version}) do not fit the {mem_len}-byte memory"),
-            });
-        }
-        agent.set_io(io_ptr)?;
+            }
+        })?;
         Ok(agent)
     }
 
@@ -481,7 +480,7 @@ impl AgentInstance {
     /// Host address of the io buffer, only as a hint for prefetching: memories never move
     /// (`io_window`, invariant 1), and a prefetch of a stale address is harmless anyway.
     pub fn io_address_hint(&self) -> usize {
-        self.memory.data_ptr(&self.store) as usize + self.io_ptr as usize
+        self.io.address()
     }
 
     /// Records where its io region is (`offset`, from `lockstep_io_buffer()` or a snapshot)

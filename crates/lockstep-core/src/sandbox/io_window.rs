@@ -59,6 +59,12 @@ impl IoWindow {
         Some(Self { ptr: NonNull::new(ptr).unwrap_or(NonNull::dangling()), len })
     }
 
+    /// Where the region starts in the host's address space (a prefetch hint; never read
+    /// through).
+    pub(crate) fn address(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
     /// The region, for as long as `store` is borrowed.
     ///
     /// # Safety
