@@ -1366,7 +1366,18 @@ impl Runtime {
                 }
                 ControlFlow::Continue(())
             });
-            scheduler::route_grouped(&mut self.agents.slots, &batch, tick, &mut self.tick_hasher, report, &mut self.outputs, &mut self.inputs.ring_grouping);
+            // Every pool thread (or the forced count): a batch is thousands of records.
+            let pool = self.pool.as_ref().map(|p| (p, self.forced_workers.unwrap_or(usize::MAX).clamp(1, p.current_num_threads() + 1)));
+            scheduler::route_grouped(
+                &mut self.agents.slots,
+                &batch,
+                tick,
+                &mut self.tick_hasher,
+                report,
+                &mut self.outputs,
+                &mut self.inputs.ring_grouping,
+                pool,
+            );
             batch.clear_retaining(RING_BATCH_BYTES + RING_BATCH_RECORDS * crate::mailbox::Mailbox::ENVELOPE_BYTES);
             if let Some((m, event)) = cut.take() {
                 self.outputs.events.push_back(event);
