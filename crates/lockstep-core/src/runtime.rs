@@ -82,12 +82,15 @@ pub struct RuntimeConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WorkerScaling {
     /// Every worker, once a tick has `PARALLEL_MIN_AGENTS` running agents or the last tick
-    /// burned `PARALLEL_MIN_FUEL`; else the calling thread alone.
+    /// burned `PARALLEL_MIN_FUEL`; else the calling thread alone. (Whatever the scaling, a
+    /// batch of at least 8,192 inbound-ring records (`PARALLEL_ROUTE_MIN_MESSAGES`) for
+    /// agents is copied into their inboxes on every worker, or on the `set_workers` count.)
     #[default]
     Fixed,
     /// One worker per `AGENTS_PER_WORKER` running agents or `FUEL_PER_WORKER` fuel burned
     /// the tick before, whichever asks for more, between 1 and `workers`. Idle pool threads
-    /// sleep (they cost nothing); `TickReport::workers` says how many a tick used.
+    /// sleep (they cost nothing); `TickReport::workers` says how many ran the tick's agents
+    /// (a large inbound-ring batch is routed on every worker, as with `Fixed`).
     Auto,
 }
 

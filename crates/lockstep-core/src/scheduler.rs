@@ -1118,6 +1118,7 @@ pub(crate) fn route_grouped(
                 base += take;
                 rest = tail;
             }
+            debug_assert!(items.last().is_none_or(|m| m.lock().is_ok_and(|p| p.2.end == known)), "the parts cover every message");
             let order = &g.order;
             share_out(pool, workers, &items, |(mine, base, range, refused)| {
                 deliver_grouped(mine, *base, batch, order.get(range.clone()).unwrap_or_default(), refused);

@@ -223,7 +223,12 @@ fn ring_messages_routed_straight_into_inboxes_follow_queued_sends_and_replay_ali
 /// `agents` counters on 2 workers, after one tick: the one at `killed` killed, the one at
 /// `faulted` replaced by an agent that faulted (asked to panic in its step).
 fn counters_one_killed_one_faulted(agents: usize, killed: usize, faulted: usize) -> (Runtime, Vec<u64>) {
-    let mut rt = runtime(2);
+    counters_one_killed_one_faulted_on(2, agents, killed, faulted)
+}
+
+/// `counters_one_killed_one_faulted` on `workers` workers.
+fn counters_one_killed_one_faulted_on(workers: usize, agents: usize, killed: usize, faulted: usize) -> (Runtime, Vec<u64>) {
+    let mut rt = runtime(workers);
     let mut ids: Vec<u64> = (0..agents).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
     rt.kill(ids[killed]).unwrap();
     ids[faulted] = rt.spawn_bytes(agent("adv_trap")).unwrap();
@@ -352,8 +357,9 @@ fn a_ring_record_that_fills_the_replay_log_stops_recording_between_the_dead_lett
 /// `route_grouped` against routing in order on random traffic (seeded): random agent counts,
 /// recipients (one killed, one faulted, one taking a quarter of everything), kinds, priorities
 /// and payload sizes (up to 3,000 bytes, so large ticks cross `RING_BATCH_BYTES`), in ticks of
-/// random size. Through the ring and through `send()`: the same tick hashes, deliveries and
-/// dead letters, tick after tick.
+/// random size. Through the ring (on 2 to 4 workers, each tick forced to a different count,
+/// so the inboxes are filled by 1 to 4 threads) and through `send()` on one worker: the same
+/// tick hashes, deliveries and dead letters, tick after tick.
 #[test]
 fn ring_and_send_routing_agree_on_random_traffic() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -381,12 +387,13 @@ fn ring_and_send_routing_agree_on_random_traffic() {
                     .collect()
             })
             .collect();
-        let setup = || counters_one_killed_one_faulted(agents, 1, 2);
+        let workers = [2, 4, 3, 4][round];
         const CAP: usize = 64 << 20;
-        let (mut through_ring, ids) = setup();
+        let (mut through_ring, ids) = counters_one_killed_one_faulted_on(workers, agents, 1, 2);
         let (_inbound, mut js) = attach_inbound_ring(&mut through_ring, CAP);
-        let (mut through_send, _) = setup();
+        let (mut through_send, _) = counters_one_killed_one_faulted_on(1, agents, 1, 2);
         for (t, messages) in traffic.iter().enumerate() {
+            through_ring.set_workers(Some(workers - t % workers)).unwrap();
             for (to, kind, priority, payload) in messages {
                 js.try_push(ring::TYPE_MESSAGE, *kind, *priority, ids[*to], payload).unwrap();
                 through_send.send(ids[*to], *kind, *priority, payload.clone()).unwrap();
