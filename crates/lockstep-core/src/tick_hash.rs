@@ -65,6 +65,10 @@ const STAGE_BYTES: usize = 1024;
 /// cost whatever its length, and two a message were 78 of a routed message's 1,090
 /// instructions (cachegrind, `tick_loop 2000 1 N 16`; 1,017 gathered).
 fn feed_messages<'a>(h: &mut Xxh3, messages: impl Iterator<Item = MessageRef<'a>>) {
+    let mut messages = messages.peekable();
+    if messages.peek().is_none() {
+        return; // (an agent that sent nothing: no stage to zero)
+    }
     let mut stage = [0u8; STAGE_BYTES];
     let mut used = 0;
     for m in messages {
@@ -230,6 +234,7 @@ impl AgentTickDigest {
     #[inline]
     pub(crate) fn external_messages<'a>(&mut self, messages: impl Iterator<Item = MessageRef<'a>>) {
         let mut external = messages.filter(|m| m.from == crate::abi::HOST_ID || m.from == crate::abi::INFERENCE_ID).peekable();
+        // Only an agent handed something from outside has this digest part at all.
         if external.peek().is_some() {
             feed_messages(self.external.get_or_insert_with(Xxh3::new), external);
         }
