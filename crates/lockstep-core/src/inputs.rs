@@ -30,6 +30,9 @@ pub(crate) struct Inputs {
     /// between ticks.
     pub(crate) ring_batch: Mailbox,
     pub(crate) ring_grouping: crate::scheduler::GroupScratch,
+    /// Without a replay log, the headers of one walk's ring records, routed from the ring
+    /// (`Runtime::route_inbound_ring_held`; at most `RING_BATCH_RECORDS`, kept between ticks).
+    pub(crate) ring_held: Vec<crate::ring::HeldRecord>,
 }
 
 impl Inputs {
@@ -43,6 +46,7 @@ impl Inputs {
             inbound_ring: None,
             ring_batch: Mailbox::default(),
             ring_grouping: Default::default(),
+            ring_held: Vec::new(),
         }
     }
 
@@ -58,6 +62,11 @@ impl Inputs {
         self.bytes += payload.len();
         self.messages.push(MessageRef { from: abi::HOST_ID, to, seq: self.host_seq, kind, priority, payload });
         self.host_seq += 1;
+    }
+
+    /// The sequence number the next host message gets.
+    pub(crate) fn host_seq(&self) -> u64 {
+        self.host_seq
     }
 
     /// The sequence number of a host message routed without queueing (the inbound ring's,
@@ -131,6 +140,7 @@ impl Inputs {
             inbound_ring: None,
             ring_batch: Mailbox::default(),
             ring_grouping: Default::default(),
+            ring_held: Vec::new(),
         }
     }
 }

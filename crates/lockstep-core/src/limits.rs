@@ -59,9 +59,10 @@ pub const MAX_RETAINED_ROUTE_INDEX_BYTES: usize = 16 << 20;
 /// handed; the rest waits in the ring for the next tick).
 pub const MAX_RING_RECORDS_PER_TICK: usize = 1 << 22;
 /// The inbound ring is drained in batches of at most this many records and
-/// `RING_BATCH_BYTES` of payload (`Runtime::route_inbound_ring`): each batch is staged, then
-/// routed recipient by recipient (`scheduler::route_grouped`). The staging mailbox keeps one
-/// batch's capacity between ticks.
+/// `RING_BATCH_BYTES` of payload (`Runtime::route_inbound_ring`): each batch is staged (or,
+/// when nothing records, held in the ring: `Runtime::route_inbound_ring_held`), then routed
+/// recipient by recipient (`scheduler::route_grouped`). The staging mailbox (or the held
+/// records' list) keeps one batch's capacity between ticks.
 pub const RING_BATCH_RECORDS: usize = 1 << 16;
 /// Most payload bytes of one batch of inbound-ring records (see `RING_BATCH_RECORDS`).
 pub const RING_BATCH_BYTES: usize = 8 << 20;

@@ -104,6 +104,11 @@ pub struct RingMemory {
 // already); a RingMemory only copies bytes in and out and touches the counters atomically, and
 // what keeps the buffer alive (`_owner`, or `from_raw`'s caller) does not depend on the thread.
 unsafe impl Send for RingMemory {}
+// SAFETY: every access through `&RingMemory` is an atomic load or store of an aligned word
+// inside the region (`word`, `counter`), so threads sharing one (the workers copying held
+// payloads out, `Consumer::read_held`) race only as the other side already may: never a data
+// race.
+unsafe impl Sync for RingMemory {}
 
 impl RingMemory {
     /// # Safety
@@ -347,6 +352,35 @@ pub struct Consumer {
     capacity: usize,
     max_payload: usize,
     broken: Option<RingError>,
+    /// The tail after the records `hold_messages` walked, stored by `release_held`: until
+    /// then their space stays the consumer's, so their payloads can be read after the walk.
+    held_tail: Option<u32>,
+}
+
+/// A message record `Consumer::hold_messages` walked: its header as read (once), its payload
+/// still in the ring until `release_held` (`Consumer::read_held` copies it out).
+#[derive(Debug, Clone, Copy)]
+pub struct HeldRecord {
+    /// A message's user-defined kind.
+    pub kind: u32,
+    /// A message's priority.
+    pub priority: i32,
+    /// The recipient.
+    pub agent: u64,
+    len: u32,
+    at: usize,
+}
+
+impl HeldRecord {
+    /// Payload bytes (checked against the message limit when the header was read).
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Consumer {
@@ -354,7 +388,7 @@ impl Consumer {
     /// protocol violations. Fails if the header is not a valid ring header.
     pub fn new(mem: RingMemory, max_payload: usize) -> Result<Self, RingError> {
         let capacity = validate_header(&mem)?;
-        Ok(Self { mem, capacity, max_payload, broken: None })
+        Ok(Self { mem, capacity, max_payload, broken: None, held_tail: None })
     }
 
     /// The error that broke this ring, if any: a broken ring is never read again.
@@ -392,6 +426,78 @@ impl Consumer {
         })
     }
 
+    /// Walks the records published before `end` (a `published()` value), up to `max` records
+    /// and, once one is held, `max_bytes` of held payload, appending each message record to
+    /// `held` (other record types are skipped), without releasing their space: the payloads
+    /// stay readable (`read_held`) until `release_held`, which must come before the next walk
+    /// or drain (a second walk before it goes on after the first's records; a drain releases
+    /// them first). Returns how many records it walked; on corruption the ring is marked
+    /// broken and the error returned, the records before it held.
+    pub fn hold_messages(&mut self, end: u32, max: usize, max_bytes: usize, held: &mut Vec<HeldRecord>) -> Result<usize, RingError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let mut tail = self.held_tail.unwrap_or_else(|| self.mem.counter(OFFSET_TAIL).load(Ordering::Relaxed));
+        let (mut count, mut bytes) = (0, 0usize);
+        let result = loop {
+            if count >= max || tail == end {
+                break Ok(count);
+            }
+            match self.read_one(end, tail) {
+                Ok((advance, head)) => {
+                    if let Some(h) = head {
+                        if h.kind_of_record == TYPE_MESSAGE {
+                            if !held.is_empty() && bytes + h.len > max_bytes {
+                                break Ok(count); // left in the ring for the next walk
+                            }
+                            bytes += h.len;
+                            // `read_one` checked `len` against `max_payload`, a u32 on the wire.
+                            held.push(HeldRecord { kind: h.kind, priority: h.priority, agent: h.agent, len: h.len as u32, at: h.at });
+                        }
+                        count += 1;
+                    }
+                    tail = tail.wrapping_add(advance as u32);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.held_tail = Some(tail);
+        if let Err(e) = &result {
+            self.broken = Some(e.clone());
+        }
+        result
+    }
+
+    /// Copies a held record's payload into `out` (`len()` bytes; a shorter `out` gets what
+    /// fits). Read it once: the producer's side can write the ring at any time, so two reads
+    /// may differ. Only between `hold_messages` and `release_held` (after, the space may hold
+    /// a newer record: garbage, never an out-of-bounds read).
+    pub fn read_held(&self, r: &HeldRecord, out: &mut [u8]) {
+        let n = r.len().min(out.len());
+        // A record this consumer held lies inside its region; one from another (larger)
+        // ring's consumer may not: then nothing is read (no panic through the public API).
+        if r.at.checked_add(n).is_some_and(|end| end <= self.mem.len) {
+            self.mem.read(r.at, &mut out[..n]);
+        }
+    }
+
+    /// Where a held record's payload starts: for prefetching only.
+    pub fn held_address(&self, r: &HeldRecord) -> usize {
+        (self.mem.base as usize).wrapping_add(r.at)
+    }
+
+    /// Whether the last walk held everything published before `end`.
+    pub fn held_up_to(&self, end: u32) -> bool {
+        self.held_tail == Some(end)
+    }
+
+    /// Gives the held records' space back to the producer.
+    pub fn release_held(&mut self) {
+        if let Some(tail) = self.held_tail.take() {
+            self.mem.counter(OFFSET_TAIL).store(tail, Ordering::Release);
+        }
+    }
+
     /// Where the producer has published up to, now (the ring's head): with `drain_heads_to`,
     /// a drain in several calls that takes only what was published before the first.
     pub fn published(&self) -> u32 {
@@ -421,6 +527,8 @@ impl Consumer {
         max: usize,
         mut f: impl FnMut(&RingMemory, Head) -> std::ops::ControlFlow<()>,
     ) -> Result<usize, RingError> {
+        // Records still held by `hold_messages` were read: never walk them twice.
+        self.release_held();
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
@@ -630,6 +738,66 @@ mod tests {
         })
         .unwrap();
         v
+    }
+
+    /// `hold_messages`: message records are held in order (events and the padding before the
+    /// ring wraps are walked past), their space stays the consumer's until `release_held` (the
+    /// producer finds the ring full meanwhile), the byte budget ends a walk before the record
+    /// that would pass it, and a drain after a hold releases first and never reads the held
+    /// records again. A record held by another consumer is never read out of bounds.
+    #[test]
+    fn held_records_keep_their_space_until_released_and_are_never_walked_twice() {
+        let region = OwnedRegion::new(CAP);
+        let (mut p, mut c) = pair(&region);
+        // Fill most of the ring, drain it, so the next records wrap (a PAD record first).
+        for len in [1000, 1000, 1000, 900] {
+            p.try_push(TYPE_MESSAGE, 0, 0, 1, &vec![9u8; len]).unwrap();
+        }
+        assert_eq!(drain_all(&mut c).len(), 4);
+        p.try_push(TYPE_MESSAGE, 5, -1, 7, &[1; 200]).unwrap(); // wraps: PAD, then this
+        p.try_push(TYPE_EVENT, 0, 0, 0, b"an event").unwrap();
+        p.try_push(TYPE_MESSAGE, 6, 2, 8, &[2; 300]).unwrap();
+        p.try_push(TYPE_MESSAGE, 7, 3, 9, &[3; 10]).unwrap();
+        let end = c.published();
+        let mut held = Vec::new();
+        // A 400-byte budget: 200 + 300 would pass it, so the walk ends before the second message.
+        assert_eq!(c.hold_messages(end, 100, 400, &mut held).unwrap(), 2, "the message and the event");
+        assert_eq!(held.iter().map(|r| (r.kind, r.priority, r.agent, r.len())).collect::<Vec<_>>(), [(5, -1, 7, 200)]);
+        assert_eq!(held[0].at, HEADER_BYTES + RECORD_HEADER_BYTES, "it wrapped: a PAD record was walked past");
+        assert!(!c.held_up_to(end));
+        let mut out = [0u8; 200];
+        c.read_held(&held[0], &mut out);
+        assert_eq!(out, [1; 200]);
+        // Held space is not the producer's: it fills the rest, then finds the ring full, and
+        // gets room only once the held records are released.
+        let mut pushed_while_held = 0;
+        while p.try_push(TYPE_MESSAGE, 0, 0, 1, &[0; 100]).is_ok() {
+            pushed_while_held += 1;
+        }
+        c.release_held();
+        assert!(p.try_push(TYPE_MESSAGE, 0, 0, 1, &[0; 100]).is_ok(), "room after the release");
+        held.clear();
+        assert_eq!(c.hold_messages(end, 100, 400, &mut held).unwrap(), 2);
+        assert_eq!(held.iter().map(|r| (r.agent, r.len())).collect::<Vec<_>>(), [(8, 300), (9, 10)]);
+        assert!(c.held_up_to(end));
+        // A drain now releases them first and finds only what was pushed after `end`.
+        let rest = drain_all(&mut c);
+        assert_eq!(rest.len(), pushed_while_held + 1);
+        assert!(rest.iter().all(|r| r.payload == [0; 100]), "the held records are not read again");
+        // Another ring's record (past this one's region) reads nothing, and does not panic.
+        let big = OwnedRegion::new(CAP * 4);
+        let (mut bp, mut bc) = {
+            init(&big.memory(), CAP * 4).unwrap();
+            (Producer::new(big.memory()).unwrap(), Consumer::new(big.memory(), 65_496).unwrap())
+        };
+        for _ in 0..10 {
+            bp.try_push(TYPE_MESSAGE, 0, 0, 1, &[4; 1000]).unwrap();
+        }
+        let mut far = Vec::new();
+        bc.hold_messages(bc.published(), 100, usize::MAX, &mut far).unwrap();
+        let mut out = [7u8; 1000];
+        c.read_held(far.last().unwrap(), &mut out);
+        assert_eq!(out, [7; 1000], "nothing read");
     }
 
     #[test]

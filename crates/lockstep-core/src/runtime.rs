@@ -1321,6 +1321,9 @@ impl Runtime {
     /// input queue, routed in order at the same tick. Once the journal has failed, records
     /// stay in the ring.
     fn route_inbound_ring(&mut self, tick: u64, report: &mut TickReport) {
+        if self.recorder.is_none() {
+            return self.route_inbound_ring_held(tick, report);
+        }
         let Some(mut consumer) = self.inputs.inbound_ring.take() else { return };
         let mut batch = std::mem::take(&mut self.inputs.ring_batch);
         // Its buffers, once, at their limits: a batch never outgrows them (a record past
@@ -1404,6 +1407,63 @@ impl Runtime {
             }
         }
         self.inputs.ring_batch = batch;
+        self.inputs.inbound_ring = Some(consumer);
+    }
+
+    /// `route_inbound_ring` when nothing records (no replay log and no journal: `record:
+    /// false`, or `stop_recording`, without a journal): the same
+    /// batches, but the records stay in the ring while they are routed (`Consumer::
+    /// hold_messages`) and each payload is copied once, on the workers, straight from the ring
+    /// into its recipient's inbox (`scheduler::HeldBatch`); then their space is released. The
+    /// same inboxes, dead letters, events and tick hash as staging them
+    /// (`tests/rings.rs`: `ring_records_routed_recipient_by_recipient_...` and
+    /// `ring_and_send_routing_agree_on_random_traffic` compare the two, and with `send()`).
+    fn route_inbound_ring_held(&mut self, tick: u64, report: &mut TickReport) {
+        let Some(mut consumer) = self.inputs.inbound_ring.take() else { return };
+        let mut held = std::mem::take(&mut self.inputs.ring_held);
+        // Once, at its limit: a walk never holds more (`RING_BATCH_RECORDS`).
+        held.reserve_exact(RING_BATCH_RECORDS.saturating_sub(held.len()));
+        let end = consumer.published();
+        let mut drained = 0;
+        while consumer.broken().is_none() && drained < MAX_RING_RECORDS_PER_TICK {
+            let room = (MAX_RING_RECORDS_PER_TICK - drained).min(RING_BATCH_RECORDS);
+            held.clear();
+            let result = consumer.hold_messages(end, room, RING_BATCH_BYTES, &mut held);
+            let reached_end = consumer.held_up_to(end);
+            // Numbered as `send` would, in ring order.
+            let first_seq = self.inputs.host_seq();
+            for _ in 0..held.len() {
+                self.inputs.next_host_seq();
+            }
+            let pool = self.pool.as_ref().map(|p| (p, self.forced_workers.unwrap_or(usize::MAX).clamp(1, p.current_num_threads() + 1)));
+            let batch = scheduler::HeldBatch { records: &held, first_seq, ring: &consumer };
+            scheduler::route_grouped(
+                &mut self.agents.slots,
+                &batch,
+                tick,
+                &mut self.tick_hasher,
+                report,
+                &mut self.outputs,
+                &mut self.inputs.ring_grouping,
+                pool,
+            );
+            consumer.release_held();
+            match result {
+                Ok(count) => {
+                    drained += count;
+                    if reached_end {
+                        break; // everything published is drained
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(target: "lockstep::runtime", "inbound ring broken: {e}");
+                    self.outputs.events.push_back(Event::RingError { tick: self.tick, detail: e.to_string() });
+                    break;
+                }
+            }
+        }
+        held.clear();
+        self.inputs.ring_held = held;
         self.inputs.inbound_ring = Some(consumer);
     }
 

@@ -171,11 +171,27 @@ impl AgentSlot {
     /// The one admission rule of both sequential and parallel routing.
     #[inline]
     fn accept(&mut self, m: MessageRef<'_>) -> Result<(), DeadLetterReason> {
+        self.admits(m.payload.len())?;
+        self.inbox.push(m);
+        Ok(())
+    }
+
+    /// `accept` for a message whose `len` payload bytes `fill` writes straight into the inbox
+    /// (`head`'s payload is empty): a held ring record, read out of the ring once, here.
+    #[inline]
+    fn accept_with(&mut self, head: MessageRef<'_>, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), DeadLetterReason> {
+        self.admits(len)?;
+        self.inbox.push_with(head, len, fill);
+        Ok(())
+    }
+
+    /// `accept`'s rule: whether a message of `len` payload bytes may enter the inbox now.
+    #[inline]
+    fn admits(&self, len: usize) -> Result<(), DeadLetterReason> {
         match self.state {
             AgentState::Running => {
-                let inbox = &mut self.inbox;
-                if inbox.len() < crate::abi::MAX_INBOX_MESSAGES && inbox.payload_bytes() + m.payload.len() <= crate::abi::MAX_INBOX_BYTES {
-                    inbox.push(m);
+                let inbox = &self.inbox;
+                if inbox.len() < crate::abi::MAX_INBOX_MESSAGES && inbox.payload_bytes() + len <= crate::abi::MAX_INBOX_BYTES {
                     Ok(())
                 } else {
                     Err(DeadLetterReason::RecipientInboxFull)
@@ -1024,6 +1040,9 @@ pub(crate) struct GroupScratch {
     starts: Vec<u32>,
     order: Vec<u32>,
     refused: Vec<(u32, DeadLetterReason)>,
+    /// A held ring record's payload while it is routed in order or dead-lettered (at most
+    /// `abi::MAX_PAYLOAD_BYTES`).
+    payload: Vec<u8>,
 }
 
 /// Routes `batch` (messages from the host, in the order they entered) with exactly the effect
@@ -1048,7 +1067,7 @@ pub(crate) struct GroupScratch {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn route_grouped(
     slots: &mut [AgentSlot],
-    batch: &Mailbox,
+    batch: &impl GroupedBatch,
     tick: u64,
     hasher: &mut TickHasher,
     report: &mut TickReport,
@@ -1057,30 +1076,22 @@ pub(crate) fn route_grouped(
     pool: Option<(&rayon::ThreadPool, usize)>,
 ) {
     let n = batch.len();
-    if outputs.tap.is_some() || n < GROUPED_ROUTE_MIN_MESSAGES || slots.len() / 8 > n || n > u32::MAX as usize {
-        for m in batch.iter() {
-            route(slots, m, tick, hasher, report, outputs);
+    // Only the host's messages are admitted grouped (`route` hands an agent's message to id 0
+    // to the host queue, which is not a recipient): any other, and the batch goes in order.
+    if outputs.tap.is_some() || n < GROUPED_ROUTE_MIN_MESSAGES || slots.len() / 8 > n || n > u32::MAX as usize || !batch.all_from_host() {
+        for i in 0..n {
+            batch.with_message(i, &mut g.payload, |m| route(slots, m, tick, hasher, report, outputs));
         }
         return;
     }
-    let slot_of = |i: usize| batch.recipient(i).map(|to| (to as usize).wrapping_sub(1)).filter(|&s| s < slots.len());
+    let slot_of = |i: usize| Some((batch.recipient(i) as usize).wrapping_sub(1)).filter(|&s| s < slots.len());
     // Counting sort of the message indices by recipient slot.
     g.starts.clear();
     g.starts.resize(slots.len() + 1, 0);
-    // Only the host's messages are admitted this way (`route` hands an agent's message to id 0
-    // to the host queue, which is not a recipient): any other, and the batch goes in order.
-    let mut all_from_host = true;
-    for (i, m) in batch.iter().enumerate() {
-        all_from_host &= m.from == crate::abi::HOST_ID;
+    for i in 0..n {
         if let Some(s) = slot_of(i) {
             g.starts[s + 1] += 1;
         }
-    }
-    if !all_from_host {
-        for m in batch.iter() {
-            route(slots, m, tick, hasher, report, outputs);
-        }
-        return;
     }
     for s in 1..g.starts.len() {
         g.starts[s] += g.starts[s - 1];
@@ -1132,9 +1143,7 @@ pub(crate) fn route_grouped(
     if !g.refused.is_empty() {
         g.refused.sort_unstable_by_key(|&(i, _)| i);
         for &(i, reason) in &g.refused {
-            if let Some(m) = batch.get(i as usize) {
-                push_dead(hasher, report, outputs, tick, reason, m.to_message());
-            }
+            batch.with_message(i as usize, &mut g.payload, |m| push_dead(hasher, report, outputs, tick, reason, m.to_message()));
         }
     }
 }
@@ -1146,19 +1155,120 @@ type GroupedPart<'a> = (&'a mut [AgentSlot], usize, std::ops::Range<usize>, Vec<
 /// `route_grouped`'s delivery of the messages at `order` (batch indices, grouped by
 /// recipient), every one for a recipient in `slots` (slot indices `base..`): into their
 /// inboxes, or into `refused` with the reason `route` would give.
-fn deliver_grouped(slots: &mut [AgentSlot], base: usize, batch: &Mailbox, order: &[u32], refused: &mut Vec<(u32, DeadLetterReason)>) {
+fn deliver_grouped(slots: &mut [AgentSlot], base: usize, batch: &impl GroupedBatch, order: &[u32], refused: &mut Vec<(u32, DeadLetterReason)>) {
     for (k, &i) in order.iter().enumerate() {
-        // A recipient's messages are spread over the batch: ask for the envelope and payload
-        // of the one a few ahead, so their misses overlap these writes.
+        // A recipient's messages are spread over the batch: ask for the one a few ahead, so
+        // its misses overlap these writes.
         if let Some(&ahead) = order.get(k + GROUPED_ROUTE_PREFETCH) {
-            prefetch(&batch.message_addresses(ahead as usize));
+            batch.prefetch(ahead as usize);
         }
-        let Some(m) = batch.get(i as usize) else { continue };
-        if let Some(slot) = (m.to as usize).wrapping_sub(1).checked_sub(base).and_then(|j| slots.get_mut(j)) {
-            if let Err(reason) = slot.accept(m) {
+        let i_at = i as usize;
+        if let Some(slot) = (batch.recipient(i_at) as usize).wrapping_sub(1).checked_sub(base).and_then(|j| slots.get_mut(j)) {
+            if let Err(reason) = batch.deliver(i_at, slot) {
                 refused.push((i, reason));
             }
         }
+    }
+}
+
+/// What `route_grouped` routes: messages from the host, in the order they entered.
+pub(crate) trait GroupedBatch: Sync {
+    fn len(&self) -> usize;
+    /// The `i`-th message's recipient (`i < len()`).
+    fn recipient(&self, i: usize) -> AgentId;
+    /// Whether every message is from the host (the grouped path admits only those).
+    fn all_from_host(&self) -> bool;
+    /// Asks for the `i`-th message's bytes ahead of its delivery (a hint only).
+    fn prefetch(&self, i: usize);
+    /// Puts the `i`-th message into `slot`'s inbox (`AgentSlot::accept`), or says why not.
+    fn deliver(&self, i: usize, slot: &mut AgentSlot) -> Result<(), DeadLetterReason>;
+    /// Lends the `i`-th message, whole, to `f` (routing in order, dead letters); `scratch`
+    /// may be used to hold its payload.
+    fn with_message<R>(&self, i: usize, scratch: &mut Vec<u8>, f: impl FnOnce(MessageRef<'_>) -> R) -> R;
+}
+
+/// Staged messages: their payloads already copied into the mailbox's arena.
+impl GroupedBatch for Mailbox {
+    fn len(&self) -> usize {
+        Mailbox::len(self)
+    }
+
+    fn recipient(&self, i: usize) -> AgentId {
+        Mailbox::recipient(self, i).unwrap_or(crate::abi::HOST_ID)
+    }
+
+    fn all_from_host(&self) -> bool {
+        self.iter().all(|m| m.from == crate::abi::HOST_ID)
+    }
+
+    fn prefetch(&self, i: usize) {
+        prefetch(&self.message_addresses(i));
+    }
+
+    fn deliver(&self, i: usize, slot: &mut AgentSlot) -> Result<(), DeadLetterReason> {
+        self.get(i).map_or(Ok(()), |m| slot.accept(m))
+    }
+
+    fn with_message<R>(&self, i: usize, _scratch: &mut Vec<u8>, f: impl FnOnce(MessageRef<'_>) -> R) -> R {
+        debug_assert!(i < Mailbox::len(self), "route_grouped asks only for 0..len()");
+        let empty = MessageRef { from: crate::abi::HOST_ID, to: crate::abi::HOST_ID, seq: 0, kind: 0, priority: 0, payload: &[] };
+        f(self.get(i).unwrap_or(empty))
+    }
+}
+
+/// Inbound-ring records walked but not yet released (`ring::Consumer::hold_messages`), the
+/// `i`-th numbered `first_seq + i`: each payload is read out of the ring once, straight into
+/// its recipient's inbox (or, refused, into its dead letter), with no staging copy. Used when
+/// nothing records them (no replay log and no journal: `record: false`, or `stop_recording`,
+/// without a journal); a recorded record is staged and recorded first.
+pub(crate) struct HeldBatch<'a> {
+    pub records: &'a [crate::ring::HeldRecord],
+    pub first_seq: u64,
+    pub ring: &'a crate::ring::Consumer,
+}
+
+impl HeldBatch<'_> {
+    fn head(&self, i: usize) -> Option<(MessageRef<'static>, &crate::ring::HeldRecord)> {
+        let r = self.records.get(i)?;
+        Some((MessageRef { from: crate::abi::HOST_ID, to: r.agent, seq: self.first_seq + i as u64, kind: r.kind, priority: r.priority, payload: &[] }, r))
+    }
+}
+
+impl GroupedBatch for HeldBatch<'_> {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn recipient(&self, i: usize) -> AgentId {
+        self.records.get(i).map_or(crate::abi::HOST_ID, |r| r.agent)
+    }
+
+    fn all_from_host(&self) -> bool {
+        true
+    }
+
+    fn prefetch(&self, i: usize) {
+        if let Some(r) = self.records.get(i) {
+            prefetch(&[self.ring.held_address(r)]);
+        }
+    }
+
+    fn deliver(&self, i: usize, slot: &mut AgentSlot) -> Result<(), DeadLetterReason> {
+        match self.head(i) {
+            Some((head, r)) => slot.accept_with(head, r.len(), |out| self.ring.read_held(r, out)),
+            None => Ok(()),
+        }
+    }
+
+    fn with_message<R>(&self, i: usize, scratch: &mut Vec<u8>, f: impl FnOnce(MessageRef<'_>) -> R) -> R {
+        debug_assert!(i < self.records.len(), "route_grouped asks only for 0..len()");
+        scratch.clear();
+        let Some((head, r)) = self.head(i) else {
+            return f(MessageRef { from: crate::abi::HOST_ID, to: crate::abi::HOST_ID, seq: 0, kind: 0, priority: 0, payload: &[] });
+        };
+        scratch.resize(r.len(), 0);
+        self.ring.read_held(r, scratch);
+        f(MessageRef { payload: scratch, ..head })
     }
 }
 

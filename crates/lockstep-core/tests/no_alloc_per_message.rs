@@ -88,7 +88,22 @@ fn routing_and_delivering_messages_allocates_nothing_per_message() {
 /// a ring of `ring_bytes`: after `warmup` ticks, the allocations per tick over `ticks` more, and
 /// each of those ticks' deliveries.
 fn ring_allocations_per_tick(agents: usize, ring_bytes: usize, payload: &[u8], records: u32, warmup: u32, ticks: u32) -> (f64, Vec<u64>) {
-    let mut rt = runtime(1);
+    ring_allocations_per_tick_recording(true, agents, ring_bytes, payload, records, warmup, ticks)
+}
+
+/// `ring_allocations_per_tick`, recording (records staged) or not (routed from the ring).
+fn ring_allocations_per_tick_recording(
+    record: bool,
+    agents: usize,
+    ring_bytes: usize,
+    payload: &[u8],
+    records: u32,
+    warmup: u32,
+    ticks: u32,
+) -> (f64, Vec<u64>) {
+    let mut rt =
+        lockstep_core::Runtime::new(lockstep_core::RuntimeConfig { workers: 1, max_agents: 1_024, record, ..lockstep_core::RuntimeConfig::development() })
+            .unwrap();
     let ids: Vec<u64> = (0..agents).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
     let (_inbound, mut js) = attach_inbound_ring(&mut rt, ring_bytes);
     let push = |js: &mut Producer| {
@@ -112,15 +127,18 @@ fn ring_allocations_per_tick(agents: usize, ring_bytes: usize, payload: &[u8], r
 
 #[test]
 fn messages_from_the_inbound_ring_allocate_nothing_per_message() {
-    let per_tick = |records: u32| {
-        let (allocs, delivered) = ring_allocations_per_tick(100, 1 << 20, &[7u8; 64], records, 20, 10);
-        (allocs, delivered.iter().sum::<u64>() / delivered.len() as u64)
-    };
-    let (few, few_delivered) = per_tick(100);
-    let (many, many_delivered) = per_tick(5_000);
-    assert_eq!((few_delivered, many_delivered), (100, 5_000));
-    eprintln!("allocations a tick: {few:.1} for 100 ring messages, {many:.1} for 5,000");
-    assert!(many - few < 30.0, "{many:.1} allocations a tick for 5,000 ring messages vs {few:.1} for 100: ring messages allocate");
+    // Recorded (staged) and not (held in the ring while routed).
+    for record in [true, false] {
+        let per_tick = |records: u32| {
+            let (allocs, delivered) = ring_allocations_per_tick_recording(record, 100, 1 << 20, &[7u8; 64], records, 20, 10);
+            (allocs, delivered.iter().sum::<u64>() / delivered.len() as u64)
+        };
+        let (few, few_delivered) = per_tick(100);
+        let (many, many_delivered) = per_tick(5_000);
+        assert_eq!((few_delivered, many_delivered), (100, 5_000));
+        eprintln!("allocations a tick (record: {record}): {few:.1} for 100 ring messages, {many:.1} for 5,000");
+        assert!(many - few < 30.0, "{many:.1} allocations a tick for 5,000 ring messages vs {few:.1} for 100 (record: {record}): ring messages allocate");
+    }
 }
 
 /// Ring records in batches that end on `RING_BATCH_BYTES` (50,000-byte payloads, several

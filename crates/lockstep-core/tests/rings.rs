@@ -94,29 +94,39 @@ fn a_full_outbound_ring_delays_records_but_never_drops_them() {
 
 #[test]
 fn a_corrupted_inbound_ring_is_reported_and_the_runtime_carries_on() {
-    let inbound = OwnedRegion::new(CAP);
-    ring::init(&inbound.memory(), CAP).unwrap();
-    let mut rt = runtime(1);
-    let a = rt.spawn_bytes(agent("counter")).unwrap();
-    rt.attach_inbound_ring(inbound.memory()).unwrap();
-    let mut js = Producer::new(inbound.memory()).unwrap();
-    js.try_push(ring::TYPE_MESSAGE, 1, 0, a, b"fine").unwrap();
-    rt.tick().unwrap();
-    // JS scribbles a giant length into the next record slot and publishes it.
-    js.try_push(ring::TYPE_MESSAGE, 1, 0, a, b"soon broken").unwrap();
-    // SAFETY: the region holds HEADER_BYTES + CAP bytes and outlives `words`; this thread is
-    // the only one, and nothing else reads or writes the region while `words` is in use (its
-    // last use is before the next tick).
-    let words = unsafe { std::slice::from_raw_parts_mut(inbound.memory_ptr(), ring::HEADER_BYTES + CAP) };
-    let second = ring::HEADER_BYTES + ring::record_bytes(4);
-    words[second..second + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    rt.tick().unwrap();
-    assert!(rt.inbound_ring_error().is_some());
-    let events = rt.drain_events();
-    assert!(events.iter().any(|e| matches!(e, Event::RingError { detail, .. } if detail.contains("record length"))), "{events:?}");
-    rt.send(a, 1, 0, vec![]).unwrap();
-    rt.tick().unwrap();
-    assert_eq!(rt.inspect(a).unwrap().messages_received, 2, "the direct path still works");
+    // Recording (records staged) and not (routed straight from the ring, held until routed).
+    for record in [true, false] {
+        let inbound = OwnedRegion::new(CAP);
+        ring::init(&inbound.memory(), CAP).unwrap();
+        let mut rt =
+            Runtime::new(lockstep_core::RuntimeConfig { workers: 1, max_agents: 1_024, record, ..lockstep_core::RuntimeConfig::development() }).unwrap();
+        let a = rt.spawn_bytes(agent("counter")).unwrap();
+        rt.attach_inbound_ring(inbound.memory()).unwrap();
+        let mut js = Producer::new(inbound.memory()).unwrap();
+        js.try_push(ring::TYPE_MESSAGE, 1, 0, a, b"fine").unwrap();
+        rt.tick().unwrap();
+        // Two good records, then JS scribbles a giant length into the next record slot and
+        // publishes it: the two before it are delivered, the error reported once.
+        js.try_push(ring::TYPE_MESSAGE, 0, 0, a, b"good").unwrap();
+        js.try_push(ring::TYPE_MESSAGE, 0, 0, a, b"good").unwrap();
+        js.try_push(ring::TYPE_MESSAGE, 1, 0, a, b"soon broken").unwrap();
+        // SAFETY: the region holds HEADER_BYTES + CAP bytes and outlives `words`; this thread
+        // is the only one, and nothing else reads or writes the region while `words` is in use
+        // (its last use is before the next tick).
+        let words = unsafe { std::slice::from_raw_parts_mut(inbound.memory_ptr(), ring::HEADER_BYTES + CAP) };
+        let fourth = ring::HEADER_BYTES + 3 * ring::record_bytes(4);
+        words[fourth..fourth + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let report = rt.tick().unwrap();
+        assert_eq!(report.messages_delivered, 2, "the records before the corrupt one (record: {record})");
+        assert!(rt.inbound_ring_error().is_some());
+        let events = rt.drain_events();
+        let errors = events.iter().filter(|e| matches!(e, Event::RingError { detail, .. } if detail.contains("record length"))).count();
+        assert_eq!(errors, 1, "{events:?}");
+        rt.send(a, 1, 0, vec![]).unwrap();
+        rt.tick().unwrap();
+        assert_eq!(rt.inspect(a).unwrap().messages_received, 4, "the direct path still works (record: {record})");
+        assert!(rt.drain_events().iter().all(|e| !matches!(e, Event::RingError { .. })), "a broken ring is not read again");
+    }
 }
 
 #[test]
@@ -228,7 +238,24 @@ fn counters_one_killed_one_faulted(agents: usize, killed: usize, faulted: usize)
 
 /// `counters_one_killed_one_faulted` on `workers` workers.
 fn counters_one_killed_one_faulted_on(workers: usize, agents: usize, killed: usize, faulted: usize) -> (Runtime, Vec<u64>) {
-    let mut rt = runtime(workers);
+    counters_one_killed_one_faulted_recording(true, workers, agents, killed, faulted)
+}
+
+/// `counters_one_killed_one_faulted_on`, recording a replay log or not (without one, ring
+/// records are routed straight from the ring: `Runtime::route_inbound_ring_held`).
+fn counters_one_killed_one_faulted_recording(record: bool, workers: usize, agents: usize, killed: usize, faulted: usize) -> (Runtime, Vec<u64>) {
+    let mut rt = if record {
+        runtime(workers)
+    } else {
+        Runtime::new(lockstep_core::RuntimeConfig {
+            workers,
+            max_agents: 1_024,
+            fuel_per_call: 1_000_000,
+            record: false,
+            ..lockstep_core::RuntimeConfig::development()
+        })
+        .unwrap()
+    };
     let mut ids: Vec<u64> = (0..agents).map(|_| rt.spawn_bytes(agent("counter")).unwrap()).collect();
     rt.kill(ids[killed]).unwrap();
     ids[faulted] = rt.spawn_bytes(agent("adv_trap")).unwrap();
@@ -266,9 +293,9 @@ fn ring_records_routed_recipient_by_recipient_tick_and_dead_letter_like_sends_ro
         t
     };
 
-    let through_ring = |unknown: bool| {
+    let through_ring_recording = |unknown: bool, record: bool| {
         const BIG: usize = 8 << 20;
-        let (mut rt, ids) = setup();
+        let (mut rt, ids) = counters_one_killed_one_faulted_recording(record, 2, agents, 5, 7);
         let (_inbound, mut js) = attach_inbound_ring(&mut rt, BIG);
         let all = traffic(&ids, unknown);
         assert!(all.len() > lockstep_core::limits::RING_BATCH_RECORDS, "crosses batches");
@@ -278,7 +305,20 @@ fn ring_records_routed_recipient_by_recipient_tick_and_dead_letter_like_sends_ro
         let report = rt.tick().unwrap();
         (rt, report)
     };
+    let through_ring = |unknown: bool| through_ring_recording(unknown, true);
     let key = |d: &lockstep_core::DeadLetter| (d.reason, d.message.to, d.message.seq, d.message.kind, d.message.priority, d.message.payload.clone());
+
+    // Without a replay log the records are routed straight from the ring, not staged: the
+    // same ticks and dead letters, with ids that are no agent too.
+    for unknown in [false, true] {
+        let (mut staged, a) = through_ring_recording(unknown, true);
+        let (mut held, b) = through_ring_recording(unknown, false);
+        assert_eq!((a.hash, a.messages_delivered, a.dead_letters), (b.hash, b.messages_delivered, b.dead_letters), "held vs staged (unknown ids: {unknown})");
+        let (da, db): (Vec<_>, Vec<_>) = (staged.drain_dead_letters().iter().map(key).collect(), held.drain_dead_letters().iter().map(key).collect());
+        assert!(da == db, "held vs staged: dead letters differ (unknown ids: {unknown})");
+        let (ta, tb) = (staged.tick().unwrap(), held.tick().unwrap());
+        assert_eq!(ta.hash, tb.hash, "and the tick after (the inboxes' rest delivered)");
+    }
 
     // The same traffic (to agents only: send() refuses other ids) through send(), routed in order.
     let (mut ring_rt, ring_report) = through_ring(false);
@@ -391,24 +431,31 @@ fn ring_and_send_routing_agree_on_random_traffic() {
         const CAP: usize = 64 << 20;
         let (mut through_ring, ids) = counters_one_killed_one_faulted_on(workers, agents, 1, 2);
         let (_inbound, mut js) = attach_inbound_ring(&mut through_ring, CAP);
+        // Without a replay log: routed straight from its ring.
+        let (mut held, _) = counters_one_killed_one_faulted_recording(false, workers, agents, 1, 2);
+        let (_held_inbound, mut held_js) = attach_inbound_ring(&mut held, CAP);
         let (mut through_send, _) = counters_one_killed_one_faulted_on(1, agents, 1, 2);
         for (t, messages) in traffic.iter().enumerate() {
             through_ring.set_workers(Some(workers - t % workers)).unwrap();
+            held.set_workers(Some(1 + t % workers)).unwrap();
             for (to, kind, priority, payload) in messages {
                 js.try_push(ring::TYPE_MESSAGE, *kind, *priority, ids[*to], payload).unwrap();
+                held_js.try_push(ring::TYPE_MESSAGE, *kind, *priority, ids[*to], payload).unwrap();
                 through_send.send(ids[*to], *kind, *priority, payload.clone()).unwrap();
             }
-            let (a, b) = (through_ring.tick().unwrap(), through_send.tick().unwrap());
+            let (a, b, h) = (through_ring.tick().unwrap(), through_send.tick().unwrap(), held.tick().unwrap());
             assert_eq!(
                 (a.hash, a.messages_delivered, a.dead_letters),
                 (b.hash, b.messages_delivered, b.dead_letters),
                 "round {round} ({agents} agents), tick {t}, {} messages",
                 messages.len()
             );
-            let key = |d: &lockstep_core::DeadLetter| (d.reason, d.message.to, d.message.seq);
-            let (da, db): (Vec<_>, Vec<_>) =
-                (through_ring.drain_dead_letters().iter().map(key).collect(), through_send.drain_dead_letters().iter().map(key).collect());
-            assert!(da == db, "round {round}, tick {t}: dead letters differ");
+            assert_eq!((h.hash, h.messages_delivered, h.dead_letters), (b.hash, b.messages_delivered, b.dead_letters), "held: round {round}, tick {t}");
+            let key = |d: &lockstep_core::DeadLetter| (d.reason, d.message.to, d.message.seq, d.message.payload.clone());
+            let sent: Vec<_> = through_send.drain_dead_letters().iter().map(key).collect();
+            let (da, dh): (Vec<_>, Vec<_>) = (through_ring.drain_dead_letters().iter().map(key).collect(), held.drain_dead_letters().iter().map(key).collect());
+            assert!(da == sent, "round {round}, tick {t}: dead letters differ");
+            assert!(dh == sent, "held: round {round}, tick {t}: dead letters differ");
         }
     }
 }
