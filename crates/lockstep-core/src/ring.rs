@@ -434,38 +434,18 @@ impl Consumer {
     /// them first). Returns how many records it walked; on corruption the ring is marked
     /// broken and the error returned, the records before it held.
     pub fn hold_messages(&mut self, end: u32, max: usize, max_bytes: usize, held: &mut Vec<HeldRecord>) -> Result<usize, RingError> {
-        if let Some(e) = &self.broken {
-            return Err(e.clone());
-        }
-        let mut tail = self.held_tail.unwrap_or_else(|| self.mem.counter(OFFSET_TAIL).load(Ordering::Relaxed));
-        let (mut count, mut bytes) = (0, 0usize);
-        let result = loop {
-            if count >= max || tail == end {
-                break Ok(count);
-            }
-            match self.read_one(end, tail) {
-                Ok((advance, head)) => {
-                    if let Some(h) = head {
-                        if h.kind_of_record == TYPE_MESSAGE {
-                            if !held.is_empty() && bytes + h.len > max_bytes {
-                                break Ok(count); // left in the ring for the next walk
-                            }
-                            bytes += h.len;
-                            // `read_one` checked `len` against `max_payload`, a u32 on the wire.
-                            held.push(HeldRecord { kind: h.kind, priority: h.priority, agent: h.agent, len: h.len as u32, at: h.at });
-                        }
-                        count += 1;
-                    }
-                    tail = tail.wrapping_add(advance as u32);
+        let mut bytes = 0usize;
+        self.walk(Some(end), max, true, |_, h| {
+            if h.kind_of_record == TYPE_MESSAGE {
+                if !held.is_empty() && bytes + h.len > max_bytes {
+                    return std::ops::ControlFlow::Break(()); // left in the ring for the next walk
                 }
-                Err(e) => break Err(e),
+                bytes += h.len;
+                // `read_one` checked `len` against `max_payload`, a u32 on the wire.
+                held.push(HeldRecord { kind: h.kind, priority: h.priority, agent: h.agent, len: h.len as u32, at: h.at });
             }
-        };
-        self.held_tail = Some(tail);
-        if let Err(e) = &result {
-            self.broken = Some(e.clone());
-        }
-        result
+            std::ops::ControlFlow::Continue(())
+        })
     }
 
     /// Copies a held record's payload into `out` (`len()` bytes; a shorter `out` gets what
@@ -521,14 +501,25 @@ impl Consumer {
 
     /// `drain_heads` up to `end` (a head loaded earlier: everything before it was published
     /// then), or up to the head now.
-    fn drain_records_to(
+    fn drain_records_to(&mut self, end: Option<u32>, max: usize, f: impl FnMut(&RingMemory, Head) -> std::ops::ControlFlow<()>) -> Result<usize, RingError> {
+        self.walk(end, max, false, f)
+    }
+
+    /// What draining and holding share: walks the records from the tail (or from where the
+    /// records still held end) up to `end` (or the head now), at most `max`, handing each to
+    /// `f` (`Break`: that record stays in the ring), then releases their space, or, to `hold`,
+    /// keeps it (`release_held`).
+    fn walk(
         &mut self,
         end: Option<u32>,
         max: usize,
+        hold: bool,
         mut f: impl FnMut(&RingMemory, Head) -> std::ops::ControlFlow<()>,
     ) -> Result<usize, RingError> {
-        // Records still held by `hold_messages` were read: never walk them twice.
-        self.release_held();
+        if !hold {
+            // Records still held by `hold_messages` were read: never walk them twice.
+            self.release_held();
+        }
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
@@ -536,7 +527,7 @@ impl Consumer {
             Some(end) => end,
             None => self.mem.counter(OFFSET_HEAD).load(Ordering::Acquire),
         };
-        let mut tail = self.mem.counter(OFFSET_TAIL).load(Ordering::Relaxed);
+        let mut tail = self.held_tail.unwrap_or_else(|| self.mem.counter(OFFSET_TAIL).load(Ordering::Relaxed));
         let mut count = 0;
         let result = loop {
             if count >= max || tail == head {
@@ -555,7 +546,11 @@ impl Consumer {
                 Err(e) => break Err(e),
             }
         };
-        self.mem.counter(OFFSET_TAIL).store(tail, Ordering::Release);
+        if hold {
+            self.held_tail = Some(tail);
+        } else {
+            self.mem.counter(OFFSET_TAIL).store(tail, Ordering::Release);
+        }
         if let Err(e) = &result {
             self.broken = Some(e.clone());
         }

@@ -1372,18 +1372,7 @@ impl Runtime {
                 }
                 ControlFlow::Continue(())
             });
-            // Every pool thread (or the forced count): a batch is thousands of records.
-            let pool = self.pool.as_ref().map(|p| (p, self.forced_workers.unwrap_or(usize::MAX).clamp(1, p.current_num_threads() + 1)));
-            scheduler::route_grouped(
-                &mut self.agents.slots,
-                &batch,
-                tick,
-                &mut self.tick_hasher,
-                report,
-                &mut self.outputs,
-                &mut self.inputs.ring_grouping,
-                pool,
-            );
+            self.route_ring_batch(&batch, tick, report);
             batch.clear_retaining(RING_BATCH_BYTES + RING_BATCH_RECORDS * crate::mailbox::Mailbox::ENVELOPE_BYTES);
             if let Some((m, event)) = cut.take() {
                 self.outputs.events.push_back(event);
@@ -1408,6 +1397,15 @@ impl Runtime {
         }
         self.inputs.ring_batch = batch;
         self.inputs.inbound_ring = Some(consumer);
+    }
+
+    /// Routes one batch of inbound-ring records a recipient at a time (`scheduler::
+    /// route_grouped`), on every pool thread (or the `set_workers` count): a batch that is
+    /// routed grouped is thousands of records.
+    fn route_ring_batch(&mut self, batch: &impl scheduler::GroupedBatch, tick: u64, report: &mut TickReport) {
+        let pool = self.pool.as_ref().map(|p| (p, self.forced_workers.unwrap_or(usize::MAX).clamp(1, p.current_num_threads() + 1)));
+        let (slots, outputs, scratch) = (&mut self.agents.slots, &mut self.outputs, &mut self.inputs.ring_grouping);
+        scheduler::route_grouped(slots, batch, tick, &mut self.tick_hasher, report, outputs, scratch, pool);
     }
 
     /// `route_inbound_ring` when nothing records (no replay log and no journal: `record:
@@ -1435,18 +1433,7 @@ impl Runtime {
             for _ in 0..held.len() {
                 self.inputs.next_host_seq();
             }
-            let pool = self.pool.as_ref().map(|p| (p, self.forced_workers.unwrap_or(usize::MAX).clamp(1, p.current_num_threads() + 1)));
-            let batch = scheduler::HeldBatch { records: &held, first_seq, ring: &consumer };
-            scheduler::route_grouped(
-                &mut self.agents.slots,
-                &batch,
-                tick,
-                &mut self.tick_hasher,
-                report,
-                &mut self.outputs,
-                &mut self.inputs.ring_grouping,
-                pool,
-            );
+            self.route_ring_batch(&scheduler::HeldBatch { records: &held, first_seq, ring: &consumer }, tick, report);
             consumer.release_held();
             match result {
                 Ok(count) => {
