@@ -64,9 +64,11 @@ impl Inputs {
         self.host_seq += 1;
     }
 
-    /// The sequence number the next host message gets.
-    pub(crate) fn host_seq(&self) -> u64 {
-        self.host_seq
+    /// Numbers `n` host messages routed without queueing, in order: returns the first's
+    /// sequence number (the rest follow it).
+    pub(crate) fn take_host_seqs(&mut self, n: usize) -> u64 {
+        self.host_seq += n as u64;
+        self.host_seq - n as u64
     }
 
     /// The sequence number of a host message routed without queueing (the inbound ring's,

@@ -1429,10 +1429,7 @@ impl Runtime {
             let result = consumer.hold_messages(end, room, RING_BATCH_BYTES, &mut held);
             let reached_end = consumer.held_up_to(end);
             // Numbered as `send` would, in ring order.
-            let first_seq = self.inputs.host_seq();
-            for _ in 0..held.len() {
-                self.inputs.next_host_seq();
-            }
+            let first_seq = self.inputs.take_host_seqs(held.len());
             self.route_ring_batch(&scheduler::HeldBatch { records: &held, first_seq, ring: &consumer }, tick, report);
             consumer.release_held();
             match result {

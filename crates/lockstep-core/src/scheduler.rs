@@ -916,16 +916,8 @@ fn route_in_parallel(
     }
 
     // 2. Delivery, a part of the slot array per item.
-    let mut items: Vec<Mutex<RoutePart<'_>>> = Vec::with_capacity(parts);
-    let mut rest = &mut *slots;
-    let mut base = 0;
-    while !rest.is_empty() {
-        let take = per_part.min(rest.len());
-        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(take);
-        items.push(Mutex::new((mine, items.len(), base, Vec::new())));
-        base += per_part;
-        rest = tail;
-    }
+    let items: Vec<Mutex<RoutePart<'_>>> =
+        recipient_parts(slots, per_part).enumerate().map(|(part, (mine, base))| Mutex::new((mine, part, base, Vec::new()))).collect();
     let to_part = &scratch.to_part;
     share_out(pool, workers, &items, |(mine, part, base, refused)| {
         for chunk in 0..chunks {
@@ -1117,18 +1109,14 @@ pub(crate) fn route_grouped(
             // their run of `order`: every inbox takes exactly its messages, in batch order, as
             // on one thread; what each refuses is merged and put in batch order below.
             let per_part = slots.len().div_ceil(workers * ROUTE_PARTS_PER_WORKER).max(1);
-            let mut items: Vec<Mutex<GroupedPart<'_>>> = Vec::with_capacity(slots.len().div_ceil(per_part));
-            let mut rest = &mut *slots;
-            let mut base: usize = 0;
-            while !rest.is_empty() {
-                let take = per_part.min(rest.len());
-                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(take);
-                let from = base.checked_sub(1).map_or(0, |s| g.starts[s] as usize);
-                let to = g.starts[base + take - 1] as usize;
-                items.push(Mutex::new((mine, base, from..to, Vec::new())));
-                base += take;
-                rest = tail;
-            }
+            let starts = &g.starts;
+            let items: Vec<Mutex<GroupedPart<'_>>> = recipient_parts(slots, per_part)
+                .map(|(mine, base)| {
+                    let from = base.checked_sub(1).map_or(0, |s| starts[s] as usize);
+                    let to = starts[base + mine.len() - 1] as usize;
+                    Mutex::new((mine, base, from..to, Vec::new()))
+                })
+                .collect();
             debug_assert!(items.last().is_none_or(|m| m.lock().is_ok_and(|p| p.2.end == known)), "the parts cover every message");
             let order = &g.order;
             share_out(pool, workers, &items, |(mine, base, range, refused)| {
@@ -1146,6 +1134,12 @@ pub(crate) fn route_grouped(
             batch.with_message(i as usize, &mut g.payload, |m| push_dead(hasher, report, outputs, tick, reason, m.to_message()));
         }
     }
+}
+
+/// The slot array cut into disjoint ranges of `per_part` recipients (the last may be
+/// shorter), each with its first slot index: the units parallel routing hands to threads.
+fn recipient_parts(slots: &mut [AgentSlot], per_part: usize) -> impl Iterator<Item = (&mut [AgentSlot], usize)> {
+    slots.chunks_mut(per_part.max(1)).enumerate().map(move |(k, mine)| (mine, k * per_part.max(1)))
 }
 
 /// One thread's unit of `route_grouped`'s parallel delivery: a range of recipients (its
@@ -1183,8 +1177,8 @@ pub(crate) trait GroupedBatch: Sync {
     /// Puts the `i`-th message into `slot`'s inbox (`AgentSlot::accept`), or says why not.
     fn deliver(&self, i: usize, slot: &mut AgentSlot) -> Result<(), DeadLetterReason>;
     /// Lends the `i`-th message, whole, to `f` (routing in order, dead letters); `scratch`
-    /// may be used to hold its payload.
-    fn with_message<R>(&self, i: usize, scratch: &mut Vec<u8>, f: impl FnOnce(MessageRef<'_>) -> R) -> R;
+    /// may be used to hold its payload. `None` past the end.
+    fn with_message<R>(&self, i: usize, scratch: &mut Vec<u8>, f: impl FnOnce(MessageRef<'_>) -> R) -> Option<R>;
 }
 
 /// Staged messages: their payloads already copied into the mailbox's arena.
@@ -1209,10 +1203,8 @@ impl GroupedBatch for Mailbox {
         self.get(i).map_or(Ok(()), |m| slot.accept(m))
     }
 
-    fn with_message<R>(&self, i: usize, _scratch: &mut Vec<u8>, f: impl FnOnce(MessageRef<'_>) -> R) -> R {
-        debug_assert!(i < Mailbox::len(self), "route_grouped asks only for 0..len()");
-        let empty = MessageRef { from: crate::abi::HOST_ID, to: crate::abi::HOST_ID, seq: 0, kind: 0, priority: 0, payload: &[] };
-        f(self.get(i).unwrap_or(empty))
+    fn with_message<R>(&self, i: usize, _scratch: &mut Vec<u8>, f: impl FnOnce(MessageRef<'_>) -> R) -> Option<R> {
+        self.get(i).map(f)
     }
 }
 
@@ -1260,15 +1252,12 @@ impl GroupedBatch for HeldBatch<'_> {
         }
     }
 
-    fn with_message<R>(&self, i: usize, scratch: &mut Vec<u8>, f: impl FnOnce(MessageRef<'_>) -> R) -> R {
-        debug_assert!(i < self.records.len(), "route_grouped asks only for 0..len()");
+    fn with_message<R>(&self, i: usize, scratch: &mut Vec<u8>, f: impl FnOnce(MessageRef<'_>) -> R) -> Option<R> {
+        let (head, r) = self.head(i)?;
         scratch.clear();
-        let Some((head, r)) = self.head(i) else {
-            return f(MessageRef { from: crate::abi::HOST_ID, to: crate::abi::HOST_ID, seq: 0, kind: 0, priority: 0, payload: &[] });
-        };
         scratch.resize(r.len(), 0);
         self.ring.read_held(r, scratch);
-        f(MessageRef { payload: scratch, ..head })
+        Some(f(MessageRef { payload: scratch, ..head }))
     }
 }
 
