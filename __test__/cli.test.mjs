@@ -52,7 +52,7 @@ test('keygen without --out still prints the pair on stdout, and warns on stderr 
 test('sign warns (stderr) about each import the manifest does not cover, and is quiet when all are', () => {
   const dir = tmp('sign');
   run(dir, 'keygen', '--out', 'key.json');
-  const gossip = join(wasmDir, 'gossip.wasm'); // imports send and random_u64
+  const gossip = join(wasmDir, 'gossip.wasm'); // imports send and random_fill (the SDK's random_u64)
   const sign = (caps) => {
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ name: 'gossip', version: '1.0.0', abi: 1, capabilities: caps }));
     return run(dir, 'sign', gossip, '--manifest', 'manifest.json', '--key', 'key.json', '--out', 'gossip.signed.wasm');
@@ -63,13 +63,13 @@ test('sign warns (stderr) about each import the manifest does not cover, and is 
 
   const partial = sign({ send: 'any' });
   assert.equal(partial.status, 0, 'a warning, not a refusal: the module is still signed');
-  assert.match(partial.stderr, /warning: .*gossip\.wasm imports lockstep::random_u64, but manifest\.json does not declare its capability: add "random": true/);
+  assert.match(partial.stderr, /warning: .*gossip\.wasm imports lockstep::random_fill, but manifest\.json does not declare its capability: add "random": true/);
   assert.match(partial.stderr, /E_UNDECLARED_IMPORT/);
   assert.doesNotMatch(partial.stderr, /lockstep::send/);
 
   const none = sign({});
   assert.match(none.stderr, /imports lockstep::send, .*add "send": "host"/);
-  assert.match(none.stderr, /imports lockstep::random_u64/);
+  assert.match(none.stderr, /imports lockstep::random_fill/);
   assert.equal(none.stderr.trim().split('\n').length, 2, none.stderr);
   // What the warning predicts is what a runtime does.
   const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY], policy: { send: 'any', random: true } });

@@ -94,11 +94,18 @@ function checkWasm(path) {
 }
 
 // Which capability each host import needs (docs/SECURITY.md); the others are always linked.
+// (crates/lockstep-core/tests/abi_copies.rs checks that these name every import the engine has.)
+const SEND = { ok: (c) => typeof c.send === 'string' && c.send !== 'none', fix: '"send": "host" (or "agents", "any")' };
+const INFER = { ok: (c) => Array.isArray(c.infer) && c.infer.length > 0, fix: '"infer": ["<model sha256>"] (or ["*"])' };
+const RANDOM = { ok: (c) => c.random === true, fix: '"random": true' };
 const NEEDS = {
-  send: { ok: (c) => typeof c.send === 'string' && c.send !== 'none', fix: '"send": "host" (or "agents", "any")' },
-  infer: { ok: (c) => Array.isArray(c.infer) && c.infer.length > 0, fix: '"infer": ["<model sha256>"] (or ["*"])' },
+  send: SEND,
+  send_batch: SEND,
+  infer: INFER,
+  generate: INFER,
   log: { ok: (c) => c.log === true, fix: '"log": true' },
-  random_u64: { ok: (c) => c.random === true, fix: '"random": true' },
+  random_u64: RANDOM,
+  random_fill: RANDOM,
   tick: { ok: (c) => c.clock === true, fix: '"clock": true' },
 };
 const ALWAYS = new Set(['self_id', 'report_panic', 'granted']);

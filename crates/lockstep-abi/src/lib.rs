@@ -64,6 +64,11 @@ pub const IMPORT_TICK: &str = "tick";
 pub const IMPORT_SELF_ID: &str = "self_id";
 /// Import `() -> i64`: the next number of this agent's deterministic random stream.
 pub const IMPORT_RANDOM: &str = "random_u64";
+/// Import `(ptr: i32, count: i32)`: writes the next `count` numbers of this agent's random
+/// stream (u64 little-endian each, `count` ≤ [`MAX_RANDOM_FILL_WORDS`]) to `ptr`: the same
+/// numbers `count` calls of [`IMPORT_RANDOM`] would return, for one host call. Needs the
+/// `random` capability, as `random_u64` does.
+pub const IMPORT_RANDOM_FILL: &str = "random_fill";
 /// Import `(level: i32, ptr: i32, len: i32)`: writes a log line ([`log_level`]).
 pub const IMPORT_LOG: &str = "log";
 /// Import `(ptr: i32, len: i32)`: records a panic message before the agent traps.
@@ -215,6 +220,12 @@ pub const MAX_INBOX_MESSAGES: usize = 65_536;
 pub const MAX_INBOX_BYTES: usize = 16 << 20;
 /// Most log lines one agent may write per call.
 pub const MAX_LOG_LINES_PER_CALL: usize = 64;
+/// Most numbers one `random_fill` call writes (4 KiB); a larger count faults the agent.
+pub const MAX_RANDOM_FILL_WORDS: usize = 512;
+/// How many numbers the SDK's `random_u64` fetches with one `random_fill` call (the rest wait
+/// in the agent's memory for its next draws).
+pub const SDK_RANDOM_AHEAD_WORDS: usize = 32;
+const _: () = assert!(SDK_RANDOM_AHEAD_WORDS <= MAX_RANDOM_FILL_WORDS);
 /// Longest log line kept (bytes); the rest of a longer line is cut.
 pub const MAX_LOG_LINE_BYTES: usize = 1_024;
 /// Most log lines one agent may write per tick (and in `agent_init`, and in

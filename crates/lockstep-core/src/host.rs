@@ -241,6 +241,27 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SELF_ID, |caller: Caller<'_, AgentHost>| -> i64 { caller.data().id as i64 })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_GRANTED, |caller: Caller<'_, AgentHost>| -> i32 { caller.data().grants.bits() })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_RANDOM, |mut caller: Caller<'_, AgentHost>| -> i64 { caller.data_mut().rng.next_u64() as i64 })?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_RANDOM_FILL, |mut caller: Caller<'_, AgentHost>, ptr: i32, count: i32| -> wasmtime::Result<()> {
+        let Some(memory) = caller.data().memory else {
+            return Err(no_memory(caller.data_mut(), abi::IMPORT_RANDOM_FILL));
+        };
+        let (mem, host) = memory.data_and_store_mut(&mut caller);
+        if !(0..=abi::MAX_RANDOM_FILL_WORDS as i32).contains(&count) {
+            let text = format!("`{}` was given a count of {count} (0..={} numbers a call)", abi::IMPORT_RANDOM_FILL, abi::MAX_RANDOM_FILL_WORDS);
+            host.violation = Some(text.clone());
+            return Err(wasmtime::Error::msg(text));
+        }
+        let Some(range) = guest_range(mem.len(), ptr, count * 8) else {
+            let size = mem.len();
+            return Err(violation(host, abi::IMPORT_RANDOM_FILL, ptr, count * 8, size));
+        };
+        // The numbers `count` calls of `random_u64` would return, in that order: the stream
+        // is one, whichever import draws from it.
+        for word in mem[range].chunks_exact_mut(8) {
+            word.copy_from_slice(&host.rng.next_u64().to_le_bytes());
+        }
+        Ok(())
+    })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_LOG, |mut caller: Caller<'_, AgentHost>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
         let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_LOG, ptr, len)?;
         // Bounded per call and per tick (a tick may hold 65,536 receive calls): a chatty
@@ -310,6 +331,7 @@ pub const IMPORT_NAMES: &[&str] = &[
     abi::IMPORT_TICK,
     abi::IMPORT_SELF_ID,
     abi::IMPORT_RANDOM,
+    abi::IMPORT_RANDOM_FILL,
     abi::IMPORT_LOG,
     abi::IMPORT_REPORT_PANIC,
     abi::IMPORT_INFER,

@@ -204,7 +204,7 @@ pub struct Capabilities {
     /// May use the `log` import.
     #[serde(default)]
     pub log: bool,
-    /// May use the `random_u64` import.
+    /// May use the `random_u64` and `random_fill` imports.
     #[serde(default)]
     pub random: bool,
     /// May use the `tick` import.
@@ -573,7 +573,7 @@ pub(crate) fn capability_for_import(name: &str) -> Option<&'static str> {
         abi::IMPORT_SEND | abi::IMPORT_SEND_BATCH => Some("send"),
         abi::IMPORT_INFER | abi::IMPORT_GENERATE => Some("infer"),
         abi::IMPORT_LOG => Some("log"),
-        abi::IMPORT_RANDOM => Some("random"),
+        abi::IMPORT_RANDOM | abi::IMPORT_RANDOM_FILL => Some("random"),
         abi::IMPORT_TICK => Some("clock"),
         _ => None,
     }

@@ -106,3 +106,32 @@ fn the_engine_grants_the_abi_crates_capability_bits() {
     assert_eq!(lockstep_core::security::Capabilities::all().bits(), lockstep_abi::grant::ALL);
     assert_eq!(lockstep_core::security::Capabilities::default().bits(), 0);
 }
+
+/// `lockstep sign` (bin/lockstep.js) warns about imports a manifest does not cover from its own
+/// table of which capability each import needs: that table must name every import the engine
+/// links (those of `lockstep-abi`), or signing an agent that uses one (`send_batch`,
+/// `generate`, `random_fill`: all three were missing) warns that runtimes refuse it.
+#[test]
+fn the_sign_command_knows_every_host_import() {
+    let abi = read("crates/lockstep-abi/src/lib.rs");
+    let mut engine: Vec<String> = abi
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const IMPORT_"))
+        .filter(|l| !l.starts_with("MODULE"))
+        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+        .collect();
+    engine.sort();
+    let js = read("bin/lockstep.js");
+    let table = |start: &str, end: &str| -> String {
+        let from = js.find(start).unwrap_or_else(|| panic!("bin/lockstep.js has no `{start}`"));
+        let rest = &js[from + start.len()..];
+        rest[..rest.find(end).unwrap()].to_string()
+    };
+    // `const NEEDS = { name: …, … };` (one entry a line) and `const ALWAYS = new Set([…]);`
+    let mut known: Vec<String> =
+        table("const NEEDS = {", "};").lines().filter_map(|l| l.trim().split_once(':').map(|(k, _)| k.trim().to_string())).filter(|k| !k.is_empty()).collect();
+    known.extend(table("const ALWAYS = new Set([", "]);").split(',').map(|s| s.trim().trim_matches('\'').to_string()));
+    known.sort();
+    assert!(engine.len() >= 11, "{engine:?}");
+    assert_eq!(known, engine, "bin/lockstep.js NEEDS and ALWAYS against lockstep-abi's IMPORT_* names");
+}

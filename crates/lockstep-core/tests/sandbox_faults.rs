@@ -135,6 +135,12 @@ fn out_of_bounds_pointers_in_every_host_import_are_violations() {
         ("log", "i32.const 3 i32.const -8 i32.const 16 call $log"),
         ("report_panic", "i32.const 131070 i32.const 4 call $report_panic"),
         ("infer", "i32.const 0 i32.const 1 i32.const 65536 i32.const 70000 call $infer drop"),
+        // 16 bytes from 8 before the end of the 2-page memory; then a pointer of -8 (4 GiB - 8)
+        ("random_fill", "i32.const 131064 i32.const 2 call $random_fill"),
+        ("random_fill", "i32.const -8 i32.const 1 call $random_fill"),
+        // counts the host refuses before looking at the pointer: negative, over 512
+        ("random_fill", "i32.const 0 i32.const -1 call $random_fill"),
+        ("random_fill", "i32.const 0 i32.const 513 call $random_fill"),
     ] {
         let bytes = wat(&format!(
             r#"(module
@@ -142,6 +148,7 @@ fn out_of_bounds_pointers_in_every_host_import_are_violations() {
                 (import "lockstep" "log" (func $log (param i32 i32 i32)))
                 (import "lockstep" "report_panic" (func $report_panic (param i32 i32)))
                 (import "lockstep" "infer" (func $infer (param i32 i32 i32 i32) (result i32)))
+                (import "lockstep" "random_fill" (func $random_fill (param i32 i32)))
                 (memory (export "memory") 2)
                 (func (export "lockstep_abi_version") (result i32) i32.const 1)
                 (func (export "lockstep_io_buffer") (result i32) i32.const 0)
@@ -203,4 +210,53 @@ fn agents_addressing_unknown_ids_produce_dead_letters() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason, DeadLetterReason::UnknownRecipient);
     assert_eq!(dead[0].message.to, 999);
+}
+
+/// `random_fill` hands out the numbers `random_u64` would have, in order, from the same stream
+/// (the SDK's `random_u64` relies on it): one agent draws 3 with `random_fill` (up to the
+/// memory's last byte), then 2 with `random_u64`; an agent of the same id in a runtime of the
+/// same seed draws 5 with `random_u64`. A count of 0 writes nothing, at any pointer up to the
+/// end of memory.
+#[test]
+fn random_fill_gives_the_numbers_random_u64_would_in_order() {
+    let drawn = |body: &str| {
+        let bytes = wat(&format!(
+            r#"(module
+                (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+                (import "lockstep" "random_u64" (func $random_u64 (result i64)))
+                (import "lockstep" "random_fill" (func $random_fill (param i32 i32)))
+                (memory (export "memory") 2)
+                (func (export "lockstep_abi_version") (result i32) i32.const 1)
+                (func (export "lockstep_io_buffer") (result i32) i32.const 0)
+                (func (export "agent_init") (result i32) i32.const 0)
+                (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+                (func (export "agent_shutdown") (result i32) i32.const 0)
+                (func (export "agent_step") (param i32) (result i32)
+                    (i64.store (i32.const 131040) (i64.const -1))
+                    {body}
+                    (drop (call $send (i64.const 0) (i32.const 1) (i32.const 0) (i32.const 131032) (i32.const 40)))
+                    i32.const 0))"#
+        ));
+        let mut rt = runtime(1);
+        let id = rt.spawn_bytes(bytes).unwrap();
+        rt.tick().unwrap();
+        assert!(rt.inspect(id).unwrap().state.is_running(), "{:?}", rt.inspect(id).unwrap().state);
+        let words: Vec<u64> = rt.drain_host_messages()[0].payload.chunks(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())).collect();
+        words
+    };
+    let filled = drawn(
+        "(call $random_fill (i32.const 131072) (i32.const 0))
+         (call $random_fill (i32.const 131048) (i32.const 3))
+         (i64.store (i32.const 131032) (call $random_u64))
+         (i64.store (i32.const 131040) (call $random_u64))",
+    );
+    let one_by_one = drawn(
+        "(i64.store (i32.const 131048) (call $random_u64))
+         (i64.store (i32.const 131056) (call $random_u64))
+         (i64.store (i32.const 131064) (call $random_u64))
+         (i64.store (i32.const 131032) (call $random_u64))
+         (i64.store (i32.const 131040) (call $random_u64))",
+    );
+    assert_eq!(filled, one_by_one);
+    assert!(filled.iter().all(|&w| w != u64::MAX) && filled[0] != filled[1], "{filled:x?}");
 }

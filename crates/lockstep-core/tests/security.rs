@@ -132,7 +132,7 @@ fn swapped_manifest_stripped_signature_and_duplicate_sections() {
 fn imports_must_be_covered_by_declared_and_granted_capabilities() {
     let alice = Publisher::new();
     let mut rt = strict(&[alice.public]);
-    // gossip imports send and random_u64; this manifest declares only random.
+    // gossip imports send and random_fill; this manifest declares only random.
     let msg = refused(&mut rt, alice.sign(&agent("gossip"), &manifest("gossip", r#"{"random":true}"#)), "E_UNDECLARED_IMPORT");
     assert!(msg.contains("lockstep::send") && msg.contains("`send`") && msg.contains("does not declare"), "{msg}");
     // Declared, but the operator's policy does not grant it.

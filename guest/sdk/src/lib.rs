@@ -61,6 +61,7 @@ const _: () = {
     assert!(same(abi::IMPORT_TICK, "tick"));
     assert!(same(abi::IMPORT_SELF_ID, "self_id"));
     assert!(same(abi::IMPORT_RANDOM, "random_u64"));
+    assert!(same(abi::IMPORT_RANDOM_FILL, "random_fill"));
     assert!(same(abi::IMPORT_LOG, "log"));
     assert!(same(abi::IMPORT_REPORT_PANIC, "report_panic"));
     assert!(same(abi::IMPORT_INFER, "infer"));
@@ -90,6 +91,7 @@ pub mod raw {
         pub fn tick() -> i64;
         pub fn self_id() -> i64;
         pub fn random_u64() -> i64;
+        pub fn random_fill(ptr: i32, count: i32);
         pub fn log(level: i32, ptr: i32, len: i32);
         pub fn report_panic(ptr: i32, len: i32);
         pub fn infer(model: i32, tag: i32, ptr: i32, len: i32) -> i32;
@@ -468,16 +470,54 @@ pub fn self_id() -> AgentId {
     unsafe { raw::self_id() as u64 }
 }
 
+const RANDOM_AHEAD_WORDS: usize = abi::SDK_RANDOM_AHEAD_WORDS;
+
+/// Numbers of this agent's random stream fetched ahead (`random_fill`), and how many of them
+/// are left. A host call costs more than the number it returns (two were most of an agent's
+/// cost per message it sent to a random peer), so they come `RANDOM_AHEAD_WORDS` at a time.
+struct RandomAhead(core::cell::UnsafeCell<([u64; RANDOM_AHEAD_WORDS], usize)>);
+// SAFETY: an agent is a wasm32 module without threads (the runtime refuses shared memories),
+// so only one thread ever reaches the cell, and `random_u64` (its one user) is not re-entrant.
+unsafe impl Sync for RandomAhead {}
+static RANDOM_AHEAD: RandomAhead = RandomAhead(core::cell::UnsafeCell::new(([0; RANDOM_AHEAD_WORDS], usize::MIN)));
+
 /// A deterministic random number: the stream depends only on the runtime seed and the agent id.
+/// The numbers are those of the host's `random_u64`, in order; they are fetched
+/// `abi::SDK_RANDOM_AHEAD_WORDS` at a time (`random_fill`), and the ones not used yet live in
+/// the agent's memory (so a snapshot keeps them, and a restored agent goes on with the same
+/// numbers).
 pub fn random_u64() -> u64 {
-    // SAFETY: `random_u64` takes no arguments and only returns a value (see `raw`).
-    unsafe { raw::random_u64() as u64 }
+    // SAFETY: one thread, not re-entrant (see `RandomAhead`): this is the only reference to
+    // the cell while it lives.
+    let (words, left) = unsafe { &mut *RANDOM_AHEAD.0.get() };
+    if *left == usize::MIN {
+        // SAFETY: `words` is a live array of `RANDOM_AHEAD_WORDS` u64s the host writes (and
+        // bounds-checks) during the call only; the count is within `MAX_RANDOM_FILL_WORDS`.
+        unsafe { raw::random_fill(words.as_mut_ptr() as i32, RANDOM_AHEAD_WORDS as i32) };
+        *left = RANDOM_AHEAD_WORDS;
+    }
+    let word = u64::from_le(words[(RANDOM_AHEAD_WORDS - *left) % RANDOM_AHEAD_WORDS]);
+    *left -= 1;
+    word
 }
 
 /// A uniform random number in `0..n` (n > 0).
 pub fn random_below(n: u64) -> u64 {
-    // Lemire's multiply-shift; the tiny bias is irrelevant for simulations and deterministic.
-    ((random_u64() as u128 * n as u128) >> 64) as u64
+    scale_below(random_u64(), n)
+}
+
+/// `floor(x * n / 2^64)`: Lemire's multiply-shift (the tiny bias is irrelevant for simulations,
+/// and deterministic). wasm32 has no 64×64→128 multiply, so the `u128` product is a call to
+/// `__multi3`; for `n < 2^32` (any agent count) two 64-bit products give the same number:
+/// with `x = hi·2^32 + lo`, `floor(x·n / 2^64) = floor((hi·n + floor(lo·n / 2^32)) / 2^32)`,
+/// and neither product nor their sum overflows.
+#[inline]
+fn scale_below(x: u64, n: u64) -> u64 {
+    if n >> 32 == 0 {
+        ((x >> 32) * n + (((x & 0xFFFF_FFFF) * n) >> 32)) >> 32
+    } else {
+        ((x as u128 * n as u128) >> 64) as u64
+    }
 }
 
 /// A log line's level (`abi::log_level`).
@@ -743,7 +783,29 @@ macro_rules! __export_agent_common {
 
 #[cfg(test)]
 mod tests {
-    use super::sample;
+    use super::{sample, scale_below};
+
+    #[test]
+    fn random_below_scales_as_the_u128_multiply_shift_did() {
+        let reference = |x: u64, n: u64| ((x as u128 * n as u128) >> 64) as u64;
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let edges = [0u64, 1, 2, 3, 0xFFFF_FFFF, 0x1_0000_0000, 0x8000_0000_0000_0000, u64::MAX - 1, u64::MAX];
+        let counts = [1u64, 2, 3, 7, 10_000, 65_537, 0x7FFF_FFFF, 0xFFFF_FFFE, 0xFFFF_FFFF, 0x1_0000_0000, 0x1_0000_0001, u64::MAX];
+        for &n in &counts {
+            for &e in &edges {
+                assert_eq!(scale_below(e, n), reference(e, n), "x {e:#x} n {n}");
+            }
+            for _ in 0..10_000 {
+                // xorshift64*: any spread of x will do
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                assert_eq!(scale_below(v, n), reference(v, n), "x {v:#x} n {n}");
+                assert!(scale_below(v, n) < n);
+            }
+        }
+    }
 
     #[test]
     fn strings_and_packed_codes_round_trip() {
