@@ -140,6 +140,7 @@ fn no_memory(host: &mut AgentHost, import: &str) -> wasmtime::Error {
 
 /// The guest bytes `[ptr, ptr + len)` and the host data, or the violation that faults the
 /// agent: every import that reads guest memory goes through here.
+#[inline]
 fn guest_bytes<'a>(caller: &'a mut Caller<'_, AgentHost>, import: &str, ptr: i32, len: i32) -> wasmtime::Result<(&'a [u8], &'a mut AgentHost)> {
     let Some(memory) = caller.data().memory else {
         return Err(no_memory(caller.data_mut(), import));

@@ -46,7 +46,36 @@ mod tag {
 /// on 100-byte messages (BLAKE3 was 22% of a message-heavy tick). It detects divergence, which
 /// is its job; it is not a defence against a forger (signed modules and logs are). The tick
 /// hash that chains these digests stays BLAKE3.
-type Xxh3 = xxhash_rust::xxh3::Xxh3;
+///
+/// The implementation is twox-hash's, with the default secret and seed and its state inline (no
+/// allocation): it picks its AVX2 kernel at run time where the CPU has one, where xxhash-rust's
+/// is fixed at compile time (SSE2 in a build for any x86-64). Same function, same digests
+/// (`golden_hashes` pins them).
+#[derive(Clone)]
+struct Xxh3(twox_hash::xxhash3_128::RawHasher<&'static [u8; twox_hash::xxhash3_128::DEFAULT_SECRET_LENGTH]>);
+
+impl Xxh3 {
+    #[inline]
+    fn new() -> Self {
+        Self(twox_hash::xxhash3_128::RawHasher::new(twox_hash::xxhash3_128::SecretBuffer::default()))
+    }
+
+    #[inline]
+    fn update(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+
+    #[inline]
+    fn digest128(&self) -> u128 {
+        self.0.finish_128()
+    }
+}
+
+impl Default for Xxh3 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Feeds one message, its ABI header (docs/ABI.md) and payload, into an XXH3 digest.
 #[inline]
