@@ -26,7 +26,7 @@ export interface RuntimeOptions {
   fuelPerCall?: number;
   /** Cap on each agent's linear memory in bytes, 131072..4 GiB. Growing past it faults the agent with `memory_limit`. [16 MiB] */
   memoryLimitBytes?: number;
-  /** Seed of every agent's random stream (`random_u64`), 0..2^53-1: same seed, same session. [0] */
+  /** Seed of every agent's random stream (`random_u64`, `random_fill`), 0..2^53-1: same seed, same session. [0] */
   seed?: number;
   /** Most agents alive at once (stopped, killed and faulted ones do not count), 1..4,194,304 (the ids a runtime can assign over its life). [16384] */
   maxAgents?: number;

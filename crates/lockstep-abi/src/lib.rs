@@ -222,6 +222,9 @@ pub const MAX_INBOX_BYTES: usize = 16 << 20;
 pub const MAX_LOG_LINES_PER_CALL: usize = 64;
 /// Most numbers one `random_fill` call writes (4 KiB); a larger count faults the agent.
 pub const MAX_RANDOM_FILL_WORDS: usize = 512;
+/// Fuel one number written by `random_fill` costs (the host's work for it is about what a
+/// `random_u64` call costs per unit of the fuel its call burns).
+pub const RANDOM_FILL_FUEL_PER_WORD: u64 = 2;
 /// How many numbers the SDK's `random_u64` fetches with one `random_fill` call (the rest wait
 /// in the agent's memory for its next draws).
 pub const SDK_RANDOM_AHEAD_WORDS: usize = 32;

@@ -243,15 +243,29 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_GRANTED, |caller: Caller<'_, AgentHost>| -> i32 { caller.data().grants.bits() })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_RANDOM, |mut caller: Caller<'_, AgentHost>| -> i64 { caller.data_mut().rng.next_u64() as i64 })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_RANDOM_FILL, |mut caller: Caller<'_, AgentHost>, ptr: i32, count: i32| -> wasmtime::Result<()> {
+        if !(0..=abi::MAX_RANDOM_FILL_WORDS as i32).contains(&count) {
+            let text = format!("`{}` was given a count of {count} (0..={} numbers a call)", abi::IMPORT_RANDOM_FILL, abi::MAX_RANDOM_FILL_WORDS);
+            caller.data_mut().violation = Some(text.clone());
+            return Err(wasmtime::Error::msg(text));
+        }
+        // Each number costs fuel, as the calls of `random_u64` it replaces would have: free,
+        // a loop of 512-number calls did ~60 times the host work per unit of fuel, and ran
+        // into the wall-clock deadline (not deterministic) instead of its fuel (red team).
+        // Charged first, so a call it cannot pay for draws nothing. Without fuel metering
+        // there is nothing to charge.
+        if let Ok(fuel) = caller.get_fuel() {
+            let cost = count as u64 * abi::RANDOM_FILL_FUEL_PER_WORD;
+            if fuel < cost {
+                let _ = caller.set_fuel(0);
+                return Err(wasmtime::Trap::OutOfFuel.into());
+            }
+            let _ = caller.set_fuel(fuel - cost);
+        }
         let Some(memory) = caller.data().memory else {
             return Err(no_memory(caller.data_mut(), abi::IMPORT_RANDOM_FILL));
         };
         let (mem, host) = memory.data_and_store_mut(&mut caller);
-        if !(0..=abi::MAX_RANDOM_FILL_WORDS as i32).contains(&count) {
-            let text = format!("`{}` was given a count of {count} (0..={} numbers a call)", abi::IMPORT_RANDOM_FILL, abi::MAX_RANDOM_FILL_WORDS);
-            host.violation = Some(text.clone());
-            return Err(wasmtime::Error::msg(text));
-        }
+        // (count ≤ 512: the product cannot overflow)
         let Some(range) = guest_range(mem.len(), ptr, count * 8) else {
             let size = mem.len();
             return Err(violation(host, abi::IMPORT_RANDOM_FILL, ptr, count * 8, size));

@@ -260,3 +260,49 @@ fn random_fill_gives_the_numbers_random_u64_would_in_order() {
     assert_eq!(filled, one_by_one);
     assert!(filled.iter().all(|&w| w != u64::MAX) && filled[0] != filled[1], "{filled:x?}");
 }
+
+/// A `random_fill` module whose step calls it with `count` numbers `calls` times (0: forever).
+fn random_fill_agent(count: u32, calls: u32) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+            (import "lockstep" "random_fill" (func $random_fill (param i32 i32)))
+            (memory (export "memory") 2)
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 0)
+            (func (export "agent_init") (result i32) i32.const 0)
+            (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+            (func (export "agent_shutdown") (result i32) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32) (local $left i32)
+                (local.set $left (i32.const {calls}))
+                (loop $again
+                    (call $random_fill (i32.const 0) (i32.const {count}))
+                    (local.set $left (i32.sub (local.get $left) (i32.const 1)))
+                    (br_if $again (local.get $left)))
+                i32.const 0))"#
+    ))
+}
+
+/// Each number `random_fill` writes costs `RANDOM_FILL_FUEL_PER_WORD` fuel (red team: it was
+/// free, so a loop of 512-number calls did ~60 times the host work per unit of fuel and ended
+/// in the wall-clock deadline, not deterministically, instead of running out of fuel).
+#[test]
+fn random_fill_pays_fuel_for_its_numbers_and_a_loop_of_it_runs_out_of_fuel() {
+    let fuel_of = |count: u32| {
+        let mut rt = runtime(1);
+        rt.spawn_bytes(random_fill_agent(count, 3)).unwrap();
+        rt.tick().unwrap().fuel
+    };
+    let per_word = lockstep_core::abi::RANDOM_FILL_FUEL_PER_WORD;
+    assert_eq!(fuel_of(512) - fuel_of(0), 3 * 512 * per_word);
+
+    let mut details = Vec::new();
+    for _ in 0..2 {
+        let mut rt = runtime(1);
+        let id = rt.spawn_bytes(random_fill_agent(512, 0)).unwrap();
+        rt.tick().unwrap();
+        let f = fault_of(&rt, id);
+        assert_eq!((f.kind, f.call), (FaultKind::FuelExhausted, AbiCall::Step), "{f}");
+        details.push((f.detail, rt.state_hash()));
+    }
+    assert_eq!(details[0], details[1], "the same instruction runs out of fuel every run");
+}

@@ -470,22 +470,28 @@ pub fn self_id() -> AgentId {
     unsafe { raw::self_id() as u64 }
 }
 
+#[cfg(target_arch = "wasm32")]
 const RANDOM_AHEAD_WORDS: usize = abi::SDK_RANDOM_AHEAD_WORDS;
 
 /// Numbers of this agent's random stream fetched ahead (`random_fill`), and how many of them
 /// are left. A host call costs more than the number it returns (two were most of an agent's
 /// cost per message it sent to a random peer), so they come `RANDOM_AHEAD_WORDS` at a time.
+#[cfg(target_arch = "wasm32")]
 struct RandomAhead(core::cell::UnsafeCell<([u64; RANDOM_AHEAD_WORDS], usize)>);
 // SAFETY: an agent is a wasm32 module without threads (the runtime refuses shared memories),
 // so only one thread ever reaches the cell, and `random_u64` (its one user) is not re-entrant.
+#[cfg(target_arch = "wasm32")]
 unsafe impl Sync for RandomAhead {}
+#[cfg(target_arch = "wasm32")]
 static RANDOM_AHEAD: RandomAhead = RandomAhead(core::cell::UnsafeCell::new(([0; RANDOM_AHEAD_WORDS], usize::MIN)));
 
 /// A deterministic random number: the stream depends only on the runtime seed and the agent id.
-/// The numbers are those of the host's `random_u64`, in order; they are fetched
+/// The numbers are those of the host's `random_u64`, in order (unless the agent also calls
+/// `raw::random_u64` or `raw::random_fill` itself); they are fetched
 /// `abi::SDK_RANDOM_AHEAD_WORDS` at a time (`random_fill`), and the ones not used yet live in
 /// the agent's memory (so a snapshot keeps them, and a restored agent goes on with the same
 /// numbers).
+#[cfg(target_arch = "wasm32")]
 pub fn random_u64() -> u64 {
     // SAFETY: one thread, not re-entrant (see `RandomAhead`): this is the only reference to
     // the cell while it lives.
@@ -499,6 +505,14 @@ pub fn random_u64() -> u64 {
     let word = u64::from_le(words[(RANDOM_AHEAD_WORDS - *left) % RANDOM_AHEAD_WORDS]);
     *left -= 1;
     word
+}
+
+/// Off wasm32 (the SDK's own tests, a host build that supplies the imports): one call per
+/// number. The buffer above relies on wasm32's one thread and 32-bit pointers.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn random_u64() -> u64 {
+    // SAFETY: `random_u64` takes no arguments and only returns a value (see `raw`).
+    unsafe { raw::random_u64() as u64 }
 }
 
 /// A uniform random number in `0..n` (n > 0).
