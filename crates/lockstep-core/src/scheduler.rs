@@ -56,47 +56,64 @@ pub(crate) fn phase_uses_pool(members: usize, phases: usize, running: usize, las
 }
 
 /// One agent's place in the runtime. Slots are never removed: index = id - 1.
+///
+/// `repr(C)`, the fields every tick of a running agent reads or writes first (and
+/// `prefetch`, which the tick loop reads a few agents ahead, so that line is in cache by the
+/// agent's turn): with 10,000 agents a slot's lines are gone from the caches by its next
+/// tick, and Rust's own field order spread what a quiet agent's tick touches over the whole
+/// 472-byte slot (ARCHITECTURE.md, "The tick's path", step 3; BENCHMARKS.md, 2026-11-27,
+/// twelfth session: 22.8 → 19.5 missed lines per agent-tick).
+#[repr(C)]
 pub struct AgentSlot {
-    pub id: AgentId,
-    /// Spawn priority: the phase of the tick this agent runs in (higher runs first).
-    pub phase: i32,
-    pub module: Digest,
-    pub state: AgentState,
+    /// Addresses the next step will touch first (its instance and its io buffer), kept in
+    /// the contiguous slot array so the tick loop can prefetch them ahead of time.
+    prefetch: [usize; 3],
     pub instance: Option<Box<AgentInstance>>,
+    /// A time-sliced agent's call that used up its slice (`sandbox::Suspended`): it owns the
+    /// instance (`instance` is `None` meanwhile) until the call ends in a later tick.
+    pub(crate) suspended: Option<Box<Suspended>>,
+    pub id: AgentId,
+    pub steps: u64,
+    pub messages_received: u64,
+    /// Set by `hold_barriers` for this tick's phase: a trigger-`All` agent whose upstream
+    /// agents have not all sent it something; it does not run, and `settle` hashes the wait.
+    pub(crate) waiting: bool,
+    pub state: AgentState,
     /// Messages waiting for the agent's next turn, payloads in the mailbox's arena (at most
     /// `abi::MAX_INBOX_MESSAGES` messages and `abi::MAX_INBOX_BYTES` of payload).
     pub(crate) inbox: Mailbox,
-    pub steps: u64,
-    pub messages_received: u64,
+    /// Its first fields (`delivered`, `news`, `fuel`) are hot; the rest only when `news`.
+    pub(crate) out: AgentTickOutput,
+    /// Spawn priority: the phase of the tick this agent runs in (higher runs first).
+    pub phase: i32,
+    pub module: Digest,
     pub messages_sent: u64,
     /// Memory size and fuel burned when the instance was released (what `inspect` reports
     /// for a stopped agent).
     pub last_memory_bytes: usize,
     pub last_fuel_consumed: u64,
-    pub(crate) out: AgentTickOutput,
-    /// Set by `hold_barriers` for this tick's phase: a trigger-`All` agent whose upstream
-    /// agents have not all sent it something; it does not run, and `settle` hashes the wait.
-    pub(crate) waiting: bool,
-    /// Addresses the next step will touch first (its instance and its io buffer), kept in
-    /// the contiguous slot array so the tick loop can prefetch them ahead of time.
-    prefetch: [usize; 3],
-    /// A time-sliced agent's call that used up its slice (`sandbox::Suspended`): it owns the
-    /// instance (`instance` is `None` meanwhile) until the call ends in a later tick.
-    pub(crate) suspended: Option<Box<Suspended>>,
     /// The messages of a suspended receive call, delivery order.
     pub(crate) in_flight: Vec<Message>,
 }
 
 /// What one agent did in phase 1, consumed by phase 2.
+///
+/// `delivered` and `fuel` are written every tick; everything after `news` is empty unless
+/// `news` is set, so a quiet agent's tick touches only the first line of this (`run_tick`
+/// clears the rest only after a tick that set `news`).
 #[derive(Default)]
+#[repr(C)]
 pub(crate) struct AgentTickOutput {
     pub delivered: u32,
+    /// Whether the tick put anything into the fields below (or anything else for `settle` to
+    /// see): set by every write to them, cleared (with them) at the start of the next tick.
+    pub news: bool,
+    pub fuel: u64,
+    /// Digest of (delivered count, sent messages, fault) when any is non-empty.
+    pub digest: Option<[u8; 16]>,
     pub fault: Option<Fault>,
     /// Messages that were in the inbox when the agent faulted, the fatal one first.
     pub undelivered: Vec<Message>,
-    /// Digest of (delivered count, sent messages, fault) when any is non-empty.
-    pub digest: Option<[u8; 16]>,
-    pub fuel: u64,
     /// What the agent sent and logged, moved out of its store while that is hot in this
     /// worker's cache, so phase 2 walks only the contiguous slot array.
     pub sent: Mailbox,
@@ -110,6 +127,34 @@ pub(crate) struct AgentTickOutput {
     pub suspended: Option<(AbiCall, bool)>,
     /// A suspended call that ended this tick: which, and over how many ticks it was suspended.
     pub resumed: Option<(AbiCall, u64)>,
+}
+
+impl AgentTickOutput {
+    /// Empties everything after `news` (keeping the vectors' capacity).
+    fn clear_news(&mut self) {
+        self.digest = None;
+        self.fault = None;
+        self.undelivered.clear();
+        self.sent.clear();
+        self.logs.clear();
+        self.infer.clear();
+        self.received.clear();
+        self.suspended = None;
+        self.resumed = None;
+    }
+
+    /// Whether everything after `news` is empty (what `news` unset promises).
+    fn is_quiet(&self) -> bool {
+        self.digest.is_none()
+            && self.fault.is_none()
+            && self.undelivered.is_empty()
+            && self.sent.is_empty()
+            && self.logs.is_empty()
+            && self.infer.is_empty()
+            && self.received.is_empty()
+            && self.suspended.is_none()
+            && self.resumed.is_none()
+    }
 }
 
 impl AgentSlot {
@@ -208,17 +253,7 @@ impl AgentSlot {
     /// An agent without news adds only fuel, which `run_slots` sums.
     #[inline]
     fn has_news(&self) -> bool {
-        let out = &self.out;
-        self.waiting
-            || out.digest.is_some()
-            || out.fault.is_some()
-            || !out.sent.is_empty()
-            || !out.logs.is_empty()
-            || !out.infer.is_empty()
-            || !out.received.is_empty()
-            || out.suspended.is_some()
-            || out.resumed.is_some()
-            || !self.state.is_running()
+        self.waiting || self.out.news || !self.state.is_running()
     }
 
     /// Keeps the instance's memory size and fuel for `inspect` after it is gone.
@@ -259,15 +294,11 @@ impl AgentSlot {
         // took what the last tick left in it; what it keeps is capacity (`sent`).
         let out = &mut self.out;
         out.delivered = 0;
-        out.fault = None;
-        out.undelivered.clear();
-        out.digest = None;
         out.fuel = 0;
-        out.logs.clear();
-        out.infer.clear();
-        out.received.clear();
-        out.suspended = None;
-        out.resumed = None;
+        if std::mem::take(&mut out.news) {
+            out.clear_news();
+        }
+        debug_assert!(out.is_quiet(), "`news` unset with something in `out`");
         instance.begin_tick();
         let fuel_before = instance.fuel_consumed;
         let inbox = &mut self.inbox;
@@ -280,14 +311,17 @@ impl AgentSlot {
         if let Err(fault) = result {
             out.fault = Some(fault);
             out.undelivered = inbox.to_messages(delivered..inbox.len());
+            out.news = true;
         }
         if trace {
             out.received = inbox.to_messages(0..delivered);
+            out.news = true;
         }
         if out.fault.is_none() {
             let ctx = StepContext { tick, inbox_len: out.delivered, max_agent_id };
             if let Err(fault) = instance.call_step(&ctx) {
                 out.fault = Some(fault);
+                out.news = true;
             }
             self.steps += 1;
         }
@@ -296,23 +330,26 @@ impl AgentSlot {
         }
         self.messages_received += out.delivered as u64;
         out.fuel = instance.fuel_consumed - fuel_before;
-        out.digest = digest.finish(self.id, out.delivered, &instance.host().outbox, &instance.host().infer_requests, out.fault.as_ref());
-        // What it sent goes to `out.sent`; the outbox gets `out.sent`'s old (empty) vector,
-        // keeping its capacity for the agent's next tick.
+        if let Some(d) = digest.finish(self.id, out.delivered, &instance.host().outbox, &instance.host().infer_requests, out.fault.as_ref()) {
+            out.digest = Some(d);
+            out.news = true;
+        }
+        // What it sent goes to `out.sent`; the outbox gets `out.sent`'s old (empty: `settle`
+        // routed it, or `clear_news` cleared it) vector, keeping its capacity for the agent's
+        // next tick.
         let host = instance.host_mut();
         if !host.outbox.is_empty() {
             std::mem::swap(&mut out.sent, &mut host.outbox);
             host.outbox.clear();
-        } else if !out.sent.is_empty() {
-            // `settle` routes and empties `out.sent` (keeping its capacity): never reached, but
-            // a tick that ended early must not send last tick's messages again.
-            out.sent.clear();
+            out.news = true;
         }
         if !host.logs.is_empty() {
             std::mem::swap(&mut out.logs, &mut host.logs);
+            out.news = true;
         }
         if !host.infer_requests.is_empty() {
             std::mem::swap(&mut out.infer, &mut host.infer_requests);
+            out.news = true;
         }
     }
 }
@@ -325,7 +362,8 @@ impl AgentSlot {
     /// up the slice is suspended and ends the turn, and once the turn has burned a slice no
     /// new call starts: what is left of it (messages, the step) waits for the next tick.
     fn run_sliced_tick(&mut self, tick: u64, max_agent_id: u64, trace: bool) {
-        let mut out = AgentTickOutput::default();
+        // (`news` from the start: a sliced tick always goes to `settle`, as it always has)
+        let mut out = AgentTickOutput { news: true, ..AgentTickOutput::default() };
         let mut digest = AgentTickDigest::default();
         // Fuel burned this tick, as far as the slice rule counts it: a call that ends after
         // `slices` suspensions burned one slice in each tick before this one.
@@ -1267,4 +1305,35 @@ fn push_dead(hasher: &mut TickHasher, report: &mut TickReport, outputs: &mut Out
     hasher.dead_letter(reason, &message);
     report.dead_letters += 1;
     outputs.dead_letter(tick, reason, message);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AgentSlot, AgentTickOutput};
+    use std::mem::offset_of;
+
+    /// What a quiet agent's tick reads and writes of its slot (`run_tick`, `has_news`,
+    /// `run_slots`, and `prefetch` read a few agents ahead) lies in the slot's first 192 bytes:
+    /// three cache lines, where Rust's own field order spread it over all eight.
+    #[test]
+    fn a_quiet_agents_tick_touches_only_the_slots_first_three_lines() {
+        let out = offset_of!(AgentSlot, out);
+        let hot = [
+            ("prefetch", offset_of!(AgentSlot, prefetch) + 24),
+            ("instance", offset_of!(AgentSlot, instance) + 8),
+            ("suspended", offset_of!(AgentSlot, suspended) + 8),
+            ("id", offset_of!(AgentSlot, id) + 8),
+            ("steps", offset_of!(AgentSlot, steps) + 8),
+            ("messages_received", offset_of!(AgentSlot, messages_received) + 8),
+            ("waiting", offset_of!(AgentSlot, waiting) + 1),
+            ("state", offset_of!(AgentSlot, state) + std::mem::size_of::<crate::fault::AgentState>()),
+            ("inbox", offset_of!(AgentSlot, inbox) + std::mem::size_of::<crate::mailbox::Mailbox>()),
+            ("out.delivered", out + offset_of!(AgentTickOutput, delivered) + 4),
+            ("out.news", out + offset_of!(AgentTickOutput, news) + 1),
+            ("out.fuel", out + offset_of!(AgentTickOutput, fuel) + 8),
+        ];
+        for (field, end) in hot {
+            assert!(end <= 192, "{field} ends at byte {end} of the slot");
+        }
+    }
 }
