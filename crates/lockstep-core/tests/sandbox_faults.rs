@@ -20,6 +20,22 @@ fn trap_agent_told(kind: u32) -> (Runtime, u64, u64) {
     (rt, counter, trap)
 }
 
+/// A version-1 agent with `imports` (WAT import fields), 2 pages of memory, no io buffer, and
+/// `step` as the body of its `agent_step` (the other entry points do nothing).
+fn importing_agent(imports: &str, step: &str) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+            {imports}
+            (memory (export "memory") 2)
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 0)
+            (func (export "agent_init") (result i32) i32.const 0)
+            (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+            (func (export "agent_shutdown") (result i32) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32) {step}))"#
+    ))
+}
+
 #[test]
 fn infinite_loop_is_preempted_by_fuel_deterministically() {
     let mut fuel_used = Vec::new();
@@ -142,21 +158,14 @@ fn out_of_bounds_pointers_in_every_host_import_are_violations() {
         ("random_fill", "i32.const 0 i32.const -1 call $random_fill"),
         ("random_fill", "i32.const 0 i32.const 513 call $random_fill"),
     ] {
-        let bytes = wat(&format!(
-            r#"(module
-                (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
-                (import "lockstep" "log" (func $log (param i32 i32 i32)))
-                (import "lockstep" "report_panic" (func $report_panic (param i32 i32)))
-                (import "lockstep" "infer" (func $infer (param i32 i32 i32 i32) (result i32)))
-                (import "lockstep" "random_fill" (func $random_fill (param i32 i32)))
-                (memory (export "memory") 2)
-                (func (export "lockstep_abi_version") (result i32) i32.const 1)
-                (func (export "lockstep_io_buffer") (result i32) i32.const 0)
-                (func (export "agent_init") (result i32) i32.const 0)
-                (func (export "agent_receive") (param i32) (result i32) i32.const 0)
-                (func (export "agent_shutdown") (result i32) i32.const 0)
-                (func (export "agent_step") (param i32) (result i32) {call} i32.const 0))"#
-        ));
+        let bytes = importing_agent(
+            r#"(import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+               (import "lockstep" "log" (func $log (param i32 i32 i32)))
+               (import "lockstep" "report_panic" (func $report_panic (param i32 i32)))
+               (import "lockstep" "infer" (func $infer (param i32 i32 i32 i32) (result i32)))
+               (import "lockstep" "random_fill" (func $random_fill (param i32 i32)))"#,
+            &format!("{call} i32.const 0"),
+        );
         let mut rt = runtime(1);
         let id = rt.spawn_bytes(bytes).unwrap();
         rt.tick().unwrap();
@@ -220,23 +229,17 @@ fn agents_addressing_unknown_ids_produce_dead_letters() {
 #[test]
 fn random_fill_gives_the_numbers_random_u64_would_in_order() {
     let drawn = |body: &str| {
-        let bytes = wat(&format!(
-            r#"(module
-                (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
-                (import "lockstep" "random_u64" (func $random_u64 (result i64)))
-                (import "lockstep" "random_fill" (func $random_fill (param i32 i32)))
-                (memory (export "memory") 2)
-                (func (export "lockstep_abi_version") (result i32) i32.const 1)
-                (func (export "lockstep_io_buffer") (result i32) i32.const 0)
-                (func (export "agent_init") (result i32) i32.const 0)
-                (func (export "agent_receive") (param i32) (result i32) i32.const 0)
-                (func (export "agent_shutdown") (result i32) i32.const 0)
-                (func (export "agent_step") (param i32) (result i32)
-                    (i64.store (i32.const 131040) (i64.const -1))
-                    {body}
-                    (drop (call $send (i64.const 0) (i32.const 1) (i32.const 0) (i32.const 131032) (i32.const 40)))
-                    i32.const 0))"#
-        ));
+        let bytes = importing_agent(
+            r#"(import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+               (import "lockstep" "random_u64" (func $random_u64 (result i64)))
+               (import "lockstep" "random_fill" (func $random_fill (param i32 i32)))"#,
+            &format!(
+                "(i64.store (i32.const 131040) (i64.const -1))
+                 {body}
+                 (drop (call $send (i64.const 0) (i32.const 1) (i32.const 0) (i32.const 131032) (i32.const 40)))
+                 i32.const 0"
+            ),
+        );
         let mut rt = runtime(1);
         let id = rt.spawn_bytes(bytes).unwrap();
         rt.tick().unwrap();
@@ -263,23 +266,18 @@ fn random_fill_gives_the_numbers_random_u64_would_in_order() {
 
 /// A `random_fill` module whose step calls it with `count` numbers `calls` times (0: forever).
 fn random_fill_agent(count: u32, calls: u32) -> Vec<u8> {
-    wat(&format!(
-        r#"(module
-            (import "lockstep" "random_fill" (func $random_fill (param i32 i32)))
-            (memory (export "memory") 2)
-            (func (export "lockstep_abi_version") (result i32) i32.const 1)
-            (func (export "lockstep_io_buffer") (result i32) i32.const 0)
-            (func (export "agent_init") (result i32) i32.const 0)
-            (func (export "agent_receive") (param i32) (result i32) i32.const 0)
-            (func (export "agent_shutdown") (result i32) i32.const 0)
-            (func (export "agent_step") (param i32) (result i32) (local $left i32)
-                (local.set $left (i32.const {calls}))
-                (loop $again
-                    (call $random_fill (i32.const 0) (i32.const {count}))
-                    (local.set $left (i32.sub (local.get $left) (i32.const 1)))
-                    (br_if $again (local.get $left)))
-                i32.const 0))"#
-    ))
+    importing_agent(
+        r#"(import "lockstep" "random_fill" (func $random_fill (param i32 i32)))"#,
+        &format!(
+            "(local $left i32)
+             (local.set $left (i32.const {calls}))
+             (loop $again
+                 (call $random_fill (i32.const 0) (i32.const {count}))
+                 (local.set $left (i32.sub (local.get $left) (i32.const 1)))
+                 (br_if $again (local.get $left)))
+             i32.const 0"
+        ),
+    )
 }
 
 /// Each number `random_fill` writes costs `RANDOM_FILL_FUEL_PER_WORD` fuel (red team: it was
