@@ -59,11 +59,12 @@ pub(crate) fn phase_uses_pool(members: usize, phases: usize, running: usize, las
 ///
 /// `repr(C)`, the fields every tick of a running agent reads or writes first (and
 /// `prefetch`, which the tick loop reads a few agents ahead, so that line is in cache by the
-/// agent's turn): with 10,000 agents a slot's lines are gone from the caches by its next
-/// tick, and Rust's own field order spread what a quiet agent's tick touches over the whole
-/// 472-byte slot (ARCHITECTURE.md, "The tick's path", step 3; BENCHMARKS.md, 2026-11-27,
-/// twelfth session: 22.8 → 19.5 missed lines per agent-tick).
-#[repr(C)]
+/// agent's turn), and aligned to a cache line: with 10,000 agents a slot's lines are gone from
+/// the caches by its next tick, and Rust's own field order spread what a quiet agent's tick
+/// touches over the whole slot (8 or 9 lines of it). Now that is the slot's first three lines,
+/// wherever the slot lies in the array (ARCHITECTURE.md, "The tick's path", step 3;
+/// BENCHMARKS.md, 2026-11-27, twelfth session: 22.8 → 19.4 missed lines per agent-tick).
+#[repr(C, align(64))]
 pub struct AgentSlot {
     /// Addresses the next step will touch first (its instance and its io buffer), kept in
     /// the contiguous slot array so the tick loop can prefetch them ahead of time.
@@ -105,8 +106,10 @@ pub struct AgentSlot {
 #[repr(C)]
 pub(crate) struct AgentTickOutput {
     pub delivered: u32,
-    /// Whether the tick put anything into the fields below (or anything else for `settle` to
-    /// see): set by every write to them, cleared (with them) at the start of the next tick.
+    /// Whether the tick put anything into the fields below: set by every write to them (a
+    /// time-sliced tick sets it when it ends, from what it put there); `run_tick` clears it and
+    /// them at the start of the agent's next tick (a waiting or stopped agent keeps it, and
+    /// `settle` visits those anyway).
     pub news: bool,
     pub fuel: u64,
     /// Digest of (delivered count, sent messages, fault) when any is non-empty.
@@ -315,7 +318,7 @@ impl AgentSlot {
         }
         if trace {
             out.received = inbox.to_messages(0..delivered);
-            out.news = true;
+            out.news |= !out.received.is_empty();
         }
         if out.fault.is_none() {
             let ctx = StepContext { tick, inbox_len: out.delivered, max_agent_id };
@@ -362,8 +365,8 @@ impl AgentSlot {
     /// up the slice is suspended and ends the turn, and once the turn has burned a slice no
     /// new call starts: what is left of it (messages, the step) waits for the next tick.
     fn run_sliced_tick(&mut self, tick: u64, max_agent_id: u64, trace: bool) {
-        // (`news` from the start: a sliced tick always goes to `settle`, as it always has)
-        let mut out = AgentTickOutput { news: true, ..AgentTickOutput::default() };
+        // (`news` is worked out when the tick ends: `end_suspended`, `end_sliced_tick`)
+        let mut out = AgentTickOutput::default();
         let mut digest = AgentTickDigest::default();
         // Fuel burned this tick, as far as the slice rule counts it: a call that ends after
         // `slices` suspensions burned one slice in each tick before this one.
@@ -377,7 +380,7 @@ impl AgentSlot {
                         self.suspended = Some(s);
                         out.suspended = Some((call, false));
                         out.digest = digest.finish_sliced(self.id, 0, &Mailbox::default(), &[], None, (out.suspended, None));
-                        self.out = out;
+                        self.set_sliced_out(out);
                         return;
                     }
                     Outcome::Done { instance, result, fuel, slices } => {
@@ -501,6 +504,13 @@ impl AgentSlot {
         }
     }
 
+    /// A time-sliced tick's outputs become the slot's, with `news` worked out from them (the
+    /// one way a sliced tick ends: every end goes through here, so none can forget `news`).
+    fn set_sliced_out(&mut self, mut out: AgentTickOutput) {
+        out.news = !out.is_quiet();
+        self.out = out;
+    }
+
     /// Moves what a call sent, logged and asked into `out` (so a call that is suspended
     /// later in the tick does not hold them back).
     fn collect(instance: &mut AgentInstance, out: &mut AgentTickOutput) {
@@ -520,7 +530,7 @@ impl AgentSlot {
         if trace {
             out.received = delivered;
         }
-        self.out = out;
+        self.set_sliced_out(out);
     }
 
     /// The end of a sliced agent's tick with its instance back in the slot.
@@ -532,7 +542,7 @@ impl AgentSlot {
         }
         self.prefetch = [&*instance as *const AgentInstance as usize, instance.host() as *const _ as usize, instance.io_address_hint()];
         self.instance = Some(instance);
-        self.out = out;
+        self.set_sliced_out(out);
     }
 }
 
@@ -1313,10 +1323,14 @@ mod tests {
     use std::mem::offset_of;
 
     /// What a quiet agent's tick reads and writes of its slot (`run_tick`, `has_news`,
-    /// `run_slots`, and `prefetch` read a few agents ahead) lies in the slot's first 192 bytes:
-    /// three cache lines, where Rust's own field order spread it over all eight.
+    /// `run_slots`, and `prefetch` read a few agents ahead) lies in the slot's first 192 bytes,
+    /// and slots are line-aligned and a whole number of lines: three cache lines, wherever the
+    /// slot lies in the array (Rust's own field order spread it over all of a slot's 8 or 9).
     #[test]
     fn a_quiet_agents_tick_touches_only_the_slots_first_three_lines() {
+        assert_eq!(std::mem::align_of::<AgentSlot>(), 64);
+        assert_eq!(std::mem::size_of::<AgentSlot>() % 64, 0);
+        assert!(std::mem::size_of::<AgentSlot>() <= 512, "{} bytes", std::mem::size_of::<AgentSlot>());
         let out = offset_of!(AgentSlot, out);
         let hot = [
             ("prefetch", offset_of!(AgentSlot, prefetch) + 24),
