@@ -220,11 +220,12 @@ pub const MAX_INBOX_MESSAGES: usize = 65_536;
 pub const MAX_INBOX_BYTES: usize = 16 << 20;
 /// Most log lines one agent may write per call.
 pub const MAX_LOG_LINES_PER_CALL: usize = 64;
-/// Most numbers one `random_fill` call writes (4 KiB); a larger count faults the agent.
-pub const MAX_RANDOM_FILL_WORDS: usize = 512;
-/// Fuel one number written by `random_fill` costs (the host's work for it is about what a
-/// `random_u64` call costs per unit of the fuel its call burns).
-pub const RANDOM_FILL_FUEL_PER_WORD: u64 = 2;
+/// Most numbers one `random_fill` call writes; a larger count faults the agent. Small on
+/// purpose: a call costs only the fuel of the call instruction (the host cannot charge fuel
+/// without restarting a time slice's count), so the count bounds the host work one unit of an
+/// agent's fuel can buy (a loop of 32-number calls burned the default 10,000,000 fuel in 240 ms,
+/// a loop of `random_u64` calls in 54 ms: the wall-clock deadline, 1 s, stays a backstop).
+pub const MAX_RANDOM_FILL_WORDS: usize = 32;
 /// How many numbers the SDK's `random_u64` fetches with one `random_fill` call (the rest wait
 /// in the agent's memory for its next draws).
 pub const SDK_RANDOM_AHEAD_WORDS: usize = 32;

@@ -248,24 +248,15 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
             caller.data_mut().violation = Some(text.clone());
             return Err(wasmtime::Error::msg(text));
         }
-        // Each number costs fuel, as the calls of `random_u64` it replaces would have: free,
-        // a loop of 512-number calls did ~60 times the host work per unit of fuel, and ran
-        // into the wall-clock deadline (not deterministic) instead of its fuel (red team).
-        // Charged first, so a call it cannot pay for draws nothing. Without fuel metering
-        // there is nothing to charge.
-        if let Ok(fuel) = caller.get_fuel() {
-            let cost = count as u64 * abi::RANDOM_FILL_FUEL_PER_WORD;
-            if fuel < cost {
-                let _ = caller.set_fuel(0);
-                return Err(wasmtime::Trap::OutOfFuel.into());
-            }
-            let _ = caller.set_fuel(fuel - cost);
-        }
+        // No fuel is charged here: `set_fuel` from a host call restarts the count of a time
+        // slice (`fuel_async_yield_interval`), so a sliced agent calling this in a loop was
+        // never suspended (tests/time_slicing.rs). The small count bounds the host work a call
+        // (a few units of fuel) buys instead (`MAX_RANDOM_FILL_WORDS`).
         let Some(memory) = caller.data().memory else {
             return Err(no_memory(caller.data_mut(), abi::IMPORT_RANDOM_FILL));
         };
         let (mem, host) = memory.data_and_store_mut(&mut caller);
-        // (count ≤ 512: the product cannot overflow)
+        // (count ≤ MAX_RANDOM_FILL_WORDS: the product cannot overflow)
         let Some(range) = guest_range(mem.len(), ptr, count * 8) else {
             let size = mem.len();
             return Err(violation(host, abi::IMPORT_RANDOM_FILL, ptr, count * 8, size));

@@ -433,3 +433,43 @@ fn a_suspended_barrier_agent_goes_on_without_its_upstream_agents() {
     }
     assert_eq!(count_of(&mut rt), [6057]);
 }
+
+/// A sliced agent whose step draws random numbers for ever with `random_fill`: it is
+/// suspended tick after tick, ends at its per-call budget with `fuel_exhausted`, and two runs
+/// end alike (same tick, same hashes). (A first `random_fill` charged fuel per number with
+/// `set_fuel` inside the host call, which restarts the slice's count: this agent was never
+/// suspended and burned its whole budget in one tick.)
+#[test]
+fn a_sliced_agent_drawing_random_numbers_is_suspended_then_runs_out_of_fuel_alike() {
+    const DRAWER: &str = r#"(module
+      (import "lockstep" "random_fill" (func $random_fill (param i32 i32)))
+      (memory (export "memory") 2)
+      (func (export "lockstep_abi_version") (result i32) i32.const 1)
+      (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
+      (func (export "agent_init") (result i32) i32.const 0)
+      (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+      (func (export "agent_shutdown") (result i32) i32.const 0)
+      (func (export "agent_step") (param i32) (result i32)
+        (loop $l (call $random_fill (i32.const 4096) (i32.const 32)) (br $l)) i32.const 0))"#;
+    let run = || {
+        let mut rt = Runtime::new(RuntimeConfig { fuel_per_call: 1_000_000, ..config(1) }).unwrap();
+        let drawer = rt.spawn_bytes(wat(DRAWER)).unwrap();
+        rt.set_fuel_per_tick(drawer, 100_000).unwrap();
+        let mut hashes = Vec::new();
+        let mut suspended = 0;
+        for t in 0..40u64 {
+            let report = rt.tick().unwrap();
+            hashes.push(report.hash);
+            suspended += report.agents_suspended;
+            if report.faults == 1 {
+                let lockstep_core::AgentState::Faulted(f) = rt.inspect(drawer).unwrap().state else { panic!("not faulted") };
+                assert_eq!((f.kind, f.call), (FaultKind::FuelExhausted, AbiCall::Step), "{f}");
+                return (t, suspended, hashes);
+            }
+        }
+        panic!("the drawer never ran out of its 1,000,000 fuel");
+    };
+    let (first, second) = (run(), run());
+    assert!(first.1 >= 5, "suspended in {} ticks only", first.1);
+    assert_eq!(first, second);
+}
