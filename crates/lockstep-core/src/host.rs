@@ -126,28 +126,31 @@ fn guest_range(memory_len: usize, ptr: i32, len: i32) -> Option<std::ops::Range<
     (end <= memory_len).then_some(start..end)
 }
 
-fn violation(host: &mut AgentHost, import: &str, ptr: i32, len: i32, memory_len: usize) -> wasmtime::Error {
-    let text = format!("`{import}` was given pointer {} with length {} outside the agent's {memory_len}-byte memory", ptr as u32, len as u32);
+/// Records `text` as the agent's host-call violation (its fault's detail) and returns the
+/// error that ends the call: every import's refusal of bad arguments goes through here.
+fn fault_agent(host: &mut AgentHost, text: String) -> wasmtime::Error {
     host.violation = Some(text.clone());
     wasmtime::Error::msg(text)
+}
+
+fn violation(host: &mut AgentHost, import: &str, ptr: i32, len: i32, memory_len: usize) -> wasmtime::Error {
+    fault_agent(host, format!("`{import}` was given pointer {} with length {} outside the agent's {memory_len}-byte memory", ptr as u32, len as u32))
 }
 
 fn no_memory(host: &mut AgentHost, import: &str) -> wasmtime::Error {
-    let text = format!("`{import}` called before the agent's memory was bound");
-    host.violation = Some(text.clone());
-    wasmtime::Error::msg(text)
+    fault_agent(host, format!("`{import}` called before the agent's memory was bound"))
 }
 
 /// The guest bytes `[ptr, ptr + len)` and the host data, or the violation that faults the
-/// agent: every import that reads guest memory goes through here.
+/// agent: every import that reads (or, `random_fill`, writes) guest memory goes through here.
 #[inline]
-fn guest_bytes<'a>(caller: &'a mut Caller<'_, AgentHost>, import: &str, ptr: i32, len: i32) -> wasmtime::Result<(&'a [u8], &'a mut AgentHost)> {
+fn guest_bytes<'a>(caller: &'a mut Caller<'_, AgentHost>, import: &str, ptr: i32, len: i32) -> wasmtime::Result<(&'a mut [u8], &'a mut AgentHost)> {
     let Some(memory) = caller.data().memory else {
         return Err(no_memory(caller.data_mut(), import));
     };
     let (mem, host) = memory.data_and_store_mut(caller);
     match guest_range(mem.len(), ptr, len) {
-        Some(range) => Ok((&mem[range], host)),
+        Some(range) => Ok((&mut mem[range], host)),
         None => {
             let size = mem.len();
             Err(violation(host, import, ptr, len, size))
@@ -216,9 +219,7 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
     )?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SEND_BATCH, |mut caller: Caller<'_, AgentHost>, ptr: i32, count: i32| -> wasmtime::Result<i32> {
         if count < 0 {
-            let text = format!("`send_batch` was given a count of {count}");
-            caller.data_mut().violation = Some(text.clone());
-            return Err(wasmtime::Error::msg(text));
+            return Err(fault_agent(caller.data_mut(), format!("`send_batch` was given a count of {count}")));
         }
         // The records lie in [ptr, end of memory): each is bounds-checked as it is read.
         let Some(memory) = caller.data().memory else {
@@ -230,13 +231,7 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
             let size = mem.len();
             return Err(violation(host, abi::IMPORT_SEND_BATCH, ptr, 0, size));
         };
-        match send_records(host, records, count as u32) {
-            Ok(n) => Ok(n),
-            Err(text) => {
-                host.violation = Some(text.clone());
-                Err(wasmtime::Error::msg(text))
-            }
-        }
+        send_records(host, records, count as u32).map_err(|text| fault_agent(host, text))
     })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_TICK, |caller: Caller<'_, AgentHost>| -> i64 { caller.data().tick as i64 })?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SELF_ID, |caller: Caller<'_, AgentHost>| -> i64 { caller.data().id as i64 })?;
@@ -245,25 +240,17 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_RANDOM_FILL, |mut caller: Caller<'_, AgentHost>, ptr: i32, count: i32| -> wasmtime::Result<()> {
         if !(0..=abi::MAX_RANDOM_FILL_WORDS as i32).contains(&count) {
             let text = format!("`{}` was given a count of {count} (0..={} numbers a call)", abi::IMPORT_RANDOM_FILL, abi::MAX_RANDOM_FILL_WORDS);
-            caller.data_mut().violation = Some(text.clone());
-            return Err(wasmtime::Error::msg(text));
+            return Err(fault_agent(caller.data_mut(), text));
         }
         // No fuel is charged here: `set_fuel` from a host call restarts the count of a time
         // slice (`fuel_async_yield_interval`), so a sliced agent calling this in a loop was
         // never suspended (tests/time_slicing.rs). The small count bounds the host work a call
         // (a few units of fuel) buys instead (`MAX_RANDOM_FILL_WORDS`).
-        let Some(memory) = caller.data().memory else {
-            return Err(no_memory(caller.data_mut(), abi::IMPORT_RANDOM_FILL));
-        };
-        let (mem, host) = memory.data_and_store_mut(&mut caller);
         // (count ≤ MAX_RANDOM_FILL_WORDS: the product cannot overflow)
-        let Some(range) = guest_range(mem.len(), ptr, count * 8) else {
-            let size = mem.len();
-            return Err(violation(host, abi::IMPORT_RANDOM_FILL, ptr, count * 8, size));
-        };
+        let (words, host) = guest_bytes(&mut caller, abi::IMPORT_RANDOM_FILL, ptr, count * 8)?;
         // The numbers `count` calls of `random_u64` would return, in that order: the stream
         // is one, whichever import draws from it.
-        for word in mem[range].chunks_exact_mut(8) {
+        for word in words.chunks_exact_mut(8) {
             word.copy_from_slice(&host.rng.next_u64().to_le_bytes());
         }
         Ok(())

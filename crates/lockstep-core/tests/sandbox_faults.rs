@@ -20,22 +20,6 @@ fn trap_agent_told(kind: u32) -> (Runtime, u64, u64) {
     (rt, counter, trap)
 }
 
-/// A version-1 agent with `imports` (WAT import fields), 2 pages of memory, no io buffer, and
-/// `step` as the body of its `agent_step` (the other entry points do nothing).
-fn importing_agent(imports: &str, step: &str) -> Vec<u8> {
-    wat(&format!(
-        r#"(module
-            {imports}
-            (memory (export "memory") 2)
-            (func (export "lockstep_abi_version") (result i32) i32.const 1)
-            (func (export "lockstep_io_buffer") (result i32) i32.const 0)
-            (func (export "agent_init") (result i32) i32.const 0)
-            (func (export "agent_receive") (param i32) (result i32) i32.const 0)
-            (func (export "agent_shutdown") (result i32) i32.const 0)
-            (func (export "agent_step") (param i32) (result i32) {step}))"#
-    ))
-}
-
 #[test]
 fn infinite_loop_is_preempted_by_fuel_deterministically() {
     let mut fuel_used = Vec::new();

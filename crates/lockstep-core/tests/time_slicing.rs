@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{agent, wat};
+use common::{agent, importing_agent, wat};
 use lockstep_core::{AbiCall, Event, FaultKind, MemoryAllocator, RestoreOptions, Runtime, RuntimeConfig};
 
 /// An agent whose first step sieves the primes below `$n` (a byte per number at 65,536),
@@ -441,19 +441,13 @@ fn a_suspended_barrier_agent_goes_on_without_its_upstream_agents() {
 /// suspended and burned its whole budget in one tick.)
 #[test]
 fn a_sliced_agent_drawing_random_numbers_is_suspended_then_runs_out_of_fuel_alike() {
-    const DRAWER: &str = r#"(module
-      (import "lockstep" "random_fill" (func $random_fill (param i32 i32)))
-      (memory (export "memory") 2)
-      (func (export "lockstep_abi_version") (result i32) i32.const 1)
-      (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
-      (func (export "agent_init") (result i32) i32.const 0)
-      (func (export "agent_receive") (param i32) (result i32) i32.const 0)
-      (func (export "agent_shutdown") (result i32) i32.const 0)
-      (func (export "agent_step") (param i32) (result i32)
-        (loop $l (call $random_fill (i32.const 4096) (i32.const 32)) (br $l)) i32.const 0))"#;
+    let drawer = importing_agent(
+        r#"(import "lockstep" "random_fill" (func $random_fill (param i32 i32)))"#,
+        "(loop $l (call $random_fill (i32.const 4096) (i32.const 32)) (br $l)) i32.const 0",
+    );
     let run = || {
         let mut rt = Runtime::new(RuntimeConfig { fuel_per_call: 1_000_000, ..config(1) }).unwrap();
-        let drawer = rt.spawn_bytes(wat(DRAWER)).unwrap();
+        let drawer = rt.spawn_bytes(drawer.clone()).unwrap();
         rt.set_fuel_per_tick(drawer, 100_000).unwrap();
         let mut hashes = Vec::new();
         let mut suspended = 0;

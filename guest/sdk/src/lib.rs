@@ -471,7 +471,7 @@ pub fn self_id() -> AgentId {
 }
 
 #[cfg(target_arch = "wasm32")]
-const RANDOM_AHEAD_WORDS: usize = abi::SDK_RANDOM_AHEAD_WORDS;
+use abi::SDK_RANDOM_AHEAD_WORDS as RANDOM_AHEAD_WORDS;
 
 /// Numbers of this agent's random stream fetched ahead (`random_fill`), and how many of them
 /// are left. A host call costs more than the number it returns (two were most of an agent's

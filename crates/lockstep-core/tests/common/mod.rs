@@ -35,6 +35,22 @@ pub fn wat_agent(version: u32, body: &str) -> Vec<u8> {
     ))
 }
 
+/// A version-1 agent with `imports` (WAT import fields), 2 pages of memory, no io buffer, and
+/// `step` as the body of its `agent_step` (the other entry points do nothing).
+pub fn importing_agent(imports: &str, step: &str) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+            {imports}
+            (memory (export "memory") 2)
+            (func (export "lockstep_abi_version") (result i32) i32.const 1)
+            (func (export "lockstep_io_buffer") (result i32) i32.const 0)
+            (func (export "agent_init") (result i32) i32.const 0)
+            (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+            (func (export "agent_shutdown") (result i32) i32.const 0)
+            (func (export "agent_step") (param i32) (result i32) {step}))"#
+    ))
+}
+
 /// A hand-written agent that may send: the `send` import, 2 pages of memory, the io buffer at
 /// 1,024, `agent_init` and `agent_shutdown` that do nothing; `body` holds its `agent_step`, its
 /// receive export(s) for `version`, and whatever else it needs.
