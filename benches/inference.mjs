@@ -1,9 +1,14 @@
 // Inference benchmarks, each beside its baseline in the same run: our JS path against
 // onnxruntime-node's own JS API on the same model and library, and agents' batched requests
 // against one ONNX Runtime call per request. Imported by benches/run.mjs.
+import { execFileSync, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
 const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ort = require('onnxruntime-node');
 const { sileroInputs } = require('../__test__/fixtures/silero-inputs.cjs');
 
@@ -21,17 +26,27 @@ function mlpInputs(batch) {
 /**
  * Times `calls` calls of each path in `paths` ({ name: fn }), in rounds of blocks that take
  * turns (A B C A B C ...), so the machine's drift over the run (load, frequency, caches) falls
- * on every path alike instead of on whichever ran last.
+ * on every path alike instead of on whichever ran last. A path may instead be
+ * `{ block: async (n) => [µs per call] }`, timed elsewhere (the Rust engine's floor).
  */
 async function measureAlternating(calls, paths, rounds = 10) {
   const names = Object.keys(paths);
-  for (const name of names) for (let i = 0; i < Math.min(50, calls); i++) await paths[name]();
+  const perBlock = Math.max(1, Math.ceil(calls / rounds));
+  for (const name of names) {
+    if (paths[name].block) await paths[name].block(Math.min(50, calls));
+    else for (let i = 0; i < Math.min(50, calls); i++) await paths[name]();
+  }
   const lat = Object.fromEntries(names.map((n) => [n, []]));
   const total = Object.fromEntries(names.map((n) => [n, 0]));
-  const perBlock = Math.max(1, Math.ceil(calls / rounds));
   for (let r = 0; r < rounds; r++) {
     for (const name of names) {
       const fn = paths[name];
+      if (fn.block) {
+        const times = await fn.block(perBlock);
+        lat[name].push(...times);
+        total[name] += times.reduce((a, b) => a + b, 0);
+        continue;
+      }
       const t0 = nowUs();
       for (let i = 0; i < perBlock; i++) {
         const t = nowUs();
@@ -46,7 +61,35 @@ async function measureAlternating(calls, paths, rounds = 10) {
   );
 }
 
-async function pathVsOnnxruntimeNode(name, path, makeInputs, batch, calls) {
+/**
+ * The Rust engine's `run` on the tiny model, timed per call by `examples/infer_loop --serve`
+ * in a child process, a block at a time on request: the floor under the JS path, measured in
+ * turn with it. `null` when the example cannot be built or started (then the row has no
+ * overhead figure).
+ */
+function rustEngineFloor(log) {
+  try {
+    execFileSync('cargo', ['build', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'infer_loop'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  } catch (e) {
+    log(`[bench] infer_loop did not build (${e.message}): no Rust floor beside the JS path`);
+    return null;
+  }
+  const child = spawn(join(root, 'target', 'release', 'examples', 'infer_loop'), ['--serve'], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout });
+  const waiting = [];
+  lines.on('line', (line) => waiting.shift()?.resolve(JSON.parse(line)));
+  child.on('exit', (code) => waiting.splice(0).forEach((w) => w.reject(new Error(`infer_loop exited (${code})`))));
+  return {
+    block: (n) =>
+      new Promise((resolve, reject) => {
+        waiting.push({ resolve, reject });
+        child.stdin.write(`${n}\n`);
+      }),
+    close: () => child.stdin.end(),
+  };
+}
+
+async function pathVsOnnxruntimeNode(name, path, makeInputs, batch, calls, floor = null) {
   const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
   const { id } = rt.loadModel(path);
   const inputs = makeInputs(batch);
@@ -56,8 +99,10 @@ async function pathVsOnnxruntimeNode(name, path, makeInputs, batch, calls) {
     lockstep_inferSync: () => rt.inferSync(id, inputs),
     lockstep_infer_async: () => rt.infer(id, inputs),
     onnxruntime_node_run: () => session.run(feeds),
+    ...(floor ? { rust_engine_run: floor } : {}),
   });
   const r = { model: name, batch, ...m };
+  if (floor) r.inferSync_over_rust_us = +(r.lockstep_inferSync.median_us - r.rust_engine_run.median_us).toFixed(2);
   r.ratio_sync_vs_ort_node = +(r.onnxruntime_node_run.median_us / r.lockstep_inferSync.median_us).toFixed(2);
   r.ratio_async_vs_ort_node = +(r.onnxruntime_node_run.median_us / r.lockstep_infer_async.median_us).toFixed(2);
   await session.release?.();
@@ -85,7 +130,9 @@ export async function runInferenceBenches({ quick = false, log = console.error }
   const rows = [];
   for (const batch of [1, 32]) {
     log(`[bench] inference, batch ${batch}`);
-    rows.push(await pathVsOnnxruntimeNode('mlp_classifier (tiny)', MLP, mlpInputs, batch, calls));
+    const floor = batch === 1 ? rustEngineFloor(log) : null;
+    rows.push(await pathVsOnnxruntimeNode('mlp_classifier (tiny)', MLP, mlpInputs, batch, calls, floor));
+    floor?.close();
     rows.push(await pathVsOnnxruntimeNode('silero_vad (1.8 MB)', SILERO, sileroInputs, batch, Math.floor(calls / 10)));
   }
   log('[bench] agent inference batching');

@@ -110,9 +110,10 @@ const rings = await runRingBenches({ quick, log });
 const v8Compare = await runV8CompareBenches({ quick, log });
 const inference = await runInferenceBenches({ quick, log });
 const languageModel = await runLanguageModelBenches({ quick, log });
-inference.rust_engine_run_us = JSON.parse(
-  execFileSync('cargo', ['run', '--release', '--quiet', '-p', 'lockstep-core', '--example', 'infer_loop'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }),
-).rust_run_us;
+// The Rust floor was timed per call in turn with the JS path (benches/inference.mjs).
+const tinyRow = inference.js_path.find((r) => r.rust_engine_run);
+inference.rust_engine_run_us = tinyRow?.rust_engine_run.median_us ?? null;
+inference.inferSync_over_rust_us = tinyRow?.inferSync_over_rust_us ?? null;
 
 log('[bench] dashboard (rt.serve): overhead with 10 clients, snapshot cost at 100,000 agents');
 const dashboard = await runDashboardBenches({ quick, log });
@@ -201,7 +202,7 @@ if (json) {
     const f = (m) => `${m.median_us} (${m.p99_us})`;
     console.log(`| ${r.model} | ${r.batch} | ${f(r.lockstep_inferSync)} | ${f(r.lockstep_infer_async)} | ${f(r.onnxruntime_node_run)} | ${r.ratio_sync_vs_ort_node}× |`);
   }
-  console.log(`\n- engine.run from Rust (tiny model, batch 1): ${inference.rust_engine_run_us} µs`);
+  console.log(`\n- engine.run from Rust (tiny model, batch 1, median per call, timed in turn with the JS path): ${inference.rust_engine_run_us} µs; inferSync over it: ${inference.inferSync_over_rust_us} µs`);
   console.log(`\n| language model (tiny_lm, ${languageModel.tokens_per_sequence} greedy tokens each) | batched tokens/s | one at a time tokens/s | ratio |\n|---|---:|---:|---:|`);
   for (const r of languageModel.agents) console.log(`| ${r.agents} agents | ${r.batched_tokens_per_s} | ${r.one_at_a_time_tokens_per_s} | ${r.ratio} |`);
   const sl = languageModel.small_lm;
