@@ -347,8 +347,11 @@ pub fn send(to: AgentId, kind: u32, payload: &[u8]) -> Result<(), SendError> {
     send_with_priority(to, kind, 0, payload)
 }
 
-/// Messages queued together with one host call (ABI 2's `send_batch`): cheaper than one `send`
-/// per message when an agent sends many. Records are laid out as docs/ABI.md says.
+/// Messages queued together and sent with one host call (ABI 2's `send_batch`). Records are
+/// laid out as docs/ABI.md says. Not a faster `send`: every payload is copied into the batch by
+/// the agent's own code first, which costs more than the host calls it saves (a step sending
+/// 16 messages of 64 bytes: ~230–290 more instructions a message than `send`, however the copy
+/// is written: `BENCHMARKS.md`, issue 13). Use it to build messages ahead and send them together.
 #[derive(Default)]
 pub struct SendBatch {
     records: alloc::vec::Vec<u8>,
