@@ -753,6 +753,10 @@ class Runtime {
   #inBuffer = new Uint8Array(0);
   #outBuffer = new Uint8Array(4096);
   #outLayout = outputLayout('');
+  // The model id and input spec the native side holds from the last inferSync that sent them
+  // (null: send it): left out when unchanged, since a string crossing napi is a UTF-8 copy and
+  // an allocation each (BENCHMARKS.md, thirteenth session).
+  #inferSent = { model: null, spec: null };
   /** Language models by id: { handle: NativeLanguageModel, tokenizer: a JS tokenizer or null }. */
   #languageModels = new Map();
   /** close() was called. */
@@ -1621,7 +1625,13 @@ class Runtime {
   inferSync(model, inputs) {
     modelId('model', model);
     const [spec, data] = packInputs(inputs, this.#packScratch);
-    const result = call(() => this.#native.inferInto(model, spec, data, this.#outBuffer));
+    const sent = this.#inferSent;
+    const [modelArg, specArg] = [model === sent.model ? undefined : model, spec === sent.spec ? undefined : spec];
+    // Forgotten until the call succeeds: after a failure both are sent again.
+    sent.model = sent.spec = null;
+    const result = call(() => this.#native.inferInto(modelArg, specArg, data, this.#outBuffer));
+    sent.model = model;
+    sent.spec = spec;
     const bytes = Math.floor(result / 2);
     if (result % 2 === 1) this.#outLayout = outputLayout(call(() => this.#native.inferOutputSpec()));
     if (bytes > this.#outBuffer.length) {

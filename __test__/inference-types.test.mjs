@@ -198,9 +198,15 @@ test('the thread-pool path (inferAsync) returns what the inline path does, for e
     }
     return [parts.map(([s]) => s).join(''), data];
   };
+  // inferInto's model and spec may be left out to mean the last ones given: before any, that
+  // is an error naming what is missing, never a run of nothing.
+  assert.throws(() => rt.inferInto(undefined, undefined, new Uint8Array(8), new Uint8Array(8)), { code: 'E_INVALID_ARGUMENT', message: /no model given yet/ });
   for (const [name, inputs] of [['every_type', inputsFor(3)], ['split_sequence', { x: { type: 'float32', data: Float32Array.of(1, 2, 3), dims: [3] } }]]) {
     const { id } = rt.loadModel(readFileSync(model(name)));
     const [spec, data] = pack(inputs);
+    if (name === 'every_type') {
+      assert.throws(() => rt.inferInto(id, undefined, data, new Uint8Array(8)), { code: 'E_INVALID_ARGUMENT', message: /no input spec given yet/ });
+    }
     const inline = rt.inferPacked(id, spec, data);
     const pooled = await rt.inferAsync(id, spec, data);
     assert.equal(pooled.spec, inline.spec, name);
@@ -218,6 +224,11 @@ test('the thread-pool path (inferAsync) returns what the inline path does, for e
       assert.deepEqual(Buffer.from(got), Buffer.from(inline.data), name);
     }
     assert.equal(rt.inferTakeOutputs(new Uint8Array(64)), false, 'nothing left to take');
+    // Left out, the model and spec are those of the call before; the data must still hold them.
+    const again = new Uint8Array(inline.data.length);
+    rt.inferInto(undefined, undefined, data, again);
+    assert.deepEqual(Buffer.from(again), Buffer.from(inline.data), `${name}: model and spec left out`);
+    assert.throws(() => rt.inferInto(undefined, undefined, data.subarray(0, data.length - 8), again), { code: 'E_INVALID_ARGUMENT', message: /data shorter than declared/ });
     assert.throws(() => rt.inferInto(id, spec, data, data), /overlaps the inputs/);
     if (name === 'split_sequence') assert.match(inline.spec, /^parts:sequence:2:0;:float32:2:8;:float32:1:4;n:int64::8;$/);
   }

@@ -67,6 +67,32 @@ test("inferSync's reused buffers: outputs larger than them, layouts changing cal
   again.close();
 });
 
+test('inferSync leaves out the model and input spec the native side already holds, and sends both again after a failed call', () => {
+  const rt = new Runtime({ workers: 1 });
+  const other = new Runtime({ workers: 1 });
+  const mlp = rt.loadModel(MLP).id;
+  other.loadModel(MLP);
+  const x = (rows) => ({ x: { type: 'float32', data: new Float32Array(rows * 4).map((_, i) => Math.cos(i)), dims: [rows, 4] } });
+  const hex = (out) => Buffer.from(out.probs.data.buffer, out.probs.data.byteOffset, out.probs.data.byteLength).toString('hex');
+  const first = hex(rt.inferSync(mlp, x(2)));
+  // A call that fails after the native side took its model (an id of no loaded model): the
+  // next call with the first model and the same inputs must not run the unknown one.
+  const unknown = 'f'.repeat(64);
+  assert.throws(() => rt.inferSync(unknown, x(2)), { code: 'E_UNKNOWN_MODEL' });
+  assert.equal(hex(rt.inferSync(mlp, x(2))), first);
+  // One that fails in the engine after its new spec was parsed (wrong width for the model).
+  assert.throws(() => rt.inferSync(mlp, { x: { type: 'float32', data: new Float32Array(5), dims: [1, 5] } }), (e) => e instanceof Error);
+  assert.equal(hex(rt.inferSync(mlp, x(2))), first);
+  // Another runtime, its own native side: the same inputs (the same spec string) are sent to it.
+  assert.equal(hex(other.inferSync(mlp, x(2))), first);
+  // Shapes changing call by call, on both runtimes in turn.
+  for (const rows of [1, 3, 1, 2]) {
+    assert.equal(hex(rt.inferSync(mlp, x(rows))), hex(other.inferSync(mlp, x(rows))), `${rows} rows`);
+  }
+  rt.close();
+  other.close();
+});
+
 test('inputs and outputs over 1 MiB: inferSync keeps no buffer that large, and agrees with the thread-pool path', async () => {
   const rt = new Runtime({ workers: 1 });
   const mlp = rt.loadModel(MLP).id;

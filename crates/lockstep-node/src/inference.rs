@@ -119,6 +119,10 @@ pub struct OutputScratch {
     /// common case) is not parsed again.
     pub input_spec: String,
     pub inputs: Vec<PackedInput>,
+    /// Whether `parse` has succeeded once (so `input_spec` and `inputs` describe a spec).
+    pub parsed_once: bool,
+    /// The model of the last `inferInto` call that named one.
+    pub model: String,
 }
 
 impl OutputScratch {
@@ -164,6 +168,19 @@ impl OutputScratch {
             self.inputs = parse_packed(spec, data_len)?;
             self.input_spec.clear();
             self.input_spec.push_str(spec);
+        }
+        self.parsed_once = true;
+        Ok(&self.inputs)
+    }
+
+    /// The inputs of the last `parse`, for a call that left the spec out: still checked
+    /// against the data's length (it may be shorter than last time).
+    pub fn parsed(&self, data_len: usize) -> Result<&[PackedInput]> {
+        if !self.parsed_once {
+            return Err(to_napi(BindError { code: "E_INVALID_ARGUMENT", message: "inferInto: no input spec given yet".into() }));
+        }
+        if self.inputs.last().is_some_and(|(_, _, _, r)| r.end > data_len) {
+            return Err(to_napi(BindError { code: "E_INVALID_ARGUMENT", message: "malformed packed inputs: data shorter than declared".into() }));
         }
         Ok(&self.inputs)
     }

@@ -473,10 +473,18 @@ impl NativeRuntime {
     /// `bytes * 2 + changed`: `bytes` the outputs' data size (when larger than `out`, they are
     /// kept: `inferTakeOutputs` copies them into a large enough buffer), `changed` 1 when
     /// their spec differs from the last one returned (`inferOutputSpec` gives it). Nothing
-    /// allocated for JS: no spec string and no buffer per call.
+    /// allocated for JS: no spec string and no buffer per call. `model` and `spec` may be left
+    /// out (`undefined`) to mean those of the last call that gave them: a string crossing
+    /// napi is a UTF-8 copy and an allocation each (~1,100 instructions a call).
     #[napi(catch_unwind)]
-    pub fn infer_into(&mut self, model: String, spec: String, data: &[u8], mut out: Uint8ArraySlice<'_>) -> Result<f64> {
+    pub fn infer_into(&mut self, model: Option<String>, spec: Option<String>, data: &[u8], mut out: Uint8ArraySlice<'_>) -> Result<f64> {
         let engine = self.engine()?;
+        if let Some(model) = model {
+            self.infer_out.model = model;
+        }
+        if self.infer_out.model.is_empty() {
+            return Err(to_napi(BindError { code: "E_INVALID_ARGUMENT", message: "inferInto: no model given yet".into() }));
+        }
         // index.js passes two distinct buffers; refuse views of the same memory all the same.
         let (d, o) = (data.as_ptr_range(), out.as_ptr_range());
         if !data.is_empty() && !out.is_empty() && d.start < o.end && o.start < d.end {
@@ -487,7 +495,10 @@ impl NativeRuntime {
         // (`data` does not overlap it: checked above).
         let out = unsafe { out.as_mut() };
         let scratch = &mut self.infer_out;
-        let outputs = run_views(&engine, &model, scratch.parse(&spec, data.len())?, data)?;
+        if let Some(spec) = &spec {
+            scratch.parse(spec, data.len())?;
+        }
+        let outputs = run_views(&engine, &scratch.model, scratch.parsed(data.len())?, data)?;
         let bytes = inference::data_len(&outputs);
         scratch.pending.clear();
         if bytes <= out.len() {
