@@ -80,6 +80,9 @@ test('inferSync leaves out the model and input spec the native side already hold
   const unknown = 'f'.repeat(64);
   assert.throws(() => rt.inferSync(unknown, x(2)), { code: 'E_UNKNOWN_MODEL' });
   assert.equal(hex(rt.inferSync(mlp, x(2))), first);
+  // An empty id is an unknown model like any other (not "no model given").
+  assert.throws(() => rt.inferSync('', x(2)), { code: 'E_UNKNOWN_MODEL' });
+  assert.equal(hex(rt.inferSync(mlp, x(2))), first);
   // One that fails in the engine after its new spec was parsed (wrong width for the model).
   assert.throws(() => rt.inferSync(mlp, { x: { type: 'float32', data: new Float32Array(5), dims: [1, 5] } }), (e) => e instanceof Error);
   assert.equal(hex(rt.inferSync(mlp, x(2))), first);

@@ -122,7 +122,7 @@ pub struct OutputScratch {
     /// Whether `parse` has succeeded once (so `input_spec` and `inputs` describe a spec).
     pub parsed_once: bool,
     /// The model of the last `inferInto` call that named one.
-    pub model: String,
+    pub model: Option<String>,
 }
 
 impl OutputScratch {

@@ -480,9 +480,9 @@ impl NativeRuntime {
     pub fn infer_into(&mut self, model: Option<String>, spec: Option<String>, data: &[u8], mut out: Uint8ArraySlice<'_>) -> Result<f64> {
         let engine = self.engine()?;
         if let Some(model) = model {
-            self.infer_out.model = model;
+            self.infer_out.model = Some(model);
         }
-        if self.infer_out.model.is_empty() {
+        if self.infer_out.model.is_none() {
             return Err(to_napi(BindError { code: "E_INVALID_ARGUMENT", message: "inferInto: no model given yet".into() }));
         }
         // index.js passes two distinct buffers; refuse views of the same memory all the same.
@@ -498,7 +498,7 @@ impl NativeRuntime {
         if let Some(spec) = &spec {
             scratch.parse(spec, data.len())?;
         }
-        let outputs = run_views(&engine, &scratch.model, scratch.parsed(data.len())?, data)?;
+        let outputs = run_views(&engine, scratch.model.as_deref().unwrap_or_default(), scratch.parsed(data.len())?, data)?;
         let bytes = inference::data_len(&outputs);
         scratch.pending.clear();
         if bytes <= out.len() {
