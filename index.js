@@ -1625,24 +1625,34 @@ class Runtime {
   inferSync(model, inputs) {
     modelId('model', model);
     const [spec, data] = packInputs(inputs, this.#packScratch);
+    // One call(): the log sink, which call() runs when it returns and which may call into this
+    // runtime, runs only once the outputs are copied out of the reused buffers and what the
+    // native side holds is recorded (red team: a sink calling inferSync in between made this
+    // call return the sink's outputs, and later calls run the sink's model).
+    return call(() => this.#inferInto(model, spec, data));
+  }
+
+  /** inferSync's native calls (inside its call()). */
+  #inferInto(model, spec, data) {
+    const native = this.#native;
     const sent = this.#inferSent;
     const [modelArg, specArg] = [model === sent.model ? undefined : model, spec === sent.spec ? undefined : spec];
     // Forgotten until the call succeeds: after a failure both are sent again.
     sent.model = sent.spec = null;
-    const result = call(() => this.#native.inferInto(modelArg, specArg, data, this.#outBuffer));
+    const result = native.inferInto(modelArg, specArg, data, this.#outBuffer);
     sent.model = model;
     sent.spec = spec;
     const bytes = Math.floor(result / 2);
-    if (result % 2 === 1) this.#outLayout = outputLayout(call(() => this.#native.inferOutputSpec()));
+    if (result % 2 === 1) this.#outLayout = outputLayout(native.inferOutputSpec());
     if (bytes > this.#outBuffer.length) {
       if (bytes > SCRATCH_MAX_BYTES) {
         // Too large to keep for the next call: a buffer of their own, which the outputs view.
         const own = new Uint8Array(bytes);
-        call(() => this.#native.inferTakeOutputs(own));
+        native.inferTakeOutputs(own);
         return readOutputs(this.#outLayout, own, true);
       }
       this.#outBuffer = new Uint8Array(Math.min(SCRATCH_MAX_BYTES, Math.max(bytes, this.#outBuffer.length * 2)));
-      call(() => this.#native.inferTakeOutputs(this.#outBuffer));
+      native.inferTakeOutputs(this.#outBuffer);
     }
     return readOutputs(this.#outLayout, this.#outBuffer);
   }

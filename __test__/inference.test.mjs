@@ -96,6 +96,51 @@ test('inferSync leaves out the model and input spec the native side already hold
   other.close();
 });
 
+test('a log sink that calls inferSync while an inferSync returns changes neither that call\'s outputs nor the next calls\'', async () => {
+  const { setLogger } = require('../index.js');
+  const rt = new Runtime({ workers: 1 });
+  const mlp = rt.loadModel(MLP).id;
+  const f16 = rt.loadModel(fileURLToPath(new URL('../models/add_float16.onnx', import.meta.url))).id;
+  const x = (rows) => ({ x: { type: 'float32', data: new Float32Array(rows * 4).map((_, i) => Math.sin(i)), dims: [rows, 4] } });
+  const h = { a: { type: 'float16', data: new Uint16Array(2), dims: [1, 2] }, b: { type: 'float16', data: new Uint16Array(2), dims: [1, 2] } };
+  const fresh = new Runtime({ workers: 1 });
+  fresh.loadModel(MLP);
+  const want = (rows) => JSON.stringify(fresh.inferSync(mlp, x(rows)), (k, v) => (ArrayBuffer.isView(v) ? [...v].map(String) : v));
+  const got = (out) => JSON.stringify(out, (k, v) => (ArrayBuffer.isView(v) ? [...v].map(String) : v));
+  // A log line queued by another runtime's tick on the pool is delivered when the next call
+  // into lockstep returns: inside rt.inferSync below, whose sink then calls rt.inferSync.
+  const spinner = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  let armed = false;
+  let reentered = 0;
+  setLogger(() => {
+    if (armed) {
+      armed = false;
+      reentered++;
+      rt.inferSync(f16, h);
+    }
+  }, { level: 'warn' });
+  try {
+    for (let attempt = 0; attempt < 50 && reentered === 0; attempt++) {
+      spinner.spawn(exampleAgent('adv-spin'));
+      const ticked = spinner.tickAsync(); // its agent runs out of fuel: a warn line
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50 + attempt * 20);
+      armed = true;
+      const outer = rt.inferSync(mlp, x(2));
+      armed = false;
+      await ticked;
+      if (reentered) assert.equal(got(outer), want(2), 'the call the sink ran inside returns its own outputs');
+    }
+    assert.ok(reentered > 0, 'the sink ran inside an inferSync');
+    assert.equal(got(rt.inferSync(mlp, x(2))), want(2), 'the next call runs its own model and inputs');
+    assert.equal(got(rt.inferSync(mlp, x(3))), want(3));
+  } finally {
+    setLogger(null);
+    rt.close();
+    fresh.close();
+    spinner.close();
+  }
+});
+
 test('inputs and outputs over 1 MiB: inferSync keeps no buffer that large, and agrees with the thread-pool path', async () => {
   const rt = new Runtime({ workers: 1 });
   const mlp = rt.loadModel(MLP).id;
