@@ -11,7 +11,6 @@ import { dirname, join } from 'node:path';
 import os from 'node:os';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { runRingBenches } from './rings.mjs';
-import { runInferenceBenches } from './inference.mjs';
 import { runLanguageModelBenches } from './language-model.mjs';
 import { runDashboardBenches } from './dashboard.mjs';
 import { runV8CompareBenches } from './v8-compare.mjs';
@@ -108,7 +107,14 @@ const js = { tick50_from_js_median_us: median(jsTick), napi_call_median_us: medi
 
 const rings = await runRingBenches({ quick, log });
 const v8Compare = await runV8CompareBenches({ quick, log });
-const inference = await runInferenceBenches({ quick, log });
+// In a process of its own: after the benches above (10,000 V8 wasm instances, millions of ring
+// messages) this process's heap made every JS call slower, onnxruntime-node's and ours alike
+// (inferSync 12.6 µs and onnxruntime-node 25.4 µs in one run, 9.9 and 21.0 alone), and the
+// per-call overhead is measured against a Rust floor that runs in a fresh process.
+log('[bench] inference (a fresh node process)');
+const inference = JSON.parse(
+  execFileSync(process.execPath, [join(root, 'benches', 'inference.mjs'), ...(quick ? ['--quick'] : [])], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 }),
+);
 const languageModel = await runLanguageModelBenches({ quick, log });
 // The Rust floor was timed per call in turn with the JS path (benches/inference.mjs).
 const tinyRow = inference.js_path.find((r) => r.rust_engine_run);

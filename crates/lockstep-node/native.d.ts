@@ -430,9 +430,10 @@ export declare class NativeRuntime {
    * `bytes * 2 + changed`: `bytes` the outputs' data size (when larger than `out`, they are
    * kept: `inferTakeOutputs` copies them into a large enough buffer), `changed` 1 when
    * their spec differs from the last one returned (`inferOutputSpec` gives it). Nothing
-   * allocated for JS: no spec string and no buffer per call. `model` and `spec` may be left
-   * out (`undefined`) to mean those of the last call that gave them: a string crossing
-   * napi is a UTF-8 copy and an allocation each (~1,100 instructions a call).
+   * allocated for JS: no spec string and no buffer per call. `model` may be left out
+   * (`undefined`) to mean the last one given (even by a call that then failed), `spec` to
+   * mean the last one that parsed: a string crossing napi is a UTF-8 copy and an allocation
+   * each (~1,100 instructions a call). index.js sends both again after any failed call.
    */
   inferInto(model: string | undefined | null, spec: string | undefined | null, data: Uint8Array, out: Uint8Array): number
   /** The spec of the outputs `inferInto` returned last. */
