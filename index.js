@@ -1634,25 +1634,24 @@ class Runtime {
 
   /** inferSync's native calls (inside its call()). */
   #inferInto(model, spec, data) {
-    const native = this.#native;
     const sent = this.#inferSent;
     const [modelArg, specArg] = [model === sent.model ? undefined : model, spec === sent.spec ? undefined : spec];
     // Forgotten until the call succeeds: after a failure both are sent again.
     sent.model = sent.spec = null;
-    const result = native.inferInto(modelArg, specArg, data, this.#outBuffer);
+    const result = this.#native.inferInto(modelArg, specArg, data, this.#outBuffer);
     sent.model = model;
     sent.spec = spec;
     const bytes = Math.floor(result / 2);
-    if (result % 2 === 1) this.#outLayout = outputLayout(native.inferOutputSpec());
+    if (result % 2 === 1) this.#outLayout = outputLayout(this.#native.inferOutputSpec());
     if (bytes > this.#outBuffer.length) {
       if (bytes > SCRATCH_MAX_BYTES) {
         // Too large to keep for the next call: a buffer of their own, which the outputs view.
         const own = new Uint8Array(bytes);
-        native.inferTakeOutputs(own);
+        this.#native.inferTakeOutputs(own);
         return readOutputs(this.#outLayout, own, true);
       }
       this.#outBuffer = new Uint8Array(Math.min(SCRATCH_MAX_BYTES, Math.max(bytes, this.#outBuffer.length * 2)));
-      native.inferTakeOutputs(this.#outBuffer);
+      this.#native.inferTakeOutputs(this.#outBuffer);
     }
     return readOutputs(this.#outLayout, this.#outBuffer);
   }
