@@ -1635,7 +1635,8 @@ class Runtime {
   /** inferSync's native calls (inside its call()). */
   #inferInto(model, spec, data) {
     const sent = this.#inferSent;
-    const [modelArg, specArg] = [model === sent.model ? undefined : model, spec === sent.spec ? undefined : spec];
+    const modelArg = model === sent.model ? undefined : model;
+    const specArg = spec === sent.spec ? undefined : spec;
     // Forgotten until the call succeeds: after a failure both are sent again.
     sent.model = sent.spec = null;
     const result = this.#native.inferInto(modelArg, specArg, data, this.#outBuffer);

@@ -159,8 +159,8 @@ impl OutputScratch {
         write_spec(out, &mut self.last_spec);
     }
 
-    /// `spec` parsed for `data_len` bytes, from the cache when it is the last spec.
-    pub fn parse(&mut self, spec: &str, data_len: usize) -> Result<&[PackedInput]> {
+    /// Parses `spec` for `data_len` bytes, unless it is the last spec (read with `parsed`).
+    pub fn parse(&mut self, spec: &str, data_len: usize) -> Result<()> {
         // Ranges ascend: the last one ending inside the data means they all do (else parse
         // again, for parse_packed's error).
         let fits = self.inputs.last().is_none_or(|(_, _, _, r)| r.end <= data_len);
@@ -170,7 +170,7 @@ impl OutputScratch {
             self.input_spec.push_str(spec);
         }
         self.parsed_once = true;
-        Ok(&self.inputs)
+        Ok(())
     }
 
     /// The inputs of the last `parse`, for a call that left the spec out: still checked

@@ -483,9 +483,6 @@ impl NativeRuntime {
         if let Some(model) = model {
             self.infer_out.model = Some(model);
         }
-        if self.infer_out.model.is_none() {
-            return Err(to_napi(BindError { code: "E_INVALID_ARGUMENT", message: "inferInto: no model given yet".into() }));
-        }
         // index.js passes two distinct buffers; refuse views of the same memory all the same.
         let (d, o) = (data.as_ptr_range(), out.as_ptr_range());
         if !data.is_empty() && !out.is_empty() && d.start < o.end && o.start < d.end {
@@ -499,7 +496,10 @@ impl NativeRuntime {
         if let Some(spec) = &spec {
             scratch.parse(spec, data.len())?;
         }
-        let outputs = run_views(&engine, scratch.model.as_deref().unwrap_or_default(), scratch.parsed(data.len())?, data)?;
+        let Some(model) = scratch.model.as_deref() else {
+            return Err(to_napi(BindError { code: "E_INVALID_ARGUMENT", message: "inferInto: no model given yet".into() }));
+        };
+        let outputs = run_views(&engine, model, scratch.parsed(data.len())?, data)?;
         let bytes = inference::data_len(&outputs);
         scratch.pending.clear();
         if bytes <= out.len() {
