@@ -129,7 +129,10 @@ test('summary, agents, agent, events, history, hashes: every read request answer
 });
 
 test('poll answers the summary and each part asked exactly as its own request does, in one reply; bad parts are bad_request', async () => {
-  await served({ moduleNames: {}, minTableMs: 0, snapshotBudget: 0 }, async ({ rt, server, ids }) => {
+  // minSnapshotMs: the summary request below answers from the poll's snapshot. A snapshot
+  // retaken 100 ms (the default) later could differ in its rates, which count only complete
+  // wall-clock seconds: a stall over a second boundary made them 0 in the poll and 5 ticks/s after.
+  await served({ moduleNames: {}, minTableMs: 0, snapshotBudget: 0, minSnapshotMs: 60_000 }, async ({ rt, server, ids }) => {
     rt.tick(3);
     rt.kill(ids[2]);
     rt.tick(2);
@@ -404,7 +407,10 @@ test('a client that never reads is closed (4000) once its unsent replies pass ma
 });
 
 test('during a tickAsync the runtime is busy: the summary comes from the last snapshot and an agent request is answered after the tick', async () => {
-  await served({}, async ({ rt, server, ids }) => {
+  // snapshotBudget 0: a summary is retaken once minSnapshotMs (100 ms) passed, which the 120 ms
+  // sleeps below outlast. With the default budget a retake also waits 50 times the last
+  // summary's cost, longer than those sleeps when a loaded machine makes a summary costly.
+  await served({ snapshotBudget: 0 }, async ({ rt, server, ids }) => {
     rt.tick();
     const c = await connect(server);
     const before = await c.data('summary');

@@ -110,17 +110,22 @@ test('tickTimings(): the parts tile the wall time of a tickAsync loop with a das
   rt.spawnMany(exampleAgent('gossip'), 200);
   const server = await rt.serve({});
   const t0 = performance.now();
+  let settled = t0;
   for (let i = 0; i < 20; i++) {
     await rt.tickAsync(i % 5 === 0 ? 40 : 1);
-    const until = performance.now() + 1;
+    settled = performance.now();
+    const until = settled + 1;
     while (performance.now() < until); // the program's own work between ticks
   }
-  const wallUs = (performance.now() - t0) * 1000;
+  // The loop up to the last call's settle: the last 1 ms of work after it is not timed (a
+  // busy-wait on a loaded machine can be preempted for milliseconds; here the loop once
+  // measured 4.6 ms more than the parts, close to the 6 ms allowed when it was counted).
+  const wallUs = (settled - t0) * 1000;
   const t = rt.tickTimings();
   wellFormed(t, 'loop');
   assert.equal(t.calls, 20);
-  // Left out: the time before the first call and the last 1 ms of work after the last settle.
-  assert.ok(sum(t) <= wallUs + 1 && sum(t) > wallUs - 1000 - 5000, `parts ${sum(t)} µs vs loop ${wallUs} µs: ${JSON.stringify(t)}`);
+  // Left out: the time before the first call and after the last settle up to `settled`.
+  assert.ok(sum(t) <= wallUs + 1 && sum(t) > wallUs - 5000, `parts ${sum(t)} µs vs loop ${wallUs} µs: ${JSON.stringify(t)}`);
   assert.ok(t.betweenUs >= 19 * 1000, `19 gaps of at least 1 ms each: ${t.betweenUs}`);
   await server.close();
   rt.close();
