@@ -96,9 +96,25 @@ class RingProducer {
    * at the next publish() — batching saves one atomic store per message.
    */
   tryPush(to, payload, options) {
-    // `to` is stored as two u32 words: it must be an exact integer below 2^64.
-    if (typeof to !== 'number' || !(to >= 0 && to < 2 ** 64) || to % 1 !== 0) throw v.fail('to', 'an agent id (an integer in 0..2^64-1)', to);
-    if (options !== undefined) checkPushOptions(options);
+    // `to` is stored as two u32 words: it must be an exact integer below 2^64. An id below
+    // 2^32 (every agent's, in practice) passes the first test alone and is stored as it is:
+    // splitting it as a double (% and / by 2^32) was ~7 ns of a ~40 ns push.
+    // (typeof first: `>>>` on a BigInt throws a TypeError, on an object calls its valueOf.)
+    const small = typeof to === 'number' && to >>> 0 === to;
+    if (!small && (typeof to !== 'number' || !(to >= 0 && to < 2 ** 64) || to % 1 !== 0)) throw v.fail('to', 'an agent id (an integer in 0..2^64-1)', to);
+    // Each option is read once: a getter's second answer is never the one used unchecked.
+    let kind = 0;
+    let priority = 0;
+    let publish = true;
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') throw v.fail('options', 'an object', options);
+      const k = options.kind;
+      const p = options.priority;
+      const b = options.publish;
+      if (k !== undefined) kind = v.int('options.kind', k, 0, v.MAX_U32);
+      if (p !== undefined) priority = v.int('options.priority', p, -(2 ** 31), 2 ** 31 - 1);
+      if (b !== undefined) publish = v.bool('options.publish', b);
+    }
     const bytes = toBytes(payload);
     const len = bytes.length;
     if (len > MAX_PAYLOAD_BYTES) throw new RingError('E_MESSAGE_TOO_LARGE', `payload is ${len} bytes; the limit is ${MAX_PAYLOAD_BYTES}`);
@@ -127,13 +143,18 @@ class RingProducer {
     const w = off >>> 2;
     u32[w] = len;
     u32[w + 1] = TYPE_MESSAGE;
-    u32[w + 2] = options === undefined ? 0 : options.kind ?? 0;
-    this.s32[w + 3] = options === undefined ? 0 : options.priority ?? 0;
-    u32[w + 4] = to % TWO_32;
-    u32[w + 5] = to / TWO_32;
+    u32[w + 2] = kind;
+    this.s32[w + 3] = priority;
+    if (small) {
+      u32[w + 4] = to;
+      u32[w + 5] = 0;
+    } else {
+      u32[w + 4] = to % TWO_32;
+      u32[w + 5] = to / TWO_32;
+    }
     if (len) this.u8.set(bytes, off + RECORD_HEADER_BYTES);
     this.head = (head + total) >>> 0;
-    if (options === undefined || options.publish !== false) Atomics.store(this.i32, HEAD, this.head | 0);
+    if (publish) Atomics.store(this.i32, HEAD, this.head | 0);
     return true;
   }
 
@@ -187,12 +208,6 @@ class RingProducer {
 const PUSH_KEYS = ['kind', 'priority', 'publish', 'timeoutMs', 'pollMs'];
 const MAX_TIMEOUT_MS = 2 ** 31 - 1; // setTimeout's limit
 
-function checkPushOptions(o) {
-  if (o === null || typeof o !== 'object') throw v.fail('options', 'an object', o);
-  if (o.kind !== undefined) v.int('options.kind', o.kind, 0, v.MAX_U32);
-  if (o.priority !== undefined) v.int('options.priority', o.priority, -(2 ** 31), 2 ** 31 - 1);
-  if (o.publish !== undefined) v.bool('options.publish', o.publish);
-}
 
 /** Reads records from a ring (core → JS). One consumer per ring. */
 class RingConsumer {

@@ -103,6 +103,31 @@ test('ring API: back-pressure, bad buffers and oversized payloads are errors, no
 // Regression (issue 9): push()'s keep-alive timer (pollMs + 1) could fire before its
 // Atomics.waitAsync (pollMs) settled; the thread then had nothing pending and exited with
 // code 0, the message neither sent nor rejected.
+test('tryPush reads each option once and stores ids below and above 2^32 whole', () => {
+  const sab = createRingBuffer(1 << 12);
+  const producer = new RingProducer(sab);
+  // A getter whose second answer is not the first (and not valid): what is checked is stored.
+  let reads = 0;
+  const shifty = (first, then) => () => (reads++ === 0 ? first : then);
+  const options = {};
+  Object.defineProperty(options, 'kind', { get: shifty(7, 2 ** 40), enumerable: true });
+  assert.ok(producer.tryPush(3, new Uint8Array([1, 2]), options));
+  assert.equal(reads, 1, 'options.kind read once');
+  reads = 0;
+  const prio = {};
+  Object.defineProperty(prio, 'priority', { get: shifty(-5, 2 ** 40), enumerable: true });
+  assert.ok(producer.tryPush(4, new Uint8Array(0), prio));
+  assert.equal(reads, 1, 'options.priority read once');
+  const ids = [0, 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 5, 2 ** 53 - 1];
+  for (const id of ids) assert.ok(producer.tryPush(id, new Uint8Array([9])));
+  for (const bad of [-1, 1.5, 2 ** 64, NaN, '5', 5n]) {
+    assert.throws(() => producer.tryPush(bad, new Uint8Array(0)), { code: 'E_INVALID_ARGUMENT' }, String(bad));
+  }
+  const got = [];
+  new RingConsumer(sab).forEach((type, agent, kind, priority) => got.push([agent, kind, priority]));
+  assert.deepEqual(got, [[3, 7, 0], [4, 0, -5], ...ids.map((id) => [id, 0, 0])]);
+});
+
 test('a blocked push keeps the main thread alive until it rejects with E_RING_TIMEOUT', async () => {
   const { execFileSync } = await import('node:child_process');
   const script = new URL('./fixtures/ring-push-blocked.cjs', import.meta.url).pathname;
@@ -125,8 +150,17 @@ test('a blocked push keeps its worker alive until room appears, then sends', asy
     const worker = new Worker(new URL('./fixtures/ring-push-blocked.cjs', import.meta.url), { workerData: { buffer, timeoutMs: 20_000, slow } });
     const messages = [];
     const exited = new Promise((resolve) => worker.on('exit', resolve));
+    // Its first message ({ full }) says it filled the ring and is about to block. Waited for,
+    // not assumed within a fixed time: a worker's startup (a new isolate, loading ring.js) took
+    // 116-196 ms on a 2-core machine kept busy by 8 other processes, and when the 150 ms wait
+    // below started at new Worker() this test failed there with no message yet.
+    const filled = new Promise((resolve) => {
+      worker.once('message', resolve);
+      worker.once('exit', resolve);
+    });
     worker.on('message', (m) => messages.push(m));
-    // Let the worker fill the ring and block, for longer than many poll intervals.
+    await filled;
+    // Let the worker block, for longer than many poll intervals.
     await new Promise((r) => setTimeout(r, 150));
     assert.deepEqual(messages.length, 1, `run ${run}: worker settled or exited early: ${JSON.stringify(messages)}`);
     const consumer = new RingConsumer(buffer);

@@ -117,6 +117,7 @@ pub const BATCH_STATE_BYTES: u32 = 8;
 pub const BATCH_OFFSET_DONE: usize = IO_BUFFER_BYTES as usize;
 
 /// Where the record after one of `len` bytes (header and payload) starting at `at` starts.
+#[inline]
 pub const fn next_record(at: usize, len: usize) -> usize {
     (at + len).div_ceil(BATCH_ALIGN) * BATCH_ALIGN
 }

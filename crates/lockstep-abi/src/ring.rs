@@ -63,6 +63,7 @@ pub const TYPE_TICK: u16 = 3;
 pub const TYPE_PAD: u16 = 0xFFFF;
 
 /// Bytes of a record holding `payload_len` payload bytes, header and padding included.
+#[inline]
 pub const fn record_bytes(payload_len: usize) -> usize {
     (RECORD_HEADER_BYTES + payload_len + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1)
 }

@@ -35,6 +35,9 @@ fn main() {
         rt.tick().expect("tick");
         times.push(one.elapsed().as_secs_f64() * 1e9 / per_tick as f64);
     }
+    if std::env::var_os("PER_TICK").is_some() {
+        eprintln!("{:?}", times.iter().map(|t| *t as u64).collect::<Vec<_>>());
+    }
     let mean = times.iter().sum::<f64>() / ticks as f64;
     times.sort_by(f64::total_cmp);
     eprintln!("{mean:.1} ns/record (median {:.1})", times[ticks / 2]);

@@ -77,14 +77,17 @@ impl Mailbox {
         self.envelopes.push(Envelope { from: m.from, to: m.to, seq: m.seq, kind: m.kind, priority: m.priority, at, len: m.payload.len() as u32 });
     }
 
-    /// Appends a message of `len` payload bytes that `fill` writes (straight from where they
-    /// come from: no copy through another buffer), and returns it.
+    /// Appends a message of `len` payload bytes that `fill` appends to the arena it is lent
+    /// (straight from where they come from: no copy through another buffer, no zero-fill
+    /// first), and returns it. A `fill` that appends other than `len` bytes is a bug; the
+    /// arena is cut or zero-padded to `len` so that the envelopes still describe it.
     #[inline]
-    pub(crate) fn push_with(&mut self, head: MessageRef<'_>, len: usize, fill: impl FnOnce(&mut [u8])) -> MessageRef<'_> {
+    pub(crate) fn push_with(&mut self, head: MessageRef<'_>, len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> MessageRef<'_> {
         debug_assert!(head.payload.is_empty() && len <= abi::MAX_PAYLOAD_BYTES);
         let at = self.bytes.len();
+        fill(&mut self.bytes);
+        debug_assert_eq!(self.bytes.len(), at + len, "push_with's fill appends exactly the payload");
         self.bytes.resize(at + len, 0);
-        fill(&mut self.bytes[at..]);
         self.envelopes.push(Envelope { from: head.from, to: head.to, seq: head.seq, kind: head.kind, priority: head.priority, at, len: len as u32 });
         MessageRef { payload: &self.bytes[at..], ..head }
     }
@@ -269,7 +272,7 @@ mod tests {
         let mut b = Mailbox::default();
         for m in &cases {
             let head = MessageRef { payload: &[], ..m.as_ref() };
-            let pushed = b.push_with(head, m.payload.len(), |out| out.copy_from_slice(&m.payload)).to_message();
+            let pushed = b.push_with(head, m.payload.len(), |out| out.extend_from_slice(&m.payload)).to_message();
             assert_eq!(&pushed, m);
         }
         holds_exactly(&b);

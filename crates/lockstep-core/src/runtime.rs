@@ -1358,7 +1358,7 @@ impl Runtime {
                 // payloads over the message limit already.
                 let seq = self.inputs.next_host_seq();
                 let head = MessageRef { from: abi::HOST_ID, to: r.agent, seq, kind: r.kind, priority: r.priority, payload: &[] };
-                let m = batch.push_with(head, r.len(), |out| r.read_payload(out));
+                let m = batch.push_with(head, r.len(), |out| r.append_payload(out));
                 let stopped_recording = self.record(|rec| rec.send(tick, m.to, m.kind, m.priority, m.payload));
                 if stopped_recording {
                     if let Some(event) = self.outputs.events.pop_back() {

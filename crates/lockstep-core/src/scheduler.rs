@@ -227,7 +227,7 @@ impl AgentSlot {
     /// `accept` for a message whose `len` payload bytes `fill` writes straight into the inbox
     /// (`head`'s payload is empty): a held ring record, read out of the ring once, here.
     #[inline]
-    fn accept_with(&mut self, head: MessageRef<'_>, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), DeadLetterReason> {
+    fn accept_with(&mut self, head: MessageRef<'_>, len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Result<(), DeadLetterReason> {
         self.admits(len)?;
         self.inbox.push_with(head, len, fill);
         Ok(())
@@ -1295,7 +1295,7 @@ impl GroupedBatch for HeldBatch<'_> {
 
     fn deliver(&self, i: usize, slot: &mut AgentSlot) -> Result<(), DeadLetterReason> {
         match self.head(i) {
-            Some((head, r)) => slot.accept_with(head, r.len(), |out| self.ring.read_held(r, out)),
+            Some((head, r)) => slot.accept_with(head, r.len(), |out| self.ring.append_held(r, out)),
             None => Ok(()),
         }
     }
