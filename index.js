@@ -177,11 +177,15 @@ const PROVIDERS = ['cuda', 'tensorrt', 'directml', 'coreml', 'cpu'];
 function checkOptions(options) {
   if (options == null) options = {};
   if (typeof options !== 'object' || Array.isArray(options)) throw v.fail('options', 'an object', options, CFG);
-  for (const key of Object.keys(options)) {
+  const keys = Object.keys(options);
+  for (const key of keys) {
     if (!OPTION_KEYS.includes(key)) {
       throw new LockstepError(CFG, `unknown option "${key}"; valid options: ${OPTION_KEYS.join(', ')}`);
     }
   }
+  // Each option read once, into a copy that is checked and handed on (a getter's second answer
+  // was what the addon got: a wrong code, or a value no check had seen).
+  options = v.readOnce(options, keys, OPTION_KEYS);
   // workers: 'auto' scales with each tick's work, up to maxWorkers (default: the CPUs).
   let workerScaling;
   if (options.workers === 'auto') {
@@ -197,7 +201,7 @@ function checkOptions(options) {
     if (typeof options.trustedKeys === 'string') {
       throw v.fail('option trustedKeys', 'an array of hex public keys (wrap a single key in [ ])', options.trustedKeys, CFG);
     }
-    v.stringArray('option trustedKeys', options.trustedKeys, CFG);
+    options.trustedKeys = v.stringArray('option trustedKeys', options.trustedKeys, CFG);
   }
   if (options.resourcePolicy !== undefined) v.oneOf('option resourcePolicy', options.resourcePolicy, ['clamp', 'refuse'], undefined, CFG);
   const { policy, maxWorkers: _max, ...rest } = options;
@@ -238,14 +242,14 @@ function recoverOptions(options) {
 function inferenceOptions(o) {
   o = v.options('option inference', o, INFERENCE_KEYS, CFG);
   if (o.providers !== undefined) {
-    v.stringArray('option inference.providers', o.providers, CFG);
+    o.providers = v.stringArray('option inference.providers', o.providers, CFG);
     o.providers.forEach((p, i) => v.oneOf(`option inference.providers[${i}]`, p, PROVIDERS, undefined, CFG));
   }
   v.optInt('option inference.maxModels', o.maxModels, 1, MAX_U32, undefined, CFG);
   v.optInt('option inference.maxModelBytes', o.maxModelBytes, 1, MAX_SAFE, undefined, CFG);
   if (o.ortLibraryPath !== undefined) v.str('option inference.ortLibraryPath', o.ortLibraryPath, CFG);
   if (o.deterministic !== undefined) v.bool('option inference.deterministic', o.deterministic, CFG);
-  if (o.searchRoots !== undefined) v.stringArray('option inference.searchRoots', o.searchRoots, CFG);
+  if (o.searchRoots !== undefined) o.searchRoots = v.stringArray('option inference.searchRoots', o.searchRoots, CFG);
   const roots = [];
   try {
     const pkg = require.resolve('onnxruntime-node/package.json');
@@ -328,11 +332,15 @@ const utf8Decoder = new TextDecoder();
  * u32 little-endian byte length, then its UTF-8 (lone surrogates become U+FFFD, as with
  * TextEncoder everywhere).
  */
-function encodeStrings(what, strings) {
-  const parts = strings.map((s, i) => {
+function encodeStrings(what, strings, count) {
+  // `count` elements (the length checked against dims), each read once: a hole is undefined,
+  // not a string (map skipped it, and its undefined part threw a TypeError below).
+  const parts = new Array(count);
+  for (let i = 0; i < count; i++) {
+    const s = strings[i];
     if (typeof s !== 'string') throw v.fail(`${what}.data[${i}]`, 'a string', s);
-    return utf8Encoder.encode(s);
-  });
+    parts[i] = utf8Encoder.encode(s);
+  }
   const out = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
   const view = new DataView(out.buffer);
   let at = 0;
@@ -357,10 +365,10 @@ function decodeStrings(bytes, count) {
   return out;
 }
 
-/** Elements of `type` that `data` holds: its length, or for packed sub-byte data the elements its bytes can hold for `count`. */
-function holds(type, data, count) {
+/** Whether `length` elements of `type` are `count` elements: for packed sub-byte data, the bytes that hold `count`. */
+function holds(type, length, count) {
   const bits = SUB_BYTE_BITS[type];
-  return bits === undefined ? data.length === count : data.length === Math.ceil((count * bits) / 8);
+  return bits === undefined ? length === count : length === Math.ceil((count * bits) / 8);
 }
 
 /** A view's @@toStringTag, as Object.prototype.toString reads it ('Object' if not a string). */
@@ -385,36 +393,47 @@ function flattenInputs(inputs) {
     const t = inputs[name];
     const what = `inputs["${name}"]`;
     if (t == null || typeof t !== 'object') throw v.fail(what, 'a tensor { type, data, dims }', t);
-    const accepted = Object.hasOwn(ACCEPTED_DATA, t.type) ? ACCEPTED_DATA[t.type] : undefined;
+    // type, data and dims read once each (and dims' elements copied as checked): a getter's or
+    // a Proxy's later answer reached the spec unchecked (a type or dim holding ':' or ';'), or
+    // the view was made of another array than the one checked (a raw RangeError).
+    const type = t.type;
+    const tData = t.data;
+    const tDims = t.dims;
+    const accepted = Object.hasOwn(ACCEPTED_DATA, type) ? ACCEPTED_DATA[type] : undefined;
     if (!accepted) {
-      throw new LockstepError('E_UNSUPPORTED_TYPE', `${what}.type must be one of ${Object.keys(ACCEPTED_DATA).join(', ')}; got ${v.describe(t.type)}`);
+      throw new LockstepError('E_UNSUPPORTED_TYPE', `${what}.type must be one of ${Object.keys(ACCEPTED_DATA).join(', ')}; got ${v.describe(type)}`);
     }
-    const tag = t.type === 'string' ? (Array.isArray(t.data) ? 'Array' : null)
+    const tag = type === 'string' ? (Array.isArray(tData) ? 'Array' : null)
       // What Object.prototype.toString would name (a view's tag), without making its string.
-      : ArrayBuffer.isView(t.data) ? viewTag(t.data) : null;
+      : ArrayBuffer.isView(tData) ? viewTag(tData) : null;
     if (!accepted.includes(tag)) {
-      const expected = t.type === 'string' ? 'an array of strings' : `a ${accepted.join(' or ')}`;
-      throw new LockstepError('E_INVALID_ARGUMENT', `${what}.data must be ${expected} for type "${t.type}"; got ${v.describe(t.data)}. Convert it (e.g. Float32Array.from(data)): its bytes are not reinterpreted`);
+      const expected = type === 'string' ? 'an array of strings' : `a ${accepted.join(' or ')}`;
+      throw new LockstepError('E_INVALID_ARGUMENT', `${what}.data must be ${expected} for type "${type}"; got ${v.describe(tData)}. Convert it (e.g. Float32Array.from(data)): its bytes are not reinterpreted`);
     }
-    if (!Array.isArray(t.dims)) throw v.fail(`${what}.dims`, 'an array of non-negative integers', t.dims);
+    if (!Array.isArray(tDims)) throw v.fail(`${what}.dims`, 'an array of non-negative integers', tDims);
+    const rank = tDims.length;
+    const shape = [];
     let count = 1;
-    for (let i = 0; i < t.dims.length; i++) {
-      if (!(i in t.dims)) continue; // a hole, as forEach skipped it
-      const d = t.dims[i];
+    for (let i = 0; i < rank; i++) {
+      if (!(i in tDims)) continue; // a hole, as forEach skipped it (it stays one in the copy)
+      const d = tDims[i];
       // v.int's check inline: its message (and name string) only made when it fails.
       if (typeof d !== 'number' || !Number.isInteger(d) || d < 0 || d > MAX_SAFE) v.int(`${what}.dims[${i}]`, d, 0, MAX_SAFE);
+      shape[i] = d;
       count *= d;
     }
-    if (!holds(t.type, t.data, count)) {
-      const bits = SUB_BYTE_BITS[t.type];
-      const held = bits === undefined ? `data holds ${t.data.length}` : `data holds ${t.data.length} bytes, and ${t.type} packs ${8 / bits} per byte`;
-      throw new LockstepError('E_BAD_INPUT_SHAPE', `${what}: dims [${t.dims.join(', ')}] describe ${count} elements, but ${held}`);
+    if (shape.length !== rank) shape.length = rank; // trailing holes
+    const length = tData.length;
+    if (!holds(type, length, count)) {
+      const bits = SUB_BYTE_BITS[type];
+      const held = bits === undefined ? `data holds ${length}` : `data holds ${length} bytes, and ${type} packs ${8 / bits} per byte`;
+      throw new LockstepError('E_BAD_INPUT_SHAPE', `${what}: dims [${shape.join(', ')}] describe ${count} elements, but ${held}`);
     }
     names.push(name);
-    types.push(t.type);
-    dims.push(t.dims);
+    types.push(type);
+    dims.push(shape);
     // A view, not a copy: the core copies once, into ONNX Runtime's tensor.
-    data.push(t.type === 'string' ? encodeStrings(what, t.data) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    data.push(type === 'string' ? encodeStrings(what, tData, length) : new Uint8Array(tData.buffer, tData.byteOffset, tData.byteLength));
   }
   return [names, types, dims, data];
 }
@@ -457,8 +476,8 @@ function inputSpec(names, types, dims, data) {
     }
     spec += `${names[i]}:${types[i]}:${dims[i].join(',')}:${data[i].byteLength};`;
   }
-  // Copies of the dims: the caller may change its arrays before the next call.
-  lastSpec = { spec, names, types, dims: dims.map((d) => d.slice()), bytes: data.map((d) => d.byteLength) };
+  // The dims are flattenInputs' copies, which no caller holds (it may change its own arrays before the next call).
+  lastSpec = { spec, names, types, dims, bytes: data.map((d) => d.byteLength) };
   return spec;
 }
 
@@ -635,8 +654,8 @@ function restoreOptions(options) {
   if (options == null) options = {};
   if (typeof options !== 'object' || Array.isArray(options)) throw v.fail('options', 'an object', options, CFG);
   const { modules, ...rest } = options;
-  if (modules !== undefined) v.stringArray('option modules', modules, CFG);
-  return { o: checkOptions(rest), modules };
+  const hashes = modules === undefined ? undefined : v.stringArray('option modules', modules, CFG);
+  return { o: checkOptions(rest), modules: hashes };
 }
 
 const isPath = (source) => typeof source === 'string' || source instanceof URL;
@@ -798,8 +817,11 @@ class Runtime {
    * yours (a snapshot never grants itself trust: E_SNAPSHOT_UNTRUSTED).
    */
   static restore(snapshot, options) {
-    const bytes = snapshotBytes(snapshot, 'snapshot');
+    // The options first: their getters are caller code, which could detach the snapshot's
+    // buffer after its check (the addon then read no bytes: E_SNAPSHOT_CORRUPT, not the
+    // detached buffer's E_INVALID_ARGUMENT).
     const { o, modules } = restoreOptions(options);
+    const bytes = snapshotBytes(snapshot, 'snapshot');
     const restored = call(() => native.NativeRuntime.restore(bytes, o, modules));
     adopting = restored;
     return new Runtime();
@@ -992,10 +1014,12 @@ class Runtime {
 
   send(to, payload, options) {
     agentArg('to', to);
-    const bytes = toBytes(payload, 'payload');
+    // The options before the payload: an options getter (caller code) that detached the
+    // payload's buffer after toBytes checked it made the send an empty message, silently.
     const o = v.options('options', options, ['kind', 'priority']);
     const kind = v.optInt('options.kind', o.kind, 0, MAX_U32, 0);
     const priority = v.optInt('options.priority', o.priority, ...INT32, 0);
+    const bytes = toBytes(payload, 'payload');
     return call(() => this.#native.send(to, kind, priority, bytes));
   }
 
@@ -1455,9 +1479,12 @@ class Runtime {
     let own = null;
     let tokenizer = 'bytes';
     if (o.tokenizer !== undefined && typeof o.tokenizer === 'object' && o.tokenizer !== null) {
-      v.fn('options.tokenizer.encode', o.tokenizer.encode);
-      v.fn('options.tokenizer.decode', o.tokenizer.decode);
-      own = o.tokenizer;
+      // Its methods read once, here, and called on it: a getter's later answer (not a
+      // function) made generate() throw a TypeError.
+      const tok = o.tokenizer;
+      const encode = v.fn('options.tokenizer.encode', tok.encode);
+      const decode = v.fn('options.tokenizer.decode', tok.decode);
+      own = { encode: (text) => encode.call(tok, text), decode: (ids) => decode.call(tok, ids) };
       tokenizer = 'none';
     } else {
       tokenizer = v.oneOf('options.tokenizer', o.tokenizer, ['bytes', 'none'], 'bytes');
@@ -1791,7 +1818,6 @@ class Runtime {
 /** replay()'s and replayAsync()'s arguments, checked. */
 function replayArgs(log, options) {
   if (log == null) throw v.fail('log', 'a replay log (the bytes from stopRecording() or replayLog())', log);
-  const bytes = toBytes(log, 'log');
   const o = v.options('options', options, ['workers', 'onProgress', 'trustedKeys', 'devMode', 'snapshot']);
   if (o.workers !== undefined) v.int('options.workers', o.workers, 1, 256);
   if (o.onProgress !== undefined) v.fn('options.onProgress', o.onProgress);
@@ -1799,6 +1825,9 @@ function replayArgs(log, options) {
   // (or unsigned, with devMode, from a devMode session).
   const trustedKeys = o.trustedKeys === undefined ? [] : v.stringArray('options.trustedKeys', o.trustedKeys);
   const devMode = o.devMode === undefined ? false : v.bool('options.devMode', o.devMode);
+  // The bytes after every option (whose getters, and trustedKeys' elements, are caller code that
+  // could detach the log's buffer after its check).
+  const bytes = toBytes(log, 'log');
   // A log a restored runtime recorded starts from its snapshot (docs/SNAPSHOT.md).
   const snapshot = o.snapshot === undefined ? undefined : snapshotBytes(o.snapshot, 'options.snapshot');
   return { bytes, workers: o.workers, onProgress: o.onProgress, trustedKeys, devMode, snapshot };
@@ -1846,7 +1875,11 @@ function progressRelay(onProgress) {
 function replay(log, options) {
   const a = replayArgs(log, options);
   const progress = progressRelay(a.onProgress);
-  const report = call(() => native.replay(a.bytes, a.workers, progress.relay, a.trustedKeys, a.devMode, a.snapshot));
+  // The addon reads the log (and snapshot) in place while it calls onProgress, caller code that
+  // could detach, transfer or shrink (a resizable ArrayBuffer) their buffers under it: a read of
+  // freed memory, or a SIGSEGV. With a callback, it reads copies no caller code can reach.
+  const own = (b) => (a.onProgress && ArrayBuffer.isView(b) ? new Uint8Array(b) : b);
+  const report = call(() => native.replay(own(a.bytes), a.workers, progress.relay, a.trustedKeys, a.devMode, own(a.snapshot)));
   progress.check();
   return report;
 }
@@ -2095,21 +2128,25 @@ function keygen() {
 
 /** Embeds `manifest` (object or JSON) into the module and signs both. Returns the signed bytes. */
 function sign(module, manifest, secretKey) {
-  const bytes = moduleBytes(module, 'module');
   if (manifest === null || (typeof manifest !== 'string' && (typeof manifest !== 'object' || Array.isArray(manifest)))) {
     throw v.fail('manifest', 'a manifest object or its JSON text (docs/SECURITY.md)', manifest);
   }
   const json = typeof manifest === 'string' ? manifest : v.json('manifest', manifest);
+  // The module's bytes after the manifest's JSON (its toJSON and getters are caller code, which
+  // could detach the module's buffer after its check).
+  const bytes = moduleBytes(module, 'module');
   v.str('secretKey', secretKey);
   return call(() => native.signModule(bytes, json, secretKey));
 }
 
 /** Would a runtime trusting `trustedKeys` admit this module? { ok, code?, message?, publisher? } */
 function verify(module, trustedKeys) {
-  const bytes = moduleBytes(module, 'module');
   if (typeof trustedKeys === 'string') throw v.fail('trustedKeys', 'an array of hex public keys (wrap a single key in [ ])', trustedKeys);
-  v.stringArray('trustedKeys', trustedKeys);
-  return call(() => native.verifyModule(bytes, trustedKeys));
+  // The keys copied (each read once) before the module's bytes are taken: an element's getter is
+  // caller code, which could detach the module's buffer after its check.
+  const keys = v.stringArray('trustedKeys', trustedKeys);
+  const bytes = moduleBytes(module, 'module');
+  return call(() => native.verifyModule(bytes, keys));
 }
 
 /** What a module asks for and who signed it: { manifest, publisher, signatureValid, imports }. */

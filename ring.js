@@ -49,14 +49,27 @@ function createRingBuffer(capacity = 1 << 20, name = 'capacity') {
   return sab;
 }
 
+/** SharedArrayBuffer.prototype.byteLength's getter: the buffer's own size, whatever properties it has. */
+const sabByteLength = Object.getOwnPropertyDescriptor(SharedArrayBuffer.prototype, 'byteLength').get;
+
 function openRing(sab) {
-  if (!(sab instanceof SharedArrayBuffer)) {
+  let byteLength = -1;
+  if (sab instanceof SharedArrayBuffer) {
+    try {
+      // Its real size, read once: an own `byteLength` property (or a Proxy) claimed another,
+      // which passed the checks and made the views below throw a raw RangeError.
+      byteLength = sabByteLength.call(sab);
+    } catch {
+      // Not a SharedArrayBuffer (a Proxy of one, an object made from its prototype).
+    }
+  }
+  if (byteLength < 0) {
     throw new RingError('E_RING', `buffer must be a SharedArrayBuffer holding a ring (from createRingBuffer() or attachRings()); got ${v.describe(sab)}`);
   }
-  if (sab.byteLength < HEADER_BYTES) throw new RingError('E_RING', `buffer is ${sab.byteLength} bytes, smaller than a ring header; create it with createRingBuffer()`);
+  if (byteLength < HEADER_BYTES) throw new RingError('E_RING', `buffer is ${byteLength} bytes, smaller than a ring header; create it with createRingBuffer()`);
   const u32 = new Uint32Array(sab, 0, 3);
   const capacity = u32[2];
-  if (u32[0] !== MAGIC || u32[1] !== VERSION || capacity < MIN_CAPACITY || (capacity & (capacity - 1)) !== 0 || HEADER_BYTES + capacity > sab.byteLength) {
+  if (u32[0] !== MAGIC || u32[1] !== VERSION || capacity < MIN_CAPACITY || (capacity & (capacity - 1)) !== 0 || HEADER_BYTES + capacity > byteLength) {
     throw new RingError('E_RING', 'not a lockstep ring buffer (bad magic, version or capacity); create it with createRingBuffer()');
   }
   return {
@@ -71,12 +84,37 @@ function openRing(sab) {
   };
 }
 
+/** %TypedArray%.prototype.length's getter: a view's own length, whatever properties it has. */
+const typedArrayLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length').get;
+
+/**
+ * `payload` as a real Uint8Array (a Proxy of one is copied; `ArrayBuffer.isView` tells them
+ * apart without running caller code), whose length tryPush reads with the built-in getter: a
+ * subclass whose `length` getter lied (or a Proxy, whose reads are caller code) made tryPush
+ * reserve one size and copy another, over records not yet read.
+ */
 function toBytes(payload) {
   if (payload == null) return EMPTY;
-  if (payload instanceof Uint8Array) return payload;
+  if (payload instanceof Uint8Array) {
+    if (ArrayBuffer.isView(payload)) return payload;
+    // A Proxy of one (a framework's reactive array): copied, its length and each byte read
+    // once (set() read them through it as it copied, after tryPush had read the length).
+    const n = payload.length;
+    if (!Number.isSafeInteger(n) || n < 0) throw v.fail('payload', 'a Uint8Array, Buffer, ArrayBuffer or string', payload);
+    if (n > MAX_PAYLOAD_BYTES) throw new RingError('E_MESSAGE_TOO_LARGE', `payload is ${n} bytes; the limit is ${MAX_PAYLOAD_BYTES}`);
+    const copy = new Uint8Array(n);
+    for (let i = 0; i < n; i++) copy[i] = payload[i];
+    return copy;
+  }
   if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
   if (payload instanceof ArrayBuffer) return new Uint8Array(payload);
-  if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (ArrayBuffer.isView(payload)) {
+    try {
+      return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+    } catch {
+      // (getters of a subclass that describe no part of its buffer)
+    }
+  }
   throw v.fail('payload', 'a Uint8Array, Buffer, ArrayBuffer or string', payload);
 }
 const EMPTY = new Uint8Array(0);
@@ -116,7 +154,7 @@ class RingProducer {
       if (b !== undefined) publish = v.bool('options.publish', b);
     }
     const bytes = toBytes(payload);
-    const len = bytes.length;
+    const len = typedArrayLength.call(bytes);
     if (len > MAX_PAYLOAD_BYTES) throw new RingError('E_MESSAGE_TOO_LARGE', `payload is ${len} bytes; the limit is ${MAX_PAYLOAD_BYTES}`);
     const total = recordBytes(len);
     const cap = this.capacity;
@@ -211,6 +249,9 @@ const MAX_TIMEOUT_MS = 2 ** 31 - 1; // setTimeout's limit
 
 /** Reads records from a ring (core → JS). One consumer per ring. */
 class RingConsumer {
+  /** A forEach (or readBatch) is running: its callback may not read the ring again. */
+  #reading = false;
+
   constructor(sab) {
     Object.assign(this, openRing(sab));
     this.buffer = sab;
@@ -224,11 +265,16 @@ class RingConsumer {
   forEach(fn, max = Infinity) {
     v.fn('fn', fn);
     if (max !== Infinity) v.int('max', max, 0, Number.MAX_SAFE_INTEGER);
+    // A callback that read the ring again (forEach, readBatch) consumed records past the `tail`
+    // this call had read: they were delivered twice, and the tail this call stores last could be
+    // older than the one the inner call stored (space the producer may have written since).
+    if (this.#reading) throw new RingError('E_RING', 'forEach() or readBatch() was called from inside a forEach() callback on the same consumer: read the ring again after the callback returns');
     const i32 = this.i32;
     const u32 = this.u32;
     const head = Atomics.load(i32, HEAD) >>> 0;
     let tail = Atomics.load(i32, TAIL) >>> 0;
     let n = 0;
+    this.#reading = true;
     try {
       while (n < max && tail !== head) {
         const used = (head - tail) >>> 0;
@@ -250,6 +296,7 @@ class RingConsumer {
       }
     } finally {
       Atomics.store(i32, TAIL, tail | 0);
+      this.#reading = false;
     }
     return n;
   }

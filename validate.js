@@ -65,22 +65,57 @@ function oneOf(name, x, values, dflt, code) {
   return x;
 }
 
+/**
+ * A copy of an array of strings, each element read once (as forEach read them: holes stay
+ * holes). Use the copy: reading the caller's array again (a getter-defined index, a Proxy)
+ * could answer something other than what was checked.
+ */
 function stringArray(name, x, code) {
   if (!Array.isArray(x)) throw fail(name, 'an array of strings', x, code);
-  x.forEach((s, i) => str(`${name}[${i}]`, s, code));
-  return x;
+  const n = x.length;
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    if (i in x) out[i] = str(`${name}[${i}]`, x[i], code);
+  }
+  if (out.length !== n && Number.isSafeInteger(n) && n <= MAX_U32) out.length = n; // trailing holes
+  return out;
 }
 
-/** A plain options object (or undefined → {}) whose keys are all in `keys`. */
+/**
+ * A plain options object (or undefined → {}) whose keys are all in `keys`, as a copy in which
+ * each option was read once: callers check and use (and spread) the copy, so a getter's or a
+ * Proxy's second answer is never the one used unchecked.
+ */
 function options(name, x, keys, code) {
   if (x === undefined || x === null) return {};
   if (typeof x !== 'object' || Array.isArray(x) || ArrayBuffer.isView(x)) throw fail(name, 'an object', x, code);
-  for (const k of Object.keys(x)) {
+  const own = Object.keys(x);
+  for (const k of own) {
     if (!keys.includes(k)) {
       throw new LockstepError(code ?? 'E_INVALID_ARGUMENT', `${name} has an unknown key "${k}"; valid keys: ${keys.join(', ')}`);
     }
   }
-  return x;
+  return readOnce(x, own, keys);
+}
+
+/**
+ * `x`'s options read once each: its own enumerable keys `own` (in order), then any other of
+ * `keys` it answers (inherited, non-enumerable) as non-enumerable properties, so the copy reads
+ * like `x` (`copy.key`) and spreads like it (`{ ...copy }`: own enumerable keys only).
+ */
+function readOnce(x, own, keys) {
+  const out = {};
+  for (const k of own) {
+    const value = x[k];
+    if (k === '__proto__') Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
+    else out[k] = value;
+  }
+  for (const k of keys) {
+    if (Object.hasOwn(out, k)) continue;
+    const value = x[k];
+    if (value !== undefined) Object.defineProperty(out, k, { value, enumerable: false, writable: true, configurable: true });
+  }
+  return out;
 }
 
 /**
@@ -108,4 +143,4 @@ function json(name, x, code) {
   }
 }
 
-module.exports = { json, MAX_U32, MAX_SAFE, describe, fail, int, optInt, bool, str, fn, oneOf, stringArray, options, id };
+module.exports = { json, MAX_U32, MAX_SAFE, describe, fail, int, optInt, bool, str, fn, oneOf, stringArray, options, readOnce, id };

@@ -306,6 +306,35 @@ test('a cross-site Origin is refused (403); no Origin, the same origin and allow
   });
 });
 
+test('serve() keeps the options it checked: a getter\'s later answer (allowedHosts, moduleNames, journal.dir) is never the one kept; moduleNames: null is none', async () => {
+  // An element of allowedHosts checked as a string, then lower-cased as 42: a raw TypeError.
+  const allowedHosts = [];
+  let hostReads = 0;
+  Object.defineProperty(allowedHosts, 0, { get: () => (hostReads++ === 0 ? 'OPS.example' : 42), enumerable: true });
+  // A module's name checked as a string, then kept as an object (sent to every client).
+  const moduleNames = {};
+  let nameReads = 0;
+  const { rt, gossip } = gossipRuntime(2);
+  Object.defineProperty(moduleNames, gossip, { get: () => (nameReads++ === 0 ? 'gossip' : { not: 'a name' }), enumerable: true });
+  let dirReads = 0;
+  const journal = { get dir() { return dirReads++ === 0 ? join(tmpdir(), 'lockstep-no-journal-here') : 5; } };
+  const server = await rt.serve({ allowedHosts, moduleNames, journal });
+  try {
+    assert.deepEqual([hostReads, nameReads, dirReads], [1, 1, 1], 'each read once');
+    assert.equal(await upgradeStatus(server.wsUrl, { headers: { host: `ops.example:${server.port}` } }), 101, 'the checked host is allowed');
+    const c = await connect(server);
+    const page = await c.data('agents', { offset: 0, limit: 2 });
+    assert.deepEqual(page.modules.map((m) => m.name), ['gossip']);
+    await c.close();
+  } finally {
+    await server.close();
+  }
+  // null is no names (Object.keys(null) threw a TypeError), as null is no options anywhere.
+  const bare = await rt.serve({ moduleNames: null });
+  await bare.close();
+  rt.close();
+});
+
 test('static files come from a fixed allow-list, with a strict CSP: no path traversal, nothing else served', async () => {
   await served({}, async ({ server }) => {
     const page = await httpGet(server, '/');

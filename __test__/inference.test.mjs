@@ -272,3 +272,41 @@ test('infer refuses data whose typed array is not the declared type, or whose le
   assert.deepEqual(out.probs.dims, [1, 3]);
   rt.close();
 });
+
+test('inferSync reads each tensor\'s type, data and dims once: what was checked is what is packed', async () => {
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
+  const { id } = rt.loadModel(MLP);
+  const x = () => new Float32Array([1, 2, 3, 4]);
+  const expected = rt.inferSync(id, { x: { type: 'float32', data: x(), dims: [1, 4] } });
+  /** A tensor field whose getter answers `first`, then `then`; counts its reads. */
+  const shifty = (tensor, key, first, then) => {
+    const reads = { n: 0 };
+    Object.defineProperty(tensor, key, { get: () => (reads.n++ === 0 ? first : then), enumerable: true });
+    return reads;
+  };
+  // A later `type` holding ':' and ';' went into the spec unchecked; a later `data` (another
+  // array) was viewed with the checked one's length (a raw RangeError); later dims were packed
+  // (the model's shape error, or the spec's).
+  const cases = [
+    ['type', 'float32', 'float32:1,4:16;y:float32', { data: x(), dims: [1, 4] }],
+    ['data', x(), new Float32Array(8), { type: 'float32', dims: [1, 4] }],
+    ['dims', [1, 4], [2, 2], { type: 'float32', data: x() }],
+  ];
+  for (const [key, first, then, rest] of cases) {
+    const tensor = { ...rest };
+    const reads = shifty(tensor, key, first, then);
+    assert.deepEqual(rt.inferSync(id, { x: tensor }), expected, `a shifty ${key}`);
+    assert.equal(reads.n, 1, `${key} read once`);
+  }
+  const dims = [1];
+  const reads = shifty(dims, 1, 4, 400);
+  assert.deepEqual(rt.inferSync(id, { x: { type: 'float32', data: x(), dims } }), expected);
+  assert.equal(reads.n, 1, 'dims[1] read once');
+  // A hole in string data is an element that is not a string (it was a raw TypeError).
+  // eslint-disable-next-line no-sparse-arrays
+  const sparse = ['a', , 'c'];
+  const hole = { code: 'E_INVALID_ARGUMENT', message: /inputs\["x"\]\.data\[1\] must be a string/ };
+  assert.throws(() => rt.inferSync(id, { x: { type: 'string', data: sparse, dims: [3] } }), hole);
+  await assert.rejects(rt.infer(id, { x: { type: 'string', data: sparse, dims: [3] } }), hole);
+  rt.close();
+});

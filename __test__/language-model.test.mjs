@@ -120,6 +120,34 @@ test('a tokenizer of your own, or none: token ids in and out', async () => {
   none.close();
 });
 
+test('loadLanguageModel and generate use the tokenizer and stop sequences they checked (each read once)', async () => {
+  const rt = runtime();
+  const own = { encode: (s) => [256, ...Buffer.from(s)], decode: (ids) => Buffer.from(ids.filter((i) => i < 256)).toString().toUpperCase() };
+  // options.tokenizer: checked as an object with encode and decode, then read again as a bare
+  // object (generate() threw a raw TypeError: lm.tokenizer.encode is not a function).
+  let reads = 0;
+  rt.loadLanguageModel({ model: MODEL, get tokenizer() { return reads++ === 0 ? own : {}; } });
+  assert.equal(reads, 1, 'options.tokenizer read once');
+  // Its methods, too: read (and checked) once, when the model is loaded.
+  let encodeReads = 0;
+  const shifty = { get encode() { return encodeReads++ === 0 ? own.encode : 42; }, decode: own.decode };
+  const rt2 = runtime();
+  rt2.loadLanguageModel({ model: MODEL, tokenizer: shifty });
+  const got = await collect(rt.generate('Hello', { maxTokens: 6 }));
+  assert.equal(got.text, reference.cases[0].text.slice(0, 6).toUpperCase());
+  assert.deepEqual(await collect(rt2.generate('Hello', { maxTokens: 6 })), got);
+  assert.equal(encodeReads, 1, 'tokenizer.encode read once');
+  // options.stop: an element checked as a string, then read as 12 (Buffer.from threw ERR_INVALID_ARG_TYPE).
+  const stop = [];
+  let stopReads = 0;
+  Object.defineProperty(stop, 0, { get: () => (stopReads++ === 0 ? 'zzz' : 12), enumerable: true });
+  const stopped = await collect(rt.generate('Hello', { maxTokens: 3, stop }));
+  assert.equal(stopped.finish, 'max_tokens');
+  assert.equal(stopReads, 1, 'options.stop[0] read once');
+  rt.close();
+  rt2.close();
+});
+
 /** Two pairs of chatter agents talking through the model for 50 ticks. */
 function chat(workers, model = MODEL) {
   const rt = runtime({ workers, seed: 4 });

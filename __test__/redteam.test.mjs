@@ -190,3 +190,145 @@ test('process.exit() while replayAsync runs (with and without onProgress): the p
     assert.equal(r.status, 7, r.stderr);
   }
 });
+
+// ----- red team: a second read of an input, after its check --------------------------------
+// Each input an entry point checks is read once, and what was checked is what is used: a
+// getter (or a Proxy) whose second answer differs, or caller code run after a check (a getter,
+// a toJSON, onProgress), never changes what reaches the addon.
+
+const { sign, openJournal, keygen } = require('../index.js');
+const { mkdtempSync, rmSync } = require('node:fs');
+const { join } = require('node:path');
+const { tmpdir } = require('node:os');
+
+/** `obj` with a getter `key` that answers `first` on its first read and `then` on every later one; counts its reads. */
+function shifty(obj, key, first, then) {
+  const reads = { n: 0 };
+  Object.defineProperty(obj, key, { get: () => (reads.n++ === 0 ? first : then), enumerable: true, configurable: true });
+  return reads;
+}
+
+test('each option is read once: a getter\'s second answer never reaches the addon or a callback (replay, openJournal, run)', async () => {
+  const log = counterSession(2, 150);
+  const trusted = () => ({ trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  // workers: 2^32 + 2 reached napi's u32 unchecked, which wrapped it to 2 silently.
+  let o = trusted();
+  let reads = shifty(o, 'workers', 1, 2 ** 32 + 2);
+  assert.equal(replay(log, o).ok, true);
+  assert.equal(reads.n, 1, 'replay options.workers read once');
+  // onProgress: checked as a function, then called as 42 (a raw TypeError after the replay).
+  o = trusted();
+  const seen = [];
+  reads = shifty(o, 'onProgress', (n) => seen.push(n), 42);
+  assert.equal(replay(log, o).ok, true);
+  assert.deepEqual(seen, [100]);
+  assert.equal(reads.n, 1, 'replay options.onProgress read once');
+  // devMode: checked as a boolean, then napi's own "wrong argument type" (E_INVALID_ARGUMENT, not E_INVALID_CONFIG).
+  o = trusted();
+  reads = shifty(o, 'devMode', false, 'yes');
+  assert.equal(openJournal(log, o).tick, 0);
+  assert.equal(reads.n, 1, 'openJournal options.devMode read once');
+  // run(): onTick checked as a function, then called as 42 (done rejected with a raw TypeError);
+  // hz checked in (0, 1e6], then used as -5 (no rate at all).
+  const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  rt.spawn(exampleAgent('counter'));
+  const ticked = [];
+  o = { until: 2 };
+  reads = shifty(o, 'onTick', (r) => ticked.push(r.tick), 42);
+  const hz = shifty(o, 'hz', 1000, -5);
+  const done = await rt.run(o).done;
+  assert.equal(done.reason, 'until');
+  assert.deepEqual(ticked, [0, 1]);
+  assert.equal(reads.n, 1, 'run options.onTick read once');
+  assert.equal(hz.n, 1, 'run options.hz read once');
+  rt.close();
+});
+
+test('new Runtime() reads each option once: a getter\'s second answer never reaches the addon', () => {
+  // Checked, then spread into what the addon gets: its second answer arrived unchecked (a
+  // wrong code: napi's "wrong argument type", or the addon's own message for the range).
+  for (const [key, first, then] of [['record', false, 'no'], ['seed', 1, -1], ['resourcePolicy', 'clamp', 'bogus'], ['workers', 1, 0]]) {
+    const o = key === 'workers' ? {} : { workers: 1 };
+    const reads = shifty(o, key, first, then);
+    new Runtime(o).close();
+    assert.equal(reads.n, 1, `option ${key} read once`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'lockstep-read-once-'));
+  try {
+    const journal = { fsync: 'group' };
+    const reads = shifty(journal, 'dir', dir, 5);
+    new Runtime({ workers: 1, journal }).close();
+    assert.equal(reads.n, 1, 'option journal.dir read once');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('arrays of strings are used as checked: an element getter\'s later answer never reaches the addon', () => {
+  const keys = () => {
+    const k = [];
+    return [k, shifty(k, 0, EXAMPLES_PUBLIC_KEY, 7)];
+  };
+  let [k, reads] = keys();
+  new Runtime({ workers: 1, trustedKeys: k }).close();
+  assert.equal(reads.n, 1, 'option trustedKeys[0] read once');
+  [k, reads] = keys();
+  assert.equal(verify(readFileSync(exampleAgent('counter')), k).ok, true);
+  assert.equal(reads.n, 1, 'verify trustedKeys[0] read once');
+  [k, reads] = keys();
+  assert.equal(replay(counterSession(1, 10), { trustedKeys: k }).ok, true);
+  assert.equal(reads.n, 1, 'replay options.trustedKeys[0] read once');
+  const providers = [];
+  reads = shifty(providers, 0, 'cpu', 'quantum');
+  new Runtime({ workers: 1, inference: { providers } }).close();
+  assert.equal(reads.n, 1, 'option inference.providers[0] read once');
+});
+
+test('bytes are taken after the caller code an entry point runs: an options getter that detaches them is E_INVALID_ARGUMENT, never an empty payload', () => {
+  const detach = (view) => structuredClone(view.buffer, { transfer: [view.buffer] });
+  const detached = (e) => e instanceof LockstepError && e.code === 'E_INVALID_ARGUMENT' && /detached/.test(e.message);
+  const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  const id = rt.spawn(echo);
+  rt.tick();
+  rt.drainMessages();
+  // send(): the payload's buffer detached by options.kind's getter was sent as an empty message.
+  const payload = new Uint8Array([1, 2, 3]);
+  assert.throws(() => rt.send(id, payload, { get kind() { detach(payload); return 1; } }), detached);
+  rt.tick(2);
+  assert.deepEqual(rt.drainMessages(), [], 'the agent got (and echoed) an empty message');
+  const log = counterSession(1, 5);
+  const logView = new Uint8Array(log);
+  assert.throws(() => replay(logView, { trustedKeys: [EXAMPLES_PUBLIC_KEY], get devMode() { detach(logView); return false; } }), detached);
+  const module = new Uint8Array(readFileSync(exampleAgent('counter')));
+  const { secretKey } = keygen();
+  assert.throws(() => sign(module, { toJSON() { detach(module); return { name: 'c', version: '1', abi: 1 }; } }, secretKey), detached);
+  const module2 = new Uint8Array(readFileSync(exampleAgent('counter')));
+  const keys = [];
+  Object.defineProperty(keys, 0, { get() { detach(module2); return EXAMPLES_PUBLIC_KEY; }, enumerable: true });
+  assert.throws(() => verify(module2, keys), detached);
+  const snapshot = new Uint8Array(rt.snapshot());
+  assert.throws(() => Runtime.restore(snapshot, { trustedKeys: [EXAMPLES_PUBLIC_KEY], get workers() { detach(snapshot); return 1; } }), detached);
+  rt.close();
+});
+
+test('replay() with onProgress reads a copy of the log: a callback that shrinks or transfers its buffer cannot pull it from under the addon', () => {
+  // The addon read the log in place while it called onProgress: shrinking a resizable
+  // ArrayBuffer there was a SIGSEGV, transferring it (then a GC) a read of freed memory.
+  const index = fileURLToPath(new URL('../index.js', import.meta.url));
+  const script = `
+    const { Runtime, replay, exampleAgent, EXAMPLES_PUBLIC_KEY } = require(${JSON.stringify(index)});
+    const rt = new Runtime({ workers: 1, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+    rt.spawnMany(exampleAgent('counter'), 4);
+    rt.tick(300);
+    const log = rt.stopRecording();
+    rt.close();
+    const buffer = new ArrayBuffer(log.length, { maxByteLength: log.length });
+    new Uint8Array(buffer).set(log);
+    const seen = [];
+    const report = replay(buffer, { trustedKeys: [EXAMPLES_PUBLIC_KEY], onProgress: (n) => { seen.push(n); buffer.resize(0); } });
+    console.log(JSON.stringify({ ok: report.ok, complete: report.complete, ticks: report.ticksVerified, seen }));`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.signal, null, `killed by ${r.signal}: ${r.stderr}`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { ok: true, complete: true, ticks: 300, seen: [100, 200, 300] });
+});

@@ -128,6 +128,74 @@ test('tryPush reads each option once and stores ids below and above 2^32 whole',
   assert.deepEqual(got, [[3, 7, 0], [4, 0, -5], ...ids.map((id) => [id, 0, 0])]);
 });
 
+test('a ring buffer is opened at its own size: a byteLength property claiming another is E_RING, not a raw RangeError', () => {
+  const small = new SharedArrayBuffer(8);
+  Object.defineProperty(small, 'byteLength', { value: 1 << 20 });
+  for (const Ring of [RingProducer, RingConsumer]) {
+    assert.throws(() => new Ring(small), { code: 'E_RING', message: /8 bytes, smaller than a ring header/ });
+    // Not a SharedArrayBuffer, though its prototype says so.
+    assert.throws(() => new Ring(Object.create(SharedArrayBuffer.prototype)), { code: 'E_RING', message: /must be a SharedArrayBuffer/ });
+  }
+});
+
+test('forEach called from inside its own callback is E_RING: no record is delivered twice', () => {
+  // The inner call consumed past the tail the outer one had read: records 2..4 were delivered
+  // by both, and the outer call's (older) tail was the one stored last.
+  const sab = createRingBuffer(1 << 12);
+  const producer = new RingProducer(sab);
+  const consumer = new RingConsumer(sab);
+  for (let i = 1; i <= 4; i++) assert.ok(producer.tryPush(i, new Uint8Array([i])));
+  const seen = [];
+  const n = consumer.forEach((type, agent) => {
+    seen.push(agent);
+    if (agent === 1) {
+      assert.throws(() => consumer.forEach(() => seen.push('again')), { code: 'E_RING', message: /inside a forEach\(\) callback/ });
+      assert.throws(() => consumer.readBatch(), { code: 'E_RING' });
+    }
+  });
+  assert.equal(n, 4);
+  assert.deepEqual(seen, [1, 2, 3, 4]);
+  // A callback that throws leaves the consumer usable: its record is read again next time.
+  assert.ok(producer.tryPush(5, new Uint8Array([5])));
+  assert.throws(() => consumer.forEach(() => { throw new Error('boom'); }), /boom/);
+  assert.deepEqual(consumer.readBatch().map((r) => r.from), [5]);
+});
+
+test('tryPush copies exactly the length it reserves: a Uint8Array whose length getter lies overwrites no unread record; a Proxy of one is pushed as read once', () => {
+  class Short extends Uint8Array {
+    get length() {
+      return 8;
+    }
+  }
+  const sab = createRingBuffer(1 << 12);
+  const producer = new RingProducer(sab);
+  const consumer = new RingConsumer(sab);
+  for (let i = 0; i < 20; i++) assert.ok(producer.tryPush(100 + i, new Uint8Array(168).fill(i))); // 20 x 192 bytes
+  assert.equal(consumer.forEach(() => {}, 10), 10); // records 110..119 still unread
+  assert.ok(producer.tryPush(200, new Uint8Array(232))); // to the end of the data area
+  // 2,000 real bytes that say 8: no room for 2,000 before the unread records (the old code
+  // reserved 32 bytes and copied 2,000 over records 110..119).
+  assert.equal(producer.tryPush(7, new Short(2000).fill(0xee)), false);
+  assert.ok(producer.tryPush(8, new Short(16).fill(0xdd)));
+  const got = [];
+  consumer.forEach((type, agent, kind, priority, payload) => got.push([agent, payload.length, payload[0]]));
+  assert.deepEqual(got, [...Array.from({ length: 10 }, (_, i) => [110 + i, 168, 10 + i]), [200, 232, 0], [8, 16, 0xdd]]);
+
+  // A Proxy (a framework's reactive array): each element and the length read once.
+  let reads = 0;
+  const proxy = new Proxy(new Uint8Array([1, 2, 3]), {
+    get(target, key) {
+      reads++;
+      return Reflect.get(target, key);
+    },
+  });
+  assert.ok(producer.tryPush(9, proxy));
+  assert.equal(reads, 4, 'length and three bytes');
+  const last = [];
+  consumer.forEach((type, agent, kind, priority, payload) => last.push([agent, [...payload]]));
+  assert.deepEqual(last, [[9, [1, 2, 3]]]);
+});
+
 test('a blocked push keeps the main thread alive until it rejects with E_RING_TIMEOUT', async () => {
   const { execFileSync } = await import('node:child_process');
   const script = new URL('./fixtures/ring-push-blocked.cjs', import.meta.url).pathname;

@@ -241,17 +241,17 @@ function checkOptions(options) {
   o.controls = o.controls === undefined ? false : v.bool('options.controls', o.controls);
   o.clock = o.clock === undefined ? true : v.bool('options.clock', o.clock);
   if (o.summaryFile !== undefined) v.str('options.summaryFile', o.summaryFile);
-  if (o.moduleNames !== undefined) {
-    v.options('options.moduleNames', o.moduleNames, Object.keys(o.moduleNames));
-    for (const [k, name] of Object.entries(o.moduleNames)) v.str(`options.moduleNames["${k}"]`, name);
-  }
-  o.moduleNames = { ...(o.moduleNames ?? {}) };
+  // Each name read once (the copy is what is kept): a getter's later answer was kept unchecked.
+  // null is no names, as for every options object (Object.keys(null) threw a TypeError).
+  const names = o.moduleNames;
+  const nameKeys = names !== null && typeof names === 'object' ? Object.keys(names) : [];
+  o.moduleNames = Object.fromEntries(Object.entries(v.options('options.moduleNames', names, nameKeys)).map(([k, name]) => [k, v.str(`options.moduleNames["${k}"]`, name)]));
   // Time travel's source: a journal directory, or { dir, trustedKeys, devMode } (default: the
   // runtime's own journal, trusted as the runtime wrote it); false: none.
   if (o.journal !== undefined && o.journal !== false) {
     const j = typeof o.journal === 'string' ? { dir: o.journal } : v.options('options.journal', o.journal, ['dir', 'trustedKeys', 'devMode']);
     v.str('options.journal.dir', j.dir);
-    if (j.trustedKeys !== undefined) v.stringArray('options.journal.trustedKeys', j.trustedKeys);
+    if (j.trustedKeys !== undefined) j.trustedKeys = v.stringArray('options.journal.trustedKeys', j.trustedKeys);
     if (j.devMode !== undefined) v.bool('options.journal.devMode', j.devMode);
     o.journal = j;
   }
