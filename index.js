@@ -1875,11 +1875,9 @@ function progressRelay(onProgress) {
 function replay(log, options) {
   const a = replayArgs(log, options);
   const progress = progressRelay(a.onProgress);
-  // The addon reads the log (and snapshot) in place while it calls onProgress, caller code that
-  // could detach, transfer or shrink (a resizable ArrayBuffer) their buffers under it: a read of
-  // freed memory, or a SIGSEGV. With a callback, it reads copies no caller code can reach.
-  const own = (b) => (a.onProgress && ArrayBuffer.isView(b) ? new Uint8Array(b) : b);
-  const report = call(() => native.replay(own(a.bytes), a.workers, progress.relay, a.trustedKeys, a.devMode, own(a.snapshot)));
+  // With onProgress the addon replays copies of the log and snapshot (the callback is caller
+  // code, which could shrink or detach their buffers under an in-place read: a SIGSEGV).
+  const report = call(() => native.replay(a.bytes, a.workers, progress.relay, a.trustedKeys, a.devMode, a.snapshot));
   progress.check();
   return report;
 }

@@ -56,8 +56,16 @@ pub fn replay(
     snapshot: Option<Uint8Array>,
 ) -> Result<ReplayReport> {
     let trust = trust(&trusted_keys, dev_mode)?;
+    // With a callback, the log and snapshot are read from copies: `onProgress` is caller code,
+    // which could shrink, transfer or detach their buffers while the replay reads them in place
+    // (a resizable ArrayBuffer shrunk from the callback crashed the process: SIGSEGV).
+    let owned = on_progress.as_ref().map(|_| (log.to_vec(), snapshot.as_deref().map(<[u8]>::to_vec)));
+    let (log, snapshot): (&[u8], Option<&[u8]>) = match &owned {
+        Some((log, snapshot)) => (log, snapshot.as_deref()),
+        None => (&log, snapshot.as_deref()),
+    };
     let mut callback_error = None;
-    let report = run_replay(&log, snapshot.as_deref(), self::workers(workers), &trust, |ticks| {
+    let report = run_replay(log, snapshot, self::workers(workers), &trust, |ticks| {
         if ticks % PROGRESS_EVERY == 0 && callback_error.is_none() {
             if let Some(f) = on_progress.as_ref() {
                 callback_error = f.call(ticks as f64).err();
