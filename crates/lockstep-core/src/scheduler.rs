@@ -861,6 +861,10 @@ const PARALLEL_PREFETCH_INBOX: usize = 3;
 /// that sender's mailbox.
 type Place = (u32, u32);
 
+/// A message to an agent: its `Place` and its recipient's slot index (read once, while
+/// sorting: delivery then finds the slot of a message ahead without reading its envelope).
+type Routed = (u32, u32, u32);
+
 /// A message routing did not put into an inbox: its place, and why.
 type Refused = (u32, u32, DeadLetterReason);
 
@@ -870,7 +874,7 @@ type RoutePart<'a> = (&'a mut [AgentSlot], usize, usize, Vec<Refused>);
 
 /// One thread's unit of `route_in_parallel`'s sorting: a chunk of senders (its index), its
 /// lists by part, and its list of messages that leave the agents.
-type SortChunk<'a> = (usize, &'a mut [Vec<Place>], &'a mut Vec<Place>);
+type SortChunk<'a> = (usize, &'a mut [Vec<Routed>], &'a mut Vec<Place>);
 
 /// What `route_in_parallel` keeps between calls: the phase's messages sorted by the part of
 /// the slot array their recipients are in, per chunk of senders. Bounded: 8 bytes a message
@@ -880,7 +884,7 @@ type SortChunk<'a> = (usize, &'a mut [Vec<Place>], &'a mut Vec<Place>);
 pub(crate) struct RouteScratch {
     /// `to_part[chunk * parts + part]`: the places of the messages of one chunk of senders
     /// whose recipients are in one part, in sender order.
-    to_part: Vec<Vec<Place>>,
+    to_part: Vec<Vec<Routed>>,
     /// Per chunk: the places of its messages that leave the agents (to the host, or to an id
     /// past the slot array), in sender order.
     leaving: Vec<Vec<Place>>,
@@ -891,13 +895,15 @@ impl RouteScratch {
     fn prepare(&mut self, chunks: usize, parts: usize) {
         self.to_part.resize_with(chunks * parts, Vec::new);
         self.leaving.resize_with(chunks, Vec::new);
-        self.to_part.iter_mut().chain(self.leaving.iter_mut()).for_each(Vec::clear);
+        self.to_part.iter_mut().for_each(Vec::clear);
+        self.leaving.iter_mut().for_each(Vec::clear);
     }
 
     /// Gives the capacity back when it is over the retained bound.
     fn trim(&mut self) {
-        let held: usize = self.to_part.iter().chain(self.leaving.iter()).map(Vec::capacity).sum();
-        if held * std::mem::size_of::<Place>() > crate::limits::MAX_RETAINED_ROUTE_INDEX_BYTES {
+        let held = self.to_part.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<Routed>()
+            + self.leaving.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<Place>();
+        if held > crate::limits::MAX_RETAINED_ROUTE_INDEX_BYTES {
             *self = RouteScratch::default();
         }
     }
@@ -953,10 +959,9 @@ fn route_in_parallel(
             for (pos, (_, sent)) in senders.iter().enumerate().take(range.end).skip(range.start) {
                 for (k, to) in sent.recipients().enumerate() {
                     let index = (to as usize).wrapping_sub(1);
-                    let place = (pos as u32, k as u32);
                     match lists.get_mut(index / per_part) {
-                        Some(list) if index < slot_count => list.push(place),
-                        _ => leaving.push(place),
+                        Some(list) if index < slot_count => list.push((pos as u32, k as u32, index as u32)),
+                        _ => leaving.push((pos as u32, k as u32)),
                     }
                 }
             }
@@ -1010,27 +1015,25 @@ fn route_in_parallel(
 /// One thread's share of `route_in_parallel`'s delivery: the messages at `places` (in order),
 /// every one for a recipient in `slots` (slot indices `base..`), go into their inboxes, or,
 /// when one cannot take its message, into `refused` with the reason `route` would give.
-fn deliver_places(slots: &mut [AgentSlot], base: usize, senders: &[(usize, Mailbox)], places: &[Place], refused: &mut Vec<Refused>) {
-    let message = |j: usize| places.get(j).and_then(|&(p, k)| senders.get(p as usize).map(|(_, sent)| (sent, k as usize)));
-    fn slot_at<'s>(slots: &'s [AgentSlot], base: usize, message: Option<(&Mailbox, usize)>) -> Option<&'s AgentSlot> {
-        let (sent, k) = message?;
-        slots.get((sent.recipient(k)? as usize).wrapping_sub(1).wrapping_sub(base))
-    }
-    for (j, &(p, k)) in places.iter().enumerate() {
-        if let Some((sent, k)) = message(j + PARALLEL_PREFETCH_ENVELOPE) {
-            prefetch(&[sent.envelope_address(k)]);
+fn deliver_places(slots: &mut [AgentSlot], base: usize, senders: &[(usize, Mailbox)], places: &[Routed], refused: &mut Vec<Refused>) {
+    let mailbox = |p: u32| senders.get(p as usize).map(|(_, sent)| sent);
+    for (j, &(p, k, s)) in places.iter().enumerate() {
+        if let Some(sent) = places.get(j + PARALLEL_PREFETCH_ENVELOPE).and_then(|&(p, _, _)| mailbox(p)) {
+            prefetch(&[sent.envelope_address(places[j + PARALLEL_PREFETCH_ENVELOPE].1 as usize)]);
         }
-        if let Some((sent, k)) = message(j + PARALLEL_PREFETCH_SLOT) {
-            let [_, payload] = sent.message_addresses(k);
-            if let Some(s) = slot_at(slots, base, Some((sent, k))) {
-                prefetch(&[payload, std::ptr::addr_of!(s.state) as usize, std::ptr::addr_of!(s.inbox) as usize]);
+        if let Some(&(p, k, s)) = places.get(j + PARALLEL_PREFETCH_SLOT) {
+            if let (Some(sent), Some(slot)) = (mailbox(p), slots.get((s as usize).wrapping_sub(base))) {
+                let [_, payload] = sent.message_addresses(k as usize);
+                prefetch(&[payload, std::ptr::addr_of!(slot.state) as usize, std::ptr::addr_of!(slot.inbox) as usize]);
             }
         }
-        if let Some(s) = slot_at(slots, base, message(j + PARALLEL_PREFETCH_INBOX)) {
-            prefetch(&s.inbox.tail_addresses());
+        if let Some(slot) = places.get(j + PARALLEL_PREFETCH_INBOX).and_then(|&(_, _, s)| slots.get((s as usize).wrapping_sub(base))) {
+            prefetch(&slot.inbox.tail_addresses());
         }
-        let Some(m) = senders.get(p as usize).and_then(|(_, sent)| sent.get(k as usize)) else { continue };
-        let Some(target) = (m.to as usize).wrapping_sub(1).checked_sub(base).and_then(|j| slots.get_mut(j)) else { continue };
+        let Some(m) = mailbox(p).and_then(|sent| sent.get(k as usize)) else { continue };
+        // `s` is the slot of `m.to` (the sort phase read it): the same agent `route` finds.
+        debug_assert_eq!((m.to as usize).wrapping_sub(1), s as usize);
+        let Some(target) = (s as usize).checked_sub(base).and_then(|j| slots.get_mut(j)) else { continue };
         if let Err(reason) = target.accept(m) {
             refused.push((p, k, reason));
         }
