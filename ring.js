@@ -84,8 +84,16 @@ function openRing(sab) {
   };
 }
 
-/** %TypedArray%.prototype.length's getter: a view's own length, whatever properties it has. */
-const typedArrayLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length').get;
+/** The built-in getters of a view's own length and bytes, whatever properties it has. */
+const getter = (proto, name) => Object.getOwnPropertyDescriptor(proto, name).get;
+const TYPED_ARRAY = Object.getPrototypeOf(Uint8Array.prototype);
+const typedArrayLength = getter(TYPED_ARRAY, 'length');
+const typedArrayBuffer = getter(TYPED_ARRAY, 'buffer');
+const typedArrayByteOffset = getter(TYPED_ARRAY, 'byteOffset');
+const typedArrayByteLength = getter(TYPED_ARRAY, 'byteLength');
+const dataViewBuffer = getter(DataView.prototype, 'buffer');
+const dataViewByteOffset = getter(DataView.prototype, 'byteOffset');
+const dataViewByteLength = getter(DataView.prototype, 'byteLength');
 
 /**
  * `payload` as a real Uint8Array (a Proxy of one is copied; `ArrayBuffer.isView` tells them
@@ -99,7 +107,15 @@ function toBytes(payload) {
     if (ArrayBuffer.isView(payload)) return payload;
     // A Proxy of one (a framework's reactive array): copied, its length and each byte read
     // once (set() read them through it as it copied, after tryPush had read the length).
-    const n = payload.length;
+    let n;
+    try {
+      n = payload.length;
+    } catch (e) {
+      // A Proxy whose get passes itself as the receiver reaches the built-in length getter,
+      // which refuses it: no length to read but through its target.
+      if (!(e instanceof TypeError)) throw e;
+      throw new RingError('E_INVALID_ARGUMENT', 'payload is a Proxy whose length cannot be read; pass the Uint8Array itself (or a copy of it)');
+    }
     if (!Number.isSafeInteger(n) || n < 0) throw v.fail('payload', 'a Uint8Array, Buffer, ArrayBuffer or string', payload);
     if (n > MAX_PAYLOAD_BYTES) throw new RingError('E_MESSAGE_TOO_LARGE', `payload is ${n} bytes; the limit is ${MAX_PAYLOAD_BYTES}`);
     const copy = new Uint8Array(n);
@@ -109,10 +125,17 @@ function toBytes(payload) {
   if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
   if (payload instanceof ArrayBuffer) return new Uint8Array(payload);
   if (ArrayBuffer.isView(payload)) {
+    // Its bytes as the built-in getters describe them (a typed array whose prototype was
+    // replaced, or a subclass with its own getters, read no caller code here).
     try {
-      return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+      const dv = payload instanceof DataView;
+      return new Uint8Array(
+        (dv ? dataViewBuffer : typedArrayBuffer).call(payload),
+        (dv ? dataViewByteOffset : typedArrayByteOffset).call(payload),
+        (dv ? dataViewByteLength : typedArrayByteLength).call(payload),
+      );
     } catch {
-      // (getters of a subclass that describe no part of its buffer)
+      // (a DataView with another prototype, a detached view: not bytes we can name)
     }
   }
   throw v.fail('payload', 'a Uint8Array, Buffer, ArrayBuffer or string', payload);

@@ -194,6 +194,16 @@ test('tryPush copies exactly the length it reserves: a Uint8Array whose length g
   const last = [];
   consumer.forEach((type, agent, kind, priority, payload) => last.push([agent, [...payload]]));
   assert.deepEqual(last, [[9, [1, 2, 3]]]);
+  // A Proxy with the default get (itself the receiver of the built-in length getter): a coded
+  // error, not a raw TypeError. A real view with another prototype: its own bytes, not none.
+  assert.throws(() => producer.tryPush(9, new Proxy(new Uint8Array([9, 8, 7]), {})), { code: 'E_INVALID_ARGUMENT', message: /Proxy/ });
+  const orphan = new Uint8Array([4, 5, 6]);
+  Object.setPrototypeOf(orphan, null);
+  assert.ok(producer.tryPush(10, orphan));
+  assert.ok(producer.tryPush(11, new DataView(new Uint8Array([7, 8]).buffer)));
+  const more = [];
+  consumer.forEach((type, agent, kind, priority, payload) => more.push([agent, [...payload]]));
+  assert.deepEqual(more, [[10, [4, 5, 6]], [11, [7, 8]]]);
 });
 
 test('a blocked push keeps the main thread alive until it rejects with E_RING_TIMEOUT', async () => {
