@@ -355,3 +355,28 @@ mod tests {
         assert_ne!(x, z);
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    use super::AgentHost;
+    use std::mem::{offset_of, size_of};
+
+    /// What every tick of a running agent reads or writes of its host state (`run_call`,
+    /// `write_step_context`, `run_tick`'s look at what it sent, logged and asked) lies in its
+    /// first 128 bytes: `scheduler::prefetch_addresses` asks for those lines ahead of its turn.
+    #[test]
+    fn what_a_tick_touches_of_the_host_state_lies_in_its_first_128_bytes() {
+        let hot = [
+            ("id", offset_of!(AgentHost, id) + size_of::<u64>()),
+            ("tick", offset_of!(AgentHost, tick) + size_of::<u64>()),
+            ("logs_this_call", offset_of!(AgentHost, logs_this_call) + size_of::<usize>()),
+            ("next_seq", offset_of!(AgentHost, next_seq) + size_of::<u64>()),
+            ("outbox", offset_of!(AgentHost, outbox) + size_of::<crate::mailbox::Mailbox>()),
+            ("logs", offset_of!(AgentHost, logs) + size_of::<Vec<super::LogLine>>()),
+            ("infer_requests", offset_of!(AgentHost, infer_requests) + size_of::<Vec<super::InferRequest>>()),
+        ];
+        for (field, end) in hot {
+            assert!(end <= 128, "{field} ends at byte {end} of the host state");
+        }
+    }
+}
