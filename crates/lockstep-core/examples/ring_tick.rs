@@ -26,6 +26,18 @@ fn main() {
     rt.attach_inbound_ring(inbound.memory()).expect("attach");
     let mut producer = Producer::new(inbound.memory()).expect("producer");
     let payload = [7u8; 64];
+    // SPINNER=1: a thread that keeps a core busy the whole time (as a JS producer pushing the
+    // next tick's records does beside a tickAsync).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinner = std::env::var_os("SPINNER").map(|_| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut x = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        })
+    });
     let mut times: Vec<f64> = Vec::with_capacity(ticks);
     for t in 0..ticks {
         for k in 0..per_tick {
@@ -34,6 +46,10 @@ fn main() {
         let one = std::time::Instant::now();
         rt.tick().expect("tick");
         times.push(one.elapsed().as_secs_f64() * 1e9 / per_tick as f64);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = spinner {
+        let _ = t.join();
     }
     if std::env::var_os("PER_TICK").is_some() {
         eprintln!("{:?}", times.iter().map(|t| *t as u64).collect::<Vec<_>>());
