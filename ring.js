@@ -49,8 +49,12 @@ function createRingBuffer(capacity = 1 << 20, name = 'capacity') {
   return sab;
 }
 
-/** SharedArrayBuffer.prototype.byteLength's getter: the buffer's own size, whatever properties it has. */
-const sabByteLength = Object.getOwnPropertyDescriptor(SharedArrayBuffer.prototype, 'byteLength').get;
+/**
+ * The built-in getters of a buffer's or a view's own size and bytes, whatever properties it has
+ * (a subclass's or an own property's getter, a Proxy: caller code that could claim another).
+ */
+const getter = (proto, name) => Object.getOwnPropertyDescriptor(proto, name).get;
+const sabByteLength = getter(SharedArrayBuffer.prototype, 'byteLength');
 
 function openRing(sab) {
   let byteLength = -1;
@@ -84,8 +88,6 @@ function openRing(sab) {
   };
 }
 
-/** The built-in getters of a view's own length and bytes, whatever properties it has. */
-const getter = (proto, name) => Object.getOwnPropertyDescriptor(proto, name).get;
 const TYPED_ARRAY = Object.getPrototypeOf(Uint8Array.prototype);
 const typedArrayLength = getter(TYPED_ARRAY, 'length');
 const typedArrayBuffer = getter(TYPED_ARRAY, 'buffer');
@@ -268,7 +270,6 @@ class RingProducer {
 
 const PUSH_KEYS = ['kind', 'priority', 'publish', 'timeoutMs', 'pollMs'];
 const MAX_TIMEOUT_MS = 2 ** 31 - 1; // setTimeout's limit
-
 
 /** Reads records from a ring (core → JS). One consumer per ring. */
 class RingConsumer {

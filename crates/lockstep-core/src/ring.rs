@@ -20,6 +20,7 @@
 //! use, and a violation is a `RingError::Corrupt` naming the field, never an out-of-bounds
 //! access. The only `unsafe` is in `RingMemory`, with its invariants written there.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub use lockstep_abi::ring::*;
@@ -181,45 +182,31 @@ impl RingMemory {
 
     /// Copies `out.len()` bytes from `at`, a word at a time.
     fn read(&self, at: usize, out: &mut [u8]) {
+        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and `copy_words` only
+        // writes initialized bytes, so `out` stays initialized.
+        let out = unsafe { &mut *(out as *mut [u8] as *mut [MaybeUninit<u8>]) };
+        self.copy_words(at, out);
+    }
+
+    /// Appends the `len` bytes at `at` to `out`: `read` into its spare capacity, without
+    /// zero-filling it first (this is every ring payload's copy into its inbox).
+    fn append(&self, at: usize, len: usize, out: &mut Vec<u8>) {
+        out.reserve(len);
+        let start = out.len();
+        self.copy_words(at, &mut out.spare_capacity_mut()[..len]);
+        // SAFETY: `copy_words` wrote all `len` spare bytes after `start`, which `reserve` made.
+        unsafe { out.set_len(start + len) };
+    }
+
+    /// Writes `out.len()` bytes from `at` into `out` (every byte of it), a word at a time:
+    /// what `read` and `append` share.
+    fn copy_words(&self, at: usize, out: &mut [MaybeUninit<u8>]) {
         let mut word_at = self.words(at, out.len(), "read");
         let skip = at - word_at;
-        let mut rest = &mut out[..];
+        let mut rest = out;
         // Every `word` call below: `words` asserted `at..at + out.len()` is inside the region,
         // and `len` is a multiple of 8 (invariant 4), so each word that holds a byte of that
         // range is inside it too; `word_at` stays a multiple of 8.
-        if skip > 0 && !rest.is_empty() {
-            // SAFETY: see above.
-            let word = unsafe { self.word(word_at) }.load(Ordering::Relaxed).to_ne_bytes();
-            let n = (8 - skip).min(rest.len());
-            rest[..n].copy_from_slice(&word[skip..skip + n]);
-            rest = &mut rest[n..];
-            word_at += 8;
-        }
-        let mut chunks = rest.chunks_exact_mut(8);
-        for chunk in &mut chunks {
-            // SAFETY: see above.
-            chunk.copy_from_slice(&unsafe { self.word(word_at) }.load(Ordering::Relaxed).to_ne_bytes());
-            word_at += 8;
-        }
-        let tail = chunks.into_remainder();
-        if !tail.is_empty() {
-            // SAFETY: see above.
-            let word = unsafe { self.word(word_at) }.load(Ordering::Relaxed).to_ne_bytes();
-            let n = tail.len();
-            tail.copy_from_slice(&word[..n]);
-        }
-    }
-
-    /// Appends the `len` bytes at `at` to `out`, a word at a time: `read` into `out`'s spare
-    /// capacity, without zero-filling it first (this is every ring payload's copy into its
-    /// inbox). `Vec::extend_from_slice` per word was measured at 19 instructions a word.
-    fn append(&self, at: usize, len: usize, out: &mut Vec<u8>) {
-        let mut word_at = self.words(at, len, "read");
-        let skip = at - word_at;
-        out.reserve(len);
-        let start = out.len();
-        let mut rest = &mut out.spare_capacity_mut()[..len];
-        // Every `word` call below: as in `read`.
         if skip > 0 && !rest.is_empty() {
             // SAFETY: see above.
             let word = unsafe { self.word(word_at) }.load(Ordering::Relaxed).to_ne_bytes();
@@ -241,15 +228,12 @@ impl RingMemory {
             let n = tail.len();
             tail.write_copy_of_slice(&word[..n]);
         }
-        // SAFETY: the `len` spare bytes after `start` were all written above (the head part,
-        // the whole words, the remainder: together `len`), and `reserve` made room for them.
-        unsafe { out.set_len(start + len) };
     }
 
     /// Copies `len` bytes from `at` into a new vector.
     fn read_vec(&self, at: usize, len: usize) -> Vec<u8> {
-        let mut v = vec![0u8; len];
-        self.read(at, &mut v);
+        let mut v = Vec::new();
+        self.append(at, len, &mut v);
         v
     }
 

@@ -1029,8 +1029,10 @@ fn route_in_parallel(
 fn deliver_places(slots: &mut [AgentSlot], base: usize, senders: &[(usize, Mailbox)], places: &[Routed], refused: &mut Vec<Refused>) {
     let mailbox = |p: u32| senders.get(p as usize).map(|(_, sent)| sent);
     for (j, &(p, k, s)) in places.iter().enumerate() {
-        if let Some(sent) = places.get(j + PARALLEL_PREFETCH_ENVELOPE).and_then(|&(p, _, _)| mailbox(p)) {
-            prefetch(&[sent.envelope_address(places[j + PARALLEL_PREFETCH_ENVELOPE].1 as usize)]);
+        if let Some(&(p, k, _)) = places.get(j + PARALLEL_PREFETCH_ENVELOPE) {
+            if let Some(sent) = mailbox(p) {
+                prefetch(&[sent.envelope_address(k as usize)]);
+            }
         }
         if let Some(&(p, k, s)) = places.get(j + PARALLEL_PREFETCH_SLOT) {
             if let (Some(sent), Some(slot)) = (mailbox(p), slots.get((s as usize).wrapping_sub(base))) {
