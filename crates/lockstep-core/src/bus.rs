@@ -62,12 +62,18 @@ impl MessageRef<'_> {
     /// Writes the ABI message header (see `abi::MESSAGE_*`).
     #[inline]
     pub(crate) fn write_header(&self, out: &mut [u8; abi::MESSAGE_HEADER_BYTES]) {
+        self.write_header_of_len(self.payload.len() as u32, out);
+    }
+
+    /// `write_header` for a payload of `len` bytes held elsewhere (this one's is empty: a
+    /// held ring record's, copied straight from the ring).
+    #[inline]
+    pub(crate) fn write_header_of_len(&self, len: u32, out: &mut [u8; abi::MESSAGE_HEADER_BYTES]) {
         out[abi::MESSAGE_OFFSET_FROM..][..8].copy_from_slice(&self.from.to_le_bytes());
         out[abi::MESSAGE_OFFSET_TO..][..8].copy_from_slice(&self.to.to_le_bytes());
         out[abi::MESSAGE_OFFSET_SEQ..][..8].copy_from_slice(&self.seq.to_le_bytes());
         out[abi::MESSAGE_OFFSET_KIND..][..4].copy_from_slice(&self.kind.to_le_bytes());
         out[abi::MESSAGE_OFFSET_PRIORITY..][..4].copy_from_slice(&self.priority.to_le_bytes());
-        let len = self.payload.len() as u32;
         out[abi::MESSAGE_OFFSET_PAYLOAD_LEN..][..4].copy_from_slice(&len.to_le_bytes());
         out[abi::MESSAGE_OFFSET_RESERVED..][..4].copy_from_slice(&0u32.to_le_bytes());
     }

@@ -33,6 +33,10 @@ pub(crate) struct Inputs {
     /// Without a replay log, the headers of one walk's ring records, routed from the ring
     /// (`Runtime::route_inbound_ring_held`; at most `RING_BATCH_RECORDS`, kept between ticks).
     pub(crate) ring_held: Vec<crate::ring::HeldRecord>,
+    /// Set while those records are held in the ring for their recipients' turns in the tick's
+    /// first phase (`scheduler::HeldInboxes`; the tick's whole ring input was one walk): the
+    /// first one's sequence number. `end_holding` ends it.
+    pub(crate) ring_held_first_seq: Option<u64>,
 }
 
 impl Inputs {
@@ -47,6 +51,37 @@ impl Inputs {
             ring_batch: Mailbox::default(),
             ring_grouping: Default::default(),
             ring_held: Vec::new(),
+            ring_held_first_seq: None,
+        }
+    }
+
+    /// The ring records held for their recipients' turns, while they are.
+    pub(crate) fn held_inboxes(&self) -> Option<crate::scheduler::HeldInboxes<'_>> {
+        let first_seq = self.ring_held_first_seq?;
+        let ring = self.inbound_ring.as_ref()?;
+        let batch = crate::scheduler::HeldBatch { records: &self.ring_held, first_seq, ring, hold: true };
+        Some(crate::scheduler::HeldInboxes::new(batch, self.ring_grouping.grouping()))
+    }
+
+    /// Ends holding ring records (after the tick's first phase): what no turn took is copied
+    /// into its recipient's inbox, as routing would have put it there, and the records' ring
+    /// space is given back to the producer.
+    pub(crate) fn end_holding(&mut self, slots: &mut [crate::scheduler::AgentSlot]) {
+        if self.ring_held_first_seq.is_none() {
+            return;
+        }
+        if let Some(held) = self.held_inboxes() {
+            for s in self.ring_grouping.held_recipients() {
+                if let Some(slot) = slots.get_mut(s).filter(|slot| slot.ring_held) {
+                    slot.ring_held = false;
+                    held.copy_into(held.indices(s), &mut slot.inbox);
+                }
+            }
+        }
+        self.ring_held_first_seq = None;
+        self.ring_held.clear();
+        if let Some(ring) = self.inbound_ring.as_mut() {
+            ring.release_held();
         }
     }
 
@@ -143,6 +178,7 @@ impl Inputs {
             ring_batch: Mailbox::default(),
             ring_grouping: Default::default(),
             ring_held: Vec::new(),
+            ring_held_first_seq: None,
         }
     }
 }

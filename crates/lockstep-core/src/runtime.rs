@@ -1015,6 +1015,8 @@ impl Runtime {
         // queued since the last tick, then the inbound ring's, in ring order (the order their
         // Send records take in the log, so a replay routes them alike).
         let mut report = TickReport::new(tick);
+        // (Only a tick cut short by a panic leaves ring records held: into their inboxes.)
+        self.inputs.end_holding(&mut self.agents.slots);
         let pending = self.inputs.take_messages();
         for m in pending.iter() {
             scheduler::route(&mut self.agents.slots, m, tick, &mut self.tick_hasher, &mut report, &mut self.outputs);
@@ -1036,16 +1038,22 @@ impl Runtime {
         let trace = self.outputs.trace.is_some();
         let mut busy = Vec::new();
         let mut stepped = 0;
-        for phase in &schedule {
+        for (p, phase) in schedule.iter().enumerate() {
             if !phase.barriers.is_empty() {
                 scheduler::hold_barriers(slots, &phase.barriers, graph);
             }
             let pool = self.pool.as_ref().filter(|_| parallel && scheduler::phase_uses_pool(phase.members.len(), schedule.len(), running, self.last_fuel));
-            let run = scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace);
+            let run = scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace, self.inputs.held_inboxes().filter(|_| p == 0).as_ref());
+            if p == 0 {
+                // Before anything else reaches an inbox (this phase's messages, routed next).
+                self.inputs.end_holding(slots);
+            }
             scheduler::settle(slots, &run, tick, hasher, &mut report, &mut self.outputs, pool.map(|p| (p, workers, &mut self.route_scratch)));
             busy.extend_from_slice(&run.busy);
             stepped += run.running;
         }
+        // (No phase ran: no live agent took any.)
+        self.inputs.end_holding(slots);
         // Only agents with news can have asked for inference; `serve_inference` takes them in
         // slot order whatever their phases.
         busy.sort_unstable();
@@ -1430,7 +1438,17 @@ impl Runtime {
             let reached_end = consumer.held_up_to(end);
             // Numbered as `send` would, in ring order.
             let first_seq = self.inputs.take_host_seqs(held.len());
-            self.route_ring_batch(&scheduler::HeldBatch { records: &held, first_seq, ring: &consumer }, tick, report);
+            // The tick's whole input in one walk, and no trace to copy what agents receive:
+            // recipients' records may stay in the ring until the first phase has run
+            // (`scheduler::HeldInboxes`; `tick` ends the holding).
+            let hold = drained == 0 && result.is_ok() && reached_end && self.outputs.trace.is_none();
+            self.route_ring_batch(&scheduler::HeldBatch { records: &held, first_seq, ring: &consumer, hold }, tick, report);
+            if hold {
+                self.inputs.ring_held = held;
+                self.inputs.ring_held_first_seq = Some(first_seq);
+                self.inputs.inbound_ring = Some(consumer);
+                return;
+            }
             consumer.release_held();
             match result {
                 Ok(count) => {
@@ -1714,6 +1732,64 @@ fn slice_refusal(fuel_per_tick: u64, budget: u64, whose: &str) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without a replay log, a tick's ring input read in one walk stays in the ring for its
+    /// recipients' turns (`scheduler::HeldInboxes`): routing only marks the slots, the ring's
+    /// space is given back once the first phase has run (what no turn took is in its inbox by
+    /// then), and every record is delivered. (`tests/rings.rs` checks such ticks against
+    /// recorded ones; this checks the path is the one taken.)
+    #[test]
+    fn a_ticks_ring_records_stay_in_the_ring_until_their_recipients_turns() {
+        let agent = wat::parse_str(
+            r#"(module (memory (export "memory") 3)
+              (func (export "lockstep_abi_version") (result i32) i32.const 2)
+              (func (export "lockstep_io_buffer") (result i32) i32.const 4096)
+              (func (export "agent_init") (result i32) i32.const 0)
+              (func (export "agent_step") (param i32) (result i32) i32.const 0)
+              (func (export "agent_shutdown") (result i32) i32.const 0)
+              (func (export "agent_receive_batch") (param i32 i32) (result i32)
+                (i32.store (i32.const 69632) (local.get 1)) i32.const 0))"#,
+        )
+        .expect("wat");
+        let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: false, ..RuntimeConfig::development() }).expect("runtime");
+        let m = rt.load_module(agent).expect("module");
+        let ids: Vec<AgentId> = (0..4).map(|_| rt.spawn(m).expect("spawn")).collect();
+        const CAPACITY: usize = 1 << 20;
+        let region = crate::ring::OwnedRegion::new(CAPACITY);
+        crate::ring::init(&region.memory(), CAPACITY).expect("ring");
+        rt.attach_inbound_ring(region.memory()).expect("attach");
+        let mut producer = crate::ring::Producer::new(region.memory()).expect("producer");
+        let records = 5_000;
+        for i in 0..records {
+            producer.try_push(crate::ring::TYPE_MESSAGE, 1, 0, ids[i % ids.len()], &[i as u8; 150]).expect("room");
+        }
+
+        let mut report = TickReport::new(0);
+        rt.route_inbound_ring_held(0, &mut report);
+        assert!(rt.inputs.ring_held_first_seq.is_some(), "held for the turns");
+        assert!(rt.agents.slots.iter().all(|s| s.ring_held && s.inbox.is_empty()), "only marked");
+        // 5,000 records of 150 bytes take most of the ring: while they are held, there is
+        // no room for half as many again.
+        let push = |producer: &mut crate::ring::Producer, n: usize| {
+            (0..n).take_while(|_| producer.try_push(crate::ring::TYPE_MESSAGE, 1, 0, ids[1], &[9; 150]).is_ok()).count()
+        };
+        let extra = push(&mut producer, records / 2);
+        assert!(extra < records / 2, "the held records' space is not given back yet ({extra} more fit)");
+        rt.inputs.end_holding(&mut rt.agents.slots);
+        assert!(rt.agents.slots.iter().all(|s| !s.ring_held && s.inbox.len() >= records / ids.len()), "copied into the inboxes when no turn took them");
+        assert_eq!(push(&mut producer, records / 2), records / 2, "given back");
+        let report = rt.tick().expect("tick");
+        assert_eq!(report.messages_delivered as usize, records + extra + records / 2, "the inboxes, then the records behind them");
+
+        // A whole tick: the turns take them, the space comes back after.
+        for i in 0..records {
+            producer.try_push(crate::ring::TYPE_MESSAGE, 1, 0, ids[i % ids.len()], &[7; 100]).expect("room");
+        }
+        let report = rt.tick().expect("tick");
+        assert_eq!(report.messages_delivered as usize, records);
+        assert!(rt.agents.slots.iter().all(|s| !s.ring_held && s.inbox.is_empty()));
+        assert!(rt.inputs.ring_held_first_seq.is_none());
+    }
 
     /// `workers_for` counts the running agents only as far as its threshold; it must decide as
     /// it would with the whole count, for every scaling and count around the thresholds.

@@ -20,6 +20,7 @@ use crate::error::{LockstepError, Result};
 use crate::fault::{AbiCall, Fault, FaultKind};
 use crate::host::{self, AgentHost};
 use crate::mailbox::Mailbox;
+use crate::tick_hash::AgentTickDigest;
 
 /// Limits every agent of a runtime runs under.
 #[derive(Debug, Clone)]
@@ -243,6 +244,9 @@ pub(crate) fn io_region_bytes(version: u32) -> usize {
 
 /// The fault for a message that does not fit the io buffer (a runtime bug: every queue that
 /// feeds an inbox refuses payloads over `MAX_PAYLOAD_BYTES`).
+/// How many held records ahead `fill_batch_held` asks for a payload.
+const HELD_PREFETCH: usize = 4;
+
 fn oversized(tick: u64, payload: usize) -> Fault {
     Fault {
         kind: FaultKind::HostCallViolation,
@@ -586,6 +590,105 @@ impl AgentInstance {
             }
         }
         (done, Ok(()))
+    }
+
+    /// The ABI version the module declared (2: batched receive and send).
+    #[inline]
+    pub(crate) fn abi_version(&self) -> u32 {
+        self.abi_version
+    }
+
+    /// `deliver` of inbound-ring records held in the ring (`scheduler::HeldInboxes`), the
+    /// records at `indices` in that order, to an ABI 2 agent whose inbox they would have been
+    /// alone: each batch is copied straight from the ring into the io buffer, and fed to
+    /// `digest` from there before the call (each message's header then payload: the bytes
+    /// `AgentTickDigest::external_messages` feeds from an inbox). What a fault leaves
+    /// undelivered is fed after it, from the ring, so the digest always covers them all.
+    pub(crate) fn deliver_held(
+        &mut self,
+        tick: u64,
+        held: &crate::scheduler::HeldInboxes<'_>,
+        indices: &[u32],
+        digest: &mut AgentTickDigest,
+    ) -> (usize, Result<(), Fault>) {
+        debug_assert!(self.abi_version >= 2, "ABI 1 agents take their held records through the inbox");
+        let mut done = 0;
+        while done < indices.len() {
+            let rest = indices.get(done..).unwrap_or_default();
+            let (count, bytes) = self.fill_batch_held(held, rest);
+            if count == 0 {
+                // Cannot happen: every payload fits the io buffer behind its header.
+                held.feed_external(rest, digest);
+                let len = rest.first().and_then(|&i| held.head(i)).map_or(0, |(_, r)| r.len());
+                return (done, Err(oversized(tick, len)));
+            }
+            self.feed_batch(held, rest.get(..count).unwrap_or_default(), bytes, digest);
+            self.set_batch_done(0);
+            match self.run_call(AbiCall::Receive, tick, self.io_ptr as i32, count as i32) {
+                Ok(()) => done += count,
+                Err(f) => {
+                    held.feed_external(indices.get(done + count..).unwrap_or_default(), digest);
+                    // As in `deliver`: the agent says how many of this batch it handled.
+                    let handled = (self.batch_done() as usize).min(count);
+                    return (done + handled, Err(f));
+                }
+            }
+        }
+        (done, Ok(()))
+    }
+
+    /// `fill_batch` from the ring: the held records at `indices` that fit, each header and
+    /// payload written into the io buffer (payloads copied once, ring to agent memory).
+    /// Returns how many, and the bytes they take (to the end of the last one's payload).
+    fn fill_batch_held(&mut self, held: &crate::scheduler::HeldInboxes<'_>, indices: &[u32]) -> (usize, usize) {
+        let cap = abi::IO_BUFFER_BYTES as usize;
+        let Some(io) = self.io_mut().get_mut(..cap) else { return (0, 0) };
+        let (mut at, mut n, mut end) = (0usize, 0usize, 0usize);
+        let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
+        for (k, &i) in indices.iter().enumerate() {
+            // The records of one agent lie apart in the ring: ask for one a few ahead.
+            if let Some(&ahead) = indices.get(k + HELD_PREFETCH) {
+                held.prefetch(ahead);
+            }
+            let Some((m, r)) = held.head(i) else { break };
+            let payload = r.len();
+            let len = abi::MESSAGE_HEADER_BYTES + payload;
+            if at + len > cap {
+                break;
+            }
+            m.write_header_of_len(payload as u32, &mut header);
+            io[at..at + abi::MESSAGE_HEADER_BYTES].copy_from_slice(&header);
+            held.read_payload(r, &mut io[at + abi::MESSAGE_HEADER_BYTES..at + len]);
+            n += 1;
+            end = at + len;
+            at = abi::next_record(at, len);
+            if at >= cap {
+                break;
+            }
+        }
+        (n, end)
+    }
+
+    /// Feeds the batch `fill_batch_held` just wrote (`indices`, `bytes` long) to `digest`,
+    /// from the io buffer: each record's header and payload, a run of records at a time (a
+    /// record is padded to `BATCH_ALIGN` only when its length is not a multiple of it).
+    fn feed_batch(&mut self, held: &crate::scheduler::HeldInboxes<'_>, indices: &[u32], bytes: usize, digest: &mut AgentTickDigest) {
+        let io = self.io_mut();
+        let Some(io) = io.get(..bytes) else { return };
+        let (mut run_start, mut at) = (0usize, 0usize);
+        for &i in indices {
+            let len = abi::MESSAGE_HEADER_BYTES + held.head(i).map_or(0, |(_, r)| r.len());
+            let next = abi::next_record(at, len);
+            if next != at + len {
+                // Padding follows this record: the run ends with it.
+                digest.external_bytes(io.get(run_start..at + len).unwrap_or_default());
+                run_start = next;
+            }
+            at = next;
+        }
+        if run_start < bytes {
+            digest.external_bytes(io.get(run_start..).unwrap_or_default());
+        }
     }
 
     /// Writes as many of `messages` as fit into the io buffer as one batch (ABI 2); returns

@@ -80,6 +80,13 @@ pub struct AgentSlot {
     /// Set by `hold_barriers` for this tick's phase: a trigger-`All` agent whose upstream
     /// agents have not all sent it something; it does not run, and `settle` hashes the wait.
     pub(crate) waiting: bool,
+    /// Whether inbound-ring records routed to this agent were left in the ring
+    /// (`HeldInboxes`, which knows which). `route_grouped` sets it only when they are all it
+    /// would have put into the agent's empty inbox; the agent's turn in the tick's first phase
+    /// takes them from the ring, or they are copied into its inbox (`HeldInboxes::copy_into`)
+    /// before anything else is. (A flag, in the padding after `waiting`: a range here made the
+    /// slot a line longer.)
+    pub(crate) ring_held: bool,
     pub state: AgentState,
     /// Messages waiting for the agent's next turn, payloads in the mailbox's arena (at most
     /// `abi::MAX_INBOX_MESSAGES` messages and `abi::MAX_INBOX_BYTES` of payload).
@@ -184,6 +191,7 @@ impl AgentSlot {
             last_fuel_consumed: 0,
             out: AgentTickOutput::default(),
             waiting: false,
+            ring_held: false,
             suspended: None,
             in_flight: Vec::new(),
         }
@@ -234,6 +242,15 @@ impl AgentSlot {
         Ok(())
     }
 
+    /// Whether `count` messages from the host of `bytes` payload in all, routed to this agent
+    /// one by one, would all be admitted into its inbox and be all it holds: then they may stay
+    /// in the inbound ring until its turn (`HeldInboxes`). (Into an empty inbox, `admits`
+    /// takes the k-th of them while k < `MAX_INBOX_MESSAGES` and the bytes so far fit.)
+    #[inline]
+    fn takes_held(&self, count: usize, bytes: usize) -> bool {
+        self.state.is_running() && self.inbox.is_empty() && !self.ring_held && count <= crate::abi::MAX_INBOX_MESSAGES && bytes <= crate::abi::MAX_INBOX_BYTES
+    }
+
     /// `accept`'s rule: whether a message of `len` payload bytes may enter the inbox now.
     #[inline]
     fn admits(&self, len: usize) -> Result<(), DeadLetterReason> {
@@ -282,9 +299,29 @@ impl AgentSlot {
     }
 
     /// Runs one agent's tick. Touches nothing but this slot.
-    fn run_tick(&mut self, tick: u64, max_agent_id: u64, trace: bool) {
+    fn run_tick(&mut self, turn: &Turn<'_>) {
+        let Turn { tick, max_agent_id, trace, held } = *turn;
         if self.waiting {
-            return;
+            return; // (its held records, if any, go into its inbox after the phase)
+        }
+        // Held ring records are delivered straight from the ring by a plain ABI 2 turn;
+        // any other turn gets them copied into its inbox first, as routing would have.
+        let mut from_ring: Option<(&HeldInboxes<'_>, &[u32])> = None;
+        if self.ring_held {
+            if let Some(h) = held {
+                self.ring_held = false;
+                let indices = h.indices((self.id as usize).wrapping_sub(1));
+                let plain = self.suspended.is_none()
+                    && self.state.is_running()
+                    && self.inbox.is_empty()
+                    && !trace
+                    && self.instance.as_ref().is_some_and(|i| i.fuel_per_tick == 0 && i.abi_version() >= 2);
+                if plain {
+                    from_ring = Some((h, indices));
+                } else {
+                    h.copy_into(indices, &mut self.inbox);
+                }
+            }
         }
         if self.suspended.is_some() || self.instance.as_ref().is_some_and(|i| i.fuel_per_tick > 0) {
             if self.state.is_running() {
@@ -306,15 +343,28 @@ impl AgentSlot {
         instance.begin_tick();
         let fuel_before = instance.fuel_consumed;
         let inbox = &mut self.inbox;
-        inbox.sort_for_delivery();
         let mut digest = AgentTickDigest::default();
-        digest.external_messages(inbox.iter());
-        // Most agents of most ticks receive nothing: no call into `deliver` for them.
-        let (delivered, result) = if inbox.is_empty() { (0, Ok(())) } else { instance.deliver(tick, inbox) };
+        let (delivered, result) = match from_ring {
+            // (Hashed as they are copied: the same bytes `external_messages` feeds.)
+            Some((h, indices)) => instance.deliver_held(tick, h, indices, &mut digest),
+            None => {
+                inbox.sort_for_delivery();
+                digest.external_messages(inbox.iter());
+                // Most agents of most ticks receive nothing: no call into `deliver` for them.
+                if inbox.is_empty() {
+                    (0, Ok(()))
+                } else {
+                    instance.deliver(tick, inbox)
+                }
+            }
+        };
         out.delivered = delivered as u32;
         if let Err(fault) = result {
             out.fault = Some(fault);
-            out.undelivered = inbox.to_messages(delivered..inbox.len());
+            out.undelivered = match from_ring {
+                Some((h, indices)) => h.to_messages(indices.get(delivered..).unwrap_or_default()),
+                None => inbox.to_messages(delivered..inbox.len()),
+            };
             out.news = true;
         }
         if trace {
@@ -656,10 +706,20 @@ impl PhaseRun {
     }
 }
 
+/// What every agent's turn of a phase shares: the tick, the highest agent id (for the step's
+/// context), whether the tick is traced, and the ring records held for the turns.
+#[derive(Clone, Copy)]
+struct Turn<'a> {
+    tick: u64,
+    max_agent_id: u64,
+    trace: bool,
+    held: Option<&'a HeldInboxes<'a>>,
+}
+
 /// Runs `run_tick` over the slots at `live` (indices into the whole slot array; `slots` starts
 /// at index `base`), prefetching ahead; sums what settle needs into `run` while each slot is
 /// in this thread's cache.
-fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, max_agent_id: u64, trace: bool, run: &mut PhaseRun) {
+fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], turn: &Turn<'_>, run: &mut PhaseRun) {
     for k in 0..live.len() {
         if let Some(ahead) = live.get(k + PREFETCH_DISTANCE).and_then(|&i| slots.get(i - base)) {
             if ahead.instance.is_some() && !ahead.waiting {
@@ -668,7 +728,7 @@ fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], tick: u64, ma
         }
         if let Some(slot) = slots.get_mut(live[k] - base) {
             run.running += usize::from(slot.state.is_running());
-            slot.run_tick(tick, max_agent_id, trace);
+            slot.run_tick(turn);
             run.fuel += std::mem::take(&mut slot.out.fuel);
             run.delivered += std::mem::take(&mut slot.out.delivered) as u64;
             if slot.has_news() {
@@ -704,11 +764,22 @@ type Chunk<'a> = (&'a mut [AgentSlot], usize, &'a [usize], PhaseRun);
 /// gets the disjoint range of slots between its first index and the next chunk's first index.
 ///
 /// `trace`: copy each agent's delivered messages for `settle` to report (a traced tick).
-pub(crate) fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, pool: Option<&rayon::ThreadPool>, workers: usize, trace: bool) -> PhaseRun {
-    let max_agent_id = slots.len() as u64;
+/// `held`: the inbound ring's records left in the ring for their recipients' turns (the
+/// tick's first phase only: `Runtime::tick` copies what a turn did not take into the inboxes
+/// after it).
+pub(crate) fn run_agents(
+    slots: &mut [AgentSlot],
+    live: &[usize],
+    tick: u64,
+    pool: Option<&rayon::ThreadPool>,
+    workers: usize,
+    trace: bool,
+    held: Option<&HeldInboxes<'_>>,
+) -> PhaseRun {
+    let turn = Turn { tick, max_agent_id: slots.len() as u64, trace, held };
     let mut run = PhaseRun::default();
     let Some(pool) = pool else {
-        run_slots(slots, 0, live, tick, max_agent_id, trace, &mut run);
+        run_slots(slots, 0, live, &turn, &mut run);
         return run;
     };
     let mut chunks: Vec<Mutex<Chunk<'_>>> = Vec::with_capacity(live.len().div_ceil(CHUNK_AGENTS));
@@ -723,7 +794,7 @@ pub(crate) fn run_agents(slots: &mut [AgentSlot], live: &[usize], tick: u64, poo
         offset = end;
     }
     // `workers` threads in all: the calling one and `workers - 1` of the pool's (the rest sleep).
-    share_out(pool, workers, &chunks, |(slots, base, indices, run)| run_slots(slots, *base, indices, tick, max_agent_id, trace, run));
+    share_out(pool, workers, &chunks, |(slots, base, indices, run)| run_slots(slots, *base, indices, &turn, run));
     // Chunks in slot order: the busy lists join in ascending order.
     for chunk in chunks {
         if let Ok((_, _, _, mut part)) = chunk.into_inner() {
@@ -1099,6 +1170,25 @@ pub(crate) struct GroupScratch {
     /// A held ring record's payload while it is routed in order or dead-lettered (at most
     /// `abi::MAX_PAYLOAD_BYTES`).
     payload: Vec<u8>,
+    /// Whether the last `route_grouped` grouped a batch that `holds`: then slots may have
+    /// `ring_held` ranges of `order`, and `starts` says which slots had messages.
+    held: bool,
+}
+
+impl GroupScratch {
+    /// The last grouped batch's message indices by recipient slot, and where each slot's run
+    /// of them ends (`HeldInboxes`).
+    pub(crate) fn grouping(&self) -> (&[u32], &[u32]) {
+        (&self.order, &self.starts)
+    }
+
+    /// The slots the last `route_grouped` may have left ring records for (`ring_held`), in
+    /// slot order: those it routed messages to, when it grouped a batch that `holds`.
+    pub(crate) fn held_recipients(&self) -> impl Iterator<Item = usize> + '_ {
+        let starts = if self.held { self.starts.as_slice() } else { &[] };
+        // `starts[s]` is where slot s's messages end in `order` (after the grouping).
+        starts.iter().enumerate().filter(move |&(s, &end)| end > s.checked_sub(1).map_or(0, |p| starts[p])).map(|(s, _)| s)
+    }
 }
 
 /// Routes `batch` (messages from the host, in the order they entered) with exactly the effect
@@ -1132,6 +1222,7 @@ pub(crate) fn route_grouped(
     pool: Option<(&rayon::ThreadPool, usize)>,
 ) {
     let n = batch.len();
+    g.held = false;
     // Only the host's messages are admitted grouped (`route` hands an agent's message to id 0
     // to the host queue, which is not a recipient): any other, and the batch goes in order.
     if outputs.tap.is_some() || n < GROUPED_ROUTE_MIN_MESSAGES || slots.len() / 8 > n || n > u32::MAX as usize || !batch.all_from_host() {
@@ -1166,6 +1257,7 @@ pub(crate) fn route_grouped(
         }
     }
     // `starts[s]` is now where slot s's messages end in `order` (and slot s + 1's begin).
+    g.held = batch.holds();
     match pool.filter(|&(_, workers)| workers > 1 && known >= PARALLEL_ROUTE_MIN_MESSAGES) {
         None => deliver_grouped(slots, 0, batch, &g.order, &mut g.refused),
         Some((pool, workers)) => {
@@ -1212,20 +1304,43 @@ type GroupedPart<'a> = (&'a mut [AgentSlot], usize, std::ops::Range<usize>, Vec<
 
 /// `route_grouped`'s delivery of the messages at `order` (batch indices, grouped by
 /// recipient), every one for a recipient in `slots` (slot indices `base..`): into their
-/// inboxes, or into `refused` with the reason `route` would give.
+/// inboxes, or into `refused` with the reason `route` would give; or, for a batch that may
+/// leave them in the ring (`holds`), a recipient's whole run at once when routing would admit
+/// it all into an empty inbox (`AgentSlot::takes_held`): the slot is only marked
+/// (`ring_held`; the run is where the grouping put it: `HeldInboxes::indices`).
 fn deliver_grouped(slots: &mut [AgentSlot], base: usize, batch: &impl GroupedBatch, order: &[u32], refused: &mut Vec<(u32, DeadLetterReason)>) {
-    for (k, &i) in order.iter().enumerate() {
-        // A recipient's messages are spread over the batch: ask for the one a few ahead, so
-        // its misses overlap these writes.
-        if let Some(&ahead) = order.get(k + GROUPED_ROUTE_PREFETCH) {
-            batch.prefetch(ahead as usize);
+    let holds = batch.holds();
+    let mut k = 0;
+    while k < order.len() {
+        let to = batch.recipient(order[k] as usize);
+        // The recipient's run: `order` is grouped by recipient.
+        let end = order[k..].iter().position(|&i| batch.recipient(i as usize) != to).map_or(order.len(), |n| k + n);
+        let Some(slot) = (to as usize).wrapping_sub(1).checked_sub(base).and_then(|j| slots.get_mut(j)) else {
+            k = end; // (cannot happen: every message at `order` is for a slot of this part)
+            continue;
+        };
+        if holds {
+            let run = &order[k..end];
+            if let Some(bytes) = batch.held_run_bytes(run) {
+                if slot.takes_held(run.len(), bytes) {
+                    slot.ring_held = true;
+                    k = end;
+                    continue;
+                }
+            }
         }
-        let i_at = i as usize;
-        if let Some(slot) = (batch.recipient(i_at) as usize).wrapping_sub(1).checked_sub(base).and_then(|j| slots.get_mut(j)) {
-            if let Err(reason) = batch.deliver(i_at, slot) {
+        for j in k..end {
+            // A recipient's messages are spread over the batch: ask for the one a few ahead,
+            // so its misses overlap these writes.
+            if let Some(&ahead) = order.get(j + GROUPED_ROUTE_PREFETCH) {
+                batch.prefetch(ahead as usize);
+            }
+            let i = order[j];
+            if let Err(reason) = batch.deliver(i as usize, slot) {
                 refused.push((i, reason));
             }
         }
+        k = end;
     }
 }
 
@@ -1238,6 +1353,18 @@ pub(crate) trait GroupedBatch: Sync {
     fn all_from_host(&self) -> bool;
     /// Asks for the `i`-th message's bytes ahead of its delivery (a hint only).
     fn prefetch(&self, i: usize);
+    /// Whether a recipient's messages may be left where they are for its turn
+    /// (`HeldInboxes`) instead of copied into its inbox.
+    fn holds(&self) -> bool {
+        false
+    }
+    /// For a batch that `holds`: the payload bytes of the messages at `run` (one recipient's,
+    /// in batch order), if delivering them in that order is their canonical delivery order
+    /// (`Mailbox::sort_for_delivery` would not move them: priorities never rise). `None`
+    /// otherwise, or for a batch that does not hold.
+    fn held_run_bytes(&self, _run: &[u32]) -> Option<usize> {
+        None
+    }
     /// Puts the `i`-th message into `slot`'s inbox (`AgentSlot::accept`), or says why not.
     fn deliver(&self, i: usize, slot: &mut AgentSlot) -> Result<(), DeadLetterReason>;
     /// Lends the `i`-th message, whole, to `f` (routing in order, dead letters); `scratch`
@@ -1277,16 +1404,110 @@ impl GroupedBatch for Mailbox {
 /// its recipient's inbox (or, refused, into its dead letter), with no staging copy. Used when
 /// nothing records them (no replay log and no journal: `record: false`, or `stop_recording`,
 /// without a journal); a recorded record is staged and recorded first.
+///
+/// With `hold` (the tick's whole ring input in one batch, and nothing tracing the tick), a
+/// recipient's records may be left in the ring for its turn (`HeldInboxes`).
+#[derive(Clone, Copy)]
 pub(crate) struct HeldBatch<'a> {
     pub records: &'a [crate::ring::HeldRecord],
     pub first_seq: u64,
     pub ring: &'a crate::ring::Consumer,
+    pub hold: bool,
 }
 
 impl HeldBatch<'_> {
     fn head(&self, i: usize) -> Option<(MessageRef<'static>, &crate::ring::HeldRecord)> {
         let r = self.records.get(i)?;
         Some((MessageRef { from: crate::abi::HOST_ID, to: r.agent, seq: self.first_seq + i as u64, kind: r.kind, priority: r.priority, payload: &[] }, r))
+    }
+}
+
+/// The inbound ring's records of this tick that `route_grouped` left in the ring for their
+/// recipients (`AgentSlot::ring_held`, a range of `order`), issue 13: a payload is then copied
+/// once, ring to agent memory, in the recipient's turn (`AgentInstance::deliver_held`), where
+/// it was copied ring to inbox, then inbox to agent memory. The ring's space is released only
+/// after the tick's first phase has run and what no turn took was copied into the inboxes
+/// (`copy_into`), so the inboxes are exactly those routing would have filled before anyone
+/// reads them again (`Runtime::tick`).
+pub(crate) struct HeldInboxes<'a> {
+    batch: HeldBatch<'a>,
+    /// `route_grouped`'s grouping of the batch: record indices by recipient slot, and where
+    /// each slot's run ends.
+    order: &'a [u32],
+    ends: &'a [u32],
+}
+
+impl<'a> HeldInboxes<'a> {
+    /// `batch`'s records as `route_grouped` grouped them (`GroupScratch::grouping`).
+    pub(crate) fn new(batch: HeldBatch<'a>, (order, ends): (&'a [u32], &'a [u32])) -> Self {
+        Self { batch, order, ends }
+    }
+
+    /// The indices of the records for the slot at `slot` (index = id - 1), in delivery order.
+    #[inline]
+    pub(crate) fn indices(&self, slot: usize) -> &'a [u32] {
+        let start = slot.checked_sub(1).and_then(|p| self.ends.get(p)).map_or(0, |&e| e as usize);
+        let end = self.ends.get(slot).map_or(start, |&e| e as usize);
+        self.order.get(start..end).unwrap_or_default()
+    }
+
+    /// The `i`-th record as a message without its payload, and the record.
+    #[inline]
+    pub(crate) fn head(&self, i: u32) -> Option<(MessageRef<'static>, &'a crate::ring::HeldRecord)> {
+        let r = self.batch.records.get(i as usize)?;
+        Some((
+            MessageRef { from: crate::abi::HOST_ID, to: r.agent, seq: self.batch.first_seq + u64::from(i), kind: r.kind, priority: r.priority, payload: &[] },
+            r,
+        ))
+    }
+
+    /// Copies a record's payload into `out` (its length).
+    #[inline]
+    pub(crate) fn read_payload(&self, r: &crate::ring::HeldRecord, out: &mut [u8]) {
+        self.batch.ring.read_held(r, out);
+    }
+
+    /// Asks for the `i`-th record's payload (a hint only).
+    #[inline]
+    pub(crate) fn prefetch(&self, i: u32) {
+        self.batch.prefetch(i as usize);
+    }
+
+    /// Puts the records at `indices` into `inbox`, in that order: what routing them one by one
+    /// would have put there (the slot took them all: `AgentSlot::takes_held`).
+    pub(crate) fn copy_into(&self, indices: &[u32], inbox: &mut Mailbox) {
+        for &i in indices {
+            if let Some((head, r)) = self.head(i) {
+                inbox.push_with(head, r.len(), |out| self.batch.ring.append_held(r, out));
+            }
+        }
+    }
+
+    /// Owned copies of the records at `indices` (what a fault left undelivered).
+    pub(crate) fn to_messages(&self, indices: &[u32]) -> Vec<Message> {
+        let mut scratch = Vec::new();
+        indices.iter().filter_map(|&i| self.batch.with_message(i as usize, &mut scratch, |m| m.to_message())).collect()
+    }
+
+    /// Feeds the records at `indices` to `digest` as `external_messages` would from an inbox.
+    pub(crate) fn feed_external(&self, indices: &[u32], digest: &mut AgentTickDigest) {
+        if indices.is_empty() {
+            return;
+        }
+        let mut payloads = Vec::new();
+        for &i in indices {
+            if let Some((_, r)) = self.head(i) {
+                let at = payloads.len();
+                payloads.resize(at + r.len(), 0);
+                self.read_payload(r, &mut payloads[at..]);
+            }
+        }
+        let mut at = 0;
+        digest.external_messages(indices.iter().filter_map(|&i| self.head(i)).map(|(head, r)| {
+            let payload = payloads.get(at..at + r.len()).unwrap_or_default();
+            at += r.len();
+            MessageRef { payload, ..head }
+        }));
     }
 }
 
@@ -1307,6 +1528,24 @@ impl GroupedBatch for HeldBatch<'_> {
         if let Some(r) = self.records.get(i) {
             prefetch(&[self.ring.held_address(r)]);
         }
+    }
+
+    fn holds(&self) -> bool {
+        self.hold
+    }
+
+    fn held_run_bytes(&self, run: &[u32]) -> Option<usize> {
+        let mut bytes = 0usize;
+        let mut priority = i32::MAX;
+        for &i in run {
+            let r = self.records.get(i as usize)?;
+            if r.priority > priority {
+                return None;
+            }
+            priority = r.priority;
+            bytes += r.len();
+        }
+        Some(bytes)
     }
 
     fn deliver(&self, i: usize, slot: &mut AgentSlot) -> Result<(), DeadLetterReason> {
@@ -1356,6 +1595,7 @@ mod tests {
             ("steps", offset_of!(AgentSlot, steps) + 8),
             ("messages_received", offset_of!(AgentSlot, messages_received) + 8),
             ("waiting", offset_of!(AgentSlot, waiting) + 1),
+            ("ring_held", offset_of!(AgentSlot, ring_held) + 1),
             ("state", offset_of!(AgentSlot, state) + std::mem::size_of::<crate::fault::AgentState>()),
             ("inbox", offset_of!(AgentSlot, inbox) + std::mem::size_of::<crate::mailbox::Mailbox>()),
             ("out.delivered", out + offset_of!(AgentTickOutput, delivered) + 4),

@@ -269,6 +269,15 @@ impl AgentTickDigest {
         }
     }
 
+    /// Messages from the host already laid out as `external_messages` feeds them: each one's
+    /// ABI header then its payload, one after another (held ring records, hashed from the io
+    /// buffer they were copied into: `sandbox::AgentInstance::deliver_held`). XXH3 streams,
+    /// so the digest is the same however the bytes are split between calls.
+    #[inline]
+    pub(crate) fn external_bytes(&mut self, header_and_payloads: &[u8]) {
+        self.external.get_or_insert_with(Xxh3::new).update(header_and_payloads);
+    }
+
     /// The digest: [external messages] ‖ id u64 ‖ delivered u32 ‖ sent count u64 ‖ each sent
     /// message ‖ each inference request (model u32, tag u32, input length u64, input) ‖
     /// [fault kind tag u8 ‖ ABI call u8]. `None` when the agent was handed, received, sent,

@@ -459,3 +459,133 @@ fn ring_and_send_routing_agree_on_random_traffic() {
         }
     }
 }
+
+/// An agent that folds every message it is handed (sequence number, kind, priority and each
+/// payload byte) into a running sum, reported to the host at each step with its count; a
+/// message of kind 99 traps it in the middle of its batch. ABI `version` 1 (one call a
+/// message) or 2 (batches).
+fn folding_agent(version: u32) -> Vec<u8> {
+    let done = lockstep_core::abi::BATCH_OFFSET_DONE as u32 + 4096;
+    wat(&format!(
+        r#"(module
+  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 3)
+  (global $sum (mut i64) (i64.const 0))
+  (global $count (mut i64) (i64.const 0))
+  (func (export "lockstep_abi_version") (result i32) i32.const {version})
+  (func (export "lockstep_io_buffer") (result i32) i32.const 4096)
+  (func (export "agent_init") (result i32) i32.const 0)
+  (func (export "agent_shutdown") (result i32) i32.const 0)
+  (func (export "agent_step") (param i32) (result i32)
+    (i64.store (i32.const 100) (global.get $sum))
+    (i64.store (i32.const 108) (global.get $count))
+    (drop (call $send (i64.const 0) (i32.const 7) (i32.const 0) (i32.const 100) (i32.const 16)))
+    i32.const 0)
+  (func $fold (param $at i32)
+    (local $p i32) (local $end i32)
+    (if (i32.eq (i32.load offset=24 (local.get $at)) (i32.const 99)) (then unreachable))
+    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=16 (local.get $at))))
+    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=24 (local.get $at))))
+    (local.set $p (i32.add (local.get $at) (i32.const 40)))
+    (local.set $end (i32.add (local.get $p) (i32.load offset=32 (local.get $at))))
+    (block $b (loop $l
+      (br_if $b (i32.ge_u (local.get $p) (local.get $end)))
+      (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 131)) (i64.load8_u (local.get $p))))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br $l)))
+    (global.set $count (i64.add (global.get $count) (i64.const 1))))
+  (func (export "agent_receive") (param $at i32) (result i32) (call $fold (local.get $at)) i32.const 0)
+  (func (export "agent_receive_batch") (param $p i32) (param $n i32) (result i32)
+    (local $i i32) (local $at i32)
+    (local.set $at (local.get $p))
+    (block $out (loop $next
+      (br_if $out (i32.ge_u (local.get $i) (local.get $n)))
+      (call $fold (local.get $at))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (i32.store (i32.const {done}) (local.get $i))
+      (local.set $at (i32.add (local.get $at)
+        (i32.and (i32.add (i32.add (i32.const 40) (i32.load offset=32 (local.get $at))) (i32.const 7)) (i32.const -8))))
+      (br $next)))
+    i32.const 0))"#
+    ))
+}
+
+/// Issue 13: without a replay log, a recipient's inbound-ring records stay in the ring until
+/// its turn and are copied once, ring to agent memory (`scheduler::HeldInboxes`), when they
+/// are all its inbox would hold; every other recipient gets them through its inbox as before.
+/// Both must give the ticks a recorded runtime (which stages every record) gives: the same
+/// tick hashes, deliveries, dead letters, the same bytes seen by every agent (each folds what
+/// it is handed into a sum it reports), and the same memory, on 1 and 2 workers. The
+/// recipients cover every way out of the fast path: ABI 1, a time slice, a later phase (that
+/// also gets agents' messages in the same tick, after the ring's), an inbox not empty (a
+/// `send()` first, or last tick's agent messages), priorities out of delivery order, a fault
+/// in the middle of a batch, payloads of every length (padding between batch records).
+#[test]
+fn ring_records_held_for_their_recipients_turns_tick_like_staged_ones() {
+    type Outcome =
+        (Vec<(lockstep_core::Digest, u64, u64)>, Vec<(u64, u64, Vec<u8>)>, Vec<(lockstep_core::DeadLetterReason, u64, u64, Vec<u8>)>, lockstep_core::Digest);
+    let run = |record: bool, workers: usize| -> Outcome {
+        let mut rt = Runtime::new(lockstep_core::RuntimeConfig { workers, max_agents: 1_024, record, ..lockstep_core::RuntimeConfig::development() }).unwrap();
+        let v2 = rt.load_module(folding_agent(2)).unwrap();
+        let v1 = rt.load_module(folding_agent(1)).unwrap();
+        let flood = rt.load_module(agent("flood")).unwrap();
+        let mut ids = Vec::new();
+        for k in 0..48 {
+            let id = match k % 6 {
+                0 | 1 => rt.spawn_with_priority(v2, 5).unwrap(), // the first phase
+                2 => rt.spawn(v2).unwrap(),                      // a later phase
+                3 => rt.spawn_with_priority(v1, 5).unwrap(),
+                4 => {
+                    let id = rt.spawn_with_priority(v2, 5).unwrap();
+                    rt.set_fuel_per_tick(id, 20_000).unwrap(); // suspended mid-batch
+                    id
+                }
+                _ => rt.spawn_with_priority(v2, 5).unwrap(),
+            };
+            ids.push(id);
+        }
+        // Flood agents in the first phase: their messages reach later-phase agents in the same
+        // tick (after the ring's) and the others in the next (an inbox not empty).
+        for _ in 0..4 {
+            let id = rt.spawn_with_priority(flood, 5).unwrap();
+            rt.send(id, 0, 0, 3u32.to_le_bytes().to_vec()).unwrap();
+        }
+        rt.tick().unwrap();
+        let (_region, mut js) = attach_inbound_ring(&mut rt, 16 << 20);
+        let mut ticks = Vec::new();
+        let mut host = Vec::new();
+        for t in 0..4u64 {
+            rt.send(ids[5], 3, 0, b"queued first".to_vec()).unwrap();
+            for i in 0..9_000u64 {
+                let k = (i * 7 + t) as usize % ids.len();
+                let to = ids[k];
+                let len = (i % 71) as usize + usize::from(k == 11) * 5_000 + usize::from(k == 13) * 600;
+                let payload: Vec<u8> = (0..len).map(|b| (b as u64 ^ i ^ t) as u8).collect();
+                // Recipient 6 gets priorities that fall (delivery order kept), 7 ones that rise.
+                let priority = match k {
+                    6 => -((i / 48) as i32),
+                    7 => (i / 48) as i32,
+                    _ => 0,
+                };
+                // Agent 13 traps in the middle of its first tick's batch.
+                let kind = if k == 13 && t == 1 && i > 4_000 && i < 4_050 { 99 } else { (i % 3) as u32 };
+                js.try_push(ring::TYPE_MESSAGE, kind, priority, to, &payload).unwrap();
+            }
+            let r = rt.tick().unwrap();
+            ticks.push((r.hash, r.messages_delivered, r.dead_letters));
+            host.extend(rt.drain_host_messages().into_iter().map(|m| (m.from, m.seq, m.payload)));
+        }
+        let dead = rt.drain_dead_letters().into_iter().map(|d| (d.reason, d.message.to, d.message.seq, d.message.payload)).collect();
+        (ticks, host, dead, rt.deep_hash().hash)
+    };
+    let staged = run(true, 1);
+    assert!(staged.2.iter().any(|d| d.0 == lockstep_core::DeadLetterReason::RecipientFaultedDuringDelivery), "a fault in the middle of a batch");
+    assert!(staged.0.iter().all(|t| t.1 > 6_000), "the traffic is delivered: {:?}", staged.0);
+    for workers in [1, 2] {
+        let held = run(false, workers);
+        assert_eq!(held.0, staged.0, "tick hashes, deliveries and dead letters ({workers} workers)");
+        assert!(held.1 == staged.1, "what every agent was handed ({workers} workers)");
+        assert!(held.2 == staged.2, "dead letters ({workers} workers)");
+        assert_eq!(held.3, staged.3, "memory ({workers} workers)");
+    }
+}
