@@ -199,7 +199,9 @@ impl RingMemory {
     }
 
     /// Writes `out.len()` bytes from `at` into `out` (every byte of it), a word at a time:
-    /// what `read` and `append` share.
+    /// what `read` and `append` share. Inlined: a payload's copy is a few words, and the call
+    /// (its frame, the loop's set-up) was half of it.
+    #[inline(always)]
     fn copy_words(&self, at: usize, out: &mut [MaybeUninit<u8>]) {
         let mut word_at = self.words(at, out.len(), "read");
         let skip = at - word_at;
@@ -490,6 +492,7 @@ impl Consumer {
     /// fits). Read it once: the producer's side can write the ring at any time, so two reads
     /// may differ. Only between `hold_messages` and `release_held` (after, the space may hold
     /// a newer record: garbage, never an out-of-bounds read).
+    #[inline]
     pub fn read_held(&self, r: &HeldRecord, out: &mut [u8]) {
         let n = r.len().min(out.len());
         // A record this consumer held lies inside its region; one from another (larger)

@@ -615,14 +615,14 @@ impl AgentInstance {
         let mut done = 0;
         while done < indices.len() {
             let rest = indices.get(done..).unwrap_or_default();
-            let (count, bytes) = self.fill_batch_held(held, rest);
+            // (Fed to `digest` as it is written: before the agent can change it.)
+            let count = self.fill_batch_held(held, rest, digest);
             if count == 0 {
                 // Cannot happen: every payload fits the io buffer behind its header.
                 held.feed_external(rest, digest);
                 let len = rest.first().and_then(|&i| held.head(i)).map_or(0, |(_, r)| r.len());
                 return (done, Err(oversized(tick, len)));
             }
-            self.feed_batch(held, rest.get(..count).unwrap_or_default(), bytes, digest);
             self.set_batch_done(0);
             match self.run_call(AbiCall::Receive, tick, self.io_ptr as i32, count as i32) {
                 Ok(()) => done += count,
@@ -638,13 +638,13 @@ impl AgentInstance {
     }
 
     /// `fill_batch` from the ring: the held records at `indices` that fit, each header and
-    /// payload written into the io buffer (payloads copied once, ring to agent memory).
-    /// Returns how many, and the bytes they take (to the end of the last one's payload).
-    fn fill_batch_held(&mut self, held: &crate::scheduler::HeldInboxes<'_>, indices: &[u32]) -> (usize, usize) {
+    /// payload written into the io buffer (payloads copied once, ring to agent memory), and fed
+    /// to `digest` from there, a run of records at a time (a record is followed by padding only
+    /// when its length is not a multiple of `BATCH_ALIGN`). Returns how many.
+    fn fill_batch_held(&mut self, held: &crate::scheduler::HeldInboxes<'_>, indices: &[u32], digest: &mut AgentTickDigest) -> usize {
         let cap = abi::IO_BUFFER_BYTES as usize;
-        let Some(io) = self.io_mut().get_mut(..cap) else { return (0, 0) };
-        let (mut at, mut n, mut end) = (0usize, 0usize, 0usize);
-        let mut header = [0u8; abi::MESSAGE_HEADER_BYTES];
+        let Some(io) = self.io_mut().get_mut(..cap) else { return 0 };
+        let (mut at, mut n, mut run_start) = (0usize, 0usize, 0usize);
         for (k, &i) in indices.iter().enumerate() {
             // The records of one agent lie apart in the ring: ask for one a few ahead.
             if let Some(&ahead) = indices.get(k + HELD_PREFETCH) {
@@ -653,31 +653,13 @@ impl AgentInstance {
             let Some((m, r)) = held.head(i) else { break };
             let payload = r.len();
             let len = abi::MESSAGE_HEADER_BYTES + payload;
-            if at + len > cap {
-                break;
+            let Some(record) = io.get_mut(at..at + len) else { break };
+            let (header, body) = record.split_at_mut(abi::MESSAGE_HEADER_BYTES);
+            if let Ok(header) = <&mut [u8; abi::MESSAGE_HEADER_BYTES]>::try_from(header) {
+                m.write_header_of_len(payload as u32, header);
             }
-            m.write_header_of_len(payload as u32, &mut header);
-            io[at..at + abi::MESSAGE_HEADER_BYTES].copy_from_slice(&header);
-            held.read_payload(r, &mut io[at + abi::MESSAGE_HEADER_BYTES..at + len]);
+            held.read_payload(r, body);
             n += 1;
-            end = at + len;
-            at = abi::next_record(at, len);
-            if at >= cap {
-                break;
-            }
-        }
-        (n, end)
-    }
-
-    /// Feeds the batch `fill_batch_held` just wrote (`indices`, `bytes` long) to `digest`,
-    /// from the io buffer: each record's header and payload, a run of records at a time (a
-    /// record is padded to `BATCH_ALIGN` only when its length is not a multiple of it).
-    fn feed_batch(&mut self, held: &crate::scheduler::HeldInboxes<'_>, indices: &[u32], bytes: usize, digest: &mut AgentTickDigest) {
-        let io = self.io_mut();
-        let Some(io) = io.get(..bytes) else { return };
-        let (mut run_start, mut at) = (0usize, 0usize);
-        for &i in indices {
-            let len = abi::MESSAGE_HEADER_BYTES + held.head(i).map_or(0, |(_, r)| r.len());
             let next = abi::next_record(at, len);
             if next != at + len {
                 // Padding follows this record: the run ends with it.
@@ -685,10 +667,14 @@ impl AgentInstance {
                 run_start = next;
             }
             at = next;
+            if at >= cap {
+                break;
+            }
         }
-        if run_start < bytes {
-            digest.external_bytes(io.get(run_start..).unwrap_or_default());
+        if run_start < at {
+            digest.external_bytes(io.get(run_start..at).unwrap_or_default());
         }
+        n
     }
 
     /// Writes as many of `messages` as fit into the io buffer as one batch (ABI 2); returns
