@@ -1438,10 +1438,12 @@ impl Runtime {
             let reached_end = consumer.held_up_to(end);
             // Numbered as `send` would, in ring order.
             let first_seq = self.inputs.take_host_seqs(held.len());
-            // The tick's whole input in one walk, and no trace to copy what agents receive:
-            // recipients' records may stay in the ring until the first phase has run
-            // (`scheduler::HeldInboxes`; `tick` ends the holding).
-            let hold = drained == 0 && result.is_ok() && reached_end && self.outputs.trace.is_none();
+            // The walk that reaches the end of what was published (the tick's last), and no
+            // trace to copy what agents receive: recipients' records may stay in the ring until
+            // the first phase has run (`scheduler::HeldInboxes`; `tick` ends the holding). A
+            // recipient of an earlier walk's records has them in its inbox, so it takes these
+            // through its inbox too (`AgentSlot::takes_held`).
+            let hold = result.is_ok() && reached_end && self.outputs.trace.is_none();
             self.route_ring_batch(&scheduler::HeldBatch { records: &held, first_seq, ring: &consumer, hold }, tick, report);
             if hold {
                 self.inputs.ring_held = held;

@@ -556,10 +556,15 @@ fn ring_records_held_for_their_recipients_turns_tick_like_staged_ones() {
         let mut host = Vec::new();
         for t in 0..4u64 {
             rt.send(ids[5], 3, 0, b"queued first".to_vec()).unwrap();
-            for i in 0..9_000u64 {
-                let k = (i * 7 + t) as usize % ids.len();
+            // The last tick's records are more than one walk takes (`RING_BATCH_RECORDS`): only
+            // the last walk's can be held.
+            let records = if t == 3 { lockstep_core::limits::RING_BATCH_RECORDS as u64 + 9_000 } else { 9_000 };
+            let first_walk = lockstep_core::limits::RING_BATCH_RECORDS as u64;
+            for i in 0..records {
+                // (The first walk's records go to half the agents: the rest get only the last's.)
+                let k = (i * 7 + t) as usize % if i < first_walk && t == 3 { ids.len() / 2 } else { ids.len() };
                 let to = ids[k];
-                let len = (i % 71) as usize + usize::from(k == 11) * 5_000 + usize::from(k == 13) * 600;
+                let len = (i % 71) as usize + usize::from(k == 11 && t < 3) * 5_000 + usize::from(k == 13) * 600;
                 let payload: Vec<u8> = (0..len).map(|b| (b as u64 ^ i ^ t) as u8).collect();
                 // Recipient 6 gets priorities that fall (delivery order kept), 7 ones that rise.
                 let priority = match k {
