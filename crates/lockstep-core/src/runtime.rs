@@ -1488,6 +1488,8 @@ impl Runtime {
 
     /// Hashes every agent's memory, globals and host state (in parallel where a pool exists).
     pub fn deep_hash(&mut self) -> DeepHash {
+        // (Only a tick cut short by a panic leaves ring records held: into their inboxes.)
+        self.inputs.end_holding(&mut self.agents.slots);
         let hash_one = |s: &mut AgentSlot| (s.id, DeepHasher::agent(s));
         let parts: Vec<_> = match &self.pool {
             Some(pool) => pool.install(|| self.agents.slots.par_iter_mut().map(hash_one).collect()),

@@ -603,13 +603,18 @@ impl AgentInstance {
     /// alone: each batch is copied straight from the ring into the io buffer, and fed to
     /// `digest` from there before the call (each message's header then payload: the bytes
     /// `AgentTickDigest::external_messages` feeds from an inbox). What a fault leaves
-    /// undelivered is fed after it, from the ring, so the digest always covers them all.
+    /// undelivered is read out of the ring once into `undelivered` (its dead letters), and
+    /// what of it no batch fed yet is fed from those copies, so the digest covers every record
+    /// and a record's dead letter is the bytes hashed for it (from the ring once) where no
+    /// batch of it was written (red team: a second read could differ if a producer wrote into
+    /// space not yet given back).
     pub(crate) fn deliver_held(
         &mut self,
         tick: u64,
         held: &crate::scheduler::HeldInboxes<'_>,
         indices: &[u32],
         digest: &mut AgentTickDigest,
+        undelivered: &mut Vec<crate::bus::Message>,
     ) -> (usize, Result<(), Fault>) {
         debug_assert!(self.abi_version >= 2, "ABI 1 agents take their held records through the inbox");
         let mut done = 0;
@@ -619,17 +624,20 @@ impl AgentInstance {
             let count = self.fill_batch_held(held, rest, digest);
             if count == 0 {
                 // Cannot happen: every payload fits the io buffer behind its header.
-                held.feed_external(rest, digest);
-                let len = rest.first().and_then(|&i| held.head(i)).map_or(0, |(_, r)| r.len());
+                *undelivered = held.to_messages(rest);
+                digest.external_messages(undelivered.iter().map(crate::bus::Message::as_ref));
+                let len = undelivered.first().map_or(0, |m| m.payload.len());
                 return (done, Err(oversized(tick, len)));
             }
             self.set_batch_done(0);
             match self.run_call(AbiCall::Receive, tick, self.io_ptr as i32, count as i32) {
                 Ok(()) => done += count,
                 Err(f) => {
-                    held.feed_external(indices.get(done + count..).unwrap_or_default(), digest);
                     // As in `deliver`: the agent says how many of this batch it handled.
                     let handled = (self.batch_done() as usize).min(count);
+                    *undelivered = held.to_messages(indices.get(done + handled..).unwrap_or_default());
+                    // (The batch itself was fed as it was written.)
+                    digest.external_messages(undelivered.get(count - handled..).unwrap_or_default().iter().map(crate::bus::Message::as_ref));
                     return (done + handled, Err(f));
                 }
             }

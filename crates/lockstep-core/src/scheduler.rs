@@ -346,7 +346,7 @@ impl AgentSlot {
         let mut digest = AgentTickDigest::default();
         let (delivered, result) = match from_ring {
             // (Hashed as they are copied: the same bytes `external_messages` feeds.)
-            Some((h, indices)) => instance.deliver_held(tick, h, indices, &mut digest),
+            Some((h, indices)) => instance.deliver_held(tick, h, indices, &mut digest, &mut out.undelivered),
             None => {
                 inbox.sort_for_delivery();
                 digest.external_messages(inbox.iter());
@@ -361,10 +361,9 @@ impl AgentSlot {
         out.delivered = delivered as u32;
         if let Err(fault) = result {
             out.fault = Some(fault);
-            out.undelivered = match from_ring {
-                Some((h, indices)) => h.to_messages(indices.get(delivered..).unwrap_or_default()),
-                None => inbox.to_messages(delivered..inbox.len()),
-            };
+            if from_ring.is_none() {
+                out.undelivered = inbox.to_messages(delivered..inbox.len());
+            } // (else `deliver_held` filled it)
             out.news = true;
         }
         if trace {
@@ -1487,27 +1486,6 @@ impl<'a> HeldInboxes<'a> {
     pub(crate) fn to_messages(&self, indices: &[u32]) -> Vec<Message> {
         let mut scratch = Vec::new();
         indices.iter().filter_map(|&i| self.batch.with_message(i as usize, &mut scratch, |m| m.to_message())).collect()
-    }
-
-    /// Feeds the records at `indices` to `digest` as `external_messages` would from an inbox.
-    pub(crate) fn feed_external(&self, indices: &[u32], digest: &mut AgentTickDigest) {
-        if indices.is_empty() {
-            return;
-        }
-        let mut payloads = Vec::new();
-        for &i in indices {
-            if let Some((_, r)) = self.head(i) {
-                let at = payloads.len();
-                payloads.resize(at + r.len(), 0);
-                self.read_payload(r, &mut payloads[at..]);
-            }
-        }
-        let mut at = 0;
-        digest.external_messages(indices.iter().filter_map(|&i| self.head(i)).map(|(head, r)| {
-            let payload = payloads.get(at..at + r.len()).unwrap_or_default();
-            at += r.len();
-            MessageRef { payload, ..head }
-        }));
     }
 }
 

@@ -40,6 +40,8 @@ impl Runtime {
     /// agents of one module cost little more than one. `E_SNAPSHOT_UNSUPPORTED` when a
     /// running agent holds state a snapshot cannot store (its module mutates a table).
     pub fn snapshot(&mut self) -> Result<Vec<u8>> {
+        // (Only a tick cut short by a panic leaves ring records held: into their inboxes.)
+        self.inputs.end_holding(&mut self.agents.slots);
         let capture = self.capture()?;
         Ok(snapshot::encode(&capture))
     }
