@@ -416,8 +416,7 @@ fn faults_mid_batch_and_in_step_with_held_records() {
         // io buffer right at the end of its memory (2 pages: 131,072 - 65,544).
         let edge = rt.load_module(folding_agent(2, 131_072 - 65_544, 2)).unwrap();
         // The faulting ones in the first phase (their turns take the ring's records).
-        let mut ids: Vec<AgentId> =
-            (0..30).map(|k| rt.spawn_with_priority(if k == 7 { v1 } else { v2 }, if k <= 8 { 2 } else { (k % 3) as i32 }).unwrap()).collect();
+        let mut ids: Vec<AgentId> = (0..30).map(|k| rt.spawn_with_priority(if k == 7 { v1 } else { v2 }, if k <= 8 { 2 } else { k % 3 }).unwrap()).collect();
         ids.push(rt.spawn_with_priority(edge, 2).unwrap());
         ids
     };
@@ -462,7 +461,7 @@ fn faults_mid_batch_and_in_step_with_held_records() {
 fn batch_and_inbox_boundaries() {
     let setup = |rt: &mut Runtime| -> Vec<AgentId> {
         let v2 = rt.load_module(folder2()).unwrap();
-        (0..16).map(|k| rt.spawn_with_priority(v2, (k % 2) as i32).unwrap()).collect()
+        (0..16).map(|k| rt.spawn_with_priority(v2, k % 2).unwrap()).collect()
     };
     let traffic = |t: u64, ids: &[AgentId]| -> Vec<M> {
         let spread = |n: usize, len: usize| (0..n).map(|i| m(ids[i % ids.len()], 1, 0, vec![(i % 251) as u8; len])).collect::<Vec<_>>();
@@ -483,13 +482,13 @@ fn batch_and_inbox_boundaries() {
                 v
             }
             // 8 MiB to one agent (of its 16 MiB inbox), in records over the io buffer's half.
-            10 => (0..4_096).map(|i| m(ids[5], 1, -(i as i32), vec![i as u8; 2_048])).collect(),
+            10 => (0..4_096).map(|i| m(ids[5], 1, -i, vec![i as u8; 2_048])).collect(),
             _ => spread(5_000, 17),
         }
     };
     let plan = Plan { setup: &setup, traffic: &traffic, between: &nothing, ticks: 12, ring_bytes: 64 << 20, deep_every_tick: false, snapshot: true };
     let staged = check(&plan, true, "boundaries");
-    assert_eq!(staged.ticks[4].1, 65_536 + 0, "all delivered");
+    assert_eq!(staged.ticks[4].1, 65_536, "all delivered");
 }
 
 /// Between ticks: kills, shutdowns, spawns (the slot array grows; a spawn whose init faults),
@@ -499,7 +498,7 @@ fn batch_and_inbox_boundaries() {
 fn lifecycle_changes_between_held_ticks() {
     let setup = |rt: &mut Runtime| -> Vec<AgentId> {
         let v2 = rt.load_module(folder2()).unwrap();
-        let mut ids: Vec<AgentId> = (0..40).map(|k| rt.spawn_with_priority(v2, (k % 3) as i32 - 1).unwrap()).collect();
+        let mut ids: Vec<AgentId> = (0..40).map(|k| rt.spawn_with_priority(v2, (k % 3) - 1).unwrap()).collect();
         // Room for the agents spawned later: their ids are known ahead.
         let next = ids.iter().max().unwrap() + 1;
         ids.extend(next..next + 6);
@@ -550,7 +549,7 @@ fn lifecycle_changes_between_held_ticks() {
 fn recording_stopped_and_watching_toggled_between_ticks() {
     let setup = |rt: &mut Runtime| -> Vec<AgentId> {
         let v2 = rt.load_module(folder2()).unwrap();
-        (0..50).map(|k| rt.spawn_with_priority(v2, (k % 3) as i32).unwrap()).collect()
+        (0..50).map(|k| rt.spawn_with_priority(v2, k % 3).unwrap()).collect()
     };
     let watch = |rt: &mut Runtime, t: u64, ids: &[AgentId]| match t {
         3 => rt.watch_agents(&ids[..3]),
@@ -1032,7 +1031,7 @@ fn a_journaled_runtime_ticks_like_one_that_holds() {
     std::fs::create_dir_all(&dir).unwrap();
     let drive = |rt: &mut Runtime| -> (Vec<Digest>, Digest, OwnedRegion) {
         let v2 = rt.load_module(folder2()).unwrap();
-        let ids: Vec<AgentId> = (0..30).map(|k| rt.spawn_with_priority(v2, (k % 3) as i32).unwrap()).collect();
+        let ids: Vec<AgentId> = (0..30).map(|k| rt.spawn_with_priority(v2, k % 3).unwrap()).collect();
         let (region, mut js) = attach_inbound_ring(rt, 16 << 20);
         let mut hashes = Vec::new();
         for t in 0..5 {
