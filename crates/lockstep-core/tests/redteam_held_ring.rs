@@ -635,7 +635,8 @@ fn held_space_is_always_given_back() {
 #[test]
 fn a_ring_broken_mid_walk_with_held_ticks_around_it() {
     const CAP: usize = 8 << 20;
-    let run = |record: bool| -> (Vec<(Digest, u64, u64)>, Digest, Vec<(DeadLetterReason, u64, u64)>) {
+    type Run = (Vec<(Digest, u64, u64)>, Digest, Vec<(DeadLetterReason, u64, u64)>);
+    let run = |record: bool| -> Run {
         let inbound = OwnedRegion::new(CAP);
         ring::init(&inbound.memory(), CAP).unwrap();
         let mut rt = Runtime::new(config(record, 2)).unwrap();
@@ -905,7 +906,8 @@ fn random_sessions_held_like_staged() {
 #[test]
 fn skipped_records_unaligned_io_and_a_swapped_ring() {
     const CAP: usize = 16 << 20;
-    let run = |record: bool, workers: usize| -> (Vec<(Digest, u64, u64)>, Vec<Host>, Vec<(DeadLetterReason, u64, u64)>, Digest) {
+    type Run = (Vec<(Digest, u64, u64)>, Vec<Host>, Vec<(DeadLetterReason, u64, u64)>, Digest);
+    let run = |record: bool, workers: usize| -> Run {
         let mut rt = Runtime::new(config(record, workers)).unwrap();
         let v2 = rt.load_module(folder2()).unwrap();
         let odd = rt.load_module(folding_agent(2, 4_099, 3)).unwrap();
@@ -932,7 +934,7 @@ fn skipped_records_unaligned_io_and_a_swapped_ring() {
                 _ => (6_000, 10),
             };
             let total = messages + events;
-            let every = if events == 0 { usize::MAX } else { (total / events).max(1) };
+            let every = total.checked_div(events).map_or(usize::MAX, |e| e.max(1));
             let mut e = 0;
             for i in 0..total {
                 if e < events && (i % every == every - 1 || total - i <= events - e) {
