@@ -612,13 +612,14 @@ impl Consumer {
     fn read_one(&self, head: u32, tail: u32) -> Result<(usize, Option<Head>), RingError> {
         // The errors are built out of line (`corrupt` is cold): this runs once per record, and
         // formatting set up inline cost it a stack frame and register saves on every call.
+        // The closures take copies (`move`): borrowing the locals kept them on the stack.
         let used = head.wrapping_sub(tail) as usize;
         if used > self.capacity {
             let capacity = self.capacity;
-            return Err(corrupt("head", || format!("head {head} is {used} bytes past tail {tail}, beyond the {capacity}-byte capacity")));
+            return Err(corrupt("head", move || format!("head {head} is {used} bytes past tail {tail}, beyond the {capacity}-byte capacity")));
         }
         if !used.is_multiple_of(RECORD_ALIGN) || !tail.is_multiple_of(RECORD_ALIGN as u32) {
-            return Err(corrupt("head", || format!("head {head} / tail {tail} not 8-byte aligned")));
+            return Err(corrupt("head", move || format!("head {head} / tail {tail} not 8-byte aligned")));
         }
         let off = tail as usize & (self.capacity - 1);
         let to_end = self.capacity - off;
@@ -631,20 +632,20 @@ impl Consumer {
         let kind_of_record = (first >> 32) as u16;
         if kind_of_record == TYPE_PAD {
             if len != to_end || len > used {
-                return Err(corrupt("record length", || format!("padding of {len} bytes at offset {off} should fill the {to_end} bytes to the end")));
+                return Err(corrupt("record length", move || format!("padding of {len} bytes at offset {off} should fill the {to_end} bytes to the end")));
             }
             return Ok((len, None));
         }
         if !matches!(kind_of_record, TYPE_MESSAGE | TYPE_EVENT | TYPE_TICK) {
-            return Err(corrupt("record type", || format!("unknown record type {kind_of_record} at offset {off}")));
+            return Err(corrupt("record type", move || format!("unknown record type {kind_of_record} at offset {off}")));
         }
         if len > self.max_payload {
             let max = self.max_payload;
-            return Err(corrupt("record length", || format!("payload of {len} bytes at offset {off} exceeds the {max}-byte limit")));
+            return Err(corrupt("record length", move || format!("payload of {len} bytes at offset {off} exceeds the {max}-byte limit")));
         }
         let total = record_bytes(len);
         if total > used || total > to_end {
-            return Err(corrupt("record length", || {
+            return Err(corrupt("record length", move || {
                 format!("record of {total} bytes at offset {off} overruns the published data ({used} bytes) or the ring end")
             }));
         }
