@@ -34,7 +34,7 @@ pub(crate) struct Inputs {
     /// (`Runtime::route_inbound_ring_held`; at most `RING_BATCH_RECORDS`, kept between ticks).
     pub(crate) ring_held: Vec<crate::ring::HeldRecord>,
     /// Set while those records are held in the ring for their recipients' turns in the tick's
-    /// first phase (`scheduler::HeldInboxes`; the tick's whole ring input was one walk): the
+    /// first phase (`scheduler::HeldInboxes`; the tick's last walk of the ring): the
     /// first one's sequence number. `end_holding` ends it.
     pub(crate) ring_held_first_seq: Option<u64>,
 }

@@ -1052,7 +1052,7 @@ impl Runtime {
             busy.extend_from_slice(&run.busy);
             stepped += run.running;
         }
-        // (No phase ran: no live agent took any.)
+        // (A tick without phases ends the holding here; otherwise the first phase did.)
         self.inputs.end_holding(slots);
         // Only agents with news can have asked for inference; `serve_inference` takes them in
         // slot order whatever their phases.
@@ -1737,7 +1737,7 @@ fn slice_refusal(fuel_per_tick: u64, budget: u64, whose: &str) -> Option<String>
 mod tests {
     use super::*;
 
-    /// Without a replay log, a tick's ring input read in one walk stays in the ring for its
+    /// Without a replay log, a tick's last walk of the ring stays in the ring for its
     /// recipients' turns (`scheduler::HeldInboxes`): routing only marks the slots, the ring's
     /// space is given back once the first phase has run (what no turn took is in its inbox by
     /// then), and every record is delivered. (`tests/rings.rs` checks such ticks against

@@ -242,11 +242,11 @@ pub(crate) fn io_region_bytes(version: u32) -> usize {
     abi::IO_BUFFER_BYTES as usize + if version >= 2 { abi::BATCH_STATE_BYTES as usize } else { 0 }
 }
 
-/// The fault for a message that does not fit the io buffer (a runtime bug: every queue that
-/// feeds an inbox refuses payloads over `MAX_PAYLOAD_BYTES`).
 /// How many held records ahead `fill_batch_held` asks for a payload.
 const HELD_PREFETCH: usize = 4;
 
+/// The fault for a message that does not fit the io buffer (a runtime bug: every queue that
+/// feeds an inbox refuses payloads over `MAX_PAYLOAD_BYTES`).
 fn oversized(tick: u64, payload: usize) -> Fault {
     Fault {
         kind: FaultKind::HostCallViolation,

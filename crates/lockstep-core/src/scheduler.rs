@@ -1169,8 +1169,8 @@ pub(crate) struct GroupScratch {
     /// A held ring record's payload while it is routed in order or dead-lettered (at most
     /// `abi::MAX_PAYLOAD_BYTES`).
     payload: Vec<u8>,
-    /// Whether the last `route_grouped` grouped a batch that `holds`: then slots may have
-    /// `ring_held` ranges of `order`, and `starts` says which slots had messages.
+    /// Whether the last `route_grouped` grouped a batch that `holds`: then slots may be marked
+    /// `ring_held`, their records a run of `order`, and `starts` says where each run ends.
     held: bool,
 }
 
@@ -1404,7 +1404,7 @@ impl GroupedBatch for Mailbox {
 /// nothing records them (no replay log and no journal: `record: false`, or `stop_recording`,
 /// without a journal); a recorded record is staged and recorded first.
 ///
-/// With `hold` (the tick's whole ring input in one batch, and nothing tracing the tick), a
+/// With `hold` (the tick's last walk of the ring, and nothing tracing the tick), a
 /// recipient's records may be left in the ring for its turn (`HeldInboxes`).
 #[derive(Clone, Copy)]
 pub(crate) struct HeldBatch<'a> {
@@ -1414,15 +1414,16 @@ pub(crate) struct HeldBatch<'a> {
     pub hold: bool,
 }
 
-impl HeldBatch<'_> {
-    fn head(&self, i: usize) -> Option<(MessageRef<'static>, &crate::ring::HeldRecord)> {
+impl<'a> HeldBatch<'a> {
+    #[inline]
+    fn head(&self, i: usize) -> Option<(MessageRef<'static>, &'a crate::ring::HeldRecord)> {
         let r = self.records.get(i)?;
         Some((MessageRef { from: crate::abi::HOST_ID, to: r.agent, seq: self.first_seq + i as u64, kind: r.kind, priority: r.priority, payload: &[] }, r))
     }
 }
 
 /// The inbound ring's records of this tick that `route_grouped` left in the ring for their
-/// recipients (`AgentSlot::ring_held`, a range of `order`), issue 13: a payload is then copied
+/// recipients (marked `AgentSlot::ring_held`; each one's run of `order`), issue 13: a payload is then copied
 /// once, ring to agent memory, in the recipient's turn (`AgentInstance::deliver_held`), where
 /// it was copied ring to inbox, then inbox to agent memory. The ring's space is released only
 /// after the tick's first phase has run and what no turn took was copied into the inboxes
@@ -1453,11 +1454,7 @@ impl<'a> HeldInboxes<'a> {
     /// The `i`-th record as a message without its payload, and the record.
     #[inline]
     pub(crate) fn head(&self, i: u32) -> Option<(MessageRef<'static>, &'a crate::ring::HeldRecord)> {
-        let r = self.batch.records.get(i as usize)?;
-        Some((
-            MessageRef { from: crate::abi::HOST_ID, to: r.agent, seq: self.batch.first_seq + u64::from(i), kind: r.kind, priority: r.priority, payload: &[] },
-            r,
-        ))
+        self.batch.head(i as usize)
     }
 
     /// Copies a record's payload into `out` (its length).
