@@ -578,18 +578,20 @@ impl AgentInstance {
                 let len = inbox.get(done).map_or(0, |m| m.payload.len());
                 return (done, Err(oversized(tick, len)));
             }
-            self.set_batch_done(0);
-            match self.run_call(AbiCall::Receive, tick, self.io_ptr as i32, count as i32) {
+            match self.receive_batch(tick, count) {
                 Ok(()) => done += count,
-                Err(f) => {
-                    // The agent says how many of this batch it handled (clamped: it is the
-                    // agent's memory, and may hold anything).
-                    let handled = (self.batch_done() as usize).min(count);
-                    return (done + handled, Err(f));
-                }
+                Err((handled, f)) => return (done + handled, Err(f)),
             }
         }
         (done, Ok(()))
+    }
+
+    /// Hands the agent the batch of `count` messages the io buffer holds (ABI 2's
+    /// `agent_receive_batch`). On a fault, also how many of them it says it handled (clamped:
+    /// the progress word is the agent's memory, and may hold anything).
+    fn receive_batch(&mut self, tick: u64, count: usize) -> Result<(), (usize, Fault)> {
+        self.set_batch_done(0);
+        self.run_call(AbiCall::Receive, tick, self.io_ptr as i32, count as i32).map_err(|f| ((self.batch_done() as usize).min(count), f))
     }
 
     /// The ABI version the module declared (2: batched receive and send).
@@ -629,12 +631,9 @@ impl AgentInstance {
                 let len = undelivered.first().map_or(0, |m| m.payload.len());
                 return (done, Err(oversized(tick, len)));
             }
-            self.set_batch_done(0);
-            match self.run_call(AbiCall::Receive, tick, self.io_ptr as i32, count as i32) {
+            match self.receive_batch(tick, count) {
                 Ok(()) => done += count,
-                Err(f) => {
-                    // As in `deliver`: the agent says how many of this batch it handled.
-                    let handled = (self.batch_done() as usize).min(count);
+                Err((handled, f)) => {
                     *undelivered = held.to_messages(indices.get(done + handled..).unwrap_or_default());
                     // (The batch itself was fed as it was written.)
                     digest.external_messages(undelivered.get(count - handled..).unwrap_or_default().iter().map(crate::bus::Message::as_ref));

@@ -460,56 +460,6 @@ fn ring_and_send_routing_agree_on_random_traffic() {
     }
 }
 
-/// An agent that folds every message it is handed (sequence number, kind, priority and each
-/// payload byte) into a running sum, reported to the host at each step with its count; a
-/// message of kind 99 traps it in the middle of its batch. ABI `version` 1 (one call a
-/// message) or 2 (batches).
-fn folding_agent(version: u32) -> Vec<u8> {
-    let done = lockstep_core::abi::BATCH_OFFSET_DONE as u32 + 4096;
-    wat(&format!(
-        r#"(module
-  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 3)
-  (global $sum (mut i64) (i64.const 0))
-  (global $count (mut i64) (i64.const 0))
-  (func (export "lockstep_abi_version") (result i32) i32.const {version})
-  (func (export "lockstep_io_buffer") (result i32) i32.const 4096)
-  (func (export "agent_init") (result i32) i32.const 0)
-  (func (export "agent_shutdown") (result i32) i32.const 0)
-  (func (export "agent_step") (param i32) (result i32)
-    (i64.store (i32.const 100) (global.get $sum))
-    (i64.store (i32.const 108) (global.get $count))
-    (drop (call $send (i64.const 0) (i32.const 7) (i32.const 0) (i32.const 100) (i32.const 16)))
-    i32.const 0)
-  (func $fold (param $at i32)
-    (local $p i32) (local $end i32)
-    (if (i32.eq (i32.load offset=24 (local.get $at)) (i32.const 99)) (then unreachable))
-    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=16 (local.get $at))))
-    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=24 (local.get $at))))
-    (local.set $p (i32.add (local.get $at) (i32.const 40)))
-    (local.set $end (i32.add (local.get $p) (i32.load offset=32 (local.get $at))))
-    (block $b (loop $l
-      (br_if $b (i32.ge_u (local.get $p) (local.get $end)))
-      (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 131)) (i64.load8_u (local.get $p))))
-      (local.set $p (i32.add (local.get $p) (i32.const 1)))
-      (br $l)))
-    (global.set $count (i64.add (global.get $count) (i64.const 1))))
-  (func (export "agent_receive") (param $at i32) (result i32) (call $fold (local.get $at)) i32.const 0)
-  (func (export "agent_receive_batch") (param $p i32) (param $n i32) (result i32)
-    (local $i i32) (local $at i32)
-    (local.set $at (local.get $p))
-    (block $out (loop $next
-      (br_if $out (i32.ge_u (local.get $i) (local.get $n)))
-      (call $fold (local.get $at))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (i32.store (i32.const {done}) (local.get $i))
-      (local.set $at (i32.add (local.get $at)
-        (i32.and (i32.add (i32.add (i32.const 40) (i32.load offset=32 (local.get $at))) (i32.const 7)) (i32.const -8))))
-      (br $next)))
-    i32.const 0))"#
-    ))
-}
-
 /// Issue 13: without a replay log, a recipient's inbound-ring records stay in the ring until
 /// its turn and are copied once, ring to agent memory (`scheduler::HeldInboxes`), when they
 /// are all its inbox would hold; every other recipient gets them through its inbox as before.
@@ -526,8 +476,8 @@ fn ring_records_held_for_their_recipients_turns_tick_like_staged_ones() {
         (Vec<(lockstep_core::Digest, u64, u64)>, Vec<(u64, u64, Vec<u8>)>, Vec<(lockstep_core::DeadLetterReason, u64, u64, Vec<u8>)>, lockstep_core::Digest);
     let run = |record: bool, workers: usize| -> Outcome {
         let mut rt = Runtime::new(lockstep_core::RuntimeConfig { workers, max_agents: 1_024, record, ..lockstep_core::RuntimeConfig::development() }).unwrap();
-        let v2 = rt.load_module(folding_agent(2)).unwrap();
-        let v1 = rt.load_module(folding_agent(1)).unwrap();
+        let v2 = rt.load_module(folding_agent(2, 4096, 3)).unwrap();
+        let v1 = rt.load_module(folding_agent(1, 4096, 3)).unwrap();
         let flood = rt.load_module(agent("flood")).unwrap();
         let mut ids = Vec::new();
         for k in 0..48 {

@@ -146,3 +146,71 @@ pub fn assert_replays_to(rt: &mut Runtime, final_hash: lockstep_core::Digest) {
         assert_eq!((r.divergence, r.final_hash), (None, final_hash), "{workers} workers");
     }
 }
+
+/// Folds every message it is handed (every header field and every payload byte) into a sum it
+/// reports to the host at each step, with its count. Kind 99 traps it in receive at that
+/// message; kind 55 stores u32::MAX as the batch's done count, then traps; kind 77 makes its
+/// next step trap; kind 44 overwrites the whole io buffer (and the done word) with junk
+/// before returning; kind 33 grows its memory by a page.
+pub fn folding_agent(version: u32, io: u32, pages: u32) -> Vec<u8> {
+    let done = lockstep_core::abi::BATCH_OFFSET_DONE as u32 + io;
+    let io_end = io + lockstep_core::abi::IO_BUFFER_BYTES;
+    wat(&format!(
+        r#"(module
+  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") {pages})
+  (global $sum (mut i64) (i64.const 0))
+  (global $count (mut i64) (i64.const 0))
+  (global $die (mut i32) (i32.const 0))
+  (global $junk (mut i32) (i32.const 0))
+  (func (export "lockstep_abi_version") (result i32) i32.const {version})
+  (func (export "lockstep_io_buffer") (result i32) i32.const {io})
+  (func (export "agent_init") (result i32) i32.const 0)
+  (func (export "agent_shutdown") (result i32) i32.const 0)
+  (func (export "agent_step") (param i32) (result i32)
+    (if (global.get $die) (then unreachable))
+    (i64.store (i32.const 100) (global.get $sum))
+    (i64.store (i32.const 108) (global.get $count))
+    (drop (call $send (i64.const 0) (i32.const 7) (i32.const 0) (i32.const 100) (i32.const 16)))
+    i32.const 0)
+  (func $fold (param $at i32)
+    (local $p i32) (local $end i32) (local $kind i32)
+    (local.set $kind (i32.load offset=24 (local.get $at)))
+    (if (i32.eq (local.get $kind) (i32.const 99)) (then unreachable))
+    (if (i32.eq (local.get $kind) (i32.const 55)) (then (i32.store (i32.const {done}) (i32.const -1)) unreachable))
+    (if (i32.eq (local.get $kind) (i32.const 77)) (then (global.set $die (i32.const 1))))
+    (if (i32.eq (local.get $kind) (i32.const 44)) (then (global.set $junk (i32.const 1))))
+    (if (i32.eq (local.get $kind) (i32.const 33)) (then (drop (memory.grow (i32.const 1)))))
+    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=0 (local.get $at))))
+    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=8 (local.get $at))))
+    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=16 (local.get $at))))
+    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=24 (local.get $at))))
+    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=32 (local.get $at))))
+    (local.set $p (i32.add (local.get $at) (i32.const 40)))
+    (local.set $end (i32.add (local.get $p) (i32.load offset=32 (local.get $at))))
+    (block $b (loop $l
+      (br_if $b (i32.ge_u (local.get $p) (local.get $end)))
+      (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 131)) (i64.load8_u (local.get $p))))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br $l)))
+    (global.set $count (i64.add (global.get $count) (i64.const 1))))
+  (func (export "agent_receive") (param $at i32) (result i32) (call $fold (local.get $at)) i32.const 0)
+  (func (export "agent_receive_batch") (param $p i32) (param $n i32) (result i32)
+    (local $i i32) (local $at i32)
+    (local.set $at (local.get $p))
+    (block $out (loop $next
+      (br_if $out (i32.ge_u (local.get $i) (local.get $n)))
+      (call $fold (local.get $at))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (i32.store (i32.const {done}) (local.get $i))
+      (local.set $at (i32.add (local.get $at)
+        (i32.and (i32.add (i32.add (i32.const 40) (i32.load offset=32 (local.get $at))) (i32.const 7)) (i32.const -8))))
+      (br $next)))
+    (if (global.get $junk) (then
+      (global.set $junk (i32.const 0))
+      (memory.fill (i32.const {io}) (i32.const 0xAB) (i32.const {io_len}))
+      (i32.store (i32.const {done}) (i32.const 12345))))
+    i32.const 0))"#,
+        io_len = io_end - io + 8,
+    ))
+}
