@@ -1308,24 +1308,20 @@ type GroupedPart<'a> = (&'a mut [AgentSlot], usize, std::ops::Range<usize>, Vec<
 /// it all into an empty inbox (`AgentSlot::takes_held`): the slot is only marked
 /// (`ring_held`; the run is where the grouping put it: `HeldInboxes::indices`).
 fn deliver_grouped(slots: &mut [AgentSlot], base: usize, batch: &impl GroupedBatch, order: &[u32], refused: &mut Vec<(u32, DeadLetterReason)>) {
-    let holds = batch.holds();
     let mut k = 0;
     while k < order.len() {
         let to = batch.recipient(order[k] as usize);
-        // The recipient's run: `order` is grouped by recipient.
-        let end = order[k..].iter().position(|&i| batch.recipient(i as usize) != to).map_or(order.len(), |n| k + n);
+        // The recipient's run (`order` is grouped by recipient), and whether it may be held.
+        let (end, held_bytes) = batch.run_from(order, k);
         let Some(slot) = (to as usize).wrapping_sub(1).checked_sub(base).and_then(|j| slots.get_mut(j)) else {
             k = end; // (cannot happen: every message at `order` is for a slot of this part)
             continue;
         };
-        if holds {
-            let run = &order[k..end];
-            if let Some(bytes) = batch.held_run_bytes(run) {
-                if slot.takes_held(run.len(), bytes) {
-                    slot.ring_held = true;
-                    k = end;
-                    continue;
-                }
+        if let Some(bytes) = held_bytes {
+            if slot.takes_held(end - k, bytes) {
+                slot.ring_held = true;
+                k = end;
+                continue;
             }
         }
         for j in k..end {
@@ -1357,12 +1353,15 @@ pub(crate) trait GroupedBatch: Sync {
     fn holds(&self) -> bool {
         false
     }
-    /// For a batch that `holds`: the payload bytes of the messages at `run` (one recipient's,
-    /// in batch order), if delivering them in that order is their canonical delivery order
-    /// (`Mailbox::sort_for_delivery` would not move them: priorities never rise). `None`
-    /// otherwise, or for a batch that does not hold.
-    fn held_run_bytes(&self, _run: &[u32]) -> Option<usize> {
-        None
+    /// The end of the run of `order` (message indices grouped by recipient) that starts at
+    /// `k`: the messages for `order[k]`'s recipient. For a batch that `holds`, also their
+    /// payload bytes when that order is their canonical delivery order
+    /// (`Mailbox::sort_for_delivery` would not move them: priorities never rise), so that
+    /// they may be held; `None` otherwise.
+    fn run_from(&self, order: &[u32], k: usize) -> (usize, Option<usize>) {
+        let to = order.get(k).map(|&i| self.recipient(i as usize));
+        let end = order.iter().skip(k).position(|&i| Some(self.recipient(i as usize)) != to).map_or(order.len(), |n| k + n);
+        (end, None)
     }
     /// Puts the `i`-th message into `slot`'s inbox (`AgentSlot::accept`), or says why not.
     fn deliver(&self, i: usize, slot: &mut AgentSlot) -> Result<(), DeadLetterReason>;
@@ -1509,18 +1508,18 @@ impl GroupedBatch for HeldBatch<'_> {
         self.hold
     }
 
-    fn held_run_bytes(&self, run: &[u32]) -> Option<usize> {
-        let mut bytes = 0usize;
-        let mut priority = i32::MAX;
-        for &i in run {
-            let r = self.records.get(i as usize)?;
-            if r.priority > priority {
-                return None;
-            }
+    fn run_from(&self, order: &[u32], k: usize) -> (usize, Option<usize>) {
+        let Some(to) = order.get(k).and_then(|&i| self.records.get(i as usize)).map(|r| r.agent) else { return (order.len(), None) };
+        // One pass: where the run ends, its bytes, and whether priorities never rise.
+        let (mut bytes, mut priority, mut in_order) = (0usize, i32::MAX, self.hold);
+        let mut end = k;
+        while let Some(r) = order.get(end).and_then(|&i| self.records.get(i as usize)).filter(|r| r.agent == to) {
+            in_order &= r.priority <= priority;
             priority = r.priority;
             bytes += r.len();
+            end += 1;
         }
-        Some(bytes)
+        (end, in_order.then_some(bytes))
     }
 
     fn deliver(&self, i: usize, slot: &mut AgentSlot) -> Result<(), DeadLetterReason> {
