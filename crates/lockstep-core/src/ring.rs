@@ -408,8 +408,13 @@ pub struct HeldRecord {
     /// The recipient.
     pub agent: u64,
     len: u32,
-    at: usize,
+    /// Where the payload starts in the region (a u32: 24 bytes a record, not 32; a walk holds
+    /// up to `RING_BATCH_RECORDS` of them, and routing reads them three times).
+    at: u32,
 }
+
+// A held record's offset is below the largest region, which a u32 holds.
+const _: () = assert!(MAX_CAPACITY + HEADER_BYTES + RECORD_HEADER_BYTES <= u32::MAX as usize);
 
 impl HeldRecord {
     /// Payload bytes (checked against the message limit when the header was read).
@@ -482,7 +487,7 @@ impl Consumer {
                 }
                 bytes += h.len;
                 // `read_one` checked `len` against `max_payload`, a u32 on the wire.
-                held.push(HeldRecord { kind: h.kind, priority: h.priority, agent: h.agent, len: h.len as u32, at: h.at });
+                held.push(HeldRecord { kind: h.kind, priority: h.priority, agent: h.agent, len: h.len as u32, at: h.at as u32 });
             }
             std::ops::ControlFlow::Continue(())
         })
@@ -497,8 +502,9 @@ impl Consumer {
         let n = r.len().min(out.len());
         // A record this consumer held lies inside its region; one from another (larger)
         // ring's consumer may not: then nothing is read (no panic through the public API).
-        if r.at.checked_add(n).is_some_and(|end| end <= self.mem.len) {
-            self.mem.read(r.at, &mut out[..n]);
+        let at = r.at as usize;
+        if at.checked_add(n).is_some_and(|end| end <= self.mem.len) {
+            self.mem.read(at, &mut out[..n]);
         }
     }
 
@@ -506,14 +512,15 @@ impl Consumer {
     pub fn append_held(&self, r: &HeldRecord, out: &mut Vec<u8>) {
         let n = r.len();
         // As in `read_held`: a record from another ring's consumer may lie outside this one.
-        if r.at.checked_add(n).is_some_and(|end| end <= self.mem.len) {
-            self.mem.append(r.at, n, out);
+        let at = r.at as usize;
+        if at.checked_add(n).is_some_and(|end| end <= self.mem.len) {
+            self.mem.append(at, n, out);
         }
     }
 
     /// Where a held record's payload starts: for prefetching only.
     pub fn held_address(&self, r: &HeldRecord) -> usize {
-        (self.mem.base as usize).wrapping_add(r.at)
+        (self.mem.base as usize).wrapping_add(r.at as usize)
     }
 
     /// Whether the last walk held everything published before `end`.
@@ -846,7 +853,7 @@ mod tests {
         // A 400-byte budget: 200 + 300 would pass it, so the walk ends before the second message.
         assert_eq!(c.hold_messages(end, 100, 400, &mut held).unwrap(), 2, "the message and the event");
         assert_eq!(held.iter().map(|r| (r.kind, r.priority, r.agent, r.len())).collect::<Vec<_>>(), [(5, -1, 7, 200)]);
-        assert_eq!(held[0].at, HEADER_BYTES + RECORD_HEADER_BYTES, "it wrapped: a PAD record was walked past");
+        assert_eq!(held[0].at as usize, HEADER_BYTES + RECORD_HEADER_BYTES, "it wrapped: a PAD record was walked past");
         assert!(!c.held_up_to(end));
         let mut out = [0u8; 200];
         c.read_held(&held[0], &mut out);
