@@ -1184,9 +1184,8 @@ impl GroupScratch {
     /// The slots the last `route_grouped` may have left ring records for (`ring_held`), in
     /// slot order: those it routed messages to, when it grouped a batch that `holds`.
     pub(crate) fn held_recipients(&self) -> impl Iterator<Item = usize> + '_ {
-        let starts = if self.held { self.starts.as_slice() } else { &[] };
-        // `starts[s]` is where slot s's messages end in `order` (after the grouping).
-        starts.iter().enumerate().filter(move |&(s, &end)| end > s.checked_sub(1).map_or(0, |p| starts[p])).map(|(s, _)| s)
+        let ends = if self.held { self.starts.as_slice() } else { &[] };
+        (0..ends.len()).filter(move |&s| !slot_run(ends, s).is_empty())
     }
 }
 
@@ -1258,7 +1257,7 @@ pub(crate) fn route_grouped(
     // `starts[s]` is now where slot s's messages end in `order` (and slot s + 1's begin).
     g.held = batch.holds();
     match pool.filter(|&(_, workers)| workers > 1 && known >= PARALLEL_ROUTE_MIN_MESSAGES) {
-        None => deliver_grouped(slots, 0, batch, &g.order, &mut g.refused),
+        None => deliver_grouped(slots, 0, batch, (&g.order, &g.starts), 0..known, &mut g.refused),
         Some((pool, workers)) => {
             // Each thread owns a contiguous range of recipients (disjoint `&mut` slots) and
             // their run of `order`: every inbox takes exactly its messages, in batch order, as
@@ -1275,7 +1274,7 @@ pub(crate) fn route_grouped(
             debug_assert!(items.last().is_none_or(|m| m.lock().is_ok_and(|p| p.2.end == known)), "the parts cover every message");
             let order = &g.order;
             share_out(pool, workers, &items, |(mine, base, range, refused)| {
-                deliver_grouped(mine, *base, batch, order.get(range.clone()).unwrap_or_default(), refused);
+                deliver_grouped(mine, *base, batch, (order, starts), range.clone(), refused);
             });
             for item in items {
                 let (_, _, _, refused) = item.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -1307,36 +1306,42 @@ type GroupedPart<'a> = (&'a mut [AgentSlot], usize, std::ops::Range<usize>, Vec<
 /// leave them in the ring (`holds`), a recipient's whole run at once when routing would admit
 /// it all into an empty inbox (`AgentSlot::takes_held`): the slot is only marked
 /// (`ring_held`; the run is where the grouping put it: `HeldInboxes::indices`).
-fn deliver_grouped(slots: &mut [AgentSlot], base: usize, batch: &impl GroupedBatch, order: &[u32], refused: &mut Vec<(u32, DeadLetterReason)>) {
-    let mut k = 0;
-    while k < order.len() {
-        let to = batch.recipient(order[k] as usize);
-        // The recipient's run (`order` is grouped by recipient), and whether it may be held.
-        let (end, held_bytes) = batch.run_from(order, k);
-        let Some(slot) = (to as usize).wrapping_sub(1).checked_sub(base).and_then(|j| slots.get_mut(j)) else {
-            k = end; // (cannot happen: every message at `order` is for a slot of this part)
-            continue;
-        };
-        if let Some(bytes) = held_bytes {
-            if slot.takes_held(end - k, bytes) {
+fn deliver_grouped(
+    slots: &mut [AgentSlot],
+    base: usize,
+    batch: &impl GroupedBatch,
+    (order, ends): (&[u32], &[u32]),
+    part: std::ops::Range<usize>,
+    refused: &mut Vec<(u32, DeadLetterReason)>,
+) {
+    for (j, slot) in slots.iter_mut().enumerate() {
+        let run = slot_run(ends, base + j);
+        let Some(messages) = order.get(run.clone()).filter(|m| !m.is_empty()) else { continue };
+        if let Some(bytes) = batch.held_run_bytes(messages) {
+            if slot.takes_held(messages.len(), bytes) {
                 slot.ring_held = true;
-                k = end;
                 continue;
             }
         }
-        for j in k..end {
-            // A recipient's messages are spread over the batch: ask for the one a few ahead,
-            // so its misses overlap these writes.
-            if let Some(&ahead) = order.get(j + GROUPED_ROUTE_PREFETCH) {
+        for (k, &i) in run.zip(messages) {
+            // A recipient's messages are spread over the batch: ask for the one a few ahead
+            // (in this part), so its misses overlap these writes.
+            if let Some(&ahead) = order.get(k + GROUPED_ROUTE_PREFETCH).filter(|_| k + GROUPED_ROUTE_PREFETCH < part.end) {
                 batch.prefetch(ahead as usize);
             }
-            let i = order[j];
             if let Err(reason) = batch.deliver(i as usize, slot) {
                 refused.push((i, reason));
             }
         }
-        k = end;
     }
+}
+
+/// Where slot `s`'s messages lie in `route_grouped`'s order, from `ends` (its `starts` after
+/// the grouping: where each slot's run ends).
+#[inline]
+fn slot_run(ends: &[u32], s: usize) -> std::ops::Range<usize> {
+    let start = s.checked_sub(1).and_then(|p| ends.get(p)).map_or(0, |&e| e as usize);
+    start..ends.get(s).map_or(start, |&e| (e as usize).max(start))
 }
 
 /// What `route_grouped` routes: messages from the host, in the order they entered.
@@ -1353,15 +1358,12 @@ pub(crate) trait GroupedBatch: Sync {
     fn holds(&self) -> bool {
         false
     }
-    /// The end of the run of `order` (message indices grouped by recipient) that starts at
-    /// `k`: the messages for `order[k]`'s recipient. For a batch that `holds`, also their
-    /// payload bytes when that order is their canonical delivery order
+    /// For a batch that `holds`: the payload bytes of the messages at `run` (one recipient's,
+    /// in batch order) when that order is their canonical delivery order
     /// (`Mailbox::sort_for_delivery` would not move them: priorities never rise), so that
-    /// they may be held; `None` otherwise.
-    fn run_from(&self, order: &[u32], k: usize) -> (usize, Option<usize>) {
-        let to = order.get(k).map(|&i| self.recipient(i as usize));
-        let end = order.iter().skip(k).position(|&i| Some(self.recipient(i as usize)) != to).map_or(order.len(), |n| k + n);
-        (end, None)
+    /// they may be held. `None` otherwise, or for a batch that does not hold.
+    fn held_run_bytes(&self, _run: &[u32]) -> Option<usize> {
+        None
     }
     /// Puts the `i`-th message into `slot`'s inbox (`AgentSlot::accept`), or says why not.
     fn deliver(&self, i: usize, slot: &mut AgentSlot) -> Result<(), DeadLetterReason>;
@@ -1445,9 +1447,7 @@ impl<'a> HeldInboxes<'a> {
     /// The indices of the records for the slot at `slot` (index = id - 1), in delivery order.
     #[inline]
     pub(crate) fn indices(&self, slot: usize) -> &'a [u32] {
-        let start = slot.checked_sub(1).and_then(|p| self.ends.get(p)).map_or(0, |&e| e as usize);
-        let end = self.ends.get(slot).map_or(start, |&e| e as usize);
-        self.order.get(start..end).unwrap_or_default()
+        self.order.get(slot_run(self.ends, slot)).unwrap_or_default()
     }
 
     /// The `i`-th record as a message without its payload, and the record.
@@ -1508,18 +1508,20 @@ impl GroupedBatch for HeldBatch<'_> {
         self.hold
     }
 
-    fn run_from(&self, order: &[u32], k: usize) -> (usize, Option<usize>) {
-        let Some(to) = order.get(k).and_then(|&i| self.records.get(i as usize)).map(|r| r.agent) else { return (order.len(), None) };
-        // One pass: where the run ends, its bytes, and whether priorities never rise.
-        let (mut bytes, mut priority, mut in_order) = (0usize, i32::MAX, self.hold);
-        let mut end = k;
-        while let Some(r) = order.get(end).and_then(|&i| self.records.get(i as usize)).filter(|r| r.agent == to) {
-            in_order &= r.priority <= priority;
+    fn held_run_bytes(&self, run: &[u32]) -> Option<usize> {
+        if !self.hold {
+            return None;
+        }
+        let (mut bytes, mut priority) = (0usize, i32::MAX);
+        for &i in run {
+            let r = self.records.get(i as usize)?;
+            if r.priority > priority {
+                return None;
+            }
             priority = r.priority;
             bytes += r.len();
-            end += 1;
         }
-        (end, in_order.then_some(bytes))
+        Some(bytes)
     }
 
     fn deliver(&self, i: usize, slot: &mut AgentSlot) -> Result<(), DeadLetterReason> {
