@@ -43,6 +43,7 @@ mod error;
 mod event;
 mod fault;
 mod graph;
+mod held_routes;
 mod host;
 pub mod inference;
 mod inputs;

@@ -32,6 +32,18 @@ struct Envelope {
     len: u32,
 }
 
+/// A message's header as `Mailbox::heads` gives it: its payload is `payload(at, len)` of the
+/// mailbox it came from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head {
+    pub to: AgentId,
+    pub seq: u64,
+    pub kind: u32,
+    pub priority: i32,
+    pub at: usize,
+    pub len: u32,
+}
+
 /// Messages in order, their payloads in one arena.
 #[derive(Debug, Default)]
 pub(crate) struct Mailbox {
@@ -120,10 +132,23 @@ impl Mailbox {
         self.envelopes.as_ptr().wrapping_add(i) as usize
     }
 
-    /// The messages' recipients, in order (without touching the payloads).
+    /// The messages' headers, in order (without touching the payloads): what routing copies so
+    /// that a held message's delivery reads only its payload (`payload`).
     #[inline]
-    pub(crate) fn recipients(&self) -> impl ExactSizeIterator<Item = AgentId> + '_ {
-        self.envelopes.iter().map(|e| e.to)
+    pub(crate) fn heads(&self) -> impl ExactSizeIterator<Item = Head> + '_ {
+        self.envelopes.iter().map(|e| Head { to: e.to, seq: e.seq, kind: e.kind, priority: e.priority, at: e.at, len: e.len })
+    }
+
+    /// The payload `heads` named by `at` and `len`.
+    #[inline]
+    pub(crate) fn payload(&self, at: usize, len: u32) -> Option<&[u8]> {
+        self.bytes.get(at..at + len as usize)
+    }
+
+    /// Where the payload starting at `at` of the arena is: for prefetching only.
+    #[inline]
+    pub(crate) fn payload_address(&self, at: usize) -> usize {
+        self.bytes.as_ptr().wrapping_add(at) as usize
     }
 
     /// Where the `i`-th message's envelope and payload start: for prefetching only.

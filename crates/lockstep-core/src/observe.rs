@@ -58,11 +58,11 @@ pub fn state_code(state: &AgentState) -> u8 {
     }
 }
 
-pub(crate) fn agent_table(slots: &[AgentSlot]) -> AgentTable {
+pub(crate) fn agent_table(slots: &[AgentSlot], held: impl Fn(usize, &AgentSlot) -> usize) -> AgentTable {
     let mut rows = Vec::with_capacity(slots.len() * AGENT_ROW_BYTES);
     let mut modules: Vec<Digest> = Vec::new();
     let mut last = usize::MAX;
-    for s in slots {
+    for (i, s) in slots.iter().enumerate() {
         // Agents of one module are usually spawned together: check the last one first.
         let module = if modules.get(last) == Some(&s.module) {
             last
@@ -78,7 +78,7 @@ pub(crate) fn agent_table(slots: &[AgentSlot]) -> AgentTable {
         rows.push(state_code(&s.state));
         rows.push(0);
         rows.extend_from_slice(&(module as u16).to_le_bytes());
-        rows.extend_from_slice(&(s.inbox.len() as u32).to_le_bytes());
+        rows.extend_from_slice(&((s.inbox.len() + held(i, s)) as u32).to_le_bytes());
         rows.extend_from_slice(&s.phase.to_le_bytes());
         for v in [s.steps as f64, s.messages_received as f64, s.messages_sent as f64, memory as f64, fuel as f64] {
             rows.extend_from_slice(&v.to_le_bytes());

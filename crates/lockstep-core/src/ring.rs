@@ -535,6 +535,11 @@ impl Consumer {
         }
     }
 
+    /// Whether anything published before `end` (a `published()` value) is still to be read.
+    pub fn unread_before(&self, end: u32) -> bool {
+        self.mem.counter(OFFSET_TAIL).load(Ordering::Acquire) != end
+    }
+
     /// Where the producer has published up to, now (the ring's head): with `drain_heads_to`,
     /// a drain in several calls that takes only what was published before the first.
     pub fn published(&self) -> u32 {

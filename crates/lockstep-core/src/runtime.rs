@@ -648,7 +648,9 @@ impl Runtime {
         self.agents.get(id)
     }
 
+    /// The agent's slot, to change it: its inbox is whole first (`end_held_routes`).
     fn slot_mut(&mut self, id: AgentId) -> Result<&mut AgentSlot> {
+        self.end_held_routes();
         self.agents.get_mut(id)
     }
 
@@ -999,6 +1001,13 @@ impl Runtime {
 
     // ----- the clock -------------------------------------------------------------------------
 
+    /// Copies the routed messages still held in their senders' outboxes into their
+    /// recipients' inboxes (`HeldRoutes`, invariant 2): every method that reads or changes an
+    /// inbox, or hands the session to anyone, between ticks calls this first.
+    pub(crate) fn end_held_routes(&mut self) {
+        self.route_scratch.held.end_before(u64::MAX, &mut self.agents.slots);
+    }
+
     /// Runs one tick and returns what it did.
     ///
     /// Fails only with a journal (`E_JOURNAL_IO`): refused before it runs once the journal has
@@ -1018,6 +1027,10 @@ impl Runtime {
         // (Only a tick cut short by a panic leaves ring records held: into their inboxes.)
         self.inputs.end_holding(&mut self.agents.slots);
         let pending = self.inputs.take_messages();
+        if !pending.is_empty() {
+            // Host messages are admitted against whole inboxes (`HeldRoutes`, invariant 2).
+            self.end_held_routes();
+        }
         for m in pending.iter() {
             scheduler::route(&mut self.agents.slots, m, tick, &mut self.tick_hasher, &mut report, &mut self.outputs);
         }
@@ -1040,20 +1053,29 @@ impl Runtime {
         let mut stepped = 0;
         for (p, phase) in schedule.iter().enumerate() {
             if !phase.barriers.is_empty() {
+                // A barrier reads who sent what is in the inbox: the whole inbox.
+                self.route_scratch.held.end_before(tick, slots);
                 scheduler::hold_barriers(slots, &phase.barriers, graph);
             }
             let pool = self.pool.as_ref().filter(|_| parallel && scheduler::phase_uses_pool(phase.members.len(), schedule.len(), running, self.last_fuel));
-            let run = scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace, self.inputs.held_inboxes().filter(|_| p == 0).as_ref());
+            let routes = Some(&self.route_scratch.held).filter(|h| p == 0 && h.is_holding());
+            let run = scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace, self.inputs.held_inboxes().filter(|_| p == 0).as_ref(), routes);
             if p == 0 {
                 // Before anything else reaches an inbox (this phase's messages, routed next).
                 self.inputs.end_holding(slots);
+                self.route_scratch.held.end_before(tick, slots);
             }
-            scheduler::settle(slots, &run, tick, hasher, &mut report, &mut self.outputs, pool.map(|p| (p, workers, &mut self.route_scratch)));
+            // The last phase's messages may stay in their senders' outboxes until the next
+            // tick's first phase (`HeldRoutes`; a checkpoint or snapshot at the tick's end
+            // ends the holding first, as any method between ticks does).
+            let hold = p + 1 == schedule.len();
+            scheduler::settle(slots, &run, tick, hasher, &mut report, &mut self.outputs, pool.map(|p| (p, workers, &mut self.route_scratch)), hold);
             busy.extend_from_slice(&run.busy);
             stepped += run.running;
         }
-        // (A tick without phases ends the holding here; otherwise the first phase did.)
+        // (A tick without phases ends the holdings here; otherwise the first phase did.)
         self.inputs.end_holding(slots);
+        self.route_scratch.held.end_before(tick, slots);
         // Only agents with news can have asked for inference; `serve_inference` takes them in
         // slot order whatever their phases.
         busy.sort_unstable();
@@ -1339,6 +1361,10 @@ impl Runtime {
         batch.reserve_exact(RING_BATCH_RECORDS, RING_BATCH_BYTES);
         // What was published when the tick began, not what the producer adds meanwhile.
         let end = consumer.published();
+        if consumer.unread_before(end) {
+            // Ring records are admitted against whole inboxes (`HeldRoutes`, invariant 2).
+            self.end_held_routes();
+        }
         let mut drained = 0;
         while consumer.broken().is_none() && drained < MAX_RING_RECORDS_PER_TICK {
             let room = (MAX_RING_RECORDS_PER_TICK - drained).min(RING_BATCH_RECORDS);
@@ -1430,6 +1456,10 @@ impl Runtime {
         // Once, at its limit: a walk never holds more (`RING_BATCH_RECORDS`).
         held.reserve_exact(RING_BATCH_RECORDS.saturating_sub(held.len()));
         let end = consumer.published();
+        if consumer.unread_before(end) {
+            // Ring records are admitted against whole inboxes (`HeldRoutes`, invariant 2).
+            self.end_held_routes();
+        }
         let mut drained = 0;
         while consumer.broken().is_none() && drained < MAX_RING_RECORDS_PER_TICK {
             let room = (MAX_RING_RECORDS_PER_TICK - drained).min(RING_BATCH_RECORDS);
@@ -1490,6 +1520,7 @@ impl Runtime {
     pub fn deep_hash(&mut self) -> DeepHash {
         // (Only a tick cut short by a panic leaves ring records held: into their inboxes.)
         self.inputs.end_holding(&mut self.agents.slots);
+        self.end_held_routes();
         let hash_one = |s: &mut AgentSlot| (s.id, DeepHasher::agent(s));
         let parts: Vec<_> = match &self.pool {
             Some(pool) => pool.install(|| self.agents.slots.par_iter_mut().map(hash_one).collect()),
@@ -1526,7 +1557,7 @@ impl Runtime {
             steps: s.steps,
             messages_received: s.messages_received,
             messages_sent: s.messages_sent,
-            inbox_len: s.inbox.len(),
+            inbox_len: s.inbox.len() + self.route_scratch.held.held_for(s, (id as usize).wrapping_sub(1)),
             memory_bytes: s.usage().0,
             fuel_consumed: s.usage().1,
             fuel_per_tick: s.instance.as_ref().map(|i| i.fuel_per_tick).or(s.suspended.as_ref().map(|c| c.fuel_per_tick)).unwrap_or(0),
@@ -1559,7 +1590,8 @@ impl Runtime {
 
     /// Every agent in one packed table (`observe::AGENT_ROW_BYTES` per agent, id order).
     pub fn agent_table(&self) -> observe::AgentTable {
-        observe::agent_table(&self.agents.slots)
+        // (Messages held in their senders' outboxes are in the inbox it shows: `HeldRoutes`.)
+        observe::agent_table(&self.agents.slots, |i, s| self.route_scratch.held.held_for(s, i))
     }
 
     /// Agents by state: running, preempted, faulted, stopped, killed.

@@ -18,6 +18,7 @@ use crate::abi;
 use crate::bus::{AgentId, MessageRef};
 use crate::error::{LockstepError, Result};
 use crate::fault::{AbiCall, Fault, FaultKind};
+use crate::held_routes::HeldRun;
 use crate::host::{self, AgentHost};
 use crate::mailbox::Mailbox;
 use crate::tick_hash::AgentTickDigest;
@@ -613,20 +614,18 @@ impl AgentInstance {
     pub(crate) fn deliver_held(
         &mut self,
         tick: u64,
-        held: &crate::scheduler::HeldInboxes<'_>,
-        indices: &[u32],
+        held: &impl HeldRun,
         digest: &mut AgentTickDigest,
         undelivered: &mut Vec<crate::bus::Message>,
     ) -> (usize, Result<(), Fault>) {
         debug_assert!(self.abi_version >= 2, "ABI 1 agents take their held records through the inbox");
         let mut done = 0;
-        while done < indices.len() {
-            let rest = indices.get(done..).unwrap_or_default();
+        while done < held.len() {
             // (Fed to `digest` as it is written: before the agent can change it.)
-            let count = self.fill_batch_held(held, rest, digest);
+            let count = self.fill_batch_held(held, done, digest);
             if count == 0 {
                 // Cannot happen: every payload fits the io buffer behind its header.
-                *undelivered = held.to_messages(rest);
+                *undelivered = held.to_messages(done);
                 digest.external_messages(undelivered.iter().map(crate::bus::Message::as_ref));
                 let len = undelivered.first().map_or(0, |m| m.payload.len());
                 return (done, Err(oversized(tick, len)));
@@ -634,7 +633,7 @@ impl AgentInstance {
             match self.receive_batch(tick, count) {
                 Ok(()) => done += count,
                 Err((handled, f)) => {
-                    *undelivered = held.to_messages(indices.get(done + handled..).unwrap_or_default());
+                    *undelivered = held.to_messages(done + handled);
                     // (The batch itself was fed as it was written.)
                     digest.external_messages(undelivered.get(count - handled..).unwrap_or_default().iter().map(crate::bus::Message::as_ref));
                     return (done + handled, Err(f));
@@ -648,24 +647,24 @@ impl AgentInstance {
     /// payload written into the io buffer (payloads copied once, ring to agent memory), and fed
     /// to `digest` from there, a run of records at a time (a record is followed by padding only
     /// when its length is not a multiple of `BATCH_ALIGN`). Returns how many.
-    fn fill_batch_held(&mut self, held: &crate::scheduler::HeldInboxes<'_>, indices: &[u32], digest: &mut AgentTickDigest) -> usize {
+    fn fill_batch_held(&mut self, held: &impl HeldRun, first: usize, digest: &mut AgentTickDigest) -> usize {
         let cap = abi::IO_BUFFER_BYTES as usize;
         let Some(io) = self.io_mut().get_mut(..cap) else { return 0 };
         let (mut at, mut n, mut run_start) = (0usize, 0usize, 0usize);
-        for (k, &i) in indices.iter().enumerate() {
-            // The records of one agent lie apart in the ring: ask for one a few ahead.
-            if let Some(&ahead) = indices.get(k + HELD_PREFETCH) {
-                held.prefetch(ahead);
+        for k in first..held.len() {
+            // The messages of one agent lie apart (in the ring, in their senders' outboxes):
+            // ask for one a few ahead.
+            if k + HELD_PREFETCH < held.len() {
+                held.prefetch(k + HELD_PREFETCH);
             }
-            let Some((m, r)) = held.head(i) else { break };
-            let payload = r.len();
+            let Some((m, payload)) = held.head(k) else { break };
             let len = abi::MESSAGE_HEADER_BYTES + payload;
             let Some(record) = io.get_mut(at..at + len) else { break };
             let (header, body) = record.split_at_mut(abi::MESSAGE_HEADER_BYTES);
             if let Ok(header) = <&mut [u8; abi::MESSAGE_HEADER_BYTES]>::try_from(header) {
                 m.write_header_of_len(payload as u32, header);
             }
-            held.read_payload(r, body);
+            held.read_payload(k, body);
             n += 1;
             let next = abi::next_record(at, len);
             if next != at + len {

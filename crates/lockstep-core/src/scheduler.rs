@@ -20,6 +20,7 @@ use crate::bus::{AgentId, DeadLetterReason, Message, MessageRef};
 use crate::error::Digest;
 use crate::event::Event;
 use crate::fault::{AbiCall, AgentState, Fault};
+use crate::held_routes::{ByRecipient, Grouped, HeldRoutes, HeldRun, Place, Routed, RoutedRun};
 use crate::mailbox::Mailbox;
 use crate::outputs::Outputs;
 use crate::sandbox::{AgentInstance, Outcome, StepContext, Suspended};
@@ -87,6 +88,11 @@ pub struct AgentSlot {
     /// before anything else is. (A flag, in the padding after `waiting`: a range here made the
     /// slot a line longer.)
     pub(crate) ring_held: bool,
+    /// Whether messages routed to this agent were left in their senders' outboxes
+    /// (`HeldRoutes`, which knows which): set only when they are all its empty inbox would
+    /// hold (`takes_routed`); its turn in the next tick's first phase takes them from there,
+    /// or they are copied into its inbox (`HeldRoutes::end_before`) before anything else is.
+    pub(crate) routed_held: bool,
     pub state: AgentState,
     /// Messages waiting for the agent's next turn, payloads in the mailbox's arena (at most
     /// `abi::MAX_INBOX_MESSAGES` messages and `abi::MAX_INBOX_BYTES` of payload).
@@ -192,6 +198,7 @@ impl AgentSlot {
             out: AgentTickOutput::default(),
             waiting: false,
             ring_held: false,
+            routed_held: false,
             suspended: None,
             in_flight: Vec::new(),
         }
@@ -251,6 +258,15 @@ impl AgentSlot {
         self.state.is_running() && self.inbox.is_empty() && !self.ring_held && count <= crate::abi::MAX_INBOX_MESSAGES && bytes <= crate::abi::MAX_INBOX_BYTES
     }
 
+    /// Whether a run of `count` routed messages, routed to this agent one by one, would all be
+    /// admitted into its inbox and be all it holds: then they may stay in their senders'
+    /// outboxes until its turn (`HeldRoutes`). (Into an empty inbox, `admits` takes any
+    /// `MAX_HELD_RUN` messages: their payloads fit `MAX_INBOX_BYTES` whatever their lengths.)
+    #[inline]
+    fn takes_routed(&self, count: usize) -> bool {
+        self.state.is_running() && self.inbox.is_empty() && !self.ring_held && !self.routed_held && count <= crate::held_routes::MAX_HELD_RUN
+    }
+
     /// `accept`'s rule: whether a message of `len` payload bytes may enter the inbox now.
     #[inline]
     fn admits(&self, len: usize) -> Result<(), DeadLetterReason> {
@@ -300,26 +316,41 @@ impl AgentSlot {
 
     /// Runs one agent's tick. Touches nothing but this slot.
     fn run_tick(&mut self, turn: &Turn<'_>) {
-        let Turn { tick, max_agent_id, trace, held } = *turn;
+        let Turn { tick, max_agent_id, trace, held, routes } = *turn;
         if self.waiting {
             return; // (its held records, if any, go into its inbox after the phase)
         }
-        // Held ring records are delivered straight from the ring by a plain ABI 2 turn;
-        // any other turn gets them copied into its inbox first, as routing would have.
-        let mut from_ring: Option<(&HeldInboxes<'_>, &[u32])> = None;
+        // Held ring records and routed messages are delivered straight from where they are by
+        // a plain ABI 2 turn; any other turn gets them copied into its inbox first, as routing
+        // would have. (An agent is never both: routing holds nothing for a marked slot.)
+        let plain = |slot: &Self| {
+            slot.suspended.is_none()
+                && slot.state.is_running()
+                && slot.inbox.is_empty()
+                && !trace
+                && slot.instance.as_ref().is_some_and(|i| i.fuel_per_tick == 0 && i.abi_version() >= 2)
+        };
+        let mut from_ring: Option<RingRun<'_>> = None;
+        let mut from_outboxes: Option<RoutedRun<'_>> = None;
         if self.ring_held {
             if let Some(h) = held {
                 self.ring_held = false;
                 let indices = h.indices((self.id as usize).wrapping_sub(1));
-                let plain = self.suspended.is_none()
-                    && self.state.is_running()
-                    && self.inbox.is_empty()
-                    && !trace
-                    && self.instance.as_ref().is_some_and(|i| i.fuel_per_tick == 0 && i.abi_version() >= 2);
-                if plain {
-                    from_ring = Some((h, indices));
+                if plain(self) {
+                    from_ring = Some(RingRun { held: h, indices });
                 } else {
                     h.copy_into(indices, &mut self.inbox);
+                }
+            }
+        }
+        if self.routed_held {
+            if let Some(r) = routes {
+                self.routed_held = false;
+                let run = r.run((self.id as usize).wrapping_sub(1));
+                if plain(self) && run.in_delivery_order() {
+                    from_outboxes = Some(run);
+                } else {
+                    run.copy_into(&mut self.inbox);
                 }
             }
         }
@@ -344,10 +375,12 @@ impl AgentSlot {
         let fuel_before = instance.fuel_consumed;
         let inbox = &mut self.inbox;
         let mut digest = AgentTickDigest::default();
-        let (delivered, result) = match from_ring {
+        let from_held = from_ring.is_some() || from_outboxes.is_some();
+        let (delivered, result) = match (from_ring, from_outboxes) {
             // (Hashed as they are copied: the same bytes `external_messages` feeds.)
-            Some((h, indices)) => instance.deliver_held(tick, h, indices, &mut digest, &mut out.undelivered),
-            None => {
+            (Some(run), _) => instance.deliver_held(tick, &run, &mut digest, &mut out.undelivered),
+            (None, Some(run)) => instance.deliver_held(tick, &run, &mut digest, &mut out.undelivered),
+            (None, None) => {
                 inbox.sort_for_delivery();
                 digest.external_messages(inbox.iter());
                 // Most agents of most ticks receive nothing: no call into `deliver` for them.
@@ -361,7 +394,7 @@ impl AgentSlot {
         out.delivered = delivered as u32;
         if let Err(fault) = result {
             out.fault = Some(fault);
-            if from_ring.is_none() {
+            if !from_held {
                 out.undelivered = inbox.to_messages(delivered..inbox.len());
             } // (else `deliver_held` filled it)
             out.news = true;
@@ -662,7 +695,7 @@ const PREFETCH_DISTANCE: usize = 4;
 /// store); prefetching 4 agents ahead cut a 10,000-agent tick by ~20% here (A/B, same run). Asking
 /// the CPU for them a few agents ahead overlaps those misses with useful work.
 #[inline(always)]
-fn prefetch<const N: usize>(addresses: &[usize; N]) {
+pub(crate) fn prefetch<const N: usize>(addresses: &[usize; N]) {
     #[cfg(target_arch = "x86_64")]
     for &a in addresses {
         // Safety: prefetch is a hint; it never faults, whatever the address.
@@ -713,6 +746,7 @@ struct Turn<'a> {
     max_agent_id: u64,
     trace: bool,
     held: Option<&'a HeldInboxes<'a>>,
+    routes: Option<&'a HeldRoutes>,
 }
 
 /// Runs `run_tick` over the slots at `live` (indices into the whole slot array; `slots` starts
@@ -723,6 +757,17 @@ fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], turn: &Turn<'
         if let Some(ahead) = live.get(k + PREFETCH_DISTANCE).and_then(|&i| slots.get(i - base)) {
             if ahead.instance.is_some() && !ahead.waiting {
                 prefetch(&ahead.prefetch);
+            }
+        }
+        if let Some(routes) = turn.routes {
+            // A held run's messages lie in other agents' outboxes: ask for the places of the
+            // run two turns ahead, then for the messages of the next turn's (module docs of
+            // `held_routes`).
+            if let Some(&i) = live.get(k + 2).filter(|&&i| slots.get(i - base).is_some_and(|s| s.routed_held)) {
+                routes.prefetch_places(i);
+            }
+            if let Some(&i) = live.get(k + 1).filter(|&&i| slots.get(i - base).is_some_and(|s| s.routed_held)) {
+                routes.run(i).prefetch_all();
             }
         }
         if let Some(slot) = slots.get_mut(live[k] - base) {
@@ -763,9 +808,9 @@ type Chunk<'a> = (&'a mut [AgentSlot], usize, &'a [usize], PhaseRun);
 /// gets the disjoint range of slots between its first index and the next chunk's first index.
 ///
 /// `trace`: copy each agent's delivered messages for `settle` to report (a traced tick).
-/// `held`: the inbound ring's records left in the ring for their recipients' turns (the
-/// tick's first phase only: `Runtime::tick` copies what a turn did not take into the inboxes
-/// after it).
+/// `held`: the inbound ring's records left in the ring for their recipients' turns, and
+/// `routes`: the last tick's routed messages left in their senders' outboxes (the tick's first
+/// phase only: `Runtime::tick` copies what a turn did not take into the inboxes after it).
 pub(crate) fn run_agents(
     slots: &mut [AgentSlot],
     live: &[usize],
@@ -774,8 +819,9 @@ pub(crate) fn run_agents(
     workers: usize,
     trace: bool,
     held: Option<&HeldInboxes<'_>>,
+    routes: Option<&HeldRoutes>,
 ) -> PhaseRun {
-    let turn = Turn { tick, max_agent_id: slots.len() as u64, trace, held };
+    let turn = Turn { tick, max_agent_id: slots.len() as u64, trace, held, routes };
     let mut run = PhaseRun::default();
     let Some(pool) = pool else {
         run_slots(slots, 0, live, &turn, &mut run);
@@ -838,6 +884,7 @@ pub(crate) fn settle(
     report: &mut TickReport,
     outputs: &mut Outputs,
     pool: Option<(&rayon::ThreadPool, usize, &mut RouteScratch)>,
+    hold: bool,
 ) {
     report.messages_delivered += run.delivered;
     report.fuel += run.fuel;
@@ -883,7 +930,7 @@ pub(crate) fn settle(
     // Pass 2: route. Messages arrive in sender-id order; delivery sorts by the full key.
     if let Some((pool, workers, scratch)) = pool.filter(|_| outputs.tap.is_none() && outputs.trace.is_none()) {
         if run.sent >= PARALLEL_ROUTE_MIN_MESSAGES && workers > 1 {
-            return route_in_parallel(slots, live, tick, hasher, report, outputs, pool, workers, scratch);
+            return route_in_parallel(slots, live, tick, hasher, report, outputs, pool, workers, scratch, hold);
         }
     }
     for &i in live {
@@ -938,13 +985,6 @@ const PARALLEL_PREFETCH_ENVELOPE: usize = 12;
 const PARALLEL_PREFETCH_SLOT: usize = 6;
 const PARALLEL_PREFETCH_INBOX: usize = 3;
 
-/// A message of a phase: its sender's place in the phase's list of senders, and its place in
-/// that sender's mailbox.
-type Place = (u32, u32);
-
-/// A message to an agent: its `Place` and its recipient's slot index (read once, while
-/// sorting: delivery then finds the slot of a message ahead without reading its envelope).
-type Routed = (u32, u32, u32);
 
 /// A message routing did not put into an inbox: its place, and why.
 type Refused = (u32, u32, DeadLetterReason);
@@ -953,9 +993,31 @@ type Refused = (u32, u32, DeadLetterReason);
 /// index, its first slot index) and what it could not deliver to them.
 type RoutePart<'a> = (&'a mut [AgentSlot], usize, usize, Vec<Refused>);
 
+/// One thread's unit of `route_in_parallel`'s delivery when it may hold: as `RoutePart`, with
+/// the part's grouping by recipient and whether it held any run.
+type HoldPart<'a> = (&'a mut [AgentSlot], usize, usize, &'a mut ByRecipient, Vec<Refused>, bool);
+
 /// One thread's unit of `route_in_parallel`'s sorting: a chunk of senders (its index), its
 /// lists by part, and its list of messages that leave the agents.
-type SortChunk<'a> = (usize, &'a mut [Vec<Routed>], &'a mut Vec<Place>);
+type SortChunk<'a> = (usize, &'a mut [Vec<Routed>], &'a mut Vec<Place>, Seen);
+
+/// What sorting saw of the messages: their lowest and highest priority (`MAX, MIN` for none),
+/// and whether a payload started past 4 GiB of its arena (`Grouped::at` cannot say where: the
+/// routing then holds nothing).
+#[derive(Clone, Copy)]
+struct Seen {
+    low: i32,
+    high: i32,
+    wide: bool,
+}
+
+impl Seen {
+    const NONE: Seen = Seen { low: i32::MAX, high: i32::MIN, wide: false };
+
+    fn and(self, o: Seen) -> Seen {
+        Seen { low: self.low.min(o.low), high: self.high.max(o.high), wide: self.wide || o.wide }
+    }
+}
 
 /// What `route_in_parallel` keeps between calls: the phase's messages sorted by the part of
 /// the slot array their recipients are in, per chunk of senders. Bounded: 8 bytes a message
@@ -969,6 +1031,10 @@ pub(crate) struct RouteScratch {
     /// Per chunk: the places of its messages that leave the agents (to the host, or to an id
     /// past the slot array), in sender order.
     leaving: Vec<Vec<Place>>,
+    /// What the parts could not deliver (merged, then put in message order).
+    refused: Vec<Refused>,
+    /// The routed messages held in their senders' outboxes for their recipients' turns.
+    pub(crate) held: HeldRoutes,
 }
 
 impl RouteScratch {
@@ -985,8 +1051,10 @@ impl RouteScratch {
         let held = self.to_part.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<Routed>()
             + self.leaving.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<Place>();
         if held > crate::limits::MAX_RETAINED_ROUTE_INDEX_BYTES {
-            *self = RouteScratch::default();
+            self.to_part = Vec::new();
+            self.leaving = Vec::new();
         }
+        self.held.trim(crate::limits::MAX_RETAINED_ROUTE_INDEX_BYTES);
     }
 }
 
@@ -1017,7 +1085,9 @@ fn route_in_parallel(
     pool: &rayon::ThreadPool,
     workers: usize,
     scratch: &mut RouteScratch,
+    hold: bool,
 ) {
+    let hold = hold && !scratch.held.is_holding();
     let senders: Vec<(usize, Mailbox)> =
         live.iter().filter_map(|&i| slots.get_mut(i).filter(|s| !s.out.sent.is_empty()).map(|s| (i, std::mem::take(&mut s.out.sent)))).collect();
     let slot_count = slots.len();
@@ -1027,45 +1097,74 @@ fn route_in_parallel(
     scratch.prepare(chunks, parts);
 
     // 1. Sorting, a chunk of senders per item.
+    let mut seen = Seen::NONE;
     {
         let items: Vec<Mutex<SortChunk<'_>>> = scratch
             .to_part
             .chunks_mut(parts)
             .zip(scratch.leaving.iter_mut())
             .enumerate()
-            .map(|(c, (lists, leaving))| Mutex::new((c, lists, leaving)))
+            .map(|(c, (lists, leaving))| Mutex::new((c, lists, leaving, Seen::NONE)))
             .collect();
-        share_out(pool, workers, &items, |(c, lists, leaving)| {
+        share_out(pool, workers, &items, |(c, lists, leaving, seen)| {
             let range = *c * senders.len() / chunks..(*c + 1) * senders.len() / chunks;
             for (pos, (_, sent)) in senders.iter().enumerate().take(range.end).skip(range.start) {
-                for (k, to) in sent.recipients().enumerate() {
-                    let index = (to as usize).wrapping_sub(1);
+                for (k, h) in sent.heads().enumerate() {
+                    *seen = seen.and(Seen { low: h.priority, high: h.priority, wide: h.at > u32::MAX as usize });
+                    let index = (h.to as usize).wrapping_sub(1);
+                    let g = Grouped { seq: h.seq, p: pos as u32, k: k as u32, at: h.at as u32, len: h.len, kind: h.kind, priority: h.priority };
                     match lists.get_mut(index / per_part) {
-                        Some(list) if index < slot_count => list.push((pos as u32, k as u32, index as u32)),
+                        Some(list) if index < slot_count => list.push((g, index as u32)),
                         _ => leaving.push((pos as u32, k as u32)),
                     }
                 }
             }
         });
+        for item in items {
+            let (_, _, _, s) = item.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            seen = seen.and(s);
+        }
     }
 
-    // 2. Delivery, a part of the slot array per item.
-    let items: Vec<Mutex<RoutePart<'_>>> =
-        recipient_parts(slots, per_part).enumerate().map(|(part, (mine, base))| Mutex::new((mine, part, base, Vec::new()))).collect();
+    // 2. Delivery, a part of the slot array per item; when it may hold, grouped by recipient
+    //    first, and a recipient that takes its whole run only marked.
     let to_part = &scratch.to_part;
-    share_out(pool, workers, &items, |(mine, part, base, refused)| {
-        for chunk in 0..chunks {
-            let Some(list) = to_part.get(chunk * parts + *part) else { continue };
-            deliver_places(mine, *base, &senders, list, refused);
+    let mut held_any = false;
+    // (An outbox holds one tick's sends, at most MAX_OUTBOX_BYTES_PER_TICK: never wide.)
+    if hold && !seen.wide {
+        let items: Vec<Mutex<HoldPart<'_>>> = recipient_parts(slots, per_part)
+            .zip(scratch.held.parts_for(parts, per_part).iter_mut())
+            .enumerate()
+            .map(|(part, ((mine, base), grouped))| Mutex::new((mine, part, base, grouped, Vec::new(), false)))
+            .collect();
+        share_out(pool, workers, &items, |(mine, part, base, grouped, refused, held)| {
+            let lists = (0..chunks).filter_map(|chunk| to_part.get(chunk * parts + *part)).map(Vec::as_slice);
+            grouped.group(*base, mine.len(), lists);
+            *held = deliver_or_hold(mine, &senders, grouped, refused);
+        });
+        for item in items {
+            let (_, _, _, _, refused, held) = item.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            held_any |= held;
+            scratch.refused.extend(refused);
         }
-    });
+    } else {
+        let items: Vec<Mutex<RoutePart<'_>>> =
+            recipient_parts(slots, per_part).enumerate().map(|(part, (mine, base))| Mutex::new((mine, part, base, Vec::new()))).collect();
+        share_out(pool, workers, &items, |(mine, part, base, refused)| {
+            for chunk in 0..chunks {
+                let Some(list) = to_part.get(chunk * parts + *part) else { continue };
+                deliver_places(mine, *base, &senders, list, refused);
+            }
+        });
+        for item in items {
+            let (_, _, _, refused) = item.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            scratch.refused.extend(refused);
+        }
+    }
 
     // 3. What left the agents, in message order.
     let mut leaving: Vec<(u32, u32, Option<DeadLetterReason>)> = scratch.leaving.iter().flatten().map(|&(p, k)| (p, k, None)).collect();
-    for item in items {
-        let (_, _, _, refused) = item.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        leaving.extend(refused.into_iter().map(|(p, k, reason)| (p, k, Some(reason))));
-    }
+    leaving.extend(scratch.refused.drain(..).map(|(p, k, reason)| (p, k, Some(reason))));
     leaving.sort_unstable_by_key(|&(p, k, _)| (p, k));
     for (p, k, refused) in leaving {
         let Some(m) = senders.get(p as usize).and_then(|(_, sent)| sent.get(k as usize)) else { continue };
@@ -1075,13 +1174,27 @@ fn route_in_parallel(
             None => push_dead(hasher, report, outputs, tick, DeadLetterReason::UnknownRecipient, m.to_message()),
         }
     }
-    scratch.trim();
-    for (i, mut sent) in senders {
+    for (i, sent) in &senders {
         report.messages_routed += sent.len() as u64;
-        slots[i].messages_sent += sent.len() as u64;
-        sent.clear();
-        slots[i].out.sent = sent;
+        slots[*i].messages_sent += sent.len() as u64;
     }
+    if held_any {
+        // The outboxes stay as they are until the holding ends; their senders write spares.
+        for (i, _) in &senders {
+            slots[*i].out.sent = scratch.held.take_spare();
+        }
+        // Runs are in canonical delivery order as grouped (sender order, then each sender's
+        // order) when every message has one priority and the senders are in id order: then
+        // no turn needs to check its run (`RoutedRun::in_delivery_order`).
+        let in_order = seen.low >= seen.high && senders.windows(2).all(|w| w[0].0 < w[1].0);
+        scratch.held.hold(tick, senders, in_order);
+    } else {
+        for (i, mut sent) in senders {
+            sent.clear();
+            slots[i].out.sent = sent;
+        }
+    }
+    scratch.trim();
     // Every agent of the phase that stopped running gives back its memory now, as in
     // sequential routing: those that sent nothing too (red team: an agent that faulted without
     // sending kept its instance on the parallel path, so it still counted against maxAgents
@@ -1098,19 +1211,18 @@ fn route_in_parallel(
 /// when one cannot take its message, into `refused` with the reason `route` would give.
 fn deliver_places(slots: &mut [AgentSlot], base: usize, senders: &[(usize, Mailbox)], places: &[Routed], refused: &mut Vec<Refused>) {
     let mailbox = |p: u32| senders.get(p as usize).map(|(_, sent)| sent);
-    for (j, &(p, k, s)) in places.iter().enumerate() {
-        if let Some(&(p, k, _)) = places.get(j + PARALLEL_PREFETCH_ENVELOPE) {
+    for (j, &(Grouped { p, k, .. }, s)) in places.iter().enumerate() {
+        if let Some(&(Grouped { p, k, .. }, _)) = places.get(j + PARALLEL_PREFETCH_ENVELOPE) {
             if let Some(sent) = mailbox(p) {
                 prefetch(&[sent.envelope_address(k as usize)]);
             }
         }
-        if let Some(&(p, k, s)) = places.get(j + PARALLEL_PREFETCH_SLOT) {
+        if let Some(&(Grouped { p, at, .. }, s)) = places.get(j + PARALLEL_PREFETCH_SLOT) {
             if let (Some(sent), Some(slot)) = (mailbox(p), slots.get((s as usize).wrapping_sub(base))) {
-                let [_, payload] = sent.message_addresses(k as usize);
-                prefetch(&[payload, std::ptr::addr_of!(slot.state) as usize, std::ptr::addr_of!(slot.inbox) as usize]);
+                prefetch(&[sent.payload_address(at as usize), std::ptr::addr_of!(slot.state) as usize, std::ptr::addr_of!(slot.inbox) as usize]);
             }
         }
-        if let Some(slot) = places.get(j + PARALLEL_PREFETCH_INBOX).and_then(|&(_, _, s)| slots.get((s as usize).wrapping_sub(base))) {
+        if let Some(slot) = places.get(j + PARALLEL_PREFETCH_INBOX).and_then(|&(_, s)| slots.get((s as usize).wrapping_sub(base))) {
             prefetch(&slot.inbox.tail_addresses());
         }
         let Some(m) = mailbox(p).and_then(|sent| sent.get(k as usize)) else { continue };
@@ -1121,6 +1233,44 @@ fn deliver_places(slots: &mut [AgentSlot], base: usize, senders: &[(usize, Mailb
             refused.push((p, k, reason));
         }
     }
+}
+
+/// `deliver_places` for a routing that may hold (`HeldRoutes`): the messages of `grouped`,
+/// recipient after recipient; a recipient that takes its whole run as it is
+/// (`AgentSlot::takes_routed`) is only marked `routed_held`, and the others' messages go into
+/// their inboxes, each recipient's in sender order, as `deliver_places` puts them. Returns
+/// whether it marked any.
+fn deliver_or_hold(slots: &mut [AgentSlot], senders: &[(usize, Mailbox)], grouped: &ByRecipient, refused: &mut Vec<Refused>) -> bool {
+    let mailbox = |p: u32| senders.get(p as usize).map(|(_, sent)| sent);
+    let mut held = false;
+    for r in 0..slots.len() {
+        let run = grouped.run(r);
+        if run.is_empty() {
+            continue;
+        }
+        if let Some(slot) = slots.get(r + PARALLEL_PREFETCH_SLOT) {
+            prefetch(&[std::ptr::addr_of!(slot.state) as usize, std::ptr::addr_of!(slot.inbox) as usize]);
+        }
+        let Some(target) = slots.get_mut(r) else { continue };
+        if target.takes_routed(run.len()) {
+            target.routed_held = true;
+            held = true;
+            continue;
+        }
+        let start = grouped.run_start(r);
+        for (j, &Grouped { p, k, .. }) in run.iter().enumerate() {
+            if let Some(&Grouped { p, k, at, .. }) = grouped.places().get(start + j + PARALLEL_PREFETCH_INBOX) {
+                if let Some(sent) = mailbox(p) {
+                    prefetch(&[sent.envelope_address(k as usize), sent.payload_address(at as usize)]);
+                }
+            }
+            let Some(m) = mailbox(p).and_then(|sent| sent.get(k as usize)) else { continue };
+            if let Err(reason) = target.accept(m) {
+                refused.push((p, k, reason));
+            }
+        }
+    }
+    held
 }
 
 /// Delivers one message to its recipient's inbox, the host queue, or the dead-letter queue.
@@ -1485,6 +1635,42 @@ impl<'a> HeldInboxes<'a> {
     }
 }
 
+/// One recipient's held ring records (`HeldInboxes::indices`), for its turn.
+pub(crate) struct RingRun<'a> {
+    held: &'a HeldInboxes<'a>,
+    indices: &'a [u32],
+}
+
+impl HeldRun for RingRun<'_> {
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    #[inline]
+    fn head(&self, k: usize) -> Option<(MessageRef<'_>, usize)> {
+        let (m, r) = self.held.head(*self.indices.get(k)?)?;
+        Some((m, r.len()))
+    }
+
+    #[inline]
+    fn read_payload(&self, k: usize, out: &mut [u8]) {
+        if let Some((_, r)) = self.indices.get(k).and_then(|&i| self.held.head(i)) {
+            self.held.read_payload(r, out);
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, k: usize) {
+        if let Some(&i) = self.indices.get(k) {
+            self.held.prefetch(i);
+        }
+    }
+
+    fn to_messages(&self, first: usize) -> Vec<Message> {
+        self.held.to_messages(self.indices.get(first..).unwrap_or_default())
+    }
+}
+
 impl GroupedBatch for HeldBatch<'_> {
     fn len(&self) -> usize {
         self.records.len()
@@ -1572,6 +1758,7 @@ mod tests {
             ("messages_received", offset_of!(AgentSlot, messages_received) + 8),
             ("waiting", offset_of!(AgentSlot, waiting) + 1),
             ("ring_held", offset_of!(AgentSlot, ring_held) + 1),
+            ("routed_held", offset_of!(AgentSlot, routed_held) + 1),
             ("state", offset_of!(AgentSlot, state) + std::mem::size_of::<crate::fault::AgentState>()),
             ("inbox", offset_of!(AgentSlot, inbox) + std::mem::size_of::<crate::mailbox::Mailbox>()),
             ("out.delivered", out + offset_of!(AgentTickOutput, delivered) + 4),

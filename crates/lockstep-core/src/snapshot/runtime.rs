@@ -42,6 +42,7 @@ impl Runtime {
     pub fn snapshot(&mut self) -> Result<Vec<u8>> {
         // (Only a tick cut short by a panic leaves ring records held: into their inboxes.)
         self.inputs.end_holding(&mut self.agents.slots);
+        self.end_held_routes();
         let capture = self.capture()?;
         Ok(snapshot::encode(&capture))
     }
