@@ -680,6 +680,9 @@ pub struct TickReport {
 /// and inference requests, `host::AgentHost`; wherever they start, at most three lines), and
 /// its io buffer. The host state's second line was the costliest miss of a quiet agent's tick
 /// (`perf annotate`: a fifth of `run_tick`'s samples on its first read after the call).
+/// Where `prefetch_addresses` puts the io buffer's.
+const IO_PREFETCH: usize = 4;
+
 fn prefetch_addresses(instance: &AgentInstance) -> [usize; 5] {
     let host = instance.host() as *const _ as usize;
     [instance as *const AgentInstance as usize, host, host.wrapping_add(64), host.wrapping_add(127), instance.io_address_hint()]
@@ -757,6 +760,11 @@ fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], turn: &Turn<'
         if let Some(ahead) = live.get(k + PREFETCH_DISTANCE).and_then(|&i| slots.get(i - base)) {
             if ahead.instance.is_some() && !ahead.waiting {
                 prefetch(&ahead.prefetch);
+                if ahead.routed_held || ahead.ring_held || !ahead.inbox.is_empty() {
+                    // A batch's progress word lies past the io buffer, on a line (and page)
+                    // of its own: a receiving turn's first write (`receive_batch`) missed it.
+                    prefetch(&[ahead.prefetch[IO_PREFETCH].wrapping_add(crate::abi::BATCH_OFFSET_DONE)]);
+                }
             }
         }
         if let Some(routes) = turn.routes {
