@@ -978,6 +978,9 @@ pub(crate) fn settle(
     }
 }
 
+/// How many senders ahead `route_in_parallel`'s sorting asks for the start of an outbox.
+const SORT_PREFETCH_SENDERS: usize = 2;
+
 /// Below this many messages in a phase, routing stays on the settling thread (waking the pool
 /// costs more than it saves).
 const PARALLEL_ROUTE_MIN_MESSAGES: usize = 8_192;
@@ -1117,6 +1120,12 @@ fn route_in_parallel(
         share_out(pool, workers, &items, |(c, lists, leaving, seen)| {
             let range = *c * senders.len() / chunks..(*c + 1) * senders.len() / chunks;
             for (pos, (_, sent)) in senders.iter().enumerate().take(range.end).skip(range.start) {
+                // Each outbox is its own cold allocation: ask for the start of one a few
+                // senders ahead (the hardware follows a run of lines only once it has begun).
+                if let Some((_, ahead)) = senders.get(pos + SORT_PREFETCH_SENDERS).filter(|_| pos + SORT_PREFETCH_SENDERS < range.end) {
+                    let e = ahead.envelope_address(0);
+                    prefetch(&[e, e.wrapping_add(64), e.wrapping_add(128), e.wrapping_add(192)]);
+                }
                 for (k, h) in sent.heads().enumerate() {
                     *seen = seen.and(Seen { low: h.priority, high: h.priority, wide: h.at > u32::MAX as usize });
                     let index = (h.to as usize).wrapping_sub(1);
