@@ -1,6 +1,6 @@
 //! Core benchmarks, printed as JSON (one object) for benches/run.mjs.
 //!
-//!   cargo run --release --example bench_core -- [--quick] [--recording-only]
+//!   cargo run --release --example bench_core -- [--quick] [--recording-only] [--routing-only]
 //!
 //! Every figure is measured beside its baseline in the same run: the runtime's tick against
 //! the same agents stepped by a bare loop over wasmtime calls (no routing, hashing, recording).
@@ -282,6 +282,14 @@ fn recording_cost(n: usize, ticks: usize) -> String {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--routing-only") {
+        // The routing figure alone (`npm run bench` prints it with the rest).
+        for workers in [1usize, 2] {
+            let (rate, tick_us) = routing(10_000, 16, workers, 30);
+            println!(r#"{{"agents":10000,"fanout":16,"workers":{workers},"messages_per_s":{rate:.0},"tick_median_us":{tick_us:.1}}}"#);
+        }
+        return;
+    }
     let recording_ticks = |n: usize| match (quick, n) {
         (true, _) => 50,
         (false, n) if n >= 10_000 => 300,
