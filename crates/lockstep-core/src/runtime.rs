@@ -1827,6 +1827,63 @@ mod tests {
         assert!(rt.inputs.ring_held_first_seq.is_none());
     }
 
+    /// Routing the last phase on the pool leaves a recipient's run in its senders' outboxes
+    /// (`HeldRoutes`): the slot is only marked, `inspect` counts the run, and ending the
+    /// holding (or the recipient's turn) puts every message where routing would have.
+    #[test]
+    fn routed_messages_stay_in_their_senders_outboxes_until_their_recipients_turns() {
+        let agent = wat::parse_str(
+            r#"(module
+              (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 2)
+              (func (export "lockstep_abi_version") (result i32) i32.const 2)
+              (func (export "lockstep_io_buffer") (result i32) i32.const 1024)
+              (func (export "agent_init") (result i32) i32.const 0)
+              (func (export "agent_shutdown") (result i32) i32.const 0)
+              (func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0)
+              (func (export "agent_step") (param $ctx i32) (result i32)
+                (local $i i32) (local $id i64)
+                (local.set $id (i64.load offset=16 (local.get $ctx)))
+                (block $out (loop $next
+                  (br_if $out (i32.ge_u (local.get $i) (i32.const 16)))
+                  (i32.store (i32.const 0) (local.get $i))
+                  (drop (call $send
+                    (i64.add (i64.rem_u (i64.add (i64.mul (local.get $id) (i64.const 7)) (i64.extend_i32_u (i32.mul (local.get $i) (i32.const 13)))) (i64.const 600)) (i64.const 1))
+                    (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 8)))
+                  (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                  (br $next)))
+                i32.const 0))"#,
+        )
+        .expect("wat");
+        let mut rt = Runtime::new(RuntimeConfig { workers: 2, ..RuntimeConfig::development() }).expect("runtime");
+        let m = rt.load_module(agent).expect("module");
+        let ids: Vec<AgentId> = (0..600).map(|_| rt.spawn(m).expect("spawn")).collect();
+        let first = rt.tick().expect("tick");
+        assert_eq!(first.messages_routed, 600 * 16);
+        assert!(rt.route_scratch.held.is_holding(), "the tick's routes are held");
+        let marked: Vec<usize> = (0..ids.len()).filter(|&i| rt.agents.slots[i].routed_held).collect();
+        assert!(marked.len() > 500, "recipients only marked: {}", marked.len());
+        assert!(marked.iter().all(|&i| rt.agents.slots[i].inbox.is_empty()), "their inboxes empty");
+        let counted: usize = ids.iter().map(|&id| rt.inspect(id).expect("inspect").inbox_len).sum();
+        assert_eq!(counted, 600 * 16, "inspect counts what is held for each agent");
+
+        // The next tick's turns take them from the outboxes, and its routes are held in turn.
+        let second = rt.tick().expect("tick");
+        assert_eq!(second.messages_delivered, 600 * 16, "delivered from the outboxes");
+        assert!(rt.route_scratch.held.is_holding());
+        assert!(rt.agents.slots.iter().all(|s| s.inbox.is_empty()), "nothing was copied into an inbox");
+
+        // Ending the holding copies each run into its inbox, in order.
+        rt.end_held_routes();
+        assert!(!rt.route_scratch.held.is_holding());
+        assert!(rt.agents.slots.iter().all(|s| !s.routed_held));
+        let copied: usize = rt.agents.slots.iter().map(|s| s.inbox.len()).sum();
+        assert_eq!(copied, 600 * 16, "copied into the inboxes");
+        assert!(rt.agents.slots.iter().all(|s| s.inbox.iter().is_sorted_by_key(|m| (std::cmp::Reverse(m.priority), m.from, m.seq))), "in delivery order");
+        let third = rt.tick().expect("tick");
+        assert_eq!(third.messages_delivered, 600 * 16, "delivered from the inboxes");
+    }
+
     /// `workers_for` counts the running agents only as far as its threshold; it must decide as
     /// it would with the whole count, for every scaling and count around the thresholds.
     #[test]
