@@ -42,6 +42,10 @@ const _: () = assert!(MAX_HELD_RUN >= 1 && MAX_HELD_RUN <= abi::MAX_INBOX_MESSAG
 /// Held messages for one agent, in delivery order: what `AgentInstance::deliver_held` copies
 /// into the agent's memory.
 pub(crate) trait HeldRun {
+    /// Whether the messages come from outside the agents (the host): then the recipient's
+    /// digest hashes them as they are delivered (`AgentTickDigest::external_messages`); an
+    /// agent's message is hashed where it was sent.
+    const EXTERNAL: bool;
     /// How many.
     fn len(&self) -> usize;
     /// The `k`-th message without its payload, and its payload's length.
@@ -320,6 +324,8 @@ impl<'a> RoutedRun<'a> {
 }
 
 impl HeldRun for RoutedRun<'_> {
+    const EXTERNAL: bool = false;
+
     fn len(&self) -> usize {
         self.places.len()
     }

@@ -601,16 +601,18 @@ impl AgentInstance {
         self.abi_version
     }
 
-    /// `deliver` of inbound-ring records held in the ring (`scheduler::HeldInboxes`), the
-    /// records at `indices` in that order, to an ABI 2 agent whose inbox they would have been
-    /// alone: each batch is copied straight from the ring into the io buffer, and fed to
-    /// `digest` from there before the call (each message's header then payload: the bytes
+    /// `deliver` of held messages (`held_routes::HeldRun`: inbound-ring records held in the
+    /// ring, `scheduler::HeldInboxes`, or routed messages held in their senders' outboxes,
+    /// `held_routes::HeldRoutes`), in that order, to an ABI 2 agent whose inbox they would have
+    /// been alone: each batch is copied straight from where they are into the io buffer, and,
+    /// when they come from the host (`HeldRun::EXTERNAL`), fed to `digest` from there before
+    /// the call (each message's header then payload: the bytes
     /// `AgentTickDigest::external_messages` feeds from an inbox). What a fault leaves
-    /// undelivered is read out of the ring once into `undelivered` (its dead letters), and
-    /// what of it no batch fed yet is fed from those copies, so the digest covers every record
-    /// and a record's dead letter is the bytes hashed for it (from the ring once) where no
-    /// batch of it was written (red team: a second read could differ if a producer wrote into
-    /// space not yet given back).
+    /// undelivered is read once into `undelivered` (its dead letters), and what of it no batch
+    /// fed yet is fed from those copies, so the digest covers every record and a record's dead
+    /// letter is the bytes hashed for it (from the ring once) where no batch of it was written
+    /// (red team: a second read could differ if a producer wrote into space not yet given
+    /// back).
     pub(crate) fn deliver_held(
         &mut self,
         tick: u64,
@@ -647,7 +649,7 @@ impl AgentInstance {
     /// payload written into the io buffer (payloads copied once, ring to agent memory), and fed
     /// to `digest` from there, a run of records at a time (a record is followed by padding only
     /// when its length is not a multiple of `BATCH_ALIGN`). Returns how many.
-    fn fill_batch_held(&mut self, held: &impl HeldRun, first: usize, digest: &mut AgentTickDigest) -> usize {
+    fn fill_batch_held<R: HeldRun>(&mut self, held: &R, first: usize, digest: &mut AgentTickDigest) -> usize {
         let cap = abi::IO_BUFFER_BYTES as usize;
         let Some(io) = self.io_mut().get_mut(..cap) else { return 0 };
         let (mut at, mut n, mut run_start) = (0usize, 0usize, 0usize);
@@ -667,7 +669,7 @@ impl AgentInstance {
             held.read_payload(k, body);
             n += 1;
             let next = abi::next_record(at, len);
-            if next != at + len {
+            if next != at + len && R::EXTERNAL {
                 // Padding follows this record: the run ends with it.
                 digest.external_bytes(io.get(run_start..at + len).unwrap_or_default());
                 run_start = next;
@@ -677,7 +679,7 @@ impl AgentInstance {
                 break;
             }
         }
-        if run_start < at {
+        if run_start < at && R::EXTERNAL {
             digest.external_bytes(io.get(run_start..at).unwrap_or_default());
         }
         n

@@ -1659,6 +1659,8 @@ pub(crate) struct RingRun<'a> {
 }
 
 impl HeldRun for RingRun<'_> {
+    const EXTERNAL: bool = true;
+
     fn len(&self) -> usize {
         self.indices.len()
     }
