@@ -281,7 +281,9 @@ impl<'a> RoutedRun<'a> {
         let payload = outbox.payload(g.at as usize, g.len)?;
         // Slot `i` holds agent `i + 1` (`Agents::slots`).
         let m = MessageRef { from: *sender as u64 + 1, to: self.to, seq: g.seq, kind: g.kind, priority: g.priority, payload };
-        debug_assert!(outbox.get(g.k as usize).is_some_and(|e| (e.from, e.to, e.seq, e.kind, e.priority, e.payload) == (m.from, m.to, m.seq, m.kind, m.priority, m.payload)));
+        debug_assert!(outbox
+            .get(g.k as usize)
+            .is_some_and(|e| (e.from, e.to, e.seq, e.kind, e.priority, e.payload) == (m.from, m.to, m.seq, m.kind, m.priority, m.payload)));
         Some(m)
     }
 

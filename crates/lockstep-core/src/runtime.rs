@@ -1053,8 +1053,9 @@ impl Runtime {
         let mut stepped = 0;
         for (p, phase) in schedule.iter().enumerate() {
             if !phase.barriers.is_empty() {
-                // A barrier reads who sent what is in the inbox: the whole inbox.
-                self.route_scratch.held.end_before(tick, slots);
+                // (A barrier reads who sent what its inbox holds: it waits on upstream agents,
+                // so its phase comes after the first, whose end ended any holding.)
+                debug_assert!(p > 0 || !self.route_scratch.held.is_holding() || phase.barriers.iter().all(|&b| graph.upstream(slots[b].id).next().is_none()));
                 scheduler::hold_barriers(slots, &phase.barriers, graph);
             }
             let pool = self.pool.as_ref().filter(|_| parallel && scheduler::phase_uses_pool(phase.members.len(), schedule.len(), running, self.last_fuel));

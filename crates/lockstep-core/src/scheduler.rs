@@ -996,7 +996,6 @@ const PARALLEL_PREFETCH_ENVELOPE: usize = 12;
 const PARALLEL_PREFETCH_SLOT: usize = 6;
 const PARALLEL_PREFETCH_INBOX: usize = 3;
 
-
 /// A message routing did not put into an inbox: its place, and why.
 type Refused = (u32, u32, DeadLetterReason);
 

@@ -10,8 +10,10 @@ use lockstep_core::{AgentId, DeadLetterReason, Digest, Runtime, RuntimeConfig, T
 /// and payload, as `folding_agent` does; kind 99 traps mid-batch) and every step sends
 /// `per_step` messages to `((id * 7 + i * 13 + tick) % modulo) + 1`, of `(i * 5 + id) % 61`
 /// payload bytes (its id, tick and index first), kind 1, priority 0, or `i % 3` when its id
-/// is a multiple of `varied_every` (0: never); and to agent 13 at tick 4, index 5, kind 99.
-fn folding_sprayer(version: u32, per_step: u32, modulo: u64, varied_every: u64) -> Vec<u8> {
+/// is a multiple of `varied_every` (0: never); and to agent 13 at tick 4, index 5, kind 99;
+/// and, when `hub` > 0 and its id is a multiple of 8, its first message of every step to
+/// agent `hub` (a run short enough to be held).
+fn folding_sprayer(version: u32, per_step: u32, modulo: u64, varied_every: u64, hub: u64) -> Vec<u8> {
     let io = 4096u32;
     let done = lockstep_core::abi::BATCH_OFFSET_DONE as u32 + io;
     let varied = if varied_every > 0 { format!("(i64.eqz (i64.rem_u (local.get $id) (i64.const {varied_every})))") } else { "(i32.const 0)".to_string() };
@@ -36,6 +38,8 @@ fn folding_sprayer(version: u32, per_step: u32, modulo: u64, varied_every: u64) 
       (br_if $out (i32.ge_u (local.get $i) (i32.const {per_step})))
       (local.set $to (i64.add (i64.rem_u (i64.add (i64.add (i64.mul (local.get $id) (i64.const 7)) (i64.mul (i64.extend_i32_u (local.get $i)) (i64.const 13))) (local.get $tick)) (i64.const {modulo})) (i64.const 1)))
       (local.set $kind (i32.const 1))
+      (if (i32.and (i32.and (i32.eqz (local.get $i)) (i64.ne (i64.const {hub}) (i64.const 0))) (i64.eqz (i64.rem_u (local.get $id) (i64.const 8))))
+        (then (local.set $to (i64.const {hub}))))
       (if (i32.and (i64.eq (local.get $tick) (i64.const 4)) (i32.eq (local.get $i) (i32.const 5)))
         (then (local.set $to (i64.const 13)) (local.set $kind (i32.const 99))))
       (local.set $prio (i32.const 0))
@@ -101,9 +105,9 @@ fn runtime_with(workers: usize, record: bool) -> Runtime {
 /// to each other: most ABI 2, some ABI 1, some time-sliced, some with mixed priorities, one
 /// that traps in the middle of a batch.
 fn spawn_mix(rt: &mut Runtime, sliced: bool) -> Vec<AgentId> {
-    let v2 = rt.load_module(folding_sprayer(2, 16, 640, 0)).unwrap();
-    let v1 = rt.load_module(folding_sprayer(1, 16, 640, 0)).unwrap();
-    let mixed = rt.load_module(folding_sprayer(2, 16, 640, 5)).unwrap();
+    let v2 = rt.load_module(folding_sprayer(2, 16, 640, 0, 0)).unwrap();
+    let v1 = rt.load_module(folding_sprayer(1, 16, 640, 0, 0)).unwrap();
+    let mixed = rt.load_module(folding_sprayer(2, 16, 640, 5, 0)).unwrap();
     let mut ids = Vec::new();
     for k in 0..640u64 {
         let id = match k % 10 {
@@ -186,27 +190,29 @@ fn every_method_between_ticks_sees_whole_inboxes_while_routes_are_held() {
                         rt.send(a, 3, i32::from(k) - 2, vec![k; 9]).unwrap();
                     }
                 }
-                4 => {
-                    // A barrier reads who sent what its inbox holds.
-                    rt.connect(ids[1], a).unwrap();
-                    rt.connect(ids[2], a).unwrap();
-                    rt.set_trigger(a, Trigger::All).unwrap();
-                }
-                5 => seen.push(format!("{:?}", rt.deep_hash().hash)),
-                6 => {
+                4 => seen.push(format!("{:?}", rt.deep_hash().hash)),
+                5 => {
                     // A snapshot restored elsewhere goes on alike.
                     let bytes = rt.snapshot().unwrap();
                     let mut other = Runtime::restore(&bytes, lockstep_core::RestoreOptions::development()).unwrap();
                     let r = other.tick().unwrap();
                     seen.push(format!("{:?} {:?}", r.hash, other.deep_hash().hash));
                 }
-                7 => rt.set_workers(Some(1)).unwrap(),
-                8 => rt.set_workers(None).unwrap(),
-                9 => rt.set_fuel_per_tick(a, 9_000).unwrap(),
-                10 => {
-                    rt.disconnect(ids[1], ids[(4 * 53) % ids.len()]).unwrap();
+                6 => rt.set_workers(Some(1)).unwrap(),
+                7 => rt.set_workers(None).unwrap(),
+                8 => rt.set_fuel_per_tick(a, 9_000).unwrap(),
+                9 => {
                     let id = rt.spawn(rt.inspect(ids[0]).unwrap().module).unwrap();
                     rt.send(id, 1, 0, vec![1, 2, 3]).unwrap();
+                }
+                10 => {
+                    // Edges (then the routed phase is no longer the last: nothing is held).
+                    rt.connect(ids[1], a).unwrap();
+                    rt.connect(ids[2], a).unwrap();
+                    rt.set_trigger(a, Trigger::All).unwrap();
+                }
+                11 => {
+                    rt.disconnect(ids[1], a).unwrap();
                 }
                 _ => {}
             }
@@ -219,4 +225,65 @@ fn every_method_between_ticks_sees_whole_inboxes_while_routes_are_held() {
     assert_eq!(held.0.ticks, copied.0.ticks, "tick hashes");
     assert!(held.0 == copied.0, "dead letters, inboxes, table, memory");
     assert_eq!(held.1, copied.1, "what the methods saw between ticks");
+}
+
+/// An inbox at its limit refuses what routing in order would refuse, whether the run routed
+/// to it finds host messages already there (a hub whose receive never ends: a time-sliced
+/// call suspended for good, its inbox growing) or host messages arrive after the run was held
+/// (a recipient sent a full inbox's worth between ticks).
+#[test]
+fn a_full_inbox_refuses_what_copying_would_while_routes_are_held() {
+    let limit = lockstep_core::abi::MAX_INBOX_MESSAGES;
+    let run = |workers: usize| {
+        let mut rt = runtime_with(workers, false);
+        // Agent 1: the hub, suspended in its first receive for ever.
+        let hub = rt
+            .load_module(wat_agent(
+                2,
+                r#"(func (export "agent_step") (param i32) (result i32) i32.const 0)
+                   (func (export "agent_receive_batch") (param i32 i32) (result i32) (loop $l (br $l)) i32.const 0)"#,
+            ))
+            .unwrap();
+        let hub = rt.spawn(hub).unwrap();
+        rt.set_fuel_per_tick(hub, 5_000).unwrap();
+        let sprayer = rt.load_module(folding_sprayer(2, 16, 640, 0, hub)).unwrap();
+        let ids: Vec<AgentId> = (0..640).map(|_| rt.spawn(sprayer).unwrap()).collect();
+        let mut ticks = Vec::new();
+        tick(&mut rt, &mut ticks);
+        // The hub's inbox near its limit (its suspended call took a batch out of it), then
+        // to 30 short of it: the next routing refuses what is over.
+        for k in 0..limit - 100 {
+            rt.send(hub, 2, 0, (k as u32).to_le_bytes().to_vec()).unwrap();
+        }
+        tick(&mut rt, &mut ticks);
+        let have = rt.inspect(hub).unwrap().inbox_len;
+        for k in 0..limit - have - 30 {
+            rt.send(hub, 2, 0, (k as u32).to_le_bytes().to_vec()).unwrap();
+        }
+        for _ in 0..3 {
+            tick(&mut rt, &mut ticks);
+        }
+        // A recipient of held runs: a full inbox's worth of host messages after one.
+        let r = ids[17];
+        for k in 0..limit {
+            rt.send(r, 2, 0, (k as u32).to_le_bytes().to_vec()).unwrap();
+        }
+        for _ in 0..3 {
+            tick(&mut rt, &mut ticks);
+        }
+        let full = rt
+            .drain_dead_letters()
+            .into_iter()
+            .filter(|d| d.reason == DeadLetterReason::RecipientInboxFull)
+            .map(|d| (d.message.from, d.message.to, d.message.seq))
+            .collect::<Vec<_>>();
+        (ticks, full, rt.inspect(hub).unwrap().inbox_len, rt.inspect(r).unwrap().inbox_len, rt.deep_hash().hash)
+    };
+    let copied = run(1);
+    assert!(copied.1.iter().any(|d| d.0 != 0 && d.1 == 1), "the hub refuses routed messages: {:?}", &copied.1[..copied.1.len().min(5)]);
+    assert!(copied.1.iter().any(|d| d.0 == 0 && d.1 != 1), "the recipient refuses host messages");
+    let held = run(2);
+    assert_eq!(held.0, copied.0, "tick hashes, deliveries, routed, dead letters");
+    assert!(held.1 == copied.1, "the same messages refused");
+    assert_eq!((held.2, held.3, held.4), (copied.2, copied.3, copied.4), "inbox depths, memory");
 }
