@@ -1060,7 +1060,8 @@ impl Runtime {
             }
             let pool = self.pool.as_ref().filter(|_| parallel && scheduler::phase_uses_pool(phase.members.len(), schedule.len(), running, self.last_fuel));
             let routes = Some(&self.route_scratch.held).filter(|h| p == 0 && h.is_holding());
-            let run = scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace, self.inputs.held_inboxes().filter(|_| p == 0).as_ref(), routes);
+            let run =
+                scheduler::run_agents(slots, &phase.members, tick, pool, workers, trace, (self.inputs.held_inboxes().filter(|_| p == 0).as_ref(), routes));
             if p == 0 {
                 // Before anything else reaches an inbox (this phase's messages, routed next).
                 self.inputs.end_holding(slots);
@@ -1070,7 +1071,7 @@ impl Runtime {
             // tick's first phase (`HeldRoutes`; a checkpoint or snapshot at the tick's end
             // ends the holding first, as any method between ticks does).
             let hold = p + 1 == schedule.len();
-            scheduler::settle(slots, &run, tick, hasher, &mut report, &mut self.outputs, pool.map(|p| (p, workers, &mut self.route_scratch)), hold);
+            scheduler::settle(slots, &run, tick, hasher, &mut report, &mut self.outputs, pool.map(|p| (p, workers, &mut self.route_scratch, hold)));
             busy.extend_from_slice(&run.busy);
             stepped += run.running;
         }

@@ -826,8 +826,7 @@ pub(crate) fn run_agents(
     pool: Option<&rayon::ThreadPool>,
     workers: usize,
     trace: bool,
-    held: Option<&HeldInboxes<'_>>,
-    routes: Option<&HeldRoutes>,
+    (held, routes): (Option<&HeldInboxes<'_>>, Option<&HeldRoutes>),
 ) -> PhaseRun {
     let turn = Turn { tick, max_agent_id: slots.len() as u64, trace, held, routes };
     let mut run = PhaseRun::default();
@@ -884,6 +883,8 @@ pub(crate) fn hold_barriers(slots: &mut [AgentSlot], barriers: &[usize], graph: 
 /// hash and the report. Runs after each phase of the tick, over the agents of the phase that
 /// have anything to settle (`run.busy`, ascending ids; the others' fuel and deliveries come
 /// summed in `run`, and nothing else of theirs reaches the hash, the routing or the events).
+/// `pool`: the pool, the tick's workers, routing's scratch, and whether routing may hold this
+/// phase's messages in their senders' outboxes (`HeldRoutes`: the tick's last phase).
 pub(crate) fn settle(
     slots: &mut [AgentSlot],
     run: &PhaseRun,
@@ -891,8 +892,7 @@ pub(crate) fn settle(
     hasher: &mut TickHasher,
     report: &mut TickReport,
     outputs: &mut Outputs,
-    pool: Option<(&rayon::ThreadPool, usize, &mut RouteScratch)>,
-    hold: bool,
+    pool: Option<(&rayon::ThreadPool, usize, &mut RouteScratch, bool)>,
 ) {
     report.messages_delivered += run.delivered;
     report.fuel += run.fuel;
@@ -936,7 +936,7 @@ pub(crate) fn settle(
         }
     }
     // Pass 2: route. Messages arrive in sender-id order; delivery sorts by the full key.
-    if let Some((pool, workers, scratch)) = pool.filter(|_| outputs.tap.is_none() && outputs.trace.is_none()) {
+    if let Some((pool, workers, scratch, hold)) = pool.filter(|_| outputs.tap.is_none() && outputs.trace.is_none()) {
         if run.sent >= PARALLEL_ROUTE_MIN_MESSAGES && workers > 1 {
             return route_in_parallel(slots, live, tick, hasher, report, outputs, pool, workers, scratch, hold);
         }
