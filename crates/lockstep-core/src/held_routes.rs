@@ -81,6 +81,9 @@ pub(crate) struct Grouped {
 /// A `Grouped` message and its recipient's slot index.
 pub(crate) type Routed = (Grouped, u32);
 
+// What `limits::MAX_RETAINED_ROUTE_INDEX_BYTES` says they take.
+const _: () = assert!(std::mem::size_of::<Grouped>() == 32 && std::mem::size_of::<Routed>() == 40);
+
 /// One part's messages grouped by recipient (a counting sort of its lists, stable: each
 /// recipient's run keeps sender order).
 #[derive(Debug, Default)]
@@ -249,12 +252,9 @@ impl HeldRoutes {
             outbox.clear();
             self.spare.push(outbox);
         }
-    }
-
-    /// Gives back the grouping's capacity past `limit` bytes (the outboxes' spares trim
-    /// themselves).
-    pub(crate) fn trim(&mut self, limit: usize) {
-        if !self.is_holding() && self.parts.iter().map(ByRecipient::capacity_bytes).sum::<usize>() > limit {
+        // The grouping's capacity past the retained bound goes back (the spares trim
+        // themselves: `Mailbox::clear`).
+        if self.parts.iter().map(ByRecipient::capacity_bytes).sum::<usize>() > crate::limits::MAX_RETAINED_ROUTE_INDEX_BYTES {
             self.parts = Vec::new();
         }
     }

@@ -50,8 +50,10 @@ pub const MAX_RETAINED_MAILBOX_BYTES: usize = 64 << 10;
 /// queue per runtime, so it may keep a busy tick's worth (past it, it is given back).
 pub const MAX_RETAINED_INPUT_BYTES: usize = 16 << 20;
 
-/// Index capacity parallel routing (`scheduler::RouteScratch`) keeps between ticks for reuse:
-/// 8 bytes per message of a phase while it routes, so this keeps a phase of 2 M messages' worth
+/// Index capacity parallel routing (`scheduler::RouteScratch`, and the grouping of held routes,
+/// `held_routes::HeldRoutes`) keeps between ticks for reuse: 40 bytes per message of a phase
+/// while it routes (a copy of its header, so that delivering a held message reads only its
+/// payload) and 32 more while it is held, so this keeps a phase of ~230,000 messages' worth
 /// (past it, the capacity is given back after the phase).
 pub const MAX_RETAINED_ROUTE_INDEX_BYTES: usize = 16 << 20;
 

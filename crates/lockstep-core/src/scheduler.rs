@@ -1030,9 +1030,9 @@ impl Seen {
 }
 
 /// What `route_in_parallel` keeps between calls: the phase's messages sorted by the part of
-/// the slot array their recipients are in, per chunk of senders. Bounded: 8 bytes a message
-/// of the phase while it routes; past `limits::MAX_RETAINED_ROUTE_INDEX_BYTES` the capacity
-/// is given back after the phase.
+/// the slot array their recipients are in, per chunk of senders. Bounded: 40 bytes a message
+/// of the phase while it routes (and 32 while held); past
+/// `limits::MAX_RETAINED_ROUTE_INDEX_BYTES` the capacity is given back after the phase.
 #[derive(Debug, Default)]
 pub(crate) struct RouteScratch {
     /// `to_part[chunk * parts + part]`: the places of the messages of one chunk of senders
@@ -1064,7 +1064,6 @@ impl RouteScratch {
             self.to_part = Vec::new();
             self.leaving = Vec::new();
         }
-        self.held.trim(crate::limits::MAX_RETAINED_ROUTE_INDEX_BYTES);
     }
 }
 
