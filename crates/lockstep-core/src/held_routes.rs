@@ -152,8 +152,9 @@ impl ByRecipient {
 
 /// Routed messages left in their senders' outboxes for their recipients' turns (module
 /// docs). Bounded by the phase it held: the outboxes' messages (each agent's at most
-/// `abi::MAX_OUTBOX_PER_TICK`) and 8 bytes a message of grouping; spares at most one per
-/// sender of the phase, each trimmed by `Mailbox::clear`.
+/// `abi::MAX_OUTBOX_PER_TICK`) and 32 bytes a message of grouping (past
+/// `limits::MAX_RETAINED_ROUTE_INDEX_BYTES`, given back when the holding ends); spares at most
+/// one per sender of the phase, each trimmed by `Mailbox::clear`.
 #[derive(Debug, Default)]
 pub(crate) struct HeldRoutes {
     /// The senders of the routing that held (slot index, outbox), by their place.
@@ -173,6 +174,11 @@ impl HeldRoutes {
     /// Whether a routing's messages are held (then no other routing may hold).
     pub(crate) fn is_holding(&self) -> bool {
         self.since.is_some()
+    }
+
+    /// The tick whose routing holds, while one does.
+    pub(crate) fn held_since(&self) -> Option<u64> {
+        self.since
     }
 
     /// The parts to group a routing's messages into (`parts` of `per_part` slots), while it

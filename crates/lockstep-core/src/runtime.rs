@@ -1024,8 +1024,12 @@ impl Runtime {
         // queued since the last tick, then the inbound ring's, in ring order (the order their
         // Send records take in the log, so a replay routes them alike).
         let mut report = TickReport::new(tick);
-        // (Only a tick cut short by a panic leaves ring records held: into their inboxes.)
+        // (Only a tick cut short by a panic leaves ring records held: into their inboxes; and
+        // only such a tick leaves routes held from this tick's own number: ended too.)
         self.inputs.end_holding(&mut self.agents.slots);
+        if self.route_scratch.held.held_since() == Some(tick) {
+            self.end_held_routes();
+        }
         let pending = self.inputs.take_messages();
         if !pending.is_empty() {
             // Host messages are admitted against whole inboxes (`HeldRoutes`, invariant 2).

@@ -1059,10 +1059,12 @@ impl RouteScratch {
     /// Gives the capacity back when it is over the retained bound.
     fn trim(&mut self) {
         let held = self.to_part.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<Routed>()
+            + self.refused.capacity() * std::mem::size_of::<Refused>()
             + self.leaving.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<Place>();
         if held > crate::limits::MAX_RETAINED_ROUTE_INDEX_BYTES {
             self.to_part = Vec::new();
             self.leaving = Vec::new();
+            self.refused = Vec::new();
         }
     }
 }
