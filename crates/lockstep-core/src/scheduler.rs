@@ -315,45 +315,14 @@ impl AgentSlot {
     }
 
     /// Runs one agent's tick. Touches nothing but this slot.
+    #[inline(always)]
     fn run_tick(&mut self, turn: &Turn<'_>) {
         let Turn { tick, max_agent_id, trace, held, routes } = *turn;
         if self.waiting {
             return; // (its held records, if any, go into its inbox after the phase)
         }
-        // Held ring records and routed messages are delivered straight from where they are by
-        // a plain ABI 2 turn; any other turn gets them copied into its inbox first, as routing
-        // would have. (An agent is never both: routing holds nothing for a marked slot.)
-        let plain = |slot: &Self| {
-            slot.suspended.is_none()
-                && slot.state.is_running()
-                && slot.inbox.is_empty()
-                && !trace
-                && slot.instance.as_ref().is_some_and(|i| i.fuel_per_tick == 0 && i.abi_version() >= 2)
-        };
-        let mut from_ring: Option<RingRun<'_>> = None;
-        let mut from_outboxes: Option<RoutedRun<'_>> = None;
-        if self.ring_held {
-            if let Some(h) = held {
-                self.ring_held = false;
-                let indices = h.indices((self.id as usize).wrapping_sub(1));
-                if plain(self) {
-                    from_ring = Some(RingRun { held: h, indices });
-                } else {
-                    h.copy_into(indices, &mut self.inbox);
-                }
-            }
-        }
-        if self.routed_held {
-            if let Some(r) = routes {
-                self.routed_held = false;
-                let run = r.run((self.id as usize).wrapping_sub(1));
-                if plain(self) && run.in_delivery_order() {
-                    from_outboxes = Some(run);
-                } else {
-                    run.copy_into(&mut self.inbox);
-                }
-            }
-        }
+        // (Off the quiet agent's path: most agents of most ticks hold nothing.)
+        let from_held = if self.ring_held || self.routed_held { self.claim_held(trace, held, routes) } else { None };
         if self.suspended.is_some() || self.instance.as_ref().is_some_and(|i| i.fuel_per_tick > 0) {
             if self.state.is_running() {
                 self.run_sliced_tick(tick, max_agent_id, trace);
@@ -375,12 +344,9 @@ impl AgentSlot {
         let fuel_before = instance.fuel_consumed;
         let inbox = &mut self.inbox;
         let mut digest = AgentTickDigest::default();
-        let from_held = from_ring.is_some() || from_outboxes.is_some();
-        let (delivered, result) = match (from_ring, from_outboxes) {
-            // (Hashed as they are copied: the same bytes `external_messages` feeds.)
-            (Some(run), _) => instance.deliver_held(tick, &run, &mut digest, &mut out.undelivered),
-            (None, Some(run)) => instance.deliver_held(tick, &run, &mut digest, &mut out.undelivered),
-            (None, None) => {
+        let (delivered, result) = match &from_held {
+            Some(held) => held.deliver(instance, tick, &mut digest, &mut out.undelivered),
+            None => {
                 inbox.sort_for_delivery();
                 digest.external_messages(inbox.iter());
                 // Most agents of most ticks receive nothing: no call into `deliver` for them.
@@ -394,7 +360,7 @@ impl AgentSlot {
         out.delivered = delivered as u32;
         if let Err(fault) = result {
             out.fault = Some(fault);
-            if !from_held {
+            if from_held.is_none() {
                 out.undelivered = inbox.to_messages(delivered..inbox.len());
             } // (else `deliver_held` filled it)
             out.news = true;
@@ -440,7 +406,61 @@ impl AgentSlot {
     }
 }
 
+/// Held messages a turn takes straight from where they are (`AgentSlot::claim_held`).
+enum HeldTurn<'a> {
+    Ring(RingRun<'a>),
+    Routes(RoutedRun<'a>),
+}
+
+impl HeldTurn<'_> {
+    /// `AgentInstance::deliver_held` of them (hashed as they are copied when they come from
+    /// the host: the bytes `external_messages` feeds).
+    #[inline(never)]
+    fn deliver(&self, instance: &mut AgentInstance, tick: u64, digest: &mut AgentTickDigest, undelivered: &mut Vec<Message>) -> (usize, Result<(), Fault>) {
+        match self {
+            HeldTurn::Ring(run) => instance.deliver_held(tick, run, digest, undelivered),
+            HeldTurn::Routes(run) => instance.deliver_held(tick, run, digest, undelivered),
+        }
+    }
+}
+
 impl AgentSlot {
+    /// Held ring records and routed messages for this turn: delivered straight from where
+    /// they are by a plain ABI 2 turn; any other turn gets them copied into its inbox first, as
+    /// routing would have (then `None`). (An agent is never both: routing holds nothing for a
+    /// marked slot.)
+    #[inline(never)]
+    fn claim_held<'a>(&mut self, trace: bool, held: Option<&'a HeldInboxes<'a>>, routes: Option<&'a HeldRoutes>) -> Option<HeldTurn<'a>> {
+        let plain = |slot: &Self| {
+            slot.suspended.is_none()
+                && slot.state.is_running()
+                && slot.inbox.is_empty()
+                && !trace
+                && slot.instance.as_ref().is_some_and(|i| i.fuel_per_tick == 0 && i.abi_version() >= 2)
+        };
+        let slot = (self.id as usize).wrapping_sub(1);
+        let mut turn = None;
+        if let Some(h) = held.filter(|_| self.ring_held) {
+            self.ring_held = false;
+            let indices = h.indices(slot);
+            if plain(self) {
+                turn = Some(HeldTurn::Ring(RingRun { held: h, indices }));
+            } else {
+                h.copy_into(indices, &mut self.inbox);
+            }
+        }
+        if let Some(r) = routes.filter(|_| self.routed_held) {
+            self.routed_held = false;
+            let run = r.run(slot);
+            if plain(self) && run.in_delivery_order() {
+                turn = Some(HeldTurn::Routes(run));
+            } else {
+                run.copy_into(&mut self.inbox);
+            }
+        }
+        turn
+    }
+
     /// One tick of a time-sliced agent (docs/ABI.md, "Time slicing"): a suspended call goes on
     /// first, for one slice; if it was a receive call and ends, the turn goes on. A turn
     /// delivers the inbox in canonical order (a call per message, or per batch with ABI 2),
