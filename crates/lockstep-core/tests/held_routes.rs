@@ -6,28 +6,17 @@ mod common;
 use common::*;
 use lockstep_core::{AgentId, DeadLetterReason, Digest, Runtime, RuntimeConfig, Trigger};
 
-/// A version-`version` agent that folds every message it is handed into its globals (header
-/// and payload, as `folding_agent` does; kind 99 traps mid-batch) and every step sends
+/// A version-`version` `folding_agent` (kind 99 traps it mid-batch) that every step reports
+/// its fold to the host and sends
 /// `per_step` messages to `((id * 7 + i * 13 + tick) % modulo) + 1`, of `(i * 5 + id) % 61`
 /// payload bytes (its id, tick and index first), kind 1, priority 0, or `i % 3` when its id
 /// is a multiple of `varied_every` (0: never); and to agent 13 at tick 4, index 5, kind 99;
 /// and, when `hub` > 0 and its id is a multiple of 8, its first message of every step to
 /// agent `hub` (a run short enough to be held).
 fn folding_sprayer(version: u32, per_step: u32, modulo: u64, varied_every: u64, hub: u64) -> Vec<u8> {
-    let io = 4096u32;
-    let done = lockstep_core::abi::BATCH_OFFSET_DONE as u32 + io;
     let varied = if varied_every > 0 { format!("(i64.eqz (i64.rem_u (local.get $id) (i64.const {varied_every})))") } else { "(i32.const 0)".to_string() };
-    wat(&format!(
-        r#"(module
-  (import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 3)
-  (global $sum (mut i64) (i64.const 0))
-  (global $count (mut i64) (i64.const 0))
-  (func (export "lockstep_abi_version") (result i32) i32.const {version})
-  (func (export "lockstep_io_buffer") (result i32) i32.const {io})
-  (func (export "agent_init") (result i32) i32.const 0)
-  (func (export "agent_shutdown") (result i32) i32.const 0)
-  (func (export "agent_step") (param $ctx i32) (result i32)
+    let step = format!(
+        r#"(func (export "agent_step") (param $ctx i32) (result i32)
     (local $i i32) (local $to i64) (local $id i64) (local $tick i64) (local $kind i32) (local $prio i32)
     (local.set $tick (i64.load offset=8 (local.get $ctx)))
     (local.set $id (i64.load offset=16 (local.get $ctx)))
@@ -51,37 +40,9 @@ fn folding_sprayer(version: u32, per_step: u32, modulo: u64, varied_every: u64, 
         (i32.rem_u (i32.add (i32.mul (local.get $i) (i32.const 5)) (i32.wrap_i64 (local.get $id))) (i32.const 61))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $next)))
-    i32.const 0)
-  (func $fold (param $at i32)
-    (local $p i32) (local $end i32)
-    (if (i32.eq (i32.load offset=24 (local.get $at)) (i32.const 99)) (then unreachable))
-    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=0 (local.get $at))))
-    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=8 (local.get $at))))
-    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=16 (local.get $at))))
-    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=24 (local.get $at))))
-    (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 31)) (i64.load offset=32 (local.get $at))))
-    (local.set $p (i32.add (local.get $at) (i32.const 40)))
-    (local.set $end (i32.add (local.get $p) (i32.load offset=32 (local.get $at))))
-    (block $b (loop $l
-      (br_if $b (i32.ge_u (local.get $p) (local.get $end)))
-      (global.set $sum (i64.add (i64.mul (global.get $sum) (i64.const 131)) (i64.load8_u (local.get $p))))
-      (local.set $p (i32.add (local.get $p) (i32.const 1)))
-      (br $l)))
-    (global.set $count (i64.add (global.get $count) (i64.const 1))))
-  (func (export "agent_receive") (param $at i32) (result i32) (call $fold (local.get $at)) i32.const 0)
-  (func (export "agent_receive_batch") (param $p i32) (param $n i32) (result i32)
-    (local $i i32) (local $at i32)
-    (local.set $at (local.get $p))
-    (block $out (loop $next
-      (br_if $out (i32.ge_u (local.get $i) (local.get $n)))
-      (call $fold (local.get $at))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (i32.store (i32.const {done}) (local.get $i))
-      (local.set $at (i32.add (local.get $at)
-        (i32.and (i32.add (i32.add (i32.const 40) (i32.load offset=32 (local.get $at))) (i32.const 7)) (i32.const -8))))
-      (br $next)))
-    i32.const 0))"#
-    ))
+    i32.const 0)"#
+    );
+    folding_agent_stepping(version, 4096, 3, &step)
 }
 
 /// What a session did, to compare: per tick (hash, delivered, routed, dead letters), what the

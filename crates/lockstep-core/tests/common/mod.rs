@@ -153,6 +153,22 @@ pub fn assert_replays_to(rt: &mut Runtime, final_hash: lockstep_core::Digest) {
 /// next step trap; kind 44 overwrites the whole io buffer (and the done word) with junk
 /// before returning; kind 33 grows its memory by a page.
 pub fn folding_agent(version: u32, io: u32, pages: u32) -> Vec<u8> {
+    folding_agent_stepping(
+        version,
+        io,
+        pages,
+        r#"(func (export "agent_step") (param i32) (result i32)
+    (if (global.get $die) (then unreachable))
+    (i64.store (i32.const 100) (global.get $sum))
+    (i64.store (i32.const 108) (global.get $count))
+    (drop (call $send (i64.const 0) (i32.const 7) (i32.const 0) (i32.const 100) (i32.const 16)))
+    i32.const 0)"#,
+    )
+}
+
+/// `folding_agent` with `step` (WAT: its exported `agent_step`, which may read the globals
+/// `$sum`, `$count` and `$die` and call `$send`) instead of its own.
+pub fn folding_agent_stepping(version: u32, io: u32, pages: u32, step: &str) -> Vec<u8> {
     let done = lockstep_core::abi::BATCH_OFFSET_DONE as u32 + io;
     let io_end = io + lockstep_core::abi::IO_BUFFER_BYTES;
     wat(&format!(
@@ -167,12 +183,7 @@ pub fn folding_agent(version: u32, io: u32, pages: u32) -> Vec<u8> {
   (func (export "lockstep_io_buffer") (result i32) i32.const {io})
   (func (export "agent_init") (result i32) i32.const 0)
   (func (export "agent_shutdown") (result i32) i32.const 0)
-  (func (export "agent_step") (param i32) (result i32)
-    (if (global.get $die) (then unreachable))
-    (i64.store (i32.const 100) (global.get $sum))
-    (i64.store (i32.const 108) (global.get $count))
-    (drop (call $send (i64.const 0) (i32.const 7) (i32.const 0) (i32.const 100) (i32.const 16)))
-    i32.const 0)
+  {step}
   (func $fold (param $at i32)
     (local $p i32) (local $end i32) (local $kind i32)
     (local.set $kind (i32.load offset=24 (local.get $at)))
