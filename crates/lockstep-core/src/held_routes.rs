@@ -78,6 +78,23 @@ pub(crate) struct Grouped {
     pub priority: i32,
 }
 
+impl Grouped {
+    /// The message, to `to`: its header from this copy, its payload from its sender's arena in
+    /// `outboxes` (the senders by place; the envelope there is not read: it says the same,
+    /// which debug builds check).
+    #[inline]
+    pub(crate) fn message<'a>(&self, outboxes: &'a [(usize, Mailbox)], to: crate::bus::AgentId) -> Option<MessageRef<'a>> {
+        let (sender, outbox) = outboxes.get(self.p as usize)?;
+        let payload = outbox.payload(self.at as usize, self.len)?;
+        // Slot `i` holds agent `i + 1` (`Agents::slots`).
+        let m = MessageRef { from: *sender as u64 + 1, to, seq: self.seq, kind: self.kind, priority: self.priority, payload };
+        debug_assert!(outbox
+            .get(self.k as usize)
+            .is_some_and(|e| (e.from, e.to, e.seq, e.kind, e.priority, e.payload) == (m.from, m.to, m.seq, m.kind, m.priority, m.payload)));
+        Some(m)
+    }
+}
+
 /// A `Grouped` message and its recipient's slot index.
 pub(crate) type Routed = (Grouped, u32);
 
@@ -282,15 +299,7 @@ impl<'a> RoutedRun<'a> {
     /// (the envelope there is not read: it says the same, which debug builds check).
     #[inline]
     fn message(&self, k: usize) -> Option<MessageRef<'a>> {
-        let g = self.places.get(k)?;
-        let (sender, outbox) = self.outboxes.get(g.p as usize)?;
-        let payload = outbox.payload(g.at as usize, g.len)?;
-        // Slot `i` holds agent `i + 1` (`Agents::slots`).
-        let m = MessageRef { from: *sender as u64 + 1, to: self.to, seq: g.seq, kind: g.kind, priority: g.priority, payload };
-        debug_assert!(outbox
-            .get(g.k as usize)
-            .is_some_and(|e| (e.from, e.to, e.seq, e.kind, e.priority, e.payload) == (m.from, m.to, m.seq, m.kind, m.priority, m.payload)));
-        Some(m)
+        self.places.get(k)?.message(self.outboxes, self.to)
     }
 
     /// Asks for every message of the run (envelope and payload; a hint only).

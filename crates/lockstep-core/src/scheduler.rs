@@ -1272,6 +1272,11 @@ fn deliver_places(slots: &mut [AgentSlot], base: usize, senders: &[(usize, Mailb
     }
 }
 
+/// How many recipients ahead `deliver_or_hold` asks for a slot, and how many messages ahead
+/// for a payload.
+const HOLD_PREFETCH_RECIPIENTS: usize = 6;
+const HOLD_PREFETCH_MESSAGES: usize = 3;
+
 /// `deliver_places` for a routing that may hold (`HeldRoutes`): the messages of `grouped`,
 /// recipient after recipient; a recipient that takes its whole run as it is
 /// (`AgentSlot::takes_routed`) is only marked `routed_held`, and the others' messages go into
@@ -1285,7 +1290,7 @@ fn deliver_or_hold(slots: &mut [AgentSlot], senders: &[(usize, Mailbox)], groupe
         if run.is_empty() {
             continue;
         }
-        if let Some(slot) = slots.get(r + PARALLEL_PREFETCH_SLOT) {
+        if let Some(slot) = slots.get(r + HOLD_PREFETCH_RECIPIENTS) {
             prefetch(&[std::ptr::addr_of!(slot.state) as usize, std::ptr::addr_of!(slot.inbox) as usize]);
         }
         let Some(target) = slots.get_mut(r) else { continue };
@@ -1294,14 +1299,17 @@ fn deliver_or_hold(slots: &mut [AgentSlot], senders: &[(usize, Mailbox)], groupe
             held = true;
             continue;
         }
+        // Each message from its grouped header copy and its payload: the sender's envelope
+        // (a cold line) is not read again.
         let start = grouped.run_start(r);
-        for (j, &Grouped { p, k, .. }) in run.iter().enumerate() {
-            if let Some(&Grouped { p, k, at, .. }) = grouped.places().get(start + j + PARALLEL_PREFETCH_INBOX) {
-                if let Some(sent) = mailbox(p) {
-                    prefetch(&[sent.envelope_address(k as usize), sent.payload_address(at as usize)]);
+        for (j, g) in run.iter().enumerate() {
+            if let Some(ahead) = grouped.places().get(start + j + HOLD_PREFETCH_MESSAGES) {
+                if let Some(sent) = mailbox(ahead.p) {
+                    prefetch(&[sent.payload_address(ahead.at as usize)]);
                 }
             }
-            let Some(m) = mailbox(p).and_then(|sent| sent.get(k as usize)) else { continue };
+            let (p, k) = (g.p, g.k);
+            let Some(m) = g.message(senders, target.id) else { continue };
             if let Err(reason) = target.accept(m) {
                 refused.push((p, k, reason));
             }
