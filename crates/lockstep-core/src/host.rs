@@ -365,7 +365,7 @@ mod layout_tests {
 
     /// What every tick of a running agent reads or writes of its host state (`run_call`,
     /// `write_step_context`, `run_tick`'s look at what it sent, logged and asked) lies in its
-    /// first 128 bytes: `scheduler::prefetch_addresses` asks for those lines ahead of its turn.
+    /// first 128 bytes: `scheduler::TurnAddresses` asks for those lines ahead of its turn.
     #[test]
     fn what_a_tick_touches_of_the_host_state_lies_in_its_first_128_bytes() {
         let hot = [

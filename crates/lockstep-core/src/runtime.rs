@@ -1917,4 +1917,42 @@ mod tests {
             }
         }
     }
+
+    /// The tick loop prefetches the top of each agent's shadow stack (`scheduler::TurnAddresses`)
+    /// from global 0, LLVM's stack pointer: an address in the agent's memory when global 0 is
+    /// an `i32` inside it, else no hint (0), whatever a module puts there.
+    #[test]
+    fn the_stack_hint_is_global_zero_inside_the_memory_or_nothing() {
+        let module = |global: &str| {
+            wat::parse_str(format!(
+                r#"(module (memory (export "memory") 3) {global}
+                  (func (export "lockstep_abi_version") (result i32) i32.const 2)
+                  (func (export "lockstep_io_buffer") (result i32) i32.const 4096)
+                  (func (export "agent_init") (result i32) i32.const 0)
+                  (func (export "agent_step") (param i32) (result i32) i32.const 0)
+                  (func (export "agent_shutdown") (result i32) i32.const 0)
+                  (func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0))"#
+            ))
+            .expect("wat")
+        };
+        let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: false, ..RuntimeConfig::development() }).expect("runtime");
+        let cases = [
+            ("(global (mut i32) (i32.const 8192))", Some(8192)),
+            ("(global (mut i32) (i32.const 196608))", Some(196_608)),
+            ("(global (mut i32) (i32.const 196609))", None),
+            ("(global (mut i32) (i32.const -1))", None),
+            ("(global (mut i64) (i64.const 8192))", None),
+            ("(global i32 (i32.const 8192))", None),
+            ("", None),
+        ];
+        for (global, expected) in cases {
+            let m = rt.load_module(module(global)).expect("module");
+            let id = rt.spawn(m).expect("spawn");
+            let slot = rt.agents.slots.iter().find(|s| s.id == id).expect("slot");
+            let instance = slot.instance.as_ref().expect("instance");
+            let base = instance.io_address_hint() - 4096;
+            let hint = instance.stack_address_hint();
+            assert_eq!((hint != 0).then(|| hint - base), expected, "{global}");
+        }
+    }
 }

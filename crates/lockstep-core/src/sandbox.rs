@@ -402,6 +402,7 @@ impl AgentModule {
             instance,
             memory,
             io_ptr: 0,
+            stack_hint: 0,
             io: io_window::IoWindow::empty(),
             init,
             step,
@@ -434,6 +435,8 @@ pub struct AgentInstance {
     /// region starts in its memory (`lockstep_io_buffer()`).
     io: io_window::IoWindow,
     io_ptr: u32,
+    /// Host address of the top of its shadow stack between calls (`stack_address_hint`).
+    stack_hint: usize,
     abi_version: u32,
     fuel_per_call: u64,
     /// What is left of this tick's budget (`FUEL_CALL_BUDGETS_PER_TICK` call budgets shared by
@@ -488,6 +491,27 @@ impl AgentInstance {
         self.io.address()
     }
 
+    /// Host address of the top of its shadow stack between calls, only as a hint for
+    /// prefetching (0 if unknown). LLVM's convention makes global 0 the stack pointer of a
+    /// module compiled from Rust or C, and between calls it is back at its resting value, so
+    /// it is read once, when the io region is set. Any other module gets an address inside its
+    /// memory or 0: a prefetch of it is harmless.
+    pub fn stack_address_hint(&self) -> usize {
+        self.stack_hint
+    }
+
+    /// `stack_address_hint`'s value: global 0's value as an address in the memory (snapshots
+    /// have every mutable global exported, `snapshot::wasm`), if it is an `i32` inside it.
+    fn read_stack_hint(&mut self) -> usize {
+        let Some((_, name)) = self.snapshot.globals.iter().find(|(index, _)| *index == 0) else { return 0 };
+        let Some(sp) = self.instance.get_global(&mut self.store, name).and_then(|g| g.get(&mut self.store).i32()) else { return 0 };
+        let offset = sp as u32 as usize;
+        if offset > self.memory.data_size(&self.store) {
+            return 0;
+        }
+        (self.memory.data_ptr(&self.store) as usize).wrapping_add(offset)
+    }
+
     /// Records where its io region is (`offset`, from `lockstep_io_buffer()` or a snapshot)
     /// and takes the host's view of it, checking that the region lies inside the memory.
     pub(crate) fn set_io(&mut self, offset: u32) -> Result<()> {
@@ -497,6 +521,7 @@ impl AgentInstance {
         })?;
         self.io_ptr = offset;
         self.io = io;
+        self.stack_hint = self.read_stack_hint();
         Ok(())
     }
 

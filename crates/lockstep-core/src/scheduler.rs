@@ -67,10 +67,9 @@ pub(crate) fn phase_uses_pool(members: usize, phases: usize, running: usize, las
 /// BENCHMARKS.md, 2026-11-27, twelfth session: 22.8 → 19.4 missed lines per agent-tick).
 #[repr(C, align(64))]
 pub struct AgentSlot {
-    /// Addresses the next step will touch first (its instance, its store's host state and its
-    /// io buffer), kept in the contiguous slot array so the tick loop can prefetch them ahead
-    /// of time (`prefetch_addresses`).
-    prefetch: [usize; 5],
+    /// Where the agent's next turn first touches memory, kept in the contiguous slot array so
+    /// the tick loop can prefetch it ahead of time (`TurnAddresses`).
+    prefetch: TurnAddresses,
     pub instance: Option<Box<AgentInstance>>,
     /// A time-sliced agent's call that used up its slice (`sandbox::Suspended`): it owns the
     /// instance (`instance` is `None` meanwhile) until the call ends in a later tick.
@@ -176,14 +175,14 @@ impl AgentTickOutput {
 
 impl AgentSlot {
     pub fn new(id: AgentId, phase: i32, module: Digest, instance: Box<AgentInstance>) -> Self {
-        let prefetch = prefetch_addresses(&instance);
+        let prefetch = TurnAddresses::of(&instance);
         Self { prefetch, instance: Some(instance), ..Self::without_instance(id, phase, module) }
     }
 
     /// A running slot with no instance yet and nothing to prefetch.
     fn without_instance(id: AgentId, phase: i32, module: Digest) -> Self {
         Self {
-            prefetch: [0; 5],
+            prefetch: TurnAddresses::default(),
             id,
             phase,
             module,
@@ -643,7 +642,7 @@ impl AgentSlot {
         if trace {
             out.received = delivered;
         }
-        self.prefetch = prefetch_addresses(&instance);
+        self.prefetch = TurnAddresses::of(&instance);
         self.instance = Some(instance);
         self.set_sliced_out(out);
     }
@@ -695,23 +694,72 @@ pub struct TickReport {
     pub durable_tick: Option<u64>,
 }
 
-/// What `AgentSlot::prefetch` holds for `instance`: the instance, the lines of its store's
-/// host state that every tick reads or writes (its first 128 bytes: id, tick, the outbox, logs
-/// and inference requests, `host::AgentHost`; wherever they start, at most three lines), and
-/// its io buffer. The host state's second line was the costliest miss of a quiet agent's tick
-/// (`perf annotate`: a fifth of `run_tick`'s samples on its first read after the call).
-/// Where `prefetch_addresses` puts the io buffer's.
-const IO_PREFETCH: usize = 4;
+/// Where an agent's turn first touches memory, kept in its slot (`AgentSlot::prefetch`) so
+/// the tick loop can ask for those lines a few agents ahead without reading anything else of
+/// the agent: the addresses of its instance, its store's host state, its io buffer and the top
+/// of its shadow stack. With 10,000 agents every one of these lines is out of the caches by
+/// the agent's next turn; asked for one at a time, as the turn reaches them, each is a stall.
+#[derive(Clone, Copy, Default)]
+struct TurnAddresses {
+    instance: usize,
+    host: usize,
+    io: usize,
+    /// 0 when unknown (`AgentInstance::stack_address_hint`).
+    stack: usize,
+}
 
-fn prefetch_addresses(instance: &AgentInstance) -> [usize; 5] {
-    let host = instance.host() as *const _ as usize;
-    [instance as *const AgentInstance as usize, host, host.wrapping_add(64), host.wrapping_add(127), instance.io_address_hint()]
+/// Lines of a wasmtime 48 store every call into it touches, as offsets from the store's data
+/// (`AgentHost`, which the store's internals precede in the same allocation): found by tracing
+/// the memory accesses of 200 ticks of two agents (valgrind's lackey), the lines hit every
+/// call (fuel, the VM store context, the call's bookkeeping). The slot cannot name them
+/// without wasmtime's private layout; if a wasmtime upgrade moves them, these are only wasted
+/// hints inside the same allocation (BENCHMARKS.md, 2026-11-27, seventeenth session: the
+/// 10,000-counter tick −10–23%).
+const STORE_LINES_BEFORE_HOST: [usize; 5] = [0x2a0, 0x120, 0xe0, 0xa0, 0x60];
+
+impl TurnAddresses {
+    fn of(instance: &AgentInstance) -> Self {
+        Self {
+            instance: instance as *const AgentInstance as usize,
+            host: instance.host() as *const _ as usize,
+            io: instance.io_address_hint(),
+            stack: instance.stack_address_hint(),
+        }
+    }
+
+    /// What every turn touches: the instance's first two lines, the store's lines
+    /// (`STORE_LINES_BEFORE_HOST`), the host state's first 128 bytes (id, tick, the outbox,
+    /// logs and inference requests: at most three lines wherever they start; its second line
+    /// was once the costliest miss of a quiet agent's tick), and the io buffer's first line.
+    #[inline(always)]
+    fn every_turn(&self) -> [usize; 11] {
+        let (i, h) = (self.instance, self.host);
+        let [a, b, c, d, e] = STORE_LINES_BEFORE_HOST.map(|o| h.wrapping_sub(o));
+        [i, i.wrapping_add(64), a, b, c, d, e, h, h.wrapping_add(64), h.wrapping_add(127), self.io]
+    }
+
+    /// What a turn with messages touches besides: the batch's progress word (past the io
+    /// buffer, on a line and page of its own: `receive_batch`'s first write missed it) and the
+    /// two lines under the top of the shadow stack (the SDK's receive loop and then the step
+    /// keep their frames there; a flood agent's step zeroing its payload buffer missed them:
+    /// 10% of a 10,000-flood-agent tick). A turn without messages skips them: a counter's step
+    /// never touches its stack, and asking for the lines anyway cost the 10,000-counter tick
+    /// ~5%.
+    #[inline(always)]
+    fn receiving_turn(&self) -> [usize; 3] {
+        let stack = if self.stack == 0 { self.io } else { self.stack };
+        [self.io.wrapping_add(crate::abi::BATCH_OFFSET_DONE), stack.wrapping_sub(64), stack.wrapping_sub(128)]
+    }
 }
 
 /// Agents per unit of work handed out to the threads of a parallel tick.
 const CHUNK_AGENTS: usize = 64;
-/// How many agents ahead the tick loop prefetches.
+/// How many agents ahead the tick loop prefetches what a turn touches (`TurnAddresses`).
 const PREFETCH_DISTANCE: usize = 4;
+/// How many agents ahead it prefetches the slot's own first two lines, which hold those
+/// addresses and the flags it reads first: asked for only as the walk reached them, they
+/// were its most sampled stall (`perf annotate`: a third of `run_slots`' samples).
+const SLOT_PREFETCH_DISTANCE: usize = 8;
 
 /// With thousands of agents a step is dominated by the first, cache- and TLB-missing touch
 /// of the agent's instance, store data and io buffer (measured: 70% of `call_step` on one
@@ -777,13 +825,15 @@ struct Turn<'a> {
 /// in this thread's cache.
 fn run_slots(slots: &mut [AgentSlot], base: usize, live: &[usize], turn: &Turn<'_>, run: &mut PhaseRun) {
     for k in 0..live.len() {
+        if let Some(far) = live.get(k + SLOT_PREFETCH_DISTANCE).and_then(|&i| slots.get(i - base)) {
+            let at = far as *const AgentSlot as usize;
+            prefetch(&[at, at.wrapping_add(64)]);
+        }
         if let Some(ahead) = live.get(k + PREFETCH_DISTANCE).and_then(|&i| slots.get(i - base)) {
             if ahead.instance.is_some() && !ahead.waiting {
-                prefetch(&ahead.prefetch);
+                prefetch(&ahead.prefetch.every_turn());
                 if ahead.routed_held || ahead.ring_held || !ahead.inbox.is_empty() {
-                    // A batch's progress word lies past the io buffer, on a line (and page)
-                    // of its own: a receiving turn's first write (`receive_batch`) missed it.
-                    prefetch(&[ahead.prefetch[IO_PREFETCH].wrapping_add(crate::abi::BATCH_OFFSET_DONE)]);
+                    prefetch(&ahead.prefetch.receiving_turn());
                 }
             }
         }
@@ -1797,7 +1847,7 @@ mod tests {
         assert!(std::mem::size_of::<AgentSlot>() <= 512, "{} bytes", std::mem::size_of::<AgentSlot>());
         let out = offset_of!(AgentSlot, out);
         let hot = [
-            ("prefetch", offset_of!(AgentSlot, prefetch) + 40),
+            ("prefetch", offset_of!(AgentSlot, prefetch) + std::mem::size_of::<super::TurnAddresses>()),
             ("instance", offset_of!(AgentSlot, instance) + 8),
             ("suspended", offset_of!(AgentSlot, suspended) + 8),
             ("id", offset_of!(AgentSlot, id) + 8),
