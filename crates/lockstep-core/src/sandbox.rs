@@ -403,6 +403,7 @@ impl AgentModule {
             memory,
             io_ptr: 0,
             stack_hint: 0,
+            vmctx_hint: 0,
             io: io_window::IoWindow::empty(),
             init,
             step,
@@ -437,6 +438,8 @@ pub struct AgentInstance {
     io_ptr: u32,
     /// Host address of the top of its shadow stack between calls (`stack_address_hint`).
     stack_hint: usize,
+    /// Host address of its instance's VMContext (`vmctx_address_hint`).
+    vmctx_hint: usize,
     abi_version: u32,
     fuel_per_call: u64,
     /// What is left of this tick's budget (`FUEL_CALL_BUDGETS_PER_TICK` call budgets shared by
@@ -500,6 +503,13 @@ impl AgentInstance {
         self.stack_hint
     }
 
+    /// Host address of its instance's VMContext, only as a hint for prefetching (0 if
+    /// unknown): every call into the agent and every host call it makes touch it
+    /// (`vm_layout`).
+    pub fn vmctx_address_hint(&self) -> usize {
+        self.vmctx_hint
+    }
+
     /// `stack_address_hint`'s value: global 0's value as an address in the memory (snapshots
     /// have every mutable global exported, `snapshot::wasm`), if it is an `i32` inside it.
     fn read_stack_hint(&mut self) -> usize {
@@ -522,6 +532,7 @@ impl AgentInstance {
         self.io_ptr = offset;
         self.io = io;
         self.stack_hint = self.read_stack_hint();
+        self.vmctx_hint = vm_layout::vmctx_address(self.step.func(), &mut self.store);
         Ok(())
     }
 
@@ -907,6 +918,9 @@ impl AgentInstance {
 
 // The host's direct view of an agent's io region (unsafe; invariants in the file).
 mod io_window;
+
+// Where an instance's VMContext lies, a prefetch hint (unsafe; invariants in the file).
+mod vm_layout;
 
 // Time slicing: calls that may be suspended between ticks.
 mod slicing;
