@@ -1955,4 +1955,40 @@ mod tests {
             assert_eq!((hint != 0).then(|| hint - base), expected, "{global}");
         }
     }
+
+    /// The tick loop prefetches each agent's VMContext from an address read out of wasmtime's
+    /// own structures (`sandbox::vm_layout`): on both memory allocators, with the runtime's
+    /// engine configuration, it is the agent's VMContext (wasmtime's magic number is there),
+    /// and each agent has its own.
+    #[test]
+    fn the_vmctx_hint_is_each_agents_vmcontext_on_both_allocators() {
+        let agent = wat::parse_str(
+            r#"(module (memory (export "memory") 2)
+              (func (export "lockstep_abi_version") (result i32) i32.const 2)
+              (func (export "lockstep_io_buffer") (result i32) i32.const 0)
+              (func (export "agent_init") (result i32) i32.const 0)
+              (func (export "agent_step") (param i32) (result i32) i32.const 0)
+              (func (export "agent_shutdown") (result i32) i32.const 0)
+              (func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0))"#,
+        )
+        .expect("wat");
+        for allocator in [crate::MemoryAllocator::Slab, crate::MemoryAllocator::Pooling] {
+            let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, allocator, ..RuntimeConfig::development() }).expect("runtime");
+            let m = rt.load_module(agent.clone()).expect("module");
+            let hints: Vec<usize> = (0..3)
+                .map(|_| {
+                    let id = rt.spawn(m).expect("spawn");
+                    let slot = rt.agents.slots.iter().find(|s| s.id == id).expect("slot");
+                    slot.instance.as_ref().expect("instance").vmctx_address_hint()
+                })
+                .collect();
+            for &hint in &hints {
+                assert_ne!(hint, 0, "{allocator:?}");
+                // SAFETY: the hint of a live agent's instance (what this checks: were it not
+                // its VMContext, the magic number would not be there).
+                assert!(unsafe { crate::sandbox::holds_vmctx_magic(hint) }, "{allocator:?}");
+            }
+            assert!(hints[0] != hints[1] && hints[1] != hints[2] && hints[0] != hints[2], "{allocator:?}: one VMContext each");
+        }
+    }
 }

@@ -436,10 +436,6 @@ pub struct AgentInstance {
     /// region starts in its memory (`lockstep_io_buffer()`).
     io: io_window::IoWindow,
     io_ptr: u32,
-    /// Host address of the top of its shadow stack between calls (`stack_address_hint`).
-    stack_hint: usize,
-    /// Host address of its instance's VMContext (`vmctx_address_hint`).
-    vmctx_hint: usize,
     abi_version: u32,
     fuel_per_call: u64,
     /// What is left of this tick's budget (`FUEL_CALL_BUDGETS_PER_TICK` call budgets shared by
@@ -470,6 +466,11 @@ pub struct AgentInstance {
     /// Set when a suspended call of it is resumed: its epoch callback then gives the call a
     /// new wall-clock deadline instead of trapping (`slicing`). `None` until it is sliced.
     pub(crate) resumed: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Host address of the top of its shadow stack between calls (`stack_address_hint`; read
+    /// only when its slot's prefetch addresses are set, so not among the step's fields).
+    stack_hint: usize,
+    /// Host address of its instance's VMContext (`vmctx_address_hint`).
+    vmctx_hint: usize,
 }
 
 /// Everything the scheduler needs to fill in the step context.
@@ -921,6 +922,8 @@ mod io_window;
 
 // Where an instance's VMContext lies, a prefetch hint (unsafe; invariants in the file).
 mod vm_layout;
+#[cfg(test)]
+pub(crate) use vm_layout::holds_vmctx_magic;
 
 // Time slicing: calls that may be suspended between ticks.
 mod slicing;

@@ -774,7 +774,8 @@ const CHUNK_AGENTS: usize = 64;
 const PREFETCH_DISTANCE: usize = 4;
 /// How many agents ahead it prefetches the slot's own first two lines, which hold those
 /// addresses and the flags it reads first: asked for only as the walk reached them, they
-/// were its most sampled stall (`perf annotate`: a third of `run_slots`' samples).
+/// were its most sampled stall (`perf annotate`: a third of `run_slots`' samples). (The third
+/// line, with the inbox, too: no better, a flood tick +3% in an in-process A/B.)
 const SLOT_PREFETCH_DISTANCE: usize = 8;
 
 /// With thousands of agents a step is dominated by the first, cache- and TLB-missing touch
