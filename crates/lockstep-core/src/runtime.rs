@@ -1918,23 +1918,26 @@ mod tests {
         }
     }
 
+    /// An ABI 2 agent that does nothing, its io buffer at 4096 of 3 pages, with `extra` (a
+    /// global, say) in its module.
+    fn idle_agent(extra: &str) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module (memory (export "memory") 3) {extra}
+              (func (export "lockstep_abi_version") (result i32) i32.const 2)
+              (func (export "lockstep_io_buffer") (result i32) i32.const 4096)
+              (func (export "agent_init") (result i32) i32.const 0)
+              (func (export "agent_step") (param i32) (result i32) i32.const 0)
+              (func (export "agent_shutdown") (result i32) i32.const 0)
+              (func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0))"#
+        ))
+        .expect("wat")
+    }
+
     /// The tick loop prefetches the top of each agent's shadow stack (`scheduler::TurnAddresses`)
     /// from global 0, LLVM's stack pointer: an address in the agent's memory when global 0 is
     /// an `i32` inside it, else no hint (0), whatever a module puts there.
     #[test]
     fn the_stack_hint_is_global_zero_inside_the_memory_or_nothing() {
-        let module = |global: &str| {
-            wat::parse_str(format!(
-                r#"(module (memory (export "memory") 3) {global}
-                  (func (export "lockstep_abi_version") (result i32) i32.const 2)
-                  (func (export "lockstep_io_buffer") (result i32) i32.const 4096)
-                  (func (export "agent_init") (result i32) i32.const 0)
-                  (func (export "agent_step") (param i32) (result i32) i32.const 0)
-                  (func (export "agent_shutdown") (result i32) i32.const 0)
-                  (func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0))"#
-            ))
-            .expect("wat")
-        };
         let mut rt = Runtime::new(RuntimeConfig { workers: 1, record: false, ..RuntimeConfig::development() }).expect("runtime");
         let cases = [
             ("(global (mut i32) (i32.const 8192))", Some(8192)),
@@ -1946,7 +1949,7 @@ mod tests {
             ("", None),
         ];
         for (global, expected) in cases {
-            let m = rt.load_module(module(global)).expect("module");
+            let m = rt.load_module(idle_agent(global)).expect("module");
             let id = rt.spawn(m).expect("spawn");
             let slot = rt.agents.slots.iter().find(|s| s.id == id).expect("slot");
             let instance = slot.instance.as_ref().expect("instance");
@@ -1962,16 +1965,7 @@ mod tests {
     /// and each agent has its own.
     #[test]
     fn the_vmctx_hint_is_each_agents_vmcontext_on_both_allocators() {
-        let agent = wat::parse_str(
-            r#"(module (memory (export "memory") 2)
-              (func (export "lockstep_abi_version") (result i32) i32.const 2)
-              (func (export "lockstep_io_buffer") (result i32) i32.const 0)
-              (func (export "agent_init") (result i32) i32.const 0)
-              (func (export "agent_step") (param i32) (result i32) i32.const 0)
-              (func (export "agent_shutdown") (result i32) i32.const 0)
-              (func (export "agent_receive_batch") (param i32 i32) (result i32) i32.const 0))"#,
-        )
-        .expect("wat");
+        let agent = idle_agent("");
         for allocator in [crate::MemoryAllocator::Slab, crate::MemoryAllocator::Pooling] {
             let mut rt = Runtime::new(RuntimeConfig { workers: 1, max_agents: 8, allocator, ..RuntimeConfig::development() }).expect("runtime");
             let m = rt.load_module(agent.clone()).expect("module");
