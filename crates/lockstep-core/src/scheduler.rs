@@ -697,8 +697,9 @@ pub struct TickReport {
 /// Where an agent's turn first touches memory, kept in its slot (`AgentSlot::prefetch`) so
 /// the tick loop can ask for those lines a few agents ahead without reading anything else of
 /// the agent: the addresses of its instance, its store's host state, its wasmtime VMContext,
-/// its io buffer and the top of its shadow stack. With 10,000 agents every one of these lines is out of the caches by
-/// the agent's next turn; asked for one at a time, as the turn reaches them, each is a stall.
+/// its io buffer and the top of its shadow stack. With 10,000 agents every one of these lines
+/// is out of the caches by the agent's next turn; asked for one at a time, as the turn reaches
+/// them, each is a stall.
 #[derive(Clone, Copy, Default)]
 struct TurnAddresses {
     instance: usize,
