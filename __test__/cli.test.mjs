@@ -68,7 +68,7 @@ test('sign warns (stderr) about each import the manifest does not cover, and is 
   assert.doesNotMatch(partial.stderr, /lockstep::send/);
 
   const none = sign({});
-  assert.match(none.stderr, /imports lockstep::send, .*add "send": "host"/);
+  assert.match(none.stderr, /imports lockstep::send_plain, .*add "send": "host"/);
   assert.match(none.stderr, /imports lockstep::random_fill/);
   assert.equal(none.stderr.trim().split('\n').length, 2, none.stderr);
   // What the warning predicts is what a runtime does.
@@ -184,7 +184,7 @@ test('new agent: the crate builds for wasm32, costs what an example costs, and a
   const b = spawnSync('cargo', ['build', '--release', '--quiet'], { cwd: crate, encoding: 'utf8', env });
   assert.equal(b.status, 0, b.stderr);
   const wasm = join(crate, 'target', 'wasm32-unknown-unknown', 'release', 'pinger.wasm');
-  assert.deepEqual(inspect(wasm).imports.sort(), ['lockstep::report_panic', 'lockstep::send']);
+  assert.deepEqual(inspect(wasm).imports.sort(), ['lockstep::report_panic', 'lockstep::send_plain']);
   const rt = new Runtime({ workers: 1, devMode: true, trustedKeys: [EXAMPLES_PUBLIC_KEY] });
   const id = rt.spawn(wasm);
   const counter = rt.spawn(exampleAgent('counter'));

@@ -100,6 +100,7 @@ const INFER = { ok: (c) => Array.isArray(c.infer) && c.infer.length > 0, fix: '"
 const RANDOM = { ok: (c) => c.random === true, fix: '"random": true' };
 const NEEDS = {
   send: SEND,
+  send_plain: SEND,
   send_batch: SEND,
   infer: INFER,
   generate: INFER,

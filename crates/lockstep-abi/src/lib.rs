@@ -58,6 +58,13 @@ pub const EXPORT_RECEIVE_BATCH: &str = "agent_receive_batch";
 /// Import `(to: i64, kind: i32, priority: i32, ptr: i32, len: i32) -> i32`: queues a message;
 /// returns [`SEND_OK`] or a `SEND_ERR_*` code.
 pub const IMPORT_SEND: &str = "send";
+/// Import `(to: i64, kind: i32, ptr: i32, len: i32) -> i32`: [`IMPORT_SEND`] at priority 0
+/// (what the SDK's `send` calls). Why a second import: with five parameters, `send`'s last
+/// argument is passed on the stack (the callee's two context pointers take two of x86-64's
+/// six argument registers), and the host-call trampoline's 8-byte load of that 4-byte store
+/// stalled: 10% of a 10,000 × 16 flood tick sat on it (BENCHMARKS.md, eighteenth session).
+/// Four parameters all travel in registers.
+pub const IMPORT_SEND_PLAIN: &str = "send_plain";
 /// Import `() -> i64`: the current tick.
 pub const IMPORT_TICK: &str = "tick";
 /// Import `() -> i64`: this agent's id.

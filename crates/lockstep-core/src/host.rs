@@ -219,6 +219,14 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
             Ok(queue_send(host, to as u64, kind as u32, priority, bytes))
         },
     )?;
+    linker.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_SEND_PLAIN,
+        |mut caller: Caller<'_, AgentHost>, to: i64, kind: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            let (bytes, host) = guest_bytes(&mut caller, abi::IMPORT_SEND_PLAIN, ptr, len)?;
+            Ok(queue_send(host, to as u64, kind as u32, 0, bytes))
+        },
+    )?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SEND_BATCH, |mut caller: Caller<'_, AgentHost>, ptr: i32, count: i32| -> wasmtime::Result<i32> {
         if count < 0 {
             return Err(fault_agent(caller.data_mut(), format!("`send_batch` was given a count of {count}")));
@@ -322,6 +330,7 @@ pub const GENERATE_FLAG: u32 = 1 << 31;
 /// Names of all imports `define_imports` provides, for load-time checks.
 pub const IMPORT_NAMES: &[&str] = &[
     abi::IMPORT_SEND,
+    abi::IMPORT_SEND_PLAIN,
     abi::IMPORT_SEND_BATCH,
     abi::IMPORT_TICK,
     abi::IMPORT_SELF_ID,

@@ -570,7 +570,7 @@ pub fn list_imports(module: &[u8]) -> Vec<String> {
 /// The capability an import needs, or None for imports every agent has.
 pub(crate) fn capability_for_import(name: &str) -> Option<&'static str> {
     match name {
-        abi::IMPORT_SEND | abi::IMPORT_SEND_BATCH => Some("send"),
+        abi::IMPORT_SEND | abi::IMPORT_SEND_PLAIN | abi::IMPORT_SEND_BATCH => Some("send"),
         abi::IMPORT_INFER | abi::IMPORT_GENERATE => Some("infer"),
         abi::IMPORT_LOG => Some("log"),
         abi::IMPORT_RANDOM | abi::IMPORT_RANDOM_FILL => Some("random"),

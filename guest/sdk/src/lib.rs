@@ -87,6 +87,7 @@ pub mod raw {
     #[link(wasm_import_module = "lockstep")]
     extern "C" {
         pub fn send(to: i64, kind: i32, priority: i32, ptr: i32, len: i32) -> i32;
+        pub fn send_plain(to: i64, kind: i32, ptr: i32, len: i32) -> i32;
         pub fn send_batch(ptr: i32, count: i32) -> i32;
         pub fn tick() -> i64;
         pub fn self_id() -> i64;
@@ -342,9 +343,13 @@ pub enum SendError {
     Unknown(i32),
 }
 
-/// Sends `payload` to agent `to` (or `HOST`), delivered at the next tick.
+/// Sends `payload` to agent `to` (or `HOST`), delivered at the next tick, at priority 0 (the
+/// `send_plain` import: four parameters, all passed in registers; docs/ABI.md).
 pub fn send(to: AgentId, kind: u32, payload: &[u8]) -> Result<(), SendError> {
-    send_with_priority(to, kind, 0, payload)
+    // SAFETY: the pointer and length are those of `payload`, a live slice the host only
+    // reads (and bounds-checks) during the call.
+    let code = unsafe { raw::send_plain(to as i64, kind as i32, payload.as_ptr() as i32, payload.len() as i32) };
+    send_result(code)
 }
 
 /// Messages queued together and sent with one host call (ABI 2's `send_batch`). Records are
@@ -409,6 +414,10 @@ pub fn send_with_priority(to: AgentId, kind: u32, priority: i32, payload: &[u8])
     // SAFETY: the pointer and length are those of `payload`, a live slice the host only
     // reads (and bounds-checks) during the call.
     let code = unsafe { raw::send(to as i64, kind as i32, priority, payload.as_ptr() as i32, payload.len() as i32) };
+    send_result(code)
+}
+
+fn send_result(code: i32) -> Result<(), SendError> {
     match code {
         abi::SEND_OK => Ok(()),
         abi::SEND_ERR_PAYLOAD_TOO_LARGE => Err(SendError::PayloadTooLarge),
