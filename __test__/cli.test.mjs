@@ -52,7 +52,7 @@ test('keygen without --out still prints the pair on stdout, and warns on stderr 
 test('sign warns (stderr) about each import the manifest does not cover, and is quiet when all are', () => {
   const dir = tmp('sign');
   run(dir, 'keygen', '--out', 'key.json');
-  const gossip = join(wasmDir, 'gossip.wasm'); // imports send and random_fill (the SDK's random_u64)
+  const gossip = join(wasmDir, 'gossip.wasm'); // imports send_plain and random_fill (the SDK's send and random_u64)
   const sign = (caps) => {
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ name: 'gossip', version: '1.0.0', abi: 1, capabilities: caps }));
     return run(dir, 'sign', gossip, '--manifest', 'manifest.json', '--key', 'key.json', '--out', 'gossip.signed.wasm');
