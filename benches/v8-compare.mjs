@@ -14,7 +14,7 @@ const nowUs = () => Number(process.hrtime.bigint()) / 1e3;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** N instances of `bytes` with the imports the counter needs, initialised, and a tick function. */
-function plainV8(bytes, n) {
+export function plainV8(bytes, n) {
   const module = new WebAssembly.Module(bytes);
   const imports = { lockstep: { send: () => 0, send_plain: () => 0, report_panic: () => {} } };
   const agents = [];
