@@ -1,9 +1,11 @@
-//! `send_plain` (docs/ABI.md): `send` at priority 0 with four parameters. The same messages and
-//! refusals as `send`. (Its capability: `tests/security.rs`, whose SDK-built agents import it.)
+//! `send_plain` (docs/ABI.md): `send` at priority 0 with four parameters. The same messages,
+//! refusals and capability checks as `send`. (Which modules may import it: `tests/security.rs`,
+//! whose SDK-built agents do.)
 
 mod common;
 use common::*;
 
+use lockstep_core::security::{Capabilities, SendScope};
 use lockstep_core::{AgentState, FaultKind, Message, Runtime, RuntimeConfig};
 
 /// A step that sends through `import`: to its peer `id % 3 + 1` (kind 7) and to the host (kind
@@ -47,7 +49,11 @@ fn sending_agent(import: &str) -> Vec<u8> {
 }
 
 fn run(import: &str, workers: usize) -> (Vec<lockstep_core::Digest>, Vec<Message>, Vec<u64>) {
-    let mut rt = Runtime::new(RuntimeConfig { workers, max_agents: 8, ..RuntimeConfig::development() }).unwrap();
+    run_granted(import, workers, RuntimeConfig::development().policy)
+}
+
+fn run_granted(import: &str, workers: usize, policy: Capabilities) -> (Vec<lockstep_core::Digest>, Vec<Message>, Vec<u64>) {
+    let mut rt = Runtime::new(RuntimeConfig { workers, max_agents: 8, policy, ..RuntimeConfig::development() }).unwrap();
     let ids: Vec<u64> = (0..3).map(|_| rt.spawn_bytes(sending_agent(import)).unwrap()).collect();
     let mut hashes = Vec::new();
     let mut to_host = Vec::new();
@@ -89,4 +95,18 @@ fn send_plain_faults_on_a_range_outside_memory() {
     let AgentState::Faulted(fault) = rt.inspect(a).unwrap().state else { panic!("not faulted") };
     assert_eq!(fault.kind, FaultKind::HostCallViolation, "{fault:?}");
     assert!(fault.detail.contains("send_plain"), "{}", fault.detail);
+}
+
+#[test]
+fn send_plain_checks_the_send_scope_on_every_call() {
+    let host_only = Capabilities { send: SendScope::Host, ..Capabilities::all() };
+    for import in ["send", "send_plain"] {
+        let (_, to_host, received) = run_granted(import, 1, host_only.clone());
+        assert_eq!(received, vec![0, 0, 0], "{import}: nothing reached a peer");
+        assert_eq!(to_host.iter().filter(|m| m.kind == 8).count(), 15, "{import}: the host still gets its messages");
+        for r in to_host.iter().filter(|m| m.kind == 9) {
+            // −1: over the message limit; −3: agent 2^40 is outside "send": "host".
+            assert_eq!(r.payload, [(-1i32).to_le_bytes(), (-3i32).to_le_bytes()].concat(), "{import}: {r:?}");
+        }
+    }
 }
