@@ -202,3 +202,33 @@ test('new agent: the crate builds for wasm32, costs what an example costs, and a
   assert.deepEqual(rt.drainMessages(), [], 'the reply was taken by request()');
   rt.close();
 });
+
+// Red team (send_plain review): sign looked each lockstep import up in a plain object, so an
+// import named like an Object.prototype member was "found" there and the command died with
+// "need.ok is not a function" (exit 2) after writing the signed file.
+test('sign warns about a lockstep import named like an Object.prototype member, and does not crash', () => {
+  const uleb = (n) => {
+    const out = [];
+    do {
+      let b = n & 0x7f;
+      n = Math.floor(n / 128);
+      if (n) b |= 0x80;
+      out.push(b);
+    } while (n);
+    return out;
+  };
+  const str = (s) => [...uleb(Buffer.byteLength(s)), ...Buffer.from(s)];
+  const section = (id, b) => [id, ...uleb(b.length), ...b];
+  // A module whose one import is lockstep::<name>, of type () -> ().
+  const importing = (name) => new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...section(1, [1, 0x60, 0, 0]), ...section(2, [1, ...str('lockstep'), ...str(name), 0x00, 0])]);
+  const dir = tmp('proto');
+  assert.equal(run(dir, 'keygen', '--out', 'k.json').status, 0);
+  writeFileSync(join(dir, 'm.json'), '{"name":"x","version":"1.0.0","abi":1,"capabilities":{}}');
+  for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty', 'valueOf']) {
+    writeFileSync(join(dir, `${name}.wasm`), importing(name));
+    const r = run(dir, 'sign', `${name}.wasm`, '--manifest', 'm.json', '--key', 'k.json', '--out', `s-${name}.wasm`);
+    assert.equal(r.status, 0, `${name}: ${r.stderr}`);
+    assert.ok(existsSync(join(dir, `s-${name}.wasm`)));
+    assert.match(r.stderr, new RegExp(`imports lockstep::${name}, which no capability covers`), r.stderr);
+  }
+});

@@ -119,7 +119,7 @@ function uncoveredImports(module, manifestPath) {
   for (const name of imports) {
     const [mod, field] = name.split('::');
     if (mod === 'lockstep' && ALWAYS.has(field)) continue;
-    const need = mod === 'lockstep' ? NEEDS[field] : undefined;
+    const need = mod === 'lockstep' && Object.hasOwn(NEEDS, field) ? NEEDS[field] : undefined;
     if (need === undefined) {
       warnings.push(`imports ${name}, which no capability covers: runtimes refuse the module (E_UNKNOWN_IMPORT). ` +
         'Build for wasm32-unknown-unknown (not WASI) and leave out std::time, std::fs, println! and the like; the SDK has tick() and random_u64()');

@@ -53,6 +53,18 @@ pub enum LockstepError {
         name: String,
     },
 
+    /// `E_UNKNOWN_IMPORT` too: the module imports a host function of docs/ABI.md with another
+    /// type than the runtime's (e.g. `send_plain` with `send`'s five parameters).
+    #[error("agent module imports `{import}` as {declared}, but the runtime provides it as {provided} (docs/ABI.md, \"Host imports\")")]
+    ImportType {
+        /// `lockstep::<name>`.
+        import: String,
+        /// What the module declares: a function type in wasm text, or "a global" and the like.
+        declared: String,
+        /// The runtime's function type, in wasm text.
+        provided: String,
+    },
+
     /// `E_INSTANTIATION`: wasmtime could not instantiate the module (or call its ABI-version
     /// and io-buffer exports).
     #[error("agent module could not be instantiated: {reason}")]
@@ -373,7 +385,7 @@ impl LockstepError {
             Self::InvalidModule { .. } => "E_INVALID_MODULE",
             Self::MissingExport { .. } => "E_MISSING_EXPORT",
             Self::AbiMismatch { .. } => "E_ABI_MISMATCH",
-            Self::UnknownImport { .. } => "E_UNKNOWN_IMPORT",
+            Self::UnknownImport { .. } | Self::ImportType { .. } => "E_UNKNOWN_IMPORT",
             Self::Instantiation { .. } => "E_INSTANTIATION",
             Self::UnknownAgent { .. } => "E_UNKNOWN_AGENT",
             Self::AgentNotRunning { .. } => "E_AGENT_NOT_RUNNING",

@@ -5,7 +5,8 @@
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
+use wasmtime::ValType::{I32, I64};
+use wasmtime::{Caller, Linker, Memory, ResourceLimiter, ValType};
 
 use crate::abi;
 use crate::bus::{AgentId, MessageRef};
@@ -327,25 +328,57 @@ pub fn define_imports(linker: &mut Linker<AgentHost>) -> wasmtime::Result<()> {
 /// Set in `InferRequest::model` for a `generate` request (the slot is in the other bits).
 pub const GENERATE_FLAG: u32 = 1 << 31;
 
-/// Names of all imports `define_imports` provides, for load-time checks.
-pub const IMPORT_NAMES: &[&str] = &[
-    abi::IMPORT_SEND,
-    abi::IMPORT_SEND_PLAIN,
-    abi::IMPORT_SEND_BATCH,
-    abi::IMPORT_TICK,
-    abi::IMPORT_SELF_ID,
-    abi::IMPORT_RANDOM,
-    abi::IMPORT_RANDOM_FILL,
-    abi::IMPORT_LOG,
-    abi::IMPORT_REPORT_PANIC,
-    abi::IMPORT_INFER,
-    abi::IMPORT_GRANTED,
-    abi::IMPORT_GENERATE,
+/// Every import `define_imports` provides, with its type (params, results), for load-time
+/// checks: a module that declares one with another type is told both (red team: wasmtime's
+/// link error called the module's own type the "expected" one). `tests::
+/// the_import_table_is_what_the_linker_defines` links a module importing each as listed.
+pub const IMPORTS: &[(&str, &[ValType], &[ValType])] = &[
+    (abi::IMPORT_SEND, &[I64, I32, I32, I32, I32], &[I32]),
+    (abi::IMPORT_SEND_PLAIN, &[I64, I32, I32, I32], &[I32]),
+    (abi::IMPORT_SEND_BATCH, &[I32, I32], &[I32]),
+    (abi::IMPORT_TICK, &[], &[I64]),
+    (abi::IMPORT_SELF_ID, &[], &[I64]),
+    (abi::IMPORT_RANDOM, &[], &[I64]),
+    (abi::IMPORT_RANDOM_FILL, &[I32, I32], &[]),
+    (abi::IMPORT_LOG, &[I32, I32, I32], &[]),
+    (abi::IMPORT_REPORT_PANIC, &[I32, I32], &[]),
+    (abi::IMPORT_INFER, &[I32, I32, I32, I32], &[I32]),
+    (abi::IMPORT_GRANTED, &[], &[I32]),
+    (abi::IMPORT_GENERATE, &[I32, I32, I32, I32], &[I32]),
 ];
+
+/// `(func (param …) (result …))`, as wasm text writes a function type.
+pub(crate) fn func_type_text(params: impl Iterator<Item = ValType>, results: impl Iterator<Item = ValType>) -> String {
+    let list = |kind: &str, types: Vec<String>| if types.is_empty() { String::new() } else { format!(" ({kind} {})", types.join(" ")) };
+    format!("(func{}{})", list("param", params.map(|t| t.to_string()).collect()), list("result", results.map(|t| t.to_string()).collect()))
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A module importing every entry of `IMPORTS` with the type listed links against what
+    /// `define_imports` defines (and one with a type changed does not): the table the
+    /// load-time check and its error message use is the linker's.
+    #[test]
+    fn the_import_table_is_what_the_linker_defines() {
+        let engine = wasmtime::Engine::default();
+        let mut linker = Linker::new(&engine);
+        define_imports(&mut linker).unwrap();
+        let module = |imports: &[(&str, String)]| {
+            let fields: String = imports.iter().map(|(name, ty)| format!(r#"(import "lockstep" "{name}" {ty})"#)).collect();
+            wasmtime::Module::new(&engine, wat::parse_str(format!("(module {fields})")).unwrap()).unwrap()
+        };
+        let listed: Vec<(&str, String)> = IMPORTS.iter().map(|&(name, p, r)| (name, func_type_text(p.iter().cloned(), r.iter().cloned()))).collect();
+        assert_eq!(listed.len(), 12);
+        assert_eq!(listed[1], (abi::IMPORT_SEND_PLAIN, "(func (param i64 i32 i32 i32) (result i32))".to_string()));
+        linker.instantiate_pre(&module(&listed)).expect("every import as listed links");
+        for (k, (name, _)) in listed.iter().enumerate() {
+            let mut changed = listed.clone();
+            changed[k].1 = "(func (param f64))".into();
+            assert!(linker.instantiate_pre(&module(&changed)).is_err(), "{name} with another type linked");
+        }
+    }
 
     #[test]
     fn guest_range_rejects_overflow_and_out_of_bounds() {

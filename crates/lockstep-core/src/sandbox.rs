@@ -272,9 +272,25 @@ impl AgentModule {
         let module =
             Module::new(&sandbox.engine, with_exports.as_deref().unwrap_or(&bytes)).map_err(|e| LockstepError::InvalidModule { reason: format!("{e:#}") })?;
         for import in module.imports() {
-            let is_func = matches!(import.ty(), ExternType::Func(_));
-            if !is_func || import.module() != abi::IMPORT_MODULE || !host::IMPORT_NAMES.contains(&import.name()) {
+            let provided = host::IMPORTS.iter().find(|(name, ..)| *name == import.name()).filter(|_| import.module() == abi::IMPORT_MODULE);
+            let Some(&(_, params, results)) = provided else {
                 return Err(LockstepError::UnknownImport { module: import.module().into(), name: import.name().into() });
+            };
+            let same = |a: &[ValType], b: &[ValType]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y));
+            let declared = match import.ty() {
+                ExternType::Func(f) if same(&f.params().collect::<Vec<_>>(), params) && same(&f.results().collect::<Vec<_>>(), results) => None,
+                ExternType::Func(f) => Some(host::func_type_text(f.params(), f.results())),
+                ExternType::Global(_) => Some("a global".into()),
+                ExternType::Table(_) => Some("a table".into()),
+                ExternType::Memory(_) => Some("a memory".into()),
+                _ => Some("something other than a function".into()),
+            };
+            if let Some(declared) = declared {
+                return Err(LockstepError::ImportType {
+                    import: format!("{}::{}", import.module(), import.name()),
+                    declared,
+                    provided: host::func_type_text(params.iter().cloned(), results.iter().cloned()),
+                });
             }
             // Least privilege: only imports the granted capabilities cover are linked.
             if let Some(cap) = crate::security::capability_for_import(import.name()) {

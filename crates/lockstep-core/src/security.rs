@@ -157,7 +157,8 @@ fn module_id(module: &[u8]) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SendScope {
-    /// No one (the default): a module that imports `send` is refused.
+    /// No one (the default): a module that imports `send`, `send_plain` or `send_batch` is
+    /// refused.
     #[default]
     None,
     /// Only the host (id 0).
@@ -195,7 +196,7 @@ impl SendScope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Capabilities {
-    /// Whom it may send to (the `send` import).
+    /// Whom it may send to (the `send`, `send_plain` and `send_batch` imports).
     #[serde(default)]
     pub send: SendScope,
     /// Model ids (SHA-256 hex) the agent may run, or "*" for any registered model.

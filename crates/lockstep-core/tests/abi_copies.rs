@@ -135,3 +135,18 @@ fn the_sign_command_knows_every_host_import() {
     assert!(engine.len() >= 11, "{engine:?}");
     assert_eq!(known, engine, "bin/lockstep.js NEEDS and ALWAYS against lockstep-abi's IMPORT_* names");
 }
+
+/// The SDK writes its import names out (attributes cannot take constants) and checks each
+/// against lockstep-abi at compile time: every `raw` import must be in that check (red team:
+/// `send_plain` was not, so a rename in lockstep-abi would have left the SDK importing the old
+/// name).
+#[test]
+fn every_sdk_raw_import_is_checked_against_the_abi_crate() {
+    let sdk = read("guest/sdk/src/lib.rs");
+    let raw = &sdk[sdk.find("pub mod raw {").unwrap()..];
+    let raw = &raw[..raw.find("\n}\n").unwrap()];
+    let names: Vec<&str> = raw.lines().filter_map(|l| l.trim().strip_prefix("pub fn ")).filter_map(|l| l.split('(').next()).collect();
+    assert!(names.len() >= 12, "{names:?}");
+    let unchecked: Vec<&&str> = names.iter().filter(|n| !sdk.contains(&format!(r#", "{n}"));"#))).collect();
+    assert!(unchecked.is_empty(), "SDK raw imports not checked against lockstep-abi (`same(abi::IMPORT_…, \"…\")`): {unchecked:?}");
+}

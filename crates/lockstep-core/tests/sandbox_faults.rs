@@ -131,7 +131,9 @@ fn out_of_bounds_pointer_to_the_host_faults_the_agent() {
 #[test]
 fn out_of_bounds_pointers_in_every_host_import_are_violations() {
     for (import, call) in [
-        ("send", "i64.const 1 i32.const 0 i32.const 0 i32.const 131000 i32.const 1000 call $send drop"),
+        ("`send`", "i64.const 1 i32.const 0 i32.const 0 i32.const 131000 i32.const 1000 call $send drop"),
+        ("`send_plain`", "i64.const 1 i32.const 0 i32.const 131000 i32.const 1000 call $send_plain drop"),
+        ("`send_plain`", "i64.const 1 i32.const 0 i32.const -8 i32.const 16 call $send_plain drop"),
         ("log", "i32.const 3 i32.const -8 i32.const 16 call $log"),
         ("report_panic", "i32.const 131070 i32.const 4 call $report_panic"),
         ("infer", "i32.const 0 i32.const 1 i32.const 65536 i32.const 70000 call $infer drop"),
@@ -144,6 +146,7 @@ fn out_of_bounds_pointers_in_every_host_import_are_violations() {
     ] {
         let bytes = importing_agent(
             r#"(import "lockstep" "send" (func $send (param i64 i32 i32 i32 i32) (result i32)))
+               (import "lockstep" "send_plain" (func $send_plain (param i64 i32 i32 i32) (result i32)))
                (import "lockstep" "log" (func $log (param i32 i32 i32)))
                (import "lockstep" "report_panic" (func $report_panic (param i32 i32)))
                (import "lockstep" "infer" (func $infer (param i32 i32 i32 i32) (result i32)))

@@ -110,3 +110,25 @@ fn send_plain_checks_the_send_scope_on_every_call() {
         }
     }
 }
+
+/// Red team: `send_plain` declared with `send`'s five parameters (the likely copy-paste
+/// mistake) was refused with wasmtime's link error, which called the module's own type the
+/// "expected" one, under a hint to build for wasm32-unknown-unknown.
+#[test]
+fn an_import_with_another_type_is_told_the_runtimes_type() {
+    let mut rt = runtime(1);
+    let five = importing_agent(r#"(import "lockstep" "send_plain" (func $s (param i64 i32 i32 i32 i32) (result i32)))"#, "i32.const 0");
+    let e = rt.spawn_bytes(five).unwrap_err();
+    assert_eq!(e.code(), "E_UNKNOWN_IMPORT", "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("imports `lockstep::send_plain` as (func (param i64 i32 i32 i32 i32) (result i32)), but the runtime provides it as (func (param i64 i32 i32 i32) (result i32))"),
+        "{text}"
+    );
+    let global = importing_agent(r#"(import "lockstep" "send_plain" (global i32))"#, "i32.const 0");
+    let text = rt.spawn_bytes(global).unwrap_err().to_string();
+    assert!(text.contains("imports `lockstep::send_plain` as a global, but the runtime provides it as (func"), "{text}");
+    let no_result = importing_agent(r#"(import "lockstep" "tick" (func))"#, "i32.const 0");
+    let text = rt.spawn_bytes(no_result).unwrap_err().to_string();
+    assert!(text.contains("imports `lockstep::tick` as (func), but the runtime provides it as (func (result i64))"), "{text}");
+}

@@ -58,6 +58,7 @@ const fn same(a: &str, b: &str) -> bool {
 const _: () = {
     assert!(same(abi::IMPORT_MODULE, "lockstep"));
     assert!(same(abi::IMPORT_SEND, "send"));
+    assert!(same(abi::IMPORT_SEND_PLAIN, "send_plain"));
     assert!(same(abi::IMPORT_TICK, "tick"));
     assert!(same(abi::IMPORT_SELF_ID, "self_id"));
     assert!(same(abi::IMPORT_RANDOM, "random_u64"));
