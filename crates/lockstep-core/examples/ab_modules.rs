@@ -4,6 +4,8 @@
 //! tick-time ratios. Separate processes disagreed by ±20% on this machine (memory-speed
 //! spells); ticks alternated in one process see the same spell (BENCHMARKS.md, seventeenth
 //! session). A FANOUT > 0 sends each agent a kind-0 message carrying it (the `flood` agent).
+// The addon's allocator (examples/common).
+mod common;
 use lockstep_core::{Runtime, RuntimeConfig};
 
 fn runtime(path: &str, n: usize, workers: usize, fanout: u32) -> Runtime {

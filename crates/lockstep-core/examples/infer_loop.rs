@@ -7,6 +7,8 @@
 //! alternation, each per call, in the same stretch of the machine's time (one separate run of
 //! 20,000 calls minutes later made the JS overhead swing between −0.6 and +3.9 µs from run to
 //! run on the shared 2-core VM: BENCHMARKS.md).
+// The addon's allocator (examples/common).
+mod common;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Instant;

@@ -1,4 +1,6 @@
 //! Runs ticks of N counter agents for profiling: `tick_loop AGENTS WORKERS TICKS [FANOUT]`.
+// The addon's allocator (examples/common).
+mod common;
 use lockstep_core::{Runtime, RuntimeConfig};
 
 fn main() {

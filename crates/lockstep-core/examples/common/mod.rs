@@ -1,6 +1,11 @@
 //! Helpers the benchmark examples share (each example is its own binary: `mod common;`).
 #![allow(dead_code)]
 
+/// The examples allocate as the Node addon does (crates/lockstep-node/src/lib.rs says why), so
+/// their figures are the shipped engine's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Bytes of an example agent built from guest/ (`npm run build` builds them).
 pub fn agent(name: &str) -> Vec<u8> {
     let path = format!("{}/../../guest/target/wasm32-unknown-unknown/release/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
