@@ -227,14 +227,17 @@ pub struct AgentModule {
 fn expect_func(module: &Module, name: &str, params: &[ValType], results: &[ValType], sig: &str) -> Result<()> {
     let missing = || LockstepError::MissingExport { name: name.to_string(), expected: sig.to_string() };
     let Some(ExternType::Func(f)) = module.get_export(name) else { return Err(missing()) };
-    let p: Vec<_> = f.params().collect();
-    let r: Vec<_> = f.results().collect();
-    let same = |a: &[ValType], b: &[ValType]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y));
-    if same(&p, params) && same(&r, results) {
+    if has_type(&f, params, results) {
         Ok(())
     } else {
         Err(missing())
     }
+}
+
+/// Whether function type `f` is `params -> results`.
+fn has_type(f: &wasmtime::FuncType, params: &[ValType], results: &[ValType]) -> bool {
+    let same = |a: &mut dyn ExactSizeIterator<Item = ValType>, b: &[ValType]| a.len() == b.len() && a.zip(b).all(|(x, y)| ValType::eq(&x, y));
+    same(&mut f.params(), params) && same(&mut f.results(), results)
 }
 
 /// Bytes from `lockstep_io_buffer()` the agent must own: the io buffer, and (ABI 2) the batch
@@ -276,9 +279,8 @@ impl AgentModule {
             let Some(&(_, params, results)) = provided else {
                 return Err(LockstepError::UnknownImport { module: import.module().into(), name: import.name().into() });
             };
-            let same = |a: &[ValType], b: &[ValType]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y));
             let declared = match import.ty() {
-                ExternType::Func(f) if same(&f.params().collect::<Vec<_>>(), params) && same(&f.results().collect::<Vec<_>>(), results) => None,
+                ExternType::Func(f) if has_type(&f, params, results) => None,
                 ExternType::Func(f) => Some(host::func_type_text(f.params(), f.results())),
                 ExternType::Global(_) => Some("a global".into()),
                 ExternType::Table(_) => Some("a table".into()),
