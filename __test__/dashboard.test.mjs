@@ -57,6 +57,7 @@ test('summary, agents, agent, events, history, hashes: every read request answer
     assert.equal(s.lastTick.hash, rt.stateHash());
     assert.ok(s.tickTime.samples === 1 && s.tickTime.p50 > 0, 'tick(5) is one sample');
     assert.equal(s.busy, false);
+    assert.equal(s.journal, null, 'no journal: none named');
     assert.equal(s.clock.playing, false);
     assert.ok(s.recording);
 
@@ -811,6 +812,9 @@ test('time travel over the runtime\'s own journal: seekRange, seek (the agents a
     assert.equal(past.total, 60);
     assert.equal(past.rows.length, 10);
     assert.equal(past.rows.find((r) => r.id === ids[3]).steps, steps[7]);
+    // The whole session at that tick, for the page's cards: every agent counted by state.
+    assert.equal(past.agents.total, 60);
+    assert.equal(past.agents.running + past.agents.preempted + past.agents.faulted + past.agents.stopped + past.agents.killed, 60);
     const at = await c.data('agentAt', { tick: 7, agent: ids[3] });
     assert.equal(at.info.id, ids[3]);
     assert.equal(at.info.steps, steps[7]);
@@ -825,8 +829,49 @@ test('time travel over the runtime\'s own journal: seekRange, seek (the agents a
     assert.equal(beyond.ok, false);
     assert.equal(beyond.error.code, 'bad_request');
     assert.equal((await c.request('agentAt', { tick: 3, agent: 10_000 })).error.code, 'not_found');
+    // The summary names the journal: its directory, the durable tick (fsync 'tick': the last
+    // tick run), its size on disk.
+    const { journal } = await c.data('summary');
+    assert.equal(journal.dir, dir);
+    assert.equal(journal.durableTick, 16);
+    assert.ok(journal.files >= 2 && journal.bytes > 0, JSON.stringify(journal));
     await c.close();
-  }, { journal: { dir, snapshotIntervalTicks: 5 } });
+  }, { journal: { dir, snapshotIntervalTicks: 5, fsync: 'tick' } });
+});
+
+test('time travel never stalls the live runtime: a long seek runs off the main thread while ticks go on, and a tick not reached yet is refused without reading the journal', async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'lockstep-dash-travel-')), 'j');
+  // No snapshots: a seek to the last tick replays every tick from the start.
+  await served({}, async ({ rt, server }) => {
+    const hashes = [];
+    for (let t = 0; t < 1500; t++) hashes.push(rt.tick().hash);
+    const c = await connect(server);
+    await c.data('seekRange');
+    const before = server.stats().travel;
+    // Past the live tick: refused at once, the journal neither synced nor reopened.
+    const beyond = await c.request('seek', { tick: 1e12 });
+    assert.equal(beyond.error.code, 'bad_request');
+    assert.match(beyond.error.message, /past the journal's end \(tick 1500\)/);
+    assert.equal(server.stats().travel.reopens, before.reopens);
+    // While the seek replays 1,499 ticks (in the time-travel thread), the program ticks on.
+    let replied = false;
+    const seek = c.data('seek', { tick: 1499 }).finally(() => (replied = true));
+    let ticksMeanwhile = 0;
+    while (!replied && ticksMeanwhile < 100_000) {
+      await rt.tickAsync(1);
+      ticksMeanwhile++;
+    }
+    const past = await seek;
+    assert.equal(past.stateHash, hashes[1498]);
+    assert.equal(past.ticksReplayed, 1499);
+    // On the main thread (before) the replay ran between two ticks: none went on meanwhile.
+    assert.ok(ticksMeanwhile >= 20, `only ${ticksMeanwhile} ticks ran while the seek replayed 1,499`);
+    // Bounded: at most 4 time-travel requests of one client wait; more are answered busy.
+    const burst = await Promise.all(Array.from({ length: 8 }, (_, i) => c.request('seek', { tick: i % 2 ? 1400 : 10 })));
+    assert.ok(burst.some((r) => r.ok === false && r.error.code === 'busy'), JSON.stringify(burst.map((r) => r.ok || r.error.code)));
+    assert.ok(server.stats().travel.maxWaiting <= 16);
+    await c.close();
+  }, { journal: { dir, snapshotIntervalTicks: 0 }, agents: 100 });
 });
 
 test('npx lockstep dashboard <dir>: a recorded session\'s journal, read-only, with time travel over every tick', async () => {

@@ -8,8 +8,9 @@
 // order reversed every other round); each round times `ticks` ticks driven with tickAsync(1).
 // Per condition: the mean wall time per tick (what `benches/dashboard.mjs` reports) and the
 // median, p90 and p99 of single ticks' wall times, each with the median of the rounds' ratios
-// to no server, and where the time went (rt.tickTimings(): waiting for a pool thread, the ticks,
-// waiting for the JS thread, the JS thread's work between ticks). The clients run in another process (benches/dashboard.mjs's clientsProcess).
+// to no server (for the mean, also a 95% bootstrap interval of that median), and where the
+// time went (rt.tickTimings(): waiting for a pool thread, the ticks, waiting for the JS
+// thread, the JS thread's work between ticks). The clients run in another process (benches/dashboard.mjs's clientsProcess).
 //
 //   node benches/dashboard-conditions.mjs AGENTS WORKERS ROUNDS TICKS   (e.g. 1000 2 7 3000)
 //
@@ -23,6 +24,23 @@ const require = createRequire(import.meta.url);
 const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 const [agents = 1000, workers = 2, rounds = 7, ticks = agents >= 10_000 ? 400 : 3000] = process.argv.slice(2).map(Number);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/**
+ * A 95% interval for the median of `xs` by the bootstrap (2,000 resamples, a fixed seed so a
+ * run's JSON is reproducible from its rounds): how far the figure itself may be off, which
+ * single rounds' scatter (the interquartile range) does not say.
+ */
+function medianInterval(xs) {
+  let seed = 0x9e3779b9;
+  const random = () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const medians = Array.from({ length: 2000 }, () => median(xs.map(() => xs[Math.floor(random() * xs.length)])));
+  medians.sort((a, b) => a - b);
+  return [medians[49], medians[1949]];
+}
 const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers, record: false, checkpointIntervalTicks: 0 });
 rt.spawnMany(exampleAgent('counter'), agents);
 /** A WebSocket server in another process answering every request with a summary-sized reply. */
@@ -89,6 +107,7 @@ for (const c of conds) {
     const pct = (r) => Math.round((r - 1) * 1000) / 10;
     out[c][k + '_overhead_pct'] = pct(median(ratios));
     out[c][k + '_overhead_pct_iqr'] = [pct(ratios[Math.floor((ratios.length - 1) / 4)]), pct(ratios[Math.ceil(((ratios.length - 1) * 3) / 4)])];
+    if (k === 'mean') out[c].mean_overhead_pct_ci95 = medianInterval(ratios).map(pct);
   }
   // µs per tick in each part; for a server condition also the median over rounds of its
   // difference from that round's no-server part, as a share of the no-server tick: which part

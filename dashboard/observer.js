@@ -11,6 +11,9 @@
 // It exists only while a server is attached (Runtime.serve()); without one, a tick costs
 // exactly what it did.
 
+const fs = require('node:fs');
+const path = require('node:path');
+
 const STATES = ['running', 'preempted', 'faulted', 'stopped', 'killed'];
 /** lockstep_core::observe::AGENT_ROW_BYTES. */
 const ROW_BYTES = 56;
@@ -18,6 +21,8 @@ const ROW_BYTES = 56;
 const COLUMNS = ['id', 'state', 'module', 'inbox', 'priority', 'steps', 'received', 'sent', 'memory', 'fuel'];
 /** Events read from the core per tick at most (the rest are counted as missed). */
 const EVENTS_PER_POLL = 1000;
+/** The journal's size on disk is measured at most this often (a directory listing), in ms. */
+const JOURNAL_SIZE_EVERY_MS = 1000;
 
 /** A fixed-capacity ring: the newest `cap` items. */
 class Ring {
@@ -176,6 +181,10 @@ class Observer {
     this.eventsMissed = 0;
     this.totals = { ticks: 0, messagesRouted: 0, faults: 0, deadLetters: 0, inferenceRequests: 0, inferenceCalls: 0 };
     this.lastReport = null;
+    /** The last durable tick a report gave (a report made before the journal synced again has none). */
+    this.durableTick = null;
+    /** { at, bytes, files } of the runtime's journal directory, or null (no journal, not measured yet). */
+    this.journalSize = null;
     this.summaryCache = null;
     this.summaryWanted = false;
     this.table = null;
@@ -226,6 +235,7 @@ class Observer {
    */
   ticked(n, report, ms, eventsCounted = true) {
     this.lastReport = report;
+    if (report.durableTick !== undefined) this.durableTick = report.durableTick;
     const us = (ms * 1000) / n;
     // json: its numbers as the history reply writes them (server.js, rendered on first ask).
     // sum*: running totals through this entry (ticks, µs, routed, delivered, faults), so a
@@ -368,11 +378,38 @@ class Observer {
       inference: this.totals.inferenceRequests > 0 ? { requests: this.totals.inferenceRequests, calls: this.totals.inferenceCalls } : null,
       events: { next: this.eventCursor, missed: this.eventsMissed },
       recording: this.rt.recording,
+      journal: this.#journal(now),
     };
     this.summaryCache = { at: now, data };
     this.summaryWanted = false;
     this.#cost('summary', started);
     return this.summaryCache;
+  }
+
+  /**
+   * The runtime's journal for the summary: its directory, the durable tick (the last tick
+   * whose records are synced: what a crash now would keep), and its size on disk (segments
+   * and snapshots, measured at most every JOURNAL_SIZE_EVERY_MS). Null without a journal.
+   */
+  #journal(now) {
+    const dir = this.rt.journalDir;
+    if (!dir) return null;
+    let size = this.journalSize;
+    if (!size || now - size.at >= JOURNAL_SIZE_EVERY_MS) {
+      size = { at: now, bytes: 0, files: 0 };
+      try {
+        for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+          if (!e.isFile()) continue;
+          size.bytes += fs.statSync(path.join(dir, e.name)).size;
+          size.files++;
+        }
+      } catch {
+        // A file renamed or removed between the listing and its stat (a snapshot put in
+        // place): counted at the next measure.
+      }
+      this.journalSize = size;
+    }
+    return { dir, durableTick: this.durableTick, bytes: size.bytes, files: size.files };
   }
 
   /**

@@ -26,6 +26,7 @@ const { LockstepError } = require('../errors.js');
 const v = require('../validate.js');
 const { Observer, STATES, COLUMNS } = require('./observer.js');
 const { SummaryFileWriter } = require('./summary-file.js');
+const { Travel, TravelError } = require('./travel.js');
 
 const PROTOCOL = 1;
 const SUBPROTOCOL = 'lockstep.v1';
@@ -288,17 +289,19 @@ class DashboardServer extends EventEmitter {
   #heldCount = 0;
   #shadowTimer = null;
   #shadowImmediate = null;
-  /** Time travel: the journal cursor (opened on the first seek, reopened to see newer ticks). */
-  #travel = { cursor: null, source: null, error: null, last: null };
+  /** Time travel: the journal cursor, in a worker thread (travel.js). */
+  #travel;
 
   constructor(rt, port, o) {
     super();
     this.#rt = rt;
+    let source = null;
     if (o.journal !== false) {
       const own = rt.journalDir;
-      if (o.journal) this.#travel.source = { dir: o.journal.dir, options: { trustedKeys: o.journal.trustedKeys ?? [], devMode: o.journal.devMode ?? false } };
-      else if (own) this.#travel.source = { dir: own, options: { trustJournal: true }, own: true };
+      if (o.journal) source = { dir: o.journal.dir, options: { trustedKeys: o.journal.trustedKeys ?? [], devMode: o.journal.devMode ?? false } };
+      else if (own) source = { dir: own, options: { trustJournal: true }, own: true };
     }
+    this.#travel = new Travel(source, o.moduleNames);
     this.#port = port;
     this.#o = o;
     this.#files = staticFiles();
@@ -405,6 +408,7 @@ class DashboardServer extends EventEmitter {
       ticksKept: this.#observer.ticks.length,
       hashesKept: this.#observer.hashes.length,
       snapshots: { summary: { ...this.#observer.costs.summary }, table: { ...this.#observer.costs.table } },
+      travel: { ...this.#travel.stats, waiting: this.#travel.waiting.size + this.#travel.delayed },
       limits: { maxBufferedBytes: this.#o.maxBufferedBytes, maxReplyBytes: MAX_REPLY_BYTES, maxDeferred: this.#o.maxDeferred },
     };
   }
@@ -502,6 +506,7 @@ class DashboardServer extends EventEmitter {
         this.#summaryFile.close();
       }
       this.#observer.close();
+      await this.#travel.close();
       this.#wss.close();
       await new Promise((resolve) => {
         this.#http.close(() => resolve());
@@ -777,7 +782,7 @@ class DashboardServer extends EventEmitter {
     const handler = typeof type === 'string' && Object.hasOwn(HANDLERS, type) ? HANDLERS[type] : null;
     const reply = (data) => this.#send(client, { id, type, ok: true, data });
     const fail = (e) => {
-      if (e instanceof RequestError) return now({ id, type, ok: false, error: { code: e.code, message: e.message, ...e.extra } });
+      if (e instanceof RequestError || e instanceof TravelError) return now({ id, type, ok: false, error: { code: e.code, message: e.message, ...e.extra } });
       if (e instanceof LockstepError) {
         const code = e.code === 'E_UNKNOWN_AGENT' ? 'not_found' : e.code === 'E_BUSY' ? 'busy' : e.code === 'E_CLOSED' ? 'closed' : e.code.startsWith('E_INVALID') ? 'bad_request' : 'runtime_error';
         return now({ id, type, ok: false, error: { code, message: e.message, lockstepCode: e.code } });
@@ -1064,87 +1069,33 @@ class DashboardServer extends EventEmitter {
     return new RawJson(body, '}');
   }
 
-  /** The cursor, opened (or reopened, after syncing the runtime's own journal) to reach `tick`. */
-  #cursorFor(tick) {
-    const t = this.#travel;
-    if (!t.source) {
+  /**
+   * Time travel's `op` on the journal cursor (travel.js: in a worker thread; the reply is a
+   * promise). Runs while the runtime is free (`free` handlers), so that its own journal can be
+   * synced before the cursor is reopened to see newer ticks.
+   */
+  #travelOp(op, args, tick, client) {
+    if (!this.#travel.source) {
       throw new RequestError('needs_journal', `seeking to tick ${tick} needs a journal: a live runtime keeps no past states. Run it with journal: { dir } (docs/JOURNAL.md), or serve({ journal: dir })`, { seekable: false });
     }
-    if (t.cursor && tick <= t.cursor.endTick) return t.cursor;
-    if (t.source.own) this.#rt.syncJournal(); // the ticks written so far, complete on disk
-    // The cursor is read-only and never touches the runtime: the runtime may tick meanwhile.
-    const { openJournal } = require('../index.js');
-    t.cursor = openJournal(t.source.dir, t.source.options);
-    t.last = null;
-    return t.cursor;
+    return this.#travel.request(op, args, tick, client, this.#rt, (fn) => this.#observer.whenFree(fn));
   }
 
   /** The range time travel can visit now. */
-  reqSeekRange() {
-    const c = this.#cursorFor(0);
-    return { firstTick: c.firstTick, endTick: c.endTick, snapshots: c.snapshotTicks() };
+  reqSeekRange(a, client) {
+    const t = this.#travel;
+    // The newest tick there is: the live runtime's, or one past what the cursor has seen.
+    return this.#travelOp('range', {}, t.source?.own ? this.#rt.currentTick : t.endTick + 1, client);
   }
 
-  reqSeek(a) {
-    const cursor = this.#cursorFor(a.tick);
-    if (a.tick > cursor.endTick) throw new RequestError('bad_request', `tick ${a.tick} is past the journal's end (tick ${cursor.endTick})`);
-    const r = cursor.seek(a.tick);
-    const ids = cursor.agents();
-    const modules = [];
-    const moduleIndex = new Map();
-    const rows = [];
-    for (const id of ids.slice(a.offset, a.offset + a.limit)) {
-      const info = cursor.inspect(id);
-      if (!moduleIndex.has(info.module)) {
-        moduleIndex.set(info.module, modules.length);
-        modules.push({ hash: info.module, name: this.#o.moduleNames[info.module] ?? null });
-      }
-      rows.push({
-        id,
-        module: moduleIndex.get(info.module),
-        state: info.fault && info.fault.kind === 'preempted' ? 'preempted' : info.state,
-        steps: info.steps,
-        inbox: info.inboxLen,
-        received: info.messagesReceived,
-        sent: info.messagesSent,
-        memory: info.memoryBytes,
-        fuel: info.fuelConsumed,
-      });
-    }
-    return {
-      tick: r.tick,
-      firstTick: cursor.firstTick,
-      endTick: cursor.endTick,
-      fromSnapshot: r.fromSnapshot,
-      ticksReplayed: r.ticksReplayed,
-      stateHash: cursor.stateHash(),
-      total: ids.length,
-      offset: a.offset,
-      rows,
-      modules,
-    };
+  /** The whole session at a tick of the journal (agents by state) and a page of its agents. */
+  reqSeek(a, client) {
+    return this.#travelOp('seek', a, a.tick, client);
   }
 
   /** One agent at a tick of the journal: its state, and what it received and sent in that tick. */
-  reqAgentAt(a) {
-    const t = this.#travel;
-    if (t.last && t.last.tick === a.tick && t.last.agent === a.agent && t.cursor === t.last.cursor) return t.last.reply;
-    const cursor = this.#cursorFor(a.tick);
-    if (a.tick > cursor.endTick) throw new RequestError('bad_request', `tick ${a.tick} is past the journal's end (tick ${cursor.endTick})`);
-    cursor.seek(a.tick);
-    const info = cursor.inspect(a.agent);
-    const message = (m) => {
-      const head = Buffer.from(m.payload).subarray(0, 32);
-      return { tick: a.tick, from: m.from, to: m.to, seq: m.seq, kind: m.kind, bytes: m.payload.length, head: head.toString('hex'), text: /^[\x20-\x7e]*$/.test(head.toString('latin1')) ? head.toString('latin1') : null };
-    };
-    let messages = { inbound: [], outbound: [] };
-    if (a.tick < cursor.endTick) {
-      const mine = cursor.messagesAt(a.tick).find((x) => x.agent === a.agent);
-      if (mine) messages = { inbound: mine.received.slice(0, a.messages).map(message), outbound: mine.sent.slice(0, a.messages).map(message) };
-    }
-    const reply = { tick: a.tick, info: { ...info, moduleName: this.#o.moduleNames[info.module] ?? null }, messages };
-    t.last = { tick: a.tick, agent: a.agent, cursor, reply };
-    return reply;
+  reqAgentAt(a, client) {
+    return this.#travelOp('agentAt', a, a.tick, client);
   }
 
   async reqPlay(a) {
@@ -1268,17 +1219,18 @@ const HANDLERS = {
     },
     run(a) { return this.reqPoll(a); },
   },
-  // Time travel: free, so that the runtime's own journal is synced between ticks.
-  seekRange: { free: true, run() { return this.reqSeekRange(); } },
+  // Time travel: free, so that the runtime's own journal is synced between ticks (the
+  // cursor's work itself runs in a worker thread: travel.js).
+  seekRange: { free: true, run(a, client) { return this.reqSeekRange(a, client); } },
   seek: {
     free: true,
     args: (msg) => ({ tick: intArg(msg, 'tick', 0, Number.MAX_SAFE_INTEGER), offset: intArg(msg, 'offset', 0, 2 ** 32, 0), limit: intArg(msg, 'limit', 1, MAX_AGENT_PAGE, 50) }),
-    run(a) { return this.reqSeek(a); },
+    run(a, client) { return this.reqSeek(a, client); },
   },
   agentAt: {
     free: true,
     args: (msg) => ({ tick: intArg(msg, 'tick', 0, Number.MAX_SAFE_INTEGER), agent: agentArg(msg), messages: intArg(msg, 'messages', 0, 64, 32) }),
-    run(a) { return this.reqAgentAt(a); },
+    run(a, client) { return this.reqAgentAt(a, client); },
   },
   play: {
     needs: 'clock',

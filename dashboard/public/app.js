@@ -119,11 +119,8 @@
     applySummary(await request('summary'));
   }
 
-  function applySummary(s) {
-    if (s.tick == null) return;
-    summary = s;
-    if (past === null) $('tick').textContent = num(s.tick);
-    const a = s.agents;
+  /** The agents card: how many, by state. */
+  function renderAgentCounts(a) {
     $('c-agents').textContent = num(a.total);
     const states = $('c-states');
     states.replaceChildren();
@@ -133,6 +130,14 @@
       span.append(el('b', null, num(a[k])), ` ${k}`);
       states.append(span);
     }
+  }
+
+  function applySummary(s) {
+    if (s.tick == null) return;
+    summary = s;
+    if (past === null) $('tick').textContent = num(s.tick);
+    // At a past tick the agents card shows that tick (the seek's counts), not the live ones.
+    renderAgentCounts(past === null ? s.agents : past.reply.agents);
     const tt = s.tickTime;
     $('c-p50').replaceChildren(micros(tt.p50), el('span', 'unit', 'p50'));
     $('c-pct').textContent = `p90 ${micros(tt.p90)} · p99 ${micros(tt.p99)} · max ${micros(tt.max)}`;
@@ -154,7 +159,9 @@
     $('btn-play').disabled = clock.playing && Number($('hz').value) === clock.hz;
     $('btn-pause').disabled = !clock.playing;
     $('btn-step').disabled = clock.playing;
-    $('meta').textContent = `${s.recording ? 'recording · ' : ''}${num(s.clients)} client${s.clients === 1 ? '' : 's'}${s.busy ? ' · ticking' : ''}`;
+    const j = s.journal;
+    const journal = j ? `journal ${bytes(j.bytes)}${j.durableTick == null ? '' : `, durable to tick ${num(j.durableTick)}`} · ` : '';
+    $('meta').textContent = `${journal}${s.recording ? 'recording · ' : ''}${num(s.clients)} client${s.clients === 1 ? '' : 's'}${s.busy ? ' · ticking' : ''}`;
     const seek = $('seek');
     // Positions are ticks run: `s.tick` (the live state) at the right end.
     seek.max = String(Math.max(0, s.tick));
@@ -179,6 +186,7 @@
       $('seek').value = String(r.tick);
       $('seek-live').classList.remove('hidden');
       $('tick').textContent = num(r.tick);
+      renderAgentCounts(r.agents);
       note.className = 'seek-note past';
       note.textContent = `at tick ${num(r.tick)} of ${num(r.endTick)} · ${r.fromSnapshot == null ? `${num(r.ticksReplayed)} ticks replayed` : `snapshot ${num(r.fromSnapshot)} + ${num(r.ticksReplayed)} ticks`} · ${r.stateHash.slice(0, 12)}…`;
       note.title = `state hash ${r.stateHash}`;
