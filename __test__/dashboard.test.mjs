@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gossipRuntime, connect, upgradeStatus, lockstep, WebSocket, sleep, until } from './dashboard-helpers.mjs';
 
-const { replay, EXAMPLES_PUBLIC_KEY } = lockstep;
+const { replay, verifyLog, EXAMPLES_PUBLIC_KEY } = lockstep;
 
 /** A served runtime; `fn({ rt, server, ids, gossip })`; everything closed after. */
 async function served(options, fn, runtime = {}) {
@@ -240,11 +240,18 @@ test('malformed JSON, non-objects, unknown types and bad arguments get error rep
   });
 });
 
-test('an oversized frame closes the connection with 1009, a binary frame with 1003; the server carries on', async () => {
+test('an oversized frame closes the connection with 1009, invalid UTF-8 with 1007, a binary frame with 1003, each with a reason; the server carries on', async () => {
   await served({ maxPayload: 1024 }, async ({ server }) => {
     const big = await connect(server);
     big.ws.send(JSON.stringify({ id: 1, type: 'summary', pad: 'x'.repeat(2000) }));
-    assert.equal((await big.closed).code, 1009);
+    const tooBig = await big.closed;
+    assert.equal(tooBig.code, 1009);
+    assert.match(tooBig.reason, /over 1024 bytes.*maxPayload/);
+    const notUtf8 = await connect(server);
+    notUtf8.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false });
+    const invalid = await notUtf8.closed;
+    assert.equal(invalid.code, 1007);
+    assert.match(invalid.reason, /not valid UTF-8/);
     const bin = await connect(server);
     bin.ws.send(Buffer.from([1, 2, 3]));
     const closed = await bin.closed;
@@ -704,7 +711,8 @@ test('clock controls: play at a rate, pause, single-step exactly one tick', asyn
   });
 });
 
-test('a session driven by dashboard controls replays exactly', async () => {
+test('a session driven by dashboard controls replays exactly, from its replay log and from its journal', async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'lockstep-dash-controls-')), 'j');
   await served({ controls: true }, async ({ rt, server, ids }) => {
     const c = await connect(server);
     await c.data('play', { hz: 500 });
@@ -717,7 +725,14 @@ test('a session driven by dashboard controls replays exactly', async () => {
     assert.equal((await c.data('shutdown', { agent: ids[3] })).state, 'stopped');
     const restarted = await c.data('restart', { agent: ids[2] });
     assert.equal(restarted.replaced, ids[2]);
+    assert.equal(restarted.shutDown, false, 'killed already');
     assert.equal(rt.inspect(restarted.agent).module, rt.inspect(ids[2]).module);
+    // A running agent is shut down before its replacement starts: never two of it.
+    const running = () => rt.agents().filter((id) => rt.inspect(id).state === 'running').length;
+    const runningBefore = running();
+    const replaced = await c.data('restart', { agent: ids[4] });
+    assert.deepEqual([replaced.shutDown, replaced.replacedState, rt.inspect(ids[4]).state], [true, 'stopped', 'stopped']);
+    assert.equal(running(), runningBefore, 'one stopped, one started');
     await c.data('send', { agent: restarted.agent, kind: 2, hex: '00ff' });
     await c.data('step');
     await c.data('play', { hz: 500 });
@@ -730,8 +745,14 @@ test('a session driven by dashboard controls replays exactly', async () => {
     assert.ok(verdict.ok && verdict.complete, JSON.stringify(verdict));
     assert.equal(verdict.finalHash, rt.stateHash());
     assert.equal(verdict.ticksVerified, rt.currentTick);
+    // The journal holds the same inputs: verified tick by tick, it ends in the same state.
+    rt.syncJournal();
+    const fromJournal = verifyLog(dir, { trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+    assert.ok(fromJournal.ok, JSON.stringify(fromJournal.divergence));
+    assert.equal(fromJournal.ticksVerified, rt.currentTick);
+    assert.equal(fromJournal.finalHash, rt.stateHash());
     await c.close();
-  });
+  }, { journal: { dir } });
 });
 
 test('one server per runtime; closing the runtime closes its server and its clients (1001); afterwards nothing is observed', async () => {

@@ -48,7 +48,9 @@ const CLOSE = {
   GOING_AWAY: 1001, // the server (or its runtime) closed
   UNSUPPORTED: 1003, // a binary frame
   POLICY: 1008, // past the request rate, again and again
-  TOO_BIG: 1009, // a frame over maxPayload (sent by ws itself)
+  PROTOCOL_ERROR: 1002, // a malformed frame (sent by ws itself, with a reason from #connected)
+  INVALID_TEXT: 1007, // a text frame that is not UTF-8 (likewise)
+  TOO_BIG: 1009, // a frame over maxPayload (likewise)
   TRY_LATER: 1013, // maxClients reached
   SLOW: 4000, // the client's unsent replies passed maxBufferedBytes
 };
@@ -609,6 +611,17 @@ class DashboardServer extends EventEmitter {
 
   #connected(ws, socket) {
     this.#stats.connections++;
+    // ws closes a connection whose frame it cannot accept (too big, not UTF-8, malformed) by
+    // calling close(code) with no reason; every close of this server names its cause.
+    const wsClose = ws.close;
+    const reasons = {
+      [CLOSE.PROTOCOL_ERROR]: 'a malformed WebSocket frame',
+      [CLOSE.INVALID_TEXT]: 'a text frame that is not valid UTF-8',
+      [CLOSE.TOO_BIG]: `a frame over ${this.#o.maxPayload} bytes (the server's maxPayload)`,
+    };
+    ws.close = function close(code, reason) {
+      return wsClose.call(this, code, reason === undefined && Object.hasOwn(reasons, code) ? reasons[code] : reason);
+    };
     // `socket`: the connection under `ws`, corked while one read's requests are answered (#send).
     const client = { ws, socket, corked: false, held: [], tokens: this.#o.requestBurst, refilled: performance.now(), strikes: 0, pending: 0, alive: true, watching: null };
     this.#clients.add(client);
@@ -1122,10 +1135,14 @@ class DashboardServer extends EventEmitter {
   }
 
   reqRestart(a) {
-    // A new agent of the same module (ids are never reused). Through spawn(): recorded.
+    // The agent is shut down (agent_shutdown runs) unless it has stopped already, then a new
+    // agent of the same module takes over (ids are never reused). Both through the public
+    // API: recorded and journaled like any other input.
     const info = this.#rt.inspect(a.agent);
+    const alive = info.state === 'running' || info.state === 'preempted';
+    if (alive) this.#rt.shutdown(a.agent);
     const id = this.#rt.spawn(info.module);
-    return { replaced: a.agent, agent: id };
+    return { replaced: a.agent, replacedState: this.#rt.inspect(a.agent).state, shutDown: alive, agent: id };
   }
 
   reqSend(a) {
