@@ -1,7 +1,8 @@
 // The dashboard end to end, in headless Chromium driven by playwright-core: open the page against
 // a running gossip session, see the tick advance, pause, single-step, open an agent (its detail
 // and message flow), drag the time-travel slider back (the session at an earlier tick, from its
-// journal) and return to live, and save a screenshot (.test-out/dashboard.png).
+// journal) and return to live, and save a screenshot (.test-out/dashboard.png); and the same
+// against `npm run demo -- --ui` itself, a separate process (.test-out/dashboard-demo.png).
 // The browser is Debian's chromium (scripts/ensure-chromium.mjs installs it as root; `npm test`
 // runs that first). Without one the test is skipped, except under CI, where it fails.
 import { test } from 'node:test';
@@ -10,6 +11,7 @@ import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { ensureChromium } from '../scripts/ensure-chromium.mjs';
 import { gossipRuntime, lockstep } from './dashboard-helpers.mjs';
@@ -38,6 +40,15 @@ async function launch(t) {
     t.skip(`SKIPPED: ${error}`);
   }
   return browser;
+}
+
+/** Polls `pred` (no page needed) every 50 ms for at most `ms`. */
+async function waitUntil(pred, ms, what) {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 const tickOf = async (page) => Number((await page.textContent('[data-testid=tick]')).replace(/,/g, ''));
@@ -152,6 +163,12 @@ test('the dashboard in headless Chromium: the tick advances, pause, single step,
     await page.click('[data-testid=seek-next]');
     await waitFor(page, async () => /^at tick 4 of/.test(await page.textContent('[data-testid=seek-note]')), 'one tick forward');
     assert.equal(await stepsCell(), 4);
+    await page.click('[data-testid=seek-prev]');
+    await waitFor(page, async () => /^at tick 3 of/.test(await page.textContent('[data-testid=seek-note]')), 'one tick back');
+    assert.equal(await stepsCell(), 3);
+    // The agents card counts the agents of that tick: the 250 counters spawned at tick 10 are
+    // not there yet (303 = 300 gossip + 3 troublemakers).
+    assert.equal(await page.textContent('#c-agents'), '303');
     await page.screenshot({ path: join(out, 'dashboard-time-travel.png'), fullPage: true });
     await page.click('[data-testid=seek-live]');
     await waitFor(page, async () => (await tickOf(page)) >= live, 'back to live');
@@ -172,6 +189,85 @@ test('the dashboard in headless Chromium: the tick advances, pause, single step,
     await browser.close();
     await server.close();
     rt.close();
+  }
+});
+
+test('npm run demo -- --ui in headless Chromium: the demo\'s own dashboard ticks, pauses, steps, opens an agent, travels back and forth through its journal; screenshot', async (t) => {
+  const browser = await launch(t);
+  if (!browser) return;
+  // demo/index.mjs runs demo/gossip.mjs as its child: its own process group, so that a failing
+  // test ends both (an orphaned demo would hold this test's pipes open).
+  const demo = spawn(process.execPath, [join(root, 'demo/index.mjs'), '--ui', '--port', '0', '--hz', '20', '--agents', '120'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let log = '';
+  demo.stdout.setEncoding('utf8');
+  demo.stdout.on('data', (d) => (log += d));
+  demo.stderr.on('data', (d) => (log += d));
+  const errors = [];
+  try {
+    await waitUntil(() => /dashboard: http/.test(log) || demo.exitCode !== null, 20_000, 'the demo\'s URL');
+    const url = /dashboard: (http:\/\/\S+)/.exec(log)?.[1];
+    assert.ok(url, log);
+    const page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, deviceScaleFactor: 1 });
+    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    });
+    await page.goto(url);
+    await page.waitForSelector('#conn.up');
+    // The demo plays at 20 Hz: the tick advances.
+    await waitFor(page, async () => (await tickOf(page)) > 0, 'a first tick');
+    const t1 = await tickOf(page);
+    await waitFor(page, async () => (await tickOf(page)) >= t1 + 5, 'the tick to advance');
+    // Pause, then one step.
+    await page.click('#btn-pause');
+    await waitFor(page, async () => (await page.textContent('#clock-state')) === 'paused', 'paused');
+    await page.waitForTimeout(300);
+    const t2 = await tickOf(page);
+    await page.click('#btn-step');
+    await waitFor(page, async () => (await tickOf(page)) === t2 + 1, 'one step');
+    // An agent: the first gossip agent's detail.
+    await page.click('#agents tbody tr[data-id="1"]');
+    await waitFor(page, async () => (await page.textContent('#d-title')) === 'Agent 1', 'the agent panel');
+    // Time travel through the demo's journal: to tick 3, one back, one forward, then live.
+    await page.$eval('#seek', (el) => {
+      el.value = '3';
+      el.dispatchEvent(new Event('input'));
+      el.dispatchEvent(new Event('change'));
+    });
+    const note = () => page.textContent('[data-testid=seek-note]');
+    await waitFor(page, async () => /^at tick 3 of/.test(await note()), 'the seek to tick 3');
+    await page.click('[data-testid=seek-prev]');
+    await waitFor(page, async () => /^at tick 2 of/.test(await note()), 'one tick back');
+    assert.equal(await tickOf(page), 2);
+    await waitFor(page, async () => (await page.textContent('#d-flow-hint')).startsWith('in tick 2'), 'the agent at tick 2');
+    await page.click('[data-testid=seek-next]');
+    await waitFor(page, async () => /^at tick 3 of/.test(await note()), 'one tick forward');
+    await page.click('[data-testid=seek-live]');
+    await waitFor(page, async () => (await tickOf(page)) >= t2 + 1, 'back to live');
+    await page.click('#btn-play');
+    await waitFor(page, async () => (await page.textContent('#clock-state')).startsWith('playing'), 'playing');
+    const t3 = await tickOf(page);
+    await waitFor(page, async () => (await tickOf(page)) >= t3 + 20, 'twenty more ticks');
+    await page.waitForTimeout(600);
+    await page.$eval('#toast', (el) => el.classList.add('hidden'));
+    mkdirSync(out, { recursive: true });
+    await page.screenshot({ path: join(out, 'dashboard-demo.png'), fullPage: true });
+    t.diagnostic(`screenshot: ${join(out, 'dashboard-demo.png')}`);
+    assert.deepEqual(errors, [], 'no errors in the page');
+    // Ctrl-C: the demo replays its session from the log and the journal.
+    const exited = new Promise((resolve) => demo.once('exit', resolve));
+    demo.kill('SIGINT');
+    assert.equal(await exited, 0, log);
+    assert.match(log, /journal of \d+ ticks: identical/);
+  } finally {
+    if (demo.exitCode === null) {
+      try {
+        process.kill(-demo.pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    await browser.close();
   }
 });
 

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
@@ -805,6 +805,10 @@ test('npm run demo -- --ui: the gossip demo serves the dashboard, prints its URL
     demo.kill('SIGINT');
     assert.equal(await exited, 0, out);
     assert.match(out, /replay of \d+ ticks \(dashboard controls included\): identical/);
+    assert.match(out, /journal of \d+ ticks: identical/);
+    // Its temporary journal is gone with it.
+    const journalDir = /journal: (\S+)/.exec(out)[1];
+    assert.equal(existsSync(journalDir), false, `${journalDir} was removed`);
   } finally {
     if (demo.exitCode === null) demo.kill('SIGKILL');
   }

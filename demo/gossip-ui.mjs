@@ -1,12 +1,19 @@
 // `npm run demo -- --ui`: the gossip demo at a watchable pace (5 ticks per second), with the
 // live dashboard (docs/DASHBOARD.md). The dashboard's clock drives the runtime: pause, step,
-// change the rate, open agents, kill or restart them, send them messages. Ctrl-C (or --ticks)
-// ends it; the session, dashboard controls included, is then replayed and verified.
+// change the rate, open agents, kill or restart them, send them messages, and travel back in
+// time (the session is journaled). Ctrl-C (or --ticks) ends it; the session, dashboard controls
+// included, is then replayed and verified, from its replay log and from its journal.
 //
-//   node demo/gossip.mjs --ui [--agents 300] [--hz 5] [--port 7357] [--host 127.0.0.1] [--ticks N]
+//   node demo/gossip.mjs --ui [--agents 300] [--hz 5] [--port 7357] [--host 127.0.0.1] [--ticks N] [--journal DIR]
+//
+// Without --journal the journal goes to a new temporary directory, removed at the end; with it,
+// the journal stays (open it again with `npx lockstep dashboard DIR`).
 import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 const require = createRequire(import.meta.url);
-const { Runtime, replay, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
+const { Runtime, replay, verifyLog, exampleAgent, EXAMPLES_PUBLIC_KEY } = require('../index.js');
 
 const args = {};
 process.argv.slice(2).forEach((a, i, all) => {
@@ -19,8 +26,13 @@ const HZ = Number(args.hz ?? 5);
 const HOST = typeof args.host === 'string' ? args.host : '127.0.0.1';
 const PORT = Number(args.port ?? 7357);
 const LIMIT = args.ticks === undefined ? Infinity : Number(args.ticks);
+const KEEP_JOURNAL = typeof args.journal === 'string';
+const tempDir = KEEP_JOURNAL ? null : mkdtempSync(join(tmpdir(), 'lockstep-demo-'));
+const JOURNAL = KEEP_JOURNAL ? args.journal : join(tempDir, 'journal');
 
-const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: WORKERS, seed: SEED, checkpointIntervalTicks: 10, memoryLimitBytes: 8 << 20 });
+// A snapshot every 100 ticks: a seek replays at most 100 ticks of 300 agents.
+const journal = { dir: JOURNAL, snapshotIntervalTicks: 100 };
+const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: WORKERS, seed: SEED, checkpointIntervalTicks: 10, memoryLimitBytes: 8 << 20, journal });
 const gossip = rt.loadModule(exampleAgent('gossip'));
 const ids = rt.spawnMany(gossip, AGENTS);
 const names = { [gossip]: 'gossip' };
@@ -70,6 +82,7 @@ server.on('tick', (r) => {
 
 console.log(`lockstep demo with the live dashboard: ${AGENTS} gossip agents + 3 adversarial, ${HZ} ticks/s`);
 console.log(`\n  dashboard: ${server.url}\n`);
+console.log(`  journal: ${JOURNAL}${KEEP_JOURNAL ? ' (kept: npx lockstep dashboard <dir> reopens it)' : ' (temporary: pass --journal DIR to keep it)'}`);
 console.log('  (pause, step, change the rate, open an agent, kill or restart it, send it a message; Ctrl-C ends the demo and replays the session)\n');
 await server.play({ hz: HZ });
 
@@ -82,8 +95,12 @@ async function finish(why) {
   const log = rt.stopRecording();
   const verdict = replay(log, { trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
   console.log(`replay of ${rt.currentTick} ticks (dashboard controls included): ${verdict.ok && verdict.complete ? 'identical' : `DIVERGED ${JSON.stringify(verdict.divergence)}`}, final hash ${verdict.finalHash.slice(0, 16)}`);
-  const ok = verdict.ok && verdict.finalHash === rt.stateHash();
+  rt.syncJournal();
+  const fromJournal = verifyLog(JOURNAL, { trustedKeys: [EXAMPLES_PUBLIC_KEY] });
+  console.log(`journal of ${fromJournal.ticksVerified} ticks: ${fromJournal.ok ? 'identical' : `DIVERGED ${JSON.stringify(fromJournal.divergence)}`}, final hash ${fromJournal.finalHash.slice(0, 16)}`);
+  const ok = verdict.ok && verdict.finalHash === rt.stateHash() && fromJournal.ok && fromJournal.finalHash === rt.stateHash();
   rt.close();
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
   process.exit(ok ? 0 : 1);
 }
 process.on('SIGINT', () => finish('Ctrl-C'));
