@@ -6,6 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +16,9 @@ import { join } from 'node:path';
 import { gossipRuntime, connect, upgradeStatus, lockstep, WebSocket, sleep, until } from './dashboard-helpers.mjs';
 
 const { replay, verifyLog, EXAMPLES_PUBLIC_KEY } = lockstep;
+// A full garbage collection on demand, for the memory bounds (node --test runs files without --expose-gc).
+v8.setFlagsFromString('--expose-gc');
+const forceGc = runInNewContext('gc');
 
 /** A served runtime; `fn({ rt, server, ids, gossip })`; everything closed after. */
 async function served(options, fn, runtime = {}) {
@@ -410,6 +415,13 @@ test('past the request rate a client gets rate_limited replies, and if it keeps 
   });
 });
 
+/** Heap and buffers the process holds after a full garbage collection. */
+function retainedBytes() {
+  forceGc();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.external + m.arrayBuffers;
+}
+
 test('a client that never reads is closed (4000) once its unsent replies pass maxBufferedBytes; the server-side queue stays bounded and the runtime keeps ticking', async () => {
   const limit = 256 * 1024;
   await served({ maxBufferedBytes: limit, requestsPerSecond: 100_000, requestBurst: 100_000 }, async ({ rt, server }) => {
@@ -418,6 +430,7 @@ test('a client that never reads is closed (4000) once its unsent replies pass ma
     const stalled = await connect(server);
     stalled.ws._socket.pause(); // never reads again: the kernel's buffers fill, then the server's
     const startTick = (await reader.data('summary')).tick;
+    const retainedBefore = retainedBytes();
     const big = JSON.stringify({ type: 'agents', limit: 500 });
     let sent = 0;
     while (stalled.ws.readyState === WebSocket.OPEN && sent < 20_000) {
@@ -433,6 +446,10 @@ test('a client that never reads is closed (4000) once its unsent replies pass ma
     const st = server.stats();
     assert.ok(st.maxBufferedSeen <= limit + st.limits.maxReplyBytes, `at most the limit plus one reply was ever queued (${st.maxBufferedSeen})`);
     assert.ok(st.maxDeferredSeen <= st.limits.maxDeferred);
+    // What the process holds once garbage is collected: ~20,000 replies of ~50 KB were asked
+    // for (1 GB if kept); bounded queues keep at most one client's limit of them.
+    const grown = retainedBytes() - retainedBefore;
+    assert.ok(grown < 32 * 1024 * 1024, `the process retains ${grown} more bytes after the flood`);
     // The runtime ticked throughout, and the other client is still answered.
     const s = await reader.data('summary');
     assert.ok(s.tick > startTick, `ticks went on (${startTick} → ${s.tick})`);
