@@ -4,7 +4,9 @@
 // 'hello', 10 clients asking the cheapest request at 10 Hz (the transport's share: sockets,
 // `ws`, holding), and 'foreign', no server here but the same clients polling a WebSocket server
 // in a third process that answers like a summary (the machine's share: the clients' process and
-// the network stack, none of it in this process). The conditions alternate, round after round (the
+// the network stack, none of it in this process). And 'stalled': 10 clients that never read,
+// each asking a 500-row agent page at 10 Hz (the server's queues for them fill; the runtime
+// must keep its pace). The conditions alternate, round after round (the
 // order reversed every other round); each round times `ticks` ticks driven with tickAsync(1).
 // Per condition: the mean wall time per tick (what `benches/dashboard.mjs` reports) and the
 // median, p90 and p99 of single ticks' wall times, each with the median of the rounds' ratios
@@ -73,7 +75,7 @@ const settleTicks = Math.ceil(ticks / 4);
 await time(); await time();
 const cs = clientsProcess(10, 10);
 const foreign = foreignServer();
-const conds = ['none', 'server', 'summary', 'page', 'hello', 'foreign'];
+const conds = ['none', 'server', 'summary', 'page', 'hello', 'foreign', 'stalled'];
 const res = Object.fromEntries(conds.map((c) => [c, []]));
 for (let r = 0; r < rounds; r++) {
   const order = r % 2 ? [...conds].reverse() : conds;

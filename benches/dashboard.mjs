@@ -50,6 +50,10 @@ async function connect(url, mix) {
     const ws = new WebSocket(url, ['lockstep.v1']);
     sockets.push(ws);
     await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    // 'stalled': a client that never reads its replies (the server's send queue for it fills
+    // to maxBufferedBytes, then it is closed with 4000).
+    if (mix === 'stalled') ws._socket.pause();
+    ws.on('error', () => {});
     let id = 0, since, cursor;
     const sawHistory = (h) => { if (h.ticks.tick.length) since = h.ticks.tick[h.ticks.tick.length - 1]; };
     ws.on('message', (d) => {
@@ -72,7 +76,9 @@ async function connect(url, mix) {
       const history = since === undefined ? { limit: 600, seconds: 0 } : { since, limit: 1200, seconds: 0, maxPoints: 16 };
       const events = cursor === undefined ? { limit: 200 } : { since: cursor, limit: 200 };
       const agents = { limit: 50, sort: 'sent', order: 'desc' };
+      if (ws.readyState !== WebSocket.OPEN) return;
       if (mix === 'summary') send('summary');
+      else if (mix === 'stalled') send('agents', { limit: 500 });
       else if (mix === 'hello') send('hello');
       else if (mix === 'page') send('poll', { history, events, agents });
       else {
@@ -88,7 +94,7 @@ async function connect(url, mix) {
 }
 function disconnect() {
   timers.forEach(clearInterval);
-  sockets.forEach((ws) => ws.close());
+  sockets.forEach((ws) => (ws._socket?.isPaused() ? ws.terminate() : ws.close()));
   timers = [];
   sockets = [];
   console.log(JSON.stringify(totals));
