@@ -800,6 +800,8 @@ export class Runtime implements Disposable, AsyncDisposable {
   readonly journalId: string | null;
   /** The directory of the journal this runtime writes, or null without a journal. */
   readonly journalDir: string | null;
+  /** The last tick whose journal records are known to be on stable storage, without syncing: what a crash now would keep (null without a journal, or while none is). E_BUSY during a tickAsync. */
+  readonly durableTick: number | null;
   /** Makes later ticks use `workers` threads (1..=the runtime's workers), whatever the scaling says; null returns to it. Results never depend on it. */
   setWorkers(workers: number | null): void;
   /** The last tick's hash (zeros before the first tick). */
@@ -1022,6 +1024,9 @@ export interface AgentTickMessages {
 /** A read-only cursor over a recorded session (docs/JOURNAL.md, "Time travel"). Every tick it passes is replayed and verified. */
 export class JournalCursor {
   private constructor();
+  /** Frees the cursor's session state and snapshot cache now instead of at garbage collection (hundreds of MB for a large session). Idempotent; every other method then throws E_CLOSED. */
+  close(): void;
+  readonly closed: boolean;
   /** Ticks run at the cursor: the state before tick `tick` runs. */
   readonly tick: number;
   readonly firstTick: number;

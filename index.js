@@ -1741,6 +1741,11 @@ class Runtime {
     return call(() => this.#native.setWorkers(workers));
   }
 
+  /** The last tick whose journal records are known to be on stable storage, without syncing (null without a journal, or while none is). */
+  get durableTick() {
+    return call(() => this.#native.durableTick) ?? null;
+  }
+
   /** The directory of the journal this runtime writes, or null without a journal. */
   get journalDir() {
     if (this.#journalDir === undefined) this.#journalDir = call(() => this.#native.journalDir) ?? null;
@@ -1947,6 +1952,19 @@ class JournalCursor {
 
   constructor(nativeCursor) {
     this.#native = nativeCursor;
+  }
+
+  /**
+   * Frees the cursor's session state and snapshot cache now, instead of at garbage collection
+   * (a large session's state and cache are hundreds of MB). Idempotent; every other method
+   * then throws E_CLOSED.
+   */
+  close() {
+    call(() => this.#native.close());
+  }
+
+  get closed() {
+    return call(() => this.#native.closed);
   }
 
   /** The cursor's tick: ticks run (the state before tick `tick` runs). */

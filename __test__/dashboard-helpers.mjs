@@ -9,8 +9,8 @@ const { Runtime, exampleAgent, EXAMPLES_PUBLIC_KEY } = lockstep;
 export { lockstep, WebSocket };
 
 /** A runtime with `n` gossip agents (and the misbehaving ones when `adversarial`). */
-export function gossipRuntime(n = 100, { adversarial = false, workers = 1, record = true, journal } = {}) {
-  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers, seed: 3, record, checkpointIntervalTicks: 10, journal });
+export function gossipRuntime(n = 100, { adversarial = false, workers = 1, record = true, journal, fuelPerCall } = {}) {
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers, seed: 3, record, checkpointIntervalTicks: 10, journal, fuelPerCall });
   const gossip = rt.loadModule(exampleAgent('gossip'));
   const ids = rt.spawnMany(gossip, n);
   if (adversarial) for (const name of ['adv-spin', 'adv-trap']) ids.push(rt.spawn(exampleAgent(name)));

@@ -328,6 +328,14 @@ test('openJournal(): seek within a snapshot interval, inspect, readMemory, messa
   assert.equal(child.firstTick, 40);
   child.seek(45);
   assert.equal(child.stateHash(), hashes[44]);
+  // close() frees a cursor now; afterwards every method says so, and closing again is harmless.
+  assert.equal(child.closed, false);
+  child.close();
+  child.close();
+  assert.equal(child.closed, true);
+  for (const use of [() => child.seek(41), () => child.stateHash(), () => child.agents(), () => child.endTick, () => child.messagesAt(41), () => child.fork(trust)]) {
+    assert.throws(use, (e) => e.code === 'E_CLOSED');
+  }
   // openJournal() of a log's bytes: the same states.
   const rt = new Runtime({ ...session.OPTIONS, record: true });
   session.start(rt);

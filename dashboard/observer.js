@@ -11,8 +11,7 @@
 // It exists only while a server is attached (Runtime.serve()); without one, a tick costs
 // exactly what it did.
 
-const fs = require('node:fs');
-const path = require('node:path');
+const { Worker } = require('node:worker_threads');
 
 const STATES = ['running', 'preempted', 'faulted', 'stopped', 'killed'];
 /** lockstep_core::observe::AGENT_ROW_BYTES. */
@@ -23,6 +22,71 @@ const COLUMNS = ['id', 'state', 'module', 'inbox', 'priority', 'steps', 'receive
 const EVENTS_PER_POLL = 1000;
 /** The journal's size on disk is measured at most this often (a directory listing), in ms. */
 const JOURNAL_SIZE_EVERY_MS = 1000;
+
+/**
+ * The size of a journal directory, measured in a worker thread: a listing and a stat of every
+ * file, which for a long session (a snapshot file every snapshotIntervalTicks) is thousands of
+ * files, tens of ms that must not land between two ticks. `get()` answers the last measure at
+ * once (null before the first) and asks for a new one when it is older than
+ * JOURNAL_SIZE_EVERY_MS.
+ */
+class JournalSize {
+  static CODE = `const { parentPort, workerData: dir } = require('node:worker_threads');
+const fs = require('node:fs');
+const path = require('node:path');
+parentPort.on('message', () => {
+  let bytes = 0;
+  let files = 0;
+  try {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      if (!e.isFile()) continue;
+      try {
+        bytes += fs.statSync(path.join(dir, e.name)).size;
+        files++;
+      } catch {
+        // renamed or removed since the listing (a snapshot put in place): the next measure counts it
+      }
+    }
+  } catch {
+    // the directory is gone: 0
+  }
+  parentPort.postMessage({ bytes, files });
+});`;
+
+  constructor(dir) {
+    this.dir = dir;
+    this.worker = null;
+    this.last = null;
+    this.askedAt = -Infinity;
+    this.waiting = false;
+  }
+
+  get(now) {
+    if (!this.waiting && now - this.askedAt >= JOURNAL_SIZE_EVERY_MS) {
+      if (!this.worker) {
+        this.worker = new Worker(JournalSize.CODE, { eval: true, workerData: this.dir });
+        this.worker.unref();
+        this.worker.on('message', (m) => {
+          this.waiting = false;
+          this.last = m;
+        });
+        this.worker.on('error', () => {
+          this.waiting = false;
+          this.worker = null;
+        });
+      }
+      this.waiting = true;
+      this.askedAt = now;
+      this.worker.postMessage(0);
+    }
+    return this.last;
+  }
+
+  close() {
+    this.worker?.terminate().catch(() => {});
+    this.worker = null;
+  }
+}
 
 /** A fixed-capacity ring: the newest `cap` items. */
 class Ring {
@@ -181,9 +245,7 @@ class Observer {
     this.eventsMissed = 0;
     this.totals = { ticks: 0, messagesRouted: 0, faults: 0, deadLetters: 0, inferenceRequests: 0, inferenceCalls: 0 };
     this.lastReport = null;
-    /** The last durable tick a report gave (a report made before the journal synced again has none). */
-    this.durableTick = null;
-    /** { at, bytes, files } of the runtime's journal directory, or null (no journal, not measured yet). */
+    /** The runtime's journal directory's size (a JournalSize), made when a summary first asks. */
     this.journalSize = null;
     this.summaryCache = null;
     this.summaryWanted = false;
@@ -235,7 +297,6 @@ class Observer {
    */
   ticked(n, report, ms, eventsCounted = true) {
     this.lastReport = report;
-    if (report.durableTick !== undefined) this.durableTick = report.durableTick;
     const us = (ms * 1000) / n;
     // json: its numbers as the history reply writes them (server.js, rendered on first ask).
     // sum*: running totals through this entry (ticks, µs, routed, delivered, faults), so a
@@ -389,27 +450,15 @@ class Observer {
   /**
    * The runtime's journal for the summary: its directory, the durable tick (the last tick
    * whose records are synced: what a crash now would keep), and its size on disk (segments
-   * and snapshots, measured at most every JOURNAL_SIZE_EVERY_MS). Null without a journal.
+   * and snapshots, measured in a worker thread at most every JOURNAL_SIZE_EVERY_MS; null
+   * until the first measure is back). Null without a journal.
    */
   #journal(now) {
     const dir = this.rt.journalDir;
     if (!dir) return null;
-    let size = this.journalSize;
-    if (!size || now - size.at >= JOURNAL_SIZE_EVERY_MS) {
-      size = { at: now, bytes: 0, files: 0 };
-      try {
-        for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-          if (!e.isFile()) continue;
-          size.bytes += fs.statSync(path.join(dir, e.name)).size;
-          size.files++;
-        }
-      } catch {
-        // A file renamed or removed between the listing and its stat (a snapshot put in
-        // place): counted at the next measure.
-      }
-      this.journalSize = size;
-    }
-    return { dir, durableTick: this.durableTick, bytes: size.bytes, files: size.files };
+    if (!this.journalSize) this.journalSize = new JournalSize(dir);
+    const size = this.journalSize.get(now);
+    return { dir, durableTick: this.rt.durableTick, bytes: size ? size.bytes : null, files: size ? size.files : null };
   }
 
   /**
@@ -464,6 +513,7 @@ class Observer {
 
   close() {
     this.closed = true;
+    this.journalSize?.close();
     if (this.timer) clearTimeout(this.timer);
     this.deferred = [];
   }

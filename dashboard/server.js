@@ -508,7 +508,9 @@ class DashboardServer extends EventEmitter {
         this.#summaryFile.close();
       }
       this.#observer.close();
-      await this.#travel.close();
+      // Not awaited: a seek in the middle of its replay ends only when the replay does (the
+      // worker's native call cannot be interrupted); closing must not wait for it.
+      this.#travel.close();
       this.#wss.close();
       await new Promise((resolve) => {
         this.#http.close(() => resolve());
@@ -1139,7 +1141,9 @@ class DashboardServer extends EventEmitter {
     // agent of the same module takes over (ids are never reused). Both through the public
     // API: recorded and journaled like any other input.
     const info = this.#rt.inspect(a.agent);
-    const alive = info.state === 'running' || info.state === 'preempted';
+    // Running, or suspended in the middle of a time-sliced call: it must stop first (never two
+    // of it). Preempted is a fault (it ran out of fuel): it runs no more, like faulted.
+    const alive = info.state === 'running' || info.state === 'suspended';
     if (alive) this.#rt.shutdown(a.agent);
     const id = this.#rt.spawn(info.module);
     return { replaced: a.agent, replacedState: this.#rt.inspect(a.agent).state, shutDown: alive, agent: id };

@@ -24,6 +24,10 @@ class RequestError extends Error {
 
 function open(reopen) {
   if (cursor && !reopen) return cursor;
+  // The old cursor's state and snapshot cache are freed now: this thread makes almost no JS
+  // garbage, so collection (which would free them) might not come for many reopens.
+  if (cursor) cursor.close();
+  cursor = null;
   cursor = openJournal(dir, options);
   last = null;
   return cursor;
@@ -33,8 +37,10 @@ function pastEnd(tick, c) {
   if (tick > c.endTick) throw new RequestError('bad_request', `tick ${tick} is past the journal's end (tick ${c.endTick})`);
 }
 
+/** As the live summary counts: a suspended agent (in the middle of a time-sliced call) is running. */
 function stateOf(info) {
-  return info.fault && info.fault.kind === 'preempted' ? 'preempted' : info.state;
+  if (info.fault && info.fault.kind === 'preempted') return 'preempted';
+  return info.state === 'suspended' ? 'running' : info.state;
 }
 
 const OPS = {

@@ -29,6 +29,9 @@ const LIMIT = args.ticks === undefined ? Infinity : Number(args.ticks);
 const KEEP_JOURNAL = typeof args.journal === 'string';
 const tempDir = KEEP_JOURNAL ? null : mkdtempSync(join(tmpdir(), 'lockstep-demo-'));
 const JOURNAL = KEEP_JOURNAL ? args.journal : join(tempDir, 'journal');
+// The temporary journal goes with the process, however it ends (a bad argument, an error,
+// a signal; not SIGKILL).
+if (tempDir) process.on('exit', () => rmSync(tempDir, { recursive: true, force: true }));
 
 // A snapshot every 100 ticks: a seek replays at most 100 ticks of 300 agents.
 const journal = { dir: JOURNAL, snapshotIntervalTicks: 100 };
@@ -100,8 +103,8 @@ async function finish(why) {
   console.log(`journal of ${fromJournal.ticksVerified} ticks: ${fromJournal.ok ? 'identical' : `DIVERGED ${JSON.stringify(fromJournal.divergence)}`}, final hash ${fromJournal.finalHash.slice(0, 16)}`);
   const ok = verdict.ok && verdict.finalHash === rt.stateHash() && fromJournal.ok && fromJournal.finalHash === rt.stateHash();
   rt.close();
-  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
   process.exit(ok ? 0 : 1);
 }
 process.on('SIGINT', () => finish('Ctrl-C'));
 process.on('SIGTERM', () => finish('SIGTERM'));
+process.on('SIGHUP', () => finish('SIGHUP (the terminal closed)'));

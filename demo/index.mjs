@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const args = process.argv.slice(2);
 let child = null;
 // Ctrl-C reaches the child too (same process group); a signal sent to this process alone is passed on.
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child?.kill(sig));
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child?.kill(sig));
 
 function run(file, a) {
   return new Promise((resolve) => {

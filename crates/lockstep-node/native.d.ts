@@ -289,6 +289,13 @@ export declare class NativeJournalCursor {
   static openDir(dir: string, options?: CursorOptions | undefined | null): NativeJournalCursor
   /** A cursor over a replay log's bytes. */
   static openLog(log: Uint8Array, options?: CursorOptions | undefined | null): NativeJournalCursor
+  /**
+   * Frees the cursor's session state and snapshot cache now instead of at garbage
+   * collection (hundreds of MB for a large session). Idempotent; every other method then
+   * throws E_CLOSED.
+   */
+  close(): void
+  get closed(): boolean
   get tick(): number
   get firstTick(): number
   get endTick(): number
@@ -361,6 +368,11 @@ export declare class NativeRuntime {
   setWorkers(workers?: number | undefined | null): void
   /** The directory of the journal this runtime writes, null without one. */
   get journalDir(): string | null
+  /**
+   * The last tick whose journal records are known to be on stable storage, without
+   * syncing (null without a journal, or while none is): what a crash now would keep.
+   */
+  get durableTick(): number | null
   /** What `recover` did (null for a runtime made with `new`). */
   recoveryReport(): RecoveryReport | null
   /**

@@ -160,7 +160,7 @@
     $('btn-pause').disabled = !clock.playing;
     $('btn-step').disabled = clock.playing;
     const j = s.journal;
-    const journal = j ? `journal ${bytes(j.bytes)}${j.durableTick == null ? '' : `, durable to tick ${num(j.durableTick)}`} · ` : '';
+    const journal = j ? `journal${j.bytes == null ? '' : ` ${bytes(j.bytes)}`}${j.durableTick == null ? '' : `, durable to tick ${num(j.durableTick)}`} · ` : '';
     $('meta').textContent = `${journal}${s.recording ? 'recording · ' : ''}${num(s.clients)} client${s.clients === 1 ? '' : 's'}${s.busy ? ' · ticking' : ''}`;
     const seek = $('seek');
     // Positions are ticks run: `s.tick` (the live state) at the right end.

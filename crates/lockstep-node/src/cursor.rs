@@ -62,7 +62,18 @@ fn hex16(id: [u8; 16]) -> String {
 /// A read-only cursor over a recorded session.
 #[napi]
 pub struct NativeJournalCursor {
-    inner: j::JournalCursor,
+    /// `None` once closed: every method then throws E_CLOSED.
+    inner: Option<j::JournalCursor>,
+}
+
+impl NativeJournalCursor {
+    fn c(&self) -> Result<&j::JournalCursor> {
+        self.inner.as_ref().ok_or_else(|| to_napi(core::LockstepError::Closed))
+    }
+
+    fn c_mut(&mut self) -> Result<&mut j::JournalCursor> {
+        self.inner.as_mut().ok_or_else(|| to_napi(core::LockstepError::Closed))
+    }
 }
 
 fn core_options(o: CursorOptions) -> Result<j::CursorOptions> {
@@ -94,89 +105,105 @@ impl NativeJournalCursor {
     #[napi(factory, catch_unwind)]
     pub fn open_dir(dir: String, options: Option<CursorOptions>) -> Result<Self> {
         let o = core_options(options.unwrap_or_default())?;
-        Ok(Self { inner: j::JournalCursor::open_dir(Path::new(&dir), o).map_err(to_napi)? })
+        Ok(Self { inner: Some(j::JournalCursor::open_dir(Path::new(&dir), o).map_err(to_napi)?) })
     }
 
     /// A cursor over a replay log's bytes.
     #[napi(factory, catch_unwind)]
     pub fn open_log(log: Uint8Array, options: Option<CursorOptions>) -> Result<Self> {
         let o = core_options(options.unwrap_or_default())?;
-        Ok(Self { inner: j::JournalCursor::open_log(log.to_vec(), o).map_err(to_napi)? })
+        Ok(Self { inner: Some(j::JournalCursor::open_log(log.to_vec(), o).map_err(to_napi)?) })
+    }
+
+    /// Frees the cursor's session state and snapshot cache now instead of at garbage
+    /// collection (hundreds of MB for a large session). Idempotent; every other method then
+    /// throws E_CLOSED.
+    #[napi(catch_unwind)]
+    pub fn close(&mut self) {
+        self.inner = None;
     }
 
     #[napi(getter, catch_unwind)]
-    pub fn tick(&self) -> i64 {
-        self.inner.tick() as i64
+    pub fn closed(&self) -> bool {
+        self.inner.is_none()
     }
 
     #[napi(getter, catch_unwind)]
-    pub fn first_tick(&self) -> i64 {
-        self.inner.first_tick() as i64
+    pub fn tick(&self) -> Result<i64> {
+        Ok(self.c()?.tick() as i64)
     }
 
     #[napi(getter, catch_unwind)]
-    pub fn end_tick(&self) -> i64 {
-        self.inner.end_tick() as i64
+    pub fn first_tick(&self) -> Result<i64> {
+        Ok(self.c()?.first_tick() as i64)
     }
 
     #[napi(getter, catch_unwind)]
-    pub fn id(&self) -> Option<String> {
-        self.inner.id().map(hex16)
+    pub fn end_tick(&self) -> Result<i64> {
+        Ok(self.c()?.end_tick() as i64)
     }
 
     #[napi(getter, catch_unwind)]
-    pub fn lineage(&self) -> Option<LineageInfo> {
-        self.inner.lineage().map(|l| LineageInfo { journal: l.journal.map(hex16), tick: l.tick as i64, hash: l.hash.to_hex() })
+    pub fn id(&self) -> Result<Option<String>> {
+        Ok(self.c()?.id().map(hex16))
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn lineage(&self) -> Result<Option<LineageInfo>> {
+        Ok(self.c()?.lineage().map(|l| LineageInfo { journal: l.journal.map(hex16), tick: l.tick as i64, hash: l.hash.to_hex() }))
     }
 
     #[napi(catch_unwind)]
-    pub fn snapshot_ticks(&self) -> Vec<i64> {
-        self.inner.snapshot_ticks().into_iter().map(|t| t as i64).collect()
+    pub fn snapshot_ticks(&self) -> Result<Vec<i64>> {
+        Ok(self.c()?.snapshot_ticks().into_iter().map(|t| t as i64).collect())
     }
 
     #[napi(catch_unwind)]
-    pub fn skipped_snapshots(&self) -> Vec<crate::journal::SnapshotProblem> {
-        self.inner
+    pub fn skipped_snapshots(&self) -> Result<Vec<crate::journal::SnapshotProblem>> {
+        Ok(self
+            .c()?
             .skipped_snapshots()
             .iter()
             .map(|s| crate::journal::SnapshotProblem { file: s.file.display().to_string(), tick: s.tick as i64, problem: Some(s.reason.clone()) })
-            .collect()
+            .collect())
     }
 
     #[napi(catch_unwind)]
     pub fn seek(&mut self, tick: f64) -> Result<SeekReport> {
-        let r = self.inner.seek(tick_arg("tick", tick)?).map_err(to_napi)?;
+        let tick = tick_arg("tick", tick)?;
+        let r = self.c_mut()?.seek(tick).map_err(to_napi)?;
         Ok(SeekReport { tick: r.tick as i64, ticks_replayed: r.ticks_replayed as i64, from_snapshot: r.from_snapshot.map(|t| t as i64) })
     }
 
     #[napi(catch_unwind, js_name = "next")]
     pub fn next_tick(&mut self) -> Result<bool> {
-        self.inner.next_tick().map_err(to_napi)
+        self.c_mut()?.next_tick().map_err(to_napi)
     }
 
     #[napi(catch_unwind, js_name = "prev")]
     pub fn prev_tick(&mut self) -> Result<bool> {
-        self.inner.prev_tick().map_err(to_napi)
+        self.c_mut()?.prev_tick().map_err(to_napi)
     }
 
     #[napi(catch_unwind)]
     pub fn inspect(&self, id: f64) -> Result<AgentInfo> {
-        Ok(self.inner.runtime().inspect(id_arg("id", id)?).map_err(to_napi)?.into())
+        let id = id_arg("id", id)?;
+        Ok(self.c()?.runtime().inspect(id).map_err(to_napi)?.into())
     }
 
     #[napi(catch_unwind)]
-    pub fn agents(&self) -> Vec<f64> {
-        self.inner.runtime().agent_ids().into_iter().map(id_js).collect()
+    pub fn agents(&self) -> Result<Vec<f64>> {
+        Ok(self.c()?.runtime().agent_ids().into_iter().map(id_js).collect())
     }
 
     #[napi(catch_unwind)]
-    pub fn state_hash(&self) -> String {
-        self.inner.runtime().state_hash().to_hex()
+    pub fn state_hash(&self) -> Result<String> {
+        Ok(self.c()?.runtime().state_hash().to_hex())
     }
 
     #[napi(catch_unwind)]
     pub fn deep_hash(&mut self) -> Result<DeepHash> {
-        let d = self.inner.deep_hash().map_err(to_napi)?;
+        let d = self.c_mut()?.deep_hash().map_err(to_napi)?;
         Ok(DeepHash { tick: d.tick as i64, hash: d.hash.to_hex() })
     }
 
@@ -184,12 +211,14 @@ impl NativeJournalCursor {
     pub fn read_memory(&self, id: f64, offset: f64, length: f64) -> Result<Buffer> {
         let offset = tick_arg("offset", offset).map_err(|_| invalid_arg("offset", format!("a byte offset (a non-negative integer), got {offset}")))?;
         let length = tick_arg("length", length).map_err(|_| invalid_arg("length", format!("a byte count (a non-negative integer), got {length}")))?;
-        Ok(self.inner.read_memory(id_arg("id", id)?, offset, length).map_err(to_napi)?.into())
+        let id = id_arg("id", id)?;
+        Ok(self.c()?.read_memory(id, offset, length).map_err(to_napi)?.into())
     }
 
     #[napi(catch_unwind)]
     pub fn messages_at(&mut self, tick: f64) -> Result<Vec<AgentTickMessages>> {
-        let agents = self.inner.messages_at(tick_arg("tick", tick)?).map_err(to_napi)?;
+        let tick = tick_arg("tick", tick)?;
+        let agents = self.c_mut()?.messages_at(tick).map_err(to_napi)?;
         Ok(agents
             .into_iter()
             .map(|a| AgentTickMessages {
@@ -208,7 +237,7 @@ impl NativeJournalCursor {
         let inference_options = options.inference.take().unwrap_or_default();
         convert::engine_options(&inference_options)?;
         let restore = convert::restore_options_from(options, None)?;
-        let rt = self.inner.fork(restore).map_err(to_napi)?;
+        let rt = self.c_mut()?.fork(restore).map_err(to_napi)?;
         Ok(NativeRuntime::wrap(rt, inference_options, None))
     }
 }

@@ -296,6 +296,13 @@ impl NativeRuntime {
         Ok(self.rt()?.config().journal.as_ref().map(|j| j.dir.display().to_string()))
     }
 
+    /// The last tick whose journal records are known to be on stable storage, without
+    /// syncing (null without a journal, or while none is): what a crash now would keep.
+    #[napi(getter, catch_unwind)]
+    pub fn durable_tick(&mut self) -> Result<Option<i64>> {
+        Ok(self.rt()?.durable_tick().map(|t| t as i64))
+    }
+
     /// What `recover` did (null for a runtime made with `new`).
     #[napi(catch_unwind)]
     pub fn recovery_report(&mut self) -> Option<journal::RecoveryReport> {
