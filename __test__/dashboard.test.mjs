@@ -928,6 +928,25 @@ test('the summary\'s durable tick is the runtime\'s own, also for a runtime that
   plain.close();
 });
 
+test('serve({ journal }) of another session\'s journal: a path trusts no publisher (the error says how to pass trustedKeys), { dir, trustedKeys } travels', async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'lockstep-dash-other-')), 'j');
+  const { rt: recorded } = gossipRuntime(5, { journal: { dir } });
+  recorded.tick(6);
+  recorded.close();
+  for (const [journal, ok] of [[dir, false], [{ dir, trustedKeys: [EXAMPLES_PUBLIC_KEY] }, true]]) {
+    await served({ journal }, async ({ server }) => {
+      const c = await connect(server);
+      const r = await c.request('seek', { tick: 3 });
+      if (ok) assert.equal(r.data.tick, 3);
+      else {
+        assert.equal(r.error.lockstepCode, 'E_REPLAY_UNTRUSTED');
+        assert.match(r.error.message, /serve\(\{ journal: \{ dir, trustedKeys/);
+      }
+      await c.close();
+    }, { agents: 2 });
+  }
+});
+
 test('time travel never stalls the live runtime: a long seek runs off the main thread while ticks go on, and a tick not reached yet is refused without reading the journal', async () => {
   const dir = join(mkdtempSync(join(tmpdir(), 'lockstep-dash-travel-')), 'j');
   // No snapshots: a seek to the last tick replays every tick from the start.

@@ -77,6 +77,10 @@ class Travel {
     if (m.ok) return p.resolve(m.data);
     const e = m.error;
     if (e.request) return p.reject(new TravelError(e.code, e.message));
+    if (e.code === 'E_REPLAY_UNTRUSTED' && !this.source.own) {
+      // The fix, in this server's terms: a journal given as a path trusts no publisher.
+      return p.reject(new LockstepError(e.code, `${e.message}. For the dashboard: serve({ journal: { dir, trustedKeys: [...] } })`));
+    }
     if (e.code.startsWith('E_')) return p.reject(new LockstepError(e.code, e.message));
     p.reject(new TravelError('internal', e.message));
   }
