@@ -996,22 +996,27 @@ test('time travel never stalls the live runtime: a long seek runs off the main t
   }, { journal: { dir, snapshotIntervalTicks: 0 }, agents: 100 });
 });
 
+/** `npx lockstep dashboard <dir>` in a child process, once it has printed its URL. */
+async function offlineViewer(dir) {
+  const cli = fileURLToPath(new URL('../bin/lockstep.js', import.meta.url));
+  const child = spawn(process.execPath, [cli, 'dashboard', dir, '--trust', EXAMPLES_PUBLIC_KEY], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  await until(() => /read-only/.test(out) || child.exitCode !== null, 20_000, 'the URL');
+  assert.equal(child.exitCode, null, err);
+  return { child, out, url: new URL(out.match(/http:\/\/\S+/)[0]) };
+}
+
 test('npx lockstep dashboard <dir>: a recorded session\'s journal, read-only, with time travel over every tick', async () => {
   const dir = join(mkdtempSync(join(tmpdir(), 'lockstep-dash-offline-')), 'j');
   const { rt, ids } = gossipRuntime(30, { journal: { dir, snapshotIntervalTicks: 4 } });
   const hashes = [rt.stateHash()];
   for (let t = 0; t < 10; t++) hashes.push(rt.tick().hash);
   rt.close();
-  const cli = fileURLToPath(new URL('../bin/lockstep.js', import.meta.url));
-  const child = spawn(process.execPath, [cli, 'dashboard', dir, '--trust', EXAMPLES_PUBLIC_KEY], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { child, out, url } = await offlineViewer(dir);
   try {
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    await until(() => /read-only/.test(out) || child.exitCode !== null, 20_000, 'the URL');
-    assert.equal(child.exitCode, null, err);
-    const url = new URL(out.match(/http:\/\/\S+/)[0]);
     assert.match(out, /ticks 0\.\.10, read-only/);
     const c = await connect(null, { url: `ws://${url.host}/ws` });
     const hello = await c.data('hello');
@@ -1052,16 +1057,9 @@ setInterval(() => console.log('hash ' + rt.tick().hash), 2);`;
   await new Promise((resolve) => writer.once('exit', resolve));
   // hashes[t]: the state at tick t (before tick t ran); the last may be torn off the journal.
   const hashes = printed.split('\n').filter((l) => l.startsWith('hash ')).map((l) => l.slice(5));
-  const cli = fileURLToPath(new URL('../bin/lockstep.js', import.meta.url));
-  const child = spawn(process.execPath, [cli, 'dashboard', dir, '--trust', EXAMPLES_PUBLIC_KEY], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { child, url } = await offlineViewer(dir);
   try {
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    await until(() => /read-only/.test(out) || child.exitCode !== null, 20_000, 'the URL');
-    assert.equal(child.exitCode, null, err);
-    const c = await connect(null, { url: `ws://${new URL(out.match(/http:\/\/\S+/)[0]).host}/ws` });
+    const c = await connect(null, { url: `ws://${url.host}/ws` });
     const s = await c.data('summary');
     // Every tick whose hash was printed was durable (fsync 'tick'), but the kill may land
     // between a tick's sync and its print: the journal holds at least what was printed.
