@@ -927,8 +927,8 @@ export interface DashboardStats {
   hashesKept: number;
   /** Snapshots taken so far and what the last and the slowest cost, ms. */
   snapshots: { summary: { count: number; lastMs: number; maxMs: number }; table: { count: number; lastMs: number; maxMs: number } };
-  /** Time travel (its cursor runs in a worker thread): requests handed to it, cursor reopens, requests waiting or running now and at most (16 at most). */
-  travel: { requests: number; reopens: number; waiting: number; maxWaiting: number };
+  /** Time travel (its cursor runs in a worker thread): requests handed to it, cursor reopens, requests waiting or running now and at most (16 at most), and requests dropped because their client left before their turn. */
+  travel: { requests: number; reopens: number; waiting: number; maxWaiting: number; dropped: number };
   limits: { maxBufferedBytes: number; maxReplyBytes: number; maxDeferred: number };
 }
 

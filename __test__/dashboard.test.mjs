@@ -980,6 +980,15 @@ test('time travel never stalls the live runtime: a long seek runs off the main t
     const burst = await Promise.all(Array.from({ length: 8 }, (_, i) => c.request('seek', { tick: i % 2 ? 1400 : 10 })));
     assert.ok(burst.some((r) => r.ok === false && r.error.code === 'busy'), JSON.stringify(burst.map((r) => r.ok || r.error.code)));
     assert.ok(server.stats().travel.maxWaiting <= 16);
+    // A client that asks for far seeks and leaves: what it left waiting is dropped, not replayed for nobody.
+    await until(() => server.stats().travel.waiting === 0, 30_000, 'the burst to be answered');
+    const leaver = await connect(server);
+    // Each far from the last (and before the cursor's in-memory snapshot at 1,000): ~1,000 ticks of replay each.
+    for (const tick of [999, 998, 999, 998]) leaver.request('seek', { tick });
+    await until(() => server.stats().travel.waiting >= 3, 5_000, 'its seeks to wait');
+    await leaver.close();
+    await until(() => server.stats().travel.waiting === 0, 30_000, 'its seeks to be done or dropped');
+    assert.ok(server.stats().travel.dropped >= 2, JSON.stringify(server.stats().travel));
     // Closing does not wait for a replay in progress (the worker's native call cannot be
     // interrupted; it is left to finish on its own). A tick past the cursor's end reopens it:
     // a new cursor, which replays every tick from the start.

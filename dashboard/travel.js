@@ -33,8 +33,17 @@ class Travel {
     this.source = source;
     this.moduleNames = moduleNames;
     this.worker = null;
-    /** id → { resolve, reject, client } */
+    /** id → { resolve, reject, client, msg }: every request not answered yet. */
     this.waiting = new Map();
+    /**
+     * Ids of requests not yet handed to the thread, oldest first. One request is in the thread
+     * at a time (`inThread`), so that those of a client that left meanwhile are dropped here
+     * instead of replayed for nobody.
+     */
+    this.queue = [];
+    this.inThread = null;
+    /** A reopen a dropped request would have done, for the next request handed over. */
+    this.reopenOwed = false;
     this.nextId = 1;
     /** The cursor's end as its last reply said (-1: not opened yet). */
     this.endTick = -1;
@@ -42,7 +51,7 @@ class Travel {
     /** Requests waiting for REOPEN_MIN_MS to pass. */
     this.delayed = 0;
     /** For the server's stats(): requests handed to the thread, cursor reopens, the most waiting at once. */
-    this.stats = { requests: 0, reopens: 0, maxWaiting: 0 };
+    this.stats = { requests: 0, reopens: 0, maxWaiting: 0, dropped: 0 };
     this.closed = false;
   }
 
@@ -57,6 +66,9 @@ class Travel {
       if (this.worker !== w) return;
       this.worker = null;
       this.endTick = -1;
+      this.queue = [];
+      this.inThread = null;
+      this.reopenOwed = false;
       for (const [, p] of this.waiting) {
         p.client.travelWaiting--;
         p.reject(new TravelError('internal', `the time-travel thread stopped (${why}); ask again`));
@@ -68,12 +80,34 @@ class Travel {
     this.worker = w;
   }
 
+  /** Hands the oldest waiting request to the thread, if none is there; drops those of clients that left. */
+  #pump() {
+    while (this.inThread === null && this.queue.length > 0) {
+      const id = this.queue.shift();
+      const p = this.waiting.get(id);
+      if (p.client.dropped) {
+        this.waiting.delete(id);
+        p.client.travelWaiting--;
+        this.stats.dropped++;
+        if (p.msg.reopen) this.reopenOwed = true;
+        p.reject(new TravelError('closed', 'the client left'));
+        continue;
+      }
+      if (this.reopenOwed) p.msg.reopen = true;
+      this.reopenOwed = false;
+      this.inThread = id;
+      this.worker.postMessage(p.msg);
+    }
+  }
+
   #answer(m) {
     const p = this.waiting.get(m.id);
-    if (!p) return;
+    if (m.id === this.inThread) this.inThread = null;
+    if (!p) return this.#pump();
     this.waiting.delete(m.id);
     p.client.travelWaiting--;
     if (m.endTick >= 0) this.endTick = m.endTick;
+    this.#pump();
     if (m.ok) return p.resolve(m.data);
     const e = m.error;
     if (e.request) return p.reject(new TravelError(e.code, e.message));
@@ -118,9 +152,10 @@ class Travel {
     const id = this.nextId++;
     client.travelWaiting = (client.travelWaiting ?? 0) + 1;
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject, client });
+      this.waiting.set(id, { resolve, reject, client, msg: { id, op, args, reopen } });
       if (this.waiting.size > this.stats.maxWaiting) this.stats.maxWaiting = this.waiting.size;
-      this.worker.postMessage({ id, op, args, reopen });
+      this.queue.push(id);
+      this.#pump();
     });
   }
 
@@ -150,6 +185,8 @@ class Travel {
     this.worker = null;
     for (const [, p] of this.waiting) p.reject(new TravelError('closed', 'the server is closing'));
     this.waiting.clear();
+    this.queue = [];
+    this.inThread = null;
     // Terminated, not awaited (see server.js close()); the thread is unref'd, so it holds
     // nothing open meanwhile.
     if (w) w.terminate().catch(() => {});
