@@ -862,6 +862,13 @@ test('time travel over the runtime\'s own journal: seekRange, seek (the agents a
     assert.equal(at.info.steps, steps[7]);
     for (const m of at.messages.inbound) assert.equal(m.to, ids[3]);
     for (const m of at.messages.outbound) assert.equal(m.from, ids[3]);
+    // Reading tick 7's messages stepped the cursor to 8; the same tick again (another page,
+    // another agent) comes from what was read there, without going back (a restore and a replay).
+    const again = await c.data('seek', { tick: 7, offset: 10, limit: 10 });
+    assert.deepEqual([again.ticksReplayed, again.fromSnapshot, again.stateHash, again.rows[0].id], [0, null, hashes[7], ids[10]]);
+    const other = await c.data('agentAt', { tick: 7, agent: ids[4] });
+    assert.equal(other.info.steps, steps[7]);
+    for (const m of other.messages.inbound) assert.equal(m.to, ids[4]);
     // The runtime goes on; a later tick makes the server read the journal again.
     for (let t = 12; t < 17; t++) hashes.push(rt.tick().hash);
     const later = await c.data('seek', { tick: 16 });

@@ -11,9 +11,17 @@ const { openJournal } = require('../index.js');
 const { STATES } = require('./observer.js');
 
 const { dir, options, moduleNames } = workerData;
+/** Sessions of at most this many agents keep every agent's state of the tick last visited (`view`). */
+const MAX_VIEW_AGENTS = 20_000;
 let cursor = null;
-/** agentAt's last reply (the page asks again for the agent it shows, with every poll). */
-let last = null;
+/**
+ * The tick last visited, as read there: every agent's state (up to MAX_VIEW_AGENTS agents),
+ * the state hash and, once asked, what each agent received and sent in that tick. Reading the
+ * messages steps the cursor one tick on (`messagesAt`), so without this a seek or an agentAt
+ * at the same tick afterwards went back: a restore and up to a snapshot interval of replay
+ * for what was just read.
+ */
+let view = null;
 
 class RequestError extends Error {
   constructor(code, message) {
@@ -28,8 +36,8 @@ function open(reopen) {
   // garbage, so collection (which would free them) might not come for many reopens.
   if (cursor) cursor.close();
   cursor = null;
+  view = null;
   cursor = openJournal(dir, options);
-  last = null;
   return cursor;
 }
 
@@ -43,6 +51,26 @@ function stateOf(info) {
   return info.state === 'suspended' ? 'running' : info.state;
 }
 
+/** The session at `tick`: the view (read now, or kept from the last visit) and what the seek did. */
+function viewAt(c, tick) {
+  pastEnd(tick, c);
+  if (view && view.tick === tick) return { v: view, report: { tick, ticksReplayed: 0, fromSnapshot: null } };
+  view = null;
+  const report = c.seek(tick);
+  const ids = c.agents();
+  const infos = new Map();
+  const byState = Object.fromEntries(STATES.map((st) => [st, 0]));
+  for (const id of ids) {
+    const info = c.inspect(id);
+    const state = stateOf(info);
+    if (Object.hasOwn(byState, state)) byState[state]++;
+    infos.set(id, info);
+  }
+  const v = { tick, ids, infos, byState, stateHash: c.stateHash(), messages: null };
+  if (ids.length <= MAX_VIEW_AGENTS) view = v;
+  return { v, report };
+}
+
 const OPS = {
   range(c) {
     return { firstTick: c.firstTick, endTick: c.endTick, snapshots: c.snapshotTicks() };
@@ -50,27 +78,20 @@ const OPS = {
 
   /** The whole session at `tick`: agents by state, and a page of the agent table. */
   seek(c, a) {
-    pastEnd(a.tick, c);
-    const r = c.seek(a.tick);
-    const ids = c.agents();
+    const { v, report } = viewAt(c, a.tick);
     const modules = [];
     const moduleIndex = new Map();
     const rows = [];
-    const byState = Object.fromEntries(STATES.map((s) => [s, 0]));
-    for (let i = 0; i < ids.length; i++) {
-      const inPage = i >= a.offset && i < a.offset + a.limit;
-      const info = c.inspect(ids[i]);
-      const state = stateOf(info);
-      if (Object.hasOwn(byState, state)) byState[state]++;
-      if (!inPage) continue;
+    for (const id of v.ids.slice(a.offset, a.offset + a.limit)) {
+      const info = v.infos.get(id);
       if (!moduleIndex.has(info.module)) {
         moduleIndex.set(info.module, modules.length);
         modules.push({ hash: info.module, name: moduleNames[info.module] ?? null });
       }
       rows.push({
-        id: ids[i],
+        id,
         module: moduleIndex.get(info.module),
-        state,
+        state: stateOf(info),
         steps: info.steps,
         inbox: info.inboxLen,
         received: info.messagesReceived,
@@ -80,14 +101,14 @@ const OPS = {
       });
     }
     return {
-      tick: r.tick,
+      tick: report.tick,
       firstTick: c.firstTick,
       endTick: c.endTick,
-      fromSnapshot: r.fromSnapshot,
-      ticksReplayed: r.ticksReplayed,
-      stateHash: c.stateHash(),
-      total: ids.length,
-      agents: { total: ids.length, ...byState },
+      fromSnapshot: report.fromSnapshot,
+      ticksReplayed: report.ticksReplayed,
+      stateHash: v.stateHash,
+      total: v.ids.length,
+      agents: { total: v.ids.length, ...v.byState },
       offset: a.offset,
       rows,
       modules,
@@ -96,22 +117,21 @@ const OPS = {
 
   /** One agent at a tick of the journal: its state, and what it received and sent in that tick. */
   agentAt(c, a) {
-    if (last && last.tick === a.tick && last.agent === a.agent && last.messages === a.messages) return last.reply;
-    pastEnd(a.tick, c);
-    c.seek(a.tick);
-    const info = c.inspect(a.agent);
+    const { v } = viewAt(c, a.tick);
+    const info = v.infos.get(a.agent);
+    if (!info) throw Object.assign(new Error(`no agent ${a.agent} at tick ${a.tick} of the journal`), { code: 'E_UNKNOWN_AGENT' });
     const message = (m) => {
       const head = Buffer.from(m.payload).subarray(0, 32);
       return { tick: a.tick, from: m.from, to: m.to, seq: m.seq, kind: m.kind, bytes: m.payload.length, head: head.toString('hex'), text: /^[\x20-\x7e]*$/.test(head.toString('latin1')) ? head.toString('latin1') : null };
     };
     let messages = { inbound: [], outbound: [] };
     if (a.tick < c.endTick) {
-      const mine = c.messagesAt(a.tick).find((x) => x.agent === a.agent);
+      // Steps the cursor to tick + 1; the view keeps what was read at tick.
+      if (v.messages === null) v.messages = c.messagesAt(a.tick);
+      const mine = v.messages.find((x) => x.agent === a.agent);
       if (mine) messages = { inbound: mine.received.slice(0, a.messages).map(message), outbound: mine.sent.slice(0, a.messages).map(message) };
     }
-    const reply = { tick: a.tick, info: { ...info, moduleName: moduleNames[info.module] ?? null }, messages };
-    last = { tick: a.tick, agent: a.agent, messages: a.messages, reply };
-    return reply;
+    return { tick: a.tick, info: { ...info, moduleName: moduleNames[info.module] ?? null }, messages };
   },
 };
 
