@@ -874,6 +874,19 @@ test('time travel over the runtime\'s own journal: seekRange, seek (the agents a
     const later = await c.data('seek', { tick: 16 });
     assert.equal(later.endTick, 17);
     assert.equal(later.stateHash, hashes[16]);
+    // At the cursor's last tick an agent has no messages yet; once the runtime has run that
+    // tick, the journal holds them and the cursor is reopened to read them.
+    const atEnd = await c.data('agentAt', { tick: 17, agent: ids[3] });
+    assert.deepEqual([atEnd.messages.inbound.length, atEnd.messages.outbound.length], [0, 0]);
+    hashes.push(rt.tick().hash);
+    const ran = await c.data('agentAt', { tick: 17, agent: ids[3] });
+    assert.ok(ran.messages.outbound.length > 0, 'tick 17 ran: what the agent sent in it');
+    // A request that waits for the next reopen (250 ms after the last) is not overtaken by a
+    // later one of the same client: its replies come in the order of its requests.
+    hashes.push(rt.tick().hash);
+    const order = [];
+    await Promise.all([19, 3].map((tick) => c.data('seek', { tick, limit: 1 }).then((r) => order.push(r.tick))));
+    assert.deepEqual(order, [19, 3]);
     const beyond = await c.request('seek', { tick: 40 });
     assert.equal(beyond.ok, false);
     assert.equal(beyond.error.code, 'bad_request');
@@ -887,7 +900,7 @@ test('time travel over the runtime\'s own journal: seekRange, seek (the agents a
       if (!journal.bytes) await sleep(20);
     }
     assert.equal(journal.dir, dir);
-    assert.equal(journal.durableTick, 16);
+    assert.equal(journal.durableTick, 18);
     assert.ok(journal.files >= 2 && journal.bytes > 0, JSON.stringify(journal));
     await c.close();
   }, { journal: { dir, snapshotIntervalTicks: 5, fsync: 'tick' } });

@@ -303,7 +303,7 @@ class DashboardServer extends EventEmitter {
       if (o.journal) source = { dir: o.journal.dir, options: { trustedKeys: o.journal.trustedKeys ?? [], devMode: o.journal.devMode ?? false } };
       else if (own) source = { dir: own, options: { trustJournal: true }, own: true };
     }
-    this.#travel = new Travel(source, o.moduleNames);
+    this.#travel = new Travel(source, o.moduleNames, { rt, busy: () => this.#observer.busy, whenFree: (fn) => this.#observer.whenFree(fn) });
     this.#port = port;
     this.#o = o;
     this.#files = staticFiles();
@@ -410,7 +410,7 @@ class DashboardServer extends EventEmitter {
       ticksKept: this.#observer.ticks.length,
       hashesKept: this.#observer.hashes.length,
       snapshots: { summary: { ...this.#observer.costs.summary }, table: { ...this.#observer.costs.table } },
-      travel: { ...this.#travel.stats, waiting: this.#travel.waiting.size + this.#travel.delayed },
+      travel: { ...this.#travel.stats, waiting: this.#travel.waiting.size },
       limits: { maxBufferedBytes: this.#o.maxBufferedBytes, maxReplyBytes: MAX_REPLY_BYTES, maxDeferred: this.#o.maxDeferred },
     };
   }
@@ -1093,7 +1093,7 @@ class DashboardServer extends EventEmitter {
     if (!this.#travel.source) {
       throw new RequestError('needs_journal', `seeking to tick ${tick} needs a journal: a live runtime keeps no past states. Run it with journal: { dir } (docs/JOURNAL.md), or serve({ journal: dir })`, { seekable: false });
     }
-    return this.#travel.request(op, args, tick, client, this.#rt, (fn) => this.#observer.whenFree(fn));
+    return this.#travel.request(op, args, tick, client);
   }
 
   /** The range time travel can visit now. */

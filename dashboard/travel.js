@@ -28,29 +28,33 @@ class Travel {
    * @param source { dir, options, own } (own: the serving runtime's own journal, which must be
    *   synced before a reopen can see its newest ticks), or null: no time travel.
    * @param moduleNames hash → name, for the replies.
+   * @param rt the serving runtime; `busy()`: whether a tick runs now; `whenFree(fn)`: runs fn
+   *   when the runtime is next free (false: too much waits already).
    */
-  constructor(source, moduleNames) {
+  constructor(source, moduleNames, { rt, busy, whenFree }) {
     this.source = source;
     this.moduleNames = moduleNames;
+    this.rt = rt;
+    this.busy = busy;
+    this.whenFree = whenFree;
     this.worker = null;
-    /** id → { resolve, reject, client, msg }: every request not answered yet. */
+    /** id → { resolve, reject, client, msg, need }: every request not answered yet. */
     this.waiting = new Map();
     /**
-     * Ids of requests not yet handed to the thread, oldest first. One request is in the thread
-     * at a time (`inThread`), so that those of a client that left meanwhile are dropped here
-     * instead of replayed for nobody.
+     * Ids of requests not yet handed to the thread, in arrival order (so one client's replies
+     * come in the order of its requests). One request is in the thread at a time (`inThread`);
+     * whether the cursor must be reopened first is decided when a request's turn comes, and
+     * one whose client left meanwhile is dropped then instead of replayed for nobody.
      */
     this.queue = [];
     this.inThread = null;
-    /** A reopen a dropped request would have done, for the next request handed over. */
-    this.reopenOwed = false;
+    /** A timer or a whenFree() that will pump again (the head waits for REOPEN_MIN_MS or a free runtime). */
+    this.pumpLater = false;
     this.nextId = 1;
     /** The cursor's end as its last reply said (-1: not opened yet). */
     this.endTick = -1;
     this.reopenedAt = -Infinity;
-    /** Requests waiting for REOPEN_MIN_MS to pass. */
-    this.delayed = 0;
-    /** For the server's stats(): requests handed to the thread, cursor reopens, the most waiting at once. */
+    /** For the server's stats(): requests handed to the thread, cursor reopens, the most waiting at once, requests dropped. */
     this.stats = { requests: 0, reopens: 0, maxWaiting: 0, dropped: 0 };
     this.closed = false;
   }
@@ -66,48 +70,91 @@ class Travel {
       if (this.worker !== w) return;
       this.worker = null;
       this.endTick = -1;
-      this.queue = [];
       this.inThread = null;
-      this.reopenOwed = false;
-      for (const [, p] of this.waiting) {
-        p.client.travelWaiting--;
-        p.reject(new TravelError('internal', `the time-travel thread stopped (${why}); ask again`));
-      }
-      this.waiting.clear();
+      this.#rejectAll(new TravelError('internal', `the time-travel thread stopped (${why}); ask again`));
     };
     w.on('error', (e) => gone(e && e.message));
     w.on('exit', (code) => gone(`exit code ${code}`));
     this.worker = w;
   }
 
-  /** Hands the oldest waiting request to the thread, if none is there; drops those of clients that left. */
+  #rejectAll(error) {
+    const all = [...this.waiting.values()];
+    this.waiting.clear();
+    this.queue = [];
+    for (const p of all) {
+      p.client.travelWaiting--;
+      p.reject(error);
+    }
+  }
+
+  /** Pumps again in `ms` (a timer) or when the runtime is free, once. */
+  #pumpSoon(ms) {
+    if (this.pumpLater) return;
+    this.pumpLater = true;
+    const again = () => {
+      this.pumpLater = false;
+      this.#pump();
+    };
+    if (ms > 0 || !this.whenFree(again)) setTimeout(again, Math.max(1, Math.ceil(ms))).unref();
+  }
+
+  /**
+   * Hands the oldest waiting request to the thread, if none is there: first drops those whose
+   * client left, and reopens the cursor if the request needs ticks past its end (syncing the
+   * runtime's own journal first, which needs the runtime free; at most every REOPEN_MIN_MS).
+   */
   #pump() {
-    while (this.inThread === null && this.queue.length > 0) {
-      const id = this.queue.shift();
+    while (!this.closed && this.inThread === null && !this.pumpLater && this.queue.length > 0) {
+      const id = this.queue[0];
       const p = this.waiting.get(id);
       if (p.client.dropped) {
+        this.queue.shift();
         this.waiting.delete(id);
         p.client.travelWaiting--;
         this.stats.dropped++;
-        if (p.msg.reopen) this.reopenOwed = true;
         p.reject(new TravelError('closed', 'the client left'));
         continue;
       }
-      if (this.reopenOwed) p.msg.reopen = true;
-      this.reopenOwed = false;
+      const first = this.endTick < 0;
+      const reopen = !first && p.need > this.endTick;
+      if (first || reopen) {
+        const wait = this.reopenedAt + REOPEN_MIN_MS - performance.now();
+        if (reopen && wait > 0) return this.#pumpSoon(wait);
+        if (this.source.own) {
+          if (this.busy()) return this.#pumpSoon(0);
+          try {
+            this.rt.syncJournal(); // the ticks written so far, complete on disk
+          } catch (e) {
+            this.queue.shift();
+            this.waiting.delete(id);
+            p.client.travelWaiting--;
+            p.reject(e);
+            continue;
+          }
+        }
+        this.reopenedAt = performance.now();
+        if (reopen) this.stats.reopens++;
+      }
+      if (!this.worker) this.#start();
+      this.queue.shift();
+      p.msg.reopen = reopen;
       this.inThread = id;
+      this.stats.requests++;
       this.worker.postMessage(p.msg);
     }
   }
 
   #answer(m) {
-    const p = this.waiting.get(m.id);
     if (m.id === this.inThread) this.inThread = null;
-    if (!p) return this.#pump();
-    this.waiting.delete(m.id);
-    p.client.travelWaiting--;
     if (m.endTick >= 0) this.endTick = m.endTick;
+    const p = this.waiting.get(m.id);
+    if (p) {
+      this.waiting.delete(m.id);
+      p.client.travelWaiting--;
+    }
     this.#pump();
+    if (!p) return;
     if (m.ok) return p.resolve(m.data);
     const e = m.error;
     if (e.request) return p.reject(new TravelError(e.code, e.message));
@@ -120,62 +167,30 @@ class Travel {
   }
 
   /**
-   * Runs `op` on the cursor. `tick`: the tick it needs (the cursor is reopened first if it
-   * ends before it); `rt`: the serving runtime, free (between ticks), for its own journal;
-   * `whenFree(fn)`: runs fn when the runtime is next free (false: too much waits).
+   * Runs `op` on the cursor, in turn; resolves with its reply. `tick`: the tick it visits.
+   * A request that needs ticks past the cursor's end makes it reopen first: a seek past its
+   * end; with the runtime's own journal, also an agentAt at its last tick once the runtime has
+   * run it (its messages are in the journal by then).
    */
-  request(op, args, tick, client, rt, whenFree) {
+  request(op, args, tick, client) {
     if (this.closed) throw new TravelError('closed', 'the server is closing');
-    if (this.waiting.size + this.delayed >= MAX_TRAVEL_WAITING) throw new TravelError('busy', `${MAX_TRAVEL_WAITING} time-travel requests wait already; try again`);
+    if (this.waiting.size >= MAX_TRAVEL_WAITING) throw new TravelError('busy', `${MAX_TRAVEL_WAITING} time-travel requests wait already; try again`);
     if ((client.travelWaiting ?? 0) >= MAX_TRAVEL_WAITING_PER_CLIENT) {
       throw new TravelError('busy', `at most ${MAX_TRAVEL_WAITING_PER_CLIENT} time-travel requests per client wait; wait for their replies`);
     }
+    const own = this.source.own;
+    const live = own ? this.rt.currentTick : Infinity;
     // A tick the live runtime has not reached is refused without touching the journal.
-    if (this.source.own && tick > rt.currentTick) throw new TravelError('bad_request', `tick ${tick} is past the journal's end (tick ${rt.currentTick})`);
-    let reopen = false;
-    if (this.endTick >= 0 && tick > this.endTick) {
-      const now = performance.now();
-      const wait = this.reopenedAt + REOPEN_MIN_MS - now;
-      // Reopened a moment ago: this request waits for the next reopen (syncing costs the
-      // main thread a write and an fdatasync between ticks; at most one per REOPEN_MIN_MS).
-      if (wait > 0) return this.#later(wait, op, args, tick, client, rt, whenFree);
-      if (this.source.own) rt.syncJournal(); // the ticks written so far, complete on disk
-      reopen = true;
-      this.reopenedAt = now;
-    } else if (this.endTick < 0 && this.source.own) {
-      rt.syncJournal();
-      this.reopenedAt = performance.now();
-    }
-    if (!this.worker) this.#start();
-    if (reopen) this.stats.reopens++;
-    this.stats.requests++;
+    if (tick > live) throw new TravelError('bad_request', `tick ${tick} is past the journal's end (tick ${live})`);
+    // The end of the journal the request needs the cursor to reach.
+    const need = own && op === 'agentAt' ? Math.min(tick + 1, live) : tick;
     const id = this.nextId++;
     client.travelWaiting = (client.travelWaiting ?? 0) + 1;
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject, client, msg: { id, op, args, reopen } });
+      this.waiting.set(id, { resolve, reject, client, need, msg: { id, op, args, reopen: false } });
       if (this.waiting.size > this.stats.maxWaiting) this.stats.maxWaiting = this.waiting.size;
       this.queue.push(id);
       this.#pump();
-    });
-  }
-
-  #later(waitMs, op, args, tick, client, rt, whenFree) {
-    this.delayed++;
-    client.travelWaiting = (client.travelWaiting ?? 0) + 1;
-    return new Promise((resolve, reject) => {
-      const go = () => {
-        this.delayed--;
-        client.travelWaiting--;
-        try {
-          resolve(this.request(op, args, tick, client, rt, whenFree));
-        } catch (e) {
-          reject(e);
-        }
-      };
-      setTimeout(() => {
-        if (this.closed || client.dropped) return go();
-        if (!whenFree(go)) go();
-      }, Math.ceil(waitMs)).unref();
     });
   }
 
@@ -183,10 +198,8 @@ class Travel {
     this.closed = true;
     const w = this.worker;
     this.worker = null;
-    for (const [, p] of this.waiting) p.reject(new TravelError('closed', 'the server is closing'));
-    this.waiting.clear();
-    this.queue = [];
     this.inThread = null;
+    this.#rejectAll(new TravelError('closed', 'the server is closing'));
     // Terminated, not awaited (see server.js close()); the thread is unref'd, so it holds
     // nothing open meanwhile.
     if (w) w.terminate().catch(() => {});
