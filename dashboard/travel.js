@@ -65,7 +65,10 @@ class Travel {
     });
     // The live program decides when the process ends, not an idle cursor.
     w.unref();
-    w.on('message', (m) => this.#answer(m));
+    // A stopped thread's last answers are not this cursor's (their requests were rejected).
+    w.on('message', (m) => {
+      if (this.worker === w) this.#answer(m);
+    });
     const gone = (why) => {
       if (this.worker !== w) return;
       this.worker = null;
