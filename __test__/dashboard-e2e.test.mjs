@@ -42,6 +42,28 @@ async function launch(t) {
   return browser;
 }
 
+/** A page (1440 × 1000) on the dashboard at `url`, connected; `errors` collects what the page reports. */
+async function openDashboard(browser, url) {
+  const errors = [];
+  const page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, deviceScaleFactor: 1 });
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+  });
+  await page.goto(url);
+  await page.waitForSelector('#conn.up');
+  return { page, errors };
+}
+
+/** Lets the page settle, hides the toast, and saves the whole page as .test-out/`name`. */
+async function finalScreenshot(t, page, name) {
+  await page.waitForTimeout(600);
+  await page.$eval('#toast', (el) => el.classList.add('hidden'));
+  mkdirSync(out, { recursive: true });
+  await page.screenshot({ path: join(out, name), fullPage: true });
+  t.diagnostic(`screenshot: ${join(out, name)}`);
+}
+
 /** Polls `pred` (no page needed) every 50 ms for at most `ms`. */
 async function waitUntil(pred, ms, what) {
   const end = Date.now() + ms;
@@ -76,15 +98,8 @@ test('the dashboard in headless Chromium: the tick advances, pause, single step,
   rt.tick(10);
   rt.spawnMany(exampleAgent('counter'), 250);
   const server = await rt.serve({ controls: true, moduleNames: names });
-  const errors = [];
   try {
-    const page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, deviceScaleFactor: 1 });
-    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
-    });
-    await page.goto(server.url);
-    await page.waitForSelector('#conn.up');
+    const { page, errors } = await openDashboard(browser, server.url);
     // The clock starts once the page is connected: the feed then holds the first ticks' faults
     // (a page that connects later starts from the newest 200 events, and how many ticks ran
     // while the browser started was a race this test sometimes lost).
@@ -179,11 +194,7 @@ test('the dashboard in headless Chromium: the tick advances, pause, single step,
     const t3 = await tickOf(page);
     await waitFor(page, async () => (await tickOf(page)) >= t3 + 10, 'ten more ticks');
     await page.click(`#agents tbody tr[data-id="${agent}"]`).catch(() => {});
-    await page.waitForTimeout(600);
-    await page.$eval('#toast', (el) => el.classList.add('hidden'));
-    mkdirSync(out, { recursive: true });
-    await page.screenshot({ path: join(out, 'dashboard.png'), fullPage: true });
-    t.diagnostic(`screenshot: ${join(out, 'dashboard.png')}`);
+    await finalScreenshot(t, page, 'dashboard.png');
     assert.deepEqual(errors, [], 'no errors in the page');
   } finally {
     await browser.close();
@@ -202,18 +213,11 @@ test('npm run demo -- --ui in headless Chromium: the demo\'s own dashboard ticks
   demo.stdout.setEncoding('utf8');
   demo.stdout.on('data', (d) => (log += d));
   demo.stderr.on('data', (d) => (log += d));
-  const errors = [];
   try {
     await waitUntil(() => /dashboard: http/.test(log) || demo.exitCode !== null, 20_000, 'the demo\'s URL');
     const url = /dashboard: (http:\/\/\S+)/.exec(log)?.[1];
     assert.ok(url, log);
-    const page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, deviceScaleFactor: 1 });
-    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
-    });
-    await page.goto(url);
-    await page.waitForSelector('#conn.up');
+    const { page, errors } = await openDashboard(browser, url);
     // The demo plays at 20 Hz: the tick advances.
     await waitFor(page, async () => (await tickOf(page)) > 0, 'a first tick');
     const t1 = await tickOf(page);
@@ -248,11 +252,7 @@ test('npm run demo -- --ui in headless Chromium: the demo\'s own dashboard ticks
     await waitFor(page, async () => (await page.textContent('#clock-state')).startsWith('playing'), 'playing');
     const t3 = await tickOf(page);
     await waitFor(page, async () => (await tickOf(page)) >= t3 + 20, 'twenty more ticks');
-    await page.waitForTimeout(600);
-    await page.$eval('#toast', (el) => el.classList.add('hidden'));
-    mkdirSync(out, { recursive: true });
-    await page.screenshot({ path: join(out, 'dashboard-demo.png'), fullPage: true });
-    t.diagnostic(`screenshot: ${join(out, 'dashboard-demo.png')}`);
+    await finalScreenshot(t, page, 'dashboard-demo.png');
     assert.deepEqual(errors, [], 'no errors in the page');
     // Ctrl-C: the demo replays its session from the log and the journal.
     const exited = new Promise((resolve) => demo.once('exit', resolve));

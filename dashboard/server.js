@@ -26,7 +26,8 @@ const { LockstepError } = require('../errors.js');
 const v = require('../validate.js');
 const { Observer, STATES, COLUMNS } = require('./observer.js');
 const { SummaryFileWriter } = require('./summary-file.js');
-const { Travel, TravelError } = require('./travel.js');
+const { Travel } = require('./travel.js');
+const { RequestError } = require('./request-error.js');
 
 const PROTOCOL = 1;
 const SUBPROTOCOL = 'lockstep.v1';
@@ -208,15 +209,6 @@ function uncork(client) {
   if (!client.corked) return;
   client.corked = false;
   client.socket.uncork();
-}
-
-/** A protocol error: a reply with ok: false, { code, message }. */
-class RequestError extends Error {
-  constructor(code, message, extra) {
-    super(message);
-    this.code = code;
-    this.extra = extra;
-  }
 }
 
 function checkOptions(options) {
@@ -797,7 +789,7 @@ class DashboardServer extends EventEmitter {
     const handler = typeof type === 'string' && Object.hasOwn(HANDLERS, type) ? HANDLERS[type] : null;
     const reply = (data) => this.#send(client, { id, type, ok: true, data });
     const fail = (e) => {
-      if (e instanceof RequestError || e instanceof TravelError) return now({ id, type, ok: false, error: { code: e.code, message: e.message, ...e.extra } });
+      if (e instanceof RequestError) return now({ id, type, ok: false, error: { code: e.code, message: e.message, ...e.extra } });
       if (e instanceof LockstepError) {
         const code = e.code === 'E_UNKNOWN_AGENT' ? 'not_found' : e.code === 'E_BUSY' ? 'busy' : e.code === 'E_CLOSED' ? 'closed' : e.code.startsWith('E_INVALID') ? 'bad_request' : 'runtime_error';
         return now({ id, type, ok: false, error: { code, message: e.message, lockstepCode: e.code } });

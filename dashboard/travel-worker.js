@@ -9,6 +9,7 @@
 const { parentPort, workerData } = require('node:worker_threads');
 const { openJournal } = require('../index.js');
 const { STATES } = require('./observer.js');
+const { RequestError } = require('./request-error.js');
 
 const { dir, options, moduleNames } = workerData;
 /** Sessions of at most this many agents keep every agent's state of the tick last visited (`view`). */
@@ -22,13 +23,6 @@ let cursor = null;
  * for what was just read.
  */
 let view = null;
-
-class RequestError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.code = code;
-  }
-}
 
 function open(reopen) {
   if (cursor && !reopen) return cursor;

@@ -8,6 +8,7 @@
 const path = require('node:path');
 const { Worker } = require('node:worker_threads');
 const { LockstepError } = require('../errors.js');
+const { RequestError } = require('./request-error.js');
 
 /** Travel requests waiting or running, all clients together; past it: `busy`. */
 const MAX_TRAVEL_WAITING = 16;
@@ -15,13 +16,6 @@ const MAX_TRAVEL_WAITING = 16;
 const MAX_TRAVEL_WAITING_PER_CLIENT = 4;
 /** The cursor is reopened (and the runtime's own journal synced) at most this often, in ms. */
 const REOPEN_MIN_MS = 250;
-
-class TravelError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.code = code;
-  }
-}
 
 class Travel {
   /**
@@ -74,7 +68,7 @@ class Travel {
       this.worker = null;
       this.endTick = -1;
       this.inThread = null;
-      this.#rejectAll(new TravelError('internal', `the time-travel thread stopped (${why}); ask again`));
+      this.#rejectAll(new RequestError('internal', `the time-travel thread stopped (${why}); ask again`));
     };
     w.on('error', (e) => gone(e && e.message));
     w.on('exit', (code) => gone(`exit code ${code}`));
@@ -116,7 +110,7 @@ class Travel {
         this.waiting.delete(id);
         p.client.travelWaiting--;
         this.stats.dropped++;
-        p.reject(new TravelError('closed', 'the client left'));
+        p.reject(new RequestError('closed', 'the client left'));
         continue;
       }
       const first = this.endTick < 0;
@@ -160,13 +154,13 @@ class Travel {
     if (!p) return;
     if (m.ok) return p.resolve(m.data);
     const e = m.error;
-    if (e.request) return p.reject(new TravelError(e.code, e.message));
+    if (e.request) return p.reject(new RequestError(e.code, e.message));
     if (e.code === 'E_REPLAY_UNTRUSTED' && !this.source.own) {
       // The fix, in this server's terms: a journal given as a path trusts no publisher.
       return p.reject(new LockstepError(e.code, `${e.message}. For the dashboard: serve({ journal: { dir, trustedKeys: [...] } })`));
     }
     if (e.code.startsWith('E_')) return p.reject(new LockstepError(e.code, e.message));
-    p.reject(new TravelError('internal', e.message));
+    p.reject(new RequestError('internal', e.message));
   }
 
   /**
@@ -176,15 +170,15 @@ class Travel {
    * run it (its messages are in the journal by then).
    */
   request(op, args, tick, client) {
-    if (this.closed) throw new TravelError('closed', 'the server is closing');
-    if (this.waiting.size >= MAX_TRAVEL_WAITING) throw new TravelError('busy', `${MAX_TRAVEL_WAITING} time-travel requests wait already; try again`);
+    if (this.closed) throw new RequestError('closed', 'the server is closing');
+    if (this.waiting.size >= MAX_TRAVEL_WAITING) throw new RequestError('busy', `${MAX_TRAVEL_WAITING} time-travel requests wait already; try again`);
     if ((client.travelWaiting ?? 0) >= MAX_TRAVEL_WAITING_PER_CLIENT) {
-      throw new TravelError('busy', `at most ${MAX_TRAVEL_WAITING_PER_CLIENT} time-travel requests per client wait; wait for their replies`);
+      throw new RequestError('busy', `at most ${MAX_TRAVEL_WAITING_PER_CLIENT} time-travel requests per client wait; wait for their replies`);
     }
     const own = this.source.own;
     const live = own ? this.rt.currentTick : Infinity;
     // A tick the live runtime has not reached is refused without touching the journal.
-    if (tick > live) throw new TravelError('bad_request', `tick ${tick} is past the journal's end (tick ${live})`);
+    if (tick > live) throw new RequestError('bad_request', `tick ${tick} is past the journal's end (tick ${live})`);
     // The end of the journal the request needs the cursor to reach.
     const need = own && op === 'agentAt' ? Math.min(tick + 1, live) : tick;
     const id = this.nextId++;
@@ -202,11 +196,11 @@ class Travel {
     const w = this.worker;
     this.worker = null;
     this.inThread = null;
-    this.#rejectAll(new TravelError('closed', 'the server is closing'));
+    this.#rejectAll(new RequestError('closed', 'the server is closing'));
     // Terminated, not awaited (see server.js close()); the thread is unref'd, so it holds
     // nothing open meanwhile.
     if (w) w.terminate().catch(() => {});
   }
 }
 
-module.exports = { Travel, TravelError, MAX_TRAVEL_WAITING, MAX_TRAVEL_WAITING_PER_CLIENT, REOPEN_MIN_MS };
+module.exports = { Travel };
