@@ -443,10 +443,13 @@ function flattenInputs(inputs) {
  * `scratch(size)`, if given, returns a reused buffer of at least `size` bytes to pack several
  * inputs into (read by the native call before it returns), instead of a new one per call.
  */
-function packInputs(inputs, scratch) {
+function packInputs(inputs, scratch, parts = false) {
   const [names, types, dims, data] = flattenInputs(inputs);
   let size = 0;
   for (const d of data) size += Math.ceil(d.byteLength / 8) * 8;
+  // With `parts`, several inputs of PARTS_MIN_BYTES or more go as they are, an array of views
+  // (inferIntoParts reads each in place): packing copied them all once more per call.
+  if (parts && data.length > 1 && size >= PARTS_MIN_BYTES) return [inputSpec(names, types, dims, data), data];
   // One input: its own bytes, no copy. Several: packed, each at a multiple of 8.
   const packed = data.length === 1 ? data[0] : scratch ? scratch(size) : new Uint8Array(size);
   let offset = 0;
@@ -539,6 +542,15 @@ function unpackOutputs({ spec, data }) {
 
 /** The most bytes inferSync keeps in each of its reused buffers (inputs, outputs) between calls. */
 const SCRATCH_MAX_BYTES = 1 << 20;
+/**
+ * From this many bytes of inputs (all together) inferSync passes several inputs as separate
+ * arrays rather than packing them into one (a copy); below it, packing costs less than
+ * handing napi an array of arrays. From this many bytes of outputs it writes them into a
+ * buffer of the call's own, which they view, rather than into the reused buffer and copying
+ * them out. (Measured: BENCHMARKS.md, twentieth session.)
+ */
+const PARTS_MIN_BYTES = 16 * 1024;
+const OWN_OUTPUTS_MIN_BYTES = 16 * 1024;
 
 /**
  * The packed outputs' spec parsed once (`inferInto` says when it changes): entries
@@ -772,6 +784,8 @@ class Runtime {
   #inBuffer = new Uint8Array(0);
   #outBuffer = new Uint8Array(4096);
   #outLayout = outputLayout('');
+  /** The size of the last outputs inferSync returned, bytes. */
+  #outBytes = 0;
   // The model id and input spec the native side holds from the last inferSync that sent them
   // (null: send it): left out when unchanged, since a string crossing napi is a UTF-8 copy and
   // an allocation each (BENCHMARKS.md, thirteenth session).
@@ -1651,7 +1665,7 @@ class Runtime {
   /** Runs a model on the calling thread (lowest overhead for small models). */
   inferSync(model, inputs) {
     modelId('model', model);
-    const [spec, data] = packInputs(inputs, this.#packScratch);
+    const [spec, data] = packInputs(inputs, this.#packScratch, true);
     // One call(): the log sink, which call() runs when it returns and which may call into this
     // runtime, runs only once the outputs are copied out of the reused buffers and what the
     // native side holds is recorded (red team: a sink calling inferSync in between made this
@@ -1666,11 +1680,26 @@ class Runtime {
     const specArg = spec === sent.spec ? undefined : spec;
     // Forgotten until the call succeeds: after a failure both are sent again.
     sent.model = sent.spec = null;
-    const result = this.#native.inferInto(modelArg, specArg, data, this.#outBuffer);
+    // Outputs as large as the last call's, when those were large: straight into a buffer of
+    // this call's own (the tensors returned view it), not the reused one and then copied.
+    const last = this.#outBytes;
+    const own = last >= OWN_OUTPUTS_MIN_BYTES && last <= SCRATCH_MAX_BYTES ? new Uint8Array(last) : null;
+    const out = own ?? this.#outBuffer;
+    const result = Array.isArray(data)
+      ? this.#native.inferIntoParts(modelArg, specArg, data, out)
+      : this.#native.inferInto(modelArg, specArg, data, out);
     sent.model = model;
     sent.spec = spec;
     const bytes = Math.floor(result / 2);
+    this.#outBytes = bytes;
     if (result % 2 === 1) this.#outLayout = outputLayout(this.#native.inferOutputSpec());
+    if (own) {
+      if (bytes <= own.length) return readOutputs(this.#outLayout, own, true);
+      // Larger than the last outputs: the native side kept them.
+      const larger = new Uint8Array(bytes);
+      this.#native.inferTakeOutputs(larger);
+      return readOutputs(this.#outLayout, larger, true);
+    }
     if (bytes > this.#outBuffer.length) {
       if (bytes > SCRATCH_MAX_BYTES) {
         // Too large to keep for the next call: a buffer of their own, which the outputs view.

@@ -141,6 +141,45 @@ test('a log sink that calls inferSync while an inferSync returns changes neither
   }
 });
 
+test('large inputs go to inferSync in place and large outputs into a buffer of their own: a state fed back call after call matches onnxruntime-node', async () => {
+  // Silero at batch 32: 229 KB of inputs in four arrays (past PARTS_MIN_BYTES: passed one by
+  // one, not packed) and 32 KB of outputs (past OWN_OUTPUTS_MIN_BYTES from the second call: a
+  // buffer of the call's own). Its recurrent state is fed back, as a VAD loop does: the outputs
+  // of one call are the inputs of the next, and h and c differ, so inputs passed in another
+  // order, or outputs written over the last call's, give other numbers.
+  const rt = new Runtime({ workers: 1 });
+  const id = rt.loadModel(SILERO).id;
+  const session = await ort.InferenceSession.create(SILERO, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const inputs = sileroInputs(32);
+  inputs.h.data.forEach((_, i, a) => { a[i] = Math.sin(i) * 0.3; });
+  inputs.c.data.forEach((_, i, a) => { a[i] = Math.cos(i * 0.7) * 0.2; });
+  let ours = inputs;
+  let theirs = inputs;
+  const kept = [];
+  for (let call = 0; call < 4; call++) {
+    const a = rt.inferSync(id, ours);
+    const b = await session.run(Object.fromEntries(Object.entries(theirs).map(([k, t]) => [k, new ort.Tensor(t.type, t.data, t.dims)])));
+    for (const name of ['output', 'hn', 'cn']) {
+      assert.deepEqual(a[name].dims, [...b[name].dims], `call ${call} ${name}`);
+      a[name].data.forEach((v, i) => assert.ok(Math.abs(v - b[name].data[i]) < 1e-5, `call ${call} ${name}[${i}] ${v} vs ${b[name].data[i]}`));
+    }
+    kept.push({ hn: a.hn.data.slice(), result: a });
+    ours = { ...inputs, h: { type: 'float32', data: a.hn.data, dims: a.hn.dims }, c: { type: 'float32', data: a.cn.data, dims: a.cn.dims } };
+    theirs = { ...inputs, h: { type: 'float32', data: b.hn.data, dims: [...b.hn.dims] }, c: { type: 'float32', data: b.cn.data, dims: [...b.cn.dims] } };
+  }
+  // Every result is still what its call returned.
+  for (const [call, k] of kept.entries()) assert.deepEqual(k.result.hn.data, k.hn, `call ${call} changed later`);
+  assert.notDeepEqual(kept[0].hn, kept[1].hn, 'the state moves from call to call');
+  // Smaller outputs after large ones (a buffer of the last size, partly used), then large again.
+  const small = rt.inferSync(id, sileroInputs(1));
+  assert.equal(small.hn.data.length, 2 * 64);
+  const bigger = rt.inferSync(id, sileroInputs(48));
+  assert.equal(bigger.hn.data.length, 2 * 48 * 64);
+  assert.deepEqual(rt.inferSync(id, sileroInputs(1)).hn.data, small.hn.data);
+  await session.release?.();
+  rt.close();
+});
+
 test('inputs and outputs over 1 MiB: inferSync keeps no buffer that large, and agrees with the thread-pool path', async () => {
   const rt = new Runtime({ workers: 1 });
   const mlp = rt.loadModel(MLP).id;
