@@ -991,6 +991,13 @@ export interface CursorOptions {
   snapshot?: Uint8Array | ArrayBuffer;
   /** While replaying forward, keep a snapshot in memory every this many ticks where the journal has none (bounded at 512 MiB), so later seeks replay at most this many ticks; 0: never. [1000] */
   snapshotIntervalTicks?: number;
+  /**
+   * Another thread's way to stop a long seek: while `interrupt[0]` is not 0 (set it with
+   * `Atomics.store`), a seek, next, prev or messagesAt that would replay a tick (or restore a
+   * snapshot) stops first with E_INTERRUPTED, the cursor left at the tick it had reached. Must
+   * be an Int32Array over a SharedArrayBuffer. [none]
+   */
+  interrupt?: Int32Array;
 }
 
 /** What one seek did. */
@@ -1259,6 +1266,8 @@ export type ErrorCode =
   // The runtime and the package
   /** The runtime was closed. */
   | 'E_CLOSED'
+  /** A journal cursor's seek stopped because its `interrupt` word was set. */
+  | 'E_INTERRUPTED'
   /** A tickAsync is running on this runtime (await it first), or a run() drives it already. */
   | 'E_BUSY'
   /** A panic inside lockstep, caught: a bug, please report it; the process carries on. */

@@ -2097,8 +2097,31 @@ class JournalCursor {
  * (a path) or a replay log's bytes (`options.snapshot` for a log that starts from one). Trust as in replay(): pass
  * `trustedKeys` (and `devMode` for a devMode session's unsigned modules).
  */
+/** The built-in getters of a typed array's kind and buffer, and of a SharedArrayBuffer's size (caller code cannot claim another). */
+const TYPED_ARRAY_PROTO = Object.getPrototypeOf(Int32Array.prototype);
+const typedArrayTag = Object.getOwnPropertyDescriptor(TYPED_ARRAY_PROTO, Symbol.toStringTag).get;
+const typedArrayBufferOf = Object.getOwnPropertyDescriptor(TYPED_ARRAY_PROTO, 'buffer').get;
+const typedArrayLengthOf = Object.getOwnPropertyDescriptor(TYPED_ARRAY_PROTO, 'length').get;
+const sharedByteLength = Object.getOwnPropertyDescriptor(SharedArrayBuffer.prototype, 'byteLength').get;
+
+/**
+ * `openJournal`'s `interrupt`: an Int32Array of at least one element over a SharedArrayBuffer
+ * (the native side reads its first element while a seek runs: a buffer that could be
+ * transferred away is refused).
+ */
+function interruptWord(word) {
+  let ok = false;
+  try {
+    ok = typedArrayTag.call(word) === 'Int32Array' && typedArrayLengthOf.call(word) >= 1 && sharedByteLength.call(typedArrayBufferOf.call(word)) >= 4;
+  } catch {
+    // Not a typed array, or its buffer not a SharedArrayBuffer.
+  }
+  if (!ok) throw v.fail('option interrupt', 'an Int32Array of at least one element over a SharedArrayBuffer (new Int32Array(new SharedArrayBuffer(4)))', word, CFG);
+  return word;
+}
+
 function openJournal(source, options) {
-  const o = v.options('options', options, ['workers', 'trustedKeys', 'devMode', 'trustJournal', 'snapshot', 'snapshotIntervalTicks'], CFG);
+  const o = v.options('options', options, ['workers', 'trustedKeys', 'devMode', 'trustJournal', 'snapshot', 'snapshotIntervalTicks', 'interrupt'], CFG);
   if (o.workers !== undefined) v.int('option workers', o.workers, 1, 256, CFG);
   v.optInt('option snapshotIntervalTicks', o.snapshotIntervalTicks, 0, MAX_SAFE, undefined, CFG);
   if (o.devMode !== undefined) v.bool('option devMode', o.devMode, CFG);
@@ -2110,6 +2133,7 @@ function openJournal(source, options) {
     devMode: o.devMode ?? false,
     snapshot: o.snapshot === undefined ? undefined : snapshotBytes(o.snapshot, 'options.snapshot'),
     snapshotIntervalTicks: o.snapshotIntervalTicks,
+    interrupt: o.interrupt === undefined ? undefined : interruptWord(o.interrupt),
   };
   if (isPath(source)) {
     const dir = pathText(source);

@@ -1025,6 +1025,30 @@ test('time travel never stalls the live runtime: a long seek runs off the main t
   }, { journal: { dir, snapshotIntervalTicks: 0 }, agents: 100 });
 });
 
+test('a process that exits while a time-travel seek replays ends at once: the seek stops at its next tick (the cursor\'s interrupt word)', async () => {
+  // Node waits for a worker thread's native call before the process ends: a replay of 1,499
+  // ticks in the time-travel thread held the exit until it was done.
+  const dir = join(mkdtempSync(join(tmpdir(), 'lockstep-dash-exit-')), 'j');
+  const script = fileURLToPath(new URL('./fixtures/exit-during-seek.mjs', import.meta.url));
+  const child = spawn(process.execPath, [script, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const line = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(out.split('\n')[0]);
+    });
+    child.once('exit', (code) => reject(new Error(`exited (${code}) before its seek: ${err}`)));
+  });
+  const exiting = performance.now();
+  const code = await new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve)));
+  const exitMs = performance.now() - exiting;
+  const { fullSeekMs } = JSON.parse(line);
+  assert.equal(code, 0, err);
+  assert.ok(exitMs < fullSeekMs / 2, `the process took ${exitMs.toFixed(0)} ms to exit; the whole seek takes ${fullSeekMs.toFixed(0)} ms`);
+});
+
 /** `npx lockstep dashboard <dir>` in a child process, once it has printed its URL. */
 async function offlineViewer(dir) {
   const cli = fileURLToPath(new URL('../bin/lockstep.js', import.meta.url));

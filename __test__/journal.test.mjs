@@ -351,6 +351,30 @@ test('openJournal(): seek within a snapshot interval, inspect, readMemory, messa
   ref.close();
 });
 
+test('openJournal({ interrupt }): while interrupt[0] is set a seek stops with E_INTERRUPTED where it was, and goes on once cleared; only an Int32Array over a SharedArrayBuffer is taken', () => {
+  const dir = journaled(40, { snapshotIntervalTicks: 10 });
+  const hashes = referenceHashes().upTo(40);
+  const interrupt = new Int32Array(new SharedArrayBuffer(8));
+  const cursor = openJournal(dir, { ...trust, interrupt });
+  cursor.seek(13);
+  Atomics.store(interrupt, 0, 1);
+  for (const move of [() => cursor.seek(17), () => cursor.seek(35), () => cursor.seek(2), () => cursor.next(), () => cursor.prev(), () => cursor.messagesAt(13)]) {
+    assert.throws(move, (e) => e.code === 'E_INTERRUPTED' && /at tick 13, where the cursor stays/.test(e.message));
+    assert.equal(cursor.tick, 13);
+    assert.equal(cursor.stateHash(), hashes[12]);
+  }
+  assert.equal(cursor.seek(13).ticksReplayed, 0, 'no replay needed: not interrupted');
+  Atomics.store(interrupt, 0, 0);
+  assert.deepEqual(cursor.seek(17), { tick: 17, ticksReplayed: 4, fromSnapshot: null });
+  assert.equal(cursor.stateHash(), hashes[16]);
+  cursor.close();
+  Atomics.store(interrupt, 0, 1);
+  assert.throws(() => openJournal(dir, { ...trust, interrupt }), (e) => e.code === 'E_INTERRUPTED' && /opening the journal/.test(e.message));
+  for (const bad of [new Int32Array(2), new Uint32Array(new SharedArrayBuffer(8)), new Int32Array(new SharedArrayBuffer(8), 8), {}, [0], new SharedArrayBuffer(4)]) {
+    assert.throws(() => openJournal(dir, { ...trust, interrupt: bad }), (e) => e.code === 'E_INVALID_CONFIG' && /option interrupt must be an Int32Array/.test(e.message));
+  }
+});
+
 test('the CLI: seek <dir> <tick> --agent prints the state, the agent, its memory and its messages of that tick; log inspect lists snapshots', () => {
   const dir = journaled(40, { snapshotIntervalTicks: 10 });
   const run = (...args) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });

@@ -11,7 +11,7 @@ const { openJournal } = require('../index.js');
 const { STATES } = require('./observer.js');
 const { RequestError } = require('./request-error.js');
 
-const { dir, options, moduleNames } = workerData;
+const { dir, options, moduleNames, interrupt } = workerData;
 /** Sessions of at most this many agents keep every agent's state of the tick last visited (`view`). */
 const MAX_VIEW_AGENTS = 20_000;
 let cursor = null;
@@ -31,7 +31,7 @@ function open(reopen) {
   if (cursor) cursor.close();
   cursor = null;
   view = null;
-  cursor = openJournal(dir, options);
+  cursor = openJournal(dir, { ...options, interrupt });
   return cursor;
 }
 

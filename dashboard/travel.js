@@ -51,12 +51,21 @@ class Travel {
     /** For the server's stats(): requests handed to the thread, cursor reopens, the most waiting at once, requests dropped. */
     this.stats = { requests: 0, reopens: 0, maxWaiting: 0, dropped: 0 };
     this.closed = false;
+    /**
+     * The cursor's interrupt word (openJournal's `interrupt`): set at close and when the
+     * process exits, it stops a seek within a tick of replay. Without it, a replay in progress
+     * cannot be stopped, and Node waits for a worker's native call before the process ends.
+     */
+    this.interrupt = new Int32Array(new SharedArrayBuffer(4));
+    this.onExit = () => Atomics.store(this.interrupt, 0, 1);
   }
 
   #start() {
     const w = new Worker(path.join(__dirname, 'travel-worker.js'), {
-      workerData: { dir: this.source.dir, options: this.source.options, moduleNames: { ...this.moduleNames } },
+      workerData: { dir: this.source.dir, options: this.source.options, moduleNames: { ...this.moduleNames }, interrupt: this.interrupt },
     });
+    if (!this.exitHooked) process.once('exit', this.onExit);
+    this.exitHooked = true;
     // The live program decides when the process ends, not an idle cursor.
     w.unref();
     // A stopped thread's last answers are not this cursor's (their requests were rejected).
@@ -197,8 +206,10 @@ class Travel {
     this.worker = null;
     this.inThread = null;
     this.#rejectAll(new RequestError('closed', 'the server is closing'));
-    // Terminated, not awaited (see server.js close()); the thread is unref'd, so it holds
-    // nothing open meanwhile.
+    // A seek in progress stops at its next tick; the thread is then terminated, not awaited
+    // (see server.js close()), and is unref'd, so it holds nothing open meanwhile.
+    this.onExit();
+    process.removeListener('exit', this.onExit);
     if (w) w.terminate().catch(() => {});
   }
 }

@@ -59,6 +59,11 @@ export interface CursorOptions {
   snapshot?: Uint8Array
   /** Keep a snapshot in memory every this many ticks while replaying (0: never; 1000). */
   snapshotIntervalTicks?: number
+  /**
+   * An Int32Array over a SharedArrayBuffer: while its first element is not 0, a seek stops
+   * between ticks with E_INTERRUPTED (crate::interrupt_word).
+   */
+  interrupt?: Int32Array
 }
 
 export interface DeadLetter {

@@ -372,6 +372,14 @@ pub enum LockstepError {
         reason: String,
     },
 
+    /// `E_INTERRUPTED`: a journal cursor's interrupt was set while it replayed
+    /// (`CursorOptions::interrupt`).
+    #[error("interrupted while {during}: the cursor's interrupt was set; clear it to seek again")]
+    Interrupted {
+        /// What the cursor was doing, and where it stopped.
+        during: String,
+    },
+
     /// `E_CLOSED`: the runtime was closed.
     #[error("this runtime is closed; create a new Runtime")]
     Closed,
@@ -420,6 +428,7 @@ impl LockstepError {
             Self::Inference(e) => e.code(),
             Self::Ring(_) => "E_RING",
             Self::InvalidArgument { .. } => "E_INVALID_ARGUMENT",
+            Self::Interrupted { .. } => "E_INTERRUPTED",
             Self::Closed => "E_CLOSED",
         }
     }

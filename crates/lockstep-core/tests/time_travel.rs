@@ -458,3 +458,50 @@ fn a_damaged_snapshot_a_journal_starts_from_is_named_in_the_error() {
         assert!(text.contains(&base.display().to_string()) && !text.contains("the snapshot given"), "{text}");
     }
 }
+
+#[test]
+fn an_interrupted_seek_stops_between_ticks_at_a_recorded_state_and_goes_on_once_cleared() {
+    use lockstep_core::journal::Interrupt;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::Arc;
+    let r = reference(TICKS);
+    let dir = TempDir::new("interrupt");
+    let log = journaled(&dir);
+    // Interrupted once it has been asked 6 times: once as the cursor opens (its restore of the
+    // session's start), then before each tick, so a seek from 0 stops before its 6th tick.
+    let asked = Arc::new(AtomicU64::new(0));
+    let counted = asked.clone();
+    let interrupt = Interrupt::new(move || counted.fetch_add(1, Ordering::Relaxed) >= 6);
+    let mut cursor =
+        JournalCursor::open_log(log.clone(), CursorOptions { snapshot_interval_ticks: 0, interrupt: Some(interrupt), ..CursorOptions::default() }).unwrap();
+    let e = cursor.seek(40).unwrap_err();
+    assert_eq!(e.code(), "E_INTERRUPTED");
+    assert!(e.to_string().contains("seeking tick 40, at tick 5"), "{e}");
+    at(&mut cursor, &r, 5);
+    // Still interrupted: nothing moves, and the state is the same.
+    assert_eq!(cursor.next_tick().unwrap_err().code(), "E_INTERRUPTED");
+    assert_eq!(cursor.messages_at(5).unwrap_err().code(), "E_INTERRUPTED");
+    at(&mut cursor, &r, 5);
+    // A seek needing no replay is not interrupted.
+    assert_eq!(cursor.seek(5).unwrap().ticks_replayed, 0);
+    // Cleared (the closure answers false again): it goes on from where it stopped.
+    asked.store(0, Ordering::Relaxed);
+    assert_eq!(cursor.seek(8).unwrap().ticks_replayed, 3);
+    at(&mut cursor, &r, 8);
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut fresh = JournalCursor::open_dir(dir.path(), CursorOptions { interrupt: Some(Interrupt::flag(flag.clone())), ..CursorOptions::default() }).unwrap();
+    fresh.seek(25).unwrap();
+    at(&mut fresh, &r, 25);
+    flag.store(true, Ordering::Relaxed);
+    assert_eq!(fresh.seek(35).unwrap_err().code(), "E_INTERRUPTED");
+    at(&mut fresh, &r, 25);
+    flag.store(false, Ordering::Relaxed);
+    let report = fresh.seek(35).unwrap();
+    at(&mut fresh, &r, 35);
+    assert_eq!(report.ticks_replayed, 5, "from the journal's snapshot at 30: {report:?}");
+    // Set before opening a journal: opening stops too.
+    flag.store(true, Ordering::Relaxed);
+    let e = JournalCursor::open_dir(dir.path(), CursorOptions { interrupt: Some(Interrupt::flag(flag)), ..CursorOptions::default() }).err().unwrap();
+    assert_eq!(e.code(), "E_INTERRUPTED");
+    assert!(e.to_string().contains("opening the journal"), "{e}");
+}

@@ -9,6 +9,7 @@ use napi_derive::napi;
 
 use crate::convert::{self, id_arg, id_js, keys_arg, AgentInfo, AgentMessage, DeepHash, RuntimeOptions};
 use crate::error::{invalid_arg, invalid_config, to_napi, Result};
+use crate::interrupt_word::InterruptWord;
 use crate::NativeRuntime;
 
 /// Options of `openJournal(source, options)`; index.js checks them first.
@@ -27,6 +28,9 @@ pub struct CursorOptions {
     pub snapshot: Option<Uint8Array>,
     /// Keep a snapshot in memory every this many ticks while replaying (0: never; 1000).
     pub snapshot_interval_ticks: Option<f64>,
+    /// An Int32Array over a SharedArrayBuffer: while its first element is not 0, a seek stops
+    /// between ticks with E_INTERRUPTED (crate::interrupt_word).
+    pub interrupt: Option<Int32Array>,
 }
 
 /// Where a forked session comes from.
@@ -64,6 +68,8 @@ fn hex16(id: [u8; 16]) -> String {
 pub struct NativeJournalCursor {
     /// `None` once closed: every method then throws E_CLOSED.
     inner: Option<j::JournalCursor>,
+    /// The interrupt word `inner` reads. Declared after `inner`, so dropped after it.
+    _interrupt: Option<InterruptWord>,
 }
 
 impl NativeJournalCursor {
@@ -76,10 +82,12 @@ impl NativeJournalCursor {
     }
 }
 
-fn core_options(o: CursorOptions) -> Result<j::CursorOptions> {
+/// The core's options, and the interrupt word they read (to be kept as long as the cursor).
+fn core_options(mut o: CursorOptions) -> Result<(j::CursorOptions, Option<InterruptWord>)> {
+    let word = o.interrupt.take().map(InterruptWord::new).transpose()?;
     let d = j::CursorOptions::default();
     let uint = |name, v, min, max| convert::opt_uint(name, v, min, max).map_err(invalid_config);
-    Ok(j::CursorOptions {
+    let options = j::CursorOptions {
         workers: uint("workers", o.workers, 1, 256)?.map_or(d.workers, |w| w as usize),
         trust: match o.trust_journal {
             Some(true) => None,
@@ -90,7 +98,9 @@ fn core_options(o: CursorOptions) -> Result<j::CursorOptions> {
         },
         snapshot: o.snapshot.map(|s| s.to_vec()),
         snapshot_interval_ticks: uint("snapshotIntervalTicks", o.snapshot_interval_ticks, 0, convert::MAX_SAFE)?.unwrap_or(d.snapshot_interval_ticks),
-    })
+        interrupt: word.as_ref().map(InterruptWord::interrupt),
+    };
+    Ok((options, word))
 }
 
 fn tick_arg(name: &str, t: f64) -> Result<u64> {
@@ -104,15 +114,15 @@ impl NativeJournalCursor {
     /// A cursor over the journal in `dir` (read only; no lock taken).
     #[napi(factory, catch_unwind)]
     pub fn open_dir(dir: String, options: Option<CursorOptions>) -> Result<Self> {
-        let o = core_options(options.unwrap_or_default())?;
-        Ok(Self { inner: Some(j::JournalCursor::open_dir(Path::new(&dir), o).map_err(to_napi)?) })
+        let (o, word) = core_options(options.unwrap_or_default())?;
+        Ok(Self { inner: Some(j::JournalCursor::open_dir(Path::new(&dir), o).map_err(to_napi)?), _interrupt: word })
     }
 
     /// A cursor over a replay log's bytes.
     #[napi(factory, catch_unwind)]
     pub fn open_log(log: Uint8Array, options: Option<CursorOptions>) -> Result<Self> {
-        let o = core_options(options.unwrap_or_default())?;
-        Ok(Self { inner: Some(j::JournalCursor::open_log(log.to_vec(), o).map_err(to_napi)?) })
+        let (o, word) = core_options(options.unwrap_or_default())?;
+        Ok(Self { inner: Some(j::JournalCursor::open_log(log.to_vec(), o).map_err(to_napi)?), _interrupt: word })
     }
 
     /// Frees the cursor's session state and snapshot cache now instead of at garbage

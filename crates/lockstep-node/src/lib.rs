@@ -31,6 +31,7 @@ pub mod convert;
 pub mod cursor;
 pub mod error;
 pub mod inference;
+mod interrupt_word;
 pub mod journal;
 pub mod lm;
 pub mod replay;

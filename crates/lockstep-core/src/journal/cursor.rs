@@ -33,11 +33,42 @@ pub struct CursorOptions {
     /// where the journal has none, so that a later seek replays at most this many ticks
     /// (0: never; default 1,000). Bounded by `limits::MAX_CURSOR_CACHE_BYTES`.
     pub snapshot_interval_ticks: u64,
+    /// Asked before each tick a seek replays: once it answers true, the seek stops there with
+    /// `E_INTERRUPTED` (another thread's way to end a long replay: a process exiting, a server
+    /// closing). `None`: never.
+    pub interrupt: Option<Interrupt>,
 }
 
 impl Default for CursorOptions {
     fn default() -> Self {
-        Self { workers: 1, trust: None, snapshot: None, snapshot_interval_ticks: super::DEFAULT_SNAPSHOT_INTERVAL_TICKS }
+        Self { workers: 1, trust: None, snapshot: None, snapshot_interval_ticks: super::DEFAULT_SNAPSHOT_INTERVAL_TICKS, interrupt: None }
+    }
+}
+
+/// Whether a cursor's replay should stop ([`CursorOptions::interrupt`]): called from the
+/// thread that seeks, set from any.
+#[derive(Clone)]
+pub struct Interrupt(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Interrupt {
+    /// Interrupted while `asked()` answers true.
+    pub fn new(asked: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(asked))
+    }
+
+    /// Interrupted while `flag` is set.
+    pub fn flag(flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Self::new(move || flag.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn asked(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupt")
     }
 }
 
@@ -150,6 +181,7 @@ pub struct JournalCursor {
     /// own snapshots), and where the last failed step's replay had started from.
     origin: Option<u64>,
     failed_origin: Option<u64>,
+    interrupt: Option<Interrupt>,
 }
 
 impl JournalCursor {
@@ -168,6 +200,9 @@ impl JournalCursor {
         let mut index = Index::new(&start);
         let mut paths = Vec::with_capacity(count);
         for (i, seg) in segments.iter().enumerate() {
+            if options.interrupt.as_ref().is_some_and(Interrupt::asked) {
+                return Err(LockstepError::Interrupted { during: format!("opening the journal (before segment {} of {count})", i + 1) });
+            }
             let bytes = if i == 0 { first.clone() } else { read_file(&seg.path)? };
             let Some(header) = segment_header_of(&bytes, &seg.path, seg.index, count)? else { break };
             let s = scan(&bytes, &seg.path, &header, seg.index, i + 1 == count)?;
@@ -251,6 +286,7 @@ impl JournalCursor {
             dirty: false,
             origin: None,
             failed_origin: None,
+            interrupt: options.interrupt,
         };
         cursor.seek(cursor.first_tick)?;
         Ok(cursor)
@@ -412,14 +448,28 @@ impl JournalCursor {
         let mut from_snapshot = None;
         let go_on = !self.dirty && here.is_some_and(|h| h <= tick && nearest.is_none_or(|s| s <= h));
         if !go_on {
+            // A restore can take as long as many ticks (a large session's snapshot).
+            self.check_interrupt(tick)?;
             from_snapshot = self.restore_nearest(tick)?;
             self.dirty = false;
         }
         let before = self.tick();
         while self.tick() < tick {
+            self.check_interrupt(tick)?;
             self.step_or_reset(false)?;
         }
         Ok(SeekReport { tick, ticks_replayed: tick - before, from_snapshot })
+    }
+
+    /// `E_INTERRUPTED` once the interrupt is set. Asked only between verified ticks (and before
+    /// a restore), so the cursor stays at a tick the session had.
+    fn check_interrupt(&self, target: u64) -> Result<()> {
+        match &self.interrupt {
+            Some(i) if i.asked() => {
+                Err(LockstepError::Interrupted { during: format!("seeking tick {target}, at tick {}, where the cursor stays", self.tick()) })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `step`, and when it fails (a record that does not apply, a tick that does not replay to
@@ -474,6 +524,9 @@ impl JournalCursor {
         }
         self.falling_back(|c| {
             c.seek_once(tick)?;
+            if c.interrupt.as_ref().is_some_and(Interrupt::asked) {
+                return Err(LockstepError::Interrupted { during: format!("reading the messages of tick {tick}, at tick {tick}, where the cursor stays") });
+            }
             c.replay()?.rt.set_tracing(true);
             let stepped = c.step_or_reset(true);
             let rt = &mut c.replay()?.rt;

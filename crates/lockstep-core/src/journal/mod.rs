@@ -34,7 +34,7 @@ use crate::replay_log::{self, Record, SessionConfig};
 
 pub use crate::observe::AgentMessages;
 pub use crate::replay_log::Lineage;
-pub use cursor::{CursorOptions, JournalCursor, SeekReport};
+pub use cursor::{CursorOptions, Interrupt, JournalCursor, SeekReport};
 pub use read::{inspect, FileSummary, LogSummary, TornTail};
 pub use recover::{verify, JournalVerifyReport, RecoverOptions, RecoveryReport, SkippedSnapshot, SnapshotCheck};
 
