@@ -433,7 +433,13 @@ function flattenInputs(inputs) {
     types.push(type);
     dims.push(shape);
     // A view, not a copy: the core copies once, into ONNX Runtime's tensor.
-    data.push(type === 'string' ? encodeStrings(what, tData, length) : new Uint8Array(tData.buffer, tData.byteOffset, tData.byteLength));
+    if (type === 'string') data.push(encodeStrings(what, tData, length));
+    else {
+      const buffer = tData.buffer;
+      // An empty view of a transferred buffer passed every check above (0 elements).
+      if (isDetached(buffer)) throw new LockstepError('E_INVALID_ARGUMENT', `${what}.data is a view of a detached ArrayBuffer: it was transferred away (postMessage, structuredClone) and holds no bytes here`);
+      data.push(new Uint8Array(buffer, tData.byteOffset, tData.byteLength));
+    }
   }
   return [names, types, dims, data];
 }
@@ -448,13 +454,21 @@ function packInputs(inputs, scratch, parts = false) {
   let size = 0;
   for (const d of data) size += Math.ceil(d.byteLength / 8) * 8;
   // With `parts`, several inputs of PARTS_MIN_BYTES or more go as they are, an array of views
-  // (inferIntoParts reads each in place): packing copied them all once more per call.
-  if (parts && data.length > 1 && size >= PARTS_MIN_BYTES) return [inputSpec(names, types, dims, data), data];
-  // One input: its own bytes, no copy. Several: packed, each at a multiple of 8.
-  const packed = data.length === 1 ? data[0] : scratch ? scratch(size) : new Uint8Array(size);
+  // (inferIntoParts reads each in place): packing copied them all once more per call. Bytes in
+  // a SharedArrayBuffer are copied all the same: another thread may write them while ONNX
+  // Runtime reads them, and it reads some twice (a Gather checks an index, then reads it again
+  // to copy: changed in between, it read out of bounds and the process crashed).
+  if (parts && data.length > 1 && size >= PARTS_MIN_BYTES) {
+    for (let i = 0; i < data.length; i++) if (data[i].buffer instanceof SharedArrayBuffer) data[i] = data[i].slice();
+    return [inputSpec(names, types, dims, data), data];
+  }
+  // One input: its own bytes, no copy (unless shared, as above). Several: packed, each at a
+  // multiple of 8.
+  const inPlace = data.length === 1 && !(data[0].buffer instanceof SharedArrayBuffer);
+  const packed = inPlace ? data[0] : scratch ? scratch(size) : new Uint8Array(size);
   let offset = 0;
   for (let i = 0; i < names.length; i++) {
-    if (packed !== data[0]) packed.set(data[i], offset);
+    if (!inPlace) packed.set(data[i], offset);
     offset += Math.ceil(data[i].byteLength / 8) * 8;
   }
   return [inputSpec(names, types, dims, data), packed];
@@ -545,12 +559,9 @@ const SCRATCH_MAX_BYTES = 1 << 20;
 /**
  * From this many bytes of inputs (all together) inferSync passes several inputs as separate
  * arrays rather than packing them into one (a copy); below it, packing costs less than
- * handing napi an array of arrays. From this many bytes of outputs it writes them into a
- * buffer of the call's own, which they view, rather than into the reused buffer and copying
- * them out. (Measured: BENCHMARKS.md, twentieth session.)
+ * handing napi an array of arrays.
  */
 const PARTS_MIN_BYTES = 16 * 1024;
-const OWN_OUTPUTS_MIN_BYTES = 16 * 1024;
 
 /**
  * The packed outputs' spec parsed once (`inferInto` says when it changes): entries
@@ -784,8 +795,6 @@ class Runtime {
   #inBuffer = new Uint8Array(0);
   #outBuffer = new Uint8Array(4096);
   #outLayout = outputLayout('');
-  /** The size of the last outputs inferSync returned, bytes. */
-  #outBytes = 0;
   // The model id and input spec the native side holds from the last inferSync that sent them
   // (null: send it): left out when unchanged, since a string crossing napi is a UTF-8 copy and
   // an allocation each (BENCHMARKS.md, thirteenth session).
@@ -1680,26 +1689,13 @@ class Runtime {
     const specArg = spec === sent.spec ? undefined : spec;
     // Forgotten until the call succeeds: after a failure both are sent again.
     sent.model = sent.spec = null;
-    // Outputs as large as the last call's, when those were large: straight into a buffer of
-    // this call's own (the tensors returned view it), not the reused one and then copied.
-    const last = this.#outBytes;
-    const own = last >= OWN_OUTPUTS_MIN_BYTES && last <= SCRATCH_MAX_BYTES ? new Uint8Array(last) : null;
-    const out = own ?? this.#outBuffer;
     const result = Array.isArray(data)
-      ? this.#native.inferIntoParts(modelArg, specArg, data, out)
-      : this.#native.inferInto(modelArg, specArg, data, out);
+      ? this.#native.inferIntoParts(modelArg, specArg, data, this.#outBuffer)
+      : this.#native.inferInto(modelArg, specArg, data, this.#outBuffer);
     sent.model = model;
     sent.spec = spec;
     const bytes = Math.floor(result / 2);
-    this.#outBytes = bytes;
     if (result % 2 === 1) this.#outLayout = outputLayout(this.#native.inferOutputSpec());
-    if (own) {
-      if (bytes <= own.length) return readOutputs(this.#outLayout, own, true);
-      // Larger than the last outputs: the native side kept them.
-      const larger = new Uint8Array(bytes);
-      this.#native.inferTakeOutputs(larger);
-      return readOutputs(this.#outLayout, larger, true);
-    }
     if (bytes > this.#outBuffer.length) {
       if (bytes > SCRATCH_MAX_BYTES) {
         // Too large to keep for the next call: a buffer of their own, which the outputs view.
@@ -2133,8 +2129,8 @@ function openJournal(source, options) {
     devMode: o.devMode ?? false,
     snapshot: o.snapshot === undefined ? undefined : snapshotBytes(o.snapshot, 'options.snapshot'),
     snapshotIntervalTicks: o.snapshotIntervalTicks,
-    interrupt: o.interrupt === undefined ? undefined : interruptWord(o.interrupt),
   };
+  const interrupt = o.interrupt === undefined ? undefined : interruptWord(o.interrupt);
   if (isPath(source)) {
     const dir = pathText(source);
     if (dir === '') throw v.fail('source', 'a journal directory or a replay log\'s bytes', source);
@@ -2146,12 +2142,12 @@ function openJournal(source, options) {
     } catch {
       // Missing or unreadable: openDir says so (E_JOURNAL_IO naming it).
     }
-    if (isFile) return new JournalCursor(call(() => native.NativeJournalCursor.openLog(readFileSync(dir), native_)));
-    return new JournalCursor(call(() => native.NativeJournalCursor.openDir(dir, native_)));
+    if (isFile) return new JournalCursor(call(() => native.NativeJournalCursor.openLog(readFileSync(dir), native_, interrupt)));
+    return new JournalCursor(call(() => native.NativeJournalCursor.openDir(dir, native_, interrupt)));
   }
   if (source == null) throw v.fail('source', 'a journal directory (a path) or a replay log (its bytes)', source);
   const bytes = toBytes(source, 'source');
-  return new JournalCursor(call(() => native.NativeJournalCursor.openLog(bytes, native_)));
+  return new JournalCursor(call(() => native.NativeJournalCursor.openLog(bytes, native_, interrupt)));
 }
 
 /** The example agents shipped with the package (dist/agents/*.wasm), by name. */

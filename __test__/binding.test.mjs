@@ -3,7 +3,9 @@
 // drainEvents() and the ring; replayAsync() gives replay()'s results off the event loop.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
@@ -43,6 +45,25 @@ test('a native error carries its code in `code` and a message without a [E_CODE]
   assert.throws(() => rt.agents(), (e) => e.code === 'E_CLOSED' && !e.message.startsWith('['));
   // The async paths reject the same way (replayAsync here; inferAsync shares the code).
   return assert.rejects(native.replayAsync(new Uint8Array(3), 1, null, [], false), (e) => e.code === 'E_REPLAY_CORRUPT' && /^replay log is corrupt/.test(e.message));
+});
+
+test('the addon itself takes a journal cursor\'s interrupt word only over a SharedArrayBuffer: one over an ArrayBuffer could be resized or detached under the seek', () => {
+  const native = require(`../lockstep.${platformTriple()}.node`);
+  const dir = join(mkdtempSync(join(tmpdir(), 'lockstep-binding-interrupt-')), 'j');
+  const rt = new lockstep.Runtime({ devMode: true, journal: { dir } });
+  rt.tick(3);
+  rt.close();
+  // Resizable, so a caller could shrink it to nothing (and free the word) while a seek reads it.
+  const resizable = new Int32Array(new ArrayBuffer(4, { maxByteLength: 64 }));
+  for (const word of [resizable, new Int32Array(4), new Int32Array(new SharedArrayBuffer(0)), new Uint32Array(new SharedArrayBuffer(4)), {}]) {
+    assert.throws(() => native.NativeJournalCursor.openDir(dir, { trustJournal: true }, word), /option interrupt must be an Int32Array of at least one element over a SharedArrayBuffer/);
+  }
+  const word = new Int32Array(new SharedArrayBuffer(4));
+  const cursor = native.NativeJournalCursor.openDir(dir, { trustJournal: true }, word);
+  Atomics.store(word, 0, 1);
+  assert.throws(() => cursor.seek(2), (e) => e.code === 'E_INTERRUPTED');
+  Atomics.store(word, 0, 0);
+  assert.equal(cursor.seek(2).tick, 2);
 });
 
 test('an inference run on the thread pool rejects with its code in `code` too', async () => {

@@ -143,4 +143,25 @@ graph = helper.make_graph(
     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
 )
 onnx.save(helper.make_model(graph, producer_name="lockstep-gen-models", opset_imports=[helper.make_opsetid("", 30)]), OUT / "opset_30.onnx")
+# 9. Gathers whose indices another thread may rewrite while ONNX Runtime runs (a SharedArrayBuffer
+# input): ONNX Runtime's Gather checks each index, then reads it again to copy, so an index
+# changed in between reads out of bounds. gather_rows: data[R,16] and indices[N] both inputs
+# (several inputs); gather_fixed: indices[N] alone, data a 16x4 initializer (one input).
+graph = helper.make_graph(
+    [helper.make_node("Gather", ["data", "indices"], ["rows"], axis=0)],
+    "gather_rows",
+    [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["R", 16]), helper.make_tensor_value_info("indices", TensorProto.INT64, ["N"])],
+    [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["N", 16])],
+)
+save(helper.make_model(graph, producer_name="lockstep-gen-models", ir_version=10, opset_imports=[helper.make_opsetid("", 21)]), "gather_rows")
+table = numpy_helper.from_array(np.arange(64, dtype=np.float32).reshape(16, 4), name="table")
+graph = helper.make_graph(
+    [helper.make_node("Gather", ["table", "indices"], ["rows"], axis=0)],
+    "gather_fixed",
+    [helper.make_tensor_value_info("indices", TensorProto.INT64, ["N"])],
+    [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["N", 4])],
+    initializer=[table],
+)
+save(helper.make_model(graph, producer_name="lockstep-gen-models", ir_version=10, opset_imports=[helper.make_opsetid("", 21)]), "gather_fixed")
+
 print("wrote", sorted(p.name for p in OUT.iterdir()))

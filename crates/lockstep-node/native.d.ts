@@ -59,11 +59,6 @@ export interface CursorOptions {
   snapshot?: Uint8Array
   /** Keep a snapshot in memory every this many ticks while replaying (0: never; 1000). */
   snapshotIntervalTicks?: number
-  /**
-   * An Int32Array over a SharedArrayBuffer: while its first element is not 0, a seek stops
-   * between ticks with E_INTERRUPTED (crate::interrupt_word).
-   */
-  interrupt?: Int32Array
 }
 
 export interface DeadLetter {
@@ -290,10 +285,14 @@ export interface ModuleReport {
 
 /** A read-only cursor over a recorded session. */
 export declare class NativeJournalCursor {
-  /** A cursor over the journal in `dir` (read only; no lock taken). */
-  static openDir(dir: string, options?: CursorOptions | undefined | null): NativeJournalCursor
-  /** A cursor over a replay log's bytes. */
-  static openLog(log: Uint8Array, options?: CursorOptions | undefined | null): NativeJournalCursor
+  /**
+   * A cursor over the journal in `dir` (read only; no lock taken). `interrupt`: while its
+   * first element is not 0, a seek stops between ticks with E_INTERRUPTED
+   * (crate::interrupt_word).
+   */
+  static openDir(dir: string, options?: CursorOptions | undefined | null, interrupt?: InterruptWord | undefined | null): NativeJournalCursor
+  /** A cursor over a replay log's bytes (`interrupt` as `openDir`'s). */
+  static openLog(log: Uint8Array, options?: CursorOptions | undefined | null, interrupt?: InterruptWord | undefined | null): NativeJournalCursor
   /**
    * Frees the cursor's session state and snapshot cache now instead of at garbage
    * collection (hundreds of MB for a large session). Idempotent; every other method then

@@ -28,9 +28,6 @@ pub struct CursorOptions {
     pub snapshot: Option<Uint8Array>,
     /// Keep a snapshot in memory every this many ticks while replaying (0: never; 1000).
     pub snapshot_interval_ticks: Option<f64>,
-    /// An Int32Array over a SharedArrayBuffer: while its first element is not 0, a seek stops
-    /// between ticks with E_INTERRUPTED (crate::interrupt_word).
-    pub interrupt: Option<Int32Array>,
 }
 
 /// Where a forked session comes from.
@@ -82,9 +79,8 @@ impl NativeJournalCursor {
     }
 }
 
-/// The core's options, and the interrupt word they read (to be kept as long as the cursor).
-fn core_options(mut o: CursorOptions) -> Result<(j::CursorOptions, Option<InterruptWord>)> {
-    let word = o.interrupt.take().map(InterruptWord::new).transpose()?;
+/// The core's options, reading `word` (to be kept as long as the cursor).
+fn core_options(o: CursorOptions, word: Option<&InterruptWord>) -> Result<j::CursorOptions> {
     let d = j::CursorOptions::default();
     let uint = |name, v, min, max| convert::opt_uint(name, v, min, max).map_err(invalid_config);
     let options = j::CursorOptions {
@@ -98,9 +94,9 @@ fn core_options(mut o: CursorOptions) -> Result<(j::CursorOptions, Option<Interr
         },
         snapshot: o.snapshot.map(|s| s.to_vec()),
         snapshot_interval_ticks: uint("snapshotIntervalTicks", o.snapshot_interval_ticks, 0, convert::MAX_SAFE)?.unwrap_or(d.snapshot_interval_ticks),
-        interrupt: word.as_ref().map(InterruptWord::interrupt),
+        interrupt: word.map(InterruptWord::interrupt),
     };
-    Ok((options, word))
+    Ok(options)
 }
 
 fn tick_arg(name: &str, t: f64) -> Result<u64> {
@@ -111,17 +107,21 @@ fn tick_arg(name: &str, t: f64) -> Result<u64> {
 
 #[napi]
 impl NativeJournalCursor {
-    /// A cursor over the journal in `dir` (read only; no lock taken).
+    /// A cursor over the journal in `dir` (read only; no lock taken). `interrupt`: while its
+    /// first element is not 0, a seek stops between ticks with E_INTERRUPTED
+    /// (crate::interrupt_word).
     #[napi(factory, catch_unwind)]
-    pub fn open_dir(dir: String, options: Option<CursorOptions>) -> Result<Self> {
-        let (o, word) = core_options(options.unwrap_or_default())?;
+    pub fn open_dir(dir: String, options: Option<CursorOptions>, interrupt: Option<InterruptWord>) -> Result<Self> {
+        let word = interrupt;
+        let o = core_options(options.unwrap_or_default(), word.as_ref())?;
         Ok(Self { inner: Some(j::JournalCursor::open_dir(Path::new(&dir), o).map_err(to_napi)?), _interrupt: word })
     }
 
-    /// A cursor over a replay log's bytes.
+    /// A cursor over a replay log's bytes (`interrupt` as `openDir`'s).
     #[napi(factory, catch_unwind)]
-    pub fn open_log(log: Uint8Array, options: Option<CursorOptions>) -> Result<Self> {
-        let (o, word) = core_options(options.unwrap_or_default())?;
+    pub fn open_log(log: Uint8Array, options: Option<CursorOptions>, interrupt: Option<InterruptWord>) -> Result<Self> {
+        let word = interrupt;
+        let o = core_options(options.unwrap_or_default(), word.as_ref())?;
         Ok(Self { inner: Some(j::JournalCursor::open_log(log.to_vec(), o).map_err(to_napi)?), _interrupt: word })
     }
 

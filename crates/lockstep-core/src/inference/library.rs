@@ -79,7 +79,12 @@ pub fn ensure_loaded(explicit: Option<&Path>, search_roots: &[PathBuf]) -> Resul
     let result = (|| {
         let load_err = |reason: String| InferenceError::LibraryLoad { path: path.display().to_string(), reason };
         let builder = ort::init_from(&path).map_err(|e| load_err(e.to_string()))?;
-        let env = builder.with_name("lockstep").build().map_err(|e| load_err(e.to_string()))?;
+        // ONNX Runtime's own log goes to lockstep's (target `lockstep::inference`, so to the
+        // embedder's sink: setLogger in JS), not straight to stderr: it printed a line for every
+        // failed run there, an error the caller is handed anyway. Warnings and up only:
+        // verbose and info records are made per node and per run.
+        let env = builder.with_name("lockstep").with_logger(std::sync::Arc::new(forward_log)).build().map_err(|e| load_err(e.to_string()))?;
+        env.set_log_level(ort::logging::LogLevel::Warning);
         Ok((path.clone(), env))
     })();
     let _ = LOADED.set(result);
@@ -87,6 +92,17 @@ pub fn ensure_loaded(explicit: Option<&Path>, search_roots: &[PathBuf]) -> Resul
         .get()
         .map(|r| r.as_ref().map(|(p, _)| p.clone()).map_err(Clone::clone))
         .unwrap_or_else(|| Err(InferenceError::LibraryNotFound { tried: String::new() }))
+}
+
+/// One ONNX Runtime log record, as a `tracing` event of `lockstep::inference`.
+fn forward_log(level: ort::logging::LogLevel, category: &str, _id: &str, location: &str, message: &str) {
+    use ort::logging::LogLevel as L;
+    match level {
+        L::Fatal | L::Error => tracing::error!(target: "lockstep::inference", category, location, "ONNX Runtime: {message}"),
+        L::Warning => tracing::warn!(target: "lockstep::inference", category, location, "ONNX Runtime: {message}"),
+        L::Info => tracing::debug!(target: "lockstep::inference", category, location, "ONNX Runtime: {message}"),
+        L::Verbose => tracing::trace!(target: "lockstep::inference", category, location, "ONNX Runtime: {message}"),
+    }
 }
 
 /// The process's ONNX Runtime environment, after `ensure_loaded` succeeded.
