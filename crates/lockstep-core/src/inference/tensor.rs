@@ -419,30 +419,47 @@ impl<'a> TensorView<'a> {
 /// made is therefore read back, and if it is not `dtype` the tensor is made again with ONNX's
 /// number for `dtype` (what that cast turns into the right type); a build where neither gives
 /// `dtype` is an error, never a tensor of another type.
+///
+/// The tensor is made with the C API itself, not `ort`'s `DynTensor::new`: that one zero-fills
+/// as many bytes as the type it was asked for takes, while ONNX Runtime allocated for the type
+/// it made, so asking for float8e8m0 (one byte an element) and getting int2 (a quarter) wrote
+/// past the allocation (a red team's heap overflow, found at 64 elements). Here nothing is
+/// written until the made type is checked, and then exactly the bytes ONNX Runtime says it
+/// allocated.
 fn raw_tensor(dtype: ElementType, shape: &[i64], data: &[u8]) -> ort::Result<ort::value::DynValue> {
+    use ort::AsPointer as _;
     let allocator = ort::memory::Allocator::default();
-    let onnx_numbered = ort::value::TensorElementType::from(onnx_numbered_c_type(dtype.abi_id()));
-    let mut made = None;
-    for ty in [dtype.to_ort(), onnx_numbered] {
-        let tensor = ort::value::DynTensor::new(&allocator, ty, shape.to_vec())?;
-        if actual_element_type(&tensor)? == dtype.to_ort() {
-            made = Some(tensor);
-            break;
+    let api = ort::api();
+    for c_type in [dtype.to_ort().into(), onnx_numbered_c_type(dtype.abi_id())] {
+        let mut value = std::ptr::null_mut();
+        // SAFETY: the allocator and the shape outlive the call; ONNX Runtime writes a new value
+        // to `value` (and allocates its data, uninitialized) or returns an error.
+        unsafe { ort::Error::result_from_status((api.CreateTensorAsOrtValue)(allocator.ptr().cast_mut(), shape.as_ptr(), shape.len(), c_type, &mut value)) }?;
+        let Some(value) = std::ptr::NonNull::new(value) else {
+            return Err(ort::Error::new(format!("ONNX Runtime made no tensor of {}", dtype.name())));
+        };
+        // SAFETY: `value` is the tensor just made with `allocator`; owned (released at drop) from here.
+        let mut tensor: ort::value::DynValue = unsafe { ort::value::Value::from_ptr(value, Some(&allocator)) };
+        if element_type_of(tensor.ptr())? != dtype.to_ort() {
+            continue; // released by its drop, nothing written to it
         }
-    }
-    let Some(mut tensor) = made else {
-        return Err(ort::Error::new(format!("this ONNX Runtime build cannot make an input tensor of {}", dtype.name())));
-    };
-    if !data.is_empty() {
-        let ptr = tensor.data_ptr_mut().cast::<u8>();
-        if ptr.is_null() || tensor.size() != Some(data.len()) {
-            return Err(ort::Error::new(format!("ONNX Runtime allocated {:?} bytes for {} data of {} bytes", tensor.size(), dtype.name(), data.len())));
+        let mut size = 0usize;
+        // SAFETY: a live tensor value; ONNX Runtime writes its data's size in bytes.
+        unsafe { ort::Error::result_from_status((api.GetTensorSizeInBytes)(tensor.ptr(), &mut size)) }?;
+        let mut ptr = std::ptr::null_mut();
+        // SAFETY: a live tensor value on the CPU (the default allocator's); ONNX Runtime writes its data's address.
+        unsafe { ort::Error::result_from_status((api.GetTensorMutableData)(tensor.ptr_mut(), &mut ptr)) }?;
+        if size != data.len() || (size > 0 && ptr.is_null()) {
+            return Err(ort::Error::new(format!("ONNX Runtime allocated {size} bytes for {} data of {} bytes", dtype.name(), data.len())));
         }
-        // SAFETY: the tensor was just allocated on the CPU by ONNX Runtime with room for
-        // exactly `data.len()` bytes (checked above), and nothing else refers to it yet.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, data.len()) };
+        if size > 0 {
+            // SAFETY: ONNX Runtime allocated exactly `size` == `data.len()` bytes at `ptr` for
+            // this tensor (checked above), which nothing else refers to yet.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.cast::<u8>(), size) };
+        }
+        return Ok(tensor);
     }
-    Ok(tensor.into_dyn())
+    Err(ort::Error::new(format!("this ONNX Runtime build cannot make an input tensor of {}", dtype.name())))
 }
 
 /// The C API element type whose number is `onnx_id` (ONNX's number of a type).
@@ -457,13 +474,12 @@ fn onnx_numbered_c_type(onnx_id: u32) -> ort::sys::ONNXTensorElementDataType {
     }
 }
 
-/// The element type ONNX Runtime itself reports for a tensor (not the one asked for).
-fn actual_element_type(tensor: &ort::value::DynTensor) -> ort::Result<ort::value::TensorElementType> {
-    use ort::AsPointer as _;
+/// The element type ONNX Runtime itself reports for a tensor value (not the one asked for).
+fn element_type_of(tensor: *const ort::sys::OrtValue) -> ort::Result<ort::value::TensorElementType> {
     let api = ort::api();
     let mut info = std::ptr::null_mut();
     // SAFETY: `tensor` is a live tensor value; ONNX Runtime writes a new info object to `info`.
-    unsafe { ort::Error::result_from_status((api.GetTensorTypeAndShape)(tensor.ptr(), &mut info)) }?;
+    unsafe { ort::Error::result_from_status((api.GetTensorTypeAndShape)(tensor, &mut info)) }?;
     let mut ty = ort::sys::ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
     // SAFETY: `info` is the live object just made; it is released right after.
     let status = unsafe { (api.GetTensorElementType)(info, &mut ty) };
