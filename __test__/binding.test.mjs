@@ -7,6 +7,7 @@ import { readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
 const lockstep = require('../index.js');
@@ -64,6 +65,20 @@ test('the addon itself takes a journal cursor\'s interrupt word only over a Shar
   assert.throws(() => cursor.seek(2), (e) => e.code === 'E_INTERRUPTED');
   Atomics.store(word, 0, 0);
   assert.equal(cursor.seek(2).tick, 2);
+});
+
+test('the addon loaded by worker threads alone, each exiting before the next loads it, keeps working: same hashes, never a crash, never unloaded', () => {
+  // mimalloc 3.3 (the addon's allocator) crashed the process in the second worker's first
+  // allocation when the first thread to load the addon had exited (SIGSEGV in mi_thread_init):
+  // now mimalloc 2. And the addon pins itself (pin.rs), so exiting workers never unload it.
+  const script = fileURLToPath(new URL('./fixtures/worker-only-addon.cjs', import.meta.url));
+  const r = spawnSync(process.execPath, [script], { encoding: 'utf8' });
+  assert.equal(r.signal, null, `killed by ${r.signal}: ${r.stderr.slice(-1000)}`);
+  assert.equal(r.status, 0, r.stderr.slice(-1000));
+  const runs = JSON.parse(r.stdout);
+  assert.equal(runs.length, 4);
+  assert.ok(runs.every((x) => x.hash === runs[0].hash && /^[0-9a-f]{64}$/.test(x.hash)), r.stdout);
+  if (process.platform === 'linux') assert.ok(runs.every((x) => x.mappedAfterExit === true), r.stdout);
 });
 
 test('an inference run on the thread pool rejects with its code in `code` too', async () => {

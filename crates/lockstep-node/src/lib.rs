@@ -24,6 +24,9 @@ compile_error!("lockstep-node needs panic = \"unwind\": a panic must become a JS
 /// other agents' of other sizes; mimalloc keeps objects of one size class together. A
 /// 10,000-agent flood tick ran 11–13% faster, 10,000 counters 5% (two runtimes in one
 /// process, one per allocator, ticking in turn: BENCHMARKS.md, eighteenth session).
+/// mimalloc 2, not 3 (the workspace's `v2` feature): 3.3 crashed the process when the first
+/// thread to load the addon (a worker) had exited and another allocated (mimalloc PR #1393's
+/// bug; `__test__/binding.test.mjs`). Version 2 measured the same (twentieth session).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -34,6 +37,7 @@ pub mod inference;
 mod interrupt_word;
 pub mod journal;
 pub mod lm;
+mod pin;
 pub mod replay;
 pub mod tick;
 
