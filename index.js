@@ -669,7 +669,10 @@ function toBytes(payload, name) {
 /** Snapshot bytes (from snapshot()): a Uint8Array, Buffer or ArrayBuffer; never text. */
 function snapshotBytes(x, name) {
   if (x == null || typeof x === 'string') throw v.fail(name, 'a snapshot: the bytes from rt.snapshot() (a Uint8Array, Buffer or ArrayBuffer)', x);
-  return toBytes(x, name);
+  const bytes = toBytes(x, name);
+  // Restoring reads the snapshot in place, checksums first and the sections after: bytes in a
+  // SharedArrayBuffer, which another thread may rewrite in between, are copied first.
+  return bytes.buffer instanceof SharedArrayBuffer ? bytes.slice() : bytes;
 }
 
 /** Runtime.restore()'s options: those of new Runtime() and `modules` (hashes it must hold). */

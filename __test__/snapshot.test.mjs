@@ -33,9 +33,12 @@ test('a restored runtime continues exactly: every tick hash, the deep hash and w
   rt.send(counter, 'waiting', { kind: 1 });
   const bytes = rt.snapshot();
   assert.ok(bytes instanceof Uint8Array && bytes.length > 0);
+  // The snapshot also from a SharedArrayBuffer (restore copies it first: it reads in place).
+  const shared = new Uint8Array(new SharedArrayBuffer(bytes.length));
+  shared.set(bytes);
   const results = [];
-  for (const workers of [1, 3]) {
-    const restored = Runtime.restore(bytes, { ...trust, workers });
+  for (const [workers, from] of [[1, bytes], [3, shared]]) {
+    const restored = Runtime.restore(from, { ...trust, workers });
     assert.equal(restored.currentTick, 20);
     assert.equal(restored.stateHash(), rt.stateHash());
     assert.deepEqual(restored.agents(), rt.agents());
