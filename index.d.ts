@@ -1395,9 +1395,12 @@ export interface LogLine {
 
 /**
  * Routes runtime logs to `sink` at `level` and above (default info); null turns them off.
- * PROCESS-WIDE, not per runtime: one sink and one level for every Runtime in this thread
- * (each worker_thread that loads lockstep has its own); tell runtimes apart by `agent`/`tick`,
- * or use each runtime's `drainEvents()` (its `log` and `fault` events), which are per runtime.
+ * PROCESS-WIDE, not per runtime: one level and one queue of lines for the whole process, worker
+ * threads included (the last setLogger of any thread sets the level; a line goes to the sink of
+ * the thread whose call into lockstep takes it first): set the logger in one thread. Tell
+ * runtimes apart by `agent`/`tick`, or use each runtime's `drainEvents()` (its `log` and
+ * `fault` events), which are per runtime. Lines are cut at 4 KiB; at most 10,000 lines or
+ * 8 MiB wait (older ones are dropped and counted).
  * Lines are delivered after each call into a runtime, on the calling thread. A sink that
  * throws never makes a runtime call throw (the call ran; its result is returned): its errors
  * are counted by `logSinkErrors()` and reported once per `setLogger` as a process warning

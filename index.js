@@ -5,6 +5,7 @@ const { readFileSync, existsSync, readdirSync, statSync, promises: fsp } = requi
 const { join } = require('node:path');
 const os = require('node:os');
 const { fileURLToPath } = require('node:url');
+const { types } = require('node:util');
 const { platformTriple } = require('./scripts/platform.cjs');
 const ring = require('./ring.js');
 
@@ -118,10 +119,12 @@ const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
 /**
  * Routes the runtime's logs (Rust `tracing`: faults, refusals, provider fallbacks, agents' own
  * log lines...) to `sink({ level, target, message, agent?, tick? })`, at `level` and above.
- * `setLogger(null)` turns them off. Process-wide (per addon instance, i.e. per thread that
- * loaded lockstep): one sink and one level for every Runtime of this thread; a line says which
- * runtime's agent it is about only through `agent` and `tick`. Records are delivered after
- * each call into a runtime (and when a tickAsync settles), on the calling thread.
+ * `setLogger(null)` turns them off. Process-wide: the addon is loaded once per process, and
+ * its level and queue of records are the process's, worker threads included (the last
+ * setLogger of any thread sets the level; a record goes to the sink of the thread whose call
+ * takes it first). A line says which runtime's agent it is about only through `agent` and
+ * `tick`. Records are delivered after each call into a runtime (and when a tickAsync
+ * settles), on the calling thread.
  */
 function setLogger(sink, options) {
   if (sink != null) v.fn('sink', sink);
@@ -459,12 +462,12 @@ function packInputs(inputs, scratch, parts = false) {
   // Runtime reads them, and it reads some twice (a Gather checks an index, then reads it again
   // to copy: changed in between, it read out of bounds and the process crashed).
   if (parts && data.length > 1 && size >= PARTS_MIN_BYTES) {
-    for (let i = 0; i < data.length; i++) if (data[i].buffer instanceof SharedArrayBuffer) data[i] = data[i].slice();
+    for (let i = 0; i < data.length; i++) data[i] = unshared(data[i]);
     return [inputSpec(names, types, dims, data), data];
   }
   // One input: its own bytes, no copy (unless shared, as above). Several: packed, each at a
   // multiple of 8.
-  const inPlace = data.length === 1 && !(data[0].buffer instanceof SharedArrayBuffer);
+  const inPlace = data.length === 1 && !isShared(data[0].buffer);
   const packed = inPlace ? data[0] : scratch ? scratch(size) : new Uint8Array(size);
   let offset = 0;
   for (let i = 0; i < names.length; i++) {
@@ -643,7 +646,8 @@ function readOutputs(layout, buffer, own = false) {
  * `new Uint8Array(it)` throws a raw TypeError.
  */
 function isDetached(buffer) {
-  if (!(buffer instanceof ArrayBuffer)) return false; // SharedArrayBuffers cannot be detached
+  // (Of any realm: a vm context's ArrayBuffer is not `instanceof` this one's.) SharedArrayBuffers cannot be detached.
+  if (!types.isArrayBuffer(buffer)) return false;
   if (typeof buffer.detached === 'boolean') return buffer.detached;
   if (buffer.byteLength !== 0) return false;
   try {
@@ -667,12 +671,21 @@ function toBytes(payload, name) {
 }
 
 /** Snapshot bytes (from snapshot()): a Uint8Array, Buffer or ArrayBuffer; never text. */
+/**
+ * Whether `buffer` is a SharedArrayBuffer, of any realm (one made in a `vm` context, as Jest's
+ * test environment is, is not `instanceof` this realm's: it was then read in place).
+ */
+const isShared = (buffer) => types.isSharedArrayBuffer(buffer);
+
+/** `bytes`, copied if another thread could rewrite them while the addon reads them in place. */
+const unshared = (bytes) => (isShared(bytes.buffer) ? bytes.slice() : bytes);
+
 function snapshotBytes(x, name) {
   if (x == null || typeof x === 'string') throw v.fail(name, 'a snapshot: the bytes from rt.snapshot() (a Uint8Array, Buffer or ArrayBuffer)', x);
   const bytes = toBytes(x, name);
   // Restoring reads the snapshot in place, checksums first and the sections after: bytes in a
   // SharedArrayBuffer, which another thread may rewrite in between, are copied first.
-  return bytes.buffer instanceof SharedArrayBuffer ? bytes.slice() : bytes;
+  return unshared(bytes);
 }
 
 /** Runtime.restore()'s options: those of new Runtime() and `modules` (hashes it must hold). */
@@ -1860,7 +1873,8 @@ function replayArgs(log, options) {
   const devMode = o.devMode === undefined ? false : v.bool('options.devMode', o.devMode);
   // The bytes after every option (whose getters, and trustedKeys' elements, are caller code that
   // could detach the log's buffer after its check).
-  const bytes = toBytes(log, 'log');
+  // replay() reads the log in place (CRCs first, then the records): copied if shared.
+  const bytes = unshared(toBytes(log, 'log'));
   // A log a restored runtime recorded starts from its snapshot (docs/SNAPSHOT.md).
   const snapshot = o.snapshot === undefined ? undefined : snapshotBytes(o.snapshot, 'options.snapshot');
   return { bytes, workers: o.workers, onProgress: o.onProgress, trustedKeys, devMode, snapshot };

@@ -58,14 +58,14 @@ const sabByteLength = getter(SharedArrayBuffer.prototype, 'byteLength');
 
 function openRing(sab) {
   let byteLength = -1;
-  if (sab instanceof SharedArrayBuffer) {
-    try {
-      // Its real size, read once: an own `byteLength` property (or a Proxy) claimed another,
-      // which passed the checks and made the views below throw a raw RangeError.
-      byteLength = sabByteLength.call(sab);
-    } catch {
-      // Not a SharedArrayBuffer (a Proxy of one, an object made from its prototype).
-    }
+  try {
+    // Its real size, read once: an own `byteLength` property (or a Proxy) claimed another,
+    // which passed the checks and made the views below throw a raw RangeError. The built-in
+    // getter takes a SharedArrayBuffer of any realm (one made in a vm context, as Jest's test
+    // environment is, is not `instanceof` this realm's, and was refused).
+    byteLength = sabByteLength.call(sab);
+  } catch {
+    // Not a SharedArrayBuffer (a Proxy of one, an object made from its prototype).
   }
   if (byteLength < 0) {
     throw new RingError('E_RING', `buffer must be a SharedArrayBuffer holding a ring (from createRingBuffer() or attachRings()); got ${v.describe(sab)}`);

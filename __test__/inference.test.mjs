@@ -181,12 +181,13 @@ test('large inputs go to inferSync in place: a state fed back call after call ma
   rt.close();
 });
 
-test('inputs in a SharedArrayBuffer that another thread rewrites during inferSync fail or succeed, never crash the process (one input, and several past 16 KiB)', () => {
+test('inputs in a SharedArrayBuffer that another thread rewrites during inferSync fail or succeed, never crash the process (one input, several past 16 KiB, a buffer of another realm)', () => {
   // ONNX Runtime's Gather checks each index, then reads it again to copy: read in place, an
-  // index rewritten in between was read out of bounds (SIGSEGV). Shared bytes are copied first.
+  // index rewritten in between was read out of bounds (SIGSEGV). Shared bytes are copied first,
+  // a vm context's too (Jest's environment: not `instanceof` this realm's SharedArrayBuffer).
   const script = fileURLToPath(new URL('./fixtures/shared-input-race.cjs', import.meta.url));
-  for (const model of ['gather_fixed', 'gather_rows']) {
-    const r = spawnSync(process.execPath, [script, model, '1500'], { encoding: 'utf8' });
+  for (const [model, realm] of [['gather_fixed', ''], ['gather_rows', ''], ['gather_fixed', 'vm']]) {
+    const r = spawnSync(process.execPath, [script, model, '1500', realm], { encoding: 'utf8' });
     assert.equal(r.signal, null, `${model}: killed by ${r.signal}`);
     assert.equal(r.status, 0, `${model}: ${r.stderr.slice(-2000)}`);
     const counts = JSON.parse(r.stdout);

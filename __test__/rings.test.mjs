@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
+import { runInNewContext } from 'node:vm';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
@@ -136,6 +137,17 @@ test('a ring buffer is opened at its own size: a byteLength property claiming an
     // Not a SharedArrayBuffer, though its prototype says so.
     assert.throws(() => new Ring(Object.create(SharedArrayBuffer.prototype)), { code: 'E_RING', message: /must be a SharedArrayBuffer/ });
   }
+});
+
+test("a ring in a SharedArrayBuffer of another realm (a vm context, as Jest's environment is) opens: it was refused as not a SharedArrayBuffer", () => {
+  const foreign = runInNewContext('new SharedArrayBuffer(192 + 4096)');
+  assert.equal(foreign instanceof SharedArrayBuffer, false);
+  new Uint8Array(foreign).set(new Uint8Array(createRingBuffer(4096)));
+  const producer = new RingProducer(foreign);
+  assert.equal(producer.tryPush(9, new Uint8Array([1, 2, 3])), true);
+  const got = [];
+  new RingConsumer(foreign).forEach((type, agent, kind, priority, payload) => got.push([agent, [...payload]]));
+  assert.deepEqual(got, [[9, [1, 2, 3]]]);
 });
 
 test('forEach called from inside its own callback is E_RING: no record is delivered twice', () => {

@@ -16,6 +16,11 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 /// Most records kept between drains; older ones are dropped and counted.
 pub const MAX_QUEUED_RECORDS: usize = 10_000;
+/// Most bytes of messages kept between drains (older records are dropped and counted): a record
+/// count alone let 10,000 ONNX Runtime errors quoting a model's 256 KiB node name hold 10 GB.
+pub const MAX_QUEUED_BYTES: usize = 8 << 20;
+/// A record's message is cut to this many bytes (at a character boundary), saying how much went.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// One `tracing` record kept for the embedder (see [`drain`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +38,8 @@ pub struct LogRecord {
     pub tick: Option<u64>,
 }
 
-static QUEUE: Mutex<VecDeque<LogRecord>> = Mutex::new(VecDeque::new());
+/// The records and the bytes of their messages.
+static QUEUE: Mutex<(VecDeque<LogRecord>, usize)> = Mutex::new((VecDeque::new(), 0));
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// 0 = off.
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(0);
@@ -122,13 +128,33 @@ impl<S: Subscriber> Layer<S> for QueueLayer {
         }
         let mut v = MessageVisitor::default();
         event.record(&mut v);
+        let message = cut(v.message);
         let mut q = QUEUE.lock().unwrap_or_else(|p| p.into_inner());
-        if q.len() >= MAX_QUEUED_RECORDS {
-            q.pop_front();
+        let (records, bytes) = &mut *q;
+        while !records.is_empty() && (records.len() >= MAX_QUEUED_RECORDS || *bytes + message.len() > MAX_QUEUED_BYTES) {
+            if let Some(old) = records.pop_front() {
+                *bytes -= old.message.len();
+            }
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
-        q.push_back(LogRecord { level, target: event.metadata().target().to_string(), message: v.message, agent: v.agent, tick: v.tick });
+        *bytes += message.len();
+        records.push_back(LogRecord { level, target: event.metadata().target().to_string(), message, agent: v.agent, tick: v.tick });
     }
+}
+
+/// `message`, cut to `MAX_MESSAGE_BYTES` at a character boundary, saying how many bytes went.
+fn cut(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let gone = message.len() - end;
+    message.truncate(end);
+    message.push_str(&format!("… ({gone} more bytes cut)"));
+    message
 }
 
 /// Installs the collecting subscriber (once per process; if the host already installed a
@@ -144,7 +170,9 @@ pub fn install(max_level: u8) -> bool {
 
 /// Takes the queued records, oldest first, and how many were dropped since the last drain.
 pub fn drain() -> (Vec<LogRecord>, u64) {
-    let records = QUEUE.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+    let mut q = QUEUE.lock().unwrap_or_else(|p| p.into_inner());
+    q.1 = 0;
+    let records = q.0.drain(..).collect();
     (records, DROPPED.swap(0, Ordering::Relaxed))
 }
 
@@ -152,8 +180,12 @@ pub fn drain() -> (Vec<LogRecord>, u64) {
 mod tests {
     use super::*;
 
+    /// The queue and the level are the process's: the tests take turns.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
     #[test]
     fn records_at_or_above_the_level_are_queued() {
+        let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         install(2);
         tracing::warn!(target: "lockstep::runtime", agent = 7, tick = 3u64, kind = "odd", "something odd");
         tracing::info!(target: "lockstep::runtime", "too chatty for warn");
@@ -164,6 +196,28 @@ mod tests {
         assert_eq!(ours[0].level, 2);
         assert_eq!(ours[0].message, "something odd kind=odd");
         assert_eq!((ours[0].agent, ours[0].tick), (Some(7), Some(3)));
+        install(0);
+    }
+
+    #[test]
+    fn long_messages_are_cut_and_the_queue_holds_a_bounded_number_of_bytes() {
+        let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        install(1);
+        let _ = drain();
+        let long = "é".repeat(100_000); // 200,000 bytes, two per character
+        tracing::error!(target: "lockstep::inference", "{long}");
+        let (records, _) = drain();
+        let mine = records.iter().find(|r| r.message.starts_with('é')).expect("queued");
+        assert!(mine.message.len() <= MAX_MESSAGE_BYTES + 40, "{}", mine.message.len());
+        assert!(mine.message.ends_with("more bytes cut)"), "{}", &mine.message[mine.message.len() - 40..]);
+        // 5,000 records of ~4 KiB: the bytes bound (8 MiB) comes before the count (10,000).
+        for _ in 0..5_000 {
+            tracing::error!(target: "lockstep::inference", "{long}");
+        }
+        let (records, dropped) = drain();
+        let bytes: usize = records.iter().map(|r| r.message.len()).sum();
+        assert!(bytes <= MAX_QUEUED_BYTES, "{bytes}");
+        assert!(dropped > 0 && records.len() < 5_000, "{} kept, {dropped} dropped", records.len());
         install(0);
     }
 }

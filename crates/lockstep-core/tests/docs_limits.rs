@@ -55,6 +55,12 @@ fn the_limits_in_architecture_md_are_the_enforced_ones() {
     assert_says(&doc, "inference", &format!("{}, {} of input", abi::MAX_INFER_REQUESTS_PER_TICK, mib(abi::MAX_INFER_BYTES_PER_TICK)));
     assert_says(&doc, "log lines", &format!("{} per call, {} per tick", abi::MAX_LOG_LINES_PER_CALL, thousands(abi::MAX_LOG_LINES_PER_TICK)));
     assert_says(&doc, "maxLogBytes", &format!("`maxLogBytes` ({})", mib(RuntimeConfig::default().max_log_bytes)));
+    use lockstep_core::logging::{MAX_MESSAGE_BYTES, MAX_QUEUED_BYTES, MAX_QUEUED_RECORDS};
+    assert_says(
+        &doc,
+        "runtime log queue",
+        &format!("holds {} records, {}, each message cut at {} bytes", thousands(MAX_QUEUED_RECORDS), mib(MAX_QUEUED_BYTES), thousands(MAX_MESSAGE_BYTES)),
+    );
 }
 
 #[test]

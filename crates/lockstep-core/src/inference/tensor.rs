@@ -415,10 +415,10 @@ impl<'a> TensorView<'a> {
 ///
 /// ONNX Runtime 1.30's C API numbers uint2, int2 and float8e8m0 24, 25 and 26, where ONNX
 /// numbers them 25, 26 and 24, and its `CreateTensorAsOrtValue` casts the C number to ONNX's
-/// unconverted — so asking for a uint2 tensor (24) makes a float8e8m0 one. The type of the tensor
-/// made is therefore read back, and if it is not `dtype` the tensor is made again with ONNX's
-/// number for `dtype` (what that cast turns into the right type); a build where neither gives
-/// `dtype` is an error, never a tensor of another type.
+/// unconverted — so asking for a uint2 tensor (24) makes a float8e8m0 one. Which number makes
+/// `dtype` in this build is therefore found once (`raw_c_type`), and the type of every tensor
+/// made is read back all the same: a build where neither number gives `dtype` is an error,
+/// never a tensor of another type.
 ///
 /// The tensor is made with the C API itself, not `ort`'s `DynTensor::new`: that one zero-fills
 /// as many bytes as the type it was asked for takes, while ONNX Runtime allocated for the type
@@ -430,34 +430,63 @@ fn raw_tensor(dtype: ElementType, shape: &[i64], data: &[u8]) -> ort::Result<ort
     use ort::AsPointer as _;
     let allocator = ort::memory::Allocator::default();
     let api = ort::api();
+    let c_type = raw_c_type(dtype, &allocator)?;
+    let tensor = new_tensor(&allocator, shape, c_type)?;
+    if element_type_of(tensor.ptr())? != dtype.to_ort() {
+        return Err(ort::Error::new(format!("ONNX Runtime made another type than {} for an input tensor", dtype.name())));
+    }
+    let mut tensor = tensor;
+    let mut size = 0usize;
+    // SAFETY: a live tensor value; ONNX Runtime writes its data's size in bytes.
+    unsafe { ort::Error::result_from_status((api.GetTensorSizeInBytes)(tensor.ptr(), &mut size)) }?;
+    let mut ptr = std::ptr::null_mut();
+    // SAFETY: a live tensor value on the CPU (the default allocator's); ONNX Runtime writes its data's address.
+    unsafe { ort::Error::result_from_status((api.GetTensorMutableData)(tensor.ptr_mut(), &mut ptr)) }?;
+    if size != data.len() || (size > 0 && ptr.is_null()) {
+        return Err(ort::Error::new(format!("ONNX Runtime allocated {size} bytes for {} data of {} bytes", dtype.name(), data.len())));
+    }
+    if size > 0 {
+        // SAFETY: ONNX Runtime allocated exactly `size` == `data.len()` bytes at `ptr` for this
+        // tensor (checked above), which nothing else refers to yet.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.cast::<u8>(), size) };
+    }
+    Ok(tensor)
+}
+
+/// A tensor of `shape` made by `CreateTensorAsOrtValue` with `c_type` (its data uninitialized,
+/// never read here), owned: released when dropped.
+fn new_tensor(allocator: &ort::memory::Allocator, shape: &[i64], c_type: ort::sys::ONNXTensorElementDataType) -> ort::Result<ort::value::DynValue> {
+    use ort::AsPointer as _;
+    let mut value = std::ptr::null_mut();
+    // SAFETY: the allocator and the shape outlive the call; ONNX Runtime writes a new value to
+    // `value` (and allocates its data) or returns an error.
+    unsafe {
+        ort::Error::result_from_status((ort::api().CreateTensorAsOrtValue)(allocator.ptr().cast_mut(), shape.as_ptr(), shape.len(), c_type, &mut value))
+    }?;
+    let value = std::ptr::NonNull::new(value).ok_or_else(|| ort::Error::new("ONNX Runtime made no tensor"))?;
+    // SAFETY: `value` is the tensor just made with `allocator`, owned from here.
+    Ok(unsafe { ort::value::Value::from_ptr(value, Some(allocator)) })
+}
+
+/// The C type number that makes a tensor of `dtype` in this ONNX Runtime build: the C API's
+/// own, or, where the build casts it to ONNX's numbering (see `raw_tensor`), ONNX's. Found once
+/// per type with a one-element tensor of each (nothing written to them), then kept: a large
+/// input made first with the wrong number was allocated at that type's size (4× for an int2
+/// made as a float8e8m0), and could fail where the right one fits.
+fn raw_c_type(dtype: ElementType, allocator: &ort::memory::Allocator) -> ort::Result<ort::sys::ONNXTensorElementDataType> {
+    use ort::AsPointer as _;
+    static FOUND: [std::sync::OnceLock<ort::sys::ONNXTensorElementDataType>; 64] = [const { std::sync::OnceLock::new() }; 64];
+    let slot = FOUND.get(dtype.abi_id() as usize);
+    if let Some(c) = slot.and_then(|s| s.get()) {
+        return Ok(*c);
+    }
     for c_type in [dtype.to_ort().into(), onnx_numbered_c_type(dtype.abi_id())] {
-        let mut value = std::ptr::null_mut();
-        // SAFETY: the allocator and the shape outlive the call; ONNX Runtime writes a new value
-        // to `value` (and allocates its data, uninitialized) or returns an error.
-        unsafe { ort::Error::result_from_status((api.CreateTensorAsOrtValue)(allocator.ptr().cast_mut(), shape.as_ptr(), shape.len(), c_type, &mut value)) }?;
-        let Some(value) = std::ptr::NonNull::new(value) else {
-            return Err(ort::Error::new(format!("ONNX Runtime made no tensor of {}", dtype.name())));
-        };
-        // SAFETY: `value` is the tensor just made with `allocator`; owned (released at drop) from here.
-        let mut tensor: ort::value::DynValue = unsafe { ort::value::Value::from_ptr(value, Some(&allocator)) };
-        if element_type_of(tensor.ptr())? != dtype.to_ort() {
-            continue; // released by its drop, nothing written to it
+        if element_type_of(new_tensor(allocator, &[1], c_type)?.ptr())? == dtype.to_ort() {
+            if let Some(s) = slot {
+                let _ = s.set(c_type);
+            }
+            return Ok(c_type);
         }
-        let mut size = 0usize;
-        // SAFETY: a live tensor value; ONNX Runtime writes its data's size in bytes.
-        unsafe { ort::Error::result_from_status((api.GetTensorSizeInBytes)(tensor.ptr(), &mut size)) }?;
-        let mut ptr = std::ptr::null_mut();
-        // SAFETY: a live tensor value on the CPU (the default allocator's); ONNX Runtime writes its data's address.
-        unsafe { ort::Error::result_from_status((api.GetTensorMutableData)(tensor.ptr_mut(), &mut ptr)) }?;
-        if size != data.len() || (size > 0 && ptr.is_null()) {
-            return Err(ort::Error::new(format!("ONNX Runtime allocated {size} bytes for {} data of {} bytes", dtype.name(), data.len())));
-        }
-        if size > 0 {
-            // SAFETY: ONNX Runtime allocated exactly `size` == `data.len()` bytes at `ptr` for
-            // this tensor (checked above), which nothing else refers to yet.
-            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.cast::<u8>(), size) };
-        }
-        return Ok(tensor);
     }
     Err(ort::Error::new(format!("this ONNX Runtime build cannot make an input tensor of {}", dtype.name())))
 }
