@@ -661,16 +661,18 @@ function isDetached(buffer) {
 function toBytes(payload, name) {
   if (payload == null) return new Uint8Array(0);
   if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
-  if ((payload instanceof ArrayBuffer && isDetached(payload)) || (ArrayBuffer.isView(payload) && isDetached(payload.buffer))) {
+  // ArrayBuffers of any realm: one made in a vm context (Jest's test environment) is not
+  // `instanceof` this realm's, and was refused as "not an ArrayBuffer".
+  const arrayBuffer = types.isArrayBuffer(payload);
+  if ((arrayBuffer && isDetached(payload)) || (ArrayBuffer.isView(payload) && isDetached(payload.buffer))) {
     throw new LockstepError('E_INVALID_ARGUMENT', `${name} is a detached ArrayBuffer (or a view of one): it was transferred away (postMessage, structuredClone) and holds no bytes here`);
   }
   if (payload instanceof Uint8Array) return payload;
-  if (payload instanceof ArrayBuffer) return new Uint8Array(payload);
+  if (arrayBuffer) return new Uint8Array(payload);
   if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
   throw v.fail(name, 'a Uint8Array, Buffer, ArrayBuffer or string', payload);
 }
 
-/** Snapshot bytes (from snapshot()): a Uint8Array, Buffer or ArrayBuffer; never text. */
 /**
  * Whether `buffer` is a SharedArrayBuffer, of any realm (one made in a `vm` context, as Jest's
  * test environment is, is not `instanceof` this realm's: it was then read in place).
@@ -680,6 +682,7 @@ const isShared = (buffer) => types.isSharedArrayBuffer(buffer);
 /** `bytes`, copied if another thread could rewrite them while the addon reads them in place. */
 const unshared = (bytes) => (isShared(bytes.buffer) ? bytes.slice() : bytes);
 
+/** Snapshot bytes (from snapshot()): a Uint8Array, Buffer or ArrayBuffer; never text. */
 function snapshotBytes(x, name) {
   if (x == null || typeof x === 'string') throw v.fail(name, 'a snapshot: the bytes from rt.snapshot() (a Uint8Array, Buffer or ArrayBuffer)', x);
   const bytes = toBytes(x, name);
@@ -725,7 +728,7 @@ async function moduleBytesAsync(source, name, what) {
 }
 
 function sourceBytes(source, name, what) {
-  if (source instanceof Uint8Array || source instanceof ArrayBuffer || ArrayBuffer.isView(source)) return toBytes(source, name);
+  if (source instanceof Uint8Array || types.isArrayBuffer(source) || ArrayBuffer.isView(source)) return toBytes(source, name);
   throw v.fail(name, `a path or the ${what}'s bytes (Uint8Array, Buffer, ArrayBuffer)`, source);
 }
 

@@ -94,6 +94,17 @@ const typedArrayBuffer = getter(TYPED_ARRAY, 'buffer');
 const typedArrayByteOffset = getter(TYPED_ARRAY, 'byteOffset');
 const typedArrayByteLength = getter(TYPED_ARRAY, 'byteLength');
 const dataViewBuffer = getter(DataView.prototype, 'buffer');
+const arrayBufferByteLength = getter(ArrayBuffer.prototype, 'byteLength');
+
+/** An ArrayBuffer of any realm (a vm context's, as Jest's environment has, is not `instanceof` this one's). */
+function isArrayBuffer(x) {
+  try {
+    arrayBufferByteLength.call(x);
+    return true;
+  } catch {
+    return false;
+  }
+}
 const dataViewByteOffset = getter(DataView.prototype, 'byteOffset');
 const dataViewByteLength = getter(DataView.prototype, 'byteLength');
 
@@ -125,7 +136,7 @@ function toBytes(payload) {
     return copy;
   }
   if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
-  if (payload instanceof ArrayBuffer) return new Uint8Array(payload);
+  if (isArrayBuffer(payload)) return new Uint8Array(payload);
   if (ArrayBuffer.isView(payload)) {
     // Its bytes as the built-in getters describe them (a typed array whose prototype was
     // replaced, or a subclass with its own getters, read no caller code here).

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createContext, runInContext } from 'node:vm';
 const require = createRequire(import.meta.url);
 const lockstep = require('../index.js');
 const { Runtime, LockstepError, exampleAgent, EXAMPLES_PUBLIC_KEY, replay, sign, verify, inspect, setLogger, createRingBuffer, RingProducer, RingConsumer } = lockstep;
@@ -215,5 +216,22 @@ test('odd but valid arguments still work', () => {
       checkError(e, `tick(${String(w)})`, 'n');
     }
   }
+  rt.close();
+});
+
+test("bytes of another realm (a vm context, as Jest's test environment is) are taken everywhere a realm's own are", () => {
+  // An ArrayBuffer made in a vm context is not `instanceof` this realm's: send, tryPush and
+  // loadModule refused it as "not an ArrayBuffer".
+  const context = createContext({});
+  const foreign = (bytes) => runInContext('(b) => { const a = new ArrayBuffer(b.length); new Uint8Array(a).set(b); return a; }', context)(bytes);
+  const payload = foreign(Uint8Array.from([1, 2, 3]));
+  assert.equal(payload instanceof ArrayBuffer, false);
+  const rt = new Runtime({ trustedKeys: [EXAMPLES_PUBLIC_KEY], workers: 1 });
+  const module = rt.loadModule(foreign(readFileSync(exampleAgent('echo'))));
+  const id = rt.spawn(module);
+  rt.send(id, payload);
+  const { inbound } = rt.attachRings({ inboundBytes: 1 << 16, outboundBytes: 1 << 16 });
+  assert.equal(inbound.tryPush(id, payload), true);
+  assert.equal(rt.tick().messagesDelivered, 2);
   rt.close();
 });
