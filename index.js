@@ -439,8 +439,9 @@ function flattenInputs(inputs) {
     if (type === 'string') data.push(encodeStrings(what, tData, length));
     else {
       const buffer = tData.buffer;
-      // An empty view of a transferred buffer passed every check above (0 elements).
-      if (isDetached(buffer)) throw new LockstepError('E_INVALID_ARGUMENT', `${what}.data is a view of a detached ArrayBuffer: it was transferred away (postMessage, structuredClone) and holds no bytes here`);
+      // An empty view of a transferred buffer passed every check above (0 elements; a view of
+      // one always reads as empty, so only an empty one is asked).
+      if (length === 0 && isDetached(buffer)) throw new LockstepError('E_INVALID_ARGUMENT', `${what}.data is a view of a detached ArrayBuffer: it was transferred away (postMessage, structuredClone) and holds no bytes here`);
       data.push(new Uint8Array(buffer, tData.byteOffset, tData.byteLength));
     }
   }
@@ -677,7 +678,7 @@ function toBytes(payload, name) {
  * Whether `buffer` is a SharedArrayBuffer, of any realm (one made in a `vm` context, as Jest's
  * test environment is, is not `instanceof` this realm's: it was then read in place).
  */
-const isShared = (buffer) => types.isSharedArrayBuffer(buffer);
+const isShared = (buffer) => !(buffer instanceof ArrayBuffer) && types.isSharedArrayBuffer(buffer);
 
 /** `bytes`, copied if another thread could rewrite them while the addon reads them in place. */
 const unshared = (bytes) => (isShared(bytes.buffer) ? bytes.slice() : bytes);
