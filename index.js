@@ -2114,26 +2114,15 @@ class JournalCursor {
  * (a path) or a replay log's bytes (`options.snapshot` for a log that starts from one). Trust as in replay(): pass
  * `trustedKeys` (and `devMode` for a devMode session's unsigned modules).
  */
-/** The built-in getters of a typed array's kind and buffer, and of a SharedArrayBuffer's size (caller code cannot claim another). */
-const TYPED_ARRAY_PROTO = Object.getPrototypeOf(Int32Array.prototype);
-const typedArrayTag = Object.getOwnPropertyDescriptor(TYPED_ARRAY_PROTO, Symbol.toStringTag).get;
-const typedArrayBufferOf = Object.getOwnPropertyDescriptor(TYPED_ARRAY_PROTO, 'buffer').get;
-const typedArrayLengthOf = Object.getOwnPropertyDescriptor(TYPED_ARRAY_PROTO, 'length').get;
-const sharedByteLength = Object.getOwnPropertyDescriptor(SharedArrayBuffer.prototype, 'byteLength').get;
-
 /**
  * `openJournal`'s `interrupt`: an Int32Array of at least one element over a SharedArrayBuffer
- * (the native side reads its first element while a seek runs: a buffer that could be
- * transferred away is refused).
+ * (the native side reads its first element while a seek runs, and checks the same itself as
+ * the array crosses: a buffer that could be transferred away is refused).
  */
 function interruptWord(word) {
-  let ok = false;
-  try {
-    ok = typedArrayTag.call(word) === 'Int32Array' && typedArrayLengthOf.call(word) >= 1 && sharedByteLength.call(typedArrayBufferOf.call(word)) >= 4;
-  } catch {
-    // Not a typed array, or its buffer not a SharedArrayBuffer.
+  if (!(types.isInt32Array(word) && word.length >= 1 && types.isSharedArrayBuffer(word.buffer))) {
+    throw v.fail('option interrupt', 'an Int32Array of at least one element over a SharedArrayBuffer (new Int32Array(new SharedArrayBuffer(4)))', word, CFG);
   }
-  if (!ok) throw v.fail('option interrupt', 'an Int32Array of at least one element over a SharedArrayBuffer (new Int32Array(new SharedArrayBuffer(4)))', word, CFG);
   return word;
 }
 

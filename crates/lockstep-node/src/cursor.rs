@@ -83,7 +83,7 @@ impl NativeJournalCursor {
 fn core_options(o: CursorOptions, word: Option<&InterruptWord>) -> Result<j::CursorOptions> {
     let d = j::CursorOptions::default();
     let uint = |name, v, min, max| convert::opt_uint(name, v, min, max).map_err(invalid_config);
-    let options = j::CursorOptions {
+    Ok(j::CursorOptions {
         workers: uint("workers", o.workers, 1, 256)?.map_or(d.workers, |w| w as usize),
         trust: match o.trust_journal {
             Some(true) => None,
@@ -95,8 +95,7 @@ fn core_options(o: CursorOptions, word: Option<&InterruptWord>) -> Result<j::Cur
         snapshot: o.snapshot.map(|s| s.to_vec()),
         snapshot_interval_ticks: uint("snapshotIntervalTicks", o.snapshot_interval_ticks, 0, convert::MAX_SAFE)?.unwrap_or(d.snapshot_interval_ticks),
         interrupt: word.map(InterruptWord::interrupt),
-    };
-    Ok(options)
+    })
 }
 
 fn tick_arg(name: &str, t: f64) -> Result<u64> {
@@ -112,17 +111,15 @@ impl NativeJournalCursor {
     /// (crate::interrupt_word).
     #[napi(factory, catch_unwind)]
     pub fn open_dir(dir: String, options: Option<CursorOptions>, interrupt: Option<InterruptWord>) -> Result<Self> {
-        let word = interrupt;
-        let o = core_options(options.unwrap_or_default(), word.as_ref())?;
-        Ok(Self { inner: Some(j::JournalCursor::open_dir(Path::new(&dir), o).map_err(to_napi)?), _interrupt: word })
+        let o = core_options(options.unwrap_or_default(), interrupt.as_ref())?;
+        Ok(Self { inner: Some(j::JournalCursor::open_dir(Path::new(&dir), o).map_err(to_napi)?), _interrupt: interrupt })
     }
 
     /// A cursor over a replay log's bytes (`interrupt` as `openDir`'s).
     #[napi(factory, catch_unwind)]
     pub fn open_log(log: Uint8Array, options: Option<CursorOptions>, interrupt: Option<InterruptWord>) -> Result<Self> {
-        let word = interrupt;
-        let o = core_options(options.unwrap_or_default(), word.as_ref())?;
-        Ok(Self { inner: Some(j::JournalCursor::open_log(log.to_vec(), o).map_err(to_napi)?), _interrupt: word })
+        let o = core_options(options.unwrap_or_default(), interrupt.as_ref())?;
+        Ok(Self { inner: Some(j::JournalCursor::open_log(log.to_vec(), o).map_err(to_napi)?), _interrupt: interrupt })
     }
 
     /// Frees the cursor's session state and snapshot cache now instead of at garbage

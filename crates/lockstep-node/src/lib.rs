@@ -957,16 +957,14 @@ fn run_packed(engine: &InferenceEngine, model: &str, spec: &str, data: &[u8]) ->
 
 /// Runs `model` on inputs already parsed (`packed`'s ranges lie inside `data`).
 fn run_views(engine: &InferenceEngine, model: &str, packed: &[inference::PackedInput], data: &[u8]) -> Result<Vec<(String, lockstep_core::inference::Output)>> {
-    let views = packed
+    let bytes = packed
         .iter()
-        .map(|(name, dtype, shape, range)| {
-            let data = data
-                .get(range.clone())
-                .ok_or_else(|| to_napi(BindError { code: "E_INVALID_ARGUMENT", message: "malformed packed inputs: data shorter than declared".into() }))?;
-            Ok((name.as_str(), lockstep_core::inference::TensorView { dtype: *dtype, shape, data }))
+        .map(|(.., range)| {
+            data.get(range.clone())
+                .ok_or_else(|| to_napi(BindError { code: "E_INVALID_ARGUMENT", message: "malformed packed inputs: data shorter than declared".into() }))
         })
         .collect::<Result<Vec<_>>>()?;
-    engine.run_output_views(model, &views).map_err(to_napi)
+    run_each(engine, model, packed, &bytes)
 }
 
 /// index.js passes distinct buffers; views of the same memory are refused all the same.
@@ -992,19 +990,27 @@ fn run_parts(
             message: format!("malformed inputs: the spec names {} inputs, {} arrays were given", packed.len(), parts.len()),
         }));
     }
-    let views = packed
+    if let Some(((name, .., range), data)) = packed.iter().zip(parts).find(|((.., range), data)| data.len() != range.len()) {
+        return Err(to_napi(BindError {
+            code: "E_INVALID_ARGUMENT",
+            message: format!("malformed inputs: input \"{name}\" declares {} bytes, its array holds {}", range.len(), data.len()),
+        }));
+    }
+    run_each(engine, model, packed, parts)
+}
+
+/// Runs `model` on the parsed inputs `packed`, input `i`'s bytes being `bytes[i]` (checked).
+fn run_each(
+    engine: &InferenceEngine,
+    model: &str,
+    packed: &[inference::PackedInput],
+    bytes: &[&[u8]],
+) -> Result<Vec<(String, lockstep_core::inference::Output)>> {
+    let views: Vec<_> = packed
         .iter()
-        .zip(parts)
-        .map(|((name, dtype, shape, range), data)| {
-            if data.len() != range.len() {
-                return Err(to_napi(BindError {
-                    code: "E_INVALID_ARGUMENT",
-                    message: format!("malformed inputs: input \"{name}\" declares {} bytes, its array holds {}", range.len(), data.len()),
-                }));
-            }
-            Ok((name.as_str(), lockstep_core::inference::TensorView { dtype: *dtype, shape, data }))
-        })
-        .collect::<Result<Vec<_>>>()?;
+        .zip(bytes)
+        .map(|((name, dtype, shape, _), data)| (name.as_str(), lockstep_core::inference::TensorView { dtype: *dtype, shape, data }))
+        .collect();
     engine.run_output_views(model, &views).map_err(to_napi)
 }
 

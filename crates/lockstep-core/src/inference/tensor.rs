@@ -431,11 +431,10 @@ fn raw_tensor(dtype: ElementType, shape: &[i64], data: &[u8]) -> ort::Result<ort
     let allocator = ort::memory::Allocator::default();
     let api = ort::api();
     let c_type = raw_c_type(dtype, &allocator)?;
-    let tensor = new_tensor(&allocator, shape, c_type)?;
+    let mut tensor = new_tensor(&allocator, shape, c_type)?;
     if element_type_of(tensor.ptr())? != dtype.to_ort() {
         return Err(ort::Error::new(format!("ONNX Runtime made another type than {} for an input tensor", dtype.name())));
     }
-    let mut tensor = tensor;
     let mut size = 0usize;
     // SAFETY: a live tensor value; ONNX Runtime writes its data's size in bytes.
     unsafe { ort::Error::result_from_status((api.GetTensorSizeInBytes)(tensor.ptr(), &mut size)) }?;

@@ -524,9 +524,8 @@ impl JournalCursor {
         }
         self.falling_back(|c| {
             c.seek_once(tick)?;
-            if c.interrupt.as_ref().is_some_and(Interrupt::asked) {
-                return Err(LockstepError::Interrupted { during: format!("reading the messages of tick {tick}, at tick {tick}, where the cursor stays") });
-            }
+            // Its traced step is a tick of replay like a seek's (to `tick + 1`).
+            c.check_interrupt(tick + 1)?;
             c.replay()?.rt.set_tracing(true);
             let stepped = c.step_or_reset(true);
             let rt = &mut c.replay()?.rt;
